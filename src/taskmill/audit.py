@@ -1,0 +1,133 @@
+"""The audit trail: an append-only, hash-chained log of every change.
+
+Each event's hash is ``sha256(prev_hash + canonical JSON of the event)``; the head of the
+chain (its hash and length) is kept in ``meta`` in the same transaction. ``verify``
+recomputes the chain and names the first event that was altered or removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Event
+
+GENESIS = "0" * 64
+
+
+def canonical(seq: int, ts: str, actor: str, task_id: str | None, kind: str, data: str) -> bytes:
+    body = {"seq": seq, "ts": ts, "actor": actor, "task": task_id, "kind": kind, "data": data}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, payload: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
+
+
+def _head(conn: sqlite3.Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+    if row is None:
+        return 0, GENESIS
+    seq, digest = row[0].split(":", 1)
+    return int(seq), digest
+
+
+class AuditLog:
+    """Appends events inside the caller's write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._pending: tuple[int, str] | None = None
+
+    def begin(self) -> None:
+        self._pending = _head(self._conn)
+
+    def append(self, *, ts: str, actor: str, task_id: str | None, kind: str,
+               data: dict[str, Any]) -> None:
+        if self._pending is None:
+            self.begin()
+        assert self._pending is not None
+        last_seq, prev = self._pending
+        seq = last_seq + 1
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=str)
+        digest = chain_hash(prev, canonical(seq, ts, actor, task_id, kind, text))
+        self._conn.execute(
+            "INSERT INTO events (seq, ts, actor, task_id, kind, data, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, ts, actor, task_id, kind, text, prev, digest),
+        )
+        self._pending = (seq, digest)
+
+    def finish(self) -> None:
+        """Record the new head; call before the transaction commits."""
+        if self._pending is None:
+            return
+        seq, digest = self._pending
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (f"{seq}:{digest}",),
+        )
+        self._pending = None
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    events: int
+    head: str
+    problems: list[str] = field(default_factory=list)
+    first_bad_seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "head": self.head,
+            "first_bad_seq": self.first_bad_seq,
+            "problems": self.problems,
+        }
+
+
+def verify(conn: sqlite3.Connection) -> VerifyReport:
+    head_seq, head_hash = _head(conn)
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    cursor = conn.execute(
+        "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events ORDER BY seq"
+    )
+    for seq, ts, actor, task_id, kind, data, prev_hash, digest in cursor:
+        count += 1
+        if seq != expected_seq:
+            missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
+            return VerifyReport(False, count, head_hash,
+                                [f"event {missing} was removed (the chain jumps to {seq})"],
+                                expected_seq)
+        if prev_hash != prev:
+            return VerifyReport(False, count, head_hash,
+                                [f"event {seq}: its link to event {seq - 1} does not match"
+                                 " (an earlier event was altered or removed)"], seq)
+        if chain_hash(prev, canonical(seq, ts, actor, task_id, kind, data)) != digest:
+            return VerifyReport(False, count, head_hash,
+                                [f"event {seq} ({kind} {task_id or ''}) was altered:"
+                                 " its content does not match its hash"], seq)
+        prev = digest
+        expected_seq += 1
+    last = expected_seq - 1
+    if last != head_seq or prev != head_hash:
+        if last < head_seq:
+            problem = f"event {last + 1}..{head_seq} was removed from the end of the log"
+            return VerifyReport(False, count, head_hash, [problem], last + 1)
+        problem = f"the log's head does not match the recorded head (seq {head_seq})"
+        return VerifyReport(False, count, head_hash, [problem], head_seq + 1)
+    return VerifyReport(True, count, head_hash)
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    seq, ts, actor, task_id, kind, data, prev_hash, digest = row
+    return Event(seq, ts, actor, task_id, kind, json.loads(data), prev_hash, digest)

@@ -1,0 +1,100 @@
+"""taskmill's exception hierarchy.
+
+Every error a user can cause is a :class:`TaskmillError` with a stable ``code`` (used in
+``--json`` error objects) and an exit status. Errors from git, SQLite and subprocesses are
+converted into this hierarchy where they are caught::
+
+    TaskmillError                 exit 1   code "error"
+    ├── UserError                 exit 2   code "invalid"       bad arguments or input
+    │   ├── NotInitialized        exit 2   code "not_initialized"
+    │   ├── NotARepository        exit 2   code "not_a_repository"
+    │   ├── InvalidInput          exit 2   code "invalid"
+    │   │   └── PlanError         exit 2   code "plan_invalid"
+    │   └── CycleError            exit 2   code "cycle"
+    ├── NotFound                  exit 3   code "not_found"
+    ├── Conflict                  exit 4   code "conflict"
+    │   └── ClaimConflict         exit 4   code "claim_conflict"
+    ├── IntegrityError            exit 5   code "integrity"      the audit chain does not verify
+    └── GitError                  exit 6   code "git"
+"""
+
+from __future__ import annotations
+
+
+class TaskmillError(Exception):
+    code = "error"
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.hint:
+            data["hint"] = self.hint
+        return {"error": data}
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class UserError(TaskmillError):
+    code = "invalid"
+    exit_code = 2
+
+
+class NotInitialized(UserError):
+    code = "not_initialized"
+
+
+class NotARepository(UserError):
+    code = "not_a_repository"
+
+
+class InvalidInput(UserError):
+    code = "invalid"
+
+
+class PlanError(InvalidInput):
+    code = "plan_invalid"
+
+
+class CycleError(UserError):
+    code = "cycle"
+
+    def __init__(self, message: str, cycle: list[str], *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.cycle = cycle
+
+    def to_json(self) -> dict[str, object]:
+        data = super().to_json()
+        err = data["error"]
+        assert isinstance(err, dict)
+        err["cycle"] = self.cycle
+        return data
+
+
+class NotFound(TaskmillError):
+    code = "not_found"
+    exit_code = 3
+
+
+class Conflict(TaskmillError):
+    code = "conflict"
+    exit_code = 4
+
+
+class ClaimConflict(Conflict):
+    code = "claim_conflict"
+
+
+class IntegrityError(TaskmillError):
+    code = "integrity"
+    exit_code = 5
+
+
+class GitError(TaskmillError):
+    code = "git"
+    exit_code = 6

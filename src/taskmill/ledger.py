@@ -1,0 +1,681 @@
+"""The ledger: tasks, dependencies, labels, comments and the audit trail, over SQLite.
+
+This is the library the CLI, the mill, the web API and the MCP server all call. Every change
+runs in one write transaction together with its audit event, so a change is either wholly
+applied and recorded, or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import readiness
+from .audit import AuditLog, VerifyReport, event_from_row, verify
+from .clock import Clock, SystemClock, iso
+from .db import connect, migrate, write_tx
+from .errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
+from .ids import hash_length, new_id
+from .model import (
+    BLOCKS,
+    CLOSED,
+    DEP_TYPES,
+    DONE_STATUSES,
+    GATING_TYPES,
+    HIDDEN_STATUSES,
+    IN_PROGRESS,
+    OPEN,
+    PARENT_CHILD,
+    STATUSES,
+    UPDATABLE_FIELDS,
+    BlockedTask,
+    Comment,
+    Dependency,
+    Event,
+    Task,
+)
+
+TASK_COLUMNS = (
+    "id, title, description, design, acceptance_criteria, notes, status, priority, issue_type,"
+    " assignee, created_at, updated_at, closed_at, close_reason, external_ref, metadata, checks,"
+    " agent, hints, gated"
+)
+_JSON_FIELDS = frozenset({"metadata", "checks", "hints"})
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def task_from_row(row: Sequence[Any], labels: list[str] | None = None) -> Task:
+    (tid, title, description, design, acceptance, notes, status, priority, issue_type, assignee,
+     created_at, updated_at, closed_at, close_reason, external_ref, metadata, checks, agent,
+     hints, gated) = row
+    return Task(
+        id=tid, title=title, description=description, design=design,
+        acceptance_criteria=acceptance, notes=notes, status=status, priority=priority,
+        issue_type=issue_type, assignee=assignee, labels=labels or [], created_at=created_at,
+        updated_at=updated_at, closed_at=closed_at, close_reason=close_reason,
+        external_ref=external_ref, metadata=_loads(metadata), checks=_loads(checks),
+        agent=agent, hints=_loads(hints), ready=(status == OPEN and not gated),
+    )
+
+
+def validate_priority(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
+        raise InvalidInput(f"priority must be an integer from 0 (highest) to 4, not {value!r}")
+    return value
+
+
+def validate_status(value: Any) -> str:
+    if value not in STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {value!r}")
+    return str(value)
+
+
+def validate_dep_type(value: str) -> str:
+    if value not in DEP_TYPES:
+        raise InvalidInput(f"dependency type must be one of {', '.join(DEP_TYPES)}, not {value!r}")
+    return value
+
+
+def _validate_checks(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+        raise InvalidInput("checks must be a list of non-empty shell commands")
+    return list(value)
+
+
+def _validate_table(name: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{name} must be a JSON object")
+    return dict(value)
+
+
+class Ledger:
+    """A repository's ledger. Open with :meth:`open` (a file) or :meth:`memory` (tests)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, prefix: str, clock: Clock,
+                 actor: str, path: Path | None = None) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        self.clock = clock
+        self.actor = actor
+        self.path = path
+        self._audit = AuditLog(conn)
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, db_path: Path, *, prefix: str, clock: Clock | None = None,
+             actor: str = "taskmill") -> Ledger:
+        conn = connect(db_path)
+        migrate(conn)
+        return cls(conn, prefix=prefix, clock=clock or SystemClock(), actor=actor, path=db_path)
+
+    @classmethod
+    def memory(cls, *, prefix: str = "tm", clock: Clock | None = None,
+               actor: str = "test") -> Ledger:
+        conn = connect(":memory:")
+        migrate(conn)
+        return cls(conn, prefix=prefix, clock=clock or SystemClock(), actor=actor)
+
+    def close_db(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_db()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction whose audit events are chained and committed with it."""
+        with write_tx(self.conn):
+            self._audit.begin()
+            try:
+                yield self.conn
+            except BaseException:
+                self._audit = AuditLog(self.conn)
+                raise
+            self._audit.finish()
+
+    def record(self, kind: str, task_id: str | None, data: dict[str, Any],
+               *, actor: str | None = None, ts: str | None = None) -> None:
+        """Append an audit event (inside :meth:`transaction`)."""
+        self._audit.append(ts=ts or self.now(), actor=actor or self.actor, task_id=task_id,
+                           kind=kind, data=data)
+
+    def now(self) -> str:
+        return iso(self.clock.now())
+
+    def _row(self, task_id: str) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = self.conn.execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+        return row
+
+    def resolve(self, task_id: str) -> str:
+        """The full id for ``task_id`` or a unique prefix of one."""
+        if self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
+            return task_id
+        matches = [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE id >= ? AND id < ? LIMIT 6", (task_id, task_id + "\uffff"))]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidInput(f"{task_id!r} is ambiguous: it could be {', '.join(matches[:5])}",
+                               hint="give more of the id")
+        raise NotFound(f"no task {task_id!r}", hint="`taskmill list` shows the task ids")
+
+    def _labels(self, task_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT label FROM labels WHERE task_id = ? ORDER BY pos, label", (task_id,))]
+
+    def _labels_for(self, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start:chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            for tid, label in self.conn.execute(
+                f"SELECT task_id, label FROM labels WHERE task_id IN ({marks}) ORDER BY pos, label",
+                chunk,
+            ):
+                out[tid].append(label)
+        return out
+
+    def _tasks(self, rows: list[Sequence[Any]]) -> list[Task]:
+        labels = self._labels_for([r[0] for r in rows]) if rows else {}
+        return [task_from_row(r, labels.get(r[0])) for r in rows]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        tid = self.resolve(task_id)
+        row = self._row(tid)
+        assert row is not None
+        return task_from_row(row, self._labels(tid))
+
+    def show(self, task_id: str) -> Task:
+        """A task with its dependencies both ways, comments and attempts."""
+        task = self.get(task_id)
+        task.dependencies = [Dependency(*r) for r in self.conn.execute(
+            "SELECT issue_id, depends_on_id, type, created_at, created_by FROM deps"
+            " WHERE issue_id = ? ORDER BY pos, depends_on_id", (task.id,))]
+        task.dependents = [Dependency(*r) for r in self.conn.execute(
+            "SELECT issue_id, depends_on_id, type, created_at, created_by FROM deps"
+            " WHERE depends_on_id = ? ORDER BY issue_id", (task.id,))]
+        task.comments = [Comment(*r) for r in self.conn.execute(
+            "SELECT id, task_id, author, text, created_at FROM comments WHERE task_id = ?"
+            " ORDER BY id", (task.id,))]
+        task.attempts = self.attempts(task.id)
+        return task
+
+    def list_tasks(self, *, status: str | Sequence[str] | None = None, label: str | None = None,
+                   issue_type: str | None = None, assignee: str | None = None,
+                   parent: str | None = None, include_hidden: bool = False,
+                   limit: int | None = None) -> list[Task]:
+        where: list[str] = []
+        args: list[Any] = []
+        if status:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        elif not include_hidden:
+            where.append(f"status NOT IN ({','.join('?' * len(HIDDEN_STATUSES))})")
+            args.extend(sorted(HIDDEN_STATUSES))
+        if label:
+            where.append("id IN (SELECT task_id FROM labels WHERE label = ?)")
+            args.append(label)
+        if issue_type:
+            where.append("issue_type = ?")
+            args.append(issue_type)
+        if assignee:
+            where.append("assignee = ?")
+            args.append(assignee)
+        if parent:
+            where.append("id IN (SELECT issue_id FROM deps WHERE depends_on_id = ?"
+                         " AND type = 'parent-child')")
+            args.append(self.resolve(parent))
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY priority, seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._tasks(self.conn.execute(sql, args).fetchall())
+
+    def ready(self, *, limit: int | None = None) -> list[Task]:
+        """Open tasks with nothing gating them, highest priority first, then oldest first."""
+        sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
+               " WHERE status = 'open' AND gated = 0 ORDER BY priority, seq")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._tasks(self.conn.execute(sql).fetchall())
+
+    def blocked(self) -> list[BlockedTask]:
+        """Tasks that are not done and are gated or marked blocked, with what holds each."""
+        rows = self.conn.execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE (gated = 1 OR status = 'blocked')"
+            " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq").fetchall()
+        out: list[BlockedTask] = []
+        for task in self._tasks(rows):
+            blockers = [r[0] for r in self.conn.execute(
+                "SELECT b.id FROM deps d JOIN tasks b ON b.id = d.depends_on_id WHERE d.issue_id = ?"
+                " AND d.type = 'blocks' AND b.status NOT IN ('closed', 'tombstone')", (task.id,))]
+            parents = [r[0] for r in self.conn.execute(
+                "SELECT p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id WHERE d.issue_id = ?"
+                " AND d.type = 'parent-child' AND p.status NOT IN ('closed', 'tombstone')"
+                " AND (p.gated = 1 OR p.status IN ('blocked', 'deferred'))", (task.id,))]
+            out.append(BlockedTask(task, blockers, parents))
+        return out
+
+    def exists(self, task_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is not None
+
+    # -- creating ------------------------------------------------------------------------
+
+    def _new_id(self, title: str, created_at: str) -> str:
+        count = self.conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
+        length = hash_length(count)
+        for attempt in range(12):
+            candidate = new_id(self.prefix, title, created_at, length=length + attempt // 3)
+            if not self.exists(candidate):
+                return candidate
+        raise Conflict("could not find a free task id; try again")
+
+    def create(self, title: str, *, description: str = "", design: str = "",
+               acceptance_criteria: str = "", notes: str = "", status: str = OPEN,
+               priority: int = 2, issue_type: str = "task", assignee: str | None = None,
+               labels: Iterable[str] = (), external_ref: str | None = None,
+               metadata: dict[str, Any] | None = None, checks: list[str] | None = None,
+               agent: str | None = None, hints: dict[str, Any] | None = None,
+               after: Iterable[str] = (), parent: str | None = None,
+               discovered_from: str | None = None, task_id: str | None = None,
+               actor: str | None = None) -> Task:
+        """Create a task (and its dependencies) in one transaction."""
+        with self.transaction():
+            tid = self._create(
+                title, description=description, design=design,
+                acceptance_criteria=acceptance_criteria, notes=notes, status=status,
+                priority=priority, issue_type=issue_type, assignee=assignee, labels=labels,
+                external_ref=external_ref, metadata=metadata, checks=checks, agent=agent,
+                hints=hints, task_id=task_id, actor=actor)
+            for blocker in after:
+                self._add_dep(tid, self.resolve(blocker), BLOCKS, actor=actor)
+            if parent:
+                self._add_dep(tid, self.resolve(parent), PARENT_CHILD, actor=actor)
+            if discovered_from:
+                self._add_dep(tid, self.resolve(discovered_from), "discovered-from", actor=actor)
+        return self.get(tid)
+
+    def _create(self, title: str, *, description: str, design: str, acceptance_criteria: str,
+                notes: str, status: str, priority: int, issue_type: str, assignee: str | None,
+                labels: Iterable[str], external_ref: str | None, metadata: dict[str, Any] | None,
+                checks: list[str] | None, agent: str | None, hints: dict[str, Any] | None,
+                task_id: str | None, actor: str | None) -> str:
+        if not title or not title.strip():
+            raise InvalidInput("a task needs a title")
+        validate_priority(priority)
+        validate_status(status)
+        checks = _validate_checks(checks)
+        metadata = _validate_table("metadata", metadata)
+        hints = _validate_table("hints", hints)
+        if not issue_type:
+            raise InvalidInput("issue_type must not be empty")
+        now = self.now()
+        if task_id is not None:
+            if self.exists(task_id):
+                raise Conflict(f"task {task_id} already exists")
+            tid = task_id
+        else:
+            tid = self._new_id(title, now)
+        closed_at = now if status == CLOSED else None
+        self.conn.execute(
+            "INSERT INTO tasks (id, title, description, design, acceptance_criteria, notes, status,"
+            " priority, issue_type, assignee, created_at, updated_at, closed_at, external_ref,"
+            " metadata, checks, agent, hints) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (tid, title, description, design, acceptance_criteria, notes, status, priority,
+             issue_type, assignee, now, now, closed_at, external_ref, _dumps(metadata),
+             _dumps(checks), agent, _dumps(hints)),
+        )
+        label_list = list(dict.fromkeys(labels))
+        if label_list:
+            self.conn.executemany("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
+                                  [(tid, lb, i) for i, lb in enumerate(label_list)])
+        fields: dict[str, Any] = {"title": title, "status": status, "priority": priority,
+                                  "issue_type": issue_type}
+        for key, value in (("description", description), ("design", design),
+                           ("acceptance_criteria", acceptance_criteria), ("notes", notes),
+                           ("assignee", assignee), ("external_ref", external_ref),
+                           ("metadata", metadata), ("checks", checks), ("agent", agent),
+                           ("hints", hints)):
+            if value:
+                fields[key] = value
+        if label_list:
+            fields["labels"] = label_list
+        self.record("created", tid, {"new": fields}, actor=actor, ts=now)
+        return tid
+
+    # -- changing ------------------------------------------------------------------------
+
+    def update(self, task_id: str, changes: Mapping[str, Any], *, actor: str | None = None,
+               expect_status: str | None = None) -> Task:
+        """Change fields of a task; records old and new value of each field that changed."""
+        unknown = set(changes) - set(UPDATABLE_FIELDS)
+        if unknown:
+            raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}",
+                               hint=f"updatable fields: {', '.join(UPDATABLE_FIELDS)}")
+        with self.transaction():
+            tid = self.resolve(task_id)
+            self._update(tid, changes, actor=actor, expect_status=expect_status)
+        return self.get(tid)
+
+    def _update(self, tid: str, changes: Mapping[str, Any], *, actor: str | None,
+                expect_status: str | None = None) -> dict[str, list[Any]]:
+        current = self.get(tid)
+        if expect_status is not None and current.status != expect_status:
+            raise Conflict(f"{tid} is {current.status}, expected {expect_status}")
+        diff: dict[str, list[Any]] = {}
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "priority":
+                value = validate_priority(value)
+            elif key == "status":
+                value = validate_status(value)
+            elif key == "checks":
+                value = _validate_checks(value)
+            elif key in ("metadata", "hints"):
+                value = _validate_table(key, value)
+            elif key == "title" and (not isinstance(value, str) or not value.strip()):
+                raise InvalidInput("the title must not be empty")
+            old = getattr(current, key)
+            if old != value:
+                diff[key] = [old, value]
+                values[key] = _dumps(value) if key in _JSON_FIELDS else value
+        if not diff:
+            return diff
+        now = self.now()
+        if "status" in diff:
+            old_status, new_status = diff["status"]
+            if new_status == CLOSED:
+                values["closed_at"] = now
+            elif old_status == CLOSED:
+                values["closed_at"] = None
+                if "close_reason" not in values:
+                    values["close_reason"] = None
+        values["updated_at"] = now
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        self.conn.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), tid))
+        if "status" in diff:
+            self._status_changed(tid, diff["status"][0], diff["status"][1])
+        self.record("updated", tid, {"changes": diff}, actor=actor, ts=now)
+        return diff
+
+    def _status_changed(self, tid: str, old: str, new: str) -> None:
+        roots = [tid]
+        if (old in DONE_STATUSES) != (new in DONE_STATUSES):
+            roots.extend(readiness.on_done_changed(self.conn, tid, new in DONE_STATUSES))
+        readiness.refresh(self.conn, roots)
+
+    def claim(self, task_id: str, assignee: str, *, actor: str | None = None) -> Task:
+        """Atomically take a ready task: exactly one of several concurrent claimers wins."""
+        with self.transaction():
+            tid = self.resolve(task_id)
+            now = self.now()
+            cur = self.conn.execute(
+                "UPDATE tasks SET status = 'in_progress', assignee = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'open' AND gated = 0", (assignee, now, tid))
+            if cur.rowcount != 1:
+                task = self.get(tid)
+                if task.status == IN_PROGRESS:
+                    who = f" by {task.assignee}" if task.assignee else ""
+                    raise ClaimConflict(f"{tid} is already claimed{who}")
+                if task.status == OPEN:
+                    raise ClaimConflict(f"{tid} is not ready: it waits on open dependencies",
+                                        hint=f"`taskmill show {tid}` lists them")
+                raise ClaimConflict(f"{tid} is {task.status}, not open")
+            self._status_changed(tid, OPEN, IN_PROGRESS)
+            self.record("claimed", tid, {"changes": {"status": [OPEN, IN_PROGRESS],
+                                                     "assignee": [None, assignee]}},
+                        actor=actor or assignee, ts=now)
+        return self.get(tid)
+
+    def claim_next(self, assignee: str, *, actor: str | None = None,
+                   exclude: Iterable[str] = ()) -> Task | None:
+        """Claim the first ready task (in ``ready`` order) that another claimer did not win."""
+        skip = set(exclude)
+        for task in self.ready(limit=len(skip) + 20):
+            if task.id in skip:
+                continue
+            try:
+                return self.claim(task.id, assignee, actor=actor)
+            except ClaimConflict:
+                continue
+        return None
+
+    def close(self, task_id: str, reason: str | None = None, *, actor: str | None = None) -> Task:
+        with self.transaction():
+            tid = self.resolve(task_id)
+            if self.get(tid).status == CLOSED:
+                raise Conflict(f"{tid} is already closed", hint=f"`taskmill reopen {tid}` first")
+            changes: dict[str, Any] = {"status": CLOSED}
+            if reason is not None:
+                changes["close_reason"] = reason
+            self._update(tid, changes, actor=actor)
+        return self.get(tid)
+
+    def reopen(self, task_id: str, *, actor: str | None = None) -> Task:
+        with self.transaction():
+            tid = self.resolve(task_id)
+            if self.get(tid).status == OPEN:
+                raise Conflict(f"{tid} is already open")
+            self._update(tid, {"status": OPEN, "close_reason": None}, actor=actor)
+        return self.get(tid)
+
+    # -- dependencies --------------------------------------------------------------------
+
+    def add_dep(self, issue_id: str, depends_on_id: str, dep_type: str = BLOCKS,
+                *, actor: str | None = None) -> Dependency:
+        """``issue_id`` depends on ``depends_on_id``. A gating edge that closes a cycle is refused."""
+        validate_dep_type(dep_type)
+        with self.transaction():
+            a, b = self.resolve(issue_id), self.resolve(depends_on_id)
+            dep = self._add_dep(a, b, dep_type, actor=actor)
+        return dep
+
+    def _add_dep(self, a: str, b: str, dep_type: str, *, actor: str | None) -> Dependency:
+        if self.conn.execute("SELECT 1 FROM deps WHERE issue_id = ? AND depends_on_id = ?"
+                             " AND type = ?", (a, b, dep_type)).fetchone():
+            raise Conflict(f"{a} already depends on {b} ({dep_type})")
+        if dep_type in GATING_TYPES:
+            path = readiness.find_path(self.conn, b, a)
+            if path is not None:
+                cycle = [a, *path]
+                raise CycleError(
+                    f"adding {a} -> {b} ({dep_type}) would close a cycle: {' -> '.join(cycle)}",
+                    cycle, hint="remove one of the dependencies in the cycle first")
+        now = self.now()
+        who = actor or self.actor
+        pos = self.conn.execute("SELECT count(*) FROM deps WHERE issue_id = ?", (a,)).fetchone()[0]
+        self.conn.execute(
+            "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, pos)"
+            " VALUES (?, ?, ?, ?, ?, ?)", (a, b, dep_type, now, who, pos))
+        if dep_type == BLOCKS:
+            status = self.conn.execute("SELECT status FROM tasks WHERE id = ?", (b,)).fetchone()[0]
+            if status not in DONE_STATUSES:
+                self.conn.execute("UPDATE tasks SET open_blockers = open_blockers + 1 WHERE id = ?",
+                                  (a,))
+        if dep_type in GATING_TYPES:
+            readiness.refresh(self.conn, [a])
+        self.record("dep_added", a, {"depends_on": b, "type": dep_type}, actor=actor, ts=now)
+        return Dependency(a, b, dep_type, now, who)
+
+    def remove_dep(self, issue_id: str, depends_on_id: str, dep_type: str | None = None,
+                   *, actor: str | None = None) -> list[Dependency]:
+        with self.transaction():
+            a, b = self.resolve(issue_id), self.resolve(depends_on_id)
+            sql = "SELECT type, created_at, created_by FROM deps WHERE issue_id = ? AND depends_on_id = ?"
+            args: list[Any] = [a, b]
+            if dep_type:
+                sql += " AND type = ?"
+                args.append(dep_type)
+            rows = self.conn.execute(sql, args).fetchall()
+            if not rows:
+                raise NotFound(f"{a} does not depend on {b}" + (f" ({dep_type})" if dep_type else ""))
+            removed = []
+            for typ, created_at, created_by in rows:
+                self.conn.execute("DELETE FROM deps WHERE issue_id = ? AND depends_on_id = ?"
+                                  " AND type = ?", (a, b, typ))
+                if typ == BLOCKS:
+                    self.conn.execute("UPDATE tasks SET open_blockers = ? WHERE id = ?",
+                                      (readiness.count_open_blockers(self.conn, a), a))
+                self.record("dep_removed", a, {"depends_on": b, "type": typ}, actor=actor)
+                removed.append(Dependency(a, b, typ, created_at, created_by))
+            readiness.refresh(self.conn, [a])
+        return removed
+
+    def dep_tree(self, task_id: str, *, reverse: bool = False, max_depth: int = 50) -> dict[str, Any]:
+        """The tree of what a task depends on (or, ``reverse``, what depends on it)."""
+        root = self.resolve(task_id)
+        if reverse:
+            sql = "SELECT issue_id, type FROM deps WHERE depends_on_id = ? ORDER BY issue_id"
+        else:
+            sql = "SELECT depends_on_id, type FROM deps WHERE issue_id = ? ORDER BY pos, depends_on_id"
+
+        def node(tid: str, dep_type: str | None, depth: int, path: frozenset[str]) -> dict[str, Any]:
+            row = self.conn.execute("SELECT title, status FROM tasks WHERE id = ?", (tid,)).fetchone()
+            item: dict[str, Any] = {"id": tid, "type": dep_type,
+                                    "title": row[0] if row else None,
+                                    "status": row[1] if row else "missing", "children": []}
+            if tid in path:
+                item["cycle"] = True
+                return item
+            if depth < max_depth:
+                for other, typ in self.conn.execute(sql, (tid,)).fetchall():
+                    item["children"].append(node(other, typ, depth + 1, path | {tid}))
+            return item
+
+        return node(root, None, 0, frozenset())
+
+    def cycles(self) -> list[list[str]]:
+        return readiness.all_cycles(self.conn)
+
+    # -- labels and comments -------------------------------------------------------------
+
+    def add_labels(self, task_id: str, labels: Iterable[str], *, actor: str | None = None) -> Task:
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self._labels(tid)
+            new = [lb for lb in dict.fromkeys(labels) if lb not in current]
+            for i, lb in enumerate(new):
+                if not lb.strip():
+                    raise InvalidInput("a label must not be empty")
+                self.conn.execute("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
+                                  (tid, lb, len(current) + i))
+            if new:
+                self._touch(tid)
+                self.record("labels_added", tid, {"labels": new}, actor=actor)
+        return self.get(tid)
+
+    def remove_labels(self, task_id: str, labels: Iterable[str], *, actor: str | None = None) -> Task:
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self._labels(tid)
+            gone = [lb for lb in dict.fromkeys(labels) if lb in current]
+            missing = [lb for lb in labels if lb not in current]
+            if missing:
+                raise NotFound(f"{tid} has no label {', '.join(missing)}")
+            for lb in gone:
+                self.conn.execute("DELETE FROM labels WHERE task_id = ? AND label = ?", (tid, lb))
+            if gone:
+                self._touch(tid)
+                self.record("labels_removed", tid, {"labels": gone}, actor=actor)
+        return self.get(tid)
+
+    def _touch(self, tid: str) -> None:
+        self.conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (self.now(), tid))
+
+    def comment(self, task_id: str, text: str, *, author: str | None = None) -> Comment:
+        if not text.strip():
+            raise InvalidInput("a comment must not be empty")
+        with self.transaction():
+            tid = self.resolve(task_id)
+            now = self.now()
+            who = author or self.actor
+            cur = self.conn.execute(
+                "INSERT INTO comments (task_id, author, text, created_at) VALUES (?, ?, ?, ?)",
+                (tid, who, text, now))
+            cid = int(cur.lastrowid or 0)
+            self.record("commented", tid, {"comment_id": cid, "text": text}, actor=who, ts=now)
+        return Comment(cid, tid, who, text, now)
+
+    # -- attempts (written by the mill) --------------------------------------------------
+
+    def attempts(self, task_id: str) -> list[dict[str, Any]]:
+        cols = ("id", "task_id", "iteration", "agent", "model", "started_at", "ended_at", "outcome",
+                "input_tokens", "output_tokens", "cost_usd", "commit_sha", "log_path", "detail",
+                "run_id")
+        rows = self.conn.execute(f"SELECT {', '.join(cols)} FROM attempts WHERE task_id = ?"
+                                 " ORDER BY id", (task_id,)).fetchall()
+        out = []
+        for row in rows:
+            item = dict(zip(cols, row, strict=True))
+            item["detail"] = _loads(item["detail"])
+            out.append(item)
+        return out
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def events(self, task_id: str | None = None, *, limit: int | None = None) -> list[Event]:
+        sql = "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events"
+        args: list[Any] = []
+        if task_id is not None:
+            sql += " WHERE task_id = ?"
+            args.append(self.resolve(task_id))
+        sql += " ORDER BY seq"
+        if limit:
+            sql = f"SELECT * FROM ({sql.replace(' ORDER BY seq', ' ORDER BY seq DESC')} LIMIT {int(limit)}) ORDER BY seq"
+        return [event_from_row(r) for r in self.conn.execute(sql, args)]
+
+    def verify(self) -> VerifyReport:
+        return verify(self.conn)
+
+    def stats(self) -> dict[str, Any]:
+        by_status = dict(self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
+        ready = self.conn.execute(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_ready WHERE status = 'open' AND gated = 0"
+        ).fetchone()[0]
+        held = self.conn.execute(
+            "SELECT count(*) FROM tasks WHERE (gated = 1 OR status = 'blocked')"
+            " AND status NOT IN ('closed', 'tombstone')").fetchone()[0]
+        deps = dict(self.conn.execute("SELECT type, count(*) FROM deps GROUP BY type"))
+        attempts = self.conn.execute(
+            "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+            " coalesce(sum(cost_usd), 0) FROM attempts").fetchone()
+        return {
+            "total": sum(v for k, v in by_status.items() if k not in HIDDEN_STATUSES),
+            "by_status": by_status,
+            "ready": ready,
+            "blocked": held,
+            "dependencies": deps,
+            "events": self.conn.execute("SELECT count(*) FROM events").fetchone()[0],
+            "attempts": attempts[0],
+            "input_tokens": attempts[1],
+            "output_tokens": attempts[2],
+            "cost_usd": round(float(attempts[3]), 6),
+        }

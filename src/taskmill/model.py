@@ -1,0 +1,187 @@
+"""The records of the ledger: tasks, dependencies, comments, audit events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Statuses taskmill sets. Imported records may carry others (``tombstone``, ``hooked``);
+# they are kept as they were.
+OPEN = "open"
+IN_PROGRESS = "in_progress"
+BLOCKED = "blocked"
+DEFERRED = "deferred"
+CLOSED = "closed"
+TOMBSTONE = "tombstone"
+HOOKED = "hooked"
+STATUSES = (OPEN, IN_PROGRESS, BLOCKED, DEFERRED, CLOSED)
+# A task in one of these no longer blocks anything.
+DONE_STATUSES = frozenset({CLOSED, TOMBSTONE})
+# A parent in one of these holds back its children.
+HOLDING_STATUSES = frozenset({BLOCKED, DEFERRED})
+# Hidden from list (unless asked for) and from ready.
+HIDDEN_STATUSES = frozenset({TOMBSTONE})
+
+# Dependency types. The first two gate readiness; the others only link.
+BLOCKS = "blocks"
+PARENT_CHILD = "parent-child"
+RELATED = "related"
+DISCOVERED_FROM = "discovered-from"
+GATING_TYPES = frozenset({BLOCKS, PARENT_CHILD})
+DEP_TYPES = (BLOCKS, PARENT_CHILD, RELATED, DISCOVERED_FROM)
+
+ISSUE_TYPES = ("task", "bug", "feature", "epic", "chore")
+
+# Task fields a user may set with ``update``.
+TEXT_FIELDS = ("title", "description", "design", "acceptance_criteria", "notes")
+UPDATABLE_FIELDS = (
+    *TEXT_FIELDS,
+    "status",
+    "priority",
+    "issue_type",
+    "assignee",
+    "external_ref",
+    "metadata",
+    "checks",
+    "agent",
+    "hints",
+    "close_reason",
+)
+
+
+@dataclass
+class Dependency:
+    issue_id: str
+    depends_on_id: str
+    type: str
+    created_at: str | None = None
+    created_by: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "issue_id": self.issue_id,
+            "depends_on_id": self.depends_on_id,
+            "type": self.type,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+        }
+
+
+@dataclass
+class Comment:
+    id: int
+    issue_id: str
+    author: str
+    text: str
+    created_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "issue_id": self.issue_id,
+            "author": self.author,
+            "text": self.text,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass
+class Task:
+    id: str
+    title: str
+    description: str = ""
+    design: str = ""
+    acceptance_criteria: str = ""
+    notes: str = ""
+    status: str = OPEN
+    priority: int = 2
+    issue_type: str = "task"
+    assignee: str | None = None
+    labels: list[str] = field(default_factory=list)
+    created_at: str = ""
+    updated_at: str = ""
+    closed_at: str | None = None
+    close_reason: str | None = None
+    external_ref: str | None = None
+    metadata: dict[str, Any] | None = None
+    checks: list[str] | None = None
+    agent: str | None = None
+    hints: dict[str, Any] | None = None
+    ready: bool = False
+    """Derived: open and nothing gating it."""
+    dependencies: list[Dependency] = field(default_factory=list)
+    """What this task depends on (filled by ``show``)."""
+    dependents: list[Dependency] = field(default_factory=list)
+    """What depends on this task (filled by ``show``)."""
+    comments: list[Comment] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, *, full: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "design": self.design,
+            "acceptance_criteria": self.acceptance_criteria,
+            "notes": self.notes,
+            "status": self.status,
+            "priority": self.priority,
+            "issue_type": self.issue_type,
+            "assignee": self.assignee,
+            "labels": list(self.labels),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "closed_at": self.closed_at,
+            "close_reason": self.close_reason,
+            "external_ref": self.external_ref,
+            "metadata": self.metadata,
+            "checks": self.checks,
+            "agent": self.agent,
+            "hints": self.hints,
+            "ready": self.ready,
+        }
+        if full:
+            data["dependencies"] = [d.to_json() for d in self.dependencies]
+            data["dependents"] = [d.to_json() for d in self.dependents]
+            data["comments"] = [c.to_json() for c in self.comments]
+            data["attempts"] = list(self.attempts)
+        return data
+
+
+@dataclass
+class Event:
+    seq: int
+    ts: str
+    actor: str
+    task_id: str | None
+    kind: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "actor": self.actor,
+            "task_id": self.task_id,
+            "kind": self.kind,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass
+class BlockedTask:
+    task: Task
+    blockers: list[str]
+    """Open tasks this one waits on through ``blocks``."""
+    held_by_parent: list[str]
+    """Parents (not done) that are themselves blocked, deferred or not ready."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.task.to_json()
+        data["blocked_by"] = self.blockers
+        data["held_by_parent"] = self.held_by_parent
+        return data

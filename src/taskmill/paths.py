@@ -1,0 +1,115 @@
+"""Where a repository's ledger lives.
+
+The ledger belongs to the repository, not to a checkout: inside a linked worktree (from
+``git worktree add``) the ledger of the main checkout is used. Discovery reads git's own
+files (``.git`` directory, or the ``gitdir:`` file of a linked worktree and its
+``commondir``) instead of running git, so it costs no subprocess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NotARepository, NotInitialized
+
+LEDGER_DIR = ".taskmill"
+CONFIG_FILE = "config.toml"
+DB_FILE = "taskmill.db"
+ENV_DIR = "TASKMILL_DIR"
+"""Points at a ``.taskmill`` directory directly (set by the mill for its agents)."""
+
+
+@dataclass(frozen=True)
+class LedgerPaths:
+    root: Path
+    """The main checkout: the repository's top-level directory."""
+    checkout: Path
+    """The checkout the command runs in (the same as root unless in a linked worktree)."""
+
+    @property
+    def dir(self) -> Path:
+        return self.root / LEDGER_DIR
+
+    @property
+    def config(self) -> Path:
+        return self.dir / CONFIG_FILE
+
+    @property
+    def db(self) -> Path:
+        return self.dir / DB_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def worktrees(self) -> Path:
+        return self.dir / "worktrees"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+    def initialized(self) -> bool:
+        return self.config.is_file()
+
+
+def _git_entry(start: Path) -> tuple[Path, Path] | None:
+    """Find the checkout containing ``start`` and its ``.git`` entry."""
+    current = start.resolve()
+    for candidate in (current, *current.parents):
+        entry = candidate / ".git"
+        if entry.exists():
+            return candidate, entry
+    return None
+
+
+def _common_root(checkout: Path, entry: Path) -> Path:
+    if entry.is_dir():
+        return checkout
+    text = entry.read_text(encoding="utf-8").strip()
+    if not text.startswith("gitdir:"):
+        raise NotARepository(f"{entry} is not a git link file")
+    gitdir = Path(text.split(":", 1)[1].strip())
+    if not gitdir.is_absolute():
+        gitdir = (checkout / gitdir).resolve()
+    commondir_file = gitdir / "commondir"
+    if commondir_file.is_file():
+        common = Path(commondir_file.read_text(encoding="utf-8").strip())
+        if not common.is_absolute():
+            common = (gitdir / common).resolve()
+    else:  # a submodule or a plain gitdir link: its own repository
+        return checkout
+    if common.name == ".git":
+        return common.parent
+    return checkout
+
+
+def find_repository(cwd: Path) -> LedgerPaths:
+    """The repository containing ``cwd``; raises :class:`NotARepository` outside one."""
+    found = _git_entry(cwd)
+    if found is None:
+        raise NotARepository(
+            f"{cwd} is not inside a git repository",
+            hint="run taskmill inside a git repository (git init, then taskmill init)",
+        )
+    checkout, entry = found
+    return LedgerPaths(root=_common_root(checkout, entry), checkout=checkout)
+
+
+def locate(cwd: Path, env: Mapping[str, str]) -> LedgerPaths:
+    """The initialised ledger for ``cwd`` (or ``$TASKMILL_DIR``)."""
+    override = env.get(ENV_DIR)
+    if override:
+        ledger_dir = Path(override).resolve()
+        paths = LedgerPaths(root=ledger_dir.parent, checkout=cwd.resolve())
+    else:
+        paths = find_repository(cwd)
+    if not paths.initialized():
+        raise NotInitialized(
+            f"no taskmill ledger in {paths.root}",
+            hint=f"run `taskmill init` in {paths.root}",
+        )
+    return paths

@@ -1,0 +1,74 @@
+"""Opening a repository's ledger from a working directory: ``init`` and ``open_ledger``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .clock import Clock, SystemClock
+from .config import DEFAULT_CONFIG, Config, load_config
+from .errors import InvalidInput
+from .ids import PREFIX_RE, default_prefix
+from .ledger import Ledger
+from .paths import LedgerPaths, find_repository, locate
+
+IGNORE_RULES = """\
+# taskmill: the ledger database and run state stay out of git; config.toml is committed.
+taskmill.db
+taskmill.db-*
+logs/
+worktrees/
+run/
+"""
+
+
+@dataclass
+class Project:
+    paths: LedgerPaths
+    config: Config
+    ledger: Ledger
+
+    def close(self) -> None:
+        self.ledger.close_db()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def actor_from_env(env: Mapping[str, str]) -> str:
+    return env.get("TASKMILL_ACTOR") or env.get("USER") or env.get("USERNAME") or "taskmill"
+
+
+def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
+         clock: Clock | None = None) -> Project:
+    """Create ``.taskmill/`` (config, ignore rules, database). Running it again is harmless."""
+    paths = find_repository(cwd)
+    if prefix is not None and not PREFIX_RE.match(prefix):
+        raise InvalidInput(f"prefix {prefix!r} must be lower-case letters, digits, '_' or '-',"
+                           " starting with a letter")
+    paths.dir.mkdir(exist_ok=True)
+    ignore = paths.dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(IGNORE_RULES, encoding="utf-8")
+    if not paths.config.exists():
+        chosen = prefix or default_prefix(paths.root.name)
+        tmp = paths.config.with_suffix(".tmp")
+        tmp.write_text(DEFAULT_CONFIG.format(prefix=chosen), encoding="utf-8")
+        tmp.replace(paths.config)
+    config = load_config(paths.config)
+    ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
+                         actor=actor_from_env(env))
+    return Project(paths, config, ledger)
+
+
+def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = None) -> Project:
+    """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``)."""
+    paths = locate(cwd, env)
+    config = load_config(paths.config)
+    ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
+                         actor=actor_from_env(env))
+    return Project(paths, config, ledger)
