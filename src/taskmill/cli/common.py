@@ -1,0 +1,111 @@
+"""Shared CLI plumbing: the context object, the ``--json`` option and error reporting.
+
+Commands are thin: they parse options, open the project and call one library function.
+Heavy modules (rich, the ledger) are imported inside functions so ``taskmill --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from ..project import Project
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Ctx:
+    cwd: Path
+    env: Mapping[str, str]
+    actor: str | None = None
+    json: bool = False
+    _project: Project | None = field(default=None, repr=False)
+
+    def project(self) -> Project:
+        if self._project is None:
+            from ..project import open_project
+
+            self._project = open_project(self.cwd, self.env)
+            if self.actor:
+                self._project.ledger.actor = self.actor
+        return self._project
+
+    def close(self) -> None:
+        if self._project is not None:
+            self._project.close()
+            self._project = None
+
+
+def get_ctx() -> Ctx:
+    obj = click.get_current_context().find_object(Ctx)
+    assert obj is not None
+    return obj
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(dumps(data))
+
+
+def fail(exc: Exception, as_json: bool) -> None:
+    from ..errors import TaskmillError
+
+    if isinstance(exc, TaskmillError):
+        if as_json:
+            sys.stderr.write(json.dumps(exc.to_json(), ensure_ascii=False) + "\n")
+        else:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    raise exc
+
+
+def json_option(fn: F) -> F:
+    """Add ``--json`` and turn taskmill errors into messages and exit codes."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+        ctx = get_ctx()
+        ctx.json = as_json or ctx.json
+        try:
+            return fn(*args, **kwargs)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            from ..errors import TaskmillError
+
+            if isinstance(exc, TaskmillError):
+                fail(exc, ctx.json)
+            raise
+        finally:
+            ctx.close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_json_option(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"--{name} must be JSON: {exc}") from exc

@@ -1,0 +1,198 @@
+"""CLI commands for dependencies, the audit trail and moving records in and out:
+dep, log, verify, stats, import, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .common import emit_json, get_ctx, json_option
+
+DEP_TYPE = click.Choice(["blocks", "parent-child", "related", "discovered-from"])
+
+
+@click.group()
+def dep() -> None:
+    """Add, remove and inspect dependencies."""
+
+
+@dep.command(name="add")
+@click.argument("task_id")
+@click.argument("depends_on")
+@click.option("-t", "--type", "dep_type", type=DEP_TYPE, default="blocks", show_default=True)
+@json_option
+def dep_add(task_id: str, depends_on: str, dep_type: str) -> None:
+    """TASK_ID depends on DEPENDS_ON (refused if it would close a cycle)."""
+    ctx = get_ctx()
+    item = ctx.project().ledger.add_dep(task_id, depends_on, dep_type)
+    if ctx.json:
+        emit_json(item.to_json())
+    else:
+        click.echo(f"{item.issue_id} now depends on {item.depends_on_id} ({item.type})")
+
+
+@dep.command(name="rm")
+@click.argument("task_id")
+@click.argument("depends_on")
+@click.option("-t", "--type", "dep_type", type=DEP_TYPE, help="Only this type.")
+@json_option
+def dep_rm(task_id: str, depends_on: str, dep_type: str | None) -> None:
+    """Remove the dependency of TASK_ID on DEPENDS_ON."""
+    ctx = get_ctx()
+    removed = ctx.project().ledger.remove_dep(task_id, depends_on, dep_type)
+    if ctx.json:
+        emit_json([d.to_json() for d in removed])
+    else:
+        for item in removed:
+            click.echo(f"{item.issue_id} no longer depends on {item.depends_on_id} ({item.type})")
+
+
+@dep.command(name="tree")
+@click.argument("task_id")
+@click.option("--reverse", is_flag=True, help="What depends on the task, instead.")
+@click.option("--depth", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+def dep_tree(task_id: str, reverse: bool, depth: int) -> None:
+    """The tree of what a task depends on."""
+    ctx = get_ctx()
+    tree = ctx.project().ledger.dep_tree(task_id, reverse=reverse, max_depth=depth)
+    if ctx.json:
+        emit_json(tree)
+    else:
+        from . import render
+
+        render.dep_tree(tree)
+
+
+@dep.command(name="cycles")
+@json_option
+def dep_cycles() -> None:
+    """Dependency cycles (only imported data can hold them; new ones are refused)."""
+    ctx = get_ctx()
+    cycles = ctx.project().ledger.cycles()
+    if ctx.json:
+        emit_json(cycles)
+    elif not cycles:
+        click.echo("no cycles")
+    else:
+        for cycle in cycles:
+            click.echo(" -> ".join(cycle))
+
+
+@click.command()
+@click.argument("task_id", required=False)
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the last N events.")
+@json_option
+def log(task_id: str | None, limit: int | None) -> None:
+    """The audit trail: every change, all or for one task."""
+    ctx = get_ctx()
+    events = ctx.project().ledger.events(task_id, limit=limit)
+    if ctx.json:
+        emit_json([e.to_json() for e in events])
+    else:
+        from . import render
+
+        render.events_table(events)
+
+
+@click.command()
+@json_option
+def verify() -> None:
+    """Recompute the audit chain; report the first event altered or removed."""
+    ctx = get_ctx()
+    report = ctx.project().ledger.verify()
+    if ctx.json:
+        emit_json(report.to_json())
+    else:
+        from . import render
+
+        render.verify_report(report)
+    if not report.ok:
+        sys.exit(5)
+
+
+@click.command()
+@json_option
+def stats() -> None:
+    """Counts of tasks, readiness, dependencies, attempts, tokens and cost."""
+    ctx = get_ctx()
+    data = ctx.project().ledger.stats()
+    if ctx.json:
+        emit_json(data)
+    else:
+        from . import render
+
+        render.stats(data)
+
+
+@click.command(name="import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", "beads", "plan"]), default="auto",
+              show_default=True, help="beads: Beads JSONL; plan: a TOML plan file.")
+@json_option
+def import_cmd(path: Path, fmt: str) -> None:
+    """Import a Beads JSONL export or a TOML plan file (all or nothing)."""
+    from ..errors import InvalidInput
+
+    ctx = get_ctx()
+    path = path if path.is_absolute() else ctx.cwd / path
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {path}")
+    if fmt == "auto":
+        fmt = "plan" if path.suffix == ".toml" else "beads"
+    project = ctx.project()
+    if fmt == "plan":
+        from ..plan import import_plan
+
+        keys = import_plan(project.ledger, path)
+        if ctx.json:
+            emit_json(keys)
+        else:
+            click.echo(f"imported {len(keys)} tasks from {path.name}")
+            for key, tid in keys.items():
+                click.echo(f"  {key} -> {tid}")
+    else:
+        from ..beads import import_beads
+
+        report = import_beads(project.ledger, path)
+        if ctx.json:
+            emit_json(report.to_json())
+        else:
+            click.echo(f"imported {path.name}: {report.created} created, {report.updated} updated,"
+                       f" {report.unchanged} unchanged")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["beads", "json"]), default="beads",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@json_option
+def export(fmt: str, output: Path | None) -> None:
+    """Export the ledger as Beads JSONL or as taskmill JSON."""
+    ctx = get_ctx()
+    project = ctx.project()
+    if output is not None and not output.is_absolute():
+        output = ctx.cwd / output
+    if fmt == "beads":
+        from ..beads import export_beads
+
+        if output is None:
+            export_beads(project.ledger, sys.stdout)
+        else:
+            tmp = output.with_name(output.name + ".tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                export_beads(project.ledger, fh)
+            tmp.replace(output)
+    else:
+        from ..beads import export_json
+
+        data = export_json(project.ledger)
+        if output is None:
+            emit_json(data)
+        else:
+            from .common import dumps
+
+            output.write_text(dumps(data) + "\n", encoding="utf-8")

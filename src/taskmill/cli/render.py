@@ -1,0 +1,176 @@
+"""Human output: rich tables and panels. Imported only when not printing JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+if TYPE_CHECKING:
+    from ..audit import VerifyReport
+    from ..model import BlockedTask, Event, Task
+
+STATUS_STYLE = {
+    "open": "green",
+    "in_progress": "cyan",
+    "blocked": "red",
+    "deferred": "yellow",
+    "closed": "dim",
+    "tombstone": "dim strike",
+    "hooked": "magenta",
+}
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _status(task: Task) -> str:
+    style = STATUS_STYLE.get(task.status, "")
+    label = task.status + ("" if task.status != "open" or task.ready else " (waiting)")
+    return f"[{style}]{label}[/]" if style else label
+
+
+def task_table(tasks: Iterable[Task], *, title: str | None = None,
+               extra: dict[str, list[str]] | None = None) -> None:
+    table = Table(title=title, show_edge=False, header_style="bold")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("P", justify="right")
+    table.add_column("Type")
+    table.add_column("Status")
+    table.add_column("Title")
+    table.add_column("Labels")
+    if extra:
+        table.add_column("Waiting on")
+    count = 0
+    for task in tasks:
+        row = [task.id, str(task.priority), task.issue_type, _status(task), task.title,
+               ", ".join(task.labels)]
+        if extra:
+            row.append(", ".join(extra.get(task.id, [])))
+        table.add_row(*row)
+        count += 1
+    out = console()
+    if count:
+        out.print(table)
+    out.print(f"[dim]{count} task{'s' if count != 1 else ''}[/]")
+
+
+def blocked_table(items: list[BlockedTask]) -> None:
+    waits = {b.task.id: b.blockers + [f"parent {p}" for p in b.held_by_parent] for b in items}
+    task_table([b.task for b in items], extra=waits)
+
+
+def task_detail(task: Task) -> None:
+    out = console()
+    out.print(f"[bold]{task.id}[/]  {task.title}")
+    out.print(f"  status {_status(task)}   priority P{task.priority}   type {task.issue_type}"
+              + (f"   assignee {task.assignee}" if task.assignee else ""))
+    if task.labels:
+        out.print(f"  labels {', '.join(task.labels)}")
+    out.print(f"  created {task.created_at}   updated {task.updated_at}"
+              + (f"   closed {task.closed_at}" if task.closed_at else ""))
+    if task.close_reason:
+        out.print(f"  close reason: {task.close_reason}")
+    if task.agent:
+        out.print(f"  agent {task.agent}")
+    for name in ("description", "design", "acceptance_criteria", "notes"):
+        text = getattr(task, name)
+        if text:
+            out.print(f"\n[bold]{name.replace('_', ' ').capitalize()}[/]")
+            out.print(text, markup=False)
+    if task.checks:
+        out.print("\n[bold]Checks[/]")
+        for check in task.checks:
+            out.print(f"  $ {check}", markup=False)
+    if task.dependencies:
+        out.print("\n[bold]Depends on[/]")
+        for dep in task.dependencies:
+            out.print(f"  {dep.depends_on_id} ({dep.type})")
+    if task.dependents:
+        out.print("\n[bold]Needed by[/]")
+        for dep in task.dependents:
+            out.print(f"  {dep.issue_id} ({dep.type})")
+    if task.comments:
+        out.print("\n[bold]Comments[/]")
+        for c in task.comments:
+            out.print(f"  [dim]{c.created_at} {c.author}[/]")
+            out.print("  " + c.text, markup=False)
+    if task.attempts:
+        table = Table(title="Attempts", show_edge=False, header_style="bold")
+        for col in ("#", "agent", "model", "outcome", "tokens in/out", "cost", "started", "commit"):
+            table.add_column(col)
+        for a in task.attempts:
+            cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
+            table.add_row(str(a["iteration"]), a.get("agent") or "", a.get("model") or "",
+                          a.get("outcome") or "running",
+                          f"{a['input_tokens']}/{a['output_tokens']}", cost,
+                          a.get("started_at") or "", (a.get("commit_sha") or "")[:10])
+        out.print()
+        out.print(table)
+
+
+def dep_tree(tree: dict[str, Any]) -> None:
+    def label(node: dict[str, Any]) -> str:
+        kind = f"[dim]{node['type']}[/] " if node.get("type") else ""
+        cyc = " [red](cycle)[/]" if node.get("cycle") else ""
+        style = STATUS_STYLE.get(node["status"], "")
+        return f"{kind}{node['id']} [{style}]{node['status']}[/] {node.get('title') or ''}{cyc}"
+
+    root = Tree(label(tree))
+
+    def add(parent: Tree, node: dict[str, Any]) -> None:
+        for child in node["children"]:
+            add(parent.add(label(child)), child)
+
+    add(root, tree)
+    console().print(root)
+
+
+def events_table(events: list[Event]) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("#", "time", "actor", "task", "event", "what"):
+        table.add_column(col)
+    for ev in events:
+        table.add_row(str(ev.seq), ev.ts, ev.actor, ev.task_id or "", ev.kind, _summary(ev.data))
+    console().print(table)
+
+
+def _summary(data: dict[str, Any]) -> str:
+    if "changes" in data:
+        parts = []
+        for key, (old, new) in data["changes"].items():
+            old_s, new_s = _short(old), _short(new)
+            parts.append(f"{key}: {old_s} -> {new_s}")
+        return "; ".join(parts)
+    if "new" in data:
+        return f"title: {_short(data['new'].get('title'))}"
+    return ", ".join(f"{k}={_short(v)}" for k, v in data.items())
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def verify_report(report: VerifyReport) -> None:
+    out = console()
+    if report.ok:
+        out.print(f"[green]ok[/]: {report.events} events, chain intact (head {report.head[:16]})")
+    else:
+        out.print(f"[red]FAILED[/]: {report.problems[0]}")
+
+
+def stats(data: dict[str, Any]) -> None:
+    out = console()
+    out.print(f"tasks {data['total']}   ready {data['ready']}   blocked {data['blocked']}"
+              f"   events {data['events']}")
+    out.print("by status: " + ", ".join(f"{k} {v}" for k, v in sorted(data["by_status"].items())))
+    if data["dependencies"]:
+        out.print("dependencies: " + ", ".join(f"{k} {v}" for k, v in sorted(data["dependencies"].items())))
+    if data["attempts"]:
+        out.print(f"attempts {data['attempts']}   tokens in {data['input_tokens']}"
+                  f" out {data['output_tokens']}   cost ${data['cost_usd']:.4f}")

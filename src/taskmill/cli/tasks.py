@@ -1,0 +1,288 @@
+"""CLI commands for tasks: init, create, show, list, ready, blocked, update, close, reopen,
+label, comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .common import emit_json, get_ctx, json_option, parse_json_option
+
+PRIORITY = click.IntRange(0, 4)
+
+
+@click.command()
+@click.option("--prefix", help="Task id prefix (default: from the repository's name).")
+@json_option
+def init(prefix: str | None) -> None:
+    """Create the ledger (.taskmill/) in this git repository."""
+    from ..project import init as do_init
+
+    ctx = get_ctx()
+    project = do_init(ctx.cwd, ctx.env, prefix=prefix)
+    try:
+        info = {"root": str(project.paths.root), "config": str(project.paths.config),
+                "database": str(project.paths.db), "prefix": project.config.prefix}
+    finally:
+        project.close()
+    if ctx.json:
+        emit_json(info)
+    else:
+        click.echo(f"taskmill ledger ready in {info['root']}/.taskmill (prefix {info['prefix']})")
+        click.echo("  commit .taskmill/config.toml; the database stays out of git")
+        click.echo("  next: taskmill create \"First task\"   or   taskmill import plan.toml")
+
+
+def _task_options(fn: Any) -> Any:
+    options = [
+        click.option("-d", "--description", help="What the task is about."),
+        click.option("--design", help="Design notes."),
+        click.option("--acceptance", "acceptance_criteria", help="Acceptance criteria."),
+        click.option("--notes", help="Free notes."),
+        click.option("-p", "--priority", type=PRIORITY, help="0 (highest) to 4."),
+        click.option("-t", "--type", "issue_type", help="task, bug, feature, epic, chore..."),
+        click.option("-a", "--assignee", help="Who works on it."),
+        click.option("--external-ref", help="A reference elsewhere (e.g. gh-123)."),
+        click.option("--agent", help="The agent (from config) that works this task."),
+        click.option("--check", "checks", multiple=True,
+                     help="A shell command that decides whether the task is done (repeatable)."),
+        click.option("--metadata", help="A JSON object of metadata."),
+        click.option("--hints", help="A JSON object of free-form hints for the agent."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@click.argument("title")
+@_task_options
+@click.option("-l", "--label", "labels", multiple=True, help="A label (repeatable).")
+@click.option("--after", multiple=True, help="An id this task waits on (blocks; repeatable).")
+@click.option("--parent", help="The parent task (parent-child).")
+@click.option("--discovered-from", help="The task whose work found this one.")
+@click.option("--id", "task_id", help="Use this id instead of a generated one.")
+@json_option
+def create(title: str, description: str | None, design: str | None,
+           acceptance_criteria: str | None, notes: str | None, priority: int | None,
+           issue_type: str | None, assignee: str | None, external_ref: str | None,
+           agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
+           labels: tuple[str, ...], after: tuple[str, ...], parent: str | None,
+           discovered_from: str | None, task_id: str | None) -> None:
+    """Create a task."""
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
+        discovered_from = ctx.env["TASKMILL_TASK_ID"]
+    task = ledger.create(
+        title, description=description or "", design=design or "",
+        acceptance_criteria=acceptance_criteria or "", notes=notes or "",
+        priority=2 if priority is None else priority, issue_type=issue_type or "task",
+        assignee=assignee, labels=labels, external_ref=external_ref,
+        metadata=parse_json_option("metadata", metadata), checks=list(checks) or None,
+        agent=agent, hints=parse_json_option("hints", hints), after=after, parent=parent,
+        discovered_from=discovered_from, task_id=task_id)
+    if ctx.json:
+        emit_json(task.to_json())
+    else:
+        click.echo(f"created {task.id}: {task.title}")
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+def show(task_id: str) -> None:
+    """Show a task with its dependencies, comments and attempts."""
+    ctx = get_ctx()
+    task = ctx.project().ledger.show(task_id)
+    if ctx.json:
+        emit_json(task.to_json(full=True))
+    else:
+        from . import render
+
+        render.task_detail(task)
+
+
+@click.command(name="list")
+@click.option("-s", "--status", "statuses", multiple=True, help="Only this status (repeatable).")
+@click.option("-l", "--label", help="Only tasks with this label.")
+@click.option("-t", "--type", "issue_type", help="Only this type.")
+@click.option("-a", "--assignee", help="Only this assignee.")
+@click.option("--parent", help="Only children of this task.")
+@click.option("--all", "include_hidden", is_flag=True, help="Include tombstoned records.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="At most this many.")
+@json_option
+def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | None,
+             assignee: str | None, parent: str | None, include_hidden: bool,
+             limit: int | None) -> None:
+    """List tasks (tombstoned records hidden unless --all)."""
+    ctx = get_ctx()
+    tasks = ctx.project().ledger.list_tasks(
+        status=list(statuses) or None, label=label, issue_type=issue_type, assignee=assignee,
+        parent=parent, include_hidden=include_hidden, limit=limit)
+    if ctx.json:
+        emit_json([t.to_json() for t in tasks])
+    else:
+        from . import render
+
+        render.task_table(tasks)
+
+
+@click.command()
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="At most this many.")
+@json_option
+def ready(limit: int | None) -> None:
+    """Open tasks with nothing blocking them, highest priority first."""
+    ctx = get_ctx()
+    tasks = ctx.project().ledger.ready(limit=limit)
+    if ctx.json:
+        emit_json([t.to_json() for t in tasks])
+    else:
+        from . import render
+
+        render.task_table(tasks, title="Ready")
+
+
+@click.command()
+@json_option
+def blocked() -> None:
+    """Tasks held back, with what holds each."""
+    ctx = get_ctx()
+    items = ctx.project().ledger.blocked()
+    if ctx.json:
+        emit_json([b.to_json() for b in items])
+    else:
+        from . import render
+
+        render.blocked_table(items)
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--title", help="A new title.")
+@_task_options
+@click.option("-s", "--status", type=click.Choice(["open", "in_progress", "blocked", "deferred",
+                                                   "closed"]))
+@click.option("--append-notes", help="Text appended to the notes.")
+@click.option("--clear-checks", is_flag=True, help="Remove the task's checks.")
+@click.option("--claim", is_flag=True, help="Atomically claim the task (open -> in_progress).")
+@json_option
+def update(task_id: str, title: str | None, description: str | None, design: str | None,
+           acceptance_criteria: str | None, notes: str | None, priority: int | None,
+           issue_type: str | None, assignee: str | None, external_ref: str | None,
+           agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
+           status: str | None, append_notes: str | None, clear_checks: bool, claim: bool) -> None:
+    """Change a task's fields, or --claim it."""
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    changes: dict[str, Any] = {}
+    for key, value in (("title", title), ("description", description), ("design", design),
+                       ("acceptance_criteria", acceptance_criteria), ("notes", notes),
+                       ("priority", priority), ("issue_type", issue_type),
+                       ("assignee", assignee), ("external_ref", external_ref), ("agent", agent),
+                       ("status", status)):
+        if value is not None:
+            changes[key] = value
+    if checks:
+        changes["checks"] = list(checks)
+    if clear_checks:
+        changes["checks"] = None
+    if metadata is not None:
+        changes["metadata"] = parse_json_option("metadata", metadata)
+    if hints is not None:
+        changes["hints"] = parse_json_option("hints", hints)
+    if append_notes:
+        current = ledger.get(task_id).notes
+        changes["notes"] = (current + "\n" if current else "") + append_notes
+    if claim:
+        if changes:
+            ledger.update(task_id, changes)
+        task = ledger.claim(task_id, assignee or ledger.actor)
+    else:
+        if not changes:
+            raise click.UsageError("nothing to change: give at least one option (see --help)")
+        task = ledger.update(task_id, changes)
+    if ctx.json:
+        emit_json(task.to_json())
+    else:
+        click.echo(f"updated {task.id}" + (f" (claimed by {task.assignee})" if claim else ""))
+
+
+@click.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("-r", "--reason", help="Why it is closed.")
+@json_option
+def close(task_ids: tuple[str, ...], reason: str | None) -> None:
+    """Close tasks; what they blocked may become ready."""
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    tasks = [ledger.close(t, reason) for t in task_ids]
+    if ctx.json:
+        emit_json(tasks[0].to_json() if len(tasks) == 1 else [t.to_json() for t in tasks])
+    else:
+        for task in tasks:
+            click.echo(f"closed {task.id}: {task.title}")
+
+
+@click.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@json_option
+def reopen(task_ids: tuple[str, ...]) -> None:
+    """Reopen closed (or blocked, deferred) tasks."""
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    tasks = [ledger.reopen(t) for t in task_ids]
+    if ctx.json:
+        emit_json(tasks[0].to_json() if len(tasks) == 1 else [t.to_json() for t in tasks])
+    else:
+        for task in tasks:
+            click.echo(f"reopened {task.id}: {task.title}")
+
+
+@click.group()
+def label() -> None:
+    """Add or remove labels."""
+
+
+@label.command(name="add")
+@click.argument("task_id")
+@click.argument("labels", nargs=-1, required=True)
+@json_option
+def label_add(task_id: str, labels: tuple[str, ...]) -> None:
+    """Add labels to a task."""
+    ctx = get_ctx()
+    task = ctx.project().ledger.add_labels(task_id, labels)
+    if ctx.json:
+        emit_json(task.to_json())
+    else:
+        click.echo(f"{task.id}: {', '.join(task.labels)}")
+
+
+@label.command(name="rm")
+@click.argument("task_id")
+@click.argument("labels", nargs=-1, required=True)
+@json_option
+def label_rm(task_id: str, labels: tuple[str, ...]) -> None:
+    """Remove labels from a task."""
+    ctx = get_ctx()
+    task = ctx.project().ledger.remove_labels(task_id, labels)
+    if ctx.json:
+        emit_json(task.to_json())
+    else:
+        click.echo(f"{task.id}: {', '.join(task.labels) or '(no labels)'}")
+
+
+@click.command()
+@click.argument("task_id")
+@click.argument("text")
+@click.option("--author", help="Who says it (default: the actor).")
+@json_option
+def comment(task_id: str, text: str, author: str | None) -> None:
+    """Add a comment to a task (the next agent iteration's prompt includes it)."""
+    ctx = get_ctx()
+    note = ctx.project().ledger.comment(task_id, text, author=author)
+    if ctx.json:
+        emit_json(note.to_json())
+    else:
+        click.echo(f"commented on {note.issue_id}")
