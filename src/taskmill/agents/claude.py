@@ -1,0 +1,184 @@
+"""The ``claude`` adapter: Claude Code (npm ``@anthropic-ai/claude-code``) headless.
+
+Command line::
+
+    claude -p PROMPT --output-format stream-json --verbose --permission-mode bypassPermissions
+           [--model M] [--mcp-config FILE] [ARGS...]
+
+Permissions: an unattended agent has to run tests and ``git`` as well as edit files, so
+the default is ``--permission-mode bypassPermissions`` (the same as
+``--dangerously-skip-permissions``). Claude Code refuses that as root unless ``IS_SANDBOX=1``
+is set, which this adapter then sets: the isolation is taskmill's (own worktree, own HOME,
+clean environment, process group killed at the deadline). A table can choose otherwise with
+``permission_mode = "acceptEdits"`` and ``allowed_tools = ["Bash(git:*)", "Bash(pytest:*)"]``
+(the latter becomes ``--allowedTools``); ``max_turns = N`` adds ``--max-turns N``.
+
+Endpoint: ``base_url`` -> ``ANTHROPIC_BASE_URL`` (without a trailing ``/v1``: the CLI appends
+``/v1/messages``), the key from ``api_key_env`` -> ``ANTHROPIC_API_KEY``. Telemetry,
+auto-update and other non-essential traffic are switched off.
+
+Parsing (NDJSON events ``system``/``assistant``/``user``/``result``): tokens (input, output,
+cache read, cache creation), ``total_cost_usd`` (computed by the CLI from its own price
+table: meaningless behind a proxy), session id, model, errors (``result.subtype`` other than
+``success``, ``is_error``), and rate/usage limits (``429``, ``rate_limit``, ``Claude AI usage
+limit reached|<epoch>``; the epoch becomes ``retry_after_s``). Without a ``result`` event
+(a truncated stream) the per-message usage of the ``assistant`` events is summed.
+:func:`parse_claude_stream` is shared with the ``qwen`` adapter (same event format).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
+from taskmill.agents.common import (
+    as_float,
+    as_int,
+    as_str,
+    detect_rate_limit,
+    error_text,
+    executable,
+    get_dict,
+    iter_json_lines,
+    mcp_command,
+    option_list,
+    option_str,
+    prompt_arg,
+    read_stderr_tail,
+    short,
+)
+from taskmill.agents.envs import api_key, build_env, without_suffix_v1
+
+DEFAULT_PERMISSION_MODE = "bypassPermissions"
+
+
+def _token_fields(target: Usage, usage: dict[str, Any]) -> None:
+    target.input_tokens = as_int(usage.get("input_tokens"))
+    target.output_tokens = as_int(usage.get("output_tokens"))
+    target.cache_read_tokens = as_int(usage.get("cache_read_input_tokens"))
+    target.cache_write_tokens = as_int(usage.get("cache_creation_input_tokens"))
+
+
+def parse_claude_stream(
+    output: str, exit_code: int | None, *, now: float, stderr: str = ""
+) -> Usage:
+    """Read a Claude-Code-style ``stream-json`` transcript (also Qwen Code's)."""
+    usage = Usage()
+    per_message: dict[str, dict[str, Any]] = {}
+    result: dict[str, Any] | None = None
+    errors: list[str] = []
+    retries: list[str] = []
+    for event in iter_json_lines(output):
+        kind = event.get("type")
+        if kind == "system":
+            usage.session_id = as_str(event.get("session_id")) or usage.session_id
+            usage.model = as_str(event.get("model")) or usage.model
+            if event.get("subtype") == "api_retry":
+                retries.append(
+                    f"{event.get('error_status', '')} {error_text(event.get('error'))}".strip()
+                )
+        elif kind == "assistant":
+            message = get_dict(event, "message")
+            usage.session_id = as_str(event.get("session_id")) or usage.session_id
+            usage.model = as_str(message.get("model")) or usage.model
+            if isinstance(message.get("usage"), dict):
+                key = as_str(message.get("id")) or f"#{len(per_message)}"
+                per_message[key] = message["usage"]
+            if event.get("error"):
+                errors.append(error_text(event.get("error")))
+        elif kind == "result":
+            result = event
+        elif kind == "error":
+            errors.append(error_text(event.get("error") or event.get("message")))
+
+    if result is not None:
+        _token_fields(usage, get_dict(result, "usage"))
+        usage.cost_usd = as_float(result.get("total_cost_usd"))
+        usage.session_id = as_str(result.get("session_id")) or usage.session_id
+        model_usage = get_dict(result, "modelUsage")
+        if usage.model is None and model_usage:
+            usage.model = next(iter(model_usage))
+        subtype = as_str(result.get("subtype")) or "success"
+        if result.get("is_error") is True or subtype != "success":
+            detail = result.get("result")
+            if not isinstance(detail, str) or not detail:
+                listed = result.get("errors")
+                detail = "; ".join(map(error_text, listed)) if isinstance(listed, list) else ""
+            errors.append(f"{subtype}: {detail}" if detail else subtype)
+    else:
+        for message_usage in per_message.values():
+            partial = Usage()
+            _token_fields(partial, message_usage)
+            usage.input_tokens += partial.input_tokens
+            usage.output_tokens += partial.output_tokens
+            usage.cache_read_tokens += partial.cache_read_tokens
+            usage.cache_write_tokens += partial.cache_write_tokens
+        if output.strip() or exit_code not in (0, None):
+            errors.append("the output ended without a result event")
+
+    failed = bool(errors) or exit_code not in (0, None)
+    if errors:
+        usage.error = short(" | ".join(e for e in errors if e))
+    if failed:
+        usage.rate_limited, usage.retry_after_s = detect_rate_limit(
+            [*errors, *retries, stderr], now
+        )
+    return usage
+
+
+class ClaudeAdapter:
+    name = "claude"
+    install_hint = "npm install -g @anthropic-ai/claude-code@2.1.197"
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.wall_clock = wall_clock
+
+    def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
+        # The prompt goes right after -p: --allowedTools and --mcp-config take several
+        # values and would swallow a trailing positional argument.
+        argv = [*executable(config, "claude"), "-p", prompt_arg(request),
+                "--output-format", "stream-json", "--verbose"]
+        extra = {
+            "DISABLE_AUTOUPDATER": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        }
+        mode = option_str(config, "permission_mode") or DEFAULT_PERMISSION_MODE
+        argv += ["--permission-mode", mode]
+        if mode == "bypassPermissions":
+            extra["IS_SANDBOX"] = "1"
+        allowed = option_list(config, "allowed_tools")
+        if allowed:
+            argv += ["--allowedTools", ",".join(allowed)]
+        max_turns = config.options.get("max_turns")
+        if isinstance(max_turns, int) and not isinstance(max_turns, bool):
+            argv += ["--max-turns", str(max_turns)]
+        if config.model:
+            argv += ["--model", config.model]
+        if config.base_url:
+            extra["ANTHROPIC_BASE_URL"] = without_suffix_v1(config.base_url)
+        key = api_key(config, request)
+        if key:
+            extra["ANTHROPIC_API_KEY"] = key
+        env = build_env(config, request, extra)
+        if config.mcp:
+            command = mcp_command(config)
+            server = {"command": command[0], "args": command[1:],
+                      "env": dict(request.taskmill_env)}
+            path = request.state_dir / "claude-mcp.json"
+            path.write_text(json.dumps({"mcpServers": {"taskmill": server}}, indent=2))
+            argv += ["--mcp-config", str(path)]
+        argv += config.args
+        return Invocation(argv=tuple(argv), env=env, cwd=request.worktree)
+
+    def parse(
+        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
+    ) -> Usage:
+        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        usage = parse_claude_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
+        usage.model = usage.model or config.model
+        return usage

@@ -1,0 +1,256 @@
+"""Helpers shared by the adapters: errors, NDJSON reading, numbers, rate-limit detection.
+
+Nothing here reads the process environment or the clock; callers pass ``now`` in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from taskmill.agents.base import AgentConfig, TurnRequest
+
+MAX_ARGV_PROMPT = 100_000
+"""Prompts longer than this (in bytes) are not put on the command line (Linux caps one
+argument at 128 KiB); the agent is told to read ``request.prompt_file`` instead."""
+
+STDERR_SUFFIX = ".stderr"
+"""The runner writes the agent's stderr to ``<log_path>.stderr``."""
+
+
+class AgentConfigError(ValueError):
+    """An ``[agents.NAME]`` table or the environment it needs is wrong."""
+
+
+def stderr_path(log_path: Path) -> Path:
+    """Where the runner writes the agent's stderr."""
+    return log_path.with_name(log_path.name + STDERR_SUFFIX)
+
+
+def read_stderr_tail(request: TurnRequest, limit: int = 65_536) -> str:
+    """The last ``limit`` bytes of the agent's stderr ("" when there is none)."""
+    path = stderr_path(request.log_path)
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def prompt_arg(request: TurnRequest) -> str:
+    """The prompt as a command-line argument, or a pointer to the prompt file if too long.
+
+    A prompt starting with ``-`` gets a leading newline so no CLI parses it as an option.
+    """
+    if len(request.prompt.encode("utf-8")) > MAX_ARGV_PROMPT:
+        return (
+            f"Your full instructions are in the file {request.prompt_file}. "
+            "Read that file first and carry out what it says."
+        )
+    return "\n" + request.prompt if request.prompt.startswith("-") else request.prompt
+
+
+DEFAULT_MCP_COMMAND = ("taskmill", "mcp")
+
+
+def mcp_command(config: AgentConfig) -> list[str]:
+    """The command that starts taskmill's MCP server (``options.mcp_command`` overrides)."""
+    value = config.options.get("mcp_command")
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
+    if isinstance(value, str) and value:
+        return value.split()
+    return list(DEFAULT_MCP_COMMAND)
+
+
+def option_str(config: AgentConfig, key: str) -> str | None:
+    value = config.options.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AgentConfigError(f"agent {config.name!r}: option {key!r} must be a string")
+    return value
+
+
+def option_list(config: AgentConfig, key: str) -> list[str]:
+    value = config.options.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return [str(v) for v in value]
+    raise AgentConfigError(f"agent {config.name!r}: option {key!r} must be a list of strings")
+
+
+def executable(config: AgentConfig, default: str) -> list[str]:
+    """The CLI to start: ``config.command`` when set (e.g. a path), else ``default``."""
+    return list(config.command) if config.command else [default]
+
+
+def iter_json_lines(output: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of an NDJSON stream; other lines (and a truncated last line) are skipped."""
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def non_json_lines(output: str) -> list[str]:
+    """The lines of ``output`` that are not JSON objects."""
+    lines = []
+    for line in output.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("{"):
+            try:
+                json.loads(stripped)
+                continue
+            except ValueError:
+                pass
+        lines.append(stripped)
+    return lines
+
+
+def as_int(value: object) -> int:
+    """A token count from JSON: ints and numeric strings, anything else is 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value))
+        except ValueError:
+            return 0
+    return 0
+
+
+def as_float(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def as_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def get_dict(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def short(text: str, limit: int = 500) -> str:
+    """One line, at most ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_text(value: object) -> str:
+    """An error field that may be a string, or an object with ``message``/``type``/``data``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        for key in ("message", "msg", "error"):
+            inner = value.get(key)
+            if isinstance(inner, str) and inner:
+                return inner
+        data = value.get("data")
+        if isinstance(data, dict):
+            return error_text(data)
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+_RATE_LIMIT = re.compile(
+    r"\b429\b|\b529\b|rate[ _-]?limit|usage[ _-]?limit|quota[ _-]?exceeded|exceeded your"
+    r"(?: current)? quota|insufficient_quota|resource[ _-]?exhausted|too many requests|"
+    r"overloaded|limit reached|hit your (?:usage )?limit",
+    re.IGNORECASE,
+)
+_EPOCH = re.compile(r"limit reached\|(\d{9,11})", re.IGNORECASE)
+_SECONDS = re.compile(
+    r"(?:retry[ _-]?after|retry in|retry_delay|retrydelay|try again in|resets? in|wait)"
+    r"\"?\s*[:=]?\s*\"?(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|mins?|minutes?|h|hours?)?\b",
+    re.IGNORECASE,
+)
+_DURATION_AFTER = re.compile(
+    r"(?:try again in|retry in|resets? in)\s+((?:\d+(?:\.\d+)?\s*(?:days?|d|hours?|h|minutes?|"
+    r"mins?|m|seconds?|secs?|s)\b[\s,and]*)+)",
+    re.IGNORECASE,
+)
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(days?|d|hours?|h|minutes?|mins?|m|seconds?|secs?|s|ms)\b", re.IGNORECASE
+)
+_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def _unit_seconds(unit: str | None) -> float:
+    if not unit:
+        return 1.0
+    unit = unit.lower()
+    if unit == "ms":
+        return 0.001
+    if unit.startswith("min"):
+        return 60.0
+    return _UNIT.get(unit[0], 1.0)
+
+
+def is_rate_limit_text(text: str) -> bool:
+    return bool(_RATE_LIMIT.search(text))
+
+
+def retry_after_from_text(text: str, now: float) -> float | None:
+    """Seconds until a limit resets, as far as the message says (``now``: Unix time)."""
+    epoch = _EPOCH.search(text)
+    if epoch:
+        return max(0.0, float(epoch.group(1)) - now)
+    duration = _DURATION_AFTER.search(text)
+    if duration:
+        total = sum(
+            float(num) * _unit_seconds(unit)
+            for num, unit in _DURATION_PART.findall(duration.group(1))
+        )
+        if total > 0:
+            return total
+    match = _SECONDS.search(text)
+    if match:
+        return float(match.group(1)) * _unit_seconds(match.group(2))
+    return None
+
+
+def detect_rate_limit(texts: list[str], now: float) -> tuple[bool, float | None]:
+    """Whether any of ``texts`` (error messages) reports a rate or usage limit, and when it resets."""
+    limited = False
+    retry: float | None = None
+    for text in texts:
+        if not text or not is_rate_limit_text(text):
+            continue
+        limited = True
+        found = retry_after_from_text(text, now)
+        if found is not None:
+            retry = found if retry is None else max(retry, found)
+    return limited, retry

@@ -1,0 +1,147 @@
+"""The ``gemini`` adapter: Google Gemini CLI (npm ``@google/gemini-cli``) headless.
+
+Command line::
+
+    gemini -p PROMPT -o stream-json --skip-trust --yolo [-m M] [ARGS...]
+
+``--skip-trust``: without it the CLI exits 55 in a directory it has not been told to trust
+(every fresh worktree). ``--yolo``: in the default approval mode headless runs drop the
+write and shell tools.
+
+Endpoint: ``base_url`` -> ``GOOGLE_GEMINI_BASE_URL``, the key from ``api_key_env`` ->
+``GEMINI_API_KEY``, and ``$HOME/.gemini/settings.json`` gets
+``{"security": {"auth": {"selectedType": "gemini-api-key"}}}`` (other settings in the file
+are kept). With ``base_url`` and no ``model`` the adapter passes ``-m gemini-2.5-pro``: the
+default model first makes a routing call whose reply must be JSON. ``mcp = true`` adds
+``mcpServers.taskmill`` to the settings.
+
+Parsing (NDJSON ``init``/``message``/``tool_use``/``tool_result``/``error``/``result``):
+session id and model from ``init``; ``result.stats`` input/output tokens (``cached`` ->
+cache read); no cost; errors from ``result.status == "error"`` and ``error`` events of
+severity ``error``; rate limits from 429 / ``RESOURCE_EXHAUSTED`` / quota messages there or
+on stderr, with "retry in Ns" / ``retryDelay`` as ``retry_after_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
+from taskmill.agents.common import (
+    as_int,
+    as_str,
+    detect_rate_limit,
+    error_text,
+    executable,
+    get_dict,
+    iter_json_lines,
+    mcp_command,
+    prompt_arg,
+    read_stderr_tail,
+    short,
+)
+from taskmill.agents.envs import api_key, build_env
+
+DEFAULT_PROXY_MODEL = "gemini-2.5-pro"
+
+
+def write_settings(path: Path, updates: dict[str, Any]) -> None:
+    """Deep-merge ``updates`` into the JSON file at ``path`` (created if missing)."""
+    try:
+        current: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = {}
+    if not isinstance(current, dict):
+        current = {}
+
+    def merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    merge(current, updates)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+
+
+def parse_gemini_stream(
+    output: str, exit_code: int | None, *, now: float, stderr: str = ""
+) -> Usage:
+    """Read ``gemini -o stream-json`` output."""
+    usage = Usage()
+    errors: list[str] = []
+    result: dict[str, Any] | None = None
+    for event in iter_json_lines(output):
+        kind = event.get("type")
+        if kind == "init":
+            usage.session_id = as_str(event.get("session_id")) or usage.session_id
+            usage.model = as_str(event.get("model")) or usage.model
+        elif kind == "error":
+            if event.get("severity", "error") == "error":
+                errors.append(error_text(event.get("message") or event.get("error")))
+        elif kind == "result":
+            result = event
+    if result is not None:
+        stats = get_dict(result, "stats")
+        usage.input_tokens = as_int(stats.get("input_tokens", stats.get("input")))
+        usage.output_tokens = as_int(stats.get("output_tokens"))
+        usage.cache_read_tokens = as_int(stats.get("cached", stats.get("cached_tokens")))
+        if result.get("status", "success") != "success":
+            errors.append(error_text(result.get("error")) or f"status {result.get('status')}")
+    elif output.strip() or exit_code not in (0, None):
+        errors.append("the output ended without a result event")
+    failed = bool(errors) or exit_code not in (0, None)
+    if errors:
+        usage.error = short(" | ".join(e for e in errors if e))
+    if failed:
+        usage.rate_limited, usage.retry_after_s = detect_rate_limit([*errors, stderr], now)
+    return usage
+
+
+class GeminiAdapter:
+    name = "gemini"
+    install_hint = "npm install -g @google/gemini-cli@0.61.0"
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.wall_clock = wall_clock
+
+    def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
+        extra: dict[str, str] = {}
+        settings: dict[str, Any] = {}
+        key = api_key(config, request)
+        if key:
+            extra["GEMINI_API_KEY"] = key
+        if config.base_url:
+            extra["GOOGLE_GEMINI_BASE_URL"] = config.base_url.rstrip("/")
+        if key or config.base_url:
+            settings["security"] = {"auth": {"selectedType": "gemini-api-key"}}
+        if config.mcp:
+            command = mcp_command(config)
+            settings["mcpServers"] = {"taskmill": {
+                "command": command[0], "args": command[1:], "env": dict(request.taskmill_env),
+            }}
+        if settings:
+            write_settings(request.home / ".gemini" / "settings.json", settings)
+        argv = [*executable(config, "gemini"), "-p", prompt_arg(request), "-o", "stream-json",
+                "--skip-trust", "--yolo"]
+        model = config.model or (DEFAULT_PROXY_MODEL if config.base_url else None)
+        if model:
+            argv += ["-m", model]
+        argv += config.args
+        return Invocation(
+            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
+        )
+
+    def parse(
+        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
+    ) -> Usage:
+        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        usage = parse_gemini_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
+        usage.model = usage.model or config.model
+        return usage

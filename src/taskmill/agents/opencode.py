@@ -1,0 +1,180 @@
+"""The ``opencode`` adapter: opencode (npm ``opencode-ai``) headless.
+
+Command line::
+
+    opencode run --format json --auto [-m PROVIDER/MODEL] [ARGS...] PROMPT
+
+``--auto`` approves every permission not explicitly denied; the written config also sets
+``permission`` to ``allow`` for edits, shell and web fetches.
+
+The config is ``$HOME/.config/opencode/opencode.json`` of the isolated HOME (rewritten each
+turn; ``OPENCODE_CONFIG`` points at it too). With ``base_url`` it declares a provider
+``taskmill``::
+
+    {"provider": {"taskmill": {
+        "npm": "@ai-sdk/openai-compatible",          # table option provider_npm overrides
+        "name": "taskmill",
+        "options": {"baseURL": "<base_url>", "apiKey": "{env:<api_key_env>}"},
+        "models": {"<model>": {"name": "<model>"}}}},  # table option model_cost adds "cost"
+     "model": "taskmill/<model>"}
+
+and the run gets ``-m taskmill/<model>`` and ``OPENCODE_DISABLE_MODELS_FETCH=1`` (no
+models.dev lookup). The key stays out of the file: ``{env:VAR}`` is filled in by opencode from
+the agent's environment. Without ``base_url``, ``model`` is passed as is (``provider/model``).
+
+Parsing (NDJSON ``step_start``/``text``/``tool_use``/``step_finish``/``error``): tokens from
+every ``step_finish.part.tokens`` (input, output, ``cache.read``, ``cache.write``) summed;
+cost is the sum of ``part.cost`` (from the model's configured price); session id from
+``sessionID``; errors from ``error`` events; rate limits from 429 / "rate limit" there or on
+stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
+from taskmill.agents.common import (
+    AgentConfigError,
+    as_float,
+    as_int,
+    as_str,
+    detect_rate_limit,
+    error_text,
+    executable,
+    get_dict,
+    iter_json_lines,
+    mcp_command,
+    option_str,
+    prompt_arg,
+    read_stderr_tail,
+    short,
+)
+from taskmill.agents.envs import api_key, build_env
+
+PROVIDER = "taskmill"
+DEFAULT_NPM = "@ai-sdk/openai-compatible"
+DEFAULT_PROXY_MODEL = "default"
+
+
+def opencode_config(config: AgentConfig, request: TurnRequest) -> tuple[dict[str, Any], str | None]:
+    """The ``opencode.json`` for this agent, and the ``-m`` value."""
+    doc: dict[str, Any] = {
+        "$schema": "https://opencode.ai/config.json",
+        "autoupdate": False,
+        "share": "disabled",
+        "permission": {"edit": "allow", "bash": "allow", "webfetch": "allow"},
+    }
+    model_flag = config.model
+    if config.base_url:
+        model = config.model or DEFAULT_PROXY_MODEL
+        if model.startswith(PROVIDER + "/"):
+            model = model[len(PROVIDER) + 1 :]
+        entry: dict[str, Any] = {"name": model}
+        cost = config.options.get("model_cost")
+        if cost is not None:
+            if not isinstance(cost, dict):
+                raise AgentConfigError(
+                    f"agent {config.name!r}: model_cost must be a table like "
+                    "{input = 3.0, output = 15.0} (USD per million tokens)"
+                )
+            entry["cost"] = cost
+        options: dict[str, Any] = {"baseURL": config.base_url.rstrip("/")}
+        if config.api_key_env:
+            options["apiKey"] = "{env:" + config.api_key_env + "}"
+        doc["provider"] = {PROVIDER: {
+            "npm": option_str(config, "provider_npm") or DEFAULT_NPM,
+            "name": PROVIDER,
+            "options": options,
+            "models": {model: entry},
+        }}
+        model_flag = f"{PROVIDER}/{model}"
+        doc["model"] = model_flag
+    if config.mcp:
+        command = mcp_command(config)
+        doc["mcp"] = {"taskmill": {
+            "type": "local", "command": command, "enabled": True,
+            "environment": dict(request.taskmill_env),
+        }}
+    return doc, model_flag
+
+
+def parse_opencode_stream(
+    output: str, exit_code: int | None, *, now: float, stderr: str = ""
+) -> Usage:
+    """Read ``opencode run --format json`` output."""
+    usage = Usage()
+    errors: list[str] = []
+    cost: float | None = None
+    finished = False
+    for event in iter_json_lines(output):
+        usage.session_id = usage.session_id or as_str(event.get("sessionID"))
+        part = get_dict(event, "part")
+        kind = event.get("type")
+        if kind == "step_finish":
+            finished = True
+            tokens = get_dict(part, "tokens")
+            cache = get_dict(tokens, "cache")
+            usage.input_tokens += as_int(tokens.get("input"))
+            usage.output_tokens += as_int(tokens.get("output"))
+            usage.cache_read_tokens += as_int(cache.get("read"))
+            usage.cache_write_tokens += as_int(cache.get("write"))
+            step_cost = as_float(part.get("cost"))
+            if step_cost is not None:
+                cost = (cost or 0.0) + step_cost
+        elif kind == "error":
+            errors.append(error_text(event.get("error") or event.get("message")) or "error")
+        elif kind == "tool_use":
+            state = get_dict(part, "state")
+            if state.get("status") == "error" and exit_code not in (0, None):
+                errors.append(error_text(state.get("error")))
+        model = as_str(part.get("modelID"))
+        if model:
+            usage.model = model
+    usage.cost_usd = cost
+    if not finished and not errors and exit_code not in (0, None):
+        errors.append("the output ended without a step_finish event")
+    failed = bool(errors) or exit_code not in (0, None)
+    if errors:
+        usage.error = short(" | ".join(e for e in errors if e))
+    if failed:
+        usage.rate_limited, usage.retry_after_s = detect_rate_limit([*errors, stderr], now)
+    return usage
+
+
+class OpencodeAdapter:
+    name = "opencode"
+    install_hint = "npm install -g opencode-ai@1.18.33"
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.wall_clock = wall_clock
+
+    def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
+        doc, model_flag = opencode_config(config, request)
+        path = request.home / ".config" / "opencode" / "opencode.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        extra = {"OPENCODE_CONFIG": str(path)}
+        if config.base_url:
+            extra["OPENCODE_DISABLE_MODELS_FETCH"] = "1"
+        key = api_key(config, request)
+        if key and config.api_key_env:
+            extra[config.api_key_env] = key
+        argv = [*executable(config, "opencode"), "run", "--format", "json", "--auto"]
+        if model_flag:
+            argv += ["-m", model_flag]
+        argv += [*config.args, prompt_arg(request)]
+        return Invocation(
+            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
+        )
+
+    def parse(
+        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
+    ) -> Usage:
+        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        usage = parse_opencode_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
+        usage.model = usage.model or config.model
+        return usage

@@ -1,0 +1,59 @@
+"""The ``qwen`` adapter: Qwen Code (npm ``@qwen-code/qwen-code``) headless.
+
+Command line::
+
+    qwen --auth-type openai PROMPT -o stream-json --yolo [ARGS...]
+
+The positional prompt runs one-shot (``-p`` is deprecated). Endpoint and model go through
+the environment: ``base_url`` -> ``OPENAI_BASE_URL`` (ending in ``/v1``: the client appends
+``/chat/completions``), the key from ``api_key_env`` -> ``OPENAI_API_KEY``, ``model`` ->
+``OPENAI_MODEL``.
+
+Parsing: the same ``stream-json`` format as Claude Code (``system``/``assistant``/``user``/
+``result``), read by :func:`taskmill.agents.claude.parse_claude_stream`: tokens from
+``result.usage``, session id, model, errors and rate limits; no cost (Qwen Code reports
+none, so ``cost_usd`` stays ``None`` unless the usage file says otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
+from taskmill.agents.claude import parse_claude_stream
+from taskmill.agents.common import executable, prompt_arg, read_stderr_tail
+from taskmill.agents.envs import api_key, build_env, with_suffix_v1
+
+
+class QwenAdapter:
+    name = "qwen"
+    install_hint = "npm install -g @qwen-code/qwen-code@0.15.10"
+
+    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+        self.wall_clock = wall_clock
+
+    def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
+        extra: dict[str, str] = {}
+        if config.base_url:
+            extra["OPENAI_BASE_URL"] = with_suffix_v1(config.base_url)
+        key = api_key(config, request)
+        if key:
+            extra["OPENAI_API_KEY"] = key
+        if config.model:
+            extra["OPENAI_MODEL"] = config.model
+        # The prompt comes before ARGS: array options (--allowed-tools ...) would swallow it.
+        argv = [*executable(config, "qwen"), "--auth-type", "openai", prompt_arg(request),
+                "-o", "stream-json", "--yolo", *config.args]
+        return Invocation(
+            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
+        )
+
+    def parse(
+        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
+    ) -> Usage:
+        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        usage = parse_claude_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
+        usage.cost_usd = None
+        usage.model = usage.model or config.model
+        return usage

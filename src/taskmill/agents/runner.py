@@ -1,0 +1,319 @@
+"""Run one agent turn: start the CLI, stream its output, enforce the wall-clock limit.
+
+:func:`run_turn` is the only place that starts agent processes. For every adapter it:
+
+* writes the prompt to ``request.prompt_file`` and removes a stale ``request.usage_file``;
+* calls ``adapter.prepare`` (a configuration error becomes a failed :class:`TurnResult`);
+* starts the process in its own session (``start_new_session=True``, so its process group
+  id is its pid) with ``cwd``, ``env`` (exactly, nothing inherited) and stdin from the
+  :class:`Invocation` (stdin is ``/dev/null`` when it has no text);
+* copies stdout verbatim to ``request.log_path`` (so the log stays valid NDJSON) and stderr
+  to ``<log_path>.stderr``; stdout is also kept in memory for ``adapter.parse``: all of it up
+  to ``max_output_bytes``, beyond that the first ``head_bytes`` plus the last
+  ``max_output_bytes``;
+* on timeout or ``cancel``: SIGTERM to the whole process group, ``kill_grace_s`` later
+  SIGKILL, then reaps it. When the agent exits by itself, processes it left behind in its
+  group (servers started with ``&``) get the same treatment: a turn leaves nothing running.
+  The leader is only reaped after its group was signalled, so the group id cannot be
+  reused by an unrelated process meanwhile. (A process that starts its own session
+  escapes; this is not a sandbox.)
+* calls ``adapter.parse`` and merges ``request.usage_file`` (JSON written by the agent,
+  e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win).
+
+It never raises because an agent failed: a missing binary gives ``exit_code=127`` and a
+``usage.error`` that names the command and how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from taskmill.agents.base import (
+    AgentAdapter,
+    AgentConfig,
+    Invocation,
+    TurnRequest,
+    TurnResult,
+    Usage,
+)
+from taskmill.agents.common import AgentConfigError, as_float, as_int, short, stderr_path
+
+MAX_OUTPUT_BYTES = 20 * 1024 * 1024
+HEAD_BYTES = 256 * 1024
+STDERR_TAIL_BYTES = 64 * 1024
+KILL_GRACE_S = 3.0
+POLL_S = 0.05
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+Clock = Callable[[], float]
+
+
+class OutputBuffer:
+    """Bytes of a stream kept in bounded memory: a head, and a tail of at most ``limit``."""
+
+    def __init__(self, limit: int = MAX_OUTPUT_BYTES, head: int = HEAD_BYTES) -> None:
+        self.limit = limit
+        self.head_limit = head
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.total = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if len(self.head) < self.head_limit:
+            room = self.head_limit - len(self.head)
+            self.head += chunk[:room]
+        self.tail.append(chunk)
+        self.tail_size += len(chunk)
+        while self.tail_size > self.limit and self.tail:
+            extra = self.tail_size - self.limit
+            first = self.tail[0]
+            if len(first) <= extra:
+                self.tail.popleft()
+                self.tail_size -= len(first)
+            else:
+                self.tail[0] = first[extra:]
+                self.tail_size -= extra
+            self.truncated = True
+
+    def text(self) -> str:
+        """Everything if it fit; otherwise the head, a marker line and the tail, cut at lines."""
+        tail = b"".join(self.tail)
+        if not self.truncated:
+            return tail.decode("utf-8", errors="replace")
+        head = bytes(self.head)
+        head = head[: head.rfind(b"\n") + 1]
+        newline = tail.find(b"\n")
+        tail = tail[newline + 1 :] if newline >= 0 else b""
+        marker = f"[taskmill: {self.total - len(head) - len(tail)} bytes of output omitted]\n"
+        return (head + marker.encode() + tail).decode("utf-8", errors="replace")
+
+
+def _pump(stream: IO[bytes], sink: IO[bytes], buffer: OutputBuffer) -> None:
+    """Copy ``stream`` to ``sink`` and ``buffer`` until EOF."""
+    read = getattr(stream, "read1", stream.read)
+    try:
+        while True:
+            chunk = read(65536)
+            if not chunk:
+                break
+            buffer.add(chunk)
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                pass
+    except (OSError, ValueError):
+        pass
+
+
+def _feed(stream: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        stream.write(data)
+    with contextlib.suppress(OSError, ValueError):
+        stream.close()
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` has exited, without reaping it (it keeps holding its pid/pgid)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_until(done: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def _failed(
+    request: TurnRequest, error: str, exit_code: int | None, start: float, clock: Clock
+) -> TurnResult:
+    with contextlib.suppress(OSError):
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with request.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(f"[taskmill] {error}\n")
+    return TurnResult(
+        exit_code=exit_code,
+        timed_out=False,
+        duration_s=max(0.0, clock() - start),
+        usage=Usage(error=error),
+        log_path=request.log_path,
+    )
+
+
+def _not_found_message(adapter: AgentAdapter, config: AgentConfig, inv: Invocation) -> str:
+    command = inv.argv[0] if inv.argv else "<empty command>"
+    hint = getattr(adapter, "install_hint", None) or "install it"
+    return (
+        f"command not found: {command!r} (agent {config.name!r}, adapter {config.adapter!r}, "
+        f"PATH={inv.env.get('PATH', '')}). Fix: {hint}, or set command = [\"/path/to/"
+        f"{Path(command).name}\"] in [agents.{config.name}] of .taskmill/config.toml"
+    )
+
+
+def merge_usage_file(usage: Usage, path: Path) -> None:
+    """Merge the agent-written usage file into ``usage`` (its figures win when present)."""
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        if usage.error is None:
+            usage.error = f"unreadable usage file {path}: {exc}"
+        return
+    if not isinstance(data, dict):
+        return
+    for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+        if key in data:
+            setattr(usage, key, as_int(data[key]))
+    if "cost_usd" in data:
+        usage.cost_usd = as_float(data["cost_usd"])
+    for key in ("session_id", "model", "error"):
+        if isinstance(data.get(key), str):
+            setattr(usage, key, data[key])
+    if isinstance(data.get("rate_limited"), bool):
+        usage.rate_limited = data["rate_limited"]
+    if "retry_after_s" in data:
+        usage.retry_after_s = as_float(data["retry_after_s"])
+
+
+def run_turn(
+    adapter: AgentAdapter,
+    config: AgentConfig,
+    request: TurnRequest,
+    *,
+    cancel: threading.Event | None = None,
+    clock: Clock = time.monotonic,
+    kill_grace_s: float = KILL_GRACE_S,
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
+) -> TurnResult:
+    """Run one turn of ``adapter`` for ``request``; see the module docstring."""
+    start = clock()
+    try:
+        for directory in (request.home, request.state_dir, request.log_path.parent,
+                          request.prompt_file.parent, request.usage_file.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+        request.prompt_file.write_text(request.prompt, encoding="utf-8")
+        request.usage_file.unlink(missing_ok=True)
+        invocation = adapter.prepare(config, request)
+    except (AgentConfigError, OSError) as exc:
+        return _failed(request, f"cannot prepare agent {config.name!r}: {exc}", None, start, clock)
+
+    if not invocation.cwd.is_dir():
+        return _failed(request, f"working directory {invocation.cwd} does not exist", None,
+                       start, clock)
+    err_path = stderr_path(request.log_path)
+    with request.log_path.open("wb") as out_log, err_path.open("wb") as err_log:
+        try:
+            proc = subprocess.Popen(
+                list(invocation.argv),
+                cwd=invocation.cwd,
+                env=dict(invocation.env),
+                stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            message = _not_found_message(adapter, config, invocation)
+            return _failed(request, message, EXIT_NOT_FOUND, start, clock)
+        except PermissionError as exc:
+            return _failed(request, f"cannot execute {invocation.argv[0]!r}: {exc}",
+                           EXIT_NOT_EXECUTABLE, start, clock)
+        except (OSError, ValueError) as exc:
+            return _failed(request, f"cannot start {invocation.argv!r}: {exc}", None, start, clock)
+
+        assert proc.stdout is not None and proc.stderr is not None
+        out_buf = OutputBuffer(max_output_bytes)
+        err_buf = OutputBuffer(STDERR_TAIL_BYTES, head=0)
+        threads = [
+            threading.Thread(target=_pump, args=(proc.stdout, out_log, out_buf), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, err_log, err_buf), daemon=True),
+        ]
+        if invocation.stdin is not None and proc.stdin is not None:
+            data = invocation.stdin.encode("utf-8")
+            threads.append(threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True))
+        for thread in threads:
+            thread.start()
+
+        timed_out = cancelled = False
+        deadline = start + request.timeout_s
+        while not _exited(proc.pid):
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            if clock() >= deadline:
+                timed_out = True
+                break
+            if cancel is not None:
+                cancel.wait(POLL_S)
+            else:
+                time.sleep(POLL_S)
+
+        pgid = proc.pid  # start_new_session: the leader's pid is the group id
+        if timed_out or cancelled:
+            _signal_group(pgid, signal.SIGTERM)
+            _wait_until(lambda: _exited(proc.pid), kill_grace_s)
+        else:
+            # The agent exited; anything it left in its group gets SIGTERM, and the grace
+            # period only lasts while something still holds the output pipes open.
+            _signal_group(pgid, signal.SIGTERM)
+            _wait_until(lambda: not any(t.is_alive() for t in threads[:2]), kill_grace_s)
+        _signal_group(pgid, signal.SIGKILL)
+        exit_code = proc.wait()
+        for thread in threads:
+            thread.join(timeout=kill_grace_s)
+        for stream in (proc.stdout, proc.stderr, proc.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+    duration = max(0.0, clock() - start)
+
+    output = out_buf.text()
+    try:
+        usage = adapter.parse(config, request, output, exit_code)
+    except Exception as exc:  # a parser bug must not lose the turn
+        usage = Usage(error=f"adapter {config.adapter!r} could not parse the output: {exc!r}")
+    merge_usage_file(usage, request.usage_file)
+    if timed_out:
+        usage.error = f"timed out after {request.timeout_s:g}s" + (
+            f" ({usage.error})" if usage.error else "")
+    elif cancelled:
+        usage.error = "cancelled"
+    elif exit_code != 0 and usage.error is None:
+        last = [line for line in err_buf.text().splitlines() if line.strip()]
+        usage.error = f"exited with code {exit_code}" + (
+            f": {short(last[-1], 300)}" if last else "")
+    return TurnResult(
+        exit_code=exit_code,
+        timed_out=timed_out,
+        duration_s=duration,
+        usage=usage,
+        log_path=request.log_path,
+        cancelled=cancelled,
+    )
