@@ -173,7 +173,7 @@ class Ledger:
         """The full id for ``task_id`` or a unique prefix of one."""
         if self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
             return task_id
-        matches = [r[0] for r in self.conn.execute(
+        matches: list[str] = [r[0] for r in self.conn.execute(
             "SELECT id FROM tasks WHERE id >= ? AND id < ? LIMIT 6", (task_id, task_id + "\uffff"))]
         if len(matches) == 1:
             return matches[0]
