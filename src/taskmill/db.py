@@ -112,7 +112,8 @@ CREATE TABLE attempts (
     commit_sha TEXT,
     log_path TEXT,
     detail TEXT,
-    run_id TEXT
+    run_id TEXT,
+    lap INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX attempts_task ON attempts(task_id, id);
 """

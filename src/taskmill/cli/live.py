@@ -1,0 +1,130 @@
+"""The run's terminal output: a live view (one line per worker, totals, merge queue), plain
+lines when not on a terminal, and the closing summary table."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from ..mill.engine import RunSummary
+
+
+class LiveView:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._active: dict[str, dict[str, Any]] = {}
+        self._merge: list[str] = []
+        self._totals = {"landed": 0, "blocked": 0, "in_tokens": 0, "out_tokens": 0, "cost": 0.0}
+        self._messages: list[str] = []
+        self._live = Live(self._render(), refresh_per_second=4, transient=False,
+                          get_renderable=self._render)
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        task = event.get("task")
+        with self._lock:
+            if kind == "dispatched" and task:
+                self._active[task] = {"title": event.get("title", ""), "iteration": 0,
+                                      "start": time.monotonic(), "tokens": 0, "cost": 0.0,
+                                      "state": "starting"}
+            elif task and task in self._active:
+                row = self._active[task]
+                if kind == "turn_started":
+                    row["iteration"] = event["iteration"]
+                    row["state"] = f"agent {event.get('agent', '')}"
+                elif kind == "turn_finished":
+                    row["tokens"] += event.get("input_tokens", 0) + event.get("output_tokens", 0)
+                    row["cost"] += event.get("cost_usd") or 0.0
+                    self._totals["in_tokens"] += event.get("input_tokens", 0)
+                    self._totals["out_tokens"] += event.get("output_tokens", 0)
+                    self._totals["cost"] += event.get("cost_usd") or 0.0
+                    row["state"] = "checks"
+                elif kind == "merge_queued":
+                    row["state"] = "merge queue"
+                    self._merge.append(task)
+                elif kind in ("merge_rejected", "landed", "blocked", "task_finished"):
+                    if task in self._merge:
+                        self._merge.remove(task)
+                    if kind == "landed":
+                        self._totals["landed"] += 1
+                    elif kind == "blocked":
+                        self._totals["blocked"] += 1
+                        self._messages.append(f"{task} blocked: {event.get('reason', '')[:100]}")
+                    if kind == "task_finished":
+                        self._active.pop(task, None)
+                    elif kind == "merge_rejected":
+                        row["state"] = f"back to agent ({event.get('reason')})"
+            if kind in ("checkout_not_moved", "warning", "agent_paused"):
+                self._messages.append(str(event.get("message") or event))
+
+    def _render(self) -> Group:
+        table = Table(show_edge=False, header_style="bold", expand=False)
+        for col in ("task", "title", "iter", "elapsed", "tokens", "cost", "doing"):
+            table.add_column(col)
+        now = time.monotonic()
+        with self._lock:
+            for task, row in list(self._active.items()):
+                table.add_row(task, row["title"][:40], str(row["iteration"]),
+                              f"{now - row['start']:.0f}s", str(row["tokens"]),
+                              f"${row['cost']:.4f}", row["state"])
+            t = self._totals
+            totals = Text(f"landed {t['landed']}  blocked {t['blocked']}  "
+                          f"tokens {t['in_tokens']}/{t['out_tokens']}  cost ${t['cost']:.4f}  "
+                          f"merge queue: {', '.join(self._merge) or '-'}")
+            messages = [Text(m, style="yellow") for m in self._messages[-5:]]
+        return Group(table, totals, *messages)
+
+
+def line_printer(event: dict[str, Any]) -> None:
+    kind = event["event"]
+    task = event.get("task", "")
+    if kind == "dispatched":
+        click.echo(f"start    {task}  {event.get('title', '')}")
+    elif kind == "turn_finished":
+        click.echo(f"turn     {task}  {event['outcome']}  tokens {event.get('input_tokens', 0)}"
+                   f"/{event.get('output_tokens', 0)}  {event.get('seconds', 0)}s")
+    elif kind == "merge_rejected":
+        click.echo(f"rejected {task}  {event.get('reason')}")
+    elif kind == "landed":
+        click.echo(f"landed   {task}  {str(event.get('commit', ''))[:10]}")
+    elif kind == "blocked":
+        click.echo(f"blocked  {task}  {event.get('reason', '')}")
+    elif kind in ("checkout_not_moved", "warning", "agent_paused", "recovered", "skipped"):
+        click.echo(f"note     {task}  {event.get('message') or event.get('reason') or kind}")
+
+
+def summary_table(summary: RunSummary) -> None:
+    console = Console(highlight=False)
+    table = Table(title=f"taskmill run {summary.run_id} -> {summary.target}", show_edge=False,
+                  header_style="bold")
+    for col in ("task", "iterations", "outcome", "tokens in/out", "cost", "time"):
+        table.add_column(col)
+    for o in summary.outcomes:
+        style = "green" if o.outcome == "landed" else "red"
+        table.add_row(o.task_id, str(o.iterations), f"[{style}]{o.outcome}[/]",
+                      f"{o.input_tokens}/{o.output_tokens}", f"${o.cost_usd:.4f}",
+                      f"{o.seconds:.1f}s")
+    if summary.outcomes:
+        console.print(table)
+    landed = sum(1 for o in summary.outcomes if o.outcome == "landed")
+    console.print(f"{landed} landed, {len(summary.outcomes) - landed} not landed"
+                  if summary.outcomes else "nothing was ready to run")
+    for o in summary.outcomes:
+        if o.outcome != "landed" and o.reason:
+            console.print(f"  {o.task_id}: {o.reason[:300]}", markup=False)

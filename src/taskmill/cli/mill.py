@@ -1,0 +1,98 @@
+"""``taskmill run``: the mill, with a live view or NDJSON events."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import emit_json, get_ctx, json_option
+
+
+@click.command()
+@click.option("--agent", help="The agent (a key of [agents] in config) for tasks without one.")
+@click.option("--agent-cmd", help="Shorthand for an exec agent running this command.")
+@click.option("--target", help="The branch to land on (default: the branch checked out now).")
+@click.option("-j", "--workers", type=click.IntRange(min=1), help="Tasks worked at once.")
+@click.option("--max-iterations", type=click.IntRange(min=1),
+              help="Agent turns per task before it is marked blocked (default 5).")
+@click.option("--turn-timeout", type=click.FloatRange(min=0.1),
+              help="Wall-clock seconds per agent turn (default 1800).")
+@click.option("--check-timeout", type=click.FloatRange(min=0.1),
+              help="Wall-clock seconds per check command (default 900).")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Per-task token budget.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="Per-task budget in USD.")
+@click.option("--only", "only", multiple=True, help="Only work this task id (repeatable).")
+@click.option("--max-tasks", type=click.IntRange(min=1), help="Dispatch at most this many tasks.")
+@click.option("--json-events", "json_events", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write every event as NDJSON to this file ('-' for standard output).")
+@click.option("--quiet", is_flag=True, help="No live view; only the summary.")
+@json_option
+def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: int | None,
+        max_iterations: int | None, turn_timeout: float | None, check_timeout: float | None,
+        max_tokens: int | None, max_cost: float | None, only: tuple[str, ...],
+        max_tasks: int | None, json_events: str | None, quiet: bool) -> None:
+    """Work every ready task with parallel agents, each in its own worktree, looping until
+    the task's checks pass, then land it through the merge queue.
+
+    Exit status: 0 when every task it touched landed, 1 when some are blocked.
+    """
+    from ..clock import SystemClock
+    from ..errors import InvalidInput
+    from ..mill.engine import Mill
+    from ..mill.events import EventBus, NdjsonWriter
+    from ..mill.settings import RunSettings, agent_cmd_config
+
+    ctx = get_ctx()
+    project = ctx.project()
+    ledger = project.ledger
+    overrides: dict[str, Any] = {
+        "target": target, "workers": workers, "max_iterations": max_iterations,
+        "turn_timeout": turn_timeout, "check_timeout": check_timeout, "max_tokens": max_tokens,
+        "max_cost": max_cost, "agent": agent, "max_tasks": max_tasks,
+        "only": [ledger.resolve(t) for t in only] or None}
+    settings = RunSettings.from_config(project.config.run, overrides)
+    override = agent_cmd_config(agent_cmd) if agent_cmd else None
+    if override is None and settings.agent is None:
+        raise InvalidInput("no agent to run tasks with",
+                           hint="pass --agent NAME or --agent-cmd CMD, or set [run] agent in "
+                                ".taskmill/config.toml")
+    clock = SystemClock()
+    bus = EventBus(clock)
+    stream = None
+    if json_events:
+        stream = sys.stdout if json_events == "-" else Path(json_events).open("a", encoding="utf-8")  # noqa: SIM115
+        bus.subscribe(NdjsonWriter(stream))
+    mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
+                agent_override=override)
+    live = None
+    if not quiet and not ctx.json and json_events != "-" and sys.stdout.isatty():
+        from .live import LiveView
+
+        live = LiveView(settings.workers)
+        bus.subscribe(live.on_event)
+    elif not quiet and not ctx.json and json_events != "-":
+        from .live import line_printer
+
+        bus.subscribe(line_printer)
+    try:
+        if live is not None:
+            with live:
+                summary = mill.run()
+        else:
+            summary = mill.run()
+    except KeyboardInterrupt:
+        mill.stop.set()
+        raise
+    finally:
+        if stream is not None and stream is not sys.stdout:
+            stream.close()
+    if ctx.json:
+        emit_json(summary.to_json())
+    elif json_events != "-":
+        from .live import summary_table
+
+        summary_table(summary)
+    sys.exit(summary.exit_code)

@@ -1,0 +1,336 @@
+"""``taskmill run``: claim ready work, hand it to workers, dispatch what becomes ready at once.
+
+The scheduler runs in the calling thread; each claimed task runs in a worker thread (see
+:mod:`.worker`), and a worker that finishes wakes the scheduler through a queue, so a
+dependent task starts as soon as its blocker lands (no polling interval). Among ready tasks
+of equal priority the one with the longest chain of work waiting on it goes first.
+
+Crash safety: every run holds a lock file for its lifetime. A task left ``in_progress`` by a
+run whose lock is free (the process died) is recovered at start: if its commit is already on
+the target it is closed, otherwise its attempts are marked interrupted and it is worked
+again, resuming its branch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import secrets
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..agents.base import AgentAdapter, AgentConfig
+from ..agents.registry import agent_config_from_toml, get_adapter
+from ..clock import Clock, iso
+from ..config import Config
+from ..errors import InvalidInput
+from ..ledger import Ledger
+from ..model import Task
+from ..paths import LedgerPaths
+from .events import EventBus
+from .git import Git, ensure_identity, git_env, identity_env
+from .land import MergeQueue
+from .settings import RunSettings
+from .worker import AgentGate, Outcome, TaskWorker, WorkerContext
+from .worktrees import WorktreePool
+
+MILL_PREFIX = "mill:"
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    target: str
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(o.outcome == "landed" for o in self.outcomes) else 1
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id, "target": self.target, "exit_code": self.exit_code,
+            "tasks": [o.__dict__ for o in self.outcomes],
+            "landed": sum(1 for o in self.outcomes if o.outcome == "landed"),
+            "blocked": sum(1 for o in self.outcomes if o.outcome != "landed"),
+        }
+
+
+class Mill:
+    def __init__(self, paths: LedgerPaths, config: Config, settings: RunSettings, *,
+                 env: Mapping[str, str], clock: Clock, bus: EventBus,
+                 agent_override: AgentConfig | None = None) -> None:
+        self.paths = paths
+        self.config = config
+        self.settings = settings
+        self.env = env
+        self.clock = clock
+        self.bus = bus
+        self.agent_override = agent_override
+        self.run_id = secrets.token_hex(4)
+        self.actor = f"{MILL_PREFIX}{self.run_id}"
+        base_env = git_env(env)
+        self.git = Git(paths.root, base_env)
+        self.git = Git(paths.root, {**base_env, **ensure_identity(self.git)})
+        self.stop = threading.Event()
+        self._lock_fd = -1
+        self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def ledger(self) -> Ledger:
+        return Ledger.open(self.paths.db, prefix=self.config.prefix, clock=self.clock,
+                           actor=self.actor)
+
+    def _hold_run_lock(self) -> None:
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.paths.run_dir / f"run-{self.run_id}.lock"
+        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
+
+    def _release_run_lock(self) -> None:
+        if self._lock_fd >= 0:
+            path = self.paths.run_dir / f"run-{self.run_id}.lock"
+            path.unlink(missing_ok=True)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _run_alive(self, run_id: str) -> bool:
+        if run_id == self.run_id:
+            return True
+        path = self.paths.run_dir / f"run-{run_id}.lock"
+        if not path.exists():
+            return False
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        path.unlink(missing_ok=True)
+        return False
+
+    def resolve_agent(self, task: Task) -> tuple[AgentConfig, AgentAdapter]:
+        if self.agent_override is not None and task.agent is None:
+            key = self.agent_override.name
+            if key not in self._agent_cache:
+                self._agent_cache[key] = (self.agent_override,
+                                          get_adapter(self.agent_override.adapter))
+            return self._agent_cache[key]
+        name = task.agent or self.settings.agent
+        if name is None:
+            raise InvalidInput(
+                f"no agent for {task.id}",
+                hint="set [run] agent in .taskmill/config.toml, or pass --agent NAME or "
+                     "--agent-cmd CMD")
+        if name not in self._agent_cache:
+            table = self.config.agents.get(name)
+            if table is None:
+                if name in ("claude", "codex", "gemini", "opencode", "qwen", "aider"):
+                    table = {"adapter": name}
+                else:
+                    raise InvalidInput(f"agent {name!r} is not configured",
+                                       hint=f"add [agents.{name}] to .taskmill/config.toml")
+            config = agent_config_from_toml(name, table)
+            self._agent_cache[name] = (config, get_adapter(config.adapter))
+        return self._agent_cache[name]
+
+    def _target(self) -> str:
+        if self.settings.target:
+            target = self.settings.target
+        else:
+            branch = self.git.current_branch()
+            if branch is None:
+                raise InvalidInput("the repository's HEAD is detached",
+                                   hint="check out a branch, or pass --target BRANCH")
+            target = branch
+        if self.git.rev(f"refs/heads/{target}") is None:
+            raise InvalidInput(f"the target branch {target!r} does not exist or has no commit",
+                               hint="commit something first, or pass --target BRANCH")
+        return target
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def recover(self, ledger: Ledger, target_ref: str) -> list[str]:
+        """Take over tasks left in progress by runs that died. Returns their ids."""
+        recovered = []
+        rows = ledger.conn.execute(
+            "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
+            (MILL_PREFIX + "%",)).fetchall()
+        for task_id, assignee in rows:
+            run_id = assignee[len(MILL_PREFIX):]
+            if self._run_alive(run_id):
+                continue
+            with ledger.transaction():
+                ledger.conn.execute(
+                    "UPDATE attempts SET outcome = 'interrupted', ended_at = ? WHERE task_id = ?"
+                    " AND outcome IS NULL", (iso(self.clock.now()), task_id))
+                cur = ledger.conn.execute(
+                    "UPDATE tasks SET assignee = ? WHERE id = ? AND assignee = ?"
+                    " AND status = 'in_progress'", (self.actor, task_id, assignee))
+                if cur.rowcount != 1:
+                    continue
+                ledger.record("recovered", task_id, {"from_run": run_id}, actor=self.actor)
+            recovered.append(task_id)
+            self.bus.emit("recovered", task=task_id, from_run=run_id)
+        return recovered
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _chain_lengths(self, ledger: Ledger) -> dict[str, float]:
+        """For each unfinished task, the longest chain of work waiting on it (incl. itself)."""
+        waiting: dict[str, list[str]] = defaultdict(list)
+        weight: dict[str, float] = {}
+        for tid, hints in ledger.conn.execute(
+                "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')"):
+            estimate = 1.0
+            if hints and "estimate" in hints:
+                import json
+
+                value = json.loads(hints).get("estimate")
+                if isinstance(value, int | float) and value > 0:
+                    estimate = float(value)
+            weight[tid] = estimate
+        for issue, blocker in ledger.conn.execute(
+                "SELECT issue_id, depends_on_id FROM deps WHERE type = 'blocks'"):
+            if issue in weight and blocker in weight:
+                waiting[blocker].append(issue)
+        memo: dict[str, float] = {}
+
+        def chain(start: str) -> float:
+            stack: list[tuple[str, int]] = [(start, 0)]
+            on_path = {start}
+            while stack:
+                node, i = stack[-1]
+                nexts = waiting.get(node, [])
+                if i < len(nexts):
+                    stack[-1] = (node, i + 1)
+                    nxt = nexts[i]
+                    if nxt not in memo and nxt not in on_path:
+                        on_path.add(nxt)
+                        stack.append((nxt, 0))
+                    continue
+                memo[node] = weight[node] + max((memo.get(n, 0.0) for n in nexts), default=0.0)
+                on_path.discard(node)
+                stack.pop()
+            return memo[start]
+
+        return {tid: chain(tid) for tid in weight if tid not in memo} | memo
+
+    def _candidates(self, ledger: Ledger, skip: set[str]) -> list[Task]:
+        ready = [t for t in ledger.ready(limit=len(skip) + 500) if t.id not in skip]
+        if self.settings.only:
+            ready = [t for t in ready if t.id in self.settings.only]
+        if not ready:
+            return []
+        chains = self._chain_lengths(ledger) if len(ready) > 1 else {}
+        order = {t.id: i for i, t in enumerate(ready)}
+        return sorted(ready, key=lambda t: (t.priority, -chains.get(t.id, 1.0), order[t.id]))
+
+    def _lap_for(self, ledger: Ledger, task_id: str, resumed: bool) -> int:
+        row = ledger.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = ?",
+                                  (task_id,)).fetchone()
+        last = int(row[0] or 0)
+        return max(last, 1) if resumed else last + 1
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        self._hold_run_lock()
+        ledger = self.ledger()
+        try:
+            target = self._target()
+            summary = RunSummary(self.run_id, target)
+            queue_ = MergeQueue(
+                self.git, target=target, lock_path=self.paths.run_dir / "merge.lock",
+                checks=self.config.checks, check_env=self.git.env,
+                check_timeout=self.settings.check_timeout, user_checkout=self.paths.root,
+                log_dir=self.paths.logs)
+            pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.paths.root,
+                                include_file=self.paths.dir / "include",
+                                clean_ignored=self.settings.clean_ignored)
+            pool.prune()
+            ctx = WorkerContext(
+                run_id=self.run_id, settings=self.settings, git=self.git, pool=pool,
+                queue=queue_, bus=self.bus, clock=self.clock, gate=AgentGate(self.clock),
+                stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
+                project_checks=list(self.config.checks), parent_env=self.env,
+                check_env=self.git.env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
+                homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))))
+            self.bus.emit("run_started", run_id=self.run_id, target=target,
+                          workers=self.settings.workers)
+            resumed = set(self.recover(ledger, queue_.ref))
+            self._loop(ledger, ctx, resumed, summary)
+            self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
+                                             if k != "tasks"})
+            return summary
+        finally:
+            ledger.close_db()
+            self._release_run_lock()
+
+    def _loop(self, ledger: Ledger, ctx: WorkerContext, resumed: set[str],
+              summary: RunSummary) -> None:
+        done: queue.Queue[Outcome] = queue.Queue()
+        in_flight: set[str] = set()
+        skip: set[str] = set()
+        dispatched = 0
+        with ThreadPoolExecutor(max_workers=self.settings.workers,
+                                thread_name_prefix="taskmill-worker") as pool:
+
+            def submit(task: Task, lap: int) -> None:
+                def work() -> None:
+                    try:
+                        outcome = TaskWorker(ctx, task, lap).run()
+                    except BaseException as exc:  # never leave the scheduler waiting
+                        outcome = Outcome(task.id, task.title, "error", reason=str(exc))
+                    done.put(outcome)
+
+                in_flight.add(task.id)
+                skip.add(task.id)
+                self.bus.emit("dispatched", task=task.id, title=task.title, lap=lap,
+                              in_flight=len(in_flight))
+                pool.submit(work)
+
+            for task_id in sorted(resumed):
+                if self.settings.only and task_id not in self.settings.only:
+                    continue
+                submit(ledger.get(task_id), self._lap_for(ledger, task_id, True))
+            while True:
+                while (not self.stop.is_set() and len(in_flight) < self.settings.workers
+                       and (self.settings.max_tasks is None or dispatched < self.settings.max_tasks)):
+                    claimed = self._claim_next(ledger, skip)
+                    if claimed is None:
+                        break
+                    dispatched += 1
+                    submit(claimed, self._lap_for(ledger, claimed.id, False))
+                if not in_flight:
+                    break
+                outcome = done.get()
+                in_flight.discard(outcome.task_id)
+                summary.outcomes.append(outcome)
+                self.bus.emit("task_finished", task=outcome.task_id, outcome=outcome.outcome,
+                              iterations=outcome.iterations, in_flight=len(in_flight))
+
+    def _claim_next(self, ledger: Ledger, skip: set[str]) -> Task | None:
+        from ..errors import ClaimConflict
+
+        for task in self._candidates(ledger, skip):
+            try:
+                self.resolve_agent(task)
+            except InvalidInput as exc:
+                skip.add(task.id)
+                self.bus.emit("skipped", task=task.id, reason=str(exc))
+                continue
+            try:
+                return ledger.claim(task.id, self.actor, actor=self.actor)
+            except ClaimConflict:
+                skip.add(task.id)
+        return None
+

@@ -1,0 +1,141 @@
+"""A small, typed wrapper over the git command line; failures become :class:`GitError`."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GitError
+
+TRAILER = "Taskmill-Task"
+
+
+@dataclass(frozen=True)
+class Git:
+    """git in one directory, with a fixed environment."""
+
+    cwd: Path
+    env: Mapping[str, str]
+
+    def run(self, *args: str, check: bool = True, input_text: str | None = None,
+            timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=self.cwd, env=dict(self.env), capture_output=True,
+                text=True, input=input_text, timeout=timeout, check=False,
+                stdin=None if input_text is not None else subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            raise GitError("git is not installed or not on PATH") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise GitError(f"git {' '.join(args)} timed out after {timeout:.0f}s") from exc
+        if check and proc.returncode != 0:
+            raise GitError(f"git {' '.join(args)} failed in {self.cwd}: "
+                           f"{(proc.stderr or proc.stdout).strip()[:2000]}")
+        return proc
+
+    def out(self, *args: str) -> str:
+        return self.run(*args).stdout.strip()
+
+    def ok(self, *args: str) -> bool:
+        return self.run(*args, check=False).returncode == 0
+
+    def at(self, path: Path) -> Git:
+        return Git(path, self.env)
+
+    # -- refs ------------------------------------------------------------------------------
+
+    def rev(self, ref: str) -> str | None:
+        proc = self.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return proc.stdout.strip() or None
+
+    def tree_of(self, ref: str) -> str:
+        return self.out("rev-parse", f"{ref}^{{tree}}")
+
+    def current_branch(self) -> str | None:
+        proc = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+        return proc.stdout.strip() or None
+
+    def update_ref(self, ref: str, new: str, old: str | None, message: str) -> bool:
+        """Compare-and-swap a ref; False when it no longer points at ``old``."""
+        args = ["update-ref", "-m", message, ref, new]
+        if old is not None:
+            args.append(old)
+        return self.run(*args, check=False).returncode == 0
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        return self.ok("merge-base", "--is-ancestor", a, b)
+
+    def find_landed(self, target: str, task_id: str, *, since: str | None = None) -> str | None:
+        """The commit on ``target`` whose trailer names ``task_id``, if any."""
+        rng = target if since is None else f"{since}..{target}"
+        out = self.out("log", "--format=%H", "--fixed-strings",
+                       f"--grep={TRAILER}: {task_id}", rng, "--")
+        for line in out.splitlines():
+            return line.strip()
+        return None
+
+    # -- working tree ----------------------------------------------------------------------
+
+    def status_porcelain(self) -> str:
+        return self.out("status", "--porcelain", "--untracked-files=all")
+
+    def commit_all(self, message: str, *, author_env: Mapping[str, str] | None = None) -> str | None:
+        """Stage everything and commit; None when there was nothing to commit."""
+        self.run("add", "-A")
+        merging = (self.git_dir() / "MERGE_HEAD").exists()
+        if not merging and self.run("diff", "--cached", "--quiet", check=False).returncode == 0:
+            return None
+        self.run("commit", "-q", "--no-verify", "-m", message)
+        return self.out("rev-parse", "HEAD")
+
+    def git_dir(self) -> Path:
+        path = Path(self.out("rev-parse", "--git-dir"))
+        return path if path.is_absolute() else (self.cwd / path)
+
+
+def git_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The environment for taskmill's own git calls: the user's, without prompts."""
+    env = dict(base)
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    env["GIT_EDITOR"] = "true"
+    env.pop("GIT_DIR", None)
+    env.pop("GIT_WORK_TREE", None)
+    env.pop("GIT_INDEX_FILE", None)
+    return env
+
+
+def identity_env(git: Git) -> dict[str, str]:
+    """The repository's git identity as environment variables (taskmill's when none is set)."""
+    name = git.run("config", "user.name", check=False).stdout.strip() or "taskmill"
+    email = git.run("config", "user.email", check=False).stdout.strip() or "taskmill@localhost"
+    return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+
+
+def ensure_identity(git: Git) -> dict[str, str]:
+    """Environment additions so commits work in a repository with no user identity."""
+    if git.run("config", "user.email", check=False).stdout.strip():
+        return {}
+    return {"GIT_AUTHOR_NAME": "taskmill", "GIT_AUTHOR_EMAIL": "taskmill@localhost",
+            "GIT_COMMITTER_NAME": "taskmill", "GIT_COMMITTER_EMAIL": "taskmill@localhost"}
+
+
+def merge_tree(git: Git, base: str, ours: str, theirs: str) -> tuple[str | None, str]:
+    """Merge two commits without a working tree; (tree id, "") or (None, conflict text)."""
+    # git < 2.40 has no --merge-base; it computes the same base from the two commits
+    del base
+    proc = git.run("merge-tree", "--write-tree", "--messages", ours, theirs, check=False)
+    if proc.returncode == 0:
+        return proc.stdout.split()[0], ""
+    if proc.returncode == 1:
+        return None, proc.stdout
+    raise GitError(f"git merge-tree failed: {proc.stderr.strip()}")
+
+
+def commit_tree(git: Git, tree: str, parents: Sequence[str], message: str) -> str:
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args.extend(["-p", parent])
+    return git.run(*args, input_text=message).stdout.strip()

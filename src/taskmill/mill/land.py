@@ -1,0 +1,155 @@
+"""The merge queue: land one branch at a time on the target.
+
+Landing a task's branch:
+
+1. merge it with the target's tip without touching any working tree (``git merge-tree``);
+   a conflict goes back to the agent loop, with the target merged into the branch and the
+   conflict markers left in the files;
+2. make one commit on top of the target's tip with the merged tree, whose message carries a
+   ``Taskmill-Task: <id>`` trailer (so a task is found on the target after a crash and is
+   never landed twice);
+3. run the project checks (``[checks] commands``) on that commit, in the task's worktree; a
+   red check goes back to the agent loop;
+4. advance the target ref with a compare-and-swap. If the user's own checkout has the
+   target branch checked out, its files are moved forward too when that is safe (``git
+   read-tree -m -u``, which refuses to overwrite uncommitted changes). When it is not safe,
+   the checkout is left exactly as it is, detached at the commit it was on, so the user's
+   uncommitted changes are untouched and consistent, and taskmill says how to catch up.
+
+One lock (a thread lock plus ``flock`` on ``.taskmill/run/merge.lock``) serialises landings
+across the workers of one run and across concurrent runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model import Task
+from .checks import ChecksResult, run_checks
+from .git import TRAILER, Git, commit_tree, merge_tree
+from .worktrees import Workspace
+
+
+@dataclass
+class LandResult:
+    outcome: str
+    """landed | conflict | checks_failed | already_landed"""
+    commit: str | None = None
+    detail: str = ""
+    checks: ChecksResult | None = None
+    checkout_note: str | None = None
+
+
+def landing_message(task: Task) -> str:
+    body = task.description.strip()
+    if len(body) > 2000:
+        body = body[:2000] + "\n[...]"
+    parts = [f"{task.title} ({task.id})"]
+    if body:
+        parts += ["", body]
+    parts += ["", f"{TRAILER}: {task.id}"]
+    return "\n".join(parts) + "\n"
+
+
+class MergeQueue:
+    def __init__(self, git: Git, *, target: str, lock_path: Path, checks: Sequence[str],
+                 check_env: Mapping[str, str], check_timeout: float, user_checkout: Path,
+                 log_dir: Path) -> None:
+        self.git = git
+        self.target = target
+        self.ref = f"refs/heads/{target}"
+        self.lock_path = lock_path
+        self.checks = list(checks)
+        self.check_env = check_env
+        self.check_timeout = check_timeout
+        self.user_git = git.at(user_checkout)
+        self.log_dir = log_dir
+        self._mutex = threading.Lock()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with self._mutex:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def tip(self) -> str:
+        tip = self.git.rev(self.ref)
+        if tip is None:
+            from ..errors import GitError
+
+            raise GitError(f"the target branch {self.target!r} does not exist")
+        return tip
+
+    def land(self, task: Task, ws: Workspace, *, attempt_log: Path | None = None) -> LandResult:
+        with self.locked():
+            return self._land(task, ws, attempt_log)
+
+    def _land(self, task: Task, ws: Workspace, attempt_log: Path | None) -> LandResult:
+        wt = self.git.at(ws.path)
+        found = self.git.find_landed(self.ref, task.id, since=ws.base)
+        if found:
+            return LandResult("already_landed", found)
+        for _ in range(5):
+            tip = self.tip()
+            head = wt.out("rev-parse", "HEAD")
+            base = self.git.out("merge-base", tip, head)
+            tree, conflict = merge_tree(self.git, base, tip, head)
+            if tree is None:
+                self._leave_conflict(wt, tip)
+                return LandResult("conflict", detail=conflict)
+            candidate = commit_tree(self.git, tree, [tip], landing_message(task))
+            if self.checks:
+                wt.run("checkout", "-q", "--detach", candidate)
+                try:
+                    result = run_checks(self.checks, ws.path, self.check_env,
+                                        timeout_s=self.check_timeout, log_path=attempt_log)
+                finally:
+                    wt.run("checkout", "-q", "-f", ws.branch)
+                if not result.ok:
+                    # bring the target into the branch so the agent fixes the integrated code
+                    wt.run("merge", "-q", "--no-edit", tip, check=False)
+                    return LandResult("checks_failed", detail=result.failure_text(),
+                                      checks=result)
+            moved, note = self._advance(tip, candidate)
+            if moved:
+                return LandResult("landed", candidate, checkout_note=note)
+        return LandResult("conflict", detail="the target branch kept moving while landing")
+
+    def _leave_conflict(self, wt: Git, tip: str) -> None:
+        wt.run("merge", "--no-ff", "--no-commit", tip, check=False)
+
+    def _advance(self, old: str, new: str) -> tuple[bool, str | None]:
+        """Move the target from ``old`` to ``new``; the user's checkout only when safe."""
+        checked_out = self.user_git.current_branch() == self.target
+        if not checked_out:
+            return self.git.update_ref(self.ref, new, old, "taskmill: land"), None
+        moved = self.user_git.run("read-tree", "-m", "-u", old, new, check=False)
+        if moved.returncode == 0:
+            if self.git.update_ref(self.ref, new, old, "taskmill: land"):
+                return True, None
+            # the branch moved under us: put the files back where they were
+            self.user_git.run("read-tree", "-m", "-u", new, old, check=False)
+            return False, None
+        # unsafe: leave the user's files alone, detached at the commit they match
+        self.user_git.run("update-ref", "--no-deref", "-m", "taskmill: detach before landing",
+                          "HEAD", old)
+        if not self.git.update_ref(self.ref, new, old, "taskmill: land"):
+            self.user_git.run("symbolic-ref", "HEAD", self.ref)
+            return False, None
+        note = (f"your checkout of {self.target} has uncommitted changes that overlap landed "
+                f"work, so it was left as it was, detached at {old[:10]}; {self.target} is now "
+                f"{new[:10]}. To catch up: git stash && git checkout {self.target} && "
+                "git stash pop")
+        return True, note

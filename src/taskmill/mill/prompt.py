@@ -1,0 +1,62 @@
+"""The prompt of one iteration: a fresh context holding everything the agent needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import Task
+
+PROMPT_TAIL = 6000
+
+
+@dataclass
+class PromptContext:
+    iteration: int
+    max_iterations: int
+    failure: str | None = None
+    """Why the previous iteration did not pass (failing checks, a conflict...)."""
+    failure_kind: str | None = None
+    progress_notes: str = ""
+    progress_file: str = ""
+    checks: tuple[str, ...] = ()
+
+
+def build_prompt(task: Task, ctx: PromptContext) -> str:
+    parts = [f"You are working on task {task.id}: {task.title}", ""]
+    if task.description:
+        parts += ["## Description", task.description, ""]
+    if task.design:
+        parts += ["## Design", task.design, ""]
+    if task.acceptance_criteria:
+        parts += ["## Acceptance criteria", task.acceptance_criteria, ""]
+    if task.notes:
+        parts += ["## Notes", task.notes, ""]
+    if task.hints:
+        parts += ["## Hints", *(f"- {k}: {v}" for k, v in task.hints.items()), ""]
+    if task.comments:
+        parts += ["## Comments from people", *(f"- {c.author}: {c.text}" for c in task.comments), ""]
+    if ctx.checks:
+        parts += ["## How your work is judged",
+                  "When your turn ends, taskmill runs these checks in this worktree; the task is "
+                  "done only when all of them pass:",
+                  *(f"    {c}" for c in ctx.checks), ""]
+    parts += [f"This is iteration {ctx.iteration} of at most {ctx.max_iterations}."]
+    if ctx.failure:
+        heading = {"conflict": "## Your branch conflicts with the target branch",
+                   "merge_checks": "## The project checks failed when merging your branch",
+                   "turn": "## The previous turn failed"}.get(ctx.failure_kind or "",
+                                                             "## The checks failed last time")
+        text = ctx.failure if len(ctx.failure) <= PROMPT_TAIL else "[...]\n" + ctx.failure[-PROMPT_TAIL:]
+        parts += ["", heading, "```", text, "```"]
+        if ctx.failure_kind == "conflict":
+            parts += ["The target branch has been merged into your branch with conflict markers "
+                      "left in the files above. Resolve them (remove every <<<<<<< ======= "
+                      ">>>>>>> marker) so that the checks pass."]
+    if ctx.progress_notes:
+        parts += ["", "## Progress notes from earlier iterations", ctx.progress_notes.strip()]
+    if ctx.progress_file:
+        parts += ["", f"You may append what you learned to the progress notes file "
+                      f"{ctx.progress_file}; the next iteration will see it."]
+    parts += ["", "Work in the current directory (a git worktree). You may commit; anything you "
+                  "leave uncommitted is committed for you. Do not push."]
+    return "\n".join(parts) + "\n"

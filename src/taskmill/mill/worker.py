@@ -1,0 +1,402 @@
+"""One task's life in the mill: iterations of agent turn + checks, then the merge queue.
+
+Each iteration starts a fresh agent (a fresh context) whose prompt holds the task, the tail
+of what failed last time and the progress notes. After the turn taskmill commits what the
+agent left, runs the task's checks itself, and records the attempt. The loop stops, and the
+task is marked ``blocked`` with the reason in a comment, when a limit is hit: iterations,
+the per-task token or cost budget, or a circuit breaker (no change in N turns, the same
+failure M times). Usage-limit answers pause the agent and do not count as iterations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..agents.base import AgentAdapter, AgentConfig, TurnRequest
+from ..agents.runner import run_turn
+from ..clock import Clock, iso
+from ..ledger import Ledger
+from ..model import Task
+from .checks import run_checks, tail
+from .events import EventBus
+from .git import Git
+from .land import MergeQueue
+from .prompt import PromptContext, build_prompt
+from .settings import RunSettings
+from .worktrees import Workspace, WorktreePool
+
+_NOISE = re.compile(r"\d+(\.\d+)?\s*(s|ms|sec|seconds)\b|0x[0-9a-f]+|\b\d{4}-\d\d-\d\d[T ][\d:.]+")
+
+
+def failure_signature(text: str) -> str:
+    """A hash of a failure with timings and addresses removed, to spot repeats."""
+    return hashlib.sha256(_NOISE.sub("#", text).encode()).hexdigest()[:16]
+
+
+@dataclass
+class AgentGate:
+    """Pauses all work of one agent while its usage limit lasts."""
+
+    clock: Clock
+    paused_until: dict[str, float] = field(default_factory=dict)
+    backoff: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait(self, agent: str, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with self.lock:
+                until = self.paused_until.get(agent, 0.0)
+            remaining = until - self.clock.monotonic()
+            if remaining <= 0:
+                return
+            stop.wait(min(remaining, 1.0))
+
+    def pause(self, agent: str, retry_after: float | None, base: float) -> float:
+        with self.lock:
+            if retry_after is None:
+                delay = self.backoff.get(agent, base / 2) * 2
+                self.backoff[agent] = min(delay, 1800.0)
+                delay = self.backoff[agent]
+            else:
+                delay = max(1.0, retry_after)
+            self.paused_until[agent] = max(self.paused_until.get(agent, 0.0),
+                                           self.clock.monotonic() + delay)
+            return delay
+
+    def succeeded(self, agent: str) -> None:
+        with self.lock:
+            self.backoff.pop(agent, None)
+
+
+@dataclass
+class Outcome:
+    task_id: str
+    title: str
+    outcome: str
+    """landed | blocked | interrupted | error"""
+    iterations: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    commit: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class WorkerContext:
+    """What every task worker shares (built once per run)."""
+
+    run_id: str
+    settings: RunSettings
+    git: Git
+    pool: WorktreePool
+    queue: MergeQueue
+    bus: EventBus
+    clock: Clock
+    gate: AgentGate
+    stop: threading.Event
+    ledger_factory: Callable[[], Ledger]
+    agents: Callable[[Task], tuple[AgentConfig, AgentAdapter]]
+    project_checks: list[str]
+    parent_env: Mapping[str, str]
+    check_env: Mapping[str, str]
+    ledger_dir: Path
+    logs_dir: Path
+    homes_dir: Path
+    agent_git_env: Mapping[str, str] = field(default_factory=dict)
+    """Git identity handed to agents (their HOME is isolated, so ~/.gitconfig is not seen)."""
+
+
+class TaskWorker:
+    def __init__(self, ctx: WorkerContext, task: Task, lap: int) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.lap = lap
+        self.ledger = ctx.ledger_factory()
+        self.actor = f"mill:{ctx.run_id}"
+        self.out = Outcome(task.id, task.title, "error")
+        self.progress_file = ctx.ledger_dir / "run" / "progress" / f"{task.id}.md"
+
+    # -- the whole life ------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        start = self.ctx.clock.monotonic()
+        ws: Workspace | None = None
+        landed = False
+        try:
+            base = self.ctx.queue.tip()
+            found = self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id)
+            if found:  # landed by an earlier run that died before closing the task
+                self._close(found)
+                landed = True
+                return self.out
+            ws = self.ctx.pool.acquire(self.task.id, base)
+            self.ctx.bus.emit("workspace", task=self.task.id, path=str(ws.path),
+                              branch=ws.branch, resumed=ws.resumed)
+            failure: tuple[str, str] | None = self._pending_failure()
+            while True:
+                passed, failure = self._loop(ws, failure)
+                if not passed:
+                    break
+                self.ctx.bus.emit("merge_queued", task=self.task.id)
+                result = self.ctx.queue.land(self.task, ws, attempt_log=self._log_path("merge"))
+                if result.outcome in ("landed", "already_landed"):
+                    assert result.commit
+                    if result.checkout_note:
+                        self.ctx.bus.emit("checkout_not_moved", task=self.task.id,
+                                          message=result.checkout_note)
+                    self._close(result.commit)
+                    landed = True
+                    break
+                kind = "conflict" if result.outcome == "conflict" else "merge_checks"
+                self.ctx.bus.emit("merge_rejected", task=self.task.id, reason=kind,
+                                  detail=tail(result.detail, 1000))
+                failure = (kind, result.detail)
+            return self.out
+        except Exception as exc:  # a bug or a git failure: block the task, keep the run going
+            self._block(f"taskmill error: {exc}")
+            self.out.outcome = "error"
+            return self.out
+        finally:
+            self.out.seconds = self.ctx.clock.monotonic() - start
+            with contextlib.suppress(Exception):
+                done, tin, tout, cost = self._counted_iterations()
+                self.out.iterations, self.out.input_tokens = done, tin
+                self.out.output_tokens, self.out.cost_usd = tout, cost
+            if ws is not None:
+                try:
+                    self.ctx.pool.release(ws, delete_branch=landed)
+                except Exception as exc:
+                    self.ctx.bus.emit("warning", task=self.task.id,
+                                      message=f"could not clean worktree: {exc}")
+            self.ledger.close_db()
+
+    def _pending_failure(self) -> tuple[str, str] | None:
+        """The failure of the last finished attempt in this lap (when resuming)."""
+        for attempt in reversed(self.ledger.attempts(self.task.id)):
+            detail = attempt.get("detail") or {}
+            if attempt.get("outcome") in ("failed", "turn_failed", "timeout") and detail.get("failure"):
+                return detail.get("failure_kind") or "checks", str(detail["failure"])
+            if attempt.get("outcome"):
+                break
+        return None
+
+    # -- iterations ----------------------------------------------------------------------
+
+    def _counted_iterations(self) -> tuple[int, int, int, float]:
+        row = self.ledger.conn.execute(
+            "SELECT count(*), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0),"
+            " coalesce(sum(cost_usd),0) FROM attempts WHERE task_id = ? AND lap = ?"
+            " AND outcome NOT IN ('interrupted', 'rate_limited')",
+            (self.task.id, self.lap)).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), float(row[3])
+
+    def _loop(self, ws: Workspace, failure: tuple[str, str] | None) -> tuple[bool, tuple[str, str] | None]:
+        settings = self.ctx.settings
+        config, adapter = self.ctx.agents(self.task)
+        checks = self.task.checks or self.ctx.project_checks
+        no_change = 0
+        signatures: dict[str, int] = {}
+        wt = self.ctx.git.at(ws.path)
+        while True:
+            if self.ctx.stop.is_set():
+                self.out.outcome = "interrupted"
+                return False, failure
+            done, tin, tout, cost = self._counted_iterations()
+            self.out.iterations, self.out.input_tokens = done, tin
+            self.out.output_tokens, self.out.cost_usd = tout, cost
+            reason = self._limit_reason(done, tin + tout, cost)
+            if reason:
+                self._block(reason)
+                return False, failure
+            self.ctx.gate.wait(config.name, self.ctx.stop)
+            if self.ctx.stop.is_set():
+                continue
+            iteration = done + 1
+            task = self.ledger.show(self.task.id)
+            before = wt.out("rev-parse", "HEAD^{tree}")
+            attempt_id, log_path = self._start_attempt(iteration, config)
+            request = self._request(task, ws, iteration, checks, failure, log_path)
+            self.ctx.bus.emit("turn_started", task=task.id, iteration=iteration,
+                              agent=config.name, attempt=attempt_id)
+            result = run_turn(adapter, config, request, cancel=self.ctx.stop)
+            usage = result.usage
+            if result.cancelled:
+                self._finish_attempt(attempt_id, "interrupted", result, None, {})
+                self.out.outcome = "interrupted"
+                return False, failure
+            if usage.rate_limited:
+                delay = self.ctx.gate.pause(config.name, usage.retry_after_s,
+                                            settings.rate_limit_backoff)
+                self._finish_attempt(attempt_id, "rate_limited", result, None,
+                                     {"retry_after_s": delay, "error": usage.error})
+                self.ctx.bus.emit("agent_paused", agent=config.name, task=task.id,
+                                  seconds=round(delay, 1), reason=usage.error or "rate limit")
+                continue
+            self.ctx.gate.succeeded(config.name)
+            commit = wt.commit_all(f"taskmill: {task.id} iteration {iteration}\n\n{task.title}\n")
+            head = wt.out("rev-parse", "HEAD")
+            after = wt.out("rev-parse", "HEAD^{tree}")
+            changed = after != before
+            no_change = 0 if changed else no_change + 1
+            detail: dict[str, Any] = {"changed": changed, "exit_code": result.exit_code,
+                                      "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3)}
+            if usage.error:
+                detail["agent_error"] = usage.error
+            if not result.ok:
+                what = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+                failure = ("turn", f"the agent {what}. {usage.error or ''}".strip())
+                outcome = "timeout" if result.timed_out else "turn_failed"
+            else:
+                check_result = run_checks(checks, ws.path, self.ctx.check_env,
+                                          timeout_s=settings.check_timeout,
+                                          log_path=log_path.with_suffix(".checks.log")) if checks else None
+                if check_result is not None:
+                    detail["checks"] = check_result.to_json()
+                conflict_left = self._conflict_markers(wt) if failure and failure[0] == "conflict" else ""
+                if conflict_left:
+                    failure = ("conflict", "conflict markers remain in: " + conflict_left)
+                    outcome = "failed"
+                elif check_result is None or check_result.ok:
+                    self._finish_attempt(attempt_id, "passed", result, head, detail)
+                    self.ctx.bus.emit("checks_passed", task=task.id, iteration=iteration,
+                                      commit=head, tokens=usage.input_tokens + usage.output_tokens)
+                    return True, None
+                else:
+                    failure = ("checks", check_result.failure_text())
+                    outcome = "failed"
+            detail["failure"] = failure[1]
+            detail["failure_kind"] = failure[0]
+            self._finish_attempt(attempt_id, outcome, result, head if commit else None, detail)
+            self.ctx.bus.emit("checks_failed", task=task.id, iteration=iteration, outcome=outcome,
+                              detail=tail(failure[1], 500))
+            sig = failure_signature(failure[1])
+            signatures[sig] = signatures.get(sig, 0) + 1
+            if no_change >= settings.no_change_limit:
+                self._block(f"circuit breaker: no change to the worktree in {no_change} "
+                            "consecutive turns")
+                return False, failure
+            if signatures[sig] >= settings.same_failure_limit:
+                self._block(f"circuit breaker: the same failure {signatures[sig]} times:\n"
+                            + tail(failure[1], 1500))
+                return False, failure
+
+    def _limit_reason(self, done: int, tokens: int, cost: float) -> str | None:
+        s = self.ctx.settings
+        if done >= s.max_iterations:
+            return f"reached --max-iterations ({s.max_iterations}) without passing its checks"
+        if s.max_tokens is not None and tokens >= s.max_tokens:
+            return f"token budget spent: {tokens} of {s.max_tokens}"
+        if s.max_cost is not None and cost >= s.max_cost:
+            return f"cost budget spent: ${cost:.4f} of ${s.max_cost:.4f}"
+        return None
+
+    @staticmethod
+    def _conflict_markers(wt: Git) -> str:
+        proc = wt.run("grep", "-l", "-E", "^(<<<<<<<|>>>>>>>) ", check=False)
+        return ", ".join(proc.stdout.split()) if proc.returncode == 0 else ""
+
+    def _request(self, task: Task, ws: Workspace, iteration: int, checks: list[str],
+                 failure: tuple[str, str] | None, log_path: Path) -> TurnRequest:
+        self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+        notes = self.progress_file.read_text(encoding="utf-8") if self.progress_file.exists() else ""
+        prompt = build_prompt(task, PromptContext(
+            iteration=iteration, max_iterations=self.ctx.settings.max_iterations,
+            failure=failure[1] if failure else None, failure_kind=failure[0] if failure else None,
+            progress_notes=notes, progress_file=str(self.progress_file), checks=tuple(checks)))
+        state = log_path.parent / f"{log_path.stem}.state"
+        state.mkdir(parents=True, exist_ok=True)
+        config, _ = self.ctx.agents(task)
+        home = self.ctx.homes_dir / config.name
+        home.mkdir(parents=True, exist_ok=True)
+        env = {
+            "TASKMILL_TASK_ID": task.id,
+            "TASKMILL_TASK_TITLE": task.title,
+            "TASKMILL_ITERATION": str(iteration),
+            "TASKMILL_WORKTREE": str(ws.path),
+            "TASKMILL_DIR": str(self.ctx.ledger_dir),
+            "TASKMILL_ACTOR": f"agent:{config.name}/{task.id}",
+            "TASKMILL_PROGRESS_FILE": str(self.progress_file),
+            **self.ctx.agent_git_env,
+        }
+        return TurnRequest(
+            task_id=task.id, title=task.title, iteration=iteration, prompt=prompt,
+            worktree=ws.path, home=home, state_dir=state, prompt_file=state / "prompt.md",
+            usage_file=state / "usage.json", log_path=log_path,
+            parent_env=self.ctx.parent_env, taskmill_env=env,
+            timeout_s=self.ctx.settings.turn_timeout)
+
+    # -- ledger records ------------------------------------------------------------------
+
+    def _log_path(self, name: str) -> Path:
+        folder = self.ctx.logs_dir / self.task.id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.log"
+
+    def _start_attempt(self, iteration: int, config: AgentConfig) -> tuple[int, Path]:
+        now = iso(self.ctx.clock.now())
+        log_path = self._log_path(f"lap{self.lap}-iter{iteration}-{now.replace(':', '')}")
+        with self.ledger.transaction():
+            cur = self.ledger.conn.execute(
+                "INSERT INTO attempts (task_id, iteration, agent, model, started_at, log_path,"
+                " run_id, lap) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.task.id, iteration, config.name, config.model, now, str(log_path),
+                 self.ctx.run_id, self.lap))
+            attempt_id = int(cur.lastrowid or 0)
+            self.ledger.record("attempt_started", self.task.id,
+                               {"attempt": attempt_id, "iteration": iteration,
+                                "agent": config.name, "model": config.model},
+                               actor=self.actor, ts=now)
+        return attempt_id, log_path
+
+    def _finish_attempt(self, attempt_id: int, outcome: str, result: Any, commit: str | None,
+                        detail: dict[str, Any]) -> None:
+        usage = result.usage
+        now = iso(self.ctx.clock.now())
+        if usage.session_id:
+            detail["session_id"] = usage.session_id
+        if usage.cache_read_tokens or usage.cache_write_tokens:
+            detail["cache_read_tokens"] = usage.cache_read_tokens
+            detail["cache_write_tokens"] = usage.cache_write_tokens
+        with self.ledger.transaction():
+            self.ledger.conn.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = ?, input_tokens = ?,"
+                " output_tokens = ?, cost_usd = ?, commit_sha = ?, model = coalesce(?, model),"
+                " detail = ? WHERE id = ?",
+                (now, outcome, usage.input_tokens, usage.output_tokens, usage.cost_usd, commit,
+                 usage.model, json.dumps(detail, default=str), attempt_id))
+            self.ledger.record("attempt_finished", self.task.id, {
+                "attempt": attempt_id, "outcome": outcome, "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens, "cost_usd": usage.cost_usd,
+                "commit": commit, "seconds": round(result.duration_s, 3)}, actor=self.actor, ts=now)
+        self.ctx.bus.emit("turn_finished", task=self.task.id, attempt=attempt_id, outcome=outcome,
+                          input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                          cost_usd=usage.cost_usd, seconds=round(result.duration_s, 3))
+
+    def _close(self, commit: str) -> None:
+        self.ledger.close(self.task.id, f"landed {commit}", actor=self.actor)
+        self.out.outcome = "landed"
+        self.out.commit = commit
+        self.ctx.bus.emit("landed", task=self.task.id, commit=commit)
+
+    def _block(self, reason: str) -> None:
+        with self.ledger.transaction():
+            self.ledger._update(self.task.id, {"status": "blocked"}, actor=self.actor)
+            now = iso(self.ctx.clock.now())
+            cur = self.ledger.conn.execute(
+                "INSERT INTO comments (task_id, author, text, created_at) VALUES (?, ?, ?, ?)",
+                (self.task.id, self.actor, f"taskmill blocked this task: {reason}", now))
+            self.ledger.record("commented", self.task.id,
+                               {"comment_id": cur.lastrowid, "text": reason}, actor=self.actor)
+        self.out.outcome = "blocked"
+        self.out.reason = reason
+        self.ctx.bus.emit("blocked", task=self.task.id, reason=reason)
