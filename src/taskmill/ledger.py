@@ -528,7 +528,11 @@ class Ledger:
     def remove_dep(self, issue_id: str, depends_on_id: str, dep_type: str | None = None,
                    *, actor: str | None = None) -> list[Dependency]:
         with self.transaction():
-            a, b = self.resolve(issue_id), self.resolve(depends_on_id)
+            a = self.resolve(issue_id)
+            try:
+                b = self.resolve(depends_on_id)
+            except NotFound:  # an imported edge may point at a task that does not exist
+                b = depends_on_id
             sql = "SELECT type, created_at, created_by FROM deps WHERE issue_id = ? AND depends_on_id = ?"
             args: list[Any] = [a, b]
             if dep_type:
@@ -614,14 +618,16 @@ class Ledger:
         if not text.strip():
             raise InvalidInput("a comment must not be empty")
         with self.transaction():
-            tid = self.resolve(task_id)
-            now = self.now()
-            who = author or self.actor
-            cur = self.conn.execute(
-                "INSERT INTO comments (task_id, author, text, created_at) VALUES (?, ?, ?, ?)",
-                (tid, who, text, now))
-            cid = int(cur.lastrowid or 0)
-            self.record("commented", tid, {"comment_id": cid, "text": text}, actor=who, ts=now)
+            return self._comment(self.resolve(task_id), text, author=author)
+
+    def _comment(self, tid: str, text: str, *, author: str | None) -> Comment:
+        now = self.now()
+        who = author or self.actor
+        cur = self.conn.execute(
+            "INSERT INTO comments (task_id, author, text, created_at) VALUES (?, ?, ?, ?)",
+            (tid, who, text, now))
+        cid = int(cur.lastrowid or 0)
+        self.record("commented", tid, {"comment_id": cid, "text": text}, actor=who, ts=now)
         return Comment(cid, tid, who, text, now)
 
     # -- attempts (written by the mill) --------------------------------------------------

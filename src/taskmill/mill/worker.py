@@ -391,12 +391,8 @@ class TaskWorker:
     def _block(self, reason: str) -> None:
         with self.ledger.transaction():
             self.ledger._update(self.task.id, {"status": "blocked"}, actor=self.actor)
-            now = iso(self.ctx.clock.now())
-            cur = self.ledger.conn.execute(
-                "INSERT INTO comments (task_id, author, text, created_at) VALUES (?, ?, ?, ?)",
-                (self.task.id, self.actor, f"taskmill blocked this task: {reason}", now))
-            self.ledger.record("commented", self.task.id,
-                               {"comment_id": cur.lastrowid, "text": reason}, actor=self.actor)
+            self.ledger._comment(self.task.id, f"taskmill blocked this task: {reason}",
+                                 author=self.actor)
         self.out.outcome = "blocked"
         self.out.reason = reason
         self.ctx.bus.emit("blocked", task=self.task.id, reason=reason)
