@@ -1,0 +1,373 @@
+"""Beads JSONL import and export: lossless round trip, idempotence, errors, readiness."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmill.beads import ImportReport, export_beads, export_json, import_beads
+from taskmill.errors import InvalidInput
+from taskmill.ledger import Ledger
+
+REPO = Path(__file__).resolve().parents[1]
+# the real Beads exports: ../shared/data next to the repository (or /work/shared/data)
+DATA = next((p for p in (REPO.parent / "shared" / "data", Path("/work/shared/data"))
+             if p.is_dir()), REPO.parent / "shared" / "data")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLE = FIXTURES / "beads-sample.jsonl"
+REAL_FILES = ["beads-issues.jsonl", "gastown-issues.jsonl"]
+
+
+def _export(ledger: Ledger, **kwargs: Any) -> list[str]:
+    out = io.StringIO()
+    export_beads(ledger, out, **kwargs)
+    return out.getvalue().splitlines()
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _by_id(lines: list[str]) -> list[str]:
+    return sorted(lines, key=lambda line: json.loads(line)["id"])
+
+
+def _counts(ledger: Ledger) -> tuple[int, ...]:
+    conn = ledger.conn
+    return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                 for t in ("tasks", "labels", "deps", "comments", "events", "plan_keys"))
+
+
+def _rec(tid: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"id": tid, "title": f"Task {tid}", "status": "open", "priority": 2,
+                            "issue_type": "task", "created_at": "2025-01-01T00:00:00Z",
+                            "updated_at": "2025-01-01T00:00:00Z"}
+    base.update(fields)
+    return base
+
+
+def _jsonl(*records: dict[str, Any]) -> list[str]:
+    return [json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records]
+
+
+# -- the real exports ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_file_round_trip(tmp_path: Path, name: str) -> None:
+    path = DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    original = _lines(path)
+    with Ledger.open(tmp_path / "db", prefix="t") as ledger:
+        report = import_beads(ledger, path)
+        assert (report.created, report.updated, report.unchanged) == (len(original), 0, 0)
+        # by id, as Beads writes
+        exported = _export(ledger)
+        expected = _by_id(original)
+        assert len(exported) == len(expected)
+        for want, got in zip(expected, exported, strict=True):
+            assert json.loads(got) == json.loads(want)
+        # and byte for byte: same key order, same escaping of <, > and &
+        assert exported == expected
+        # in the order of the file
+        assert _export(ledger, order="ledger") == original
+        assert ledger.verify().ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_file_reimport_changes_nothing(tmp_path: Path, name: str) -> None:
+    path = DATA / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    with Ledger.open(tmp_path / "db", prefix="t") as ledger:
+        first = import_beads(ledger, path)
+        before = _counts(ledger)
+        assert before[4] == first.created  # one "imported" event per task
+        again = import_beads(ledger, path)
+        assert (again.created, again.updated, again.unchanged) == (0, 0, first.created)
+        assert _counts(ledger) == before
+        assert ledger.verify().ok
+        # tombstones are kept but hidden
+        hidden = {t.id for t in ledger.list_tasks(status="tombstone")}
+        assert hidden
+        assert not hidden & {t.id for t in ledger.list_tasks()}
+        assert not hidden & {t.id for t in ledger.ready()}
+
+
+# -- the sample fixture (excerpts of the real files) -----------------------------------------
+
+
+def test_sample_round_trip_and_report() -> None:
+    ledger = Ledger.memory()
+    report = import_beads(ledger, SAMPLE)
+    assert isinstance(report, ImportReport)
+    original = _lines(SAMPLE)
+    assert report.created == len(original) and report.total == len(original)
+    assert _export(ledger, order="ledger") == original
+    assert _export(ledger) == _by_id(original)
+    assert report.source == str(SAMPLE)
+    assert report.dangling_deps > 0  # the sample names ids that are not in it
+    assert report.to_json()["created"] == len(original)
+    events = ledger.events()
+    assert len(events) == len(original)
+    assert {e.kind for e in events} == {"imported"}
+    assert events[0].data["action"] == "created"
+    assert events[0].data["new"] == json.loads(original[0])
+
+
+def test_tombstones_hidden_but_exported() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, SAMPLE)
+    tombstones = [json.loads(line)["id"] for line in _lines(SAMPLE)
+                  if json.loads(line)["status"] == "tombstone"]
+    assert tombstones
+    listed = {t.id for t in ledger.list_tasks()}
+    ready = {t.id for t in ledger.ready()}
+    for tid in tombstones:
+        assert tid not in listed and tid not in ready
+        assert ledger.get(tid).status == "tombstone"
+    exported = {json.loads(line)["id"] for line in _export(ledger)}
+    assert set(tombstones) <= exported
+    without = {json.loads(line)["id"] for line in _export(ledger, include_tombstones=False)}
+    assert not set(tombstones) & without
+    assert len(without) == len(exported) - len(tombstones)
+
+
+def test_unknown_statuses_and_fields_are_kept() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, SAMPLE)
+    hooked = ledger.get("bd-077e")
+    assert hooked.status == "hooked"
+    assert hooked.id not in {t.id for t in ledger.ready()}
+    record = next(json.loads(line) for line in _export(ledger) if '"bd-mol-bzx"' in line[:20])
+    assert record["await_type"] == "gh:run" and record["timeout"] == 1800000000000
+    dep_types = {r[0] for r in ledger.conn.execute("SELECT DISTINCT type FROM deps")}
+    assert {"tracks", "blocked-by", "parent-child", "blocks"} <= dep_types
+
+
+# -- edge cases ------------------------------------------------------------------------------
+
+
+def test_edge_cases_round_trip_exactly() -> None:
+    records = [
+        _rec("x-1", description="", assignee=None, closed_at="", labels=[], dependencies=[],
+             comments=[], owner="someone", notes=None),
+        {"title": "key order", "id": "x-2", "priority": 0, "status": "weird-status",
+         "issue_type": "convoy", "updated_at": "u", "created_at": "c", "metadata": {"k": [1]}},
+        _rec("x-3", dependencies=[
+            {"issue_id": "x-3", "depends_on_id": "nowhere-9", "type": "tracks",
+             "created_at": "t", "created_by": "me", "thread_id": "th-1"},
+            {"depends_on_id": "x-1", "type": "blocks", "issue_id": "x-3", "created_at": None},
+            {"issue_id": "other", "depends_on_id": "x-2", "type": "parent-child"},
+        ], comments=[
+            {"id": 7, "issue_id": "x-3", "author": "a", "text": "second <&> \u2028", "created_at": "t"},
+            {"id": "c-3", "issue_id": "x-3", "author": "b", "text": "odd id", "created_at": "t",
+             "reactions": {"+1": 2}},
+            {"issue_id": "x-3", "author": None, "text": "", "created_at": "t"},
+        ], labels=["b", "a"]),
+        {"id": "x-4", "title": "minimal"},
+        _rec("x-5", metadata="not an object", checks=["", 3], agent=5, hints=[1], priority=4),
+        _rec("x-6", checks=["make test"], agent="claude", hints={"model": "m"}),
+    ]
+    lines = _jsonl(*records)
+    ledger = Ledger.memory()
+    import_beads(ledger, lines)
+    exported = _export(ledger, order="ledger")
+    assert [json.loads(e) for e in exported] == records
+    for got, want in zip(exported, records, strict=True):
+        assert list(json.loads(got)) == list(want)  # key order too
+    assert "\\u003c\\u0026\\u003e \\u2028" in exported[2]
+    # the columns hold what taskmill understands
+    x6 = ledger.get("x-6")
+    assert (x6.checks, x6.agent, x6.hints) == (["make test"], "claude", {"model": "m"})
+    assert ledger.get("x-3").labels == ["b", "a"]
+    assert ledger.get("x-4").status == "open" and ledger.get("x-4").priority == 2
+    assert import_beads(ledger, lines).unchanged == len(records)
+
+
+def test_comment_ids_kept_and_collisions_resolved() -> None:
+    ledger = Ledger.memory()
+    comment = {"id": 1, "issue_id": "a-1", "author": "x", "text": "hi", "created_at": "t"}
+    import_beads(ledger, _jsonl(_rec("a-1", comments=[comment])))
+    other = dict(comment, issue_id="b-1", text="same id, other task")
+    import_beads(ledger, _jsonl(_rec("b-1", comments=[other])))
+    records = {json.loads(line)["id"]: json.loads(line) for line in _export(ledger)}
+    assert records["a-1"]["comments"] == [comment]
+    assert records["b-1"]["comments"] == [other]
+    assert import_beads(ledger, _jsonl(_rec("b-1", comments=[other]))).unchanged == 1
+    native = ledger.comment("a-1", "from taskmill")
+    assert native.id not in (1,)
+    records = {json.loads(line)["id"]: json.loads(line) for line in _export(ledger)}
+    assert [c["text"] for c in records["a-1"]["comments"]] == ["hi", "from taskmill"]
+
+
+def test_changed_record_is_updated_with_an_event() -> None:
+    ledger = Ledger.memory()
+    rec = _rec("u-1", labels=["one"])
+    import_beads(ledger, _jsonl(rec, _rec("u-2")))
+    events = len(ledger.events())
+    changed = dict(rec, title="New title", labels=["one", "two"], status="closed",
+                   closed_at="2025-02-01T00:00:00Z")
+    report = import_beads(ledger, _jsonl(changed, _rec("u-2")))
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 1)
+    assert report.updated_ids == ["u-1"]
+    new_events = ledger.events()[events:]
+    assert len(new_events) == 1
+    event = new_events[0]
+    assert event.kind == "imported" and event.task_id == "u-1"
+    assert event.data["action"] == "updated"
+    assert event.data["changes"] == {
+        "title": ["Task u-1", "New title"],
+        "status": ["open", "closed"],
+        "labels": [["one"], ["one", "two"]],
+        "closed_at": [None, "2025-02-01T00:00:00Z"],
+    }
+    task = ledger.get("u-1")
+    assert (task.title, task.status, task.labels) == ("New title", "closed", ["one", "two"])
+    assert ledger.verify().ok
+
+
+def test_tasks_not_in_the_file_are_left_alone() -> None:
+    ledger = Ledger.memory()
+    native = ledger.create("native task")
+    import_beads(ledger, _jsonl(_rec("i-1")))
+    assert ledger.get(native.id).title == "native task"
+    assert {t.id for t in ledger.list_tasks()} == {native.id, "i-1"}
+
+
+# -- readiness and cycles --------------------------------------------------------------------
+
+
+def _dep(a: str, b: str, typ: str = "blocks") -> dict[str, Any]:
+    return {"issue_id": a, "depends_on_id": b, "type": typ, "created_at": "t", "created_by": "me"}
+
+
+def test_readiness_after_import() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(
+        _rec("r-open"),
+        _rec("r-done", status="closed", closed_at="t"),
+        _rec("r-waits", dependencies=[_dep("r-waits", "r-open")]),
+        _rec("r-free", dependencies=[_dep("r-free", "r-done"), _dep("r-free", "gone-1"),
+                                     _dep("r-free", "r-open", "related")]),
+        _rec("r-parent", status="blocked"),
+        _rec("r-child", dependencies=[_dep("r-child", "r-parent", "parent-child")]),
+        _rec("r-tomb", status="tombstone"),
+        _rec("r-after-tomb", dependencies=[_dep("r-after-tomb", "r-tomb")]),
+    ))
+    ready = {t.id for t in ledger.ready()}
+    assert ready == {"r-open", "r-free", "r-after-tomb"}
+    ledger.close("r-open")
+    assert "r-waits" in {t.id for t in ledger.ready()}
+
+
+def test_cycles_are_accepted_and_reported() -> None:
+    ledger = Ledger.memory()
+    report = import_beads(ledger, _jsonl(
+        _rec("c-a", dependencies=[_dep("c-a", "c-b")]),
+        _rec("c-b", dependencies=[_dep("c-b", "c-a")]),
+        _rec("c-c"),
+    ))
+    assert report.cycles == [["c-a", "c-b", "c-a"]]
+    assert ledger.cycles() == [["c-a", "c-b", "c-a"]]
+    assert {t.id for t in ledger.ready()} == {"c-c"}
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [
+    ("{not json", "bad JSON"),
+    ('["a list"]', "JSON object"),
+    ('{"title": "no id"}', "missing id"),
+    ('{"id": "e-9"}', "missing title"),
+    ('{"id": "e-9", "title": "  "}', "title must be a non-empty string"),
+    ('{"id": "e-9", "title": "t", "priority": 7}', "priority must be an integer from 0 to 4"),
+    ('{"id": "e-9", "title": "t", "priority": "high"}', "priority"),
+    ('{"id": "e-9", "title": "t", "priority": NaN}', "bad JSON"),
+    ('{"id": "e-9", "title": "t", "dependencies": {}}', "dependencies must be a list"),
+    ('{"id": "e-9", "title": "t", "dependencies": [{"type": "blocks"}]}', "depends_on_id"),
+    ('{"id": "e-9", "title": "t", "labels": ["a", 1]}', "labels"),
+    ('{"id": "e-9", "title": "t", "assignee": 3}', "assignee must be a string"),
+    ('{"id": "e-1", "title": "again"}', "already appeared on line 1"),
+])
+def test_malformed_line_names_file_and_line_and_imports_nothing(
+        tmp_path: Path, bad: str, fragment: str) -> None:
+    path = tmp_path / "issues.jsonl"
+    good = _jsonl(_rec("e-1"), _rec("e-2"))
+    path.write_text("".join(good) + "\n" + bad + "\n", encoding="utf-8")  # bad is line 4
+    ledger = Ledger.memory()
+    ledger.create("already here")
+    before = _counts(ledger)
+    with pytest.raises(InvalidInput) as info:
+        import_beads(ledger, path)
+    message = str(info.value)
+    assert str(path) in message and "line 4" in message and fragment in message
+    assert _counts(ledger) == before
+
+
+def test_lines_input_errors_name_input() -> None:
+    with pytest.raises(InvalidInput, match=r"<input>, line 2: .*missing title"):
+        import_beads(Ledger.memory(), ['{"id": "a-1", "title": "ok"}\n', '{"id": "a-2"}\n'])
+
+
+def test_missing_file() -> None:
+    with pytest.raises(InvalidInput, match="no such file"):
+        import_beads(Ledger.memory(), "/nonexistent/issues.jsonl")
+
+
+# -- native tasks ----------------------------------------------------------------------------
+
+
+def test_native_tasks_export_with_beads_names() -> None:
+    ledger = Ledger.memory()
+    a = ledger.create("First", priority=1, labels=["x"])
+    b = ledger.create("Second", description="why", checks=["pytest -q"], agent="claude",
+                      hints={"model": "m"}, after=[a.id])
+    ledger.comment(b.id, "a note", author="me")
+    records = {json.loads(line)["id"]: json.loads(line) for line in _export(ledger)}
+    first = records[a.id]
+    assert set(first) == {"id", "title", "status", "priority", "issue_type", "created_at",
+                          "updated_at", "labels"}
+    assert first["labels"] == ["x"] and first["priority"] == 1
+    second = records[b.id]
+    assert second["description"] == "why"
+    assert second["checks"] == ["pytest -q"] and second["agent"] == "claude"
+    assert second["hints"] == {"model": "m"}
+    dep = second["dependencies"][0]
+    assert (dep["issue_id"], dep["depends_on_id"], dep["type"]) == (b.id, a.id, "blocks")
+    assert set(dep) == {"issue_id", "depends_on_id", "type", "created_at", "created_by"}
+    comment = second["comments"][0]
+    assert set(comment) == {"id", "issue_id", "author", "text", "created_at"}
+    assert "assignee" not in second and "closed_at" not in second and "notes" not in second
+    # the same ledger re-importing its own export changes nothing
+    lines = [line + "\n" for line in _export(ledger)]
+    before = _counts(ledger)
+    assert import_beads(ledger, lines).unchanged == 2
+    assert _counts(ledger) == before
+    # and a fresh ledger gives the same export back
+    fresh = Ledger.memory()
+    import_beads(fresh, lines)
+    assert _export(fresh) == [line.rstrip("\n") for line in lines]
+    assert fresh.get(b.id).checks == ["pytest -q"]
+    assert [t.id for t in fresh.ready()] == [a.id]
+
+
+def test_export_json_is_the_full_task_format() -> None:
+    ledger = Ledger.memory()
+    a = ledger.create("First")
+    b = ledger.create("Second", after=[a.id], labels=["l"])
+    ledger.comment(b.id, "note")
+    data = export_json(ledger)
+    assert [d["id"] for d in data] == sorted([a.id, b.id])
+    by_id = {d["id"]: d for d in data}
+    assert by_id[b.id] == ledger.show(b.id).to_json(full=True)
+    assert by_id[a.id] == ledger.show(a.id).to_json(full=True)
+    assert by_id[a.id]["dependents"][0]["issue_id"] == b.id
