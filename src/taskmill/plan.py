@@ -369,14 +369,18 @@ def plan_source(ledger: Ledger, path: Path) -> str:
 # -- cycles ----------------------------------------------------------------------------------
 
 
-def _find_cycle(graph: dict[str, list[str]], starts: set[str]) -> list[str] | None:
-    """A closed path through one of ``starts`` (iterative Tarjan), or None."""
+def _find_cycle(graph: dict[str, list[str]], starts: list[str]) -> list[str] | None:
+    """A closed path through one of ``starts`` (iterative Tarjan), or None.
+
+    The path starts at the first of ``starts`` (in their order) that lies on the cycle.
+    """
+    start_set = set(starts)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
     stack: list[str] = []
     counter = 0
-    for root in sorted(starts):
+    for root in starts:
         if root in index:
             continue
         index[root] = low[root] = counter
@@ -410,9 +414,9 @@ def _find_cycle(graph: dict[str, list[str]], starts: set[str]) -> list[str] | No
                     group.add(member)
                     if member == node:
                         break
-                inside = group & starts
-                if inside and (len(group) > 1 or node in graph.get(node, [])):
-                    return _closed_path(graph, group, min(inside))
+                if group & start_set and (len(group) > 1 or node in graph.get(node, [])):
+                    first = next(s for s in starts if s in group)
+                    return _closed_path(graph, group, first)
     return None
 
 
@@ -530,8 +534,7 @@ def _check_cycles(ledger: Ledger, checker: _Checker, tasks: list[_Task],
         for _ref, target, _type in task.refs:
             dest = _node(by_key[target[4:]]) if target.startswith("key:") else target
             graph[_node(task)].append(dest)
-    starts = {_node(t) for t in tasks}
-    cycle = _find_cycle(graph, starts)
+    cycle = _find_cycle(graph, [_node(t) for t in tasks])
     if cycle is None:
         return
     names = {_node(t): t.key for t in tasks}
