@@ -316,6 +316,28 @@ ERRORS = [
      title = "A"
      hints = "fast"
      """, 4, "hints must be a table"),
+    ("""\
+     [[task]]
+     key = "a"
+     title = "A"
+     [task.hints]
+     model = "m"
+
+     [[task]]  # the second
+     key = "b"
+     title = "B"
+     [task.extras]
+     x = 1
+     """, 10, "task 'b': unknown field 'extras'"),
+    ("""\
+     task = [
+       {key = "a", title = "A"},
+       {key = "b", title = "B", after = ["zzz"]},
+     ]
+     """, 3, "task 'b': after 'zzz' is neither"),
+    ("""\
+     defaults = { priority = 9 }
+     """, 1, "[defaults]: priority must be an integer"),
 ]
 
 

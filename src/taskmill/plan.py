@@ -175,11 +175,35 @@ def _layout(text: str) -> _Layout:
     return layout
 
 
+def _inline_sections(layout: _Layout, raw_tasks: list[dict[str, Any]]) -> list[_Section | None]:
+    """Sections for tasks written as inline tables: from the line of each ``key = "..."``."""
+    found: list[_Section | None] = []
+    starts: list[int] = []
+    for raw in raw_tasks:
+        key = raw.get("key")
+        line = None
+        if isinstance(key, str):
+            pattern = re.compile(r"""(^|[{,\s])key\s*=\s*(["'])""" + re.escape(key) + r"\2")
+            line = next((n for n, text in enumerate(layout.lines, start=1)
+                         if n not in starts and pattern.search(text)), None)
+        if line is None:
+            found.append(None)
+            continue
+        starts.append(line)
+        found.append(_Section(line, len(layout.lines)))
+    ordered = sorted(s.header for s in found if s is not None and s.header is not None)
+    for section in found:
+        if section is not None and section.header is not None:
+            later = [n for n in ordered if n > section.header]
+            section.end = later[0] - 1 if later else len(layout.lines)
+    return found
+
+
 def _value_line(layout: _Layout, section: _Section, name: str, value: str) -> int | None:
     """The line of ``value`` (a quoted string) inside field ``name`` of ``section``."""
-    start = section.fields.get(name)
+    start = section.fields.get(name, section.header)
     if start is None:
-        return section.header
+        return None
     for quote in ('"', "'"):
         needle = f"{quote}{value}{quote}"
         for number in range(start, section.end + 1):
@@ -292,6 +316,9 @@ def _parse(name: str, text: str) -> tuple[_Checker, list[_Task]]:
                                 " imported")
     defaults_raw = data.get("defaults", {})
     dsec = layout.defaults
+    if dsec is None and "defaults" in layout.top.fields:  # defaults = { ... }
+        line = layout.top.fields["defaults"]
+        dsec = _Section(line, line)
     if not isinstance(defaults_raw, dict):
         raise checker.error(layout.top.fields.get("defaults"), "defaults must be a table")
     defaults: dict[str, Any] = {}
@@ -306,8 +333,8 @@ def _parse(name: str, text: str) -> tuple[_Checker, list[_Task]]:
         raise checker.error(layout.top.fields.get("task"), "task must be an array of tables"
                             " ([[task]])")
     sections: list[_Section | None] = list(layout.tasks)
-    if len(sections) != len(raw_tasks):  # e.g. task = [{...}]: no line numbers for the tasks
-        sections = [None] * len(raw_tasks)
+    if len(sections) != len(raw_tasks):  # e.g. task = [{...}, ...]
+        sections = _inline_sections(layout, raw_tasks)
     tasks: list[_Task] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_tasks):
