@@ -19,6 +19,9 @@ How that is kept:
        "absent": [...known keys the original did not have...],
        "keys": [...the original key order, only when it is not the usual one...]}
 
+Other keys in ``extra`` are taskmill's own and are not exported (a plan import marks the
+dependencies it made with ``{"plan": <source>}``).
+
 Statuses and dependency types of any name are stored as they are; only ``blocks`` and
 ``parent-child`` gate readiness. Dependencies may name ids that are not in the ledger; they
 are kept. Cycles in imported data are kept too (``Ledger.cycles()`` reports them).
