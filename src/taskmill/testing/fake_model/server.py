@@ -84,7 +84,7 @@ class FakeModelServer:
         return [
             e
             for e in self.requests
-            if "protocol" in e["served"] and (source is None or e["served"].get("source") == source)
+            if "source" in e["served"] and (source is None or e["served"]["source"] == source)
         ]
 
     def bind(self) -> socket.socket:

@@ -241,7 +241,11 @@ def build_call(reply: Reply, tools: Sequence[ToolSpec], cwd: str | None) -> Tool
     """The client tool call that carries out ``reply``'s action.
 
     Relative paths are resolved against ``cwd`` for file tools (several CLIs insist on
-    absolute paths); shell commands keep them relative, as the shell runs in the cwd.
+    absolute paths); shell commands and patches keep them relative, as they run in the cwd.
+
+    Order of preference: write_file: a write tool, ``apply_patch`` (content ending in a
+    newline), a shell heredoc; edit_file (exact substring replacement, like ``Edit``): an
+    edit tool, a ``python3`` one-liner in the shell, ``apply_patch`` (whole lines only).
     """
     action = reply.tool
     if action not in TOOL_NAMES:
@@ -258,7 +262,8 @@ def build_call(reply: Reply, tools: Sequence[ToolSpec], cwd: str | None) -> Tool
         call = _file_call(
             tools, action, _resolve(reply.path, cwd), {"content": (CONTENT_KEYS, reply.content)}
         )
-        call = call or _patch_call(tools, patch_add(reply.path, reply.content))
+        if reply.content.endswith("\n") or not reply.content:
+            call = call or _patch_call(tools, patch_add(reply.path, reply.content))
         call = call or _shell_call(
             tools, write_command(reply.path, reply.content), f"Write {reply.path}"
         )
@@ -266,10 +271,10 @@ def build_call(reply: Reply, tools: Sequence[ToolSpec], cwd: str | None) -> Tool
         assert reply.path is not None and reply.old is not None and reply.new is not None
         values = {"old": (OLD_KEYS, reply.old), "new": (NEW_KEYS, reply.new)}
         call = _file_call(tools, action, _resolve(reply.path, cwd), values)
-        call = call or _patch_call(tools, patch_update(reply.path, reply.old, reply.new))
         call = call or _shell_call(
             tools, edit_command(reply.path, reply.old, reply.new), f"Edit {reply.path}"
         )
+        call = call or _patch_call(tools, patch_update(reply.path, reply.old, reply.new))
     else:
         assert reply.command is not None
         call = _shell_call(tools, reply.command, "Run a scripted command")
