@@ -1,0 +1,93 @@
+"""Dispatch latency: from a task landing to its dependent's agent starting (target < 100 ms).
+
+A chain of tasks (each ``after`` the previous one) is worked by ``taskmill run`` with the
+no-op agent ``true`` and the trivial check ``true`` (as the task's check and as the project
+check of the merge queue). For each link k -> k+1 the latency is the time between the
+``landed`` event of task k and the ``turn_started`` event of task k+1 in ``--json-events``.
+The same timestamps break that latency down into its stages.
+
+    python -m benchmarks.mill_dispatch_latency [--tasks 20] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+from .mill_common import (
+    Report,
+    base_parser,
+    bench_env,
+    check_all_landed,
+    header,
+    import_plan,
+    main_of,
+    make_project,
+    median,
+    percentile,
+    run_mill,
+    workdir,
+)
+
+TARGET_MS = 100.0
+
+
+def run(args: argparse.Namespace) -> Report:
+    report = header("mill_dispatch_latency",
+                    f"landed(k) -> turn_started(k+1), chain of {args.tasks} tasks, agent `true`, "
+                    f"{args.runs} run(s)")
+    latencies: list[float] = []
+    parts: dict[str, list[float]] = {"landed -> task_finished (release worktree)": [],
+                                     "task_finished -> dispatched (claim)": [],
+                                     "dispatched -> workspace (tip, acquire)": [],
+                                     "workspace -> turn_started": [],
+                                     "landed -> dispatched": []}
+    with workdir("dispatch", args.keep) as tmp:
+        env = bench_env(tmp / "home")
+        for r in range(args.runs):
+            repo = make_project(tmp / f"repo{r}", env)
+            keys = [f"t{i:03d}" for i in range(args.tasks)]
+            tasks = [{"key": k, "title": f"chain link {k}", **({"after": [keys[i - 1]]} if i else {})}
+                     for i, k in enumerate(keys)]
+            ids = import_plan(repo, tasks, env)
+            mill = run_mill(repo, env, agent=["true"], workers=args.workers)
+            check_all_landed(mill, len(keys))
+            landed = mill.by_task("landed")
+            started = mill.by_task("turn_started")
+            finished = mill.by_task("task_finished")
+            dispatched = mill.by_task("dispatched")
+            workspace = mill.by_task("workspace")
+            for a, b in itertools.pairwise(keys):
+                ta, tb = ids[a], ids[b]
+                latencies.append(started[tb]["t"] - landed[ta]["t"])
+                parts["landed -> task_finished (release worktree)"].append(
+                    finished[ta]["t"] - landed[ta]["t"])
+                parts["task_finished -> dispatched (claim)"].append(
+                    dispatched[tb]["t"] - finished[ta]["t"])
+                parts["landed -> dispatched"].append(dispatched[tb]["t"] - landed[ta]["t"])
+                parts["dispatched -> workspace (tip, acquire)"].append(
+                    workspace[tb]["t"] - dispatched[tb]["t"])
+                parts["workspace -> turn_started"].append(started[tb]["t"] - workspace[tb]["t"])
+    ms = [x * 1000 for x in latencies]
+    report.add("dispatch latency, median", median(ms), "ms", f"< {TARGET_MS:.0f} ms",
+               median(ms) < TARGET_MS)
+    report.add("dispatch latency, p95", percentile(ms, 95), "ms", f"< {TARGET_MS:.0f} ms",
+               percentile(ms, 95) < TARGET_MS)
+    report.add("dispatch latency, max", max(ms), "ms")
+    report.note(f"{len(ms)} links measured")
+    for name, values in parts.items():
+        report.note(f"{name:<44} median {median(values) * 1000:6.1f} ms, "
+                    f"p95 {percentile(values, 95) * 1000:6.1f} ms")
+    return report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = base_parser(__doc__ or "")
+    p.add_argument("--tasks", type=int, default=20, help="length of the chain (default 20)")
+    p.add_argument("--runs", type=int, default=2, help="chains run one after the other")
+    p.add_argument("--workers", type=int, default=4, help="taskmill run -j (default 4)")
+    return p
+
+
+if __name__ == "__main__":
+    main_of(run, parser())
