@@ -1,0 +1,425 @@
+"""Property tests: the ledger's incremental readiness against a brute-force definition.
+
+The brute force below is written from the definitions (not from ``readiness.py``):
+
+- *done*: status ``closed`` or ``tombstone``;
+- *gated*: the least fixed point of "has a ``blocks`` dependency on an existing task that is
+  not done, OR has a ``parent-child`` parent that exists, is not done, and is gated or
+  ``blocked``/``deferred``";
+- *ready*: status ``open`` and not gated, ordered by priority, then creation order;
+- ``blocked()``: not done and (gated or status ``blocked``);
+- adding a ``blocks``/``parent-child`` edge A -> B is refused (CycleError) iff B already
+  reaches A through ``blocks``/``parent-child`` edges, or A == B.
+
+Every operation is applied both to the ledger and to a plain model, and after each one the
+ledger's answers must equal the brute force computed from the model from scratch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from taskmill import readiness
+from taskmill.clock import FixedClock
+from taskmill.errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
+from taskmill.ledger import Ledger
+
+BLOCKS = "blocks"
+PARENT = "parent-child"
+GATING = (BLOCKS, PARENT)
+DEP_TYPES = (BLOCKS, PARENT, "related", "discovered-from")
+SETTABLE = ("open", "in_progress", "blocked", "deferred", "closed")
+DONE = ("closed", "tombstone")
+HOLDING = ("blocked", "deferred")
+
+SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+# -- the model and the brute force -------------------------------------------------------
+
+
+@dataclass
+class Model:
+    status: dict[str, str] = field(default_factory=dict)
+    priority: dict[str, int] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # creation order
+    edges: set[tuple[str, str, str]] = field(default_factory=set)  # (issue, depends_on, type)
+
+    def add_task(self, tid: str, status: str, priority: int) -> None:
+        self.status[tid] = status
+        self.priority[tid] = priority
+        self.order.append(tid)
+
+    def done(self, tid: str) -> bool:
+        return self.status[tid] in DONE
+
+    def gated(self) -> set[str]:
+        gated: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for tid in self.status:
+                if tid in gated:
+                    continue
+                for a, b, typ in self.edges:
+                    if a != tid or b not in self.status or self.done(b):
+                        continue
+                    if typ == BLOCKS or (
+                        typ == PARENT and (b in gated or self.status[b] in HOLDING)
+                    ):
+                        gated.add(tid)
+                        changed = True
+                        break
+        return gated
+
+    def ready(self) -> list[str]:
+        gated = self.gated()
+        seq = {tid: i for i, tid in enumerate(self.order)}
+        found = [t for t in self.status if self.status[t] == "open" and t not in gated]
+        return sorted(found, key=lambda t: (self.priority[t], seq[t]))
+
+    def blocked(self) -> dict[str, tuple[set[str], set[str]]]:
+        """Held tasks -> (open blocks targets, holding parents)."""
+        gated = self.gated()
+        out = {}
+        for tid, status in self.status.items():
+            if status in DONE or not (tid in gated or status == "blocked"):
+                continue
+            blockers = {b for a, b, typ in self.edges
+                        if a == tid and typ == BLOCKS and b in self.status and not self.done(b)}
+            parents = {b for a, b, typ in self.edges
+                       if a == tid and typ == PARENT and b in self.status and not self.done(b)
+                       and (b in gated or self.status[b] in HOLDING)}
+            out[tid] = (blockers, parents)
+        return out
+
+    def reaches(self, start: str, goal: str) -> bool:
+        """Can ``start`` reach ``goal`` following gating edges (each waits on the next)?"""
+        seen = {start}
+        stack = [start]
+        while stack:
+            node = stack.pop()
+            if node == goal:
+                return True
+            for a, b, typ in self.edges:
+                if a == node and typ in GATING and b not in seen:
+                    seen.add(b)
+                    stack.append(b)
+        return False
+
+    def refuses_cycle(self, a: str, b: str, typ: str) -> bool:
+        return typ in GATING and (a == b or self.reaches(b, a))
+
+
+def assert_matches(ledger: Ledger, model: Model) -> None:
+    want_ready = model.ready()
+    got_ready = [t.id for t in ledger.ready()]
+    assert got_ready == want_ready
+    limit = max(1, len(want_ready) // 2)
+    assert [t.id for t in ledger.ready(limit=limit)] == want_ready[:limit]
+
+    want_blocked = model.blocked()
+    got = ledger.blocked()
+    assert {b.task.id for b in got} == set(want_blocked)
+    for item in got:
+        blockers, parents = want_blocked[item.task.id]
+        assert set(item.blockers) == blockers, item.task.id
+        assert set(item.held_by_parent) == parents, item.task.id
+
+    ready_set = set(want_ready)
+    for task in ledger.list_tasks(include_hidden=True):
+        assert task.status == model.status[task.id]
+        assert task.ready == (task.id in ready_set), task.id
+    assert ledger.cycles() == [] or any(
+        model.reaches(b, a) for a, b, typ in model.edges if typ in GATING
+    )
+
+
+def assert_incremental_equals_full(conn: sqlite3.Connection) -> None:
+    """The stored counters equal a full recompute (for tasks whose gating means something)."""
+    before = conn.execute(
+        "SELECT id, open_blockers, gated, status FROM tasks ORDER BY id").fetchall()
+    conn.execute("BEGIN")
+    try:
+        readiness.recompute_all(conn)
+        after = conn.execute(
+            "SELECT id, open_blockers, gated, status FROM tasks ORDER BY id").fetchall()
+    finally:
+        conn.execute("ROLLBACK")
+    for (tid, ob1, g1, status), (_, ob2, g2, _) in zip(before, after, strict=True):
+        assert ob1 == ob2, f"{tid}: open_blockers {ob1} (incremental) != {ob2} (full)"
+        if status not in DONE:
+            assert g1 == g2, f"{tid}: gated {g1} (incremental) != {g2} (full)"
+
+
+# -- applying operations to both ---------------------------------------------------------
+
+
+def do_add_dep(ledger: Ledger, model: Model, a: str, b: str, typ: str) -> None:
+    if (a, b, typ) in model.edges:
+        with pytest.raises(Conflict):
+            ledger.add_dep(a, b, typ)
+    elif model.refuses_cycle(a, b, typ):
+        with pytest.raises(CycleError) as info:
+            ledger.add_dep(a, b, typ)
+        cycle = info.value.cycle
+        assert cycle[0] == a and cycle[-1] == a
+        if a != b:
+            assert cycle[1] == b
+    else:
+        dep = ledger.add_dep(a, b, typ)
+        assert (dep.issue_id, dep.depends_on_id, dep.type) == (a, b, typ)
+        model.edges.add((a, b, typ))
+
+
+def do_remove_dep(ledger: Ledger, model: Model, a: str, b: str, typ: str | None) -> None:
+    matching = {e for e in model.edges if e[0] == a and e[1] == b and (typ is None or e[2] == typ)}
+    if not matching:
+        with pytest.raises(NotFound):
+            ledger.remove_dep(a, b, typ)
+        return
+    removed = ledger.remove_dep(a, b, typ)
+    assert {(d.issue_id, d.depends_on_id, d.type) for d in removed} == matching
+    model.edges -= matching
+
+
+def do_close(ledger: Ledger, model: Model, tid: str) -> None:
+    if model.status[tid] == "closed":
+        with pytest.raises(Conflict):
+            ledger.close(tid, "again")
+    else:
+        assert ledger.close(tid, "done").status == "closed"
+        model.status[tid] = "closed"
+
+
+def do_reopen(ledger: Ledger, model: Model, tid: str) -> None:
+    if model.status[tid] == "open":
+        with pytest.raises(Conflict):
+            ledger.reopen(tid)
+    else:
+        assert ledger.reopen(tid).status == "open"
+        model.status[tid] = "open"
+
+
+def do_set_status(ledger: Ledger, model: Model, tid: str, status: str) -> None:
+    ledger.update(tid, {"status": status})
+    model.status[tid] = status
+
+
+def do_claim(ledger: Ledger, model: Model, tid: str) -> None:
+    if tid in model.ready():
+        task = ledger.claim(tid, "agent-1")
+        assert (task.status, task.assignee) == ("in_progress", "agent-1")
+        model.status[tid] = "in_progress"
+    else:
+        with pytest.raises(ClaimConflict):
+            ledger.claim(tid, "agent-1")
+
+
+def do_create(ledger: Ledger, model: Model, status: str, priority: int,
+              after: list[str], parent: str | None) -> None:
+    count = ledger.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    if len(set(after)) != len(after):  # a duplicate dependency: all or nothing
+        with pytest.raises(Conflict):
+            ledger.create("new", status=status, priority=priority, after=after, parent=parent)
+        assert ledger.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == count
+        return
+    task = ledger.create("new", status=status, priority=priority, after=after, parent=parent)
+    model.add_task(task.id, status, priority)
+    for b in after:
+        model.edges.add((task.id, b, BLOCKS))
+    if parent:
+        model.edges.add((task.id, parent, PARENT))
+
+
+def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int) -> None:
+    for _ in range(steps):
+        ids = list(model.order)
+        pick = st.sampled_from(ids)
+        op = data.draw(st.sampled_from(
+            ["add_dep", "add_dep", "add_dep", "remove_dep", "close", "reopen", "status",
+             "claim", "create"]))
+        if op == "add_dep":
+            do_add_dep(ledger, model, data.draw(pick), data.draw(pick),
+                       data.draw(st.sampled_from(DEP_TYPES)))
+        elif op == "remove_dep":
+            if model.edges and data.draw(st.booleans()):
+                a, b, typ = data.draw(st.sampled_from(sorted(model.edges)))
+                do_remove_dep(ledger, model, a, b, data.draw(st.sampled_from([typ, None])))
+            else:
+                do_remove_dep(ledger, model, data.draw(pick), data.draw(pick),
+                              data.draw(st.sampled_from((*DEP_TYPES, None))))
+        elif op == "close":
+            do_close(ledger, model, data.draw(pick))
+        elif op == "reopen":
+            do_reopen(ledger, model, data.draw(pick))
+        elif op == "status":
+            do_set_status(ledger, model, data.draw(pick), data.draw(st.sampled_from(SETTABLE)))
+        elif op == "claim":
+            do_claim(ledger, model, data.draw(pick))
+        else:
+            do_create(ledger, model, data.draw(st.sampled_from(SETTABLE)),
+                      data.draw(st.integers(0, 4)),
+                      data.draw(st.lists(pick, max_size=3)),
+                      data.draw(st.one_of(st.none(), pick)))
+        assert_matches(ledger, model)
+    assert_incremental_equals_full(ledger.conn)
+    report = ledger.verify()
+    assert report.ok, report.problems
+
+
+def new_ledger() -> Ledger:
+    return Ledger.memory(prefix="tm", clock=FixedClock(step=0.001), actor="prop")
+
+
+# -- the properties ----------------------------------------------------------------------
+
+
+@SETTINGS
+@given(data=st.data())
+def test_random_graphs_and_operations_match_brute_force(data: st.DataObject) -> None:
+    ledger = new_ledger()
+    model = Model()
+    try:
+        for _ in range(data.draw(st.integers(2, 9), label="tasks")):
+            status = data.draw(st.sampled_from(SETTABLE))
+            priority = data.draw(st.integers(0, 4))
+            task = ledger.create("task", status=status, priority=priority)
+            model.add_task(task.id, status, priority)
+        assert_matches(ledger, model)
+        pick = st.sampled_from(list(model.order))
+        for _ in range(data.draw(st.integers(0, 14), label="edges")):
+            do_add_dep(ledger, model, data.draw(pick), data.draw(pick),
+                       data.draw(st.sampled_from(GATING + GATING + ("related",))))
+        assert_matches(ledger, model)
+        run_operations(data, ledger, model, data.draw(st.integers(1, 25), label="steps"))
+    finally:
+        ledger.close_db()
+
+
+@SETTINGS
+@given(data=st.data())
+def test_deep_chains_propagate_both_ways(data: st.DataObject) -> None:
+    """Long parent-child / blocks chains: gating travels down, and is lifted, transitively."""
+    ledger = new_ledger()
+    model = Model()
+    try:
+        length = data.draw(st.integers(3, 12))
+        prev: str | None = None
+        for _ in range(length):
+            typ = data.draw(st.sampled_from(GATING))
+            task = ledger.create("link", after=[prev] if prev and typ == BLOCKS else [],
+                                 parent=prev if typ == PARENT else None)
+            model.add_task(task.id, "open", 2)
+            if prev:
+                model.edges.add((task.id, prev, typ))
+            prev = task.id
+        assert_matches(ledger, model)
+        pick = st.sampled_from(list(model.order))
+        for _ in range(data.draw(st.integers(1, 12))):
+            tid = data.draw(pick)
+            do_set_status(ledger, model, tid, data.draw(st.sampled_from(SETTABLE)))
+            assert_matches(ledger, model)
+        # closing the head of the chain always refuses a back edge from it to the tail
+        head, tail = model.order[0], model.order[-1]
+        do_add_dep(ledger, model, head, tail, data.draw(st.sampled_from(GATING)))
+        assert_incremental_equals_full(ledger.conn)
+    finally:
+        ledger.close_db()
+
+
+@st.composite
+def imported_graphs(draw: st.DrawFn) -> tuple[list[tuple[str, str, int]], set[tuple[str, str, str]]]:
+    """A graph as an import could leave it: tombstones, dangling edges, even gating cycles."""
+    n = draw(st.integers(1, 9))
+    statuses = st.sampled_from((*SETTABLE, "tombstone", "tombstone"))
+    tasks = [(f"tm-{i:03d}", draw(statuses), draw(st.integers(0, 4))) for i in range(n)]
+    names = [t[0] for t in tasks] + ["tm-missing"]
+    types = st.sampled_from((*GATING, *GATING, *DEP_TYPES))
+    edges = draw(st.sets(st.tuples(st.sampled_from(names[:-1]), st.sampled_from(names), types),
+                         max_size=3 * n))
+    return tasks, edges
+
+
+@SETTINGS
+@given(graph=imported_graphs(), data=st.data())
+def test_recompute_all_then_incremental_match_brute_force(
+        graph: tuple[list[tuple[str, str, int]], set[tuple[str, str, str]]],
+        data: st.DataObject) -> None:
+    """``recompute_all`` after a bulk load, then incremental changes, match the definition."""
+    tasks, edges = graph
+    ledger = new_ledger()
+    model = Model()
+    conn = ledger.conn
+    try:
+        with ledger.transaction():
+            for tid, status, priority in tasks:
+                conn.execute(
+                    "INSERT INTO tasks (id, title, status, priority, created_at, updated_at)"
+                    " VALUES (?, 'imported', ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+                    (tid, status, priority))
+                model.add_task(tid, status, priority)
+            conn.executemany("INSERT INTO deps (issue_id, depends_on_id, type) VALUES (?, ?, ?)",
+                             sorted(edges))
+            model.edges = set(edges)
+            readiness.recompute_all(conn)
+        assert_matches(ledger, model)
+        # cycles() reports a cycle exactly when the gating edges hold one
+        has_cycle = any(a == b or model.reaches(b, a) for a, b, typ in edges if typ in GATING)
+        assert bool(ledger.cycles()) == has_cycle
+        for _ in range(data.draw(st.integers(0, 10))):
+            tid = data.draw(st.sampled_from(model.order))
+            if model.status[tid] == "tombstone":
+                continue
+            op = data.draw(st.sampled_from(["status", "close", "reopen", "remove_dep"]))
+            if op == "status":
+                do_set_status(ledger, model, tid, data.draw(st.sampled_from(SETTABLE)))
+            elif op == "close":
+                do_close(ledger, model, tid)
+            elif op == "reopen":
+                do_reopen(ledger, model, tid)
+            elif model.edges:
+                a, b, typ = data.draw(st.sampled_from(sorted(model.edges)))
+                do_remove_dep(ledger, model, a, b, typ)
+            assert_matches(ledger, model)
+        assert_incremental_equals_full(conn)
+    finally:
+        ledger.close_db()
+
+
+@SETTINGS
+@given(priorities=st.lists(st.integers(0, 4), min_size=1, max_size=30))
+def test_ready_order_is_priority_then_creation(priorities: list[int]) -> None:
+    ledger = new_ledger()
+    try:
+        ids = [ledger.create(f"t{i}", priority=p).id for i, p in enumerate(priorities)]
+        want = [tid for _, _, tid in sorted(zip(priorities, range(len(ids)), ids, strict=True))]
+        assert [t.id for t in ledger.ready()] == want
+        # claim_next takes them in exactly that order
+        taken = []
+        while (task := ledger.claim_next("worker")) is not None:
+            taken.append(task.id)
+        assert taken == want
+        assert ledger.ready() == []
+    finally:
+        ledger.close_db()
+
+
+def test_invalid_status_is_refused_and_changes_nothing() -> None:
+    ledger = new_ledger()
+    try:
+        task = ledger.create("x")
+        with pytest.raises(InvalidInput):
+            ledger.update(task.id, {"status": "tombstone"})
+        assert ledger.get(task.id).status == "open"
+    finally:
+        ledger.close_db()
