@@ -41,7 +41,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     """
     from ..clock import SystemClock
     from ..errors import InvalidInput
-    from ..mill.engine import Mill
+    from ..mill.engine import EVENTS_FILE, Mill
     from ..mill.events import EventBus, NdjsonWriter
     from ..mill.settings import RunSettings, agent_cmd_config
 
@@ -65,6 +65,13 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     if json_events:
         stream = sys.stdout if json_events == "-" else Path(json_events).open("a", encoding="utf-8")  # noqa: SIM115
         bus.subscribe(NdjsonWriter(stream))
+    # every run also appends its events to .taskmill/run/events.ndjson, for the dashboard
+    project.paths.run_dir.mkdir(parents=True, exist_ok=True)
+    events_path = project.paths.run_dir / EVENTS_FILE
+    if events_path.exists() and events_path.stat().st_size > 20_000_000:
+        events_path.replace(events_path.with_suffix(".ndjson.1"))
+    shared = events_path.open("a", encoding="utf-8")  # noqa: SIM115
+    bus.subscribe(NdjsonWriter(shared))
     mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
                 agent_override=override)
     live = None
@@ -89,6 +96,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     finally:
         if stream is not None and stream is not sys.stdout:
             stream.close()
+        shared.close()
     if ctx.json:
         emit_json(summary.to_json())
     elif json_events != "-":

@@ -39,6 +39,8 @@ from .worker import AgentGate, Outcome, TaskWorker, WorkerContext
 from .worktrees import WorktreePool
 
 MILL_PREFIX = "mill:"
+PAUSE_FILE = "paused"
+EVENTS_FILE = "events.ndjson"
 
 
 @dataclass
@@ -302,21 +304,37 @@ class Mill:
                 if self.settings.only and task_id not in self.settings.only:
                     continue
                 submit(ledger.get(task_id), self._lap_for(ledger, task_id, True))
+            was_paused = False
             while True:
-                while (not self.stop.is_set() and len(in_flight) < self.settings.workers
+                paused = self.paused()
+                if paused != was_paused:
+                    self.bus.emit("paused" if paused else "resumed")
+                    was_paused = paused
+                while (not paused and not self.stop.is_set()
+                       and len(in_flight) < self.settings.workers
                        and (self.settings.max_tasks is None or dispatched < self.settings.max_tasks)):
                     claimed = self._claim_next(ledger, skip)
                     if claimed is None:
                         break
                     dispatched += 1
                     submit(claimed, self._lap_for(ledger, claimed.id, False))
-                if not in_flight:
+                if not in_flight and not (paused and not self.stop.is_set()):
                     break
-                outcome = done.get()
+                try:
+                    # a finishing worker wakes us at once; the timeout only notices outside
+                    # changes (new or unblocked tasks, pause and resume)
+                    outcome = done.get(timeout=0.5)
+                except queue.Empty:
+                    continue
                 in_flight.discard(outcome.task_id)
+                skip.discard(outcome.task_id)
                 summary.outcomes.append(outcome)
                 self.bus.emit("task_finished", task=outcome.task_id, outcome=outcome.outcome,
                               iterations=outcome.iterations, in_flight=len(in_flight))
+
+    def paused(self) -> bool:
+        """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
+        return (self.paths.run_dir / PAUSE_FILE).exists()
 
     def _claim_next(self, ledger: Ledger, skip: set[str]) -> Task | None:
         from ..errors import ClaimConflict
