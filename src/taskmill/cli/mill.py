@@ -70,7 +70,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     events_path = project.paths.run_dir / EVENTS_FILE
     if events_path.exists() and events_path.stat().st_size > 20_000_000:
         events_path.replace(events_path.with_suffix(".ndjson.1"))
-    shared = events_path.open("a", encoding="utf-8")  # noqa: SIM115
+    shared = events_path.open("a", encoding="utf-8")
     bus.subscribe(NdjsonWriter(shared))
     mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
                 agent_override=override)
