@@ -286,10 +286,10 @@ class Mill:
         with ThreadPoolExecutor(max_workers=self.settings.workers,
                                 thread_name_prefix="taskmill-worker") as pool:
 
-            def submit(task: Task, lap: int) -> None:
+            def submit(task: Task, lap: int, resumed: bool = False) -> None:
                 def work() -> None:
                     try:
-                        outcome = TaskWorker(ctx, task, lap).run()
+                        outcome = TaskWorker(ctx, task, lap, resumed=resumed).run()
                     except BaseException as exc:  # never leave the scheduler waiting
                         outcome = Outcome(task.id, task.title, "error", reason=str(exc))
                     done.put(outcome)
@@ -303,7 +303,7 @@ class Mill:
             for task_id in sorted(resumed):
                 if self.settings.only and task_id not in self.settings.only:
                     continue
-                submit(ledger.get(task_id), self._lap_for(ledger, task_id, True))
+                submit(ledger.get(task_id), self._lap_for(ledger, task_id, True), True)
             was_paused = False
             while True:
                 paused = self.paused()

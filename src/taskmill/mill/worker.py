@@ -117,8 +117,9 @@ class WorkerContext:
 
 
 class TaskWorker:
-    def __init__(self, ctx: WorkerContext, task: Task, lap: int) -> None:
+    def __init__(self, ctx: WorkerContext, task: Task, lap: int, *, resumed: bool = False) -> None:
         self.ctx = ctx
+        self.resumed = resumed
         self.task = task
         self.lap = lap
         self.ledger = ctx.ledger_factory()
@@ -134,7 +135,8 @@ class TaskWorker:
         landed = False
         try:
             base = self.ctx.queue.tip()
-            found = self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id)
+            # a task taken over from a run that died may have landed before it was closed
+            found = self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id) if self.resumed else None
             if found:  # landed by an earlier run that died before closing the task
                 self._close(found)
                 landed = True
