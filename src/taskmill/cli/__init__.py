@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("records", "export", "Export as Beads JSONL or JSON."),
     "run": ("mill", "run", "Work the backlog with parallel agents until checks pass."),
     "fake-model": ("extras", "fake_model", "Serve a scripted model API (for trying agents offline)."),
+    "mcp": ("mcp_cmd", "mcp", "Serve the ledger to agents over MCP (stdio)."),
 }
 ALIASES = {"add": "create"}
 
