@@ -12,6 +12,9 @@ is set, which this adapter then sets: the isolation is taskmill's (own worktree,
 clean environment, process group killed at the deadline). A table can choose otherwise with
 ``permission_mode = "acceptEdits"`` and ``allowed_tools = ["Bash(git:*)", "Bash(pytest:*)"]``
 (the latter becomes ``--allowedTools``); ``max_turns = N`` adds ``--max-turns N``.
+``mcp = true`` writes ``claude-mcp.json`` (``{"mcpServers": {"taskmill": ...}}``) into the
+turn's state directory, passes it with ``--mcp-config`` and adds ``mcp__taskmill`` (all of the
+server's tools) to ``--allowedTools``.
 
 Endpoint: ``base_url`` -> ``ANTHROPIC_BASE_URL`` (without a trailing ``/v1``: the CLI appends
 ``/v1/messages``), the key from ``api_key_env`` -> ``ANTHROPIC_API_KEY``. Telemetry,
@@ -53,6 +56,8 @@ from taskmill.agents.common import (
 from taskmill.agents.envs import api_key, build_env, without_suffix_v1
 
 DEFAULT_PERMISSION_MODE = "bypassPermissions"
+MCP_TOOLS = "mcp__taskmill"
+"""Every tool of the taskmill MCP server, in ``--allowedTools`` syntax."""
 
 
 def _token_fields(target: Usage, usage: dict[str, Any]) -> None:
@@ -152,6 +157,8 @@ class ClaudeAdapter:
         if mode == "bypassPermissions":
             extra["IS_SANDBOX"] = "1"
         allowed = option_list(config, "allowed_tools")
+        if config.mcp and MCP_TOOLS not in allowed:
+            allowed.append(MCP_TOOLS)
         if allowed:
             argv += ["--allowedTools", ",".join(allowed)]
         max_turns = config.options.get("max_turns")

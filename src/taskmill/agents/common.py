@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def prompt_arg(request: TurnRequest) -> str:
     return "\n" + request.prompt if request.prompt.startswith("-") else request.prompt
 
 
-DEFAULT_MCP_COMMAND = ("taskmill", "mcp")
+def default_mcp_command() -> list[str]:
+    """``taskmill mcp`` run by this very Python (an absolute path: agents get a clean PATH)."""
+    return [sys.executable, "-m", "taskmill", "mcp"] if sys.executable else ["taskmill", "mcp"]
 
 
 def mcp_command(config: AgentConfig) -> list[str]:
@@ -66,7 +69,7 @@ def mcp_command(config: AgentConfig) -> list[str]:
         return [str(v) for v in value]
     if isinstance(value, str) and value:
         return value.split()
-    return list(DEFAULT_MCP_COMMAND)
+    return default_mcp_command()
 
 
 def option_str(config: AgentConfig, key: str) -> str | None:

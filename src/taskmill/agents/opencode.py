@@ -58,6 +58,8 @@ from taskmill.agents.envs import api_key, build_env
 PROVIDER = "taskmill"
 DEFAULT_NPM = "@ai-sdk/openai-compatible"
 DEFAULT_PROXY_MODEL = "default"
+MCP_TIMEOUT_MS = 30_000
+"""opencode waits 5 s by default for an MCP server; importing the SDK takes ~1.5 s."""
 
 
 def opencode_config(config: AgentConfig, request: TurnRequest) -> tuple[dict[str, Any], str | None]:
@@ -97,7 +99,7 @@ def opencode_config(config: AgentConfig, request: TurnRequest) -> tuple[dict[str
         command = mcp_command(config)
         doc["mcp"] = {"taskmill": {
             "type": "local", "command": command, "enabled": True,
-            "environment": dict(request.taskmill_env),
+            "environment": dict(request.taskmill_env), "timeout": MCP_TIMEOUT_MS,
         }}
     return doc, model_flag
 
