@@ -385,6 +385,15 @@ class Ledger:
             self._update(tid, changes, actor=actor, expect_status=expect_status)
         return self.get(tid)
 
+    def append_notes(self, task_id: str, text: str, *, actor: str | None = None) -> Task:
+        """Append a line to a task's notes. Reading and writing them is one transaction, so
+        appends made at the same time by several processes are all kept."""
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self.get(tid).notes
+            self._update(tid, {"notes": (current + "\n" if current else "") + text}, actor=actor)
+        return self.get(tid)
+
     def _update(self, tid: str, changes: Mapping[str, Any], *, actor: str | None,
                 expect_status: str | None = None) -> dict[str, list[Any]]:
         current = self.get(tid)

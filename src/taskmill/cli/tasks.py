@@ -192,17 +192,14 @@ def update(task_id: str, title: str | None, description: str | None, design: str
         changes["metadata"] = parse_json_option("metadata", metadata)
     if hints is not None:
         changes["hints"] = parse_json_option("hints", hints)
-    if append_notes:
-        current = ledger.get(task_id).notes
-        changes["notes"] = (current + "\n" if current else "") + append_notes
-    if claim:
-        if changes:
-            ledger.update(task_id, changes)
-        task = ledger.claim(task_id, assignee or ledger.actor)
-    else:
-        if not changes:
-            raise click.UsageError("nothing to change: give at least one option (see --help)")
+    if not changes and not append_notes and not claim:
+        raise click.UsageError("nothing to change: give at least one option (see --help)")
+    if changes:
         task = ledger.update(task_id, changes)
+    if append_notes:  # read and written in one transaction: concurrent appends all stay
+        task = ledger.append_notes(task_id, append_notes)
+    if claim:
+        task = ledger.claim(task_id, assignee or ledger.actor)
     if ctx.json:
         emit_json(task.to_json())
     else:
