@@ -277,8 +277,29 @@ def run_mill(repo: Path, env: Mapping[str, str], *, agent: Sequence[str], worker
 def check_all_landed(run: MillRun, expected: int) -> None:
     landed = run.summary.get("landed", 0)
     if landed != expected:
-        blocked = [t for t in run.summary.get("tasks", []) if t.get("outcome") != "landed"]
-        raise RuntimeError(f"{landed} of {expected} tasks landed; not landed: {blocked[:5]}")
+        raise RuntimeError(f"{landed} of {expected} tasks landed; not landed: "
+                           f"{not_landed(run)[:5]}")
+
+
+def not_landed(run: MillRun) -> list[dict[str, Any]]:
+    return [t for t in run.summary.get("tasks", []) if t.get("outcome") != "landed"]
+
+
+def report_landed(report: Report, run: MillRun, expected: int) -> int:
+    """A PASS/FAIL figure for "every task landed", with the reasons of those that did not."""
+    landed = int(run.summary.get("landed", 0))
+    report.add("tasks landed", landed, "tasks", f"= {expected}", landed == expected)
+    reasons: dict[str, int] = {}
+    for task in not_landed(run):
+        reason = " ".join(str(task.get("reason") or task.get("outcome")).split())
+        reason = reason.split(" failed in ")[-1][:200]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    for reason, count in reasons.items():
+        report.note(f"not landed ({count}x): {reason}")
+    missing = expected - landed - len(not_landed(run))
+    if missing > 0:
+        report.note(f"{missing} task(s) never dispatched (waiting on tasks that did not land)")
+    return landed
 
 
 def stage_breakdown(run: MillRun, tasks: Sequence[str] | None = None) -> dict[str, list[float]]:
