@@ -70,10 +70,14 @@ class Git:
     def find_landed(self, target: str, task_id: str, *, since: str | None = None) -> str | None:
         """The commit on ``target`` whose trailer names ``task_id``, if any."""
         rng = target if since is None else f"{since}..{target}"
-        out = self.out("log", "--format=%H", "--fixed-strings",
-                       f"--grep={TRAILER}: {task_id}", rng, "--")
-        for line in out.splitlines():
-            return line.strip()
+        wanted = f"{TRAILER}: {task_id}"
+        out = self.out("log", "--format=%H%x00%B%x01", "--fixed-strings", f"--grep={wanted}",
+                       rng, "--")
+        # --grep matches substrings: the trailer of tm-ab (or tm-a.1) also contains tm-a's
+        for record in out.split("\x01"):
+            sha, _, body = record.partition("\x00")
+            if any(line.strip() == wanted for line in body.splitlines()):
+                return sha.strip()
         return None
 
     # -- working tree ----------------------------------------------------------------------
