@@ -174,9 +174,8 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
         """Append to (default) or replace a task's notes."""
         tid = task_or_current(task_id)
         with ledger() as led:
-            if mode == "append":
-                existing = led.get(tid).notes
-                text = (existing + "\n" if existing else "") + text
+            if mode == "append":  # one transaction: concurrent appends are all kept
+                return dumps(led.append_notes(tid, text).to_json())
             return dumps(led.update(tid, {"notes": text}).to_json())
 
     def comment(
