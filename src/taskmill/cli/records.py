@@ -177,22 +177,28 @@ def export(fmt: str, output: Path | None) -> None:
     if output is not None and not output.is_absolute():
         output = ctx.cwd / output
     if fmt == "beads":
-        from ..beads import export_beads
+        from ..beads import beads_records, export_beads
 
         if output is None:
-            export_beads(project.ledger, sys.stdout)
-        else:
-            tmp = output.with_name(output.name + ".tmp")
-            with tmp.open("w", encoding="utf-8") as fh:
-                export_beads(project.ledger, fh)
-            tmp.replace(output)
+            if ctx.json:  # one JSON document (an array of the records), not JSON lines
+                emit_json(beads_records(project.ledger))
+            else:
+                export_beads(project.ledger, sys.stdout)
+            return
+        tmp = output.with_name(output.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            count = export_beads(project.ledger, fh)
+        tmp.replace(output)
     else:
         from ..beads import export_json
 
         data = export_json(project.ledger)
         if output is None:
             emit_json(data)
-        else:
-            from .common import dumps
+            return
+        from .common import dumps
 
-            output.write_text(dumps(data) + "\n", encoding="utf-8")
+        output.write_text(dumps(data) + "\n", encoding="utf-8")
+        count = len(data)
+    if ctx.json:
+        emit_json({"output": str(output), "format": fmt, "records": count})
