@@ -313,5 +313,6 @@ def sample_json(schema: Any, depth: int = 0) -> Any:
     if kind == "boolean":
         return False
     if kind in ("integer", "number"):
-        return 0
+        low = schema.get("minimum")
+        return low if isinstance(low, int | float) and not isinstance(low, bool) else 1
     return "Scripted answer."
