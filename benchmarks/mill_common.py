@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -186,6 +187,27 @@ def import_plan(repo: Path, tasks: Sequence[Mapping[str, Any]], env: Mapping[str
     return {str(k): str(v) for k, v in data.items()}
 
 
+def prewarm_pool(repo: Path, env: Mapping[str, str], slots: int) -> None:
+    """Create the worktree pool's first ``slots`` slots one after the other, as a previous run
+    with that many workers leaves them.
+
+    ``WorktreePool.acquire`` creating several slots at the same time races (one thread's
+    ``git worktree prune`` removes the half-made administrative directory of another's
+    ``git worktree add``, and that task errors), so the throughput benchmarks start from a
+    warm pool unless told otherwise (``--cold-pool``).
+    """
+    from taskmill.mill.git import Git, git_env
+    from taskmill.mill.worktrees import WorktreePool
+
+    g = Git(repo, git_env(env))
+    pool = WorktreePool(g, repo / ".taskmill" / "worktrees", repo_root=repo,
+                        include_file=repo / ".taskmill" / "include")
+    tip = git(repo, "rev-parse", "HEAD", env=env)
+    held = [pool.acquire(f"warmup-{i}", tip) for i in range(slots)]
+    for ws in held:
+        pool.release(ws, delete_branch=True)
+
+
 # -- running the mill ------------------------------------------------------------------------
 
 
@@ -197,6 +219,10 @@ class MillRun:
     events: list[dict[str, Any]]
     summary: dict[str, Any]
     stderr: str
+    cpu_s: float = 0.0
+    """CPU time (user + system) of taskmill and every process it started."""
+    load: tuple[float, float] = (0.0, 0.0)
+    """The machine's 1-minute load average before and after the run."""
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == kind]
@@ -221,6 +247,20 @@ class MillRun:
         return out
 
 
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+def note_machine(report: Report, run: MillRun, tasks: int) -> None:
+    """CPU per task (independent of other load) and the machine's load around the run."""
+    report.add("CPU per task (taskmill + git + agents)", run.cpu_s / tasks * 1000, "ms")
+    report.note(f"load average {run.load[0]:.1f} before, {run.load[1]:.1f} after the run "
+                f"({os.cpu_count()} cores; other work on the machine slows the figures)")
+
+
 def parse_ts(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
@@ -241,6 +281,8 @@ def run_mill(repo: Path, env: Mapping[str, str], *, agent: Sequence[str], worker
     events_path = repo.parent / f"events-{repo.name}-{time.time_ns()}.ndjson"
     argv = [*TASKMILL, "-C", str(repo), "run", "--json", "--quiet", "-j", str(workers),
             "--agent-cmd", agent_cmd(agent), "--json-events", str(events_path), *extra]
+    load_before = loadavg()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True)
@@ -255,6 +297,8 @@ def run_mill(repo: Path, env: Mapping[str, str], *, agent: Sequence[str], worker
         out, err = proc.communicate()
         raise RuntimeError(f"taskmill run did not finish in {timeout:.0f}s:\n{err[-3000:]}") from exc
     wall = time.monotonic() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
     if thread is not None:
         thread.join(timeout=5)
     events = []
@@ -267,7 +311,7 @@ def run_mill(repo: Path, env: Mapping[str, str], *, agent: Sequence[str], worker
         summary = json.loads(out)
     except ValueError:
         summary = {}
-    run = MillRun(wall, proc.returncode, events, summary, err)
+    run = MillRun(wall, proc.returncode, events, summary, err, cpu, (load_before, loadavg()))
     if proc.returncode not in (0, 1) or not summary:
         raise RuntimeError(f"taskmill run failed ({proc.returncode}):\n{out[-2000:]}\n"
                            f"{err[-3000:]}")
@@ -332,6 +376,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary repositories (their paths are printed)")
+    parser.add_argument("--cold-pool", action="store_true",
+                        help="do not create the worktree pool's slots before the run")
     return parser
 
 

@@ -25,6 +25,7 @@ from .mill_common import (
     make_project,
     median,
     percentile,
+    prewarm_pool,
     run_mill,
     workdir,
 )
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> Report:
                     f"landed(k) -> turn_started(k+1), chain of {args.tasks} tasks, agent `true`, "
                     f"{args.runs} run(s)")
     latencies: list[float] = []
+    loads: list[float] = []
     parts: dict[str, list[float]] = {"landed -> task_finished (release worktree)": [],
                                      "task_finished -> dispatched (claim)": [],
                                      "dispatched -> workspace (tip, acquire)": [],
@@ -50,7 +52,10 @@ def run(args: argparse.Namespace) -> Report:
             tasks = [{"key": k, "title": f"chain link {k}", **({"after": [keys[i - 1]]} if i else {})}
                      for i, k in enumerate(keys)]
             ids = import_plan(repo, tasks, env)
+            if not args.cold_pool:
+                prewarm_pool(repo, env, 2)
             mill = run_mill(repo, env, agent=["true"], workers=args.workers)
+            loads.extend(mill.load)
             check_all_landed(mill, len(keys))
             landed = mill.by_task("landed")
             started = mill.by_task("turn_started")
@@ -74,7 +79,8 @@ def run(args: argparse.Namespace) -> Report:
     report.add("dispatch latency, p95", percentile(ms, 95), "ms", f"< {TARGET_MS:.0f} ms",
                percentile(ms, 95) < TARGET_MS)
     report.add("dispatch latency, max", max(ms), "ms")
-    report.note(f"{len(ms)} links measured")
+    report.note(f"{len(ms)} links measured; load average {min(loads):.1f}-{max(loads):.1f} "
+                "around the runs")
     for name, values in parts.items():
         report.note(f"{name:<44} median {median(values) * 1000:6.1f} ms, "
                     f"p95 {percentile(values, 95) * 1000:6.1f} ms")

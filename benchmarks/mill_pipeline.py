@@ -23,6 +23,8 @@ from .mill_common import (
     import_plan,
     main_of,
     make_project,
+    note_machine,
+    prewarm_pool,
     print_breakdown,
     report_landed,
     run_mill,
@@ -49,6 +51,8 @@ def run(args: argparse.Namespace) -> Report:
                 task["after"] = [keys[rng.randrange(max(0, i - 50), i)]]
             tasks.append(task)
         import_plan(repo, tasks, env)
+        if not args.cold_pool:
+            prewarm_pool(repo, env, args.workers)
         mill = run_mill(repo, env, agent=AGENT, workers=args.workers)
         landed = report_landed(report, mill, args.tasks)
         files = git(repo, "ls-tree", "--name-only", "HEAD", "out/", env=env).splitlines()
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> Report:
         lands = sorted(e["t"] for e in mill.of("landed"))
         report.add("mean time between landings", (lands[-1] - lands[0]) / (len(lands) - 1) * 1000,
                    "ms")
+        note_machine(report, mill, args.tasks)
         print_breakdown(report, stage_breakdown(mill))
     return report
 
