@@ -3,8 +3,8 @@
 Each CLI goes into its own npm prefix, ``<cache>/<name>``, with
 ``npm install --prefix <cache>/<name> <package>@<version>``; its executable is then
 ``<cache>/<name>/node_modules/.bin/<bin>``. Installing is idempotent: a CLI whose pinned
-version is already there is skipped. The default cache is ``.cache/agents`` under the
-project root (ignored by git).
+version is already there is skipped. The default cache is ``$TASKMILL_AGENTS_CACHE``, else
+``.cache/agents`` under the project root (ignored by git).
 
 aider is not installed here: it is a PyPI package of about 700 MB (``aider-chat``), too
 heavy for a test cache; install it by hand with pip if needed.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,8 +70,13 @@ def project_root(start: Path | None = None) -> Path:
     return Path.cwd()
 
 
+CACHE_ENV = "TASKMILL_AGENTS_CACHE"
+
+
 def default_cache_dir() -> Path:
-    return project_root() / ".cache" / "agents"
+    """``$TASKMILL_AGENTS_CACHE`` if set, else ``.cache/agents`` under the project root."""
+    override = os.environ.get(CACHE_ENV)
+    return Path(override) if override else project_root() / ".cache" / "agents"
 
 
 def _agent(name: str) -> AgentPackage:

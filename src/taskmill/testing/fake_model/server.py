@@ -53,6 +53,7 @@ class FakeModelServer:
         self._app = FakeModelApp(self.script, self.log)
         self._requested_port = port
         self._socket: socket.socket | None = None
+        self._port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -63,9 +64,9 @@ class FakeModelServer:
 
     @property
     def port(self) -> int:
-        if self._socket is None:
+        if self._port is None:
             raise RuntimeError("the fake model server is not started")
-        return int(self._socket.getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -93,8 +94,8 @@ class FakeModelServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         sock.listen(128)
-        sock.set_inheritable(True)
         self._socket = sock
+        self._port = int(sock.getsockname()[1])
         return sock
 
     def _uvicorn(self) -> uvicorn.Server:
