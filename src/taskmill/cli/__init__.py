@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "import": ("records", "import_cmd", "Import Beads JSONL or a TOML plan file."),
     "export": ("records", "export", "Export as Beads JSONL or JSON."),
     "run": ("mill", "run", "Work the backlog with parallel agents until checks pass."),
+    "serve": ("serve_cmd", "serve", "The web dashboard (task graph, attempts, live view)."),
     "fake-model": ("extras", "fake_model", "Serve a scripted model API (for trying agents offline)."),
     "mcp": ("mcp_cmd", "mcp", "Serve the ledger to agents over MCP (stdio)."),
 }

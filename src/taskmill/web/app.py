@@ -1,0 +1,211 @@
+"""The dashboard application: the JSON API, the page (static files) and access control.
+
+Access control, in one ASGI middleware (:class:`Guard`):
+
+- bound to loopback (the default) no token is needed, but the ``Host`` header must name the
+  loopback (a page on another site cannot reach the API through DNS rebinding);
+- bound to any other address a token is required: ``?token=`` once (the page then gets a
+  cookie and is redirected to the same address without the token), the cookie, or
+  ``Authorization: Bearer``;
+- requests that change something must send ``Content-Type: application/json``, and an
+  ``Origin`` header, when there is one, must match the ``Host``: a form or a script on
+  another site cannot post to the dashboard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Collection, Mapping
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..clock import Clock, SystemClock
+from ..errors import TaskmillError
+from ..project import actor_from_env, open_project
+from .api import ROUTES, Api, error_response
+
+STATIC_DIR = Path(__file__).parent / "static"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _error(status: int, code: str, message: str, hint: str | None = None) -> JSONResponse:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if hint:
+        err["hint"] = hint
+    return JSONResponse({"error": err}, status_code=status)
+
+
+class Guard:
+    """Token, Host and Origin checks (see the module's description)."""
+
+    def __init__(self, app: ASGIApp, *, token: str | None,
+                 allowed_hosts: Collection[str] | None) -> None:
+        self.app = app
+        self.token = token
+        self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
+        digest = hashlib.sha256((token or "").encode()).hexdigest()[:12]
+        self.cookie_name = f"taskmill_{digest}"
+
+    def _valid(self, value: str | None) -> bool:
+        return bool(self.token and value and secrets.compare_digest(value.encode(),
+                                                                     self.token.encode()))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        host = request.headers.get("host", "")
+        if self.allowed_hosts is not None:
+            hostname = (urlsplit(f"//{host}").hostname or "").lower()
+            if hostname not in self.allowed_hosts and f"[{hostname}]" not in self.allowed_hosts:
+                await _error(403, "forbidden", f"host {host!r} is not served here",
+                             hint="open the dashboard at the address `taskmill serve` "
+                                  "printed")(scope, receive, send)
+                return
+        if request.method in UNSAFE_METHODS:
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                await _error(415, "invalid", "send changes as application/json")(
+                    scope, receive, send)
+                return
+            origin = request.headers.get("origin")
+            if origin and origin != "null" and urlsplit(origin).netloc.lower() != host.lower():
+                await _error(403, "forbidden", f"requests from {origin} are refused")(
+                    scope, receive, send)
+                return
+        if self.token is None:
+            await self.app(scope, receive, send)
+            return
+        from_query = request.query_params.get("token")
+        if self._valid(from_query):
+            if request.method == "GET" and not request.url.path.startswith("/api/"):
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+                response = Response(status_code=303, headers={"Location": target})
+                self._set_cookie(response)
+                await response(scope, receive, send)
+                return
+            await self.app(scope, receive, self._with_cookie(send))
+            return
+        auth = request.headers.get("authorization", "")
+        bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        cookies = SimpleCookie()
+        with contextlib.suppress(Exception):
+            cookies.load(request.headers.get("cookie", ""))
+        morsel = cookies.get(self.cookie_name)
+        if self._valid(bearer) or self._valid(morsel.value if morsel else None):
+            await self.app(scope, receive, send)
+            return
+        await _error(401, "unauthorized", "this dashboard needs its token",
+                     hint="open the address `taskmill serve` printed (it has ?token=...), or "
+                          "send Authorization: Bearer TOKEN")(scope, receive, send)
+
+    def _set_cookie(self, response: Response) -> None:
+        response.set_cookie(self.cookie_name, self.token or "", httponly=True, samesite="strict",
+                            path="/")
+
+    def _with_cookie(self, send: Send) -> Send:
+        probe = Response()
+        self._set_cookie(probe)
+        header = next(v for k, v in probe.raw_headers if k == b"set-cookie")
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                   (b"set-cookie", header)]}
+            await send(message)
+
+        return wrapped
+
+
+def _routes(api: Api) -> list[BaseRoute]:
+    routes: list[BaseRoute] = [
+        Route(spec.path, getattr(api, spec.handler), methods=[spec.method], name=spec.handler)
+        for spec in ROUTES
+    ]
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    routes += [
+        Route("/", index, methods=["GET"], include_in_schema=False),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return routes
+
+
+async def _taskmill_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TaskmillError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+            403: "forbidden"}.get(exc.status_code, "invalid" if exc.status_code < 500 else "error")
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "error", f"{type(exc).__name__}: {exc}")
+
+
+def create_app(project_root: Path, env: Mapping[str, str], clock: Clock | None = None, *,
+               token: str | None = None,
+               allowed_hosts: Collection[str] | None = LOOPBACK_HOSTS) -> Starlette:
+    """The dashboard for the ledger of the repository containing ``project_root``.
+
+    ``token``: required from every client when given (use it when bound to a non-loopback
+    address). ``allowed_hosts``: the ``Host`` names served (``None``: any); by default the
+    loopback names, which is right for a server bound to 127.0.0.1.
+    """
+    project = open_project(Path(project_root), env, clock=clock)
+    paths, config = project.paths, project.config
+    project.close()
+    api = Api(paths, config, env, clock or SystemClock(), actor_from_env(env))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await api.broadcaster.aclose()
+            api.close()
+
+    app = Starlette(
+        routes=_routes(api),
+        exception_handlers={TaskmillError: _taskmill_error, HTTPException: _http_error,
+                            Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.api = api
+    app.state.token = token
+    guard_hosts = None if token is not None else allowed_hosts
+    app.add_middleware(Guard, token=token, allowed_hosts=guard_hosts)
+    return app
+
+
+def openapi_json() -> str:
+    """The OpenAPI description, without a running server (for docs and tests)."""
+    from .api import openapi_document
+
+    return json.dumps(openapi_document(ROUTES), indent=2)

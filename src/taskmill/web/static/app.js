@@ -1,0 +1,678 @@
+// taskmill dashboard: plain JavaScript, no build step. Every number and decision comes from
+// the JSON API under /api/ (described at /api/openapi.json); this file only draws it.
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const view = document.getElementById("view");
+const state = {
+  route: null,          // {name, id?, params}
+  project: null,
+  paused: false,
+  graph: { t: null, selected: null, lastKey: null },
+  task: { openAttempts: new Set(), openLogs: new Set(), diffs: new Map(), autoOpened: null },
+  refreshing: false,
+  pending: false,
+};
+
+// -- helpers --------------------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, error) {
+    super(error && error.message ? error.message : `HTTP ${status}`);
+    this.status = status;
+    this.code = error && error.code;
+    this.hint = error && error.hint;
+  }
+}
+
+async function api(path, options) {
+  const opts = Object.assign({ headers: {} }, options || {});
+  if (opts.body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(opts.body);
+  } else if (opts.method && opts.method !== "GET") {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = "{}";
+  }
+  const res = await fetch(path, opts);
+  let data = null;
+  try { data = await res.json(); } catch (e) { data = null; }
+  if (!res.ok) throw new ApiError(res.status, data && data.error);
+  return data;
+}
+
+function flash(message, ok) {
+  const el = document.getElementById("flash");
+  el.textContent = message;
+  el.className = ok ? "ok" : "";
+  el.hidden = false;
+  clearTimeout(flash.timer);
+  flash.timer = setTimeout(() => { el.hidden = true; }, ok ? 2500 : 8000);
+}
+
+function showError(err) {
+  const code = err.code ? `[${err.code}] ` : "";
+  flash(`${code}${err.message}${err.hint ? " — " + err.hint : ""}`, false);
+}
+
+async function act(promise, okMessage) {
+  try {
+    const out = await promise;
+    if (okMessage) flash(okMessage, true);
+    await refresh();
+    return out;
+  } catch (err) {
+    showError(err);
+    return null;
+  }
+}
+
+function statusClass(status, ready) {
+  if (status === "open") return ready ? "s-ready" : "s-open";
+  if (["in_progress", "blocked", "deferred", "closed"].includes(status)) return "s-" + status;
+  return "s-other";
+}
+
+function statusPill(status, ready) {
+  const label = status === "open" ? (ready ? "ready" : "open · waiting") : status.replace("_", " ");
+  return h("span", { class: "status " + statusClass(status, ready), "data-status": status }, label);
+}
+
+function prio(p) { return h("span", { class: `prio p${p}` }, `P${p}`); }
+
+function taskLink(id, text) { return h("a", { href: `#/task/${encodeURIComponent(id)}`, class: "mono" }, text || id); }
+
+function fmtSeconds(sec) {
+  if (sec === null || sec === undefined) return "–";
+  sec = Number(sec);
+  if (sec < 60) return `${sec.toFixed(sec < 10 ? 1 : 0)}s`;
+  const m = Math.floor(sec / 60), r = Math.round(sec % 60);
+  if (m < 60) return `${m}m ${r}s`;
+  return `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+function fmtTokens(n) {
+  n = Number(n || 0);
+  if (n >= 1e6) return (n / 1e6).toFixed(2) + "M";
+  if (n >= 1e4) return (n / 1e3).toFixed(1) + "k";
+  return String(n);
+}
+
+function fmtCost(c) { return c === null || c === undefined ? "–" : "$" + Number(c).toFixed(4); }
+
+function fmtTime(ts) {
+  if (!ts) return "–";
+  const d = new Date(ts);
+  return isNaN(d) ? ts : d.toLocaleString();
+}
+
+function truncate(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
+
+// -- routing --------------------------------------------------------------------------------
+
+function parseRoute() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [path, query] = hash.split("?");
+  const params = new URLSearchParams(query || "");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === "task" && parts[1]) return { name: "task", id: parts[1], params };
+  if (parts[0] === "now") return { name: "now", params };
+  return { name: "graph", params };
+}
+
+async function navigate() {
+  const route = parseRoute();
+  const changed = !state.route || state.route.name !== route.name || state.route.id !== route.id;
+  state.route = route;
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("active", a.dataset.nav === route.name);
+  }
+  if (changed) {
+    view.className = route.name === "graph" ? "graph-view" : "";
+    view.replaceChildren(h("p", { class: "muted page" }, "Loading…"));
+    if (route.name === "task") {
+      state.task = { openAttempts: new Set(), openLogs: new Set(), diffs: new Map(), autoOpened: null };
+    }
+    view.dataset.ready = "";
+  }
+  await refresh(true);
+}
+
+async function refresh(initial) {
+  if (state.refreshing) { state.pending = true; return; }
+  state.refreshing = true;
+  try {
+    const route = state.route || parseRoute();
+    if (route.name === "task") await renderTask(route, initial);
+    else if (route.name === "now") await renderNow(route, initial);
+    else await renderGraph(route, initial);
+    view.dataset.ready = "1";
+    view.dataset.refreshedAt = String(Date.now());
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && state.route && state.route.name === "task") {
+      view.replaceChildren(h("div", { class: "page" }, h("h1", {}, "Not found"), h("p", {}, err.message)));
+    } else {
+      showError(err);
+    }
+  } finally {
+    state.refreshing = false;
+    if (state.pending) { state.pending = false; setTimeout(() => refresh(), 0); }
+  }
+}
+
+// -- header: project, mill state --------------------------------------------------------------
+
+async function loadProject() {
+  state.project = await api("/api/project");
+  document.getElementById("project").textContent = state.project.root;
+  setPaused(state.project.paused);
+}
+
+function setPaused(paused) {
+  state.paused = paused;
+  const badge = document.getElementById("mill-state");
+  badge.textContent = paused ? "mill paused" : "mill dispatching";
+  badge.className = "badge " + (paused ? "paused" : "running");
+  const btn = document.getElementById("pause-toggle");
+  btn.textContent = paused ? "Resume mill" : "Pause mill";
+}
+
+document.getElementById("pause-toggle").addEventListener("click", async () => {
+  const out = await act(api(state.paused ? "/api/mill/resume" : "/api/mill/pause", { method: "POST" }));
+  if (out) setPaused(out.paused);
+});
+
+// -- graph ----------------------------------------------------------------------------------
+
+function graphQuery(params) {
+  const q = new URLSearchParams();
+  if (params.get("status")) q.set("status", params.get("status"));
+  if (params.get("label")) q.set("label", params.get("label"));
+  return q.toString();
+}
+
+function setGraphParam(name, value) {
+  const params = new URLSearchParams(state.route.params);
+  if (value) params.set(name, value); else params.delete(name);
+  const q = params.toString();
+  location.hash = "#/graph" + (q ? "?" + q : "");
+}
+
+function graphToolbar(route) {
+  const statuses = (state.project && state.project.statuses) || [];
+  const chosen = new Set((route.params.get("status") || "").split(",").filter(Boolean));
+  const boxes = statuses.filter((st) => st !== "tombstone").map((st) => {
+    const box = h("input", { type: "checkbox", value: st, checked: chosen.size === 0 || chosen.has(st) });
+    box.addEventListener("change", () => {
+      const all = [...document.querySelectorAll(".toolbar input[type=checkbox]")];
+      const on = all.filter((b) => b.checked).map((b) => b.value);
+      setGraphParam("status", on.length === all.length ? "" : on.join(",") || "none");
+    });
+    return h("label", {}, box, statusPill(st, st === "open"));
+  });
+  const labels = (state.project && state.project.labels) || [];
+  const select = h("select", { id: "label-filter" },
+    h("option", { value: "" }, "all labels"),
+    labels.map((lb) => h("option", { value: lb, selected: route.params.get("label") === lb }, lb)));
+  select.addEventListener("change", () => setGraphParam("label", select.value));
+  return h("div", { class: "toolbar" },
+    h("span", { class: "group" }, h("strong", {}, "Status"), boxes),
+    h("span", { class: "group" }, h("strong", {}, "Label"), select),
+    h("span", { class: "spacer" }),
+    h("span", { id: "graph-count", class: "muted" }),
+  );
+}
+
+function edgePath(points) {
+  let d = `M${points[0][0]},${points[0][1]}`;
+  for (let i = 1; i < points.length; i++) {
+    const [x0, y0] = points[i - 1], [x1, y1] = points[i];
+    const dx = (x1 - x0) / 2;
+    d += ` C${x0 + dx},${y0} ${x1 - dx},${y1} ${x1},${y1}`;
+  }
+  return d;
+}
+
+function applyTransform() {
+  const g = document.getElementById("graph-root");
+  const t = state.graph.t;
+  if (g && t) g.setAttribute("transform", `translate(${t.x},${t.y}) scale(${t.k})`);
+}
+
+function fitGraph(data) {
+  const svg = document.querySelector("svg.graph");
+  if (!svg || !data.width) return;
+  const box = svg.getBoundingClientRect();
+  const k = Math.min(1.2, Math.max(0.08, Math.min(box.width / data.width, box.height / data.height) * 0.96));
+  state.graph.t = {
+    k,
+    x: (box.width - data.width * k) / 2,
+    y: Math.max(8, (box.height - data.height * k) / 2),
+  };
+  applyTransform();
+}
+
+function zoomAt(factor, cx, cy) {
+  const t = state.graph.t;
+  const k = Math.min(4, Math.max(0.05, t.k * factor));
+  const f = k / t.k;
+  t.x = cx - (cx - t.x) * f;
+  t.y = cy - (cy - t.y) * f;
+  t.k = k;
+  applyTransform();
+}
+
+function wirePanZoom(svg) {
+  let drag = null;
+  svg.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== 0) return;
+    drag = { x: ev.clientX, y: ev.clientY, tx: state.graph.t.x, ty: state.graph.t.y, moved: false };
+    svg.setPointerCapture(ev.pointerId);
+  });
+  svg.addEventListener("pointermove", (ev) => {
+    if (!drag) return;
+    const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 4) { drag.moved = true; svg.classList.add("dragging"); }
+    if (drag.moved) {
+      state.graph.t.x = drag.tx + dx;
+      state.graph.t.y = drag.ty + dy;
+      applyTransform();
+    }
+  });
+  const end = (ev) => {
+    if (!drag) return;
+    const moved = drag.moved;
+    drag = null;
+    svg.classList.remove("dragging");
+    if (!moved) {
+      const target = document.elementFromPoint(ev.clientX, ev.clientY);
+      const node = target && target.closest && target.closest(".node");
+      if (node) location.hash = `#/task/${encodeURIComponent(node.dataset.id)}`;
+    }
+  };
+  svg.addEventListener("pointerup", end);
+  svg.addEventListener("pointercancel", () => { drag = null; svg.classList.remove("dragging"); });
+  svg.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    const box = svg.getBoundingClientRect();
+    zoomAt(Math.exp(-ev.deltaY * 0.0015), ev.clientX - box.left, ev.clientY - box.top);
+  }, { passive: false });
+}
+
+function drawGraph(data) {
+  const root = document.getElementById("graph-root");
+  const w = data.node_width, hgt = data.node_height;
+  const edges = s("g", { class: "edges" }, data.edges.map((e) =>
+    s("path", { class: `edge t-${e.type}`, d: edgePath(e.points), "marker-end": "url(#arrow)",
+      "data-source": e.source, "data-target": e.target })));
+  const nodes = s("g", { class: "nodes" }, data.nodes.map((n) => {
+    const cls = `node ${statusClass(n.status, n.ready)}` + (n.id === state.graph.selected ? " selected" : "");
+    return s("g", { class: cls, "data-id": n.id, "data-status": n.status, "data-priority": n.priority,
+      transform: `translate(${n.x - w / 2},${n.y - hgt / 2})`,
+      onmouseenter: () => highlight(n.id, true), onmouseleave: () => highlight(n.id, false) },
+      s("title", {}, `${n.id} · ${n.status} · P${n.priority}\n${n.title}` +
+        (n.labels.length ? `\nlabels: ${n.labels.join(", ")}` : "")),
+      s("rect", { width: w, height: hgt, rx: 6, ry: 6 }),
+      s("text", { class: "nid", x: 8, y: 15 }, `${n.id}  P${n.priority}` + (n.assignee ? `  @${truncate(n.assignee, 14)}` : "")),
+      s("text", { class: "ttl", x: 8, y: 33 }, truncate(n.title, 27)));
+  }));
+  root.replaceChildren(edges, nodes);
+}
+
+function highlight(id, on) {
+  for (const p of document.querySelectorAll(`svg.graph .edge`)) {
+    if (p.dataset.source === id || p.dataset.target === id) p.classList.toggle("hot", on);
+  }
+}
+
+async function renderGraph(route, initial) {
+  const key = graphQuery(route.params);
+  if (initial || !document.getElementById("graph-root") || state.graph.lastKey !== key) {
+    await loadProject();
+    const svg = s("svg", { class: "graph", id: "graph" },
+      s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
+        markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+        s("path", { d: "M0,0 L10,5 L0,10 z", fill: "#9aa3b2" }))),
+      s("g", { id: "graph-root" }));
+    const zoom = h("div", { class: "zoom" },
+      h("button", { type: "button", title: "zoom in", onclick: () => { const b = svg.getBoundingClientRect(); zoomAt(1.25, b.width / 2, b.height / 2); } }, "+"),
+      h("button", { type: "button", title: "zoom out", onclick: () => { const b = svg.getBoundingClientRect(); zoomAt(0.8, b.width / 2, b.height / 2); } }, "−"),
+      h("button", { type: "button", title: "fit", onclick: () => state.graph.data && fitGraph(state.graph.data) }, "⤢"));
+    view.replaceChildren(graphToolbar(route), h("div", { class: "graph-wrap" }, svg, zoom));
+    wirePanZoom(svg);
+    state.graph.t = null;
+    state.graph.lastKey = key;
+  }
+  const data = await api("/api/graph" + (key ? "?" + key : ""));
+  state.graph.data = data;
+  drawGraph(data);
+  const count = document.getElementById("graph-count");
+  count.textContent = `${data.nodes.length} tasks · ${data.edges.length} dependencies`;
+  count.dataset.nodes = String(data.nodes.length);
+  if (!data.nodes.length) {
+    document.getElementById("graph-root").replaceChildren(
+      s("text", { x: 40, y: 60, fill: "#6b7385" }, "No tasks match these filters."));
+  }
+  if (!state.graph.t) fitGraph(data);
+  else applyTransform();
+}
+
+// -- task page ------------------------------------------------------------------------------
+
+function field(name, value, opts) {
+  if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) return [];
+  let v = value;
+  if (typeof value === "object" && !(value instanceof Node)) v = h("code", {}, JSON.stringify(value));
+  return [h("dt", {}, name), h("dd", Object.assign({ "data-field": name }, opts || {}), v)];
+}
+
+function depList(items, key) {
+  if (!items.length) return h("p", { class: "muted" }, "none");
+  return h("ul", { class: "deps" }, items.map((d) => h("li", {},
+    h("span", { class: "dep-type" }, d.type),
+    taskLink(d[key]),
+    d.status ? statusPill(d.status, false) : null,
+    h("span", {}, d.title || h("em", { class: "muted" }, "(missing)")))));
+}
+
+function renderChecks(checks) {
+  return checks.map((c) => h("div", { class: "check" },
+    h("span", { class: c.ok ? "ok-mark" : "bad-mark" }, c.ok ? "✓ " : "✗ "),
+    h("span", { class: "cmd" }, c.command),
+    h("span", { class: "muted" }, `  exit ${c.exit_code} · ${fmtSeconds(c.duration_s)}${c.timed_out ? " · timed out" : ""}`),
+    c.output_tail ? h("pre", { class: "wrap" }, c.output_tail) : null));
+}
+
+function renderDiff(text) {
+  const pre = h("pre", { class: "diff" });
+  for (const line of text.split("\n")) {
+    let cls = null;
+    if (line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff --git")) cls = "file";
+    else if (line.startsWith("+")) cls = "add";
+    else if (line.startsWith("-")) cls = "del";
+    else if (line.startsWith("@@")) cls = "hunk";
+    pre.append(cls ? h("span", { class: cls }, line) : line + "\n");
+  }
+  return pre;
+}
+
+function diffSection(task, a) {
+  if (!a.commit_sha) return h("p", { class: "muted" }, "No commit from this attempt.");
+  const box = h("div", { class: "diff-box", "data-attempt": a.id });
+  const cached = state.task.diffs.get(a.id);
+  if (cached) {
+    box.append(cached.error ? h("p", { class: "bad-mark" }, cached.error) : renderDiff(cached.diff));
+    if (cached.truncated) box.append(h("p", { class: "muted" }, "(truncated)"));
+    return box;
+  }
+  box.append(h("p", { class: "muted" }, `Loading the diff of ${a.commit_sha.slice(0, 12)}…`));
+  api(`/api/tasks/${encodeURIComponent(task.id)}/attempts/${a.id}/diff`)
+    .then((d) => { state.task.diffs.set(a.id, d); box.replaceChildren(renderDiff(d.diff)); if (d.truncated) box.append(h("p", { class: "muted" }, "(truncated)")); })
+    .catch((err) => { state.task.diffs.set(a.id, { error: err.message }); box.replaceChildren(h("p", { class: "bad-mark" }, err.message)); });
+  return box;
+}
+
+function logSection(task, a, kind) {
+  const key = `${a.id}:${kind}`;
+  const pre = h("pre", { class: "wrap log" }, "…");
+  const det = h("details", { class: "sub", "data-log": key, open: state.task.openLogs.has(key) },
+    h("summary", {}, kind === "agent" ? "Agent log" : "Checks log"), pre);
+  const load = () => api(`/api/tasks/${encodeURIComponent(task.id)}/attempts/${a.id}/log?kind=${kind}`)
+    .then((d) => { pre.textContent = (d.truncated ? "[… earlier output cut …]\n" : "") + d.text; })
+    .catch((err) => { pre.textContent = `${err.code ? "[" + err.code + "] " : ""}${err.message}`; });
+  det.addEventListener("toggle", () => {
+    if (det.open) { state.task.openLogs.add(key); load(); } else state.task.openLogs.delete(key);
+  });
+  if (det.open) load();
+  return det;
+}
+
+function renderAttempt(task, a) {
+  const outcome = a.running ? "running" : a.outcome;
+  const det = h("details", { class: "attempt", "data-attempt": a.id, open: state.task.openAttempts.has(a.id) },
+    h("summary", {},
+      h("strong", {}, `#${a.iteration}`),
+      h("span", { class: `outcome ${outcome}` }, outcome),
+      h("span", {}, a.agent || "?", a.model ? h("span", { class: "muted" }, ` / ${a.model}`) : null),
+      h("span", { class: "muted" }, fmtTime(a.started_at)),
+      h("span", {}, `⏱ ${fmtSeconds(a.duration_s)}`),
+      h("span", {}, `${fmtTokens(a.input_tokens)} in / ${fmtTokens(a.output_tokens)} out`),
+      h("span", {}, fmtCost(a.cost_usd)),
+      a.commit_sha ? h("code", {}, a.commit_sha.slice(0, 10)) : null));
+  const body = h("div", { class: "body" });
+  const detail = a.detail || {};
+  if (detail.failure) body.append(h("h3", {}, `Failure (${detail.failure_kind || "checks"})`), h("pre", { class: "wrap" }, detail.failure));
+  if (detail.agent_error) body.append(h("h3", {}, "Agent error"), h("pre", { class: "wrap" }, detail.agent_error));
+  if (detail.checks && detail.checks.length) body.append(h("h3", {}, "Checks"), renderChecks(detail.checks));
+  body.append(h("h3", {}, "Diff"));
+  const fill = () => {
+    body.append(diffSection(task, a));
+    if (a.has_log) body.append(logSection(task, a, "agent"));
+    if (a.has_checks_log) body.append(logSection(task, a, "checks"));
+    if (!a.has_log && a.log_path) body.append(h("p", { class: "muted" }, `log: ${a.log_path} (not found)`));
+  };
+  let filled = false;
+  if (det.open) { fill(); filled = true; }
+  det.addEventListener("toggle", () => {
+    if (det.open) { state.task.openAttempts.add(a.id); if (!filled) { fill(); filled = true; } }
+    else state.task.openAttempts.delete(a.id);
+  });
+  det.append(body);
+  return det;
+}
+
+function taskActions(task) {
+  const select = h("select", { id: "priority-select" },
+    [0, 1, 2, 3, 4].map((p) => h("option", { value: p, selected: task.priority === p }, `P${p}`)));
+  const setPrio = h("button", { type: "button", id: "set-priority", onclick: () =>
+    act(api(`/api/tasks/${encodeURIComponent(task.id)}`, { method: "PATCH", body: { priority: Number(select.value) } }), `priority set to P${select.value}`) }, "Set priority");
+  const buttons = [];
+  if (task.status === "blocked") {
+    buttons.push(h("button", { type: "button", id: "unblock", onclick: () =>
+      act(api(`/api/tasks/${encodeURIComponent(task.id)}/unblock`, { method: "POST" }), "unblocked") }, "Unblock"));
+  }
+  if (task.status !== "open") {
+    buttons.push(h("button", { type: "button", id: "reopen", onclick: () =>
+      act(api(`/api/tasks/${encodeURIComponent(task.id)}/reopen`, { method: "POST" }), "reopened") }, "Reopen"));
+  }
+  return h("div", { class: "actions" },
+    h("div", { class: "row" }, select, setPrio),
+    buttons.length ? h("div", { class: "row" }, buttons) : null);
+}
+
+function commentForm(taskId) {
+  const text = h("textarea", { id: "comment-text", placeholder: "A comment (the next iteration's prompt includes it)" });
+  const send = h("button", { type: "button", class: "primary", id: "comment-send", onclick: async () => {
+    if (!text.value.trim()) return;
+    const out = await act(api(`/api/tasks/${encodeURIComponent(taskId)}/comments`, { method: "POST", body: { text: text.value } }), "comment added");
+    if (out) text.value = "";
+  } }, "Add comment");
+  return h("div", { class: "panel", id: "comment-form" }, h("h3", {}, "Comment"), text, h("div", { class: "row", style: "margin-top:6px" }, send));
+}
+
+async function renderTask(route, initial) {
+  const task = await api(`/api/tasks/${encodeURIComponent(route.id)}`);
+  if (initial && !state.project) loadProject().catch(() => {});
+  let data = document.getElementById("task-data");
+  if (!data || data.dataset.task !== task.id) {
+    data = h("div", { id: "task-data", "data-task": task.id });
+    const side = h("div", { id: "task-side" });
+    view.replaceChildren(h("div", { class: "page" },
+      h("p", {}, h("a", { href: "#/graph" }, "← graph")),
+      h("div", { class: "cols" }, data, h("div", {}, side, h("div", { style: "height:12px" }), commentForm(task.id)))));
+  }
+  // open the latest attempt with a commit the first time the page shows
+  if (state.task.autoOpened !== task.id) {
+    state.task.autoOpened = task.id;
+    const withCommit = task.attempts.filter((a) => a.commit_sha);
+    const last = withCommit.length ? withCommit[withCommit.length - 1] : task.attempts[task.attempts.length - 1];
+    if (last) state.task.openAttempts.add(last.id);
+  }
+  const dl = h("dl", { class: "fields" },
+    field("status", statusPill(task.status, task.ready), { "data-value": task.status }),
+    field("priority", `P${task.priority}`, { "data-value": String(task.priority) }),
+    field("type", task.issue_type),
+    field("assignee", task.assignee),
+    field("agent", task.agent),
+    field("labels", task.labels.join(", ")),
+    field("checks", (task.checks || []).length ? h("div", {}, task.checks.map((c) => h("div", {}, h("code", {}, c)))) : null),
+    field("close reason", task.close_reason),
+    field("external ref", task.external_ref),
+    field("created", fmtTime(task.created_at)),
+    field("updated", fmtTime(task.updated_at)),
+    field("closed", task.closed_at ? fmtTime(task.closed_at) : null),
+    field("metadata", task.metadata),
+    field("hints", task.hints));
+  const text = [];
+  for (const [name, key] of [["Description", "description"], ["Design", "design"], ["Acceptance criteria", "acceptance_criteria"], ["Notes", "notes"]]) {
+    if (task[key]) text.push(h("h2", {}, name), h("div", { class: "panel", style: "white-space:pre-wrap" }, task[key]));
+  }
+  const attempts = task.attempts.length
+    ? task.attempts.slice().reverse().map((a) => renderAttempt(task, a))
+    : [h("p", { class: "muted" }, "No attempts yet.")];
+  data.replaceChildren(
+    h("div", { class: "task-head" },
+      h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready), prio(task.priority)),
+    h("h1", { id: "task-title" }, task.title),
+    h("div", { class: "panel" }, dl),
+    text,
+    h("h2", {}, `Attempts (${task.attempts.length})`),
+    h("div", { id: "attempts" }, attempts),
+    h("h2", {}, `Comments (${task.comments.length})`),
+    task.comments.length ? task.comments.map((c) => h("div", { class: "comment" },
+      h("div", { class: "meta" }, `${c.author} · ${fmtTime(c.created_at)}`),
+      h("div", { class: "text" }, c.text))) : h("p", { class: "muted" }, "No comments."));
+  const side = document.getElementById("task-side");
+  side.replaceChildren(
+    h("div", { class: "panel" }, h("h3", {}, "Actions"), taskActions(task)),
+    h("h2", {}, "Depends on"),
+    task.blocked_by.length ? h("p", {}, h("span", { class: "bad-mark" }, "waiting on: "), task.blocked_by.join(", ")) : null,
+    depList(task.dependencies, "depends_on_id"),
+    h("h2", {}, "Needed by"),
+    depList(task.dependents, "issue_id"));
+  document.title = `${task.id} · taskmill`;
+}
+
+// -- now ------------------------------------------------------------------------------------
+
+function totalsTable(title, rows) {
+  const entries = Object.entries(rows);
+  return h("div", { class: "panel" }, h("h3", {}, title),
+    entries.length ? h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, title.replace("By ", "")), h("th", { class: "num" }, "attempts"),
+        h("th", { class: "num" }, "passed"), h("th", { class: "num" }, "tokens in"), h("th", { class: "num" }, "tokens out"),
+        h("th", { class: "num" }, "cost"), h("th", { class: "num" }, "time"))),
+      h("tbody", {}, entries.map(([name, t]) => h("tr", {},
+        h("td", {}, name), h("td", { class: "num" }, t.attempts), h("td", { class: "num" }, t.passed),
+        h("td", { class: "num" }, fmtTokens(t.input_tokens)), h("td", { class: "num" }, fmtTokens(t.output_tokens)),
+        h("td", { class: "num" }, fmtCost(t.cost_usd)), h("td", { class: "num" }, fmtSeconds(t.seconds))))))
+      : h("p", { class: "muted" }, "No attempts yet."));
+}
+
+function eventText(e) {
+  const skip = new Set(["ts", "event", "task", "title"]);
+  return Object.entries(e).filter(([k]) => !skip.has(k))
+    .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("  ");
+}
+
+async function renderNow(route, initial) {
+  const now = await api("/api/now");
+  setPaused(now.paused);
+  if (initial && !state.project) loadProject().catch(() => {});
+  const t = now.totals.all;
+  const workers = now.workers.length
+    ? h("table", { id: "workers" },
+        h("thead", {}, h("tr", {}, ["task", "", "doing", "agent", "since", "assignee"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, now.workers.map((w) => h("tr", { "data-task": w.task.id },
+          h("td", {}, taskLink(w.task.id)), h("td", {}, truncate(w.task.title, 60)),
+          h("td", {}, h("strong", {}, w.phase)),
+          h("td", {}, w.attempt ? `${w.attempt.agent || "?"}${w.attempt.model ? " / " + w.attempt.model : ""}` : "–"),
+          h("td", {}, w.attempt ? fmtSeconds(w.attempt.duration_s) : (w.last_event ? fmtTime(w.last_event.ts) : "–")),
+          h("td", { class: "muted" }, w.task.assignee || "")))))
+    : h("p", { class: "muted" }, now.paused ? "The mill is paused: nothing new is dispatched." : "No task in progress.");
+  const mergeQueue = now.merge_queue.length
+    ? h("ol", { id: "merge-queue" }, now.merge_queue.map((q) => h("li", {}, taskLink(q.task.id), " ", truncate(q.task.title, 60),
+        h("span", { class: "muted" }, `  queued ${fmtTime(q.queued_at)}`))))
+    : h("p", { class: "muted" }, "Empty.");
+  const blocked = now.blocked.length
+    ? h("table", { id: "blocked" },
+        h("thead", {}, h("tr", {}, ["task", "", "why"].map((c) => h("th", {}, c)))),
+        h("tbody", {}, now.blocked.map((b) => h("tr", { "data-task": b.id },
+          h("td", {}, taskLink(b.id), " ", statusPill(b.status, false)),
+          h("td", {}, truncate(b.title, 50)),
+          h("td", {},
+            b.blocked_by.length ? h("div", {}, "waits on ", b.blocked_by.map((id, i) => [i ? ", " : "", taskLink(id)])) : null,
+            b.held_by_parent.length ? h("div", {}, "held by parent ", b.held_by_parent.map((id, i) => [i ? ", " : "", taskLink(id)])) : null,
+            b.last_comment ? h("div", { class: "comment" }, h("div", { class: "meta" }, `${b.last_comment.author} · ${fmtTime(b.last_comment.created_at)}`),
+              h("div", { class: "text" }, truncate(b.last_comment.text, 400))) : null)))))
+    : h("p", { class: "muted" }, "Nothing is blocked.");
+  const events = now.events.length
+    ? h("table", { class: "events" }, h("tbody", {}, now.events.slice().reverse().map((e) => h("tr", {},
+        h("td", { class: "ts" }, fmtTime(e.ts)), h("td", {}, h("strong", {}, e.event)),
+        h("td", {}, e.task ? taskLink(e.task) : ""), h("td", { class: "mono" }, truncate(eventText(e), 160))))))
+    : h("p", { class: "muted" }, "No mill events yet (.taskmill/run/events.ndjson).");
+  const st = now.stats;
+  view.replaceChildren(h("div", { class: "page", id: "now" },
+    h("h1", {}, "Now"),
+    h("p", { class: "muted" },
+      `${st.total} tasks · ${st.ready} ready · ${st.blocked} blocked · ${(st.by_status || {}).closed || 0} closed · `,
+      `${t.attempts} attempts · ${fmtTokens(t.input_tokens + t.output_tokens)} tokens · ${fmtCost(t.cost_usd)} · ${fmtSeconds(t.seconds)} of agent time`,
+      now.mill_running ? " · a mill run is going" : ""),
+    h("h2", {}, `Workers (${now.workers.length})`), workers,
+    h("h2", {}, `Merge queue (${now.merge_queue.length})`), mergeQueue,
+    h("h2", {}, "Totals"),
+    h("div", { class: "grid2" }, totalsTable("By agent", now.totals.by_agent), totalsTable("By model", now.totals.by_model)),
+    h("h2", {}, `Blocked (${now.blocked.length})`), blocked,
+    h("h2", {}, "Recent mill events"), events));
+}
+
+// -- live updates ---------------------------------------------------------------------------
+
+function connect() {
+  const live = document.getElementById("live");
+  const source = new EventSource("/api/stream");
+  source.onopen = () => { live.className = "live on"; live.textContent = "live"; };
+  source.onerror = () => { live.className = "live off"; live.textContent = "reconnecting"; };
+  source.onmessage = (ev) => {
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+    if (msg.type === "hello") { setPaused(msg.paused); return; }
+    if (msg.type === "paused") setPaused(msg.paused);
+    state.lastMessage = msg;
+    refresh();
+  };
+}
+
+window.addEventListener("hashchange", navigate);
+window.addEventListener("resize", () => { if (state.route && state.route.name === "graph" && state.graph.data) fitGraph(state.graph.data); });
+loadProject().catch(showError).finally(() => { navigate(); connect(); });
