@@ -54,6 +54,10 @@ class Model:
     order: list[str] = field(default_factory=list)  # creation order
     edges: set[tuple[str, str, str]] = field(default_factory=set)  # (issue, depends_on, type)
 
+    def next_id(self) -> str:
+        # fixed ids (not the ledger's random ones) keep hypothesis's replays deterministic
+        return f"tm-{len(self.order):04d}"
+
     def add_task(self, tid: str, status: str, priority: int) -> None:
         self.status[tid] = status
         self.priority[tid] = priority
@@ -230,10 +234,12 @@ def do_create(ledger: Ledger, model: Model, status: str, priority: int,
     count = ledger.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
     if len(set(after)) != len(after):  # a duplicate dependency: all or nothing
         with pytest.raises(Conflict):
-            ledger.create("new", status=status, priority=priority, after=after, parent=parent)
+            ledger.create("new", status=status, priority=priority, after=after, parent=parent,
+                          task_id=model.next_id())
         assert ledger.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == count
         return
-    task = ledger.create("new", status=status, priority=priority, after=after, parent=parent)
+    task = ledger.create("new", status=status, priority=priority, after=after, parent=parent,
+                         task_id=model.next_id())
     model.add_task(task.id, status, priority)
     for b in after:
         model.edges.add((task.id, b, BLOCKS))
@@ -293,7 +299,8 @@ def test_random_graphs_and_operations_match_brute_force(data: st.DataObject) -> 
         for _ in range(data.draw(st.integers(2, 9), label="tasks")):
             status = data.draw(st.sampled_from(SETTABLE))
             priority = data.draw(st.integers(0, 4))
-            task = ledger.create("task", status=status, priority=priority)
+            task = ledger.create("task", status=status, priority=priority,
+                                 task_id=model.next_id())
             model.add_task(task.id, status, priority)
         assert_matches(ledger, model)
         pick = st.sampled_from(list(model.order))
@@ -318,7 +325,8 @@ def test_deep_chains_propagate_both_ways(data: st.DataObject) -> None:
         for _ in range(length):
             typ = data.draw(st.sampled_from(GATING))
             task = ledger.create("link", after=[prev] if prev and typ == BLOCKS else [],
-                                 parent=prev if typ == PARENT else None)
+                                 parent=prev if typ == PARENT else None,
+                                 task_id=model.next_id())
             model.add_task(task.id, "open", 2)
             if prev:
                 model.edges.add((task.id, prev, typ))
