@@ -281,6 +281,11 @@ class TaskWorker:
             self._finish_attempt(attempt_id, outcome, result, head if commit else None, detail)
             self.ctx.bus.emit("checks_failed", task=task.id, iteration=iteration, outcome=outcome,
                               detail=tail(failure[1], 500))
+            if result.timed_out:  # a limit like the others: the loop stops here
+                self._block(f"the agent's turn timed out: it hit the wall-clock limit "
+                            f"(--turn-timeout {settings.turn_timeout:g}s) and its process "
+                            "group was killed")
+                return False, failure
             sig = failure_signature(failure[1])
             signatures[sig] = signatures.get(sig, 0) + 1
             if no_change >= settings.no_change_limit:
