@@ -14,8 +14,11 @@ from __future__ import annotations
 import fcntl
 import glob
 import os
+import re
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,25 +51,33 @@ class WorktreePool:
         self.include_file = include_file
         self.clean_ignored = clean_ignored
         self._mutex = threading.Lock()
+        self._admin_mutex = threading.Lock()
         self._held: set[int] = set()
 
     # -- slots -----------------------------------------------------------------------------
 
     def _lock_slot(self) -> tuple[int, int]:
         self.root.mkdir(parents=True, exist_ok=True)
+        slot = 0
+        while True:
+            fd = self._try_lock(slot)
+            if fd is not None:
+                return slot, fd
+            slot += 1
+
+    def _try_lock(self, slot: int) -> int | None:
+        """The slot's lock when no thread or process holds it, else None."""
         with self._mutex:
-            slot = 0
-            while True:
-                if slot not in self._held:
-                    fd = os.open(self.root / f"w{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        os.close(fd)
-                    else:
-                        self._held.add(slot)
-                        return slot, fd
-                slot += 1
+            if slot in self._held:
+                return None
+            fd = os.open(self.root / f"w{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            self._held.add(slot)
+            return fd
 
     def _unlock_slot(self, slot: int, fd: int) -> None:
         with self._mutex:
@@ -74,9 +85,85 @@ class WorktreePool:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
+    @contextmanager
+    def _admin(self) -> Iterator[None]:
+        """Serialise taskmill's `git worktree add` and `prune` (threads and processes): a
+        prune that runs while an add is between creating its entry and locking it deletes
+        the entry, and the add fails."""
+        with self._admin_mutex:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / "admin.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
     def prune(self) -> None:
-        """Forget worktrees whose directories are gone (after a crash or a manual delete)."""
-        self.git.run("worktree", "prune", check=False)
+        """Forget worktrees whose directories are gone (after a crash or a manual delete),
+        and take apart the half-made worktrees of free slots (see :meth:`_half_made`)."""
+        with self._admin():
+            for slot, admin, path in self._half_made():
+                fd = self._try_lock(slot)
+                if fd is not None:
+                    try:
+                        self._discard(slot, admin, path)
+                    finally:
+                        self._unlock_slot(slot, fd)
+            self.git.run("worktree", "prune", check=False)
+
+    def _half_made(self) -> list[tuple[int, Path, Path]]:
+        """(slot, git's entry, directory) of slots whose `git worktree add` was killed.
+
+        git locks a new worktree entry ("initializing") until the add is complete, so
+        `git worktree prune` keeps it, and an entry whose files are missing or empty makes
+        every later `git worktree` command fail. Taskmill never locks its worktrees."""
+        common = Path(self.git.out("rev-parse", "--git-common-dir"))
+        entries = (common if common.is_absolute() else self.git.cwd / common) / "worktrees"
+        found = []
+        root = self.root.resolve()
+        for admin in sorted(entries.iterdir()) if entries.is_dir() else []:
+            try:
+                path = Path((admin / "gitdir").read_text(encoding="utf-8").strip()).parent
+            except OSError:
+                continue  # git itself ignores an entry without gitdir
+            match = re.fullmatch(r"w(\d+)", path.name)
+            if match is None or path.parent.resolve() != root:
+                continue
+            complete = not (admin / "locked").exists() and all(
+                (admin / name).is_file() and (admin / name).stat().st_size > 0
+                for name in ("commondir", "HEAD"))
+            if not complete:
+                found.append((int(match.group(1)), admin, path))
+        return found
+
+    def _discard(self, slot: int, admin: Path, path: Path) -> None:
+        shutil.rmtree(admin, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
+        (self.root / f"w{slot}.clean").unlink(missing_ok=True)
+
+    def _free_branch(self, branch: str, path: Path) -> None:
+        """Detach ``branch`` in the free slots a killed run left it checked out in (git
+        refuses to check out, or delete, a branch checked out in another worktree)."""
+        out = self.git.run("worktree", "list", "--porcelain", check=False).stdout
+        current: Path | None = None
+        root, own = self.root.resolve(), path.resolve()
+        for line in out.splitlines():
+            if line.startswith("worktree "):
+                current = Path(line[len("worktree "):]).resolve()
+            elif (line == f"branch refs/heads/{branch}" and current is not None
+                  and current != own and current.parent == root
+                  and (match := re.fullmatch(r"w(\d+)", current.name))):
+                fd = self._try_lock(int(match.group(1)))
+                if fd is None:
+                    continue
+                try:
+                    other = self.git.at(current)
+                    other.run("update-ref", "--no-deref", "-m", "taskmill: free the branch of "
+                              "a killed run", "HEAD", f"refs/heads/{branch}", check=False)
+                finally:
+                    self._unlock_slot(int(match.group(1)), fd)
 
     # -- acquire / release -----------------------------------------------------------------
 
@@ -86,19 +173,27 @@ class WorktreePool:
             path = self.root / f"w{slot}"
             branch = branch_for(task_id)
             ready_marker = self.root / f"w{slot}.clean"
-            registered = (path / ".git").is_file()
-            if not registered:
-                if path.exists():
-                    shutil.rmtree(path)
-                self.prune()
-                self.git.run("worktree", "add", "--detach", "--force", str(path), base)
+            with self._admin():
+                for own, admin, half_made in self._half_made():
+                    if own == slot:
+                        self._discard(slot, admin, half_made)
+                registered = (path / ".git").is_file()
+                if not registered:
+                    if path.exists():
+                        shutil.rmtree(path)
+                    self.git.run("worktree", "prune", check=False)
+                    self.git.run("worktree", "add", "--detach", "--force", str(path), base)
             wt = self.git.at(path)
+            # git's lock files in a slot nobody holds were left by a killed run
+            for name in ("index.lock", "HEAD.lock"):
+                (wt.git_dir() / name).unlink(missing_ok=True)
             if not ready_marker.exists():
                 self._scrub(wt)
             ready_marker.unlink(missing_ok=True)
             existing = self.git.rev(f"refs/heads/{branch}")
             resumed = existing is not None and existing != base
             if existing is not None:
+                self._free_branch(branch, path)
                 wt.run("checkout", "-q", "-f", "--ignore-other-worktrees", branch)
             else:
                 wt.run("checkout", "-q", "-f", "--no-track", "-B", branch, base)
