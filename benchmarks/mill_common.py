@@ -62,7 +62,7 @@ class Figure:
         value = f"{self.value:,.1f}" if abs(self.value) >= 100 else f"{self.value:.3g}"
         verdict = "" if self.ok is None else ("PASS" if self.ok else "FAIL")
         target = f"target {self.target}" if self.target else ""
-        return f"  {self.name:<44} {value:>10} {self.unit:<7} {target:<22} {verdict}"
+        return f"  {self.name:<52} {value:>10} {self.unit:<7} {target:<18} {verdict}"
 
 
 @dataclass

@@ -111,7 +111,9 @@ class Sampler:
             self.peak_kb = max(self.peak_kb, main)
             tree = process_tree()
             kids = descendants(pid, tree)
-            agents = [k for k in kids if is_agent(k)]
+            # the agents are taskmill's direct children (a forked child of an agent shell
+            # carries the same command line until it execs)
+            agents = [k for k in tree.get(pid, []) if is_agent(k)]
             # an agent is its marked shell and everything it started (its `sleep`)
             agent_procs = set(agents)
             for a in agents:

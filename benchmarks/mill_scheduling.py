@@ -9,7 +9,8 @@ the scheduler as ``hints = {estimate = seconds}``. Several seeded DAG shapes are
 
 - ``layered``: 25 layers of 8 tasks, each waiting on 1-3 tasks of the two layers before;
 - ``chains``:  96 independent tasks, then 2 chains of 40 tasks, then 24 tasks each waiting
-  on a chain task (in creation order): first-come-first-served starts the chains late;
+  on a chain task (in creation order; for 200 tasks): first-come-first-served starts the
+  chains late;
 - ``random``:  each task waits on each of the 30 tasks before it with probability 0.08.
 
 The shapes are chosen so that the critical path is close to total work / workers, where the
@@ -86,7 +87,7 @@ def make_dag(shape: str, n: int, seed: int, lo: float, hi: float) -> Dag:
         # 96 independent tasks first (in creation order), then 2 chains of 40 tasks, then 24
         # tasks each waiting on a random chain task: first-come-first-served would start the
         # chains late; the longest-chain-first policy starts them at once
-        free, chain_len, chains = 96, 40, 2
+        free, chain_len, chains = n * 12 // 25, n // 5, 2
         idx = free
         for _ in range(chains):
             for j in range(chain_len):
