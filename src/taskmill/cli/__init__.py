@@ -45,7 +45,29 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 ALIASES = {"add": "create"}
 
 
+class JsonUsageError(click.UsageError):
+    """A usage error of a command run with ``--json``: reported as a JSON error object."""
+
+    def show(self, file: Any = None) -> None:
+        import json
+
+        error = {"code": "invalid", "message": self.format_message()}
+        sys.stderr.write(json.dumps({"error": error}, ensure_ascii=False) + "\n")
+
+
 class LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["taskmill.json"] = "--json" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # bad options or arguments of a subcommand
+            if ctx.meta.get("taskmill.json") and not isinstance(exc, JsonUsageError):
+                raise JsonUsageError(exc.format_message(), exc.ctx) from exc
+            raise
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._available(name)]
 
