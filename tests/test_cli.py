@@ -270,12 +270,17 @@ def test_usage_errors_exit_2(cli: Cli, repo: Path, args: list[str]) -> None:
     assert "Usage:" in result.stderr or "Error:" in result.stderr
 
 
-@pytest.mark.xfail(reason="click reports option/argument parse errors as text before the"
-                          " command's --json handling runs (see the report)", strict=False)
-def test_usage_errors_with_json_are_json(cli: Cli, repo: Path) -> None:
-    result = cli("update", "tm-x", "--priority", "9", "--json", cwd=repo)
-    assert result.exit_code == 2
-    assert result.error()["code"]
+@pytest.mark.parametrize("args", [
+    ["update", "tm-x", "--priority", "9"],
+    ["show"],
+    ["dep", "add", "tm-x", "tm-y", "-t", "nonsense"],
+    ["list", "--bogus-option"],
+    ["update", "tm-x"],
+    ["frobnicate"],
+])
+def test_usage_errors_with_json_are_json(cli: Cli, repo: Path, args: list[str]) -> None:
+    result = cli(*args, "--json", cwd=repo)
+    error_of(result, 2, "invalid")
 
 
 # -- the installed command ---------------------------------------------------------------
