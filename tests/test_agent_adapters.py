@@ -200,7 +200,7 @@ def test_claude_prepare_accept_edits_and_mcp(tmp_path: Path) -> None:
     argv = list(inv.argv)
     assert argv[:3] == ["/opt/claude/bin/claude", "-p", "Write hello.txt"]
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
-    assert argv[argv.index("--allowedTools") + 1] == "Bash(git:*),Bash(pytest:*)"
+    assert argv[argv.index("--allowedTools") + 1] == "Bash(git:*),Bash(pytest:*),mcp__taskmill"
     assert argv[argv.index("--max-turns") + 1] == "30"
     assert "IS_SANDBOX" not in inv.env
     mcp = json.loads(Path(argv[argv.index("--mcp-config") + 1]).read_text())
@@ -240,7 +240,7 @@ def test_claude_parse_api_retry_429_then_failure() -> None:
          "session_id": "s3", "errors": ["API Error: Request failed after retries"]},
     )
     usage = parse_claude_stream(out, 1, now=NOW)
-    assert usage.rate_limited
+    assert usage.rate_limited and usage.retry_after_s == 0.5  # the last api_retry delay
     assert usage.error is not None and usage.error.startswith("error_during_execution")
 
 
@@ -322,7 +322,7 @@ def test_codex_prepare_with_provider(tmp_path: Path) -> None:
         "name": "taskmill", "base_url": "http://127.0.0.1:8124/v1", "env_key": "MY_KEY",
         "wire_api": "responses", "supports_websockets": False,
     }
-    assert doc["mcp_servers"]["taskmill"]["command"] == "taskmill"
+    assert doc["mcp_servers"]["taskmill"]["args"][-2:] == ["taskmill", "mcp"]
 
 
 def test_codex_prepare_plain_key_and_sandbox(tmp_path: Path) -> None:
@@ -332,7 +332,8 @@ def test_codex_prepare_plain_key_and_sandbox(tmp_path: Path) -> None:
     assert "--sandbox" in inv.argv and "workspace-write" in inv.argv
     assert "--dangerously-bypass-approvals-and-sandbox" not in inv.argv
     assert inv.env["OPENAI_API_KEY"] == inv.env["CODEX_API_KEY"] == "sk-test-123"
-    assert tomllib.loads((request.home / ".codex" / "config.toml").read_text()) == {}
+    doc = tomllib.loads((request.home / ".codex" / "config.toml").read_text())
+    assert doc == {"check_for_update_on_startup": False, "analytics": {"enabled": False}}
 
 
 def test_codex_parse_success() -> None:
@@ -415,8 +416,11 @@ def test_gemini_prepare_model_and_no_proxy(tmp_path: Path) -> None:
     request = make_request(tmp_path)
     inv = GeminiAdapter().prepare(cfg("gemini", model="gemini-2.5-flash"), request)
     assert inv.argv[-2:] == ("-m", "gemini-2.5-flash")
-    assert "GOOGLE_GEMINI_BASE_URL" not in inv.env
-    assert not (request.home / ".gemini" / "settings.json").exists()
+    assert "GOOGLE_GEMINI_BASE_URL" not in inv.env and "GEMINI_API_KEY" not in inv.env
+    assert inv.env["GEMINI_CLI_NO_RELAUNCH"] == "true"
+    doc = json.loads((request.home / ".gemini" / "settings.json").read_text())
+    assert "security" not in doc
+    assert doc["privacy"] == {"usageStatisticsEnabled": False}
 
 
 def test_gemini_parse() -> None:
@@ -468,8 +472,8 @@ def test_opencode_prepare_provider(tmp_path: Path) -> None:
     config = cfg("opencode", model="qwen3-coder", base_url="http://127.0.0.1:8126/v1",
                  api_key_env="MY_KEY", options={"model_cost": {"input": 1.0, "output": 2.0}})
     inv = OpencodeAdapter().prepare(config, request)
-    assert inv.argv == ("opencode", "run", "--format", "json", "--auto",
-                        "-m", "taskmill/qwen3-coder", "Write hello.txt")
+    assert inv.argv == ("opencode", "run", "--format", "json", "--auto", "--print-logs",
+                        "--log-level", "WARN", "-m", "taskmill/qwen3-coder", "Write hello.txt")
     path = request.home / ".config" / "opencode" / "opencode.json"
     assert inv.env["OPENCODE_CONFIG"] == str(path)
     assert inv.env["OPENCODE_DISABLE_MODELS_FETCH"] == "1"
@@ -502,7 +506,7 @@ def test_opencode_parse_rate_limit_error() -> None:
     out = lines({"type": "error", "sessionID": "ses_x", "error": {
         "name": "APIError", "data": {"message": "Rate limit exceeded", "statusCode": 429}}})
     usage = parse_opencode_stream(out, 1, now=NOW)
-    assert usage.rate_limited and usage.error == "Rate limit exceeded"
+    assert usage.rate_limited and usage.error == "Rate limit exceeded (HTTP 429)"
     assert usage.cost_usd is None
 
 
@@ -531,6 +535,9 @@ def test_qwen_prepare(tmp_path: Path) -> None:
     assert inv.env["OPENAI_BASE_URL"] == "http://127.0.0.1:8127/v1"
     assert inv.env["OPENAI_API_KEY"] == "sk-test-123"
     assert inv.env["OPENAI_MODEL"] == "qwen3-coder"
+    settings = json.loads((request.home / ".qwen" / "settings.json").read_text())
+    assert settings["memory"] == {"enableManagedAutoMemory": False}
+    assert settings["privacy"] == {"usageStatisticsEnabled": False}
 
 
 def test_qwen_parse(tmp_path: Path) -> None:
@@ -769,3 +776,122 @@ def test_scripted_agent_prepare(tmp_path: Path) -> None:
         "Add a greeting")
     assert inv.stdin == "Write hello.txt"
     assert sys.executable == ScriptedAgent().python
+
+
+# --------------------------------------------------------------------------- recorded output
+# Trimmed from real runs of the pinned CLIs through these adapters and run_turn against
+# taskmill.testing.fake_model (one write-file tool call, then "Done."; or HTTP 429 forever).
+
+CLAUDE_REAL_429 = "\n".join([
+    '{"type":"system","subtype":"init","cwd":"/w","session_id":"3c0e9bbb","tools":["Bash","Edit"'
+    ',"Write"],"mcp_servers":[],"model":"claude-sonnet-4-5","permissionMode":"bypassPermissions",'
+    '"apiKeySource":"ANTHROPIC_API_KEY","claude_code_version":"2.1.197"}',
+    '{"type":"system","subtype":"api_retry","attempt":1,"max_retries":1,"retry_delay_ms":30000,'
+    '"error_status":429,"error":"rate_limit","session_id":"3c0e9bbb"}',
+    '{"type":"assistant","message":{"id":"5e1b2a34","model":"<synthetic>","role":"assistant",'
+    '"stop_reason":"stop_sequence","type":"message","usage":{"input_tokens":0,"output_tokens":0,'
+    '"cache_creation_input_tokens":0,"cache_read_input_tokens":0},"content":[{"type":"text","text"'
+    ':"API Error: Request rejected (429) \\u00b7 Rate limit exceeded, slow down"}]},'
+    '"parent_tool_use_id":null,"session_id":"3c0e9bbb","error":"rate_limit"}',
+    '{"type":"result","subtype":"success","is_error":true,"api_error_status":429,"duration_ms":'
+    '30232,"num_turns":1,"result":"API Error: Request rejected (429) \\u00b7 Rate limit exceeded,'
+    ' slow down","session_id":"3c0e9bbb","total_cost_usd":0,"usage":{"input_tokens":0,'
+    '"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0},'
+    '"modelUsage":{},"permission_denials":[],"terminal_reason":"completed"}',
+]) + "\n"
+
+
+def test_claude_real_429_transcript() -> None:
+    usage = parse_claude_stream(CLAUDE_REAL_429, 1, now=NOW)
+    assert usage.rate_limited and usage.retry_after_s == 30.0
+    assert usage.model == "claude-sonnet-4-5"  # not "<synthetic>"
+    assert usage.error is not None and "Rate limit exceeded" in usage.error
+    assert not usage.error.startswith("success")
+
+
+CODEX_REAL = "\n".join([
+    '{"type":"thread.started","thread_id":"01a1fe5c-7b57-7992-a8bf-2295f173df83"}',
+    '{"type":"item.completed","item":{"id":"item_0","type":"error","message":"Model metadata for'
+    ' `gpt-5-codex` not found. Defaulting to fallback metadata; this can degrade performance and'
+    ' cause issues."}}',
+    '{"type":"turn.started"}',
+    '{"type":"item.started","item":{"id":"item_1","type":"command_execution","command":"/bin/bash'
+    ' -lc \\"cat > hello.txt\\"","aggregated_output":"","exit_code":null,"status":"in_progress"}}',
+    '{"type":"item.completed","item":{"id":"item_2","type":"agent_message","text":"Done."}}',
+    '{"type":"turn.completed","usage":{"input_tokens":2100,"cached_input_tokens":0,'
+    '"cache_write_input_tokens":7,"output_tokens":55,"reasoning_output_tokens":0}}',
+]) + "\n"
+
+CODEX_REAL_429 = "\n".join([
+    '{"type":"thread.started","thread_id":"01a1fe5c-851b"}',
+    '{"type":"turn.started"}',
+    *[f'{{"type":"error","message":"Reconnecting... {n}/5 (exceeded retry limit, last status:'
+      f' 429 Too Many Requests)"}}' for n in (1, 2, 3, 4)],
+])  # killed at the deadline: no newline at the end, no turn.failed
+
+
+def test_codex_real_transcripts() -> None:
+    usage = parse_codex_stream(CODEX_REAL, 0, now=NOW)
+    assert (usage.input_tokens, usage.output_tokens, usage.cache_write_tokens) == (2100, 55, 7)
+    assert usage.error is None and usage.session_id == "01a1fe5c-7b57-7992-a8bf-2295f173df83"
+    usage = parse_codex_stream(CODEX_REAL_429, -15, now=NOW)
+    assert usage.rate_limited
+    assert usage.error == ("Reconnecting... 4/5 (exceeded retry limit, last status: 429 Too "
+                           "Many Requests)")
+
+
+GEMINI_REAL_STDERR_429 = """\
+Warning: Basic terminal detected (TERM=dumb). Visual rendering will be limited.
+YOLO mode is enabled. All tool calls will be automatically approved.
+Attempt 1 failed: Rate limit exceeded, slow down
+Suggested retry after 30s.. Retrying after 34118ms...
+Attempt 2 failed: Rate limit exceeded, slow down
+"""
+
+
+def test_gemini_real_429_is_only_on_stderr(tmp_path: Path) -> None:
+    request = make_request(tmp_path)
+    stderr_path(request.log_path).write_text(GEMINI_REAL_STDERR_429)
+    out = ('{"type":"init","timestamp":"2026-11-21T13:50:09.739Z","session_id":"df5f6a05",'
+           '"model":"gemini-2.5-pro"}\n{"type":"message","role":"user","content":"Create"}\n')
+    # Gemini exits 0 on SIGTERM: the runner's timed_out says what happened
+    usage = GeminiAdapter(wall_clock=lambda: NOW).parse(cfg("gemini"), request, out, 0)
+    assert usage.rate_limited and usage.retry_after_s == 30.0
+    assert usage.session_id == "df5f6a05"
+
+
+OPENCODE_REAL_STDERR_429 = (
+    'timestamp=2026-11-21T13:53:53.313Z level=ERROR run=2ded3583 message="stream error" '
+    'providerID=taskmill modelID=fake-model session.id=ses_e019d8275ffe small=false agent=build '
+    'mode=primary error.error="AI_APICallError: Rate limit exceeded, slow down"\n'
+)
+
+
+def test_opencode_real_429_is_only_in_the_logs(tmp_path: Path) -> None:
+    request = make_request(tmp_path)
+    stderr_path(request.log_path).write_text(OPENCODE_REAL_STDERR_429)
+    usage = OpencodeAdapter(wall_clock=lambda: NOW).parse(cfg("opencode"), request, "", -15)
+    assert usage.rate_limited
+    assert usage.error == "the output ended without a step_finish event"
+
+
+QWEN_REAL = "\n".join([
+    '{"type":"system","subtype":"init","uuid":"07024559","session_id":"07024559","cwd":"/w",'
+    '"tools":["write_file","run_shell_command"],"mcp_servers":[],"model":"fake-model",'
+    '"permission_mode":"yolo","qwen_code_version":"0.15.10"}',
+    '{"type":"assistant","uuid":"5f36029d","session_id":"07024559","parent_tool_use_id":null,'
+    '"message":{"id":"5f36029d","type":"message","role":"assistant","model":"fake-model",'
+    '"content":[{"type":"tool_use","id":"call_1","name":"write_file","input":{"file_path":'
+    '"/w/hello.txt","content":"hello\\n"}}],"stop_reason":"tool_use","usage":{"input_tokens":1000,'
+    '"output_tokens":50,"cache_read_input_tokens":0,"total_tokens":1050}}}',
+    '{"type":"result","subtype":"success","uuid":"dd730dde","session_id":"07024559","is_error":'
+    'false,"duration_ms":1161,"num_turns":2,"result":"Done.","usage":{"input_tokens":2100,'
+    '"output_tokens":55,"cache_read_input_tokens":0,"total_tokens":2155},"permission_denials":[]}',
+]) + "\n"
+
+
+def test_qwen_real_transcript(tmp_path: Path) -> None:
+    usage = QwenAdapter().parse(cfg("qwen"), make_request(tmp_path), QWEN_REAL, 0)
+    assert (usage.input_tokens, usage.output_tokens) == (2100, 55)
+    assert usage.session_id == "07024559" and usage.model == "fake-model"
+    assert usage.error is None and usage.cost_usd is None

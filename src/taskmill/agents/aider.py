@@ -133,7 +133,7 @@ class AiderAdapter:
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
-        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        stderr = read_stderr_tail(request)
         usage = parse_aider_output(output, exit_code, now=self.wall_clock(), stderr=stderr)
         usage.model = usage.model or config.model
         return usage

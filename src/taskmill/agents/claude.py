@@ -24,7 +24,10 @@ Parsing (NDJSON events ``system``/``assistant``/``user``/``result``): tokens (in
 cache read, cache creation), ``total_cost_usd`` (computed by the CLI from its own price
 table: meaningless behind a proxy), session id, model, errors (``result.subtype`` other than
 ``success``, ``is_error``), and rate/usage limits (``429``, ``rate_limit``, ``Claude AI usage
-limit reached|<epoch>``; the epoch becomes ``retry_after_s``). Without a ``result`` event
+limit reached|<epoch>``, "You've hit your ... limit"; the epoch becomes ``retry_after_s``,
+else the ``retry_delay_ms`` of the last 429/529 ``api_retry`` event). Claude Code retries
+a failing API call up to 10 times on its own (``api_retry`` events); set
+``env = {CLAUDE_CODE_MAX_RETRIES = "2"}`` in the table to give up sooner. Without a ``result`` event
 (a truncated stream) the per-message usage of the ``assistant`` events is summed.
 :func:`parse_claude_stream` is shared with the ``qwen`` adapter (same event format).
 """
@@ -76,19 +79,24 @@ def parse_claude_stream(
     result: dict[str, Any] | None = None
     errors: list[str] = []
     retries: list[str] = []
+    retry_delay: float | None = None
     for event in iter_json_lines(output):
         kind = event.get("type")
         if kind == "system":
             usage.session_id = as_str(event.get("session_id")) or usage.session_id
             usage.model = as_str(event.get("model")) or usage.model
             if event.get("subtype") == "api_retry":
-                retries.append(
-                    f"{event.get('error_status', '')} {error_text(event.get('error'))}".strip()
-                )
+                status = event.get("error_status")
+                retries.append(f"{status or ''} {error_text(event.get('error'))}".strip())
+                delay = as_float(event.get("retry_delay_ms"))
+                if status in (429, 529) and delay is not None:
+                    retry_delay = delay / 1000.0
         elif kind == "assistant":
             message = get_dict(event, "message")
             usage.session_id = as_str(event.get("session_id")) or usage.session_id
-            usage.model = as_str(message.get("model")) or usage.model
+            model = as_str(message.get("model"))
+            if model and not model.startswith("<"):  # "<synthetic>" marks CLI-made messages
+                usage.model = model
             if isinstance(message.get("usage"), dict):
                 key = as_str(message.get("id")) or f"#{len(per_message)}"
                 per_message[key] = message["usage"]
@@ -112,7 +120,12 @@ def parse_claude_stream(
             if not isinstance(detail, str) or not detail:
                 listed = result.get("errors")
                 detail = "; ".join(map(error_text, listed)) if isinstance(listed, list) else ""
-            errors.append(f"{subtype}: {detail}" if detail else subtype)
+            if subtype == "success":  # is_error with subtype success: an API error
+                errors.append(detail or "is_error")
+            else:
+                errors.append(f"{subtype}: {detail}" if detail else subtype)
+        if result.get("api_error_status") in (429, 529):
+            errors.append(f"API error status {result['api_error_status']}")
     else:
         for message_usage in per_message.values():
             partial = Usage()
@@ -131,6 +144,8 @@ def parse_claude_stream(
         usage.rate_limited, usage.retry_after_s = detect_rate_limit(
             [*errors, *retries, stderr], now
         )
+        if usage.rate_limited and usage.retry_after_s is None:
+            usage.retry_after_s = retry_delay
     return usage
 
 
@@ -185,7 +200,7 @@ class ClaudeAdapter:
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
-        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        stderr = read_stderr_tail(request)
         usage = parse_claude_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
         usage.model = usage.model or config.model
         return usage

@@ -10,7 +10,9 @@ writes to the main repository's ``.git`` (outside the workspace a ``workspace-wr
 sandbox allows). ``sandbox = "workspace-write"`` in the table selects ``--sandbox`` instead.
 
 ``CODEX_HOME`` is ``$HOME/.codex`` of the isolated HOME; ``config.toml`` there is rewritten
-each turn. With ``base_url`` it declares a provider (``OPENAI_BASE_URL`` is ignored by Codex)::
+each turn. It always has ``check_for_update_on_startup = false`` and ``[analytics]
+enabled = false``; with ``base_url`` it declares a provider (``OPENAI_BASE_URL`` is ignored
+by Codex)::
 
     model_provider = "taskmill"
     [model_providers.taskmill]
@@ -22,10 +24,14 @@ each turn. With ``base_url`` it declares a provider (``OPENAI_BASE_URL`` is igno
 
 Without ``base_url`` the key from ``api_key_env`` is passed as ``OPENAI_API_KEY`` and
 ``CODEX_API_KEY``. ``mcp = true`` adds ``[mcp_servers.taskmill]``; a ``codex_config`` table
-in the agent table is merged into the top level of ``config.toml``.
+in the agent table is merged into the top level of ``config.toml``, a ``codex_provider``
+table into the provider (e.g. ``{stream_max_retries = 1, request_max_retries = 1}``: Codex
+reconnects 5 times on its own before giving up). Use a model name Codex knows (e.g.
+``gpt-5.5``): with an unknown one it warns ("Model metadata ... not found") and does not offer
+its ``apply_patch`` tool.
 
 Parsing (NDJSON): ``thread.started.thread_id`` -> session id; ``turn.completed.usage``
-(input, cached input -> cache read, output) summed over turns; no cost; errors from
+(input, cached input -> cache read, cache-write input, output) summed over turns; no cost; errors from
 ``turn.failed``, and from ``error`` events not followed by a completed turn (Codex reports
 its own reconnects as ``error`` events); ``item`` errors are kept only when the turn
 failed. Rate limits: 429 / "rate limit" / "usage limit" in those errors or stderr, with
@@ -63,7 +69,7 @@ PROVIDER = "taskmill"
 
 def codex_config(config: AgentConfig, request: TurnRequest) -> dict[str, Any]:
     """The content of ``$CODEX_HOME/config.toml`` for this agent."""
-    doc: dict[str, Any] = {}
+    doc: dict[str, Any] = {"check_for_update_on_startup": False, "analytics": {"enabled": False}}
     extra = config.options.get("codex_config")
     if extra is not None:
         if not isinstance(extra, dict):
@@ -80,6 +86,11 @@ def codex_config(config: AgentConfig, request: TurnRequest) -> dict[str, Any]:
         }
         if config.api_key_env:
             provider["env_key"] = config.api_key_env
+        overrides = config.options.get("codex_provider")
+        if overrides is not None:
+            if not isinstance(overrides, dict):
+                raise AgentConfigError(f"agent {config.name!r}: codex_provider must be a table")
+            provider.update(overrides)
         doc["model_provider"] = PROVIDER
         doc.setdefault("model_providers", {})[PROVIDER] = provider
     if config.mcp:
@@ -110,6 +121,7 @@ def parse_codex_stream(
             tokens = get_dict(event, "usage")
             usage.input_tokens += as_int(tokens.get("input_tokens"))
             usage.cache_read_tokens += as_int(tokens.get("cached_input_tokens"))
+            usage.cache_write_tokens += as_int(tokens.get("cache_write_input_tokens"))
             usage.output_tokens += as_int(tokens.get("output_tokens"))
         elif kind == "turn.failed":
             fatal.append(error_text(event.get("error")) or "turn failed")
@@ -122,12 +134,12 @@ def parse_codex_stream(
         model = as_str(event.get("model"))
         if model:
             usage.model = model
-    fatal += pending
+    fatal += pending[-1:]  # Codex repeats one error per reconnect attempt
     if not completed and not fatal and (output.strip() or exit_code not in (0, None)):
         fatal.append("the output ended without turn.completed")
     failed = bool(fatal) or exit_code not in (0, None)
     if fatal:
-        usage.error = short(" | ".join([*fatal, *item_errors]))
+        usage.error = short(" | ".join(fatal))
     if failed:
         usage.rate_limited, usage.retry_after_s = detect_rate_limit(
             [*fatal, *item_errors, stderr], now
@@ -172,7 +184,7 @@ class CodexAdapter:
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
-        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        stderr = read_stderr_tail(request)
         usage = parse_codex_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
         usage.model = usage.model or config.model
         return usage

@@ -191,7 +191,7 @@ def error_text(value: object) -> str:
 _RATE_LIMIT = re.compile(
     r"\b429\b|\b529\b|rate[ _-]?limit|usage[ _-]?limit|quota[ _-]?exceeded|exceeded your"
     r"(?: current)? quota|insufficient_quota|resource[ _-]?exhausted|too many requests|"
-    r"overloaded|limit reached|hit your (?:usage )?limit",
+    r"overloaded|limit reached|hit your [\w -]{0,40}limit",
     re.IGNORECASE,
 )
 _EPOCH = re.compile(r"limit reached\|(\d{9,11})", re.IGNORECASE)
@@ -257,3 +257,24 @@ def detect_rate_limit(texts: list[str], now: float) -> tuple[bool, float | None]
         if found is not None:
             retry = found if retry is None else max(retry, found)
     return limited, retry
+
+
+def write_json_settings(path: Path, updates: dict[str, Any]) -> None:
+    """Deep-merge ``updates`` into the JSON file at ``path`` (created if missing)."""
+    try:
+        current: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        current = {}
+    if not isinstance(current, dict):
+        current = {}
+
+    def merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    merge(current, updates)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")

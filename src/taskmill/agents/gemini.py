@@ -11,9 +11,10 @@ write and shell tools.
 Endpoint: ``base_url`` -> ``GOOGLE_GEMINI_BASE_URL``, the key from ``api_key_env`` ->
 ``GEMINI_API_KEY``, and ``$HOME/.gemini/settings.json`` gets
 ``{"security": {"auth": {"selectedType": "gemini-api-key"}}}`` (other settings in the file
-are kept). With ``base_url`` and no ``model`` the adapter passes ``-m gemini-2.5-pro``: the
+are kept). The settings also switch off auto-update and usage statistics. With ``base_url`` and no ``model`` the adapter passes ``-m gemini-2.5-pro``: the
 default model first makes a routing call whose reply must be JSON. ``mcp = true`` adds
-``mcpServers.taskmill`` to the settings.
+``mcpServers.taskmill`` to the settings. ``GEMINI_CLI_NO_RELAUNCH=true`` is set (the CLI
+otherwise starts a second node process to raise its heap limit, doubling start-up time).
 
 Parsing (NDJSON ``init``/``message``/``tool_use``/``tool_result``/``error``/``result``):
 session id and model from ``init``; ``result.stats`` input/output tokens (``cached`` ->
@@ -24,10 +25,8 @@ on stderr, with "retry in Ns" / ``retryDelay`` as ``retry_after_s``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
@@ -43,31 +42,11 @@ from taskmill.agents.common import (
     prompt_arg,
     read_stderr_tail,
     short,
+    write_json_settings,
 )
 from taskmill.agents.envs import api_key, build_env
 
 DEFAULT_PROXY_MODEL = "gemini-2.5-pro"
-
-
-def write_settings(path: Path, updates: dict[str, Any]) -> None:
-    """Deep-merge ``updates`` into the JSON file at ``path`` (created if missing)."""
-    try:
-        current: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        current = {}
-    if not isinstance(current, dict):
-        current = {}
-
-    def merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-        for key, value in new.items():
-            if isinstance(value, dict) and isinstance(into.get(key), dict):
-                merge(into[key], value)
-            else:
-                into[key] = value
-
-    merge(current, updates)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
 
 
 def parse_gemini_stream(
@@ -112,8 +91,13 @@ class GeminiAdapter:
         self.wall_clock = wall_clock
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
-        extra: dict[str, str] = {}
-        settings: dict[str, Any] = {}
+        # The CLI re-launches itself to raise node's heap limit: twice the start-up time and
+        # a second node process per agent. Set GEMINI_CLI_NO_RELAUNCH="" in env to allow it.
+        extra: dict[str, str] = {"GEMINI_CLI_NO_RELAUNCH": "true"}
+        settings: dict[str, Any] = {
+            "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+            "privacy": {"usageStatisticsEnabled": False},
+        }
         key = api_key(config, request)
         if key:
             extra["GEMINI_API_KEY"] = key
@@ -126,8 +110,7 @@ class GeminiAdapter:
             settings["mcpServers"] = {"taskmill": {
                 "command": command[0], "args": command[1:], "env": dict(request.taskmill_env),
             }}
-        if settings:
-            write_settings(request.home / ".gemini" / "settings.json", settings)
+        write_json_settings(request.home / ".gemini" / "settings.json", settings)
         argv = [*executable(config, "gemini"), "-p", prompt_arg(request), "-o", "stream-json",
                 "--skip-trust", "--yolo"]
         model = config.model or (DEFAULT_PROXY_MODEL if config.base_url else None)
@@ -141,7 +124,7 @@ class GeminiAdapter:
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
-        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        stderr = read_stderr_tail(request)
         usage = parse_gemini_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
         usage.model = usage.model or config.model
         return usage

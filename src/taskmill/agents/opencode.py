@@ -2,10 +2,19 @@
 
 Command line::
 
-    opencode run --format json --auto [-m PROVIDER/MODEL] [ARGS...] PROMPT
+    opencode run --format json --auto --print-logs --log-level WARN [-m PROVIDER/MODEL]
+                 [ARGS...] PROMPT
 
 ``--auto`` approves every permission not explicitly denied; the written config also sets
-``permission`` to ``allow`` for edits, shell and web fetches.
+``permission`` to ``allow`` for edits, shell and web fetches. opencode retries API errors
+silently (nothing on stdout), so ``--print-logs --log-level WARN`` puts its warnings and
+errors (``stream error ... Rate limit exceeded``) on stderr, where rate limits are found.
+``OPENCODE_DISABLE_AUTOUPDATE``, ``OPENCODE_DISABLE_LSP_DOWNLOAD`` and
+``OPENCODE_DISABLE_SHARE`` are set. On its first run in a HOME opencode npm-installs
+``@opencode-ai/plugin`` into ``$HOME/.config/opencode`` (~16 MB from the registry); the
+isolated HOME is reused across turns, so that happens once per agent. ``env =
+{npm_config_offline = "true"}`` skips it, but also breaks any ``npm install`` the agent runs,
+so it is not the default.
 
 The config is ``$HOME/.config/opencode/opencode.json`` of the isolated HOME (rewritten each
 turn; ``OPENCODE_CONFIG`` points at it too). With ``base_url`` it declares a provider
@@ -25,8 +34,8 @@ the agent's environment. Without ``base_url``, ``model`` is passed as is (``prov
 Parsing (NDJSON ``step_start``/``text``/``tool_use``/``step_finish``/``error``): tokens from
 every ``step_finish.part.tokens`` (input, output, ``cache.read``, ``cache.write``) summed;
 cost is the sum of ``part.cost`` (from the model's configured price); session id from
-``sessionID``; errors from ``error`` events; rate limits from 429 / "rate limit" there or on
-stderr.
+``sessionID``; errors from ``error`` events (with ``data.statusCode``); rate limits from 429 / "rate limit" there or in
+the logs on stderr.
 """
 
 from __future__ import annotations
@@ -128,7 +137,10 @@ def parse_opencode_stream(
             if step_cost is not None:
                 cost = (cost or 0.0) + step_cost
         elif kind == "error":
-            errors.append(error_text(event.get("error") or event.get("message")) or "error")
+            error = event.get("error") or event.get("message")
+            text = error_text(error) or "error"
+            status = get_dict(error, "data").get("statusCode") if isinstance(error, dict) else None
+            errors.append(f"{text} (HTTP {status})" if status else text)
         elif kind == "tool_use":
             state = get_dict(part, "state")
             if state.get("status") == "error" and exit_code not in (0, None):
@@ -159,13 +171,19 @@ class OpencodeAdapter:
         path = request.home / ".config" / "opencode" / "opencode.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-        extra = {"OPENCODE_CONFIG": str(path)}
+        extra = {
+            "OPENCODE_CONFIG": str(path),
+            "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            "OPENCODE_DISABLE_SHARE": "1",
+        }
         if config.base_url:
             extra["OPENCODE_DISABLE_MODELS_FETCH"] = "1"
         key = api_key(config, request)
         if key and config.api_key_env:
             extra[config.api_key_env] = key
-        argv = [*executable(config, "opencode"), "run", "--format", "json", "--auto"]
+        argv = [*executable(config, "opencode"), "run", "--format", "json", "--auto",
+                "--print-logs", "--log-level", "WARN"]
         if model_flag:
             argv += ["-m", model_flag]
         argv += [*config.args, prompt_arg(request)]
@@ -176,7 +194,7 @@ class OpencodeAdapter:
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
-        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        stderr = read_stderr_tail(request)
         usage = parse_opencode_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
         usage.model = usage.model or config.model
         return usage

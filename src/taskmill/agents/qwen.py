@@ -7,7 +7,12 @@ Command line::
 The positional prompt runs one-shot (``-p`` is deprecated). Endpoint and model go through
 the environment: ``base_url`` -> ``OPENAI_BASE_URL`` (ending in ``/v1``: the client appends
 ``/chat/completions``), the key from ``api_key_env`` -> ``OPENAI_API_KEY``, ``model`` ->
-``OPENAI_MODEL``.
+``OPENAI_MODEL``. ``$HOME/.qwen/settings.json`` switches off managed auto-memory (an extra
+model call after every turn whose tokens are added to the result), usage statistics and
+auto-update (other settings in it are kept).
+
+Qwen Code retries API errors (429 included) silently: nothing reaches stdout or stderr, so
+a rate-limited turn shows up as a timeout without ``rate_limited``.
 
 Parsing: the same ``stream-json`` format as Claude Code (``system``/``assistant``/``user``/
 ``result``), read by :func:`taskmill.agents.claude.parse_claude_stream`: tokens from
@@ -22,8 +27,16 @@ from collections.abc import Callable
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.claude import parse_claude_stream
-from taskmill.agents.common import executable, prompt_arg, read_stderr_tail
+from taskmill.agents.common import executable, prompt_arg, read_stderr_tail, write_json_settings
 from taskmill.agents.envs import api_key, build_env, with_suffix_v1
+
+QWEN_SETTINGS = {
+    "memory": {"enableManagedAutoMemory": False},
+    "privacy": {"usageStatisticsEnabled": False},
+    "general": {"enableAutoUpdate": False},
+}
+"""Managed auto-memory would run an extra "memory extraction" model call after the turn and
+add its tokens (~10k) to ``result.usage``."""
 
 
 class QwenAdapter:
@@ -43,6 +56,7 @@ class QwenAdapter:
         if config.model:
             extra["OPENAI_MODEL"] = config.model
         # The prompt comes before ARGS: array options (--allowed-tools ...) would swallow it.
+        write_json_settings(request.home / ".qwen" / "settings.json", QWEN_SETTINGS)
         argv = [*executable(config, "qwen"), "--auth-type", "openai", prompt_arg(request),
                 "-o", "stream-json", "--yolo", *config.args]
         return Invocation(
@@ -52,7 +66,7 @@ class QwenAdapter:
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
-        stderr = read_stderr_tail(request) if exit_code not in (0, None) else ""
+        stderr = read_stderr_tail(request)
         usage = parse_claude_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
         usage.cost_usd = None
         usage.model = usage.model or config.model
