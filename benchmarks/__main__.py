@@ -28,7 +28,8 @@ from .mill_common import Report
 
 # the ledger's own benchmarks first, then whatever else lives here (the mill's)
 FIRST = ("cli", "ledger", "beads_import")
-NOT_BENCHMARKS = {"support", "ledger_data", "mill_common"}
+# helpers, and runners / profilers that are not benchmarks with figures of their own
+NOT_BENCHMARKS = {"support", "ledger_data", "mill_common", "mill_all", "mill_profile"}
 
 
 def discover() -> list[str]:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .mill_common import DATA, bench_env, median
 
-__all__ = ["DATA", "bench_env", "home_env", "median", "ms_median", "taskmill_argv",
-           "time_call", "time_calls", "time_process"]
+__all__ = ["DATA", "ProcessTimes", "bench_env", "home_env", "load_average", "median",
+           "ms_median", "taskmill_argv", "time_call", "time_calls", "time_process"]
 
 
 def home_env() -> dict[str, str]:
@@ -45,9 +47,18 @@ def time_calls(fn: Callable[[], Any], *, runs: int, warmup: int = 3) -> list[flo
     return [time_call(fn) for _ in range(runs)]
 
 
+@dataclass
+class ProcessTimes:
+    wall: list[float]
+    """Seconds from starting each process to its exit."""
+    cpu: list[float]
+    """User + system CPU seconds each process used (steadier than wall time on a busy
+    machine)."""
+
+
 def time_process(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], runs: int,
-                 warmup: int = 2, check: Callable[[str], None] | None = None) -> list[float]:
-    """Wall seconds of each of ``runs`` runs of a whole process (start to exit)."""
+                 warmup: int = 2, check: Callable[[str], None] | None = None) -> ProcessTimes:
+    """Wall and CPU seconds of each of ``runs`` runs of a whole process."""
 
     def once() -> str:
         proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True,
@@ -60,12 +71,23 @@ def time_process(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], runs
         out = once()
         if check is not None:
             check(out)
-    times = []
+    times = ProcessTimes([], [])
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         once()
-        times.append(time.perf_counter() - start)
+        times.wall.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return times
+
+
+def load_average() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.1f} (1 min), {five:.1f} (5 min)"
 
 
 def ms_median(seconds: Sequence[float]) -> float:
