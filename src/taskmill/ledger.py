@@ -466,16 +466,21 @@ class Ledger:
 
     def claim_next(self, assignee: str, *, actor: str | None = None,
                    exclude: Iterable[str] = ()) -> Task | None:
-        """Claim the first ready task (in ``ready`` order) that another claimer did not win."""
+        """Claim the first ready task (in ``ready`` order) that another claimer did not win.
+
+        Returns None only when no ready task is left: a task lost to another claimer is no
+        longer ready, so each pass over a fresh batch either claims one or shrinks the set.
+        """
         skip = set(exclude)
-        for task in self.ready(limit=len(skip) + 20):
-            if task.id in skip:
-                continue
-            try:
-                return self.claim(task.id, assignee, actor=actor)
-            except ClaimConflict:
-                continue
-        return None
+        while True:
+            candidates = [t for t in self.ready(limit=len(skip) + 20) if t.id not in skip]
+            if not candidates:
+                return None
+            for task in candidates:
+                try:
+                    return self.claim(task.id, assignee, actor=actor)
+                except ClaimConflict:
+                    continue
 
     def close(self, task_id: str, reason: str | None = None, *, actor: str | None = None) -> Task:
         with self.transaction():
