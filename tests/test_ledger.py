@@ -532,3 +532,31 @@ def test_stats(ledger: Ledger) -> None:
     assert stats["dependencies"] == {"blocks": 1}
     assert stats["events"] == 5
     assert stats["attempts"] == 0
+
+
+def test_claim_next_keeps_looking_when_others_win_a_whole_batch(tmp_path: Path) -> None:
+    """Other claimers taking every task ``claim_next`` looked at must not make it give up
+    while ready tasks remain."""
+    db = tmp_path / "l.db"
+    with Ledger.open(db, prefix="tm", actor="me") as mine, \
+            Ledger.open(db, prefix="tm", actor="them") as theirs:
+        made = [mine.create(f"t{i}").id for i in range(60)]
+        original = mine.ready
+        looks = []
+
+        def racing_ready(*, limit: int | None = None) -> list:  # type: ignore[type-arg]
+            seen = original(limit=limit)
+            if not looks:  # between our first look and our claims, they take all of it
+                for task in seen:
+                    theirs.claim(task.id, "them")
+            looks.append(len(seen))
+            return seen
+
+        mine.ready = racing_ready  # type: ignore[method-assign]
+        got = mine.claim_next("me")
+        mine.ready = original  # type: ignore[method-assign]
+        assert got is not None and got.assignee == "me"
+        assert got.id in made
+        assert looks[0] < 60  # the first look did not see every task
+        theirs_now = {t.id for t in mine.list_tasks(assignee="them")}
+        assert len(theirs_now) == looks[0] and got.id not in theirs_now
