@@ -95,6 +95,16 @@ class Git:
         return self.out("rev-parse", "HEAD")
 
     def git_dir(self) -> Path:
+        # read from the checkout's .git (a directory, or a linked worktree's "gitdir:" file)
+        # without running git: the mill asks for it several times per task
+        dotgit = self.cwd / ".git"
+        if dotgit.is_dir():
+            return dotgit
+        if dotgit.is_file():
+            text = dotgit.read_text(encoding="utf-8").strip()
+            if text.startswith("gitdir:"):
+                linked = Path(text[len("gitdir:"):].strip())
+                return linked if linked.is_absolute() else (self.cwd / linked)
         path = Path(self.out("rev-parse", "--git-dir"))
         return path if path.is_absolute() else (self.cwd / path)
 
