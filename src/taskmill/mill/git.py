@@ -136,8 +136,10 @@ def ensure_identity(git: Git) -> dict[str, str]:
             "GIT_COMMITTER_NAME": "taskmill", "GIT_COMMITTER_EMAIL": "taskmill@localhost"}
 
 
-def merge_tree(git: Git, base: str, ours: str, theirs: str) -> tuple[str | None, str]:
-    """Merge two commits without a working tree; (tree id, "") or (None, conflict text)."""
+def merge_tree(git: Git, base: str | None, ours: str, theirs: str) -> tuple[str | None, str]:
+    """Merge two commits without a working tree; (tree id, "") or (None, conflict text).
+
+    ``base`` is ignored (pass None): git computes the merge base of the two commits."""
     # git < 2.40 has no --merge-base; it computes the same base from the two commits
     del base
     proc = git.run("merge-tree", "--write-tree", "--messages", ours, theirs, check=False)

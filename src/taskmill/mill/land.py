@@ -104,8 +104,8 @@ class MergeQueue:
         for _ in range(5):
             tip = self.tip()
             head = wt.out("rev-parse", "HEAD")
-            base = self.git.out("merge-base", tip, head)
-            tree, conflict = merge_tree(self.git, base, tip, head)
+            # git merge-tree --write-tree finds the merge base itself
+            tree, conflict = merge_tree(self.git, None, tip, head)
             if tree is None:
                 self._leave_conflict(wt, tip)
                 return LandResult("conflict", detail=conflict)
