@@ -895,3 +895,45 @@ def test_qwen_real_transcript(tmp_path: Path) -> None:
     assert (usage.input_tokens, usage.output_tokens) == (2100, 55)
     assert usage.session_id == "07024559" and usage.model == "fake-model"
     assert usage.error is None and usage.cost_usd is None
+
+
+# --------------------------------------------------------------------------- real CLIs
+
+REAL_SCRIPT = {"turn": [{"reply": [
+    {"tool": "write_file", "path": "hello.txt", "content": "hello from the fake model\n",
+     "usage": {"input_tokens": 1000, "output_tokens": 50}},
+    {"text": "Done.", "usage": {"input_tokens": 1100, "output_tokens": 5}},
+]}]}
+REAL_MODELS = {"claude": "claude-sonnet-4-5", "codex": "gpt-5.5", "gemini": None,
+               "opencode": "fake-model", "qwen": "fake-model"}
+
+
+@pytest.mark.agents
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REAL_MODELS))
+def test_real_cli_through_adapter_and_runner(name: str, tmp_path: Path, repo: Path) -> None:
+    """The adapter's command line, env and config files drive the real CLI through run_turn."""
+    from taskmill.testing import agent_install
+    from taskmill.testing.fake_model import FakeModelServer
+
+    binary = agent_install.find_agent(name)
+    if binary is None:
+        pytest.skip(f"{name} not installed: python -m taskmill.testing.agent_install {name}")
+    turn = tmp_path / "turn"
+    request = make_request(
+        tmp_path, worktree=repo, prompt="Create hello.txt.", state_dir=turn / "state",
+        prompt_file=turn / "prompt.md", usage_file=turn / "usage.json",
+        log_path=turn / "agent.log", timeout_s=120.0,
+        parent_env={"PATH": os.environ["PATH"], "FAKE_KEY": "sk-fake"})
+    with FakeModelServer(REAL_SCRIPT, log_path=tmp_path / "requests.ndjson") as server:
+        config = AgentConfig(name=name, adapter=name, command=(str(binary),),
+                             model=REAL_MODELS[name], base_url=server.url,
+                             api_key_env="FAKE_KEY")
+        result = run_turn(get_adapter(name), config, request)
+    report = f"{result}\n{request.log_path.read_text()[-3000:]}\n" + stderr_path(
+        request.log_path).read_text()[-3000:]
+    assert result.ok, report
+    assert (repo / "hello.txt").read_text() == "hello from the fake model\n", report
+    usage = result.usage
+    assert (usage.input_tokens, usage.output_tokens) == (2100, 55), report
+    assert usage.session_id and usage.error is None and not usage.rate_limited, report

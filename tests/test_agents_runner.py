@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -367,3 +369,56 @@ def test_not_executable_gives_126(tmp_path: Path) -> None:
     result = run_turn(adapter, exec_config("x"), make_request(tmp_path))
     assert result.exit_code == 126
     assert "cannot execute" in (result.usage.error or "")
+
+
+def test_interrupt_while_waiting_kills_the_group_and_reraises(tmp_path: Path) -> None:
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1
+        if calls > 20:
+            raise KeyboardInterrupt
+        return 0.0
+
+    pid_file = tmp_path / "child.pid"
+    config = exec_config("sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait")
+    with pytest.raises(KeyboardInterrupt):
+        run_turn(ExecAdapter(), config, make_request(tmp_path), clock=clock)
+    assert wait_gone(int(pid_file.read_text()))
+
+
+class BuggyPrepare(ExecAdapter):
+    def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
+        raise KeyError("oops")
+
+
+def test_adapter_bug_in_prepare_is_a_failed_turn(tmp_path: Path) -> None:
+    result = run_turn(BuggyPrepare(), exec_config("true"), make_request(tmp_path))
+    assert result.exit_code is None and "failed to prepare: KeyError('oops')" in (
+        result.usage.error or "")
+
+
+def test_process_escaping_the_group_does_not_hang_the_runner(tmp_path: Path) -> None:
+    pid_file = tmp_path / "escaped.pid"
+    config = exec_config("sh", "-c", f"setsid sleep 60 & echo $! > {pid_file}; echo hi")
+    start = time.monotonic()
+    try:
+        result = run_turn(ExecAdapter(), config, make_request(tmp_path), kill_grace_s=0.5)
+        assert result.exit_code == 0
+        assert time.monotonic() - start < 10
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_output_buffer_head_and_tail_never_overlap() -> None:
+    buf = OutputBuffer(limit=16, head=8)
+    buf.add(b"0123456789\n")
+    buf.add(b"abcdefghi\n")
+    assert buf.truncated
+    assert buf.text() == "0123456789\nabcdefghi\n"  # contiguous: nothing omitted or repeated
+    buf.add(b"ABCDEFGHIJKLMNOPQRS\n")
+    text = buf.text()
+    assert text.count("0123") <= 1 and "omitted" in text

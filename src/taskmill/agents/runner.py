@@ -70,8 +70,13 @@ class OutputBuffer:
         self.tail_size = 0
         self.total = 0
         self.truncated = False
+        self._lock = threading.Lock()
 
     def add(self, chunk: bytes) -> None:
+        with self._lock:
+            self._add(chunk)
+
+    def _add(self, chunk: bytes) -> None:
         self.total += len(chunk)
         if len(self.head) < self.head_limit:
             room = self.head_limit - len(self.head)
@@ -90,20 +95,25 @@ class OutputBuffer:
             self.truncated = True
 
     def text(self) -> str:
-        """Everything if it fit; otherwise the head, a marker line and the tail, cut at lines."""
-        tail = b"".join(self.tail)
-        if not self.truncated:
-            return tail.decode("utf-8", errors="replace")
-        head = bytes(self.head)
+        """Everything if it fit; otherwise the head, a marker line and the tail, cut at lines.
+
+        The head only covers bytes before the tail, so no line appears twice.
+        """
+        with self._lock:
+            tail = b"".join(self.tail)
+            head = bytes(self.head[: max(0, self.total - len(tail))])
+            total = self.total
+        if len(head) + len(tail) == total:
+            return (head + tail).decode("utf-8", errors="replace")
         head = head[: head.rfind(b"\n") + 1]
         newline = tail.find(b"\n")
         tail = tail[newline + 1 :] if newline >= 0 else b""
-        marker = f"[taskmill: {self.total - len(head) - len(tail)} bytes of output omitted]\n"
+        marker = f"[taskmill: {total - len(head) - len(tail)} bytes of output omitted]\n"
         return (head + marker.encode() + tail).decode("utf-8", errors="replace")
 
 
 def _pump(stream: IO[bytes], sink: IO[bytes], buffer: OutputBuffer) -> None:
-    """Copy ``stream`` to ``sink`` and ``buffer`` until EOF."""
+    """Copy ``stream`` to ``sink`` and ``buffer`` until EOF, then close ``stream``."""
     read = getattr(stream, "read1", stream.read)
     try:
         while True:
@@ -118,6 +128,9 @@ def _pump(stream: IO[bytes], sink: IO[bytes], buffer: OutputBuffer) -> None:
                 pass
     except (OSError, ValueError):
         pass
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
 
 
 def _feed(stream: IO[bytes], data: bytes) -> None:
@@ -147,6 +160,43 @@ def _wait_until(done: Callable[[], bool], seconds: float) -> bool:
             return False
         time.sleep(POLL_S)
     return True
+
+
+def _supervise(
+    pid: int,
+    deadline: float,
+    cancel: threading.Event | None,
+    clock: Clock,
+    grace: float,
+    readers: list[threading.Thread],
+) -> tuple[bool, bool]:
+    """Wait for the agent, stop its group at the deadline or on cancel; (timed_out, cancelled).
+
+    Returns with the group signalled (SIGTERM, then SIGKILL after ``grace``) and the leader
+    exited but not reaped, so ``pid`` still names the group throughout.
+    """
+    timed_out = cancelled = False
+    while not _exited(pid):
+        if cancel is not None and cancel.is_set():
+            cancelled = True
+            break
+        if clock() >= deadline:
+            timed_out = True
+            break
+        if cancel is not None:
+            cancel.wait(POLL_S)
+        else:
+            time.sleep(POLL_S)
+    # start_new_session: the leader's pid is the group id
+    _signal_group(pid, signal.SIGTERM)
+    if timed_out or cancelled:
+        _wait_until(lambda: _exited(pid), grace)
+    else:
+        # The agent exited by itself; whatever it left in its group got SIGTERM, and the
+        # grace period only lasts while something still holds the output pipes open.
+        _wait_until(lambda: not any(t.is_alive() for t in readers), grace)
+    _signal_group(pid, signal.SIGKILL)
+    return timed_out, cancelled
 
 
 def _failed(
@@ -222,12 +272,23 @@ def run_turn(
         invocation = adapter.prepare(config, request)
     except (AgentConfigError, OSError) as exc:
         return _failed(request, f"cannot prepare agent {config.name!r}: {exc}", None, start, clock)
+    except Exception as exc:  # an adapter bug must not take the mill down
+        return _failed(request, f"adapter {config.adapter!r} failed to prepare: {exc!r}", None,
+                       start, clock)
 
     if not invocation.cwd.is_dir():
         return _failed(request, f"working directory {invocation.cwd} does not exist", None,
                        start, clock)
-    err_path = stderr_path(request.log_path)
-    with request.log_path.open("wb") as out_log, err_path.open("wb") as err_log:
+    try:
+        out_log = request.log_path.open("wb")
+        try:
+            err_log = stderr_path(request.log_path).open("wb")
+        except OSError:
+            out_log.close()
+            raise
+    except OSError as exc:
+        return _failed(request, f"cannot write the agent log: {exc}", None, start, clock)
+    with out_log, err_log:
         try:
             proc = subprocess.Popen(
                 list(invocation.argv),
@@ -261,37 +322,19 @@ def run_turn(
         for thread in threads:
             thread.start()
 
-        timed_out = cancelled = False
-        deadline = start + request.timeout_s
-        while not _exited(proc.pid):
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            if clock() >= deadline:
-                timed_out = True
-                break
-            if cancel is not None:
-                cancel.wait(POLL_S)
-            else:
-                time.sleep(POLL_S)
-
-        pgid = proc.pid  # start_new_session: the leader's pid is the group id
-        if timed_out or cancelled:
-            _signal_group(pgid, signal.SIGTERM)
-            _wait_until(lambda: _exited(proc.pid), kill_grace_s)
-        else:
-            # The agent exited; anything it left in its group gets SIGTERM, and the grace
-            # period only lasts while something still holds the output pipes open.
-            _signal_group(pgid, signal.SIGTERM)
-            _wait_until(lambda: not any(t.is_alive() for t in threads[:2]), kill_grace_s)
-        _signal_group(pgid, signal.SIGKILL)
-        exit_code = proc.wait()
-        for thread in threads:
-            thread.join(timeout=kill_grace_s)
-        for stream in (proc.stdout, proc.stderr, proc.stdin):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        try:
+            timed_out, cancelled = _supervise(
+                proc.pid, start + request.timeout_s, cancel, clock, kill_grace_s, threads[:2]
+            )
+        except BaseException:  # KeyboardInterrupt and the like: leave nothing running
+            _signal_group(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            exit_code = proc.wait()
+            # Each thread closes its own pipe when done. One still blocked on a pipe held
+            # open by a process that left the group (setsid) is left behind, as a daemon.
+            for thread in threads:
+                thread.join(timeout=kill_grace_s)
     duration = max(0.0, clock() - start)
 
     output = out_buf.text()
