@@ -21,8 +21,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
-test: $(STAMP)
+test: $(STAMP) agents
 	$(BIN)/python -m pytest -q -n 2
+
+# The real agent CLIs, at pinned versions, in an ignored cache folder (skipped when npm is
+# missing: their tests then skip and say so).
+agents: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+		$(BIN)/python -m taskmill.testing.agent_install --cache $(CACHE)/agents; \
+	else echo "npm not found: the real agent CLI tests will be skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
