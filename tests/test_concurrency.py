@@ -41,8 +41,8 @@ def _worker(db: str, index: int, shared: str, prize: str, barrier: Any, results:
     name = f"w{index:02d}"
     out: dict[str, Any] = {"name": name, "created": [], "won_prize": False, "claimed": []}
     try:
-        ledger = _open(db, name)
         barrier.wait(timeout=TIMEOUT)
+        ledger = _open(db, name)  # twenty connections opening at once, too
         for k in range(CREATES):
             task = ledger.create(f"{name} task {k}", labels=[name], priority=3)
             ledger.update(task.id, {"priority": 1, "notes": f"written by {name}"})
