@@ -76,7 +76,7 @@ def seed_project(repo: Path, *, extra_tasks: int = 0) -> Seed:
     - ``ready``: open and ready, label ``ui``
     - ``epic``: open epic, label ``ui``
     - ``gone``: a tombstone
-    - ``extra_tasks`` more: a chain of three plus independent ones
+    - ``extra_tasks`` more: a chain of three, then tasks that often wait on recent ones
     """
     clock = FixedClock(step=1.0)
     project = init_project(repo, {"USER": "seeder"}, prefix="tm", clock=clock)
@@ -153,13 +153,24 @@ def seed_project(repo: Path, *, extra_tasks: int = 0) -> Seed:
         led.comment(ids["flaky"], "taskmill blocked this task: circuit breaker: the same "
                                   "failure 3 times", author="mill:run1")
         if extra_tasks:
-            prev: str | None = None
+            import random
+
+            rng = random.Random(42)
+            extra: list[str] = []
+            words = ["parser", "cache", "index", "API", "schema", "report", "login", "queue",
+                     "export", "search", "billing", "upload"]
             for i in range(extra_tasks):
-                after = [prev] if prev is not None and i < 3 else []
-                tid = led.create(f"Extra task number {i}", priority=i % 5,
-                                 labels=["extra"], after=after).id
+                after: list[str] = []
+                if i in (1, 2):  # a chain of three to start with
+                    after = [extra[-1]]
+                elif i > 3 and rng.random() < 0.55:  # work that waits on recent work
+                    window = extra[max(0, i - 12):i]
+                    after = rng.sample(window, k=min(len(window), rng.choice((1, 1, 2))))
+                title = f"{rng.choice(('Build', 'Test', 'Fix', 'Refactor'))} the " \
+                        f"{rng.choice(words)} ({i})"
+                tid = led.create(title, priority=i % 5, labels=["extra"], after=after).id
                 ids[f"extra{i}"] = tid
-                prev = tid
+                extra.append(tid)
 
         run_dir = project.paths.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from ..audit import event_from_row
 from ..clock import Clock, iso
 from ..config import Config
 from ..db import connect
@@ -263,6 +264,7 @@ class Broadcaster:
         self._data_version = -1
         self.seq = 0
         self.paused = False
+        self._pause_seen: tuple[int, int] | None = None
         self.closed = False
 
     def _connection(self) -> sqlite3.Connection:
@@ -271,7 +273,8 @@ class Broadcaster:
             self._data_version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
             self.seq = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM events")
                            .fetchone()[0])
-            self.paused = (self.paths.run_dir / PAUSE_FILE).exists()
+            self._pause_seen = self._pause_signature()
+            self.paused = self._pause_seen is not None
             self.mill.refresh()
         return self._conn
 
@@ -296,11 +299,21 @@ class Broadcaster:
             messages.append({"type": "mill", "events": events[-50:],
                              "tasks": sorted({e["task"] for e in events
                                               if isinstance(e.get("task"), str)})})
-        paused = (self.paths.run_dir / PAUSE_FILE).exists()
-        if paused != self.paused:
-            self.paused = paused
-            messages.append({"type": "paused", "paused": paused})
+        # the file's identity, not only its existence: a resume and a new pause between two
+        # looks must still be noticed
+        signature = self._pause_signature()
+        if signature != self._pause_seen:
+            self._pause_seen = signature
+            self.paused = signature is not None
+            messages.append({"type": "paused", "paused": self.paused})
         return messages
+
+    def _pause_signature(self) -> tuple[int, int] | None:
+        try:
+            st = (self.paths.run_dir / PAUSE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
 
     def publish(self, message: dict[str, Any]) -> None:
         for q in list(self._subscribers):
@@ -873,7 +886,9 @@ class Api:
             if since is None:
                 events = led.events(limit=limit)
             else:
-                events = [e for e in led.events() if e.seq > since][:limit]
+                events = [event_from_row(r) for r in led.conn.execute(
+                    "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events"
+                    " WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit))]
         return _json([e.to_json() for e in events])
 
     def _attempt(self, request: Request) -> tuple[str, dict[str, Any]]:

@@ -141,10 +141,12 @@ def layered_layout(nodes: Sequence[str], edges: Iterable[tuple[str, str, str]], 
         top += sub.height + sp.component_gap
 
     if singles:
-        columns = grid_columns or max(4, min(10, widest_layers))
         singles.sort(key=lambda n: index[n])
         step_x = sp.node_width + sp.layer_gap / 2
         step_y = sp.node_height + sp.node_gap
+        # about as wide as the linked part, and wider than tall (screens are landscape)
+        landscape = math.ceil(math.sqrt(1.6 * len(singles) * step_y / step_x))
+        columns = grid_columns or max(4, widest_layers, landscape)
         for i, node_id in enumerate(singles):
             row, col = divmod(i, columns)
             out.nodes[node_id] = LayoutNode(

@@ -25,11 +25,16 @@ function h(tag, attrs, ...children) {
     else if (k === "dataset") Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
   return el;
+}
+
+// replaceChildren, flattening arrays and dropping null/undefined/false
+function put(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 function s(tag, attrs, ...children) {
@@ -39,7 +44,7 @@ function s(tag, attrs, ...children) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -238,7 +243,10 @@ function graphToolbar(route) {
       const on = all.filter((b) => b.checked).map((b) => b.value);
       setGraphParam("status", on.length === all.length ? "" : on.join(",") || "none");
     });
-    return h("label", {}, box, statusPill(st, st === "open"));
+    const pills = st === "open"
+      ? [statusPill("open", true), statusPill("open", false)]
+      : [statusPill(st, false)];
+    return h("label", { title: st }, box, pills);
   });
   const labels = (state.project && state.project.labels) || [];
   const select = h("select", { id: "label-filter" },
@@ -273,11 +281,14 @@ function fitGraph(data) {
   const svg = document.querySelector("svg.graph");
   if (!svg || !data.width) return;
   const box = svg.getBoundingClientRect();
-  const k = Math.min(1.2, Math.max(0.08, Math.min(box.width / data.width, box.height / data.height) * 0.96));
+  const margin = 16;
+  const all = Math.min((box.width - margin) / data.width, (box.height - margin) / data.height);
+  // a big backlog: rather than shrinking it to illegible, fill the width and start at the top
+  const k = Math.min(1.2, all >= 0.5 ? all : Math.max(all, Math.min((box.width - margin) / data.width, 0.6)));
   state.graph.t = {
     k,
-    x: (box.width - data.width * k) / 2,
-    y: Math.max(8, (box.height - data.height * k) / 2),
+    x: Math.max(margin / 2, (box.width - data.width * k) / 2),
+    y: data.height * k <= box.height ? (box.height - data.height * k) / 2 : margin / 2,
   };
   applyTransform();
 }
@@ -465,7 +476,7 @@ function renderAttempt(task, a) {
       h("span", { class: `outcome ${outcome}` }, outcome),
       h("span", {}, a.agent || "?", a.model ? h("span", { class: "muted" }, ` / ${a.model}`) : null),
       h("span", { class: "muted" }, fmtTime(a.started_at)),
-      h("span", {}, `⏱ ${fmtSeconds(a.duration_s)}`),
+      h("span", { title: "duration" }, fmtSeconds(a.duration_s)),
       h("span", {}, `${fmtTokens(a.input_tokens)} in / ${fmtTokens(a.output_tokens)} out`),
       h("span", {}, fmtCost(a.cost_usd)),
       a.commit_sha ? h("code", {}, a.commit_sha.slice(0, 10)) : null));
@@ -473,7 +484,7 @@ function renderAttempt(task, a) {
   const detail = a.detail || {};
   if (detail.failure) body.append(h("h3", {}, `Failure (${detail.failure_kind || "checks"})`), h("pre", { class: "wrap" }, detail.failure));
   if (detail.agent_error) body.append(h("h3", {}, "Agent error"), h("pre", { class: "wrap" }, detail.agent_error));
-  if (detail.checks && detail.checks.length) body.append(h("h3", {}, "Checks"), renderChecks(detail.checks));
+  if (detail.checks && detail.checks.length) body.append(h("h3", {}, "Checks"), ...renderChecks(detail.checks));
   body.append(h("h3", {}, "Diff"));
   const fill = () => {
     body.append(diffSection(task, a));
@@ -492,10 +503,10 @@ function renderAttempt(task, a) {
 }
 
 function taskActions(task) {
-  const select = h("select", { id: "priority-select" },
+  // changing the select sends the new priority at once: a live refresh cannot lose it
+  const select = h("select", { id: "priority-select", title: "priority", onchange: () =>
+    act(api(`/api/tasks/${encodeURIComponent(task.id)}`, { method: "PATCH", body: { priority: Number(select.value) } }), `priority set to P${select.value}`) },
     [0, 1, 2, 3, 4].map((p) => h("option", { value: p, selected: task.priority === p }, `P${p}`)));
-  const setPrio = h("button", { type: "button", id: "set-priority", onclick: () =>
-    act(api(`/api/tasks/${encodeURIComponent(task.id)}`, { method: "PATCH", body: { priority: Number(select.value) } }), `priority set to P${select.value}`) }, "Set priority");
   const buttons = [];
   if (task.status === "blocked") {
     buttons.push(h("button", { type: "button", id: "unblock", onclick: () =>
@@ -505,8 +516,8 @@ function taskActions(task) {
     buttons.push(h("button", { type: "button", id: "reopen", onclick: () =>
       act(api(`/api/tasks/${encodeURIComponent(task.id)}/reopen`, { method: "POST" }), "reopened") }, "Reopen"));
   }
-  return h("div", { class: "actions" },
-    h("div", { class: "row" }, select, setPrio),
+  return h("div", { class: "actions", "data-key": `${task.id}:${task.status}:${task.priority}` },
+    h("div", { class: "row" }, h("label", {}, "Priority ", select)),
     buttons.length ? h("div", { class: "row" }, buttons) : null);
 }
 
@@ -527,9 +538,11 @@ async function renderTask(route, initial) {
   if (!data || data.dataset.task !== task.id) {
     data = h("div", { id: "task-data", "data-task": task.id });
     const side = h("div", { id: "task-side" });
+    const actions = h("div", { id: "task-actions", class: "panel" });
     view.replaceChildren(h("div", { class: "page" },
       h("p", {}, h("a", { href: "#/graph" }, "← graph")),
-      h("div", { class: "cols" }, data, h("div", {}, side, h("div", { style: "height:12px" }), commentForm(task.id)))));
+      h("div", { class: "cols" }, data,
+        h("div", {}, actions, h("div", { style: "height:12px" }), commentForm(task.id), side))));
   }
   // open the latest attempt with a commit the first time the page shows
   if (state.task.autoOpened !== task.id) {
@@ -560,7 +573,7 @@ async function renderTask(route, initial) {
   const attempts = task.attempts.length
     ? task.attempts.slice().reverse().map((a) => renderAttempt(task, a))
     : [h("p", { class: "muted" }, "No attempts yet.")];
-  data.replaceChildren(
+  put(data,
     h("div", { class: "task-head" },
       h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready), prio(task.priority)),
     h("h1", { id: "task-title" }, task.title),
@@ -572,9 +585,14 @@ async function renderTask(route, initial) {
     task.comments.length ? task.comments.map((c) => h("div", { class: "comment" },
       h("div", { class: "meta" }, `${c.author} · ${fmtTime(c.created_at)}`),
       h("div", { class: "text" }, c.text))) : h("p", { class: "muted" }, "No comments."));
+  // the actions are redrawn only when what they offer changes (not under the user's hand)
+  const actionsBox = document.getElementById("task-actions");
+  const current = actionsBox.querySelector(".actions");
+  if (!current || current.dataset.key !== `${task.id}:${task.status}:${task.priority}`) {
+    put(actionsBox, h("h3", {}, "Actions"), taskActions(task));
+  }
   const side = document.getElementById("task-side");
-  side.replaceChildren(
-    h("div", { class: "panel" }, h("h3", {}, "Actions"), taskActions(task)),
+  put(side,
     h("h2", {}, "Depends on"),
     task.blocked_by.length ? h("p", {}, h("span", { class: "bad-mark" }, "waiting on: "), task.blocked_by.join(", ")) : null,
     depList(task.dependencies, "depends_on_id"),
