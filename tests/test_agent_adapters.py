@@ -629,11 +629,20 @@ def test_get_adapter_from_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     adapter = get_adapter("mycli")
     assert adapter.name == "exec"
     assert "mycli" in known_adapter_names()
-    bad = [metadata.EntryPoint(name="bad", value="taskmill.agents.common:short",
+    factory = [metadata.EntryPoint(name="fac", value="taskmill.agents.registry:ExecAdapter",
+                                   group=registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(registry, "_entry_points", lambda: factory)
+    assert get_adapter("fac").name == "exec"
+    bad = [metadata.EntryPoint(name="bad", value="taskmill.agents.registry:ENTRY_POINT_GROUP",
                                group=registry.ENTRY_POINT_GROUP)]
     monkeypatch.setattr(registry, "_entry_points", lambda: bad)
     with pytest.raises(UnknownAdapterError, match="not an adapter"):
         get_adapter("bad")
+    broken = [metadata.EntryPoint(name="broken", value="no_such_module_xyz:Adapter",
+                                  group=registry.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(registry, "_entry_points", lambda: broken)
+    with pytest.raises(UnknownAdapterError, match="cannot load agent adapter 'broken'"):
+        get_adapter("broken")
 
 
 def test_builtin_names_do_not_touch_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ Built-in adapters: exec, claude, codex, gemini, opencode, qwen, aider, scripted.
 from installed packages through the entry-point group ``taskmill.agents``::
 
     [project.entry-points."taskmill.agents"]
-    mycli = "mypkg.adapter:MyAdapter"      # a class (called with no arguments) or an instance
+    mycli = "mypkg.adapter:MyAdapter"  # a class or factory (called with no arguments), or an instance
 
 Entry points are only looked at when a name is not built in.
 """
@@ -72,8 +72,15 @@ def get_adapter(name: str) -> AgentAdapter:
     for ep in _entry_points():
         if ep.name != name:
             continue
-        loaded: Any = ep.load()
-        adapter = loaded() if isinstance(loaded, type) else loaded
+        try:
+            loaded: Any = ep.load()
+            adapter = loaded
+            if isinstance(loaded, type) or (callable(loaded) and not _looks_like_adapter(loaded)):
+                adapter = loaded()  # a class or a factory function
+        except Exception as exc:
+            raise UnknownAdapterError(
+                f"cannot load agent adapter {name!r} from entry point {ep.value!r}: {exc!r}"
+            ) from exc
         if not _looks_like_adapter(adapter):
             raise UnknownAdapterError(
                 f"entry point {ep.value!r} for agent adapter {name!r} (group "
