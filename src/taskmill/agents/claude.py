@@ -12,9 +12,10 @@ is set, which this adapter then sets: the isolation is taskmill's (own worktree,
 clean environment, process group killed at the deadline). A table can choose otherwise with
 ``permission_mode = "acceptEdits"`` and ``allowed_tools = ["Bash(git:*)", "Bash(pytest:*)"]``
 (the latter becomes ``--allowedTools``); ``max_turns = N`` adds ``--max-turns N``.
-``mcp = true`` writes ``claude-mcp.json`` (``{"mcpServers": {"taskmill": ...}}``) into the
-turn's state directory, passes it with ``--mcp-config`` and adds ``mcp__taskmill`` (all of the
-server's tools) to ``--allowedTools``.
+``mcp = true`` writes ``claude-mcp.json`` (``{"mcpServers": {"taskmill": ...}}``, with
+``alwaysLoad`` so that the first model call waits for the server) into the turn's state
+directory, passes it with ``--mcp-config`` and adds ``mcp__taskmill`` (all of the server's
+tools) to ``--allowedTools``.
 
 Endpoint: ``base_url`` -> ``ANTHROPIC_BASE_URL`` (without a trailing ``/v1``: the CLI appends
 ``/v1/messages``), the key from ``api_key_env`` -> ``ANTHROPIC_API_KEY``. Telemetry,
@@ -189,8 +190,9 @@ class ClaudeAdapter:
         env = build_env(config, request, extra)
         if config.mcp:
             command = mcp_command(config)
+            # alwaysLoad: connect before the first model call (-p does not wait otherwise)
             server = {"command": command[0], "args": command[1:],
-                      "env": dict(request.taskmill_env)}
+                      "env": dict(request.taskmill_env), "alwaysLoad": True}
             path = request.state_dir / "claude-mcp.json"
             path.write_text(json.dumps({"mcpServers": {"taskmill": server}}, indent=2))
             argv += ["--mcp-config", str(path)]

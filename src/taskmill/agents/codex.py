@@ -23,7 +23,8 @@ by Codex)::
     supports_websockets = false
 
 Without ``base_url`` the key from ``api_key_env`` is passed as ``OPENAI_API_KEY`` and
-``CODEX_API_KEY``. ``mcp = true`` adds ``[mcp_servers.taskmill]``; a ``codex_config`` table
+``CODEX_API_KEY``. ``mcp = true`` adds ``[mcp_servers.taskmill]`` (``required``: the first
+turn waits for it; Codex 0.169 offers its tools through ``tool_search``); a ``codex_config`` table
 in the agent table is merged into the top level of ``config.toml``, a ``codex_provider``
 table into the provider (e.g. ``{stream_max_retries = 1, request_max_retries = 1}``: Codex
 reconnects 5 times on its own before giving up). Use a model name Codex knows (e.g.
@@ -95,7 +96,10 @@ def codex_config(config: AgentConfig, request: TurnRequest) -> dict[str, Any]:
         doc.setdefault("model_providers", {})[PROVIDER] = provider
     if config.mcp:
         command = mcp_command(config)
-        server: dict[str, Any] = {"command": command[0], "args": command[1:]}
+        # required: the first turn waits for the server (and fails if it cannot start);
+        # without it Codex sends the first request before a slow server is up.
+        server: dict[str, Any] = {"command": command[0], "args": command[1:],
+                                  "required": True, "startup_timeout_sec": 30}
         if request.taskmill_env:
             server["env"] = dict(request.taskmill_env)
         doc.setdefault("mcp_servers", {})["taskmill"] = server
