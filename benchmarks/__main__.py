@@ -95,6 +95,13 @@ def markdown(reports: list[Report], failures: dict[str, str], seconds: float) ->
         f"Machine: {where}. Measured {datetime.now(UTC):%Y-%m-%d}; the whole run took"
         f" {seconds / 60:.1f} min.",
         "",
+        "Whole-process figures (`taskmill --help`, `taskmill ready`) are wall-clock times and"
+        " depend on what else the machine is doing; each comes with the CPU time the process"
+        " used and the load average at the time (2 cores: a load above 2 means processes wait"
+        " for a core). The big ledger is built once with bulk SQL and cached under"
+        " `benchmarks/.data/` (`python -m benchmarks.ledger_data` builds it alone, about"
+        " 75 s and 640 MB).",
+        "",
         "| benchmark | what | figure | target | result | machine |",
         "|---|---|---|---|---|---|",
     ]
