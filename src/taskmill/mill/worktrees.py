@@ -209,7 +209,10 @@ class WorktreePool:
         try:
             wt = self.git.at(ws.path)
             self._scrub(wt)
-            wt.run("checkout", "-q", "--detach", check=False)
+            # detach HEAD at the commit it is on (as `git checkout --detach` would, without
+            # refreshing the whole index again: the scrub just did)
+            wt.run("update-ref", "--no-deref", "-m", "taskmill: release the slot", "HEAD",
+                   "HEAD", check=False)
             if delete_branch:
                 self.git.run("branch", "-q", "-D", ws.branch, check=False)
             (self.root / f"w{ws.slot}.clean").touch()
