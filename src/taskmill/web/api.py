@@ -54,11 +54,6 @@ class Forbidden(TaskmillError):
     exit_code = 1
 
 
-class Unauthorized(TaskmillError):
-    code = "unauthorized"
-    exit_code = 1
-
-
 HTTP_STATUS = {
     "invalid": 400, "not_initialized": 400, "not_a_repository": 400, "plan_invalid": 400,
     "cycle": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,

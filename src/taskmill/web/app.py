@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import secrets
 from collections.abc import AsyncIterator, Collection, Mapping
 from http.cookies import SimpleCookie
@@ -203,9 +202,3 @@ def create_app(project_root: Path, env: Mapping[str, str], clock: Clock | None =
     app.add_middleware(Guard, token=token, allowed_hosts=guard_hosts)
     return app
 
-
-def openapi_json() -> str:
-    """The OpenAPI description, without a running server (for docs and tests)."""
-    from .api import openapi_document
-
-    return json.dumps(openapi_document(ROUTES), indent=2)

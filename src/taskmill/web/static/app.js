@@ -686,7 +686,8 @@ function connect() {
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
     if (msg.type === "hello") { setPaused(msg.paused); return; }
     if (msg.type === "paused") setPaused(msg.paused);
-    state.lastMessage = msg;
+    // the graph shows only what the ledger holds; the other views show mill events too
+    if (state.route && state.route.name === "graph" && msg.type !== "ledger") return;
     refresh();
   };
 }
