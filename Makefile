@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
-.PHONY: all install demo test lint typecheck bench agents clean
+.PHONY: all install demo test lint typecheck bench agents chromium clean
 
 all: test
 
@@ -21,7 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
-test: $(STAMP) agents
+test: $(STAMP) agents chromium
 	$(BIN)/python -m pytest -q -n 2
 
 # The real agent CLIs, at pinned versions, in an ignored cache folder (skipped when npm is
@@ -40,3 +40,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(CACHE) build dist
+
+# Debian's Chromium for the dashboard's browser tests (they skip, and say why, without it).
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "apt-get not found: install Chromium yourself; the browser tests will be skipped"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: the browser tests will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		(sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "not root: 'sudo apt-get install chromium' enables the browser tests (skipped until then)"; fi

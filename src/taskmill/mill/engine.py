@@ -279,7 +279,10 @@ class Mill:
 
     def _loop(self, ledger: Ledger, ctx: WorkerContext, resumed: set[str],
               summary: RunSummary) -> None:
-        done: queue.Queue[Outcome] = queue.Queue()
+        done: queue.Queue[Outcome | None] = queue.Queue()
+        # a task that lands wakes the scheduler at once (None: a wake-up, not an outcome),
+        # not only when its worker is done cleaning its worktree
+        ctx.on_landed = lambda _task_id: done.put(None)
         in_flight: set[str] = set()
         skip: set[str] = set()
         dispatched = 0
@@ -325,6 +328,8 @@ class Mill:
                     # changes (new or unblocked tasks, pause and resume)
                     outcome = done.get(timeout=0.5)
                 except queue.Empty:
+                    continue
+                if outcome is None:
                     continue
                 in_flight.discard(outcome.task_id)
                 skip.discard(outcome.task_id)

@@ -114,6 +114,9 @@ class WorkerContext:
     homes_dir: Path
     agent_git_env: Mapping[str, str] = field(default_factory=dict)
     """Git identity handed to agents (their HOME is isolated, so ~/.gitconfig is not seen)."""
+    on_landed: Callable[[str], None] | None = None
+    """Called with the task's id as soon as it is closed as landed, before its worktree is
+    cleaned, so that the scheduler dispatches what it unblocked at once."""
 
 
 class TaskWorker:
@@ -394,6 +397,8 @@ class TaskWorker:
         self.out.outcome = "landed"
         self.out.commit = commit
         self.ctx.bus.emit("landed", task=self.task.id, commit=commit)
+        if self.ctx.on_landed is not None:
+            self.ctx.on_landed(self.task.id)
 
     def _block(self, reason: str) -> None:
         with self.ledger.transaction():
