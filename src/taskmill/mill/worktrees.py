@@ -53,6 +53,8 @@ class WorktreePool:
         self._mutex = threading.Lock()
         self._admin_mutex = threading.Lock()
         self._held: set[int] = set()
+        self._entries: Path | None = None
+        """git's worktrees/ directory (found once: it does not move while the pool lives)"""
 
     # -- slots -----------------------------------------------------------------------------
 
@@ -119,8 +121,11 @@ class WorktreePool:
         git locks a new worktree entry ("initializing") until the add is complete, so
         `git worktree prune` keeps it, and an entry whose files are missing or empty makes
         every later `git worktree` command fail. Taskmill never locks its worktrees."""
-        common = Path(self.git.out("rev-parse", "--git-common-dir"))
-        entries = (common if common.is_absolute() else self.git.cwd / common) / "worktrees"
+        if self._entries is None:
+            common = Path(self.git.out("rev-parse", "--git-common-dir"))
+            common = common if common.is_absolute() else self.git.cwd / common
+            self._entries = common / "worktrees"
+        entries = self._entries
         found = []
         root = self.root.resolve()
         for admin in sorted(entries.iterdir()) if entries.is_dir() else []:
