@@ -33,7 +33,7 @@ from ..model import Task
 from ..paths import LedgerPaths
 from .events import EventBus
 from .git import Git, ensure_identity, git_env, identity_env
-from .land import MergeQueue
+from .land import MergeQueue, recover_interrupted_advance
 from .settings import RunSettings
 from .worker import AgentGate, Outcome, TaskWorker, WorkerContext
 from .worktrees import WorktreePool
@@ -248,6 +248,9 @@ class Mill:
         self._hold_run_lock()
         ledger = self.ledger()
         try:
+            # a run killed while moving the user's checkout may have left it detached
+            recover_interrupted_advance(self.git, self.paths.run_dir / "merge.lock",
+                                        self.paths.root)
             target = self._target()
             summary = RunSummary(self.run_id, target)
             queue_ = MergeQueue(
@@ -259,6 +262,7 @@ class Mill:
                                 include_file=self.paths.dir / "include",
                                 clean_ignored=self.settings.clean_ignored)
             pool.prune()
+            self._drop_landed_branches(ledger, pool)
             ctx = WorkerContext(
                 run_id=self.run_id, settings=self.settings, git=self.git, pool=pool,
                 queue=queue_, bus=self.bus, clock=self.clock, gate=AgentGate(self.clock),
@@ -270,12 +274,23 @@ class Mill:
                           workers=self.settings.workers)
             resumed = set(self.recover(ledger, queue_.ref))
             self._loop(ledger, ctx, resumed, summary)
+            self._drop_landed_branches(ledger, pool)  # those a worker could not delete
             self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
                                              if k != "tasks"})
             return summary
         finally:
             ledger.close_db()
             self._release_run_lock()
+
+    def _drop_landed_branches(self, ledger: Ledger, pool: WorktreePool) -> None:
+        """Branches of landed tasks that a killed run did not get to delete."""
+        out = self.git.out("for-each-ref", "--format=%(refname:short)", "refs/heads/taskmill/")
+        for branch in out.split():
+            task_id = branch[len("taskmill/"):]
+            row = ledger.conn.execute("SELECT status, close_reason FROM tasks WHERE id = ?",
+                                      (task_id,)).fetchone()
+            if row and row[0] == "closed" and (row[1] or "").startswith("landed "):
+                pool.drop_branch(task_id)
 
     def _loop(self, ledger: Ledger, ctx: WorkerContext, resumed: set[str],
               summary: RunSummary) -> None:

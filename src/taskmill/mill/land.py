@@ -23,6 +23,7 @@ across the workers of one run and across concurrent runs.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +45,71 @@ class LandResult:
     detail: str = ""
     checks: ChecksResult | None = None
     checkout_note: str | None = None
+
+
+ADVANCE_JOURNAL = "advance.json"
+"""Next to the merge lock while the target (and the user's checkout) is being moved."""
+
+
+def recover_interrupted_advance(git: Git, lock_path: Path, user_checkout: Path) -> None:
+    """Take the merge lock and undo what a run killed in :meth:`MergeQueue._advance` left."""
+    if not lock_path.with_name(ADVANCE_JOURNAL).exists():
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _recover_advance(git, lock_path.with_name(ADVANCE_JOURNAL), git.at(user_checkout))
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _recover_advance(git: Git, journal: Path, user: Git) -> None:
+    """A run died moving ``ref`` from ``old`` to ``new`` (the journal says so; we hold the
+    merge lock, so nobody else is moving it). Its git lock files are stale; if the ref did
+    not move, the user's checkout goes back to ``old`` and on the branch, as it was."""
+    try:
+        data = json.loads(journal.read_text(encoding="utf-8"))
+        ref, old, new, checkout = data["ref"], data["old"], data["new"], data["checkout"]
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)
+        return
+    for lock in (git.git_dir() / f"{ref}.lock", user.git_dir() / "index.lock",
+                 user.git_dir() / "HEAD.lock"):
+        lock.unlink(missing_ok=True)
+    if checkout and git.rev(ref) == old:
+        head = user.run("symbolic-ref", "-q", "HEAD", check=False).stdout.strip()
+        if not head and user.rev("HEAD") == old:  # detached by the unsafe path
+            user.run("symbolic-ref", "HEAD", ref)
+        elif head == ref:
+            _move_back(user, old, new)
+    journal.unlink(missing_ok=True)
+
+
+def _move_back(user: Git, old: str, new: str) -> None:
+    """Put the files ``read-tree -m -u old new`` changed (all or some) back to ``old``."""
+    out = user.run("diff", "--no-renames", "--name-only", "-z", old, new).stdout
+    paths = [p for p in out.split("\0") if p]
+    if not paths:
+        return
+    if user.ok("diff-index", "--cached", "--quiet", new, "--", *paths):
+        user.run("read-tree", "-m", "-u", new, old, check=False)  # it had finished
+        return
+    # killed while writing files: the index is still at old; undo the files it wrote
+    for path in paths:
+        def blob(rev: str, path: str = path) -> str | None:
+            proc = user.run("rev-parse", "--verify", "-q", f"{rev}:{path}", check=False)
+            return proc.stdout.strip() or None
+
+        file = user.cwd / path
+        disk = (user.run("hash-object", "--", path).stdout.strip()
+                if file.is_file() and not file.is_symlink() else None)
+        old_blob, new_blob = blob(old), blob(new)
+        if disk == new_blob and disk != old_blob:
+            if old_blob is None:
+                file.unlink()
+            else:
+                user.run("checkout-index", "-f", "--", path, check=False)
 
 
 def landing_message(task: Task) -> str:
@@ -97,6 +163,9 @@ class MergeQueue:
             return self._land(task, ws, attempt_log)
 
     def _land(self, task: Task, ws: Workspace, attempt_log: Path | None) -> LandResult:
+        journal = self.lock_path.with_name(ADVANCE_JOURNAL)
+        if journal.exists():
+            _recover_advance(self.git, journal, self.user_git)
         wt = self.git.at(ws.path)
         found = self.git.find_landed(self.ref, task.id, since=ws.base)
         if found:
@@ -131,8 +200,20 @@ class MergeQueue:
         wt.run("merge", "--no-ff", "--no-commit", tip, check=False)
 
     def _advance(self, old: str, new: str) -> tuple[bool, str | None]:
-        """Move the target from ``old`` to ``new``; the user's checkout only when safe."""
+        """Move the target from ``old`` to ``new``; the user's checkout only when safe.
+
+        A journal says what is being done until it is done, so that a run killed half-way
+        is recovered (:func:`recover_interrupted_advance`)."""
         checked_out = self.user_git.current_branch() == self.target
+        journal = self.lock_path.with_name(ADVANCE_JOURNAL)
+        journal.write_text(json.dumps({"ref": self.ref, "old": old, "new": new,
+                                       "checkout": checked_out}), encoding="utf-8")
+        try:
+            return self._advance_journaled(old, new, checked_out)
+        finally:
+            journal.unlink(missing_ok=True)
+
+    def _advance_journaled(self, old: str, new: str, checked_out: bool) -> tuple[bool, str | None]:
         if not checked_out:
             return self.git.update_ref(self.ref, new, old, "taskmill: land"), None
         moved = self.user_git.run("read-tree", "-m", "-u", old, new, check=False)

@@ -143,6 +143,7 @@ class TaskWorker:
             if found:  # landed by an earlier run that died before closing the task
                 self._close(found)
                 landed = True
+                self.ctx.pool.drop_branch(self.task.id)
                 return self.out
             ws = self.ctx.pool.acquire(self.task.id, base)
             self.ctx.bus.emit("workspace", task=self.task.id, path=str(ws.path),

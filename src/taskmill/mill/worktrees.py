@@ -148,12 +148,23 @@ class WorktreePool:
         shutil.rmtree(path, ignore_errors=True)
         (self.root / f"w{slot}.clean").unlink(missing_ok=True)
 
-    def _free_branch(self, branch: str, path: Path) -> None:
+    def drop_branch(self, task_id: str) -> None:
+        """Delete a landed task's branch (detaching it in free slots a killed run left it in)."""
+        branch = branch_for(task_id)
+        self._free_branch(branch, None)
+        proc = self.git.run("branch", "-q", "-D", branch, check=False)
+        if proc.returncode != 0 and "packed-refs.lock" in proc.stderr:
+            # git waited (core.packedRefsTimeout) for a lock held for milliseconds when
+            # alive: a git killed while deleting a ref left it
+            (self.git.git_dir() / "packed-refs.lock").unlink(missing_ok=True)
+            self.git.run("branch", "-q", "-D", branch, check=False)
+
+    def _free_branch(self, branch: str, path: Path | None) -> None:
         """Detach ``branch`` in the free slots a killed run left it checked out in (git
         refuses to check out, or delete, a branch checked out in another worktree)."""
         out = self.git.run("worktree", "list", "--porcelain", check=False).stdout
         current: Path | None = None
-        root, own = self.root.resolve(), path.resolve()
+        root, own = self.root.resolve(), path.resolve() if path is not None else None
         for line in out.splitlines():
             if line.startswith("worktree "):
                 current = Path(line[len("worktree "):]).resolve()
