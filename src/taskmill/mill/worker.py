@@ -250,8 +250,7 @@ class TaskWorker:
                 continue
             self.ctx.gate.succeeded(config.name)
             commit = wt.commit_all(f"taskmill: {task.id} iteration {iteration}\n\n{task.title}\n")
-            head = wt.out("rev-parse", "HEAD")
-            after = wt.out("rev-parse", "HEAD^{tree}")
+            head, after = wt.out("rev-parse", "HEAD", "HEAD^{tree}").split()
             changed = after != before
             no_change = 0 if changed else no_change + 1
             detail: dict[str, Any] = {"changed": changed, "exit_code": result.exit_code,
