@@ -204,8 +204,14 @@ class WorktreePool:
             for name in ("index.lock", "HEAD.lock"):
                 (wt.git_dir() / name).unlink(missing_ok=True)
             if not ready_marker.exists():
+                # not released: leave the branch a killed run had here without touching it
+                # (its ref may still be locked by that run's killed git)
+                wt.run("update-ref", "--no-deref", "-m", "taskmill: take over the slot",
+                       "HEAD", "HEAD", check=False)
                 self._scrub(wt)
             ready_marker.unlink(missing_ok=True)
+            # this task is ours (claimed): a lock on its branch is a killed git's
+            (self.git.git_dir() / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
             existing = self.git.rev(f"refs/heads/{branch}")
             resumed = existing is not None and existing != base
             if existing is not None:
