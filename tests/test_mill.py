@@ -263,3 +263,52 @@ def test_agent_is_run_fresh_each_iteration(tmp_path: Path) -> None:
     starts = [row for row in read_spy_log(repo.spy) if row[1] == "start"]
     pids = {row[5] for row in starts}
     assert len(starts) == 3 and len(pids) == 3
+
+
+def test_scripted_agent_from_config(tmp_path: Path) -> None:
+    """The configured agent ([run] agent, [agents.NAME]) is used without --agent-cmd; its
+    model, tokens and cost are recorded per attempt."""
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"tasks": {
+        "tm-s": {
+            "1": {"files": {"s.txt": "one"}, "stdout": "scripted turn one\n",
+                  "usage": {"input_tokens": 11, "output_tokens": 4, "cost_usd": 0.01}},
+            "*": {"files": {"s.txt": "done"},
+                  "usage": {"input_tokens": 20, "output_tokens": 8, "cost_usd": 0.02}},
+        }}}))
+    repo = MillRepo(tmp_path, run={"agent": "robot"},
+                    agents={"robot": {"adapter": "scripted", "script": str(script),
+                                      "model": "robo-1"}})
+    repo.create("tm-s", checks=["test \"$(cat s.txt)\" = done"])
+
+    result = repo.run()
+
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(["tm-s"])
+    attempts = repo.attempts("tm-s")
+    assert [(a["agent"], a["model"], a["outcome"]) for a in attempts] == [
+        ("robot", "robo-1", "failed"), ("robot", "robo-1", "passed")]
+    assert [(a["input_tokens"], a["output_tokens"], a["cost_usd"]) for a in attempts] == [
+        (11, 4, 0.01), (20, 8, 0.02)]
+    assert "scripted turn one" in Path(attempts[0]["log_path"]).read_text()
+    (finished,) = result.events_of("task_finished")
+    assert finished["iterations"] == 2
+    data = json.loads(repo.cli("stats", "--json").stdout)
+    assert (data["input_tokens"], data["output_tokens"]) == (31, 12)
+
+
+def test_prompt_holds_the_tail_of_long_failing_output(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "n.txt").write_text(str(ITER))
+    """, spy=repo.spy)
+    # (quotes split the markers, so the command's own text does not contain them)
+    check = ("echo FIRST-LINE-\"OF-OUTPUT\"; seq 1 20000 | sed 's/^/filler line /'; "
+             "echo LAST-LINE: \"expected 2\"; test \"$(cat n.txt)\" = 2")
+    repo.create("tm-long", checks=[check])
+    result = repo.run("--agent-cmd", cmd)
+    assert result.returncode == 0, result.describe()
+    second = (repo.spy / "prompt-tm-long-2.stdin").read_text()
+    assert "LAST-LINE: expected 2" in second
+    assert "FIRST-LINE-OF-OUTPUT" not in second.split("## The checks failed", 1)[1]
+    assert len(second) < 20000

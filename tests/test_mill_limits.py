@@ -208,3 +208,20 @@ def test_budgets_and_limits_from_config(tmp_path: Path) -> None:
     assert len(repo.attempts("tm-c")) == 1
     assert "--max-iterations (1)" in _blocked_comment(repo, "tm-c")
     assert time.monotonic() - start < 30
+
+
+def test_rate_limit_without_reset_time_backs_off_exponentially(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path, run={"rate_limit_backoff": 0.4})
+    cmd = agent_script(tmp_path / "agent.py", """
+        if CALL <= 3:
+            usage(rate_limited=True)
+        else:
+            (WT / "done.txt").write_text("ok")
+    """, spy=repo.spy)
+    repo.create("tm-b", checks=["test -f done.txt"])
+    result = repo.run("--agent-cmd", cmd, "--max-iterations", "1")
+    assert result.returncode == 0, result.describe()
+    assert [e["seconds"] for e in result.events_of("agent_paused")] == [0.4, 0.8, 1.6]
+    assert [a["outcome"] for a in repo.attempts("tm-b")] == [
+        "rate_limited", "rate_limited", "rate_limited", "passed"]
+    repo.assert_all_landed_once(["tm-b"])

@@ -245,3 +245,25 @@ def test_branch_left_checked_out_in_a_dead_runs_slot(repo: MillRepo, tmp_path: P
     repo.assert_all_landed_once(["tm-1"])
     assert repo.git("show", "main:part1.txt") == "before the crash"
     assert repo.mill_branches() == []
+
+
+def test_stale_branch_locks_of_a_killed_run(repo: MillRepo, tmp_path: Path) -> None:
+    """A run died inside git commands on two task branches: tm-1's (still checked out in
+    the slot it left) and tm-2's own (the task is resumed). Both locks are stale."""
+    pool = _pool(repo)
+    first = pool.acquire("tm-1", repo.tip())
+    second = pool.acquire("tm-2", repo.tip())
+    for ws in (first, second):  # never released: the run died
+        pool._unlock_slot(ws.slot, ws._lock_fd)
+    heads = repo.root / ".git" / "refs" / "heads" / "taskmill"
+    (heads / "tm-1.lock").write_text("")
+    (heads / "tm-2.lock").write_text("")
+    repo.create("tm-2")
+    repo.ledger.claim("tm-2", "mill:deadbeef", actor="mill:deadbeef")
+    repo.create("tm-3")
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text(TASK)
+    """, spy=repo.spy)
+    result = repo.run("--agent-cmd", cmd, "-j", "2")
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(["tm-2", "tm-3"])
