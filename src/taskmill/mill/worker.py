@@ -149,8 +149,13 @@ class TaskWorker:
             self.ctx.bus.emit("workspace", task=self.task.id, path=str(ws.path),
                               branch=ws.branch, resumed=ws.resumed)
             failure: tuple[str, str] | None = self._pending_failure()
+            # a run killed after the checks passed: land what passed, no new agent turn
+            ready = self.resumed and self._passed_at(ws)
             while True:
-                passed, failure = self._loop(ws, failure)
+                if ready:
+                    passed, ready = True, False
+                else:
+                    passed, failure = self._loop(ws, failure)
                 if not passed:
                     break
                 self.ctx.bus.emit("merge_queued", task=self.task.id)
@@ -186,15 +191,29 @@ class TaskWorker:
                                       message=f"could not clean worktree: {exc}")
             self.ledger.close_db()
 
-    def _pending_failure(self) -> tuple[str, str] | None:
-        """The failure of the last finished attempt in this lap (when resuming)."""
-        for attempt in reversed(self.ledger.attempts(self.task.id)):
-            detail = attempt.get("detail") or {}
-            if attempt.get("outcome") in ("failed", "turn_failed", "timeout") and detail.get("failure"):
-                return detail.get("failure_kind") or "checks", str(detail["failure"])
-            if attempt.get("outcome"):
-                break
+    def _last_counted_attempt(self) -> dict[str, Any] | None:
+        """The last attempt that counted (not interrupted by a crash, not rate-limited)."""
+        attempts: list[dict[str, Any]] = self.ledger.attempts(self.task.id)
+        for attempt in reversed(attempts):
+            if attempt.get("outcome") not in (None, "interrupted", "rate_limited"):
+                return dict(attempt)
         return None
+
+    def _pending_failure(self) -> tuple[str, str] | None:
+        """The failure of the last finished attempt (when resuming): a turn redone after a
+        crash sees what the one it replaces saw."""
+        attempt = self._last_counted_attempt()
+        detail = (attempt or {}).get("detail") or {}
+        if attempt and attempt["outcome"] in ("failed", "turn_failed", "timeout") \
+                and detail.get("failure"):
+            return detail.get("failure_kind") or "checks", str(detail["failure"])
+        return None
+
+    def _passed_at(self, ws: Workspace) -> bool:
+        """Whether the last attempt passed its checks at the commit the branch is on."""
+        attempt = self._last_counted_attempt()
+        return bool(attempt and attempt["outcome"] == "passed" and attempt["commit_sha"]
+                    and attempt["commit_sha"] == self.ctx.git.at(ws.path).out("rev-parse", "HEAD"))
 
     # -- iterations ----------------------------------------------------------------------
 
