@@ -51,6 +51,9 @@ class WorktreePool:
         self.include_file = include_file
         self.clean_ignored = clean_ignored
         self._mutex = threading.Lock()
+        self._peeked = threading.Condition(self._mutex)
+        self._peeking: set[int] = set()
+        """Slots this process holds only for a moment (to repair them): wait, do not skip."""
         self._admin_mutex = threading.Lock()
         self._held: set[int] = set()
         self._entries: Path | None = None
@@ -62,14 +65,16 @@ class WorktreePool:
         self.root.mkdir(parents=True, exist_ok=True)
         slot = 0
         while True:
-            fd = self._try_lock(slot)
+            fd = self._try_lock(slot, wait_peek=True)
             if fd is not None:
                 return slot, fd
             slot += 1
 
-    def _try_lock(self, slot: int) -> int | None:
+    def _try_lock(self, slot: int, *, wait_peek: bool = False, peek: bool = False) -> int | None:
         """The slot's lock when no thread or process holds it, else None."""
         with self._mutex:
+            while wait_peek and slot in self._peeking:
+                self._peeked.wait()
             if slot in self._held:
                 return None
             fd = os.open(self.root / f"w{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -79,13 +84,18 @@ class WorktreePool:
                 os.close(fd)
                 return None
             self._held.add(slot)
+            if peek:
+                self._peeking.add(slot)
             return fd
 
     def _unlock_slot(self, slot: int, fd: int) -> None:
         with self._mutex:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
             self._held.discard(slot)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+            if slot in self._peeking:
+                self._peeking.discard(slot)
+                self._peeked.notify_all()
 
     @contextmanager
     def _admin(self) -> Iterator[None]:
@@ -107,7 +117,7 @@ class WorktreePool:
         and take apart the half-made worktrees of free slots (see :meth:`_half_made`)."""
         with self._admin():
             for slot, admin, path in self._half_made():
-                fd = self._try_lock(slot)
+                fd = self._try_lock(slot, peek=True)
                 if fd is not None:
                     try:
                         self._discard(slot, admin, path)
@@ -152,6 +162,8 @@ class WorktreePool:
         """Delete a landed task's branch (detaching it in free slots a killed run left it in)."""
         branch = branch_for(task_id)
         self._free_branch(branch, None)
+        # the task is closed: nobody works its branch; a lock on it is a killed git's
+        (self.git.git_dir() / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
         proc = self.git.run("branch", "-q", "-D", branch, check=False)
         if proc.returncode != 0 and "packed-refs.lock" in proc.stderr:
             # git waited (core.packedRefsTimeout) for a lock held for milliseconds when
@@ -171,7 +183,7 @@ class WorktreePool:
             elif (line == f"branch refs/heads/{branch}" and current is not None
                   and current != own and current.parent == root
                   and (match := re.fullmatch(r"w(\d+)", current.name))):
-                fd = self._try_lock(int(match.group(1)))
+                fd = self._try_lock(int(match.group(1)), peek=True)
                 if fd is None:
                     continue
                 try:
