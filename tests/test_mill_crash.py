@@ -412,3 +412,49 @@ def test_checkout_half_moved_by_a_killed_run_is_put_back(tmp_path: Path, how: st
     assert (repo.root / "b.txt").read_text() == "b from the task\n"
     assert (repo.root / "gone.txt").read_text() == "gone\n"
     assert not (repo.root / "added.txt").exists()
+
+
+def test_task_killed_after_its_checks_passed_lands_without_another_turn(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "a.txt").write_text("a")
+    """, spy=repo.spy)
+    repo.create("tm-p", checks=["test -f a.txt"])
+    killed = repo.run("--agent-cmd", cmd, env=git_kill_env(tmp_path, "merge-tree", "before"))
+    assert killed.returncode in (-9, 137), killed.describe()
+    assert [a["outcome"] for a in repo.attempts("tm-p")] == ["passed"]
+
+    result = repo.run("--agent-cmd", cmd)
+
+    assert result.returncode == 0, result.describe()
+    assert result.events_of("turn_started") == []
+    assert [a["outcome"] for a in repo.attempts("tm-p")] == ["passed"]
+    repo.assert_all_landed_once(["tm-p"])
+    (finished,) = result.events_of("task_finished")
+    assert finished["iterations"] == 1
+
+
+def test_turn_redone_after_a_crash_sees_the_previous_failure(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "n.txt").write_text(str(ITER))
+        if CALL == 2:
+            save("in-turn-2", "1")
+            time.sleep(60)
+    """, spy=repo.spy)
+    repo.create("tm-f", checks=["echo \"FAILURE-OF-ITERATION-$(cat n.txt)\"; test \"$(cat n.txt)\" = 2"])
+    proc = repo.spawn("--agent-cmd", cmd, "--quiet")
+    assert wait_for(lambda: (repo.spy / "in-turn-2").exists(), timeout=20)
+    kill_group(proc)
+    for row in read_spy_log(repo.spy):
+        if row[1] == "start" and row[4] == "2":
+            os.kill(int(row[5]), signal.SIGKILL)  # the orphaned agent
+
+    result = repo.run("--agent-cmd", cmd)
+
+    assert result.returncode == 0, result.describe()
+    assert [a["outcome"] for a in repo.attempts("tm-f")] == ["failed", "interrupted", "passed"]
+    redone = (repo.spy / "prompt-tm-f-3.stdin").read_text()
+    assert "FAILURE-OF-ITERATION-1" in redone
+    assert "This is iteration 2 of" in redone
+    repo.assert_all_landed_once(["tm-f"])
