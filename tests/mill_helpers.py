@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,8 @@ class MillRepo:
         self.write_config(checks=checks, run=run, agents=agents)
         git(self.root, "add", "-A")
         git(self.root, "commit", "-q", "-m", "initial commit")
-        self._ledger: Ledger | None = None
+        self._open: list[Ledger] = []
+        weakref.finalize(self, _close_ledgers, self._open)
 
     # -- config and tasks --------------------------------------------------------------------
 
@@ -178,16 +180,10 @@ class MillRepo:
     @property
     def ledger(self) -> Ledger:
         """The ledger, opened fresh (a run in another process may have changed it)."""
-        if self._ledger is not None:
-            self._ledger.close_db()
-        self._ledger = Ledger.open(self.root / ".taskmill" / "taskmill.db", prefix="tm",
-                                   actor="tester")
-        return self._ledger
-
-    def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close_db()
-            self._ledger = None
+        _close_ledgers(self._open)
+        self._open.append(Ledger.open(self.root / ".taskmill" / "taskmill.db", prefix="tm",
+                                      actor="tester"))
+        return self._open[0]
 
     def create(self, task_id: str, title: str | None = None, *, checks: Sequence[str] | None = None,
                after: Iterable[str] = (), priority: int = 2, description: str = "") -> str:
@@ -292,6 +288,11 @@ class MillRepo:
             assert landings.get(tid) == [sha], (tid, landings.get(tid), sha)
         unexpected = set(landings) - set(task_ids)
         assert not unexpected, unexpected
+
+
+def _close_ledgers(ledgers: list[Ledger]) -> None:
+    while ledgers:
+        ledgers.pop().close_db()
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

@@ -179,7 +179,10 @@ def test_rate_limit_pauses_the_agents_other_work_too(tmp_path: Path) -> None:
             usage(rate_limited=True, retry_after_s=2)
             sys.exit(0)
         if TASK == "tm-other" and CALL == 1:
-            time.sleep(0.8)   # still in its first turn when the limit is reported
+            # still in its first turn when the limit is reported, and a little after
+            while "limited" not in (SPY / "events.log").read_text():
+                time.sleep(0.02)
+            time.sleep(0.8)
         (WT / f"{TASK}-{ITER}.txt").write_text("x")
     """, spy=repo.spy)
     repo.create("tm-hit", checks=["true"])
