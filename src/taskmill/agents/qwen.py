@@ -12,7 +12,10 @@ model call after every turn whose tokens are added to the result), usage statist
 auto-update (other settings in it are kept).
 
 Qwen Code retries API errors (429 included) silently: nothing reaches stdout or stderr, so
-a rate-limited turn shows up as a timeout without ``rate_limited``.
+a rate-limited turn shows up as a timeout without ``rate_limited``. When it gives up on an
+API error (e.g. a malformed answer) it still exits 0, with ``is_error: false`` and the
+error as the result text, ``[API Error: ...]``: the adapter reports that text as the
+turn's error (and looks for rate limits in it).
 
 Parsing: the same ``stream-json`` format as Claude Code (``system``/``assistant``/``user``/
 ``result``), read by :func:`taskmill.agents.claude.parse_claude_stream`: tokens from
@@ -27,7 +30,15 @@ from collections.abc import Callable
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.claude import parse_claude_stream
-from taskmill.agents.common import executable, prompt_arg, read_stderr_tail, write_json_settings
+from taskmill.agents.common import (
+    detect_rate_limit,
+    executable,
+    iter_json_lines,
+    prompt_arg,
+    read_stderr_tail,
+    short,
+    write_json_settings,
+)
 from taskmill.agents.envs import api_key, build_env, with_suffix_v1
 
 QWEN_SETTINGS = {
@@ -37,6 +48,18 @@ QWEN_SETTINGS = {
 }
 """Managed auto-memory would run an extra "memory extraction" model call after the turn and
 add its tokens (~10k) to ``result.usage``."""
+API_ERROR = "[API Error:"
+"""How Qwen Code's result text starts when it gave up on the model API (it still exits 0)."""
+
+
+def api_error(output: str) -> str | None:
+    """The ``[API Error: ...]`` text of the ``result`` event, if that is what it holds."""
+    for event in iter_json_lines(output):
+        text = event.get("result")
+        if (event.get("type") == "result" and isinstance(text, str)
+                and text.lstrip().startswith(API_ERROR)):
+            return text.strip()
+    return None
 
 
 class QwenAdapter:
@@ -67,7 +90,12 @@ class QwenAdapter:
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
     ) -> Usage:
         stderr = read_stderr_tail(request)
-        usage = parse_claude_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
+        now = self.wall_clock()
+        usage = parse_claude_stream(output, exit_code, now=now, stderr=stderr)
+        error = api_error(output)
+        if error and usage.error is None:
+            usage.error = short(error)
+            usage.rate_limited, usage.retry_after_s = detect_rate_limit([error, stderr], now)
         usage.cost_usd = None
         usage.model = usage.model or config.model
         return usage
