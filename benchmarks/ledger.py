@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50, help="in-process ready calls")
     p.add_argument("--process-runs", type=int, default=10, help="whole-process runs")
     p.add_argument("--writes", type=int, default=200, help="creates and closes timed")
-    p.add_argument("--reps", type=int, default=15, help="closes timed per k")
+    p.add_argument("--reps", type=int, default=25, help="closes timed per k")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached ledgers")
     return p
