@@ -13,15 +13,18 @@ again, resuming its branch.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import queue
 import secrets
+import signal
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import agent_config_from_toml, get_adapter
@@ -41,6 +44,29 @@ from .worktrees import WorktreePool
 MILL_PREFIX = "mill:"
 PAUSE_FILE = "paused"
 EVENTS_FILE = "events.ndjson"
+
+
+def stop_orphaned_agents(run_id: str) -> int:
+    """Kill the agents (and what they started) of a run that died: they run in sessions of
+    their own, so a ``kill -9`` of taskmill leaves them working. They are found by the
+    ``TASKMILL_RUN_ID`` in their environment (Linux ``/proc``; elsewhere nothing is done).
+    Returns how many process groups were killed."""
+    marker = f"TASKMILL_RUN_ID={run_id}".encode()
+    groups: set[int] = set()
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    groups.discard(os.getpgid(0))
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return len(groups)
 
 
 @dataclass
@@ -166,10 +192,15 @@ class Mill:
         rows = ledger.conn.execute(
             "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
             (MILL_PREFIX + "%",)).fetchall()
+        stopped: set[str] = set()
         for task_id, assignee in rows:
             run_id = assignee[len(MILL_PREFIX):]
             if self._run_alive(run_id):
                 continue
+            if run_id not in stopped:  # its agents live on; they must not touch the redo
+                stopped.add(run_id)
+                if stop_orphaned_agents(run_id):
+                    self.bus.emit("orphans_stopped", from_run=run_id)
             with ledger.transaction():
                 ledger.conn.execute(
                     "UPDATE attempts SET outcome = 'interrupted', ended_at = ? WHERE task_id = ?"

@@ -355,6 +355,8 @@ class TaskWorker:
             "TASKMILL_DIR": str(self.ctx.ledger_dir),
             "TASKMILL_ACTOR": f"agent:{config.name}/{task.id}",
             "TASKMILL_PROGRESS_FILE": str(self.progress_file),
+            # how a later run finds this agent, should this run be killed (engine.py)
+            "TASKMILL_RUN_ID": self.ctx.run_id,
             **self.ctx.agent_git_env,
         }
         return TurnRequest(
