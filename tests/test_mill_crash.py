@@ -458,3 +458,38 @@ def test_turn_redone_after_a_crash_sees_the_previous_failure(tmp_path: Path) -> 
     assert "FAILURE-OF-ITERATION-1" in redone
     assert "This is iteration 2 of" in redone
     repo.assert_all_landed_once(["tm-f"])
+
+
+def test_agents_orphaned_by_a_killed_run_are_stopped_before_their_work_is_redone(
+        tmp_path: Path) -> None:
+    """kill -9 of taskmill leaves its agents running (they have sessions of their own). The
+    next run takes their tasks over: the orphans must not keep writing into worktrees that
+    are redone or given to other tasks."""
+    repo = MillRepo(tmp_path)
+    cmd = agent_script(tmp_path / "agent.py", """
+        if CALL == 1 and TASK in ("tm-0", "tm-1"):  # the two the killed run works
+            child = subprocess.Popen(["sleep", "60"])  # a helper the agent started
+            save(f"helper-{TASK}", str(child.pid))
+            save(f"orphan-{TASK}", str(os.getpid()))
+            time.sleep(2.5)
+            (WT / "late.txt").write_text(f"written late by the orphaned agent of {TASK}\\n")
+        (WT / f"{TASK}.txt").write_text(TASK)
+    """, spy=repo.spy)
+    ids = [repo.create(f"tm-{n}") for n in range(4)]
+    proc = repo.spawn("--agent-cmd", cmd, "-j", "2", "--quiet")
+    assert wait_for(lambda: len(list(repo.spy.glob("orphan-*"))) == 2, timeout=20)
+    kill_group(proc)
+    orphans = [int(p.read_text()) for p in repo.spy.glob("orphan-*")]
+    helpers = [int(p.read_text()) for p in repo.spy.glob("helper-*")]
+    assert all(process_alive(pid) for pid in orphans + helpers)
+
+    result = repo.run("--agent-cmd", cmd, "-j", "2")
+
+    assert result.returncode == 0, result.describe()
+    assert all(wait_for(lambda pid=pid: not process_alive(pid), timeout=5)
+               for pid in orphans + helpers)
+    time.sleep(3)  # past the moment the orphans would have written
+    repo.assert_all_landed_once(ids)
+    assert "late.txt" not in repo.git("ls-tree", "-r", "--name-only", "main").split()
+    for wt in repo.worktrees()[1:]:
+        assert not (Path(wt) / "late.txt").exists()
