@@ -196,12 +196,17 @@ def test_dirty_checkout_with_overlapping_changes_is_kept_intact(tmp_path: Path) 
     (note,) = result.events_of("checkout_not_moved")
     assert "uncommitted changes" in note["message"]
     assert "note" in result.stdout or "uncommitted" in result.stdout
-    # the suggested recipe works
+    # the suggested recipe catches up without losing the user's edit (git shows the
+    # overlap as a conflict between their edit and the landed work)
     repo.git("stash", "-q")
     repo.git("checkout", "-q", "main")
     repo.git("stash", "pop", "-q", check=False)
-    assert "<<<<<<<" in (repo.root / "work.txt").read_text() or \
-        (repo.root / "work.txt").read_text() == "the user's own unsaved edit\n"
+    assert repo.git("symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    caught_up = (repo.root / "work.txt").read_text()
+    assert "the user's own unsaved edit" in caught_up
+    assert "new work from the agent" in caught_up
+    assert (repo.root / "other.txt").read_text() == "other, edited\n"
+    assert (repo.root / "agent-only.txt").read_text() == "agent\n"
     repo.verify_ok()
 
 
