@@ -24,6 +24,7 @@ missing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,7 @@ def test_task_lands(name: str, tmp_path: Path) -> None:
     env = dict(line.split("=", 1) for line in dump.splitlines() if "=" in line)
     assert Path(env["HOME"]).resolve() == repo.agent_home().resolve(), dump
     assert SECRET_VALUE not in dump and SECRET_ENV not in dump, dump
+    assert "XDG_CONFIG_HOME" not in env and os.environ["HOME"] not in dump, dump
     assert env.get(PASSED_ENV) == PASSED_VALUE, dump
     assert KEY_VALUE in dump, dump  # api_key_env handed on, in the CLI's own variable
     assert not any(SECRET_VALUE in str(e) for e in logged)
