@@ -59,7 +59,10 @@ class Figure:
     ok: bool | None = None
 
     def line(self) -> str:
-        value = f"{self.value:,.1f}" if abs(self.value) >= 100 else f"{self.value:.3g}"
+        if self.unit == "x":
+            value = f"{self.value:.3f}"
+        else:
+            value = f"{self.value:,.1f}" if abs(self.value) >= 100 else f"{self.value:.3g}"
         verdict = "" if self.ok is None else ("PASS" if self.ok else "FAIL")
         target = f"target {self.target}" if self.target else ""
         return f"  {self.name:<52} {value:>10} {self.unit:<7} {target:<18} {verdict}"
@@ -159,10 +162,14 @@ def workdir(name: str, keep: bool = False) -> Iterator[Path]:
 
 
 def make_project(path: Path, env: Mapping[str, str], *,
-                 project_checks: Sequence[str] = ("true",)) -> Path:
-    """A git repository (branch main, one commit) with ``taskmill init`` done and committed."""
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main", env=env)
+                 project_checks: Sequence[str] = ("true",), template: Path | None = None) -> Path:
+    """A git repository (branch main, one commit) with ``taskmill init`` done and committed
+    (``template``: a clone of that repository instead of an empty one)."""
+    if template is not None:
+        git(template, "clone", "-q", "--branch", "main", str(template), str(path), env=env)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        git(path, "init", "-q", "-b", "main", env=env)
     (path / "README.md").write_text("# benchmark repository\n", encoding="utf-8")
     git(path, "add", "README.md", env=env)
     git(path, "commit", "-q", "-m", "initial commit", env=env)

@@ -48,6 +48,7 @@ from .mill_common import (
     prewarm_pool,
     report_landed,
     run_mill,
+    stage_breakdown,
     workdir,
 )
 
@@ -201,6 +202,10 @@ def run(args: argparse.Namespace) -> Report:
                         f"(worktree, commit, checks, merge queue, ledger)")
             report.add(f"{shape}: wall / bound with overhead (adjusted)", wall / adj_bound, "x")
             note_machine(report, mill, args.tasks)
+            stages = stage_breakdown(mill)
+            report.note(f"{shape}: per task, median: " + ", ".join(
+                f"{name} {median(values) * 1000:.0f} ms" for name, values in stages.items()
+                if values and not name.startswith("turn_started")))
             report.note(f"{shape}: the mill's policy simulated with the same durations + "
                         f"overhead: {sim:.1f} s ({sim / adj_bound:.3f}x the adjusted bound); "
                         f"first-come-first-served without overhead would take "
