@@ -32,6 +32,10 @@ FIRST = ("cli", "ledger", "beads_import")
 NOT_BENCHMARKS = {"support", "ledger_data", "mill_common", "mill_all", "mill_profile"}
 
 
+# In the --markdown file, everything from this line on is kept when the table is rewritten.
+KEEP_MARKER = "<!-- written by hand: kept when python -m benchmarks --markdown rewrites the table -->"
+
+
 def discover() -> list[str]:
     here = Path(__file__).parent
     names = [m.name for m in pkgutil.iter_modules([str(here)])
@@ -85,6 +89,7 @@ def summary(reports: list[Report], failures: dict[str, str]) -> str:
 def markdown(reports: list[Report], failures: dict[str, str], seconds: float) -> str:
     where = machine()
     cores = where.split(" ", 1)[0]
+    took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
     out = [
         "# Benchmarks",
         "",
@@ -92,8 +97,7 @@ def markdown(reports: list[Report], failures: dict[str, str], seconds: float) ->
         " unless its name says otherwise. Every benchmark module also runs alone, e.g."
         " `python -m benchmarks.ledger`; see the docstring of each module for what it does.",
         "",
-        f"Machine: {where}. Measured {datetime.now(UTC):%Y-%m-%d}; the whole run took"
-        f" {seconds / 60:.1f} min.",
+        f"Machine: {where}. Measured {datetime.now(UTC):%Y-%m-%d}; the run took {took}.",
         "",
         "Whole-process figures (`taskmill --help`, `taskmill ready`) are wall-clock times and"
         " depend on what else the machine is doing; each comes with the CPU time the process"
@@ -158,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print("\n" + summary(reports, failures))
     if args.markdown:
-        args.markdown.write_text(markdown(reports, failures, elapsed), encoding="utf-8")
+        text = markdown(reports, failures, elapsed)
+        if args.markdown.is_file():  # hand-written analysis below the marker stays
+            old = args.markdown.read_text(encoding="utf-8")
+            if KEEP_MARKER in old:
+                text += "\n" + old[old.index(KEEP_MARKER):]
+        args.markdown.write_text(text, encoding="utf-8")
         print(f"\nwrote {args.markdown}")
     ok = not failures and all(r.passed for r in reports)
     return 0 if ok else 1
