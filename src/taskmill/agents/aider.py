@@ -27,18 +27,11 @@ later ``Tokens:`` line; rate limits from ``RateLimitError`` / 429 / "rate limit"
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
-from taskmill.agents.common import (
-    detect_rate_limit,
-    executable,
-    prompt_arg,
-    read_stderr_tail,
-    short,
-)
-from taskmill.agents.envs import api_key, build_env
+from taskmill.agents.common import executable, prompt_arg, settle_errors
+from taskmill.agents.envs import api_key
+from taskmill.agents.headless import HeadlessAdapter, invocation
 
 _NUM = r"([\d][\d.,]*\s*[kKmM]?)"
 _TOKENS = re.compile(
@@ -90,20 +83,14 @@ def parse_aider_output(
             usage.model = model.group(1)
         if _ERROR.search(line):
             errors.append(line)
-    failed = bool(errors) or exit_code not in (0, None)
-    if errors:
-        usage.error = short(" | ".join(errors[-3:]))
-    if failed:
-        usage.rate_limited, usage.retry_after_s = detect_rate_limit([*errors, stderr], now)
+    settle_errors(usage, errors, exit_code, now=now, evidence=[stderr], shown=errors[-3:])
     return usage
 
 
-class AiderAdapter:
+class AiderAdapter(HeadlessAdapter):
     name = "aider"
     install_hint = "pip install aider-chat (in its own virtualenv; ~700 MB)"
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self.wall_clock = wall_clock
+    read_output = staticmethod(parse_aider_output)
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
         extra = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "AIDER_CHECK_UPDATE": "false"}
@@ -126,14 +113,4 @@ class AiderAdapter:
         if config.base_url:
             argv += ["--openai-api-base", config.base_url.rstrip("/")]
         argv += config.args
-        return Invocation(
-            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
-        )
-
-    def parse(
-        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
-    ) -> Usage:
-        stderr = read_stderr_tail(request)
-        usage = parse_aider_output(output, exit_code, now=self.wall_clock(), stderr=stderr)
-        usage.model = usage.model or config.model
-        return usage
+        return invocation(config, request, argv, extra)

@@ -36,8 +36,6 @@ a failing API call up to 10 times on its own (``api_retry`` events); set
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
@@ -45,19 +43,18 @@ from taskmill.agents.common import (
     as_float,
     as_int,
     as_str,
-    detect_rate_limit,
     error_text,
     executable,
     get_dict,
     iter_json_lines,
-    mcp_command,
+    mcp_stdio_server,
     option_list,
     option_str,
     prompt_arg,
-    read_stderr_tail,
-    short,
+    settle_errors,
 )
-from taskmill.agents.envs import api_key, build_env, without_suffix_v1
+from taskmill.agents.envs import api_key, without_suffix_v1
+from taskmill.agents.headless import HeadlessAdapter, invocation
 
 DEFAULT_PERMISSION_MODE = "bypassPermissions"
 MCP_TOOLS = "mcp__taskmill"
@@ -138,24 +135,16 @@ def parse_claude_stream(
         if output.strip() or exit_code not in (0, None):
             errors.append("the output ended without a result event")
 
-    failed = bool(errors) or exit_code not in (0, None)
-    if errors:
-        usage.error = short(" | ".join(e for e in errors if e))
-    if failed:
-        usage.rate_limited, usage.retry_after_s = detect_rate_limit(
-            [*errors, *retries, stderr], now
-        )
-        if usage.rate_limited and usage.retry_after_s is None:
-            usage.retry_after_s = retry_delay
+    settle_errors(usage, errors, exit_code, now=now, evidence=[*retries, stderr])
+    if usage.rate_limited and usage.retry_after_s is None:
+        usage.retry_after_s = retry_delay
     return usage
 
 
-class ClaudeAdapter:
+class ClaudeAdapter(HeadlessAdapter):
     name = "claude"
     install_hint = "npm install -g @anthropic-ai/claude-code@2.1.197"
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self.wall_clock = wall_clock
+    read_output = staticmethod(parse_claude_stream)
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
         # The prompt goes right after -p: --allowedTools and --mcp-config take several
@@ -187,22 +176,12 @@ class ClaudeAdapter:
         key = api_key(config, request)
         if key:
             extra["ANTHROPIC_API_KEY"] = key
-        env = build_env(config, request, extra)
         if config.mcp:
-            command = mcp_command(config)
             # alwaysLoad: connect before the first model call (-p does not wait otherwise)
-            server = {"command": command[0], "args": command[1:],
-                      "env": dict(request.taskmill_env), "alwaysLoad": True}
+            server = {**mcp_stdio_server(config), "env": dict(request.taskmill_env),
+                      "alwaysLoad": True}
             path = request.state_dir / "claude-mcp.json"
             path.write_text(json.dumps({"mcpServers": {"taskmill": server}}, indent=2))
             argv += ["--mcp-config", str(path)]
         argv += config.args
-        return Invocation(argv=tuple(argv), env=env, cwd=request.worktree)
-
-    def parse(
-        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
-    ) -> Usage:
-        stderr = read_stderr_tail(request)
-        usage = parse_claude_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
-        usage.model = usage.model or config.model
-        return usage
+        return invocation(config, request, argv, extra)

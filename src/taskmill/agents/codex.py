@@ -41,8 +41,6 @@ failed. Rate limits: 429 / "rate limit" / "usage limit" in those errors or stder
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import tomli_w
@@ -52,18 +50,17 @@ from taskmill.agents.common import (
     AgentConfigError,
     as_int,
     as_str,
-    detect_rate_limit,
     error_text,
     executable,
     get_dict,
     iter_json_lines,
-    mcp_command,
+    mcp_stdio_server,
     option_str,
     prompt_arg,
-    read_stderr_tail,
-    short,
+    settle_errors,
 )
-from taskmill.agents.envs import api_key, build_env, with_suffix_v1
+from taskmill.agents.envs import api_key, with_suffix_v1
+from taskmill.agents.headless import HeadlessAdapter, invocation
 
 PROVIDER = "taskmill"
 
@@ -95,11 +92,9 @@ def codex_config(config: AgentConfig, request: TurnRequest) -> dict[str, Any]:
         doc["model_provider"] = PROVIDER
         doc.setdefault("model_providers", {})[PROVIDER] = provider
     if config.mcp:
-        command = mcp_command(config)
         # required: the first turn waits for the server (and fails if it cannot start);
         # without it Codex sends the first request before a slow server is up.
-        server: dict[str, Any] = {"command": command[0], "args": command[1:],
-                                  "required": True, "startup_timeout_sec": 30}
+        server = {**mcp_stdio_server(config), "required": True, "startup_timeout_sec": 30}
         if request.taskmill_env:
             server["env"] = dict(request.taskmill_env)
         doc.setdefault("mcp_servers", {})["taskmill"] = server
@@ -141,22 +136,16 @@ def parse_codex_stream(
     fatal += pending[-1:]  # Codex repeats one error per reconnect attempt
     if not completed and not fatal and (output.strip() or exit_code not in (0, None)):
         fatal.append("the output ended without turn.completed")
-    failed = bool(fatal) or exit_code not in (0, None)
-    if fatal:
-        usage.error = short(" | ".join(fatal))
-    if failed:
-        usage.rate_limited, usage.retry_after_s = detect_rate_limit(
-            [*fatal, *item_errors, stderr], now
-        )
+    settle_errors(
+        usage, fatal, exit_code, now=now, evidence=[*item_errors, stderr], shown=fatal
+    )
     return usage
 
 
-class CodexAdapter:
+class CodexAdapter(HeadlessAdapter):
     name = "codex"
     install_hint = "npm install -g @openai/codex@0.169.0"
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self.wall_clock = wall_clock
+    read_output = staticmethod(parse_codex_stream)
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
         codex_home = request.home / ".codex"
@@ -181,14 +170,4 @@ class CodexAdapter:
         if config.model:
             argv += ["-m", config.model]
         argv += [*config.args, prompt_arg(request)]
-        return Invocation(
-            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
-        )
-
-    def parse(
-        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
-    ) -> Usage:
-        stderr = read_stderr_tail(request)
-        usage = parse_codex_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
-        usage.model = usage.model or config.model
-        return usage
+        return invocation(config, request, argv, extra)

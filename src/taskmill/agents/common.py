@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from taskmill.agents.base import AgentConfig, TurnRequest
+from taskmill.agents.base import AgentConfig, TurnRequest, Usage
 
 MAX_ARGV_PROMPT = 100_000
 """Prompts longer than this (in bytes) are not put on the command line (Linux caps one
@@ -70,6 +70,12 @@ def mcp_command(config: AgentConfig) -> list[str]:
     if isinstance(value, str) and value:
         return value.split()
     return default_mcp_command()
+
+
+def mcp_stdio_server(config: AgentConfig) -> dict[str, Any]:
+    """``command`` and ``args`` of taskmill's MCP server, the start of an agent's server entry."""
+    command = mcp_command(config)
+    return {"command": command[0], "args": command[1:]}
 
 
 def option_str(config: AgentConfig, key: str) -> str | None:
@@ -257,6 +263,28 @@ def detect_rate_limit(texts: list[str], now: float) -> tuple[bool, float | None]
         if found is not None:
             retry = found if retry is None else max(retry, found)
     return limited, retry
+
+
+def settle_errors(
+    usage: Usage,
+    errors: list[str],
+    exit_code: int | None,
+    *,
+    now: float,
+    evidence: Sequence[str] = (),
+    shown: Sequence[str] | None = None,
+) -> None:
+    """Set ``usage.error`` from ``errors`` and, when the turn failed, the rate-limit fields.
+
+    The turn failed when there are errors or the exit code is neither 0 nor None; rate
+    limits are then looked for in ``errors`` and ``evidence`` (stderr, retry messages).
+    ``usage.error`` joins ``shown`` (default: the non-empty errors).
+    """
+    failed = bool(errors) or exit_code not in (0, None)
+    if errors:
+        usage.error = short(" | ".join([e for e in errors if e] if shown is None else shown))
+    if failed:
+        usage.rate_limited, usage.retry_after_s = detect_rate_limit([*errors, *evidence], now)
 
 
 def write_json_settings(path: Path, updates: dict[str, Any]) -> None:

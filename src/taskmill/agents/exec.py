@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import AgentConfigError
-from taskmill.agents.envs import api_key, build_env
+from taskmill.agents.envs import api_key
+from taskmill.agents.headless import invocation
 
 
 class ExecAdapter:
@@ -40,12 +41,8 @@ class ExecAdapter:
         key = api_key(config, request)
         if key and config.api_key_env:
             extra[config.api_key_env] = key
-        return Invocation(
-            argv=(*config.command, *config.args),
-            env=build_env(config, request, extra),
-            cwd=request.worktree,
-            stdin=request.prompt,
-        )
+        return invocation(config, request, (*config.command, *config.args), extra,
+                          stdin=request.prompt)
 
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None

@@ -25,26 +25,23 @@ on stderr, with "retry in Ns" / ``retryDelay`` as ``retry_after_s``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import (
     as_int,
     as_str,
-    detect_rate_limit,
     error_text,
     executable,
     get_dict,
     iter_json_lines,
-    mcp_command,
+    mcp_stdio_server,
     prompt_arg,
-    read_stderr_tail,
-    short,
+    settle_errors,
     write_json_settings,
 )
-from taskmill.agents.envs import api_key, build_env
+from taskmill.agents.envs import api_key
+from taskmill.agents.headless import HeadlessAdapter, invocation
 
 DEFAULT_PROXY_MODEL = "gemini-2.5-pro"
 
@@ -75,20 +72,14 @@ def parse_gemini_stream(
             errors.append(error_text(result.get("error")) or f"status {result.get('status')}")
     elif output.strip() or exit_code not in (0, None):
         errors.append("the output ended without a result event")
-    failed = bool(errors) or exit_code not in (0, None)
-    if errors:
-        usage.error = short(" | ".join(e for e in errors if e))
-    if failed:
-        usage.rate_limited, usage.retry_after_s = detect_rate_limit([*errors, stderr], now)
+    settle_errors(usage, errors, exit_code, now=now, evidence=[stderr])
     return usage
 
 
-class GeminiAdapter:
+class GeminiAdapter(HeadlessAdapter):
     name = "gemini"
     install_hint = "npm install -g @google/gemini-cli@0.61.0"
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self.wall_clock = wall_clock
+    read_output = staticmethod(parse_gemini_stream)
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
         # The CLI re-launches itself to raise node's heap limit: twice the start-up time and
@@ -106,9 +97,8 @@ class GeminiAdapter:
         if key or config.base_url:
             settings["security"] = {"auth": {"selectedType": "gemini-api-key"}}
         if config.mcp:
-            command = mcp_command(config)
             settings["mcpServers"] = {"taskmill": {
-                "command": command[0], "args": command[1:], "env": dict(request.taskmill_env),
+                **mcp_stdio_server(config), "env": dict(request.taskmill_env),
             }}
         write_json_settings(request.home / ".gemini" / "settings.json", settings)
         argv = [*executable(config, "gemini"), "-p", prompt_arg(request), "-o", "stream-json",
@@ -117,14 +107,4 @@ class GeminiAdapter:
         if model:
             argv += ["-m", model]
         argv += config.args
-        return Invocation(
-            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
-        )
-
-    def parse(
-        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
-    ) -> Usage:
-        stderr = read_stderr_tail(request)
-        usage = parse_gemini_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
-        usage.model = usage.model or config.model
-        return usage
+        return invocation(config, request, argv, extra)

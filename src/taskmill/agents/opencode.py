@@ -41,8 +41,6 @@ the logs on stderr.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
@@ -51,7 +49,6 @@ from taskmill.agents.common import (
     as_float,
     as_int,
     as_str,
-    detect_rate_limit,
     error_text,
     executable,
     get_dict,
@@ -59,10 +56,10 @@ from taskmill.agents.common import (
     mcp_command,
     option_str,
     prompt_arg,
-    read_stderr_tail,
-    short,
+    settle_errors,
 )
-from taskmill.agents.envs import api_key, build_env
+from taskmill.agents.envs import api_key
+from taskmill.agents.headless import HeadlessAdapter, invocation
 
 PROVIDER = "taskmill"
 DEFAULT_NPM = "@ai-sdk/openai-compatible"
@@ -151,20 +148,14 @@ def parse_opencode_stream(
     usage.cost_usd = cost
     if not finished and not errors and exit_code not in (0, None):
         errors.append("the output ended without a step_finish event")
-    failed = bool(errors) or exit_code not in (0, None)
-    if errors:
-        usage.error = short(" | ".join(e for e in errors if e))
-    if failed:
-        usage.rate_limited, usage.retry_after_s = detect_rate_limit([*errors, stderr], now)
+    settle_errors(usage, errors, exit_code, now=now, evidence=[stderr])
     return usage
 
 
-class OpencodeAdapter:
+class OpencodeAdapter(HeadlessAdapter):
     name = "opencode"
     install_hint = "npm install -g opencode-ai@1.18.33"
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self.wall_clock = wall_clock
+    read_output = staticmethod(parse_opencode_stream)
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
         doc, model_flag = opencode_config(config, request)
@@ -187,14 +178,4 @@ class OpencodeAdapter:
         if model_flag:
             argv += ["-m", model_flag]
         argv += [*config.args, prompt_arg(request)]
-        return Invocation(
-            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
-        )
-
-    def parse(
-        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
-    ) -> Usage:
-        stderr = read_stderr_tail(request)
-        usage = parse_opencode_stream(output, exit_code, now=self.wall_clock(), stderr=stderr)
-        usage.model = usage.model or config.model
-        return usage
+        return invocation(config, request, argv, extra)

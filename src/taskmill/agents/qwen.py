@@ -25,9 +25,6 @@ none, so ``cost_usd`` stays ``None`` unless the usage file says otherwise).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.claude import parse_claude_stream
 from taskmill.agents.common import (
@@ -35,11 +32,11 @@ from taskmill.agents.common import (
     executable,
     iter_json_lines,
     prompt_arg,
-    read_stderr_tail,
     short,
     write_json_settings,
 )
-from taskmill.agents.envs import api_key, build_env, with_suffix_v1
+from taskmill.agents.envs import api_key, with_suffix_v1
+from taskmill.agents.headless import HeadlessAdapter, invocation
 
 QWEN_SETTINGS = {
     "memory": {"enableManagedAutoMemory": False},
@@ -62,12 +59,9 @@ def api_error(output: str) -> str | None:
     return None
 
 
-class QwenAdapter:
+class QwenAdapter(HeadlessAdapter):
     name = "qwen"
     install_hint = "npm install -g @qwen-code/qwen-code@0.15.10"
-
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
-        self.wall_clock = wall_clock
 
     def prepare(self, config: AgentConfig, request: TurnRequest) -> Invocation:
         extra: dict[str, str] = {}
@@ -82,20 +76,15 @@ class QwenAdapter:
         write_json_settings(request.home / ".qwen" / "settings.json", QWEN_SETTINGS)
         argv = [*executable(config, "qwen"), "--auth-type", "openai", prompt_arg(request),
                 "-o", "stream-json", "--yolo", *config.args]
-        return Invocation(
-            argv=tuple(argv), env=build_env(config, request, extra), cwd=request.worktree
-        )
+        return invocation(config, request, argv, extra)
 
-    def parse(
-        self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
+    def read_output(
+        self, output: str, exit_code: int | None, *, now: float, stderr: str
     ) -> Usage:
-        stderr = read_stderr_tail(request)
-        now = self.wall_clock()
         usage = parse_claude_stream(output, exit_code, now=now, stderr=stderr)
         error = api_error(output)
         if error and usage.error is None:
             usage.error = short(error)
             usage.rate_limited, usage.retry_after_s = detect_rate_limit([error, stderr], now)
         usage.cost_usd = None
-        usage.model = usage.model or config.model
         return usage

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import as_str, iter_json_lines, option_str, short
-from taskmill.agents.envs import build_env
+from taskmill.agents.headless import invocation
 
 SRC_DIR = Path(__file__).resolve().parents[2]
 """The directory holding the ``taskmill`` package (put on PYTHONPATH of the child)."""
@@ -73,12 +73,7 @@ class ScriptedAgent:
         python = option_str(config, "python") or self.python
         command = list(config.command) if config.command else [python]
         argv = (*command, "-m", "taskmill.agents.scripted_main", *config.args)
-        return Invocation(
-            argv=argv,
-            env=build_env(config, request, extra),
-            cwd=request.worktree,
-            stdin=request.prompt,
-        )
+        return invocation(config, request, argv, extra, stdin=request.prompt)
 
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
