@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -86,8 +87,18 @@ def _assert_clean_end_state(repo: MillRepo, ids: list[str], workers: int) -> Non
         assert Path(path).is_dir()
         assert Path(path).parent.resolve() == (repo.root / ".taskmill" / "worktrees").resolve()
     assert "prunable" not in repo.git("worktree", "list", "--porcelain")
-    assert repo.mill_branches() == []
+    assert repo.mill_branches() == [], _branch_diagnostics(repo)
     assert repo.git("fsck", "--connectivity-only", "--no-dangling").strip() == ""
+
+
+def _branch_diagnostics(repo: MillRepo) -> str:
+    locks = sorted(str(p.relative_to(repo.root)) for p in (repo.root / ".git").rglob("*.lock"))
+    branches = repo.mill_branches()
+    proc = subprocess.run(["git", "-C", str(repo.root), "branch", "-D", *branches[:1]],
+                          capture_output=True, text=True, check=False)
+    return (f"locks: {locks}\nworktrees:\n{repo.git('worktree', 'list', '--porcelain')}"
+            f"\ndelete: {proc.stdout} {proc.stderr}\nevents: " + "\n".join(
+                p.read_text()[-3000:] for p in sorted(repo.tmp.glob("events-*.ndjson"))[-1:]))
 
 
 def test_kill_minus_9_at_random_points_then_every_task_lands_exactly_once(
@@ -113,8 +124,15 @@ def test_kill_minus_9_at_random_points_then_every_task_lands_exactly_once(
     assert kills >= 2, context
     _assert_clean_end_state(repo, ids, workers)
     # the user's checkout (clean, on main) followed the landings
-    assert repo.git("symbolic-ref", "HEAD").strip() == "refs/heads/main", context
-    assert repo.git("status", "--porcelain").strip() == "", context
+    checkout = (f"HEAD: {repo.git('symbolic-ref', '-q', 'HEAD', check=False).strip()}\n"
+                f"status:\n{repo.git('status', '--porcelain')}\nreflog:\n"
+                f"{repo.git('reflog', '-n', '12', 'HEAD', check=False)}\nnotes: "
+                + " | ".join(line for p in sorted(tmp_path.glob("events-*.ndjson"))
+                             for line in p.read_text().splitlines()
+                             if "checkout_not_moved" in line or "warning" in line))
+    assert repo.git("symbolic-ref", "-q", "HEAD", check=False).strip() == "refs/heads/main", \
+        context + checkout
+    assert repo.git("status", "--porcelain").strip() == "", context + checkout
 
 
 def test_killed_turn_is_resumed_on_its_branch_and_the_attempt_marked_interrupted(
