@@ -397,78 +397,16 @@ def plan_source(ledger: Ledger, path: Path) -> str:
 
 
 def _find_cycle(graph: dict[str, list[str]], starts: list[str]) -> list[str] | None:
-    """A closed path through one of ``starts`` (iterative Tarjan), or None.
+    """A closed path through one of ``starts``, or None.
 
     The path starts at the first of ``starts`` (in their order) that lies on the cycle.
     """
     start_set = set(starts)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    counter = 0
-    for root in starts:
-        if root in index:
-            continue
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        frames: list[tuple[str, int]] = [(root, 0)]
-        while frames:
-            node, i = frames[-1]
-            edges = graph.get(node, [])
-            if i < len(edges):
-                frames[-1] = (node, i + 1)
-                nxt = edges[i]
-                if nxt not in index:
-                    index[nxt] = low[nxt] = counter
-                    counter += 1
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    frames.append((nxt, 0))
-                elif nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-                continue
-            frames.pop()
-            if frames:
-                low[frames[-1][0]] = min(low[frames[-1][0]], low[node])
-            if low[node] == index[node]:
-                group: set[str] = set()
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.add(member)
-                    if member == node:
-                        break
-                if group & start_set and (len(group) > 1 or node in graph.get(node, [])):
-                    first = next(s for s in starts if s in group)
-                    return _closed_path(graph, group, first)
+    for group in readiness.cyclic_groups(graph, starts):
+        if group & start_set:
+            first = next(s for s in starts if s in group)
+            return readiness.closed_path(graph, group, first)
     return None
-
-
-def _closed_path(graph: dict[str, list[str]], group: set[str], start: str) -> list[str]:
-    came: dict[str, str] = {}
-    queue = [start]
-    seen = {start}
-    for node in queue:
-        for nxt in graph.get(node, []):
-            if nxt not in group:
-                continue
-            if nxt == start:
-                path = [start]
-                back = node
-                while back != start:
-                    path.append(back)
-                    back = came[back]
-                path.append(start)
-                path.reverse()
-                return path
-            if nxt not in seen:
-                seen.add(nxt)
-                came[nxt] = node
-                queue.append(nxt)
-    return [start, start]
 
 
 # -- import ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .model import BLOCKS, DONE_STATUSES, HOLDING_STATUSES, PARENT_CHILD
 
@@ -199,13 +199,23 @@ def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
         "SELECT issue_id, depends_on_id FROM deps WHERE type IN (?, ?)", (BLOCKS, PARENT_CHILD)
     ):
         graph[a].append(b)
+    return [closed_path(graph, group, min(group)) for group in cyclic_groups(graph, list(graph))]
+
+
+def cyclic_groups(
+    graph: Mapping[str, Sequence[str]], roots: Iterable[str]
+) -> Iterator[set[str]]:
+    """The strongly connected groups of ``graph`` that hold a cycle (iterative Tarjan).
+
+    The search starts from each of ``roots`` in turn; a group is yielded as soon as it is
+    complete, so a caller that wants only one can stop early.
+    """
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
     stack: list[str] = []
-    result: list[list[str]] = []
     counter = 0
-    for root in list(graph):
+    for root in roots:
         if root in index:
             continue
         index[root] = low[root] = counter
@@ -233,21 +243,19 @@ def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
                 parent = frames[-1][0]
                 low[parent] = min(low[parent], low[node])
             if low[node] == index[node]:
-                group: list[str] = []
+                group: set[str] = set()
                 while True:
                     member = stack.pop()
                     on_stack.discard(member)
-                    group.append(member)
+                    group.add(member)
                     if member == node:
                         break
                 if len(group) > 1 or node in graph.get(node, []):
-                    result.append(_cycle_path(graph, set(group)))
-    return result
+                    yield group
 
 
-def _cycle_path(graph: dict[str, list[str]], group: set[str]) -> list[str]:
-    """One closed walk through a strongly connected group: [a, b, ..., a]."""
-    start = min(group)
+def closed_path(graph: Mapping[str, Sequence[str]], group: set[str], start: str) -> list[str]:
+    """One closed walk through a strongly connected group from ``start``: [start, ..., start]."""
     came: dict[str, str] = {}
     queue: deque[str] = deque([start])
     seen = {start}
