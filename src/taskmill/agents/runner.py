@@ -53,6 +53,7 @@ HEAD_BYTES = 256 * 1024
 STDERR_TAIL_BYTES = 64 * 1024
 KILL_GRACE_S = 3.0
 POLL_S = 0.05
+POLL_MIN_S = 0.002
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 
@@ -155,10 +156,12 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def _wait_until(done: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
+    delay = POLL_MIN_S
     while not done():
         if time.monotonic() >= deadline:
             return False
-        time.sleep(POLL_S)
+        time.sleep(delay)
+        delay = min(delay * 1.5, POLL_S)
     return True
 
 
@@ -176,6 +179,8 @@ def _supervise(
     exited but not reaped, so ``pid`` still names the group throughout.
     """
     timed_out = cancelled = False
+    # poll quickly at first (short turns end fast), backing off to POLL_S
+    delay = POLL_MIN_S
     while not _exited(pid):
         if cancel is not None and cancel.is_set():
             cancelled = True
@@ -184,9 +189,10 @@ def _supervise(
             timed_out = True
             break
         if cancel is not None:
-            cancel.wait(POLL_S)
+            cancel.wait(delay)
         else:
-            time.sleep(POLL_S)
+            time.sleep(delay)
+        delay = min(delay * 1.5, POLL_S)
     # start_new_session: the leader's pid is the group id
     _signal_group(pid, signal.SIGTERM)
     if timed_out or cancelled:
