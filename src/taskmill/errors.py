@@ -16,9 +16,13 @@ converted into this hierarchy where they are caught::
     │   └── ClaimConflict         exit 4   code "claim_conflict"
     ├── IntegrityError            exit 5   code "integrity"      the audit chain does not verify
     └── GitError                  exit 6   code "git"
+
+:func:`read_text_input` reads a file the user named, its failures turned into the hierarchy.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class TaskmillError(Exception):
@@ -98,3 +102,21 @@ class IntegrityError(TaskmillError):
 class GitError(TaskmillError):
     code = "git"
     exit_code = 6
+
+
+def read_text_input(
+    path: Path, name: str, *, not_text: type[InvalidInput] = InvalidInput
+) -> str:
+    """The text of a file the user named (UTF-8, a leading BOM dropped).
+
+    A missing or unreadable file is :class:`InvalidInput`, one that is not UTF-8 is
+    ``not_text``; the messages call the file ``name``.
+    """
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"no such file: {name}") from None
+    except UnicodeDecodeError as exc:
+        raise not_text(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {name}: {exc.strerror or exc}") from None

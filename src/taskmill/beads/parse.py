@@ -1,0 +1,312 @@
+"""A Beads record back into stored parts, and a Beads JSONL file checked line by line.
+
+:func:`parse_beads` reads every line and turns each record into the row, labels,
+dependencies and comments taskmill stores, with an ``extra`` that keeps whatever the
+columns cannot reproduce; each result is checked to export back to the same record.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidInput, read_text_input
+from .record import (
+    COLUMN_KEYS,
+    COMMENT_COLUMN_KEYS,
+    DEP_COLUMN_KEYS,
+    MISSING,
+    CommentRow,
+    DepRow,
+    Row,
+    dumps,
+    export_comment,
+    export_dep,
+    export_record,
+)
+
+
+class _Bad(Exception):
+    """A problem with one line (turned into InvalidInput with the file and line)."""
+
+
+class _Overrides:
+    """Collects what the columns cannot reproduce for one object.
+
+    Starts with the keys of ``obj`` that are not in ``columns`` (kept as ``fields``).
+    """
+
+    def __init__(self, obj: dict[str, Any], columns: frozenset[str]) -> None:
+        self.fields: dict[str, Any] = {k: v for k, v in obj.items() if k not in columns}
+        self.set: dict[str, Any] = {}
+        self.absent: list[str] = []
+
+    def to_json(self, keys: list[str] | None = None) -> str | None:
+        data: dict[str, Any] = {}
+        if self.fields:
+            data["fields"] = self.fields
+        if self.set:
+            data["set"] = self.set
+        if self.absent:
+            data["absent"] = self.absent
+        if keys is not None:
+            data["keys"] = keys
+        return dumps(data) if data else None
+
+    def text(self, obj: dict[str, Any], key: str, *, always: bool, what: str = "") -> str:
+        """A NOT NULL text column; ``always``: Beads always writes the key."""
+        if key not in obj:
+            if always:
+                self.absent.append(key)
+            return ""
+        value = obj[key]
+        if value is None:
+            self.set[key] = None
+            return ""
+        if not isinstance(value, str):
+            raise _Bad(f"{what}{key} must be a string, not {type(value).__name__}")
+        if value == "" and not always:
+            self.set[key] = ""
+        return value
+
+    def optional(self, obj: dict[str, Any], key: str, what: str = "") -> str | None:
+        """A nullable text column that is left out when empty."""
+        if key not in obj:
+            return None
+        value = obj[key]
+        if value is None or value == "":
+            self.set[key] = value
+            return None
+        if not isinstance(value, str):
+            raise _Bad(f"{what}{key} must be a string, not {type(value).__name__}")
+        return value
+
+    def issue_id(self, obj: dict[str, Any], tid: str) -> None:
+        """The ``issue_id`` of a dependency or comment, which is the task's id unless noted."""
+        if "issue_id" not in obj:
+            self.absent.append("issue_id")
+        elif obj["issue_id"] != tid:
+            self.set["issue_id"] = obj["issue_id"]
+
+    def items(self, obj: dict[str, Any], key: str, bad: str) -> list[Any]:
+        """A list-valued key (``[]`` when absent; an empty list given is remembered)."""
+        value = obj.get(key, MISSING)
+        if value is MISSING:
+            return []
+        if not isinstance(value, list):
+            raise _Bad(bad)
+        if not value:
+            self.set[key] = []
+        return value
+
+
+def _fix_order(original: dict[str, Any], exported: dict[str, Any]) -> list[str] | None:
+    keys = list(original)
+    return None if keys == list(exported) else keys
+
+
+def _part(obj: Any, what: str, columns: frozenset[str]) -> tuple[dict[str, Any], _Overrides]:
+    """A dependency or comment object, and the overrides that start with its unknown keys."""
+    if not isinstance(obj, dict):
+        raise _Bad(f"{what}must be a JSON object")
+    return obj, _Overrides(obj, columns)
+
+
+def _parse_dep(tid: str, value: Any, index: int) -> DepRow:
+    what = f"dependency {index + 1}: "
+    obj, ov = _part(value, what, DEP_COLUMN_KEYS)
+    ov.issue_id(obj, tid)
+    depends_on = obj.get("depends_on_id")
+    if not isinstance(depends_on, str) or not depends_on:
+        raise _Bad(f"{what}depends_on_id must be a non-empty string")
+    typ = obj.get("type")
+    if not isinstance(typ, str) or not typ:
+        raise _Bad(f"{what}type must be a non-empty string")
+    created_at = ov.optional(obj, "created_at", what)
+    created_by = ov.optional(obj, "created_by", what)
+    dep: DepRow = (depends_on, typ, created_at, created_by, ov.to_json())
+    return (*dep[:4], ov.to_json(_fix_order(obj, export_dep(tid, dep))))
+
+
+def _parse_comment(tid: str, value: Any, index: int) -> tuple[Any, CommentRow]:
+    """Returns (the original id, the row with that id if it is an integer, else None)."""
+    what = f"comment {index + 1}: "
+    obj, ov = _part(value, what, COMMENT_COLUMN_KEYS)
+    original_id = obj.get("id", MISSING)
+    cid: int | None = None
+    if original_id is MISSING:
+        ov.absent.append("id")
+    elif isinstance(original_id, int) and not isinstance(original_id, bool):
+        cid = original_id
+    else:
+        ov.set["id"] = original_id
+    ov.issue_id(obj, tid)
+    author = ov.text(obj, "author", always=True, what=what)
+    text = ov.text(obj, "text", always=True, what=what)
+    created_at = ov.text(obj, "created_at", always=True, what=what)
+    row: CommentRow = (cid, author, text, created_at, ov.to_json())
+    return original_id, (*row[:4], ov.to_json(_fix_order(obj, export_comment(tid, row))))
+
+
+@dataclass
+class Parsed:
+    """One record of the file and the parts it is stored as."""
+
+    line: int
+    record: dict[str, Any]
+    row: Row
+    labels: list[str]
+    deps: list[DepRow]
+    comments: list[CommentRow]
+    comment_ids: list[Any]
+    """The comments' ids as the record gives them (:data:`MISSING` when it gives none)."""
+
+
+def _parse_record(record: Any, now: str) -> Parsed:
+    if not isinstance(record, dict):
+        raise _Bad(f"a record must be a JSON object, not {type(record).__name__}")
+    tid = record.get("id")
+    if not isinstance(tid, str) or not tid.strip():
+        raise _Bad("missing id" if tid is None else "id must be a non-empty string")
+    title = record.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise _Bad(f"{tid}: missing title" if title is None
+                   else f"{tid}: title must be a non-empty string")
+    ov = _Overrides(record, COLUMN_KEYS)
+    try:
+        description = ov.text(record, "description", always=False)
+        design = ov.text(record, "design", always=False)
+        acceptance = ov.text(record, "acceptance_criteria", always=False)
+        notes = ov.text(record, "notes", always=False)
+        if "status" in record:
+            status = ov.text(record, "status", always=True)
+        else:
+            status = "open"
+            ov.absent.append("status")
+        if "issue_type" in record:
+            issue_type = ov.text(record, "issue_type", always=True)
+        else:
+            issue_type = "task"
+            ov.absent.append("issue_type")
+        priority = record.get("priority", MISSING)
+        if priority is MISSING:
+            priority = 2
+            ov.absent.append("priority")
+        elif isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 4:
+            raise _Bad(f"priority must be an integer from 0 to 4, not {priority!r}")
+        assignee = ov.optional(record, "assignee")
+        stamps: list[str] = []
+        for key in ("created_at", "updated_at"):
+            if key in record and isinstance(record[key], str):
+                stamps.append(record[key])
+            else:
+                stamps.append(now)
+                ov.text(record, key, always=True)
+        closed_at = ov.optional(record, "closed_at")
+        close_reason = ov.optional(record, "close_reason")
+        external_ref = ov.optional(record, "external_ref")
+        metadata = record.get("metadata", MISSING)
+        if metadata is not MISSING and not isinstance(metadata, dict):
+            ov.set["metadata"] = metadata
+        checks = record.get("checks", MISSING)
+        if checks is not MISSING and not (
+                isinstance(checks, list) and all(isinstance(c, str) and c.strip() for c in checks)):
+            ov.set["checks"] = checks
+        agent = record.get("agent", MISSING)
+        if agent is not MISSING and (not isinstance(agent, str) or not agent):
+            ov.set["agent"] = agent
+        hints = record.get("hints", MISSING)
+        if hints is not MISSING and not isinstance(hints, dict):
+            ov.set["hints"] = hints
+
+        labels = ov.items(record, "labels", "labels must be a list of strings")
+        if not all(isinstance(x, str) for x in labels):
+            raise _Bad("labels must be a list of strings")
+        if len(set(labels)) != len(labels):
+            raise _Bad("labels must not repeat")
+        labels = list(labels)
+
+        deps: list[DepRow] = []
+        seen: set[tuple[str, str]] = set()
+        for i, obj in enumerate(ov.items(record, "dependencies", "dependencies must be a list")):
+            dep = _parse_dep(tid, obj, i)
+            if (dep[0], dep[1]) in seen:
+                raise _Bad(f"dependency {i + 1}: {tid} -> {dep[0]} ({dep[1]}) is repeated")
+            seen.add((dep[0], dep[1]))
+            deps.append(dep)
+
+        comments: list[CommentRow] = []
+        comment_ids: list[Any] = []
+        for i, obj in enumerate(ov.items(record, "comments", "comments must be a list")):
+            original_id, crow = _parse_comment(tid, obj, i)
+            comment_ids.append(original_id)
+            comments.append(crow)
+    except _Bad as exc:
+        raise _Bad(f"{tid}: {exc}") from None
+
+    def build(extra: str | None) -> Row:
+        return (tid, title, description, design, acceptance, notes, status, priority,
+                issue_type, assignee, stamps[0], stamps[1], closed_at, close_reason,
+                external_ref, dumps(metadata) if isinstance(metadata, dict) else None,
+                dumps(checks) if "checks" not in ov.set and checks is not MISSING else None,
+                agent if "agent" not in ov.set and agent is not MISSING else None,
+                dumps(hints) if isinstance(hints, dict) else None, extra)
+
+    exported = export_record(build(ov.to_json()), labels, deps, comments)
+    if exported != record:
+        # a safety net: every case above should keep the record exactly
+        raise _Bad(f"{tid}: this record cannot be kept exactly (taskmill bug)")
+    row = build(ov.to_json(_fix_order(record, exported)))
+    return Parsed(0, record, row, labels, deps, comments, comment_ids)
+
+
+# -- reading input ---------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _read_lines(path_or_lines: Path | str | os.PathLike[str] | Iterable[str]
+                ) -> tuple[str, Iterable[str]]:
+    if isinstance(path_or_lines, (str, os.PathLike)):
+        path = Path(path_or_lines)
+        return str(path), io.StringIO(read_text_input(path, str(path)))
+    return "<input>", path_or_lines
+
+
+def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
+                *, now: str = "") -> tuple[str, list[Parsed]]:
+    """Parse and check every line; raises InvalidInput naming the first bad line."""
+    name, lines = _read_lines(path_or_lines)
+    parsed: list[Parsed] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            col = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+            raise InvalidInput(f"{name}, line {number}{col}: bad JSON: {msg}",
+                               hint="nothing was imported") from None
+        try:
+            item = _parse_record(record, now)
+        except _Bad as exc:
+            raise InvalidInput(f"{name}, line {number}: {exc}",
+                               hint="nothing was imported") from None
+        tid = item.row[0]
+        if tid in first_line:
+            raise InvalidInput(f"{name}, line {number}: id {tid} already appeared on line"
+                               f" {first_line[tid]}", hint="nothing was imported")
+        first_line[tid] = number
+        item.line = number
+        parsed.append(item)
+    return name, parsed
+
