@@ -115,42 +115,21 @@ def test_a_modified_event_with_a_recomputed_hash_breaks_the_next_link(
     assert "event 4" in report.problems[0]
 
 
-def test_a_deleted_middle_event_is_named(filled: Ledger, db_path: Path) -> None:
-    tamper(db_path, "DELETE FROM events WHERE seq = 5")
+@pytest.mark.parametrize("where, first_bad, named", [
+    pytest.param("WHERE seq = 5", 5, ("removed", "5"), id="a middle event"),
+    pytest.param("WHERE seq IN (3, 4, 6)", 3, (), id="several middle events: the first"),
+    pytest.param("WHERE seq = 1", 1, (), id="the first event"),
+    pytest.param("WHERE seq = 8", 8, ("removed",), id="the last event"),
+    pytest.param("WHERE seq >= 6", 6, (), id="the last events together"),
+    pytest.param("", 1, (), id="every event"),
+])
+def test_deleted_events_are_named(filled: Ledger, db_path: Path, where: str, first_bad: int,
+                                  named: tuple[str, ...]) -> None:
+    tamper(db_path, f"DELETE FROM events {where}")
     report = fresh_verify(db_path)
-    assert not report.ok and report.first_bad_seq == 5
-    assert "removed" in report.problems[0] and "5" in report.problems[0]
-
-
-def test_several_deleted_middle_events_name_the_first(filled: Ledger, db_path: Path) -> None:
-    tamper(db_path, "DELETE FROM events WHERE seq IN (3, 4, 6)")
-    report = fresh_verify(db_path)
-    assert not report.ok and report.first_bad_seq == 3
-
-
-def test_a_deleted_first_event_is_named(filled: Ledger, db_path: Path) -> None:
-    tamper(db_path, "DELETE FROM events WHERE seq = 1")
-    report = fresh_verify(db_path)
-    assert not report.ok and report.first_bad_seq == 1
-
-
-def test_a_deleted_last_event_is_named(filled: Ledger, db_path: Path) -> None:
-    tamper(db_path, "DELETE FROM events WHERE seq = 8")
-    report = fresh_verify(db_path)
-    assert not report.ok and report.first_bad_seq == 8
-    assert "removed" in report.problems[0]
-
-
-def test_the_last_events_deleted_together_are_named(filled: Ledger, db_path: Path) -> None:
-    tamper(db_path, "DELETE FROM events WHERE seq >= 6")
-    report = fresh_verify(db_path)
-    assert not report.ok and report.first_bad_seq == 6
-
-
-def test_every_event_deleted_is_caught(filled: Ledger, db_path: Path) -> None:
-    tamper(db_path, "DELETE FROM events")
-    report = fresh_verify(db_path)
-    assert not report.ok and report.first_bad_seq == 1
+    assert not report.ok and report.first_bad_seq == first_bad
+    for fragment in named:
+        assert fragment in report.problems[0]
 
 
 def test_a_forged_head_is_caught(filled: Ledger, db_path: Path) -> None:
