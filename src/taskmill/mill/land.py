@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -95,21 +96,27 @@ def _move_back(user: Git, old: str, new: str) -> None:
     if user.ok("diff-index", "--cached", "--quiet", new, "--", *paths):
         user.run("read-tree", "-m", "-u", new, old, check=False)  # it had finished
         return
-    # killed while writing files: the index is still at old; undo the files it wrote
+    # killed while writing files: the index is still at old. read-tree checks every path
+    # is clean before it writes any, so a file holding new's content, or the start of it
+    # (a write cut short), is one it wrote: put it back
     for path in paths:
-        def blob(rev: str, path: str = path) -> str | None:
-            proc = user.run("rev-parse", "--verify", "-q", f"{rev}:{path}", check=False)
-            return proc.stdout.strip() or None
-
         file = user.cwd / path
-        disk = (user.run("hash-object", "--", path).stdout.strip()
-                if file.is_file() and not file.is_symlink() else None)
-        old_blob, new_blob = blob(old), blob(new)
-        if disk == new_blob and disk != old_blob:
-            if old_blob is None:
-                file.unlink()
-            else:
-                user.run("checkout-index", "-f", "--", path, check=False)
+        disk = file.read_bytes() if file.is_file() and not file.is_symlink() else None
+        old_data, new_data = _blob(user, old, path), _blob(user, new, path)
+        if disk is None:
+            written = new_data is None and old_data is not None  # deleted by it
+        else:
+            written = new_data is not None and new_data.startswith(disk) and disk != old_data
+        if written and old_data is None:
+            file.unlink()
+        elif written:
+            user.run("checkout-index", "-f", "--", path, check=False)
+
+
+def _blob(git: Git, rev: str, path: str) -> bytes | None:
+    proc = subprocess.run(["git", "cat-file", "blob", f"{rev}:{path}"], cwd=git.cwd,
+                          env=dict(git.env), capture_output=True, check=False)
+    return proc.stdout if proc.returncode == 0 else None
 
 
 def landing_message(task: Task) -> str:
