@@ -165,10 +165,12 @@ class WorktreePool:
         # the task is closed: nobody works its branch; a lock on it is a killed git's
         (self.git.git_dir() / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
         proc = self.git.run("branch", "-q", "-D", branch, check=False)
-        if proc.returncode != 0 and "packed-refs.lock" in proc.stderr:
+        if proc.returncode != 0 and "packed-refs." in proc.stderr:
             # git waited (core.packedRefsTimeout) for a lock held for milliseconds when
-            # alive: a git killed while deleting a ref left it
-            (self.git.git_dir() / "packed-refs.lock").unlink(missing_ok=True)
+            # alive, or found the file it writes under that lock: a git killed while
+            # deleting a ref left them
+            for name in ("packed-refs.lock", "packed-refs.new"):
+                (self.git.git_dir() / name).unlink(missing_ok=True)
             self.git.run("branch", "-q", "-D", branch, check=False)
 
     def _free_branch(self, branch: str, path: Path | None) -> None:
@@ -188,6 +190,8 @@ class WorktreePool:
                     continue
                 try:
                     other = self.git.at(current)
+                    # nobody holds the slot: a lock on its HEAD is a killed git's
+                    (other.git_dir() / "HEAD.lock").unlink(missing_ok=True)
                     other.run("update-ref", "--no-deref", "-m", "taskmill: free the branch of "
                               "a killed run", "HEAD", f"refs/heads/{branch}", check=False)
                 finally:
