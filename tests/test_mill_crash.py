@@ -367,9 +367,12 @@ def _assert_clean_end_state_shared(repo: MillRepo, ids: list[str]) -> None:
     assert repo.git("status", "--porcelain").strip() == ""
 
 
-def test_branch_of_a_landed_task_left_by_a_killed_run_is_deleted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("leftover", ["packed-refs.lock", "packed-refs.new"])
+def test_branch_of_a_landed_task_left_by_a_killed_run_is_deleted(
+        tmp_path: Path, leftover: str) -> None:
     """Killed inside `git branch -D` after landing: the branch stays, and git's
-    packed-refs.lock is left behind; the next run deletes the branch all the same."""
+    packed-refs.lock (or the packed-refs.new it writes under it) is left behind; the next
+    run deletes the branch all the same."""
     repo = MillRepo(tmp_path)
     cmd = agent_script(tmp_path / "agent.py", """
         (WT / f"{TASK}.txt").write_text(TASK)
@@ -378,13 +381,13 @@ def test_branch_of_a_landed_task_left_by_a_killed_run_is_deleted(tmp_path: Path)
     first = repo.run("--agent-cmd", cmd)
     assert first.returncode == 0, first.describe()
     repo.git("branch", "taskmill/tm-1", "main")
-    (repo.root / ".git" / "packed-refs.lock").write_text("")
+    (repo.root / ".git" / leftover).write_text("")
     repo.create("tm-2")
     result = repo.run("--agent-cmd", cmd)
     assert result.returncode == 0, result.describe()
     repo.assert_all_landed_once(["tm-1", "tm-2"])
     assert repo.mill_branches() == []
-    assert not (repo.root / ".git" / "packed-refs.lock").exists()
+    assert not (repo.root / ".git" / leftover).exists()
 
 
 def _killed_while_moving_checkout(repo: MillRepo, how: str) -> tuple[str, str]:
@@ -409,6 +412,10 @@ def _killed_while_moving_checkout(repo: MillRepo, how: str) -> tuple[str, str]:
         (repo.root / "added.txt").write_text("added by the candidate\n")
         (repo.root / "gone.txt").unlink()
         (repo.root / ".git" / "index.lock").write_text("")
+    elif how == "read-tree cut short":  # killed in the middle of writing a file
+        (repo.root / "a.txt").write_text("a from the")
+        (repo.root / "added.txt").write_text("")
+        (repo.root / ".git" / "index.lock").write_text("")
     elif how == "detached":
         repo.git("update-ref", "--no-deref", "HEAD", old)
     (repo.root / ".taskmill" / "run").mkdir(exist_ok=True)
@@ -417,7 +424,8 @@ def _killed_while_moving_checkout(repo: MillRepo, how: str) -> tuple[str, str]:
     return old, new
 
 
-@pytest.mark.parametrize("how", ["read-tree done", "read-tree half done", "detached"])
+@pytest.mark.parametrize("how", ["read-tree done", "read-tree half done",
+                                 "read-tree cut short", "detached"])
 def test_checkout_half_moved_by_a_killed_run_is_put_back(tmp_path: Path, how: str) -> None:
     repo = MillRepo(tmp_path, files={"a.txt": "a\n", "b.txt": "b\n", "gone.txt": "gone\n"})
     cmd = agent_script(tmp_path / "agent.py", """

@@ -267,3 +267,19 @@ def test_stale_branch_locks_of_a_killed_run(repo: MillRepo, tmp_path: Path) -> N
     result = repo.run("--agent-cmd", cmd, "-j", "2")
     assert result.returncode == 0, result.describe()
     repo.assert_all_landed_once(["tm-2", "tm-3"])
+
+
+def test_landed_branch_in_a_dead_slot_with_a_stale_head_lock(repo: MillRepo,
+                                                              tmp_path: Path) -> None:
+    """Killed after landing tm-1, inside a git command on the slot's HEAD: the slot still
+    has the branch checked out and its HEAD locked. The next run deletes the branch."""
+    pool = _pool(repo)
+    ws = pool.acquire("tm-1", repo.tip())
+    pool._unlock_slot(ws.slot, ws._lock_fd)  # never released: the run died
+    repo.create("tm-1")
+    repo.ledger.close("tm-1", f"landed {repo.tip()}")
+    (repo.root / ".git" / "worktrees" / "w0" / "HEAD.lock").write_text("")
+    cmd = agent_script(tmp_path / "agent.py", "", spy=repo.spy)
+    result = repo.run("--agent-cmd", cmd)
+    assert result.returncode == 0, result.describe()
+    assert repo.mill_branches() == []
