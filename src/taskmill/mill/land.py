@@ -110,7 +110,9 @@ def _move_back(user: Git, old: str, new: str) -> None:
         if written and old_data is None:
             file.unlink()
         elif written:
-            user.run("checkout-index", "-f", "--", path, check=False)
+            user.run("checkout-index", "-f", "-u", "--", path, check=False)
+    # files the killed read-tree rewrote with what they held: same content, new stat data
+    user.run("update-index", "-q", "--refresh", check=False)
 
 
 def _blob(git: Git, rev: str, path: str) -> bytes | None:
@@ -224,6 +226,11 @@ class MergeQueue:
         if not checked_out:
             return self.git.update_ref(self.ref, new, old, "taskmill: land"), None
         moved = self.user_git.run("read-tree", "-m", "-u", old, new, check=False)
+        if moved.returncode != 0:
+            # the index's stat data may just be stale (a file rewritten with the same
+            # content): refresh it, as git status would, and try again
+            self.user_git.run("update-index", "-q", "--refresh", check=False)
+            moved = self.user_git.run("read-tree", "-m", "-u", old, new, check=False)
         if moved.returncode == 0:
             if self.git.update_ref(self.ref, new, old, "taskmill: land"):
                 return True, None
