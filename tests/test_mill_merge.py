@@ -4,6 +4,8 @@ is moved forward only when that is safe and their uncommitted changes are never 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 from mill_helpers import MillRepo, agent_script
@@ -229,3 +231,25 @@ def test_dirty_checkout_survives_many_landings(tmp_path: Path) -> None:
     assert (repo.root / "user.txt").read_text() == "user edit\n"
     for name, tid in (("a.txt", "tm-1"), ("b.txt", "tm-2"), ("c.txt", "tm-3")):
         assert repo.git("show", f"main:{name}") == f"{tid} was here\n"
+
+
+def test_touched_but_unchanged_file_does_not_count_as_a_change(tmp_path: Path) -> None:
+    """A file the user's tools rewrote with the same content (new mtime, stale index stat)
+    is not an uncommitted change: the checkout is still moved forward."""
+    repo = MillRepo(tmp_path, files={"work.txt": "old work\n"})
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "work.txt").write_text("new work\\n")
+    """, spy=repo.spy)
+    repo.create("tm-t")
+    work = repo.root / "work.txt"
+    time.sleep(1.1)  # a different mtime second
+    work.write_text("old work\n")
+    os.utime(work, (time.time() + 5, time.time() + 5))
+
+    result = repo.run("--agent-cmd", cmd)
+
+    assert result.returncode == 0, result.describe()
+    assert result.events_of("checkout_not_moved") == []
+    assert repo.git("symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert work.read_text() == "new work\n"
+    assert repo.git("status", "--porcelain").strip() == ""
