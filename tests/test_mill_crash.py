@@ -122,7 +122,10 @@ def test_kill_minus_9_at_random_points_then_every_task_lands_exactly_once(
     context = f"seed {seed} (rerun with TASKMILL_CRASH_SEED={seed}), {kills} kills\n"
     assert final.returncode == 0, context + final.describe()
     assert kills >= 2, context
-    _assert_clean_end_state(repo, ids, workers)
+    try:
+        _assert_clean_end_state(repo, ids, workers)
+    except AssertionError as exc:
+        raise AssertionError(context + str(exc)) from exc
     # the user's checkout (clean, on main) followed the landings
     checkout = (f"HEAD: {repo.git('symbolic-ref', '-q', 'HEAD', check=False).strip()}\n"
                 f"status:\n{repo.git('status', '--porcelain')}\nreflog:\n"
@@ -275,8 +278,8 @@ def test_task_id_that_prefixes_a_landed_task_is_not_taken_as_landed(tmp_path: Pa
     assert repo.git("show", "main:tm-b.txt") == "tm-b"
 
 
-@pytest.mark.parametrize("workers", [2])
-def test_two_runs_at_once_never_work_the_same_task(tmp_path: Path, workers: int) -> None:
+def test_two_runs_at_once_never_work_the_same_task(tmp_path: Path) -> None:
+    workers = 2
     repo = MillRepo(tmp_path)
     cmd = agent_script(tmp_path / "agent.py", """
         (WT / f"out-{TASK}.txt").write_text(TASK + "\\n")
