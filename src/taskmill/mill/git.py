@@ -85,14 +85,16 @@ class Git:
     def status_porcelain(self) -> str:
         return self.out("status", "--porcelain", "--untracked-files=all")
 
-    def commit_all(self, message: str, *, author_env: Mapping[str, str] | None = None) -> str | None:
-        """Stage everything and commit; None when there was nothing to commit."""
+    def commit_all(self, message: str) -> bool:
+        """Stage everything and commit; False when there was nothing to commit."""
         self.run("add", "-A")
-        merging = (self.git_dir() / "MERGE_HEAD").exists()
-        if not merging and self.run("diff", "--cached", "--quiet", check=False).returncode == 0:
-            return None
-        self.run("commit", "-q", "--no-verify", "-m", message)
-        return self.out("rev-parse", "HEAD")
+        proc = self.run("commit", "-q", "--no-verify", "-m", message, check=False)
+        if proc.returncode == 0:
+            return True
+        if not (self.git_dir() / "MERGE_HEAD").exists() and self.ok("diff", "--cached", "--quiet"):
+            return False  # nothing to commit (the common "no change" turn)
+        raise GitError(f"git commit failed in {self.cwd}: "
+                       f"{(proc.stderr or proc.stdout).strip()[:2000]}")
 
     def git_dir(self) -> Path:
         # read from the checkout's .git (a directory, or a linked worktree's "gitdir:" file)

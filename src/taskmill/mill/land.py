@@ -176,7 +176,9 @@ class MergeQueue:
         if journal.exists():
             _recover_advance(self.git, journal, self.user_git)
         wt = self.git.at(ws.path)
-        found = self.git.find_landed(self.ref, task.id, since=ws.base)
+        # only a task taken over from a run that died can have landed already (claims are
+        # exclusive), so only then is the target's history searched for its trailer
+        found = self.git.find_landed(self.ref, task.id, since=ws.base) if ws.resumed else None
         if found:
             return LandResult("already_landed", found)
         for _ in range(5):
