@@ -55,3 +55,22 @@ class FixedClock:
 def iso(dt: datetime) -> str:
     """RFC 3339 in UTC with microseconds, e.g. ``2026-01-01T00:00:00.000000Z``."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """A timestamp as the ledger and the mill write it (see :func:`iso`); ``None`` if unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def elapsed_seconds(start: str | None, end: str | None, now: datetime) -> float | None:
+    """Seconds from ``start`` to ``end`` (to ``now`` while there is no end), to the millisecond."""
+    began = parse_iso(start)
+    if began is None:
+        return None
+    ended = parse_iso(end) or now
+    return round(max(0.0, (ended - began).total_seconds()), 3)

@@ -11,12 +11,13 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import readiness
 from .audit import AuditLog, VerifyReport, event_from_row, verify
-from .clock import Clock, SystemClock, iso
+from .clock import Clock, SystemClock, elapsed_seconds, iso
 from .db import connect, migrate, write_tx
 from .errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
 from .ids import hash_length, new_id
@@ -657,6 +658,54 @@ class Ledger:
             item = dict(zip(cols, row, strict=True))
             item["detail"] = _loads(item["detail"])
             out.append(item)
+        return out
+
+    def attempt_totals(self, now: datetime) -> dict[str, Any]:
+        """Attempts, passes, tokens, cost and seconds (a running attempt's up to ``now``): over
+        all attempts (``all``), per agent (``by_agent``) and per model (``by_model``)."""
+
+        def zero() -> dict[str, Any]:
+            return {"attempts": 0, "passed": 0, "input_tokens": 0, "output_tokens": 0,
+                    "cost_usd": 0.0, "seconds": 0.0}
+
+        total = zero()
+        by_agent: dict[str, dict[str, Any]] = {}
+        by_model: dict[str, dict[str, Any]] = {}
+        for agent, model, started, ended, outcome, tin, tout, cost in self.conn.execute(
+                "SELECT agent, model, started_at, ended_at, outcome, input_tokens,"
+                " output_tokens, cost_usd FROM attempts"):
+            seconds = elapsed_seconds(started, ended, now) or 0.0
+            for bucket in (total, by_agent.setdefault(agent or "(none)", zero()),
+                           by_model.setdefault(model or "(default)", zero())):
+                bucket["attempts"] += 1
+                bucket["passed"] += outcome == "passed"
+                bucket["input_tokens"] += int(tin or 0)
+                bucket["output_tokens"] += int(tout or 0)
+                bucket["cost_usd"] += float(cost or 0.0)
+                bucket["seconds"] += seconds
+        for bucket in (total, *by_agent.values(), *by_model.values()):
+            bucket["cost_usd"] = round(bucket["cost_usd"], 6)
+            bucket["seconds"] = round(bucket["seconds"], 3)
+        return {"all": total, "by_agent": by_agent, "by_model": by_model}
+
+    def labels_in_use(self) -> list[str]:
+        """Every label some task other than a tombstone has, sorted."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT l.label FROM labels l JOIN tasks t ON t.id = l.task_id"
+            " WHERE t.status != 'tombstone' ORDER BY l.label")]
+
+    def last_comments(self, task_ids: Sequence[str]) -> dict[str, Comment]:
+        """The newest comment of each of ``task_ids`` that has one (the ids are not resolved)."""
+        ids = list(task_ids)
+        out: dict[str, Comment] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, tid, author, text, created in self.conn.execute(
+                    "SELECT id, task_id, author, text, created_at FROM comments WHERE id IN"
+                    f" (SELECT max(id) FROM comments WHERE task_id IN ({marks}) GROUP BY task_id)",
+                    chunk):
+                out[tid] = Comment(cid, tid, author, text, created)
         return out
 
     # -- audit ---------------------------------------------------------------------------

@@ -34,7 +34,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..clock import Clock, SystemClock
 from ..errors import TaskmillError
 from ..project import actor_from_env, open_project
-from .api import ROUTES, Api, error_response
+from .api import Api
+from .base import error_response
+from .routes import ROUTES
 
 STATIC_DIR = Path(__file__).parent / "static"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})

@@ -1,0 +1,80 @@
+"""The API's actions: change a task (update, reopen, unblock, comment) and pause or resume the
+mill.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..clock import iso
+from ..errors import Conflict, InvalidInput
+from ..ledger import Ledger
+from ..mill.engine import PAUSE_FILE
+from .base import HandlerBase, json_response
+
+
+class ActionHandlers(HandlerBase):
+    """The routes that change something: a task in the ledger, or the mill's pause file."""
+
+    async def update(self, request: Request) -> Response:
+        body = await self._body(request)
+        if not body:
+            raise InvalidInput("nothing to change", hint="send a JSON object of fields")
+        tid = request.path_params["task_id"]
+        return await self._in_thread(lambda led: led.update(tid, body).to_json())
+
+    async def reopen(self, request: Request) -> Response:
+        tid = request.path_params["task_id"]
+        return await self._in_thread(lambda led: led.reopen(tid).to_json())
+
+    async def unblock(self, request: Request) -> Response:
+        tid = request.path_params["task_id"]
+
+        def do(led: Ledger) -> Any:
+            task = led.get(tid)
+            if task.status != "blocked":
+                raise Conflict(f"{task.id} is {task.status}, not blocked",
+                               hint="reopen a closed task instead" if task.status == "closed"
+                               else None)
+            return led.update(task.id, {"status": "open"},
+                              expect_status="blocked").to_json()
+
+        return await self._in_thread(do)
+
+    async def comment(self, request: Request) -> Response:
+        body = await self._body(request)
+        text = body.get("text")
+        if not isinstance(text, str):
+            raise InvalidInput("a comment needs a text (a string)")
+        author = body.get("author")
+        if author is not None and not isinstance(author, str):
+            raise InvalidInput("author must be a string")
+        tid = request.path_params["task_id"]
+        return await self._in_thread(
+            lambda led: led.comment(tid, text, author=author or None).to_json(), status=201)
+
+    async def _in_thread(self, fn: Callable[[Ledger], Any], status: int = 200) -> Response:
+        def work() -> Any:
+            with self.pool.ledger() as led:
+                return fn(led)
+
+        return json_response(await run_in_threadpool(work), status)
+
+    def pause(self, request: Request) -> Response:
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.paths.run_dir / PAUSE_FILE
+        if not path.exists():
+            tmp = path.with_name(f".{PAUSE_FILE}.{os.getpid()}")
+            tmp.write_text(f"paused from the dashboard at {iso(self._now())}\n", encoding="utf-8")
+            tmp.replace(path)
+        return json_response({"paused": True})
+
+    def resume(self, request: Request) -> Response:
+        (self.paths.run_dir / PAUSE_FILE).unlink(missing_ok=True)
+        return json_response({"paused": False})

@@ -1,0 +1,177 @@
+"""What every group of API handlers shares: errors as JSON, ledger connections, request parsing.
+
+:class:`HandlerBase` holds the project (paths, configuration, clock, a :class:`LedgerPool`)
+and the helpers the handler groups in :mod:`~taskmill.web.reads`,
+:mod:`~taskmill.web.actions` and :mod:`~taskmill.web.mill_state` have in common; the handler
+groups are mixed into :class:`taskmill.web.api.Api`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..clock import Clock, elapsed_seconds
+from ..config import Config
+from ..errors import InvalidInput, TaskmillError
+from ..ledger import Ledger
+from ..mill.engine import PAUSE_FILE
+from ..paths import LedgerPaths
+
+
+class Forbidden(TaskmillError):
+    code = "forbidden"
+    exit_code = 1
+
+
+HTTP_STATUS = {
+    "invalid": 400, "not_initialized": 400, "not_a_repository": 400, "plan_invalid": 400,
+    "cycle": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
+    "claim_conflict": 409, "git": 502, "integrity": 500, "database": 503, "error": 500,
+}
+
+
+def error_response(exc: TaskmillError) -> JSONResponse:
+    return JSONResponse(exc.to_json(), status_code=HTTP_STATUS.get(exc.code, 500))
+
+
+def json_response(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)
+
+
+# -- ledger connections ------------------------------------------------------------------------
+
+
+class LedgerPool:
+    """A few ledger connections shared by the request threads (one per request at a time)."""
+
+    def __init__(self, paths: LedgerPaths, config: Config, clock: Clock, actor: str) -> None:
+        self.paths = paths
+        self.config = config
+        self.clock = clock
+        self.actor = actor
+        self._idle: queue.LifoQueue[Ledger] = queue.LifoQueue()
+        self._all: list[Ledger] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def ledger(self) -> Iterator[Ledger]:
+        try:
+            led = self._idle.get_nowait()
+        except queue.Empty:
+            led = Ledger.open(self.paths.db, prefix=self.config.prefix, clock=self.clock,
+                              actor=self.actor)
+            with self._lock:
+                self._all.append(led)
+        try:
+            yield led
+        finally:
+            if led.conn.in_transaction:  # never hand on a connection inside a transaction
+                led.conn.execute("ROLLBACK")
+            self._idle.put(led)
+
+    def close(self) -> None:
+        with self._lock:
+            while True:
+                try:
+                    self._idle.get_nowait()
+                except queue.Empty:
+                    break
+            for led in self._all:
+                with contextlib.suppress(Exception):
+                    led.close_db()
+            self._all.clear()
+
+
+# -- the handlers' common ground -----------------------------------------------------------------
+
+
+class HandlerBase:
+    """The project the handlers serve, and the helpers more than one group of them uses."""
+
+    paths: LedgerPaths
+    config: Config
+    clock: Clock
+    pool: LedgerPool
+
+    # -- the request ----------------------------------------------------------------------
+
+    @staticmethod
+    async def _body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidInput(f"the request body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput("the request body must be a JSON object")
+        return data
+
+    @staticmethod
+    def _int(request: Request, name: str, default: int | None = None) -> int | None:
+        value = request.query_params.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise InvalidInput(f"{name} must be an integer, not {value!r}") from exc
+
+    @staticmethod
+    def _flag(request: Request, name: str) -> bool:
+        return request.query_params.get(name, "").lower() in ("1", "true", "yes", "on")
+
+    @staticmethod
+    def _statuses(request: Request) -> list[str] | None:
+        raw = request.query_params.get("status")
+        if not raw:
+            return None
+        return [s for s in (p.strip() for p in raw.split(",")) if s]
+
+    # -- the project ----------------------------------------------------------------------
+
+    def _paused(self) -> bool:
+        return (self.paths.run_dir / PAUSE_FILE).exists()
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    def _attempt_json(self, attempt: dict[str, Any], now: datetime) -> dict[str, Any]:
+        item = dict(attempt)
+        item["running"] = item.get("outcome") is None
+        item["duration_s"] = elapsed_seconds(item.get("started_at"), item.get("ended_at"), now)
+        log = self._log_file(item.get("log_path"))
+        item["has_log"] = bool(log and log.is_file())
+        item["has_checks_log"] = bool(log and log.with_suffix(".checks.log").is_file())
+        return item
+
+    def _log_file(self, log_path: str | None) -> Path | None:
+        if not log_path:
+            return None
+        path = Path(log_path)
+        if not path.is_absolute():
+            path = self.paths.root / path
+        return path
+
+    @staticmethod
+    def _blocked(led: Ledger) -> list[dict[str, Any]]:
+        held = led.blocked()
+        last = led.last_comments([b.task.id for b in held])
+        out = []
+        for b in held:
+            item = b.to_json()
+            comment = last.get(b.task.id)
+            item["last_comment"] = comment.to_json() if comment else None
+            out.append(item)
+        return out

@@ -1,0 +1,176 @@
+"""Live updates: a watcher over the ledger, the mill's events file and the pause file, and the
+server-sent event stream (``GET /api/stream``) it feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..db import connect
+from ..mill.engine import PAUSE_FILE
+from ..paths import LedgerPaths
+from .mill_state import MillLog
+
+POLL_SECONDS = 0.2
+"""How often the watcher looks at the ledger and the events file."""
+HEARTBEAT_SECONDS = 10.0
+
+
+class Broadcaster:
+    """Watches the ledger, the events file and the pause file; pushes changes to subscribers.
+
+    The ledger is polled with ``PRAGMA data_version`` (it changes when any other connection
+    commits) on a connection of its own, every :data:`POLL_SECONDS`; the audit events since
+    the last look name the tasks that changed.
+    """
+
+    def __init__(self, paths: LedgerPaths, mill: MillLog) -> None:
+        self.paths = paths
+        self.mill = mill
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._data_version = -1
+        self.seq = 0
+        self.paused = False
+        self._pause_seen: tuple[int, int] | None = None
+        self.closed = False
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect(self.paths.db)
+            self._data_version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            self.seq = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM events")
+                           .fetchone()[0])
+            self._pause_seen = self._pause_signature()
+            self.paused = self._pause_seen is not None
+            self.mill.refresh()
+        return self._conn
+
+    def check(self) -> list[dict[str, Any]]:
+        """One look at everything watched; returns the messages to send."""
+        conn = self._connection()
+        messages: list[dict[str, Any]] = []
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._data_version:
+            self._data_version = version
+            rows = conn.execute("SELECT seq, task_id, kind FROM events WHERE seq > ? ORDER BY seq",
+                                (self.seq,)).fetchall()
+            if rows:
+                self.seq = int(rows[-1][0])
+            messages.append({
+                "type": "ledger", "seq": self.seq,
+                "tasks": sorted({r[1] for r in rows if r[1]}),
+                "kinds": sorted({r[2] for r in rows}),
+            })
+        events = self.mill.refresh()
+        if events:
+            messages.append({"type": "mill", "events": events[-50:],
+                             "tasks": sorted({e["task"] for e in events
+                                              if isinstance(e.get("task"), str)})})
+        # the file's identity, not only its existence: a resume and a new pause between two
+        # looks must still be noticed
+        signature = self._pause_signature()
+        if signature != self._pause_seen:
+            self._pause_seen = signature
+            self.paused = signature is not None
+            messages.append({"type": "paused", "paused": self.paused})
+        return messages
+
+    def _pause_signature(self) -> tuple[int, int] | None:
+        try:
+            st = (self.paths.run_dir / PAUSE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def publish(self, message: dict[str, Any]) -> None:
+        for q in list(self._subscribers):
+            q.put_nowait(message)
+
+    async def _run(self) -> None:
+        while not self.closed:
+            try:
+                for message in self.check():
+                    self.publish(message)
+            except sqlite3.Error:  # a locked or replaced database: try again next time
+                self._conn = None
+            await asyncio.sleep(POLL_SECONDS)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._subscribers.add(q)
+        self.closed = False
+        if self._task is None or self._task.done():
+            self._loop = asyncio.get_running_loop()
+            self._connection()
+            self._task = self._loop.create_task(self._run())
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._subscribers.discard(q)
+
+    def _close(self) -> None:
+        self.closed = True
+        for q in list(self._subscribers):
+            q.put_nowait(None)
+        if self._task is not None:
+            self._task.cancel()
+
+    def close_threadsafe(self) -> None:
+        """End every stream (before a server shuts down: open streams would hold it up)."""
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._close)
+        else:
+            self.closed = True
+
+    async def aclose(self) -> None:
+        self._close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class LiveHandlers:
+    """``/api/stream``: every change the :class:`Broadcaster` sees, as server-sent events."""
+
+    broadcaster: Broadcaster
+
+    async def stream(self, request: Request) -> Response:
+        q = self.broadcaster.subscribe()
+        hello = {"type": "hello", "seq": self.broadcaster.seq, "paused": self.broadcaster.paused}
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                yield "retry: 1000\n\n"
+                yield f"data: {json.dumps(hello)}\n\n"
+                while True:
+                    try:
+                        message = await asyncio.wait_for(q.get(), timeout=HEARTBEAT_SECONDS)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield ": ping\n\n"
+                        continue
+                    if message is None:
+                        return
+                    yield f"data: {json.dumps(message, ensure_ascii=False, default=str)}\n\n"
+            finally:
+                self.broadcaster.unsubscribe(q)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})

@@ -1,0 +1,213 @@
+"""The API's reading handlers: the project, tasks, their audit trail, an attempt's diff and
+logs, and the task graph laid out.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..audit import event_from_row
+from ..errors import InvalidInput, NotFound
+from ..mill.git import Git
+from ..model import STATUSES, UPDATABLE_FIELDS
+from . import graph_layout
+from .base import Forbidden, HandlerBase, json_response
+
+DIFF_LIMIT = 400_000
+LOG_LIMIT = 400_000
+
+
+class LayoutCache:
+    """The last few graph layouts, by the nodes and edges laid out (laying out takes a while)."""
+
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self._layouts: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def layout(self, node_ids: list[str], edges: list[tuple[str, str, str]]) -> dict[str, Any]:
+        """:func:`graph_layout.layered_layout` of the graph, as JSON."""
+        key = (tuple(node_ids), tuple(edges))
+        with self._lock:
+            layout = self._layouts.get(key)
+            if layout is not None:
+                self._layouts.move_to_end(key)
+        if layout is None:
+            layout = graph_layout.layered_layout(node_ids, edges).to_json()
+            with self._lock:
+                self._layouts[key] = layout
+                while len(self._layouts) > self.SIZE:
+                    self._layouts.popitem(last=False)
+        return layout
+
+
+class ReadHandlers(HandlerBase):
+    """The ``GET`` routes over the ledger (and, for diffs and logs, the repository)."""
+
+    git: Git
+    layouts: LayoutCache
+
+    def project(self, request: Request) -> Response:
+        with self.pool.ledger() as led:
+            labels = led.labels_in_use()
+            present = [r[0] for r in led.conn.execute("SELECT DISTINCT status FROM tasks")]
+            seq = led.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            stats = led.stats()
+        statuses = list(STATUSES) + sorted(s for s in present if s not in STATUSES)
+        return json_response({
+            "root": str(self.paths.root), "prefix": self.config.prefix, "paused": self._paused(),
+            "statuses": statuses, "labels": labels, "seq": seq,
+            "updatable_fields": list(UPDATABLE_FIELDS), "stats": stats})
+
+    def stats(self, request: Request) -> Response:
+        with self.pool.ledger() as led:
+            return json_response(led.stats())
+
+    def list_tasks(self, request: Request) -> Response:
+        q = request.query_params
+        with self.pool.ledger() as led:
+            tasks = led.list_tasks(status=self._statuses(request), label=q.get("label") or None,
+                                   issue_type=q.get("type") or None,
+                                   assignee=q.get("assignee") or None,
+                                   parent=q.get("parent") or None,
+                                   include_hidden=self._flag(request, "all"),
+                                   limit=self._int(request, "limit"))
+        return json_response([t.to_json() for t in tasks])
+
+    def ready(self, request: Request) -> Response:
+        with self.pool.ledger() as led:
+            tasks = led.ready(limit=self._int(request, "limit"))
+        return json_response([t.to_json() for t in tasks])
+
+    def blocked(self, request: Request) -> Response:
+        with self.pool.ledger() as led:
+            return json_response(self._blocked(led))
+
+    def show(self, request: Request) -> Response:
+        now = self._now()
+        with self.pool.ledger() as led:
+            task = led.show(request.path_params["task_id"])
+            data = task.to_json(full=True)
+            linked = {d.depends_on_id for d in task.dependencies} | {
+                d.issue_id for d in task.dependents}
+            info: dict[str, tuple[str, str]] = {}
+            for tid in linked:
+                row = led.conn.execute("SELECT title, status FROM tasks WHERE id = ?",
+                                       (tid,)).fetchone()
+                if row:
+                    info[tid] = (row[0], row[1])
+        for dep in data["dependencies"]:
+            dep["title"], dep["status"] = info.get(dep["depends_on_id"], (None, "missing"))
+        for dep in data["dependents"]:
+            dep["title"], dep["status"] = info.get(dep["issue_id"], (None, "missing"))
+        data["attempts"] = [self._attempt_json(a, now) for a in data["attempts"]]
+        data["blocked_by"] = [d["depends_on_id"] for d in data["dependencies"]
+                              if d["type"] == "blocks"
+                              and d["status"] not in ("closed", "tombstone", "missing")]
+        return json_response(data)
+
+    def task_events(self, request: Request) -> Response:
+        with self.pool.ledger() as led:
+            events = led.events(request.path_params["task_id"])
+        return json_response([e.to_json() for e in events])
+
+    def events(self, request: Request) -> Response:
+        since = self._int(request, "since")
+        limit = self._int(request, "limit", 200) or 200
+        with self.pool.ledger() as led:
+            if since is None:
+                events = led.events(limit=limit)
+            else:
+                events = [event_from_row(r) for r in led.conn.execute(
+                    "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events"
+                    " WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit))]
+        return json_response([e.to_json() for e in events])
+
+    def _attempt(self, request: Request) -> tuple[str, dict[str, Any]]:
+        raw = request.path_params["attempt_id"]
+        with self.pool.ledger() as led:
+            tid = led.resolve(request.path_params["task_id"])
+            attempts = led.attempts(tid)
+        for attempt in attempts:
+            if str(attempt["id"]) == str(raw):
+                return tid, attempt
+        raise NotFound(f"{tid} has no attempt {raw}")
+
+    def diff(self, request: Request) -> Response:
+        tid, attempt = self._attempt(request)
+        sha = attempt.get("commit_sha")
+        if not sha:
+            raise NotFound(f"attempt {attempt['id']} of {tid} made no commit")
+        if not re.fullmatch(r"[0-9a-fA-F]{4,64}", sha):
+            raise InvalidInput(f"{sha!r} is not a commit id")
+        if self.git.rev(sha) is None:
+            raise NotFound(f"commit {sha} is not in the repository any more",
+                           hint="its branch may have been deleted and garbage-collected")
+        proc = self.git.run("show", "--no-color", "--no-ext-diff", "--stat", "--patch",
+                            "--format=fuller", sha, timeout=30.0)
+        text = proc.stdout
+        truncated = len(text) > DIFF_LIMIT
+        return json_response({"commit": sha, "diff": text[:DIFF_LIMIT], "truncated": truncated})
+
+    def log(self, request: Request) -> Response:
+        kind = request.query_params.get("kind", "agent")
+        if kind not in ("agent", "checks"):
+            raise InvalidInput(f"kind must be agent or checks, not {kind!r}")
+        tid, attempt = self._attempt(request)
+        path = self._log_file(attempt.get("log_path"))
+        if path is None:
+            raise NotFound(f"attempt {attempt['id']} of {tid} has no log")
+        if kind == "checks":
+            path = path.with_suffix(".checks.log")
+        real = self._allowed(path)
+        if not real.is_file():
+            raise NotFound(f"the {kind} log {path} does not exist")
+        size = real.stat().st_size
+        with real.open("rb") as fh:
+            if size > LOG_LIMIT:
+                fh.seek(size - LOG_LIMIT)
+            text = fh.read().decode("utf-8", errors="replace")
+        return json_response({"path": str(path), "kind": kind, "text": text, "size": size,
+                              "truncated": size > LOG_LIMIT})
+
+    def graph(self, request: Request) -> Response:
+        statuses = self._statuses(request)
+        label = request.query_params.get("label") or None
+        include_all = self._flag(request, "all")
+        with self.pool.ledger() as led:
+            tasks = led.list_tasks(status=statuses, label=label, include_hidden=include_all)
+            if not include_all:
+                tasks = [t for t in tasks if t.status != "tombstone"]
+            ids = {t.id for t in tasks}
+            edges = [(b, a, typ) for a, b, typ in led.conn.execute(
+                "SELECT issue_id, depends_on_id, type FROM deps ORDER BY issue_id, pos")
+                if a in ids and b in ids]
+        node_ids = [t.id for t in tasks]  # priority order: important work near the top
+        layout = self.layouts.layout(node_ids, edges)
+        by_id = {t.id: t for t in tasks}
+        nodes = []
+        for node in layout["nodes"]:
+            t = by_id[node["id"]]
+            nodes.append({**node, "title": t.title, "status": t.status, "priority": t.priority,
+                          "ready": t.ready, "labels": t.labels, "issue_type": t.issue_type,
+                          "assignee": t.assignee})
+        spacing = graph_layout.Spacing()
+        return json_response({**layout, "nodes": nodes, "total": len(nodes),
+                              "node_width": spacing.node_width,
+                              "node_height": spacing.node_height})
+
+    def _allowed(self, path: Path) -> Path:
+        """``path`` resolved, if it is under ``.taskmill/``; refused otherwise."""
+        base = self.paths.dir.resolve()
+        real = path.resolve()
+        if not real.is_relative_to(base):
+            raise Forbidden(f"{path} is not under {base}: only files under .taskmill/ are served")
+        return real

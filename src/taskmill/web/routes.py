@@ -1,0 +1,84 @@
+"""Every route of the API under ``/api/``, declared once: the application routes by it and its
+OpenAPI description is generated from it (:func:`taskmill.web.openapi.openapi_document`).
+
+``handler`` names the method of :class:`taskmill.web.api.Api` that serves the route (and is
+its ``operationId``).
+"""
+
+from __future__ import annotations
+
+from .openapi import Param, RouteSpec, array, ref
+
+TASK_ID = Param("task_id", "path", "A task id, or a unique prefix of one.", required=True)
+ATTEMPT_ID = Param("attempt_id", "path", "The attempt's id (see the task's attempts).",
+                   {"type": "integer"}, required=True)
+_STATUS_FILTER = Param("status", "query", "Comma-separated statuses to keep.")
+_LABEL_FILTER = Param("label", "query", "Keep tasks with this label.")
+_ALL = Param("all", "query", "Include tombstones.", {"type": "boolean"})
+
+ROUTES: list[RouteSpec] = [
+    RouteSpec("GET", "/api/project", "project", "The project: root, id prefix, labels, counts.",
+              response=ref("Project")),
+    RouteSpec("GET", "/api/stats", "stats", "Counts, readiness, attempts, tokens and cost."),
+    RouteSpec("GET", "/api/tasks", "list_tasks", "List tasks (Ledger.list_tasks).",
+              [_STATUS_FILTER, _LABEL_FILTER,
+               Param("type", "query", "Keep tasks of this issue type."),
+               Param("assignee", "query", "Keep tasks assigned to this actor."),
+               Param("parent", "query", "Keep children of this task."), _ALL,
+               Param("limit", "query", "At most this many.", {"type": "integer"})],
+              response=array(ref("Task"))),
+    RouteSpec("GET", "/api/ready", "ready", "Open tasks with nothing blocking them.",
+              [Param("limit", "query", "At most this many.", {"type": "integer"})],
+              response=array(ref("Task"))),
+    RouteSpec("GET", "/api/blocked", "blocked",
+              "Tasks held back, with what holds each and the last comment (the reason).",
+              response=array(ref("BlockedTask"))),
+    RouteSpec("GET", "/api/tasks/{task_id}", "show",
+              "A task with its dependencies both ways, comments and every attempt.",
+              [TASK_ID], response=ref("TaskFull"), errors=(404,)),
+    RouteSpec("PATCH", "/api/tasks/{task_id}", "update",
+              "Change fields of a task, e.g. reprioritise with {\"priority\": 0}.",
+              [TASK_ID], body=ref("TaskChanges"), response=ref("Task"), errors=(400, 404, 409)),
+    RouteSpec("POST", "/api/tasks/{task_id}/reopen", "reopen", "Reopen a task (status -> open).",
+              [TASK_ID], response=ref("Task"), errors=(404, 409)),
+    RouteSpec("POST", "/api/tasks/{task_id}/unblock", "unblock",
+              "Unblock a task the mill marked blocked (status blocked -> open).",
+              [TASK_ID], response=ref("Task"), errors=(404, 409)),
+    RouteSpec("POST", "/api/tasks/{task_id}/comments", "comment",
+              "Add a comment; the next iteration's prompt includes it.",
+              [TASK_ID], body=ref("NewComment"), response=ref("Comment"),
+              errors=(400, 404)),
+    RouteSpec("GET", "/api/tasks/{task_id}/events", "task_events", "A task's audit trail.",
+              [TASK_ID], response=array(ref("AuditEvent")), errors=(404,)),
+    RouteSpec("GET", "/api/tasks/{task_id}/attempts/{attempt_id}/diff", "diff",
+              "The diff an attempt produced (git show of its commit).",
+              [TASK_ID, ATTEMPT_ID], response=ref("Diff"), errors=(404, 502)),
+    RouteSpec("GET", "/api/tasks/{task_id}/attempts/{attempt_id}/log", "log",
+              "An attempt's agent log (or its checks log); only files under .taskmill/.",
+              [TASK_ID, ATTEMPT_ID,
+               Param("kind", "query", "agent (default) or checks",
+                     {"type": "string", "enum": ["agent", "checks"]})],
+              response=ref("Log"), errors=(403, 404)),
+    RouteSpec("GET", "/api/events", "events", "The audit trail (newest last).",
+              [Param("since", "query", "Only events after this seq.", {"type": "integer"}),
+               Param("limit", "query", "At most this many (default 200).", {"type": "integer"})],
+              response=array(ref("AuditEvent"))),
+    RouteSpec("GET", "/api/graph", "graph",
+              "The task graph laid out (layered DAG): nodes with positions, edges with points.",
+              [_STATUS_FILTER, _LABEL_FILTER, _ALL], response=ref("Graph")),
+    RouteSpec("GET", "/api/now", "now",
+              "Workers and what each is doing, the merge queue, totals per agent and model, "
+              "blocked tasks and why, recent mill events.", response=ref("Now")),
+    RouteSpec("GET", "/api/mill", "mill", "The mill: paused or not, and its recent events.",
+              [Param("limit", "query", "At most this many events (default 100).",
+                     {"type": "integer"})]),
+    RouteSpec("POST", "/api/mill/pause", "pause",
+              "Pause the mill: it dispatches nothing new (work in flight goes on).",
+              response=ref("Paused")),
+    RouteSpec("POST", "/api/mill/resume", "resume", "Resume the mill.", response=ref("Paused")),
+    RouteSpec("GET", "/api/stream", "stream",
+              "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
+              media_type="text/event-stream", response={"type": "string"}),
+    RouteSpec("GET", "/api/openapi.json", "openapi", "This description (OpenAPI 3).",
+              response={"type": "object"}),
+]
