@@ -181,31 +181,45 @@ class MergeQueue:
         found = self.git.find_landed(self.ref, task.id, since=ws.base) if ws.resumed else None
         if found:
             return LandResult("already_landed", found)
-        for _ in range(5):
-            tip = self.tip()
-            head = wt.out("rev-parse", "HEAD")
-            # git merge-tree --write-tree finds the merge base itself
-            tree, conflict = merge_tree(self.git, None, tip, head)
-            if tree is None:
-                self._leave_conflict(wt, tip)
-                return LandResult("conflict", detail=conflict)
-            candidate = commit_tree(self.git, tree, [tip], landing_message(task))
-            if self.checks:
-                wt.run("checkout", "-q", "--detach", candidate)
-                try:
+        on_branch = True
+        try:
+            for _ in range(5):
+                tip = self.tip()
+                head = wt.out("rev-parse", f"refs/heads/{ws.branch}")
+                # git merge-tree --write-tree finds the merge base itself
+                tree, conflict = merge_tree(self.git, None, tip, head)
+                if tree is None:
+                    self._back_to_branch(wt, ws, on_branch)
+                    on_branch = True
+                    self._leave_conflict(wt, tip)
+                    return LandResult("conflict", detail=conflict)
+                candidate = commit_tree(self.git, tree, [tip], landing_message(task))
+                if self.checks:
+                    # the checks run on the candidate; after a landing the slot is released
+                    # (and reset) anyway, so only a failure needs the branch back
+                    wt.run("checkout", "-q", "--detach", candidate)
+                    on_branch = False
                     result = run_checks(self.checks, ws.path, self.check_env,
                                         timeout_s=self.check_timeout, log_path=attempt_log)
-                finally:
-                    wt.run("checkout", "-q", "-f", ws.branch)
-                if not result.ok:
-                    # bring the target into the branch so the agent fixes the integrated code
-                    wt.run("merge", "-q", "--no-edit", tip, check=False)
-                    return LandResult("checks_failed", detail=result.failure_text(),
-                                      checks=result)
-            moved, note = self._advance(tip, candidate)
-            if moved:
-                return LandResult("landed", candidate, checkout_note=note)
-        return LandResult("conflict", detail="the target branch kept moving while landing")
+                    if not result.ok:
+                        self._back_to_branch(wt, ws, on_branch)
+                        on_branch = True
+                        # bring the target into the branch so the agent fixes the integrated code
+                        wt.run("merge", "-q", "--no-edit", tip, check=False)
+                        return LandResult("checks_failed", detail=result.failure_text(),
+                                          checks=result)
+                moved, note = self._advance(tip, candidate)
+                if moved:
+                    on_branch = True  # landed: the worktree is released, not worked on
+                    return LandResult("landed", candidate, checkout_note=note)
+            return LandResult("conflict", detail="the target branch kept moving while landing")
+        finally:
+            self._back_to_branch(wt, ws, on_branch)
+
+    @staticmethod
+    def _back_to_branch(wt: Git, ws: Workspace, on_branch: bool) -> None:
+        if not on_branch:
+            wt.run("checkout", "-q", "-f", ws.branch)
 
     def _leave_conflict(self, wt: Git, tip: str) -> None:
         wt.run("merge", "--no-ff", "--no-commit", tip, check=False)
