@@ -54,8 +54,14 @@ class Git:
         return self.out("rev-parse", f"{ref}^{{tree}}")
 
     def current_branch(self) -> str | None:
-        proc = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
-        return proc.stdout.strip() or None
+        """The branch checked out here (None when detached), read from git's HEAD file."""
+        try:
+            text = (self.git_dir() / "HEAD").read_text(encoding="utf-8").strip()
+        except OSError:
+            proc = self.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+            return proc.stdout.strip() or None
+        prefix = "ref: refs/heads/"
+        return text[len(prefix):] if text.startswith(prefix) else None
 
     def update_ref(self, ref: str, new: str, old: str | None, message: str) -> bool:
         """Compare-and-swap a ref; False when it no longer points at ``old``."""

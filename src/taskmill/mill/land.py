@@ -184,8 +184,9 @@ class MergeQueue:
         on_branch = True
         try:
             for _ in range(5):
-                tip = self.tip()
-                head = wt.out("rev-parse", f"refs/heads/{ws.branch}")
+                # one git process for both ends (this runs inside the merge lock)
+                tip, head = self.git.out("rev-parse", self.ref,
+                                         f"refs/heads/{ws.branch}").split()
                 # git merge-tree --write-tree finds the merge base itself
                 tree, conflict = merge_tree(self.git, None, tip, head)
                 if tree is None:
