@@ -145,7 +145,8 @@ class TaskWorker:
                 landed = True
                 self.ctx.pool.drop_branch(self.task.id)
                 return self.out
-            ws = self.ctx.pool.acquire(self.task.id, base)
+            ws = self.ctx.pool.acquire(self.task.id, base,
+                                       fresh=not self.resumed and self.lap == 1)
             self.ctx.bus.emit("workspace", task=self.task.id, path=str(ws.path),
                               branch=ws.branch, resumed=ws.resumed)
             failure: tuple[str, str] | None = self._pending_failure()

@@ -199,7 +199,10 @@ class WorktreePool:
 
     # -- acquire / release -----------------------------------------------------------------
 
-    def acquire(self, task_id: str, base: str) -> Workspace:
+    def acquire(self, task_id: str, base: str, *, fresh: bool = False) -> Workspace:
+        """A slot on branch ``taskmill/<task_id>``: the existing branch (resumed work), or
+        one cut from ``base``. ``fresh``: the task was never worked, so it has no branch to
+        look for (one git process less; the full path is taken if that turns out wrong)."""
         slot, fd = self._lock_slot()
         try:
             path = self.root / f"w{slot}"
@@ -228,6 +231,10 @@ class WorktreePool:
             ready_marker.unlink(missing_ok=True)
             # this task is ours (claimed): a lock on its branch is a killed git's
             (self.git.git_dir() / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
+            if fresh and wt.ok("checkout", "-q", "-f", "--no-track", "-B", branch, base):
+                self._copy_includes(path)
+                return Workspace(path=path, branch=branch, base=base, slot=slot,
+                                 resumed=False, _lock_fd=fd)
             existing = self.git.rev(f"refs/heads/{branch}")
             resumed = existing is not None and existing != base
             if existing is not None:
