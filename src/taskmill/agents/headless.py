@@ -9,6 +9,7 @@ fall back to the table's model). Subclasses implement ``prepare`` and ``read_out
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
@@ -30,7 +31,7 @@ def invocation(
     )
 
 
-class HeadlessAdapter:
+class HeadlessAdapter(ABC):
     """Base of the adapters whose ``parse`` reads the CLI's stdout plus its stderr tail."""
 
     name: str
@@ -39,11 +40,11 @@ class HeadlessAdapter:
     def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
         self.wall_clock = wall_clock
 
+    @abstractmethod
     def read_output(
         self, output: str, exit_code: int | None, *, now: float, stderr: str
     ) -> Usage:
         """Usage from the CLI's stdout; ``stderr`` is the tail of its stderr."""
-        raise NotImplementedError
 
     def parse(
         self, config: AgentConfig, request: TurnRequest, output: str, exit_code: int | None
