@@ -650,7 +650,7 @@ class Ledger:
     def attempts(self, task_id: str) -> list[dict[str, Any]]:
         cols = ("id", "task_id", "iteration", "agent", "model", "started_at", "ended_at", "outcome",
                 "input_tokens", "output_tokens", "cost_usd", "commit_sha", "log_path", "detail",
-                "run_id")
+                "run_id", "lap")
         rows = self.conn.execute(f"SELECT {', '.join(cols)} FROM attempts WHERE task_id = ?"
                                  " ORDER BY id", (task_id,)).fetchall()
         out = []

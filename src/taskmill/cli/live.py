@@ -23,7 +23,7 @@ class LiveView:
         self._lock = threading.Lock()
         self._active: dict[str, dict[str, Any]] = {}
         self._merge: list[str] = []
-        self._totals = {"landed": 0, "blocked": 0, "in_tokens": 0, "out_tokens": 0, "cost": 0.0}
+        self._totals = {"landed": 0, "satisfied": 0, "blocked": 0, "in_tokens": 0, "out_tokens": 0, "cost": 0.0}
         self._messages: list[str] = []
         self._live = Live(self._render(), refresh_per_second=4, transient=False,
                           get_renderable=self._render)
@@ -58,11 +58,12 @@ class LiveView:
                 elif kind == "merge_queued":
                     row["state"] = "merge queue"
                     self._merge.append(task)
-                elif kind in ("merge_rejected", "landed", "blocked", "task_finished"):
+                elif kind in ("merge_rejected", "landed", "satisfied", "blocked",
+                              "task_finished"):
                     if task in self._merge:
                         self._merge.remove(task)
-                    if kind == "landed":
-                        self._totals["landed"] += 1
+                    if kind in ("landed", "satisfied"):
+                        self._totals[kind] += 1
                     elif kind == "blocked":
                         self._totals["blocked"] += 1
                         self._messages.append(f"{task} blocked: {event.get('reason', '')[:100]}")
@@ -84,7 +85,8 @@ class LiveView:
                               f"{now - row['start']:.0f}s", str(row["tokens"]),
                               f"${row['cost']:.4f}", row["state"])
             t = self._totals
-            totals = Text(f"landed {t['landed']}  blocked {t['blocked']}  "
+            satisfied = f"satisfied {t['satisfied']}  " if t["satisfied"] else ""
+            totals = Text(f"landed {t['landed']}  {satisfied}blocked {t['blocked']}  "
                           f"tokens {t['in_tokens']}/{t['out_tokens']}  cost ${t['cost']:.4f}  "
                           f"merge queue: {', '.join(self._merge) or '-'}")
             messages = [Text(m, style="yellow") for m in self._messages[-5:]]
@@ -100,9 +102,11 @@ def line_printer(event: dict[str, Any]) -> None:
         click.echo(f"turn     {task}  {event['outcome']}  tokens {event.get('input_tokens', 0)}"
                    f"/{event.get('output_tokens', 0)}  {event.get('seconds', 0)}s")
     elif kind == "merge_rejected":
-        click.echo(f"rejected {task}  {event.get('reason')}")
+        click.echo(f"rejected {task}  {event.get('summary') or event.get('reason')}")
     elif kind == "landed":
         click.echo(f"landed   {task}  {str(event.get('commit', ''))[:10]}")
+    elif kind == "satisfied":
+        click.echo(f"satisfied {task}  already at {str(event.get('commit', ''))[:10]}")
     elif kind == "blocked":
         click.echo(f"blocked  {task}  {event.get('reason', '')}")
     elif kind in ("checkout_not_moved", "warning", "agent_paused", "recovered", "skipped"):
@@ -116,15 +120,18 @@ def summary_table(summary: RunSummary) -> None:
     for col in ("task", "iterations", "outcome", "tokens in/out", "cost", "time"):
         table.add_column(col)
     for o in summary.outcomes:
-        style = "green" if o.outcome == "landed" else "red"
+        style = "green" if o.outcome in ("landed", "satisfied") else "red"
         table.add_row(o.task_id, str(o.iterations), f"[{style}]{o.outcome}[/]",
                       f"{o.input_tokens}/{o.output_tokens}", f"${o.cost_usd:.4f}",
                       f"{o.seconds:.1f}s")
     if summary.outcomes:
         console.print(table)
     landed = sum(1 for o in summary.outcomes if o.outcome == "landed")
-    console.print(f"{landed} landed, {len(summary.outcomes) - landed} not landed"
+    satisfied = sum(1 for o in summary.outcomes if o.outcome == "satisfied")
+    console.print(f"{landed} landed, " + (f"{satisfied} satisfied (nothing to land), "
+                                          if satisfied else "")
+                  + f"{len(summary.outcomes) - landed - satisfied} not landed"
                   if summary.outcomes else "nothing was ready to run")
     for o in summary.outcomes:
-        if o.outcome != "landed" and o.reason:
+        if o.outcome not in ("landed", "satisfied") and o.reason:
             console.print(f"  {o.task_id}: {o.reason[:300]}", markup=False)

@@ -101,16 +101,28 @@ def task_detail(task: Task) -> None:
             out.print("  " + c.text, markup=False)
     if task.attempts:
         table = Table(title="Attempts", show_edge=False, header_style="bold")
-        for col in ("#", "agent", "model", "outcome", "tokens in/out", "cost", "started", "commit"):
+        # iterations count from 1 in each lap (a reopened task starts a new one) and go on
+        # across runs: the run and lap tell attempts apart
+        for col in ("run", "lap", "#", "agent", "model", "outcome", "tokens in/out", "cost",
+                    "started", "commit"):
             table.add_column(col)
         for a in task.attempts:
             cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
-            table.add_row(str(a["iteration"]), a.get("agent") or "", a.get("model") or "",
+            table.add_row(a.get("run_id") or "", str(a.get("lap") or 1), str(a["iteration"]),
+                          a.get("agent") or "", a.get("model") or "",
                           a.get("outcome") or "running",
                           f"{a['input_tokens']}/{a['output_tokens']}", cost,
-                          a.get("started_at") or "", (a.get("commit_sha") or "")[:10])
+                          a.get("started_at") or "", _attempt_commit(a))
         out.print()
         out.print(table)
+
+
+def _attempt_commit(attempt: dict[str, Any]) -> str:
+    """The commit an attempt made, or "no change" when a finished turn made none."""
+    sha = attempt.get("commit_sha")
+    if sha:
+        return str(sha)[:10]
+    return "" if attempt.get("outcome") in (None, "interrupted", "rate_limited") else "no change"
 
 
 def dep_tree(tree: dict[str, Any]) -> None:

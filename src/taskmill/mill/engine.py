@@ -69,6 +69,10 @@ def stop_orphaned_agents(run_id: str) -> int:
     return len(groups)
 
 
+SUCCESS = frozenset({"landed", "satisfied"})
+"""Task outcomes that count as done: landed, or already satisfied (nothing to land)."""
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -77,14 +81,15 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        return 0 if all(o.outcome == "landed" for o in self.outcomes) else 1
+        return 0 if all(o.outcome in SUCCESS for o in self.outcomes) else 1
 
     def to_json(self) -> dict[str, object]:
         return {
             "run_id": self.run_id, "target": self.target, "exit_code": self.exit_code,
             "tasks": [o.__dict__ for o in self.outcomes],
             "landed": sum(1 for o in self.outcomes if o.outcome == "landed"),
-            "blocked": sum(1 for o in self.outcomes if o.outcome != "landed"),
+            "satisfied": sum(1 for o in self.outcomes if o.outcome == "satisfied"),
+            "blocked": sum(1 for o in self.outcomes if o.outcome not in SUCCESS),
         }
 
 
@@ -271,7 +276,17 @@ class Mill:
         row = ledger.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = ?",
                                   (task_id,)).fetchone()
         last = int(row[0] or 0)
-        return max(last, 1) if resumed else last + 1
+        if not resumed:
+            return last + 1
+        # a run that died before the first attempt of a new lap (a reopened task's): its
+        # claim is newer than the last attempt, and the lap it began is the next one
+        claimed, started = ledger.conn.execute(
+            "SELECT max(CASE WHEN kind = 'claimed' THEN seq END),"
+            " max(CASE WHEN kind = 'attempt_started' THEN seq END)"
+            " FROM events WHERE task_id = ?", (task_id,)).fetchone()
+        if last and claimed is not None and started is not None and claimed > started:
+            return last + 1
+        return max(last, 1)
 
     # -- the run -------------------------------------------------------------------------
 
@@ -320,7 +335,8 @@ class Mill:
             task_id = branch[len("taskmill/"):]
             row = ledger.conn.execute("SELECT status, close_reason FROM tasks WHERE id = ?",
                                       (task_id,)).fetchone()
-            if row and row[0] == "closed" and (row[1] or "").startswith("landed "):
+            if row and row[0] == "closed" and (row[1] or "").startswith(
+                    ("landed ", "already satisfied at ")):
                 pool.drop_branch(task_id)
 
     def _loop(self, ledger: Ledger, ctx: WorkerContext, resumed: set[str],

@@ -10,6 +10,9 @@ from pathlib import Path
 from ..errors import GitError
 
 TRAILER = "Taskmill-Task"
+LAP_TRAILER = "Taskmill-Lap"
+"""Which lap of the task (its n-th dispatch; a reopened task starts a new lap) landed. A
+landing without it (made before laps were recorded) is lap 1."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,11 @@ class Git:
     def is_ancestor(self, a: str, b: str) -> bool:
         return self.ok("merge-base", "--is-ancestor", a, b)
 
-    def find_landed(self, target: str, task_id: str, *, since: str | None = None) -> str | None:
-        """The commit on ``target`` whose trailer names ``task_id``, if any."""
+    def find_landed(self, target: str, task_id: str, *, lap: int | None = None,
+                    since: str | None = None) -> str | None:
+        """The newest commit on ``target`` whose trailer names ``task_id`` (and, given
+        ``lap``, that lap of the task: a reopened task's earlier landings are not its
+        current one), if any."""
         rng = target if since is None else f"{since}..{target}"
         wanted = f"{TRAILER}: {task_id}"
         out = self.out("log", "--format=%H%x00%B%x01", "--fixed-strings", f"--grep={wanted}",
@@ -82,7 +88,8 @@ class Git:
         # --grep matches substrings: the trailer of tm-ab (or tm-a.1) also contains tm-a's
         for record in out.split("\x01"):
             sha, _, body = record.partition("\x00")
-            if any(line.strip() == wanted for line in body.splitlines()):
+            found = landing_lap(body, task_id)
+            if found is not None and (lap is None or found == lap):
                 return sha.strip()
         return None
 
@@ -115,6 +122,23 @@ class Git:
                 return linked if linked.is_absolute() else (self.cwd / linked)
         path = Path(self.out("rev-parse", "--git-dir"))
         return path if path.is_absolute() else (self.cwd / path)
+
+
+def landing_lap(message: str, task_id: str) -> int | None:
+    """The lap of ``task_id`` that a landing commit's message records (1 when it has no
+    lap line); None when the message is not a landing of ``task_id``."""
+    wanted = f"{TRAILER}: {task_id}"
+    # the task's line and its lap line are in one paragraph (the trailers, at the end)
+    for paragraph in reversed(message.strip().split("\n\n")):
+        lines = [line.strip() for line in paragraph.splitlines()]
+        if wanted not in lines:
+            continue
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key == LAP_TRAILER and value.strip().isdigit():
+                return int(value.strip())
+        return 1
+    return None
 
 
 def git_env(base: Mapping[str, str]) -> dict[str, str]:

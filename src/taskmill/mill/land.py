@@ -6,8 +6,11 @@ Landing a task's branch:
    a conflict goes back to the agent loop, with the target merged into the branch and the
    conflict markers left in the files;
 2. make one commit on top of the target's tip with the merged tree, whose message carries a
-   ``Taskmill-Task: <id>`` trailer (so a task is found on the target after a crash and is
-   never landed twice);
+   ``Taskmill-Task: <id>`` trailer and a ``Taskmill-Lap: <n>`` one (so a task is found on
+   the target after a crash and is never landed twice, and a reopened task's new landing is
+   told from its old one). When the merged tree is the target's tree (the branch changes
+   nothing the target does not already have), no commit is made: the task is "already
+   satisfied" at the target's tip;
 3. run the project checks (``[checks] commands``) on that commit, in the task's worktree; a
    red check goes back to the agent loop;
 4. advance the target ref with a compare-and-swap. If the user's own checkout has the
@@ -34,14 +37,14 @@ from pathlib import Path
 
 from ..model import Task
 from .checks import ChecksResult, run_checks
-from .git import TRAILER, Git, commit_tree, merge_tree
+from .git import LAP_TRAILER, TRAILER, Git, commit_tree, merge_tree
 from .worktrees import Workspace
 
 
 @dataclass
 class LandResult:
     outcome: str
-    """landed | conflict | checks_failed | already_landed"""
+    """landed | satisfied | conflict | checks_failed | already_landed"""
     commit: str | None = None
     detail: str = ""
     checks: ChecksResult | None = None
@@ -121,14 +124,14 @@ def _blob(git: Git, rev: str, path: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def landing_message(task: Task) -> str:
+def landing_message(task: Task, lap: int = 1) -> str:
     body = task.description.strip()
     if len(body) > 2000:
         body = body[:2000] + "\n[...]"
     parts = [f"{task.title} ({task.id})"]
     if body:
         parts += ["", body]
-    parts += ["", f"{TRAILER}: {task.id}"]
+    parts += ["", f"{TRAILER}: {task.id}", f"{LAP_TRAILER}: {lap}"]
     return "\n".join(parts) + "\n"
 
 
@@ -167,26 +170,29 @@ class MergeQueue:
             raise GitError(f"the target branch {self.target!r} does not exist")
         return tip
 
-    def land(self, task: Task, ws: Workspace, *, attempt_log: Path | None = None) -> LandResult:
+    def land(self, task: Task, ws: Workspace, *, lap: int = 1,
+             attempt_log: Path | None = None) -> LandResult:
         with self.locked():
-            return self._land(task, ws, attempt_log)
+            return self._land(task, ws, lap, attempt_log)
 
-    def _land(self, task: Task, ws: Workspace, attempt_log: Path | None) -> LandResult:
+    def _land(self, task: Task, ws: Workspace, lap: int, attempt_log: Path | None) -> LandResult:
         journal = self.lock_path.with_name(ADVANCE_JOURNAL)
         if journal.exists():
             _recover_advance(self.git, journal, self.user_git)
         wt = self.git.at(ws.path)
         # only a task taken over from a run that died can have landed already (claims are
         # exclusive), so only then is the target's history searched for its trailer
-        found = self.git.find_landed(self.ref, task.id, since=ws.base) if ws.resumed else None
+        found = (self.git.find_landed(self.ref, task.id, lap=lap, since=ws.base)
+                 if ws.resumed else None)
         if found:
             return LandResult("already_landed", found)
         on_branch = True
         try:
             for _ in range(5):
                 # one git process for both ends (this runs inside the merge lock)
-                tip, head = self.git.out("rev-parse", self.ref,
-                                         f"refs/heads/{ws.branch}").split()
+                tip, head, tip_tree = self.git.out("rev-parse", self.ref,
+                                                   f"refs/heads/{ws.branch}",
+                                                   f"{self.ref}^{{tree}}").split()
                 # git merge-tree --write-tree finds the merge base itself
                 tree, conflict = merge_tree(self.git, None, tip, head)
                 if tree is None:
@@ -194,7 +200,9 @@ class MergeQueue:
                     on_branch = True
                     self._leave_conflict(wt, tip)
                     return LandResult("conflict", detail=conflict)
-                candidate = commit_tree(self.git, tree, [tip], landing_message(task))
+                if tree == tip_tree:  # nothing to land: never an empty commit
+                    return LandResult("satisfied", tip)
+                candidate = commit_tree(self.git, tree, [tip], landing_message(task, lap))
                 if self.checks:
                     # the checks run on the candidate; after a landing the slot is released
                     # (and reset) anyway, so only a failure needs the branch back

@@ -28,7 +28,7 @@ from ..model import Task
 from .checks import run_checks, tail
 from .events import EventBus
 from .git import Git
-from .land import MergeQueue
+from .land import LandResult, MergeQueue
 from .prompt import PromptContext, build_prompt
 from .settings import RunSettings
 from .worktrees import Workspace, WorktreePool
@@ -39,6 +39,26 @@ _NOISE = re.compile(r"\d+(\.\d+)?\s*(s|ms|sec|seconds)\b|0x[0-9a-f]+|\b\d{4}-\d\
 def failure_signature(text: str) -> str:
     """A hash of a failure with timings and addresses removed, to spot repeats."""
     return hashlib.sha256(_NOISE.sub("#", text).encode()).hexdigest()[:16]
+
+
+REJECTED = {"conflict": "rejected_conflict", "merge_checks": "rejected_checks"}
+"""The outcome of an attempt that passed its checks but that the merge queue sent back, by
+the reason of the rejection."""
+
+# "CONFLICT (content): Merge conflict in a.py", "CONFLICT (modify/delete): a.py deleted in..."
+_CONFLICT_PATH = re.compile(r"^CONFLICT \([^)]*\): (?:Merge conflict in )?(\S+)", re.MULTILINE)
+
+
+def rejection_summary(kind: str, detail: str) -> str:
+    """One line (a few for red checks) saying why the merge queue rejected a branch."""
+    if kind == "conflict":
+        paths = list(dict.fromkeys(_CONFLICT_PATH.findall(detail)))
+        if paths:
+            more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+            return "conflict in " + ", ".join(paths[:5]) + more
+        first = detail.strip().splitlines()[0] if detail.strip() else "a conflict"
+        return f"conflict: {first[:200]}"
+    return "the project checks failed on the merged result:\n" + tail(detail.strip(), 1500)
 
 
 @dataclass
@@ -81,7 +101,8 @@ class Outcome:
     task_id: str
     title: str
     outcome: str
-    """landed | blocked | interrupted | error"""
+    """landed | satisfied | blocked | interrupted | error (``satisfied``: the task's branch
+    had nothing the target lacks, so it was closed without a commit)"""
     iterations: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -129,6 +150,8 @@ class TaskWorker:
         self.actor = f"mill:{ctx.run_id}"
         self.out = Outcome(task.id, task.title, "error")
         self.progress_file = ctx.ledger_dir / "run" / "progress" / f"{task.id}.md"
+        self._passed_attempt: int | None = None
+        """The attempt whose work is in the merge queue (its outcome says if it is rejected)."""
 
     # -- the whole life ------------------------------------------------------------------
 
@@ -139,7 +162,9 @@ class TaskWorker:
         try:
             base = self.ctx.queue.tip()
             # a task taken over from a run that died may have landed before it was closed
-            found = self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id) if self.resumed else None
+            # (of this lap only: a reopened task's earlier landing is not its new work)
+            found = (self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id, lap=self.lap)
+                     if self.resumed else None)
             if found:  # landed by an earlier run that died before closing the task
                 self._close(found)
                 landed = True
@@ -155,12 +180,14 @@ class TaskWorker:
             while True:
                 if ready:
                     passed, ready = True, False
+                    self._passed_attempt = (self._last_counted_attempt() or {}).get("id")
                 else:
                     passed, failure = self._loop(ws, failure)
                 if not passed:
                     break
                 self.ctx.bus.emit("merge_queued", task=self.task.id)
-                result = self.ctx.queue.land(self.task, ws, attempt_log=self._log_path("merge"))
+                result = self.ctx.queue.land(self.task, ws, lap=self.lap,
+                                             attempt_log=self._log_path("merge"))
                 if result.outcome in ("landed", "already_landed"):
                     assert result.commit
                     if result.checkout_note:
@@ -169,9 +196,13 @@ class TaskWorker:
                     self._close(result.commit)
                     landed = True
                     break
+                if result.outcome == "satisfied":
+                    assert result.commit
+                    self._satisfied(result.commit)
+                    landed = True  # nothing of the branch is missing from the target
+                    break
                 kind = "conflict" if result.outcome == "conflict" else "merge_checks"
-                self.ctx.bus.emit("merge_rejected", task=self.task.id, reason=kind,
-                                  detail=tail(result.detail, 1000))
+                self._rejected(kind, result)
                 failure = (kind, result.detail)
             return self.out
         except Exception as exc:  # a bug or a git failure: block the task, keep the run going
@@ -205,7 +236,8 @@ class TaskWorker:
         crash sees what the one it replaces saw."""
         attempt = self._last_counted_attempt()
         detail = (attempt or {}).get("detail") or {}
-        if attempt and attempt["outcome"] in ("failed", "turn_failed", "timeout") \
+        if attempt and attempt["outcome"] in ("failed", "turn_failed", "timeout",
+                                              *REJECTED.values()) \
                 and detail.get("failure"):
             return detail.get("failure_kind") or "checks", str(detail["failure"])
         return None
@@ -213,8 +245,10 @@ class TaskWorker:
     def _passed_at(self, ws: Workspace) -> bool:
         """Whether the last attempt passed its checks at the commit the branch is on."""
         attempt = self._last_counted_attempt()
-        return bool(attempt and attempt["outcome"] == "passed" and attempt["commit_sha"]
-                    and attempt["commit_sha"] == self.ctx.git.at(ws.path).out("rev-parse", "HEAD"))
+        # a turn that changed nothing has no commit: the head it passed at is in its detail
+        at = attempt and (attempt["commit_sha"] or (attempt.get("detail") or {}).get("head"))
+        return bool(attempt and attempt["outcome"] == "passed" and at
+                    and at == self.ctx.git.at(ws.path).out("rev-parse", "HEAD"))
 
     # -- iterations ----------------------------------------------------------------------
 
@@ -249,7 +283,7 @@ class TaskWorker:
                 continue
             iteration = done + 1
             task = self.ledger.show(self.task.id)
-            before = wt.out("rev-parse", "HEAD^{tree}")
+            start, before = wt.out("rev-parse", "HEAD", "HEAD^{tree}").split()
             attempt_id, log_path = self._start_attempt(iteration, config)
             request = self._request(task, ws, iteration, checks, failure, log_path)
             self.ctx.bus.emit("turn_started", task=task.id, iteration=iteration,
@@ -269,12 +303,16 @@ class TaskWorker:
                                   seconds=round(delay, 1), reason=usage.error or "rate limit")
                 continue
             self.ctx.gate.succeeded(config.name)
-            commit = wt.commit_all(f"taskmill: {task.id} iteration {iteration}\n\n{task.title}\n")
+            wt.commit_all(f"taskmill: {task.id} iteration {iteration}\n\n{task.title}\n")
             head, after = wt.out("rev-parse", "HEAD", "HEAD^{tree}").split()
             changed = after != before
             no_change = 0 if changed else no_change + 1
+            # the attempt's commit is one it made (taskmill's or the agent's own) on the
+            # task's branch, never the commit it started from (the target's, or another's)
+            made = head if head != start else None
             detail: dict[str, Any] = {"changed": changed, "exit_code": result.exit_code,
-                                      "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3)}
+                                      "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3),
+                                      "start": start, "head": head}
             if usage.error:
                 detail["agent_error"] = usage.error
             if not result.ok:
@@ -292,7 +330,8 @@ class TaskWorker:
                     failure = ("conflict", "conflict markers remain in: " + conflict_left)
                     outcome = "failed"
                 elif check_result is None or check_result.ok:
-                    self._finish_attempt(attempt_id, "passed", result, head, detail)
+                    self._finish_attempt(attempt_id, "passed", result, made, detail)
+                    self._passed_attempt = attempt_id
                     self.ctx.bus.emit("checks_passed", task=task.id, iteration=iteration,
                                       commit=head, tokens=usage.input_tokens + usage.output_tokens)
                     return True, None
@@ -301,7 +340,7 @@ class TaskWorker:
                     outcome = "failed"
             detail["failure"] = failure[1]
             detail["failure_kind"] = failure[0]
-            self._finish_attempt(attempt_id, outcome, result, head if commit else None, detail)
+            self._finish_attempt(attempt_id, outcome, result, made, detail)
             self.ctx.bus.emit("checks_failed", task=task.id, iteration=iteration, outcome=outcome,
                               detail=tail(failure[1], 500))
             if result.timed_out:  # a limit like the others: the loop stops here
@@ -323,7 +362,15 @@ class TaskWorker:
     def _limit_reason(self, done: int, tokens: int, cost: float) -> str | None:
         s = self.ctx.settings
         if done >= s.max_iterations:
-            return f"reached --max-iterations ({s.max_iterations}) without passing its checks"
+            rejected, last = self._rejections()
+            if last is not None:  # its last turn passed its checks: the merge queue said no
+                times = "once" if rejected == 1 else f"{rejected} times"
+                return (f"the merge queue rejected it {times} (--max-iterations "
+                        f"{s.max_iterations} reached): {last}")
+            also = (f" (the merge queue also rejected it {rejected} "
+                    f"time{'s' if rejected != 1 else ''})" if rejected else "")
+            return (f"reached --max-iterations ({s.max_iterations}) without passing its "
+                    f"checks{also}")
         if s.max_tokens is not None and tokens >= s.max_tokens:
             return f"token budget spent: {tokens} of {s.max_tokens}"
         if s.max_cost is not None and cost >= s.max_cost:
@@ -413,6 +460,59 @@ class TaskWorker:
         self.ctx.bus.emit("turn_finished", task=self.task.id, attempt=attempt_id, outcome=outcome,
                           input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                           cost_usd=usage.cost_usd, seconds=round(result.duration_s, 3))
+
+    def _rejections(self) -> tuple[int, str | None]:
+        """How many attempts of this lap the merge queue rejected, and why the last counted
+        attempt was rejected (None when it was not)."""
+        rejected = self.ledger.conn.execute(
+            "SELECT count(*) FROM attempts WHERE task_id = ? AND lap = ? AND outcome IN (?, ?)",
+            (self.task.id, self.lap, *REJECTED.values())).fetchone()[0]
+        last = self._last_counted_attempt()
+        if last is None or last["outcome"] not in REJECTED.values():
+            return int(rejected), None
+        detail = last.get("detail") or {}
+        return int(rejected), str(detail.get("rejection") or last["outcome"])
+
+    def _rejected(self, kind: str, result: LandResult) -> None:
+        """The merge queue sent the branch back: the attempt that passed says so, and so does
+        the audit trail."""
+        summary = rejection_summary(kind, result.detail)
+        outcome = REJECTED[kind]
+        attempt_id = self._passed_attempt
+        now = iso(self.ctx.clock.now())
+        with self.ledger.transaction():
+            if attempt_id is not None:
+                row = self.ledger.conn.execute("SELECT detail FROM attempts WHERE id = ?",
+                                               (attempt_id,)).fetchone()
+                detail = (json.loads(row[0]) if row and row[0] else None) or {}
+                detail.update({"failure": result.detail, "failure_kind": kind,
+                               "rejection": summary})
+                if result.checks is not None:
+                    detail["merge_checks"] = result.checks.to_json()
+                self.ledger.conn.execute(
+                    "UPDATE attempts SET outcome = ?, detail = ? WHERE id = ?",
+                    (outcome, json.dumps(detail, default=str), attempt_id))
+            self.ledger.record("merge_rejected", self.task.id, {
+                "attempt": attempt_id, "reason": kind, "summary": summary,
+                "detail": tail(result.detail, 1000)}, actor=self.actor, ts=now)
+        self._passed_attempt = None
+        self.ctx.bus.emit("merge_rejected", task=self.task.id, reason=kind, attempt=attempt_id,
+                          summary=summary, detail=tail(result.detail, 1000))
+
+    def _satisfied(self, commit: str) -> None:
+        """Closed without a commit: the target already has everything the branch has."""
+        with self.ledger.transaction():
+            self.ledger._update(self.task.id, {"status": "closed",
+                                               "close_reason": f"already satisfied at {commit}"},
+                                actor=self.actor)
+            self.ledger.record("already_satisfied", self.task.id,
+                               {"commit": commit, "lap": self.lap,
+                                "attempt": self._passed_attempt}, actor=self.actor)
+        self.out.outcome = "satisfied"
+        self.out.commit = commit
+        self.ctx.bus.emit("satisfied", task=self.task.id, commit=commit)
+        if self.ctx.on_landed is not None:
+            self.ctx.on_landed(self.task.id)
 
     def _close(self, commit: str) -> None:
         self.ledger.close(self.task.id, f"landed {commit}", actor=self.actor)

@@ -34,6 +34,7 @@ _PHASES = {
     "merge_rejected": "merge rejected; back to the agent",
     "agent_paused": "waiting for the agent's rate limit",
     "landed": "landed",
+    "satisfied": "already satisfied",
     "blocked": "blocked",
     "task_finished": "finished",
 }

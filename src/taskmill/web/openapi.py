@@ -97,6 +97,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "detail": {"type": "object", "nullable": True,
                        "description": "checks output, failure text, agent error"},
             "run_id": _NULLABLE_STR,
+            "lap": {"type": "integer",
+                    "description": "which dispatch of the task (a reopened task starts a new "
+                                   "lap); iterations count from 1 in each lap"},
             "duration_s": {"type": "number", "nullable": True},
             "running": {"type": "boolean"}, "has_log": {"type": "boolean"},
             "has_checks_log": {"type": "boolean"},
@@ -197,7 +200,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Diff": {
         "type": "object",
-        "properties": {"commit": {"type": "string"}, "diff": {"type": "string"},
+        "properties": {"commit": {**_NULLABLE_STR,
+                                  "description": "the commit the attempt made (null: none)"},
+                       "base": {**_NULLABLE_STR,
+                                "description": "the commit on the task's branch the attempt "
+                                               "started from: the diff is from it"},
+                       "diff": {"type": "string"},
+                       "no_change": {"type": "boolean",
+                                     "description": "the attempt changed nothing (no diff)"},
+                       "note": _NULLABLE_STR,
                        "truncated": {"type": "boolean"}},
     },
     "Log": {

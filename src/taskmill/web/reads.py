@@ -142,20 +142,45 @@ class ReadHandlers(HandlerBase):
         raise NotFound(f"{tid} has no attempt {raw}")
 
     def diff(self, request: Request) -> Response:
+        """What the attempt changed on the task's branch: the diff from the commit it started
+        from to the commit it made. An attempt that changed nothing has no diff (it is never
+        shown the commit it started from, which is the target's or another task's)."""
         tid, attempt = self._attempt(request)
         sha = attempt.get("commit_sha")
-        if not sha:
-            raise NotFound(f"attempt {attempt['id']} of {tid} made no commit")
-        if not re.fullmatch(r"[0-9a-fA-F]{4,64}", sha):
-            raise InvalidInput(f"{sha!r} is not a commit id")
+        detail = attempt.get("detail") if isinstance(attempt.get("detail"), dict) else {}
+        start = detail.get("start")
+        if not sha and attempt.get("outcome") is None:
+            raise NotFound(f"attempt {attempt['id']} of {tid} is still running: no commit yet")
+        if not sha or detail.get("changed") is False:
+            # (attempts recorded before this was fixed name the commit they started from)
+            return json_response({"commit": None, "base": start, "diff": "", "no_change": True,
+                                  "truncated": False, "note": None})
+        for rev in (sha, start):
+            if rev is not None and not re.fullmatch(r"[0-9a-fA-F]{4,64}", str(rev)):
+                raise InvalidInput(f"{rev!r} is not a commit id")
         if self.git.rev(sha) is None:
             raise NotFound(f"commit {sha} is not in the repository any more",
                            hint="its branch may have been deleted and garbage-collected")
-        proc = self.git.run("show", "--no-color", "--no-ext-diff", "--stat", "--patch",
-                            "--format=fuller", sha, timeout=30.0)
-        text = proc.stdout
+        note = None
+        if start and self.git.rev(start) is not None:
+            # the task's own line of commits (first parents): never the target's commits a
+            # merge brought in, though the diff does include what such a merge changed
+            log = self.git.run("log", "--no-color", "--first-parent", "--format=fuller",
+                               "--no-patch", f"{start}..{sha}", timeout=30.0).stdout
+            if self.git.run("rev-list", "--first-parent", "--min-parents=2", "--count",
+                            f"{start}..{sha}", timeout=30.0).stdout.strip() not in ("", "0"):
+                note = ("this attempt finished a merge of the target branch into the task's "
+                        "branch (after a conflict): the diff includes what that merge brought in")
+            patch = self.git.run("diff", "--no-color", "--no-ext-diff", "--stat", "--patch",
+                                 start, sha, timeout=30.0).stdout
+            text = log + "\n" + patch
+        else:  # recorded without the commit it started from: the commit's own change
+            start = None
+            text = self.git.run("show", "--no-color", "--no-ext-diff", "--stat", "--patch",
+                                "--format=fuller", sha, timeout=30.0).stdout
         truncated = len(text) > DIFF_LIMIT
-        return json_response({"commit": sha, "diff": text[:DIFF_LIMIT], "truncated": truncated})
+        return json_response({"commit": sha, "base": start, "diff": text[:DIFF_LIMIT],
+                              "no_change": False, "truncated": truncated, "note": note})
 
     def log(self, request: Request) -> Response:
         kind = request.query_params.get("kind", "agent")

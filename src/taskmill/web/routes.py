@@ -51,7 +51,8 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("GET", "/api/tasks/{task_id}/events", "task_events", "A task's audit trail.",
               [TASK_ID], response=array(ref("AuditEvent")), errors=(404,)),
     RouteSpec("GET", "/api/tasks/{task_id}/attempts/{attempt_id}/diff", "diff",
-              "The diff an attempt produced (git show of its commit).",
+              "The diff an attempt produced: from the commit on the task's branch it "
+              "started from to the commit it made (no_change when it made none).",
               [TASK_ID, ATTEMPT_ID], response=ref("Diff"), errors=(404, 502)),
     RouteSpec("GET", "/api/tasks/{task_id}/attempts/{attempt_id}/log", "log",
               "An attempt's agent log (or its checks log); only files under .taskmill/.",

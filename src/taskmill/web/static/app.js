@@ -437,19 +437,34 @@ function renderDiff(text) {
   return pre;
 }
 
+// an attempt's diff is from the commit it started from on the task's branch to the one it
+// made; an attempt that made none shows "no change", never the commit it started from
+function diffContent(d) {
+  if (d.error) return [h("p", { class: "bad-mark" }, d.error)];
+  if (d.no_change) return [h("p", { class: "muted no-change" }, "No change: this attempt left the branch as it was.")];
+  const out = [];
+  if (d.note) out.push(h("p", { class: "muted" }, d.note));
+  out.push(renderDiff(d.diff));
+  if (d.truncated) out.push(h("p", { class: "muted" }, "(truncated)"));
+  return out;
+}
+
 function diffSection(task, a) {
-  if (!a.commit_sha) return h("p", { class: "muted" }, "No commit from this attempt.");
+  if (!a.commit_sha) {
+    if (a.running) return h("p", { class: "muted" }, "No commit yet.");
+    if (a.outcome === "interrupted" || a.outcome === "rate_limited") return h("p", { class: "muted" }, "No commit from this attempt.");
+    return h("p", { class: "muted no-change" }, "No change: this attempt left the branch as it was.");
+  }
   const box = h("div", { class: "diff-box", "data-attempt": a.id });
   const cached = state.task.diffs.get(a.id);
   if (cached) {
-    box.append(cached.error ? h("p", { class: "bad-mark" }, cached.error) : renderDiff(cached.diff));
-    if (cached.truncated) box.append(h("p", { class: "muted" }, "(truncated)"));
+    box.append(...diffContent(cached));
     return box;
   }
   box.append(h("p", { class: "muted" }, `Loading the diff of ${a.commit_sha.slice(0, 12)}…`));
   api(`/api/tasks/${encodeURIComponent(task.id)}/attempts/${a.id}/diff`)
-    .then((d) => { state.task.diffs.set(a.id, d); box.replaceChildren(renderDiff(d.diff)); if (d.truncated) box.append(h("p", { class: "muted" }, "(truncated)")); })
-    .catch((err) => { state.task.diffs.set(a.id, { error: err.message }); box.replaceChildren(h("p", { class: "bad-mark" }, err.message)); });
+    .then((d) => { state.task.diffs.set(a.id, d); box.replaceChildren(...diffContent(d)); })
+    .catch((err) => { state.task.diffs.set(a.id, { error: err.message }); box.replaceChildren(...diffContent({ error: err.message })); });
   return box;
 }
 
@@ -472,7 +487,9 @@ function renderAttempt(task, a) {
   const outcome = a.running ? "running" : a.outcome;
   const det = h("details", { class: "attempt", "data-attempt": a.id, open: state.task.openAttempts.has(a.id) },
     h("summary", {},
-      h("strong", {}, `#${a.iteration}`),
+      h("strong", { title: "iterations count from 1 in each lap (a reopened task starts a new lap)" }, `#${a.iteration}`),
+      h("span", { class: "muted attempt-run", title: "the run and the lap of the task this attempt belongs to" },
+        `run ${a.run_id || "?"} · lap ${a.lap || 1}`),
       h("span", { class: `outcome ${outcome}` }, outcome),
       h("span", {}, a.agent || "?", a.model ? h("span", { class: "muted" }, ` / ${a.model}`) : null),
       h("span", { class: "muted" }, fmtTime(a.started_at)),
@@ -482,9 +499,11 @@ function renderAttempt(task, a) {
       a.commit_sha ? h("code", {}, a.commit_sha.slice(0, 10)) : null));
   const body = h("div", { class: "body" });
   const detail = a.detail || {};
+  if (detail.rejection) body.append(h("h3", {}, "Rejected by the merge queue"), h("p", {}, detail.rejection.split("\n")[0]));
   if (detail.failure) body.append(h("h3", {}, `Failure (${detail.failure_kind || "checks"})`), h("pre", { class: "wrap" }, detail.failure));
   if (detail.agent_error) body.append(h("h3", {}, "Agent error"), h("pre", { class: "wrap" }, detail.agent_error));
   if (detail.checks && detail.checks.length) body.append(h("h3", {}, "Checks"), ...renderChecks(detail.checks));
+  if (detail.merge_checks && detail.merge_checks.length) body.append(h("h3", {}, "Project checks on the merged result"), ...renderChecks(detail.merge_checks));
   body.append(h("h3", {}, "Diff"));
   const fill = () => {
     body.append(diffSection(task, a));
