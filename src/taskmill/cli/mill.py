@@ -37,7 +37,8 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     """Work every ready task with parallel agents, each in its own worktree, looping until
     the task's checks pass, then land it through the merge queue.
 
-    Exit status: 0 when every task it touched landed, 1 when some are blocked.
+    Exit status: 0 when every task it touched landed (or was already satisfied: nothing
+    to land), 1 when some are blocked.
     """
     from ..clock import SystemClock
     from ..errors import InvalidInput

@@ -102,15 +102,17 @@ def task_detail(task: Task) -> None:
     if task.attempts:
         table = Table(title="Attempts", show_edge=False, header_style="bold")
         # iterations count from 1 in each lap (a reopened task starts a new one) and go on
-        # across runs: the run and lap tell attempts apart
-        for col in ("run", "lap", "#", "agent", "model", "outcome", "tokens in/out", "cost",
-                    "started", "commit"):
+        # across runs: the run and the lap tell attempts apart
+        table.add_column("run", no_wrap=True)
+        table.add_column("lap.#", no_wrap=True)
+        for col in ("agent", "outcome", "tokens in/out", "cost", "started"):
             table.add_column(col)
+        table.add_column("commit", no_wrap=True)
         for a in task.attempts:
             cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
-            table.add_row(a.get("run_id") or "", str(a.get("lap") or 1), str(a["iteration"]),
-                          a.get("agent") or "", a.get("model") or "",
-                          a.get("outcome") or "running",
+            agent = (a.get("agent") or "") + (f"/{a['model']}" if a.get("model") else "")
+            table.add_row(a.get("run_id") or "", f"{a.get('lap') or 1}.{a['iteration']}",
+                          agent, a.get("outcome") or "running",
                           f"{a['input_tokens']}/{a['output_tokens']}", cost,
                           a.get("started_at") or "", _attempt_commit(a))
         out.print()
