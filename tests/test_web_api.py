@@ -315,8 +315,12 @@ def test_attempt_diff(client: TestClient, seeded: Seed) -> None:
     assert DIFF_MARKER in data["diff"]
     assert "+++ b/config.py" in data["diff"]
     assert data["truncated"] is False
-    error_of(client.get(f"/api/tasks/{tid}/attempts/{seeded.attempts['parse1']}/diff"),
-             404, "not_found")  # made no commit
+    # an attempt that made no commit changed nothing: no diff (never another commit's)
+    none = client.get(f"/api/tasks/{tid}/attempts/{seeded.attempts['parse1']}/diff").json()
+    assert none["no_change"] is True and none["commit"] is None and none["diff"] == ""
+    # a running attempt has no commit yet
+    error_of(client.get(f"/api/tasks/{seeded['cli']}/attempts/{seeded.attempts['cli1']}/diff"),
+             404, "not_found")
     error_of(client.get(f"/api/tasks/{tid}/attempts/999/diff"), 404, "not_found")
     # an attempt of another task is not this task's
     error_of(client.get(f"/api/tasks/{seeded['cli']}/attempts/{seeded.attempts['parse2']}/diff"),

@@ -147,7 +147,8 @@ class ReadHandlers(HandlerBase):
         shown the commit it started from, which is the target's or another task's)."""
         tid, attempt = self._attempt(request)
         sha = attempt.get("commit_sha")
-        detail = attempt.get("detail") if isinstance(attempt.get("detail"), dict) else {}
+        raw = attempt.get("detail")
+        detail: dict[str, Any] = raw if isinstance(raw, dict) else {}
         start = detail.get("start")
         if not sha and attempt.get("outcome") is None:
             raise NotFound(f"attempt {attempt['id']} of {tid} is still running: no commit yet")
