@@ -90,6 +90,24 @@ def test_a_task_whose_work_is_already_on_the_target_lands_nothing(tmp_path: Path
     assert "tm-f" not in repo.landings()
 
 
+def test_reopened_landed_task_with_nothing_new_lands_no_second_commit(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "out.txt").write_text("the work\\n")  # the same on every lap
+    """, spy=repo.spy)
+    repo.create("tm-o", checks=["test -f out.txt"])
+    first = repo.run("--agent-cmd", cmd)
+    assert first.returncode == 0, first.describe()
+    landed = repo.tip()
+    repo.ledger.reopen("tm-o")
+
+    second = repo.run("--agent-cmd", cmd)
+
+    assert second.returncode == 0, second.describe()
+    assert repo.tip() == landed and repo.landings()["tm-o"] == [landed]
+    assert repo.task("tm-o")["close_reason"] == f"already satisfied at {landed}"
+
+
 # -- 8: laps -------------------------------------------------------------------------------------
 
 
