@@ -9,7 +9,13 @@ The brute force below is written from the definitions (not from ``readiness.py``
 - *ready*: status ``open`` and not gated, ordered by priority, then creation order;
 - ``blocked()``: not done and (gated or status ``blocked``);
 - adding a ``blocks``/``parent-child`` edge A -> B is refused (CycleError) iff B already
-  reaches A through ``blocks``/``parent-child`` edges, or A == B.
+  reaches A through ``blocks``/``parent-child`` edges, or A == B;
+- containers (tasks with a child that is not a tombstone) follow their children: a task that
+  becomes done closes each parent (not done) whose children are then all done; a task that
+  stops being done reopens each closed parent; a new parent-child edge from a task that is
+  not done reopens a closed parent; removing the edge from a child that is not done closes a
+  parent (not done) whose remaining children (at least one) are all done; each of those
+  status changes cascades the same way. ``ready(work_only=True)`` leaves containers out.
 
 Every operation is applied both to the ledger and to a plain model, and after each one the
 ledger's answers must equal the brute force computed from the model from scratch.
@@ -26,6 +32,7 @@ from hypothesis import strategies as st
 
 from taskmill import readiness
 from taskmill.clock import FixedClock
+from taskmill.containers import AUTO_CLOSE_REASON
 from taskmill.errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
 from taskmill.ledger import Ledger
 
@@ -66,6 +73,45 @@ class Model:
     def done(self, tid: str) -> bool:
         return self.status[tid] in DONE
 
+    def children(self, tid: str) -> list[str]:
+        return [a for a, b, typ in self.edges if b == tid and typ == PARENT and a in self.status]
+
+    def parents(self, tid: str) -> list[str]:
+        return sorted({b for a, b, typ in self.edges
+                       if a == tid and typ == PARENT and b in self.status})
+
+    def container(self, tid: str) -> bool:
+        return any(self.status[c] != "tombstone" for c in self.children(tid))
+
+    def all_children_done(self, tid: str) -> bool:
+        kids = self.children(tid)
+        return bool(kids) and all(self.done(c) for c in kids)
+
+    def set_status(self, tid: str, new: str) -> None:
+        """Set a status as the ledger does, containers following (written from the rules)."""
+        old = self.status[tid]
+        self.status[tid] = new
+        if (old in DONE) == (new in DONE):
+            return
+        for parent in self.parents(tid):
+            if new in DONE and not self.done(parent) and self.all_children_done(parent):
+                self.set_status(parent, "closed")
+            elif new not in DONE and self.status[parent] == "closed":
+                self.set_status(parent, "open")
+
+    def add_edge(self, a: str, b: str, typ: str) -> None:
+        self.edges.add((a, b, typ))
+        if typ == PARENT and b in self.status and not self.done(a) \
+                and self.status[b] == "closed":
+            self.set_status(b, "open")
+
+    def remove_edges(self, edges: set[tuple[str, str, str]]) -> None:
+        self.edges -= edges
+        for a, b, typ in edges:
+            if typ == PARENT and b in self.status and not self.done(a) and not self.done(b) \
+                    and self.all_children_done(b):
+                self.set_status(b, "closed")
+
     def gated(self) -> set[str]:
         gated: set[str] = set()
         changed = True
@@ -90,6 +136,30 @@ class Model:
         seq = {tid: i for i, tid in enumerate(self.order)}
         found = [t for t in self.status if self.status[t] == "open" and t not in gated]
         return sorted(found, key=lambda t: (self.priority[t], seq[t]))
+
+    def held_by_ancestor(self, tid: str) -> set[str]:
+        """Ancestors (through not-done parents that are gated or holding) that are holding or
+        wait on an open ``blocks`` dependency themselves."""
+        gated = self.gated()
+
+        def holds(p: str) -> bool:
+            return not self.done(p) and (p in gated or self.status[p] in HOLDING)
+
+        found: set[str] = set()
+        seen = {tid}
+        stack = [p for p in self.parents(tid) if holds(p)]
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            waits = any(a == node and typ == BLOCKS and b in self.status and not self.done(b)
+                        for a, b, typ in self.edges)
+            if self.status[node] in HOLDING or waits:
+                found.add(node)
+            if node in gated:
+                stack.extend(p for p in self.parents(node) if holds(p))
+        return found
 
     def blocked(self) -> dict[str, tuple[set[str], set[str]]]:
         """Held tasks -> (open blocks targets, holding parents)."""
@@ -131,6 +201,9 @@ def assert_matches(ledger: Ledger, model: Model) -> None:
     limit = max(1, len(want_ready) // 2)
     assert [t.id for t in ledger.ready(limit=limit)] == want_ready[:limit]
 
+    want_work = [t for t in want_ready if not model.container(t)]
+    assert [t.id for t in ledger.ready(work_only=True)] == want_work
+
     want_blocked = model.blocked()
     got = ledger.blocked()
     assert {b.task.id for b in got} == set(want_blocked)
@@ -138,11 +211,19 @@ def assert_matches(ledger: Ledger, model: Model) -> None:
         blockers, parents = want_blocked[item.task.id]
         assert set(item.blockers) == blockers, item.task.id
         assert set(item.held_by_parent) == parents, item.task.id
+        assert set(item.held_by_ancestor) == model.held_by_ancestor(item.task.id), item.task.id
+        assert len(item.reasons) >= len(item.held_by_ancestor)
 
     ready_set = set(want_ready)
     for task in ledger.list_tasks(include_hidden=True):
         assert task.status == model.status[task.id]
         assert task.ready == (task.id in ready_set), task.id
+        kids = [c for c in model.children(task.id) if model.status[c] != "tombstone"]
+        assert task.children == len(kids), task.id
+        assert task.children_closed == sum(model.status[c] == "closed" for c in kids)
+        assert task.container == model.container(task.id)
+        if task.close_reason == AUTO_CLOSE_REASON:
+            assert task.status == "closed"
     # cycles() reports a cycle exactly when the gating edges hold one (only imports can)
     has_cycle = any(model.reaches(b, a) for a, b, typ in model.edges if typ in GATING)
     assert bool(ledger.cycles()) == has_cycle
@@ -182,7 +263,7 @@ def do_add_dep(ledger: Ledger, model: Model, a: str, b: str, typ: str) -> None:
     else:
         dep = ledger.add_dep(a, b, typ)
         assert (dep.issue_id, dep.depends_on_id, dep.type) == (a, b, typ)
-        model.edges.add((a, b, typ))
+        model.add_edge(a, b, typ)
 
 
 def do_remove_dep(ledger: Ledger, model: Model, a: str, b: str, typ: str | None) -> None:
@@ -193,7 +274,7 @@ def do_remove_dep(ledger: Ledger, model: Model, a: str, b: str, typ: str | None)
         return
     removed = ledger.remove_dep(a, b, typ)
     assert {(d.issue_id, d.depends_on_id, d.type) for d in removed} == matching
-    model.edges -= matching
+    model.remove_edges(matching)
 
 
 def do_close(ledger: Ledger, model: Model, tid: str) -> None:
@@ -202,7 +283,7 @@ def do_close(ledger: Ledger, model: Model, tid: str) -> None:
             ledger.close(tid, "again")
     else:
         assert ledger.close(tid, "done").status == "closed"
-        model.status[tid] = "closed"
+        model.set_status(tid, "closed")
 
 
 def do_reopen(ledger: Ledger, model: Model, tid: str) -> None:
@@ -211,12 +292,12 @@ def do_reopen(ledger: Ledger, model: Model, tid: str) -> None:
             ledger.reopen(tid)
     else:
         assert ledger.reopen(tid).status == "open"
-        model.status[tid] = "open"
+        model.set_status(tid, "open")
 
 
 def do_set_status(ledger: Ledger, model: Model, tid: str, status: str) -> None:
     ledger.update(tid, {"status": status})
-    model.status[tid] = status
+    model.set_status(tid, status)
 
 
 def do_claim(ledger: Ledger, model: Model, tid: str) -> None:
@@ -227,6 +308,17 @@ def do_claim(ledger: Ledger, model: Model, tid: str) -> None:
     else:
         with pytest.raises(ClaimConflict):
             ledger.claim(tid, "agent-1")
+
+
+def do_claim_next(ledger: Ledger, model: Model) -> None:
+    """``claim_next`` takes the first ready task that is work, never a container."""
+    work = [t for t in model.ready() if not model.container(t)]
+    task = ledger.claim_next("agent-2")
+    if not work:
+        assert task is None
+    else:
+        assert task is not None and task.id == work[0]
+        model.status[task.id] = "in_progress"
 
 
 def do_create(ledger: Ledger, model: Model, status: str, priority: int,
@@ -242,9 +334,9 @@ def do_create(ledger: Ledger, model: Model, status: str, priority: int,
                          task_id=model.next_id())
     model.add_task(task.id, status, priority)
     for b in after:
-        model.edges.add((task.id, b, BLOCKS))
+        model.add_edge(task.id, b, BLOCKS)
     if parent:
-        model.edges.add((task.id, parent, PARENT))
+        model.add_edge(task.id, parent, PARENT)
 
 
 def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int) -> None:
@@ -253,7 +345,7 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
         pick = st.sampled_from(ids)
         op = data.draw(st.sampled_from(
             ["add_dep", "add_dep", "add_dep", "remove_dep", "close", "reopen", "status",
-             "claim", "create"]))
+             "claim", "claim_next", "create", "create"]))
         if op == "add_dep":
             do_add_dep(ledger, model, data.draw(pick), data.draw(pick),
                        data.draw(st.sampled_from(DEP_TYPES)))
@@ -272,6 +364,8 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
             do_set_status(ledger, model, data.draw(pick), data.draw(st.sampled_from(SETTABLE)))
         elif op == "claim":
             do_claim(ledger, model, data.draw(pick))
+        elif op == "claim_next":
+            do_claim_next(ledger, model)
         else:
             do_create(ledger, model, data.draw(st.sampled_from(SETTABLE)),
                       data.draw(st.integers(0, 4)),

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import readiness
+from . import containers, readiness
 from .audit import AuditLog, VerifyReport, event_from_row, verify
 from .clock import Clock, SystemClock, elapsed_seconds, iso
 from .db import connect, migrate, write_tx
@@ -201,7 +201,9 @@ class Ledger:
 
     def _tasks(self, rows: list[Sequence[Any]]) -> list[Task]:
         labels = self._labels_for([r[0] for r in rows]) if rows else {}
-        return [task_from_row(r, labels.get(r[0])) for r in rows]
+        tasks = [task_from_row(r, labels.get(r[0])) for r in rows]
+        containers.annotate(self.conn, tasks)
+        return tasks
 
     # -- reading -------------------------------------------------------------------------
 
@@ -209,7 +211,9 @@ class Ledger:
         tid = self.resolve(task_id)
         row = self._row(tid)
         assert row is not None
-        return task_from_row(row, self._labels(tid))
+        task = task_from_row(row, self._labels(tid))
+        containers.annotate(self.conn, [task])
+        return task
 
     def show(self, task_id: str) -> Task:
         """A task with its dependencies both ways, comments and attempts."""
@@ -224,6 +228,10 @@ class Ledger:
             "SELECT id, task_id, author, text, created_at FROM comments WHERE task_id = ?"
             " ORDER BY id", (task.id,))]
         task.attempts = self.attempts(task.id)
+        task.child_tasks = self._tasks(self.conn.execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN (SELECT issue_id FROM deps"
+            " WHERE depends_on_id = ? AND type = 'parent-child') AND status != 'tombstone'"
+            " ORDER BY seq", (task.id,)).fetchall())
         return task
 
     def list_tasks(self, *, status: str | Sequence[str] | None = None, label: str | None = None,
@@ -260,10 +268,15 @@ class Ledger:
             sql += f" LIMIT {int(limit)}"
         return self._tasks(self.conn.execute(sql, args).fetchall())
 
-    def ready(self, *, limit: int | None = None) -> list[Task]:
-        """Open tasks with nothing gating them, highest priority first, then oldest first."""
+    def ready(self, *, limit: int | None = None, work_only: bool = False) -> list[Task]:
+        """Open tasks with nothing gating them, highest priority first, then oldest first.
+
+        Containers (tasks with children) are listed too, marked ``container`` (as Beads lists
+        epics); ``work_only`` leaves them out: they are not work to hand to an agent."""
         sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
-               " WHERE status = 'open' AND gated = 0 ORDER BY priority, seq")
+               " WHERE status = 'open' AND gated = 0"
+               + (f" AND NOT {containers.HAS_CHILDREN_SQL}" if work_only else "")
+               + " ORDER BY priority, seq")
         if limit:
             sql += f" LIMIT {int(limit)}"
         return self._tasks(self.conn.execute(sql).fetchall())
@@ -282,8 +295,14 @@ class Ledger:
                 "SELECT p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id WHERE d.issue_id = ?"
                 " AND d.type = 'parent-child' AND p.status NOT IN ('closed', 'tombstone')"
                 " AND (p.gated = 1 OR p.status IN ('blocked', 'deferred'))", (task.id,))]
-            out.append(BlockedTask(task, blockers, parents))
+            ancestors, reasons = containers.ancestor_reasons(self.conn, task.id)
+            out.append(BlockedTask(task, blockers, parents, ancestors, reasons))
         return out
+
+    def held_back(self, task_id: str) -> list[str]:
+        """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a
+        ``deferred`` or ``blocked`` ``task_id`` holds back."""
+        return containers.held_back(self.conn, self.resolve(task_id))
 
     def exists(self, task_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is not None
@@ -396,7 +415,8 @@ class Ledger:
         return self.get(tid)
 
     def _update(self, tid: str, changes: Mapping[str, Any], *, actor: str | None,
-                expect_status: str | None = None) -> dict[str, list[Any]]:
+                expect_status: str | None = None,
+                cause: dict[str, Any] | None = None) -> dict[str, list[Any]]:
         current = self.get(tid)
         if expect_status is not None and current.status != expect_status:
             raise Conflict(f"{tid} is {current.status}, expected {expect_status}")
@@ -433,7 +453,10 @@ class Ledger:
         self.conn.execute(f"UPDATE tasks SET {assignments} WHERE id = ?", (*values.values(), tid))
         if "status" in diff:
             self._status_changed(tid, diff["status"][0], diff["status"][1])
-        self.record("updated", tid, {"changes": diff}, actor=actor, ts=now)
+        self.record("updated", tid, {"changes": diff, **({"cause": cause} if cause else {})},
+                    actor=actor, ts=now)
+        if "status" in diff:  # a container follows its children (and so on up)
+            containers.status_changed(self, tid, diff["status"][0], diff["status"][1], actor)
         return diff
 
     def _status_changed(self, tid: str, old: str, new: str) -> None:
@@ -442,16 +465,25 @@ class Ledger:
             roots.extend(readiness.on_done_changed(self.conn, tid, new in DONE_STATUSES))
         readiness.refresh(self.conn, roots)
 
-    def claim(self, task_id: str, assignee: str, *, actor: str | None = None) -> Task:
-        """Atomically take a ready task: exactly one of several concurrent claimers wins."""
+    def claim(self, task_id: str, assignee: str, *, actor: str | None = None,
+              work_only: bool = False) -> Task:
+        """Atomically take a ready task: exactly one of several concurrent claimers wins.
+
+        ``work_only`` refuses a container (a task with children): it is not work itself."""
         with self.transaction():
             tid = self.resolve(task_id)
             now = self.now()
             cur = self.conn.execute(
                 "UPDATE tasks SET status = 'in_progress', assignee = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'open' AND gated = 0", (assignee, now, tid))
+                " WHERE id = ? AND status = 'open' AND gated = 0"
+                + (f" AND NOT {containers.HAS_CHILDREN_SQL}" if work_only else ""),
+                (assignee, now, tid))
             if cur.rowcount != 1:
                 task = self.get(tid)
+                if work_only and task.status == OPEN and task.ready and task.container:
+                    raise ClaimConflict(
+                        f"{tid} has children: it is a container, not work; it closes when"
+                        " its last child closes", hint=f"`taskmill list --parent {tid}`")
                 if task.status == IN_PROGRESS:
                     who = f" by {task.assignee}" if task.assignee else ""
                     raise ClaimConflict(f"{tid} is already claimed{who}")
@@ -474,12 +506,13 @@ class Ledger:
         """
         skip = set(exclude)
         while True:
-            candidates = [t for t in self.ready(limit=len(skip) + 20) if t.id not in skip]
+            candidates = [t for t in self.ready(limit=len(skip) + 20, work_only=True)
+                          if t.id not in skip]
             if not candidates:
                 return None
             for task in candidates:
                 try:
-                    return self.claim(task.id, assignee, actor=actor)
+                    return self.claim(task.id, assignee, actor=actor, work_only=True)
                 except ClaimConflict:
                     continue
 
@@ -538,6 +571,8 @@ class Ledger:
         if dep_type in GATING_TYPES:
             readiness.refresh(self.conn, [a])
         self.record("dep_added", a, {"depends_on": b, "type": dep_type}, actor=actor, ts=now)
+        if dep_type == PARENT_CHILD:
+            containers.child_added(self, a, b, actor)
         return Dependency(a, b, dep_type, now, who)
 
     def remove_dep(self, issue_id: str, depends_on_id: str, dep_type: str | None = None,
@@ -566,6 +601,8 @@ class Ledger:
                 self.record("dep_removed", a, {"depends_on": b, "type": typ}, actor=actor)
                 removed.append(Dependency(a, b, typ, created_at, created_by))
             readiness.refresh(self.conn, [a])
+            if any(d.type == PARENT_CHILD for d in removed):
+                containers.child_removed(self, a, b, actor)
         return removed
 
     def dep_tree(self, task_id: str, *, reverse: bool = False, max_depth: int = 50) -> dict[str, Any]:

@@ -109,12 +109,26 @@ class Task:
     hints: dict[str, Any] | None = None
     ready: bool = False
     """Derived: open and nothing gating it."""
+    parent: str | None = None
+    """Derived: the task's first ``parent-child`` parent, if it has one."""
+    children: int = 0
+    """Derived: how many children (``parent-child`` dependents, tombstones left out) it has."""
+    children_closed: int = 0
+    """Derived: how many of those are closed."""
     dependencies: list[Dependency] = field(default_factory=list)
     """What this task depends on (filled by ``show``)."""
     dependents: list[Dependency] = field(default_factory=list)
     """What depends on this task (filled by ``show``)."""
     comments: list[Comment] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    child_tasks: list[Task] = field(default_factory=list)
+    """Its children, tombstones left out, oldest first (filled by ``show``)."""
+
+    @property
+    def container(self) -> bool:
+        """A task with children is a container: the mill never hands it to an agent, and it
+        closes when its last child closes (see :mod:`taskmill.containers`)."""
+        return self.children > 0
 
     def to_json(self, *, full: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -139,12 +153,17 @@ class Task:
             "agent": self.agent,
             "hints": self.hints,
             "ready": self.ready,
+            "parent": self.parent,
+            "children": self.children,
+            "children_closed": self.children_closed,
+            "container": self.container,
         }
         if full:
             data["dependencies"] = [d.to_json() for d in self.dependencies]
             data["dependents"] = [d.to_json() for d in self.dependents]
             data["comments"] = [c.to_json() for c in self.comments]
             data["attempts"] = list(self.attempts)
+            data["child_tasks"] = [c.to_json() for c in self.child_tasks]
         return data
 
 
@@ -179,9 +198,17 @@ class BlockedTask:
     """Open tasks this one waits on through ``blocks``."""
     held_by_parent: list[str]
     """Parents (not done) that are themselves blocked, deferred or not ready."""
+    held_by_ancestor: list[str] = field(default_factory=list)
+    """The ancestors (not done) at the root of what holds the task back through its parents:
+    each is ``blocked``/``deferred``, or waits on a ``blocks`` dependency."""
+    reasons: list[str] = field(default_factory=list)
+    """What holds the task back through its ancestors, in words
+    ("parent tm-x is deferred until ...")."""
 
     def to_json(self) -> dict[str, Any]:
         data = self.task.to_json()
         data["blocked_by"] = self.blockers
         data["held_by_parent"] = self.held_by_parent
+        data["held_by_ancestor"] = self.held_by_ancestor
+        data["reasons"] = self.reasons
         return data

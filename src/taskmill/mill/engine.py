@@ -263,7 +263,9 @@ class Mill:
         return {tid: chain(tid) for tid in weight if tid not in memo} | memo
 
     def _candidates(self, ledger: Ledger, skip: set[str]) -> list[Task]:
-        ready = [t for t in ledger.ready(limit=len(skip) + 500) if t.id not in skip]
+        # a container (a task with children) is never work: it closes when its children do
+        ready = [t for t in ledger.ready(limit=len(skip) + 500, work_only=True)
+                 if t.id not in skip]
         if self.settings.only:
             ready = [t for t in ready if t.id in self.settings.only]
         if not ready:
@@ -414,7 +416,7 @@ class Mill:
                 self.bus.emit("skipped", task=task.id, reason=str(exc))
                 continue
             try:
-                return ledger.claim(task.id, self.actor, actor=self.actor)
+                return ledger.claim(task.id, self.actor, actor=self.actor, work_only=True)
             except ClaimConflict:
                 skip.add(task.id)
         return None
