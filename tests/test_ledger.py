@@ -544,8 +544,9 @@ def test_claim_next_keeps_looking_when_others_win_a_whole_batch(tmp_path: Path) 
         original = mine.ready
         looks = []
 
-        def racing_ready(*, limit: int | None = None) -> list:  # type: ignore[type-arg]
-            seen = original(limit=limit)
+        def racing_ready(*, limit: int | None = None,
+                         work_only: bool = False) -> list:  # type: ignore[type-arg]
+            seen = original(limit=limit, work_only=work_only)
             if not looks:  # between our first look and our claims, they take all of it
                 for task in seen:
                     theirs.claim(task.id, "them")

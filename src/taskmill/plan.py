@@ -50,7 +50,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import readiness
+from . import containers, readiness
 from .errors import InvalidInput, NotFound, PlanError, read_text_input
 from .ledger import Ledger
 from .model import BLOCKS, PARENT_CHILD
@@ -259,6 +259,9 @@ def _match_deps(ledger: Ledger, task: PlanTask, ids: dict[str, str], marker: str
         conn.execute("UPDATE tasks SET open_blockers = ? WHERE id = ?",
                      (readiness.count_open_blockers(conn, tid), tid))
         readiness.refresh(conn, [tid])
+        for (dest, dep_type), extra in have.items():  # a container left with no open child
+            if dep_type == PARENT_CHILD and extra == marker and (dest, dep_type) not in wanted:
+                containers.child_removed(ledger, tid, dest, actor)
     for dest, dep_type in wanted:
         if (dest, dep_type) in have:
             continue

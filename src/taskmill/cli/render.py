@@ -31,7 +31,42 @@ def console() -> Console:
 def _status(task: Task) -> str:
     style = STATUS_STYLE.get(task.status, "")
     label = task.status + ("" if task.status != "open" or task.ready else " (waiting)")
-    return f"[{style}]{label}[/]" if style else label
+    text = f"[{style}]{label}[/]" if style else label
+    if task.container:
+        text += f" [dim]{task.children_closed}/{task.children} closed[/]"
+    return text
+
+
+def progress(task: Task) -> str:
+    """"3 of 5 closed" for a container."""
+    return f"{task.children_closed} of {task.children} closed"
+
+
+def _grouped(tasks: Iterable[Task]) -> list[tuple[Task, int]]:
+    """The tasks with each child right under its parent (when both are listed), and depth."""
+    items = list(tasks)
+    listed = {t.id for t in items}
+    kids: dict[str, list[Task]] = {}
+    for t in items:
+        if t.parent in listed and t.parent != t.id:
+            kids.setdefault(t.parent, []).append(t)
+    out: list[tuple[Task, int]] = []
+    seen: set[str] = set()
+
+    def visit(task: Task, depth: int) -> None:
+        seen.add(task.id)
+        out.append((task, depth))
+        for child in kids.get(task.id, []):
+            if child.id not in seen:
+                visit(child, depth + 1)
+
+    for t in items:
+        if t.id not in seen and t.parent not in listed:
+            visit(t, 0)
+    for t in items:  # parent-child loops (imported data): what is left, flat
+        if t.id not in seen:
+            visit(t, 0)
+    return out
 
 
 def task_table(tasks: Iterable[Task], *, title: str | None = None,
@@ -46,8 +81,9 @@ def task_table(tasks: Iterable[Task], *, title: str | None = None,
     if extra:
         table.add_column("Waiting on")
     count = 0
-    for task in tasks:
-        row = [task.id, str(task.priority), task.issue_type, _status(task), task.title,
+    for task, depth in _grouped(tasks):
+        shown_id = ("  " * (depth - 1) + "└ " if depth else "") + task.id
+        row = [shown_id, str(task.priority), task.issue_type, _status(task), task.title,
                ", ".join(task.labels)]
         if extra:
             row.append(", ".join(extra.get(task.id, [])))
@@ -59,8 +95,26 @@ def task_table(tasks: Iterable[Task], *, title: str | None = None,
     out.print(f"[dim]{count} task{'s' if count != 1 else ''}[/]")
 
 
+def ready_tables(tasks: list[Task]) -> None:
+    """Ready work, then the ready containers apart: they are not work."""
+    task_table([t for t in tasks if not t.container], title="Ready")
+    groups = [t for t in tasks if t.container]
+    if not groups:
+        return
+    out = console()
+    out.print("\n[bold]Containers[/] [dim](not work: each closes when its children do)[/]")
+    for task in groups:
+        out.print(f"  {task.id}  ", end="")
+        out.print(task.title, markup=False, end="")
+        out.print(f"  [dim]({task.issue_type}, {progress(task)})[/]")
+        if task.children_closed == task.children:
+            out.print(f"    every child is closed: `taskmill close {task.id}`, or add a child",
+                      markup=False)
+
+
 def blocked_table(items: list[BlockedTask]) -> None:
-    waits = {b.task.id: b.blockers + [f"parent {p}" for p in b.held_by_parent] for b in items}
+    waits = {b.task.id: b.blockers + (b.reasons or [f"parent {p}" for p in b.held_by_parent])
+             for b in items}
     task_table([b.task for b in items], extra=waits)
 
 
@@ -94,6 +148,12 @@ def task_detail(task: Task) -> None:
         out.print("\n[bold]Needed by[/]")
         for dep in task.dependents:
             out.print(f"  {dep.issue_id} ({dep.type})")
+    if task.child_tasks:
+        note = " [dim](a container: never handed to an agent; closes when they all close)[/]"
+        out.print(f"\n[bold]Children[/] {progress(task)}{note}")
+        for child in task.child_tasks:
+            out.print(f"  {child.id} {_status(child)} ", end="")
+            out.print(child.title, markup=False)
     if task.comments:
         out.print("\n[bold]Comments[/]")
         for c in task.comments:
@@ -159,6 +219,8 @@ def _summary(data: dict[str, Any]) -> str:
         for key, (old, new) in data["changes"].items():
             old_s, new_s = _short(old), _short(new)
             parts.append(f"{key}: {old_s} -> {new_s}")
+        if isinstance(data.get("cause"), dict) and data["cause"].get("child"):
+            parts.append(f"({data['cause'].get('rule', 'because of')}: {data['cause']['child']})")
         return "; ".join(parts)
     if "new" in data:
         return f"title: {_short(data['new'].get('title'))}"

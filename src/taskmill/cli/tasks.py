@@ -133,7 +133,10 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="At most this many.")
 @json_option
 def ready(limit: int | None) -> None:
-    """Open tasks with nothing blocking them, highest priority first."""
+    """Open tasks with nothing blocking them, highest priority first.
+
+    Containers (tasks with children, e.g. epics) are listed apart and marked
+    (``"container": true``): they are not work, and `taskmill run` never dispatches them."""
     ctx = get_ctx()
     tasks = ctx.project().ledger.ready(limit=limit)
     if ctx.json:
@@ -141,7 +144,7 @@ def ready(limit: int | None) -> None:
     else:
         from . import render
 
-        render.task_table(tasks, title="Ready")
+        render.ready_tables(tasks)
 
 
 @click.command()
@@ -200,10 +203,17 @@ def update(task_id: str, title: str | None, description: str | None, design: str
         task = ledger.append_notes(task_id, append_notes)
     if claim:
         task = ledger.claim(task_id, assignee or ledger.actor)
+    held = (ledger.held_back(task.id)
+            if "status" in changes and task.status in ("deferred", "blocked") else [])
     if ctx.json:
-        emit_json(task.to_json())
+        emit_json({**task.to_json(), "holds_back": held} if held else task.to_json())
     else:
         click.echo(f"updated {task.id}" + (f" (claimed by {task.assignee})" if claim else ""))
+        if held:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+            click.echo(f"{task.id} is {task.status}: it holds back {len(held)}"
+                       f" task{'s' if len(held) != 1 else ''} under it ({shown});"
+                       " `taskmill blocked` lists them")
 
 
 @click.command()
