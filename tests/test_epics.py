@@ -245,3 +245,32 @@ def test_the_mill_never_hands_an_epic_to_the_agent(tmp_path: Path) -> None:
     assert (epic["status"], epic["close_reason"]) == ("closed", AUTO_CLOSE_REASON)
     assert epic["attempts"] == []
     repo.verify_ok()
+
+
+# -- the dashboard -----------------------------------------------------------------------------
+
+
+def test_dashboard_graph_and_task_page_show_the_group(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from taskmill.clock import SystemClock
+    from taskmill.web.app import create_app
+
+    repo = MillRepo(tmp_path)
+    kids = _epic(repo.ledger, 3)
+    repo.ledger.close(kids[0])
+    repo.ledger.update("tm-e", {"status": "deferred"})
+    app = create_app(repo.root, dict(os.environ), SystemClock())
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        nodes = {n["id"]: n for n in client.get("/api/graph").json()["nodes"]}
+        assert (nodes["tm-e"]["container"], nodes["tm-e"]["children"],
+                nodes["tm-e"]["children_closed"]) == (True, 3, 1)
+        assert nodes[kids[1]]["parent"] == "tm-e" and not nodes[kids[1]]["container"]
+        task = client.get("/api/tasks/tm-e").json()
+        assert [c["id"] for c in task["child_tasks"]] == kids
+        assert [c["status"] for c in task["child_tasks"]] == ["closed", "open", "open"]
+        blocked = {b["id"]: b for b in client.get("/api/blocked").json()}
+        assert blocked[kids[1]]["reasons"] == ["parent tm-e is deferred"]
+    # the page draws a container's progress and lists its children
+    script = (Path(__file__).parent.parent / "src/taskmill/web/static/app.js").read_text()
+    assert "containerProgress(n, w, hgt)" in script and "childList(task)" in script

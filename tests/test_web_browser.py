@@ -355,3 +355,19 @@ def test_cli_changes_appear_without_reload(page: Page, served: Served) -> None:
     assert page.evaluate("window.__marker") == "graph page"
     assert latency < LIVE_LIMIT_S, f"the change took {latency:.3f}s to reach the graph"
     shot(page, "graph-after-close.png")
+
+
+def test_an_epic_shows_its_progress_and_children(page: Page, served: Served) -> None:
+    """Issue 8, item 7: the graph's epic node shows n/m children closed; its page lists them."""
+    seed = served.seed
+    page.goto(served.url + "/")
+    progress = page.locator(f"svg.graph g.node[data-id='{seed['epic']}'] g.progress")
+    progress.wait_for()
+    task = json.loads(page.evaluate(f"fetch('/api/tasks/{seed['epic']}').then(r => r.text())"))
+    assert task["children"] >= 1
+    assert progress.get_attribute("data-children") == str(task["children"])
+    assert progress.get_attribute("data-closed") == str(task["children_closed"])
+    page.goto(f"{served.url}/#/task/{seed['epic']}")
+    page.wait_for_selector("#children li")
+    assert page.locator("#children li").count() == task["children"]
+    assert f"{task['children_closed']} of {task['children']} closed" in page.inner_text("#task-data")

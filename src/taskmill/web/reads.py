@@ -224,7 +224,8 @@ class ReadHandlers(HandlerBase):
             t = by_id[node["id"]]
             nodes.append({**node, "title": t.title, "status": t.status, "priority": t.priority,
                           "ready": t.ready, "labels": t.labels, "issue_type": t.issue_type,
-                          "assignee": t.assignee})
+                          "assignee": t.assignee, "parent": t.parent, "children": t.children,
+                          "children_closed": t.children_closed, "container": t.container})
         spacing = graph_layout.Spacing()
         return json_response({**layout, "nodes": nodes, "total": len(nodes),
                               "node_width": spacing.node_width,

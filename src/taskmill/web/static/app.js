@@ -355,9 +355,31 @@ function drawGraph(data) {
         (n.labels.length ? `\nlabels: ${n.labels.join(", ")}` : "")),
       s("rect", { width: w, height: hgt, rx: 6, ry: 6 }),
       s("text", { class: "nid", x: 8, y: 15 }, `${n.id}  P${n.priority}` + (n.assignee ? `  @${truncate(n.assignee, 14)}` : "")),
-      s("text", { class: "ttl", x: 8, y: 33 }, truncate(n.title, 27)));
+      s("text", { class: "ttl", x: 8, y: 33 }, truncate(n.title, n.container ? 20 : 27)),
+      n.container ? containerProgress(n, w, hgt) : null);
   }));
   root.replaceChildren(edges, nodes);
+}
+
+// a container (a task with children): "2/5" and a bar along its bottom edge; it is never
+// handed to an agent and closes when its last child closes
+function containerProgress(n, w, hgt) {
+  const done = n.children ? n.children_closed / n.children : 0;
+  return s("g", { class: "progress", "data-closed": n.children_closed, "data-children": n.children },
+    s("title", {}, `${n.children_closed} of ${n.children} children closed`),
+    s("text", { class: "count", x: w - 8, y: 33, "text-anchor": "end" }, `${n.children_closed}/${n.children}`),
+    s("rect", { class: "track", x: 6, y: hgt - 6, width: w - 12, height: 3, rx: 1.5 }),
+    s("rect", { class: "done", x: 6, y: hgt - 6, width: (w - 12) * done, height: 3, rx: 1.5 }));
+}
+
+function childList(task) {
+  if (!task.child_tasks || !task.child_tasks.length) return null;
+  return [
+    h("h2", {}, `Children (${task.children_closed} of ${task.children} closed)`),
+    h("p", { class: "muted" }, "A container: never handed to an agent; it closes when its last child closes."),
+    h("ul", { class: "deps", id: "children" }, task.child_tasks.map((c) => h("li", { "data-task": c.id },
+      taskLink(c.id), " ", statusPill(c.status, c.ready), " ", truncate(c.title, 60),
+      c.container ? h("span", { class: "muted" }, `  ${c.children_closed}/${c.children}`) : null)))];
 }
 
 function highlight(id, on) {
@@ -577,6 +599,7 @@ async function renderTask(route, initial) {
     field("assignee", task.assignee),
     field("agent", task.agent),
     field("labels", task.labels.join(", ")),
+    field("parent", task.parent ? taskLink(task.parent) : null),
     field("checks", (task.checks || []).length ? h("div", {}, task.checks.map((c) => h("div", {}, h("code", {}, c)))) : null),
     field("close reason", task.close_reason),
     field("external ref", task.external_ref),
@@ -598,6 +621,7 @@ async function renderTask(route, initial) {
     h("h1", { id: "task-title" }, task.title),
     h("div", { class: "panel" }, dl),
     text,
+    childList(task),
     h("h2", {}, `Attempts (${task.attempts.length})`),
     h("div", { id: "attempts" }, attempts),
     h("h2", {}, `Comments (${task.comments.length})`),
@@ -669,7 +693,8 @@ async function renderNow(route, initial) {
           h("td", {}, truncate(b.title, 50)),
           h("td", {},
             b.blocked_by.length ? h("div", {}, "waits on ", b.blocked_by.map((id, i) => [i ? ", " : "", taskLink(id)])) : null,
-            b.held_by_parent.length ? h("div", {}, "held by parent ", b.held_by_parent.map((id, i) => [i ? ", " : "", taskLink(id)])) : null,
+            (b.reasons || []).length ? b.reasons.map((r) => h("div", { class: "reason" }, r))
+              : b.held_by_parent.length ? h("div", {}, "held by parent ", b.held_by_parent.map((id, i) => [i ? ", " : "", taskLink(id)])) : null,
             b.last_comment ? h("div", { class: "comment" }, h("div", { class: "meta" }, `${b.last_comment.author} · ${fmtTime(b.last_comment.created_at)}`),
               h("div", { class: "text" }, truncate(b.last_comment.text, 400))) : null)))))
     : h("p", { class: "muted" }, "Nothing is blocked.");
