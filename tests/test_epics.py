@@ -274,3 +274,26 @@ def test_dashboard_graph_and_task_page_show_the_group(tmp_path: Path) -> None:
     # the page draws a container's progress and lists its children
     script = (Path(__file__).parent.parent / "src/taskmill/web/static/app.js").read_text()
     assert "containerProgress(n, w, hgt)" in script and "childList(task)" in script
+
+
+def test_a_plan_reimport_moving_the_last_open_child_out_closes_the_epic(
+        ledger: Ledger, tmp_path: Path) -> None:
+    from taskmill.plan import import_plan
+
+    plan = tmp_path / "plan.toml"
+    body = ('[[task]]\nkey = "epic"\ntitle = "Epic"\nissue_type = "epic"\n\n'
+            '[[task]]\nkey = "a"\ntitle = "A"\nparent = "epic"\n\n'
+            '[[task]]\nkey = "b"\ntitle = "B"\n{}\n')
+    plan.write_text(body.format('parent = "epic"'))
+    ids = import_plan(ledger, plan)
+    ledger.close(ids["a"])
+    assert ledger.get(ids["epic"]).status == "open"
+    plan.write_text(body.format(""))
+    import_plan(ledger, plan)
+    epic = ledger.get(ids["epic"])
+    assert (epic.status, epic.close_reason, epic.children) == ("closed", AUTO_CLOSE_REASON, 1)
+    # and moving it back reopens the epic
+    plan.write_text(body.format('parent = "epic"'))
+    import_plan(ledger, plan)
+    assert ledger.get(ids["epic"]).status == "open"
+    assert ledger.verify().ok
