@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
-.PHONY: all install demo test lint typecheck bench agents chromium clean
+.PHONY: all install demo test lint typecheck bench agents chromium clean real-project real-project-cache
 
 all: test
 
@@ -21,7 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
-test: $(STAMP) agents chromium
+test: $(STAMP) agents chromium real-project-cache
 	$(BIN)/python -m pytest -q -n 2
 
 # The real agent CLIs, at pinned versions, in an ignored cache folder (skipped when npm is
@@ -30,6 +30,16 @@ agents: $(STAMP)
 	@if command -v npm >/dev/null 2>&1; then \
 		$(BIN)/python -m taskmill.testing.agent_install --cache $(CACHE)/agents; \
 	else echo "npm not found: the real agent CLI tests will be skipped"; fi
+
+# python-humanize's sdist (pinned) and a venv with its test dependencies, for the real-project
+# flow (skipped, and its test too, when PyPI cannot be reached).
+real-project-cache: $(STAMP)
+	@$(BIN)/python -m taskmill.testing.real_project --cache $(CACHE)/real-project --prepare-only \
+		|| echo "could not download python-humanize: the real-project test will be skipped"
+
+# taskmill on a real project, start to finish, with a report (see src/taskmill/testing/real_project.py).
+real-project: $(STAMP)
+	$(BIN)/python -m taskmill.testing.real_project --cache $(CACHE)/real-project
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
