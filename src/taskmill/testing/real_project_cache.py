@@ -66,7 +66,8 @@ class Cache:
 
     def missing_reason(self) -> str | None:
         """Why the cache cannot be used yet (None when it can)."""
-        how = f"run `make real-project` or `python -m taskmill.testing.real_project --cache {self.root} --prepare-only`"
+        how = (f"run `make real-project-cache` (or `python -m taskmill.testing.real_project "
+               f"--cache {self.root} --prepare-only`)")
         if not self.sdist.is_file():
             return f"{self.sdist.name} is not in {self.root}: {how}"
         try:
