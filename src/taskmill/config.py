@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput
+from .agents.base import AgentConfig
+from .errors import ConfigError, InvalidInput
 
 DEFAULT_CONFIG = """\
 # taskmill settings for this repository (commit this file).
@@ -30,32 +33,155 @@ commands = []
 """
 
 
+BUILTIN_AGENTS = ("claude", "codex", "gemini", "opencode", "qwen", "aider")
+"""Agent names usable without an ``[agents.NAME]`` table (the adapter of that name)."""
+
+
 @dataclass
 class Config:
     prefix: str
     checks: list[str] = field(default_factory=list)
+    """``[checks] commands``."""
     run: dict[str, Any] = field(default_factory=dict)
-    agents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The ``[run]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
+    agents: dict[str, AgentConfig] = field(default_factory=dict)
+    """The ``[agents.NAME]`` tables (checked)."""
     raw: dict[str, Any] = field(default_factory=dict)
+    check_env: dict[str, str] = field(default_factory=dict)
+    """``[checks] env``: variables set for the check commands."""
+    check_pass_env: list[str] = field(default_factory=list)
+    """``[checks] pass_env``: variables copied from taskmill's environment for the checks."""
+    path: Path | None = None
+
+    def agent_names(self) -> list[str]:
+        """The configured agents, then the built-in ones without a table."""
+        return [*self.agents, *(name for name in BUILTIN_AGENTS if name not in self.agents)]
+
+    def agent(self, name: str) -> AgentConfig | None:
+        """The agent called ``name``: its table, or a built-in adapter used as it is."""
+        if name in self.agents:
+            return self.agents[name]
+        return AgentConfig(name=name, adapter=name) if name in BUILTIN_AGENTS else None
+
+    def agent_problem(self, name: str) -> str | None:
+        """Why ``name`` cannot be a task's agent (None when it can)."""
+        if self.agent(name) is not None:
+            return None
+        import difflib
+
+        names = self.agent_names()
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        return (f"agent {name!r} is neither an [agents.{name}] table in "
+                f"{self.path or '.taskmill/config.toml'} nor a built-in agent{guess} "
+                f"(agents: {', '.join(names)})")
+
+    def check_agent(self, name: str, *, what: str = "--agent") -> None:
+        """Refuse an agent name that names no agent (:class:`InvalidInput`)."""
+        problem = self.agent_problem(name)
+        if problem is not None:
+            raise InvalidInput(f"{what}: {problem}",
+                               hint=f"add [agents.{name}] with an adapter to "
+                                    ".taskmill/config.toml, or use one of the agents listed")
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, *, stamp: Path | None = None) -> Config:
+    """Read and check ``path``; every problem of the file is reported at once, each naming
+    the table and key (:class:`ConfigError`).
+
+    ``stamp``: a file (in the ledger's untracked run directory) remembering the last file
+    that passed the check. When the file is byte for byte that one, and the schema is the
+    same, the check (and the import of pydantic, ~50-150 ms) is skipped; a config naming a
+    third-party adapter is always checked (installed packages may have changed)."""
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        data = path.read_bytes()
+        raw = tomllib.loads(data.decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(f"{path}: {exc}", hint="fix the TOML syntax of the config file") from exc
-    prefix = raw.get("prefix")
-    if not isinstance(prefix, str) or not prefix:
-        raise InvalidInput(f"{path}: `prefix` must be a non-empty string")
-    checks_table = raw.get("checks", {})
-    commands: Any = checks_table.get("commands", []) if isinstance(checks_table, dict) else checks_table
-    if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-        raise InvalidInput(f"{path}: [checks] commands must be a list of strings")
-    run = raw.get("run", {})
-    if not isinstance(run, dict):
-        raise InvalidInput(f"{path}: [run] must be a table")
+        raise ConfigError(f"{path}: {exc}", hint="fix the TOML syntax of the config file") from exc
+    key = _stamp_key(data, raw) if stamp is not None else None
+    if stamp is None or key is None or not _stamped(stamp, key):
+        from .config_schema import check_config
+
+        problems = check_config(raw)
+        if problems:
+            raise ConfigError(f"{path}: {'; '.join(problems)}",
+                              hint="fix the config file; nothing was done")
+        if stamp is not None and key is not None:
+            _write_stamp(stamp, key)
+    return config_from_toml(raw, path)
+
+
+def config_from_toml(raw: Mapping[str, Any], path: Path | None = None) -> Config:
+    """The :class:`Config` of a config file that passed the check."""
+    checks = raw.get("checks", {})
+    if isinstance(checks, list):
+        checks = {"commands": checks}
+    return Config(
+        prefix=raw["prefix"], checks=list(checks.get("commands", [])),
+        run={k.replace("-", "_"): v for k, v in raw.get("run", {}).items()},
+        agents={name: agent_config(name, table)
+                for name, table in raw.get("agents", {}).items()},
+        raw=dict(raw), check_env={k: str(v) for k, v in checks.get("env", {}).items()},
+        check_pass_env=list(checks.get("pass_env", [])), path=path)
+
+
+def agent_config(name: str, table: Mapping[str, Any]) -> AgentConfig:
+    """The :class:`AgentConfig` of an ``[agents.NAME]`` table that passed the check."""
+
+    def line(value: Any) -> tuple[str, ...]:
+        return tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
+
+    return AgentConfig(
+        name=name, adapter=table.get("adapter", name), model=table.get("model"),
+        args=line(table.get("args", ())),
+        env={k: str(v) for k, v in table.get("env", {}).items()},
+        pass_env=tuple(table.get("pass_env", ())), base_url=table.get("base_url"),
+        api_key_env=table.get("api_key_env"), command=line(table.get("command", ())),
+        mcp=table.get("mcp", False),
+        options={k: v for k, v in table.items() if k not in AGENT_KEYS})
+
+
+AGENT_KEYS = ("adapter", "model", "args", "env", "pass_env", "base_url", "api_key_env",
+              "command", "mcp")
+"""The keys of an ``[agents.NAME]`` table every adapter takes; the others are ``options``."""
+_BUILTIN_ADAPTERS = ("exec", *BUILTIN_AGENTS, "scripted")
+
+
+def _stamp_key(data: bytes, raw: Mapping[str, Any]) -> str | None:
+    """What the check of this file depends on; None when it cannot be remembered."""
     agents = raw.get("agents", {})
-    if not isinstance(agents, dict) or not all(isinstance(v, dict) for v in agents.values()):
-        raise InvalidInput(f"{path}: [agents.NAME] entries must be tables")
-    return Config(prefix=prefix, checks=list(commands), run=run, agents=agents, raw=raw)
+    if not isinstance(agents, Mapping) or not all(
+            isinstance(t, Mapping) and t.get("adapter", name) in _BUILTIN_ADAPTERS
+            for name, t in agents.items()):
+        return None
+    import hashlib
+
+    try:
+        schema = Path(__file__).with_name("config_schema.py").stat()
+    except OSError:
+        return None
+    return f"{hashlib.sha256(data).hexdigest()} {schema.st_size} {schema.st_mtime_ns}\n"
+
+
+def _stamped(stamp: Path, key: str) -> bool:
+    try:
+        return stamp.read_text(encoding="utf-8") == key
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_stamp(stamp: Path, key: str) -> None:
+    """Best effort: a read-only ledger directory just means the check is not skipped."""
+    import os
+
+    tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(key, encoding="utf-8")
+        tmp.replace(stamp)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ converted into this hierarchy where they are caught::
     │   ├── NotInitialized        exit 2   code "not_initialized"
     │   ├── NotARepository        exit 2   code "not_a_repository"
     │   ├── InvalidInput          exit 2   code "invalid"
-    │   │   └── PlanError         exit 2   code "plan_invalid"
+    │   │   ├── PlanError         exit 2   code "plan_invalid"
+    │   │   └── ConfigError       exit 2   code "config_invalid"   .taskmill/config.toml
     │   └── CycleError            exit 2   code "cycle"
     ├── NotFound                  exit 3   code "not_found"
     ├── Conflict                  exit 4   code "conflict"
@@ -63,6 +64,10 @@ class InvalidInput(UserError):
 
 class PlanError(InvalidInput):
     code = "plan_invalid"
+
+
+class ConfigError(InvalidInput):
+    code = "config_invalid"
 
 
 class CycleError(UserError):

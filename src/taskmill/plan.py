@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,16 +106,19 @@ def _marker(source: str) -> str:
 
 
 def import_plan(ledger: Ledger, path: Path | str | os.PathLike[str], *,
-                actor: str | None = None, source: str | None = None) -> dict[str, str]:
+                actor: str | None = None, source: str | None = None,
+                agent_problem: Callable[[str], str | None] | None = None) -> dict[str, str]:
     """Import a TOML plan, all or nothing; returns ``{key: task id}`` in file order.
 
     ``source`` overrides the name the keys are remembered under (see :func:`plan_source`).
+    ``agent_problem`` says why an ``agent`` names no agent
+    (:meth:`taskmill.config.Config.agent_problem`); without it agents are not checked.
     Raises :class:`PlanError` naming the line of the first problem; then nothing is written.
     """
     plan_path = Path(path)
     name = str(path)
     text = read_text_input(plan_path, name, not_text=PlanError)
-    checker, tasks = parse_plan(name, text)
+    checker, tasks = parse_plan(name, text, agent_problem=agent_problem)
     src = source if source is not None else plan_source(ledger, plan_path)
     marker = _marker(src)
     conn = ledger.conn

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,9 +189,12 @@ class PlanTask:
 
 
 class Checker:
-    def __init__(self, name: str, layout: _Layout) -> None:
+    def __init__(self, name: str, layout: _Layout,
+                 agent_problem: Callable[[str], str | None] | None = None) -> None:
         self.name = name
         self.layout = layout
+        self.agent_problem = agent_problem
+        """Why an agent name names no agent (None: it does); None: agents are not checked."""
 
     def error(self, line: int | None, message: str, *, hint: str | None = None) -> PlanError:
         where = f"{self.name}, line {line}" if line else self.name
@@ -214,6 +218,11 @@ class Checker:
             if not isinstance(value, str) or (name not in _TEXT_FIELDS and not value.strip()):
                 raise self.error(line, f"{where}: {name} must be a"
                                  f"{'' if name in _TEXT_FIELDS else ' non-empty'} string")
+            problem = self.agent_problem(value) if name == "agent" and self.agent_problem else None
+            if problem is not None:
+                raise self.error(line, f"{where}: {problem}",
+                                 hint=f"add [agents.{value}] to .taskmill/config.toml or name "
+                                      "another agent; nothing was imported")
             return value
         if name == "priority":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
@@ -246,9 +255,11 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def parse_plan(name: str, text: str) -> tuple[Checker, list[PlanTask]]:
+def parse_plan(name: str, text: str, *, agent_problem: Callable[[str], str | None] | None = None
+               ) -> tuple[Checker, list[PlanTask]]:
+    """``agent_problem``: see :class:`Checker` (the CLI passes the config's)."""
     layout = _layout(text)
-    checker = Checker(name, layout)
+    checker = Checker(name, layout, agent_problem)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

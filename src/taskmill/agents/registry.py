@@ -11,7 +11,6 @@ Entry points are only looked at when a name is not built in.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
@@ -39,11 +38,6 @@ BUILTIN: dict[str, Callable[[], AgentAdapter]] = {
     "aider": AiderAdapter,
     "scripted": ScriptedAgent,
 }
-
-KNOWN_KEYS = (
-    "adapter", "model", "args", "env", "pass_env", "base_url", "api_key_env", "command", "mcp",
-)
-
 
 class UnknownAdapterError(LookupError):
     """No built-in or installed adapter has this name."""
@@ -96,76 +90,15 @@ def get_adapter(name: str) -> AgentAdapter:
     )
 
 
-def _where(name: str, key: str) -> str:
-    return f"[agents.{name}] {key}"
-
-
-def _str(name: str, key: str, value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise AgentConfigError(f"{_where(name, key)} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _str_list(name: str, key: str, value: object, *, split: bool) -> tuple[str, ...]:
-    if split and isinstance(value, str):
-        return tuple(shlex.split(value))
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    kind = "a list of strings" + (" or a command line string" if split else "")
-    raise AgentConfigError(f"{_where(name, key)} must be {kind}, got {value!r}")
-
-
-def _str_map(name: str, key: str, value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise AgentConfigError(f"{_where(name, key)} must be a table of strings, got {value!r}")
-    result: dict[str, str] = {}
-    for k, v in value.items():
-        if isinstance(v, bool) or not isinstance(v, str | int | float):
-            raise AgentConfigError(
-                f"{_where(name, key)}.{k} must be a string (or number), got {v!r}"
-            )
-        result[str(k)] = str(v)
-    return result
-
-
 def agent_config_from_toml(name: str, table: Mapping[str, Any]) -> AgentConfig:
-    """Validate one ``[agents.NAME]`` table. ``adapter`` defaults to ``NAME`` when that is a
-    built-in adapter; ``command`` and ``args`` may be a list or one shell-quoted string; keys
-    other than the known ones go to ``options``."""
-    if not isinstance(table, Mapping):
-        raise AgentConfigError(f"[agents.{name}] must be a table, got {table!r}")
-    if "adapter" in table:
-        adapter = _str(name, "adapter", table["adapter"])
-    elif name in BUILTIN:
-        adapter = name
-    else:
-        raise AgentConfigError(
-            f"[agents.{name}] needs adapter = one of {', '.join(BUILTIN)} (or an installed "
-            f"third-party adapter)"
-        )
-    model = _str(name, "model", table["model"]) if "model" in table else None
-    base_url = _str(name, "base_url", table["base_url"]) if "base_url" in table else None
-    if base_url is not None and not base_url.startswith(("http://", "https://")):
-        raise AgentConfigError(f"{_where(name, 'base_url')} must be an http(s) URL, got {base_url!r}")
-    api_key_env = _str(name, "api_key_env", table["api_key_env"]) if "api_key_env" in table else None
-    mcp = table.get("mcp", False)
-    if not isinstance(mcp, bool):
-        raise AgentConfigError(f"{_where(name, 'mcp')} must be true or false, got {mcp!r}")
-    command = _str_list(name, "command", table.get("command", ()), split=True)
-    if adapter == "exec" and not command:
-        raise AgentConfigError(
-            f'[agents.{name}] uses adapter "exec" and needs command = ["prog", "arg", ...]'
-        )
-    return AgentConfig(
-        name=name,
-        adapter=adapter,
-        model=model,
-        args=_str_list(name, "args", table.get("args", ()), split=True),
-        env=_str_map(name, "env", table.get("env", {})),
-        pass_env=_str_list(name, "pass_env", table.get("pass_env", ()), split=False),
-        base_url=base_url,
-        api_key_env=api_key_env,
-        command=command,
-        mcp=mcp,
-        options={k: v for k, v in table.items() if k not in KNOWN_KEYS},
-    )
+    """Check one ``[agents.NAME]`` table against its adapter's schema
+    (:mod:`taskmill.config_schema`). ``adapter`` defaults to ``NAME`` when that is a built-in
+    adapter; ``command`` and ``args`` may be a list or one shell-quoted string; the adapter's
+    own keys go to ``options`` (a third-party adapter gets every key it is given). Raises
+    :class:`AgentConfigError` naming the table and the key."""
+    from taskmill.config_schema import AgentTableError, agent_table
+
+    try:
+        return agent_table(name, table)
+    except AgentTableError as exc:
+        raise AgentConfigError(str(exc)) from None

@@ -73,6 +73,8 @@ class LiveView:
                         row["state"] = f"back to agent ({event.get('reason')})"
             if kind in ("checkout_not_moved", "warning", "agent_paused"):
                 self._messages.append(str(event.get("message") or event))
+            elif kind == "skipped":
+                self._messages.append(f"{task} not worked: {event.get('reason', '')}")
 
     def _render(self) -> Group:
         table = Table(show_edge=False, header_style="bold", expand=False)
@@ -131,7 +133,10 @@ def summary_table(summary: RunSummary) -> None:
     console.print(f"{landed} landed, " + (f"{satisfied} satisfied (nothing to land), "
                                           if satisfied else "")
                   + f"{len(summary.outcomes) - landed - satisfied} not landed"
-                  if summary.outcomes else "nothing was ready to run")
+                  if summary.outcomes else "no task was worked" if summary.skipped
+                  else "nothing was ready to run")
     for o in summary.outcomes:
         if o.outcome not in ("landed", "satisfied") and o.reason:
             console.print(f"  {o.task_id}: {o.reason[:300]}", markup=False)
+    for skipped in summary.skipped:
+        console.print(f"  not worked: {skipped['task']}: {skipped['reason'][:300]}", markup=False)

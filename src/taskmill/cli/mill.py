@@ -13,7 +13,8 @@ from .common import emit_json, get_ctx, json_option
 
 @click.command()
 @click.option("--agent", help="The agent (a key of [agents] in config) for tasks without one.")
-@click.option("--agent-cmd", help="Shorthand for an exec agent running this command.")
+@click.option("--agent-cmd",
+              help="Shorthand for an exec agent running this command, for tasks without one.")
 @click.option("--target", help="The branch to land on (default: the branch checked out now).")
 @click.option("-j", "--workers", type=click.IntRange(min=1), help="Tasks worked at once.")
 @click.option("--max-iterations", type=click.IntRange(min=1),
@@ -41,7 +42,6 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     to land), 1 when some are blocked.
     """
     from ..clock import SystemClock
-    from ..errors import InvalidInput
     from ..mill.engine import EVENTS_FILE, Mill
     from ..mill.events import EventBus, NdjsonWriter
     from ..mill.settings import RunSettings, agent_cmd_config
@@ -56,10 +56,10 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         "only": [ledger.resolve(t) for t in only] or None}
     settings = RunSettings.from_config(project.config.run, overrides)
     override = agent_cmd_config(agent_cmd) if agent_cmd else None
-    if override is None and settings.agent is None:
-        raise InvalidInput("no agent to run tasks with",
-                           hint="pass --agent NAME or --agent-cmd CMD, or set [run] agent in "
-                                ".taskmill/config.toml")
+    if agent is not None:  # [run] agent was checked with the config
+        project.config.check_agent(agent)
+    # no default agent is fine: tasks naming their own agent are worked, the others are
+    # named at start and left alone (Mill._skip_agentless)
     clock = SystemClock()
     bus = EventBus(clock)
     stream = None

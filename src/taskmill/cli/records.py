@@ -146,7 +146,7 @@ def import_cmd(path: Path, fmt: str) -> None:
     if fmt == "plan":
         from ..plan import import_plan
 
-        keys = import_plan(project.ledger, path)
+        keys = import_plan(project.ledger, path, agent_problem=project.config.agent_problem)
         if ctx.json:
             emit_json(keys)
         else:

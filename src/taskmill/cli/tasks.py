@@ -44,7 +44,8 @@ def _task_options(fn: Any) -> Any:
         click.option("-t", "--type", "issue_type", help="task, bug, feature, epic, chore..."),
         click.option("-a", "--assignee", help="Who works on it."),
         click.option("--external-ref", help="A reference elsewhere (e.g. gh-123)."),
-        click.option("--agent", help="The agent (from config) that works this task."),
+        click.option("--agent", help="The agent that works this task: an [agents.NAME] of the"
+                     " config or a built-in one (claude, codex, ...); update --agent '' clears."),
         click.option("--check", "checks", multiple=True,
                      help="A shell command that decides whether the task is done (repeatable)."),
         click.option("--metadata", help="A JSON object of metadata."),
@@ -72,7 +73,10 @@ def create(title: str, description: str | None, design: str | None,
            discovered_from: str | None, task_id: str | None) -> None:
     """Create a task."""
     ctx = get_ctx()
-    ledger = ctx.project().ledger
+    project = ctx.project()
+    if agent is not None:
+        project.config.check_agent(agent)
+    ledger = project.ledger
     if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
         discovered_from = ctx.env["TASKMILL_TASK_ID"]
     task = ledger.create(
@@ -178,7 +182,10 @@ def update(task_id: str, title: str | None, description: str | None, design: str
            status: str | None, append_notes: str | None, clear_checks: bool, claim: bool) -> None:
     """Change a task's fields, or --claim it."""
     ctx = get_ctx()
-    ledger = ctx.project().ledger
+    project = ctx.project()
+    if agent:  # --agent "" clears it
+        project.config.check_agent(agent)
+    ledger = project.ledger
     changes: dict[str, Any] = {}
     for key, value in (("title", title), ("description", description), ("design", design),
                        ("acceptance_criteria", acceptance_criteria), ("notes", notes),
@@ -187,6 +194,8 @@ def update(task_id: str, title: str | None, description: str | None, design: str
                        ("status", status)):
         if value is not None:
             changes[key] = value
+    if agent == "":
+        changes["agent"] = None
     if checks:
         changes["checks"] = list(checks)
     if clear_checks:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..agents.base import AgentAdapter, AgentConfig
-from ..agents.registry import agent_config_from_toml, get_adapter
+from ..agents.registry import UnknownAdapterError, get_adapter
 from ..clock import Clock, iso
 from ..config import Config
 from ..errors import InvalidInput
@@ -44,6 +44,8 @@ from .worktrees import WorktreePool
 MILL_PREFIX = "mill:"
 PAUSE_FILE = "paused"
 EVENTS_FILE = "events.ndjson"
+NO_AGENT_HINT = ("give each an agent (taskmill update ID --agent NAME), or give the run a "
+                 "default: [run] agent in .taskmill/config.toml, --agent NAME or --agent-cmd CMD")
 
 
 def stop_orphaned_agents(run_id: str) -> int:
@@ -78,10 +80,13 @@ class RunSummary:
     run_id: str
     target: str
     outcomes: list[Outcome] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """Ready tasks the run did not work, each ``{"task", "reason"}`` (e.g. no agent)."""
 
     @property
     def exit_code(self) -> int:
-        return 0 if all(o.outcome in SUCCESS for o in self.outcomes) else 1
+        success = all(o.outcome in SUCCESS for o in self.outcomes)
+        return 0 if success and not self.skipped else 1
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -90,6 +95,7 @@ class RunSummary:
             "landed": sum(1 for o in self.outcomes if o.outcome == "landed"),
             "satisfied": sum(1 for o in self.outcomes if o.outcome == "satisfied"),
             "blocked": sum(1 for o in self.outcomes if o.outcome not in SUCCESS),
+            "skipped": self.skipped,
         }
 
 
@@ -112,6 +118,7 @@ class Mill:
         self.stop = threading.Event()
         self._lock_fd = -1
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
+        self.skipped: list[dict[str, str]] = []
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -150,30 +157,35 @@ class Mill:
         path.unlink(missing_ok=True)
         return False
 
+    def lacks_agent(self, task: Task) -> bool:
+        """True when ``task`` names no agent and the run has no default for it."""
+        return not task.agent and self.agent_override is None and self.settings.agent is None
+
     def resolve_agent(self, task: Task) -> tuple[AgentConfig, AgentAdapter]:
-        if self.agent_override is not None and task.agent is None:
-            key = self.agent_override.name
-            if key not in self._agent_cache:
-                self._agent_cache[key] = (self.agent_override,
-                                          get_adapter(self.agent_override.adapter))
-            return self._agent_cache[key]
-        name = task.agent or self.settings.agent
-        if name is None:
-            raise InvalidInput(
-                f"no agent for {task.id}",
-                hint="set [run] agent in .taskmill/config.toml, or pass --agent NAME or "
-                     "--agent-cmd CMD")
-        if name not in self._agent_cache:
-            table = self.config.agents.get(name)
-            if table is None:
-                if name in ("claude", "codex", "gemini", "opencode", "qwen", "aider"):
-                    table = {"adapter": name}
-                else:
-                    raise InvalidInput(f"agent {name!r} is not configured",
-                                       hint=f"add [agents.{name}] to .taskmill/config.toml")
-            config = agent_config_from_toml(name, table)
-            self._agent_cache[name] = (config, get_adapter(config.adapter))
-        return self._agent_cache[name]
+        """The agent that works ``task``: the one it names; for a task naming none,
+        ``--agent-cmd``, else the default agent (``--agent`` / ``[run] agent``). Raises
+        :class:`InvalidInput` saying why there is none."""
+        if not task.agent and self.agent_override is not None:
+            key, config = "\0--agent-cmd", self.agent_override
+        else:
+            name = task.agent or self.settings.agent
+            if name is None:
+                raise InvalidInput(f"{task.id} names no agent and the run has no default",
+                                   hint=NO_AGENT_HINT)
+            key, found = name, self.config.agent(name)
+            if found is None:
+                raise InvalidInput(f"{task.id}: {self.config.agent_problem(name)}",
+                                   hint=f"add [agents.{name}] to .taskmill/config.toml, or "
+                                        f"give the task another: taskmill update {task.id} "
+                                        "--agent NAME")
+            config = found
+        if key not in self._agent_cache:
+            try:
+                adapter = get_adapter(config.adapter)
+            except UnknownAdapterError as exc:
+                raise InvalidInput(f"{task.id}: agent {config.name!r}: {exc}") from None
+            self._agent_cache[key] = (config, adapter)
+        return self._agent_cache[key]
 
     def _target(self) -> str:
         if self.settings.target:
@@ -321,6 +333,7 @@ class Mill:
             self.bus.emit("run_started", run_id=self.run_id, target=target,
                           workers=self.settings.workers)
             resumed = set(self.recover(ledger, queue_.ref))
+            summary.skipped = self.skipped
             self._loop(ledger, ctx, resumed, summary)
             self._drop_landed_branches(ledger, pool)  # those a worker could not delete
             self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
@@ -349,6 +362,7 @@ class Mill:
         ctx.on_landed = lambda _task_id: done.put(None)
         in_flight: set[str] = set()
         skip: set[str] = set()
+        self._skip_agentless(ledger, skip)
         dispatched = 0
         with ThreadPoolExecutor(max_workers=self.settings.workers,
                                 thread_name_prefix="taskmill-worker") as pool:
@@ -405,15 +419,31 @@ class Mill:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
         return (self.paths.run_dir / PAUSE_FILE).exists()
 
+    def _skip_agentless(self, ledger: Ledger, skip: set[str]) -> None:
+        """At start: the ready tasks that name no agent when the run has no default are not
+        worked; one warning names them all and says how to give them one."""
+        lacking = [t.id for t in self._candidates(ledger, skip) if self.lacks_agent(t)]
+        if not lacking:
+            return
+        skip.update(lacking)
+        reason = "names no agent and the run has no default"
+        self.skipped += [{"task": tid, "reason": reason} for tid in lacking]
+        self.bus.emit("warning", tasks=lacking,
+                      message=f"not working {len(lacking)} ready task"
+                              f"{'s' if len(lacking) != 1 else ''} that name no agent "
+                              f"({', '.join(lacking)}): the run has no default agent; "
+                              f"{NO_AGENT_HINT}")
+
     def _claim_next(self, ledger: Ledger, skip: set[str]) -> Task | None:
         from ..errors import ClaimConflict
 
         for task in self._candidates(ledger, skip):
             try:
                 self.resolve_agent(task)
-            except InvalidInput as exc:
+            except InvalidInput as exc:  # said once: the task stays skipped for this run
                 skip.add(task.id)
-                self.bus.emit("skipped", task=task.id, reason=str(exc))
+                self.skipped.append({"task": task.id, "reason": exc.message})
+                self.bus.emit("skipped", task=task.id, reason=exc.message, hint=exc.hint)
                 continue
             try:
                 return ledger.claim(task.id, self.actor, actor=self.actor, work_only=True)

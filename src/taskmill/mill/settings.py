@@ -41,24 +41,25 @@ class RunSettings:
     """Only these task ids (and nothing else)."""
     max_tasks: int | None = None
     """Stop dispatching after this many tasks."""
+    allow_unchecked: bool = False
+    """Land tasks that have no checks and no project checks (unverified)."""
+    grace: float = 30.0
+    """Seconds in-flight turns get to end after the first SIGINT/SIGTERM."""
+    contain: str = "auto"
+    """How an agent's processes are contained for its turn."""
 
     @classmethod
     def from_config(cls, run: Mapping[str, Any], overrides: Mapping[str, Any]) -> RunSettings:
+        """``run``: the ``[run]`` table as :class:`taskmill.config.Config` holds it (checked
+        by the schema); ``overrides``: the flags given (None: not given)."""
         known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in run.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                raise InvalidInput(f"[run] has an unknown key {key!r}",
-                                   hint=f"known keys: {', '.join(sorted(known))}")
-            values[name] = value
+        unknown = sorted(set(run) - known)
+        if unknown:  # the schema and this class disagree: a bug, not the user's error
+            raise InvalidInput(f"[run] has unknown keys {', '.join(unknown)}",
+                               hint=f"known keys: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {k: v for k, v in run.items() if v is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        if settings.workers < 1:
-            raise InvalidInput("workers must be at least 1")
-        if settings.max_iterations < 1:
-            raise InvalidInput("max_iterations must be at least 1")
-        return settings
+        return cls(**values)
 
 
 def agent_cmd_config(command: str) -> AgentConfig:
