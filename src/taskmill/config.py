@@ -71,10 +71,10 @@ class Config:
 
         names = self.agent_names()
         close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        guess = f"; did you mean {close[0]!r}?" if close else ""
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
         return (f"agent {name!r} is neither an [agents.{name}] table in "
-                f"{self.path or '.taskmill/config.toml'} nor a built-in agent{guess} "
-                f"(agents: {', '.join(names)})")
+                f"{self.path or '.taskmill/config.toml'} nor a built-in agent{guess}; "
+                f"agents: {', '.join(names)}")
 
     def check_agent(self, name: str, *, what: str = "--agent") -> None:
         """Refuse an agent name that names no agent (:class:`InvalidInput`)."""
