@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .agents.base import AgentConfig
 from .errors import ConfigError, InvalidInput
+
+if TYPE_CHECKING:  # imported where needed: read commands of a config without agents skip it
+    from .agents.base import AgentConfig
 
 DEFAULT_CONFIG = """\
 # taskmill settings for this repository (commit this file).
@@ -61,7 +62,7 @@ class Config:
         """The agent called ``name``: its table, or a built-in adapter used as it is."""
         if name in self.agents:
             return self.agents[name]
-        return AgentConfig(name=name, adapter=name) if name in BUILTIN_AGENTS else None
+        return agent_config(name, {}) if name in BUILTIN_AGENTS else None
 
     def agent_problem(self, name: str) -> str | None:
         """Why ``name`` cannot be a task's agent (None when it can)."""
@@ -91,7 +92,7 @@ def load_config(path: Path, *, stamp: Path | None = None) -> Config:
 
     ``stamp``: a file (in the ledger's untracked run directory) remembering the last file
     that passed the check. When the file is byte for byte that one, and the schema is the
-    same, the check (and the import of pydantic, ~50-150 ms) is skipped; a config naming a
+    same, the check (and the import of pydantic, ~100 ms or more) is skipped; a config naming a
     third-party adapter is always checked (installed packages may have changed)."""
     try:
         data = path.read_bytes()
@@ -131,6 +132,9 @@ def config_from_toml(raw: Mapping[str, Any], path: Path | None = None) -> Config
 
 def agent_config(name: str, table: Mapping[str, Any]) -> AgentConfig:
     """The :class:`AgentConfig` of an ``[agents.NAME]`` table that passed the check."""
+    import shlex
+
+    from .agents.base import AgentConfig
 
     def line(value: Any) -> tuple[str, ...]:
         return tuple(shlex.split(value)) if isinstance(value, str) else tuple(value)
