@@ -215,3 +215,14 @@ def test_ledger_database_is_private(tmp_path: Path, cli: Cli, taskmill_repo: Pat
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     db = taskmill_repo / ".taskmill" / "taskmill.db"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_plan_values_over_the_ledger_limits_name_the_task_and_line(
+        cli: Cli, taskmill_repo: Path) -> None:
+    plan = taskmill_repo / "plan.toml"
+    plan.write_text('[[task]]\nkey = "a"\ntitle = "fine"\n\n[[task]]\nkey = "b"\n'
+                    'title = """two\nlines"""\n', encoding="utf-8")
+    error = cli("import", "plan.toml", "--json", cwd=taskmill_repo).error()
+    assert error["code"] == "plan_invalid"
+    assert re.search(r"plan\.toml, line 5: task 'b': the title must be one line", error["message"])
+    assert cli("list", "--json", cwd=taskmill_repo).ok().json() == []

@@ -186,16 +186,23 @@ def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
         ids = report.ids
         changed: set[str] = set()
         for task in tasks:
-            if task.existing is None:
-                ids[task.key] = _create(ledger, task, actor)
-                report.created_ids.append(ids[task.key])
-                conn.execute("INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
-                             " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
-                             (src, task.key, ids[task.key]))
-            else:
-                ids[task.key] = task.existing
-                if _refresh(ledger, task, actor):
-                    changed.add(task.existing)
+            try:
+                if task.existing is None:
+                    ids[task.key] = _create(ledger, task, actor)
+                    report.created_ids.append(ids[task.key])
+                    conn.execute(
+                        "INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
+                        " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
+                        (src, task.key, ids[task.key]))
+                else:
+                    ids[task.key] = task.existing
+                    if _refresh(ledger, task, actor):
+                        changed.add(task.existing)
+            except PlanError:
+                raise
+            except InvalidInput as exc:  # the ledger's limits (validation): name the task
+                line = task.section.header if task.section else None
+                raise checker.error(line, f"task {task.key!r}: {exc.message}") from None
         for task in tasks:
             if _match_deps(ledger, task, ids, marker, actor):
                 changed.add(ids[task.key])
