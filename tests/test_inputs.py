@@ -143,6 +143,16 @@ def test_close_and_reopen_several_are_all_or_nothing(ledger: Ledger) -> None:
     assert ledger.verify().ok
 
 
+def test_close_children_and_their_epic_together(ledger: Ledger) -> None:
+    """Closing the last child closes the epic: naming the epic too is not a conflict."""
+    epic = ledger.create("epic", issue_type="epic", task_id="tm-epic").id
+    kids = [ledger.create(f"child {i}", parent=epic).id for i in range(2)]
+    closed = ledger.close_many([*kids, epic], "done")
+    assert [t.status for t in closed] == ["closed"] * 3
+    reopened = ledger.reopen_many([kids[0], epic])
+    assert [t.status for t in reopened] == ["open", "open"]
+
+
 # -- the command line ------------------------------------------------------------------------
 
 

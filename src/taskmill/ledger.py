@@ -603,19 +603,29 @@ class Ledger:
 
     def close_many(self, task_ids: Iterable[str], reason: str | None = None, *,
                    actor: str | None = None) -> list[Task]:
-        """Close several tasks, all or none: every id is resolved first, and a task that
-        cannot be closed (already closed, say) leaves every one of them as it was."""
+        """Close several tasks, all or none: every id is resolved and checked first, and a
+        task that cannot be closed (already closed, say) leaves every one of them as it was.
+        A container closed along the way (its last child was in the batch) is not an error."""
         refs = check.task_refs("task ids", task_ids)
         with self.transaction():
             tids = list(dict.fromkeys(self.resolve(t) for t in refs))
-            return [self.close(tid, reason, actor=actor) for tid in tids]
+            for tid in tids:
+                if self.get(tid).status == CLOSED:
+                    raise Conflict(f"{tid} is already closed: nothing was closed",
+                                   hint=f"`taskmill reopen {tid}` first, or leave it out")
+            return [self.get(tid) if self.get(tid).status == CLOSED
+                    else self.close(tid, reason, actor=actor) for tid in tids]
 
     def reopen_many(self, task_ids: Iterable[str], *, actor: str | None = None) -> list[Task]:
         """Reopen several tasks, all or none (see :meth:`close_many`)."""
         refs = check.task_refs("task ids", task_ids)
         with self.transaction():
             tids = list(dict.fromkeys(self.resolve(t) for t in refs))
-            return [self.reopen(tid, actor=actor) for tid in tids]
+            for tid in tids:
+                if self.get(tid).status == OPEN:
+                    raise Conflict(f"{tid} is already open: nothing was reopened")
+            return [self.get(tid) if self.get(tid).status == OPEN
+                    else self.reopen(tid, actor=actor) for tid in tids]
 
     def claim(self, task_id: str, assignee: str, *, actor: str | None = None,
               work_only: bool = False) -> Task:
