@@ -8,6 +8,7 @@ Migrations are named, run in one transaction each, and recorded in ``migrations`
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import time
@@ -150,7 +151,24 @@ def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS)
             delay = min(delay * 2, 0.1)
 
 
+# The ledger holds whatever tasks and comments say: readable by its owner only. SQLite gives
+# the -wal and -shm files the database file's mode.
+DB_FILE_MODE = 0o600
+
+
+def _create_private(path: Path | str) -> None:
+    """Create the database file (empty: a valid, empty database) with :data:`DB_FILE_MODE`,
+    unless it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
+    if str(path) != ":memory:" and not str(path).startswith("file:"):
+        _create_private(path)
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                            check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

@@ -7,6 +7,7 @@ applied and recorded, or not at all.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,22 +17,27 @@ from pathlib import Path
 from typing import Any
 
 from . import containers, readiness
+from . import validation as check
 from .audit import AuditLog, VerifyReport, event_from_row, verify
 from .clock import Clock, SystemClock, elapsed_seconds, iso
 from .db import connect, migrate, write_tx
 from .errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
 from .ids import hash_length, new_id
 from .model import (
+    BLOCK_COMMENT_PREFIX,
+    BLOCKED,
     BLOCKS,
     CLOSED,
     DEP_TYPES,
     DONE_STATUSES,
     GATING_TYPES,
     HIDDEN_STATUSES,
+    HOOKED,
     IN_PROGRESS,
     OPEN,
     PARENT_CHILD,
     STATUSES,
+    TOMBSTONE,
     UPDATABLE_FIELDS,
     BlockedTask,
     Comment,
@@ -89,19 +95,34 @@ def validate_dep_type(value: str) -> str:
 
 
 def _validate_checks(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
-        raise InvalidInput("checks must be a list of non-empty shell commands")
-    return list(value)
+    return check.checks(value)
 
 
 def _validate_table(name: str, value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be a JSON object")
-    return dict(value)
+    return check.table(name, value)
+
+
+def validate_field(key: str, value: Any) -> Any:
+    """``value`` checked for the task field ``key`` (see :mod:`taskmill.validation`)."""
+    if key == "priority":
+        return validate_priority(value)
+    if key == "status":
+        return validate_status(value)
+    if key == "checks":
+        return check.checks(value)
+    if key in ("metadata", "hints"):
+        return check.table(key, value)
+    if key == "title":
+        return check.one_line("the title", value, max_chars=check.TITLE_MAX)
+    if key == "issue_type":
+        return check.one_line("issue_type", value)
+    if key in ("assignee", "external_ref", "agent"):
+        return check.optional_one_line(key, value)
+    if key == "close_reason":
+        return check.optional_text(key, value)
+    if key in ("description", "design", "acceptance_criteria", "notes"):
+        return check.text(key, value)
+    return value
 
 
 class Ledger:
@@ -115,6 +136,7 @@ class Ledger:
         self.actor = actor
         self.path = path
         self._audit = AuditLog(conn)
+        self._tx_depth = 0
 
     # -- opening -------------------------------------------------------------------------
 
@@ -145,14 +167,28 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction whose audit events are chained and committed with it."""
+        """A write transaction whose audit events are chained and committed with it.
+
+        Inside another one it is part of that one (so several changes, each in its own
+        ``transaction``, can be applied all or nothing).
+        """
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._tx_depth -= 1
+            return
         with write_tx(self.conn):
+            self._tx_depth = 1
             self._audit.begin()
             try:
                 yield self.conn
             except BaseException:
                 self._audit = AuditLog(self.conn)
                 raise
+            finally:
+                self._tx_depth = 0
             self._audit.finish()
 
     def record(self, kind: str, task_id: str | None, data: dict[str, Any],
@@ -171,17 +207,72 @@ class Ledger:
         return row
 
     def resolve(self, task_id: str) -> str:
-        """The full id for ``task_id`` or a unique prefix of one."""
+        """The full id for ``task_id`` or a unique prefix of one.
+
+        Failing that, the id in another case (``TM-3S6P``) or without the ledger's prefix
+        (``3s6p``; a prefix of one from three characters on) is accepted when it matches one
+        task only. A task id not found names the nearest ids.
+        """
+        task_id = check.task_ref(task_id)
         if self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
             return task_id
-        matches: list[str] = [r[0] for r in self.conn.execute(
-            "SELECT id FROM tasks WHERE id >= ? AND id < ? LIMIT 6", (task_id, task_id + "\uffff"))]
+        matches = self._prefixed(task_id)
+        if not matches:
+            matches = self._loose_matches(task_id)
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise InvalidInput(f"{task_id!r} is ambiguous: it could be {', '.join(matches[:5])}",
                                hint="give more of the id")
-        raise NotFound(f"no task {task_id!r}", hint="`taskmill list` shows the task ids")
+        near = self._near_ids(task_id)
+        raise NotFound(f"no task {task_id!r}",
+                       hint=f"did you mean {' or '.join(near)}?" if near
+                       else "`taskmill list` shows the task ids")
+
+    def _prefixed(self, start: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+            (start, start + "\uffff"))]
+
+    def _candidates(self, task_id: str) -> list[str]:
+        """The id as given in lower case, and with the ledger's prefix when it has none."""
+        low = task_id.lower()
+        out = [low]
+        if not low.startswith(self.prefix.lower() + "-"):
+            out.append(f"{self.prefix}-{low}".lower())
+        return out
+
+    def _loose_matches(self, task_id: str) -> list[str]:
+        low, *bare = self._candidates(task_id)
+        # generated ids are lower case: the index finds them
+        for cand in (low, *bare):
+            if cand != task_id and self.exists(cand):
+                return [cand]
+        exact = [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE lower(id) IN (?, ?) LIMIT 6", (low, bare[0] if bare else low))]
+        if exact:
+            return exact
+        found: dict[str, None] = {}
+        starts = [low] + [b for b in bare if len(task_id) >= 3]
+        for start in starts:
+            found.update(dict.fromkeys(r[0] for r in self.conn.execute(
+                "SELECT id FROM tasks WHERE substr(lower(id), 1, ?) = ? ORDER BY id LIMIT 6",
+                (len(start), start))))
+        return list(found)
+
+    def _near_ids(self, task_id: str, n: int = 3) -> list[str]:
+        """Up to ``n`` ids that look like ``task_id`` (a typo, a character left out)."""
+        cands = self._candidates(task_id)
+        size = max(len(c) for c in cands)
+        ids = [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE length(id) BETWEEN ? AND ? AND status != ?",
+            (min(len(c) for c in cands) - 2, size + 2, TOMBSTONE))]
+        lowered = {i.lower(): i for i in ids}
+        near: dict[str, None] = {}
+        for cand in cands:
+            for hit in difflib.get_close_matches(cand, list(lowered), n=n, cutoff=0.7):
+                near[lowered[hit]] = None
+        return list(near)[:n]
 
     def _labels(self, task_id: str) -> list[str]:
         return [r[0] for r in self.conn.execute(
@@ -238,10 +329,15 @@ class Ledger:
                    issue_type: str | None = None, assignee: str | None = None,
                    parent: str | None = None, include_hidden: bool = False,
                    limit: int | None = None) -> list[Task]:
+        limit = check.limit(limit)
+        label = check.filter_text("label", label)
+        issue_type = check.filter_text("issue_type", issue_type)
+        assignee = check.filter_text("assignee", assignee)
+        parent = check.filter_text("parent", parent)
         where: list[str] = []
         args: list[Any] = []
         if status:
-            statuses = [status] if isinstance(status, str) else list(status)
+            statuses = self._known_statuses([status] if isinstance(status, str) else status)
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             args.extend(statuses)
         elif not include_hidden:
@@ -268,11 +364,26 @@ class Ledger:
             sql += f" LIMIT {int(limit)}"
         return self._tasks(self.conn.execute(sql, args).fetchall())
 
+    def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
+        """``statuses`` as a list, each one taskmill sets or one the ledger holds (imported)."""
+        wanted = list(statuses)
+        known = [*STATUSES, TOMBSTONE, HOOKED]
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            held = {r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")}
+            known += sorted(held - set(known))
+            unknown = [s for s in unknown if s not in known]
+        if unknown:
+            shown = ", ".join(repr(s) for s in unknown)
+            raise InvalidInput(f"no status {shown}", hint=f"the statuses are {', '.join(known)}")
+        return wanted
+
     def ready(self, *, limit: int | None = None, work_only: bool = False) -> list[Task]:
         """Open tasks with nothing gating them, highest priority first, then oldest first.
 
         Containers (tasks with children) are listed too, marked ``container`` (as Beads lists
         epics); ``work_only`` leaves them out: they are not work to hand to an agent."""
+        limit = check.limit(limit)
         sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
                " WHERE status = 'open' AND gated = 0"
                + (f" AND NOT {containers.HAS_CHILDREN_SQL}" if work_only else "")
@@ -296,13 +407,33 @@ class Ledger:
                 " AND d.type = 'parent-child' AND p.status NOT IN ('closed', 'tombstone')"
                 " AND (p.gated = 1 OR p.status IN ('blocked', 'deferred'))", (task.id,))]
             ancestors, reasons = containers.ancestor_reasons(self.conn, task.id)
-            out.append(BlockedTask(task, blockers, parents, ancestors, reasons))
+            item = BlockedTask(task, blockers, parents, ancestors, reasons)
+            if task.status == BLOCKED:
+                item.reason = self._block_reason(task.id)
+                item.unblock = f"taskmill reopen {task.id}"
+            out.append(item)
         return out
 
     def held_back(self, task_id: str) -> list[str]:
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a
         ``deferred`` or ``blocked`` ``task_id`` holds back."""
         return containers.held_back(self.conn, self.resolve(task_id))
+
+    def _block_reason(self, tid: str) -> str:
+        """The mill's reason for blocking a task, else who marked it blocked and when."""
+        row = self.conn.execute(
+            "SELECT text FROM comments WHERE task_id = ? AND substr(text, 1, ?) = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (tid, len(BLOCK_COMMENT_PREFIX), BLOCK_COMMENT_PREFIX)).fetchone()
+        if row is not None:
+            return str(row[0])[len(BLOCK_COMMENT_PREFIX):]
+        for actor, ts, data in self.conn.execute(
+                "SELECT actor, ts, data FROM events WHERE task_id = ? AND kind IN"
+                " ('updated', 'imported') ORDER BY seq DESC LIMIT 200", (tid,)):
+            status = _loads(data).get("changes", {}).get("status")
+            if isinstance(status, list) and status[-1:] == [BLOCKED]:
+                return f"marked blocked by {actor} at {ts}"
+        return "marked blocked (no reason recorded)"
 
     def exists(self, task_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is not None
@@ -328,6 +459,7 @@ class Ledger:
                discovered_from: str | None = None, task_id: str | None = None,
                actor: str | None = None) -> Task:
         """Create a task (and its dependencies) in one transaction."""
+        after = check.task_refs("after", after)
         with self.transaction():
             tid = self._create(
                 title, description=description, design=design,
@@ -348,8 +480,14 @@ class Ledger:
                 labels: Iterable[str], external_ref: str | None, metadata: dict[str, Any] | None,
                 checks: list[str] | None, agent: str | None, hints: dict[str, Any] | None,
                 task_id: str | None, actor: str | None) -> str:
-        if not title or not title.strip():
+        if title is None or (isinstance(title, str) and not title.strip()):
             raise InvalidInput("a task needs a title")
+        title = validate_field("title", title)
+        for name, given in (("description", description), ("design", design),
+                            ("acceptance_criteria", acceptance_criteria), ("notes", notes),
+                            ("assignee", assignee), ("external_ref", external_ref),
+                            ("agent", agent)):
+            validate_field(name, given)
         validate_priority(priority)
         validate_status(status)
         checks = _validate_checks(checks)
@@ -357,6 +495,10 @@ class Ledger:
         hints = _validate_table("hints", hints)
         if not issue_type:
             raise InvalidInput("issue_type must not be empty")
+        validate_field("issue_type", issue_type)
+        labels = check.labels(labels)
+        if task_id is not None:
+            check.one_line("the task id", task_id)
         now = self.now()
         if task_id is not None:
             if self.exists(task_id):
@@ -408,6 +550,7 @@ class Ledger:
     def append_notes(self, task_id: str, text: str, *, actor: str | None = None) -> Task:
         """Append a line to a task's notes. Reading and writing them is one transaction, so
         appends made at the same time by several processes are all kept."""
+        check.text("the text to append", text)
         with self.transaction():
             tid = self.resolve(task_id)
             current = self.get(tid).notes
@@ -423,16 +566,9 @@ class Ledger:
         diff: dict[str, list[Any]] = {}
         values: dict[str, Any] = {}
         for key, value in changes.items():
-            if key == "priority":
-                value = validate_priority(value)
-            elif key == "status":
-                value = validate_status(value)
-            elif key == "checks":
-                value = _validate_checks(value)
-            elif key in ("metadata", "hints"):
-                value = _validate_table(key, value)
-            elif key == "title" and (not isinstance(value, str) or not value.strip()):
+            if key == "title" and (not isinstance(value, str) or not value.strip()):
                 raise InvalidInput("the title must not be empty")
+            value = validate_field(key, value)
             old = getattr(current, key)
             if old != value:
                 diff[key] = [old, value]
@@ -465,11 +601,38 @@ class Ledger:
             roots.extend(readiness.on_done_changed(self.conn, tid, new in DONE_STATUSES))
         readiness.refresh(self.conn, roots)
 
+    def close_many(self, task_ids: Iterable[str], reason: str | None = None, *,
+                   actor: str | None = None) -> list[Task]:
+        """Close several tasks, all or none: every id is resolved and checked first, and a
+        task that cannot be closed (already closed, say) leaves every one of them as it was.
+        A container closed along the way (its last child was in the batch) is not an error."""
+        refs = check.task_refs("task ids", task_ids)
+        with self.transaction():
+            tids = list(dict.fromkeys(self.resolve(t) for t in refs))
+            for tid in tids:
+                if self.get(tid).status == CLOSED:
+                    raise Conflict(f"{tid} is already closed: nothing was closed",
+                                   hint=f"`taskmill reopen {tid}` first, or leave it out")
+            return [self.get(tid) if self.get(tid).status == CLOSED
+                    else self.close(tid, reason, actor=actor) for tid in tids]
+
+    def reopen_many(self, task_ids: Iterable[str], *, actor: str | None = None) -> list[Task]:
+        """Reopen several tasks, all or none (see :meth:`close_many`)."""
+        refs = check.task_refs("task ids", task_ids)
+        with self.transaction():
+            tids = list(dict.fromkeys(self.resolve(t) for t in refs))
+            for tid in tids:
+                if self.get(tid).status == OPEN:
+                    raise Conflict(f"{tid} is already open: nothing was reopened")
+            return [self.get(tid) if self.get(tid).status == OPEN
+                    else self.reopen(tid, actor=actor) for tid in tids]
+
     def claim(self, task_id: str, assignee: str, *, actor: str | None = None,
               work_only: bool = False) -> Task:
         """Atomically take a ready task: exactly one of several concurrent claimers wins.
 
         ``work_only`` refuses a container (a task with children): it is not work itself."""
+        check.one_line("assignee", assignee)
         with self.transaction():
             tid = self.resolve(task_id)
             now = self.now()
@@ -634,13 +797,12 @@ class Ledger:
     # -- labels and comments -------------------------------------------------------------
 
     def add_labels(self, task_id: str, labels: Iterable[str], *, actor: str | None = None) -> Task:
+        labels = check.labels(labels)
         with self.transaction():
             tid = self.resolve(task_id)
             current = self._labels(tid)
             new = [lb for lb in dict.fromkeys(labels) if lb not in current]
             for i, lb in enumerate(new):
-                if not lb.strip():
-                    raise InvalidInput("a label must not be empty")
                 self.conn.execute("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
                                   (tid, lb, len(current) + i))
             if new:
@@ -649,6 +811,7 @@ class Ledger:
         return self.get(tid)
 
     def remove_labels(self, task_id: str, labels: Iterable[str], *, actor: str | None = None) -> Task:
+        labels = check.strings("labels", labels)
         with self.transaction():
             tid = self.resolve(task_id)
             current = self._labels(tid)
@@ -667,8 +830,10 @@ class Ledger:
         self.conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (self.now(), tid))
 
     def comment(self, task_id: str, text: str, *, author: str | None = None) -> Comment:
+        check.text("a comment", text, max_bytes=check.COMMENT_MAX_BYTES)
         if not text.strip():
             raise InvalidInput("a comment must not be empty")
+        check.optional_one_line("the author", author)
         with self.transaction():
             return self._comment(self.resolve(task_id), text, author=author)
 
@@ -748,6 +913,7 @@ class Ledger:
     # -- audit ---------------------------------------------------------------------------
 
     def events(self, task_id: str | None = None, *, limit: int | None = None) -> list[Event]:
+        limit = check.limit(limit)
         sql = "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events"
         args: list[Any] = []
         if task_id is not None:

@@ -22,6 +22,9 @@ HOLDING_STATUSES = frozenset({BLOCKED, DEFERRED})
 # Hidden from list (unless asked for) and from ready.
 HIDDEN_STATUSES = frozenset({TOMBSTONE})
 
+# The start of the comment the mill leaves on a task it marks blocked (the reason follows).
+BLOCK_COMMENT_PREFIX = "taskmill blocked this task: "
+
 # Dependency types. The first two gate readiness; the others only link.
 BLOCKS = "blocks"
 PARENT_CHILD = "parent-child"
@@ -204,6 +207,11 @@ class BlockedTask:
     reasons: list[str] = field(default_factory=list)
     """What holds the task back through its ancestors, in words
     ("parent tm-x is deferred until ...")."""
+    reason: str | None = None
+    """Why a task of status blocked is blocked (the mill's comment saying so, or who marked
+    it blocked and when); None for a task that only waits on others."""
+    unblock: str | None = None
+    """The command that unblocks a task of status blocked."""
 
     def to_json(self) -> dict[str, Any]:
         data = self.task.to_json()
@@ -211,4 +219,6 @@ class BlockedTask:
         data["held_by_parent"] = self.held_by_parent
         data["held_by_ancestor"] = self.held_by_ancestor
         data["reasons"] = self.reasons
+        data["block_reason"] = self.reason
+        data["unblock_with"] = self.unblock
         return data

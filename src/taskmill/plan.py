@@ -48,6 +48,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,35 @@ def _find_cycle(graph: dict[str, list[str]], starts: list[str]) -> list[str] | N
 # -- import ----------------------------------------------------------------------------------
 
 
+@dataclass
+class PlanReport:
+    """What an import of a plan did: tasks created, updated and unchanged (as a Beads import
+    reports them), and the id of each key."""
+
+    source: str
+    ids: dict[str, str] = field(default_factory=dict)
+    created_ids: list[str] = field(default_factory=list)
+    updated_ids: list[str] = field(default_factory=list)
+    unchanged_ids: list[str] = field(default_factory=list)
+
+    @property
+    def created(self) -> int:
+        return len(self.created_ids)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updated_ids)
+
+    @property
+    def unchanged(self) -> int:
+        return len(self.unchanged_ids)
+
+    def to_json(self) -> dict[str, object]:
+        return {"source": self.source, "total": len(self.ids), "created": self.created,
+                "updated": self.updated, "unchanged": self.unchanged, "tasks": dict(self.ids),
+                "created_ids": list(self.created_ids), "updated_ids": list(self.updated_ids)}
+
+
 def _marker(source: str) -> str:
     return json.dumps({"plan": source}, ensure_ascii=False, separators=(",", ":"))
 
@@ -115,6 +145,14 @@ def import_plan(ledger: Ledger, path: Path | str | os.PathLike[str], *,
     (:meth:`taskmill.config.Config.agent_problem`); without it agents are not checked.
     Raises :class:`PlanError` naming the line of the first problem; then nothing is written.
     """
+    return import_plan_report(ledger, path, actor=actor, source=source,
+                              agent_problem=agent_problem).ids
+
+
+def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
+                       actor: str | None = None, source: str | None = None,
+                       agent_problem: Callable[[str], str | None] | None = None) -> PlanReport:
+    """:func:`import_plan`, reporting which tasks it created, updated or left unchanged."""
     plan_path = Path(path)
     name = str(path)
     text = read_text_input(plan_path, name, not_text=PlanError)
@@ -150,19 +188,35 @@ def import_plan(ledger: Ledger, path: Path | str | os.PathLike[str], *,
                 task.refs.append((ref, target, dep_type))
         _check_cycles(ledger, checker, tasks, by_key, marker)
         # write: tasks first, so every key has an id
-        ids: dict[str, str] = {}
+        report = PlanReport(src)
+        ids = report.ids
+        changed: set[str] = set()
         for task in tasks:
-            if task.existing is None:
-                ids[task.key] = _create(ledger, task, actor)
-                conn.execute("INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
-                             " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
-                             (src, task.key, ids[task.key]))
-            else:
-                ids[task.key] = task.existing
-                _refresh(ledger, task, actor)
+            try:
+                if task.existing is None:
+                    ids[task.key] = _create(ledger, task, actor)
+                    report.created_ids.append(ids[task.key])
+                    conn.execute(
+                        "INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
+                        " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
+                        (src, task.key, ids[task.key]))
+                else:
+                    ids[task.key] = task.existing
+                    if _refresh(ledger, task, actor):
+                        changed.add(task.existing)
+            except PlanError:
+                raise
+            except InvalidInput as exc:  # the ledger's limits (validation): name the task
+                line = task.section.header if task.section else None
+                raise checker.error(line, f"task {task.key!r}: {exc.message}") from None
         for task in tasks:
-            _match_deps(ledger, task, ids, marker, actor)
-    return ids
+            if _match_deps(ledger, task, ids, marker, actor):
+                changed.add(ids[task.key])
+        for task in tasks:
+            if task.existing is not None:
+                (report.updated_ids if task.existing in changed
+                 else report.unchanged_ids).append(task.existing)
+    return report
 
 
 def _node(task: PlanTask) -> str:
@@ -217,8 +271,9 @@ def _create(ledger: Ledger, task: PlanTask, actor: str | None) -> str:
         hints=v.get("hints"), task_id=None, actor=actor)
 
 
-def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> None:
-    """Bring an existing task in line with the plan (changed fields only)."""
+def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> bool:
+    """Bring an existing task in line with the plan (changed fields only); whether anything
+    changed."""
     assert task.existing is not None
     tid = task.existing
     changes: dict[str, Any] = {"title": task.values["title"]}
@@ -226,7 +281,7 @@ def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> None:
         changes[name] = task.values.get(name, default)
     if "assignee" in task.values:
         changes["assignee"] = task.values["assignee"]
-    ledger._update(tid, changes, actor=actor)
+    changed = bool(ledger._update(tid, changes, actor=actor))
     current = [r[0] for r in ledger.conn.execute(
         "SELECT label FROM labels WHERE task_id = ? ORDER BY pos, label", (tid,))]
     if current != task.labels:
@@ -237,10 +292,13 @@ def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> None:
         ledger.conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, tid))
         ledger.record("updated", tid, {"changes": {"labels": [current, task.labels]}},
                       actor=actor, ts=now)
+        changed = True
+    return changed
 
 
 def _match_deps(ledger: Ledger, task: PlanTask, ids: dict[str, str], marker: str,
-                actor: str | None) -> None:
+                actor: str | None) -> bool:
+    """Add and remove the plan's dependencies of the task; whether any changed."""
     conn = ledger.conn
     tid = ids[task.key]
     wanted: list[tuple[str, str]] = []
@@ -266,10 +324,13 @@ def _match_deps(ledger: Ledger, task: PlanTask, ids: dict[str, str], marker: str
         for (dest, dep_type), extra in have.items():  # a container left with no open child
             if dep_type == PARENT_CHILD and extra == marker and (dest, dep_type) not in wanted:
                 containers.child_removed(ledger, tid, dest, actor)
+    added = False
     for dest, dep_type in wanted:
         if (dest, dep_type) in have:
             continue
         ledger._add_dep(tid, dest, dep_type, actor=actor)
         conn.execute("UPDATE deps SET extra = ? WHERE issue_id = ? AND depends_on_id = ?"
                      " AND type = ?", (marker, tid, dest, dep_type))
+        added = True
+    return removed or added
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import validation as check
 from ..errors import InvalidInput, read_text_input
 from .record import (
     COLUMN_KEYS,
@@ -29,6 +30,11 @@ from .record import (
     export_dep,
     export_record,
 )
+
+# A line longer than this, or a record nested deeper, is refused (with its line number)
+# before it is parsed further: Beads records are a few KiB, nested a few levels.
+LINE_MAX_BYTES = 8 * 1024 * 1024
+RECORD_MAX_DEPTH = 64
 
 
 class _Bad(Exception):
@@ -246,6 +252,10 @@ def _parse_record(record: Any, now: str) -> Parsed:
             original_id, crow = _parse_comment(tid, obj, i)
             comment_ids.append(original_id)
             comments.append(crow)
+        _check_fields(title, {"description": description, "design": design,
+                              "acceptance_criteria": acceptance, "notes": notes,
+                              "close_reason": close_reason or ""}, assignee, labels, comments,
+                      {"metadata": metadata, "hints": hints})
     except _Bad as exc:
         raise _Bad(f"{tid}: {exc}") from None
 
@@ -263,6 +273,26 @@ def _parse_record(record: Any, now: str) -> Parsed:
         raise _Bad(f"{tid}: this record cannot be kept exactly (taskmill bug)")
     row = build(ov.to_json(_fix_order(record, exported)))
     return Parsed(0, record, row, labels, deps, comments, comment_ids)
+
+
+def _check_fields(title: str, texts: dict[str, str], assignee: str | None, labels: list[str],
+                  comments: list[CommentRow], tables: dict[str, Any]) -> None:
+    """The ledger's limits (:mod:`taskmill.validation`). Line breaks in titles and labels,
+    which Beads records may hold, are let through; other control characters are not."""
+    try:
+        check.one_line("title", title, max_chars=check.TITLE_MAX, allow_breaks=True)
+        for key, value in texts.items():
+            check.text(key, value)
+        if assignee is not None:
+            check.one_line("assignee", assignee)
+        check.labels(labels, allow_breaks=True)
+        for i, row in enumerate(comments):
+            check.text(f"comment {i + 1}", row[2], max_bytes=check.COMMENT_MAX_BYTES)
+        for key, value in tables.items():
+            if isinstance(value, dict):
+                check.table(key, value)
+    except InvalidInput as exc:
+        raise _Bad(exc.message) from None
 
 
 # -- reading input ---------------------------------------------------------------------------
@@ -289,13 +319,26 @@ def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        size = len(line.encode("utf-8", errors="surrogatepass"))
+        if size > LINE_MAX_BYTES:
+            raise InvalidInput(f"{name}, line {number}: the line is {size / 2**20:.1f} MiB; a"
+                               f" record may be at most {LINE_MAX_BYTES // 2**20} MiB",
+                               hint="nothing was imported")
         try:
             record = json.loads(line, parse_constant=_reject_constant)
+        except RecursionError:
+            record = None
+            deep = True
         except (json.JSONDecodeError, ValueError) as exc:
             msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             col = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
             raise InvalidInput(f"{name}, line {number}{col}: bad JSON: {msg}",
                                hint="nothing was imported") from None
+        else:
+            deep = check.json_depth_exceeds(record, RECORD_MAX_DEPTH)
+        if deep:
+            raise InvalidInput(f"{name}, line {number}: the record nests more than"
+                               f" {RECORD_MAX_DEPTH} levels deep", hint="nothing was imported")
         try:
             item = _parse_record(record, now)
         except _Bad as exc:

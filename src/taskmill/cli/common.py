@@ -67,7 +67,9 @@ def fail(exc: Exception, as_json: bool) -> None:
         if as_json:
             sys.stderr.write(json.dumps(exc.to_json(), ensure_ascii=False) + "\n")
         else:
-            click.echo(f"error: {exc.message}", err=True)
+            from ..validation import printable
+
+            click.echo(f"error: {printable(exc.message, multiline=True)}", err=True)
             if exc.hint:
                 click.echo(f"  hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)

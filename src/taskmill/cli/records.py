@@ -63,7 +63,7 @@ def dep_tree(task_id: str, reverse: bool, depth: int) -> None:
     else:
         from . import render
 
-        render.dep_tree(tree)
+        render.dep_tree(tree, reverse=reverse)
 
 
 @dep.command(name="cycles")
@@ -144,14 +144,16 @@ def import_cmd(path: Path, fmt: str) -> None:
         fmt = "plan" if path.suffix == ".toml" else "beads"
     project = ctx.project()
     if fmt == "plan":
-        from ..plan import import_plan
+        from ..plan import import_plan_report
 
-        keys = import_plan(project.ledger, path, agent_problem=project.config.agent_problem)
+        plan = import_plan_report(project.ledger, path,
+                                  agent_problem=project.config.agent_problem)
         if ctx.json:
-            emit_json(keys)
+            emit_json(plan.to_json())
         else:
-            click.echo(f"imported {len(keys)} tasks from {path.name}")
-            for key, tid in keys.items():
+            click.echo(f"imported {path.name}: {plan.created} created, {plan.updated} updated,"
+                       f" {plan.unchanged} unchanged")
+            for key, tid in plan.ids.items():
                 click.echo(f"  {key} -> {tid}")
     else:
         from ..beads import import_beads

@@ -6,8 +6,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
+
+from ..validation import printable
 
 if TYPE_CHECKING:
     from ..audit import VerifyReport
@@ -28,9 +32,24 @@ def console() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
+def plain(value: object) -> Text:
+    """Stored text for a terminal: one line, control characters escaped, no markup."""
+    return Text(printable(str(value)))
+
+
+def safe(value: object) -> str:
+    """Stored text inside markup: control characters and markup escaped."""
+    return escape(printable(str(value)))
+
+
+def block(value: str) -> str:
+    """Multi-line stored text (print with ``markup=False``): control characters escaped."""
+    return printable(value, multiline=True)
+
+
 def _status(task: Task) -> str:
     style = STATUS_STYLE.get(task.status, "")
-    label = task.status + ("" if task.status != "open" or task.ready else " (waiting)")
+    label = safe(task.status) + ("" if task.status != "open" or task.ready else " (waiting)")
     text = f"[{style}]{label}[/]" if style else label
     if task.container:
         text += f" [dim]{task.children_closed}/{task.children} closed[/]"
@@ -83,10 +102,10 @@ def task_table(tasks: Iterable[Task], *, title: str | None = None,
     count = 0
     for task, depth in _grouped(tasks):
         shown_id = ("  " * (depth - 1) + "└ " if depth else "") + task.id
-        row = [shown_id, str(task.priority), task.issue_type, _status(task), task.title,
-               ", ".join(task.labels)]
+        row: list[Text | str] = [plain(shown_id), str(task.priority), plain(task.issue_type),
+                                 _status(task), plain(task.title), plain(", ".join(task.labels))]
         if extra:
-            row.append(", ".join(extra.get(task.id, [])))
+            row.append(plain(", ".join(extra.get(task.id, []))))
         table.add_row(*row)
         count += 1
     out = console()
@@ -104,8 +123,8 @@ def ready_tables(tasks: list[Task]) -> None:
     out = console()
     out.print("\n[bold]Containers[/] [dim](not work: each closes when its children do)[/]")
     for task in groups:
-        out.print(f"  {task.id}  ", end="")
-        out.print(task.title, markup=False, end="")
+        out.print(f"  {safe(task.id)}  ", end="")
+        out.print(printable(task.title), markup=False, end="")
         out.print(f"  [dim]({task.issue_type}, {progress(task)})[/]")
         if task.children_closed == task.children:
             out.print(f"    every child is closed: `taskmill close {task.id}`, or add a child",
@@ -114,51 +133,62 @@ def ready_tables(tasks: list[Task]) -> None:
 
 def blocked_table(items: list[BlockedTask]) -> None:
     waits = {b.task.id: b.blockers + (b.reasons or [f"parent {p}" for p in b.held_by_parent])
-             for b in items}
+             + ([f"blocked: {_one_line(b.reason)}"] if b.reason else []) for b in items}
     task_table([b.task for b in items], extra=waits)
+    unblock = [b for b in items if b.unblock]
+    if unblock:
+        out = console()
+        out.print("[dim]unblock (back to open, the mill works it again):[/]")
+        for b in unblock:
+            out.print(f"  {safe(b.unblock)}")
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
 
 
 def task_detail(task: Task) -> None:
     out = console()
-    out.print(f"[bold]{task.id}[/]  {task.title}")
-    out.print(f"  status {_status(task)}   priority P{task.priority}   type {task.issue_type}"
-              + (f"   assignee {task.assignee}" if task.assignee else ""))
+    out.print(f"[bold]{safe(task.id)}[/]  {safe(task.title)}")
+    out.print(f"  status {_status(task)}   priority P{task.priority}   type {safe(task.issue_type)}"
+              + (f"   assignee {safe(task.assignee)}" if task.assignee else ""))
     if task.labels:
-        out.print(f"  labels {', '.join(task.labels)}")
-    out.print(f"  created {task.created_at}   updated {task.updated_at}"
-              + (f"   closed {task.closed_at}" if task.closed_at else ""))
+        out.print(f"  labels {safe(', '.join(task.labels))}")
+    out.print(f"  created {safe(task.created_at)}   updated {safe(task.updated_at)}"
+              + (f"   closed {safe(task.closed_at)}" if task.closed_at else ""))
     if task.close_reason:
-        out.print(f"  close reason: {task.close_reason}")
+        out.print("  close reason: " + block(task.close_reason), markup=False)
     if task.agent:
-        out.print(f"  agent {task.agent}")
+        out.print(f"  agent {safe(task.agent)}")
     for name in ("description", "design", "acceptance_criteria", "notes"):
         text = getattr(task, name)
         if text:
             out.print(f"\n[bold]{name.replace('_', ' ').capitalize()}[/]")
-            out.print(text, markup=False)
+            out.print(block(text), markup=False)
     if task.checks:
         out.print("\n[bold]Checks[/]")
         for check in task.checks:
-            out.print(f"  $ {check}", markup=False)
+            out.print(f"  $ {block(check)}", markup=False)
     if task.dependencies:
         out.print("\n[bold]Depends on[/]")
         for dep in task.dependencies:
-            out.print(f"  {dep.depends_on_id} ({dep.type})")
+            out.print(f"  {safe(dep.depends_on_id)} ({safe(dep.type)})")
     if task.dependents:
         out.print("\n[bold]Needed by[/]")
         for dep in task.dependents:
-            out.print(f"  {dep.issue_id} ({dep.type})")
+            out.print(f"  {safe(dep.issue_id)} ({safe(dep.type)})")
     if task.child_tasks:
         note = " [dim](a container: never handed to an agent; closes when they all close)[/]"
         out.print(f"\n[bold]Children[/] {progress(task)}{note}")
         for child in task.child_tasks:
-            out.print(f"  {child.id} {_status(child)} ", end="")
-            out.print(child.title, markup=False)
+            out.print(f"  {safe(child.id)} {_status(child)} ", end="")
+            out.print(printable(child.title), markup=False)
     if task.comments:
         out.print("\n[bold]Comments[/]")
         for c in task.comments:
-            out.print(f"  [dim]{c.created_at} {c.author}[/]")
-            out.print("  " + c.text, markup=False)
+            out.print(f"  [dim]{safe(c.created_at)} {safe(c.author)}[/]")
+            out.print("  " + block(c.text), markup=False)
     if task.attempts:
         table = Table(title="Attempts", show_edge=False, header_style="bold")
         # iterations count from 1 in each lap (a reopened task starts a new one) and go on
@@ -171,8 +201,8 @@ def task_detail(task: Task) -> None:
         for a in task.attempts:
             cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
             agent = (a.get("agent") or "") + (f"/{a['model']}" if a.get("model") else "")
-            table.add_row(a.get("run_id") or "", f"{a.get('lap') or 1}.{a['iteration']}",
-                          agent, a.get("outcome") or "running",
+            table.add_row(plain(a.get("run_id") or ""), f"{a.get('lap') or 1}.{a['iteration']}",
+                          plain(agent), a.get("outcome") or "running",
                           f"{a['input_tokens']}/{a['output_tokens']}", cost,
                           a.get("started_at") or "", _attempt_commit(a))
         out.print()
@@ -187,12 +217,24 @@ def _attempt_commit(attempt: dict[str, Any]) -> str:
     return "" if attempt.get("outcome") in (None, "interrupted", "rate_limited") else "no change"
 
 
-def dep_tree(tree: dict[str, Any]) -> None:
+# How a node of ``dep tree`` relates to the node above it, by dependency type: in the tree
+# of what a task depends on, and (``reverse``) in the tree of what depends on it.
+RELATION = {"blocks": "waits on", "parent-child": "child of", "related": "related to",
+            "discovered-from": "discovered from"}
+REVERSE_RELATION = {"blocks": "blocks", "parent-child": "parent of", "related": "related to",
+                    "discovered-from": "led to"}
+
+
+def dep_tree(tree: dict[str, Any], *, reverse: bool = False) -> None:
+    words = REVERSE_RELATION if reverse else RELATION
+
     def label(node: dict[str, Any]) -> str:
-        kind = f"[dim]{node['type']}[/] " if node.get("type") else ""
+        typ = node.get("type")
+        kind = f"[dim]{safe(words.get(typ, typ))}[/] " if typ else ""
         cyc = " [red](cycle)[/]" if node.get("cycle") else ""
         style = STATUS_STYLE.get(node["status"], "")
-        return f"{kind}{node['id']} [{style}]{node['status']}[/] {node.get('title') or ''}{cyc}"
+        status = f"[{style}]{safe(node['status'])}[/]" if style else safe(node["status"])
+        return f"{kind}{safe(node['id'])} {status} {safe(node.get('title') or '')}{cyc}"
 
     root = Tree(label(tree))
 
@@ -209,7 +251,8 @@ def events_table(events: list[Event]) -> None:
     for col in ("#", "time", "actor", "task", "event", "what"):
         table.add_column(col)
     for ev in events:
-        table.add_row(str(ev.seq), ev.ts, ev.actor, ev.task_id or "", ev.kind, _summary(ev.data))
+        table.add_row(str(ev.seq), plain(ev.ts), plain(ev.actor), plain(ev.task_id or ""),
+                      plain(ev.kind), plain(_summary(ev.data)))
     console().print(table)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from ..validation import printable
 from .common import emit_json, get_ctx, json_option, parse_json_option
 
 PRIORITY = click.IntRange(0, 4)
@@ -90,7 +91,7 @@ def create(title: str, description: str | None, design: str | None,
     if ctx.json:
         emit_json(task.to_json())
     else:
-        click.echo(f"created {task.id}: {task.title}")
+        click.echo(f"created {task.id}: {printable(task.title)}")
 
 
 @click.command()
@@ -230,30 +231,31 @@ def update(task_id: str, title: str | None, description: str | None, design: str
 @click.option("-r", "--reason", help="Why it is closed.")
 @json_option
 def close(task_ids: tuple[str, ...], reason: str | None) -> None:
-    """Close tasks; what they blocked may become ready."""
+    """Close tasks; what they blocked may become ready. All or nothing: when one of the ids
+    is not found, ambiguous or cannot be closed, none is closed."""
     ctx = get_ctx()
     ledger = ctx.project().ledger
-    tasks = [ledger.close(t, reason) for t in task_ids]
+    tasks = ledger.close_many(task_ids, reason)
     if ctx.json:
         emit_json(tasks[0].to_json() if len(tasks) == 1 else [t.to_json() for t in tasks])
     else:
         for task in tasks:
-            click.echo(f"closed {task.id}: {task.title}")
+            click.echo(f"closed {printable(task.id)}: {printable(task.title)}")
 
 
 @click.command()
 @click.argument("task_ids", nargs=-1, required=True)
 @json_option
 def reopen(task_ids: tuple[str, ...]) -> None:
-    """Reopen closed (or blocked, deferred) tasks."""
+    """Reopen closed (or blocked, deferred) tasks, all or nothing."""
     ctx = get_ctx()
     ledger = ctx.project().ledger
-    tasks = [ledger.reopen(t) for t in task_ids]
+    tasks = ledger.reopen_many(task_ids)
     if ctx.json:
         emit_json(tasks[0].to_json() if len(tasks) == 1 else [t.to_json() for t in tasks])
     else:
         for task in tasks:
-            click.echo(f"reopened {task.id}: {task.title}")
+            click.echo(f"reopened {printable(task.id)}: {printable(task.title)}")
 
 
 @click.group()
@@ -272,7 +274,7 @@ def label_add(task_id: str, labels: tuple[str, ...]) -> None:
     if ctx.json:
         emit_json(task.to_json())
     else:
-        click.echo(f"{task.id}: {', '.join(task.labels)}")
+        click.echo(f"{task.id}: {printable(', '.join(task.labels))}")
 
 
 @label.command(name="rm")
@@ -286,7 +288,7 @@ def label_rm(task_id: str, labels: tuple[str, ...]) -> None:
     if ctx.json:
         emit_json(task.to_json())
     else:
-        click.echo(f"{task.id}: {', '.join(task.labels) or '(no labels)'}")
+        click.echo(f"{task.id}: {printable(', '.join(task.labels)) or '(no labels)'}")
 
 
 @click.command()

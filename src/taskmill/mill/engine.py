@@ -91,7 +91,7 @@ class RunSummary:
     def to_json(self) -> dict[str, object]:
         return {
             "run_id": self.run_id, "target": self.target, "exit_code": self.exit_code,
-            "tasks": [o.__dict__ for o in self.outcomes],
+            "tasks": [{**o.__dict__, "seconds": round(o.seconds, 3)} for o in self.outcomes],
             "landed": sum(1 for o in self.outcomes if o.outcome == "landed"),
             "satisfied": sum(1 for o in self.outcomes if o.outcome == "satisfied"),
             "blocked": sum(1 for o in self.outcomes if o.outcome not in SUCCESS),

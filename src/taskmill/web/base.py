@@ -26,6 +26,7 @@ from ..errors import InvalidInput, TaskmillError
 from ..ledger import Ledger
 from ..mill.engine import PAUSE_FILE
 from ..paths import LedgerPaths
+from ..validation import LIMIT_MAX
 
 
 class Forbidden(TaskmillError):
@@ -33,8 +34,16 @@ class Forbidden(TaskmillError):
     exit_code = 1
 
 
+class TooLarge(InvalidInput):
+    code = "too_large"
+
+
+# A request body larger than this is refused unread (413): the largest change the ledger
+# accepts (four 64 KiB texts and two 64 KiB JSON objects) fits well inside it.
+BODY_MAX_BYTES = 1024 * 1024
+
 HTTP_STATUS = {
-    "invalid": 400, "not_initialized": 400, "not_a_repository": 400, "plan_invalid": 400,
+    "too_large": 413, "invalid": 400, "not_initialized": 400, "not_a_repository": 400, "plan_invalid": 400,
     "cycle": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404, "conflict": 409,
     "claim_conflict": 409, "git": 502, "integrity": 500, "database": 503, "error": 500,
 }
@@ -107,11 +116,25 @@ class HandlerBase:
 
     @staticmethod
     async def _body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
+        too_large = TooLarge(f"the request body is larger than {BODY_MAX_BYTES // 1024} KiB",
+                             hint="a text field holds at most 64 KiB")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > BODY_MAX_BYTES:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > BODY_MAX_BYTES:
+                raise too_large
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         if not raw.strip():
             return {}
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise InvalidInput("the request body nests too deep") from None
         except ValueError as exc:
             raise InvalidInput(f"the request body is not JSON: {exc}") from exc
         if not isinstance(data, dict):
@@ -119,14 +142,20 @@ class HandlerBase:
         return data
 
     @staticmethod
-    def _int(request: Request, name: str, default: int | None = None) -> int | None:
+    def _int(request: Request, name: str, default: int | None = None, *, low: int = 1,
+             high: int = LIMIT_MAX) -> int | None:
+        """An integer query parameter from ``low`` to ``high`` (``default`` when absent)."""
         value = request.query_params.get(name)
         if value is None or value == "":
             return default
         try:
-            return int(value)
-        except ValueError as exc:
-            raise InvalidInput(f"{name} must be an integer, not {value!r}") from exc
+            number = int(value.strip()) if len(value) <= 30 else None
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise InvalidInput(f"{name} must be an integer from {low} to {high:,}, not "
+                               f"{value[:40]!r}")
+        return number
 
     @staticmethod
     def _flag(request: Request, name: str) -> bool:

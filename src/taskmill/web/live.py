@@ -74,7 +74,7 @@ class Broadcaster:
             })
         events = self.mill.refresh()
         if events:
-            messages.append({"type": "mill", "events": events[-50:],
+            messages.append({"type": "mill", "events": events[-50:], "running": self.mill.running,
                              "tasks": sorted({e["task"] for e in events
                                               if isinstance(e.get("task"), str)})})
         # the file's identity, not only its existence: a resume and a new pause between two
@@ -151,7 +151,8 @@ class LiveHandlers:
 
     async def stream(self, request: Request) -> Response:
         q = self.broadcaster.subscribe()
-        hello = {"type": "hello", "seq": self.broadcaster.seq, "paused": self.broadcaster.paused}
+        hello = {"type": "hello", "seq": self.broadcaster.seq, "paused": self.broadcaster.paused,
+                 "running": self.broadcaster.mill.running}
 
         async def events() -> AsyncIterator[str]:
             try:

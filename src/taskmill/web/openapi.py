@@ -130,6 +130,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                            "held_by_parent": array({"type": "string"}),
                            "held_by_ancestor": array({"type": "string"}),
                            "reasons": array({"type": "string"}),
+                           "block_reason": {"type": "string", "nullable": True},
+                           "unblock_with": {"type": "string", "nullable": True},
                            "last_comment": {"allOf": [ref("Comment")], "nullable": True}}}],
     },
     "AuditEvent": {
@@ -205,7 +207,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Project": {
         "type": "object",
         "properties": {"root": {"type": "string"}, "prefix": {"type": "string"},
-                       "paused": {"type": "boolean"}, "statuses": array({"type": "string"}),
+                       "paused": {"type": "boolean"}, "mill_running": {"type": "boolean"},
+                       "statuses": array({"type": "string"}),
                        "labels": array({"type": "string"}), "seq": {"type": "integer"},
                        "updatable_fields": array({"type": "string"}),
                        "stats": {"type": "object"}},

@@ -17,8 +17,10 @@ from ..audit import event_from_row
 from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
 from ..model import STATUSES, UPDATABLE_FIELDS
+from ..validation import SQLITE_INT_MAX
 from . import graph_layout
 from .base import Forbidden, HandlerBase, json_response
+from .mill_state import MillLog
 
 DIFF_LIMIT = 400_000
 LOG_LIMIT = 400_000
@@ -54,6 +56,7 @@ class ReadHandlers(HandlerBase):
 
     git: Git
     layouts: LayoutCache
+    mill_log: MillLog
 
     def project(self, request: Request) -> Response:
         with self.pool.ledger() as led:
@@ -62,8 +65,10 @@ class ReadHandlers(HandlerBase):
             seq = led.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             stats = led.stats()
         statuses = list(STATUSES) + sorted(s for s in present if s not in STATUSES)
+        self.mill_log.refresh()
         return json_response({
             "root": str(self.paths.root), "prefix": self.config.prefix, "paused": self._paused(),
+            "mill_running": self.mill_log.snapshot(limit=1)["running"],
             "statuses": statuses, "labels": labels, "seq": seq,
             "updatable_fields": list(UPDATABLE_FIELDS), "stats": stats})
 
@@ -120,7 +125,7 @@ class ReadHandlers(HandlerBase):
         return json_response([e.to_json() for e in events])
 
     def events(self, request: Request) -> Response:
-        since = self._int(request, "since")
+        since = self._int(request, "since", low=0, high=SQLITE_INT_MAX)
         limit = self._int(request, "limit", 200) or 200
         with self.pool.ledger() as led:
             if since is None:

@@ -8,6 +8,7 @@ const state = {
   route: null,          // {name, id?, params}
   project: null,
   paused: false,
+  millRunning: false,    // whether a `taskmill run` is going (from its events)
   graph: { t: null, selected: null, lastKey: null },
   task: { openAttempts: new Set(), openLogs: new Set(), diffs: new Map(), autoOpened: null },
   refreshing: false,
@@ -200,14 +201,21 @@ async function refresh(initial) {
 async function loadProject() {
   state.project = await api("/api/project");
   document.getElementById("project").textContent = state.project.root;
-  setPaused(state.project.paused);
+  setPaused(state.project.paused, state.project.mill_running);
 }
 
-function setPaused(paused) {
+// running: whether a `taskmill run` is going (undefined: as last known)
+function setPaused(paused, running) {
   state.paused = paused;
+  if (running !== undefined) state.millRunning = running;
   const badge = document.getElementById("mill-state");
-  badge.textContent = paused ? "mill paused" : "mill dispatching";
-  badge.className = "badge " + (paused ? "paused" : "running");
+  if (!state.millRunning) {
+    badge.textContent = paused ? "no run (paused)" : "no run";
+    badge.className = "badge idle";
+  } else {
+    badge.textContent = paused ? "mill paused" : "mill dispatching";
+    badge.className = "badge " + (paused ? "paused" : "running");
+  }
   const btn = document.getElementById("pause-toggle");
   btn.textContent = paused ? "Resume mill" : "Pause mill";
 }
@@ -668,7 +676,7 @@ function eventText(e) {
 
 async function renderNow(route, initial) {
   const now = await api("/api/now");
-  setPaused(now.paused);
+  setPaused(now.paused, now.mill_running);
   if (initial && !state.project) loadProject().catch(() => {});
   const t = now.totals.all;
   const workers = now.workers.length
@@ -728,7 +736,8 @@ function connect() {
   source.onmessage = (ev) => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
-    if (msg.type === "hello") { setPaused(msg.paused); return; }
+    if (msg.type === "hello") { setPaused(msg.paused, msg.running); return; }
+    if (msg.type === "mill" && msg.running !== undefined) setPaused(state.paused, msg.running);
     if (msg.type === "paused") setPaused(msg.paused);
     // the graph shows only what the ledger holds; the other views show mill events too
     if (state.route && state.route.name === "graph" && msg.type !== "ledger") return;
