@@ -21,6 +21,9 @@ prefix = "{prefix}"            # task ids look like {prefix}-a1b2
 # Project checks the merge queue runs before landing a branch, e.g.
 # commands = ["python -m pytest -q"]
 commands = []
+# Checks get a clean environment (not taskmill's): PATH, HOME, locale, plus these.
+# env = {{ PYTHONPATH = "src" }}
+# pass_env = ["JAVA_HOME"]
 
 [run]
 # agent = "claude"             # the default agent; `taskmill run --agent NAME` overrides

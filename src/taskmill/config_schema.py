@@ -87,6 +87,16 @@ class ChecksTable(_Table):
     pass_env: list[NonEmpty] = []
     """Variables copied from taskmill's own environment into the checks' environment."""
 
+    @field_validator("pass_env")
+    @classmethod
+    def _not_virtual_env(cls, value: list[str]) -> list[str]:
+        if "VIRTUAL_ENV" in value:
+            raise PydanticCustomError(
+                "taskmill", "may not contain VIRTUAL_ENV: taskmill's own virtualenv is never "
+                "handed to checks (to use the project's, set VIRTUAL_ENV and PATH in "
+                "[checks] env)", {})
+        return value
+
 
 class RunTable(_Table):
     """``[run]``: every field of :class:`taskmill.mill.settings.RunSettings` (a test keeps the

@@ -97,6 +97,9 @@ class Usage:
     """Seconds until the limit resets, when the CLI said so."""
     error: str | None = None
     """A short description of a failure the CLI reported."""
+    invalid: list[str] = field(default_factory=list)
+    """Figures the agent reported that were rejected (``"input_tokens=-5"``): negative, not
+    a finite number, or absurdly large. They are not counted."""
 
 
 @dataclass

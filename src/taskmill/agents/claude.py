@@ -41,7 +41,6 @@ from typing import Any
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import (
     as_float,
-    as_int,
     as_str,
     error_text,
     executable,
@@ -52,6 +51,8 @@ from taskmill.agents.common import (
     option_str,
     prompt_arg,
     settle_errors,
+    usage_cost,
+    usage_tokens,
 )
 from taskmill.agents.envs import api_key, without_suffix_v1
 from taskmill.agents.headless import HeadlessAdapter, invocation
@@ -62,10 +63,12 @@ MCP_TOOLS = "mcp__taskmill"
 
 
 def _token_fields(target: Usage, usage: dict[str, Any]) -> None:
-    target.input_tokens = as_int(usage.get("input_tokens"))
-    target.output_tokens = as_int(usage.get("output_tokens"))
-    target.cache_read_tokens = as_int(usage.get("cache_read_input_tokens"))
-    target.cache_write_tokens = as_int(usage.get("cache_creation_input_tokens"))
+    target.input_tokens = usage_tokens(target, "input_tokens", usage.get("input_tokens"))
+    target.output_tokens = usage_tokens(target, "output_tokens", usage.get("output_tokens"))
+    target.cache_read_tokens = usage_tokens(target, "cache_read_input_tokens",
+                                            usage.get("cache_read_input_tokens"))
+    target.cache_write_tokens = usage_tokens(target, "cache_creation_input_tokens",
+                                             usage.get("cache_creation_input_tokens"))
 
 
 def parse_claude_stream(
@@ -107,7 +110,7 @@ def parse_claude_stream(
 
     if result is not None:
         _token_fields(usage, get_dict(result, "usage"))
-        usage.cost_usd = as_float(result.get("total_cost_usd"))
+        usage.cost_usd = usage_cost(usage, "total_cost_usd", result.get("total_cost_usd"))
         usage.session_id = as_str(result.get("session_id")) or usage.session_id
         model_usage = get_dict(result, "modelUsage")
         if usage.model is None and model_usage:
@@ -132,6 +135,7 @@ def parse_claude_stream(
             usage.output_tokens += partial.output_tokens
             usage.cache_read_tokens += partial.cache_read_tokens
             usage.cache_write_tokens += partial.cache_write_tokens
+            usage.invalid += partial.invalid
         if output.strip() or exit_code not in (0, None):
             errors.append("the output ended without a result event")
 

@@ -48,7 +48,6 @@ import tomli_w
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import (
     AgentConfigError,
-    as_int,
     as_str,
     error_text,
     executable,
@@ -58,6 +57,7 @@ from taskmill.agents.common import (
     option_str,
     prompt_arg,
     settle_errors,
+    usage_tokens,
 )
 from taskmill.agents.envs import api_key, with_suffix_v1
 from taskmill.agents.headless import HeadlessAdapter, invocation
@@ -118,10 +118,12 @@ def parse_codex_stream(
             completed = True
             pending.clear()
             tokens = get_dict(event, "usage")
-            usage.input_tokens += as_int(tokens.get("input_tokens"))
-            usage.cache_read_tokens += as_int(tokens.get("cached_input_tokens"))
-            usage.cache_write_tokens += as_int(tokens.get("cache_write_input_tokens"))
-            usage.output_tokens += as_int(tokens.get("output_tokens"))
+            for field, key in (("input_tokens", "input_tokens"),
+                               ("cache_read_tokens", "cached_input_tokens"),
+                               ("cache_write_tokens", "cache_write_input_tokens"),
+                               ("output_tokens", "output_tokens")):
+                count = usage_tokens(usage, key, tokens.get(key))
+                setattr(usage, field, getattr(usage, field) + count)
         elif kind == "turn.failed":
             fatal.append(error_text(event.get("error")) or "turn failed")
         elif kind == "error":

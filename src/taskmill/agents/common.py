@@ -6,6 +6,7 @@ Nothing here reads the process environment or the clock; callers pass ``now`` in
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -141,12 +142,13 @@ def as_int(value: object) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value)
+        return int(value) if math.isfinite(value) else 0
     if isinstance(value, str):
         try:
-            return int(float(value))
+            number = float(value)
         except ValueError:
             return 0
+        return int(number) if math.isfinite(number) else 0
     return 0
 
 
@@ -161,6 +163,81 @@ def as_float(value: object) -> float | None:
         except ValueError:
             return None
     return None
+
+
+MAX_REPORTED_TOKENS = 10**10
+"""More tokens than this in one turn is not a real figure."""
+MAX_REPORTED_COST_USD = 10.0**6
+"""Nor is more than this many dollars."""
+MAX_RETRY_AFTER_S = 7 * 86400.0
+
+
+def _reported_number(value: object) -> float | None:
+    """``value`` as a finite number (ints, floats, numeric strings), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _reject(usage: Usage, name: str, value: object) -> None:
+    text = repr(value) if isinstance(value, str) else str(value)
+    usage.invalid.append(f"{name}={short(text, 60)}")
+
+
+def usage_tokens(usage: Usage, name: str, value: object) -> int:
+    """A token count the agent reported: 0 when absent (None). A value that is not a
+    number, negative, not finite or above :data:`MAX_REPORTED_TOKENS` counts 0 and is
+    recorded in ``usage.invalid``."""
+    if value is None:
+        return 0
+    number = _reported_number(value)
+    if number is None or not 0 <= number <= MAX_REPORTED_TOKENS:
+        _reject(usage, name, value)
+        return 0
+    return int(number)
+
+
+def usage_cost(usage: Usage, name: str, value: object) -> float | None:
+    """A cost in USD the agent reported: None when absent; an invalid one (see
+    :func:`usage_tokens`, limit :data:`MAX_REPORTED_COST_USD`) is None and recorded."""
+    if value is None:
+        return None
+    number = _reported_number(value)
+    if number is None or not 0 <= number <= MAX_REPORTED_COST_USD:
+        _reject(usage, name, value)
+        return None
+    return number
+
+
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def validate_usage(usage: Usage) -> None:
+    """Reject what no parser should have let through (totals included): a token field or
+    cost that is negative, not finite or absurdly large is not counted (0 / None) and is
+    recorded in ``usage.invalid``; a bad ``retry_after_s`` is dropped (the back-off
+    applies)."""
+    for name in TOKEN_FIELDS:
+        value = getattr(usage, name)
+        if usage_tokens(usage, name, value) != value:
+            setattr(usage, name, 0)
+    if usage.cost_usd is not None:
+        usage.cost_usd = usage_cost(usage, "cost_usd", usage.cost_usd)
+    retry = usage.retry_after_s
+    if retry is not None and not (math.isfinite(retry) and 0 <= retry <= MAX_RETRY_AFTER_S):
+        _reject(usage, "retry_after_s", retry)
+        usage.retry_after_s = None
+
+
+def invalid_usage_message(usage: Usage) -> str | None:
+    """``invalid usage reported by the agent: input_tokens=-5, ...`` (None when all valid)."""
+    if not usage.invalid:
+        return None
+    return "invalid usage reported by the agent: " + ", ".join(dict.fromkeys(usage.invalid))
 
 
 def as_str(value: object) -> str | None:

@@ -4,7 +4,8 @@ Agents never inherit taskmill's environment: they would pick up whatever keys an
 settings the parent has. :func:`build_env` starts from nothing and adds, in this order
 (later wins):
 
-1. basics: ``PATH`` (taskmill's own, or a default), ``HOME=request.home``, ``LANG``,
+1. basics: ``PATH`` (taskmill's own without taskmill's virtualenv, or a default),
+   ``HOME=request.home``, ``LANG``,
    ``LC_ALL`` (when the parent has one), ``TERM=dumb``, ``NO_COLOR=1``, ``CI=1``, ``USER``,
    ``TMPDIR`` (when the parent has one),
    ``TASKMILL_PROMPT_FILE`` and ``TASKMILL_USAGE_FILE``;
@@ -13,12 +14,17 @@ settings the parent has. :func:`build_env` starts from nothing and adds, in this
 4. ``config.env``;
 5. ``request.taskmill_env`` (TASKMILL_TASK_ID, TASKMILL_WORKTREE, ...).
 
-Nothing else from ``request.parent_env`` reaches the agent.
+Nothing else from ``request.parent_env`` reaches the agent; ``VIRTUAL_ENV`` never does, and
+taskmill's own virtualenv is removed from ``PATH`` (:func:`clean_path`), so an agent's (or a
+check's) ``python`` is not the interpreter taskmill runs in.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from taskmill.agents.base import AgentConfig, TurnRequest
 from taskmill.agents.common import AgentConfigError
@@ -27,24 +33,64 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEFAULT_LANG = "C.UTF-8"
 
 
-def base_env(request: TurnRequest) -> dict[str, str]:
-    """PATH, HOME, locale and terminal basics, and the TASKMILL_*_FILE variables."""
-    parent = request.parent_env
+def own_venv_bins(parent_env: Mapping[str, str], *, prefix: str = sys.prefix,
+                   base_prefix: str = sys.base_prefix) -> list[str]:
+    """The ``bin`` directories of taskmill's own virtualenv: ``prefix/bin`` when taskmill runs
+    in a virtualenv (``prefix != base_prefix``), and ``$VIRTUAL_ENV/bin``."""
+    bins = []
+    if os.path.normpath(prefix) != os.path.normpath(base_prefix):
+        bins.append(str(Path(prefix) / "bin"))
+    virtual_env = parent_env.get("VIRTUAL_ENV")
+    if virtual_env:
+        bins.append(str(Path(virtual_env) / "bin"))
+    return bins
+
+
+def clean_path(parent_env: Mapping[str, str], *, prefix: str = sys.prefix,
+               base_prefix: str = sys.base_prefix) -> str:
+    """taskmill's ``PATH`` (or :data:`DEFAULT_PATH`) without taskmill's own virtualenv.
+
+    ``prefix``/``base_prefix`` default to this interpreter's ``sys.prefix`` and
+    ``sys.base_prefix``; tests pass others."""
+    path = parent_env.get("PATH") or DEFAULT_PATH
+    drop = {_same(d) for d in own_venv_bins(parent_env, prefix=prefix, base_prefix=base_prefix)}
+    kept = [entry for entry in path.split(os.pathsep) if entry and _same(entry) not in drop]
+    return os.pathsep.join(kept) or DEFAULT_PATH
+
+
+def _same(directory: str) -> str:
+    """A directory in a form that compares equal however it is spelled (symlinks resolved)."""
+    try:
+        return os.path.realpath(directory)
+    except (OSError, ValueError):
+        return os.path.normpath(directory)
+
+
+def basic_env(parent_env: Mapping[str, str], home: str) -> dict[str, str]:
+    """What every process taskmill starts for a task gets (agents and checks): ``PATH``
+    without taskmill's virtualenv, ``HOME``, locale, ``USER``, ``TMPDIR``, and a plain,
+    colourless, non-interactive terminal (``TERM=dumb``, ``NO_COLOR=1``, ``CI=1``)."""
     env = {
-        "PATH": parent.get("PATH") or DEFAULT_PATH,
-        "HOME": str(request.home),
-        "LANG": parent.get("LANG") or DEFAULT_LANG,
+        "PATH": clean_path(parent_env),
+        "HOME": home,
+        "LANG": parent_env.get("LANG") or DEFAULT_LANG,
         "TERM": "dumb",
         "NO_COLOR": "1",
         "CI": "1",
-        "USER": parent.get("USER") or "taskmill",
-        "TASKMILL_PROMPT_FILE": str(request.prompt_file),
-        "TASKMILL_USAGE_FILE": str(request.usage_file),
+        "USER": parent_env.get("USER") or "taskmill",
     }
     for name in ("LC_ALL", "TMPDIR"):
-        value = parent.get(name)
+        value = parent_env.get(name)
         if value:
             env[name] = value
+    return env
+
+
+def base_env(request: TurnRequest) -> dict[str, str]:
+    """PATH, HOME, locale and terminal basics, and the TASKMILL_*_FILE variables."""
+    env = basic_env(request.parent_env, str(request.home))
+    env["TASKMILL_PROMPT_FILE"] = str(request.prompt_file)
+    env["TASKMILL_USAGE_FILE"] = str(request.usage_file)
     return env
 
 

@@ -29,7 +29,6 @@ from typing import Any
 
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import (
-    as_int,
     as_str,
     error_text,
     executable,
@@ -38,6 +37,7 @@ from taskmill.agents.common import (
     mcp_stdio_server,
     prompt_arg,
     settle_errors,
+    usage_tokens,
     write_json_settings,
 )
 from taskmill.agents.envs import api_key
@@ -65,9 +65,11 @@ def parse_gemini_stream(
             result = event
     if result is not None:
         stats = get_dict(result, "stats")
-        usage.input_tokens = as_int(stats.get("input_tokens", stats.get("input")))
-        usage.output_tokens = as_int(stats.get("output_tokens"))
-        usage.cache_read_tokens = as_int(stats.get("cached", stats.get("cached_tokens")))
+        usage.input_tokens = usage_tokens(usage, "input_tokens",
+                                          stats.get("input_tokens", stats.get("input")))
+        usage.output_tokens = usage_tokens(usage, "output_tokens", stats.get("output_tokens"))
+        usage.cache_read_tokens = usage_tokens(usage, "cached",
+                                               stats.get("cached", stats.get("cached_tokens")))
         if result.get("status", "success") != "success":
             errors.append(error_text(result.get("error")) or f"status {result.get('status')}")
     elif output.strip() or exit_code not in (0, None):

@@ -46,8 +46,6 @@ from typing import Any
 from taskmill.agents.base import AgentConfig, Invocation, TurnRequest, Usage
 from taskmill.agents.common import (
     AgentConfigError,
-    as_float,
-    as_int,
     as_str,
     error_text,
     executable,
@@ -57,6 +55,8 @@ from taskmill.agents.common import (
     option_str,
     prompt_arg,
     settle_errors,
+    usage_cost,
+    usage_tokens,
 )
 from taskmill.agents.envs import api_key
 from taskmill.agents.headless import HeadlessAdapter, invocation
@@ -126,11 +126,12 @@ def parse_opencode_stream(
             finished = True
             tokens = get_dict(part, "tokens")
             cache = get_dict(tokens, "cache")
-            usage.input_tokens += as_int(tokens.get("input"))
-            usage.output_tokens += as_int(tokens.get("output"))
-            usage.cache_read_tokens += as_int(cache.get("read"))
-            usage.cache_write_tokens += as_int(cache.get("write"))
-            step_cost = as_float(part.get("cost"))
+            usage.input_tokens += usage_tokens(usage, "tokens.input", tokens.get("input"))
+            usage.output_tokens += usage_tokens(usage, "tokens.output", tokens.get("output"))
+            usage.cache_read_tokens += usage_tokens(usage, "tokens.cache.read", cache.get("read"))
+            usage.cache_write_tokens += usage_tokens(usage, "tokens.cache.write",
+                                                     cache.get("write"))
+            step_cost = usage_cost(usage, "cost", part.get("cost"))
             if step_cost is not None:
                 cost = (cost or 0.0) + step_cost
         elif kind == "error":

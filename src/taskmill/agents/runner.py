@@ -18,7 +18,9 @@
   reused by an unrelated process meanwhile. (A process that starts its own session
   escapes; this is not a sandbox.)
 * calls ``adapter.parse`` and merges ``request.usage_file`` (JSON written by the agent,
-  e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win).
+  e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win), then
+  rejects figures no agent can mean (negative, not finite, absurdly large): they are not
+  counted and are listed in ``usage.invalid``.
 
 It never raises because an agent failed: a missing binary gives ``exit_code=127`` and a
 ``usage.error`` that names the command and how to fix it.
@@ -46,7 +48,16 @@ from taskmill.agents.base import (
     TurnResult,
     Usage,
 )
-from taskmill.agents.common import AgentConfigError, as_float, as_int, short, stderr_path
+from taskmill.agents.common import (
+    TOKEN_FIELDS,
+    AgentConfigError,
+    as_float,
+    short,
+    stderr_path,
+    usage_cost,
+    usage_tokens,
+    validate_usage,
+)
 
 MAX_OUTPUT_BYTES = 20 * 1024 * 1024
 HEAD_BYTES = 256 * 1024
@@ -232,7 +243,8 @@ def _not_found_message(adapter: AgentAdapter, config: AgentConfig, inv: Invocati
 
 
 def merge_usage_file(usage: Usage, path: Path) -> None:
-    """Merge the agent-written usage file into ``usage`` (its figures win when present)."""
+    """Merge the agent-written usage file into ``usage`` (its valid figures win when present;
+    invalid ones are recorded in ``usage.invalid``, see :func:`~taskmill.agents.common.usage_tokens`)."""
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -243,11 +255,17 @@ def merge_usage_file(usage: Usage, path: Path) -> None:
         return
     if not isinstance(data, dict):
         return
-    for key in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-        if key in data:
-            setattr(usage, key, as_int(data[key]))
-    if "cost_usd" in data:
-        usage.cost_usd = as_float(data["cost_usd"])
+    # an invalid figure is recorded in usage.invalid and does not win over the adapter's
+    for key in TOKEN_FIELDS:
+        if data.get(key) is not None:
+            before = len(usage.invalid)
+            value = usage_tokens(usage, key, data[key])
+            if len(usage.invalid) == before:
+                setattr(usage, key, value)
+    if data.get("cost_usd") is not None:
+        cost = usage_cost(usage, "cost_usd", data["cost_usd"])
+        if cost is not None:
+            usage.cost_usd = cost
     for key in ("session_id", "model", "error"):
         if isinstance(data.get(key), str):
             setattr(usage, key, data[key])
@@ -349,6 +367,7 @@ def run_turn(
     except Exception as exc:  # a parser bug must not lose the turn
         usage = Usage(error=f"adapter {config.adapter!r} could not parse the output: {exc!r}")
     merge_usage_file(usage, request.usage_file)
+    validate_usage(usage)
     if timed_out:
         usage.error = f"timed out after {request.timeout_s:g}s" + (
             f" ({usage.error})" if usage.error else "")

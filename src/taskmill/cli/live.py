@@ -71,10 +71,13 @@ class LiveView:
                         self._active.pop(task, None)
                     elif kind == "merge_rejected":
                         row["state"] = f"back to agent ({event.get('reason')})"
-            if kind in ("checkout_not_moved", "warning", "agent_paused"):
-                self._messages.append(str(event.get("message") or event))
+            if kind in ("checkout_not_moved", "warning", "agent_paused", "usage_invalid") or (
+                    kind == "landed" and event.get("unverified")):
+                self._messages.append(f"{task or ''} {event.get('message') or event}".strip())
             elif kind == "skipped":
                 self._messages.append(f"{task} not worked: {event.get('reason', '')}")
+            elif kind == "refused":
+                self._messages.append(f"{task} refused: {event.get('reason', '')}")
 
     def _render(self) -> Group:
         table = Table(show_edge=False, header_style="bold", expand=False)
@@ -106,12 +109,16 @@ def line_printer(event: dict[str, Any]) -> None:
     elif kind == "merge_rejected":
         click.echo(f"rejected {task}  {event.get('summary') or event.get('reason')}")
     elif kind == "landed":
-        click.echo(f"landed   {task}  {str(event.get('commit', ''))[:10]}")
+        unverified = "  (unverified: no checks)" if event.get("unverified") else ""
+        click.echo(f"landed   {task}  {str(event.get('commit', ''))[:10]}{unverified}")
     elif kind == "satisfied":
         click.echo(f"satisfied {task}  already at {str(event.get('commit', ''))[:10]}")
+    elif kind == "refused":
+        click.echo(f"refused  {task}  {event.get('reason', '')}")
     elif kind == "blocked":
         click.echo(f"blocked  {task}  {event.get('reason', '')}")
-    elif kind in ("checkout_not_moved", "warning", "agent_paused", "recovered", "skipped"):
+    elif kind in ("checkout_not_moved", "warning", "agent_paused", "recovered", "skipped",
+                  "usage_invalid"):
         click.echo(f"note     {task}  {event.get('message') or event.get('reason') or kind}")
 
 
@@ -130,13 +137,21 @@ def summary_table(summary: RunSummary) -> None:
         console.print(table)
     landed = sum(1 for o in summary.outcomes if o.outcome == "landed")
     satisfied = sum(1 for o in summary.outcomes if o.outcome == "satisfied")
-    console.print(f"{landed} landed, " + (f"{satisfied} satisfied (nothing to land), "
-                                          if satisfied else "")
-                  + f"{len(summary.outcomes) - landed - satisfied} not landed"
-                  if summary.outcomes else "no task was worked" if summary.skipped
-                  else "nothing was ready to run")
+    if summary.outcomes or summary.skipped or not summary.refused:
+        console.print(f"{landed} landed, " + (f"{satisfied} satisfied (nothing to land), "
+                                              if satisfied else "")
+                      + f"{len(summary.outcomes) - landed - satisfied} not landed"
+                      if summary.outcomes else "no task was worked" if summary.skipped
+                      else "nothing was ready to run")
     for o in summary.outcomes:
         if o.outcome not in ("landed", "satisfied") and o.reason:
             console.print(f"  {o.task_id}: {o.reason[:300]}", markup=False)
     for skipped in summary.skipped:
         console.print(f"  not worked: {skipped['task']}: {skipped['reason'][:300]}", markup=False)
+    if summary.refused:
+        console.print(f"{len(summary.refused)} refused, not run because they have no checks and "
+                      f"the project has none: {', '.join(summary.refused)}. Give them checks "
+                      "(taskmill update ID --check 'COMMAND'), set [checks] commands in "
+                      ".taskmill/config.toml, or opt in to landing them unverified with "
+                      "`taskmill run --allow-unchecked` or [run] allow_unchecked = true",
+                      markup=False)

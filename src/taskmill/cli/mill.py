@@ -27,6 +27,9 @@ from .common import emit_json, get_ctx, json_option
 @click.option("--max-cost", type=click.FloatRange(min=0), help="Per-task budget in USD.")
 @click.option("--only", "only", multiple=True, help="Only work this task id (repeatable).")
 @click.option("--max-tasks", type=click.IntRange(min=1), help="Dispatch at most this many tasks.")
+@click.option("--allow-unchecked", is_flag=True, default=None,
+              help="Also work tasks without checks when the project has none ([checks] "
+                   "commands): they land unverified. Without it they are refused.")
 @click.option("--json-events", "json_events", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write every event as NDJSON to this file ('-' for standard output).")
 @click.option("--quiet", is_flag=True, help="No live view; only the summary.")
@@ -34,7 +37,8 @@ from .common import emit_json, get_ctx, json_option
 def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: int | None,
         max_iterations: int | None, turn_timeout: float | None, check_timeout: float | None,
         max_tokens: int | None, max_cost: float | None, only: tuple[str, ...],
-        max_tasks: int | None, json_events: str | None, quiet: bool) -> None:
+        max_tasks: int | None, allow_unchecked: bool | None, json_events: str | None,
+        quiet: bool) -> None:
     """Work every ready task with parallel agents, each in its own worktree, looping until
     the task's checks pass, then land it through the merge queue.
 
@@ -53,6 +57,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         "target": target, "workers": workers, "max_iterations": max_iterations,
         "turn_timeout": turn_timeout, "check_timeout": check_timeout, "max_tokens": max_tokens,
         "max_cost": max_cost, "agent": agent, "max_tasks": max_tasks,
+        "allow_unchecked": allow_unchecked or None,
         "only": [ledger.resolve(t) for t in only] or None}
     settings = RunSettings.from_config(project.config.run, overrides)
     override = agent_cmd_config(agent_cmd) if agent_cmd else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -11,6 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TAIL_CHARS = 4000
+
+_TERMINAL_CODES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erase
+    r"|(?:\x1b[]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x80-\x9f]*(?:\x07|\x1b\\|\x9c)"  # OSC, DCS...
+    r"|\x1b[ -/]*[0-~]"  # other escape sequences (charset, keypad, save cursor)
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # any other control character but \n and \t
+)
+
+
+def strip_terminal_codes(text: str) -> str:
+    """``text`` without terminal escape sequences (CSI, OSC, ...) and control characters
+    other than newline and tab: what check output looks like in a prompt or a page."""
+    return _TERMINAL_CODES.sub("", text)
 
 
 @dataclass
@@ -72,7 +86,10 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
                timeout_s: float, log_path: Path | None = None,
                stop_on_failure: bool = True) -> ChecksResult:
-    """Run each command with ``bash -c`` in ``cwd``; a timeout kills its process group."""
+    """Run each command with ``bash -c`` in ``cwd``; a timeout kills its process group.
+
+    The log file gets the output as it was; :attr:`CheckRun.output` has terminal escape
+    sequences and control characters stripped (it goes into prompts and the dashboard)."""
     result = ChecksResult()
     log = log_path.open("ab") if log_path else None
     try:
@@ -88,7 +105,7 @@ def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
                 timed_out = True
                 _kill_group(proc)
                 out, _ = proc.communicate()
-            text = out.decode("utf-8", errors="replace")
+            text = strip_terminal_codes(out.decode("utf-8", errors="replace"))
             if log:
                 log.write(f"$ {command}\n".encode() + out + f"[exit {proc.returncode}]\n".encode())
             run = CheckRun(command, proc.returncode, time.monotonic() - start, text, timed_out)

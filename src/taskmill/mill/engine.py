@@ -34,11 +34,12 @@ from ..errors import InvalidInput
 from ..ledger import Ledger
 from ..model import Task
 from ..paths import LedgerPaths
+from .check_env import CheckGuard, check_env
 from .events import EventBus
 from .git import Git, ensure_identity, git_env, identity_env
 from .land import MergeQueue, recover_interrupted_advance
 from .settings import RunSettings
-from .worker import AgentGate, Outcome, TaskWorker, WorkerContext
+from .worker import AgentGate, Outcome, TaskWorker, WorkerContext, unchecked_reason
 from .worktrees import WorktreePool
 
 MILL_PREFIX = "mill:"
@@ -82,11 +83,13 @@ class RunSummary:
     outcomes: list[Outcome] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     """Ready tasks the run did not work, each ``{"task", "reason"}`` (e.g. no agent)."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Tasks not dispatched, with why (no checks anywhere, without --allow-unchecked)."""
 
     @property
     def exit_code(self) -> int:
         success = all(o.outcome in SUCCESS for o in self.outcomes)
-        return 0 if success and not self.skipped else 1
+        return 0 if success and not self.skipped and not self.refused else 1
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -96,6 +99,7 @@ class RunSummary:
             "satisfied": sum(1 for o in self.outcomes if o.outcome == "satisfied"),
             "blocked": sum(1 for o in self.outcomes if o.outcome not in SUCCESS),
             "skipped": self.skipped,
+            "refused": [{"task": t, "reason": r} for t, r in self.refused.items()],
         }
 
 
@@ -116,6 +120,9 @@ class Mill:
         self.git = Git(paths.root, base_env)
         self.git = Git(paths.root, {**base_env, **ensure_identity(self.git)})
         self.stop = threading.Event()
+        self.check_env = check_env(env, env=config.check_env, pass_env=config.check_pass_env)
+        """What every check command gets (the task's and the merge queue's)."""
+        self.refused: dict[str, str] = {}
         self._lock_fd = -1
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
@@ -315,7 +322,7 @@ class Mill:
             summary = RunSummary(self.run_id, target)
             queue_ = MergeQueue(
                 self.git, target=target, lock_path=self.paths.run_dir / "merge.lock",
-                checks=self.config.checks, check_env=self.git.env,
+                checks=self.config.checks, check_env=self.check_env,
                 check_timeout=self.settings.check_timeout, user_checkout=self.paths.root,
                 log_dir=self.paths.logs)
             pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.paths.root,
@@ -328,14 +335,19 @@ class Mill:
                 queue=queue_, bus=self.bus, clock=self.clock, gate=AgentGate(self.clock),
                 stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
                 project_checks=list(self.config.checks), parent_env=self.env,
-                check_env=self.git.env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
+                check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
                 homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))))
             self.bus.emit("run_started", run_id=self.run_id, target=target,
                           workers=self.settings.workers)
+            ctx.check_guard = CheckGuard(self.check_env, self.paths.root,
+                                         worktrees=[self.paths.worktrees])
+            for warning in ctx.check_guard.new_warnings(self.config.checks):
+                self.bus.emit("warning", about="editable_install", message=warning)
             resumed = set(self.recover(ledger, queue_.ref))
             summary.skipped = self.skipped
             self._loop(ledger, ctx, resumed, summary)
             self._drop_landed_branches(ledger, pool)  # those a worker could not delete
+            summary.refused = dict(self.refused)
             self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
                                              if k != "tasks"})
             return summary
@@ -444,6 +456,12 @@ class Mill:
                 skip.add(task.id)
                 self.skipped.append({"task": task.id, "reason": exc.message})
                 self.bus.emit("skipped", task=task.id, reason=exc.message, hint=exc.hint)
+                continue
+            if not task.checks and not self.config.checks and not self.settings.allow_unchecked:
+                skip.add(task.id)  # it would land whatever the agent did, unverified
+                self.refused[task.id] = unchecked_reason(task.id)
+                self.bus.emit("refused", task=task.id, title=task.title,
+                              reason=self.refused[task.id])
                 continue
             try:
                 return ledger.claim(task.id, self.actor, actor=self.actor, work_only=True)

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ..agents.base import AgentAdapter, AgentConfig, TurnRequest
+from ..agents.common import invalid_usage_message
 from ..agents.runner import run_turn
 from ..clock import Clock, iso
 from ..ledger import Ledger
 from ..model import Task
-from .checks import run_checks, tail
+from .check_env import EXIT_NOT_FOUND, CheckGuard, not_found_in_output, not_found_message
+from .checks import ChecksResult, run_checks, strip_terminal_codes, tail
 from .events import EventBus
 from .git import Git
 from .land import LandResult, MergeQueue
@@ -59,6 +61,15 @@ def rejection_summary(kind: str, detail: str) -> str:
         first = detail.strip().splitlines()[0] if detail.strip() else "a conflict"
         return f"conflict: {first[:200]}"
     return "the project checks failed on the merged result:\n" + tail(detail.strip(), 1500)
+
+
+def unchecked_reason(task_id: str) -> str:
+    """Why a task without checks, in a project without checks, is not worked."""
+    return (f"{task_id} has no checks and the project has none ([checks] commands), so "
+            "nothing would verify its work: it is not run. Give it checks (taskmill update "
+            f"{task_id} --check 'COMMAND'), set [checks] commands in .taskmill/config.toml, "
+            "or opt in to landing it unverified with `taskmill run --allow-unchecked` or "
+            "[run] allow_unchecked = true")
 
 
 @dataclass
@@ -138,6 +149,9 @@ class WorkerContext:
     on_landed: Callable[[str], None] | None = None
     """Called with the task's id as soon as it is closed as landed, before its worktree is
     cleaned, so that the scheduler dispatches what it unblocked at once."""
+    check_guard: CheckGuard | None = None
+    """Validates check commands before the first turn; warns once per run about the
+    checks' Python environment."""
 
 
 class TaskWorker:
@@ -152,6 +166,7 @@ class TaskWorker:
         self.progress_file = ctx.ledger_dir / "run" / "progress" / f"{task.id}.md"
         self._passed_attempt: int | None = None
         """The attempt whose work is in the merge queue (its outcome says if it is rejected)."""
+        self.unverified = False
 
     # -- the whole life ------------------------------------------------------------------
 
@@ -169,6 +184,10 @@ class TaskWorker:
                 self._close(found)
                 landed = True
                 self.ctx.pool.drop_branch(self.task.id)
+                return self.out
+            problem = self._check_commands_problem()
+            if problem:  # a check that cannot run would only burn agent turns
+                self._block(problem)
                 return self.out
             ws = self.ctx.pool.acquire(self.task.id, base,
                                        fresh=not self.resumed and self.lap == 1)
@@ -204,6 +223,10 @@ class TaskWorker:
                 kind = "conflict" if result.outcome == "conflict" else "merge_checks"
                 self._rejected(kind, result)
                 failure = (kind, result.detail)
+                missing = self._not_found(result.checks, project=True)
+                if missing:
+                    self._block(missing)
+                    break
             return self.out
         except Exception as exc:  # a bug or a git failure: block the task, keep the run going
             self._block(f"taskmill error: {exc}")
@@ -310,6 +333,8 @@ class TaskWorker:
             # the attempt's commit is one it made (taskmill's or the agent's own) on the
             # task's branch, never the commit it started from (the target's, or another's)
             made = head if head != start else None
+            check_result: ChecksResult | None = None
+            missing: str | None = None
             detail: dict[str, Any] = {"changed": changed, "exit_code": result.exit_code,
                                       "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3),
                                       "start": start, "head": head}
@@ -317,7 +342,7 @@ class TaskWorker:
                 detail["agent_error"] = usage.error
             if not result.ok:
                 what = "timed out" if result.timed_out else f"exited with {result.exit_code}"
-                failure = ("turn", f"the agent {what}. {usage.error or ''}".strip())
+                failure = ("turn", strip_terminal_codes(f"the agent {what}. {usage.error or ''}".strip()))
                 outcome = "timeout" if result.timed_out else "turn_failed"
             else:
                 check_result = run_checks(checks, ws.path, self.ctx.check_env,
@@ -325,24 +350,33 @@ class TaskWorker:
                                           log_path=log_path.with_suffix(".checks.log")) if checks else None
                 if check_result is not None:
                     detail["checks"] = check_result.to_json()
+                else:
+                    detail["unverified"] = ("no checks: the task and the project have none, "
+                                            "so this work is not verified (allow_unchecked)")
                 conflict_left = self._conflict_markers(wt) if failure and failure[0] == "conflict" else ""
                 if conflict_left:
                     failure = ("conflict", "conflict markers remain in: " + conflict_left)
                     outcome = "failed"
                 elif check_result is None or check_result.ok:
+                    self.unverified = check_result is None
                     self._finish_attempt(attempt_id, "passed", result, made, detail)
                     self._passed_attempt = attempt_id
                     self.ctx.bus.emit("checks_passed", task=task.id, iteration=iteration,
-                                      commit=head, tokens=usage.input_tokens + usage.output_tokens)
+                                      commit=head, tokens=usage.input_tokens + usage.output_tokens,
+                                      **({"unverified": True} if self.unverified else {}))
                     return True, None
                 else:
                     failure = ("checks", check_result.failure_text())
                     outcome = "failed"
+                    missing = self._not_found(check_result, project=not self.task.checks)
             detail["failure"] = failure[1]
             detail["failure_kind"] = failure[0]
             self._finish_attempt(attempt_id, outcome, result, made, detail)
             self.ctx.bus.emit("checks_failed", task=task.id, iteration=iteration, outcome=outcome,
                               detail=tail(failure[1], 500))
+            if missing:
+                self._block(missing)  # exit 127: no turn of the agent's makes it exist
+                return False, failure
             if result.timed_out:  # a limit like the others: the loop stops here
                 self._block(f"the agent's turn timed out: it hit the wall-clock limit "
                             f"(--turn-timeout {settings.turn_timeout:g}s) and its process "
@@ -375,6 +409,44 @@ class TaskWorker:
             return f"token budget spent: {tokens} of {s.max_tokens}"
         if s.max_cost is not None and cost >= s.max_cost:
             return f"cost budget spent: ${cost:.4f} of ${s.max_cost:.4f}"
+        return None
+
+    def _check_commands_problem(self) -> str | None:
+        """Why the task's checks (or the project's, run by the merge queue) cannot run: a
+        command that does not exist. Also warns, once per run, about the checks' Python."""
+        guard = self.ctx.check_guard
+        if guard is None:
+            return None
+        own = list(self.task.checks or [])
+        project = list(self.ctx.project_checks)
+        for warning in guard.new_warnings(own):
+            self.ctx.bus.emit("warning", task=self.task.id, about="editable_install",
+                              message=warning)
+        if not own and not project and not self.ctx.settings.allow_unchecked:
+            return unchecked_reason(self.task.id)
+        problems = guard.problems(own)
+        if problems:
+            return f"{problems[0]}. {self._fix_hint(project=False)}"
+        problems = guard.problems(project)
+        if problems:
+            return f"{problems[0]}. {self._fix_hint(project=True)}"
+        return None
+
+    def _fix_hint(self, *, project: bool) -> str:
+        reopen = f"taskmill update {self.task.id} --status open"
+        if project:
+            return ("Fix [checks] commands in .taskmill/config.toml (the project's checks), "
+                    f"then: {reopen}")
+        return (f"Fix the task's checks: taskmill update {self.task.id} --check 'COMMAND' "
+                "(repeat --check for each), then: " + reopen)
+
+    def _not_found(self, checks: ChecksResult | None, *, project: bool) -> str | None:
+        """The block reason when a check exited 127 because bash found no such command."""
+        for run in checks.runs if checks else []:
+            name = not_found_in_output(run.output) if run.exit_code == EXIT_NOT_FOUND else None
+            if name:
+                return (f"{not_found_message(name, run.command, self.ctx.check_env)} "
+                        f"(exit 127). {self._fix_hint(project=project)}")
         return None
 
     @staticmethod
@@ -446,6 +518,9 @@ class TaskWorker:
         if usage.cache_read_tokens or usage.cache_write_tokens:
             detail["cache_read_tokens"] = usage.cache_read_tokens
             detail["cache_write_tokens"] = usage.cache_write_tokens
+        usage_error = invalid_usage_message(usage)
+        if usage_error:
+            detail["usage_error"] = usage_error
         with self.ledger.transaction():
             self.ledger.conn.execute(
                 "UPDATE attempts SET ended_at = ?, outcome = ?, input_tokens = ?,"
@@ -456,7 +531,11 @@ class TaskWorker:
             self.ledger.record("attempt_finished", self.task.id, {
                 "attempt": attempt_id, "outcome": outcome, "input_tokens": usage.input_tokens,
                 "output_tokens": usage.output_tokens, "cost_usd": usage.cost_usd,
-                "commit": commit, "seconds": round(result.duration_s, 3)}, actor=self.actor, ts=now)
+                "commit": commit, "seconds": round(result.duration_s, 3),
+                **({"usage_error": usage_error} if usage_error else {})}, actor=self.actor, ts=now)
+        if usage_error:
+            self.ctx.bus.emit("usage_invalid", task=self.task.id, attempt=attempt_id,
+                              message=usage_error)
         self.ctx.bus.emit("turn_finished", task=self.task.id, attempt=attempt_id, outcome=outcome,
                           input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                           cost_usd=usage.cost_usd, seconds=round(result.duration_s, 3))
@@ -518,7 +597,12 @@ class TaskWorker:
         self.ledger.close(self.task.id, f"landed {commit}", actor=self.actor)
         self.out.outcome = "landed"
         self.out.commit = commit
-        self.ctx.bus.emit("landed", task=self.task.id, commit=commit)
+        if self.unverified:
+            self.ctx.bus.emit("landed", task=self.task.id, commit=commit, unverified=True,
+                              message="landed unverified: the task and the project have no "
+                                      "checks (allowed by allow_unchecked)")
+        else:
+            self.ctx.bus.emit("landed", task=self.task.id, commit=commit)
         if self.ctx.on_landed is not None:
             self.ctx.on_landed(self.task.id)
 
