@@ -141,8 +141,10 @@ class MillRepo:
                  run: Mapping[str, Any] | None = None,
                  agents: Mapping[str, Mapping[str, Any]] | None = None,
                  files: Mapping[str, str] | None = None,
-                 gitignore: str = "") -> None:
+                 gitignore: str = "", allow_unchecked: bool = True) -> None:
         self.tmp = tmp_path
+        # most tests give some tasks no checks at all: they opt in (--allow-unchecked)
+        self.allow_unchecked = allow_unchecked
         self.root = tmp_path / "repo"
         self.spy = tmp_path / "spy"
         self.spy.mkdir(parents=True, exist_ok=True)
@@ -206,6 +208,9 @@ class MillRepo:
 
     # -- running -----------------------------------------------------------------------------
 
+    def _run_argv(self, args: Sequence[str]) -> list[str]:
+        return ["run", *(["--allow-unchecked"] if self.allow_unchecked else []), *args]
+
     def command(self, *args: str) -> list[str]:
         return [PY, "-m", "taskmill", *args]
 
@@ -215,7 +220,7 @@ class MillRepo:
 
         ``env`` is added to the environment; the run gets a session of its own."""
         events_file = self.tmp / f"events-{time.monotonic_ns()}.ndjson"
-        argv = ["run", *args]
+        argv = self._run_argv(args)
         if events:
             argv += ["--json-events", str(events_file)]
         start = time.monotonic()
@@ -230,7 +235,7 @@ class MillRepo:
 
     def spawn(self, *args: str, events_file: Path | None = None) -> subprocess.Popen[str]:
         """``taskmill run ARGS`` in its own session (kill it with :func:`kill_group`)."""
-        argv = ["run", *args]
+        argv = self._run_argv(args)
         if events_file is not None:
             argv += ["--json-events", str(events_file)]
         return subprocess.Popen(self.command(*argv), cwd=self.root, text=True,

@@ -33,6 +33,14 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// Terminal escape sequences (colours, titles, cursor moves: CSI, OSC, ...) and control
+// characters other than newline and tab. Check output and logs are shown as plain text.
+const TERMINAL_CODES = /(?:\x1b\[|\x9b)[0-?]*[ -\/]*[@-~]|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x80-\x9f]*(?:\x07|\x1b\\|\x9c)|\x1b[ -\/]*[0-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+function plainText(text) {
+  return String(text).replace(TERMINAL_CODES, "");
+}
+
 // replaceChildren, flattening arrays and dropping null/undefined/false
 function put(el, ...children) {
   el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
@@ -451,7 +459,7 @@ function renderChecks(checks) {
     h("span", { class: c.ok ? "ok-mark" : "bad-mark" }, c.ok ? "✓ " : "✗ "),
     h("span", { class: "cmd" }, c.command),
     h("span", { class: "muted" }, `  exit ${c.exit_code} · ${fmtSeconds(c.duration_s)}${c.timed_out ? " · timed out" : ""}`),
-    c.output_tail ? h("pre", { class: "wrap" }, c.output_tail) : null));
+    c.output_tail ? h("pre", { class: "wrap" }, plainText(c.output_tail)) : null));
 }
 
 function renderDiff(text) {
@@ -504,7 +512,7 @@ function logSection(task, a, kind) {
   const det = h("details", { class: "sub", "data-log": key, open: state.task.openLogs.has(key) },
     h("summary", {}, kind === "agent" ? "Agent log" : "Checks log"), pre);
   const load = () => api(`/api/tasks/${encodeURIComponent(task.id)}/attempts/${a.id}/log?kind=${kind}`)
-    .then((d) => { pre.textContent = (d.truncated ? "[… earlier output cut …]\n" : "") + d.text; })
+    .then((d) => { pre.textContent = (d.truncated ? "[… earlier output cut …]\n" : "") + plainText(d.text); })
     .catch((err) => { pre.textContent = `${err.code ? "[" + err.code + "] " : ""}${err.message}`; });
   det.addEventListener("toggle", () => {
     if (det.open) { state.task.openLogs.add(key); load(); } else state.task.openLogs.delete(key);
@@ -529,9 +537,11 @@ function renderAttempt(task, a) {
       a.commit_sha ? h("code", {}, a.commit_sha.slice(0, 10)) : null));
   const body = h("div", { class: "body" });
   const detail = a.detail || {};
-  if (detail.rejection) body.append(h("h3", {}, "Rejected by the merge queue"), h("p", {}, detail.rejection.split("\n")[0]));
-  if (detail.failure) body.append(h("h3", {}, `Failure (${detail.failure_kind || "checks"})`), h("pre", { class: "wrap" }, detail.failure));
-  if (detail.agent_error) body.append(h("h3", {}, "Agent error"), h("pre", { class: "wrap" }, detail.agent_error));
+  if (detail.rejection) body.append(h("h3", {}, "Rejected by the merge queue"), h("p", {}, plainText(detail.rejection.split("\n")[0])));
+  if (detail.failure) body.append(h("h3", {}, `Failure (${detail.failure_kind || "checks"})`), h("pre", { class: "wrap" }, plainText(detail.failure)));
+  if (detail.agent_error) body.append(h("h3", {}, "Agent error"), h("pre", { class: "wrap" }, plainText(detail.agent_error)));
+  if (detail.usage_error) body.append(h("h3", {}, "Usage not counted"), h("pre", { class: "wrap" }, plainText(detail.usage_error)));
+  if (detail.unverified) body.append(h("p", { class: "bad-mark" }, "Unverified: " + plainText(detail.unverified)));
   if (detail.checks && detail.checks.length) body.append(h("h3", {}, "Checks"), ...renderChecks(detail.checks));
   if (detail.merge_checks && detail.merge_checks.length) body.append(h("h3", {}, "Project checks on the merged result"), ...renderChecks(detail.merge_checks));
   body.append(h("h3", {}, "Diff"));
