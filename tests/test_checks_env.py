@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mill_helpers import MillRepo, agent_script
 
+from mill_helpers import MillRepo, agent_script
 from taskmill.agents.base import Usage
 from taskmill.agents.claude import parse_claude_stream
 from taskmill.agents.codex import parse_codex_stream
