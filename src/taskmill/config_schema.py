@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -118,7 +118,7 @@ class RunTable(_Table):
     max_tasks: PositiveInt | None = None
     allow_unchecked: bool | None = None
     grace: Annotated[float, Field(ge=0)] | None = None
-    contain: NonEmpty | None = None
+    contain: Literal["auto", "pidns", "group"] | None = None
 
     @model_validator(mode="before")
     @classmethod

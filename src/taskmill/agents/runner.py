@@ -12,11 +12,15 @@
   to ``max_output_bytes``, beyond that the first ``head_bytes`` plus the last
   ``max_output_bytes``;
 * on timeout or ``cancel``: SIGTERM to the whole process group, ``kill_grace_s`` later
-  SIGKILL, then reaps it. When the agent exits by itself, processes it left behind in its
-  group (servers started with ``&``) get the same treatment: a turn leaves nothing running.
-  The leader is only reaped after its group was signalled, so the group id cannot be
-  reused by an unrelated process meanwhile. (A process that starts its own session
-  escapes; this is not a sandbox.)
+  (at once when ``kill_now`` is set) SIGKILL, then reaps it. When the agent exits by
+  itself, processes it left behind in its group (servers started with ``&``) get the same
+  treatment: a turn leaves nothing running. The leader is only reaped after its group was
+  signalled, so the group id cannot be reused by an unrelated process meanwhile.
+* under ``containment`` (:mod:`taskmill.containment`; default: the process group only):
+  ``pidns`` runs the turn in a PID namespace of its own, so that processes that started
+  their own session (``setsid``) die with the turn too; ``group`` sweeps them by the
+  turn's ``TASKMILL_TURN_ID`` after the group was killed. ``argv[0]`` is resolved on the
+  invocation's PATH before it is wrapped.
 * calls ``adapter.parse`` and merges ``request.usage_file`` (JSON written by the agent,
   e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win), then
   rejects figures no agent can mean (negative, not finite, absurdly large): they are not
@@ -58,6 +62,7 @@ from taskmill.agents.common import (
     usage_tokens,
     validate_usage,
 )
+from taskmill.containment import MARKER_VAR, Containment, new_marker, resolve_command, sweep
 
 MAX_OUTPUT_BYTES = 20 * 1024 * 1024
 HEAD_BYTES = 256 * 1024
@@ -183,6 +188,7 @@ def _supervise(
     clock: Clock,
     grace: float,
     readers: list[threading.Thread],
+    kill_now: threading.Event | None = None,
 ) -> tuple[bool, bool]:
     """Wait for the agent, stop its group at the deadline or on cancel; (timed_out, cancelled).
 
@@ -205,9 +211,13 @@ def _supervise(
             time.sleep(delay)
         delay = min(delay * 1.5, POLL_S)
     # start_new_session: the leader's pid is the group id
+    if kill_now is not None and kill_now.is_set():
+        _signal_group(pid, signal.SIGKILL)
+        return timed_out, cancelled
     _signal_group(pid, signal.SIGTERM)
     if timed_out or cancelled:
-        _wait_until(lambda: _exited(pid), grace)
+        _wait_until(lambda: _exited(pid) or (kill_now is not None and kill_now.is_set()),
+                    grace)
     else:
         # The agent exited by itself; whatever it left in its group got SIGTERM, and the
         # grace period only lasts while something still holds the output pipes open.
@@ -281,11 +291,14 @@ def run_turn(
     request: TurnRequest,
     *,
     cancel: threading.Event | None = None,
+    kill_now: threading.Event | None = None,
+    containment: Containment | None = None,
     clock: Clock = time.monotonic,
     kill_grace_s: float = KILL_GRACE_S,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
 ) -> TurnResult:
     """Run one turn of ``adapter`` for ``request``; see the module docstring."""
+    contain = containment or Containment("group")
     start = clock()
     try:
         for directory in (request.home, request.state_dir, request.log_path.parent,
@@ -312,12 +325,17 @@ def run_turn(
             raise
     except OSError as exc:
         return _failed(request, f"cannot write the agent log: {exc}", None, start, clock)
+    marker = new_marker()
+    env = {**invocation.env, MARKER_VAR: marker}
     with out_log, err_log:
         try:
+            if not invocation.argv:
+                raise FileNotFoundError("<empty command>")
+            argv0 = resolve_command(invocation.argv[0], env, invocation.cwd)
             proc = subprocess.Popen(
-                list(invocation.argv),
+                contain.command([argv0, *invocation.argv[1:]]),
                 cwd=invocation.cwd,
-                env=dict(invocation.env),
+                env=env,
                 stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -348,13 +366,16 @@ def run_turn(
 
         try:
             timed_out, cancelled = _supervise(
-                proc.pid, start + request.timeout_s, cancel, clock, kill_grace_s, threads[:2]
+                proc.pid, start + request.timeout_s, cancel, clock, kill_grace_s, threads[:2],
+                kill_now,
             )
         except BaseException:  # KeyboardInterrupt and the like: leave nothing running
             _signal_group(proc.pid, signal.SIGKILL)
             raise
         finally:
             exit_code = proc.wait()
+            if contain.mode == "group":  # what left the group (setsid) carries the marker
+                sweep(marker)
             # Each thread closes its own pipe when done. One still blocked on a pipe held
             # open by a process that left the group (setsid) is left behind, as a daemon.
             for thread in threads:

@@ -23,8 +23,10 @@ class LiveView:
         self._lock = threading.Lock()
         self._active: dict[str, dict[str, Any]] = {}
         self._merge: list[str] = []
-        self._totals = {"landed": 0, "satisfied": 0, "blocked": 0, "in_tokens": 0, "out_tokens": 0, "cost": 0.0}
+        self._totals = {"landed": 0, "satisfied": 0, "blocked": 0, "interrupted": 0,
+                        "in_tokens": 0, "out_tokens": 0, "cost": 0.0}
         self._messages: list[str] = []
+        self._stopping = ""
         self._live = Live(self._render(), refresh_per_second=4, transient=False,
                           get_renderable=self._render)
 
@@ -58,6 +60,13 @@ class LiveView:
                 elif kind == "merge_queued":
                     row["state"] = "merge queue"
                     self._merge.append(task)
+                elif kind == "interrupted":
+                    row["state"] = "interrupted"
+                    self._totals["interrupted"] += 1
+                elif kind == "internal_error":
+                    row["state"] = "taskmill error"
+                    self._messages.append(f"{task}: taskmill error (retried by the next run): "
+                                          f"{str(event.get('error', ''))[:100]}")
                 elif kind in ("merge_rejected", "landed", "satisfied", "blocked",
                               "task_finished"):
                     if task in self._merge:
@@ -67,7 +76,10 @@ class LiveView:
                     elif kind == "blocked":
                         self._totals["blocked"] += 1
                         self._messages.append(f"{task} blocked: {event.get('reason', '')[:100]}")
-                    if kind == "task_finished":
+                    if kind == "task_finished" and event.get("outcome") in (
+                            "interrupted", "error"):
+                        row["done"] = True  # kept in view, frozen, until the run ends
+                    elif kind == "task_finished":
                         self._active.pop(task, None)
                     elif kind == "merge_rejected":
                         row["state"] = f"back to agent ({event.get('reason')})"
@@ -78,6 +90,14 @@ class LiveView:
                 self._messages.append(f"{task} not worked: {event.get('reason', '')}")
             elif kind == "refused":
                 self._messages.append(f"{task} refused: {event.get('reason', '')}")
+            elif kind == "stopping":
+                self._stopping = (f"stopping ({event.get('signal')}): nothing new starts; "
+                                  f"turns get {event.get('grace', 0):g}s; Ctrl-C again stops "
+                                  "the agents now")
+            elif kind == "stopping_now":
+                self._stopping = "stopping now: killing the agents"
+            elif kind == "grace_over":
+                self._stopping = "grace over: cutting the turns still running"
 
     def _render(self) -> Group:
         table = Table(show_edge=False, header_style="bold", expand=False)
@@ -86,15 +106,23 @@ class LiveView:
         now = time.monotonic()
         with self._lock:
             for task, row in list(self._active.items()):
+                if row.get("done"):
+                    row.setdefault("end", now)
+                state = row["state"]
+                if self._stopping and not row.get("done") and state != "interrupted":
+                    state += " (stopping)"
                 table.add_row(task, row["title"][:40], str(row["iteration"]),
-                              f"{now - row['start']:.0f}s", str(row["tokens"]),
-                              f"${row['cost']:.4f}", row["state"])
+                              f"{row.get('end', now) - row['start']:.0f}s", str(row["tokens"]),
+                              f"${row['cost']:.4f}", state)
             t = self._totals
             satisfied = f"satisfied {t['satisfied']}  " if t["satisfied"] else ""
             totals = Text(f"landed {t['landed']}  {satisfied}blocked {t['blocked']}  "
+                          + (f"interrupted {t['interrupted']}  " if t["interrupted"] else "") +
                           f"tokens {t['in_tokens']}/{t['out_tokens']}  cost ${t['cost']:.4f}  "
                           f"merge queue: {', '.join(self._merge) or '-'}")
             messages = [Text(m, style="yellow") for m in self._messages[-5:]]
+            if self._stopping:
+                messages.append(Text(self._stopping, style="bold yellow"))
         return Group(table, totals, *messages)
 
 
@@ -117,6 +145,11 @@ def line_printer(event: dict[str, Any]) -> None:
         click.echo(f"refused  {task}  {event.get('reason', '')}")
     elif kind == "blocked":
         click.echo(f"blocked  {task}  {event.get('reason', '')}")
+    elif kind == "interrupted":
+        click.echo(f"stopped  {task}  {event.get('reason', '')}")
+    elif kind == "internal_error":
+        click.echo(f"error    {task}  taskmill error (retried by the next run): "
+                   f"{event.get('error', '')}")
     elif kind in ("checkout_not_moved", "warning", "agent_paused", "recovered", "skipped",
                   "usage_invalid"):
         click.echo(f"note     {task}  {event.get('message') or event.get('reason') or kind}")
@@ -129,20 +162,33 @@ def summary_table(summary: RunSummary) -> None:
     for col in ("task", "iterations", "outcome", "tokens in/out", "cost", "time"):
         table.add_column(col)
     for o in summary.outcomes:
-        style = "green" if o.outcome in ("landed", "satisfied") else "red"
+        style = {"landed": "green", "satisfied": "green", "interrupted": "yellow",
+                 "error": "yellow"}.get(o.outcome, "red")
         table.add_row(o.task_id, str(o.iterations), f"[{style}]{o.outcome}[/]",
                       f"{o.input_tokens}/{o.output_tokens}", f"${o.cost_usd:.4f}",
                       f"{o.seconds:.1f}s")
     if summary.outcomes:
         console.print(table)
-    landed = sum(1 for o in summary.outcomes if o.outcome == "landed")
-    satisfied = sum(1 for o in summary.outcomes if o.outcome == "satisfied")
+    landed, satisfied = summary.count("landed"), summary.count("satisfied")
+    line = ""
     if summary.outcomes or summary.skipped or not summary.refused:
-        console.print(f"{landed} landed, " + (f"{satisfied} satisfied (nothing to land), "
-                                              if satisfied else "")
-                      + f"{len(summary.outcomes) - landed - satisfied} not landed"
-                      if summary.outcomes else "no task was worked" if summary.skipped
-                      else "nothing was ready to run")
+        line = (f"{landed} landed, " + (f"{satisfied} satisfied (nothing to land), "
+                                        if satisfied else "")
+                + f"{len(summary.outcomes) - landed - satisfied} not landed"
+                if summary.outcomes else "no task was worked" if summary.skipped
+                else "nothing was ready to run")
+    interrupted, errors = summary.count("interrupted"), summary.count("error")
+    if interrupted:
+        line += f"; {interrupted} interrupted (the next `taskmill run` resumes them)"
+    if errors:
+        line += (f"; {errors} hit a taskmill error, not their fault (the next `taskmill run` "
+                 "retries them)")
+    if summary.stopped_by is not None:
+        from ..mill.engine import signal_name
+
+        line = f"stopped by {signal_name(summary.stopped_by)}: " + (line or "nothing ran")
+    if line:
+        console.print(line, markup=False)
     for o in summary.outcomes:
         if o.outcome not in ("landed", "satisfied") and o.reason:
             console.print(f"  {o.task_id}: {o.reason[:300]}", markup=False)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .common import emit_json, get_ctx, json_option
+
+if TYPE_CHECKING:
+    from ..mill.engine import Mill
 
 
 @click.command()
@@ -32,18 +38,27 @@ from .common import emit_json, get_ctx, json_option
                    "commands): they land unverified. Without it they are refused.")
 @click.option("--json-events", "json_events", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write every event as NDJSON to this file ('-' for standard output).")
+@click.option("--grace", type=click.FloatRange(min=0),
+              help="Seconds in-flight turns get to finish after the first Ctrl-C or SIGTERM "
+                   "(default 30); a second Ctrl-C stops the agents at once.")
 @click.option("--quiet", is_flag=True, help="No live view; only the summary.")
 @json_option
 def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: int | None,
         max_iterations: int | None, turn_timeout: float | None, check_timeout: float | None,
         max_tokens: int | None, max_cost: float | None, only: tuple[str, ...],
         max_tasks: int | None, allow_unchecked: bool | None, json_events: str | None,
+        grace: float | None,
         quiet: bool) -> None:
     """Work every ready task with parallel agents, each in its own worktree, looping until
     the task's checks pass, then land it through the merge queue.
 
+    Ctrl-C (or SIGTERM, SIGHUP) stops it: nothing new is started, in-flight turns get
+    --grace seconds to finish, then they are cut; a second Ctrl-C cuts them at once.
+    Interrupted tasks stay in progress and the next `taskmill run` resumes them.
+
     Exit status: 0 when every task it touched landed (or was already satisfied: nothing
-    to land), 1 when some are blocked.
+    to land), 1 when some are blocked, 128 + the signal when it was stopped (130 for
+    Ctrl-C, 143 for SIGTERM).
     """
     from ..clock import SystemClock
     from ..mill.engine import EVENTS_FILE, Mill
@@ -56,7 +71,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     overrides: dict[str, Any] = {
         "target": target, "workers": workers, "max_iterations": max_iterations,
         "turn_timeout": turn_timeout, "check_timeout": check_timeout, "max_tokens": max_tokens,
-        "max_cost": max_cost, "agent": agent, "max_tasks": max_tasks,
+        "max_cost": max_cost, "agent": agent, "max_tasks": max_tasks, "grace": grace,
         "allow_unchecked": allow_unchecked or None,
         "only": [ledger.resolve(t) for t in only] or None}
     settings = RunSettings.from_config(project.config.run, overrides)
@@ -90,23 +105,60 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         from .live import line_printer
 
         bus.subscribe(line_printer)
+    bus.subscribe(stop_notice)
+    previous = _handle_stop_signals(mill)
     try:
-        if live is not None:
-            with live:
+        try:
+            if live is not None:
+                with live:
+                    summary = mill.run()
+            else:
                 summary = mill.run()
-        else:
-            summary = mill.run()
-    except KeyboardInterrupt:
-        mill.stop.set()
-        raise
-    finally:
-        if stream is not None and stream is not sys.stdout:
-            stream.close()
-        shared.close()
-    if ctx.json:
-        emit_json(summary.to_json())
-    elif json_events != "-":
-        from .live import summary_table
+        finally:
+            # mill.run returns only once every worker is done: nothing emits any more
+            if stream is not None and stream is not sys.stdout:
+                stream.close()
+            shared.close()
+        with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+            if ctx.json:
+                emit_json(summary.to_json())
+            elif json_events != "-":
+                from .live import summary_table
 
-        summary_table(summary)
+                summary_table(summary)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     sys.exit(summary.exit_code)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _handle_stop_signals(mill: Mill) -> dict[int, Any]:
+    """SIGINT, SIGTERM and SIGHUP ask the mill to stop (it prints that it does) instead of
+    raising KeyboardInterrupt under its workers. Returns the handlers they replace."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for signum in STOP_SIGNALS:
+        previous[signum] = signal.signal(signum, lambda sig, _frame: mill.signal(sig))
+    return previous
+
+
+def stop_notice(event: dict[str, Any]) -> None:
+    """Say at once, on standard error, that the run is stopping and how to stop it now."""
+    kind = event["event"]
+    if kind == "stopping":
+        again = "Ctrl-C again" if event.get("signal") == "SIGINT" else \
+            f"{event.get('signal')} again (or Ctrl-C)"
+        click.echo(f"taskmill: {event.get('signal')}: stopping. Nothing new is started; "
+                   f"running turns get {event.get('grace', 0):g}s to finish, then they are "
+                   f"cut. {again} stops the agents now. Interrupted tasks are resumed by "
+                   "the next `taskmill run`.", err=True)
+    elif kind == "stopping_now":
+        click.echo("taskmill: stopping now: killing the agents and checks; every task stays "
+                   "resumable.", err=True)
+    elif kind == "grace_over":
+        click.echo(f"taskmill: the {event.get('grace', 0):g}s grace is over: cutting the "
+                   "turns still running.", err=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..containment import MARKER_VAR, Containment, new_marker, sweep
 
 TAIL_CHARS = 4000
 
@@ -34,6 +38,8 @@ class CheckRun:
     duration_s: float
     output: str
     timed_out: bool = False
+    cancelled: bool = False
+    """Cut by the run stopping (not a verdict on the work)."""
 
     @property
     def ok(self) -> bool:
@@ -47,6 +53,10 @@ class ChecksResult:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.runs)
+
+    @property
+    def cancelled(self) -> bool:
+        return any(r.cancelled for r in self.runs)
 
     def failure_text(self, limit: int = TAIL_CHARS) -> str:
         """The failing checks' commands and the tail of their output."""
@@ -85,32 +95,57 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
                timeout_s: float, log_path: Path | None = None,
-               stop_on_failure: bool = True) -> ChecksResult:
-    """Run each command with ``bash -c`` in ``cwd``; a timeout kills its process group.
+               stop_on_failure: bool = True, cancel: threading.Event | None = None,
+               containment: Containment | None = None) -> ChecksResult:
+    """Run each command with ``bash -c`` in ``cwd``; a timeout, or ``cancel`` (the run
+    stopping), kills its process group. Under ``containment`` (default: the process group
+    only) nothing a check starts outlives it (see :mod:`taskmill.containment`).
 
     The log file gets the output as it was; :attr:`CheckRun.output` has terminal escape
     sequences and control characters stripped (it goes into prompts and the dashboard)."""
+    contain = containment or Containment("group")
     result = ChecksResult()
     log = log_path.open("ab") if log_path else None
     try:
         for command in commands:
+            if cancel is not None and cancel.is_set():
+                result.runs.append(CheckRun(command, None, 0.0, "", cancelled=True))
+                break
             start = time.monotonic()
-            proc = subprocess.Popen(["bash", "-c", command], cwd=cwd, env=dict(env),
+            marker = new_marker()
+            proc = subprocess.Popen(contain.command(["bash", "-c", command]), cwd=cwd,
+                                    env={**env, MARKER_VAR: marker},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
-            timed_out = False
-            try:
-                out, _ = proc.communicate(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc)
-                out, _ = proc.communicate()
+            timed_out = cancelled = False
+            deadline = start + timeout_s
+            while True:
+                try:
+                    # short slices only so that a stop is noticed; the output is collected
+                    # across them
+                    out, _ = proc.communicate(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel is not None and cancel.is_set():
+                        cancelled = True
+                    elif time.monotonic() >= deadline:
+                        timed_out = True
+                    else:
+                        continue
+                    _kill_group(proc)
+                    out, _ = proc.communicate()
+                    break
+            if contain.mode == "group":
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # what it left in its group
+                sweep(marker)
             text = strip_terminal_codes(out.decode("utf-8", errors="replace"))
             if log:
                 log.write(f"$ {command}\n".encode() + out + f"[exit {proc.returncode}]\n".encode())
-            run = CheckRun(command, proc.returncode, time.monotonic() - start, text, timed_out)
+            run = CheckRun(command, proc.returncode, time.monotonic() - start, text, timed_out,
+                           cancelled)
             result.runs.append(run)
-            if not run.ok and stop_on_failure:
+            if cancelled or (not run.ok and stop_on_failure):
                 break
     finally:
         if log:

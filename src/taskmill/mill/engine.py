@@ -5,6 +5,12 @@ The scheduler runs in the calling thread; each claimed task runs in a worker thr
 dependent task starts as soon as its blocker lands (no polling interval). Among ready tasks
 of equal priority the one with the longest chain of work waiting on it goes first.
 
+Stopping: :meth:`Mill.signal` (the CLI's SIGINT/SIGTERM/SIGHUP handler) asks the run to
+stop. The first one dispatches nothing new and lets in-flight turns (and their checks and
+landing) finish for ``grace`` seconds, then cuts them; a second one kills the agents at
+once. Interrupted tasks stay ``in_progress`` under this run, whose lock is gone when it
+exits: the next run takes them over like those of a run that died, branch and all.
+
 Crash safety: every run holds a lock file for its lifetime. A task left ``in_progress`` by a
 run whose lock is free (the process died) is recovered at start: if its commit is already on
 the target it is closed, otherwise its attempts are marked interrupted and it is worked
@@ -30,6 +36,7 @@ from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
 from ..clock import Clock, iso
 from ..config import Config
+from ..containment import Containment, containment
 from ..errors import InvalidInput
 from ..ledger import Ledger
 from ..model import Task
@@ -76,6 +83,40 @@ SUCCESS = frozenset({"landed", "satisfied"})
 """Task outcomes that count as done: landed, or already satisfied (nothing to land)."""
 
 
+def run_alive(run_dir: Path, run_id: str) -> bool:
+    """Whether run ``run_id`` still holds its lock (no side effect: a stale lock file is
+    left for the next ``taskmill run`` to remove)."""
+    path = run_dir / f"run-{run_id}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def interrupted_ids(ledger: Ledger, run_dir: Path) -> set[str]:
+    """Tasks left ``in_progress`` by a mill run that is no longer running (stopped by a
+    signal, an internal error, or killed): the next ``taskmill run`` resumes them."""
+    rows = ledger.conn.execute(
+        "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
+        (MILL_PREFIX + "%",)).fetchall()
+    return {tid for tid, assignee in rows
+            if not run_alive(run_dir, assignee[len(MILL_PREFIX):])}
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -85,21 +126,33 @@ class RunSummary:
     """Ready tasks the run did not work, each ``{"task", "reason"}`` (e.g. no agent)."""
     refused: dict[str, str] = field(default_factory=dict)
     """Tasks not dispatched, with why (no checks anywhere, without --allow-unchecked)."""
+    stopped_by: int | None = None
+    """The signal that stopped the run (its exit status is then 128 + the signal)."""
 
     @property
     def exit_code(self) -> int:
+        if self.stopped_by is not None:
+            return 128 + self.stopped_by
         success = all(o.outcome in SUCCESS for o in self.outcomes)
         return 0 if success and not self.skipped and not self.refused else 1
 
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == outcome)
+
     def to_json(self) -> dict[str, object]:
+        stopped = None if self.stopped_by is None else signal_name(self.stopped_by)
         return {
             "run_id": self.run_id, "target": self.target, "exit_code": self.exit_code,
             "tasks": [{**o.__dict__, "seconds": round(o.seconds, 3)} for o in self.outcomes],
-            "landed": sum(1 for o in self.outcomes if o.outcome == "landed"),
-            "satisfied": sum(1 for o in self.outcomes if o.outcome == "satisfied"),
-            "blocked": sum(1 for o in self.outcomes if o.outcome not in SUCCESS),
+            "landed": self.count("landed"),
+            "satisfied": self.count("satisfied"),
+            "blocked": sum(1 for o in self.outcomes
+                           if o.outcome not in SUCCESS | {"interrupted", "error"}),
+            "interrupted": self.count("interrupted"),
+            "errors": self.count("error"),
             "skipped": self.skipped,
             "refused": [{"task": t, "reason": r} for t, r in self.refused.items()],
+            "stopped_by": stopped,
         }
 
 
@@ -120,12 +173,54 @@ class Mill:
         self.git = Git(paths.root, base_env)
         self.git = Git(paths.root, {**base_env, **ensure_identity(self.git)})
         self.stop = threading.Event()
+        """Set: dispatch nothing new, start no new turn (the first signal)."""
+        self.abort = threading.Event()
+        """Set: cut the turns and checks still running (grace over, or a second signal)."""
+        self.kill_now = threading.Event()
+        """Set: SIGKILL the agents without a grace of their own (a second signal)."""
+        self.stopped_by: int | None = None
+        self._signals: list[int] = []
+        self._signals_seen = 0
+        self._deadline: float | None = None
+        self.containment: Containment | None = None
         self.check_env = check_env(env, env=config.check_env, pass_env=config.check_pass_env)
         """What every check command gets (the task's and the merge queue's)."""
         self.refused: dict[str, str] = {}
         self._lock_fd = -1
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def signal(self, signum: int) -> None:
+        """Ask the run to stop (first call: drain; second: kill the agents now). Safe to call
+        from a signal handler: it only records the request; the scheduler acts on it."""
+        self._signals.append(signum)
+
+    def _take_signals(self) -> None:
+        """Act on stop requests (in the scheduler's thread) and on the end of the grace."""
+        while self._signals_seen < len(self._signals):
+            signum = self._signals[self._signals_seen]
+            self._signals_seen += 1
+            name = signal_name(signum)
+            if not self.stop.is_set():
+                self.stopped_by = signum
+                self._deadline = self.clock.monotonic() + self.settings.grace
+                self.stop.set()
+                self.bus.emit("stopping", signal=name, grace=self.settings.grace)
+            elif not self.kill_now.is_set():
+                self.abort.set()
+                self.kill_now.set()
+                self.bus.emit("stopping_now", signal=name)
+        if (self._deadline is not None and not self.abort.is_set()
+                and self.clock.monotonic() >= self._deadline):
+            self.abort.set()
+            self.bus.emit("grace_over", grace=self.settings.grace)
+
+    def _stop_pending(self) -> bool:
+        return self._signals_seen < len(self._signals) or (
+            self._deadline is not None and not self.abort.is_set()
+            and self.clock.monotonic() >= self._deadline)
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -320,6 +415,7 @@ class Mill:
                                         self.paths.root)
             target = self._target()
             summary = RunSummary(self.run_id, target)
+            self.containment = containment(self.settings.contain, self.env)
             queue_ = MergeQueue(
                 self.git, target=target, lock_path=self.paths.run_dir / "merge.lock",
                 checks=self.config.checks, check_env=self.check_env,
@@ -336,9 +432,13 @@ class Mill:
                 stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
                 project_checks=list(self.config.checks), parent_env=self.env,
                 check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
-                homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))))
+                homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
+                abort=self.abort, kill_now=self.kill_now, containment=self.containment)
+            queue_.cancel = self.abort
+            queue_.containment = self.containment
             self.bus.emit("run_started", run_id=self.run_id, target=target,
-                          workers=self.settings.workers)
+                          workers=self.settings.workers, containment=self.containment.mode,
+                          containment_note=self.containment.describe())
             ctx.check_guard = CheckGuard(self.check_env, self.paths.root,
                                          worktrees=[self.paths.worktrees])
             for warning in ctx.check_guard.new_warnings(self.config.checks):
@@ -346,6 +446,7 @@ class Mill:
             resumed = set(self.recover(ledger, queue_.ref))
             summary.skipped = self.skipped
             self._loop(ledger, ctx, resumed, summary)
+            summary.stopped_by = self.stopped_by
             self._drop_landed_branches(ledger, pool)  # those a worker could not delete
             summary.refused = dict(self.refused)
             self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
@@ -384,7 +485,9 @@ class Mill:
                     try:
                         outcome = TaskWorker(ctx, task, lap, resumed=resumed).run()
                     except BaseException as exc:  # never leave the scheduler waiting
-                        outcome = Outcome(task.id, task.title, "error", reason=str(exc))
+                        outcome = Outcome(task.id, task.title, "error", reason=(
+                            f"taskmill error (not the task's fault): {exc!r}; the next "
+                            "`taskmill run` retries it"))
                     done.put(outcome)
 
                 in_flight.add(task.id)
@@ -393,12 +496,15 @@ class Mill:
                               in_flight=len(in_flight))
                 pool.submit(work)
 
+            self._take_signals()
             for task_id in sorted(resumed):
-                if self.settings.only and task_id not in self.settings.only:
+                if self.stop.is_set() or (self.settings.only
+                                          and task_id not in self.settings.only):
                     continue
                 submit(ledger.get(task_id), self._lap_for(ledger, task_id, True), True)
             was_paused = False
             while True:
+                self._take_signals()
                 paused = self.paused()
                 if paused != was_paused:
                     self.bus.emit("paused" if paused else "resumed")
@@ -413,19 +519,29 @@ class Mill:
                     submit(claimed, self._lap_for(ledger, claimed.id, False))
                 if not in_flight and not (paused and not self.stop.is_set()):
                     break
-                try:
-                    # a finishing worker wakes us at once; the timeout only notices outside
-                    # changes (new or unblocked tasks, pause and resume)
-                    outcome = done.get(timeout=0.5)
-                except queue.Empty:
-                    continue
+                outcome = self._next_outcome(done, 0.5)
                 if outcome is None:
                     continue
                 in_flight.discard(outcome.task_id)
-                skip.discard(outcome.task_id)
+                if outcome.outcome != "error":  # left for the next run to retry
+                    skip.discard(outcome.task_id)
                 summary.outcomes.append(outcome)
                 self.bus.emit("task_finished", task=outcome.task_id, outcome=outcome.outcome,
                               iterations=outcome.iterations, in_flight=len(in_flight))
+
+    def _next_outcome(self, done: queue.Queue[Outcome | None], seconds: float) -> Outcome | None:
+        """The next finished task, or None after ``seconds`` (a wake-up, or a stop request:
+        those are looked at every 0.1 s, so that a Ctrl-C is answered at once)."""
+        # a finishing worker wakes us at once; the timeout only notices outside changes
+        # (new or unblocked tasks, pause and resume)
+        for _ in range(max(1, round(seconds / 0.1))):
+            try:
+                return done.get(timeout=0.1)
+            except queue.Empty:
+                pass
+            if self._stop_pending():
+                break
+        return None
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""

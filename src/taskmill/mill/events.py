@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import threading
 from collections.abc import Callable
 from typing import IO, Any
@@ -17,6 +19,7 @@ class EventBus:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._subs: list[Subscriber] = []
+        self._failed: set[int] = set()
         self._lock = threading.Lock()
 
     def subscribe(self, fn: Subscriber) -> None:
@@ -24,11 +27,26 @@ class EventBus:
             self._subs.append(fn)
 
     def emit(self, kind: str, **data: Any) -> None:
+        """Hand the event to every subscriber. A subscriber that fails (a closed stream, a
+        full disk, a terminal that went away) is reported once on standard error and
+        never fails the caller: the work goes on, only that sink misses events."""
         event: Event = {"ts": iso(self._clock.now()), "event": kind, **data}
         with self._lock:
             subs = list(self._subs)
         for fn in subs:
-            fn(event)
+            try:
+                fn(event)
+            except Exception as exc:
+                self._sink_failed(fn, exc)
+
+    def _sink_failed(self, fn: Subscriber, exc: Exception) -> None:
+        with self._lock:
+            if id(fn) in self._failed:
+                return
+            self._failed.add(id(fn))
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"taskmill: an event sink failed and misses events from now on: "
+                             f"{exc!r}\n")
 
 
 class NdjsonWriter:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..containment import Containment
 from ..model import Task
 from .checks import ChecksResult, run_checks
 from .git import LAP_TRAILER, TRAILER, Git, commit_tree, merge_tree
@@ -148,6 +149,9 @@ class MergeQueue:
         self.check_timeout = check_timeout
         self.user_git = git.at(user_checkout)
         self.log_dir = log_dir
+        self.cancel: threading.Event | None = None
+        """Set when the run stops: project checks still running are cut (no landing)."""
+        self.containment: Containment | None = None
         self._mutex = threading.Lock()
 
     @contextmanager
@@ -209,7 +213,8 @@ class MergeQueue:
                     wt.run("checkout", "-q", "--detach", candidate)
                     on_branch = False
                     result = run_checks(self.checks, ws.path, self.check_env,
-                                        timeout_s=self.check_timeout, log_path=attempt_log)
+                                        timeout_s=self.check_timeout, log_path=attempt_log,
+                                        cancel=self.cancel, containment=self.containment)
                     if not result.ok:
                         self._back_to_branch(wt, ws, on_branch)
                         on_branch = True

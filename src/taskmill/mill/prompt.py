@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from ..model import Task
 
 PROMPT_TAIL = 6000
+# Comment authors that are not people: the mill (``mill:<run>``) and agents
+# (``agent:<name>/<task>``, their TASKMILL_ACTOR).
+MILL_AUTHOR = "mill:"
+AGENT_AUTHOR = "agent:"
+MACHINE_AUTHORS = (MILL_AUTHOR, AGENT_AUTHOR)
+# what older versions wrote when an internal error blocked a task: noise for an agent
+INTERNAL_ERROR = "taskmill blocked this task: taskmill error:"
 
 
 @dataclass
@@ -33,8 +40,17 @@ def build_prompt(task: Task, ctx: PromptContext) -> str:
         parts += ["## Notes", task.notes, ""]
     if task.hints:
         parts += ["## Hints", *(f"- {k}: {v}" for k, v in task.hints.items()), ""]
-    if task.comments:
-        parts += ["## Comments from people", *(f"- {c.author}: {c.text}" for c in task.comments), ""]
+    people = [c for c in task.comments if not c.author.startswith(MACHINE_AUTHORS)]
+    mill = [c for c in task.comments if c.author.startswith(MILL_AUTHOR)
+            and INTERNAL_ERROR not in c.text]
+    agents = [c for c in task.comments if c.author.startswith(AGENT_AUTHOR)]
+    if people:
+        parts += ["## Comments from people", *(f"- {c.author}: {c.text}" for c in people), ""]
+    if agents:
+        parts += ["## Comments left by agents on earlier turns",
+                  *(f"- {c.author}: {c.text}" for c in agents), ""]
+    if mill:
+        parts += ["## Notes from taskmill on earlier runs", *(f"- {c.text}" for c in mill), ""]
     if ctx.checks:
         parts += ["## How your work is judged",
                   "When your turn ends, taskmill runs these checks in this worktree; the task is "

@@ -44,9 +44,10 @@ class RunSettings:
     allow_unchecked: bool = False
     """Land tasks that have no checks and no project checks (unverified)."""
     grace: float = 30.0
-    """Seconds in-flight turns get to end after the first SIGINT/SIGTERM."""
+    """Seconds in-flight turns get to finish after the first Ctrl-C / SIGTERM."""
     contain: str = "auto"
-    """How an agent's processes are contained for its turn."""
+    """How nothing an agent turn or check starts outlives it: ``pidns`` (a PID namespace per
+    turn), ``group`` (process group kill plus a sweep), ``auto`` (``pidns`` where it works)."""
 
     @classmethod
     def from_config(cls, run: Mapping[str, Any], overrides: Mapping[str, Any]) -> RunSettings:

@@ -24,6 +24,7 @@ from ..agents.base import AgentAdapter, AgentConfig, TurnRequest
 from ..agents.common import invalid_usage_message
 from ..agents.runner import run_turn
 from ..clock import Clock, iso
+from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
 from .check_env import EXIT_NOT_FOUND, CheckGuard, not_found_in_output, not_found_message
@@ -152,6 +153,12 @@ class WorkerContext:
     check_guard: CheckGuard | None = None
     """Validates check commands before the first turn; warns once per run about the
     checks' Python environment."""
+    abort: threading.Event = field(default_factory=threading.Event)
+    """Set when the run stops for good: turns and checks still running are cut."""
+    kill_now: threading.Event = field(default_factory=threading.Event)
+    """Set on a second Ctrl-C: agents are killed without a grace of their own."""
+    containment: Containment | None = None
+    """How nothing a turn or check starts outlives it (None: the process group only)."""
 
 
 class TaskWorker:
@@ -220,6 +227,9 @@ class TaskWorker:
                     self._satisfied(result.commit)
                     landed = True  # nothing of the branch is missing from the target
                     break
+                if self.ctx.abort.is_set():  # the landing's checks were cut: not a verdict
+                    self._interrupted("its landing was cut by the run stopping")
+                    break
                 kind = "conflict" if result.outcome == "conflict" else "merge_checks"
                 self._rejected(kind, result)
                 failure = (kind, result.detail)
@@ -227,10 +237,11 @@ class TaskWorker:
                 if missing:
                     self._block(missing)
                     break
+            if self.out.outcome == "interrupted":
+                self._record_interrupted()
             return self.out
-        except Exception as exc:  # a bug or a git failure: block the task, keep the run going
-            self._block(f"taskmill error: {exc}")
-            self.out.outcome = "error"
+        except Exception as exc:  # a bug or a git failure: never the task's fault
+            self._internal_error(exc)
             return self.out
         finally:
             self.out.seconds = self.ctx.clock.monotonic() - start
@@ -292,7 +303,7 @@ class TaskWorker:
         wt = self.ctx.git.at(ws.path)
         while True:
             if self.ctx.stop.is_set():
-                self.out.outcome = "interrupted"
+                self._interrupted("the run was stopped before its next turn")
                 return False, failure
             done, tin, tout, cost = self._counted_iterations()
             self.out.iterations, self.out.input_tokens = done, tin
@@ -311,11 +322,13 @@ class TaskWorker:
             request = self._request(task, ws, iteration, checks, failure, log_path)
             self.ctx.bus.emit("turn_started", task=task.id, iteration=iteration,
                               agent=config.name, attempt=attempt_id)
-            result = run_turn(adapter, config, request, cancel=self.ctx.stop)
+            result = run_turn(adapter, config, request, cancel=self.ctx.abort,
+                              kill_now=self.ctx.kill_now, containment=self.ctx.containment)
             usage = result.usage
             if result.cancelled:
-                self._finish_attempt(attempt_id, "interrupted", result, None, {})
-                self.out.outcome = "interrupted"
+                self._finish_attempt(attempt_id, "interrupted", result, None,
+                                     {"interrupted": "the run was stopped during the turn"})
+                self._interrupted("its turn was cut by the run stopping")
                 return False, failure
             if usage.rate_limited:
                 delay = self.ctx.gate.pause(config.name, usage.retry_after_s,
@@ -347,12 +360,20 @@ class TaskWorker:
             else:
                 check_result = run_checks(checks, ws.path, self.ctx.check_env,
                                           timeout_s=settings.check_timeout,
-                                          log_path=log_path.with_suffix(".checks.log")) if checks else None
+                                          log_path=log_path.with_suffix(".checks.log"),
+                                          cancel=self.ctx.abort,
+                                          containment=self.ctx.containment) if checks else None
                 if check_result is not None:
                     detail["checks"] = check_result.to_json()
                 else:
                     detail["unverified"] = ("no checks: the task and the project have none, "
                                             "so this work is not verified (allow_unchecked)")
+                if check_result is not None and check_result.cancelled:
+                    detail["interrupted"] = "the run was stopped during the checks"
+                    self._finish_attempt(attempt_id, "interrupted", result,
+                                         made, detail)
+                    self._interrupted("its checks were cut by the run stopping")
+                    return False, failure
                 conflict_left = self._conflict_markers(wt) if failure and failure[0] == "conflict" else ""
                 if conflict_left:
                     failure = ("conflict", "conflict markers remain in: " + conflict_left)
@@ -605,6 +626,51 @@ class TaskWorker:
             self.ctx.bus.emit("landed", task=self.task.id, commit=commit)
         if self.ctx.on_landed is not None:
             self.ctx.on_landed(self.task.id)
+
+    def _interrupted(self, why: str) -> None:
+        self.out.outcome = "interrupted"
+        self.out.reason = (f"interrupted: {why}; it stays in progress and the next "
+                           "`taskmill run` resumes it")
+
+    def _record_interrupted(self) -> None:
+        """The audit trail says the task was interrupted; it stays ``in_progress`` under
+        this run, so the next run takes it over (resuming its branch)."""
+        with contextlib.suppress(Exception), self.ledger.transaction():
+            self.ledger.record("interrupted", self.task.id,
+                               {"run": self.ctx.run_id, "reason": self.out.reason},
+                               actor=self.actor)
+        self.ctx.bus.emit("interrupted", task=self.task.id, reason=self.out.reason)
+
+    def _internal_error(self, exc: Exception) -> None:
+        """A taskmill bug or a git failure is not the task's fault: the attempt in flight is
+        marked ``error`` (the message in its detail), an audit event says what happened,
+        and the task is left for the next run to retry (in progress under this run, which
+        the next run takes over). Never blocked, never a comment."""
+        import traceback
+
+        message = f"{type(exc).__name__}: {exc}"
+        if self.out.outcome == "landed":  # closed already: only the clean-up failed
+            self.ctx.bus.emit("warning", task=self.task.id,
+                              message=f"taskmill error after landing: {message}")
+            return
+        self.out.outcome = "error"
+        self.out.reason = (f"taskmill error (not the task's fault): {message}; the next "
+                           "`taskmill run` retries it")
+        detail = {"error": message,
+                  "traceback": "".join(traceback.format_exception(exc))[-4000:]}
+        try:
+            now = iso(self.ctx.clock.now())
+            with self.ledger.transaction():
+                self.ledger.conn.execute(
+                    "UPDATE attempts SET outcome = 'error', ended_at = ?, detail = ? "
+                    "WHERE task_id = ? AND run_id = ? AND outcome IS NULL",
+                    (now, json.dumps(detail), self.task.id, self.ctx.run_id))
+                self.ledger.record("internal_error", self.task.id,
+                                   {"run": self.ctx.run_id, "error": message},
+                                   actor=self.actor, ts=now)
+        except Exception as again:  # the ledger itself failed: say so, nothing more to do
+            detail["ledger_error"] = repr(again)
+        self.ctx.bus.emit("internal_error", task=self.task.id, error=message)
 
     def _block(self, reason: str) -> None:
         with self.ledger.transaction():
