@@ -56,6 +56,30 @@ def n_calls(name=""):
             continue
 
 
+def outer_pid(inner=None):
+    """A pid of this agent's namespace (default: its own) as the host sees it: turns run in
+    a PID namespace of their own (taskmill.containment), where os.getpid() is not the pid
+    the tests (and kill) outside see. The namespace keeps the host's /proc."""
+    inner = inner or os.getpid()
+    mine = os.readlink("/proc/self/ns/pid")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{{entry}}/ns/pid") != mine:
+                continue
+            with open(f"/proc/{{entry}}/status") as fh:
+                for line in fh:
+                    if line.startswith("NSpid:") and int(line.split()[-1]) == inner:
+                        return int(entry)
+        except (OSError, ValueError):
+            continue
+    return inner
+
+
+PID = outer_pid()
+
+
 def usage(**fields):
     pathlib.Path(os.environ["TASKMILL_USAGE_FILE"]).write_text(json.dumps(fields))
 
@@ -75,7 +99,7 @@ save(f"prompt-{{TASK}}-{{CALL}}.file",
      pathlib.Path(os.environ["TASKMILL_PROMPT_FILE"]).read_text())
 save(f"env-{{TASK}}-{{CALL}}.json", json.dumps({{k: v for k, v in os.environ.items()
                                                 if k.startswith("TASKMILL_")}}))
-log("start", TASK, ITER, CALL, os.getpid())
+log("start", TASK, ITER, CALL, PID)
 '''
 
 
@@ -85,7 +109,8 @@ def agent_script(path: Path, body: str, *, spy: Path) -> str:
     Returns the command for ``--agent-cmd``. In ``body``: ``PROMPT``, ``TASK``, ``TITLE``,
     ``ITER`` (taskmill's iteration), ``CALL`` (this task's turn count, rate-limited and
     interrupted turns included), ``WT`` (the worktree, also the cwd), ``usage(**fields)``,
-    ``save(name, text)``, ``log(*words)``, ``n_calls(name)``.
+    ``save(name, text)``, ``log(*words)``, ``n_calls(name)``, ``PID`` (the agent's pid as
+    the host sees it) and ``outer_pid(pid)`` (the same for a pid it got, e.g. a child's).
     """
     code = f"#!{PY}\n" + AGENT_PRELUDE.format(spy=str(spy)) + textwrap.dedent(body) + "\n"
     code += 'log("end", TASK, ITER, CALL)\n'

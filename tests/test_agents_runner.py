@@ -253,6 +253,7 @@ def test_clean_env_hides_parent_secrets_unless_passed(tmp_path: Path) -> None:
     unexpected = set(env) - {
         "PATH", "HOME", "LANG", "TERM", "NO_COLOR", "CI", "USER", "FOO", "LC_ALL", "TMPDIR",
         "TASKMILL_PROMPT_FILE", "TASKMILL_USAGE_FILE", "TASKMILL_TASK_ID", "TASKMILL_ITERATION",
+        "TASKMILL_TURN_ID",  # the turn's containment marker (taskmill.containment)
         "PWD", "SHLVL", "_", "LC_CTYPE",
     }
     assert not unexpected, unexpected

@@ -147,7 +147,7 @@ def test_killed_turn_is_resumed_on_its_branch_and_the_attempt_marked_interrupted
             subprocess.run(["git", "add", "-A"], check=True)
             subprocess.run(["git", "commit", "-qm", "part 1"], check=True)
             (WT / "uncommitted.txt").write_text("lost with the crash\\n")
-            save("ready", str(os.getpid()))
+            save("ready", str(PID))
             time.sleep(60)
         else:
             save(f"seen-{CALL}", "\\n".join(sorted(p.name for p in WT.iterdir())))
@@ -505,8 +505,8 @@ def test_agents_orphaned_by_a_killed_run_are_stopped_before_their_work_is_redone
     cmd = agent_script(tmp_path / "agent.py", """
         if CALL == 1 and TASK in ("tm-0", "tm-1"):  # the two the killed run works
             child = subprocess.Popen(["sleep", "60"])  # a helper the agent started
-            save(f"helper-{TASK}", str(child.pid))
-            save(f"orphan-{TASK}", str(os.getpid()))
+            save(f"helper-{TASK}", str(outer_pid(child.pid)))
+            save(f"orphan-{TASK}", str(PID))
             time.sleep(2.5)
             (WT / "late.txt").write_text(f"written late by the orphaned agent of {TASK}\\n")
         (WT / f"{TASK}.txt").write_text(TASK)

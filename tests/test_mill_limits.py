@@ -45,8 +45,11 @@ def test_max_iterations_default_5_and_flag(tmp_path: Path) -> None:
 def test_turn_timeout_kills_the_whole_process_group_and_blocks(tmp_path: Path) -> None:
     repo = MillRepo(tmp_path)
     cmd = agent_script(tmp_path / "agent.py", """
-        child = subprocess.Popen(["sh", "-c", f"sleep 120 & echo $! > {SPY}/grandchild.pid; wait"])
-        save("child.pid", str(child.pid))
+        child = subprocess.Popen(["sh", "-c", f"sleep 120 & echo $! > {SPY}/grandchild.in; wait"])
+        save("child.pid", str(outer_pid(child.pid)))
+        while not (SPY / "grandchild.in").exists() or not (SPY / "grandchild.in").read_text():
+            time.sleep(0.01)
+        save("grandchild.pid", str(outer_pid(int((SPY / "grandchild.in").read_text()))))
         (WT / "started.txt").write_text("x")
         time.sleep(120)
     """, spy=repo.spy)

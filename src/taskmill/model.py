@@ -118,6 +118,9 @@ class Task:
     """Derived: how many children (``parent-child`` dependents, tombstones left out) it has."""
     children_closed: int = 0
     """Derived: how many of those are closed."""
+    interrupted: bool = False
+    """Derived (by the CLI, from the run locks): ``in_progress`` for a ``taskmill run`` that
+    is no longer running; the next run resumes it. In JSON only when true."""
     dependencies: list[Dependency] = field(default_factory=list)
     """What this task depends on (filled by ``show``)."""
     dependents: list[Dependency] = field(default_factory=list)
@@ -161,6 +164,8 @@ class Task:
             "children_closed": self.children_closed,
             "container": self.container,
         }
+        if self.interrupted:
+            data["interrupted"] = True
         if full:
             data["dependencies"] = [d.to_json() for d in self.dependencies]
             data["dependents"] = [d.to_json() for d in self.dependents]

@@ -50,6 +50,8 @@ def block(value: str) -> str:
 def _status(task: Task) -> str:
     style = STATUS_STYLE.get(task.status, "")
     label = safe(task.status) + ("" if task.status != "open" or task.ready else " (waiting)")
+    if task.interrupted:
+        label = "interrupted (resumed by the next taskmill run)"
     text = f"[{style}]{label}[/]" if style else label
     if task.container:
         text += f" [dim]{task.children_closed}/{task.children} closed[/]"

@@ -3,12 +3,16 @@ label, comment."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..validation import printable
 from .common import emit_json, get_ctx, json_option, parse_json_option
+
+if TYPE_CHECKING:
+    from ..model import Task
+    from ..project import Project
 
 PRIORITY = click.IntRange(0, 4)
 
@@ -100,7 +104,9 @@ def create(title: str, description: str | None, design: str | None,
 def show(task_id: str) -> None:
     """Show a task with its dependencies, comments and attempts."""
     ctx = get_ctx()
-    task = ctx.project().ledger.show(task_id)
+    project = ctx.project()
+    task = project.ledger.show(task_id)
+    _mark_interrupted(project, [task])
     if ctx.json:
         emit_json(task.to_json(full=True))
     else:
@@ -123,9 +129,11 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
              limit: int | None) -> None:
     """List tasks (tombstoned records hidden unless --all)."""
     ctx = get_ctx()
-    tasks = ctx.project().ledger.list_tasks(
+    project = ctx.project()
+    tasks = project.ledger.list_tasks(
         status=list(statuses) or None, label=label, issue_type=issue_type, assignee=assignee,
         parent=parent, include_hidden=include_hidden, limit=limit)
+    _mark_interrupted(project, tasks)
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -304,3 +312,15 @@ def comment(task_id: str, text: str, author: str | None) -> None:
         emit_json(note.to_json())
     else:
         click.echo(f"commented on {note.issue_id}")
+
+
+def _mark_interrupted(project: Project, tasks: list[Task]) -> None:
+    """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
+    if not any(t.status == "in_progress" and (t.assignee or "").startswith("mill:")
+               for t in tasks):
+        return
+    from ..mill.engine import interrupted_ids
+
+    found = interrupted_ids(project.ledger, project.paths.run_dir)
+    for task in tasks:
+        task.interrupted = task.id in found
