@@ -12,12 +12,20 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mill_helpers import MillRepo, agent_script, process_alive, read_spy_log, wait_for
+from mill_helpers import (
+    MillRepo,
+    agent_script,
+    kill_group,
+    process_alive,
+    read_spy_log,
+    wait_for,
+)
 from taskmill.clock import FixedClock
 from taskmill.mill.events import EventBus
 from taskmill.mill.prompt import PromptContext, build_prompt
@@ -53,9 +61,24 @@ def _events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_left_behind() -> Iterator[None]:
+    """A failing test must not leave its ``taskmill run`` (or its agents) running."""
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            kill_group(proc)
+            proc.wait()
+
+
 def _start(repo: MillRepo, cmd: str, tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
     events = tmp_path / f"events-{time.monotonic_ns()}.ndjson"
     proc = repo.spawn("--agent-cmd", cmd, *args, events_file=events)
+    _SPAWNED.append(proc)
     return proc, events
 
 
@@ -188,7 +211,7 @@ def test_sigterm_and_sighup_stop_the_run_and_leave_no_agent_running(
     repo = MillRepo(tmp_path)
     cmd = agent_script(tmp_path / "agent.py", SLOW_AGENT, spy=repo.spy)
     repo.create("tm-k", checks=["test -f part1.txt && test -f part2.txt"])
-    proc, events = _start(repo, cmd, tmp_path, "--grace", "0.5")
+    proc, _ = _start(repo, cmd, tmp_path, "--grace", "0.5")
     assert wait_for(lambda: (repo.spy / "ready").exists(), timeout=30)
     pids = _pids_of_first_turn(repo)
     proc.send_signal(sig)
