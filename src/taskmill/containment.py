@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,8 +190,10 @@ def sweep(marker: str, *, rounds: int = 20) -> int:
     if not proc.is_dir():
         return 0
     me = os.getpid()
-    killed = 0
-    for _ in range(rounds):
+    killed: set[int] = set()
+    for round_ in range(rounds):
+        if round_:
+            time.sleep(0.01)  # let the last round's SIGKILLs land
         found = []
         for entry in proc.iterdir():
             if not entry.name.isdigit() or int(entry.name) == me:
@@ -206,8 +209,8 @@ def sweep(marker: str, *, rounds: int = 20) -> int:
         for pid in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
-    return killed
+                killed.add(pid)
+    return len(killed)
 
 
 def _alive(pid: int) -> bool:
