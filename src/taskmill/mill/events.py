@@ -45,8 +45,8 @@ class EventBus:
                 return
             self._failed.add(id(fn))
         with contextlib.suppress(Exception):
-            sys.stderr.write(f"taskmill: an event sink failed and misses events from now on: "
-                             f"{exc!r}\n")
+            sys.stderr.write(f"taskmill: an event sink failed (reported once; the run goes "
+                             f"on): {exc!r}\n")
 
 
 class NdjsonWriter:
