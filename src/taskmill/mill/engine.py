@@ -327,7 +327,9 @@ class Mill:
                 log_dir=self.paths.logs)
             pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.paths.root,
                                 include_file=self.paths.dir / "include",
-                                clean_ignored=self.settings.clean_ignored)
+                                clean_ignored=self.settings.clean_ignored,
+                                legacy_root=self.paths.legacy_worktrees, clock=self.clock,
+                                warn=lambda message: self.bus.emit("warning", message=message))
             pool.prune()
             self._drop_landed_branches(ledger, pool)
             ctx = WorkerContext(
