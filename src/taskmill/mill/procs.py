@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +46,18 @@ def _command(entry: Path) -> str:
         return "?"
 
 
-def _links(entry: Path) -> Iterator[tuple[str, str]]:
+def _holds(entry: Path, root: str) -> str | None:
+    """What ties the process to ``root``: its cwd, its root, or an open file (None)."""
     for name in ("cwd", "root"):
         with contextlib.suppress(OSError):
-            yield name, os.readlink(entry / name)
-    with contextlib.suppress(OSError):
-        for fd in os.scandir(entry / "fd"):
+            if _under(os.readlink(entry / name), root):
+                return name
+    with contextlib.suppress(OSError), os.scandir(entry / "fd") as fds:
+        for fd in fds:
             with contextlib.suppress(OSError):
-                yield f"fd {fd.name}", os.readlink(fd.path)
+                if _under(os.readlink(fd.path), root):
+                    return f"fd {fd.name}"
+    return None
 
 
 def processes_in(directory: Path, *, env_var: str | None = "TASKMILL_WORKTREE",
@@ -72,7 +75,7 @@ def processes_in(directory: Path, *, env_var: str | None = "TASKMILL_WORKTREE",
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == own:
             continue
-        how = next((what for what, link in _links(entry) if _under(link, root)), None)
+        how = _holds(entry, root)
         if how is None and marker is not None:
             with contextlib.suppress(OSError):
                 environ = (entry / "environ").read_bytes().split(b"\0")

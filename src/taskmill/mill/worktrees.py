@@ -45,6 +45,10 @@ def branch_for(task_id: str) -> str:
     return f"{BRANCH_PREFIX}{task_id}"
 
 
+def task_of(ws: Workspace) -> str:
+    return ws.branch[len(BRANCH_PREFIX):]
+
+
 QUARANTINE = "quarantine"
 QUARANTINE_REFS = "refs/taskmill/quarantine/"
 """Where commits set aside (a task branch that lost its history) stay reachable."""
@@ -111,7 +115,7 @@ def _gitfile_target(path: Path, text: str) -> Path | None:
 class WorktreePool:
     def __init__(self, git: Git, root: Path, *, repo_root: Path, include_file: Path,
                  clean_ignored: bool = False, legacy_root: Path | None = None,
-                 warn: Callable[[str], None] | None = None, clock: Clock | None = None,
+                 warn: Callable[[str, str | None], None] | None = None, clock: Clock | None = None,
                  kill_escaped: bool = True) -> None:
         self.git = git
         self.root = root
@@ -120,7 +124,8 @@ class WorktreePool:
         self.clean_ignored = clean_ignored
         self.legacy_root = legacy_root
         """An older version's pool (``.taskmill/worktrees``), taken apart by :meth:`prune`."""
-        self.warn = warn or (lambda _message: None)
+        self.warn = warn or (lambda _message, _task: None)
+        """Called with a warning and the id of the task it concerns (None: no task)."""
         self.clock = clock or SystemClock()
         self.kill_escaped = kill_escaped
         self._mutex = threading.Lock()
@@ -300,7 +305,8 @@ class WorktreePool:
         os.replace(what, dest)
         return dest
 
-    def _quarantine_slot(self, slot: int, path: Path, reason: str) -> None:
+    def _quarantine_slot(self, slot: int, path: Path, reason: str,
+                         task_id: str | None = None) -> None:
         """Move a slot that is no longer a proper worktree aside (rebuilt at its next
         acquire); git's entry for it goes with the next ``git worktree prune``."""
         (self.root / f"w{slot}.clean").unlink(missing_ok=True)
@@ -308,7 +314,7 @@ class WorktreePool:
             return
         dest = self._set_aside(path, f"w{slot}")
         self.warn(f"worktree slot {path} was not a proper git worktree ({reason}): moved "
-                  f"aside to {dest} and rebuilt")
+                  f"aside to {dest} and rebuilt", task_id)
 
     def _repair_dotgit(self, ws: Workspace, reason: str) -> None:
         """Give a held slot back its ``.git`` link (the work tree is the task's work and
@@ -320,7 +326,7 @@ class WorktreePool:
         dotgit.write_text(f"gitdir: {ws.admin}\n", encoding="utf-8")
         (ws.admin / "gitdir").write_text(f"{dotgit}\n", encoding="utf-8")
         self.warn(f"the .git of worktree {ws.path} was broken during the task ({reason}): "
-                  f"repaired{note}")
+                  f"repaired{note}", task_of(ws))
 
     def settle(self, ws: Workspace) -> None:
         """Make a held slot a proper worktree again after an agent (or a check) had it: its
@@ -335,7 +341,7 @@ class WorktreePool:
             problem = self.verify(ws.path, ws.admin)
             if problem is None:
                 return
-        self._quarantine_slot(ws.slot, ws.path, problem)
+        self._quarantine_slot(ws.slot, ws.path, problem, task_of(ws))
         head = ws.git.rev("HEAD") or ws.git.rev(f"refs/heads/{ws.branch}") or ws.base
         with self._admin():
             self.git.run("worktree", "prune", check=False)
@@ -350,13 +356,13 @@ class WorktreePool:
                    ws.branch, head)
         self._copy_includes(ws.path)
 
-    def _kill_escaped(self, path: Path) -> None:
+    def _kill_escaped(self, path: Path, task_id: str | None = None) -> None:
         """Kill what an agent left running in the slot (it escaped its turn)."""
         if not self.kill_escaped:
             return
         for held in kill_processes_in(path):
             self.warn(f"killed process {held.pid} ({held.command}) still running in worktree "
-                      f"{path} after its task's turn ({held.how} in the slot)")
+                      f"{path} after its task's turn ({held.how} in the slot)", task_id)
 
     # -- an older version's pool -----------------------------------------------------------
 
@@ -386,7 +392,7 @@ class WorktreePool:
                     if path.exists() or path.is_symlink():
                         dest = self._set_aside(path, f"legacy-w{slot}")
                         self.warn(f"the old worktree slot {path} was not a proper git "
-                                  f"worktree ({problem}): moved aside to {dest}")
+                                  f"worktree ({problem}): moved aside to {dest}", None)
                     # taskmill never locks its worktrees: a lock is a killed `worktree add`'s
                     (admin / "locked").unlink(missing_ok=True)
                 for name in (f"w{slot}.clean", f"w{slot}.lock"):
@@ -509,7 +515,7 @@ class WorktreePool:
 
     # -- acquire / release -----------------------------------------------------------------
 
-    def _ready_slot(self, slot: int, path: Path, base: str) -> Path:
+    def _ready_slot(self, slot: int, path: Path, base: str, task_id: str) -> Path:
         """Make the locked slot a proper worktree (quarantining and rebuilding it when it is
         not one); returns git's entry for it. Called under the admin lock."""
         for own, entry, half_made in self._half_made():
@@ -520,7 +526,7 @@ class WorktreePool:
         if found is not None and problem is None:
             return found
         if path.exists() or path.is_symlink():
-            self._quarantine_slot(slot, path, problem or "not registered")
+            self._quarantine_slot(slot, path, problem or "not registered", task_id)
         self.git.run("worktree", "prune", check=False)
         self.git.run("worktree", "add", "--detach", "--force", str(path), base)
         (self.root / f"w{slot}.clean").touch()  # a new worktree: nothing to scrub
@@ -541,15 +547,15 @@ class WorktreePool:
             branch = branch_for(task_id)
             ready_marker = self.root / f"w{slot}.clean"
             with self._admin():
-                admin = self._ready_slot(slot, path, base)
+                admin = self._ready_slot(slot, path, base, task_id)
             if not ready_marker.exists():
                 # not released (a killed run's): what it left running there dies first
-                self._kill_escaped(path)
+                self._kill_escaped(path, task_id)
             problem = self.verify(path, admin)
             if problem is not None:  # git disagrees with its files: rebuild the slot
                 with self._admin():
-                    self._quarantine_slot(slot, path, problem)
-                    admin = self._ready_slot(slot, path, base)
+                    self._quarantine_slot(slot, path, problem, task_id)
+                    admin = self._ready_slot(slot, path, base, task_id)
             wt = self.git.bound(path, admin)
             # git's lock files in a slot nobody holds were left by a killed run
             for name in ("index.lock", "HEAD.lock"):
@@ -574,7 +580,7 @@ class WorktreePool:
                 ref = self.set_aside_ref(task_id, existing)
                 self.warn(f"the branch {branch} shares no history with the target: its "
                           f"commit {existing[:10]} was set aside as {ref} and the task "
-                          "starts again from the target's tip")
+                          "starts again from the target's tip", task_id)
                 existing = None
             resumed = existing is not None and existing != base
             if existing is not None:
@@ -592,11 +598,11 @@ class WorktreePool:
     def release(self, ws: Workspace, *, delete_branch: bool = False) -> None:
         """Clean the slot for its next task and give it back."""
         try:
-            self._kill_escaped(ws.path)
+            self._kill_escaped(ws.path, task_of(ws))
             problem = self.verify(ws.path, ws.admin)
             if problem is not None:
                 with self._admin():
-                    self._quarantine_slot(ws.slot, ws.path, problem)
+                    self._quarantine_slot(ws.slot, ws.path, problem, task_of(ws))
             else:
                 wt = ws.git
                 self._scrub(wt)
