@@ -28,35 +28,43 @@ class HeldBy:
     """What ties it to the directory: cwd, root, fd N, or environment."""
 
 
-def _under(link: str, root: str) -> bool:
-    return link == root or link.startswith(root + os.sep)
-
-
-def _command(entry: Path) -> str:
+def _command(entry: str) -> str:
     try:
-        raw = (entry / "cmdline").read_bytes()
+        with open(f"{entry}/cmdline", "rb") as fh:
+            raw = fh.read()
     except OSError:
         raw = b""
     words = [w.decode(errors="replace") for w in raw.split(b"\0") if w]
     if words:
         return " ".join(words)[:300]
     try:
-        return f"[{(entry / 'comm').read_text(encoding='utf-8').strip()}]"
+        with open(f"{entry}/comm", encoding="utf-8") as fh:
+            return f"[{fh.read().strip()}]"
     except OSError:
         return "?"
 
 
-def _holds(entry: Path, root: str) -> str | None:
+def _holds(entry: str, root: str) -> str | None:
     """What ties the process to ``root``: its cwd, its root, or an open file (None)."""
+    prefix = root + os.sep
     for name in ("cwd", "root"):
-        with contextlib.suppress(OSError):
-            if _under(os.readlink(entry / name), root):
-                return name
-    with contextlib.suppress(OSError), os.scandir(entry / "fd") as fds:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                if _under(os.readlink(fd.path), root):
-                    return f"fd {fd.name}"
+        try:
+            link = os.readlink(f"{entry}/{name}")
+        except OSError:
+            continue
+        if link == root or link.startswith(prefix):
+            return name
+    try:
+        fds = os.listdir(f"{entry}/fd")
+    except OSError:
+        return None
+    for fd in fds:  # the hot loop of the scan: no context managers in it
+        try:
+            link = os.readlink(f"{entry}/fd/{fd}")
+        except OSError:
+            continue
+        if link == root or link.startswith(prefix):
+            return f"fd {fd}"
     return None
 
 
@@ -67,29 +75,29 @@ def processes_in(directory: Path, *, env_var: str | None = "TASKMILL_WORKTREE",
     if not proc.is_dir():
         return []
     root = os.path.realpath(directory)
-    # the root of a process is "/" for nearly all of them: a slot is never "/" itself
-    marker = f"{env_var}={directory}".encode() if env_var else None
-    marker_real = f"{env_var}={root}".encode() if env_var else None
-    own = os.getpid()
+    markers = {f"{env_var}={directory}".encode(), f"{env_var}={root}".encode()} \
+        if env_var else set()
+    own = str(os.getpid())
     found: list[HeldBy] = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == own:
+    for name in os.listdir(proc):
+        if not name.isdigit() or name == own:
             continue
+        entry = f"{proc}/{name}"
         how = _holds(entry, root)
-        if how is None and marker is not None:
-            with contextlib.suppress(OSError):
-                environ = (entry / "environ").read_bytes().split(b"\0")
-                if marker in environ or marker_real in environ:
+        if how is None and markers:
+            with contextlib.suppress(OSError), open(f"{entry}/environ", "rb") as fh:
+                if markers.intersection(fh.read().split(b"\0")):
                     how = "environment"
         if how is not None and _alive(entry):
-            found.append(HeldBy(int(entry.name), _command(entry), how))
+            found.append(HeldBy(int(name), _command(entry), how))
     return found
 
 
-def _alive(entry: Path) -> bool:
+def _alive(entry: str) -> bool:
     """Not a zombie (a zombie holds nothing and cannot be killed)."""
     try:
-        stat = (entry / "stat").read_text(encoding="utf-8")
+        with open(f"{entry}/stat", encoding="utf-8") as fh:
+            stat = fh.read()
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])
@@ -115,6 +123,6 @@ def kill_processes_in(directory: Path, *, env_var: str | None = "TASKMILL_WORKTR
 def _wait_gone(pids: list[int], proc: Path, timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(_alive(proc / str(pid)) for pid in pids):
+        if not any(_alive(f"{proc}/{pid}") for pid in pids):
             return
         time.sleep(0.01)

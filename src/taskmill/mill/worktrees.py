@@ -549,13 +549,15 @@ class WorktreePool:
             with self._admin():
                 admin = self._ready_slot(slot, path, base, task_id)
             if not ready_marker.exists():
-                # not released (a killed run's): what it left running there dies first
+                # not released (a killed run's): what it left running there dies first, and
+                # git is asked what it sees there before the reset (a released slot was
+                # asked at its release, and its files were checked again just now)
                 self._kill_escaped(path, task_id)
-            problem = self.verify(path, admin)
-            if problem is not None:  # git disagrees with its files: rebuild the slot
-                with self._admin():
-                    self._quarantine_slot(slot, path, problem, task_id)
-                    admin = self._ready_slot(slot, path, base, task_id)
+                problem = self.verify(path, admin)
+                if problem is not None:  # git disagrees with its files: rebuild the slot
+                    with self._admin():
+                        self._quarantine_slot(slot, path, problem, task_id)
+                        admin = self._ready_slot(slot, path, base, task_id)
             wt = self.git.bound(path, admin)
             # git's lock files in a slot nobody holds were left by a killed run
             for name in ("index.lock", "HEAD.lock"):
