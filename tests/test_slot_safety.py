@@ -11,6 +11,7 @@ git commit`` published both to ``main``."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,7 @@ def test_release_of_a_broken_slot_quarantines_it(repo: MillRepo, tmp_path: Path,
     break_dotgit(ws.path, how, tmp_path)
     pool.release(ws, delete_branch=True)
     assert user_state(repo) == before  # no reset --hard, clean or HEAD move reached it
+    assert repo.mill_branches() == []
     kept = [n for n in _quarantined(repo) if n.startswith("w0-")]
     assert len(kept) == 1
     assert (repo.pool / "quarantine" / kept[0] / "junk.txt").read_text() == "agent litter"
@@ -430,6 +432,23 @@ def test_merge_queue_steps_in_a_broken_slot(repo: MillRepo, tmp_path: Path, how:
     pool.settle(ws)
     pool.release(ws, delete_branch=True)
     assert user_state(repo)["README.md"] == before["README.md"]
+
+
+def test_settle_rebuilds_a_slot_that_was_removed(repo: MillRepo) -> None:
+    pool = Pool(repo)
+    ws = pool.acquire("tm-1", repo.tip())
+    (ws.path / "a.txt").write_text("a")
+    assert ws.git.commit_all("a\n")
+    head = repo.tip("taskmill/tm-1")
+    before = dirty_user_checkout(repo)
+    shutil.rmtree(ws.path)
+    pool.settle(ws)
+    assert_proper(ws.path)
+    assert git(ws.path, "rev-parse", "HEAD").strip() == head
+    assert git(ws.path, "symbolic-ref", "HEAD").strip() == "refs/heads/taskmill/tm-1"
+    assert any("disappeared" in w for w in pool.warnings)
+    pool.release(ws, delete_branch=True)
+    assert user_state(repo) == before
 
 
 def test_recover_branch_after_it_was_deleted(repo: MillRepo) -> None:

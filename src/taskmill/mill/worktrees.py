@@ -341,9 +341,15 @@ class WorktreePool:
             problem = self.verify(ws.path, ws.admin)
             if problem is None:
                 return
-        self._quarantine_slot(ws.slot, ws.path, problem, task_of(ws))
-        head = ws.git.rev("HEAD") or ws.git.rev(f"refs/heads/{ws.branch}") or ws.base
+        # the slot itself is gone (or no longer a directory): rebuilt on what the task
+        # committed (recover_branch then finds the branch if it went too)
+        head = self.git.rev(f"refs/heads/{ws.branch}") or ws.base
         with self._admin():
+            if ws.path.exists() or ws.path.is_symlink():
+                self._quarantine_slot(ws.slot, ws.path, problem, task_of(ws))
+            else:
+                self.warn(f"worktree slot {ws.path} disappeared during the task ({problem}): "
+                          f"rebuilt at {head[:10]}", task_of(ws))
             self.git.run("worktree", "prune", check=False)
             self.git.run("worktree", "add", "--detach", "--force", str(ws.path), head)
         admin = self._admin_of(ws.path)
@@ -605,6 +611,8 @@ class WorktreePool:
             if problem is not None:
                 with self._admin():
                     self._quarantine_slot(ws.slot, ws.path, problem, task_of(ws))
+                    # its entry goes too, so that its branch is no longer checked out
+                    self.git.run("worktree", "prune", check=False)
             else:
                 wt = ws.git
                 self._scrub(wt)
