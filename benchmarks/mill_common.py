@@ -205,9 +205,10 @@ def prewarm_pool(repo: Path, env: Mapping[str, str], slots: int) -> None:
     """
     from taskmill.mill.git import Git, git_env
     from taskmill.mill.worktrees import WorktreePool
+    from taskmill.paths import find_repository
 
     g = Git(repo, git_env(env))
-    pool = WorktreePool(g, repo / ".taskmill" / "worktrees", repo_root=repo,
+    pool = WorktreePool(g, find_repository(repo).worktrees, repo_root=repo,
                         include_file=repo / ".taskmill" / "include")
     tip = git(repo, "rev-parse", "HEAD", env=env)
     held = [pool.acquire(f"warmup-{i}", tip) for i in range(slots)]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from taskmill.mill.git import Git, git_env
 from taskmill.mill.worktrees import WorktreePool
+from taskmill.paths import git_common_dir
 
 from .mill_common import (
     DATA,
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> Report:
     report.note(f"repository: {repo} ({count} tracked files)")
     git(repo, "worktree", "prune", env=env)
     g = Git(repo, git_env(env))
-    pool_root = DATA / f"pool{args.files}"
+    pool_root = git_common_dir(repo) / "taskmill" / "worktrees"  # where the mill keeps it
     pool = WorktreePool(g, pool_root, repo_root=repo, include_file=repo / ".taskmill-include",
                         clean_ignored=False)
 

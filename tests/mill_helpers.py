@@ -297,6 +297,11 @@ class MillRepo:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert json.loads(proc.stdout)["ok"] is True
 
+    @property
+    def pool(self) -> Path:
+        """The mill's worktree pool (inside git's directory)."""
+        return self.root / ".git" / "taskmill" / "worktrees"
+
     def worktrees(self) -> list[str]:
         out = self.git("worktree", "list", "--porcelain")
         return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith("worktree ")]

@@ -86,7 +86,7 @@ def test_second_iteration_prompt_holds_the_failing_check_output(tmp_path: Path) 
     assert env["TASKMILL_TASK_ID"] == "tm-v"
     assert env["TASKMILL_TASK_TITLE"] == "Make value two"
     assert env["TASKMILL_ITERATION"] == "2"
-    assert Path(env["TASKMILL_WORKTREE"]).is_relative_to(repo.root / ".taskmill" / "worktrees")
+    assert Path(env["TASKMILL_WORKTREE"]).is_relative_to(repo.pool)
     assert Path(env["TASKMILL_DIR"]) == repo.root / ".taskmill"
 
     # every attempt recorded, with its figures, outcome, commit and log

@@ -85,7 +85,7 @@ def _assert_clean_end_state(repo: MillRepo, ids: list[str], workers: int) -> Non
     assert len(worktrees) <= 1 + workers, worktrees
     for path in worktrees[1:]:
         assert Path(path).is_dir()
-        assert Path(path).parent.resolve() == (repo.root / ".taskmill" / "worktrees").resolve()
+        assert Path(path).parent.resolve() == repo.pool.resolve()
     assert "prunable" not in repo.git("worktree", "list", "--porcelain")
     assert repo.mill_branches() == [], _branch_diagnostics(repo)
     assert repo.git("fsck", "--connectivity-only", "--no-dangling").strip() == ""

@@ -17,7 +17,7 @@ from taskmill.mill.worktrees import WorktreePool
 
 def _pool(repo: MillRepo, **kw: bool) -> WorktreePool:
     g = Git(repo.root, git_env(os.environ))
-    return WorktreePool(g, repo.root / ".taskmill" / "worktrees", repo_root=repo.root,
+    return WorktreePool(g, repo.pool, repo_root=repo.root,
                         include_file=repo.root / ".taskmill" / "include", **kw)
 
 
@@ -31,7 +31,7 @@ def test_acquire_cuts_the_branch_from_the_tip_and_release_cleans(repo: MillRepo)
     tip = repo.tip()
     ws = pool.acquire("tm-1", tip)
     wt = ws.path
-    assert wt == repo.root / ".taskmill" / "worktrees" / "w0"
+    assert wt == repo.pool / "w0"
     assert git(wt, "symbolic-ref", "HEAD").strip() == "refs/heads/taskmill/tm-1"
     assert git(wt, "rev-parse", "HEAD").strip() == tip
     assert not ws.resumed
@@ -162,12 +162,12 @@ def test_finished_worktrees_are_cleaned_and_disk_is_bounded(repo: MillRepo, tmp_
     result = repo.run("--agent-cmd", cmd, "-j", "2")
     assert result.returncode == 0, result.describe()
     repo.assert_all_landed_once(ids)
-    slots = sorted(p.name for p in (repo.root / ".taskmill" / "worktrees").iterdir()
+    slots = sorted(p.name for p in repo.pool.iterdir()
                    if p.is_dir())
     assert slots in (["w0"], ["w0", "w1"]), slots
     assert len(repo.worktrees()) == 1 + len(slots)
     for name in slots:
-        wt = repo.root / ".taskmill" / "worktrees" / name
+        wt = repo.pool / name
         assert git(wt, "status", "--porcelain", "--ignored").strip() == ""
         assert git(wt, "symbolic-ref", "-q", "HEAD", check=False).strip() == ""  # detached
     assert repo.mill_branches() == []
@@ -183,7 +183,7 @@ def _half_made_worktree(repo: MillRepo, name: str) -> None:
     """The state ``git worktree add`` leaves when killed before it finished."""
     admin = repo.root / ".git" / "worktrees" / name
     admin.mkdir(parents=True)
-    path = repo.root / ".taskmill" / "worktrees" / name
+    path = repo.pool / name
     path.mkdir(parents=True)
     (admin / "locked").write_text("initializing")
     (admin / "gitdir").write_text(f"{path}/.git\n")

@@ -46,6 +46,14 @@ class LedgerPaths:
 
     @property
     def worktrees(self) -> Path:
+        """The mill's pool of worktree slots: inside git's common directory, where git's
+        walk up from a slot whose ``.git`` is broken finds no work tree (never the user's
+        checkout)."""
+        return git_common_dir(self.root) / "taskmill" / "worktrees"
+
+    @property
+    def legacy_worktrees(self) -> Path:
+        """Where older versions kept the pool (inside the user's checkout)."""
         return self.dir / "worktrees"
 
     @property
@@ -85,6 +93,28 @@ def _common_root(checkout: Path, entry: Path) -> Path:
     if common.name == ".git":
         return common.parent
     return checkout
+
+
+def git_common_dir(checkout: Path) -> Path:
+    """The repository's common git directory (objects, refs, ``worktrees/``) for a checkout,
+    read from git's files: ``.git`` itself, or the ``gitdir:`` of a linked worktree or a
+    submodule followed by its ``commondir``."""
+    entry = checkout / ".git"
+    if entry.is_dir():
+        return entry.resolve()
+    try:
+        text = entry.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise NotARepository(f"{checkout} is not a git checkout (no .git)") from exc
+    if not text.startswith("gitdir:"):
+        raise NotARepository(f"{entry} is not a git link file")
+    gitdir = Path(text.split(":", 1)[1].strip())
+    gitdir = (gitdir if gitdir.is_absolute() else checkout / gitdir).resolve()
+    commondir_file = gitdir / "commondir"
+    if not commondir_file.is_file():
+        return gitdir  # a submodule or a plain gitdir link: its own repository
+    common = Path(commondir_file.read_text(encoding="utf-8").strip())
+    return (common if common.is_absolute() else gitdir / common).resolve()
 
 
 def find_repository(cwd: Path) -> LedgerPaths:

@@ -423,7 +423,9 @@ class Mill:
                 log_dir=self.paths.logs)
             pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.paths.root,
                                 include_file=self.paths.dir / "include",
-                                clean_ignored=self.settings.clean_ignored)
+                                clean_ignored=self.settings.clean_ignored,
+                                legacy_root=self.paths.legacy_worktrees, clock=self.clock,
+                                warn=self._pool_warning)
             pool.prune()
             self._drop_landed_branches(ledger, pool)
             ctx = WorkerContext(
@@ -455,6 +457,12 @@ class Mill:
         finally:
             ledger.close_db()
             self._release_run_lock()
+
+    def _pool_warning(self, message: str, task_id: str | None) -> None:
+        if task_id is None:
+            self.bus.emit("warning", message=message)
+        else:
+            self.bus.emit("warning", task=task_id, message=message)
 
     def _drop_landed_branches(self, ledger: Ledger, pool: WorktreePool) -> None:
         """Branches of landed tasks that a killed run did not get to delete."""

@@ -45,7 +45,16 @@ class Git:
         return self.run(*args, check=False).returncode == 0
 
     def at(self, path: Path) -> Git:
-        return Git(path, self.env)
+        """git in ``path``, found by git's usual discovery (never bound to another tree)."""
+        return Git(path, unbound_env(self.env))
+
+    def bound(self, work_tree: Path, git_dir: Path) -> Git:
+        """git bound to one worktree: ``GIT_DIR`` and ``GIT_WORK_TREE`` are explicit, so
+        whatever happened to ``work_tree/.git`` (removed, replaced by ``git init``), no
+        command can act on another checkout (git's walk up would find the user's)."""
+        env = {**unbound_env(self.env), "GIT_DIR": str(git_dir),
+               "GIT_WORK_TREE": str(work_tree)}
+        return Git(work_tree, env)
 
     # -- refs ------------------------------------------------------------------------------
 
@@ -110,6 +119,9 @@ class Git:
                        f"{(proc.stderr or proc.stdout).strip()[:2000]}")
 
     def git_dir(self) -> Path:
+        bound = self.env.get("GIT_DIR")
+        if bound:
+            return Path(bound)
         # read from the checkout's .git (a directory, or a linked worktree's "gitdir:" file)
         # without running git: the mill asks for it several times per task
         dotgit = self.cwd / ".git"
@@ -141,15 +153,18 @@ def landing_lap(message: str, task_id: str) -> int | None:
     return None
 
 
+def unbound_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the variables that point git at a repository or an index."""
+    return {k: v for k, v in env.items()
+            if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR")}
+
+
 def git_env(base: Mapping[str, str]) -> dict[str, str]:
     """The environment for taskmill's own git calls: the user's, without prompts."""
     env = dict(base)
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
     env["GIT_EDITOR"] = "true"
-    env.pop("GIT_DIR", None)
-    env.pop("GIT_WORK_TREE", None)
-    env.pop("GIT_INDEX_FILE", None)
-    return env
+    return unbound_env(env)
 
 
 def identity_env(git: Git) -> dict[str, str]:

@@ -183,7 +183,7 @@ class MergeQueue:
         journal = self.lock_path.with_name(ADVANCE_JOURNAL)
         if journal.exists():
             _recover_advance(self.git, journal, self.user_git)
-        wt = self.git.at(ws.path)
+        wt = ws.git  # bound to the slot: never the user's checkout
         # only a task taken over from a run that died can have landed already (claims are
         # exclusive), so only then is the target's history searched for its trailer
         found = (self.git.find_landed(self.ref, task.id, lap=lap, since=ws.base)

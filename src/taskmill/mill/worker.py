@@ -282,7 +282,7 @@ class TaskWorker:
         # a turn that changed nothing has no commit: the head it passed at is in its detail
         at = attempt and (attempt["commit_sha"] or (attempt.get("detail") or {}).get("head"))
         return bool(attempt and attempt["outcome"] == "passed" and at
-                    and at == self.ctx.git.at(ws.path).out("rev-parse", "HEAD"))
+                    and at == ws.git.out("rev-parse", "HEAD"))
 
     # -- iterations ----------------------------------------------------------------------
 
@@ -300,7 +300,6 @@ class TaskWorker:
         checks = self.task.checks or self.ctx.project_checks
         no_change = 0
         signatures: dict[str, int] = {}
-        wt = self.ctx.git.at(ws.path)
         while True:
             if self.ctx.stop.is_set():
                 self._interrupted("the run was stopped before its next turn")
@@ -317,7 +316,9 @@ class TaskWorker:
                 continue
             iteration = done + 1
             task = self.ledger.show(self.task.id)
-            start, before = wt.out("rev-parse", "HEAD", "HEAD^{tree}").split()
+            # a check, or the merge queue's checks, may have broken the slot's .git
+            self._settle(ws, ws.base)
+            start, before = ws.git.out("rev-parse", "HEAD", "HEAD^{tree}").split()
             attempt_id, log_path = self._start_attempt(iteration, config)
             request = self._request(task, ws, iteration, checks, failure, log_path)
             self.ctx.bus.emit("turn_started", task=task.id, iteration=iteration,
@@ -339,8 +340,19 @@ class TaskWorker:
                                   seconds=round(delay, 1), reason=usage.error or "rate limit")
                 continue
             self.ctx.gate.succeeded(config.name)
+            # the agent may have broken the slot's .git or moved it off its branch: repaired
+            # first (its work stays), then committed through git bound to the slot
+            self._settle(ws, start)
+            wt = ws.git
             wt.commit_all(f"taskmill: {task.id} iteration {iteration}\n\n{task.title}\n")
-            head, after = wt.out("rev-parse", "HEAD", "HEAD^{tree}").split()
+            head, after, *parents = wt.out("rev-parse", "HEAD", "HEAD^{tree}", "HEAD^@").split()
+            restarted = None
+            if head != start and start not in parents \
+                    and not self.ctx.pool.shares_history(head, ws.base):
+                restarted = self.ctx.pool.restart_branch(ws, self.ctx.queue.tip(), task.id)
+                self._recovered(restarted, "branch_restarted")
+                start = head = ws.base  # the turn's work is not on the branch
+                after = wt.out("rev-parse", "HEAD^{tree}")
             changed = after != before
             no_change = 0 if changed else no_change + 1
             # the attempt's commit is one it made (taskmill's or the agent's own) on the
@@ -353,7 +365,12 @@ class TaskWorker:
                                       "start": start, "head": head}
             if usage.error:
                 detail["agent_error"] = usage.error
-            if not result.ok:
+            if restarted is not None:
+                failure = ("history", f"{restarted}. The work of this turn is not on the "
+                           "branch: do the task again on top of the target's current code, "
+                           "and do not delete or replace the task's branch.")
+                outcome = "failed"
+            elif not result.ok:
                 what = "timed out" if result.timed_out else f"exited with {result.exit_code}"
                 failure = ("turn", strip_terminal_codes(f"the agent {what}. {usage.error or ''}".strip()))
                 outcome = "timeout" if result.timed_out else "turn_failed"
@@ -413,6 +430,20 @@ class TaskWorker:
                 self._block(f"circuit breaker: the same failure {signatures[sig]} times:\n"
                             + tail(failure[1], 1500))
                 return False, failure
+
+    def _settle(self, ws: Workspace, fallback: str) -> None:
+        """Make the slot a proper worktree on the task's branch again (see
+        :meth:`WorktreePool.settle` and :meth:`WorktreePool.recover_branch`)."""
+        self.ctx.pool.settle(ws)
+        what = self.ctx.pool.recover_branch(ws, fallback)
+        if what is not None:
+            self._recovered(what, "branch_recovered")
+
+    def _recovered(self, message: str, kind: str) -> None:
+        """Say (event and audit record) what taskmill did to a task's branch."""
+        self.ctx.bus.emit("warning", task=self.task.id, message=message)
+        with self.ledger.transaction():
+            self.ledger.record(kind, self.task.id, {"message": message}, actor=self.actor)
 
     def _limit_reason(self, done: int, tokens: int, cost: float) -> str | None:
         s = self.ctx.settings
