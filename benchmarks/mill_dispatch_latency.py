@@ -1,7 +1,7 @@
 """Dispatch latency: from a task landing to its dependent's agent starting (target < 100 ms).
 
 A chain of tasks (each ``after`` the previous one) is worked by ``taskmill run`` with the
-no-op agent ``true`` and the trivial check ``true`` (as the task's check and as the project
+agent that writes one file (a turn that changes nothing lands nothing) and the trivial check ``true`` (as the task's check and as the project
 check of the merge queue). For each link k -> k+1 the latency is the time between the
 ``landed`` event of task k and the ``turn_started`` event of task k+1 in ``--json-events``.
 The same timestamps break that latency down into its stages.
@@ -30,13 +30,14 @@ from .mill_common import (
     run_mill,
     workdir,
 )
+from .mill_pipeline import AGENT
 
 TARGET_MS = 100.0
 
 
 def run(args: argparse.Namespace) -> Report:
     report = header("mill_dispatch_latency",
-                    f"landed(k) -> turn_started(k+1), chain of {args.tasks} tasks, agent `true`, "
+                    f"landed(k) -> turn_started(k+1), chain of {args.tasks} tasks, agent writing one file, "
                     f"{args.runs} run(s)"
                     + (f", repository of {args.files} files" if args.files else ""))
     latencies: list[float] = []
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> Report:
             ids = import_plan(repo, tasks, env)
             if not args.cold_pool:
                 prewarm_pool(repo, env, 2)
-            mill = run_mill(repo, env, agent=["true"], workers=args.workers)
+            mill = run_mill(repo, env, agent=AGENT, workers=args.workers)
             loads.extend(mill.load)
             check_all_landed(mill, len(keys))
             landed = mill.by_task("landed")

@@ -172,7 +172,10 @@ def run(args: argparse.Namespace) -> Report:
                 (folder / tid).write_text(f"{dag.durations[key]}\n", encoding="utf-8")
             if not args.cold_pool:
                 prewarm_pool(repo, env, args.workers)
-            agent = ["sh", "-c", f'read d < "{folder}/$TASKMILL_TASK_ID"; exec sleep "$d"']
+            # the agent works for the task's duration, then leaves a change (a turn that changes
+            # nothing lands nothing: the task is closed "already satisfied")
+            agent = ["sh", "-c", f'read d < "{folder}/$TASKMILL_TASK_ID"; sleep "$d"; '
+                     'echo "$TASKMILL_TASK_ID" > "$TASKMILL_TASK_ID.txt"']
             mill = run_mill(repo, env, agent=agent, workers=args.workers)
             landed = report_landed(report, mill, args.tasks)
             bound, cp, work = lower_bound(dag.durations, dag.after, args.workers)
