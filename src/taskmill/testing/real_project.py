@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="only download the project and make its venv")
     parser.add_argument("--workers", type=int, default=3, help="taskmill run --workers")
     args = parser.parse_args(argv)
-    cache = Cache(args.cache or default_cache_dir())
+    cache = Cache((args.cache or default_cache_dir()).resolve())  # checks run in worktrees
     try:
         prepare(cache)
     except PrepareError as exc:
