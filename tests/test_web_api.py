@@ -848,3 +848,22 @@ def test_layout_empty() -> None:
     layout = graph_layout.layered_layout([], [])
     assert layout.to_json() == {"width": 0.0, "height": 0.0, "crossings": 0, "nodes": [],
                                 "edges": []}
+
+
+def test_tasks_left_in_progress_by_a_stopped_run_show_as_interrupted(client: TestClient,
+                                                                     seeded: Seed) -> None:
+    import fcntl
+
+    tid = seeded.ids["cli"]  # claimed by mill:run1, whose run is not running
+    assert client.get(f"/api/tasks/{tid}").json().get("interrupted") is True
+    listed = {t["id"]: t for t in client.get("/api/tasks").json()}
+    assert listed[tid].get("interrupted") is True
+    assert "interrupted" not in listed[seeded.ids["flaky"]]
+    # while run1 holds its lock it is working the task, not interrupted
+    run_dir = seeded.root / ".taskmill" / "run"
+    fd = os.open(run_dir / "run-run1.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert "interrupted" not in client.get(f"/api/tasks/{tid}").json()
+    finally:
+        os.close(fd)

@@ -316,11 +316,6 @@ def comment(task_id: str, text: str, author: str | None) -> None:
 
 def _mark_interrupted(project: Project, tasks: list[Task]) -> None:
     """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
-    if not any(t.status == "in_progress" and (t.assignee or "").startswith("mill:")
-               for t in tasks):
-        return
-    from ..mill.engine import interrupted_ids
+    from ..mill.engine import mark_interrupted
 
-    found = interrupted_ids(project.ledger, project.paths.run_dir)
-    for task in tasks:
-        task.interrupted = task.id in found
+    mark_interrupted(project.ledger, project.paths.run_dir, tasks)

@@ -27,7 +27,7 @@ import secrets
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +108,18 @@ def interrupted_ids(ledger: Ledger, run_dir: Path) -> set[str]:
         (MILL_PREFIX + "%",)).fetchall()
     return {tid for tid, assignee in rows
             if not run_alive(run_dir, assignee[len(MILL_PREFIX):])}
+
+
+def mark_interrupted(ledger: Ledger, run_dir: Path, tasks: Iterable[Task]) -> None:
+    """Set ``interrupted`` on the tasks a stopped (or dead) ``taskmill run`` left in
+    progress (for ``show``, ``list`` and the dashboard)."""
+    tasks = list(tasks)
+    if not any(t.status == "in_progress" and (t.assignee or "").startswith(MILL_PREFIX)
+               for t in tasks):
+        return
+    found = interrupted_ids(ledger, run_dir)
+    for task in tasks:
+        task.interrupted = task.id in found
 
 
 def signal_name(signum: int) -> str:

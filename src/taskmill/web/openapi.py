@@ -87,6 +87,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "children_closed": {"type": "integer"},
             "container": {"type": "boolean",
                           "description": "has children: never dispatched; closes with them"},
+            "interrupted": {"type": "boolean",
+                            "description": "present (true) when a stopped or dead mill run "
+                                           "left it in progress: the next run resumes it"},
         },
     },
     "Attempt": {

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from ..audit import event_from_row
 from ..errors import InvalidInput, NotFound
+from ..mill.engine import mark_interrupted
 from ..mill.git import Git
 from ..model import STATUSES, UPDATABLE_FIELDS
 from ..validation import SQLITE_INT_MAX
@@ -85,6 +86,7 @@ class ReadHandlers(HandlerBase):
                                    parent=q.get("parent") or None,
                                    include_hidden=self._flag(request, "all"),
                                    limit=self._int(request, "limit"))
+            mark_interrupted(led, self.paths.run_dir, tasks)
         return json_response([t.to_json() for t in tasks])
 
     def ready(self, request: Request) -> Response:
@@ -100,6 +102,7 @@ class ReadHandlers(HandlerBase):
         now = self._now()
         with self.pool.ledger() as led:
             task = led.show(request.path_params["task_id"])
+            mark_interrupted(led, self.paths.run_dir, [task])
             data = task.to_json(full=True)
             linked = {d.depends_on_id for d in task.dependencies} | {
                 d.issue_id for d in task.dependents}

@@ -117,8 +117,10 @@ function statusClass(status, ready) {
   return "s-other";
 }
 
-function statusPill(status, ready) {
-  const label = status === "open" ? (ready ? "ready" : "open · waiting") : status.replace("_", " ");
+function statusPill(status, ready, interrupted) {
+  let label = status === "open" ? (ready ? "ready" : "open · waiting") : status.replace("_", " ");
+  // left in progress by a stopped run: the next `taskmill run` resumes it
+  if (interrupted) label += " · interrupted";
   return h("span", { class: "status " + statusClass(status, ready), "data-status": status }, label);
 }
 
@@ -611,7 +613,7 @@ async function renderTask(route, initial) {
     if (last) state.task.openAttempts.add(last.id);
   }
   const dl = h("dl", { class: "fields" },
-    field("status", statusPill(task.status, task.ready), { "data-value": task.status }),
+    field("status", statusPill(task.status, task.ready, task.interrupted), { "data-value": task.status }),
     field("priority", `P${task.priority}`, { "data-value": String(task.priority) }),
     field("type", task.issue_type),
     field("assignee", task.assignee),
@@ -635,7 +637,7 @@ async function renderTask(route, initial) {
     : [h("p", { class: "muted" }, "No attempts yet.")];
   put(data,
     h("div", { class: "task-head" },
-      h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready), prio(task.priority)),
+      h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready, task.interrupted), prio(task.priority)),
     h("h1", { id: "task-title" }, task.title),
     h("div", { class: "panel" }, dl),
     text,
