@@ -141,6 +141,7 @@ def test_failing_checks_are_fed_back(name: str, tmp_path: Path) -> None:
     landed_commit(repo, task, task_id)
     assert repo.on_target("calc.py") == GOOD_CALC
 
+    assert len(task["attempts"]) == 2, [(a["outcome"], a.get("detail")) for a in task["attempts"]]
     first, second = task["attempts"]
     assert (first["iteration"], first["outcome"]) == (1, "failed"), info
     assert FAILED_OUTPUT in first["detail"]["failure"], info

@@ -175,6 +175,24 @@ def test_checks_and_agents_get_a_clean_environment_not_taskmills(tmp_path: Path)
     assert f"{fake_venv}/bin" not in agent_path and own_bin not in agent_path
 
 
+def test_a_same_size_edit_is_seen_by_the_next_check_and_no_bytecode_is_left(
+        tmp_path: Path) -> None:
+    """Python's .pyc check compares mtime (whole seconds) and size: without
+    PYTHONDONTWRITEBYTECODE a check would write __pycache__ into the worktree (committed with
+    the agent's work) and the next check, within the same second, could import the stale
+    bytecode of a same-size edit (``a - b`` -> ``a + b``)."""
+    from taskmill.mill.check_env import check_env
+
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    check = f"{sys.executable} -c 'import calc; assert calc.add(2, 3) == 5, calc.add(2, 3)'"
+    env = check_env({"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    first = run_checks([check], tmp_path, env, timeout_s=30)
+    assert not first.ok
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    assert run_checks([check], tmp_path, env, timeout_s=30).ok
+    assert not (tmp_path / "__pycache__").exists()
+
+
 def test_config_refuses_to_pass_virtual_env(tmp_path: Path) -> None:
     repo = MillRepo(tmp_path)
     configure(repo, pass_env=["VIRTUAL_ENV"])

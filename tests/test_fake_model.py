@@ -633,8 +633,11 @@ def _codex(url: str, home: Path) -> AgentRun:
         f'[model_providers.fake]\nname = "fake"\nbase_url = "{url}/v1"\n'
         'env_key = "FAKE_MODEL_API_KEY"\nwire_api = "responses"\nsupports_websockets = false\n'
     )
-    argv = ["codex", "exec", "--json", "--skip-git-repo-check", "--sandbox", "workspace-write",
-            PROMPT]  # fmt: skip
+    # Codex's own sandbox is bypassed, as taskmill's adapter does: with bubblewrap installed
+    # (taskmill's sandbox needs it), `--sandbox workspace-write` runs Codex's tools under bwrap
+    # and their writes fail here ("Failed to write file")
+    argv = ["codex", "exec", "--json", "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox", PROMPT]  # fmt: skip
     env = {"CODEX_HOME": str(home / ".codex"), "FAKE_MODEL_API_KEY": "sk-fake"}
     return AgentRun(argv, env, {".codex/config.toml": config})
 

@@ -41,9 +41,13 @@ def check_env(parent_env: Mapping[str, str], *, env: Mapping[str, str] | None = 
 
     ``PATH`` is always there (taskmill's, without its virtualenv); ``[checks] env`` may
     replace it. ``HOME`` is the user's, so toolchains found through it (rustup, pyenv, nvm)
-    keep working."""
+    keep working. ``PYTHONDONTWRITEBYTECODE=1``: a check must not leave ``__pycache__`` in
+    the worktree (taskmill commits what is left there), nor test stale bytecode: an edit
+    that keeps a file's size within the second of the last check is invisible to Python's
+    mtime-and-size check of its ``.pyc``."""
     home = parent_env.get("HOME") or tempfile.gettempdir()
     result = basic_env(parent_env, home)
+    result["PYTHONDONTWRITEBYTECODE"] = "1"
     for name in pass_env:
         if name in FORBIDDEN_PASS_ENV or name == "PATH":
             continue
