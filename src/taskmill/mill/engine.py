@@ -256,19 +256,10 @@ class Mill:
             self._lock_fd = -1
 
     def _run_alive(self, run_id: str) -> bool:
-        if run_id == self.run_id:
+        """:func:`run_alive`, removing a dead run's lock file (run ids are never reused)."""
+        if run_id == self.run_id or run_alive(self.paths.run_dir, run_id):
             return True
-        path = self.paths.run_dir / f"run-{run_id}.lock"
-        if not path.exists():
-            return False
-        fd = os.open(path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        path.unlink(missing_ok=True)
+        (self.paths.run_dir / f"run-{run_id}.lock").unlink(missing_ok=True)
         return False
 
     def lacks_agent(self, task: Task) -> bool:
