@@ -15,6 +15,7 @@ converted into this hierarchy where they are caught::
     ├── NotFound                  exit 3   code "not_found"
     ├── Conflict                  exit 4   code "conflict"
     │   └── ClaimConflict         exit 4   code "claim_conflict"
+    ├── Forbidden                 exit 1   code "forbidden"      not this caller's to do
     ├── IntegrityError            exit 5   code "integrity"      the audit chain does not verify
     └── GitError                  exit 6   code "git"
 
@@ -97,6 +98,13 @@ class Conflict(TaskmillError):
 
 class ClaimConflict(Conflict):
     code = "claim_conflict"
+
+
+class Forbidden(TaskmillError):
+    """The caller may not do this (an agent inside a turn closing a task, a comment signed
+    ``mill:`` from outside the mill, a dashboard change without its token)."""
+
+    code = "forbidden"
 
 
 class IntegrityError(TaskmillError):

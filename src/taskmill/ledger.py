@@ -21,7 +21,7 @@ from . import validation as check
 from .audit import AuditLog, VerifyReport, event_from_row, verify
 from .clock import Clock, SystemClock, elapsed_seconds, iso
 from .db import connect, migrate, write_tx
-from .errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
+from .errors import ClaimConflict, Conflict, CycleError, Forbidden, InvalidInput, NotFound
 from .ids import hash_length, new_id
 from .model import (
     BLOCK_COMMENT_PREFIX,
@@ -100,6 +100,34 @@ def _validate_checks(value: Any) -> list[str] | None:
 
 def _validate_table(name: str, value: Any) -> dict[str, Any] | None:
     return check.table(name, value)
+
+
+MILL_AUTHOR_PREFIX = "mill:"
+"""Comments (and events) signed ``mill:<run>`` are the mill's own."""
+_MILL_CLOSE_REASONS = ("landed", "already satisfied")
+"""How the mill's close reasons begin (``landed <sha>``, ``already satisfied at <sha>``)."""
+
+
+def refuse_mill_author(author: str | None) -> None:
+    """Refuse a comment author that claims to be the mill (only its own code path signs so)."""
+    if author is not None and author.strip().lower().startswith(MILL_AUTHOR_PREFIX):
+        raise Forbidden(f"the author {author!r} is refused: authors starting with "
+                        f"{MILL_AUTHOR_PREFIX!r} are the mill's own",
+                        hint="comment under your own name (--author NAME, or none)")
+
+
+def refuse_mill_close_reason(reason: Any) -> None:
+    """Refuse a close reason in the mill's own forms (``landed ...``, ``already satisfied
+    ...``): those say the mill verified and merged the work, so only the mill writes them."""
+    if not isinstance(reason, str):
+        return
+    words = " ".join(reason.lower().split())
+    for form in _MILL_CLOSE_REASONS:
+        if words == form or words.startswith(form + " ") or words.startswith(form + ":"):
+            raise Forbidden(f"the close reason {reason[:80]!r} is refused: reasons starting "
+                            f"with {form!r} are the mill's own (it writes them when it lands "
+                            "a task's checked work)",
+                            hint="say it another way, e.g. 'done by hand in <commit>'")
 
 
 def validate_field(key: str, value: Any) -> Any:
@@ -542,6 +570,8 @@ class Ledger:
         if unknown:
             raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}",
                                hint=f"updatable fields: {', '.join(UPDATABLE_FIELDS)}")
+        if "close_reason" in changes:
+            refuse_mill_close_reason(changes["close_reason"])
         with self.transaction():
             tid = self.resolve(task_id)
             self._update(tid, changes, actor=actor, expect_status=expect_status)
@@ -607,6 +637,7 @@ class Ledger:
         task that cannot be closed (already closed, say) leaves every one of them as it was.
         A container closed along the way (its last child was in the batch) is not an error."""
         refs = check.task_refs("task ids", task_ids)
+        refuse_mill_close_reason(reason)
         with self.transaction():
             tids = list(dict.fromkeys(self.resolve(t) for t in refs))
             for tid in tids:
@@ -679,7 +710,12 @@ class Ledger:
                 except ClaimConflict:
                     continue
 
-    def close(self, task_id: str, reason: str | None = None, *, actor: str | None = None) -> Task:
+    def close(self, task_id: str, reason: str | None = None, *, actor: str | None = None,
+              system: bool = False) -> Task:
+        """Close a task. A reason in the mill's own forms (``landed ...``, ``already
+        satisfied ...``) is refused unless ``system`` (the mill's code path)."""
+        if not system:
+            refuse_mill_close_reason(reason)
         with self.transaction():
             tid = self.resolve(task_id)
             if self.get(tid).status == CLOSED:
@@ -829,11 +865,16 @@ class Ledger:
     def _touch(self, tid: str) -> None:
         self.conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (self.now(), tid))
 
-    def comment(self, task_id: str, text: str, *, author: str | None = None) -> Comment:
+    def comment(self, task_id: str, text: str, *, author: str | None = None,
+                system: bool = False) -> Comment:
+        """Add a comment by ``author`` (default: the actor). An author starting with
+        ``mill:`` is refused unless ``system`` (the mill's code path)."""
         check.text("a comment", text, max_bytes=check.COMMENT_MAX_BYTES)
         if not text.strip():
             raise InvalidInput("a comment must not be empty")
         check.optional_one_line("the author", author)
+        if not system:
+            refuse_mill_author(author or self.actor)
         with self.transaction():
             return self._comment(self.resolve(task_id), text, author=author)
 

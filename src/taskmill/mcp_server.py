@@ -26,26 +26,34 @@ one. Ledger errors (:class:`taskmill.errors.TaskmillError`) become MCP tool erro
 (``isError``) whose text is ``<code>: <message>`` plus the hint.
 
 The environment and working directory are passed in (:func:`build_server`); nothing here
-reads ``os.environ``. ``$TASKMILL_DIR`` (set by the mill for every agent) selects the ledger,
-otherwise the repository containing ``cwd`` does; ``$TASKMILL_ACTOR`` names who makes the
-changes.
+reads ``os.environ``. ``$TASKMILL_DIR`` selects the ledger, otherwise the repository
+containing ``cwd`` does; ``$TASKMILL_ACTOR`` names who makes the changes.
+
+Inside an agent turn (``$TASKMILL_SOCKET`` set by the mill) the server never opens the
+ledger: every tool goes through the turn's capability socket
+(:mod:`taskmill.capability`), which signs changes as the agent and refuses what is not the
+agent's to do; a call of a tool the server does not offer (``close``) is refused there too,
+so the mill records the attempt.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
+from .capability import SOCKET_ENV
+from .capability.client import CapabilityClient, RemoteTasks
 from .errors import InvalidInput, TaskmillError
-from .ledger import Ledger
 from .project import open_project
 
 SERVER_NAME = "taskmill"
@@ -75,18 +83,49 @@ def dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2, default=str)
 
 
+class TurnServer(MCPServer):
+    """The server inside a turn: a call of a tool it does not offer is refused by the mill
+    (which records it), not only answered "unknown tool"."""
+
+    refuse: Callable[[str, dict[str, Any]], TaskmillError] | None = None
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Any = None) -> Any:
+        refuse = self.refuse
+        if refuse is not None and name not in {t.name for t in await self.list_tools()}:
+            exc = await anyio.to_thread.run_sync(refuse, name, arguments)
+            raise tool_error(exc)
+        return await super().call_tool(name, arguments, context)
+
+
 def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
-    """The taskmill MCP server for the ledger found from ``cwd`` / ``env``.
+    """The taskmill MCP server for the ledger found from ``cwd`` / ``env`` (or, inside a
+    turn, for the turn's capability socket).
 
     Raises :class:`TaskmillError` (e.g. ``NotInitialized``) when there is no ledger, so
     the command fails at once instead of on the first tool call.
     """
     env = dict(env)
-    open_project(cwd, env).close()  # fail fast: there must be a ledger
     current = env.get(TASK_ENV) or None
+    socket_path = env.get(SOCKET_ENV) or None
+    client: CapabilityClient | None = None
+    client_lock = threading.Lock()
+    if socket_path:  # inside a turn: the mill's socket, never the database
+        client = CapabilityClient(socket_path)
+        current = str(client.call("hello")["task"])  # fail fast: the mill must answer
+    else:
+        open_project(cwd, env).close()  # fail fast: there must be a ledger
 
     @contextmanager
-    def ledger() -> Iterator[Ledger]:
+    def ledger() -> Iterator[Any]:
+        """The ledger (or, inside a turn, the calls the capability allows)."""
+        if client is not None:
+            with client_lock:
+                try:
+                    yield RemoteTasks(client)
+                except TaskmillError as exc:
+                    raise tool_error(exc) from exc
+            return
         try:
             project = open_project(cwd, env)
         except TaskmillError as exc:
@@ -115,8 +154,17 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
     else:
         instructions = ("taskmill's work ledger: see `ready` work, `show` tasks, `create` them, "
                         "link dependencies, comment and close.")
-    server = MCPServer(SERVER_NAME, instructions=instructions, log_level="WARNING",
-                       warn_on_duplicate_tools=False)
+    server = TurnServer(SERVER_NAME, instructions=instructions, log_level="WARNING",
+                        warn_on_duplicate_tools=False)
+    if client is not None:
+        turn_client = client
+
+        def refuse(name: str, arguments: dict[str, Any]) -> TaskmillError:
+            with client_lock:
+                shown = json.dumps(arguments, ensure_ascii=False, default=str)[:300]
+                return turn_client.refuse(name, f"the MCP tool {name}({shown})")
+
+        server.refuse = refuse
 
     def ready(limit: Limit = 20) -> str:
         """Open tasks with nothing blocking them, highest priority (0) first, then oldest."""
@@ -174,6 +222,8 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
         """Append to (default) or replace a task's notes."""
         tid = task_or_current(task_id)
         with ledger() as led:
+            if mode == "append" and client is not None:
+                return dumps(led.update(tid, {}, append_notes=text).to_json())
             if mode == "append":  # one transaction: concurrent appends are all kept
                 return dumps(led.append_notes(tid, text).to_json())
             return dumps(led.update(tid, {"notes": text}).to_json())

@@ -67,6 +67,13 @@ class TurnRequest:
     taskmill_env: Mapping[str, str] = field(default_factory=dict)
     """TASKMILL_* variables the mill hands every agent."""
     timeout_s: float = 1800.0
+    proxy_port: int | None = None
+    """The model proxy's TCP port on 127.0.0.1 (None: no proxy)."""
+    proxy_socket: Path | None = None
+    """The same proxy on a unix socket on the host."""
+    capability_socket: Path | None = None
+    """The mill's ledger socket scoped to this turn (``$TASKMILL_SOCKET`` in the agent's
+    environment; see :mod:`taskmill.capability`)."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mcp": ("mcp_cmd", "mcp", "Serve the ledger to agents over MCP (stdio)."),
 }
 ALIASES = {"add": "create"}
+TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",
+                           "dep", "mcp"})
+"""What an agent may run inside a turn ($TASKMILL_SOCKET set): through the mill's socket."""
 
 
 class JsonUsageError(click.UsageError):
@@ -80,6 +83,9 @@ class LazyGroup(click.Group):
         name = ALIASES.get(cmd_name, cmd_name)
         if name not in COMMANDS or not self._available(name):
             return None
+        obj = ctx.find_object(Ctx)
+        if obj is not None and obj.turn_socket is not None and name not in TURN_COMMANDS:
+            return _refused_in_turn(name)
         module_name, attr, _ = COMMANDS[name]
         module = importlib.import_module(f"{__name__}.{module_name}")
         command: click.Command = getattr(module, attr)
@@ -91,6 +97,27 @@ class LazyGroup(click.Group):
         rows.append(("add", "Alias of create."))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _refused_in_turn(name: str) -> click.Command:
+    """A command an agent may not run inside a turn: it fails (and the mill records it)."""
+
+    @click.command(name=name, add_help_option=False,
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def refused(args: tuple[str, ...]) -> None:
+        from .common import fail
+
+        obj = click.get_current_context().find_object(Ctx)
+        assert obj is not None
+        try:
+            obj.refuse(name)
+        except Exception as exc:
+            fail(exc, "--json" in args)
+        finally:
+            obj.close()
+
+    return refused
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,9 +144,9 @@ def cli(ctx: click.Context, directory: Path | None, actor: str | None) -> None:
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
          cwd: Path | None = None) -> Any:
     """Entry point. ``env`` and ``cwd`` default to the process's own."""
-    obj = Ctx(cwd=cwd or Path.cwd(), env=dict(os.environ if env is None else env))
-    return cli.main(args=list(sys.argv[1:] if argv is None else argv), obj=obj,
-                    prog_name="taskmill")
+    args = list(sys.argv[1:] if argv is None else argv)
+    obj = Ctx(cwd=cwd or Path.cwd(), env=dict(os.environ if env is None else env), argv=args)
+    return cli.main(args=args, obj=obj, prog_name="taskmill")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from ..capability.client import CapabilityClient, RemoteTasks
     from ..project import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,9 +30,42 @@ class Ctx:
     env: Mapping[str, str]
     actor: str | None = None
     json: bool = False
+    argv: list[str] = field(default_factory=list)
+    """The command line (without the program name)."""
     _project: Project | None = field(default=None, repr=False)
+    _client: CapabilityClient | None = field(default=None, repr=False)
+
+    @property
+    def turn_socket(self) -> str | None:
+        """The capability socket of the agent turn this runs in (``$TASKMILL_SOCKET``):
+        set, the ledger is reached only through it."""
+        return self.env.get("TASKMILL_SOCKET") or None
+
+    def client(self) -> CapabilityClient:
+        if self._client is None:
+            from ..capability.client import CapabilityClient
+
+            assert self.turn_socket is not None
+            self._client = CapabilityClient(self.turn_socket)
+        return self._client
+
+    def remote(self) -> RemoteTasks:
+        """The ledger calls an agent has, through the turn's capability socket."""
+        from ..capability.client import RemoteTasks
+
+        return RemoteTasks(self.client())
+
+    def refuse(self, op: str) -> NoReturn:
+        """Inside a turn: this command is not the agent's to run. The mill records the
+        attempt; the error says what it would have done."""
+        import shlex
+
+        raise self.client().refuse(op, shlex.join(["taskmill", *self.argv]))
 
     def project(self) -> Project:
+        if self.turn_socket is not None:  # the ledger is not the agent's to open
+            command = click.get_current_context().command_path.split(" ", 1)
+            self.refuse(command[1] if len(command) > 1 else command[0])
         if self._project is None:
             from ..project import open_project
 
@@ -44,6 +78,9 @@ class Ctx:
         if self._project is not None:
             self._project.close()
             self._project = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def get_ctx() -> Ctx:

@@ -26,7 +26,8 @@ def dep() -> None:
 def dep_add(task_id: str, depends_on: str, dep_type: str) -> None:
     """TASK_ID depends on DEPENDS_ON (refused if it would close a cycle)."""
     ctx = get_ctx()
-    item = ctx.project().ledger.add_dep(task_id, depends_on, dep_type)
+    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
+    item = source.add_dep(task_id, depends_on, dep_type)
     if ctx.json:
         emit_json(item.to_json())
     else:

@@ -78,10 +78,14 @@ def create(title: str, description: str | None, design: str | None,
            discovered_from: str | None, task_id: str | None) -> None:
     """Create a task."""
     ctx = get_ctx()
-    project = ctx.project()
-    if agent is not None:
-        project.config.check_agent(agent)
-    ledger = project.ledger
+    ledger: Any
+    if ctx.turn_socket is not None:  # inside a turn: linked discovered-from its task
+        ledger = ctx.remote()
+    else:
+        project = ctx.project()
+        if agent is not None:
+            project.config.check_agent(agent)
+        ledger = project.ledger
     if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
         discovered_from = ctx.env["TASKMILL_TASK_ID"]
     task = ledger.create(
@@ -104,9 +108,12 @@ def create(title: str, description: str | None, design: str | None,
 def show(task_id: str) -> None:
     """Show a task with its dependencies, comments and attempts."""
     ctx = get_ctx()
-    project = ctx.project()
-    task = project.ledger.show(task_id)
-    _mark_interrupted(project, [task])
+    if ctx.turn_socket is not None:
+        task = ctx.remote().show(task_id)
+    else:
+        project = ctx.project()
+        task = project.ledger.show(task_id)
+        _mark_interrupted(project, [task])
     if ctx.json:
         emit_json(task.to_json(full=True))
     else:
@@ -129,11 +136,16 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
              limit: int | None) -> None:
     """List tasks (tombstoned records hidden unless --all)."""
     ctx = get_ctx()
-    project = ctx.project()
-    tasks = project.ledger.list_tasks(
-        status=list(statuses) or None, label=label, issue_type=issue_type, assignee=assignee,
-        parent=parent, include_hidden=include_hidden, limit=limit)
-    _mark_interrupted(project, tasks)
+    filters: dict[str, Any] = {
+        "status": list(statuses) or None, "label": label, "issue_type": issue_type,
+        "assignee": assignee, "parent": parent, "include_hidden": include_hidden,
+        "limit": limit}
+    if ctx.turn_socket is not None:
+        tasks = ctx.remote().list_tasks(**filters)
+    else:
+        project = ctx.project()
+        tasks = project.ledger.list_tasks(**filters)
+        _mark_interrupted(project, tasks)
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -151,7 +163,8 @@ def ready(limit: int | None) -> None:
     Containers (tasks with children, e.g. epics) are listed apart and marked
     (``"container": true``): they are not work, and `taskmill run` never dispatches them."""
     ctx = get_ctx()
-    tasks = ctx.project().ledger.ready(limit=limit)
+    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
+    tasks = source.ready(limit=limit)
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -165,7 +178,8 @@ def ready(limit: int | None) -> None:
 def blocked() -> None:
     """Tasks held back, with what holds each."""
     ctx = get_ctx()
-    items = ctx.project().ledger.blocked()
+    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
+    items = source.blocked()
     if ctx.json:
         emit_json([b.to_json() for b in items])
     else:
@@ -191,10 +205,6 @@ def update(task_id: str, title: str | None, description: str | None, design: str
            status: str | None, append_notes: str | None, clear_checks: bool, claim: bool) -> None:
     """Change a task's fields, or --claim it."""
     ctx = get_ctx()
-    project = ctx.project()
-    if agent:  # --agent "" clears it
-        project.config.check_agent(agent)
-    ledger = project.ledger
     changes: dict[str, Any] = {}
     for key, value in (("title", title), ("description", description), ("design", design),
                        ("acceptance_criteria", acceptance_criteria), ("notes", notes),
@@ -215,6 +225,17 @@ def update(task_id: str, title: str | None, description: str | None, design: str
         changes["hints"] = parse_json_option("hints", hints)
     if not changes and not append_notes and not claim:
         raise click.UsageError("nothing to change: give at least one option (see --help)")
+    if ctx.turn_socket is not None:  # inside a turn: its own task's notes, nothing else
+        task = ctx.remote().update(task_id, changes, append_notes=append_notes, claim=claim)
+        if ctx.json:
+            emit_json(task.to_json())
+        else:
+            click.echo(f"updated {task.id}")
+        return
+    project = ctx.project()
+    if agent:  # --agent "" clears it
+        project.config.check_agent(agent)
+    ledger = project.ledger
     if changes:
         task = ledger.update(task_id, changes)
     if append_notes:  # read and written in one transaction: concurrent appends all stay
@@ -307,7 +328,10 @@ def label_rm(task_id: str, labels: tuple[str, ...]) -> None:
 def comment(task_id: str, text: str, author: str | None) -> None:
     """Add a comment to a task (the next agent iteration's prompt includes it)."""
     ctx = get_ctx()
-    note = ctx.project().ledger.comment(task_id, text, author=author)
+    if ctx.turn_socket is not None:  # inside a turn: signed as the agent
+        note = ctx.remote().comment(task_id, text, author=author)
+    else:
+        note = ctx.project().ledger.comment(task_id, text, author=author)
     if ctx.json:
         emit_json(note.to_json())
     else:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
+from ..capability.server import CapabilityServer, TurnScope
 from ..clock import Clock, iso
 from ..config import Config
 from ..containment import Containment, containment
@@ -201,6 +202,8 @@ class Mill:
         self._lock_fd = -1
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
+        self.capability: CapabilityServer | None = None
+        """Serves each turn's ledger socket (started and stopped with the run)."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -409,6 +412,10 @@ class Mill:
 
     # -- the run -------------------------------------------------------------------------
 
+    def _capability_refused(self, scope: TurnScope, op: str, message: str) -> None:
+        self.bus.emit("capability_refused", task=scope.task_id, agent=scope.agent, op=op,
+                      message=message)
+
     def run(self) -> RunSummary:
         self._hold_run_lock()
         ledger = self.ledger()
@@ -439,6 +446,11 @@ class Mill:
                 check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
                 homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment)
+            self.capability = CapabilityServer(
+                self.paths.run_dir / "cap", self.ledger, run_dir=self.paths.run_dir,
+                on_refused=self._capability_refused)
+            self.capability.start()
+            ctx.capability = self.capability
             queue_.cancel = self.abort
             queue_.containment = self.containment
             self.bus.emit("run_started", run_id=self.run_id, target=target,
@@ -458,6 +470,9 @@ class Mill:
                                              if k != "tasks"})
             return summary
         finally:
+            if self.capability is not None:
+                self.capability.stop()
+                self.capability = None
             ledger.close_db()
             self._release_run_lock()
 

@@ -23,6 +23,8 @@ from typing import Any
 from ..agents.base import AgentAdapter, AgentConfig, TurnRequest
 from ..agents.common import invalid_usage_message
 from ..agents.runner import run_turn
+from ..capability import SOCKET_ENV
+from ..capability.server import CapabilityServer
 from ..clock import Clock, iso
 from ..containment import Containment
 from ..ledger import Ledger
@@ -159,6 +161,8 @@ class WorkerContext:
     """Set on a second Ctrl-C: agents are killed without a grace of their own."""
     containment: Containment | None = None
     """How nothing a turn or check starts outlives it (None: the process group only)."""
+    capability: CapabilityServer | None = None
+    """Serves each turn's ledger socket (None: the agent gets ``TASKMILL_DIR`` instead)."""
 
 
 class TaskWorker:
@@ -323,8 +327,12 @@ class TaskWorker:
             request = self._request(task, ws, iteration, checks, failure, log_path)
             self.ctx.bus.emit("turn_started", task=task.id, iteration=iteration,
                               agent=config.name, attempt=attempt_id)
-            result = run_turn(adapter, config, request, cancel=self.ctx.abort,
-                              kill_now=self.ctx.kill_now, containment=self.ctx.containment)
+            try:
+                result = run_turn(adapter, config, request, cancel=self.ctx.abort,
+                                  kill_now=self.ctx.kill_now, containment=self.ctx.containment)
+            finally:  # the turn is over: so is its capability
+                if request.capability_socket is not None and self.ctx.capability is not None:
+                    self.ctx.capability.unregister(request.capability_socket)
             usage = result.usage
             if result.cancelled:
                 self._finish_attempt(attempt_id, "interrupted", result, None,
@@ -524,19 +532,24 @@ class TaskWorker:
             "TASKMILL_TASK_TITLE": task.title,
             "TASKMILL_ITERATION": str(iteration),
             "TASKMILL_WORKTREE": str(ws.path),
-            "TASKMILL_DIR": str(self.ctx.ledger_dir),
             "TASKMILL_ACTOR": f"agent:{config.name}/{task.id}",
             "TASKMILL_PROGRESS_FILE": str(self.progress_file),
             # how a later run finds this agent, should this run be killed (engine.py)
             "TASKMILL_RUN_ID": self.ctx.run_id,
             **self.ctx.agent_git_env,
         }
+        socket_path = None
+        if self.ctx.capability is not None:  # the ledger only through the mill's socket
+            socket_path = self.ctx.capability.register(task.id, config.name)
+            env[SOCKET_ENV] = str(socket_path)
+        else:
+            env["TASKMILL_DIR"] = str(self.ctx.ledger_dir)
         return TurnRequest(
             task_id=task.id, title=task.title, iteration=iteration, prompt=prompt,
             worktree=ws.path, home=home, state_dir=state, prompt_file=state / "prompt.md",
             usage_file=state / "usage.json", log_path=log_path,
             parent_env=self.ctx.parent_env, taskmill_env=env,
-            timeout_s=self.ctx.settings.turn_timeout)
+            timeout_s=self.ctx.settings.turn_timeout, capability_socket=socket_path)
 
     # -- ledger records ------------------------------------------------------------------
 
@@ -646,7 +659,7 @@ class TaskWorker:
             self.ctx.on_landed(self.task.id)
 
     def _close(self, commit: str) -> None:
-        self.ledger.close(self.task.id, f"landed {commit}", actor=self.actor)
+        self.ledger.close(self.task.id, f"landed {commit}", actor=self.actor, system=True)
         self.out.outcome = "landed"
         self.out.commit = commit
         if self.unverified:

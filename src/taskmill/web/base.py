@@ -22,16 +22,12 @@ from starlette.responses import JSONResponse
 
 from ..clock import Clock, elapsed_seconds
 from ..config import Config
+from ..errors import Forbidden as Forbidden  # re-exported: the handlers raise it
 from ..errors import InvalidInput, TaskmillError
 from ..ledger import Ledger
 from ..mill.engine import PAUSE_FILE
 from ..paths import LedgerPaths
 from ..validation import LIMIT_MAX
-
-
-class Forbidden(TaskmillError):
-    code = "forbidden"
-    exit_code = 1
 
 
 class TooLarge(InvalidInput):
