@@ -146,12 +146,13 @@ def seed_project(repo: Path, *, extra_tasks: int = 0) -> Seed:
                 led, ids["cli"], 1, agent="claude", model=None,
                 started=iso(SystemClock().now()), ended=None, outcome=None),
         }
-        led.close(ids["parse"], f"landed {commit}")
+        led.close(ids["parse"], f"landed {commit}", system=True)
         led.claim(ids["cli"], "mill:run1")
         led.claim(ids["merge"], "mill:run1")
         led.update(ids["flaky"], {"status": "blocked"})
         led.comment(ids["flaky"], "taskmill blocked this task: circuit breaker: the same "
-                                  "failure 3 times", author="mill:run1")
+                                  "failure 3 times", author="mill:run1",
+                                  system=True)
         if extra_tasks:
             import random
 
@@ -202,7 +203,9 @@ def seeded(git_repo: Path) -> Seed:
 @pytest.fixture
 def client(seeded: Seed) -> Iterator[TestClient]:
     app = create_app(seeded.root, dict(os.environ), SystemClock())
-    with TestClient(app, base_url="http://127.0.0.1") as c:
+    # changes need the dashboard's token, on loopback too (a script passes it as a bearer)
+    with TestClient(app, base_url="http://127.0.0.1",
+                    headers={"Authorization": f"Bearer {app.state.token}"}) as c:
         yield c
 
 
@@ -434,7 +437,7 @@ def test_now(client: TestClient, seeded: Seed) -> None:
                              "task": seeded["merge"], "commit": seeded.commit}) + "\n")
     led = Ledger.open(seeded.root / ".taskmill" / "taskmill.db", prefix="tm")
     try:
-        led.close(seeded["merge"], f"landed {seeded.commit}")
+        led.close(seeded["merge"], f"landed {seeded.commit}", system=True)
     finally:
         led.close_db()
     now = client.get("/api/now").json()
@@ -594,7 +597,8 @@ def test_openapi_validates_with_a_validator_when_installed(client: TestClient) -
 
 def test_loopback_guard(seeded: Seed) -> None:
     app = create_app(seeded.root, dict(os.environ), SystemClock())
-    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+    with TestClient(app, base_url="http://127.0.0.1:8765",
+                    headers={"Authorization": f"Bearer {app.state.token}"}) as c:
         assert c.get("/api/stats").status_code == 200
         assert c.get("/api/stats", headers={"Host": "localhost:8765"}).status_code == 200
         error_of(c.get("/api/stats", headers={"Host": "attacker.example:8765"}), 403,
@@ -612,7 +616,7 @@ def test_loopback_guard(seeded: Seed) -> None:
 
 def test_token_required_when_not_on_loopback(seeded: Seed) -> None:
     token = "s3cret-token"
-    app = create_app(seeded.root, dict(os.environ), SystemClock(), token=token)
+    app = create_app(seeded.root, dict(os.environ), SystemClock(), token=token, loopback=False)
     with TestClient(app, base_url="http://dashboard.example:8765") as c:
         error_of(c.get("/api/stats"), 401, "unauthorized")
         error_of(c.get("/"), 401, "unauthorized")
@@ -739,7 +743,11 @@ def _stop_server(proc: subprocess.Popen[str]) -> None:
 def test_server_streams_changes_made_by_the_cli(seeded: Seed) -> None:
     proc, info = _start_server(seeded.root)
     try:
-        assert info["token"] is None and info["host"] == "127.0.0.1"
+        assert info["token"] and info["host"] == "127.0.0.1"
+        token_file = Path(info["token_file"])
+        assert token_file == seeded.root / ".taskmill" / "run" / "serve.token"
+        assert token_file.read_text().strip() == info["token"]
+        assert token_file.stat().st_mode & 0o777 == 0o600
         base = info["url"].rstrip("/")
         with httpx.Client(timeout=10) as http:
             assert http.get(f"{base}/api/project").json()["prefix"] == "tm"
@@ -762,11 +770,15 @@ def test_server_streams_changes_made_by_the_cli(seeded: Seed) -> None:
                 assert message["type"] == "ledger"
                 assert message["tasks"] == [seeded["ready"]]
                 assert latency < 1.0, f"the change reached the stream after {latency:.3f}s"
-                http.post(f"{base}/api/mill/pause", json={})
+                # changes need the token, on loopback too
+                assert http.post(f"{base}/api/mill/pause", json={}).status_code == 401
+                http.post(f"{base}/api/mill/pause", json={},
+                          headers={"Authorization": f"Bearer {info['token']}"})
                 kinds = {next_message()["type"], }
                 assert kinds == {"paused"}
     finally:
         _stop_server(proc)
+    assert not (seeded.root / ".taskmill" / "run" / "serve.token").exists()  # gone with it
 
 
 # -- the graph layout -----------------------------------------------------------------------------

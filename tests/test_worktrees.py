@@ -277,7 +277,7 @@ def test_landed_branch_in_a_dead_slot_with_a_stale_head_lock(repo: MillRepo,
     ws = pool.acquire("tm-1", repo.tip())
     pool._unlock_slot(ws.slot, ws._lock_fd)  # never released: the run died
     repo.create("tm-1")
-    repo.ledger.close("tm-1", f"landed {repo.tip()}")
+    repo.ledger.close("tm-1", f"landed {repo.tip()}", system=True)
     (repo.root / ".git" / "worktrees" / "w0" / "HEAD.lock").write_text("")
     cmd = agent_script(tmp_path / "agent.py", "", spy=repo.spy)
     result = repo.run("--agent-cmd", cmd)

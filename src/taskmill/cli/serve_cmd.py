@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,9 +55,35 @@ def _url_host(host: str) -> str:
     return host
 
 
+TOKEN_FILE = "serve.token"
+
+
+def write_token(run_dir: Path, token: str) -> Path:
+    """``run_dir/serve.token``: the dashboard's token, readable by its owner only (0600)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / TOKEN_FILE
+    tmp = run_dir / f".{TOKEN_FILE}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, f"{token}\n".encode())
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    return path
+
+
+def remove_token(path: Path, token: str) -> None:
+    """Remove the token file unless another ``taskmill serve`` has written its own since."""
+    with contextlib.suppress(OSError):
+        if path.read_text(encoding="utf-8").strip() == token:
+            path.unlink()
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind; any but the loopback requires the printed token.")
+              help="Address to bind; on any but the loopback every request needs the "
+                   "printed token (on the loopback, changes do).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to listen on (0: any free port).")
 @json_option
@@ -62,10 +91,11 @@ def serve(host: str, port: int) -> None:
     """Serve the web dashboard: the task graph, every attempt with its diff and log, what
     the mill is doing now, and actions (reprioritise, reopen, unblock, comment, pause).
 
-    On 127.0.0.1 (the default) no token is needed. Bound to any other address, a token is
-    generated and printed: open the printed address once (it carries ?token=), or send
-    `Authorization: Bearer TOKEN` to the JSON API under /api/ (described at
-    /api/openapi.json).
+    A token is generated and printed, and written to .taskmill/run/serve.token (0600).
+    Changes (PATCH, POST) need it, on 127.0.0.1 too: scripts send `Authorization: Bearer
+    TOKEN` to the JSON API under /api/ (described at /api/openapi.json); the page has it.
+    On 127.0.0.1 (the default) reads need no token; bound to any other address every
+    request does: open the printed address once (it carries ?token=).
     """
     import uvicorn
 
@@ -73,21 +103,28 @@ def serve(host: str, port: int) -> None:
     from ..web.app import create_app, new_token
 
     ctx = get_ctx()
-    token = None if is_loopback(host) else new_token()
-    app = create_app(ctx.cwd, ctx.env, SystemClock(), token=token)
+    loopback = is_loopback(host)
+    token = new_token()
+    app = create_app(ctx.cwd, ctx.env, SystemClock(), token=token, loopback=loopback)
     sock = _bind(host, port)
     actual_port = int(sock.getsockname()[1])
+    token_file = write_token(app.state.api.paths.run_dir, token)
     url = f"http://{_url_host(host)}:{actual_port}/"
-    info: dict[str, Any] = {"url": url + (f"?token={token}" if token else ""), "host": host,
-                            "port": actual_port, "token": token,
+    info: dict[str, Any] = {"url": url + ("" if loopback else f"?token={token}"),
+                            "host": host, "port": actual_port, "token": token,
+                            "token_file": str(token_file),
                             "root": str(app.state.api.paths.root)}
     if ctx.json:
         click.echo(dumps(info).replace("\n", " ").replace("  ", ""))
     else:
         click.echo(f"taskmill dashboard for {info['root']}")
         click.echo(f"  open {info['url']}")
-        if token:
-            click.echo(f"  token: {token}  (bound to {host}: every client needs it)")
+        if loopback:
+            click.echo(f"  token: {token}  (changes need it: Authorization: Bearer TOKEN;"
+                       f" also in {token_file})")
+        else:
+            click.echo(f"  token: {token}  (bound to {host}: every client needs it; also in"
+                       f" {token_file})")
         click.echo("  Ctrl-C stops it")
     sys.stdout.flush()
 
@@ -100,4 +137,7 @@ def serve(host: str, port: int) -> None:
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3)
-    Server(config).run(sockets=[sock])
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        remove_token(token_file, token)

@@ -1,12 +1,18 @@
 """The dashboard application: the JSON API, the page (static files) and access control.
 
-Access control, in one ASGI middleware (:class:`Guard`):
+Access control, in one ASGI middleware (:class:`Guard`). The dashboard always has a token
+(``taskmill serve`` prints it and writes it to ``.taskmill/run/serve.token``, mode 0600):
 
-- bound to loopback (the default) no token is needed, but the ``Host`` header must name the
-  loopback (a page on another site cannot reach the API through DNS rebinding);
-- bound to any other address a token is required: ``?token=`` once (the page then gets a
-  cookie and is redirected to the same address without the token), the cookie, or
-  ``Authorization: Bearer``;
+- every request that changes something needs it, on loopback too (an agent, or any local
+  process, cannot PATCH a task's checks or close it): ``Authorization: Bearer TOKEN``, the
+  cookie, or ``?token=``. The page gets it written into the HTML it is served (a page of
+  another site cannot read that: no CORS, and the ``Host`` check below) and sends it as a
+  bearer token;
+- bound to loopback (the default) reads need no token, but the ``Host`` header must name
+  the loopback (a page on another site cannot reach the API through DNS rebinding);
+- bound to any other address every request needs the token: ``?token=`` once (the page
+  then gets a cookie and is redirected to the same address without the token), the cookie,
+  or ``Authorization: Bearer``;
 - requests that change something must send ``Content-Type: application/json``, and an
   ``Origin`` header, when there is one, must match the ``Host``: a form or a script on
   another site cannot post to the dashboard.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import secrets
 from collections.abc import AsyncIterator, Collection, Mapping
 from http.cookies import SimpleCookie
@@ -26,7 +33,7 @@ from urllib.parse import urlencode, urlsplit
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +48,7 @@ from .routes import ROUTES
 STATIC_DIR = Path(__file__).parent / "static"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_PLACEHOLDER = "{{TASKMILL_TOKEN}}"
 
 
 def new_token() -> str:
@@ -58,9 +66,10 @@ class Guard:
     """Token, Host and Origin checks (see the module's description)."""
 
     def __init__(self, app: ASGIApp, *, token: str | None,
-                 allowed_hosts: Collection[str] | None) -> None:
+                 allowed_hosts: Collection[str] | None, reads_need_token: bool = True) -> None:
         self.app = app
         self.token = token
+        self.reads_need_token = reads_need_token
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
         digest = hashlib.sha256((token or "").encode()).hexdigest()[:12]
         self.cookie_name = f"taskmill_{digest}"
@@ -93,7 +102,8 @@ class Guard:
                 await _error(403, "forbidden", f"requests from {origin} are refused")(
                     scope, receive, send)
                 return
-        if self.token is None:
+        if self.token is None or (not self.reads_need_token
+                                  and request.method not in UNSAFE_METHODS):
             await self.app(scope, receive, send)
             return
         from_query = request.query_params.get("token")
@@ -116,9 +126,12 @@ class Guard:
         if self._valid(bearer) or self._valid(morsel.value if morsel else None):
             await self.app(scope, receive, send)
             return
-        await _error(401, "unauthorized", "this dashboard needs its token",
-                     hint="open the address `taskmill serve` printed (it has ?token=...), or "
-                          "send Authorization: Bearer TOKEN")(scope, receive, send)
+        what = "this dashboard needs its token" if self.reads_need_token else \
+            "changes need the dashboard's token"
+        await _error(401, "unauthorized", what,
+                     hint="send Authorization: Bearer TOKEN (`taskmill serve` prints it and "
+                          "writes it to .taskmill/run/serve.token), or use the page `taskmill "
+                          "serve` opens")(scope, receive, send)
 
     def _set_cookie(self, response: Response) -> None:
         response.set_cookie(self.cookie_name, self.token or "", httponly=True, samesite="strict",
@@ -138,14 +151,19 @@ class Guard:
         return wrapped
 
 
-def _routes(api: Api) -> list[BaseRoute]:
+def _routes(api: Api, token: str) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route(spec.path, getattr(api, spec.handler), methods=[spec.method], name=spec.handler)
         for spec in ROUTES
     ]
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace(
+        TOKEN_PLACEHOLDER, html.escape(token, quote=True))
 
     async def index(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        # the page carries the token: never stored, never shown to another origin
+        return HTMLResponse(page, headers={"Cache-Control": "no-store",
+                                           "Referrer-Policy": "no-referrer",
+                                           "X-Frame-Options": "DENY"})
 
     routes += [
         Route("/", index, methods=["GET"], include_in_schema=False),
@@ -171,14 +189,16 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(project_root: Path, env: Mapping[str, str], clock: Clock | None = None, *,
-               token: str | None = None,
+               token: str | None = None, loopback: bool = True,
                allowed_hosts: Collection[str] | None = LOOPBACK_HOSTS) -> Starlette:
     """The dashboard for the ledger of the repository containing ``project_root``.
 
-    ``token``: required from every client when given (use it when bound to a non-loopback
-    address). ``allowed_hosts``: the ``Host`` names served (``None``: any); by default the
-    loopback names, which is right for a server bound to 127.0.0.1.
+    ``token``: what every change needs (a new one when not given; ``app.state.token``).
+    ``loopback``: served on the loopback only, so reads need no token and the ``Host``
+    must be one of ``allowed_hosts`` (``None``: any); not on the loopback, every request
+    needs the token and any ``Host`` is served.
     """
+    token = token or new_token()
     project = open_project(Path(project_root), env, clock=clock)
     paths, config = project.paths, project.config
     project.close()
@@ -193,14 +213,14 @@ def create_app(project_root: Path, env: Mapping[str, str], clock: Clock | None =
             api.close()
 
     app = Starlette(
-        routes=_routes(api),
+        routes=_routes(api, token),
         exception_handlers={TaskmillError: _taskmill_error, HTTPException: _http_error,
                             Exception: _server_error},
         lifespan=lifespan,
     )
     app.state.api = api
     app.state.token = token
-    guard_hosts = None if token is not None else allowed_hosts
-    app.add_middleware(Guard, token=token, allowed_hosts=guard_hosts)
+    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts if loopback else None,
+                       reads_need_token=not loopback)
     return app
 

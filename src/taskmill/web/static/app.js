@@ -69,8 +69,13 @@ class ApiError extends Error {
   }
 }
 
+// The dashboard's token, written into the page by the server: changes need it.
+const TOKEN_META = document.querySelector('meta[name="taskmill-token"]');
+const TOKEN = TOKEN_META ? TOKEN_META.content : "";
+
 async function api(path, options) {
   const opts = Object.assign({ headers: {} }, options || {});
+  if (TOKEN) opts.headers["Authorization"] = "Bearer " + TOKEN;
   if (opts.body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(opts.body);
