@@ -132,6 +132,8 @@ def serve(host: str, port: int) -> None:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn re-raises the signal once stopped: the token goes now
+            remove_token(token_file, token)
             broadcaster.close_threadsafe()  # open event streams would hold the shutdown up
             super().handle_exit(sig, frame)
 
