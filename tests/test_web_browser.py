@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 CHROMIUM = Path(os.environ.get("TASKMILL_CHROMIUM", "/usr/bin/chromium"))
@@ -279,12 +280,16 @@ def test_actions_from_the_page(page: Page, served: Served) -> None:
     page.click("#reopen")
     page.wait_for_function("document.querySelector('[data-field=status]').dataset.value === 'open'")
     shot(page, "task-actions.png")
+    # changes need the dashboard's token (the page carries it), on loopback too
     result = page.evaluate("""async (id) => {
-        const r = await fetch(`/api/tasks/${id}/reopen`, {method: 'POST',
-            headers: {'Content-Type': 'application/json'}, body: '{}'});
+        const token = document.querySelector('meta[name="taskmill-token"]').content;
+        const r = await fetch(`/api/tasks/${id}/reopen`, {method: 'POST', body: '{}',
+            headers: {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token}});
         return [r.status, (await r.json()).error.code];
     }""", seed["parse"])
     assert result == [409, "conflict"]
+    without = httpx.post(f"{served.url}/api/tasks/{seed['parse']}/reopen", json={}, timeout=10)
+    assert without.status_code == 401
 
 
 def test_now_page_and_pause(page: Page, served: Served) -> None:
