@@ -334,6 +334,7 @@ def test_a_hostile_agent_cannot_take_the_mills_authority(tmp_path: Path) -> None
     env = json.loads((repo.spy / "env-tm-a-1.json").read_text())
     assert "TASKMILL_SOCKET" in env and "TASKMILL_DIR" not in env
     assert not Path(env["TASKMILL_SOCKET"]).exists()  # gone with the turn
+    assert list((repo.root / ".taskmill" / "run" / "cap").iterdir()) == []  # and the run
     other = repo.task("tm-b")
     assert other["status"] == "open" and other["checks"] is None and other["comments"] == []
     new = repo.task(found)

@@ -87,7 +87,10 @@ def test_second_iteration_prompt_holds_the_failing_check_output(tmp_path: Path) 
     assert env["TASKMILL_TASK_TITLE"] == "Make value two"
     assert env["TASKMILL_ITERATION"] == "2"
     assert Path(env["TASKMILL_WORKTREE"]).is_relative_to(repo.pool)
-    assert Path(env["TASKMILL_DIR"]) == repo.root / ".taskmill"
+    # the ledger only through the mill's socket for this turn (gone when the turn ended)
+    assert "TASKMILL_DIR" not in env
+    assert Path(env["TASKMILL_SOCKET"]).parent.parent == repo.root / ".taskmill" / "run" / "cap"
+    assert not Path(env["TASKMILL_SOCKET"]).exists()
 
     # every attempt recorded, with its figures, outcome, commit and log
     attempts = repo.attempts("tm-v")

@@ -119,7 +119,9 @@ def _main_roots(repo: MillRepo) -> list[str]:
 BRANCH_MISCHIEF = {
     # from the user's checkout (git refuses `branch -D` of a branch checked out elsewhere)
     "deleted_from_main_checkout":
-        "subprocess.run(['git', '-C', os.environ['TASKMILL_DIR'] + '/..', 'update-ref', '-d',"
+        "common = subprocess.run(['git', 'rev-parse', '--path-format=absolute',"
+        " '--git-common-dir'], cwd=WT, capture_output=True, text=True).stdout.strip(); "
+        "subprocess.run(['git', '-C', common + '/..', 'update-ref', '-d',"
         " 'refs/heads/taskmill/' + TASK], check=True)",
     "detached_and_deleted":
         "subprocess.run(['git', 'checkout', '-q', '--detach'], cwd=WT, check=True); "

@@ -19,7 +19,8 @@ Tools:
 - ``add_dependency`` -- ``task_id`` depends on ``depends_on`` (blocks, parent-child,
   related, discovered-from; a gating edge that would close a cycle is refused);
 - ``close`` -- only when *not* working a task: inside a mill worktree the mill closes the
-  task once its checks pass and the work has merged, so an agent cannot close anything.
+  task once its checks pass and the work has merged, so an agent cannot close anything
+  (inside a turn, a call of it anyway is refused by the mill and recorded).
 
 ``update_notes`` and ``comment`` default ``task_id`` to the task being worked, when there is
 one. Ledger errors (:class:`taskmill.errors.TaskmillError`) become MCP tool errors

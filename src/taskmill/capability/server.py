@@ -116,7 +116,8 @@ class CapabilityServer:
     # -- life ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.directory, 0o700)
         self._thread = threading.Thread(target=self._serve, name="taskmill-capability",
                                         daemon=True)
@@ -132,6 +133,8 @@ class CapabilityServer:
             self._thread = None
         self._wake_r.close()
         self._wake_w.close()
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()  # empty once every turn is unregistered
 
     def register(self, task_id: str, agent: str) -> Path:
         """A new socket for one turn of ``agent`` on ``task_id``; its path."""

@@ -15,7 +15,9 @@ def mcp() -> None:
     Speaks MCP on standard input/output until the client closes it. Tools: ready, list,
     show, create, update_notes, comment, add_dependency, and close (only when not working a
     task: with $TASKMILL_TASK_ID set, create links new tasks discovered-from that task and
-    close is not offered). The ledger is the one of this repository, or of $TASKMILL_DIR.
+    close is not offered). The ledger is the one of this repository, or of $TASKMILL_DIR;
+    inside an agent turn ($TASKMILL_SOCKET set by the mill) only the mill's socket for the
+    turn, which signs changes as the agent and refuses (and records) what is not its to do.
     """
     from ..mcp_server import main
 

@@ -24,6 +24,7 @@ import fcntl
 import os
 import queue
 import secrets
+import shutil
 import signal
 import threading
 from collections import defaultdict
@@ -416,6 +417,15 @@ class Mill:
         self.bus.emit("capability_refused", task=scope.task_id, agent=scope.agent, op=op,
                       message=message)
 
+    def _capability_dir(self) -> Path:
+        """This run's directory of turn sockets (``run/cap/<run id>``); those of runs that
+        died are removed."""
+        base = self.paths.run_dir / "cap"
+        for stale in base.iterdir() if base.is_dir() else []:
+            if stale.is_dir() and not run_alive(self.paths.run_dir, stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
+        return base / self.run_id
+
     def run(self) -> RunSummary:
         self._hold_run_lock()
         ledger = self.ledger()
@@ -447,7 +457,7 @@ class Mill:
                 homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment)
             self.capability = CapabilityServer(
-                self.paths.run_dir / "cap", self.ledger, run_dir=self.paths.run_dir,
+                self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)
             self.capability.start()
             ctx.capability = self.capability
