@@ -11,6 +11,7 @@ new task is linked discovered-from the worked task); Codex announces the server'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -327,6 +328,17 @@ def test_the_registered_command_serves_with_a_clean_environment(
 # -- a real agent ------------------------------------------------------------------------------
 
 
+def code_under_test_mcp() -> list[str]:
+    """``taskmill mcp`` of the code under test: agents get a clean environment (no
+    PYTHONPATH), so the default command would run whatever taskmill is installed."""
+    import taskmill
+
+    src = str(Path(taskmill.__file__).resolve().parents[1])
+    return [sys.executable, "-c",
+            f"import sys; sys.path.insert(0, {src!r}); from taskmill.cli import main; main()",
+            "mcp"]
+
+
 # name -> (adapter, the name the CLI gives the server's ``create`` tool, base_url suffix, model).
 # Codex (0.169) defers MCP tools behind its client-side ``tool_search`` tool, which the scripted
 # model cannot call: for Codex the test checks that the server's tools are announced to the
@@ -344,8 +356,11 @@ REAL_AGENTS: dict[str, tuple[Any, str | None, str, str | None]] = {
 def test_real_agent_uses_the_mcp_server(
     name: str, taskmill_repo: Path, cli: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """The agent CLI, configured by its adapter with ``mcp = true``, calls ``create``."""
+    """The agent CLI, configured by its adapter with ``mcp = true``, calls ``create``: as
+    in the mill, the server reaches the ledger only through the turn's capability socket."""
     from taskmill.agents.runner import run_turn
+    from taskmill.capability.server import CapabilityServer
+    from taskmill.ledger import Ledger
     from taskmill.testing import agent_install
     from taskmill.testing.fake_model import FakeModelServer
 
@@ -360,13 +375,23 @@ def test_real_agent_uses_the_mcp_server(
         replies.insert(0, {"text": "Recording a follow-up.", "tool": tool,
                            "args": {"title": title, "priority": 1, "labels": ["found"]}})
     path = os.pathsep.join([str(binary.parent), os.environ.get("PATH", os.defpath)])
-    request = replace(make_request(tmp_path, taskmill_repo, current),
-                      parent_env={"PATH": path}, timeout_s=180.0)
-    with FakeModelServer({"turn": [{"reply": replies}]},
-                         log_path=tmp_path / "requests.ndjson") as server:
+    db = taskmill_repo / ".taskmill" / "taskmill.db"
+    capability = CapabilityServer(tmp_path / "cap", lambda: Ledger.open(db, prefix="tm"))
+    capability.start()
+    socket_path = capability.register(current, name)
+    request = make_request(tmp_path, taskmill_repo, current)
+    turn_env = {k: v for k, v in request.taskmill_env.items() if k != "TASKMILL_DIR"}
+    request = replace(request, parent_env={"PATH": path}, timeout_s=180.0,
+                      taskmill_env={**turn_env, "TASKMILL_SOCKET": str(socket_path)},
+                      capability_socket=socket_path)
+    with contextlib.ExitStack() as stack:
+        stack.callback(capability.stop)
+        server = stack.enter_context(FakeModelServer({"turn": [{"reply": replies}]},
+                         log_path=tmp_path / "requests.ndjson"))
         config = AgentConfig(name=name, adapter=name, mcp=True, base_url=server.url + suffix,
                              model=model, api_key_env="FAKE_KEY", command=(str(binary),),
-                             env={"FAKE_KEY": "sk-fake"})
+                             env={"FAKE_KEY": "sk-fake"},
+                             options={"mcp_command": code_under_test_mcp()})
         result = run_turn(adapter(), config, request)
         offered = [e["served"]["tools"] for e in server.requests if e["served"].get("tools")]
         bodies = [json.dumps(e["body"]) for e in server.model_requests("script")]
@@ -385,3 +410,4 @@ def test_real_agent_uses_the_mcp_server(
     task = cli("show", found[0]["id"], "--json", cwd=taskmill_repo).ok().json()
     assert deps(task) == {(current, "discovered-from")}
     assert task["priority"] == 1 and task["labels"] == ["found"]
+    assert task["dependencies"][0]["created_by"] == f"agent:{name}/{current}"
