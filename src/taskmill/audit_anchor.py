@@ -207,8 +207,9 @@ class AnchorStore:
         common = self.git.out("rev-parse", "--path-format=absolute", "--git-common-dir")
         digest = hashlib.sha256(os.path.realpath(common).encode()).hexdigest()[:24]
         self.mark_path = config_dir / "taskmill" / MARKS_DIR / digest
-        self._tip: tuple[str, Anchor | None] | None = None
+        self._tip: tuple[str | None, Anchor | None] | None = None
         self._tree_written = False
+        self._sign_args: list[str] | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -235,7 +236,8 @@ class AnchorStore:
                 problems.append(f"commit {commit[:12]} on {AUDIT_REF} is not an anchor")
                 continue
             want_prev = prev.commit if prev else None
-            if anchor.prev != want_prev or (parents.split()[:1] or [None])[0] != want_prev:
+            first_parent = parents.split()[0] if parents.split() else None
+            if anchor.prev != want_prev or first_parent != want_prev:
                 problems.append(f"anchor {anchor.number} ({commit[:12]}) does not link to the"
                                 " anchor before it")
             elif prev is not None and (anchor.seq < prev.seq or anchor.number != prev.number + 1):
@@ -279,11 +281,14 @@ class AnchorStore:
     # -- writing ---------------------------------------------------------------------------
 
     def _current(self) -> tuple[str | None, Anchor | None]:
+        """The ref's anchor: as this store last wrote or read it (the compare-and-swap of
+        :meth:`anchor` finds out when another process moved it since), else read."""
+        if self._tip is not None:
+            return self._tip
         tip = self.tip_commit()
         if tip is None:
-            return None, None
-        if self._tip is not None and self._tip[0] == tip:
-            return tip, self._tip[1]
+            self._tip = (None, None)
+            return self._tip
         body = self.git.out("log", "-1", "--format=%B", tip, "--")
         anchor = parse_anchor(tip, body, False)
         self._tip = (tip, anchor)
@@ -297,7 +302,9 @@ class AnchorStore:
 
         Raises :class:`AuditError` when the ref does not hold anchors, or when the head goes
         back from the last anchor."""
-        sign_args = self.signer.sign_args(create=True) if sign else None
+        if sign and self._sign_args is None:
+            self._sign_args = self.signer.sign_args(create=True)
+        sign_args = self._sign_args if sign else None
         if not self._tree_written:
             ensure_empty_tree(self.git)
             self._tree_written = True

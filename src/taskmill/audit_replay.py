@@ -13,6 +13,7 @@ columns (``gated``, ``open_blockers``, recomputed from the dependencies).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections import Counter
@@ -183,10 +184,8 @@ class Replay:
                 continue
             for key, value in zip(FIELDS, row[1:], strict=True):
                 if key in _JSON and value is not None:
-                    try:
+                    with contextlib.suppress(ValueError):
                         value = json.loads(value)
-                    except ValueError:
-                        pass
                 if _norm(value) != _norm(want[key]):
                     out.append(Mismatch(tid, key, value, want[key]))
         out.extend(Mismatch(tid, "row", None, "created") for tid in self.tasks if tid not in seen)
@@ -256,20 +255,25 @@ def _from_record(record: dict[str, Any], ts: str, *, partial: bool = False) -> d
     for key in FIELDS:
         if key not in record:
             continue
-        value = record[key]
-        if key in ("metadata", "hints") and not isinstance(value, dict):
-            value = None
-        elif key == "checks" and not (isinstance(value, list)
-                                      and all(isinstance(c, str) and c.strip() for c in value)):
-            value = None
-        elif key == "agent" and not isinstance(value, str):
-            value = None
-        elif key in ("created_at",) and not isinstance(value, str):
-            value = ts
-        row[key] = value
+        row[key] = _record_value(key, record[key], ts)
     if not partial and not isinstance(record.get("created_at"), str):
         row["created_at"] = ts
     return row
+
+
+def _record_value(key: str, value: Any, ts: str) -> Any:
+    """The column value the import stores for a record's ``key`` (odd values are kept in
+    the row's ``extra``, the column left empty)."""
+    if key in ("metadata", "hints"):
+        return value if isinstance(value, dict) else None
+    if key == "checks":
+        good = isinstance(value, list) and all(isinstance(c, str) and c.strip() for c in value)
+        return value if good else None
+    if key == "agent":
+        return value if isinstance(value, str) else None
+    if key == "created_at":
+        return value if isinstance(value, str) else ts
+    return value
 
 
 _HANDLERS = {
