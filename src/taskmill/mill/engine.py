@@ -35,8 +35,8 @@ from pathlib import Path
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
-from ..capability.server import CapabilityServer, TurnScope
 from ..audit_anchor import open_store
+from ..capability.server import CapabilityServer, TurnScope
 from ..clock import Clock, iso
 from ..config import Config
 from ..containment import Containment, containment
