@@ -127,6 +127,7 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("reopen",), [a], dict, repo),
         (("log",), ["-n", "3"], list, repo),
         (("verify",), [], dict, repo),
+        (("audit", "anchor"), [], dict, repo),
         (("stats",), [], dict, repo),
         (("import",), [str(plan)], dict, repo),
         (("import",), [str(beads), "--format", "beads"], dict, repo),

@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import containers, readiness
 from . import validation as check
-from .audit import AuditLog, VerifyReport, event_from_row, verify
+from .audit import AuditLog, VerifyReport, event_from_row
 from .clock import Clock, SystemClock, elapsed_seconds, iso
 from .db import connect, migrate, write_tx
 from .errors import ClaimConflict, Conflict, CycleError, Forbidden, InvalidInput, NotFound
@@ -45,6 +45,9 @@ from .model import (
     Event,
     Task,
 )
+
+if TYPE_CHECKING:
+    from .audit_anchor import AnchorStore
 
 TASK_COLUMNS = (
     "id, title, description, design, acceptance_criteria, notes, status, priority, issue_type,"
@@ -965,8 +968,13 @@ class Ledger:
             sql = f"SELECT * FROM ({sql.replace(' ORDER BY seq', ' ORDER BY seq DESC')} LIMIT {int(limit)}) ORDER BY seq"
         return [event_from_row(r) for r in self.conn.execute(sql, args)]
 
-    def verify(self) -> VerifyReport:
-        return verify(self.conn)
+    def verify(self, anchors: AnchorStore | None = None, *,
+               anchors_note: str | None = None) -> VerifyReport:
+        """The chain, the tables replayed from the events and, given ``anchors``, the chain
+        against the anchors in git (see :mod:`taskmill.audit_verify`)."""
+        from .audit_verify import verify_ledger
+
+        return verify_ledger(self.conn, anchors, anchors_note=anchors_note)
 
     def stats(self) -> dict[str, Any]:
         by_status = dict(self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status"))

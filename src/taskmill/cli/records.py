@@ -1,5 +1,5 @@
 """CLI commands for dependencies, the audit trail and moving records in and out:
-dep, log, verify, stats, import, export."""
+dep, log, verify, audit, stats, import, export."""
 
 from __future__ import annotations
 
@@ -101,9 +101,17 @@ def log(task_id: str | None, limit: int | None) -> None:
 @click.command()
 @json_option
 def verify() -> None:
-    """Recompute the audit chain; report the first event altered or removed."""
+    """Check the audit trail: the hash chain, every task replayed from its events against
+    the tables, and the chain against the signed anchors in git (refs/taskmill/audit).
+
+    Exit 5 when something was tampered with; 0 (with warnings) when events are only not
+    anchored yet."""
+    from ..audit_anchor import open_store
+
     ctx = get_ctx()
-    report = ctx.project().ledger.verify()
+    project = ctx.project()
+    store, note = open_store(project.paths.root, ctx.env)
+    report = project.ledger.verify(store, anchors_note=note or None)
     if ctx.json:
         emit_json(report.to_json())
     else:
@@ -112,6 +120,38 @@ def verify() -> None:
         render.verify_report(report)
     if not report.ok:
         sys.exit(5)
+
+
+@click.group()
+def audit() -> None:
+    """Anchor the audit chain outside the database (signed commits on refs/taskmill/audit)."""
+
+
+@audit.command(name="anchor")
+@json_option
+def audit_anchor() -> None:
+    """Record the chain's head now as a signed anchor in git (the mill anchors at every
+    landing and at the end of each run)."""
+    from ..audit_anchor import anchor_ledger, open_store
+    from ..errors import TaskmillError
+
+    ctx = get_ctx()
+    project = ctx.project()
+    store, note = open_store(project.paths.root, ctx.env)
+    if store is None:
+        raise TaskmillError(note)
+    anchor = anchor_ledger(project.ledger.conn, store, project.ledger.now())
+    last = anchor or store.last()
+    if ctx.json:
+        emit_json({"anchored": anchor is not None,
+                   "anchor": last.to_json() if last else None})
+    elif anchor is None:
+        click.echo("already anchored: " + (f"anchor {last.number} records events 1..{last.seq}"
+                                           if last else "no events"))
+    else:
+        how = "signed" if anchor.signed else "NOT signed (no ssh-keygen)"
+        click.echo(f"anchor {anchor.number}: events 1..{anchor.seq} ({how}),"
+                   f" commit {anchor.commit[:12]} on refs/taskmill/audit")
 
 
 @click.command()

@@ -280,9 +280,18 @@ def _short(value: Any) -> str:
 def verify_report(report: VerifyReport) -> None:
     out = console()
     if report.ok:
-        out.print(f"[green]ok[/]: {report.events} events, chain intact (head {report.head[:16]})")
+        out.print(f"[green]ok[/]: {report.events} events (head {report.head[:16]})",
+                  highlight=False)
     else:
-        out.print(f"[red]FAILED[/]: {report.problems[0]}")
+        out.print(f"[red]FAILED[/]: {escape(report.problems[0])}", highlight=False)
+        for problem in report.problems[1:]:
+            out.print(f"  [red]problem[/]: {escape(problem)}", highlight=False)
+    for warning in report.warnings:
+        out.print(f"  [yellow]warning[/]: {escape(warning)}", highlight=False)
+    for item in report.proven:
+        out.print(f"  proven: {escape(item)}", highlight=False)
+    for item in report.unproven:
+        out.print(f"  not proven: {escape(item)}", highlight=False)
 
 
 def stats(data: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
+from ..audit_anchor import open_store
 from ..capability.server import CapabilityServer, TurnScope
 from ..clock import Clock, iso
 from ..config import Config
@@ -43,6 +44,7 @@ from ..errors import InvalidInput
 from ..ledger import Ledger
 from ..model import Task
 from ..paths import LedgerPaths
+from .anchoring import Anchorer
 from .check_env import CheckGuard, check_env
 from .events import EventBus
 from .git import Git, ensure_identity, git_env, identity_env
@@ -205,6 +207,8 @@ class Mill:
         self.skipped: list[dict[str, str]] = []
         self.capability: CapabilityServer | None = None
         """Serves each turn's ledger socket (started and stopped with the run)."""
+        self.anchorer: Anchorer | None = None
+        """Anchors the audit chain in git at every landing and at the end of the run."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -472,10 +476,13 @@ class Mill:
                 self.bus.emit("warning", about="editable_install", message=warning)
             resumed = set(self.recover(ledger, queue_.ref))
             summary.skipped = self.skipped
+            self.anchorer = self._anchorer()
             self._loop(ledger, ctx, resumed, summary)
             summary.stopped_by = self.stopped_by
             self._drop_landed_branches(ledger, pool)  # those a worker could not delete
             summary.refused = dict(self.refused)
+            if self.anchorer is not None:  # the run's last anchor, before it says it is done
+                self.anchorer.close()
             self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
                                              if k != "tasks"})
             return summary
@@ -483,8 +490,18 @@ class Mill:
             if self.capability is not None:
                 self.capability.stop()
                 self.capability = None
+            if self.anchorer is not None:
+                self.anchorer.close()
             ledger.close_db()
             self._release_run_lock()
+
+    def _anchorer(self) -> Anchorer | None:
+        store, why = open_store(self.paths.root, self.env)
+        if store is None:
+            self.bus.emit("warning", about="audit_anchor",
+                          message=f"the audit chain will not be anchored: {why}")
+            return None
+        return Anchorer(store, self.paths.db, clock=self.clock, bus=self.bus)
 
     def _pool_warning(self, message: str, task_id: str | None) -> None:
         if task_id is None:
@@ -508,7 +525,14 @@ class Mill:
         done: queue.Queue[Outcome | None] = queue.Queue()
         # a task that lands wakes the scheduler at once (None: a wake-up, not an outcome),
         # not only when its worker is done cleaning its worktree
-        ctx.on_landed = lambda _task_id: done.put(None)
+        anchorer = self.anchorer
+
+        def landed(_task_id: str) -> None:
+            if anchorer is not None:
+                anchorer.request()  # one anchor per landing, written off the landing's path
+            done.put(None)
+
+        ctx.on_landed = landed
         in_flight: set[str] = set()
         skip: set[str] = set()
         self._skip_agentless(ledger, skip)
