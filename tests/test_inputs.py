@@ -211,7 +211,9 @@ def test_list_and_show_escape_what_is_stored(cli: Cli, taskmill_repo: Path,
 def api(cli: Cli, taskmill_repo: Path) -> Iterator[tuple[TestClient, str]]:
     tid = cli("create", "a task", "--json", cwd=taskmill_repo).ok().json()["id"]
     app = create_app(taskmill_repo, dict(os.environ), SystemClock())
-    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
+    # changes need the dashboard's token, on loopback too
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {app.state.token}"}) as c:
         yield c, tid
 
 
