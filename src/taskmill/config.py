@@ -30,6 +30,13 @@ commands = []
 # max_iterations = 5
 # workers = 4
 
+# [sandbox]                    # every agent turn and check runs in a sandbox (bubblewrap)
+# enabled = "auto"             # true: refuse to run without one; false: off
+# read_only = ["~/.cargo"]     # more paths a turn may read (writable = [...] to write)
+# network = ["pypi.org:443"]   # shares the host's network with the turns (off by default)
+# memory_mb = 4096             # per process (RLIMIT_DATA)
+# max_processes = 512
+
 # [agents.claude]
 # adapter = "claude"
 # model = "sonnet"
@@ -55,6 +62,8 @@ class Config:
     """``[checks] env``: variables set for the check commands."""
     check_pass_env: list[str] = field(default_factory=list)
     """``[checks] pass_env``: variables copied from taskmill's environment for the checks."""
+    sandbox: dict[str, Any] = field(default_factory=dict)
+    """The ``[sandbox]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
     path: Path | None = None
 
     def agent_names(self) -> list[str]:
@@ -130,7 +139,8 @@ def config_from_toml(raw: Mapping[str, Any], path: Path | None = None) -> Config
         agents={name: agent_config(name, table)
                 for name, table in raw.get("agents", {}).items()},
         raw=dict(raw), check_env={k: str(v) for k, v in checks.get("env", {}).items()},
-        check_pass_env=list(checks.get("pass_env", [])), path=path)
+        check_pass_env=list(checks.get("pass_env", [])), path=path,
+        sandbox={k.replace("-", "_"): v for k, v in raw.get("sandbox", {}).items()})
 
 
 def agent_config(name: str, table: Mapping[str, Any]) -> AgentConfig:

@@ -15,6 +15,7 @@ key passed through in ``options``.
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
@@ -129,10 +130,57 @@ class RunTable(_Table):
         return data
 
 
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9*](?:[A-Za-z0-9.*-]*[A-Za-z0-9])?)"
+                        r":[0-9]{1,5}$")
+
+
+def _sandbox_path(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise PydanticCustomError("taskmill", "must be a non-empty path, got {value}",
+                                  {"value": repr(value)})
+    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+        raise PydanticCustomError(
+            "taskmill", "must be an absolute path (or start with ~/ for your HOME), got {value}",
+            {"value": repr(value)})
+    return value
+
+
+def _host_port(value: object) -> str:
+    if not isinstance(value, str) or not _HOST_PORT.match(value) \
+            or not 0 < int(value.rsplit(":", 1)[1]) < 65536:
+        raise PydanticCustomError(
+            "taskmill", "must be host:port (e.g. \"pypi.org:443\"), got {value}",
+            {"value": repr(value)})
+    return value
+
+
+SandboxPath = Annotated[str, PlainValidator(_sandbox_path)]
+HostPort = Annotated[str, PlainValidator(_host_port)]
+
+
+class SandboxTable(_Table):
+    """``[sandbox]``: see :mod:`taskmill.sandbox`."""
+
+    enabled: Literal["auto"] | bool = "auto"
+    read_only: list[SandboxPath] = []
+    writable: list[SandboxPath] = []
+    network: list[HostPort] = []
+    memory_mb: PositiveInt | None = None
+    max_processes: PositiveInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _underscores(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+
 class ConfigFile(_Table):
     prefix: NonEmpty
     checks: ChecksTable = ChecksTable()
     run: RunTable = RunTable()
+    sandbox: SandboxTable = SandboxTable()
     agents: dict[str, Any] = {}
     """Checked table by table by :func:`agent_table` (the model depends on the adapter)."""
 
@@ -277,7 +325,8 @@ def agent_table(name: str, table: object) -> AgentConfig:
 # -- the whole file -------------------------------------------------------------------------
 
 
-TOP_LEVEL = {"prefix": "prefix", "checks": "[checks]", "run": "[run]", "agents": "[agents.NAME]"}
+TOP_LEVEL = {"prefix": "prefix", "checks": "[checks]", "run": "[run]", "sandbox": "[sandbox]",
+             "agents": "[agents.NAME]"}
 
 
 def check_config(raw: Mapping[str, Any]) -> list[str]:
@@ -337,7 +386,7 @@ def _where(loc: Sequence[int | str]) -> tuple[str, str]:
     head, *rest = loc
     if head == "agents" and rest:
         table, rest = f"[agents.{rest[0]}]", rest[1:]
-    elif head in ("checks", "run", "agents"):
+    elif head in ("checks", "run", "sandbox", "agents"):
         table = f"[{head}]"
     else:
         table, rest = "", list(loc)

@@ -30,8 +30,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 MODES = ("auto", "pidns", "group")
 MARKER_VAR = "TASKMILL_TURN_ID"
@@ -78,6 +82,9 @@ class Containment:
     """The ``unshare`` command line a ``pidns`` command starts with."""
     note: str = ""
     """Why this mode is in force (e.g. why ``pidns`` is not available)."""
+    sandbox: Sandbox | None = None
+    """When set, turns and checks run in it instead (:mod:`taskmill.sandbox`: a PID
+    namespace of its own too), with the paths each command may see given at start."""
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` as it is started under this containment."""
@@ -86,6 +93,9 @@ class Containment:
         return [*self.prefix, sys.executable, "-I", "-S", "-c", INIT, *argv]
 
     def describe(self) -> str:
+        if self.sandbox is not None:
+            return ("sandbox: each agent turn and check runs in a bubblewrap sandbox with a "
+                    "PID namespace of its own")
         what = {"pidns": "each agent turn and check runs in a PID namespace of its own",
                 "group": "process group kill plus a sweep of processes carrying the turn's "
                          "marker"}[self.mode]

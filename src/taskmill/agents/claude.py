@@ -7,9 +7,10 @@ Command line::
 
 Permissions: an unattended agent has to run tests and ``git`` as well as edit files, so
 the default is ``--permission-mode bypassPermissions`` (the same as
-``--dangerously-skip-permissions``). Claude Code refuses that as root unless ``IS_SANDBOX=1``
-is set, which this adapter then sets: the isolation is taskmill's (own worktree, own HOME,
-clean environment, process group killed at the deadline). A table can choose otherwise with
+``--dangerously-skip-permissions``): the protection is taskmill's sandbox
+(:mod:`taskmill.sandbox`). Claude Code refuses that mode as root unless ``IS_SANDBOX=1``,
+which the runner sets only when the turn really runs in the sandbox (so as root without
+one, choose another mode). A table can choose otherwise with
 ``permission_mode = "acceptEdits"`` and ``allowed_tools = ["Bash(git:*)", "Bash(pytest:*)"]``
 (the latter becomes ``--allowedTools``); ``max_turns = N`` adds ``--max-turns N``.
 ``mcp = true`` writes ``claude-mcp.json`` (``{"mcpServers": {"taskmill": ...}}``, with
@@ -163,8 +164,6 @@ class ClaudeAdapter(HeadlessAdapter):
         }
         mode = option_str(config, "permission_mode") or DEFAULT_PERMISSION_MODE
         argv += ["--permission-mode", mode]
-        if mode == "bypassPermissions":
-            extra["IS_SANDBOX"] = "1"
         allowed = option_list(config, "allowed_tools")
         if config.mcp and MCP_TOOLS not in allowed:
             allowed.append(MCP_TOOLS)

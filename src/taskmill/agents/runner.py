@@ -20,7 +20,10 @@
   ``pidns`` runs the turn in a PID namespace of its own, so that processes that started
   their own session (``setsid``) die with the turn too; ``group`` sweeps them by the
   turn's ``TASKMILL_TURN_ID`` after the group was killed. ``argv[0]`` is resolved on the
-  invocation's PATH before it is wrapped.
+  invocation's PATH before it is wrapped. When the containment has a sandbox
+  (:mod:`taskmill.sandbox`) the turn runs in it, seeing ``mounts`` (default: the worktree,
+  the agent's HOME and the turn's state directory writable, the proxy and capability
+  sockets of the request), and gets ``IS_SANDBOX=1``; nothing else sets that variable.
 * calls ``adapter.parse`` and merges ``request.usage_file`` (JSON written by the agent,
   e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win), then
   rejects figures no agent can mean (negative, not finite, absurdly large): they are not
@@ -63,6 +66,7 @@ from taskmill.agents.common import (
     validate_usage,
 )
 from taskmill.containment import MARKER_VAR, Containment, new_marker, resolve_command, sweep
+from taskmill.sandbox import Mounts
 
 MAX_OUTPUT_BYTES = 20 * 1024 * 1024
 HEAD_BYTES = 256 * 1024
@@ -293,6 +297,7 @@ def run_turn(
     cancel: threading.Event | None = None,
     kill_now: threading.Event | None = None,
     containment: Containment | None = None,
+    mounts: Mounts | None = None,
     clock: Clock = time.monotonic,
     kill_grace_s: float = KILL_GRACE_S,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
@@ -327,13 +332,25 @@ def run_turn(
         return _failed(request, f"cannot write the agent log: {exc}", None, start, clock)
     marker = new_marker()
     env = {**invocation.env, MARKER_VAR: marker}
+    sandbox = contain.sandbox
+    if sandbox is not None:
+        env["IS_SANDBOX"] = "1"
+        mounts = mounts or Mounts.for_worktree(
+            request.worktree, writable=(request.home, request.state_dir),
+            proxy_port=request.proxy_port, proxy_socket=request.proxy_socket,
+            capability_socket=request.capability_socket)
     with out_log, err_log:
         try:
             if not invocation.argv:
                 raise FileNotFoundError("<empty command>")
             argv0 = resolve_command(invocation.argv[0], env, invocation.cwd)
+            argv = [argv0, *invocation.argv[1:]]
+            if sandbox is not None and mounts is not None:
+                argv = sandbox.command(argv, mounts, cwd=invocation.cwd, env=env)
+            else:
+                argv = contain.command(argv)
             proc = subprocess.Popen(
-                contain.command([argv0, *invocation.argv[1:]]),
+                argv,
                 cwd=invocation.cwd,
                 env=env,
                 stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..containment import MARKER_VAR, Containment, new_marker, sweep
+from ..sandbox import Mounts
 
 TAIL_CHARS = 4000
 
@@ -96,14 +97,19 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
                timeout_s: float, log_path: Path | None = None,
                stop_on_failure: bool = True, cancel: threading.Event | None = None,
-               containment: Containment | None = None) -> ChecksResult:
+               containment: Containment | None = None,
+               mounts: Mounts | None = None) -> ChecksResult:
     """Run each command with ``bash -c`` in ``cwd``; a timeout, or ``cancel`` (the run
     stopping), kills its process group. Under ``containment`` (default: the process group
-    only) nothing a check starts outlives it (see :mod:`taskmill.containment`).
+    only) nothing a check starts outlives it (see :mod:`taskmill.containment`); when it has
+    a sandbox, each command runs in it seeing ``mounts`` (default: ``cwd`` and the checks'
+    HOME writable, see :meth:`taskmill.sandbox.Sandbox.check_mounts`).
 
     The log file gets the output as it was; :attr:`CheckRun.output` has terminal escape
     sequences and control characters stripped (it goes into prompts and the dashboard)."""
     contain = containment or Containment("group")
+    sandbox = contain.sandbox
+    view = (mounts or sandbox.check_mounts(cwd)) if sandbox is not None else None
     result = ChecksResult()
     log = log_path.open("ab") if log_path else None
     try:
@@ -113,8 +119,11 @@ def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
                 break
             start = time.monotonic()
             marker = new_marker()
-            proc = subprocess.Popen(contain.command(["bash", "-c", command]), cwd=cwd,
-                                    env={**env, MARKER_VAR: marker},
+            full_env = {**env, MARKER_VAR: marker}
+            argv = ["bash", "-c", command]
+            argv = (sandbox.command(argv, view, cwd=cwd, env=full_env)
+                    if sandbox is not None and view is not None else contain.command(argv))
+            proc = subprocess.Popen(argv, cwd=cwd, env=full_env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
             timed_out = cancelled = False

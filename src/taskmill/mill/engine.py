@@ -30,8 +30,9 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
@@ -43,7 +44,8 @@ from ..containment import Containment, containment
 from ..errors import InvalidInput
 from ..ledger import Ledger
 from ..model import Task
-from ..paths import LedgerPaths
+from ..paths import LedgerPaths, git_common_dir
+from ..sandbox import Layout, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
 from .check_env import CheckGuard, check_env
 from .events import EventBus
@@ -440,6 +442,7 @@ class Mill:
             target = self._target()
             summary = RunSummary(self.run_id, target)
             self.containment = containment(self.settings.contain, self.env)
+            sandbox_info, unsandboxed = self._choose_sandbox()
             queue_ = MergeQueue(
                 self.git, target=target, lock_path=self.paths.run_dir / "merge.lock",
                 checks=self.config.checks, check_env=self.check_env,
@@ -459,7 +462,8 @@ class Mill:
                 project_checks=list(self.config.checks), parent_env=self.env,
                 check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
                 homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
-                abort=self.abort, kill_now=self.kill_now, containment=self.containment)
+                abort=self.abort, kill_now=self.kill_now, containment=self.containment,
+                sandbox=sandbox_info)
             self.capability = CapabilityServer(
                 self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)
@@ -469,7 +473,9 @@ class Mill:
             queue_.containment = self.containment
             self.bus.emit("run_started", run_id=self.run_id, target=target,
                           workers=self.settings.workers, containment=self.containment.mode,
-                          containment_note=self.containment.describe())
+                          containment_note=self.containment.describe(), sandbox=sandbox_info)
+            if unsandboxed:
+                self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
             ctx.check_guard = CheckGuard(self.check_env, self.paths.root,
                                          worktrees=[self.paths.worktrees])
             for warning in ctx.check_guard.new_warnings(self.config.checks):
@@ -502,6 +508,27 @@ class Mill:
                           message=f"the audit chain will not be anchored: {why}")
             return None
         return Anchorer(store, self.paths.db, clock=self.clock, bus=self.bus)
+
+    def _choose_sandbox(self) -> tuple[dict[str, Any], str]:
+        """Put the sandbox (``[sandbox]``) into the containment, and the checks' HOME into
+        their environment. Returns what the sandbox allows (for ``run_started`` and each
+        attempt) and the warning to give when the run is unsandboxed ('' for none)."""
+        assert self.containment is not None
+        settings = SandboxSettings.from_table(self.config.sandbox)
+        home = self.env.get("HOME")
+        check_home = self.paths.run_dir / "homes" / "checks"
+        layout = Layout(repo_root=self.paths.root, ledger_dir=self.paths.dir,
+                        pool_root=self.paths.worktrees,
+                        git_common_dir=git_common_dir(self.paths.root),
+                        home=Path(home) if home else None, check_home=check_home)
+        sandbox, why = choose(settings, layout, self.env)
+        if sandbox is None:
+            info: dict[str, Any] = {"enabled": False, "why": why}
+            return info, (unsandboxed_warning(why) if settings.enabled == "auto" else "")
+        self.containment = replace(self.containment, sandbox=sandbox)
+        if "HOME" not in self.config.check_env:  # the user's HOME is hidden in the sandbox
+            self.check_env = {**self.check_env, "HOME": str(check_home)}
+        return sandbox.describe(), ""
 
     def _pool_warning(self, message: str, task_id: str | None) -> None:
         if task_id is None:

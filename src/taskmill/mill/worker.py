@@ -29,6 +29,7 @@ from ..clock import Clock, iso
 from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
+from ..sandbox import Mounts
 from .check_env import EXIT_NOT_FOUND, CheckGuard, not_found_in_output, not_found_message
 from .checks import ChecksResult, run_checks, strip_terminal_codes, tail
 from .events import EventBus
@@ -163,6 +164,8 @@ class WorkerContext:
     """How nothing a turn or check starts outlives it (None: the process group only)."""
     capability: CapabilityServer | None = None
     """Serves each turn's ledger socket (None: the agent gets ``TASKMILL_DIR`` instead)."""
+    sandbox: dict[str, Any] = field(default_factory=dict)
+    """What the sandbox allows (or why there is none): recorded in every attempt."""
 
 
 class TaskWorker:
@@ -329,7 +332,8 @@ class TaskWorker:
                               agent=config.name, attempt=attempt_id)
             try:
                 result = run_turn(adapter, config, request, cancel=self.ctx.abort,
-                                  kill_now=self.ctx.kill_now, containment=self.ctx.containment)
+                                  kill_now=self.ctx.kill_now, containment=self.ctx.containment,
+                                  mounts=self._mounts(ws, request))
             finally:  # the turn is over: so is its capability
                 if request.capability_socket is not None and self.ctx.capability is not None:
                     self.ctx.capability.unregister(request.capability_socket)
@@ -371,6 +375,8 @@ class TaskWorker:
             detail: dict[str, Any] = {"changed": changed, "exit_code": result.exit_code,
                                       "timed_out": result.timed_out, "duration_s": round(result.duration_s, 3),
                                       "start": start, "head": head}
+            if self.ctx.sandbox:
+                detail["sandbox"] = self.ctx.sandbox
             if usage.error:
                 detail["agent_error"] = usage.error
             if restarted is not None:
@@ -438,6 +444,19 @@ class TaskWorker:
                 self._block(f"circuit breaker: the same failure {signatures[sig]} times:\n"
                             + tail(failure[1], 1500))
                 return False, failure
+
+    def _mounts(self, ws: Workspace, request: TurnRequest) -> Mounts | None:
+        """What the turn sees in the sandbox: its worktree, the agent's HOME, the turn's
+        state directory and the task's progress notes writable (the notes file is created
+        so that it can be shown alone)."""
+        if self.ctx.containment is None or self.ctx.containment.sandbox is None:
+            return None
+        self.progress_file.touch()
+        return Mounts.for_worktree(
+            ws.path, admin=ws.admin,
+            writable=(request.home, request.state_dir, self.progress_file),
+            proxy_port=request.proxy_port, proxy_socket=request.proxy_socket,
+            capability_socket=request.capability_socket)
 
     def _settle(self, ws: Workspace, fallback: str) -> None:
         """Make the slot a proper worktree on the task's branch again (see

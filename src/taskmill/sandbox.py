@@ -1,0 +1,353 @@
+"""A sandbox for every agent turn and every check command (Linux, bubblewrap).
+
+The command runs under ``bwrap`` (``[sandbox]`` in ``.taskmill/config.toml``):
+
+* the root filesystem read-only (``--ro-bind / /``), a fresh ``/dev``, a private tmpfs
+  ``/tmp`` (``TMPDIR=/tmp``), and ``/proc`` of a new PID namespace: only the sandbox's own
+  processes are visible (taskmill's ``/proc/PID/environ`` is not);
+* hidden (an empty read-only tmpfs over them): the user's checkout (the repository root),
+  the ledger directory (``.taskmill``), the mill's worktree pool and git's ``worktrees/``
+  entries (other slots), the user's real ``HOME`` and ``/run`` (sockets of system daemons);
+* shown again, per command (:class:`Mounts`): writable the task's worktree, the agent's
+  HOME and the turn's state directory (a check: its worktree and the checks' HOME); read-only
+  the worktree's ``.git`` link, the slot's entry under git's ``worktrees/`` and git's common
+  directory (objects, refs, config, hooks), so the agent cannot remove ``.git``, move refs,
+  write objects or install hooks: taskmill commits for it;
+* no network (``--unshare-net``: only a loopback of its own), except the model proxy: when a
+  command has one, its unix socket is bound in and pid 1 forwards ``127.0.0.1:PORT`` inside
+  the sandbox to it (:mod:`taskmill.sandbox_init`), so one ``base_url`` works inside and
+  outside. A ``network`` allowlist in the config shares the host's network instead (said so
+  in every attempt: the allowlist is not enforced host by host);
+* no capabilities (``--cap-drop ALL``, which matters when taskmill runs as root), separate
+  IPC and UTS namespaces, killed with taskmill (``--die-with-parent``);
+* a tiny init as pid 1 (``--as-pid-1``): it forwards SIGTERM to the namespace, sets the
+  limits (``memory_mb`` -> ``RLIMIT_DATA`` of each process, ``max_processes`` ->
+  ``RLIMIT_NPROC``), and when the command exits the kernel kills what is left.
+
+``[sandbox] enabled``: ``"auto"`` (default) sandboxes where bubblewrap works and otherwise
+runs unsandboxed with a warning; ``true`` refuses to run without it; ``false`` turns it off.
+Every widening of the defaults (``read_only``, ``writable``, ``network``) is recorded in
+``run_started`` and in each attempt's detail (:meth:`Sandbox.describe`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInput
+from .sandbox_init import INIT
+
+PROBE_TIMEOUT_S = 10.0
+SIGNAL_SHIELD = 'trap "" TERM INT HUP; exec "$0" "$@"'
+"""``bwrap`` ignores the stop signals (the init inside forwards them to the command and
+its children, who get their grace); SIGKILL of the group takes it, and the sandbox, down."""
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """The ``[sandbox]`` table."""
+
+    enabled: str | bool = "auto"
+    read_only: tuple[str, ...] = ()
+    """Extra paths visible read-only (``~`` is the user's HOME)."""
+    writable: tuple[str, ...] = ()
+    """Extra writable paths."""
+    network: tuple[str, ...] = ()
+    """``host:port`` a turn may reach (non-empty: the host's network is shared)."""
+    memory_mb: int | None = None
+    max_processes: int | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any] | None) -> SandboxSettings:
+        table = table or {}
+        return cls(enabled=table.get("enabled", "auto"),
+                   read_only=tuple(table.get("read_only", ())),
+                   writable=tuple(table.get("writable", ())),
+                   network=tuple(table.get("network", ())),
+                   memory_mb=table.get("memory_mb"), max_processes=table.get("max_processes"))
+
+    def widenings(self) -> dict[str, list[str]]:
+        """The keys that widen the default sandbox, with their values."""
+        return {k: list(v) for k, v in (("read_only", self.read_only),
+                                        ("writable", self.writable),
+                                        ("network", self.network)) if v}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run's files are (what every sandbox hides, and where the checks' HOME is)."""
+
+    repo_root: Path
+    ledger_dir: Path
+    pool_root: Path
+    git_common_dir: Path
+    home: Path | None
+    """The user's real HOME (hidden)."""
+    check_home: Path
+    """The HOME of check commands in the sandbox (writable, kept between checks)."""
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """What one command sees beyond the read-only root."""
+
+    writable: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
+    """Mounted after ``writable`` (so ``worktree/.git`` stays read-only)."""
+    proxy_port: int | None = None
+    proxy_socket: Path | None = None
+    capability_socket: Path | None = None
+
+    @classmethod
+    def for_worktree(cls, worktree: Path, *, writable: Sequence[Path] = (),
+                     admin: Path | None = None, proxy_port: int | None = None,
+                     proxy_socket: Path | None = None,
+                     capability_socket: Path | None = None) -> Mounts:
+        """The worktree writable, its ``.git`` link and git's entry for it read-only, plus
+        ``writable``. ``admin`` defaults to what the ``.git`` link names."""
+        admin = admin or _gitfile_admin(worktree)
+        read_only = [worktree / ".git"] + ([admin] if admin is not None else [])
+        return cls(writable=(worktree, *writable), read_only=tuple(read_only),
+                   proxy_port=proxy_port, proxy_socket=proxy_socket,
+                   capability_socket=capability_socket)
+
+
+def _gitfile_admin(worktree: Path) -> Path | None:
+    try:
+        text = (worktree / ".git").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("gitdir:"):
+        return None
+    path = Path(text[len("gitdir:"):].strip())
+    return path if path.is_absolute() else worktree / path
+
+
+def _real(path: Path | str) -> Path:
+    return Path(os.path.realpath(os.path.expanduser(str(path))))
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    bwrap: str
+    python: str
+    """The interpreter of the init (outside every hidden path)."""
+    hidden: tuple[Path, ...]
+    read_only: tuple[Path, ...]
+    writable: tuple[Path, ...]
+    settings: SandboxSettings = field(default_factory=SandboxSettings)
+    check_home: Path | None = None
+
+    @property
+    def share_network(self) -> bool:
+        return bool(self.settings.network)
+
+    def rlimits(self) -> dict[str, int]:
+        limits = {}
+        if self.settings.memory_mb is not None:
+            limits["RLIMIT_DATA"] = self.settings.memory_mb * 1024 * 1024
+        if self.settings.max_processes is not None:
+            limits["RLIMIT_NPROC"] = self.settings.max_processes
+        return limits
+
+    def describe(self) -> dict[str, Any]:
+        """What the sandbox allows, for ``run_started`` and each attempt's detail."""
+        found: dict[str, Any] = {"enabled": True, "tool": "bubblewrap"}
+        if self.share_network:
+            found["network"] = ("the host's network, shared because [sandbox] network is "
+                                "set (the allowlist " + ", ".join(self.settings.network)
+                                + " is not enforced host by host)")
+        else:
+            found["network"] = "off (the model proxy only, through its socket)"
+        widened = self.settings.widenings()
+        if widened:
+            found["widened"] = widened
+        limits = {k: v for k, v in (("memory_mb", self.settings.memory_mb),
+                                    ("max_processes", self.settings.max_processes))
+                  if v is not None}
+        if limits:
+            found["limits"] = limits
+            found["limits_via"] = ("setrlimit: memory_mb as RLIMIT_DATA of each process, "
+                                   "max_processes as RLIMIT_NPROC (per user; not for root)")
+        return found
+
+    def check_mounts(self, worktree: Path) -> Mounts:
+        """A check command's view: its worktree and the checks' HOME writable."""
+        home = () if self.check_home is None else (self.check_home,)
+        if self.check_home is not None:
+            self.check_home.mkdir(parents=True, exist_ok=True)
+        return Mounts.for_worktree(worktree, writable=home)
+
+    def _is_hidden(self, path: Path) -> bool:
+        return any(_under(path, h) for h in self.hidden)
+
+    def _tool_paths(self, argv0: str, env: Mapping[str, str]) -> list[Path]:
+        """Read-only paths the command needs that lie in a hidden place (an agent CLI
+        installed under the user's HOME): its PATH directories there, the folder of the
+        program (the npm package it belongs to) and the init's Python."""
+        found: list[Path] = []
+        for entry in env.get("PATH", "").split(os.pathsep):
+            if entry and os.path.isabs(entry) and self._is_hidden(_real(entry)):
+                found.append(_real(entry))
+        python = Path(self.python)
+        if self._is_hidden(python):  # <prefix>/bin/python3.X: the whole installation
+            found.append(python.parent.parent)
+        program = _real(argv0)
+        if os.path.isabs(argv0) and self._is_hidden(program):
+            parts = program.parts
+            if "node_modules" in parts:
+                i = len(parts) - 1 - parts[::-1].index("node_modules")
+                depth = 3 if i + 1 < len(parts) and parts[i + 1].startswith("@") else 2
+                found.append(Path(*parts[: i + depth]))
+            else:
+                found.append(program.parent)
+        return found
+
+    def command(self, argv: Sequence[str], mounts: Mounts, *, cwd: Path,
+                env: Mapping[str, str]) -> list[str]:
+        """``argv`` (``argv[0]`` resolved already) as it is started in the sandbox."""
+        ops: dict[tuple[Path, str], None] = {}
+        for path in self.hidden:
+            ops[(path, "hide")] = None
+        for path in (*self.writable, *mounts.writable):
+            ops[(_real(path), "rw")] = None
+        for path in (*self.read_only, *mounts.read_only, *self._tool_paths(argv[0], env)):
+            ops[(_real(path), "ro")] = None
+        for sock in (mounts.proxy_socket, mounts.capability_socket):
+            if sock is not None:
+                ops[(_real(sock), "ro")] = None
+        rank = {"hide": 0, "rw": 1, "ro": 2}
+        args = [self.bwrap, "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL",
+                "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                *([] if self.share_network else ["--unshare-net"]),
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        hidden = []
+        for path, kind in sorted(ops, key=lambda op: (len(op[0].parts), rank[op[1]], op[0])):
+            if kind == "hide":
+                if path.is_dir() and path != Path("/"):
+                    args += ["--tmpfs", str(path)]
+                    hidden.append(path)
+            elif path.exists():
+                args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
+        for path in hidden:  # after the binds: not recursive, so those stay as they are
+            args += ["--remount-ro", str(path)]
+        args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd)]
+        conf: dict[str, Any] = {"rlimits": self.rlimits()}
+        if mounts.proxy_port is not None and mounts.proxy_socket is not None \
+                and not self.share_network:
+            conf["bridge"] = [mounts.proxy_port, str(mounts.proxy_socket)]
+        return ["/bin/sh", "-c", SIGNAL_SHIELD, *args, "--",
+                self.python, "-I", "-S", "-c", INIT, json.dumps(conf), *argv]
+
+
+# -- choosing it ---------------------------------------------------------------------------
+
+
+def _init_python(hidden: Sequence[Path]) -> str:
+    """An interpreter for the init, preferably one outside every hidden path (else its
+    installation is shown read-only: :meth:`Sandbox._tool_paths`)."""
+    base = str(getattr(sys, "_base_executable", sys.executable))
+    candidates = [os.path.realpath(sys.executable), os.path.realpath(base),
+                  *(os.path.realpath(p) for p in ("/usr/bin/python3", "/usr/local/bin/python3")
+                    if os.access(p, os.X_OK))]
+    for candidate in candidates:
+        if not any(_under(Path(candidate), h) for h in hidden):
+            return candidate
+    return candidates[0]
+
+
+def hidden_paths(layout: Layout) -> list[Path]:
+    paths = [layout.repo_root, layout.ledger_dir, layout.pool_root,
+             layout.git_common_dir / "taskmill", layout.git_common_dir / "worktrees"]
+    if layout.home is not None:
+        paths.append(layout.home)
+    for system in ("/run", "/var/run"):
+        if os.path.isdir(system) and not os.path.islink(system):
+            paths.append(Path(system))
+    return [p for p in dict.fromkeys(_real(p) for p in paths) if p != Path("/")]
+
+
+def _works(bwrap: str, python: str, env: Mapping[str, str]) -> str:
+    """'' when ``bwrap`` runs a command as pid 1 of a sandbox here, else why not."""
+    argv = [bwrap, "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL", "--unshare-pid",
+            "--unshare-ipc", "--unshare-uts", "--unshare-net", "--ro-bind", "/", "/",
+            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            python, "-I", "-S", "-c", "import os, sys; sys.exit(0 if os.getpid() == 1 else 3)"]
+    try:
+        proc = subprocess.run(argv, env=dict(env), capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if proc.returncode == 0:
+        return ""
+    return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+
+
+_cache: dict[tuple[str, str], str] = {}
+_cache_lock = threading.Lock()
+
+
+def availability(env: Mapping[str, str], python: str) -> tuple[str | None, str]:
+    """(the ``bwrap`` path, '') when sandboxes work here, else (None, why not)."""
+    if not sys.platform.startswith("linux"):
+        return None, "the sandbox needs Linux (bubblewrap)"
+    bwrap = shutil.which("bwrap", path=env.get("PATH", os.defpath)) or (
+        "/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK) else None)
+    if bwrap is None:
+        return None, ("bubblewrap is not installed (`make bubblewrap`, or `apt-get install "
+                      "bubblewrap`)")
+    with _cache_lock:
+        why = _cache.get((bwrap, python))
+        if why is None:
+            why = _works(bwrap, python, env)
+            _cache[(bwrap, python)] = why
+    if why:
+        return None, f"bubblewrap does not work here: {why}"
+    return bwrap, ""
+
+
+def choose(settings: SandboxSettings, layout: Layout,
+           env: Mapping[str, str]) -> tuple[Sandbox | None, str]:
+    """The sandbox of a run, or (None, why the run is unsandboxed: '' when turned off).
+
+    Raises :class:`InvalidInput` when ``enabled = true`` and it cannot work here."""
+    if settings.enabled is False:
+        return None, "[sandbox] enabled = false"
+    hidden = hidden_paths(layout)
+    python = _init_python(hidden)
+    bwrap, why = availability(env, python)
+    if bwrap is None:
+        if settings.enabled is True:
+            raise InvalidInput(f"[sandbox] enabled = true, but {why}",
+                               hint='install bubblewrap, or set [sandbox] enabled = "auto" '
+                                    "(or false) in .taskmill/config.toml")
+        return None, why
+    home = str(layout.home) if layout.home is not None else "~"
+
+    def expand(items: Sequence[str]) -> tuple[Path, ...]:
+        return tuple(Path(home + p[1:]) if p == "~" or p.startswith("~/") else Path(p)
+                     for p in items)
+
+    return Sandbox(bwrap=bwrap, python=python, hidden=tuple(hidden),
+                   read_only=(layout.git_common_dir, *expand(settings.read_only)),
+                   writable=expand(settings.writable),
+                   settings=settings, check_home=layout.check_home), ""
+
+
+def unsandboxed_warning(why: str) -> str:
+    """The one line a run prints when its turns and checks are not sandboxed."""
+    return (f"unsandboxed: agent turns and checks run without a sandbox ({why}); they can "
+            "read and write whatever you can")

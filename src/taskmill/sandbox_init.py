@@ -1,0 +1,98 @@
+"""pid 1 of a sandbox (:mod:`taskmill.sandbox`), as Python source run with ``python -I -S -c``.
+
+It is :data:`taskmill.containment.INIT` with two additions made before the command starts:
+
+* resource limits (``setrlimit``) from its first argument, a JSON object
+  ``{"rlimits": {"RLIMIT_DATA": bytes, "RLIMIT_NPROC": n}, ...}``: they apply to the command
+  and everything it starts;
+* the loopback bridge: with ``"bridge": [port, "/path/to/unix.sock"]`` it listens on
+  ``127.0.0.1:port`` inside the sandbox's network namespace (bound before the command starts,
+  so its first connection cannot be refused) and a forked forwarder pipes each connection to
+  the unix socket, both ways, until either side closes (so a streamed response passes
+  through as it comes). The forwarder is a process of the namespace: it dies with pid 1.
+
+The command's exit status is pid 1's; SIGTERM/SIGINT/SIGHUP are forwarded to every process
+of the namespace (``kill(-1)``), and when the command exits pid 1 exits, so the kernel kills
+whatever is left (``setsid`` daemons included).
+"""
+
+from __future__ import annotations
+
+INIT = """\
+import json, os, resource, signal, socket, sys, threading
+conf = json.loads(sys.argv[1])
+argv = sys.argv[2:]
+STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+def forward(sig, _frame):
+    try:
+        os.kill(-1, sig)
+    except OSError:
+        pass
+for s in STOP:
+    signal.signal(s, forward)
+for name, value in conf.get("rlimits", {}).items():
+    try:
+        resource.setrlimit(getattr(resource, name), (value, value))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write("taskmill: cannot set %s: %s\\n" % (name, exc))
+def pipe(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+def serve(conn, path):
+    up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        up.connect(path)
+    except OSError:
+        conn.close()
+        up.close()
+        return
+    back = threading.Thread(target=pipe, args=(up, conn), daemon=True)
+    back.start()
+    pipe(conn, up)
+    back.join()
+    conn.close()
+    up.close()
+bridge = conf.get("bridge")
+if bridge:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", int(bridge[0])))
+    listener.listen(128)
+    if os.fork() == 0:
+        for s in STOP:
+            signal.signal(s, signal.SIG_DFL)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(conn, bridge[1]), daemon=True).start()
+    listener.close()
+pid = os.fork()
+if pid == 0:
+    for s in (*STOP, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(s, signal.SIG_DFL)
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        sys.stderr.write("taskmill: cannot run %r in the sandbox: %s\\n" % (argv[0], exc))
+        os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
+while True:
+    try:
+        child, status = os.wait()
+    except ChildProcessError:
+        os._exit(1)
+    if child == pid:
+        code = os.waitstatus_to_exitcode(status)
+        os._exit(code if code >= 0 else 128 - code)
+"""
