@@ -30,6 +30,10 @@ from taskmill.ledger import Ledger
 PY = sys.executable
 TRAILER = "Taskmill-Task"
 MAIN_TOML_HEADER = 'prefix = "tm"\n'
+SANDBOX_DEFAULT: dict[str, Any] = {"enabled": False}
+"""``[sandbox]`` of a MillRepo unless a test gives its own (``{spy}`` in a value: the spy
+folder). Off: most mill tests look at their agents from outside (pids, the spy folder, files
+outside the worktree); tests of the sandbox turn it on."""
 
 # -- agents --------------------------------------------------------------------------------
 
@@ -166,8 +170,10 @@ class MillRepo:
                  run: Mapping[str, Any] | None = None,
                  agents: Mapping[str, Mapping[str, Any]] | None = None,
                  files: Mapping[str, str] | None = None,
-                 gitignore: str = "", allow_unchecked: bool = True) -> None:
+                 gitignore: str = "", allow_unchecked: bool = True,
+                 sandbox: Mapping[str, Any] | None = None) -> None:
         self.tmp = tmp_path
+        self.sandbox = dict(sandbox) if sandbox is not None else dict(SANDBOX_DEFAULT)
         # most tests give some tasks no checks at all: they opt in (--allow-unchecked)
         self.allow_unchecked = allow_unchecked
         self.root = tmp_path / "repo"
@@ -198,6 +204,10 @@ class MillRepo:
         lines.append("[run]")
         for key, value in (run or {}).items():
             lines.append(f"{key} = {json.dumps(value)}")
+        sandbox = {k: (v.replace("{spy}", str(self.spy)) if isinstance(v, str) else
+                       [x.replace("{spy}", str(self.spy)) for x in v] if isinstance(v, list)
+                       else v) for k, v in self.sandbox.items()}
+        lines += ["", "[sandbox]"] + [f"{k} = {json.dumps(v)}" for k, v in sandbox.items()]
         for name, table in (agents or {}).items():
             lines += ["", f"[agents.{name}]"]
             lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]

@@ -48,6 +48,7 @@ def configure(repo: MillRepo, *, commands: list[str] | None = None,
     if pass_env is not None:
         lines.append(f"pass_env = {json.dumps(pass_env)}")
     lines += ["", "[run]"] + [f"{k} = {json.dumps(v)}" for k, v in (run or {}).items()]
+    lines += ["", "[sandbox]"] + [f"{k} = {json.dumps(v)}" for k, v in repo.sandbox.items()]
     (repo.root / ".taskmill" / "config.toml").write_text("\n".join(lines) + "\n",
                                                         encoding="utf-8")
     repo.git("commit", "-q", "-am", "config")

@@ -30,7 +30,7 @@ BAD_CONFIGS = [
     ("agent table misspelled", '[agent.x]\nadapter = "claude"\n',
      ["[agent]", "not a known table", "did you mean [agents.NAME]"]),
     ("bogus table", "[bogus]\nx = 1\n",
-     ["[bogus]", "not a known table", "prefix, [checks], [run], [agents.NAME]"]),
+     ["[bogus]", "not a known table", "prefix, [checks], [run], [sandbox], [agents.NAME]"]),
     ("run key typo", "[run]\nmax_iteration = 3\n",
      ["[run]", "'max_iteration'", "did you mean 'max_iterations'", "valid keys: target"]),
     ("agent key wrong type", '[agents.c]\nadapter = "claude"\nmcp = "yes"\n',

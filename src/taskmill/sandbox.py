@@ -47,6 +47,8 @@ from .errors import InvalidInput
 from .sandbox_init import INIT
 
 PROBE_TIMEOUT_S = 10.0
+TMP = Path("/tmp")
+"""Private (an empty tmpfs) in every sandbox."""
 SIGNAL_SHIELD = 'trap "" TERM INT HUP; exec "$0" "$@"'
 """``bwrap`` ignores the stop signals (the init inside forwards them to the command and
 its children, who get their grace); SIGKILL of the group takes it, and the sandbox, down."""
@@ -195,25 +197,35 @@ class Sandbox:
         return any(_under(path, h) for h in self.hidden)
 
     def _tool_paths(self, argv0: str, env: Mapping[str, str]) -> list[Path]:
-        """Read-only paths the command needs that lie in a hidden place (an agent CLI
-        installed under the user's HOME): its PATH directories there, the folder of the
-        program (the npm package it belongs to) and the init's Python."""
+        """Read-only paths the command needs that the sandbox would hide (an agent CLI
+        installed under the user's HOME, an agent script under ``/tmp``): its PATH
+        directories there (never one holding a hidden path), the program itself (the npm
+        package it belongs to) and the init's Python installation."""
         found: list[Path] = []
         for entry in env.get("PATH", "").split(os.pathsep):
-            if entry and os.path.isabs(entry) and self._is_hidden(_real(entry)):
-                found.append(_real(entry))
+            if not entry or not os.path.isabs(entry):
+                continue
+            path = _real(entry)
+            if (self._is_hidden(path) or (_under(path, TMP) and path != TMP)) \
+                    and not any(_under(h, path) for h in self.hidden):
+                found.append(path)
+            # a virtualenv's python links to an installation that may be hidden (pyenv)
+            python = _real(Path(entry) / "python3")
+            if python != Path(entry) / "python3" and python.is_file() \
+                    and (self._is_hidden(python) or _under(python, TMP)):
+                found.append(python.parent.parent)
         python = Path(self.python)
-        if self._is_hidden(python):  # <prefix>/bin/python3.X: the whole installation
+        if self._is_hidden(python) or _under(python, TMP):  # <prefix>/bin/python3.X
             found.append(python.parent.parent)
         program = _real(argv0)
-        if os.path.isabs(argv0) and self._is_hidden(program):
+        if os.path.isabs(argv0) and (self._is_hidden(program) or _under(program, TMP)):
             parts = program.parts
             if "node_modules" in parts:
                 i = len(parts) - 1 - parts[::-1].index("node_modules")
                 depth = 3 if i + 1 < len(parts) and parts[i + 1].startswith("@") else 2
                 found.append(Path(*parts[: i + depth]))
-            else:
-                found.append(program.parent)
+            else:  # the file alone: its folder may be the user's checkout
+                found.append(program)
         return found
 
     def command(self, argv: Sequence[str], mounts: Mounts, *, cwd: Path,
