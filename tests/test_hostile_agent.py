@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from taskmill.sandbox import availability
-
 from mill_helpers import PY, MillRepo, process_alive, wait_for
+from taskmill.sandbox import availability
 
 SECRET_ENV = "fake-secret-in-taskmills-env-7f3a"
 SSH_KEY = "FAKE-SSH-PRIVATE-KEY-91c2"

@@ -1,0 +1,335 @@
+"""The sandbox of turns and checks (taskmill.sandbox): what a command sees, the loopback
+bridge to the model proxy, limits, the runner's contract inside it, and the config."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from taskmill.agents.base import AgentConfig, TurnRequest
+from taskmill.agents.exec import ExecAdapter
+from taskmill.agents.runner import run_turn
+from taskmill.config_schema import check_config
+from taskmill.containment import Containment
+from taskmill.errors import InvalidInput
+from taskmill.mill.checks import run_checks
+from taskmill.sandbox import Layout, Mounts, Sandbox, SandboxSettings, availability, choose
+
+bwrap, why_not = availability(os.environ, os.path.realpath(sys.executable))
+needs_bwrap = pytest.mark.skipif(bwrap is None, reason=f"no sandbox here: {why_not}")
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_layout(tmp_path: Path) -> tuple[Layout, Path]:
+    """A repository with one mill slot (returned), a ledger, and a user HOME."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    _git(root, "init", "-q", "-b", "main")
+    (root / "a.txt").write_text("a\n")
+    _git(root, "add", ".")
+    _git(root, "commit", "-qm", "init")
+    pool = root / ".git" / "taskmill" / "worktrees"
+    pool.mkdir(parents=True)
+    _git(root, "worktree", "add", "-q", str(pool / "w0"), "-b", "taskmill/t")
+    (root / ".taskmill").mkdir()
+    (root / ".taskmill" / "taskmill.db").write_text("ledger")
+    home = tmp_path / "home"
+    home.mkdir()
+    layout = Layout(repo_root=root, ledger_dir=root / ".taskmill", pool_root=pool,
+                    git_common_dir=root / ".git", home=home,
+                    check_home=root / ".taskmill" / "run" / "homes" / "checks")
+    return layout, pool / "w0"
+
+
+def sandbox_of(tmp_path: Path, **settings: object) -> tuple[Sandbox, Path]:
+    layout, slot = make_layout(tmp_path)
+    sandbox, why = choose(SandboxSettings(**settings), layout, os.environ)  # type: ignore[arg-type]
+    assert sandbox is not None, why
+    return sandbox, slot
+
+
+def run_in(sandbox: Sandbox, slot: Path, script: str, mounts: Mounts | None = None,
+           timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    argv = sandbox.command([sys.executable, "-c", script], mounts or Mounts.for_worktree(slot),
+                           cwd=slot, env=os.environ)
+    return subprocess.run(argv, cwd=slot, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+# -- the bridge to the model proxy ----------------------------------------------------------
+
+
+class _Streaming(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(3):
+            event = f"data: {i} {body.decode()}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.wfile.flush()
+            time.sleep(0.05)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        conn, _ = super().get_request()
+        return conn, ("127.0.0.1", 0)  # http.server wants a (host, port)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@needs_bwrap
+def test_the_proxy_is_reached_on_loopback_through_its_socket_and_streams(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path)
+    path = tmp_path / "proxy.sock"
+    server = _UnixHTTPServer(str(path), _Streaming)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = _free_port()
+    script = f"""
+import http.client, json, time
+conn = http.client.HTTPConnection("127.0.0.1", {port}, timeout=10)
+conn.request("POST", "/v1/messages", body=b"hi")
+resp = conn.getresponse()
+chunks = []
+while True:
+    line = resp.fp.readline()
+    if not line:
+        break
+    chunks.append((round(time.monotonic(), 3), line.decode()))
+    if line.startswith(b"0\\r"):
+        break
+print(resp.status, json.dumps([c for c in chunks if "data" in c[1]]))
+"""
+    try:
+        mounts = Mounts.for_worktree(slot, proxy_port=port, proxy_socket=path)
+        proc = run_in(sandbox, slot, script, mounts)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr
+    status, rest = proc.stdout.split(" ", 1)
+    assert status == "200"
+    events = json.loads(rest)
+    assert [e[1].strip() for e in events] == ["data: 0 hi", "data: 1 hi", "data: 2 hi"]
+    # streamed: the events arrived as they were sent, not all at the end
+    assert events[-1][0] - events[0][0] >= 0.08, events
+
+
+@needs_bwrap
+def test_no_network_but_its_own_loopback(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        proc = run_in(sandbox, slot, f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2)
+    print("reached")
+except OSError as exc:
+    print("refused", exc.errno)
+""")
+    assert proc.stdout.startswith("refused"), proc.stdout + proc.stderr
+
+
+@needs_bwrap
+def test_network_allowlist_shares_the_hosts_network_and_says_so(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path, network=("pypi.org:443",))
+    assert "--unshare-net" not in sandbox.command(["true"], Mounts.for_worktree(slot),
+                                                  cwd=slot, env=os.environ)
+    described = sandbox.describe()
+    assert described["widened"] == {"network": ["pypi.org:443"]}
+    assert "not enforced" in described["network"]
+
+
+# -- what a command sees --------------------------------------------------------------------
+
+
+@needs_bwrap
+def test_a_command_sees_its_worktree_only(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path, read_only=("~/tools",), writable=(str(tmp_path / "out"),))
+    layout_home = tmp_path / "home"
+    (layout_home / "tools").mkdir()
+    (layout_home / "tools" / "t.txt").write_text("tool")
+    (layout_home / "secret.txt").write_text("secret")
+    (tmp_path / "out").mkdir()
+    proc = run_in(sandbox, slot, f"""
+import os, pathlib
+root = pathlib.Path({str(tmp_path / "repo")!r})
+home = pathlib.Path({str(layout_home)!r})
+def probe(f):
+    try:
+        return f()
+    except OSError as exc:
+        return type(exc).__name__
+print(sorted(os.listdir(root)))
+print(probe(lambda: (root / "a.txt").read_text()))
+print(probe(lambda: (home / "secret.txt").read_text()))
+print(probe(lambda: (home / "tools" / "t.txt").read_text()))
+print(probe(lambda: (home / "tools" / "new").write_text("x")))
+print(probe(lambda: pathlib.Path("new.txt").write_text("x")))
+print(probe(lambda: pathlib.Path({str(tmp_path / "out" / "o.txt")!r}).write_text("x")))
+print(sorted(p for p in os.listdir("/proc") if p.isdigit()))
+print(os.getpid())
+""")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    # the checkout's own files are not there (only the mount points of .git and the ledger)
+    assert lines[0] == "['.git', '.taskmill']"
+    assert lines[1:4] == ["FileNotFoundError", "FileNotFoundError", "tool"]
+    assert lines[4] == "OSError"  # read-only
+    assert lines[5:7] == ["1", "1"]  # written: the worktree, the writable widening
+    assert lines[7] == "['1', '2']" and lines[8] == "2"  # the init and itself
+    assert (slot / "new.txt").exists() and (tmp_path / "out" / "o.txt").exists()
+
+
+@needs_bwrap
+def test_memory_limit_applies_inside(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path, memory_mb=200)
+    proc = run_in(sandbox, slot, """
+try:
+    block = bytearray(400 * 1024 * 1024)
+    print("allocated")
+except MemoryError:
+    print("MemoryError")
+""")
+    assert proc.stdout.strip() == "MemoryError", proc.stdout + proc.stderr
+    assert sandbox.describe()["limits"] == {"memory_mb": 200}
+
+
+# -- the runner and the checks inside it -----------------------------------------------------
+
+
+def _request(tmp_path: Path, slot: Path, timeout: float = 30) -> TurnRequest:
+    state = tmp_path / "state"
+    return TurnRequest(task_id="t", title="t", iteration=1, prompt="p", worktree=slot,
+                       home=tmp_path / "agent-home", state_dir=state,
+                       prompt_file=state / "prompt.md", usage_file=state / "usage.json",
+                       log_path=tmp_path / "logs" / "turn.log",
+                       parent_env={"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")},
+                       timeout_s=timeout)
+
+
+@needs_bwrap
+def test_is_sandbox_is_set_only_in_a_sandboxed_turn(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path)
+    script = 'import os; open("seen.txt", "a").write(os.environ.get("IS_SANDBOX", "-") + "\\n")'
+    config = AgentConfig(name="x", adapter="exec", command=(sys.executable, "-c", script))
+    request = _request(tmp_path, slot)
+    for contain in (Containment("pidns", sandbox=sandbox), Containment("group")):
+        result = run_turn(ExecAdapter(), config, request, containment=contain)
+        assert result.exit_code == 0, result.usage.error
+    assert (slot / "seen.txt").read_text().split() == ["1", "-"]
+
+
+@needs_bwrap
+def test_a_missing_agent_is_127_with_the_fix_message(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path)
+    config = AgentConfig(name="x", adapter="exec", command=("no-such-agent-cli",))
+    result = run_turn(ExecAdapter(), config, _request(tmp_path, slot),
+                      containment=Containment("pidns", sandbox=sandbox))
+    assert result.exit_code == 127 and "Fix:" in (result.usage.error or "")
+
+
+@needs_bwrap
+def test_a_timed_out_turn_leaves_nothing_running(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path)
+    token = f"sandbox-daemon-{os.getpid()}"
+    script = (f"import subprocess, sys, time; subprocess.Popen(['setsid', sys.executable, '-c', "
+              f"'import time; time.sleep(60)', '{token}']); time.sleep(60)")
+    config = AgentConfig(name="x", adapter="exec", command=(sys.executable, "-c", script))
+    start = time.monotonic()
+    result = run_turn(ExecAdapter(), config, _request(tmp_path, slot, timeout=1.5),
+                      containment=Containment("pidns", sandbox=sandbox), kill_grace_s=1)
+    assert result.timed_out and time.monotonic() - start < 20
+    time.sleep(0.3)
+    alive = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, token)]
+    assert alive == []
+
+
+def _cmdline_has(pid: str, token: str) -> bool:
+    try:
+        return token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+@needs_bwrap
+def test_checks_run_in_the_sandbox_with_their_own_home(tmp_path: Path) -> None:
+    sandbox, slot = sandbox_of(tmp_path)
+    env = {"PATH": os.environ["PATH"], "HOME": str(sandbox.check_home)}
+    result = run_checks(["touch made-by-check && touch $HOME/cache && test ! -e ../../../../a.txt"
+                         " && ! touch ../../../../x"],
+                        slot, env, timeout_s=30, containment=Containment("pidns", sandbox=sandbox))
+    assert result.ok, result.failure_text()
+    assert (slot / "made-by-check").exists()
+    assert sandbox.check_home is not None and (sandbox.check_home / "cache").exists()
+
+
+# -- choosing it, and the config ------------------------------------------------------------
+
+
+def test_enabled_true_without_bubblewrap_is_an_error_auto_warns(tmp_path: Path) -> None:
+    layout, _ = make_layout(tmp_path)
+    env = {"PATH": str(tmp_path / "empty")}
+    with pytest.raises(InvalidInput) as exc:
+        choose(SandboxSettings(enabled=True), layout, env)
+    assert "bubblewrap is not installed" in str(exc.value)
+    sandbox, why = choose(SandboxSettings(), layout, env)
+    assert sandbox is None and "bubblewrap is not installed" in why
+    assert choose(SandboxSettings(enabled=False), layout, os.environ)[0] is None
+
+
+@pytest.mark.parametrize(("table", "expected"), [
+    ({"network": ["pypi.org"]}, "[sandbox] network[0] must be host:port"),
+    ({"writable": ["relative/path"]}, "[sandbox] writable[0] must be an absolute path"),
+    ({"enabled": "yes"}, "[sandbox] enabled"),
+    ({"memory_mb": 0}, "[sandbox] memory_mb must be at least 1"),
+    ({"nework": []}, "did you mean 'network'"),
+])
+def test_sandbox_table_errors_name_the_key(table: dict[str, object], expected: str) -> None:
+    problems = check_config({"prefix": "tm", "sandbox": table})
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_valid_sandbox_table_passes() -> None:
+    assert check_config({"prefix": "tm", "sandbox": {
+        "enabled": "auto", "read_only": ["~/.cargo", "/opt/sdk"], "writable": ["~"],
+        "network": ["pypi.org:443", "[::1]:8080"], "memory_mb": 4096,
+        "max_processes": 512}}) == []
+
+
+def test_widenings_are_described() -> None:
+    settings = SandboxSettings(read_only=("~/.cargo",), writable=("/data",))
+    assert settings.widenings() == {"read_only": ["~/.cargo"], "writable": ["/data"]}
+    assert SandboxSettings().widenings() == {}
+    assert json.dumps(Sandbox("bwrap", "python3", (), (), (), settings).describe())
