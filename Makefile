@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
-.PHONY: all install demo test lint typecheck bench agents chromium clean real-project real-project-cache
+.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap clean real-project real-project-cache
 
 all: test
 
@@ -21,7 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
-test: $(STAMP) agents chromium real-project-cache
+test: $(STAMP) agents chromium bubblewrap real-project-cache
 	$(BIN)/python -m pytest -q -n 2
 
 # The real agent CLIs, at pinned versions, in an ignored cache folder (skipped when npm is
@@ -65,3 +65,19 @@ chromium:
 		(sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install chromium: the browser tests will be skipped"; \
 	else echo "not root: 'sudo apt-get install chromium' enables the browser tests (skipped until then)"; fi
+
+# Debian's bubblewrap: the sandbox of every agent turn and check (without it taskmill runs
+# them unsandboxed, with a warning, and the sandbox tests are skipped, saying why).
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(uname -s)" != Linux ]; then \
+		echo "bubblewrap needs Linux: turns and checks will run unsandboxed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "apt-get not found: install bubblewrap yourself; the sandbox tests will be skipped"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+		|| echo "could not install bubblewrap: the sandbox tests will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		(sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
+		|| echo "could not install bubblewrap: the sandbox tests will be skipped"; \
+	else echo "not root: 'sudo apt-get install bubblewrap' sandboxes the turns and enables the sandbox tests"; fi

@@ -1,0 +1,80 @@
+"""Start-up cost of the sandbox of a turn: ``true`` run bare, contained (a PID namespace,
+``[run] contain``) and sandboxed (bubblewrap, :mod:`taskmill.sandbox`), median of 30 runs
+each (target: the sandbox adds < 50 ms per turn).
+
+    python -m benchmarks.sandbox_startup [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from taskmill.containment import containment
+from taskmill.sandbox import Layout, Mounts, SandboxSettings, choose
+
+from .mill_common import Report, header, main_of, workdir
+from .support import home_env, load_average, median
+
+OVERHEAD_TARGET_MS = 50.0
+
+
+def _times(argv: Sequence[str], cwd: Path, env: dict[str, str], runs: int) -> list[float]:
+    def once() -> float:
+        start = time.perf_counter()
+        subprocess.run(list(argv), cwd=cwd, env=env, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL)
+        return (time.perf_counter() - start) * 1000
+
+    for _ in range(3):
+        once()
+    return [once() for _ in range(runs)]
+
+
+def run(args: argparse.Namespace) -> Report:
+    report = header("sandbox_startup", "cost of starting `true` bare, contained, sandboxed")
+    env = home_env()
+    true = shutil.which("true") or "/bin/true"
+    with workdir("sandbox") as work:
+        root = work / "repo"
+        root.mkdir()
+        for cmd in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "x"],
+                    ["worktree", "add", "-q", ".git/taskmill/worktrees/w0", "-b", "t"]):
+            subprocess.run(["git", *cmd], cwd=root, env=env, check=True, capture_output=True)
+        slot = root / ".git" / "taskmill" / "worktrees" / "w0"
+        layout = Layout(repo_root=root, ledger_dir=root / ".taskmill",
+                        pool_root=slot.parent, git_common_dir=root / ".git",
+                        home=Path(env["HOME"]), check_home=work / "check-home")
+        bare = median(_times([true], slot, env, args.runs))
+        report.add("`true`, bare", bare, "ms")
+        contain = containment("auto", env)
+        contained = median(_times(contain.command([true]), slot, env, args.runs))
+        report.add(f"`true`, contained ({contain.mode})", contained, "ms")
+        sandbox, why = choose(SandboxSettings(), layout, os.environ)
+        if sandbox is None:
+            report.note(f"no sandbox here: {why}")
+            return report
+        argv = sandbox.command([true], Mounts.for_worktree(slot), cwd=slot, env=env)
+        sandboxed = median(_times(argv, slot, env, args.runs))
+        report.add("`true`, sandboxed (bubblewrap + init)", sandboxed, "ms")
+        overhead = sandboxed - bare
+        report.add("sandbox start-up cost per turn", overhead, "ms",
+                   f"< {OVERHEAD_TARGET_MS:.0f} ms", overhead < OVERHEAD_TARGET_MS)
+    report.note(f"load average while measuring: {load_average()}")
+    return report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=30, help="timed runs of each (after 3 warm-ups)")
+    return p
+
+
+if __name__ == "__main__":
+    main_of(run, parser())
