@@ -103,7 +103,7 @@ attempt("read another slot's file", lambda: read(P["slot_file"]))
 attempt("read the user's checkout", lambda: read(P["checkout_file"]))
 attempt("write into the user's checkout", lambda: write(P["checkout_pwn"]))
 attempt("write into the user's HOME", lambda: write(P["home_pwn"]))
-attempt("write into /etc", lambda: write("/etc/taskmill-pwned"))
+attempt("write into the read-only root", lambda: write(P["root_pwn"]))
 attempt("remove .git", remove_git)
 attempt("move the target branch", lambda: git("update-ref", "refs/heads/main", "HEAD"))
 attempt("commit by itself", lambda: git("commit", "--allow-empty", "-m", "sneaky"))
@@ -169,6 +169,8 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
     other_slot.mkdir(parents=True)
     (other_slot / "slot-file.txt").write_text(SLOT_SECRET)
     listener = Listener()
+    # on the root filesystem (not under /tmp, private in the sandbox), removed at the end
+    root_pwn = Path(__file__).resolve().parent / f"pwned-{os.getpid()}-{time.monotonic_ns()}"
     paths = {
         "secret_env": SECRET_ENV, "ssh_key": str(home / ".ssh" / "id_rsa"),
         "db": str(repo.root / ".taskmill" / "taskmill.db"), "pool": str(repo.pool),
@@ -176,7 +178,7 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
         "checkout_file": str(repo.root / "notes-secret.txt"),
         "checkout_pwn": str(repo.root / "pwned.txt"), "home_pwn": str(home / "pwned.txt"),
         "hook": str(repo.root / ".git" / "hooks" / "post-commit"),
-        "port": listener.port, "late_token": LATE_TOKEN,
+        "port": listener.port, "late_token": LATE_TOKEN, "root_pwn": str(root_pwn),
     }
     agent = tmp_path / "hostile.py"
     agent.write_text(HOSTILE.format(py=PY, paths=json.dumps(paths)), encoding="utf-8")
@@ -191,8 +193,13 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
     command = (f"exec {PY} -m taskmill run --allow-unchecked --json-events {events} "
                f"--agent-cmd '{agent} '$$")
     env = {**os.environ, "HOME": str(home), "SOME_API_KEY": SECRET_ENV}
-    proc = subprocess.run(["sh", "-c", command], cwd=repo.root, env=env, capture_output=True,
-                          text=True, timeout=120, start_new_session=True)
+    try:
+        proc = subprocess.run(["sh", "-c", command], cwd=repo.root, env=env,
+                              capture_output=True, text=True, timeout=120,
+                              start_new_session=True)
+        assert not root_pwn.exists()
+    finally:
+        root_pwn.unlink(missing_ok=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     # the honest work landed, with the agent's report of what it tried
@@ -212,7 +219,7 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
         else:
             assert entry["result"].startswith(("denied", "started")), entry
     # ... and from outside: nothing else changed
-    assert not (repo.root / "pwned.txt").exists() and not Path("/etc/taskmill-pwned").exists()
+    assert not (repo.root / "pwned.txt").exists()
     assert not (repo.root / ".git" / "hooks" / "post-commit").exists()
     assert _snapshot(home) == before_home and _snapshot(other_slot) == before_slot
     assert (repo.root / "notes-secret.txt").read_text() == CHECKOUT_SECRET

@@ -200,7 +200,7 @@ class Sandbox:
         """Read-only paths the command needs that the sandbox would hide (an agent CLI
         installed under the user's HOME, an agent script under ``/tmp``): its PATH
         directories there (never one holding a hidden path), the program itself (the npm
-        package it belongs to) and the init's Python installation."""
+        package it belongs to), the init's Python installation and taskmill's own."""
         found: list[Path] = []
         for entry in env.get("PATH", "").split(os.pathsep):
             if not entry or not os.path.isabs(entry):
@@ -217,6 +217,10 @@ class Sandbox:
         python = Path(self.python)
         if self._is_hidden(python) or _under(python, TMP):  # <prefix>/bin/python3.X
             found.append(python.parent.parent)
+        own = _real(sys.prefix)  # taskmill's own installation (its CLI, inside the turn)
+        if (self._is_hidden(own) or _under(own, TMP)) and not any(_under(h, own)
+                                                                  for h in self.hidden):
+            found.append(own)
         program = _real(argv0)
         if os.path.isabs(argv0) and (self._is_hidden(program) or _under(program, TMP)):
             parts = program.parts
