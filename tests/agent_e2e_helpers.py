@@ -162,7 +162,8 @@ class E2ERepo:
     """A repository with one task for one agent, run by ``taskmill run`` in a subprocess."""
 
     def __init__(self, tmp_path: Path, agent: str, table: Mapping[str, Any], *,
-                 run: Mapping[str, Any] | None = None) -> None:
+                 run: Mapping[str, Any] | None = None,
+                 sandbox: Mapping[str, Any] | None = None) -> None:
         self.tmp = tmp_path
         self.agent = agent
         self.root = tmp_path / "repo"
@@ -176,6 +177,9 @@ class E2ERepo:
             "checks": {"commands": []},
             "run": {"agent": agent, **(run or {})},
             "agents": {agent: dict(table)},
+            # off until the CLIs reach the scripted model server through the model proxy
+            # (network is off in the sandbox): pass sandbox={} for the default sandbox
+            "sandbox": dict(sandbox) if sandbox is not None else {"enabled": False},
         }
         (self.root / ".taskmill" / "config.toml").write_text(tomli_w.dumps(config),
                                                             encoding="utf-8")
