@@ -333,3 +333,40 @@ def test_widenings_are_described() -> None:
     assert settings.widenings() == {"read_only": ["~/.cargo"], "writable": ["/data"]}
     assert SandboxSettings().widenings() == {}
     assert json.dumps(Sandbox("bwrap", "python3", (), (), (), settings).describe())
+
+
+@needs_bwrap
+@pytest.mark.parametrize("toolchains", [True, False])
+def test_toolchains_under_home_are_shown_read_only_and_the_rest_stays_hidden(
+        tmp_path: Path, toolchains: bool) -> None:
+    """A pyenv python (a virtualenv's interpreter links into ~/.pyenv) must run in the
+    sandbox, or every check of a Python project fails; ~/.ssh stays hidden."""
+    layout, slot = make_layout(tmp_path)
+    home = tmp_path / "home"
+    tool = home / ".pyenv" / "versions" / "3.x" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho tool ran\n")
+    tool.chmod(0o755)
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_rsa").write_text("SECRET KEY")
+    sandbox, why = choose(SandboxSettings(toolchains=toolchains), layout, os.environ)
+    assert sandbox is not None, why
+    script = f"""
+import pathlib, subprocess
+try:
+    print(subprocess.run([{str(tool)!r}], capture_output=True, text=True).stdout.strip())
+except OSError as exc:
+    print("tool missing", type(exc).__name__)
+try:
+    print(pathlib.Path({str(home / '.ssh' / 'id_rsa')!r}).read_text())
+except OSError:
+    print("ssh hidden")
+try:
+    pathlib.Path({str(tool)!r}).write_text("changed")
+    print("tool written")
+except OSError:
+    print("tool read-only")
+"""
+    out = run_in(sandbox, slot, script).stdout
+    assert "ssh hidden" in out and "SECRET" not in out and "tool written" not in out, out
+    assert ("tool ran" in out) is toolchains, out

@@ -167,6 +167,7 @@ class SandboxTable(_Table):
     network: list[HostPort] = []
     memory_mb: PositiveInt | None = None
     max_processes: PositiveInt | None = None
+    toolchains: bool = True
 
     @model_validator(mode="before")
     @classmethod

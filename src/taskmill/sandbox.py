@@ -67,6 +67,8 @@ class SandboxSettings:
     """``host:port`` a turn may reach (non-empty: the host's network is shared)."""
     memory_mb: int | None = None
     max_processes: int | None = None
+    toolchains: bool = True
+    """Show the toolchains installed under HOME (:data:`TOOLCHAINS`) read-only."""
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any] | None) -> SandboxSettings:
@@ -75,7 +77,8 @@ class SandboxSettings:
                    read_only=tuple(table.get("read_only", ())),
                    writable=tuple(table.get("writable", ())),
                    network=tuple(table.get("network", ())),
-                   memory_mb=table.get("memory_mb"), max_processes=table.get("max_processes"))
+                   memory_mb=table.get("memory_mb"), max_processes=table.get("max_processes"),
+                   toolchains=bool(table.get("toolchains", True)))
 
     def widenings(self) -> dict[str, list[str]]:
         """The keys that widen the default sandbox, with their values."""
@@ -221,16 +224,30 @@ class Sandbox:
         if (self._is_hidden(own) or _under(own, TMP)) and not any(_under(h, own)
                                                                   for h in self.hidden):
             found.append(own)
-        program = _real(argv0)
-        if os.path.isabs(argv0) and (self._is_hidden(program) or _under(program, TMP)):
-            parts = program.parts
-            if "node_modules" in parts:
-                i = len(parts) - 1 - parts[::-1].index("node_modules")
-                depth = 3 if i + 1 < len(parts) and parts[i + 1].startswith("@") else 2
-                found.append(Path(*parts[: i + depth]))
-            else:  # the file alone: its folder may be the user's checkout
-                found.append(program)
+        if os.path.isabs(argv0):
+            found += self._program_paths(_real(argv0))
+            # a script's interpreter (#!) may be hidden too (a pyenv python, say)
+            interpreter = _shebang(Path(argv0))
+            if interpreter is not None:
+                found += self._program_paths(_real(interpreter))
         return found
+
+    def _program_paths(self, program: Path) -> list[Path]:
+        """What a program the sandbox would hide needs shown read-only: its npm package, the
+        installation a ``<prefix>/bin/<program>`` belongs to (an interpreter needs its
+        libraries: a virtualenv's python links into a pyenv installation under HOME), or the
+        file alone (its folder may be the user's checkout)."""
+        if not (self._is_hidden(program) or _under(program, TMP)):
+            return []
+        parts = program.parts
+        if "node_modules" in parts:
+            i = len(parts) - 1 - parts[::-1].index("node_modules")
+            depth = 3 if i + 1 < len(parts) and parts[i + 1].startswith("@") else 2
+            return [Path(*parts[: i + depth])]
+        prefix = program.parent.parent
+        if program.parent.name == "bin" and not any(_under(h, prefix) for h in self.hidden):
+            return [prefix]
+        return [program]
 
     def command(self, argv: Sequence[str], mounts: Mounts, *, cwd: Path,
                 env: Mapping[str, str]) -> list[str]:
@@ -270,6 +287,19 @@ class Sandbox:
 
 
 # -- choosing it ---------------------------------------------------------------------------
+
+
+def _shebang(path: Path) -> str | None:
+    """The interpreter named by a script's ``#!`` line (None for a binary or no line)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+    return words[0] if words and words[0].startswith("/") else None
 
 
 def _init_python(hidden: Sequence[Path]) -> str:
@@ -334,6 +364,21 @@ def availability(env: Mapping[str, str], python: str) -> tuple[str | None, str]:
     return bwrap, ""
 
 
+TOOLCHAINS = (".pyenv", ".rbenv", ".nodenv", ".goenv", ".nvm", ".volta", ".asdf", ".bun",
+              ".deno", ".rustup", ".cargo/bin", ".cargo/registry", ".local/bin", ".local/lib",
+              ".local/share/uv", ".local/share/pipx", ".sdkman", "go/bin", "go/pkg/mod")
+"""Toolchains people install under HOME, shown read-only inside the sandbox (the rest of the
+real HOME stays hidden: ``~/.ssh``, ``~/.aws``, ``~/.config``, ``~/.gnupg``, ``~/.netrc``,
+``~/.cargo/credentials.toml``, ...). ``[sandbox] toolchains = false`` hides them too."""
+
+
+def toolchain_dirs(home: Path | None) -> tuple[Path, ...]:
+    """The :data:`TOOLCHAINS` that exist under ``home``."""
+    if home is None:
+        return ()
+    return tuple(home / name for name in TOOLCHAINS if (home / name).is_dir())
+
+
 def choose(settings: SandboxSettings, layout: Layout,
            env: Mapping[str, str]) -> tuple[Sandbox | None, str]:
     """The sandbox of a run, or (None, why the run is unsandboxed: '' when turned off).
@@ -356,8 +401,10 @@ def choose(settings: SandboxSettings, layout: Layout,
         return tuple(Path(home + p[1:]) if p == "~" or p.startswith("~/") else Path(p)
                      for p in items)
 
+    toolchains = toolchain_dirs(layout.home) if settings.toolchains else ()
     return Sandbox(bwrap=bwrap, python=python, hidden=tuple(hidden),
-                   read_only=(layout.git_common_dir, *expand(settings.read_only)),
+                   read_only=(layout.git_common_dir, *toolchains,
+                              *expand(settings.read_only)),
                    writable=expand(settings.writable),
                    settings=settings, check_home=layout.check_home), ""
 

@@ -29,6 +29,8 @@ The work folder is removed afterwards unless ``--keep DIR`` names it, or a check
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -40,6 +42,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .real_project_cache import Cache, PrepareError, default_cache_dir, prepare
 from .real_project_checks import Outcome, check_outcome
@@ -198,9 +201,26 @@ def _report_runs(report: FlowReport, project: RealProject, first: RunRecord,
     blocked = {project.key_of(t): s for t, s in after_first.items() if s == "blocked"}
     report.add("run 1: leaves every task resumable (none blocked)", not blocked,
                f"blocked after run 1: {', '.join(blocked)}\n" + project.comments(blocked))
+    if shutil.which("bwrap"):  # where bubblewrap works, every turn and check is sandboxed
+        started = [e for e in _events(first.events) if e.get("event") == "run_started"]
+        sandbox = started[0].get("sandbox") if started else None
+        report.add("run 1: agent turns and checks ran in taskmill's sandbox",
+                   isinstance(sandbox, dict) and sandbox.get("enabled") is True,
+                   f"run_started said: sandbox={sandbox!r}")
     report.add("run 2: exits 0", second.returncode == 0 and not second.killed,
                f"exit {second.returncode}{' (killed: it did not finish in time)' if second.killed else ''}"
                f"\n--- stdout\n{_tail(second.stdout)}\n--- stderr\n{_tail(second.stderr)}")
+
+
+def _events(path: Path | None) -> list[dict[str, Any]]:
+    """The NDJSON events a run wrote (none when it wrote no file)."""
+    if path is None or not path.is_file():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

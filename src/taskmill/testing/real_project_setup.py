@@ -200,6 +200,11 @@ def set_up(cache: Cache, work: Path, *, env: Mapping[str, str], python: str,
         'adapter = "exec"',
         f"command = {json.dumps(agent_cmd)}",
         "",
+        "# every turn and check runs in taskmill's sandbox; the scripted agent reads its",
+        "# prepared changes from, and coordinates with this flow through, the state folder",
+        "[sandbox]",
+        f"writable = [{json.dumps(str(project.state))}]",
+        "",
     ]), encoding="utf-8")
     project.git("add", ".taskmill")
     project.git("commit", "-q", "-m", "taskmill init")
