@@ -158,12 +158,13 @@ def agent_config(name: str, table: Mapping[str, Any]) -> AgentConfig:
         env={k: str(v) for k, v in table.get("env", {}).items()},
         pass_env=tuple(table.get("pass_env", ())), base_url=table.get("base_url"),
         api_key_env=table.get("api_key_env"), command=line(table.get("command", ())),
-        mcp=table.get("mcp", False),
+        mcp=table.get("mcp", False), proxy=table.get("proxy"),
+        proxy_api=table.get("proxy_api"),
         options={k: v for k, v in table.items() if k not in AGENT_KEYS})
 
 
 AGENT_KEYS = ("adapter", "model", "args", "env", "pass_env", "base_url", "api_key_env",
-              "command", "mcp")
+              "command", "mcp", "proxy", "proxy_api")
 """The keys of an ``[agents.NAME]`` table every adapter takes; the others are ``options``."""
 _BUILTIN_ADAPTERS = ("exec", *BUILTIN_AGENTS, "scripted")
 

@@ -177,11 +177,27 @@ class SandboxTable(_Table):
         return data
 
 
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class PriceEntry(_Table):
+    """``[pricing."MODEL"]``: USD per million tokens (cache prices default to ``input``)."""
+
+    input: NonNegative
+    output: NonNegative
+    cache_read: NonNegative | None = None
+    cache_write: NonNegative | None = None
+
+
 class ConfigFile(_Table):
     prefix: NonEmpty
     checks: ChecksTable = ChecksTable()
     run: RunTable = RunTable()
     sandbox: SandboxTable = SandboxTable()
+
+
+    pricing: dict[str, PriceEntry] = {}
+    """Model prices for the cost the model proxy counts (:mod:`taskmill.proxy.pricing`)."""
     agents: dict[str, Any] = {}
     """Checked table by table by :func:`agent_table` (the model depends on the adapter)."""
 
@@ -207,6 +223,18 @@ class AgentTable(_Table):
     api_key_env: NonEmpty | None = None
     command: CommandLine = ()
     mcp: bool = False
+    proxy: bool | None = None
+    """Through taskmill's model proxy (default: yes when base_url is set)."""
+    proxy_api: Literal["anthropic", "openai", "gemini"] | None = None
+    """The API family the proxy authenticates for (default: the adapter's)."""
+
+    @model_validator(mode="after")
+    def _proxy_needs_base_url(self) -> AgentTable:
+        if self.proxy and not self.base_url:
+            raise PydanticCustomError(
+                "taskmill", "proxy = true needs base_url (the upstream the model proxy "
+                "forwards to), e.g. base_url = \"https://api.anthropic.com\"")
+        return self
 
     @field_validator("base_url")
     @classmethod
@@ -327,7 +355,7 @@ def agent_table(name: str, table: object) -> AgentConfig:
 
 
 TOP_LEVEL = {"prefix": "prefix", "checks": "[checks]", "run": "[run]", "sandbox": "[sandbox]",
-             "agents": "[agents.NAME]"}
+             "agents": "[agents.NAME]", "pricing": "[pricing]"}
 
 
 def check_config(raw: Mapping[str, Any]) -> list[str]:
@@ -387,7 +415,7 @@ def _where(loc: Sequence[int | str]) -> tuple[str, str]:
     head, *rest = loc
     if head == "agents" and rest:
         table, rest = f"[agents.{rest[0]}]", rest[1:]
-    elif head in ("checks", "run", "sandbox", "agents"):
+    elif head in ("checks", "run", "sandbox", "agents", "pricing"):
         table = f"[{head}]"
     else:
         table, rest = "", list(loc)

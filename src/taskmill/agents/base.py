@@ -39,6 +39,12 @@ class AgentConfig:
     """The command for the ``exec`` adapter."""
     mcp: bool = False
     """Register taskmill's MCP server with the agent (where the adapter supports it)."""
+    proxy: bool | None = None
+    """Reach ``base_url`` through taskmill's model proxy (:mod:`taskmill.proxy`), which adds
+    the key and counts the tokens. None: yes when ``base_url`` is set."""
+    proxy_api: str | None = None
+    """The API family the proxy authenticates for (anthropic | openai | gemini); None: the
+    adapter's (``openai`` for exec and third-party adapters)."""
     options: Mapping[str, object] = field(default_factory=dict)
     """Any other keys of the table, for adapters that want more."""
 

@@ -45,6 +45,8 @@ from ..errors import InvalidInput
 from ..ledger import Ledger
 from ..model import Task
 from ..paths import LedgerPaths, git_common_dir
+from ..proxy import ModelProxy, PriceTable, ProxyError
+from ..proxy.turn import uses_proxy
 from ..sandbox import Layout, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
 from .check_env import CheckGuard, check_env
@@ -211,6 +213,8 @@ class Mill:
         """Serves each turn's ledger socket (started and stopped with the run)."""
         self.anchorer: Anchorer | None = None
         """Anchors the audit chain in git at every landing and at the end of the run."""
+        self.proxy: ModelProxy | None = None
+        """The model proxy (started with the run when an agent has a ``base_url``)."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -469,6 +473,7 @@ class Mill:
                 on_refused=self._capability_refused)
             self.capability.start()
             ctx.capability = self.capability
+            ctx.proxy = self.proxy = self._start_proxy()
             queue_.cancel = self.abort
             queue_.containment = self.containment
             self.bus.emit("run_started", run_id=self.run_id, target=target,
@@ -496,10 +501,32 @@ class Mill:
             if self.capability is not None:
                 self.capability.stop()
                 self.capability = None
+            if self.proxy is not None:
+                self.proxy.stop()
+                self.proxy = None
             if self.anchorer is not None:
                 self.anchorer.close()
             ledger.close_db()
             self._release_run_lock()
+
+    def _start_proxy(self) -> ModelProxy | None:
+        """The run's model proxy, when an agent table sends its turns through it (sockets of
+        runs that died are removed)."""
+        for stale in self.paths.run_dir.glob("proxy-*.sock"):
+            if not run_alive(self.paths.run_dir, stale.name[len("proxy-"):-len(".sock")]):
+                stale.unlink(missing_ok=True)
+        if not any(uses_proxy(agent) for agent in self.config.agents.values()):
+            return None
+        proxy = ModelProxy(self.paths.run_dir / f"proxy-{self.run_id}.sock",
+                           PriceTable.from_config(self.config.raw.get("pricing")), env=self.env)
+        try:
+            proxy.start()
+        except ProxyError as exc:
+            raise InvalidInput(str(exc), hint="agents with a base_url reach it through the "
+                               "model proxy; set proxy = false in their [agents.NAME] table "
+                               "to hand them the key instead") from None
+        self.bus.emit("proxy_started", port=proxy.port, socket=str(proxy.socket_path))
+        return proxy
 
     def _anchorer(self) -> Anchorer | None:
         store, why = open_store(self.paths.root, self.env)

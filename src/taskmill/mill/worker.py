@@ -29,6 +29,8 @@ from ..clock import Clock, iso
 from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
+from ..proxy import ModelProxy
+from ..proxy.turn import proxy_usage, through_proxy
 from ..sandbox import Mounts
 from .check_env import EXIT_NOT_FOUND, CheckGuard, not_found_in_output, not_found_message
 from .checks import ChecksResult, run_checks, strip_terminal_codes, tail
@@ -166,6 +168,8 @@ class WorkerContext:
     """Serves each turn's ledger socket (None: the agent gets ``TASKMILL_DIR`` instead)."""
     sandbox: dict[str, Any] = field(default_factory=dict)
     """What the sandbox allows (or why there is none): recorded in every attempt."""
+    proxy: ModelProxy | None = None
+    """The model proxy agents with a ``base_url`` go through (None: they go direct)."""
 
 
 class TaskWorker:
@@ -181,6 +185,9 @@ class TaskWorker:
         self._passed_attempt: int | None = None
         """The attempt whose work is in the merge queue (its outcome says if it is rejected)."""
         self.unverified = False
+        self._turn_detail: dict[str, Any] = {}
+        """What the attempt of the current turn records besides its outcome (the proxy's
+        usage and the agent's own figures)."""
 
     # -- the whole life ------------------------------------------------------------------
 
@@ -330,13 +337,19 @@ class TaskWorker:
             request = self._request(task, ws, iteration, checks, failure, log_path)
             self.ctx.bus.emit("turn_started", task=task.id, iteration=iteration,
                               agent=config.name, attempt=attempt_id)
+            turn = through_proxy(self.ctx.proxy, config, adapter, request)
+            self._turn_detail = {}
             try:
-                result = run_turn(adapter, config, request, cancel=self.ctx.abort,
+                result = run_turn(turn.adapter, turn.config, turn.request, cancel=self.ctx.abort,
                                   kill_now=self.ctx.kill_now, containment=self.ctx.containment,
-                                  mounts=self._mounts(ws, request))
-            finally:  # the turn is over: so is its capability
+                                  mounts=self._mounts(ws, turn.request))
+            finally:  # the turn is over: so are its capability and its way to the model
                 if request.capability_socket is not None and self.ctx.capability is not None:
                     self.ctx.capability.unregister(request.capability_socket)
+                counted = (self.ctx.proxy.unregister(turn.route.token)
+                           if turn.route is not None and self.ctx.proxy is not None else None)
+            if counted is not None and self.ctx.proxy is not None:
+                self._turn_detail = proxy_usage(result.usage, counted, self.ctx.proxy.prices)
             usage = result.usage
             if result.cancelled:
                 self._finish_attempt(attempt_id, "interrupted", result, None,
@@ -597,6 +610,7 @@ class TaskWorker:
                         detail: dict[str, Any]) -> None:
         usage = result.usage
         now = iso(self.ctx.clock.now())
+        detail.update(self._turn_detail)
         if usage.session_id:
             detail["session_id"] = usage.session_id
         if usage.cache_read_tokens or usage.cache_write_tokens:

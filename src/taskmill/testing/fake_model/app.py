@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import threading
@@ -70,6 +71,26 @@ def _headers(request: Request) -> dict[str, str]:
     }
 
 
+def fingerprint(secret: str) -> str:
+    """How the log shows a credential it received: enough to tell which key it was, never
+    the key itself."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _credentials(request: Request) -> dict[str, str]:
+    """The credentials a request carried (headers and query parameters), fingerprinted
+    (``Authorization: Bearer K`` as K's)."""
+    found = {}
+    for name, value in request.headers.items():
+        if name in SECRET_HEADERS - {"cookie"}:
+            scheme, _, rest = value.partition(" ")
+            found[name] = fingerprint(rest if scheme.lower() == "bearer" and rest else value)
+    for name, value in request.query_params.items():
+        if name in SECRET_QUERY:
+            found[f"?{name}"] = fingerprint(value)
+    return found
+
+
 def _query(request: Request) -> dict[str, str]:
     return {k: REDACTED if k in SECRET_QUERY else v for k, v in request.query_params.items()}
 
@@ -124,6 +145,7 @@ class FakeModelApp:
                 "path": request.url.path,
                 "query": _query(request),
                 "headers": _headers(request),
+                "credentials": _credentials(request),
                 "body": body,
                 "served": dict(served),
             }
