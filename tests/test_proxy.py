@@ -10,6 +10,7 @@ marked ``agents`` run the real CLIs through it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import socket
 import threading
@@ -74,7 +75,7 @@ FAMILY_HEADER = {"anthropic": "x-api-key", "openai": "authorization",
 
 def call(url: str, wire: str, *, stream: bool, headers: dict[str, str] | None = None,
          query: str = "") -> httpx.Response:
-    family, path, body = CALLS[wire]
+    _family, path, body = CALLS[wire]
     if wire == "gemini" and stream:
         path, query = path.replace(":generateContent", ":streamGenerateContent"), "alt=sse"
     elif stream:
@@ -198,7 +199,7 @@ def test_a_stream_passes_through_byte_for_byte_as_it_comes(proxy: ModelProxy) ->
     whole = b"".join(SSE_EVENTS)
     # cut mid-line, mid-UTF-8 character and mid-event
     cuts = [0, 37, 200, 201, len(whole) - 30, len(whole)]
-    chunks = [whole[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    chunks = [whole[a:b] for a, b in itertools.pairwise(cuts)]
     upstream = ChunkServer(chunks)
     try:
         route = proxy.register(agent="bot", upstream=f"http://127.0.0.1:{upstream.port}",
@@ -416,3 +417,73 @@ def test_a_key_on_the_command_line_is_refused(tmp_path: Path) -> None:
     (attempt,) = repo.attempts("tm-1")
     assert "the model key would reach the agent through its command line" in \
         json.dumps(attempt["detail"])
+
+
+# -- the real CLIs ----------------------------------------------------------------------------
+
+PROXIED_AGENTS = ("claude", "codex", "gemini", "opencode")
+
+
+def _files_with(root: Path, secret: bytes) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and secret in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.agents
+@pytest.mark.parametrize("name", PROXIED_AGENTS)
+def test_real_cli_through_the_proxy(name: str, tmp_path: Path) -> None:
+    from agent_e2e_helpers import (
+        GOOD_CALC,
+        KEY_VALUE,
+        E2ERepo,
+        agent_table,
+        done,
+        report,
+        require_agent,
+        script,
+        usage,
+        write_calc,
+    )
+
+    binary = require_agent(name)
+    lands = script([
+        {"tool": "shell", "command": "env > envdump.txt", "usage": usage(700, 30)},
+        write_calc(GOOD_CALC, (1000, 50)),
+        done("Done.", (1100, 5)),
+    ])
+    with FakeModelServer(lands, log_path=tmp_path / "requests.ndjson") as server:
+        repo = E2ERepo(tmp_path, name, agent_table(name, binary, server.url))
+        task_id = repo.create_task()
+        result = repo.run("--turn-timeout", "240", "--max-iterations", "1")
+        logged = server.requests
+        info = report(repo, task_id, result, server)
+
+    assert result.returncode == 0, info
+    task = repo.show(task_id)
+    assert task["status"] == "closed", info
+    assert repo.on_target("calc.py") == GOOD_CALC
+
+    # the key reached the model server (added by the proxy) on every call ...
+    calls = [e for e in logged if "usage" in e["served"]]
+    assert calls and all(fp(KEY_VALUE) in e["credentials"].values() for e in calls), info
+    assert all(set(e["credentials"].values()) == {fp(KEY_VALUE)} for e in logged), info
+    # ... and never the agent: not in its environment, not in its HOME or its worktree
+    dump = repo.on_target("envdump.txt")
+    assert KEY_VALUE not in dump and "taskmill-proxy" in dump, dump
+    assert _files_with(repo.agent_home(), KEY_VALUE.encode()) == []
+    assert _files_with(repo.root / ".taskmill" / "logs", KEY_VALUE.encode()) == []
+
+    # the attempt's tokens are what the server reported, as the proxy counted them
+    served = (sum(e["served"]["usage"]["input_tokens"] for e in calls),
+              sum(e["served"]["usage"]["output_tokens"] for e in calls))
+    (attempt,) = task["attempts"]
+    assert (attempt["input_tokens"], attempt["output_tokens"]) == served, info
+    detail = attempt["detail"]
+    assert detail["usage_source"] == "proxy" and detail["proxy"]["requests"] >= len(calls)
+    assert "agent_reported" in detail
