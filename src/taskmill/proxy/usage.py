@@ -214,7 +214,7 @@ class ResponseMeter:
             return
         payload = b"\n".join(self._data)
         self._data, self._data_size = [], 0
-        if payload.strip() == b"[DONE]":
+        if b"sage" not in payload:  # neither "usage" nor "usageMetadata": nothing to count
             return
         self._take(payload)
 
