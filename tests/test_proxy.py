@@ -9,6 +9,7 @@ marked ``agents`` run the real CLIs through it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -162,6 +163,10 @@ class ChunkServer:
         self.thread.start()
 
     def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the proxy may cut the connection
+            self._answer()
+
+    def _answer(self) -> None:
         conn, _ = self.sock.accept()
         with conn:
             data = b""
@@ -221,6 +226,45 @@ def test_a_stream_passes_through_byte_for_byte_as_it_comes(proxy: ModelProxy) ->
     assert counted is not None
     assert counted.totals().to_json() == {"input_tokens": 321, "output_tokens": 55,
                                           "cache_read_tokens": 7, "cache_write_tokens": 0}
+
+
+def test_stop_cuts_a_stream_in_flight(tmp_path: Path) -> None:
+    """The proxy stops with the run (Ctrl-C included) even while an answer is streaming."""
+    upstream = ChunkServer([b"data: {}\n\n", b"data: {}\n\n"])
+    proxy = ModelProxy(tmp_path / "proxy.sock").start()
+    got: list[bytes] = []
+    try:
+        route = proxy.register(agent="bot", upstream=f"http://127.0.0.1:{upstream.port}",
+                               key=REAL_KEY, family="openai")
+        upstream.release[0].set()  # the first event comes, the second never does
+
+        def read() -> None:
+            with contextlib.suppress(httpx.HTTPError), httpx.stream(
+                    "POST", route.base_url + "/v1/chat/completions", json={}, timeout=30) as a:
+                for chunk in a.iter_raw():
+                    got.append(chunk)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert wait_until(lambda: bool(got))
+        started = time.monotonic()
+        proxy.stop()
+        assert time.monotonic() - started < 4
+        reader.join(5)
+        assert not reader.is_alive()
+        assert not (tmp_path / "proxy.sock").exists()
+    finally:
+        proxy.stop()
+        upstream.close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
 
 
 @pytest.mark.parametrize("wire", list(CALLS))
