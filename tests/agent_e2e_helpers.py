@@ -177,9 +177,9 @@ class E2ERepo:
             "checks": {"commands": []},
             "run": {"agent": agent, **(run or {})},
             "agents": {agent: dict(table)},
-            # off until the CLIs reach the scripted model server through the model proxy
-            # (network is off in the sandbox): pass sandbox={} for the default sandbox
-            "sandbox": dict(sandbox) if sandbox is not None else {"enabled": False},
+            # the default sandbox (network off): the CLIs reach the scripted model server
+            # through taskmill's model proxy, bridged into the sandbox
+            "sandbox": dict(sandbox or {}),
         }
         (self.root / ".taskmill" / "config.toml").write_text(tomli_w.dumps(config),
                                                             encoding="utf-8")

@@ -482,6 +482,8 @@ def _files_with(root: Path, secret: bytes) -> list[str]:
 @pytest.mark.agents
 @pytest.mark.parametrize("name", PROXIED_AGENTS)
 def test_real_cli_through_the_proxy(name: str, tmp_path: Path) -> None:
+    """The real CLI completes the task in the sandbox through the proxy: the key reaches the
+    model server, never the agent; the tokens are the proxy's."""
     from agent_e2e_helpers import (
         GOOD_CALC,
         KEY_VALUE,
@@ -502,7 +504,8 @@ def test_real_cli_through_the_proxy(name: str, tmp_path: Path) -> None:
         done("Done.", (1100, 5)),
     ])
     with FakeModelServer(lands, log_path=tmp_path / "requests.ndjson") as server:
-        repo = E2ERepo(tmp_path, name, agent_table(name, binary, server.url))
+        # inside the default sandbox: network off but for the proxy (bridged to its socket)
+        repo = E2ERepo(tmp_path, name, agent_table(name, binary, server.url), sandbox={})
         task_id = repo.create_task()
         result = repo.run("--turn-timeout", "240", "--max-iterations", "1")
         logged = server.requests
@@ -531,3 +534,4 @@ def test_real_cli_through_the_proxy(name: str, tmp_path: Path) -> None:
     detail = attempt["detail"]
     assert detail["usage_source"] == "proxy" and detail["proxy"]["requests"] >= len(calls)
     assert "agent_reported" in detail
+    assert detail["sandbox"]["enabled"] is True, detail
