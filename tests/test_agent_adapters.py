@@ -918,6 +918,13 @@ REAL_MODELS = {"claude": "claude-sonnet-4-5", "codex": "gpt-5.5", "gemini": None
                "opencode": "fake-model", "qwen": "fake-model"}
 
 
+def unsandboxed_root_env(name: str) -> dict[str, str]:
+    """Claude Code refuses its bypass mode as root unless IS_SANDBOX=1, which taskmill sets
+    only for sandboxed turns; this test runs the CLI through run_turn alone (no sandbox), on
+    a throw-away test machine, so it says so itself."""
+    return {"IS_SANDBOX": "1"} if name == "claude" and os.geteuid() == 0 else {}
+
+
 @pytest.mark.agents
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(REAL_MODELS))
@@ -938,7 +945,7 @@ def test_real_cli_through_adapter_and_runner(name: str, tmp_path: Path, repo: Pa
     with FakeModelServer(REAL_SCRIPT, log_path=tmp_path / "requests.ndjson") as server:
         config = AgentConfig(name=name, adapter=name, command=(str(binary),),
                              model=REAL_MODELS[name], base_url=server.url,
-                             api_key_env="FAKE_KEY")
+                             api_key_env="FAKE_KEY", env=unsandboxed_root_env(name))
         result = run_turn(get_adapter(name), config, request)
     report = f"{result}\n{request.log_path.read_text()[-3000:]}\n" + stderr_path(
         request.log_path).read_text()[-3000:]

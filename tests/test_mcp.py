@@ -390,7 +390,11 @@ def test_real_agent_uses_the_mcp_server(
                          log_path=tmp_path / "requests.ndjson"))
         config = AgentConfig(name=name, adapter=name, mcp=True, base_url=server.url + suffix,
                              model=model, api_key_env="FAKE_KEY", command=(str(binary),),
-                             env={"FAKE_KEY": "sk-fake"},
+                             # run_turn alone: no sandbox, so as root Claude Code needs
+                             # IS_SANDBOX=1 (taskmill sets it only for sandboxed turns)
+                             env={"FAKE_KEY": "sk-fake",
+                                  **({"IS_SANDBOX": "1"} if name == "claude"
+                                     and os.geteuid() == 0 else {})},
                              options={"mcp_command": code_under_test_mcp()})
         result = run_turn(adapter(), config, request)
         offered = [e["served"]["tools"] for e in server.requests if e["served"].get("tools")]
