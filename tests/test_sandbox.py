@@ -107,10 +107,21 @@ def _free_port() -> int:
 
 
 @needs_bwrap
-def test_the_proxy_is_reached_on_loopback_through_its_socket_and_streams(tmp_path: Path) -> None:
+@pytest.mark.parametrize("deep", [False, True])
+def test_the_proxy_is_reached_on_loopback_through_its_socket_and_streams(tmp_path: Path,
+                                                                          deep: bool) -> None:
+    """``deep``: the socket's path is longer than a unix socket address holds (a deep
+    checkout, or pytest-xdist's tmp folders): the bridge reaches it all the same."""
+    from taskmill.capability.protocol import bind_unix
+
     sandbox, slot = sandbox_of(tmp_path)
-    path = tmp_path / "proxy.sock"
-    server = _UnixHTTPServer(str(path), _Streaming)
+    folder = tmp_path / ("d" * 60) / ("e" * 40) if deep else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "proxy.sock"
+    assert (len(str(path)) > 108) is deep
+    server = _UnixHTTPServer(str(path), _Streaming, bind_and_activate=False)
+    bind_unix(server.socket, path)
+    server.server_activate()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = _free_port()
     script = f"""

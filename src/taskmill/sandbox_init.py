@@ -48,10 +48,21 @@ def pipe(src, dst):
         dst.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+def connect_unix(sock, path):
+    # a unix socket address holds 107 bytes: a long path (a deep checkout) is reached
+    # through /proc/self/fd of its folder
+    if len(os.fsencode(path)) < 100:
+        sock.connect(path)
+        return
+    fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        sock.connect("/proc/self/fd/%d/%s" % (fd, os.path.basename(path)))
+    finally:
+        os.close(fd)
 def serve(conn, path):
     up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        up.connect(path)
+        connect_unix(up, path)
     except OSError:
         conn.close()
         up.close()
