@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from mill_helpers import MillRepo, agent_script
+from taskmill.capability.protocol import connect_unix
+from taskmill.netproxy import NetProxy
 from taskmill.sandbox import availability
 
 bwrap, why_not = availability(os.environ, os.path.realpath(sys.executable))
-pytestmark = pytest.mark.skipif(bwrap is None, reason=f"no sandbox here: {why_not}")
+needs_bwrap = pytest.mark.skipif(bwrap is None, reason=f"no sandbox here: {why_not}")
 
 
 def _echo_server() -> tuple[socket.socket, int]:
@@ -39,6 +41,7 @@ def _echo_server() -> tuple[socket.socket, int]:
     return server, int(server.getsockname()[1])
 
 
+@needs_bwrap
 def test_a_sandboxed_turn_reaches_the_allowlist_only(tmp_path: Path) -> None:
     server, allowed = _echo_server()
     with socket.socket() as probe:
@@ -83,3 +86,25 @@ def test_a_sandboxed_turn_reaches_the_allowlist_only(tmp_path: Path) -> None:
         f"off except through taskmill's allowlist proxy: 127.0.0.1:{allowed}")
     assert repo.task("tm-n")["status"] == "closed"
     assert not list((repo.root / ".taskmill" / "run").glob("net-*.sock"))  # stopped with the run
+
+
+def test_the_proxy_listens_on_a_long_socket_path_and_refuses_plain_http(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    refused: list[str] = []
+    netproxy = NetProxy(deep / "net.sock", ["pypi.org:443"],
+                        on_refused=lambda target, why: refused.append(target))
+    netproxy.start()
+    try:
+        assert (deep / "net.sock").stat().st_mode & 0o777 == 0o600
+        answers = []
+        for request in (b"GET http://pypi.org/simple/ HTTP/1.1\r\nHost: pypi.org\r\n\r\n",
+                        b"CONNECT pypi.org:80 HTTP/1.1\r\n\r\n"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                connect_unix(sock, deep / "net.sock")
+                sock.sendall(request)
+                answers.append(sock.makefile("rb").readline().split(b" ")[1])
+    finally:
+        netproxy.stop()
+    assert answers == [b"403", b"403"]
+    assert refused == ["http://pypi.org/simple/", "pypi.org:80"]
+    assert not (deep / "net.sock").exists()

@@ -18,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .capability.protocol import bind_unix
 
 HEAD_LIMIT = 16384
 """The most a request's head may be (bytes); a longer one is refused."""
@@ -95,13 +98,18 @@ class NetProxy:
         ready = threading.Event()
         failure: list[BaseException] = []
 
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            bind_unix(sock, self.socket_path)  # a long path (a deep checkout) too
+            os.chmod(self.socket_path, 0o600)
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise NetProxyError(f"cannot start the network allowlist proxy on "
+                                f"{self.socket_path}: {exc}") from None
+
         async def open_server() -> None:
-            old = os.umask(0o177)  # the socket is created 0600
-            try:
-                self._server = await asyncio.start_unix_server(self._serve,
-                                                               path=str(self.socket_path))
-            finally:
-                os.umask(old)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock)
 
         def main() -> None:
             asyncio.set_event_loop(loop)
@@ -123,7 +131,6 @@ class NetProxy:
         if failure:
             raise NetProxyError(f"cannot start the network allowlist proxy on "
                                 f"{self.socket_path}: {failure[0]}")
-        os.chmod(self.socket_path, 0o600)
 
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
