@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from taskmill.config_schema import check_config
 from taskmill.containment import Containment
 from taskmill.errors import InvalidInput
 from taskmill.mill.checks import run_checks
+from taskmill.netproxy import Allowlist, NetProxy
 from taskmill.sandbox import Layout, Mounts, Sandbox, SandboxSettings, availability, choose
 
 bwrap, why_not = availability(os.environ, os.path.realpath(sys.executable))
@@ -173,13 +175,90 @@ except OSError as exc:
 
 
 @needs_bwrap
-def test_network_allowlist_shares_the_hosts_network_and_says_so(tmp_path: Path) -> None:
-    sandbox, slot = sandbox_of(tmp_path, network=("pypi.org:443",))
-    assert "--unshare-net" not in sandbox.command(["true"], Mounts.for_worktree(slot),
-                                                  cwd=slot, env=os.environ)
+def test_network_allowlist_is_enforced_host_by_host(tmp_path: Path) -> None:
+    """Inside the sandbox (still its own network namespace) a CONNECT through HTTPS_PROXY
+    reaches an allowlisted host:port, any other gets 403 (recorded), a plain-HTTP request
+    is refused, and the allowlisted port itself cannot be reached directly."""
+    echo = socket.socket()
+    echo.bind(("127.0.0.1", 0))
+    echo.listen(8)
+    allowed = echo.getsockname()[1]
+    other = _free_port()
+
+    def serve_echo() -> None:
+        while True:
+            try:
+                conn, _ = echo.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(4096):
+                    conn.sendall(b"echo:" + data)
+
+    threading.Thread(target=serve_echo, daemon=True).start()
+    refused: list[tuple[str, str]] = []
+    netproxy = NetProxy(tmp_path / "net.sock", [f"127.0.0.1:{allowed}", "*.example.org:443"],
+                        on_refused=lambda target, why: refused.append((target, why)))
+    netproxy.start()
+    assert (tmp_path / "net.sock").stat().st_mode & 0o777 == 0o600
+    sandbox, slot = sandbox_of(tmp_path, network=(f"127.0.0.1:{allowed}", "*.example.org:443"))
+    sandbox = replace(sandbox, allowlist_socket=netproxy.socket_path)
+    script = f"""
+import json, os, socket, urllib.parse, urllib.request
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+assert os.environ["HTTP_PROXY"] == os.environ["https_proxy"] == os.environ["HTTPS_PROXY"]
+def connect(target):
+    s = socket.create_connection((proxy.hostname, proxy.port), timeout=5)
+    s.sendall(("CONNECT %s HTTP/1.1\\r\\nHost: %s\\r\\n\\r\\n" % (target, target)).encode())
+    head = b""
+    while b"\\r\\n\\r\\n" not in head:
+        head += s.recv(1)
+    return s, head.split(b" ")[1].decode()
+found = {{"no_proxy": os.environ["NO_PROXY"]}}
+s, found["allowed"] = connect("127.0.0.1:{allowed}")
+s.sendall(b"ping")
+found["echo"] = s.recv(100).decode()
+found["other"] = connect("127.0.0.1:{other}")[1]
+found["suffix_other_port"] = connect("www.example.org:80")[1]
+try:
+    urllib.request.urlopen("http://files.example.org/simple/", timeout=5)
+except urllib.error.HTTPError as exc:
+    found["plain_http"] = exc.code
+try:
+    socket.create_connection(("127.0.0.1", {allowed}), timeout=2)
+    found["direct"] = "reached"
+except OSError as exc:
+    found["direct"] = "refused"
+print(json.dumps(found))
+"""
+    try:
+        proc = run_in(sandbox, slot, script)
+    finally:
+        netproxy.stop()
+        echo.close()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout) == {
+        "no_proxy": "127.0.0.1,localhost", "allowed": "200", "echo": "echo:ping",
+        "other": "403", "suffix_other_port": "403", "plain_http": 403, "direct": "refused"}
+    assert [t for t, _ in refused] == [f"127.0.0.1:{other}", "www.example.org:80",
+                                       "http://files.example.org/simple/"]
+    assert "--unshare-net" in sandbox.command(["true"], Mounts.for_worktree(slot), cwd=slot,
+                                              env=os.environ)
     described = sandbox.describe()
-    assert described["widened"] == {"network": ["pypi.org:443"]}
-    assert "not enforced" in described["network"]
+    assert described["widened"] == {"network": [f"127.0.0.1:{allowed}", "*.example.org:443"]}
+    assert described["network"].startswith("off except through taskmill's allowlist proxy: ")
+
+
+def test_allowlist_entries_match_exact_hosts_and_subdomains() -> None:
+    allow = Allowlist(["PyPI.org:443", "*.example.org:443", "[::1]:8080"])
+    assert allow.allows("pypi.org:443") == ("pypi.org", 443)
+    assert allow.allows("pypi.org:80") is None
+    assert allow.allows("evilpypi.org:443") is None
+    assert allow.allows("files.example.org:443") == ("files.example.org", 443)
+    assert allow.allows("example.org:443") is None
+    assert allow.allows("badexample.org:443") is None
+    assert allow.allows("[::1]:8080") == ("::1", 8080)
+    assert allow.allows("garbage") is None
 
 
 # -- what a command sees --------------------------------------------------------------------

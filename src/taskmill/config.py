@@ -33,7 +33,7 @@ commands = []
 # [sandbox]                    # every agent turn and check runs in a sandbox (bubblewrap)
 # enabled = "auto"             # true: refuse to run without one; false: off
 # read_only = ["~/.cargo"]     # more paths a turn may read (writable = [...] to write)
-# network = ["pypi.org:443"]   # shares the host's network with the turns (off by default)
+# network = ["pypi.org:443"]   # HTTPS (CONNECT) to these only, through taskmill's proxy
 # memory_mb = 4096             # per process (RLIMIT_DATA)
 # max_processes = 512
 

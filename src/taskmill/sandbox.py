@@ -16,8 +16,10 @@ The command runs under ``bwrap`` (``[sandbox]`` in ``.taskmill/config.toml``):
 * no network (``--unshare-net``: only a loopback of its own), except the model proxy: when a
   command has one, its unix socket is bound in and pid 1 forwards ``127.0.0.1:PORT`` inside
   the sandbox to it (:mod:`taskmill.sandbox_init`), so one ``base_url`` works inside and
-  outside. A ``network`` allowlist in the config shares the host's network instead (said so
-  in every attempt: the allowlist is not enforced host by host);
+  outside. A ``network`` allowlist in the config keeps the namespace: the run starts an
+  HTTP CONNECT proxy that tunnels only to the listed ``host:port`` (:mod:`taskmill.netproxy`),
+  pid 1 bridges a second loopback port to its socket, and the command gets ``HTTPS_PROXY``,
+  ``HTTP_PROXY`` (and lower case) = ``http://127.0.0.1:PORT``, ``NO_PROXY=127.0.0.1,localhost``;
 * no capabilities (``--cap-drop ALL``, which matters when taskmill runs as root), separate
   IPC and UTS namespaces, killed with taskmill (``--die-with-parent``);
 * a tiny init as pid 1 (``--as-pid-1``): it forwards SIGTERM to the namespace, sets the
@@ -47,6 +49,8 @@ from .errors import InvalidInput
 from .sandbox_init import INIT
 
 PROBE_TIMEOUT_S = 10.0
+ALLOWLIST_PORT = 3128
+"""The network allowlist proxy's port on the sandbox's own loopback."""
 TMP = Path("/tmp")
 """Private (an empty tmpfs) in every sandbox."""
 SIGNAL_SHIELD = 'trap "" TERM INT HUP; exec "$0" "$@"'
@@ -64,7 +68,7 @@ class SandboxSettings:
     writable: tuple[str, ...] = ()
     """Extra writable paths."""
     network: tuple[str, ...] = ()
-    """``host:port`` a turn may reach (non-empty: the host's network is shared)."""
+    """``host:port`` (or ``*.domain:port``) a turn may reach through the allowlist proxy."""
     memory_mb: int | None = None
     max_processes: int | None = None
     toolchains: bool = True
@@ -155,10 +159,23 @@ class Sandbox:
     writable: tuple[Path, ...]
     settings: SandboxSettings = field(default_factory=SandboxSettings)
     check_home: Path | None = None
+    allowlist_socket: Path | None = None
+    """The unix socket on the host of the run's allowlist proxy
+    (:class:`taskmill.netproxy.NetProxy`), bridged to :data:`ALLOWLIST_PORT` inside."""
 
-    @property
-    def share_network(self) -> bool:
-        return bool(self.settings.network)
+    @staticmethod
+    def allowlist_port(mounts: Mounts) -> int:
+        """The allowlist proxy's loopback port inside the sandbox (each sandbox has a
+        loopback of its own: only the model proxy's bridge can be in the way)."""
+        return ALLOWLIST_PORT + (mounts.proxy_port == ALLOWLIST_PORT)
+
+    def proxy_env(self, port: int) -> dict[str, str]:
+        """The variables that send a command's traffic through the allowlist proxy."""
+        if self.allowlist_socket is None:
+            return {}
+        url = f"http://127.0.0.1:{port}"
+        return {"HTTPS_PROXY": url, "HTTP_PROXY": url, "https_proxy": url, "http_proxy": url,
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
     def rlimits(self) -> dict[str, int]:
         limits = {}
@@ -171,10 +188,9 @@ class Sandbox:
     def describe(self) -> dict[str, Any]:
         """What the sandbox allows, for ``run_started`` and each attempt's detail."""
         found: dict[str, Any] = {"enabled": True, "tool": "bubblewrap"}
-        if self.share_network:
-            found["network"] = ("the host's network, shared because [sandbox] network is "
-                                "set (the allowlist " + ", ".join(self.settings.network)
-                                + " is not enforced host by host)")
+        if self.settings.network:
+            found["network"] = ("off except through taskmill's allowlist proxy: "
+                                + ", ".join(self.settings.network))
         else:
             found["network"] = "off (the model proxy only, through its socket)"
         widened = self.settings.widenings()
@@ -259,13 +275,12 @@ class Sandbox:
             ops[(_real(path), "rw")] = None
         for path in (*self.read_only, *mounts.read_only, *self._tool_paths(argv[0], env)):
             ops[(_real(path), "ro")] = None
-        for sock in (mounts.proxy_socket, mounts.capability_socket):
+        for sock in (mounts.proxy_socket, mounts.capability_socket, self.allowlist_socket):
             if sock is not None:
                 ops[(_real(sock), "ro")] = None
         rank = {"hide": 0, "rw": 1, "ro": 2}
         args = [self.bwrap, "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL",
-                "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                *([] if self.share_network else ["--unshare-net"]),
+                "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         hidden = []
         for path, kind in sorted(ops, key=lambda op: (len(op[0].parts), rank[op[1]], op[0])):
@@ -278,10 +293,15 @@ class Sandbox:
         for path in hidden:  # after the binds: not recursive, so those stay as they are
             args += ["--remount-ro", str(path)]
         args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd)]
-        conf: dict[str, Any] = {"rlimits": self.rlimits()}
-        if mounts.proxy_port is not None and mounts.proxy_socket is not None \
-                and not self.share_network:
-            conf["bridge"] = [mounts.proxy_port, str(mounts.proxy_socket)]
+        port = self.allowlist_port(mounts)
+        for name, value in self.proxy_env(port).items():
+            args += ["--setenv", name, value]
+        bridges: list[list[int | str]] = []
+        if mounts.proxy_port is not None and mounts.proxy_socket is not None:
+            bridges.append([mounts.proxy_port, str(mounts.proxy_socket)])
+        if self.allowlist_socket is not None:
+            bridges.append([port, str(self.allowlist_socket)])
+        conf: dict[str, Any] = {"rlimits": self.rlimits(), "bridges": bridges}
         return ["/bin/sh", "-c", SIGNAL_SHIELD, *args, "--",
                 self.python, "-I", "-S", "-c", INIT, json.dumps(conf), *argv]
 

@@ -5,8 +5,8 @@ It is :data:`taskmill.containment.INIT` with two additions made before the comma
 * resource limits (``setrlimit``) from its first argument, a JSON object
   ``{"rlimits": {"RLIMIT_DATA": bytes, "RLIMIT_NPROC": n}, ...}``: they apply to the command
   and everything it starts;
-* the loopback bridge: with ``"bridge": [port, "/path/to/unix.sock"]`` it listens on
-  ``127.0.0.1:port`` inside the sandbox's network namespace (bound before the command starts,
+* the loopback bridges: for each ``[port, "/path/to/unix.sock"]`` of ``"bridges"`` (the
+  model proxy, the network allowlist proxy) it listens on ``127.0.0.1:port`` inside the sandbox's network namespace (bound before the command starts,
   so its first connection cannot be refused) and a forked forwarder pipes each connection to
   the unix socket, both ways, until either side closes (so a streamed response passes
   through as it comes). The forwarder is a process of the namespace: it dies with pid 1.
@@ -73,22 +73,29 @@ def serve(conn, path):
     back.join()
     conn.close()
     up.close()
-bridge = conf.get("bridge")
-if bridge:
+def accept(listener, path):
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        threading.Thread(target=serve, args=(conn, path), daemon=True).start()
+listeners = []
+for port, path in conf.get("bridges", []):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", int(bridge[0])))
+    listener.bind(("127.0.0.1", int(port)))
     listener.listen(128)
+    listeners.append((listener, path))
+if listeners:
     if os.fork() == 0:
         for s in STOP:
             signal.signal(s, signal.SIG_DFL)
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(conn, bridge[1]), daemon=True).start()
-    listener.close()
+        for listener, path in listeners[1:]:
+            threading.Thread(target=accept, args=(listener, path), daemon=True).start()
+        accept(*listeners[0])
+    for listener, _ in listeners:
+        listener.close()
 pid = os.fork()
 if pid == 0:
     for s in (*STOP, signal.SIGPIPE, signal.SIGXFSZ):

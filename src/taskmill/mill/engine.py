@@ -44,10 +44,11 @@ from ..containment import Containment, containment
 from ..errors import InvalidInput
 from ..ledger import Ledger
 from ..model import Task
+from ..netproxy import NetProxy, NetProxyError
 from ..paths import LedgerPaths, git_common_dir
 from ..proxy import ModelProxy, PriceTable, ProxyError
 from ..proxy.turn import uses_proxy
-from ..sandbox import Layout, SandboxSettings, choose, unsandboxed_warning
+from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
 from .check_env import CheckGuard, check_env
 from .events import EventBus
@@ -215,6 +216,9 @@ class Mill:
         """Anchors the audit chain in git at every landing and at the end of the run."""
         self.proxy: ModelProxy | None = None
         """The model proxy (started with the run when an agent has a ``base_url``)."""
+        self.netproxy: NetProxy | None = None
+        """The network allowlist proxy (started with a sandboxed run when ``[sandbox]
+        network`` is set)."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -504,6 +508,9 @@ class Mill:
             if self.proxy is not None:
                 self.proxy.stop()
                 self.proxy = None
+            if self.netproxy is not None:
+                self.netproxy.stop()
+                self.netproxy = None
             if self.anchorer is not None:
                 self.anchorer.close()
             ledger.close_db()
@@ -552,10 +559,32 @@ class Mill:
         if sandbox is None:
             info: dict[str, Any] = {"enabled": False, "why": why}
             return info, (unsandboxed_warning(why) if settings.enabled == "auto" else "")
+        if settings.network:
+            sandbox = self._start_netproxy(sandbox)
         self.containment = replace(self.containment, sandbox=sandbox)
         if "HOME" not in self.config.check_env:  # the user's HOME is hidden in the sandbox
             self.check_env = {**self.check_env, "HOME": str(check_home)}
         return sandbox.describe(), ""
+
+    def _start_netproxy(self, sandbox: Sandbox) -> Sandbox:
+        """Start the allowlist proxy of ``[sandbox] network`` (its socket under the run
+        directory; those of runs that died are removed) and return the sandbox that
+        bridges a loopback port to it."""
+        for stale in self.paths.run_dir.glob("net-*.sock"):
+            if not run_alive(self.paths.run_dir, stale.name[len("net-"):-len(".sock")]):
+                stale.unlink(missing_ok=True)
+        netproxy = NetProxy(self.paths.run_dir / f"net-{self.run_id}.sock",
+                            sandbox.settings.network, on_refused=self._network_refused)
+        try:
+            netproxy.start()
+        except NetProxyError as exc:
+            raise InvalidInput(str(exc), hint="remove [sandbox] network from "
+                               ".taskmill/config.toml to run without it") from None
+        self.netproxy = netproxy
+        return replace(sandbox, allowlist_socket=netproxy.socket_path)
+
+    def _network_refused(self, target: str, reason: str) -> None:
+        self.bus.emit("network_refused", target=target, reason=reason)
 
     def _pool_warning(self, message: str, task_id: str | None) -> None:
         if task_id is None:
