@@ -460,3 +460,34 @@ except OSError:
     out = run_in(sandbox, slot, script).stdout
     assert "ssh hidden" in out and "SECRET" not in out and "tool written" not in out, out
     assert ("tool ran" in out) is toolchains, out
+
+
+@needs_bwrap
+def test_programs_under_tmp_named_by_a_check_or_a_link_are_shown(tmp_path: Path) -> None:
+    """/tmp is private in the sandbox: a checkout (and its venv, its npm packages) under /tmp
+    must still run there: a check naming ``<venv>/bin/python`` by its path, and an agent
+    started through ``node_modules/.bin/NAME`` (a link into its package)."""
+    sandbox, slot = sandbox_of(tmp_path)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "lib").mkdir()
+    (venv / "lib" / "data.txt").write_text("venv data\n")
+    tool = venv / "bin" / "tool"
+    tool.write_text(f"#!/bin/sh\ncat {venv / 'lib' / 'data.txt'}\n")
+    tool.chmod(0o755)
+    check = sandbox.command(["bash", "-c", f'X=1 "{tool}" --flag'], Mounts.for_worktree(slot),
+                            cwd=slot, env=os.environ)
+    proc = subprocess.run(check, cwd=slot, capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert proc.stdout == "venv data\n", proc.stderr
+    package = tmp_path / "agents" / "node_modules" / "@scope" / "cli"
+    package.mkdir(parents=True)
+    (package / "cli.sh").write_text("#!/bin/sh\necho agent ran\n")
+    (package / "cli.sh").chmod(0o755)
+    link = tmp_path / "agents" / "node_modules" / ".bin" / "cli"
+    link.parent.mkdir()
+    link.symlink_to("../@scope/cli/cli.sh")
+    agent = sandbox.command([str(link)], Mounts.for_worktree(slot), cwd=slot, env=os.environ)
+    proc = subprocess.run(agent, cwd=slot, capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert proc.stdout == "agent ran\n", proc.stderr

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -241,12 +242,37 @@ class Sandbox:
                                                                   for h in self.hidden):
             found.append(own)
         if os.path.isabs(argv0):
-            found += self._program_paths(_real(argv0))
+            found += self._paths_of(argv0)
             # a script's interpreter (#!) may be hidden too (a pyenv python, say)
             interpreter = _shebang(Path(argv0))
             if interpreter is not None:
-                found += self._program_paths(_real(interpreter))
+                found += self._paths_of(interpreter)
         return found
+
+    def _paths_of(self, program: str) -> list[Path]:
+        """:meth:`_program_paths` of ``program`` as named (a virtualenv's ``bin/python``:
+        the virtualenv) and of the file it links to (the installation it belongs to)."""
+        named = Path(os.path.abspath(program))
+        found = self._program_paths(_real(named.parent) / named.name)
+        real = _real(named)
+        if real != named:
+            found += self._program_paths(real)
+        return found
+
+    def _shell_paths(self, argv: Sequence[str]) -> list[Path]:
+        """For ``bash -c COMMAND`` (a check): what the command's program needs shown, when
+        it is named by an absolute path (``/path/.venv/bin/python -m pytest``)."""
+        if len(argv) < 3 or Path(argv[0]).name not in ("bash", "sh") or argv[1] != "-c":
+            return []
+        try:
+            words = shlex.split(argv[2])
+        except ValueError:
+            return []
+        for word in words:
+            if "=" in word.split("/", 1)[0]:  # a leading VAR=value
+                continue
+            return self._paths_of(word) if os.path.isabs(word) else []
+        return []
 
     def _program_paths(self, program: Path) -> list[Path]:
         """What a program the sandbox would hide needs shown read-only: its npm package, the
@@ -273,7 +299,8 @@ class Sandbox:
             ops[(path, "hide")] = None
         for path in (*self.writable, *mounts.writable):
             ops[(_real(path), "rw")] = None
-        for path in (*self.read_only, *mounts.read_only, *self._tool_paths(argv[0], env)):
+        for path in (*self.read_only, *mounts.read_only, *self._tool_paths(argv[0], env),
+                     *self._shell_paths(argv)):
             ops[(_real(path), "ro")] = None
         for sock in (mounts.proxy_socket, mounts.capability_socket, self.allowlist_socket):
             if sock is not None:
