@@ -482,7 +482,10 @@ def test_programs_under_tmp_named_by_a_check_or_a_link_are_shown(tmp_path: Path)
     assert proc.stdout == "venv data\n", proc.stderr
     package = tmp_path / "agents" / "node_modules" / "@scope" / "cli"
     package.mkdir(parents=True)
-    (package / "cli.sh").write_text("#!/bin/sh\necho agent ran\n")
+    dep = tmp_path / "agents" / "node_modules" / "dep-linux-x64"  # a package it needs
+    dep.mkdir(parents=True)
+    (dep / "bin.txt").write_text("agent ran\n")
+    (package / "cli.sh").write_text(f"#!/bin/sh\ncat {dep / 'bin.txt'}\n")
     (package / "cli.sh").chmod(0o755)
     link = tmp_path / "agents" / "node_modules" / ".bin" / "cli"
     link.parent.mkdir()
@@ -491,3 +494,11 @@ def test_programs_under_tmp_named_by_a_check_or_a_link_are_shown(tmp_path: Path)
     proc = subprocess.run(agent, cwd=slot, capture_output=True, text=True, timeout=30,
                           check=False)
     assert proc.stdout == "agent ran\n", proc.stderr
+    # an interpreter's script named by its absolute path (python /abs/agent.py)
+    script = tmp_path / "agent.sh"
+    script.write_text("echo script ran\n")
+    argv = sandbox.command(["/bin/sh", str(script)], Mounts.for_worktree(slot), cwd=slot,
+                           env=os.environ)
+    proc = subprocess.run(argv, cwd=slot, capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert proc.stdout == "script ran\n", proc.stderr

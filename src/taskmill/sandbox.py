@@ -241,6 +241,9 @@ class Sandbox:
         if (self._is_hidden(own) or _under(own, TMP)) and not any(_under(h, own)
                                                                   for h in self.hidden):
             found.append(own)
+        own_code = _real(Path(__file__).parent)  # an editable install: taskmill's source
+        if self._is_hidden(own_code) or _under(own_code, TMP):
+            found.append(own_code)
         if os.path.isabs(argv0):
             found += self._paths_of(argv0)
             # a script's interpreter (#!) may be hidden too (a pyenv python, say)
@@ -257,6 +260,17 @@ class Sandbox:
         real = _real(named)
         if real != named:
             found += self._program_paths(real)
+        return found
+
+    def _argument_files(self, argv: Sequence[str]) -> list[Path]:
+        """Files the command line names by absolute path that the sandbox would hide (an
+        interpreter's script: ``python /abs/agent.py``): each file alone, read-only."""
+        found = []
+        for arg in argv[1:]:
+            if os.path.isabs(arg) and os.path.isfile(arg):
+                path = _real(arg)
+                if self._is_hidden(path) or _under(path, TMP):
+                    found.append(path)
         return found
 
     def _shell_paths(self, argv: Sequence[str]) -> list[Path]:
@@ -283,9 +297,9 @@ class Sandbox:
             return []
         parts = program.parts
         if "node_modules" in parts:
-            i = len(parts) - 1 - parts[::-1].index("node_modules")
-            depth = 3 if i + 1 < len(parts) and parts[i + 1].startswith("@") else 2
-            return [Path(*parts[: i + depth])]
+            # the whole install: an npm CLI needs its dependencies (Codex its platform
+            # binary, a package of its own beside it)
+            return [Path(*parts[: parts.index("node_modules") + 1])]
         prefix = program.parent.parent
         if program.parent.name == "bin" and not any(_under(h, prefix) for h in self.hidden):
             return [prefix]
@@ -300,7 +314,7 @@ class Sandbox:
         for path in (*self.writable, *mounts.writable):
             ops[(_real(path), "rw")] = None
         for path in (*self.read_only, *mounts.read_only, *self._tool_paths(argv[0], env),
-                     *self._shell_paths(argv)):
+                     *self._shell_paths(argv), *self._argument_files(argv)):
             ops[(_real(path), "ro")] = None
         for sock in (mounts.proxy_socket, mounts.capability_socket, self.allowlist_socket):
             if sock is not None:
