@@ -4,7 +4,8 @@ Two ways, chosen once per process by :func:`containment` (``[run] contain``):
 
 * ``pidns``: the command runs in a PID namespace of its own
   (``unshare --pid --fork --kill-child``, with ``--user --map-current-user``
-  when not root), under a tiny init (:data:`INIT`, pid 1 of the namespace) that runs the
+  when not root), under a tiny init (:data:`taskmill.sandbox_init.INIT`, pid 1 of the
+  namespace) that runs the
   command, forwards SIGTERM/SIGINT/SIGHUP to every process of the namespace and exits with
   the command's status. When the command exits, or ``unshare`` is killed, the init dies and
   the kernel kills every process left in the namespace, ``setsid`` daemons included.
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InvalidInput
+from .sandbox_init import INIT
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -41,37 +43,8 @@ MODES = ("auto", "pidns", "group")
 MARKER_VAR = "TASKMILL_TURN_ID"
 PROBE_TIMEOUT_S = 10.0
 
-# pid 1 of the namespace: run argv, forward the stop signals to the whole namespace
-# (kill(-1) from init reaches every other process in it), reap orphans, exit with argv's
-# status. Python ignores SIGPIPE/SIGXFSZ at start-up; the command gets them back.
-INIT = """\
-import os, signal, sys
-argv = sys.argv[1:]
-def forward(sig, _frame):
-    try:
-        os.kill(-1, sig)
-    except OSError:
-        pass
-for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(s, forward)
-pid = os.fork()
-if pid == 0:
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(s, signal.SIG_DFL)
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as exc:
-        sys.stderr.write("taskmill: cannot run %r: %s\\n" % (argv[0], exc))
-        os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
-while True:
-    try:
-        child, status = os.wait()
-    except ChildProcessError:
-        os._exit(1)
-    if child == pid:
-        code = os.waitstatus_to_exitcode(status)
-        os._exit(code if code >= 0 else 128 - code)
-"""
+NO_CONF = "{}"
+"""The init's first argument (:mod:`.sandbox_init`): no limits, no bridges."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +63,7 @@ class Containment:
         """``argv`` as it is started under this containment."""
         if self.mode != "pidns":
             return list(argv)
-        return [*self.prefix, sys.executable, "-I", "-S", "-c", INIT, *argv]
+        return [*self.prefix, sys.executable, "-I", "-S", "-c", INIT, NO_CONF, *argv]
 
     def describe(self) -> str:
         if self.sandbox is not None:
@@ -116,7 +89,8 @@ def _candidates(unshare: str) -> list[tuple[str, ...]]:
 
 def _works(prefix: Sequence[str], env: Mapping[str, str]) -> str:
     """'' when ``prefix`` runs a command as pid 1 of a new namespace, else why not."""
-    argv = [*prefix, sys.executable, "-I", "-S", "-c", INIT, sys.executable, "-I", "-S", "-c",
+    argv = [*prefix, sys.executable, "-I", "-S", "-c", INIT, NO_CONF, sys.executable, "-I",
+            "-S", "-c",
             "import os, sys; sys.exit(0 if os.getppid() == 1 else 3)"]
     try:
         proc = subprocess.run(argv, env=dict(env), capture_output=True, text=True,

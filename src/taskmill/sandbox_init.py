@@ -1,6 +1,7 @@
 """pid 1 of a sandbox (:mod:`taskmill.sandbox`), as Python source run with ``python -I -S -c``.
 
-It is :data:`taskmill.containment.INIT` with two additions made before the command starts:
+The same init runs a PID namespace of :mod:`taskmill.containment` (with ``{}``: nothing
+but the init). It makes two additions before the command starts:
 
 * resource limits (``setrlimit``) from its first argument, a JSON object
   ``{"rlimits": {"RLIMIT_DATA": bytes, "RLIMIT_NPROC": n}, ...}``: they apply to the command
@@ -103,7 +104,7 @@ if pid == 0:
     try:
         os.execvp(argv[0], argv)
     except OSError as exc:
-        sys.stderr.write("taskmill: cannot run %r in the sandbox: %s\\n" % (argv[0], exc))
+        sys.stderr.write("taskmill: cannot run %r: %s\\n" % (argv[0], exc))
         os._exit(127 if isinstance(exc, FileNotFoundError) else 126)
 while True:
     try:
