@@ -954,6 +954,165 @@ class Ledger:
                 out[tid] = Comment(cid, tid, author, text, created)
         return out
 
+    # -- the mill's verbs ----------------------------------------------------------------
+
+    def find(self, task_id: str) -> Task | None:
+        """The task with exactly the id ``task_id`` (not resolved), or None."""
+        row = self._row(task_id)
+        if row is None:
+            return None
+        task = task_from_row(row, self._labels(task_id))
+        containers.annotate(self.conn, [task])
+        return task
+
+    def claims(self, assignee_prefix: str) -> list[tuple[str, str]]:
+        """(id, assignee) of each task in progress whose assignee starts with
+        ``assignee_prefix`` (a mill run's claims: ``mill:<run>``)."""
+        rows = self.conn.execute(
+            "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
+            (assignee_prefix + "%",)).fetchall()
+        return [(str(tid), str(assignee)) for tid, assignee in rows]
+
+    def recover_orphan(self, task_id: str, assignee: str, *, actor: str, now: str,
+                       from_run: str) -> bool:
+        """Take over ``task_id``, in progress under ``assignee`` (a run that died): its
+        unfinished attempts end ``interrupted``, ``actor`` becomes its assignee and a
+        ``recovered`` event says so. False (the attempts ended all the same) when the task
+        is no longer in progress under ``assignee``."""
+        with self.transaction():
+            self.end_open_attempts(task_id, outcome="interrupted", ended_at=now)
+            cur = self.conn.execute(
+                "UPDATE tasks SET assignee = ? WHERE id = ? AND assignee = ?"
+                " AND status = 'in_progress'", (actor, task_id, assignee))
+            if cur.rowcount != 1:
+                return False
+            self.record("recovered", task_id, {"from_run": from_run}, actor=actor)
+        return True
+
+    def chain_weights(self) -> tuple[dict[str, float], list[tuple[str, str]]]:
+        """The weight of each unfinished task (its ``estimate`` hint, else 1.0) and every
+        ``blocks`` dependency as (issue, blocker): what the mill's scheduler orders by."""
+        weight: dict[str, float] = {}
+        for tid, hints in self.conn.execute(
+                "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')"):
+            estimate = 1.0
+            if hints and "estimate" in hints:
+                value = json.loads(hints).get("estimate")
+                if isinstance(value, int | float) and value > 0:
+                    estimate = float(value)
+            weight[tid] = estimate
+        edges = [(str(a), str(b)) for a, b in self.conn.execute(
+            "SELECT issue_id, depends_on_id FROM deps WHERE type = 'blocks'")]
+        return weight, edges
+
+    def last_lap(self, task_id: str) -> int:
+        """The highest lap of ``task_id``'s attempts (0: none)."""
+        row = self.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = ?",
+                                (task_id,)).fetchone()
+        return int(row[0] or 0)
+
+    def claimed_after_last_attempt(self, task_id: str) -> bool:
+        """Whether ``task_id``'s newest ``claimed`` event is newer than its newest
+        ``attempt_started`` (both present)."""
+        claimed, started = self.conn.execute(
+            "SELECT max(CASE WHEN kind = 'claimed' THEN seq END),"
+            " max(CASE WHEN kind = 'attempt_started' THEN seq END)"
+            " FROM events WHERE task_id = ?", (task_id,)).fetchone()
+        return claimed is not None and started is not None and bool(claimed > started)
+
+    def lap_usage(self, task_id: str, lap: int) -> tuple[int, int, int, float]:
+        """Attempts, input and output tokens and cost of ``task_id``'s lap ``lap``, leaving
+        out attempts that ended ``interrupted`` or ``rate_limited``."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0),"
+            " coalesce(sum(cost_usd),0) FROM attempts WHERE task_id = ? AND lap = ?"
+            " AND outcome NOT IN ('interrupted', 'rate_limited')",
+            (task_id, lap)).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), float(row[3])
+
+    def count_attempts(self, task_id: str, lap: int, outcomes: Iterable[str]) -> int:
+        """How many of ``task_id``'s attempts in lap ``lap`` ended in one of ``outcomes``."""
+        wanted = list(outcomes)
+        if not wanted:
+            return 0
+        marks = ",".join("?" * len(wanted))
+        return int(self.conn.execute(
+            f"SELECT count(*) FROM attempts WHERE task_id = ? AND lap = ? AND outcome IN ({marks})",
+            (task_id, lap, *wanted)).fetchone()[0])
+
+    def start_attempt(self, task_id: str, *, iteration: int, agent: str | None,
+                      model: str | None, log_path: str, run_id: str, lap: int, actor: str,
+                      now: str) -> int:
+        """Record the start of an agent's turn on ``task_id`` (and an ``attempt_started``
+        event); returns the attempt's id."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO attempts (task_id, iteration, agent, model, started_at, log_path,"
+                " run_id, lap) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (task_id, iteration, agent, model, now, log_path, run_id, lap))
+            attempt_id = int(cur.lastrowid or 0)
+            self.record("attempt_started", task_id,
+                        {"attempt": attempt_id, "iteration": iteration,
+                         "agent": agent, "model": model}, actor=actor, ts=now)
+        return attempt_id
+
+    def finish_attempt(self, task_id: str, attempt_id: int, *, outcome: str,
+                       input_tokens: int, output_tokens: int, cost_usd: float | None,
+                       commit: str | None, model: str | None, detail: Mapping[str, Any],
+                       seconds: float, usage_error: str | None, actor: str, now: str) -> None:
+        """Record how an attempt ended (and an ``attempt_finished`` event). ``model`` None
+        keeps the model it started with."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = ?, input_tokens = ?,"
+                " output_tokens = ?, cost_usd = ?, commit_sha = ?, model = coalesce(?, model),"
+                " detail = ? WHERE id = ?",
+                (now, outcome, input_tokens, output_tokens, cost_usd, commit,
+                 model, json.dumps(detail, default=str), attempt_id))
+            self.record("attempt_finished", task_id, {
+                "attempt": attempt_id, "outcome": outcome, "input_tokens": input_tokens,
+                "output_tokens": output_tokens, "cost_usd": cost_usd,
+                "commit": commit, "seconds": seconds,
+                **({"usage_error": usage_error} if usage_error else {})}, actor=actor, ts=now)
+
+    def amend_attempt(self, attempt_id: int, *, outcome: str,
+                      detail: Mapping[str, Any]) -> None:
+        """Set an ended attempt's outcome and add ``detail`` to its detail."""
+        with self.transaction():
+            row = self.conn.execute("SELECT detail FROM attempts WHERE id = ?",
+                                    (attempt_id,)).fetchone()
+            merged = (json.loads(row[0]) if row and row[0] else None) or {}
+            merged.update(detail)
+            self.conn.execute("UPDATE attempts SET outcome = ?, detail = ? WHERE id = ?",
+                              (outcome, json.dumps(merged, default=str), attempt_id))
+
+    def end_open_attempts(self, task_id: str, *, outcome: str, ended_at: str,
+                          detail: Mapping[str, Any] | None = None,
+                          run_id: str | None = None) -> int:
+        """End ``task_id``'s unfinished attempts (only ``run_id``'s, given one) with
+        ``outcome`` (and ``detail``, given one); returns how many."""
+        sql = "UPDATE attempts SET outcome = ?, ended_at = ?"
+        args: list[Any] = [outcome, ended_at]
+        if detail is not None:
+            sql += ", detail = ?"
+            args.append(json.dumps(detail))
+        sql += " WHERE task_id = ?"
+        args.append(task_id)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        with self.transaction():
+            cur = self.conn.execute(sql + " AND outcome IS NULL", args)
+        return int(cur.rowcount)
+
+    def block(self, task_id: str, reason: str, *, actor: str) -> None:
+        """Mark ``task_id`` blocked with ``reason`` (in a comment by ``actor``): the mill's
+        way of giving a task back to a person."""
+        with self.transaction():
+            tid = self.resolve(task_id)
+            self._update(tid, {"status": BLOCKED}, actor=actor)
+            self._comment(tid, BLOCK_COMMENT_PREFIX + reason, author=actor)
+
     # -- audit ---------------------------------------------------------------------------
 
     def events(self, task_id: str | None = None, *, limit: int | None = None) -> list[Event]:

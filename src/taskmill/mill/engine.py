@@ -112,9 +112,7 @@ def run_alive(run_dir: Path, run_id: str) -> bool:
 def interrupted_ids(ledger: Ledger, run_dir: Path) -> set[str]:
     """Tasks left ``in_progress`` by a mill run that is no longer running (stopped by a
     signal, an internal error, or killed): the next ``taskmill run`` resumes them."""
-    rows = ledger.conn.execute(
-        "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
-        (MILL_PREFIX + "%",)).fetchall()
+    rows = ledger.claims(MILL_PREFIX)
     return {tid for tid, assignee in rows
             if not run_alive(run_dir, assignee[len(MILL_PREFIX):])}
 
@@ -329,9 +327,7 @@ class Mill:
     def recover(self, ledger: Ledger, target_ref: str) -> list[str]:
         """Take over tasks left in progress by runs that died. Returns their ids."""
         recovered = []
-        rows = ledger.conn.execute(
-            "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
-            (MILL_PREFIX + "%",)).fetchall()
+        rows = ledger.claims(MILL_PREFIX)
         stopped: set[str] = set()
         for task_id, assignee in rows:
             run_id = assignee[len(MILL_PREFIX):]
@@ -341,16 +337,9 @@ class Mill:
                 stopped.add(run_id)
                 if stop_orphaned_agents(run_id):
                     self.bus.emit("orphans_stopped", from_run=run_id)
-            with ledger.transaction():
-                ledger.conn.execute(
-                    "UPDATE attempts SET outcome = 'interrupted', ended_at = ? WHERE task_id = ?"
-                    " AND outcome IS NULL", (iso(self.clock.now()), task_id))
-                cur = ledger.conn.execute(
-                    "UPDATE tasks SET assignee = ? WHERE id = ? AND assignee = ?"
-                    " AND status = 'in_progress'", (self.actor, task_id, assignee))
-                if cur.rowcount != 1:
-                    continue
-                ledger.record("recovered", task_id, {"from_run": run_id}, actor=self.actor)
+            if not ledger.recover_orphan(task_id, assignee, actor=self.actor,
+                                         now=iso(self.clock.now()), from_run=run_id):
+                continue
             recovered.append(task_id)
             self.bus.emit("recovered", task=task_id, from_run=run_id)
         return recovered
@@ -360,19 +349,8 @@ class Mill:
     def _chain_lengths(self, ledger: Ledger) -> dict[str, float]:
         """For each unfinished task, the longest chain of work waiting on it (incl. itself)."""
         waiting: dict[str, list[str]] = defaultdict(list)
-        weight: dict[str, float] = {}
-        for tid, hints in ledger.conn.execute(
-                "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')"):
-            estimate = 1.0
-            if hints and "estimate" in hints:
-                import json
-
-                value = json.loads(hints).get("estimate")
-                if isinstance(value, int | float) and value > 0:
-                    estimate = float(value)
-            weight[tid] = estimate
-        for issue, blocker in ledger.conn.execute(
-                "SELECT issue_id, depends_on_id FROM deps WHERE type = 'blocks'"):
+        weight, edges = ledger.chain_weights()
+        for issue, blocker in edges:
             if issue in weight and blocker in weight:
                 waiting[blocker].append(issue)
         memo: dict[str, float] = {}
@@ -410,18 +388,12 @@ class Mill:
         return sorted(ready, key=lambda t: (t.priority, -chains.get(t.id, 1.0), order[t.id]))
 
     def _lap_for(self, ledger: Ledger, task_id: str, resumed: bool) -> int:
-        row = ledger.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = ?",
-                                  (task_id,)).fetchone()
-        last = int(row[0] or 0)
+        last = ledger.last_lap(task_id)
         if not resumed:
             return last + 1
         # a run that died before the first attempt of a new lap (a reopened task's): its
         # claim is newer than the last attempt, and the lap it began is the next one
-        claimed, started = ledger.conn.execute(
-            "SELECT max(CASE WHEN kind = 'claimed' THEN seq END),"
-            " max(CASE WHEN kind = 'attempt_started' THEN seq END)"
-            " FROM events WHERE task_id = ?", (task_id,)).fetchone()
-        if last and claimed is not None and started is not None and claimed > started:
+        if last and ledger.claimed_after_last_attempt(task_id):
             return last + 1
         return max(last, 1)
 
@@ -597,9 +569,8 @@ class Mill:
         out = self.git.out("for-each-ref", "--format=%(refname:short)", "refs/heads/taskmill/")
         for branch in out.split():
             task_id = branch[len("taskmill/"):]
-            row = ledger.conn.execute("SELECT status, close_reason FROM tasks WHERE id = ?",
-                                      (task_id,)).fetchone()
-            if row and row[0] == "closed" and (row[1] or "").startswith(
+            task = ledger.find(task_id)
+            if task and task.status == "closed" and (task.close_reason or "").startswith(
                     ("landed ", "already satisfied at ")):
                 pool.drop_branch(task_id)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -301,12 +300,7 @@ class TaskWorker:
     # -- iterations ----------------------------------------------------------------------
 
     def _counted_iterations(self) -> tuple[int, int, int, float]:
-        row = self.ledger.conn.execute(
-            "SELECT count(*), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0),"
-            " coalesce(sum(cost_usd),0) FROM attempts WHERE task_id = ? AND lap = ?"
-            " AND outcome NOT IN ('interrupted', 'rate_limited')",
-            (self.task.id, self.lap)).fetchone()
-        return int(row[0]), int(row[1]), int(row[2]), float(row[3])
+        return self.ledger.lap_usage(self.task.id, self.lap)
 
     def _loop(self, ws: Workspace, failure: tuple[str, str] | None) -> tuple[bool, tuple[str, str] | None]:
         settings = self.ctx.settings
@@ -593,17 +587,10 @@ class TaskWorker:
     def _start_attempt(self, iteration: int, config: AgentConfig) -> tuple[int, Path]:
         now = iso(self.ctx.clock.now())
         log_path = self._log_path(f"lap{self.lap}-iter{iteration}-{now.replace(':', '')}")
-        with self.ledger.transaction():
-            cur = self.ledger.conn.execute(
-                "INSERT INTO attempts (task_id, iteration, agent, model, started_at, log_path,"
-                " run_id, lap) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.task.id, iteration, config.name, config.model, now, str(log_path),
-                 self.ctx.run_id, self.lap))
-            attempt_id = int(cur.lastrowid or 0)
-            self.ledger.record("attempt_started", self.task.id,
-                               {"attempt": attempt_id, "iteration": iteration,
-                                "agent": config.name, "model": config.model},
-                               actor=self.actor, ts=now)
+        attempt_id = self.ledger.start_attempt(
+            self.task.id, iteration=iteration, agent=config.name, model=config.model,
+            log_path=str(log_path), run_id=self.ctx.run_id, lap=self.lap, actor=self.actor,
+            now=now)
         return attempt_id, log_path
 
     def _finish_attempt(self, attempt_id: int, outcome: str, result: Any, commit: str | None,
@@ -619,18 +606,11 @@ class TaskWorker:
         usage_error = invalid_usage_message(usage)
         if usage_error:
             detail["usage_error"] = usage_error
-        with self.ledger.transaction():
-            self.ledger.conn.execute(
-                "UPDATE attempts SET ended_at = ?, outcome = ?, input_tokens = ?,"
-                " output_tokens = ?, cost_usd = ?, commit_sha = ?, model = coalesce(?, model),"
-                " detail = ? WHERE id = ?",
-                (now, outcome, usage.input_tokens, usage.output_tokens, usage.cost_usd, commit,
-                 usage.model, json.dumps(detail, default=str), attempt_id))
-            self.ledger.record("attempt_finished", self.task.id, {
-                "attempt": attempt_id, "outcome": outcome, "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens, "cost_usd": usage.cost_usd,
-                "commit": commit, "seconds": round(result.duration_s, 3),
-                **({"usage_error": usage_error} if usage_error else {})}, actor=self.actor, ts=now)
+        self.ledger.finish_attempt(
+            self.task.id, attempt_id, outcome=outcome, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens, cost_usd=usage.cost_usd, commit=commit,
+            model=usage.model, detail=detail, seconds=round(result.duration_s, 3),
+            usage_error=usage_error, actor=self.actor, now=now)
         if usage_error:
             self.ctx.bus.emit("usage_invalid", task=self.task.id, attempt=attempt_id,
                               message=usage_error)
@@ -641,9 +621,7 @@ class TaskWorker:
     def _rejections(self) -> tuple[int, str | None]:
         """How many attempts of this lap the merge queue rejected, and why the last counted
         attempt was rejected (None when it was not)."""
-        rejected = self.ledger.conn.execute(
-            "SELECT count(*) FROM attempts WHERE task_id = ? AND lap = ? AND outcome IN (?, ?)",
-            (self.task.id, self.lap, *REJECTED.values())).fetchone()[0]
+        rejected = self.ledger.count_attempts(self.task.id, self.lap, REJECTED.values())
         last = self._last_counted_attempt()
         if last is None or last["outcome"] not in REJECTED.values():
             return int(rejected), None
@@ -659,16 +637,11 @@ class TaskWorker:
         now = iso(self.ctx.clock.now())
         with self.ledger.transaction():
             if attempt_id is not None:
-                row = self.ledger.conn.execute("SELECT detail FROM attempts WHERE id = ?",
-                                               (attempt_id,)).fetchone()
-                detail = (json.loads(row[0]) if row and row[0] else None) or {}
-                detail.update({"failure": result.detail, "failure_kind": kind,
-                               "rejection": summary})
+                detail: dict[str, Any] = {"failure": result.detail, "failure_kind": kind,
+                                          "rejection": summary}
                 if result.checks is not None:
                     detail["merge_checks"] = result.checks.to_json()
-                self.ledger.conn.execute(
-                    "UPDATE attempts SET outcome = ?, detail = ? WHERE id = ?",
-                    (outcome, json.dumps(detail, default=str), attempt_id))
+                self.ledger.amend_attempt(attempt_id, outcome=outcome, detail=detail)
             self.ledger.record("merge_rejected", self.task.id, {
                 "attempt": attempt_id, "reason": kind, "summary": summary,
                 "detail": tail(result.detail, 1000)}, actor=self.actor, ts=now)
@@ -679,9 +652,8 @@ class TaskWorker:
     def _satisfied(self, commit: str) -> None:
         """Closed without a commit: the target already has everything the branch has."""
         with self.ledger.transaction():
-            self.ledger._update(self.task.id, {"status": "closed",
-                                               "close_reason": f"already satisfied at {commit}"},
-                                actor=self.actor)
+            self.ledger.close(self.task.id, f"already satisfied at {commit}", actor=self.actor,
+                              system=True)
             self.ledger.record("already_satisfied", self.task.id,
                                {"commit": commit, "lap": self.lap,
                                 "attempt": self._passed_attempt}, actor=self.actor)
@@ -738,10 +710,8 @@ class TaskWorker:
         try:
             now = iso(self.ctx.clock.now())
             with self.ledger.transaction():
-                self.ledger.conn.execute(
-                    "UPDATE attempts SET outcome = 'error', ended_at = ?, detail = ? "
-                    "WHERE task_id = ? AND run_id = ? AND outcome IS NULL",
-                    (now, json.dumps(detail), self.task.id, self.ctx.run_id))
+                self.ledger.end_open_attempts(self.task.id, outcome="error", ended_at=now,
+                                              detail=detail, run_id=self.ctx.run_id)
                 self.ledger.record("internal_error", self.task.id,
                                    {"run": self.ctx.run_id, "error": message},
                                    actor=self.actor, ts=now)
@@ -750,10 +720,7 @@ class TaskWorker:
         self.ctx.bus.emit("internal_error", task=self.task.id, error=message)
 
     def _block(self, reason: str) -> None:
-        with self.ledger.transaction():
-            self.ledger._update(self.task.id, {"status": "blocked"}, actor=self.actor)
-            self.ledger._comment(self.task.id, f"taskmill blocked this task: {reason}",
-                                 author=self.actor)
+        self.ledger.block(self.task.id, reason, actor=self.actor)
         self.out.outcome = "blocked"
         self.out.reason = reason
         self.ctx.bus.emit("blocked", task=self.task.id, reason=reason)
