@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal, get_args
 
 # Statuses taskmill sets. Imported records may carry others (``tombstone``, ``hooked``);
 # they are kept as they were.
@@ -14,7 +14,10 @@ DEFERRED = "deferred"
 CLOSED = "closed"
 TOMBSTONE = "tombstone"
 HOOKED = "hooked"
-STATUSES = (OPEN, IN_PROGRESS, BLOCKED, DEFERRED, CLOSED)
+TaskStatus = Literal["open", "in_progress", "blocked", "deferred", "closed"]
+"""The statuses a task can be given: the one definition (the web API's and the MCP tools'
+schemas come from it)."""
+STATUSES: tuple[str, ...] = get_args(TaskStatus)
 # A task in one of these no longer blocks anything.
 DONE_STATUSES = frozenset({CLOSED, TOMBSTONE})
 # A parent in one of these holds back its children.
@@ -31,7 +34,9 @@ PARENT_CHILD = "parent-child"
 RELATED = "related"
 DISCOVERED_FROM = "discovered-from"
 GATING_TYPES = frozenset({BLOCKS, PARENT_CHILD})
-DEP_TYPES = (BLOCKS, PARENT_CHILD, RELATED, DISCOVERED_FROM)
+DepType = Literal["blocks", "parent-child", "related", "discovered-from"]
+DEP_TYPES: tuple[str, ...] = get_args(DepType)
+"""(The one definition of the dependency types, as :data:`TaskStatus` is of the statuses.)"""
 
 ISSUE_TYPES = ("task", "bug", "feature", "epic", "chore")
 
@@ -51,9 +56,16 @@ UPDATABLE_FIELDS = (
     "close_reason",
 )
 
+# How the records below are described as JSON Schema (read by pydantic, see
+# :mod:`taskmill.schemas`): every field a ``to_json`` writes is required, and an attribute's
+# docstring is its description.
+SCHEMA_CONFIG: dict[str, Any] = {"use_attribute_docstrings": True,
+                                 "json_schema_serialization_defaults_required": True}
+
 
 @dataclass
 class Dependency:
+    __pydantic_config__: ClassVar[dict[str, Any]] = SCHEMA_CONFIG
     issue_id: str
     depends_on_id: str
     type: str
@@ -72,6 +84,7 @@ class Dependency:
 
 @dataclass
 class Comment:
+    __pydantic_config__: ClassVar[dict[str, Any]] = SCHEMA_CONFIG
     id: int
     issue_id: str
     author: str
@@ -89,7 +102,41 @@ class Comment:
 
 
 @dataclass
+class Attempt:
+    """One agent turn on a task and what came of it, as the ledger records it: the mill writes
+    attempts, and ``Ledger.attempts`` reads them as JSON objects of these fields."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = SCHEMA_CONFIG
+
+    id: int
+    task_id: str
+    iteration: int
+    """Which turn of the lap (from 1)."""
+    agent: str | None
+    model: str | None
+    started_at: str
+    ended_at: str | None
+    outcome: str | None
+    """How the attempt ended (``passed``, ``failed``...); null while it is running."""
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    commit_sha: str | None
+    log_path: str | None
+    detail: dict[str, Any] | None
+    """Checks output, failure text, agent error."""
+    run_id: str | None
+    lap: int
+    """Which dispatch of the task (a reopened task starts a new lap); iterations count from 1
+    in each lap."""
+
+
+@dataclass
 class Task:
+    __pydantic_config__: ClassVar[dict[str, Any]] = SCHEMA_CONFIG
+    FULL_FIELDS: ClassVar[tuple[str, ...]] = ("dependencies", "dependents", "comments",
+                                              "attempts", "child_tasks")
+    """The fields in its JSON only when asked for in full (``to_json(full=True)``)."""
     id: str
     title: str
     description: str = ""
@@ -177,6 +224,7 @@ class Task:
 
 @dataclass
 class Event:
+    __pydantic_config__: ClassVar[dict[str, Any]] = SCHEMA_CONFIG
     seq: int
     ts: str
     actor: str

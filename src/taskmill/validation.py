@@ -16,6 +16,7 @@ checks                                         at most 100 commands of 4 KiB eac
 metadata, hints                                a JSON object of at most 64 KiB, nested at
                                                most 32 levels deep
 a ``limit``                                    an integer from 1 to 1,000,000
+priority                                       an integer from 0 (highest) to 4
 =============================================  ==============================================
 
 One-line fields refuse control characters (NUL, escape sequences, line breaks: anything of
@@ -43,6 +44,10 @@ CHECKS_MAX = 100
 JSON_MAX_BYTES = 64 * 1024
 JSON_MAX_DEPTH = 32
 LIMIT_MAX = 1_000_000
+PRIORITY_MIN = 0
+"""The highest priority."""
+PRIORITY_MAX = 4
+"""The lowest priority."""
 SQLITE_INT_MAX = 2**63 - 1
 
 # C0, DEL, C1, and the two Unicode line breaks that are not in Cc.

@@ -19,7 +19,8 @@ _ALL = Param("all", "query", "Include tombstones.", {"type": "boolean"})
 ROUTES: list[RouteSpec] = [
     RouteSpec("GET", "/api/project", "project", "The project: root, id prefix, labels, counts.",
               response=ref("Project")),
-    RouteSpec("GET", "/api/stats", "stats", "Counts, readiness, attempts, tokens and cost."),
+    RouteSpec("GET", "/api/stats", "stats", "Counts, readiness, attempts, tokens and cost.",
+              response=ref("Stats")),
     RouteSpec("GET", "/api/tasks", "list_tasks", "List tasks (Ledger.list_tasks).",
               [_STATUS_FILTER, _LABEL_FILTER,
                Param("type", "query", "Keep tasks of this issue type."),
@@ -72,7 +73,7 @@ ROUTES: list[RouteSpec] = [
               "blocked tasks and why, recent mill events.", response=ref("Now")),
     RouteSpec("GET", "/api/mill", "mill", "The mill: paused or not, and its recent events.",
               [Param("limit", "query", "At most this many events (default 100).",
-                     {"type": "integer"})]),
+                     {"type": "integer"})], response=ref("Mill")),
     RouteSpec("POST", "/api/mill/pause", "pause",
               "Pause the mill: it dispatches nothing new (work in flight goes on).",
               response=ref("Paused")),

@@ -1,0 +1,228 @@
+"""The JSON the API answers with, as schemas for its OpenAPI document
+(:func:`taskmill.web.openapi.openapi_document`).
+
+The records (a task, a dependency, a comment, an attempt, an audit event) are described from
+:mod:`taskmill.model` by :mod:`taskmill.schemas`; what the API adds to them (a task in full,
+a held-back task, an attempt's running time) and what only the API answers (what the mill is
+doing now, the graph, a diff, a log) is declared here, once, as pydantic models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..model import Attempt as AttemptRecord
+from ..model import Comment, Dependency, Event, Task
+from ..schemas import NewComment, TaskChanges, component_schemas, extended, task_schema
+
+
+class _Response(BaseModel):
+    # every field is in the answer (a field with a default is still always written)
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="The ledger's error code (not_found, invalid, conflict...).")
+    message: str
+    hint: str = Field(None, description="What to do about it (only when there is a hint).")
+
+
+class Error(_Response):
+    error: ErrorDetail
+
+
+class _DependencyLink(BaseModel):
+    title: str | None = Field(None, description=(
+        "In a task's dependencies and dependents: the other task's title."))
+    status: str | None = Field(None, description=(
+        "In a task's dependencies and dependents: the other task's status (missing: gone)."))
+
+
+class _AttemptView(_Response):
+    duration_s: float | None = Field(description="Seconds it took (so far, while running).")
+    running: bool
+    has_log: bool
+    has_checks_log: bool
+
+
+class _TaskFull(_Response):
+    dependencies: list[Dependency]
+    dependents: list[Dependency]
+    comments: list[Comment]
+    attempts: list[AttemptRecord]
+    blocked_by: list[str] = Field(description="Open tasks it waits on (blocks).")
+    child_tasks: list[Task]
+
+
+class _Blocked(_Response):
+    blocked_by: list[str] = Field(description="Open tasks it waits on (blocks).")
+    held_by_parent: list[str] = Field(description=(
+        "Parents (not done) that are themselves blocked, deferred or not ready."))
+    held_by_ancestor: list[str] = Field(description=(
+        "The ancestors at the root of what holds it back through its parents."))
+    reasons: list[str] = Field(description="What holds it back through its ancestors, in words.")
+    block_reason: str | None = Field(description=(
+        "Why a task of status blocked is blocked (null: it only waits on others)."))
+    unblock_with: str | None = Field(description="The command that unblocks it.")
+    last_comment: Comment | None
+
+
+class MillEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ts: str
+    event: str
+    task: str = Field(None, description="The task it is about (only when it is about one).")
+
+
+class Totals(_Response):
+    attempts: int
+    passed: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    seconds: float
+
+
+class AttemptTotals(_Response):
+    all: Totals
+    by_agent: dict[str, Totals]
+    by_model: dict[str, Totals]
+
+
+class Stats(_Response):
+    total: int = Field(description="Tasks (tombstones left out).")
+    by_status: dict[str, int]
+    ready: int
+    blocked: int = Field(description="Tasks held back (waiting on others, or blocked).")
+    dependencies: dict[str, int] = Field(description="Dependencies by type.")
+    events: int
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+class Worker(_Response):
+    task: Task
+    phase: str
+    attempt: AttemptRecord | None
+    last_event: MillEvent | None
+
+
+class QueuedTask(_Response):
+    task: Task
+    queued_at: str
+    position: int
+
+
+class Now(_Response):
+    now: str
+    paused: bool
+    mill_running: bool
+    workers: list[Worker]
+    merge_queue: list[QueuedTask]
+    totals: AttemptTotals
+    blocked: list[_Blocked]
+    events: list[MillEvent]
+    stats: Stats
+
+
+class Mill(_Response):
+    paused: bool
+    running: bool
+    run: MillEvent | None = Field(description="The event that started the last run.")
+    events: list[MillEvent]
+
+
+class Project(_Response):
+    root: str
+    prefix: str
+    paused: bool
+    mill_running: bool
+    statuses: list[str]
+    labels: list[str]
+    seq: int
+    updatable_fields: list[str]
+    stats: Stats
+
+
+class GraphNode(_Response):
+    id: str
+    title: str
+    status: str
+    priority: int
+    ready: bool
+    labels: list[str]
+    issue_type: str
+    assignee: str | None
+    parent: str | None
+    children: int
+    children_closed: int
+    container: bool
+    x: float
+    y: float
+    layer: int
+    order: int
+    component: int
+
+
+class GraphEdge(_Response):
+    source: str
+    target: str
+    type: str
+    reversed: bool
+    points: list[list[float]]
+
+
+class Graph(_Response):
+    width: float
+    height: float
+    crossings: int
+    node_width: float
+    node_height: float
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    total: int
+
+
+class Diff(_Response):
+    commit: str | None = Field(description="The commit the attempt made (null: none).")
+    base: str | None = Field(description=(
+        "The commit on the task's branch the attempt started from: the diff is from it."))
+    diff: str
+    no_change: bool = Field(description="The attempt changed nothing (no diff).")
+    note: str | None
+    truncated: bool
+
+
+class Log(_Response):
+    path: str
+    kind: str
+    text: str
+    size: int
+    truncated: bool
+
+
+class Paused(_Response):
+    paused: bool
+
+
+def schemas() -> dict[str, Any]:
+    """Every component schema of the API, by name."""
+    out = component_schemas({
+        "Task": Task, "TaskFull": _TaskFull, "BlockedTask": _Blocked,
+        "Dependency": Dependency, "Comment": Comment, "Attempt": AttemptRecord,
+        "AuditEvent": Event, "Error": Error, "MillEvent": MillEvent, "Stats": Stats,
+        "Graph": Graph, "Now": Now, "Mill": Mill, "Project": Project, "Diff": Diff,
+        "Log": Log, "Paused": Paused, "TaskChanges": TaskChanges, "NewComment": NewComment,
+        "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
+    }, renames={"Event": "AuditEvent", "_Blocked": "BlockedTask", "_TaskFull": "TaskFull"})
+    # what the API adds to the records
+    out["Task"] = task_schema(out["Task"])
+    out["TaskFull"] = extended(out["Task"], out["TaskFull"])
+    out["BlockedTask"] = extended(out["Task"], out["BlockedTask"])
+    out["Attempt"] = extended(out["Attempt"], out.pop("_AttemptView"))
+    out["Dependency"] = extended(out["Dependency"], out.pop("_DependencyLink"))
+    return dict(sorted(out.items()))
