@@ -128,13 +128,11 @@ def serve(host: str, port: int) -> None:
         click.echo("  Ctrl-C stops it")
     sys.stdout.flush()
 
-    broadcaster = app.state.api.broadcaster
-
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            # uvicorn re-raises the signal once stopped: the token goes now
+            # uvicorn re-raises the signal once stopped: the token goes now (open event
+            # streams end by themselves: sse-starlette watches for the shutdown)
             remove_token(token_file, token)
-            broadcaster.close_threadsafe()  # open event streams would hold the shutdown up
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",

@@ -11,8 +11,9 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from ..db import connect
 from ..mill.engine import PAUSE_FILE
@@ -22,6 +23,8 @@ from .mill_state import MillLog
 POLL_SECONDS = 0.2
 """How often the watcher looks at the ledger and the events file."""
 HEARTBEAT_SECONDS = 10.0
+SEP = "\n"
+"""What ends a line of the stream."""
 
 
 class Broadcaster:
@@ -126,14 +129,6 @@ class Broadcaster:
         if self._task is not None:
             self._task.cancel()
 
-    def close_threadsafe(self) -> None:
-        """End every stream (before a server shuts down: open streams would hold it up)."""
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(self._close)
-        else:
-            self.closed = True
-
     async def aclose(self) -> None:
         self._close()
         if self._task is not None:
@@ -145,7 +140,9 @@ class Broadcaster:
 
 
 class LiveHandlers:
-    """``/api/stream``: every change the :class:`Broadcaster` sees, as server-sent events."""
+    """``/api/stream``: every change the :class:`Broadcaster` sees, as server-sent events
+    (sse-starlette frames them, sends a ``: ping`` comment every :data:`HEARTBEAT_SECONDS`,
+    notices a client going away, and ends the stream when the server shuts down)."""
 
     broadcaster: Broadcaster
 
@@ -154,24 +151,19 @@ class LiveHandlers:
         hello = {"type": "hello", "seq": self.broadcaster.seq, "paused": self.broadcaster.paused,
                  "running": self.broadcaster.mill.running}
 
-        async def events() -> AsyncIterator[str]:
+        async def events() -> AsyncIterator[ServerSentEvent]:
             try:
-                yield "retry: 1000\n\n"
-                yield f"data: {json.dumps(hello)}\n\n"
+                yield ServerSentEvent(retry=1000, sep=SEP)
+                yield ServerSentEvent(json.dumps(hello), sep=SEP)
                 while True:
-                    try:
-                        message = await asyncio.wait_for(q.get(), timeout=HEARTBEAT_SECONDS)
-                    except TimeoutError:
-                        if await request.is_disconnected():
-                            return
-                        yield ": ping\n\n"
-                        continue
+                    message = await q.get()
                     if message is None:
                         return
-                    yield f"data: {json.dumps(message, ensure_ascii=False, default=str)}\n\n"
+                    yield ServerSentEvent(json.dumps(message, ensure_ascii=False, default=str),
+                                          sep=SEP)
             finally:
                 self.broadcaster.unsubscribe(q)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store",
-                                          "X-Accel-Buffering": "no"})
+        return EventSourceResponse(events(), sep=SEP, ping=HEARTBEAT_SECONDS,
+                                   ping_message_factory=lambda: ServerSentEvent(comment="ping",
+                                                                                sep=SEP))

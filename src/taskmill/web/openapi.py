@@ -35,6 +35,7 @@ class RouteSpec:
     response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
     media_type: str = "application/json"
     errors: tuple[int, ...] = ()
+    status: int = 200
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -58,8 +59,9 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
             "operationId": spec.handler,
             "summary": spec.summary,
             "responses": {
-                "200": {"description": "OK",
-                        "content": {spec.media_type: {"schema": spec.response}}},
+                str(spec.status): {
+                    "description": {200: "OK", 201: "Created"}.get(spec.status, "OK"),
+                    "content": {spec.media_type: {"schema": spec.response}}},
                 "default": {"description": "An error",
                             "content": {"application/json": {"schema": ref("Error")}}},
             },

@@ -9,7 +9,7 @@ doing now, the graph, a diff, a log) is declared here, once, as pydantic models.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -209,6 +209,37 @@ class Paused(_Response):
     paused: bool
 
 
+class Hello(_Response):
+    type: Literal["hello"]
+    seq: int = Field(description="The ledger's last audit event.")
+    paused: bool
+    running: bool = Field(description="Whether a mill run is running.")
+
+
+class LedgerChanged(_Response):
+    type: Literal["ledger"]
+    seq: int
+    tasks: list[str] = Field(description="The tasks that changed.")
+    kinds: list[str] = Field(description="The kinds of the audit events since the last one.")
+
+
+class MillChanged(_Response):
+    type: Literal["mill"]
+    events: list[MillEvent] = Field(description="The mill's new events (the last 50).")
+    running: bool
+    tasks: list[str]
+
+
+class PausedChanged(_Response):
+    type: Literal["paused"]
+    paused: bool
+
+
+StreamMessage = Annotated[Hello | LedgerChanged | MillChanged | PausedChanged,
+                          Field(discriminator="type")]
+"""The data of an event of ``GET /api/stream``."""
+
+
 def schemas() -> dict[str, Any]:
     """Every component schema of the API, by name."""
     out = component_schemas({
@@ -217,7 +248,7 @@ def schemas() -> dict[str, Any]:
         "AuditEvent": Event, "Error": Error, "MillEvent": MillEvent, "Stats": Stats,
         "Graph": Graph, "Now": Now, "Mill": Mill, "Project": Project, "Diff": Diff,
         "Log": Log, "Paused": Paused, "TaskChanges": TaskChanges, "NewComment": NewComment,
-        "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
+        "StreamMessage": StreamMessage, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
     }, renames={"Event": "AuditEvent", "_Blocked": "BlockedTask", "_TaskFull": "TaskFull"})
     # what the API adds to the records
     out["Task"] = task_schema(out["Task"])

@@ -48,7 +48,7 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("POST", "/api/tasks/{task_id}/comments", "comment",
               "Add a comment; the next iteration's prompt includes it.",
               [TASK_ID], body=ref("NewComment"), response=ref("Comment"),
-              errors=(400, 404)),
+              errors=(400, 404), status=201),
     RouteSpec("GET", "/api/tasks/{task_id}/events", "task_events", "A task's audit trail.",
               [TASK_ID], response=array(ref("AuditEvent")), errors=(404,)),
     RouteSpec("GET", "/api/tasks/{task_id}/attempts/{attempt_id}/diff", "diff",
@@ -80,7 +80,9 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("POST", "/api/mill/resume", "resume", "Resume the mill.", response=ref("Paused")),
     RouteSpec("GET", "/api/stream", "stream",
               "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
-              media_type="text/event-stream", response={"type": "string"}),
+              media_type="text/event-stream",
+              response={"type": "string", "description": "Each event's data is a "
+                        "StreamMessage (JSON); a comment line keeps the connection alive."}),
     RouteSpec("GET", "/api/openapi.json", "openapi", "This description (OpenAPI 3).",
               response={"type": "object"}),
 ]
