@@ -415,3 +415,27 @@ def test_real_agent_uses_the_mcp_server(
     assert deps(task) == {(current, "discovered-from")}
     assert task["priority"] == 1 and task["labels"] == ["found"]
     assert task["dependencies"][0]["created_by"] == f"agent:{name}/{current}"
+
+
+def test_tool_schemas_come_from_the_model(taskmill_repo: Path) -> None:
+    """The statuses, dependency types and limits in the tools' input schemas are the model's
+    and the ledger's own (the web API's TaskChanges says the same)."""
+    from taskmill.mcp_server import build_server
+    from taskmill.model import DEP_TYPES, STATUSES
+    from taskmill.validation import CHECKS_MAX, PRIORITY_MAX, PRIORITY_MIN, TITLE_MAX
+    from taskmill.web.openapi import schemas
+
+    server = build_server(taskmill_repo, {"HOME": str(taskmill_repo)})
+    tools = {t.name: t.input_schema for t in anyio.run(server.list_tools)}
+    status = tools["list"]["properties"]["status"]["anyOf"][0]["items"]
+    assert tuple(status["enum"]) == STATUSES
+    assert tuple(tools["add_dependency"]["properties"]["type"]["enum"]) == DEP_TYPES
+    create = tools["create"]["properties"]
+    assert (create["priority"]["minimum"], create["priority"]["maximum"]) == (PRIORITY_MIN,
+                                                                              PRIORITY_MAX)
+    assert create["title"]["maxLength"] == TITLE_MAX
+    assert create["checks"]["anyOf"][0]["maxItems"] == CHECKS_MAX
+    changes = schemas()["TaskChanges"]["properties"]
+    assert tuple(changes["status"]["enum"]) == STATUSES
+    assert {k: changes["priority"][k] for k in ("type", "minimum", "maximum")} == {
+        k: create["priority"][k] for k in ("type", "minimum", "maximum")}

@@ -55,13 +55,12 @@ from pydantic import Field
 from .capability import SOCKET_ENV
 from .capability.client import CapabilityClient, RemoteTasks
 from .errors import InvalidInput, TaskmillError
+from .model import DEP_TYPES, ISSUE_TYPES, DepType, TaskStatus
 from .project import open_project
+from .schemas import Checks, Priority, Title
 
 SERVER_NAME = "taskmill"
 TASK_ENV = "TASKMILL_TASK_ID"
-
-DepType = Literal["blocks", "parent-child", "related", "discovered-from"]
-Status = Literal["open", "in_progress", "blocked", "deferred", "closed"]
 
 TaskId = Annotated[str, Field(description="A task id (or a unique prefix of one), e.g. tm-a1b2.")]
 Limit = Annotated[int, Field(ge=1, le=1000, description="At most this many tasks.")]
@@ -173,7 +172,8 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
             return dumps([t.to_json() for t in led.ready(limit=limit)])
 
     def list_tasks(
-        status: Annotated[list[Status] | None, Field(description="Only these statuses.")] = None,
+        status: Annotated[list[TaskStatus] | None, Field(
+            description="Only these statuses.")] = None,
         label: Annotated[str | None, Field(description="Only tasks with this label.")] = None,
         issue_type: Annotated[str | None, Field(description="Only this type.")] = None,
         assignee: Annotated[str | None, Field(description="Only this assignee.")] = None,
@@ -193,17 +193,17 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
             return dumps(led.show(task_id).to_json(full=True))
 
     def create(
-        title: Annotated[str, Field(min_length=1, description="A short imperative title.")],
+        title: Annotated[Title, Field(description="A short imperative title.")],
         description: Annotated[str, Field(description="What the task is about.")] = "",
-        priority: Annotated[int, Field(ge=0, le=4, description="0 (highest) to 4.")] = 2,
+        priority: Priority = 2,
         labels: Annotated[list[str] | None, Field(description="Labels.")] = None,
-        checks: Annotated[list[str] | None, Field(
+        checks: Annotated[Checks | None, Field(
             description="Shell commands that decide whether the task is done.")] = None,
         after: Annotated[list[str] | None, Field(
             description="Ids of tasks this one waits on (blocks).")] = None,
         parent: Annotated[str | None, Field(description="The parent task (an epic).")] = None,
         issue_type: Annotated[str, Field(
-            description="task, bug, feature, epic, chore...")] = "task",
+            description=", ".join(ISSUE_TYPES) + "...")] = "task",
     ) -> str:
         """Create a task. Returns it as JSON (with its new id)."""
         with ledger() as led:
@@ -243,8 +243,8 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
         task_id: TaskId,
         depends_on: Annotated[str, Field(description="The task that task_id depends on.")],
         type: Annotated[DepType, Field(
-            description="blocks (task_id waits for depends_on), parent-child, related or "
-                        "discovered-from.")] = "blocks",
+            description=f"{DEP_TYPES[0]} (task_id waits for depends_on), "
+                        f"{', '.join(DEP_TYPES[1:-1])} or {DEP_TYPES[-1]}.")] = "blocks",
     ) -> str:
         """Record that task_id depends on depends_on. A blocking edge closing a cycle is refused."""
         with ledger() as led:

@@ -13,13 +13,14 @@ server import this module (pydantic is not loaded by the CLI).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Mapping
 from typing import Annotated, Any, get_type_hints
 
-from pydantic import ConfigDict, Field, TypeAdapter, create_model
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, SkipJsonSchema
 
-from .model import UPDATABLE_FIELDS, Comment, TaskStatus
+from .model import UPDATABLE_FIELDS, TaskStatus
 from .model import Task as TaskRecord
 from .validation import CHECKS_MAX, NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, TITLE_MAX
 
@@ -31,8 +32,7 @@ Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX,
                                 description=f"{PRIORITY_MIN} (highest) to {PRIORITY_MAX}.")]
 Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
 Name = Annotated[str, Field(max_length=NAME_MAX)]
-Checks = Annotated[list[str], Field(max_length=CHECKS_MAX, description=(
-    "Shell commands that decide whether the task is done."))]
+Checks = Annotated[list[str], Field(max_length=CHECKS_MAX)]
 
 FIELD_TYPES: dict[str, Any] = {
     "title": Title,
@@ -48,9 +48,6 @@ FIELD_TYPES: dict[str, Any] = {
 take the record's own type): imported records may carry any status, a user sets one of
 :data:`~taskmill.model.TaskStatus`."""
 
-_CLIENT = ConfigDict(extra="forbid")
-
-
 def _field_type(record: type, name: str) -> Any:
     return FIELD_TYPES.get(name, get_type_hints(record)[name])
 
@@ -63,12 +60,15 @@ TaskChanges = create_model(  # type: ignore[call-overload]
     **{name: (_field_type(TaskRecord, name), None) for name in UPDATABLE_FIELDS})
 """A change of a task (``PATCH /api/tasks/{id}``): any of its updatable fields."""
 
-NewComment = create_model(  # type: ignore[call-overload]
-    "NewComment", __config__=_CLIENT,
-    text=(Annotated[_field_type(Comment, "text"), Field(min_length=1)], ...),
-    author=(Name, None))
-"""A comment to add (``POST /api/tasks/{id}/comments``): a :class:`~taskmill.model.Comment`'s
-text and, optionally, its author."""
+
+
+class NewComment(BaseModel):
+    """A comment to add (``POST /api/tasks/{id}/comments``): a comment's text and, optionally,
+    its author."""
+
+    model_config = ConfigDict(extra="forbid", title="NewComment")
+    text: str = Field(min_length=1)
+    author: Name | SkipJsonSchema[None] = None
 
 
 # -- generating ---------------------------------------------------------------------------------
@@ -96,9 +96,14 @@ def _tidy(node: Any, *, schema: bool = True) -> Any:
         if key in ("title", "default"):
             continue
         if key == "description" and isinstance(value, str):
-            value = " ".join(value.split())
+            value = described(value)
         out[key] = _tidy(value, schema=key not in ("properties", "$defs", "patternProperties"))
     return out
+
+
+def described(docstring: str) -> str:
+    """A docstring as a description: on one line, its roles (``:mod:`x```) as code."""
+    return re.sub(r":\w+:`~?([^`]+)`", r"``\1``", " ".join(docstring.split()))
 
 
 def component_schemas(types: Mapping[str, Any], *,
@@ -108,7 +113,8 @@ def component_schemas(types: Mapping[str, Any], *,
 
     ``renames``: the component name of a type whose class has another name.
     """
-    generated = [(name, "serialization", TypeAdapter(t)) for name, t in types.items()]
+    mode: JsonSchemaMode = "serialization"
+    generated = [(name, mode, TypeAdapter(t)) for name, t in types.items()]
     top, defs = TypeAdapter.json_schemas(generated, ref_template=REF_TEMPLATE,
                                          schema_generator=_Generator)
     out: dict[str, Any] = dict(defs.get("$defs", {}))
@@ -139,7 +145,7 @@ def task_schema(record: dict[str, Any]) -> dict[str, Any]:
     its full form has, with the derived ``container``, and ``interrupted`` only when true."""
     props = {k: v for k, v in record["properties"].items() if k not in TaskRecord.FULL_FIELDS}
     props["container"] = {"type": "boolean",
-                          "description": " ".join((TaskRecord.container.__doc__ or "").split())}
+                          "description": described(TaskRecord.container.__doc__ or "")}
     required = [k for k in props if k != "interrupted"]
     return {**record, "properties": props, "required": required}
 
@@ -152,8 +158,3 @@ def extended(base: dict[str, Any], extra: dict[str, Any], **keywords: Any) -> di
     if not required:
         del out["required"]
     return out
-
-
-def tool_fields(names: Iterable[str]) -> dict[str, Any]:
-    """The types of task fields by name (for the MCP tools' signatures)."""
-    return {name: _field_type(TaskRecord, name) for name in names}

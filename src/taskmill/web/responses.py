@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from ..model import Attempt as AttemptRecord
 from ..model import Comment, Dependency, Event, Task
@@ -26,7 +27,8 @@ class _Response(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(description="The ledger's error code (not_found, invalid, conflict...).")
     message: str
-    hint: str = Field(None, description="What to do about it (only when there is a hint).")
+    hint: str | SkipJsonSchema[None] = Field(None, description=(
+        "What to do about it (only when there is a hint)."))
 
 
 class Error(_Response):
@@ -73,7 +75,8 @@ class MillEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
     ts: str
     event: str
-    task: str = Field(None, description="The task it is about (only when it is about one).")
+    task: str | SkipJsonSchema[None] = Field(None, description=(
+        "The task it is about (only when it is about one)."))
 
 
 class Totals(_Response):
