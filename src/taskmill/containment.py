@@ -37,6 +37,7 @@ from .errors import InvalidInput
 from .sandbox_init import INIT
 
 if TYPE_CHECKING:
+    from .cgroups import CommandGroup, Limiter
     from .sandbox import Sandbox
 
 MODES = ("auto", "pidns", "group")
@@ -58,12 +59,31 @@ class Containment:
     sandbox: Sandbox | None = None
     """When set, turns and checks run in it instead (:mod:`taskmill.sandbox`: a PID
     namespace of its own too), with the paths each command may see given at start."""
+    limiter: Limiter | None = None
+    """When ``[sandbox]`` sets limits: how each command gets them (:mod:`taskmill.cgroups`)."""
 
-    def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` as it is started under this containment."""
-        if self.mode != "pidns":
-            return list(argv)
-        return [*self.prefix, sys.executable, "-I", "-S", "-c", INIT, NO_CONF, *argv]
+    def command(self, argv: Sequence[str], prelude: str = "") -> list[str]:
+        """``argv`` as it is started under this containment; ``prelude``: shell code run
+        first (joining the command's cgroup), by a ``/bin/sh -c`` wrapper that then execs."""
+        found = list(argv)
+        if self.mode == "pidns":
+            found = [*self.prefix, sys.executable, "-I", "-S", "-c", INIT, NO_CONF, *found]
+        if prelude:
+            found = ["/bin/sh", "-c", prelude + 'exec "$0" "$@"', *found]
+        return found
+
+    def open_group(self) -> CommandGroup | None:
+        """The cgroup(s) of one command, when the limits are held by one (else None).
+        Raises OSError saying which group could not be made."""
+        if self.limiter is None or not self.limiter.cgroup:
+            return None
+        try:
+            return self.limiter.open()
+        except OSError as exc:
+            # a plain OSError (with an errno it would be FileNotFoundError, PermissionError:
+            # a missing or unexecutable command to the callers)
+            raise OSError(f"cannot make the command's cgroup ({self.limiter.via}, [sandbox] "
+                          f"limits): {exc}") from exc
 
     def describe(self) -> str:
         if self.sandbox is not None:

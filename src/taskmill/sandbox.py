@@ -22,9 +22,12 @@ The command runs under ``bwrap`` (``[sandbox]`` in ``.taskmill/config.toml``):
   ``HTTP_PROXY`` (and lower case) = ``http://127.0.0.1:PORT``, ``NO_PROXY=127.0.0.1,localhost``;
 * no capabilities (``--cap-drop ALL``, which matters when taskmill runs as root), separate
   IPC and UTS namespaces, killed with taskmill (``--die-with-parent``);
+* the limits (``memory_mb``, ``max_processes``) held by a cgroup of the command's own that
+  the outer ``/bin/sh`` joins before it execs bubblewrap (:mod:`taskmill.cgroups`);
 * a tiny init as pid 1 (``--as-pid-1``): it forwards SIGTERM to the namespace, sets the
-  limits (``memory_mb`` -> ``RLIMIT_DATA`` of each process, ``max_processes`` ->
-  ``RLIMIT_NPROC``), and when the command exits the kernel kills what is left.
+  limits where no cgroup can hold them (``memory_mb`` -> ``RLIMIT_DATA`` of each process,
+  ``max_processes`` -> ``RLIMIT_NPROC``), and when the command exits the kernel kills what
+  is left.
 
 ``[sandbox] enabled``: ``"auto"`` (default) sandboxes where bubblewrap works and otherwise
 runs unsandboxed with a warning; ``true`` refuses to run without it; ``false`` turns it off.
@@ -163,6 +166,9 @@ class Sandbox:
     allowlist_socket: Path | None = None
     """The unix socket on the host of the run's allowlist proxy
     (:class:`taskmill.netproxy.NetProxy`), bridged to :data:`ALLOWLIST_PORT` inside."""
+    limits_via: str = ""
+    """How a cgroup holds ``memory_mb`` / ``max_processes`` (:mod:`taskmill.cgroups`:
+    ``cgroup v1``, ``cgroup v2``, ``systemd-run scope``); '' for setrlimit in the init."""
 
     @staticmethod
     def allowlist_port(mounts: Mounts) -> int:
@@ -179,7 +185,12 @@ class Sandbox:
                 "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 
     def rlimits(self) -> dict[str, int]:
-        limits = {}
+        """The init's setrlimit limits: none when a cgroup holds them (RLIMIT_DATA breaks
+        runtimes that reserve address space, RLIMIT_NPROC counts all of the user's
+        processes: pids.max counts the command's)."""
+        limits: dict[str, int] = {}
+        if self.limits_via:
+            return limits
         if self.settings.memory_mb is not None:
             limits["RLIMIT_DATA"] = self.settings.memory_mb * 1024 * 1024
         if self.settings.max_processes is not None:
@@ -202,8 +213,9 @@ class Sandbox:
                   if v is not None}
         if limits:
             found["limits"] = limits
-            found["limits_via"] = ("setrlimit: memory_mb as RLIMIT_DATA of each process, "
-                                   "max_processes as RLIMIT_NPROC (per user; not for root)")
+            found["limits_via"] = self.limits_via or (
+                "setrlimit: memory_mb as RLIMIT_DATA of each process, max_processes as "
+                "RLIMIT_NPROC (per user; not for root)")
         return found
 
     def check_mounts(self, worktree: Path) -> Mounts:
@@ -306,8 +318,10 @@ class Sandbox:
         return [program]
 
     def command(self, argv: Sequence[str], mounts: Mounts, *, cwd: Path,
-                env: Mapping[str, str]) -> list[str]:
-        """``argv`` (``argv[0]`` resolved already) as it is started in the sandbox."""
+                env: Mapping[str, str], prelude: str = "") -> list[str]:
+        """``argv`` (``argv[0]`` resolved already) as it is started in the sandbox;
+        ``prelude``: shell code the outer ``/bin/sh -c`` runs first (joining the command's
+        cgroup, :attr:`taskmill.cgroups.CommandGroup.prelude`)."""
         ops: dict[tuple[Path, str], None] = {}
         for path in self.hidden:
             ops[(path, "hide")] = None
@@ -343,7 +357,7 @@ class Sandbox:
         if self.allowlist_socket is not None:
             bridges.append([port, str(self.allowlist_socket)])
         conf: dict[str, Any] = {"rlimits": self.rlimits(), "bridges": bridges}
-        return ["/bin/sh", "-c", SIGNAL_SHIELD, *args, "--",
+        return ["/bin/sh", "-c", prelude + SIGNAL_SHIELD, *args, "--",
                 self.python, "-I", "-S", "-c", INIT, json.dumps(conf), *argv]
 
 

@@ -125,6 +125,9 @@ class TurnResult:
     usage: Usage
     log_path: Path
     cancelled: bool = False
+    limit_hit: dict[str, int] | None = None
+    """The ``[sandbox]`` limits the turn hit (:meth:`taskmill.cgroups.CommandGroup.close`),
+    e.g. ``{"memory_mb": 512, "oom_kills": 1}``."""
 
     @property
     def ok(self) -> bool:

@@ -24,6 +24,9 @@
   (:mod:`taskmill.sandbox`) the turn runs in it, seeing ``mounts`` (default: the worktree,
   the agent's HOME and the turn's state directory writable, the proxy and capability
   sockets of the request), and gets ``IS_SANDBOX=1``; nothing else sets that variable.
+  When a cgroup holds ``[sandbox]`` limits (:mod:`taskmill.cgroups`) the turn runs in one
+  of its own; a limit it hit is in :attr:`TurnResult.limit_hit` and first in
+  ``usage.error``, and whatever is left in the group is killed.
 * calls ``adapter.parse`` and merges ``request.usage_file`` (JSON written by the agent,
   e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win), then
   rejects figures no agent can mean (negative, not finite, absurdly large): they are not
@@ -65,6 +68,7 @@ from taskmill.agents.common import (
     usage_tokens,
     validate_usage,
 )
+from taskmill.cgroups import limit_message
 from taskmill.containment import MARKER_VAR, Containment, new_marker, resolve_command, sweep
 from taskmill.sandbox import Mounts
 
@@ -345,20 +349,28 @@ def run_turn(
                 raise FileNotFoundError("<empty command>")
             argv0 = resolve_command(invocation.argv[0], env, invocation.cwd)
             argv = [argv0, *invocation.argv[1:]]
+            group = contain.open_group()  # the limits, when a cgroup holds them
+            prelude = group.prelude if group is not None else ""
             if sandbox is not None and mounts is not None:
-                argv = sandbox.command(argv, mounts, cwd=invocation.cwd, env=env)
+                argv = sandbox.command(argv, mounts, cwd=invocation.cwd, env=env,
+                                       prelude=prelude)
             else:
-                argv = contain.command(argv)
-            proc = subprocess.Popen(
-                argv,
-                cwd=invocation.cwd,
-                env=env,
-                stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
-            )
+                argv = contain.command(argv, prelude)
+            try:
+                proc = subprocess.Popen(
+                    group.wrap(argv) if group is not None else argv,
+                    cwd=invocation.cwd,
+                    env=env,
+                    stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except BaseException:
+                if group is not None:
+                    group.close()
+                raise
         except FileNotFoundError:
             message = _not_found_message(adapter, config, invocation)
             return _failed(request, message, EXIT_NOT_FOUND, start, clock)
@@ -393,6 +405,8 @@ def run_turn(
             exit_code = proc.wait()
             if contain.mode == "group":  # what left the group (setsid) carries the marker
                 sweep(marker)
+            # what hit a limit, then whatever is left in the cgroup is killed
+            limit_hit = group.close() if group is not None else None
             # Each thread closes its own pipe when done. One still blocked on a pipe held
             # open by a process that left the group (setsid) is left behind, as a daemon.
             for thread in threads:
@@ -415,6 +429,8 @@ def run_turn(
         last = [line for line in err_buf.text().splitlines() if line.strip()]
         usage.error = f"exited with code {exit_code}" + (
             f": {short(last[-1], 300)}" if last else "")
+    if limit_hit:  # first: what the agent (and the user) should read
+        usage.error = limit_message(limit_hit) + (f"; {usage.error}" if usage.error else "")
     return TurnResult(
         exit_code=exit_code,
         timed_out=timed_out,
@@ -422,4 +438,5 @@ def run_turn(
         usage=usage,
         log_path=request.log_path,
         cancelled=cancelled,
+        limit_hit=limit_hit,
     )

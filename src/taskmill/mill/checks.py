@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cgroups import limit_message
 from ..containment import MARKER_VAR, Containment, new_marker, sweep
 from ..sandbox import Mounts
 
@@ -41,6 +42,8 @@ class CheckRun:
     timed_out: bool = False
     cancelled: bool = False
     """Cut by the run stopping (not a verdict on the work)."""
+    limit_hit: dict[str, int] | None = None
+    """The ``[sandbox]`` limits the command hit (:mod:`taskmill.cgroups`)."""
 
     @property
     def ok(self) -> bool:
@@ -66,13 +69,16 @@ class ChecksResult:
             if run.ok:
                 continue
             status = "timed out" if run.timed_out else f"exit {run.exit_code}"
-            parts.append(f"$ {run.command}   ({status})\n{tail(run.output, limit)}")
+            hit = limit_message(run.limit_hit)
+            parts.append(f"$ {run.command}   ({status})\n" + (f"{hit}\n" if hit else "")
+                         + tail(run.output, limit))
         return "\n\n".join(parts)
 
     def to_json(self) -> list[dict[str, object]]:
         return [{"command": r.command, "exit_code": r.exit_code, "ok": r.ok,
                  "duration_s": round(r.duration_s, 3), "timed_out": r.timed_out,
-                 "output_tail": tail(r.output, 2000)} for r in self.runs]
+                 "output_tail": tail(r.output, 2000),
+                 **({"limit_hit": r.limit_hit} if r.limit_hit else {})} for r in self.runs]
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
@@ -103,7 +109,9 @@ def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
     stopping), kills its process group. Under ``containment`` (default: the process group
     only) nothing a check starts outlives it (see :mod:`taskmill.containment`); when it has
     a sandbox, each command runs in it seeing ``mounts`` (default: ``cwd`` and the checks'
-    HOME writable, see :meth:`taskmill.sandbox.Sandbox.check_mounts`).
+    HOME writable, see :meth:`taskmill.sandbox.Sandbox.check_mounts`). When a cgroup holds
+    the ``[sandbox]`` limits each command runs in one of its own (:mod:`taskmill.cgroups`):
+    a limit it hit is in :attr:`CheckRun.limit_hit` and its failure text.
 
     The log file gets the output as it was; :attr:`CheckRun.output` has terminal escape
     sequences and control characters stripped (it goes into prompts and the dashboard)."""
@@ -121,38 +129,46 @@ def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
             marker = new_marker()
             full_env = {**env, MARKER_VAR: marker}
             argv = ["bash", "-c", command]
-            argv = (sandbox.command(argv, view, cwd=cwd, env=full_env)
-                    if sandbox is not None and view is not None else contain.command(argv))
-            proc = subprocess.Popen(argv, cwd=cwd, env=full_env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-            timed_out = cancelled = False
-            deadline = start + timeout_s
-            while True:
-                try:
-                    # short slices only so that a stop is noticed; the output is collected
-                    # across them
-                    out, _ = proc.communicate(timeout=min(0.2, max(0.0, deadline - time.monotonic())))
-                    break
-                except subprocess.TimeoutExpired:
-                    if cancel is not None and cancel.is_set():
-                        cancelled = True
-                    elif time.monotonic() >= deadline:
-                        timed_out = True
-                    else:
-                        continue
-                    _kill_group(proc)
-                    out, _ = proc.communicate()
-                    break
-            if contain.mode == "group":
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # what it left in its group
-                sweep(marker)
+            group = contain.open_group()  # the limits, when a cgroup holds them
+            prelude = group.prelude if group is not None else ""
+            argv = (sandbox.command(argv, view, cwd=cwd, env=full_env, prelude=prelude)
+                    if sandbox is not None and view is not None
+                    else contain.command(argv, prelude))
+            try:
+                proc = subprocess.Popen(group.wrap(argv) if group is not None else argv,
+                                        cwd=cwd, env=full_env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                timed_out = cancelled = False
+                deadline = start + timeout_s
+                while True:
+                    try:
+                        # short slices only so that a stop is noticed; the output is
+                        # collected across them
+                        out, _ = proc.communicate(
+                            timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+                        break
+                    except subprocess.TimeoutExpired:
+                        if cancel is not None and cancel.is_set():
+                            cancelled = True
+                        elif time.monotonic() >= deadline:
+                            timed_out = True
+                        else:
+                            continue
+                        _kill_group(proc)
+                        out, _ = proc.communicate()
+                        break
+                if contain.mode == "group":
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)  # what it left in its group
+                    sweep(marker)
+            finally:  # what hit a limit, then whatever is left in the cgroup is killed
+                limit_hit = group.close() if group is not None else None
             text = strip_terminal_codes(out.decode("utf-8", errors="replace"))
             if log:
                 log.write(f"$ {command}\n".encode() + out + f"[exit {proc.returncode}]\n".encode())
             run = CheckRun(command, proc.returncode, time.monotonic() - start, text, timed_out,
-                           cancelled)
+                           cancelled, limit_hit)
             result.runs.append(run)
             if cancelled or (not run.ok and stop_on_failure):
                 break

@@ -38,6 +38,9 @@ from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
 from ..audit_anchor import open_store
 from ..capability.server import CapabilityServer, TurnScope
+from ..cgroups import ROOT as CGROUP_ROOT
+from ..cgroups import Limiter, Limits, limits_info
+from ..cgroups import limiter as cgroup_limiter
 from ..clock import Clock, iso
 from ..config import Config
 from ..containment import Containment, containment
@@ -202,6 +205,8 @@ class Mill:
         self._signals_seen = 0
         self._deadline: float | None = None
         self.containment: Containment | None = None
+        self.limits_warning = ""
+        """Given once per run when ``[sandbox]`` limits have no cgroup to hold them."""
         self.check_env = check_env(env, env=config.check_env, pass_env=config.check_pass_env)
         """What every check command gets (the task's and the merge queue's)."""
         self.refused: dict[str, str] = {}
@@ -457,6 +462,8 @@ class Mill:
                           containment_note=self.containment.describe(), sandbox=sandbox_info)
             if unsandboxed:
                 self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
+            if self.limits_warning:
+                self.bus.emit("warning", about="limits", message=self.limits_warning)
             ctx.check_guard = CheckGuard(self.check_env, self.paths.root,
                                          worktrees=[self.paths.worktrees])
             for warning in ctx.check_guard.new_warnings(self.config.checks):
@@ -528,15 +535,44 @@ class Mill:
                         git_common_dir=git_common_dir(self.paths.root),
                         home=Path(home) if home else None, check_home=check_home)
         sandbox, why = choose(settings, layout, self.env)
+        limiter = self._limiter(settings)
         if sandbox is None:
             info: dict[str, Any] = {"enabled": False, "why": why}
+            if limiter is not None and limiter.cgroup:
+                info.update(limits_info(limiter))
+            elif limiter is not None:
+                info.update(limits=limiter.limits.as_dict(),
+                            limits_via=f"none: no sandbox and no cgroup ({limiter.note})")
+                self.limits_warning = ("[sandbox] limits are not applied: no sandbox and no "
+                                       f"cgroup to hold them ({limiter.note})")
             return info, (unsandboxed_warning(why) if settings.enabled == "auto" else "")
         if settings.network:
             sandbox = self._start_netproxy(sandbox)
+        if limiter is not None and limiter.cgroup:
+            sandbox = replace(sandbox, limits_via=limiter.describe())
         self.containment = replace(self.containment, sandbox=sandbox)
         if "HOME" not in self.config.check_env:  # the user's HOME is hidden in the sandbox
             self.check_env = {**self.check_env, "HOME": str(check_home)}
         return sandbox.describe(), ""
+
+    def _limiter(self, settings: SandboxSettings) -> Limiter | None:
+        """How ``[sandbox] memory_mb`` / ``max_processes`` are held (None: not set), put into
+        the containment; groups a killed run left are removed. Sets the run's one warning
+        when no cgroup can hold them."""
+        assert self.containment is not None
+        limits = Limits(settings.memory_mb, settings.max_processes)
+        try:
+            proc_cgroup = Path("/proc/self/cgroup").read_text(encoding="utf-8")
+        except OSError:
+            proc_cgroup = ""
+        found = cgroup_limiter(limits, root=CGROUP_ROOT, proc_cgroup=proc_cgroup, env=self.env)
+        if found is None:
+            return None
+        found.sweep_stale()
+        self.containment = replace(self.containment, limiter=found)
+        if not found.cgroup:
+            self.limits_warning = found.warning()
+        return found
 
     def _start_netproxy(self, sandbox: Sandbox) -> Sandbox:
         """Start the allowlist proxy of ``[sandbox] network`` (its socket under the run

@@ -386,6 +386,8 @@ class TaskWorker:
                 detail["sandbox"] = self.ctx.sandbox
             if usage.error:
                 detail["agent_error"] = usage.error
+            if result.limit_hit:  # the line is in usage.error (the failure the agent gets)
+                detail["limit_hit"] = result.limit_hit
             if restarted is not None:
                 failure = ("history", f"{restarted}. The work of this turn is not on the "
                            "branch: do the task again on top of the target's current code, "
