@@ -1,6 +1,8 @@
 """Start-up cost of the sandbox of a turn: ``true`` run bare, contained (a PID namespace,
-``[run] contain``) and sandboxed (bubblewrap, :mod:`taskmill.sandbox`), median of 30 runs
-each (target: the sandbox adds < 50 ms per turn).
+``[run] contain``) and sandboxed (bubblewrap, :mod:`taskmill.sandbox`), then both again with
+``[sandbox] memory_mb`` / ``max_processes`` held by a cgroup of the command's own
+(:mod:`taskmill.cgroups`: made, joined, read and removed each time), median of 30 runs
+each (target: the sandbox, limits included, adds < 50 ms per turn).
 
     python -m benchmarks.sandbox_startup [--runs 30]
 """
@@ -12,9 +14,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from taskmill.cgroups import ROOT as CGROUP_ROOT
+from taskmill.cgroups import SYSTEMD, Limiter, Limits, detect
 from taskmill.containment import containment
 from taskmill.sandbox import Layout, Mounts, SandboxSettings, choose
 
@@ -24,11 +29,19 @@ from .support import home_env, load_average, median
 OVERHEAD_TARGET_MS = 50.0
 
 
-def _times(argv: Sequence[str], cwd: Path, env: dict[str, str], runs: int) -> list[float]:
+def _times(argv: Sequence[str] | Callable[[str], list[str]], cwd: Path, env: dict[str, str],
+           runs: int, limiter: Limiter | None = None) -> list[float]:
+    """``argv``, or ``argv(prelude)`` in a cgroup of its own per run from ``limiter``."""
     def once() -> float:
         start = time.perf_counter()
-        subprocess.run(list(argv), cwd=cwd, env=env, check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL)
+        group = limiter.open() if limiter is not None else None
+        command = argv(group.prelude if group else "") if callable(argv) else list(argv)
+        try:
+            subprocess.run(group.wrap(command) if group else command, cwd=cwd, env=env,
+                           check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        finally:
+            if group is not None:
+                group.close()
         return (time.perf_counter() - start) * 1000
 
     for _ in range(3):
@@ -64,6 +77,28 @@ def run(args: argparse.Namespace) -> Report:
         report.add("`true`, sandboxed (bubblewrap + init)", sandboxed, "ms")
         overhead = sandboxed - bare
         report.add("sandbox start-up cost per turn", overhead, "ms",
+                   f"< {OVERHEAD_TARGET_MS:.0f} ms", overhead < OVERHEAD_TARGET_MS)
+        limits = Limits(memory_mb=4096, max_processes=512)
+        limiter = detect(limits, root=CGROUP_ROOT,
+                         proc_cgroup=Path("/proc/self/cgroup").read_text(encoding="utf-8"),
+                         env=env)
+        if not limiter.cgroup or limiter.via == SYSTEMD:
+            report.note(f"no cgroup here for the limits: {limiter.note}")
+            return report
+        limited_sandbox = replace(sandbox, limits_via=limiter.describe(),
+                                  settings=replace(sandbox.settings, memory_mb=4096,
+                                                   max_processes=512))
+        contained_limited = median(_times(
+            lambda prelude: contain.command([true], prelude), slot, env, args.runs, limiter))
+        report.add(f"`true`, contained with limits ({limiter.via})", contained_limited, "ms")
+        limited = median(_times(
+            lambda prelude: limited_sandbox.command([true], Mounts.for_worktree(slot), cwd=slot,
+                                                    env=env, prelude=prelude),
+            slot, env, args.runs, limiter))
+        report.add(f"`true`, sandboxed with limits ({limiter.via})", limited, "ms")
+        report.add("the limits' cgroup, cost per turn", limited - sandboxed, "ms")
+        overhead = limited - bare
+        report.add("sandbox start-up cost per turn, limits included", overhead, "ms",
                    f"< {OVERHEAD_TARGET_MS:.0f} ms", overhead < OVERHEAD_TARGET_MS)
     report.note(f"load average while measuring: {load_average()}")
     return report

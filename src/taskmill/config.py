@@ -34,8 +34,8 @@ commands = []
 # enabled = "auto"             # true: refuse to run without one; false: off
 # read_only = ["~/.cargo"]     # more paths a turn may read (writable = [...] to write)
 # network = ["pypi.org:443"]   # HTTPS (CONNECT) to these only, through taskmill's proxy
-# memory_mb = 4096             # per process (RLIMIT_DATA)
-# max_processes = 512
+# memory_mb = 4096             # per turn / check, all its processes (a cgroup)
+# max_processes = 512          # per turn / check (a cgroup's pids.max)
 
 # [agents.claude]
 # adapter = "claude"
