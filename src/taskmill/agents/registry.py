@@ -50,6 +50,22 @@ def third_party_names() -> list[str]:
     return sorted(names - set(BUILTIN))
 
 
+def adapter_sources() -> tuple[list[tuple[str, str]], list[str]]:
+    """Every adapter with where it comes from (``built-in``, ``plugin NAME (DIST)``, ``entry
+    point ...``), built-ins first; and the installed plugins that could not be loaded."""
+    manager = plugins()
+    rows = [(name, "built-in") for name in BUILTIN]
+    for name, reg in manager.registered("agents").items():
+        if name not in BUILTIN:
+            rows.append((name, f"plugin {reg.plugin}" + (f" ({reg.dist})" if reg.dist else "")))
+    seen = {name for name, _ in rows}
+    for ep in sorted(_entry_points(), key=lambda ep: ep.name):
+        if ep.name not in seen:
+            seen.add(ep.name)
+            rows.append((ep.name, f"entry point {ENTRY_POINT_GROUP} ({ep.value})"))
+    return rows, list(manager.problems)
+
+
 def known_adapter_names() -> list[str]:
     """Built-in names first, then installed third-party ones."""
     return [*BUILTIN, *third_party_names()]

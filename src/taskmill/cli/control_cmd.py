@@ -45,27 +45,16 @@ def resume() -> None:
 @json_option
 def agents() -> None:
     """The agent adapters taskmill can run: built in, and added by installed plugins."""
-    from ..agents.registry import BUILTIN, ENTRY_POINT_GROUP, _entry_points
-    from ..plugins import plugins
+    from ..agents.registry import adapter_sources
 
     ctx = get_ctx()
-    rows: list[dict[str, str]] = [{"name": name, "source": "built-in"} for name in BUILTIN]
-    manager = plugins()
-    for name, reg in manager.registered("agents").items():
-        if name not in BUILTIN:
-            rows.append({"name": name, "source": f"plugin {reg.plugin}"
-                         + (f" ({reg.dist})" if reg.dist else "")})
-    seen = {row["name"] for row in rows}
-    for ep in sorted(_entry_points(), key=lambda ep: ep.name):
-        if ep.name not in seen:
-            seen.add(ep.name)
-            rows.append({"name": ep.name, "source": f"entry point {ENTRY_POINT_GROUP} "
-                         f"({ep.value})"})
+    rows, problems = adapter_sources()
     if ctx.json:
-        emit_json({"adapters": rows, "problems": list(manager.problems)})
+        emit_json({"adapters": [{"name": name, "source": source} for name, source in rows],
+                   "problems": problems})
         return
-    width = max(len(row["name"]) for row in rows)
-    for row in rows:
-        click.echo(f"{row['name']:<{width}}  {row['source']}")
-    for problem in manager.problems:
+    width = max(len(name) for name, _ in rows)
+    for name, source in rows:
+        click.echo(f"{name:<{width}}  {source}")
+    for problem in problems:
         click.echo(f"warning: {problem}", err=True)
