@@ -134,6 +134,9 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("export",), [], list, repo),
         (("export",), ["--format", "json"], list, repo),
         (("export",), ["-o", str(out_file)], dict, repo),
+        (("pause",), [], dict, repo),
+        (("resume",), [], dict, repo),
+        (("agents",), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
     ]
     covered = {path for path, *_ in calls}

@@ -375,7 +375,7 @@ def test_killed_runs_slot_with_a_broken_dotgit_is_not_scrubbed_in_the_checkout(
     """A run died holding the slot (not released): the take-over's reset and clean."""
     pool = Pool(repo)
     ws = pool.acquire("tm-1", repo.tip())
-    pool._unlock_slot(ws.slot, ws._lock_fd)  # the kernel drops a dead process's flock
+    pool._unlock_slot(ws.slot, ws._lock)  # the kernel drops a dead process's flock
     before = dirty_user_checkout(repo)
     break_dotgit(ws.path, how, tmp_path)
     ws2 = pool.acquire("tm-2", repo.tip())
@@ -390,7 +390,7 @@ def test_freeing_a_branch_in_a_broken_dead_slot_never_moves_the_users_head(
     pool = Pool(repo)
     other = pool.acquire("tm-x", repo.tip())
     ws = pool.acquire("tm-1", repo.tip())  # in w1; never released: the run died
-    pool._unlock_slot(ws.slot, ws._lock_fd)
+    pool._unlock_slot(ws.slot, ws._lock)
     pool.release(other, delete_branch=True)
     before = dirty_user_checkout(repo)
     break_dotgit(ws.path, how, tmp_path)

@@ -232,7 +232,7 @@ def test_branch_left_checked_out_in_a_dead_runs_slot(repo: MillRepo, tmp_path: P
     (ws.path / "part1.txt").write_text("before the crash")
     git(ws.path, "add", "-A")
     git(ws.path, "commit", "-q", "-m", "part 1")
-    pool._unlock_slot(ws.slot, ws._lock_fd)  # the kernel drops a dead process's flock
+    pool._unlock_slot(ws.slot, ws._lock)  # the kernel drops a dead process's flock
     repo.create("tm-1", checks=["test -f part1.txt && test -f part2.txt"])
     repo.ledger.claim("tm-1", "mill:deadbeef", actor="mill:deadbeef")
 
@@ -254,7 +254,7 @@ def test_stale_branch_locks_of_a_killed_run(repo: MillRepo, tmp_path: Path) -> N
     first = pool.acquire("tm-1", repo.tip())
     second = pool.acquire("tm-2", repo.tip())
     for ws in (first, second):  # never released: the run died
-        pool._unlock_slot(ws.slot, ws._lock_fd)
+        pool._unlock_slot(ws.slot, ws._lock)
     heads = repo.root / ".git" / "refs" / "heads" / "taskmill"
     (heads / "tm-1.lock").write_text("")
     (heads / "tm-2.lock").write_text("")
@@ -275,7 +275,7 @@ def test_landed_branch_in_a_dead_slot_with_a_stale_head_lock(repo: MillRepo,
     has the branch checked out and its HEAD locked. The next run deletes the branch."""
     pool = _pool(repo)
     ws = pool.acquire("tm-1", repo.tip())
-    pool._unlock_slot(ws.slot, ws._lock_fd)  # never released: the run died
+    pool._unlock_slot(ws.slot, ws._lock)  # never released: the run died
     repo.create("tm-1")
     repo.ledger.close("tm-1", f"landed {repo.tip()}", system=True)
     (repo.root / ".git" / "worktrees" / "w0" / "HEAD.lock").write_text("")

@@ -33,6 +33,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .agents.base import AgentConfig
 from .config import BUILTIN_AGENTS, agent_config
+from .errors import ConfigError
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -303,7 +304,7 @@ ADAPTER_TABLES: dict[str, type[AgentTable]] = {
 """The built-in adapters and the table each takes (a test keeps it in step with the registry)."""
 
 
-class AgentTableError(ValueError):
+class AgentTableError(ConfigError, ValueError):
     """``problems``: one line each, naming ``[agents.NAME]`` and the key."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -312,9 +313,9 @@ class AgentTableError(ValueError):
 
 
 def _third_party_names() -> list[str]:
-    from .agents.registry import _entry_points
+    from .agents.registry import third_party_names
 
-    return sorted({ep.name for ep in _entry_points()} - set(ADAPTER_TABLES))
+    return [name for name in third_party_names() if name not in ADAPTER_TABLES]
 
 
 def agent_table(name: str, table: object) -> AgentConfig:
@@ -334,13 +335,14 @@ def agent_table(name: str, table: object) -> AgentConfig:
         raise AgentTableError([f"{where} adapter must be a non-empty string, got {adapter!r}"])
     model = ADAPTER_TABLES.get(adapter)
     if model is None:
+        from .agents.registry import WHERE_FROM
+
         installed = _third_party_names()
         if adapter not in installed:
             known = [*ADAPTER_TABLES, *installed]
             raise AgentTableError([
                 f"{where} adapter {adapter!r} is not a known adapter{did_you_mean(adapter, known)}"
-                f"; known adapters: {', '.join(known)} (third-party adapters register in the "
-                f"entry-point group 'taskmill.agents')"])
+                f"; known adapters: {', '.join(known)} ({WHERE_FROM})"])
         model = ThirdPartyTable
     try:
         model.model_validate(dict(table))

@@ -11,13 +11,25 @@ converted into this hierarchy where they are caught::
     │   ├── InvalidInput          exit 2   code "invalid"
     │   │   ├── PlanError         exit 2   code "plan_invalid"
     │   │   └── ConfigError       exit 2   code "config_invalid"   .taskmill/config.toml
+    │   │       ├── AgentTableError    (config_schema; also a ValueError) an [agents.NAME] table
+    │   │       └── AgentConfigError   (agents.common; also a ValueError) an agent's options
+    │   │                              or the environment they need
     │   └── CycleError            exit 2   code "cycle"
     ├── NotFound                  exit 3   code "not_found"
+    │   └── UnknownAdapterError    (agents.registry; also a LookupError) no such agent adapter
     ├── Conflict                  exit 4   code "conflict"
     │   └── ClaimConflict         exit 4   code "claim_conflict"
     ├── Forbidden                 exit 1   code "forbidden"      not this caller's to do
     ├── IntegrityError            exit 5   code "integrity"      the audit chain does not verify
-    └── GitError                  exit 6   code "git"
+    ├── GitError                  exit 6   code "git"
+    └── ServiceError              exit 1   code "service"   a service of the run cannot start
+        ├── ProxyError             (proxy.server) the model proxy
+        └── NetProxyError          (netproxy) the network allowlist proxy
+
+Errors defined next to the code that raises them keep the builtin exception they were
+before (``ValueError``, ``LookupError``) as a second base, so ``except ValueError`` still
+catches them; everything taskmill raises on purpose is a :class:`TaskmillError`, shown by
+the CLI the same way (``error: ...``, ``hint: ...``, or a ``--json`` error object).
 
 :func:`read_text_input` reads a file the user named, its failures turned into the hierarchy.
 """
@@ -115,6 +127,12 @@ class IntegrityError(TaskmillError):
 class GitError(TaskmillError):
     code = "git"
     exit_code = 6
+
+
+class ServiceError(TaskmillError):
+    """A service the run needs (a proxy, a socket server) could not start."""
+
+    code = "service"
 
 
 def read_text_input(

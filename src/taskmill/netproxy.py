@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .capability.protocol import bind_unix
+from .errors import ServiceError
 
 HEAD_LIMIT = 16384
 """The most a request's head may be (bytes); a longer one is refused."""
@@ -34,8 +35,8 @@ Refused = Callable[[str, str], None]
 """``on_refused(target, reason)``: a request the allowlist refused."""
 
 
-class NetProxyError(Exception):
-    pass
+class NetProxyError(ServiceError):
+    """The network allowlist proxy could not start."""
 
 
 @dataclass(frozen=True)

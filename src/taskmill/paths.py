@@ -4,6 +4,10 @@ The ledger belongs to the repository, not to a checkout: inside a linked worktre
 ``git worktree add``) the ledger of the main checkout is used. Discovery reads git's own
 files (``.git`` directory, or the ``gitdir:`` file of a linked worktree and its
 ``commondir``) instead of running git, so it costs no subprocess.
+
+:class:`LedgerPaths` knows every file taskmill keeps for a repository; the run directory's
+files (run state: locks, the pause flag, the event log, sockets) are named by
+:class:`RunFiles`, reached as ``paths.run``. Nothing else spells these names.
 """
 
 from __future__ import annotations
@@ -19,6 +23,96 @@ CONFIG_FILE = "config.toml"
 DB_FILE = "taskmill.db"
 ENV_DIR = "TASKMILL_DIR"
 """Points at a ``.taskmill`` directory directly (set by the mill for its agents)."""
+RUN_DIR = "run"
+LOGS_DIR = "logs"
+INCLUDE_FILE = "include"
+"""Gitignored files copied into each worktree slot (one glob a line)."""
+
+PAUSE_FILE = "paused"
+EVENTS_FILE = "events.ndjson"
+MERGE_LOCK = "merge.lock"
+ADVANCE_JOURNAL = "advance.json"
+CONFIG_STAMP = "config.checked"
+TOKEN_FILE = "serve.token"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The run directory (``.taskmill/run``): state shared by runs, the dashboard and the
+    CLI. Gitignored; any of it may be missing."""
+
+    dir: Path
+
+    @property
+    def paused(self) -> Path:
+        """Exists while the mill is paused (no new task is dispatched)."""
+        return self.dir / PAUSE_FILE
+
+    @property
+    def events(self) -> Path:
+        """Every run's events, one JSON object a line (read by the dashboard)."""
+        return self.dir / EVENTS_FILE
+
+    @property
+    def merge_lock(self) -> Path:
+        """Serialises landings across the runs of a repository."""
+        return self.dir / MERGE_LOCK
+
+    @property
+    def advance_journal(self) -> Path:
+        """Exists while a landing moves the target (and the user's checkout)."""
+        return self.dir / ADVANCE_JOURNAL
+
+    @property
+    def homes(self) -> Path:
+        """Each agent's HOME inside the sandbox (``homes/<agent>``)."""
+        return self.dir / "homes"
+
+    @property
+    def check_home(self) -> Path:
+        """The checks' HOME inside the sandbox."""
+        return self.homes / "checks"
+
+    @property
+    def progress_dir(self) -> Path:
+        return self.dir / "progress"
+
+    def progress(self, task_id: str) -> Path:
+        """The notes an agent keeps for the next turn of its task."""
+        return self.progress_dir / f"{task_id}.md"
+
+    def run_lock(self, run_id: str) -> Path:
+        """Held by run ``run_id`` for its lifetime (free: the run is over, or died)."""
+        return self.dir / f"run-{run_id}.lock"
+
+    @property
+    def config_stamp(self) -> Path:
+        """The config file that last passed the check (see ``load_config``)."""
+        return self.dir / CONFIG_STAMP
+
+    @property
+    def serve_token(self) -> Path:
+        """The dashboard's token (0600)."""
+        return self.dir / TOKEN_FILE
+
+    @property
+    def cap_dir(self) -> Path:
+        """Turn sockets, one directory per run (``cap/<run id>``)."""
+        return self.dir / "cap"
+
+    def proxy_socket(self, run_id: str) -> Path:
+        """Run ``run_id``'s model proxy."""
+        return self.dir / f"proxy-{run_id}.sock"
+
+    def net_socket(self, run_id: str) -> Path:
+        """Run ``run_id``'s network allowlist proxy."""
+        return self.dir / f"net-{run_id}.sock"
+
+    def sockets(self, kind: str) -> list[tuple[str, Path]]:
+        """(run id, path) of every ``kind`` socket (``proxy`` or ``net``) in the directory."""
+        prefix, suffix = f"{kind}-", ".sock"
+        return [(path.name[len(prefix):-len(suffix)], path)
+                for path in sorted(self.dir.glob(f"{prefix}*{suffix}"))]
 
 
 @dataclass(frozen=True)
@@ -42,7 +136,11 @@ class LedgerPaths:
 
     @property
     def logs(self) -> Path:
-        return self.dir / "logs"
+        return self.dir / LOGS_DIR
+
+    @property
+    def include(self) -> Path:
+        return self.dir / INCLUDE_FILE
 
     @property
     def worktrees(self) -> Path:
@@ -58,7 +156,12 @@ class LedgerPaths:
 
     @property
     def run_dir(self) -> Path:
-        return self.dir / "run"
+        return self.dir / RUN_DIR
+
+    @property
+    def run(self) -> RunFiles:
+        """The run directory's files."""
+        return RunFiles(self.run_dir)
 
     def initialized(self) -> bool:
         return self.config.is_file()

@@ -13,9 +13,6 @@ from .ids import PREFIX_RE, default_prefix
 from .ledger import Ledger
 from .paths import LedgerPaths, find_repository, locate
 
-CONFIG_STAMP = "config.checked"
-"""In the run directory: the config file that last passed the check (see load_config)."""
-
 IGNORE_RULES = """\
 # taskmill: the ledger database and run state stay out of git; config.toml is committed.
 taskmill.db
@@ -62,7 +59,7 @@ def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
         tmp = paths.config.with_suffix(".tmp")
         tmp.write_text(DEFAULT_CONFIG.format(prefix=chosen), encoding="utf-8")
         tmp.replace(paths.config)
-    config = load_config(paths.config, stamp=paths.run_dir / CONFIG_STAMP)
+    config = load_config(paths.config, stamp=paths.run.config_stamp)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                          actor=actor_from_env(env))
     return Project(paths, config, ledger)
@@ -71,7 +68,7 @@ def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
 def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = None) -> Project:
     """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``)."""
     paths = locate(cwd, env)
-    config = load_config(paths.config, stamp=paths.run_dir / CONFIG_STAMP)
+    config = load_config(paths.config, stamp=paths.run.config_stamp)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                          actor=actor_from_env(env))
     return Project(paths, config, ledger)

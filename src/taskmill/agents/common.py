@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from taskmill.agents.base import AgentConfig, TurnRequest, Usage
+from taskmill.errors import ConfigError
 
 MAX_ARGV_PROMPT = 100_000
 """Prompts longer than this (in bytes) are not put on the command line (Linux caps one
@@ -23,7 +24,7 @@ STDERR_SUFFIX = ".stderr"
 """The runner writes the agent's stderr to ``<log_path>.stderr``."""
 
 
-class AgentConfigError(ValueError):
+class AgentConfigError(ConfigError, ValueError):
     """An ``[agents.NAME]`` table or the environment it needs is wrong."""
 
 

@@ -327,7 +327,7 @@ class CapabilityServer:
 
     def _mark_interrupted(self, led: Ledger, tasks: list[Any]) -> None:
         if self.run_dir is not None:
-            from ..mill.engine import mark_interrupted
+            from ..control import mark_interrupted
 
             mark_interrupted(led, self.run_dir, tasks)
 

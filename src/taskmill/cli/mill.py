@@ -61,7 +61,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     Ctrl-C, 143 for SIGTERM).
     """
     from ..clock import SystemClock
-    from ..mill.engine import EVENTS_FILE, Mill
+    from ..mill.engine import Mill
     from ..mill.events import EventBus, NdjsonWriter
     from ..mill.settings import RunSettings, agent_cmd_config
 
@@ -88,7 +88,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         bus.subscribe(NdjsonWriter(stream))
     # every run also appends its events to .taskmill/run/events.ndjson, for the dashboard
     project.paths.run_dir.mkdir(parents=True, exist_ok=True)
-    events_path = project.paths.run_dir / EVENTS_FILE
+    events_path = project.paths.run.events
     if events_path.exists() and events_path.stat().st_size > 20_000_000:
         events_path.replace(events_path.with_suffix(".ndjson.1"))
     shared = events_path.open("a", encoding="utf-8")

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..paths import TOKEN_FILE
 from .common import dumps, get_ctx, json_option
 
 
@@ -53,9 +54,6 @@ def _url_host(host: str) -> str:
     if ":" in host and not host.startswith("["):
         return f"[{host}]"
     return host
-
-
-TOKEN_FILE = "serve.token"
 
 
 def write_token(run_dir: Path, token: str) -> Path:

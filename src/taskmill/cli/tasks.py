@@ -340,6 +340,6 @@ def comment(task_id: str, text: str, author: str | None) -> None:
 
 def _mark_interrupted(project: Project, tasks: list[Task]) -> None:
     """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
-    from ..mill.engine import mark_interrupted
+    from ..control import mark_interrupted
 
     mark_interrupted(project.ledger, project.paths.run_dir, tasks)

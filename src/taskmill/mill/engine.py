@@ -20,7 +20,6 @@ again, resuming its branch.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import queue
 import secrets
@@ -28,7 +27,7 @@ import shutil
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,11 +43,13 @@ from ..cgroups import limiter as cgroup_limiter
 from ..clock import Clock, iso
 from ..config import Config
 from ..containment import Containment, containment
+from ..control import MILL_PREFIX, interrupted_ids, is_paused, mark_interrupted, run_alive
 from ..errors import InvalidInput
 from ..ledger import Ledger
+from ..locks import FileLock
 from ..model import Task
 from ..netproxy import NetProxy, NetProxyError
-from ..paths import LedgerPaths, git_common_dir
+from ..paths import EVENTS_FILE, PAUSE_FILE, LedgerPaths, git_common_dir
 from ..proxy import ModelProxy, PriceTable, ProxyError
 from ..proxy.turn import uses_proxy
 from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warning
@@ -57,13 +58,14 @@ from .check_env import CheckGuard, check_env
 from .events import EventBus
 from .git import Git, ensure_identity, git_env, identity_env
 from .land import MergeQueue, recover_interrupted_advance
+from .lander import Lander
 from .settings import RunSettings
 from .worker import AgentGate, Outcome, TaskWorker, WorkerContext, unchecked_reason
+from .workspaces import Workspaces
 from .worktrees import WorktreePool
 
-MILL_PREFIX = "mill:"
-PAUSE_FILE = "paused"
-EVENTS_FILE = "events.ndjson"
+__all__ = ["EVENTS_FILE", "MILL_PREFIX", "PAUSE_FILE", "interrupted_ids", "mark_interrupted",
+           "run_alive"]  # at home in paths and control, still importable from here
 NO_AGENT_HINT = ("give each an agent (taskmill update ID --agent NAME), or give the run a "
                  "default: [run] agent in .taskmill/config.toml, --agent NAME or --agent-cmd CMD")
 
@@ -93,43 +95,6 @@ def stop_orphaned_agents(run_id: str) -> int:
 
 SUCCESS = frozenset({"landed", "satisfied"})
 """Task outcomes that count as done: landed, or already satisfied (nothing to land)."""
-
-
-def run_alive(run_dir: Path, run_id: str) -> bool:
-    """Whether run ``run_id`` still holds its lock (no side effect: a stale lock file is
-    left for the next ``taskmill run`` to remove)."""
-    path = run_dir / f"run-{run_id}.lock"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-def interrupted_ids(ledger: Ledger, run_dir: Path) -> set[str]:
-    """Tasks left ``in_progress`` by a mill run that is no longer running (stopped by a
-    signal, an internal error, or killed): the next ``taskmill run`` resumes them."""
-    rows = ledger.claims(MILL_PREFIX)
-    return {tid for tid, assignee in rows
-            if not run_alive(run_dir, assignee[len(MILL_PREFIX):])}
-
-
-def mark_interrupted(ledger: Ledger, run_dir: Path, tasks: Iterable[Task]) -> None:
-    """Set ``interrupted`` on the tasks a stopped (or dead) ``taskmill run`` left in
-    progress (for ``show``, ``list`` and the dashboard)."""
-    tasks = list(tasks)
-    if not any(t.status == "in_progress" and (t.assignee or "").startswith(MILL_PREFIX)
-               for t in tasks):
-        return
-    found = interrupted_ids(ledger, run_dir)
-    for task in tasks:
-        task.interrupted = task.id in found
 
 
 def signal_name(signum: int) -> str:
@@ -210,7 +175,7 @@ class Mill:
         self.check_env = check_env(env, env=config.check_env, pass_env=config.check_pass_env)
         """What every check command gets (the task's and the merge queue's)."""
         self.refused: dict[str, str] = {}
-        self._lock_fd = -1
+        self._run_lock: FileLock | None = None
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
         self.capability: CapabilityServer | None = None
@@ -262,25 +227,21 @@ class Mill:
                            actor=self.actor)
 
     def _hold_run_lock(self) -> None:
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.paths.run_dir / f"run-{self.run_id}.lock"
-        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        os.write(self._lock_fd, f"{os.getpid()}\n".encode())
+        self._run_lock = FileLock(self.paths.run.run_lock(self.run_id))
+        self._run_lock.acquire()
+        os.write(self._run_lock.fd, f"{os.getpid()}\n".encode())
 
     def _release_run_lock(self) -> None:
-        if self._lock_fd >= 0:
-            path = self.paths.run_dir / f"run-{self.run_id}.lock"
-            path.unlink(missing_ok=True)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = -1
+        if self._run_lock is not None:
+            self._run_lock.path.unlink(missing_ok=True)
+            self._run_lock.release()
+            self._run_lock = None
 
     def _run_alive(self, run_id: str) -> bool:
         """:func:`run_alive`, removing a dead run's lock file (run ids are never reused)."""
         if run_id == self.run_id or run_alive(self.paths.run_dir, run_id):
             return True
-        (self.paths.run_dir / f"run-{run_id}.lock").unlink(missing_ok=True)
+        self.paths.run.run_lock(run_id).unlink(missing_ok=True)
         return False
 
     def lacks_agent(self, task: Task) -> bool:
@@ -411,7 +372,7 @@ class Mill:
     def _capability_dir(self) -> Path:
         """This run's directory of turn sockets (``run/cap/<run id>``); those of runs that
         died are removed."""
-        base = self.paths.run_dir / "cap"
+        base = self.paths.run.cap_dir
         for stale in base.iterdir() if base.is_dir() else []:
             if stale.is_dir() and not run_alive(self.paths.run_dir, stale.name):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -422,19 +383,19 @@ class Mill:
         ledger = self.ledger()
         try:
             # a run killed while moving the user's checkout may have left it detached
-            recover_interrupted_advance(self.git, self.paths.run_dir / "merge.lock",
+            recover_interrupted_advance(self.git, self.paths.run.merge_lock,
                                         self.paths.root)
             target = self._target()
             summary = RunSummary(self.run_id, target)
             self.containment = containment(self.settings.contain, self.env)
             sandbox_info, unsandboxed = self._choose_sandbox()
-            queue_ = MergeQueue(
-                self.git, target=target, lock_path=self.paths.run_dir / "merge.lock",
+            queue_: Lander = MergeQueue(
+                self.git, target=target, lock_path=self.paths.run.merge_lock,
                 checks=self.config.checks, check_env=self.check_env,
                 check_timeout=self.settings.check_timeout, user_checkout=self.paths.root,
                 log_dir=self.paths.logs)
             pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.paths.root,
-                                include_file=self.paths.dir / "include",
+                                include_file=self.paths.include,
                                 clean_ignored=self.settings.clean_ignored,
                                 legacy_root=self.paths.legacy_worktrees, clock=self.clock,
                                 warn=self._pool_warning)
@@ -446,7 +407,7 @@ class Mill:
                 stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
                 project_checks=list(self.config.checks), parent_env=self.env,
                 check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
-                homes_dir=self.paths.run_dir / "homes", agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
+                homes_dir=self.paths.run.homes, agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
                 sandbox=sandbox_info)
             self.capability = CapabilityServer(
@@ -498,12 +459,12 @@ class Mill:
     def _start_proxy(self) -> ModelProxy | None:
         """The run's model proxy, when an agent table sends its turns through it (sockets of
         runs that died are removed)."""
-        for stale in self.paths.run_dir.glob("proxy-*.sock"):
-            if not run_alive(self.paths.run_dir, stale.name[len("proxy-"):-len(".sock")]):
+        for run_id, stale in self.paths.run.sockets("proxy"):
+            if not run_alive(self.paths.run_dir, run_id):
                 stale.unlink(missing_ok=True)
         if not any(uses_proxy(agent) for agent in self.config.agents.values()):
             return None
-        proxy = ModelProxy(self.paths.run_dir / f"proxy-{self.run_id}.sock",
+        proxy = ModelProxy(self.paths.run.proxy_socket(self.run_id),
                            PriceTable.from_config(self.config.raw.get("pricing")), env=self.env)
         try:
             proxy.start()
@@ -529,7 +490,7 @@ class Mill:
         assert self.containment is not None
         settings = SandboxSettings.from_table(self.config.sandbox)
         home = self.env.get("HOME")
-        check_home = self.paths.run_dir / "homes" / "checks"
+        check_home = self.paths.run.check_home
         layout = Layout(repo_root=self.paths.root, ledger_dir=self.paths.dir,
                         pool_root=self.paths.worktrees,
                         git_common_dir=git_common_dir(self.paths.root),
@@ -578,10 +539,10 @@ class Mill:
         """Start the allowlist proxy of ``[sandbox] network`` (its socket under the run
         directory; those of runs that died are removed) and return the sandbox that
         bridges a loopback port to it."""
-        for stale in self.paths.run_dir.glob("net-*.sock"):
-            if not run_alive(self.paths.run_dir, stale.name[len("net-"):-len(".sock")]):
+        for run_id, stale in self.paths.run.sockets("net"):
+            if not run_alive(self.paths.run_dir, run_id):
                 stale.unlink(missing_ok=True)
-        netproxy = NetProxy(self.paths.run_dir / f"net-{self.run_id}.sock",
+        netproxy = NetProxy(self.paths.run.net_socket(self.run_id),
                             sandbox.settings.network, on_refused=self._network_refused)
         try:
             netproxy.start()
@@ -600,7 +561,7 @@ class Mill:
         else:
             self.bus.emit("warning", task=task_id, message=message)
 
-    def _drop_landed_branches(self, ledger: Ledger, pool: WorktreePool) -> None:
+    def _drop_landed_branches(self, ledger: Ledger, pool: Workspaces) -> None:
         """Branches of landed tasks that a killed run did not get to delete."""
         out = self.git.out("for-each-ref", "--format=%(refname:short)", "refs/heads/taskmill/")
         for branch in out.split():
@@ -695,7 +656,7 @@ class Mill:
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
-        return (self.paths.run_dir / PAUSE_FILE).exists()
+        return is_paused(self.paths.run)
 
     def _skip_agentless(self, ledger: Ledger, skip: set[str]) -> None:
         """At start: the ready tasks that name no agent when the run has no default are not

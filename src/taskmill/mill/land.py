@@ -1,4 +1,4 @@
-"""The merge queue: land one branch at a time on the target.
+"""The merge queue: land one branch at a time on the target (the first :class:`~.lander.Lander`).
 
 Landing a task's branch:
 
@@ -19,54 +19,41 @@ Landing a task's branch:
    the checkout is left exactly as it is, detached at the commit it was on, so the user's
    uncommitted changes are untouched and consistent, and taskmill says how to catch up.
 
-One lock (a thread lock plus ``flock`` on ``.taskmill/run/merge.lock``) serialises landings
-across the workers of one run and across concurrent runs.
+One lock (a thread lock plus a file lock on ``.taskmill/run/merge.lock``, see
+:mod:`taskmill.locks`) serialises landings across the workers of one run and across
+concurrent runs.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..containment import Containment
+from ..locks import FileLock
 from ..model import Task
-from .checks import ChecksResult, run_checks
+from ..paths import ADVANCE_JOURNAL
+from .checks import run_checks
 from .git import LAP_TRAILER, TRAILER, Git, commit_tree, merge_tree
+from .lander import LandResult
 from .worktrees import Workspace
 
-
-@dataclass
-class LandResult:
-    outcome: str
-    """landed | satisfied | conflict | checks_failed | already_landed"""
-    commit: str | None = None
-    detail: str = ""
-    checks: ChecksResult | None = None
-    checkout_note: str | None = None
-
-
-ADVANCE_JOURNAL = "advance.json"
-"""Next to the merge lock while the target (and the user's checkout) is being moved."""
+# ADVANCE_JOURNAL (next to the merge lock while the target, and the user's checkout, is
+# being moved) and LandResult are defined elsewhere, and stay importable from here
+__all__ = ["ADVANCE_JOURNAL", "LandResult", "MergeQueue", "landing_message",
+           "recover_interrupted_advance"]
 
 
 def recover_interrupted_advance(git: Git, lock_path: Path, user_checkout: Path) -> None:
     """Take the merge lock and undo what a run killed in :meth:`MergeQueue._advance` left."""
     if not lock_path.with_name(ADVANCE_JOURNAL).exists():
         return
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(lock_path):
         _recover_advance(git, lock_path.with_name(ADVANCE_JOURNAL), git.at(user_checkout))
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _recover_advance(git: Git, journal: Path, user: Git) -> None:
@@ -156,15 +143,8 @@ class MergeQueue:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        with self._mutex:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+        with self._mutex, FileLock(self.lock_path):
+            yield
 
     def tip(self) -> str:
         tip = self.git.rev(self.ref)

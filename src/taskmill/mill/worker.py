@@ -28,6 +28,7 @@ from ..clock import Clock, iso
 from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
+from ..paths import RUN_DIR, RunFiles
 from ..proxy import ModelProxy
 from ..proxy.turn import proxy_usage, through_proxy
 from ..sandbox import Mounts
@@ -35,10 +36,11 @@ from .check_env import EXIT_NOT_FOUND, CheckGuard, not_found_in_output, not_foun
 from .checks import ChecksResult, run_checks, strip_terminal_codes, tail
 from .events import EventBus
 from .git import Git
-from .land import LandResult, MergeQueue
+from .lander import Lander, LandResult
 from .prompt import PromptContext, build_prompt
 from .settings import RunSettings
-from .worktrees import Workspace, WorktreePool
+from .workspaces import Workspaces
+from .worktrees import Workspace
 
 _NOISE = re.compile(r"\d+(\.\d+)?\s*(s|ms|sec|seconds)\b|0x[0-9a-f]+|\b\d{4}-\d\d-\d\d[T ][\d:.]+")
 
@@ -135,8 +137,8 @@ class WorkerContext:
     run_id: str
     settings: RunSettings
     git: Git
-    pool: WorktreePool
-    queue: MergeQueue
+    pool: Workspaces
+    queue: Lander
     bus: EventBus
     clock: Clock
     gate: AgentGate
@@ -180,7 +182,7 @@ class TaskWorker:
         self.ledger = ctx.ledger_factory()
         self.actor = f"mill:{ctx.run_id}"
         self.out = Outcome(task.id, task.title, "error")
-        self.progress_file = ctx.ledger_dir / "run" / "progress" / f"{task.id}.md"
+        self.progress_file = RunFiles(ctx.ledger_dir / RUN_DIR).progress(task.id)
         self._passed_attempt: int | None = None
         """The attempt whose work is in the merge queue (its outcome says if it is rejected)."""
         self.unverified = False

@@ -2,8 +2,8 @@
 
 Each slot is a linked worktree under ``<git common dir>/taskmill/worktrees/wN`` (for a plain
 repository ``.git/taskmill/worktrees/wN``), held by one process at a time through a lock file
-(``flock``; released by the kernel if the process dies, so a crashed run's slots are taken
-over). Acquiring a slot checks out ``taskmill/<task id>``, cut from the target's tip (or the
+(:mod:`taskmill.locks`; released by the kernel if the process dies, so a crashed run's slots
+are taken over). Acquiring a slot checks out ``taskmill/<task id>``, cut from the target's tip (or the
 existing branch, when a task's earlier work is resumed), and copies in the gitignored files
 listed in ``.taskmill/include``. Releasing a slot cleans it (detached, no untracked files) so
 that the next acquire only has to switch commits. Disk use is bounded by the number of
@@ -22,7 +22,6 @@ process left behind in a slot by an agent (``setsid``) is killed before the slot
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
 import re
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..clock import Clock, SystemClock
+from ..locks import FileLock, try_lock
 from ..paths import git_common_dir
 from .git import Git
 from .procs import kill_processes_in
@@ -67,7 +67,7 @@ class Workspace:
     admin: Path
     """The slot's entry in git's ``worktrees/`` directory."""
     resumed: bool = False
-    _lock_fd: int = field(default=-1, repr=False)
+    _lock: FileLock | None = field(default=None, repr=False)
 
 
 def slot_problem(path: Path, admin: Path | None) -> str | None:
@@ -145,37 +145,35 @@ class WorktreePool:
 
     # -- slots -----------------------------------------------------------------------------
 
-    def _lock_slot(self) -> tuple[int, int]:
+    def _lock_slot(self) -> tuple[int, FileLock]:
         self.root.mkdir(parents=True, exist_ok=True)
         slot = 0
         while True:
-            fd = self._try_lock(slot, wait_peek=True)
-            if fd is not None:
-                return slot, fd
+            lock = self._try_lock(slot, wait_peek=True)
+            if lock is not None:
+                return slot, lock
             slot += 1
 
-    def _try_lock(self, slot: int, *, wait_peek: bool = False, peek: bool = False) -> int | None:
+    def _try_lock(self, slot: int, *, wait_peek: bool = False,
+                  peek: bool = False) -> FileLock | None:
         """The slot's lock when no thread or process holds it, else None."""
         with self._mutex:
             while wait_peek and slot in self._peeking:
                 self._peeked.wait()
             if slot in self._held:
                 return None
-            fd = os.open(self.root / f"w{slot}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            lock = try_lock(self.root / f"w{slot}.lock")
+            if lock is None:
                 return None
             self._held.add(slot)
             if peek:
                 self._peeking.add(slot)
-            return fd
+            return lock
 
-    def _unlock_slot(self, slot: int, fd: int) -> None:
+    def _unlock_slot(self, slot: int, lock: FileLock | None) -> None:
         with self._mutex:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            if lock is not None:
+                lock.release()
             self._held.discard(slot)
             if slot in self._peeking:
                 self._peeking.discard(slot)
@@ -186,15 +184,8 @@ class WorktreePool:
         """Serialise taskmill's `git worktree add` and `prune` (threads and processes): a
         prune that runs while an add is between creating its entry and locking it deletes
         the entry, and the add fails."""
-        with self._admin_mutex:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / "admin.lock", os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+        with self._admin_mutex, FileLock(self.root / "admin.lock"):
+            yield
 
     def prune(self) -> None:
         """Forget worktrees whose directories are gone (after a crash or a manual delete),
@@ -203,12 +194,12 @@ class WorktreePool:
         with self._admin():
             self._migrate_legacy()
             for slot, admin, path in self._half_made():
-                fd = self._try_lock(slot, peek=True)
-                if fd is not None:
+                lock = self._try_lock(slot, peek=True)
+                if lock is not None:
                     try:
                         self._discard(slot, admin, path)
                     finally:
-                        self._unlock_slot(slot, fd)
+                        self._unlock_slot(slot, lock)
             self.git.run("worktree", "prune", check=False)
 
     def _half_made(self) -> list[tuple[int, Path, Path]]:
@@ -381,13 +372,10 @@ class WorktreePool:
         if legacy is None or not legacy.is_dir() or legacy.resolve() == self.root.resolve():
             return
         for slot, admin, path in self._slot_entries(legacy):
-            lock = legacy / f"w{slot}.lock"
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            lock = try_lock(legacy / f"w{slot}.lock")
+            if lock is None:
+                continue  # a run of the older version works in it
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a run of the older version works in it
                 problem = slot_problem(path, admin)
                 if problem is None:
                     self._kill_escaped(path)
@@ -404,8 +392,7 @@ class WorktreePool:
                 for name in (f"w{slot}.clean", f"w{slot}.lock"):
                     (legacy / name).unlink(missing_ok=True)
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+                lock.release()
         self.git.run("worktree", "prune", check=False)
         leftovers = {p.name for p in legacy.iterdir()}
         if leftovers <= {"admin.lock"}:
@@ -441,8 +428,8 @@ class WorktreePool:
             elif (line == f"branch refs/heads/{branch}" and current is not None
                   and current != own and current.parent == root
                   and (match := re.fullmatch(r"w(\d+)", current.name))):
-                fd = self._try_lock(int(match.group(1)), peek=True)
-                if fd is None:
+                lock = self._try_lock(int(match.group(1)), peek=True)
+                if lock is None:
                     continue
                 try:
                     admin = self._admin_of(current)
@@ -454,7 +441,7 @@ class WorktreePool:
                     other.run("update-ref", "--no-deref", "-m", "taskmill: free the branch of "
                               "a killed run", "HEAD", f"refs/heads/{branch}", check=False)
                 finally:
-                    self._unlock_slot(int(match.group(1)), fd)
+                    self._unlock_slot(int(match.group(1)), lock)
 
     def shares_history(self, commit: str, base: str) -> bool:
         """Whether ``commit`` shares history with ``base`` (the target): contains it, or
@@ -547,7 +534,7 @@ class WorktreePool:
         """A slot on branch ``taskmill/<task_id>``: the existing branch (resumed work), or
         one cut from ``base``. ``fresh``: the task was never worked, so it has no branch to
         look for (one git process less; the full path is taken if that turns out wrong)."""
-        slot, fd = self._lock_slot()
+        slot, lock = self._lock_slot()
         try:
             path = self.root / f"w{slot}"
             branch = branch_for(task_id)
@@ -580,7 +567,7 @@ class WorktreePool:
             if fresh and wt.ok("checkout", "-q", "-f", "--no-track", "-B", branch, base):
                 self._copy_includes(path)
                 return Workspace(path=path, branch=branch, base=base, slot=slot, git=wt,
-                                 admin=admin, resumed=False, _lock_fd=fd)
+                                 admin=admin, resumed=False, _lock=lock)
             existing = self.git.rev(f"refs/heads/{branch}")
             if existing is not None and not self.shares_history(existing, base):
                 # no history in common with the target (an orphan commit): it could never
@@ -598,9 +585,9 @@ class WorktreePool:
                 wt.run("checkout", "-q", "-f", "--no-track", "-B", branch, base)
             self._copy_includes(path)
             return Workspace(path=path, branch=branch, base=base, slot=slot, git=wt,
-                             admin=admin, resumed=resumed, _lock_fd=fd)
+                             admin=admin, resumed=resumed, _lock=lock)
         except BaseException:
-            self._unlock_slot(slot, fd)
+            self._unlock_slot(slot, lock)
             raise
 
     def release(self, ws: Workspace, *, delete_branch: bool = False) -> None:
@@ -625,7 +612,7 @@ class WorktreePool:
             if problem is None:
                 (self.root / f"w{ws.slot}.clean").touch()
         finally:
-            self._unlock_slot(ws.slot, ws._lock_fd)
+            self._unlock_slot(ws.slot, ws._lock)
 
     def _scrub(self, wt: Git) -> None:
         """Reset and clean a slot: ``wt`` must be bound to it (:meth:`Git.bound`)."""

@@ -37,6 +37,7 @@ import httpx
 import uvicorn
 
 from ..capability.protocol import bind_unix
+from ..errors import ServiceError
 from .families import (
     CREDENTIAL_HEADERS,
     CREDENTIAL_QUERY,
@@ -59,7 +60,7 @@ ROUTE_PREFIX = b"/t/"
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 
 
-class ProxyError(Exception):
+class ProxyError(ServiceError):
     """The proxy could not start."""
 
 

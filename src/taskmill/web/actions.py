@@ -4,7 +4,6 @@ mill.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,10 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..clock import iso
+from .. import control
 from ..errors import Conflict, InvalidInput
 from ..ledger import Ledger
-from ..mill.engine import PAUSE_FILE
 from .base import HandlerBase, json_response
 
 
@@ -67,14 +65,9 @@ class ActionHandlers(HandlerBase):
         return json_response(await run_in_threadpool(work), status)
 
     def pause(self, request: Request) -> Response:
-        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.paths.run_dir / PAUSE_FILE
-        if not path.exists():
-            tmp = path.with_name(f".{PAUSE_FILE}.{os.getpid()}")
-            tmp.write_text(f"paused from the dashboard at {iso(self._now())}\n", encoding="utf-8")
-            tmp.replace(path)
+        control.pause(self.paths.run, now=self._now(), by="from the dashboard")
         return json_response({"paused": True})
 
     def resume(self, request: Request) -> Response:
-        (self.paths.run_dir / PAUSE_FILE).unlink(missing_ok=True)
+        control.resume(self.paths.run)
         return json_response({"paused": False})

@@ -24,7 +24,6 @@ from starlette.responses import Response
 
 from ..clock import Clock
 from ..config import Config
-from ..mill.engine import EVENTS_FILE
 from ..mill.git import Git, git_env
 from ..paths import LedgerPaths
 from .actions import ActionHandlers
@@ -50,7 +49,7 @@ class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers):
         self.config = config
         self.clock = clock
         self.pool = LedgerPool(paths, config, clock, actor)
-        self.mill_log = MillLog(paths.run_dir / EVENTS_FILE)
+        self.mill_log = MillLog(paths.run.events)
         self.broadcaster = Broadcaster(paths, self.mill_log)
         self.git = Git(paths.root, git_env(env))
         self.layouts = LayoutCache()

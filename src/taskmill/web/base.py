@@ -22,10 +22,10 @@ from starlette.responses import JSONResponse
 
 from ..clock import Clock, elapsed_seconds
 from ..config import Config
+from ..control import is_paused
 from ..errors import Forbidden as Forbidden  # re-exported: the handlers raise it
 from ..errors import InvalidInput, TaskmillError
 from ..ledger import Ledger
-from ..mill.engine import PAUSE_FILE
 from ..paths import LedgerPaths
 from ..validation import LIMIT_MAX
 
@@ -167,7 +167,7 @@ class HandlerBase:
     # -- the project ----------------------------------------------------------------------
 
     def _paused(self) -> bool:
-        return (self.paths.run_dir / PAUSE_FILE).exists()
+        return is_paused(self.paths.run)
 
     def _now(self) -> datetime:
         return self.clock.now()

@@ -15,8 +15,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..control import pause_signature
 from ..db import connect
-from ..mill.engine import PAUSE_FILE
 from ..paths import LedgerPaths
 from .mill_state import MillLog
 
@@ -90,11 +90,7 @@ class Broadcaster:
         return messages
 
     def _pause_signature(self) -> tuple[int, int] | None:
-        try:
-            st = (self.paths.run_dir / PAUSE_FILE).stat()
-        except FileNotFoundError:
-            return None
-        return st.st_ino, st.st_mtime_ns
+        return pause_signature(self.paths.run)
 
     def publish(self, message: dict[str, Any]) -> None:
         for q in list(self._subscribers):

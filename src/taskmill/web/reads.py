@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..audit import event_from_row
+from ..control import mark_interrupted
 from ..errors import InvalidInput, NotFound
-from ..mill.engine import mark_interrupted
 from ..mill.git import Git
 from ..model import STATUSES, UPDATABLE_FIELDS
 from ..validation import SQLITE_INT_MAX
