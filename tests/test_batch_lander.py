@@ -344,3 +344,85 @@ def test_batching_lands_what_one_at_a_time_lands(template: Path,
         # run of each culprit alone (to tell a combination failure)
         batches = math.ceil(len(specs) / batch_max)
         assert many_runs <= 2 * len(specs) - batches + retries * batches + culprits
+
+
+# -- crash safety: kill -9 during a batch's checks and during its landing --------------------
+
+CHILD = """\
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from batch_helpers import make_lander, requests
+from taskmill.mill import land
+
+args = json.loads(sys.argv[1])
+if args["advance"]:
+    original = land.MergeQueue._advance_journaled
+    seen = [0]
+
+    def advance(self, old, new, checked_out):
+        seen[0] += 1
+        if seen[0] == args["advance"] and args["when"] == "before_cas":
+            os.kill(os.getpid(), 9)
+        moved = original(self, old, new, checked_out)
+        if seen[0] == args["advance"] and args["when"] == "after_cas":
+            os.kill(os.getpid(), 9)
+        return moved
+
+    land.MergeQueue._advance_journaled = advance
+lander = make_lander(Path(args["repo"]), Path(args["run"]), batch_max=3,
+                     checks=args["checks"])
+lander.land_batch(requests(args["commits"], resumed=True))
+print("finished")
+"""
+
+CRASH_SPECS = [{"t0.txt": "ok\n"}, {"t1.txt": "ok\n"}, {"t2.txt": "ok\n"}, {"t3.txt": "ok\n"},
+               {"t4.txt": "BAD\n"}, {"t5.txt": "ok\n"}, {"t6.txt": "ok\n"}]
+"""Batches of 3: [0 1 2] lands (check run 1, advance 1); [3 4 5] is red (run 2), [3] lands
+(run 3, advance 2), [4] is the culprit (runs 4, 5), [5] lands (run 6, advance 3); [6] (run 7,
+advance 4)."""
+
+
+@pytest.mark.parametrize(("kill_run", "advance", "when", "before"), [
+    (2, 0, "", 3),  # the second batch's checks
+    (4, 0, "", 4),  # during its bisection, after [3] landed
+    (0, 1, "before_cas", 0),  # landing the first batch: journal written, target not moved
+    (0, 2, "after_cas", 4),  # landing a bisected part: target moved, journal still there
+    (0, 4, "after_cas", 7),  # the last batch
+], ids=["checks", "bisection-checks", "landing-before-cas", "bisect-landing-after-cas",
+        "last-landing-after-cas"])
+def test_a_killed_batch_lands_each_task_exactly_once_when_run_again(
+        template: Path, tmp_path: Path, kill_run: int, advance: int, when: str,
+        before: int) -> None:
+    import json
+    import subprocess
+    import sys
+
+    repo = copy_repo(template, tmp_path / "repo")
+    base = git(repo, "rev-parse", "main")
+    commits = make_branches(repo, CRASH_SPECS)
+    counter = tmp_path / "check-runs"
+    killer = (f'n=$(( $(cat {counter} 2>/dev/null || echo 0) + 1 )); echo $n > {counter}; '
+              f'if [ $n -eq {kill_run} ]; then kill -9 $PPID; exit 1; fi')
+    checks = [killer, "sh check.sh"]
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=str(Path(__file__).parent)), encoding="utf-8")
+    args = {"repo": str(repo), "run": str(tmp_path / "run"), "commits": commits,
+            "checks": checks, "advance": advance, "when": when}
+    proc = subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    landed_before = landed_trailers(repo, base)
+    assert landed_before == [f"tm-{i}" for i in range(before) if i != 4]
+    # run again (a new run takes the tasks over): what landed is found by its trailer
+    lander = make_lander(repo, tmp_path / "run", batch_max=3, checks=checks)
+    results = lander.land_batch(requests(commits, resumed=True))
+    assert {r.task_id for r in results if r.outcome == "already_landed"} == set(landed_before)
+    assert outcomes(results)["tm-4"] == "checks_failed"
+    landed = landed_trailers(repo, base)
+    assert sorted(landed) == ["tm-0", "tm-1", "tm-2", "tm-3", "tm-5", "tm-6"]
+    assert all(is_green(tree_files(repo, c)) for c in target_commits(repo, base))
+    # the user's checkout is on main, at main, clean; no journal is left
+    assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (tmp_path / "run" / "advance.json").exists()
