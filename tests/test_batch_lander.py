@@ -426,3 +426,78 @@ def test_a_killed_batch_lands_each_task_exactly_once_when_run_again(
     assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
     assert git(repo, "status", "--porcelain") == ""
     assert not (tmp_path / "run" / "advance.json").exists()
+
+
+# -- the landing queue: workers park branches, one thread lands them in batches ---------------
+
+
+def test_branches_parked_while_a_batch_lands_form_the_next_batch(template: Path,
+                                                                 tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from taskmill.mill.landing_queue import LandingQueue
+
+    repo = copy_repo(template, tmp_path / "repo")
+    commits = make_branches(repo, [{f"t{i}.txt": "ok\n"} for i in range(4)])
+    hold, holding = tmp_path / "hold", tmp_path / "holding"
+    hold.touch()
+    # the first batch's checks wait until the test lets them go
+    gate = (f"if [ -e {hold} ]; then touch {holding}; "
+            f"while [ -e {hold} ]; do sleep 0.02; done; fi")
+    events: list[dict[str, Any]] = []
+    lander = make_lander(repo, tmp_path / "run", batch_max=5, checks=[gate, "sh check.sh"],
+                         events=events)
+    queue = LandingQueue(lander)
+    thread = threading.Thread(target=queue.run)
+    thread.start()
+    try:
+        reqs = requests(commits)
+        first = queue.submit(reqs[0])
+        deadline = time.monotonic() + 30
+        while not holding.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rest = [queue.submit(r) for r in reqs[1:]]  # parked: the workers are free
+        assert queue.waiting() == ["tm-1", "tm-2", "tm-3"]
+        hold.unlink()
+        assert first.result(timeout=30).outcome == "landed"
+        assert [f.result(timeout=30).outcome for f in rest] == ["landed"] * 3
+    finally:
+        queue.close()
+        thread.join(timeout=30)
+    assert [e["tasks"] for e in events if e["event"] == "batch_started"] == [
+        ["tm-0"], ["tm-1", "tm-2", "tm-3"]]
+    assert lander.check_runs == 2
+
+
+def test_a_batch_waits_to_fill_up_to_batch_wait(template: Path, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from taskmill.mill.batch import BatchLander
+    from taskmill.mill.landing_queue import LandingQueue
+
+    repo = copy_repo(template, tmp_path / "repo")
+    commits = make_branches(repo, [{f"t{i}.txt": "ok\n"} for i in range(4)])
+    events: list[dict[str, Any]] = []
+    made = make_lander(repo, tmp_path / "run", batch_max=3, events=events)
+    lander = BatchLander(made.queue, settings=MergeSettings(batch_max=3, batch_wait=60),
+                         emit=made.emit)
+    queue = LandingQueue(lander)
+    thread = threading.Thread(target=queue.run)
+    thread.start()
+    try:
+        start = time.monotonic()
+        futures = [queue.submit(r) for r in requests(commits)[:3]]
+        # a full batch does not wait for batch_wait
+        assert [f.result(timeout=30).outcome for f in futures] == ["landed"] * 3
+        assert time.monotonic() - start < 30
+        last = queue.submit(requests(commits)[3])
+        time.sleep(0.3)
+        assert not last.done()  # waiting for the batch to fill
+    finally:
+        queue.close()
+        thread.join(timeout=30)
+    assert last.result(timeout=1).outcome == "interrupted"
+    assert [e["tasks"] for e in events if e["event"] == "batch_started"] == [
+        ["tm-0", "tm-1", "tm-2"]]
