@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_helpers import (
+    CHECK,
     SHARED,
     copy_repo,
     git,
@@ -33,6 +34,7 @@ from taskmill.config import DEFAULT_CONFIG, config_from_toml
 from taskmill.config_schema import MergeTable, check_config
 from taskmill.mill.batch import MergeSettings, conflict_files
 from taskmill.mill.check_cache import CheckCache, Verdict, cache_key
+from taskmill.mill.checks import CheckRun, ChecksResult
 
 _TEMPLATE: dict[str, Path] = {}
 
@@ -98,12 +100,11 @@ def test_a_red_batch_is_bisected_and_only_the_culprit_goes_back(template: Path,
     assert landed_trailers(repo, base) == ["tm-0", "tm-1", "tm-3"]
     assert all(is_green(tree_files(repo, c)) for c in target_commits(repo, base))
     # runs: the batch (red), its retry (red), [0,1] (green, lands), [2,3] is the batch's tree
-    # (cached red), [2] on 0+1 (red: the culprit), [2] alone on the base (red: it fails on
-    # its own), [3] on 0+1 (green) -- 6 runs for 4 branches
-    assert lander.check_runs == 6
+    # (cached red), [2] on 0+1 (red: the culprit), [3] on 0+1 (green) -- 5 runs for 4
+    assert lander.check_runs == 5
     checks = [(e["cached"], e["passed"]) for e in events if e["event"] == "batch_checks"]
     assert checks == [(False, False), (False, False), (False, True), (True, False),
-                      (False, False), (False, False), (False, True)]
+                      (False, False), (False, True)]
     assert [(e["tested"], e["passed"]) for e in events if e["event"] == "bisect_step"] == [
         (["tm-0", "tm-1"], True), (["tm-2", "tm-3"], False), (["tm-2"], False),
         (["tm-3"], True)]
@@ -113,14 +114,45 @@ def test_a_red_batch_is_bisected_and_only_the_culprit_goes_back(template: Path,
 
 def test_a_culprit_that_fails_only_in_combination_names_the_others(template: Path,
                                                                    tmp_path: Path) -> None:
+    """Its worker found its branch green (handed over with ``remember``): the culprit is told
+    it fails only in combination, with the tasks landed since its branch was cut; no check
+    runs for that. Without it, the culprit is told of the failure only."""
+    for known in (True, False):
+        repo = copy_repo(template, tmp_path / f"repo{known}")
+        commits = make_branches(repo, [{"m0a": "x\n"}, {"t1.txt": "ok\n"}, {"m0b": "y\n"}])
+        lander = make_lander(repo, tmp_path / f"run{known}", batch_max=3)
+        if known:
+            for commit in commits:  # what the workers' own checks found
+                result = ChecksResult([CheckRun(CHECK, 0, 0.1, "")])
+                lander.remember(git(repo, "rev-parse", f"{commit}^{{tree}}"), [CHECK], result)
+        results = lander.land_batch(requests(commits))
+        assert outcomes(results) == {"tm-0": "landed", "tm-1": "landed",
+                                     "tm-2": "checks_failed"}
+        assert "m0a and m0b together" in results[2].detail
+        # the batch (red), [0] (green: tm-0's own tree, known when remembered), [1 2] is the
+        # batch's tree (red), [1] on 0 (green), [2] on 0 1 is the batch's tree again (red)
+        assert lander.check_runs == (2 if known else 3)
+        if known:
+            assert results[2].combined_with == ["tm-0", "tm-1"]
+            assert "pass on this task's branch alone" in results[2].detail
+            assert "tm-0, tm-1" in results[2].detail
+        else:
+            assert results[2].combined_with == []
+
+
+def test_a_task_whose_own_checks_were_the_project_checks_is_not_checked_again(
+        template: Path, tmp_path: Path) -> None:
     repo = copy_repo(template, tmp_path / "repo")
-    commits = make_branches(repo, [{"m0a": "x\n"}, {"t1.txt": "ok\n"}, {"m0b": "y\n"}])
+    commit = make_branches(repo, [{"t0.txt": "ok\n"}])[0]
     lander = make_lander(repo, tmp_path / "run", batch_max=3)
-    results = lander.land_batch(requests(commits))
-    assert outcomes(results) == {"tm-0": "landed", "tm-1": "landed", "tm-2": "checks_failed"}
-    assert results[2].combined_with == ["tm-0", "tm-1"]
-    assert "pass with this task alone" in results[2].detail
-    assert "tm-0, tm-1" in results[2].detail and "m0a and m0b together" in results[2].detail
+    tree = git(repo, "rev-parse", f"{commit}^{{tree}}")
+    lander.remember(tree, ["other check"], ChecksResult([CheckRun("other check", 0, 0.1, "")]))
+    lander.remember(tree, [CHECK], ChecksResult([CheckRun(CHECK, None, 0.1, "", cancelled=True)]))
+    assert lander.cache.get(cache_key(tree, [CHECK], lander.queue.check_env)) is None
+    lander.remember(tree, [CHECK], ChecksResult([CheckRun(CHECK, 0, 0.1, "")]))
+    # the branch was cut from the target's tip: landing it checks the very same tree
+    assert lander.land_batch(requests([commit]))[0].outcome == "landed"
+    assert lander.check_runs == 0
 
 
 def test_a_conflict_removes_just_that_branch_and_names_the_files(template: Path,
@@ -162,16 +194,15 @@ def test_a_flaky_failure_is_retried_and_the_batch_lands(template: Path, tmp_path
         (0, False), (1, True)]
     flag.unlink()
     # without retries the red verdict is taken at its word: the batch is bisected, tm-0
-    # lands, and tm-1 on tm-0 is the batch's tree (red): tm-1 goes back, its checks passing
-    # alone (on the base) -- the run counts the failure as a combination one
+    # lands, and tm-1 on tm-0 is the batch's tree (red): tm-1 goes back
     repo = copy_repo(template, tmp_path / "repo2")
     commits = make_branches(repo, [{"t0.txt": "ok\n"}, {"t1.txt": "ok\n"}])
     lander = make_lander(repo, tmp_path / "run2", batch_max=5, flaky_retries=0,
                          checks=[flaky, "sh check.sh"])
     results = lander.land_batch(requests(commits))
     assert outcomes(results) == {"tm-0": "landed", "tm-1": "checks_failed"}
-    assert results[1].combined_with == ["tm-0"] and "flaky" in results[1].detail
-    assert lander.check_runs == 3
+    assert "flaky" in results[1].detail
+    assert lander.check_runs == 2
 
 
 def test_a_tree_already_checked_is_not_checked_again(template: Path, tmp_path: Path) -> None:
@@ -340,10 +371,9 @@ def test_batching_lands_what_one_at_a_time_lands(template: Path,
     if culprits == 0:  # nothing fails: one run per batch
         assert many_runs <= math.ceil(len(specs) / batch_max) <= one_runs
     else:
-        # bisection's bound: at most 2m - 1 runs for a batch of m, one retry of it, and one
-        # run of each culprit alone (to tell a combination failure)
+        # bisection's bound: at most 2m - 1 runs for a batch of m, and its retries
         batches = math.ceil(len(specs) / batch_max)
-        assert many_runs <= 2 * len(specs) - batches + retries * batches + culprits
+        assert many_runs <= 2 * len(specs) - batches + retries * batches
 
 
 # -- crash safety: kill -9 during a batch's checks and during its landing --------------------
@@ -379,7 +409,7 @@ print("finished")
 CRASH_SPECS = [{"t0.txt": "ok\n"}, {"t1.txt": "ok\n"}, {"t2.txt": "ok\n"}, {"t3.txt": "ok\n"},
                {"t4.txt": "BAD\n"}, {"t5.txt": "ok\n"}, {"t6.txt": "ok\n"}]
 """Batches of 3: [0 1 2] lands (check run 1, advance 1); [3 4 5] is red (run 2), [3] lands
-(run 3, advance 2), [4] is the culprit (runs 4, 5), [5] lands (run 6, advance 3); [6] (run 7,
+(run 3, advance 2), [4] is the culprit (run 4), [5] lands (run 5, advance 3); [6] (run 6,
 advance 4)."""
 
 

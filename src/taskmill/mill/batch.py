@@ -18,8 +18,9 @@ batch_max`` at a time:
    pass is a flaky failure, and the batch lands), then bisected (Bors style): the first half
    is checked on the tip and lands when green, or is bisected in turn; then the rest is
    checked on the new tip. A single branch red on the tip is a culprit: it comes back
-   ``checks_failed`` with the failure, and, when it passes alone on the batch's base, the
-   tasks it fails in combination with. The others land.
+   ``checks_failed`` with the failure, and, when its own tree is known to pass (its
+   worker's checks, :meth:`BatchLander.remember`), the tasks it fails in combination with.
+   The others land.
 
 Every verdict is a sequential queue's: a branch is checked on exactly the tip a
 one-at-a-time queue would have checked it on, or on a tree holding it and branches that
@@ -40,7 +41,7 @@ from ..errors import GitError
 from ..model import Task
 from .check_cache import CheckCache, Verdict, cache_key
 from .checks import ChecksResult, run_checks
-from .git import commit_tree, merge_tree
+from .git import TRAILER, commit_tree, merge_tree
 from .land import ADVANCE_JOURNAL, LandResult, MergeQueue, _recover_advance, landing_message
 from .lander_checkout import Checkout, LanderCheckout
 
@@ -96,8 +97,8 @@ class BatchLandResult(LandResult):
 
     task_id: str = ""
     combined_with: list[str] = field(default_factory=list)
-    """``checks_failed`` only: the tasks landed just ahead of it without which its checks
-    pass (empty when they fail on its own)."""
+    """``checks_failed`` only: when its branch alone passes the checks, the tasks landed
+    since the branch was cut, which it fails in combination with (else empty)."""
 
 
 @dataclass(frozen=True)
@@ -310,20 +311,48 @@ class BatchLander:
             results[i] = BatchLandResult("conflict", detail=detail, task_id=task_id)
 
     def _culprit(self, batch: _Batch, req: LandRequest, verdict: Verdict) -> BatchLandResult:
-        """A branch red on the tip: does it pass without the branches landed ahead of it?"""
-        ahead = list(batch.landed)
-        alone_ok = False
-        if ahead:
-            merged = self._merge(batch.base, self.git.tree_of(batch.base), req)
-            if merged.kind == "merged":
-                alone_ok = self._check(merged.tree, merged.commit, [req.task.id], 0).ok
+        """A branch red on the tip. When its own tree is known green (its worker's checks,
+        see :meth:`remember`), it fails only in combination with what landed since it was
+        cut: those tasks are named. No check is run for that."""
+        alone = self._known(self.git.tree_of(req.commit))
+        combined: list[str] = []
+        if alone is not None and alone.ok:
+            since = self.git.run("merge-base", batch.tip, req.commit, check=False).stdout.strip()
+            combined = self._tasks_landed(since, batch.tip) if since else []
         detail = verdict.failure
-        if alone_ok:
-            detail = (f"the project checks pass with this task alone on {batch.base[:10]}, "
-                      f"but fail once combined with {', '.join(ahead)} (landed just ahead of "
-                      f"it in the same batch):\n\n{detail}")
+        if combined:
+            detail = (f"the project checks pass on this task's branch alone, but fail once it "
+                      f"is combined with {', '.join(combined)} (landed on the target since the "
+                      f"branch was cut):\n\n{detail}")
         return BatchLandResult("checks_failed", detail=detail, checks=verdict.result,
-                               task_id=req.task.id, combined_with=ahead if alone_ok else [])
+                               task_id=req.task.id, combined_with=combined)
+
+    def _tasks_landed(self, since: str, tip: str) -> list[str]:
+        """The tasks whose landings are in ``since..tip``, oldest first."""
+        out = self.git.out("log", "--reverse", f"--format=%(trailers:key={TRAILER},valueonly)%x00",
+                           f"{since}..{tip}", "--")
+        found: list[str] = []
+        for part in out.split("\0"):
+            for task_id in part.split():
+                if task_id not in found:
+                    found.append(task_id)
+        return found
+
+    def remember(self, tree: str, commands: Sequence[str], result: ChecksResult) -> None:
+        """A check result found elsewhere: a worker's own checks on its branch. When
+        ``commands`` are the project checks (and the run was not cut), the merge queue does
+        not run them again on ``tree``, and a culprit whose own tree passed is told which
+        tasks it fails in combination with."""
+        if list(commands) != list(self.queue.checks) or not commands or result.cancelled:
+            return
+        key = cache_key(tree, self.queue.checks, self.queue.check_env)
+        self.cache.put(key, Verdict(result.ok, "" if result.ok else result.failure_text(),
+                                    result))
+
+    def _known(self, tree: str) -> Verdict | None:
+        if not self.queue.checks:
+            return None
+        return self.cache.get(cache_key(tree, self.queue.checks, self.queue.check_env))
 
     # -- checks and the target -------------------------------------------------------------
 
