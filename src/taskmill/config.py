@@ -30,6 +30,11 @@ commands = []
 # max_iterations = 5
 # workers = 4
 
+# [merge]                      # the merge queue
+# batch_max = 5                # branches landed together, the project checks run once on them
+# batch_wait = 0               # seconds to wait for a batch to fill when fewer are waiting
+# flaky_retries = 1            # a red batch is checked again this often, then bisected
+
 # [sandbox]                    # every agent turn and check runs in a sandbox (bubblewrap)
 # enabled = "auto"             # true: refuse to run without one; false: off
 # read_only = ["~/.cargo"]     # more paths a turn may read (writable = [...] to write)
@@ -64,6 +69,8 @@ class Config:
     """``[checks] pass_env``: variables copied from taskmill's environment for the checks."""
     sandbox: dict[str, Any] = field(default_factory=dict)
     """The ``[sandbox]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
+    merge: dict[str, Any] = field(default_factory=dict)
+    """The ``[merge]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
     path: Path | None = None
 
     def agent_names(self) -> list[str]:
@@ -140,7 +147,8 @@ def config_from_toml(raw: Mapping[str, Any], path: Path | None = None) -> Config
                 for name, table in raw.get("agents", {}).items()},
         raw=dict(raw), check_env={k: str(v) for k, v in checks.get("env", {}).items()},
         check_pass_env=list(checks.get("pass_env", [])), path=path,
-        sandbox={k.replace("-", "_"): v for k, v in raw.get("sandbox", {}).items()})
+        sandbox={k.replace("-", "_"): v for k, v in raw.get("sandbox", {}).items()},
+        merge={k.replace("-", "_"): v for k, v in raw.get("merge", {}).items()})
 
 
 def agent_config(name: str, table: Mapping[str, Any]) -> AgentConfig:

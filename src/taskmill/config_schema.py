@@ -131,6 +131,26 @@ class RunTable(_Table):
         return data
 
 
+class MergeTable(_Table):
+    """``[merge]``: every field of :class:`taskmill.mill.batch.MergeSettings` (a test keeps
+    the two in step). ``None`` means "not given": MergeSettings' default applies."""
+
+    batch_max: PositiveInt | None = None
+    """Branches landed together at most (checked once, bisected when red)."""
+    batch_wait: Annotated[float, Field(ge=0)] | None = None
+    """Seconds to wait for a batch to fill when fewer branches wait to land."""
+    flaky_retries: Annotated[int, Field(ge=0)] | None = None
+    """Times a red batch is checked again before it is bisected."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _underscores(cls, data: Any) -> Any:
+        """``batch-max`` is accepted for ``batch_max``."""
+        if isinstance(data, dict):
+            return {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9*](?:[A-Za-z0-9.*-]*[A-Za-z0-9])?)"
                         r":[0-9]{1,5}$")
 
@@ -195,6 +215,7 @@ class ConfigFile(_Table):
     checks: ChecksTable = ChecksTable()
     run: RunTable = RunTable()
     sandbox: SandboxTable = SandboxTable()
+    merge: MergeTable = MergeTable()
 
 
     pricing: dict[str, PriceEntry] = {}
@@ -357,7 +378,7 @@ def agent_table(name: str, table: object) -> AgentConfig:
 
 
 TOP_LEVEL = {"prefix": "prefix", "checks": "[checks]", "run": "[run]", "sandbox": "[sandbox]",
-             "agents": "[agents.NAME]", "pricing": "[pricing]"}
+             "agents": "[agents.NAME]", "pricing": "[pricing]", "merge": "[merge]"}
 
 
 def check_config(raw: Mapping[str, Any]) -> list[str]:
@@ -417,7 +438,7 @@ def _where(loc: Sequence[int | str]) -> tuple[str, str]:
     head, *rest = loc
     if head == "agents" and rest:
         table, rest = f"[agents.{rest[0]}]", rest[1:]
-    elif head in ("checks", "run", "sandbox", "agents", "pricing"):
+    elif head in ("checks", "run", "sandbox", "agents", "pricing", "merge"):
         table = f"[{head}]"
     else:
         table, rest = "", list(loc)

@@ -1,0 +1,91 @@
+"""Branches parked to land: a worker hands its passed branch over and is free at once.
+
+:meth:`LandingQueue.submit` returns a :class:`~concurrent.futures.Future` of the branch's
+:class:`~taskmill.mill.batch.BatchLandResult`; one thread (:meth:`LandingQueue.run`) takes the
+waiting branches, ``[merge] batch_max`` at a time, in the order they were submitted, and
+lands them with a :class:`~taskmill.mill.batch.BatchLander`. When fewer than ``batch_max``
+wait, it waits up to ``[merge] batch_wait`` seconds for more (0: it lands what there is).
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+from ..clock import Clock, SystemClock
+from .batch import BatchLander, BatchLandResult, LandRequest
+
+_SLICE = 0.1
+"""Seconds between looks at the clock while a batch fills."""
+
+
+class LandingQueue:
+    def __init__(self, lander: BatchLander, *, clock: Clock | None = None) -> None:
+        self.lander = lander
+        self.clock = clock or SystemClock()
+        self._cond = threading.Condition()
+        self._waiting: list[tuple[LandRequest, Future[BatchLandResult]]] = []
+        self._closed = False
+
+    def submit(self, request: LandRequest) -> Future[BatchLandResult]:
+        future: Future[BatchLandResult] = Future()
+        with self._cond:
+            if self._closed:
+                future.set_result(_interrupted(request))
+                return future
+            self._waiting.append((request, future))
+            self._cond.notify_all()
+        return future
+
+    def waiting(self) -> list[str]:
+        """The ids of the tasks waiting to land, in order (not those landing now)."""
+        with self._cond:
+            return [request.task.id for request, _ in self._waiting]
+
+    def close(self) -> None:
+        """Stop taking batches; what still waits is answered ``interrupted``."""
+        with self._cond:
+            self._closed = True
+            left, self._waiting = self._waiting, []
+            self._cond.notify_all()
+        for request, future in left:
+            future.set_result(_interrupted(request))
+
+    def run(self) -> None:
+        """Land batches until :meth:`close` (run it in a thread of its own)."""
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                results = self.lander.land_batch([request for request, _ in batch])
+            except BaseException as exc:  # every waiting worker hears of it
+                for _, future in batch:
+                    future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+
+    def _take(self) -> list[tuple[LandRequest, Future[BatchLandResult]]] | None:
+        size = self.lander.settings.batch_max
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            wait = self.lander.settings.batch_wait
+            deadline = self.clock.monotonic() + wait
+            while 0 < len(self._waiting) < size and not self._closed:
+                left = deadline - self.clock.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, _SLICE))
+            if self._closed:
+                return None
+            batch, self._waiting = self._waiting[:size], self._waiting[size:]
+            return batch
+
+
+def _interrupted(request: LandRequest) -> BatchLandResult:
+    return BatchLandResult("interrupted", detail="the run stopped before the branch landed",
+                           task_id=request.task.id)
