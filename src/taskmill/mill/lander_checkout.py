@@ -12,14 +12,13 @@ removed and made again: it holds nothing but a commit's files.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ..errors import GitError
+from ..locks import FileLock
 from ..paths import git_common_dir
 from .git import Git
 from .worktrees import slot_problem
@@ -103,11 +102,5 @@ class LanderCheckout:
 
     @contextmanager
     def _admin(self) -> Iterator[None]:
-        self.admin_lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.admin_lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with FileLock(self.admin_lock):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
