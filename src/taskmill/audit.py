@@ -7,7 +7,6 @@ recomputes the chain and names the first event that was altered or removed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -25,6 +24,8 @@ def canonical(seq: int, ts: str, actor: str, task_id: str | None, kind: str, dat
 
 
 def chain_hash(prev_hash: str, payload: bytes) -> str:
+    import hashlib  # here, not at the top: reading commands chain no event
+
     return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
 
 

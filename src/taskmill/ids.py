@@ -8,9 +8,7 @@ resolved by the caller retrying with a new nonce and a longer length.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]*(-[a-z0-9_]+)*$")
@@ -37,6 +35,9 @@ def hash_length(task_count: int) -> int:
 
 
 def new_id(prefix: str, title: str, created_at: str, *, length: int, nonce: str | None = None) -> str:
+    import hashlib  # here, not at the top: reading commands never make an id
+    import secrets
+
     seed = f"{title}\x00{created_at}\x00{nonce or secrets.token_hex(8)}".encode()
     digest = base36(hashlib.sha256(seed).digest())
     return f"{prefix}-{digest[:length]}"

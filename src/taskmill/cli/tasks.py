@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..validation import printable
-from .common import emit_json, get_ctx, json_option, parse_json_option
+from . import task_ops
+from .common import emit_json, get_ctx, json_option
 
 if TYPE_CHECKING:
     from ..model import Task
@@ -77,29 +78,12 @@ def create(title: str, description: str | None, design: str | None,
            labels: tuple[str, ...], after: tuple[str, ...], parent: str | None,
            discovered_from: str | None, task_id: str | None) -> None:
     """Create a task."""
-    ctx = get_ctx()
-    ledger: Any
-    if ctx.turn_socket is not None:  # inside a turn: linked discovered-from its task
-        ledger = ctx.remote()
-    else:
-        project = ctx.project()
-        if agent is not None:
-            project.config.check_agent(agent)
-        ledger = project.ledger
-    if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
-        discovered_from = ctx.env["TASKMILL_TASK_ID"]
-    task = ledger.create(
-        title, description=description or "", design=design or "",
-        acceptance_criteria=acceptance_criteria or "", notes=notes or "",
-        priority=2 if priority is None else priority, issue_type=issue_type or "task",
-        assignee=assignee, labels=labels, external_ref=external_ref,
-        metadata=parse_json_option("metadata", metadata), checks=list(checks) or None,
-        agent=agent, hints=parse_json_option("hints", hints), after=after, parent=parent,
-        discovered_from=discovered_from, task_id=task_id)
-    if ctx.json:
-        emit_json(task.to_json())
-    else:
-        click.echo(f"created {task.id}: {printable(task.title)}")
+    task_ops.create(
+        get_ctx(), title, description=description, design=design,
+        acceptance_criteria=acceptance_criteria, notes=notes, priority=priority,
+        issue_type=issue_type, assignee=assignee, external_ref=external_ref, agent=agent,
+        checks=checks, metadata=metadata, hints=hints, labels=labels, after=after,
+        parent=parent, discovered_from=discovered_from, task_id=task_id)
 
 
 @click.command()
@@ -107,19 +91,7 @@ def create(title: str, description: str | None, design: str | None,
 @json_option
 def show(task_id: str) -> None:
     """Show a task with its dependencies, comments and attempts."""
-    ctx = get_ctx()
-    if ctx.turn_socket is not None:
-        task = ctx.remote().show(task_id)
-    else:
-        project = ctx.project()
-        task = project.ledger.show(task_id)
-        _mark_interrupted(project, [task])
-    if ctx.json:
-        emit_json(task.to_json(full=True))
-    else:
-        from . import render
-
-        render.task_detail(task)
+    task_ops.show(get_ctx(), task_id)
 
 
 @click.command(name="list")
@@ -162,15 +134,7 @@ def ready(limit: int | None) -> None:
 
     Containers (tasks with children, e.g. epics) are listed apart and marked
     (``"container": true``): they are not work, and `taskmill run` never dispatches them."""
-    ctx = get_ctx()
-    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
-    tasks = source.ready(limit=limit)
-    if ctx.json:
-        emit_json([t.to_json() for t in tasks])
-    else:
-        from . import render
-
-        render.ready_tables(tasks)
+    task_ops.ready(get_ctx(), limit)
 
 
 @click.command()
@@ -204,55 +168,16 @@ def update(task_id: str, title: str | None, description: str | None, design: str
            agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
            status: str | None, append_notes: str | None, clear_checks: bool, claim: bool) -> None:
     """Change a task's fields, or --claim it."""
-    ctx = get_ctx()
-    changes: dict[str, Any] = {}
-    for key, value in (("title", title), ("description", description), ("design", design),
-                       ("acceptance_criteria", acceptance_criteria), ("notes", notes),
-                       ("priority", priority), ("issue_type", issue_type),
-                       ("assignee", assignee), ("external_ref", external_ref), ("agent", agent),
-                       ("status", status)):
-        if value is not None:
-            changes[key] = value
-    if agent == "":
-        changes["agent"] = None
-    if checks:
-        changes["checks"] = list(checks)
-    if clear_checks:
-        changes["checks"] = None
-    if metadata is not None:
-        changes["metadata"] = parse_json_option("metadata", metadata)
-    if hints is not None:
-        changes["hints"] = parse_json_option("hints", hints)
+    changes = task_ops.update_changes(
+        {"title": title, "description": description, "design": design,
+         "acceptance_criteria": acceptance_criteria, "notes": notes, "priority": priority,
+         "issue_type": issue_type, "assignee": assignee, "external_ref": external_ref,
+         "agent": agent, "status": status},
+        checks=checks, clear_checks=clear_checks, metadata=metadata, hints=hints)
     if not changes and not append_notes and not claim:
         raise click.UsageError("nothing to change: give at least one option (see --help)")
-    if ctx.turn_socket is not None:  # inside a turn: its own task's notes, nothing else
-        task = ctx.remote().update(task_id, changes, append_notes=append_notes, claim=claim)
-        if ctx.json:
-            emit_json(task.to_json())
-        else:
-            click.echo(f"updated {task.id}")
-        return
-    project = ctx.project()
-    if agent:  # --agent "" clears it
-        project.config.check_agent(agent)
-    ledger = project.ledger
-    if changes:
-        task = ledger.update(task_id, changes)
-    if append_notes:  # read and written in one transaction: concurrent appends all stay
-        task = ledger.append_notes(task_id, append_notes)
-    if claim:
-        task = ledger.claim(task_id, assignee or ledger.actor)
-    held = (ledger.held_back(task.id)
-            if "status" in changes and task.status in ("deferred", "blocked") else [])
-    if ctx.json:
-        emit_json({**task.to_json(), "holds_back": held} if held else task.to_json())
-    else:
-        click.echo(f"updated {task.id}" + (f" (claimed by {task.assignee})" if claim else ""))
-        if held:
-            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
-            click.echo(f"{task.id} is {task.status}: it holds back {len(held)}"
-                       f" task{'s' if len(held) != 1 else ''} under it ({shown});"
-                       " `taskmill blocked` lists them")
+    task_ops.update(get_ctx(), task_id, changes, agent=agent, assignee=assignee,
+                    append_notes=append_notes, claim=claim)
 
 
 @click.command()
@@ -262,14 +187,7 @@ def update(task_id: str, title: str | None, description: str | None, design: str
 def close(task_ids: tuple[str, ...], reason: str | None) -> None:
     """Close tasks; what they blocked may become ready. All or nothing: when one of the ids
     is not found, ambiguous or cannot be closed, none is closed."""
-    ctx = get_ctx()
-    ledger = ctx.project().ledger
-    tasks = ledger.close_many(task_ids, reason)
-    if ctx.json:
-        emit_json(tasks[0].to_json() if len(tasks) == 1 else [t.to_json() for t in tasks])
-    else:
-        for task in tasks:
-            click.echo(f"closed {printable(task.id)}: {printable(task.title)}")
+    task_ops.close(get_ctx(), task_ids, reason)
 
 
 @click.command()
@@ -340,6 +258,4 @@ def comment(task_id: str, text: str, author: str | None) -> None:
 
 def _mark_interrupted(project: Project, tasks: list[Task]) -> None:
     """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
-    from ..control import mark_interrupted
-
-    mark_interrupted(project.ledger, project.paths.run_dir, tasks)
+    task_ops.mark_interrupted(project, tasks)

@@ -1,0 +1,142 @@
+"""The CLI's context object and its output, without click.
+
+Both the click commands and the fast path (:mod:`taskmill.cli.fast`) print through
+:func:`echo` and report errors through :func:`fail`, so the two print the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from ..capability.client import CapabilityClient, RemoteTasks
+    from ..clock import Clock
+    from ..project import Project
+
+@dataclass
+class Ctx:
+    cwd: Path
+    env: Mapping[str, str]
+    actor: str | None = None
+    json: bool = False
+    argv: list[str] = field(default_factory=list)
+    """The command line (without the program name)."""
+    clock: Clock | None = None
+    """The ledger's clock (tests pass a fixed one; default: the system's)."""
+    command: str | None = None
+    """The command being run (set by the fast path; the click path reads it from click)."""
+    _project: Project | None = field(default=None, repr=False)
+    _client: CapabilityClient | None = field(default=None, repr=False)
+
+    @property
+    def turn_socket(self) -> str | None:
+        """The capability socket of the agent turn this runs in (``$TASKMILL_SOCKET``):
+        set, the ledger is reached only through it."""
+        return self.env.get("TASKMILL_SOCKET") or None
+
+    def client(self) -> CapabilityClient:
+        if self._client is None:
+            from ..capability.client import CapabilityClient
+
+            assert self.turn_socket is not None
+            self._client = CapabilityClient(self.turn_socket)
+        return self._client
+
+    def remote(self) -> RemoteTasks:
+        """The ledger calls an agent has, through the turn's capability socket."""
+        from ..capability.client import RemoteTasks
+
+        return RemoteTasks(self.client())
+
+    def refuse(self, op: str) -> NoReturn:
+        """Inside a turn: this command is not the agent's to run. The mill records the
+        attempt; the error says what it would have done."""
+        import shlex
+
+        raise self.client().refuse(op, shlex.join(["taskmill", *self.argv]))
+
+    def project(self) -> Project:
+        if self.turn_socket is not None:  # the ledger is not the agent's to open
+            if self.command is not None:
+                self.refuse(self.command)
+            import click
+
+            command = click.get_current_context().command_path.split(" ", 1)
+            self.refuse(command[1] if len(command) > 1 else command[0])
+        if self._project is None:
+            from ..project import open_project
+
+            self._project = open_project(self.cwd, self.env, clock=self.clock)
+            if self.actor:
+                self._project.ledger.actor = self.actor
+        return self._project
+
+    def close(self) -> None:
+        if self._project is not None:
+            self._project.close()
+            self._project = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """``click.echo`` of a string: written with a newline, and flushed. Text with an escape
+    character (which click strips, or not, by its rules), or a stream that is not UTF-8
+    (which click may wrap), goes through click itself."""
+    stream = sys.stderr if err else sys.stdout
+    if "\033" in message or not utf8(stream):
+        import click
+
+        click.echo(message, err=err)
+        return
+    stream.write(message + "\n")
+    stream.flush()
+
+
+def utf8(stream: Any) -> bool:
+    """Whether ``stream`` is a text stream that writes UTF-8."""
+    encoding = getattr(stream, "encoding", None)
+    return isinstance(encoding, str) and encoding.lower().replace("-", "") == "utf8"
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str)
+
+
+def emit_json(data: Any) -> None:
+    echo(dumps(data))
+
+
+def fail(exc: Exception, as_json: bool) -> None:
+    """Report a :class:`TaskmillError` (a message and hint, or a JSON error object on
+    standard error) and exit with its status; anything else is raised again."""
+    from ..errors import TaskmillError
+
+    if isinstance(exc, TaskmillError):
+        if as_json:
+            sys.stderr.write(json.dumps(exc.to_json(), ensure_ascii=False) + "\n")
+        else:
+            from ..validation import printable
+
+            echo(f"error: {printable(exc.message, multiline=True)}", err=True)
+            if exc.hint:
+                echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    raise exc
+
+
+def parse_json_option(name: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"--{name} must be JSON: {exc}") from exc

@@ -1,0 +1,171 @@
+"""The bodies of ``create``, ``show``, ``ready``, ``update`` and ``close``, without click.
+
+The click commands (:mod:`taskmill.cli.tasks`) and the fast path (:mod:`taskmill.cli.fast`)
+both call these with parsed arguments, so the two print the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .context import Ctx, echo, emit_json, fail, parse_json_option
+
+if TYPE_CHECKING:
+    from ..model import Task
+    from ..project import Project
+
+
+def guarded(ctx: Ctx, as_json: bool, body: Callable[[], None]) -> None:
+    """What ``json_option`` does around a command: taskmill errors become a message (or a
+    JSON error) and an exit status, and the ledger is closed."""
+    ctx.json = as_json or ctx.json
+    try:
+        body()
+    except Exception as exc:
+        from ..errors import TaskmillError
+
+        if isinstance(exc, TaskmillError):
+            fail(exc, ctx.json)
+        raise
+    finally:
+        ctx.close()
+
+
+def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
+           acceptance_criteria: str | None, notes: str | None, priority: int | None,
+           issue_type: str | None, assignee: str | None, external_ref: str | None,
+           agent: str | None, checks: Sequence[str], metadata: str | None, hints: str | None,
+           labels: Sequence[str], after: Sequence[str], parent: str | None,
+           discovered_from: str | None, task_id: str | None) -> None:
+    from ..validation import printable
+
+    ledger: Any
+    if ctx.turn_socket is not None:  # inside a turn: linked discovered-from its task
+        ledger = ctx.remote()
+    else:
+        project = ctx.project()
+        if agent is not None:
+            project.config.check_agent(agent)
+        ledger = project.ledger
+    if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
+        discovered_from = ctx.env["TASKMILL_TASK_ID"]
+    task = ledger.create(
+        title, description=description or "", design=design or "",
+        acceptance_criteria=acceptance_criteria or "", notes=notes or "",
+        priority=2 if priority is None else priority, issue_type=issue_type or "task",
+        assignee=assignee, labels=tuple(labels), external_ref=external_ref,
+        metadata=parse_json_option("metadata", metadata), checks=list(checks) or None,
+        agent=agent, hints=parse_json_option("hints", hints), after=tuple(after),
+        parent=parent, discovered_from=discovered_from, task_id=task_id)
+    if ctx.json:
+        emit_json(task.to_json())
+    else:
+        echo(f"created {task.id}: {printable(task.title)}")
+
+
+def show(ctx: Ctx, task_id: str) -> None:
+    if ctx.turn_socket is not None:
+        task = ctx.remote().show(task_id)
+    else:
+        project = ctx.project()
+        task = project.ledger.show(task_id)
+        mark_interrupted(project, [task])
+    if ctx.json:
+        emit_json(task.to_json(full=True))
+    else:
+        from . import render
+
+        render.task_detail(task)
+
+
+def ready(ctx: Ctx, limit: int | None) -> None:
+    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
+    tasks = source.ready(limit=limit)
+    if ctx.json:
+        emit_json([t.to_json() for t in tasks])
+    else:
+        from . import render
+
+        render.ready_tables(tasks)
+
+
+UPDATE_FIELDS = ("title", "description", "design", "acceptance_criteria", "notes", "priority",
+                 "issue_type", "assignee", "external_ref", "agent", "status")
+"""The fields ``update`` sets from options of the same name, in this order."""
+
+
+def update_changes(fields: dict[str, Any], *, checks: Sequence[str], clear_checks: bool,
+                   metadata: str | None, hints: str | None) -> dict[str, Any]:
+    """The changes ``update``'s options ask for (``fields``: the options of
+    :data:`UPDATE_FIELDS`, ``None`` when not given)."""
+    changes: dict[str, Any] = {}
+    for key in UPDATE_FIELDS:
+        value = fields.get(key)
+        if value is not None:
+            changes[key] = value
+    if fields.get("agent") == "":
+        changes["agent"] = None
+    if checks:
+        changes["checks"] = list(checks)
+    if clear_checks:
+        changes["checks"] = None
+    if metadata is not None:
+        changes["metadata"] = parse_json_option("metadata", metadata)
+    if hints is not None:
+        changes["hints"] = parse_json_option("hints", hints)
+    return changes
+
+
+def update(ctx: Ctx, task_id: str, changes: dict[str, Any], *, agent: str | None,
+           assignee: str | None, append_notes: str | None, claim: bool) -> None:
+    if ctx.turn_socket is not None:  # inside a turn: its own task's notes, nothing else
+        task = ctx.remote().update(task_id, changes, append_notes=append_notes, claim=claim)
+        if ctx.json:
+            emit_json(task.to_json())
+        else:
+            echo(f"updated {task.id}")
+        return
+    project = ctx.project()
+    if agent:  # --agent "" clears it
+        project.config.check_agent(agent)
+    ledger = project.ledger
+    if changes:
+        task = ledger.update(task_id, changes)
+    if append_notes:  # read and written in one transaction: concurrent appends all stay
+        task = ledger.append_notes(task_id, append_notes)
+    if claim:
+        task = ledger.claim(task_id, assignee or ledger.actor)
+    held = (ledger.held_back(task.id)
+            if "status" in changes and task.status in ("deferred", "blocked") else [])
+    if ctx.json:
+        emit_json({**task.to_json(), "holds_back": held} if held else task.to_json())
+    else:
+        echo(f"updated {task.id}" + (f" (claimed by {task.assignee})" if claim else ""))
+        if held:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+            echo(f"{task.id} is {task.status}: it holds back {len(held)}"
+                 f" task{'s' if len(held) != 1 else ''} under it ({shown});"
+                 " `taskmill blocked` lists them")
+
+
+def close(ctx: Ctx, task_ids: Sequence[str], reason: str | None) -> None:
+    from ..validation import printable
+
+    ledger = ctx.project().ledger
+    tasks = ledger.close_many(task_ids, reason)
+    if ctx.json:
+        emit_json(tasks[0].to_json() if len(tasks) == 1 else [t.to_json() for t in tasks])
+    else:
+        for task in tasks:
+            echo(f"closed {printable(task.id)}: {printable(task.title)}")
+
+
+def mark_interrupted(project: Project, tasks: list[Task]) -> None:
+    """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress. Only a task in
+    progress can be: for the others nothing more is imported."""
+    if not any(t.status == "in_progress" for t in tasks):
+        return
+    from ..control import mark_interrupted as mark
+
+    mark(project.ledger, project.paths.run_dir, tasks)
