@@ -27,7 +27,7 @@ from types import ModuleType
 from .mill_common import Report
 
 # the ledger's own benchmarks first, then whatever else lives here (the mill's)
-FIRST = ("cli", "ledger", "beads_import")
+FIRST = ("cli", "cli_startup", "ledger", "beads_import")
 # helpers, and runners / profilers that are not benchmarks with figures of their own
 NOT_BENCHMARKS = {"support", "ledger_data", "mill_common", "mill_all", "mill_profile"}
 

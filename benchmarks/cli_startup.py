@@ -1,0 +1,172 @@
+"""The everyday commands as whole processes, beside ``python -c pass``: ``ready``, ``show``,
+``create``, ``update`` and ``close`` (each with ``--json``, ``ready`` and ``show`` also as
+tables) and ``--version``, run N times each on a copy of a 10K- and a 100K-task ledger
+(1M with ``--sizes 10000,100000,1000000``: built once, about 75 s and 640 MB). Prints each
+median and its ratio to ``python -c pass`` (target: within 2x), and the same commands
+through click (``main(fast=False)``), to show what the fast path saves.
+
+Also two floors: the standard-library modules the ledger needs (sqlite3, json, pathlib,
+dataclasses, datetime, tomllib) imported and nothing else, and ``import taskmill.project``
+(the ledger and its modules). No command can start faster than those.
+
+    python -m benchmarks.cli_startup [--runs 15] [--sizes 10000,100000] [--src PATH]
+
+``--src PATH`` measures another checkout's code (its ``src`` first on PYTHONPATH), e.g. the
+code before a change. Byte-code is written on the warm-up runs, as an installed package has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .ledger_data import Shape, ensure
+from .mill_common import Report, header, main_of, median
+from .support import DATA, home_env, load_average, taskmill_argv
+
+TARGET_RATIO = 2.0
+STDLIB_FLOOR = "import sqlite3, json, pathlib, dataclasses, datetime, tomllib"
+CLICK_PATH = "import sys; from taskmill.cli import main; main(sys.argv[1:], fast=False)"
+
+
+def _time(argvs: Callable[[int], Sequence[str]], *, cwd: Path, env: dict[str, str],
+          runs: int, warmup: int = 2, beside: Sequence[str] | None = None
+          ) -> tuple[float, float, float]:
+    """Median wall-clock milliseconds of ``runs`` processes (``argvs(i)``: run i's), their
+    median CPU milliseconds (user + system), and, when ``beside`` is given, the median of
+    that process run right after each one (so both see the same load on a busy machine)."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    others: list[float] = []
+
+    def once(argv: Sequence[str]) -> tuple[float, float]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, check=False)
+        took = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n"
+                               f"{proc.stderr.decode(errors='replace')}")
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return took * 1000, cpu * 1000
+
+    for i in range(warmup + runs):
+        wall, cpu = once(argvs(i))
+        other = once(beside)[0] if beside is not None else 0.0
+        if i >= warmup:
+            walls.append(wall)
+            cpus.append(cpu)
+            others.append(other)
+    return median(walls), median(cpus), median(others)
+
+
+def _scratch_repo(source: Path, size: int) -> Path:
+    """A private copy of a benchmark ledger's repository (the commands change it)."""
+    target = DATA / "scratch" / f"startup-{size}"
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, symlinks=True,
+                    ignore=shutil.ignore_patterns("taskmill.db-wal", "taskmill.db-shm"))
+    return target
+
+
+def _open_ids(repo: Path, count: int) -> list[str]:
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger.open(repo / ".taskmill" / "taskmill.db", prefix="bench")
+    with ledger:
+        ids = [t.id for t in ledger.ready(limit=count * 3) if not t.container]
+    if len(ids) < count:
+        raise RuntimeError(f"the ledger has only {len(ids)} ready tasks; {count} needed")
+    return ids[:count]
+
+
+def _size_label(size: int) -> str:
+    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}K"
+
+
+def run(args: argparse.Namespace) -> Report:
+    report = header("cli_startup", "whole-process `taskmill` commands beside `python -c pass`")
+    env = home_env()
+    env["COLUMNS"] = "120"
+    if args.src:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(args.src).resolve()), *filter(None, [env.get("PYTHONPATH")])])
+    script = taskmill_argv()
+    python = [sys.executable]
+    runs = args.runs
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    DATA.mkdir(parents=True, exist_ok=True)
+
+    base = [*python, "-c", "pass"]
+    baseline, base_cpu, _ = _time(lambda i: base, cwd=DATA, env=env, runs=runs)
+    report.add("`python -c pass`", baseline, "ms")
+    report.add("`python -c pass`, CPU (user+sys)", base_cpu, "ms")
+
+    def measure(label: str, argv: Callable[[int], Sequence[str]], cwd: Path,
+                target: bool) -> None:
+        ms, cpu, beside = _time(argv, cwd=cwd, env=env, runs=runs, beside=base)
+        ratio = ms / beside
+        report.add(label, ms, "ms")
+        report.add(f"{label} / `python -c pass` run beside it", ratio, "x",
+                   f"< {TARGET_RATIO:.0f}x" if target else "",
+                   ratio < TARGET_RATIO if target else None)
+        report.add(f"{label}, CPU (user+sys) / `python -c pass`'s", cpu / base_cpu, "x")
+
+    measure("floor: the stdlib modules the ledger needs",
+            lambda i: [*python, "-c", STDLIB_FLOOR], DATA, False)
+    report.note(f"the stdlib floor is `python -c '{STDLIB_FLOOR}'`")
+    measure("floor: `import taskmill.project` (the ledger)",
+            lambda i: [*python, "-c", "import taskmill.project"], DATA, False)
+    measure("`taskmill --version`", lambda i: [*script, "--version"], DATA, True)
+
+    for size in sizes:
+        label = _size_label(size)
+        name = "big" if size == 1_000_000 else f"n{size}"
+        built = ensure(name, Shape(size))
+        repo = _scratch_repo(built.repo, size)
+        ids = _open_ids(repo, 3 * (runs + 2) + 1)
+        shown, updated, closing = ids[0], ids[1:runs + 3], ids[runs + 3:]
+        commands: list[tuple[str, Callable[[int], list[str]]]] = [
+            ("ready --json", lambda i: ["ready", "--json"]),
+            ("ready -n 20", lambda i: ["ready", "-n", "20"]),
+            ("show ID --json", lambda i: ["show", shown, "--json"]),
+            ("show ID", lambda i: ["show", shown]),
+            ("create --json", lambda i: ["create", f"startup bench {i}", "--json"]),
+            ("update --json", lambda i: ["update", updated[i], "--notes", f"n{i}", "--json"]),
+            ("close --json", lambda i: ["close", closing[i], "--json"]),
+        ]
+        for what, argv in commands:
+            measure(f"{label}: `taskmill {what}`",
+                    lambda i, argv=argv: [*script, *argv(i)], repo, True)  # type: ignore[misc]
+        if args.click:
+            for what, argv in commands[:3]:  # read-only: the click path on the same state
+                measure(f"{label}: `taskmill {what}` through click",
+                        lambda i, argv=argv: [*python, "-c", CLICK_PATH, *argv(i)],  # type: ignore[misc]
+                        repo, False)
+    report.note(f"load average while measuring: {load_average()}")
+    return report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=15, help="timed runs of each (after 2 warm-ups)")
+    p.add_argument("--sizes", default="10000,100000", help="ledger sizes, comma-separated")
+    p.add_argument("--src", help="measure the code of this src directory instead")
+    p.add_argument("--no-click", dest="click", action="store_false",
+                   help="leave out the click-path figures")
+    return p
+
+
+if __name__ == "__main__":
+    main_of(run, parser())
