@@ -90,6 +90,20 @@ def _open_ids(repo: Path, count: int) -> list[str]:
     return ids[:count]
 
 
+def _commands(shown: str, updated: list[str], closing: list[str]
+              ) -> list[tuple[str, Callable[[int], list[str]]]]:
+    """The measured commands: (what, run i's arguments)."""
+    return [
+        ("ready --json", lambda i: ["ready", "--json"]),
+        ("ready -n 20", lambda i: ["ready", "-n", "20"]),
+        ("show ID --json", lambda i: ["show", shown, "--json"]),
+        ("show ID", lambda i: ["show", shown]),
+        ("create --json", lambda i: ["create", f"startup bench {i}", "--json"]),
+        ("update --json", lambda i: ["update", updated[i], "--notes", f"n{i}", "--json"]),
+        ("close --json", lambda i: ["close", closing[i], "--json"]),
+    ]
+
+
 def _size_label(size: int) -> str:
     return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}K"
 
@@ -136,15 +150,7 @@ def run(args: argparse.Namespace) -> Report:
         repo = _scratch_repo(built.repo, size)
         ids = _open_ids(repo, 3 * (runs + 2) + 1)
         shown, updated, closing = ids[0], ids[1:runs + 3], ids[runs + 3:]
-        commands: list[tuple[str, Callable[[int], list[str]]]] = [
-            ("ready --json", lambda i: ["ready", "--json"]),
-            ("ready -n 20", lambda i: ["ready", "-n", "20"]),
-            ("show ID --json", lambda i: ["show", shown, "--json"]),
-            ("show ID", lambda i: ["show", shown]),
-            ("create --json", lambda i: ["create", f"startup bench {i}", "--json"]),
-            ("update --json", lambda i: ["update", updated[i], "--notes", f"n{i}", "--json"]),
-            ("close --json", lambda i: ["close", closing[i], "--json"]),
-        ]
+        commands = _commands(shown, updated, closing)
         for what, argv in commands:
             measure(f"{label}: `taskmill {what}`",
                     lambda i, argv=argv: [*script, *argv(i)], repo, True)  # type: ignore[misc]
