@@ -69,6 +69,10 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
     """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``)."""
     paths = locate(cwd, env)
     config = load_config(paths.config, stamp=paths.run.config_stamp)
+    if not paths.db.exists():  # a fresh clone: say so when a synced ledger can be loaded
+        from .sync import refuse_empty_clone
+
+        refuse_empty_clone(paths, env)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                          actor=actor_from_env(env))
     return Project(paths, config, ledger)

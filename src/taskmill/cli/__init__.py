@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("records", "stats", "Counts, tokens and cost."),
     "import": ("records", "import_cmd", "Import Beads JSONL or a TOML plan file."),
     "export": ("records", "export", "Export as Beads JSONL or JSON."),
+    "sync": ("sync_cmd", "sync", "Share the ledger through git remotes (refs/taskmill/ledger)."),
     "run": ("mill", "run", "Work the backlog with parallel agents until checks pass."),
     "pause": ("control_cmd", "pause", "Dispatch no new task until resume."),
     "resume": ("control_cmd", "resume", "Let taskmill run dispatch tasks again."),

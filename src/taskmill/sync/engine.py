@@ -1,0 +1,243 @@
+"""``taskmill sync``: export the ledger to ``refs/taskmill/ledger``, fetch the remote's,
+merge, import, push.
+
+1. The ledger's state is written as a commit (see :mod:`.snapshot`) on top of the last one
+   synced here (``refs/taskmill/ledger``), unless nothing changed since.
+2. The remote's ``refs/taskmill/ledger`` is fetched (to ``refs/taskmill/remotes/NAME/ledger``).
+3. When the remote has changes this clone lacks, the two are merged task by task against
+   their merge base (see :mod:`.merge`), and what changed is imported into the ledger in one
+   transaction, with the other clone's audit events (as ``synced`` events) and any conflicts
+   (as ``sync_conflict`` events): all of it or, on any error, none of it.
+4. The result is committed (a merge commit of both), ``refs/taskmill/ledger`` moves to it,
+   and it is pushed (unless ``push=False``), only if the remote did not move meanwhile.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..errors import Conflict, InvalidInput, NotInitialized
+from ..ledger import Ledger
+from ..paths import LedgerPaths
+from .gitstore import LEDGER_REF, Git, blob_sha, has_synced_ledger
+from .merge import SyncConflict, field_times, merge_events, merge_task
+from .snapshot import (
+    META,
+    SYNC_ACTOR_PREFIX,
+    SYNC_CONFLICT,
+    SYNC_DONE,
+    SYNCED,
+    Snapshot,
+    events_path,
+    parse_files,
+    take,
+    task_id_of,
+    task_path,
+)
+
+
+@dataclass
+class SyncReport:
+    remote: str
+    commit: str
+    """The synced commit: ``refs/taskmill/ledger`` now."""
+    pushed: bool
+    exported: list[str] = field(default_factory=list)
+    """Tasks changed here since the last sync (what the other clones get)."""
+    imported: list[str] = field(default_factory=list)
+    """Tasks changed here by the merge (what the other clones had)."""
+    events_in: int = 0
+    """Audit events of other clones recorded here."""
+    conflicts: list[SyncConflict] = field(default_factory=list)
+    remote_had_ledger: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"remote": self.remote, "commit": self.commit, "pushed": self.pushed,
+                "exported": self.exported, "imported": self.imported,
+                "events_in": self.events_in,
+                "conflicts": [c.to_json() for c in self.conflicts],
+                "remote_had_ledger": self.remote_had_ledger}
+
+
+@contextmanager
+def _sync_lock(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / "sync.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict("another taskmill sync is running in this repository",
+                           hint="wait for it to finish, then sync again") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_ledger(paths: LedgerPaths, env: Mapping[str, str], *, clock: Clock | None = None,
+                actor: str | None = None) -> Ledger:
+    """The repository's ledger, created empty if this clone has none yet (to load into)."""
+    from ..config import load_config
+    from ..project import CONFIG_STAMP, actor_from_env
+
+    config = load_config(paths.config, stamp=paths.run_dir / CONFIG_STAMP)
+    return Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
+                       actor=actor or actor_from_env(env))
+
+
+def sync(ledger: Ledger, paths: LedgerPaths, env: Mapping[str, str], *,
+         remote: str = "origin", push: bool = True) -> SyncReport:
+    """Sync ``ledger`` (of the repository at ``paths``) with ``remote``'s synced ledger."""
+    git = Git(paths.root, env)
+    git.check_remote(remote)
+    with _sync_lock(paths.run_dir):
+        return _sync(git, ledger, remote=remote, push=push)
+
+
+def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
+    local = git.ref(LEDGER_REF)
+    ours = take(ledger)
+    ours_files = ours.files()
+    ours_shas = {path: blob_sha(content) for path, content in ours_files.items()}
+    local_shas = git.read_tree(local) if local else {}
+    exported = sorted({tid for path in _changed(local_shas, ours_shas)
+                       if (tid := task_id_of(path)) is not None and path.startswith("tasks/")})
+    when = int(ledger.clock.now().timestamp())
+    if local and local_shas == ours_shas:
+        exported_commit = local
+    else:
+        exported_commit = git.write_commit(
+            ours_files, parents=[local] if local else [], when=when, author=ledger.actor,
+            message=f"taskmill: the ledger as {ledger.actor} left it"
+                    f" ({len(exported)} tasks changed)")
+    theirs = git.fetch_ledger(remote)
+    report = SyncReport(remote=remote, commit=exported_commit, pushed=False,
+                        exported=exported, remote_had_ledger=theirs is not None)
+    final = exported_commit
+    if theirs is not None and theirs != exported_commit and not git.is_ancestor(
+            theirs, exported_commit):
+        final = _merge_in(git, ledger, ours, ours_files, ours_shas, exported_commit, theirs,
+                          remote, report, when)
+    git.set_ref(LEDGER_REF, final, local)
+    report.commit = final
+    if push and final != theirs:
+        git.push_ledger(remote, final, theirs)
+        report.pushed = True
+    return report
+
+
+def _changed(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
+    return {p for p in (*a, *b) if a.get(p) != b.get(p)}
+
+
+def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, bytes],
+              ours_shas: dict[str, str], exported_commit: str, theirs: str, remote: str,
+              report: SyncReport, when: int) -> str:
+    """Merge the remote's commit into the ledger; the merged commit."""
+    base = git.merge_base(exported_commit, theirs)
+    theirs_shas = git.read_tree(theirs)
+    base_shas = git.read_tree(base) if base else {}
+    changed = _changed(ours_shas, theirs_shas)
+    touched = {tid for p in changed if (tid := task_id_of(p)) is not None}
+    differ = changed | {META} | {p for tid in touched for p in (task_path(tid), events_path(tid))}
+    blobs = git.read_blobs({s for p in differ for s in (theirs_shas.get(p), base_shas.get(p))
+                            if s is not None})
+    their_snap = parse_files({p: blobs[theirs_shas[p]] for p in differ if p in theirs_shas},
+                             where=f"{remote}'s {LEDGER_REF}")
+    base_snap = parse_files({p: blobs[base_shas[p]] for p in differ if p in base_shas},
+                            where=f"the synced commit {base}") if base else None
+    tids = sorted({tid for p in differ if (tid := task_id_of(p)) is not None} |
+                  ({None} if any(p == events_path(None) for p in differ) else set()),
+                  key=lambda t: (t is not None, t or ""))
+    records: list[dict[str, Any]] = []
+    foreign: list[dict[str, Any]] = []
+    known = ours.event_hashes()
+    for tid in tids:
+        our_events = ours.events.get(tid, [])
+        their_events = their_snap.events.get(tid, [])
+        base_events = base_snap.events.get(tid, []) if base_snap else []
+        merged_events = merge_events(our_events, their_events)
+        foreign.extend(e for e in merged_events if e["hash"] not in known)
+        if tid is None:
+            continue
+        since = {e["hash"] for e in base_events}
+        base_record = base_snap.records.get(tid) if base_snap else None
+        our_record = ours.records.get(tid)
+        record, conflicts = merge_task(
+            tid, base_record, our_record, their_snap.records.get(tid),
+            field_times(our_events, since), field_times(their_events, since))
+        report.conflicts.extend(conflicts)
+        if record is not None and (our_record is None or list(record.items()) != list(
+                our_record.items())):
+            records.append(record)
+    _apply(ledger, records, foreign, report, remote, theirs)
+    report.imported = sorted(str(r["id"]) for r in records)
+    report.events_in = len(foreign)
+    after = take(ledger).files()
+    after_shas = {path: blob_sha(content) for path, content in after.items()}
+    if after_shas == theirs_shas:
+        return theirs
+    return git.write_commit(after, parents=[exported_commit, theirs], when=when,
+                            author=ledger.actor,
+                            message=f"taskmill: merge {remote}'s ledger"
+                                    f" ({len(records)} tasks changed here,"
+                                    f" {len(report.conflicts)} conflicts)")
+
+
+def _apply(ledger: Ledger, records: list[dict[str, Any]], foreign: list[dict[str, Any]],
+           report: SyncReport, remote: str, theirs: str) -> None:
+    """Import the merged records, the other clone's events and the conflicts, all or
+    nothing."""
+    from ..beads import import_beads
+    from ..beads.record import encode_record as beads_line
+
+    actor = f"{SYNC_ACTOR_PREFIX}{remote}"
+    with ledger.transaction():
+        if records:
+            try:
+                import_beads(ledger, [beads_line(r) for r in records], actor=actor)
+            except InvalidInput as exc:
+                raise InvalidInput(f"the merged ledger cannot be imported: {exc.message}",
+                                   hint="nothing was imported; the synced files of "
+                                        f"{remote} may be damaged") from None
+        for event in foreign:
+            ledger.record(SYNCED, _task_or_none(ledger, event.get("task")),
+                          {"remote": remote, "commit": theirs, "event": event}, actor=actor)
+        for conflict in report.conflicts:
+            ledger.record(SYNC_CONFLICT, _task_or_none(ledger, conflict.task),
+                          {"remote": remote, "commit": theirs, **conflict.to_json()},
+                          actor=actor)
+        ledger.record(SYNC_DONE, None, {"remote": remote, "commit": theirs,
+                                        "imported": [str(r["id"]) for r in records],
+                                        "events": len(foreign),
+                                        "conflicts": len(report.conflicts)}, actor=actor)
+
+
+def _task_or_none(ledger: Ledger, tid: Any) -> str | None:
+    return tid if isinstance(tid, str) and ledger.exists(tid) else None
+
+
+# -- a fresh clone ----------------------------------------------------------------------------
+
+
+def refuse_empty_clone(paths: LedgerPaths, env: Mapping[str, str]) -> None:
+    """In a clone without a ledger database: refuse to start an empty one when a synced
+    ledger exists here or on ``origin`` (say how to load it instead)."""
+    if paths.db.exists():
+        return
+    where = has_synced_ledger(paths.root, env)
+    if where is None:
+        return
+    place = "in this clone" if where == LEDGER_REF else f"on remote {where!r}"
+    raise NotInitialized(
+        f"this clone has no ledger yet, but a synced one exists {place} ({LEDGER_REF})",
+        hint="load it with `taskmill sync`" + ("" if where in (LEDGER_REF, "origin") else
+                                               f" --remote {where}")
+             + " (or `taskmill init` to start an empty ledger here instead)")

@@ -1,0 +1,208 @@
+"""The synced ledger's commits in git: trees read and written without a work tree or index.
+
+Files go in with one ``git fast-import`` (blobs, tree and commit in one process), and come
+out with ``git ls-tree`` and one ``git cat-file --batch``. Nothing here touches the
+repository's work tree, index, branches or HEAD: only refs under ``refs/taskmill/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GitError, InvalidInput
+
+LEDGER_REF = "refs/taskmill/ledger"
+"""The synced ledger, locally the last commit synced, on a remote the shared one."""
+TMP_REF = "refs/taskmill/sync-tmp"
+
+
+def remote_ref(remote: str) -> str:
+    """Where a remote's synced ledger is fetched to."""
+    return f"refs/taskmill/remotes/{remote}/ledger"
+
+
+def blob_sha(content: bytes) -> str:
+    """The id git gives a blob with ``content`` (without writing it)."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+@dataclass
+class Git:
+    """git in one repository, with an environment passed in."""
+
+    root: Path
+    env: Mapping[str, str]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in self.env.items()
+               if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
+        env.setdefault("GIT_TERMINAL_PROMPT", "0")
+        return env
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True,
+            timeout: float | None = 300, detach: bool = False
+            ) -> subprocess.CompletedProcess[bytes]:
+        """``detach``: in a session of its own, so ssh cannot ask on the terminal."""
+        try:
+            proc = subprocess.run(["git", *args], cwd=self.root, env=self._env(), input=input,
+                                  capture_output=True, check=False, timeout=timeout,
+                                  stdin=None if input is not None else subprocess.DEVNULL,
+                                  start_new_session=detach)
+        except FileNotFoundError as exc:
+            raise GitError("git is not installed (or not on PATH)") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise GitError(f"git {args[0]} did not finish in {timeout:.0f} s") from exc
+        if check and proc.returncode != 0:
+            raise GitError(f"git {' '.join(args[:2])} failed: "
+                           f"{proc.stderr.decode(errors='replace').strip()}")
+        return proc
+
+    def text(self, *args: str) -> str:
+        return self.run(*args).stdout.decode().strip()
+
+    # -- refs ---------------------------------------------------------------------------------
+
+    def ref(self, name: str) -> str | None:
+        proc = self.run("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}", check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def set_ref(self, name: str, sha: str, old: str | None) -> None:
+        """Move ``name`` to ``sha`` if it is still at ``old`` (None: did not exist)."""
+        self.run("update-ref", "-m", "taskmill sync", name, sha, old or "0" * 40)
+
+    def delete_ref(self, name: str) -> None:
+        self.run("update-ref", "-d", name, check=False)
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        return self.run("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        proc = self.run("merge-base", a, b, check=False)
+        return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+    def tree_of(self, commit: str) -> str:
+        return self.text("rev-parse", f"{commit}^{{tree}}")
+
+    # -- remotes ------------------------------------------------------------------------------
+
+    def remotes(self) -> list[str]:
+        return self.text("remote").split()
+
+    def check_remote(self, remote: str) -> None:
+        names = self.remotes()
+        if remote not in names:
+            have = f"this repository's remotes: {', '.join(names)}" if names else \
+                "this repository has no remote"
+            raise InvalidInput(f"no remote {remote!r} ({have})",
+                               hint="add one (git remote add origin URL), or name one with"
+                                    " --remote NAME")
+
+    def fetch_ledger(self, remote: str) -> str | None:
+        """Fetch the remote's synced ledger; its commit, or None when it has none yet."""
+        target = remote_ref(remote)
+        listed = self.run("ls-remote", "--refs", remote, LEDGER_REF, check=False)
+        if listed.returncode != 0:
+            raise GitError(f"cannot reach remote {remote!r}: "
+                           f"{listed.stderr.decode(errors='replace').strip()}")
+        if not listed.stdout.strip():
+            self.delete_ref(target)
+            return None
+        self.run("fetch", "--quiet", "--no-tags", remote, f"+{LEDGER_REF}:{target}")
+        return self.ref(target)
+
+    def push_ledger(self, remote: str, commit: str, expected: str | None) -> None:
+        """Push ``commit`` as the remote's ledger, if the remote is still at ``expected``."""
+        lease = f"--force-with-lease={LEDGER_REF}:{expected or ''}"
+        proc = self.run("push", "--quiet", "--porcelain", lease, remote,
+                        f"{commit}:{LEDGER_REF}", check=False)
+        if proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+            if "stale info" in detail or "rejected" in detail or "fetch first" in detail:
+                from ..errors import Conflict
+
+                raise Conflict(f"remote {remote!r} got a newer synced ledger while this one"
+                               " was merged; nothing was pushed",
+                               hint="run taskmill sync again (the ledger here is already"
+                                    " merged: the next sync merges the newer one too)")
+            raise GitError(f"git push to {remote!r} failed: {detail}")
+        self.set_ref(remote_ref(remote), commit, None if expected is None else expected)
+
+    # -- trees --------------------------------------------------------------------------------
+
+    def read_tree(self, commit: str) -> dict[str, str]:
+        """path -> blob id, for every file of ``commit``."""
+        out = self.run("ls-tree", "-r", "-z", "--full-tree", commit).stdout
+        files: dict[str, str] = {}
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            _mode, kind, sha = meta.split()
+            if kind == b"blob":
+                files[path.decode("utf-8", errors="surrogateescape")] = sha.decode()
+        return files
+
+    def read_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
+        wanted = sorted(set(shas))
+        if not wanted:
+            return {}
+        out = self.run("cat-file", "--batch", input="".join(s + "\n" for s in wanted).encode())
+        data = out.stdout
+        blobs: dict[str, bytes] = {}
+        pos = 0
+        for sha in wanted:
+            end = data.index(b"\n", pos)
+            header = data[pos:end].split()
+            if len(header) != 3:
+                raise GitError(f"git cat-file: no object {sha}")
+            size = int(header[2])
+            blobs[sha] = data[end + 1:end + 1 + size]
+            pos = end + 1 + size + 1
+        return blobs
+
+    def write_commit(self, files: Mapping[str, bytes], *, parents: list[str], message: str,
+                     when: int, author: str) -> str:
+        """A commit of exactly ``files``, with ``parents``; its id (no branch is moved)."""
+        name = author.replace("<", "").replace(">", "").replace("\n", " ").strip() or "taskmill"
+        ident = f"{name} <taskmill@sync.invalid> {when} +0000"
+        chunks: list[bytes] = [f"commit {TMP_REF}\ncommitter {ident}\n".encode()]
+        msg = message.encode()
+        chunks.append(b"data %d\n%s\n" % (len(msg), msg))
+        if parents:
+            chunks.append(f"from {parents[0]}\n".encode())
+            chunks.extend(f"merge {p}\n".encode() for p in parents[1:])
+        chunks.append(b"deleteall\n")
+        for path in sorted(files):
+            content = files[path]
+            chunks.append(b"M 100644 inline %s\ndata %d\n%s\n"
+                          % (path.encode(), len(content), content))
+        chunks.append(b"done\n")
+        self.delete_ref(TMP_REF)
+        self.run("fast-import", "--quiet", "--done", "--force", input=b"".join(chunks))
+        sha = self.ref(TMP_REF)
+        self.delete_ref(TMP_REF)
+        if sha is None:
+            raise GitError("git fast-import wrote no commit")
+        return sha
+
+
+def has_synced_ledger(root: Path, env: Mapping[str, str], *, remote: str = "origin",
+                      timeout: float = 10.0) -> str | None:
+    """Where a synced ledger can be loaded from: ``"refs/taskmill/ledger"`` (here), the
+    remote's name (its copy, asked with ``git ls-remote``), or None."""
+    git = Git(root, env)
+    try:
+        if git.ref(LEDGER_REF) or git.ref(remote_ref(remote)):
+            return LEDGER_REF
+        if remote not in git.remotes():
+            return None
+        proc = git.run("ls-remote", "--refs", remote, LEDGER_REF, check=False, timeout=timeout,
+                       detach=True)
+    except GitError:
+        return None
+    return remote if proc.returncode == 0 and proc.stdout.strip() else None
+

@@ -1,0 +1,153 @@
+"""The ledger as the files of a synced commit, and back.
+
+One file per task, ``tasks/<id>.json``: the task's Beads record (the format ``taskmill
+export`` writes, with its labels, dependencies and comments), indented, one field a line,
+so git's own diffs and merges of it read well. Its audit trail is ``events/<id>.jsonl``, one
+event a line (sorted by time), and the events of no task are in ``ledger-events.jsonl``.
+``ledger.json`` says the format and the id prefix. Each event keeps the hash it had in the
+ledger that wrote it: that names it across clones, so the trails of two clones merge as a
+union.
+
+Events a sync writes are not exported as new events: an event brought in from another clone
+is recorded here as a ``synced`` event wrapping the original (exported as that original),
+and the ``imported`` events of a sync's own import (signed ``sync:<remote>``) say only that
+this ledger took the merge in. Conflicts a sync reports (``sync_conflict``) are exported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+from ..errors import InvalidInput
+from ..ledger import Ledger
+from ..model import Event
+
+FORMAT = 1
+META = "ledger.json"
+LEDGER_EVENTS = "ledger-events.jsonl"
+SYNC_ACTOR_PREFIX = "sync:"
+SYNCED = "synced"
+SYNC_CONFLICT = "sync_conflict"
+SYNC_DONE = "sync"
+
+
+def _safe(tid: str) -> str:
+    """A task id as a file name (ids are normally safe as they are)."""
+    name = quote(tid, safe="-_.~@+")
+    return "%2E" + name[1:] if name.startswith(".") else name
+
+
+def task_path(tid: str) -> str:
+    return f"tasks/{_safe(tid)}.json"
+
+
+def events_path(tid: str | None) -> str:
+    return LEDGER_EVENTS if tid is None else f"events/{_safe(tid)}.jsonl"
+
+
+def task_id_of(path: str) -> str | None:
+    """The task id of a ``tasks/`` or ``events/`` path (None for other files)."""
+    for folder, suffix in (("tasks/", ".json"), ("events/", ".jsonl")):
+        if path.startswith(folder) and path.endswith(suffix):
+            return unquote(path[len(folder):-len(suffix)])
+    return None
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def encode_events(events: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+                   + "\n" for e in sort_events(events)).encode()
+
+
+def sort_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    unique = {e["hash"]: e for e in events}
+    return sorted(unique.values(), key=lambda e: (str(e.get("ts")), str(e["hash"])))
+
+
+def exported_event(event: Event) -> dict[str, Any] | None:
+    """How a ledger event appears in a synced commit (None: it is this ledger's own
+    bookkeeping of a sync)."""
+    inner = event.data.get("event")
+    if event.kind == SYNCED and isinstance(inner, dict) and "hash" in inner:
+        return inner
+    if event.actor.startswith(SYNC_ACTOR_PREFIX) and event.kind != SYNC_CONFLICT:
+        return None
+    return {"hash": event.hash, "ts": event.ts, "actor": event.actor, "task": event.task_id,
+            "kind": event.kind, "data": event.data}
+
+
+@dataclass
+class Snapshot:
+    """A ledger's tasks (as Beads records) and audit events, by task id."""
+
+    prefix: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str | None, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def files(self) -> dict[str, bytes]:
+        out: dict[str, bytes] = {META: (json.dumps({"format": FORMAT, "prefix": self.prefix}, indent=2)
+                      + "\n").encode()}
+        for tid, record in self.records.items():
+            out[task_path(tid)] = encode_record(record)
+        for owner, events in self.events.items():
+            if events:
+                out[events_path(owner)] = encode_events(events)
+        return out
+
+    def event_hashes(self) -> set[str]:
+        return {e["hash"] for events in self.events.values() for e in events}
+
+
+def take(ledger: Ledger) -> Snapshot:
+    """The ledger's state now (every task, tombstones too, and every event)."""
+    from ..beads.exporter import beads_records
+
+    snap = Snapshot(prefix=ledger.prefix)
+    for record in beads_records(ledger, include_tombstones=True, order="id"):
+        snap.records[str(record["id"])] = record
+    grouped: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
+    for event in ledger.events():
+        out = exported_event(event)
+        if out is not None:
+            grouped[out.get("task")].append(out)
+    snap.events = {tid: sort_events(events) for tid, events in grouped.items()}
+    return snap
+
+
+def parse_files(files: Mapping[str, bytes], *, where: str) -> Snapshot:
+    """A snapshot from a synced commit's files (``where`` names the commit in errors)."""
+    meta_raw = files.get(META)
+    if meta_raw is None:
+        raise InvalidInput(f"{where} is not a synced ledger (it has no {META})")
+    try:
+        meta = json.loads(meta_raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{where}: {META} is not JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InvalidInput(f"{where}: synced ledger format {meta.get('format')!r} is not"
+                           f" {FORMAT}", hint="update taskmill on this machine")
+    snap = Snapshot(prefix=str(meta.get("prefix", "")))
+    for path, raw in files.items():
+        try:
+            if path.startswith("tasks/"):
+                record = json.loads(raw)
+                if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+                    raise ValueError("not a task record with an id")
+                snap.records[record["id"]] = record
+            elif path.startswith("events/") or path == LEDGER_EVENTS:
+                events = [json.loads(line) for line in raw.decode().splitlines() if line]
+                if not all(isinstance(e, dict) and "hash" in e for e in events):
+                    raise ValueError("an event without a hash")
+                snap.events[None if path == LEDGER_EVENTS else task_id_of(path)] = events
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{where}: {path} is damaged: {exc}",
+                               hint="nothing was imported") from None
+    return snap
