@@ -133,9 +133,9 @@ def merge_task(tid: str, base: dict[str, Any] | None, ours: dict[str, Any] | Non
     for key in keys:
         o, t, old = ours.get(key, MISSING), theirs.get(key, MISSING), b.get(key, MISSING)
         if key in LISTS:
-            value: Any = (_merge_comments(o or [], t or []) if key == "comments" else
-                          _merge_set(old if old is not MISSING else [], o or [], t or [],
-                                     _dep_key if key == "dependencies" else _canon))
+            lo, lt, lb = (_list(x) for x in (o, t, old))
+            value: Any = (_merge_comments(lo, lt) if key == "comments" else
+                          _merge_set(lb, lo, lt, _dep_key if key == "dependencies" else _canon))
             if value or o == [] or t == []:  # an empty list only where a side wrote one
                 merged[key] = value
             continue
@@ -169,6 +169,10 @@ def merge_task(tid: str, base: dict[str, Any] | None, ours: dict[str, Any] | Non
                 f"{tid} was tombstoned on one side and changed {side}: its changes are kept,"
                 f" and it stays tombstoned (reopen it to bring it back)"))
     return merged, conflicts
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _changed(base: dict[str, Any], side: dict[str, Any]) -> bool:
