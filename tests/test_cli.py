@@ -106,6 +106,9 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
                                  "updated_at": "2025-01-01T00:00:00Z"}) + "\n", encoding="utf-8")
     fresh = make_git_repo(tmp_path / "fresh")
     out_file = tmp_path / "export.jsonl"
+    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "remote.git")], check=True)
+    subprocess.run(["git", "-C", str(repo), "remote", "add", "origin",
+                    str(tmp_path / "remote.git")], check=True)
     # (command path, arguments after it, expected JSON type, working directory)
     calls: list[tuple[tuple[str, ...], list[str], type, Path]] = [
         (("init",), [], dict, fresh),
@@ -137,6 +140,7 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("pause",), [], dict, repo),
         (("resume",), [], dict, repo),
         (("agents",), [], dict, repo),
+        (("sync",), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
     ]
     covered = {path for path, *_ in calls}
