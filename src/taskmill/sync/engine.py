@@ -14,8 +14,6 @@ merge, import, push.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,28 +64,31 @@ class SyncReport:
                 "remote_had_ledger": self.remote_had_ledger}
 
 
+SYNC_LOCK = "sync.lock"
+"""In the run directory: held by a ``taskmill sync`` while it runs."""
+
+
 @contextmanager
 def _sync_lock(run_dir: Path) -> Iterator[None]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / "sync.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    from ..locks import try_lock
+
+    lock = try_lock(run_dir / SYNC_LOCK)
+    if lock is None:
+        raise Conflict("another taskmill sync is running in this repository",
+                       hint="wait for it to finish, then sync again")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Conflict("another taskmill sync is running in this repository",
-                           hint="wait for it to finish, then sync again") from None
         yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 def open_ledger(paths: LedgerPaths, env: Mapping[str, str], *, clock: Clock | None = None,
                 actor: str | None = None) -> Ledger:
     """The repository's ledger, created empty if this clone has none yet (to load into)."""
     from ..config import load_config
-    from ..project import CONFIG_STAMP, actor_from_env
+    from ..project import actor_from_env
 
-    config = load_config(paths.config, stamp=paths.run_dir / CONFIG_STAMP)
+    config = load_config(paths.config, stamp=paths.run.config_stamp)
     return Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                        actor=actor or actor_from_env(env))
 
