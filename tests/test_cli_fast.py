@@ -242,7 +242,7 @@ def test_whole_processes_print_the_same_bytes(argv: list[str], seeded: Path) -> 
 
 HEAVY = ("click", "rich", "starlette", "pydantic", "mcp", "httpx", "uvicorn",
          "taskmill.agents", "taskmill.mill", "taskmill.web", "taskmill.proxy",
-         "taskmill.capability", "taskmill.beads")
+         "taskmill.capability", "taskmill.beads", "taskmill.sync")
 
 
 def _imported_after(code: str, cwd: Path) -> set[str]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .group import JsonUsageError, LazyGroup, cli
 
 __all__ = ["ALIASES", "COMMANDS", "TURN_COMMANDS", "JsonUsageError", "LazyGroup", "cli", "main"]
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         sys.stdout.write(f"taskmill, version {__version__}\n")
         sys.stdout.flush()
         sys.exit(0)
+    from pathlib import Path
+
     from .context import Ctx
 
     obj = Ctx(cwd=cwd or Path.cwd(), env=dict(os.environ if env is None else env), argv=args)
