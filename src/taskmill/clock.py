@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -16,6 +17,10 @@ class Clock(Protocol):
         """Seconds from an arbitrary origin, never going backwards."""
         ...
 
+    def sleep(self, seconds: float, *, until: threading.Event | None = None) -> None:
+        """Wait ``seconds`` (less when ``until`` is set meanwhile, or was set already)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -24,32 +29,48 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def sleep(self, seconds: float, *, until: threading.Event | None = None) -> None:
+        if until is not None:
+            until.wait(max(0.0, seconds))
+        elif seconds > 0:
+            time.sleep(seconds)
+
 
 class FixedClock:
-    """A clock for tests: starts at ``start`` and advances only when told (or by ``step``)."""
+    """A clock for tests: starts at ``start`` and advances only when told (or by ``step``).
+
+    :meth:`sleep` returns at once, having advanced the clock by the time slept, so code that
+    backs off for minutes is tested in no time (``slept`` lists every sleep)."""
 
     def __init__(self, start: datetime | None = None, step: float = 0.0) -> None:
         self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
         self._mono = 0.0
         self._step = step
+        self._lock = threading.Lock()
+        self.slept: list[float] = []
 
     def now(self) -> datetime:
-        from datetime import timedelta
-
-        current = self._now
-        if self._step:
-            self._now = self._now + timedelta(seconds=self._step)
-            self._mono += self._step
-        return current
+        with self._lock:
+            current = self._now
+            if self._step:
+                self._now = self._now + timedelta(seconds=self._step)
+                self._mono += self._step
+            return current
 
     def monotonic(self) -> float:
         return self._mono
 
     def advance(self, seconds: float) -> None:
-        from datetime import timedelta
+        with self._lock:
+            self._now = self._now + timedelta(seconds=seconds)
+            self._mono += seconds
 
-        self._now = self._now + timedelta(seconds=seconds)
-        self._mono += seconds
+    def sleep(self, seconds: float, *, until: threading.Event | None = None) -> None:
+        if until is not None and until.is_set():
+            return
+        seconds = max(0.0, seconds)
+        self.slept.append(seconds)
+        self.advance(seconds)
 
 
 def iso(dt: datetime) -> str:

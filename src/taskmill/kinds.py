@@ -1,0 +1,128 @@
+"""The names taskmill stores and streams: attempt and task outcomes, landing results, event kinds.
+
+Each is a :class:`enum.StrEnum`, so a member *is* its string: it is written to the ledger,
+the audit trail and ``--json-events`` exactly as the bare strings were before (they are a
+public interface, read by the web, the CLI and the users' own tools), and compares equal to
+them (``AttemptOutcome.PASSED == "passed"``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt (an agent turn and the checks after it) ended (``attempts.outcome``)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    """The checks failed (or the turn's work was lost, or conflict markers remain)."""
+    TURN_FAILED = "turn_failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    """Cut by the run stopping, or left by a run that died: not counted as an iteration."""
+    RATE_LIMITED = "rate_limited"
+    """The agent hit its usage limit: not counted as an iteration."""
+    REJECTED_CONFLICT = "rejected_conflict"
+    """It passed its checks, then the merge queue found a conflict with the target."""
+    REJECTED_CHECKS = "rejected_checks"
+    """It passed its checks, then the project's checks failed on the merged result."""
+    ERROR = "error"
+    """A taskmill bug or a git failure during the attempt (not the task's fault)."""
+
+
+UNCOUNTED = frozenset({AttemptOutcome.INTERRUPTED, AttemptOutcome.RATE_LIMITED})
+"""Finished attempts that do not count against a task's iterations, tokens and cost."""
+
+REJECTED = {"conflict": AttemptOutcome.REJECTED_CONFLICT,
+            "merge_checks": AttemptOutcome.REJECTED_CHECKS}
+"""The outcome of an attempt that passed its checks but that the merge queue sent back, by
+the reason of the rejection (``conflict``, ``merge_checks``)."""
+
+
+class TaskOutcome(StrEnum):
+    """How a task's stay in one run ended (``taskmill run --json``'s ``tasks[].outcome``)."""
+
+    LANDED = "landed"
+    SATISFIED = "satisfied"
+    """Its branch had nothing the target lacks: closed without a commit."""
+    BLOCKED = "blocked"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+SUCCESS = frozenset({TaskOutcome.LANDED, TaskOutcome.SATISFIED})
+"""Task outcomes that count as done: landed, or already satisfied (nothing to land)."""
+
+
+class LandOutcome(StrEnum):
+    """What the merge queue did with a branch."""
+
+    LANDED = "landed"
+    ALREADY_LANDED = "already_landed"
+    SATISFIED = "satisfied"
+    CONFLICT = "conflict"
+    CHECKS_FAILED = "checks_failed"
+
+
+class MillEvent(StrEnum):
+    """The ``event`` of what a run streams (``--json-events``, ``run/events.ndjson``)."""
+
+    RUN_STARTED = "run_started"
+    RUN_FINISHED = "run_finished"
+    DISPATCHED = "dispatched"
+    TASK_FINISHED = "task_finished"
+    WORKSPACE = "workspace"
+    TURN_STARTED = "turn_started"
+    TURN_FINISHED = "turn_finished"
+    CHECKS_PASSED = "checks_passed"
+    CHECKS_FAILED = "checks_failed"
+    MERGE_QUEUED = "merge_queued"
+    MERGE_REJECTED = "merge_rejected"
+    LANDED = "landed"
+    SATISFIED = "satisfied"
+    CHECKOUT_NOT_MOVED = "checkout_not_moved"
+    BLOCKED = "blocked"
+    INTERRUPTED = "interrupted"
+    INTERNAL_ERROR = "internal_error"
+    AGENT_PAUSED = "agent_paused"
+    USAGE_INVALID = "usage_invalid"
+    WARNING = "warning"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+    RECOVERED = "recovered"
+    ORPHANS_STOPPED = "orphans_stopped"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    STOPPING = "stopping"
+    STOPPING_NOW = "stopping_now"
+    GRACE_OVER = "grace_over"
+    PROXY_STARTED = "proxy_started"
+    NETWORK_REFUSED = "network_refused"
+    CAPABILITY_REFUSED = "capability_refused"
+    AUDIT_ANCHORED = "audit_anchored"
+
+
+class LedgerEvent(StrEnum):
+    """The ``kind`` of an audit-trail event (the ledger's ``events`` table)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    CLAIMED = "claimed"
+    COMMENTED = "commented"
+    DEP_ADDED = "dep_added"
+    DEP_REMOVED = "dep_removed"
+    LABELS_ADDED = "labels_added"
+    LABELS_REMOVED = "labels_removed"
+    IMPORTED = "imported"
+    CAPABILITY_REFUSED = "capability_refused"
+    # written by the mill
+    ATTEMPT_STARTED = "attempt_started"
+    ATTEMPT_FINISHED = "attempt_finished"
+    MERGE_REJECTED = "merge_rejected"
+    ALREADY_SATISFIED = "already_satisfied"
+    INTERRUPTED = "interrupted"
+    INTERNAL_ERROR = "internal_error"
+    RECOVERED = "recovered"
+    BRANCH_RECOVERED = "branch_recovered"
+    BRANCH_RESTARTED = "branch_restarted"
