@@ -112,7 +112,7 @@ def test_a_resumed_task_first_looks_for_its_landing() -> None:
     q = policy(resumed=True)
     q.first()
     assert q.next(LandingFound(None)) == CheckCommands()
-    assert q.next(CommandsChecked(None)) == AcquireWorkspace(fresh=False)
+    assert q.next(CommandsChecked(None)) == AcquireWorkspace(fresh=False, read_head=True)
 
 
 def test_a_resumed_task_that_passed_at_its_head_lands_without_a_turn() -> None:

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import secrets
 import shutil
 import signal
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from ..config import Config
 from ..containment import Containment, containment
 from ..control import MILL_PREFIX, interrupted_ids, is_paused, mark_interrupted, run_alive
 from ..errors import InvalidInput
+from ..kinds import SUCCESS, MillEvent, TaskOutcome
 from ..ledger import Ledger
 from ..locks import FileLock
 from ..model import Task
@@ -56,11 +55,15 @@ from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warn
 from .anchoring import Anchorer
 from .check_env import CheckGuard, check_env
 from .events import EventBus
+from .executor import Executor, ExecutorFactory
+from .executor_threads import ThreadExecutor
+from .gate import AgentGate
 from .git import Git, ensure_identity, git_env, identity_env
 from .land import MergeQueue, recover_interrupted_advance
 from .lander import Lander
 from .settings import RunSettings
-from .worker import AgentGate, Outcome, TaskWorker, WorkerContext, unchecked_reason
+from .turn_runner import TurnRunner, default_turn_runner
+from .worker import Outcome, TaskWorker, WorkerContext, unchecked_reason
 from .workspaces import Workspaces
 from .worktrees import WorktreePool
 
@@ -93,8 +96,6 @@ def stop_orphaned_agents(run_id: str) -> int:
     return len(groups)
 
 
-SUCCESS = frozenset({"landed", "satisfied"})
-"""Task outcomes that count as done: landed, or already satisfied (nothing to land)."""
 
 
 def signal_name(signum: int) -> str:
@@ -146,7 +147,9 @@ class RunSummary:
 class Mill:
     def __init__(self, paths: LedgerPaths, config: Config, settings: RunSettings, *,
                  env: Mapping[str, str], clock: Clock, bus: EventBus,
-                 agent_override: AgentConfig | None = None) -> None:
+                 agent_override: AgentConfig | None = None,
+                 turn_runner: TurnRunner | None = None,
+                 executor: ExecutorFactory[Outcome] | None = None) -> None:
         self.paths = paths
         self.config = config
         self.settings = settings
@@ -154,6 +157,11 @@ class Mill:
         self.clock = clock
         self.bus = bus
         self.agent_override = agent_override
+        self.turn_runner = turn_runner or default_turn_runner()
+        """Runs each agent turn (the real runner; tests hand an in-process one)."""
+        self.executor_factory: ExecutorFactory[Outcome] = executor or ThreadExecutor
+        """Where the task workers run (threads of this process by default)."""
+        self._executor: Executor[Outcome] | None = None
         self.run_id = secrets.token_hex(4)
         self.actor = f"{MILL_PREFIX}{self.run_id}"
         base_env = git_env(env)
@@ -207,13 +215,19 @@ class Mill:
                 self.stop.set()
                 self.bus.emit("stopping", signal=name, grace=self.settings.grace)
             elif not self.kill_now.is_set():
-                self.abort.set()
+                self._cancel()
                 self.kill_now.set()
                 self.bus.emit("stopping_now", signal=name)
         if (self._deadline is not None and not self.abort.is_set()
                 and self.clock.monotonic() >= self._deadline):
-            self.abort.set()
+            self._cancel()
             self.bus.emit("grace_over", grace=self.settings.grace)
+
+    def _cancel(self) -> None:
+        """Cut the turns and checks still running (through the executor, when it runs)."""
+        if self._executor is not None:
+            self._executor.cancel()
+        self.abort.set()
 
     def _stop_pending(self) -> bool:
         return self._signals_seen < len(self._signals) or (
@@ -407,7 +421,8 @@ class Mill:
                 stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
                 project_checks=list(self.config.checks), parent_env=self.env,
                 check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
-                homes_dir=self.paths.run.homes, agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
+                homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
+                agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
                 sandbox=sandbox_info)
             self.capability = CapabilityServer(
@@ -573,86 +588,78 @@ class Mill:
 
     def _loop(self, ledger: Ledger, ctx: WorkerContext, resumed: set[str],
               summary: RunSummary) -> None:
-        done: queue.Queue[Outcome | None] = queue.Queue()
-        # a task that lands wakes the scheduler at once (None: a wake-up, not an outcome),
-        # not only when its worker is done cleaning its worktree
         anchorer = self.anchorer
-
-        def landed(_task_id: str) -> None:
-            if anchorer is not None:
-                anchorer.request()  # one anchor per landing, written off the landing's path
-            done.put(None)
-
-        ctx.on_landed = landed
         in_flight: set[str] = set()
         skip: set[str] = set()
         self._skip_agentless(ledger, skip)
         dispatched = 0
-        with ThreadPoolExecutor(max_workers=self.settings.workers,
-                                thread_name_prefix="taskmill-worker") as pool:
+        with self.executor_factory(self.settings.workers, self.abort) as executor:
+            self._executor = executor
+
+            # a task that lands wakes the scheduler at once, not only when its worker is
+            # done cleaning its worktree
+            def landed(_task_id: str) -> None:
+                if anchorer is not None:
+                    anchorer.request()  # one anchor per landing, written off the landing's path
+                executor.notify()
+
+            ctx.on_landed = landed
 
             def submit(task: Task, lap: int, resumed: bool = False) -> None:
-                def work() -> None:
-                    try:
-                        outcome = TaskWorker(ctx, task, lap, resumed=resumed).run()
-                    except BaseException as exc:  # never leave the scheduler waiting
-                        outcome = Outcome(task.id, task.title, "error", reason=(
-                            f"taskmill error (not the task's fault): {exc!r}; the next "
-                            "`taskmill run` retries it"))
-                    done.put(outcome)
+                def failed(exc: BaseException) -> Outcome:
+                    return Outcome(task.id, task.title, TaskOutcome.ERROR, reason=(
+                        f"taskmill error (not the task's fault): {exc!r}; the next "
+                        "`taskmill run` retries it"))
 
                 in_flight.add(task.id)
                 skip.add(task.id)
-                self.bus.emit("dispatched", task=task.id, title=task.title, lap=lap,
+                self.bus.emit(MillEvent.DISPATCHED, task=task.id, title=task.title, lap=lap,
                               in_flight=len(in_flight))
-                pool.submit(work)
+                def work() -> Outcome:  # the worker (and its ledger) lives on its thread
+                    return TaskWorker(ctx, task, lap, resumed=resumed).run()
 
-            self._take_signals()
-            for task_id in sorted(resumed):
-                if self.stop.is_set() or (self.settings.only
-                                          and task_id not in self.settings.only):
-                    continue
-                submit(ledger.get(task_id), self._lap_for(ledger, task_id, True), True)
-            was_paused = False
-            while True:
-                self._take_signals()
-                paused = self.paused()
-                if paused != was_paused:
-                    self.bus.emit("paused" if paused else "resumed")
-                    was_paused = paused
-                while (not paused and not self.stop.is_set()
-                       and len(in_flight) < self.settings.workers
-                       and (self.settings.max_tasks is None or dispatched < self.settings.max_tasks)):
-                    claimed = self._claim_next(ledger, skip)
-                    if claimed is None:
-                        break
-                    dispatched += 1
-                    submit(claimed, self._lap_for(ledger, claimed.id, False))
-                if not in_flight and not (paused and not self.stop.is_set()):
-                    break
-                outcome = self._next_outcome(done, 0.5)
-                if outcome is None:
-                    continue
-                in_flight.discard(outcome.task_id)
-                if outcome.outcome != "error":  # left for the next run to retry
-                    skip.discard(outcome.task_id)
-                summary.outcomes.append(outcome)
-                self.bus.emit("task_finished", task=outcome.task_id, outcome=outcome.outcome,
-                              iterations=outcome.iterations, in_flight=len(in_flight))
+                executor.submit(task.id, work, failed)
 
-    def _next_outcome(self, done: queue.Queue[Outcome | None], seconds: float) -> Outcome | None:
-        """The next finished task, or None after ``seconds`` (a wake-up, or a stop request:
-        those are looked at every 0.1 s, so that a Ctrl-C is answered at once)."""
-        # a finishing worker wakes us at once; the timeout only notices outside changes
-        # (new or unblocked tasks, pause and resume)
-        for _ in range(max(1, round(seconds / 0.1))):
             try:
-                return done.get(timeout=0.1)
-            except queue.Empty:
-                pass
-            if self._stop_pending():
-                break
-        return None
+                self._take_signals()
+                for task_id in sorted(resumed):
+                    if self.stop.is_set() or (self.settings.only
+                                              and task_id not in self.settings.only):
+                        continue
+                    submit(ledger.get(task_id), self._lap_for(ledger, task_id, True), True)
+                was_paused = False
+                while True:
+                    self._take_signals()
+                    paused = self.paused()
+                    if paused != was_paused:
+                        self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
+                        was_paused = paused
+                    while (not paused and not self.stop.is_set()
+                           and len(in_flight) < self.settings.workers
+                           and (self.settings.max_tasks is None
+                                or dispatched < self.settings.max_tasks)):
+                        claimed = self._claim_next(ledger, skip)
+                        if claimed is None:
+                            break
+                        dispatched += 1
+                        submit(claimed, self._lap_for(ledger, claimed.id, False))
+                    if not in_flight and not (paused and not self.stop.is_set()):
+                        break
+                    # a finishing worker (or a landing) wakes us at once; the timeout only
+                    # notices outside changes (new or unblocked tasks, pause and resume), and
+                    # a stop request is looked at every 0.1 s, so a Ctrl-C is answered at once
+                    outcome = executor.wait_any(0.5, until=self._stop_pending)
+                    if outcome is None:
+                        continue
+                    in_flight.discard(outcome.task_id)
+                    if outcome.outcome != TaskOutcome.ERROR:  # left for the next run to retry
+                        skip.discard(outcome.task_id)
+                    summary.outcomes.append(outcome)
+                    self.bus.emit(MillEvent.TASK_FINISHED, task=outcome.task_id,
+                                  outcome=outcome.outcome, iterations=outcome.iterations,
+                                  in_flight=len(in_flight))
+            finally:
+                self._executor = None
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""

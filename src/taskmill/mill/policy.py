@@ -182,6 +182,8 @@ class AcquireWorkspace(Action):
 
     fresh: bool
     """Start the branch over from the target (a first lap, not resumed)."""
+    read_head: bool = False
+    """Say which commit the branch is on (a resumed task may have passed there)."""
 
 
 @dataclass(frozen=True)
@@ -293,8 +295,8 @@ class CommandsChecked(Result):
 
 @dataclass(frozen=True)
 class WorkspaceAcquired(Result):
-    head: str
-    """The commit the branch is on."""
+    head: str = ""
+    """The commit the branch is on (when asked)."""
 
 
 @dataclass(frozen=True)
@@ -392,7 +394,8 @@ class TaskPolicy:
         if isinstance(result, CommandsChecked):
             if result.problem:  # a check that cannot run would only burn agent turns
                 return Block(result.problem)
-            return AcquireWorkspace(fresh=not self.resumed and self.lap == 1)
+            return AcquireWorkspace(fresh=not self.resumed and self.lap == 1,
+                                    read_head=self.resumed)
         if isinstance(result, WorkspaceAcquired):
             return self._acquired(result)
         if isinstance(result, Reviewed):

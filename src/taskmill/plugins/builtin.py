@@ -30,7 +30,7 @@ def register_stores(register: Register) -> None:
 
 @hookimpl(tryfirst=True)
 def register_executors(register: Register) -> None:
-    register("threads", "concurrent.futures:ThreadPoolExecutor")
+    register("threads", "taskmill.mill.executor_threads:ThreadExecutor")
 
 
 @hookimpl(tryfirst=True)

@@ -1,0 +1,316 @@
+"""The activities of a task's workflow: what the mill *does* for one task (git, agent turns,
+checks, the merge queue), each returning a :mod:`.policy` result and deciding nothing.
+
+:class:`TaskActivities` holds what they share for one task in one run (its worktree, the
+attempt in flight); the worker (:mod:`.worker`) calls one per action of the policy. The
+records they and the worker write are in :mod:`.records`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..agents.base import TurnRequest
+from ..capability import SOCKET_ENV
+from ..kinds import LandOutcome, LedgerEvent, MillEvent
+from ..ledger import Ledger
+from ..model import Task
+from ..paths import RUN_DIR, RunFiles
+from ..proxy.turn import proxy_usage, through_proxy
+from ..sandbox import Mounts
+from .check_env import EXIT_NOT_FOUND, not_found_in_output, not_found_message
+from .checks import ChecksResult, run_checks
+from .context import WorkerContext
+from .git import Git
+from .land import LandResult
+from .policy import (
+    AgentReady,
+    ChecksDone,
+    CommandsChecked,
+    Failure,
+    LandDone,
+    LandingFound,
+    Paused,
+    Reviewed,
+    TurnDone,
+    WorkspaceAcquired,
+)
+from .prompt import PromptContext, build_prompt
+from .records import Attempt, TaskRecords, unchecked_reason
+from .worktrees import Workspace
+
+
+class TaskActivities:
+    """The activities of one task in one run."""
+
+    def __init__(self, ctx: WorkerContext, task: Task, lap: int, ledger: Ledger,
+                 records: TaskRecords) -> None:
+        self.ctx = ctx
+        self.task = task
+        self.lap = lap
+        self.ledger = ledger
+        self.records = records
+        self.progress_file = RunFiles(ctx.ledger_dir / RUN_DIR).progress(task.id)
+        self.ws: Workspace | None = None
+        self.attempt: Attempt | None = None
+        """The attempt in flight (started by :meth:`run_turn`)."""
+        self.unverified = False
+        """The attempt passed without checks (there are none, allowed by allow_unchecked)."""
+        self.landing: LandResult | None = None
+        """What the merge queue said last."""
+
+    # -- before the first turn -------------------------------------------------------------
+
+    def find_landing(self) -> LandingFound:
+        """A task taken over from a run that died may have landed before it was closed (of
+        this lap only: a reopened task's earlier landing is not its new work)."""
+        return LandingFound(self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id,
+                                                     lap=self.lap))
+
+    def check_commands(self) -> CommandsChecked:
+        """Why the task's checks (or the project's, run by the merge queue) cannot run: a
+        command that does not exist. Also warns, once per run, about the checks' Python."""
+        guard = self.ctx.check_guard
+        if guard is None:
+            return CommandsChecked(None)
+        own = list(self.task.checks or [])
+        project = list(self.ctx.project_checks)
+        for warning in guard.new_warnings(own):
+            self.ctx.bus.emit(MillEvent.WARNING, task=self.task.id, about="editable_install",
+                              message=warning)
+        if not own and not project and not self.ctx.settings.allow_unchecked:
+            return CommandsChecked(unchecked_reason(self.task.id))
+        problems = guard.problems(own)
+        if problems:
+            return CommandsChecked(f"{problems[0]}. {self.fix_hint(project=False)}")
+        problems = guard.problems(project)
+        if problems:
+            return CommandsChecked(f"{problems[0]}. {self.fix_hint(project=True)}")
+        return CommandsChecked(None)
+
+    def acquire_workspace(self, base: str, *, fresh: bool, read_head: bool) -> WorkspaceAcquired:
+        ws = self.ws = self.ctx.pool.acquire(self.task.id, base, fresh=fresh)
+        self.ctx.bus.emit(MillEvent.WORKSPACE, task=self.task.id, path=str(ws.path),
+                          branch=ws.branch, resumed=ws.resumed)
+        return WorkspaceAcquired(ws.git.out("rev-parse", "HEAD") if read_head else "")
+
+    def release(self, *, landed: bool) -> None:
+        if self.ws is None:
+            return
+        try:
+            self.ctx.pool.release(self.ws, delete_branch=landed)
+        except Exception as exc:
+            self.ctx.bus.emit(MillEvent.WARNING, task=self.task.id,
+                              message=f"could not clean worktree: {exc}")
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def review(self) -> Reviewed:
+        stopping = self.ctx.stop.is_set()
+        return Reviewed(self.records.history(), stopping)
+
+    def await_agent(self) -> AgentReady:
+        config, _ = self.ctx.agents(self.task)
+        self.ctx.gate.wait(config.name, self.ctx.stop)
+        return AgentReady(self.ctx.stop.is_set())
+
+    def pause_agent(self, retry_after_s: float | None) -> Paused:
+        config, _ = self.ctx.agents(self.task)
+        return Paused(self.ctx.gate.pause(config.name, retry_after_s,
+                                          self.ctx.settings.rate_limit_backoff))
+
+    def run_turn(self, iteration: int, failure: Failure | None) -> TurnDone:
+        """Start an attempt, run the agent's turn, commit what it left on the task's branch."""
+        ws = self.ws
+        assert ws is not None
+        config, adapter = self.ctx.agents(self.task)
+        checks = self.task.checks or self.ctx.project_checks
+        task = self.ledger.show(self.task.id)
+        # a check, or the merge queue's checks, may have broken the slot's .git
+        self._settle(ws, ws.base)
+        start, before = ws.git.out("rev-parse", "HEAD", "HEAD^{tree}").split()
+        attempt = self.attempt = self.records.start_attempt(iteration, config.name,
+                                                            config.model, self._log_dir())
+        request = self._request(task, ws, iteration, checks, failure, attempt.log_path)
+        self.ctx.bus.emit(MillEvent.TURN_STARTED, task=task.id, iteration=iteration,
+                          agent=config.name, attempt=attempt.id)
+        turn = through_proxy(self.ctx.proxy, config, adapter, request)
+        try:
+            result = self.ctx.turn_runner(
+                turn.adapter, turn.config, turn.request, cancel=self.ctx.abort,
+                kill_now=self.ctx.kill_now, containment=self.ctx.containment,
+                mounts=self._mounts(ws, turn.request))
+        finally:  # the turn is over: so are its capability and its way to the model
+            if request.capability_socket is not None and self.ctx.capability is not None:
+                self.ctx.capability.unregister(request.capability_socket)
+            counted = (self.ctx.proxy.unregister(turn.route.token)
+                       if turn.route is not None and self.ctx.proxy is not None else None)
+        attempt.result = result
+        if counted is not None and self.ctx.proxy is not None:
+            attempt.usage_detail = proxy_usage(result.usage, counted, self.ctx.proxy.prices)
+        usage = result.usage
+        if result.cancelled or usage.rate_limited:
+            return TurnDone(ok=False, cancelled=result.cancelled, exit_code=result.exit_code,
+                            timed_out=result.timed_out, rate_limited=usage.rate_limited,
+                            retry_after_s=usage.retry_after_s, error=usage.error)
+        self.ctx.gate.succeeded(config.name)
+        # the agent may have broken the slot's .git or moved it off its branch: repaired
+        # first (its work stays), then committed through git bound to the slot
+        self._settle(ws, start)
+        wt = ws.git
+        wt.commit_all(f"taskmill: {task.id} iteration {iteration}\n\n{task.title}\n")
+        head, after, *parents = wt.out("rev-parse", "HEAD", "HEAD^{tree}", "HEAD^@").split()
+        restarted = None
+        if head != start and start not in parents \
+                and not self.ctx.pool.shares_history(head, ws.base):
+            restarted = self.ctx.pool.restart_branch(ws, self.ctx.queue.tip(), task.id)
+            self.records.recovered(restarted, LedgerEvent.BRANCH_RESTARTED)
+            start = head = ws.base  # the turn's work is not on the branch
+            after = wt.out("rev-parse", "HEAD^{tree}")
+        changed = after != before
+        # the attempt's commit is one it made (taskmill's or the agent's own) on the
+        # task's branch, never the commit it started from (the target's, or another's)
+        attempt.commit = head if head != start else None
+        attempt.head = head
+        attempt.detail = {"changed": changed, "exit_code": result.exit_code,
+                          "timed_out": result.timed_out,
+                          "duration_s": round(result.duration_s, 3), "start": start,
+                          "head": head}
+        if self.ctx.sandbox:
+            attempt.detail["sandbox"] = self.ctx.sandbox
+        if usage.error:
+            attempt.detail["agent_error"] = usage.error
+        if result.limit_hit:  # the line is in usage.error (the failure the agent gets)
+            attempt.detail["limit_hit"] = result.limit_hit
+        return TurnDone(ok=result.ok, timed_out=result.timed_out, exit_code=result.exit_code,
+                        error=usage.error, changed=changed, restarted=restarted)
+
+    def run_checks(self, *, conflict_markers: bool) -> ChecksDone:
+        """Run the task's checks (the project's when it has none) in its worktree."""
+        ws, attempt = self.ws, self.attempt
+        assert ws is not None and attempt is not None
+        checks = self.task.checks or self.ctx.project_checks
+        result = run_checks(checks, ws.path, self.ctx.check_env,
+                            timeout_s=self.ctx.settings.check_timeout,
+                            log_path=attempt.log_path.with_suffix(".checks.log"),
+                            cancel=self.ctx.abort,
+                            containment=self.ctx.containment) if checks else None
+        if result is not None:
+            attempt.detail["checks"] = result.to_json()
+        else:
+            attempt.detail["unverified"] = ("no checks: the task and the project have none, "
+                                            "so this work is not verified (allow_unchecked)")
+        self.unverified = result is None
+        if result is not None and result.cancelled:
+            return ChecksDone(ok=False, cancelled=True)
+        markers = self._conflict_markers(ws.git) if conflict_markers else ""
+        if result is None:
+            return ChecksDone(ran=False, conflict_markers=markers)
+        return ChecksDone(ok=result.ok, failure_text="" if result.ok else result.failure_text(),
+                          not_found=None if result.ok else self.not_found(
+                              result, project=not self.task.checks),
+                          conflict_markers=markers)
+
+    def land(self) -> LandDone:
+        """Hand the branch to the merge queue."""
+        assert self.ws is not None
+        self.ctx.bus.emit(MillEvent.MERGE_QUEUED, task=self.task.id)
+        result = self.landing = self.ctx.queue.land(self.task, self.ws, lap=self.lap,
+                                                    attempt_log=self._log_dir() / "merge.log")
+        outcome = LandOutcome(result.outcome)
+        landed = outcome in (LandOutcome.LANDED, LandOutcome.ALREADY_LANDED)
+        if landed and result.checkout_note:
+            self.ctx.bus.emit(MillEvent.CHECKOUT_NOT_MOVED, task=self.task.id,
+                              message=result.checkout_note)
+        if landed or outcome == LandOutcome.SATISFIED:
+            return LandDone(outcome, result.commit)
+        return LandDone(outcome, result.commit, result.detail,
+                        not_found=self.not_found(result.checks, project=True),
+                        cut=self.ctx.abort.is_set())
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def fix_hint(self, *, project: bool) -> str:
+        reopen = f"taskmill update {self.task.id} --status open"
+        if project:
+            return ("Fix [checks] commands in .taskmill/config.toml (the project's checks), "
+                    f"then: {reopen}")
+        return (f"Fix the task's checks: taskmill update {self.task.id} --check 'COMMAND' "
+                "(repeat --check for each), then: " + reopen)
+
+    def not_found(self, checks: ChecksResult | None, *, project: bool) -> str | None:
+        """The block reason when a check exited 127 because bash found no such command."""
+        for run in checks.runs if checks else []:
+            name = not_found_in_output(run.output) if run.exit_code == EXIT_NOT_FOUND else None
+            if name:
+                return (f"{not_found_message(name, run.command, self.ctx.check_env)} "
+                        f"(exit 127). {self.fix_hint(project=project)}")
+        return None
+
+    @staticmethod
+    def _conflict_markers(wt: Git) -> str:
+        proc = wt.run("grep", "-l", "-E", "^(<<<<<<<|>>>>>>>) ", check=False)
+        return ", ".join(proc.stdout.split()) if proc.returncode == 0 else ""
+
+    def _log_dir(self) -> Path:
+        folder = self.ctx.logs_dir / self.task.id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _settle(self, ws: Workspace, fallback: str) -> None:
+        """Make the slot a proper worktree on the task's branch again (see
+        :meth:`WorktreePool.settle` and :meth:`WorktreePool.recover_branch`)."""
+        self.ctx.pool.settle(ws)
+        what = self.ctx.pool.recover_branch(ws, fallback)
+        if what is not None:
+            self.records.recovered(what, LedgerEvent.BRANCH_RECOVERED)
+
+    def _mounts(self, ws: Workspace, request: TurnRequest) -> Mounts | None:
+        """What the turn sees in the sandbox: its worktree, the agent's HOME, the turn's
+        state directory and the task's progress notes writable (the notes file is created
+        so that it can be shown alone)."""
+        if self.ctx.containment is None or self.ctx.containment.sandbox is None:
+            return None
+        self.progress_file.touch()
+        return Mounts.for_worktree(
+            ws.path, admin=ws.admin,
+            writable=(request.home, request.state_dir, self.progress_file),
+            proxy_port=request.proxy_port, proxy_socket=request.proxy_socket,
+            capability_socket=request.capability_socket)
+
+    def _request(self, task: Task, ws: Workspace, iteration: int, checks: list[str],
+                 failure: Failure | None, log_path: Path) -> TurnRequest:
+        self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+        notes = self.progress_file.read_text(encoding="utf-8") if self.progress_file.exists() else ""
+        prompt = build_prompt(task, PromptContext(
+            iteration=iteration, max_iterations=self.ctx.settings.max_iterations,
+            failure=failure[1] if failure else None, failure_kind=failure[0] if failure else None,
+            progress_notes=notes, progress_file=str(self.progress_file), checks=tuple(checks)))
+        state = log_path.parent / f"{log_path.stem}.state"
+        state.mkdir(parents=True, exist_ok=True)
+        config, _ = self.ctx.agents(task)
+        home = self.ctx.homes_dir / config.name
+        home.mkdir(parents=True, exist_ok=True)
+        env = {
+            "TASKMILL_TASK_ID": task.id,
+            "TASKMILL_TASK_TITLE": task.title,
+            "TASKMILL_ITERATION": str(iteration),
+            "TASKMILL_WORKTREE": str(ws.path),
+            "TASKMILL_ACTOR": f"agent:{config.name}/{task.id}",
+            "TASKMILL_PROGRESS_FILE": str(self.progress_file),
+            # how a later run finds this agent, should this run be killed (engine.py)
+            "TASKMILL_RUN_ID": self.ctx.run_id,
+            **self.ctx.agent_git_env,
+        }
+        socket_path = None
+        if self.ctx.capability is not None:  # the ledger only through the mill's socket
+            socket_path = self.ctx.capability.register(task.id, config.name)
+            env[SOCKET_ENV] = str(socket_path)
+        else:
+            env["TASKMILL_DIR"] = str(self.ctx.ledger_dir)
+        return TurnRequest(
+            task_id=task.id, title=task.title, iteration=iteration, prompt=prompt,
+            worktree=ws.path, home=home, state_dir=state, prompt_file=state / "prompt.md",
+            usage_file=state / "usage.json", log_path=log_path,
+            parent_env=self.ctx.parent_env, taskmill_env=env,
+            timeout_s=self.ctx.settings.turn_timeout, capability_socket=socket_path)
