@@ -1,8 +1,9 @@
 """``taskmill run``: claim ready work, hand it to workers, dispatch what becomes ready at once.
 
-The scheduler runs in the calling thread; each claimed task runs in a worker thread (see
-:mod:`.worker`), and a worker that finishes wakes the scheduler through a queue, so a
-dependent task starts as soon as its blocker lands (no polling interval). Among ready tasks
+The scheduler runs in the calling thread; each claimed task's worker (see :mod:`.worker`)
+runs on the run's :class:`~.executor.Executor` (threads of this process by default), and a
+worker that finishes, or a task that lands, wakes the scheduler at once, so a dependent
+task starts as soon as its blocker lands (no polling interval). Among ready tasks
 of equal priority the one with the longest chain of work waiting on it goes first.
 
 Stopping: :meth:`Mill.signal` (the CLI's SIGINT/SIGTERM/SIGHUP handler) asks the run to
