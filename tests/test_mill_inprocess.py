@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ from taskmill.agents.base import AgentConfig
 from taskmill.clock import FixedClock
 from taskmill.mill.engine import Mill, RunSummary
 from taskmill.mill.events import EventBus
+from taskmill.mill.executor_threads import ThreadExecutor
 from taskmill.mill.settings import RunSettings
+from taskmill.mill.worker import Outcome
 from taskmill.project import open_project
 from taskmill.testing.turns import FakeTurn, Reply, ScriptedTurns, Step, rate_limited, write
 
@@ -28,6 +30,7 @@ class InProcess:
     def __init__(self, repo: MillRepo, turns: ScriptedTurns, **settings: Any) -> None:
         self.repo = repo
         self.turns = turns
+        self.executor: Any = None
         self.clock = FixedClock(step=0.001)
         self.events: list[dict[str, Any]] = []
         self.settings = settings
@@ -40,7 +43,8 @@ class InProcess:
             bus = EventBus(self.clock)
             bus.subscribe(self.events.append)
             mill = Mill(project.paths, project.config, settings, env=env, clock=self.clock,
-                        bus=bus, agent_override=FAKE_AGENT, turn_runner=self.turns)
+                        bus=bus, agent_override=FAKE_AGENT, turn_runner=self.turns,
+                        executor=self.executor)
             return mill.run()
 
     def of(self, kind: str, task: str | None = None) -> list[dict[str, Any]]:
@@ -99,8 +103,19 @@ def test_a_task_is_blocked_after_its_iterations_and_by_the_no_change_breaker(
                         max_iterations=2)
     repo.create("tm-n", checks=['echo "not yet $(cat n.txt)"; exit 1'])
     repo.create("tm-idle", checks=["test -f never.txt"])
+    submitted: list[str] = []
+
+    class Recording(ThreadExecutor[Outcome]):  # a second executor is one class
+        def submit(self, key: str, work: Callable[[], Outcome],
+                   on_error: Callable[[BaseException], Outcome]) -> None:
+            submitted.append(key)
+            super().submit(key, work, on_error)
+
+    inproc.executor = Recording
 
     summary = inproc.run()
+
+    assert sorted(submitted) == ["tm-idle", "tm-n"]
 
     assert summary.exit_code == 1
     assert {o.task_id: o.outcome for o in summary.outcomes} == {"tm-n": "blocked",
