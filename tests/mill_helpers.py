@@ -236,7 +236,7 @@ class MillRepo:
         return self.ledger.attempts(task_id)
 
     def all_attempts(self) -> list[dict[str, Any]]:
-        rows = self.ledger.conn.execute(
+        rows = self.ledger.store.conn.execute(
             "SELECT task_id, iteration, outcome, run_id, lap FROM attempts ORDER BY id").fetchall()
         return [dict(zip(("task_id", "iteration", "outcome", "run_id", "lap"), r, strict=True))
                 for r in rows]

@@ -71,7 +71,7 @@ def test_every_change_is_one_chained_event(filled: Ledger) -> None:
     assert report.ok and report.events == 8 and report.first_bad_seq is None
     assert report.head == events[-1].hash
     # the hash is sha256(prev + canonical event), recomputable by anyone
-    row = filled.conn.execute(
+    row = filled.store.conn.execute(
         "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events WHERE seq = 5"
     ).fetchone()
     assert chain_hash(row[6], canonical(*row[:6])) == row[7]
@@ -105,7 +105,7 @@ def test_a_modified_event_is_named(filled: Ledger, db_path: Path, column: str,
 
 def test_a_modified_event_with_a_recomputed_hash_breaks_the_next_link(
         filled: Ledger, db_path: Path) -> None:
-    row = filled.conn.execute(
+    row = filled.store.conn.execute(
         "SELECT seq, ts, actor, task_id, kind, prev_hash FROM events WHERE seq = 3").fetchone()
     forged = '{"depends_on":"tm-forged","type":"blocks"}'
     digest = chain_hash(row[5], canonical(row[0], row[1], row[2], row[3], row[4], forged))

@@ -23,6 +23,7 @@ from mill_helpers import MillRepo, agent_script
 from taskmill.audit import GENESIS, canonical, chain_hash
 from taskmill.audit import verify as chain_only_verify
 from taskmill.audit_anchor import AUDIT_REF, EMPTY_TREE
+from taskmill.ledger.sqlite import SqliteStore
 
 Cli = Callable[..., CliResult]
 
@@ -68,11 +69,11 @@ class Repo:
 
     def chain_only_ok(self) -> bool:
         """What ``taskmill verify`` checked before anchors and replay."""
-        conn = sqlite3.connect(self.db)
+        store = SqliteStore(sqlite3.connect(self.db))
         try:
-            return chain_only_verify(conn).ok
+            return chain_only_verify(store.event_rows(), store.audit_head()).ok
         finally:
-            conn.close()
+            store.close()
 
     def task_id(self, title: str) -> str:
         conn = sqlite3.connect(self.db)
@@ -227,7 +228,7 @@ def test_a_mill_run_anchors_at_landings_and_verify_is_clean(tmp_path: Path) -> N
     assert len(anchored) <= 3 + 1  # at most one per landing, and the run's last one
     kinds = [e["event"] for e in result.events]
     assert kinds.index("audit_anchored") < kinds.index("run_finished")
-    head_seq = repo.ledger.conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    head_seq = repo.ledger.store.conn.execute("SELECT max(seq) FROM events").fetchone()[0]
     assert anchored[-1]["seq"] == head_seq  # the end of the run is anchored
     proc = repo.cli("verify", "--json")
     data = json.loads(proc.stdout)

@@ -37,7 +37,7 @@ def _by_id(lines: list[str]) -> list[str]:
 
 
 def _counts(ledger: Ledger) -> tuple[int, ...]:
-    conn = ledger.conn
+    conn = ledger.store.conn
     return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                  for t in ("tasks", "labels", "deps", "comments", "events", "plan_keys"))
 
@@ -148,7 +148,7 @@ def test_unknown_statuses_and_fields_are_kept() -> None:
     assert hooked.id not in {t.id for t in ledger.ready()}
     record = next(json.loads(line) for line in _export(ledger) if '"bd-mol-bzx"' in line[:20])
     assert record["await_type"] == "gh:run" and record["timeout"] == 1800000000000
-    dep_types = {r[0] for r in ledger.conn.execute("SELECT DISTINCT type FROM deps")}
+    dep_types = {r[0] for r in ledger.store.conn.execute("SELECT DISTINCT type FROM deps")}
     assert {"tracks", "blocked-by", "parent-child", "blocks"} <= dep_types
 
 

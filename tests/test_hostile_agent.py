@@ -185,7 +185,7 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
     agent.chmod(0o755)
     repo.create("tm-h", "do the feature", checks=["test -f feature.txt"])
     before_home, before_slot = _snapshot(home), _snapshot(other_slot)
-    db_rows = repo.ledger.conn.execute("SELECT id, status FROM tasks").fetchall()
+    db_rows = repo.ledger.store.conn.execute("SELECT id, status FROM tasks").fetchall()
     repo.ledger.close_db()
 
     events = tmp_path / "events.ndjson"
@@ -225,7 +225,7 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
     assert (repo.root / "notes-secret.txt").read_text() == CHECKOUT_SECRET
     assert listener.connections == 0
     assert repo.git("log", "--format=%s", "main").count("sneaky") == 0
-    rows = dict(repo.ledger.conn.execute("SELECT id, status FROM tasks").fetchall())
+    rows = dict(repo.ledger.store.conn.execute("SELECT id, status FROM tasks").fetchall())
     assert rows == {tid: "closed" for tid, _ in db_rows}
     repo.verify_ok()
     # the setsid daemon died with the turn: it never wrote its late file

@@ -30,7 +30,7 @@ Cli = Callable[..., CliResult]
 
 
 def counts(ledger: Ledger) -> tuple[int, ...]:
-    return tuple(ledger.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return tuple(ledger.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                  for table in ("tasks", "deps", "labels", "comments", "events"))
 
 
@@ -185,12 +185,12 @@ def test_list_and_show_escape_what_is_stored(cli: Cli, taskmill_repo: Path,
     repo = taskmill_repo
     tid = cli("create", "placeholder", "--json", cwd=repo).ok().json()["id"]
     with Ledger.open(repo / ".taskmill" / "taskmill.db", prefix="tm") as led:
-        led.conn.execute("UPDATE tasks SET title = ?, description = ?, assignee = ? WHERE id = ?",
+        led.store.conn.execute("UPDATE tasks SET title = ?, description = ?, assignee = ? WHERE id = ?",
                          ("\x1b[2J\x1b[31mred\x00 [bold]x[/bold]", "line 1\nline 2\x1b[0m\r",
                           "bob\x1b[8m", tid))
-        led.conn.execute("INSERT INTO comments (task_id, author, text, created_at)"
+        led.store.conn.execute("INSERT INTO comments (task_id, author, text, created_at)"
                          " VALUES (?, 'eve\x1b[1m', 'hi\x1b]8;;http://x\x07', 't')", (tid,))
-        led.conn.execute("INSERT INTO labels (task_id, label) VALUES (?, 'l\x1b')", (tid,))
+        led.store.conn.execute("INSERT INTO labels (task_id, label) VALUES (?, 'l\x1b')", (tid,))
     for args in (["list"], ["show", tid], ["ready"], ["update", tid, "-p", "1"],
                  ["label", "add", tid, "other"], ["close", tid], ["reopen", tid]):
         out = cli(*args, cwd=repo).ok().stdout

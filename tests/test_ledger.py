@@ -25,7 +25,7 @@ def ids(tasks: list) -> list[str]:  # type: ignore[type-arg]
 
 
 def counts(ledger: Ledger) -> tuple[int, int, int, int, int]:
-    return tuple(ledger.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[return-value]
+    return tuple(ledger.store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[return-value]
                  for table in ("tasks", "deps", "labels", "comments", "events"))
 
 
@@ -114,7 +114,7 @@ def test_list_filters(ledger: Ledger) -> None:
     with pytest.raises(NotFound):
         ledger.list_tasks(parent="tm-missing")
     # tombstoned records (from imports) are hidden unless asked for
-    ledger.conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = ?", (bug.id,))
+    ledger.store.conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = ?", (bug.id,))
     assert bug.id not in ids(ledger.list_tasks())
     assert bug.id in ids(ledger.list_tasks(include_hidden=True))
 
@@ -477,7 +477,7 @@ def test_cycles_are_refused(ledger: Ledger) -> None:
 def test_cycles_from_imported_data_are_reported(ledger: Ledger) -> None:
     a = ledger.create("a")
     b = ledger.create("b", after=[a.id])
-    ledger.conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES (?, ?, 'blocks')",
+    ledger.store.conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES (?, ?, 'blocks')",
                         (a.id, b.id))
     (cycle,) = ledger.cycles()
     assert cycle[0] == cycle[-1] and set(cycle) == {a.id, b.id}

@@ -72,10 +72,10 @@ def _assert_clean_end_state(repo: MillRepo, ids: list[str], workers: int) -> Non
         assert repo.git("show", f"main:log-{tid}.txt") == f"{tid}\n"
     for tid in ids:
         assert repo.git("show", f"main:out-{tid}.txt") == f"{tid}\n"
-    rows = repo.ledger.conn.execute(
+    rows = repo.ledger.store.conn.execute(
         "SELECT count(*) FROM tasks WHERE status != 'closed'").fetchone()
     assert rows[0] == 0
-    unfinished = repo.ledger.conn.execute(
+    unfinished = repo.ledger.store.conn.execute(
         "SELECT count(*) FROM attempts WHERE outcome IS NULL OR ended_at IS NULL").fetchone()
     assert unfinished[0] == 0
     repo.verify_ok()
@@ -361,7 +361,7 @@ def _assert_clean_end_state_shared(repo: MillRepo, ids: list[str]) -> None:
     repo.assert_all_landed_once(ids)
     final = repo.git("show", "main:shared.txt")
     assert all(f"by {tid}" in final for tid in ids), final
-    assert repo.ledger.conn.execute(
+    assert repo.ledger.store.conn.execute(
         "SELECT count(*) FROM attempts WHERE outcome IS NULL").fetchone()[0] == 0
     repo.verify_ok()
     assert repo.mill_branches() == []

@@ -100,7 +100,7 @@ def _assert_resumable(repo: MillRepo, task_id: str) -> None:
     listed = json.loads(repo.cli("list", "--json").stdout)
     assert [t.get("interrupted") for t in listed if t["id"] == task_id] == [True]
     assert "interrupted" in repo.cli("show", task_id).stdout
-    blocked = repo.ledger.conn.execute(
+    blocked = repo.ledger.store.conn.execute(
         "SELECT count(*) FROM tasks WHERE status = 'blocked'").fetchone()[0]
     assert blocked == 0
     kinds = [e.kind for e in repo.ledger.events(task_id)]

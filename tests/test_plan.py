@@ -58,7 +58,7 @@ def write(tmp_path: Path, text: str, name: str = "plan.toml") -> Path:
 
 
 def counts(ledger: Ledger) -> tuple[int, ...]:
-    conn = ledger.conn
+    conn = ledger.store.conn
     return tuple(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                  for t in ("tasks", "labels", "deps", "comments", "events", "plan_keys"))
 
@@ -171,7 +171,7 @@ def test_source_is_relative_to_the_repository(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / ".taskmill" / "taskmill.db", prefix="t") as ledger:
         assert plan_source(ledger, plan) == "plans/plan.toml"
         ids = import_plan(ledger, plan)
-        rows = ledger.conn.execute("SELECT source, key, task_id FROM plan_keys").fetchall()
+        rows = ledger.store.conn.execute("SELECT source, key, task_id FROM plan_keys").fetchall()
         assert rows == [("plans/plan.toml", "a", ids["a"])]
     memory = Ledger.memory()
     assert plan_source(memory, plan) == plan.resolve().as_posix()

@@ -323,12 +323,12 @@ def do_claim_next(ledger: Ledger, model: Model) -> None:
 
 def do_create(ledger: Ledger, model: Model, status: str, priority: int,
               after: list[str], parent: str | None) -> None:
-    count = ledger.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    count = ledger.store.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
     if len(set(after)) != len(after):  # a duplicate dependency: all or nothing
         with pytest.raises(Conflict):
             ledger.create("new", status=status, priority=priority, after=after, parent=parent,
                           task_id=model.next_id())
-        assert ledger.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == count
+        assert ledger.store.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == count
         return
     task = ledger.create("new", status=status, priority=priority, after=after, parent=parent,
                          task_id=model.next_id())
@@ -372,7 +372,7 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
                       data.draw(st.lists(pick, max_size=3)),
                       data.draw(st.one_of(st.none(), pick)))
         assert_matches(ledger, model)
-    assert_incremental_equals_full(ledger.conn)
+    assert_incremental_equals_full(ledger.store.conn)
     report = ledger.verify()
     assert report.ok, report.problems
 
@@ -434,7 +434,7 @@ def test_deep_chains_propagate_both_ways(data: st.DataObject) -> None:
         # closing the head of the chain always refuses a back edge from it to the tail
         head, tail = model.order[0], model.order[-1]
         do_add_dep(ledger, model, head, tail, data.draw(st.sampled_from(GATING)))
-        assert_incremental_equals_full(ledger.conn)
+        assert_incremental_equals_full(ledger.store.conn)
     finally:
         ledger.close_db()
 
@@ -461,7 +461,7 @@ def test_recompute_all_then_incremental_match_brute_force(
     tasks, edges = graph
     ledger = new_ledger()
     model = Model()
-    conn = ledger.conn
+    conn = ledger.store.conn
     try:
         with ledger.transaction():
             for tid, status, priority in tasks:

@@ -41,7 +41,7 @@ def test_unknown_status_is_an_error_naming_the_statuses(cli: Cli, taskmill_repo:
     # statuses taskmill does not set, but imported records carry, are fine
     with pytest.raises(InvalidInput, match="no status 'weird'"):
         ledger.list_tasks(status="weird")
-    ledger.conn.execute("UPDATE tasks SET status = 'weird' WHERE id = ?",
+    ledger.store.conn.execute("UPDATE tasks SET status = 'weird' WHERE id = ?",
                         (ledger.create("imported").id,))
     assert [t.title for t in ledger.list_tasks(status="weird")] == ["imported"]
     assert ledger.list_tasks(status=["tombstone", "hooked"]) == []

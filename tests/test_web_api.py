@@ -51,7 +51,7 @@ def _attempt(led: Ledger, task_id: str, iteration: int, *, agent: str, model: st
              cost: float | None = None, commit: str | None = None, log_path: str | None = None,
              detail: dict[str, Any] | None = None) -> int:
     with led.transaction():
-        cur = led.conn.execute(
+        cur = led.store.conn.execute(
             "INSERT INTO attempts (task_id, iteration, agent, model, started_at, ended_at, outcome,"
             " input_tokens, output_tokens, cost_usd, commit_sha, log_path, detail, run_id, lap)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'run1', 1)",
@@ -95,7 +95,7 @@ def seed_project(repo: Path, *, extra_tasks: int = 0) -> Seed:
         ids["ready"] = led.create("Colour the output", priority=3, labels=["ui"]).id
         ids["gone"] = led.create("Old idea").id
         with led.transaction():  # as a Beads import leaves it (update refuses tombstone)
-            led.conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = ?", (ids["gone"],))
+            led.store.conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = ?", (ids["gone"],))
         led.comment(ids["parse"], "Use tomllib, not a hand-written parser.", author="alice")
 
         # a real commit on the task branch: the diff the dashboard shows
@@ -710,8 +710,8 @@ def test_broadcaster_notices_other_processes(seeded: Seed) -> None:
         assert [m["type"] for m in messages] == ["mill", "paused"]
         assert messages[0]["tasks"] == [seeded["merge"]] and messages[1]["paused"] is True
     finally:
-        if b._conn is not None:
-            b._conn.close()
+        if b._store is not None:
+            b._store.close()
 
 
 def _start_server(repo: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:

@@ -1,15 +1,15 @@
 """The audit trail: an append-only, hash-chained log of every change.
 
-Each event's hash is ``sha256(prev_hash + canonical JSON of the event)``; the head of the
-chain (its hash and length) is kept in ``meta`` in the same transaction. ``verify``
+Each event's hash is ``sha256(prev_hash + canonical JSON of the event)``; the store keeps the
+head of the chain (its hash and length) in the same transaction (the SQLite store's appender
+is :class:`taskmill.ledger.sqlite.events.AuditLog`). ``verify``
 recomputes the chain and names the first event that was altered or removed.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,54 +27,6 @@ def chain_hash(prev_hash: str, payload: bytes) -> str:
     import hashlib  # here, not at the top: reading commands chain no event
 
     return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
-
-
-def _head(conn: sqlite3.Connection) -> tuple[int, str]:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-    if row is None:
-        return 0, GENESIS
-    seq, digest = row[0].split(":", 1)
-    return int(seq), digest
-
-
-class AuditLog:
-    """Appends events inside the caller's write transaction."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._pending: tuple[int, str] | None = None
-
-    def begin(self) -> None:
-        self._pending = _head(self._conn)
-
-    def append(self, *, ts: str, actor: str, task_id: str | None, kind: str,
-               data: dict[str, Any]) -> None:
-        if self._pending is None:
-            self.begin()
-        assert self._pending is not None
-        last_seq, prev = self._pending
-        seq = last_seq + 1
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          default=str)
-        digest = chain_hash(prev, canonical(seq, ts, actor, task_id, kind, text))
-        self._conn.execute(
-            "INSERT INTO events (seq, ts, actor, task_id, kind, data, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, ts, actor, task_id, kind, text, prev, digest),
-        )
-        self._pending = (seq, digest)
-
-    def finish(self) -> None:
-        """Record the new head; call before the transaction commits."""
-        if self._pending is None:
-            return
-        seq, digest = self._pending
-        self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (f"{seq}:{digest}",),
-        )
-        self._pending = None
 
 
 @dataclass
@@ -114,21 +66,20 @@ EventHook = Callable[[str, str, str | None, str, str], None]
 """Called with (ts, actor, task_id, kind, data) of every event, in order."""
 
 
-def verify(conn: sqlite3.Connection, *, on_event: EventHook | None = None,
+def verify(rows: Iterable[Sequence[Any]], head: tuple[int, str], *,
+           on_event: EventHook | None = None,
            hashes_at: dict[int, str | None] | None = None) -> VerifyReport:
-    """Recompute the chain; the report names the first event altered or removed.
+    """Recompute the chain of ``rows`` (events as stored, by seq) against the recorded
+    ``head`` (seq, hash); the report names the first event altered or removed.
 
     ``on_event`` sees every event, also after a break; ``hashes_at`` (seq -> None) is filled
     with the stored hash of each of its events that exists."""
-    head_seq, head_hash = _head(conn)
+    head_seq, head_hash = head
     prev = GENESIS
     expected_seq = 1
     count = 0
     failure: tuple[list[str], int] | None = None
-    cursor = conn.execute(
-        "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events ORDER BY seq"
-    )
-    for seq, ts, actor, task_id, kind, data, prev_hash, digest in cursor:
+    for seq, ts, actor, task_id, kind, data, prev_hash, digest in rows:
         count += 1
         if on_event is not None:
             on_event(ts, actor, task_id, kind, data)
@@ -160,6 +111,6 @@ def verify(conn: sqlite3.Connection, *, on_event: EventHook | None = None,
     return VerifyReport(True, count, head_hash)
 
 
-def event_from_row(row: tuple[Any, ...]) -> Event:
+def event_from_row(row: Sequence[Any]) -> Event:
     seq, ts, actor, task_id, kind, data, prev_hash, digest = row
     return Event(seq, ts, actor, task_id, kind, json.loads(data), prev_hash, digest)

@@ -27,15 +27,18 @@ import hashlib
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .audit import GENESIS, canonical, chain_hash
 from .errors import GitError, TaskmillError
 from .mill.git import Git, git_env
+
+if TYPE_CHECKING:
+    from .ledger.store import LedgerStore
 
 AUDIT_REF = "refs/taskmill/audit"
 KEY_NAME = "audit_ed25519"
@@ -352,27 +355,24 @@ def open_store(root: Path, env: Mapping[str, str]) -> tuple[AnchorStore | None, 
         return None, f"no anchors could be read: {exc.message}"
 
 
-def anchor_ledger(conn: sqlite3.Connection, store: AnchorStore, now: str, *,
+def anchor_ledger(ledger: LedgerStore, store: AnchorStore, now: str, *,
                   sign: bool = True) -> Anchor | None:
     """Anchor the ledger's current head; None when the last anchor already records it.
 
     Only a head whose chain extends the last anchor is anchored: the events after it are
     re-hashed from the anchored hash (cheap: only those), so a rewritten or truncated log
     is refused (:class:`AuditError`) instead of being vouched for."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-    seq, head = (0, GENESIS) if row is None else (int(row[0].split(":", 1)[0]),
-                                                  row[0].split(":", 1)[1])
+    seq, head = ledger.audit_head()
     last = store.last()
     start, prev = (0, GENESIS) if last is None else (last.seq, last.head)
     if last is not None and last.seq > 0:
-        at = conn.execute("SELECT hash FROM events WHERE seq = ?", (last.seq,)).fetchone()
-        if at is None or at[0] != prev:
+        at = ledger.event_hash(last.seq)
+        if at is None or at != prev:
             raise AuditError(f"the ledger's event {last.seq} does not match anchor"
                              f" {last.number}: refusing to anchor", hint="run `taskmill verify`")
     expected = start + 1
-    for eseq, ts, actor, task_id, kind, data, prev_hash, digest in conn.execute(
-            "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events"
-            " WHERE seq > ? AND seq <= ? ORDER BY seq", (start, seq)):
+    for eseq, ts, actor, task_id, kind, data, prev_hash, digest in ledger.event_rows(start,
+                                                                                      seq):
         if (eseq != expected or prev_hash != prev
                 or chain_hash(prev, canonical(eseq, ts, actor, task_id, kind, data)) != digest):
             raise AuditError(f"event {eseq} does not extend the chain from anchor"

@@ -4,7 +4,7 @@ Every change the ledger makes writes an event saying what changed (``created`` w
 task's fields, ``updated`` with the old and new value of each field, ``claimed``, labels,
 comments, dependencies, Beads imports with the whole record). Replaying them in order gives
 what each task's row, labels, comments and dependencies must be; a row edited behind
-taskmill's back (``UPDATE tasks SET status = 'closed'``) differs from it, and each field that
+taskmill's back (a status set to ``closed`` in the database by hand) differs from it, and each field that
 differs is named.
 
 Not replayed: ``updated_at`` (bookkeeping stamped by several code paths), and the derived
@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .model import CLOSED
+
+if TYPE_CHECKING:
+    from .ledger.store import LedgerStore
 
 FIELDS = ("title", "description", "design", "acceptance_criteria", "notes", "status",
           "priority", "issue_type", "assignee", "created_at", "closed_at", "close_reason",
@@ -28,7 +30,6 @@ FIELDS = ("title", "description", "design", "acceptance_criteria", "notes", "sta
 _FIELD_SET = frozenset(FIELDS)
 _JSON = frozenset({"metadata", "checks", "hints"})
 _DEFAULTS: dict[str, Any] = {"status": "open", "priority": 2, "issue_type": "task"}
-_SQL = ("SELECT id, " + ", ".join(FIELDS) + " FROM tasks")
 
 
 def _norm(value: Any) -> Any:
@@ -171,12 +172,16 @@ class Replay:
 
     # -- comparing -------------------------------------------------------------------------
 
-    def compare(self, conn: sqlite3.Connection) -> list[Mismatch]:
+    def compare(self, store: LedgerStore) -> list[Mismatch]:
         """What the tables hold that the events do not say, field by field."""
         out: list[Mismatch] = []
         seen: set[str] = set()
-        for row in conn.execute(_SQL):
-            tid = row[0]
+        from .ledger.store import IMPORT_ROW_COLUMNS
+
+        at = [IMPORT_ROW_COLUMNS.index(f) for f in FIELDS]
+        for stored in store.task_rows():
+            tid = stored[0]
+            row = (tid, *(stored[i] for i in at))
             seen.add(tid)
             want = self.tasks.get(tid)
             if want is None:
@@ -189,15 +194,14 @@ class Replay:
                 if _norm(value) != _norm(want[key]):
                     out.append(Mismatch(tid, key, value, want[key]))
         out.extend(Mismatch(tid, "row", None, "created") for tid in self.tasks if tid not in seen)
-        out.extend(self._compare_labels(conn))
-        out.extend(self._compare_deps(conn))
-        out.extend(self._compare_comments(conn))
+        out.extend(self._compare_labels(store))
+        out.extend(self._compare_deps(store))
+        out.extend(self._compare_comments(store))
         return out
 
-    def _compare_labels(self, conn: sqlite3.Connection) -> list[Mismatch]:
+    def _compare_labels(self, store: LedgerStore) -> list[Mismatch]:
         table: dict[str, list[str]] = {}
-        for tid, label in conn.execute("SELECT task_id, label FROM labels ORDER BY task_id,"
-                                       " pos, label"):
+        for tid, label in store.label_rows():
             table.setdefault(tid, []).append(label)
         out = []
         for tid in sorted(set(table) | {t for t, v in self.labels.items() if v}):
@@ -206,21 +210,19 @@ class Replay:
                 out.append(Mismatch(tid, "labels", have, want))
         return out
 
-    def _compare_deps(self, conn: sqlite3.Connection) -> list[Mismatch]:
-        table = {(a, b, t) for a, b, t in conn.execute(
-            "SELECT issue_id, depends_on_id, type FROM deps")}
+    def _compare_deps(self, store: LedgerStore) -> list[Mismatch]:
+        table = {(a, b, t) for a, b, t, *_ in store.dep_rows()}
         out = [Mismatch(a, f"dependency on {b} ({t})", "present", None)
                for a, b, t in sorted(table - self.deps)]
         out += [Mismatch(a, f"dependency on {b} ({t})", None, "present")
                 for a, b, t in sorted(self.deps - table)]
         return out
 
-    def _compare_comments(self, conn: sqlite3.Connection) -> list[Mismatch]:
+    def _compare_comments(self, store: LedgerStore) -> list[Mismatch]:
         out: list[Mismatch] = []
         imported = {tid: Counter(c) for tid, c in self.imported_comments.items()}
         seen: set[int] = set()
-        for cid, tid, author, text in conn.execute(
-                "SELECT id, task_id, author, text FROM comments ORDER BY id"):
+        for cid, tid, author, text, *_ in store.comment_rows():
             want = self.comments.get(cid)
             seen.add(cid)
             if want == (tid, author, text):

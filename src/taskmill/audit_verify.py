@@ -5,7 +5,7 @@ Three checks, each saying what it proved and what it could not:
 1. the hash chain in the database (:func:`taskmill.audit.verify`): no event altered or
    removed, relative to the head the database records;
 2. replay (:mod:`taskmill.audit_replay`): every task's row, labels, comments and
-   dependencies are what its events say (so a direct ``UPDATE tasks`` is caught);
+   dependencies are what its events say (so a row changed behind taskmill's back is caught);
 3. the anchors (:mod:`taskmill.audit_anchor`): the database's chain holds every anchored
    ``(seq, hash)`` and extends the last anchor, whose signature is good (so a truncation, a
    consistent re-chain, a deletion of every event or a forged anchor is caught); events
@@ -15,12 +15,14 @@ Three checks, each saying what it proved and what it could not:
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audit import GENESIS, VerifyReport, verify
 from .audit_anchor import AUDIT_REF, Anchor, AnchorStore
 from .audit_replay import Replay
+
+if TYPE_CHECKING:
+    from .ledger.store import LedgerStore
 
 MAX_LISTED = 20
 """Replay differences spelled out in ``problems`` (all of them are in ``replay``)."""
@@ -28,7 +30,7 @@ MAX_SIGNATURE_TRIES = 20
 """Older anchors tried when the newest one's signature fails, to say what is still proven."""
 
 
-def verify_ledger(conn: sqlite3.Connection, store: AnchorStore | None = None, *,
+def verify_ledger(ledger: LedgerStore, store: AnchorStore | None = None, *,
                   anchors_note: str | None = None) -> VerifyReport:
     """All three checks. ``store`` None: no anchors (``anchors_note`` says why)."""
     anchors: list[Anchor] = []
@@ -37,15 +39,16 @@ def verify_ledger(conn: sqlite3.Connection, store: AnchorStore | None = None, *,
         anchors, ref_problems = store.anchors()
     replay = Replay()
     hashes: dict[int, str | None] = {a.seq: None for a in anchors}
-    report = verify(conn, on_event=replay.feed, hashes_at=hashes)
-    last_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+    report = verify(ledger.event_rows(), ledger.audit_head(), on_event=replay.feed,
+                    hashes_at=hashes)
+    last_seq = ledger.last_seq()
     intact = last_seq if report.ok else (report.first_bad_seq or 1) - 1
     if report.ok:
         report.proven.append(f"the chain of events 1..{last_seq} is intact" if last_seq
                              else "the log holds no events")
     elif intact:
         report.proven.append(f"the chain of events 1..{intact} is intact")
-    _replay(conn, replay, report)
+    _replay(ledger, replay, report)
     if store is None:
         report.unproven.append(anchors_note or "no anchors were checked: the chain proves"
                                " only that the log is consistent with itself")
@@ -55,10 +58,10 @@ def verify_ledger(conn: sqlite3.Connection, store: AnchorStore | None = None, *,
     return report
 
 
-def _replay(conn: sqlite3.Connection, replay: Replay, report: VerifyReport) -> None:
-    mismatches = replay.compare(conn)
+def _replay(ledger: LedgerStore, replay: Replay, report: VerifyReport) -> None:
+    mismatches = replay.compare(ledger)
     report.replay = [m.to_json() for m in mismatches]
-    tasks = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    tasks = ledger.task_count()
     if not mismatches:
         report.proven.append(f"the tasks table matches the events ({tasks} tasks replayed;"
                              " updated_at is not replayed)")

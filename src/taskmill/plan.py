@@ -52,9 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import containers, readiness
 from .errors import InvalidInput, NotFound, PlanError, read_text_input
 from .ledger import Ledger
+from .ledger.graph import closed_path, cyclic_groups
 from .model import BLOCKS, PARENT_CHILD
 from .paths import DB_FILE, LEDGER_DIR
 from .plan_file import Checker, PlanTask, parse_plan, value_line
@@ -92,10 +92,10 @@ def _find_cycle(graph: dict[str, list[str]], starts: list[str]) -> list[str] | N
     The path starts at the first of ``starts`` (in their order) that lies on the cycle.
     """
     start_set = set(starts)
-    for group in readiness.cyclic_groups(graph, starts):
+    for group in cyclic_groups(graph, starts):
         if group & start_set:
             first = next(s for s in starts if s in group)
-            return readiness.closed_path(graph, group, first)
+            return closed_path(graph, group, first)
     return None
 
 
@@ -159,10 +159,9 @@ def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
     checker, tasks = parse_plan(name, text, agent_problem=agent_problem)
     src = source if source is not None else plan_source(ledger, plan_path)
     marker = _marker(src)
-    conn = ledger.conn
     by_key = {t.key: t for t in tasks}
-    with ledger.transaction():
-        known = dict(conn.execute("SELECT key, task_id FROM plan_keys WHERE source = ?", (src,)))
+    with ledger.transaction() as store:
+        known = store.plan_keys(src)
         for task in tasks:
             tid = known.get(task.key)
             if tid is not None and ledger.exists(tid):
@@ -196,10 +195,7 @@ def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
                 if task.existing is None:
                     ids[task.key] = _create(ledger, task, actor)
                     report.created_ids.append(ids[task.key])
-                    conn.execute(
-                        "INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
-                        " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
-                        (src, task.key, ids[task.key]))
+                    store.set_plan_key(src, task.key, ids[task.key])
                 else:
                     ids[task.key] = task.existing
                     if _refresh(ledger, task, actor):
@@ -228,9 +224,7 @@ def _check_cycles(ledger: Ledger, checker: Checker, tasks: list[PlanTask],
     """Refuse a plan whose dependencies, together with the ledger's, would form a cycle."""
     plan_ids = {t.existing for t in tasks if t.existing is not None}
     graph: dict[str, list[str]] = defaultdict(list)
-    for a, b, extra in ledger.conn.execute(
-            "SELECT issue_id, depends_on_id, extra FROM deps WHERE type IN (?, ?)",
-            (BLOCKS, PARENT_CHILD)):
+    for a, b, _type, extra in ledger.store.deps_with_extra((BLOCKS, PARENT_CHILD)):
         if a in plan_ids and extra == marker:
             continue  # made by this plan: replaced by what the plan says now
         graph[a].append(b)
@@ -262,13 +256,13 @@ def _check_cycles(ledger: Ledger, checker: Checker, tasks: list[PlanTask],
 
 def _create(ledger: Ledger, task: PlanTask, actor: str | None) -> str:
     v = task.values
-    return ledger._create(
+    return ledger.create(
         v["title"], description=v.get("description", ""), design=v.get("design", ""),
         acceptance_criteria=v.get("acceptance_criteria", ""), notes=v.get("notes", ""),
         status="open", priority=v.get("priority", 2), issue_type=v.get("issue_type", "task"),
         assignee=v.get("assignee"), labels=task.labels, external_ref=v.get("external_ref"),
         metadata=v.get("metadata"), checks=v.get("checks"), agent=v.get("agent"),
-        hints=v.get("hints"), task_id=None, actor=actor)
+        hints=v.get("hints"), task_id=None, actor=actor).id
 
 
 def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> bool:
@@ -281,56 +275,31 @@ def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> bool:
         changes[name] = task.values.get(name, default)
     if "assignee" in task.values:
         changes["assignee"] = task.values["assignee"]
-    changed = bool(ledger._update(tid, changes, actor=actor))
-    current = [r[0] for r in ledger.conn.execute(
-        "SELECT label FROM labels WHERE task_id = ? ORDER BY pos, label", (tid,))]
-    if current != task.labels:
-        ledger.conn.execute("DELETE FROM labels WHERE task_id = ?", (tid,))
-        ledger.conn.executemany("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
-                                [(tid, lb, i) for i, lb in enumerate(task.labels)])
-        now = ledger.now()
-        ledger.conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, tid))
-        ledger.record("updated", tid, {"changes": {"labels": [current, task.labels]}},
-                      actor=actor, ts=now)
-        changed = True
-    return changed
+    changed = bool(ledger.change(tid, changes, actor=actor))
+    return ledger.set_labels(tid, task.labels, actor=actor) or changed
 
 
 def _match_deps(ledger: Ledger, task: PlanTask, ids: dict[str, str], marker: str,
                 actor: str | None) -> bool:
     """Add and remove the plan's dependencies of the task; whether any changed."""
-    conn = ledger.conn
     tid = ids[task.key]
     wanted: list[tuple[str, str]] = []
     for _ref, target, dep_type in task.refs:
         dest = ids[target[4:]] if target.startswith("key:") else target
         if (dest, dep_type) not in wanted:
             wanted.append((dest, dep_type))
-    have = {(b, t): extra for b, t, extra in conn.execute(
-        "SELECT depends_on_id, type, extra FROM deps WHERE issue_id = ? AND type IN (?, ?)",
-        (tid, BLOCKS, PARENT_CHILD))}
+    have = {(b, t): extra for _a, b, t, extra
+            in ledger.store.deps_with_extra((BLOCKS, PARENT_CHILD), tid)}
     removed = False
     for (dest, dep_type), extra in have.items():
         if extra == marker and (dest, dep_type) not in wanted:
-            conn.execute("DELETE FROM deps WHERE issue_id = ? AND depends_on_id = ? AND type = ?",
-                         (tid, dest, dep_type))
-            ledger.record("dep_removed", tid, {"depends_on": dest, "type": dep_type},
-                          actor=actor)
+            ledger.remove_dep(tid, dest, dep_type, actor=actor)
             removed = True
-    if removed:
-        conn.execute("UPDATE tasks SET open_blockers = ? WHERE id = ?",
-                     (readiness.count_open_blockers(conn, tid), tid))
-        readiness.refresh(conn, [tid])
-        for (dest, dep_type), extra in have.items():  # a container left with no open child
-            if dep_type == PARENT_CHILD and extra == marker and (dest, dep_type) not in wanted:
-                containers.child_removed(ledger, tid, dest, actor)
     added = False
     for dest, dep_type in wanted:
         if (dest, dep_type) in have:
             continue
-        ledger._add_dep(tid, dest, dep_type, actor=actor)
-        conn.execute("UPDATE deps SET extra = ? WHERE issue_id = ? AND depends_on_id = ?"
-                     " AND type = ?", (marker, tid, dest, dep_type))
+        ledger.add_dep(tid, dest, dep_type, actor=actor, extra=marker)
         added = True
     return removed or added
 

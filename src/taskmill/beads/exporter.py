@@ -7,9 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
-from ..ledger import TASK_COLUMNS, Ledger, task_from_row
-from ..model import Comment, Dependency, Task
-from .record import ROW_SQL, CommentRow, DepRow, Row, encode_record, export_record
+from ..ledger import Ledger
+from ..model import Comment, Dependency
+from .record import CommentRow, DepRow, Row, encode_record, export_record
 
 
 @dataclass
@@ -27,27 +27,26 @@ class Stored:
                              self.comments.get(tid, ()))
 
 
-def load_stored(ledger: Ledger, *, order_by: str = "id", where: str = "") -> Stored:
-    """The tasks (``where``: a WHERE clause or "") in ``order_by`` order, with their parts."""
-    conn = ledger.conn
+def load_stored(ledger: Ledger, *, order_by: str = "id",
+                include_tombstones: bool = True) -> Stored:
+    """The tasks in ``order_by`` order (``id``, or ``seq``: as they entered the ledger), with
+    their parts."""
+    store = ledger.store
     rows: dict[str, Row] = {}
-    for r in conn.execute(f"SELECT {ROW_SQL} FROM tasks {where} ORDER BY {order_by}"):
-        rows[r[0]] = tuple(r)
+    for r in store.task_rows(order=order_by, include_tombstones=include_tombstones):
+        rows[r[0]] = r
     labels: dict[str, list[str]] = defaultdict(list)
-    for tid, label in conn.execute("SELECT task_id, label FROM labels ORDER BY task_id, pos, label"):
+    for tid, label in store.label_rows():
         if tid in rows:
             labels[tid].append(label)
     deps: dict[str, list[DepRow]] = defaultdict(list)
-    for tid, *rest in conn.execute(
-            "SELECT issue_id, depends_on_id, type, created_at, created_by, extra FROM deps"
-            " ORDER BY issue_id, pos, depends_on_id, type"):
+    for tid, *rest in store.dep_rows():
         if tid in rows:
-            deps[tid].append(tuple(rest))
+            deps[tid].append(tuple(rest))  # type: ignore[arg-type]
     comments: dict[str, list[CommentRow]] = defaultdict(list)
-    for tid, *rest in conn.execute(
-            "SELECT task_id, id, author, text, created_at, extra FROM comments ORDER BY id"):
+    for cid, tid, *rest in store.comment_rows():
         if tid in rows:
-            comments[tid].append(tuple(rest))
+            comments[tid].append((cid, *rest))  # type: ignore[arg-type]
     return Stored(rows, labels, deps, comments, list(rows))
 
 
@@ -56,8 +55,8 @@ def beads_records(ledger: Ledger, *, include_tombstones: bool = True,
                   order: Literal["id", "ledger"] = "id") -> list[dict[str, Any]]:
     """Every task as a Beads record. ``order``: by id (as Beads writes), or ``ledger`` (the
     order the tasks entered the ledger, which for an import is the order of the file)."""
-    where = "" if include_tombstones else "WHERE status != 'tombstone'"
-    stored = load_stored(ledger, order_by="id" if order == "id" else "seq", where=where)
+    stored = load_stored(ledger, order_by="id" if order == "id" else "seq",
+                         include_tombstones=include_tombstones)
     return [stored.record(tid) for tid in stored.order]
 
 
@@ -74,26 +73,20 @@ def export_beads(ledger: Ledger, out: TextIO, *, include_tombstones: bool = True
 
 def export_json(ledger: Ledger, *, include_tombstones: bool = True) -> list[dict[str, Any]]:
     """taskmill's own full format: ``Task.to_json(full=True)`` for every task, by id."""
-    conn = ledger.conn
-    where = "" if include_tombstones else " WHERE status != 'tombstone'"
-    rows = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY id").fetchall()
-    labels: dict[str, list[str]] = defaultdict(list)
-    for tid, label in conn.execute("SELECT task_id, label FROM labels ORDER BY task_id, pos, label"):
-        labels[tid].append(label)
-    tasks: list[Task] = [task_from_row(r, labels.get(r[0])) for r in rows]
+    store = ledger.store
+    tasks = store.all_tasks(include_tombstones)
     by_id = {t.id: t for t in tasks}
-    for r in conn.execute("SELECT issue_id, depends_on_id, type, created_at, created_by FROM deps"
-                          " ORDER BY issue_id, pos, depends_on_id"):
-        if r[0] in by_id:
-            by_id[r[0]].dependencies.append(Dependency(*r))
-    for r in conn.execute("SELECT issue_id, depends_on_id, type, created_at, created_by FROM deps"
-                          " ORDER BY depends_on_id, issue_id"):
-        if r[1] in by_id:
-            by_id[r[1]].dependents.append(Dependency(*r))
-    for r in conn.execute("SELECT id, task_id, author, text, created_at FROM comments ORDER BY id"):
-        if r[1] in by_id:
-            by_id[r[1]].comments.append(Comment(*r))
-    attempt_ids = {r[0] for r in conn.execute("SELECT DISTINCT task_id FROM attempts")}
+    deps = [Dependency(*r[:5]) for r in store.dep_rows()]  # by issue, position
+    for dep in deps:
+        if dep.issue_id in by_id:
+            by_id[dep.issue_id].dependencies.append(dep)
+    for dep in sorted(deps, key=lambda d: (d.depends_on_id, d.issue_id)):
+        if dep.depends_on_id in by_id:
+            by_id[dep.depends_on_id].dependents.append(dep)
+    for cid, tid, author, text, created, _extra in store.comment_rows():
+        if tid in by_id:
+            by_id[tid].comments.append(Comment(cid, tid, author, text, created))
+    attempt_ids = ledger.attempt_task_ids()
     for task in tasks:
         if task.id in attempt_ids:
             task.attempts = ledger.attempts(task.id)

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import readiness
-from ..ledger import Ledger
+from ..ledger import ImportItem, Ledger
 from .exporter import Stored, load_stored
 from .parse import Parsed, parse_beads
-from .record import MISSING, ROW_COLUMNS, ROW_SQL, dumps
+from .record import MISSING, dumps
 
 
 @dataclass
@@ -71,10 +70,9 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
     name, parsed = parse_beads(path_or_lines, now=now)
     report = ImportReport(source=name)
     source = Path(name).name if name != "<input>" else name
-    conn = ledger.conn
-    with ledger.transaction():
+    with ledger.transaction() as store:
         ids = {p.row[0] for p in parsed}
-        have = {r[0] for r in conn.execute("SELECT id FROM tasks")}
+        have = store.task_ids()
         stored = load_stored(ledger) if ids & have else None
         creates: list[Parsed] = []
         updates: list[tuple[Parsed, dict[str, list[Any]]]] = []
@@ -99,48 +97,34 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
                 ledger.record("imported", item.row[0],
                               {"action": "updated", "source": source, "line": item.line,
                                "changes": changes}, actor=who, ts=now)
-            readiness.recompute_all(conn)
+            store.recompute_readiness()
         report.created = len(creates)
         report.updated = len(updates)
         report.created_ids = [p.row[0] for p in creates]
         report.updated_ids = [u[0].row[0] for u in updates]
-    report.dangling_deps = conn.execute(
-        "SELECT count(*) FROM deps WHERE depends_on_id NOT IN (SELECT id FROM tasks)").fetchone()[0]
+    report.dangling_deps = ledger.store.dangling_deps()
     report.cycles = ledger.cycles()
     return report
 
 
 def _write(ledger: Ledger, creates: list[Parsed], updates: list[Parsed],
            stored: Stored | None) -> None:
-    conn = ledger.conn
-    if updates:
-        upd_ids = [(p.row[0],) for p in updates]
-        conn.executemany("DELETE FROM labels WHERE task_id = ?", upd_ids)
-        conn.executemany("DELETE FROM deps WHERE issue_id = ?", upd_ids)
-        conn.executemany("DELETE FROM comments WHERE task_id = ?", upd_ids)
-        assignments = ", ".join(f"{c} = ?" for c in ROW_COLUMNS[1:])
-        conn.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?",
-                         [(*p.row[1:], p.row[0]) for p in updates])
-    if creates:
-        marks = ", ".join("?" * len(ROW_COLUMNS))
-        conn.executemany(f"INSERT INTO tasks ({ROW_SQL}) VALUES ({marks})",
-                         [p.row for p in creates])
     items = [*updates, *creates]
-    conn.executemany(
-        "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
-        [(p.row[0], lb, i) for p in items for i, lb in enumerate(p.labels)])
-    conn.executemany(
-        "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
-    _write_comments(conn, items)
+    comments = _comment_ids(ledger, items)
+
+    def item(p: Parsed) -> ImportItem:
+        return ImportItem(p.row, list(p.labels), [tuple(d) for d in p.deps],
+                          comments.get(id(p), []))
+
+    ledger.store.import_rows([item(p) for p in creates], [item(p) for p in updates])
 
 
-def _write_comments(conn: Any, items: list[Parsed]) -> None:
-    """Insert comments keeping their ids where free and in order, else with new ids."""
+def _comment_ids(ledger: Ledger, items: list[Parsed]) -> dict[int, list[tuple[Any, ...]]]:
+    """Each item's comments (by ``id(item)``), keeping their ids where free and in order,
+    else with new ids."""
     if not any(p.comments for p in items):
-        return
-    used = {r[0] for r in conn.execute("SELECT id FROM comments")}
+        return {}
+    used = ledger.store.comment_ids()
     plan: list[tuple[Parsed, list[int | None]]] = []
     top = max(used, default=0)
     for p in items:
@@ -159,7 +143,7 @@ def _write_comments(conn: Any, items: list[Parsed]) -> None:
                 fresh = True
                 chosen.append(None)
         plan.append((p, chosen))
-    rows = []
+    rows: dict[int, list[tuple[Any, ...]]] = {}
     for p, chosen in plan:
         for crow, cid, original in zip(p.comments, chosen, p.comment_ids, strict=True):
             extra = crow[4]
@@ -170,8 +154,6 @@ def _write_comments(conn: Any, items: list[Parsed]) -> None:
                     data = json.loads(extra) if extra else {}
                     data.setdefault("set", {})["id"] = original
                     extra = dumps(data)
-            rows.append((cid, p.row[0], crow[1], crow[2], crow[3], extra))
-    conn.executemany(
-        "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
-        " VALUES (?, ?, ?, ?, ?, ?)", rows)
+            rows.setdefault(id(p), []).append((cid, crow[1], crow[2], crow[3], extra))
+    return rows
 

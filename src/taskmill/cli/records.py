@@ -140,7 +140,7 @@ def audit_anchor() -> None:
     store, note = open_store(project.paths.root, ctx.env)
     if store is None:
         raise TaskmillError(note)
-    anchor = anchor_ledger(project.ledger.conn, store, project.ledger.now())
+    anchor = anchor_ledger(project.ledger.store, store, project.ledger.now())
     last = anchor or store.last()
     if ctx.json:
         emit_json({"anchored": anchor is not None,

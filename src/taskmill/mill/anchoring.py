@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..audit_anchor import AnchorStore, anchor_ledger
 from ..clock import Clock, iso
-from ..db import connect
 from ..errors import TaskmillError
+from ..ledger import open_store
 from .events import EventBus
 
 
@@ -53,9 +53,9 @@ class Anchorer:
     def anchor_now(self) -> None:
         with self._lock:
             start = time.perf_counter()
-            conn = connect(self.db_path)
+            ledger = open_store(self.db_path)
             try:
-                anchor = anchor_ledger(conn, self.store, iso(self.clock.now()))
+                anchor = anchor_ledger(ledger, self.store, iso(self.clock.now()))
             except TaskmillError as exc:
                 if exc.message not in self._warned:
                     self._warned.add(exc.message)
@@ -63,7 +63,7 @@ class Anchorer:
                                   message=f"the audit chain was not anchored: {exc.message}")
                 return
             finally:
-                conn.close()
+                ledger.close()
                 self.seconds += time.perf_counter() - start
             if anchor is not None:
                 self.anchored += 1

@@ -80,8 +80,7 @@ class LedgerPool:
         try:
             yield led
         finally:
-            if led.conn.in_transaction:  # never hand on a connection inside a transaction
-                led.conn.execute("ROLLBACK")
+            led.store.reset()  # never hand on a connection inside a transaction
             self._idle.put(led)
 
     def close(self) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..control import pause_signature
-from ..db import connect
+from ..ledger import STORE_ERRORS, LedgerStore, open_store
 from ..paths import LedgerPaths
 from .mill_state import MillLog
 
@@ -30,9 +29,9 @@ SEP = "\n"
 class Broadcaster:
     """Watches the ledger, the events file and the pause file; pushes changes to subscribers.
 
-    The ledger is polled with ``PRAGMA data_version`` (it changes when any other connection
-    commits) on a connection of its own, every :data:`POLL_SECONDS`; the audit events since
-    the last look name the tasks that changed.
+    The ledger's change feed (:meth:`LedgerStore.changes_since`: the audit events after the
+    last one seen) is polled on a store of its own, every :data:`POLL_SECONDS`; the events
+    name the tasks that changed.
     """
 
     def __init__(self, paths: LedgerPaths, mill: MillLog) -> None:
@@ -41,35 +40,28 @@ class Broadcaster:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._data_version = -1
+        self._store: LedgerStore | None = None
         self.seq = 0
         self.paused = False
         self._pause_seen: tuple[int, int] | None = None
         self.closed = False
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self.paths.db)
-            self._data_version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-            self.seq = int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM events")
-                           .fetchone()[0])
+    def _connection(self) -> LedgerStore:
+        if self._store is None:
+            self._store = open_store(self.paths.db)
+            self.seq = self._store.last_seq()
             self._pause_seen = self._pause_signature()
             self.paused = self._pause_seen is not None
             self.mill.refresh()
-        return self._conn
+        return self._store
 
     def check(self) -> list[dict[str, Any]]:
         """One look at everything watched; returns the messages to send."""
-        conn = self._connection()
+        store = self._connection()
         messages: list[dict[str, Any]] = []
-        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-        if version != self._data_version:
-            self._data_version = version
-            rows = conn.execute("SELECT seq, task_id, kind FROM events WHERE seq > ? ORDER BY seq",
-                                (self.seq,)).fetchall()
-            if rows:
-                self.seq = int(rows[-1][0])
+        rows = store.changes_since(self.seq)
+        if rows:
+            self.seq = rows[-1].seq
             messages.append({
                 "type": "ledger", "seq": self.seq,
                 "tasks": sorted({r[1] for r in rows if r[1]}),
@@ -101,8 +93,11 @@ class Broadcaster:
             try:
                 for message in self.check():
                     self.publish(message)
-            except sqlite3.Error:  # a locked or replaced database: try again next time
-                self._conn = None
+            except STORE_ERRORS:  # a locked or replaced database: try again next time
+                if self._store is not None:
+                    with contextlib.suppress(Exception):
+                        self._store.close()
+                self._store = None
             await asyncio.sleep(POLL_SECONDS)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
@@ -130,9 +125,9 @@ class Broadcaster:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 class LiveHandlers:

@@ -13,7 +13,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..audit import event_from_row
 from ..control import mark_interrupted
 from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
@@ -62,8 +61,8 @@ class ReadHandlers(HandlerBase):
     def project(self, request: Request) -> Response:
         with self.pool.ledger() as led:
             labels = led.labels_in_use()
-            present = [r[0] for r in led.conn.execute("SELECT DISTINCT status FROM tasks")]
-            seq = led.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            present = led.statuses_in_use()
+            seq = led.last_seq()
             stats = led.stats()
         statuses = list(STATUSES) + sorted(s for s in present if s not in STATUSES)
         self.mill_log.refresh()
@@ -108,10 +107,9 @@ class ReadHandlers(HandlerBase):
                 d.issue_id for d in task.dependents}
             info: dict[str, tuple[str, str]] = {}
             for tid in linked:
-                row = led.conn.execute("SELECT title, status FROM tasks WHERE id = ?",
-                                       (tid,)).fetchone()
-                if row:
-                    info[tid] = (row[0], row[1])
+                linked_task = led.find(tid)
+                if linked_task is not None:
+                    info[tid] = (linked_task.title, linked_task.status)
         for dep in data["dependencies"]:
             dep["title"], dep["status"] = info.get(dep["depends_on_id"], (None, "missing"))
         for dep in data["dependents"]:
@@ -134,9 +132,7 @@ class ReadHandlers(HandlerBase):
             if since is None:
                 events = led.events(limit=limit)
             else:
-                events = [event_from_row(r) for r in led.conn.execute(
-                    "SELECT seq, ts, actor, task_id, kind, data, prev_hash, hash FROM events"
-                    " WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit))]
+                events = led.events_since(since, limit=limit)
         return json_response([e.to_json() for e in events])
 
     def _attempt(self, request: Request) -> tuple[str, dict[str, Any]]:
@@ -221,9 +217,7 @@ class ReadHandlers(HandlerBase):
             if not include_all:
                 tasks = [t for t in tasks if t.status != "tombstone"]
             ids = {t.id for t in tasks}
-            edges = [(b, a, typ) for a, b, typ in led.conn.execute(
-                "SELECT issue_id, depends_on_id, type FROM deps ORDER BY issue_id, pos")
-                if a in ids and b in ids]
+            edges = [(b, a, typ) for a, b, typ in led.dep_edges() if a in ids and b in ids]
         node_ids = [t.id for t in tasks]  # priority order: important work near the top
         layout = self.layouts.layout(node_ids, edges)
         by_id = {t.id: t for t in tasks}

@@ -1,0 +1,733 @@
+"""The ledger: tasks, dependencies, labels, comments and the audit trail, over a store.
+
+This is the library the CLI, the mill, the web API and the MCP server all call. It holds the
+rules (validation, id resolution, containers following their children, what only the mill may
+write); the data lives in a :class:`~taskmill.ledger.store.LedgerStore` (SQLite, or memory).
+Every change runs in one transaction together with its audit event, so a change is either
+wholly applied and recorded, or not at all.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import validation as check
+from ..audit import VerifyReport
+from ..clock import Clock, SystemClock, iso
+from ..errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
+from ..ids import hash_length, new_id
+from ..model import (
+    BLOCK_COMMENT_PREFIX,
+    BLOCKED,
+    BLOCKS,
+    CLOSED,
+    GATING_TYPES,
+    HOOKED,
+    IN_PROGRESS,
+    OPEN,
+    PARENT_CHILD,
+    STATUSES,
+    TOMBSTONE,
+    UPDATABLE_FIELDS,
+    BlockedTask,
+    Comment,
+    Dependency,
+    Event,
+    Task,
+)
+from . import containers
+from .store import Change, LedgerStore
+from .validate import (
+    refuse_mill_author,
+    refuse_mill_close_reason,
+    validate_checks,
+    validate_dep_type,
+    validate_field,
+    validate_priority,
+    validate_status,
+    validate_table,
+)
+from .work import WorkVerbs
+
+if TYPE_CHECKING:
+    from ..audit_anchor import AnchorStore
+
+
+class Ledger(WorkVerbs):
+    """A repository's ledger. Open with :meth:`open` (a file) or :meth:`memory` (tests), or
+    over any :class:`LedgerStore`."""
+
+    def __init__(self, store: LedgerStore, *, prefix: str, clock: Clock,
+                 actor: str, path: Path | None = None) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.clock = clock
+        self.actor = actor
+        self.path = path
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, db_path: Path, *, prefix: str, clock: Clock | None = None,
+             actor: str = "taskmill") -> Ledger:
+        from .sqlite import SqliteStore
+
+        return cls(SqliteStore.open(db_path), prefix=prefix, clock=clock or SystemClock(),
+                   actor=actor, path=db_path)
+
+    @classmethod
+    def memory(cls, *, prefix: str = "tm", clock: Clock | None = None,
+               actor: str = "test") -> Ledger:
+        """A ledger in a private SQLite database in memory (tests). The dict store:
+        ``Ledger(MemoryStore(), prefix=..., clock=..., actor=...)``."""
+        from .sqlite import SqliteStore
+
+        return cls(SqliteStore.memory(), prefix=prefix, clock=clock or SystemClock(), actor=actor)
+
+    def close_db(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_db()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[LedgerStore]:
+        """A unit of work whose audit events are chained and committed with it.
+
+        Inside another one it is a savepoint of that one: an exception leaving it undoes its
+        own changes only; nothing is committed before the outermost one ends (see
+        :mod:`taskmill.ledger.store`). So several changes, each in its own ``transaction``,
+        can be applied all or nothing.
+        """
+        with self.store.transaction():
+            yield self.store
+
+    def record(self, kind: str, task_id: str | None, data: dict[str, Any],
+               *, actor: str | None = None, ts: str | None = None) -> None:
+        """Append an audit event (inside :meth:`transaction`)."""
+        self.store.append_event(ts=ts or self.now(), actor=actor or self.actor,
+                                task_id=task_id, kind=kind, data=data)
+
+    def now(self) -> str:
+        return iso(self.clock.now())
+
+    def resolve(self, task_id: str) -> str:
+        """The full id for ``task_id`` or a unique prefix of one.
+
+        Failing that, the id in another case (``TM-3S6P``) or without the ledger's prefix
+        (``3s6p``; a prefix of one from three characters on) is accepted when it matches one
+        task only. A task id not found names the nearest ids.
+        """
+        task_id = check.task_ref(task_id)
+        if self.store.exists(task_id):
+            return task_id
+        matches = self.store.ids_from(task_id, 6)
+        if not matches:
+            matches = self._loose_matches(task_id)
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidInput(f"{task_id!r} is ambiguous: it could be {', '.join(matches[:5])}",
+                               hint="give more of the id")
+        near = self._near_ids(task_id)
+        raise NotFound(f"no task {task_id!r}",
+                       hint=f"did you mean {' or '.join(near)}?" if near
+                       else "`taskmill list` shows the task ids")
+
+    def _candidates(self, task_id: str) -> list[str]:
+        """The id as given in lower case, and with the ledger's prefix when it has none."""
+        low = task_id.lower()
+        out = [low]
+        if not low.startswith(self.prefix.lower() + "-"):
+            out.append(f"{self.prefix}-{low}".lower())
+        return out
+
+    def _loose_matches(self, task_id: str) -> list[str]:
+        low, *bare = self._candidates(task_id)
+        # generated ids are lower case: the index finds them
+        for cand in (low, *bare):
+            if cand != task_id and self.exists(cand):
+                return [cand]
+        exact = self.store.ids_lower_in([low, bare[0] if bare else low], 6)
+        if exact:
+            return exact
+        found: dict[str, None] = {}
+        starts = [low] + [b for b in bare if len(task_id) >= 3]
+        for start in starts:
+            found.update(dict.fromkeys(self.store.ids_lower_prefix(start, 6)))
+        return list(found)
+
+    def _near_ids(self, task_id: str, n: int = 3) -> list[str]:
+        """Up to ``n`` ids that look like ``task_id`` (a typo, a character left out)."""
+        cands = self._candidates(task_id)
+        size = max(len(c) for c in cands)
+        ids = self.store.ids_sized(min(len(c) for c in cands) - 2, size + 2)
+        lowered = {i.lower(): i for i in ids}
+        near: dict[str, None] = {}
+        for cand in cands:
+            for hit in difflib.get_close_matches(cand, list(lowered), n=n, cutoff=0.7):
+                near[lowered[hit]] = None
+        return list(near)[:n]
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task:
+        tid = self.resolve(task_id)
+        task = self.store.task(tid)
+        assert task is not None
+        return task
+
+    def find(self, task_id: str) -> Task | None:
+        """The task with exactly the id ``task_id`` (not resolved), or None."""
+        return self.store.task(task_id)
+
+    def show(self, task_id: str) -> Task:
+        """A task with its dependencies both ways, comments and attempts."""
+        task = self.get(task_id)
+        task.dependencies = self.store.deps_of(task.id)
+        task.dependents = self.store.dependents_of(task.id)
+        task.comments = self.store.comments(task.id)
+        task.attempts = self.attempts(task.id)
+        task.child_tasks = self.store.child_tasks(task.id)
+        return task
+
+    def list_tasks(self, *, status: str | Sequence[str] | None = None, label: str | None = None,
+                   issue_type: str | None = None, assignee: str | None = None,
+                   parent: str | None = None, include_hidden: bool = False,
+                   limit: int | None = None) -> list[Task]:
+        limit = check.limit(limit)
+        label = check.filter_text("label", label)
+        issue_type = check.filter_text("issue_type", issue_type)
+        assignee = check.filter_text("assignee", assignee)
+        parent = check.filter_text("parent", parent)
+        statuses: list[str] | None = None
+        if status:
+            statuses = self._known_statuses([status] if isinstance(status, str) else status)
+        return self.store.list_tasks(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee,
+            parent=self.resolve(parent) if parent else None, limit=limit)
+
+    def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
+        """``statuses`` as a list, each one taskmill sets or one the ledger holds (imported)."""
+        wanted = list(statuses)
+        known = [*STATUSES, TOMBSTONE, HOOKED]
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            held = set(self.store.statuses_in_use())
+            known += sorted(held - set(known))
+            unknown = [s for s in unknown if s not in known]
+        if unknown:
+            shown = ", ".join(repr(s) for s in unknown)
+            raise InvalidInput(f"no status {shown}", hint=f"the statuses are {', '.join(known)}")
+        return wanted
+
+    def ready(self, *, limit: int | None = None, work_only: bool = False) -> list[Task]:
+        """Open tasks with nothing gating them, highest priority first, then oldest first.
+
+        Containers (tasks with children) are listed too, marked ``container`` (as Beads lists
+        epics); ``work_only`` leaves them out: they are not work to hand to an agent."""
+        return self.store.ready(check.limit(limit), work_only)
+
+    def blocked(self) -> list[BlockedTask]:
+        """Tasks that are not done and are gated or marked blocked, with what holds each."""
+        out: list[BlockedTask] = []
+        for task in self.store.held():
+            blockers = sorted(self.store.open_blockers_of(task.id))
+            parents = sorted(self.store.holding_parents(task.id))
+            ancestors, reasons = containers.ancestor_reasons(self.store, task.id)
+            item = BlockedTask(task, blockers, parents, ancestors, reasons)
+            if task.status == BLOCKED:
+                item.reason = self._block_reason(task.id)
+                item.unblock = f"taskmill reopen {task.id}"
+            out.append(item)
+        return out
+
+    def held_back(self, task_id: str) -> list[str]:
+        """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a
+        ``deferred`` or ``blocked`` ``task_id`` holds back."""
+        return containers.held_back(self.store, self.resolve(task_id))
+
+    def _block_reason(self, tid: str) -> str:
+        """The mill's reason for blocking a task, else who marked it blocked and when."""
+        text = self.store.last_comment_starting(tid, BLOCK_COMMENT_PREFIX)
+        if text is not None:
+            return text[len(BLOCK_COMMENT_PREFIX):]
+        for event in self.store.recent_events(tid, ("updated", "imported"), 200):
+            status = event.data.get("changes", {}).get("status")
+            if isinstance(status, list) and status[-1:] == [BLOCKED]:
+                return f"marked blocked by {event.actor} at {event.ts}"
+        return "marked blocked (no reason recorded)"
+
+    def exists(self, task_id: str) -> bool:
+        return self.store.exists(task_id)
+
+    # -- creating ------------------------------------------------------------------------
+
+    def _new_id(self, title: str, created_at: str) -> str:
+        length = hash_length(self.store.max_seq())
+        for attempt in range(12):
+            candidate = new_id(self.prefix, title, created_at, length=length + attempt // 3)
+            if not self.exists(candidate):
+                return candidate
+        raise Conflict("could not find a free task id; try again")
+
+    def create(self, title: str, *, description: str = "", design: str = "",
+               acceptance_criteria: str = "", notes: str = "", status: str = OPEN,
+               priority: int = 2, issue_type: str = "task", assignee: str | None = None,
+               labels: Iterable[str] = (), external_ref: str | None = None,
+               metadata: dict[str, Any] | None = None, checks: list[str] | None = None,
+               agent: str | None = None, hints: dict[str, Any] | None = None,
+               after: Iterable[str] = (), parent: str | None = None,
+               discovered_from: str | None = None, task_id: str | None = None,
+               actor: str | None = None) -> Task:
+        """Create a task (and its dependencies) in one transaction."""
+        after = check.task_refs("after", after)
+        with self.transaction():
+            tid = self._create(
+                title, description=description, design=design,
+                acceptance_criteria=acceptance_criteria, notes=notes, status=status,
+                priority=priority, issue_type=issue_type, assignee=assignee, labels=labels,
+                external_ref=external_ref, metadata=metadata, checks=checks, agent=agent,
+                hints=hints, task_id=task_id, actor=actor)
+            for blocker in after:
+                self._add_dep(tid, self.resolve(blocker), BLOCKS, actor=actor)
+            if parent:
+                self._add_dep(tid, self.resolve(parent), PARENT_CHILD, actor=actor)
+            if discovered_from:
+                self._add_dep(tid, self.resolve(discovered_from), "discovered-from", actor=actor)
+        return self.get(tid)
+
+    def _create(self, title: str, *, description: str, design: str, acceptance_criteria: str,
+                notes: str, status: str, priority: int, issue_type: str, assignee: str | None,
+                labels: Iterable[str], external_ref: str | None, metadata: dict[str, Any] | None,
+                checks: list[str] | None, agent: str | None, hints: dict[str, Any] | None,
+                task_id: str | None, actor: str | None) -> str:
+        if title is None or (isinstance(title, str) and not title.strip()):
+            raise InvalidInput("a task needs a title")
+        title = validate_field("title", title)
+        for name, given in (("description", description), ("design", design),
+                            ("acceptance_criteria", acceptance_criteria), ("notes", notes),
+                            ("assignee", assignee), ("external_ref", external_ref),
+                            ("agent", agent)):
+            validate_field(name, given)
+        validate_priority(priority)
+        validate_status(status)
+        checks = validate_checks(checks)
+        metadata = validate_table("metadata", metadata)
+        hints = validate_table("hints", hints)
+        if not issue_type:
+            raise InvalidInput("issue_type must not be empty")
+        validate_field("issue_type", issue_type)
+        labels = check.labels(labels)
+        if task_id is not None:
+            check.one_line("the task id", task_id)
+        now = self.now()
+        if task_id is not None:
+            if self.exists(task_id):
+                raise Conflict(f"task {task_id} already exists")
+            tid = task_id
+        else:
+            tid = self._new_id(title, now)
+        closed_at = now if status == CLOSED else None
+        label_list = list(dict.fromkeys(labels))
+        self.store.insert_task({
+            "id": tid, "title": title, "description": description, "design": design,
+            "acceptance_criteria": acceptance_criteria, "notes": notes, "status": status,
+            "priority": priority, "issue_type": issue_type, "assignee": assignee,
+            "created_at": now, "updated_at": now, "closed_at": closed_at,
+            "external_ref": external_ref, "metadata": metadata, "checks": checks,
+            "agent": agent, "hints": hints}, label_list)
+        fields: dict[str, Any] = {"title": title, "status": status, "priority": priority,
+                                  "issue_type": issue_type}
+        for key, value in (("description", description), ("design", design),
+                           ("acceptance_criteria", acceptance_criteria), ("notes", notes),
+                           ("assignee", assignee), ("external_ref", external_ref),
+                           ("metadata", metadata), ("checks", checks), ("agent", agent),
+                           ("hints", hints)):
+            if value:
+                fields[key] = value
+        if label_list:
+            fields["labels"] = label_list
+        self.record("created", tid, {"new": fields}, actor=actor, ts=now)
+        return tid
+
+    # -- changing ------------------------------------------------------------------------
+
+    def update(self, task_id: str, changes: Mapping[str, Any], *, actor: str | None = None,
+               expect_status: str | None = None) -> Task:
+        """Change fields of a task; records old and new value of each field that changed."""
+        self._check_changes(changes)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            self._update(tid, changes, actor=actor, expect_status=expect_status)
+        return self.get(tid)
+
+    def change(self, task_id: str, changes: Mapping[str, Any], *, actor: str | None = None,
+               expect_status: str | None = None) -> dict[str, list[Any]]:
+        """:meth:`update`, returning what changed (field: [old, new]; empty: nothing)."""
+        self._check_changes(changes)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            return self._update(tid, changes, actor=actor, expect_status=expect_status)
+
+    @staticmethod
+    def _check_changes(changes: Mapping[str, Any]) -> None:
+        unknown = set(changes) - set(UPDATABLE_FIELDS)
+        if unknown:
+            raise InvalidInput(f"cannot update {', '.join(sorted(unknown))}",
+                               hint=f"updatable fields: {', '.join(UPDATABLE_FIELDS)}")
+        if "close_reason" in changes:
+            refuse_mill_close_reason(changes["close_reason"])
+
+    def append_notes(self, task_id: str, text: str, *, actor: str | None = None) -> Task:
+        """Append a line to a task's notes. Reading and writing them is one transaction, so
+        appends made at the same time by several processes are all kept."""
+        check.text("the text to append", text)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self.get(tid).notes
+            self._update(tid, {"notes": (current + "\n" if current else "") + text}, actor=actor)
+        return self.get(tid)
+
+    def _update(self, tid: str, changes: Mapping[str, Any], *, actor: str | None,
+                expect_status: str | None = None,
+                cause: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+        current = self.get(tid)
+        if expect_status is not None and current.status != expect_status:
+            raise Conflict(f"{tid} is {current.status}, expected {expect_status}")
+        diff: dict[str, list[Any]] = {}
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key == "title" and (not isinstance(value, str) or not value.strip()):
+                raise InvalidInput("the title must not be empty")
+            value = validate_field(key, value)
+            old = getattr(current, key)
+            if old != value:
+                diff[key] = [old, value]
+                values[key] = value
+        if not diff:
+            return diff
+        now = self.now()
+        if "status" in diff:
+            old_status, new_status = diff["status"]
+            if new_status == CLOSED:
+                values["closed_at"] = now
+            elif old_status == CLOSED:
+                values["closed_at"] = None
+                if "close_reason" not in values:
+                    values["close_reason"] = None
+        values["updated_at"] = now
+        self.store.update_task(tid, values)
+        if "status" in diff:
+            self.store.status_changed(tid, diff["status"][0], diff["status"][1])
+        self.record("updated", tid, {"changes": diff, **({"cause": cause} if cause else {})},
+                    actor=actor, ts=now)
+        if "status" in diff:  # a container follows its children (and so on up)
+            containers.status_changed(self.store, self._follow, tid, diff["status"][0],
+                                      diff["status"][1], actor)
+        return diff
+
+    def _follow(self, tid: str, changes: dict[str, Any], cause: dict[str, Any],
+                actor: str | None) -> None:
+        """A container's status change that follows its children's."""
+        self._update(tid, changes, actor=actor, cause=cause)
+
+    def close_many(self, task_ids: Iterable[str], reason: str | None = None, *,
+                   actor: str | None = None) -> list[Task]:
+        """Close several tasks, all or none: every id is resolved and checked first, and a
+        task that cannot be closed (already closed, say) leaves every one of them as it was.
+        A container closed along the way (its last child was in the batch) is not an error."""
+        refs = check.task_refs("task ids", task_ids)
+        refuse_mill_close_reason(reason)
+        with self.transaction():
+            tids = list(dict.fromkeys(self.resolve(t) for t in refs))
+            for tid in tids:
+                if self.get(tid).status == CLOSED:
+                    raise Conflict(f"{tid} is already closed: nothing was closed",
+                                   hint=f"`taskmill reopen {tid}` first, or leave it out")
+            return [self.get(tid) if self.get(tid).status == CLOSED
+                    else self.close(tid, reason, actor=actor) for tid in tids]
+
+    def reopen_many(self, task_ids: Iterable[str], *, actor: str | None = None) -> list[Task]:
+        """Reopen several tasks, all or none (see :meth:`close_many`)."""
+        refs = check.task_refs("task ids", task_ids)
+        with self.transaction():
+            tids = list(dict.fromkeys(self.resolve(t) for t in refs))
+            for tid in tids:
+                if self.get(tid).status == OPEN:
+                    raise Conflict(f"{tid} is already open: nothing was reopened")
+            return [self.get(tid) if self.get(tid).status == OPEN
+                    else self.reopen(tid, actor=actor) for tid in tids]
+
+    def claim(self, task_id: str, assignee: str, *, actor: str | None = None,
+              work_only: bool = False) -> Task:
+        """Atomically take a ready task: exactly one of several concurrent claimers wins.
+
+        ``work_only`` refuses a container (a task with children): it is not work itself."""
+        check.one_line("assignee", assignee)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            now = self.now()
+            if not self.store.claim_row(tid, assignee, now, work_only):
+                task = self.get(tid)
+                if work_only and task.status == OPEN and task.ready and task.container:
+                    raise ClaimConflict(
+                        f"{tid} has children: it is a container, not work; it closes when"
+                        " its last child closes", hint=f"`taskmill list --parent {tid}`")
+                if task.status == IN_PROGRESS:
+                    who = f" by {task.assignee}" if task.assignee else ""
+                    raise ClaimConflict(f"{tid} is already claimed{who}")
+                if task.status == OPEN:
+                    raise ClaimConflict(f"{tid} is not ready: it waits on open dependencies",
+                                        hint=f"`taskmill show {tid}` lists them")
+                raise ClaimConflict(f"{tid} is {task.status}, not open")
+            self.store.status_changed(tid, OPEN, IN_PROGRESS)
+            self.record("claimed", tid, {"changes": {"status": [OPEN, IN_PROGRESS],
+                                                     "assignee": [None, assignee]}},
+                        actor=actor or assignee, ts=now)
+        return self.get(tid)
+
+    def claim_next(self, assignee: str, *, actor: str | None = None,
+                   exclude: Iterable[str] = ()) -> Task | None:
+        """Claim the first ready task (in ``ready`` order) that another claimer did not win.
+
+        Returns None only when no ready task is left: a task lost to another claimer is no
+        longer ready, so each pass over a fresh batch either claims one or shrinks the set.
+        """
+        skip = set(exclude)
+        while True:
+            candidates = [t for t in self.ready(limit=len(skip) + 20, work_only=True)
+                          if t.id not in skip]
+            if not candidates:
+                return None
+            for task in candidates:
+                try:
+                    return self.claim(task.id, assignee, actor=actor, work_only=True)
+                except ClaimConflict:
+                    continue
+
+    def close(self, task_id: str, reason: str | None = None, *, actor: str | None = None,
+              system: bool = False) -> Task:
+        """Close a task. A reason in the mill's own forms (``landed ...``, ``already
+        satisfied ...``) is refused unless ``system`` (the mill's code path)."""
+        if not system:
+            refuse_mill_close_reason(reason)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            if self.get(tid).status == CLOSED:
+                raise Conflict(f"{tid} is already closed", hint=f"`taskmill reopen {tid}` first")
+            changes: dict[str, Any] = {"status": CLOSED}
+            if reason is not None:
+                changes["close_reason"] = reason
+            self._update(tid, changes, actor=actor)
+        return self.get(tid)
+
+    def reopen(self, task_id: str, *, actor: str | None = None) -> Task:
+        with self.transaction():
+            tid = self.resolve(task_id)
+            if self.get(tid).status == OPEN:
+                raise Conflict(f"{tid} is already open")
+            self._update(tid, {"status": OPEN, "close_reason": None}, actor=actor)
+        return self.get(tid)
+
+    # -- dependencies --------------------------------------------------------------------
+
+    def add_dep(self, issue_id: str, depends_on_id: str, dep_type: str = BLOCKS,
+                *, actor: str | None = None, extra: str | None = None) -> Dependency:
+        """``issue_id`` depends on ``depends_on_id``. A gating edge that closes a cycle is
+        refused. ``extra``: kept with the dependency for whoever made it (the plan importer
+        marks its own)."""
+        validate_dep_type(dep_type)
+        with self.transaction():
+            a, b = self.resolve(issue_id), self.resolve(depends_on_id)
+            dep = self._add_dep(a, b, dep_type, actor=actor, extra=extra)
+        return dep
+
+    def _add_dep(self, a: str, b: str, dep_type: str, *, actor: str | None,
+                 extra: str | None = None) -> Dependency:
+        if self.store.has_dep(a, b, dep_type):
+            raise Conflict(f"{a} already depends on {b} ({dep_type})")
+        if dep_type in GATING_TYPES:
+            path = self.store.find_path(b, a)
+            if path is not None:
+                cycle = [a, *path]
+                raise CycleError(
+                    f"adding {a} -> {b} ({dep_type}) would close a cycle: {' -> '.join(cycle)}",
+                    cycle, hint="remove one of the dependencies in the cycle first")
+        now = self.now()
+        dep = Dependency(a, b, dep_type, now, actor or self.actor)
+        self.store.insert_dep(dep, extra)
+        self.record("dep_added", a, {"depends_on": b, "type": dep_type}, actor=actor, ts=now)
+        if dep_type == PARENT_CHILD:
+            containers.child_added(self.store, self._follow, a, b, actor)
+        return dep
+
+    def remove_dep(self, issue_id: str, depends_on_id: str, dep_type: str | None = None,
+                   *, actor: str | None = None) -> list[Dependency]:
+        with self.transaction():
+            a = self.resolve(issue_id)
+            try:
+                b = self.resolve(depends_on_id)
+            except NotFound:  # an imported edge may point at a task that does not exist
+                b = depends_on_id
+            removed = self.store.deps_between(a, b, dep_type)
+            if not removed:
+                raise NotFound(f"{a} does not depend on {b}" + (f" ({dep_type})" if dep_type else ""))
+            self.store.delete_deps(a, b, [d.type for d in removed])
+            for dep in removed:
+                self.record("dep_removed", a, {"depends_on": b, "type": dep.type}, actor=actor)
+            if any(d.type == PARENT_CHILD for d in removed):
+                containers.child_removed(self.store, self._follow, a, b, actor)
+        return removed
+
+    def dep_tree(self, task_id: str, *, reverse: bool = False, max_depth: int = 50) -> dict[str, Any]:
+        """The tree of what a task depends on (or, ``reverse``, what depends on it)."""
+        root = self.resolve(task_id)
+
+        def links(tid: str) -> list[tuple[str, str]]:
+            if reverse:
+                return [(d.issue_id, d.type) for d in self.store.dependents_of(tid)]
+            return [(d.depends_on_id, d.type) for d in self.store.deps_of(tid)]
+
+        def node(tid: str, dep_type: str | None, depth: int, path: frozenset[str]) -> dict[str, Any]:
+            task = self.store.task(tid)
+            item: dict[str, Any] = {"id": tid, "type": dep_type,
+                                    "title": task.title if task else None,
+                                    "status": task.status if task else "missing", "children": []}
+            if tid in path:
+                item["cycle"] = True
+                return item
+            if depth < max_depth:
+                for other, typ in links(tid):
+                    item["children"].append(node(other, typ, depth + 1, path | {tid}))
+            return item
+
+        return node(root, None, 0, frozenset())
+
+    def cycles(self) -> list[list[str]]:
+        return self.store.cycles()
+
+    # -- labels and comments -------------------------------------------------------------
+
+    def add_labels(self, task_id: str, labels: Iterable[str], *, actor: str | None = None) -> Task:
+        labels = check.labels(labels)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self.store.labels(tid)
+            new = [lb for lb in dict.fromkeys(labels) if lb not in current]
+            if new:
+                self.store.add_labels(tid, new, len(current))
+                self._touch(tid)
+                self.record("labels_added", tid, {"labels": new}, actor=actor)
+        return self.get(tid)
+
+    def remove_labels(self, task_id: str, labels: Iterable[str], *, actor: str | None = None) -> Task:
+        labels = check.strings("labels", labels)
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self.store.labels(tid)
+            gone = [lb for lb in dict.fromkeys(labels) if lb in current]
+            missing = [lb for lb in labels if lb not in current]
+            if missing:
+                raise NotFound(f"{tid} has no label {', '.join(missing)}")
+            if gone:
+                self.store.remove_labels(tid, gone)
+                self._touch(tid)
+                self.record("labels_removed", tid, {"labels": gone}, actor=actor)
+        return self.get(tid)
+
+    def set_labels(self, task_id: str, labels: Iterable[str], *,
+                   actor: str | None = None) -> bool:
+        """Make a task's labels exactly ``labels`` (in that order); one ``updated`` event
+        when they change. Whether they did."""
+        wanted = list(dict.fromkeys(check.labels(labels)))
+        with self.transaction():
+            tid = self.resolve(task_id)
+            current = self.store.labels(tid)
+            if current == wanted:
+                return False
+            self.store.replace_labels(tid, wanted)
+            now = self.now()
+            self.store.update_task(tid, {"updated_at": now})
+            self.record("updated", tid, {"changes": {"labels": [current, wanted]}},
+                        actor=actor, ts=now)
+        return True
+
+    def _touch(self, tid: str) -> None:
+        self.store.update_task(tid, {"updated_at": self.now()})
+
+    def comment(self, task_id: str, text: str, *, author: str | None = None,
+                system: bool = False) -> Comment:
+        """Add a comment by ``author`` (default: the actor). An author starting with
+        ``mill:`` is refused unless ``system`` (the mill's code path)."""
+        check.text("a comment", text, max_bytes=check.COMMENT_MAX_BYTES)
+        if not text.strip():
+            raise InvalidInput("a comment must not be empty")
+        check.optional_one_line("the author", author)
+        if not system:
+            refuse_mill_author(author or self.actor)
+        with self.transaction():
+            return self._comment(self.resolve(task_id), text, author=author)
+
+    def _comment(self, tid: str, text: str, *, author: str | None) -> Comment:
+        now = self.now()
+        who = author or self.actor
+        cid = self.store.insert_comment(tid, who, text, now)
+        self.record("commented", tid, {"comment_id": cid, "text": text}, actor=who, ts=now)
+        return Comment(cid, tid, who, text, now)
+
+    def labels_in_use(self) -> list[str]:
+        """Every label some task other than a tombstone has, sorted."""
+        return self.store.labels_in_use()
+
+    def last_comments(self, task_ids: Sequence[str]) -> dict[str, Comment]:
+        """The newest comment of each of ``task_ids`` that has one (the ids are not resolved)."""
+        return self.store.last_comments(task_ids)
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def events(self, task_id: str | None = None, *, limit: int | None = None) -> list[Event]:
+        limit = check.limit(limit)
+        tid = self.resolve(task_id) if task_id is not None else None
+        return self.store.events(tid, limit=limit)
+
+    def events_since(self, seq: int, *, limit: int = 200) -> list[Event]:
+        """The events after ``seq``, oldest first, at most ``limit``."""
+        return self.store.events_since(seq, limit)
+
+    def changes_since(self, seq: int) -> list[Change]:
+        """The change feed: (seq, task id, kind) of every event after ``seq``."""
+        return self.store.changes_since(seq)
+
+    def last_seq(self) -> int:
+        """The newest event's seq (0: none)."""
+        return self.store.last_seq()
+
+    def statuses_in_use(self) -> list[str]:
+        """Every status some task has (imported ones too)."""
+        return self.store.statuses_in_use()
+
+    def dep_edges(self, types: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+        """(issue, depends on, type) of every dependency (of ``types``)."""
+        return self.store.dep_edges(types)
+
+    def verify(self, anchors: AnchorStore | None = None, *,
+               anchors_note: str | None = None) -> VerifyReport:
+        """The chain, the tables replayed from the events and, given ``anchors``, the chain
+        against the anchors in git (see :mod:`taskmill.audit_verify`)."""
+        from ..audit_verify import verify_ledger
+
+        return verify_ledger(self.store, anchors, anchors_note=anchors_note)
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.stats()

@@ -1,0 +1,52 @@
+"""How a task is held by a store: a row of columns (JSON fields as text), and the
+:class:`~taskmill.model.Task` made from one. Shared by every store, so they agree on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..model import OPEN, Task
+
+TASK_FIELDS = (
+    "id", "title", "description", "design", "acceptance_criteria", "notes", "status",
+    "priority", "issue_type", "assignee", "created_at", "updated_at", "closed_at",
+    "close_reason", "external_ref", "metadata", "checks", "agent", "hints", "gated",
+)
+"""The columns a :class:`Task` is made from, in :func:`task_from_row` order."""
+TASK_COLUMNS = ", ".join(TASK_FIELDS)
+JSON_FIELDS = frozenset({"metadata", "checks", "hints"})
+"""Task fields held as JSON text."""
+ATTEMPT_FIELDS = ("id", "task_id", "iteration", "agent", "model", "started_at", "ended_at",
+                  "outcome", "input_tokens", "output_tokens", "cost_usd", "commit_sha",
+                  "log_path", "detail", "run_id", "lap")
+"""An attempt's fields, in the order :meth:`LedgerStore.attempts` reads them."""
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def task_from_row(row: Sequence[Any], labels: list[str] | None = None) -> Task:
+    (tid, title, description, design, acceptance, notes, status, priority, issue_type, assignee,
+     created_at, updated_at, closed_at, close_reason, external_ref, metadata, checks, agent,
+     hints, gated) = row
+    return Task(
+        id=tid, title=title, description=description, design=design,
+        acceptance_criteria=acceptance, notes=notes, status=status, priority=priority,
+        issue_type=issue_type, assignee=assignee, labels=labels or [], created_at=created_at,
+        updated_at=updated_at, closed_at=closed_at, close_reason=close_reason,
+        external_ref=external_ref, metadata=loads(metadata), checks=loads(checks),
+        agent=agent, hints=loads(hints), ready=(status == OPEN and not gated),
+    )
+
+
+def attempt_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    item = dict(zip(ATTEMPT_FIELDS, row, strict=True))
+    item["detail"] = loads(item["detail"])
+    return item

@@ -1,0 +1,91 @@
+"""Bulk verbs in SQLite: the stored rows as they are (export, replay) and a bulk import of
+rows (Beads), plus the plan importer's keys."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+from ..store import IMPORT_ROW_COLUMNS, ImportItem, Row
+
+_ROW_SQL = ", ".join(IMPORT_ROW_COLUMNS)
+
+
+class BulkRows:
+    conn: sqlite3.Connection
+
+    def task_ids(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT id FROM tasks")}
+
+    def task_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM tasks").fetchone()[0])
+
+    def task_rows(self, *, order: str = "id", include_tombstones: bool = True) -> Iterator[Row]:
+        """Every task as a row of :data:`IMPORT_ROW_COLUMNS`, by id (``order="id"``) or in
+        the order the tasks entered the ledger (``"seq"``)."""
+        if order not in ("id", "seq"):
+            raise ValueError(f"order must be 'id' or 'seq', not {order!r}")
+        where = "" if include_tombstones else " WHERE status != 'tombstone'"
+        for row in self.conn.execute(f"SELECT {_ROW_SQL} FROM tasks{where} ORDER BY {order}"):
+            yield tuple(row)
+
+    def label_rows(self) -> Iterator[tuple[str, str]]:
+        """(task, label), by task and position."""
+        yield from self.conn.execute(
+            "SELECT task_id, label FROM labels ORDER BY task_id, pos, label")
+
+    def dep_rows(self) -> Iterator[tuple[str, str, str, str | None, str | None, str | None]]:
+        """(issue, depends on, type, created_at, created_by, extra), by issue and position."""
+        for row in self.conn.execute(
+                "SELECT issue_id, depends_on_id, type, created_at, created_by, extra FROM deps"
+                " ORDER BY issue_id, pos, depends_on_id, type"):
+            yield tuple(row)
+
+    def comment_rows(self) -> Iterator[tuple[int, str, str, str, str, str | None]]:
+        """(id, task, author, text, created_at, extra), by id."""
+        for row in self.conn.execute(
+                "SELECT id, task_id, author, text, created_at, extra FROM comments ORDER BY id"):
+            yield tuple(row)
+
+    def comment_ids(self) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT id FROM comments")}
+
+    def import_rows(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem]) -> None:
+        """Write whole tasks as they are: ``updates`` replace the rows, labels, dependencies
+        and comments of tasks the ledger holds, ``creates`` add new ones. Readiness is not
+        recomputed (call :meth:`recompute_readiness` once after)."""
+        conn = self.conn
+        if updates:
+            upd_ids = [(p.row[0],) for p in updates]
+            conn.executemany("DELETE FROM labels WHERE task_id = ?", upd_ids)
+            conn.executemany("DELETE FROM deps WHERE issue_id = ?", upd_ids)
+            conn.executemany("DELETE FROM comments WHERE task_id = ?", upd_ids)
+            assignments = ", ".join(f"{c} = ?" for c in IMPORT_ROW_COLUMNS[1:])
+            conn.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?",
+                             [(*p.row[1:], p.row[0]) for p in updates])
+        if creates:
+            marks = ", ".join("?" * len(IMPORT_ROW_COLUMNS))
+            conn.executemany(f"INSERT INTO tasks ({_ROW_SQL}) VALUES ({marks})",
+                             [p.row for p in creates])
+        items = [*updates, *creates]
+        conn.executemany(
+            "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
+            [(p.row[0], lb, i) for p in items for i, lb in enumerate(p.labels)])
+        conn.executemany(
+            "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
+        conn.executemany(
+            "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(c[0], p.row[0], *c[1:]) for p in items for c in p.comments])
+
+    def plan_keys(self, source: str) -> dict[str, str]:
+        return {k: t for k, t in self.conn.execute(
+            "SELECT key, task_id FROM plan_keys WHERE source = ?", (source,))}
+
+    def set_plan_key(self, source: str, key: str, task_id: str) -> None:
+        self.conn.execute(
+            "INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
+            " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
+            (source, key, task_id))

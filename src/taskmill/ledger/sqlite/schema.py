@@ -1,0 +1,219 @@
+"""SQLite plumbing: connections, migrations and write transactions.
+
+The ledger is one SQLite database in WAL mode. Writers take the write lock up front
+(``BEGIN IMMEDIATE``) with a busy timeout, and a lock that still cannot be had is retried
+with back-off, so concurrent writers queue instead of failing with "database is locked".
+Migrations are named, run in one transaction each, and recorded in ``migrations``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from ...errors import TaskmillError
+
+BUSY_TIMEOUT_MS = 10_000
+LOCK_RETRY_SECONDS = 120.0
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    design TEXT NOT NULL DEFAULT '',
+    acceptance_criteria TEXT NOT NULL DEFAULT '',
+    notes TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'open',
+    priority INTEGER NOT NULL DEFAULT 2,
+    issue_type TEXT NOT NULL DEFAULT 'task',
+    assignee TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    closed_at TEXT,
+    close_reason TEXT,
+    external_ref TEXT,
+    metadata TEXT,
+    checks TEXT,
+    agent TEXT,
+    hints TEXT,
+    extra TEXT,
+    open_blockers INTEGER NOT NULL DEFAULT 0,
+    gated INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tasks_ready ON tasks(priority, seq) WHERE status = 'open' AND gated = 0;
+CREATE INDEX tasks_status ON tasks(status, priority, seq);
+CREATE TABLE labels (
+    task_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    pos INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, label)
+) WITHOUT ROWID;
+CREATE INDEX labels_label ON labels(label);
+CREATE TABLE deps (
+    issue_id TEXT NOT NULL,
+    depends_on_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at TEXT,
+    created_by TEXT,
+    extra TEXT,
+    pos INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (issue_id, depends_on_id, type)
+) WITHOUT ROWID;
+CREATE INDEX deps_reverse ON deps(depends_on_id, type, issue_id);
+CREATE TABLE comments (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    author TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    extra TEXT
+);
+CREATE INDEX comments_task ON comments(task_id, id);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    task_id TEXT,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX events_task ON events(task_id, seq);
+CREATE TABLE plan_keys (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+"""
+
+_V2_ATTEMPTS = """
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    agent TEXT,
+    model TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    outcome TEXT,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    commit_sha TEXT,
+    log_path TEXT,
+    detail TEXT,
+    run_id TEXT,
+    lap INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX attempts_task ON attempts(task_id, id);
+"""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001_ledger", _V1),
+    ("0002_attempts", _V2_ATTEMPTS),
+]
+
+
+T = TypeVar("T")
+
+
+class DatabaseError(TaskmillError):
+    code = "database"
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS) -> T:
+    """Run ``fn``, retrying with jittered back-off while SQLite reports a lock."""
+    start = time.monotonic()
+    delay = 0.002
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or time.monotonic() - start > deadline_s:
+                raise DatabaseError(f"the ledger database stayed locked: {exc}") from exc
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.1)
+
+
+# The ledger holds whatever tasks and comments say: readable by its owner only. SQLite gives
+# the -wal and -shm files the database file's mode.
+DB_FILE_MODE = 0o600
+
+
+def _create_private(path: Path | str) -> None:
+    """Create the database file (empty: a valid, empty database) with :data:`DB_FILE_MODE`,
+    unless it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    if str(path) != ":memory:" and not str(path).startswith("file:"):
+        _create_private(path)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if str(path) != ":memory:":
+        retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA mmap_size = 268435456")
+    return conn
+
+
+@contextmanager
+def write_tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, holding the write lock from its first statement."""
+    retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        retry_locked(lambda: conn.execute("COMMIT"))
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the migrations not yet recorded; returns the names applied."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    applied_now: list[str] = []
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    if all(name in done for name, _ in MIGRATIONS):
+        return applied_now
+    with write_tx(conn):
+        done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO migrations (name, applied_at) VALUES (?, datetime('now'))", (name,)
+            )
+            applied_now.append(name)
+    return applied_now

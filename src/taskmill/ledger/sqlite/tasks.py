@@ -1,0 +1,269 @@
+"""Tasks and labels in SQLite: reading (one, a list, ``ready``), writing, claiming, counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ...model import HIDDEN_STATUSES, Task
+from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, task_from_row
+
+HAS_CHILDREN_SQL = (
+    "EXISTS (SELECT 1 FROM deps cd JOIN tasks ct ON ct.id = cd.issue_id"
+    " WHERE cd.depends_on_id = tasks.id AND cd.type = 'parent-child'"
+    " AND ct.status != 'tombstone')"
+)
+"""True for a row of ``tasks`` that is a container (use in a query over ``tasks``)."""
+
+
+def chunks(ids: Sequence[str], size: int = 500) -> Iterable[list[str]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start:start + size])
+
+
+def _column_value(key: str, value: Any) -> Any:
+    return dumps(value) if key in JSON_FIELDS else value
+
+
+class TaskRows:
+    """The ``tasks`` and ``labels`` tables."""
+
+    conn: sqlite3.Connection
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _labels_for(self, ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {i: [] for i in ids}
+        for chunk in chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for tid, label in self.conn.execute(
+                f"SELECT task_id, label FROM labels WHERE task_id IN ({marks}) ORDER BY pos, label",
+                chunk,
+            ):
+                out[tid].append(label)
+        return out
+
+    def _annotate(self, tasks: list[Task]) -> None:
+        """Fill each task's ``parent``, ``children`` and ``children_closed``."""
+        by_id = {t.id: t for t in tasks}
+        for chunk in chunks(list(by_id)):
+            marks = ",".join("?" * len(chunk))
+            for pid, total, closed in self.conn.execute(
+                    "SELECT d.depends_on_id, count(*), sum(c.status = 'closed') FROM deps d"
+                    " JOIN tasks c ON c.id = d.issue_id WHERE d.type = 'parent-child'"
+                    f" AND c.status != 'tombstone' AND d.depends_on_id IN ({marks})"
+                    " GROUP BY d.depends_on_id", chunk):
+                by_id[pid].children = int(total)
+                by_id[pid].children_closed = int(closed or 0)
+            for cid, pid in self.conn.execute(
+                    "SELECT issue_id, depends_on_id FROM deps WHERE type = 'parent-child'"
+                    f" AND issue_id IN ({marks}) ORDER BY pos DESC, depends_on_id DESC", chunk):
+                by_id[cid].parent = pid  # the last written is the first by position
+
+    def _tasks(self, rows: list[Sequence[Any]]) -> list[Task]:
+        labels = self._labels_for([r[0] for r in rows]) if rows else {}
+        tasks = [task_from_row(r, labels.get(r[0])) for r in rows]
+        self._annotate(tasks)
+        return tasks
+
+    def task(self, task_id: str) -> Task | None:
+        row = self.conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?",
+                                (task_id,)).fetchone()
+        if row is None:
+            return None
+        task = task_from_row(row, self.labels(task_id))
+        self._annotate([task])
+        return task
+
+    def exists(self, task_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM tasks WHERE id = ?",
+                                 (task_id,)).fetchone() is not None
+
+    def ids_from(self, start: str, limit: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (start, start + "\uffff", limit))]
+
+    def ids_lower_in(self, names: Sequence[str], limit: int) -> list[str]:
+        marks = ",".join("?" * len(names))
+        return [r[0] for r in self.conn.execute(
+            f"SELECT id FROM tasks WHERE lower(id) IN ({marks}) LIMIT ?", (*names, limit))]
+
+    def ids_lower_prefix(self, start: str, limit: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE substr(lower(id), 1, ?) = ? ORDER BY id LIMIT ?",
+            (len(start), start, limit))]
+
+    def ids_sized(self, shortest: int, longest: int) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE length(id) BETWEEN ? AND ? AND status != 'tombstone'",
+            (shortest, longest))]
+
+    def max_seq(self) -> int:
+        return int(self.conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0)
+
+    def list_tasks(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None,
+                   issue_type: str | None, assignee: str | None, parent: str | None,
+                   limit: int | None) -> list[Task]:
+        where: list[str] = []
+        args: list[Any] = []
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        elif not include_hidden:
+            where.append(f"status NOT IN ({','.join('?' * len(HIDDEN_STATUSES))})")
+            args.extend(sorted(HIDDEN_STATUSES))
+        if label:
+            where.append("id IN (SELECT task_id FROM labels WHERE label = ?)")
+            args.append(label)
+        if issue_type:
+            where.append("issue_type = ?")
+            args.append(issue_type)
+        if assignee:
+            where.append("assignee = ?")
+            args.append(assignee)
+        if parent:
+            where.append("id IN (SELECT issue_id FROM deps WHERE depends_on_id = ?"
+                         " AND type = 'parent-child')")
+            args.append(parent)
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY priority, seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._tasks(self.conn.execute(sql, args).fetchall())
+
+    def statuses_in_use(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
+
+    def ready(self, limit: int | None, work_only: bool) -> list[Task]:
+        sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
+               " WHERE status = 'open' AND gated = 0"
+               + (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else "")
+               + " ORDER BY priority, seq")
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._tasks(self.conn.execute(sql).fetchall())
+
+    def held(self) -> list[Task]:
+        return self._tasks(self.conn.execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE (gated = 1 OR status = 'blocked')"
+            " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq").fetchall())
+
+    def child_tasks(self, parent: str) -> list[Task]:
+        return self._tasks(self.conn.execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN (SELECT issue_id FROM deps"
+            " WHERE depends_on_id = ? AND type = 'parent-child') AND status != 'tombstone'"
+            " ORDER BY seq", (parent,)).fetchall())
+
+    def all_tasks(self, include_tombstones: bool) -> list[Task]:
+        where = "" if include_tombstones else " WHERE status != 'tombstone'"
+        rows = self.conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks{where} ORDER BY id").fetchall()
+        labels: dict[str, list[str]] = {}
+        for tid, label in self.conn.execute(
+                "SELECT task_id, label FROM labels ORDER BY task_id, pos, label"):
+            labels.setdefault(tid, []).append(label)
+        return [task_from_row(r, labels.get(r[0])) for r in rows]
+
+    def labels(self, task_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT label FROM labels WHERE task_id = ? ORDER BY pos, label", (task_id,))]
+
+    def labels_in_use(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT l.label FROM labels l JOIN tasks t ON t.id = l.task_id"
+            " WHERE t.status != 'tombstone' ORDER BY l.label")]
+
+    def task_extra(self, task_id: str) -> str | None:
+        row = self.conn.execute("SELECT extra FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def stats(self) -> dict[str, Any]:
+        by_status = dict(self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
+        ready = self.conn.execute(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_ready WHERE status = 'open' AND gated = 0"
+        ).fetchone()[0]
+        held = self.conn.execute(
+            "SELECT count(*) FROM tasks WHERE (gated = 1 OR status = 'blocked')"
+            " AND status NOT IN ('closed', 'tombstone')").fetchone()[0]
+        deps = dict(self.conn.execute("SELECT type, count(*) FROM deps GROUP BY type"))
+        attempts = self.conn.execute(
+            "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+            " coalesce(sum(cost_usd), 0) FROM attempts").fetchone()
+        return {
+            "total": sum(v for k, v in by_status.items() if k not in HIDDEN_STATUSES),
+            "by_status": by_status,
+            "ready": ready,
+            "blocked": held,
+            "dependencies": deps,
+            "events": self.conn.execute("SELECT count(*) FROM events").fetchone()[0],
+            "attempts": attempts[0],
+            "input_tokens": attempts[1],
+            "output_tokens": attempts[2],
+            "cost_usd": round(float(attempts[3]), 6),
+        }
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def insert_task(self, values: Mapping[str, Any], labels: Sequence[str]) -> None:
+        cols = list(values)
+        self.conn.execute(
+            f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+            [_column_value(k, values[k]) for k in cols])
+        if labels:
+            self.conn.executemany("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
+                                  [(values["id"], lb, i) for i, lb in enumerate(labels)])
+
+    def update_task(self, task_id: str, values: Mapping[str, Any]) -> None:
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        self.conn.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
+                          (*(_column_value(k, v) for k, v in values.items()), task_id))
+
+    def claim_row(self, task_id: str, assignee: str, now: str, work_only: bool) -> bool:
+        cur = self.conn.execute(
+            "UPDATE tasks SET status = 'in_progress', assignee = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'open' AND gated = 0"
+            + (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else ""),
+            (assignee, now, task_id))
+        return cur.rowcount == 1
+
+    def reassign(self, task_id: str, old: str, new: str) -> bool:
+        cur = self.conn.execute(
+            "UPDATE tasks SET assignee = ? WHERE id = ? AND assignee = ?"
+            " AND status = 'in_progress'", (new, task_id, old))
+        return cur.rowcount == 1
+
+    def add_labels(self, task_id: str, labels: Sequence[str], start: int) -> None:
+        self.conn.executemany("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
+                              [(task_id, lb, start + i) for i, lb in enumerate(labels)])
+
+    def remove_labels(self, task_id: str, labels: Sequence[str]) -> None:
+        self.conn.executemany("DELETE FROM labels WHERE task_id = ? AND label = ?",
+                              [(task_id, lb) for lb in labels])
+
+    def replace_labels(self, task_id: str, labels: Sequence[str]) -> None:
+        self.conn.execute("DELETE FROM labels WHERE task_id = ?", (task_id,))
+        self.add_labels(task_id, labels, 0)
+
+    def claims(self, assignee_prefix: str) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
+            "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
+            (assignee_prefix + "%",)).fetchall()
+        return [(str(tid), str(assignee)) for tid, assignee in rows]
+
+    def chain_weights(self) -> dict[str, float]:
+        import json
+
+        weight: dict[str, float] = {}
+        for tid, hints in self.conn.execute(
+                "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')"):
+            estimate = 1.0
+            if hints and "estimate" in hints:
+                value = json.loads(hints).get("estimate")
+                if isinstance(value, int | float) and value > 0:
+                    estimate = float(value)
+            weight[tid] = estimate
+        return weight

@@ -1,0 +1,220 @@
+"""The seam under the ledger: :class:`LedgerStore`, what a place that keeps tasks must do.
+
+:class:`~taskmill.ledger.Ledger` (the API every other module calls) holds the rules:
+validation, id resolution, containers following their children, who may write what. A store
+holds the data and answers questions about it, and keeps readiness (``open_blockers``,
+``gated``: see :mod:`taskmill.ledger.sqlite.readiness` for the definitions) in step with every
+change it makes. Two stores exist: :class:`~taskmill.ledger.sqlite.SqliteStore` (the real one,
+the only place SQL is written) and :class:`~taskmill.ledger.memory.MemoryStore` (dicts; proves
+the seam, runs fast tests). ``tests/store_contract.py`` holds both to the same behaviour.
+
+**The unit of work.** Every write happens inside ``with store.transaction():``. Transactions
+nest: an inner one is a *savepoint*. An exception leaving the inner block undoes that block's
+writes and events only (the outer transaction goes on if the caller handles the exception);
+nothing is visible to other readers, nor durable, until the outermost block ends without an
+exception. Events appended in a transaction are hash-chained in order and committed with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from ..model import Comment, Dependency, Event, Task
+
+IMPORT_ROW_COLUMNS = (
+    "id", "title", "description", "design", "acceptance_criteria", "notes", "status", "priority",
+    "issue_type", "assignee", "created_at", "updated_at", "closed_at", "close_reason",
+    "external_ref", "metadata", "checks", "agent", "hints", "extra",
+)
+"""A task as a stored row (JSON fields as text; ``extra``: what an import keeps aside)."""
+
+Row = tuple[Any, ...]
+"""A task row in :data:`IMPORT_ROW_COLUMNS` order."""
+
+
+class Change(NamedTuple):
+    """One entry of the change feed (:meth:`LedgerStore.changes_since`)."""
+
+    seq: int
+    task_id: str | None
+    kind: str
+
+
+class EventRow(NamedTuple):
+    """An event as stored (``data`` as the JSON text its hash covers)."""
+
+    seq: int
+    ts: str
+    actor: str
+    task_id: str | None
+    kind: str
+    data: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass
+class ImportItem:
+    """A whole task for :meth:`LedgerStore.import_rows`."""
+
+    row: Row
+    labels: list[str] = field(default_factory=list)
+    deps: list[tuple[Any, ...]] = field(default_factory=list)
+    """(depends_on_id, type, created_at, created_by, extra), in order."""
+    comments: list[tuple[Any, ...]] = field(default_factory=list)
+    """(id, author, text, created_at, extra), each with its id chosen."""
+
+
+@runtime_checkable
+class LedgerStore(Protocol):
+    """What a ledger store does. Task-returning reads give whole tasks: labels, and the
+    container fields (``parent``, ``children``, ``children_closed``) filled in."""
+
+    # -- the unit of work ------------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+    @property
+    def in_transaction(self) -> bool: ...
+    def reset(self) -> None:
+        """Abandon a transaction left open (a connection handed on between requests)."""
+    def close(self) -> None: ...
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def task(self, task_id: str) -> Task | None: ...
+    def exists(self, task_id: str) -> bool: ...
+    def ids_from(self, start: str, limit: int) -> list[str]:
+        """Ids starting with ``start`` (as given), sorted."""
+    def ids_lower_in(self, names: Sequence[str], limit: int) -> list[str]:
+        """Ids whose lower case is one of ``names``."""
+    def ids_lower_prefix(self, start: str, limit: int) -> list[str]:
+        """Ids whose lower case starts with ``start``, sorted."""
+    def ids_sized(self, shortest: int, longest: int) -> list[str]:
+        """Ids of a length in [shortest, longest], tombstones left out."""
+    def max_seq(self) -> int:
+        """The highest creation number given so far (0: none)."""
+    def list_tasks(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None,
+                   issue_type: str | None, assignee: str | None, parent: str | None,
+                   limit: int | None) -> list[Task]:
+        """Tasks by priority then creation; ``statuses`` None: all but tombstones (all,
+        ``include_hidden``)."""
+    def statuses_in_use(self) -> list[str]: ...
+    def ready(self, limit: int | None, work_only: bool) -> list[Task]:
+        """Open, ungated tasks by priority then creation (``work_only``: no containers)."""
+    def held(self) -> list[Task]:
+        """Tasks not done that are gated or ``blocked``, by priority then creation."""
+    def child_tasks(self, parent: str) -> list[Task]:
+        """The children of ``parent`` but tombstones, oldest first."""
+    def all_tasks(self, include_tombstones: bool) -> list[Task]:
+        """Every task by id, with labels, container fields not filled in."""
+    def labels(self, task_id: str) -> list[str]: ...
+    def labels_in_use(self) -> list[str]: ...
+    def task_extra(self, task_id: str) -> str | None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def insert_task(self, values: Mapping[str, Any], labels: Sequence[str]) -> None:
+        """A new task: ``values`` by column (JSON fields as values, not text)."""
+    def update_task(self, task_id: str, values: Mapping[str, Any]) -> None:
+        """Set columns; readiness follows through :meth:`status_changed`, called after."""
+    def claim_row(self, task_id: str, assignee: str, now: str, work_only: bool) -> bool:
+        """Open and ungated (and no container, ``work_only``) -> in progress under
+        ``assignee``, atomically; whether it was."""
+    def reassign(self, task_id: str, old: str, new: str) -> bool:
+        """In progress under ``old`` -> under ``new``; whether it was."""
+    def add_labels(self, task_id: str, labels: Sequence[str], start: int) -> None: ...
+    def remove_labels(self, task_id: str, labels: Sequence[str]) -> None: ...
+    def replace_labels(self, task_id: str, labels: Sequence[str]) -> None: ...
+    def claims(self, assignee_prefix: str) -> list[tuple[str, str]]:
+        """(id, assignee) of tasks in progress under an assignee starting so."""
+    def chain_weights(self) -> dict[str, float]:
+        """Each unfinished task's weight: its ``estimate`` hint (> 0), else 1.0."""
+
+    # -- readiness -------------------------------------------------------------------------
+
+    def status_changed(self, task_id: str, old: str, new: str) -> None: ...
+    def recompute_readiness(self) -> None: ...
+    def readiness_state(self) -> dict[str, tuple[int, bool]]:
+        """Each task's (open blockers, gated) as kept."""
+    def find_path(self, start: str, goal: str) -> list[str] | None:
+        """A path of gating dependencies from ``start`` to ``goal``."""
+    def cycles(self) -> list[list[str]]: ...
+
+    # -- dependencies ----------------------------------------------------------------------
+
+    def has_dep(self, issue_id: str, depends_on_id: str, dep_type: str) -> bool: ...
+    def insert_dep(self, dep: Dependency, extra: str | None = None) -> None: ...
+    def delete_deps(self, issue_id: str, depends_on_id: str, types: Sequence[str]) -> None: ...
+    def deps_between(self, issue_id: str, depends_on_id: str,
+                     dep_type: str | None = None) -> list[Dependency]: ...
+    def deps_of(self, task_id: str) -> list[Dependency]:
+        """What ``task_id`` depends on, by position."""
+    def dependents_of(self, task_id: str) -> list[Dependency]:
+        """What depends on ``task_id``, by id."""
+    def dep_edges(self, types: Iterable[str] | None = None) -> list[tuple[str, str, str]]: ...
+    def deps_with_extra(self, types: Sequence[str],
+                        issue_id: str | None = None) -> list[tuple[str, str, str, str | None]]: ...
+    def dangling_deps(self) -> int: ...
+    def status_of(self, task_id: str) -> str | None: ...
+    def task_state(self, task_id: str) -> tuple[str, int, bool] | None: ...
+    def parents(self, child: str) -> list[str]: ...
+    def holding_parents(self, child: str) -> list[str]: ...
+    def open_blockers_of(self, task_id: str) -> list[str]: ...
+    def child_rows(self, parent: str) -> list[tuple[str, str, str]]: ...
+    def children_done(self, parent: str) -> tuple[int, int]: ...
+
+    # -- comments and attempts -------------------------------------------------------------
+
+    def insert_comment(self, task_id: str, author: str, text: str, now: str) -> int: ...
+    def comments(self, task_id: str) -> list[Comment]: ...
+    def last_comments(self, task_ids: Sequence[str]) -> dict[str, Comment]: ...
+    def last_comment_starting(self, task_id: str, prefix: str) -> str | None: ...
+    def attempts(self, task_id: str) -> list[dict[str, Any]]: ...
+    def attempt_task_ids(self) -> set[str]: ...
+    def attempt_usage(self) -> list[tuple[Any, ...]]: ...
+    def last_lap(self, task_id: str) -> int: ...
+    def lap_usage(self, task_id: str, lap: int) -> tuple[int, int, int, float]: ...
+    def count_attempts(self, task_id: str, lap: int, outcomes: Iterable[str]) -> int: ...
+    def insert_attempt(self, task_id: str, *, iteration: int, agent: str | None,
+                       model: str | None, started_at: str, log_path: str, run_id: str,
+                       lap: int) -> int: ...
+    def end_attempt(self, attempt_id: int, *, ended_at: str, outcome: str, input_tokens: int,
+                    output_tokens: int, cost_usd: float | None, commit: str | None,
+                    model: str | None, detail: Mapping[str, Any]) -> None: ...
+    def amend_attempt(self, attempt_id: int, *, outcome: str,
+                      detail: Mapping[str, Any]) -> None: ...
+    def end_open_attempts(self, task_id: str, *, outcome: str, ended_at: str,
+                          detail: Mapping[str, Any] | None = None,
+                          run_id: str | None = None) -> int: ...
+
+    # -- events ----------------------------------------------------------------------------
+
+    def append_event(self, *, ts: str, actor: str, task_id: str | None, kind: str,
+                     data: dict[str, Any]) -> int: ...
+    def events(self, task_id: str | None = None, *, limit: int | None = None) -> list[Event]: ...
+    def events_since(self, seq: int, limit: int) -> list[Event]: ...
+    def recent_events(self, task_id: str, kinds: Sequence[str], limit: int) -> list[Event]: ...
+    def changes_since(self, seq: int) -> list[Change]:
+        """The change feed: every event after ``seq``, oldest first."""
+    def last_seq(self) -> int: ...
+    def claimed_after_last_attempt(self, task_id: str) -> bool: ...
+    def audit_head(self) -> tuple[int, str]: ...
+    def event_rows(self, after: int = 0, upto: int | None = None) -> Iterator[EventRow]: ...
+    def event_hash(self, seq: int) -> str | None: ...
+
+    # -- bulk ------------------------------------------------------------------------------
+
+    def task_ids(self) -> set[str]: ...
+    def task_count(self) -> int: ...
+    def task_rows(self, *, order: str = "id",
+                  include_tombstones: bool = True) -> Iterator[Row]: ...
+    def label_rows(self) -> Iterator[tuple[str, str]]: ...
+    def dep_rows(self) -> Iterator[tuple[str, str, str, str | None, str | None, str | None]]: ...
+    def comment_rows(self) -> Iterator[tuple[int, str, str, str, str, str | None]]: ...
+    def comment_ids(self) -> set[int]: ...
+    def import_rows(self, creates: Sequence[ImportItem],
+                    updates: Sequence[ImportItem]) -> None: ...
+    def plan_keys(self, source: str) -> dict[str, str]: ...
+    def set_plan_key(self, source: str, key: str, task_id: str) -> None: ...
