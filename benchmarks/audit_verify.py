@@ -67,10 +67,10 @@ def run(args: argparse.Namespace) -> Report:
         ledger = Ledger.open(db, prefix="tm", clock=SystemClock(), actor="bench")
         start = time.perf_counter()
         _fill(ledger, args.events)
-        count = ledger.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        count = ledger.store.conn.execute("SELECT count(*) FROM events").fetchone()[0]
         report.note(f"built {count:,} events in {time.perf_counter() - start:.1f} s")
         store = AnchorStore(Git(repo, env), tmp / "config")
-        anchor_ledger(ledger.conn, store, iso(SystemClock().now()))
+        anchor_ledger(ledger.store, store, iso(SystemClock().now()))
         times = []
         for _ in range(args.runs):
             start = time.perf_counter()
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> Report:
         for i in range(args.anchors):
             ledger.comment(ledger.list_tasks(limit=1)[0].id, f"landing {i}")
             start = time.perf_counter()
-            anchor_ledger(ledger.conn, store, iso(SystemClock().now()))
+            anchor_ledger(ledger.store, store, iso(SystemClock().now()))
             anchor_times.append(time.perf_counter() - start)
         report.add("one signed anchor (background, per landing)", median(anchor_times) * 1000,
                    "ms")

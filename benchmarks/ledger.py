@@ -73,7 +73,7 @@ def bench_create_close(built: BuiltLedger, runs: int, seed: int) -> tuple[float,
         created = time_calls(lambda: ledger.create("benchmark task", description="made by a"
                                                    " benchmark", priority=2, labels=["bench"]),
                              runs=runs)
-        candidates = [r[0] for r in ledger.conn.execute(
+        candidates = [r[0] for r in ledger.store.conn.execute(
             "SELECT id FROM tasks WHERE status IN ('open', 'in_progress', 'blocked', 'deferred')"
             " AND title != 'benchmark task' AND NOT EXISTS (SELECT 1 FROM deps d WHERE"
             " d.depends_on_id = tasks.id AND d.type = 'parent-child') ORDER BY seq")]

@@ -133,7 +133,7 @@ def build(db: Path, shape: Shape, log: Any = print) -> dict[str, Any]:
     n = shape.tasks
     started = time.perf_counter()
     ledger = Ledger.open(db, prefix=PREFIX, clock=SystemClock(), actor="bench")
-    conn = ledger.conn
+    conn = ledger.store.conn  # type: ignore[attr-defined]
     try:
         if conn.execute("SELECT count(*) FROM tasks").fetchone()[0]:
             raise RuntimeError(f"{db} is not empty")

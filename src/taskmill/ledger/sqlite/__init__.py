@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from ..store import LedgerStore
 from .attempts import AttemptRows
 from .bulk import BulkRows
 from .deps import DepRows
@@ -52,3 +53,7 @@ class SqliteStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bulk
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _is_a_store(store: SqliteStore) -> LedgerStore:
+    return store  # mypy checks SqliteStore against the protocol here
