@@ -18,23 +18,23 @@ The brute force below is written from the definitions (not from ``readiness.py``
   status changes cascades the same way. ``ready(work_only=True)`` leaves containers out.
 
 Every operation is applied both to the ledger and to a plain model, and after each one the
-ledger's answers must equal the brute force computed from the model from scratch.
+ledger's answers must equal the brute force computed from the model from scratch. Each
+property runs against every ledger store (SQLite, and the in-memory one).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskmill import readiness
 from taskmill.clock import FixedClock
 from taskmill.containers import AUTO_CLOSE_REASON
 from taskmill.errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
-from taskmill.ledger import Ledger
+from taskmill.ledger import ImportItem, Ledger
+from taskmill.ledger.memory import MemoryStore
 
 BLOCKS = "blocks"
 PARENT = "parent-child"
@@ -229,17 +229,24 @@ def assert_matches(ledger: Ledger, model: Model) -> None:
     assert bool(ledger.cycles()) == has_cycle
 
 
-def assert_incremental_equals_full(conn: sqlite3.Connection) -> None:
+class _Undo(Exception):
+    """Rolls back the full recompute."""
+
+
+def _readiness(ledger: Ledger) -> list[tuple[str, int, bool, str | None]]:
+    state = ledger.store.readiness_state()
+    return [(tid, ob, g, ledger.store.status_of(tid)) for tid, (ob, g) in sorted(state.items())]
+
+
+def assert_incremental_equals_full(ledger: Ledger) -> None:
     """The stored counters equal a full recompute (for tasks whose gating means something)."""
-    before = conn.execute(
-        "SELECT id, open_blockers, gated, status FROM tasks ORDER BY id").fetchall()
-    conn.execute("BEGIN")
-    try:
-        readiness.recompute_all(conn)
-        after = conn.execute(
-            "SELECT id, open_blockers, gated, status FROM tasks ORDER BY id").fetchall()
-    finally:
-        conn.execute("ROLLBACK")
+    before = _readiness(ledger)
+    after: list[tuple[str, int, bool, str | None]] = []
+    with pytest.raises(_Undo), ledger.transaction():
+        ledger.store.recompute_readiness()
+        after = _readiness(ledger)
+        raise _Undo
+    assert _readiness(ledger) == before  # rolled back
     for (tid, ob1, g1, status), (_, ob2, g2, _) in zip(before, after, strict=True):
         assert ob1 == ob2, f"{tid}: open_blockers {ob1} (incremental) != {ob2} (full)"
         if status not in DONE:
@@ -323,12 +330,12 @@ def do_claim_next(ledger: Ledger, model: Model) -> None:
 
 def do_create(ledger: Ledger, model: Model, status: str, priority: int,
               after: list[str], parent: str | None) -> None:
-    count = ledger.store.conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    count = ledger.store.task_count()
     if len(set(after)) != len(after):  # a duplicate dependency: all or nothing
         with pytest.raises(Conflict):
             ledger.create("new", status=status, priority=priority, after=after, parent=parent,
                           task_id=model.next_id())
-        assert ledger.store.conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == count
+        assert ledger.store.task_count() == count
         return
     task = ledger.create("new", status=status, priority=priority, after=after, parent=parent,
                          task_id=model.next_id())
@@ -372,22 +379,31 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
                       data.draw(st.lists(pick, max_size=3)),
                       data.draw(st.one_of(st.none(), pick)))
         assert_matches(ledger, model)
-    assert_incremental_equals_full(ledger.store.conn)
+    assert_incremental_equals_full(ledger)
     report = ledger.verify()
     assert report.ok, report.problems
 
 
-def new_ledger() -> Ledger:
-    return Ledger.memory(prefix="tm", clock=FixedClock(step=0.001), actor="prop")
+STORES = ("sqlite", "memory")
+"""The stores every property runs against."""
+ON_EVERY_STORE = pytest.mark.parametrize("store", STORES)
+
+
+def new_ledger(store: str) -> Ledger:
+    clock = FixedClock(step=0.001)
+    if store == "memory":
+        return Ledger(MemoryStore(), prefix="tm", clock=clock, actor="prop")
+    return Ledger.memory(prefix="tm", clock=clock, actor="prop")
 
 
 # -- the properties ----------------------------------------------------------------------
 
 
+@ON_EVERY_STORE
 @SETTINGS
 @given(data=st.data())
-def test_random_graphs_and_operations_match_brute_force(data: st.DataObject) -> None:
-    ledger = new_ledger()
+def test_random_graphs_and_operations_match_brute_force(store: str, data: st.DataObject) -> None:
+    ledger = new_ledger(store)
     model = Model()
     try:
         for _ in range(data.draw(st.integers(2, 9), label="tasks")):
@@ -407,11 +423,12 @@ def test_random_graphs_and_operations_match_brute_force(data: st.DataObject) -> 
         ledger.close_db()
 
 
+@ON_EVERY_STORE
 @SETTINGS
 @given(data=st.data())
-def test_deep_chains_propagate_both_ways(data: st.DataObject) -> None:
+def test_deep_chains_propagate_both_ways(store: str, data: st.DataObject) -> None:
     """Long parent-child / blocks chains: gating travels down, and is lifted, transitively."""
-    ledger = new_ledger()
+    ledger = new_ledger(store)
     model = Model()
     try:
         length = data.draw(st.integers(3, 12))
@@ -434,7 +451,7 @@ def test_deep_chains_propagate_both_ways(data: st.DataObject) -> None:
         # closing the head of the chain always refuses a back edge from it to the tail
         head, tail = model.order[0], model.order[-1]
         do_add_dep(ledger, model, head, tail, data.draw(st.sampled_from(GATING)))
-        assert_incremental_equals_full(ledger.store.conn)
+        assert_incremental_equals_full(ledger)
     finally:
         ledger.close_db()
 
@@ -452,28 +469,29 @@ def imported_graphs(draw: st.DrawFn) -> tuple[list[tuple[str, str, int]], set[tu
     return tasks, edges
 
 
+@ON_EVERY_STORE
 @SETTINGS
 @given(graph=imported_graphs(), data=st.data())
 def test_recompute_all_then_incremental_match_brute_force(
-        graph: tuple[list[tuple[str, str, int]], set[tuple[str, str, str]]],
+        store: str, graph: tuple[list[tuple[str, str, int]], set[tuple[str, str, str]]],
         data: st.DataObject) -> None:
     """``recompute_all`` after a bulk load, then incremental changes, match the definition."""
     tasks, edges = graph
-    ledger = new_ledger()
+    ledger = new_ledger(store)
     model = Model()
-    conn = ledger.store.conn
     try:
-        with ledger.transaction():
+        with ledger.transaction():  # a bulk import: rows as they are, then readiness once
+            items = []
             for tid, status, priority in tasks:
-                conn.execute(
-                    "INSERT INTO tasks (id, title, status, priority, created_at, updated_at)"
-                    " VALUES (?, 'imported', ?, ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
-                    (tid, status, priority))
+                when = "2026-01-01T00:00:00Z"
+                row = (tid, "imported", "", "", "", "", status, priority, "task", None, when,
+                       when, None, None, None, None, None, None, None, None)
+                deps = [(b, typ, None, None, None) for a, b, typ in sorted(edges) if a == tid]
+                items.append(ImportItem(row, [], deps, []))
                 model.add_task(tid, status, priority)
-            conn.executemany("INSERT INTO deps (issue_id, depends_on_id, type) VALUES (?, ?, ?)",
-                             sorted(edges))
+            ledger.store.import_rows(items, [])
             model.edges = set(edges)
-            readiness.recompute_all(conn)
+            ledger.store.recompute_readiness()
         assert_matches(ledger, model)
         for _ in range(data.draw(st.integers(0, 10))):
             tid = data.draw(st.sampled_from(model.order))
@@ -490,15 +508,16 @@ def test_recompute_all_then_incremental_match_brute_force(
                 a, b, typ = data.draw(st.sampled_from(sorted(model.edges)))
                 do_remove_dep(ledger, model, a, b, typ)
             assert_matches(ledger, model)
-        assert_incremental_equals_full(conn)
+        assert_incremental_equals_full(ledger)
     finally:
         ledger.close_db()
 
 
+@ON_EVERY_STORE
 @SETTINGS
 @given(priorities=st.lists(st.integers(0, 4), min_size=1, max_size=30))
-def test_ready_order_is_priority_then_creation(priorities: list[int]) -> None:
-    ledger = new_ledger()
+def test_ready_order_is_priority_then_creation(store: str, priorities: list[int]) -> None:
+    ledger = new_ledger(store)
     try:
         ids = [ledger.create(f"t{i}", priority=p).id for i, p in enumerate(priorities)]
         want = [tid for _, _, tid in sorted(zip(priorities, range(len(ids)), ids, strict=True))]
@@ -513,8 +532,9 @@ def test_ready_order_is_priority_then_creation(priorities: list[int]) -> None:
         ledger.close_db()
 
 
-def test_invalid_status_is_refused_and_changes_nothing() -> None:
-    ledger = new_ledger()
+@ON_EVERY_STORE
+def test_invalid_status_is_refused_and_changes_nothing(store: str) -> None:
+    ledger = new_ledger(store)
     try:
         task = ledger.create("x")
         with pytest.raises(InvalidInput):

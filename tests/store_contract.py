@@ -1,0 +1,337 @@
+"""The ledger store contract: what every :class:`~taskmill.ledger.store.LedgerStore` does.
+
+One mixin of tests (as huey's storage tests are written), subclassed once per store
+(``test_store_sqlite.py``, ``test_store_memory.py``): each subclass says how to make a fresh
+store, and every test here runs against it through the :class:`Ledger` API (and a few store
+verbs directly). A new store is done when its subclass passes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from taskmill.beads import export_beads, import_beads
+from taskmill.clock import FixedClock
+from taskmill.errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
+from taskmill.ledger import Ledger, LedgerStore
+from taskmill.ledger.containers import AUTO_CLOSE_REASON
+from taskmill.plan import import_plan
+
+SAMPLE = Path(__file__).resolve().parent / "fixtures" / "beads-sample.jsonl"
+
+
+class Boom(Exception):
+    """Raised inside a transaction to make it roll back."""
+
+
+class StoreContract:
+    """Mix into a ``unittest``-free test class and define :meth:`make_store`."""
+
+    def make_store(self) -> LedgerStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def ledger(self) -> Ledger:
+        return Ledger(self.make_store(), prefix="tm", clock=FixedClock(step=1.0), actor="test")
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    def test_create_get_update_close_reopen(self, ledger: Ledger) -> None:
+        t = ledger.create("Write docs", priority=1, labels=["docs", "b"], checks=["true"],
+                          hints={"estimate": 3})
+        got = ledger.get(t.id)
+        assert (got.title, got.priority, got.labels, got.checks, got.hints, got.ready) == (
+            "Write docs", 1, ["docs", "b"], ["true"], {"estimate": 3}, True)
+        assert ledger.get(t.id[:6]).id == t.id  # a prefix resolves
+        ledger.update(t.id, {"title": "Write the docs", "metadata": {"k": 1}})
+        assert ledger.get(t.id).metadata == {"k": 1}
+        closed = ledger.close(t.id, "done")
+        assert (closed.status, closed.close_reason, closed.closed_at is not None) == (
+            "closed", "done", True)
+        with pytest.raises(Conflict):
+            ledger.close(t.id)
+        opened = ledger.reopen(t.id)
+        assert (opened.status, opened.close_reason, opened.closed_at) == ("open", None, None)
+        kinds = [e.kind for e in ledger.events(t.id)]
+        assert kinds == ["created", "updated", "updated", "updated"]
+
+    def test_unknown_id_and_bad_input_change_nothing(self, ledger: Ledger) -> None:
+        t = ledger.create("x")
+        with pytest.raises(NotFound):
+            ledger.get("tm-nope")
+        before = ledger.last_seq()
+        with pytest.raises(InvalidInput):
+            ledger.update(t.id, {"priority": 9})
+        with pytest.raises(InvalidInput):
+            ledger.create("")
+        assert ledger.last_seq() == before
+
+    def test_list_filters_and_labels(self, ledger: Ledger) -> None:
+        a = ledger.create("a", labels=["x"], priority=3)
+        b = ledger.create("b", issue_type="bug", assignee="ana", priority=0)
+        import_beads(ledger, [json.dumps({
+            "id": "tm-gone", "title": "c", "status": "tombstone", "priority": 2,
+            "issue_type": "task", "created_at": "2025-01-01T00:00:00Z",
+            "updated_at": "2025-01-01T00:00:00Z"})])
+        assert [t.id for t in ledger.list_tasks()] == [b.id, a.id]
+        assert [t.id for t in ledger.list_tasks(include_hidden=True)] == [b.id, "tm-gone", a.id]
+        assert [t.id for t in ledger.list_tasks(label="x")] == [a.id]
+        assert [t.id for t in ledger.list_tasks(issue_type="bug")] == [b.id]
+        assert [t.id for t in ledger.list_tasks(assignee="ana")] == [b.id]
+        assert [t.id for t in ledger.list_tasks(status="tombstone")] == ["tm-gone"]
+        assert [t.id for t in ledger.list_tasks(limit=1)] == [b.id]
+        ledger.add_labels(a.id, ["y", "x"])
+        assert ledger.get(a.id).labels == ["x", "y"]
+        ledger.remove_labels(a.id, ["x"])
+        assert ledger.get(a.id).labels == ["y"]
+        assert ledger.set_labels(a.id, ["z", "y"]) is True
+        assert ledger.set_labels(a.id, ["z", "y"]) is False
+        assert ledger.get(a.id).labels == ["z", "y"]
+        assert ledger.labels_in_use() == ["y", "z"]
+
+    def test_comments(self, ledger: Ledger) -> None:
+        a, b = ledger.create("a"), ledger.create("b")
+        first = ledger.comment(a.id, "one")
+        ledger.comment(a.id, "two", author="bo")
+        ledger.comment(b.id, "three")
+        assert [c.text for c in ledger.show(a.id).comments] == ["one", "two"]
+        assert first.id < ledger.last_comments([a.id])[a.id].id
+        assert {k: v.text for k, v in ledger.last_comments([a.id, b.id]).items()} == {
+            a.id: "two", b.id: "three"}
+
+    # -- dependencies and readiness --------------------------------------------------------
+
+    def test_blocks_gates_until_the_blocker_is_done(self, ledger: Ledger) -> None:
+        blocker = ledger.create("blocker")
+        waiting = ledger.create("waiting", after=[blocker.id])
+        assert [t.id for t in ledger.ready()] == [blocker.id]
+        assert [b.task.id for b in ledger.blocked()] == [waiting.id]
+        assert ledger.blocked()[0].blockers == [blocker.id]
+        ledger.close(blocker.id)
+        assert [t.id for t in ledger.ready()] == [waiting.id]
+        ledger.reopen(blocker.id)
+        assert not ledger.get(waiting.id).ready
+        ledger.remove_dep(waiting.id, blocker.id)
+        assert ledger.get(waiting.id).ready
+        with pytest.raises(NotFound):
+            ledger.remove_dep(waiting.id, blocker.id)
+
+    def test_dependencies_both_ways_and_tree(self, ledger: Ledger) -> None:
+        a, b, c = ledger.create("a"), ledger.create("b"), ledger.create("c")
+        ledger.add_dep(a.id, b.id)
+        ledger.add_dep(a.id, c.id, "related")
+        with pytest.raises(Conflict):
+            ledger.add_dep(a.id, b.id)
+        shown = ledger.show(a.id)
+        assert [(d.depends_on_id, d.type) for d in shown.dependencies] == [
+            (b.id, "blocks"), (c.id, "related")]
+        assert [d.issue_id for d in ledger.show(b.id).dependents] == [a.id]
+        tree = ledger.dep_tree(a.id)
+        assert [ch["id"] for ch in tree["children"]] == [b.id, c.id]
+        assert ledger.dep_tree(b.id, reverse=True)["children"][0]["id"] == a.id
+        assert sorted(ledger.dep_edges()) == sorted([(a.id, b.id, "blocks"),
+                                                     (a.id, c.id, "related")])
+
+    def test_a_cycle_is_refused(self, ledger: Ledger) -> None:
+        a, b, c = ledger.create("a"), ledger.create("b"), ledger.create("c")
+        ledger.add_dep(a.id, b.id)
+        ledger.add_dep(b.id, c.id, "parent-child")
+        before = ledger.last_seq()
+        with pytest.raises(CycleError) as err:
+            ledger.add_dep(c.id, a.id)
+        assert err.value.cycle == [c.id, a.id, b.id, c.id]
+        ledger.add_dep(c.id, a.id, "related")  # not gating: no cycle
+        assert ledger.last_seq() == before + 1
+        assert ledger.cycles() == []
+
+    def test_parent_child_gates_and_containers_follow_children(self, ledger: Ledger) -> None:
+        epic = ledger.create("epic", issue_type="epic")
+        k1 = ledger.create("k1", parent=epic.id)
+        k2 = ledger.create("k2", parent=epic.id)
+        assert [t.id for t in ledger.ready(work_only=True)] == [k1.id, k2.id]
+        assert ledger.get(epic.id).children == 2 and ledger.get(k1.id).parent == epic.id
+        assert [t.id for t in ledger.show(epic.id).child_tasks] == [k1.id, k2.id]
+        ledger.update(epic.id, {"status": "deferred"})
+        assert ledger.ready() == []
+        assert ledger.held_back(epic.id) == [k1.id, k2.id]
+        reasons = {b.task.id: b.reasons for b in ledger.blocked()}
+        assert reasons[k1.id] == [f"parent {epic.id} is deferred"]
+        ledger.update(epic.id, {"status": "open"})
+        ledger.close(k1.id)
+        assert ledger.get(epic.id).status == "open"
+        ledger.close(k2.id)
+        closed = ledger.get(epic.id)
+        assert (closed.status, closed.close_reason) == ("closed", AUTO_CLOSE_REASON)
+        ledger.reopen(k2.id)
+        assert ledger.get(epic.id).status == "open"
+
+    def test_claims(self, ledger: Ledger) -> None:
+        a, b = ledger.create("a", priority=1), ledger.create("b", priority=2)
+        got = ledger.claim_next("mill:r1")
+        assert got is not None and (got.id, got.status, got.assignee) == (
+            a.id, "in_progress", "mill:r1")
+        with pytest.raises(ClaimConflict):
+            ledger.claim(a.id, "someone")
+        assert ledger.claims("mill:") == [(a.id, "mill:r1")]
+        assert ledger.claims("MILL:") == [(a.id, "mill:r1")]
+        assert ledger.claim_next("mill:r2", exclude=[b.id]) is None
+
+    # -- attempts (the mill's verbs) -------------------------------------------------------
+
+    def test_attempts_laps_and_recovery(self, ledger: Ledger) -> None:
+        t = ledger.create("work")
+        ledger.claim(t.id, "mill:dead")
+        assert ledger.last_lap(t.id) == 0
+        aid = ledger.start_attempt(t.id, iteration=1, agent="fake", model="m1",
+                                   log_path="/l/1", run_id="dead", lap=1, actor="mill:dead",
+                                   now="2026-01-01T00:00:00Z")
+        assert not ledger.claimed_after_last_attempt(t.id)
+        ledger.finish_attempt(t.id, aid, outcome="failed", input_tokens=10, output_tokens=5,
+                              cost_usd=0.5, commit=None, model=None, detail={"why": "red"},
+                              seconds=1.0, usage_error=None, actor="mill:dead",
+                              now="2026-01-01T00:00:05Z")
+        second = ledger.start_attempt(t.id, iteration=2, agent="fake", model="m1",
+                                      log_path="/l/2", run_id="dead", lap=1,
+                                      actor="mill:dead", now="2026-01-01T00:00:06Z")
+        assert ledger.lap_usage(t.id, 1) == (1, 10, 5, 0.5)  # the open one does not count
+        assert ledger.recover_orphan(t.id, "mill:dead", actor="mill:new",
+                                     now="2026-01-01T00:01:00Z", from_run="dead")
+        assert not ledger.recover_orphan(t.id, "mill:dead", actor="mill:new",
+                                         now="2026-01-01T00:01:00Z", from_run="dead")
+        attempts = ledger.attempts(t.id)
+        assert [(a["id"], a["outcome"], a["model"], a["detail"]) for a in attempts] == [
+            (aid, "failed", "m1", {"why": "red"}), (second, "interrupted", "m1", None)]
+        assert ledger.get(t.id).assignee == "mill:new"
+        ledger.amend_attempt(aid, outcome="rejected_conflict", detail={"rejection": "c"})
+        assert ledger.attempts(t.id)[0]["detail"] == {"why": "red", "rejection": "c"}
+        assert ledger.count_attempts(t.id, 1, ["rejected_conflict", "rejected_checks"]) == 1
+        third = ledger.start_attempt(t.id, iteration=3, agent="fake", model=None,
+                                     log_path="/l/3", run_id="new", lap=2, actor="mill:new",
+                                     now="2026-01-01T00:02:00Z")
+        assert ledger.end_open_attempts(t.id, outcome="error", ended_at="x",
+                                        detail={"error": "e"}, run_id="other") == 0
+        assert ledger.end_open_attempts(t.id, outcome="error", ended_at="x",
+                                        detail={"error": "e"}, run_id="new") == 1
+        assert ledger.attempts(t.id)[-1]["id"] == third and ledger.last_lap(t.id) == 2
+        totals = ledger.attempt_totals(FixedClock().now())
+        assert totals["all"]["attempts"] == 3 and totals["all"]["input_tokens"] == 10
+        assert ledger.attempt_task_ids() == {t.id}
+
+    def test_block_and_chain_weights(self, ledger: Ledger) -> None:
+        a = ledger.create("a", hints={"estimate": 4})
+        b = ledger.create("b", after=[a.id])
+        done = ledger.create("done")
+        ledger.close(done.id)
+        weights, edges = ledger.chain_weights()
+        assert weights == {a.id: 4.0, b.id: 1.0} and edges == [(b.id, a.id)]
+        ledger.block(a.id, "the checks never pass", actor="mill:r")
+        blocked = {x.task.id: x for x in ledger.blocked()}
+        assert blocked[a.id].reason == "the checks never pass"
+        assert ledger.get(a.id).status == "blocked"
+
+    # -- events and the change feed --------------------------------------------------------
+
+    def test_events_chain_and_changes_since(self, ledger: Ledger) -> None:
+        assert ledger.last_seq() == 0 and ledger.changes_since(0) == []
+        a = ledger.create("a")
+        mark = ledger.last_seq()
+        ledger.comment(a.id, "hi")
+        b = ledger.create("b")
+        changes = ledger.changes_since(mark)
+        assert [(c.task_id, c.kind) for c in changes] == [(a.id, "commented"), (b.id, "created")]
+        assert changes[-1].seq == ledger.last_seq()
+        assert ledger.changes_since(ledger.last_seq()) == []
+        assert [e.kind for e in ledger.events(limit=2)] == ["commented", "created"]
+        assert [e.seq for e in ledger.events_since(1, limit=1)] == [2]
+        report = ledger.verify()
+        assert report.ok, report.problems
+        assert ledger.store.audit_head()[0] == ledger.last_seq() == 3
+        rows = list(ledger.store.event_rows())
+        assert ledger.store.event_hash(3) == rows[-1].hash == ledger.store.audit_head()[1]
+
+    # -- the unit of work ------------------------------------------------------------------
+
+    def test_a_transaction_is_all_or_nothing(self, ledger: Ledger) -> None:
+        a = ledger.create("a")
+        before = (ledger.last_seq(), [t.id for t in ledger.list_tasks()])
+        with pytest.raises(Boom), ledger.transaction():
+            ledger.create("b")
+            ledger.close(a.id)
+            raise Boom
+        assert (ledger.last_seq(), [t.id for t in ledger.list_tasks()]) == before
+        assert ledger.get(a.id).status == "open"
+        ledger.comment(a.id, "after the rollback")
+        assert ledger.verify().ok  # the chain goes on from the head before the rollback
+
+    def test_a_nested_transaction_is_a_savepoint(self, ledger: Ledger) -> None:
+        a = ledger.create("a")
+        with ledger.transaction():
+            kept = ledger.create("kept")
+            with pytest.raises(Boom), ledger.transaction():
+                ledger.create("undone")
+                ledger.close(a.id)
+                raise Boom
+            with pytest.raises(Conflict):  # a verb that fails inside leaves the outer one be
+                ledger.reopen(kept.id)
+            ledger.comment(a.id, "still in the outer one")
+        titles = sorted(t.title for t in ledger.list_tasks())
+        assert titles == ["a", "kept"]
+        assert ledger.get(a.id).status == "open"
+        assert [e.kind for e in ledger.events(a.id)] == ["created", "commented"]
+        assert ledger.verify().ok
+
+    def test_nothing_is_committed_before_the_outer_transaction_ends(self, ledger: Ledger) -> None:
+        with pytest.raises(Boom), ledger.transaction():
+            with ledger.transaction():
+                ledger.create("inner, finished")
+            assert len(ledger.list_tasks()) == 1
+            raise Boom
+        assert ledger.list_tasks() == [] and ledger.last_seq() == 0
+
+    # -- bulk ------------------------------------------------------------------------------
+
+    def test_bulk_import_and_export_round_trip(self, ledger: Ledger) -> None:
+        lines = [line for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+        report = import_beads(ledger, lines)
+        assert report.created == len(lines) and report.updated == 0
+        out = io.StringIO()
+        export_beads(ledger, out)
+        exported = out.getvalue().splitlines()
+        assert exported == sorted(lines, key=lambda line: json.loads(line)["id"])
+        again = import_beads(ledger, lines)
+        assert (again.created, again.updated, again.unchanged) == (0, 0, len(lines))
+        changed = [json.loads(line) for line in lines]
+        changed[0]["title"] = "changed by a second import"
+        third = import_beads(ledger, [json.dumps(r, ensure_ascii=False) for r in changed])
+        assert third.updated == 1 and third.updated_ids == [changed[0]["id"]]
+        assert ledger.get(changed[0]["id"]).title == "changed by a second import"
+        assert ledger.verify().ok
+        state = ledger.store.readiness_state()
+        ledger.store.recompute_readiness()
+        assert ledger.store.readiness_state() == state
+
+    def test_plan_import_uses_public_verbs(self, ledger: Ledger, tmp_path: Path) -> None:
+        plan = tmp_path / "plan.toml"
+        plan.write_text('[[task]]\nkey = "a"\ntitle = "A"\nlabels = ["x"]\n\n'
+                        '[[task]]\nkey = "b"\ntitle = "B"\nafter = ["a"]\n', encoding="utf-8")
+        ids = import_plan(ledger, plan, source="p")
+        assert [t.id for t in ledger.ready()] == [ids["a"]]
+        assert ledger.store.plan_keys("p") == ids
+        plan.write_text('[[task]]\nkey = "a"\ntitle = "A"\nlabels = ["y"]\n\n'
+                        '[[task]]\nkey = "b"\ntitle = "B"\n', encoding="utf-8")
+        assert import_plan(ledger, plan, source="p") == ids
+        assert ledger.get(ids["a"]).labels == ["y"]
+        assert sorted(t.id for t in ledger.ready()) == sorted(ids.values())
+        assert ledger.verify().ok
+
+    def test_stats(self, ledger: Ledger) -> None:
+        a = ledger.create("a")
+        ledger.create("b", after=[a.id])
+        stats = ledger.stats()
+        assert (stats["total"], stats["ready"], stats["blocked"], stats["dependencies"],
+                stats["events"], stats["by_status"]) == (2, 1, 1, {"blocks": 1}, 3, {"open": 2})
+
