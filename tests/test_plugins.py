@@ -51,7 +51,9 @@ def test_builtins_are_registered_through_the_hooks() -> None:
     assert {reg.plugin for reg in agents.values()} == {"taskmill"}
     assert agents["exec"].create().name == "exec"
     assert list(registry.BUILTIN) == BUILTIN_AGENTS
-    assert list(plugins.registered("stores", installed=False)) == ["sqlite"]
+    stores = plugins.registered("stores", installed=False)
+    assert list(stores) == ["sqlite", "memory"]
+    assert stores["memory"].create().ready(None, False) == []  # a LedgerStore
     assert list(plugins.registered("executors", installed=False)) == ["threads"]
     landers = plugins.registered("landers", installed=False)
     assert list(landers) == ["merge-queue"] and landers["merge-queue"].load() is MergeQueue

@@ -25,7 +25,8 @@ def register_agents(register: Register) -> None:
 
 @hookimpl(tryfirst=True)
 def register_stores(register: Register) -> None:
-    register("sqlite", "taskmill.ledger:Ledger")
+    register("sqlite", "taskmill.ledger.sqlite:SqliteStore")
+    register("memory", "taskmill.ledger.memory:MemoryStore")
 
 
 @hookimpl(tryfirst=True)
