@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskmill.ledger import Ledger
+from taskmill.clock import SystemClock
+from taskmill.ledger import Ledger, LedgerStore
 
 PY = sys.executable
 TRAILER = "Taskmill-Task"
@@ -214,9 +215,14 @@ class MillRepo:
         (self.root / ".taskmill" / "config.toml").write_text("\n".join(lines) + "\n",
                                                             encoding="utf-8")
 
+    store: LedgerStore | None = None
+    """A store to use instead of the database (a run in this process on another store)."""
+
     @property
     def ledger(self) -> Ledger:
         """The ledger, opened fresh (a run in another process may have changed it)."""
+        if self.store is not None:
+            return Ledger(self.store, prefix="tm", clock=SystemClock(), actor="tester")
         _close_ledgers(self._open)
         self._open.append(Ledger.open(self.root / ".taskmill" / "taskmill.db", prefix="tm",
                                       actor="tester"))

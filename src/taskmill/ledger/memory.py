@@ -1,8 +1,10 @@
 """An in-memory :class:`~taskmill.ledger.store.LedgerStore`: plain dicts, no SQL.
 
 It exists to prove the seam (``tests/store_contract.py`` holds it to the same behaviour as
-the SQLite store) and to run tests fast. It lives in one process; a transaction holds a lock
-and a copy of the data to go back to (a nested one, a copy of its own: a savepoint).
+the SQLite store) and to run tests fast. It lives in one process, shared by its threads: every
+verb holds the store's lock, and a transaction holds it throughout (writers queue, as SQLite's
+``BEGIN IMMEDIATE`` makes them), with a copy of the data to go back to (a nested one, a copy
+of its own: a savepoint).
 Readiness is recomputed from the definitions after each change (the SQLite store keeps it
 incrementally; the contract checks they agree).
 """
@@ -10,10 +12,12 @@ incrementally; the contract checks they agree).
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import json
 import threading
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -623,9 +627,8 @@ class MemoryStore:
         return self._d.head
 
     def event_rows(self, after: int = 0, upto: int | None = None) -> Iterator[EventRow]:
-        for r in list(self._d.events):
-            if r.seq > after and (upto is None or r.seq <= upto):
-                yield r
+        return iter([r for r in self._d.events
+                     if r.seq > after and (upto is None or r.seq <= upto)])
 
     def event_hash(self, seq: int) -> str | None:
         for r in self._d.events:
@@ -645,23 +648,20 @@ class MemoryStore:
         if order not in ("id", "seq"):
             raise ValueError(f"order must be 'id' or 'seq', not {order!r}")
         ids = sorted(self._d.tasks) if order == "id" else self._by_seq(self._d.tasks)
-        for tid in ids:
-            t = self._d.tasks[tid]
-            if include_tombstones or t["status"] != TOMBSTONE:
-                yield tuple(t[k] for k in IMPORT_ROW_COLUMNS)
+        return iter([tuple(t[k] for k in IMPORT_ROW_COLUMNS) for t in map(self._d.tasks.get, ids)
+                     if t is not None and (include_tombstones or t["status"] != TOMBSTONE)])
 
     def label_rows(self) -> Iterator[tuple[str, str]]:
-        for tid in sorted(self._d.labels):
-            for lb in self._d.labels[tid]:
-                yield tid, lb
+        return iter([(tid, lb) for tid in sorted(self._d.labels) for lb in self._d.labels[tid]])
 
     def dep_rows(self) -> Iterator[tuple[str, str, str, str | None, str | None, str | None]]:
-        for a, b, t, d in self._edges():
-            yield a, b, t, d.created_at, d.created_by, d.extra
+        return iter([(a, b, t, d.created_at, d.created_by, d.extra)
+                     for a, b, t, d in self._edges()])
 
     def comment_rows(self) -> Iterator[tuple[int, str, str, str, str, str | None]]:
-        for cid, (tid, author, text, created, extra) in sorted(self._d.comments.items()):
-            yield cid, tid, author, text, created, extra
+        return iter([(cid, tid, author, text, created, extra)
+                     for cid, (tid, author, text, created, extra)
+                     in sorted(self._d.comments.items())])
 
     def comment_ids(self) -> set[int]:
         return set(self._d.comments)
@@ -698,6 +698,20 @@ class MemoryStore:
 
     def set_plan_key(self, source: str, key: str, task_id: str) -> None:
         self._d.plan_keys[(source, key)] = task_id
+
+
+def _locked(verb: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(verb)
+    def under_lock(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return verb(self, *args, **kwargs)
+
+    return under_lock
+
+
+for _name, _verb in list(vars(MemoryStore).items()):
+    if not _name.startswith("_") and _name != "transaction" and inspect.isfunction(_verb):
+        setattr(MemoryStore, _name, _locked(_verb))
 
 
 def _is_a_store(store: MemoryStore) -> LedgerStore:

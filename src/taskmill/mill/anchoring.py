@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 from ..audit_anchor import AnchorStore, anchor_ledger
 from ..clock import Clock, iso
 from ..errors import TaskmillError
-from ..ledger import open_store
+from ..ledger import LedgerStore
 from .events import EventBus
 
 
 class Anchorer:
-    def __init__(self, store: AnchorStore, db_path: Path, *, clock: Clock,
-                 bus: EventBus) -> None:
+    def __init__(self, store: AnchorStore, open_ledger: Callable[[], LedgerStore], *,
+                 clock: Clock, bus: EventBus) -> None:
         self.store = store
-        self.db_path = db_path
+        self.open_ledger = open_ledger
         self.clock = clock
         self.bus = bus
         self.anchored = 0
@@ -53,7 +53,7 @@ class Anchorer:
     def anchor_now(self) -> None:
         with self._lock:
             start = time.perf_counter()
-            ledger = open_store(self.db_path)
+            ledger = self.open_ledger()
             try:
                 anchor = anchor_ledger(ledger, self.store, iso(self.clock.now()))
             except TaskmillError as exc:

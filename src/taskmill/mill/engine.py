@@ -27,7 +27,7 @@ import shutil
 import signal
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from ..containment import Containment, containment
 from ..control import MILL_PREFIX, interrupted_ids, is_paused, mark_interrupted, run_alive
 from ..errors import InvalidInput
 from ..kinds import SUCCESS, MillEvent, TaskOutcome
-from ..ledger import Ledger
+from ..ledger import Ledger, LedgerStore
 from ..locks import FileLock
 from ..model import Task
 from ..netproxy import NetProxy, NetProxyError
@@ -150,8 +150,12 @@ class Mill:
                  env: Mapping[str, str], clock: Clock, bus: EventBus,
                  agent_override: AgentConfig | None = None,
                  turn_runner: TurnRunner | None = None,
-                 executor: ExecutorFactory[Outcome] | None = None) -> None:
+                 executor: ExecutorFactory[Outcome] | None = None,
+                 store: Callable[[], LedgerStore] | None = None) -> None:
         self.paths = paths
+        self._store = store
+        """Opens the ledger's store (default: the repository's database; a test may run the
+        mill on another store)."""
         self.config = config
         self.settings = settings
         self.env = env
@@ -238,6 +242,9 @@ class Mill:
     # -- set-up --------------------------------------------------------------------------
 
     def ledger(self) -> Ledger:
+        if self._store is not None:
+            return Ledger(self._store(), prefix=self.config.prefix, clock=self.clock,
+                          actor=self.actor)
         return Ledger.open(self.paths.db, prefix=self.config.prefix, clock=self.clock,
                            actor=self.actor)
 
@@ -497,7 +504,7 @@ class Mill:
             self.bus.emit("warning", about="audit_anchor",
                           message=f"the audit chain will not be anchored: {why}")
             return None
-        return Anchorer(store, self.paths.db, clock=self.clock, bus=self.bus)
+        return Anchorer(store, lambda: self.ledger().store, clock=self.clock, bus=self.bus)
 
     def _choose_sandbox(self) -> tuple[dict[str, Any], str]:
         """Put the sandbox (``[sandbox]``) into the containment, and the checks' HOME into
