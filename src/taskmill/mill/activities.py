@@ -94,10 +94,14 @@ class TaskActivities:
             return CommandsChecked(f"{problems[0]}. {self.fix_hint(project=True)}")
         return CommandsChecked(None)
 
-    def acquire_workspace(self, base: str, *, fresh: bool, read_head: bool) -> WorkspaceAcquired:
+    def acquire_workspace(self, base: str, *, fresh: bool, read_head: bool,
+                          rejoin: bool = False) -> WorkspaceAcquired:
+        """The task's worktree. ``rejoin``: taken again in this run, after the landing queue
+        sent the parked branch back (its work is this run's: not ``resumed``)."""
         ws = self.ws = self.ctx.pool.acquire(self.task.id, base, fresh=fresh)
+        extra = {"rejoined": True} if rejoin else {}
         self.ctx.bus.emit(MillEvent.WORKSPACE, task=self.task.id, path=str(ws.path),
-                          branch=ws.branch, resumed=ws.resumed)
+                          branch=ws.branch, resumed=ws.resumed and not rejoin, **extra)
         return WorkspaceAcquired(ws.git.out("rev-parse", "HEAD") if read_head else "")
 
     def release(self, *, landed: bool) -> None:

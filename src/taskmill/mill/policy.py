@@ -194,6 +194,8 @@ class AcquireWorkspace(Action):
     """Start the branch over from the target (a first lap, not resumed)."""
     read_head: bool = False
     """Say which commit the branch is on (a resumed task may have passed there)."""
+    rejoin: bool = False
+    """Taken again in the same run: the task was parked, and the merge queue sent it back."""
 
 
 @dataclass(frozen=True)
@@ -511,7 +513,7 @@ class TaskPolicy:
         if reason:
             return Block(reason)
         if self._rejoin is not None:  # parked, then sent back: it needs its worktree again
-            return AcquireWorkspace(fresh=False)
+            return AcquireWorkspace(fresh=False, rejoin=True)
         return AwaitAgent()
 
     def _turn_done(self, turn: TurnDone) -> Action:

@@ -186,8 +186,9 @@ class TaskWorker:
                 return acts.find_landing()
             case CheckCommands():
                 return acts.check_commands()
-            case AcquireWorkspace(fresh=fresh, read_head=read_head):
-                return acts.acquire_workspace(self._base, fresh=fresh, read_head=read_head)
+            case AcquireWorkspace(fresh=fresh, read_head=read_head, rejoin=rejoin):
+                return acts.acquire_workspace(self._base, fresh=fresh, read_head=read_head,
+                                              rejoin=rejoin)
             case Review():
                 reviewed = acts.review()
                 self._count_history(reviewed)
