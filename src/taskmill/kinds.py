@@ -111,6 +111,8 @@ class MillEvent(StrEnum):
     """Part of a red batch was checked on its own."""
     BATCH_LANDED = "batch_landed"
     """The target moved to a batch's last commit (one commit per task)."""
+    BATCH_FINISHED = "batch_finished"
+    """Every task of a batch has its verdict (``outcomes``: task -> landed, conflict...)."""
 
 
 class LedgerEvent(StrEnum):
@@ -141,3 +143,4 @@ class LedgerEvent(StrEnum):
     BATCH_CHECKS = "batch_checks"
     BISECT_STEP = "bisect_step"
     BATCH_LANDED = "batch_landed"
+    BATCH_FINISHED = "batch_finished"

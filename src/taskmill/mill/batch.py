@@ -181,7 +181,10 @@ class BatchLander:
                     pending.append(i)
             size = self.settings.batch_max
             for start in range(0, len(pending), size):
-                self._batch(requests, pending[start:start + size], results)
+                chunk = pending[start:start + size]
+                self._batch(requests, chunk, results)
+                self.emit("batch_finished", outcomes={
+                    requests[i].task.id: results[i].outcome for i in chunk})
         return [results[i] for i in range(len(requests))]
 
     def _landed_before(self, req: LandRequest, tip: str) -> str | None:
