@@ -375,7 +375,7 @@ class BatchLander:
                 raise _Cancelled
             self.check_runs += 1
             self.emit("batch_checks", tree=tree, cached=False, passed=result.ok, tasks=tasks,
-                      retry=attempt)
+                      retry=attempt, seconds=round(sum(r.duration_s for r in result.runs), 3))
             if result.ok:
                 break
         verdict = Verdict(result.ok, "" if result.ok else result.failure_text(), result)
