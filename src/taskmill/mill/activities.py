@@ -15,7 +15,7 @@ from ..agents.base import TurnRequest
 from ..capability import SOCKET_ENV
 from ..kinds import LandOutcome, LedgerEvent, MillEvent
 from ..ledger import Ledger
-from ..model import Task
+from ..model import BLOCKS, CLOSED, Task
 from ..paths import RUN_DIR, RunFiles
 from ..proxy.turn import proxy_usage, through_proxy
 from ..sandbox import Mounts
@@ -266,7 +266,14 @@ class TaskActivities:
             head = self.read_branch().head
         self.ctx.bus.emit(MillEvent.MERGE_QUEUED, task=self.task.id, commit=head,
                           waiting=len(landing.waiting()) + 1)
-        return landing.submit(LandRequest(self.task, head, lap=self.lap, resumed=resumed))
+        return landing.submit(LandRequest(self.task, head, lap=self.lap, resumed=resumed,
+                                          urgent=self._blocks_others()))
+
+    def _blocks_others(self) -> bool:
+        """Whether an unfinished task waits for this one (``blocks``)."""
+        tree = self.ledger.dep_tree(self.task.id, reverse=True, max_depth=1)
+        return any(child.get("type") == BLOCKS and child.get("status") != CLOSED
+                   for child in tree.get("children", []))
 
     def landing_done(self, result: BatchLandResult) -> LandDone:
         """The landing queue's verdict on the parked branch."""

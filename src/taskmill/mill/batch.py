@@ -87,6 +87,9 @@ class LandRequest:
     resumed: bool = True
     """The task may have landed already (taken over from a run that died): its trailer is
     looked for on the target first. Only a resumed task can have (claims are exclusive)."""
+    urgent: bool = False
+    """Other tasks wait for it to land: the landing queue does not wait for a batch to
+    fill (``batch_wait``) while it waits."""
 
 
 @dataclass

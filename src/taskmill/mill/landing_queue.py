@@ -4,7 +4,9 @@
 :class:`~taskmill.mill.batch.BatchLandResult`; one thread (:meth:`LandingQueue.run`) takes the
 waiting branches, ``[merge] batch_max`` at a time, in the order they were submitted, and
 lands them with a :class:`~taskmill.mill.batch.BatchLander`. When fewer than ``batch_max``
-wait, it waits up to ``[merge] batch_wait`` seconds for more (0: it lands what there is).
+wait, it waits up to ``[merge] batch_wait`` seconds for more (0: it lands what there is),
+unless one of them is ``urgent`` (other tasks wait for it: the critical path does not wait
+for a batch to fill).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class LandingQueue:
                 self._cond.wait()
             wait = self.lander.settings.batch_wait
             deadline = self.clock.monotonic() + wait
-            while 0 < len(self._waiting) < size and not self._closed:
+            while (0 < len(self._waiting) < size and not self._closed
+                   and not any(request.urgent for request, _ in self._waiting)):
                 left = deadline - self.clock.monotonic()
                 if left <= 0:
                     break
