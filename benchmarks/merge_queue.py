@@ -206,9 +206,11 @@ def set_up(tmp: Path, source: Path, mode: Mode, args: argparse.Namespace,
     plan: list[dict[str, object]] = []
     agent_tasks: dict[str, dict[str, object]] = {}
     for k, sha in enumerate(COMMITS[:count]):
-        diff = git(repo, "diff", "--binary", f"{sha}^", sha, env=env)
         patch = patches / f"{k:02d}.patch"
-        patch.write_text(diff + "\n", encoding="utf-8")
+        # not through git(): its output is stripped, and a diff may end in a blank line
+        patch.write_bytes(subprocess.run(["git", "-C", str(repo), "diff", "--binary",
+                                          f"{sha}^", sha], env=dict(env), check=True,
+                                         capture_output=True).stdout)
         files = git(repo, "diff", "--name-only", f"{sha}^", sha, env=env).split()
         subject = git(repo, "log", "-1", "--format=%s", sha, env=env)
         task: dict[str, object] = {"key": f"c{k:02d}", "title": subject[:200],

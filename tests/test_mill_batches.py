@@ -7,16 +7,22 @@ and in the audit trail."""
 
 from __future__ import annotations
 
+import json
+import signal
+import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from mill_helpers import MillRepo, agent_script
+from mill_helpers import MillRepo, agent_script, wait_for
 
 # The project check: red when the marker files mA and mB are both there (two tasks that
-# break it only together); it notes each tree it checks, and sleeps ``$DELAY`` seconds.
+# break it only together); it notes each tree it checks, sleeps ``delay`` seconds, and while
+# ``spy/hold`` exists says so (``spy/checking``) and sleeps as many seconds as it says.
 CHECK_SH = """#!/bin/sh
 echo "$(git rev-parse HEAD^{{tree}})" >> {spy}/project-checks
 sleep {delay}
+if [ -e {spy}/hold ]; then touch {spy}/checking; sleep "$(cat {spy}/hold)"; fi
 if [ -e mA ] && [ -e mB ]; then echo "mA and mB together"; exit 1; fi
 exit 0
 """
@@ -196,3 +202,71 @@ def test_batch_max_1_lands_one_branch_at_a_time(tmp_path: Path) -> None:
     repo.assert_all_landed_once(ids)
     assert [len(e["tasks"]) for e in result.events_of("batch_started")] == [1, 1, 1]
     assert len(_project_checks(repo)) == 3
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _stop_during_the_batchs_checks(repo: MillRepo, cmd: str, tmp_path: Path, *,
+                                   hold: int, grace: int) -> tuple[int, list[dict[str, Any]]]:
+    (repo.spy / "hold").write_text(str(hold))
+    events = tmp_path / f"events-stop-{hold}.ndjson"
+    proc = repo.spawn("--agent-cmd", cmd, "-j", "2", "--grace", str(grace),
+                      events_file=events)
+    assert wait_for(lambda: (repo.spy / "checking").exists(), timeout=60), \
+        proc.poll() or _events(events)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=90)
+    (repo.spy / "hold").unlink()
+    return proc.returncode, _events(events)
+
+
+def test_a_stop_during_a_batchs_checks_leaves_the_parked_tasks_resumable(
+        tmp_path: Path) -> None:
+    """Ctrl-C while the merge queue checks two parked branches; the checks outlast the
+    grace: they are cut, nothing lands, the tasks stay in progress; the next run lands them
+    without another turn (straight to the queue: no worktree)."""
+    repo = _repo(tmp_path, batch_max=5, batch_wait=5)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    ids = [repo.create(t, checks=[f"test -f {t}.txt"]) for t in ("tm-a", "tm-b")]
+    start = repo.tip()
+
+    started = time.monotonic()
+    code, events = _stop_during_the_batchs_checks(repo, cmd, tmp_path, hold=60, grace=1)
+
+    assert code == 130
+    assert time.monotonic() - started < 40, "the grace of 1 s was not honoured"
+    assert repo.tip() == start
+    assert sorted(e["task"] for e in events if e["event"] == "interrupted") == ids
+    for tid in ids:
+        assert repo.task(tid)["status"] == "in_progress"
+        assert [a["outcome"] for a in repo.attempts(tid)] == ["passed"]
+    assert repo.git("status", "--porcelain").strip() == ""
+
+    again = repo.run("--agent-cmd", cmd, "-j", "2")
+    assert again.returncode == 0, again.describe()
+    repo.assert_all_landed_once(ids)
+    assert again.events_of("turn_started") == [] and again.events_of("workspace") == []
+    for tid in ids:
+        assert [a["outcome"] for a in repo.attempts(tid)] == ["passed"]
+    repo.verify_ok()
+
+
+def test_a_stop_lets_a_batch_that_lands_within_the_grace_land(tmp_path: Path) -> None:
+    repo = _repo(tmp_path, batch_max=5, batch_wait=5)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    ids = [repo.create(t, checks=[f"test -f {t}.txt"]) for t in ("tm-a", "tm-b")]
+
+    code, events = _stop_during_the_batchs_checks(repo, cmd, tmp_path, hold=2, grace=60)
+
+    assert code == 130
+    repo.assert_all_landed_once(ids)
+    assert [e["event"] for e in events if e["event"] == "grace_over"] == []
+    repo.verify_ok()
