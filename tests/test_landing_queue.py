@@ -71,3 +71,21 @@ def _done_soon(future: Future[BatchLandResult]) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def test_a_short_batch_does_not_wait_when_no_more_can_come() -> None:
+    lander = _Lander(MergeSettings(batch_max=3, batch_wait=60))
+    busy = threading.Event()
+    busy.set()
+    queue = LandingQueue(lander, more_coming=busy.is_set)  # type: ignore[arg-type]
+    thread = threading.Thread(target=queue.run, daemon=True)
+    thread.start()
+    try:
+        first = queue.submit(_request("tm-a"))
+        assert not _done_soon(first)  # a worker is busy: its branch may come
+        busy.clear()  # nobody is working: nothing else will come
+        assert first.result(timeout=10).outcome == "landed"
+    finally:
+        queue.close()
+        thread.join(timeout=10)
+    assert lander.batches == [["tm-a"]]

@@ -208,6 +208,8 @@ class Mill:
         """Where workers park passed branches; one thread lands them in batches."""
         self._landing_thread: threading.Thread | None = None
         self._trail: BatchTrail | None = None
+        self._working = 0
+        """Workers busy now (the landing queue waits for a batch to fill only then)."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -502,7 +504,8 @@ class Mill:
                              settings=MergeSettings.from_config(self.config.merge),
                              cache=CheckCache(self.paths.run_dir / CACHE_FILE),
                              emit=self._trail)
-        self.landing = LandingQueue(lander, clock=self.clock)
+        self.landing = LandingQueue(lander, clock=self.clock,
+                                    more_coming=lambda: self._working > 0)
         return self.landing
 
     def _start_landing(self) -> None:
@@ -743,10 +746,12 @@ class Mill:
                     # us at once; the timeout only notices outside changes (new or unblocked
                     # tasks, pause and resume), and a stop request is looked at every 0.1 s,
                     # so a Ctrl-C is answered at once
+                    self._working = len(in_flight)
                     outcome = executor.wait_any(0.5, until=self._stop_pending)
                     if outcome is None:
                         continue
                     in_flight.discard(outcome.task_id)
+                    self._working = len(in_flight)
                     suspended = workers.get(outcome.task_id)
                     if suspended is not None and suspended.parked is not None:
                         parked[outcome.task_id] = suspended
