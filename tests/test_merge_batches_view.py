@@ -78,3 +78,14 @@ def test_the_now_response_schema_holds_batches() -> None:
     assert annotation is not None
     model = annotation.__args__[0]
     assert model.model_validate(batch).landed == ["tm-a"]
+
+
+def test_the_terminal_view_says_a_parked_task_is_landing_in_a_batch() -> None:
+    from taskmill.cli.live import LiveView
+
+    view = LiveView(workers=2)
+    for tid in ("tm-a", "tm-b"):
+        view.on_event({"event": "dispatched", "task": tid, "title": tid})
+        view.on_event({"event": "merge_queued", "task": tid})
+    view.on_event({"event": "batch_started", "tasks": ["tm-a", "tm-b"], "base": "b"})
+    assert {row["state"] for row in view._active.values()} == {"landing (batch of 2)"}
