@@ -134,7 +134,11 @@ def test_a_red_batch_is_bisected_and_only_the_culprit_goes_back_naming_the_other
     for tid in (other, "tm-z"):
         assert [a["outcome"] for a in repo.attempts(tid)] == ["passed"]
     failure = repo.attempts(culprit)[0]["detail"]["failure"]
-    assert f"combined with {other}" in failure and "mA and mB together" in failure
+    # it is told it fails only in combination, with the tasks landed since its branch was
+    # cut (the other one among them)
+    assert "pass on this task's branch alone" in failure and "combined with" in failure
+    assert other in failure.split("combined with", 1)[1].split("\n")[0]
+    assert "mA and mB together" in failure
     prompt = (repo.spy / f"prompt-{culprit}-2").read_text()
     assert other in prompt and "mA and mB together" in prompt
     assert result.events_of("bisect_step")
