@@ -6,11 +6,19 @@ worker that finishes, or a task that lands, wakes the scheduler at once, so a de
 task starts as soon as its blocker lands (no polling interval). Among ready tasks
 of equal priority the one with the longest chain of work waiting on it goes first.
 
+Landing: a worker whose task passed its checks parks the branch in the run's landing queue
+(:mod:`.landing_queue`: one thread lands parked branches in batches with a
+:class:`~.batch.BatchLander`) and takes the next ready task at once; the scheduler acts on
+the queue's verdict (closes the task, or hands it back to the next free worker ahead of new
+work). ``[merge] batch_max = 1`` lands one branch at a time.
+
 Stopping: :meth:`Mill.signal` (the CLI's SIGINT/SIGTERM/SIGHUP handler) asks the run to
 stop. The first one dispatches nothing new and lets in-flight turns (and their checks and
 landing) finish for ``grace`` seconds, then cuts them; a second one kills the agents at
-once. Interrupted tasks stay ``in_progress`` under this run, whose lock is gone when it
-exits: the next run takes them over like those of a run that died, branch and all.
+once. Parked branches go on landing during the grace; a landing whose checks are cut by it
+lands nothing. Interrupted tasks stay ``in_progress`` under this run, whose lock is gone when
+it exits: the next run takes them over like those of a run that died, branch and all (a
+parked one goes straight back to the landing queue).
 
 Crash safety: every run holds a lock file for its lifetime. A task left ``in_progress`` by a
 run whose lock is free (the process died) is recovered at start: if its commit is already on
