@@ -79,8 +79,10 @@ def _assert_clean_end_state(repo: MillRepo, ids: list[str], workers: int) -> Non
         "SELECT count(*) FROM attempts WHERE outcome IS NULL OR ended_at IS NULL").fetchone()
     assert unfinished[0] == 0
     repo.verify_ok()
-    # stale worktrees and branches recovered; the pool never outgrows the workers
-    worktrees = repo.worktrees()
+    # stale worktrees and branches recovered; the pool never outgrows the workers (the
+    # merge queue's own checkout, where batches are checked, is one more, outside the pool)
+    worktrees = [w for w in repo.worktrees()
+                 if Path(w).resolve() != (repo.root / ".git" / "taskmill" / "lander").resolve()]
     assert Path(worktrees[0]).resolve() == repo.root.resolve()
     assert len(worktrees) <= 1 + workers, worktrees
     for path in worktrees[1:]:
@@ -529,3 +531,94 @@ def test_agents_orphaned_by_a_killed_run_are_stopped_before_their_work_is_redone
     assert "late.txt" not in repo.git("ls-tree", "-r", "--name-only", "main").split()
     for wt in repo.worktrees()[1:]:
         assert not (Path(wt) / "late.txt").exists()
+
+
+# -- the batching merge queue --------------------------------------------------------------------
+
+# The project check, run by the merge queue only (each task has checks of its own): it notes
+# the tree it checks, and while ``hold`` exists it says so and sleeps, so that the run can be
+# killed during a batch's checks.
+PROJECT_CHECK = """#!/bin/sh
+echo "$(git rev-parse HEAD^{{tree}}) $(ls out-*.txt 2>/dev/null | tr '\\n' ' ')" >> {spy}/batch-checks
+if [ -e {spy}/hold ]; then
+  touch {spy}/checking
+  sleep 60
+fi
+exit 0
+"""
+
+
+def _batch_repo(tmp_path: Path, n: int) -> tuple[MillRepo, str, list[str]]:
+    spy = tmp_path / "spy"
+    check = tmp_path / "project-check.sh"
+    check.write_text(PROJECT_CHECK.format(spy=spy), encoding="utf-8")
+    check.chmod(0o755)
+    repo = MillRepo(tmp_path, checks=[f"sh {check}"])
+    config = repo.root / ".taskmill" / "config.toml"
+    config.write_text(config.read_text() + "\n[merge]\nbatch_max = 5\nbatch_wait = 1.5\n")
+    repo.git("commit", "-qam", "merge queue: batches")
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"out-{TASK}.txt").write_text(f"{TASK}\\n")
+    """, spy=repo.spy)
+    ids = [repo.create(f"tm-{i}", checks=[f"test -f out-tm-{i}.txt"]) for i in range(n)]
+    return repo, cmd, ids
+
+
+def _events(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(("match", "when"), [("update-ref -m taskmill: land", "after"),
+                                             ("read-tree -m -u", "after")],
+                         ids=["landed-not-closed", "checkout-moved-ref-not"])
+def test_kill_during_a_batchs_checks_and_during_its_landing_then_each_task_lands_once(
+        tmp_path: Path, match: str, when: str) -> None:
+    repo, cmd, ids = _batch_repo(tmp_path, 5)
+    start = repo.tip()
+
+    # 1. kill -9 while the merge queue checks a batch of parked branches
+    (repo.spy / "hold").touch()
+    events = tmp_path / "events-checks.ndjson"
+    proc = repo.spawn("--agent-cmd", cmd, "-j", "3", "--quiet", events_file=events)
+    try:
+        assert wait_for(lambda: (repo.spy / "checking").exists(), timeout=60), \
+            proc.poll() or _events(events)
+    finally:
+        kill_group(proc)
+    batches = [e["tasks"] for e in _events(events) if e["event"] == "batch_started"]
+    assert batches and len(batches[-1]) >= 2, batches  # parked branches checked together
+    assert repo.tip() == start  # nothing landed
+    parked = [str(t) for t in batches[-1]]
+    (repo.spy / "hold").unlink()
+
+    # 2. kill -9 in the middle of the landing of the next batch: the resumed passed branches
+    # go straight to the queue (no new turn), are checked and land, and the run dies
+    killed = repo.run("--agent-cmd", cmd, "-j", "3", env=git_kill_env(tmp_path, match, when))
+    assert killed.returncode in (-9, 137), killed.describe()
+    resumed = {e["task"] for e in killed.events_of("recovered")}
+    assert set(parked) <= resumed, (parked, resumed)
+    assert killed.events_of("batch_started"), killed.describe()
+
+    # 3. the next run finishes: every task landed once, each parked one without a new turn
+    final = repo.run("--agent-cmd", cmd, "-j", "3", timeout=120)
+    assert final.returncode == 0, final.describe()
+    _assert_clean_end_state_batches(repo, ids)
+    for tid in parked:
+        assert [a["outcome"] for a in repo.attempts(tid)] == ["passed"], repo.attempts(tid)
+
+
+def _assert_clean_end_state_batches(repo: MillRepo, ids: list[str]) -> None:
+    repo.assert_all_landed_once(ids)
+    for tid in ids:
+        assert repo.git("show", f"main:out-{tid}.txt") == f"{tid}\n"
+    assert repo.mill_branches() == [], _branch_diagnostics(repo)
+    assert repo.git("symbolic-ref", "-q", "HEAD", check=False).strip() == "refs/heads/main"
+    assert repo.git("status", "--porcelain").strip() == ""
+    unfinished = [a for a in repo.all_attempts() if a["outcome"] is None]
+    assert unfinished == []
+    repo.verify_ok()
+    # the batches are in the audit trail, as run-level events
+    kinds = [e.kind for e in repo.ledger.events() if e.task_id is None]
+    assert "batch_started" in kinds and "batch_checks" in kinds

@@ -14,6 +14,7 @@ from taskmill.mill.policy import (
     AgentReady,
     AwaitAgent,
     Block,
+    BranchRead,
     CheckCommands,
     ChecksDone,
     Close,
@@ -26,15 +27,19 @@ from taskmill.mill.policy import (
     LandDone,
     LandingFound,
     Limits,
+    MergeTarget,
+    Park,
     PastAttempt,
     PauseAgent,
     Paused,
+    ReadBranch,
     Recorded,
     RecordRejection,
     Review,
     Reviewed,
     RunChecks,
     Satisfy,
+    TargetMerged,
     TaskPolicy,
     Turn,
     TurnDone,
@@ -462,3 +467,110 @@ def test_a_rejection_starts_the_breakers_afresh() -> None:
 def test_a_recorded_result_with_nothing_recorded_is_a_bug() -> None:
     with pytest.raises(ValueError, match="nothing was being recorded"):
         policy().next(Recorded())
+
+
+# -- parked in the landing queue ---------------------------------------------------------------
+
+
+def parked_policy(history: History | None = None, *, resumed: bool = False) -> TaskPolicy:
+    return TaskPolicy(LIMITS, lap=1, resumed=resumed, history=history or History(), parks=True)
+
+
+def passed_to_park(p: TaskPolicy) -> None:
+    p.next(TurnDone())
+    assert p.next(ChecksDone()) == FinishAttempt(AttemptOutcome.PASSED)
+    assert p.next(Recorded()) == Park()
+
+
+def test_a_passed_branch_is_parked_and_its_landing_closes_the_task() -> None:
+    for outcome, want in ((LandOutcome.LANDED, Close("c1")),
+                          (LandOutcome.ALREADY_LANDED, Close("c1")),
+                          (LandOutcome.SATISFIED, Satisfy("c1"))):
+        p = parked_policy()
+        to_turn(p)
+        passed_to_park(p)
+        assert p.next(LandDone(outcome, "c1")) == want
+
+
+def test_a_parked_branch_sent_back_reviews_then_takes_its_worktree_and_merges_the_target(
+        ) -> None:
+    for outcome, kind in ((LandOutcome.CONFLICT, "conflict"),
+                          (LandOutcome.CHECKS_FAILED, "merge_checks")):
+        p = parked_policy()
+        to_turn(p)
+        passed_to_park(p)
+        assert p.next(LandDone(outcome, detail="why")) == RecordRejection(kind)
+        # the limits first: a task that stops here needs no worktree
+        assert p.next(Recorded()) == Review()
+        assert p.next(Reviewed(History(iterations=1), stopping=False)) == AcquireWorkspace(
+            fresh=False, rejoin=True)
+        assert p.next(WorkspaceAcquired()) == MergeTarget(conflict=kind == "conflict")
+        assert p.next(TargetMerged()) == AwaitAgent()
+        assert p.next(AgentReady(stopping=False)) == Turn(2, (kind, "why"))
+        # the next turn's checks look for conflict markers after a conflict
+        assert p.next(TurnDone()) == RunChecks(conflict_markers=kind == "conflict")
+        # and a later pass parks again (no second merge of the target)
+        assert p.next(ChecksDone()) == FinishAttempt(AttemptOutcome.PASSED)
+        assert p.next(Recorded()) == Park()
+
+
+def test_a_parked_branch_sent_back_at_a_limit_or_a_stop_takes_no_worktree() -> None:
+    p = parked_policy()
+    to_turn(p)
+    passed_to_park(p)
+    p.next(LandDone(LandOutcome.CHECKS_FAILED, detail="red"))
+    p.next(Recorded())
+    last = PastAttempt(3, "rejected_checks", rejection="red checks")
+    blocked = p.next(Reviewed(History(iterations=5, rejected=1, last=last), stopping=False))
+    assert isinstance(blocked, Block) and "rejected it once" in blocked.reason
+    q = parked_policy()
+    to_turn(q)
+    passed_to_park(q)
+    q.next(LandDone(LandOutcome.CONFLICT, detail="c"))
+    q.next(Recorded())
+    assert q.next(Reviewed(History(iterations=1), stopping=True)) == Interrupt(
+        "the run was stopped before its next turn")
+
+
+def test_a_parked_branch_whose_landing_was_cut_stays_resumable() -> None:
+    for done in (LandDone(LandOutcome.INTERRUPTED, cut=True),
+                 LandDone(LandOutcome.INTERRUPTED)):
+        p = parked_policy()
+        to_turn(p)
+        passed_to_park(p)
+        assert p.next(done) == Interrupt("its landing was cut by the run stopping")
+
+
+def test_a_missing_project_check_command_on_a_parked_merge_blocks() -> None:
+    p = parked_policy()
+    to_turn(p)
+    passed_to_park(p)
+    p.next(LandDone(LandOutcome.CHECKS_FAILED, detail="x", not_found="no make"))
+    assert p.next(Recorded()) == Block("no make")
+
+
+def test_a_resumed_task_that_passed_at_its_branch_goes_straight_to_the_queue() -> None:
+    passed = History(iterations=1, last=PastAttempt(7, "passed", at="head1"))
+    p = parked_policy(passed, resumed=True)
+    assert p.first() == FindLanding()
+    assert p.next(LandingFound(None)) == CheckCommands()
+    assert p.next(CommandsChecked(None)) == ReadBranch()  # no worktree for that
+    assert p.next(BranchRead("head1")) == Park(attempt=7)
+    # its branch moved on since (or has no commit): worked again, with its worktree
+    for head in ("other", ""):
+        q = parked_policy(passed, resumed=True)
+        q.first()
+        q.next(LandingFound(None))
+        q.next(CommandsChecked(None))
+        assert q.next(BranchRead(head)) == AcquireWorkspace(fresh=False)
+        assert q.next(WorkspaceAcquired()) == Review()
+
+
+def test_without_a_landing_queue_the_worker_lands_the_branch_itself() -> None:
+    p = policy()
+    assert not p.parks
+    to_turn(p)
+    passed_to_land(p)
+    p.next(LandDone(LandOutcome.CONFLICT, detail="c"))
+    assert p.next(Recorded()) == Review()
+    assert p.next(Reviewed(History(iterations=1), stopping=False)) == AwaitAgent()

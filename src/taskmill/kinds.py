@@ -63,6 +63,8 @@ class LandOutcome(StrEnum):
     SATISFIED = "satisfied"
     CONFLICT = "conflict"
     CHECKS_FAILED = "checks_failed"
+    INTERRUPTED = "interrupted"
+    """The run stopped before the landing queue reached a verdict (nothing landed)."""
 
 
 class MillEvent(StrEnum):
@@ -101,6 +103,16 @@ class MillEvent(StrEnum):
     NETWORK_REFUSED = "network_refused"
     CAPABILITY_REFUSED = "capability_refused"
     AUDIT_ANCHORED = "audit_anchored"
+    BATCH_STARTED = "batch_started"
+    """The merge queue merged waiting branches onto the target's tip, to check them once."""
+    BATCH_CHECKS = "batch_checks"
+    """The project checks ran (or were answered from the cache) on a batch's tree."""
+    BISECT_STEP = "bisect_step"
+    """Part of a red batch was checked on its own."""
+    BATCH_LANDED = "batch_landed"
+    """The target moved to a batch's last commit (one commit per task)."""
+    BATCH_FINISHED = "batch_finished"
+    """Every task of a batch has its verdict (``outcomes``: task -> landed, conflict...)."""
 
 
 class LedgerEvent(StrEnum):
@@ -126,3 +138,9 @@ class LedgerEvent(StrEnum):
     RECOVERED = "recovered"
     BRANCH_RECOVERED = "branch_recovered"
     BRANCH_RESTARTED = "branch_restarted"
+    # the merge queue's batches (run-level: no task), as the mill streams them
+    BATCH_STARTED = "batch_started"
+    BATCH_CHECKS = "batch_checks"
+    BISECT_STEP = "bisect_step"
+    BATCH_LANDED = "batch_landed"
+    BATCH_FINISHED = "batch_finished"

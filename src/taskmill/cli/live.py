@@ -83,6 +83,10 @@ class LiveView:
                         self._active.pop(task, None)
                     elif kind == "merge_rejected":
                         row["state"] = f"back to agent ({event.get('reason')})"
+            if kind == "batch_started":  # parked branches checked and landed together
+                tasks = [t for t in event.get("tasks") or [] if t in self._active]
+                for t in tasks:
+                    self._active[t]["state"] = f"landing (batch of {len(event['tasks'])})"
             if kind in ("checkout_not_moved", "warning", "agent_paused", "usage_invalid") or (
                     kind == "landed" and event.get("unverified")):
                 self._messages.append(f"{task or ''} {event.get('message') or event}".strip())

@@ -8,16 +8,18 @@ records they and the worker write are in :mod:`.records`.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 from ..agents.base import TurnRequest
 from ..capability import SOCKET_ENV
 from ..kinds import LandOutcome, LedgerEvent, MillEvent
 from ..ledger import Ledger
-from ..model import Task
+from ..model import BLOCKS, CLOSED, Task
 from ..paths import RUN_DIR, RunFiles
 from ..proxy.turn import proxy_usage, through_proxy
 from ..sandbox import Mounts
+from .batch import BatchLandResult, LandRequest
 from .check_env import EXIT_NOT_FOUND, not_found_in_output, not_found_message
 from .checks import ChecksResult, run_checks
 from .context import WorkerContext
@@ -25,6 +27,7 @@ from .git import Git
 from .land import LandResult
 from .policy import (
     AgentReady,
+    BranchRead,
     ChecksDone,
     CommandsChecked,
     Failure,
@@ -32,12 +35,13 @@ from .policy import (
     LandingFound,
     Paused,
     Reviewed,
+    TargetMerged,
     TurnDone,
     WorkspaceAcquired,
 )
 from .prompt import PromptContext, build_prompt
 from .records import Attempt, TaskRecords, unchecked_reason
-from .worktrees import Workspace
+from .worktrees import Workspace, branch_for
 
 
 class TaskActivities:
@@ -58,6 +62,8 @@ class TaskActivities:
         """The attempt passed without checks (there are none, allowed by allow_unchecked)."""
         self.landing: LandResult | None = None
         """What the merge queue said last."""
+        self.checks: ChecksResult | None = None
+        """The result of the task's own checks in its last attempt (when they ran)."""
 
     # -- before the first turn -------------------------------------------------------------
 
@@ -88,10 +94,14 @@ class TaskActivities:
             return CommandsChecked(f"{problems[0]}. {self.fix_hint(project=True)}")
         return CommandsChecked(None)
 
-    def acquire_workspace(self, base: str, *, fresh: bool, read_head: bool) -> WorkspaceAcquired:
+    def acquire_workspace(self, base: str, *, fresh: bool, read_head: bool,
+                          rejoin: bool = False) -> WorkspaceAcquired:
+        """The task's worktree. ``rejoin``: taken again in this run, after the landing queue
+        sent the parked branch back (its work is this run's: not ``resumed``)."""
         ws = self.ws = self.ctx.pool.acquire(self.task.id, base, fresh=fresh)
+        extra = {"rejoined": True} if rejoin else {}
         self.ctx.bus.emit(MillEvent.WORKSPACE, task=self.task.id, path=str(ws.path),
-                          branch=ws.branch, resumed=ws.resumed)
+                          branch=ws.branch, resumed=ws.resumed and not rejoin, **extra)
         return WorkspaceAcquired(ws.git.out("rev-parse", "HEAD") if read_head else "")
 
     def release(self, *, landed: bool) -> None:
@@ -195,6 +205,7 @@ class TaskActivities:
                             log_path=attempt.log_path.with_suffix(".checks.log"),
                             cancel=self.ctx.abort,
                             containment=self.ctx.containment) if checks else None
+        self.checks = result
         if result is not None:
             attempt.detail["checks"] = result.to_json()
         else:
@@ -217,6 +228,9 @@ class TaskActivities:
         self.ctx.bus.emit(MillEvent.MERGE_QUEUED, task=self.task.id)
         result = self.landing = self.ctx.queue.land(self.task, self.ws, lap=self.lap,
                                                     attempt_log=self._log_dir() / "merge.log")
+        return self._land_done(result)
+
+    def _land_done(self, result: LandResult) -> LandDone:
         outcome = LandOutcome(result.outcome)
         landed = outcome in (LandOutcome.LANDED, LandOutcome.ALREADY_LANDED)
         if landed and result.checkout_note:
@@ -227,6 +241,59 @@ class TaskActivities:
         return LandDone(outcome, result.commit, result.detail,
                         not_found=self.not_found(result.checks, project=True),
                         cut=self.ctx.abort.is_set())
+
+    # -- the landing queue ---------------------------------------------------------------
+
+    def read_branch(self) -> BranchRead:
+        """The commit the task's branch is on, read from its ref (no worktree)."""
+        return BranchRead(self.ctx.git.rev(f"refs/heads/{branch_for(self.task.id)}") or "")
+
+    def park(self, *, resumed: bool) -> Future[BatchLandResult]:
+        """Park the branch: what its own checks found is handed to the merge queue (which
+        then does not check that tree again), the worktree is released (the branch stays),
+        and the branch joins the landing queue. Returns the queue's verdict to come."""
+        landing = self.ctx.landing
+        assert landing is not None
+        ws = self.ws
+        if ws is not None:
+            head, tree = ws.git.out("rev-parse", "HEAD", "HEAD^{tree}").split()
+            checks = self.task.checks or self.ctx.project_checks
+            if self.checks is not None:
+                landing.lander.remember(tree, checks, self.checks)
+            self.release(landed=False)
+            self.ws = None
+        else:  # resumed: its branch, as the last attempt left it
+            head = self.read_branch().head
+        self.ctx.bus.emit(MillEvent.MERGE_QUEUED, task=self.task.id, commit=head,
+                          waiting=len(landing.waiting()) + 1)
+        return landing.submit(LandRequest(self.task, head, lap=self.lap, resumed=resumed,
+                                          urgent=self._blocks_others()))
+
+    def _blocks_others(self) -> bool:
+        """Whether an unfinished task waits for this one (``blocks``)."""
+        tree = self.ledger.dep_tree(self.task.id, reverse=True, max_depth=1)
+        return any(child.get("type") == BLOCKS and child.get("status") != CLOSED
+                   for child in tree.get("children", []))
+
+    def landing_done(self, result: BatchLandResult) -> LandDone:
+        """The landing queue's verdict on the parked branch."""
+        self.landing = result
+        if result.outcome == "interrupted":
+            return LandDone(LandOutcome.INTERRUPTED, detail=result.detail, cut=True)
+        return self._land_done(result)
+
+    def merge_target(self, *, conflict: bool) -> TargetMerged:
+        """Bring the target into the branch (sent back by the landing queue), as the merge
+        queue does for a branch it lands itself: for a conflict the merge is left
+        uncommitted with its conflict markers, for red checks it is committed."""
+        ws = self.ws
+        assert ws is not None
+        tip = self.ctx.queue.tip()
+        if conflict:
+            ws.git.run("merge", "--no-ff", "--no-commit", tip, check=False)
+        else:
+            ws.git.run("merge", "-q", "--no-edit", tip, check=False)
+        return TargetMerged()
 
     # -- helpers -------------------------------------------------------------------------
 

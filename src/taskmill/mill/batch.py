@@ -87,6 +87,9 @@ class LandRequest:
     resumed: bool = True
     """The task may have landed already (taken over from a run that died): its trailer is
     looked for on the target first. Only a resumed task can have (claims are exclusive)."""
+    urgent: bool = False
+    """Other tasks wait for it to land: the landing queue does not wait for a batch to
+    fill (``batch_wait``) while it waits."""
 
 
 @dataclass
@@ -181,7 +184,10 @@ class BatchLander:
                     pending.append(i)
             size = self.settings.batch_max
             for start in range(0, len(pending), size):
-                self._batch(requests, pending[start:start + size], results)
+                chunk = pending[start:start + size]
+                self._batch(requests, chunk, results)
+                self.emit("batch_finished", outcomes={
+                    requests[i].task.id: results[i].outcome for i in chunk})
         return [results[i] for i in range(len(requests))]
 
     def _landed_before(self, req: LandRequest, tip: str) -> str | None:
@@ -372,7 +378,7 @@ class BatchLander:
                 raise _Cancelled
             self.check_runs += 1
             self.emit("batch_checks", tree=tree, cached=False, passed=result.ok, tasks=tasks,
-                      retry=attempt)
+                      retry=attempt, seconds=round(sum(r.duration_s for r in result.runs), 3))
             if result.ok:
                 break
         verdict = Verdict(result.ok, "" if result.ok else result.failure_text(), result)

@@ -20,6 +20,7 @@ from .events import EventBus
 from .gate import AgentGate
 from .git import Git
 from .lander import Lander
+from .landing_queue import LandingQueue
 from .settings import RunSettings
 from .turn_runner import TurnRunner
 from .workspaces import Workspaces
@@ -68,3 +69,6 @@ class WorkerContext:
     """What the sandbox allows (or why there is none): recorded in every attempt."""
     proxy: ModelProxy | None = None
     """The model proxy agents with a ``base_url`` go through (None: they go direct)."""
+    landing: LandingQueue | None = None
+    """Where a passed branch is parked to land, its worker free at once (None: the worker
+    lands it through ``queue`` itself, holding its worktree until the verdict)."""

@@ -6,11 +6,19 @@ worker that finishes, or a task that lands, wakes the scheduler at once, so a de
 task starts as soon as its blocker lands (no polling interval). Among ready tasks
 of equal priority the one with the longest chain of work waiting on it goes first.
 
+Landing: a worker whose task passed its checks parks the branch in the run's landing queue
+(:mod:`.landing_queue`: one thread lands parked branches in batches with a
+:class:`~.batch.BatchLander`) and takes the next ready task at once; the scheduler acts on
+the queue's verdict (closes the task, or hands it back to the next free worker ahead of new
+work). ``[merge] batch_max = 1`` lands one branch at a time.
+
 Stopping: :meth:`Mill.signal` (the CLI's SIGINT/SIGTERM/SIGHUP handler) asks the run to
 stop. The first one dispatches nothing new and lets in-flight turns (and their checks and
 landing) finish for ``grace`` seconds, then cuts them; a second one kills the agents at
-once. Interrupted tasks stay ``in_progress`` under this run, whose lock is gone when it
-exits: the next run takes them over like those of a run that died, branch and all.
+once. Parked branches go on landing during the grace; a landing whose checks are cut by it
+lands nothing. Interrupted tasks stay ``in_progress`` under this run, whose lock is gone when
+it exits: the next run takes them over like those of a run that died, branch and all (a
+parked one goes straight back to the landing queue).
 
 Crash safety: every run holds a lock file for its lifetime. A task left ``in_progress`` by a
 run whose lock is free (the process died) is recovered at start: if its commit is already on
@@ -26,7 +34,7 @@ import secrets
 import shutil
 import signal
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +62,9 @@ from ..proxy import ModelProxy, PriceTable, ProxyError
 from ..proxy.turn import uses_proxy
 from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
+from .batch import BatchLander, MergeSettings
+from .batch_trail import BatchTrail
+from .check_cache import CACHE_FILE, CheckCache
 from .check_env import CheckGuard, check_env
 from .events import EventBus
 from .executor import Executor, ExecutorFactory
@@ -61,7 +72,8 @@ from .executor_threads import ThreadExecutor
 from .gate import AgentGate
 from .git import Git, ensure_identity, git_env, identity_env
 from .land import MergeQueue, recover_interrupted_advance
-from .lander import Lander
+from .lander_checkout import LanderCheckout
+from .landing_queue import LandingQueue
 from .settings import RunSettings
 from .turn_runner import TurnRunner, default_turn_runner
 from .worker import Outcome, TaskWorker, WorkerContext, unchecked_reason
@@ -200,6 +212,12 @@ class Mill:
         self.netproxy: NetProxy | None = None
         """The network allowlist proxy (started with a sandboxed run when ``[sandbox]
         network`` is set)."""
+        self.landing: LandingQueue | None = None
+        """Where workers park passed branches; one thread lands them in batches."""
+        self._landing_thread: threading.Thread | None = None
+        self._trail: BatchTrail | None = None
+        self._working = 0
+        """Workers busy now (the landing queue waits for a batch to fill only then)."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -411,7 +429,7 @@ class Mill:
             summary = RunSummary(self.run_id, target)
             self.containment = containment(self.settings.contain, self.env)
             sandbox_info, unsandboxed = self._choose_sandbox()
-            queue_: Lander = MergeQueue(
+            queue_ = MergeQueue(
                 self.git, target=target, lock_path=self.paths.run.merge_lock,
                 checks=self.config.checks, check_env=self.check_env,
                 check_timeout=self.settings.check_timeout, user_checkout=self.paths.root,
@@ -423,6 +441,7 @@ class Mill:
                                 warn=self._pool_warning)
             pool.prune()
             self._drop_landed_branches(ledger, pool)
+            landing = self._landing_queue(queue_, pool)
             ctx = WorkerContext(
                 run_id=self.run_id, settings=self.settings, git=self.git, pool=pool,
                 queue=queue_, bus=self.bus, clock=self.clock, gate=AgentGate(self.clock),
@@ -432,7 +451,7 @@ class Mill:
                 homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
                 agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
-                sandbox=sandbox_info)
+                sandbox=sandbox_info, landing=landing)
             self.capability = CapabilityServer(
                 self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)
@@ -455,7 +474,9 @@ class Mill:
             resumed = set(self.recover(ledger, queue_.ref))
             summary.skipped = self.skipped
             self.anchorer = self._anchorer()
+            self._start_landing()
             self._loop(ledger, ctx, resumed, summary)
+            self._stop_landing()
             summary.stopped_by = self.stopped_by
             self._drop_landed_branches(ledger, pool)  # those a worker could not delete
             summary.refused = dict(self.refused)
@@ -465,6 +486,7 @@ class Mill:
                                              if k != "tasks"})
             return summary
         finally:
+            self._stop_landing()
             if self.capability is not None:
                 self.capability.stop()
                 self.capability = None
@@ -478,6 +500,39 @@ class Mill:
                 self.anchorer.close()
             ledger.close_db()
             self._release_run_lock()
+
+    def _landing_queue(self, queue_: MergeQueue, pool: WorktreePool) -> LandingQueue:
+        """The run's landing queue: the batching merge queue (``[merge]``), checking batches
+        in its own checkout, remembering check results by tree in the run directory, and
+        saying what it does on the bus and in the audit trail."""
+        checkout = LanderCheckout(self.git, prepare=pool.copy_includes,
+                                  clean_ignored=self.settings.clean_ignored)
+        self._trail = BatchTrail(self.bus, self.ledger, actor=self.actor, run_id=self.run_id)
+        lander = BatchLander(queue_, checkout=checkout,
+                             settings=MergeSettings.from_config(self.config.merge),
+                             cache=CheckCache(self.paths.run_dir / CACHE_FILE),
+                             emit=self._trail)
+        self.landing = LandingQueue(lander, clock=self.clock,
+                                    more_coming=lambda: self._working > 0)
+        return self.landing
+
+    def _start_landing(self) -> None:
+        if self.landing is not None and self._landing_thread is None:
+            self._landing_thread = threading.Thread(target=self.landing.run,
+                                                    name="taskmill-landing", daemon=True)
+            self._landing_thread.start()
+
+    def _stop_landing(self) -> None:
+        """Stop taking batches (a branch still waiting is answered ``interrupted``: nothing
+        of it landed, and the next run lands it) and wait for the batch landing now: it
+        lands, or its checks are cut by the run's abort and nothing of it lands."""
+        if self.landing is not None:
+            self.landing.close()
+        if self._landing_thread is not None:
+            self._landing_thread.join()
+            self._landing_thread = None
+        if self._trail is not None:
+            self._trail.close()
 
     def _start_proxy(self) -> ModelProxy | None:
         """The run's model proxy, when an agent table sends its turns through it (sockets of
@@ -596,9 +651,19 @@ class Mill:
 
     def _loop(self, ledger: Ledger, ctx: WorkerContext, resumed: set[str],
               summary: RunSummary) -> None:
+        """Dispatch ready tasks to workers until there is nothing left to do.
+
+        A worker whose task's branch is parked in the landing queue hands its slot back at
+        once (its outcome is not final): the task waits in ``parked``, holding no worker,
+        until the queue's verdict. A verdict that ends the task's stay (landed, satisfied,
+        interrupted) is recorded here at once; a rejection waits in ``rejoin`` for the next
+        free worker, ahead of any new task."""
         anchorer = self.anchorer
         in_flight: set[str] = set()
         skip: set[str] = set()
+        workers: dict[str, TaskWorker] = {}
+        parked: dict[str, TaskWorker] = {}
+        rejoin: deque[TaskWorker] = deque()
         self._skip_agentless(ledger, skip)
         dispatched = 0
         with self.executor_factory(self.settings.workers, self.abort) as executor:
@@ -613,20 +678,45 @@ class Mill:
 
             ctx.on_landed = landed
 
-            def submit(task: Task, lap: int, resumed: bool = False) -> None:
+            def failed_for(task: Task) -> Callable[[BaseException], Outcome]:
                 def failed(exc: BaseException) -> Outcome:
                     return Outcome(task.id, task.title, TaskOutcome.ERROR, reason=(
                         f"taskmill error (not the task's fault): {exc!r}; the next "
                         "`taskmill run` retries it"))
+                return failed
 
+            def submit(task: Task, lap: int, resumed: bool = False) -> None:
                 in_flight.add(task.id)
                 skip.add(task.id)
                 self.bus.emit(MillEvent.DISPATCHED, task=task.id, title=task.title, lap=lap,
                               in_flight=len(in_flight))
                 def work() -> Outcome:  # the worker (and its ledger) lives on its thread
-                    return TaskWorker(ctx, task, lap, resumed=resumed).run()
+                    worker = workers[task.id] = TaskWorker(ctx, task, lap, resumed=resumed)
+                    return worker.run()
 
-                executor.submit(task.id, work, failed)
+                executor.submit(task.id, work, failed_for(task))
+
+            def finished(outcome: Outcome) -> None:
+                workers.pop(outcome.task_id, None)
+                if outcome.outcome != TaskOutcome.ERROR:  # left for the next run to retry
+                    skip.discard(outcome.task_id)
+                summary.outcomes.append(outcome)
+                self.bus.emit(MillEvent.TASK_FINISHED, task=outcome.task_id,
+                              outcome=outcome.outcome, iterations=outcome.iterations,
+                              in_flight=len(in_flight))
+
+            def settle_landings() -> None:
+                """Act on the verdicts the landing queue reached (in the order parked)."""
+                for task_id, worker in list(parked.items()):
+                    future = worker.parked
+                    if future is None or not future.done():
+                        continue
+                    del parked[task_id]
+                    error = future.exception()
+                    if worker.landing_decided(error if error is not None else future.result()):
+                        finished(worker.out)
+                    else:
+                        rejoin.append(worker)
 
             try:
                 self._take_signals()
@@ -638,10 +728,16 @@ class Mill:
                 was_paused = False
                 while True:
                     self._take_signals()
+                    settle_landings()
                     paused = self.paused()
                     if paused != was_paused:
                         self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
                         was_paused = paused
+                    # a task sent back by the merge queue goes first: it is not new work
+                    while rejoin and len(in_flight) < self.settings.workers:
+                        again = rejoin.popleft()
+                        in_flight.add(again.task.id)
+                        executor.submit(again.task.id, again.resume, failed_for(again.task))
                     while (not paused and not self.stop.is_set()
                            and len(in_flight) < self.settings.workers
                            and (self.settings.max_tasks is None
@@ -651,21 +747,25 @@ class Mill:
                             break
                         dispatched += 1
                         submit(claimed, self._lap_for(ledger, claimed.id, False))
-                    if not in_flight and not (paused and not self.stop.is_set()):
+                    if (not in_flight and not parked and not rejoin
+                            and not (paused and not self.stop.is_set())):
                         break
-                    # a finishing worker (or a landing) wakes us at once; the timeout only
-                    # notices outside changes (new or unblocked tasks, pause and resume), and
-                    # a stop request is looked at every 0.1 s, so a Ctrl-C is answered at once
+                    # a finishing worker, a landing or a verdict of the landing queue wakes
+                    # us at once; the timeout only notices outside changes (new or unblocked
+                    # tasks, pause and resume), and a stop request is looked at every 0.1 s,
+                    # so a Ctrl-C is answered at once
+                    self._working = len(in_flight)
                     outcome = executor.wait_any(0.5, until=self._stop_pending)
                     if outcome is None:
                         continue
                     in_flight.discard(outcome.task_id)
-                    if outcome.outcome != TaskOutcome.ERROR:  # left for the next run to retry
-                        skip.discard(outcome.task_id)
-                    summary.outcomes.append(outcome)
-                    self.bus.emit(MillEvent.TASK_FINISHED, task=outcome.task_id,
-                                  outcome=outcome.outcome, iterations=outcome.iterations,
-                                  in_flight=len(in_flight))
+                    self._working = len(in_flight)
+                    suspended = workers.get(outcome.task_id)
+                    if suspended is not None and suspended.parked is not None:
+                        parked[outcome.task_id] = suspended
+                        suspended.parked.add_done_callback(lambda _verdict: executor.notify())
+                        continue
+                    finished(outcome)
             finally:
                 self._executor = None
 

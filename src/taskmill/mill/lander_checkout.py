@@ -56,7 +56,7 @@ class LanderCheckout:
         admin = Path(wt.env["GIT_DIR"])
         for name in ("index.lock", "HEAD.lock"):
             (admin / name).unlink(missing_ok=True)
-        wt.run("checkout", "-q", "-f", "--detach", commit)
+        wt.run("checkout", "-q", "--detach", "-f", commit)
         wt.run("clean", "-q", "-ffdx" if self.clean_ignored else "-ffd")
         if self.prepare is not None:
             self.prepare(self.path)

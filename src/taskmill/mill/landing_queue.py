@@ -4,12 +4,15 @@
 :class:`~taskmill.mill.batch.BatchLandResult`; one thread (:meth:`LandingQueue.run`) takes the
 waiting branches, ``[merge] batch_max`` at a time, in the order they were submitted, and
 lands them with a :class:`~taskmill.mill.batch.BatchLander`. When fewer than ``batch_max``
-wait, it waits up to ``[merge] batch_wait`` seconds for more (0: it lands what there is).
+wait, it waits up to ``[merge] batch_wait`` seconds for more (0: it lands what there is),
+unless one of them is ``urgent`` (other tasks wait for it: the critical path does not wait
+for a batch to fill) or no more can come (``more_coming``: no worker is busy).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from ..clock import Clock, SystemClock
@@ -20,9 +23,13 @@ _SLICE = 0.1
 
 
 class LandingQueue:
-    def __init__(self, lander: BatchLander, *, clock: Clock | None = None) -> None:
+    def __init__(self, lander: BatchLander, *, clock: Clock | None = None,
+                 more_coming: Callable[[], bool] | None = None) -> None:
         self.lander = lander
         self.clock = clock or SystemClock()
+        self.more_coming = more_coming
+        """Whether more branches may come soon (a worker is busy): when not, a short batch
+        does not wait for ``batch_wait`` (None: they may)."""
         self._cond = threading.Condition()
         self._waiting: list[tuple[LandRequest, Future[BatchLandResult]]] = []
         self._closed = False
@@ -75,7 +82,9 @@ class LandingQueue:
                 self._cond.wait()
             wait = self.lander.settings.batch_wait
             deadline = self.clock.monotonic() + wait
-            while 0 < len(self._waiting) < size and not self._closed:
+            while (0 < len(self._waiting) < size and not self._closed
+                   and not any(request.urgent for request, _ in self._waiting)
+                   and (self.more_coming is None or self.more_coming())):
                 left = deadline - self.clock.monotonic()
                 if left <= 0:
                     break

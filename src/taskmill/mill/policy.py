@@ -14,7 +14,17 @@ Everything the loop decides lives here: when to look for a landing left by a run
 when a task is not worked at all, the iteration, token and cost limits, the circuit breakers
 (no change in N turns, the same failure M times), that a rate-limited turn does not count,
 what failure the next turn is shown, when checks run, when the branch goes to the merge
-queue, and what a rejection means. Nothing here reads a clock, a file, git or the ledger, so
+queue, and what a rejection means.
+
+Two ways to land. With a lander the worker calls and waits on (``parks=False``), a branch
+that passed goes to the merge queue with :class:`Land`, the worker holding the task's
+worktree until the verdict. With a landing queue (``parks=True``, the mill's default) it is
+*parked* (:class:`Park`): the worktree is released (the branch stays), the worker is free for
+the next task, and the queue's verdict comes back later as :class:`LandDone`. A rejection then
+reviews the limits first (no worktree for a task that stops here), takes a worktree again
+and merges the target into the branch (:class:`MergeTarget`) before the next turn; a task
+resumed from a run that died whose last attempt passed at its branch's head goes straight
+back to the queue, without a worktree (:class:`ReadBranch`). Nothing here reads a clock, a file, git or the ledger, so
 it is tested exhaustively without processes (tests/test_policy.py), and it maps one-to-one
 onto a durable-workflow engine: this class is the workflow, each action an activity.
 """
@@ -184,6 +194,8 @@ class AcquireWorkspace(Action):
     """Start the branch over from the target (a first lap, not resumed)."""
     read_head: bool = False
     """Say which commit the branch is on (a resumed task may have passed there)."""
+    rejoin: bool = False
+    """Taken again in the same run: the task was parked, and the merge queue sent it back."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +250,34 @@ class Land(Action):
 
     attempt: int | None = None
     """The attempt whose work it is, when not the one just recorded (a resumed run)."""
+
+
+class Suspend(Action):
+    """The task waits, holding no worker, for a result that comes later."""
+
+
+@dataclass(frozen=True)
+class Park(Suspend):
+    """Release the worktree (the branch stays) and hand the branch to the landing queue; its
+    verdict comes back later, as :class:`LandDone`."""
+
+    attempt: int | None = None
+    """The attempt whose work it is, when not the one just recorded (a resumed run)."""
+
+
+@dataclass(frozen=True)
+class ReadBranch(Action):
+    """Say which commit the task's branch is on, without a worktree.
+    Result: :class:`BranchRead`."""
+
+
+@dataclass(frozen=True)
+class MergeTarget(Action):
+    """Merge the target into the branch in the worktree (the merge queue sent it back), so
+    that the next turn works on the integrated code. Result: :class:`TargetMerged`."""
+
+    conflict: bool
+    """Leave the merge uncommitted, its conflict markers in the files, for the agent."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +337,17 @@ class CommandsChecked(Result):
 class WorkspaceAcquired(Result):
     head: str = ""
     """The commit the branch is on (when asked)."""
+
+
+@dataclass(frozen=True)
+class BranchRead(Result):
+    head: str = ""
+    """The commit the task's branch is on ("" when it has none)."""
+
+
+@dataclass(frozen=True)
+class TargetMerged(Result):
+    pass
 
 
 @dataclass(frozen=True)
@@ -370,11 +421,18 @@ STOPPED = "the run was stopped before its next turn"
 class TaskPolicy:
     """The workflow of one task in one run (see the module docstring)."""
 
-    def __init__(self, limits: Limits, *, lap: int, resumed: bool, history: History) -> None:
+    def __init__(self, limits: Limits, *, lap: int, resumed: bool, history: History,
+                 parks: bool = False) -> None:
         self.limits = limits
         self.lap = lap
         self.resumed = resumed
         self.history = history
+        self.parks = parks
+        """A passed branch is parked in a landing queue (:class:`Park`), not landed by the
+        worker (:class:`Land`)."""
+        self._rejoin: str | None = None
+        """Parked and sent back (``conflict`` or ``merge_checks``): the worktree is taken
+        again and the target merged into the branch before the next turn."""
         self.failure: Failure | None = history.last.failure if history.last else None
         """What the next turn is told failed (a resumed turn sees what the one it replaces
         saw)."""
@@ -394,8 +452,15 @@ class TaskPolicy:
         if isinstance(result, CommandsChecked):
             if result.problem:  # a check that cannot run would only burn agent turns
                 return Block(result.problem)
+            if self.parks and self.resumed:
+                return ReadBranch()
             return AcquireWorkspace(fresh=not self.resumed and self.lap == 1,
                                     read_head=self.resumed)
+        if isinstance(result, BranchRead):
+            passed = self._passed_at(result.head)
+            return Park(attempt=passed) if passed is not None else AcquireWorkspace(fresh=False)
+        if isinstance(result, TargetMerged):
+            return AwaitAgent()
         if isinstance(result, WorkspaceAcquired):
             return self._acquired(result)
         if isinstance(result, Reviewed):
@@ -422,12 +487,22 @@ class TaskPolicy:
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _acquired(self, result: WorkspaceAcquired) -> Action:
+    def _passed_at(self, head: str) -> int | None:
+        """The attempt of a resumed task that passed at ``head`` (its branch's commit): a run
+        killed after the checks passed. Its work lands with no new agent turn."""
         last = self.history.last
-        # a run killed after the checks passed: land what passed, no new agent turn
         if (self.resumed and last is not None and last.outcome == AttemptOutcome.PASSED
-                and last.at and last.at == result.head):
-            return Land(attempt=last.id)
+                and last.at and last.at == head):
+            return last.id
+        return None
+
+    def _acquired(self, result: WorkspaceAcquired) -> Action:
+        if self._rejoin is not None:  # sent back by the landing queue: integrate first
+            kind, self._rejoin = self._rejoin, None
+            return MergeTarget(conflict=kind == "conflict")
+        passed = self._passed_at(result.head)
+        if passed is not None:
+            return Park(attempt=passed) if self.parks else Land(attempt=passed)
         return Review()
 
     def _reviewed(self, result: Reviewed) -> Action:
@@ -437,6 +512,8 @@ class TaskPolicy:
         reason = limit_reason(self.limits, result.history)
         if reason:
             return Block(reason)
+        if self._rejoin is not None:  # parked, then sent back: it needs its worktree again
+            return AcquireWorkspace(fresh=False, rejoin=True)
         return AwaitAgent()
 
     def _turn_done(self, turn: TurnDone) -> Action:
@@ -473,7 +550,8 @@ class TaskPolicy:
             return self._failed(AttemptOutcome.FAILED)
         if not checks.ran or checks.ok:
             self.failure = None
-            return self._finish(FinishAttempt(AttemptOutcome.PASSED), Land())
+            return self._finish(FinishAttempt(AttemptOutcome.PASSED),
+                                Park() if self.parks else Land())
         self.failure = ("checks", checks.failure_text)
         return self._failed(AttemptOutcome.FAILED, missing=checks.not_found)
 
@@ -507,7 +585,7 @@ class TaskPolicy:
         if land.outcome == LandOutcome.SATISFIED:
             assert land.commit
             return Satisfy(land.commit)  # nothing of the branch is missing from the target
-        if land.cut:  # the landing's checks were cut: not a verdict
+        if land.cut or land.outcome == LandOutcome.INTERRUPTED:  # not a verdict
             return Interrupt("its landing was cut by the run stopping")
         kind = "conflict" if land.outcome == LandOutcome.CONFLICT else "merge_checks"
         self.failure = (kind, land.detail)
@@ -515,6 +593,8 @@ class TaskPolicy:
         self._no_change = 0
         self._signatures = {}
         self._turn_timed_out = False
+        if self.parks and not land.not_found:
+            self._rejoin = kind
         return self._finish(RecordRejection(kind),
                             Block(land.not_found) if land.not_found else Review())
 

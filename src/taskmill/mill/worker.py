@@ -16,11 +16,14 @@ same shape: the policy loop as the workflow, each activity as an activity.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..kinds import REJECTED, AttemptOutcome, MillEvent, TaskOutcome
 from ..model import Task
 from .activities import TaskActivities
+from .batch import BatchLandResult
 from .context import WorkerContext
 from .gate import AgentGate
 from .policy import (
@@ -35,7 +38,10 @@ from .policy import (
     Interrupt,
     Land,
     Limits,
+    MergeTarget,
+    Park,
     PauseAgent,
+    ReadBranch,
     Recorded,
     RecordRejection,
     Result,
@@ -52,6 +58,10 @@ from .records import TaskRecords, rejection_summary, unchecked_reason
 
 __all__ = ["REJECTED", "AgentGate", "Outcome", "TaskWorker", "WorkerContext",
            "failure_signature", "rejection_summary", "unchecked_reason"]
+
+
+_QUICK = (RecordRejection, Review)
+"""What :meth:`TaskWorker.landing_decided` does itself: records, no worktree, no agent."""
 
 
 @dataclass
@@ -85,30 +95,88 @@ class TaskWorker:
         """The target's tip when the worker started (the branch of a fresh lap starts there)."""
         self._passed_attempt: int | None = None
         """The attempt whose work is in the merge queue (its outcome says if it is rejected)."""
+        self._start = ctx.clock.monotonic()
+        self.policy: TaskPolicy
+        self.parked: Future[BatchLandResult] | None = None
+        """The landing queue's verdict to come, while the task's branch is parked there."""
+        self._pending: Action | None = None
+        """What the task does next once a worker takes it again (after a rejection)."""
 
     # -- the whole life ------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        start = self.ctx.clock.monotonic()
+        """Work the task until its stay in this run ends, or until its branch is parked in
+        the landing queue (:attr:`parked` is then the verdict to come: see
+        :meth:`landing_decided` and :meth:`resume`)."""
+        self._start = self.ctx.clock.monotonic()
+
+        def first() -> Action:
+            self._base = self.ctx.queue.tip()
+            self.policy = TaskPolicy(Limits.of(self.ctx.settings), lap=self.lap,
+                                     resumed=self.resumed, history=self.records.history(),
+                                     parks=self.ctx.landing is not None)
+            return self.policy.first()
+
+        return self._drive(first)
+
+    def landing_decided(self, verdict: BatchLandResult | BaseException) -> bool:
+        """The landing queue's verdict on the parked branch (a quick step, run by the
+        scheduler: no worktree, no agent). Records what follows it that needs neither (the
+        rejection, the review of the limits) and, when the task's stay ends here (landed,
+        satisfied, blocked, interrupted), how it ended. Returns whether it ended; if not,
+        :meth:`resume` carries on (it needs a worker)."""
+        self.parked = None
+
+        def decided() -> Action:
+            if isinstance(verdict, BaseException):
+                raise verdict
+            return self.policy.next(self.acts.landing_done(verdict))
+
+        self._drive(decided, quick=True)
+        return self._pending is None
+
+    def resume(self) -> Outcome:
+        """Carry on after a rejection from the landing queue (on a worker)."""
+        pending, self._pending = self._pending, None
+        assert pending is not None, "nothing to resume"
+        self._base = self.ctx.queue.tip()
+        return self._drive(lambda: pending)
+
+    def _drive(self, start: Callable[[], Action], *, quick: bool = False) -> Outcome:
+        """Run the policy's actions from ``start()`` on. ``quick``: stop (keeping it in
+        :attr:`_pending`) at the first action that needs a worker."""
+        over = True
         landed = False
         try:
-            self._base = self.ctx.queue.tip()
-            policy = TaskPolicy(Limits.of(self.ctx.settings), lap=self.lap,
-                                resumed=self.resumed, history=self.records.history())
-            action = policy.first()
+            action = start()
             while not isinstance(action, Terminal):
-                action = policy.next(self.perform(action))
+                if isinstance(action, Park):
+                    if action.attempt is not None:
+                        self._passed_attempt = action.attempt
+                    self.parked = self.acts.park(resumed=self.resumed)
+                    over = False
+                    return self.out
+                if quick and not isinstance(action, _QUICK):
+                    self._pending = action
+                    over = False
+                    return self.out
+                action = self.policy.next(self.perform(action))
             landed = self.finish(action)
             return self.out
         except Exception as exc:  # a bug or a git failure: never the task's fault
             self._internal_error(exc)
             return self.out
         finally:
-            self.out.seconds = self.ctx.clock.monotonic() - start
-            with contextlib.suppress(Exception):
-                self._count(*self.records.usage())
-            self.acts.release(landed=landed)
-            self.ledger.close_db()
+            if over:
+                self._end(landed)
+
+    def _end(self, landed: bool) -> None:
+        """The task's stay in this run is over: count it, give back its worktree."""
+        self.out.seconds = self.ctx.clock.monotonic() - self._start
+        with contextlib.suppress(Exception):
+            self._count(*self.records.usage())
+        self.acts.release(landed=landed)
+        self.ledger.close_db()
 
     def perform(self, action: Action) -> Result:
         """Run the activity ``action`` asks for; its result goes back to the policy."""
@@ -118,8 +186,9 @@ class TaskWorker:
                 return acts.find_landing()
             case CheckCommands():
                 return acts.check_commands()
-            case AcquireWorkspace(fresh=fresh, read_head=read_head):
-                return acts.acquire_workspace(self._base, fresh=fresh, read_head=read_head)
+            case AcquireWorkspace(fresh=fresh, read_head=read_head, rejoin=rejoin):
+                return acts.acquire_workspace(self._base, fresh=fresh, read_head=read_head,
+                                              rejoin=rejoin)
             case Review():
                 reviewed = acts.review()
                 self._count_history(reviewed)
@@ -143,6 +212,10 @@ class TaskWorker:
                 if attempt is not None:
                     self._passed_attempt = attempt
                 return acts.land()
+            case ReadBranch():
+                return acts.read_branch()
+            case MergeTarget(conflict=conflict):
+                return acts.merge_target(conflict=conflict)
             case RecordRejection(kind=kind):
                 assert acts.landing is not None
                 self.records.rejected(kind, acts.landing, self._passed_attempt)
@@ -158,7 +231,9 @@ class TaskWorker:
                 self.out.outcome, self.out.commit = TaskOutcome.LANDED, commit
                 if self.ctx.on_landed is not None:
                     self.ctx.on_landed(self.task.id)
-                if found:  # landed by an earlier run that died before closing the task
+                # landed by an earlier run that died before closing the task, or parked:
+                # no worktree holds the branch, whose release would delete it
+                if found or self.acts.ws is None:
                     self.ctx.pool.drop_branch(self.task.id)
                 return True
             case Satisfy(commit=commit):
@@ -166,6 +241,8 @@ class TaskWorker:
                 self.out.outcome, self.out.commit = TaskOutcome.SATISFIED, commit
                 if self.ctx.on_landed is not None:
                     self.ctx.on_landed(self.task.id)
+                if self.acts.ws is None:
+                    self.ctx.pool.drop_branch(self.task.id)
                 return True
             case Block(reason=reason):
                 self.records.block(reason)

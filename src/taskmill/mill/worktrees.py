@@ -624,6 +624,11 @@ class WorktreePool:
         wt.run("reset", "-q", "--hard")
         wt.run("clean", "-q", "-ffdx" if self.clean_ignored else "-ffd")
 
+    def copy_includes(self, dest: Path) -> None:
+        """Copy the gitignored files ``.taskmill/include`` lists into ``dest`` (a checkout
+        of the repository, e.g. the merge queue's)."""
+        self._copy_includes(dest)
+
     def _copy_includes(self, dest: Path) -> None:
         if not self.include_file.is_file():
             return

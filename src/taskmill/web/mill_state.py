@@ -20,6 +20,7 @@ from ..clock import iso
 from .base import HandlerBase, json_response
 
 RECENT_EVENTS = 500
+RECENT_BATCHES = 10
 
 # what a worker is doing, from the last mill event about its task
 _PHASES = {
@@ -39,6 +40,12 @@ _PHASES = {
     "task_finished": "finished",
 }
 _QUEUED = frozenset({"checks_passed", "merge_queued"})
+_BATCH_EVENTS = frozenset({"batch_started", "batch_checks", "bisect_step", "batch_landed",
+                           "batch_finished"})
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 class MillLog:
@@ -58,6 +65,7 @@ class MillLog:
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self.last_by_task: dict[str, dict[str, Any]] = {}
         self.queued_at: dict[str, str] = {}
+        self.batches: deque[dict[str, Any]] = deque(maxlen=RECENT_BATCHES)
         self.running = False
         self.run: dict[str, Any] | None = None
         self.count = 0
@@ -113,6 +121,9 @@ class MillLog:
             self.run = event
         elif kind == "run_finished":
             self.running = False
+            self._batch_over()
+        if isinstance(kind, str) and kind in _BATCH_EVENTS:
+            self._batch_event(kind, event)
         if isinstance(task, str) and kind in _PHASES:
             self.last_by_task[task] = event
             if kind in _QUEUED:
@@ -120,12 +131,49 @@ class MillLog:
             else:
                 self.queued_at.pop(task, None)
 
+    def _batch_over(self) -> None:
+        if self.batches and self.batches[-1]["state"] != "done":
+            self.batches[-1]["state"] = "done"
+
+    def _batch_event(self, kind: str, event: dict[str, Any]) -> None:
+        """The merge queue's batches: each ``batch_started`` opens one, the checks, bisection
+        steps and landings that follow are its own (one batch lands at a time)."""
+        if kind == "batch_started":
+            self._batch_over()
+            self.batches.append({
+                "started_at": str(event.get("ts", "")), "base": str(event.get("base", "")),
+                "tasks": _strings(event.get("tasks")), "state": "checking", "checks": [],
+                "bisect": [], "landed": [], "outcomes": {}})
+            return
+        if not self.batches:
+            return  # its start is older than what was read
+        batch = self.batches[-1]
+        if kind == "batch_checks":
+            batch["checks"].append({
+                "tree": str(event.get("tree", "")), "tasks": _strings(event.get("tasks")),
+                "cached": bool(event.get("cached")), "passed": bool(event.get("passed")),
+                "retry": int(event.get("retry") or 0)})
+        elif kind == "bisect_step":
+            batch["state"] = "bisecting"
+            batch["bisect"].append({"tested": _strings(event.get("tested")),
+                                    "passed": bool(event.get("passed"))})
+        elif kind == "batch_landed":
+            batch["landed"] += _strings(event.get("tasks"))
+        elif kind == "batch_finished":
+            outcomes = event.get("outcomes")
+            batch["outcomes"] = ({str(k): str(v) for k, v in outcomes.items()}
+                                 if isinstance(outcomes, dict) else {})
+            batch["state"] = "done"
+
     def snapshot(self, limit: int = 50) -> dict[str, Any]:
         with self._lock:
             return {"running": self.running, "run": self.run,
                     "recent": list(self.recent)[-limit:],
                     "last_by_task": dict(self.last_by_task),
-                    "queued_at": dict(self.queued_at)}
+                    "queued_at": dict(self.queued_at),
+                    "batches": [{**b, "checks": list(b["checks"]), "bisect": list(b["bisect"]),
+                                 "landed": list(b["landed"]), "outcomes": dict(b["outcomes"])}
+                                for b in self.batches]}
 
 
 class MillStateHandlers(HandlerBase):
@@ -170,7 +218,8 @@ class MillStateHandlers(HandlerBase):
             item["position"] = pos
         return json_response({
             "now": iso(now), "paused": self._paused(), "mill_running": mill["running"],
-            "workers": workers, "merge_queue": queue_, "totals": totals, "blocked": blocked,
+            "workers": workers, "merge_queue": queue_, "merge_batches": mill["batches"],
+            "totals": totals, "blocked": blocked,
             "events": mill["recent"], "stats": stats})
 
     def mill(self, request: Request) -> Response:

@@ -120,12 +120,39 @@ class QueuedTask(_Response):
     position: int
 
 
+class BatchChecks(_Response):
+    tree: str
+    tasks: list[str] = Field(description="The tasks whose combined tree was checked.")
+    cached: bool = Field(description="Answered from the check cache (not run).")
+    passed: bool
+    retry: int = Field(0, description="0 for the first run, 1 for the first retry...")
+
+
+class BisectStep(_Response):
+    tested: list[str] = Field(description="The part of the red batch checked on its own.")
+    passed: bool
+
+
+class MergeBatch(_Response):
+    started_at: str
+    base: str = Field(description="The target's commit the batch was merged onto.")
+    tasks: list[str]
+    state: str = Field(description="checking | bisecting | done")
+    checks: list[BatchChecks]
+    bisect: list[BisectStep]
+    landed: list[str] = Field(description="Its tasks landed so far, in order.")
+    outcomes: dict[str, str] = Field(description=(
+        "Once done: each task's verdict (landed, conflict, checks_failed, ...)."))
+
+
 class Now(_Response):
     now: str
     paused: bool
     mill_running: bool
     workers: list[Worker]
     merge_queue: list[QueuedTask]
+    merge_batches: list[MergeBatch] = Field(description=(
+        "The merge queue's latest batches, newest last: what was checked, bisected, landed."))
     totals: AttemptTotals
     blocked: list[_Blocked]
     events: list[MillEvent]

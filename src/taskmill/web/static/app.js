@@ -710,6 +710,16 @@ async function renderNow(route, initial) {
     ? h("ol", { id: "merge-queue" }, now.merge_queue.map((q) => h("li", {}, taskLink(q.task.id), " ", truncate(q.task.title, 60),
         h("span", { class: "muted" }, `  queued ${fmtTime(q.queued_at)}`))))
     : h("p", { class: "muted" }, "Empty.");
+  const batches = (now.merge_batches || []).length
+    ? h("ol", { id: "merge-batches" }, now.merge_batches.slice().reverse().map((b) => h("li", { "data-state": b.state },
+        h("div", {}, h("strong", {}, b.state), `  ${b.tasks.length} task${b.tasks.length === 1 ? "" : "s"} on ${b.base.slice(0, 10)}: `,
+          b.tasks.map((id, i) => [i ? ", " : "", taskLink(id), b.outcomes[id] ? ` (${b.outcomes[id]})` : ""]),
+          h("span", { class: "muted" }, `  ${fmtTime(b.started_at)}`)),
+        b.checks.map((c) => h("div", { class: "mono" },
+          `checks on ${c.tasks.join(" + ")}: ${c.cached ? "cached " : ""}${c.passed ? "green" : "red"}${c.retry ? ` (retry ${c.retry})` : ""}`)),
+        b.bisect.map((s) => h("div", { class: "mono" }, `bisect: ${s.tested.join(" + ")} ${s.passed ? "green" : "red"}`)),
+        b.landed.length ? h("div", {}, `landed: ${b.landed.join(", ")}`) : null)))
+    : h("p", { class: "muted" }, "No batch yet.");
   const blocked = now.blocked.length
     ? h("table", { id: "blocked" },
         h("thead", {}, h("tr", {}, ["task", "", "why"].map((c) => h("th", {}, c)))),
@@ -737,6 +747,7 @@ async function renderNow(route, initial) {
       now.mill_running ? " · a mill run is going" : ""),
     h("h2", {}, `Workers (${now.workers.length})`), workers,
     h("h2", {}, `Merge queue (${now.merge_queue.length})`), mergeQueue,
+    h("h3", {}, "Batches"), batches,
     h("h2", {}, "Totals"),
     h("div", { class: "grid2" }, totalsTable("By agent", now.totals.by_agent), totalsTable("By model", now.totals.by_model)),
     h("h2", {}, `Blocked (${now.blocked.length})`), blocked,
