@@ -742,14 +742,14 @@ def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
             tid = data.draw(st.sampled_from(model.order))
             if model.tasks[tid].status in ("tombstone", "closed"):
                 if model.tasks[tid].status == "closed" and data.draw(st.booleans()):
-                    reason = data.draw(st.sampled_from(FAILURES + ("fine",)))
+                    reason = data.draw(st.sampled_from((*FAILURES, "fine")))
                     ledger.update(tid, {"close_reason": reason})
                     model.tasks[tid].close_reason = reason
                 continue
             if any(tid in (a, b) and t == PARENT for (a, b, t) in model.edges):
                 continue  # containers follow their children: not modelled here
             if data.draw(st.booleans()):
-                reason = data.draw(st.sampled_from(FAILURES + ("shipped",)))
+                reason = data.draw(st.sampled_from((*FAILURES, "shipped")))
                 ledger.close(tid, reason)
                 model.tasks[tid].status, model.tasks[tid].close_reason = "closed", reason
             else:

@@ -147,7 +147,20 @@ def blocks_now(dep_type: str, status: str, close_reason: str | None) -> bool:
     return False
 
 
-__all__ = ["ALL_CHILDREN", "ANY_CHILDREN", "FAILURE_CLOSE_KEYWORDS", "INERT_BLOCKER_STATUSES",
-           "READY_EXCLUDE_TYPES", "WAITS_FOR", "blocks_now", "deferred", "defer_until",
-           "extra_fields", "gate_shut", "is_failure_close", "is_nonwork", "order_key",
-           "waits_for_gate"]
+__all__ = [
+    "ALL_CHILDREN",
+    "ANY_CHILDREN",
+    "FAILURE_CLOSE_KEYWORDS",
+    "INERT_BLOCKER_STATUSES",
+    "READY_EXCLUDE_TYPES",
+    "WAITS_FOR",
+    "blocks_now",
+    "defer_until",
+    "deferred",
+    "extra_fields",
+    "gate_shut",
+    "is_failure_close",
+    "is_nonwork",
+    "order_key",
+    "waits_for_gate",
+]
