@@ -63,6 +63,9 @@ def order_key(created_at: str | None) -> str:
     """A creation time as a key that sorts oldest first: UTC with microseconds (a time
     without an offset is taken as UTC); a time that cannot be read sorts after every other."""
     if isinstance(created_at, str):
+        if len(created_at) == 27 and created_at[10] == "T" and created_at[-1] == "Z" \
+                and created_at[19] == "." and created_at[:4].isdigit():
+            return created_at  # taskmill's own form (clock.iso): already the key
         try:
             when = datetime.fromisoformat(created_at)
         except ValueError:
