@@ -314,6 +314,54 @@ class StoreContract:
         ledger.store.recompute_readiness()
         assert ledger.store.readiness_state() == state
 
+    def test_beads_readiness_rules(self, ledger: Ledger) -> None:
+        """Beads' rules on imported records (see :mod:`taskmill.ledger.beads_rules`)."""
+
+        def rec(tid: str, deps: tuple[tuple[str, str], ...] = (), **fields: object) -> str:
+            record: dict[str, object] = {
+                "id": tid, "title": tid, "status": "open", "priority": 2, "issue_type": "task",
+                "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z",
+                **fields}
+            if deps:
+                record["dependencies"] = [{"issue_id": tid, "depends_on_id": b, "type": t}
+                                          for b, t in deps]
+            return json.dumps(record)
+
+        lines = [
+            rec("b-agent", issue_type="agent"), rec("b-mol", issue_type="molecule"),
+            rec("b-pinned", pinned=True), rec("b-eph", ephemeral=True),
+            rec("b-pin-status", status="pinned"),
+            rec("b-after-pin", (("b-pin-status", "blocks"),)),
+            rec("b-cond-src"), rec("b-cond", (("b-cond-src", "conditional-blocks"),)),
+            rec("b-spawn"), rec("b-kid", (("b-spawn", "parent-child"),)),
+            rec("b-waiter", (("b-spawn", "waits-for"),)),
+            rec("b-later", defer_until="2999-01-01T00:00:00Z"),
+            rec("b-later-kid", (("b-later", "parent-child"),)),
+            rec("b-old", created_at="2024-01-01T00:00:00-05:00"),
+            rec("b-hold", status="deferred"), rec("b-held", (("b-hold", "parent-child"),)),
+        ]
+        import_beads(ledger, lines)
+        ready = [t.id for t in ledger.ready()]
+        assert ready[0] == "b-old"  # the oldest first, though last in the file
+        assert set(ready) == {"b-old", "b-after-pin", "b-cond-src", "b-spawn", "b-kid"}
+        assert [t.id for t in ledger.ready(work_only=True)] == [
+            "b-old", "b-after-pin", "b-cond-src", "b-kid"]
+        assert set(t.id for t in ledger.ready(beads_compat=True)) == {*ready, "b-held"}
+        held = {b.task.id: b.blockers for b in ledger.blocked()}
+        assert held == {"b-cond": ["b-cond-src"], "b-waiter": ["b-spawn"], "b-held": []}
+        assert {b.task.id for b in ledger.blocked(beads_compat=True)} == {"b-cond", "b-waiter"}
+        ledger.close("b-cond-src", "rejected by review")
+        ledger.close("b-kid", "done")
+        assert {"b-cond", "b-waiter"} <= {t.id for t in ledger.ready()}
+        ledger.reopen("b-cond-src")
+        ledger.add_dep("b-waiter", "b-old", "related")
+        ledger.create("another kid", parent="b-spawn")  # the spawner's gate shuts again
+        assert not {"b-cond", "b-waiter"} & {t.id for t in ledger.ready()}
+        state = ledger.store.readiness_state()
+        ledger.store.recompute_readiness()
+        assert ledger.store.readiness_state() == state
+        assert ledger.verify().ok
+
     def test_plan_import_uses_public_verbs(self, ledger: Ledger, tmp_path: Path) -> None:
         plan = tmp_path / "plan.toml"
         plan.write_text('[[task]]\nkey = "a"\ntitle = "A"\nlabels = ["x"]\n\n'

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from taskmill.beads import ImportReport, export_beads, export_json, import_beads
-from taskmill.errors import InvalidInput
+from taskmill.errors import ClaimConflict, InvalidInput
 from taskmill.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
@@ -371,3 +371,154 @@ def test_export_json_is_the_full_task_format() -> None:
     assert by_id[b.id] == ledger.show(b.id).to_json(full=True)
     assert by_id[a.id] == ledger.show(a.id).to_json(full=True)
     assert by_id[a.id]["dependents"][0]["issue_id"] == b.id
+
+
+# -- Beads' readiness rules ------------------------------------------------------------------
+
+NON_WORK = ("agent", "role", "rig", "molecule", "gate", "message", "merge-request")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "agents", "molecules"), [
+    ("beads-issues.jsonl", 12, 6), ("gastown-issues.jsonl", 9, 3)])
+def test_real_file_non_work_records_are_never_ready(name: str, agents: int,
+                                                   molecules: int) -> None:
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here")
+    ledger = Ledger.memory()
+    import_beads(ledger, path)
+    open_by_type: dict[str, int] = {}
+    for task in ledger.list_tasks(status="open"):
+        open_by_type[task.issue_type] = open_by_type.get(task.issue_type, 0) + 1
+    assert (open_by_type.get("agent"), open_by_type.get("molecule")) == (agents, molecules)
+    for work_only in (False, True):
+        offered = ledger.ready(work_only=work_only)
+        assert offered, "some real work is ready"
+        assert not [t.id for t in offered if t.issue_type in NON_WORK]
+    for compat in (False, True):
+        assert not [t.id for t in ledger.ready(beads_compat=compat)
+                    if t.issue_type in NON_WORK]
+    assert _by_id(_export(ledger)) == _by_id(_lines(path))  # still byte-exact
+    # the mill's way in: claim_next never takes one either
+    while (task := ledger.claim_next("mill:test")) is not None:
+        assert task.issue_type not in NON_WORK
+
+
+def test_non_work_pinned_and_ephemeral_records_are_not_ready() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(
+        *(_rec(f"nw-{t}", issue_type=t) for t in NON_WORK),
+        _rec("nw-pinned", pinned=True), _rec("nw-ephemeral", ephemeral=True),
+        _rec("nw-not-pinned", pinned=False), _rec("nw-task")))
+    assert {t.id for t in ledger.ready()} == {"nw-not-pinned", "nw-task"}
+    assert ledger.stats()["ready"] == 2
+    with pytest.raises(ClaimConflict):
+        ledger.claim("nw-agent", "mill:x", work_only=True)
+
+
+def test_pinned_blocker_does_not_block() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(
+        _rec("p-pin", status="pinned"),
+        _rec("p-after", dependencies=[_dep("p-after", "p-pin")])))
+    assert [t.id for t in ledger.ready()] == ["p-after"]
+    assert ledger.blocked() == []
+
+
+def test_conditional_blocks_runs_only_if_the_blocker_fails() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(
+        _rec("cb-a"), _rec("cb-b"),
+        _rec("cb-fix", dependencies=[_dep("cb-fix", "cb-a", "conditional-blocks")]),
+        _rec("cb-alt", dependencies=[_dep("cb-alt", "cb-b", "conditional-blocks")])))
+    ready = {t.id for t in ledger.ready()}
+    assert ready == {"cb-a", "cb-b"}
+    ledger.close("cb-a", "Tests FAILED on CI")
+    ledger.close("cb-b", "shipped")
+    assert {t.id for t in ledger.ready()} == {"cb-fix"}
+    assert [b.blockers for b in ledger.blocked()] == [["cb-b"]]
+    ledger.update("cb-b", {"close_reason": "abandoned"})  # the reason alone changes it
+    assert {t.id for t in ledger.ready()} == {"cb-fix", "cb-alt"}
+
+
+def _spawner(prefix: str, gate: str | None) -> list[dict[str, Any]]:
+    dep = _dep(f"{prefix}-wait", f"{prefix}-spawn", "waits-for")
+    if gate is not None:
+        dep["metadata"] = json.dumps({"gate": gate})
+    return [_rec(f"{prefix}-spawn"),
+            _rec(f"{prefix}-c1", dependencies=[_dep(f"{prefix}-c1", f"{prefix}-spawn",
+                                                    "parent-child")]),
+            _rec(f"{prefix}-c2", dependencies=[_dep(f"{prefix}-c2", f"{prefix}-spawn",
+                                                    "parent-child")]),
+            _rec(f"{prefix}-wait", dependencies=[dep])]
+
+
+def test_waits_for_gates_all_or_any_children() -> None:
+    ledger = Ledger.memory()
+    lines = _jsonl(*_spawner("all", None), *_spawner("any", "any-children"))
+    import_beads(ledger, lines)
+    assert _by_id(_export(ledger)) == _by_id([ln.rstrip("\n") for ln in lines])  # metadata kept
+    ready = {t.id for t in ledger.ready()}
+    assert "all-wait" not in ready and "any-wait" not in ready
+    ledger.close("all-c1", "done")
+    ledger.close("any-c1", "done")
+    ready = {t.id for t in ledger.ready()}
+    assert "any-wait" in ready and "all-wait" not in ready
+    assert {b.task.id: b.blockers for b in ledger.blocked()}["all-wait"] == ["all-spawn"]
+    ledger.close("all-c2", "done")
+    assert "all-wait" in {t.id for t in ledger.ready()}
+
+
+def test_defer_until_hides_a_task_and_its_children() -> None:
+    from taskmill.clock import FixedClock, parse_iso
+
+    now = parse_iso("2026-03-01T00:00:00.000000Z")
+    assert now is not None
+    ledger = Ledger.memory(clock=FixedClock(now))
+    import_beads(ledger, _jsonl(
+        _rec("d-later", defer_until="2026-04-01T00:00:00Z"),
+        _rec("d-past", defer_until="2026-02-01T00:00:00-08:00"),
+        _rec("d-kid", dependencies=[_dep("d-kid", "d-later", "parent-child")]),
+        _rec("d-grandkid", dependencies=[_dep("d-grandkid", "d-kid", "parent-child")])))
+    assert {t.id for t in ledger.ready()} == {"d-past"}
+    assert {t.id for t in ledger.ready(beads_compat=True)} == {"d-past", "d-grandkid"}
+    ledger.clock = FixedClock(parse_iso("2026-05-01T00:00:00.000000Z") or now)
+    assert {t.id for t in ledger.ready()} == {"d-past", "d-later", "d-kid", "d-grandkid"}
+    assert {t.id for t in ledger.ready(work_only=True)} == {"d-past", "d-grandkid"}
+
+
+def test_ready_is_by_priority_then_creation_time() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(  # file order is not time order; offsets differ
+        _rec("o-late", created_at="2025-01-02T00:00:00Z"),
+        _rec("o-early", created_at="2025-01-01T20:00:00-05:00"),  # 2025-01-02T01:00Z
+        _rec("o-first", created_at="2024-12-31T23:00:00.5+00:00"),
+        _rec("o-urgent", priority=0, created_at="2025-06-01T00:00:00Z")))
+    assert [t.id for t in ledger.ready()] == ["o-urgent", "o-first", "o-late", "o-early"]
+
+
+def test_beads_compat_children_of_held_parents_and_marked_blocked() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(
+        _rec("h-parent", status="deferred"),
+        _rec("h-kid", dependencies=[_dep("h-kid", "h-parent", "parent-child")]),
+        _rec("h-marked", status="blocked"),
+        _rec("h-blocker"), _rec("h-waits", dependencies=[_dep("h-waits", "h-blocker")])))
+    assert "h-kid" not in {t.id for t in ledger.ready()}
+    assert {b.task.id for b in ledger.blocked()} == {"h-kid", "h-marked", "h-waits"}
+    assert "h-kid" in {t.id for t in ledger.ready(beads_compat=True)}
+    assert {b.task.id for b in ledger.blocked(beads_compat=True)} == {"h-waits"}
+    ledger.beads_compat = True  # the [ledger] beads_compat setting
+    assert {b.task.id for b in ledger.blocked()} == {"h-waits"}
+
+
+def test_a_blocks_cycle_is_named_in_blocked() -> None:
+    ledger = Ledger.memory()
+    import_beads(ledger, _jsonl(
+        _rec("y-a", dependencies=[_dep("y-a", "y-b")]),
+        _rec("y-b", dependencies=[_dep("y-b", "y-a")]),
+        _rec("y-c", dependencies=[_dep("y-c", "y-a")])))
+    reasons = {b.task.id: b.reasons for b in ledger.blocked()}
+    assert reasons["y-a"][0] == reasons["y-b"][0] == "in a dependency cycle: y-a -> y-b -> y-a"
+    assert not any("cycle" in r for r in reasons["y-c"])

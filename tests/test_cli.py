@@ -324,3 +324,44 @@ def test_main_takes_argv_env_and_cwd(taskmill_repo: Path, capsys: pytest.Capture
     assert json.loads(capsys.readouterr().err)["error"]["code"] == "not_a_repository"
     assert invoke_cli(["list", "--json"], cwd=taskmill_repo).ok().json()[0]["title"] == (
         "through main")
+
+
+def test_beads_compat_flag_config_and_import_cycles(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    def rec(tid: str, *deps: tuple[str, str], **fields: Any) -> str:
+        record = {"id": tid, "title": tid, "status": "open", "priority": 2,
+                  "issue_type": "task", "created_at": "2025-01-01T00:00:00Z",
+                  "updated_at": "2025-01-01T00:00:00Z", **fields}
+        if deps:
+            record["dependencies"] = [{"issue_id": tid, "depends_on_id": b, "type": t}
+                                      for b, t in deps]
+        return json.dumps(record) + "\n"
+
+    beads = tmp_path / "issues.jsonl"
+    beads.write_text("".join([
+        rec("x-agent", issue_type="agent"), rec("x-parent", status="deferred"),
+        rec("x-kid", ("x-parent", "parent-child")), rec("x-marked", status="blocked"),
+        rec("x-a", ("x-b", "blocks")), rec("x-b", ("x-a", "blocks"))]), encoding="utf-8")
+    text = cli("import", str(beads), cwd=repo).ok().stdout
+    assert "dependency cycle x-a -> x-b -> x-a" in text and "taskmill dep rm x-a x-b" in text
+    report = cli("import", str(beads), "--json", cwd=repo).ok().json()
+    assert report["cycles"] == [["x-a", "x-b", "x-a"]]
+
+    def ids(*args: str) -> set[str]:
+        return {t["id"] for t in cli(*args, "--json", cwd=repo).ok().json()}
+
+    assert ids("ready") == set()
+    assert ids("ready", "--beads-compat") == {"x-kid"}
+    assert ids("blocked") == {"x-kid", "x-marked", "x-a", "x-b"}
+    assert ids("blocked", "--beads-compat") == {"x-a", "x-b"}
+    cycle = {b["id"]: b["reasons"] for b in cli("blocked", "--json", cwd=repo).ok().json()}
+    assert cycle["x-a"] == ["in a dependency cycle: x-a -> x-b -> x-a"]
+    config = repo / ".taskmill" / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n[ledger]\nbeads_compat = true\n",
+                      encoding="utf-8")
+    assert ids("ready") == {"x-kid"}
+    assert ids("blocked") == {"x-a", "x-b"}
+    config.write_text(config.read_text(encoding="utf-8").replace("beads_compat = true",
+                                                                 "beads_compat = 1"),
+                      encoding="utf-8")
+    bad = cli("ready", cwd=repo)
+    assert bad.exit_code != 0 and "[ledger]" in bad.stderr and "beads_compat" in bad.stderr

@@ -542,3 +542,223 @@ def test_invalid_status_is_refused_and_changes_nothing(store: str) -> None:
         assert ledger.get(task.id).status == "open"
     finally:
         ledger.close_db()
+
+
+# -- Beads' rules (imported records) -----------------------------------------------------
+# Written from Beads 1.x's readiness code (see taskmill.ledger.beads_rules's text), not from
+# the stores: non-work types and pinned/ephemeral records are never ready; conditional-blocks
+# holds unless its blocker was closed with a failure reason (or is pinned/deleted); waits-for
+# holds while the spawner's children gate is shut; a pinned blocker does not block;
+# defer_until in the future hides a task and (taskmill) the subtree under it, (Beads) its
+# children only; ready is ordered by priority, then creation time, then creation order.
+
+COND = "conditional-blocks"
+WAITS = "waits-for"
+FAILURES = ("tests FAILED", "Won't fix", "timeout after 3 tries")
+SUCCESSES = ("shipped", "done", None)
+NOW = "2026-06-01T00:00:00.000000Z"
+TIMES = ("2025-01-01T10:00:00.5-07:00", "2025-01-01T17:00:00.400000Z",
+         "2025-01-01T18:00:00+01:00", "2025-01-02T00:00:00.000001Z", "garbage")
+
+
+def _instant(text: str) -> tuple[int, str]:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return (1, text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (0, when.astimezone(UTC).isoformat())
+
+
+@dataclass
+class BeadsTask:
+    status: str
+    priority: int
+    issue_type: str
+    created_at: str
+    close_reason: str | None
+    fields: dict[str, object]
+
+
+@dataclass
+class BeadsModel:
+    tasks: dict[str, BeadsTask]
+    order: list[str]
+    edges: dict[tuple[str, str, str], str | None]  # -> gate for waits-for
+
+    def kids(self, tid: str) -> list[str]:
+        return [a for (a, b, t) in self.edges if b == tid and t == PARENT and a in self.tasks]
+
+    def done(self, tid: str) -> bool:
+        return self.tasks[tid].status in DONE
+
+    def holds(self, b: str, typ: str, gate: str | None) -> bool:
+        if typ == WAITS:
+            sts = [self.tasks[c].status for c in self.kids(b) if self.tasks[c].status != "tombstone"]
+            active = any(s not in ("closed", "pinned") for s in sts)
+            return active and not (gate == "any-children" and "closed" in sts)
+        if b not in self.tasks:
+            return False
+        t = self.tasks[b]
+        if typ == BLOCKS:
+            return t.status not in ("closed", "tombstone", "pinned")
+        if typ == COND:
+            failed = t.status == "closed" and any(
+                k in (t.close_reason or "").lower() for k in
+                ("failed", "won't fix", "timeout", "rejected", "wontfix", "error"))
+            return t.status not in ("tombstone", "pinned") and not failed
+        return False
+
+    def blockers(self, tid: str) -> set[str]:
+        return {b for (a, b, t), g in self.edges.items()
+                if a == tid and t in (BLOCKS, COND, WAITS) and self.holds(b, t, g)}
+
+    def gated(self, holding: bool) -> set[str]:
+        out = {t for t in self.tasks if self.blockers(t)}
+        changed = True
+        while changed:
+            changed = False
+            for (a, b, t) in self.edges:
+                if t != PARENT or a not in self.tasks or b not in self.tasks or a in out:
+                    continue
+                if not self.done(b) and (b in out or (holding and self.tasks[b].status in HOLDING)):
+                    out.add(a)
+                    changed = True
+        return out
+
+    def hidden(self, compat: bool) -> set[str]:
+        out = {t for t, v in self.tasks.items()
+               if isinstance(v.fields.get("defer_until"), str)
+               and _instant(str(v.fields["defer_until"]))[0] == 0
+               and _instant(str(v.fields["defer_until"])) > _instant(NOW)}
+        stack = list(out)
+        while stack:
+            for c in self.kids(stack.pop()):
+                if c not in out:
+                    out.add(c)
+                    if not compat and not self.done(c):
+                        stack.append(c)
+        return out
+
+    def ready(self, compat: bool) -> list[str]:
+        gated, hidden = self.gated(not compat), self.hidden(compat)
+        seq = {t: i for i, t in enumerate(self.order)}
+        found = [t for t, v in self.tasks.items()
+                 if v.status == "open" and t not in gated and t not in hidden
+                 and v.issue_type not in ("agent", "molecule", "rig")
+                 and v.fields.get("pinned") is not True and v.fields.get("ephemeral") is not True]
+        return sorted(found, key=lambda t: (self.tasks[t].priority,
+                                            _instant(self.tasks[t].created_at), seq[t]))
+
+    def blocked(self, compat: bool) -> set[str]:
+        gated = self.gated(not compat)
+        return {t for t, v in self.tasks.items() if not self.done(t)
+                and (t in gated or (not compat and v.status == "blocked"))}
+
+
+@st.composite
+def beads_graphs(draw: st.DrawFn) -> BeadsModel:
+    n = draw(st.integers(1, 9))
+    tasks: dict[str, BeadsTask] = {}
+    for i in range(n):
+        status = draw(st.sampled_from((*SETTABLE, "pinned", "tombstone", "closed")))
+        reason = draw(st.sampled_from(FAILURES + SUCCESSES)) if status == "closed" else None
+        fields: dict[str, object] = {}
+        for key in ("pinned", "ephemeral"):
+            if draw(st.integers(0, 5)) == 0:
+                fields[key] = draw(st.sampled_from([True, False]))
+        if draw(st.integers(0, 3)) == 0:
+            fields["defer_until"] = draw(st.sampled_from(
+                ["2026-07-01T00:00:00Z", "2026-05-01T00:00:00-07:00", "soon"]))
+        tasks[f"tm-{i:03d}"] = BeadsTask(
+            status, draw(st.integers(0, 2)),
+            draw(st.sampled_from(("task", "task", "task", "agent", "molecule", "epic"))),
+            draw(st.sampled_from(TIMES)), reason, fields)
+    names = [*tasks, "tm-missing"]
+    edges: dict[tuple[str, str, str], str | None] = {}
+    for _ in range(draw(st.integers(0, 3 * n))):
+        typ = draw(st.sampled_from((BLOCKS, COND, WAITS, PARENT, PARENT, "related")))
+        key = (draw(st.sampled_from(names[:-1])), draw(st.sampled_from(names)), typ)
+        edges[key] = draw(st.sampled_from((None, "all-children", "any-children", "junk"))) \
+            if typ == WAITS else None
+    return BeadsModel(tasks, list(tasks), edges)
+
+
+def _load(ledger: Ledger, model: BeadsModel) -> None:
+    import json
+
+    with ledger.transaction():
+        items = []
+        for tid, v in model.tasks.items():
+            extra = json.dumps({"fields": v.fields}) if v.fields else None
+            row = (tid, "imported", "", "", "", "", v.status, v.priority, v.issue_type, None,
+                   v.created_at, v.created_at, None, v.close_reason, None, None, None, None,
+                   None, extra)
+            deps = []
+            for (a, b, typ), gate in sorted(model.edges.items(), key=lambda kv: kv[0]):
+                if a != tid:
+                    continue
+                dep_extra = None
+                if gate == "junk":
+                    dep_extra = json.dumps({"fields": {"metadata": "{not json"}})
+                elif gate is not None:
+                    meta: object = json.dumps({"gate": gate}) if gate == "any-children" \
+                        else {"gate": gate}
+                    dep_extra = json.dumps({"fields": {"metadata": meta}})
+                deps.append((b, typ, None, None, dep_extra))
+            items.append(ImportItem(row, [], deps, []))
+        ledger.store.import_rows(items, [])
+        ledger.store.recompute_readiness()
+
+
+def assert_beads_matches(ledger: Ledger, model: BeadsModel) -> None:
+    for compat in (False, True):
+        assert [t.id for t in ledger.ready(beads_compat=compat)] == model.ready(compat), compat
+        got = ledger.blocked(beads_compat=compat)
+        assert {b.task.id for b in got} == model.blocked(compat), compat
+        for item in got:
+            assert set(item.blockers) == model.blockers(item.task.id), item.task.id
+
+
+@ON_EVERY_STORE
+@SETTINGS
+@given(model=beads_graphs(), data=st.data())
+def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
+                                       data: st.DataObject) -> None:
+    """Imported records under Beads' rules, then status changes and close reasons."""
+    from taskmill.clock import parse_iso
+
+    when = parse_iso(NOW)
+    assert when is not None
+    ledger = Ledger(MemoryStore(), prefix="tm", clock=FixedClock(when), actor="prop") \
+        if store == "memory" else Ledger.memory(prefix="tm", clock=FixedClock(when), actor="p")
+    try:
+        _load(ledger, model)
+        assert_beads_matches(ledger, model)
+        for _ in range(data.draw(st.integers(0, 8))):
+            tid = data.draw(st.sampled_from(model.order))
+            if model.tasks[tid].status in ("tombstone", "closed"):
+                if model.tasks[tid].status == "closed" and data.draw(st.booleans()):
+                    reason = data.draw(st.sampled_from((*FAILURES, "fine")))
+                    ledger.update(tid, {"close_reason": reason})
+                    model.tasks[tid].close_reason = reason
+                continue
+            if any(tid in (a, b) and t == PARENT for (a, b, t) in model.edges):
+                continue  # containers follow their children: not modelled here
+            if data.draw(st.booleans()):
+                reason = data.draw(st.sampled_from((*FAILURES, "shipped")))
+                ledger.close(tid, reason)
+                model.tasks[tid].status, model.tasks[tid].close_reason = "closed", reason
+            else:
+                status = data.draw(st.sampled_from(SETTABLE))
+                ledger.update(tid, {"status": status})
+                model.tasks[tid].status = status
+                if status != "closed":
+                    model.tasks[tid].close_reason = None
+            assert_beads_matches(ledger, model)
+        assert_incremental_equals_full(ledger)
+    finally:
+        ledger.close_db()

@@ -73,6 +73,12 @@ class Config:
     """The ``[merge]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
     path: Path | None = None
 
+    @property
+    def beads_compat(self) -> bool:
+        """``[ledger] beads_compat`` (checked)."""
+        table = self.raw.get("ledger", {})
+        return bool(table.get("beads_compat", table.get("beads-compat", False)))
+
     def agent_names(self) -> list[str]:
         """The configured agents, then the built-in ones without a table."""
         return [*self.agents, *(name for name in BUILTIN_AGENTS if name not in self.agents)]

@@ -210,12 +210,29 @@ class PriceEntry(_Table):
     cache_write: NonNegative | None = None
 
 
+class LedgerTable(_Table):
+    """``[ledger]``: how ``ready`` and ``blocked`` read the ledger."""
+
+    beads_compat: bool = False
+    """Follow Beads where taskmill deliberately differs: a ``blocked``/``deferred`` parent
+    does not hold back its children, and ``blocked`` lists only tasks a dependency holds
+    (see :meth:`taskmill.ledger.Ledger.ready`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _underscores(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+
 class ConfigFile(_Table):
     prefix: NonEmpty
     checks: ChecksTable = ChecksTable()
     run: RunTable = RunTable()
     sandbox: SandboxTable = SandboxTable()
     merge: MergeTable = MergeTable()
+    ledger: LedgerTable = LedgerTable()
 
 
     pricing: dict[str, PriceEntry] = {}
@@ -378,7 +395,8 @@ def agent_table(name: str, table: object) -> AgentConfig:
 
 
 TOP_LEVEL = {"prefix": "prefix", "checks": "[checks]", "run": "[run]", "sandbox": "[sandbox]",
-             "agents": "[agents.NAME]", "pricing": "[pricing]", "merge": "[merge]"}
+             "agents": "[agents.NAME]", "pricing": "[pricing]", "merge": "[merge]",
+             "ledger": "[ledger]"}
 
 
 def check_config(raw: Mapping[str, Any]) -> list[str]:
@@ -438,7 +456,7 @@ def _where(loc: Sequence[int | str]) -> tuple[str, str]:
     head, *rest = loc
     if head == "agents" and rest:
         table, rest = f"[agents.{rest[0]}]", rest[1:]
-    elif head in ("checks", "run", "sandbox", "agents", "pricing", "merge"):
+    elif head in ("checks", "run", "sandbox", "agents", "pricing", "merge", "ledger"):
         table = f"[{head}]"
     else:
         table, rest = "", list(loc)

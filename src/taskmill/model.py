@@ -14,6 +14,8 @@ DEFERRED = "deferred"
 CLOSED = "closed"
 TOMBSTONE = "tombstone"
 HOOKED = "hooked"
+PINNED = "pinned"
+"""Beads' status for a record that stays open as context: it never blocks anything."""
 TaskStatus = Literal["open", "in_progress", "blocked", "deferred", "closed"]
 """The statuses a task can be given: the one definition (the web API's and the MCP tools'
 schemas come from it)."""
@@ -33,7 +35,14 @@ BLOCKS = "blocks"
 PARENT_CHILD = "parent-child"
 RELATED = "related"
 DISCOVERED_FROM = "discovered-from"
-GATING_TYPES = frozenset({BLOCKS, PARENT_CHILD})
+CONDITIONAL_BLOCKS = "conditional-blocks"
+"""Beads: B runs only if A fails (imported; see :mod:`taskmill.ledger.beads_rules`)."""
+WAITS_FOR = "waits-for"
+"""Beads: a fan-in gate over a spawner's children (imported)."""
+BLOCKING_TYPES = frozenset({BLOCKS, CONDITIONAL_BLOCKS, WAITS_FOR})
+"""The dependency types that hold a task back (counted in ``open_blockers``)."""
+GATING_TYPES = frozenset({BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD})
+"""The dependency types a cycle is looked for in (Beads: blocks and conditional-blocks)."""
 DepType = Literal["blocks", "parent-child", "related", "discovered-from"]
 DEP_TYPES: tuple[str, ...] = get_args(DepType)
 """(The one definition of the dependency types, as :data:`TaskStatus` is of the statuses.)"""

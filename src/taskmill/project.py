@@ -62,6 +62,7 @@ def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
     config = load_config(paths.config, stamp=paths.run.config_stamp)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                          actor=actor_from_env(env))
+    ledger.beads_compat = config.beads_compat
     return Project(paths, config, ledger)
 
 
@@ -75,4 +76,5 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
         refuse_empty_clone(paths, env)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                          actor=actor_from_env(env))
+    ledger.beads_compat = config.beads_compat
     return Project(paths, config, ledger)

@@ -66,7 +66,8 @@ _TASK_OPTIONS: Spec = {
 }
 SPECS: dict[str, tuple[Spec, int]] = {
     # command -> (options, arguments: the exact count, or -1 for one or more)
-    "ready": ({"-n": ("limit", _limit), "--limit": ("limit", _limit), **_JSON}, 0),
+    "ready": ({"-n": ("limit", _limit), "--limit": ("limit", _limit),
+               "--beads-compat": ("beads_compat", FLAG), **_JSON}, 0),
     "show": (dict(_JSON), 1),
     "create": ({**_TASK_OPTIONS,
                 "-l": ("labels", MULTIPLE), "--label": ("labels", MULTIPLE),
@@ -213,7 +214,7 @@ def _serve(name: str, values: dict[str, Any], args: list[str], ctx: Ctx) -> None
     body: Callable[[], None]
     if name == "ready":
         def body() -> None:
-            task_ops.ready(ctx, values.get("limit"))
+            task_ops.ready(ctx, values.get("limit"), bool(values.get("beads_compat")))
     elif name == "show":
         def body() -> None:
             task_ops.show(ctx, args[0])

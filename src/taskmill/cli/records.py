@@ -205,6 +205,10 @@ def import_cmd(path: Path, fmt: str) -> None:
         else:
             click.echo(f"imported {path.name}: {report.created} created, {report.updated} updated,"
                        f" {report.unchanged} unchanged")
+            for cycle in report.cycles:  # only an import can bring one in
+                click.echo(f"warning: dependency cycle {' -> '.join(cycle)}: its tasks can never"
+                           " be ready (`taskmill blocked` lists them; break it with"
+                           f" `taskmill dep rm {cycle[0]} {cycle[1]}`)")
 
 
 @click.command()

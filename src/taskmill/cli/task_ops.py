@@ -79,9 +79,12 @@ def show(ctx: Ctx, task_id: str) -> None:
         render.task_detail(task)
 
 
-def ready(ctx: Ctx, limit: int | None) -> None:
-    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
-    tasks = source.ready(limit=limit)
+def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
+    """``beads_compat``: as Beads (else as ``[ledger] beads_compat`` says)."""
+    if ctx.turn_socket is not None:
+        tasks = ctx.remote().ready(limit=limit)
+    else:
+        tasks = ctx.project().ledger.ready(limit=limit, beads_compat=beads_compat or None)
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:

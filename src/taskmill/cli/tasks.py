@@ -126,24 +126,36 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
         render.task_table(tasks)
 
 
+_BEADS_COMPAT = click.option(
+    "--beads-compat", is_flag=True,
+    help="As Beads: a blocked or deferred parent does not hold back its children, and"
+         " `blocked` lists only tasks a dependency holds (also: [ledger] beads_compat).")
+
+
 @click.command()
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="At most this many.")
+@_BEADS_COMPAT
 @json_option
-def ready(limit: int | None) -> None:
-    """Open tasks with nothing blocking them, highest priority first.
+def ready(limit: int | None, beads_compat: bool) -> None:
+    """Open tasks with nothing blocking them, highest priority first, then oldest first.
 
     Containers (tasks with children, e.g. epics) are listed apart and marked
-    (``"container": true``): they are not work, and `taskmill run` never dispatches them."""
-    task_ops.ready(get_ctx(), limit)
+    (``"container": true``): they are not work, and `taskmill run` never dispatches them.
+    Records Beads never offers as work (agents, molecules, gates, messages, ...; pinned or
+    ephemeral ones) are left out, and so are tasks deferred (``defer_until``) to later."""
+    task_ops.ready(get_ctx(), limit, beads_compat)
 
 
 @click.command()
+@_BEADS_COMPAT
 @json_option
-def blocked() -> None:
-    """Tasks held back, with what holds each."""
+def blocked(beads_compat: bool) -> None:
+    """Tasks held back, with what holds each (a dependency cycle is named)."""
     ctx = get_ctx()
-    source = ctx.remote() if ctx.turn_socket is not None else ctx.project().ledger
-    items = source.blocked()
+    if ctx.turn_socket is not None:
+        items = ctx.remote().blocked()
+    else:
+        items = ctx.project().ledger.blocked(beads_compat=beads_compat or None)
     if ctx.json:
         emit_json([b.to_json() for b in items])
     else:

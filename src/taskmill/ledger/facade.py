@@ -61,6 +61,10 @@ class Ledger(WorkVerbs):
     """A repository's ledger. Open with :meth:`open` (a file) or :meth:`memory` (tests), or
     over any :class:`LedgerStore`."""
 
+    beads_compat = False
+    """Whether :meth:`ready` and :meth:`blocked` follow Beads where taskmill differs (the
+    ``[ledger] beads_compat`` setting; each call may say otherwise)."""
+
     def __init__(self, store: LedgerStore, *, prefix: str, clock: Clock,
                  actor: str, path: Path | None = None) -> None:
         self.store = store
@@ -231,21 +235,44 @@ class Ledger(WorkVerbs):
             raise InvalidInput(f"no status {shown}", hint=f"the statuses are {', '.join(known)}")
         return wanted
 
-    def ready(self, *, limit: int | None = None, work_only: bool = False) -> list[Task]:
-        """Open tasks with nothing gating them, highest priority first, then oldest first.
+    def ready(self, *, limit: int | None = None, work_only: bool = False,
+              beads_compat: bool | None = None) -> list[Task]:
+        """Open tasks with nothing gating them, highest priority first, then oldest first
+        (by ``created_at``; tasks created at the same instant in the order they entered the
+        ledger). As Beads: no record that is not work (the types of Beads'
+        ``readyWorkExcludeTypes``, ``pinned``/``ephemeral`` records), and none deferred
+        (``defer_until``) past the ledger clock's now, nor under one.
 
         Containers (tasks with children) are listed too, marked ``container`` (as Beads lists
-        epics); ``work_only`` leaves them out: they are not work to hand to an agent."""
-        return self.store.ready(check.limit(limit), work_only)
+        epics); ``work_only`` leaves them out: they are not work to hand to an agent.
+        ``beads_compat`` (default: :attr:`beads_compat`): a ``blocked``/``deferred`` parent
+        does not hold back its children, and ``defer_until`` hides a task's children only
+        (not the whole subtree), as in Beads."""
+        compat = self.beads_compat if beads_compat is None else beads_compat
+        return self.store.ready(check.limit(limit), work_only, now=self.now(),
+                                beads_compat=compat)
 
-    def blocked(self) -> list[BlockedTask]:
-        """Tasks that are not done and are gated or marked blocked, with what holds each."""
+    def blocked(self, *, beads_compat: bool | None = None) -> list[BlockedTask]:
+        """Tasks that are not done and are gated or marked blocked, with what holds each. A
+        task in a cycle of dependencies says so in its ``reasons``.
+
+        ``beads_compat`` (default: :attr:`beads_compat`): as Beads' ``bd blocked``, only
+        tasks a blocking dependency holds (or a parent so held): a ``blocked`` task that
+        waits on nothing, and the children of a ``blocked``/``deferred`` parent, are left
+        out."""
+        compat = self.beads_compat if beads_compat is None else beads_compat
         out: list[BlockedTask] = []
-        for task in self.store.held():
-            blockers = sorted(self.store.open_blockers_of(task.id))
+        held = self.store.held(compat)
+        waits = {task.id: self.store.open_blockers_of(task.id) for task in held}
+        in_cycle = _cycles_among(waits)
+        for task in held:
+            blockers = sorted(waits[task.id])
             parents = sorted(self.store.holding_parents(task.id))
             ancestors, reasons = containers.ancestor_reasons(self.store, task.id)
             item = BlockedTask(task, blockers, parents, ancestors, reasons)
+            if task.id in in_cycle:
+                item.reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[task.id])}",
+                                *item.reasons]
             if task.status == BLOCKED:
                 item.reason = self._block_reason(task.id)
                 item.unblock = f"taskmill reopen {task.id}"
@@ -430,6 +457,8 @@ class Ledger(WorkVerbs):
         self.store.update_task(tid, values)
         if "status" in diff:
             self.store.status_changed(tid, diff["status"][0], diff["status"][1])
+        elif "close_reason" in diff and current.status == CLOSED:
+            self.store.status_changed(tid, CLOSED, CLOSED)  # a conditional-blocks dependent
         self.record("updated", tid, {"changes": diff, **({"cause": cause} if cause else {})},
                     actor=actor, ts=now)
         if "status" in diff:  # a container follows its children (and so on up)
@@ -731,3 +760,17 @@ class Ledger(WorkVerbs):
 
     def stats(self) -> dict[str, Any]:
         return self.store.stats()
+
+
+def _cycles_among(waits: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Each task of ``waits`` (task: what holds it) that is in a cycle, with the cycle as a
+    closed path from the cycle's least id."""
+    from .graph import closed_path, cyclic_groups
+
+    graph = {t: [b for b in bs if b in waits] for t, bs in waits.items()}
+    out: dict[str, list[str]] = {}
+    for group in cyclic_groups(graph, sorted(graph)):
+        path = closed_path(graph, group, min(group))
+        for tid in group:
+            out[tid] = path
+    return out

@@ -24,17 +24,27 @@ from typing import Any
 
 from ..audit import GENESIS, canonical, chain_hash, event_from_row
 from ..model import (
-    BLOCKS,
+    BLOCKING_TYPES,
     DONE_STATUSES,
     GATING_TYPES,
     HIDDEN_STATUSES,
     HOLDING_STATUSES,
     PARENT_CHILD,
     TOMBSTONE,
+    WAITS_FOR,
     Comment,
     Dependency,
     Event,
     Task,
+)
+from .beads_rules import (
+    blocks_now,
+    deferred,
+    extra_fields,
+    gate_shut,
+    is_nonwork,
+    order_key,
+    waits_for_gate,
 )
 from .graph import closed_path, cyclic_groups
 from .rows import ATTEMPT_FIELDS, JSON_FIELDS, TASK_FIELDS, attempt_from_row, dumps, task_from_row
@@ -126,6 +136,12 @@ class MemoryStore:
         tasks = self._d.tasks
         return sorted(ids, key=lambda i: (tasks[i]["priority"], tasks[i]["seq"]))
 
+    def _ready_order(self, ids: Iterable[str]) -> list[str]:
+        """By priority, then creation time, then creation."""
+        tasks = self._d.tasks
+        return sorted(ids, key=lambda i: (tasks[i]["priority"], tasks[i]["created_key"],
+                                          tasks[i]["seq"]))
+
     def _by_seq(self, ids: Iterable[str]) -> list[str]:
         return sorted(ids, key=lambda i: self._d.tasks[i]["seq"])
 
@@ -211,13 +227,48 @@ class MemoryStore:
     def statuses_in_use(self) -> list[str]:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))
 
-    def ready(self, limit: int | None, work_only: bool) -> list[Task]:
-        ids = self._order(i for i, t in self._d.tasks.items()
-                          if t["status"] == "open" and not t["gated"]
-                          and not (work_only and self._is_container(i)))
+    def ready(self, limit: int | None, work_only: bool, *, now: str,
+              beads_compat: bool = False) -> list[Task]:
+        hidden = self._deferred_out(now, beads_compat)
+        dep_gated = self._dep_gated() if beads_compat else set()
+        ids = self._ready_order(
+            i for i, t in self._d.tasks.items()
+            if t["status"] == "open" and i not in hidden
+            and not is_nonwork(t["issue_type"], t["extra"])
+            and (i not in dep_gated if beads_compat else not t["gated"])
+            and not (work_only and self._is_container(i)))
         return self._tasks(ids[:limit] if limit else ids)
 
-    def held(self) -> list[Task]:
+    def _deferred_out(self, now: str, direct_children_only: bool) -> set[str]:
+        out = {i for i, t in self._d.tasks.items()
+               if deferred(extra_fields(t["extra"]).get("defer_until"), now)}
+        queue = list(out)
+        while queue:
+            for child in self._children(queue.pop()):
+                if child not in out:
+                    out.add(child)
+                    if not direct_children_only and not self._done(child):
+                        queue.append(child)
+        return out
+
+    def _dep_gated(self) -> set[str]:
+        """Gated through blocking dependencies alone (Beads' ``is_blocked``)."""
+        seeds = [i for i, t in self._d.tasks.items() if t["open_blockers"] > 0]
+        out = set(seeds)
+        while seeds:
+            node = seeds.pop()
+            if self._done(node):
+                continue
+            for child in self._children(node):
+                if child not in out:
+                    out.add(child)
+                    seeds.append(child)
+        return out
+
+    def held(self, beads_compat: bool = False) -> list[Task]:
+        if beads_compat:
+            dep_gated = self._dep_gated()
+            return self._tasks(self._order(i for i in dep_gated if not self._done(i)))
         return self._tasks(self._order(
             i for i, t in self._d.tasks.items()
             if (t["gated"] or t["status"] == "blocked") and t["status"] not in DONE_STATUSES))
@@ -254,7 +305,8 @@ class MemoryStore:
             "total": sum(v for k, v in by_status.items() if k not in HIDDEN_STATUSES),
             "by_status": by_status,
             "ready": sum(1 for t in self._d.tasks.values()
-                         if t["status"] == "open" and not t["gated"]),
+                         if t["status"] == "open" and not t["gated"]
+                         and not is_nonwork(t["issue_type"], t["extra"])),
             "blocked": sum(1 for t in self._d.tasks.values()
                            if (t["gated"] or t["status"] == "blocked")
                            and t["status"] not in DONE_STATUSES),
@@ -272,6 +324,7 @@ class MemoryStore:
             raise ValueError(f"task {tid} exists")
         row = {**_DEFAULTS, **{k: dumps(v) if k in JSON_FIELDS else v for k, v in values.items()}}
         row["seq"] = self.max_seq() + 1
+        row["created_key"] = order_key(row.get("created_at"))
         self._d.tasks[tid] = row
         if labels:
             self._d.labels[tid] = list(labels)
@@ -280,11 +333,13 @@ class MemoryStore:
         row = self._d.tasks[task_id]
         for key, value in values.items():
             row[key] = dumps(value) if key in JSON_FIELDS else value
+        if "created_at" in values:
+            row["created_key"] = order_key(row["created_at"])
 
     def claim_row(self, task_id: str, assignee: str, now: str, work_only: bool) -> bool:
         t = self._d.tasks.get(task_id)
-        if t is None or t["status"] != "open" or t["gated"] or (
-                work_only and self._is_container(task_id)):
+        if t is None or t["status"] != "open" or t["gated"] or (work_only and (
+                is_nonwork(t["issue_type"], t["extra"]) or self._is_container(task_id))):
             return False
         t.update(status="in_progress", assignee=assignee, updated_at=now)
         return True
@@ -334,10 +389,11 @@ class MemoryStore:
 
     def recompute_readiness(self) -> None:
         tasks = self._d.tasks
-        for tid, t in tasks.items():
-            t["open_blockers"] = sum(
-                1 for (a, b, typ) in self._d.deps
-                if a == tid and typ == BLOCKS and b in tasks and not self._done(b))
+        for t in tasks.values():
+            t["open_blockers"] = 0
+        for (a, b, typ), dep in self._d.deps.items():
+            if a in tasks and typ in BLOCKING_TYPES and self._holds(b, typ, dep.extra):
+                tasks[a]["open_blockers"] += 1
         seeds = [tid for tid, t in tasks.items() if t["open_blockers"] > 0]
         kids: dict[str, list[str]] = defaultdict(list)
         for (child, parent, typ) in self._d.deps:
@@ -357,6 +413,15 @@ class MemoryStore:
                     work.append(child)
         for tid, t in tasks.items():
             t["gated"] = 1 if tid in gated else 0
+
+    def _holds(self, target: str, typ: str, dep_extra: str | None) -> bool:
+        """Whether a ``typ`` dependency on ``target`` holds its task now (see
+        :mod:`taskmill.ledger.beads_rules`)."""
+        if typ == WAITS_FOR:
+            return gate_shut(waits_for_gate(dep_extra),
+                             [self._d.tasks[c]["status"] for c in self._children(target)])
+        t = self._d.tasks.get(target)
+        return t is not None and blocks_now(typ, t["status"], t["close_reason"])
 
     def readiness_state(self) -> dict[str, tuple[int, bool]]:
         return {tid: (t["open_blockers"], bool(t["gated"])) for tid, t in self._d.tasks.items()}
@@ -405,7 +470,7 @@ class MemoryStore:
             raise ValueError(f"dependency {key} exists")
         pos = sum(1 for (a, _b, _t) in self._d.deps if a == dep.issue_id)
         self._d.deps[key] = _Dep(dep.created_at, dep.created_by, extra, pos)
-        if dep.type in GATING_TYPES:
+        if dep.type in GATING_TYPES or dep.type in BLOCKING_TYPES:
             self.recompute_readiness()
 
     def delete_deps(self, issue_id: str, depends_on_id: str, types: Sequence[str]) -> None:
@@ -462,8 +527,8 @@ class MemoryStore:
             self._d.tasks[p]["gated"] or self._d.tasks[p]["status"] in HOLDING_STATUSES)]
 
     def open_blockers_of(self, task_id: str) -> list[str]:
-        return [b for b, t, _d in self._deps_from(task_id)
-                if t == BLOCKS and b in self._d.tasks and not self._done(b)]
+        return [b for b, t, d in self._deps_from(task_id)
+                if t in BLOCKING_TYPES and self._holds(b, t, d.extra)]
 
     def child_rows(self, parent: str) -> list[tuple[str, str, str]]:
         return [(c, self._d.tasks[c]["title"], self._d.tasks[c]["status"])
@@ -675,12 +740,14 @@ class MemoryStore:
             for cid in [c for c, v in self._d.comments.items() if v[0] == tid]:
                 del self._d.comments[cid]
             self._d.tasks[tid].update(zip(IMPORT_ROW_COLUMNS[1:], item.row[1:], strict=True))
+            self._d.tasks[tid]["created_key"] = order_key(self._d.tasks[tid]["created_at"])
         for item in creates:
             tid = item.row[0]
             if tid in self._d.tasks:
                 raise ValueError(f"task {tid} exists")
             row = {**_DEFAULTS, **dict(zip(IMPORT_ROW_COLUMNS, item.row, strict=True))}
             row["seq"] = self.max_seq() + 1
+            row["created_key"] = order_key(row["created_at"])
             self._d.tasks[tid] = row
         for item in [*updates, *creates]:
             tid = item.row[0]

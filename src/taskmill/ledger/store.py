@@ -103,10 +103,15 @@ class LedgerStore(Protocol):
         """Tasks by priority then creation; ``statuses`` None: all but tombstones (all,
         ``include_hidden``)."""
     def statuses_in_use(self) -> list[str]: ...
-    def ready(self, limit: int | None, work_only: bool) -> list[Task]:
-        """Open, ungated tasks by priority then creation (``work_only``: no containers)."""
-    def held(self) -> list[Task]:
-        """Tasks not done that are gated or ``blocked``, by priority then creation."""
+    def ready(self, limit: int | None, work_only: bool, *, now: str,
+              beads_compat: bool = False) -> list[Task]:
+        """Open, ungated work (see :mod:`taskmill.ledger.beads_rules`) not deferred past
+        ``now``, by priority, then creation time (oldest first), then creation order
+        (``work_only``: no containers). ``beads_compat``: a ``blocked``/``deferred`` parent
+        does not hold its children, and ``defer_until`` hides a task's children only."""
+    def held(self, beads_compat: bool = False) -> list[Task]:
+        """Tasks not done that are gated or ``blocked``, by priority then creation
+        (``beads_compat``: those a blocking dependency holds, or a parent so held)."""
     def child_tasks(self, parent: str) -> list[Task]:
         """The children of ``parent`` but tombstones, oldest first."""
     def all_tasks(self, include_tombstones: bool) -> list[Task]:
@@ -120,7 +125,7 @@ class LedgerStore(Protocol):
     def update_task(self, task_id: str, values: Mapping[str, Any]) -> None:
         """Set columns; readiness follows through :meth:`status_changed`, called after."""
     def claim_row(self, task_id: str, assignee: str, now: str, work_only: bool) -> bool:
-        """Open and ungated (and no container, ``work_only``) -> in progress under
+        """Open and ungated (and work, no container, ``work_only``) -> in progress under
         ``assignee``, atomically; whether it was."""
     def reassign(self, task_id: str, old: str, new: str) -> bool:
         """In progress under ``old`` -> under ``new``; whether it was."""
@@ -134,7 +139,9 @@ class LedgerStore(Protocol):
 
     # -- readiness -------------------------------------------------------------------------
 
-    def status_changed(self, task_id: str, old: str, new: str) -> None: ...
+    def status_changed(self, task_id: str, old: str, new: str) -> None:
+        """Keep readiness in step with a status change (``old == new == "closed"``: the
+        close reason changed, which a ``conditional-blocks`` dependent sees)."""
     def recompute_readiness(self) -> None: ...
     def readiness_state(self) -> dict[str, tuple[int, bool]]:
         """Each task's (open blockers, gated) as kept."""

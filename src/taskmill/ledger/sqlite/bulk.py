@@ -6,7 +6,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 
+from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, Row
+
+_CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
 
 _ROW_SQL = ", ".join(IMPORT_ROW_COLUMNS)
 
@@ -60,13 +63,14 @@ class BulkRows:
             conn.executemany("DELETE FROM labels WHERE task_id = ?", upd_ids)
             conn.executemany("DELETE FROM deps WHERE issue_id = ?", upd_ids)
             conn.executemany("DELETE FROM comments WHERE task_id = ?", upd_ids)
-            assignments = ", ".join(f"{c} = ?" for c in IMPORT_ROW_COLUMNS[1:])
+            assignments = ", ".join(f"{c} = ?" for c in (*IMPORT_ROW_COLUMNS[1:], "created_key"))
             conn.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?",
-                             [(*p.row[1:], p.row[0]) for p in updates])
+                             [(*p.row[1:], order_key(p.row[_CREATED_AT]), p.row[0])
+                              for p in updates])
         if creates:
-            marks = ", ".join("?" * len(IMPORT_ROW_COLUMNS))
-            conn.executemany(f"INSERT INTO tasks ({_ROW_SQL}) VALUES ({marks})",
-                             [p.row for p in creates])
+            marks = ", ".join("?" * (len(IMPORT_ROW_COLUMNS) + 1))
+            conn.executemany(f"INSERT INTO tasks ({_ROW_SQL}, created_key) VALUES ({marks})",
+                             [(*p.row, order_key(p.row[_CREATED_AT])) for p in creates])
         items = [*updates, *creates]
         conn.executemany(
             "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...model import BLOCKS, DONE_STATUSES, GATING_TYPES, Dependency
+from ...model import BLOCKING_TYPES, PARENT_CHILD, Dependency
 from . import readiness
 
 _DEP_COLUMNS = "issue_id, depends_on_id, type, created_at, created_by"
@@ -29,21 +29,23 @@ class DepRows:
             "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)", (a, b, dep_type, dep.created_at, dep.created_by,
                                               extra, pos))
-        if dep_type == BLOCKS:
-            row = self.conn.execute("SELECT status FROM tasks WHERE id = ?", (b,)).fetchone()
-            if row is not None and row[0] not in DONE_STATUSES:
-                self.conn.execute("UPDATE tasks SET open_blockers = open_blockers + 1 WHERE id = ?",
-                                  (a,))
-        if dep_type in GATING_TYPES:
-            readiness.refresh(self.conn, [a])
+        roots = [a]
+        if dep_type in BLOCKING_TYPES:
+            readiness.recount(self.conn, [a])
+        elif dep_type == PARENT_CHILD:  # a new child of b: what waits on b's children
+            roots += readiness.recount(self.conn, readiness.waiters_on(self.conn, [b]))
+        if dep_type in BLOCKING_TYPES or dep_type == PARENT_CHILD:
+            readiness.refresh(self.conn, roots)
 
     def delete_deps(self, issue_id: str, depends_on_id: str, types: Sequence[str]) -> None:
         self.conn.executemany("DELETE FROM deps WHERE issue_id = ? AND depends_on_id = ?"
                               " AND type = ?", [(issue_id, depends_on_id, t) for t in types])
-        if BLOCKS in types:
-            self.conn.execute("UPDATE tasks SET open_blockers = ? WHERE id = ?",
-                              (readiness.count_open_blockers(self.conn, issue_id), issue_id))
-        readiness.refresh(self.conn, [issue_id])
+        roots = [issue_id]
+        if BLOCKING_TYPES.intersection(types):
+            readiness.recount(self.conn, [issue_id])
+        if PARENT_CHILD in types:
+            roots += readiness.recount(self.conn, readiness.waiters_on(self.conn, [depends_on_id]))
+        readiness.refresh(self.conn, roots)
 
     def deps_between(self, issue_id: str, depends_on_id: str,
                      dep_type: str | None = None) -> list[Dependency]:
@@ -115,11 +117,12 @@ class DepRows:
             " ('blocked', 'deferred')) ORDER BY d.pos", (child,))]
 
     def open_blockers_of(self, task_id: str) -> list[str]:
-        """The tasks ``task_id`` waits on through ``blocks`` that are not done; by position."""
+        """The tasks ``task_id`` waits on through a blocking dependency that holds it now
+        (``blocks``, ``conditional-blocks``; for ``waits-for``, the spawner); by position."""
         return [r[0] for r in self.conn.execute(
-            "SELECT b.id FROM deps d JOIN tasks b ON b.id = d.depends_on_id"
-            " WHERE d.issue_id = ? AND d.type = 'blocks'"
-            " AND b.status NOT IN ('closed', 'tombstone') ORDER BY d.pos", (task_id,))]
+            "SELECT d.depends_on_id FROM deps d LEFT JOIN tasks b ON b.id = d.depends_on_id"
+            f" WHERE d.issue_id = ? AND d.type IN ('blocks', 'conditional-blocks', 'waits-for')"
+            f" AND {readiness.HOLDS_SQL} ORDER BY d.pos", (task_id,))]
 
     def child_rows(self, parent: str) -> list[tuple[str, str, str]]:
         """(id, title, status) of each child of ``parent`` (tombstones too), oldest first."""

@@ -3,12 +3,18 @@
 Definitions (the property tests check these against a brute-force version):
 
 - a task is *done* when its status is ``closed`` or ``tombstone``;
-- ``open_blockers(t)`` counts the tasks ``t`` depends on through ``blocks`` that exist and are
-  not done;
+- ``open_blockers(t)`` counts the dependencies of ``t`` that hold it now (Beads' rules, see
+  :mod:`taskmill.ledger.beads_rules`): ``blocks`` on a task that exists and is neither done
+  nor ``pinned``; ``conditional-blocks`` on a task that exists and is not ``tombstone``,
+  ``pinned`` nor closed with a failure close reason; ``waits-for`` on a spawner whose
+  children's gate (all or any) is shut;
 - ``gated(t)`` holds when ``open_blockers(t) > 0``, or when a parent of ``t`` (through
   ``parent-child``) is not done and is itself gated or ``blocked``/``deferred``; it is the
   least fixed point of that rule, so a parent-child loop with nothing gating it is not gated;
-- ``t`` is *ready* when its status is ``open`` and it is not gated.
+- ``t`` is *ready* when its status is ``open``, it is not gated, it is work (not of a type
+  in Beads' ``readyWorkExcludeTypes``, not ``pinned``/``ephemeral``: the ``nonwork`` column)
+  and neither it nor an ancestor is deferred to a later time (``defer_until``, read when
+  ``ready`` is asked, as it depends on the time).
 
 Each task row stores ``open_blockers`` and ``gated``; a partial index over open, ungated rows
 makes ``ready`` an index scan. A change touches only the tasks that depend on the changed
@@ -21,10 +27,48 @@ import sqlite3
 from collections import defaultdict, deque
 from collections.abc import Iterable
 
-from ...model import BLOCKS, DONE_STATUSES, HOLDING_STATUSES, PARENT_CHILD
+from ...model import (
+    BLOCKS,
+    CLOSED,
+    CONDITIONAL_BLOCKS,
+    DONE_STATUSES,
+    HOLDING_STATUSES,
+    PARENT_CHILD,
+    PINNED,
+    TOMBSTONE,
+)
+from ..beads_rules import ANY_CHILDREN, FAILURE_CLOSE_KEYWORDS
 from ..graph import closed_path, cyclic_groups
 
 _DONE_SQL = "('closed', 'tombstone')"
+_INERT_SQL = "('closed', 'tombstone', 'pinned')"
+_BLOCKING_SQL = "('blocks', 'conditional-blocks', 'waits-for')"
+_FAILURE_SQL = " OR ".join(
+    "coalesce(b.close_reason, '') LIKE '%{}%'".format(k.replace("'", "''"))
+    for k in FAILURE_CLOSE_KEYWORDS)
+_META_SQL = "json_extract(d.extra, '$.fields.metadata')"
+_CHILDREN_SQL = ("SELECT 1 FROM deps cd JOIN tasks c ON c.id = cd.issue_id"
+                 " WHERE cd.depends_on_id = d.depends_on_id AND cd.type = 'parent-child'")
+HOLDS_SQL = (
+    f"((d.type = 'blocks' AND b.status NOT IN {_INERT_SQL})"
+    " OR (d.type = 'conditional-blocks' AND b.status NOT IN ('tombstone', 'pinned')"
+    f"     AND NOT (b.status = 'closed' AND ({_FAILURE_SQL})))"
+    f" OR (d.type = 'waits-for' AND EXISTS ({_CHILDREN_SQL} AND c.status NOT IN {_INERT_SQL})"
+    f"     AND NOT (coalesce(CASE WHEN json_valid({_META_SQL})"
+    f"       THEN json_extract({_META_SQL}, '$.gate') END, '') = '{ANY_CHILDREN}'"
+    f"       AND EXISTS ({_CHILDREN_SQL} AND c.status = 'closed'))))"
+)
+"""Whether dependency ``d`` (joined ``LEFT JOIN tasks b ON b.id = d.depends_on_id``) holds
+its task now (see the definitions above)."""
+_COUNT_SQL = (
+    "SELECT count(*) FROM deps d LEFT JOIN tasks b ON b.id = d.depends_on_id"
+    f" WHERE d.issue_id = tasks.id AND d.type IN {_BLOCKING_SQL} AND {HOLDS_SQL}"
+)
+
+
+def _blocker_class(status: str) -> str:
+    """What of a task's status its dependents' and waiters' counts can see."""
+    return status if status in (CLOSED, TOMBSTONE, PINNED) else "active"
 
 
 def _children(conn: sqlite3.Connection, parent: str) -> list[tuple[str, str]]:
@@ -104,29 +148,40 @@ def refresh(conn: sqlite3.Connection, roots: Iterable[str]) -> int:
 
 
 def count_open_blockers(conn: sqlite3.Connection, task_id: str) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM deps d JOIN tasks b ON b.id = d.depends_on_id"
-        f" WHERE d.issue_id = ? AND d.type = 'blocks' AND b.status NOT IN {_DONE_SQL}",
-        (task_id,),
-    ).fetchone()
-    return int(row[0])
+    row = conn.execute(f"SELECT ({_COUNT_SQL}) FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def recount(conn: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
+    """Recount ``open_blockers`` of ``ids``; returns them."""
+    wanted = list(dict.fromkeys(ids))
+    if wanted:
+        conn.executemany(f"UPDATE tasks SET open_blockers = ({_COUNT_SQL}) WHERE id = ?",
+                         [(i,) for i in wanted])
+    return wanted
+
+
+def waiters_on(conn: sqlite3.Connection, spawners: Iterable[str]) -> list[str]:
+    """The tasks that wait (``waits-for``) on the children of any of ``spawners``."""
+    out: list[str] = []
+    for spawner in spawners:
+        out.extend(r[0] for r in conn.execute(
+            "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type = 'waits-for'",
+            (spawner,)))
+    return out
 
 
 def on_done_changed(conn: sqlite3.Connection, task_id: str, now_done: bool) -> list[str]:
-    """A task became done (or not): adjust the counts of what it blocks; returns those ids."""
-    dependents = [
-        r[0]
-        for r in conn.execute(
-            "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type = 'blocks'", (task_id,)
-        )
-    ]
-    if dependents:
-        delta = -1 if now_done else 1
-        conn.executemany(
-            "UPDATE tasks SET open_blockers = max(0, open_blockers + ?) WHERE id = ?",
-            [(delta, d) for d in dependents],
-        )
-    return dependents
+    """``task_id``'s status changed in a way its dependents can see: recount what it blocks
+    and what waits on its parents' children; returns those ids. (``now_done`` is not
+    needed any more: the counts are recounted.)"""
+    dependents = [r[0] for r in conn.execute(
+        "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type IN (?, ?)",
+        (task_id, BLOCKS, CONDITIONAL_BLOCKS))]
+    parents = [r[0] for r in conn.execute(
+        "SELECT depends_on_id FROM deps WHERE issue_id = ? AND type = 'parent-child'",
+        (task_id,))]
+    return recount(conn, [*dependents, *waiters_on(conn, parents)])
 
 
 def recompute_all(conn: sqlite3.Connection) -> None:
@@ -134,8 +189,9 @@ def recompute_all(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE tasks SET open_blockers = 0")
     conn.execute(
         "UPDATE tasks SET open_blockers = c.n FROM ("
-        "  SELECT d.issue_id AS id, count(*) AS n FROM deps d JOIN tasks b ON b.id = d.depends_on_id"
-        f"  WHERE d.type = 'blocks' AND b.status NOT IN {_DONE_SQL} GROUP BY d.issue_id"
+        "  SELECT d.issue_id AS id, count(*) AS n FROM deps d"
+        "  LEFT JOIN tasks b ON b.id = d.depends_on_id"
+        f"  WHERE d.type IN {_BLOCKING_SQL} AND {HOLDS_SQL} GROUP BY d.issue_id"
         ") AS c WHERE tasks.id = c.id"
     )
     status: dict[str, str] = {}
@@ -176,8 +232,8 @@ def find_path(conn: sqlite3.Connection, start: str, goal: str) -> list[str] | No
     while queue:
         node = queue.popleft()
         for (nxt,) in conn.execute(
-            "SELECT depends_on_id FROM deps WHERE issue_id = ? AND type IN (?, ?)",
-            (node, BLOCKS, PARENT_CHILD),
+            "SELECT depends_on_id FROM deps WHERE issue_id = ? AND type IN (?, ?, ?)",
+            (node, BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD),
         ):
             if nxt in came:
                 continue
@@ -197,7 +253,8 @@ def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
     """Every strongly connected group of gating dependencies, each as a closed path."""
     graph: dict[str, list[str]] = defaultdict(list)
     for a, b in conn.execute(
-        "SELECT issue_id, depends_on_id FROM deps WHERE type IN (?, ?)", (BLOCKS, PARENT_CHILD)
+        "SELECT issue_id, depends_on_id FROM deps WHERE type IN (?, ?, ?)",
+        (BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD)
     ):
         graph[a].append(b)
     return [closed_path(graph, group, min(group)) for group in cyclic_groups(graph, list(graph))]
@@ -209,9 +266,10 @@ class ReadinessRows:
     conn: sqlite3.Connection
 
     def status_changed(self, task_id: str, old: str, new: str) -> None:
-        """``task_id``'s status went from ``old`` to ``new``: keep readiness in step."""
+        """``task_id``'s status went from ``old`` to ``new`` (or, ``old == new == closed``,
+        its close reason changed): keep readiness in step."""
         roots = [task_id]
-        if (old in DONE_STATUSES) != (new in DONE_STATUSES):
+        if _blocker_class(old) != _blocker_class(new) or old == new == CLOSED:
             roots.extend(on_done_changed(self.conn, task_id, new in DONE_STATUSES))
         refresh(self.conn, roots)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ...errors import TaskmillError
+from ..beads_rules import READY_EXCLUDE_TYPES, order_key
 
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 120.0
@@ -119,9 +120,38 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_task ON attempts(task_id, id);
 """
 
-MIGRATIONS: list[tuple[str, str]] = [
+_V3_BEADS_READINESS = f"""
+ALTER TABLE tasks ADD COLUMN created_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN nonwork INTEGER GENERATED ALWAYS AS (
+    issue_type IN ({", ".join(f"'{t}'" for t in READY_EXCLUDE_TYPES)})
+    OR coalesce(json_extract(extra, '$.fields.pinned'), 0) = 1
+    OR coalesce(json_extract(extra, '$.fields.ephemeral'), 0) = 1) VIRTUAL;
+ALTER TABLE tasks ADD COLUMN defer_until GENERATED ALWAYS AS (
+    json_extract(extra, '$.fields.defer_until')) VIRTUAL;
+DROP INDEX tasks_ready;
+CREATE INDEX tasks_ready ON tasks(priority, created_key, seq)
+    WHERE status = 'open' AND gated = 0 AND nonwork = 0;
+CREATE INDEX tasks_deferred ON tasks(defer_until) WHERE defer_until IS NOT NULL
+"""
+"""Beads' readiness rules: ``created_key`` (the creation time as a key that sorts oldest
+first, written with each row: :func:`~taskmill.ledger.beads_rules.order_key`), ``nonwork``
+(a record ``ready`` never offers) and ``defer_until`` (from the fields an import kept)."""
+
+
+def _v3_backfill(conn: sqlite3.Connection) -> None:
+    """Fill ``created_key`` and recount readiness under the new rules."""
+    from .readiness import recompute_all
+
+    keys = [(order_key(c), tid) for tid, c in conn.execute("SELECT id, created_at FROM tasks")]
+    conn.executemany("UPDATE tasks SET created_key = ? WHERE id = ?", keys)
+    recompute_all(conn)
+
+
+MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0001_ledger", _V1),
     ("0002_attempts", _V2_ATTEMPTS),
+    ("0003_beads_readiness", _V3_BEADS_READINESS),
+    ("0003_beads_readiness_backfill", _v3_backfill),
 ]
 
 
@@ -209,9 +239,12 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
         for name, sql in MIGRATIONS:
             if name in done:
                 continue
-            for statement in sql.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            if callable(sql):
+                sql(conn)
+            else:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             conn.execute(
                 "INSERT INTO migrations (name, applied_at) VALUES (?, datetime('now'))", (name,)
             )

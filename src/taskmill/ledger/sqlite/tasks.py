@@ -6,7 +6,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ...model import HIDDEN_STATUSES, Task
+from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
+from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, task_from_row
 
 HAS_CHILDREN_SQL = (
@@ -139,16 +140,80 @@ class TaskRows:
     def statuses_in_use(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 
-    def ready(self, limit: int | None, work_only: bool) -> list[Task]:
-        sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
-               " WHERE status = 'open' AND gated = 0"
-               + (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else "")
-               + " ORDER BY priority, seq")
+    def ready(self, limit: int | None, work_only: bool, *, now: str,
+              beads_compat: bool = False) -> list[Task]:
+        hidden = self._deferred_out(now, beads_compat)
+        if beads_compat:
+            extra = self._held_by_status_only()
+            gate = "(gated = 0" + (f" OR id IN ({','.join('?' * len(extra))}))" if extra else ")")
+            sql = (f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' AND {gate}"
+                   " AND nonwork = 0")
+            args: list[Any] = list(extra)
+        else:
+            sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
+                   " WHERE status = 'open' AND gated = 0 AND nonwork = 0")
+            args = []
+        sql += (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else "") + \
+            " ORDER BY priority, created_key, seq"
         if limit:
-            sql += f" LIMIT {int(limit)}"
-        return self._tasks(self.conn.execute(sql).fetchall())
+            sql += f" LIMIT {int(limit) + len(hidden)}"
+        rows = [r for r in self.conn.execute(sql, args) if r[0] not in hidden]
+        return self._tasks(rows[:limit] if limit else rows)
 
-    def held(self) -> list[Task]:
+    def _deferred_out(self, now: str, direct_children_only: bool) -> set[str]:
+        """The tasks a ``defer_until`` after ``now`` hides: the deferred tasks, and their
+        children (``direct_children_only``, as Beads) or every task under them not reached
+        through a done one (taskmill: as a ``deferred`` parent holds its subtree)."""
+        out = {tid for tid, until in self.conn.execute(
+            "SELECT id, defer_until FROM tasks INDEXED BY tasks_deferred"
+            " WHERE defer_until IS NOT NULL") if deferred(until, now)}
+        queue = list(out)
+        while queue:
+            parent = queue.pop()
+            for child, status in self.conn.execute(
+                    "SELECT d.issue_id, t.status FROM deps d JOIN tasks t ON t.id = d.issue_id"
+                    " WHERE d.depends_on_id = ? AND d.type = ?", (parent, PARENT_CHILD)):
+                if child in out:
+                    continue
+                out.add(child)
+                if not direct_children_only and status not in DONE_STATUSES:
+                    queue.append(child)
+        return out
+
+    def _dep_gated(self) -> set[str]:
+        """Beads' ``is_blocked``: a blocking dependency holds the task, or a parent is so
+        held (through parents that are not done); parent statuses do not count."""
+        seeds = [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE gated = 1 AND open_blockers > 0")]
+        out = set(seeds)
+        while seeds:
+            parent = seeds.pop()
+            status = self.conn.execute("SELECT status FROM tasks WHERE id = ?",
+                                       (parent,)).fetchone()[0]
+            if status in DONE_STATUSES:
+                continue
+            for (child,) in self.conn.execute(
+                    "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type = ?",
+                    (parent, PARENT_CHILD)):
+                if child not in out:
+                    out.add(child)
+                    seeds.append(child)
+        return out
+
+    def _held_by_status_only(self) -> list[str]:
+        """Open tasks gated only through a ``blocked``/``deferred`` ancestor."""
+        dep_gated = self._dep_gated()
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE status = 'open' AND gated = 1") if r[0] not in dep_gated]
+
+    def held(self, beads_compat: bool = False) -> list[Task]:
+        if beads_compat:
+            ids = self._dep_gated()
+            rows = [r for r in self.conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE gated = 1"
+                " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq")
+                if r[0] in ids]
+            return self._tasks(rows)
         return self._tasks(self.conn.execute(
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE (gated = 1 OR status = 'blocked')"
             " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq").fetchall())
@@ -185,7 +250,7 @@ class TaskRows:
         by_status = dict(self.conn.execute("SELECT status, count(*) FROM tasks GROUP BY status"))
         ready = self.conn.execute(
             "SELECT count(*) FROM tasks INDEXED BY tasks_ready WHERE status = 'open' AND gated = 0"
-        ).fetchone()[0]
+            " AND nonwork = 0").fetchone()[0]
         held = self.conn.execute(
             "SELECT count(*) FROM tasks WHERE (gated = 1 OR status = 'blocked')"
             " AND status NOT IN ('closed', 'tombstone')").fetchone()[0]
@@ -209,6 +274,7 @@ class TaskRows:
     # -- writing ---------------------------------------------------------------------------
 
     def insert_task(self, values: Mapping[str, Any], labels: Sequence[str]) -> None:
+        values = {**values, "created_key": order_key(values.get("created_at"))}
         cols = list(values)
         self.conn.execute(
             f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
@@ -218,6 +284,8 @@ class TaskRows:
                                   [(values["id"], lb, i) for i, lb in enumerate(labels)])
 
     def update_task(self, task_id: str, values: Mapping[str, Any]) -> None:
+        if "created_at" in values:
+            values = {**values, "created_key": order_key(values["created_at"])}
         assignments = ", ".join(f"{k} = ?" for k in values)
         self.conn.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
                           (*(_column_value(k, v) for k, v in values.items()), task_id))
@@ -226,7 +294,7 @@ class TaskRows:
         cur = self.conn.execute(
             "UPDATE tasks SET status = 'in_progress', assignee = ?, updated_at = ?"
             " WHERE id = ? AND status = 'open' AND gated = 0"
-            + (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else ""),
+            + (f" AND nonwork = 0 AND NOT {HAS_CHILDREN_SQL}" if work_only else ""),
             (assignee, now, task_id))
         return cur.rowcount == 1
 
