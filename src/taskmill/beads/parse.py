@@ -370,8 +370,9 @@ def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
             col = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
             raise InvalidInput(f"{name}, line {number}{col}: bad JSON: {msg}",
                                hint="nothing was imported") from None
-        else:
-            deep = check.json_depth_exceeds(record, RECORD_MAX_DEPTH)
+        else:  # no deeper than the brackets it holds
+            deep = (line.count("{") + line.count("[") > RECORD_MAX_DEPTH
+                    and check.json_depth_exceeds(record, RECORD_MAX_DEPTH))
         if deep:
             raise InvalidInput(f"{name}, line {number}: the record nests more than"
                                f" {RECORD_MAX_DEPTH} levels deep", hint="nothing was imported")
