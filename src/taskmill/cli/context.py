@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -111,6 +111,41 @@ def dumps(data: Any) -> str:
 
 def emit_json(data: Any) -> None:
     echo(dumps(data))
+
+
+def emit_json_items(items: Iterable[Any]) -> None:
+    """A JSON array of ``items``, written one item at a time as they come: the same bytes
+    as ``emit_json(list(items))``, without holding the list or its text."""
+    stream = sys.stdout
+    if not utf8(stream):
+        emit_json(list(items))
+        return
+    first = True
+    for item in items:
+        text = _indented(item, "\n  ")
+        stream.write(("[\n  " if first else ",\n  ") + text)
+        first = False
+    stream.write("[]\n" if first else "\n]\n")
+    stream.flush()
+
+
+_SCALAR = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def _indented(value: Any, newline: str) -> str:
+    """``dumps(value)`` with every line after the first indented by ``newline`` (a line
+    break and spaces); scalars through the C encoder (``indent`` makes json pure Python)."""
+    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+        inner = newline + "  "
+        return ("{" + inner + ("," + inner).join(
+            _SCALAR(k) + ": " + _indented(v, inner) for k, v in value.items())
+            + newline + "}")
+    if isinstance(value, list) and value:
+        inner = newline + "  "
+        return "[" + inner + ("," + inner).join(_indented(v, inner) for v in value) + newline + "]"
+    if isinstance(value, (dict, list, tuple)):
+        return dumps(value).replace("\n", newline)  # JSON text has no raw line breaks
+    return _SCALAR(value)
 
 
 def fail(exc: Exception, as_json: bool) -> None:

@@ -208,6 +208,16 @@ class MemoryStore:
         ids = self._order(tid for tid, t in self._d.tasks.items() if keep(tid, t))
         return self._tasks(ids[:limit] if limit else ids)
 
+    def task_pages(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None, issue_type: str | None, assignee: str | None,
+                   parent: str | None, limit: int | None,
+                   size: int | None = 1000) -> Iterator[list[Task]]:
+        tasks = self.list_tasks(statuses=statuses, include_hidden=include_hidden, label=label,
+                                issue_type=issue_type, assignee=assignee, parent=parent,
+                                limit=limit)
+        step = size or max(len(tasks), 1)
+        return iter([tasks[i:i + step] for i in range(0, len(tasks), step)])
+
     def statuses_in_use(self) -> list[str]:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))
 

@@ -102,6 +102,12 @@ class LedgerStore(Protocol):
                    limit: int | None) -> list[Task]:
         """Tasks by priority then creation; ``statuses`` None: all but tombstones (all,
         ``include_hidden``)."""
+    def task_pages(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None, issue_type: str | None, assignee: str | None,
+                   parent: str | None, limit: int | None,
+                   size: int | None = 1000) -> Iterator[list[Task]]:
+        """:meth:`list_tasks` a page of ``size`` tasks at a time, read as they are needed
+        (``size`` None: one page)."""
     def statuses_in_use(self) -> list[str]: ...
     def ready(self, limit: int | None, work_only: bool) -> list[Task]:
         """Open, ungated tasks by priority then creation (``work_only``: no containers)."""
