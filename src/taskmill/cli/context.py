@@ -129,23 +129,41 @@ def emit_json_items(items: Iterable[Any]) -> None:
     stream.flush()
 
 
-_SCALAR = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_STRING = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _scalar(value: Any) -> str:
+    if value.__class__ is str:
+        return str(_STRING(value))
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value.__class__ is int:
+        return int.__repr__(value)
+    return _ENCODE(value)
 
 
 def _indented(value: Any, newline: str) -> str:
     """``dumps(value)`` with every line after the first indented by ``newline`` (a line
-    break and spaces); scalars through the C encoder (``indent`` makes json pure Python)."""
-    if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+    break and spaces); written out here because ``indent`` makes json pure Python."""
+    if value.__class__ is dict and value:
         inner = newline + "  "
-        return ("{" + inner + ("," + inner).join(
-            _SCALAR(k) + ": " + _indented(v, inner) for k, v in value.items())
-            + newline + "}")
-    if isinstance(value, list) and value:
+        parts = []
+        for k, v in value.items():
+            if k.__class__ is not str:
+                return dumps(value).replace("\n", newline)  # JSON has no raw line breaks
+            parts.append(_STRING(k) + ": " + _indented(v, inner))
+        return "{" + inner + ("," + inner).join(parts) + newline + "}"
+    if value.__class__ is list and value:
         inner = newline + "  "
         return "[" + inner + ("," + inner).join(_indented(v, inner) for v in value) + newline + "]"
     if isinstance(value, (dict, list, tuple)):
-        return dumps(value).replace("\n", newline)  # JSON text has no raw line breaks
-    return _SCALAR(value)
+        return dumps(value).replace("\n", newline)
+    return _scalar(value)
 
 
 def fail(exc: Exception, as_json: bool) -> None:
