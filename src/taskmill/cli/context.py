@@ -130,7 +130,7 @@ def emit_json_items(items: Iterable[Any]) -> None:
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
-_STRING = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_STRING = json.encoder.encode_basestring
 
 
 def _scalar(value: Any) -> str:
