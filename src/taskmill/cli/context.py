@@ -147,18 +147,28 @@ def _scalar(value: Any) -> str:
     return _ENCODE(value)
 
 
+_KEYS: dict[str, str] = {}
+
+
 def _indented(value: Any, newline: str) -> str:
     """``dumps(value)`` with every line after the first indented by ``newline`` (a line
     break and spaces); written out here because ``indent`` makes json pure Python."""
-    if value.__class__ is dict and value:
+    cls = value.__class__
+    if cls is dict and value:
         inner = newline + "  "
         parts = []
         for k, v in value.items():
-            if k.__class__ is not str:
-                return dumps(value).replace("\n", newline)  # JSON has no raw line breaks
-            parts.append(_STRING(k) + ": " + _indented(v, inner))
+            key = _KEYS.get(k) if k.__class__ is str else None
+            if key is None:
+                if k.__class__ is not str:
+                    return dumps(value).replace("\n", newline)  # JSON has no raw breaks
+                key = _KEYS[k] = _STRING(k) + ": "
+            c = v.__class__
+            parts.append(key + (_STRING(v) if c is str else "null" if v is None
+                                else int.__repr__(v) if c is int
+                                else _indented(v, inner)))
         return "{" + inner + ("," + inner).join(parts) + newline + "}"
-    if value.__class__ is list and value:
+    if cls is list and value:
         inner = newline + "  "
         return "[" + inner + ("," + inner).join(_indented(v, inner) for v in value) + newline + "]"
     if isinstance(value, (dict, list, tuple)):
