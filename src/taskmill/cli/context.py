@@ -171,6 +171,10 @@ def _indented(value: Any, newline: str) -> str:
     if cls is list and value:
         inner = newline + "  "
         return "[" + inner + ("," + inner).join(_indented(v, inner) for v in value) + newline + "]"
+    if cls is list:
+        return "[]"
+    if cls is dict:
+        return "{}"
     if isinstance(value, (dict, list, tuple)):
         return dumps(value).replace("\n", newline)
     return _scalar(value)
