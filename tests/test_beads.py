@@ -391,6 +391,8 @@ def test_verify_after_import_and_later_changes(tmp_path: Path) -> None:
         ledger.add_dep("v-2", "v-3")
         ledger.comment("v-2", "a later comment")
         ledger.set_labels("v-2", ["z"])
+        native = ledger.create("made after the import", after=["v-2"], labels=["n"])
+        ledger.close(native.id)
         report = ledger.verify()
         assert report.ok, report.problems
         # a re-import with changes is checked too

@@ -96,7 +96,7 @@ class Replay:
             return
         if task_id is None:
             self.vouching.batch(ts, payload)  # an import's one event for the tasks it made
-        elif (task_id not in self.tasks and self.vouching.batches
+        elif (task_id not in self.tasks and self.vouching.batches and kind != "created"
               and not (kind == "imported" and payload.get("action") == "created")):
             # a task no event created: one a batch import made (checked in compare)
             self.vouching.feed(ts, actor, task_id, kind, payload)
