@@ -400,6 +400,23 @@ def test_verify_after_import_and_later_changes(tmp_path: Path) -> None:
         assert ledger.verify().ok
 
 
+def test_verify_after_changes_then_a_reimport_that_undoes_them(tmp_path: Path) -> None:
+    with _imported(tmp_path) as ledger:
+        ledger.comment("v-2", "said after the import")
+        ledger.add_labels("v-2", ["later"])
+        ledger.add_dep("v-2", "v-3")
+        ledger.remove_labels("v-1", ["a"])
+        report = import_beads(ledger, _jsonl(  # the file again: puts each record back
+            _rec("v-1", labels=["a"], description="first"),
+            _rec("v-2", dependencies=[_dep("v-2", "v-1")], metadata={"k": 1},
+                 comments=[{"id": 5, "issue_id": "v-2", "author": "x", "text": "hi",
+                            "created_at": "t"}])))
+        assert report.updated == 2
+        assert ledger.get("v-2").labels == [] and ledger.get("v-1").labels == ["a"]
+        result = ledger.verify()
+        assert result.ok, result.problems
+
+
 @pytest.mark.parametrize("sql", [
     "UPDATE tasks SET title = 'forged' WHERE id = 'v-1'",
     "UPDATE tasks SET description = 'forged' WHERE id = 'v-1'",

@@ -181,8 +181,10 @@ class Vouching:
         except (KeyError, TypeError, ValueError):
             return
 
-    def feed(self, ts: str, actor: str, tid: str, kind: str, data: dict[str, Any]) -> None:
-        """An event about a task no event created (one of a batch, if it is in one)."""
+    def feed(self, ts: str, actor: str, tid: str, kind: str, data: dict[str, Any],
+             event_comments: set[int] | None = None) -> None:
+        """An event about a task no event created (one of a batch, if it is in one);
+        ``event_comments``: the ids of the task's comments that events made."""
         d = self.deltas.setdefault(tid, Delta())
         if kind in ("updated", "claimed"):
             changes = data.get("changes")
@@ -201,7 +203,7 @@ class Vouching:
             _remove(d.deps_now, d.deps_added, d.deps_removed,
                     [(str(data.get("depends_on")), str(data.get("type")))])
         elif kind == "imported" and data.get("action") == "updated":
-            self._reimported(d, ts, data.get("changes"))
+            self._reimported(d, ts, data.get("changes"), event_comments or set())
 
     @staticmethod
     def _changes(d: Delta, ts: str, changes: dict[str, Any]) -> None:
@@ -209,8 +211,7 @@ class Vouching:
             if not (isinstance(pair, list) and len(pair) == 2):
                 continue
             if key == "labels":
-                d.first_old.setdefault("labels", list(pair[0] or []))
-                d.labels_now = list(pair[1] or [])
+                _replace_labels(d, pair[0], pair[1])
             elif key in DIGEST_FIELDS or key == "close_reason":
                 d.first_old.setdefault(key, pair[0])
                 d.now[key] = pair[1]
@@ -224,7 +225,7 @@ class Vouching:
                     d.now["close_reason"] = None
 
     @staticmethod
-    def _reimported(d: Delta, ts: str, changes: Any) -> None:
+    def _reimported(d: Delta, ts: str, changes: Any, event_comments: set[int]) -> None:
         from .audit_replay import _from_record
 
         if not isinstance(changes, dict):
@@ -236,13 +237,16 @@ class Vouching:
             d.first_old.setdefault(key, value)
         d.now.update(new)
         if "labels" in pairs:
-            d.first_old.setdefault("labels", _strs(pairs["labels"][0]))
-            d.labels_now = _strs(pairs["labels"][1])
+            _replace_labels(d, _strs(pairs["labels"][0]), _strs(pairs["labels"][1]))
         if "dependencies" in pairs:
-            d.first_old.setdefault("deps", _deps(pairs["dependencies"][0]))
+            if d.deps_now is None:  # what the import wrote: before what events changed
+                old_deps = _deps(pairs["dependencies"][0])
+                d.first_old["deps"] = (old_deps - d.deps_added) | d.deps_removed
             d.deps_now = _deps(pairs["dependencies"][1])
         if "comments" in pairs and d.comments_old is None:
-            d.comments_old = _comments(pairs["comments"][0])
+            d.comments_old = _comments([
+                c for c in pairs["comments"][0] or []
+                if not (isinstance(c, dict) and c.get("id") in event_comments)])
 
     def check(self, store: LedgerStore, event_comments: set[int]
               ) -> tuple[set[str], list[tuple[str, str, Any, Any]]]:
@@ -304,6 +308,14 @@ class Vouching:
             old_deps = (deps - d.deps_added) | d.deps_removed
         old_comments = d.comments_old if d.comments_old is not None else comments
         return state_digest(imported, old_labels, old_deps, old_comments.elements())
+
+
+def _replace_labels(d: Delta, old: Any, new: Any) -> None:
+    """Labels replaced whole by an event (``old`` -> ``new``)."""
+    if d.labels_now is None:  # what the import wrote: before what events changed
+        before = {x for x in old or [] if isinstance(x, str)}
+        d.first_old["labels"] = sorted((before - d.labels_added) | d.labels_removed)
+    d.labels_now = [x for x in new or [] if isinstance(x, str)]
 
 
 def _strs(value: Any) -> list[str]:

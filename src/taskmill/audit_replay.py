@@ -99,10 +99,13 @@ class Replay:
         elif (task_id not in self.tasks and self.vouching.batches and kind != "created"
               and not (kind == "imported" and payload.get("action") == "created")):
             # a task no event created: one a batch import made (checked in compare)
-            self.vouching.feed(ts, actor, task_id, kind, payload)
+            mine = ({k for k, v in self.comments.items() if v[0] == task_id}
+                    if kind == "imported" else set())
+            self.vouching.feed(ts, actor, task_id, kind, payload, mine)
             if kind == "commented":
                 handler(self, ts, actor, task_id, payload)
             elif kind == "imported" and "comments" in (payload.get("changes") or {}):
+                self.comments = {k: v for k, v in self.comments.items() if k not in mine}
                 self.imported_comments[task_id] = Counter(
                     (_text(c.get("author")), _text(c.get("text")))
                     for c in (payload["changes"]["comments"][1] or []) if isinstance(c, dict))
