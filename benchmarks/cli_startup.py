@@ -1,6 +1,8 @@
 """The everyday commands as whole processes, beside ``python -c pass``: ``ready``, ``show``,
 ``create``, ``update`` and ``close`` (each with ``--json``, ``ready`` and ``show`` also as
-tables) and ``--version``, run N times each on a copy of a 10K- and a 100K-task ledger
+tables; held to 2x), ``list --status open --json`` and ``blocked --json`` (which print a
+share of the backlog) and ``--version``; and ``taskmill import`` of each size's backlog as
+a Beads file into a fresh repository (time and peak memory), run N times each on a copy of a 10K- and a 100K-task ledger
 (1M with ``--sizes 10000,100000,1000000``: built once, about 75 s and 640 MB). Prints each
 median and its ratio to ``python -c pass`` (target: within 2x), and the same commands
 through click (``main(fast=False)``), to show what the fast path saves.
@@ -101,7 +103,43 @@ def _commands(shown: str, updated: list[str], closing: list[str]
         ("create --json", lambda i: ["create", f"startup bench {i}", "--json"]),
         ("update --json", lambda i: ["update", updated[i], "--notes", f"n{i}", "--json"]),
         ("close --json", lambda i: ["close", closing[i], "--json"]),
+        ("list --status open --json", lambda i: ["list", "--status", "open", "--json"]),
+        ("blocked --json", lambda i: ["blocked", "--json"]),
     ]
+
+
+# the commands held to the 2x target (list and blocked print the whole backlog's worth)
+SMALL_COMMANDS = frozenset({"ready --json", "ready -n 20", "show ID --json", "show ID",
+                            "create --json", "update --json", "close --json"})
+_WRAP = ("import resource, subprocess, sys, time\n"
+         "start = time.perf_counter()\n"
+         "proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+         "took = time.perf_counter() - start\n"
+         "print(took, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, proc.returncode)")
+
+
+def measure_import(size: int, env: dict[str, str], script: list[str]) -> tuple[float, float]:
+    """Seconds and peak MiB of ``taskmill import backlog.jsonl`` into a fresh repository,
+    as a whole process (its peak resident memory through a wrapper that waits for it)."""
+    from taskmill.project import init
+
+    from .ledger_data import jsonl
+    from .mill_common import git
+
+    source = jsonl(Shape(size))
+    repo = DATA / "scratch" / f"import-{size}"
+    if repo.exists():
+        shutil.rmtree(repo)
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main", env=env)
+    init(repo, env, prefix="bench").close()
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *script, "import", str(source)],
+                          cwd=repo, env=env, capture_output=True, text=True, check=True)
+    took, peak_kib, code = proc.stdout.split()
+    if code != "0":
+        raise RuntimeError(f"taskmill import {source} exited {code}: {proc.stderr}")
+    shutil.rmtree(repo, ignore_errors=True)
+    return float(took), int(peak_kib) / 1024
 
 
 def _size_label(size: int) -> str:
@@ -153,7 +191,15 @@ def run(args: argparse.Namespace) -> Report:
         commands = _commands(shown, updated, closing)
         for what, argv in commands:
             measure(f"{label}: `taskmill {what}`",
-                    lambda i, argv=argv: [*script, *argv(i)], repo, True)  # type: ignore[misc]
+                    lambda i, argv=argv: [*script, *argv(i)], repo,  # type: ignore[misc]
+                    what in SMALL_COMMANDS)
+        if args.imports:
+            took, peak = measure_import(size, env, script)
+            report.add(f"{label}: `taskmill import` of a {label}-record Beads file", took, "s",
+                       "< 60 s" if size >= 1_000_000 else "",
+                       took < 60 if size >= 1_000_000 else None)
+            report.add(f"{label}: `taskmill import`, peak memory", peak, "MiB",
+                       "< 500 MiB", peak < 500)
         if args.click:
             for what, argv in commands[:3]:  # read-only: the click path on the same state
                 measure(f"{label}: `taskmill {what}` through click",
@@ -171,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--src", help="measure the code of this src directory instead")
     p.add_argument("--no-click", dest="click", action="store_false",
                    help="leave out the click-path figures")
+    p.add_argument("--no-import", dest="imports", action="store_false",
+                   help="leave out `taskmill import` of each size's backlog (time, peak memory)")
     return p
 
 

@@ -7,10 +7,9 @@ earlier task nearby (blocks). Every edge points from a task to an older one, so 
 is acyclic. The oldest 90% are almost all closed; the newest 10% are mostly open, with some
 in progress, blocked and deferred. Dependencies are ~1.5 per task.
 
-Rows go in with ``executemany`` inside one transaction, then
-``taskmill.readiness.recompute_all`` sets ``open_blockers`` and ``gated`` as incremental
-maintenance would have. No audit events are written (the audit head is kept in ``meta``,
-so the length of the log does not enter ``ready``, ``create`` or ``close``).
+The backlog is written once as a Beads JSONL file (``benchmarks/.data/backlog-*.jsonl``,
+also what the import benchmark reads) and loaded through the real import
+(``taskmill.beads.import_beads``), so the ledger's audit trail verifies as a user's would.
 
     python -m benchmarks.ledger_data [--tasks 1000000] [--name big] [--rebuild]
 """
@@ -22,21 +21,21 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from taskmill import readiness
+from taskmill.beads import encode_record, import_beads
 from taskmill.clock import SystemClock
-from taskmill.db import write_tx
 from taskmill.ids import hash_length
 from taskmill.ledger import Ledger
 
 from .mill_common import git
 from .support import DATA, home_env
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 PREFIX = "bench"
 MARKER = "bench-build.json"
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -127,89 +126,97 @@ def _statuses(rng: random.Random, n: int, recent_share: float) -> list[str]:
     return out
 
 
-def build(db: Path, shape: Shape, log: Any = print) -> dict[str, Any]:
-    """Fill the (freshly migrated, empty) ledger at ``db``; returns counts."""
+def records(shape: Shape) -> Iterator[dict[str, Any]]:
+    """The benchmark backlog as Beads records, oldest first."""
     rng = random.Random(shape.seed)
     n = shape.tasks
-    started = time.perf_counter()
-    ledger = Ledger.open(db, prefix=PREFIX, clock=SystemClock(), actor="bench")
-    conn = ledger.store.conn  # type: ignore[attr-defined]
-    try:
-        if conn.execute("SELECT count(*) FROM tasks").fetchone()[0]:
-            raise RuntimeError(f"{db} is not empty")
-        conn.execute("PRAGMA cache_size = -1048576")  # 1 GiB while building
-        ids = make_ids(n)
-        base = datetime(2023, 1, 1, tzinfo=UTC)
-        step = (3 * 365 * 86400) / max(n, 1)
-        stamps = [(base + timedelta(seconds=i * step)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                  for i in range(n)]
-        statuses = _statuses(rng, n, shape.recent_share)
-        prio_weights = (0.05, 0.25, 0.75, 0.9, 1.0)
+    ids = make_ids(n)
+    base = datetime(2023, 1, 1, tzinfo=UTC)
+    step = (3 * 365 * 86400) / max(n, 1)
 
-        def task_rows() -> Any:
-            for i in range(n):
-                status = statuses[i]
-                r = rng.random()
-                priority = next(p for p, w in enumerate(prio_weights) if r < w)
-                epic = i % shape.epic_every == 0
-                closed_at = close_reason = None
-                updated = stamps[i]
-                if status == "closed":
-                    closed_at = updated = stamps[min(n - 1, i + rng.randint(5, 3000))]
-                    close_reason = "done"
-                assignee = (_ASSIGNEES[i % len(_ASSIGNEES)]
-                            if status in ("in_progress", "closed") else None)
-                yield (i + 1, ids[i], f"{_VERBS[i % 10]} {_NOUNS[i % 12]} #{i}",
-                       _DESCRIPTIONS[i % len(_DESCRIPTIONS)], status, priority,
-                       "epic" if epic else ("bug" if i % 7 == 0 else "task"), assignee,
-                       stamps[i], updated, closed_at, close_reason)
+    def stamp(i: int) -> str:
+        return (base + timedelta(seconds=i * step)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-        deps: list[tuple[str, str, str, str, str, int]] = []
-        for i in range(1, n):
-            targets: dict[tuple[int, str], None] = {}
+    statuses = _statuses(rng, n, shape.recent_share)
+    prio_weights = (0.05, 0.25, 0.75, 0.9, 1.0)
+    for i in range(n):
+        status = statuses[i]
+        r = rng.random()
+        priority = next(p for p, w in enumerate(prio_weights) if r < w)
+        epic = i % shape.epic_every == 0
+        rec: dict[str, Any] = {
+            "id": ids[i], "title": f"{_VERBS[i % 10]} {_NOUNS[i % 12]} #{i}",
+            "description": _DESCRIPTIONS[i % len(_DESCRIPTIONS)], "status": status,
+            "priority": priority, "issue_type": "epic" if epic else ("bug" if i % 7 == 0
+                                                                    else "task")}
+        if status in ("in_progress", "closed"):
+            rec["assignee"] = _ASSIGNEES[i % len(_ASSIGNEES)]
+        rec["created_at"] = rec["updated_at"] = stamp(i)
+        if status == "closed":
+            rec["updated_at"] = rec["closed_at"] = stamp(min(n - 1, i + rng.randint(5, 3000)))
+            rec["close_reason"] = "done"
+        if rng.random() < 0.3:
+            rec["labels"] = sorted(set(rng.sample(_LABELS, rng.randint(1, 2))))
+        targets: dict[tuple[int, str], None] = {}
+        if i:
             r = rng.random()
             count = 0 if r < 0.10 else (1 if r < 0.85 else 2)
             for _ in range(count):
                 targets[(i - rng.randint(1, min(shape.window, i)), "blocks")] = None
             if i % shape.epic_every and rng.random() < shape.parent_share:
-                epic = ((i - 1) // shape.epic_every - rng.randint(0, 4)) * shape.epic_every
-                if epic >= 0:
-                    targets[(epic, "parent-child")] = None
-            for pos, (j, typ) in enumerate(targets):
-                deps.append((ids[i], ids[j], typ, stamps[i], "bench", pos))
-        deps.sort()
-        labels = []
-        for i in range(n):
-            if rng.random() < 0.3:
-                for pos, label in enumerate(sorted(set(rng.sample(_LABELS, rng.randint(1, 2))))):
-                    labels.append((ids[i], label, pos))
-        labels.sort()
-        log(f"   generated {n:,} tasks, {len(deps):,} dependencies, {len(labels):,} labels"
-            f" in {time.perf_counter() - started:.1f} s; writing...")
-        with write_tx(conn):
-            conn.executemany(
-                "INSERT INTO tasks (seq, id, title, description, status, priority, issue_type,"
-                " assignee, created_at, updated_at, closed_at, close_reason)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", task_rows())
-            conn.executemany(
-                "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, pos)"
-                " VALUES (?,?,?,?,?,?)", deps)
-            conn.executemany("INSERT INTO labels (task_id, label, pos) VALUES (?,?,?)", labels)
-            readiness.recompute_all(conn)
-            counts = {
-                "tasks": n,
-                "dependencies": len(deps),
-                "blocks": sum(1 for d in deps if d[2] == "blocks"),
-                "parent_child": sum(1 for d in deps if d[2] == "parent-child"),
-                "labels": len(labels),
-                "by_status": dict(conn.execute(
-                    "SELECT status, count(*) FROM tasks GROUP BY status ORDER BY status")),
-                "ready": conn.execute(
-                    "SELECT count(*) FROM tasks WHERE status = 'open' AND gated = 0"
-                ).fetchone()[0],
-            }
-            conn.execute("INSERT INTO meta (key, value) VALUES ('bench_build', ?)",
-                         (json.dumps(shape.key()),))
+                parent = ((i - 1) // shape.epic_every - rng.randint(0, 4)) * shape.epic_every
+                if parent >= 0:
+                    targets[(parent, "parent-child")] = None
+        if targets:
+            rec["dependencies"] = [
+                {"issue_id": ids[i], "depends_on_id": ids[j], "type": typ,
+                 "created_at": stamp(i), "created_by": "bench"} for j, typ in targets]
+        yield rec
+
+
+def jsonl(shape: Shape, log: Any = print) -> Path:
+    """The backlog of ``shape`` as a Beads JSONL file, written once and cached."""
+    path = DATA / f"backlog-{shape.tasks}-v{BUILD_VERSION}-{shape.seed}.jsonl"
+    if path.is_file():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    started = time.perf_counter()
+    with tmp.open("w", encoding="utf-8") as out:
+        for rec in records(shape):
+            out.write(encode_record(rec))
+            out.write("\n")
+    tmp.replace(path)
+    log(f"   wrote {path.name} ({path.stat().st_size / 2**20:.0f} MiB) in"
+        f" {time.perf_counter() - started:.1f} s")
+    return path
+
+
+def build(db: Path, shape: Shape, log: Any = print) -> dict[str, Any]:
+    """Fill the (freshly migrated, empty) ledger at ``db`` through the real Beads import
+    (so the audit trail verifies); returns counts."""
+    source = jsonl(shape, log)
+    started = time.perf_counter()
+    ledger = Ledger.open(db, prefix=PREFIX, clock=SystemClock(), actor="bench")
+    try:
+        if ledger.store.task_count():
+            raise RuntimeError(f"{db} is not empty")
+        report = import_beads(ledger, source)
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        counts = {
+            "tasks": report.created,
+            "dependencies": conn.execute("SELECT count(*) FROM deps").fetchone()[0],
+            "blocks": conn.execute(
+                "SELECT count(*) FROM deps WHERE type = 'blocks'").fetchone()[0],
+            "parent_child": conn.execute(
+                "SELECT count(*) FROM deps WHERE type = 'parent-child'").fetchone()[0],
+            "labels": conn.execute("SELECT count(*) FROM labels").fetchone()[0],
+            "by_status": dict(conn.execute(
+                "SELECT status, count(*) FROM tasks GROUP BY status ORDER BY status")),
+            "ready": conn.execute(
+                "SELECT count(*) FROM tasks WHERE status = 'open' AND gated = 0"
+            ).fetchone()[0],
+        }
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         ledger.close_db()

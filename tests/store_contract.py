@@ -362,6 +362,23 @@ class StoreContract:
         assert ledger.store.readiness_state() == state
         assert ledger.verify().ok
 
+    def test_bulk_verbs_for_a_streaming_import(self, ledger: Ledger) -> None:
+        a = ledger.create("a", labels=["x", "y"])
+        b = ledger.create("b", after=[a.id])
+        ledger.comment(b.id, "hello")
+        store = ledger.store
+        items = store.stored_items([b.id, "nope-1", a.id])
+        assert set(items) == {a.id, b.id}
+        assert items[a.id].row[:2] == (a.id, "a") and items[a.id].labels == ["x", "y"]
+        assert [d[:2] for d in items[b.id].deps] == [(a.id, "blocks")]
+        assert [c[1:3] for c in items[b.id].comments] == [("test", "hello")]
+        assert store.ids_by_seq(1, 2) == [a.id, b.id] and store.ids_by_seq(2, 9) == [b.id]
+        c = ledger.create("c", priority=0)
+        pages = list(ledger.task_pages(size=2))
+        assert [[t.id for t in page] for page in pages] == [[c.id, a.id], [b.id]]
+        assert [t.id for t in ledger.list_tasks()] == [c.id, a.id, b.id]
+        assert pages[1][0].to_json() == ledger.list_tasks()[2].to_json()
+
     def test_plan_import_uses_public_verbs(self, ledger: Ledger, tmp_path: Path) -> None:
         plan = tmp_path / "plan.toml"
         plan.write_text('[[task]]\nkey = "a"\ntitle = "A"\nlabels = ["x"]\n\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_real_file_reimport_changes_nothing(tmp_path: Path, name: str) -> None:
     with Ledger.open(tmp_path / "db", prefix="t") as ledger:
         first = import_beads(ledger, path)
         before = _counts(ledger)
-        assert before[4] == first.created  # one "imported" event per task
+        assert before[4] == 1  # one "imported" event for the import
         again = import_beads(ledger, path)
         assert (again.created, again.updated, again.unchanged) == (0, 0, first.created)
         assert _counts(ledger) == before
@@ -116,10 +117,14 @@ def test_sample_round_trip_and_report() -> None:
     assert report.dangling_deps > 0  # the sample names ids that are not in it
     assert report.to_json()["created"] == len(original)
     events = ledger.events()
-    assert len(events) == len(original)
-    assert {e.kind for e in events} == {"imported"}
-    assert events[0].data["action"] == "created"
-    assert events[0].data["new"] == json.loads(original[0])
+    assert len(events) == 1  # one event for the import, not a copy of every record
+    event = events[0]
+    assert event.kind == "imported" and event.task_id is None
+    assert event.data["action"] == "created"
+    assert event.data["sha256"] == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
+    assert event.data["records"] == event.data["created"] == len(original)
+    assert event.data["last_seq"] - event.data["first_seq"] + 1 == len(original)
+    assert len(event.data["digest"]) == 64 and "new" not in event.data
 
 
 def test_tombstones_hidden_but_exported() -> None:
@@ -321,6 +326,126 @@ def test_lines_input_errors_name_input() -> None:
 def test_missing_file() -> None:
     with pytest.raises(InvalidInput, match="no such file"):
         import_beads(Ledger.memory(), "/nonexistent/issues.jsonl")
+
+
+def test_a_bad_line_after_many_batches_imports_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "issues.jsonl"
+    lines = _jsonl(*(_rec(f"b-{i}") for i in range(1, 10)))
+    path.write_text("".join(lines) + '{"id": "b-99"}\n', encoding="utf-8")  # line 10
+    ledger = Ledger.memory()
+    before = _counts(ledger)
+    with pytest.raises(InvalidInput, match=r"issues.jsonl, line 10: .*missing title"):
+        import_beads(ledger, path, batch=2)  # four batches written before the bad line
+    assert _counts(ledger) == before
+    dup = "".join(lines) + json.dumps(_rec("b-2")) + "\n"
+    path.write_text(dup, encoding="utf-8")
+    with pytest.raises(InvalidInput, match="line 10: id b-2 already appeared on line 2"):
+        import_beads(ledger, path, batch=3)
+    assert _counts(ledger) == before
+
+
+def test_file_read_in_batches_is_the_same_import(tmp_path: Path) -> None:
+    path = tmp_path / "issues.jsonl"
+    path.write_bytes(SAMPLE.read_bytes())
+    whole, batched = Ledger.memory(), Ledger.memory()
+    import_beads(whole, path)
+    report = import_beads(batched, path, batch=3)
+    assert report.created == len(_lines(SAMPLE))
+    assert _export(batched, order="ledger") == _export(whole, order="ledger") == _lines(SAMPLE)
+    assert whole.events()[0].data == batched.events()[0].data
+    assert batched.verify().ok
+    assert import_beads(batched, path, batch=4).unchanged == report.created
+
+
+def test_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "issues.jsonl"
+    path.write_bytes(b"".join(x.encode() for x in _jsonl(_rec("n-1"))) + b'{"id": "\xff"}\n')
+    with pytest.raises(InvalidInput, match="line 2: not UTF-8"):
+        import_beads(Ledger.memory(), path)
+
+
+# -- the audit trail of an import ------------------------------------------------------------
+
+
+def _imported(tmp_path: Path) -> Ledger:
+    ledger = Ledger.open(tmp_path / "db", prefix="t")
+    import_beads(ledger, _jsonl(
+        _rec("v-1", labels=["a"], description="first"),
+        _rec("v-2", dependencies=[_dep("v-2", "v-1")], metadata={"k": 1},
+             comments=[{"id": 5, "issue_id": "v-2", "author": "x", "text": "hi",
+                        "created_at": "t"}]),
+        _rec("v-3", status="closed", closed_at="t", close_reason="done"),
+    ))
+    return ledger
+
+
+def test_verify_after_import_and_later_changes(tmp_path: Path) -> None:
+    with _imported(tmp_path) as ledger:
+        assert ledger.verify().ok
+        ledger.update("v-1", {"title": "renamed", "priority": 0})
+        ledger.add_labels("v-1", ["b"])
+        ledger.remove_labels("v-1", ["a"])
+        ledger.close("v-1", "finished")
+        ledger.reopen("v-3")
+        ledger.remove_dep("v-2", "v-1")
+        ledger.add_dep("v-2", "v-3")
+        ledger.comment("v-2", "a later comment")
+        ledger.set_labels("v-2", ["z"])
+        native = ledger.create("made after the import", after=["v-2"], labels=["n"])
+        ledger.close(native.id)
+        report = ledger.verify()
+        assert report.ok, report.problems
+        # a re-import with changes is checked too
+        import_beads(ledger, _jsonl(_rec("v-3", title="from the file again")))
+        assert ledger.verify().ok
+
+
+def test_verify_after_changes_then_a_reimport_that_undoes_them(tmp_path: Path) -> None:
+    with _imported(tmp_path) as ledger:
+        ledger.comment("v-2", "said after the import")
+        ledger.add_labels("v-2", ["later"])
+        ledger.add_dep("v-2", "v-3")
+        ledger.remove_labels("v-1", ["a"])
+        report = import_beads(ledger, _jsonl(  # the file again: puts each record back
+            _rec("v-1", labels=["a"], description="first"),
+            _rec("v-2", dependencies=[_dep("v-2", "v-1")], metadata={"k": 1},
+                 comments=[{"id": 5, "issue_id": "v-2", "author": "x", "text": "hi",
+                            "created_at": "t"}])))
+        assert report.updated == 2
+        assert ledger.get("v-2").labels == [] and ledger.get("v-1").labels == ["a"]
+        result = ledger.verify()
+        assert result.ok, result.problems
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE tasks SET title = 'forged' WHERE id = 'v-1'",
+    "UPDATE tasks SET description = 'forged' WHERE id = 'v-1'",
+    "UPDATE tasks SET metadata = '{\"k\":2}' WHERE id = 'v-2'",
+    "UPDATE tasks SET assignee = 'mallory' WHERE id = 'v-3'",
+    "DELETE FROM labels WHERE task_id = 'v-1'",
+    "INSERT INTO labels (task_id, label, pos) VALUES ('v-3', 'sneaky', 0)",
+    "DELETE FROM deps WHERE issue_id = 'v-2'",
+    "UPDATE comments SET text = 'forged' WHERE id = 5",
+    "UPDATE tasks SET seq = seq + 100 WHERE id = 'v-2'",
+])
+def test_verify_catches_an_edit_of_an_imported_row(tmp_path: Path, sql: str) -> None:
+    with _imported(tmp_path) as ledger:
+        ledger.update("v-1", {"notes": "a change through taskmill"})
+        assert ledger.verify().ok
+        with ledger.store.conn:
+            ledger.store.conn.execute(sql)
+        report = ledger.verify()
+        assert not report.ok
+        assert any("import of" in p or "replay" in p for p in report.problems)
+
+
+def test_verify_catches_an_edit_of_a_field_changed_after_the_import(tmp_path: Path) -> None:
+    with _imported(tmp_path) as ledger:
+        ledger.update("v-1", {"title": "through taskmill"})
+        with ledger.store.conn:
+            ledger.store.conn.execute("UPDATE tasks SET title = 'forged' WHERE id = 'v-1'")
+        report = ledger.verify()
+        assert not report.ok and any("v-1: title" in p for p in report.problems)
 
 
 # -- native tasks ----------------------------------------------------------------------------

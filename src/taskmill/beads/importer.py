@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..ledger import ImportItem, Ledger
-from .exporter import Stored, load_stored
-from .parse import Parsed, parse_beads
-from .record import MISSING, dumps
+from ..audit_import import batch_event, import_digest
+from ..ledger import ImportItem, Ledger, LedgerStore
+from .parse import Parsed, Source, iter_beads
+from .record import MISSING, dumps, export_record
 
 
 @dataclass
@@ -58,73 +58,100 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     return changes
 
 
+BATCH = 2000
+"""Records parsed, compared and written at a time (memory stays flat however long the file)."""
+
+
 def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
-                 *, actor: str | None = None) -> ImportReport:
+                 *, actor: str | None = None, batch: int = BATCH) -> ImportReport:
     """Import a Beads JSONL export (a path, or an iterable of lines), all or nothing.
 
-    Records already in the ledger (same id) are updated when they differ; an unchanged
-    record writes nothing. Raises :class:`InvalidInput` naming the file and line of the
-    first malformed record, and then imports nothing.
+    The file is read line by line and written in batches, all inside one transaction.
+    Records already in the ledger (same id) are updated when they differ (one ``imported``
+    event each, with the changes); an unchanged record writes nothing. The tasks created
+    get one ``imported`` event for the whole import (see :mod:`taskmill.audit_import`): the
+    file's SHA-256, the number of records, the creation numbers of the new tasks and a hash
+    over each new task's hash, which ``taskmill verify`` recomputes from the rows. Raises
+    :class:`InvalidInput` naming the file and line of the first malformed record, and then
+    imports nothing.
     """
     now = ledger.now()
-    name, parsed = parse_beads(path_or_lines, now=now)
-    report = ImportReport(source=name)
-    source = Path(name).name if name != "<input>" else name
+    source = Source(path_or_lines)
+    report = ImportReport(source=source.name)
+    label = Path(source.name).name if source.path is not None else source.name
+    who = actor or ledger.actor
     with ledger.transaction() as store:
-        ids = {p.row[0] for p in parsed}
-        have = store.task_ids()
-        stored = load_stored(ledger) if ids & have else None
-        creates: list[Parsed] = []
-        updates: list[tuple[Parsed, dict[str, list[Any]]]] = []
-        for item in parsed:
-            tid = item.row[0]
-            if stored is None or tid not in stored.rows:
-                creates.append(item)
-                continue
-            old = stored.record(tid)
-            if old == item.record and list(old) == list(item.record):
-                report.unchanged += 1
-                continue
-            updates.append((item, _diff(old, item.record)))
-        if creates or updates:
-            _write(ledger, creates, [u[0] for u in updates], stored)
-            who = actor or ledger.actor
-            for item in creates:
-                ledger.record("imported", item.row[0],
-                              {"action": "created", "source": source, "line": item.line,
-                               "new": item.record}, actor=who, ts=now)
-            for item, changes in updates:
-                ledger.record("imported", item.row[0],
-                              {"action": "updated", "source": source, "line": item.line,
-                               "changes": changes}, actor=who, ts=now)
+        first_seq = store.max_seq() + 1
+        used = store.comment_ids()
+        digests: list[bytes] = []
+        records = 0
+        pending: list[Parsed] = []
+
+        def flush() -> None:
+            stored = store.stored_items([p.row[0] for p in pending])
+            creates: list[Parsed] = []
+            updates: list[tuple[Parsed, dict[str, list[Any]]]] = []
+            for item in pending:
+                tid = item.row[0]
+                have = stored.get(tid)
+                if have is None:
+                    creates.append(item)
+                    continue
+                old = export_record(have.row, have.labels, have.deps, have.comments)
+                if old == item.record and list(old) == list(item.record):
+                    report.unchanged += 1
+                    continue
+                updates.append((item, _diff(old, item.record)))
+            if creates or updates:
+                _write(store, creates, [u[0] for u in updates], used)
+                for item, changes in updates:
+                    ledger.record("imported", item.row[0],
+                                  {"action": "updated", "source": label, "line": item.line,
+                                   "changes": changes}, actor=who, ts=now)
+            digests.extend(import_digest(p.row, p.labels, [d[:2] for d in p.deps],
+                                         [c[1:3] for c in p.comments]) for p in creates)
+            report.created += len(creates)
+            report.updated += len(updates)
+            report.created_ids.extend(p.row[0] for p in creates)
+            report.updated_ids.extend(u[0].row[0] for u in updates)
+            pending.clear()
+
+        for item in iter_beads(source, now=now):
+            records += 1
+            pending.append(item)
+            if len(pending) >= batch:
+                flush()
+        if pending:
+            flush()
+        if report.created:
+            ledger.record("imported", None, batch_event(
+                source=label, sha256=source.sha256, records=records,
+                first_seq=first_seq, last_seq=first_seq + report.created - 1,
+                digests=digests), actor=who, ts=now)
+        if report.created or report.updated:
             store.recompute_readiness()
-        report.created = len(creates)
-        report.updated = len(updates)
-        report.created_ids = [p.row[0] for p in creates]
-        report.updated_ids = [u[0].row[0] for u in updates]
     report.dangling_deps = ledger.store.dangling_deps()
     report.cycles = ledger.cycles()
     return report
 
 
-def _write(ledger: Ledger, creates: list[Parsed], updates: list[Parsed],
-           stored: Stored | None) -> None:
+def _write(store: LedgerStore, creates: list[Parsed], updates: list[Parsed],
+           used: set[int]) -> None:
     items = [*updates, *creates]
-    comments = _comment_ids(ledger, items)
+    comments = _comment_ids(used, items)
 
     def item(p: Parsed) -> ImportItem:
         return ImportItem(p.row, list(p.labels), [tuple(d) for d in p.deps],
                           comments.get(id(p), []))
 
-    ledger.store.import_rows([item(p) for p in creates], [item(p) for p in updates])
+    store.import_rows([item(p) for p in creates], [item(p) for p in updates])
 
 
-def _comment_ids(ledger: Ledger, items: list[Parsed]) -> dict[int, list[tuple[Any, ...]]]:
+def _comment_ids(used: set[int], items: list[Parsed]) -> dict[int, list[tuple[Any, ...]]]:
     """Each item's comments (by ``id(item)``), keeping their ids where free and in order,
-    else with new ids."""
+    else with new ids (``used``: the comment ids taken, kept up to date)."""
     if not any(p.comments for p in items):
         return {}
-    used = ledger.store.comment_ids()
     plan: list[tuple[Parsed, list[int | None]]] = []
     top = max(used, default=0)
     for p in items:
@@ -150,6 +177,7 @@ def _comment_ids(ledger: Ledger, items: list[Parsed]) -> dict[int, list[tuple[An
             if cid is None:
                 top += 1
                 cid = top
+                used.add(cid)
                 if original is not MISSING and original != cid:
                     data = json.loads(extra) if extra else {}
                     data.setdefault("set", {})["id"] = original

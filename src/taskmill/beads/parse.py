@@ -7,16 +7,16 @@ columns cannot reproduce; each result is checked to export back to the same reco
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import validation as check
-from ..errors import InvalidInput, read_text_input
+from ..errors import InvalidInput
 from .record import (
     COLUMN_KEYS,
     COMMENT_COLUMN_KEYS,
@@ -302,21 +302,57 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _read_lines(path_or_lines: Path | str | os.PathLike[str] | Iterable[str]
-                ) -> tuple[str, Iterable[str]]:
-    if isinstance(path_or_lines, (str, os.PathLike)):
-        path = Path(path_or_lines)
-        return str(path), io.StringIO(read_text_input(path, str(path)))
-    return "<input>", path_or_lines
+class Source:
+    """The lines of a Beads JSONL file (read as they are needed, not all at once) or of an
+    iterable of lines, and the SHA-256 of their bytes once they have all been read."""
+
+    def __init__(self, path_or_lines: Path | str | os.PathLike[str] | Iterable[str]) -> None:
+        self._hash = hashlib.sha256()
+        if isinstance(path_or_lines, (str, os.PathLike)):
+            self.path: Path | None = Path(path_or_lines)
+            self.name = str(self.path)
+            self._lines: Iterable[str] | None = None
+        else:
+            self.path = None
+            self.name = "<input>"
+            self._lines = path_or_lines
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._lines is not None:
+            for line in self._lines:
+                self._hash.update(line.encode("utf-8", errors="surrogatepass"))
+                yield line
+            return
+        assert self.path is not None
+        try:
+            handle = self.path.open("rb")
+        except FileNotFoundError:
+            raise InvalidInput(f"no such file: {self.name}") from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {self.name}: {exc.strerror or exc}") from None
+        with handle:
+            for number, raw in enumerate(handle, start=1):
+                self._hash.update(raw)
+                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InvalidInput(f"{self.name}, line {number}: not UTF-8 text"
+                                       f" ({exc.reason} at byte {exc.start} of the line)",
+                                       hint="nothing was imported") from None
 
 
-def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
-                *, now: str = "") -> tuple[str, list[Parsed]]:
-    """Parse and check every line; raises InvalidInput naming the first bad line."""
-    name, lines = _read_lines(path_or_lines)
-    parsed: list[Parsed] = []
+def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
+    """Parse and check each line as it is read; raises InvalidInput naming the first bad
+    line (the caller undoes what it did with the lines before)."""
+    name = source.name
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
         size = len(line.encode("utf-8", errors="surrogatepass"))
@@ -334,8 +370,9 @@ def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
             col = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
             raise InvalidInput(f"{name}, line {number}{col}: bad JSON: {msg}",
                                hint="nothing was imported") from None
-        else:
-            deep = check.json_depth_exceeds(record, RECORD_MAX_DEPTH)
+        else:  # no deeper than the brackets it holds
+            deep = (line.count("{") + line.count("[") > RECORD_MAX_DEPTH
+                    and check.json_depth_exceeds(record, RECORD_MAX_DEPTH))
         if deep:
             raise InvalidInput(f"{name}, line {number}: the record nests more than"
                                f" {RECORD_MAX_DEPTH} levels deep", hint="nothing was imported")
@@ -350,6 +387,11 @@ def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
                                f" {first_line[tid]}", hint="nothing was imported")
         first_line[tid] = number
         item.line = number
-        parsed.append(item)
-    return name, parsed
+        yield item
 
+
+def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
+                *, now: str = "") -> tuple[str, list[Parsed]]:
+    """Parse and check every line; raises InvalidInput naming the first bad line."""
+    source = Source(path_or_lines)
+    return source.name, list(iter_beads(source, now=now))

@@ -115,8 +115,9 @@ def _apply_extra(cand: dict[str, Any], extra: dict[str, Any] | None,
                 if k not in out:
                     out[k] = v
             return out
-    big = len(rank)
-    return {k: cand[k] for k in sorted(cand, key=lambda k: rank.get(k, big))}
+        big = len(rank)
+        return {k: cand[k] for k in sorted(cand, key=lambda k: rank.get(k, big))}
+    return cand  # built in the usual order already
 
 
 def export_dep(tid: str, dep: DepRow) -> dict[str, Any]:

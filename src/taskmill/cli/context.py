@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -111,6 +111,73 @@ def dumps(data: Any) -> str:
 
 def emit_json(data: Any) -> None:
     echo(dumps(data))
+
+
+def emit_json_items(items: Iterable[Any]) -> None:
+    """A JSON array of ``items``, written one item at a time as they come: the same bytes
+    as ``emit_json(list(items))``, without holding the list or its text."""
+    stream = sys.stdout
+    if not utf8(stream):
+        emit_json(list(items))
+        return
+    first = True
+    for item in items:
+        text = _indented(item, "\n  ")
+        stream.write(("[\n  " if first else ",\n  ") + text)
+        first = False
+    stream.write("[]\n" if first else "\n]\n")
+    stream.flush()
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_STRING = json.encoder.encode_basestring
+
+
+def _scalar(value: Any) -> str:
+    if value.__class__ is str:
+        return str(_STRING(value))
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value.__class__ is int:
+        return int.__repr__(value)
+    return _ENCODE(value)
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _indented(value: Any, newline: str) -> str:
+    """``dumps(value)`` with every line after the first indented by ``newline`` (a line
+    break and spaces); written out here because ``indent`` makes json pure Python."""
+    cls = value.__class__
+    if cls is dict and value:
+        inner = newline + "  "
+        parts = []
+        for k, v in value.items():
+            key = _KEYS.get(k) if k.__class__ is str else None
+            if key is None:
+                if k.__class__ is not str:
+                    return dumps(value).replace("\n", newline)  # JSON has no raw breaks
+                key = _KEYS[k] = _STRING(k) + ": "
+            c = v.__class__
+            parts.append(key + (_STRING(v) if c is str else "null" if v is None
+                                else int.__repr__(v) if c is int
+                                else _indented(v, inner)))
+        return "{" + inner + ("," + inner).join(parts) + newline + "}"
+    if cls is list and value:
+        inner = newline + "  "
+        return "[" + inner + ("," + inner).join(_indented(v, inner) for v in value) + newline + "]"
+    if cls is list:
+        return "[]"
+    if cls is dict:
+        return "{}"
+    if isinstance(value, (dict, list, tuple)):
+        return dumps(value).replace("\n", newline)
+    return _scalar(value)
 
 
 def fail(exc: Exception, as_json: bool) -> None:

@@ -9,13 +9,15 @@ import click
 
 from ..validation import printable
 from . import task_ops
-from .common import emit_json, get_ctx, json_option
+from .common import emit_json, emit_json_items, get_ctx, json_option
 
 if TYPE_CHECKING:
     from ..model import Task
     from ..project import Project
 
 PRIORITY = click.IntRange(0, 4)
+PAGE_SIZE = 1000
+"""Tasks read from the ledger at a time by ``list`` (its JSON is written as they come)."""
 
 
 @click.command()
@@ -116,8 +118,12 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
         tasks = ctx.remote().list_tasks(**filters)
     else:
         project = ctx.project()
-        tasks = project.ledger.list_tasks(**filters)
-        _mark_interrupted(project, tasks)
+        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
+        if ctx.json:  # streamed: a page of tasks at a time
+            emit_json_items(t.to_json() for page in pages
+                            for t in _mark_interrupted(project, page))
+            return
+        tasks = [t for page in pages for t in _mark_interrupted(project, page)]
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -152,10 +158,15 @@ def ready(limit: int | None, beads_compat: bool) -> None:
 def blocked(beads_compat: bool) -> None:
     """Tasks held back, with what holds each (a dependency cycle is named)."""
     ctx = get_ctx()
+    compat = beads_compat or None
+    if ctx.json and ctx.turn_socket is None:  # streamed: each task as it is looked at
+        emit_json_items(b.to_json() for b in ctx.project().ledger.iter_blocked(
+            beads_compat=compat))
+        return
     if ctx.turn_socket is not None:
         items = ctx.remote().blocked()
     else:
-        items = ctx.project().ledger.blocked(beads_compat=beads_compat or None)
+        items = ctx.project().ledger.blocked(beads_compat=compat)
     if ctx.json:
         emit_json([b.to_json() for b in items])
     else:
@@ -268,6 +279,7 @@ def comment(task_id: str, text: str, author: str | None) -> None:
         click.echo(f"commented on {note.issue_id}")
 
 
-def _mark_interrupted(project: Project, tasks: list[Task]) -> None:
+def _mark_interrupted(project: Project, tasks: list[Task]) -> list[Task]:
     """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
     task_ops.mark_interrupted(project, tasks)
+    return tasks

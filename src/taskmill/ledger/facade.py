@@ -208,6 +208,18 @@ class Ledger(WorkVerbs):
                    issue_type: str | None = None, assignee: str | None = None,
                    parent: str | None = None, include_hidden: bool = False,
                    limit: int | None = None) -> list[Task]:
+        return [t for page in self.task_pages(
+            status=status, label=label, issue_type=issue_type, assignee=assignee,
+            parent=parent, include_hidden=include_hidden, limit=limit, size=None)
+            for t in page]
+
+    def task_pages(self, *, status: str | Sequence[str] | None = None,
+                   label: str | None = None, issue_type: str | None = None,
+                   assignee: str | None = None, parent: str | None = None,
+                   include_hidden: bool = False, limit: int | None = None,
+                   size: int | None = 1000) -> Iterator[list[Task]]:
+        """:meth:`list_tasks` in pages of ``size`` tasks, read from the store as the pages
+        are taken (the filters are checked before the first)."""
         limit = check.limit(limit)
         label = check.filter_text("label", label)
         issue_type = check.filter_text("issue_type", issue_type)
@@ -216,10 +228,10 @@ class Ledger(WorkVerbs):
         statuses: list[str] | None = None
         if status:
             statuses = self._known_statuses([status] if isinstance(status, str) else status)
-        return self.store.list_tasks(
+        return self.store.task_pages(
             statuses=statuses, include_hidden=include_hidden, label=label,
             issue_type=issue_type, assignee=assignee,
-            parent=self.resolve(parent) if parent else None, limit=limit)
+            parent=self.resolve(parent) if parent else None, limit=limit, size=size)
 
     def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
         """``statuses`` as a list, each one taskmill sets or one the ledger holds (imported)."""
@@ -260,8 +272,11 @@ class Ledger(WorkVerbs):
         tasks a blocking dependency holds (or a parent so held): a ``blocked`` task that
         waits on nothing, and the children of a ``blocked``/``deferred`` parent, are left
         out."""
+        return list(self.iter_blocked(beads_compat=beads_compat))
+
+    def iter_blocked(self, *, beads_compat: bool | None = None) -> Iterator[BlockedTask]:
+        """:meth:`blocked`, each task yielded as it is looked at."""
         compat = self.beads_compat if beads_compat is None else beads_compat
-        out: list[BlockedTask] = []
         held = self.store.held(compat)
         waits = {task.id: self.store.open_blockers_of(task.id) for task in held}
         in_cycle = _cycles_among(waits)
@@ -276,8 +291,7 @@ class Ledger(WorkVerbs):
             if task.status == BLOCKED:
                 item.reason = self._block_reason(task.id)
                 item.unblock = f"taskmill reopen {task.id}"
-            out.append(item)
-        return out
+            yield item
 
     def held_back(self, task_id: str) -> list[str]:
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a

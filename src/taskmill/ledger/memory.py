@@ -224,6 +224,16 @@ class MemoryStore:
         ids = self._order(tid for tid, t in self._d.tasks.items() if keep(tid, t))
         return self._tasks(ids[:limit] if limit else ids)
 
+    def task_pages(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None, issue_type: str | None, assignee: str | None,
+                   parent: str | None, limit: int | None,
+                   size: int | None = 1000) -> Iterator[list[Task]]:
+        tasks = self.list_tasks(statuses=statuses, include_hidden=include_hidden, label=label,
+                                issue_type=issue_type, assignee=assignee, parent=parent,
+                                limit=limit)
+        step = size or max(len(tasks), 1)
+        return iter([tasks[i:i + step] for i in range(0, len(tasks), step)])
+
     def statuses_in_use(self) -> list[str]:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))
 
@@ -741,12 +751,14 @@ class MemoryStore:
                 del self._d.comments[cid]
             self._d.tasks[tid].update(zip(IMPORT_ROW_COLUMNS[1:], item.row[1:], strict=True))
             self._d.tasks[tid]["created_key"] = order_key(self._d.tasks[tid]["created_at"])
+        top = self.max_seq()
         for item in creates:
             tid = item.row[0]
             if tid in self._d.tasks:
                 raise ValueError(f"task {tid} exists")
             row = {**_DEFAULTS, **dict(zip(IMPORT_ROW_COLUMNS, item.row, strict=True))}
-            row["seq"] = self.max_seq() + 1
+            top += 1
+            row["seq"] = top
             row["created_key"] = order_key(row["created_at"])
             self._d.tasks[tid] = row
         for item in [*updates, *creates]:
@@ -759,6 +771,24 @@ class MemoryStore:
                 if cid in self._d.comments:
                     raise ValueError(f"comment {cid} exists")
                 self._d.comments[cid] = (tid, author, text, created, extra)
+
+    def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
+        out: dict[str, ImportItem] = {}
+        for tid in ids:
+            t = self._d.tasks.get(tid)
+            if t is None:
+                continue
+            out[tid] = ImportItem(
+                tuple(t[k] for k in IMPORT_ROW_COLUMNS), list(self._d.labels.get(tid, [])),
+                [(b, typ, d.created_at, d.created_by, d.extra)
+                 for a, b, typ, d in self._edges() if a == tid],
+                [(cid, author, text, created, extra)
+                 for cid, (ct, author, text, created, extra) in sorted(self._d.comments.items())
+                 if ct == tid])
+        return out
+
+    def ids_by_seq(self, first: int, last: int) -> list[str]:
+        return self._by_seq(i for i, t in self._d.tasks.items() if first <= t["seq"] <= last)
 
     def plan_keys(self, source: str) -> dict[str, str]:
         return {k: t for (s, k), t in self._d.plan_keys.items() if s == source}

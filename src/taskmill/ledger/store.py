@@ -102,6 +102,12 @@ class LedgerStore(Protocol):
                    limit: int | None) -> list[Task]:
         """Tasks by priority then creation; ``statuses`` None: all but tombstones (all,
         ``include_hidden``)."""
+    def task_pages(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None, issue_type: str | None, assignee: str | None,
+                   parent: str | None, limit: int | None,
+                   size: int | None = 1000) -> Iterator[list[Task]]:
+        """:meth:`list_tasks` a page of ``size`` tasks at a time, read as they are needed
+        (``size`` None: one page)."""
     def statuses_in_use(self) -> list[str]: ...
     def ready(self, limit: int | None, work_only: bool, *, now: str,
               beads_compat: bool = False) -> list[Task]:
@@ -223,5 +229,10 @@ class LedgerStore(Protocol):
     def comment_ids(self) -> set[int]: ...
     def import_rows(self, creates: Sequence[ImportItem],
                     updates: Sequence[ImportItem]) -> None: ...
+    def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
+        """The stored parts (row, labels, dependencies, comments) of those of ``ids`` the
+        ledger holds."""
+    def ids_by_seq(self, first: int, last: int) -> list[str]:
+        """Ids of the tasks with a creation number in [first, last], in creation order."""
     def plan_keys(self, source: str) -> dict[str, str]: ...
     def set_plan_key(self, source: str, key: str, task_id: str) -> None: ...

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, Row
+from .tasks import chunks
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
 
@@ -83,6 +84,37 @@ class BulkRows:
             "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(c[0], p.row[0], *c[1:]) for p in items for c in p.comments])
+
+    def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
+        """The stored parts of those of ``ids`` the ledger holds (labels, dependencies and
+        comments by position), as :meth:`import_rows` takes them."""
+        out: dict[str, ImportItem] = {}
+        for chunk in chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                    f"SELECT {_ROW_SQL} FROM tasks WHERE id IN ({marks})", chunk):
+                out[row[0]] = ImportItem(tuple(row))
+            for tid, label in self.conn.execute(
+                    f"SELECT task_id, label FROM labels WHERE task_id IN ({marks})"
+                    " ORDER BY task_id, pos, label", chunk):
+                out[tid].labels.append(label)
+            for tid, *dep in self.conn.execute(
+                    "SELECT issue_id, depends_on_id, type, created_at, created_by, extra"
+                    f" FROM deps WHERE issue_id IN ({marks})"
+                    " ORDER BY issue_id, pos, depends_on_id, type", chunk):
+                if tid in out:
+                    out[tid].deps.append(tuple(dep))
+            for cid, tid, *rest in self.conn.execute(
+                    "SELECT id, task_id, author, text, created_at, extra FROM comments"
+                    f" WHERE task_id IN ({marks}) ORDER BY id", chunk):
+                if tid in out:
+                    out[tid].comments.append((cid, *rest))
+        return out
+
+    def ids_by_seq(self, first: int, last: int) -> list[str]:
+        """The ids of the tasks whose creation number is in [first, last], in that order."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM tasks WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))]
 
     def plan_keys(self, source: str) -> dict[str, str]:
         return {k: t for k, t in self.conn.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
@@ -108,6 +108,15 @@ class TaskRows:
                    label: str | None,
                    issue_type: str | None, assignee: str | None, parent: str | None,
                    limit: int | None) -> list[Task]:
+        return [t for page in self.task_pages(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit,
+            size=None) for t in page]
+
+    def task_pages(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                   label: str | None, issue_type: str | None, assignee: str | None,
+                   parent: str | None, limit: int | None,
+                   size: int | None = 1000) -> Iterator[list[Task]]:
         where: list[str] = []
         args: list[Any] = []
         if statuses:
@@ -135,7 +144,12 @@ class TaskRows:
         sql += " ORDER BY priority, seq"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return self._tasks(self.conn.execute(sql, args).fetchall())
+        cursor = self.conn.execute(sql, args)
+        if size is None:
+            yield self._tasks(cursor.fetchall())
+            return
+        while rows := cursor.fetchmany(size):
+            yield self._tasks(rows)
 
     def statuses_in_use(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
