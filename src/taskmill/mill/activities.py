@@ -54,7 +54,12 @@ class TaskActivities:
         self.lap = lap
         self.ledger = ledger
         self.records = records
-        self.progress_file = RunFiles(ctx.ledger_dir / RUN_DIR).progress(task.id)
+        run_files = RunFiles(ctx.ledger_dir / RUN_DIR)
+        self.progress_file = run_files.progress(task.id)
+        legacy = run_files.legacy_progress(task.id)
+        if legacy.is_file() and not self.progress_file.exists():
+            self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+            legacy.replace(self.progress_file)
         self.ws: Workspace | None = None
         self.attempt: Attempt | None = None
         """The attempt in flight (started by :meth:`run_turn`)."""
@@ -334,14 +339,14 @@ class TaskActivities:
 
     def _mounts(self, ws: Workspace, request: TurnRequest) -> Mounts | None:
         """What the turn sees in the sandbox: its worktree, the agent's HOME, the turn's
-        state directory and the task's progress notes writable (the notes file is created
-        so that it can be shown alone)."""
+        state directory and the folder of the task's progress notes writable."""
         if self.ctx.containment is None or self.ctx.containment.sandbox is None:
             return None
+        self.progress_file.parent.mkdir(parents=True, exist_ok=True)
         self.progress_file.touch()
         return Mounts.for_worktree(
             ws.path, admin=ws.admin,
-            writable=(request.home, request.state_dir, self.progress_file),
+            writable=(request.home, request.state_dir, self.progress_file.parent),
             proxy_port=request.proxy_port, proxy_socket=request.proxy_socket,
             capability_socket=request.capability_socket)
 
