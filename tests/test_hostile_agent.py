@@ -263,3 +263,20 @@ def test_a_sandboxed_agent_renames_its_notes_into_place_and_sees_no_git_credenti
     seen = subprocess.run(["git", "show", "main:config-2.txt"], cwd=repo.root,
                           capture_output=True, text=True, check=True).stdout
     assert "remote.origin.url=https://example.com/r" in seen and "GITSECRET" not in seen
+
+
+def test_each_tasks_checks_have_a_home_of_their_own(tmp_path: Path) -> None:
+    from mill_helpers import agent_script
+    repo = MillRepo(tmp_path, sandbox={"writable": ["{spy}"]})
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text("done")
+    """, spy=repo.spy)
+    # a's checks leave something in HOME; b (after a) must not see it
+    repo.create("tm-a", "a", checks=["echo a > $HOME/poison && test -f tm-a.txt"])
+    repo.create("tm-b", "b", after=["tm-a"],
+                checks=["test ! -e $HOME/poison && test -f tm-b.txt"])
+    result = repo.run("--agent-cmd", cmd, "-j", "1")
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(["tm-a", "tm-b"])
+    homes = repo.root / ".taskmill" / "run" / "homes" / "checks" / "tasks"
+    assert not (homes / "tm-a").exists() and not (homes / "tm-b").exists()  # landed: removed
