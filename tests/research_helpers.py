@@ -109,9 +109,11 @@ class ResearchRepo:
                               env=self.proc_env(), check=False)
 
     def spawn(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.command(*args), cwd=self.root, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=self.proc_env(), start_new_session=True)
+        """``taskmill ARGS`` in a session of its own (its output in ``spawned.log``)."""
+        with (self.tmp / "spawned.log").open("a", encoding="utf-8") as out:
+            return subprocess.Popen(self.command(*args), cwd=self.root, text=True,
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    env=self.proc_env(), start_new_session=True)
 
     def proc_env(self) -> dict[str, str]:
         path = os.environ.get("PYTHONPATH")

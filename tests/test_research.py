@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from research_helpers import (
     KNOB_METRIC,
     PY,
@@ -15,7 +16,6 @@ from research_helpers import (
     example_files,
     verdicts,
 )
-
 from taskmill.errors import ConfigError, InvalidInput
 from taskmill.research.config import ResearchConfig, load_research_config, parse_duration
 from taskmill.research.digest import TSV_COLUMNS
@@ -46,10 +46,10 @@ def test_config_takes_exactly_the_issue_keys(tmp_path: Path) -> None:
         "branch", "metric", "direction", "editable", "experiment_timeout", "workers", "agent",
         "program", "baseline_runs", "accept", "verify_runs", "stop"}
     path.write_text('metric = "x"\nworkerz = 4\n')
-    with pytest.raises(ConfigError, match="unknown key 'workerz' \\(did you mean 'workers'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'workerz' \(did you mean 'workers'"):
         load_research_config(path)
     path.write_text('metric = "x"\nstop = { experimentz = 3 }\n')
-    with pytest.raises(ConfigError, match="stop.experimentz"):
+    with pytest.raises(ConfigError, match=r"stop\.experimentz"):
         load_research_config(path)
     path.write_text('metric = "x"\naccept = "two sigma"\n')
     with pytest.raises(ConfigError, match="accept"):

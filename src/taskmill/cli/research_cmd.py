@@ -89,13 +89,13 @@ def run_cmd(config: Path | None, workers: int | None) -> None:
                    "now; they resume next run)", err=True)
 
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            previous[signum] = signal.signal(signum, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, on_signal)
     try:
         report = res.run()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     state = _status(res)
     if ctx.json:
         emit_json({"run": report.to_json(), "status": state})

@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from ..errors import GitError, InvalidInput
 from ..mill.git import Git, commit_tree, merge_tree
@@ -114,10 +115,7 @@ def apply_patch(git: Git, base: str, patch: str, message: str) -> str:
         tree = bare.out("write-tree")
     finally:
         for name in (index, index + ".lock"):
-            try:
-                os.unlink(name)
-            except FileNotFoundError:
-                pass
+            Path(name).unlink(missing_ok=True)
     if tree == git.tree_of(base):
         raise InvalidInput("the patch changes nothing on the current best")
     return commit_tree(git, tree, [base], message)

@@ -232,7 +232,9 @@ class Research:
                         return None
                     return self.allocate()
 
-            def worker() -> None:
+            failures: list[BaseException] = []
+
+            def work() -> None:
                 while not self.stop.is_set():
                     n = next_number()
                     if n is None:
@@ -244,12 +246,21 @@ class Research:
                         report.started += 1
                         report.count(exp)
 
+            def worker() -> None:
+                try:
+                    work()
+                except BaseException as exc:  # the run stops; raised again below
+                    failures.append(exc)
+                    self.stop.set()
+
             threads = [threading.Thread(target=worker, name=f"research-{i}", daemon=True)
                        for i in range(self.config.workers)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
+            if failures:
+                raise failures[0]
             if self.stop.is_set() and report.stopped_by is None:
                 report.stopped_by = "signal"
             return report

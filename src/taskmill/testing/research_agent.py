@@ -16,7 +16,8 @@ paths, contents and descriptions is the experiment's number. An unscripted numbe
 In process, :func:`research_step` is a :class:`~taskmill.testing.turns.ScriptedTurns` step;
 as a process (an ``exec`` agent), ``python -m taskmill.testing.research_agent SCRIPT.json``
 reads ``$TASKMILL_EXPERIMENT``, ``$TASKMILL_WORKTREE``, ``$TASKMILL_DESCRIPTION_FILE`` and
-``$TASKMILL_USAGE_FILE``.
+``$TASKMILL_USAGE_FILE``; ``"calls_log": PATH`` in the script appends each experiment's
+number to that file as its turn starts (how tests see which turns ran).
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdin.read()  # the prompt
     script = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     n = int(os.environ["TASKMILL_EXPERIMENT"])
+    if script.get("calls_log"):
+        with open(script["calls_log"], "a", encoding="utf-8") as fh:
+            fh.write(f"{n}\n")
     edit = edit_for(script, n)
     described = os.environ.get("TASKMILL_DESCRIPTION_FILE")
     apply_edit(edit, n, Path(os.environ.get("TASKMILL_WORKTREE", ".")),
