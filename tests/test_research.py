@@ -266,3 +266,39 @@ def test_cli_init_status_and_errors(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "never moves your branch" in refused.stderr
     status = repo.cli("research", "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout)["experiments"] == 0
+
+
+def test_json_api_research_view_and_submit(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from taskmill.web.app import create_app
+
+    research = {**EXAMPLE_RESEARCH, "stop": {"experiments": 2}}
+    edits = example_edits()["edits"]
+    repo = ResearchRepo(tmp_path, example_files(), research,
+                        script={"edits": {"1": edits["1"], "2": edits["2"]}})
+    repo.run()
+    binary = edits["6"]["files"]["sortlib.py"]
+    with repo.project() as project:
+        tip = project.ledger.get(repo.research(project).log.id_of(2)).metadata
+    assert tip is not None
+    repo.git("checkout", "-q", "--detach", tip["research"]["kept_commit"])
+    patch = _patch(repo, {"sortlib.py": binary})
+    repo.git("checkout", "-q", "main")
+    app = create_app(repo.root, repo.env, token="t", allowed_hosts=None)
+    with TestClient(app, headers={"Authorization": "Bearer t"}) as http:
+        view = http.get("/api/research").json()
+        assert view["status"]["kept"] == 1 and view["status"]["experiments"] == 2
+        assert [e["verdict"] for e in view["experiments"]] == [BASELINE, DISCARD, KEEP]
+        diff = http.get("/api/research/experiments/2/diff").json()
+        assert diff["diff"].startswith("diff --git a/sortlib.py") and "Merge sort" in diff["diff"]
+        bad = http.post("/api/research/submit", json={"patch": patch, "claimed": "fast"})
+        assert bad.status_code == 400
+        lie = http.post("/api/research/submit",
+                        json={"patch": patch, "claimed": 10.0, "contributor": "eve"}).json()
+        assert lie["verdict"] == DISCARD and lie["contributor"] == "eve"
+        assert lie["verified"] == 4708 and "claimed 10" in lie["reason"]
+        true = http.post("/api/research/submit",
+                         json={"patch": patch, "claimed": 4708, "contributor": "bob"}).json()
+        assert true["verdict"] == KEEP and true["verified"] == 4708
+    assert repo.git("rev-parse", "refs/heads/research/sort") == true["kept_commit"]
