@@ -302,3 +302,47 @@ def test_json_api_research_view_and_submit(tmp_path: Path) -> None:
                          json={"patch": patch, "claimed": 4708, "contributor": "bob"}).json()
         assert true["verdict"] == KEEP and true["verified"] == 4708
     assert repo.git("rev-parse", "refs/heads/research/sort") == true["kept_commit"]
+
+
+SLOW_METRIC = """\
+import pathlib, time
+if pathlib.Path("slow.txt").exists():
+    time.sleep(30)
+print("metric: " + pathlib.Path("score.txt").read_text().strip())
+"""
+
+
+def _score_repo(tmp_path: Path, edits: dict[str, object], **research: object) -> ResearchRepo:
+    config = {"branch": "research/score", "metric": f"{PY} metric.py",
+              "editable": ["score.txt", "slow.txt"], "agent": "scripted-research",
+              "baseline_runs": 1, "accept": 0.5, "verify_runs": 1, **research}
+    return ResearchRepo(tmp_path, {"metric.py": SLOW_METRIC, "score.txt": "100\n"}, config,
+                        script={"edits": edits})
+
+
+def test_a_metric_over_the_timeout_is_killed_and_recorded_as_a_crash(tmp_path: Path) -> None:
+    edits = {"1": {"files": {"slow.txt": "x"}, "description": "slow"},
+             "2": {"files": {"score.txt": "90\n"}, "description": "better"}}
+    repo = _score_repo(tmp_path, edits, experiment_timeout="1s", stop={"experiments": 2})
+    _res, experiments = repo.run()
+    by_n = {e.n: e for e in experiments}
+    assert by_n[1].verdict == CRASH and "timed out after 1s" in by_n[1].data["reason"]
+    assert by_n[2].verdict == KEEP and by_n[2].data["verified"] == 90
+
+
+@pytest.mark.parametrize(("stop", "why", "count"), [
+    ({"no_improvement": 2, "experiments": 9}, "no_improvement", 3),
+    ({"cost": 0.025, "experiments": 9}, "cost", 3),
+    ({"experiments": 2}, "experiments", 2),
+])
+def test_stop_conditions(tmp_path: Path, stop: dict[str, object], why: str, count: int) -> None:
+    edits: dict[str, object] = {
+        "1": {"files": {"score.txt": "90\n"}, "description": "better", "cost_usd": 0.01}}
+    edits.update({str(n): {"files": {"score.txt": f"{100 + n}\n"}, "description": f"worse {n}",
+                           "cost_usd": 0.01} for n in range(2, 10)})
+    repo = _score_repo(tmp_path, edits, stop=stop)
+    with repo.project() as project:
+        res = repo.research(project)
+        report = res.run()
+        assert report.stopped_by == why
+        assert len(res.log.all()) == count + 1
