@@ -63,7 +63,7 @@ def _repo(root: Path, env: dict[str, str], files: int, research: dict[str, Any])
                       + '\n[agents.scripted]\nadapter = "exec"\ncommand = ["true"]\n',
                       encoding="utf-8")
     lines = [f"{k} = {json.dumps(v)}" for k, v in research.items() if k != "stop"]
-    lines.append("stop = { experiments = %d }" % research["stop"])
+    lines.append(f"stop = {{ experiments = {research['stop']} }}")
     (root / "research.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "program.md").write_text("Lower the score.\n", encoding="utf-8")
     subprocess.run(["git", "add", "-A"], cwd=root, env=env, check=True)

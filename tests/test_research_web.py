@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("playwright.sync_api")
 
-from research_helpers import PY, ResearchRepo, example_edits, example_files  # noqa: E402
-from test_web_api import _start_server, _stop_server  # noqa: E402
-from test_web_browser import browser, page, shot  # noqa: E402, F401
+from research_helpers import PY, ResearchRepo, example_edits, example_files
+from test_web_api import _start_server, _stop_server
+from test_web_browser import browser, page, shot  # noqa: F401
 
 
 def test_research_view_draws_the_experiments(tmp_path: Path, page: Any) -> None:  # noqa: F811
