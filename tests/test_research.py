@@ -346,3 +346,27 @@ def test_stop_conditions(tmp_path: Path, stop: dict[str, object], why: str, coun
         report = res.run()
         assert report.stopped_by == why
         assert len(res.log.all()) == count + 1
+
+
+def test_the_loop_runs_on_the_memory_store(tmp_path: Path) -> None:
+    """Experiments are records through the Ledger's verbs only: any store holds them."""
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+    from taskmill.ledger.memory import MemoryStore
+    from taskmill.project import Project
+    from taskmill.research.session import open_research
+    from taskmill.testing.research_agent import research_step
+    from taskmill.testing.turns import ScriptedTurns
+
+    edits = {"1": {"files": {"score.txt": "90\n"}, "description": "better"},
+             "2": {"files": {"score.txt": "95\n"}, "description": "worse"}}
+    repo = _score_repo(tmp_path, edits, stop={"experiments": 2})
+    with repo.project() as on_disk:
+        clock = FixedClock(step=0.001)
+        ledger = Ledger(MemoryStore(), prefix="tm", clock=clock, actor="tester")
+        project = Project(on_disk.paths, on_disk.config, ledger)
+        res = open_research(project, repo.env, clock=clock,
+                            turn_runner=ScriptedTurns(research_step(repo.script)))
+        res.run()
+        assert verdicts(res.log.all()) == {0: BASELINE, 1: KEEP, 2: DISCARD}
+        assert on_disk.ledger.list_tasks(issue_type=EXPERIMENT) == []

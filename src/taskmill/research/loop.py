@@ -146,6 +146,9 @@ class Research:
             raise InvalidInput(f"the research branch {self.config.branch!r} is gone",
                                hint="`taskmill research run` starts it again")
         value = self.value_of(tip)
+        if value is None:  # kept by another process (a contribution)? its record says
+            self.load()
+            value = self.value_of(tip)
         if value is None:
             summary = self._measure_at(tip, max(1, self.config.baseline_runs), f"tip-{tip[:12]}")
             if isinstance(summary, Measurement):
