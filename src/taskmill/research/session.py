@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..agents.registry import UnknownAdapterError, get_adapter
 from ..clock import Clock, SystemClock
-from ..containment import Containment
+from ..containment import containment
 from ..errors import ConfigError, InvalidInput
 from ..mill.check_env import check_env
 from ..mill.git import Git, ensure_identity, git_env, identity_env
@@ -93,7 +93,8 @@ def open_research(project: Project, env: Mapping[str, str], *, path: Path | None
         state_dir=state, run_id=secrets.token_hex(4), agent=agent,
         turn_runner=turn_runner or (default_turn_runner() if need_agent else None),
         agent_git_env=identity_env(Git(project.paths.root, git_env(env))),
-        containment=Containment("group"),
+        # as the mill's checks and turns: a PID namespace where it works ([run] contain)
+        containment=containment(str(project.config.run.get("contain", "auto")), env),
         turn_timeout=float(project.config.run.get("turn_timeout", 1800.0)),
         emit=emit or (lambda _kind, _data: None))
     return Research(setup)
