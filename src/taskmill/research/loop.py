@@ -520,6 +520,10 @@ class Research:
                contributor: str | None = None) -> Experiment:
         """A change from elsewhere: applied to the current best, checked against
         ``editable``, re-measured by taskmill, kept only on its own measurement."""
+        if self.s.git.current_branch() == self.config.branch:
+            raise InvalidInput(f"the research branch {self.config.branch!r} is checked out in "
+                               "your checkout; research never moves your branch",
+                               hint="check out another branch first")
         self.load()
         if not any(e.verdict == BASELINE for e in self.log.all()):
             raise InvalidInput("this research has no baseline yet",

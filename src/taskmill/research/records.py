@@ -144,8 +144,10 @@ class ExperimentLog:
             current = self.get(exp.n)
             if current is not None and current.done:
                 return current
-            data = {**exp.data, **changes, "verdict": verdict, "reason": reason}
-            title = f"experiment {exp.n} ({verdict}): {data.get('description') or reason}"
+            data = {**exp.data, **changes, "verdict": verdict, "reason": reason,
+                    "ended_at": self.ledger.now()}
+            about = " ".join(str(data.get("description") or reason).split())
+            title = f"experiment {exp.n} ({verdict}): {about}"
             self.ledger.update(exp.id, {"metadata": {KEY: data}, "title": title[:200]},
                                actor=self.actor)
             self.ledger.close(exp.id, f"{verdict}: {reason}"[:1000], actor=self.actor)
