@@ -34,6 +34,7 @@ from ..locks import FileLock, try_lock
 from ..mill.git import Git
 from ..mill.turn_runner import TurnRunner
 from ..mill.worktrees import Workspace, WorktreePool
+from ..paths import RunFiles
 from . import gitops
 from .config import ResearchConfig
 from .digest import one_line, prompt
@@ -349,7 +350,7 @@ class Research:
         logs = self.s.state_dir / "logs"
         state = logs / f"{exp.n}.state"
         state.mkdir(parents=True, exist_ok=True)
-        home = self.s.state_dir / "homes" / config.name
+        home = RunFiles(self.s.state_dir).homes / config.name
         home.mkdir(parents=True, exist_ok=True)
         note = state / "description.txt"
         note.unlink(missing_ok=True)
