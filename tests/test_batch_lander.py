@@ -303,14 +303,23 @@ def test_merge_config_is_checked_and_read() -> None:
     config = config_from_toml({"prefix": "tm", "merge": {"batch-max": 3, "batch_wait": 2.5}})
     assert MergeSettings.from_config(config.merge) == MergeSettings(3, 2.5, 1)
     assert MergeSettings.from_config({}) == MergeSettings(batch_max=5, batch_wait=0.0,
-                                                          flaky_retries=1)
+                                                          flaky_retries=1, speculate="auto")
+    for value in ("auto", True, False):
+        assert check_config({"prefix": "tm", "merge": {"speculate": value}}) == []
+        config = config_from_toml({"prefix": "tm", "merge": {"speculate": value}})
+        assert MergeSettings.from_config(config.merge).speculate == value
+    for bad in ("yes", 1, "on"):
+        assert any("[merge] speculate" in p
+                   for p in check_config({"prefix": "tm", "merge": {"speculate": bad}})), bad
+    with pytest.raises(ValueError, match="speculate must be"):
+        MergeSettings(speculate="yes")
     # the commented template, uncommented, is a valid [merge] table
     import tomllib
 
     lines = DEFAULT_CONFIG.split("# [merge]", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     table = tomllib.loads("\n".join(line.removeprefix("# ") for line in lines))
     assert check_config({"prefix": "tm", "merge": table}) == []
-    assert set(table) == {"batch_max", "batch_wait", "flaky_retries"}
+    assert set(table) == {"batch_max", "batch_wait", "flaky_retries", "speculate"}
 
 
 # -- the property: a batching queue lands what a one-at-a-time queue lands -------------------

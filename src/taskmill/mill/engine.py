@@ -508,10 +508,14 @@ class Mill:
         checkout = LanderCheckout(self.git, prepare=pool.copy_includes,
                                   clean_ignored=self.settings.clean_ignored)
         self._trail = BatchTrail(self.bus, self.ledger, actor=self.actor, run_id=self.run_id)
+        speculative = LanderCheckout(self.git, path=checkout.path.with_name("lander-speculative"),
+                                     prepare=pool.copy_includes,
+                                     clean_ignored=self.settings.clean_ignored)
         lander = BatchLander(queue_, checkout=checkout,
                              settings=MergeSettings.from_config(self.config.merge),
                              cache=CheckCache(self.paths.run_dir / CACHE_FILE),
-                             emit=self._trail)
+                             emit=self._trail, speculative_checkout=speculative,
+                             cpus=os.cpu_count())
         self.landing = LandingQueue(lander, clock=self.clock,
                                     more_coming=lambda: self._working > 0)
         return self.landing
