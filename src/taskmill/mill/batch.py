@@ -49,7 +49,7 @@ from .checks import ChecksResult, run_checks
 from .git import TRAILER, commit_tree, merge_tree
 from .land import ADVANCE_JOURNAL, LandResult, MergeQueue, landing_message, recover_advance
 from .lander_checkout import Checkout, LanderCheckout
-from .speculation import LOCK_NAME, Speculation, Speculator, speculates
+from .speculation import SLOTS, Speculation, Speculator, speculates
 
 Emit = Callable[..., None]
 """``emit(kind, **data)``, e.g. :meth:`taskmill.mill.events.EventBus.emit`."""
@@ -162,11 +162,12 @@ class BatchLander:
 
     def __init__(self, queue: MergeQueue, *, checkout: Checkout | None = None,
                  settings: MergeSettings | None = None, cache: CheckCache | None = None,
-                 emit: Emit | None = None, speculative_checkout: Checkout | None = None,
+                 emit: Emit | None = None,
+                 speculative_checkouts: Sequence[Checkout] | None = None,
                  cpus: int | None = None) -> None:
         """``cpus``: the machine's cores (``[merge] speculate = "auto"`` speculates with more
-        than 2); ``speculative_checkout``: where speculative checks run (default: a second
-        :class:`LanderCheckout`)."""
+        than 2); ``speculative_checkouts``: where speculative checks run (default:
+        :data:`~.speculation.SLOTS` more :class:`LanderCheckout` directories)."""
         self.queue = queue
         self.git = queue.git
         self.checkout: Checkout = checkout or LanderCheckout(queue.git)
@@ -190,10 +191,12 @@ class BatchLander:
         """The branches waiting behind the batch landing now (the landing queue's)."""
         self._spec_lock = threading.Lock()
         if speculates(self.settings.speculate, cpus):
-            self.spec_checkout: Checkout = speculative_checkout or LanderCheckout(
-                queue.git, path=LanderCheckout(queue.git).path.with_name("lander-speculative"))
-            self.speculator = Speculator(self._run_speculative,
-                                         queue.lock_path.with_name(LOCK_NAME), self.emit)
+            main = LanderCheckout(queue.git).path
+            checkouts = speculative_checkouts or [
+                LanderCheckout(queue.git, path=main.with_name(f"lander-speculative-{slot}"))
+                for slot in range(SLOTS)]
+            self.speculator = Speculator(self._run_speculative, checkouts,
+                                         queue.lock_path.parent, self.emit)
 
     # -- the batches -----------------------------------------------------------------------
 
@@ -274,11 +277,15 @@ class BatchLander:
         last = links[-1][1]
         tested = [requests[i].task.id for i, _ in links]
         retries = self.settings.flaky_retries if top and len(links) > 1 else 0
-        if top:
+        claimed = None
+        if top:  # what was speculated on this tree is this batch's; then the next one's
+            if self.speculator is not None and self.queue.checks:
+                claimed = self.speculator.claim(
+                    cache_key(last.tree, self.queue.checks, self.queue.check_env))
             self._ahead = (last.commit, tested)
             self.speculate()
         try:
-            verdict = self._check(last.tree, last.commit, tested, retries)
+            verdict = self._check(last.tree, last.commit, tested, retries, claimed)
         finally:
             if top:
                 with self._spec_lock:
@@ -410,7 +417,8 @@ class BatchLander:
 
     # -- checks and the target -------------------------------------------------------------
 
-    def _check(self, tree: str, commit: str, tasks: list[str], retries: int) -> Verdict:
+    def _check(self, tree: str, commit: str, tasks: list[str], retries: int,
+               speculated: Speculation | None = None) -> Verdict:
         commands = self.queue.checks
         if not commands:
             return Verdict(True)
@@ -420,7 +428,10 @@ class BatchLander:
             self.emit("batch_checks", tree=tree, cached=True, passed=cached.ok, tasks=tasks)
             return replace(cached, cached=True)
         # a speculative run on this very tree counts as the first attempt
-        found = self.speculator.take(key, self._cancelled) if self.speculator else None
+        if speculated is None and self.speculator is not None:
+            speculated = self.speculator.claim(key)
+        found = (self.speculator.wait(speculated, self._cancelled)
+                 if self.speculator is not None and speculated is not None else None)
         if self._cancelled():
             raise _Cancelled
         attempt = 0 if found is None else 1
@@ -510,10 +521,10 @@ class BatchLander:
         if self.speculator is not None:
             self.speculator.close()
 
-    def _run_speculative(self, spec: Speculation) -> ChecksResult:
+    def _run_speculative(self, spec: Speculation, checkout: Checkout) -> ChecksResult:
         log = self.queue.log_dir / "batches" / f"{spec.tree[:16]}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        with self.spec_checkout(spec.commit) as path:
+        with checkout(spec.commit) as path:
             result = run_checks(self.queue.checks, path, self.queue.check_env,
                                 timeout_s=self.queue.check_timeout, log_path=log,
                                 cancel=spec.cancel, containment=self.queue.containment)

@@ -75,6 +75,7 @@ from .land import MergeQueue, recover_interrupted_advance
 from .lander_checkout import LanderCheckout
 from .landing_queue import LandingQueue
 from .settings import RunSettings
+from .speculation import SLOTS
 from .turn_runner import TurnRunner, default_turn_runner
 from .worker import Outcome, TaskWorker, WorkerContext, unchecked_reason
 from .workspaces import Workspaces
@@ -508,13 +509,14 @@ class Mill:
         checkout = LanderCheckout(self.git, prepare=pool.copy_includes,
                                   clean_ignored=self.settings.clean_ignored)
         self._trail = BatchTrail(self.bus, self.ledger, actor=self.actor, run_id=self.run_id)
-        speculative = LanderCheckout(self.git, path=checkout.path.with_name("lander-speculative"),
-                                     prepare=pool.copy_includes,
-                                     clean_ignored=self.settings.clean_ignored)
+        speculative = [LanderCheckout(self.git, prepare=pool.copy_includes,
+                                      path=checkout.path.with_name(f"lander-speculative-{slot}"),
+                                      clean_ignored=self.settings.clean_ignored)
+                       for slot in range(SLOTS)]
         lander = BatchLander(queue_, checkout=checkout,
                              settings=MergeSettings.from_config(self.config.merge),
                              cache=CheckCache(self.paths.run_dir / CACHE_FILE),
-                             emit=self._trail, speculative_checkout=speculative,
+                             emit=self._trail, speculative_checkouts=speculative,
                              cpus=os.cpu_count())
         self.landing = LandingQueue(lander, clock=self.clock,
                                     more_coming=lambda: self._working > 0)

@@ -21,22 +21,26 @@ always, ``false`` never.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..locks import FileLock
 from .checks import ChecksResult
+from .lander_checkout import Checkout
 
 Emit = Callable[..., None]
-RunChecks = Callable[["Speculation"], ChecksResult]
-"""``run(spec)``: the project checks on ``spec.commit`` in the speculative checkout (cut
-when ``spec.cancel`` is set)."""
+RunChecks = Callable[["Speculation", Checkout], ChecksResult]
+"""``run(spec, checkout)``: the project checks on ``spec.commit`` in ``checkout`` (cut when
+``spec.cancel`` is set)."""
 
-LOCK_NAME = "speculate.lock"
-"""Next to the merge lock: held while the speculative checkout is in use (a second run on
-the same repository does not speculate at the same time: it checks in the usual way)."""
+LOCK_NAME = "speculate-{slot}.lock"
+"""Next to the merge lock: held while a speculative checkout is in use (a second run on the
+same repository does not use it at the same time: it checks in the usual way)."""
+SLOTS = 2
+"""Speculative checkouts: the one whose result the batch being landed waits for, and the
+one checking the batch behind it."""
 
 
 def speculates(setting: bool | str, cpus: int | None) -> bool:
@@ -66,42 +70,62 @@ class Speculation:
 
 
 class Speculator:
-    """At most one speculative run at a time, on a thread of its own."""
+    """Speculative runs on threads of their own, one per checkout (:data:`SLOTS`): the live
+    one (waiting for the batch ahead to land) and one already claimed by the batch landing
+    now."""
 
-    def __init__(self, run: RunChecks, lock_path: Path, emit: Emit) -> None:
+    def __init__(self, run: RunChecks, checkouts: Sequence[Checkout], lock_dir: Path,
+                 emit: Emit) -> None:
         self.run = run
-        self.lock_path = lock_path
+        self.checkouts = list(checkouts)
+        self.lock_dir = lock_dir
         self.emit = emit
         self._live: Speculation | None = None
-        self._thread: threading.Thread | None = None
+        self._slots: dict[int, tuple[threading.Thread, Speculation]] = {}
         self._mutex = threading.Lock()
 
     @property
     def live(self) -> Speculation | None:
-        """The speculation running or finished and not yet used or discarded."""
+        """The speculation running or finished and not yet claimed or discarded."""
         with self._mutex:
             return self._live
 
     def start(self, spec: Speculation) -> bool:
-        """Start ``spec`` (discarding the one before, superseded). Returns False when the
-        speculative checkout is another run's now (nothing is started)."""
+        """Start ``spec`` (discarding the live one, superseded). Returns False when no
+        speculative checkout is free (nothing is started)."""
         self.discard("superseded by a newer speculation")
-        self._join()  # its run is being cut: the checkout is free in a moment
-        lock = FileLock(self.lock_path)
-        if not lock.acquire(blocking=False):
+        slot = self._free_slot()
+        if slot is None:
             return False
-        thread = threading.Thread(target=self._work, args=(spec, lock), daemon=True,
-                                  name="taskmill-speculation")
+        lock = FileLock(self.lock_dir / LOCK_NAME.format(slot=slot))
+        if not lock.acquire(blocking=False):  # another run's now
+            return False
+        thread = threading.Thread(target=self._work, args=(spec, slot, lock), daemon=True,
+                                  name=f"taskmill-speculation-{slot}")
         with self._mutex:
-            self._live, self._thread = spec, thread
+            self._live = spec
+            self._slots[slot] = (thread, spec)
         self.emit("speculation_started", tasks=spec.tasks, ahead=spec.ahead, base=spec.base,
                   tree=spec.tree)
         thread.start()
         return True
 
-    def _work(self, spec: Speculation, lock: FileLock) -> None:
+    def _free_slot(self) -> int | None:
+        """A checkout no run uses (one being cut is waited for: it ends in a moment)."""
+        with self._mutex:
+            busy = dict(self._slots)
+        for slot in range(len(self.checkouts)):
+            if slot not in busy or not busy[slot][0].is_alive():
+                return slot
+        for slot, (thread, spec) in busy.items():
+            if spec.cancel.is_set():
+                thread.join()
+                return slot
+        return None
+
+    def _work(self, spec: Speculation, slot: int, lock: FileLock) -> None:
         try:
-            result = self.run(spec)
+            result = self.run(spec, self.checkouts[slot])
         except BaseException as exc:  # the waiting lander hears of it, and checks itself
             spec.result.set_exception(exc)
             return
@@ -109,16 +133,18 @@ class Speculator:
             lock.release()
         spec.result.set_result(result)
 
-    def take(self, key: str, cancelled: Callable[[], bool]) -> ChecksResult | None:
-        """The speculative result for the tree of ``key`` (waiting for it if it still runs),
-        which is then used up. None: no speculation on that tree, or it was cut or failed
-        to run (the caller checks the tree itself)."""
+    def claim(self, key: str) -> Speculation | None:
+        """The live speculation when it is on the tree of ``key`` (it is then no longer
+        live: see :meth:`wait`)."""
         with self._mutex:
             spec = self._live if self._live is not None and self._live.key == key else None
             if spec is not None:
                 self._live = None
-        if spec is None:
-            return None
+        return spec
+
+    def wait(self, spec: Speculation, cancelled: Callable[[], bool]) -> ChecksResult | None:
+        """The result of a claimed speculation (waiting for it if it still runs). None: it
+        was cut, or could not run (the caller checks the tree itself)."""
         while True:
             try:
                 result = spec.result.result(timeout=0.2)
@@ -143,12 +169,10 @@ class Speculator:
         self.emit("speculation_discarded", tasks=spec.tasks, ahead=spec.ahead, why=why)
 
     def close(self) -> None:
-        """Discard what is live and wait for the speculative run to end."""
+        """Discard what is live, cut every speculative run and wait for them to end."""
         self.discard("the merge queue stopped")
-        self._join()
-
-    def _join(self) -> None:
         with self._mutex:
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            slots, self._slots = list(self._slots.values()), {}
+        for thread, spec in slots:
+            spec.cancel.set()
             thread.join()
