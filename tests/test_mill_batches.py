@@ -193,6 +193,45 @@ def test_a_conflict_in_a_batch_sends_back_only_that_branch_with_the_target_merge
     repo.verify_ok()
 
 
+def test_with_speculate_the_next_batch_is_checked_while_the_one_ahead_is(
+        tmp_path: Path) -> None:
+    """``[merge] speculate = true``, batches of 2, 4 tasks at once: the two branches behind
+    the first batch are checked on top of it at the same time; that batch lands whole, so
+    the speculative result is the second batch's. Two runs of the project checks in all; the
+    audit trail has the speculation."""
+    repo = _repo(tmp_path, batch_max=2, batch_wait=5, delay=2)
+    config = repo.root / ".taskmill" / "config.toml"
+    config.write_text(config.read_text() + "speculate = true\n")
+    repo.git("commit", "-qam", "speculate")
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    ids = [repo.create(f"tm-{i}", checks=[f"test -f tm-{i}.txt"]) for i in range(4)]
+
+    result = repo.run("--agent-cmd", cmd, "-j", "4")
+
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(ids)
+    first, second = (e["tasks"] for e in result.events_of("batch_started"))
+    # (speculated again as each branch arrived: an earlier speculation is superseded)
+    started = result.events_of("speculation_started")[-1]
+    assert started["tasks"] == second and started["ahead"] == first
+    assert {e["why"] for e in result.events_of("speculation_discarded")} <= {
+        "superseded by a newer speculation"}
+    (used,) = result.events_of("speculation_used")
+    assert used["tasks"] == second and used["passed"] is True
+    # two runs of the project checks ended, the speculative one being the second batch's
+    # (a superseded speculation's run is cut as it starts)
+    assert [(e["tasks"], e.get("speculative", False)) for e in sorted(
+        result.events_of("batch_checks"), key=lambda e: e["tasks"] == second)] == [
+        (first, False), (second, True)]
+    trail = [e.kind for e in repo.ledger.events() if e.task_id is None]
+    assert "speculation_started" in trail and "speculation_used" in trail
+    # the speculative checkouts are the merge queue's own, not the user's or a task's
+    assert repo.git("worktree", "list").count("lander-speculative") >= 1
+    repo.verify_ok()
+
+
 def test_batch_max_1_lands_one_branch_at_a_time(tmp_path: Path) -> None:
     repo = _repo(tmp_path, batch_max=1, batch_wait=0)
     cmd = agent_script(tmp_path / "agent.py", """
