@@ -232,6 +232,39 @@ def test_with_speculate_the_next_batch_is_checked_while_the_one_ahead_is(
     repo.verify_ok()
 
 
+def test_a_worker_is_kept_for_the_critical_path_while_its_branch_lands(
+        tmp_path: Path) -> None:
+    """tm-a -> tm-b -> tm-c is the long chain; tm-x and tm-y stand alone and take 5 s each.
+    Two workers. When tm-a parks, the free worker is kept for tm-b (ready the moment tm-a
+    lands) instead of starting tm-y, which would hold it for 5 s while tm-b waits."""
+    repo = _repo(tmp_path, batch_max=5, batch_wait=0, delay=1)
+    cmd = agent_script(tmp_path / "agent.py", """
+        import time
+        if TASK in ("tm-x", "tm-y"):
+            time.sleep(5)
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    repo.create("tm-a", priority=2)
+    repo.create("tm-b", after=["tm-a"])
+    repo.create("tm-c", after=["tm-b"])
+    repo.create("tm-x")
+    repo.create("tm-y")
+
+    result = repo.run("--agent-cmd", cmd, "-j", "2")
+
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(["tm-a", "tm-b", "tm-c", "tm-x", "tm-y"])
+    order = [e["task"] for e in result.events_of("dispatched")]
+    assert order[0] == "tm-a"  # the longest chain first
+    # tm-b started as soon as tm-a landed, before the second stand-alone task
+    assert order.index("tm-b") < order.index("tm-y") or order.index("tm-b") < order.index(
+        "tm-x"), order
+    landed_a = _ts(result.events_of("landed", "tm-a")[0]["ts"])
+    started_b = _ts(result.events_of("dispatched", "tm-b")[0]["ts"])
+    assert (started_b - landed_a).total_seconds() < 2
+    repo.verify_ok()
+
+
 def test_batch_max_1_lands_one_branch_at_a_time(tmp_path: Path) -> None:
     repo = _repo(tmp_path, batch_max=1, batch_wait=0)
     cmd = agent_script(tmp_path / "agent.py", """

@@ -744,8 +744,12 @@ class Mill:
                         again = rejoin.popleft()
                         in_flight.add(again.task.id)
                         executor.submit(again.task.id, again.resume, failed_for(again.task))
+                    # a worker is kept free for the next task of the critical path, which
+                    # a parked branch unblocks when it lands
+                    held = (self._held_for_landings(ledger, parked, skip)
+                            if parked and len(in_flight) < self.settings.workers else 0)
                     while (not paused and not self.stop.is_set()
-                           and len(in_flight) < self.settings.workers
+                           and len(in_flight) + held < self.settings.workers
                            and (self.settings.max_tasks is None
                                 or dispatched < self.settings.max_tasks)):
                         claimed = self._claim_next(ledger, skip)
@@ -774,6 +778,29 @@ class Mill:
                     finished(outcome)
             finally:
                 self._executor = None
+
+    def _held_for_landings(self, ledger: Ledger, parked: Mapping[str, TaskWorker],
+                           skip: set[str]) -> int:
+        """How many free workers wait for what parked branches unblock: one per parked
+        branch on which a longer chain of work waits than on the task that would be
+        dispatched now (of no higher priority). So the critical path's next task starts the
+        moment its blocker lands, not when a worker is next free: a worker idles for one
+        landing rather than the chain waiting for a whole turn of other work."""
+        candidates = self._candidates(ledger, skip)
+        if not candidates:
+            return 0
+        chains = self._chain_lengths(ledger)
+        weights, _ = ledger.chain_weights()
+        first = candidates[0]
+        ahead = chains.get(first.id, 1.0)
+        held = 0
+        for task_id, worker in parked.items():
+            if worker.parked is None or worker.parked.done():
+                continue
+            after = chains.get(task_id, 0.0) - weights.get(task_id, 1.0)
+            if after > ahead and worker.task.priority <= first.priority:
+                held += 1
+        return held
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
