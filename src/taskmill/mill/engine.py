@@ -4,7 +4,10 @@ The scheduler runs in the calling thread; each claimed task's worker (see :mod:`
 runs on the run's :class:`~.executor.Executor` (threads of this process by default), and a
 worker that finishes, or a task that lands, wakes the scheduler at once, so a dependent
 task starts as soon as its blocker lands (no polling interval). Among ready tasks
-of equal priority the one with the longest chain of work waiting on it goes first.
+of equal priority the one with the longest chain of work waiting on it goes first, and while
+a parked branch on which a longer chain waits than on any ready task is landing, a worker is
+kept free for the task it unblocks (the critical path does not wait for a whole turn of
+other work).
 
 Landing: a worker whose task passed its checks parks the branch in the run's landing queue
 (:mod:`.landing_queue`: one thread lands parked branches in batches with a
