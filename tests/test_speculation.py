@@ -40,10 +40,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     return copy_repo(_TEMPLATE["repo"], tmp_path / "repo")
 
 
-def _timed(log: Path, seconds: float = 0.4) -> str:
-    """A check command noting when each run starts and ends (and taking ``seconds``)."""
-    return (f'echo "start $(date +%s.%N) $(cat t*.txt | wc -l)" >> {log}; sleep {seconds}; '
-            f'echo "end $(date +%s.%N)" >> {log}')
+def _timed(log: Path, meet: Path) -> str:
+    """A check command noting when each run starts and ends; a run waits (30 s at most)
+    until two runs have started, so two runs at the same time both end at once, and one
+    run alone ends only after its wait."""
+    return (f'mkdir -p {meet}; touch {meet}/$$; echo "start $(date +%s.%N)" >> {log}; n=0; '
+            f'while [ "$(ls {meet} | wc -l)" -lt 2 ] && [ $n -lt 600 ]; do '
+            f'sleep 0.05; n=$((n + 1)); done; echo "end $(date +%s.%N)" >> {log}')
 
 
 def _spans(log: Path) -> list[tuple[float, float]]:
@@ -73,7 +76,7 @@ def test_the_next_batch_is_checked_on_top_of_the_one_ahead_at_the_same_time(
     log = tmp_path / "runs.log"
     events: list[dict[str, Any]] = []
     lander = make_lander(repo, tmp_path / "run", batch_max=4, events=events,
-                         checks=[_timed(log), CHECK], speculate=True)
+                         checks=[_timed(log, tmp_path / "meet"), CHECK], speculate=True)
     results = lander.land_batch(requests(commits))
     lander.close()
     assert [r.outcome for r in results] == ["landed"] * 8
