@@ -265,6 +265,34 @@ def test_a_worker_is_kept_for_the_critical_path_while_its_branch_lands(
     repo.verify_ok()
 
 
+def test_no_worker_is_kept_when_other_work_is_the_critical_path(tmp_path: Path) -> None:
+    """tm-a -> tm-b -> tm-c, and six stand-alone tasks of 2 s: the work not started (7
+    tasks over 2 workers) is longer than the chain waiting on tm-a (2), so when tm-a parks
+    its worker takes the next stand-alone task at once."""
+    repo = _repo(tmp_path, batch_max=5, batch_wait=0, delay=1)
+    cmd = agent_script(tmp_path / "agent.py", """
+        import time
+        if TASK.startswith("tm-x"):
+            time.sleep(2)
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    repo.create("tm-a")
+    repo.create("tm-b", after=["tm-a"])
+    repo.create("tm-c", after=["tm-b"])
+    for i in range(6):
+        repo.create(f"tm-x{i}")
+
+    result = repo.run("--agent-cmd", cmd, "-j", "2")
+
+    assert result.returncode == 0, result.describe()
+    order = [e["task"] for e in result.events_of("dispatched")]
+    assert order[:3] == ["tm-a", "tm-x0", "tm-x1"], order
+    parked_a = _ts(result.events_of("merge_queued", "tm-a")[0]["ts"])
+    started_x1 = _ts(result.events_of("dispatched", "tm-x1")[0]["ts"])
+    assert (started_x1 - parked_a).total_seconds() < 0.5
+    repo.verify_ok()
+
+
 def test_batch_max_1_lands_one_branch_at_a_time(tmp_path: Path) -> None:
     repo = _repo(tmp_path, batch_max=1, batch_wait=0)
     cmd = agent_script(tmp_path / "agent.py", """

@@ -749,7 +749,7 @@ class Mill:
                         executor.submit(again.task.id, again.resume, failed_for(again.task))
                     # a worker is kept free for the next task of the critical path, which
                     # a parked branch unblocks when it lands
-                    held = (self._held_for_landings(ledger, parked, skip)
+                    held = (self._held_for_landings(ledger, parked, skip, in_flight)
                             if parked and len(in_flight) < self.settings.workers else 0)
                     while (not paused and not self.stop.is_set()
                            and len(in_flight) + held < self.settings.workers
@@ -783,12 +783,14 @@ class Mill:
                 self._executor = None
 
     def _held_for_landings(self, ledger: Ledger, parked: Mapping[str, TaskWorker],
-                           skip: set[str]) -> int:
+                           skip: set[str], in_flight: set[str]) -> int:
         """How many free workers wait for what parked branches unblock: one per parked
         branch on which a longer chain of work waits than on the task that would be
-        dispatched now (of no higher priority). So the critical path's next task starts the
-        moment its blocker lands, not when a worker is next free: a worker idles for one
-        landing rather than the chain waiting for a whole turn of other work."""
+        dispatched now (of no higher priority), when that chain is the critical path (the
+        work not started yet, spread over the workers, is no longer). So the critical
+        path's next task starts the moment its blocker lands, not when a worker is next
+        free: a worker idles for one landing rather than the chain waiting for a whole turn
+        of other work."""
         candidates = self._candidates(ledger, skip)
         if not candidates:
             return 0
@@ -796,12 +798,15 @@ class Mill:
         weights, _ = ledger.chain_weights()
         first = candidates[0]
         ahead = chains.get(first.id, 1.0)
+        unstarted = sum(w for tid, w in weights.items()
+                        if tid not in in_flight and tid not in parked)
         held = 0
         for task_id, worker in parked.items():
             if worker.parked is None or worker.parked.done():
                 continue
             after = chains.get(task_id, 0.0) - weights.get(task_id, 1.0)
-            if after > ahead and worker.task.priority <= first.priority:
+            if (after > ahead and after * self.settings.workers >= unstarted
+                    and worker.task.priority <= first.priority):
                 held += 1
         return held
 
