@@ -6,21 +6,29 @@ time) and applies that commit's diff, so the project's real code lands; each tas
 checks are the test files of what its commit touches (an import smoke test when it touches
 no code), and the project check -- what the merge queue runs before landing -- is the
 project's whole pytest suite, run by the project's own test venv (the real-project cache,
-``make real-project-cache``). A task whose diff does not apply without an earlier one waits
-for it (``after``), as a planner would order them. 3 workers. Three runs:
+``make real-project-cache``). A task waits for an earlier one (``after``) only where its
+commit really needs it: its diff does not apply without it (:data:`DEPS`, checked against
+the commits at every run by :func:`check_deps`: each dependency is needed, and every two
+tasks not ordered by them land cleanly in either order). 3 workers. Four runs:
 
 - one-at-a-time: ``[merge] batch_max = 1``;
 - batching: ``batch_max = 5`` (``batch_wait`` = ``--batch-wait``);
 - batching + bisection: the same, with a breaking edit injected into 20% of the tasks (a
   failing test file, which their own checks do not run; their agent removes it once the
-  merge queue sends them back).
+  merge queue sends them back);
+- batching + speculation: batching, with ``[merge] speculate = true`` (the other runs have
+  it off, whatever the machine's cores).
 
 For each: total time, suite runs (the merge queue's, cached ones not counted) per landed
 task, mean agent overlap (tasks in an agent turn at once, time-weighted from the first
 turn's start to the last one's end, from the ``turn_started`` / ``turn_finished`` events),
 and total time against max(critical path, total work / workers): work is every agent turn
 (with its own checks) plus every suite run; the critical path is the longest chain of
-dependent tasks, each counted with its turns and one suite run.
+dependent tasks, each counted with its turns and one suite run. What the task graph allows
+at best is said too: the overlap cannot exceed the turns' total time over the time the
+longest chain takes (its turns, and a suite run to land each link before the next starts),
+and each link of that chain lands on its own, so there are at least as many suite runs as
+links.
 
     python -m benchmarks.merge_queue [--repo PATH] [--agent-seconds 6] [--batch-wait 8]
 
@@ -77,9 +85,12 @@ COMMITS = [
     "4c85c352664f6ed33b00b98e52c2232081ca943d",  # CodSpeedHQ/action v4.18.1 (#341)
     "c3a124cdeb272d7f63bc0aa66f79c6fbafd2fc6d",  # pre-commit autoupdate (#347)
 ]
-DEPS = {2: [0], 10: [2, 8], 12: [10], 13: [12]}
-"""Task k waits for task j: k's diff does not apply on the base without j's (CI files edited
-by consecutive dependency bumps). Every other pair merges cleanly in any order."""
+DEPS = {2: [0], 10: [2], 13: [10]}
+"""Task k waits for task j: k's diff does not apply without j's (the same lines of CI files
+edited by consecutive dependency bumps: release-drafter.yml by 0 and 2, the workflows by 2
+and 10, benchmark.yml by 10 and 13). Every other pair lands cleanly in either order
+(:func:`check_deps`). Earlier versions also had 10 wait for 8 and 12 for 10, 13 for 12:
+those commits touch the same files, but not the same lines, and merge cleanly."""
 BREAKING_EVERY = 5
 """In the bisection run, tasks 1, 6, 11 (every fifth: 20%) get a breaking edit."""
 DEFAULT_REPO = ROOT / ".cache" / "bench-history" / "humanize"
@@ -120,6 +131,7 @@ class Mode:
     batch_max: int
     batch_wait: float
     breaking: bool
+    speculate: bool = False
 
 
 def parser() -> argparse.ArgumentParser:
@@ -132,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
                    help="each agent turn's thinking time before it applies its diff")
     p.add_argument("--batch-wait", type=float, default=8.0,
                    help="[merge] batch_wait of the batching runs")
-    p.add_argument("--modes", default="one-at-a-time,batching,bisection",
+    p.add_argument("--modes", default="one-at-a-time,batching,bisection,speculation",
                    help="which runs (comma-separated)")
     return p
 
@@ -195,7 +207,8 @@ def set_up(tmp: Path, source: Path, mode: Mode, args: argparse.Namespace,
     (repo / ".taskmill" / "config.toml").write_text("\n".join([
         'prefix = "hz"', "", "[checks]", f"commands = [{json.dumps(suite)}]", "",
         "[run]", "max_iterations = 4", "",
-        "[merge]", f"batch_max = {mode.batch_max}", f"batch_wait = {mode.batch_wait}", "",
+        "[merge]", f"batch_max = {mode.batch_max}", f"batch_wait = {mode.batch_wait}",
+        f"speculate = {str(mode.speculate).lower()}", "",
         "[sandbox]", "enabled = false", ""]), encoding="utf-8")
     git(repo, "add", ".taskmill", env=env)
     git(repo, "commit", "-q", "-m", "taskmill init", env=env)
@@ -228,6 +241,64 @@ def set_up(tmp: Path, source: Path, mode: Mode, args: argparse.Namespace,
     (tmp / "agent.json").write_text(json.dumps(spec), encoding="utf-8")
     (tmp / "agent.py").write_text(AGENT, encoding="utf-8")
     return repo, ids, {ids[t["key"]]: i for i, t in enumerate(plan)}  # type: ignore[index]
+
+
+# -- the task graph --------------------------------------------------------------------------
+
+
+def closure(k: int) -> set[int]:
+    """Every task ``k`` waits for, directly or not."""
+    found: set[int] = set()
+    todo = list(DEPS.get(k, []))
+    while todo:
+        j = todo.pop()
+        if j not in found:
+            found.add(j)
+            todo += DEPS.get(j, [])
+    return found
+
+
+def check_deps(source: Path, tmp: Path, env: Mapping[str, str], count: int) -> str | None:
+    """Check :data:`DEPS` against the commits (None: right; else what is wrong): each
+    commit cherry-picks onto the base with what it waits for; without one of those (and
+    what waits for it) it does not, or it conflicts with it; and any two tasks neither of
+    which waits for the other merge cleanly (``git merge-tree``)."""
+    scratch = tmp / "deps"
+    git(tmp, "clone", "-q", "--no-checkout", str(source), str(scratch), env=env)
+
+    def line(ks: Sequence[int]) -> str | None:
+        git(scratch, "checkout", "-q", "-f", "--detach", BASE, env=env)
+        for k in sorted(ks):
+            picked = subprocess.run(["git", "-C", str(scratch), "cherry-pick", "--no-commit",
+                                     COMMITS[k]], env=dict(env), capture_output=True,
+                                    check=False)
+            if picked.returncode != 0:
+                git(scratch, "reset", "-q", "--hard", env=env)
+                return None
+            git(scratch, "commit", "-q", "--allow-empty", "-m", f"c{k:02d}", env=env)
+        return git(scratch, "rev-parse", "HEAD", env=env)
+
+    def merges(a: str, b: str) -> bool:
+        return subprocess.run(["git", "-C", str(scratch), "merge-tree", "--write-tree", a, b],
+                              env=dict(env), capture_output=True, check=False).returncode == 0
+
+    lines: dict[int, str] = {}
+    for k in range(count):
+        made = line([*closure(k), k])
+        if made is None:
+            return f"c{k:02d} does not apply after {sorted(closure(k))}"
+        lines[k] = made
+    for k in range(count):
+        for j in DEPS.get(k, []):
+            rest = {m for m in closure(k) if m != j and j not in closure(m)}
+            alone = line([*rest, k])
+            if alone is not None and merges(alone, lines[j]):
+                return f"c{k:02d} does not need c{j:02d}: it applies and merges without it"
+    for k in range(count):
+        for j in range(k):
+            if j not in closure(k) and not merges(lines[j], lines[k]):
+                return f"c{j:02d} and c{k:02d} conflict, and neither waits for the other"
+    return None
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -279,12 +350,22 @@ def measure(report: Report, mode: Mode, run: MillRun, index: Mapping[str, int],
         finish[k] = ahead + work_of.get(by_index.get(k, ""), 0.0) + one_suite
     critical = max(finish.values(), default=0.0)
     bound = max(critical, work / WORKERS)
+    # what the graph allows at best: the longest chain's turns, and a suite run to land
+    # each link before the next one starts (the last one's is after the last turn)
+    turn_s = median(list(work_of.values())) if work_of else 0.0
+    links = max((len(closure(k)) + 1 for k in range(count)), default=1)
+    chain_s = links * turn_s + (links - 1) * one_suite
+    ceiling = min(float(WORKERS), sum(work_of.values()) / chain_s) if chain_s else math.nan
     name = mode.name
     report.add(f"{name}: tasks landed", landed, "tasks", f"= {count}", landed == count)
     report.add(f"{name}: total time", total, "s")
     report.add(f"{name}: suite runs per landed task", per_task, "runs")
     report.add(f"{name}: mean agent overlap ({WORKERS} workers)", overlap, "tasks",
                f">= {TARGET_OVERLAP}", overlap >= TARGET_OVERLAP)
+    report.add(f"{name}: the task graph's ceiling on agent overlap", ceiling, "tasks")
+    if not mode.breaking:
+        report.add(f"{name}: the task graph's floor on suite runs per landed task",
+                   links / count, "runs")
     report.add(f"{name}: total time / max(critical path, work / workers)", total / bound,
                "x", f"<= {TARGET_BOUND}", total / bound <= TARGET_BOUND)
     batches = [len(e["tasks"]) for e in run.of("batch_started")]
@@ -310,9 +391,18 @@ def run(args: argparse.Namespace) -> Report:
     modes = {m.name: m for m in (
         Mode("one-at-a-time", 1, 0.0, False),
         Mode("batching", 5, args.batch_wait, False),
-        Mode("bisection", 5, args.batch_wait, True))}
+        Mode("bisection", 5, args.batch_wait, True),
+        Mode("speculation", 5, args.batch_wait, False, speculate=True))}
     wanted = [m.strip() for m in args.modes.split(",") if m.strip()]
     count = min(args.tasks, len(COMMITS))
+    with workdir("mq-deps", args.keep) as tmp:
+        wrong = check_deps(args.repo, tmp, bench_env(tmp / "home"), count)
+    if wrong is not None:
+        report.note(f"skipped: the task graph (DEPS) is wrong: {wrong}")
+        print(f"merge_queue: DEPS is wrong: {wrong}", file=sys.stderr)
+        return report
+    report.note(f"task graph checked against the commits: waits {DEPS}; the longest chain "
+                f"has {max(len(closure(k)) + 1 for k in range(count))} tasks")
     results: dict[str, dict[str, float]] = {}
     for name in wanted:
         mode = modes[name]

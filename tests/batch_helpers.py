@@ -88,7 +88,7 @@ def requests(commits: Sequence[str], *, resumed: bool = False) -> list[LandReque
 def make_lander(repo: Path, run_dir: Path, *, batch_max: int, flaky_retries: int = 0,
                 checks: Sequence[str] = (CHECK,), check_env: Mapping[str, str] | None = None,
                 events: list[dict[str, Any]] | None = None,
-                cache: CheckCache | None = None) -> BatchLander:
+                cache: CheckCache | None = None, speculate: bool = False) -> BatchLander:
     queue = MergeQueue(Git(repo, git_env(os.environ)), target="main",
                        lock_path=run_dir / "merge.lock", checks=checks,
                        check_env=check_env or {"PATH": os.environ["PATH"]}, check_timeout=60,
@@ -98,7 +98,8 @@ def make_lander(repo: Path, run_dir: Path, *, batch_max: int, flaky_retries: int
         def emit(kind: str, **data: Any) -> None:
             events.append({"event": kind, **data})
     return BatchLander(queue, settings=MergeSettings(batch_max=batch_max,
-                                                     flaky_retries=flaky_retries),
+                                                     flaky_retries=flaky_retries,
+                                                     speculate=speculate),
                        emit=emit, cache=cache)
 
 

@@ -303,21 +303,30 @@ def test_merge_config_is_checked_and_read() -> None:
     config = config_from_toml({"prefix": "tm", "merge": {"batch-max": 3, "batch_wait": 2.5}})
     assert MergeSettings.from_config(config.merge) == MergeSettings(3, 2.5, 1)
     assert MergeSettings.from_config({}) == MergeSettings(batch_max=5, batch_wait=0.0,
-                                                          flaky_retries=1)
+                                                          flaky_retries=1, speculate="auto")
+    for value in ("auto", True, False):
+        assert check_config({"prefix": "tm", "merge": {"speculate": value}}) == []
+        config = config_from_toml({"prefix": "tm", "merge": {"speculate": value}})
+        assert MergeSettings.from_config(config.merge).speculate == value
+    for bad in ("yes", 1, "on"):
+        assert any("[merge] speculate" in p
+                   for p in check_config({"prefix": "tm", "merge": {"speculate": bad}})), bad
+    with pytest.raises(ValueError, match="speculate must be"):
+        MergeSettings(speculate="yes")
     # the commented template, uncommented, is a valid [merge] table
     import tomllib
 
     lines = DEFAULT_CONFIG.split("# [merge]", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
     table = tomllib.loads("\n".join(line.removeprefix("# ") for line in lines))
     assert check_config({"prefix": "tm", "merge": table}) == []
-    assert set(table) == {"batch_max", "batch_wait", "flaky_retries"}
+    assert set(table) == {"batch_max", "batch_wait", "flaky_retries", "speculate"}
 
 
 # -- the property: a batching queue lands what a one-at-a-time queue lands -------------------
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, str]], int, int]:
+def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, str]], int, int, bool]:
     n = draw(st.integers(2, 7))
     index = st.integers(0, n - 1)
     pair = st.tuples(index, index).filter(lambda p: p[0] < p[1])
@@ -333,17 +342,20 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, str]], int, int]:
         specs[i][f"shared{k}.txt"], specs[j][f"shared{k}.txt"] = f"from {i}\n", f"from {j}\n"
     for i, j in copies:  # j brings exactly what i brings: nothing to land after i
         specs[j] = dict(specs[i])
-    return specs, draw(st.integers(2, 5)), draw(st.integers(0, 1))
+    return specs, draw(st.integers(2, 5)), draw(st.integers(0, 1)), draw(st.booleans())
 
 
 def _run_queue(template: Path, root: Path, specs: list[dict[str, str]], batch_max: int,
-               retries: int) -> tuple[dict[str, str], int, str, list[str]]:
+               retries: int, speculate: bool = False,
+               events: list[dict[str, Any]] | None = None
+               ) -> tuple[dict[str, str], int, str, list[str]]:
     repo = copy_repo(template, root / f"repo{batch_max}")
     base = git(repo, "rev-parse", "main")
     commits = make_branches(repo, specs)
     lander = make_lander(repo, root / f"run{batch_max}", batch_max=batch_max,
-                         flaky_retries=retries)
+                         flaky_retries=retries, speculate=speculate, events=events)
     results = lander.land_batch(requests(commits))
+    lander.close()
     landed = landed_trailers(repo, base)
     # never a red tree on the target, every task at most once, each landing its result's
     assert all(is_green(tree_files(repo, c)) for c in target_commits(repo, base))
@@ -356,25 +368,33 @@ def _run_queue(template: Path, root: Path, specs: list[dict[str, str]], batch_ma
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios())
-def test_batching_lands_what_one_at_a_time_lands(template: Path,
-                                                 scenario: tuple[list[dict[str, str]], int, int]
-                                                 ) -> None:
-    specs, batch_max, retries = scenario
+def test_batching_lands_what_one_at_a_time_lands(
+        template: Path, scenario: tuple[list[dict[str, str]], int, int, bool]) -> None:
+    """... with speculation too (the next batch checked on top of the one ahead, in
+    parallel): the same verdicts, the same target, never a red tree, every task once."""
+    specs, batch_max, retries, speculate = scenario
+    events: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         root = Path(tmp)
         one, one_runs, one_tree, one_landed = _run_queue(template, root, specs, 1, retries)
         many, many_runs, many_tree, many_landed = _run_queue(template, root, specs, batch_max,
-                                                             retries)
+                                                             retries, speculate, events)
     assert many == one  # every task's outcome (landed, satisfied, conflict, checks_failed)
     assert many_landed == one_landed and many_tree == one_tree
     culprits = sum(1 for outcome in one.values() if outcome == "checks_failed")
-    if culprits == 0:  # nothing fails: one run per batch
-        assert many_runs <= math.ceil(len(specs) / batch_max)
+    batches = math.ceil(len(specs) / batch_max)
+    if culprits == 0:  # nothing fails: one run per batch (a speculative one is used)
+        assert many_runs <= batches
         assert many_runs <= one_runs
+        if speculate:  # every speculation was on a batch that landed whole
+            assert not [e for e in events if e["event"] == "speculation_discarded"]
     else:
-        # bisection's bound: at most 2m - 1 runs for a batch of m, and its retries
-        batches = math.ceil(len(specs) / batch_max)
-        assert many_runs <= 2 * len(specs) - batches + retries * batches
+        # bisection's bound: at most 2m - 1 runs for a batch of m, and its retries; a
+        # speculation behind a red batch may have run (at most one per batch)
+        wasted = batches if speculate else 0
+        assert many_runs <= 2 * len(specs) - batches + retries * batches + wasted
+    if not speculate:
+        assert not [e for e in events if e["event"].startswith("speculation")]
 
 
 # -- crash safety: kill -9 during a batch's checks and during its landing --------------------

@@ -19,6 +19,17 @@ class _Lander:
         self.settings = settings
         self.batches: list[list[str]] = []
 
+    upcoming = None
+
+    def speculate(self) -> None:
+        pass
+
+    def speculated(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
     def land_batch(self, requests: Sequence[LandRequest]) -> list[BatchLandResult]:
         self.batches.append([r.task.id for r in requests])
         return [BatchLandResult("landed", "c", task_id=r.task.id) for r in requests]

@@ -32,6 +32,7 @@ def test_batches_show_their_checks_bisection_and_landings(tmp_path: Path) -> Non
     (batch,) = log.snapshot()["batches"]
     assert batch["state"] == "checking" and batch["base"] == "b0"
     assert [(c["passed"], c["retry"]) for c in batch["checks"]] == [(False, 0), (False, 1)]
+    assert not any(c["speculative"] for c in batch["checks"])
 
     _write(path, [
         {"event": "batch_checks", "tree": "t2", "cached": False, "passed": True,
@@ -53,6 +54,13 @@ def test_batches_show_their_checks_bisection_and_landings(tmp_path: Path) -> Non
     assert batch["landed"] == ["tm-a", "tm-c"]
     assert batch["checks"][-1]["cached"] is True
 
+    _write(path, [  # the next batch checked on top of this one, while it is
+        {"event": "batch_checks", "tree": "t4", "cached": False, "passed": True,
+         "tasks": ["tm-d"], "retry": 0, "speculative": True},
+    ])
+    log.refresh()
+    (checks,) = [c for c in log.snapshot()["batches"][0]["checks"] if c["speculative"]]
+    assert checks["tasks"] == ["tm-d"]
     _write(path, [
         {"event": "batch_finished",
          "outcomes": {"tm-a": "landed", "tm-b": "checks_failed", "tm-c": "landed"}},

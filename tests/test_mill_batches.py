@@ -193,6 +193,106 @@ def test_a_conflict_in_a_batch_sends_back_only_that_branch_with_the_target_merge
     repo.verify_ok()
 
 
+def test_with_speculate_the_next_batch_is_checked_while_the_one_ahead_is(
+        tmp_path: Path) -> None:
+    """``[merge] speculate = true``, batches of 2, 4 tasks at once: the two branches behind
+    the first batch are checked on top of it at the same time; that batch lands whole, so
+    the speculative result is the second batch's. Two runs of the project checks in all; the
+    audit trail has the speculation."""
+    repo = _repo(tmp_path, batch_max=2, batch_wait=5, delay=2)
+    config = repo.root / ".taskmill" / "config.toml"
+    config.write_text(config.read_text() + "speculate = true\n")
+    repo.git("commit", "-qam", "speculate")
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    ids = [repo.create(f"tm-{i}", checks=[f"test -f tm-{i}.txt"]) for i in range(4)]
+
+    result = repo.run("--agent-cmd", cmd, "-j", "4")
+
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(ids)
+    first, second = (e["tasks"] for e in result.events_of("batch_started"))
+    # (speculated again as each branch arrived: an earlier speculation is superseded)
+    started = result.events_of("speculation_started")[-1]
+    assert started["tasks"] == second and started["ahead"] == first
+    assert {e["why"] for e in result.events_of("speculation_discarded")} <= {
+        "superseded by a newer speculation"}
+    (used,) = result.events_of("speculation_used")
+    assert used["tasks"] == second and used["passed"] is True
+    # two runs of the project checks ended, the speculative one being the second batch's
+    # (a superseded speculation's run is cut as it starts)
+    assert [(e["tasks"], e.get("speculative", False)) for e in sorted(
+        result.events_of("batch_checks"), key=lambda e: e["tasks"] == second)] == [
+        (first, False), (second, True)]
+    trail = [e.kind for e in repo.ledger.events() if e.task_id is None]
+    assert "speculation_started" in trail and "speculation_used" in trail
+    # the speculative checkouts are the merge queue's own, not the user's or a task's
+    assert repo.git("worktree", "list").count("lander-speculative") >= 1
+    repo.verify_ok()
+
+
+def test_a_worker_is_kept_for_the_critical_path_while_its_branch_lands(
+        tmp_path: Path) -> None:
+    """tm-a -> tm-b -> tm-c is the long chain; tm-x and tm-y stand alone and take 5 s each.
+    Two workers. When tm-a parks, the free worker is kept for tm-b (ready the moment tm-a
+    lands) instead of starting tm-y, which would hold it for 5 s while tm-b waits."""
+    repo = _repo(tmp_path, batch_max=5, batch_wait=0, delay=1)
+    cmd = agent_script(tmp_path / "agent.py", """
+        import time
+        if TASK in ("tm-x", "tm-y"):
+            time.sleep(5)
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    repo.create("tm-a", priority=2)
+    repo.create("tm-b", after=["tm-a"])
+    repo.create("tm-c", after=["tm-b"])
+    repo.create("tm-x")
+    repo.create("tm-y")
+
+    result = repo.run("--agent-cmd", cmd, "-j", "2")
+
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(["tm-a", "tm-b", "tm-c", "tm-x", "tm-y"])
+    order = [e["task"] for e in result.events_of("dispatched")]
+    assert order[0] == "tm-a"  # the longest chain first
+    # tm-b started as soon as tm-a landed, before the second stand-alone task
+    assert order.index("tm-b") < order.index("tm-y") or order.index("tm-b") < order.index(
+        "tm-x"), order
+    landed_a = _ts(result.events_of("landed", "tm-a")[0]["ts"])
+    started_b = _ts(result.events_of("dispatched", "tm-b")[0]["ts"])
+    assert (started_b - landed_a).total_seconds() < 2
+    repo.verify_ok()
+
+
+def test_no_worker_is_kept_when_other_work_is_the_critical_path(tmp_path: Path) -> None:
+    """tm-a -> tm-b -> tm-c, and six stand-alone tasks of 2 s: the work not started (7
+    tasks over 2 workers) is longer than the chain waiting on tm-a (2), so when tm-a parks
+    its worker takes the next stand-alone task at once."""
+    repo = _repo(tmp_path, batch_max=5, batch_wait=0, delay=1)
+    cmd = agent_script(tmp_path / "agent.py", """
+        import time
+        if TASK.startswith("tm-x"):
+            time.sleep(2)
+        (WT / f"{TASK}.txt").write_text(TASK + "\\n")
+    """, spy=repo.spy)
+    repo.create("tm-a")
+    repo.create("tm-b", after=["tm-a"])
+    repo.create("tm-c", after=["tm-b"])
+    for i in range(6):
+        repo.create(f"tm-x{i}")
+
+    result = repo.run("--agent-cmd", cmd, "-j", "2")
+
+    assert result.returncode == 0, result.describe()
+    order = [e["task"] for e in result.events_of("dispatched")]
+    assert order[:3] == ["tm-a", "tm-x0", "tm-x1"], order
+    parked_a = _ts(result.events_of("merge_queued", "tm-a")[0]["ts"])
+    started_x1 = _ts(result.events_of("dispatched", "tm-x1")[0]["ts"])
+    assert (started_x1 - parked_a).total_seconds() < 0.5
+    repo.verify_ok()
+
+
 def test_batch_max_1_lands_one_branch_at_a_time(tmp_path: Path) -> None:
     repo = _repo(tmp_path, batch_max=1, batch_wait=0)
     cmd = agent_script(tmp_path / "agent.py", """

@@ -34,6 +34,7 @@ commands = []
 # batch_max = 5                # branches landed together, the project checks run once on them
 # batch_wait = 0               # seconds to wait for a batch to fill when fewer are waiting
 # flaky_retries = 1            # a red batch is checked again this often, then bisected
+# speculate = "auto"           # check the next batch on top of the one ahead ("auto": >2 cores)
 
 # [sandbox]                    # every agent turn and check runs in a sandbox (bubblewrap)
 # enabled = "auto"             # true: refuse to run without one; false: off

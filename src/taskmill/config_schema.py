@@ -141,6 +141,9 @@ class MergeTable(_Table):
     """Seconds to wait for a batch to fill when fewer branches wait to land."""
     flaky_retries: Annotated[int, Field(ge=0)] | None = None
     """Times a red batch is checked again before it is bisected."""
+    speculate: Literal["auto"] | bool | None = None
+    """Check the branches waiting behind a batch on top of it, in parallel ("auto": on
+    with more than 2 cores)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -113,6 +113,12 @@ class MillEvent(StrEnum):
     """The target moved to a batch's last commit (one commit per task)."""
     BATCH_FINISHED = "batch_finished"
     """Every task of a batch has its verdict (``outcomes``: task -> landed, conflict...)."""
+    SPECULATION_STARTED = "speculation_started"
+    """The branches waiting behind a batch are checked on top of it, in parallel with it."""
+    SPECULATION_USED = "speculation_used"
+    """The batch ahead landed whole: a speculative check's result is the next batch's."""
+    SPECULATION_DISCARDED = "speculation_discarded"
+    """The batch ahead did not land whole (``why``): the speculative check is dropped."""
 
 
 class LedgerEvent(StrEnum):
@@ -144,3 +150,6 @@ class LedgerEvent(StrEnum):
     BISECT_STEP = "bisect_step"
     BATCH_LANDED = "batch_landed"
     BATCH_FINISHED = "batch_finished"
+    SPECULATION_STARTED = "speculation_started"
+    SPECULATION_USED = "speculation_used"
+    SPECULATION_DISCARDED = "speculation_discarded"

@@ -22,6 +22,10 @@ batch_max`` at a time:
    worker's checks, :meth:`BatchLander.remember`), the tasks it fails in combination with.
    The others land.
 
+With ``[merge] speculate`` on, the next branches waiting are checked on top of a batch
+while its own checks run (:mod:`taskmill.mill.speculation`); the result is used only for
+the tree it was run on, once the batch ahead landed whole.
+
 Every verdict is a sequential queue's: a branch is checked on exactly the tip a
 one-at-a-time queue would have checked it on, or on a tree holding it and branches that
 land with it (when that tree is green, every branch of it lands). A conflict or a "nothing
@@ -33,6 +37,7 @@ checks twice on one tree.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -42,8 +47,9 @@ from ..model import Task
 from .check_cache import CheckCache, Verdict, cache_key
 from .checks import ChecksResult, run_checks
 from .git import TRAILER, commit_tree, merge_tree
-from .land import ADVANCE_JOURNAL, LandResult, MergeQueue, _recover_advance, landing_message
+from .land import ADVANCE_JOURNAL, LandResult, MergeQueue, landing_message, recover_advance
 from .lander_checkout import Checkout, LanderCheckout
+from .speculation import SLOTS, Speculation, Speculator, speculates
 
 Emit = Callable[..., None]
 """``emit(kind, **data)``, e.g. :meth:`taskmill.mill.events.EventBus.emit`."""
@@ -62,11 +68,17 @@ class MergeSettings:
     """Seconds to wait for a batch to fill when fewer than ``batch_max`` wait to land."""
     flaky_retries: int = 1
     """Times a red batch's tree is checked again before it is bisected (a pass: flaky)."""
+    speculate: bool | str = "auto"
+    """Check the branches waiting behind a batch on top of it, while its checks run:
+    ``"auto"`` (when the machine has more than 2 cores), ``True`` or ``False``."""
 
     def __post_init__(self) -> None:
         if self.batch_max < 1 or self.batch_wait < 0 or self.flaky_retries < 0:
             raise ValueError(f"invalid merge settings {self}: batch_max must be at least 1, "
                              "batch_wait and flaky_retries at least 0")
+        if self.speculate not in ("auto", True, False):
+            raise ValueError(f"invalid merge settings {self}: speculate must be \"auto\", "
+                             "true or false")
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> MergeSettings:
@@ -150,7 +162,12 @@ class BatchLander:
 
     def __init__(self, queue: MergeQueue, *, checkout: Checkout | None = None,
                  settings: MergeSettings | None = None, cache: CheckCache | None = None,
-                 emit: Emit | None = None) -> None:
+                 emit: Emit | None = None,
+                 speculative_checkouts: Sequence[Checkout] | None = None,
+                 cpus: int | None = None) -> None:
+        """``cpus``: the machine's cores (``[merge] speculate = "auto"`` speculates with more
+        than 2); ``speculative_checkouts``: where speculative checks run (default:
+        :data:`~.speculation.SLOTS` more :class:`LanderCheckout` directories)."""
         self.queue = queue
         self.git = queue.git
         self.checkout: Checkout = checkout or LanderCheckout(queue.git)
@@ -158,8 +175,28 @@ class BatchLander:
         self.cache = cache or CheckCache()
         self.emit: Emit = emit or (lambda kind, **data: None)
         self.check_runs = 0
-        """Times the checks were run (not answered from the cache)."""
+        """Times the checks were run (not answered from the cache), speculative runs
+        included."""
         self._merges: dict[tuple[str, str, str, int], _Merged] = {}
+        self._count_lock = threading.Lock()
+        self.speculator: Speculator | None = None
+        """Runs the speculative checks (None: ``[merge] speculate`` is off)."""
+        self._ahead: tuple[str, list[str]] | None = None
+        """While a batch's checks run: its last commit and its tasks (what the branches
+        waiting behind it are speculated on)."""
+        self._next: list[LandRequest] = []
+        """The next part of the requests :meth:`land_batch` is landing, when it has more
+        than ``batch_max`` (speculated on before what the :attr:`upcoming` callback gives)."""
+        self.upcoming: Callable[[], Sequence[LandRequest]] | None = None
+        """The branches waiting behind the batch landing now (the landing queue's)."""
+        self._spec_lock = threading.Lock()
+        if speculates(self.settings.speculate, cpus):
+            main = LanderCheckout(queue.git).path
+            checkouts = speculative_checkouts or [
+                LanderCheckout(queue.git, path=main.with_name(f"lander-speculative-{slot}"))
+                for slot in range(SLOTS)]
+            self.speculator = Speculator(self._run_speculative, checkouts,
+                                         queue.lock_path.parent, self.emit)
 
     # -- the batches -----------------------------------------------------------------------
 
@@ -173,7 +210,7 @@ class BatchLander:
         with self.queue.locked():
             journal = self.queue.lock_path.with_name(ADVANCE_JOURNAL)
             if journal.exists():
-                _recover_advance(self.git, journal, self.queue.user_git)
+                recover_advance(self.git, journal, self.queue.user_git)
             tip = self.queue.tip()
             pending: list[int] = []
             for i, req in enumerate(requests):
@@ -185,6 +222,7 @@ class BatchLander:
             size = self.settings.batch_max
             for start in range(0, len(pending), size):
                 chunk = pending[start:start + size]
+                self._next = [requests[i] for i in pending[start + size:start + 2 * size]]
                 self._batch(requests, chunk, results)
                 self.emit("batch_finished", outcomes={
                     requests[i].task.id: results[i].outcome for i in chunk})
@@ -207,8 +245,10 @@ class BatchLander:
                 self._settle(_Batch(base, base), requests, idx, results, top=True)
                 return
             except _TargetMoved:
+                self.discard_speculation("the target moved under the batch ahead")
                 idx = [i for i in idx if i not in results]
             except _Cancelled:
+                self.discard_speculation("the run stopped")
                 break
         else:
             for i in idx:
@@ -237,7 +277,22 @@ class BatchLander:
         last = links[-1][1]
         tested = [requests[i].task.id for i, _ in links]
         retries = self.settings.flaky_retries if top and len(links) > 1 else 0
-        verdict = self._check(last.tree, last.commit, tested, retries)
+        claimed = None
+        if top:  # what was speculated on this tree is this batch's; then the next one's
+            if self.speculator is not None and self.queue.checks:
+                claimed = self.speculator.claim(
+                    cache_key(last.tree, self.queue.checks, self.queue.check_env))
+            self._ahead = (last.commit, tested)
+            self.speculate()
+        try:
+            verdict = self._check(last.tree, last.commit, tested, retries, claimed)
+        finally:
+            if top:
+                with self._spec_lock:
+                    self._ahead = None
+        if top and not verdict.ok:
+            with self._spec_lock:
+                self.discard_speculation("the batch ahead failed its checks")
         if not top:
             self.emit("bisect_step", tested=tested, passed=verdict.ok)
         if verdict.ok:
@@ -362,7 +417,8 @@ class BatchLander:
 
     # -- checks and the target -------------------------------------------------------------
 
-    def _check(self, tree: str, commit: str, tasks: list[str], retries: int) -> Verdict:
+    def _check(self, tree: str, commit: str, tasks: list[str], retries: int,
+               speculated: Speculation | None = None) -> Verdict:
         commands = self.queue.checks
         if not commands:
             return Verdict(True)
@@ -371,16 +427,24 @@ class BatchLander:
         if cached is not None:
             self.emit("batch_checks", tree=tree, cached=True, passed=cached.ok, tasks=tasks)
             return replace(cached, cached=True)
-        result = ChecksResult()
-        for attempt in range(retries + 1):
+        # a speculative run on this very tree counts as the first attempt
+        if speculated is None and self.speculator is not None:
+            speculated = self.speculator.claim(key)
+        found = (self.speculator.wait(speculated, self._cancelled)
+                 if self.speculator is not None and speculated is not None else None)
+        if self._cancelled():
+            raise _Cancelled
+        attempt = 0 if found is None else 1
+        result = found
+        while result is None or (not result.ok and attempt <= retries):
             result = self._run(tree, commit)
             if result.cancelled:
                 raise _Cancelled
-            self.check_runs += 1
+            with self._count_lock:
+                self.check_runs += 1
             self.emit("batch_checks", tree=tree, cached=False, passed=result.ok, tasks=tasks,
                       retry=attempt, seconds=round(sum(r.duration_s for r in result.runs), 3))
-            if result.ok:
-                break
+            attempt += 1
         verdict = Verdict(result.ok, "" if result.ok else result.failure_text(), result)
         self.cache.put(key, verdict)
         return verdict
@@ -394,7 +458,7 @@ class BatchLander:
                               cancel=self.queue.cancel, containment=self.queue.containment)
 
     def _advance(self, batch: _Batch, new: str, tasks: list[str]) -> str | None:
-        moved, note = self.queue._advance(batch.tip, new)
+        moved, note = self.queue.advance(batch.tip, new)
         if not moved:
             raise _TargetMoved
         batch.tip = new
@@ -404,3 +468,70 @@ class BatchLander:
 
     def _cancelled(self) -> bool:
         return self.queue.cancel is not None and self.queue.cancel.is_set()
+
+    # -- speculation -------------------------------------------------------------------------
+
+    def speculate(self) -> None:
+        """While a batch's checks run, check the branches waiting behind it on top of it (in
+        the speculative checkout, on a thread of its own): the next part of
+        :meth:`land_batch`'s requests, else what :attr:`upcoming` gives. Does nothing when
+        speculation is off, no batch is being checked, or that is already speculated on.
+        Safe to call from another thread (the landing queue calls it when a branch
+        arrives)."""
+        speculator = self.speculator
+        if speculator is None or not self.queue.checks:
+            return
+        with self._spec_lock:
+            ahead = self._ahead
+            if ahead is None:
+                return
+            base, ahead_tasks = ahead
+            waiting = list(self._next) or list(self.upcoming() if self.upcoming else [])
+            waiting = waiting[:self.settings.batch_max]
+            requested = [r.task.id for r in waiting]
+            live = speculator.live
+            if not waiting or (live is not None and live.base == base
+                               and live.requested == requested):
+                return
+            links, _ = self._chain(base, waiting, list(range(len(waiting))))
+            if not links:
+                return
+            last = links[-1][1]
+            key = cache_key(last.tree, self.queue.checks, self.queue.check_env)
+            if self.cache.get(key) is not None:
+                return
+            speculator.start(Speculation(
+                key, base, list(ahead_tasks), [waiting[i].task.id for i, _ in links],
+                requested, last.tree, last.commit))
+
+    def speculated(self) -> list[str]:
+        """The tasks (in order) of the speculation waiting to be used, when it was made on
+        the target's tip (the batch it was made behind landed whole), else []."""
+        live = self.speculator.live if self.speculator is not None else None
+        if live is None or live.base != self.git.rev(self.queue.ref):
+            return []
+        return list(live.requested)
+
+    def discard_speculation(self, why: str) -> None:
+        if self.speculator is not None:
+            self.speculator.discard(why)
+
+    def close(self) -> None:
+        """Stop speculating (a speculative run is cut, and waited for)."""
+        if self.speculator is not None:
+            self.speculator.close()
+
+    def _run_speculative(self, spec: Speculation, checkout: Checkout) -> ChecksResult:
+        log = self.queue.log_dir / "batches" / f"{spec.tree[:16]}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with checkout(spec.commit) as path:
+            result = run_checks(self.queue.checks, path, self.queue.check_env,
+                                timeout_s=self.queue.check_timeout, log_path=log,
+                                cancel=spec.cancel, containment=self.queue.containment)
+        if not result.cancelled:
+            with self._count_lock:
+                self.check_runs += 1
+            self.emit("batch_checks", tree=spec.tree, cached=False, passed=result.ok,
+                      tasks=spec.tasks, retry=0, speculative=True, ahead=spec.ahead,
+                      seconds=round(sum(r.duration_s for r in result.runs), 3))
+        return result

@@ -4,7 +4,9 @@ The :class:`~.batch.BatchLander` says what it does through one ``emit(kind, **da
 ``batch_started`` (the tasks merged onto the target's tip, and that tip), ``batch_checks``
 (the project checks on a batch's tree: run or answered from the cache, green or red, which
 retry), ``bisect_step`` (part of a red batch checked on its own), ``batch_landed`` (the
-target moved to a batch's last commit) and ``batch_finished`` (each task's verdict). :class:`BatchTrail` is that ``emit`` for a run: each
+target moved to a batch's last commit), ``batch_finished`` (each task's verdict) and, with
+``[merge] speculate``, ``speculation_started`` / ``speculation_used`` /
+``speculation_discarded`` (a ``batch_checks`` of a speculative run says ``speculative``). :class:`BatchTrail` is that ``emit`` for a run: each
 event goes to the run's bus (``--json-events``, the dashboard) and, as a run-level event (no
 task), to the ledger's audit trail, where ``taskmill log`` and ``verify`` see it.
 """
@@ -22,7 +24,8 @@ from .events import EventBus
 
 BATCH_EVENTS = frozenset({LedgerEvent.BATCH_STARTED, LedgerEvent.BATCH_CHECKS,
                           LedgerEvent.BISECT_STEP, LedgerEvent.BATCH_LANDED,
-                          LedgerEvent.BATCH_FINISHED})
+                          LedgerEvent.BATCH_FINISHED, LedgerEvent.SPECULATION_STARTED,
+                          LedgerEvent.SPECULATION_USED, LedgerEvent.SPECULATION_DISCARDED})
 
 
 class BatchTrail:

@@ -4,7 +4,10 @@ The scheduler runs in the calling thread; each claimed task's worker (see :mod:`
 runs on the run's :class:`~.executor.Executor` (threads of this process by default), and a
 worker that finishes, or a task that lands, wakes the scheduler at once, so a dependent
 task starts as soon as its blocker lands (no polling interval). Among ready tasks
-of equal priority the one with the longest chain of work waiting on it goes first.
+of equal priority the one with the longest chain of work waiting on it goes first, and while
+a parked branch on which a longer chain waits than on any ready task is landing, a worker is
+kept free for the task it unblocks (the critical path does not wait for a whole turn of
+other work).
 
 Landing: a worker whose task passed its checks parks the branch in the run's landing queue
 (:mod:`.landing_queue`: one thread lands parked branches in batches with a
@@ -75,6 +78,7 @@ from .land import MergeQueue, recover_interrupted_advance
 from .lander_checkout import LanderCheckout
 from .landing_queue import LandingQueue
 from .settings import RunSettings
+from .speculation import SLOTS
 from .turn_runner import TurnRunner, default_turn_runner
 from .worker import Outcome, TaskWorker, WorkerContext, unchecked_reason
 from .workspaces import Workspaces
@@ -508,10 +512,15 @@ class Mill:
         checkout = LanderCheckout(self.git, prepare=pool.copy_includes,
                                   clean_ignored=self.settings.clean_ignored)
         self._trail = BatchTrail(self.bus, self.ledger, actor=self.actor, run_id=self.run_id)
+        speculative = [LanderCheckout(self.git, prepare=pool.copy_includes,
+                                      path=checkout.path.with_name(f"lander-speculative-{slot}"),
+                                      clean_ignored=self.settings.clean_ignored)
+                       for slot in range(SLOTS)]
         lander = BatchLander(queue_, checkout=checkout,
                              settings=MergeSettings.from_config(self.config.merge),
                              cache=CheckCache(self.paths.run_dir / CACHE_FILE),
-                             emit=self._trail)
+                             emit=self._trail, speculative_checkouts=speculative,
+                             cpus=os.cpu_count())
         self.landing = LandingQueue(lander, clock=self.clock,
                                     more_coming=lambda: self._working > 0)
         return self.landing
@@ -738,8 +747,12 @@ class Mill:
                         again = rejoin.popleft()
                         in_flight.add(again.task.id)
                         executor.submit(again.task.id, again.resume, failed_for(again.task))
+                    # a worker is kept free for the next task of the critical path, which
+                    # a parked branch unblocks when it lands
+                    held = (self._held_for_landings(ledger, parked, skip, in_flight)
+                            if parked and len(in_flight) < self.settings.workers else 0)
                     while (not paused and not self.stop.is_set()
-                           and len(in_flight) < self.settings.workers
+                           and len(in_flight) + held < self.settings.workers
                            and (self.settings.max_tasks is None
                                 or dispatched < self.settings.max_tasks)):
                         claimed = self._claim_next(ledger, skip)
@@ -768,6 +781,34 @@ class Mill:
                     finished(outcome)
             finally:
                 self._executor = None
+
+    def _held_for_landings(self, ledger: Ledger, parked: Mapping[str, TaskWorker],
+                           skip: set[str], in_flight: set[str]) -> int:
+        """How many free workers wait for what parked branches unblock: one per parked
+        branch on which a longer chain of work waits than on the task that would be
+        dispatched now (of no higher priority), when that chain is the critical path (the
+        work not started yet, spread over the workers, is no longer). So the critical
+        path's next task starts the moment its blocker lands, not when a worker is next
+        free: a worker idles for one landing rather than the chain waiting for a whole turn
+        of other work."""
+        candidates = self._candidates(ledger, skip)
+        if not candidates:
+            return 0
+        chains = self._chain_lengths(ledger)
+        weights, _ = ledger.chain_weights()
+        first = candidates[0]
+        ahead = chains.get(first.id, 1.0)
+        unstarted = sum(w for tid, w in weights.items()
+                        if tid not in in_flight and tid not in parked)
+        held = 0
+        for task_id, worker in parked.items():
+            if worker.parked is None or worker.parked.done():
+                continue
+            after = chains.get(task_id, 0.0) - weights.get(task_id, 1.0)
+            if (after > ahead and after * self.settings.workers >= unstarted
+                    and worker.task.priority <= first.priority):
+                held += 1
+        return held
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""

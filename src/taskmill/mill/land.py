@@ -44,19 +44,19 @@ from .worktrees import Workspace
 
 # ADVANCE_JOURNAL (next to the merge lock while the target, and the user's checkout, is
 # being moved) and LandResult are defined elsewhere, and stay importable from here
-__all__ = ["ADVANCE_JOURNAL", "LandResult", "MergeQueue", "landing_message",
+__all__ = ["ADVANCE_JOURNAL", "LandResult", "MergeQueue", "landing_message", "recover_advance",
            "recover_interrupted_advance"]
 
 
 def recover_interrupted_advance(git: Git, lock_path: Path, user_checkout: Path) -> None:
-    """Take the merge lock and undo what a run killed in :meth:`MergeQueue._advance` left."""
+    """Take the merge lock and undo what a run killed in :meth:`MergeQueue.advance` left."""
     if not lock_path.with_name(ADVANCE_JOURNAL).exists():
         return
     with FileLock(lock_path):
-        _recover_advance(git, lock_path.with_name(ADVANCE_JOURNAL), git.at(user_checkout))
+        recover_advance(git, lock_path.with_name(ADVANCE_JOURNAL), git.at(user_checkout))
 
 
-def _recover_advance(git: Git, journal: Path, user: Git) -> None:
+def recover_advance(git: Git, journal: Path, user: Git) -> None:
     """A run died moving ``ref`` from ``old`` to ``new`` (the journal says so; we hold the
     merge lock, so nobody else is moving it). Its git lock files are stale; if the ref did
     not move, the user's checkout goes back to ``old`` and on the branch, as it was."""
@@ -162,7 +162,7 @@ class MergeQueue:
     def _land(self, task: Task, ws: Workspace, lap: int, attempt_log: Path | None) -> LandResult:
         journal = self.lock_path.with_name(ADVANCE_JOURNAL)
         if journal.exists():
-            _recover_advance(self.git, journal, self.user_git)
+            recover_advance(self.git, journal, self.user_git)
         wt = ws.git  # bound to the slot: never the user's checkout
         # only a task taken over from a run that died can have landed already (claims are
         # exclusive), so only then is the target's history searched for its trailer
@@ -202,7 +202,7 @@ class MergeQueue:
                         wt.run("merge", "-q", "--no-edit", tip, check=False)
                         return LandResult("checks_failed", detail=result.failure_text(),
                                           checks=result)
-                moved, note = self._advance(tip, candidate)
+                moved, note = self.advance(tip, candidate)
                 if moved:
                     on_branch = True  # landed: the worktree is released, not worked on
                     return LandResult("landed", candidate, checkout_note=note)
@@ -218,7 +218,7 @@ class MergeQueue:
     def _leave_conflict(self, wt: Git, tip: str) -> None:
         wt.run("merge", "--no-ff", "--no-commit", tip, check=False)
 
-    def _advance(self, old: str, new: str) -> tuple[bool, str | None]:
+    def advance(self, old: str, new: str) -> tuple[bool, str | None]:
         """Move the target from ``old`` to ``new``; the user's checkout only when safe.
 
         A journal says what is being done until it is done, so that a run killed half-way

@@ -7,6 +7,11 @@ lands them with a :class:`~taskmill.mill.batch.BatchLander`. When fewer than ``b
 wait, it waits up to ``[merge] batch_wait`` seconds for more (0: it lands what there is),
 unless one of them is ``urgent`` (other tasks wait for it: the critical path does not wait
 for a batch to fill) or no more can come (``more_coming``: no worker is busy).
+
+With ``[merge] speculate`` on, the lander checks the branches waiting behind the batch it is
+landing on top of that batch (:mod:`taskmill.mill.speculation`): when a batch starts and
+when a branch arrives during its checks. When the batch lands whole, the speculated branches
+are the next batch, taken at once (without waiting for it to fill): their checks have run.
 """
 
 from __future__ import annotations
@@ -42,7 +47,13 @@ class LandingQueue:
                 return future
             self._waiting.append((request, future))
             self._cond.notify_all()
+        self.lander.speculate()  # on top of the batch being checked, if it speculates
         return future
+
+    def upcoming(self) -> list[LandRequest]:
+        """The branches waiting to land, in order (what the lander speculates on)."""
+        with self._cond:
+            return [request for request, _ in self._waiting]
 
     def waiting(self) -> list[str]:
         """The ids of the tasks waiting to land, in order (not those landing now)."""
@@ -60,6 +71,13 @@ class LandingQueue:
 
     def run(self) -> None:
         """Land batches until :meth:`close` (run it in a thread of its own)."""
+        self.lander.upcoming = self.upcoming
+        try:
+            self._land_batches()
+        finally:
+            self.lander.close()
+
+    def _land_batches(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
@@ -80,6 +98,13 @@ class LandingQueue:
         with self._cond:
             while not self._waiting and not self._closed:
                 self._cond.wait()
+            speculated = self.lander.speculated()
+            ids = [request.task.id for request, _ in self._waiting]
+            if speculated and not self._closed and ids[:len(speculated)] == speculated:
+                # their checks ran behind the batch that just landed whole: no wait
+                batch = self._waiting[:len(speculated)]
+                self._waiting = self._waiting[len(speculated):]
+                return batch
             wait = self.lander.settings.batch_wait
             deadline = self.clock.monotonic() + wait
             while (0 < len(self._waiting) < size and not self._closed

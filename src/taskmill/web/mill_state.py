@@ -152,7 +152,8 @@ class MillLog:
             batch["checks"].append({
                 "tree": str(event.get("tree", "")), "tasks": _strings(event.get("tasks")),
                 "cached": bool(event.get("cached")), "passed": bool(event.get("passed")),
-                "retry": int(event.get("retry") or 0)})
+                "retry": int(event.get("retry") or 0),
+                "speculative": bool(event.get("speculative"))})
         elif kind == "bisect_step":
             batch["state"] = "bisecting"
             batch["bisect"].append({"tested": _strings(event.get("tested")),

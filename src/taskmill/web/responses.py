@@ -126,6 +126,8 @@ class BatchChecks(_Response):
     cached: bool = Field(description="Answered from the check cache (not run).")
     passed: bool
     retry: int = Field(0, description="0 for the first run, 1 for the first retry...")
+    speculative: bool = Field(False, description="A speculative run: the next batch's "
+                              "tasks checked on top of this batch, while it was checked.")
 
 
 class BisectStep(_Response):

@@ -718,7 +718,7 @@ async function renderNow(route, initial) {
           b.tasks.map((id, i) => [i ? ", " : "", taskLink(id), b.outcomes[id] ? ` (${b.outcomes[id]})` : ""]),
           h("span", { class: "muted" }, `  ${fmtTime(b.started_at)}`)),
         b.checks.map((c) => h("div", { class: "mono" },
-          `checks on ${c.tasks.join(" + ")}: ${c.cached ? "cached " : ""}${c.passed ? "green" : "red"}${c.retry ? ` (retry ${c.retry})` : ""}`)),
+          `${c.speculative ? "speculative checks (the next batch, on top of this one)" : "checks"} on ${c.tasks.join(" + ")}: ${c.cached ? "cached " : ""}${c.passed ? "green" : "red"}${c.retry ? ` (retry ${c.retry})` : ""}`)),
         b.bisect.map((s) => h("div", { class: "mono" }, `bisect: ${s.tested.join(" + ")} ${s.passed ? "green" : "red"}`)),
         b.landed.length ? h("div", {}, `landed: ${b.landed.join(", ")}`) : null)))
     : h("p", { class: "muted" }, "No batch yet.");
