@@ -143,11 +143,12 @@ def _renamed(node: Any, renames: Mapping[str, str]) -> Any:
 
 def task_schema(record: dict[str, Any]) -> dict[str, Any]:
     """The schema of ``Task.to_json()`` from the schema of the record: without the fields only
-    its full form has, with the derived ``container``, and ``interrupted`` only when true."""
+    its full form has, with the derived ``container``, and ``interrupted`` and ``held`` only
+    when set."""
     props = {k: v for k, v in record["properties"].items() if k not in TaskRecord.FULL_FIELDS}
     props["container"] = {"type": "boolean",
                           "description": described(TaskRecord.container.__doc__ or "")}
-    required = [k for k in props if k != "interrupted"]
+    required = [k for k in props if k not in ("interrupted", "held")]
     return {**record, "properties": props, "required": required}
 
 

@@ -20,7 +20,7 @@ JSON_FIELDS = frozenset({"metadata", "checks", "hints"})
 """Task fields held as JSON text."""
 ATTEMPT_FIELDS = ("id", "task_id", "iteration", "agent", "model", "started_at", "ended_at",
                   "outcome", "input_tokens", "output_tokens", "cost_usd", "commit_sha",
-                  "log_path", "detail", "run_id", "lap")
+                  "log_path", "detail", "run_id", "lap", "role")
 """An attempt's fields, in the order :meth:`LedgerStore.attempts` reads them."""
 
 
