@@ -14,6 +14,7 @@ from .context import Ctx, echo, emit_json, fail, parse_json_option
 if TYPE_CHECKING:
     from ..model import Task
     from ..project import Project
+    from ..roles.budget import Hold
 
 
 def guarded(ctx: Ctx, as_json: bool, body: Callable[[], None]) -> None:
@@ -76,6 +77,7 @@ def show(ctx: Ctx, task_id: str) -> None:
         project = ctx.project()
         task = project.ledger.show(task_id)
         mark_interrupted(project, [task])
+        mark_held(project, [task])
     if ctx.json:
         emit_json(task.to_json(full=True))
     else:
@@ -89,7 +91,12 @@ def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
     if ctx.turn_socket is not None:
         tasks = ctx.remote().ready(limit=limit)
     else:
-        tasks = ctx.project().ledger.ready(limit=limit, beads_compat=beads_compat or None)
+        project = ctx.project()
+        held = role_holds(project)
+        tasks = project.ledger.ready(limit=None if held else limit,
+                                     beads_compat=beads_compat or None)
+        if held:  # the mill hands none of these out today: `blocked` lists them
+            tasks = [t for t in tasks if t.role not in held][:limit]
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -173,6 +180,25 @@ def close(ctx: Ctx, task_ids: Sequence[str], reason: str | None) -> None:
     else:
         for task in tasks:
             echo(f"closed {printable(task.id)}: {printable(task.title)}")
+
+
+def role_holds(project: Project) -> dict[str, Hold]:
+    """The roles whose daily budget is spent now (their open tasks wait)."""
+    from ..roles.budget import current_holds, read_budgets
+
+    budgets = read_budgets(project.paths.dir)
+    return current_holds(project.ledger, budgets, project.ledger.clock.now()) if budgets else {}
+
+
+def mark_held(project: Project, tasks: list[Task],
+              holds: dict[str, Hold] | None = None) -> list[Task]:
+    """Say on each open task whose role spent its daily budget why it waits (``held``)."""
+    found = role_holds(project) if holds is None else holds
+    if found:
+        from ..roles.budget import mark_held as mark
+
+        mark(tasks, found)
+    return tasks
 
 
 def mark_interrupted(project: Project, tasks: list[Task]) -> None:

@@ -111,8 +111,9 @@ def current_holds(ledger: Ledger, budgets: Mapping[str, RoleBudget],
     return holds(budgets, ledger.role_spend(day_start(now)), now)
 
 
-def mark_held(tasks: list[Task], found: Mapping[str, Hold]) -> None:
-    """Set ``held`` on the open tasks whose role waits for its budget."""
+def mark_held(tasks: list[Task], found: Mapping[str, Hold]) -> list[Task]:
+    """Set ``held`` on the open tasks whose role waits for its budget; returns ``tasks``."""
     for task in tasks:
         if task.role is not None and task.role in found and task.status == "open":
             task.held = found[task.role].reason
+    return tasks
