@@ -733,7 +733,9 @@ class Mill:
 
             def finished(outcome: Outcome) -> None:
                 workers.pop(outcome.task_id, None)
-                if outcome.outcome != TaskOutcome.ERROR:  # left for the next run to retry
+                # an error is left for the next run to retry; a task given back to wait for
+                # its role's budget is not taken again by this run
+                if outcome.outcome not in (TaskOutcome.ERROR, TaskOutcome.HELD):
                     skip.discard(outcome.task_id)
                 summary.outcomes.append(outcome)
                 self.bus.emit(MillEvent.TASK_FINISHED, task=outcome.task_id,
