@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+
 from mill_helpers import MillRepo
 from taskmill.agents.base import AgentConfig
 from taskmill.clock import FixedClock
