@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidInput
 from ..model import Task
 from .budget import Hold, RoleBudget, current_holds
-from .spec import Role, load_roles
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
+    from .spec import Role
 
 
 class RoleBook:
@@ -31,7 +31,14 @@ class RoleBook:
     @classmethod
     def load(cls, taskmill_dir: Path) -> RoleBook:
         """Every role of ``.taskmill/roles/`` (a wrong file is a
-        :class:`~taskmill.errors.ConfigError` naming it and the key)."""
+        :class:`~taskmill.errors.ConfigError` naming it and the key). With no role file,
+        nothing more is imported (pydantic is only loaded to check role files)."""
+        from . import role_names
+
+        if not role_names(taskmill_dir):
+            return cls({})
+        from .spec import load_roles
+
         return cls(load_roles(taskmill_dir))
 
     def role(self, task: Task) -> Role | None:
