@@ -142,6 +142,7 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("agents",), [], dict, repo),
         (("sync",), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
+        *research_calls(tmp_path, fresh),
     ]
     covered = {path for path, *_ in calls}
     missing = set(LEAVES) - covered - SERVERS
@@ -164,6 +165,25 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
     two = cli("close", a, b, "--json", cwd=repo).ok().json()
     assert isinstance(two, list) and [t["id"] for t in two] == [a, b]
     assert isinstance(cli("reopen", a, b, "--json", cwd=repo).ok().json(), list)
+
+
+def research_calls(tmp_path: Path, repo: Path) -> list[tuple[tuple[str, ...], list[str], type, Path]]:
+    """``taskmill research ...`` with a research whose one experiment crashes (no agent
+    installed) and a contribution that is kept."""
+    config = tmp_path / "research-cli.toml"
+    config.write_text('branch = "research/cli"\nmetric = "test -f better.txt && echo metric: 1'
+                      ' || echo metric: 2"\nagent = "claude"\nbaseline_runs = 1\n'
+                      'verify_runs = 1\nstop = { experiments = 1 }\n', encoding="utf-8")
+    (tmp_path / "program.md").write_text("Improve it.\n", encoding="utf-8")
+    patch = tmp_path / "better.patch"
+    patch.write_text("diff --git a/better.txt b/better.txt\nnew file mode 100644\n"
+                     "--- /dev/null\n+++ b/better.txt\n@@ -0,0 +1 @@\n+yes\n", encoding="utf-8")
+    given = ["--config", str(config)]
+    return [(("research", "init"), [], dict, repo),
+            (("research", "run"), given, dict, repo),
+            (("research", "status"), given, dict, repo),
+            (("research", "submit"), [str(patch), *given], dict, repo),
+            (("research", "log"), given, list, repo)]
 
 
 def test_human_output_of_every_command(cli: Cli, repo: Path) -> None:

@@ -36,7 +36,7 @@ def test_ledger_paths_name_every_run_state_file(taskmill_repo: Path) -> None:
     assert paths.run.advance_journal == run / "advance.json"
     assert paths.run.homes == run / "homes"
     assert paths.run.check_home == run / "homes" / "checks"
-    assert paths.run.progress("tm-a1") == run / "progress" / "tm-a1.md"
+    assert paths.run.progress("tm-a1") == run / "progress" / "tm-a1" / "notes.md"
     assert paths.run.run_lock("ab12") == run / "run-ab12.lock"
     assert paths.run.config_stamp == run / "config.checked"
     assert paths.run.serve_token == run / "serve.token"

@@ -239,3 +239,44 @@ def test_a_hostile_agent_is_denied_everything_and_its_honest_work_lands(tmp_path
     assert started[0]["sandbox"]["enabled"] is True and "widened" not in started[0]["sandbox"]
     attempt = repo.attempts("tm-h")[-1]
     assert attempt["detail"]["sandbox"]["enabled"] is True, attempt["detail"]
+
+
+def test_a_sandboxed_agent_renames_its_notes_into_place_and_sees_no_git_credentials(
+        tmp_path: Path) -> None:
+    from mill_helpers import agent_script
+    repo = MillRepo(tmp_path, sandbox={"writable": ["{spy}"]})
+    subprocess.run(["git", "remote", "add", "origin", "https://bob:ghp_GITSECRET@example.com/r"],
+                   cwd=repo.root, check=True)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "value.txt").write_text(str(ITER))
+        notes = pathlib.Path(os.environ["TASKMILL_PROGRESS_FILE"])
+        new = notes.with_name("notes.new")
+        new.write_text(notes.read_text() + f"NOTE-{ITER}\\n")
+        os.replace(new, notes)  # an atomic write, as editors and agents do
+        config = subprocess.run(["git", "config", "--list"], capture_output=True, text=True)
+        (WT / f"config-{ITER}.txt").write_text(config.stdout)
+    """, spy=repo.spy)
+    repo.create("tm-n", "value two", checks=["test \"$(cat value.txt)\" = 2"])
+    result = repo.run("--agent-cmd", cmd, "-j", "1")
+    assert result.returncode == 0, result.describe()
+    assert "NOTE-1" in (repo.spy / "prompt-tm-n-2.stdin").read_text()
+    seen = subprocess.run(["git", "show", "main:config-2.txt"], cwd=repo.root,
+                          capture_output=True, text=True, check=True).stdout
+    assert "remote.origin.url=https://example.com/r" in seen and "GITSECRET" not in seen
+
+
+def test_each_tasks_checks_have_a_home_of_their_own(tmp_path: Path) -> None:
+    from mill_helpers import agent_script
+    repo = MillRepo(tmp_path, sandbox={"writable": ["{spy}"]})
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text("done")
+    """, spy=repo.spy)
+    # a's checks leave something in HOME; b (after a) must not see it
+    repo.create("tm-a", "a", checks=["echo a > $HOME/poison && test -f tm-a.txt"])
+    repo.create("tm-b", "b", after=["tm-a"],
+                checks=["test ! -e $HOME/poison && test -f tm-b.txt"])
+    result = repo.run("--agent-cmd", cmd, "-j", "1")
+    assert result.returncode == 0, result.describe()
+    repo.assert_all_landed_once(["tm-a", "tm-b"])
+    homes = repo.root / ".taskmill" / "run" / "homes" / "checks" / "tasks"
+    assert not (homes / "tm-a").exists() and not (homes / "tm-b").exists()  # landed: removed

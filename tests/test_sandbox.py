@@ -502,3 +502,56 @@ def test_programs_under_tmp_named_by_a_check_or_a_link_are_shown(tmp_path: Path)
     proc = subprocess.run(argv, cwd=slot, capture_output=True, text=True, timeout=30,
                           check=False)
     assert proc.stdout == "script ran\n", proc.stderr
+
+
+# -- git's config without credentials ---------------------------------------------------------
+
+
+def test_scrubbing_keeps_git_settings_and_drops_credentials(tmp_path: Path) -> None:
+    from taskmill.git_config_scrub import entries, scrub_git_config
+    config = tmp_path / "config"
+    config.write_text(
+        '[core]\n\tbare = false\n[remote "Origin"]\n'
+        "\turl = https://bob:ghp_SECRET1@example.com/x.git\n"
+        "\tpushurl = ssh://git@example.com/x.git\n"
+        '\tfetch = +refs/heads/*:refs/remotes/Origin/*\n[credential]\n\thelper = store\n'
+        '[credential "https://example.com"]\n\tusername = bob\n'
+        '[http "https://example.com/"]\n\textraHeader = AUTHORIZATION: basic SECRET2\n'
+        '\tsslVerify = true\n[user]\n\tname = "A \\"quoted\\" name"\n'
+        '[url "https://tok:SECRET3@example.com/"]\n\tinsteadOf = https://example.com/\n')
+    dest = tmp_path / "out" / "config"
+    # url, pushurl (git@), helper, username, header, insteadOf's subsection
+    assert scrub_git_config(config, dest) == 6
+    text = dest.read_text()
+    assert "SECRET" not in text and "credential" not in text
+    assert oct(dest.stat().st_mode & 0o777) == "0o600"
+    assert entries(dest) == [
+        ("core.bare", "false"), ("remote.Origin.url", "https://example.com/x.git"),
+        ("remote.Origin.pushurl", "ssh://example.com/x.git"),
+        ("remote.Origin.fetch", "+refs/heads/*:refs/remotes/Origin/*"),
+        ("http.https://example.com/.sslverify", "true"), ("user.name", 'A "quoted" name'),
+        ("url.https://example.com/.insteadof", "https://example.com/")]
+
+
+@needs_bwrap
+def test_a_sandboxed_command_sees_git_config_without_credentials(tmp_path: Path) -> None:
+    layout, slot = make_layout(tmp_path)
+    _git(layout.repo_root, "remote", "add", "origin", "https://bob:ghp_SECRET@example.com/r.git")
+    _git(layout.repo_root, "config", "http.extraheader", "AUTHORIZATION: basic SECRET")
+    _git(layout.repo_root, "config", "credential.helper", "store --file /tmp/creds")
+    sandbox, why = choose(SandboxSettings(), layout, os.environ)
+    assert sandbox is not None, why
+    assert "replaced" in sandbox.describe()
+    proc = run_in(sandbox, slot, f"""
+import pathlib, subprocess
+print(pathlib.Path({str(layout.git_common_dir / "config")!r}).read_text())
+print(subprocess.run(["git", "config", "--list"], capture_output=True, text=True).stdout)
+print(subprocess.run(["git", "status", "--short", "--branch"], capture_output=True,
+                     text=True).stdout)
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert "SECRET" not in proc.stdout and "credential" not in proc.stdout
+    assert "remote.origin.url=https://example.com/r.git" in proc.stdout
+    assert "## taskmill/t" in proc.stdout  # git still works in the worktree
+    # the user's own config is untouched
+    assert "ghp_SECRET" in (layout.git_common_dir / "config").read_text()

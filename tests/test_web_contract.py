@@ -151,6 +151,13 @@ def _calls(s: Seed) -> list[Call]:
         Call("GET", "/api/now", "/api/now"),
         Call("POST", "/api/mill/resume", "/api/mill/resume"),
         Call("GET", "/api/openapi.json", "/api/openapi.json"),
+        # research mode: this project has no research.toml (tests/test_research.py has one)
+        Call("GET", "/api/research", "/api/research", 404),
+        Call("GET", "/api/research/experiments/{n}/diff", "/api/research/experiments/1/diff",
+             404),
+        Call("POST", "/api/research/submit", "/api/research/submit", 400, body={"claimed": 1},
+             body_valid=False),
+        Call("POST", "/api/research/submit", "/api/research/submit", 404, body={"patch": "x"}),
         Call("GET", "/api/stream", "/api/stream"),
     ]
 

@@ -226,13 +226,13 @@ class Vouching:
 
     @staticmethod
     def _reimported(d: Delta, ts: str, changes: Any, event_comments: set[int]) -> None:
-        from .audit_replay import _from_record
+        from .audit_replay import row_from_record
 
         if not isinstance(changes, dict):
             return
         pairs = {k: v for k, v in changes.items() if isinstance(v, list) and len(v) == 2}
-        old = _from_record({k: v[0] for k, v in pairs.items()}, ts, partial=True)
-        new = _from_record({k: v[1] for k, v in pairs.items()}, ts, partial=True)
+        old = row_from_record({k: v[0] for k, v in pairs.items()}, ts, partial=True)
+        new = row_from_record({k: v[1] for k, v in pairs.items()}, ts, partial=True)
         for key, value in old.items():
             d.first_old.setdefault(key, value)
         d.now.update(new)

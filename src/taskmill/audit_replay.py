@@ -171,7 +171,7 @@ class Replay:
             record = data.get("new") or {}
             if not isinstance(record, dict):
                 return
-            self.tasks[tid] = _from_record(record, ts)
+            self.tasks[tid] = row_from_record(record, ts)
             self.labels[tid] = [lb for lb in record.get("labels") or [] if isinstance(lb, str)]
             self._imported_parts(tid, record)
             return
@@ -180,7 +180,7 @@ class Replay:
         if row is None or not isinstance(changes, dict):
             return
         new = {k: v[1] for k, v in changes.items() if isinstance(v, list) and len(v) == 2}
-        for key, value in _from_record(new, ts, partial=True).items():
+        for key, value in row_from_record(new, ts, partial=True).items():
             row[key] = value
         if "labels" in new:
             self.labels[tid] = [lb for lb in new["labels"] or [] if isinstance(lb, str)]
@@ -285,7 +285,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _from_record(record: dict[str, Any], ts: str, *, partial: bool = False) -> dict[str, Any]:
+def row_from_record(record: dict[str, Any], ts: str, *, partial: bool = False) -> dict[str, Any]:
     """A Beads record's task fields as the import stores them (see taskmill.beads.parse)."""
     row: dict[str, Any] = {}
     if not partial:

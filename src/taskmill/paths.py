@@ -78,7 +78,13 @@ class RunFiles:
         return self.dir / "progress"
 
     def progress(self, task_id: str) -> Path:
-        """The notes an agent keeps for the next turn of its task."""
+        """The notes an agent keeps for the next turn of its task, alone in a folder of the
+        task's (the sandbox shows the folder writable, so an agent may write the notes to a
+        new file and rename it over them)."""
+        return self.progress_dir / task_id / "notes.md"
+
+    def legacy_progress(self, task_id: str) -> Path:
+        """Where the notes were kept before they had a folder (moved on first use)."""
         return self.progress_dir / f"{task_id}.md"
 
     def run_lock(self, run_id: str) -> Path:

@@ -12,7 +12,8 @@ The command runs under ``bwrap`` (``[sandbox]`` in ``.taskmill/config.toml``):
   HOME and the turn's state directory (a check: its worktree and the checks' HOME); read-only
   the worktree's ``.git`` link, the slot's entry under git's ``worktrees/`` and git's common
   directory (objects, refs, config, hooks), so the agent cannot remove ``.git``, move refs,
-  write objects or install hooks: taskmill commits for it;
+  write objects or install hooks: taskmill commits for it; git's config is shown as a copy
+  without credentials (:mod:`taskmill.git_config_scrub`);
 * no network (``--unshare-net``: only a loopback of its own), except the model proxy: when a
   command has one, its unix socket is bound in and pid 1 forwards ``127.0.0.1:PORT`` inside
   the sandbox to it (:mod:`taskmill.sandbox_init`), so one ``base_url`` works inside and
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
+from .git_config_scrub import scrub_git_config
 from .sandbox_init import INIT
 
 PROBE_TIMEOUT_S = 10.0
@@ -166,6 +168,9 @@ class Sandbox:
     allowlist_socket: Path | None = None
     """The unix socket on the host of the run's allowlist proxy
     (:class:`taskmill.netproxy.NetProxy`), bridged to :data:`ALLOWLIST_PORT` inside."""
+    files: tuple[tuple[Path, Path], ...] = ()
+    """``(shown at, taken from)``: files shown read-only in place of others (the scrubbed
+    copy of git's config, :mod:`taskmill.git_config_scrub`)."""
     limits_via: str = ""
     """How a cgroup holds ``memory_mb`` / ``max_processes`` (:mod:`taskmill.cgroups`:
     ``cgroup v1``, ``cgroup v2``, ``systemd-run scope``); '' for setrlimit in the init."""
@@ -205,6 +210,8 @@ class Sandbox:
                                 + ", ".join(self.settings.network))
         else:
             found["network"] = "off (the model proxy only, through its socket)"
+        if self.files:
+            found["replaced"] = {str(at): "a copy without credentials" for at, _ in self.files}
         widened = self.settings.widenings()
         if widened:
             found["widened"] = widened
@@ -347,6 +354,9 @@ class Sandbox:
                 args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
         for path in hidden:  # after the binds: not recursive, so those stay as they are
             args += ["--remount-ro", str(path)]
+        for shown_at, source in self.files:  # last: over what the binds above show
+            if shown_at.exists() and source.exists():
+                args += ["--ro-bind", str(source), str(shown_at)]
         args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd)]
         port = self.allowlist_port(mounts)
         for name, value in self.proxy_env(port).items():
@@ -481,7 +491,26 @@ def choose(settings: SandboxSettings, layout: Layout,
                    read_only=(layout.git_common_dir, *toolchains,
                               *expand(settings.read_only)),
                    writable=expand(settings.writable),
-                   settings=settings, check_home=layout.check_home), ""
+                   settings=settings, check_home=layout.check_home,
+                   files=_scrubbed_git_config(layout, env)), ""
+
+
+def _scrubbed_git_config(layout: Layout, env: Mapping[str, str]) -> tuple[tuple[Path, Path], ...]:
+    """Git's config as the sandbox shows it: a copy without credentials (remote URLs'
+    user:password, ``http.extraheader``, ``credential.*``), written beside the checks' HOME.
+
+    Raises :class:`InvalidInput` when git cannot read the config (the sandbox would show it
+    as it is)."""
+    config = layout.git_common_dir / "config"
+    if not config.is_file():
+        return ()
+    copy = layout.check_home.parent / "git-config"
+    try:
+        scrub_git_config(config, copy, env)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), hint="fix the repository's git config "
+                           "(`git config --list` shows the error)") from exc
+    return ((_real(config), copy),)
 
 
 def unsandboxed_warning(why: str) -> str:

@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("serve_cmd", "serve", "The web dashboard (task graph, attempts, live view)."),
     "fake-model": ("extras", "fake_model", "Serve a scripted model API (for trying agents offline)."),
     "mcp": ("mcp_cmd", "mcp", "Serve the ledger to agents over MCP (stdio)."),
+    "research": ("research_cmd", "research",
+                 "Research mode: agents edit, a metric decides what is kept."),
 }
 ALIASES = {"add": "create"}
 TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",

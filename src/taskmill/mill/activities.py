@@ -8,6 +8,7 @@ records they and the worker write are in :mod:`.records`.
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -54,7 +55,12 @@ class TaskActivities:
         self.lap = lap
         self.ledger = ledger
         self.records = records
-        self.progress_file = RunFiles(ctx.ledger_dir / RUN_DIR).progress(task.id)
+        run_files = RunFiles(ctx.ledger_dir / RUN_DIR)
+        self.progress_file = run_files.progress(task.id)
+        legacy = run_files.legacy_progress(task.id)
+        if legacy.is_file() and not self.progress_file.exists():
+            self.progress_file.parent.mkdir(parents=True, exist_ok=True)
+            legacy.replace(self.progress_file)
         self.ws: Workspace | None = None
         self.attempt: Attempt | None = None
         """The attempt in flight (started by :meth:`run_turn`)."""
@@ -239,11 +245,12 @@ class TaskActivities:
         ws, attempt = self.ws, self.attempt
         assert ws is not None and attempt is not None
         checks = self.task.checks or self.ctx.project_checks
-        result = run_checks(checks, ws.path, self.ctx.check_env,
+        env, mounts = self._check_view(ws)
+        result = run_checks(checks, ws.path, env,
                             timeout_s=self.ctx.settings.check_timeout,
                             log_path=attempt.log_path.with_suffix(".checks.log"),
                             cancel=self.ctx.abort,
-                            containment=self.ctx.containment) if checks else None
+                            containment=self.ctx.containment, mounts=mounts) if checks else None
         self.checks = result
         if result is not None:
             attempt.detail["checks"] = result.to_json()
@@ -261,6 +268,31 @@ class TaskActivities:
                               result, project=not self.task.checks),
                           conflict_markers=markers)
 
+    def _check_home(self) -> Path | None:
+        """The HOME of this task's checks in the sandbox: a folder of the task's own (kept
+        between its iterations, removed when it lands), so no task's checks see what another
+        task's left in HOME. None: unsandboxed, or the config sets the checks' HOME."""
+        sandbox = self.ctx.containment.sandbox if self.ctx.containment is not None else None
+        if sandbox is None or sandbox.check_home is None \
+                or self.ctx.check_env.get("HOME") != str(sandbox.check_home):
+            return None
+        return sandbox.check_home / "tasks" / self.task.id
+
+    def _check_view(self, ws: Workspace) -> tuple[dict[str, str], Mounts | None]:
+        """The checks' environment and what they see (None: the sandbox's default)."""
+        home = self._check_home()
+        if home is None:
+            return dict(self.ctx.check_env), None
+        home.mkdir(parents=True, exist_ok=True)
+        return ({**self.ctx.check_env, "HOME": str(home)},
+                Mounts.for_worktree(ws.path, admin=ws.admin, writable=(home,)))
+
+    def forget_check_home(self) -> None:
+        """Remove the task's checks' HOME (it landed: nothing of it is needed again)."""
+        home = self._check_home()
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
+
     def land(self) -> LandDone:
         """Hand the branch to the merge queue."""
         assert self.ws is not None
@@ -276,6 +308,7 @@ class TaskActivities:
             self.ctx.bus.emit(MillEvent.CHECKOUT_NOT_MOVED, task=self.task.id,
                               message=result.checkout_note)
         if landed or outcome == LandOutcome.SATISFIED:
+            self.forget_check_home()
             return LandDone(outcome, result.commit)
         return LandDone(outcome, result.commit, result.detail,
                         not_found=self.not_found(result.checks, project=True),
@@ -373,14 +406,14 @@ class TaskActivities:
 
     def _mounts(self, ws: Workspace, request: TurnRequest) -> Mounts | None:
         """What the turn sees in the sandbox: its worktree, the agent's HOME, the turn's
-        state directory and the task's progress notes writable (the notes file is created
-        so that it can be shown alone)."""
+        state directory and the folder of the task's progress notes writable."""
         if self.ctx.containment is None or self.ctx.containment.sandbox is None:
             return None
+        self.progress_file.parent.mkdir(parents=True, exist_ok=True)
         self.progress_file.touch()
         return Mounts.for_worktree(
             ws.path, admin=ws.admin,
-            writable=(request.home, request.state_dir, self.progress_file),
+            writable=(request.home, request.state_dir, self.progress_file.parent),
             proxy_port=request.proxy_port, proxy_socket=request.proxy_socket,
             capability_socket=request.capability_socket)
 

@@ -12,6 +12,7 @@ from it.
 - :mod:`~taskmill.web.mill_state`: what the mill is doing (its events file, workers, the
   merge queue, totals);
 - :mod:`~taskmill.web.live`: the server-sent event stream and the watcher that feeds it;
+- :mod:`~taskmill.web.research`: research mode's experiments and contributions;
 - :mod:`~taskmill.web.base`: what they share (errors as JSON, ledger connections, parsing).
 """
 
@@ -32,6 +33,7 @@ from .live import Broadcaster, LiveHandlers
 from .mill_state import MillLog, MillStateHandlers
 from .openapi import Param, RouteSpec, openapi_document
 from .reads import LayoutCache, ReadHandlers
+from .research import ResearchHandlers
 from .routes import ROUTES
 
 __all__ = [
@@ -40,13 +42,14 @@ __all__ = [
 ]
 
 
-class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers):
+class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers):
     """The handler of every route in :data:`ROUTES` (by its ``handler`` name)."""
 
     def __init__(self, paths: LedgerPaths, config: Config, env: Mapping[str, str], clock: Clock,
                  actor: str) -> None:
         self.paths = paths
         self.config = config
+        self.env = env
         self.clock = clock
         self.pool = LedgerPool(paths, config, clock, actor)
         self.mill_log = MillLog(paths.run.events)

@@ -78,6 +78,20 @@ ROUTES: list[RouteSpec] = [
               "Pause the mill: it dispatches nothing new (work in flight goes on).",
               response=ref("Paused")),
     RouteSpec("POST", "/api/mill/resume", "resume", "Resume the mill.", response=ref("Paused")),
+    RouteSpec("GET", "/api/research", "research",
+              "Research mode: the status (best, noise band, keep rate, spend) and every "
+              "experiment of research.toml's research.", errors=(404,)),
+    RouteSpec("GET", "/api/research/experiments/{n}/diff", "research_diff",
+              "What an experiment changed: the diff from the best it started from.",
+              [Param("n", "path", "The experiment's number.", {"type": "integer"},
+                     required=True)], errors=(400, 404)),
+    RouteSpec("POST", "/api/research/submit", "research_submit",
+              "A contribution: {patch, claimed?, contributor?}. Applied to the current best, "
+              "checked against `editable`, re-measured by taskmill; kept only on its own "
+              "figures. Answers the experiment record (verdict, claimed and verified).",
+              body={"type": "object", "required": ["patch"], "properties": {
+                  "patch": {"type": "string"}, "claimed": {"type": "number"},
+                  "contributor": {"type": "string"}}}, errors=(400, 404)),
     RouteSpec("GET", "/api/stream", "stream",
               "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
               media_type="text/event-stream",

@@ -169,6 +169,7 @@ function parseRoute() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts[0] === "task" && parts[1]) return { name: "task", id: parts[1], params };
   if (parts[0] === "now") return { name: "now", params };
+  if (parts[0] === "research") return { name: "research", params };
   return { name: "graph", params };
 }
 
@@ -197,6 +198,7 @@ async function refresh(initial) {
     const route = state.route || parseRoute();
     if (route.name === "task") await renderTask(route, initial);
     else if (route.name === "now") await renderNow(route, initial);
+    else if (route.name === "research") await renderResearch(route, initial);
     else await renderGraph(route, initial);
     view.dataset.ready = "1";
     view.dataset.refreshedAt = String(Date.now());
