@@ -574,3 +574,43 @@ def test_without_a_landing_queue_the_worker_lands_the_branch_itself() -> None:
     p.next(LandDone(LandOutcome.CONFLICT, detail="c"))
     assert p.next(Recorded()) == Review()
     assert p.next(Reviewed(History(iterations=1), stopping=False)) == AwaitAgent()
+
+
+# -- roles (issue 13): land = false, a spent daily budget --------------------------------
+
+
+def test_a_role_that_does_not_land_keeps_passed_work_instead_of_landing() -> None:
+    from taskmill.mill.policy import Keep
+
+    for parks in (False, True):
+        p = TaskPolicy(LIMITS, lap=1, resumed=False, history=History(), parks=parks,
+                       land=False)
+        to_turn(p)
+        assert p.next(TurnDone(changed=True)) == RunChecks()
+        finish = p.next(ChecksDone(ok=True))
+        assert finish == FinishAttempt(AttemptOutcome.PASSED)
+        assert record(p, finish) == Keep()
+    # resumed after its last attempt passed at the branch's head: kept, no new turn
+    passed = History(iterations=1, last=PastAttempt(7, AttemptOutcome.PASSED, at="h"))
+    p = TaskPolicy(LIMITS, lap=1, resumed=True, history=passed, parks=True, land=False)
+    assert p.first() == FindLanding()
+    assert p.next(LandingFound(None)) == CheckCommands()
+    assert p.next(CommandsChecked(None)) == ReadBranch()
+    assert p.next(BranchRead("h")) == Keep("h")
+
+
+def test_a_spent_role_budget_gives_the_task_back_before_the_next_turn() -> None:
+    from taskmill.mill.policy import Wait
+
+    p = policy()
+    assert p.first() == CheckCommands()
+    assert isinstance(p.next(CommandsChecked(None)), AcquireWorkspace)
+    assert p.next(WorkspaceAcquired("h")) == Review()
+    assert p.next(Reviewed(History(), stopping=False, held="role 'w' spent it")) == Wait(
+        "role 'w' spent it")
+    # a limit of the task's own still blocks it (the budget would only delay it)
+    p = policy(limits=Limits(max_iterations=1))
+    p.first()
+    p.next(CommandsChecked(None))
+    p.next(WorkspaceAcquired("h"))
+    assert isinstance(p.next(Reviewed(History(iterations=1), stopping=False, held="x")), Block)

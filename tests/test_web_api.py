@@ -879,3 +879,31 @@ def test_tasks_left_in_progress_by_a_stopped_run_show_as_interrupted(client: Tes
         assert "interrupted" not in client.get(f"/api/tasks/{tid}").json()
     finally:
         os.close(fd)
+
+
+def test_a_role_is_set_checked_and_its_spent_budget_shown(client: TestClient,
+                                                          seeded: Seed) -> None:
+    roles = seeded.root / ".taskmill" / "roles"
+    roles.mkdir()
+    (roles / "writer.toml").write_text("[budget]\ntokens_per_day = 10\n", encoding="utf-8")
+    tid = seeded["ready"]
+    error = error_of(client.patch(f"/api/tasks/{tid}", json={"role": "ghost"}), 400, "invalid")
+    assert "roles: writer" in error["message"]
+    assert client.patch(f"/api/tasks/{tid}", json={"role": "writer"}).json()["role"] == "writer"
+    assert tid in {t["id"] for t in client.get("/api/ready").json()}
+    led = Ledger.open(seeded.root / ".taskmill" / "taskmill.db", prefix="tm", actor="mill:x")
+    try:
+        now = iso(SystemClock().now())
+        aid = led.start_attempt(tid, iteration=1, agent="a", model=None, log_path="l",
+                                run_id="x", lap=1, actor="mill:x", now=now, role="writer")
+        led.finish_attempt(tid, aid, outcome="failed", input_tokens=8, output_tokens=4,
+                           cost_usd=None, commit=None, model=None, detail={}, seconds=1.0,
+                           usage_error=None, actor="mill:x", now=now)
+    finally:
+        led.close_db()
+    task = client.get(f"/api/tasks/{tid}").json()
+    assert "12 of 10 tokens today" in task["held"]
+    assert tid not in {t["id"] for t in client.get("/api/ready").json()}
+    blocked = {b["id"]: b for b in client.get("/api/blocked").json()}
+    assert "writer" in blocked[tid]["reasons"][0]
+    assert client.get("/api/now").json()["totals"]["by_role"]["writer"]["attempts"] == 1

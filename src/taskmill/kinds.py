@@ -46,13 +46,19 @@ class TaskOutcome(StrEnum):
     LANDED = "landed"
     SATISFIED = "satisfied"
     """Its branch had nothing the target lacks: closed without a commit."""
+    CHECKED = "checked"
+    """Its role does not land (``land = false``): closed once its checks passed, its work
+    kept on its branch."""
     BLOCKED = "blocked"
+    HELD = "held"
+    """Its role spent its daily budget: given back (open) to be worked another day."""
     INTERRUPTED = "interrupted"
     ERROR = "error"
 
 
-SUCCESS = frozenset({TaskOutcome.LANDED, TaskOutcome.SATISFIED})
-"""Task outcomes that count as done: landed, or already satisfied (nothing to land)."""
+SUCCESS = frozenset({TaskOutcome.LANDED, TaskOutcome.SATISFIED, TaskOutcome.CHECKED})
+"""Task outcomes that count as done: landed, already satisfied (nothing to land), or checked
+(a role that does not land)."""
 
 
 class LandOutcome(StrEnum):
@@ -85,6 +91,10 @@ class MillEvent(StrEnum):
     SATISFIED = "satisfied"
     CHECKOUT_NOT_MOVED = "checkout_not_moved"
     BLOCKED = "blocked"
+    CHECKED = "checked"
+    """A task of a role that does not land passed its checks: closed, its branch kept."""
+    HELD = "held"
+    """A task waits: its role spent its daily budget."""
     INTERRUPTED = "interrupted"
     INTERNAL_ERROR = "internal_error"
     AGENT_PAUSED = "agent_paused"
@@ -139,6 +149,10 @@ class LedgerEvent(StrEnum):
     ATTEMPT_FINISHED = "attempt_finished"
     MERGE_REJECTED = "merge_rejected"
     ALREADY_SATISFIED = "already_satisfied"
+    KEPT = "kept"
+    """A task of a role that does not land was closed with its work on its branch."""
+    HELD = "held"
+    """A task was given back (open) because its role spent its daily budget."""
     INTERRUPTED = "interrupted"
     INTERNAL_ERROR = "internal_error"
     RECOVERED = "recovered"

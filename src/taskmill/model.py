@@ -63,6 +63,7 @@ UPDATABLE_FIELDS = (
     "agent",
     "hints",
     "close_reason",
+    "role",
 )
 
 # How the records below are described as JSON Schema (read by pydantic, see
@@ -138,6 +139,9 @@ class Attempt:
     lap: int
     """Which dispatch of the task (a reopened task starts a new lap); iterations count from 1
     in each lap."""
+    role: str | None
+    """The role the task was worked as (its agent, model and budget came from it); null:
+    none."""
 
 
 @dataclass
@@ -166,6 +170,9 @@ class Task:
     checks: list[str] | None = None
     agent: str | None = None
     hints: dict[str, Any] | None = None
+    role: str | None = None
+    """The role (``.taskmill/roles/NAME.toml``) whose agent, prompt, checks and budget the
+    mill works this task with; None: no role."""
     ready: bool = False
     """Derived: open and nothing gating it."""
     parent: str | None = None
@@ -174,6 +181,9 @@ class Task:
     """Derived: how many children (``parent-child`` dependents, tombstones left out) it has."""
     children_closed: int = 0
     """Derived: how many of those are closed."""
+    held: str | None = None
+    """Derived (from the roles' budgets): why the mill hands this open task to no agent now
+    (its role spent its daily budget; it waits until the next day). In JSON only when set."""
     interrupted: bool = False
     """Derived (by the CLI, from the run locks): ``in_progress`` for a ``taskmill run`` that
     is no longer running; the next run resumes it. In JSON only when true."""
@@ -214,6 +224,7 @@ class Task:
             "checks": self.checks,
             "agent": self.agent,
             "hints": self.hints,
+            "role": self.role,
             "ready": self.ready,
             "parent": self.parent,
             "children": self.children,
@@ -222,6 +233,8 @@ class Task:
         }
         if self.interrupted:
             data["interrupted"] = True
+        if self.held:
+            data["held"] = self.held
         if full:
             data["dependencies"] = [d.to_json() for d in self.dependencies]
             data["dependents"] = [d.to_json() for d in self.dependents]

@@ -22,7 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, SkipJsonSch
 
 from .model import UPDATABLE_FIELDS, TaskStatus
 from .model import Task as TaskRecord
-from .validation import CHECKS_MAX, NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, TITLE_MAX
+from .validation import CHECKS_MAX, NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, ROLE_NAME_RE, TITLE_MAX
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -43,6 +43,7 @@ FIELD_TYPES: dict[str, Any] = {
     "external_ref": Name | None,
     "agent": Name | None,
     "checks": Checks | None,
+    "role": Annotated[str, Field(pattern=f"^{ROLE_NAME_RE.pattern}$")] | None,
 }
 """A task field's type where the ledger accepts less than the record holds (the other fields
 take the record's own type): imported records may carry any status, a user sets one of
@@ -142,11 +143,12 @@ def _renamed(node: Any, renames: Mapping[str, str]) -> Any:
 
 def task_schema(record: dict[str, Any]) -> dict[str, Any]:
     """The schema of ``Task.to_json()`` from the schema of the record: without the fields only
-    its full form has, with the derived ``container``, and ``interrupted`` only when true."""
+    its full form has, with the derived ``container``, and ``interrupted`` and ``held`` only
+    when set."""
     props = {k: v for k, v in record["properties"].items() if k not in TaskRecord.FULL_FIELDS}
     props["container"] = {"type": "boolean",
                           "description": described(TaskRecord.container.__doc__ or "")}
-    required = [k for k in props if k != "interrupted"]
+    required = [k for k in props if k not in ("interrupted", "held")]
     return {**record, "properties": props, "required": required}
 
 

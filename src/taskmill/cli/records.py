@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -155,10 +156,16 @@ def audit_anchor() -> None:
 
 
 @click.command()
+@click.option("--by", "by", type=click.Choice(["agent", "model", "role"]),
+              help="The attempts' totals (attempts, passed, tokens, cost, seconds) per agent,"
+                   " model or role (with each role's spend today against its budget).")
 @json_option
-def stats() -> None:
+def stats(by: str | None) -> None:
     """Counts of tasks, readiness, dependencies, attempts, tokens and cost."""
     ctx = get_ctx()
+    if by is not None:
+        _stats_by(ctx, by)
+        return
     data = ctx.project().ledger.stats()
     if ctx.json:
         emit_json(data)
@@ -166,6 +173,31 @@ def stats() -> None:
         from . import render
 
         render.stats(data)
+
+
+def _stats_by(ctx: Any, by: str) -> None:
+    """``stats --by agent|model|role``."""
+    from ..roles.budget import day_start, read_budgets
+
+    project = ctx.project()
+    ledger = project.ledger
+    now = ledger.clock.now()
+    totals: dict[str, dict[str, Any]] = ledger.attempt_totals(now)[f"by_{by}"]
+    if by == "role":  # and what each role with a budget spent today
+        spent = ledger.role_spend(day_start(now))
+        for name, budget in read_budgets(project.paths.dir).items():
+            tokens, cost = spent.get(name, (0, 0.0))
+            totals.setdefault(name, {"attempts": 0, "passed": 0, "input_tokens": 0,
+                                     "output_tokens": 0, "cost_usd": 0.0, "seconds": 0.0})
+            totals[name]["today"] = {"tokens": tokens, "cost_usd": round(cost, 6),
+                                     "tokens_per_day": budget.tokens_per_day,
+                                     "cost_per_day": budget.cost_per_day}
+    if ctx.json:
+        emit_json(totals)
+        return
+    from . import render
+
+    render.totals_table(by, totals)
 
 
 @click.command(name="import")
@@ -186,9 +218,11 @@ def import_cmd(path: Path, fmt: str) -> None:
     project = ctx.project()
     if fmt == "plan":
         from ..plan import import_plan_report
+        from ..roles import role_problem
 
         plan = import_plan_report(project.ledger, path,
-                                  agent_problem=project.config.agent_problem)
+                                  agent_problem=project.config.agent_problem,
+                                  role_problem=lambda name: role_problem(project.paths.dir, name))
         if ctx.json:  # the documented shape: {key: id} (the counts are in the text output)
             emit_json(dict(plan.ids))
         else:

@@ -52,6 +52,8 @@ def _status(task: Task) -> str:
     label = safe(task.status) + ("" if task.status != "open" or task.ready else " (waiting)")
     if task.interrupted:
         label = "interrupted (resumed by the next taskmill run)"
+    if task.held:
+        label = "open (held: its role's daily budget is spent)"
     text = f"[{style}]{label}[/]" if style else label
     if task.container:
         text += f" [dim]{task.children_closed}/{task.children} closed[/]"
@@ -163,6 +165,10 @@ def task_detail(task: Task) -> None:
         out.print("  close reason: " + block(task.close_reason), markup=False)
     if task.agent:
         out.print(f"  agent {safe(task.agent)}")
+    if task.role:
+        out.print(f"  role {safe(task.role)}")
+    if task.held:
+        out.print(f"  held: {safe(task.held)}")
     for name in ("description", "design", "acceptance_criteria", "notes"):
         text = getattr(task, name)
         if text:
@@ -304,3 +310,36 @@ def stats(data: dict[str, Any]) -> None:
     if data["attempts"]:
         out.print(f"attempts {data['attempts']}   tokens in {data['input_tokens']}"
                   f" out {data['output_tokens']}   cost ${data['cost_usd']:.4f}")
+
+
+def totals_table(by: str, totals: dict[str, dict[str, Any]]) -> None:
+    """``stats --by``: the attempts' totals per agent, model or role."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in (by, "attempts", "passed", "tokens in/out", "cost", "seconds"):
+        table.add_column(col)
+    budgets = any("today" in row for row in totals.values())
+    if budgets:
+        table.add_column("today / budget")
+    for name, row in sorted(totals.items()):
+        cells: list[Text | str] = [
+            plain(name), str(row["attempts"]), str(row["passed"]),
+            f"{row['input_tokens']}/{row['output_tokens']}", f"${row['cost_usd']:.4f}",
+            f"{row['seconds']:.1f}"]
+        if budgets:
+            today = row.get("today")
+            cells.append(_budget_cell(today) if today else "")
+        table.add_row(*cells)
+    out = console()
+    if totals:
+        out.print(table)
+    else:
+        out.print("[dim]no attempts[/]")
+
+
+def _budget_cell(today: dict[str, Any]) -> str:
+    parts = []
+    if today.get("tokens_per_day") is not None:
+        parts.append(f"{today['tokens']:,} of {today['tokens_per_day']:,} tokens")
+    if today.get("cost_per_day") is not None:
+        parts.append(f"${today['cost_usd']:.2f} of ${today['cost_per_day']:.2f}")
+    return ", ".join(parts)

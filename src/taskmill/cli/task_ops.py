@@ -14,6 +14,7 @@ from .context import Ctx, echo, emit_json, fail, parse_json_option
 if TYPE_CHECKING:
     from ..model import Task
     from ..project import Project
+    from ..roles.budget import Hold
 
 
 def guarded(ctx: Ctx, as_json: bool, body: Callable[[], None]) -> None:
@@ -37,7 +38,7 @@ def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: Sequence[str], metadata: str | None, hints: str | None,
            labels: Sequence[str], after: Sequence[str], parent: str | None,
-           discovered_from: str | None, task_id: str | None) -> None:
+           discovered_from: str | None, task_id: str | None, role: str | None = None) -> None:
     from ..validation import printable
 
     ledger: Any
@@ -47,6 +48,10 @@ def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
         project = ctx.project()
         if agent is not None:
             project.config.check_agent(agent)
+        if role:
+            from ..roles import check_role
+
+            check_role(project.paths.dir, role)
         ledger = project.ledger
     if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
         discovered_from = ctx.env["TASKMILL_TASK_ID"]
@@ -57,7 +62,8 @@ def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
         assignee=assignee, labels=tuple(labels), external_ref=external_ref,
         metadata=parse_json_option("metadata", metadata), checks=list(checks) or None,
         agent=agent, hints=parse_json_option("hints", hints), after=tuple(after),
-        parent=parent, discovered_from=discovered_from, task_id=task_id)
+        parent=parent, discovered_from=discovered_from, task_id=task_id,
+        **({"role": role} if role else {}))
     if ctx.json:
         emit_json(task.to_json())
     else:
@@ -71,6 +77,7 @@ def show(ctx: Ctx, task_id: str) -> None:
         project = ctx.project()
         task = project.ledger.show(task_id)
         mark_interrupted(project, [task])
+        mark_held(project, [task])
     if ctx.json:
         emit_json(task.to_json(full=True))
     else:
@@ -84,7 +91,12 @@ def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
     if ctx.turn_socket is not None:
         tasks = ctx.remote().ready(limit=limit)
     else:
-        tasks = ctx.project().ledger.ready(limit=limit, beads_compat=beads_compat or None)
+        project = ctx.project()
+        held = role_holds(project)
+        tasks = project.ledger.ready(limit=None if held else limit,
+                                     beads_compat=beads_compat or None)
+        if held:  # the mill hands none of these out today: `blocked` lists them
+            tasks = [t for t in tasks if t.role not in held][:limit]
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -94,7 +106,7 @@ def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
 
 
 UPDATE_FIELDS = ("title", "description", "design", "acceptance_criteria", "notes", "priority",
-                 "issue_type", "assignee", "external_ref", "agent", "status")
+                 "issue_type", "assignee", "external_ref", "agent", "status", "role")
 """The fields ``update`` sets from options of the same name, in this order."""
 
 
@@ -109,6 +121,8 @@ def update_changes(fields: dict[str, Any], *, checks: Sequence[str], clear_check
             changes[key] = value
     if fields.get("agent") == "":
         changes["agent"] = None
+    if fields.get("role") == "":
+        changes["role"] = None
     if checks:
         changes["checks"] = list(checks)
     if clear_checks:
@@ -132,6 +146,10 @@ def update(ctx: Ctx, task_id: str, changes: dict[str, Any], *, agent: str | None
     project = ctx.project()
     if agent:  # --agent "" clears it
         project.config.check_agent(agent)
+    if changes.get("role"):  # --role "" clears it
+        from ..roles import check_role
+
+        check_role(project.paths.dir, changes["role"])
     ledger = project.ledger
     if changes:
         task = ledger.update(task_id, changes)
@@ -162,6 +180,25 @@ def close(ctx: Ctx, task_ids: Sequence[str], reason: str | None) -> None:
     else:
         for task in tasks:
             echo(f"closed {printable(task.id)}: {printable(task.title)}")
+
+
+def role_holds(project: Project) -> dict[str, Hold]:
+    """The roles whose daily budget is spent now (their open tasks wait)."""
+    from ..roles.budget import current_holds, read_budgets
+
+    budgets = read_budgets(project.paths.dir)
+    return current_holds(project.ledger, budgets, project.ledger.clock.now()) if budgets else {}
+
+
+def mark_held(project: Project, tasks: list[Task],
+              holds: dict[str, Hold] | None = None) -> list[Task]:
+    """Say on each open task whose role spent its daily budget why it waits (``held``)."""
+    found = role_holds(project) if holds is None else holds
+    if found:
+        from ..roles.budget import mark_held as mark
+
+        mark(tasks, found)
+    return tasks
 
 
 def mark_interrupted(project: Project, tasks: list[Task]) -> None:

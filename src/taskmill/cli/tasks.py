@@ -3,6 +3,7 @@ label, comment."""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -12,7 +13,7 @@ from . import task_ops
 from .common import emit_json, emit_json_items, get_ctx, json_option
 
 if TYPE_CHECKING:
-    from ..model import Task
+    from ..model import BlockedTask, Task
     from ..project import Project
 
 PRIORITY = click.IntRange(0, 4)
@@ -58,6 +59,8 @@ def _task_options(fn: Any) -> Any:
                      help="A shell command that decides whether the task is done (repeatable)."),
         click.option("--metadata", help="A JSON object of metadata."),
         click.option("--hints", help="A JSON object of free-form hints for the agent."),
+        click.option("--role", help="The role that works this task: .taskmill/roles/NAME.toml"
+                     " (its agent, prompt, checks and budget); update --role '' clears."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -77,14 +80,14 @@ def create(title: str, description: str | None, design: str | None,
            acceptance_criteria: str | None, notes: str | None, priority: int | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
-           labels: tuple[str, ...], after: tuple[str, ...], parent: str | None,
-           discovered_from: str | None, task_id: str | None) -> None:
+           role: str | None, labels: tuple[str, ...], after: tuple[str, ...],
+           parent: str | None, discovered_from: str | None, task_id: str | None) -> None:
     """Create a task."""
     task_ops.create(
         get_ctx(), title, description=description, design=design,
         acceptance_criteria=acceptance_criteria, notes=notes, priority=priority,
         issue_type=issue_type, assignee=assignee, external_ref=external_ref, agent=agent,
-        checks=checks, metadata=metadata, hints=hints, labels=labels, after=after,
+        checks=checks, metadata=metadata, hints=hints, role=role, labels=labels, after=after,
         parent=parent, discovered_from=discovered_from, task_id=task_id)
 
 
@@ -119,11 +122,13 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
     else:
         project = ctx.project()
         pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
+        holds = task_ops.role_holds(project)
         if ctx.json:  # streamed: a page of tasks at a time
-            emit_json_items(t.to_json() for page in pages
-                            for t in _mark_interrupted(project, page))
+            emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
+                project, _mark_interrupted(project, page), holds))
             return
-        tasks = [t for page in pages for t in _mark_interrupted(project, page)]
+        tasks = [t for page in pages for t in task_ops.mark_held(
+            project, _mark_interrupted(project, page), holds)]
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -160,13 +165,15 @@ def blocked(beads_compat: bool) -> None:
     ctx = get_ctx()
     compat = beads_compat or None
     if ctx.json and ctx.turn_socket is None:  # streamed: each task as it is looked at
-        emit_json_items(b.to_json() for b in ctx.project().ledger.iter_blocked(
-            beads_compat=compat))
+        project = ctx.project()
+        emit_json_items(b.to_json() for b in itertools.chain(
+            project.ledger.iter_blocked(beads_compat=compat), _held_items(project)))
         return
     if ctx.turn_socket is not None:
         items = ctx.remote().blocked()
     else:
-        items = ctx.project().ledger.blocked(beads_compat=compat)
+        project = ctx.project()
+        items = project.ledger.blocked(beads_compat=compat) + _held_items(project)
     if ctx.json:
         emit_json([b.to_json() for b in items])
     else:
@@ -189,13 +196,14 @@ def update(task_id: str, title: str | None, description: str | None, design: str
            acceptance_criteria: str | None, notes: str | None, priority: int | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
-           status: str | None, append_notes: str | None, clear_checks: bool, claim: bool) -> None:
+           role: str | None, status: str | None, append_notes: str | None, clear_checks: bool,
+           claim: bool) -> None:
     """Change a task's fields, or --claim it."""
     changes = task_ops.update_changes(
         {"title": title, "description": description, "design": design,
          "acceptance_criteria": acceptance_criteria, "notes": notes, "priority": priority,
          "issue_type": issue_type, "assignee": assignee, "external_ref": external_ref,
-         "agent": agent, "status": status},
+         "agent": agent, "status": status, "role": role},
         checks=checks, clear_checks=clear_checks, metadata=metadata, hints=hints)
     if not changes and not append_notes and not claim:
         raise click.UsageError("nothing to change: give at least one option (see --help)")
@@ -277,6 +285,18 @@ def comment(task_id: str, text: str, author: str | None) -> None:
         emit_json(note.to_json())
     else:
         click.echo(f"commented on {note.issue_id}")
+
+
+def _held_items(project: Project) -> list[BlockedTask]:
+    """The ready tasks whose role spent its daily budget: held back until the next day."""
+    holds = task_ops.role_holds(project)
+    if not holds:
+        return []
+    from ..model import BlockedTask
+
+    waiting = [t for t in project.ledger.ready(limit=None) if t.role in holds]
+    task_ops.mark_held(project, waiting, holds)
+    return [BlockedTask(t, [], [], reasons=[t.held or ""]) for t in waiting]
 
 
 def _mark_interrupted(project: Project, tasks: list[Task]) -> list[Task]:

@@ -54,7 +54,7 @@ _DEFAULTS: dict[str, Any] = {
     "description": "", "design": "", "acceptance_criteria": "", "notes": "", "status": "open",
     "priority": 2, "issue_type": "task", "assignee": None, "closed_at": None,
     "close_reason": None, "external_ref": None, "metadata": None, "checks": None,
-    "agent": None, "hints": None, "extra": None, "open_blockers": 0, "gated": 0,
+    "agent": None, "hints": None, "role": None, "extra": None, "open_blockers": 0, "gated": 0,
 }
 
 
@@ -587,8 +587,18 @@ class MemoryStore:
 
     def attempt_usage(self) -> list[tuple[Any, ...]]:
         return [(a["agent"], a["model"], a["started_at"], a["ended_at"], a["outcome"],
-                 a["input_tokens"], a["output_tokens"], a["cost_usd"])
+                 a["input_tokens"], a["output_tokens"], a["cost_usd"], a["role"])
                 for a in self._attempt_list()]
+
+    def role_spend(self, since: str) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for a in self._attempt_list():
+            if a["role"] is not None and a["started_at"] >= since:
+                tokens, cost = out.get(a["role"], (0, 0.0))
+                out[a["role"]] = (tokens + int(a["input_tokens"] or 0)
+                                  + int(a["output_tokens"] or 0),
+                                  cost + float(a["cost_usd"] or 0.0))
+        return out
 
     def last_lap(self, task_id: str) -> int:
         return max((a["lap"] for a in self._attempt_list(task_id)), default=0)
@@ -609,13 +619,13 @@ class MemoryStore:
 
     def insert_attempt(self, task_id: str, *, iteration: int, agent: str | None,
                        model: str | None, started_at: str, log_path: str, run_id: str,
-                       lap: int) -> int:
+                       lap: int, role: str | None = None) -> int:
         aid = max(self._d.attempts, default=0) + 1
         self._d.attempts[aid] = {
             "id": aid, "task_id": task_id, "iteration": iteration, "agent": agent,
             "model": model, "started_at": started_at, "ended_at": None, "outcome": None,
             "input_tokens": 0, "output_tokens": 0, "cost_usd": None, "commit_sha": None,
-            "log_path": log_path, "detail": None, "run_id": run_id, "lap": lap}
+            "log_path": log_path, "detail": None, "run_id": run_id, "lap": lap, "role": role}
         return aid
 
     def end_attempt(self, attempt_id: int, *, ended_at: str, outcome: str, input_tokens: int,

@@ -8,9 +8,13 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..clock import elapsed_seconds
+from ..clock import elapsed_seconds, iso
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, Comment
 from .store import LedgerStore
+
+HOLD_COMMENT_PREFIX = "taskmill paused this task: "
+"""The start of the comment the mill leaves on a task it gives back to wait for its role's
+budget (the reason follows)."""
 
 
 class WorkVerbs:
@@ -35,7 +39,8 @@ class WorkVerbs:
 
     def attempt_totals(self, now: datetime) -> dict[str, Any]:
         """Attempts, passes, tokens, cost and seconds (a running attempt's up to ``now``): over
-        all attempts (``all``), per agent (``by_agent``) and per model (``by_model``)."""
+        all attempts (``all``), per agent (``by_agent``), per model (``by_model``) and per role
+        (``by_role``: ``(none)`` for attempts made as no role)."""
 
         def zero() -> dict[str, Any]:
             return {"attempts": 0, "passed": 0, "input_tokens": 0, "output_tokens": 0,
@@ -44,20 +49,28 @@ class WorkVerbs:
         total = zero()
         by_agent: dict[str, dict[str, Any]] = {}
         by_model: dict[str, dict[str, Any]] = {}
-        for agent, model, started, ended, outcome, tin, tout, cost in self.store.attempt_usage():
+        by_role: dict[str, dict[str, Any]] = {}
+        for (agent, model, started, ended, outcome, tin, tout, cost,
+             role) in self.store.attempt_usage():
             seconds = elapsed_seconds(started, ended, now) or 0.0
             for bucket in (total, by_agent.setdefault(agent or "(none)", zero()),
-                           by_model.setdefault(model or "(default)", zero())):
+                           by_model.setdefault(model or "(default)", zero()),
+                           by_role.setdefault(role or "(none)", zero())):
                 bucket["attempts"] += 1
                 bucket["passed"] += outcome == "passed"
                 bucket["input_tokens"] += int(tin or 0)
                 bucket["output_tokens"] += int(tout or 0)
                 bucket["cost_usd"] += float(cost or 0.0)
                 bucket["seconds"] += seconds
-        for bucket in (total, *by_agent.values(), *by_model.values()):
+        for bucket in (total, *by_agent.values(), *by_model.values(), *by_role.values()):
             bucket["cost_usd"] = round(bucket["cost_usd"], 6)
             bucket["seconds"] = round(bucket["seconds"], 3)
-        return {"all": total, "by_agent": by_agent, "by_model": by_model}
+        return {"all": total, "by_agent": by_agent, "by_model": by_model, "by_role": by_role}
+
+    def role_spend(self, since: datetime) -> dict[str, tuple[int, float]]:
+        """Per role, the tokens and cost (USD) of its attempts started at or after ``since``
+        (a role's daily budget is checked against this: :mod:`taskmill.roles.budget`)."""
+        return self.store.role_spend(iso(since))
 
     def attempt_task_ids(self) -> set[str]:
         """The tasks that have at least one attempt."""
@@ -65,16 +78,17 @@ class WorkVerbs:
 
     def start_attempt(self, task_id: str, *, iteration: int, agent: str | None,
                       model: str | None, log_path: str, run_id: str, lap: int, actor: str,
-                      now: str) -> int:
+                      now: str, role: str | None = None) -> int:
         """Record the start of an agent's turn on ``task_id`` (and an ``attempt_started``
         event); returns the attempt's id."""
         with self.transaction():
             attempt_id = self.store.insert_attempt(
                 task_id, iteration=iteration, agent=agent, model=model, started_at=now,
-                log_path=log_path, run_id=run_id, lap=lap)
+                log_path=log_path, run_id=run_id, lap=lap, role=role)
             self.record("attempt_started", task_id,
                         {"attempt": attempt_id, "iteration": iteration,
-                         "agent": agent, "model": model}, actor=actor, ts=now)
+                         "agent": agent, "model": model, **({"role": role} if role else {})},
+                        actor=actor, ts=now)
         return attempt_id
 
     def finish_attempt(self, task_id: str, attempt_id: int, *, outcome: str,
@@ -151,6 +165,16 @@ class WorkVerbs:
         ``blocks`` dependency as (issue, blocker): what the mill's scheduler orders by."""
         edges = [(a, b) for a, b, _t in self.store.dep_edges(("blocks",))]
         return self.store.chain_weights(), edges
+
+    def hold(self, task_id: str, reason: str, *, actor: str) -> None:
+        """Give ``task_id`` (in progress under ``actor``) back: open and unclaimed, with
+        ``reason`` in a comment and a ``held`` event. The mill's way of pausing a task whose
+        role spent its daily budget; it is worked again once the budget allows."""
+        with self.transaction():
+            tid = self.resolve(task_id)
+            self._update(tid, {"status": "open", "assignee": None}, actor=actor)
+            self._comment(tid, HOLD_COMMENT_PREFIX + reason, author=actor)
+            self.record("held", tid, {"reason": reason}, actor=actor)
 
     def block(self, task_id: str, reason: str, *, actor: str) -> None:
         """Mark ``task_id`` blocked with ``reason`` (in a comment by ``actor``): the mill's

@@ -79,9 +79,37 @@ class TaskActivities:
         return LandingFound(self.ctx.git.find_landed(self.ctx.queue.ref, self.task.id,
                                                      lap=self.lap))
 
+    def _prompt_problem(self) -> str | None:
+        """Why the role's prompt template does not render for this task (None: it does)."""
+        role = self.ctx.roles.role(self.task)
+        if role is None or role.prompt_path is None:
+            return None
+        from ..roles.template import TemplateError, render_prompt
+
+        try:
+            render_prompt(role, self.ledger.show(self.task.id), self._run_vars(1, None))
+        except TemplateError as exc:
+            return (f"{exc.message}. Fix the template, then: taskmill update {self.task.id} "
+                    "--status open")
+        return None
+
+    def _run_vars(self, iteration: int, failure: Failure | None) -> dict[str, object]:
+        """The ``run`` a role's prompt template sees."""
+        return {"id": self.ctx.run_id, "iteration": iteration,
+                "max_iterations": self._max_iterations(),
+                "failure": failure[1] if failure else "",
+                "failure_kind": failure[0] if failure else "",
+                "checks": list(self.task.checks or self.ctx.project_checks)}
+
+    def _max_iterations(self) -> int:
+        return self.ctx.roles.max_iterations(self.task, self.ctx.settings.max_iterations)
+
     def check_commands(self) -> CommandsChecked:
         """Why the task's checks (or the project's, run by the merge queue) cannot run: a
         command that does not exist. Also warns, once per run, about the checks' Python."""
+        problem = self._prompt_problem()
+        if problem is not None:  # the role's template would fail every turn
+            return CommandsChecked(problem)
         guard = self.ctx.check_guard
         if guard is None:
             return CommandsChecked(None)
@@ -90,8 +118,10 @@ class TaskActivities:
         for warning in guard.new_warnings(own):
             self.ctx.bus.emit(MillEvent.WARNING, task=self.task.id, about="editable_install",
                               message=warning)
-        if not own and not project and not self.ctx.settings.allow_unchecked:
+        if (not own and not project and not self.ctx.settings.allow_unchecked
+                and self.ctx.roles.lands(self.task)):
             return CommandsChecked(unchecked_reason(self.task.id))
+
         problems = guard.problems(own)
         if problems:
             return CommandsChecked(f"{problems[0]}. {self.fix_hint(project=False)}")
@@ -123,7 +153,15 @@ class TaskActivities:
 
     def review(self) -> Reviewed:
         stopping = self.ctx.stop.is_set()
-        return Reviewed(self.records.history(), stopping)
+        return Reviewed(self.records.history(), stopping, held=self._held())
+
+    def _held(self) -> str | None:
+        """Why no further turn may start: the task's role spent its daily budget."""
+        roles = self.ctx.roles
+        if not self.task.role or not roles.budgets():
+            return None
+        hold = roles.holds(self.ledger, self.ctx.clock.now()).get(self.task.role)
+        return hold.reason if hold is not None else None
 
     def await_agent(self) -> AgentReady:
         config, _ = self.ctx.agents(self.task)
@@ -146,7 +184,8 @@ class TaskActivities:
         self._settle(ws, ws.base)
         start, before = ws.git.out("rev-parse", "HEAD", "HEAD^{tree}").split()
         attempt = self.attempt = self.records.start_attempt(iteration, config.name,
-                                                            config.model, self._log_dir())
+                                                            config.model, self._log_dir(),
+                                                            role=self.task.role)
         request = self._request(task, ws, iteration, checks, failure, attempt.log_path)
         self.ctx.bus.emit(MillEvent.TURN_STARTED, task=task.id, iteration=iteration,
                           agent=config.name, attempt=attempt.id)
@@ -382,10 +421,17 @@ class TaskActivities:
                  failure: Failure | None, log_path: Path) -> TurnRequest:
         self.progress_file.parent.mkdir(parents=True, exist_ok=True)
         notes = self.progress_file.read_text(encoding="utf-8") if self.progress_file.exists() else ""
+        role = self.ctx.roles.role(task)
+        role_prompt = ""
+        if role is not None and role.prompt_path is not None:
+            from ..roles.template import render_prompt
+
+            role_prompt = render_prompt(role, task, self._run_vars(iteration, failure))
         prompt = build_prompt(task, PromptContext(
-            iteration=iteration, max_iterations=self.ctx.settings.max_iterations,
+            iteration=iteration, max_iterations=self._max_iterations(),
             failure=failure[1] if failure else None, failure_kind=failure[0] if failure else None,
-            progress_notes=notes, progress_file=str(self.progress_file), checks=tuple(checks)))
+            progress_notes=notes, progress_file=str(self.progress_file), checks=tuple(checks),
+            role=role.name if role is not None else None, role_prompt=role_prompt))
         state = log_path.parent / f"{log_path.stem}.state"
         state.mkdir(parents=True, exist_ok=True)
         config, _ = self.ctx.agents(task)

@@ -15,6 +15,7 @@ from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
 from ..proxy import ModelProxy
+from ..roles.book import RoleBook
 from .check_env import CheckGuard
 from .events import EventBus
 from .gate import AgentGate
@@ -72,3 +73,6 @@ class WorkerContext:
     landing: LandingQueue | None = None
     """Where a passed branch is parked to land, its worker free at once (None: the worker
     lands it through ``queue`` itself, holding its worktree until the verdict)."""
+    roles: RoleBook = field(default_factory=lambda: RoleBook({}))
+    """The roles (``.taskmill/roles/``): a task's role sets its agent, prompt, checks,
+    iterations, landing and budget."""

@@ -63,6 +63,7 @@ from ..netproxy import NetProxy, NetProxyError
 from ..paths import EVENTS_FILE, PAUSE_FILE, LedgerPaths, git_common_dir
 from ..proxy import ModelProxy, PriceTable, ProxyError
 from ..proxy.turn import uses_proxy
+from ..roles.book import RoleBook
 from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
 from .batch import BatchLander, MergeSettings
@@ -131,6 +132,9 @@ class RunSummary:
     """Ready tasks the run did not work, each ``{"task", "reason"}`` (e.g. no agent)."""
     refused: dict[str, str] = field(default_factory=dict)
     """Tasks not dispatched, with why (no checks anywhere, without --allow-unchecked)."""
+    held: list[dict[str, str]] = field(default_factory=list)
+    """Ready tasks that waited because their role spent its daily budget, each
+    ``{"task", "role", "reason", "until"}`` (not a failure: they are worked another day)."""
     stopped_by: int | None = None
     """The signal that stopped the run (its exit status is then 128 + the signal)."""
 
@@ -138,7 +142,7 @@ class RunSummary:
     def exit_code(self) -> int:
         if self.stopped_by is not None:
             return 128 + self.stopped_by
-        success = all(o.outcome in SUCCESS for o in self.outcomes)
+        success = all(o.outcome in SUCCESS | {TaskOutcome.HELD} for o in self.outcomes)
         return 0 if success and not self.skipped and not self.refused else 1
 
     def count(self, outcome: str) -> int:
@@ -151,12 +155,14 @@ class RunSummary:
             "tasks": [{**o.__dict__, "seconds": round(o.seconds, 3)} for o in self.outcomes],
             "landed": self.count("landed"),
             "satisfied": self.count("satisfied"),
+            "checked": self.count("checked"),
             "blocked": sum(1 for o in self.outcomes
-                           if o.outcome not in SUCCESS | {"interrupted", "error"}),
+                           if o.outcome not in SUCCESS | {"interrupted", "error", "held"}),
             "interrupted": self.count("interrupted"),
             "errors": self.count("error"),
             "skipped": self.skipped,
             "refused": [{"task": t, "reason": r} for t, r in self.refused.items()],
+            "held": self.held,
             "stopped_by": stopped,
         }
 
@@ -222,6 +228,10 @@ class Mill:
         self._trail: BatchTrail | None = None
         self._working = 0
         """Workers busy now (the landing queue waits for a batch to fill only then)."""
+        self.roles = RoleBook({})
+        """The roles (``.taskmill/roles/``), read and checked when the run starts."""
+        self.held: dict[str, dict[str, str]] = {}
+        """Tasks that waited for their role's budget in this run (said once each)."""
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -289,27 +299,46 @@ class Mill:
         return False
 
     def lacks_agent(self, task: Task) -> bool:
-        """True when ``task`` names no agent and the run has no default for it."""
-        return not task.agent and self.agent_override is None and self.settings.agent is None
+        """True when ``task`` names no agent (nor does its role) and the run has no default
+        for it."""
+        return (not self._named_agent(task) and self.agent_override is None
+                and self.settings.agent is None)
+
+    def _named_agent(self, task: Task) -> str | None:
+        """The agent ``task`` names, or its role does (the task's own wins)."""
+        if task.agent:
+            return task.agent
+        try:
+            role = self.roles.role(task)
+        except InvalidInput:
+            return None
+        return role.spec.agent if role is not None else None
 
     def resolve_agent(self, task: Task) -> tuple[AgentConfig, AgentAdapter]:
-        """The agent that works ``task``: the one it names; for a task naming none,
-        ``--agent-cmd``, else the default agent (``--agent`` / ``[run] agent``). Raises
-        :class:`InvalidInput` saying why there is none."""
-        if not task.agent and self.agent_override is not None:
+        """The agent that works ``task``: the one it names, else its role's; for a task
+        naming none, ``--agent-cmd``, else the default agent (``--agent`` / ``[run] agent``).
+        Its role's ``model`` overrides the agent's. Raises :class:`InvalidInput` saying why
+        there is none (or that the task's role has no file)."""
+        role = self.roles.role(task)
+        named = task.agent or (role.spec.agent if role is not None else None)
+        if not named and self.agent_override is not None:
             key, config = "\0--agent-cmd", self.agent_override
         else:
-            name = task.agent or self.settings.agent
+            name = named or self.settings.agent
             if name is None:
                 raise InvalidInput(f"{task.id} names no agent and the run has no default",
                                    hint=NO_AGENT_HINT)
             key, found = name, self.config.agent(name)
             if found is None:
-                raise InvalidInput(f"{task.id}: {self.config.agent_problem(name)}",
+                where = (f" (the agent of role {role.name!r})"
+                         if role is not None and not task.agent else "")
+                raise InvalidInput(f"{task.id}: {self.config.agent_problem(name)}{where}",
                                    hint=f"add [agents.{name}] to .taskmill/config.toml, or "
                                         f"give the task another: taskmill update {task.id} "
                                         "--agent NAME")
             config = found
+        if role is not None and role.spec.model and role.spec.model != config.model:
+            key, config = f"{key}\0model={role.spec.model}", replace(config, model=role.spec.model)
         if key not in self._agent_cache:
             try:
                 adapter = get_adapter(config.adapter)
@@ -426,6 +455,7 @@ class Mill:
         self._hold_run_lock()
         ledger = self.ledger()
         try:
+            self.roles = RoleBook.load(self.paths.dir)  # a wrong role file: nothing starts
             # a run killed while moving the user's checkout may have left it detached
             recover_interrupted_advance(self.git, self.paths.run.merge_lock,
                                         self.paths.root)
@@ -455,7 +485,7 @@ class Mill:
                 homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
                 agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
-                sandbox=sandbox_info, landing=landing)
+                sandbox=sandbox_info, landing=landing, roles=self.roles)
             self.capability = CapabilityServer(
                 self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)
@@ -484,6 +514,7 @@ class Mill:
             summary.stopped_by = self.stopped_by
             self._drop_landed_branches(ledger, pool)  # those a worker could not delete
             summary.refused = dict(self.refused)
+            summary.held = list(self.held.values())
             if self.anchorer is not None:  # the run's last anchor, before it says it is done
                 self.anchorer.close()
             self.bus.emit("run_finished", **{k: v for k, v in summary.to_json().items()
@@ -669,6 +700,8 @@ class Mill:
         free worker, ahead of any new task."""
         anchorer = self.anchorer
         in_flight: set[str] = set()
+        roles_of: dict[str, str | None] = {}
+        """The role of each task dispatched (``max_parallel`` counts those in flight)."""
         skip: set[str] = set()
         workers: dict[str, TaskWorker] = {}
         parked: dict[str, TaskWorker] = {}
@@ -695,7 +728,9 @@ class Mill:
                 return failed
 
             def submit(task: Task, lap: int, resumed: bool = False) -> None:
+                task = self.roles.effective(task)  # its role's checks, when it has none
                 in_flight.add(task.id)
+                roles_of[task.id] = task.role
                 skip.add(task.id)
                 self.bus.emit(MillEvent.DISPATCHED, task=task.id, title=task.title, lap=lap,
                               in_flight=len(in_flight))
@@ -707,7 +742,9 @@ class Mill:
 
             def finished(outcome: Outcome) -> None:
                 workers.pop(outcome.task_id, None)
-                if outcome.outcome != TaskOutcome.ERROR:  # left for the next run to retry
+                # an error is left for the next run to retry; a task given back to wait for
+                # its role's budget is not taken again by this run
+                if outcome.outcome not in (TaskOutcome.ERROR, TaskOutcome.HELD):
                     skip.discard(outcome.task_id)
                 summary.outcomes.append(outcome)
                 self.bus.emit(MillEvent.TASK_FINISHED, task=outcome.task_id,
@@ -743,8 +780,14 @@ class Mill:
                         self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
                         was_paused = paused
                     # a task sent back by the merge queue goes first: it is not new work
-                    while rejoin and len(in_flight) < self.settings.workers:
-                        again = rejoin.popleft()
+                    # (within its role's max_parallel)
+                    for again in list(rejoin):
+                        if len(in_flight) >= self.settings.workers:
+                            break
+                        if self.roles.at_capacity(again.task,
+                                                  (roles_of.get(t) for t in in_flight)):
+                            continue
+                        rejoin.remove(again)
                         in_flight.add(again.task.id)
                         executor.submit(again.task.id, again.resume, failed_for(again.task))
                     # a worker is kept free for the next task of the critical path, which
@@ -755,7 +798,8 @@ class Mill:
                            and len(in_flight) + held < self.settings.workers
                            and (self.settings.max_tasks is None
                                 or dispatched < self.settings.max_tasks)):
-                        claimed = self._claim_next(ledger, skip)
+                        claimed = self._claim_next(ledger, skip,
+                                                   [roles_of.get(t) for t in in_flight])
                         if claimed is None:
                             break
                         dispatched += 1
@@ -810,6 +854,15 @@ class Mill:
                 held += 1
         return held
 
+    def _note_held(self, task: Task, hold: dict[str, str]) -> None:
+        """Say (once per task and day) that ``task`` waits for its role's budget."""
+        key = f"{task.id}\0{hold['until']}"
+        if key in self.held:
+            return
+        self.held[key] = {"task": task.id, **hold}
+        self.bus.emit("held", task=task.id, role=hold["role"], reason=hold["reason"],
+                      until=hold["until"])
+
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
         return is_paused(self.paths.run)
@@ -829,10 +882,16 @@ class Mill:
                               f"({', '.join(lacking)}): the run has no default agent; "
                               f"{NO_AGENT_HINT}")
 
-    def _claim_next(self, ledger: Ledger, skip: set[str]) -> Task | None:
+    def _claim_next(self, ledger: Ledger, skip: set[str],
+                    running: list[str | None] | None = None) -> Task | None:
+        """The next ready task, claimed; None when there is none to start now. ``running``:
+        the role of each task being worked (a role's ``max_parallel``)."""
         from ..errors import ClaimConflict
 
-        for task in self._candidates(ledger, skip):
+        candidates = self._candidates(ledger, skip)
+        held = (self.roles.holds(ledger, self.clock.now())
+                if candidates and self.roles.budgets() else {})
+        for task in candidates:
             try:
                 self.resolve_agent(task)
             except InvalidInput as exc:  # said once: the task stays skipped for this run
@@ -840,7 +899,14 @@ class Mill:
                 self.skipped.append({"task": task.id, "reason": exc.message})
                 self.bus.emit("skipped", task=task.id, reason=exc.message, hint=exc.hint)
                 continue
-            if not task.checks and not self.config.checks and not self.settings.allow_unchecked:
+            if task.role in held:  # its role spent its daily budget: it waits, said once
+                self._note_held(task, held[task.role].to_json())
+                continue
+            if self.roles.at_capacity(task, running or ()):
+                continue  # its role's max_parallel: it starts when one of them is done
+            checks = self.roles.effective(task).checks
+            if (not checks and not self.config.checks and not self.settings.allow_unchecked
+                    and self.roles.lands(task)):
                 skip.add(task.id)  # it would land whatever the agent did, unverified
                 self.refused[task.id] = unchecked_reason(task.id)
                 self.bus.emit("refused", task=task.id, title=task.title,

@@ -4,7 +4,7 @@ A :class:`TaskPolicy` is the workflow of one task in one run: from the task's at
 history and the result of what it asked for last, it decides the next action. The worker
 (:mod:`.worker`) runs that action as an activity (:mod:`.activities`, :mod:`.records`) and
 feeds the result back, until the policy answers with a terminal action (:class:`Close`,
-:class:`Satisfy`, :class:`Block`, :class:`Interrupt`)::
+:class:`Satisfy`, :class:`Keep`, :class:`Block`, :class:`Wait`, :class:`Interrupt`)::
 
     action = policy.first()
     while not isinstance(action, Terminal):
@@ -310,6 +310,22 @@ class Block(Terminal):
 
 
 @dataclass(frozen=True)
+class Keep(Terminal):
+    """The task's work passed its checks and its role does not land (``land = false``):
+    close it without merging, keeping its branch."""
+
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class Wait(Terminal):
+    """The task's role spent its daily budget: give the task back (open, unclaimed) to be
+    worked again once the budget allows."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Interrupt(Terminal):
     """The run stopped: the task stays in progress for the next run to resume."""
 
@@ -354,6 +370,8 @@ class TargetMerged(Result):
 class Reviewed(Result):
     history: History
     stopping: bool
+    held: str | None = None
+    """Why no further turn may start now: the task's role spent its daily budget."""
 
 
 @dataclass(frozen=True)
@@ -422,8 +440,11 @@ class TaskPolicy:
     """The workflow of one task in one run (see the module docstring)."""
 
     def __init__(self, limits: Limits, *, lap: int, resumed: bool, history: History,
-                 parks: bool = False) -> None:
+                 parks: bool = False, land: bool = True) -> None:
         self.limits = limits
+        self.land = land
+        """False: work that passed its checks is kept on its branch, not merged (a role's
+        ``land = false``): the task ends with :class:`Keep`."""
         self.lap = lap
         self.resumed = resumed
         self.history = history
@@ -458,7 +479,9 @@ class TaskPolicy:
                                     read_head=self.resumed)
         if isinstance(result, BranchRead):
             passed = self._passed_at(result.head)
-            return Park(attempt=passed) if passed is not None else AcquireWorkspace(fresh=False)
+            if passed is None:
+                return AcquireWorkspace(fresh=False)
+            return Park(attempt=passed) if self.land else Keep(result.head)
         if isinstance(result, TargetMerged):
             return AwaitAgent()
         if isinstance(result, WorkspaceAcquired):
@@ -502,6 +525,8 @@ class TaskPolicy:
             return MergeTarget(conflict=kind == "conflict")
         passed = self._passed_at(result.head)
         if passed is not None:
+            if not self.land:
+                return Keep(result.head)
             return Park(attempt=passed) if self.parks else Land(attempt=passed)
         return Review()
 
@@ -512,6 +537,8 @@ class TaskPolicy:
         reason = limit_reason(self.limits, result.history)
         if reason:
             return Block(reason)
+        if result.held:
+            return Wait(result.held)
         if self._rejoin is not None:  # parked, then sent back: it needs its worktree again
             return AcquireWorkspace(fresh=False, rejoin=True)
         return AwaitAgent()
@@ -550,6 +577,8 @@ class TaskPolicy:
             return self._failed(AttemptOutcome.FAILED)
         if not checks.ran or checks.ok:
             self.failure = None
+            if not self.land:
+                return self._finish(FinishAttempt(AttemptOutcome.PASSED), Keep())
             return self._finish(FinishAttempt(AttemptOutcome.PASSED),
                                 Park() if self.parks else Land())
         self.failure = ("checks", checks.failure_text)

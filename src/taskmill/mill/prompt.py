@@ -26,10 +26,16 @@ class PromptContext:
     progress_notes: str = ""
     progress_file: str = ""
     checks: tuple[str, ...] = ()
+    role: str | None = None
+    """The role the task is worked as (``.taskmill/roles/NAME.toml``)."""
+    role_prompt: str = ""
+    """The role's prompt template, rendered for this turn: the agent's instructions."""
 
 
 def build_prompt(task: Task, ctx: PromptContext) -> str:
     parts = [f"You are working on task {task.id}: {task.title}", ""]
+    if ctx.role_prompt:
+        parts += [f"## Your role: {ctx.role}", ctx.role_prompt.strip(), ""]
     if task.description:
         parts += ["## Description", task.description, ""]
     if task.design:

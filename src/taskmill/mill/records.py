@@ -92,13 +92,13 @@ class TaskRecords:
     # -- attempts ------------------------------------------------------------------------
 
     def start_attempt(self, iteration: int, agent: str, model: str | None,
-                      log_dir: Path) -> Attempt:
+                      log_dir: Path, role: str | None = None) -> Attempt:
         now = iso(self.clock.now())
         log_path = log_dir / f"lap{self.lap}-iter{iteration}-{now.replace(':', '')}.log"
         attempt_id = self.ledger.start_attempt(
             self.task_id, iteration=iteration, agent=agent, model=model,
             log_path=str(log_path), run_id=self.run_id, lap=self.lap, actor=self.actor,
-            now=now)
+            now=now, role=role)
         return Attempt(attempt_id, iteration, agent, log_path)
 
     def finish_attempt(self, attempt: Attempt, outcome: AttemptOutcome,
@@ -195,6 +195,25 @@ class TaskRecords:
                                {"commit": commit, "lap": self.lap, "attempt": attempt_id},
                                actor=self.actor)
         self.bus.emit(MillEvent.SATISFIED, task=self.task_id, commit=commit)
+
+    def keep(self, commit: str, role: str, *, unverified: bool) -> None:
+        """Closed without landing (its role's ``land = false``): the work passed its checks
+        and stays on the task's branch."""
+        branch = f"taskmill/{self.task_id}"
+        reason = (f"checked, not landed (role {role!r} does not land): the work is on branch "
+                  f"{branch} at {commit[:12]}")
+        with self.ledger.transaction():
+            self.ledger.close(self.task_id, reason, actor=self.actor, system=True)
+            self.ledger.record(LedgerEvent.KEPT, self.task_id,
+                               {"commit": commit, "branch": branch, "role": role,
+                                "lap": self.lap, "unverified": unverified}, actor=self.actor)
+        self.bus.emit(MillEvent.CHECKED, task=self.task_id, commit=commit, branch=branch,
+                      role=role, unverified=unverified)
+
+    def wait(self, reason: str) -> None:
+        """Give the task back (open, unclaimed): its role spent its daily budget."""
+        self.ledger.hold(self.task_id, reason, actor=self.actor)
+        self.bus.emit(MillEvent.HELD, task=self.task_id, reason=reason)
 
     def block(self, reason: str) -> None:
         self.ledger.block(self.task_id, reason, actor=self.actor)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..kinds import REJECTED, AttemptOutcome, MillEvent, TaskOutcome
 from ..model import Task
@@ -36,6 +36,7 @@ from .policy import (
     FindLanding,
     FinishAttempt,
     Interrupt,
+    Keep,
     Land,
     Limits,
     MergeTarget,
@@ -52,6 +53,7 @@ from .policy import (
     TaskPolicy,
     Terminal,
     Turn,
+    Wait,
     failure_signature,
 )
 from .records import TaskRecords, rejection_summary, unchecked_reason
@@ -69,8 +71,10 @@ class Outcome:
     task_id: str
     title: str
     outcome: str
-    """landed | satisfied | blocked | interrupted | error (``satisfied``: the task's branch
-    had nothing the target lacks, so it was closed without a commit)"""
+    """landed | satisfied | checked | blocked | held | interrupted | error (``satisfied``:
+    the task's branch had nothing the target lacks, so it was closed without a commit;
+    ``checked``: its role does not land, so it was closed with its work on its branch;
+    ``held``: its role spent its daily budget, so it was given back to wait)"""
     iterations: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -112,9 +116,13 @@ class TaskWorker:
 
         def first() -> Action:
             self._base = self.ctx.queue.tip()
-            self.policy = TaskPolicy(Limits.of(self.ctx.settings), lap=self.lap,
+            limits = Limits.of(self.ctx.settings)
+            limits = replace(limits, max_iterations=self.ctx.roles.max_iterations(
+                self.task, limits.max_iterations))
+            self.policy = TaskPolicy(limits, lap=self.lap,
                                      resumed=self.resumed, history=self.records.history(),
-                                     parks=self.ctx.landing is not None)
+                                     parks=self.ctx.landing is not None,
+                                     land=self.ctx.roles.lands(self.task))
             return self.policy.first()
 
         return self._drive(first)
@@ -244,6 +252,16 @@ class TaskWorker:
                 if self.acts.ws is None:
                     self.ctx.pool.drop_branch(self.task.id)
                 return True
+            case Keep(commit=commit):
+                head = commit or (self.acts.ws.git.out("rev-parse", "HEAD")
+                                  if self.acts.ws is not None else self.acts.read_branch().head)
+                role = self.task.role or ""
+                self.records.keep(head, role, unverified=self.acts.unverified)
+                self.out.outcome, self.out.commit = TaskOutcome.CHECKED, head
+                return False  # its branch is kept: the work is there, not on the target
+            case Wait(reason=reason):
+                self.records.wait(reason)
+                self.out.outcome, self.out.reason = TaskOutcome.HELD, reason
             case Block(reason=reason):
                 self.records.block(reason)
                 self.out.outcome, self.out.reason = TaskOutcome.BLOCKED, reason

@@ -26,7 +26,9 @@ from ..control import is_paused
 from ..errors import Forbidden as Forbidden  # re-exported: the handlers raise it
 from ..errors import InvalidInput, TaskmillError
 from ..ledger import Ledger
+from ..model import BlockedTask, Task
 from ..paths import LedgerPaths
+from ..roles.budget import Hold, current_holds, mark_held, read_budgets
 from ..validation import LIMIT_MAX
 
 
@@ -188,9 +190,22 @@ class HandlerBase:
             path = self.paths.root / path
         return path
 
-    @staticmethod
-    def _blocked(led: Ledger) -> list[dict[str, Any]]:
+    def _holds(self, led: Ledger) -> dict[str, Hold]:
+        """The roles whose daily budget is spent: their open tasks wait (``held``)."""
+        return current_holds(led, read_budgets(self.paths.dir), self._now())
+
+    def _mark_held(self, led: Ledger, tasks: list[Task]) -> list[Task]:
+        holds = self._holds(led)
+        if holds:
+            mark_held(tasks, holds)
+        return tasks
+
+    def _blocked(self, led: Ledger) -> list[dict[str, Any]]:
         held = led.blocked()
+        holds = self._holds(led)
+        if holds:  # ready tasks whose role spent its daily budget wait too
+            waiting = mark_held([t for t in led.ready() if t.role in holds], holds)
+            held += [BlockedTask(t, [], [], reasons=[t.held or ""]) for t in waiting]
         last = led.last_comments([b.task.id for b in held])
         out = []
         for b in held:

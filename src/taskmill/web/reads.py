@@ -86,11 +86,16 @@ class ReadHandlers(HandlerBase):
                                    include_hidden=self._flag(request, "all"),
                                    limit=self._int(request, "limit"))
             mark_interrupted(led, self.paths.run_dir, tasks)
+            self._mark_held(led, tasks)
         return json_response([t.to_json() for t in tasks])
 
     def ready(self, request: Request) -> Response:
+        limit = self._int(request, "limit")
         with self.pool.ledger() as led:
-            tasks = led.ready(limit=self._int(request, "limit"))
+            holds = self._holds(led)
+            tasks = led.ready(limit=None if holds else limit)
+        if holds:  # the mill hands none of these out today (``blocked`` lists them)
+            tasks = [t for t in tasks if t.role not in holds][:limit]
         return json_response([t.to_json() for t in tasks])
 
     def blocked(self, request: Request) -> Response:
@@ -102,6 +107,7 @@ class ReadHandlers(HandlerBase):
         with self.pool.ledger() as led:
             task = led.show(request.path_params["task_id"])
             mark_interrupted(led, self.paths.run_dir, [task])
+            self._mark_held(led, [task])
             data = task.to_json(full=True)
             linked = {d.depends_on_id for d in task.dependencies} | {
                 d.issue_id for d in task.dependents}

@@ -92,6 +92,8 @@ class AttemptTotals(_Response):
     all: Totals
     by_agent: dict[str, Totals]
     by_model: dict[str, Totals]
+    by_role: dict[str, Totals] = Field(description="Per role (``(none)``: attempts made as no "
+                                                   "role).")
 
 
 class Stats(_Response):

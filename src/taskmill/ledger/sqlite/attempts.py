@@ -59,11 +59,17 @@ class AttemptRows:
         return {r[0] for r in self.conn.execute("SELECT DISTINCT task_id FROM attempts")}
 
     def attempt_usage(self) -> list[tuple[Any, ...]]:
-        """(agent, model, started_at, ended_at, outcome, input tokens, output tokens, cost)
-        of every attempt."""
+        """(agent, model, started_at, ended_at, outcome, input tokens, output tokens, cost,
+        role) of every attempt."""
         return self.conn.execute(
             "SELECT agent, model, started_at, ended_at, outcome, input_tokens,"
-            " output_tokens, cost_usd FROM attempts").fetchall()
+            " output_tokens, cost_usd, role FROM attempts").fetchall()
+
+    def role_spend(self, since: str) -> dict[str, tuple[int, float]]:
+        return {str(role): (int(tokens), float(cost)) for role, tokens, cost in self.conn.execute(
+            "SELECT role, coalesce(sum(input_tokens + output_tokens), 0),"
+            " coalesce(sum(cost_usd), 0) FROM attempts INDEXED BY attempts_role"
+            " WHERE role IS NOT NULL AND started_at >= ? GROUP BY role", (since,))}
 
     def last_lap(self, task_id: str) -> int:
         row = self.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = ?",
@@ -89,11 +95,11 @@ class AttemptRows:
 
     def insert_attempt(self, task_id: str, *, iteration: int, agent: str | None,
                        model: str | None, started_at: str, log_path: str, run_id: str,
-                       lap: int) -> int:
+                       lap: int, role: str | None = None) -> int:
         cur = self.conn.execute(
             "INSERT INTO attempts (task_id, iteration, agent, model, started_at, log_path,"
-            " run_id, lap) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (task_id, iteration, agent, model, started_at, log_path, run_id, lap))
+            " run_id, lap, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (task_id, iteration, agent, model, started_at, log_path, run_id, lap, role))
         return int(cur.lastrowid or 0)
 
     def end_attempt(self, attempt_id: int, *, ended_at: str, outcome: str, input_tokens: int,

@@ -122,10 +122,11 @@ function statusClass(status, ready) {
   return "s-other";
 }
 
-function statusPill(status, ready, interrupted) {
+function statusPill(status, ready, interrupted, held) {
   let label = status === "open" ? (ready ? "ready" : "open · waiting") : status.replace("_", " ");
   // left in progress by a stopped run: the next `taskmill run` resumes it
   if (interrupted) label += " · interrupted";
+  if (held) label += " · held (role budget)";
   return h("span", { class: "status " + statusClass(status, ready), "data-status": status }, label);
 }
 
@@ -620,11 +621,13 @@ async function renderTask(route, initial) {
     if (last) state.task.openAttempts.add(last.id);
   }
   const dl = h("dl", { class: "fields" },
-    field("status", statusPill(task.status, task.ready, task.interrupted), { "data-value": task.status }),
+    field("status", statusPill(task.status, task.ready, task.interrupted, task.held), { "data-value": task.status }),
     field("priority", `P${task.priority}`, { "data-value": String(task.priority) }),
     field("type", task.issue_type),
     field("assignee", task.assignee),
     field("agent", task.agent),
+    field("role", task.role),
+    field("held", task.held),
     field("labels", task.labels.join(", ")),
     field("parent", task.parent ? taskLink(task.parent) : null),
     field("checks", (task.checks || []).length ? h("div", {}, task.checks.map((c) => h("div", {}, h("code", {}, c)))) : null),
@@ -644,7 +647,7 @@ async function renderTask(route, initial) {
     : [h("p", { class: "muted" }, "No attempts yet.")];
   put(data,
     h("div", { class: "task-head" },
-      h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready, task.interrupted), prio(task.priority)),
+      h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready, task.interrupted, task.held), prio(task.priority)),
     h("h1", { id: "task-title" }, task.title),
     h("div", { class: "panel" }, dl),
     text,
