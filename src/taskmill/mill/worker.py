@@ -112,7 +112,8 @@ class TaskWorker:
 
         def first() -> Action:
             self._base = self.ctx.queue.tip()
-            self.policy = TaskPolicy(Limits.of(self.ctx.settings), lap=self.lap,
+            limits = Limits.of(self.ctx.settings).for_task(self.task)
+            self.policy = TaskPolicy(limits, lap=self.lap,
                                      resumed=self.resumed, history=self.records.history(),
                                      parks=self.ctx.landing is not None)
             return self.policy.first()
