@@ -74,7 +74,7 @@ def test_a_week_of_cron_and_interval_slots_fires_each_once_across_a_kill(tmp_pat
 
     def dying_create(self: Ledger, *args: object, **kwargs: object) -> object:
         calls["n"] += 1
-        task = real_create(self, *args, **kwargs)  # type: ignore[arg-type]
+        real_create(self, *args, **kwargs)  # type: ignore[arg-type]
         raise Killed  # after the task is written, before the transaction commits
 
     monkeypatch.setattr(Ledger, "create", dying_create)
