@@ -68,7 +68,8 @@ def resolve_vars(loaded: LoadedFormula, given: dict[str, Any]) -> dict[str, Any]
     for name in given:
         if name not in declared:
             known = ", ".join(declared) or "none"
-            raise loaded.error(loaded.lines.line("", "vars") or _first_var_line(loaded),
+            raise loaded.error(loaded.lines.tables[0].keys.get("vars")
+                               or _first_var_line(loaded),
                                f"unknown var {name!r}: {loaded.formula.formula} declares "
                                f"{known}", hint="declare it as [vars.NAME], or leave it out; "
                                "nothing was created")

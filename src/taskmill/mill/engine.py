@@ -76,6 +76,7 @@ from .lander_checkout import LanderCheckout
 from .landing_queue import LandingQueue
 from .settings import RunSettings
 from .turn_runner import TurnRunner, default_turn_runner
+from .watch import Watch
 from .worker import Outcome, TaskWorker, WorkerContext, unchecked_reason
 from .workspaces import Workspaces
 from .worktrees import WorktreePool
@@ -163,8 +164,11 @@ class Mill:
                  agent_override: AgentConfig | None = None,
                  turn_runner: TurnRunner | None = None,
                  executor: ExecutorFactory[Outcome] | None = None,
-                 store: Callable[[], LedgerStore] | None = None) -> None:
+                 store: Callable[[], LedgerStore] | None = None,
+                 watch: Watch | None = None) -> None:
         self.paths = paths
+        self.watch = watch
+        """Set for ``taskmill watch``: stay up when idle, fire the orders (see :mod:`.watch`)."""
         self._store = store
         """Opens the ledger's store (default: the repository's database; a test may run the
         mill on another store)."""
@@ -225,6 +229,8 @@ class Mill:
         """Ask the run to stop (first call: drain; second: kill the agents now). Safe to call
         from a signal handler: it only records the request; the scheduler acts on it."""
         self._signals.append(signum)
+        if self.watch is not None:
+            self.watch.wake.set()
 
     def _take_signals(self) -> None:
         """Act on stop requests (in the scheduler's thread) and on the end of the grace."""
@@ -475,6 +481,8 @@ class Mill:
             summary.skipped = self.skipped
             self.anchorer = self._anchorer()
             self._start_landing()
+            if self.watch is not None:
+                self.watch.start(ledger)
             self._loop(ledger, ctx, resumed, summary)
             self._stop_landing()
             summary.stopped_by = self.stopped_by
@@ -729,6 +737,8 @@ class Mill:
                 while True:
                     self._take_signals()
                     settle_landings()
+                    if self.watch is not None and not self.stop.is_set():
+                        self.watch.tick(ledger)
                     paused = self.paused()
                     if paused != was_paused:
                         self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
@@ -749,7 +759,10 @@ class Mill:
                         submit(claimed, self._lap_for(ledger, claimed.id, False))
                     if (not in_flight and not parked and not rejoin
                             and not (paused and not self.stop.is_set())):
-                        break
+                        if self.watch is None or self.stop.is_set():
+                            break
+                        self.watch.idle(ledger, self._stop_pending)  # taskmill watch
+                        continue
                     # a finishing worker, a landing or a verdict of the landing queue wakes
                     # us at once; the timeout only notices outside changes (new or unblocked
                     # tasks, pause and resume), and a stop request is looked at every 0.1 s,
