@@ -59,6 +59,26 @@ class StoreContract:
         kinds = [e.kind for e in ledger.events(t.id)]
         assert kinds == ["created", "updated", "updated", "updated"]
 
+    def test_a_task_s_role(self, ledger: Ledger) -> None:
+        t = ledger.create("Write the notes", role="writer")
+        assert (ledger.get(t.id).role, ledger.get(t.id).to_json()["role"]) == ("writer", "writer")
+        assert ledger.create("no role").role is None
+        assert ledger.update(t.id, {"role": "reviewer"}).role == "reviewer"
+        assert sorted(str(x.role) for x in ledger.list_tasks()) == ["None", "reviewer"]
+        assert sorted(str(x.role) for x in ledger.ready()) == ["None", "reviewer"]
+        assert ledger.update(t.id, {"role": ""}).role is None  # "" clears it
+        created, updated, cleared = ledger.events(t.id)
+        assert created.data["new"]["role"] == "writer"
+        assert updated.data["changes"]["role"] == ["writer", "reviewer"]
+        assert cleared.data["changes"]["role"] == ["reviewer", None]
+        before = ledger.last_seq()
+        for bad in ("../x", "a b", "-x", 3):
+            with pytest.raises(InvalidInput, match="role"):
+                ledger.update(t.id, {"role": bad})
+            with pytest.raises(InvalidInput, match="role"):
+                ledger.create("bad", role=bad)  # type: ignore[arg-type]
+        assert ledger.last_seq() == before
+
     def test_unknown_id_and_bad_input_change_nothing(self, ledger: Ledger) -> None:
         t = ledger.create("x")
         with pytest.raises(NotFound):

@@ -63,6 +63,7 @@ UPDATABLE_FIELDS = (
     "agent",
     "hints",
     "close_reason",
+    "role",
 )
 
 # How the records below are described as JSON Schema (read by pydantic, see
@@ -166,6 +167,9 @@ class Task:
     checks: list[str] | None = None
     agent: str | None = None
     hints: dict[str, Any] | None = None
+    role: str | None = None
+    """The role (``.taskmill/roles/NAME.toml``) whose agent, prompt, checks and budget the
+    mill works this task with; None: no role."""
     ready: bool = False
     """Derived: open and nothing gating it."""
     parent: str | None = None
@@ -214,6 +218,7 @@ class Task:
             "checks": self.checks,
             "agent": self.agent,
             "hints": self.hints,
+            "role": self.role,
             "ready": self.ready,
             "parent": self.parent,
             "children": self.children,

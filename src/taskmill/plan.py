@@ -4,7 +4,7 @@
 
     [defaults]                       # optional; used by tasks that do not give their own
     checks = ["python -m pytest -q"]
-    priority = 2                     # also: labels, agent, issue_type, assignee, hints
+    priority = 2                     # also: labels, agent, issue_type, assignee, hints, role
 
     [[task]]
     key = "parse"                    # unique within the file
@@ -16,7 +16,7 @@
     parent = "epic"                  # parent-child: a key in this file or a task id
     labels = ["config"]
     # also: design, acceptance_criteria, notes, issue_type, assignee, agent,
-    #       hints (table), metadata (table), external_ref
+    #       hints (table), metadata (table), external_ref, role (.taskmill/roles/NAME.toml)
 
 Importing is idempotent. Each key is remembered in ``plan_keys`` under the plan's *source*:
 the plan file's path relative to the repository root (the directory holding the ledger's
@@ -62,7 +62,7 @@ from .plan_file import Checker, PlanTask, parse_plan, value_line
 # Fields a re-import resets to their default when the plan no longer gives them.
 _RESET = {"description": "", "design": "", "acceptance_criteria": "", "notes": "",
           "priority": 2, "issue_type": "task", "external_ref": None, "metadata": None,
-          "checks": None, "agent": None, "hints": None}
+          "checks": None, "agent": None, "hints": None, "role": None}
 
 
 # -- the source name -------------------------------------------------------------------------
@@ -137,26 +137,30 @@ def _marker(source: str) -> str:
 
 def import_plan(ledger: Ledger, path: Path | str | os.PathLike[str], *,
                 actor: str | None = None, source: str | None = None,
-                agent_problem: Callable[[str], str | None] | None = None) -> dict[str, str]:
+                agent_problem: Callable[[str], str | None] | None = None,
+                role_problem: Callable[[str], str | None] | None = None) -> dict[str, str]:
     """Import a TOML plan, all or nothing; returns ``{key: task id}`` in file order.
 
     ``source`` overrides the name the keys are remembered under (see :func:`plan_source`).
     ``agent_problem`` says why an ``agent`` names no agent
     (:meth:`taskmill.config.Config.agent_problem`); without it agents are not checked.
-    Raises :class:`PlanError` naming the line of the first problem; then nothing is written.
+    ``role_problem`` says why a ``role`` names no role file (:func:`taskmill.roles.role_problem`);
+    without it roles are not checked. Raises :class:`PlanError` naming the line of the first problem; then nothing is written.
     """
     return import_plan_report(ledger, path, actor=actor, source=source,
-                              agent_problem=agent_problem).ids
+                              agent_problem=agent_problem, role_problem=role_problem).ids
 
 
 def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
                        actor: str | None = None, source: str | None = None,
-                       agent_problem: Callable[[str], str | None] | None = None) -> PlanReport:
+                       agent_problem: Callable[[str], str | None] | None = None,
+                       role_problem: Callable[[str], str | None] | None = None) -> PlanReport:
     """:func:`import_plan`, reporting which tasks it created, updated or left unchanged."""
     plan_path = Path(path)
     name = str(path)
     text = read_text_input(plan_path, name, not_text=PlanError)
-    checker, tasks = parse_plan(name, text, agent_problem=agent_problem)
+    checker, tasks = parse_plan(name, text, agent_problem=agent_problem,
+                                role_problem=role_problem)
     src = source if source is not None else plan_source(ledger, plan_path)
     marker = _marker(src)
     by_key = {t.key: t for t in tasks}
@@ -262,7 +266,7 @@ def _create(ledger: Ledger, task: PlanTask, actor: str | None) -> str:
         status="open", priority=v.get("priority", 2), issue_type=v.get("issue_type", "task"),
         assignee=v.get("assignee"), labels=task.labels, external_ref=v.get("external_ref"),
         metadata=v.get("metadata"), checks=v.get("checks"), agent=v.get("agent"),
-        hints=v.get("hints"), task_id=None, actor=actor).id
+        hints=v.get("hints"), role=v.get("role"), task_id=None, actor=actor).id
 
 
 def _refresh(ledger: Ledger, task: PlanTask, actor: str | None) -> bool:

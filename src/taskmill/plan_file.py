@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import PlanError
+from .validation import ROLE_NAME_RE
 
 TASK_FIELDS = (
     "key", "title", "description", "design", "acceptance_criteria", "notes", "priority",
     "issue_type", "assignee", "labels", "checks", "agent", "hints", "metadata", "external_ref",
-    "after", "parent",
+    "after", "parent", "role",
 )
-DEFAULT_FIELDS = ("checks", "priority", "labels", "agent", "issue_type", "assignee", "hints")
+DEFAULT_FIELDS = ("checks", "priority", "labels", "agent", "issue_type", "assignee", "hints",
+                  "role")
 TOP_LEVEL = ("defaults", "task")
 _TEXT_FIELDS = ("description", "design", "acceptance_criteria", "notes")
 
@@ -190,11 +192,14 @@ class PlanTask:
 
 class Checker:
     def __init__(self, name: str, layout: _Layout,
-                 agent_problem: Callable[[str], str | None] | None = None) -> None:
+                 agent_problem: Callable[[str], str | None] | None = None,
+                 role_problem: Callable[[str], str | None] | None = None) -> None:
         self.name = name
         self.layout = layout
         self.agent_problem = agent_problem
         """Why an agent name names no agent (None: it does); None: agents are not checked."""
+        self.role_problem = role_problem
+        """Why a role name names no role file (None: it does); None: roles are not checked."""
 
     def error(self, line: int | None, message: str, *, hint: str | None = None) -> PlanError:
         where = f"{self.name}, line {line}" if line else self.name
@@ -223,6 +228,16 @@ class Checker:
                 raise self.error(line, f"{where}: {problem}",
                                  hint=f"add [agents.{value}] to .taskmill/config.toml or name "
                                       "another agent; nothing was imported")
+            return value
+        if name == "role":
+            if not isinstance(value, str) or not ROLE_NAME_RE.fullmatch(value):
+                raise self.error(line, f"{where}: role must be a role's name (letters, digits,"
+                                 f" '_' and '-'), not {value!r}")
+            problem = self.role_problem(value) if self.role_problem else None
+            if problem is not None:
+                raise self.error(line, f"{where}: {problem}",
+                                 hint=f"create .taskmill/roles/{value}.toml or name another"
+                                      " role; nothing was imported")
             return value
         if name == "priority":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
@@ -255,11 +270,13 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def parse_plan(name: str, text: str, *, agent_problem: Callable[[str], str | None] | None = None
+def parse_plan(name: str, text: str, *, agent_problem: Callable[[str], str | None] | None = None,
+               role_problem: Callable[[str], str | None] | None = None
                ) -> tuple[Checker, list[PlanTask]]:
-    """``agent_problem``: see :class:`Checker` (the CLI passes the config's)."""
+    """``agent_problem``, ``role_problem``: see :class:`Checker` (the CLI passes the
+    project's)."""
     layout = _layout(text)
-    checker = Checker(name, layout, agent_problem)
+    checker = Checker(name, layout, agent_problem, role_problem)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

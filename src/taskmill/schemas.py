@@ -22,7 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, SkipJsonSch
 
 from .model import UPDATABLE_FIELDS, TaskStatus
 from .model import Task as TaskRecord
-from .validation import CHECKS_MAX, NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, TITLE_MAX
+from .validation import CHECKS_MAX, NAME_MAX, PRIORITY_MAX, PRIORITY_MIN, ROLE_NAME_RE, TITLE_MAX
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -43,6 +43,7 @@ FIELD_TYPES: dict[str, Any] = {
     "external_ref": Name | None,
     "agent": Name | None,
     "checks": Checks | None,
+    "role": Annotated[str, Field(pattern=f"^{ROLE_NAME_RE.pattern}$")] | None,
 }
 """A task field's type where the ledger accepts less than the record holds (the other fields
 take the record's own type): imported records may carry any status, a user sets one of

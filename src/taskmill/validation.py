@@ -94,6 +94,20 @@ def optional_one_line(name: str, value: Any, *, max_chars: int = NAME_MAX) -> st
     return one_line(name, value, max_chars=max_chars)
 
 
+ROLE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+"""A role's name: the stem of its file, ``.taskmill/roles/NAME.toml``."""
+
+
+def role_name(value: Any) -> str | None:
+    """A task's role: None (or empty: no role), or a name a role file may have."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not ROLE_NAME_RE.fullmatch(value):
+        raise InvalidInput(f"role {value!r} is not a role name: letters, digits, '_' and '-',"
+                           " starting with a letter or digit (the file .taskmill/roles/NAME.toml)")
+    return value
+
+
 def text(name: str, value: Any, *, max_bytes: int = TEXT_MAX_BYTES) -> str:
     """A (possibly empty) multi-line string of at most ``max_bytes`` bytes of UTF-8, no NUL."""
     if not isinstance(value, str):

@@ -14,7 +14,7 @@ What a turn may do (everything as ``agent:<agent>/<task>``):
 
 - ``show``, ``list``, ``ready``, ``blocked``: read tasks;
 - ``create``: a task linked ``discovered-from`` the turn's task (its checks, agent, assignee,
-  status and id are a person's to set: refused);
+  status, id and role are a person's to set: refused);
 - ``comment``: on any task, signed as the agent (another author is refused);
 - ``update``: its own task's notes (``notes``, ``append_notes``), nothing else;
 - ``dep_add``: a dependency *from* its own task or a task it created in this turn (a
@@ -49,7 +49,7 @@ WRITE_OPS = ("create", "comment", "update", "dep_add")
 CREATE_FIELDS = frozenset({"title", "description", "design", "acceptance_criteria", "notes",
                            "priority", "issue_type", "labels", "external_ref", "metadata",
                            "hints", "after", "parent", "discovered_from"})
-CREATE_REFUSED = ("checks", "agent", "assignee", "status", "task_id")
+CREATE_REFUSED = ("checks", "agent", "assignee", "status", "task_id", "role")
 LIST_FIELDS = frozenset({"status", "label", "issue_type", "assignee", "parent",
                          "include_hidden", "limit"})
 

@@ -63,6 +63,7 @@ _TASK_OPTIONS: Spec = {
     "--check": ("checks", MULTIPLE),
     "--metadata": ("metadata", _text),
     "--hints": ("hints", _text),
+    "--role": ("role", _text),
 }
 SPECS: dict[str, tuple[Spec, int]] = {
     # command -> (options, arguments: the exact count, or -1 for one or more)
@@ -227,7 +228,7 @@ def _serve(name: str, values: dict[str, Any], args: list[str], ctx: Ctx) -> None
                 ctx, args[0], **{k: values.get(k) for k in (
                     "description", "design", "acceptance_criteria", "notes", "priority",
                     "issue_type", "assignee", "external_ref", "agent", "metadata", "hints",
-                    "parent", "discovered_from", "task_id")},
+                    "parent", "discovered_from", "task_id", "role")},
                 checks=tuple(values.get("checks", ())), labels=tuple(values.get("labels", ())),
                 after=tuple(values.get("after", ())))
     else:

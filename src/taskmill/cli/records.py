@@ -186,9 +186,11 @@ def import_cmd(path: Path, fmt: str) -> None:
     project = ctx.project()
     if fmt == "plan":
         from ..plan import import_plan_report
+        from ..roles import role_problem
 
         plan = import_plan_report(project.ledger, path,
-                                  agent_problem=project.config.agent_problem)
+                                  agent_problem=project.config.agent_problem,
+                                  role_problem=lambda name: role_problem(project.paths.dir, name))
         if ctx.json:  # the documented shape: {key: id} (the counts are in the text output)
             emit_json(dict(plan.ids))
         else:

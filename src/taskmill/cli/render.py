@@ -163,6 +163,8 @@ def task_detail(task: Task) -> None:
         out.print("  close reason: " + block(task.close_reason), markup=False)
     if task.agent:
         out.print(f"  agent {safe(task.agent)}")
+    if task.role:
+        out.print(f"  role {safe(task.role)}")
     for name in ("description", "design", "acceptance_criteria", "notes"):
         text = getattr(task, name)
         if text:

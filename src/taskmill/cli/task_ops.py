@@ -37,7 +37,7 @@ def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: Sequence[str], metadata: str | None, hints: str | None,
            labels: Sequence[str], after: Sequence[str], parent: str | None,
-           discovered_from: str | None, task_id: str | None) -> None:
+           discovered_from: str | None, task_id: str | None, role: str | None = None) -> None:
     from ..validation import printable
 
     ledger: Any
@@ -47,6 +47,10 @@ def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
         project = ctx.project()
         if agent is not None:
             project.config.check_agent(agent)
+        if role:
+            from ..roles import check_role
+
+            check_role(project.paths.dir, role)
         ledger = project.ledger
     if discovered_from is None and ctx.env.get("TASKMILL_TASK_ID"):
         discovered_from = ctx.env["TASKMILL_TASK_ID"]
@@ -57,7 +61,8 @@ def create(ctx: Ctx, title: str, *, description: str | None, design: str | None,
         assignee=assignee, labels=tuple(labels), external_ref=external_ref,
         metadata=parse_json_option("metadata", metadata), checks=list(checks) or None,
         agent=agent, hints=parse_json_option("hints", hints), after=tuple(after),
-        parent=parent, discovered_from=discovered_from, task_id=task_id)
+        parent=parent, discovered_from=discovered_from, task_id=task_id,
+        **({"role": role} if role else {}))
     if ctx.json:
         emit_json(task.to_json())
     else:
@@ -94,7 +99,7 @@ def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
 
 
 UPDATE_FIELDS = ("title", "description", "design", "acceptance_criteria", "notes", "priority",
-                 "issue_type", "assignee", "external_ref", "agent", "status")
+                 "issue_type", "assignee", "external_ref", "agent", "status", "role")
 """The fields ``update`` sets from options of the same name, in this order."""
 
 
@@ -109,6 +114,8 @@ def update_changes(fields: dict[str, Any], *, checks: Sequence[str], clear_check
             changes[key] = value
     if fields.get("agent") == "":
         changes["agent"] = None
+    if fields.get("role") == "":
+        changes["role"] = None
     if checks:
         changes["checks"] = list(checks)
     if clear_checks:
@@ -132,6 +139,10 @@ def update(ctx: Ctx, task_id: str, changes: dict[str, Any], *, agent: str | None
     project = ctx.project()
     if agent:  # --agent "" clears it
         project.config.check_agent(agent)
+    if changes.get("role"):  # --role "" clears it
+        from ..roles import check_role
+
+        check_role(project.paths.dir, changes["role"])
     ledger = project.ledger
     if changes:
         task = ledger.update(task_id, changes)

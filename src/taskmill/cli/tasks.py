@@ -58,6 +58,8 @@ def _task_options(fn: Any) -> Any:
                      help="A shell command that decides whether the task is done (repeatable)."),
         click.option("--metadata", help="A JSON object of metadata."),
         click.option("--hints", help="A JSON object of free-form hints for the agent."),
+        click.option("--role", help="The role that works this task: .taskmill/roles/NAME.toml"
+                     " (its agent, prompt, checks and budget); update --role '' clears."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -77,14 +79,14 @@ def create(title: str, description: str | None, design: str | None,
            acceptance_criteria: str | None, notes: str | None, priority: int | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
-           labels: tuple[str, ...], after: tuple[str, ...], parent: str | None,
-           discovered_from: str | None, task_id: str | None) -> None:
+           role: str | None, labels: tuple[str, ...], after: tuple[str, ...],
+           parent: str | None, discovered_from: str | None, task_id: str | None) -> None:
     """Create a task."""
     task_ops.create(
         get_ctx(), title, description=description, design=design,
         acceptance_criteria=acceptance_criteria, notes=notes, priority=priority,
         issue_type=issue_type, assignee=assignee, external_ref=external_ref, agent=agent,
-        checks=checks, metadata=metadata, hints=hints, labels=labels, after=after,
+        checks=checks, metadata=metadata, hints=hints, role=role, labels=labels, after=after,
         parent=parent, discovered_from=discovered_from, task_id=task_id)
 
 
@@ -189,13 +191,14 @@ def update(task_id: str, title: str | None, description: str | None, design: str
            acceptance_criteria: str | None, notes: str | None, priority: int | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
-           status: str | None, append_notes: str | None, clear_checks: bool, claim: bool) -> None:
+           role: str | None, status: str | None, append_notes: str | None, clear_checks: bool,
+           claim: bool) -> None:
     """Change a task's fields, or --claim it."""
     changes = task_ops.update_changes(
         {"title": title, "description": description, "design": design,
          "acceptance_criteria": acceptance_criteria, "notes": notes, "priority": priority,
          "issue_type": issue_type, "assignee": assignee, "external_ref": external_ref,
-         "agent": agent, "status": status},
+         "agent": agent, "status": status, "role": role},
         checks=checks, clear_checks=clear_checks, metadata=metadata, hints=hints)
     if not changes and not append_notes and not claim:
         raise click.UsageError("nothing to change: give at least one option (see --help)")

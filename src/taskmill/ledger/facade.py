@@ -328,7 +328,7 @@ class Ledger(WorkVerbs):
                labels: Iterable[str] = (), external_ref: str | None = None,
                metadata: dict[str, Any] | None = None, checks: list[str] | None = None,
                agent: str | None = None, hints: dict[str, Any] | None = None,
-               after: Iterable[str] = (), parent: str | None = None,
+               role: str | None = None, after: Iterable[str] = (), parent: str | None = None,
                discovered_from: str | None = None, task_id: str | None = None,
                actor: str | None = None) -> Task:
         """Create a task (and its dependencies) in one transaction."""
@@ -339,7 +339,7 @@ class Ledger(WorkVerbs):
                 acceptance_criteria=acceptance_criteria, notes=notes, status=status,
                 priority=priority, issue_type=issue_type, assignee=assignee, labels=labels,
                 external_ref=external_ref, metadata=metadata, checks=checks, agent=agent,
-                hints=hints, task_id=task_id, actor=actor)
+                hints=hints, task_id=task_id, actor=actor, role=role)
             for blocker in after:
                 self._add_dep(tid, self.resolve(blocker), BLOCKS, actor=actor)
             if parent:
@@ -352,14 +352,14 @@ class Ledger(WorkVerbs):
                 notes: str, status: str, priority: int, issue_type: str, assignee: str | None,
                 labels: Iterable[str], external_ref: str | None, metadata: dict[str, Any] | None,
                 checks: list[str] | None, agent: str | None, hints: dict[str, Any] | None,
-                task_id: str | None, actor: str | None) -> str:
+                task_id: str | None, actor: str | None, role: str | None = None) -> str:
         if title is None or (isinstance(title, str) and not title.strip()):
             raise InvalidInput("a task needs a title")
         title = validate_field("title", title)
         for name, given in (("description", description), ("design", design),
                             ("acceptance_criteria", acceptance_criteria), ("notes", notes),
                             ("assignee", assignee), ("external_ref", external_ref),
-                            ("agent", agent)):
+                            ("agent", agent), ("role", role)):
             validate_field(name, given)
         validate_priority(priority)
         validate_status(status)
@@ -387,14 +387,14 @@ class Ledger(WorkVerbs):
             "priority": priority, "issue_type": issue_type, "assignee": assignee,
             "created_at": now, "updated_at": now, "closed_at": closed_at,
             "external_ref": external_ref, "metadata": metadata, "checks": checks,
-            "agent": agent, "hints": hints}, label_list)
+            "agent": agent, "hints": hints, "role": role}, label_list)
         fields: dict[str, Any] = {"title": title, "status": status, "priority": priority,
                                   "issue_type": issue_type}
         for key, value in (("description", description), ("design", design),
                            ("acceptance_criteria", acceptance_criteria), ("notes", notes),
                            ("assignee", assignee), ("external_ref", external_ref),
                            ("metadata", metadata), ("checks", checks), ("agent", agent),
-                           ("hints", hints)):
+                           ("hints", hints), ("role", role)):
             if value:
                 fields[key] = value
         if label_list:

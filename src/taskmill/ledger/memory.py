@@ -54,7 +54,7 @@ _DEFAULTS: dict[str, Any] = {
     "description": "", "design": "", "acceptance_criteria": "", "notes": "", "status": "open",
     "priority": 2, "issue_type": "task", "assignee": None, "closed_at": None,
     "close_reason": None, "external_ref": None, "metadata": None, "checks": None,
-    "agent": None, "hints": None, "extra": None, "open_blockers": 0, "gated": 0,
+    "agent": None, "hints": None, "role": None, "extra": None, "open_blockers": 0, "gated": 0,
 }
 
 

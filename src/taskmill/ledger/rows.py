@@ -12,7 +12,7 @@ from ..model import OPEN, Task
 TASK_FIELDS = (
     "id", "title", "description", "design", "acceptance_criteria", "notes", "status",
     "priority", "issue_type", "assignee", "created_at", "updated_at", "closed_at",
-    "close_reason", "external_ref", "metadata", "checks", "agent", "hints", "gated",
+    "close_reason", "external_ref", "metadata", "checks", "agent", "hints", "gated", "role",
 )
 """The columns a :class:`Task` is made from, in :func:`task_from_row` order."""
 TASK_COLUMNS = ", ".join(TASK_FIELDS)
@@ -35,14 +35,14 @@ def dumps(value: Any) -> str | None:
 def task_from_row(row: Sequence[Any], labels: list[str] | None = None) -> Task:
     (tid, title, description, design, acceptance, notes, status, priority, issue_type, assignee,
      created_at, updated_at, closed_at, close_reason, external_ref, metadata, checks, agent,
-     hints, gated) = row
+     hints, gated, role) = row
     return Task(
         id=tid, title=title, description=description, design=design,
         acceptance_criteria=acceptance, notes=notes, status=status, priority=priority,
         issue_type=issue_type, assignee=assignee, labels=labels or [], created_at=created_at,
         updated_at=updated_at, closed_at=closed_at, close_reason=close_reason,
         external_ref=external_ref, metadata=loads(metadata), checks=loads(checks),
-        agent=agent, hints=loads(hints), ready=(status == OPEN and not gated),
+        agent=agent, hints=loads(hints), role=role, ready=(status == OPEN and not gated),
     )
 
 

@@ -80,6 +80,8 @@ def validate_field(key: str, value: Any) -> Any:
         return check.one_line("issue_type", value)
     if key in ("assignee", "external_ref", "agent"):
         return check.optional_one_line(key, value)
+    if key == "role":
+        return check.role_name(value)
     if key == "close_reason":
         return check.optional_text(key, value)
     if key in ("description", "design", "acceptance_criteria", "notes"):

@@ -24,6 +24,10 @@ class ActionHandlers(HandlerBase):
         body = await self._body(request)
         if not body:
             raise InvalidInput("nothing to change", hint="send a JSON object of fields")
+        if isinstance(body.get("role"), str) and body["role"]:
+            from ..roles import check_role
+
+            check_role(self.paths.dir, body["role"], what="role")
         tid = request.path_params["task_id"]
         return await self._in_thread(lambda led: led.update(tid, body).to_json())
 

@@ -147,6 +147,15 @@ def _v3_backfill(conn: sqlite3.Connection) -> None:
     recompute_all(conn)
 
 
+_V4_ROLE = """
+ALTER TABLE tasks ADD COLUMN role TEXT;
+ALTER TABLE attempts ADD COLUMN role TEXT;
+CREATE INDEX attempts_role ON attempts(role, started_at) WHERE role IS NOT NULL
+"""
+"""Roles (``.taskmill/roles/NAME.toml``): the role a task is worked as, and the role each
+attempt was made as (a role's daily budget is summed from its attempts)."""
+
+
 _V5_ORDER_SLOTS = """
 CREATE TABLE order_slots (
     order_name TEXT NOT NULL,
@@ -167,6 +176,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0002_attempts", _V2_ATTEMPTS),
     ("0003_beads_readiness", _V3_BEADS_READINESS),
     ("0003_beads_readiness_backfill", _v3_backfill),
+    ("0004_role", _V4_ROLE),
     ("0005_order_slots", _V5_ORDER_SLOTS),
 ]
 
