@@ -60,6 +60,10 @@ def pour(name: str, pairs: tuple[str, ...], key: str | None, dry_run: bool) -> N
     elif report.existing:
         click.echo(f"{plan.formula} was poured with key {key!r} already: {report.epic} "
                    "(nothing created)")
+        for step_key, tid in report.tasks.items():
+            found = project.ledger.find(tid)
+            click.echo(f"  {step_key:<12} {tid:<12} {found.title if found else ''}")
+        return
     else:
         click.echo(f"poured {plan.formula} as {report.epic}: {len(report.tasks)} tasks")
     for task in plan.tasks:

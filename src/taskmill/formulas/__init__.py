@@ -3,15 +3,14 @@ into the ledger as an epic and one task per step (see :mod:`.model` for the file
 
 from __future__ import annotations
 
+from ..roles import ROLES_DIR, role_names
 from .load import (
     FORMULAS_DIR,
-    ROLES_DIR,
     FormulaError,
     LoadedFormula,
     find_formula,
     formula_names,
     load_formula,
-    role_names,
 )
 from .model import Formula, FormulaStep, FormulaVar
 from .pour import EPIC_TYPE, POURED, PourReport, key_source, pour

@@ -15,7 +15,6 @@ from .model import Formula
 from .toml_lines import TomlLines
 
 FORMULAS_DIR = "formulas"
-ROLES_DIR = "roles"
 
 
 class FormulaError(InvalidInput):
@@ -123,10 +122,3 @@ def _line_of(lines: TomlLines, loc: list[str]) -> int | None:
         line = lines.line(f"vars.{loc[1]}", loc[2] if len(loc) > 2 else None)
         return line if line is not None else lines.line("", "vars")
     return lines.line("", loc[0])
-
-
-def role_names(roles_dir: Path) -> list[str]:
-    """The roles of ``.taskmill/roles`` (each a NAME.toml), sorted."""
-    if not roles_dir.is_dir():
-        return []
-    return sorted(p.stem for p in roles_dir.glob("*.toml") if p.is_file())

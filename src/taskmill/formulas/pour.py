@@ -84,7 +84,6 @@ def _create(ledger: Ledger, formula: str, task: PlannedTask, epic: Task,
         meta["item"] = task.item
     hints = ({"max_iterations": task.max_iterations} if task.max_iterations is not None
              else None)
-    extra: dict[str, Any] = {"role": task.role} if task.role is not None else {}
     return ledger.create(task.title[:200], checks=task.checks, hints=hints, metadata=meta,
                          parent=epic.id, after=[ids[n] for n in task.needs], actor=actor,
-                         **extra).id
+                         role=task.role).id

@@ -12,7 +12,8 @@ from typing import Any
 import jinja2
 from jinja2.nativetypes import NativeEnvironment
 
-from .load import LoadedFormula, role_names
+from ..roles import role_names
+from .load import LoadedFormula
 from .model import FormulaStep
 
 _TEXT = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
@@ -100,7 +101,7 @@ def plan_pour(loaded: LoadedFormula, given: dict[str, Any], *,
     shown = ", ".join(f"{k}={_short(v)}" for k, v in given.items())
     plan = PourPlan(formula.formula, values,
                     f"{formula.formula}: {shown}" if shown else formula.formula)
-    roles = role_names(roles_dir) if roles_dir is not None else None
+    roles = role_names(roles_dir.parent) if roles_dir is not None else None
     keys_of: dict[str, list[str]] = {}
     for index, step in enumerate(formula.steps):
         if step.condition is not None and not _truthy(

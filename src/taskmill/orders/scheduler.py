@@ -25,6 +25,7 @@ from ..errors import TaskmillError
 from ..formulas import find_formula, load_formula, plan_pour, pour
 from ..ledger import Ledger, OrderSlot
 from ..model import CLOSED, TOMBSTONE, Event
+from ..roles import check_role
 from .load import LoadedOrder, find_order
 from .model import Order
 from .triggers import (
@@ -115,6 +116,9 @@ class OrderScheduler:
                     plan_pour(formula, _render_vars(order, context), roles_dir=self.roles_dir)
                 elif order.create is not None:
                     _render(order.create.title, context)
+                    if order.create.role is not None and self.roles_dir is not None:
+                        check_role(self.roles_dir.parent, order.create.role,
+                                   what="create.role")
             except TaskmillError as exc:
                 raise loaded.error(loaded.line("pour" if order.pour else "create"),
                                    exc.message, hint=exc.hint) from None
@@ -291,9 +295,8 @@ class OrderScheduler:
             assert report.epic is not None
             return report.epic
         assert order.create is not None
-        role: dict[str, Any] = {"role": order.create.role} if order.create.role else {}
         return ledger.create(_render(order.create.title, context)[:200], metadata=extra,
-                             actor=self.actor, **role).id
+                             actor=self.actor, role=order.create.role).id
 
     def _check(self, order: Order) -> tuple[int, str]:
         assert order.check is not None
