@@ -80,7 +80,7 @@ def test_an_event_order_pours_a_formula_that_is_worked_and_landed_in_one_watch(
                         interval=0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
     [epic] = repo.ledger.list_tasks(issue_type="epic")
     assert epic.metadata["formula"] == "followup" and epic.metadata["order"] == "docs"
