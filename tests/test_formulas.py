@@ -204,3 +204,32 @@ def test_cli_pour_formula_list_and_show(cli: Cli, taskmill_repo: Path) -> None:
     missing = cli("pour", "nope", cwd=taskmill_repo)
     assert missing.exit_code == 3 and "the formulas are: bugfix" in missing.stderr
     assert len(cli("list", "--json", cwd=taskmill_repo).ok().json()) == 4
+
+
+def test_a_plan_file_pours_formulas_once_per_key(cli: Cli, taskmill_repo: Path) -> None:
+    tm = taskmill_repo / ".taskmill"
+    (tm / "formulas").mkdir()
+    (tm / "formulas" / "two.toml").write_text(
+        'formula = "two"\n[vars.x]\n[[steps]]\nid = "a"\ntitle = "A {{ x }}"\n'
+        '[[steps]]\nid = "b"\nneeds = ["a"]\ntitle = "B {{ x }}"\n', encoding="utf-8")
+    plan = taskmill_repo / "plan.toml"
+    plan.write_text('[[task]]\nkey = "setup"\ntitle = "Set up"\n\n'
+                    '[[pour]]\nkey = "first"\nformula = "two"\nvars = { x = "one" }\n',
+                    encoding="utf-8")
+    ids = cli("import", "plan.toml", "--json", cwd=taskmill_repo).ok().json()
+    assert set(ids) == {"setup", "first"}
+    children = cli("list", "--parent", ids["first"], "--json", cwd=taskmill_repo).ok().json()
+    assert sorted(t["title"] for t in children) == ["A one", "B one"]
+    again = cli("import", "plan.toml", "--json", cwd=taskmill_repo).ok().json()
+    assert again == ids
+    assert len(cli("list", "--json", cwd=taskmill_repo).ok().json()) == 4
+    # a bad pour names the plan's line and the formula's problem; nothing is imported
+    plan.write_text('[[task]]\nkey = "other"\ntitle = "Other"\n\n'
+                    '[[pour]]\nkey = "second"\nformula = "two"\nvars = { y = "1" }\n',
+                    encoding="utf-8")
+    bad = cli("import", "plan.toml", "--json", cwd=taskmill_repo)
+    assert bad.exit_code == 2
+    message = bad.error()["message"]
+    assert "plan.toml, line 5: pour 'second': .taskmill/formulas/two.toml, line 2" in message
+    assert "unknown var 'y'" in message
+    assert len(cli("list", "--json", cwd=taskmill_repo).ok().json()) == 4
