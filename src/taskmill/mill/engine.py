@@ -768,7 +768,7 @@ class Mill:
                     # tasks, pause and resume), and a stop request is looked at every 0.1 s,
                     # so a Ctrl-C is answered at once
                     self._working = len(in_flight)
-                    outcome = executor.wait_any(0.5, until=self._stop_pending)
+                    outcome = executor.wait_any(self._wait_timeout(), until=self._stop_pending)
                     if outcome is None:
                         continue
                     in_flight.discard(outcome.task_id)
@@ -781,6 +781,12 @@ class Mill:
                     finished(outcome)
             finally:
                 self._executor = None
+
+    def _wait_timeout(self) -> float:
+        """How long the scheduler waits for a worker: 0.5 s, less when an order's slot
+        (``taskmill watch``) falls sooner."""
+        due = self.watch.seconds_to_next() if self.watch is not None else None
+        return 0.5 if due is None else max(0.0, min(0.5, due))
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
