@@ -113,6 +113,16 @@ class MillEvent(StrEnum):
     """The target moved to a batch's last commit (one commit per task)."""
     BATCH_FINISHED = "batch_finished"
     """Every task of a batch has its verdict (``outcomes``: task -> landed, conflict...)."""
+    WATCH_STARTED = "watch_started"
+    """``taskmill watch`` armed its orders (``orders``, ``next_firing``)."""
+    ORDER_FIRED = "order_fired"
+    """An order's slot fired (``order``, ``slot``, ``task``, ``scheduled``, ``latency``)."""
+    ORDER_SKIPPED = "order_skipped"
+    """A slot was skipped: the order's last instance is unfinished (``skip_if_open``)."""
+    ORDER_MISSED = "order_missed"
+    """Slots passed while nothing fired them, left unfired as ``catch_up`` says."""
+    ORDER_FAILED = "order_failed"
+    """Firing a slot failed (a bad formula, say): recorded, not retried."""
 
 
 class LedgerEvent(StrEnum):
@@ -144,3 +154,10 @@ class LedgerEvent(StrEnum):
     BISECT_STEP = "bisect_step"
     BATCH_LANDED = "batch_landed"
     BATCH_FINISHED = "batch_finished"
+    # formulas and orders (taskmill pour, taskmill watch)
+    POURED = "poured"
+    ORDER_ARMED = "order_armed"
+    ORDER_FIRED = "order_fired"
+    ORDER_SKIPPED = "order_skipped"
+    ORDER_MISSED = "order_missed"
+    ORDER_FAILED = "order_failed"
