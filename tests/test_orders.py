@@ -238,3 +238,33 @@ def test_bad_orders_name_file_and_line(tmp_path: Path, text: str, line: int,
         scheduler(tmp_path, FixedClock(MONDAY))
     assert f"bad.toml, line {line}:" in err.value.message
     assert words in err.value.message
+
+
+@pytest.mark.parametrize(("catch_up", "fired", "missed"), [("all", 3, 0), ("one", 1, 2),
+                                                          ("none", 0, 3)])
+def test_event_catch_up_after_downtime(tmp_path: Path, catch_up: str, fired: int,
+                                       missed: int) -> None:
+    write(tmp_path, "orders/closed.toml", '[order]\ncreate = { title = "after {{ event.task }}" }'
+          f'\ntrigger = "event"\non = "task.closed"\ncatch_up = "{catch_up}"\n')
+    clock = FixedClock(MONDAY, step=1.0)
+    ledger = open_ledger(tmp_path, clock)
+    sched = scheduler(tmp_path, clock)
+    sched.arm(ledger)
+    first = ledger.create("seen live")
+    ledger.close(first.id, "done")
+    assert [f.outcome for f in sched.tick(ledger)] == ["fired"]
+    # the watch is down while three tasks close
+    down = [ledger.create(f"while down {n}").id for n in range(3)]
+    for tid in down:
+        ledger.close(tid, "done")
+    again = scheduler(tmp_path, clock)
+    again.arm(ledger)
+    done = again.tick(ledger)
+    assert [f.outcome for f in done].count("fired") == fired
+    assert [f.outcome for f in done].count("missed") == (1 if missed else 0)
+    made = [ledger.get(f.task_id or "").title for f in done if f.outcome == "fired"]
+    assert made == [f"after {tid}" for tid in down][len(down) - fired:]
+    # back to live: the next close fires, whatever catch_up says
+    ledger.close(ledger.create("live again").id, "done")
+    assert [f.outcome for f in again.tick(ledger)] == ["fired"]
+    assert again.tick(ledger) == []

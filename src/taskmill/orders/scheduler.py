@@ -81,6 +81,8 @@ class _State:
     """Event orders: the latest ledger event looked at."""
     note: str = ""
     """Why it last did not fire, when that is not recorded (a condition not met)."""
+    backlog: int | None = None
+    """Event orders: the events up to this seq passed while nothing watched (``catch_up``)."""
 
 
 class _Taken(Exception):
@@ -147,6 +149,7 @@ class OrderScheduler:
                 seqs = [s for r in rows if (s := event_seq(r.slot)) is not None]
                 if seqs:
                     state.seq = max(seqs)
+                    state.backlog = ledger.last_seq()  # what happened while it was down
                 else:
                     state.seq = ledger.last_seq()
                     self._armed(ledger, name, event_key(state.seq), now)
@@ -224,14 +227,19 @@ class OrderScheduler:
         return Firing(name, key, "missed", None, reason, missed[-1], now)
 
     def _events(self, ledger: Ledger, state: _State) -> list[Firing]:
+        """Fire for each matching event since the last look. Events that passed while no
+        watch ran (the backlog) follow ``catch_up``: all fire, only the latest, or none."""
         out: list[Firing] = []
         order = state.loaded.order
+        held: list[tuple[int, dict[str, Any]]] = []
         while True:
             assert state.seq is not None
             events = ledger.events_since(state.seq, limit=500)
             if not events:
-                return out
+                break
             for event in events:
+                if state.backlog is not None and event.seq > state.backlog:
+                    out += self._caught_up(ledger, state, held)
                 state.seq = event.seq
                 task = ledger.find(event.task_id) if event.task_id else None
                 kind = task_event(event, task)
@@ -240,7 +248,39 @@ class OrderScheduler:
                 assert task is not None
                 about = {"task": task.id, "kind": kind, "title": task.title,
                          "labels": list(task.labels), "seq": event.seq}
+                if state.backlog is not None and order.catch_up != "all":
+                    held.append((event.seq, about))
+                    continue
                 out.append(self._fire(ledger, state.loaded, event_key(event.seq), None, about))
+        return out + self._caught_up(ledger, state, held)
+
+    def _caught_up(self, ledger: Ledger, state: _State,
+                   held: list[tuple[int, dict[str, Any]]]) -> list[Firing]:
+        """The backlog is read: fire the latest held event (``catch_up = "one"``), record
+        the others as missed."""
+        state.backlog = None
+        if not held:
+            return []
+        order, name = state.loaded.order, state.loaded.name
+        keep = held[-1:] if order.catch_up == "one" else []
+        missed = held[:len(held) - len(keep)]
+        held.clear()
+        out: list[Firing] = []
+        if missed:
+            now = self.clock.now()
+            key = event_key(missed[-1][0])
+            reason = (f"{len(missed)} matching event{'s' if len(missed) != 1 else ''} passed "
+                      f"while nothing watched (catch_up = {order.catch_up!r})")
+            with ledger.transaction() as store:
+                if store.record_order_slot(OrderSlot(name, key, "missed", None, reason,
+                                                     iso(now))):
+                    ledger.record("order_missed", None, {"order": name, "slot": key,
+                                                         "count": len(missed)},
+                                  actor=self.actor)
+            out.append(Firing(name, key, "missed", None, reason, None, now))
+        for seq, about in keep:
+            out.append(self._fire(ledger, state.loaded, event_key(seq), None, about))
+        return out
 
     def fire_manual(self, ledger: Ledger, name: str) -> Firing:
         """Fire ``name`` now, by hand (any trigger; ``skip_if_open`` holds)."""
