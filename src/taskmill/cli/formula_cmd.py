@@ -27,8 +27,8 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _shown(project: Project, name: str, kind: str) -> str:
-    return f".taskmill/{kind}/{name}.toml"
+def _shown(name: str) -> str:
+    return f".taskmill/formulas/{name}.toml"
 
 
 @click.command()
@@ -47,7 +47,7 @@ def pour(name: str, pairs: tuple[str, ...], key: str | None, dry_run: bool) -> N
     ctx = get_ctx()
     project = ctx.project()
     directory = project.paths.dir / "formulas"
-    loaded = load_formula(find_formula(directory, name), shown=_shown(project, name, "formulas"))
+    loaded = load_formula(find_formula(directory, name), shown=_shown(name))
     report = pour_formula(project.ledger, loaded, parse_vars(pairs), key=key, dry_run=dry_run,
                           roles_dir=project.paths.dir / ROLES_DIR)
     if ctx.json:
@@ -92,7 +92,7 @@ def formula_list() -> None:
     items = []
     for name in formula_names(directory):
         loaded = load_formula(directory / f"{name}.toml",
-                              shown=_shown(project, name, "formulas"))
+                              shown=_shown(name))
         items.append({"formula": name, "description": loaded.formula.description,
                       "vars": list(loaded.formula.vars),
                       "steps": [s.id for s in loaded.formula.steps]})
@@ -116,7 +116,7 @@ def formula_show(name: str) -> None:
     ctx = get_ctx()
     project = ctx.project()
     loaded = load_formula(find_formula(project.paths.dir / "formulas", name),
-                          shown=_shown(project, name, "formulas"))
+                          shown=_shown(name))
     data = loaded.formula.model_dump(exclude_none=True)
     if ctx.json:
         emit_json(data)

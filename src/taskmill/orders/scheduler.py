@@ -20,11 +20,11 @@ from typing import Any
 
 import jinja2
 
-from ..clock import Clock, iso, parse_iso
+from ..clock import Clock, iso
 from ..errors import TaskmillError
 from ..formulas import find_formula, load_formula, plan_pour, pour
 from ..ledger import Ledger, OrderSlot
-from ..model import CLOSED, TOMBSTONE, Event
+from ..model import CLOSED, TOMBSTONE
 from ..roles import check_role
 from .load import LoadedOrder, find_order
 from .model import Order
@@ -98,7 +98,7 @@ class OrderScheduler:
     actor: str = "orders"
     run_check: CheckRunner | None = None
     late: timedelta = LATE
-    _states: dict[str, _State] = field(default_factory=dict)
+    _states: dict[str, _State] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self._states = {o.name: _State(o) for o in self.orders}
@@ -457,5 +457,4 @@ def shell_check(root: Path, env: Mapping[str, str], timeout: float = 60.0) -> Ch
     return run
 
 
-__all__ = ["LATE", "MANUAL", "CheckRunner", "Event", "Firing", "OrderScheduler",
-           "parse_iso", "shell_check"]
+__all__ = ["LATE", "MANUAL", "CheckRunner", "Firing", "OrderScheduler", "shell_check"]
