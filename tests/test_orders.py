@@ -4,10 +4,13 @@ event, condition and manual orders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from conftest import CliResult
 
 from taskmill.clock import FixedClock, iso
 from taskmill.errors import InvalidInput
@@ -15,6 +18,7 @@ from taskmill.ledger import Ledger
 from taskmill.orders import OrderScheduler, load_orders
 
 MONDAY = datetime(2026, 1, 5, tzinfo=UTC)
+Cli = Callable[..., CliResult]
 
 
 class Killed(BaseException):
@@ -268,3 +272,26 @@ def test_event_catch_up_after_downtime(tmp_path: Path, catch_up: str, fired: int
     ledger.close(ledger.create("live again").id, "done")
     assert [f.outcome for f in again.tick(ledger)] == ["fired"]
     assert again.tick(ledger) == []
+
+
+def test_cli_orders_list_and_fire(cli: Cli, taskmill_repo: Path) -> None:
+    tm = taskmill_repo / ".taskmill"
+    write(tm, "orders/nightly.toml", '[order]\ncreate = { title = "nightly" }\n'
+          'trigger = "cron"\nschedule = "0 3 * * *"\nskip_if_open = true\n')
+    write(tm, "orders/byhand.toml", '[order]\ncreate = { title = "by hand" }\n'
+          'trigger = "manual"\n')
+    out = cli("orders", "list", cwd=taskmill_repo).ok().stdout
+    assert "nightly: create 'nightly', cron 0 3 * * * (UTC)" in out
+    assert "not armed yet" in out and "fires only with `taskmill orders fire NAME`" in out
+    fired = cli("orders", "fire", "nightly", "--json", cwd=taskmill_repo).ok().json()
+    assert fired["outcome"] == "fired" and fired["task"]
+    held = cli("orders", "fire", "nightly", cwd=taskmill_repo).ok().stdout
+    assert held.startswith("nightly skipped: the last instance") and "skip_if_open" in held
+    listed = {o["order"]: o for o in cli("orders", "list", "--json", cwd=taskmill_repo)
+              .ok().json()}
+    assert listed["nightly"]["last"]["task"] == fired["task"]
+    assert "skip_if_open" in listed["nightly"]["why_not"]
+    write(tm, "orders/bad.toml", '[order]\ntrigger = "manual"\n')
+    bad = cli("orders", "list", "--json", cwd=taskmill_repo)
+    assert bad.exit_code == 2 and bad.error()["code"] == "order_invalid"
+    assert "bad.toml, line 1" in bad.error()["message"]
