@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from conftest import CliResult
-
 from taskmill.clock import FixedClock, iso
 from taskmill.errors import InvalidInput
 from taskmill.ledger import Ledger
