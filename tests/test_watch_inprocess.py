@@ -100,3 +100,32 @@ def test_three_days_of_a_daily_order_in_one_watch(tmp_path: Path) -> None:
     repo.assert_all_landed_once([t.id for t in ledger.list_tasks()
                                  if t.title.startswith("Report")])
     assert ledger.verify().ok
+
+
+def test_an_idle_watch_sleeps_until_a_slot_a_change_a_stop_or_the_recheck(
+        tmp_path: Path) -> None:
+    from taskmill.ledger import Ledger
+
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "hourly.toml").write_text(
+        '[order]\ncreate = { title = "x" }\ntrigger = "interval"\ninterval = "1h"\n',
+        encoding="utf-8")
+    clock = FixedClock(datetime(2026, 1, 5, tzinfo=UTC))
+    ledger = Ledger(MemoryStore(), prefix="tm", clock=clock, actor="test")
+    scheduler = OrderScheduler(load_orders(tmp_path / "orders"), formulas_dir=tmp_path,
+                               roles_dir=None, clock=clock)
+    watch = Watch(scheduler, clock=clock, bus=EventBus(clock), poll=1.0, recheck=600.0)
+    watch.start(ledger)
+    never = lambda: False  # noqa: E731
+    watch.idle(ledger, never)  # nothing happens: back after the recheck, 600 one-second looks
+    assert len(clock.slept) == 600 and clock.monotonic() == 600.0
+    ledger.create("new work")
+    watch.idle(ledger, never)  # the ledger changed: back after one look
+    assert len(clock.slept) == 601
+    watch.idle(ledger, lambda: True)  # a stop asked: back at once
+    assert len(clock.slept) == 601
+    watch.recheck = 7200.0
+    watch.idle(ledger, never)  # the slot at 01:00 falls first: back exactly then
+    assert clock.now() == datetime(2026, 1, 5, 1, tzinfo=UTC)
+    watch.tick(ledger)
+    assert [f.outcome for f in watch.firings] == ["fired"]

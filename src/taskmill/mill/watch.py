@@ -22,15 +22,19 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 1.0
 """How often an idle watch looks at the ledger's change feed."""
+RECHECK_SECONDS = 60.0
+"""An idle watch looks for ready work at least this often, ledger change or not (work can
+become ready with time alone: a ``defer_until`` passing, a role's budget renewed)."""
 
 
 class Watch:
     def __init__(self, scheduler: OrderScheduler, *, clock: Clock, bus: EventBus,
-                 poll: float = POLL_SECONDS) -> None:
+                 poll: float = POLL_SECONDS, recheck: float = RECHECK_SECONDS) -> None:
         self.scheduler = scheduler
         self.clock = clock
         self.bus = bus
         self.poll = poll
+        self.recheck = recheck
         self.wake = threading.Event()
         """Set to end an idle sleep at once (a stop signal)."""
         self._seen = 0
@@ -58,8 +62,10 @@ class Watch:
         return (nxt - self.clock.now()).total_seconds()
 
     def idle(self, ledger: Ledger, stop_pending: Callable[[], bool]) -> None:
-        """Sleep until an order slot falls due, the ledger changes, or a stop is asked."""
-        while not stop_pending():
+        """Sleep until an order slot falls due, the ledger changes, a stop is asked, or
+        :attr:`recheck` seconds have passed."""
+        until = self.clock.monotonic() + self.recheck
+        while not stop_pending() and self.clock.monotonic() < until:
             wait = self.seconds_to_next()
             if wait is not None and wait <= 0:
                 return
