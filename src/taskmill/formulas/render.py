@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,10 +144,18 @@ def _task(loaded: LoadedFormula, index: int, step: FormulaStep, scope: dict[str,
                        checks, needs, step.max_iterations, item)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(template: str, native: bool) -> jinja2.Template:
+    """Templates compiled once (a formula poured again, by an order, reuses them)."""
+    return (_NATIVE if native else _TEXT).from_string(template)
+
+
 def _text(loaded: LoadedFormula, index: int, key: str, template: str,
           scope: dict[str, Any]) -> str:
+    if "{" not in template:  # no expression, statement or comment: the text as it is
+        return template
     try:
-        return _TEXT.from_string(template).render(scope)
+        return _compiled(template, False).render(scope)
     except jinja2.TemplateError as exc:
         raise _template_error(loaded, index, key, exc) from None
 
@@ -154,7 +163,7 @@ def _text(loaded: LoadedFormula, index: int, key: str, template: str,
 def _native(loaded: LoadedFormula, index: int, key: str, template: str,
             scope: dict[str, Any]) -> Any:
     try:
-        return _NATIVE.from_string(template).render(scope)
+        return _compiled(template, True).render(scope)
     except jinja2.TemplateError as exc:
         raise _template_error(loaded, index, key, exc) from None
 
