@@ -233,3 +233,28 @@ def test_a_plan_file_pours_formulas_once_per_key(cli: Cli, taskmill_repo: Path) 
     assert "plan.toml, line 5: pour 'second': .taskmill/formulas/two.toml, line 2" in message
     assert "unknown var 'y'" in message
     assert len(cli("list", "--json", cwd=taskmill_repo).ok().json()) == 4
+
+
+def test_concurrent_pours_of_one_key_make_one_instance(tm: Path, tmp_path: Path) -> None:
+    import threading
+
+    loaded = load_formula(tm / "formulas" / "bugfix.toml")
+    db = tmp_path / "db"
+    Ledger.open(db, prefix="tm").close_db()
+    epics: list[str | None] = []
+    start = threading.Barrier(4)
+
+    def one() -> None:
+        with Ledger.open(db, prefix="tm") as ledger:
+            start.wait()
+            epics.append(pour(ledger, loaded, {"issue": "x"}, key="same",
+                              roles_dir=tm / "roles").epic)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(epics)) == 1 and None not in epics
+    with Ledger.open(db, prefix="tm") as ledger:
+        assert len(ledger.list_tasks(issue_type="epic")) == 1

@@ -47,17 +47,13 @@ def pour(ledger: Ledger, loaded: LoadedFormula, given: dict[str, Any], *,
     ``extra``: kept in the epic's metadata (an order notes its slot there)."""
     plan = plan_pour(loaded, given, roles_dir=roles_dir)
     report = PourReport(plan, dry_run=dry_run)
-    source = key_source(plan.formula)
-    if key is not None:
-        known = ledger.store.plan_keys(source).get(key)
-        if known is not None and ledger.exists(known):
-            report.epic, report.existing = known, True
-            report.tasks = {t.metadata.get("step_key", t.id): t.id
-                            for t in ledger.store.child_tasks(known) if t.metadata}
-            return report
     if dry_run:
+        if key is not None:
+            _existing(ledger, report, key)
         return report
-    with ledger.transaction() as store:
+    with ledger.transaction() as store:  # the key is looked up under the write lock
+        if key is not None and _existing(ledger, report, key):
+            return report
         meta: dict[str, Any] = {"formula": plan.formula, "vars": plan.vars}
         if key is not None:
             meta["key"] = key
@@ -71,10 +67,21 @@ def pour(ledger: Ledger, loaded: LoadedFormula, given: dict[str, Any], *,
             report.tasks[task.key] = _create(ledger, plan.formula, task, epic,
                                              report.tasks, actor)
         if key is not None:
-            store.set_plan_key(source, key, epic.id)
+            store.set_plan_key(key_source(plan.formula), key, epic.id)
         ledger.record(POURED, epic.id, {"formula": plan.formula, "vars": plan.vars,
                                         "key": key, "tasks": dict(report.tasks)}, actor=actor)
     return report
+
+
+def _existing(ledger: Ledger, report: PourReport, key: str) -> bool:
+    """Fill ``report`` with the instance poured with ``key`` before, if there is one."""
+    known = ledger.store.plan_keys(key_source(report.plan.formula)).get(key)
+    if known is None or not ledger.exists(known):
+        return False
+    report.epic, report.existing = known, True
+    report.tasks = {t.metadata.get("step_key", t.id): t.id
+                    for t in ledger.store.child_tasks(known) if t.metadata}
+    return True
 
 
 def _create(ledger: Ledger, formula: str, task: PlannedTask, epic: Task,
