@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,41 @@ def test_an_idle_watch_sleeps_until_a_slot_a_change_a_stop_or_the_recheck(
     assert clock.now() == datetime(2026, 1, 5, 1, tzinfo=UTC)
     watch.tick(ledger)
     assert [f.outcome for f in watch.firings] == ["fired"]
+
+
+def test_a_refused_task_is_worked_once_it_gets_checks(tmp_path: Path) -> None:
+    """A long-running watch looks again at a task it left alone once the task changes."""
+    repo = MillRepo(tmp_path, allow_unchecked=False)
+    store = MemoryStore()
+    repo.store = store
+    turns = ScriptedTurns(lambda turn: (turn.worktree / "done.txt").write_text("x\n") and None)
+    clock = FixedClock(datetime(2026, 1, 5, tzinfo=UTC), step=0.001)
+    repo.create("tm-bare")
+    events: list[dict[str, Any]] = []
+    env = dict(os.environ)
+    with open_project(repo.root, env) as project:
+        settings = RunSettings.from_config(project.config.run, {"contain": "group"})
+        bus = EventBus(clock)
+        bus.subscribe(events.append)
+        scheduler = OrderScheduler([], formulas_dir=tmp_path, roles_dir=None, clock=clock)
+        mill = Mill(project.paths, project.config, settings, env=env, clock=clock, bus=bus,
+                    agent_override=FAKE_AGENT, turn_runner=turns, store=lambda: store,
+                    watch=Watch(scheduler, clock=clock, bus=bus, poll=5.0))
+
+        def react(event: dict[str, Any]) -> None:
+            if event["event"] == "refused":  # someone gives it checks while the watch idles
+                repo.ledger.update("tm-bare", {"checks": ["test -f done.txt"]})
+            if event["event"] == "task_finished":
+                mill.signal(signal.SIGTERM)
+
+        bus.subscribe(react)
+        failsafe = threading.Timer(60, mill.signal, [signal.SIGINT])  # never hang the suite
+        failsafe.start()
+        try:
+            summary = mill.run()
+        finally:
+            failsafe.cancel()
+    kinds = [e["event"] for e in events]
+    assert kinds.count("refused") == 1 and kinds.index("refused") < kinds.index("landed")
+    assert repo.ledger.get("tm-bare").status == "closed"
+    assert summary.refused == {} and summary.stopped_by == signal.SIGTERM

@@ -207,6 +207,9 @@ class Mill:
         self._run_lock: FileLock | None = None
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
+        self._skipped_at: dict[str, str] = {}
+        """Tasks left alone (no agent, no checks, claimed elsewhere) -> their ``updated_at``
+        then: ``taskmill watch`` looks at them again once they change."""
         self.capability: CapabilityServer | None = None
         """Serves each turn's ledger socket (started and stopped with the run)."""
         self.anchorer: Anchorer | None = None
@@ -762,6 +765,7 @@ class Mill:
                         if self.watch is None or self.stop.is_set():
                             break
                         self.watch.idle(ledger, self._stop_pending)  # taskmill watch
+                        self._readmit(ledger, skip)
                         continue
                     # a finishing worker, a landing or a verdict of the landing queue wakes
                     # us at once; the timeout only notices outside changes (new or unblocked
@@ -795,10 +799,12 @@ class Mill:
     def _skip_agentless(self, ledger: Ledger, skip: set[str]) -> None:
         """At start: the ready tasks that name no agent when the run has no default are not
         worked; one warning names them all and says how to give them one."""
-        lacking = [t.id for t in self._candidates(ledger, skip) if self.lacks_agent(t)]
+        agentless = [t for t in self._candidates(ledger, skip) if self.lacks_agent(t)]
+        lacking = [t.id for t in agentless]
         if not lacking:
             return
         skip.update(lacking)
+        self._skipped_at.update({t.id: t.updated_at for t in agentless})
         reason = "names no agent and the run has no default"
         self.skipped += [{"task": tid, "reason": reason} for tid in lacking]
         self.bus.emit("warning", tasks=lacking,
@@ -815,11 +821,13 @@ class Mill:
                 self.resolve_agent(task)
             except InvalidInput as exc:  # said once: the task stays skipped for this run
                 skip.add(task.id)
+                self._skipped_at[task.id] = task.updated_at
                 self.skipped.append({"task": task.id, "reason": exc.message})
                 self.bus.emit("skipped", task=task.id, reason=exc.message, hint=exc.hint)
                 continue
             if not task.checks and not self.config.checks and not self.settings.allow_unchecked:
                 skip.add(task.id)  # it would land whatever the agent did, unverified
+                self._skipped_at[task.id] = task.updated_at
                 self.refused[task.id] = unchecked_reason(task.id)
                 self.bus.emit("refused", task=task.id, title=task.title,
                               reason=self.refused[task.id])
@@ -828,5 +836,18 @@ class Mill:
                 return ledger.claim(task.id, self.actor, actor=self.actor, work_only=True)
             except ClaimConflict:
                 skip.add(task.id)
+                self._skipped_at[task.id] = task.updated_at
         return None
+
+    def _readmit(self, ledger: Ledger, skip: set[str]) -> None:
+        """``taskmill watch``: a task left alone (no agent, no checks, claimed elsewhere) is
+        looked at again once it changed (given an agent or checks, released...)."""
+        for tid, seen in list(self._skipped_at.items()):
+            task = ledger.find(tid)
+            if task is not None and task.updated_at == seen:
+                continue
+            del self._skipped_at[tid]
+            skip.discard(tid)
+            self.refused.pop(tid, None)
+            self.skipped[:] = [s for s in self.skipped if s["task"] != tid]
 
