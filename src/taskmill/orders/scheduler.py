@@ -28,6 +28,7 @@ from ..model import CLOSED, TOMBSTONE
 from ..roles import check_role
 from .load import LoadedOrder, find_order
 from .model import Order
+from .status import MANUAL, last_timed_slot, order_status
 from .triggers import (
     due_slots,
     event_key,
@@ -36,14 +37,11 @@ from .triggers import (
     late,
     next_slot,
     slot_key,
-    slot_time,
     task_event,
 )
 
 LATE = timedelta(seconds=60)
 """A slot found due later than this after its time was missed (``catch_up = "none"``)."""
-MANUAL = "~manual"
-"""The suffix of a slot fired by hand (``taskmill orders fire``): never a schedule's."""
 _TEMPLATES = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 CheckRunner = Callable[[str], tuple[int, str]]
@@ -138,11 +136,8 @@ class OrderScheduler:
             order = state.loaded.order
             rows = ledger.store.order_slots(name)
             if order.trigger in ("cron", "interval", "condition"):
-                timed = [r for r in rows if slot_time(r.slot) is not None
-                         and not r.slot.endswith(MANUAL)]
-                if timed:
-                    state.cursor = slot_time(timed[0].slot)
-                else:
+                state.cursor = last_timed_slot(rows)
+                if state.cursor is None:
                     state.cursor = now
                     self._armed(ledger, name, slot_key(now), now)
             elif order.trigger == "event":
@@ -349,40 +344,9 @@ class OrderScheduler:
     def status(self, ledger: Ledger) -> list[dict[str, Any]]:
         """Each order: its trigger, last firing, next firing and why it did not fire."""
         now = self.clock.now()
-        out: list[dict[str, Any]] = []
-        for name, state in self._states.items():
-            order = state.loaded.order
-            rows = ledger.store.order_slots(name)
-            fired = max((r for r in rows if r.outcome == "fired"),
-                        key=lambda r: r.recorded_at, default=None)
-            other = max((r for r in rows if r.outcome in ("skipped", "missed", "failed")),
-                        key=lambda r: r.recorded_at, default=None)
-            cursor = state.cursor
-            if cursor is None and order.trigger in ("cron", "interval", "condition"):
-                timed = [r for r in rows if slot_time(r.slot) is not None
-                         and not r.slot.endswith(MANUAL)]
-                cursor = slot_time(timed[0].slot) if timed else None
-            nxt = next_slot(order, cursor) if cursor is not None else None
-            why = state.note
-            if other is not None and (fired is None or other.recorded_at > fired.recorded_at):
-                why = f"{other.outcome} {other.slot}: {other.reason}"
-            if not why and fired is None:
-                why = _idle_reason(order, armed=bool(rows))
-            nxt_text: str | None = None
-            if nxt is not None:
-                nxt_text = iso(nxt) + (" (due: taskmill watch is not running)"
-                                       if nxt < now else "")
-            out.append({
-                "order": name, "trigger": order.trigger, "what": _what(order),
-                "when": _when(order), "skip_if_open": order.skip_if_open,
-                "catch_up": order.catch_up,
-                "last": None if fired is None else {
-                    "slot": fired.slot, "task": fired.task_id, "at": fired.recorded_at},
-                "next": nxt_text if nxt is not None else (
-                    None if order.trigger != "cron" or rows
-                    else f"{iso(next_slot(order, now) or now)} (once taskmill watch runs)"),
-                "why_not": why or None})
-        return out
+        return [order_status(state.loaded, ledger.store.order_slots(name), now,
+                             cursor=state.cursor, note=state.note)
+                for name, state in self._states.items()]
 
 
 def _open_instance(ledger: Ledger, name: str) -> tuple[str, str] | None:
@@ -411,37 +375,6 @@ def _render_vars(order: Order, context: Mapping[str, Any]) -> dict[str, Any]:
     ``{{ event.task }}``)."""
     return {k: _render(v, context) if isinstance(v, str) and "{" in v else v
             for k, v in order.vars.items()}
-
-
-def _what(order: Order) -> str:
-    if order.pour is not None:
-        return f"pour {order.pour}"
-    assert order.create is not None
-    return f"create {order.create.title!r}" + (f" ({order.create.role})"
-                                                if order.create.role else "")
-
-
-def _when(order: Order) -> str:
-    if order.trigger == "cron":
-        return f"cron {order.schedule} (UTC)"
-    if order.trigger == "interval":
-        return f"every {order.interval}"
-    if order.trigger == "event":
-        wanted = order.filter.model_dump(exclude_none=True) if order.filter else {}
-        return f"on {order.on}" + (f" of tasks with {wanted}" if wanted else "")
-    if order.trigger == "condition":
-        return f"when `{order.check}` exits 0 (checked every {order.interval or '1m'})"
-    return "manual (taskmill orders fire NAME)"
-
-
-def _idle_reason(order: Order, *, armed: bool) -> str:
-    if order.trigger == "manual":
-        return "manual: fires only with `taskmill orders fire NAME`"
-    if not armed:
-        return "not armed yet: taskmill watch has not run since the order was written"
-    if order.trigger == "event":
-        return f"no {order.on} event matched yet"
-    return "its first slot has not come yet"
 
 
 def shell_check(root: Path, env: Mapping[str, str], timeout: float = 60.0) -> CheckRunner:
