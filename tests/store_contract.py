@@ -413,6 +413,29 @@ class StoreContract:
         assert sorted(t.id for t in ledger.ready()) == sorted(ids.values())
         assert ledger.verify().ok
 
+    def test_order_slots_are_recorded_once_and_roll_back(self, ledger: Ledger) -> None:
+        from taskmill.ledger import OrderSlot
+
+        store = ledger.store
+        first = OrderSlot("nightly", "2026-01-01T03:00:00Z", "fired", "tm-a", "", "t1")
+        with ledger.transaction():
+            assert store.record_order_slot(first)
+            assert not store.record_order_slot(first._replace(outcome="skipped"))
+        with pytest.raises(Boom), ledger.transaction():
+            store.record_order_slot(first._replace(slot="2026-01-02T03:00:00Z"))
+            raise Boom
+        with ledger.transaction():
+            store.record_order_slot(OrderSlot("nightly", "2026-01-03T03:00:00Z", "missed",
+                                              None, "catch_up = none", "t2"))
+            store.record_order_slot(OrderSlot("other", "2026-01-04T03:00:00Z", "fired",
+                                              "tm-b", "", "t3"))
+        slots = store.order_slots("nightly")
+        assert [(s.slot, s.outcome) for s in slots] == [
+            ("2026-01-03T03:00:00Z", "missed"), ("2026-01-01T03:00:00Z", "fired")]
+        assert store.order_slots("nightly", outcomes=["fired"]) == [first]
+        assert store.order_slots("nightly", limit=1)[0].reason == "catch_up = none"
+        assert store.order_slots("none") == []
+
     def test_stats(self, ledger: Ledger) -> None:
         a = ledger.create("a")
         ledger.create("b", after=[a.id])

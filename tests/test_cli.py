@@ -22,7 +22,7 @@ from taskmill.cli import cli as root_group
 Cli = Callable[..., CliResult]
 
 # Commands that serve until stopped: their --help and --json option are checked, not a run.
-SERVERS = {("serve",), ("mcp",), ("fake-model",)}
+SERVERS = {("serve",), ("mcp",), ("fake-model",), ("watch",)}
 
 
 def leaf_commands() -> Iterator[tuple[tuple[str, ...], click.Command]]:
@@ -109,6 +109,12 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
     subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "remote.git")], check=True)
     subprocess.run(["git", "-C", str(repo), "remote", "add", "origin",
                     str(tmp_path / "remote.git")], check=True)
+    (repo / ".taskmill" / "formulas").mkdir()
+    (repo / ".taskmill" / "formulas" / "two.toml").write_text(
+        'formula = "two"\n[vars.x]\n[[steps]]\nid = "a"\ntitle = "A {{ x }}"\n', encoding="utf-8")
+    (repo / ".taskmill" / "orders").mkdir()
+    (repo / ".taskmill" / "orders" / "byhand.toml").write_text(
+        '[order]\npour = "two"\nvars = { x = "1" }\ntrigger = "manual"\n', encoding="utf-8")
     # (command path, arguments after it, expected JSON type, working directory)
     calls: list[tuple[tuple[str, ...], list[str], type, Path]] = [
         (("init",), [], dict, fresh),
@@ -143,6 +149,11 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("sync",), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
         *research_calls(tmp_path, fresh),
+        (("formula", "list"), [], list, repo),
+        (("formula", "show"), ["two"], dict, repo),
+        (("pour",), ["two", "--var", "x=1", "--dry-run"], dict, repo),
+        (("orders", "list"), [], list, repo),
+        (("orders", "fire"), ["byhand"], dict, repo),
     ]
     covered = {path for path, *_ in calls}
     missing = set(LEAVES) - covered - SERVERS

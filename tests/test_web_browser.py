@@ -376,3 +376,20 @@ def test_an_epic_shows_its_progress_and_children(page: Page, served: Served) -> 
     page.wait_for_selector("#children li")
     assert page.locator("#children li").count() == task["children"]
     assert f"{task['children_closed']} of {task['children']} closed" in page.inner_text("#task-data")
+
+
+def test_workflows_page_groups_formula_instances_and_shows_orders(page: Page,
+                                                                  served: Served) -> None:
+    from test_web_contract import _seed_workflows
+
+    _seed_workflows(served.seed.root)
+    page.goto(f"{served.url}/#/workflows")
+    page.wait_for_selector("#orders")
+    orders = page.inner_text("#orders")
+    assert "hourly" in orders and "every 1h" in orders and "byhand" in orders
+    assert "manual: fires only" in orders
+    groups = page.locator("#formula-instances details.instance")
+    assert groups.count() == 2  # the pour, and the order's
+    text = page.inner_text("#formula-instances")
+    assert "two" in text and "0 of 2 closed" in text and "poured by order hourly" in text
+    shot(page, "workflows.png")

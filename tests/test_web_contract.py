@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -127,6 +128,7 @@ def _calls(s: Seed) -> list[Call]:
         Call("GET", "/api/graph", "/api/graph?all=1&status=open,closed,tombstone"),
         Call("GET", "/api/now", "/api/now"),
         Call("GET", "/api/mill", "/api/mill?limit=3"),
+        Call("GET", "/api/workflows", "/api/workflows"),
         Call("PATCH", task, f"/api/tasks/{s['ready']}", body={"priority": 0}),
         Call("PATCH", task, f"/api/tasks/{s['ready']}",
              body={"title": "Colour the output (ANSI)", "assignee": None,
@@ -162,6 +164,34 @@ def _calls(s: Seed) -> list[Call]:
     ]
 
 
+def _seed_workflows(root: Path) -> None:
+    """A formula poured once, and an order that fired once (GET /api/workflows)."""
+    from taskmill.clock import FixedClock
+    from taskmill.formulas import load_formula, pour
+    from taskmill.ledger import Ledger
+    from taskmill.orders import OrderScheduler, load_orders
+
+    tm = root / ".taskmill"
+    (tm / "formulas").mkdir()
+    (tm / "formulas" / "two.toml").write_text(
+        'formula = "two"\n[vars.x]\n[[steps]]\nid = "a"\ntitle = "A {{ x }}"\n'
+        '[[steps]]\nid = "b"\nneeds = ["a"]\ntitle = "B"\n', encoding="utf-8")
+    (tm / "orders").mkdir()
+    (tm / "orders" / "hourly.toml").write_text(
+        '[order]\npour = "two"\nvars = { x = "{{ slot }}" }\ntrigger = "interval"\n'
+        'interval = "1h"\nskip_if_open = true\n', encoding="utf-8")
+    (tm / "orders" / "byhand.toml").write_text(
+        '[order]\ncreate = { title = "by hand" }\ntrigger = "manual"\n', encoding="utf-8")
+    with Ledger.open(tm / "taskmill.db", prefix="tm") as led:
+        pour(led, load_formula(tm / "formulas" / "two.toml"), {"x": "1"}, key="k")
+        clock = FixedClock()
+        orders = OrderScheduler(load_orders(tm / "orders"), formulas_dir=tm / "formulas",
+                                roles_dir=None, clock=clock)
+        orders.arm(led)
+        clock.advance(3600)
+        orders.tick(led)
+
+
 @pytest.fixture
 def server(git_repo: Any) -> Iterator[tuple[Seed, str, str]]:
     seeded = seed_project(git_repo)
@@ -192,6 +222,7 @@ def _stream_messages(http: httpx.Client, url: str, count: int,
 def test_every_route_answers_what_the_openapi_document_says(
         server: tuple[Seed, str, str], tmp_path: Any) -> None:
     seeded, base, token = server
+    _seed_workflows(seeded.root)
     calls = _calls(seeded)
     # every route of the application is called (a new route needs a call here)
     app = create_app(seeded.root, {}, token="t")

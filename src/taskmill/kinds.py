@@ -129,6 +129,16 @@ class MillEvent(StrEnum):
     """The batch ahead landed whole: a speculative check's result is the next batch's."""
     SPECULATION_DISCARDED = "speculation_discarded"
     """The batch ahead did not land whole (``why``): the speculative check is dropped."""
+    WATCH_STARTED = "watch_started"
+    """``taskmill watch`` armed its orders (``orders``, ``next_firing``)."""
+    ORDER_FIRED = "order_fired"
+    """An order's slot fired (``order``, ``slot``, ``task``, ``scheduled``, ``latency``)."""
+    ORDER_SKIPPED = "order_skipped"
+    """A slot was skipped: the order's last instance is unfinished (``skip_if_open``)."""
+    ORDER_MISSED = "order_missed"
+    """Slots passed while nothing fired them, left unfired as ``catch_up`` says."""
+    ORDER_FAILED = "order_failed"
+    """Firing a slot failed (a bad formula, say): recorded, not retried."""
 
 
 class LedgerEvent(StrEnum):
@@ -167,3 +177,10 @@ class LedgerEvent(StrEnum):
     SPECULATION_STARTED = "speculation_started"
     SPECULATION_USED = "speculation_used"
     SPECULATION_DISCARDED = "speculation_discarded"
+    # formulas and orders (taskmill pour, taskmill watch)
+    POURED = "poured"
+    ORDER_ARMED = "order_armed"
+    ORDER_FIRED = "order_fired"
+    ORDER_SKIPPED = "order_skipped"
+    ORDER_MISSED = "order_missed"
+    ORDER_FAILED = "order_failed"

@@ -18,6 +18,9 @@
     # also: design, acceptance_criteria, notes, issue_type, assignee, agent,
     #       hints (table), metadata (table), external_ref, role (.taskmill/roles/NAME.toml)
 
+A plan may also pour formulas: ``[[pour]]`` tables (``key``, ``formula``, ``vars``; see
+:mod:`taskmill.formulas.plan_pours`), poured in the import's transaction, once per key.
+
 Importing is idempotent. Each key is remembered in ``plan_keys`` under the plan's *source*:
 the plan file's path relative to the repository root (the directory holding the ledger's
 ``.taskmill/``), with ``/`` separators, when the ledger is a file in a repository and the plan
@@ -53,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput, NotFound, PlanError, read_text_input
+from .formulas.plan_pours import parse_pours, pour_plan_items
 from .ledger import Ledger
 from .ledger.graph import closed_path, cyclic_groups
 from .model import BLOCKS, PARENT_CHILD
@@ -164,6 +168,10 @@ def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
     src = source if source is not None else plan_source(ledger, plan_path)
     marker = _marker(src)
     by_key = {t.key: t for t in tasks}
+    pours = parse_pours(name, text, set(by_key))
+    taskmill_dir = Path(ledger.path).parent if ledger.path is not None else None
+    if pours and taskmill_dir is None:
+        raise PlanError(f"{name}: [[pour]] needs a ledger in a repository (.taskmill/formulas)")
     with ledger.transaction() as store:
         known = store.plan_keys(src)
         for task in tasks:
@@ -216,6 +224,12 @@ def import_plan_report(ledger: Ledger, path: Path | str | os.PathLike[str], *,
             if task.existing is not None:
                 (report.updated_ids if task.existing in changed
                  else report.unchanged_ids).append(task.existing)
+        if pours:  # [[pour]]: formulas poured in the same transaction
+            assert taskmill_dir is not None
+            for key, epic, created in pour_plan_items(ledger, name, pours, source=src,
+                                                      taskmill_dir=taskmill_dir, actor=actor):
+                ids[key] = epic
+                (report.created_ids if created else report.unchanged_ids).append(epic)
     return report
 
 

@@ -23,7 +23,7 @@ TASK_FIELDS = (
 )
 DEFAULT_FIELDS = ("checks", "priority", "labels", "agent", "issue_type", "assignee", "hints",
                   "role")
-TOP_LEVEL = ("defaults", "task")
+TOP_LEVEL = ("defaults", "task", "pour")
 _TEXT_FIELDS = ("description", "design", "acceptance_criteria", "notes")
 
 _KEY_RE = re.compile(r"""^\s*(?P<k>[A-Za-z0-9_-]+|"[^"]*"|'[^']*')\s*[.=]""")
@@ -294,7 +294,7 @@ def parse_plan(name: str, text: str, *, agent_problem: Callable[[str], str | Non
         if top not in TOP_LEVEL:
             raise checker.error(layout.top.fields.get(top),
                                 f"unknown table or key {top!r}",
-                                hint="a plan has [defaults] and [[task]] tables; nothing was"
+                                hint="a plan has [defaults], [[task]] and [[pour]] tables; nothing was"
                                 " imported")
     defaults_raw = data.get("defaults", {})
     dsec = layout.defaults

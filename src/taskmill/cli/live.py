@@ -154,6 +154,13 @@ def line_printer(event: dict[str, Any]) -> None:
     elif kind == "internal_error":
         click.echo(f"error    {task}  taskmill error (retried by the next run): "
                    f"{event.get('error', '')}")
+    elif kind == "watch_started":
+        nxt = event.get("next_firing")
+        click.echo(f"watching {len(event.get('orders') or [])} orders"
+                   + (f"; next firing {nxt}" if nxt else ""))
+    elif kind.startswith("order_"):
+        click.echo(f"order    {event.get('order', '')}  {kind[6:]}  {event.get('slot', '')}  "
+                   f"{event.get('task') or event.get('reason') or ''}")
     elif kind in ("checkout_not_moved", "warning", "agent_paused", "recovered", "skipped",
                   "usage_invalid"):
         click.echo(f"note     {task}  {event.get('message') or event.get('reason') or kind}")

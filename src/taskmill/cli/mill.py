@@ -93,8 +93,14 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         events_path.replace(events_path.with_suffix(".ndjson.1"))
     shared = events_path.open("a", encoding="utf-8")
     bus.subscribe(NdjsonWriter(shared))
+    watch = None
+    if click.get_current_context().command.name == "watch":  # the same options, staying up
+        from ..mill.watch import Watch
+        from .formula_cmd import scheduler_for
+
+        watch = Watch(scheduler_for(project, ctx.env), clock=clock, bus=bus)
     mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
-                agent_override=override)
+                agent_override=override, watch=watch)
     live = None
     if not quiet and not ctx.json and json_events != "-" and sys.stdout.isatty():
         from .live import LiveView
@@ -130,6 +136,20 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     sys.exit(summary.exit_code)
+
+
+watch = click.Command(
+    "watch", callback=run.callback, params=run.params,
+    help="""The long-running form of `taskmill run`: work ready tasks as they appear (created
+    by people, agents or orders), fire the orders of .taskmill/orders on time, and stay up
+    until stopped. When idle it sleeps until the next order slot or a ledger change.
+
+    Crash safe like run: after a kill -9, the next `taskmill watch` resumes the tasks in
+    progress, and no order slot is fired twice nor lost (each is recorded in the ledger with
+    the work it created; catch_up says what happens to slots that passed while it was down).
+
+    Ctrl-C (or SIGTERM, SIGHUP) stops it as it stops run. Exit status: 128 + the signal.
+    """)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

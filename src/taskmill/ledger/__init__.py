@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .facade import Ledger
 from .rows import TASK_COLUMNS, task_from_row
-from .store import Change, EventRow, ImportItem, LedgerStore
+from .store import Change, EventRow, ImportItem, LedgerStore, OrderSlot
 from .validate import (
     MILL_AUTHOR_PREFIX,
     refuse_mill_author,
@@ -28,6 +28,7 @@ __all__ = [
     "ImportItem",
     "Ledger",
     "LedgerStore",
+    "OrderSlot",
     "open_store",
     "refuse_mill_author",
     "refuse_mill_close_reason",

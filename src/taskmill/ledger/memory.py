@@ -48,7 +48,7 @@ from .beads_rules import (
 )
 from .graph import closed_path, cyclic_groups
 from .rows import ATTEMPT_FIELDS, JSON_FIELDS, TASK_FIELDS, attempt_from_row, dumps, task_from_row
-from .store import IMPORT_ROW_COLUMNS, Change, EventRow, ImportItem, LedgerStore, Row
+from .store import IMPORT_ROW_COLUMNS, Change, EventRow, ImportItem, LedgerStore, OrderSlot, Row
 
 _DEFAULTS: dict[str, Any] = {
     "description": "", "design": "", "acceptance_criteria": "", "notes": "", "status": "open",
@@ -76,6 +76,7 @@ class _Data:
     events: list[EventRow] = field(default_factory=list)
     head: tuple[int, str] = (0, GENESIS)
     plan_keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    order_slots: dict[tuple[str, str], OrderSlot] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -805,6 +806,20 @@ class MemoryStore:
 
     def set_plan_key(self, source: str, key: str, task_id: str) -> None:
         self._d.plan_keys[(source, key)] = task_id
+
+    def record_order_slot(self, slot: OrderSlot) -> bool:
+        key = (slot.order, slot.slot)
+        if key in self._d.order_slots:
+            return False
+        self._d.order_slots[key] = slot
+        return True
+
+    def order_slots(self, order: str, *, outcomes: Sequence[str] | None = None,
+                    limit: int | None = None) -> list[OrderSlot]:
+        found = sorted((s for (o, _k), s in self._d.order_slots.items() if o == order
+                        and (outcomes is None or s.outcome in outcomes)),
+                       key=lambda s: s.slot, reverse=True)
+        return found if limit is None else found[:limit]
 
 
 def _locked(verb: Callable[..., Any]) -> Callable[..., Any]:

@@ -56,6 +56,20 @@ class EventRow(NamedTuple):
     hash: str
 
 
+class OrderSlot(NamedTuple):
+    """One slot of an order (see :mod:`taskmill.orders`), recorded once."""
+
+    order: str
+    slot: str
+    """The slot's key: its scheduled time (ISO, UTC), ``event:<seq>``, ``manual:<time>``."""
+    outcome: str
+    """``fired``, ``skipped`` (``skip_if_open``), ``missed`` (``catch_up``) or ``armed``."""
+    task_id: str | None
+    """What it poured or created (fired), or the open instance that held it (skipped)."""
+    reason: str
+    recorded_at: str
+
+
 @dataclass
 class ImportItem:
     """A whole task for :meth:`LedgerStore.import_rows`."""
@@ -241,3 +255,12 @@ class LedgerStore(Protocol):
         """Ids of the tasks with a creation number in [first, last], in creation order."""
     def plan_keys(self, source: str) -> dict[str, str]: ...
     def set_plan_key(self, source: str, key: str, task_id: str) -> None: ...
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def record_order_slot(self, slot: OrderSlot) -> bool:
+        """Record a slot of an order unless that (order, slot) is recorded already; whether
+        it was recorded now."""
+    def order_slots(self, order: str, *, outcomes: Sequence[str] | None = None,
+                    limit: int | None = None) -> list[OrderSlot]:
+        """The order's recorded slots (of ``outcomes``), the latest slot key first."""

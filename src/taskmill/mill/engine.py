@@ -81,6 +81,7 @@ from .landing_queue import LandingQueue
 from .settings import RunSettings
 from .speculation import SLOTS
 from .turn_runner import TurnRunner, default_turn_runner
+from .watch import Watch
 from .worker import Outcome, TaskWorker, WorkerContext, unchecked_reason
 from .workspaces import Workspaces
 from .worktrees import WorktreePool
@@ -173,8 +174,11 @@ class Mill:
                  agent_override: AgentConfig | None = None,
                  turn_runner: TurnRunner | None = None,
                  executor: ExecutorFactory[Outcome] | None = None,
-                 store: Callable[[], LedgerStore] | None = None) -> None:
+                 store: Callable[[], LedgerStore] | None = None,
+                 watch: Watch | None = None) -> None:
         self.paths = paths
+        self.watch = watch
+        """Set for ``taskmill watch``: stay up when idle, fire the orders (see :mod:`.watch`)."""
         self._store = store
         """Opens the ledger's store (default: the repository's database; a test may run the
         mill on another store)."""
@@ -213,6 +217,9 @@ class Mill:
         self._run_lock: FileLock | None = None
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
+        self._skipped_at: dict[str, str] = {}
+        """Tasks left alone (no agent, no checks, claimed elsewhere) -> their ``updated_at``
+        then: ``taskmill watch`` looks at them again once they change."""
         self.capability: CapabilityServer | None = None
         """Serves each turn's ledger socket (started and stopped with the run)."""
         self.anchorer: Anchorer | None = None
@@ -239,6 +246,8 @@ class Mill:
         """Ask the run to stop (first call: drain; second: kill the agents now). Safe to call
         from a signal handler: it only records the request; the scheduler acts on it."""
         self._signals.append(signum)
+        if self.watch is not None:
+            self.watch.wake.set()
 
     def _take_signals(self) -> None:
         """Act on stop requests (in the scheduler's thread) and on the end of the grace."""
@@ -509,6 +518,8 @@ class Mill:
             summary.skipped = self.skipped
             self.anchorer = self._anchorer()
             self._start_landing()
+            if self.watch is not None:
+                self.watch.start(ledger)
             self._loop(ledger, ctx, resumed, summary)
             self._stop_landing()
             summary.stopped_by = self.stopped_by
@@ -775,6 +786,8 @@ class Mill:
                 while True:
                     self._take_signals()
                     settle_landings()
+                    if self.watch is not None and not self.stop.is_set():
+                        self.watch.tick(ledger)
                     paused = self.paused()
                     if paused != was_paused:
                         self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
@@ -806,13 +819,17 @@ class Mill:
                         submit(claimed, self._lap_for(ledger, claimed.id, False))
                     if (not in_flight and not parked and not rejoin
                             and not (paused and not self.stop.is_set())):
-                        break
+                        if self.watch is None or self.stop.is_set():
+                            break
+                        self.watch.idle(ledger, self._stop_pending)  # taskmill watch
+                        self._readmit(ledger, skip)
+                        continue
                     # a finishing worker, a landing or a verdict of the landing queue wakes
                     # us at once; the timeout only notices outside changes (new or unblocked
                     # tasks, pause and resume), and a stop request is looked at every 0.1 s,
                     # so a Ctrl-C is answered at once
                     self._working = len(in_flight)
-                    outcome = executor.wait_any(0.5, until=self._stop_pending)
+                    outcome = executor.wait_any(self._wait_timeout(), until=self._stop_pending)
                     if outcome is None:
                         continue
                     in_flight.discard(outcome.task_id)
@@ -862,6 +879,11 @@ class Mill:
         self.held[key] = {"task": task.id, **hold}
         self.bus.emit("held", task=task.id, role=hold["role"], reason=hold["reason"],
                       until=hold["until"])
+    def _wait_timeout(self) -> float:
+        """How long the scheduler waits for a worker: 0.5 s, less when an order's slot
+        (``taskmill watch``) falls sooner."""
+        due = self.watch.seconds_to_next() if self.watch is not None else None
+        return 0.5 if due is None else max(0.0, min(0.5, due))
 
     def paused(self) -> bool:
         """``taskmill run`` dispatches nothing new while ``.taskmill/run/paused`` exists."""
@@ -870,10 +892,12 @@ class Mill:
     def _skip_agentless(self, ledger: Ledger, skip: set[str]) -> None:
         """At start: the ready tasks that name no agent when the run has no default are not
         worked; one warning names them all and says how to give them one."""
-        lacking = [t.id for t in self._candidates(ledger, skip) if self.lacks_agent(t)]
+        agentless = [t for t in self._candidates(ledger, skip) if self.lacks_agent(t)]
+        lacking = [t.id for t in agentless]
         if not lacking:
             return
         skip.update(lacking)
+        self._skipped_at.update({t.id: t.updated_at for t in agentless})
         reason = "names no agent and the run has no default"
         self.skipped += [{"task": tid, "reason": reason} for tid in lacking]
         self.bus.emit("warning", tasks=lacking,
@@ -896,6 +920,7 @@ class Mill:
                 self.resolve_agent(task)
             except InvalidInput as exc:  # said once: the task stays skipped for this run
                 skip.add(task.id)
+                self._skipped_at[task.id] = task.updated_at
                 self.skipped.append({"task": task.id, "reason": exc.message})
                 self.bus.emit("skipped", task=task.id, reason=exc.message, hint=exc.hint)
                 continue
@@ -908,6 +933,7 @@ class Mill:
             if (not checks and not self.config.checks and not self.settings.allow_unchecked
                     and self.roles.lands(task)):
                 skip.add(task.id)  # it would land whatever the agent did, unverified
+                self._skipped_at[task.id] = task.updated_at
                 self.refused[task.id] = unchecked_reason(task.id)
                 self.bus.emit("refused", task=task.id, title=task.title,
                               reason=self.refused[task.id])
@@ -916,5 +942,18 @@ class Mill:
                 return ledger.claim(task.id, self.actor, actor=self.actor, work_only=True)
             except ClaimConflict:
                 skip.add(task.id)
+                self._skipped_at[task.id] = task.updated_at
         return None
+
+    def _readmit(self, ledger: Ledger, skip: set[str]) -> None:
+        """``taskmill watch``: a task left alone (no agent, no checks, claimed elsewhere) is
+        looked at again once it changed (given an agent or checks, released...)."""
+        for tid, seen in list(self._skipped_at.items()):
+            task = ledger.find(tid)
+            if task is not None and task.updated_at == seen:
+                continue
+            del self._skipped_at[tid]
+            skip.discard(tid)
+            self.refused.pop(tid, None)
+            self.skipped[:] = [s for s in self.skipped if s["task"] != tid]
 

@@ -34,10 +34,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..kinds import REJECTED, UNCOUNTED, AttemptOutcome, LandOutcome
+from ..model import Task
 from .checks import strip_terminal_codes, tail
 from .settings import RunSettings
 
@@ -73,6 +74,14 @@ class Limits:
                    max_cost=settings.max_cost, no_change_limit=settings.no_change_limit,
                    same_failure_limit=settings.same_failure_limit,
                    turn_timeout=settings.turn_timeout)
+
+    def for_task(self, task: Task) -> Limits:
+        """These limits with the task's own ``max_iterations`` hint (a formula step's Ralph
+        loop), when it has one."""
+        own = (task.hints or {}).get("max_iterations")
+        if isinstance(own, int) and not isinstance(own, bool) and own >= 1:
+            return replace(self, max_iterations=own)
+        return self
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ class TaskWorker:
             self._base = self.ctx.queue.tip()
             limits = Limits.of(self.ctx.settings)
             limits = replace(limits, max_iterations=self.ctx.roles.max_iterations(
-                self.task, limits.max_iterations))
+                self.task, limits.max_iterations)).for_task(self.task)  # a step's own wins
             self.policy = TaskPolicy(limits, lap=self.lap,
                                      resumed=self.resumed, history=self.records.history(),
                                      parks=self.ctx.landing is not None,

@@ -11,6 +11,7 @@ from it.
 - :mod:`~taskmill.web.actions`: update, reopen, unblock, comment; pause and resume the mill;
 - :mod:`~taskmill.web.mill_state`: what the mill is doing (its events file, workers, the
   merge queue, totals);
+- :mod:`~taskmill.web.workflows`: formulas' instances and the orders;
 - :mod:`~taskmill.web.live`: the server-sent event stream and the watcher that feeds it;
 - :mod:`~taskmill.web.research`: research mode's experiments and contributions;
 - :mod:`~taskmill.web.base`: what they share (errors as JSON, ledger connections, parsing).
@@ -35,6 +36,7 @@ from .openapi import Param, RouteSpec, openapi_document
 from .reads import LayoutCache, ReadHandlers
 from .research import ResearchHandlers
 from .routes import ROUTES
+from .workflows import WorkflowHandlers
 
 __all__ = [
     "ROUTES", "Api", "Broadcaster", "Forbidden", "LedgerPool", "MillLog", "Param", "RouteSpec",
@@ -42,7 +44,8 @@ __all__ = [
 ]
 
 
-class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers):
+class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers,
+          WorkflowHandlers):
     """The handler of every route in :data:`ROUTES` (by its ``handler`` name)."""
 
     def __init__(self, paths: LedgerPaths, config: Config, env: Mapping[str, str], clock: Clock,

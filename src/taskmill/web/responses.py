@@ -274,6 +274,52 @@ StreamMessage = Annotated[Hello | LedgerChanged | MillChanged | PausedChanged,
 """The data of an event of ``GET /api/stream``."""
 
 
+class _StepTask(_Response):
+    id: str
+    title: str
+    status: str
+    step: str | None = Field(description="The step's id (id[n]: the n-th item of a for_each).")
+
+
+class _FormulaInstance(_Response):
+    epic: str = Field(description="The epic the pour made (the group).")
+    title: str
+    formula: str
+    status: str
+    vars: dict[str, Any]
+    key: str | None = Field(description="The pour's --key, if any.")
+    order: str | None = Field(description="The order that poured it, if one did.")
+    created_at: str
+    closed: int
+    total: int
+    tasks: list[_StepTask]
+
+
+class _OrderLast(_Response):
+    slot: str
+    task: str | None
+    at: str
+
+
+class _OrderState(_Response):
+    order: str
+    trigger: Literal["cron", "interval", "event", "condition", "manual"]
+    what: str = Field(description="pour FORMULA, or create 'title'.")
+    when: str = Field(description="The trigger in words.")
+    skip_if_open: bool
+    catch_up: Literal["none", "one", "all"]
+    last: _OrderLast | None = Field(description="Its last firing (null: never).")
+    next: str | None = Field(description="Its next slot (timed orders).")
+    why_not: str | None = Field(description="Why it did not fire (the latest reason).")
+
+
+class Workflows(_Response):
+    formulas: list[_FormulaInstance]
+    orders: list[_OrderState]
+    orders_error: str | None = Field(description="A bad order file (the orders are not "
+                                                 "listed then).")
+
+
 def schemas() -> dict[str, Any]:
     """Every component schema of the API, by name."""
     out = component_schemas({
@@ -283,6 +329,7 @@ def schemas() -> dict[str, Any]:
         "Graph": Graph, "Now": Now, "Mill": Mill, "Project": Project, "Diff": Diff,
         "Log": Log, "Paused": Paused, "TaskChanges": TaskChanges, "NewComment": NewComment,
         "StreamMessage": StreamMessage, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
+        "Workflows": Workflows,
     }, renames={"Event": "AuditEvent", "_Blocked": "BlockedTask", "_TaskFull": "TaskFull"})
     # what the API adds to the records
     out["Task"] = task_schema(out["Task"])

@@ -92,6 +92,9 @@ ROUTES: list[RouteSpec] = [
               body={"type": "object", "required": ["patch"], "properties": {
                   "patch": {"type": "string"}, "claimed": {"type": "number"},
                   "contributor": {"type": "string"}}}, errors=(400, 404)),
+    RouteSpec("GET", "/api/workflows", "workflows",
+              "Formulas' poured instances as groups (epic and steps), and each order's last "
+              "and next firing and why it did not fire.", response=ref("Workflows")),
     RouteSpec("GET", "/api/stream", "stream",
               "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
               media_type="text/event-stream",

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 
 from ..beads_rules import order_key
-from ..store import IMPORT_ROW_COLUMNS, ImportItem, Row
+from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
 from .tasks import chunks
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
@@ -125,3 +125,23 @@ class BulkRows:
             "INSERT INTO plan_keys (source, key, task_id) VALUES (?, ?, ?)"
             " ON CONFLICT(source, key) DO UPDATE SET task_id = excluded.task_id",
             (source, key, task_id))
+
+    def record_order_slot(self, slot: OrderSlot) -> bool:
+        cur = self.conn.execute(
+            "INSERT INTO order_slots (order_name, slot, outcome, task_id, reason, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(order_name, slot) DO NOTHING", tuple(slot))
+        return cur.rowcount == 1
+
+    def order_slots(self, order: str, *, outcomes: Sequence[str] | None = None,
+                    limit: int | None = None) -> list[OrderSlot]:
+        sql = ("SELECT order_name, slot, outcome, task_id, reason, recorded_at"
+               " FROM order_slots WHERE order_name = ?")
+        args: list[object] = [order]
+        if outcomes is not None:
+            sql += f" AND outcome IN ({', '.join('?' * len(outcomes))})"
+            args += list(outcomes)
+        sql += " ORDER BY slot DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [OrderSlot(*row) for row in self.conn.execute(sql, args)]

@@ -156,12 +156,28 @@ CREATE INDEX attempts_role ON attempts(role, started_at) WHERE role IS NOT NULL
 attempt was made as (a role's daily budget is summed from its attempts)."""
 
 
+_V5_ORDER_SLOTS = """
+CREATE TABLE order_slots (
+    order_name TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    task_id TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (order_name, slot)
+) WITHOUT ROWID;
+"""
+"""Each order's slots (``taskmill watch``): fired, skipped or missed, recorded once each in
+the transaction that fires it, so a slot is never fired twice nor lost."""
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0001_ledger", _V1),
     ("0002_attempts", _V2_ATTEMPTS),
     ("0003_beads_readiness", _V3_BEADS_READINESS),
     ("0003_beads_readiness_backfill", _v3_backfill),
     ("0004_role", _V4_ROLE),
+    ("0005_order_slots", _V5_ORDER_SLOTS),
 ]
 
 

@@ -170,6 +170,7 @@ function parseRoute() {
   if (parts[0] === "task" && parts[1]) return { name: "task", id: parts[1], params };
   if (parts[0] === "now") return { name: "now", params };
   if (parts[0] === "research") return { name: "research", params };
+  if (parts[0] === "workflows") return { name: "workflows", params };
   return { name: "graph", params };
 }
 
@@ -199,6 +200,7 @@ async function refresh(initial) {
     if (route.name === "task") await renderTask(route, initial);
     else if (route.name === "now") await renderNow(route, initial);
     else if (route.name === "research") await renderResearch(route, initial);
+    else if (route.name === "workflows") await renderWorkflows(route, initial);
     else await renderGraph(route, initial);
     view.dataset.ready = "1";
     view.dataset.refreshedAt = String(Date.now());
@@ -757,6 +759,38 @@ async function renderNow(route, initial) {
     h("div", { class: "grid2" }, totalsTable("By agent", now.totals.by_agent), totalsTable("By model", now.totals.by_model)),
     h("h2", {}, `Blocked (${now.blocked.length})`), blocked,
     h("h2", {}, "Recent mill events"), events));
+}
+
+// -- workflows: formulas' instances, orders ------------------------------------------------
+
+async function renderWorkflows(route, initial) {
+  const data = await api("/api/workflows");
+  if (initial && !state.project) loadProject().catch(() => {});
+  const groups = data.formulas.length
+    ? h("div", { id: "formula-instances" }, data.formulas.map((f) => h("details", {
+        class: "panel instance", "data-epic": f.epic, open: f.status !== "closed" ? "" : null },
+        h("summary", {}, taskLink(f.epic), " ", statusPill(f.status, false), " ",
+          h("strong", {}, f.formula), `  ${truncate(f.title, 70)}  `,
+          h("span", { class: "muted" }, `${f.closed} of ${f.total} closed`
+            + (f.order ? ` · poured by order ${f.order}` : "") + (f.key ? ` · key ${f.key}` : ""))),
+        h("table", {}, h("tbody", {}, f.tasks.map((t) => h("tr", { "data-task": t.id },
+          h("td", { class: "mono" }, t.step || ""), h("td", {}, taskLink(t.id)),
+          h("td", {}, statusPill(t.status, false)), h("td", {}, truncate(t.title, 80)))))))))
+    : h("p", { class: "muted" }, "No formula poured yet (taskmill pour NAME).");
+  const orders = data.orders_error
+    ? h("p", { class: "reason" }, data.orders_error)
+    : data.orders.length
+      ? h("table", { id: "orders" },
+          h("thead", {}, h("tr", {}, ["order", "what", "when", "last firing", "next firing", "why it did not fire"].map((c) => h("th", {}, c)))),
+          h("tbody", {}, data.orders.map((o) => h("tr", { "data-order": o.order },
+            h("td", {}, h("strong", {}, o.order)), h("td", {}, o.what), h("td", {}, o.when),
+            h("td", {}, o.last ? [fmtTime(o.last.at), " ", o.last.task ? taskLink(o.last.task) : ""] : "never"),
+            h("td", {}, o.next || "–"), h("td", { class: "muted" }, o.why_not || "")))))
+      : h("p", { class: "muted" }, "No orders (.taskmill/orders/NAME.toml).");
+  view.replaceChildren(h("div", { class: "page", id: "workflows" },
+    h("h1", {}, "Workflows"),
+    h("h2", {}, `Orders (${data.orders.length})`), orders,
+    h("h2", {}, `Formula instances (${data.formulas.length})`), groups));
 }
 
 // -- live updates ---------------------------------------------------------------------------
