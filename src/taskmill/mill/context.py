@@ -15,6 +15,7 @@ from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
 from ..proxy import ModelProxy
+from ..review.gate import ReviewSetup
 from .check_env import CheckGuard
 from .events import EventBus
 from .gate import AgentGate
@@ -72,3 +73,5 @@ class WorkerContext:
     landing: LandingQueue | None = None
     """Where a passed branch is parked to land, its worker free at once (None: the worker
     lands it through ``queue`` itself, holding its worktree until the verdict)."""
+    review: ReviewSetup | None = None
+    """The review step between a branch's checks and the merge queue (None: no ``[review]``)."""

@@ -42,6 +42,7 @@ from typing import Any
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
+from ..review.gate import ReviewSettings, ReviewSetup
 from ..audit_anchor import open_store
 from ..capability.server import CapabilityServer, TurnScope
 from ..cgroups import ROOT as CGROUP_ROOT
@@ -314,6 +315,25 @@ class Mill:
             self._agent_cache[key] = (config, adapter)
         return self._agent_cache[key]
 
+    def _review_setup(self) -> ReviewSetup | None:
+        """``[review]``: its reviewer resolved (an agent that does not exist stops the run
+        before it starts)."""
+        settings = ReviewSettings.from_raw(self.config.raw)
+        if settings is None:
+            return None
+        problem = self.config.agent_problem(settings.agent)
+        if problem is not None:
+            raise InvalidInput(f"[review] agent: {problem}",
+                               hint=f"add [agents.{settings.agent}] (any adapter) to "
+                                    ".taskmill/config.toml, or set [review] agent")
+        config = self.config.agent(settings.agent)
+        assert config is not None
+        try:
+            adapter = get_adapter(config.adapter)
+        except UnknownAdapterError as exc:
+            raise InvalidInput(f"[review] agent {config.name!r}: {exc}") from None
+        return ReviewSetup(settings, config, adapter, self.paths.root.name)
+
     def _target(self) -> str:
         if self.settings.target:
             target = self.settings.target
@@ -451,7 +471,7 @@ class Mill:
                 homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
                 agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
-                sandbox=sandbox_info, landing=landing)
+                sandbox=sandbox_info, landing=landing, review=self._review_setup())
             self.capability = CapabilityServer(
                 self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)

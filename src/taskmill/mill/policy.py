@@ -43,7 +43,7 @@ from .settings import RunSettings
 
 Failure = tuple[str, str]
 """What failed last and how: ``(kind, text)``; kind is ``checks``, ``turn``, ``conflict``,
-``merge_checks`` or ``history``. The next turn's prompt shows it."""
+``review``, ``merge_checks`` or ``history``. The next turn's prompt shows it."""
 
 _NOISE = re.compile(r"\d+(\.\d+)?\s*(s|ms|sec|seconds)\b|0x[0-9a-f]+|\b\d{4}-\d\d-\d\d[T ][\d:.]+")
 
@@ -228,6 +228,12 @@ class RunChecks(Action):
 
 
 @dataclass(frozen=True)
+class ReviewChange(Action):
+    """Have the reviewer review the branch, whose checks passed (``[review]``).
+    Result: :class:`ChangeReviewed`."""
+
+
+@dataclass(frozen=True)
 class PauseAgent(Action):
     """Pause all work of the agent for its usage limit. Result: :class:`Paused`."""
 
@@ -392,6 +398,17 @@ class ChecksDone(Result):
 
 
 @dataclass(frozen=True)
+class ChangeReviewed(Result):
+    blocking: str = ""
+    """The findings at or above ``block_at``, as the next turn's prompt shows them ("":
+    none; the branch goes on to the merge queue)."""
+    failed: str | None = None
+    """Why the review failed (no valid answer after a retry)."""
+    wait: bool = False
+    """The review failed and ``[review] on_failure = "wait"``: the landing waits."""
+
+
+@dataclass(frozen=True)
 class Paused(Result):
     seconds: float
     """How long the agent is paused."""
@@ -422,7 +439,7 @@ class TaskPolicy:
     """The workflow of one task in one run (see the module docstring)."""
 
     def __init__(self, limits: Limits, *, lap: int, resumed: bool, history: History,
-                 parks: bool = False) -> None:
+                 parks: bool = False, reviews: bool = False) -> None:
         self.limits = limits
         self.lap = lap
         self.resumed = resumed
@@ -430,6 +447,8 @@ class TaskPolicy:
         self.parks = parks
         """A passed branch is parked in a landing queue (:class:`Park`), not landed by the
         worker (:class:`Land`)."""
+        self.reviews = reviews
+        """A branch whose checks passed is reviewed (:class:`ReviewChange`) before it lands."""
         self._rejoin: str | None = None
         """Parked and sent back (``conflict`` or ``merge_checks``): the worktree is taken
         again and the target merged into the branch before the next turn."""
@@ -473,6 +492,8 @@ class TaskPolicy:
             return self._turn_done(result)
         if isinstance(result, ChecksDone):
             return self._checks_done(result)
+        if isinstance(result, ChangeReviewed):
+            return self._change_reviewed(result)
         if isinstance(result, Paused):
             return self._finish(FinishAttempt(AttemptOutcome.RATE_LIMITED, note={
                 "retry_after_s": result.seconds, "error": self._paused_error}), Review())
@@ -549,11 +570,30 @@ class TaskPolicy:
             self.failure = ("conflict", "conflict markers remain in: " + checks.conflict_markers)
             return self._failed(AttemptOutcome.FAILED)
         if not checks.ran or checks.ok:
-            self.failure = None
-            return self._finish(FinishAttempt(AttemptOutcome.PASSED),
-                                Park() if self.parks else Land())
+            if self.reviews:
+                return ReviewChange()
+            return self._passed()
         self.failure = ("checks", checks.failure_text)
         return self._failed(AttemptOutcome.FAILED, missing=checks.not_found)
+
+    def _passed(self, note: dict[str, Any] | None = None) -> Action:
+        self.failure = None
+        return self._finish(FinishAttempt(AttemptOutcome.PASSED, note=note or {}),
+                            Park() if self.parks else Land())
+
+    def _change_reviewed(self, review: ChangeReviewed) -> Action:
+        """Blocking findings send the task back to its agent, with them in the prompt; a
+        failed review lands anyway (said in the attempt) or waits, as configured."""
+        if review.blocking:
+            self.failure = ("review", review.blocking)
+            return self._failed(AttemptOutcome.FAILED)
+        if review.failed is not None and review.wait:
+            self.failure = None
+            return self._finish(
+                FinishAttempt(AttemptOutcome.PASSED, note={"review_failed": review.failed}),
+                Block(f"the review failed ({review.failed}); [review] on_failure = \"wait\" "
+                      "holds the landing: fix the reviewer, then reopen the task"))
+        return self._passed({"review_failed": review.failed} if review.failed else None)
 
     def _failed(self, outcome: AttemptOutcome, *, missing: str | None = None) -> Action:
         """The attempt failed: record it with the failure, then stop or go round again."""

@@ -46,6 +46,7 @@ from .policy import (
     RecordRejection,
     Result,
     Review,
+    ReviewChange,
     Reviewed,
     RunChecks,
     Satisfy,
@@ -114,7 +115,8 @@ class TaskWorker:
             self._base = self.ctx.queue.tip()
             self.policy = TaskPolicy(Limits.of(self.ctx.settings), lap=self.lap,
                                      resumed=self.resumed, history=self.records.history(),
-                                     parks=self.ctx.landing is not None)
+                                     parks=self.ctx.landing is not None,
+                                     reviews=self.ctx.review is not None)
             return self.policy.first()
 
         return self._drive(first)
@@ -199,6 +201,8 @@ class TaskWorker:
                 return acts.run_turn(iteration, failure)
             case RunChecks(conflict_markers=markers):
                 return acts.run_checks(conflict_markers=markers)
+            case ReviewChange():
+                return acts.review_change()
             case PauseAgent(retry_after_s=retry_after):
                 return acts.pause_agent(retry_after)
             case FinishAttempt(outcome=outcome, failure=failure, note=note):
