@@ -1,0 +1,84 @@
+"""The review step in the policy (``[review]``): pure, no processes."""
+
+from __future__ import annotations
+
+from test_policy import again, to_turn
+
+from taskmill.kinds import AttemptOutcome
+from taskmill.mill.policy import (
+    Block,
+    ChangeReviewed,
+    ChecksDone,
+    FinishAttempt,
+    History,
+    Land,
+    Limits,
+    Park,
+    Recorded,
+    Review,
+    ReviewChange,
+    RunChecks,
+    TaskPolicy,
+    Turn,
+    TurnDone,
+)
+
+
+def reviewing(*, parks: bool = False) -> TaskPolicy:
+    p = TaskPolicy(Limits(), lap=1, resumed=False, history=History(), parks=parks,
+                   reviews=True)
+    to_turn(p)
+    assert p.next(TurnDone()) == RunChecks()
+    return p
+
+
+def test_passed_checks_are_reviewed_before_the_branch_lands() -> None:
+    for parks, then in ((False, Land()), (True, Park())):
+        p = reviewing(parks=parks)
+        assert p.next(ChecksDone(ok=True)) == ReviewChange()
+        assert p.next(ChangeReviewed()) == FinishAttempt(AttemptOutcome.PASSED)
+        assert p.next(Recorded()) == then
+
+
+def test_failed_checks_are_not_reviewed() -> None:
+    p = reviewing()
+    finish = p.next(ChecksDone(ok=False, failure_text="boom"))
+    assert finish == FinishAttempt(AttemptOutcome.FAILED, ("checks", "boom"))
+
+
+def test_blocking_findings_send_the_task_back_with_them_in_the_next_prompt() -> None:
+    p = reviewing()
+    p.next(ChecksDone(ok=True))
+    finish = p.next(ChangeReviewed(blocking="- [F-1] blocker calc.py:2: add subtracts"))
+    assert finish == FinishAttempt(AttemptOutcome.FAILED,
+                                   ("review", "- [F-1] blocker calc.py:2: add subtracts"))
+    assert p.next(Recorded()) == Review()
+    assert again(p, 1) == Turn(2, ("review", "- [F-1] blocker calc.py:2: add subtracts"))
+
+
+def test_the_same_blocker_three_times_trips_the_breaker() -> None:
+    p = reviewing()
+    for n in range(1, 4):
+        assert p.next(ChecksDone(ok=True)) == ReviewChange()
+        assert isinstance(p.next(ChangeReviewed(blocking="same")), FinishAttempt)
+        then = p.next(Recorded())
+        if n < 3:
+            assert then == Review()
+            again(p, n)
+            assert p.next(TurnDone()) == RunChecks()
+        else:
+            assert isinstance(then, Block) and "the same failure 3 times" in then.reason
+
+
+def test_a_failed_review_proceeds_saying_so_or_waits() -> None:
+    p = reviewing()
+    p.next(ChecksDone(ok=True))
+    assert p.next(ChangeReviewed(failed="bad JSON twice")) == FinishAttempt(
+        AttemptOutcome.PASSED, note={"review_failed": "bad JSON twice"})
+    assert p.next(Recorded()) == Land()
+    p = reviewing()
+    p.next(ChecksDone(ok=True))
+    assert p.next(ChangeReviewed(failed="bad JSON twice", wait=True)) == FinishAttempt(
+        AttemptOutcome.PASSED, note={"review_failed": "bad JSON twice"})
+    then = p.next(Recorded())
+    assert isinstance(then, Block) and "on_failure" in then.reason
