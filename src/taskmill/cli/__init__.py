@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mcp": ("mcp_cmd", "mcp", "Serve the ledger to agents over MCP (stdio)."),
     "research": ("research_cmd", "research",
                  "Research mode: agents edit, a metric decides what is kept."),
+    "review": ("review_cmd", "review", "Review a change; findings, dismissals, hit rate."),
 }
 ALIASES = {"add": "create"}
 TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",

@@ -1,0 +1,134 @@
+"""``taskmill review``: ambient review of any change, findings, dismissals, hit rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .common import emit_json, get_ctx, json_option
+
+
+class _ReviewGroup(click.Group):
+    """``taskmill review REV_RANGE`` is the ambient review; other words are subcommands."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["range", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_ReviewGroup)
+def review() -> None:
+    """The review gate. `taskmill review REV_RANGE` (or a branch) reviews a change with the
+    [review] agent and records its findings; the subcommands list them, dismiss one and show
+    the hit rate."""
+
+
+def _clock() -> Any:
+    from ..clock import SystemClock
+
+    return get_ctx().clock or SystemClock()
+
+
+def _show(records: list[Any]) -> None:
+    for r in records:
+        mark = "BLOCKS " if r.blocking and r.fate == "open" else ""
+        click.echo(f"{r.id}  {r.fate:<9} {mark}{r.finding.severity} "
+                   f"({r.finding.confidence:.2f}) {r.finding.where()}  {r.finding.title}"
+                   + (f"  [{r.subject}]" if r.subject else ""))
+        if r.reason:
+            click.echo(f"    {r.fate} by {r.decided_by}: {r.reason}")
+
+
+@review.command("range", hidden=True)
+@click.argument("rev_range")
+@json_option
+def review_range_cmd(rev_range: str) -> None:
+    """Review REV_RANGE (A..B, or a branch: HEAD..BRANCH)."""
+    from ..review.ambient import review_range
+
+    ctx = get_ctx()
+    project = ctx.project()
+    reviewed = review_range(project, rev_range, env=ctx.env, clock=_clock())
+    verdict = reviewed.verdict
+    records = verdict.blocking + verdict.comments + verdict.quiet
+    if ctx.json:
+        emit_json({"range": rev_range, **reviewed.summary(),
+                   "findings": [r.to_json() for r in records]})
+    else:
+        if verdict.failed:
+            click.echo(f"the review failed: {verdict.failed}", err=True)
+        else:
+            click.echo(f"{rev_range}: {len(records)} finding(s), {len(verdict.blocking)} at or "
+                       f"above block_at, {len(verdict.resolved)} earlier one(s) resolved")
+            _show(records)
+    if verdict.failed:
+        raise SystemExit(1)
+
+
+@review.command("list")
+@click.option("--task", "task_id", help="Only this task's findings.")
+@click.option("--open", "only_open", is_flag=True, help="Only open findings.")
+@json_option
+def list_cmd(task_id: str | None, only_open: bool) -> None:
+    """The findings and their fates (open, resolved, dismissed)."""
+    from ..review.book import findings
+
+    ledger = get_ctx().project().ledger
+    tid = ledger.resolve(task_id) if task_id else None
+    records = [r for r in findings(ledger, task_id=tid) if not only_open or r.fate == "open"]
+    if get_ctx().json:
+        emit_json([r.to_json() for r in records])
+    else:
+        _show(records)
+
+
+@review.command("dismiss")
+@click.argument("finding_id")
+@click.option("-m", "--reason", default="", help="Why the finding is wrong.")
+@json_option
+def dismiss_cmd(finding_id: str, reason: str) -> None:
+    """Dismiss an open finding (it counts against the reviewer's hit rate)."""
+    from ..review.book import dismiss
+
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    record = dismiss(ledger, finding_id, reason=reason, actor=ledger.actor)
+    if ctx.json:
+        emit_json(record.to_json())
+    else:
+        click.echo(f"dismissed {record.id}: {record.finding.title}")
+
+
+@review.command("stats")
+@click.option("--days", type=float, help="The window in days (default: [review] window_days).")
+@click.option("--all-severities", is_flag=True, help="One row per repository and reviewer.")
+@json_option
+def stats_cmd(days: float | None, all_severities: bool) -> None:
+    """Hit rate (resolved / (resolved + dismissed)) per repository, reviewer and severity."""
+    from ..review.book import findings
+    from ..review.gate import ReviewSettings
+    from ..review.stats import current_threshold, hit_rates, since_days
+
+    ctx = get_ctx()
+    project = ctx.project()
+    settings = ReviewSettings.from_raw(project.config.raw) or ReviewSettings()
+    window = days if days is not None else settings.window_days
+    since = since_days(_clock().now(), window)
+    rows = hit_rates(findings(project.ledger, since=since), by_severity=not all_severities)
+    threshold = current_threshold(project.ledger, settings.min_confidence)
+    if ctx.json:
+        emit_json({"window_days": window, "since": since, "threshold": threshold,
+                   "target_hit_rate": settings.target_hit_rate,
+                   "rows": [r.to_json() for r in rows]})
+        return
+    click.echo(f"findings of the last {window:g} days; confidence threshold {threshold:.2f}"
+               + (f" (target hit rate {settings.target_hit_rate:.2f})"
+                  if settings.target_hit_rate else ""))
+    click.echo(f"{'repo':<16} {'reviewer':<12} {'severity':<9} {'reported':>8} {'open':>5} "
+               f"{'resolved':>8} {'dismissed':>9} {'hit rate':>8}")
+    for r in rows:
+        rate = f"{r.hit_rate:.2f}" if r.hit_rate is not None else "-"
+        click.echo(f"{r.repo[:16]:<16} {r.reviewer[:12]:<12} {r.severity:<9} {r.reported:>8} "
+                   f"{r.open:>5} {r.resolved:>8} {r.dismissed:>9} {rate:>8}")
