@@ -6,7 +6,17 @@ from test_policy import again, to_turn
 
 from taskmill.kinds import AttemptOutcome
 from taskmill.mill.policy import (
+    AcquireWorkspace,
+    AwaitApproval,
     Block,
+    BranchRead,
+    CheckCommands,
+    CommandsChecked,
+    FindLanding,
+    LandingFound,
+    PastAttempt,
+    ReadBranch,
+    WorkspaceAcquired,
     ChangeReviewed,
     ChecksDone,
     FinishAttempt,
@@ -82,3 +92,42 @@ def test_a_failed_review_proceeds_saying_so_or_waits() -> None:
         AttemptOutcome.PASSED, note={"review_failed": "bad JSON twice"})
     then = p.next(Recorded())
     assert isinstance(then, Block) and "on_failure" in then.reason
+
+
+def test_a_task_needing_approval_waits_instead_of_landing() -> None:
+    for parks in (False, True):
+        p = TaskPolicy(Limits(), lap=1, resumed=False, history=History(), parks=parks,
+                       approval=True)
+        to_turn(p)
+        p.next(TurnDone())
+        assert p.next(ChecksDone(ok=True)) == FinishAttempt(AttemptOutcome.PASSED)
+        assert p.next(Recorded()) == AwaitApproval()
+
+
+def test_an_approved_commit_lands_without_a_turn_and_a_changed_branch_does_not() -> None:
+    history = History(iterations=1, last=PastAttempt(7, AttemptOutcome.PASSED, at="c1"))
+    p = TaskPolicy(Limits(), lap=2, resumed=False, history=history, parks=True,
+                   approval=True, approved="c1")
+    assert p.first() == CheckCommands()
+    assert p.next(CommandsChecked(None)) == ReadBranch()
+    assert p.next(BranchRead("c1")) == Park(attempt=7)
+    p = TaskPolicy(Limits(), lap=2, resumed=False, history=history, parks=False,
+                   approval=True, approved="c1")
+    p.first()
+    assert p.next(CommandsChecked(None)) == AcquireWorkspace(fresh=False, read_head=True)
+    assert p.next(WorkspaceAcquired("c1")) == Land(attempt=7)
+    # the branch moved since the approval: worked again, and it waits again
+    p = TaskPolicy(Limits(), lap=2, resumed=False, history=history, parks=True,
+                   approval=True, approved="c1")
+    p.first()
+    p.next(CommandsChecked(None))
+    assert p.next(BranchRead("c2")) == AcquireWorkspace(fresh=False)
+
+
+def test_a_resumed_task_that_passed_still_needs_its_approval() -> None:
+    history = History(iterations=1, last=PastAttempt(7, AttemptOutcome.PASSED, at="c1"))
+    p = TaskPolicy(Limits(), lap=1, resumed=True, history=history, parks=True, approval=True)
+    assert p.first() == FindLanding()
+    p.next(LandingFound(None))
+    assert p.next(CommandsChecked(None)) == ReadBranch()
+    assert p.next(BranchRead("c1")) == AwaitApproval(7)

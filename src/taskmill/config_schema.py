@@ -141,6 +141,10 @@ class MergeTable(_Table):
     """Seconds to wait for a batch to fill when fewer branches wait to land."""
     flaky_retries: Annotated[int, Field(ge=0)] | None = None
     """Times a red batch is checked again before it is bisected."""
+    require_approval: bool | None = None
+    """Tasks wait for a person's approval (`taskmill approve`) before they land."""
+    approval_labels: list[NonEmpty] | None = None
+    """Tasks with any of these labels wait for approval (with require_approval off)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -52,6 +52,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "research": ("research_cmd", "research",
                  "Research mode: agents edit, a metric decides what is kept."),
     "review": ("review_cmd", "review", "Review a change; findings, dismissals, hit rate."),
+    "approve": ("review_cmd", "approve", "Approve a task awaiting approval: it lands."),
+    "reject": ("review_cmd", "reject", "Send a task awaiting approval back, with a comment."),
 }
 ALIASES = {"add": "create"}
 TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",

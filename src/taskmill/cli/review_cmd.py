@@ -132,3 +132,57 @@ def stats_cmd(days: float | None, all_severities: bool) -> None:
         rate = f"{r.hit_rate:.2f}" if r.hit_rate is not None else "-"
         click.echo(f"{r.repo[:16]:<16} {r.reviewer[:12]:<12} {r.severity:<9} {r.reported:>8} "
                    f"{r.open:>5} {r.resolved:>8} {r.dismissed:>9} {rate:>8}")
+
+
+@review.command("approvals")
+@json_option
+def approvals_cmd() -> None:
+    """The tasks whose checks and review passed, awaiting a person's approval to land."""
+    from ..review.approval import awaiting
+
+    ctx = get_ctx()
+    waiting = awaiting(ctx.project().ledger)
+    if ctx.json:
+        emit_json([{"task": task.to_json(), "commit": state.commit, "attempt": state.attempt,
+                    "since": state.at} for task, state in waiting])
+        return
+    for task, state in waiting:
+        click.echo(f"{task.id}  {(state.commit or '?')[:12]}  since {state.at}  {task.title}")
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+def approve(task_id: str) -> None:
+    """Approve a task awaiting approval: the next `taskmill run` lands its branch as it is."""
+    from ..review.approval import approve as do_approve
+
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    state = do_approve(ledger, task_id, actor=ledger.actor)
+    if ctx.json:
+        emit_json({"task": ledger.resolve(task_id), "status": state.status,
+                   "commit": state.commit})
+    else:
+        click.echo(f"approved {ledger.resolve(task_id)} at {(state.commit or '?')[:12]}: the "
+                   "next `taskmill run` lands it")
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("-m", "--message", required=True, help="What to change (the agent's next "
+              "prompt shows it).")
+@json_option
+def reject(task_id: str, message: str) -> None:
+    """Send a task awaiting approval back to its agent, with a comment."""
+    from ..review.approval import reject as do_reject
+
+    ctx = get_ctx()
+    ledger = ctx.project().ledger
+    state = do_reject(ledger, task_id, message, actor=ledger.actor)
+    if ctx.json:
+        emit_json({"task": ledger.resolve(task_id), "status": state.status,
+                   "comment": state.comment})
+    else:
+        click.echo(f"sent {ledger.resolve(task_id)} back: the next `taskmill run` works it "
+                   "again with your comment")

@@ -62,6 +62,10 @@ class MergeSettings:
     """Seconds to wait for a batch to fill when fewer than ``batch_max`` wait to land."""
     flaky_retries: int = 1
     """Times a red batch's tree is checked again before it is bisected (a pass: flaky)."""
+    require_approval: bool = False
+    """Tasks wait for a person's approval before they land (:mod:`taskmill.review.approval`)."""
+    approval_labels: Sequence[str] = ()
+    """Tasks with any of these labels wait for approval."""
 
     def __post_init__(self) -> None:
         if self.batch_max < 1 or self.batch_wait < 0 or self.flaky_retries < 0:

@@ -15,6 +15,7 @@ from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
 from ..proxy import ModelProxy
+from ..review.approval import ApprovalRule
 from ..review.gate import ReviewSetup
 from .check_env import CheckGuard
 from .events import EventBus
@@ -75,3 +76,5 @@ class WorkerContext:
     lands it through ``queue`` itself, holding its worktree until the verdict)."""
     review: ReviewSetup | None = None
     """The review step between a branch's checks and the merge queue (None: no ``[review]``)."""
+    approval: ApprovalRule | None = None
+    """Which tasks wait for a person's approval before they land (``[merge]``)."""

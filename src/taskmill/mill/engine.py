@@ -42,6 +42,7 @@ from typing import Any
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
+from ..review.approval import ApprovalRule
 from ..review.gate import ReviewSettings, ReviewSetup
 from ..audit_anchor import open_store
 from ..capability.server import CapabilityServer, TurnScope
@@ -471,7 +472,8 @@ class Mill:
                 homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
                 agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
-                sandbox=sandbox_info, landing=landing, review=self._review_setup())
+                sandbox=sandbox_info, landing=landing, review=self._review_setup(),
+                approval=ApprovalRule.of(self.config.merge))
             self.capability = CapabilityServer(
                 self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)

@@ -311,6 +311,15 @@ class Satisfy(Terminal):
 
 
 @dataclass(frozen=True)
+class AwaitApproval(Terminal):
+    """Checks and review passed, and the task needs a person's approval to land: it waits
+    (holding no worker, its branch kept) until ``taskmill approve`` / ``reject``."""
+
+    attempt: int | None = None
+    """The attempt whose work waits, when not the one just recorded (a resumed run)."""
+
+
+@dataclass(frozen=True)
 class Block(Terminal):
     reason: str
 
@@ -439,7 +448,8 @@ class TaskPolicy:
     """The workflow of one task in one run (see the module docstring)."""
 
     def __init__(self, limits: Limits, *, lap: int, resumed: bool, history: History,
-                 parks: bool = False, reviews: bool = False) -> None:
+                 parks: bool = False, reviews: bool = False, approval: bool = False,
+                 approved: str | None = None) -> None:
         self.limits = limits
         self.lap = lap
         self.resumed = resumed
@@ -449,6 +459,10 @@ class TaskPolicy:
         worker (:class:`Land`)."""
         self.reviews = reviews
         """A branch whose checks passed is reviewed (:class:`ReviewChange`) before it lands."""
+        self.approval = approval
+        """A branch that passed waits for a person's approval (:class:`AwaitApproval`)."""
+        self.approved = approved
+        """The commit a person approved: the branch lands when it is still there."""
         self._rejoin: str | None = None
         """Parked and sent back (``conflict`` or ``merge_checks``): the worktree is taken
         again and the target merged into the branch before the next turn."""
@@ -465,19 +479,27 @@ class TaskPolicy:
     def first(self) -> Action:
         return FindLanding() if self.resumed else CheckCommands()
 
+    def _land(self, attempt: int | None = None) -> Action:
+        """What a branch that passed (and was reviewed) does next: land, or wait for a
+        person's approval."""
+        if self.approval:
+            return AwaitApproval(attempt)
+        return Park(attempt=attempt) if self.parks else Land(attempt=attempt)
+
     def next(self, result: Result) -> Action:
         if isinstance(result, LandingFound):
             return Close(result.commit, found=True) if result.commit else CheckCommands()
         if isinstance(result, CommandsChecked):
             if result.problem:  # a check that cannot run would only burn agent turns
                 return Block(result.problem)
-            if self.parks and self.resumed:
+            if self.parks and (self.resumed or self.approved):
                 return ReadBranch()
-            return AcquireWorkspace(fresh=not self.resumed and self.lap == 1,
-                                    read_head=self.resumed)
+            return AcquireWorkspace(fresh=not self.resumed and not self.approved
+                                    and self.lap == 1,
+                                    read_head=self.resumed or self.approved is not None)
         if isinstance(result, BranchRead):
             passed = self._passed_at(result.head)
-            return Park(attempt=passed) if passed is not None else AcquireWorkspace(fresh=False)
+            return self._land(passed) if passed is not None else AcquireWorkspace(fresh=False)
         if isinstance(result, TargetMerged):
             return AwaitAgent()
         if isinstance(result, WorkspaceAcquired):
@@ -512,10 +534,13 @@ class TaskPolicy:
         """The attempt of a resumed task that passed at ``head`` (its branch's commit): a run
         killed after the checks passed. Its work lands with no new agent turn."""
         last = self.history.last
-        if (self.resumed and last is not None and last.outcome == AttemptOutcome.PASSED
-                and last.at and last.at == head):
+        if last is None or last.outcome != AttemptOutcome.PASSED or not last.at \
+                or last.at != head:
+            return None
+        if self.approved is not None and self.approved == head:
+            self.approval = False  # a person approved this very commit
             return last.id
-        return None
+        return last.id if self.resumed else None
 
     def _acquired(self, result: WorkspaceAcquired) -> Action:
         if self._rejoin is not None:  # sent back by the landing queue: integrate first
@@ -523,7 +548,7 @@ class TaskPolicy:
             return MergeTarget(conflict=kind == "conflict")
         passed = self._passed_at(result.head)
         if passed is not None:
-            return Park(attempt=passed) if self.parks else Land(attempt=passed)
+            return self._land(passed)
         return Review()
 
     def _reviewed(self, result: Reviewed) -> Action:
@@ -579,7 +604,7 @@ class TaskPolicy:
     def _passed(self, note: dict[str, Any] | None = None) -> Action:
         self.failure = None
         return self._finish(FinishAttempt(AttemptOutcome.PASSED, note=note or {}),
-                            Park() if self.parks else Land())
+                            self._land())
 
     def _change_reviewed(self, review: ChangeReviewed) -> Action:
         """Blocking findings send the task back to its agent, with them in the prompt; a
