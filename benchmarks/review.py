@@ -16,12 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .mill_common import Report, base_parser, bench_env, git, header, main_of, median, \
-    percentile, workdir
+from .mill_common import (
+    Report,
+    base_parser,
+    bench_env,
+    git,
+    header,
+    main_of,
+    median,
+    percentile,
+    workdir,
+)
 
 TARGET_MS = 300.0
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import tomli_w
-from agent_e2e_helpers import KEY_ENV, KEY_VALUE, agent_table, require_agent
 
+from agent_e2e_helpers import KEY_ENV, KEY_VALUE, agent_table, require_agent
 from taskmill.testing.fake_model import FakeModelServer
 
 pytestmark = pytest.mark.agents

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from mill_helpers import MillRepo, agent_script
-
 from taskmill.mill.worktrees import branch_for
 from taskmill.review.approval import approval_state
 

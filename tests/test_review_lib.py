@@ -17,7 +17,7 @@ from taskmill.ledger.memory import MemoryStore
 from taskmill.review.book import dismiss, findings, record_review
 from taskmill.review.findings import BlockAt, Finding, InvalidAnswer, parse_answer
 from taskmill.review.gate import parse_hunks
-from taskmill.review.reviewer import ReviewInput, Reviewer, answer_text, structured_config
+from taskmill.review.reviewer import Reviewer, ReviewInput, answer_text, structured_config
 from taskmill.review.stats import hit_rates, next_threshold, tune
 
 ONE = {"file": "a.py", "line_start": 3, "line_end": 4, "severity": "major",
@@ -124,7 +124,7 @@ def test_two_invalid_answers_or_a_failed_turn_are_a_failed_review(tmp_path: Path
     result, _ = run_reviewer(tmp_path, "nope", '{"findings": 3}')
     assert result.failed is not None and "invalid twice" in result.failed
     assert result.findings == []
-    result, turns = run_reviewer(tmp_path, None)
+    result, _ = run_reviewer(tmp_path, None)
     assert result.failed == "the reviewer exited with 1: it crashed" and result.tries == 1
 
 
@@ -185,7 +185,7 @@ def test_dismissing_lowers_the_hit_rate() -> None:
     dismiss(led, y, reason="not a bug: b.py is generated", actor="agent:w/tm-a")
     [rate] = hit_rates(findings(led))
     assert (rate.resolved, rate.dismissed, rate.hit_rate) == (1, 1, 0.5)
-    event = [e for e in led.events("tm-a") if e.kind == "finding_dismissed"][0]
+    event = next(e for e in led.events("tm-a") if e.kind == "finding_dismissed")
     assert event.actor == "agent:w/tm-a" and "generated" in event.data["reason"]
     with pytest.raises(InvalidInput, match="already dismissed"):
         dismiss(led, y, reason="again", actor="me")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from mill_helpers import MillRepo, agent_script
-
 from taskmill.review.book import findings
 
 BAD = "def add(a, b):\n    return a - b\n"

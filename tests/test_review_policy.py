@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from test_policy import again, to_turn
-
 from taskmill.kinds import AttemptOutcome
 from taskmill.mill.policy import (
     AcquireWorkspace,
     AwaitApproval,
     Block,
     BranchRead,
+    ChangeReviewed,
     CheckCommands,
+    ChecksDone,
     CommandsChecked,
     FindLanding,
-    LandingFound,
-    PastAttempt,
-    ReadBranch,
-    WorkspaceAcquired,
-    ChangeReviewed,
-    ChecksDone,
     FinishAttempt,
     History,
     Land,
+    LandingFound,
     Limits,
     Park,
+    PastAttempt,
+    ReadBranch,
     Recorded,
     Review,
     ReviewChange,
@@ -31,7 +28,9 @@ from taskmill.mill.policy import (
     TaskPolicy,
     Turn,
     TurnDone,
+    WorkspaceAcquired,
 )
+from test_policy import again, to_turn
 
 
 def reviewing(*, parks: bool = False) -> TaskPolicy:

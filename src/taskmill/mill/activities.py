@@ -42,8 +42,8 @@ from .policy import (
     WorkspaceAcquired,
 )
 from .prompt import PromptContext, build_prompt
-from .review_step import review_change
 from .records import Attempt, TaskRecords, unchecked_reason
+from .review_step import review_change
 from .worktrees import Workspace, branch_for
 
 

@@ -42,8 +42,6 @@ from typing import Any
 
 from ..agents.base import AgentAdapter, AgentConfig
 from ..agents.registry import UnknownAdapterError, get_adapter
-from ..review.approval import ApprovalRule
-from ..review.gate import ReviewSettings, ReviewSetup
 from ..audit_anchor import open_store
 from ..capability.server import CapabilityServer, TurnScope
 from ..cgroups import ROOT as CGROUP_ROOT
@@ -62,6 +60,8 @@ from ..netproxy import NetProxy, NetProxyError
 from ..paths import EVENTS_FILE, PAUSE_FILE, LedgerPaths, git_common_dir
 from ..proxy import ModelProxy, PriceTable, ProxyError
 from ..proxy.turn import uses_proxy
+from ..review.approval import ApprovalRule
+from ..review.gate import ReviewSettings, ReviewSetup
 from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
 from .batch import BatchLander, MergeSettings

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..agents.base import AgentAdapter, AgentConfig, TurnRequest
@@ -19,7 +19,7 @@ from ..ledger import Ledger
 from ..mill.git import Git
 from .book import Hunks, Verdict, record_review
 from .findings import BlockAt
-from .reviewer import ReviewInput, Reviewer, ReviewResult
+from .reviewer import Reviewer, ReviewInput, ReviewResult
 from .stats import current_threshold, tune
 
 WHOLE_FILE = (1, 10**9)
@@ -30,7 +30,7 @@ class ReviewSettings:
     """``[review]`` of ``.taskmill/config.toml`` (see :class:`taskmill.config_schema.ReviewTable`)."""
 
     agent: str = "reviewer"
-    block_at: BlockAt = BlockAt()
+    block_at: BlockAt = field(default_factory=BlockAt)
     min_confidence: float = 0.0
     on_failure: str = "proceed"
     target_hit_rate: float | None = None
