@@ -92,6 +92,16 @@ ROUTES: list[RouteSpec] = [
               body={"type": "object", "required": ["patch"], "properties": {
                   "patch": {"type": "string"}, "claimed": {"type": "number"},
                   "contributor": {"type": "string"}}}, errors=(400, 404)),
+    RouteSpec("GET", "/api/review", "review",
+              "The tasks awaiting approval (diff, checks, findings, the agent's notes) and the "
+              "reviewer's hit rate over [review] window_days.", response=ref("ReviewPage")),
+    RouteSpec("POST", "/api/tasks/{task_id}/approve", "approve",
+              "Approve a task awaiting approval: the next run lands it as it is.",
+              [TASK_ID], response=ref("ApprovalDone"), errors=(404, 409)),
+    RouteSpec("POST", "/api/tasks/{task_id}/reject", "reject",
+              "Send a task awaiting approval back to its agent with a comment (in its next "
+              "prompt).", [TASK_ID], body=ref("SendBack"), response=ref("ApprovalDone"),
+              errors=(400, 404, 409)),
     RouteSpec("GET", "/api/stream", "stream",
               "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
               media_type="text/event-stream",
