@@ -186,3 +186,64 @@ def reject(task_id: str, message: str) -> None:
     else:
         click.echo(f"sent {ledger.resolve(task_id)} back: the next `taskmill run` works it "
                    "again with your comment")
+
+
+@review.command("eval")
+@click.argument("dataset")
+@click.option("--limit", type=int, help="Only the first N cases.")
+@json_option
+def eval_cmd(dataset: str, limit: int | None) -> None:
+    """Run the [review] agent on a labelled DATASET (a JSON lines file, or `humanize`, the
+    shipped one) and print precision, recall and F1 per severity, and the hit rate at each
+    confidence threshold."""
+    from ..agents.base import TurnRequest
+    from ..clock import iso
+    from ..mill.turn_runner import default_turn_runner
+    from ..review.ambient import resolve_reviewer
+    from ..review.evaluate import evaluate, load_dataset
+    from ..review.reviewer import Reviewer
+
+    ctx = get_ctx()
+    project = ctx.project()
+    cases = load_dataset(dataset)[:limit] if limit else load_dataset(dataset)
+    settings, config, adapter = resolve_reviewer(project)
+    runner = default_turn_runner()
+    logs = project.paths.logs / "review-eval" / iso(_clock().now()).replace(":", "")
+    home = project.paths.run.homes / config.name
+    home.mkdir(parents=True, exist_ok=True)
+
+    def frame(scratch: Any, case_id: str) -> TurnRequest:
+        folder = logs / case_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return TurnRequest(task_id=case_id, title=case_id, iteration=1, prompt="",
+                           worktree=scratch, home=home, state_dir=folder / "state",
+                           prompt_file=folder / "prompt.md", usage_file=folder / "usage.json",
+                           log_path=folder / "review.log", parent_env=ctx.env,
+                           taskmill_env={"TASKMILL_REVIEW": "1"},
+                           timeout_s=settings.timeout or 1800.0)
+
+    def progress(n: int, case_id: str) -> None:
+        if not ctx.json:
+            click.echo(f"  [{n}/{len(cases)}] {case_id}", err=True)
+
+    reviewer = Reviewer(config, adapter, lambda a, c, r: runner(a, c, r))
+    report = evaluate(cases, reviewer, frame, progress=progress)
+    if ctx.json:
+        emit_json({"dataset": dataset, "reviewer": config.name, **report.to_json()})
+        return
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    click.echo(f"{dataset}: {report.cases} cases, reviewer {config.name}"
+               + (f", {len(report.failed)} failed reviews" if report.failed else ""))
+    click.echo(f"{'severity':<9} {'findings':>8} {'true':>5} {'labels':>6} {'found':>5} "
+               f"{'precision':>9} {'recall':>7} {'F1':>6}")
+    for r in report.severities:
+        click.echo(f"{r.name:<9} {r.findings:>8} {r.true_findings:>5} {r.labels:>6} "
+                   f"{r.found:>5} {pct(r.precision):>9} {pct(r.recall):>7} {pct(r.f1):>6}")
+    click.echo(f"\n{'confidence >=':<13} {'findings':>8} {'true':>5} {'hit rate':>8} "
+               f"{'recall':>7}")
+    for r in report.thresholds:
+        click.echo(f"{r.name:<13} {r.findings:>8} {r.true_findings:>5} {pct(r.precision):>8} "
+                   f"{pct(r.recall):>7}")

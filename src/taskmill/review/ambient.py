@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..agents.base import TurnRequest
+from ..agents.base import AgentAdapter, AgentConfig, TurnRequest
 from ..agents.registry import UnknownAdapterError, get_adapter
 from ..clock import Clock, iso
 from ..errors import InvalidInput
@@ -48,9 +48,8 @@ def resolve_range(git: Git, rev_range: str) -> tuple[str, str]:
     return merge_base or base, head
 
 
-def review_range(project: Project, rev_range: str, *, env: Mapping[str, str], clock: Clock,
-                 turn_runner: TurnRunner | None = None) -> Reviewed:
-    """Review ``rev_range`` with ``[review] agent`` and record the findings."""
+def resolve_reviewer(project: Project) -> tuple[ReviewSettings, AgentConfig, AgentAdapter]:
+    """``[review]`` (its defaults when the table is missing) and its agent."""
     settings = ReviewSettings.from_raw(project.config.raw) or ReviewSettings()
     config = project.config.agent(settings.agent)
     if config is None:
@@ -61,6 +60,13 @@ def review_range(project: Project, rev_range: str, *, env: Mapping[str, str], cl
         adapter = get_adapter(config.adapter)
     except UnknownAdapterError as exc:
         raise InvalidInput(f"[review] agent {config.name!r}: {exc}") from None
+    return settings, config, adapter
+
+
+def review_range(project: Project, rev_range: str, *, env: Mapping[str, str], clock: Clock,
+                 turn_runner: TurnRunner | None = None) -> Reviewed:
+    """Review ``rev_range`` with ``[review] agent`` and record the findings."""
+    settings, config, adapter = resolve_reviewer(project)
     paths = project.paths
     git = Git(paths.root, git_env(env))
     base, head = resolve_range(git, rev_range)

@@ -127,12 +127,12 @@ def _try_mutation(kind: str, line: Line, lines: list[Line], rng: random.Random,
         return None
     mutated: str | None = None
     if kind == "inverted_condition":
-        for old, new in _SWAPS:
-            if old.strip() in ("in", "not in") and "for " in code:
+        for before, after_op in _SWAPS:
+            if before.strip() in ("in", "not in") and "for " in code:
                 continue  # `for x in` is no condition
-            at = code.find(old)
+            at = code.find(before)
             if at >= 0:
-                mutated = text[:at] + new + text[at + len(old):]
+                mutated = text[:at] + after_op + text[at + len(before):]
                 break
         else:
             m = re.match(r"^(\s*)(if|elif|while) (.+):\s*$", text)
@@ -159,15 +159,15 @@ def _try_mutation(kind: str, line: Line, lines: list[Line], rng: random.Random,
         if m and after and rest \
                 and after[0].text.strip().startswith(("raise", "return", "continue")) \
                 and len(after[0].text) - len(after[0].text.lstrip()) > len(m.group(1)):
-            new = diff_lines[:line.index] + diff_lines[line.index + 2:]
-            _shrink_hunk(new, line.index, 2)
-            return new, line.new_line, ""
+            shorter = diff_lines[:line.index] + diff_lines[line.index + 2:]
+            _shrink_hunk(shorter, line.index, 2)
+            return shorter, line.new_line, ""
         return None
     if mutated is None or mutated == text:
         return None
-    new = list(diff_lines)
-    new[line.index] = "+" + mutated
-    return new, line.new_line, mutated
+    changed = list(diff_lines)
+    changed[line.index] = "+" + mutated
+    return changed, line.new_line, mutated
 
 
 def _shrink_hunk(lines: list[str], index: int, by: int) -> None:
@@ -176,9 +176,9 @@ def _shrink_hunk(lines: list[str], index: int, by: int) -> None:
         m = _HUNK.match(lines[i])
         if m:
             count = int(m.group(2) if m.group(2) is not None else 1) - by
-            lines[i] = _HUNK.sub(lambda h: h.group(0).replace(
-                f"+{h.group(1)}" + (f",{h.group(2)}" if h.group(2) is not None else ""),
-                f"+{h.group(1)},{count}"), lines[i], count=1)
+            old = f"+{m.group(1)}" + (f",{m.group(2)}" if m.group(2) is not None else "")
+            head = m.group(0)
+            lines[i] = head.replace(old, f"+{m.group(1)},{count}") + lines[i][len(head):]
             return
 
 
