@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mill_helpers import MillRepo, agent_script
 from taskmill.review.approval import approval_state
+from taskmill.review.book import findings
 from test_web_api import _start_server, _stop_server
 from test_web_browser import Page, browser, page, shot  # noqa: F401  (fixtures)
 
@@ -55,6 +56,10 @@ def test_approve_and_send_back_from_the_page(page: Page, tmp_path: Path) -> None
         card.locator("button.approve").click()
         page.wait_for_function("document.querySelectorAll('.approval').length === 1")
         other = page.locator(".approval[data-task='tm-b']")
+        # dismiss the reviewer's nit on tm-b from the page, with a reason
+        other.locator(".finding .dismiss-reason").fill("the newline is wanted")
+        other.locator(".finding button.dismiss-finding").click()
+        page.wait_for_selector(".approval[data-task='tm-b'] .finding.f-dismissed")
         other.locator("textarea").fill("Say what the file is for, in its first line.")
         other.locator("button.send-back").click()
         page.wait_for_selector("#no-approvals")
@@ -62,6 +67,8 @@ def test_approve_and_send_back_from_the_page(page: Page, tmp_path: Path) -> None
         _stop_server(proc)
 
     assert approval_state(repo.ledger, "tm-a").status == "approved"  # type: ignore[union-attr]
+    [nit] = findings(repo.ledger, task_id="tm-b")
+    assert (nit.fate, nit.reason) == ("dismissed", "the newline is wanted")
     result = repo.run("--agent", "worker", "-j", "1")
     assert repo.task("tm-a")["status"] == "closed", result.describe()
     assert repo.git("show", "main:tm-a.txt") == "tm-a iteration 1\n"

@@ -193,6 +193,18 @@ def test_dismissing_lowers_the_hit_rate() -> None:
         dismiss(led, "F-nothing", reason="?", actor="me")
 
 
+def test_a_dismissed_finding_reported_again_stays_dismissed_and_does_not_block() -> None:
+    led = ledger()
+    led.create("a", task_id="tm-a")
+    first = review(led, "c1", [finding(title="x")])
+    dismiss(led, first.blocking[0].id, reason="wrong", actor="me")
+    again = review(led, "c2", [finding(title="x")])
+    assert again.blocking == [] and again.comments == []
+    assert [r.id for r in again.quiet] == [first.blocking[0].id]
+    [record] = findings(led)
+    assert record.fate == "dismissed"
+
+
 def test_hit_rates_group_by_repo_reviewer_and_severity() -> None:
     led = ledger()
     led.create("a", task_id="tm-a")

@@ -162,16 +162,22 @@ def record_review(ledger: Ledger, *, subject: str, task_id: str | None, reviewer
     ``commit``), the review comments. All in one transaction."""
     verdict = Verdict(failed=failed)
     now = ledger.now()
-    previous = {r.id: r for r in _fold(ledger.events_of_kinds(KINDS, task_id=task_id)).values()
-                if r.subject == subject and r.fate == "open"} if task_id or subject else {}
+    earlier = [r for r in _fold(ledger.events_of_kinds(KINDS, task_id=task_id)).values()
+               if r.subject == subject and r.fate != "resolved"]
+    previous = {r.id: r for r in earlier if r.fate == "open"}
+    dismissed = [r for r in earlier if r.fate == "dismissed"]
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, finding in enumerate(found):
         again = next((r for r in previous.values() if r.id not in seen and _same(r, finding)),
                      None)
+        rejected = None if again is not None else next(
+            (r for r in dismissed if r.id not in seen and _same(r, finding)), None)
+        again = again or rejected
         fid = again.id if again is not None else finding_id(subject, commit, index, finding)
         seen.add(fid)
-        quiet = finding.confidence < min_confidence
+        # one a person or the agent dismissed stays dismissed: reported again, it is quiet
+        quiet = finding.confidence < min_confidence or rejected is not None
         blocking = not quiet and block_at.blocks(finding, min_confidence=min_confidence)
         record = FindingRecord(id=fid, subject=subject, task_id=task_id, reviewer=reviewer,
                                repo=repo, finding=finding, commit=commit, blocking=blocking,

@@ -333,6 +333,11 @@ class ApprovalDone(_Response):
     comment: str
 
 
+class Dismissal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, description="Why the finding is wrong.")
+
+
 class SendBack(BaseModel):
     model_config = ConfigDict(extra="forbid")
     comment: str = Field(min_length=1, description="What to change.")
@@ -348,7 +353,7 @@ def schemas() -> dict[str, Any]:
         "Log": Log, "Paused": Paused, "TaskChanges": TaskChanges, "NewComment": NewComment,
         "StreamMessage": StreamMessage, "ReviewPage": ReviewPage, "Approval": Approval,
         "FindingView": FindingView, "HitRateRow": HitRateRow, "ApprovalDone": ApprovalDone,
-        "SendBack": SendBack, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
+        "SendBack": SendBack, "Dismissal": Dismissal, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
     }, renames={"Event": "AuditEvent", "_Blocked": "BlockedTask", "_TaskFull": "TaskFull"})
     # what the API adds to the records
     out["Task"] = task_schema(out["Task"])

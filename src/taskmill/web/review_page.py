@@ -15,7 +15,7 @@ from ..ledger import Ledger
 from ..mill.git import Git
 from ..mill.prompt import AGENT_AUTHOR
 from ..review.approval import approve, awaiting, reject
-from ..review.book import findings
+from ..review.book import dismiss, findings
 from ..review.gate import ReviewSettings
 from ..review.stats import current_threshold, hit_rates, since_days
 from .base import HandlerBase, json_response
@@ -82,5 +82,18 @@ class ReviewHandlers(HandlerBase):
                 state = reject(led, tid, comment, actor=led.actor)
                 return {"task": led.resolve(tid), "status": state.status,
                         "commit": state.commit, "comment": state.comment}
+
+        return json_response(await run_in_threadpool(work))
+
+    async def dismiss_finding(self, request: Request) -> Response:
+        body = await self._body(request)
+        reason = body.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("dismissing a finding needs a reason (a string)")
+        finding = request.path_params["finding_id"]
+
+        def work() -> Any:
+            with self.pool.ledger() as led:
+                return dismiss(led, finding, reason=reason, actor=led.actor).to_json()
 
         return json_response(await run_in_threadpool(work))

@@ -102,6 +102,11 @@ ROUTES: list[RouteSpec] = [
               "Send a task awaiting approval back to its agent with a comment (in its next "
               "prompt).", [TASK_ID], body=ref("SendBack"), response=ref("ApprovalDone"),
               errors=(400, 404, 409)),
+    RouteSpec("POST", "/api/findings/{finding_id}/dismiss", "dismiss_finding",
+              "Dismiss an open finding of the reviewer, with a reason (it counts against the "
+              "reviewer's hit rate).",
+              [Param("finding_id", "path", "The finding's id, e.g. F-1a2b3c4d.", required=True)],
+              body=ref("Dismissal"), response=ref("FindingView"), errors=(400, 404)),
     RouteSpec("GET", "/api/stream", "stream",
               "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
               media_type="text/event-stream",

@@ -10,7 +10,7 @@ const state = {
   paused: false,
   millRunning: false,    // whether a `taskmill run` is going (from its events)
   graph: { t: null, selected: null, lastKey: null },
-  review: { drafts: new Map() },  // send-back comments being typed, by task id
+  review: { drafts: new Map(), reasons: new Map() },  // send-back comments (by task) and dismissal reasons (by finding) being typed
   task: { openAttempts: new Set(), openLogs: new Set(), diffs: new Map(), autoOpened: null },
   refreshing: false,
   pending: false,
@@ -724,7 +724,22 @@ function findingItem(f) {
     h("strong", {}, f.title), ` (${f.confidence.toFixed(2)}, ${f.fate}${f.blocking ? ", blocking" : ""}) `,
     h("span", {}, f.explanation),
     f.suggested_fix ? h("div", { class: "muted" }, "Suggested fix: ", h("code", {}, f.suggested_fix)) : null,
-    f.reason ? h("div", { class: "muted" }, `${f.fate} by ${f.decided_by}: ${f.reason}`) : null);
+    f.reason ? h("div", { class: "muted" }, `${f.fate} by ${f.decided_by}: ${f.reason}`) : null,
+    f.fate === "open" ? dismissForm(f) : null);
+}
+
+function dismissForm(f) {
+  // kept in a draft, like a send-back comment: a live refresh may draw the card again
+  const drafts = state.review.reasons;
+  const reason = h("input", { type: "text", class: "dismiss-reason", placeholder: "why it is wrong",
+    oninput: () => drafts.set(f.id, reason.value) });
+  reason.value = drafts.get(f.id) || "";
+  return h("span", { class: "dismiss" }, " ", reason, h("button", { type: "button", class: "dismiss-finding", onclick: async () => {
+    const why = drafts.get(f.id) || reason.value;
+    if (!why.trim()) { flash("give a reason to dismiss it", false); return; }
+    const out = await act(api(`/api/findings/${encodeURIComponent(f.id)}/dismiss`, { method: "POST", body: { reason: why } }), `${f.id} dismissed`);
+    if (out) drafts.delete(f.id);
+  } }, "Dismiss"));
 }
 
 function approvalCard(a) {
