@@ -121,13 +121,14 @@ print("no JSON here")
 """
     repo, agent = review_repo(tmp_path, 'on_failure = "wait"\n', reviewer=reviewer)
     repo.create("tm-a", "add calc.add")
+    before = repo.tip()
 
     result = repo.run("--agent", agent)
 
     task = repo.task("tm-a")
     assert task["status"] == "blocked", result.describe()
     assert "the review failed" in result.stdout + json.dumps(task)
-    assert repo.git("show", "main:README.md")  # nothing landed
+    assert repo.tip() == before  # nothing landed
     assert not (repo.root / "calc.py").exists()
     event = [e for e in repo.ledger.events("tm-a") if e.kind == "review_finished"][-1]
     assert event.data["failed"].startswith("the reviewer's answer was invalid twice")
