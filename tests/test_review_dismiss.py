@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,39 @@ def test_cli_dismiss_list_and_stats(tmp_path: Path) -> None:
             row["hit_rate"]) == ("rev", "blocker", 2, 1, 1, 0.0)
     text = taskmill(repo, "review", "stats").stdout
     assert "rev" in text and "0.00" in text
+
+
+def test_the_mcp_tool_dismisses_outside_a_turn(taskmill_repo: Path, tmp_path: Path) -> None:
+    from test_mcp import SERVER, call, call_error, run_session, server_env
+
+    with Ledger.open(taskmill_repo / ".taskmill" / "taskmill.db", prefix="tm",
+                     actor="tester") as led:
+        led.create("worked", task_id="tm-own")
+        led.create("other", task_id="tm-other")
+        ids = seed(led)
+
+    async def scenario(session: Any) -> None:
+        done = await call(session, "dismiss_finding", finding_id=ids["tm-other"],
+                          reason="the reviewer misread it")
+        assert done["fate"] == "dismissed" and done["decided_by"] == "mcp-person"
+        again = await call_error(session, "dismiss_finding", finding_id=ids["tm-other"],
+                                 reason="twice")
+        assert "already dismissed" in again
+
+    run_session(SERVER, cwd=taskmill_repo, env=server_env(TASKMILL_ACTOR="mcp-person"),
+                errlog=tmp_path / "server.log", scenario=scenario)
+
+
+def test_a_review_agent_that_does_not_exist_stops_the_run_before_it_starts(
+        tmp_path: Path) -> None:
+    from mill_helpers import MillRepo
+
+    repo = MillRepo(tmp_path)
+    config = repo.root / ".taskmill" / "config.toml"
+    config.write_text(config.read_text() + '\n[review]\nagent = "nobody"\n', encoding="utf-8")
+    repo.git("commit", "-qam", "review on")
+    repo.create("tm-a")
+    result = repo.run("--agent-cmd", "true")
+    assert result.returncode == 2, result.describe()
+    assert "[review] agent" in result.stderr and "nobody" in result.stderr
+    assert repo.task("tm-a")["status"] == "open"
