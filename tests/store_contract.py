@@ -273,6 +273,23 @@ class StoreContract:
         rows = list(ledger.store.event_rows())
         assert ledger.store.event_hash(3) == rows[-1].hash == ledger.store.audit_head()[1]
 
+    def test_events_of_kinds(self, ledger: Ledger) -> None:
+        a, b = ledger.create("a"), ledger.create("b")
+        with ledger.transaction():
+            ledger.record("review_finished", a.id, {"n": 1}, actor="mill:r",
+                          ts="2026-01-01T00:00:00Z")
+            ledger.record("finding_dismissed", b.id, {"n": 2}, actor="me",
+                          ts="2026-01-03T00:00:00Z")
+            ledger.record("review_finished", None, {"n": 3}, actor="me",
+                          ts="2026-01-05T00:00:00Z")
+        kinds = ("review_finished", "finding_dismissed")
+        assert [e.data["n"] for e in ledger.events_of_kinds(kinds)] == [1, 2, 3]
+        assert [e.data["n"] for e in ledger.events_of_kinds(kinds, task_id=a.id)] == [1]
+        assert [e.data["n"] for e in ledger.events_of_kinds(
+            kinds, since="2026-01-02T00:00:00Z")] == [2, 3]
+        assert [e.data["n"] for e in ledger.events_of_kinds(("finding_dismissed",))] == [2]
+        assert ledger.events_of_kinds(()) == []
+
     # -- the unit of work ------------------------------------------------------------------
 
     def test_a_transaction_is_all_or_nothing(self, ledger: Ledger) -> None:

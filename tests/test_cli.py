@@ -154,6 +154,7 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("pour",), ["two", "--var", "x=1", "--dry-run"], dict, repo),
         (("orders", "list"), [], list, repo),
         (("orders", "fire"), ["byhand"], dict, repo),
+        *review_calls(repo),
     ]
     covered = {path for path, *_ in calls}
     missing = set(LEAVES) - covered - SERVERS
@@ -195,6 +196,45 @@ def research_calls(tmp_path: Path, repo: Path) -> list[tuple[tuple[str, ...], li
             (("research", "status"), given, dict, repo),
             (("research", "submit"), [str(patch), *given], dict, repo),
             (("research", "log"), given, list, repo)]
+
+
+def review_calls(repo: Path) -> list[tuple[tuple[str, ...], list[str], type, Path]]:
+    """``taskmill review ...``, ``approve`` and ``reject`` with a reviewer that finds nothing,
+    a finding to dismiss and two tasks awaiting approval."""
+    import sys
+
+    from taskmill.ledger import Ledger
+    from taskmill.review.approval import request_approval
+    from taskmill.review.book import record_review
+    from taskmill.review.findings import BlockAt, Finding
+
+    answer = 'print(\'{"findings": []}\')'
+    config = repo / ".taskmill" / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n[agents.reviewer]\n"
+                      f'adapter = "exec"\ncommand = {json.dumps([sys.executable, "-c", answer])}\n',
+                      encoding="utf-8")
+    (repo / "change.txt").write_text("a change\n", encoding="utf-8")
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "a change"], check=True)
+    with Ledger.open(repo / ".taskmill" / "taskmill.db", prefix="tm", actor="tester") as led:
+        waiting = [led.create(f"awaiting {n}").id for n in (1, 2)]
+        for tid in waiting:
+            request_approval(led, tid, commit="0" * 40, attempt=None, actor="mill:r")
+        verdict = record_review(
+            led, subject=waiting[0], task_id=waiting[0], reviewer="reviewer", repo="repo",
+            commit="c", found=[Finding(file="a.py", line_start=1, line_end=1,
+                                       severity="nit", confidence=0.5, title="t",
+                                       explanation="e")],
+            block_at=BlockAt(), min_confidence=0.0, changed_since=lambda old: {},
+            actor="mill:r")
+    return [(("review", "list"), [], list, repo),
+            (("review", "stats"), [], dict, repo),
+            (("review", "approvals"), [], list, repo),
+            (("review", "dismiss"), [verdict.comments[0].id, "-m", "wrong"], dict, repo),
+            (("review", "range"), ["HEAD"], dict, repo),
+            (("review", "eval"), ["humanize", "--limit", "1"], dict, repo),
+            (("approve",), [waiting[0]], dict, repo),
+            (("reject",), [waiting[1], "-m", "not like this"], dict, repo)]
 
 
 def test_human_output_of_every_command(cli: Cli, repo: Path) -> None:

@@ -36,7 +36,8 @@ from taskmill.agents.gemini import GeminiAdapter
 from taskmill.agents.opencode import OpencodeAdapter
 
 SERVER = [sys.executable, "-m", "taskmill", "mcp"]
-WORKER_TOOLS = {"ready", "list", "show", "create", "update_notes", "comment", "add_dependency"}
+WORKER_TOOLS = {"ready", "list", "show", "create", "update_notes", "comment", "add_dependency",
+                "dismiss_finding"}
 CALL_TIMEOUT = 60.0
 
 

@@ -144,6 +144,10 @@ class MergeTable(_Table):
     speculate: Literal["auto"] | bool | None = None
     """Check the branches waiting behind a batch on top of it, in parallel ("auto": on
     with more than 2 cores)."""
+    require_approval: bool | None = None
+    """Tasks wait for a person's approval (`taskmill approve`) before they land."""
+    approval_labels: list[NonEmpty] | None = None
+    """Tasks with any of these labels wait for approval (with require_approval off)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -229,6 +233,41 @@ class LedgerTable(_Table):
         return data
 
 
+class BlockAtTable(_Table):
+    """``[review] block_at``: findings at or above both send the task back to its agent."""
+
+    severity: Literal["blocker", "major", "minor", "nit"] = "major"
+    confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class ReviewTable(_Table):
+    """``[review]``: the review step between a task's checks and the merge queue
+    (:mod:`taskmill.review`). Present: on, unless ``enabled = false``."""
+
+    enabled: bool = True
+    agent: NonEmpty = "reviewer"
+    """The reviewer: a key of [agents] (any adapter)."""
+    block_at: BlockAtTable = BlockAtTable()
+    min_confidence: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Findings under this confidence are recorded but not shown (the hit-rate tuning
+    moves it when target_hit_rate is set)."""
+    on_failure: Literal["proceed", "wait"] = "proceed"
+    """A review that failed (no valid answer after a retry): land anyway (saying so) or
+    wait (the task is blocked with the reason)."""
+    target_hit_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    window_days: Annotated[float, Field(gt=0)] = 30.0
+    """The window of `taskmill review stats` and of the dashboard's hit rate."""
+    timeout: Seconds | None = None
+    """Wall-clock seconds per reviewer turn (default: [run] turn_timeout)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _underscores(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+
 class ConfigFile(_Table):
     prefix: NonEmpty
     checks: ChecksTable = ChecksTable()
@@ -236,6 +275,7 @@ class ConfigFile(_Table):
     sandbox: SandboxTable = SandboxTable()
     merge: MergeTable = MergeTable()
     ledger: LedgerTable = LedgerTable()
+    review: ReviewTable = ReviewTable()
 
 
     pricing: dict[str, PriceEntry] = {}

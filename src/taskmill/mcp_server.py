@@ -18,6 +18,8 @@ Tools:
 - ``comment`` -- add a comment;
 - ``add_dependency`` -- ``task_id`` depends on ``depends_on`` (blocks, parent-child,
   related, discovered-from; a gating edge that would close a cycle is refused);
+- ``dismiss_finding`` -- reject a finding of the reviewer (``[review]``) with a reason;
+  inside a turn, only a finding of the task being worked;
 - ``close`` -- only when *not* working a task: inside a mill worktree the mill closes the
   task once its checks pass and the work has merged, so an agent cannot close anything
   (inside a turn, a call of it anyway is refused by the mill and recorded).
@@ -250,6 +252,19 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
         with ledger() as led:
             return dumps(led.add_dep(task_id, depends_on, type).to_json())
 
+    def dismiss_finding(
+        finding_id: Annotated[str, Field(description="The finding's id, e.g. F-1a2b3c4d.")],
+        reason: Annotated[str, Field(min_length=1, description="Why the finding is wrong.")],
+    ) -> str:
+        """Dismiss a finding of the reviewer that is wrong, giving your reason (it is
+        recorded, and counts against the reviewer's hit rate)."""
+        with ledger() as led:
+            if client is not None:
+                return dumps(led.dismiss_finding(finding_id, reason))
+            from .review.book import dismiss
+
+            return dumps(dismiss(led, finding_id, reason=reason, actor=led.actor).to_json())
+
     def close(
         task_id: TaskId,
         reason: Annotated[str | None, Field(description="Why it is closed.")] = None,
@@ -265,6 +280,7 @@ def build_server(cwd: Path, env: Mapping[str, str]) -> MCPServer:
     server.add_tool(update_notes, annotations=CHANGES, structured_output=False)
     server.add_tool(comment, annotations=ADDITIVE, structured_output=False)
     server.add_tool(add_dependency, annotations=ADDITIVE, structured_output=False)
+    server.add_tool(dismiss_finding, annotations=CHANGES, structured_output=False)
     if not current:
         server.add_tool(close, annotations=CHANGES, structured_output=False)
     return server

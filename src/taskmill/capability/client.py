@@ -151,6 +151,11 @@ class RemoteTasks:
         return task_from_json(self.client.call("update", task_id=task_id, changes=changes,
                                                append_notes=append_notes, claim=claim))
 
+    def dismiss_finding(self, finding_id: str, reason: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.call("dismiss_finding", finding_id=finding_id,
+                                                  reason=reason)
+        return result
+
     def add_dep(self, task_id: str, depends_on: str, dep_type: str = "blocks") -> Dependency:
         return Dependency(**self.client.call("dep_add", task_id=task_id,
                                              depends_on=depends_on, type=dep_type))

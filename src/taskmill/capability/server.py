@@ -45,7 +45,7 @@ from ..model import CLOSED, DEP_TYPES, PARENT_CHILD
 from .protocol import LineReader, bind_unix, encode, error_json, refusal_message
 
 READ_OPS = ("show", "list", "ready", "blocked")
-WRITE_OPS = ("create", "comment", "update", "dep_add")
+WRITE_OPS = ("create", "comment", "update", "dep_add", "dismiss_finding")
 CREATE_FIELDS = frozenset({"title", "description", "design", "acceptance_criteria", "notes",
                            "priority", "issue_type", "labels", "external_ref", "metadata",
                            "hints", "after", "parent", "discovered_from"})
@@ -374,6 +374,20 @@ class CapabilityServer:
         if not isinstance(text, str):
             raise InvalidInput("a comment needs a text (a string)")
         return led.comment(tid, text, author=scope.author).to_json()
+
+    def _op_dismiss_finding(self, scope: TurnScope, args: dict[str, Any], led: Ledger) -> Any:
+        """The working agent rejects a finding of the reviewer on its own task, saying why."""
+        from ..review.book import dismiss, findings
+
+        finding = _text(args, "finding_id") or ""
+        reason = (_text(args, "reason", required=False) or "").strip()
+        if not reason:
+            raise InvalidInput("dismissing a finding needs a reason (why the reviewer is wrong)")
+        mine = {r.id for r in findings(led, task_id=scope.task_id)}
+        if finding not in mine:
+            raise Refused(f"dismiss finding {finding[:100]!r}, which is not one of "
+                          f"{scope.task_id}'s")
+        return dismiss(led, finding, reason=reason, actor=scope.author).to_json()
 
     def _op_update(self, scope: TurnScope, args: dict[str, Any], led: Ledger) -> Any:
         tid = led.resolve(_text(args, "task_id") or "")

@@ -55,6 +55,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "mcp": ("mcp_cmd", "mcp", "Serve the ledger to agents over MCP (stdio)."),
     "research": ("research_cmd", "research",
                  "Research mode: agents edit, a metric decides what is kept."),
+    "review": ("review_cmd", "review", "Review a change; findings, dismissals, hit rate."),
+    "approve": ("review_cmd", "approve", "Approve a task awaiting approval: it lands."),
+    "reject": ("review_cmd", "reject", "Send a task awaiting approval back, with a comment."),
 }
 ALIASES = {"add": "create"}
 TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",

@@ -744,6 +744,12 @@ class Ledger(WorkVerbs):
         tid = self.resolve(task_id) if task_id is not None else None
         return self.store.events(tid, limit=limit)
 
+    def events_of_kinds(self, kinds: Sequence[str], *, task_id: str | None = None,
+                        since: str | None = None) -> list[Event]:
+        """Every event of ``kinds`` (of ``task_id``; from the timestamp ``since``), oldest
+        first."""
+        return self.store.events_of_kinds(kinds, task_id=task_id, since=since)
+
     def events_since(self, seq: int, *, limit: int = 200) -> list[Event]:
         """The events after ``seq``, oldest first, at most ``limit``."""
         return self.store.events_since(seq, limit)

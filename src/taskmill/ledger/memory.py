@@ -694,6 +694,12 @@ class MemoryStore:
         rows = [r for r in reversed(self._d.events) if r.task_id == task_id and r.kind in kinds]
         return [self._event(r) for r in rows[:limit]]
 
+    def events_of_kinds(self, kinds: Sequence[str], *, task_id: str | None = None,
+                        since: str | None = None) -> list[Event]:
+        return [self._event(r) for r in self._d.events if r.kind in kinds
+                and (task_id is None or r.task_id == task_id)
+                and (since is None or r.ts >= since)]
+
     def changes_since(self, seq: int) -> list[Change]:
         return [Change(r.seq, r.task_id, r.kind) for r in self._d.events if r.seq > seq]
 

@@ -29,6 +29,7 @@ from .land import LandResult
 from .policy import (
     AgentReady,
     BranchRead,
+    ChangeReviewed,
     ChecksDone,
     CommandsChecked,
     Failure,
@@ -42,6 +43,7 @@ from .policy import (
 )
 from .prompt import PromptContext, build_prompt
 from .records import Attempt, TaskRecords, unchecked_reason
+from .review_step import review_change
 from .worktrees import Workspace, branch_for
 
 
@@ -292,6 +294,19 @@ class TaskActivities:
         home = self._check_home()
         if home is not None:
             shutil.rmtree(home, ignore_errors=True)
+
+    def review_change(self) -> ChangeReviewed:
+        """The review step (``[review]``): the reviewer reviews the branch (see
+        :mod:`.review_step`)."""
+        ws, attempt, setup = self.ws, self.attempt, self.ctx.review
+        assert ws is not None and attempt is not None and setup is not None
+        result, summary = review_change(
+            self.ctx, setup, ledger_dir_task=self._log_dir(), ws=ws, task_id=self.task.id,
+            title=self.task.title, description=self.task.description,
+            iteration=attempt.iteration, checks=self.checks, ledger=self.ledger,
+            actor=self.records.actor)
+        attempt.detail["review"] = summary
+        return result
 
     def land(self) -> LandDone:
         """Hand the branch to the merge queue."""

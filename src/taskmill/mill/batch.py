@@ -71,6 +71,10 @@ class MergeSettings:
     speculate: bool | str = "auto"
     """Check the branches waiting behind a batch on top of it, while its checks run:
     ``"auto"`` (when the machine has more than 2 cores), ``True`` or ``False``."""
+    require_approval: bool = False
+    """Tasks wait for a person's approval before they land (:mod:`taskmill.review.approval`)."""
+    approval_labels: Sequence[str] = ()
+    """Tasks with any of these labels wait for approval."""
 
     def __post_init__(self) -> None:
         if self.batch_max < 1 or self.batch_wait < 0 or self.flaky_retries < 0:

@@ -15,6 +15,8 @@ from ..containment import Containment
 from ..ledger import Ledger
 from ..model import Task
 from ..proxy import ModelProxy
+from ..review.approval import ApprovalRule
+from ..review.gate import ReviewSetup
 from ..roles.book import RoleBook
 from .check_env import CheckGuard
 from .events import EventBus
@@ -76,3 +78,7 @@ class WorkerContext:
     roles: RoleBook = field(default_factory=lambda: RoleBook({}))
     """The roles (``.taskmill/roles/``): a task's role sets its agent, prompt, checks,
     iterations, landing and budget."""
+    review: ReviewSetup | None = None
+    """The review step between a branch's checks and the merge queue (None: no ``[review]``)."""
+    approval: ApprovalRule | None = None
+    """Which tasks wait for a person's approval before they land (``[merge]``)."""

@@ -63,6 +63,8 @@ from ..netproxy import NetProxy, NetProxyError
 from ..paths import EVENTS_FILE, PAUSE_FILE, LedgerPaths, git_common_dir
 from ..proxy import ModelProxy, PriceTable, ProxyError
 from ..proxy.turn import uses_proxy
+from ..review.approval import ApprovalRule
+from ..review.gate import ReviewSettings, ReviewSetup
 from ..roles.book import RoleBook
 from ..sandbox import Layout, Sandbox, SandboxSettings, choose, unsandboxed_warning
 from .anchoring import Anchorer
@@ -356,6 +358,25 @@ class Mill:
             self._agent_cache[key] = (config, adapter)
         return self._agent_cache[key]
 
+    def _review_setup(self) -> ReviewSetup | None:
+        """``[review]``: its reviewer resolved (an agent that does not exist stops the run
+        before it starts)."""
+        settings = ReviewSettings.from_raw(self.config.raw)
+        if settings is None:
+            return None
+        problem = self.config.agent_problem(settings.agent)
+        if problem is not None:
+            raise InvalidInput(f"[review] agent: {problem}",
+                               hint=f"add [agents.{settings.agent}] (any adapter) to "
+                                    ".taskmill/config.toml, or set [review] agent")
+        config = self.config.agent(settings.agent)
+        assert config is not None
+        try:
+            adapter = get_adapter(config.adapter)
+        except UnknownAdapterError as exc:
+            raise InvalidInput(f"[review] agent {config.name!r}: {exc}") from None
+        return ReviewSetup(settings, config, adapter, self.paths.root.name)
+
     def _target(self) -> str:
         if self.settings.target:
             target = self.settings.target
@@ -494,7 +515,8 @@ class Mill:
                 homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
                 agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
                 abort=self.abort, kill_now=self.kill_now, containment=self.containment,
-                sandbox=sandbox_info, landing=landing, roles=self.roles)
+                sandbox=sandbox_info, landing=landing, roles=self.roles,
+                review=self._review_setup(), approval=ApprovalRule.of(self.config.merge))
             self.capability = CapabilityServer(
                 self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
                 on_refused=self._capability_refused)

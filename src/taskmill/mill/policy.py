@@ -44,7 +44,7 @@ from .settings import RunSettings
 
 Failure = tuple[str, str]
 """What failed last and how: ``(kind, text)``; kind is ``checks``, ``turn``, ``conflict``,
-``merge_checks`` or ``history``. The next turn's prompt shows it."""
+``review``, ``merge_checks`` or ``history``. The next turn's prompt shows it."""
 
 _NOISE = re.compile(r"\d+(\.\d+)?\s*(s|ms|sec|seconds)\b|0x[0-9a-f]+|\b\d{4}-\d\d-\d\d[T ][\d:.]+")
 
@@ -237,6 +237,12 @@ class RunChecks(Action):
 
 
 @dataclass(frozen=True)
+class ReviewChange(Action):
+    """Have the reviewer review the branch, whose checks passed (``[review]``).
+    Result: :class:`ChangeReviewed`."""
+
+
+@dataclass(frozen=True)
 class PauseAgent(Action):
     """Pause all work of the agent for its usage limit. Result: :class:`Paused`."""
 
@@ -311,6 +317,15 @@ class Satisfy(Terminal):
     """The target already has everything the branch has: close it without a commit."""
 
     commit: str
+
+
+@dataclass(frozen=True)
+class AwaitApproval(Terminal):
+    """Checks and review passed, and the task needs a person's approval to land: it waits
+    (holding no worker, its branch kept) until ``taskmill approve`` / ``reject``."""
+
+    attempt: int | None = None
+    """The attempt whose work waits, when not the one just recorded (a resumed run)."""
 
 
 @dataclass(frozen=True)
@@ -419,6 +434,17 @@ class ChecksDone(Result):
 
 
 @dataclass(frozen=True)
+class ChangeReviewed(Result):
+    blocking: str = ""
+    """The findings at or above ``block_at``, as the next turn's prompt shows them ("":
+    none; the branch goes on to the merge queue)."""
+    failed: str | None = None
+    """Why the review failed (no valid answer after a retry)."""
+    wait: bool = False
+    """The review failed and ``[review] on_failure = "wait"``: the landing waits."""
+
+
+@dataclass(frozen=True)
 class Paused(Result):
     seconds: float
     """How long the agent is paused."""
@@ -449,7 +475,8 @@ class TaskPolicy:
     """The workflow of one task in one run (see the module docstring)."""
 
     def __init__(self, limits: Limits, *, lap: int, resumed: bool, history: History,
-                 parks: bool = False, land: bool = True) -> None:
+                 parks: bool = False, land: bool = True, reviews: bool = False,
+                 approval: bool = False, approved: str | None = None) -> None:
         self.limits = limits
         self.land = land
         """False: work that passed its checks is kept on its branch, not merged (a role's
@@ -460,6 +487,12 @@ class TaskPolicy:
         self.parks = parks
         """A passed branch is parked in a landing queue (:class:`Park`), not landed by the
         worker (:class:`Land`)."""
+        self.reviews = reviews
+        """A branch whose checks passed is reviewed (:class:`ReviewChange`) before it lands."""
+        self.approval = approval
+        """A branch that passed waits for a person's approval (:class:`AwaitApproval`)."""
+        self.approved = approved
+        """The commit a person approved: the branch lands when it is still there."""
         self._rejoin: str | None = None
         """Parked and sent back (``conflict`` or ``merge_checks``): the worktree is taken
         again and the target merged into the branch before the next turn."""
@@ -476,21 +509,30 @@ class TaskPolicy:
     def first(self) -> Action:
         return FindLanding() if self.resumed else CheckCommands()
 
+    def _land(self, attempt: int | None = None, head: str | None = None) -> Action:
+        """What a branch that passed (and was reviewed) does next: land, wait for a
+        person's approval, or (a role's ``land = false``) be kept on its branch."""
+        if not self.land:
+            return Keep(head)
+        if self.approval:
+            return AwaitApproval(attempt)
+        return Park(attempt=attempt) if self.parks else Land(attempt=attempt)
+
     def next(self, result: Result) -> Action:
         if isinstance(result, LandingFound):
             return Close(result.commit, found=True) if result.commit else CheckCommands()
         if isinstance(result, CommandsChecked):
             if result.problem:  # a check that cannot run would only burn agent turns
                 return Block(result.problem)
-            if self.parks and self.resumed:
+            if self.parks and (self.resumed or self.approved):
                 return ReadBranch()
-            return AcquireWorkspace(fresh=not self.resumed and self.lap == 1,
-                                    read_head=self.resumed)
+            return AcquireWorkspace(fresh=not self.resumed and not self.approved
+                                    and self.lap == 1,
+                                    read_head=self.resumed or self.approved is not None)
         if isinstance(result, BranchRead):
             passed = self._passed_at(result.head)
-            if passed is None:
-                return AcquireWorkspace(fresh=False)
-            return Park(attempt=passed) if self.land else Keep(result.head)
+            return (self._land(passed, result.head) if passed is not None
+                    else AcquireWorkspace(fresh=False))
         if isinstance(result, TargetMerged):
             return AwaitAgent()
         if isinstance(result, WorkspaceAcquired):
@@ -505,6 +547,8 @@ class TaskPolicy:
             return self._turn_done(result)
         if isinstance(result, ChecksDone):
             return self._checks_done(result)
+        if isinstance(result, ChangeReviewed):
+            return self._change_reviewed(result)
         if isinstance(result, Paused):
             return self._finish(FinishAttempt(AttemptOutcome.RATE_LIMITED, note={
                 "retry_after_s": result.seconds, "error": self._paused_error}), Review())
@@ -523,10 +567,13 @@ class TaskPolicy:
         """The attempt of a resumed task that passed at ``head`` (its branch's commit): a run
         killed after the checks passed. Its work lands with no new agent turn."""
         last = self.history.last
-        if (self.resumed and last is not None and last.outcome == AttemptOutcome.PASSED
-                and last.at and last.at == head):
+        if last is None or last.outcome != AttemptOutcome.PASSED or not last.at \
+                or last.at != head:
+            return None
+        if self.approved is not None and self.approved == head:
+            self.approval = False  # a person approved this very commit
             return last.id
-        return None
+        return last.id if self.resumed else None
 
     def _acquired(self, result: WorkspaceAcquired) -> Action:
         if self._rejoin is not None:  # sent back by the landing queue: integrate first
@@ -534,9 +581,7 @@ class TaskPolicy:
             return MergeTarget(conflict=kind == "conflict")
         passed = self._passed_at(result.head)
         if passed is not None:
-            if not self.land:
-                return Keep(result.head)
-            return Park(attempt=passed) if self.parks else Land(attempt=passed)
+            return self._land(passed, result.head)
         return Review()
 
     def _reviewed(self, result: Reviewed) -> Action:
@@ -585,13 +630,30 @@ class TaskPolicy:
             self.failure = ("conflict", "conflict markers remain in: " + checks.conflict_markers)
             return self._failed(AttemptOutcome.FAILED)
         if not checks.ran or checks.ok:
-            self.failure = None
-            if not self.land:
-                return self._finish(FinishAttempt(AttemptOutcome.PASSED), Keep())
-            return self._finish(FinishAttempt(AttemptOutcome.PASSED),
-                                Park() if self.parks else Land())
+            if self.reviews and self.land:
+                return ReviewChange()
+            return self._passed()
         self.failure = ("checks", checks.failure_text)
         return self._failed(AttemptOutcome.FAILED, missing=checks.not_found)
+
+    def _passed(self, note: dict[str, Any] | None = None) -> Action:
+        self.failure = None
+        return self._finish(FinishAttempt(AttemptOutcome.PASSED, note=note or {}),
+                            self._land())
+
+    def _change_reviewed(self, review: ChangeReviewed) -> Action:
+        """Blocking findings send the task back to its agent, with them in the prompt; a
+        failed review lands anyway (said in the attempt) or waits, as configured."""
+        if review.blocking:
+            self.failure = ("review", review.blocking)
+            return self._failed(AttemptOutcome.FAILED)
+        if review.failed is not None and review.wait:
+            self.failure = None
+            return self._finish(
+                FinishAttempt(AttemptOutcome.PASSED, note={"review_failed": review.failed}),
+                Block(f"the review failed ({review.failed}); [review] on_failure = \"wait\" "
+                      "holds the landing: fix the reviewer, then reopen the task"))
+        return self._passed({"review_failed": review.failed} if review.failed else None)
 
     def _failed(self, outcome: AttemptOutcome, *, missing: str | None = None) -> Action:
         """The attempt failed: record it with the failure, then stop or go round again."""

@@ -11,7 +11,9 @@ PROMPT_TAIL = 6000
 # (``agent:<name>/<task>``, their TASKMILL_ACTOR).
 MILL_AUTHOR = "mill:"
 AGENT_AUTHOR = "agent:"
-MACHINE_AUTHORS = (MILL_AUTHOR, AGENT_AUTHOR)
+REVIEW_AUTHOR = "review:"
+"""Review comments: findings of the reviewer (``review:<reviewer>``) that did not block."""
+MACHINE_AUTHORS = (MILL_AUTHOR, AGENT_AUTHOR, REVIEW_AUTHOR)
 # what older versions wrote when an internal error blocked a task: noise for an agent
 INTERNAL_ERROR = "taskmill blocked this task: taskmill error:"
 
@@ -50,11 +52,15 @@ def build_prompt(task: Task, ctx: PromptContext) -> str:
     mill = [c for c in task.comments if c.author.startswith(MILL_AUTHOR)
             and INTERNAL_ERROR not in c.text]
     agents = [c for c in task.comments if c.author.startswith(AGENT_AUTHOR)]
+    reviews = [c for c in task.comments if c.author.startswith(REVIEW_AUTHOR)]
     if people:
         parts += ["## Comments from people", *(f"- {c.author}: {c.text}" for c in people), ""]
     if agents:
         parts += ["## Comments left by agents on earlier turns",
                   *(f"- {c.author}: {c.text}" for c in agents), ""]
+    if reviews:
+        parts += ["## Review comments (they do not block landing; fix what is right)",
+                  *(f"- {c.text}" for c in reviews), ""]
     if mill:
         parts += ["## Notes from taskmill on earlier runs", *(f"- {c.text}" for c in mill), ""]
     if ctx.checks:
@@ -66,7 +72,8 @@ def build_prompt(task: Task, ctx: PromptContext) -> str:
     if ctx.failure:
         heading = {"conflict": "## Your branch conflicts with the target branch",
                    "merge_checks": "## The project checks failed when merging your branch",
-                   "turn": "## The previous turn failed"}.get(ctx.failure_kind or "",
+                   "turn": "## The previous turn failed",
+                   "review": "## The reviewer found problems in your change"}.get(ctx.failure_kind or "",
                                                              "## The checks failed last time")
         text = ctx.failure if len(ctx.failure) <= PROMPT_TAIL else "[...]\n" + ctx.failure[-PROMPT_TAIL:]
         parts += ["", heading, "```", text, "```"]

@@ -19,9 +19,11 @@ import contextlib
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..kinds import REJECTED, AttemptOutcome, MillEvent, TaskOutcome
 from ..model import Task
+from ..review.approval import AWAITING_REASON, approval_state, request_approval
 from .activities import TaskActivities
 from .batch import BatchLandResult
 from .context import WorkerContext
@@ -30,6 +32,7 @@ from .policy import (
     AcquireWorkspace,
     Action,
     AwaitAgent,
+    AwaitApproval,
     Block,
     CheckCommands,
     Close,
@@ -47,6 +50,7 @@ from .policy import (
     RecordRejection,
     Result,
     Review,
+    ReviewChange,
     Reviewed,
     RunChecks,
     Satisfy,
@@ -122,10 +126,21 @@ class TaskWorker:
             self.policy = TaskPolicy(limits, lap=self.lap,
                                      resumed=self.resumed, history=self.records.history(),
                                      parks=self.ctx.landing is not None,
-                                     land=self.ctx.roles.lands(self.task))
+                                     land=self.ctx.roles.lands(self.task),
+                                     reviews=self.ctx.review is not None,
+                                     **self._approval())
             return self.policy.first()
 
         return self._drive(first)
+
+    def _approval(self) -> dict[str, Any]:
+        """Whether the task needs a person's approval to land, and the commit one approved."""
+        rule = self.ctx.approval
+        if rule is None or not rule.needs(self.task):
+            return {}
+        state = approval_state(self.ledger, self.task.id)
+        approved = state.commit if state is not None and state.status == "approved" else None
+        return {"approval": True, "approved": approved}
 
     def landing_decided(self, verdict: BatchLandResult | BaseException) -> bool:
         """The landing queue's verdict on the parked branch (a quick step, run by the
@@ -207,6 +222,8 @@ class TaskWorker:
                 return acts.run_turn(iteration, failure)
             case RunChecks(conflict_markers=markers):
                 return acts.run_checks(conflict_markers=markers)
+            case ReviewChange():
+                return acts.review_change()
             case PauseAgent(retry_after_s=retry_after):
                 return acts.pause_agent(retry_after)
             case FinishAttempt(outcome=outcome, failure=failure, note=note):
@@ -262,6 +279,14 @@ class TaskWorker:
             case Wait(reason=reason):
                 self.records.wait(reason)
                 self.out.outcome, self.out.reason = TaskOutcome.HELD, reason
+            case AwaitApproval(attempt=attempt):
+                passed = attempt if attempt is not None else self._passed_attempt
+                head = self.acts.ws.git.out("rev-parse", "HEAD") if self.acts.ws is not None \
+                    else self.acts.read_branch().head
+                request_approval(self.ledger, self.task.id, commit=head, attempt=passed,
+                                 actor=self.records.actor)
+                self.ctx.bus.emit("awaiting_approval", task=self.task.id, commit=head)
+                self.out.outcome, self.out.reason = TaskOutcome.BLOCKED, AWAITING_REASON
             case Block(reason=reason):
                 self.records.block(reason)
                 self.out.outcome, self.out.reason = TaskOutcome.BLOCKED, reason

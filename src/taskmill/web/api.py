@@ -12,6 +12,7 @@ from it.
 - :mod:`~taskmill.web.mill_state`: what the mill is doing (its events file, workers, the
   merge queue, totals);
 - :mod:`~taskmill.web.workflows`: formulas' instances and the orders;
+- :mod:`~taskmill.web.review_page`: approvals (approve, send back) and the hit rate;
 - :mod:`~taskmill.web.live`: the server-sent event stream and the watcher that feeds it;
 - :mod:`~taskmill.web.research`: research mode's experiments and contributions;
 - :mod:`~taskmill.web.base`: what they share (errors as JSON, ledger connections, parsing).
@@ -35,6 +36,7 @@ from .mill_state import MillLog, MillStateHandlers
 from .openapi import Param, RouteSpec, openapi_document
 from .reads import LayoutCache, ReadHandlers
 from .research import ResearchHandlers
+from .review_page import ReviewHandlers
 from .routes import ROUTES
 from .workflows import WorkflowHandlers
 
@@ -45,7 +47,7 @@ __all__ = [
 
 
 class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers,
-          WorkflowHandlers):
+          WorkflowHandlers, ReviewHandlers):
     """The handler of every route in :data:`ROUTES` (by its ``handler`` name)."""
 
     def __init__(self, paths: LedgerPaths, config: Config, env: Mapping[str, str], clock: Clock,

@@ -318,6 +318,77 @@ class Workflows(_Response):
     orders: list[_OrderState]
     orders_error: str | None = Field(description="A bad order file (the orders are not "
                                                  "listed then).")
+class FindingView(_Response):
+    id: str
+    subject: str
+    task_id: str | None
+    reviewer: str
+    repo: str
+    file: str
+    line_start: int
+    line_end: int
+    severity: str
+    confidence: float
+    title: str
+    explanation: str
+    suggested_fix: str | None
+    commit: str | None
+    blocking: bool
+    quiet: bool
+    reported_at: str
+    fate: Literal["open", "resolved", "dismissed"]
+    reason: str
+    decided_by: str
+    decided_at: str
+
+
+class Approval(_Response):
+    task: Task
+    commit: str | None = Field(description="The commit that waits to land.")
+    attempt: int | None
+    since: str
+    diff: str = Field(description="The branch's change against the target's merge base.")
+    truncated: bool
+    checks: list[dict[str, Any]] = Field(description="The checks of the attempt that passed.")
+    findings: list[FindingView]
+    notes: str
+    agent_comments: list[str]
+
+
+class HitRateRow(_Response):
+    repo: str
+    reviewer: str
+    severity: str = Field(description="A severity, or \"all\".")
+    reported: int
+    open: int
+    resolved: int
+    dismissed: int
+    hit_rate: float | None = Field(description="resolved / (resolved + dismissed); null: none.")
+
+
+class ReviewPage(_Response):
+    approvals: list[Approval]
+    hit_rates: list[HitRateRow]
+    threshold: float = Field(description="The confidence threshold in force.")
+    window_days: float
+    target_hit_rate: float | None
+
+
+class ApprovalDone(_Response):
+    task: str
+    status: Literal["approved", "rejected"]
+    commit: str | None
+    comment: str
+
+
+class Dismissal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, description="Why the finding is wrong.")
+
+
+class SendBack(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field(min_length=1, description="What to change.")
 
 
 def schemas() -> dict[str, Any]:
@@ -328,7 +399,9 @@ def schemas() -> dict[str, Any]:
         "AuditEvent": Event, "Error": Error, "MillEvent": MillEvent, "Stats": Stats,
         "Graph": Graph, "Now": Now, "Mill": Mill, "Project": Project, "Diff": Diff,
         "Log": Log, "Paused": Paused, "TaskChanges": TaskChanges, "NewComment": NewComment,
-        "StreamMessage": StreamMessage, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
+        "StreamMessage": StreamMessage, "ReviewPage": ReviewPage, "Approval": Approval,
+        "FindingView": FindingView, "HitRateRow": HitRateRow, "ApprovalDone": ApprovalDone,
+        "SendBack": SendBack, "Dismissal": Dismissal, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
         "Workflows": Workflows,
     }, renames={"Event": "AuditEvent", "_Blocked": "BlockedTask", "_TaskFull": "TaskFull"})
     # what the API adds to the records

@@ -95,6 +95,21 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("GET", "/api/workflows", "workflows",
               "Formulas' poured instances as groups (epic and steps), and each order's last "
               "and next firing and why it did not fire.", response=ref("Workflows")),
+    RouteSpec("GET", "/api/review", "review",
+              "The tasks awaiting approval (diff, checks, findings, the agent's notes) and the "
+              "reviewer's hit rate over [review] window_days.", response=ref("ReviewPage")),
+    RouteSpec("POST", "/api/tasks/{task_id}/approve", "approve",
+              "Approve a task awaiting approval: the next run lands it as it is.",
+              [TASK_ID], response=ref("ApprovalDone"), errors=(404, 409)),
+    RouteSpec("POST", "/api/tasks/{task_id}/reject", "reject",
+              "Send a task awaiting approval back to its agent with a comment (in its next "
+              "prompt).", [TASK_ID], body=ref("SendBack"), response=ref("ApprovalDone"),
+              errors=(400, 404, 409)),
+    RouteSpec("POST", "/api/findings/{finding_id}/dismiss", "dismiss_finding",
+              "Dismiss an open finding of the reviewer, with a reason (it counts against the "
+              "reviewer's hit rate).",
+              [Param("finding_id", "path", "The finding's id, e.g. F-1a2b3c4d.", required=True)],
+              body=ref("Dismissal"), response=ref("FindingView"), errors=(400, 404)),
     RouteSpec("GET", "/api/stream", "stream",
               "Server-sent events: {type: ledger|mill|paused|hello, ...} on every change.",
               media_type="text/event-stream",

@@ -141,6 +141,20 @@ class EventRows:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE task_id = ? AND kind IN ({marks})"
             " ORDER BY seq DESC LIMIT ?", (task_id, *kinds, limit))]
 
+    def events_of_kinds(self, kinds: Sequence[str], *, task_id: str | None = None,
+                        since: str | None = None) -> list[Event]:
+        if not kinds:
+            return []
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE kind IN ({','.join('?' * len(kinds))})"
+        args: list[Any] = list(kinds)
+        if task_id is not None:
+            sql += " AND task_id = ?"
+            args.append(task_id)
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        return [event_from_row(r) for r in self.conn.execute(sql + " ORDER BY seq", args)]
+
     def changes_since(self, seq: int) -> list[Change]:
         return [Change(int(s), t, k) for s, t, k in self.conn.execute(
             "SELECT seq, task_id, kind FROM events WHERE seq > ? ORDER BY seq", (seq,))]

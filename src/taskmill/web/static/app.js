@@ -10,6 +10,7 @@ const state = {
   paused: false,
   millRunning: false,    // whether a `taskmill run` is going (from its events)
   graph: { t: null, selected: null, lastKey: null },
+  review: { drafts: new Map(), reasons: new Map() },  // send-back comments (by task) and dismissal reasons (by finding) being typed
   task: { openAttempts: new Set(), openLogs: new Set(), diffs: new Map(), autoOpened: null },
   refreshing: false,
   pending: false,
@@ -171,6 +172,7 @@ function parseRoute() {
   if (parts[0] === "now") return { name: "now", params };
   if (parts[0] === "research") return { name: "research", params };
   if (parts[0] === "workflows") return { name: "workflows", params };
+  if (parts[0] === "review") return { name: "review", params };
   return { name: "graph", params };
 }
 
@@ -201,6 +203,7 @@ async function refresh(initial) {
     else if (route.name === "now") await renderNow(route, initial);
     else if (route.name === "research") await renderResearch(route, initial);
     else if (route.name === "workflows") await renderWorkflows(route, initial);
+    else if (route.name === "review") await renderReview(route, initial);
     else await renderGraph(route, initial);
     view.dataset.ready = "1";
     view.dataset.refreshedAt = String(Date.now());
@@ -696,6 +699,91 @@ function eventText(e) {
   const skip = new Set(["ts", "event", "task", "title"]);
   return Object.entries(e).filter(([k]) => !skip.has(k))
     .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("  ");
+}
+
+// -- review: approvals and the reviewer's hit rate ---------------------------------------------
+
+function fmtRate(r) { return r === null || r === undefined ? "–" : (100 * r).toFixed(0) + "%"; }
+
+function hitRateTable(page) {
+  const rows = page.hit_rates;
+  return h("div", { class: "panel", id: "hit-rate" },
+    h("h3", {}, `Reviewer hit rate (last ${page.window_days} days)`),
+    h("p", { class: "muted" }, `resolved / (resolved + dismissed); confidence threshold ${page.threshold.toFixed(2)}`
+      + (page.target_hit_rate ? `, target ${fmtRate(page.target_hit_rate)}` : "")),
+    rows.length ? h("table", {},
+      h("thead", {}, h("tr", {}, ["repository", "reviewer", "severity", "reported", "open", "resolved", "dismissed", "hit rate"]
+        .map((c, i) => h("th", { class: i > 2 ? "num" : null }, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", { dataset: { reviewer: r.reviewer, severity: r.severity } },
+        h("td", {}, r.repo), h("td", {}, r.reviewer), h("td", {}, r.severity),
+        h("td", { class: "num" }, r.reported), h("td", { class: "num" }, r.open),
+        h("td", { class: "num" }, r.resolved), h("td", { class: "num" }, r.dismissed),
+        h("td", { class: "num rate" }, fmtRate(r.hit_rate))))))
+      : h("p", { class: "muted" }, "No findings yet."));
+}
+
+function findingItem(f) {
+  return h("li", { class: `finding f-${f.fate}`, dataset: { id: f.id } },
+    h("span", { class: `sev sev-${f.severity}` }, f.severity), " ",
+    h("span", { class: "mono" }, `${f.file}:${f.line_start}${f.line_end !== f.line_start ? "-" + f.line_end : ""}`), " ",
+    h("strong", {}, f.title), ` (${f.confidence.toFixed(2)}, ${f.fate}${f.blocking ? ", blocking" : ""}) `,
+    h("span", {}, f.explanation),
+    f.suggested_fix ? h("div", { class: "muted" }, "Suggested fix: ", h("code", {}, f.suggested_fix)) : null,
+    f.reason ? h("div", { class: "muted" }, `${f.fate} by ${f.decided_by}: ${f.reason}`) : null,
+    f.fate === "open" ? dismissForm(f) : null);
+}
+
+function dismissForm(f) {
+  // kept in a draft, like a send-back comment: a live refresh may draw the card again
+  const drafts = state.review.reasons;
+  const reason = h("input", { type: "text", class: "dismiss-reason", placeholder: "why it is wrong",
+    oninput: () => drafts.set(f.id, reason.value) });
+  reason.value = drafts.get(f.id) || "";
+  return h("span", { class: "dismiss" }, " ", reason, h("button", { type: "button", class: "dismiss-finding", onclick: async () => {
+    const why = drafts.get(f.id) || reason.value;
+    if (!why.trim()) { flash("give a reason to dismiss it", false); return; }
+    const out = await act(api(`/api/findings/${encodeURIComponent(f.id)}/dismiss`, { method: "POST", body: { reason: why } }), `${f.id} dismissed`);
+    if (out) drafts.delete(f.id);
+  } }, "Dismiss"));
+}
+
+function approvalCard(a) {
+  const id = a.task.id;
+  const drafts = state.review.drafts;
+  const text = h("textarea", { class: "send-back-text", placeholder: "What to change (the agent's next prompt shows it)",
+    oninput: () => drafts.set(id, text.value) });
+  text.value = drafts.get(id) || "";
+  const approveButton = h("button", { type: "button", class: "primary approve", onclick: () =>
+    act(api(`/api/tasks/${encodeURIComponent(id)}/approve`, { method: "POST" }), `${id} approved: the next run lands it`) }, "Approve");
+  const sendBack = h("button", { type: "button", class: "send-back", onclick: async () => {
+    // a live refresh may have drawn this card again while the comment was typed: the draft
+    // holds what was typed in either
+    const comment = drafts.get(id) || text.value;
+    if (!comment.trim()) { flash("write what to change first", false); return; }
+    const out = await act(api(`/api/tasks/${encodeURIComponent(id)}/reject`, { method: "POST", body: { comment } }), `${id} sent back`);
+    if (out) drafts.delete(id);
+  } }, "Send back");
+  return h("div", { class: "panel approval", dataset: { task: id } },
+    h("h2", {}, taskLink(id), " ", a.task.title),
+    h("p", { class: "muted" }, `commit ${(a.commit || "?").slice(0, 12)} · waiting since ${fmtTime(a.since)}`),
+    h("h3", {}, "Checks"), a.checks.length ? renderChecks(a.checks) : h("p", { class: "muted" }, "No checks ran."),
+    h("h3", {}, "Review findings"), a.findings.length ? h("ul", { class: "findings" }, a.findings.map(findingItem)) : h("p", { class: "muted" }, "None."),
+    h("h3", {}, "Agent's notes"), a.notes || a.agent_comments.length
+      ? [a.notes ? h("pre", { class: "wrap notes" }, a.notes) : null, a.agent_comments.map((c) => h("p", { class: "agent-comment" }, c))]
+      : h("p", { class: "muted" }, "None."),
+    h("details", { class: "sub", open: true }, h("summary", {}, "Diff"), renderDiff(a.diff), a.truncated ? h("p", { class: "muted" }, "(truncated)") : null),
+    h("div", { class: "row" }, approveButton),
+    h("div", { class: "row" }, text, sendBack));
+}
+
+async function renderReview(route, initial) {
+  const page = await api("/api/review");
+  if (initial && !state.project) loadProject().catch(() => {});
+  put(view, h("div", { class: "page", id: "review-page" },
+    h("h1", {}, "Review"),
+    h("h2", {}, `Awaiting approval (${page.approvals.length})`),
+    page.approvals.length ? page.approvals.map(approvalCard) : h("p", { class: "muted", id: "no-approvals" }, "Nothing awaits approval."),
+    hitRateTable(page)));
 }
 
 async function renderNow(route, initial) {
