@@ -120,6 +120,39 @@ def emit_json_items(items: Iterable[Any]) -> None:
     if not utf8(stream):
         emit_json(list(items))
         return
+    import orjson
+
+    out = getattr(stream, "buffer", None)
+    if out is None:
+        _emit_text_items(stream, items)
+        return
+    stream.flush()
+    encode = orjson.dumps
+    indent = orjson.OPT_INDENT_2
+    chunk = bytearray()
+    first = True
+    for item in items:
+        chunk += b"[\n  " if first else b",\n  "
+        first = False
+        data: bytes | None = None
+        if _orjson_safe(item):
+            try:
+                data = encode(item, option=indent)
+            except (orjson.JSONEncodeError, TypeError):
+                data = None
+        if data is None:
+            data = _indented(item, "\n").encode("utf-8", getattr(stream, "errors", None)
+                                                  or "strict")
+        chunk += data.replace(b"\n", b"\n  ")
+        if len(chunk) >= 1 << 16:
+            out.write(chunk)
+            chunk.clear()
+    chunk += b"[]\n" if first else b"\n]\n"
+    out.write(chunk)
+    out.flush()
+
+
+def _emit_text_items(stream: Any, items: Iterable[Any]) -> None:
     first = True
     for item in items:
         text = _indented(item, "\n  ")
@@ -127,6 +160,26 @@ def emit_json_items(items: Iterable[Any]) -> None:
         first = False
     stream.write("[]\n" if first else "\n]\n")
     stream.flush()
+
+
+_INT64 = 1 << 63
+
+
+def _orjson_safe(value: Any) -> bool:
+    """Whether orjson writes ``value`` as ``json.dumps(value, ensure_ascii=False, indent=2)``
+    does: strings, small integers, booleans, null, and lists and objects of those with
+    string keys. (A float is written differently, e.g. ``1e-7`` for ``1e-07``; anything
+    else goes through ``default=str``.)"""
+    cls = value.__class__
+    if cls is str or value is None or cls is bool:
+        return True
+    if cls is int:
+        return -_INT64 <= value < _INT64
+    if cls is dict:
+        return all(k.__class__ is str and _orjson_safe(v) for k, v in value.items())
+    if cls is list:
+        return all(_orjson_safe(v) for v in value)
+    return False
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
