@@ -167,19 +167,37 @@ _INT64 = 1 << 63
 
 def _orjson_safe(value: Any) -> bool:
     """Whether orjson writes ``value`` as ``json.dumps(value, ensure_ascii=False, indent=2)``
-    does: strings, small integers, booleans, null, and lists and objects of those with
+    does: strings, 64-bit integers, booleans, null, and lists and objects of those with
     string keys. (A float is written differently, e.g. ``1e-7`` for ``1e-07``; anything
     else goes through ``default=str``.)"""
     cls = value.__class__
+    if cls is dict:
+        for k, v in value.items():
+            if k.__class__ is not str:
+                return False
+            c = v.__class__
+            if c is str or v is None or c is bool:
+                continue
+            if c is int:
+                if not -_INT64 <= v < _INT64:
+                    return False
+            elif not _orjson_safe(v):
+                return False
+        return True
+    if cls is list:
+        for v in value:
+            c = v.__class__
+            if c is str or v is None or c is bool:
+                continue
+            if c is int:
+                if not -_INT64 <= v < _INT64:
+                    return False
+            elif not _orjson_safe(v):
+                return False
+        return True
     if cls is str or value is None or cls is bool:
         return True
-    if cls is int:
-        return -_INT64 <= value < _INT64
-    if cls is dict:
-        return all(k.__class__ is str and _orjson_safe(v) for k, v in value.items())
-    if cls is list:
-        return all(_orjson_safe(v) for v in value)
-    return False
+    return cls is int and -_INT64 <= value < _INT64
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode

@@ -147,11 +147,19 @@ def _v3_backfill(conn: sqlite3.Connection) -> None:
     recompute_all(conn)
 
 
+_V8_HELD_INDEX = """
+CREATE INDEX tasks_held ON tasks(priority, seq)
+    WHERE (gated = 1 OR status = 'blocked') AND status NOT IN ('closed', 'tombstone')
+"""
+"""The tasks ``blocked`` lists, in its order: read without scanning the ledger."""
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0001_ledger", _V1),
     ("0002_attempts", _V2_ATTEMPTS),
     ("0003_beads_readiness", _V3_BEADS_READINESS),
     ("0003_beads_readiness_backfill", _v3_backfill),
+    ("0008_held_index", _V8_HELD_INDEX),
 ]
 
 
@@ -208,7 +216,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA mmap_size = 268435456")
+    # no memory-mapped reads: the mapped pages of a big ledger counted as the process's own
+    # memory (list/blocked at 1M tasks: 260 MB more resident) for no measurable speed-up
+    conn.execute("PRAGMA mmap_size = 0")
     return conn
 
 
