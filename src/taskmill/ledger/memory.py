@@ -473,7 +473,8 @@ class MemoryStore:
 
     def cycles(self) -> list[list[str]]:
         graph = self._gating_graph()
-        return [closed_path(graph, g, min(g)) for g in cyclic_groups(graph, list(graph))]
+        return sorted((closed_path(graph, g, min(g)) for g in cyclic_groups(graph, list(graph))),
+                      key=lambda path: path[0])
 
     # -- dependencies ----------------------------------------------------------------------
 
