@@ -24,6 +24,7 @@ property runs against every ledger store (SQLite, and the in-memory one).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -238,7 +239,7 @@ def assert_matches(ledger: Ledger, model: Model) -> None:
     assert [path[0] for path in got] == sorted(want)
     for path in got:
         assert path[-1] == path[0] and set(path) <= want[path[0]]
-        assert all((x, y) in gating for x, y in zip(path, path[1:], strict=False))
+        assert all(pair in gating for pair in itertools.pairwise(path))
 
 
 class _Undo(Exception):
