@@ -756,6 +756,10 @@ class MemoryStore:
     def comment_ids(self) -> set[int]:
         return set(self._d.comments)
 
+    @contextmanager
+    def bulk_import(self) -> Iterator[None]:
+        yield
+
     def import_rows(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem]) -> None:
         for item in updates:
             tid = item.row[0]

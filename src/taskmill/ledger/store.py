@@ -237,6 +237,11 @@ class LedgerStore(Protocol):
     def comment_ids(self) -> set[int]: ...
     def import_rows(self, creates: Sequence[ImportItem],
                     updates: Sequence[ImportItem]) -> None: ...
+    def bulk_import(self) -> AbstractContextManager[None]:
+        """Around many :meth:`import_rows` inside one transaction: the store may defer the
+        work of its indexes to the end (SQLite drops the secondary indexes of a small
+        ledger and builds them again once the rows are in). Rolled back with the
+        transaction."""
     def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
         """The stored parts (row, labels, dependencies, comments) of those of ``ids`` the
         ledger holds."""
