@@ -9,7 +9,6 @@ wholly applied and recorded, or not at all.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,6 +171,8 @@ class Ledger(WorkVerbs):
 
     def _near_ids(self, task_id: str, n: int = 3) -> list[str]:
         """Up to ``n`` ids that look like ``task_id`` (a typo, a character left out)."""
+        import difflib  # only when an id is not found: not at every start-up
+
         cands = self._candidates(task_id)
         size = max(len(c) for c in cands)
         ids = self.store.ids_sized(min(len(c) for c in cands) - 2, size + 2)

@@ -9,7 +9,6 @@ Migrations are named, run in one transaction each, and recorded in ``migrations`
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -185,6 +184,8 @@ def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS)
         except sqlite3.OperationalError as exc:
             if not _is_locked(exc) or time.monotonic() - start > deadline_s:
                 raise DatabaseError(f"the ledger database stayed locked: {exc}") from exc
+            import random  # only when the ledger is locked: not at every start-up
+
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.1)
 
