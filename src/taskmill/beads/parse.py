@@ -371,7 +371,9 @@ def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
-        size = len(line.encode("utf-8", errors="surrogatepass"))
+        # a character is at most 4 bytes of UTF-8: most lines need no counting
+        size = (len(line.encode("utf-8", errors="surrogatepass"))
+                if len(line) * 4 > LINE_MAX_BYTES else 0)
         if size > LINE_MAX_BYTES:
             raise InvalidInput(f"{name}, line {number}: the line is {size / 2**20:.1f} MiB; a"
                                f" record may be at most {LINE_MAX_BYTES // 2**20} MiB",
