@@ -100,3 +100,16 @@ def test_tables_are_unchanged(repo: Path, monkeypatch: pytest.MonkeyPatch,
         project.close()
     assert listed == old_list and "bd-" in listed
     assert blocked == old_blocked and "waits on it" in blocked
+
+
+def test_ready_json_is_byte_identical(repo: Path) -> None:
+    """``ready --json`` is written item by item too (orjson where it writes the same bytes)."""
+    result = invoke_cli(["ready", "--json"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    project = open_project(repo, {})
+    try:
+        items = [t.to_json() for t in project.ledger.ready()]
+    finally:
+        project.close()
+    assert len(items) >= 3 and any(i["metadata"] for i in items)
+    assert result.stdout == json.dumps(items, ensure_ascii=False, indent=2, default=str) + "\n"

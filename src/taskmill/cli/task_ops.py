@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .context import Ctx, echo, emit_json, fail, parse_json_option
+from .context import Ctx, echo, emit_json, emit_json_items, fail, parse_json_option
 
 if TYPE_CHECKING:
     from ..model import Task
@@ -85,8 +85,8 @@ def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
         tasks = ctx.remote().ready(limit=limit)
     else:
         tasks = ctx.project().ledger.ready(limit=limit, beads_compat=beads_compat or None)
-    if ctx.json:
-        emit_json([t.to_json() for t in tasks])
+    if ctx.json:  # the same bytes as emit_json(list), faster for a long list
+        emit_json_items(t.to_json() for t in tasks)
     else:
         from . import render
 
