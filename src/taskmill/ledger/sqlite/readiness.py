@@ -187,7 +187,7 @@ def on_done_changed(conn: sqlite3.Connection, task_id: str, now_done: bool) -> l
 
 def recompute_all(conn: sqlite3.Connection) -> None:
     """Recompute ``open_blockers`` and ``gated`` for the whole ledger (after a bulk import)."""
-    conn.execute("UPDATE tasks SET open_blockers = 0")
+    conn.execute("UPDATE tasks SET open_blockers = 0 WHERE open_blockers != 0")  # rows kept
     conn.execute(
         "UPDATE tasks SET open_blockers = c.n FROM ("
         "  SELECT d.issue_id AS id, count(*) AS n FROM deps d"
@@ -244,6 +244,14 @@ def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
     The graph is read as task numbers (``seq``) into flat arrays (a few bytes an edge, not
     a dict of lists of ids): only the groups found are turned back into ids."""
     gating = (BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD)
+    # A cycle cannot go from newer to older tasks all the way round: it holds an edge to a
+    # task as new or newer (b >= a), and a search from those edges' tasks finds every one.
+    # Without such an edge (the usual case: each task waits on older ones) there is none.
+    if conn.execute(
+            "SELECT 1 FROM deps d JOIN tasks a ON a.id = d.issue_id"
+            " JOIN tasks b ON b.id = d.depends_on_id WHERE d.type IN (?, ?, ?)"
+            " AND b.seq >= a.seq LIMIT 1", gating).fetchone() is None:
+        return []
     top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()[0])
     starts = array("q", bytes(8 * (top + 2)))
     targets = array("q")
@@ -251,13 +259,16 @@ def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
         "SELECT a.seq, b.seq FROM deps d JOIN tasks a ON a.id = d.issue_id"
         " JOIN tasks b ON b.id = d.depends_on_id WHERE d.type IN (?, ?, ?)"
         " ORDER BY a.seq, d.pos", gating)
+    roots: list[int] = []
     for a, b in edges:  # counts first, then offsets: starts[n]..starts[n+1] are n's edges
         starts[a + 1] += 1
         targets.append(b)
+        if b >= a:
+            roots.append(a)
     for n in range(1, top + 2):
         starts[n] += starts[n - 1]
     out: list[list[str]] = []
-    for group in _cyclic_seq_groups(starts, targets, top):
+    for group in _cyclic_seq_groups(starts, targets, sorted(set(roots))):
         names: dict[int, str] = {}
         for start in range(0, len(group), 500):
             part = group[start:start + 500]
@@ -273,16 +284,19 @@ def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
     return sorted(out, key=lambda path: path[0])
 
 
-def _cyclic_seq_groups(starts: array[int], targets: array[int], top: int) -> list[list[int]]:
-    """The strongly connected groups with a cycle (iterative Tarjan) of the graph whose
-    node n has the edges ``targets[starts[n]:starts[n + 1]]``, nodes 1..top."""
+def _cyclic_seq_groups(starts: array[int], targets: array[int], roots: list[int]
+                       ) -> list[list[int]]:
+    """The strongly connected groups with a cycle (iterative Tarjan) reachable from
+    ``roots`` in the graph whose node n has the edges ``targets[starts[n]:starts[n + 1]]``
+    (nodes 1 to ``len(starts) - 2``)."""
+    top = len(starts) - 2
     index = array("q", [-1]) * (top + 1)
     low = array("q", bytes(8 * (top + 1)))
     on_stack = bytearray(top + 1)
     stack: list[int] = []
     groups: list[list[int]] = []
     counter = 0
-    for root in range(1, top + 1):
+    for root in roots:
         if index[root] >= 0 or starts[root] == starts[root + 1]:
             continue
         index[root] = low[root] = counter
