@@ -115,7 +115,6 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
                                          [c[1:3] for c in p.comments]) for p in creates)
             report.created += len(creates)
             report.updated += len(updates)
-            report.created_ids.extend(p.row[0] for p in creates)
             report.updated_ids.extend(u[0].row[0] for u in updates)
             pending.clear()
 
@@ -132,6 +131,9 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
                 source=label, sha256=source.sha256, records=records,
                 first_seq=first_seq, last_seq=first_seq + report.created - 1,
                 digests=digests), actor=who, ts=now)
+            digests.clear()
+            # the tasks created, in the order they were: read back rather than held all along
+            report.created_ids = store.ids_by_seq(first_seq, first_seq + report.created - 1)
         if report.created or report.updated:
             store.recompute_readiness()
     report.dangling_deps = ledger.store.dangling_deps()

@@ -16,6 +16,8 @@ DEFERRED_INDEXES = ("tasks_ready", "tasks_status", "tasks_deferred", "tasks_held
                     "labels_label", "deps_reverse")
 """The secondary indexes :meth:`BulkRows.bulk_import` builds once at the end (none of them
 is read while rows are imported: the reads there go by task id)."""
+BULK_CACHE_KIB = -131072
+"""SQLite's page cache while a bulk import writes rows (128 MiB, as a negative KiB count)."""
 BULK_REBUILD_MAX = 20_000
 """Tasks a ledger may hold for an import to rebuild its indexes rather than fill them."""
 
@@ -105,9 +107,16 @@ class BulkRows:
             DEFERRED_INDEXES).fetchall()
         for name, _sql in deferred:
             self.conn.execute(f"DROP INDEX {name}")
-        yield  # on an error the transaction rolls the indexes back too
-        for _name, sql in deferred:
-            self.conn.execute(sql)
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        # the primary keys take rows in id order, not in the order they come: more of them
+        # in memory while the rows go in
+        self.conn.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
+        try:
+            yield  # on an error the transaction rolls the indexes back too
+            for _name, sql in deferred:
+                self.conn.execute(sql)
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
     def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
         """The stored parts of those of ``ids`` the ledger holds (labels, dependencies and
