@@ -351,6 +351,49 @@ class StoreContract:
         ledger.store.recompute_readiness()
         assert ledger.store.readiness_state() == state
 
+    def test_blocked_reads_in_bulk_what_it_read_one_by_one(self, ledger: Ledger) -> None:
+        """``blocked`` reads pages of held tasks, their parents in bulk and the blockers of
+        all at once; the bulk verbs agree with the one-task verbs, and any page size lists
+        the same."""
+
+        def rec(tid: str, deps: tuple[tuple[str, str], ...] = (), **fields: object) -> str:
+            record: dict[str, object] = {"id": tid, "title": tid, "status": "open",
+                                         "priority": 2, **fields}
+            if deps:
+                record["dependencies"] = [{"issue_id": tid, "depends_on_id": b, "type": t}
+                                          for b, t in deps]
+            return json.dumps(record)
+
+        import_beads(ledger, [
+            rec("c-a", (("c-b", "blocks"),)), rec("c-b", (("c-a", "blocks"),)),  # a cycle
+            rec("c-src"), rec("c-epic", (("c-src", "blocks"),), issue_type="epic"),
+            rec("c-kid", (("c-epic", "parent-child"),)),
+            rec("c-grandkid", (("c-kid", "parent-child"), ("c-a", "blocks")), priority=1),
+            rec("c-hold", status="deferred"), rec("c-held", (("c-hold", "parent-child"),)),
+            rec("c-marked", status="blocked"), rec("c-free"),
+        ])
+        store = ledger.store
+        for compat in (False, True):
+            held = [t.id for t in store.held(compat)]
+            assert [t.id for page in store.held_pages(compat, size=2) for t in page] == held
+            assert store.holding_parents_many(held) == {
+                i: store.holding_parents(i) for i in held if store.holding_parents(i)}
+            whole = [b.to_json() for b in ledger.iter_blocked(beads_compat=compat)]
+            assert [b.to_json() for b in ledger.iter_blocked(beads_compat=compat,
+                                                             page_size=1)] == whole
+        assert store.held_waits() == {
+            t.id: store.open_blockers_of(t.id) for t in store.held()
+            if store.open_blockers_of(t.id)}
+        assert store.held_waits() == {"c-a": ["c-b"], "c-b": ["c-a"], "c-epic": ["c-src"],
+                                      "c-grandkid": ["c-a"]}
+        blocked = {b.task.id: b for b in ledger.blocked()}
+        assert set(blocked) == {"c-a", "c-b", "c-epic", "c-kid", "c-grandkid", "c-held",
+                                "c-marked"}
+        assert blocked["c-a"].reasons == ["in a dependency cycle: c-a -> c-b -> c-a"]
+        assert blocked["c-grandkid"].held_by_ancestor == ["c-epic"]
+        assert blocked["c-grandkid"].reasons == [
+            "ancestor c-epic (through c-kid) waits on c-src"]
+
     def test_beads_readiness_rules(self, ledger: Ledger) -> None:
         """Beads' rules on imported records (see :mod:`taskmill.ledger.beads_rules`)."""
 

@@ -647,3 +647,24 @@ def test_a_blocks_cycle_is_named_in_blocked() -> None:
     reasons = {b.task.id: b.reasons for b in ledger.blocked()}
     assert reasons["y-a"][0] == reasons["y-b"][0] == "in a dependency cycle: y-a -> y-b -> y-a"
     assert not any("cycle" in r for r in reasons["y-c"])
+
+
+def test_a_plain_dependency_is_stored_as_the_general_case_stores_it() -> None:
+    """The short cut for dependencies as Beads writes them gives the general case's row
+    (a dict subclass takes the general case), and anything unusual takes the general case."""
+    from taskmill.beads.parse import _parse_dep
+
+    class General(dict):  # type: ignore[type-arg]
+        pass
+
+    base = {"issue_id": "bd-1", "depends_on_id": "bd-2", "type": "blocks",
+            "created_at": "2025-01-01T00:00:00Z", "created_by": "ana"}
+    variants = [
+        base, {k: v for k, v in base.items() if k != "created_by"},
+        {k: v for k, v in base.items() if k != "created_at"},
+        {k: v for k, v in base.items() if k not in ("created_at", "created_by")},
+        {**base, "created_by": ""}, {**base, "created_at": None}, {**base, "issue_id": "bd-9"},
+        {"type": "blocks", "issue_id": "bd-1", "depends_on_id": "bd-2"}, {**base, "x": 1},
+    ]
+    for obj in variants:
+        assert _parse_dep("bd-1", obj, 0) == _parse_dep("bd-1", General(obj), 0), obj

@@ -24,6 +24,7 @@ property runs against every ledger store (SQLite, and the in-memory one).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -226,7 +227,19 @@ def assert_matches(ledger: Ledger, model: Model) -> None:
             assert task.status == "closed"
     # cycles() reports a cycle exactly when the gating edges hold one (only imports can)
     has_cycle = any(model.reaches(b, a) for a, b, typ in model.edges if typ in GATING)
-    assert bool(ledger.cycles()) == has_cycle
+    got = ledger.cycles()
+    assert bool(got) == has_cycle
+    # each group of tasks that reach one another, once, as a closed path of gating edges
+    # from its least id (through tasks of the group), the paths by that id
+    gating = {(a, b) for a, b, typ in model.edges if typ in GATING}
+    cyclic = {a for a, b in gating if model.reaches(b, a)}
+    want = {min(group): group for group in (
+        frozenset(m for m in cyclic if model.reaches(n, m) and model.reaches(m, n))
+        for n in cyclic)}
+    assert [path[0] for path in got] == sorted(want)
+    for path in got:
+        assert path[-1] == path[0] and set(path) <= want[path[0]]
+        assert all(pair in gating for pair in itertools.pairwise(path))
 
 
 class _Undo(Exception):

@@ -23,3 +23,47 @@ class TestSqliteStore(StoreContract):
 class TestSqliteStoreInMemory(StoreContract):
     def make_store(self) -> LedgerStore:
         return SqliteStore.memory()
+
+
+def _indexes(store: SqliteStore) -> list[tuple[str, str]]:
+    return sorted(store.conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+
+
+def test_an_import_builds_the_indexes_it_deferred(tmp_path: Path) -> None:
+    """A Beads import into a small ledger drops the secondary indexes while it writes rows and
+    builds them again (a failed import leaves them as they were); the plans that read
+    through them still do."""
+    from taskmill.beads import import_beads
+    from taskmill.clock import FixedClock
+    from taskmill.errors import InvalidInput
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger(SqliteStore.open(tmp_path / "l.db"), prefix="bd", clock=FixedClock(),
+                    actor="test")
+    store = ledger.store
+    assert isinstance(store, SqliteStore)
+    before = _indexes(store)
+    assert {"tasks_held", "tasks_ready", "deps_reverse"} <= {name for name, _ in before}
+    with pytest.raises(InvalidInput):
+        import_beads(ledger, ['{"id": "bd-1", "title": "one"}', "not json"])
+    assert _indexes(store) == before and store.task_count() == 0
+    seen: list[list[tuple[str, str]]] = []
+    real = store.import_rows
+
+    def spy(*args: object) -> None:
+        seen.append(_indexes(store))
+        real(*args)  # type: ignore[arg-type]
+
+    store.import_rows = spy  # type: ignore[method-assign]
+    import_beads(ledger, ['{"id": "bd-1", "title": "one"}',
+                          '{"id": "bd-2", "title": "two", "dependencies": [{"issue_id":'
+                          ' "bd-2", "depends_on_id": "bd-1", "type": "blocks"}]}'])
+    assert seen and all(not {"tasks_held", "deps_reverse"} & {n for n, _ in s} for s in seen)
+    assert _indexes(store) == before
+    plan = " ".join(str(r) for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM tasks INDEXED BY tasks_held WHERE (gated = 1 OR"
+        " status = 'blocked') AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq"))
+    assert "tasks_held" in plan
+    assert [b.task.id for b in ledger.blocked()] == ["bd-2"]
+    ledger.close_db()

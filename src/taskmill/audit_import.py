@@ -76,12 +76,27 @@ def state_digest(fields: Mapping[str, Any], labels: Iterable[str],
                  deps: Iterable[Sequence[str]], comments: Iterable[Sequence[str]]) -> bytes:
     """The SHA-256 of a task's checked state: fields (:data:`DIGEST_FIELDS`), labels,
     dependencies ((depends on, type)) and comments ((author, text)), order left out."""
-    payload = [[norm(fields.get(k)) for k in DIGEST_FIELDS], sorted(labels),
-               sorted([str(d[0]), str(d[1])] for d in deps),
+    values = [norm(fields.get(k)) for k in DIGEST_FIELDS]
+    payload = [values, sorted(labels), sorted([str(d[0]), str(d[1])] for d in deps),
                sorted([str(c[0] or ""), str(c[1] or "")] for c in comments)]
+    if all(v is None or v.__class__ in _PLAIN for v in values):
+        # strings and small integers only: orjson writes the same bytes, faster
+        try:
+            return hashlib.sha256(_orjson().dumps(payload)).digest()
+        except TypeError:  # e.g. a lone surrogate, which orjson refuses
+            pass
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest()
+
+
+_PLAIN = (str, int)
+
+
+def _orjson() -> Any:
+    import orjson
+
+    return orjson
 
 
 def import_digest(row: Sequence[Any], labels: Iterable[str], deps: Iterable[Sequence[str]],

@@ -112,7 +112,8 @@ def text(name: str, value: Any, *, max_bytes: int = TEXT_MAX_BYTES) -> str:
     """A (possibly empty) multi-line string of at most ``max_bytes`` bytes of UTF-8, no NUL."""
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string, not {_type(value)}")
-    size = len(value.encode("utf-8", errors="surrogatepass"))
+    # a character is at most 4 bytes of UTF-8: a short text needs no counting
+    size = len(value.encode("utf-8", errors="surrogatepass")) if len(value) * 4 > max_bytes else 0
     if size > max_bytes:
         raise InvalidInput(f"{name} is {_size(size)}; at most {_kib(max_bytes)} are allowed",
                            hint="attach large text as a file in the repository and refer to it")

@@ -82,13 +82,16 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
     who = actor or ledger.actor
     with ledger.transaction() as store:
         first_seq = store.max_seq() + 1
+        empty = store.task_count() == 0  # nothing to compare with, but this file's records
         used = store.comment_ids()
         digests: list[bytes] = []
         records = 0
         pending: list[Parsed] = []
 
         def flush() -> None:
-            stored = store.stored_items([p.row[0] for p in pending])
+            # an empty ledger holds only what this import wrote (iter_beads refuses an id
+            # twice): no record to compare with
+            stored = {} if empty else store.stored_items([p.row[0] for p in pending])
             creates: list[Parsed] = []
             updates: list[tuple[Parsed, dict[str, list[Any]]]] = []
             for item in pending:
@@ -112,22 +115,25 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
                                          [c[1:3] for c in p.comments]) for p in creates)
             report.created += len(creates)
             report.updated += len(updates)
-            report.created_ids.extend(p.row[0] for p in creates)
             report.updated_ids.extend(u[0].row[0] for u in updates)
             pending.clear()
 
-        for item in iter_beads(source, now=now):
-            records += 1
-            pending.append(item)
-            if len(pending) >= batch:
+        with store.bulk_import():  # the indexes built once the rows are in
+            for item in iter_beads(source, now=now):
+                records += 1
+                pending.append(item)
+                if len(pending) >= batch:
+                    flush()
+            if pending:
                 flush()
-        if pending:
-            flush()
         if report.created:
             ledger.record("imported", None, batch_event(
                 source=label, sha256=source.sha256, records=records,
                 first_seq=first_seq, last_seq=first_seq + report.created - 1,
                 digests=digests), actor=who, ts=now)
+            digests.clear()
+            # the tasks created, in the order they were: read back rather than held all along
+            report.created_ids = store.ids_by_seq(first_seq, first_seq + report.created - 1)
         if report.created or report.updated:
             store.recompute_readiness()
     report.dangling_deps = ledger.store.dangling_deps()

@@ -21,6 +21,7 @@ from .record import (
     COLUMN_KEYS,
     COMMENT_COLUMN_KEYS,
     DEP_COLUMN_KEYS,
+    DEP_KEY_ORDER,
     MISSING,
     CommentRow,
     DepRow,
@@ -123,7 +124,18 @@ def _part(obj: Any, what: str, columns: frozenset[str]) -> tuple[dict[str, Any],
     return obj, _Overrides(obj, columns)
 
 
+_PLAIN_DEP_KEYS = frozenset({DEP_KEY_ORDER[:3], DEP_KEY_ORDER[:4], DEP_KEY_ORDER,
+                             (*DEP_KEY_ORDER[:3], DEP_KEY_ORDER[4])})
+"""The keys of a dependency object as Beads writes one (in its order): stored as it is."""
+
+
 def _parse_dep(tid: str, value: Any, index: int) -> DepRow:
+    if (value.__class__ is dict and tuple(value) in _PLAIN_DEP_KEYS
+            and value["issue_id"] == tid
+            and all(v.__class__ is str and v for v in value.values())):
+        # the usual case, kept as the general case below keeps it (nothing to override)
+        return (value["depends_on_id"], value["type"], value.get("created_at"),
+                value.get("created_by"), None)
     what = f"dependency {index + 1}: "
     obj, ov = _part(value, what, DEP_COLUMN_KEYS)
     ov.issue_id(obj, tid)
@@ -302,6 +314,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_DECODE = json.JSONDecoder(parse_constant=_reject_constant).decode
+"""``json.loads(line, parse_constant=_reject_constant)`` without a new decoder each line."""
+
+
 class Source:
     """The lines of a Beads JSONL file (read as they are needed, not all at once) or of an
     iterable of lines, and the SHA-256 of their bytes once they have all been read."""
@@ -355,13 +371,16 @@ def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
     for number, line in enumerate(source, start=1):
         if not line.strip():
             continue
-        size = len(line.encode("utf-8", errors="surrogatepass"))
+        # a character is at most 4 bytes of UTF-8: most lines need no counting
+        size = (len(line.encode("utf-8", errors="surrogatepass"))
+                if len(line) * 4 > LINE_MAX_BYTES else 0)
         if size > LINE_MAX_BYTES:
             raise InvalidInput(f"{name}, line {number}: the line is {size / 2**20:.1f} MiB; a"
                                f" record may be at most {LINE_MAX_BYTES // 2**20} MiB",
                                hint="nothing was imported")
         try:
-            record = json.loads(line, parse_constant=_reject_constant)
+            record = (_DECODE(line) if not line.startswith("\ufeff")
+                      else json.loads(line, parse_constant=_reject_constant))
         except RecursionError:
             record = None
             deep = True

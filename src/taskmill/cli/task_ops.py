@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .context import Ctx, echo, emit_json, fail, parse_json_option
+from .context import Ctx, echo, emit_json, emit_json_items, fail, parse_json_option
 
 if TYPE_CHECKING:
     from ..model import Task
@@ -97,8 +97,8 @@ def ready(ctx: Ctx, limit: int | None, beads_compat: bool = False) -> None:
                                      beads_compat=beads_compat or None)
         if held:  # the mill hands none of these out today: `blocked` lists them
             tasks = [t for t in tasks if t.role not in held][:limit]
-    if ctx.json:
-        emit_json([t.to_json() for t in tasks])
+    if ctx.json:  # the same bytes as emit_json(list), faster for a long list
+        emit_json_items(t.to_json() for t in tasks)
     else:
         from . import render
 

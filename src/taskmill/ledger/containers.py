@@ -69,10 +69,47 @@ def _defer_until(store: LedgerStore, task_id: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def ancestor_reasons(store: LedgerStore, task_id: str) -> tuple[list[str], list[str]]:
+class AncestorReads:
+    """The reads :func:`ancestor_reasons` makes, each asked of the store once: ``blocked``
+    looks at many tasks under the same few ancestors. ``parents`` and ``waits`` may be
+    filled beforehand (read in bulk)."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.parents: dict[str, list[str]] = {}
+        self.waits: dict[str, list[str]] = {}
+        self._state: dict[str, tuple[str, int, bool] | None] = {}
+        self._until: dict[str, str | None] = {}
+
+    def holding_parents(self, child: str) -> list[str]:
+        got = self.parents.get(child)
+        if got is None:
+            got = self.parents[child] = self.store.holding_parents(child)
+        return got
+
+    def task_state(self, task_id: str) -> tuple[str, int, bool] | None:
+        if task_id not in self._state:
+            self._state[task_id] = self.store.task_state(task_id)
+        return self._state[task_id]
+
+    def open_blockers_of(self, task_id: str) -> list[str]:
+        got = self.waits.get(task_id)
+        if got is None:
+            got = self.waits[task_id] = self.store.open_blockers_of(task_id)
+        return got
+
+    def defer_until(self, task_id: str) -> str | None:
+        if task_id not in self._until:
+            self._until[task_id] = _defer_until(self.store, task_id)
+        return self._until[task_id]
+
+
+def ancestor_reasons(store: LedgerStore, task_id: str, reads: AncestorReads | None = None
+                     ) -> tuple[list[str], list[str]]:
     """What holds ``task_id`` back through its parents: the ancestors at the root of it (each
     ``blocked``/``deferred``, or waiting on a ``blocks`` dependency) and a sentence for each.
-    """
+    ``reads``: the store's answers so far (kept for the next call)."""
+    reads = reads or AncestorReads(store)
     roots: list[str] = []
     reasons: list[str] = []
     seen = {task_id}
@@ -80,7 +117,7 @@ def ancestor_reasons(store: LedgerStore, task_id: str) -> tuple[list[str], list[
     queue: deque[tuple[str, str | None]] = deque()
 
     def parents(child: str, via: str | None) -> None:
-        for pid in store.holding_parents(child):
+        for pid in reads.holding_parents(child):
             if pid not in seen:
                 seen.add(pid)
                 queue.append((pid, via))
@@ -88,16 +125,16 @@ def ancestor_reasons(store: LedgerStore, task_id: str) -> tuple[list[str], list[
     parents(task_id, None)
     while queue:
         node, via = queue.popleft()
-        state = store.task_state(node)
+        state = reads.task_state(node)
         assert state is not None
         status, blockers, gated = state
         who = f"parent {node}" if via is None else f"ancestor {node} (through {via})"
         if status in HOLDING_STATUSES:
-            until = _defer_until(store, node) if status == "deferred" else None
+            until = reads.defer_until(node) if status == "deferred" else None
             roots.append(node)
             reasons.append(f"{who} is {status}" + (f" until {until}" if until else ""))
         if blockers:
-            waits = store.open_blockers_of(node)
+            waits = reads.open_blockers_of(node)
             if node not in roots:
                 roots.append(node)
             reasons.append(f"{who} waits on {', '.join(waits)}")

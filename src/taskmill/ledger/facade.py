@@ -9,7 +9,6 @@ wholly applied and recorded, or not at all.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,6 +171,8 @@ class Ledger(WorkVerbs):
 
     def _near_ids(self, task_id: str, n: int = 3) -> list[str]:
         """Up to ``n`` ids that look like ``task_id`` (a typo, a character left out)."""
+        import difflib  # only when an id is not found: not at every start-up
+
         cands = self._candidates(task_id)
         size = max(len(c) for c in cands)
         ids = self.store.ids_sized(min(len(c) for c in cands) - 2, size + 2)
@@ -274,24 +275,32 @@ class Ledger(WorkVerbs):
         out."""
         return list(self.iter_blocked(beads_compat=beads_compat))
 
-    def iter_blocked(self, *, beads_compat: bool | None = None) -> Iterator[BlockedTask]:
-        """:meth:`blocked`, each task yielded as it is looked at."""
+    def iter_blocked(self, *, beads_compat: bool | None = None,
+                     page_size: int = 1000) -> Iterator[BlockedTask]:
+        """:meth:`blocked`, each task yielded as it is looked at (read ``page_size`` at a
+        time; what the pages' tasks share, their ancestors, is read once)."""
         compat = self.beads_compat if beads_compat is None else beads_compat
-        held = self.store.held(compat)
-        waits = {task.id: self.store.open_blockers_of(task.id) for task in held}
+        # what holds each task (a task not in it waits on nothing): ids only, read at once
+        waits = self.store.held_waits()
         in_cycle = _cycles_among(waits)
-        for task in held:
-            blockers = sorted(waits[task.id])
-            parents = sorted(self.store.holding_parents(task.id))
-            ancestors, reasons = containers.ancestor_reasons(self.store, task.id)
-            item = BlockedTask(task, blockers, parents, ancestors, reasons)
-            if task.id in in_cycle:
-                item.reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[task.id])}",
-                                *item.reasons]
-            if task.status == BLOCKED:
-                item.reason = self._block_reason(task.id)
-                item.unblock = f"taskmill reopen {task.id}"
-            yield item
+        reads = containers.AncestorReads(self.store)
+        reads.waits = waits
+        for page in self.store.held_pages(compat, size=page_size):
+            parents_of = self.store.holding_parents_many([t.id for t in page])
+            for task in page:
+                reads.parents[task.id] = parents_of.get(task.id, [])
+            for task in page:
+                blockers = sorted(waits.get(task.id, ()))
+                parents = sorted(reads.parents[task.id])
+                ancestors, reasons = containers.ancestor_reasons(self.store, task.id, reads)
+                item = BlockedTask(task, blockers, parents, ancestors, reasons)
+                if task.id in in_cycle:
+                    item.reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[task.id])}",
+                                    *item.reasons]
+                if task.status == BLOCKED:
+                    item.reason = self._block_reason(task.id)
+                    item.unblock = f"taskmill reopen {task.id}"
+                yield item
 
     def held_back(self, task_id: str) -> list[str]:
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a

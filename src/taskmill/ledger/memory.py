@@ -284,6 +284,12 @@ class MemoryStore:
             i for i, t in self._d.tasks.items()
             if (t["gated"] or t["status"] == "blocked") and t["status"] not in DONE_STATUSES))
 
+    def held_pages(self, beads_compat: bool = False, size: int = 1000
+                   ) -> Iterator[list[Task]]:
+        held = self.held(beads_compat)
+        for start in range(0, len(held), size):
+            yield held[start:start + size]
+
     def child_tasks(self, parent: str) -> list[Task]:
         return self._tasks(c for c in self._children(parent)
                            if self._d.tasks[c]["status"] != TOMBSTONE)
@@ -468,7 +474,8 @@ class MemoryStore:
 
     def cycles(self) -> list[list[str]]:
         graph = self._gating_graph()
-        return [closed_path(graph, g, min(g)) for g in cyclic_groups(graph, list(graph))]
+        return sorted((closed_path(graph, g, min(g)) for g in cyclic_groups(graph, list(graph))),
+                      key=lambda path: path[0])
 
     # -- dependencies ----------------------------------------------------------------------
 
@@ -540,6 +547,14 @@ class MemoryStore:
     def open_blockers_of(self, task_id: str) -> list[str]:
         return [b for b, t, d in self._deps_from(task_id)
                 if t in BLOCKING_TYPES and self._holds(b, t, d.extra)]
+
+    def holding_parents_many(self, children: Sequence[str]) -> dict[str, list[str]]:
+        return {c: held for c in children if (held := self.holding_parents(c))}
+
+    def held_waits(self) -> dict[str, list[str]]:
+        return {tid: waits for tid, t in self._d.tasks.items()
+                if t["open_blockers"] and t["gated"] and not self._done(tid)
+                and (waits := self.open_blockers_of(tid))}
 
     def child_rows(self, parent: str) -> list[tuple[str, str, str]]:
         return [(c, self._d.tasks[c]["title"], self._d.tasks[c]["status"])
@@ -757,6 +772,10 @@ class MemoryStore:
 
     def comment_ids(self) -> set[int]:
         return set(self._d.comments)
+
+    @contextmanager
+    def bulk_import(self) -> Iterator[None]:
+        yield
 
     def import_rows(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem]) -> None:
         for item in updates:

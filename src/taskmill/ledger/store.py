@@ -132,6 +132,9 @@ class LedgerStore(Protocol):
     def held(self, beads_compat: bool = False) -> list[Task]:
         """Tasks not done that are gated or ``blocked``, by priority then creation
         (``beads_compat``: those a blocking dependency holds, or a parent so held)."""
+    def held_pages(self, beads_compat: bool = False, size: int = 1000
+                   ) -> Iterator[list[Task]]:
+        """:meth:`held` a page of ``size`` tasks at a time, read as they are needed."""
     def child_tasks(self, parent: str) -> list[Task]:
         """The children of ``parent`` but tombstones, oldest first."""
     def all_tasks(self, include_tombstones: bool) -> list[Task]:
@@ -189,6 +192,11 @@ class LedgerStore(Protocol):
     def parents(self, child: str) -> list[str]: ...
     def holding_parents(self, child: str) -> list[str]: ...
     def open_blockers_of(self, task_id: str) -> list[str]: ...
+    def holding_parents_many(self, children: Sequence[str]) -> dict[str, list[str]]:
+        """:meth:`holding_parents` of each of ``children`` (those with none left out)."""
+    def held_waits(self) -> dict[str, list[str]]:
+        """:meth:`open_blockers_of` every task not done that a blocking dependency holds
+        (``open_blockers`` > 0): the graph a cycle among held tasks is found in."""
     def child_rows(self, parent: str) -> list[tuple[str, str, str]]: ...
     def children_done(self, parent: str) -> tuple[int, int]: ...
 
@@ -252,6 +260,11 @@ class LedgerStore(Protocol):
     def comment_ids(self) -> set[int]: ...
     def import_rows(self, creates: Sequence[ImportItem],
                     updates: Sequence[ImportItem]) -> None: ...
+    def bulk_import(self) -> AbstractContextManager[None]:
+        """Around many :meth:`import_rows` inside one transaction: the store may defer the
+        work of its indexes to the end (SQLite drops the secondary indexes of a small
+        ledger and builds them again once the rows are in). Rolled back with the
+        transaction."""
     def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
         """The stored parts (row, labels, dependencies, comments) of those of ``ids`` the
         ledger holds."""

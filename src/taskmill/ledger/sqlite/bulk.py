@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
 from .tasks import chunks
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
+DEFERRED_INDEXES = ("tasks_ready", "tasks_status", "tasks_deferred", "tasks_held",
+                    "labels_label", "deps_reverse")
+"""The secondary indexes :meth:`BulkRows.bulk_import` builds once at the end (none of them
+is read while rows are imported: the reads there go by task id)."""
+BULK_CACHE_KIB = -131072
+"""SQLite's page cache while a bulk import writes rows (128 MiB, as a negative KiB count)."""
+BULK_REBUILD_MAX = 20_000
+"""Tasks a ledger may hold for an import to rebuild its indexes rather than fill them."""
 
 _ROW_SQL = ", ".join(IMPORT_ROW_COLUMNS)
 
@@ -84,6 +93,30 @@ class BulkRows:
             "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(c[0], p.row[0], *c[1:]) for p in items for c in p.comments])
+
+    @contextmanager
+    def bulk_import(self) -> Iterator[None]:
+        # Inserting a row into each index as it comes costs more than sorting each index
+        # once at the end; the rebuild reads the whole table, so only for a small ledger.
+        if self.task_count() > BULK_REBUILD_MAX:
+            yield
+            return
+        deferred = self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            f" AND name IN ({','.join('?' * len(DEFERRED_INDEXES))})",
+            DEFERRED_INDEXES).fetchall()
+        for name, _sql in deferred:
+            self.conn.execute(f"DROP INDEX {name}")
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        # the primary keys take rows in id order, not in the order they come: more of them
+        # in memory while the rows go in
+        self.conn.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
+        try:
+            yield  # on an error the transaction rolls the indexes back too
+            for _name, sql in deferred:
+                self.conn.execute(sql)
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
     def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
         """The stored parts of those of ``ids`` the ledger holds (labels, dependencies and

@@ -24,6 +24,7 @@ one directly, plus the subtree of children whose gating actually changes.
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from collections import defaultdict, deque
 from collections.abc import Iterable
 
@@ -38,7 +39,7 @@ from ...model import (
     TOMBSTONE,
 )
 from ..beads_rules import ANY_CHILDREN, FAILURE_CLOSE_KEYWORDS
-from ..graph import closed_path, cyclic_groups
+from ..graph import closed_path
 
 _DONE_SQL = "('closed', 'tombstone')"
 _INERT_SQL = "('closed', 'tombstone', 'pinned')"
@@ -186,7 +187,7 @@ def on_done_changed(conn: sqlite3.Connection, task_id: str, now_done: bool) -> l
 
 def recompute_all(conn: sqlite3.Connection) -> None:
     """Recompute ``open_blockers`` and ``gated`` for the whole ledger (after a bulk import)."""
-    conn.execute("UPDATE tasks SET open_blockers = 0")
+    conn.execute("UPDATE tasks SET open_blockers = 0 WHERE open_blockers != 0")  # rows kept
     conn.execute(
         "UPDATE tasks SET open_blockers = c.n FROM ("
         "  SELECT d.issue_id AS id, count(*) AS n FROM deps d"
@@ -194,33 +195,21 @@ def recompute_all(conn: sqlite3.Connection) -> None:
         f"  WHERE d.type IN {_BLOCKING_SQL} AND {HOLDS_SQL} GROUP BY d.issue_id"
         ") AS c WHERE tasks.id = c.id"
     )
-    status: dict[str, str] = {}
-    seeds: list[str] = []
-    for tid, st, blockers in conn.execute("SELECT id, status, open_blockers FROM tasks"):
-        status[tid] = st
-        if blockers > 0:
-            seeds.append(tid)
-    kids: dict[str, list[str]] = defaultdict(list)
-    for child, parent in conn.execute(
-        "SELECT issue_id, depends_on_id FROM deps WHERE type = 'parent-child'"
-    ):
-        if child in status and parent in status:
-            kids[parent].append(child)
-            if status[parent] in HOLDING_STATUSES:
-                seeds.append(child)
-    gated: set[str] = set()
-    work = deque(seeds)
-    gated.update(seeds)
-    while work:
-        node = work.popleft()
-        if status[node] in DONE_STATUSES:
-            continue
-        for child in kids.get(node, ()):
-            if child not in gated:
-                gated.add(child)
-                work.append(child)
+    # gated: the least fixed point, as a recursive query (nothing of the ledger held in
+    # Python): what a blocker holds, the children of a blocked/deferred parent, and the
+    # children of a gated parent that is not done
     conn.execute("UPDATE tasks SET gated = 0 WHERE gated != 0")
-    conn.executemany("UPDATE tasks SET gated = 1 WHERE id = ?", ((t,) for t in gated))
+    conn.execute(
+        "WITH RECURSIVE g(id) AS ("
+        "  SELECT id FROM tasks WHERE open_blockers > 0"
+        "  UNION SELECT c.id FROM tasks p"
+        "    JOIN deps d ON d.depends_on_id = p.id AND d.type = 'parent-child'"
+        "    JOIN tasks c ON c.id = d.issue_id"
+        "    WHERE p.status IN ('blocked', 'deferred')"
+        "  UNION SELECT c.id FROM g JOIN tasks p ON p.id = g.id"
+        "    JOIN deps d ON d.depends_on_id = g.id AND d.type = 'parent-child'"
+        f"    JOIN tasks c ON c.id = d.issue_id WHERE p.status NOT IN {_DONE_SQL}"
+        ") UPDATE tasks SET gated = 1 WHERE id IN (SELECT id FROM g)")
 
 
 def find_path(conn: sqlite3.Connection, start: str, goal: str) -> list[str] | None:
@@ -250,14 +239,106 @@ def find_path(conn: sqlite3.Connection, start: str, goal: str) -> list[str] | No
 
 
 def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:
-    """Every strongly connected group of gating dependencies, each as a closed path."""
-    graph: dict[str, list[str]] = defaultdict(list)
-    for a, b in conn.execute(
-        "SELECT issue_id, depends_on_id FROM deps WHERE type IN (?, ?, ?)",
-        (BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD)
-    ):
-        graph[a].append(b)
-    return [closed_path(graph, group, min(group)) for group in cyclic_groups(graph, list(graph))]
+    """Every strongly connected group of gating dependencies, each as a closed path.
+
+    The graph is read as task numbers (``seq``) into flat arrays (a few bytes an edge, not
+    a dict of lists of ids): only the groups found are turned back into ids."""
+    gating = (BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD)
+    # A cycle cannot go from newer to older tasks all the way round: it holds an edge to a
+    # task as new or newer (b >= a), and a search from those edges' tasks finds every one.
+    # Without such an edge (the usual case: each task waits on older ones) there is none.
+    if conn.execute(
+            "SELECT 1 FROM deps d JOIN tasks a ON a.id = d.issue_id"
+            " JOIN tasks b ON b.id = d.depends_on_id WHERE d.type IN (?, ?, ?)"
+            " AND b.seq >= a.seq LIMIT 1", gating).fetchone() is None:
+        return []
+    top = int(conn.execute("SELECT coalesce(max(seq), 0) FROM tasks").fetchone()[0])
+    starts = array("q", bytes(8 * (top + 2)))
+    targets = array("q")
+    edges = conn.execute(
+        "SELECT a.seq, b.seq FROM deps d JOIN tasks a ON a.id = d.issue_id"
+        " JOIN tasks b ON b.id = d.depends_on_id WHERE d.type IN (?, ?, ?)"
+        " ORDER BY a.seq, d.pos", gating)
+    roots: list[int] = []
+    for a, b in edges:  # counts first, then offsets: starts[n]..starts[n+1] are n's edges
+        starts[a + 1] += 1
+        targets.append(b)
+        if b >= a:
+            roots.append(a)
+    for n in range(1, top + 2):
+        starts[n] += starts[n - 1]
+    out: list[list[str]] = []
+    for group in _cyclic_seq_groups(starts, targets, sorted(set(roots))):
+        names: dict[int, str] = {}
+        for start in range(0, len(group), 500):
+            part = group[start:start + 500]
+            names.update(conn.execute(
+                f"SELECT seq, id FROM tasks WHERE seq IN ({','.join('?' * len(part))})", part))
+        graph: dict[str, list[str]] = defaultdict(list)
+        for n in group:
+            for i in range(starts[n], starts[n + 1]):
+                if targets[i] in names:
+                    graph[names[n]].append(names[targets[i]])
+        ids = set(names.values())
+        out.append(closed_path(graph, ids, min(ids)))
+    return sorted(out, key=lambda path: path[0])
+
+
+def _cyclic_seq_groups(starts: array[int], targets: array[int], roots: list[int]
+                       ) -> list[list[int]]:
+    """The strongly connected groups with a cycle (iterative Tarjan) reachable from
+    ``roots`` in the graph whose node n has the edges ``targets[starts[n]:starts[n + 1]]``
+    (nodes 1 to ``len(starts) - 2``)."""
+    top = len(starts) - 2
+    index = array("q", [-1]) * (top + 1)
+    low = array("q", bytes(8 * (top + 1)))
+    on_stack = bytearray(top + 1)
+    stack: list[int] = []
+    groups: list[list[int]] = []
+    counter = 0
+    for root in roots:
+        if index[root] >= 0 or starts[root] == starts[root + 1]:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = 1
+        frames = [root]
+        cursor = [starts[root]]
+        while frames:
+            node = frames[-1]
+            i = cursor[-1]
+            if i < starts[node + 1]:
+                cursor[-1] = i + 1
+                nxt = targets[i]
+                if index[nxt] < 0:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack[nxt] = 1
+                    frames.append(nxt)
+                    cursor.append(starts[nxt])
+                elif on_stack[nxt] and index[nxt] < low[node]:
+                    low[node] = index[nxt]
+                continue
+            frames.pop()
+            cursor.pop()
+            if frames and low[node] < low[frames[-1]]:
+                low[frames[-1]] = low[node]
+            if low[node] == index[node]:
+                member = stack.pop()
+                on_stack[member] = 0
+                if member == node:  # alone: a cycle only if it depends on itself
+                    if node in targets[starts[node]:starts[node + 1]]:
+                        groups.append([node])
+                    continue
+                group = [member]
+                while member != node:
+                    member = stack.pop()
+                    on_stack[member] = 0
+                    group.append(member)
+                groups.append(group)
+    return groups
 
 
 class ReadinessRows:

@@ -9,7 +9,6 @@ Migrations are named, run in one transaction each, and recorded in ``migrations`
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -169,6 +168,11 @@ CREATE TABLE order_slots (
 """
 """Each order's slots (``taskmill watch``): fired, skipped or missed, recorded once each in
 the transaction that fires it, so a slot is never fired twice nor lost."""
+_V8_HELD_INDEX = """
+CREATE INDEX tasks_held ON tasks(priority, seq)
+    WHERE (gated = 1 OR status = 'blocked') AND status NOT IN ('closed', 'tombstone')
+"""
+"""The tasks ``blocked`` lists, in its order: read without scanning the ledger."""
 
 
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
@@ -178,6 +182,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0003_beads_readiness_backfill", _v3_backfill),
     ("0004_role", _V4_ROLE),
     ("0005_order_slots", _V5_ORDER_SLOTS),
+    ("0008_held_index", _V8_HELD_INDEX),
 ]
 
 
@@ -203,6 +208,8 @@ def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS)
         except sqlite3.OperationalError as exc:
             if not _is_locked(exc) or time.monotonic() - start > deadline_s:
                 raise DatabaseError(f"the ledger database stayed locked: {exc}") from exc
+            import random  # only when the ledger is locked: not at every start-up
+
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.1)
 
@@ -234,7 +241,9 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("PRAGMA cache_size = -65536")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("PRAGMA mmap_size = 268435456")
+    # no memory-mapped reads: the mapped pages of a big ledger counted as the process's own
+    # memory (list/blocked at 1M tasks: 260 MB more resident) for no measurable speed-up
+    conn.execute("PRAGMA mmap_size = 0")
     return conn
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, task_from_row
+from .deps import HELD_SQL
 
 HAS_CHILDREN_SQL = (
     "EXISTS (SELECT 1 FROM deps cd JOIN tasks ct ON ct.id = cd.issue_id"
@@ -221,16 +222,20 @@ class TaskRows:
             "SELECT id FROM tasks WHERE status = 'open' AND gated = 1") if r[0] not in dep_gated]
 
     def held(self, beads_compat: bool = False) -> list[Task]:
-        if beads_compat:
-            ids = self._dep_gated()
-            rows = [r for r in self.conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE gated = 1"
-                " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq")
-                if r[0] in ids]
-            return self._tasks(rows)
-        return self._tasks(self.conn.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE (gated = 1 OR status = 'blocked')"
-            " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq").fetchall())
+        return [t for page in self.held_pages(beads_compat, size=1 << 30) for t in page]
+
+    def held_pages(self, beads_compat: bool = False, size: int = 1000
+                   ) -> Iterator[list[Task]]:
+        # the partial index tasks_held (schema 0008) holds exactly these rows, in order
+        cursor = self.conn.execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_held"
+            f" WHERE {HELD_SQL.format(t='')} ORDER BY priority, seq")
+        ids = self._dep_gated() if beads_compat else None
+        while rows := cursor.fetchmany(size):
+            if ids is not None:  # Beads: those a blocking dependency holds (all gated)
+                rows = [r for r in rows if r[0] in ids]
+            if rows:
+                yield self._tasks(rows)
 
     def child_tasks(self, parent: str) -> list[Task]:
         return self._tasks(self.conn.execute(
