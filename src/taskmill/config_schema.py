@@ -226,6 +226,25 @@ class LedgerTable(_Table):
         return data
 
 
+class ExecutorTable(_Table):
+    """``[executor]``: where the mill's task workflows run (``taskmill run --executor``)."""
+
+    kind: Literal["threads", "temporal"] = "threads"
+    """``threads`` (this process, the default) or ``temporal`` (``taskmill worker``s)."""
+    address: NonEmpty | None = None
+    """The Temporal frontend, ``HOST:PORT`` (``--temporal``)."""
+    namespace: NonEmpty = "default"
+    heartbeat_timeout: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds without a heartbeat after which a worker is taken for dead."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _underscores(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+
 class ConfigFile(_Table):
     prefix: NonEmpty
     checks: ChecksTable = ChecksTable()
@@ -233,6 +252,7 @@ class ConfigFile(_Table):
     sandbox: SandboxTable = SandboxTable()
     merge: MergeTable = MergeTable()
     ledger: LedgerTable = LedgerTable()
+    executor: ExecutorTable = ExecutorTable()
 
 
     pricing: dict[str, PriceEntry] = {}

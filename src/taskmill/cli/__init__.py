@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("records", "export", "Export as Beads JSONL or JSON."),
     "sync": ("sync_cmd", "sync", "Share the ledger through git remotes (refs/taskmill/ledger)."),
     "run": ("mill", "run", "Work the backlog with parallel agents until checks pass."),
+    "worker": ("worker_cmd", "worker", "Run turns, checks and landings for a Temporal-executed mill."),
+    "status": ("worker_cmd", "status", "What is in progress, and (Temporal) on which worker."),
     "pause": ("control_cmd", "pause", "Dispatch no new task until resume."),
     "resume": ("control_cmd", "resume", "Let taskmill run dispatch tasks again."),
     "agents": ("control_cmd", "agents", "The agent adapters: built in and from plugins."),

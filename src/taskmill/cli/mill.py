@@ -42,13 +42,19 @@ if TYPE_CHECKING:
               help="Seconds in-flight turns get to finish after the first Ctrl-C or SIGTERM "
                    "(default 30); a second Ctrl-C stops the agents at once.")
 @click.option("--quiet", is_flag=True, help="No live view; only the summary.")
+@click.option("--executor", "executor_kind", type=click.Choice(["threads", "temporal"]),
+              help="Where tasks are worked: threads of this process (default), or "
+                   "`taskmill worker`s through Temporal ([executor] kind).")
+@click.option("--temporal", "temporal_address", metavar="HOST:PORT",
+              help="The Temporal frontend for --executor temporal ([executor] address).")
 @json_option
 def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: int | None,
         max_iterations: int | None, turn_timeout: float | None, check_timeout: float | None,
         max_tokens: int | None, max_cost: float | None, only: tuple[str, ...],
         max_tasks: int | None, allow_unchecked: bool | None, json_events: str | None,
         grace: float | None,
-        quiet: bool) -> None:
+        quiet: bool, executor_kind: str | None = None,
+        temporal_address: str | None = None) -> None:
     """Work every ready task with parallel agents, each in its own worktree, looping until
     the task's checks pass, then land it through the merge queue.
 
@@ -93,8 +99,24 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         events_path.replace(events_path.with_suffix(".ndjson.1"))
     shared = events_path.open("a", encoding="utf-8")
     bus.subscribe(NdjsonWriter(shared))
-    mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
-                agent_override=override)
+    table = project.config.executor
+    kind = executor_kind or ("temporal" if temporal_address else table.kind)
+    mill: Mill
+    if kind == "temporal":
+        from ..errors import InvalidInput
+        from ..temporal.mill import TemporalMill
+        from ..temporal.spec import parse_address
+
+        address = temporal_address or table.address
+        if not address:
+            raise InvalidInput("--executor temporal needs the Temporal frontend",
+                               hint="pass --temporal HOST:PORT, or set [executor] address")
+        mill = TemporalMill(project.paths, project.config, settings, env=ctx.env, clock=clock,
+                            bus=bus, address=parse_address(address), namespace=table.namespace,
+                            heartbeat_timeout=table.heartbeat_timeout, agent_override=override)
+    else:
+        mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
+                    agent_override=override)
     live = None
     if not quiet and not ctx.json and json_events != "-" and sys.stdout.isatty():
         from .live import LiveView

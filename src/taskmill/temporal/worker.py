@@ -1,0 +1,290 @@
+"""``taskmill worker``: one machine's share of the mill's work under the Temporal executor.
+
+The worker clones the shared remote into its work directory (:mod:`.remote_git`), polls the
+shared task queue for task workflows and for tasks to bind (one per free slot), and its own
+queue for the activities of the tasks bound to it: each action of the task's policy is
+performed by the same :class:`~taskmill.mill.worker.TaskWorker` code the local executor
+runs, on a worktree of the clone. Long activities heartbeat; a worker killed mid-turn stops
+heartbeating and its task is bound again elsewhere (:mod:`.workflow`). Task branches are
+pushed to the remote after every turn, so the next worker finds the work where it was.
+
+The ledger is the shared one (:func:`shared_store`): the ``TASKMILL_DIR`` of a ledger on
+this machine, until the Postgres store gives ``[ledger] url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+from ..clock import Clock, iso
+from ..config import load_config
+from ..containment import containment
+from ..control import MILL_PREFIX
+from ..errors import InvalidInput
+from ..kinds import AttemptOutcome, LedgerEvent
+from ..ledger import LedgerStore
+from ..mill.check_env import CheckGuard
+from ..mill.context import WorkerContext
+from ..mill.engine import Mill
+from ..mill.events import EventBus
+from ..mill.gate import AgentGate
+from ..mill.git import Git, ensure_identity, git_env, identity_env
+from ..mill.policy import Action, Limits, MergeTarget, TaskPolicy, Turn
+from ..mill.turn_runner import TurnRunner
+from ..mill.worker import TaskWorker
+from ..mill.worktrees import WorktreePool, branch_for
+from ..paths import DB_FILE, ENV_DIR, LedgerPaths
+from .remote_git import (
+    RemoteMergeQueue,
+    delete_remote_branch,
+    fetch_branch,
+    prepare_clone,
+    push_branch,
+)
+from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
+from .workflow import BIND, FINISH, STEP, TaskWorkflow
+
+T = TypeVar("T")
+
+
+def shared_store(env: Mapping[str, str]) -> Callable[[], LedgerStore]:
+    """Opens the ledger every worker and the client share."""
+    ledger_dir = env.get(ENV_DIR)
+    if not ledger_dir:
+        raise InvalidInput("taskmill worker needs the shared ledger",
+                           hint=f"set {ENV_DIR} to the ledger's .taskmill directory (a ledger "
+                                "on this machine), or use a Postgres ledger ([ledger] url)")
+    db = Path(ledger_dir) / DB_FILE
+    if not db.is_file():
+        raise InvalidInput(f"{ENV_DIR}={ledger_dir} holds no ledger ({db} is missing)",
+                           hint="point it at the .taskmill directory of `taskmill init`")
+
+    def open_store() -> LedgerStore:
+        from ..ledger.sqlite import SqliteStore
+
+        return SqliteStore.open(db)
+
+    return open_store
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerServices:
+    """What one worker process holds: its clone, its worktree pool, the shared ledger, and
+    the context of each run it works for (rebuilt from the run's :class:`RunSpec`)."""
+
+    def __init__(self, origin: str, workdir: Path, *, env: Mapping[str, str], clock: Clock,
+                 bus: EventBus, store: Callable[[], LedgerStore],
+                 turn_runner: TurnRunner | None = None) -> None:
+        self.env = env
+        self.clock = clock
+        self.bus = bus
+        self.store = store
+        self.turn_runner = turn_runner
+        self.clone = workdir.resolve() / "clone"
+        base = Git(workdir, git_env(env))
+        git = prepare_clone(origin, self.clone, base)
+        self.git = Git(self.clone, {**git.env, **ensure_identity(git)})
+        self.paths = LedgerPaths(root=self.clone, checkout=self.clone)
+        if not self.paths.config.is_file():
+            raise InvalidInput(f"{origin} has no .taskmill/config.toml on its default branch",
+                               hint="commit the ledger's config (taskmill init) and push it")
+        self.config = load_config(self.paths.config)
+        self.pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.clone,
+                                 include_file=self.paths.include, clock=clock,
+                                 legacy_root=self.paths.legacy_worktrees)
+        self.pool.prune()
+        self._runs: dict[str, WorkerContext] = {}
+        self._lock = threading.Lock()
+
+    def context(self, run: RunSpec) -> WorkerContext:
+        with self._lock:
+            ctx = self._runs.get(run.run_id)
+            if ctx is None:
+                ctx = self._runs[run.run_id] = self._context(run)
+            return ctx
+
+    def _context(self, run: RunSpec) -> WorkerContext:
+        settings = run.settings
+        mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
+                    bus=self.bus, agent_override=run.agent_override,
+                    turn_runner=self.turn_runner, store=self.store)
+        mill.run_id, mill.actor = run.run_id, f"{MILL_PREFIX}{run.run_id}"
+        mill.containment = containment(settings.contain, self.env)
+        sandbox_info, unsandboxed = mill._choose_sandbox()
+        if unsandboxed:
+            self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
+        queue = RemoteMergeQueue(
+            self.git, target=run.target, lock_path=self.paths.run.merge_lock,
+            checks=self.config.checks, check_env=mill.check_env,
+            check_timeout=settings.check_timeout, user_checkout=self.clone,
+            log_dir=self.paths.logs)
+        queue.containment = mill.containment
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        ctx = WorkerContext(
+            run_id=run.run_id, settings=settings, git=self.git, pool=self.pool, queue=queue,
+            bus=self.bus, clock=self.clock, gate=AgentGate(self.clock), stop=threading.Event(),
+            ledger_factory=mill.ledger, agents=mill.resolve_agent,
+            project_checks=list(self.config.checks), parent_env=self.env,
+            check_env=mill.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
+            homes_dir=self.paths.run.homes, turn_runner=mill.turn_runner,
+            agent_git_env=identity_env(self.git), containment=mill.containment,
+            sandbox=sandbox_info, landing=None)
+        ctx.check_guard = CheckGuard(mill.check_env, self.clone,
+                                     worktrees=[self.paths.worktrees])
+        return ctx
+
+
+class WorkerActivities:
+    """The activities of :class:`~.workflow.TaskWorkflow`, on this worker."""
+
+    def __init__(self, services: WorkerServices, *, queue: str, identity: str,
+                 slots: int) -> None:
+        self.services = services
+        self.queue = queue
+        self.identity = identity
+        self.slots = slots
+        self.live: dict[str, TaskWorker] = {}
+        self._reserved = 0
+        self._threads = ThreadPoolExecutor(max_workers=3 * slots + 2,
+                                           thread_name_prefix="taskmill-activity")
+
+    async def _heartbeating(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on a thread, heartbeating while it runs."""
+        timeout = activity.info().heartbeat_timeout
+        every = max(0.1, (timeout.total_seconds() if timeout else 30.0) / 4)
+        future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=every)
+            if done:
+                return future.result()
+            activity.heartbeat()
+
+    # -- bind ----------------------------------------------------------------------------
+
+    @activity.defn(name=BIND)
+    async def bind(self, spec: TaskSpec, resumed: bool, binding: int) -> Bound:
+        if len(self.live) + self._reserved >= self.slots:
+            await asyncio.sleep(0.05)
+            raise ApplicationError("no free slot on this worker", type="Busy")
+        self._reserved += 1
+        try:
+            key = f"{activity.info().workflow_id}/{binding}"
+            return await self._heartbeating(self._bind, spec, resumed, key)
+        finally:
+            self._reserved -= 1
+
+    def _bind(self, spec: TaskSpec, resumed: bool, key: str) -> Bound:
+        run: RunSpec = unpack(spec.run)
+        ctx = self.services.context(run)
+        ledger = ctx.ledger_factory()
+        try:
+            task = ledger.get(spec.task_id)
+            if resumed:  # its worker died: the attempt it had in flight ends here
+                now = iso(ctx.clock.now())
+                with ledger.transaction():
+                    ledger.end_open_attempts(task.id, outcome=AttemptOutcome.INTERRUPTED,
+                                             ended_at=now)
+                    ledger.record(LedgerEvent.WORKER_LOST, task.id,
+                                  {"run": run.run_id, "worker": self.identity},
+                                  actor=f"{MILL_PREFIX}{run.run_id}", ts=now)
+        finally:
+            ledger.close_db()
+        fetch_branch(self.services.git, branch_for(task.id))
+        worker = TaskWorker(ctx, task, spec.lap, resumed=resumed)
+        worker._base = ctx.queue.tip()
+        worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
+                                   history=worker.records.history(), parks=False)
+        self.live[key] = worker
+        ctx.bus.emit("bound", task=task.id, worker=self.identity, resumed=resumed)
+        return Bound(queue=self.queue, worker=self.identity, key=key,
+                     policy=pack(worker.policy))
+
+    # -- the policy's actions --------------------------------------------------------------
+
+    def _worker(self, key: str) -> TaskWorker:
+        worker = self.live.get(key)
+        if worker is None:
+            raise ApplicationError(f"task {key} is not bound to this worker",
+                                   type="NotBound", non_retryable=True)
+        return worker
+
+    @activity.defn(name=STEP)
+    async def step(self, key: str, action: str) -> Step:
+        worker = self._worker(key)
+        return await self._heartbeating(self._step, key, worker, unpack(action))
+
+    def _step(self, key: str, worker: TaskWorker, action: Action) -> Step:
+        try:
+            result = worker.perform(action)
+            ws = worker.acts.ws
+            if isinstance(action, Turn) and worker.acts.attempt is not None:
+                worker.acts.attempt.detail["worker"] = self.identity
+            if isinstance(action, Turn | MergeTarget) and ws is not None:
+                push_branch(self.services.git, ws.branch)  # the next worker starts here
+            return Step(result=pack(result))
+        except Exception as exc:  # a bug or a git failure: never the task's fault
+            worker._internal_error(exc)
+            self.live.pop(key, None)
+            worker._end(False)
+            return Step(outcome=asdict(worker.out))
+
+    @activity.defn(name=FINISH)
+    async def finish(self, key: str, action: str) -> dict[str, Any]:
+        worker = self._worker(key)
+        return await self._heartbeating(self._finish, key, worker, unpack(action))
+
+    def _finish(self, key: str, worker: TaskWorker, action: Any) -> dict[str, Any]:
+        self.live.pop(key, None)
+        landed = False
+        try:
+            landed = worker.finish(action)
+        except Exception as exc:
+            worker._internal_error(exc)
+        finally:
+            worker._end(landed)
+        if landed:
+            delete_remote_branch(self.services.git, branch_for(worker.task.id))
+        return asdict(worker.out)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def serve(address: str, services: WorkerServices, *, slots: int, identity: str,
+                stop: asyncio.Event, namespace: str = "default",
+                ready: Callable[[], None] | None = None) -> None:
+    """Work for the mill until ``stop`` is set."""
+    client = await Client.connect(address, namespace=namespace, identity=identity)
+    own = f"taskmill-worker-{identity}-{secrets.token_hex(3)}"
+    acts = WorkerActivities(services, queue=own, identity=identity, slots=slots)
+    shared = Worker(client, task_queue=TASK_QUEUE, workflows=[TaskWorkflow],
+                    activities=[acts.bind], max_concurrent_activities=slots,
+                    identity=identity)
+    mine = Worker(client, task_queue=own, activities=[acts.step, acts.finish],
+                  max_concurrent_activities=3 * slots + 2, identity=identity)
+    try:
+        async with shared, mine:
+            services.bus.emit("worker_started", worker=identity, queue=own, slots=slots,
+                              clone=str(services.clone))
+            if ready is not None:
+                ready()
+            await stop.wait()
+    finally:
+        acts.close()
