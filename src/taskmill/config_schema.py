@@ -234,6 +234,8 @@ class ExecutorTable(_Table):
     address: NonEmpty | None = None
     """The Temporal frontend, ``HOST:PORT`` (``--temporal``)."""
     namespace: NonEmpty = "default"
+    task_queue: NonEmpty = "taskmill"
+    """The shared task queue (the client and its workers must agree: commit it)."""
     heartbeat_timeout: Annotated[float, Field(gt=0)] = 30.0
     """Seconds without a heartbeat after which a worker is taken for dead."""
 

@@ -113,6 +113,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
                                hint="pass --temporal HOST:PORT, or set [executor] address")
         mill = TemporalMill(project.paths, project.config, settings, env=ctx.env, clock=clock,
                             bus=bus, address=parse_address(address), namespace=table.namespace,
+                            task_queue=table.task_queue,
                             heartbeat_timeout=table.heartbeat_timeout, agent_override=override)
     else:
         mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,

@@ -22,9 +22,9 @@ from .common import emit_json, get_ctx, json_option
 @click.option("--slots", type=click.IntRange(min=1), default=2, show_default=True,
               help="Tasks this worker works at once.")
 @click.option("--name", help="How this worker is shown (default HOST:PID).")
-@click.option("--namespace", default="default", show_default=True, help="Temporal namespace.")
+@click.option("--namespace", help="Temporal namespace (default: [executor] namespace).")
 def worker(address: str, origin: str, workdir: Path, slots: int, name: str | None,
-           namespace: str) -> None:
+           namespace: str | None) -> None:
     """Run turns, checks and landings for `taskmill run --executor temporal`, in a clone of
     ORIGIN under DIR, until stopped (Ctrl-C or SIGTERM). Agent CLIs and their secrets are
     this machine's own; the ledger is the shared one (TASKMILL_DIR, or [ledger] url)."""
@@ -44,6 +44,7 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     workdir.mkdir(parents=True, exist_ok=True)
     services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus,
                               store=shared_store(ctx.env))
+    table = services.config.executor  # the committed [executor] of the shared repository
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -51,7 +52,8 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(signum, stop.set)
         await serve(address, services, slots=slots, identity=name or default_identity(),
-                    stop=stop, namespace=namespace)
+                    stop=stop, namespace=namespace or table.namespace,
+                    task_queue=table.task_queue)
 
     asyncio.run(main())
 
@@ -77,7 +79,8 @@ def status(address: str | None) -> None:
         from ..temporal.cluster import cluster_view
         from ..temporal.spec import parse_address
 
-        cluster = cluster_view(parse_address(address), namespace=executor.namespace)
+        cluster = cluster_view(parse_address(address), namespace=executor.namespace,
+                               task_queue=executor.task_queue)
     where = {t["task"]: t for t in (cluster or {}).get("tasks", [])}
     rows = [{"task": tid, "run": assignee[len(MILL_PREFIX):],
              "worker": where.get(tid, {}).get("worker"),

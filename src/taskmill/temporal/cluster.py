@@ -24,22 +24,23 @@ def _iso(ts: Any) -> str | None:
     return value.isoformat(timespec="seconds") + "Z"
 
 
-async def _view(address: str, namespace: str, timeout: float) -> dict[str, Any]:
+async def _view(address: str, namespace: str, task_queue: str, timeout: float) -> dict[str, Any]:
     client = await asyncio.wait_for(Client.connect(address, namespace=namespace), timeout)
     workers: dict[str, str | None] = {}
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW):
         desc = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-            namespace=namespace, task_queue=TaskQueue(name=TASK_QUEUE), task_queue_type=kind))
+            namespace=namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind))
         for poller in desc.pollers:
             seen = _iso(poller.last_access_time)
             if poller.identity not in workers or (seen or "") > (workers[poller.identity] or ""):
                 workers[poller.identity] = seen
     tasks = []
-    query = f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus='Running'"
+    query = (f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus='Running' "
+             f"AND TaskQueue='{task_queue}'")
     async for wf in client.list_workflows(query):
         described = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
         raw = described.raw_description
-        task = dict(workflow=wf.id, task=wf.id.removeprefix("taskmill-").rsplit("-lap", 1)[0],
+        task: dict[str, Any] = dict(workflow=wf.id, task=wf.id.removeprefix("taskmill-").rsplit("-lap", 1)[0],
                     worker=None, activity=None, last_heartbeat=None, attempt=None)
         for pending in raw.pending_activities:
             task.update(worker=pending.last_worker_identity or None,
@@ -54,12 +55,12 @@ async def _view(address: str, namespace: str, timeout: float) -> dict[str, Any]:
             "tasks": sorted(tasks, key=lambda t: str(t["task"]))}
 
 
-def cluster_view(address: str, *, namespace: str = "default",
+def cluster_view(address: str, *, namespace: str = "default", task_queue: str = TASK_QUEUE,
                  timeout: float = 10.0) -> dict[str, Any]:
     """``{"workers": [{worker, last_seen}], "tasks": [{task, worker, activity,
     last_heartbeat}]}``; ``{"error": ...}`` when the cluster cannot be read."""
     try:
-        return asyncio.run(_view(address, namespace, timeout))
+        return asyncio.run(_view(address, namespace, task_queue, timeout))
     except Exception as exc:
         return {"address": address, "error": f"cannot read the Temporal cluster: {exc}",
                 "workers": [], "tasks": []}

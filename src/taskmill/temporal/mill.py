@@ -28,18 +28,20 @@ from ..mill.worker import Outcome
 from ..model import Task
 from ..paths import LedgerPaths
 from .executor import TemporalExecutor
-from .spec import DEFAULT_HEARTBEAT_S, RunSpec, TaskSpec, pack
+from .spec import DEFAULT_HEARTBEAT_S, TASK_QUEUE, RunSpec, TaskSpec, pack
 
 
 class TemporalMill(Mill):
     def __init__(self, paths: LedgerPaths, config: Config, settings: RunSettings, *,
                  env: Mapping[str, str], clock: Clock, bus: EventBus, address: str,
-                 namespace: str = "default", heartbeat_timeout: float = DEFAULT_HEARTBEAT_S,
+                 namespace: str = "default", task_queue: str = TASK_QUEUE,
+                 heartbeat_timeout: float = DEFAULT_HEARTBEAT_S,
                  agent_override: AgentConfig | None = None) -> None:
         super().__init__(paths, config, settings, env=env, clock=clock, bus=bus,
                          agent_override=agent_override)
         self.address = address
         self.namespace = namespace
+        self.task_queue = task_queue
         self.heartbeat_timeout = heartbeat_timeout
 
     def run(self) -> RunSummary:
@@ -48,7 +50,8 @@ class TemporalMill(Mill):
         try:
             target = self._target()
             summary = RunSummary(self.run_id, target)
-            with TemporalExecutor(self.address, namespace=self.namespace) as executor:
+            with TemporalExecutor(self.address, namespace=self.namespace,
+                                  task_queue=self.task_queue) as executor:
                 spec = pack(RunSpec(self.run_id, target, self.settings, self.agent_override,
                                     self.heartbeat_timeout))
                 self.bus.emit("run_started", run_id=self.run_id, target=target,

@@ -268,13 +268,13 @@ class WorkerActivities:
 
 
 async def serve(address: str, services: WorkerServices, *, slots: int, identity: str,
-                stop: asyncio.Event, namespace: str = "default",
+                stop: asyncio.Event, namespace: str = "default", task_queue: str = TASK_QUEUE,
                 ready: Callable[[], None] | None = None) -> None:
     """Work for the mill until ``stop`` is set."""
     client = await Client.connect(address, namespace=namespace, identity=identity)
     own = f"taskmill-worker-{identity}-{secrets.token_hex(3)}"
     acts = WorkerActivities(services, queue=own, identity=identity, slots=slots)
-    shared = Worker(client, task_queue=TASK_QUEUE, workflows=[TaskWorkflow],
+    shared = Worker(client, task_queue=task_queue, workflows=[TaskWorkflow],
                     activities=[acts.bind], max_concurrent_activities=slots,
                     identity=identity)
     mine = Worker(client, task_queue=own, activities=[acts.step, acts.finish],
