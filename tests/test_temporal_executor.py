@@ -4,6 +4,7 @@ temporal`` in the user's checkout, scripted agents."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,80 @@ def test_one_worker_lands_tasks_and_their_dependents(cluster: Cluster) -> None:
     assert repo.git("status", "--porcelain") == ""
     assert len(events_of(result, "dispatched")) == 3
     repo.verify_ok()
+
+
+BACKLOG_AGENT = """
+SLEEP = float(os.environ.get("AGENT_SLEEP", "0"))
+time.sleep(SLEEP)
+if TASK.startswith("tm-c"):  # the conflict group: all append to the same file
+    shared = WT / "shared.txt"
+    text = shared.read_text() if shared.exists() else ""
+    if "<<<<<<<" in text:
+        text = "\\n".join(l for l in text.splitlines()
+                          if not l.startswith(("<<<<<<<", "=======", ">>>>>>>"))) + "\\n"
+    if f"by {TASK}" not in text:
+        text += f"by {TASK}\\n"
+    shared.write_text(text)
+if TASK.endswith(("3", "7")) and CALL == 1:  # a first turn that fails its checks
+    (WT / f"{TASK}.wip").write_text("not yet\\n")
+else:
+    (WT / f"{TASK}.txt").write_text(f"done by {TASK}\\n")
+"""
+
+
+def task_checks(tid: str) -> list[str]:
+    checks = [f"test -f {tid}.txt"]
+    if tid.startswith("tm-c"):
+        checks.append(f"grep -q 'by {tid}' shared.txt && ! grep -q '^<<<<<<<' shared.txt")
+    return checks
+
+
+def make_backlog(cluster: Cluster, n: int) -> list[str]:
+    """``n`` tasks: chains of dependencies, some failing their first turn, a conflict group."""
+    ids = []
+    for i in range(n):
+        tid = f"tm-{'c' if i % 6 == 0 else 't'}{i:02d}"
+        after = [ids[i - 1]] if i % 5 == 4 else []  # every fifth waits on the one before
+        cluster.repo.create(tid, checks=task_checks(tid), after=after)
+        ids.append(tid)
+    return ids
+
+
+def assert_landed_exactly_once(cluster: Cluster, ids: list[str]) -> None:
+    repo = cluster.repo
+    landings = cluster.remote_landings()
+    assert sorted(landings) == sorted(ids), sorted(set(ids) ^ set(landings))
+    twice = {k: v for k, v in landings.items() if len(v) != 1}
+    assert not twice, twice
+    for tid in ids:
+        task = repo.task(tid)
+        assert task["status"] == "closed" and task["close_reason"] == \
+            f"landed {landings[tid][0]}", task
+    # the final tree passes every task's checks
+    final = cluster.tmp / "final"
+    repo.git("worktree", "add", "-q", "--detach", str(final), "origin/main")
+    for tid in ids:
+        for check in task_checks(tid):
+            proc = subprocess.run(["bash", "-c", check], cwd=final, capture_output=True)
+            assert proc.returncode == 0, (tid, check)
+    repo.git("worktree", "remove", "--force", str(final))
+    repo.verify_ok()
+
+
+@pytest.mark.slow
+def test_three_workers_work_a_backlog_each_task_landing_exactly_once(
+        cluster: Cluster) -> None:
+    repo = cluster.repo
+    agent = agent_script(cluster.tmp / "agent.py", BACKLOG_AGENT, spy=repo.spy)
+    ids = make_backlog(cluster, 30)
+    for n in (1, 2, 3):
+        cluster.start_worker(n)
+    result = cluster.run("--agent-cmd", agent, "-j", "6", "--max-iterations", "4")
+    assert result.returncode == 0, result.describe() + cluster.log(1)
+    assert_landed_exactly_once(cluster, ids)
+    # every worker did some of the work, each in its own clone
+    workers = {a.get("detail", {}).get("worker") for tid in ids for a in repo.attempts(tid)}
+    assert workers == {"w1", "w2", "w3"}, workers
+    retried = [tid for tid in ids if len(repo.attempts(tid)) > 1]
+    assert any(t.endswith(("3", "7")) for t in retried), retried
+    assert events_of(result, "task_finished")
