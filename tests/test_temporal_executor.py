@@ -4,11 +4,13 @@ temporal`` in the user's checkout, scripted agents."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
 import pytest
-from mill_helpers import agent_script
+
+from mill_helpers import agent_script, kill_group, wait_for
 from temporal_helpers import Cluster, events_of
 
 WRITE_FILE = """
@@ -121,3 +123,45 @@ def test_three_workers_work_a_backlog_each_task_landing_exactly_once(
     retried = [tid for tid in ids if len(repo.attempts(tid)) > 1]
     assert any(t.endswith(("3", "7")) for t in retried), retried
     assert events_of(result, "task_finished")
+
+
+def remote_landed(cluster: Cluster) -> int:
+    proc = subprocess.run(["git", "--git-dir", str(cluster.origin), "log", "--format=%H",
+                           "--grep=Taskmill-Task: ", "main"], capture_output=True, text=True)
+    return len(proc.stdout.split())
+
+
+@pytest.mark.slow
+def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
+        tmp_path: Path, temporal_server: str) -> None:
+    cluster = Cluster(tmp_path, temporal_server, checks=["test -f README.md"],
+                      heartbeat_timeout=2.0)
+    try:
+        repo = cluster.repo
+        agent = agent_script(tmp_path / "agent.py", "time.sleep(0.6)\n" + BACKLOG_AGENT,
+                             spy=repo.spy)
+        ids = make_backlog(cluster, 30)
+        for n in (1, 2, 3):
+            cluster.start_worker(n)
+        args = cluster.run_args("--agent-cmd", agent, "-j", "6", "--max-iterations", "5")
+        client = repo.spawn(*args)
+        rng = random.Random(15)
+        for kill in range(4):
+            landed = remote_landed(cluster)
+            assert wait_for(lambda landed=landed: remote_landed(cluster) >= landed + 3,
+                            timeout=90), cluster.log(1)
+            if kill == 2:  # the client once: its workflows go on; the next run finds them
+                kill_group(client)
+                client = repo.spawn(*args)
+            victim = rng.choice([1, 2, 3])
+            cluster.kill_worker(victim)  # kill -9 mid-turn: its tasks move elsewhere
+            cluster.start_worker(victim)
+        out, err = client.communicate(timeout=240)
+        if client.returncode != 0:  # tasks a lost worker errored: the next run retries them
+            again = cluster.run(*args[4:])
+            assert again.returncode == 0, again.describe()
+        assert_landed_exactly_once(cluster, ids)
+        lost = [e for tid in ids for e in repo.ledger.events(tid) if e.kind == "worker_lost"]
+        assert lost, "no task lost its worker: the chaos did not bite"
+    finally:
+        cluster.stop()

@@ -15,8 +15,10 @@ this machine, until the Postgres store gives ``[ledger] url``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
@@ -81,6 +83,28 @@ def shared_store(env: Mapping[str, str]) -> Callable[[], LedgerStore]:
     return open_store
 
 
+def stop_orphaned_turns(pool: Path) -> int:
+    """Kill the agents a killed worker with this work directory left running: they run in
+    sessions of their own, and are found by the ``TASKMILL_WORKTREE`` (a slot of ``pool``)
+    in their environment (Linux ``/proc``). Returns how many process groups were killed."""
+    marker = f"TASKMILL_WORKTREE={pool}{os.sep}".encode()
+    groups: set[int] = set()
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(var.startswith(marker) for var in (entry / "environ").read_bytes().split(b"\0")):
+                groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    groups.discard(os.getpgid(0))
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return len(groups)
+
+
 def default_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -109,6 +133,8 @@ class WorkerServices:
         self.pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.clone,
                                  include_file=self.paths.include, clock=clock,
                                  legacy_root=self.paths.legacy_worktrees)
+        if stop_orphaned_turns(self.paths.worktrees):
+            bus.emit("orphans_stopped", pool=str(self.paths.worktrees))
         self.pool.prune()
         self._runs: dict[str, WorkerContext] = {}
         self._lock = threading.Lock()
