@@ -156,10 +156,10 @@ def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
             victim = rng.choice([1, 2, 3])
             cluster.kill_worker(victim)  # kill -9 mid-turn: its tasks move elsewhere
             cluster.start_worker(victim)
-        out, err = client.communicate(timeout=240)
+        _out, err = client.communicate(timeout=240)
         if client.returncode != 0:  # tasks a lost worker errored: the next run retries them
             again = cluster.run(*args[4:])
-            assert again.returncode == 0, again.describe()
+            assert again.returncode == 0, err + again.describe()
         assert_landed_exactly_once(cluster, ids)
         lost = [e for tid in ids for e in repo.ledger.events(tid) if e.kind == "worker_lost"]
         assert lost, "no task lost its worker: the chaos did not bite"

@@ -14,6 +14,7 @@ task with its trailer) stay the local ones.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from ..errors import GitError
@@ -70,11 +71,14 @@ class RemoteMergeQueue(MergeQueue):
     on another machine: it is never touched (``user_checkout`` is the worker's clone)."""
 
     tries = PUSH_TRIES
+    _fetching = threading.Lock()
+    """Fetches of this process one at a time (two at once fail to lock the same ref)."""
 
     def sync(self) -> str:
         """Fetch the remote's target into the local ref; its tip."""
-        self.git.run("fetch", "-q", REMOTE, f"+{self.ref}:{self.ref}")
-        return super().tip()
+        with self._fetching:
+            self.git.run("fetch", "-q", REMOTE, f"+{self.ref}:{self.ref}")
+            return super().tip()
 
     def tip(self) -> str:
         return self.sync()
@@ -129,7 +133,8 @@ class RemoteMergeQueue(MergeQueue):
                             REMOTE, f"{new}:{self.ref}", check=False)
         if proc.returncode != 0:
             return False
-        self.git.update_ref(self.ref, new, old, "taskmill: landed on the remote")
+        with self._fetching:
+            self.git.update_ref(self.ref, new, old, "taskmill: landed on the remote")
         return True
 
     def _advance(self, old: str, new: str) -> tuple[bool, str | None]:

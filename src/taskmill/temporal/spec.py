@@ -84,8 +84,10 @@ class Bound:
 
 @dataclass
 class Step:
-    """What an activity hands back: the policy's next input, or (a taskmill error) how the
-    task's stay ended."""
+    """What an activity hands back: the results of the actions it performed (packed, in
+    order: the policy's next inputs) and, when the task's stay ended there, how."""
 
-    result: str = ""
+    results: list[str] = field(default_factory=list)
     outcome: dict[str, Any] = field(default_factory=dict)
+    error: bool = False
+    """The stay ended on a taskmill error (the worker recorded it)."""

@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +45,17 @@ from ..mill.engine import Mill
 from ..mill.events import EventBus
 from ..mill.gate import AgentGate
 from ..mill.git import Git, ensure_identity, git_env, identity_env
-from ..mill.policy import Action, Limits, MergeTarget, TaskPolicy, Turn
+from ..mill.policy import (
+    AcquireWorkspace,
+    Action,
+    Land,
+    Limits,
+    MergeTarget,
+    RunChecks,
+    TaskPolicy,
+    Terminal,
+    Turn,
+)
 from ..mill.turn_runner import TurnRunner
 from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
@@ -58,9 +68,13 @@ from .remote_git import (
     push_branch,
 )
 from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
-from .workflow import BIND, FINISH, STEP, TaskWorkflow
+from .workflow import BIND, STEP, TaskWorkflow
 
 T = TypeVar("T")
+
+MAIN = (Turn, RunChecks, Land)
+"""Actions that start an activity of their own (the workspace is taken in the first one):
+what comes after each, up to the next of these, runs in the same activity."""
 
 
 def shared_store(env: Mapping[str, str]) -> Callable[[], LedgerStore]:
@@ -188,6 +202,12 @@ class WorkerActivities:
         self.slots = slots
         self.live: dict[str, TaskWorker] = {}
         self._reserved = 0
+        self._next: dict[str, Action] = {}
+        """What each bound task's policy (this worker's copy) asks for next."""
+        self._pushing: dict[str, Future[None]] = {}
+        """Task branches being pushed after a turn, by task key."""
+        self._acquiring = threading.Lock()
+        """Slots are made one at a time (two ``git worktree add`` at once race)."""
         self._threads = ThreadPoolExecutor(max_workers=3 * slots + 2,
                                            thread_name_prefix="taskmill-activity")
 
@@ -206,23 +226,26 @@ class WorkerActivities:
 
     @activity.defn(name=BIND)
     async def bind(self, spec: TaskSpec, resumed: bool, binding: int) -> Bound:
-        if len(self.live) + self._reserved >= self.slots:
+        for _ in range(10):  # a slot about to be freed; else another worker takes it
+            if len(self.live) + self._reserved < self.slots:
+                break
             await asyncio.sleep(0.05)
+        else:
             raise ApplicationError("no free slot on this worker", type="Busy")
         self._reserved += 1
         try:
             key = f"{activity.info().workflow_id}/{binding}"
-            return await self._heartbeating(self._bind, spec, resumed, key)
+            return await self._heartbeating(self._bind, spec, resumed, binding, key)
         finally:
             self._reserved -= 1
 
-    def _bind(self, spec: TaskSpec, resumed: bool, key: str) -> Bound:
+    def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
         run: RunSpec = unpack(spec.run)
         ctx = self.services.context(run)
         ledger = ctx.ledger_factory()
         try:
             task = ledger.get(spec.task_id)
-            if resumed:  # its worker died: the attempt it had in flight ends here
+            if binding:  # its worker died: the attempt it had in flight ends here
                 now = iso(ctx.clock.now())
                 with ledger.transaction():
                     ledger.end_open_attempts(task.id, outcome=AttemptOutcome.INTERRUPTED,
@@ -232,15 +255,17 @@ class WorkerActivities:
                                   actor=f"{MILL_PREFIX}{run.run_id}", ts=now)
         finally:
             ledger.close_db()
-        fetch_branch(self.services.git, branch_for(task.id))
+        if resumed:  # its branch, as the last worker pushed it
+            fetch_branch(self.services.git, branch_for(task.id))
         worker = TaskWorker(ctx, task, spec.lap, resumed=resumed)
         worker._base = ctx.queue.tip()
         worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
                                    history=worker.records.history(), parks=False)
+        packed = pack(worker.policy)
+        self._next[key] = worker.policy.first()  # the workflow's copy starts the same way
         self.live[key] = worker
         ctx.bus.emit("bound", task=task.id, worker=self.identity, resumed=resumed)
-        return Bound(queue=self.queue, worker=self.identity, key=key,
-                     policy=pack(worker.policy))
+        return Bound(queue=self.queue, worker=self.identity, key=key, policy=packed)
 
     # -- the policy's actions --------------------------------------------------------------
 
@@ -257,27 +282,55 @@ class WorkerActivities:
         return await self._heartbeating(self._step, key, worker, unpack(action))
 
     def _step(self, key: str, worker: TaskWorker, action: Action) -> Step:
+        """Perform ``action``, then the quick actions the policy asks for after it (its
+        copy here follows the workflow's, result by result), up to the next turn, checks or
+        landing; a terminal action ends the task here. The workflow feeds every result to
+        its own policy, which must ask for the same actions."""
+        results: list[str] = []
+        if action != self._next.get(key):
+            raise ApplicationError(f"task {key}: the workflow asks for {action!r}, its policy "
+                                   f"here for {self._next.get(key)!r}", type="OutOfStep",
+                                   non_retryable=True)
         try:
-            result = worker.perform(action)
-            ws = worker.acts.ws
-            if isinstance(action, Turn) and worker.acts.attempt is not None:
-                worker.acts.attempt.detail["worker"] = self.identity
-            if isinstance(action, Turn | MergeTarget) and ws is not None:
-                push_branch(self.services.git, ws.branch)  # the next worker starts here
-            return Step(result=pack(result))
+            self._settle_push(key)
+            while True:
+                if isinstance(action, Terminal):
+                    return Step(results=results, outcome=self._finish(key, worker, action))
+                if isinstance(action, AcquireWorkspace):
+                    with self._acquiring:
+                        result = worker.perform(action)
+                else:
+                    result = worker.perform(action)
+                if isinstance(action, Turn) and worker.acts.attempt is not None:
+                    worker.acts.attempt.detail["worker"] = self.identity
+                ws = worker.acts.ws
+                if isinstance(action, Turn | MergeTarget) and ws is not None:
+                    # the next worker starts here, should this one die: pushed while the
+                    # checks run (waited for before anything else of the task)
+                    self._pushing[key] = self._threads.submit(
+                        push_branch, self.services.git, ws.branch)
+                results.append(pack(result))
+                action = self._next[key] = worker.policy.next(result)
+                if isinstance(action, MAIN):
+                    return Step(results=results)
+                self._settle_push(key)
         except Exception as exc:  # a bug or a git failure: never the task's fault
+            self._pushing.pop(key, None)
             worker._internal_error(exc)
             self.live.pop(key, None)
+            self._next.pop(key, None)
             worker._end(False)
-            return Step(outcome=asdict(worker.out))
+            return Step(results=results, outcome=asdict(worker.out), error=True)
 
-    @activity.defn(name=FINISH)
-    async def finish(self, key: str, action: str) -> dict[str, Any]:
-        worker = self._worker(key)
-        return await self._heartbeating(self._finish, key, worker, unpack(action))
+    def _settle_push(self, key: str) -> None:
+        pushing = self._pushing.pop(key, None)
+        if pushing is not None:
+            pushing.result()
 
-    def _finish(self, key: str, worker: TaskWorker, action: Any) -> dict[str, Any]:
+    def _finish(self, key: str, worker: TaskWorker, action: Terminal) -> dict[str, Any]:
+        """How the task's stay ends (recorded, its worktree given back)."""
         self.live.pop(key, None)
+        self._next.pop(key, None)
         landed = False
         try:
             landed = worker.finish(action)
@@ -285,8 +338,9 @@ class WorkerActivities:
             worker._internal_error(exc)
         finally:
             worker._end(landed)
-        if landed:
-            delete_remote_branch(self.services.git, branch_for(worker.task.id))
+        if landed:  # a clean-up, off the landing's path
+            self._threads.submit(delete_remote_branch, self.services.git,
+                                 branch_for(worker.task.id))
         return asdict(worker.out)
 
     def close(self) -> None:
@@ -303,7 +357,7 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
     shared = Worker(client, task_queue=task_queue, workflows=[TaskWorkflow],
                     activities=[acts.bind], max_concurrent_activities=slots,
                     identity=identity)
-    mine = Worker(client, task_queue=own, activities=[acts.step, acts.finish],
+    mine = Worker(client, task_queue=own, activities=[acts.step],
                   max_concurrent_activities=3 * slots + 2, identity=identity)
     try:
         async with shared, mine:
