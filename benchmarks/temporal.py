@@ -93,6 +93,14 @@ class Workers:
                     out.append(event)
         return out
 
+    def cpu_s(self) -> float:
+        """CPU seconds of the workers and of what they ran (git, agents, checks) so far."""
+        total = 0.0
+        for proc in self.procs:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def stop(self) -> None:
         for proc in self.procs:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -110,8 +118,9 @@ def project(tmp: Path, name: str, env: Mapping[str, str], tasks: Sequence[dict[s
 
 
 def throughput(tmp: Path, env: Mapping[str, str], address: str, n_workers: int,
-               tasks: int) -> float:
-    """Seconds for ``tasks`` independent 2-second turns on ``n_workers`` workers."""
+               tasks: int) -> tuple[float, float]:
+    """Seconds for ``tasks`` independent 2-second turns on ``n_workers`` workers, and the
+    CPU seconds the workers (and the client) spent."""
     repo, _ = project(tmp, f"tp{n_workers}", env,
                       [{"key": f"t{i:03d}", "title": f"sleepy {i}"} for i in range(tasks)])
     workers = Workers(repo, env, address, f"bench-tp{n_workers}-{time.monotonic_ns()}")
@@ -119,11 +128,12 @@ def throughput(tmp: Path, env: Mapping[str, str], address: str, n_workers: int,
         workers.start(n_workers)
         run = run_mill(repo, env, agent=SLEEP_AND_WRITE, workers=2 * n_workers,
                        extra=["--executor", "temporal"])
+        cpu = workers.cpu_s() + run.cpu_s
     finally:
         workers.stop()
     if run.returncode != 0:
         raise RuntimeError(f"temporal run failed: {run.stderr[-3000:]}")
-    return run.run_span_s
+    return run.run_span_s, cpu
 
 
 def chain(n: int) -> list[dict[str, Any]]:
@@ -148,11 +158,16 @@ def run(args: argparse.Namespace) -> Report:
             TemporalDevServer(binary, log_path=tmp / "server.log") as server:
         env = bench_env(tmp / "home")
         # 1. throughput, 1 vs 3 workers of 2 slots, 2-second turns
-        one = throughput(tmp, env, server.address, 1, args.tasks)
-        three = throughput(tmp, env, server.address, 3, args.tasks)
+        load = Path("/proc/loadavg").read_text().split()[0]
+        one, cpu1 = throughput(tmp, env, server.address, 1, args.tasks)
+        three, cpu3 = throughput(tmp, env, server.address, 3, args.tasks)
         report.add(f"{args.tasks} tasks of 2 s turns, 1 worker (2 slots)", one, "s")
         report.add(f"{args.tasks} tasks of 2 s turns, 3 workers (2 slots each)", three, "s")
         report.add("speed-up, 3 workers vs 1", one / three, "x", ">= 2.5", one / three >= 2.5)
+        report.add("CPU per task (workers, client, git, agents), 3 workers",
+                   cpu3 / args.tasks * 1000, "ms")
+        report.note(f"load average {load} when it started ({os.cpu_count()} cores): "
+                    f"{cpu3:.1f} CPU-s for 3 workers' run of {three:.1f} s")
 
         # 2. overhead per task: the same chain, local threads vs Temporal (one worker)
         local_repo, _ = project(tmp, "local", env, chain(args.chain))

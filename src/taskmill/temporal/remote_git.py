@@ -121,16 +121,19 @@ class RemoteMergeQueue(MergeQueue):
                         wt.run("merge", "-q", "--no-edit", tip, check=False)
                         return LandResult("checks_failed", detail=result.failure_text(),
                                           checks=result)
-                if self.push(tip, candidate):
+                if self.push(tip, candidate, drop=ws.branch):
                     return LandResult("landed", candidate)
             return LandResult("conflict", detail="the target branch kept moving while landing")
         finally:
             self._back_to_branch(wt, ws, on_branch)
 
-    def push(self, old: str, new: str) -> bool:
-        """Move the remote's target from ``old`` to ``new``, only if it is still at ``old``."""
-        proc = self.git.run("push", "-q", "--porcelain", f"--force-with-lease={self.ref}:{old}",
-                            REMOTE, f"{new}:{self.ref}", check=False)
+    def push(self, old: str, new: str, *, drop: str | None = None) -> bool:
+        """Move the remote's target from ``old`` to ``new``, only if it is still at ``old``;
+        in the same atomic push, delete the landed task's branch ``drop`` there."""
+        # (deleting a branch the remote does not have is no error: a warning)
+        refs = [f"{new}:{self.ref}", *([f":refs/heads/{drop}"] if drop else [])]
+        proc = self.git.run("push", "-q", "--porcelain", "--atomic",
+                            f"--force-with-lease={self.ref}:{old}", REMOTE, *refs, check=False)
         if proc.returncode != 0:
             return False
         with self._fetching:

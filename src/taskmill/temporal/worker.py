@@ -328,7 +328,8 @@ class WorkerActivities:
             pushing.result()
 
     def _finish(self, key: str, worker: TaskWorker, action: Terminal) -> dict[str, Any]:
-        """How the task's stay ends (recorded, its worktree given back)."""
+        """How the task's stay ends (recorded). Its outcome goes back at once, so that the
+        scheduler dispatches what a landing unblocked; the worktree is given back after."""
         self.live.pop(key, None)
         self._next.pop(key, None)
         landed = False
@@ -336,12 +337,20 @@ class WorkerActivities:
             landed = worker.finish(action)
         except Exception as exc:
             worker._internal_error(exc)
-        finally:
-            worker._end(landed)
-        if landed:  # a clean-up, off the landing's path
-            self._threads.submit(delete_remote_branch, self.services.git,
-                                 branch_for(worker.task.id))
-        return asdict(worker.out)
+        worker.out.seconds = worker.ctx.clock.monotonic() - worker._start
+        with contextlib.suppress(Exception):
+            worker._count(*worker.records.usage())
+        outcome = asdict(worker.out)
+        self._threads.submit(self._release, worker, landed)
+        return outcome
+
+    def _release(self, worker: TaskWorker, landed: bool) -> None:
+        worker.acts.release(landed=landed)
+        worker.ledger.close_db()
+        landing = worker.acts.landing
+        if landed and (landing is None or landing.outcome != "landed"):
+            # found landed, or satisfied: no landing's push deleted its branch there
+            delete_remote_branch(self.services.git, branch_for(worker.task.id))
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
