@@ -4,13 +4,19 @@ temporal`` in the user's checkout, scripted agents."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from mill_helpers import agent_script, kill_group, wait_for
+from taskmill.clock import SystemClock
+from taskmill.web.app import create_app
 from temporal_helpers import Cluster, events_of
 
 WRITE_FILE = """
@@ -163,5 +169,59 @@ def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
         assert_landed_exactly_once(cluster, ids)
         lost = [e for tid in ids for e in repo.ledger.events(tid) if e.kind == "worker_lost"]
         assert lost, "no task lost its worker: the chaos did not bite"
+    finally:
+        cluster.stop()
+
+
+HOLD_AGENT = """
+(SPY / f"started-{TASK}").write_text("")
+while not (SPY / "release").exists():
+    time.sleep(0.05)
+(WT / f"{TASK}.txt").write_text("done\\n")
+"""
+
+
+def test_status_and_the_dashboard_show_which_worker_runs_which_task(
+        tmp_path: Path, temporal_server: str) -> None:
+    cluster = Cluster(tmp_path, temporal_server, heartbeat_timeout=2.0)
+    try:
+        repo = cluster.repo
+        agent = agent_script(tmp_path / "agent.py", HOLD_AGENT, spy=repo.spy)
+        repo.create("tm-a")
+        cluster.start_worker(1)
+        client = repo.spawn(*cluster.run_args("--agent-cmd", agent))
+        assert wait_for(lambda: (repo.spy / "started-tm-a").exists(), timeout=60), \
+            cluster.log(1)
+
+        def placed() -> dict[str, Any]:
+            proc = repo.cli("status", "--json")
+            assert proc.returncode == 0, proc.stderr
+            data: dict[str, Any] = json.loads(proc.stdout)
+            return data
+
+        assert wait_for(lambda: (placed()["in_progress"] or [{}])[0].get("last_heartbeat"),
+                        timeout=20)
+        status = placed()
+        assert status["executor"] == "temporal"
+        row = status["in_progress"][0]
+        assert row["task"] == "tm-a" and row["worker"] == "w1"
+        assert row["activity"] == "taskmill.step"
+        assert [w["worker"] for w in status["workers"]] == ["w1"]
+        assert status["workers"][0]["last_seen"]
+        text = repo.cli("status")
+        assert "tm-a" in text.stdout and "on w1" in text.stdout, text.stdout
+
+        # the dashboard's /api/now says the same
+        app = create_app(repo.root, dict(os.environ), SystemClock())
+        with TestClient(app, base_url="http://127.0.0.1") as http:
+            now = http.get("/api/now").json()
+        assert [t["task"] for t in now["cluster"]["tasks"]] == ["tm-a"]
+        assert now["cluster"]["tasks"][0]["worker"] == "w1"
+        assert [w["worker"] for w in now["cluster"]["workers"]] == ["w1"]
+
+        (repo.spy / "release").write_text("")
+        client.communicate(timeout=60)
+        assert client.returncode == 0
+        assert repo.cli("status", "--json").stdout.count("tm-a") == 0
     finally:
         cluster.stop()
