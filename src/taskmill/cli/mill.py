@@ -86,6 +86,18 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         project.config.check_agent(agent)
     # no default agent is fine: tasks naming their own agent are worked, the others are
     # named at start and left alone (Mill._skip_agentless)
+    table = project.config.executor
+    kind = executor_kind or ("temporal" if temporal_address else table.kind)
+    address = None
+    if kind == "temporal":  # checked before anything is opened or started
+        from ..errors import InvalidInput
+        from ..temporal.spec import parse_address
+
+        given = temporal_address or table.address
+        if not given:
+            raise InvalidInput("--executor temporal needs the Temporal frontend",
+                               hint="pass --temporal HOST:PORT, or set [executor] address")
+        address = parse_address(given)
     clock = SystemClock()
     bus = EventBus(clock)
     stream = None
@@ -99,20 +111,12 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         events_path.replace(events_path.with_suffix(".ndjson.1"))
     shared = events_path.open("a", encoding="utf-8")
     bus.subscribe(NdjsonWriter(shared))
-    table = project.config.executor
-    kind = executor_kind or ("temporal" if temporal_address else table.kind)
     mill: Mill
-    if kind == "temporal":
-        from ..errors import InvalidInput
+    if address is not None:
         from ..temporal.mill import TemporalMill
-        from ..temporal.spec import parse_address
 
-        address = temporal_address or table.address
-        if not address:
-            raise InvalidInput("--executor temporal needs the Temporal frontend",
-                               hint="pass --temporal HOST:PORT, or set [executor] address")
         mill = TemporalMill(project.paths, project.config, settings, env=ctx.env, clock=clock,
-                            bus=bus, address=parse_address(address), namespace=table.namespace,
+                            bus=bus, address=address, namespace=table.namespace,
                             task_queue=table.task_queue,
                             heartbeat_timeout=table.heartbeat_timeout, agent_override=override)
     else:

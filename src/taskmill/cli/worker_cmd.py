@@ -28,6 +28,17 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     """Run turns, checks and landings for `taskmill run --executor temporal`, in a clone of
     ORIGIN under DIR, until stopped (Ctrl-C or SIGTERM). Agent CLIs and their secrets are
     this machine's own; the ledger is the shared one (TASKMILL_DIR, or [ledger] url)."""
+    from ..errors import TaskmillError
+    from .common import fail
+
+    try:
+        _worker(address, origin, workdir, slots, name, namespace)
+    except TaskmillError as exc:
+        fail(exc, False)
+
+
+def _worker(address: str, origin: str, workdir: Path, slots: int, name: str | None,
+            namespace: str | None) -> None:
     import asyncio
     import signal
 
@@ -41,9 +52,9 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     clock = SystemClock()
     bus = EventBus(clock)
     bus.subscribe(NdjsonWriter(sys.stdout))
+    store = shared_store(ctx.env)
     workdir.mkdir(parents=True, exist_ok=True)
-    services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus,
-                              store=shared_store(ctx.env))
+    services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus, store=store)
     table = services.config.executor  # the committed [executor] of the shared repository
 
     async def main() -> None:
