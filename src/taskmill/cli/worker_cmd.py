@@ -23,22 +23,13 @@ from .common import emit_json, get_ctx, json_option
               help="Tasks this worker works at once.")
 @click.option("--name", help="How this worker is shown (default HOST:PID).")
 @click.option("--namespace", help="Temporal namespace (default: [executor] namespace).")
+@json_option
 def worker(address: str, origin: str, workdir: Path, slots: int, name: str | None,
            namespace: str | None) -> None:
     """Run turns, checks and landings for `taskmill run --executor temporal`, in a clone of
     ORIGIN under DIR, until stopped (Ctrl-C or SIGTERM). Agent CLIs and their secrets are
-    this machine's own; the ledger is the shared one (TASKMILL_DIR, or [ledger] url)."""
-    from ..errors import TaskmillError
-    from .common import fail
-
-    try:
-        _worker(address, origin, workdir, slots, name, namespace)
-    except TaskmillError as exc:
-        fail(exc, False)
-
-
-def _worker(address: str, origin: str, workdir: Path, slots: int, name: str | None,
-            namespace: str | None) -> None:
+    this machine's own; the ledger is the shared one (TASKMILL_DIR, or [ledger] url).
+    It prints what it does as NDJSON events (--json or not)."""
     import asyncio
     import signal
 
