@@ -144,6 +144,10 @@ class WorkerServices:
             raise InvalidInput(f"{origin} has no .taskmill/config.toml on its default branch",
                                hint="commit the ledger's config (taskmill init) and push it")
         self.config = load_config(self.paths.config)
+        shared = env.get(ENV_DIR)
+        self.ledger_dir = Path(shared) if shared else self.paths.dir
+        """Where agents find the ledger (``TASKMILL_DIR``) and the progress notes live: the
+        shared ledger's directory when it is on this machine."""
         self.pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.clone,
                                  include_file=self.paths.include, clock=clock,
                                  legacy_root=self.paths.legacy_worktrees)
@@ -182,7 +186,7 @@ class WorkerServices:
             bus=self.bus, clock=self.clock, gate=AgentGate(self.clock), stop=threading.Event(),
             ledger_factory=mill.ledger, agents=mill.resolve_agent,
             project_checks=list(self.config.checks), parent_env=self.env,
-            check_env=mill.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
+            check_env=mill.check_env, ledger_dir=self.ledger_dir, logs_dir=self.paths.logs,
             homes_dir=self.paths.run.homes, turn_runner=mill.turn_runner,
             agent_git_env=identity_env(self.git), containment=mill.containment,
             sandbox=sandbox_info, landing=None)
