@@ -72,17 +72,6 @@ class TaskSpec:
 
 
 @dataclass
-class Bound:
-    """A task bound to a worker: where its next activities go, and its policy."""
-
-    queue: str
-    worker: str
-    key: str
-    policy: str
-    """The :class:`~taskmill.mill.policy.TaskPolicy`, packed."""
-
-
-@dataclass
 class Step:
     """What an activity hands back: the results of the actions it performed (packed, in
     order: the policy's next inputs) and, when the task's stay ended there, how."""
@@ -91,3 +80,16 @@ class Step:
     outcome: dict[str, Any] = field(default_factory=dict)
     error: bool = False
     """The stay ended on a taskmill error (the worker recorded it)."""
+
+
+@dataclass
+class Bound:
+    """A task bound to a worker: where its next activities go, its policy, and what the
+    worker did from the policy's first action up to its first turn (the workspace)."""
+
+    queue: str
+    worker: str
+    key: str
+    policy: str
+    """The :class:`~taskmill.mill.policy.TaskPolicy`, packed (before its first action)."""
+    step: Step = field(default_factory=Step)

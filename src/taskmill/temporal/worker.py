@@ -266,10 +266,12 @@ class WorkerActivities:
         worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
                                    history=worker.records.history(), parks=False)
         packed = pack(worker.policy)
-        self._next[key] = worker.policy.first()  # the workflow's copy starts the same way
+        first = self._next[key] = worker.policy.first()  # the workflow's starts the same way
         self.live[key] = worker
         ctx.bus.emit("bound", task=task.id, worker=self.identity, resumed=resumed)
-        return Bound(queue=self.queue, worker=self.identity, key=key, policy=packed)
+        # the workspace, and what comes before the first turn, in this activity
+        return Bound(queue=self.queue, worker=self.identity, key=key, policy=packed,
+                     step=self._run(key, worker, first))
 
     # -- the policy's actions --------------------------------------------------------------
 
@@ -290,15 +292,20 @@ class WorkerActivities:
         copy here follows the workflow's, result by result), up to the next turn, checks or
         landing; a terminal action ends the task here. The workflow feeds every result to
         its own policy, which must ask for the same actions."""
-        results: list[str] = []
         if action != self._next.get(key):
             raise ApplicationError(f"task {key}: the workflow asks for {action!r}, its policy "
                                    f"here for {self._next.get(key)!r}", type="OutOfStep",
                                    non_retryable=True)
+        return self._run(key, worker, action)
+
+    def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
+        results: list[str] = []
         try:
-            self._settle_push(key)
+            if not isinstance(action, RunChecks):  # checks run while the branch is pushed
+                self._settle_push(key)
             while True:
                 if isinstance(action, Terminal):
+                    self._settle_push(key)
                     return Step(results=results, outcome=self._finish(key, worker, action))
                 if isinstance(action, AcquireWorkspace):
                     with self._acquiring:
@@ -317,7 +324,6 @@ class WorkerActivities:
                 action = self._next[key] = worker.policy.next(result)
                 if isinstance(action, MAIN):
                     return Step(results=results)
-                self._settle_push(key)
         except Exception as exc:  # a bug or a git failure: never the task's fault
             self._pushing.pop(key, None)
             worker._internal_error(exc)

@@ -1,9 +1,9 @@
 """One workflow per task: the mill's :class:`~taskmill.mill.policy.TaskPolicy`, run by
-Temporal, its actions activities on a ``taskmill worker``: one for the workspace, one per turn, one
-per check run, one per landing, each also running the quick bookkeeping the policy asks for
-after it (recording the attempt, reviewing the limits: the worker's copy of the policy
-follows this one, and this one must ask for the same actions), so that a task costs five
-round trips to the cluster and not ten.
+Temporal, its actions activities on a ``taskmill worker``: one for the workspace (``bind``),
+one per turn, one per check run, one per landing, each also running the quick bookkeeping
+the policy asks for after it (recording the attempt, reviewing the limits: the worker's copy
+of the policy follows this one, result by result, and this one must ask for the same
+actions), so that a task costs four round trips to the cluster and not ten.
 
 The policy is pure (no clock, no I/O), so it runs in the workflow as it runs in the local
 :class:`~taskmill.mill.worker.TaskWorker` loop: ``action = policy.next(perform(action))``.
@@ -66,14 +66,9 @@ class TaskWorkflow:
             once = RetryPolicy(maximum_attempts=1)
             try:
                 action = policy.first()
+                step = bound.step  # the worker went on to the workspace, up to the turn
                 while True:
-                    self.action = type(action).__name__
-                    step: Step = await workflow.execute_activity(
-                        STEP, args=[bound.key, pack(action)], result_type=Step,
-                        task_queue=bound.queue, heartbeat_timeout=heartbeat,
-                        schedule_to_start_timeout=heartbeat, start_to_close_timeout=longest,
-                        retry_policy=once)
-                    for result in step.results:  # the worker ran the quick actions after
+                    for result in step.results:  # the actions the worker ran, in order
                         action = policy.next(unpack(result))
                     if step.error:
                         return step.outcome
@@ -81,6 +76,12 @@ class TaskWorkflow:
                         return step.outcome if isinstance(action, Terminal) else {
                             **step.outcome, "outcome": "error",
                             "reason": f"taskmill error: the worker ended the task at {action!r}"}
+                    self.action = type(action).__name__
+                    step = await workflow.execute_activity(
+                        STEP, args=[bound.key, pack(action)], result_type=Step,
+                        task_queue=bound.queue, heartbeat_timeout=heartbeat,
+                        schedule_to_start_timeout=heartbeat, start_to_close_timeout=longest,
+                        retry_policy=once)
             except ActivityError as exc:  # the worker died (or lost the task): bind again
                 lost = f"{bound.worker}: {exc.cause or exc}"
                 workflow.logger.warning("task %s lost its worker %s", spec.task_id, lost)
