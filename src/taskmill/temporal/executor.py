@@ -1,7 +1,10 @@
 """The client side of the Temporal executor: task workflows started (or found again) on the
 cluster, and their outcomes handed back as they come, like :class:`~taskmill.mill.
-executor_threads.ThreadExecutor` hands back its threads' (same ``wait_any``/``notify``/
-``cancel``). The Temporal client lives on an event loop of its own thread."""
+executor_threads.ThreadExecutor` hands back its threads' (the same ``wait_any``, ``notify``
+and ``cancel`` as the :class:`~taskmill.mill.executor.Executor` seam). What it is given
+differs: not a callable of this process (which cannot travel to another machine) but a
+:class:`~.spec.TaskSpec`, from which a worker rebuilds the task's work (:meth:`start`).
+The Temporal client lives on an event loop of its own thread."""
 
 from __future__ import annotations
 
