@@ -142,6 +142,7 @@ def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
         tmp_path: Path, temporal_server: str) -> None:
     cluster = Cluster(tmp_path, temporal_server, checks=["test -f README.md"],
                       heartbeat_timeout=2.0)
+    client = None
     try:
         repo = cluster.repo
         agent = agent_script(tmp_path / "agent.py", "time.sleep(0.6)\n" + BACKLOG_AGENT,
@@ -170,6 +171,8 @@ def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
         lost = [e for tid in ids for e in repo.ledger.events(tid) if e.kind == "worker_lost"]
         assert lost, "no task lost its worker: the chaos did not bite"
     finally:
+        if client is not None and client.poll() is None:
+            kill_group(client)
         cluster.stop()
 
 
@@ -184,6 +187,7 @@ while not (SPY / "release").exists():
 def test_status_and_the_dashboard_show_which_worker_runs_which_task(
         tmp_path: Path, temporal_server: str) -> None:
     cluster = Cluster(tmp_path, temporal_server, heartbeat_timeout=2.0)
+    client = None
     try:
         repo = cluster.repo
         agent = agent_script(tmp_path / "agent.py", HOLD_AGENT, spy=repo.spy)
@@ -224,4 +228,6 @@ def test_status_and_the_dashboard_show_which_worker_runs_which_task(
         assert client.returncode == 0
         assert repo.cli("status", "--json").stdout.count("tm-a") == 0
     finally:
+        if client is not None and client.poll() is None:
+            kill_group(client)
         cluster.stop()

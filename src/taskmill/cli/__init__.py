@@ -91,7 +91,25 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         run(args, obj)  # exits when it served the command line
     from .group import cli
 
-    return cli.main(args=args, obj=obj, prog_name="taskmill")
+    try:
+        return cli.main(args=args, obj=obj, prog_name="taskmill")
+    except SystemExit as done:
+        if obj.hard_exit:  # (never set by commands run in-process: they do not come here)
+            _exit_now(done.code)
+        raise
+
+
+def _exit_now(code: object) -> None:
+    """End the process at once with ``code`` (as ``sys.exit`` would), output flushed."""
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    import contextlib
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

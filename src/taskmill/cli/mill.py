@@ -98,6 +98,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
             raise InvalidInput("--executor temporal needs the Temporal frontend",
                                hint="pass --temporal HOST:PORT, or set [executor] address")
         address = parse_address(given)
+        ctx.hard_exit = True
     clock = SystemClock()
     bus = EventBus(clock)
     stream = None

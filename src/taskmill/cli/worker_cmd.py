@@ -40,6 +40,7 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
 
     ctx = get_ctx()
     address = parse_address(address)
+    ctx.hard_exit = True
     clock = SystemClock()
     bus = EventBus(clock)
     bus.subscribe(NdjsonWriter(sys.stdout))
@@ -81,6 +82,7 @@ def status(address: str | None) -> None:
         from ..temporal.cluster import cluster_view
         from ..temporal.spec import parse_address
 
+        ctx.hard_exit = True
         cluster = cluster_view(parse_address(address), namespace=executor.namespace,
                                task_queue=executor.task_queue)
     where = {t["task"]: t for t in (cluster or {}).get("tasks", [])}
