@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from mill_helpers import agent_script, kill_group, wait_for
 from taskmill.clock import SystemClock
+from taskmill.kinds import AttemptOutcome
 from taskmill.web.app import create_app
 from temporal_helpers import Cluster, events_of
 
@@ -84,7 +85,8 @@ def make_backlog(cluster: Cluster, n: int) -> list[str]:
     """``n`` tasks: chains of dependencies, some failing their first turn, a conflict group."""
     ids = []
     for i in range(n):
-        tid = f"tm-{'c' if i % 6 == 0 else 't'}{i:02d}"
+        # pairs of the conflict group are dispatched together, cut from the same tip
+        tid = f"tm-{'c' if i % 10 in (0, 1) else 't'}{i:02d}"
         after = [ids[i - 1]] if i % 5 == 4 else []  # every fifth waits on the one before
         cluster.repo.create(tid, checks=task_checks(tid), after=after)
         ids.append(tid)
@@ -128,6 +130,9 @@ def test_three_workers_work_a_backlog_each_task_landing_exactly_once(
     assert workers == {"w1", "w2", "w3"}, workers
     retried = [tid for tid in ids if len(repo.attempts(tid)) > 1]
     assert any(t.endswith(("3", "7")) for t in retried), retried
+    conflicts = [tid for tid in ids for a in repo.attempts(tid)
+                 if a["outcome"] == AttemptOutcome.REJECTED_CONFLICT]
+    assert conflicts, "no landing met a conflict"
     assert events_of(result, "task_finished")
 
 
