@@ -114,7 +114,6 @@ def assert_landed_exactly_once(cluster: Cluster, ids: list[str]) -> None:
     repo.verify_ok()
 
 
-@pytest.mark.slow
 def test_three_workers_work_a_backlog_each_task_landing_exactly_once(
         cluster: Cluster) -> None:
     repo = cluster.repo
