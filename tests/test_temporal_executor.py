@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from mill_helpers import agent_script, kill_group, wait_for
+from mill_helpers import agent_script, kill_group, read_spy_log, wait_for
 from taskmill.clock import SystemClock
 from taskmill.kinds import AttemptOutcome
 from taskmill.web.app import create_app
@@ -235,3 +235,20 @@ def test_status_and_the_dashboard_show_which_worker_runs_which_task(
         if client is not None and client.poll() is None:
             kill_group(client)
         cluster.stop()
+
+
+def test_a_worker_works_at_most_its_slots_at_once(cluster: Cluster) -> None:
+    repo = cluster.repo
+    agent = agent_script(cluster.tmp / "agent.py", "time.sleep(0.3)\n" + WRITE_FILE,
+                         spy=repo.spy)
+    for tid in ("tm-a", "tm-b", "tm-c", "tm-d"):
+        repo.create(tid)
+    cluster.start_worker(1, slots=1)
+    result = cluster.run("--agent-cmd", agent, "-j", "4")  # the client would run 4 at once
+    assert result.returncode == 0, result.describe() + cluster.log(1)
+    assert sorted(cluster.remote_landings()) == ["tm-a", "tm-b", "tm-c", "tm-d"]
+    running, most = 0, 0
+    for fields in read_spy_log(repo.spy):
+        running += {"start": 1, "end": -1}.get(fields[1], 0)
+        most = max(most, running)
+    assert most == 1

@@ -30,7 +30,16 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
+from temporalio.worker import (
+    CustomSlotSupplier,
+    FixedSizeSlotSupplier,
+    SlotMarkUsedContext,
+    SlotPermit,
+    SlotReleaseContext,
+    SlotReserveContext,
+    Worker,
+    WorkerTuner,
+)
 
 from ..clock import Clock, iso
 from ..config import load_config
@@ -195,6 +204,38 @@ class WorkerServices:
         return ctx
 
 
+class TaskSlots(CustomSlotSupplier):
+    """The shared queue's activity slots are this worker's free task slots: it polls for a
+    task to bind only while it has room for one (a bound task holds its slot until it ends,
+    long after the ``bind`` activity that took it)."""
+
+    def __init__(self, slots: int, live: Mapping[str, object]) -> None:
+        self.slots = slots
+        self.live = live
+        self.reserved = 0
+
+    def _free(self) -> bool:
+        return self.reserved + len(self.live) < self.slots
+
+    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
+        while not self._free():
+            await asyncio.sleep(0.02)
+        self.reserved += 1
+        return SlotPermit()
+
+    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
+        if not self._free():
+            return None
+        self.reserved += 1
+        return SlotPermit()
+
+    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
+        pass
+
+    def release_slot(self, ctx: SlotReleaseContext) -> None:
+        self.reserved -= 1
+
+
 class WorkerActivities:
     """The activities of :class:`~.workflow.TaskWorkflow`, on this worker."""
 
@@ -205,7 +246,6 @@ class WorkerActivities:
         self.identity = identity
         self.slots = slots
         self.live: dict[str, TaskWorker] = {}
-        self._reserved = 0
         self._next: dict[str, Action] = {}
         """What each bound task's policy (this worker's copy) asks for next."""
         self._pushing: dict[str, Future[None]] = {}
@@ -230,18 +270,10 @@ class WorkerActivities:
 
     @activity.defn(name=BIND)
     async def bind(self, spec: TaskSpec, resumed: bool, binding: int) -> Bound:
-        for _ in range(10):  # a slot about to be freed; else another worker takes it
-            if len(self.live) + self._reserved < self.slots:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise ApplicationError("no free slot on this worker", type="Busy")
-        self._reserved += 1
-        try:
-            key = f"{activity.info().workflow_id}/{binding}"
-            return await self._heartbeating(self._bind, spec, resumed, binding, key)
-        finally:
-            self._reserved -= 1
+        """Take the task (:class:`TaskSlots` let this worker poll for it: it has a free
+        slot), and its workspace."""
+        key = f"{activity.info().workflow_id}/{binding}"
+        return await self._heartbeating(self._bind, spec, resumed, binding, key)
 
     def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
         run: RunSpec = unpack(spec.run)
@@ -373,9 +405,13 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
     client = await Client.connect(address, namespace=namespace, identity=identity)
     own = f"taskmill-worker-{identity}-{secrets.token_hex(3)}"
     acts = WorkerActivities(services, queue=own, identity=identity, slots=slots)
+    tuner = WorkerTuner.create_composite(
+        workflow_supplier=FixedSizeSlotSupplier(100),
+        activity_supplier=TaskSlots(slots, acts.live),
+        local_activity_supplier=FixedSizeSlotSupplier(10),
+        nexus_supplier=FixedSizeSlotSupplier(10))
     shared = Worker(client, task_queue=task_queue, workflows=[TaskWorkflow],
-                    activities=[acts.bind], max_concurrent_activities=slots,
-                    identity=identity)
+                    activities=[acts.bind], tuner=tuner, identity=identity)
     mine = Worker(client, task_queue=own, activities=[acts.step],
                   max_concurrent_activities=3 * slots + 2, identity=identity)
     try:
