@@ -52,8 +52,7 @@ class TemporalMill(Mill):
             summary = RunSummary(self.run_id, target)
             with TemporalExecutor(self.address, namespace=self.namespace,
                                   task_queue=self.task_queue) as executor:
-                spec = pack(RunSpec(self.run_id, target, self.settings, self.agent_override,
-                                    self.heartbeat_timeout))
+                spec = pack(RunSpec(self.run_id, target, self.settings, self.agent_override))
                 self.bus.emit("run_started", run_id=self.run_id, target=target,
                               workers=self.settings.workers, executor="temporal",
                               address=self.address)

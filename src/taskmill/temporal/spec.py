@@ -54,7 +54,6 @@ class RunSpec:
     target: str
     settings: RunSettings
     agent_override: AgentConfig | None = None
-    heartbeat_timeout: float = DEFAULT_HEARTBEAT_S
 
 
 @dataclass
