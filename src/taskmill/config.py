@@ -12,6 +12,7 @@ from .errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:  # imported where needed: read commands of a config without agents skip it
     from .agents.base import AgentConfig
+    from .config_schema import ExecutorTable
 
 DEFAULT_CONFIG = """\
 # taskmill settings for this repository (commit this file).
@@ -79,6 +80,13 @@ class Config:
         """``[ledger] beads_compat`` (checked)."""
         table = self.raw.get("ledger", {})
         return bool(table.get("beads_compat", table.get("beads-compat", False)))
+
+    @property
+    def executor(self) -> ExecutorTable:
+        """``[executor]`` (checked): where ``taskmill run`` runs the tasks' workflows."""
+        from .config_schema import ExecutorTable
+
+        return ExecutorTable.model_validate(self.raw.get("executor", {}))
 
     def agent_names(self) -> list[str]:
         """The configured agents, then the built-in ones without a table."""

@@ -259,6 +259,18 @@ class ReviewTable(_Table):
     """The window of `taskmill review stats` and of the dashboard's hit rate."""
     timeout: Seconds | None = None
     """Wall-clock seconds per reviewer turn (default: [run] turn_timeout)."""
+class ExecutorTable(_Table):
+    """``[executor]``: where the mill's task workflows run (``taskmill run --executor``)."""
+
+    kind: Literal["threads", "temporal"] = "threads"
+    """``threads`` (this process, the default) or ``temporal`` (``taskmill worker``s)."""
+    address: NonEmpty | None = None
+    """The Temporal frontend, ``HOST:PORT`` (``--temporal``)."""
+    namespace: NonEmpty = "default"
+    task_queue: NonEmpty = "taskmill"
+    """The shared task queue (the client and its workers must agree: commit it)."""
+    heartbeat_timeout: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds without a heartbeat after which a worker is taken for dead."""
 
     @model_validator(mode="before")
     @classmethod
@@ -276,6 +288,7 @@ class ConfigFile(_Table):
     merge: MergeTable = MergeTable()
     ledger: LedgerTable = LedgerTable()
     review: ReviewTable = ReviewTable()
+    executor: ExecutorTable = ExecutorTable()
 
 
     pricing: dict[str, PriceEntry] = {}

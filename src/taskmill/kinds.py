@@ -168,6 +168,8 @@ class LedgerEvent(StrEnum):
     RECOVERED = "recovered"
     BRANCH_RECOVERED = "branch_recovered"
     BRANCH_RESTARTED = "branch_restarted"
+    WORKER_LOST = "worker_lost"
+    """A task's ``taskmill worker`` died (Temporal executor): another took it over."""
     # the merge queue's batches (run-level: no task), as the mill streams them
     BATCH_STARTED = "batch_started"
     BATCH_CHECKS = "batch_checks"

@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pour": ("formula_cmd", "pour", "Pour a formula: an epic and one task per step."),
     "formula": ("formula_cmd", "formula", "List and show the formulas (.taskmill/formulas)."),
     "orders": ("formula_cmd", "orders", "The orders: last and next firing; fire one by hand."),
+    "worker": ("worker_cmd", "worker", "Run turns, checks and landings for a Temporal-executed mill."),
+    "status": ("worker_cmd", "status", "What is in progress, and (Temporal) on which worker."),
     "pause": ("control_cmd", "pause", "Dispatch no new task until resume."),
     "resume": ("control_cmd", "resume", "Let taskmill run dispatch tasks again."),
     "agents": ("control_cmd", "agents", "The agent adapters: built in and from plugins."),
@@ -96,7 +98,25 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         run(args, obj)  # exits when it served the command line
     from .group import cli
 
-    return cli.main(args=args, obj=obj, prog_name="taskmill")
+    try:
+        return cli.main(args=args, obj=obj, prog_name="taskmill")
+    except SystemExit as done:
+        if obj.hard_exit:  # (never set by commands run in-process: they do not come here)
+            _exit_now(done.code)
+        raise
+
+
+def _exit_now(code: object) -> None:
+    """End the process at once with ``code`` (as ``sys.exit`` would), output flushed."""
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    import contextlib
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,10 @@ class Ctx:
     """The ledger's clock (tests pass a fixed one; default: the system's)."""
     command: str | None = None
     """The command being run (set by the fast path; the click path reads it from click)."""
+    hard_exit: bool = False
+    """The command used a Temporal client: :func:`taskmill.cli.main` ends the process without
+    the interpreter's finalization, which the SDK's native threads can crash
+    (temporalio/sdk-python#300: "PyGILState_Release ... finalizing")."""
     _project: Project | None = field(default=None, repr=False)
     _client: CapabilityClient | None = field(default=None, repr=False)
 

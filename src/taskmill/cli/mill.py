@@ -42,13 +42,19 @@ if TYPE_CHECKING:
               help="Seconds in-flight turns get to finish after the first Ctrl-C or SIGTERM "
                    "(default 30); a second Ctrl-C stops the agents at once.")
 @click.option("--quiet", is_flag=True, help="No live view; only the summary.")
+@click.option("--executor", "executor_kind", type=click.Choice(["threads", "temporal"]),
+              help="Where tasks are worked: threads of this process (default), or "
+                   "`taskmill worker`s through Temporal ([executor] kind).")
+@click.option("--temporal", "temporal_address", metavar="HOST:PORT",
+              help="The Temporal frontend for --executor temporal ([executor] address).")
 @json_option
 def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: int | None,
         max_iterations: int | None, turn_timeout: float | None, check_timeout: float | None,
         max_tokens: int | None, max_cost: float | None, only: tuple[str, ...],
         max_tasks: int | None, allow_unchecked: bool | None, json_events: str | None,
         grace: float | None,
-        quiet: bool) -> None:
+        quiet: bool, executor_kind: str | None = None,
+        temporal_address: str | None = None) -> None:
     """Work every ready task with parallel agents, each in its own worktree, looping until
     the task's checks pass, then land it through the merge queue.
 
@@ -80,6 +86,19 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         project.config.check_agent(agent)
     # no default agent is fine: tasks naming their own agent are worked, the others are
     # named at start and left alone (Mill._skip_agentless)
+    table = project.config.executor
+    kind = executor_kind or ("temporal" if temporal_address else table.kind)
+    address = None
+    if kind == "temporal":  # checked before anything is opened or started
+        from ..errors import InvalidInput
+        from ..temporal.spec import parse_address
+
+        given = temporal_address or table.address
+        if not given:
+            raise InvalidInput("--executor temporal needs the Temporal frontend",
+                               hint="pass --temporal HOST:PORT, or set [executor] address")
+        address = parse_address(given)
+        ctx.hard_exit = True
     clock = SystemClock()
     bus = EventBus(clock)
     stream = None
@@ -95,12 +114,26 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     bus.subscribe(NdjsonWriter(shared))
     watch = None
     if click.get_current_context().command.name == "watch":  # the same options, staying up
+        if address is not None:
+            from ..errors import InvalidInput
+
+            raise InvalidInput("taskmill watch does not run on the Temporal executor yet",
+                               hint="use `taskmill run --executor temporal`, or watch locally")
         from ..mill.watch import Watch
         from .formula_cmd import scheduler_for
 
         watch = Watch(scheduler_for(project, ctx.env), clock=clock, bus=bus)
-    mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
-                agent_override=override, watch=watch)
+    mill: Mill
+    if address is not None:
+        from ..temporal.mill import TemporalMill
+
+        mill = TemporalMill(project.paths, project.config, settings, env=ctx.env, clock=clock,
+                            bus=bus, address=address, namespace=table.namespace,
+                            task_queue=table.task_queue,
+                            heartbeat_timeout=table.heartbeat_timeout, agent_override=override)
+    else:
+        mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
+                    agent_override=override, watch=watch)
     live = None
     if not quiet and not ctx.json and json_events != "-" and sys.stdout.isatty():
         from .live import LiveView

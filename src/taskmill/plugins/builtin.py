@@ -32,6 +32,7 @@ def register_stores(register: Register) -> None:
 @hookimpl(tryfirst=True)
 def register_executors(register: Register) -> None:
     register("threads", "taskmill.mill.executor_threads:ThreadExecutor")
+    register("temporal", "taskmill.temporal.executor:TemporalExecutor")
 
 
 @hookimpl(tryfirst=True)

@@ -221,7 +221,26 @@ class MillStateHandlers(HandlerBase):
             "now": iso(now), "paused": self._paused(), "mill_running": mill["running"],
             "workers": workers, "merge_queue": queue_, "merge_batches": mill["batches"],
             "totals": totals, "blocked": blocked,
-            "events": mill["recent"], "stats": stats})
+            "events": mill["recent"], "stats": stats, "cluster": self._cluster()})
+
+    CLUSTER_TTL_S = 2.0
+
+    def _cluster(self) -> dict[str, Any] | None:
+        """The Temporal executor's workers and placements (read at most every 2 s), or
+        None when the project runs tasks on local threads."""
+        executor = self.config.executor
+        if executor.kind != "temporal" or not executor.address:
+            return None
+        cached: tuple[float, dict[str, Any]] | None = getattr(self, "_cluster_cache", None)
+        mono = self.clock.monotonic()
+        if cached is not None and mono - cached[0] < self.CLUSTER_TTL_S:
+            return cached[1]
+        from ..temporal.cluster import cluster_view
+
+        view = cluster_view(executor.address, namespace=executor.namespace,
+                            task_queue=executor.task_queue)
+        self._cluster_cache = (mono, view)
+        return view
 
     def mill(self, request: Request) -> Response:
         limit = self._int(request, "limit", 100) or 100

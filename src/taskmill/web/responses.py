@@ -149,6 +149,28 @@ class MergeBatch(_Response):
         "Once done: each task's verdict (landed, conflict, checks_failed, ...)."))
 
 
+class ClusterWorker(_Response):
+    worker: str = Field(description="The `taskmill worker` (HOST:PID, or its --name).")
+    last_seen: str | None = Field(description="Its last poll of the cluster (its heartbeat).")
+
+
+class ClusterTask(_Response):
+    task: str
+    workflow: str
+    worker: str | None = Field(description="The worker its current activity runs on.")
+    activity: str | None
+    last_heartbeat: str | None
+    attempt: int | None = Field(description="Temporal's attempt of that activity.")
+
+
+class Cluster(_Response):
+    address: str
+    workers: list[ClusterWorker]
+    tasks: list[ClusterTask]
+    error: str | SkipJsonSchema[None] = Field(None, description=(
+        "Why the cluster could not be read (the rest is then empty)."))
+
+
 class Now(_Response):
     now: str
     paused: bool
@@ -161,6 +183,9 @@ class Now(_Response):
     blocked: list[_Blocked]
     events: list[MillEvent]
     stats: Stats
+    cluster: Cluster | None = Field(description=(
+        "Under the Temporal executor ([executor] kind = \"temporal\"): the workers and which "
+        "runs which task; null otherwise."))
 
 
 class Mill(_Response):

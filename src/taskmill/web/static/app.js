@@ -791,15 +791,28 @@ async function renderNow(route, initial) {
   setPaused(now.paused, now.mill_running);
   if (initial && !state.project) loadProject().catch(() => {});
   const t = now.totals.all;
+  // under the Temporal executor: which worker (host) runs each task, and the workers' health
+  const placed = Object.fromEntries(((now.cluster && now.cluster.tasks) || []).map((c) => [c.task, c]));
+  const cluster = now.cluster
+    ? (now.cluster.error ? h("p", { class: "reason" }, now.cluster.error)
+      : now.cluster.workers.length
+        ? h("table", { id: "cluster-workers" },
+            h("thead", {}, h("tr", {}, ["worker", "last heartbeat", "tasks"].map((c) => h("th", {}, c)))),
+            h("tbody", {}, now.cluster.workers.map((w) => h("tr", { "data-worker": w.worker },
+              h("td", { class: "mono" }, w.worker), h("td", {}, w.last_seen ? fmtTime(w.last_seen) : "–"),
+              h("td", {}, now.cluster.tasks.filter((c) => c.worker === w.worker)
+                .map((c, i) => [i ? ", " : "", taskLink(c.task)]))))))
+        : h("p", { class: "muted" }, `No worker polls ${now.cluster.address}: start one with taskmill worker.`))
+    : null;
   const workers = now.workers.length
     ? h("table", { id: "workers" },
-        h("thead", {}, h("tr", {}, ["task", "", "doing", "agent", "since", "assignee"].map((c) => h("th", {}, c)))),
+        h("thead", {}, h("tr", {}, ["task", "", "doing", "agent", "since", now.cluster ? "worker" : "assignee"].map((c) => h("th", {}, c)))),
         h("tbody", {}, now.workers.map((w) => h("tr", { "data-task": w.task.id },
           h("td", {}, taskLink(w.task.id)), h("td", {}, truncate(w.task.title, 60)),
           h("td", {}, h("strong", {}, w.phase)),
           h("td", {}, w.attempt ? `${w.attempt.agent || "?"}${w.attempt.model ? " / " + w.attempt.model : ""}` : "–"),
           h("td", {}, w.attempt ? fmtSeconds(w.attempt.duration_s) : (w.last_event ? fmtTime(w.last_event.ts) : "–")),
-          h("td", { class: "muted" }, w.task.assignee || "")))))
+          h("td", { class: "muted" }, now.cluster ? ((placed[w.task.id] || {}).worker || "–") : (w.task.assignee || ""))))))
     : h("p", { class: "muted" }, now.paused ? "The mill is paused: nothing new is dispatched." : "No task in progress.");
   const mergeQueue = now.merge_queue.length
     ? h("ol", { id: "merge-queue" }, now.merge_queue.map((q) => h("li", {}, taskLink(q.task.id), " ", truncate(q.task.title, 60),
@@ -841,6 +854,7 @@ async function renderNow(route, initial) {
       `${t.attempts} attempts · ${fmtTokens(t.input_tokens + t.output_tokens)} tokens · ${fmtCost(t.cost_usd)} · ${fmtSeconds(t.seconds)} of agent time`,
       now.mill_running ? " · a mill run is going" : ""),
     h("h2", {}, `Workers (${now.workers.length})`), workers,
+    cluster ? h("h3", {}, `Worker machines (${now.cluster.workers.length})`) : null, cluster,
     h("h2", {}, `Merge queue (${now.merge_queue.length})`), mergeQueue,
     h("h3", {}, "Batches"), batches,
     h("h2", {}, "Totals"),

@@ -1,0 +1,425 @@
+"""``taskmill worker``: one machine's share of the mill's work under the Temporal executor.
+
+The worker clones the shared remote into its work directory (:mod:`.remote_git`), polls the
+shared task queue for task workflows and for tasks to bind (one per free slot), and its own
+queue for the activities of the tasks bound to it: each action of the task's policy is
+performed by the same :class:`~taskmill.mill.worker.TaskWorker` code the local executor
+runs, on a worktree of the clone. Long activities heartbeat; a worker killed mid-turn stops
+heartbeating and its task is bound again elsewhere (:mod:`.workflow`). Task branches are
+pushed to the remote after every turn, so the next worker finds the work where it was.
+
+The ledger is the shared one (:func:`shared_store`): the ``TASKMILL_DIR`` of a ledger on
+this machine, until the Postgres store gives ``[ledger] url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    CustomSlotSupplier,
+    FixedSizeSlotSupplier,
+    SlotMarkUsedContext,
+    SlotPermit,
+    SlotReleaseContext,
+    SlotReserveContext,
+    Worker,
+    WorkerTuner,
+)
+
+from ..clock import Clock, iso
+from ..config import load_config
+from ..containment import containment
+from ..control import MILL_PREFIX
+from ..errors import InvalidInput
+from ..kinds import AttemptOutcome, LedgerEvent
+from ..ledger import LedgerStore
+from ..mill.check_env import CheckGuard
+from ..mill.context import WorkerContext
+from ..mill.engine import Mill
+from ..mill.events import EventBus
+from ..mill.gate import AgentGate
+from ..mill.git import Git, ensure_identity, git_env, identity_env
+from ..mill.policy import (
+    AcquireWorkspace,
+    Action,
+    Land,
+    Limits,
+    MergeTarget,
+    RunChecks,
+    TaskPolicy,
+    Terminal,
+    Turn,
+)
+from ..mill.turn_runner import TurnRunner
+from ..mill.worker import TaskWorker
+from ..mill.worktrees import WorktreePool, branch_for
+from ..paths import DB_FILE, ENV_DIR, LedgerPaths
+from .remote_git import (
+    RemoteMergeQueue,
+    delete_remote_branch,
+    fetch_branch,
+    prepare_clone,
+    push_branch,
+)
+from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
+from .workflow import BIND, STEP, TaskWorkflow
+
+T = TypeVar("T")
+
+MAIN = (Turn, RunChecks, Land)
+"""Actions that start an activity of their own (the workspace is taken in the first one):
+what comes after each, up to the next of these, runs in the same activity."""
+
+
+def shared_store(env: Mapping[str, str]) -> Callable[[], LedgerStore]:
+    """Opens the ledger every worker and the client share."""
+    ledger_dir = env.get(ENV_DIR)
+    if not ledger_dir:
+        raise InvalidInput("taskmill worker needs the shared ledger",
+                           hint=f"set {ENV_DIR} to the ledger's .taskmill directory (a ledger "
+                                "on this machine), or use a Postgres ledger ([ledger] url)")
+    db = Path(ledger_dir) / DB_FILE
+    if not db.is_file():
+        raise InvalidInput(f"{ENV_DIR}={ledger_dir} holds no ledger ({db} is missing)",
+                           hint="point it at the .taskmill directory of `taskmill init`")
+
+    def open_store() -> LedgerStore:
+        from ..ledger.sqlite import SqliteStore
+
+        return SqliteStore.open(db)
+
+    return open_store
+
+
+def stop_orphaned_turns(pool: Path) -> int:
+    """Kill the agents a killed worker with this work directory left running: they run in
+    sessions of their own, and are found by the ``TASKMILL_WORKTREE`` (a slot of ``pool``)
+    in their environment (Linux ``/proc``). Returns how many process groups were killed."""
+    marker = f"TASKMILL_WORKTREE={pool}{os.sep}".encode()
+    groups: set[int] = set()
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(var.startswith(marker) for var in (entry / "environ").read_bytes().split(b"\0")):
+                groups.add(os.getpgid(int(entry.name)))
+        except (OSError, ProcessLookupError):
+            continue
+    groups.discard(os.getpgid(0))
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return len(groups)
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerServices:
+    """What one worker process holds: its clone, its worktree pool, the shared ledger, and
+    the context of each run it works for (rebuilt from the run's :class:`RunSpec`)."""
+
+    def __init__(self, origin: str, workdir: Path, *, env: Mapping[str, str], clock: Clock,
+                 bus: EventBus, store: Callable[[], LedgerStore],
+                 turn_runner: TurnRunner | None = None) -> None:
+        self.env = env
+        self.clock = clock
+        self.bus = bus
+        self.store = store
+        self.turn_runner = turn_runner
+        self.clone = workdir.resolve() / "clone"
+        base = Git(workdir, git_env(env))
+        git = prepare_clone(origin, self.clone, base)
+        self.git = Git(self.clone, {**git.env, **ensure_identity(git)})
+        self.paths = LedgerPaths(root=self.clone, checkout=self.clone)
+        if not self.paths.config.is_file():
+            raise InvalidInput(f"{origin} has no .taskmill/config.toml on its default branch",
+                               hint="commit the ledger's config (taskmill init) and push it")
+        self.config = load_config(self.paths.config)
+        shared = env.get(ENV_DIR)
+        self.ledger_dir = Path(shared) if shared else self.paths.dir
+        """Where agents find the ledger (``TASKMILL_DIR``) and the progress notes live: the
+        shared ledger's directory when it is on this machine."""
+        self.pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.clone,
+                                 include_file=self.paths.include, clock=clock,
+                                 legacy_root=self.paths.legacy_worktrees)
+        if stop_orphaned_turns(self.paths.worktrees):
+            bus.emit("orphans_stopped", pool=str(self.paths.worktrees))
+        self.pool.prune()
+        self._runs: dict[str, WorkerContext] = {}
+        self._lock = threading.Lock()
+
+    def context(self, run: RunSpec) -> WorkerContext:
+        with self._lock:
+            ctx = self._runs.get(run.run_id)
+            if ctx is None:
+                ctx = self._runs[run.run_id] = self._context(run)
+            return ctx
+
+    def _context(self, run: RunSpec) -> WorkerContext:
+        settings = run.settings
+        mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
+                    bus=self.bus, agent_override=run.agent_override,
+                    turn_runner=self.turn_runner, store=self.store)
+        mill.run_id, mill.actor = run.run_id, f"{MILL_PREFIX}{run.run_id}"
+        mill.containment = containment(settings.contain, self.env)
+        sandbox_info, unsandboxed = mill._choose_sandbox()
+        if unsandboxed:
+            self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
+        queue = RemoteMergeQueue(
+            self.git, target=run.target, lock_path=self.paths.run.merge_lock,
+            checks=self.config.checks, check_env=mill.check_env,
+            check_timeout=settings.check_timeout, user_checkout=self.clone,
+            log_dir=self.paths.logs)
+        queue.containment = mill.containment
+        self.paths.run_dir.mkdir(parents=True, exist_ok=True)
+        ctx = WorkerContext(
+            run_id=run.run_id, settings=settings, git=self.git, pool=self.pool, queue=queue,
+            bus=self.bus, clock=self.clock, gate=AgentGate(self.clock), stop=threading.Event(),
+            ledger_factory=mill.ledger, agents=mill.resolve_agent,
+            project_checks=list(self.config.checks), parent_env=self.env,
+            check_env=mill.check_env, ledger_dir=self.ledger_dir, logs_dir=self.paths.logs,
+            homes_dir=self.paths.run.homes, turn_runner=mill.turn_runner,
+            agent_git_env=identity_env(self.git), containment=mill.containment,
+            sandbox=sandbox_info, landing=None)
+        ctx.check_guard = CheckGuard(mill.check_env, self.clone,
+                                     worktrees=[self.paths.worktrees])
+        return ctx
+
+
+class TaskSlots(CustomSlotSupplier):
+    """The shared queue's activity slots are this worker's free task slots: it polls for a
+    task to bind only while it has room for one (a bound task holds its slot until it ends,
+    long after the ``bind`` activity that took it)."""
+
+    def __init__(self, slots: int, live: Mapping[str, object]) -> None:
+        self.slots = slots
+        self.live = live
+        self.reserved = 0
+
+    def _free(self) -> bool:
+        return self.reserved + len(self.live) < self.slots
+
+    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
+        while not self._free():
+            await asyncio.sleep(0.02)
+        self.reserved += 1
+        return SlotPermit()
+
+    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
+        if not self._free():
+            return None
+        self.reserved += 1
+        return SlotPermit()
+
+    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
+        pass
+
+    def release_slot(self, ctx: SlotReleaseContext) -> None:
+        self.reserved -= 1
+
+
+class WorkerActivities:
+    """The activities of :class:`~.workflow.TaskWorkflow`, on this worker."""
+
+    def __init__(self, services: WorkerServices, *, queue: str, identity: str,
+                 slots: int) -> None:
+        self.services = services
+        self.queue = queue
+        self.identity = identity
+        self.slots = slots
+        self.live: dict[str, TaskWorker] = {}
+        self._next: dict[str, Action] = {}
+        """What each bound task's policy (this worker's copy) asks for next."""
+        self._pushing: dict[str, Future[None]] = {}
+        """Task branches being pushed after a turn, by task key."""
+        self._acquiring = threading.Lock()
+        """Slots are made one at a time (two ``git worktree add`` at once race)."""
+        self._threads = ThreadPoolExecutor(max_workers=3 * slots + 2,
+                                           thread_name_prefix="taskmill-activity")
+
+    async def _heartbeating(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on a thread, heartbeating while it runs."""
+        timeout = activity.info().heartbeat_timeout
+        every = max(0.1, (timeout.total_seconds() if timeout else 30.0) / 4)
+        future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=every)
+            if done:
+                return future.result()
+            activity.heartbeat()
+
+    # -- bind ----------------------------------------------------------------------------
+
+    @activity.defn(name=BIND)
+    async def bind(self, spec: TaskSpec, resumed: bool, binding: int) -> Bound:
+        """Take the task (:class:`TaskSlots` let this worker poll for it: it has a free
+        slot), and its workspace."""
+        key = f"{activity.info().workflow_id}/{binding}"
+        return await self._heartbeating(self._bind, spec, resumed, binding, key)
+
+    def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
+        run: RunSpec = unpack(spec.run)
+        ctx = self.services.context(run)
+        ledger = ctx.ledger_factory()
+        try:
+            task = ledger.get(spec.task_id)
+            if binding:  # its worker died: the attempt it had in flight ends here
+                now = iso(ctx.clock.now())
+                with ledger.transaction():
+                    ledger.end_open_attempts(task.id, outcome=AttemptOutcome.INTERRUPTED,
+                                             ended_at=now)
+                    ledger.record(LedgerEvent.WORKER_LOST, task.id,
+                                  {"run": run.run_id, "worker": self.identity},
+                                  actor=f"{MILL_PREFIX}{run.run_id}", ts=now)
+        finally:
+            ledger.close_db()
+        if resumed:  # its branch, as the last worker pushed it
+            fetch_branch(self.services.git, branch_for(task.id))
+        worker = TaskWorker(ctx, task, spec.lap, resumed=resumed)
+        worker._base = ctx.queue.tip()
+        worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
+                                   history=worker.records.history(), parks=False)
+        packed = pack(worker.policy)
+        first = self._next[key] = worker.policy.first()  # the workflow's starts the same way
+        self.live[key] = worker
+        ctx.bus.emit("bound", task=task.id, worker=self.identity, resumed=resumed)
+        # the workspace, and what comes before the first turn, in this activity
+        return Bound(queue=self.queue, worker=self.identity, key=key, policy=packed,
+                     step=self._run(key, worker, first))
+
+    # -- the policy's actions --------------------------------------------------------------
+
+    def _worker(self, key: str) -> TaskWorker:
+        worker = self.live.get(key)
+        if worker is None:
+            raise ApplicationError(f"task {key} is not bound to this worker",
+                                   type="NotBound", non_retryable=True)
+        return worker
+
+    @activity.defn(name=STEP)
+    async def step(self, key: str, action: str) -> Step:
+        worker = self._worker(key)
+        return await self._heartbeating(self._step, key, worker, unpack(action))
+
+    def _step(self, key: str, worker: TaskWorker, action: Action) -> Step:
+        """Perform ``action``, then the quick actions the policy asks for after it (its
+        copy here follows the workflow's, result by result), up to the next turn, checks or
+        landing; a terminal action ends the task here. The workflow feeds every result to
+        its own policy, which must ask for the same actions."""
+        if action != self._next.get(key):
+            raise ApplicationError(f"task {key}: the workflow asks for {action!r}, its policy "
+                                   f"here for {self._next.get(key)!r}", type="OutOfStep",
+                                   non_retryable=True)
+        return self._run(key, worker, action)
+
+    def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
+        results: list[str] = []
+        try:
+            if not isinstance(action, RunChecks):  # checks run while the branch is pushed
+                self._settle_push(key)
+            while True:
+                if isinstance(action, Terminal):
+                    self._settle_push(key)
+                    return Step(results=results, outcome=self._finish(key, worker, action))
+                if isinstance(action, AcquireWorkspace):
+                    with self._acquiring:
+                        result = worker.perform(action)
+                else:
+                    result = worker.perform(action)
+                if isinstance(action, Turn) and worker.acts.attempt is not None:
+                    worker.acts.attempt.detail["worker"] = self.identity
+                ws = worker.acts.ws
+                if isinstance(action, Turn | MergeTarget) and ws is not None:
+                    # the next worker starts here, should this one die: pushed while the
+                    # checks run (waited for before anything else of the task)
+                    self._pushing[key] = self._threads.submit(
+                        push_branch, self.services.git, ws.branch)
+                results.append(pack(result))
+                action = self._next[key] = worker.policy.next(result)
+                if isinstance(action, MAIN):
+                    return Step(results=results)
+        except Exception as exc:  # a bug or a git failure: never the task's fault
+            self._pushing.pop(key, None)
+            worker._internal_error(exc)
+            self.live.pop(key, None)
+            self._next.pop(key, None)
+            worker._end(False)
+            return Step(results=results, outcome=asdict(worker.out), error=True)
+
+    def _settle_push(self, key: str) -> None:
+        pushing = self._pushing.pop(key, None)
+        if pushing is not None:
+            pushing.result()
+
+    def _finish(self, key: str, worker: TaskWorker, action: Terminal) -> dict[str, Any]:
+        """How the task's stay ends (recorded). Its outcome goes back at once, so that the
+        scheduler dispatches what a landing unblocked; the worktree is given back after."""
+        self.live.pop(key, None)
+        self._next.pop(key, None)
+        landed = False
+        try:
+            landed = worker.finish(action)
+        except Exception as exc:
+            worker._internal_error(exc)
+        worker.out.seconds = worker.ctx.clock.monotonic() - worker._start
+        with contextlib.suppress(Exception):
+            worker._count(*worker.records.usage())
+        outcome = asdict(worker.out)
+        self._threads.submit(self._release, worker, landed)
+        return outcome
+
+    def _release(self, worker: TaskWorker, landed: bool) -> None:
+        worker.acts.release(landed=landed)
+        worker.ledger.close_db()
+        landing = worker.acts.landing
+        if landed and (landing is None or landing.outcome != "landed"):
+            # found landed, or satisfied: no landing's push deleted its branch there
+            delete_remote_branch(self.services.git, branch_for(worker.task.id))
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def serve(address: str, services: WorkerServices, *, slots: int, identity: str,
+                stop: asyncio.Event, namespace: str = "default", task_queue: str = TASK_QUEUE,
+                ready: Callable[[], None] | None = None) -> None:
+    """Work for the mill until ``stop`` is set."""
+    client = await Client.connect(address, namespace=namespace, identity=identity)
+    own = f"taskmill-worker-{identity}-{secrets.token_hex(3)}"
+    acts = WorkerActivities(services, queue=own, identity=identity, slots=slots)
+    tuner = WorkerTuner.create_composite(
+        workflow_supplier=FixedSizeSlotSupplier(100),
+        activity_supplier=TaskSlots(slots, acts.live),
+        local_activity_supplier=FixedSizeSlotSupplier(10),
+        nexus_supplier=FixedSizeSlotSupplier(10))
+    shared = Worker(client, task_queue=task_queue, workflows=[TaskWorkflow],
+                    activities=[acts.bind], tuner=tuner, identity=identity)
+    mine = Worker(client, task_queue=own, activities=[acts.step],
+                  max_concurrent_activities=3 * slots + 2, identity=identity)
+    try:
+        async with shared, mine:
+            services.bus.emit("worker_started", worker=identity, queue=own, slots=slots,
+                              clone=str(services.clone))
+            if ready is not None:
+                ready()
+            await stop.wait()
+    finally:
+        acts.close()

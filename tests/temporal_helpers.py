@@ -1,0 +1,106 @@
+"""Helpers for the Temporal executor's end-to-end tests: a shared remote, the user's checkout
+(holding the ledger), and ``taskmill worker`` processes, each with its own clone in its own
+directory (standing in for machines), all on a real Temporal dev server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mill_helpers import PY, MillRepo, RunResult, git, wait_for
+
+
+class Cluster:
+    """``repo`` (a :class:`MillRepo`: the user's checkout and the ledger) whose ``origin``
+    is a bare repository every worker clones."""
+
+    def __init__(self, tmp: Path, address: str, *, checks: Sequence[str] = (),
+                 run: Mapping[str, Any] | None = None, heartbeat_timeout: float = 30.0,
+                 files: Mapping[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.address = address
+        self.repo = MillRepo(tmp, checks=checks, run=run, files=files)
+        self.origin = tmp / "origin.git"
+        # each test has its own task queue on the shared server: its workers only
+        self.queue = f"taskmill-{tmp.name}-{time.monotonic_ns()}"
+        with (self.repo.root / ".taskmill" / "config.toml").open("a") as fh:
+            fh.write(f'\n[executor]\nkind = "temporal"\naddress = "{address}"\n'
+                     f'task_queue = "{self.queue}"\nheartbeat_timeout = {heartbeat_timeout}\n')
+        self.repo.git("commit", "-qam", "executor: temporal")
+        git(tmp, "clone", "-q", "--bare", str(self.repo.root), str(self.origin))
+        self.repo.git("remote", "add", "origin", str(self.origin))
+        self.repo.git("fetch", "-q", "origin")
+        self.workers: dict[int, subprocess.Popen[str]] = {}
+        self.env = {**os.environ, "TASKMILL_DIR": str(self.repo.root / ".taskmill")}
+
+    def start_worker(self, n: int, *, slots: int = 2) -> subprocess.Popen[str]:
+        workdir = self.tmp / f"worker{n}"
+        log = (self.tmp / f"worker{n}.log").open("a")
+        proc = subprocess.Popen(
+            [PY, "-m", "taskmill", "worker", "--temporal", self.address, "--repo",
+             str(self.origin), "--workdir", str(workdir), "--slots", str(slots),
+             "--name", f"w{n}"],
+            cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        log.close()
+        self.workers[n] = proc
+        assert wait_for(lambda: '"worker_started"' in self.log(n) or proc.poll() is not None,
+                        timeout=60), self.log(n)
+        assert proc.poll() is None, self.log(n)
+        return proc
+
+    def log(self, n: int) -> str:
+        path = self.tmp / f"worker{n}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill_worker(self, n: int) -> None:
+        proc = self.workers.pop(n)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self) -> None:
+        for n in list(self.workers):
+            proc = self.workers.pop(n)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def run_args(self, *args: str) -> list[str]:
+        return ["--executor", "temporal", "--temporal", self.address, *args]
+
+    def run(self, *args: str, timeout: float = 240.0) -> RunResult:
+        return self.repo.run(*self.run_args(*args), timeout=timeout)
+
+    def remote_landings(self, branch: str = "main") -> dict[str, list[str]]:
+        """Task id -> commits on the remote's ``branch`` with its trailer."""
+        self.repo.git("fetch", "-q", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        out = self.repo.git("log", "--format=%H%x00%B%x01", f"refs/remotes/origin/{branch}")
+        found: dict[str, list[str]] = {}
+        for record in out.split("\x01"):
+            if "\x00" not in record:
+                continue
+            sha, body = record.split("\x00", 1)
+            for line in body.splitlines():
+                if line.startswith("Taskmill-Task: "):
+                    found.setdefault(line.split(": ", 1)[1].strip(), []).append(sha.strip())
+        return found
+
+
+def events_of(result: RunResult, kind: str) -> list[dict[str, Any]]:
+    return [e for e in result.events if e["event"] == kind]
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, default=str)[:5000]

@@ -1,0 +1,124 @@
+"""Landing on a shared remote from several clones (the Temporal executor's workers): a
+compare-and-swap push, and a task landed exactly once even when two workers land it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import run_git
+from taskmill.ledger import Ledger
+from taskmill.mill.git import Git, git_env
+from taskmill.mill.worktrees import Workspace, branch_for
+from taskmill.model import Task
+
+pytest.importorskip("temporalio")
+
+from taskmill.temporal.remote_git import RemoteMergeQueue, prepare_clone
+
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    run_git(seed, "init", "-q", "-b", "main")
+    (seed / "README.md").write_text("hello\n")
+    run_git(seed, "add", "-A")
+    run_git(seed, "commit", "-qm", "initial")
+    bare = tmp_path / "origin.git"
+    run_git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    return bare
+
+
+def clone(tmp_path: Path, origin: Path, name: str) -> Git:
+    base = Git(tmp_path, {**git_env(dict(os.environ)), **IDENTITY})
+    git = prepare_clone(str(origin), tmp_path / name / "clone", base)
+    return Git(git.cwd, base.env)
+
+
+def queue(git: Git, tmp_path: Path) -> RemoteMergeQueue:
+    return RemoteMergeQueue(git, target="main", lock_path=tmp_path / f"{git.cwd.parent.name}.lock",
+                            checks=[], check_env=dict(os.environ), check_timeout=60,
+                            user_checkout=git.cwd, log_dir=tmp_path)
+
+
+def workspace(git: Git, q: RemoteMergeQueue, task: Task, files: dict[str, str]) -> Workspace:
+    """The task's branch, cut from the target's tip, with ``files`` committed."""
+    base = q.tip()
+    branch = branch_for(task.id)
+    path = git.cwd.parent / f"slot-{task.id}"
+    git.run("worktree", "add", "-q", "-b", branch, str(path), base)
+    wt = Git(path, git.env)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    wt.run("add", "-A")
+    wt.run("commit", "-qm", f"work on {task.id}")
+    return Workspace(path=path, branch=branch, base=base, slot=0, git=wt, admin=path)
+
+
+def landings(origin: Path) -> list[str]:
+    out = run_git(origin, "log", "--format=%(trailers:key=Taskmill-Task,valueonly)", "main")
+    return [line for line in out.split() if line]
+
+
+def tasks(*ids: str) -> list[Task]:
+    ledger = Ledger.memory()
+    return [ledger.create(f"task {tid}", task_id=tid) for tid in ids]
+
+
+def test_a_task_two_workers_land_lands_once(tmp_path: Path, origin: Path) -> None:
+    (task,) = tasks("tm-x")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    wb = workspace(b, qb, task, {"x.txt": "x\n"})  # a worker taken for dead did it too
+    first = qa.land(task, wa)
+    assert first.outcome == "landed"
+    second = qb.land(task, wb)  # b's view of main is stale: it fetches, finds the trailer
+    assert second.outcome == "already_landed" and second.commit == first.commit
+    assert landings(origin) == ["tm-x"]
+
+
+def test_a_landing_that_loses_the_push_race_merges_again_and_lands_on_top(
+        tmp_path: Path, origin: Path) -> None:
+    one, two = tasks("tm-one", "tm-two")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, one, {"one.txt": "1\n"})
+    raced: list[bool] = []
+
+    class Racing(RemoteMergeQueue):
+        def push(self, old: str, new: str, *, drop: str | None = None) -> bool:
+            if not raced:  # another worker lands between our merge and our push
+                raced.append(True)
+                assert qa.land(one, wa).outcome == "landed"
+            return super().push(old, new, drop=drop)
+
+    qb = Racing(b, target="main", lock_path=tmp_path / "b.lock", checks=[],
+                check_env=dict(os.environ), check_timeout=60, user_checkout=b.cwd,
+                log_dir=tmp_path)
+    wb = workspace(b, qb, two, {"two.txt": "2\n"})
+    result = qb.land(two, wb)
+    assert raced and result.outcome == "landed"
+    assert landings(origin) == ["tm-two", "tm-one"]  # newest first: two on top of one
+    parent = run_git(origin, "rev-parse", f"{result.commit}^").strip()
+    assert parent == run_git(origin, "rev-parse", "main~1").strip()
+    assert run_git(origin, "show", "main:one.txt") == "1\n"
+    # the landed task's branch went in the same push (none was pushed here: no error)
+    assert run_git(origin, "branch", "--list", "taskmill/*").strip() == ""
+
+
+def test_a_landing_deletes_the_task_branch_on_the_remote(tmp_path: Path, origin: Path) -> None:
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    a.run("push", "-q", "origin", f"{wa.branch}:{wa.branch}")
+    assert run_git(origin, "branch", "--list", "taskmill/*").strip() == "taskmill/tm-x"
+    assert qa.land(task, wa).outcome == "landed"
+    assert run_git(origin, "branch", "--list", "taskmill/*").strip() == ""
