@@ -149,7 +149,7 @@ def test_a_missing_dependency_creates_nothing(taskmill_repo: Path) -> None:
 def test_an_undefined_name_in_a_template_is_an_error(taskmill_repo: Path) -> None:
     write_template(taskmill_repo, "ui-text", UI_TEXT.replace("{{ tone }}", "{{ mood }}"))
     with open_project(taskmill_repo, {}) as project:
-        with pytest.raises(InvalidInput, match="task.description: 'mood' is undefined"):
+        with pytest.raises(InvalidInput, match=r"task\.description: 'mood' is undefined"):
             create_from_template(project.ledger, project, "ui-text",
                                  {"where": "a", "new_text": "b"}, "alice")
         assert project.ledger.list_tasks() == []
@@ -159,7 +159,7 @@ def test_an_unknown_agent_is_refused(taskmill_repo: Path) -> None:
     write_template(taskmill_repo, "ui-text", UI_TEXT.replace("priority = 1",
                                                              "priority = 1\nagent = 'nobody'"))
     with open_project(taskmill_repo, {}) as project:
-        with pytest.raises(InvalidInput, match="task.agent"):
+        with pytest.raises(InvalidInput, match=r"task\.agent"):
             create_from_template(project.ledger, project, "ui-text",
                                  {"where": "a", "new_text": "b"}, "alice")
         assert project.ledger.list_tasks() == []

@@ -59,7 +59,7 @@ def template_show(name: str) -> None:
     spec = t.task
     click.echo(f"  task: {printable(spec.title)}")
     if spec.role or spec.agent:
-        click.echo(f"  worked by: {spec.role and 'role ' + spec.role or spec.agent}")
+        click.echo(f"  worked by: {(spec.role and 'role ' + spec.role) or spec.agent}")
     for command in spec.checks:
         click.echo(f"  check: {printable(command)}")
 

@@ -13,6 +13,8 @@ from it.
   merge queue, totals);
 - :mod:`~taskmill.web.live`: the server-sent event stream and the watcher that feeds it;
 - :mod:`~taskmill.web.research`: research mode's experiments and contributions;
+- :mod:`~taskmill.web.requests`: request templates, a task from one, starting and stopping
+  the mill ``serve --mill`` runs;
 - :mod:`~taskmill.web.base`: what they share (errors as JSON, ledger connections, parsing).
 """
 
@@ -33,6 +35,7 @@ from .live import Broadcaster, LiveHandlers
 from .mill_state import MillLog, MillStateHandlers
 from .openapi import Param, RouteSpec, openapi_document
 from .reads import LayoutCache, ReadHandlers
+from .requests import RequestHandlers
 from .research import ResearchHandlers
 from .routes import ROUTES
 
@@ -42,7 +45,8 @@ __all__ = [
 ]
 
 
-class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers):
+class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers,
+          RequestHandlers):
     """The handler of every route in :data:`ROUTES` (by its ``handler`` name)."""
 
     def __init__(self, paths: LedgerPaths, config: Config, env: Mapping[str, str], clock: Clock,
@@ -56,6 +60,7 @@ class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, Researc
         self.broadcaster = Broadcaster(paths, self.mill_log)
         self.git = Git(paths.root, git_env(env))
         self.layouts = LayoutCache()
+        self.service = None
 
     def close(self) -> None:
         self.pool.close()
