@@ -239,6 +239,7 @@ function setPaused(paused, running) {
   }
   const btn = document.getElementById("pause-toggle");
   btn.textContent = paused ? "Resume mill" : "Pause mill";
+  if (state.service) setService(state.service);  // the mill this server runs (door.js)
 }
 
 document.getElementById("pause-toggle").addEventListener("click", async () => {
