@@ -197,3 +197,21 @@ def test_the_cli_refuses_bad_fields_and_creates_nothing(taskmill_repo: Path,
     assert bad.exit_code == 2 and "NAME=VALUE" in bad.stderr
     assert cli("list", "--json", cwd=taskmill_repo).ok().json() == []
     assert cli("create", cwd=taskmill_repo).exit_code == 2
+
+
+def test_the_fast_path_hands_template_requests_to_click(taskmill_repo: Path) -> None:
+    """``taskmill create`` is served without click unless --template or --field is given."""
+    import json
+    import subprocess
+    import sys
+
+    write_template(taskmill_repo, "ui-text", UI_TEXT)
+    run = [sys.executable, "-m", "taskmill", "create"]
+    made = subprocess.run([*run, "--template", "ui-text", "--field", "where=footer",
+                           "--field", "new_text=Bye", "--json"], cwd=taskmill_repo,
+                          capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["title"] == "UI text: footer"
+    bad = subprocess.run([*run, "A title", "--field", "where=x"], cwd=taskmill_repo,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--field is for --template" in bad.stderr
