@@ -68,3 +68,10 @@ def test_status_line(task: Task, attempts: list[dict[str, Any]], kwargs: dict[st
 def test_the_task_s_own_attempts_are_used_by_default() -> None:
     task = Task("t", "x", status="in_progress", attempts=[FAILED_TESTS, attempt(None)])
     assert status_line(task).startswith("working, attempt 2 of 5")
+
+
+def test_the_default_limit_is_the_mill_s() -> None:
+    from taskmill.mill.settings import RunSettings
+    from taskmill.status_line import DEFAULT_MAX_ITERATIONS
+
+    assert RunSettings.max_iterations == DEFAULT_MAX_ITERATIONS

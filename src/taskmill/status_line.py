@@ -19,6 +19,8 @@ from .model import Task
 _LANDED = re.compile(r"^landed (?:in |at )?([0-9a-f]{7,40})\b")
 _SATISFIED = re.compile(r"^already satisfied at ([0-9a-f]{7,40})\b")
 SHORT_SHA = 7
+DEFAULT_MAX_ITERATIONS = 5
+"""``[run] max_iterations`` when not set (as :class:`taskmill.mill.settings.RunSettings`)."""
 
 
 def _checks_failed(attempt: Mapping[str, Any]) -> str:
@@ -54,7 +56,7 @@ def _checks_failed(attempt: Mapping[str, Any]) -> str:
     return "its checks failed"
 
 
-def status_line(task: Task, *, max_iterations: int = 5, queued: bool = False,
+def status_line(task: Task, *, max_iterations: int = DEFAULT_MAX_ITERATIONS, queued: bool = False,
                 awaiting_approval: bool = False, running_mill: bool = True,
                 attempts: Sequence[Mapping[str, Any]] | None = None) -> str:
     """The sentence for ``task`` (``attempts``: its attempts, oldest first; default the

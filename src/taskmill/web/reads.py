@@ -16,9 +16,8 @@ from starlette.responses import Response
 from ..control import mark_interrupted
 from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
-from ..mill.settings import RunSettings
 from ..model import STATUSES, UPDATABLE_FIELDS, Task
-from ..status_line import status_line
+from ..status_line import DEFAULT_MAX_ITERATIONS, status_line
 from ..validation import SQLITE_INT_MAX
 from . import graph_layout
 from .base import Forbidden, HandlerBase, json_response
@@ -128,7 +127,7 @@ class ReadHandlers(HandlerBase):
     def _status_line(self, task: Task) -> str:
         self.mill_log.refresh()
         snap = self.mill_log.snapshot(limit=1)
-        limit = self.config.run.get("max_iterations") or RunSettings.max_iterations
+        limit = self.config.run.get("max_iterations") or DEFAULT_MAX_ITERATIONS
         return status_line(task, max_iterations=int(limit), queued=task.id in snap["queued_at"])
 
     def task_events(self, request: Request) -> Response:
