@@ -32,6 +32,7 @@ CLI (``taskmill template``, ``taskmill create --template``) and the dashboard bo
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import tomllib
@@ -343,6 +344,9 @@ def create_from_template(ledger: Ledger, project: ProjectLike, name: str,
         project.config.check_agent(spec.agent, what=f"template {name!r}: task.agent")
     extra: dict[str, Any] = {}
     if spec.role is not None:
+        if "role" not in inspect.signature(ledger.create).parameters:
+            raise InvalidInput(f"template {name!r}: task.role: this taskmill has no roles",
+                               hint="name an agent (task.agent) instead")
         extra["role"] = spec.role
     metadata = {"template": template.name, "fields": {k: v for k, v in checked.items()
                                                       if v not in ("", None)}}
