@@ -105,6 +105,9 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
                                  "created_at": "2025-01-01T00:00:00Z",
                                  "updated_at": "2025-01-01T00:00:00Z"}) + "\n", encoding="utf-8")
     fresh = make_git_repo(tmp_path / "fresh")
+    (repo / ".taskmill" / "templates").mkdir()
+    (repo / ".taskmill" / "templates" / "ask.toml").write_text(
+        'description = "Ask"\n[task]\ntitle = "a request"\n', encoding="utf-8")
     out_file = tmp_path / "export.jsonl"
     subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "remote.git")], check=True)
     subprocess.run(["git", "-C", str(repo), "remote", "add", "origin",
@@ -149,6 +152,8 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("sync",), [], dict, repo),
         (("status",), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
+        (("template", "list"), [], list, repo),
+        (("template", "show"), ["ask"], dict, repo),
         *research_calls(tmp_path, fresh),
         (("formula", "list"), [], list, repo),
         (("formula", "show"), ["two"], dict, repo),

@@ -28,6 +28,7 @@ from referencing.jsonschema import DRAFT202012
 
 from taskmill.web.api import ROUTES, openapi_document
 from taskmill.web.app import create_app
+from test_templates import UI_TEXT
 from test_web_api import Seed, _start_server, _stop_server, seed_project
 
 DOC_URI = "urn:taskmill:api"
@@ -164,6 +165,20 @@ def _calls(s: Seed) -> list[Call]:
         Call("GET", "/api/now", "/api/now"),
         Call("POST", "/api/mill/resume", "/api/mill/resume"),
         Call("GET", "/api/openapi.json", "/api/openapi.json"),
+        # request templates (the server fixture writes .taskmill/templates/ui-text.toml)
+        Call("GET", "/api/templates", "/api/templates"),
+        Call("POST", "/api/tasks/from-template", "/api/tasks/from-template", 201,
+             body={"template": "ui-text", "fields": {"where": "the footer", "new_text": "Bye"},
+                   "after": [s["parse"]], "labels": ["web"], "priority": 1}),
+        Call("POST", "/api/tasks/from-template", "/api/tasks/from-template", 400,
+             body={"template": "ui-text", "fields": {"where": "the footer"}}),
+        Call("POST", "/api/tasks/from-template", "/api/tasks/from-template", 404,
+             body={"template": "nope"}),
+        Call("POST", "/api/tasks/from-template", "/api/tasks/from-template", 400,
+             body={"template": "ui-text", "priority": 7}, body_valid=False),
+        # this server does not run the mill (serve --mill: tests/test_web_door.py)
+        Call("POST", "/api/mill/start", "/api/mill/start", 409),
+        Call("POST", "/api/mill/stop", "/api/mill/stop", 409),
         # research mode: this project has no research.toml (tests/test_research.py has one)
         Call("GET", "/api/research", "/api/research", 404),
         Call("GET", "/api/research/experiments/{n}/diff", "/api/research/experiments/1/diff",
@@ -206,6 +221,9 @@ def _seed_workflows(root: Path) -> None:
 @pytest.fixture
 def server(git_repo: Any) -> Iterator[tuple[Seed, str, str]]:
     seeded = seed_project(git_repo)
+    folder = seeded.root / ".taskmill" / "templates"
+    folder.mkdir(parents=True)
+    (folder / "ui-text.toml").write_text(UI_TEXT, encoding="utf-8")
     proc, info = _start_server(seeded.root)
     try:
         yield seeded, info["url"].rstrip("/"), info["token"]
@@ -292,6 +310,9 @@ def test_the_server_stops_promptly_with_a_stream_open(git_repo: Any) -> None:
     """sse-starlette ends open streams when the server shuts down (uvicorn would otherwise wait
     its graceful-shutdown timeout, 3 s, for them)."""
     seeded = seed_project(git_repo)
+    folder = seeded.root / ".taskmill" / "templates"
+    folder.mkdir(parents=True)
+    (folder / "ui-text.toml").write_text(UI_TEXT, encoding="utf-8")
     proc, info = _start_server(seeded.root)
     try:
         with httpx.Client(base_url=info["url"].rstrip("/"), timeout=20) as http, \

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "reopen": ("tasks", "reopen", "Reopen tasks."),
     "label": ("tasks", "label", "Add or remove labels."),
     "comment": ("tasks", "comment", "Add a comment to a task."),
+    "template": ("template_cmd", "template", "Request templates: the kinds of work to ask for."),
     "dep": ("records", "dep", "Add, remove and inspect dependencies."),
     "log": ("records", "log", "The audit trail."),
     "verify": ("records", "verify", "Check the audit chain, the tables and the anchors."),

@@ -46,6 +46,11 @@ def _status(value: str) -> Any:
     return value if value in _STATUSES else DOUBT
 
 
+def _click_only(value: str) -> Any:
+    """An option only click serves (``create --template``)."""
+    return DOUBT
+
+
 # option string -> (parameter, converter, or MULTIPLE / FLAG)
 Spec = dict[str, tuple[str, Converter | str]]
 
@@ -74,6 +79,7 @@ SPECS: dict[str, tuple[Spec, int]] = {
                 "-l": ("labels", MULTIPLE), "--label": ("labels", MULTIPLE),
                 "--after": ("after", MULTIPLE), "--parent": ("parent", _text),
                 "--discovered-from": ("discovered_from", _text), "--id": ("task_id", _text),
+                "--template": ("template", _click_only), "--field": ("fields", MULTIPLE),
                 **_JSON}, 1),
     "update": ({"--title": ("title", _text), **_TASK_OPTIONS,
                 "-s": ("status", _status), "--status": ("status", _status),
@@ -186,6 +192,8 @@ def run(argv: list[str], ctx: Ctx) -> None:
     values, args = parsed
     if name == "update" and not _update_has_changes(values):
         return  # click says "nothing to change"
+    if name == "create" and "fields" in values:
+        return  # --field is for --template (click)
     _globals(list(argv), ctx)
     ctx.command = name
     _serve(name, values, args, ctx)

@@ -84,8 +84,17 @@ def remove_token(path: Path, token: str) -> None:
                    "printed token (on the loopback, changes do).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to listen on (0: any free port).")
+@click.option("--mill", "run_mill", is_flag=True,
+              help="Run the mill in this process: the page starts, pauses, resumes and "
+                   "stops it (started at once); it works ready tasks as `taskmill run` "
+                   "does, then waits for more.")
+@click.option("--users", "users_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A file mapping each person to a token (TOML: alice = \"TOKEN\"; or "
+                   "JSON), mode 0600, outside the repository (e.g. ~/.config/taskmill/"
+                   "users.toml): every request then needs a token, and acts as its person "
+                   "(the audit trail names them).")
 @json_option
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, run_mill: bool, users_file: Path | None) -> None:
     """Serve the web dashboard: the task graph, every attempt with its diff and log, what
     the mill is doing now, and actions (reprioritise, reopen, unblock, comment, pause).
 
@@ -94,6 +103,10 @@ def serve(host: str, port: int) -> None:
     TOKEN` to the JSON API under /api/ (described at /api/openapi.json); the page has it.
     On 127.0.0.1 (the default) reads need no token; bound to any other address every
     request does: open the printed address once (it carries ?token=).
+
+    With --users each person opens the address with their own token (?token=THEIRS once);
+    what they do from the page is done, and audited, under their name. With --mill the
+    mill runs inside the server; Ctrl-C stops it as it stops `taskmill run`.
     """
     import uvicorn
 
@@ -103,15 +116,25 @@ def serve(host: str, port: int) -> None:
     ctx = get_ctx()
     loopback = is_loopback(host)
     token = new_token()
-    app = create_app(ctx.cwd, ctx.env, SystemClock(), token=token, loopback=loopback)
+    users = None
+    if users_file is not None:
+        from ..paths import find_repository
+        from ..web.users import load_users
+
+        users = load_users(ctx.cwd / users_file, repo_root=find_repository(ctx.cwd).root)
+    app = create_app(ctx.cwd, ctx.env, SystemClock(), token=token, loopback=loopback,
+                     users=users, mill={} if run_mill else None)
     sock = _bind(host, port)
     actual_port = int(sock.getsockname()[1])
     token_file = write_token(app.state.api.paths.run_dir, token)
     url = f"http://{_url_host(host)}:{actual_port}/"
-    info: dict[str, Any] = {"url": url + ("" if loopback else f"?token={token}"),
+    info: dict[str, Any] = {"url": url + ("" if loopback and users is None
+                                          else f"?token={token}"),
                             "host": host, "port": actual_port, "token": token,
                             "token_file": str(token_file),
-                            "root": str(app.state.api.paths.root)}
+                            "root": str(app.state.api.paths.root),
+                            "users": sorted(set(users.values())) if users else [],
+                            "mill": run_mill}
     if ctx.json:
         click.echo(dumps(info).replace("\n", " ").replace("  ", ""))
     else:
@@ -131,8 +154,14 @@ def serve(host: str, port: int) -> None:
             # uvicorn re-raises the signal once stopped: the token goes now (open event
             # streams end by themselves: sse-starlette watches for the shutdown)
             remove_token(token_file, token)
+            service = app.state.api.service
+            if service is not None:  # as taskmill run: drain, then (again) cut now
+                with contextlib.suppress(Exception):
+                    service.stop(f"signal {sig}")
             super().handle_exit(sig, frame)
 
+    if run_mill:
+        app.state.api.service.start(app.state.api.pool.actor)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3)
     try:

@@ -68,21 +68,46 @@ def _task_options(fn: Any) -> Any:
 
 
 @click.command()
-@click.argument("title")
+@click.argument("title", required=False)
 @_task_options
+@click.option("--template", help="Ask for work with a request template (.taskmill/templates/"
+              "NAME.toml; `taskmill template list`): its fields instead of a title.")
+@click.option("--field", "fields", multiple=True, metavar="NAME=VALUE",
+              help="A field of the --template (repeatable).")
 @click.option("-l", "--label", "labels", multiple=True, help="A label (repeatable).")
 @click.option("--after", multiple=True, help="An id this task waits on (blocks; repeatable).")
 @click.option("--parent", help="The parent task (parent-child).")
 @click.option("--discovered-from", help="The task whose work found this one.")
 @click.option("--id", "task_id", help="Use this id instead of a generated one.")
 @json_option
-def create(title: str, description: str | None, design: str | None,
+def create(title: str | None, description: str | None, design: str | None,
            acceptance_criteria: str | None, notes: str | None, priority: int | None,
            issue_type: str | None, assignee: str | None, external_ref: str | None,
            agent: str | None, checks: tuple[str, ...], metadata: str | None, hints: str | None,
-           role: str | None, labels: tuple[str, ...], after: tuple[str, ...],
-           parent: str | None, discovered_from: str | None, task_id: str | None) -> None:
-    """Create a task."""
+           role: str | None, template: str | None, fields: tuple[str, ...],
+           labels: tuple[str, ...], after: tuple[str, ...], parent: str | None,
+           discovered_from: str | None, task_id: str | None) -> None:
+    """Create a task: TITLE and options, or --template NAME with its --field NAME=VALUE."""
+    if template is not None or fields:
+        others = {"TITLE": title, "--description": description, "--design": design,
+                  "--acceptance": acceptance_criteria, "--notes": notes, "--type": issue_type,
+                  "--assignee": assignee, "--external-ref": external_ref, "--agent": agent,
+                  "--check": checks, "--metadata": metadata, "--hints": hints, "--role": role,
+                  "--parent": parent, "--discovered-from": discovered_from, "--id": task_id}
+        given = [name for name, value in others.items() if value]
+        if template is None:
+            raise click.UsageError("--field is for --template")
+        if given:
+            raise click.UsageError(
+                f"--template fills in the task from its fields: {', '.join(given)} cannot "
+                "be given with it (it takes --field, --label, --after and --priority)")
+        from .template_cmd import create_with_template
+
+        create_with_template(get_ctx(), template, fields, labels=labels, after=after,
+                             priority=priority)
+        return
+    if title is None:
+        raise click.UsageError("give a TITLE (or --template NAME)")
     task_ops.create(
         get_ctx(), title, description=description, design=design,
         acceptance_criteria=acceptance_criteria, notes=notes, priority=priority,

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from .. import control
 from ..errors import Conflict, InvalidInput
 from ..ledger import Ledger
-from .base import HandlerBase, json_response
+from .base import Forbidden, HandlerBase, json_response
 
 
 class ActionHandlers(HandlerBase):
@@ -29,14 +29,17 @@ class ActionHandlers(HandlerBase):
 
             check_role(self.paths.dir, body["role"], what="role")
         tid = request.path_params["task_id"]
-        return await self._in_thread(lambda led: led.update(tid, body).to_json())
+        actor = self._actor(request)
+        return await self._in_thread(lambda led: led.update(tid, body, actor=actor).to_json())
 
     async def reopen(self, request: Request) -> Response:
         tid = request.path_params["task_id"]
-        return await self._in_thread(lambda led: led.reopen(tid).to_json())
+        actor = self._actor(request)
+        return await self._in_thread(lambda led: led.reopen(tid, actor=actor).to_json())
 
     async def unblock(self, request: Request) -> Response:
         tid = request.path_params["task_id"]
+        actor = self._actor(request)
 
         def do(led: Ledger) -> Any:
             task = led.get(tid)
@@ -44,7 +47,7 @@ class ActionHandlers(HandlerBase):
                 raise Conflict(f"{task.id} is {task.status}, not blocked",
                                hint="reopen a closed task instead" if task.status == "closed"
                                else None)
-            return led.update(task.id, {"status": "open"},
+            return led.update(task.id, {"status": "open"}, actor=actor,
                               expect_status="blocked").to_json()
 
         return await self._in_thread(do)
@@ -57,6 +60,10 @@ class ActionHandlers(HandlerBase):
         author = body.get("author")
         if author is not None and not isinstance(author, str):
             raise InvalidInput("author must be a string")
+        person = self.person(request)
+        if person is not None and author and author != person:
+            raise Forbidden(f"{person} cannot comment as {author}")
+        author = author or person
         tid = request.path_params["task_id"]
         return await self._in_thread(
             lambda led: led.comment(tid, text, author=author or None).to_json(), status=201)
@@ -68,10 +75,22 @@ class ActionHandlers(HandlerBase):
 
         return json_response(await run_in_threadpool(work), status)
 
-    def pause(self, request: Request) -> Response:
-        control.pause(self.paths.run, now=self._now(), by="from the dashboard")
+    async def pause(self, request: Request) -> Response:
+        actor = self._actor(request)
+        by = f"by {actor} from the dashboard" if self.person(request) else "from the dashboard"
+        if control.pause(self.paths.run, now=self._now(), by=by) and self.person(request):
+            await self._in_thread(lambda led: self._audit(led, "mill_paused", actor))
         return json_response({"paused": True})
 
-    def resume(self, request: Request) -> Response:
-        control.resume(self.paths.run)
+    async def resume(self, request: Request) -> Response:
+        actor = self._actor(request)
+        if control.resume(self.paths.run) and self.person(request):
+            await self._in_thread(lambda led: self._audit(led, "mill_resumed", actor))
         return json_response({"paused": False})
+
+    @staticmethod
+    def _audit(led: Ledger, kind: str, actor: str) -> None:
+        """The audit trail says who steered the mill from the page (under --users: a
+        person's token)."""
+        with led.transaction():
+            led.record(kind, None, {"by": "dashboard"}, actor=actor)

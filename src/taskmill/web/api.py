@@ -15,6 +15,8 @@ from it.
 - :mod:`~taskmill.web.review_page`: approvals (approve, send back) and the hit rate;
 - :mod:`~taskmill.web.live`: the server-sent event stream and the watcher that feeds it;
 - :mod:`~taskmill.web.research`: research mode's experiments and contributions;
+- :mod:`~taskmill.web.requests`: request templates, a task from one, starting and stopping
+  the mill ``serve --mill`` runs;
 - :mod:`~taskmill.web.base`: what they share (errors as JSON, ledger connections, parsing).
 """
 
@@ -35,6 +37,7 @@ from .live import Broadcaster, LiveHandlers
 from .mill_state import MillLog, MillStateHandlers
 from .openapi import Param, RouteSpec, openapi_document
 from .reads import LayoutCache, ReadHandlers
+from .requests import RequestHandlers
 from .research import ResearchHandlers
 from .review_page import ReviewHandlers
 from .routes import ROUTES
@@ -47,7 +50,7 @@ __all__ = [
 
 
 class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, ResearchHandlers,
-          WorkflowHandlers, ReviewHandlers):
+          WorkflowHandlers, ReviewHandlers, RequestHandlers):
     """The handler of every route in :data:`ROUTES` (by its ``handler`` name)."""
 
     def __init__(self, paths: LedgerPaths, config: Config, env: Mapping[str, str], clock: Clock,
@@ -61,6 +64,7 @@ class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, Researc
         self.broadcaster = Broadcaster(paths, self.mill_log)
         self.git = Git(paths.root, git_env(env))
         self.layouts = LayoutCache()
+        self.service = None
 
     def close(self) -> None:
         self.pool.close()

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -40,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..clock import Clock, SystemClock
 from ..errors import TaskmillError
+from ..mill_service import MillService
 from ..project import actor_from_env, open_project
 from .api import Api
 from .base import error_response
@@ -66,17 +68,38 @@ class Guard:
     """Token, Host and Origin checks (see the module's description)."""
 
     def __init__(self, app: ASGIApp, *, token: str | None,
-                 allowed_hosts: Collection[str] | None, reads_need_token: bool = True) -> None:
+                 allowed_hosts: Collection[str] | None, reads_need_token: bool = True,
+                 users: Mapping[str, str] | None = None) -> None:
         self.app = app
         self.token = token
+        self.users = dict(users or {})
+        """token -> person (``taskmill serve --users``): such a request acts as the person."""
         self.reads_need_token = reads_need_token
         self.allowed_hosts = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
         digest = hashlib.sha256((token or "").encode()).hexdigest()[:12]
         self.cookie_name = f"taskmill_{digest}"
 
     def _valid(self, value: str | None) -> bool:
-        return bool(self.token and value and secrets.compare_digest(value.encode(),
-                                                                     self.token.encode()))
+        return self._who(value) is not None
+
+    def _who(self, value: str | None) -> str | None:
+        """Whose token ``value`` is: a person's name, ``""`` for the dashboard's own token,
+        None for no valid token."""
+        if not value:
+            return None
+        found: str | None = None
+        for token, person in self.users.items():  # compare with every token (constant time)
+            if secrets.compare_digest(value.encode(), token.encode()):
+                found = person
+        if self.token and secrets.compare_digest(value.encode(), self.token.encode()):
+            found = ""
+        return found
+
+    @staticmethod
+    def _as(scope: Scope, person: str, token: str) -> None:
+        state = scope.setdefault("state", {})
+        state["person"] = person or None
+        state["token"] = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,15 +130,17 @@ class Guard:
             await self.app(scope, receive, send)
             return
         from_query = request.query_params.get("token")
-        if self._valid(from_query):
+        who = self._who(from_query)
+        if who is not None and from_query:
             if request.method == "GET" and not request.url.path.startswith("/api/"):
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
                 target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
                 response = Response(status_code=303, headers={"Location": target})
-                self._set_cookie(response)
+                self._set_cookie(response, from_query)
                 await response(scope, receive, send)
                 return
-            await self.app(scope, receive, self._with_cookie(send))
+            self._as(scope, who, from_query)
+            await self.app(scope, receive, self._with_cookie(send, from_query))
             return
         auth = request.headers.get("authorization", "")
         bearer = auth[7:].strip() if auth.lower().startswith("bearer ") else None
@@ -123,9 +148,12 @@ class Guard:
         with contextlib.suppress(Exception):
             cookies.load(request.headers.get("cookie", ""))
         morsel = cookies.get(self.cookie_name)
-        if self._valid(bearer) or self._valid(morsel.value if morsel else None):
-            await self.app(scope, receive, send)
-            return
+        for given in (bearer, morsel.value if morsel else None):
+            who = self._who(given)
+            if who is not None and given:
+                self._as(scope, who, given)
+                await self.app(scope, receive, send)
+                return
         what = "this dashboard needs its token" if self.reads_need_token else \
             "changes need the dashboard's token"
         await _error(401, "unauthorized", what,
@@ -133,13 +161,13 @@ class Guard:
                           "writes it to .taskmill/run/serve.token), or use the page `taskmill "
                           "serve` opens")(scope, receive, send)
 
-    def _set_cookie(self, response: Response) -> None:
-        response.set_cookie(self.cookie_name, self.token or "", httponly=True, samesite="strict",
+    def _set_cookie(self, response: Response, token: str) -> None:
+        response.set_cookie(self.cookie_name, token, httponly=True, samesite="strict",
                             path="/")
 
-    def _with_cookie(self, send: Send) -> Send:
+    def _with_cookie(self, send: Send, token: str) -> Send:
         probe = Response()
-        self._set_cookie(probe)
+        self._set_cookie(probe, token)
         header = next(v for k, v in probe.raw_headers if k == b"set-cookie")
 
         async def wrapped(message: Message) -> None:
@@ -156,11 +184,13 @@ def _routes(api: Api, token: str) -> list[BaseRoute]:
         Route(spec.path, getattr(api, spec.handler), methods=[spec.method], name=spec.handler)
         for spec in ROUTES
     ]
-    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace(
-        TOKEN_PLACEHOLDER, html.escape(token, quote=True))
+    template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
-        # the page carries the token: never stored, never shown to another origin
+        # the page carries the token it was opened with (a person's, under --users; else
+        # the dashboard's): never stored, never shown to another origin
+        given = request.scope.get("state", {}).get("token") or token
+        page = template.replace(TOKEN_PLACEHOLDER, html.escape(given, quote=True))
         return HTMLResponse(page, headers={"Cache-Control": "no-store",
                                            "Referrer-Policy": "no-referrer",
                                            "X-Frame-Options": "DENY"})
@@ -190,25 +220,37 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(project_root: Path, env: Mapping[str, str], clock: Clock | None = None, *,
                token: str | None = None, loopback: bool = True,
-               allowed_hosts: Collection[str] | None = LOOPBACK_HOSTS) -> Starlette:
+               allowed_hosts: Collection[str] | None = LOOPBACK_HOSTS,
+               users: Mapping[str, str] | None = None,
+               mill: Mapping[str, Any] | None = None) -> Starlette:
     """The dashboard for the ledger of the repository containing ``project_root``.
 
     ``token``: what every change needs (a new one when not given; ``app.state.token``).
     ``loopback``: served on the loopback only, so reads need no token and the ``Host``
     must be one of ``allowed_hosts`` (``None``: any); not on the loopback, every request
     needs the token and any ``Host`` is served.
+    ``users``: token -> person (``--users``): every request needs a token (on the loopback
+    too), and one with a person's token acts as that person.
+    ``mill``: run the mill in this process (``--mill``), with these ``[run]`` overrides; the
+    page starts and stops it (:class:`~taskmill.mill_service.MillService`).
     """
     token = token or new_token()
     project = open_project(Path(project_root), env, clock=clock)
     paths, config = project.paths, project.config
     project.close()
     api = Api(paths, config, env, clock or SystemClock(), actor_from_env(env))
+    if mill is not None:
+        service = MillService(paths, config, env, api.clock, overrides=mill)
+        api.service = service
+        api.broadcaster.service = lambda: service.status().to_json()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            if api.service is not None:  # as taskmill run's Ctrl-C: drain, then cut
+                await run_in_threadpool(api.service.close)
             await api.broadcaster.aclose()
             api.close()
 
@@ -221,6 +263,6 @@ def create_app(project_root: Path, env: Mapping[str, str], clock: Clock | None =
     app.state.api = api
     app.state.token = token
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts if loopback else None,
-                       reads_need_token=not loopback)
+                       reads_need_token=not loopback or bool(users), users=users)
     return app
 

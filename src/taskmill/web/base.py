@@ -26,6 +26,7 @@ from ..control import is_paused
 from ..errors import Forbidden as Forbidden  # re-exported: the handlers raise it
 from ..errors import InvalidInput, TaskmillError
 from ..ledger import Ledger
+from ..mill_service import MillService
 from ..model import BlockedTask, Task
 from ..paths import LedgerPaths
 from ..roles.budget import Hold, current_holds, mark_held, read_budgets
@@ -108,6 +109,8 @@ class HandlerBase:
     config: Config
     clock: Clock
     pool: LedgerPool
+    service: MillService | None
+    """The mill ``taskmill serve --mill`` runs in this process (None: not that)."""
 
     # -- the request ----------------------------------------------------------------------
 
@@ -164,6 +167,16 @@ class HandlerBase:
         if not raw:
             return None
         return [s for s in (p.strip() for p in raw.split(",")) if s]
+
+    @staticmethod
+    def person(request: Request) -> str | None:
+        """The person whose token the request carries (``taskmill serve --users``)."""
+        person = request.scope.get("state", {}).get("person")
+        return person if isinstance(person, str) else None
+
+    def _actor(self, request: Request) -> str:
+        """Who makes the request's changes: its person, or the dashboard's actor."""
+        return self.person(request) or self.pool.actor
 
     # -- the project ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -45,6 +45,10 @@ class Broadcaster:
         self.paused = False
         self._pause_seen: tuple[int, int] | None = None
         self.closed = False
+        self.service: Callable[[], dict[str, Any]] | None = None
+        """The state of the mill ``serve --mill`` runs (a ``service`` message when it
+        changes)."""
+        self._service_seen: dict[str, Any] | None = None
 
     def _connection(self) -> LedgerStore:
         if self._store is None:
@@ -79,6 +83,11 @@ class Broadcaster:
             self._pause_seen = signature
             self.paused = signature is not None
             messages.append({"type": "paused", "paused": self.paused})
+        if self.service is not None:
+            status = self.service()
+            if status != self._service_seen:
+                self._service_seen = status
+                messages.append({"type": "service", "service": status})
         return messages
 
     def _pause_signature(self) -> tuple[int, int] | None:

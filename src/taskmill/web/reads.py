@@ -16,7 +16,8 @@ from starlette.responses import Response
 from ..control import mark_interrupted
 from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
-from ..model import STATUSES, UPDATABLE_FIELDS
+from ..model import STATUSES, UPDATABLE_FIELDS, Task
+from ..status_line import DEFAULT_MAX_ITERATIONS, status_line
 from ..validation import SQLITE_INT_MAX
 from . import graph_layout
 from .base import Forbidden, HandlerBase, json_response
@@ -70,7 +71,9 @@ class ReadHandlers(HandlerBase):
             "root": str(self.paths.root), "prefix": self.config.prefix, "paused": self._paused(),
             "mill_running": self.mill_log.snapshot(limit=1)["running"],
             "statuses": statuses, "labels": labels, "seq": seq,
-            "updatable_fields": list(UPDATABLE_FIELDS), "stats": stats})
+            "updatable_fields": list(UPDATABLE_FIELDS), "stats": stats,
+            "person": self.person(request),
+            "mill_service": None if self.service is None else self.service.status().to_json()})
 
     def stats(self, request: Request) -> Response:
         with self.pool.ledger() as led:
@@ -124,7 +127,14 @@ class ReadHandlers(HandlerBase):
         data["blocked_by"] = [d["depends_on_id"] for d in data["dependencies"]
                               if d["type"] == "blocks"
                               and d["status"] not in ("closed", "tombstone", "missing")]
+        data["status_line"] = self._status_line(task)
         return json_response(data)
+
+    def _status_line(self, task: Task) -> str:
+        self.mill_log.refresh()
+        snap = self.mill_log.snapshot(limit=1)
+        limit = self.config.run.get("max_iterations") or DEFAULT_MAX_ITERATIONS
+        return status_line(task, max_iterations=int(limit), queued=task.id in snap["queued_at"])
 
     def task_events(self, request: Request) -> Response:
         with self.pool.ledger() as led:

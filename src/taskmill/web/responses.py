@@ -29,6 +29,8 @@ class ErrorDetail(BaseModel):
     message: str
     hint: str | SkipJsonSchema[None] = Field(None, description=(
         "What to do about it (only when there is a hint)."))
+    fields: dict[str, str] | SkipJsonSchema[None] = Field(None, description=(
+        "A template's fields that are wrong, each with what is wrong (only then)."))
 
 
 class Error(_Response):
@@ -56,6 +58,9 @@ class _TaskFull(_Response):
     attempts: list[AttemptRecord]
     blocked_by: list[str] = Field(description="Open tasks it waits on (blocks).")
     child_tasks: list[Task]
+    status_line: str = Field(description=(
+        "The task's status in a plain sentence: \"working, attempt 2 of 5: the check `make "
+        "test` failed\", \"landed in abc1234\"."))
 
 
 class _Blocked(_Response):
@@ -195,6 +200,16 @@ class Mill(_Response):
     events: list[MillEvent]
 
 
+class MillService(_Response):
+    state: Literal["stopped", "idle", "running", "stopping"] = Field(description=(
+        "idle: started, waiting for ready work."))
+    started_by: str | None
+    started_at: str | None
+    runs: int = Field(description="Mill runs it has finished since the server started.")
+    last_exit: int | None = Field(description="The last run's exit status (as taskmill run).")
+    error: str | None
+
+
 class Project(_Response):
     root: str
     prefix: str
@@ -205,6 +220,53 @@ class Project(_Response):
     seq: int
     updatable_fields: list[str]
     stats: Stats
+    person: str | None = Field(description=(
+        "The person the page acts as (taskmill serve --users; null: the dashboard's actor)."))
+    mill_service: MillService | None = Field(description=(
+        "The mill this dashboard runs (taskmill serve --mill; null: none)."))
+
+
+class TemplateFieldView(_Response):
+    name: str
+    label: str
+    kind: Literal["text", "textarea", "choice", "number"]
+    required: bool
+    default: str | int | float | None
+    help: str
+    choices: list[str]
+    min: float | None
+    max: float | None
+
+
+class TemplateTaskView(_Response):
+    title: str
+    description: str
+    acceptance: str
+    role: str | None
+    agent: str | None
+    checks: list[str]
+    labels: list[str]
+    priority: int
+    type: str
+
+
+class Template(_Response):
+    name: str
+    description: str
+    fields: list[TemplateFieldView]
+    task: TemplateTaskView
+
+
+class FromTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    template: str = Field(description="The template's name.")
+    fields: dict[str, str | int | float] = Field(default_factory=dict, description=(
+        "Each field's value, by name."))
+    after: list[str] = Field(default_factory=list, description="Tasks it waits on.")
+    labels: list[str] = Field(default_factory=list, description=(
+        "Labels added to the template's."))
+    priority: int | None = Field(None, ge=0, le=4, description=(
+        "0 (highest) to 4; default: the template's."))
 
 
 class GraphNode(_Response):
@@ -294,7 +356,12 @@ class PausedChanged(_Response):
     paused: bool
 
 
-StreamMessage = Annotated[Hello | LedgerChanged | MillChanged | PausedChanged,
+class ServiceChanged(_Response):
+    type: Literal["service"]
+    service: MillService
+
+
+StreamMessage = Annotated[Hello | LedgerChanged | MillChanged | PausedChanged | ServiceChanged,
                           Field(discriminator="type")]
 """The data of an event of ``GET /api/stream``."""
 
@@ -427,7 +494,8 @@ def schemas() -> dict[str, Any]:
         "StreamMessage": StreamMessage, "ReviewPage": ReviewPage, "Approval": Approval,
         "FindingView": FindingView, "HitRateRow": HitRateRow, "ApprovalDone": ApprovalDone,
         "SendBack": SendBack, "Dismissal": Dismissal, "_AttemptView": _AttemptView, "_DependencyLink": _DependencyLink,
-        "Workflows": Workflows,
+        "Workflows": Workflows, "Template": Template, "FromTemplate": FromTemplate,
+        "MillService": MillService,
     }, renames={"Event": "AuditEvent", "_Blocked": "BlockedTask", "_TaskFull": "TaskFull"})
     # what the API adds to the records
     out["Task"] = task_schema(out["Task"])

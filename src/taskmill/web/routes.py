@@ -78,6 +78,22 @@ ROUTES: list[RouteSpec] = [
               "Pause the mill: it dispatches nothing new (work in flight goes on).",
               response=ref("Paused")),
     RouteSpec("POST", "/api/mill/resume", "resume", "Resume the mill.", response=ref("Paused")),
+    RouteSpec("POST", "/api/mill/start", "mill_start",
+              "Start the mill this dashboard runs (`taskmill serve --mill`): it works every "
+              "ready task, then waits for more.", response=ref("MillService"),
+              errors=(409,)),
+    RouteSpec("POST", "/api/mill/stop", "mill_stop",
+              "Stop the mill this dashboard runs, as Ctrl-C stops `taskmill run`: nothing new "
+              "starts, running turns get the grace, then are cut (stopping again: at once).",
+              response=ref("MillService"), errors=(409,)),
+    RouteSpec("GET", "/api/templates", "templates",
+              "The request templates (.taskmill/templates/NAME.toml): the kinds of work a "
+              "person can ask for, with the fields to fill in.",
+              response=array(ref("Template")), errors=(400,)),
+    RouteSpec("POST", "/api/tasks/from-template", "from_template",
+              "Ask for work: a task from a template and its fields (every field checked, "
+              "nothing created when one is wrong: the error's fields say which).",
+              body=ref("FromTemplate"), response=ref("Task"), errors=(400, 404), status=201),
     RouteSpec("GET", "/api/research", "research",
               "Research mode: the status (best, noise band, keep rate, spend) and every "
               "experiment of research.toml's research.", errors=(404,)),

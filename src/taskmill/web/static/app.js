@@ -67,6 +67,7 @@ class ApiError extends Error {
     this.status = status;
     this.code = error && error.code;
     this.hint = error && error.hint;
+    this.fields = error && error.fields;  // a request template's fields that are wrong
   }
 }
 
@@ -173,6 +174,7 @@ function parseRoute() {
   if (parts[0] === "research") return { name: "research", params };
   if (parts[0] === "workflows") return { name: "workflows", params };
   if (parts[0] === "review") return { name: "review", params };
+  if (parts[0] === "new") return { name: "new", params };
   return { name: "graph", params };
 }
 
@@ -204,6 +206,7 @@ async function refresh(initial) {
     else if (route.name === "research") await renderResearch(route, initial);
     else if (route.name === "workflows") await renderWorkflows(route, initial);
     else if (route.name === "review") await renderReview(route, initial);
+    else if (route.name === "new") await renderNew(route, initial);
     else await renderGraph(route, initial);
     view.dataset.ready = "1";
     view.dataset.refreshedAt = String(Date.now());
@@ -225,6 +228,7 @@ async function loadProject() {
   state.project = await api("/api/project");
   document.getElementById("project").textContent = state.project.root;
   setPaused(state.project.paused, state.project.mill_running);
+  setService(state.project.mill_service, state.project.person);
 }
 
 // running: whether a `taskmill run` is going (undefined: as last known)
@@ -241,6 +245,7 @@ function setPaused(paused, running) {
   }
   const btn = document.getElementById("pause-toggle");
   btn.textContent = paused ? "Resume mill" : "Pause mill";
+  if (state.service) setService(state.service);  // the mill this server runs (door.js)
 }
 
 document.getElementById("pause-toggle").addEventListener("click", async () => {
@@ -654,6 +659,7 @@ async function renderTask(route, initial) {
     h("div", { class: "task-head" },
       h("span", { class: "tid" }, task.id), statusPill(task.status, task.ready, task.interrupted, task.held), prio(task.priority)),
     h("h1", { id: "task-title" }, task.title),
+    h("p", { id: "status-line", class: "status-line", "data-status": task.status }, task.status_line),
     h("div", { class: "panel" }, dl),
     text,
     childList(task),
@@ -908,6 +914,7 @@ function connect() {
     if (msg.type === "hello") { setPaused(msg.paused, msg.running); return; }
     if (msg.type === "mill" && msg.running !== undefined) setPaused(state.paused, msg.running);
     if (msg.type === "paused") setPaused(msg.paused);
+    if (msg.type === "service") { setService(msg.service); return; }
     // the graph shows only what the ledger holds; the other views show mill events too
     if (state.route && state.route.name === "graph" && msg.type !== "ledger") return;
     refresh();

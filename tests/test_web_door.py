@@ -1,0 +1,221 @@
+"""The door for people, in a real headless Chromium (as tests/test_web_browser.py): a person
+opens the page with their own token (``taskmill serve --mill --users FILE``), asks for work
+with a request template, watches the scripted agent work it (the status line moves without a
+reload) until it lands, and the audit trail names them; a form missing a required field
+shows the error and creates nothing; at 390 px wide a person can still ask for work and
+steer the mill.
+
+Approvals (the review issue's gate) are not on main yet: the flow ends at "landed".
+Screenshots go to the test's tmp_path (``door-*.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mill_helpers import MillRepo, git
+from test_web_browser import CHROMIUM, CHROMIUM_ARGS, playwright_sync
+
+PY = sys.executable
+ALICE = "alice-token-0123456789abcdef"
+BOB = "bob-token-0123456789abcdef"
+UI_TEXT = '''\
+description = "Change a piece of text people see"
+
+[[fields]]
+name = "where"
+label = "Where is the text?"
+required = true
+help = "The screen or message, e.g. the footer"
+
+[[fields]]
+name = "new_text"
+label = "The new text"
+kind = "textarea"
+required = true
+
+[task]
+title = "UI text: {{ where }}"
+description = "Make {{ where }} say: {{ new_text }}"
+checks = ["grep -q Goodbye strings.txt"]
+labels = ["ui-text"]
+'''
+
+Page = Any
+
+
+@dataclass
+class Door:
+    repo: MillRepo
+    proc: subprocess.Popen[str]
+    base: str
+
+    def api(self, token: str = ALICE) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+def door(tmp_path: Path) -> Iterator[Door]:
+    script = tmp_path / "script.json"
+    # the first turn gets the text wrong (its check fails), the second gets it right
+    script.write_text(json.dumps({"tasks": {"footer": {
+        "1": {"files": {"strings.txt": "See you\n"}, "commit": True, "sleep": 1},
+        "*": {"files": {"strings.txt": "Goodbye\n"}, "commit": True, "sleep": 1}}}}))
+    repo = MillRepo(tmp_path, run={"agent": "robot"},
+                    agents={"robot": {"adapter": "scripted", "script": str(script)}})
+    folder = repo.root / ".taskmill" / "templates"
+    folder.mkdir()
+    (folder / "ui-text.toml").write_text(UI_TEXT, encoding="utf-8")
+    git(repo.root, "add", "-A")
+    git(repo.root, "commit", "-q", "-m", "a request template")
+    users = tmp_path / "config" / "taskmill" / "users.toml"
+    users.parent.mkdir(parents=True)
+    users.write_text(f'alice = "{ALICE}"\nbob = "{BOB}"\n', encoding="utf-8")
+    users.chmod(0o600)
+    proc = subprocess.Popen(
+        [PY, "-m", "taskmill", "serve", "--port", "0", "--json", "--mill", "--users",
+         str(users)], cwd=repo.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"taskmill serve did not start: {proc.communicate()[1]}")
+    info = json.loads(line)
+    assert info["users"] == ["alice", "bob"] and info["mill"] is True
+    try:
+        yield Door(repo, proc, info["url"].split("?")[0].rstrip("/"))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=40)  # the mill drains first (as taskmill run's Ctrl-C)
+        finally:
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_as(chromium: Any, door: Door, token: str, *, width: int = 1280,
+            height: int = 860) -> tuple[Any, Page, list[str]]:
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and not any(
+        e in msg.text for e in ("status of 400", "net::ERR_")) else None)
+    page.goto(f"{door.base}/?token={token}")  # once: the page then has a cookie
+    page.wait_for_selector("#live.on", timeout=10_000)
+    return context, page, errors
+
+
+def fill_request(page: Page, where: str | None, new_text: str) -> None:
+    page.goto(page.url.split("#")[0] + "#/new")
+    page.wait_for_selector("#template-fields #field-where")
+    if where is not None:
+        page.fill("#field-where", where)
+    page.fill("#field-new_text", new_text)
+
+
+def test_a_person_asks_for_work_watches_it_land_and_is_named(
+        door: Door, chromium: Any, tmp_path: Path) -> None:
+    context, page, errors = open_as(chromium, door, ALICE)
+    graph = context.new_page()  # a second tab on the graph: the task appears there at once
+    graph.goto(f"{door.base}/#/graph")
+    graph.wait_for_selector("#live.on", timeout=10_000)
+    assert page.text_content("#person") == "as alice"
+    page.wait_for_function(
+        "document.getElementById('mill-toggle').textContent === 'Stop mill'")
+
+    # a required field left empty: the error is on the form, nothing is created
+    fill_request(page, None, "Goodbye")
+    page.click("#request-submit")
+    page.wait_for_function("document.getElementById('error-where').textContent !== ''")
+    assert page.text_content("#error-where") == "Where is the text? is required"
+    assert "invalid" in (page.get_attribute("#field-where", "class") or "")
+    page.screenshot(path=str(tmp_path / "door-missing-field.png"))
+    with door.api() as http:
+        assert http.get("/api/tasks").json() == []
+
+    # filled in: created as alice, shown on the graph at once, worked by the mill
+    page.fill("#field-where", "the footer")
+    page.click("#request-submit")
+    page.wait_for_selector("#status-line")
+    task_id = page.url.rsplit("/", 1)[1]
+    graph.wait_for_selector(f'.node[data-id="{task_id}"]', timeout=5000)
+    graph.screenshot(path=str(tmp_path / "door-graph.png"))
+    # the status line moves without a reload: a failed first attempt, then landed
+    page.wait_for_function(
+        "document.getElementById('status-line').textContent.includes("
+        "'attempt 2 of 5: the check `grep -q Goodbye strings.txt` failed')", timeout=30_000)
+    page.screenshot(path=str(tmp_path / "door-working.png"))
+    page.wait_for_function(
+        "document.getElementById('status-line').textContent.startsWith('landed in ')",
+        timeout=30_000)
+    page.screenshot(path=str(tmp_path / "door-landed.png"))
+    landed = page.text_content("#status-line") or ""
+    head = git(door.repo.root, "rev-parse", "main").strip()
+    assert landed == f"landed in {head[:7]}"
+    assert (door.repo.root / "strings.txt").read_text() == "Goodbye\n"
+
+    # the person stops the mill from the page; the audit trail names them
+    page.click("#mill-toggle")
+    page.wait_for_function("document.getElementById('mill-toggle').textContent === 'Start mill'",
+                           timeout=15_000)
+    with door.api() as http:
+        task = http.get(f"/api/tasks/{task_id}").json()
+        assert task["labels"] == ["ui-text"] and task["checks"] == ["grep -q Goodbye strings.txt"]
+        trail = http.get(f"/api/tasks/{task_id}/events").json()
+        assert trail[0]["kind"] == "created" and trail[0]["actor"] == "alice"
+        kinds = {(e["kind"], e["actor"]) for e in http.get("/api/events").json()}
+        assert ("mill_stopped", "alice") in kinds
+    assert not errors, errors
+    context.close()
+
+
+def test_at_390px_a_person_can_still_ask_and_steer(door: Door, chromium: Any,
+                                                   tmp_path: Path) -> None:
+    context, page, errors = open_as(chromium, door, BOB, width=390, height=844)
+    fill_request(page, "the footer", "Goodbye")
+    for selector in ("#template-select", "#field-where", "#request-submit", "#mill-toggle",
+                     "#pause-toggle"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (
+            selector, box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "door-390-form.png"), full_page=True)
+    page.click("#request-submit")
+    page.wait_for_selector("#status-line")
+    page.wait_for_function(
+        "document.getElementById('status-line').textContent.startsWith('landed in ')",
+        timeout=40_000)
+    page.click("#pause-toggle")
+    page.wait_for_function(
+        "document.getElementById('pause-toggle').textContent === 'Resume mill'")
+    page.screenshot(path=str(tmp_path / "door-390-landed.png"), full_page=True)
+    with door.api(BOB) as http:
+        task_id = page.url.rsplit("/", 1)[1]
+        assert http.get(f"/api/tasks/{task_id}/events").json()[0]["actor"] == "bob"
+        assert ("mill_paused", "bob") in {(e["kind"], e["actor"])
+                                          for e in http.get("/api/events").json()}
+    assert not errors, errors
+    context.close()
