@@ -17,6 +17,7 @@ from ..control import mark_interrupted
 from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
 from ..model import STATUSES, UPDATABLE_FIELDS, Task
+from ..review.approval import approval_state
 from ..status_line import DEFAULT_MAX_ITERATIONS, status_line
 from ..validation import SQLITE_INT_MAX
 from . import graph_layout
@@ -111,6 +112,7 @@ class ReadHandlers(HandlerBase):
             task = led.show(request.path_params["task_id"])
             mark_interrupted(led, self.paths.run_dir, [task])
             self._mark_held(led, [task])
+            approval = approval_state(led, task.id)
             data = task.to_json(full=True)
             linked = {d.depends_on_id for d in task.dependencies} | {
                 d.issue_id for d in task.dependents}
@@ -127,14 +129,17 @@ class ReadHandlers(HandlerBase):
         data["blocked_by"] = [d["depends_on_id"] for d in data["dependencies"]
                               if d["type"] == "blocks"
                               and d["status"] not in ("closed", "tombstone", "missing")]
-        data["status_line"] = self._status_line(task)
+        data["status_line"] = self._status_line(
+            task, awaiting_approval=approval is not None and approval.status == "awaiting"
+            and task.status == "blocked")
         return json_response(data)
 
-    def _status_line(self, task: Task) -> str:
+    def _status_line(self, task: Task, awaiting_approval: bool = False) -> str:
         self.mill_log.refresh()
         snap = self.mill_log.snapshot(limit=1)
         limit = self.config.run.get("max_iterations") or DEFAULT_MAX_ITERATIONS
-        return status_line(task, max_iterations=int(limit), queued=task.id in snap["queued_at"])
+        return status_line(task, max_iterations=int(limit), queued=task.id in snap["queued_at"],
+                           awaiting_approval=awaiting_approval)
 
     def task_events(self, request: Request) -> Response:
         with self.pool.ledger() as led:

@@ -61,10 +61,11 @@ class ReviewHandlers(HandlerBase):
 
     async def approve(self, request: Request) -> Response:
         tid = request.path_params["task_id"]
+        actor = self._actor(request)
 
         def work() -> Any:
             with self.pool.ledger() as led:
-                state = approve(led, tid, actor=led.actor)
+                state = approve(led, tid, actor=actor)
                 return {"task": led.resolve(tid), "status": state.status,
                         "commit": state.commit, "comment": state.comment}
 
@@ -76,10 +77,11 @@ class ReviewHandlers(HandlerBase):
         if not isinstance(comment, str):
             raise InvalidInput("sending a task back needs a comment (a string)")
         tid = request.path_params["task_id"]
+        actor = self._actor(request)
 
         def work() -> Any:
             with self.pool.ledger() as led:
-                state = reject(led, tid, comment, actor=led.actor)
+                state = reject(led, tid, comment, actor=actor)
                 return {"task": led.resolve(tid), "status": state.status,
                         "commit": state.commit, "comment": state.comment}
 
@@ -91,9 +93,10 @@ class ReviewHandlers(HandlerBase):
         if not isinstance(reason, str) or not reason.strip():
             raise InvalidInput("dismissing a finding needs a reason (a string)")
         finding = request.path_params["finding_id"]
+        actor = self._actor(request)
 
         def work() -> Any:
             with self.pool.ledger() as led:
-                return dismiss(led, finding, reason=reason, actor=led.actor).to_json()
+                return dismiss(led, finding, reason=reason, actor=actor).to_json()
 
         return json_response(await run_in_threadpool(work))
