@@ -16,7 +16,7 @@ from ..mill.git import Git
 from ..mill.prompt import AGENT_AUTHOR
 from ..review.approval import approve, awaiting, reject
 from ..review.book import dismiss, findings
-from ..review.gate import ReviewSettings
+from ..review.settings import ReviewSettings
 from ..review.stats import current_threshold, hit_rates, since_days
 from .base import HandlerBase, json_response
 
