@@ -200,3 +200,12 @@ def taskmill_repo(git_repo: Path) -> Path:
     """``git_repo`` after ``taskmill init --prefix tm``."""
     invoke_cli(["init", "--prefix", "tm"], cwd=git_repo).ok()
     return git_repo
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server() -> Iterator[None]:
+    """Stops the PostgreSQL server the session's tests started (``pg_helpers``), if any."""
+    yield
+    import pg_helpers
+
+    pg_helpers.stop_server()

@@ -19,7 +19,7 @@ The brute force below is written from the definitions (not from ``readiness.py``
 
 Every operation is applied both to the ledger and to a plain model, and after each one the
 ledger's answers must equal the brute force computed from the model from scratch. Each
-property runs against every ledger store (SQLite, and the in-memory one).
+property runs against every ledger store (SQLite, the in-memory one, and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pg_helpers
 from taskmill.clock import FixedClock
 from taskmill.containers import AUTO_CLOSE_REASON
 from taskmill.errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
@@ -384,16 +385,22 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
     assert report.ok, report.problems
 
 
-STORES = ("sqlite", "memory")
+STORES = ("sqlite", "memory", "postgres")
 """The stores every property runs against."""
 ON_EVERY_STORE = pytest.mark.parametrize("store", STORES)
 
 
-def new_ledger(store: str) -> Ledger:
-    clock = FixedClock(step=0.001)
+def ledger_on(store: str, clock: FixedClock, actor: str) -> Ledger:
     if store == "memory":
-        return Ledger(MemoryStore(), prefix="tm", clock=clock, actor="prop")
-    return Ledger.memory(prefix="tm", clock=clock, actor="prop")
+        return Ledger(MemoryStore(), prefix="tm", clock=clock, actor=actor)
+    if store == "postgres":
+        pg_helpers.close_stores()  # the previous example's (one example at a time)
+        return Ledger(pg_helpers.new_store(), prefix="tm", clock=clock, actor=actor)
+    return Ledger.memory(prefix="tm", clock=clock, actor=actor)
+
+
+def new_ledger(store: str) -> Ledger:
+    return ledger_on(store, FixedClock(step=0.001), "prop")
 
 
 # -- the properties ----------------------------------------------------------------------
@@ -733,8 +740,7 @@ def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
 
     when = parse_iso(NOW)
     assert when is not None
-    ledger = Ledger(MemoryStore(), prefix="tm", clock=FixedClock(when), actor="prop") \
-        if store == "memory" else Ledger.memory(prefix="tm", clock=FixedClock(when), actor="p")
+    ledger = ledger_on(store, FixedClock(when), "prop" if store == "memory" else "p")
     try:
         _load(ledger, model)
         assert_beads_matches(ledger, model)
