@@ -79,6 +79,12 @@ class Config:
         table = self.raw.get("ledger", {})
         return bool(table.get("beads_compat", table.get("beads-compat", False)))
 
+    @property
+    def ledger_url(self) -> str | None:
+        """``[ledger] url`` (checked): the shared PostgreSQL ledger, or None (SQLite)."""
+        url = self.raw.get("ledger", {}).get("url")
+        return url if isinstance(url, str) and url else None
+
     def agent_names(self) -> list[str]:
         """The configured agents, then the built-in ones without a table."""
         return [*self.agents, *(name for name in BUILTIN_AGENTS if name not in self.agents)]

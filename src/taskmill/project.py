@@ -10,7 +10,7 @@ from .clock import Clock, SystemClock
 from .config import DEFAULT_CONFIG, Config, load_config
 from .errors import InvalidInput
 from .ids import PREFIX_RE, default_prefix
-from .ledger import Ledger
+from .ledger import Ledger, database_url
 from .paths import LedgerPaths, find_repository, locate
 
 IGNORE_RULES = """\
@@ -61,7 +61,7 @@ def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
         tmp.replace(paths.config)
     config = load_config(paths.config, stamp=paths.run.config_stamp)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
-                         actor=actor_from_env(env))
+                         actor=actor_from_env(env), url=database_url(config.ledger_url, env))
     ledger.beads_compat = config.beads_compat
     return Project(paths, config, ledger)
 
@@ -70,11 +70,13 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
     """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``)."""
     paths = locate(cwd, env)
     config = load_config(paths.config, stamp=paths.run.config_stamp)
-    if not paths.db.exists():  # a fresh clone: say so when a synced ledger can be loaded
+    url = database_url(config.ledger_url, env)
+    if url is None and not paths.db.exists():
+        # a fresh clone: say so when a synced ledger can be loaded
         from .sync import refuse_empty_clone
 
         refuse_empty_clone(paths, env)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
-                         actor=actor_from_env(env))
+                         actor=actor_from_env(env), url=url)
     ledger.beads_compat = config.beads_compat
     return Project(paths, config, ledger)

@@ -25,7 +25,7 @@ class AttemptRows:
         row = self.conn.execute(
             "INSERT INTO comments (id, task_id, author, text, created_at)"
             " SELECT coalesce(max(id), 0) + 1, %s, %s, %s, %s FROM comments RETURNING id",
-            (task_id, author, text, now)).fetchone()
+            (task_id, author, text, now)).fetchall()[0]
         return int(row[0])
 
     def comments(self, task_id: str) -> list[Comment]:
@@ -68,7 +68,7 @@ class AttemptRows:
 
     def last_lap(self, task_id: str) -> int:
         row = self.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = %s",
-                                (task_id,)).fetchone()
+                                (task_id,)).fetchall()[0]
         return int(row[0] or 0)
 
     def lap_usage(self, task_id: str, lap: int) -> tuple[int, int, int, float]:
@@ -76,7 +76,7 @@ class AttemptRows:
             "SELECT count(*), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0),"
             " coalesce(sum(cost_usd),0) FROM attempts WHERE task_id = %s AND lap = %s"
             " AND outcome NOT IN ('interrupted', 'rate_limited')",
-            (task_id, lap)).fetchone()
+            (task_id, lap)).fetchall()[0]
         return int(row[0]), int(row[1]), int(row[2]), float(row[3])
 
     def count_attempts(self, task_id: str, lap: int, outcomes: Iterable[str]) -> int:
@@ -85,7 +85,7 @@ class AttemptRows:
             return 0
         return int(self.conn.execute(
             "SELECT count(*) FROM attempts WHERE task_id = %s AND lap = %s"
-            " AND outcome = ANY(%s)", (task_id, lap, wanted)).fetchone()[0])
+            " AND outcome = ANY(%s)", (task_id, lap, wanted)).fetchall()[0][0])
 
     def insert_attempt(self, task_id: str, *, iteration: int, agent: str | None,
                        model: str | None, started_at: str, log_path: str, run_id: str,
@@ -94,7 +94,7 @@ class AttemptRows:
             "INSERT INTO attempts (id, task_id, iteration, agent, model, started_at, log_path,"
             " run_id, lap) SELECT coalesce(max(id), 0) + 1, %s, %s, %s, %s, %s, %s, %s, %s"
             " FROM attempts RETURNING id",
-            (task_id, iteration, agent, model, started_at, log_path, run_id, lap)).fetchone()
+            (task_id, iteration, agent, model, started_at, log_path, run_id, lap)).fetchall()[0]
         return int(row[0])
 
     def end_attempt(self, attempt_id: int, *, ended_at: str, outcome: str, input_tokens: int,

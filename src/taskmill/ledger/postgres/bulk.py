@@ -24,7 +24,7 @@ class BulkRows:
         return {r[0] for r in self.conn.execute("SELECT id FROM tasks")}
 
     def task_count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM tasks").fetchone()[0])
+        return int(self.conn.execute("SELECT count(*) FROM tasks").fetchall()[0][0])
 
     def task_rows(self, *, order: str = "id", include_tombstones: bool = True) -> Iterator[Row]:
         """Every task as a row of :data:`IMPORT_ROW_COLUMNS`, by id (``order="id"``) or in
@@ -37,9 +37,9 @@ class BulkRows:
 
     def label_rows(self) -> Iterator[tuple[str, str]]:
         """(task, label), by task and position."""
-        for task_id, label in self.conn.execute(
-                "SELECT task_id, label FROM labels ORDER BY task_id, pos, label"):
-            yield task_id, label
+        rows: Iterator[tuple[str, str]] = self.conn.execute(
+            "SELECT task_id, label FROM labels ORDER BY task_id, pos, label")
+        yield from rows
 
     def dep_rows(self) -> Iterator[tuple[str, str, str, str | None, str | None, str | None]]:
         """(issue, depends on, type, created_at, created_by, extra), by issue and position."""
@@ -75,7 +75,7 @@ class BulkRows:
             # creation numbers in the order given, after the highest (writers hold the
             # writer lock)
             first = int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM tasks")
-                        .fetchone()[0]) + 1
+                        .fetchall()[0][0]) + 1
             marks = ", ".join(["%s"] * (len(IMPORT_ROW_COLUMNS) + 2))
             conn.executemany(
                 f"INSERT INTO tasks (seq, {_ROW_SQL}, created_key) VALUES ({marks})",

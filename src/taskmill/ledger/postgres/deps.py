@@ -26,7 +26,7 @@ class DepRows:
 
     def insert_dep(self, dep: Dependency, extra: str | None = None) -> None:
         a, b, dep_type = dep.issue_id, dep.depends_on_id, dep.type
-        pos = self.conn.execute("SELECT count(*) FROM deps WHERE issue_id = %s", (a,)).fetchone()[0]
+        pos = self.conn.execute("SELECT count(*) FROM deps WHERE issue_id = %s", (a,)).fetchall()[0][0]
         self.conn.execute(
             "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)", (a, b, dep_type, dep.created_at, dep.created_by,
@@ -91,7 +91,7 @@ class DepRows:
     def dangling_deps(self) -> int:
         return int(self.conn.execute(
             "SELECT count(*) FROM deps WHERE depends_on_id NOT IN (SELECT id FROM tasks)"
-        ).fetchone()[0])
+        ).fetchall()[0][0])
 
     # -- the reads containers and blocked() need ------------------------------------------------
 
@@ -137,5 +137,5 @@ class DepRows:
         total, open_ = self.conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE c.status NOT IN ('closed', 'tombstone'))"
             " FROM deps d JOIN tasks c ON c.id = d.issue_id"
-            " WHERE d.depends_on_id = %s AND d.type = 'parent-child'", (parent,)).fetchone()
+            " WHERE d.depends_on_id = %s AND d.type = 'parent-child'", (parent,)).fetchall()[0]
         return int(total), int(open_)

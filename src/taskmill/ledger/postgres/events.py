@@ -157,13 +157,13 @@ class EventRows:
             "SELECT seq, task_id, kind FROM events WHERE seq > %s ORDER BY seq", (seq,))]
 
     def last_seq(self) -> int:
-        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+        return int(self.conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0])
 
     def claimed_after_last_attempt(self, task_id: str) -> bool:
         claimed, started = self.conn.execute(
             "SELECT max(CASE WHEN kind = 'claimed' THEN seq END),"
             " max(CASE WHEN kind = 'attempt_started' THEN seq END)"
-            " FROM events WHERE task_id = %s", (task_id,)).fetchone()
+            " FROM events WHERE task_id = %s", (task_id,)).fetchall()[0]
         return claimed is not None and started is not None and bool(claimed > started)
 
     def audit_head(self) -> tuple[int, str]:

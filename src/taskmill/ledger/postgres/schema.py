@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from ...errors import TaskmillError
-from ..beads_rules import ANY_CHILDREN, READY_EXCLUDE_TYPES
+from ..beads_rules import READY_EXCLUDE_TYPES
 
 T = 'TEXT COLLATE "C"'
 """A text column (byte order)."""
@@ -220,7 +220,7 @@ def lock_writer(conn: psycopg.Connection[Any], schema: str) -> None:
 
 def migrate(conn: psycopg.Connection[Any], schema: str) -> list[str]:
     """Apply the migrations not yet recorded; returns the names applied."""
-    if conn.execute("SELECT to_regclass('migrations')").fetchone()[0] is not None:
+    if conn.execute("SELECT to_regclass('migrations')").fetchall()[0][0] is not None:
         done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
         if all(name in done for name, _ in MIGRATIONS):
             return []

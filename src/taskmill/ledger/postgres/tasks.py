@@ -107,7 +107,7 @@ class TaskRows:
             (shortest, longest))]
 
     def max_seq(self) -> int:
-        return int(self.conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0)
+        return int(self.conn.execute("SELECT max(seq) FROM tasks").fetchall()[0][0] or 0)
 
     def list_tasks(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                    label: str | None,
@@ -204,7 +204,7 @@ class TaskRows:
         while seeds:
             parent = seeds.pop()
             status = self.conn.execute("SELECT status FROM tasks WHERE id = %s",
-                                       (parent,)).fetchone()[0]
+                                       (parent,)).fetchall()[0][0]
             if status in DONE_STATUSES:
                 continue
             for (child,) in self.conn.execute(
@@ -266,22 +266,22 @@ class TaskRows:
             "SELECT status, count(*) FROM tasks GROUP BY status")}
         ready = self.conn.execute(
             "SELECT count(*) FROM tasks WHERE status = 'open' AND gated = 0"
-            " AND NOT nonwork").fetchone()[0]
+            " AND NOT nonwork").fetchall()[0][0]
         held = self.conn.execute(
             "SELECT count(*) FROM tasks WHERE (gated = 1 OR status = 'blocked')"
-            " AND status NOT IN ('closed', 'tombstone')").fetchone()[0]
+            " AND status NOT IN ('closed', 'tombstone')").fetchall()[0][0]
         deps = {t: int(n) for t, n in self.conn.execute(
             "SELECT type, count(*) FROM deps GROUP BY type")}
         attempts = self.conn.execute(
             "SELECT count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
-            " coalesce(sum(cost_usd), 0) FROM attempts").fetchone()
+            " coalesce(sum(cost_usd), 0) FROM attempts").fetchall()[0]
         return {
             "total": sum(v for k, v in by_status.items() if k not in HIDDEN_STATUSES),
             "by_status": by_status,
             "ready": int(ready),
             "blocked": int(held),
             "dependencies": deps,
-            "events": int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0]),
+            "events": int(self.conn.execute("SELECT count(*) FROM events").fetchall()[0][0]),
             "attempts": int(attempts[0]),
             "input_tokens": int(attempts[1]),
             "output_tokens": int(attempts[2]),
