@@ -45,6 +45,14 @@ def database_url() -> str:
     return _url
 
 
+def new_database() -> str:
+    """The URL of a new, empty database on the shared server (a ledger of its own, in the
+    default schema, as a user's would be)."""
+    database_url()
+    assert _server is not None
+    return _server.create_database(f"db{os.getpid()}_{next(_names)}")
+
+
 def new_schema() -> str:
     """A schema name no other store of this session uses."""
     return f"t{os.getpid()}_{next(_names)}"

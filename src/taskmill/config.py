@@ -117,6 +117,43 @@ class Config:
                                     ".taskmill/config.toml, or use one of the agents listed")
 
 
+def with_ledger_url(text: str, url: str) -> str:
+    """The config file's ``text`` with ``[ledger] url`` set to ``url`` (every other line,
+    comments included, as it was)."""
+    import re
+
+    import tomli_w
+
+    line = tomli_w.dumps({"url": url})
+    lines = text.splitlines(keepends=True)
+    header = next((i for i, ln in enumerate(lines) if re.match(r"\s*\[ledger\]\s*(#.*)?$", ln)),
+                  None)
+    if header is None:
+        return text + ("" if text.endswith("\n") or not text else "\n") + "\n[ledger]\n" + line
+    end = next((i for i in range(header + 1, len(lines))
+                if re.match(r"\s*\[", lines[i])), len(lines))
+    for i in range(header + 1, end):
+        if re.match(r"\s*url\s*=", lines[i]):
+            lines[i] = line
+            return "".join(lines)
+    lines.insert(header + 1, line)
+    return "".join(lines)
+
+
+def set_ledger_url(path: Path, url: str) -> None:
+    """Write ``[ledger] url`` into the config file at ``path`` (checked before it replaces
+    the file: a file that would not load is not written)."""
+    text = with_ledger_url(path.read_text(encoding="utf-8"), url)
+    from .config_schema import check_config
+
+    problems = check_config(tomllib.loads(text))
+    if problems:
+        raise ConfigError(f"{path}: {'; '.join(problems)}", hint="nothing was changed")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def load_config(path: Path, *, stamp: Path | None = None) -> Config:
     """Read and check ``path``; every problem of the file is reported at once, each naming
     the table and key (:class:`ConfigError`).

@@ -30,6 +30,7 @@ __all__ = [
     "ImportItem",
     "Ledger",
     "LedgerStore",
+    "check_database_url",
     "database_url",
     "open_store",
     "refuse_mill_author",
@@ -62,13 +63,20 @@ def open_store(path: Path, url: str | None = None) -> LedgerStore:
     return SqliteStore.open(path)
 
 
-def _open_url(url: str) -> LedgerStore:
+def check_database_url(url: str) -> None:
+    """Refuse a ledger URL that is not a PostgreSQL one (:class:`InvalidInput`)."""
     from ..errors import InvalidInput
 
     if not url.startswith(("postgresql://", "postgres://")):
         raise InvalidInput(f"ledger URL {url!r} is not a PostgreSQL URL",
                            hint="use postgresql://user@host:port/database "
-                                f"([ledger] url or {DATABASE_URL_ENV})")
+                                f"([ledger] url, {DATABASE_URL_ENV} or --database)")
+
+
+def _open_url(url: str) -> LedgerStore:
+    from ..errors import InvalidInput
+
+    check_database_url(url)
     try:
         from .postgres import PostgresStore
     except ImportError as exc:
