@@ -1,0 +1,50 @@
+"""The dashboard's live feed on PostgreSQL: the watcher ``LISTEN``s, so a commit made by
+another process reaches the subscribers at once, with no polling of the ledger (the poll
+interval is set far beyond the test's patience)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import pg_helpers
+from taskmill.clock import FixedClock
+from taskmill.ledger import Ledger
+from taskmill.ledger.postgres import PostgresStore
+from taskmill.paths import locate
+from taskmill.web import live
+from taskmill.web.mill_state import MillLog
+
+
+def test_a_commit_elsewhere_reaches_the_stream_by_notification(
+        taskmill_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live, "POLL_SECONDS", 60.0)
+    url = pg_helpers.new_database()
+    writer = Ledger(PostgresStore.open(url), prefix="tm", clock=FixedClock(), actor="w")
+    first = writer.create("before the watcher")
+    paths = locate(taskmill_repo, {})
+    broadcaster = live.Broadcaster(paths, MillLog(paths.run.events), url=url)
+
+    async def scenario() -> list[dict[str, object]]:
+        q = broadcaster.subscribe()
+        try:
+            await asyncio.sleep(0.3)  # let it LISTEN
+            assert q.empty() and broadcaster.seq == 1
+            task = await asyncio.to_thread(writer.create, "after")
+            message = await asyncio.wait_for(q.get(), timeout=10)
+            assert message is not None
+            await asyncio.to_thread(writer.update, first.id, {"priority": 0})
+            again = await asyncio.wait_for(q.get(), timeout=10)
+            assert again is not None
+            return [message, again, {"id": task.id}]
+        finally:
+            await broadcaster.aclose()
+
+    try:
+        message, again, made = asyncio.run(scenario())
+    finally:
+        writer.close_db()
+    assert message == {"type": "ledger", "seq": 2, "tasks": [made["id"]], "kinds": ["created"]}
+    assert again == {"type": "ledger", "seq": 3, "tasks": [first.id], "kinds": ["updated"]}
