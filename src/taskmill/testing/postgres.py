@@ -81,7 +81,9 @@ class PostgresServer:
     """One running server (see the module's text). ``url`` connects as the superuser to
     the ``postgres`` database; :meth:`create_database` makes more."""
 
-    def __init__(self, root: Path, port: int, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, root: Path, port: int, process: subprocess.Popen[bytes],
+                 bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
         self.root = root
         self.port = port
         self.process = process
@@ -135,7 +137,7 @@ class PostgresServer:
                                        stderr=subprocess.STDOUT, start_new_session=True,
                                        **run_as)
             log.close()
-            server = cls(root, port, process)
+            server = cls(root, port, process, bin_dir)
             if server._wait_ready():
                 return server
             last_error = server.log_tail()
@@ -178,13 +180,11 @@ class PostgresServer:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def create_database(self, name: str) -> str:
-        """Create database ``name`` (a plain identifier); its URL."""
-        import psycopg
-
+        """Create database ``name`` (with PostgreSQL's ``createdb``); its URL."""
         if not name.replace("_", "").isalnum():
             raise ValueError(f"database name {name!r}: letters, digits and '_' only")
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        subprocess.run([str(self.bin_dir / "createdb"), "-h", self.host, "-p", str(self.port),
+                        "-U", SUPERUSER, name], check=True, capture_output=True)
         return self.database_url(name)
 
     def stop(self) -> None:

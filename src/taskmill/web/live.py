@@ -113,25 +113,19 @@ class Broadcaster:
     async def _run_listening(self, url: str) -> None:
         """PostgreSQL: wait for the commits' notifications (the mill's files still looked
         at every :data:`POLL_SECONDS`); read the feed when one arrives."""
-        import psycopg
-
-        from ..ledger.postgres import CHANNEL
+        from ..ledger.postgres import STORE_ERRORS as PG_ERRORS
+        from ..ledger.postgres.listen import CommitListener
 
         while not self.closed:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    mine = f"{getattr(self._connection(), 'schema', '')}:"
+                schema = str(getattr(self._connection(), "schema", ""))
+                async with CommitListener(url, schema) as heard:
                     told = True  # what committed before LISTEN: read it once
                     while not self.closed:
                         for message in self.check(ledger=told):
                             self.publish(message)
-                        told = False
-                        async for note in conn.notifies(timeout=POLL_SECONDS):
-                            if note.payload.startswith(mine):
-                                told = True
-                                break
-            except (psycopg.Error, *STORE_ERRORS):  # type: ignore[misc]  # reconnect
+                        told = await heard.wait(POLL_SECONDS)
+            except PG_ERRORS:  # the server went away: connect again
                 if self._store is not None:
                     with contextlib.suppress(Exception):
                         self._store.close()
