@@ -102,7 +102,7 @@ class PostgresServer:
         """initdb into a new temporary directory and start the server on a free port."""
         env = dict(os.environ if env is None else env)
         bin_dir = find_bin_dir(env)
-        if bin_dir is None:
+        if bin_dir is None or not (bin_dir / "initdb").exists():
             raise PostgresUnavailable(
                 "PostgreSQL's initdb was not found: install Debian's postgresql package "
                 "(`make test` does), or set TASKMILL_PG_BIN to the directory holding it")
