@@ -388,6 +388,12 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
 STORES = ("sqlite", "memory", "postgres")
 """The stores every property runs against."""
 ON_EVERY_STORE = pytest.mark.parametrize("store", STORES)
+ON_LOCAL_STORES = pytest.mark.parametrize("store", ("sqlite", "memory"))
+"""The properties run here on these; on PostgreSQL, each by a wrapper at the end of the file
+with :data:`PG_SETTINGS`."""
+PG_SETTINGS = settings(SETTINGS, max_examples=30)
+"""The same properties on PostgreSQL, on fewer examples: each step there is round trips to a
+server (120 examples of the five took 2-3 minutes on a loaded 2-core machine)."""
 
 
 def ledger_on(store: str, clock: FixedClock, actor: str) -> Ledger:
@@ -406,7 +412,7 @@ def new_ledger(store: str) -> Ledger:
 # -- the properties ----------------------------------------------------------------------
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(data=st.data())
 def test_random_graphs_and_operations_match_brute_force(store: str, data: st.DataObject) -> None:
@@ -430,7 +436,7 @@ def test_random_graphs_and_operations_match_brute_force(store: str, data: st.Dat
         ledger.close_db()
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(data=st.data())
 def test_deep_chains_propagate_both_ways(store: str, data: st.DataObject) -> None:
@@ -476,7 +482,7 @@ def imported_graphs(draw: st.DrawFn) -> tuple[list[tuple[str, str, int]], set[tu
     return tasks, edges
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(graph=imported_graphs(), data=st.data())
 def test_recompute_all_then_incremental_match_brute_force(
@@ -520,7 +526,7 @@ def test_recompute_all_then_incremental_match_brute_force(
         ledger.close_db()
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(priorities=st.lists(st.integers(0, 4), min_size=1, max_size=30))
 def test_ready_order_is_priority_then_creation(store: str, priorities: list[int]) -> None:
@@ -730,7 +736,7 @@ def assert_beads_matches(ledger: Ledger, model: BeadsModel) -> None:
             assert set(item.blockers) == model.blockers(item.task.id), item.task.id
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(model=beads_graphs(), data=st.data())
 def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
@@ -768,3 +774,41 @@ def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
         assert_incremental_equals_full(ledger)
     finally:
         ledger.close_db()
+
+
+# -- the same properties on PostgreSQL (fewer examples: see PG_SETTINGS) ----------------------
+
+
+@PG_SETTINGS
+@given(data=st.data())
+def test_random_graphs_and_operations_match_brute_force_on_postgres(
+        data: st.DataObject) -> None:
+    test_random_graphs_and_operations_match_brute_force.hypothesis.inner_test("postgres", data)
+
+
+@PG_SETTINGS
+@given(data=st.data())
+def test_deep_chains_propagate_both_ways_on_postgres(data: st.DataObject) -> None:
+    test_deep_chains_propagate_both_ways.hypothesis.inner_test("postgres", data)
+
+
+@PG_SETTINGS
+@given(graph=imported_graphs(), data=st.data())
+def test_recompute_all_then_incremental_match_brute_force_on_postgres(
+        graph: tuple[list[tuple[str, str, int]], set[tuple[str, str, str]]],
+        data: st.DataObject) -> None:
+    test_recompute_all_then_incremental_match_brute_force.hypothesis.inner_test(
+        "postgres", graph, data)
+
+
+@PG_SETTINGS
+@given(priorities=st.lists(st.integers(0, 4), min_size=1, max_size=30))
+def test_ready_order_is_priority_then_creation_on_postgres(priorities: list[int]) -> None:
+    test_ready_order_is_priority_then_creation.hypothesis.inner_test("postgres", priorities)
+
+
+@PG_SETTINGS
+@given(model=beads_graphs(), data=st.data())
+def test_beads_rules_match_brute_force_on_postgres(model: BeadsModel,
+                                                   data: st.DataObject) -> None:
+    test_beads_rules_match_brute_force.hypothesis.inner_test("postgres", model, data)
