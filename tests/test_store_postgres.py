@@ -20,3 +20,20 @@ class TestPostgresStore(StoreContract):
 
     def make_store(self) -> LedgerStore:
         return pg_helpers.new_store()
+
+
+def test_event_rows_are_read_a_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+    from taskmill.ledger.postgres import events
+
+    monkeypatch.setattr(events, "EVENT_PAGE", 2)
+    ledger = Ledger(pg_helpers.new_store(), prefix="tm", clock=FixedClock(), actor="t")
+    try:
+        for n in range(5):
+            ledger.create(f"t{n}")
+        assert [r.seq for r in ledger.store.event_rows()] == [1, 2, 3, 4, 5]
+        assert [r.seq for r in ledger.store.event_rows(after=1, upto=4)] == [2, 3, 4]
+        assert ledger.verify().ok
+    finally:
+        pg_helpers.close_stores()

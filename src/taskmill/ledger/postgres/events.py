@@ -30,6 +30,8 @@ def read_head(conn: psycopg.Connection[Any]) -> tuple[int, str]:
     return int(seq), digest
 
 
+EVENT_PAGE = 5000
+"""Events read at a time by :meth:`EventRows.event_rows` (``verify`` reads them all)."""
 CHANNEL = "taskmill_events"
 """The channel a commit with new events notifies (the payload: ``schema:seq``)."""
 
@@ -170,13 +172,14 @@ class EventRows:
         return read_head(self.conn)
 
     def event_rows(self, after: int = 0, upto: int | None = None) -> Iterator[EventRow]:
+        # a page at a time (the trail only grows at its end: no page misses a row)
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > %s"
-        args: list[Any] = [after]
         if upto is not None:
-            sql += " AND seq <= %s"
-            args.append(upto)
-        for row in self.conn.execute(sql + " ORDER BY seq", args):
-            yield EventRow(int(row[0]), *row[1:])
+            sql += f" AND seq <= {int(upto)}"
+        sql += f" ORDER BY seq LIMIT {EVENT_PAGE}"
+        while rows := self.conn.execute(sql, (after,)).fetchall():
+            yield from (EventRow(int(r[0]), *r[1:]) for r in rows)
+            after = int(rows[-1][0])
 
     def event_hash(self, seq: int) -> str | None:
         row = self.conn.execute("SELECT hash FROM events WHERE seq = %s", (seq,)).fetchone()
