@@ -127,3 +127,21 @@ def test_migrate_refuses_a_target_that_holds_a_ledger(git_repo: Path, cli: Cli) 
     assert "ledger" not in _config(git_repo)
     with _pg_ledger(url) as other:
         assert [t.title for t in other.list_tasks()] == ["Someone else's"]
+
+
+def test_two_clones_share_one_ledger_and_its_plan_keys(tmp_path: Path, cli: Cli) -> None:
+    """A plan imported from one clone and again from another (at another path) updates the
+    same tasks: plan sources are named from the repository, not the machine's path."""
+    from conftest import make_git_repo
+
+    url = pg_helpers.new_database()
+    plan = '[[task]]\nkey = "k1"\ntitle = "from a plan"\n'
+    clones = [make_git_repo(tmp_path / name) for name in ("one", "two")]
+    for repo in clones:
+        cli("init", "--prefix", "tm", "--database", url, cwd=repo).ok()
+        (repo / "plan.toml").write_text(plan, encoding="utf-8")
+    cli("import", "plan.toml", cwd=clones[0]).ok()
+    (clones[1] / "plan.toml").write_text(plan.replace("from a plan", "renamed"))
+    cli("import", "plan.toml", cwd=clones[1]).ok()
+    listed = json.loads(cli("list", "--json", cwd=clones[0]).ok().stdout)
+    assert [t["title"] for t in listed] == ["renamed"]
