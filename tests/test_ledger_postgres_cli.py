@@ -46,6 +46,15 @@ def test_init_database_writes_the_url_and_every_command_uses_it(git_repo: Path,
     assert _config(git_repo)["ledger"]["url"] == url
 
 
+def test_init_does_not_print_a_password(git_repo: Path, cli: Cli) -> None:
+    url = pg_helpers.new_database().replace("taskmill@", "taskmill:s3cret@")  # trust: any
+    out = cli("init", "--prefix", "tm", "--database", url, "--json", cwd=git_repo).ok()
+    assert "s3cret" not in out.stdout + out.stderr
+    assert json.loads(out.stdout)["database"] == url.replace("s3cret", "***")
+    text = cli("init", cwd=git_repo).ok().stdout
+    assert "s3cret" not in text and "in PostgreSQL at" in text
+
+
 def test_the_environment_overrides_the_config(git_repo: Path, cli: Cli) -> None:
     configured, other = pg_helpers.new_database(), pg_helpers.new_database()
     cli("init", "--prefix", "tm", "--database", configured, cwd=git_repo).ok()

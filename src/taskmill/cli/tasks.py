@@ -25,7 +25,8 @@ PAGE_SIZE = 1000
 @click.option("--database", metavar="URL",
               help="Keep the ledger in PostgreSQL at URL (postgresql://user@host/db), shared "
                    "by every clone and worker: written to .taskmill/config.toml as [ledger] "
-                   "url (commit it; TASKMILL_DATABASE_URL overrides).")
+                   "url (commit it; TASKMILL_DATABASE_URL overrides). Keep a password out "
+                   "of it: libpq reads PGPASSWORD or ~/.pgpass.")
 @json_option
 def init(prefix: str | None, database: str | None) -> None:
     """Create the ledger (.taskmill/) in this git repository."""
@@ -45,7 +46,11 @@ def init(prefix: str | None, database: str | None) -> None:
         emit_json(info)
     else:
         click.echo(f"taskmill ledger ready in {info['root']}/.taskmill (prefix {info['prefix']})")
-        click.echo("  commit .taskmill/config.toml; the database stays out of git")
+        if url:
+            click.echo(f"  in PostgreSQL at {info['database']}: commit .taskmill/config.toml"
+                       " so every clone and worker uses it")
+        else:
+            click.echo("  commit .taskmill/config.toml; the database stays out of git")
         click.echo("  next: taskmill create \"First task\"   or   taskmill import plan.toml")
 
 
