@@ -45,6 +45,14 @@ def database_url() -> str:
     return _url
 
 
+def open_store(url: str, schema: str | None = None) -> PostgresStore:
+    """``PostgresStore.open`` (imported here: without psycopg the tests skip, not fail)."""
+    database_url()
+    from taskmill.ledger.postgres import PostgresStore
+
+    return PostgresStore.open(url) if schema is None else PostgresStore.open(url, schema=schema)
+
+
 def new_database() -> str:
     """The URL of a new, empty database on the shared server (a ledger of its own, in the
     default schema, as a user's would be)."""
@@ -68,13 +76,14 @@ TABLES = ("tasks", "labels", "deps", "comments", "events", "meta", "plan_keys", 
 def new_store() -> PostgresStore:
     """A store on an empty schema of its own; its ``close`` gives it back (the connections
     are closed by :func:`stop_server`)."""
+    url = database_url()
     from taskmill.ledger.postgres import PostgresStore
 
     if _free:
         store = _free.pop()
         store.reset()
     else:
-        store = PostgresStore.open(database_url(), schema=new_schema())
+        store = PostgresStore.open(url, schema=new_schema())
         store.close = lambda: _give_back(store)  # type: ignore[method-assign]
     store.conn.execute("; ".join(f"DELETE FROM {t}" for t in TABLES))
     _open.append(store)

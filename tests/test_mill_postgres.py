@@ -9,7 +9,6 @@ import pytest
 
 import pg_helpers
 from mill_helpers import MillRepo, agent_script
-from taskmill.ledger.postgres import PostgresStore
 
 
 def test_the_mill_works_a_postgres_ledger(tmp_path: Path,
@@ -17,7 +16,7 @@ def test_the_mill_works_a_postgres_ledger(tmp_path: Path,
     url = pg_helpers.new_database()
     monkeypatch.setenv("TASKMILL_DATABASE_URL", url)
     repo = MillRepo(tmp_path)
-    repo.store = PostgresStore.open(url)
+    repo.store = pg_helpers.open_store(url)
     try:
         cmd = agent_script(tmp_path / "agent.py", """
             (WT / f"out-{TASK}.txt").write_text(f"work of {TASK}\\n")

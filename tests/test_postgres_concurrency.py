@@ -13,7 +13,6 @@ from pathlib import Path
 import pg_helpers
 from taskmill.clock import SystemClock
 from taskmill.ledger import Ledger
-from taskmill.ledger.postgres import PostgresStore
 
 WORKERS = 4
 TASKS_EACH = 15
@@ -47,7 +46,7 @@ print(json.dumps({"made": made, "claimed": claimed}))
 def test_concurrent_writers_claim_once_and_keep_one_chain(tmp_path: Path) -> None:
     url = pg_helpers.database_url()
     schema = pg_helpers.new_schema()
-    PostgresStore.open(url, schema=schema).close()  # the schema, before the race
+    pg_helpers.open_store(url, schema).close()  # the schema, before the race
     script = tmp_path / "worker.py"
     script.write_text(WORKER, encoding="utf-8")
     procs = [subprocess.Popen([sys.executable, str(script), url, schema, f"w{i}",
@@ -64,7 +63,7 @@ def test_concurrent_writers_claim_once_and_keep_one_chain(tmp_path: Path) -> Non
     assert len(made) == len(set(made)) == WORKERS * TASKS_EACH
     assert set(claimed) == set(made)
     assert max(claimed.values()) == 1, [t for t, n in claimed.items() if n > 1]
-    with Ledger(PostgresStore.open(url, schema=schema), prefix="tm", clock=SystemClock(),
+    with Ledger(pg_helpers.open_store(url, schema), prefix="tm", clock=SystemClock(),
                 actor="check") as ledger:
         report = ledger.verify()
         assert report.ok, report.problems

@@ -25,6 +25,8 @@ class TestPostgresStore(StoreContract):
 def test_event_rows_are_read_a_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from taskmill.clock import FixedClock
     from taskmill.ledger import Ledger
+
+    pg_helpers.database_url()  # skips without a server or psycopg
     from taskmill.ledger.postgres import events
 
     monkeypatch.setattr(events, "EVENT_PAGE", 2)

@@ -12,7 +12,6 @@ import pytest
 import pg_helpers
 from taskmill.clock import FixedClock
 from taskmill.ledger import Ledger
-from taskmill.ledger.postgres import PostgresStore
 from taskmill.paths import locate
 from taskmill.web import live
 from taskmill.web.mill_state import MillLog
@@ -22,7 +21,7 @@ def test_a_commit_elsewhere_reaches_the_stream_by_notification(
         taskmill_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(live, "POLL_SECONDS", 60.0)
     url = pg_helpers.new_database()
-    writer = Ledger(PostgresStore.open(url), prefix="tm", clock=FixedClock(), actor="w")
+    writer = Ledger(pg_helpers.open_store(url), prefix="tm", clock=FixedClock(), actor="w")
     first = writer.create("before the watcher")
     paths = locate(taskmill_repo, {})
     broadcaster = live.Broadcaster(paths, MillLog(paths.run.events), url=url)
