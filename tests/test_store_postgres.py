@@ -39,3 +39,26 @@ def test_event_rows_are_read_a_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -
         assert ledger.verify().ok
     finally:
         pg_helpers.close_stores()
+
+
+def test_a_dropped_connection_is_replaced_on_the_next_use() -> None:
+    """A server restart or fail-over drops the connection: the statement that meets it
+    fails (nothing half-done), the next one runs on a new connection."""
+    import psycopg
+
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger(pg_helpers.new_store(), prefix="tm", clock=FixedClock(), actor="t")
+    try:
+        first = ledger.create("before the drop")
+        store = ledger.store
+        with psycopg.connect(pg_helpers.database_url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            ledger.create("lost with the connection")
+        second = ledger.create("after the drop")
+        assert [t.id for t in ledger.list_tasks()] == [first.id, second.id]
+        assert ledger.verify().ok
+    finally:
+        pg_helpers.close_stores()

@@ -40,12 +40,26 @@ class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bu
     thread, a process: each its own store)."""
 
     def __init__(self, conn: psycopg.Connection[Any], url: str, schema: str) -> None:
-        self.conn = conn
+        self._conn = conn
         self.url = url
         self.schema = schema
         self.path = None
         self._audit = AuditLog(conn, schema)
         self._depth = 0
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        """The connection; one the server dropped (a restart, a fail-over, an idle timeout)
+        is replaced on the next use outside a transaction (the statement that met the drop
+        failed: a transaction is never resumed on another connection)."""
+        if self._conn.broken and not self._depth:
+            self._conn = connect(self.url, self.schema)
+            self._audit = AuditLog(self._conn, self.schema)
+        return self._conn
+
+    @conn.setter
+    def conn(self, value: psycopg.Connection[Any]) -> None:
+        self._conn = value
 
     @classmethod
     def open(cls, url: str, *, schema: str = DEFAULT_SCHEMA) -> PostgresStore:
@@ -59,13 +73,14 @@ class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bu
         return cls(conn, url, schema)
 
     def reset(self) -> None:
-        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            self.conn.pgconn.exec_(b"ROLLBACK")
+        if not self._conn.broken and \
+                self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._conn.pgconn.exec_(b"ROLLBACK")
         self._depth = 0
         self._audit.pending = None
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
 
 def _is_a_store(store: PostgresStore) -> LedgerStore:
