@@ -6,7 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
+<<<<<<< HEAD
 .PHONY: all install demo test lint typecheck bench agents chromium bubblewrap temporal clean real-project real-project-cache
+=======
+.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap postgresql clean real-project real-project-cache
+>>>>>>> fix/pg
 
 all: test
 
@@ -21,7 +25,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
+<<<<<<< HEAD
 test: $(STAMP) agents chromium bubblewrap temporal real-project-cache
+=======
+test: $(STAMP) agents chromium bubblewrap postgresql real-project-cache
+>>>>>>> fix/pg
 	$(BIN)/python -m pytest -q -n 2
 
 # The Temporal CLI, whose dev server the Temporal executor's tests start (on 127.0.0.1, a free
@@ -89,3 +97,21 @@ bubblewrap:
 		(sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null) \
 		|| echo "could not install bubblewrap: the sandbox tests will be skipped"; \
 	else echo "not root: 'sudo apt-get install bubblewrap' sandboxes the turns and enables the sandbox tests"; fi
+
+# Debian's PostgreSQL server programs for the PostgreSQL ledger's tests: each test session
+# runs initdb into a temporary directory and starts its own server on 127.0.0.1 (as an
+# unprivileged user when run as root; see src/taskmill/testing/postgres.py). No service is
+# started here. Without them those tests are skipped, saying why.
+POSTGRES_BIN ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+
+postgresql:
+	@if [ -n "$(POSTGRES_BIN)" ] || command -v initdb >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "apt-get not found: install PostgreSQL yourself (or set TASKMILL_PG_BIN); the PostgreSQL ledger tests will be skipped"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "could not install postgresql: the PostgreSQL ledger tests will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		(sudo -n apt-get update -qq && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "could not install postgresql: the PostgreSQL ledger tests will be skipped"; \
+	else echo "not root: 'sudo apt-get install postgresql' enables the PostgreSQL ledger tests (skipped until then)"; fi

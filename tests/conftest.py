@@ -202,6 +202,7 @@ def taskmill_repo(git_repo: Path) -> Path:
     return git_repo
 
 
+<<<<<<< HEAD
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Temporal dev server (``temporal server start-dev --headless``, installed by
@@ -217,3 +218,12 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("temporal") / "server.log"
     with TemporalDevServer(binary, log_path=log) as server:
         yield server.address
+=======
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server() -> Iterator[None]:
+    """Stops the PostgreSQL server the session's tests started (``pg_helpers``), if any."""
+    yield
+    import pg_helpers
+
+    pg_helpers.stop_server()
+>>>>>>> fix/pg

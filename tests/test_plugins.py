@@ -52,7 +52,7 @@ def test_builtins_are_registered_through_the_hooks() -> None:
     assert agents["exec"].create().name == "exec"
     assert list(registry.BUILTIN) == BUILTIN_AGENTS
     stores = plugins.registered("stores", installed=False)
-    assert list(stores) == ["sqlite", "memory"]
+    assert list(stores) == ["sqlite", "memory", "postgres"]
     assert stores["memory"].create().ready(None, False, now="2026-01-01T00:00:00Z") == []
     executors = plugins.registered("executors", installed=False)
     assert list(executors) == ["threads", "temporal"]

@@ -19,7 +19,7 @@ The brute force below is written from the definitions (not from ``readiness.py``
 
 Every operation is applied both to the ledger and to a plain model, and after each one the
 ledger's answers must equal the brute force computed from the model from scratch. Each
-property runs against every ledger store (SQLite, and the in-memory one).
+property runs against every ledger store (SQLite, the in-memory one, and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pg_helpers
 from taskmill.clock import FixedClock
 from taskmill.containers import AUTO_CLOSE_REASON
 from taskmill.errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
@@ -397,22 +398,34 @@ def run_operations(data: st.DataObject, ledger: Ledger, model: Model, steps: int
     assert report.ok, report.problems
 
 
-STORES = ("sqlite", "memory")
+STORES = ("sqlite", "memory", "postgres")
 """The stores every property runs against."""
 ON_EVERY_STORE = pytest.mark.parametrize("store", STORES)
+ON_LOCAL_STORES = pytest.mark.parametrize("store", ("sqlite", "memory"))
+"""The properties run here on these; on PostgreSQL, each by a wrapper at the end of the file
+with :data:`PG_SETTINGS`."""
+PG_SETTINGS = settings(SETTINGS, max_examples=30)
+"""The same properties on PostgreSQL, on fewer examples: each step there is round trips to a
+server (120 examples of the five took 2-3 minutes on a loaded 2-core machine)."""
+
+
+def ledger_on(store: str, clock: FixedClock, actor: str) -> Ledger:
+    if store == "memory":
+        return Ledger(MemoryStore(), prefix="tm", clock=clock, actor=actor)
+    if store == "postgres":
+        pg_helpers.close_stores()  # the previous example's (one example at a time)
+        return Ledger(pg_helpers.new_store(), prefix="tm", clock=clock, actor=actor)
+    return Ledger.memory(prefix="tm", clock=clock, actor=actor)
 
 
 def new_ledger(store: str) -> Ledger:
-    clock = FixedClock(step=0.001)
-    if store == "memory":
-        return Ledger(MemoryStore(), prefix="tm", clock=clock, actor="prop")
-    return Ledger.memory(prefix="tm", clock=clock, actor="prop")
+    return ledger_on(store, FixedClock(step=0.001), "prop")
 
 
 # -- the properties ----------------------------------------------------------------------
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(data=st.data())
 def test_random_graphs_and_operations_match_brute_force(store: str, data: st.DataObject) -> None:
@@ -436,7 +449,7 @@ def test_random_graphs_and_operations_match_brute_force(store: str, data: st.Dat
         ledger.close_db()
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(data=st.data())
 def test_deep_chains_propagate_both_ways(store: str, data: st.DataObject) -> None:
@@ -482,7 +495,7 @@ def imported_graphs(draw: st.DrawFn) -> tuple[list[tuple[str, str, int]], set[tu
     return tasks, edges
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(graph=imported_graphs(), data=st.data())
 def test_recompute_all_then_incremental_match_brute_force(
@@ -526,7 +539,7 @@ def test_recompute_all_then_incremental_match_brute_force(
         ledger.close_db()
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(priorities=st.lists(st.integers(0, 4), min_size=1, max_size=30))
 def test_ready_order_is_priority_then_creation(store: str, priorities: list[int]) -> None:
@@ -736,7 +749,7 @@ def assert_beads_matches(ledger: Ledger, model: BeadsModel) -> None:
             assert set(item.blockers) == model.blockers(item.task.id), item.task.id
 
 
-@ON_EVERY_STORE
+@ON_LOCAL_STORES
 @SETTINGS
 @given(model=beads_graphs(), data=st.data())
 def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
@@ -746,8 +759,7 @@ def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
 
     when = parse_iso(NOW)
     assert when is not None
-    ledger = Ledger(MemoryStore(), prefix="tm", clock=FixedClock(when), actor="prop") \
-        if store == "memory" else Ledger.memory(prefix="tm", clock=FixedClock(when), actor="p")
+    ledger = ledger_on(store, FixedClock(when), "prop" if store == "memory" else "p")
     try:
         _load(ledger, model)
         assert_beads_matches(ledger, model)
@@ -775,3 +787,41 @@ def test_beads_rules_match_brute_force(store: str, model: BeadsModel,
         assert_incremental_equals_full(ledger)
     finally:
         ledger.close_db()
+
+
+# -- the same properties on PostgreSQL (fewer examples: see PG_SETTINGS) ----------------------
+
+
+@PG_SETTINGS
+@given(data=st.data())
+def test_random_graphs_and_operations_match_brute_force_on_postgres(
+        data: st.DataObject) -> None:
+    test_random_graphs_and_operations_match_brute_force.hypothesis.inner_test("postgres", data)
+
+
+@PG_SETTINGS
+@given(data=st.data())
+def test_deep_chains_propagate_both_ways_on_postgres(data: st.DataObject) -> None:
+    test_deep_chains_propagate_both_ways.hypothesis.inner_test("postgres", data)
+
+
+@PG_SETTINGS
+@given(graph=imported_graphs(), data=st.data())
+def test_recompute_all_then_incremental_match_brute_force_on_postgres(
+        graph: tuple[list[tuple[str, str, int]], set[tuple[str, str, str]]],
+        data: st.DataObject) -> None:
+    test_recompute_all_then_incremental_match_brute_force.hypothesis.inner_test(
+        "postgres", graph, data)
+
+
+@PG_SETTINGS
+@given(priorities=st.lists(st.integers(0, 4), min_size=1, max_size=30))
+def test_ready_order_is_priority_then_creation_on_postgres(priorities: list[int]) -> None:
+    test_ready_order_is_priority_then_creation.hypothesis.inner_test("postgres", priorities)
+
+
+@PG_SETTINGS
+@given(model=beads_graphs(), data=st.data())
+def test_beads_rules_match_brute_force_on_postgres(model: BeadsModel,
+                                                   data: st.DataObject) -> None:
+    test_beads_rules_match_brute_force.hypothesis.inner_test("postgres", model, data)

@@ -82,11 +82,18 @@ class Config:
         return bool(table.get("beads_compat", table.get("beads-compat", False)))
 
     @property
+<<<<<<< HEAD
     def executor(self) -> ExecutorTable:
         """``[executor]`` (checked): where ``taskmill run`` runs the tasks' workflows."""
         from .config_schema import ExecutorTable
 
         return ExecutorTable.model_validate(self.raw.get("executor", {}))
+=======
+    def ledger_url(self) -> str | None:
+        """``[ledger] url`` (checked): the shared PostgreSQL ledger, or None (SQLite)."""
+        url = self.raw.get("ledger", {}).get("url")
+        return url if isinstance(url, str) and url else None
+>>>>>>> fix/pg
 
     def agent_names(self) -> list[str]:
         """The configured agents, then the built-in ones without a table."""
@@ -118,6 +125,43 @@ class Config:
             raise InvalidInput(f"{what}: {problem}",
                                hint=f"add [agents.{name}] with an adapter to "
                                     ".taskmill/config.toml, or use one of the agents listed")
+
+
+def with_ledger_url(text: str, url: str) -> str:
+    """The config file's ``text`` with ``[ledger] url`` set to ``url`` (every other line,
+    comments included, as it was)."""
+    import re
+
+    import tomli_w
+
+    line = tomli_w.dumps({"url": url})
+    lines = text.splitlines(keepends=True)
+    header = next((i for i, ln in enumerate(lines) if re.match(r"\s*\[ledger\]\s*(#.*)?$", ln)),
+                  None)
+    if header is None:
+        return text + ("" if text.endswith("\n") or not text else "\n") + "\n[ledger]\n" + line
+    end = next((i for i in range(header + 1, len(lines))
+                if re.match(r"\s*\[", lines[i])), len(lines))
+    for i in range(header + 1, end):
+        if re.match(r"\s*url\s*=", lines[i]):
+            lines[i] = line
+            return "".join(lines)
+    lines.insert(header + 1, line)
+    return "".join(lines)
+
+
+def set_ledger_url(path: Path, url: str) -> None:
+    """Write ``[ledger] url`` into the config file at ``path`` (checked before it replaces
+    the file: a file that would not load is not written)."""
+    text = with_ledger_url(path.read_text(encoding="utf-8"), url)
+    from .config_schema import check_config
+
+    problems = check_config(tomllib.loads(text))
+    if problems:
+        raise ConfigError(f"{path}: {'; '.join(problems)}", hint="nothing was changed")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def load_config(path: Path, *, stamp: Path | None = None) -> Config:

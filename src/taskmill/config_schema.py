@@ -218,12 +218,23 @@ class PriceEntry(_Table):
 
 
 class LedgerTable(_Table):
-    """``[ledger]``: how ``ready`` and ``blocked`` read the ledger."""
+    """``[ledger]``: where the ledger lives, and how ``ready`` and ``blocked`` read it."""
 
     beads_compat: bool = False
     """Follow Beads where taskmill deliberately differs: a ``blocked``/``deferred`` parent
     does not hold back its children, and ``blocked`` lists only tasks a dependency holds
     (see :meth:`taskmill.ledger.Ledger.ready`)."""
+    url: str | None = None
+    """Where the ledger lives when it is not the repository's SQLite file: a PostgreSQL
+    URL (``postgresql://user@host/db``, libpq's form, TLS options included) that every
+    clone and worker shares (``TASKMILL_DATABASE_URL`` overrides it)."""
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL URL (postgresql://user@host:port/database)")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .clock import Clock, SystemClock
-from .config import DEFAULT_CONFIG, Config, load_config
+from .config import DEFAULT_CONFIG, Config, load_config, set_ledger_url
 from .errors import InvalidInput
 from .ids import PREFIX_RE, default_prefix
-from .ledger import Ledger
+from .ledger import Ledger, check_database_url, database_url, open_store
 from .paths import LedgerPaths, find_repository, locate
 
 IGNORE_RULES = """\
@@ -44,12 +44,18 @@ def actor_from_env(env: Mapping[str, str]) -> str:
 
 
 def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
-         clock: Clock | None = None) -> Project:
-    """Create ``.taskmill/`` (config, ignore rules, database). Running it again is harmless."""
+         clock: Clock | None = None, database: str | None = None) -> Project:
+    """Create ``.taskmill/`` (config, ignore rules, database). Running it again is harmless.
+
+    ``database``: a PostgreSQL URL to keep the ledger in (written as ``[ledger] url``, once
+    the database answered and holds the schema)."""
     paths = find_repository(cwd)
     if prefix is not None and not PREFIX_RE.match(prefix):
         raise InvalidInput(f"prefix {prefix!r} must be lower-case letters, digits, '_' or '-',"
                            " starting with a letter")
+    if database is not None:
+        check_database_url(database)
+        open_store(paths.db, database).close()  # it answers, and has the schema
     paths.dir.mkdir(exist_ok=True)
     ignore = paths.dir / ".gitignore"
     if not ignore.exists():
@@ -59,9 +65,11 @@ def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
         tmp = paths.config.with_suffix(".tmp")
         tmp.write_text(DEFAULT_CONFIG.format(prefix=chosen), encoding="utf-8")
         tmp.replace(paths.config)
+    if database is not None and load_config(paths.config).ledger_url != database:
+        set_ledger_url(paths.config, database)
     config = load_config(paths.config, stamp=paths.run.config_stamp)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
-                         actor=actor_from_env(env))
+                         actor=actor_from_env(env), url=database_url(config.ledger_url, env))
     ledger.beads_compat = config.beads_compat
     return Project(paths, config, ledger)
 
@@ -70,11 +78,13 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
     """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``)."""
     paths = locate(cwd, env)
     config = load_config(paths.config, stamp=paths.run.config_stamp)
-    if not paths.db.exists():  # a fresh clone: say so when a synced ledger can be loaded
+    url = database_url(config.ledger_url, env)
+    if url is None and not paths.db.exists():
+        # a fresh clone: say so when a synced ledger can be loaded
         from .sync import refuse_empty_clone
 
         refuse_empty_clone(paths, env)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
-                         actor=actor_from_env(env))
+                         actor=actor_from_env(env), url=url)
     ledger.beads_compat = config.beads_compat
     return Project(paths, config, ledger)

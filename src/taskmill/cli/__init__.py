@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("records", "stats", "Counts, tokens and cost."),
     "import": ("records", "import_cmd", "Import Beads JSONL or a TOML plan file."),
     "export": ("records", "export", "Export as Beads JSONL or JSON."),
+    "ledger": ("ledger_cmd", "ledger", "Where the ledger lives: migrate --to postgresql://..."),
     "sync": ("sync_cmd", "sync", "Share the ledger through git remotes (refs/taskmill/ledger)."),
     "run": ("mill", "run", "Work the backlog with parallel agents until checks pass."),
     "watch": ("mill", "watch", "Run until stopped: work ready tasks as they come, fire orders."),

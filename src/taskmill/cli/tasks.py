@@ -23,24 +23,48 @@ PAGE_SIZE = 1000
 
 @click.command()
 @click.option("--prefix", help="Task id prefix (default: from the repository's name).")
+@click.option("--database", metavar="URL",
+              help="Keep the ledger in PostgreSQL at URL (postgresql://user@host/db), shared "
+                   "by every clone and worker: written to .taskmill/config.toml as [ledger] "
+                   "url (commit it; TASKMILL_DATABASE_URL overrides). Keep a password out "
+                   "of it: libpq reads PGPASSWORD or ~/.pgpass.")
 @json_option
-def init(prefix: str | None) -> None:
+def init(prefix: str | None, database: str | None) -> None:
     """Create the ledger (.taskmill/) in this git repository."""
+    from ..ledger import database_url
     from ..project import init as do_init
 
     ctx = get_ctx()
-    project = do_init(ctx.cwd, ctx.env, prefix=prefix)
+    project = do_init(ctx.cwd, ctx.env, prefix=prefix, database=database)
     try:
+        url = database_url(project.config.ledger_url, ctx.env)
         info = {"root": str(project.paths.root), "config": str(project.paths.config),
-                "database": str(project.paths.db), "prefix": project.config.prefix}
+                "database": _redacted(url) if url else str(project.paths.db),
+                "prefix": project.config.prefix}
     finally:
         project.close()
     if ctx.json:
         emit_json(info)
     else:
         click.echo(f"taskmill ledger ready in {info['root']}/.taskmill (prefix {info['prefix']})")
-        click.echo("  commit .taskmill/config.toml; the database stays out of git")
+        if url:
+            click.echo(f"  in PostgreSQL at {info['database']}: commit .taskmill/config.toml"
+                       " so every clone and worker uses it")
+        else:
+            click.echo("  commit .taskmill/config.toml; the database stays out of git")
         click.echo("  next: taskmill create \"First task\"   or   taskmill import plan.toml")
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _task_options(fn: Any) -> Any:

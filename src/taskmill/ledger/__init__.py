@@ -4,6 +4,7 @@ dicts in :mod:`taskmill.ledger.memory`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from .facade import Ledger
@@ -20,6 +21,7 @@ from .validate import (
 )
 
 __all__ = [
+    "DATABASE_URL_ENV",
     "MILL_AUTHOR_PREFIX",
     "STORE_ERRORS",
     "TASK_COLUMNS",
@@ -29,6 +31,8 @@ __all__ = [
     "Ledger",
     "LedgerStore",
     "OrderSlot",
+    "check_database_url",
+    "database_url",
     "open_store",
     "refuse_mill_author",
     "refuse_mill_close_reason",
@@ -40,11 +44,46 @@ __all__ = [
 ]
 
 
-def open_store(path: Path) -> LedgerStore:
-    """The store of the ledger at ``path`` (its own connection: a watcher's, a thread's)."""
+DATABASE_URL_ENV = "TASKMILL_DATABASE_URL"
+"""The environment variable naming the ledger's PostgreSQL URL (over ``[ledger] url``)."""
+
+
+def database_url(configured: str | None, env: Mapping[str, str]) -> str | None:
+    """Where the ledger lives: ``$TASKMILL_DATABASE_URL``, else ``[ledger] url``
+    (``configured``); None: the repository's SQLite file."""
+    return env.get(DATABASE_URL_ENV) or configured or None
+
+
+def open_store(path: Path, url: str | None = None) -> LedgerStore:
+    """The store of the ledger at ``path``, or at the PostgreSQL ``url`` when one is given
+    (its own connection: a watcher's, a thread's)."""
+    if url:
+        return _open_url(url)
     from .sqlite import SqliteStore
 
     return SqliteStore.open(path)
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a ledger URL that is not a PostgreSQL one (:class:`InvalidInput`)."""
+    from ..errors import InvalidInput
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput(f"ledger URL {url!r} is not a PostgreSQL URL",
+                           hint="use postgresql://user@host:port/database "
+                                f"([ledger] url, {DATABASE_URL_ENV} or --database)")
+
+
+def _open_url(url: str) -> LedgerStore:
+    from ..errors import InvalidInput
+
+    check_database_url(url)
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise InvalidInput("the ledger is in PostgreSQL, and psycopg is not installed",
+                           hint="pip install 'taskmill[postgres]'") from exc
+    return PostgresStore.open(url)
 
 
 def _store_errors() -> tuple[type[Exception], ...]:

@@ -76,7 +76,14 @@ class Ledger(WorkVerbs):
 
     @classmethod
     def open(cls, db_path: Path, *, prefix: str, clock: Clock | None = None,
-             actor: str = "taskmill") -> Ledger:
+             actor: str = "taskmill", url: str | None = None) -> Ledger:
+        """The ledger in the SQLite file ``db_path``, or at the PostgreSQL ``url`` when one
+        is given (see :func:`taskmill.ledger.database_url`)."""
+        if url:  # ``path`` still says which repository (plan sources are named from it)
+            from . import open_store
+
+            return cls(open_store(db_path, url), prefix=prefix, clock=clock or SystemClock(),
+                       actor=actor, path=db_path)
         from .sqlite import SqliteStore
 
         return cls(SqliteStore.open(db_path), prefix=prefix, clock=clock or SystemClock(),

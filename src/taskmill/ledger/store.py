@@ -4,9 +4,11 @@
 validation, id resolution, containers following their children, who may write what. A store
 holds the data and answers questions about it, and keeps readiness (``open_blockers``,
 ``gated``: see :mod:`taskmill.ledger.sqlite.readiness` for the definitions) in step with every
-change it makes. Two stores exist: :class:`~taskmill.ledger.sqlite.SqliteStore` (the real one,
-the only place SQL is written) and :class:`~taskmill.ledger.memory.MemoryStore` (dicts; proves
-the seam, runs fast tests). ``tests/store_contract.py`` holds both to the same behaviour.
+change it makes. Three stores exist: :class:`~taskmill.ledger.sqlite.SqliteStore` (the
+embedded default), :class:`~taskmill.ledger.postgres.PostgresStore` (a ledger shared by many
+machines; these two packages are the only places SQL is written) and
+:class:`~taskmill.ledger.memory.MemoryStore` (dicts; proves the seam, runs fast tests).
+``tests/store_contract.py`` holds them all to the same behaviour.
 
 **The unit of work.** Every write happens inside ``with store.transaction():``. Transactions
 nest: an inner one is a *savepoint*. An exception leaving the inner block undoes that block's

@@ -56,7 +56,7 @@ from ..containment import Containment, containment
 from ..control import MILL_PREFIX, interrupted_ids, is_paused, mark_interrupted, run_alive
 from ..errors import InvalidInput
 from ..kinds import SUCCESS, MillEvent, TaskOutcome
-from ..ledger import Ledger, LedgerStore
+from ..ledger import Ledger, LedgerStore, database_url
 from ..locks import FileLock
 from ..model import Task
 from ..netproxy import NetProxy, NetProxyError
@@ -289,7 +289,7 @@ class Mill:
             return Ledger(self._store(), prefix=self.config.prefix, clock=self.clock,
                           actor=self.actor)
         return Ledger.open(self.paths.db, prefix=self.config.prefix, clock=self.clock,
-                           actor=self.actor)
+                           actor=self.actor, url=database_url(self.config.ledger_url, self.env))
 
     def _hold_run_lock(self) -> None:
         self._run_lock = FileLock(self.paths.run.run_lock(self.run_id))

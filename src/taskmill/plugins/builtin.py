@@ -27,6 +27,7 @@ def register_agents(register: Register) -> None:
 def register_stores(register: Register) -> None:
     register("sqlite", "taskmill.ledger.sqlite:SqliteStore")
     register("memory", "taskmill.ledger.memory:MemoryStore")
+    register("postgres", "taskmill.ledger.postgres:PostgresStore")
 
 
 @hookimpl(tryfirst=True)

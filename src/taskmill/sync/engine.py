@@ -86,11 +86,13 @@ def open_ledger(paths: LedgerPaths, env: Mapping[str, str], *, clock: Clock | No
                 actor: str | None = None) -> Ledger:
     """The repository's ledger, created empty if this clone has none yet (to load into)."""
     from ..config import load_config
+    from ..ledger import database_url
     from ..project import actor_from_env
 
     config = load_config(paths.config, stamp=paths.run.config_stamp)
     return Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
-                       actor=actor or actor_from_env(env))
+                       actor=actor or actor_from_env(env),
+                       url=database_url(config.ledger_url, env))
 
 
 def sync(ledger: Ledger, paths: LedgerPaths, env: Mapping[str, str], *,

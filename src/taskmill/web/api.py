@@ -29,6 +29,7 @@ from starlette.responses import Response
 
 from ..clock import Clock
 from ..config import Config
+from ..ledger import database_url
 from ..mill.git import Git, git_env
 from ..paths import LedgerPaths
 from .actions import ActionHandlers
@@ -59,9 +60,10 @@ class Api(ReadHandlers, ActionHandlers, MillStateHandlers, LiveHandlers, Researc
         self.config = config
         self.env = env
         self.clock = clock
-        self.pool = LedgerPool(paths, config, clock, actor)
+        url = database_url(config.ledger_url, env)
+        self.pool = LedgerPool(paths, config, clock, actor, url=url)
         self.mill_log = MillLog(paths.run.events)
-        self.broadcaster = Broadcaster(paths, self.mill_log)
+        self.broadcaster = Broadcaster(paths, self.mill_log, url=url)
         self.git = Git(paths.root, git_env(env))
         self.layouts = LayoutCache()
         self.service = None

@@ -62,8 +62,10 @@ def json_response(data: Any, status: int = 200) -> JSONResponse:
 class LedgerPool:
     """A few ledger connections shared by the request threads (one per request at a time)."""
 
-    def __init__(self, paths: LedgerPaths, config: Config, clock: Clock, actor: str) -> None:
+    def __init__(self, paths: LedgerPaths, config: Config, clock: Clock, actor: str, *,
+                 url: str | None = None) -> None:
         self.paths = paths
+        self.url = url
         self.config = config
         self.clock = clock
         self.actor = actor
@@ -77,7 +79,7 @@ class LedgerPool:
             led = self._idle.get_nowait()
         except queue.Empty:
             led = Ledger.open(self.paths.db, prefix=self.config.prefix, clock=self.clock,
-                              actor=self.actor)
+                              actor=self.actor, url=self.url)
             with self._lock:
                 self._all.append(led)
         try:

@@ -1,5 +1,9 @@
 """Live updates: a watcher over the ledger, the mill's events file and the pause file, and the
 server-sent event stream (``GET /api/stream``) it feeds.
+
+On SQLite the ledger's change feed is polled; on PostgreSQL the watcher ``LISTEN``s on the
+channel every commit with events notifies, and reads the feed when told (see
+:mod:`taskmill.ledger.postgres.events`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ class Broadcaster:
     """Watches the ledger, the events file and the pause file; pushes changes to subscribers.
 
     The ledger's change feed (:meth:`LedgerStore.changes_since`: the audit events after the
-    last one seen) is polled on a store of its own, every :data:`POLL_SECONDS`; the events
-    name the tasks that changed.
+    last one seen) is read on a store of its own: every :data:`POLL_SECONDS` on SQLite; on
+    PostgreSQL (``url``) when a commit's notification arrives. The events name the tasks
+    that changed. The mill's files are looked at every :data:`POLL_SECONDS` either way.
     """
 
-    def __init__(self, paths: LedgerPaths, mill: MillLog) -> None:
+    def __init__(self, paths: LedgerPaths, mill: MillLog, url: str | None = None) -> None:
         self.paths = paths
         self.mill = mill
+        self.url = url
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -52,18 +58,19 @@ class Broadcaster:
 
     def _connection(self) -> LedgerStore:
         if self._store is None:
-            self._store = open_store(self.paths.db)
+            self._store = open_store(self.paths.db, self.url)
             self.seq = self._store.last_seq()
             self._pause_seen = self._pause_signature()
             self.paused = self._pause_seen is not None
             self.mill.refresh()
         return self._store
 
-    def check(self) -> list[dict[str, Any]]:
-        """One look at everything watched; returns the messages to send."""
+    def check(self, *, ledger: bool = True) -> list[dict[str, Any]]:
+        """One look at everything watched (the ledger too, ``ledger``); returns the
+        messages to send."""
         store = self._connection()
         messages: list[dict[str, Any]] = []
-        rows = store.changes_since(self.seq)
+        rows = store.changes_since(self.seq) if ledger else []
         if rows:
             self.seq = rows[-1].seq
             messages.append({
@@ -98,6 +105,9 @@ class Broadcaster:
             q.put_nowait(message)
 
     async def _run(self) -> None:
+        if self.url:
+            await self._run_listening(self.url)
+            return
         while not self.closed:
             try:
                 for message in self.check():
@@ -108,6 +118,28 @@ class Broadcaster:
                         self._store.close()
                 self._store = None
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _run_listening(self, url: str) -> None:
+        """PostgreSQL: wait for the commits' notifications (the mill's files still looked
+        at every :data:`POLL_SECONDS`); read the feed when one arrives."""
+        from ..ledger.postgres import STORE_ERRORS as PG_ERRORS
+        from ..ledger.postgres.listen import CommitListener
+
+        while not self.closed:
+            try:
+                schema = str(getattr(self._connection(), "schema", ""))
+                async with CommitListener(url, schema) as heard:
+                    told = True  # what committed before LISTEN: read it once
+                    while not self.closed:
+                        for message in self.check(ledger=told):
+                            self.publish(message)
+                        told = await heard.wait(POLL_SECONDS)
+            except PG_ERRORS:  # the server went away: connect again
+                if self._store is not None:
+                    with contextlib.suppress(Exception):
+                        self._store.close()
+                self._store = None
+                await asyncio.sleep(POLL_SECONDS)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()

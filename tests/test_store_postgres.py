@@ -1,0 +1,64 @@
+"""The store contract (``store_contract.py``) for the PostgreSQL store, on a real server the
+tests start (``pg_helpers``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import pg_helpers
+from store_contract import StoreContract
+from taskmill.ledger import LedgerStore
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _close(self) -> Iterator[None]:
+        yield
+        pg_helpers.close_stores()
+
+    def make_store(self) -> LedgerStore:
+        return pg_helpers.new_store()
+
+
+def test_event_rows_are_read_a_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+
+    pg_helpers.database_url()  # skips without a server or psycopg
+    from taskmill.ledger.postgres import events
+
+    monkeypatch.setattr(events, "EVENT_PAGE", 2)
+    ledger = Ledger(pg_helpers.new_store(), prefix="tm", clock=FixedClock(), actor="t")
+    try:
+        for n in range(5):
+            ledger.create(f"t{n}")
+        assert [r.seq for r in ledger.store.event_rows()] == [1, 2, 3, 4, 5]
+        assert [r.seq for r in ledger.store.event_rows(after=1, upto=4)] == [2, 3, 4]
+        assert ledger.verify().ok
+    finally:
+        pg_helpers.close_stores()
+
+
+def test_a_dropped_connection_is_replaced_on_the_next_use() -> None:
+    """A server restart or fail-over drops the connection: the statement that meets it
+    fails (nothing half-done), the next one runs on a new connection."""
+    import psycopg
+
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger(pg_helpers.new_store(), prefix="tm", clock=FixedClock(), actor="t")
+    try:
+        first = ledger.create("before the drop")
+        store = ledger.store
+        with psycopg.connect(pg_helpers.database_url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError):
+            ledger.create("lost with the connection")
+        second = ledger.create("after the drop")
+        assert [t.id for t in ledger.list_tasks()] == [first.id, second.id]
+        assert ledger.verify().ok
+    finally:
+        pg_helpers.close_stores()
