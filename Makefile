@@ -6,11 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
-<<<<<<< HEAD
-.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap temporal clean real-project real-project-cache
-=======
-.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap postgresql clean real-project real-project-cache
->>>>>>> fix/pg
+.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap temporal postgresql clean real-project real-project-cache
 
 all: test
 
@@ -25,11 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
-<<<<<<< HEAD
-test: $(STAMP) agents chromium bubblewrap temporal real-project-cache
-=======
-test: $(STAMP) agents chromium bubblewrap postgresql real-project-cache
->>>>>>> fix/pg
+test: $(STAMP) agents chromium bubblewrap temporal postgresql real-project-cache
 	$(BIN)/python -m pytest -q -n 2
 
 # The Temporal CLI, whose dev server the Temporal executor's tests start (on 127.0.0.1, a free

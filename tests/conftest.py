@@ -202,7 +202,6 @@ def taskmill_repo(git_repo: Path) -> Path:
     return git_repo
 
 
-<<<<<<< HEAD
 @pytest.fixture(scope="session")
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Temporal dev server (``temporal server start-dev --headless``, installed by
@@ -218,7 +217,8 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("temporal") / "server.log"
     with TemporalDevServer(binary, log_path=log) as server:
         yield server.address
-=======
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _postgres_server() -> Iterator[None]:
     """Stops the PostgreSQL server the session's tests started (``pg_helpers``), if any."""
@@ -226,4 +226,3 @@ def _postgres_server() -> Iterator[None]:
     import pg_helpers
 
     pg_helpers.stop_server()
->>>>>>> fix/pg

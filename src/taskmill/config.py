@@ -82,18 +82,17 @@ class Config:
         return bool(table.get("beads_compat", table.get("beads-compat", False)))
 
     @property
-<<<<<<< HEAD
     def executor(self) -> ExecutorTable:
         """``[executor]`` (checked): where ``taskmill run`` runs the tasks' workflows."""
         from .config_schema import ExecutorTable
 
         return ExecutorTable.model_validate(self.raw.get("executor", {}))
-=======
+
+    @property
     def ledger_url(self) -> str | None:
         """``[ledger] url`` (checked): the shared PostgreSQL ledger, or None (SQLite)."""
         url = self.raw.get("ledger", {}).get("url")
         return url if isinstance(url, str) and url else None
->>>>>>> fix/pg
 
     def agent_names(self) -> list[str]:
         """The configured agents, then the built-in ones without a table."""
