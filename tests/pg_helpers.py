@@ -70,7 +70,8 @@ _open: list[PostgresStore] = []
 _free: list[PostgresStore] = []
 """Stores given back, their connections open, to empty and use again (much faster than
 making a schema, or connecting)."""
-TABLES = ("tasks", "labels", "deps", "comments", "events", "meta", "plan_keys", "attempts")
+TABLES = ("tasks", "labels", "deps", "comments", "events", "meta", "plan_keys", "attempts",
+          "order_slots")
 
 
 def new_store() -> PostgresStore:

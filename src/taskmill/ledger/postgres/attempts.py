@@ -60,11 +60,19 @@ class AttemptRows:
         return {r[0] for r in self.conn.execute("SELECT DISTINCT task_id FROM attempts")}
 
     def attempt_usage(self) -> list[tuple[Any, ...]]:
-        """(agent, model, started_at, ended_at, outcome, input tokens, output tokens, cost)
-        of every attempt."""
+        """(agent, model, started_at, ended_at, outcome, input tokens, output tokens, cost,
+        role) of every attempt."""
         return [tuple(r) for r in self.conn.execute(
             "SELECT agent, model, started_at, ended_at, outcome, input_tokens,"
-            " output_tokens, cost_usd FROM attempts")]
+            " output_tokens, cost_usd, role FROM attempts")]
+
+    def role_spend(self, since: str) -> dict[str, tuple[int, float]]:
+        # started_at in byte order, as SQLite compares it (and as attempts_role holds it)
+        return {str(role): (int(tokens), float(cost)) for role, tokens, cost in self.conn.execute(
+            "SELECT role, coalesce(sum(input_tokens + output_tokens), 0),"
+            " coalesce(sum(cost_usd), 0) FROM attempts"
+            ' WHERE role IS NOT NULL AND (started_at COLLATE "C") >= %s GROUP BY role',
+            (since,))}
 
     def last_lap(self, task_id: str) -> int:
         row = self.conn.execute("SELECT max(lap) FROM attempts WHERE task_id = %s",
@@ -89,12 +97,13 @@ class AttemptRows:
 
     def insert_attempt(self, task_id: str, *, iteration: int, agent: str | None,
                        model: str | None, started_at: str, log_path: str, run_id: str,
-                       lap: int) -> int:
+                       lap: int, role: str | None = None) -> int:
         row = self.conn.execute(
             "INSERT INTO attempts (id, task_id, iteration, agent, model, started_at, log_path,"
-            " run_id, lap) SELECT coalesce(max(id), 0) + 1, %s, %s, %s, %s, %s, %s, %s, %s"
-            " FROM attempts RETURNING id",
-            (task_id, iteration, agent, model, started_at, log_path, run_id, lap)).fetchall()[0]
+            " run_id, lap, role) SELECT coalesce(max(id), 0) + 1, %s, %s, %s, %s, %s, %s, %s,"
+            " %s, %s FROM attempts RETURNING id",
+            (task_id, iteration, agent, model, started_at, log_path, run_id, lap,
+             role)).fetchall()[0]
         return int(row[0])
 
     def end_attempt(self, attempt_id: int, *, ended_at: str, outcome: str, input_tokens: int,

@@ -5,12 +5,13 @@ rows (Beads, ``taskmill ledger migrate``), plus the plan importer's keys (the SQ
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
 from ..beads_rules import order_key
-from ..store import IMPORT_ROW_COLUMNS, ImportItem, Row
+from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
 
@@ -94,6 +95,12 @@ class BulkRows:
             " VALUES (%s, %s, %s, %s, %s, %s)",
             [(c[0], p.row[0], *c[1:]) for p in items for c in p.comments])
 
+    @contextmanager
+    def bulk_import(self) -> Iterator[None]:
+        # nothing deferred: the indexes take the rows as they come (SQLite's drop and
+        # rebuild of the secondary indexes is not ported)
+        yield
+
     def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
         """The stored parts of those of ``ids`` the ledger holds (labels, dependencies and
         comments by position), as :meth:`import_rows` takes them."""
@@ -134,3 +141,24 @@ class BulkRows:
             "INSERT INTO plan_keys (source, key, task_id) VALUES (%s, %s, %s)"
             " ON CONFLICT (source, key) DO UPDATE SET task_id = excluded.task_id",
             (source, key, task_id))
+
+    def record_order_slot(self, slot: OrderSlot) -> bool:
+        cur = self.conn.execute(
+            "INSERT INTO order_slots (order_name, slot, outcome, task_id, reason, recorded_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (order_name, slot) DO NOTHING",
+            tuple(slot))
+        return cur.rowcount == 1
+
+    def order_slots(self, order: str, *, outcomes: Sequence[str] | None = None,
+                    limit: int | None = None) -> list[OrderSlot]:
+        sql = ("SELECT order_name, slot, outcome, task_id, reason, recorded_at"
+               " FROM order_slots WHERE order_name = %s")
+        args: list[object] = [order]
+        if outcomes is not None:
+            sql += " AND outcome = ANY(%s)"
+            args.append(list(outcomes))
+        sql += " ORDER BY slot DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [OrderSlot(*row) for row in self.conn.execute(sql, args)]

@@ -12,6 +12,10 @@ from ...model import BLOCKING_TYPES, PARENT_CHILD, Dependency
 from . import readiness
 
 _DEP_COLUMNS = "issue_id, depends_on_id, type, created_at, created_by"
+HELD_SQL = ("({t}gated = 1 OR {t}status = 'blocked')"
+            " AND {t}status NOT IN ('closed', 'tombstone')")
+"""A task ``blocked`` lists (not done; gated or marked blocked): the condition of the
+partial index ``tasks_held`` (schema 0008), which a query must repeat to use it."""
 
 
 class DepRows:
@@ -125,6 +129,27 @@ class DepRows:
             "SELECT d.depends_on_id FROM deps d LEFT JOIN tasks b ON b.id = d.depends_on_id"
             " WHERE d.issue_id = %s AND d.type IN ('blocks', 'conditional-blocks', 'waits-for')"
             f" AND {readiness.HOLDS_SQL} ORDER BY d.pos", (task_id,))]
+
+    def holding_parents_many(self, children: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for child, parent in self.conn.execute(
+                "SELECT d.issue_id, p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id"
+                " WHERE d.issue_id = ANY(%s) AND d.type = 'parent-child'"
+                " AND p.status NOT IN ('closed', 'tombstone') AND (p.gated = 1 OR p.status"
+                " IN ('blocked', 'deferred')) ORDER BY d.issue_id, d.pos", (list(children),)):
+            out.setdefault(child, []).append(parent)
+        return out
+
+    def held_waits(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for tid, blocker in self.conn.execute(
+                "SELECT d.issue_id, d.depends_on_id FROM tasks t"
+                " JOIN deps d ON d.issue_id = t.id LEFT JOIN tasks b ON b.id = d.depends_on_id"
+                f" WHERE {HELD_SQL.format(t='t.')} AND t.open_blockers > 0"
+                " AND d.type IN ('blocks', 'conditional-blocks', 'waits-for')"
+                f" AND {readiness.HOLDS_SQL} ORDER BY d.issue_id, d.pos"):
+            out.setdefault(tid, []).append(blocker)
+        return out
 
     def child_rows(self, parent: str) -> list[tuple[str, str, str]]:
         """(id, title, status) of each child of ``parent`` (tombstones too), oldest first."""

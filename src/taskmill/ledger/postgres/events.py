@@ -154,6 +154,20 @@ class EventRows:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE task_id = %s AND kind = ANY(%s)"
             " ORDER BY seq DESC LIMIT %s", (task_id, list(kinds), limit))]
 
+    def events_of_kinds(self, kinds: Sequence[str], *, task_id: str | None = None,
+                        since: str | None = None) -> list[Event]:
+        if not kinds:
+            return []
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE kind = ANY(%s)"
+        args: list[Any] = [list(kinds)]
+        if task_id is not None:
+            sql += " AND task_id = %s"
+            args.append(task_id)
+        if since is not None:
+            sql += ' AND (ts COLLATE "C") >= %s'  # byte order, as SQLite compares
+            args.append(since)
+        return [event_from_row(r) for r in self.conn.execute(sql + " ORDER BY seq", args)]
+
     def changes_since(self, seq: int) -> list[Change]:
         return [Change(int(s), t, k) for s, t, k in self.conn.execute(
             "SELECT seq, task_id, kind FROM events WHERE seq > %s ORDER BY seq", (seq,))]

@@ -1,8 +1,8 @@
 """``taskmill ledger migrate --to postgresql://...``: a SQLite ledger moved into an empty
 PostgreSQL one, whole, in one transaction: tasks (in creation order), labels, dependencies,
-comments (their ids kept), attempts, the plan importer's keys and the audit trail event for
-event (sequence numbers, text and hashes as they are, so the chain, and the anchors in git
-that name its links, hold on the target). Readiness is recomputed there. The source is
+comments (their ids kept), attempts, each task's role, the plan importer's keys, the orders'
+slots and the audit trail event for event (sequence numbers, text and hashes as they are, so
+the chain, and the anchors in git that name its links, hold on the target). Readiness is recomputed there. The source is
 read, never changed.
 """
 
@@ -14,6 +14,7 @@ from typing import Any
 from ...errors import Conflict
 from ..rows import ATTEMPT_FIELDS
 from ..sqlite import SqliteStore
+from ..store import OrderSlot
 from . import PostgresStore
 
 
@@ -39,6 +40,12 @@ def move_ledger(source: SqliteStore, target: PostgresStore) -> MoveReport:
     attempts = source.conn.execute(
         f"SELECT {', '.join(ATTEMPT_FIELDS)} FROM attempts ORDER BY id").fetchall()
     plan_keys = source.conn.execute("SELECT source, key, task_id FROM plan_keys").fetchall()
+    # a task's role is no column of an import row: copied on its own
+    roles = source.conn.execute(
+        "SELECT id, role FROM tasks WHERE role IS NOT NULL").fetchall()
+    slots = source.conn.execute(
+        "SELECT order_name, slot, outcome, task_id, reason, recorded_at FROM order_slots"
+        " ORDER BY order_name, slot").fetchall()
     events = list(source.event_rows())
     head = source.audit_head()
     with target.transaction():
@@ -46,6 +53,11 @@ def move_ledger(source: SqliteStore, target: PostgresStore) -> MoveReport:
         _copy_attempts(target, attempts)
         for plan_source, key, task_id in plan_keys:
             target.set_plan_key(plan_source, key, task_id)
+        with target.conn.cursor() as cur:
+            cur.executemany("UPDATE tasks SET role = %s WHERE id = %s",
+                            [(role, tid) for tid, role in roles])
+        for slot in slots:
+            target.record_order_slot(OrderSlot(*slot))
         with target.conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO events (seq, ts, actor, task_id, kind, data, prev_hash, hash)"

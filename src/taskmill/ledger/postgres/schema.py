@@ -168,6 +168,35 @@ def _v3_backfill(conn: psycopg.Connection[Any]) -> None:
     recompute_all(conn)
 
 
+_V4_ROLE = f"""
+ALTER TABLE tasks ADD COLUMN role {T};
+ALTER TABLE attempts ADD COLUMN role {T};
+CREATE INDEX attempts_role ON attempts(role, (started_at COLLATE "C")) WHERE role IS NOT NULL
+"""
+"""Roles, as SQLite's 0004: the role a task is worked as, and the role each attempt was made
+as. ``started_at`` is compared in byte order (``COLLATE "C"``, as the index is built) when a
+role's spend since a time is summed."""
+
+_V5_ORDER_SLOTS = f"""
+CREATE TABLE order_slots (
+    order_name {T} NOT NULL,
+    slot {T} NOT NULL,
+    outcome {T} NOT NULL,
+    task_id {T},
+    reason TEXT NOT NULL DEFAULT '',
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (order_name, slot)
+)
+"""
+"""Each order's slots (``taskmill watch``), as SQLite's 0005."""
+
+_V8_HELD_INDEX = """
+CREATE INDEX tasks_held ON tasks(priority, seq)
+    WHERE (gated = 1 OR status = 'blocked') AND status NOT IN ('closed', 'tombstone')
+"""
+"""The tasks ``blocked`` lists, in its order, as SQLite's 0008."""
+
+
 Migration = tuple[str, str | Callable[[psycopg.Connection[Any]], None]]
 
 MIGRATIONS: list[Migration] = [
@@ -175,6 +204,9 @@ MIGRATIONS: list[Migration] = [
     ("0002_attempts", _V2_ATTEMPTS),
     ("0003_beads_readiness", _V3_BEADS_READINESS),
     ("0003_beads_readiness_backfill", _v3_backfill),
+    ("0004_role", _V4_ROLE),
+    ("0005_order_slots", _V5_ORDER_SLOTS),
+    ("0008_held_index", _V8_HELD_INDEX),
 ]
 """This store's migrations: SQLite's list (``ledger/sqlite/schema.py``), step for step, in
 PostgreSQL's words. A migration added there is added here under the same name."""

@@ -13,6 +13,7 @@ import psycopg
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, task_from_row
+from .deps import HELD_SQL
 
 HAS_CHILDREN_SQL = (
     "EXISTS (SELECT 1 FROM deps cd JOIN tasks ct ON ct.id = cd.issue_id"
@@ -222,16 +223,28 @@ class TaskRows:
             "SELECT id FROM tasks WHERE status = 'open' AND gated = 1") if r[0] not in dep_gated]
 
     def held(self, beads_compat: bool = False) -> list[Task]:
-        if beads_compat:
-            ids = self._dep_gated()
-            rows = [r for r in self.conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE gated = 1"
-                " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq")
-                if r[0] in ids]
-            return self._tasks(rows)
-        return self._tasks(self.conn.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE (gated = 1 OR status = 'blocked')"
-            " AND status NOT IN ('closed', 'tombstone') ORDER BY priority, seq").fetchall())
+        return [t for page in self.held_pages(beads_compat, size=1 << 30) for t in page]
+
+    def held_pages(self, beads_compat: bool = False, size: int = 1000
+                   ) -> Iterator[list[Task]]:
+        # a page at a time, each after the last one's (priority, seq): the partial index
+        # tasks_held (schema 0008) holds exactly these rows, in this order
+        ids = self._dep_gated() if beads_compat else None
+        after: tuple[int, int] = (-(1 << 31), 0)
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {TASK_COLUMNS}, priority, seq FROM tasks"
+                f" WHERE {HELD_SQL.format(t='')} AND (priority, seq) > (%s, %s)"
+                " ORDER BY priority, seq LIMIT %s", (*after, size)).fetchall()
+            if not rows:
+                return
+            after = (int(rows[-1][-2]), int(rows[-1][-1]))
+            page = [r[:-2] for r in rows
+                    if ids is None or r[0] in ids]  # Beads: those a blocking dependency holds
+            if page:
+                yield self._tasks(page)
+            if len(rows) < size:
+                return
 
     def child_tasks(self, parent: str) -> list[Task]:
         return self._tasks(self.conn.execute(
