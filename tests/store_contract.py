@@ -79,6 +79,32 @@ class StoreContract:
                 ledger.create("bad", role=bad)  # type: ignore[arg-type]
         assert ledger.last_seq() == before
 
+    def test_role_spend_sums_each_role_s_attempts_since_a_time(self, ledger: Ledger) -> None:
+        from datetime import UTC, datetime
+
+        from taskmill.clock import iso
+
+        t = ledger.create("t", role="w")
+
+        def attempt(role: str | None, when: str, tokens: int, cost: float) -> None:
+            now = iso(datetime.fromisoformat(when))
+            aid = ledger.start_attempt(t.id, iteration=1, agent="a", model=None, log_path="l",
+                                       run_id="r", lap=1, actor="mill:r", now=now, role=role)
+            ledger.finish_attempt(t.id, aid, outcome="failed", input_tokens=tokens,
+                                  output_tokens=1, cost_usd=cost, commit=None, model=None,
+                                  detail={}, seconds=1.0, usage_error=None, actor="mill:r",
+                                  now=now)
+
+        attempt("w", "2026-05-01T23:59:59+00:00", 10, 0.5)
+        attempt("w", "2026-05-02T00:00:00+00:00", 20, 0.25)
+        attempt("x", "2026-05-02T08:00:00+00:00", 5, 0.0)
+        attempt(None, "2026-05-02T09:00:00+00:00", 1000, 9.0)
+        since = datetime(2026, 5, 2, tzinfo=UTC)
+        assert ledger.role_spend(since) == {"w": (21, 0.25), "x": (6, 0.0)}
+        assert ledger.role_spend(datetime(2026, 5, 1, tzinfo=UTC))["w"] == (32, 0.75)
+        assert ledger.role_spend(datetime(2026, 5, 3, tzinfo=UTC)) == {}
+        assert [a["role"] for a in ledger.attempts(t.id)] == ["w", "w", "x", None]
+
     def test_unknown_id_and_bad_input_change_nothing(self, ledger: Ledger) -> None:
         t = ledger.create("x")
         with pytest.raises(NotFound):

@@ -13,7 +13,7 @@ from typing import Any
 import pg_helpers
 from conftest import CliResult
 from taskmill.clock import FixedClock
-from taskmill.ledger import Ledger
+from taskmill.ledger import Ledger, OrderSlot
 
 Cli = Callable[..., CliResult]
 
@@ -98,12 +98,19 @@ def test_migrate_moves_the_sqlite_ledger_with_its_chain(git_repo: Path, cli: Cli
                               detail={"k": 1}, seconds=1.0, usage_error=None,
                               actor="mill:r1", now=ledger.now())
         ledger.close(a.id, "done")
+        ledger.update(b.id, {"role": "writer"})
+        ledger.start_attempt(b.id, iteration=1, agent="exec", model=None, log_path="l",
+                             run_id="r1", lap=1, actor="mill:r1", now=ledger.now(),
+                             role="writer")
+        slot = OrderSlot("nightly", "2026-01-01T03:00:00Z", "fired", b.id, "", ledger.now())
+        with ledger.transaction():
+            ledger.store.record_order_slot(slot)
         before = {
             "tasks": [t.to_json() for t in ledger.list_tasks(include_hidden=True)],
             "ready": [t.id for t in ledger.ready()],
             "head": ledger.store.audit_head(),
             "events": [e.hash for e in ledger.events()],
-            "attempts": ledger.store.attempts(a.id),
+            "attempts": [*ledger.store.attempts(a.id), *ledger.store.attempts(b.id)],
             "comments": [c.text for c in ledger.store.comments(a.id)],
         }
     url = pg_helpers.new_database()
@@ -117,7 +124,9 @@ def test_migrate_moves_the_sqlite_ledger_with_its_chain(git_repo: Path, cli: Cli
         assert [t.id for t in moved.ready()] == before["ready"]
         assert moved.store.audit_head() == before["head"]
         assert [e.hash for e in moved.events()] == before["events"]
-        assert moved.store.attempts(a.id) == before["attempts"]
+        assert [*moved.store.attempts(a.id), *moved.store.attempts(b.id)] == before["attempts"]
+        assert moved.get(b.id).role == "writer"
+        assert moved.store.order_slots("nightly") == [slot]
         assert [c.text for c in moved.store.comments(a.id)] == before["comments"]
         moved.comment(b.id, "after the move")  # the chain goes on from the moved head
         assert moved.verify().ok
