@@ -180,7 +180,7 @@ def test_a_person_asks_for_work_watches_it_land_and_is_named(
     # the person stops the mill from the page; the audit trail names them
     page.click("#mill-toggle")
     page.wait_for_function("document.getElementById('mill-toggle').textContent === 'Start mill'",
-                           timeout=15_000)
+                           timeout=60_000)  # the stop's grace, on a loaded machine
     with door.api() as http:
         task = http.get(f"/api/tasks/{task_id}").json()
         assert task["labels"] == ["ui-text"] and task["checks"] == ["grep -q Goodbye strings.txt"]

@@ -492,7 +492,7 @@ class Mill:
             target = self._target()
             summary = RunSummary(self.run_id, target)
             self.containment = containment(self.settings.contain, self.env)
-            sandbox_info, unsandboxed = self._choose_sandbox()
+            sandbox_info, unsandboxed = self.choose_sandbox()
             queue_ = MergeQueue(
                 self.git, target=target, lock_path=self.paths.run.merge_lock,
                 checks=self.config.checks, check_env=self.check_env,
@@ -634,7 +634,7 @@ class Mill:
             return None
         return Anchorer(store, lambda: self.ledger().store, clock=self.clock, bus=self.bus)
 
-    def _choose_sandbox(self) -> tuple[dict[str, Any], str]:
+    def choose_sandbox(self) -> tuple[dict[str, Any], str]:
         """Put the sandbox (``[sandbox]``) into the containment, and the checks' HOME into
         their environment. Returns what the sandbox allows (for ``run_started`` and each
         attempt) and the warning to give when the run is unsandboxed ('' for none)."""

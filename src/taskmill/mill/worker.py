@@ -99,11 +99,11 @@ class TaskWorker:
         self.records = TaskRecords(self.ledger, ctx.bus, ctx.clock, task_id=task.id, lap=lap,
                                    run_id=ctx.run_id)
         self.acts = TaskActivities(ctx, task, lap, self.ledger, self.records)
-        self._base = ""
+        self.base_commit = ""
         """The target's tip when the worker started (the branch of a fresh lap starts there)."""
         self._passed_attempt: int | None = None
         """The attempt whose work is in the merge queue (its outcome says if it is rejected)."""
-        self._start = ctx.clock.monotonic()
+        self.started_at_mono = ctx.clock.monotonic()
         self.policy: TaskPolicy
         self.parked: Future[BatchLandResult] | None = None
         """The landing queue's verdict to come, while the task's branch is parked there."""
@@ -116,10 +116,10 @@ class TaskWorker:
         """Work the task until its stay in this run ends, or until its branch is parked in
         the landing queue (:attr:`parked` is then the verdict to come: see
         :meth:`landing_decided` and :meth:`resume`)."""
-        self._start = self.ctx.clock.monotonic()
+        self.started_at_mono = self.ctx.clock.monotonic()
 
         def first() -> Action:
-            self._base = self.ctx.queue.tip()
+            self.base_commit = self.ctx.queue.tip()
             limits = Limits.of(self.ctx.settings)
             limits = replace(limits, max_iterations=self.ctx.roles.max_iterations(
                 self.task, limits.max_iterations)).for_task(self.task)  # a step's own wins
@@ -162,7 +162,7 @@ class TaskWorker:
         """Carry on after a rejection from the landing queue (on a worker)."""
         pending, self._pending = self._pending, None
         assert pending is not None, "nothing to resume"
-        self._base = self.ctx.queue.tip()
+        self.base_commit = self.ctx.queue.tip()
         return self._drive(lambda: pending)
 
     def _drive(self, start: Callable[[], Action], *, quick: bool = False) -> Outcome:
@@ -187,17 +187,17 @@ class TaskWorker:
             landed = self.finish(action)
             return self.out
         except Exception as exc:  # a bug or a git failure: never the task's fault
-            self._internal_error(exc)
+            self.internal_error(exc)
             return self.out
         finally:
             if over:
-                self._end(landed)
+                self.end(landed)
 
-    def _end(self, landed: bool) -> None:
+    def end(self, landed: bool) -> None:
         """The task's stay in this run is over: count it, give back its worktree."""
-        self.out.seconds = self.ctx.clock.monotonic() - self._start
+        self.out.seconds = self.ctx.clock.monotonic() - self.started_at_mono
         with contextlib.suppress(Exception):
-            self._count(*self.records.usage())
+            self.count_usage(*self.records.usage())
         self.acts.release(landed=landed)
         self.ledger.close_db()
 
@@ -210,7 +210,7 @@ class TaskWorker:
             case CheckCommands():
                 return acts.check_commands()
             case AcquireWorkspace(fresh=fresh, read_head=read_head, rejoin=rejoin):
-                return acts.acquire_workspace(self._base, fresh=fresh, read_head=read_head,
+                return acts.acquire_workspace(self.base_commit, fresh=fresh, read_head=read_head,
                                               rejoin=rejoin)
             case Review():
                 reviewed = acts.review()
@@ -299,13 +299,13 @@ class TaskWorker:
 
     def _count_history(self, reviewed: Reviewed) -> None:
         h = reviewed.history
-        self._count(h.iterations, h.input_tokens, h.output_tokens, h.cost_usd)
+        self.count_usage(h.iterations, h.input_tokens, h.output_tokens, h.cost_usd)
 
-    def _count(self, done: int, tin: int, tout: int, cost: float) -> None:
+    def count_usage(self, done: int, tin: int, tout: int, cost: float) -> None:
         self.out.iterations, self.out.input_tokens = done, tin
         self.out.output_tokens, self.out.cost_usd = tout, cost
 
-    def _internal_error(self, exc: Exception) -> None:
+    def internal_error(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if self.out.outcome == TaskOutcome.LANDED:  # closed already: only the clean-up failed
             self.ctx.bus.emit(MillEvent.WARNING, task=self.task.id,

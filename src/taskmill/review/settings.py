@@ -1,4 +1,4 @@
-"""``[review]`` settings, in a module of their own so the dashboard loads no agent module."""
+"""``[review]`` as the mill and the dashboard read it (no agent module is loaded for it)."""
 
 from __future__ import annotations
 

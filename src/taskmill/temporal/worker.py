@@ -180,7 +180,7 @@ class WorkerServices:
                     turn_runner=self.turn_runner, store=self.store)
         mill.run_id, mill.actor = run.run_id, f"{MILL_PREFIX}{run.run_id}"
         mill.containment = containment(settings.contain, self.env)
-        sandbox_info, unsandboxed = mill._choose_sandbox()
+        sandbox_info, unsandboxed = mill.choose_sandbox()
         if unsandboxed:
             self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
         queue = RemoteMergeQueue(
@@ -294,7 +294,7 @@ class WorkerActivities:
         if resumed:  # its branch, as the last worker pushed it
             fetch_branch(self.services.git, branch_for(task.id))
         worker = TaskWorker(ctx, task, spec.lap, resumed=resumed)
-        worker._base = ctx.queue.tip()
+        worker.base_commit = ctx.queue.tip()
         worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
                                    history=worker.records.history(), parks=False)
         packed = pack(worker.policy)
@@ -358,10 +358,10 @@ class WorkerActivities:
                     return Step(results=results)
         except Exception as exc:  # a bug or a git failure: never the task's fault
             self._pushing.pop(key, None)
-            worker._internal_error(exc)
+            worker.internal_error(exc)
             self.live.pop(key, None)
             self._next.pop(key, None)
-            worker._end(False)
+            worker.end(False)
             return Step(results=results, outcome=asdict(worker.out), error=True)
 
     def _settle_push(self, key: str) -> None:
@@ -378,10 +378,10 @@ class WorkerActivities:
         try:
             landed = worker.finish(action)
         except Exception as exc:
-            worker._internal_error(exc)
-        worker.out.seconds = worker.ctx.clock.monotonic() - worker._start
+            worker.internal_error(exc)
+        worker.out.seconds = worker.ctx.clock.monotonic() - worker.started_at_mono
         with contextlib.suppress(Exception):
-            worker._count(*worker.records.usage())
+            worker.count_usage(*worker.records.usage())
         outcome = asdict(worker.out)
         self._threads.submit(self._release, worker, landed)
         return outcome
