@@ -138,7 +138,7 @@ class PostgresServer:
                                        **run_as)
             log.close()
             server = cls(root, port, process, bin_dir)
-            if server._wait_ready():
+            if server.wait_ready():
                 return server
             last_error = server.log_tail()
             server.stop()
@@ -146,7 +146,7 @@ class PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         raise PostgresUnavailable(f"the PostgreSQL server did not start: {last_error}")
 
-    def _wait_ready(self) -> bool:
+    def wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
