@@ -1,12 +1,15 @@
 """The mill run inside another process (``taskmill serve --mill``): started, stopped and
-watched from the dashboard, with the guarantees of ``taskmill run``.
+watched from the dashboard, with the guarantees of ``taskmill watch``.
 
-:class:`MillService` runs a mill on a thread of its own. While started it keeps working the
-ledger: when there is ready work it runs the mill (:class:`~taskmill.mill.engine.Mill`, the
-engine of ``taskmill run``) until nothing is left, then waits for the ledger to change (a
-new task, one unblocked) and runs again. Stopping is ``taskmill run``'s Ctrl-C: nothing new
-is started, in-flight turns get the grace to finish, then they are cut; a second stop cuts
-them at once. Pausing and resuming are the mill's pause file (:mod:`taskmill.control`),
+:class:`MillService` runs, on a thread of its own, what ``taskmill watch`` runs: the mill
+(:class:`~taskmill.mill.engine.Mill`) with the repository's watch
+(:func:`~taskmill.mill.watch.project_watch`). While started it works ready tasks as they
+appear (created from the page, by agents, by orders), fires the orders of
+``.taskmill/orders`` on time, and sleeps in between; :meth:`MillService.wake` ends that
+sleep at once (a task created or approved from the page). Stopping is ``taskmill watch``'s
+Ctrl-C: nothing new is started, in-flight turns get the grace to finish, then they are cut
+(their attempts recorded as interrupted, the tasks resumed by the next start); a second stop
+cuts them at once. Pausing and resuming are the mill's pause file (:mod:`taskmill.control`),
 the same as ``taskmill pause``.
 """
 
@@ -17,41 +20,65 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .clock import Clock, iso
 from .config import Config
 from .errors import Conflict
-from .ledger import Ledger
 from .paths import LedgerPaths
 
+if TYPE_CHECKING:
+    from .agents.base import AgentConfig
+    from .ledger import LedgerStore
+    from .mill.engine import Mill
+    from .mill.events import EventBus
+    from .mill.settings import RunSettings
+    from .mill.turn_runner import TurnRunner
+    from .mill.watch import Watch
+
 EVENTS_MAX_BYTES = 20_000_000
-STOPPED, RUNNING, IDLE, STOPPING = "stopped", "running", "idle", "stopping"
+STOPPED, WATCHING, RUNNING, STOPPING = "stopped", "watching", "running", "stopping"
 
 
 @dataclass
 class MillStatus:
     state: str
-    """stopped | idle (started, waiting for work) | running (a mill run is working) |
-    stopping (draining after a stop)."""
+    """stopped | watching (started: waiting for work or the next order) | running (working
+    tasks now) | stopping (draining after a stop)."""
     started_by: str | None
     started_at: str | None
     runs: int
     last_exit: int | None
     error: str | None
+    working: int = 0
+    """Tasks being worked now."""
+    orders: int = 0
+    """The orders the watch fires (``.taskmill/orders``)."""
+    next_order: str | None = None
+    """When the next order's slot falls (None: no timed order, or not started)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "started_by": self.started_by,
                 "started_at": self.started_at, "runs": self.runs, "last_exit": self.last_exit,
-                "error": self.error}
+                "error": self.error, "working": self.working, "orders": self.orders,
+                "next_order": self.next_order}
 
 
 class MillService:
-    """A mill started and stopped on demand, on a thread of this process."""
+    """``taskmill watch`` started and stopped on demand, on a thread of this process.
+
+    ``poll_s``: how often the idle watch looks at the ledger (a :meth:`wake` looks at once).
+    ``turn_runner``, ``store``, ``agent_override``: handed to the mill (tests run agent
+    turns in process, on another store). ``on_event``: also given every mill event.
+    """
 
     def __init__(self, paths: LedgerPaths, config: Config, env: Mapping[str, str], clock: Clock,
                  *, overrides: Mapping[str, Any] | None = None, poll_s: float = 1.0,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None,
+                 turn_runner: TurnRunner | None = None,
+                 store: Callable[[], LedgerStore] | None = None,
+                 agent_override: AgentConfig | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.paths = paths
         self.config = config
         self.env = env
@@ -59,28 +86,34 @@ class MillService:
         self.overrides = dict(overrides or {})
         self.poll_s = poll_s
         self.on_change = on_change
+        self.turn_runner = turn_runner
+        self.store = store
+        self.agent_override = agent_override
+        self.on_event = on_event
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._mill: Any = None
+        self._mill: Mill | None = None
+        self._watch: Watch | None = None
         self._state = STOPPED
         self._started_by: str | None = None
         self._started_at: str | None = None
         self._runs = 0
         self._last_exit: int | None = None
         self._error: str | None = None
+        self._working: set[str] = set()
+        self._orders = 0
+        self._next_order: str | None = None
 
     # -- what the page sees ------------------------------------------------------------------
 
     def status(self) -> MillStatus:
         with self._lock:
             return MillStatus(self._state, self._started_by, self._started_at, self._runs,
-                              self._last_exit, self._error)
+                              self._last_exit, self._error, len(self._working), self._orders,
+                              self._next_order)
 
-    def _set(self, state: str) -> None:
-        with self._lock:
-            self._state = state
+    def _changed(self) -> None:
         if self.on_change is not None:
             with contextlib.suppress(Exception):
                 self.on_change()
@@ -88,21 +121,34 @@ class MillService:
     # -- control -----------------------------------------------------------------------------
 
     def start(self, by: str) -> MillStatus:
-        """Start working the ledger (a :class:`Conflict` when started or still stopping)."""
+        """Start watching the ledger (a :class:`Conflict` when started or still stopping; a
+        bad order file or ``[run]`` setting is an error, and nothing starts)."""
+        from .mill.events import EventBus
+        from .mill.settings import RunSettings
+        from .mill.watch import project_watch
+
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 raise Conflict(f"the mill is {self._state}",
                                hint="stop it first" if self._state != STOPPING else
                                "wait until it has stopped")
+            settings = RunSettings.from_config(self.config.run, self.overrides)
+            bus = EventBus(self.clock)
+            watch = project_watch(self.paths, self.env, clock=self.clock, bus=bus,
+                                  poll=self.poll_s)
             self._stop.clear()
-            self._wake.clear()
             self._started_by = by
             self._started_at = iso(self.clock.now())
             self._error = None
-            self._state = IDLE
-            self._thread = threading.Thread(target=self._loop, name="taskmill-mill",
-                                            daemon=True)
+            self._state = WATCHING
+            self._working = set()
+            self._orders = len(watch.scheduler.orders)
+            self._next_order = None
+            self._watch = watch
+            self._thread = threading.Thread(target=self._loop, args=(settings, bus, watch),
+                                            name="taskmill-mill", daemon=True)
             self._thread.start()
+        self._changed()
         return self.status()
 
     def stop(self, by: str) -> MillStatus:
@@ -112,20 +158,19 @@ class MillService:
             if self._thread is None or not self._thread.is_alive():
                 raise Conflict("the mill is not running", hint="start it first")
             self._stop.set()
-            self._wake.set()
             mill = self._mill
-            if self._state != STOPPING:
-                self._state = STOPPING
+            self._state = STOPPING
         if mill is not None:
-            mill.signal(signal.SIGTERM)
-        if self.on_change is not None:
-            with contextlib.suppress(Exception):
-                self.on_change()
+            mill.signal(signal.SIGTERM)  # wakes the watch too
+        self._changed()
         return self.status()
 
     def wake(self) -> None:
-        """Look for work now (the ledger changed)."""
-        self._wake.set()
+        """Look at the ledger now (it changed: a task created, approved, unblocked): an idle
+        watch picks the new work up at once, and fires an event order it triggers."""
+        watch = self._watch
+        if watch is not None:
+            watch.wake.set()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop (if started) and wait for the mill to finish (the server shuts down)."""
@@ -143,46 +188,47 @@ class MillService:
 
     # -- the thread ----------------------------------------------------------------------------
 
-    def _has_work(self, ledger: Ledger) -> bool:
-        from .control import interrupted_ids
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """Follow the mill (on its thread): what it works, when the next order falls."""
+        kind = str(event.get("event"))
+        task = event.get("task")
+        with self._lock:
+            before = (self._state, len(self._working), self._next_order)
+            if kind == "dispatched" and isinstance(task, str):
+                self._working.add(task)
+            elif kind == "task_finished" and isinstance(task, str):
+                self._working.discard(task)
+            elif kind == "watch_started":
+                nxt = event.get("next_firing")
+                self._next_order = nxt if isinstance(nxt, str) else None
+            elif kind.startswith("order_") and self._watch is not None:
+                due = self._watch.scheduler.next_due()
+                self._next_order = iso(due) if due is not None else None
+            if self._state != STOPPING:
+                self._state = RUNNING if self._working else WATCHING
+            changed = before != (self._state, len(self._working), self._next_order)
+        if changed:
+            self._changed()
 
-        if ledger.ready(limit=1, work_only=True):
-            return True
-        return bool(interrupted_ids(ledger, self.paths.run_dir))
-
-    def _loop(self) -> None:
-        ledger = Ledger.open(self.paths.db, prefix=self.config.prefix, clock=self.clock,
-                             actor="taskmill")
-        seen = -1
+    def _loop(self, settings: RunSettings, bus: EventBus, watch: Watch) -> None:
         try:
-            while not self._stop.is_set():
-                seq = ledger.last_seq()
-                if seq != seen and self._has_work(ledger):
-                    self._set(RUNNING)
-                    self._run_once()
-                    seen = ledger.last_seq()
-                    if not self._stop.is_set():
-                        self._set(IDLE)
-                    continue
-                seen = seq
-                self._wake.wait(self.poll_s)
-                self._wake.clear()
+            self._run(settings, bus, watch)
         except Exception as exc:  # say it on the page; the thread ends
             with self._lock:
                 self._error = f"{type(exc).__name__}: {exc}"
         finally:
-            ledger.close_db()
             with self._lock:
                 self._mill = None
-            self._set(STOPPED)
+                self._watch = None
+                self._working = set()
+                self._next_order = None
+                self._state = STOPPED
+            self._changed()
 
-    def _run_once(self) -> None:
+    def _run(self, settings: RunSettings, bus: EventBus, watch: Watch) -> None:
         from .mill.engine import Mill
-        from .mill.events import EventBus, NdjsonWriter
-        from .mill.settings import RunSettings
+        from .mill.events import NdjsonWriter
 
-        settings = RunSettings.from_config(self.config.run, self.overrides)
-        bus = EventBus(self.clock)
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         events_path = self.paths.run.events
         if events_path.exists() and events_path.stat().st_size > EVENTS_MAX_BYTES:
@@ -190,17 +236,20 @@ class MillService:
         shared: IO[str] = events_path.open("a", encoding="utf-8")
         try:
             bus.subscribe(NdjsonWriter(shared))
+            bus.subscribe(self._on_event)
+            if self.on_event is not None:
+                bus.subscribe(self.on_event)
             mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
-                        bus=bus)
+                        bus=bus, agent_override=self.agent_override,
+                        turn_runner=self.turn_runner, store=self.store, watch=watch)
             with self._lock:
                 self._mill = mill
                 stopping = self._stop.is_set()
             if stopping:
                 return
-            summary = mill.run()
+            summary = mill.run()  # a watch: until stopped
             with self._lock:
                 self._runs += 1
                 self._last_exit = summary.exit_code
-                self._mill = None
         finally:
             shared.close()

@@ -136,16 +136,9 @@ def formula_show(name: str) -> None:
 def scheduler_for(project: Project, env: Mapping[str, str] | None = None) -> OrderScheduler:
     """The project's orders, checked (a bad order file is an error naming its line)."""
     from ..clock import SystemClock
-    from ..formulas import ROLES_DIR
-    from ..orders import OrderScheduler, load_orders, shell_check
+    from ..orders import project_scheduler
 
-    found = OrderScheduler(load_orders(project.paths.dir / "orders"),
-                           formulas_dir=project.paths.dir / "formulas",
-                           roles_dir=project.paths.dir / ROLES_DIR, clock=SystemClock(),
-                           actor="orders",
-                           run_check=shell_check(project.paths.root, env or {}))
-    found.validate()
-    return found
+    return project_scheduler(project.paths, env or {}, clock=SystemClock())
 
 
 @click.group()

@@ -119,10 +119,9 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
 
             raise InvalidInput("taskmill watch does not run on the Temporal executor yet",
                                hint="use `taskmill run --executor temporal`, or watch locally")
-        from ..mill.watch import Watch
-        from .formula_cmd import scheduler_for
+        from ..mill.watch import project_watch
 
-        watch = Watch(scheduler_for(project, ctx.env), clock=clock, bus=bus)
+        watch = project_watch(project.paths, ctx.env, clock=clock, bus=bus)
     mill: Mill
     if address is not None:
         from ..temporal.mill import TemporalMill

@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING
 from ..clock import Clock, iso
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..ledger import Ledger
     from ..orders import Firing, OrderScheduler
+    from ..paths import LedgerPaths
     from .events import EventBus
 
 POLL_SECONDS = 1.0
@@ -76,3 +79,12 @@ class Watch:
             if seq != self._seen:
                 self._seen = seq
                 return
+
+
+def project_watch(paths: LedgerPaths, env: Mapping[str, str], *, clock: Clock, bus: EventBus,
+                  poll: float = POLL_SECONDS) -> Watch:
+    """The watch ``taskmill watch`` runs for a repository: its orders, checked (a bad order
+    file is an error naming its line). ``taskmill serve --mill`` runs the same."""
+    from ..orders import project_scheduler
+
+    return Watch(project_scheduler(paths, env, clock=clock), clock=clock, bus=bus, poll=poll)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from .load import ORDERS_DIR, LoadedOrder, OrderError, find_order, load_order, load_orders
 from .model import CreateSpec, EventFilter, Order, OrderFile, parse_interval
-from .scheduler import LATE, MANUAL, Firing, OrderScheduler, shell_check
+from .scheduler import LATE, MANUAL, Firing, OrderScheduler, project_scheduler, shell_check
 
 __all__ = ["LATE", "MANUAL", "ORDERS_DIR", "CreateSpec", "EventFilter", "Firing", "LoadedOrder",
            "Order", "OrderError", "OrderFile", "OrderScheduler", "find_order", "load_order",
-           "load_orders", "parse_interval", "shell_check"]
+           "load_orders", "parse_interval", "project_scheduler", "shell_check"]

@@ -25,6 +25,7 @@ from ..errors import TaskmillError
 from ..formulas import find_formula, load_formula, plan_pour, pour
 from ..ledger import Ledger, OrderSlot
 from ..model import CLOSED, TOMBSTONE
+from ..paths import LedgerPaths
 from ..roles import check_role
 from .load import LoadedOrder, find_order
 from .model import Order
@@ -390,4 +391,20 @@ def shell_check(root: Path, env: Mapping[str, str], timeout: float = 60.0) -> Ch
     return run
 
 
-__all__ = ["LATE", "MANUAL", "CheckRunner", "Firing", "OrderScheduler", "shell_check"]
+def project_scheduler(paths: LedgerPaths, env: Mapping[str, str], *,
+                      clock: Clock) -> OrderScheduler:
+    """The repository's orders (``.taskmill/orders``), checked: a bad order file is an error
+    naming its line (what ``taskmill watch`` and ``taskmill serve --mill`` run)."""
+    from ..formulas import FORMULAS_DIR, ROLES_DIR
+    from .load import ORDERS_DIR, load_orders
+
+    found = OrderScheduler(load_orders(paths.dir / ORDERS_DIR),
+                           formulas_dir=paths.dir / FORMULAS_DIR,
+                           roles_dir=paths.dir / ROLES_DIR, clock=clock, actor="orders",
+                           run_check=shell_check(paths.root, env))
+    found.validate()
+    return found
+
+
+__all__ = ["LATE", "MANUAL", "CheckRunner", "Firing", "OrderScheduler", "project_scheduler",
+           "shell_check"]

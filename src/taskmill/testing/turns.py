@@ -32,6 +32,9 @@ class FakeTurn:
     request: TurnRequest
     call: int
     """This task's turn count in this runner, this one included (rate-limited ones too)."""
+    cancel: threading.Event | None = None
+    """Set when the mill cuts the turn (a stop's grace over): a step that waits on it is a
+    turn still running when the mill stops (see :func:`until_cancelled`)."""
 
     @property
     def task_id(self) -> str:
@@ -58,6 +61,8 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
     timed_out: bool = False
     duration_s: float = 0.0
+    cancelled: bool = False
+    """The mill cut the turn (as the real runner says of an agent it stopped)."""
 
 
 Step = Callable[[FakeTurn], Reply | None]
@@ -79,6 +84,21 @@ def write(files: Mapping[str, str], **usage: int | float) -> Step:
 def nothing(turn: FakeTurn) -> Reply | None:
     """A step that changes nothing."""
     return None
+
+
+def until_cancelled(started: threading.Event | None = None, *,
+                    timeout: float = 60.0) -> Step:
+    """A step that runs until the mill cuts it (a stop): it sets ``started``, then waits for
+    the turn's cancel (at most ``timeout`` seconds, so a test never hangs)."""
+
+    def step(turn: FakeTurn) -> Reply:
+        if started is not None:
+            started.set()
+        cut = turn.cancel is not None and turn.cancel.wait(timeout)
+        return Reply(exit_code=None if cut else 0, cancelled=cut,
+                     usage=Usage(error="cancelled") if cut else Usage())
+
+    return step
 
 
 def rate_limited(retry_after_s: float | None = None, error: str = "usage limit reached") -> Step:
@@ -124,14 +144,14 @@ class ScriptedTurns:
         request.prompt_file.write_text(request.prompt, encoding="utf-8")
         with self._lock:
             call = 1 + sum(1 for t in self.turns if t.task_id == request.task_id)
-            turn = FakeTurn(request, call)
+            turn = FakeTurn(request, call, cancel)
             self.turns.append(turn)
         if cancel is not None and cancel.is_set():
             reply: Reply | None = Reply(exit_code=None, usage=Usage(error="cancelled"))
             cancelled = True
         else:
             reply = self._step(turn)(turn)
-            cancelled = False
+            cancelled = reply is not None and reply.cancelled
         reply = reply or Reply()
         request.log_path.write_text(f"[scripted turn {call} of {request.task_id}]\n",
                                     encoding="utf-8")

@@ -201,13 +201,19 @@ class Mill(_Response):
 
 
 class MillService(_Response):
-    state: Literal["stopped", "idle", "running", "stopping"] = Field(description=(
-        "idle: started, waiting for ready work."))
+    state: Literal["stopped", "watching", "running", "stopping"] = Field(description=(
+        "What `taskmill watch` in this server does: watching (started, waiting for ready "
+        "work or the next order), running (working tasks now), stopping (draining after a "
+        "stop), stopped."))
     started_by: str | None
     started_at: str | None
     runs: int = Field(description="Mill runs it has finished since the server started.")
-    last_exit: int | None = Field(description="The last run's exit status (as taskmill run).")
+    last_exit: int | None = Field(description="The last run's exit status (as taskmill watch).")
     error: str | None
+    working: int = Field(description="Tasks being worked now.")
+    orders: int = Field(description="The orders it fires (.taskmill/orders).")
+    next_order: str | None = Field(description=(
+        "When the next order's slot falls (null: no timed order, or stopped)."))
 
 
 class Project(_Response):

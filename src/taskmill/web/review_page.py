@@ -69,7 +69,10 @@ class ReviewHandlers(HandlerBase):
                 return {"task": led.resolve(tid), "status": state.status,
                         "commit": state.commit, "comment": state.comment}
 
-        return json_response(await run_in_threadpool(work))
+        data = await run_in_threadpool(work)
+        if self.service is not None:  # serve --mill: it lands now, not at the next look
+            self.service.wake()
+        return json_response(data)
 
     async def reject(self, request: Request) -> Response:
         body = await self._body(request)
@@ -85,7 +88,10 @@ class ReviewHandlers(HandlerBase):
                 return {"task": led.resolve(tid), "status": state.status,
                         "commit": state.commit, "comment": state.comment}
 
-        return json_response(await run_in_threadpool(work))
+        data = await run_in_threadpool(work)
+        if self.service is not None:  # serve --mill: back to work now
+            self.service.wake()
+        return json_response(data)
 
     async def dismiss_finding(self, request: Request) -> Response:
         body = await self._body(request)

@@ -79,11 +79,12 @@ ROUTES: list[RouteSpec] = [
               response=ref("Paused")),
     RouteSpec("POST", "/api/mill/resume", "resume", "Resume the mill.", response=ref("Paused")),
     RouteSpec("POST", "/api/mill/start", "mill_start",
-              "Start the mill this dashboard runs (`taskmill serve --mill`): it works every "
-              "ready task, then waits for more.", response=ref("MillService"),
-              errors=(409,)),
+              "Start the mill this dashboard runs (`taskmill serve --mill`): `taskmill "
+              "watch` in the server, working ready tasks as they appear and firing the "
+              "orders (a bad order file: 400, nothing started).", response=ref("MillService"),
+              errors=(400, 409)),
     RouteSpec("POST", "/api/mill/stop", "mill_stop",
-              "Stop the mill this dashboard runs, as Ctrl-C stops `taskmill run`: nothing new "
+              "Stop the mill this dashboard runs, as Ctrl-C stops `taskmill watch`: nothing new "
               "starts, running turns get the grace, then are cut (stopping again: at once).",
               response=ref("MillService"), errors=(409,)),
     RouteSpec("GET", "/api/templates", "templates",

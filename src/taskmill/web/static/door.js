@@ -5,7 +5,15 @@
 
 // -- the mill this dashboard runs, and who the page acts as -------------------------------------
 
-const SERVICE_LABEL = { stopped: "Start mill", idle: "Stop mill", running: "Stop mill", stopping: "Stop now" };
+const SERVICE_LABEL = { stopped: "Start mill", watching: "Stop mill", running: "Stop mill", stopping: "Stop now" };
+
+// what the badge says of a started mill (`taskmill watch` in this server)
+function serviceText(service) {
+  if (state.paused) return "mill paused";
+  if (service.state === "stopping") return "mill stopping";
+  if (service.state === "running") return `mill working (${service.working} task${service.working === 1 ? "" : "s"})`;
+  return "mill watching" + (service.next_order ? `: next order ${fmtTime(service.next_order)}` : "");
+}
 
 // service: the MillService status (null: this dashboard runs no mill; undefined: as known)
 function setService(service, person) {
@@ -26,7 +34,10 @@ function setService(service, person) {
     : service.state === "stopped" ? "Start the mill in this server" : "Stop the mill: nothing new starts, running turns finish";
   const badge = document.getElementById("mill-state");
   if (service.state !== "stopped") {
-    badge.textContent = state.paused ? "mill paused" : (service.state === "running" ? "mill working" : (service.state === "idle" ? "mill waiting for work" : "mill stopping"));
+    badge.textContent = serviceText(service);
+    badge.title = service.state === "watching"
+      ? `Watching the ledger: new work is picked up at once${service.orders ? `; ${service.orders} order${service.orders === 1 ? "" : "s"} fire on time` : ""}`
+      : "";
     badge.className = "badge " + (state.paused || service.state === "stopping" ? "paused" : "running");
   } else {
     badge.textContent = service.error ? "mill stopped (error)" : "mill stopped";
