@@ -328,3 +328,72 @@ def test_the_server_stops_promptly_with_a_stream_open(git_repo: Any) -> None:
         if proc.poll() is None:
             proc.kill()
         _stop_server(proc)
+
+
+def test_serve_mill_answers_the_contract(taskmill_repo: Path) -> None:
+    """``taskmill serve --mill`` (``taskmill watch`` in the server): starting and stopping it,
+    its status in ``/api/project`` and in the stream's ``service`` messages, all as the
+    document says; the status names the next order's slot."""
+    import subprocess
+    import sys
+
+    orders = taskmill_repo / ".taskmill" / "orders"
+    orders.mkdir()
+    (orders / "nightly.toml").write_text(
+        '[order]\ncreate = { title = "nightly" }\ntrigger = "cron"\nschedule = "0 3 * * *"\n',
+        encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "taskmill", "serve", "--port", "0", "--json",
+                             "--mill"], cwd=taskmill_repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline() or "{}")
+        assert info["mill"] is True, proc.stderr.read() if proc.stderr else ""
+        with httpx.Client(base_url=info["url"].rstrip("/"), timeout=20,
+                          headers={"Authorization": f"Bearer {info['token']}"}) as http:
+            contract = Contract(http.get("/api/openapi.json").json())
+
+            def service() -> dict[str, Any]:
+                resp = http.get("/api/project")
+                contract.check_response(Call("GET", "/api/project", "/api/project"), resp)
+                return dict(resp.json()["mill_service"])
+
+            deadline = time.monotonic() + 20
+            while service()["next_order"] is None:  # the watch has armed its order
+                assert time.monotonic() < deadline, service()
+                time.sleep(0.05)
+            watching = service()
+            assert (watching["state"], watching["orders"], watching["working"]) == (
+                "watching", 1, 0)
+            assert watching["next_order"].endswith("T03:00:00.000000Z")
+
+            def stop() -> None:
+                resp = http.post("/api/mill/stop", json={})
+                contract.check_response(Call("POST", "/api/mill/stop", "/api/mill/stop"), resp)
+
+            messages: list[dict[str, Any]] = []
+            with http.stream("GET", "/api/stream") as stream:
+                for line in stream.iter_lines():
+                    assert time.monotonic() < deadline + 20, messages
+                    if not line.startswith("data: "):
+                        continue
+                    messages.append(json.loads(line[6:]))
+                    if len(messages) == 1:
+                        stop()
+                    last = messages[-1]
+                    if last["type"] == "service" and last["service"]["state"] != "watching":
+                        break
+            assert messages[0]["type"] == "hello"
+            assert messages[-1]["service"]["state"] in ("stopping", "stopped")
+            for message in messages:
+                errors = contract.errors(["components", "schemas", "StreamMessage"], message,
+                                         strict=True)
+                assert not errors, (message, errors)
+            while service()["state"] != "stopped":
+                assert time.monotonic() < deadline + 20, service()
+                time.sleep(0.05)
+            started = http.post("/api/mill/start", json={})
+            contract.check_response(Call("POST", "/api/mill/start", "/api/mill/start"), started)
+            assert started.json()["state"] == "watching"
+    finally:
+        _stop_server(proc)

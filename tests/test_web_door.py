@@ -1,11 +1,12 @@
 """The door for people, in a real headless Chromium (as tests/test_web_browser.py): a person
-opens the page with their own token (``taskmill serve --mill --users FILE``), asks for work
-with a request template, watches the scripted agent work it (the status line moves without a
-reload) until it lands, and the audit trail names them; a form missing a required field
-shows the error and creates nothing; at 390 px wide a person can still ask for work and
-steer the mill.
+opens the page with their own token (``taskmill serve --mill --users FILE``: the mill is
+``taskmill watch`` in the server), asks for work with a request template, watches the scripted
+agent work it (the status line moves without a reload) until it waits for approval (``[merge]
+require_approval = true``), opens the approval (the diff, the checks, the reviewer's
+findings), approves it, sees it land, and the audit trail names them; a form missing a
+required field shows the error and creates nothing; at 390 px wide a person sends a task back
+with a comment (its next prompt has it) and approves it.
 
-Approvals (the review issue's gate) are not on main yet: the flow ends at "landed".
 Screenshots go to the test's tmp_path (``door-*.png``).
 """
 
@@ -50,6 +51,9 @@ checks = ["grep -q Goodbye strings.txt"]
 labels = ["ui-text"]
 '''
 
+FINDING = {"file": "strings.txt", "line_start": 1, "line_end": 1, "severity": "nit",
+           "confidence": 0.8, "title": "a warmer goodbye", "explanation": "say it kindly"}
+
 Page = Any
 
 
@@ -67,12 +71,20 @@ class Door:
 @pytest.fixture
 def door(tmp_path: Path) -> Iterator[Door]:
     script = tmp_path / "script.json"
-    # the first turn gets the text wrong (its check fails), the second gets it right
-    script.write_text(json.dumps({"tasks": {"footer": {
-        "1": {"files": {"strings.txt": "See you\n"}, "commit": True, "sleep": 1},
-        "*": {"files": {"strings.txt": "Goodbye\n"}, "commit": True, "sleep": 1}}}}))
+    script.write_text(json.dumps({"tasks": {
+        # the first turn gets the text wrong (its check fails), the second gets it right
+        "footer": {"1": {"files": {"strings.txt": "See you\n"}, "commit": True, "sleep": 1},
+                   "*": {"files": {"strings.txt": "Goodbye\n"}, "commit": True, "sleep": 1}},
+        # right at once (and again after a send-back: the scripted agent reads no prompt)
+        "banner": {"files": {"strings.txt": "Goodbye\n"}, "commit": True, "sleep": 1}}}))
+    review = tmp_path / "review.json"
+    review.write_text(json.dumps({"default": {"stdout": json.dumps({"findings": [FINDING]}) + "\n"}}))
     repo = MillRepo(tmp_path, run={"agent": "robot"},
-                    agents={"robot": {"adapter": "scripted", "script": str(script)}})
+                    agents={"robot": {"adapter": "scripted", "script": str(script)},
+                            "reviewer": {"adapter": "scripted", "script": str(review)}})
+    config = repo.root / ".taskmill" / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8")
+                      + "\n[review]\n\n[merge]\nrequire_approval = true\n", encoding="utf-8")
     folder = repo.root / ".taskmill" / "templates"
     folder.mkdir()
     (folder / "ui-text.toml").write_text(UI_TEXT, encoding="utf-8")
@@ -136,7 +148,39 @@ def fill_request(page: Page, where: str | None, new_text: str) -> None:
     page.fill("#field-new_text", new_text)
 
 
-def test_a_person_asks_for_work_watches_it_land_and_is_named(
+def status_is(page: Page, text: str, *, starts: bool = False, timeout: float = 30_000) -> None:
+    """Wait until the task page's status line says ``text`` (drawn by the live stream)."""
+    test = "startsWith" if starts else "includes"
+    page.wait_for_function(
+        f"(document.getElementById('status-line') || {{textContent: ''}}).textContent"
+        f".{test}({json.dumps(text)})", timeout=timeout)
+
+
+def mark(page: Page) -> None:
+    """Mark the page's document: a reload would lose the mark (see :func:`same_document`)."""
+    page.evaluate("window.doorMark = 'not reloaded'")
+
+
+def same_document(page: Page) -> bool:
+    return bool(page.evaluate("window.doorMark === 'not reloaded'"))
+
+
+def audit(door: Door) -> list[dict[str, Any]]:
+    """``taskmill log --json``: the audit trail."""
+    out = door.repo.cli("log", "--json", "--limit", "1000")
+    assert out.returncode == 0, out.stderr
+    return list(json.loads(out.stdout))
+
+
+def approval_card(page: Page, task_id: str) -> Any:
+    """Open the approval from the task page (its "Review and approve" link)."""
+    page.click("#open-approval")
+    card = page.locator(f".approval[data-task='{task_id}']")
+    card.wait_for(timeout=10_000)
+    return card
+
+
+def test_a_person_asks_for_work_approves_it_and_it_lands_named(
         door: Door, chromium: Any, tmp_path: Path) -> None:
     context, page, errors = open_as(chromium, door, ALICE)
     graph = context.new_page()  # a second tab on the graph: the task appears there at once
@@ -145,6 +189,10 @@ def test_a_person_asks_for_work_watches_it_land_and_is_named(
     assert page.text_content("#person") == "as alice"
     page.wait_for_function(
         "document.getElementById('mill-toggle').textContent === 'Stop mill'")
+    # serve --mill runs taskmill watch: the page says so
+    page.wait_for_function(
+        "document.getElementById('mill-state').textContent.startsWith('mill watching')")
+    mark(page)
 
     # a required field left empty: the error is on the form, nothing is created
     fill_request(page, None, "Goodbye")
@@ -163,19 +211,33 @@ def test_a_person_asks_for_work_watches_it_land_and_is_named(
     task_id = page.url.rsplit("/", 1)[1]
     graph.wait_for_selector(f'.node[data-id="{task_id}"]', timeout=5000)
     graph.screenshot(path=str(tmp_path / "door-graph.png"))
-    # the status line moves without a reload: a failed first attempt, then landed
-    page.wait_for_function(
-        "document.getElementById('status-line').textContent.includes("
-        "'attempt 2 of 5: the check `grep -q Goodbye strings.txt` failed')", timeout=30_000)
+    # the status line moves without a reload: a failed first attempt, then the approval
+    status_is(page, "attempt 2 of 5: the check `grep -q Goodbye strings.txt` failed")
     page.screenshot(path=str(tmp_path / "door-working.png"))
-    page.wait_for_function(
-        "document.getElementById('status-line').textContent.startsWith('landed in ')",
-        timeout=30_000)
+    status_is(page, "waiting for approval", starts=True)
+    assert page.text_content("#status-line") == "waiting for approval"
+    page.screenshot(path=str(tmp_path / "door-waiting.png"))
+    assert not (door.repo.root / "strings.txt").exists()  # nothing landed yet
+
+    # the approval: the diff, the checks, the reviewer's finding; approved from the page
+    card = approval_card(page, task_id)
+    text = card.inner_text()
+    assert "strings.txt" in text and "+Goodbye" in text, text  # the diff
+    assert "grep -q Goodbye strings.txt" in text, text  # the checks
+    assert "a warmer goodbye" in text, text  # the review finding
+    page.screenshot(path=str(tmp_path / "door-approval.png"), full_page=True)
+    card.locator("button.approve").click()
+    page.wait_for_selector("#no-approvals")
+
+    # back on the task page (no reload): it lands
+    page.evaluate(f"location.hash = '#/task/{task_id}'")
+    status_is(page, "landed in ", starts=True)
     page.screenshot(path=str(tmp_path / "door-landed.png"))
     landed = page.text_content("#status-line") or ""
     head = git(door.repo.root, "rev-parse", "main").strip()
     assert landed == f"landed in {head[:7]}"
     assert (door.repo.root / "strings.txt").read_text() == "Goodbye\n"
+    assert same_document(page)  # every change above came through the live stream
 
     # the person stops the mill from the page; the audit trail names them
     page.click("#mill-toggle")
@@ -184,18 +246,23 @@ def test_a_person_asks_for_work_watches_it_land_and_is_named(
     with door.api() as http:
         task = http.get(f"/api/tasks/{task_id}").json()
         assert task["labels"] == ["ui-text"] and task["checks"] == ["grep -q Goodbye strings.txt"]
-        trail = http.get(f"/api/tasks/{task_id}/events").json()
-        assert trail[0]["kind"] == "created" and trail[0]["actor"] == "alice"
-        kinds = {(e["kind"], e["actor"]) for e in http.get("/api/events").json()}
-        assert ("mill_stopped", "alice") in kinds
+        assert task["awaiting_approval"] is False
+    trail = audit(door)
+    mine = [(e["kind"], e["actor"]) for e in trail if e["task_id"] == task_id]
+    assert mine[0] == ("created", "alice")
+    assert ("approval_requested", "alice") not in mine  # the mill asked, not alice
+    approvals = [e for e in trail if e["kind"] == "approved"]
+    assert [(e["task_id"], e["actor"]) for e in approvals] == [(task_id, "alice")]
+    assert ("mill_stopped", "alice") in {(e["kind"], e["actor"]) for e in trail}
     assert not errors, errors
     context.close()
 
 
-def test_at_390px_a_person_can_still_ask_and_steer(door: Door, chromium: Any,
-                                                   tmp_path: Path) -> None:
+def test_at_390px_a_person_sends_back_then_approves(door: Door, chromium: Any,
+                                                    tmp_path: Path) -> None:
     context, page, errors = open_as(chromium, door, BOB, width=390, height=844)
-    fill_request(page, "the footer", "Goodbye")
+    mark(page)
+    fill_request(page, "the banner", "Goodbye")
     for selector in ("#template-select", "#field-where", "#request-submit", "#mill-toggle",
                      "#pause-toggle"):
         box = page.locator(selector).bounding_box()
@@ -205,17 +272,47 @@ def test_at_390px_a_person_can_still_ask_and_steer(door: Door, chromium: Any,
     page.screenshot(path=str(tmp_path / "door-390-form.png"), full_page=True)
     page.click("#request-submit")
     page.wait_for_selector("#status-line")
-    page.wait_for_function(
-        "document.getElementById('status-line').textContent.startsWith('landed in ')",
-        timeout=40_000)
+    task_id = page.url.rsplit("/", 1)[1]
+    status_is(page, "waiting for approval", starts=True)
+
+    # sent back with a comment: the task goes back to work with it in its next prompt
+    comment = "Make it warmer: say Goodbye, friend"
+    card = approval_card(page, task_id)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    card.locator("textarea.send-back-text").fill(comment)
+    card.locator("button.send-back").click()
+    page.wait_for_selector("#no-approvals")
+    page.evaluate(f"location.hash = '#/task/{task_id}'")
+    status_is(page, "waiting for approval", starts=True)  # the second round passed too
+    logs = door.repo.root / ".taskmill" / "logs"
+    prompts = [p.read_text(encoding="utf-8") for p in sorted(logs.rglob("prompt.md"))
+               if "try" not in p.parent.name]  # the worker's prompts, not the reviewer's
+    assert sum(comment in text for text in prompts) == 1, prompts
+
+    # approved at 390 px: the button is on the screen, and works
+    card = approval_card(page, task_id)
+    button = card.locator("button.approve")
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    asked = [e for e in audit(door) if e["task_id"] == task_id
+             and e["kind"] == "approval_requested"]
+    assert len(asked) == 2 and "+Goodbye" in card.inner_text()  # the second round's
+    page.screenshot(path=str(tmp_path / "door-390-approval.png"), full_page=True)
+    button.click()
+    page.wait_for_selector("#no-approvals")
+    page.evaluate(f"location.hash = '#/task/{task_id}'")
+    status_is(page, "landed in ", starts=True)
+    assert (door.repo.root / "strings.txt").read_text() == "Goodbye\n"
     page.click("#pause-toggle")
     page.wait_for_function(
         "document.getElementById('pause-toggle').textContent === 'Resume mill'")
     page.screenshot(path=str(tmp_path / "door-390-landed.png"), full_page=True)
-    with door.api(BOB) as http:
-        task_id = page.url.rsplit("/", 1)[1]
-        assert http.get(f"/api/tasks/{task_id}/events").json()[0]["actor"] == "bob"
-        assert ("mill_paused", "bob") in {(e["kind"], e["actor"])
-                                          for e in http.get("/api/events").json()}
+    assert same_document(page)
+    trail = audit(door)
+    kinds = [(e["kind"], e["actor"]) for e in trail if e["task_id"] == task_id]
+    assert kinds[0] == ("created", "bob")
+    assert ("approval_rejected", "bob") in kinds and ("approved", "bob") in kinds
+    assert ("mill_paused", "bob") in {(e["kind"], e["actor"]) for e in trail}
     assert not errors, errors
     context.close()

@@ -129,9 +129,10 @@ class ReadHandlers(HandlerBase):
         data["blocked_by"] = [d["depends_on_id"] for d in data["dependencies"]
                               if d["type"] == "blocks"
                               and d["status"] not in ("closed", "tombstone", "missing")]
-        data["status_line"] = self._status_line(
-            task, awaiting_approval=approval is not None and approval.status == "awaiting"
-            and task.status == "blocked")
+        awaiting = (approval is not None and approval.status == "awaiting"
+                    and task.status == "blocked")
+        data["awaiting_approval"] = awaiting
+        data["status_line"] = self._status_line(task, awaiting_approval=awaiting)
         return json_response(data)
 
     def _status_line(self, task: Task, awaiting_approval: bool = False) -> str:

@@ -61,6 +61,9 @@ class _TaskFull(_Response):
     status_line: str = Field(description=(
         "The task's status in a plain sentence: \"working, attempt 2 of 5: the check `make "
         "test` failed\", \"landed in abc1234\"."))
+    awaiting_approval: bool = Field(description=(
+        "Its checks and review passed and it waits for a person's approval to land "
+        "([merge] require_approval): approve or send it back (POST .../approve, .../reject)."))
 
 
 class _Blocked(_Response):

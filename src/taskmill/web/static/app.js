@@ -581,13 +581,17 @@ function renderAttempt(task, a) {
   return det;
 }
 
+function actionsKey(task) { return `${task.id}:${task.status}:${task.priority}:${task.awaiting_approval ? "a" : ""}`; }
+
 function taskActions(task) {
   // changing the select sends the new priority at once: a live refresh cannot lose it
   const select = h("select", { id: "priority-select", title: "priority", onchange: () =>
     act(api(`/api/tasks/${encodeURIComponent(task.id)}`, { method: "PATCH", body: { priority: Number(select.value) } }), `priority set to P${select.value}`) },
     [0, 1, 2, 3, 4].map((p) => h("option", { value: p, selected: task.priority === p }, `P${p}`)));
   const buttons = [];
-  if (task.status === "blocked") {
+  if (task.awaiting_approval) {  // a person approves it (or sends it back) on the review page
+    buttons.push(h("a", { class: "button primary", id: "open-approval", href: "#/review" }, "Review and approve"));
+  } else if (task.status === "blocked") {
     buttons.push(h("button", { type: "button", id: "unblock", onclick: () =>
       act(api(`/api/tasks/${encodeURIComponent(task.id)}/unblock`, { method: "POST" }), "unblocked") }, "Unblock"));
   }
@@ -595,7 +599,7 @@ function taskActions(task) {
     buttons.push(h("button", { type: "button", id: "reopen", onclick: () =>
       act(api(`/api/tasks/${encodeURIComponent(task.id)}/reopen`, { method: "POST" }), "reopened") }, "Reopen"));
   }
-  return h("div", { class: "actions", "data-key": `${task.id}:${task.status}:${task.priority}` },
+  return h("div", { class: "actions", "data-key": actionsKey(task) },
     h("div", { class: "row" }, h("label", {}, "Priority ", select)),
     buttons.length ? h("div", { class: "row" }, buttons) : null);
 }
@@ -672,7 +676,7 @@ async function renderTask(route, initial) {
   // the actions are redrawn only when what they offer changes (not under the user's hand)
   const actionsBox = document.getElementById("task-actions");
   const current = actionsBox.querySelector(".actions");
-  if (!current || current.dataset.key !== `${task.id}:${task.status}:${task.priority}`) {
+  if (!current || current.dataset.key !== actionsKey(task)) {
     put(actionsBox, h("h3", {}, "Actions"), taskActions(task));
   }
   const side = document.getElementById("task-side");
