@@ -85,9 +85,9 @@ def remove_token(path: Path, token: str) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="Port to listen on (0: any free port).")
 @click.option("--mill", "run_mill", is_flag=True,
-              help="Run the mill in this process: the page starts, pauses, resumes and "
-                   "stops it (started at once); it works ready tasks as `taskmill run` "
-                   "does, then waits for more.")
+              help="Run the mill in this process: `taskmill watch` (ready tasks worked as "
+                   "they appear, the orders of .taskmill/orders fired on time), started at "
+                   "once; the page starts, pauses, resumes and stops it.")
 @click.option("--users", "users_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A file mapping each person to a token (TOML: alice = \"TOKEN\"; or "
                    "JSON), mode 0600, outside the repository (e.g. ~/.config/taskmill/"
@@ -106,7 +106,8 @@ def serve(host: str, port: int, run_mill: bool, users_file: Path | None) -> None
 
     With --users each person opens the address with their own token (?token=THEIRS once);
     what they do from the page is done, and audited, under their name. With --mill the
-    mill runs inside the server; Ctrl-C stops it as it stops `taskmill run`.
+    mill (`taskmill watch`) runs inside the server; Ctrl-C stops it as it stops `taskmill
+    watch`.
     """
     import uvicorn
 
