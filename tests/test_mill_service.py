@@ -7,6 +7,8 @@ leaves the task to be resumed by the next start. In process: scripted turns
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -154,3 +156,14 @@ def test_a_bad_order_file_starts_nothing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"broken\.toml"):
         service.start("alice")
     assert service.status().state == "stopped"
+
+
+def test_serve_mill_with_a_bad_order_file_says_so_and_serves_nothing(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path, files={
+        ".taskmill/orders/broken.toml": '[order]\npour = "nowhere"\ntrigger = "manual"\n'})
+    done = subprocess.run([sys.executable, "-m", "taskmill", "serve", "--port", "0", "--mill"],
+                          cwd=repo.root, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done
+    assert ".taskmill/orders/broken.toml, line 2: no formula 'nowhere'" in done.stderr
+    assert done.stdout == ""  # no address printed
+    assert not (repo.root / ".taskmill" / "run" / "serve.token").exists()

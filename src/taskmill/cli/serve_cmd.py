@@ -126,6 +126,8 @@ def serve(host: str, port: int, run_mill: bool, users_file: Path | None) -> None
     app = create_app(ctx.cwd, ctx.env, SystemClock(), token=token, loopback=loopback,
                      users=users, mill={} if run_mill else None)
     sock = _bind(host, port)
+    if run_mill:  # a bad order file is said here, and nothing is served (as taskmill watch)
+        app.state.api.service.start(app.state.api.pool.actor)
     actual_port = int(sock.getsockname()[1])
     token_file = write_token(app.state.api.paths.run_dir, token)
     url = f"http://{_url_host(host)}:{actual_port}/"
@@ -161,8 +163,6 @@ def serve(host: str, port: int, run_mill: bool, users_file: Path | None) -> None
                     service.stop(f"signal {sig}")
             super().handle_exit(sig, frame)
 
-    if run_mill:
-        app.state.api.service.start(app.state.api.pool.actor)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3)
     try:

@@ -61,7 +61,7 @@ class RequestHandlers(HandlerBase):
     async def mill_start(self, request: Request) -> Response:
         service = self._service()
         actor = self._actor(request)
-        status = service.start(actor)
+        status = await run_in_threadpool(service.start, actor)  # reads the order files
         await run_in_threadpool(self._record, "mill_started", actor, {"by": "dashboard"})
         return json_response(status.to_json())
 
