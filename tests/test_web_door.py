@@ -88,6 +88,11 @@ def door(tmp_path: Path) -> Iterator[Door]:
     folder = repo.root / ".taskmill" / "templates"
     folder.mkdir()
     (folder / "ui-text.toml").write_text(UI_TEXT, encoding="utf-8")
+    orders = repo.root / ".taskmill" / "orders"  # an order the watch waits for (a year away)
+    orders.mkdir()
+    (orders / "new-year.toml").write_text(
+        '[order]\ncreate = { title = "review the year" }\ntrigger = "cron"\n'
+        'schedule = "0 3 1 1 *"\n', encoding="utf-8")
     git(repo.root, "add", "-A")
     git(repo.root, "commit", "-q", "-m", "a request template")
     users = tmp_path / "config" / "taskmill" / "users.toml"
@@ -189,9 +194,11 @@ def test_a_person_asks_for_work_approves_it_and_it_lands_named(
     assert page.text_content("#person") == "as alice"
     page.wait_for_function(
         "document.getElementById('mill-toggle').textContent === 'Stop mill'")
-    # serve --mill runs taskmill watch: the page says so
-    page.wait_for_function(
-        "document.getElementById('mill-state').textContent.startsWith('mill watching')")
+    # serve --mill runs taskmill watch: the page says so, and when the next order fires
+    page.wait_for_function("document.getElementById('mill-state').textContent"
+                           ".startsWith('mill watching: next order ')")
+    next_order = page.evaluate("state.service.next_order")
+    assert next_order.endswith("-01-01T03:00:00.000000Z"), next_order
     mark(page)
 
     # a required field left empty: the error is on the form, nothing is created

@@ -764,7 +764,7 @@ function approvalCard(a) {
     oninput: () => drafts.set(id, text.value) });
   text.value = drafts.get(id) || "";
   const approveButton = h("button", { type: "button", class: "primary approve", onclick: () =>
-    act(api(`/api/tasks/${encodeURIComponent(id)}/approve`, { method: "POST" }), `${id} approved: the next run lands it`) }, "Approve");
+    act(api(`/api/tasks/${encodeURIComponent(id)}/approve`, { method: "POST" }), `${id} approved: the mill lands it next`) }, "Approve");
   const sendBack = h("button", { type: "button", class: "send-back", onclick: async () => {
     // a live refresh may have drawn this card again while the comment was typed: the draft
     // holds what was typed in either
