@@ -239,7 +239,7 @@ class MemoryStore:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))
 
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         hidden = self._deferred_out(now, beads_compat)
         dep_gated = self._dep_gated() if beads_compat else set()
         ids = self._ready_order(

@@ -161,7 +161,7 @@ class TaskRows:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         hidden = self._deferred_out(now, beads_compat)
         args: list[Any] = []
         if beads_compat:
@@ -176,6 +176,8 @@ class TaskRows:
             " ORDER BY priority, created_key, seq"
         if limit:
             sql += f" LIMIT {int(limit) + len(hidden)}"
+        if for_claim:  # a concurrent claimer's candidates are not offered again
+            sql += " FOR UPDATE OF tasks SKIP LOCKED"
         rows = [r for r in self.conn.execute(sql, args) if r[0] not in hidden]
         return self._tasks(rows[:limit] if limit else rows)
 

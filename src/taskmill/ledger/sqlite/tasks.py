@@ -156,7 +156,7 @@ class TaskRows:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         hidden = self._deferred_out(now, beads_compat)
         if beads_compat:
             extra = self._held_by_status_only()
