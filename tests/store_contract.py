@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import sys
+import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -33,6 +36,11 @@ class StoreContract:
 
     def make_store(self) -> LedgerStore:
         raise NotImplementedError
+
+    def open_again(self, store: LedgerStore) -> LedgerStore | None:
+        """Another connection to ``store``'s data, as another thread or process would open
+        it; None: the store has no other (one in this process's memory)."""
+        return None
 
     @pytest.fixture
     def ledger(self) -> Ledger:
@@ -225,6 +233,56 @@ class StoreContract:
         assert ledger.claims("mill:") == [(a.id, "mill:r1")]
         assert ledger.claims("MILL:") == [(a.id, "mill:r1")]
         assert ledger.claim_next("mill:r2", exclude=[b.id]) is None
+
+    CLAIM_RACE = (200, 6)
+    """Tasks, and claimers taking them at once (each on its own connection)."""
+
+    def test_concurrent_claimers_each_take_tasks_of_their_own(self, ledger: Ledger) -> None:
+        """Claimers starting together are not all offered the same first task to queue up
+        on: every task is claimed exactly once, and hardly a claim is lost and retried."""
+        tasks, claimers = self.CLAIM_RACE
+        with ledger.transaction():
+            ids = [ledger.create(f"t{n}").id for n in range(tasks)]
+        stores = [self.open_again(ledger.store) for _ in range(claimers)]
+        if any(s is None for s in stores):
+            pytest.skip("one connection only: claims cannot race")
+        lost = [0] * claimers
+        claimed: list[list[str]] = [[] for _ in range(claimers)]
+        start = threading.Barrier(claimers)
+        failures: list[BaseException] = []
+
+        def claimer(i: int, store: LedgerStore) -> None:
+            claim_row = store.claim_row
+
+            def counted(task_id: str, assignee: str, now: str, work_only: bool) -> bool:
+                won = claim_row(task_id, assignee, now, work_only)
+                lost[i] += not won
+                return won
+
+            store.claim_row = counted  # type: ignore[method-assign]
+            mine = Ledger(store, prefix="tm", clock=FixedClock(step=1.0), actor=f"c{i}")
+            try:
+                start.wait()
+                while (got := mine.claim_next(f"mill:c{i}")) is not None:
+                    claimed[i].append(got.id)
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=claimer, args=(i, s)) for i, s in enumerate(stores)
+                   if s is not None]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failures, failures
+        every = Counter(t for mine in claimed for t in mine)
+        assert sorted(every) == sorted(ids) and set(every.values()) == {1}
+        print(f"claims lost and retried: {sum(lost)} of {tasks}; claimed by each: "
+              f"{[len(mine) for mine in claimed]}", file=sys.stderr)
+        assert sum(lost) <= claimers, lost
+        assert ledger.verify().ok
 
     # -- attempts (the mill's verbs) -------------------------------------------------------
 

@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pg_helpers
 from mill_helpers import PY, MillRepo, RunResult, git, wait_for
+from taskmill.config import set_ledger_url
 
 
 class Cluster:
@@ -23,22 +25,33 @@ class Cluster:
 
     def __init__(self, tmp: Path, address: str, *, checks: Sequence[str] = (),
                  run: Mapping[str, Any] | None = None, heartbeat_timeout: float = 30.0,
-                 files: Mapping[str, str] | None = None) -> None:
+                 files: Mapping[str, str] | None = None, database: str | None = None) -> None:
         self.tmp = tmp
         self.address = address
         self.repo = MillRepo(tmp, checks=checks, run=run, files=files)
         self.origin = tmp / "origin.git"
         # each test has its own task queue on the shared server: its workers only
         self.queue = f"taskmill-{tmp.name}-{time.monotonic_ns()}"
-        with (self.repo.root / ".taskmill" / "config.toml").open("a") as fh:
+        config = self.repo.root / ".taskmill" / "config.toml"
+        with config.open("a") as fh:
             fh.write(f'\n[executor]\nkind = "temporal"\naddress = "{address}"\n'
                      f'task_queue = "{self.queue}"\nheartbeat_timeout = {heartbeat_timeout}\n')
+        self.database = database
+        """The PostgreSQL ledger's URL, committed as ``[ledger] url`` (workers read it from
+        their clones, as a user's would); None: the SQLite ledger of the user's checkout,
+        which the workers open through ``TASKMILL_DIR``."""
+        if database is not None:
+            set_ledger_url(config, database)
+            self.repo.store = pg_helpers.open_store(database)
         self.repo.git("commit", "-qam", "executor: temporal")
         git(tmp, "clone", "-q", "--bare", str(self.repo.root), str(self.origin))
         self.repo.git("remote", "add", "origin", str(self.origin))
         self.repo.git("fetch", "-q", "origin")
         self.workers: dict[int, subprocess.Popen[str]] = {}
-        self.env = {**os.environ, "TASKMILL_DIR": str(self.repo.root / ".taskmill")}
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("TASKMILL_DIR", "TASKMILL_DATABASE_URL")}
+        self.env = env if database is not None else {
+            **env, "TASKMILL_DIR": str(self.repo.root / ".taskmill")}
 
     def start_worker(self, n: int, *, slots: int = 2) -> subprocess.Popen[str]:
         workdir = self.tmp / f"worker{n}"
@@ -76,6 +89,9 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self.repo.store is not None:
+            self.repo.store.close()
+            self.repo.store = None
 
     def run_args(self, *args: str) -> list[str]:
         return ["--executor", "temporal", "--temporal", self.address, *args]

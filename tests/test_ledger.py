@@ -536,26 +536,28 @@ def test_stats(ledger: Ledger) -> None:
 
 def test_claim_next_keeps_looking_when_others_win_a_whole_batch(tmp_path: Path) -> None:
     """Other claimers taking every task ``claim_next`` looked at must not make it give up
-    while ready tasks remain."""
+    while ready tasks remain. (Its candidates are read in its own write transaction, where
+    no other claimer can come between; the store here loses them all the same.)"""
     db = tmp_path / "l.db"
-    with Ledger.open(db, prefix="tm", actor="me") as mine, \
-            Ledger.open(db, prefix="tm", actor="them") as theirs:
+    with Ledger.open(db, prefix="tm", actor="me") as mine:
         made = [mine.create(f"t{i}").id for i in range(60)]
-        original = mine.ready
+        original = mine.store.ready
         looks = []
 
-        def racing_ready(*, limit: int | None = None,
-                         work_only: bool = False) -> list:  # type: ignore[type-arg]
-            seen = original(limit=limit, work_only=work_only)
+        def racing_ready(limit: int | None, work_only: bool, *, now: str,
+                         beads_compat: bool = False,
+                         for_claim: bool = False) -> list:  # type: ignore[type-arg]
+            seen = original(limit, work_only, now=now, beads_compat=beads_compat,
+                            for_claim=for_claim)
             if not looks:  # between our first look and our claims, they take all of it
                 for task in seen:
-                    theirs.claim(task.id, "them")
+                    assert mine.store.claim_row(task.id, "them", now, True)
             looks.append(len(seen))
             return seen
 
-        mine.ready = racing_ready  # type: ignore[method-assign]
+        mine.store.ready = racing_ready  # type: ignore[method-assign]
         got = mine.claim_next("me")
-        mine.ready = original  # type: ignore[method-assign]
+        mine.store.ready = original  # type: ignore[method-assign]
         assert got is not None and got.assignee == "me"
         assert got.id in made
         assert looks[0] < 60  # the first look did not see every task

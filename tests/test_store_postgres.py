@@ -21,6 +21,12 @@ class TestPostgresStore(StoreContract):
     def make_store(self) -> LedgerStore:
         return pg_helpers.new_store()
 
+    def open_again(self, store: LedgerStore) -> LedgerStore | None:
+        from taskmill.ledger.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        return PostgresStore.open(store.url, schema=store.schema)
+
 
 def test_event_rows_are_read_a_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from taskmill.clock import FixedClock
@@ -60,5 +66,32 @@ def test_a_dropped_connection_is_replaced_on_the_next_use() -> None:
         second = ledger.create("after the drop")
         assert [t.id for t in ledger.list_tasks()] == [first.id, second.id]
         assert ledger.verify().ok
+    finally:
+        pg_helpers.close_stores()
+
+
+def test_a_claim_passes_over_a_task_whose_row_another_holds() -> None:
+    """The candidates of a claim are read ``FOR UPDATE SKIP LOCKED``: a row another
+    transaction holds is passed over, not waited for."""
+    import psycopg
+
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger(pg_helpers.new_store(), prefix="tm", clock=FixedClock(), actor="t")
+    try:
+        first, second = ledger.create("first").id, ledger.create("second").id
+        store = ledger.store
+        with psycopg.connect(pg_helpers.database_url()) as other:
+            other.execute(f"SET search_path TO {store.schema}")  # type: ignore[attr-defined]
+            other.execute("SET lock_timeout = '5s'")
+            other.execute("SELECT id FROM tasks WHERE id = %s FOR UPDATE", (first,))
+            store.conn.execute("SET lock_timeout = '2s'")  # type: ignore[attr-defined]
+            got = ledger.claim_next("mill:r")
+            other.rollback()
+        assert got is not None and got.id == second
+        again = ledger.claim_next("mill:r")
+        assert again is not None and again.id == first
+        store.conn.execute("RESET lock_timeout")  # type: ignore[attr-defined]
     finally:
         pg_helpers.close_stores()

@@ -19,6 +19,9 @@ class TestSqliteStore(StoreContract):
     def make_store(self) -> LedgerStore:
         return SqliteStore.open(self.dir / "ledger.db")
 
+    def open_again(self, store: LedgerStore) -> LedgerStore | None:
+        return SqliteStore.open(self.dir / "ledger.db")
+
 
 class TestSqliteStoreInMemory(StoreContract):
     def make_store(self) -> LedgerStore:

@@ -70,8 +70,39 @@ def test_run_with_the_temporal_executor_says_what_is_missing(
     assert message.replace("{port}", port) in result.stderr, result.stderr
 
 
-def test_worker_needs_the_shared_ledger(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
-    result = cli("worker", "--temporal", "127.0.0.1:7233", "--repo", str(tmp_path / "none"),
-                 "--workdir", str(tmp_path / "w"), cwd=tmp_path, env={"TASKMILL_DIR": ""})
+def test_worker_needs_the_shared_ledger(taskmill_repo: Path, tmp_path: Path,
+                                       cli: Callable[..., CliResult]) -> None:
+    """The repository names no ``[ledger] url`` and no ledger is on this machine."""
+    _committed(taskmill_repo)
+    result = cli("worker", "--temporal", "127.0.0.1:7233", "--repo", str(taskmill_repo),
+                 "--workdir", str(tmp_path / "w"), cwd=tmp_path,
+                 env={"TASKMILL_DIR": "", "TASKMILL_DATABASE_URL": ""})
     assert result.exit_code != 0
     assert "taskmill worker needs the shared ledger" in result.stderr, result.stderr
+    assert "[ledger] url" in result.stderr and "TASKMILL_DIR" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["config", "env"])
+def test_worker_says_which_ledger_server_it_cannot_reach(
+        taskmill_repo: Path, tmp_path: Path, cli: Callable[..., CliResult],
+        where: str) -> None:
+    """``[ledger] url`` (committed, read from the worker's clone) or
+    ``TASKMILL_DATABASE_URL`` names a server that does not answer: the worker says which
+    host and port, never the password, before it polls for work."""
+    pytest.importorskip("psycopg")
+    from taskmill.config import set_ledger_url
+
+    port = closed_port()
+    url = f"postgresql://mill:s3cret@127.0.0.1:{port}/ledger"
+    env = {"TASKMILL_DIR": "", "TASKMILL_DATABASE_URL": ""}
+    if where == "config":
+        set_ledger_url(taskmill_repo / ".taskmill" / "config.toml", url)
+    else:
+        env["TASKMILL_DATABASE_URL"] = url
+    _committed(taskmill_repo)
+    result = cli("worker", "--temporal", "127.0.0.1:7233", "--repo", str(taskmill_repo),
+                 "--workdir", str(tmp_path / "w"), cwd=tmp_path, env=env)
+    assert result.exit_code != 0
+    assert f"cannot connect to the ledger database ledger at 127.0.0.1:{port}" in \
+        result.stderr, result.stderr
+    assert "s3cret" not in result.stderr + result.stdout

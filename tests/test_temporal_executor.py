@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+import pg_helpers
 from mill_helpers import agent_script, kill_group, read_spy_log, wait_for
 from taskmill.clock import SystemClock
 from taskmill.kinds import AttemptOutcome
@@ -114,16 +115,67 @@ def assert_landed_exactly_once(cluster: Cluster, ids: list[str]) -> None:
     repo.verify_ok()
 
 
+LEDGERS = ["sqlite", "postgres"]
+"""Where the shared ledger is: the SQLite file of the user's checkout (workers on this
+machine open it through ``TASKMILL_DIR``), or a real PostgreSQL server (workers open it from
+the ``[ledger] url`` committed in the repository they clone: nothing in their environment)."""
+
+
+def new_cluster(tmp_path: Path, temporal_server: str, ledger: str,
+                **options: Any) -> Cluster:
+    database = pg_helpers.new_database() if ledger == "postgres" else None
+    return Cluster(tmp_path, temporal_server, database=database, **options)
+
+
+AGENT_USES_THE_LEDGER = """
+if TASK == "tm-t02" and CALL == 1:  # the agent's own taskmill finds the shared ledger
+    proc = subprocess.run([sys.executable, "-m", "taskmill", "comment", TASK,
+                           "noted by the agent"], capture_output=True, text=True)
+    save("agent-comment.txt", f"{proc.returncode}\\n{proc.stdout}{proc.stderr}")
+"""
+
+
+def assert_workers_used_the_committed_url(cluster: Cluster) -> None:
+    """The workers found the PostgreSQL ledger in their clones' config, handed it to their
+    agents, and made no SQLite ledger of their own."""
+    assert cluster.database is not None
+    for n in (1, 2, 3):
+        clone = cluster.tmp / f"worker{n}" / "clone" / ".taskmill"
+        assert not (clone / "taskmill.db").exists()
+    env = json.loads((cluster.repo.spy / "env-tm-t02-1.json").read_text())
+    assert env["TASKMILL_DATABASE_URL"] == cluster.database
+    assert env["TASKMILL_DIR"].endswith(os.path.join("clone", ".taskmill")), env
+    said = (cluster.repo.spy / "agent-comment.txt").read_text()
+    assert said.startswith("0\n"), said
+    comments = cluster.repo.task("tm-t02").get("comments") or []
+    assert any(c["text"] == "noted by the agent" for c in comments), comments
+
+
+@pytest.mark.parametrize(("ledger", "tasks"), [
+    ("sqlite", 30), ("postgres", 30),
+    pytest.param("sqlite", 60, marks=pytest.mark.slow),
+    pytest.param("postgres", 60, marks=pytest.mark.slow)])
 def test_three_workers_work_a_backlog_each_task_landing_exactly_once(
-        cluster: Cluster) -> None:
+        tmp_path: Path, temporal_server: str, ledger: str, tasks: int) -> None:
+    cluster = new_cluster(tmp_path, temporal_server, ledger, checks=["test -f README.md"])
+    try:
+        three_workers_work_a_backlog(cluster, tasks)
+    finally:
+        cluster.stop()
+
+
+def three_workers_work_a_backlog(cluster: Cluster, tasks: int) -> None:
     repo = cluster.repo
-    agent = agent_script(cluster.tmp / "agent.py", BACKLOG_AGENT, spy=repo.spy)
-    ids = make_backlog(cluster, 30)
+    agent = agent_script(cluster.tmp / "agent.py", AGENT_USES_THE_LEDGER + BACKLOG_AGENT,
+                         spy=repo.spy)
+    ids = make_backlog(cluster, tasks)
     for n in (1, 2, 3):
         cluster.start_worker(n)
     result = cluster.run("--agent-cmd", agent, "-j", "6", "--max-iterations", "4")
     assert result.returncode == 0, result.describe() + cluster.log(1)
     assert_landed_exactly_once(cluster, ids)
+    if cluster.database is not None:
+        assert_workers_used_the_committed_url(cluster)
     # every worker did some of the work, each in its own clone
     workers = {a.get("detail", {}).get("worker") for tid in ids for a in repo.attempts(tid)}
     assert workers == {"w1", "w2", "w3"}, workers
@@ -142,22 +194,25 @@ def remote_landed(cluster: Cluster) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("ledger", "tasks", "kills"), [
+    ("sqlite", 30, 4), ("postgres", 30, 4),
+    pytest.param("postgres", 60, 5, id="postgres-60-full")])
 def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
-        tmp_path: Path, temporal_server: str) -> None:
-    cluster = Cluster(tmp_path, temporal_server, checks=["test -f README.md"],
-                      heartbeat_timeout=2.0)
+        tmp_path: Path, temporal_server: str, ledger: str, tasks: int, kills: int) -> None:
+    cluster = new_cluster(tmp_path, temporal_server, ledger, checks=["test -f README.md"],
+                          heartbeat_timeout=2.0)
     client = None
     try:
         repo = cluster.repo
         agent = agent_script(tmp_path / "agent.py", "time.sleep(0.6)\n" + BACKLOG_AGENT,
                              spy=repo.spy)
-        ids = make_backlog(cluster, 30)
+        ids = make_backlog(cluster, tasks)
         for n in (1, 2, 3):
             cluster.start_worker(n)
         args = cluster.run_args("--agent-cmd", agent, "-j", "6", "--max-iterations", "5")
         client = repo.spawn(*args)
         rng = random.Random(15)
-        for kill in range(4):
+        for kill in range(kills):
             landed = remote_landed(cluster)
             assert wait_for(lambda landed=landed: remote_landed(cluster) >= landed + 3,
                             timeout=90), cluster.log(1)

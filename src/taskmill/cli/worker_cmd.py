@@ -28,7 +28,8 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
            namespace: str | None) -> None:
     """Run turns, checks and landings for `taskmill run --executor temporal`, in a clone of
     ORIGIN under DIR, until stopped (Ctrl-C or SIGTERM). Agent CLIs and their secrets are
-    this machine's own; the ledger is the shared one (TASKMILL_DIR, or [ledger] url).
+    this machine's own; the ledger is the shared one: the repository's committed [ledger] url
+    (TASKMILL_DATABASE_URL overrides it), else TASKMILL_DIR (a ledger on this machine).
     It prints what it does as NDJSON events (--json or not)."""
     import asyncio
     import signal
@@ -36,7 +37,7 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     from ..clock import SystemClock
     from ..mill.events import EventBus, NdjsonWriter
     from ..temporal.spec import parse_address
-    from ..temporal.worker import WorkerServices, default_identity, serve, shared_store
+    from ..temporal.worker import WorkerServices, default_identity, serve
 
     ctx = get_ctx()
     address = parse_address(address)
@@ -44,9 +45,9 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     clock = SystemClock()
     bus = EventBus(clock)
     bus.subscribe(NdjsonWriter(sys.stdout))
-    store = shared_store(ctx.env)
     workdir.mkdir(parents=True, exist_ok=True)
-    services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus, store=store)
+    # the shared ledger: [ledger] url as committed (read from the clone), or TASKMILL_DIR
+    services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus)
     table = services.config.executor  # the committed [executor] of the shared repository
 
     async def main() -> None:

@@ -560,20 +560,27 @@ class Ledger(WorkVerbs):
                    exclude: Iterable[str] = ()) -> Task | None:
         """Claim the first ready task (in ``ready`` order) that another claimer did not win.
 
+        The candidates are read in the claim's write transaction (``for_claim``): claimers
+        starting together are each offered a task no other holds, instead of all queueing
+        for the same first one and all but one losing it.
+
         Returns None only when no ready task is left: a task lost to another claimer is no
         longer ready, so each pass over a fresh batch either claims one or shrinks the set.
         """
         skip = set(exclude)
+        compat = self.beads_compat
         while True:
-            candidates = [t for t in self.ready(limit=len(skip) + 20, work_only=True)
-                          if t.id not in skip]
-            if not candidates:
-                return None
-            for task in candidates:
-                try:
-                    return self.claim(task.id, assignee, actor=actor, work_only=True)
-                except ClaimConflict:
-                    continue
+            with self.transaction():
+                candidates = [t for t in self.store.ready(len(skip) + 20, True, now=self.now(),
+                                                          beads_compat=compat, for_claim=True)
+                              if t.id not in skip]
+                if not candidates:
+                    return None
+                for task in candidates:
+                    try:
+                        return self.claim(task.id, assignee, actor=actor, work_only=True)
+                    except ClaimConflict:
+                        continue
 
     def close(self, task_id: str, reason: str | None = None, *, actor: str | None = None,
               system: bool = False) -> Task:

@@ -46,8 +46,16 @@ from .beads_rules import (
     order_key,
     waits_for_gate,
 )
-from .graph import closed_path, cyclic_groups
-from .rows import ATTEMPT_FIELDS, JSON_FIELDS, TASK_FIELDS, attempt_from_row, dumps, task_from_row
+from .graph import closed_path, cyclic_groups, shortest_path
+from .rows import (
+    ATTEMPT_FIELDS,
+    JSON_FIELDS,
+    TASK_FIELDS,
+    attempt_from_row,
+    dumps,
+    estimate,
+    task_from_row,
+)
 from .store import IMPORT_ROW_COLUMNS, Change, EventRow, ImportItem, LedgerStore, OrderSlot, Row
 
 _DEFAULTS: dict[str, Any] = {
@@ -239,7 +247,7 @@ class MemoryStore:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))
 
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         hidden = self._deferred_out(now, beads_compat)
         dep_gated = self._dep_gated() if beads_compat else set()
         ids = self._ready_order(
@@ -385,19 +393,8 @@ class MemoryStore:
                 and (t["assignee"] or "").lower().startswith(low)]
 
     def chain_weights(self) -> dict[str, float]:
-        weight: dict[str, float] = {}
-        for tid in self._by_seq(self._d.tasks):
-            t = self._d.tasks[tid]
-            if t["status"] in DONE_STATUSES:
-                continue
-            estimate = 1.0
-            hints = t["hints"]
-            if hints and "estimate" in hints:
-                value = json.loads(hints).get("estimate")
-                if isinstance(value, int | float) and value > 0:
-                    estimate = float(value)
-            weight[tid] = estimate
-        return weight
+        return {tid: estimate(self._d.tasks[tid]["hints"]) for tid in self._by_seq(self._d.tasks)
+                if self._d.tasks[tid]["status"] not in DONE_STATUSES}
 
     # -- readiness -------------------------------------------------------------------------
 
@@ -454,23 +451,7 @@ class MemoryStore:
         if start == goal:
             return [start]
         graph = self._gating_graph()
-        came: dict[str, str | None] = {start: None}
-        queue: deque[str] = deque([start])
-        while queue:
-            node = queue.popleft()
-            for nxt in graph.get(node, []):
-                if nxt in came:
-                    continue
-                came[nxt] = node
-                if nxt == goal:
-                    path: list[str] = []
-                    back: str | None = nxt
-                    while back is not None:
-                        path.append(back)
-                        back = came[back]
-                    return list(reversed(path))
-                queue.append(nxt)
-        return None
+        return shortest_path(start, goal, lambda node: graph.get(node, []))
 
     def cycles(self) -> list[list[str]]:
         graph = self._gating_graph()

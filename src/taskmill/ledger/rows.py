@@ -50,3 +50,13 @@ def attempt_from_row(row: Sequence[Any]) -> dict[str, Any]:
     item = dict(zip(ATTEMPT_FIELDS, row, strict=True))
     item["detail"] = loads(item["detail"])
     return item
+
+
+def estimate(hints: str | None) -> float:
+    """A task's ``estimate`` hint (its stored ``hints`` JSON) as a weight: 1 unless a
+    positive number is given."""
+    if hints and "estimate" in hints:
+        value = json.loads(hints).get("estimate")
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+    return 1.0

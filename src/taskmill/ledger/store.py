@@ -126,11 +126,14 @@ class LedgerStore(Protocol):
         (``size`` None: one page)."""
     def statuses_in_use(self) -> list[str]: ...
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         """Open, ungated work (see :mod:`taskmill.ledger.beads_rules`) not deferred past
         ``now``, by priority, then creation time (oldest first), then creation order
         (``work_only``: no containers). ``beads_compat``: a ``blocked``/``deferred`` parent
-        does not hold its children, and ``defer_until`` hides a task's children only."""
+        does not hold its children, and ``defer_until`` hides a task's children only.
+        ``for_claim``: the candidates of a claim, read in the claimer's write transaction;
+        a store whose rows other writers may hold locks those it returns and passes over
+        rows already locked (PostgreSQL's ``FOR UPDATE SKIP LOCKED``)."""
     def held(self, beads_compat: bool = False) -> list[Task]:
         """Tasks not done that are gated or ``blocked``, by priority then creation
         (``beads_compat``: those a blocking dependency holds, or a parent so held)."""

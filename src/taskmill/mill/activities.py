@@ -15,7 +15,7 @@ from pathlib import Path
 from ..agents.base import TurnRequest
 from ..capability import SOCKET_ENV
 from ..kinds import LandOutcome, LedgerEvent, MillEvent
-from ..ledger import Ledger
+from ..ledger import DATABASE_URL_ENV, Ledger
 from ..model import BLOCKS, CLOSED, Task
 from ..paths import RUN_DIR, RunFiles
 from ..proxy.turn import proxy_usage, through_proxy
@@ -469,6 +469,8 @@ class TaskActivities:
             env[SOCKET_ENV] = str(socket_path)
         else:
             env["TASKMILL_DIR"] = str(self.ctx.ledger_dir)
+            if self.ctx.ledger_url:
+                env[DATABASE_URL_ENV] = self.ctx.ledger_url
         return TurnRequest(
             task_id=task.id, title=task.title, iteration=iteration, prompt=prompt,
             worktree=ws.path, home=home, state_dir=state, prompt_file=state / "prompt.md",

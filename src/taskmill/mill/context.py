@@ -68,6 +68,9 @@ class WorkerContext:
     """How nothing a turn or check starts outlives it (None: the process group only)."""
     capability: CapabilityServer | None = None
     """Serves each turn's ledger socket (None: the agent gets ``TASKMILL_DIR`` instead)."""
+    ledger_url: str | None = None
+    """The PostgreSQL ledger's URL, handed to agents (``TASKMILL_DATABASE_URL``) with
+    ``TASKMILL_DIR`` when there is no capability socket (a Temporal worker's turns)."""
     sandbox: dict[str, Any] = field(default_factory=dict)
     """What the sandbox allows (or why there is none): recorded in every attempt."""
     proxy: ModelProxy | None = None

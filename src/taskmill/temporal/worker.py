@@ -8,8 +8,9 @@ runs, on a worktree of the clone. Long activities heartbeat; a worker killed mid
 heartbeating and its task is bound again elsewhere (:mod:`.workflow`). Task branches are
 pushed to the remote after every turn, so the next worker finds the work where it was.
 
-The ledger is the shared one (:func:`shared_store`): the ``TASKMILL_DIR`` of a ledger on
-this machine, until the Postgres store gives ``[ledger] url``.
+The ledger is the shared one (:func:`shared_store`): the PostgreSQL ledger the clone's
+committed ``[ledger] url`` names (``TASKMILL_DATABASE_URL`` overrides it), or the
+``TASKMILL_DIR`` of a ledger on this machine.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from ..containment import containment
 from ..control import MILL_PREFIX
 from ..errors import InvalidInput
 from ..kinds import AttemptOutcome, LedgerEvent
-from ..ledger import LedgerStore
+from ..ledger import DATABASE_URL_ENV, LedgerStore, database_url, open_store
 from ..mill.check_env import CheckGuard
 from ..mill.context import WorkerContext
 from ..mill.engine import Mill
@@ -86,24 +87,28 @@ MAIN = (Turn, RunChecks, Land)
 what comes after each, up to the next of these, runs in the same activity."""
 
 
-def shared_store(env: Mapping[str, str]) -> Callable[[], LedgerStore]:
-    """Opens the ledger every worker and the client share."""
+def shared_store(env: Mapping[str, str], configured: str | None) -> Callable[[], LedgerStore]:
+    """Opens the ledger every worker and the client share: the PostgreSQL one at
+    ``$TASKMILL_DATABASE_URL``, else at ``configured`` (the ``[ledger] url`` committed in the
+    shared repository, read from this worker's clone); without either, the ledger on this
+    machine at ``$TASKMILL_DIR``. Checked now: one that cannot be opened is said at start."""
+    url = database_url(configured, env)
+    if url:
+        open_store(Path(), url).close()  # it answers (a DatabaseError saying where, if not)
+        return lambda: open_store(Path(), url)
     ledger_dir = env.get(ENV_DIR)
     if not ledger_dir:
-        raise InvalidInput("taskmill worker needs the shared ledger",
-                           hint=f"set {ENV_DIR} to the ledger's .taskmill directory (a ledger "
-                                "on this machine), or use a Postgres ledger ([ledger] url)")
+        raise InvalidInput("taskmill worker needs the shared ledger, and the repository's "
+                           ".taskmill/config.toml names none ([ledger] url)",
+                           hint=f"commit [ledger] url (taskmill init --database URL) to the "
+                                f"shared repository, or set {DATABASE_URL_ENV}; or set "
+                                f"{ENV_DIR} to the .taskmill directory of a ledger on this "
+                                "machine")
     db = Path(ledger_dir) / DB_FILE
     if not db.is_file():
         raise InvalidInput(f"{ENV_DIR}={ledger_dir} holds no ledger ({db} is missing)",
                            hint="point it at the .taskmill directory of `taskmill init`")
-
-    def open_store() -> LedgerStore:
-        from ..ledger.sqlite import SqliteStore
-
-        return SqliteStore.open(db)
-
-    return open_store
+    return lambda: open_store(db)
 
 
 def stop_orphaned_turns(pool: Path) -> int:
@@ -137,12 +142,11 @@ class WorkerServices:
     the context of each run it works for (rebuilt from the run's :class:`RunSpec`)."""
 
     def __init__(self, origin: str, workdir: Path, *, env: Mapping[str, str], clock: Clock,
-                 bus: EventBus, store: Callable[[], LedgerStore],
+                 bus: EventBus, store: Callable[[], LedgerStore] | None = None,
                  turn_runner: TurnRunner | None = None) -> None:
         self.env = env
         self.clock = clock
         self.bus = bus
-        self.store = store
         self.turn_runner = turn_runner
         self.clone = workdir.resolve() / "clone"
         base = Git(workdir, git_env(env))
@@ -153,10 +157,13 @@ class WorkerServices:
             raise InvalidInput(f"{origin} has no .taskmill/config.toml on its default branch",
                                hint="commit the ledger's config (taskmill init) and push it")
         self.config = load_config(self.paths.config)
+        self.ledger_url = database_url(self.config.ledger_url, env)
+        self.store = store or shared_store(env, self.config.ledger_url)
         shared = env.get(ENV_DIR)
-        self.ledger_dir = Path(shared) if shared else self.paths.dir
+        self.ledger_dir = Path(shared) if shared and not self.ledger_url else self.paths.dir
         """Where agents find the ledger (``TASKMILL_DIR``) and the progress notes live: the
-        shared ledger's directory when it is on this machine."""
+        shared ledger's directory when it is on this machine; the clone's, whose config
+        names the PostgreSQL ledger, when it is there."""
         self.pool = WorktreePool(self.git, self.paths.worktrees, repo_root=self.clone,
                                  include_file=self.paths.include, clock=clock,
                                  legacy_root=self.paths.legacy_worktrees)
@@ -198,7 +205,7 @@ class WorkerServices:
             check_env=mill.check_env, ledger_dir=self.ledger_dir, logs_dir=self.paths.logs,
             homes_dir=self.paths.run.homes, turn_runner=mill.turn_runner,
             agent_git_env=identity_env(self.git), containment=mill.containment,
-            sandbox=sandbox_info, landing=None)
+            sandbox=sandbox_info, landing=None, ledger_url=self.ledger_url)
         ctx.check_guard = CheckGuard(mill.check_env, self.clone,
                                      worktrees=[self.paths.worktrees])
         return ctx

@@ -21,7 +21,7 @@ from ...model import (
     TOMBSTONE,
 )
 from ..beads_rules import ANY_CHILDREN, FAILURE_CLOSE_KEYWORDS
-from ..graph import closed_path, cyclic_groups
+from ..graph import closed_path, cyclic_groups, gated_in, gating_scope, shortest_path
 
 _INERT_SQL = "('closed', 'tombstone', 'pinned')"
 _BLOCKING_SQL = "('blocks', 'conditional-blocks', 'waits-for')"
@@ -70,53 +70,18 @@ def _parents(conn: Conn, child: str) -> list[tuple[str, str, int]]:
 def refresh(conn: Conn, roots: Iterable[str]) -> int:
     """Recompute ``gated`` for ``roots`` and every descendant their change can reach;
     the number of rows whose ``gated`` changed."""
-    scope: dict[str, str] = {}
-    kids: dict[str, list[str]] = defaultdict(list)
-    queue: deque[tuple[str, bool]] = deque()
-    for root in roots:
-        if root not in scope:
-            row = conn.execute("SELECT status FROM tasks WHERE id = %s", (root,)).fetchone()
-            if row is None:
-                continue
-            scope[root] = row[0]
-            queue.append((root, True))
-    while queue:
-        node, is_root = queue.popleft()
-        if not is_root and scope[node] in DONE_STATUSES:
-            continue
-        for child, status in _children(conn, node):
-            kids[node].append(child)
-            if child not in scope:
-                scope[child] = status
-                queue.append((child, False))
+    def status_of(tid: str) -> str | None:
+        row = conn.execute("SELECT status FROM tasks WHERE id = %s", (tid,)).fetchone()
+        return None if row is None else str(row[0])
+
+    scope, kids = gating_scope(roots, status_of, lambda node: _children(conn, node))
     if not scope:
         return 0
     state = {tid: (int(n), int(g)) for tid, n, g in conn.execute(
         "SELECT id, open_blockers, gated FROM tasks WHERE id = ANY(%s)", (list(scope),))}
-    gated: dict[str, bool] = {}
-    work: deque[str] = deque()
-    for node in scope:
-        seed = state[node][0] > 0
-        if not seed:
-            for pid, pstatus, pgated in _parents(conn, node):
-                if pstatus in DONE_STATUSES:
-                    continue
-                if pstatus in HOLDING_STATUSES or (pid not in scope and pgated):
-                    seed = True
-                    break
-        if seed:
-            gated[node] = True
-            work.append(node)
-    while work:
-        node = work.popleft()
-        if scope[node] in DONE_STATUSES:
-            continue
-        for child in kids.get(node, ()):
-            if not gated.get(child):
-                gated[child] = True
-                work.append(child)
-    changed = [(1 if gated.get(n) else 0, n) for n in scope
-               if bool(gated.get(n)) != bool(state[n][1])]
+    gated = gated_in(scope, kids, {n: s[0] for n, s in state.items()},
+                     lambda node: _parents(conn, node))
+    changed = [(1 if n in gated else 0, n) for n in scope if (n in gated) != bool(state[n][1])]
     if changed:
         with conn.cursor() as cur:
             cur.executemany("UPDATE tasks SET gated = %s WHERE id = %s", changed)
@@ -193,27 +158,12 @@ def recompute_all(conn: Conn) -> None:
 
 def find_path(conn: Conn, start: str, goal: str) -> list[str] | None:
     """A path of gating dependencies from ``start`` to ``goal`` (each waits on the next)."""
-    if start == goal:
-        return [start]
-    came: dict[str, str | None] = {start: None}
-    queue: deque[str] = deque([start])
-    while queue:
-        node = queue.popleft()
-        for (nxt,) in conn.execute(
-                "SELECT depends_on_id FROM deps WHERE issue_id = %s AND type IN (%s, %s, %s)",
-                (node, BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD)):
-            if nxt in came:
-                continue
-            came[nxt] = node
-            if nxt == goal:
-                path = [goal]
-                back: str | None = node
-                while back is not None:
-                    path.append(back)
-                    back = came[back]
-                return list(reversed(path))
-            queue.append(nxt)
-    return None
+    def edges(node: str) -> list[str]:
+        return [str(r[0]) for r in conn.execute(
+            "SELECT depends_on_id FROM deps WHERE issue_id = %s AND type IN (%s, %s, %s)",
+            (node, BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD))]
+
+    return shortest_path(start, goal, edges)
 
 
 def all_cycles(conn: Conn) -> list[list[str]]:
@@ -223,7 +173,8 @@ def all_cycles(conn: Conn) -> list[list[str]]:
             "SELECT issue_id, depends_on_id FROM deps WHERE type IN (%s, %s, %s)",
             (BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD)):
         graph[a].append(b)
-    return [closed_path(graph, group, min(group)) for group in cyclic_groups(graph, list(graph))]
+    return sorted((closed_path(graph, group, min(group))
+                   for group in cyclic_groups(graph, list(graph))), key=lambda path: path[0])
 
 
 class ReadinessRows:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from ...errors import TaskmillError
 from ..beads_rules import READY_EXCLUDE_TYPES
@@ -233,7 +234,8 @@ def connect(url: str, schema: str) -> psycopg.Connection[Any]:
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to the ledger database: {exc}".strip(),
+        raise DatabaseError(f"cannot connect to the ledger database {where(url)}: "
+                            f"{_without_password(str(exc), url)}".strip(),
                             hint="check [ledger] url in .taskmill/config.toml or "
                                  "TASKMILL_DATABASE_URL, and that the server is up") from exc
     if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
@@ -243,6 +245,25 @@ def connect(url: str, schema: str) -> psycopg.Connection[Any]:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     conn.execute(f"SET search_path TO {schema}")
     return conn
+
+
+def where(url: str) -> str:
+    """Which database of which server ``url`` names (``db at host:port``), for a message:
+    never its password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "(an URL libpq cannot read)"
+    host = str(info.get("host") or info.get("hostaddr") or "localhost")
+    return f"{info.get('dbname') or '(default)'} at {host}:{info.get('port') or 5432}"
+
+
+def _without_password(text: str, url: str) -> str:
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        return text
+    return text.replace(str(password), "***") if password else text
 
 
 def lock_writer(conn: psycopg.Connection[Any], schema: str) -> None:

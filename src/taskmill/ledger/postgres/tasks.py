@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -12,7 +11,7 @@ import psycopg
 
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from ..beads_rules import deferred, order_key
-from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, task_from_row
+from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
 from .deps import HELD_SQL
 
 HAS_CHILDREN_SQL = (
@@ -161,7 +160,7 @@ class TaskRows:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         hidden = self._deferred_out(now, beads_compat)
         args: list[Any] = []
         if beads_compat:
@@ -176,6 +175,8 @@ class TaskRows:
             " ORDER BY priority, created_key, seq"
         if limit:
             sql += f" LIMIT {int(limit) + len(hidden)}"
+        if for_claim:  # a concurrent claimer's candidates are not offered again
+            sql += " FOR UPDATE OF tasks SKIP LOCKED"
         rows = [r for r in self.conn.execute(sql, args) if r[0] not in hidden]
         return self._tasks(rows[:limit] if limit else rows)
 
@@ -359,13 +360,5 @@ class TaskRows:
         return [(str(tid), str(assignee)) for tid, assignee in rows]
 
     def chain_weights(self) -> dict[str, float]:
-        weight: dict[str, float] = {}
-        for tid, hints in self.conn.execute(
-                "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')"):
-            estimate = 1.0
-            if hints and "estimate" in hints:
-                value = json.loads(hints).get("estimate")
-                if isinstance(value, int | float) and value > 0:
-                    estimate = float(value)
-            weight[tid] = estimate
-        return weight
+        return {tid: estimate(hints) for tid, hints in self.conn.execute(
+            "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')")}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable
 
 from ...model import (
@@ -33,13 +33,12 @@ from ...model import (
     CLOSED,
     CONDITIONAL_BLOCKS,
     DONE_STATUSES,
-    HOLDING_STATUSES,
     PARENT_CHILD,
     PINNED,
     TOMBSTONE,
 )
 from ..beads_rules import ANY_CHILDREN, FAILURE_CLOSE_KEYWORDS
-from ..graph import closed_path
+from ..graph import closed_path, gated_in, gating_scope, shortest_path
 
 _DONE_SQL = "('closed', 'tombstone')"
 _INERT_SQL = "('closed', 'tombstone', 'pinned')"
@@ -93,56 +92,20 @@ def refresh(conn: sqlite3.Connection, roots: Iterable[str]) -> int:
 
     Returns the number of rows whose ``gated`` changed.
     """
-    scope: dict[str, str] = {}
-    kids: dict[str, list[str]] = defaultdict(list)
-    queue: deque[tuple[str, bool]] = deque()
-    for root in roots:
-        if root not in scope:
-            row = conn.execute("SELECT status FROM tasks WHERE id = ?", (root,)).fetchone()
-            if row is None:
-                continue
-            scope[root] = row[0]
-            queue.append((root, True))
-    while queue:
-        node, is_root = queue.popleft()
-        # a done task does not pass gating on, so its subtree is unaffected (unless it is a
-        # root: its own status may just have changed)
-        if not is_root and scope[node] in DONE_STATUSES:
-            continue
-        for child, status in _children(conn, node):
-            kids[node].append(child)
-            if child not in scope:
-                scope[child] = status
-                queue.append((child, False))
+    def status_of(tid: str) -> str | None:
+        row = conn.execute("SELECT status FROM tasks WHERE id = ?", (tid,)).fetchone()
+        return None if row is None else str(row[0])
+
+    scope, kids = gating_scope(roots, status_of, lambda node: _children(conn, node))
     if not scope:
         return 0
     state: dict[str, tuple[int, int]] = {}
     for node in scope:
         row = conn.execute("SELECT open_blockers, gated FROM tasks WHERE id = ?", (node,)).fetchone()
         state[node] = (row[0], row[1])
-    gated: dict[str, bool] = {}
-    work: deque[str] = deque()
-    for node in scope:
-        seed = state[node][0] > 0
-        if not seed:
-            for pid, pstatus, pgated in _parents(conn, node):
-                if pstatus in DONE_STATUSES:
-                    continue
-                if pstatus in HOLDING_STATUSES or (pid not in scope and pgated):
-                    seed = True
-                    break
-        if seed:
-            gated[node] = True
-            work.append(node)
-    while work:
-        node = work.popleft()
-        if scope[node] in DONE_STATUSES:
-            continue
-        for child in kids.get(node, ()):
-            if not gated.get(child):
-                gated[child] = True
-                work.append(child)
-    changed = [(1 if gated.get(n) else 0, n) for n in scope if bool(gated.get(n)) != bool(state[n][1])]
+    gated = gated_in(scope, kids, {n: s[0] for n, s in state.items()},
+                     lambda node: _parents(conn, node))
+    changed = [(1 if n in gated else 0, n) for n in scope if (n in gated) != bool(state[n][1])]
     if changed:
         conn.executemany("UPDATE tasks SET gated = ? WHERE id = ?", changed)
     return len(changed)
@@ -214,28 +177,12 @@ def recompute_all(conn: sqlite3.Connection) -> None:
 
 def find_path(conn: sqlite3.Connection, start: str, goal: str) -> list[str] | None:
     """A path of gating dependencies from ``start`` to ``goal`` (each waits on the next)."""
-    if start == goal:
-        return [start]
-    came: dict[str, str | None] = {start: None}
-    queue: deque[str] = deque([start])
-    while queue:
-        node = queue.popleft()
-        for (nxt,) in conn.execute(
+    def edges(node: str) -> list[str]:
+        return [str(r[0]) for r in conn.execute(
             "SELECT depends_on_id FROM deps WHERE issue_id = ? AND type IN (?, ?, ?)",
-            (node, BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD),
-        ):
-            if nxt in came:
-                continue
-            came[nxt] = node
-            if nxt == goal:
-                path = [goal]
-                back: str | None = node
-                while back is not None:
-                    path.append(back)
-                    back = came[back]
-                return list(reversed(path))
-            queue.append(nxt)
-    return None
+            (node, BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD))]
+
+    return shortest_path(start, goal, edges)
 
 
 def all_cycles(conn: sqlite3.Connection) -> list[list[str]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from ..beads_rules import deferred, order_key
-from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, task_from_row
+from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
 from .deps import HELD_SQL
 
 HAS_CHILDREN_SQL = (
@@ -156,7 +156,7 @@ class TaskRows:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 
     def ready(self, limit: int | None, work_only: bool, *, now: str,
-              beads_compat: bool = False) -> list[Task]:
+              beads_compat: bool = False, for_claim: bool = False) -> list[Task]:
         hidden = self._deferred_out(now, beads_compat)
         if beads_compat:
             extra = self._held_by_status_only()
@@ -342,15 +342,5 @@ class TaskRows:
         return [(str(tid), str(assignee)) for tid, assignee in rows]
 
     def chain_weights(self) -> dict[str, float]:
-        import json
-
-        weight: dict[str, float] = {}
-        for tid, hints in self.conn.execute(
-                "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')"):
-            estimate = 1.0
-            if hints and "estimate" in hints:
-                value = json.loads(hints).get("estimate")
-                if isinstance(value, int | float) and value > 0:
-                    estimate = float(value)
-            weight[tid] = estimate
-        return weight
+        return {tid: estimate(hints) for tid, hints in self.conn.execute(
+            "SELECT id, hints FROM tasks WHERE status NOT IN ('closed', 'tombstone')")}
