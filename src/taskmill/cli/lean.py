@@ -1,0 +1,283 @@
+"""The lean path: ``ready --json [-n N]`` and ``show ID --json`` in a process that imports
+:mod:`sqlite3` and little else.
+
+Python's start-up is ~8 ms; the ledger's modules (dataclasses, pathlib, json, TOML, the
+store) cost four times that before a row is read. For the two everyday reads the entry point
+(:func:`taskmill.cli.main`) first asks :func:`answer`, which reads the ledger with the store's
+own statements (:mod:`taskmill.ledger.lean`, loaded without the rest of the package) and
+shapes each row as :meth:`taskmill.model.Task.to_json` does. It answers only what it fully
+understands and hands everything else to the full path untouched, having written nothing:
+any other command line or option, an agent turn, ``$TASKMILL_DIR`` or a database URL, a
+config file the full path has not checked (see :mod:`taskmill.lean_config`), Beads-compatible
+readiness, roles (whose budgets can hold tasks back), a task with a ``defer_until``, a task in
+progress (``show`` says whether its run was interrupted), an id that is not exactly a task's,
+a ledger that needs a migration, an output stream that is not UTF-8, or any error (the full
+path then reports it in its own words). ``TASKMILL_LEAN=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Mapping
+    from types import ModuleType
+    from typing import Any
+
+SWITCH_ENV = "TASKMILL_LEAN"
+"""``0``: every command goes through the full path (tests compare the two)."""
+_FULL_PATH_ENV = ("TASKMILL_SOCKET", "_TASKMILL_COMPLETE", "TASKMILL_DIR",
+                  "TASKMILL_DATABASE_URL")
+"""Set (non-empty), these change what the commands do: the full path serves them."""
+LIMIT_MAX = 1_000_000
+"""``ready -n``'s largest value (:data:`taskmill.validation.LIMIT_MAX`)."""
+ID_MAX = 200
+"""The longest id a user may give (:data:`taskmill.validation.NAME_MAX`)."""
+_CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028",
+                      "\u2029"])
+"""What :func:`taskmill.validation.task_ref` refuses in an id."""
+BIG = 64
+"""From this many tasks on, the JSON is written by orjson (as the full path does)."""
+
+
+class Unsure(Exception):
+    """The lean path leaves this command line to the full path."""
+
+
+def serve(argv: list[str], env: Mapping[str, str], cwd: str) -> None:
+    """Answer ``argv`` and exit, or return having written nothing."""
+    out = answer(argv, env, cwd)
+    if out is None:
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    sys.exit(0)
+
+
+def answer(argv: list[str], env: Mapping[str, str], cwd: str) -> bytes | None:
+    """What ``taskmill ARGV`` prints (standard output; it exits 0), or ``None`` when the
+    full path is to answer."""
+    try:
+        command = _parse(argv, env)
+        if command is None:
+            return None
+        found = _ledger(cwd)
+        if found is None:
+            return None
+        db, settings = found
+        import sqlite3
+
+        sql = _sql()
+        conn = sqlite3.connect(db, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            applied = {name for (name,) in conn.execute(sql.MIGRATIONS_SQL)}
+            if applied != set(sql.SCHEMA_STEPS):
+                return None
+            if command[0] == "ready":
+                if settings.get("beads_compat") != "0":
+                    return None
+                data: Any = _ready(conn, sql, command[1])
+            else:
+                data = _show(conn, sql, command[1])
+        finally:
+            conn.close()
+        return encode(data)
+    except Exception:  # the full path runs it again, and reports any error itself
+        return None
+
+
+def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any] | None:
+    """``("ready", limit)`` or ``("show", id)``, or ``None`` for anything else."""
+    if env.get(SWITCH_ENV) == "0" or any(env.get(name) for name in _FULL_PATH_ENV):
+        return None
+    if not argv or "--json" not in argv or argv.count("--json") != 1:
+        return None
+    # UTF-8 (the JSON is encoded strictly: text from SQLite holds no lone surrogate, so
+    # the stream's own error handler never has anything to do); nothing goes to stderr
+    encoding = getattr(sys.stdout, "encoding", None)
+    if (not isinstance(encoding, str) or encoding.lower().replace("-", "") != "utf8"
+            or not hasattr(sys.stdout, "buffer")):
+        return None
+    rest = [a for a in argv[1:] if a != "--json"]
+    if argv[0] == "show" and len(rest) == 1 and not rest[0].startswith("-"):
+        task_id = rest[0]
+        if len(task_id) > ID_MAX or not task_id.strip() or _CONTROL.intersection(task_id):
+            return None
+        return "show", task_id
+    if argv[0] != "ready":
+        return None
+    if not rest:
+        return "ready", None
+    if len(rest) == 1 and rest[0].startswith("--limit="):
+        rest = ["--limit", rest[0][len("--limit="):]]
+    if len(rest) == 2 and rest[0] in ("-n", "--limit"):
+        value = rest[1]
+        if value.isascii() and value.isdigit() and value[0] != "0" and \
+                int(value) <= LIMIT_MAX:
+            return "ready", int(value)
+    return None
+
+
+def _ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
+    """The SQLite file of the repository around ``cwd`` and the settings cached for its
+    config, when the lean path may read it."""
+    here = os.path.realpath(cwd)
+    while not os.path.exists(os.path.join(here, ".git")):
+        up = os.path.dirname(here)
+        if up == here:
+            return None
+        here = up
+    if not os.path.isdir(os.path.join(here, ".git")):
+        return None  # a linked worktree or submodule: the full path finds its ledger
+    folder = os.path.join(here, ".taskmill")
+    config = os.path.join(folder, "config.toml")
+    db = os.path.join(folder, "taskmill.db")
+    if not (os.path.isfile(config) and os.path.isfile(db)):
+        return None
+    roles = os.path.join(folder, "roles")
+    if os.path.isdir(roles) and any(n.endswith(".toml") for n in os.listdir(roles)):
+        return None  # a role's budget can hold tasks back
+    from ..lean_config import read
+
+    settings = read(os.path.join(folder, "run"), config)
+    return None if settings is None else (db, settings)
+
+
+def _sql() -> ModuleType:
+    """:mod:`taskmill.ledger.lean`, loaded from its file without the package around it
+    (whose ``__init__`` imports the whole ledger)."""
+    name = "taskmill.ledger.lean"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    from importlib.machinery import ModuleSpec, SourceFileLoader
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "ledger", "lean.py")
+    loader = SourceFileLoader(name, path)
+    module = type(sys)(name)
+    module.__spec__ = ModuleSpec(name, loader, origin=path)
+    module.__file__ = path
+    module.__loader__ = loader
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def _loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)
+
+
+def _tasks(conn: sqlite3.Connection, sql: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    """Rows as :meth:`TaskRows._tasks` makes them, shaped as their JSON."""
+    ids = [r[0] for r in rows]
+    labels: dict[str, list[str]] = {i: [] for i in ids}
+    parents: dict[str, str] = {}
+    counts: dict[str, tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for tid, label in conn.execute(sql.labels_in_sql(marks), chunk):
+            labels[tid].append(label)
+        for pid, total, closed in conn.execute(sql.children_counts_sql(marks), chunk):
+            counts[pid] = (int(total), int(closed or 0))
+        for cid, pid in conn.execute(sql.parents_sql(marks), chunk):
+            parents[cid] = pid
+    return [sql.task_json(r, labels[r[0]], parents.get(r[0]), *counts.get(r[0], (0, 0)),
+                          _loads) for r in rows]
+
+
+def _ready(conn: sqlite3.Connection, sql: Any, limit: int | None) -> list[dict[str, Any]]:
+    if conn.execute(sql.ANY_DEFERRED_SQL).fetchone() is not None:
+        raise Unsure("a defer_until is read against the ledger's clock")
+    query = sql.READY_SQL + sql.READY_ORDER + (f" LIMIT {int(limit)}" if limit else "")
+    return _tasks(conn, sql, conn.execute(query).fetchall())
+
+
+def _show(conn: sqlite3.Connection, sql: Any, task_id: str) -> dict[str, Any]:
+    row = conn.execute(sql.TASK_SQL, (task_id,)).fetchone()
+    if row is None or row[6] == "in_progress":  # (not exactly an id; interrupted or not)
+        raise Unsure(task_id)
+    data = _tasks(conn, sql, [row])[0]
+    data["dependencies"] = [dict(zip(sql.DEP_KEYS, r, strict=True))
+                            for r in conn.execute(sql.DEPS_OF_SQL, (task_id,))]
+    data["dependents"] = [dict(zip(sql.DEP_KEYS, r, strict=True))
+                          for r in conn.execute(sql.DEPENDENTS_OF_SQL, (task_id,))]
+    data["comments"] = [dict(zip(sql.COMMENT_KEYS, r, strict=True))
+                        for r in conn.execute(sql.COMMENTS_SQL, (task_id,))]
+    attempts = []
+    for r in conn.execute(sql.ATTEMPTS_SQL, (task_id,)):
+        item = dict(zip(sql.ATTEMPT_FIELDS, r, strict=True))
+        if item["detail"] is not None:
+            item["detail"] = _loads(item["detail"])
+        attempts.append(item)
+    data["attempts"] = attempts
+    data["child_tasks"] = _tasks(conn, sql, conn.execute(sql.CHILD_TASKS_SQL,
+                                                         (task_id,)).fetchall())
+    return data
+
+
+# -- JSON as ``json.dumps(data, ensure_ascii=False, indent=2)`` writes it --------------------
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
+                 ord("\t"): "\\t", ord("\b"): "\\b", ord("\f"): "\\f"})
+
+
+def encode(data: Any) -> bytes:
+    """``json.dumps(data, ensure_ascii=False, indent=2)`` and a line break, in UTF-8: by hand
+    for the strings, integers, booleans, nulls, lists and objects of a few tasks (importing
+    :mod:`json` costs more than writing them), as the full path writes many tasks (orjson,
+    :func:`taskmill.cli.context.write_json_items`) from :data:`BIG` on, and by :mod:`json`
+    itself for anything else (a float, say)."""
+    if isinstance(data, list) and len(data) >= BIG:
+        import io
+
+        from .context import write_json_items
+
+        buffer = io.BytesIO()
+        write_json_items(buffer, data)
+        return buffer.getvalue()
+    try:
+        text = _encode(data, "\n")
+    except Unsure:
+        import json
+
+        text = json.dumps(data, ensure_ascii=False, indent=2)
+    return (text + "\n").encode("utf-8")
+
+
+def _encode(value: Any, newline: str) -> str:
+    cls = value.__class__
+    if cls is str:
+        return '"' + str.translate(value, _ESCAPES) + '"'
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if cls is int:
+        return int.__repr__(value)
+    inner = newline + "  "
+    if cls is dict:
+        if not value:
+            return "{}"
+        parts = []
+        for key, item in value.items():
+            if key.__class__ is not str:
+                raise Unsure("a key that is not a string")
+            parts.append('"' + key.translate(_ESCAPES) + '": ' + _encode(item, inner))
+        return "{" + inner + ("," + inner).join(parts) + newline + "}"
+    if cls is list:
+        if not value:
+            return "[]"
+        return "[" + inner + ("," + inner).join(_encode(v, inner) for v in value) + newline + "]"
+    raise Unsure(f"a {cls.__name__}")
