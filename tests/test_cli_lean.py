@@ -248,10 +248,12 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_the_sql_module_imports_nothing() -> None:
+def test_the_sql_module_imports_only_sqlite3() -> None:
     tree = ast.parse(Path(lean_sql.__file__).read_text(encoding="utf-8"))
-    imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in imports)
+    imported = {alias.name for node in tree.body if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert imported == {"__future__", "sqlite3"}
 
 
 def test_the_lean_path_knows_the_schema_and_the_limits() -> None:
@@ -261,6 +263,9 @@ def test_the_lean_path_knows_the_schema_and_the_limits() -> None:
     assert tuple(name for name, _ in MIGRATIONS) == lean_sql.SCHEMA_STEPS
     assert lean.LIMIT_MAX == validation.LIMIT_MAX
     assert lean.ID_MAX == validation.NAME_MAX
+    from taskmill.ledger.sqlite.schema import BUSY_TIMEOUT_MS
+
+    assert lean_sql.BUSY_TIMEOUT_MS == BUSY_TIMEOUT_MS
 
 
 ENCODED = [

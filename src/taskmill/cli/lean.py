@@ -22,7 +22,6 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Mapping
     from types import ModuleType
     from typing import Any
@@ -69,24 +68,18 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str) -> bytes | None:
         if found is None:
             return None
         db, settings = found
-        import sqlite3
-
+        if command[0] == "ready" and settings.get("beads_compat") != "0":
+            return None
         sql = _sql()
-        conn = sqlite3.connect(db, timeout=30.0, isolation_level=None)
+        conn = sql.connect(db)
+        if conn is None:
+            return None
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
-            applied = {name for (name,) in conn.execute(sql.MIGRATIONS_SQL)}
-            if applied != set(sql.SCHEMA_STEPS):
-                return None
-            if command[0] == "ready":
-                if settings.get("beads_compat") != "0":
-                    return None
-                data: Any = _ready(conn, sql, command[1])
-            else:
-                data = _show(conn, sql, command[1])
+            data = (sql.ready(conn, command[1], _loads) if command[0] == "ready"
+                    else sql.show(conn, command[1], _loads))
         finally:
             conn.close()
-        return encode(data)
+        return None if data is None else encode(data)
     except Exception:  # the full path runs it again, and reports any error itself
         return None
 
@@ -173,55 +166,6 @@ def _loads(text: str) -> Any:
     import json
 
     return json.loads(text)
-
-
-def _tasks(conn: sqlite3.Connection, sql: Any, rows: list[Any]) -> list[dict[str, Any]]:
-    """Rows as :meth:`TaskRows._tasks` makes them, shaped as their JSON."""
-    ids = [r[0] for r in rows]
-    labels: dict[str, list[str]] = {i: [] for i in ids}
-    parents: dict[str, str] = {}
-    counts: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for tid, label in conn.execute(sql.labels_in_sql(marks), chunk):
-            labels[tid].append(label)
-        for pid, total, closed in conn.execute(sql.children_counts_sql(marks), chunk):
-            counts[pid] = (int(total), int(closed or 0))
-        for cid, pid in conn.execute(sql.parents_sql(marks), chunk):
-            parents[cid] = pid
-    return [sql.task_json(r, labels[r[0]], parents.get(r[0]), *counts.get(r[0], (0, 0)),
-                          _loads) for r in rows]
-
-
-def _ready(conn: sqlite3.Connection, sql: Any, limit: int | None) -> list[dict[str, Any]]:
-    if conn.execute(sql.ANY_DEFERRED_SQL).fetchone() is not None:
-        raise Unsure("a defer_until is read against the ledger's clock")
-    query = sql.READY_SQL + sql.READY_ORDER + (f" LIMIT {int(limit)}" if limit else "")
-    return _tasks(conn, sql, conn.execute(query).fetchall())
-
-
-def _show(conn: sqlite3.Connection, sql: Any, task_id: str) -> dict[str, Any]:
-    row = conn.execute(sql.TASK_SQL, (task_id,)).fetchone()
-    if row is None or row[6] == "in_progress":  # (not exactly an id; interrupted or not)
-        raise Unsure(task_id)
-    data = _tasks(conn, sql, [row])[0]
-    data["dependencies"] = [dict(zip(sql.DEP_KEYS, r, strict=True))
-                            for r in conn.execute(sql.DEPS_OF_SQL, (task_id,))]
-    data["dependents"] = [dict(zip(sql.DEP_KEYS, r, strict=True))
-                          for r in conn.execute(sql.DEPENDENTS_OF_SQL, (task_id,))]
-    data["comments"] = [dict(zip(sql.COMMENT_KEYS, r, strict=True))
-                        for r in conn.execute(sql.COMMENTS_SQL, (task_id,))]
-    attempts = []
-    for r in conn.execute(sql.ATTEMPTS_SQL, (task_id,)):
-        item = dict(zip(sql.ATTEMPT_FIELDS, r, strict=True))
-        if item["detail"] is not None:
-            item["detail"] = _loads(item["detail"])
-        attempts.append(item)
-    data["attempts"] = attempts
-    data["child_tasks"] = _tasks(conn, sql, conn.execute(sql.CHILD_TASKS_SQL,
-                                                         (task_id,)).fetchall())
-    return data
 
 
 # -- JSON as ``json.dumps(data, ensure_ascii=False, indent=2)`` writes it --------------------
