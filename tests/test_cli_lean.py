@@ -110,6 +110,7 @@ def test_the_lean_path_prints_what_the_full_path_prints(
 
 def test_many_ready_tasks_are_written_as_the_full_path_writes_them(
         seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean, "BIG", 12)
     with _open(seeded) as ledger:
         for i in range(lean.BIG + 5):
             ledger.create(f"bulk {i} ✓", labels=[f"l{i % 3}"], priority=i % 5,

@@ -38,7 +38,7 @@ ID_MAX = 200
 _CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028",
                       "\u2029"])
 """What :func:`taskmill.validation.task_ref` refuses in an id."""
-BIG = 64
+BIG = 2000
 """From this many tasks on, the JSON is written by orjson (as the full path does)."""
 
 
@@ -198,7 +198,13 @@ def encode(data: Any) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+_KEYS: dict[str, str] = {}
+"""Each key as written (``"key": ``)."""
+
+
 def _encode(value: Any, newline: str) -> str:
+    """``value`` as JSON, its lines after the first indented by ``newline`` (a line break
+    and spaces)."""
     cls = value.__class__
     if cls is str:
         return '"' + str.translate(value, _ESCAPES) + '"'
@@ -215,13 +221,22 @@ def _encode(value: Any, newline: str) -> str:
         if not value:
             return "{}"
         parts = []
+        keys = _KEYS
         for key, item in value.items():
-            if key.__class__ is not str:
-                raise Unsure("a key that is not a string")
-            parts.append('"' + key.translate(_ESCAPES) + '": ' + _encode(item, inner))
+            written = keys.get(key)
+            if written is None:
+                if key.__class__ is not str:
+                    raise Unsure("a key that is not a string")
+                written = keys[key] = '"' + str.translate(key, _ESCAPES) + '": '
+            c = item.__class__
+            parts.append(written + ('"' + str.translate(item, _ESCAPES) + '"' if c is str
+                                    else "null" if item is None
+                                    else int.__repr__(item) if c is int
+                                    else _encode(item, inner)))
         return "{" + inner + ("," + inner).join(parts) + newline + "}"
     if cls is list:
         if not value:
             return "[]"
-        return "[" + inner + ("," + inner).join(_encode(v, inner) for v in value) + newline + "]"
+        return "[" + inner + ("," + inner).join([_encode(v, inner) for v in value]) + \
+            newline + "]"
     raise Unsure(f"a {cls.__name__}")
