@@ -281,3 +281,27 @@ ENCODED = [
 def test_the_encoder_writes_what_json_writes(value: object) -> None:
     assert lean.encode(value) == \
         (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_closed_pipe_ends_it_as_it_ends_the_full_path(
+        unbuffered: str, seeded: Path) -> None:
+    """Status 1 and nothing on stderr; unbuffered, a write takes what the pipe holds, and
+    the rest is written (or fails) after it, not dropped."""
+    with _open(seeded) as ledger:
+        for i in range(150):  # ~100 KiB of JSON: more than a pipe holds
+            ledger.create(f"filler {i}", description="x" * 200)
+    outcomes = []
+    for switch in ("1", "0"):
+        environ = _env(TASKMILL_LEAN=switch, PYTHONUNBUFFERED=unbuffered)
+        environ["PYTHONPATH"] = os.pathsep.join([str(SRC), environ.get("PYTHONPATH", "")])
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+             "ready", "--json"], cwd=seeded, env=environ, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(1) == b"["
+        proc.stdout.close()
+        outcomes.append((proc.wait(), proc.stderr.read()))
+        proc.stderr.close()
+    assert outcomes[0] == outcomes[1] == (1, b"")

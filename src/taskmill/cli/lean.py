@@ -51,9 +51,16 @@ def serve(argv: list[str], env: Mapping[str, str], cwd: str) -> None:
     out = answer(argv, env, cwd)
     if out is None:
         return
-    sys.stdout.flush()
-    sys.stdout.buffer.write(out)
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+        view = memoryview(out)
+        while view:  # (unbuffered, the stream writes what the pipe takes at a time)
+            view = view[sys.stdout.buffer.write(view) or 0:]
+        sys.stdout.flush()
+    except BrokenPipeError:  # as the full path: status 1, and no complaint at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
     sys.exit(0)
 
 
