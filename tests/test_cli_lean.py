@@ -305,3 +305,19 @@ def test_a_closed_pipe_ends_it_as_it_ends_the_full_path(
         outcomes.append((proc.wait(), proc.stderr.read()))
         proc.stderr.close()
     assert outcomes[0] == outcomes[1] == (1, b"")
+
+
+def test_a_config_checked_at_every_start_gets_no_cache(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One naming a third-party adapter: the full path checks it every time (installed
+    packages may have changed), so the lean path must not answer for it."""
+    from taskmill import config
+
+    cache = seeded / ".taskmill" / "run" / lean_config.CACHE_FILE
+    cache.unlink()
+    monkeypatch.setattr(config, "_stamp_key", lambda data, raw: None)
+    invoke_cli(["list"], cwd=seeded).ok()
+    assert not cache.exists()
+    monkeypatch.undo()
+    invoke_cli(["list"], cwd=seeded).ok()
+    assert cache.exists()

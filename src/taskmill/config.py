@@ -75,7 +75,9 @@ class Config:
     """The ``[merge]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
     path: Path | None = None
     source: bytes | None = None
-    """The file's bytes as read and checked (by :func:`load_config`)."""
+    """The file's bytes as read and checked by :func:`load_config`, when the check may be
+    remembered (None: the file is checked at every start, e.g. it names a third-party
+    agent adapter)."""
 
     @property
     def beads_compat(self) -> bool:
@@ -193,7 +195,7 @@ def load_config(path: Path, *, stamp: Path | None = None) -> Config:
         if stamp is not None and key is not None:
             _write_stamp(stamp, key)
     config = config_from_toml(raw, path)
-    config.source = data
+    config.source = data if key is not None else None
     return config
 
 

@@ -5,8 +5,11 @@ Whenever the full path opens a repository's SQLite ledger (:func:`taskmill.proje
 with a config file that passed its check, it writes ``.taskmill/run/lean.cache``: a header
 naming this code's version and the few settings the lean path reads, then the config file's
 bytes. The lean path uses the settings only while the config file is byte for byte that
-copy, under the same version of taskmill; anything else (no cache yet, an edited config, an
-upgrade) sends the command to the full path, which checks the file and writes a fresh cache.
+copy, under the same version of taskmill and the same config schema (as the full path
+trusts its own stamp, ``run/config.checked``); anything else (no cache yet, an edited
+config, an upgrade) sends the command to the full path, which checks the file and writes a
+fresh cache. A config the full path checks at every start (one naming a third-party agent
+adapter: installed packages may have changed) gets no cache.
 
 This module imports nothing but :mod:`os` (and the package's version).
 """
@@ -20,14 +23,25 @@ CACHE_FILE = "lean.cache"
 FORMAT = 1
 
 
-def _header(version: str) -> bytes:
-    return f"taskmill-lean {FORMAT} {version}\n".encode()
+def _header(version: str) -> bytes | None:
+    """The first line: this format, taskmill's version, and the config schema's file as
+    :func:`taskmill.config.load_config`'s stamp names it (a changed schema checks the
+    config again); ``None`` when the schema cannot be found."""
+    try:
+        schema = os.stat(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                      "config_schema.py"))
+    except OSError:
+        return None
+    return (f"taskmill-lean {FORMAT} {version} {schema.st_size} {schema.st_mtime_ns}\n"
+            .encode())
 
 
-def render(config_bytes: bytes, *, beads_compat: bool, version: str) -> bytes:
+def render(config_bytes: bytes, *, beads_compat: bool, version: str) -> bytes | None:
     """The cache's content for a checked config file (``config_bytes``)."""
-    return (_header(version) + f"beads_compat {int(beads_compat)}\n\n".encode()
-            + config_bytes)
+    header = _header(version)
+    if header is None:
+        return None
+    return header + f"beads_compat {int(beads_compat)}\n\n".encode() + config_bytes
 
 
 def write(run_dir: str, config_bytes: bytes, *, beads_compat: bool) -> None:
@@ -36,6 +50,8 @@ def write(run_dir: str, config_bytes: bytes, *, beads_compat: bool) -> None:
     from . import __version__
 
     data = render(config_bytes, beads_compat=beads_compat, version=__version__)
+    if data is None:
+        return
     path = os.path.join(run_dir, CACHE_FILE)
     try:
         with open(path, "rb") as f:
@@ -72,7 +88,8 @@ def read(run_dir: str, config_path: str) -> dict[str, str] | None:
     if not sep or body != config:
         return None
     first, _, rest = head.partition(b"\n")
-    if first + b"\n" != _header(__version__):
+    header = _header(__version__)
+    if header is None or first + b"\n" != header:
         return None
     settings: dict[str, str] = {}
     for line in rest.decode("utf-8", "replace").splitlines():
