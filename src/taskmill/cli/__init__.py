@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         from .lean import serve
 
         serve(args, os.environ if env is None else env,
-              os.getcwd() if cwd is None else str(cwd))  # exits when it answered
+              None if cwd is None else str(cwd))  # exits when it answered
     from pathlib import Path
 
     from .context import Ctx

@@ -46,8 +46,9 @@ class Unsure(Exception):
     """The lean path leaves this command line to the full path."""
 
 
-def serve(argv: list[str], env: Mapping[str, str], cwd: str) -> None:
-    """Answer ``argv`` and exit, or return having written nothing."""
+def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
+    """Answer ``argv`` and exit, or return having written nothing (``cwd``: the working
+    directory's, by default)."""
     out = answer(argv, env, cwd)
     if out is None:
         return
@@ -64,14 +65,14 @@ def serve(argv: list[str], env: Mapping[str, str], cwd: str) -> None:
     sys.exit(0)
 
 
-def answer(argv: list[str], env: Mapping[str, str], cwd: str) -> bytes | None:
+def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | None:
     """What ``taskmill ARGV`` prints (standard output; it exits 0), or ``None`` when the
     full path is to answer."""
     try:
         command = _parse(argv, env)
         if command is None:
             return None
-        found = _ledger(cwd)
+        found = _ledger(os.getcwd() if cwd is None else cwd)
         if found is None:
             return None
         db, settings = found
