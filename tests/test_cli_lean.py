@@ -278,7 +278,12 @@ ENCODED = [
 
 
 @pytest.mark.parametrize("value", ENCODED, ids=repr)
-def test_the_encoder_writes_what_json_writes(value: object) -> None:
+@pytest.mark.parametrize("quoted", ["C", "Python"])
+def test_the_encoder_writes_what_json_writes(value: object, quoted: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    if quoted == "Python":  # (where json's C function is missing)
+        monkeypatch.setattr(lean, "_quoted", lean._py_quoted)
+        monkeypatch.setattr(lean, "_KEYS", {})
     assert lean.encode(value) == \
         (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
