@@ -249,10 +249,13 @@ def _encode(value: Any, newline: str) -> str:
                 if key.__class__ is not str:
                     raise Unsure("a key that is not a string")
                 written = keys[key] = _quoted(key) + ": "
-            c = item.__class__
+            c = item.__class__  # (the common values inline: a task has ~26 of them)
             parts.append(written + (quoted(item) if c is str
                                     else "null" if item is None
+                                    else "true" if item is True
+                                    else "false" if item is False
                                     else int.__repr__(item) if c is int
+                                    else "[]" if c is list and not item
                                     else _encode(item, inner)))
         return "{" + inner + ("," + inner).join(parts) + newline + "}"
     if cls is list:
