@@ -3,9 +3,9 @@
 Commands are loaded lazily by name so that ``taskmill --help`` and quick commands do not pay
 for modules they do not use. This module imports no click: the everyday commands
 (``ready``, ``show``, ``create``, ``update``, ``close``) are served by the fast path
-(:mod:`taskmill.cli.fast`), ``ready --json`` and ``show ID --json`` even without the ledger's
-modules (the lean path, :mod:`taskmill.cli.lean`), and anything else, or any doubt, goes to the click group
-(:mod:`taskmill.cli.group`).
+(:mod:`taskmill.cli.fast`), ``ready --json`` and ``show ID --json`` even without the
+ledger's modules (the lean path, :mod:`taskmill.cli.lean`), and anything else, or any doubt,
+goes to the click group (:mod:`taskmill.cli.group`).
 """
 
 from __future__ import annotations
