@@ -9,9 +9,11 @@ through click (``main(fast=False)``), to show what the fast path saves. For ``li
 ``blocked`` also one run's peak resident memory (at 1M held to 1 s and 150 MiB), and for
 each import its CPU time (the steadier figure on a shared machine).
 
-Also two floors: the standard-library modules the ledger needs (sqlite3, json, pathlib,
-dataclasses, datetime, tomllib) imported and nothing else, and ``import taskmill.project``
-(the ledger and its modules). No command can start faster than those.
+Also floors: the standard-library modules the ledger needs (sqlite3, json, pathlib,
+dataclasses, datetime, tomllib) imported and nothing else, ``import taskmill.project``
+(the ledger and its modules), the least a write needs (sqlite3, json, hashlib, datetime), and
+for each size Python with sqlite3 running the ``ready`` query: what ``ready --json`` and
+``show ID --json`` (the lean path, :mod:`taskmill.cli.lean`) cannot beat.
 
     python -m benchmarks.cli_startup [--runs 15] [--sizes 10000,100000] [--src PATH]
 
@@ -39,6 +41,20 @@ TARGET_RATIO = 2.0
 BIG_PEAK_MIB = 150  # list / blocked at 1M: resident memory at its peak
 BIG_LIMIT_MS = 1000.0  # list / blocked at 1M: whole process
 STDLIB_FLOOR = "import sqlite3, json, pathlib, dataclasses, datetime, tomllib"
+WRITE_FLOOR = "import sqlite3, json, hashlib, datetime"
+"""What a write needs at the least: the audit event's canonical JSON and its chain hash, and
+the time (the ledger's write rules, readiness and containers, come on top)."""
+
+
+def query_floor() -> str:
+    """Python, sqlite3 and the ``ready`` query with every row fetched, as a program: no
+    command that reads the ready tasks can start faster."""
+    from taskmill.ledger.lean import READY_ORDER, READY_SQL
+
+    return ("import sqlite3; sqlite3.connect('.taskmill/taskmill.db')"
+            f".execute({READY_SQL + READY_ORDER!r}).fetchall()")
+
+
 CLICK_PATH = "import sys; from taskmill.cli import main; main(sys.argv[1:], fast=False)"
 
 
@@ -198,8 +214,12 @@ def run(args: argparse.Namespace) -> Report:
     report.note(f"the stdlib floor is `python -c '{STDLIB_FLOOR}'`")
     measure("floor: `import taskmill.project` (the ledger)",
             lambda i: [*python, "-c", "import taskmill.project"], DATA, False)
+    measure("floor: the stdlib modules a write needs at the least",
+            lambda i: [*python, "-c", WRITE_FLOOR], DATA, False)
+    report.note(f"the write floor is `python -c '{WRITE_FLOOR}'`")
     measure("`taskmill --version`", lambda i: [*script, "--version"], DATA, True)
 
+    floor = query_floor()
     for size in sizes:
         label = _size_label(size)
         name = "big" if size == 1_000_000 else f"n{size}"
@@ -208,6 +228,8 @@ def run(args: argparse.Namespace) -> Report:
         ids = _open_ids(repo, 3 * (runs + 2) + 1)
         shown, updated, closing = ids[0], ids[1:runs + 3], ids[runs + 3:]
         commands = _commands(shown, updated, closing)
+        measure(f"{label}: floor: python + sqlite3 + the `ready` query",
+                lambda i: [*python, "-c", floor], repo, False)
         for what, argv in commands:
             measure(f"{label}: `taskmill {what}`",
                     lambda i, argv=argv: [*script, *argv(i)], repo,  # type: ignore[misc]

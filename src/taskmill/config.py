@@ -74,6 +74,10 @@ class Config:
     merge: dict[str, Any] = field(default_factory=dict)
     """The ``[merge]`` keys the file gives (checked; ``-`` in names replaced by ``_``)."""
     path: Path | None = None
+    source: bytes | None = None
+    """The file's bytes as read and checked by :func:`load_config`, when the check may be
+    remembered (None: the file is checked at every start, e.g. it names a third-party
+    agent adapter)."""
 
     @property
     def beads_compat(self) -> bool:
@@ -190,7 +194,9 @@ def load_config(path: Path, *, stamp: Path | None = None) -> Config:
                               hint="fix the config file; nothing was done")
         if stamp is not None and key is not None:
             _write_stamp(stamp, key)
-    return config_from_toml(raw, path)
+    config = config_from_toml(raw, path)
+    config.source = data if key is not None else None
+    return config
 
 
 def config_from_toml(raw: Mapping[str, Any], path: Path | None = None) -> Config:

@@ -87,4 +87,10 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
                          actor=actor_from_env(env), url=url)
     ledger.beads_compat = config.beads_compat
+    if config.ledger_url is None and config.source is not None:
+        # what the CLI's lean path needs to answer ``ready``/``show`` without this module
+        from . import lean_config
+
+        lean_config.write(str(paths.run_dir), config.source,
+                          beads_compat=config.beads_compat)
     return Project(paths, config, ledger)

@@ -3,19 +3,21 @@
 Commands are loaded lazily by name so that ``taskmill --help`` and quick commands do not pay
 for modules they do not use. This module imports no click: the everyday commands
 (``ready``, ``show``, ``create``, ``update``, ``close``) are served by the fast path
-(:mod:`taskmill.cli.fast`), and anything else, or any doubt, goes to the click group
-(:mod:`taskmill.cli.group`).
+(:mod:`taskmill.cli.fast`), ``ready --json`` and ``show ID --json`` even without the
+ledger's modules (the lean path, :mod:`taskmill.cli.lean`), and anything else, or any doubt,
+goes to the click group (:mod:`taskmill.cli.group`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # (not typing's: importing typing costs more than the lean path)
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
+    from typing import Any
 
     from .group import JsonUsageError, LazyGroup, cli
 
@@ -64,6 +66,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "reject": ("review_cmd", "reject", "Send a task awaiting approval back, with a comment."),
 }
 ALIASES = {"add": "create"}
+LEAN_COMMANDS = frozenset({"ready", "show"})
+"""Answered by the lean path (:mod:`taskmill.cli.lean`) in their commonest forms."""
 TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",
                            "dep", "mcp"})
 """What an agent may run inside a turn ($TASKMILL_SOCKET set): through the mill's socket."""
@@ -89,6 +93,11 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         sys.stdout.write(f"taskmill, version {__version__}\n")
         sys.stdout.flush()
         sys.exit(0)
+    if fast and args and args[0] in LEAN_COMMANDS:
+        from .lean import serve
+
+        serve(args, os.environ if env is None else env,
+              None if cwd is None else str(cwd))  # exits when it answered
     from pathlib import Path
 
     from .context import Ctx

@@ -144,6 +144,13 @@ def emit_json_items(items: Iterable[Any]) -> None:
             gc.enable()
 
 
+def write_json_items(out: Any, items: Iterable[Any]) -> None:
+    """:func:`emit_json_items` into the binary stream ``out`` (UTF-8, strict)."""
+    import orjson
+
+    _emit_bytes(out, items, orjson, "strict")
+
+
 def _emit_bytes(out: Any, items: Iterable[Any], orjson: Any, errors: str) -> None:
     encode = orjson.dumps
     indent = orjson.OPT_INDENT_2

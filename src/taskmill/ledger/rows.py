@@ -8,20 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..model import OPEN, Task
+from .lean import ATTEMPT_FIELDS, TASK_COLUMNS, TASK_FIELDS
 
-TASK_FIELDS = (
-    "id", "title", "description", "design", "acceptance_criteria", "notes", "status",
-    "priority", "issue_type", "assignee", "created_at", "updated_at", "closed_at",
-    "close_reason", "external_ref", "metadata", "checks", "agent", "hints", "gated", "role",
-)
-"""The columns a :class:`Task` is made from, in :func:`task_from_row` order."""
-TASK_COLUMNS = ", ".join(TASK_FIELDS)
+__all__ = ["ATTEMPT_FIELDS", "TASK_COLUMNS", "TASK_FIELDS", "attempt_from_row", "dumps", "loads",
+           "task_from_row"]
+
 JSON_FIELDS = frozenset({"metadata", "checks", "hints"})
 """Task fields held as JSON text."""
-ATTEMPT_FIELDS = ("id", "task_id", "iteration", "agent", "model", "started_at", "ended_at",
-                  "outcome", "input_tokens", "output_tokens", "cost_usd", "commit_sha",
-                  "log_path", "detail", "run_id", "lap", "role")
-"""An attempt's fields, in the order :meth:`LedgerStore.attempts` reads them."""
 
 
 def loads(text: str | None) -> Any:

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...model import Comment
-from ..rows import ATTEMPT_FIELDS, attempt_from_row
+from .. import lean
+from ..rows import attempt_from_row
 from .tasks import chunks
 
 
@@ -26,9 +27,7 @@ class AttemptRows:
         return int(cur.lastrowid or 0)
 
     def comments(self, task_id: str) -> list[Comment]:
-        return [Comment(*r) for r in self.conn.execute(
-            "SELECT id, task_id, author, text, created_at FROM comments WHERE task_id = ?"
-            " ORDER BY id", (task_id,))]
+        return [Comment(*r) for r in self.conn.execute(lean.COMMENTS_SQL, (task_id,))]
 
     def last_comments(self, task_ids: Sequence[str]) -> dict[str, Comment]:
         out: dict[str, Comment] = {}
@@ -51,8 +50,7 @@ class AttemptRows:
     # -- attempts --------------------------------------------------------------------------
 
     def attempts(self, task_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute(f"SELECT {', '.join(ATTEMPT_FIELDS)} FROM attempts"
-                                 " WHERE task_id = ? ORDER BY id", (task_id,)).fetchall()
+        rows = self.conn.execute(lean.ATTEMPTS_SQL, (task_id,)).fetchall()
         return [attempt_from_row(r) for r in rows]
 
     def attempt_task_ids(self) -> set[str]:

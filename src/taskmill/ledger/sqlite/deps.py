@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...model import BLOCKING_TYPES, PARENT_CHILD, Dependency
+from .. import lean
 from . import readiness
 
-_DEP_COLUMNS = "issue_id, depends_on_id, type, created_at, created_by"
+_DEP_COLUMNS = lean.DEP_COLUMNS
 HELD_SQL = ("({t}gated = 1 OR {t}status = 'blocked')"
             " AND {t}status NOT IN ('closed', 'tombstone')")
 """A task ``blocked`` lists (not done; gated or marked blocked): the condition of the
@@ -66,14 +67,10 @@ class DepRows:
         return [Dependency(*r) for r in self.conn.execute(sql, args)]
 
     def deps_of(self, task_id: str) -> list[Dependency]:
-        return [Dependency(*r) for r in self.conn.execute(
-            f"SELECT {_DEP_COLUMNS} FROM deps WHERE issue_id = ? ORDER BY pos, depends_on_id",
-            (task_id,))]
+        return [Dependency(*r) for r in self.conn.execute(lean.DEPS_OF_SQL, (task_id,))]
 
     def dependents_of(self, task_id: str) -> list[Dependency]:
-        return [Dependency(*r) for r in self.conn.execute(
-            f"SELECT {_DEP_COLUMNS} FROM deps WHERE depends_on_id = ? ORDER BY issue_id",
-            (task_id,))]
+        return [Dependency(*r) for r in self.conn.execute(lean.DEPENDENTS_OF_SQL, (task_id,))]
 
     def dep_edges(self, types: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
         """(issue, depends on, type) of every dependency (of ``types``), by issue and position."""

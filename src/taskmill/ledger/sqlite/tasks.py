@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
+from .. import lean
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
 from .deps import HELD_SQL
@@ -39,10 +40,7 @@ class TaskRows:
         out: dict[str, list[str]] = {i: [] for i in ids}
         for chunk in chunks(ids):
             marks = ",".join("?" * len(chunk))
-            for tid, label in self.conn.execute(
-                f"SELECT task_id, label FROM labels WHERE task_id IN ({marks}) ORDER BY pos, label",
-                chunk,
-            ):
+            for tid, label in self.conn.execute(lean.labels_in_sql(marks), chunk):
                 out[tid].append(label)
         return out
 
@@ -51,16 +49,11 @@ class TaskRows:
         by_id = {t.id: t for t in tasks}
         for chunk in chunks(list(by_id)):
             marks = ",".join("?" * len(chunk))
-            for pid, total, closed in self.conn.execute(
-                    "SELECT d.depends_on_id, count(*), sum(c.status = 'closed') FROM deps d"
-                    " JOIN tasks c ON c.id = d.issue_id WHERE d.type = 'parent-child'"
-                    f" AND c.status != 'tombstone' AND d.depends_on_id IN ({marks})"
-                    " GROUP BY d.depends_on_id", chunk):
+            for pid, total, closed in self.conn.execute(lean.children_counts_sql(marks),
+                                                        chunk):
                 by_id[pid].children = int(total)
                 by_id[pid].children_closed = int(closed or 0)
-            for cid, pid in self.conn.execute(
-                    "SELECT issue_id, depends_on_id FROM deps WHERE type = 'parent-child'"
-                    f" AND issue_id IN ({marks}) ORDER BY pos DESC, depends_on_id DESC", chunk):
+            for cid, pid in self.conn.execute(lean.parents_sql(marks), chunk):
                 by_id[cid].parent = pid  # the last written is the first by position
 
     def _tasks(self, rows: list[Sequence[Any]]) -> list[Task]:
@@ -70,8 +63,7 @@ class TaskRows:
         return tasks
 
     def task(self, task_id: str) -> Task | None:
-        row = self.conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?",
-                                (task_id,)).fetchone()
+        row = self.conn.execute(lean.TASK_SQL, (task_id,)).fetchone()
         if row is None:
             return None
         task = task_from_row(row, self.labels(task_id))
@@ -165,11 +157,9 @@ class TaskRows:
                    " AND nonwork = 0")
             args: list[Any] = list(extra)
         else:
-            sql = (f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_ready"
-                   " WHERE status = 'open' AND gated = 0 AND nonwork = 0")
+            sql = lean.READY_SQL
             args = []
-        sql += (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else "") + \
-            " ORDER BY priority, created_key, seq"
+        sql += (f" AND NOT {HAS_CHILDREN_SQL}" if work_only else "") + lean.READY_ORDER
         if limit:
             sql += f" LIMIT {int(limit) + len(hidden)}"
         rows = [r for r in self.conn.execute(sql, args) if r[0] not in hidden]
@@ -238,10 +228,7 @@ class TaskRows:
                 yield self._tasks(rows)
 
     def child_tasks(self, parent: str) -> list[Task]:
-        return self._tasks(self.conn.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE id IN (SELECT issue_id FROM deps"
-            " WHERE depends_on_id = ? AND type = 'parent-child') AND status != 'tombstone'"
-            " ORDER BY seq", (parent,)).fetchall())
+        return self._tasks(self.conn.execute(lean.CHILD_TASKS_SQL, (parent,)).fetchall())
 
     def all_tasks(self, include_tombstones: bool) -> list[Task]:
         where = "" if include_tombstones else " WHERE status != 'tombstone'"
@@ -253,8 +240,7 @@ class TaskRows:
         return [task_from_row(r, labels.get(r[0])) for r in rows]
 
     def labels(self, task_id: str) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT label FROM labels WHERE task_id = ? ORDER BY pos, label", (task_id,))]
+        return [r[0] for r in self.conn.execute(lean.LABELS_SQL, (task_id,))]
 
     def labels_in_use(self) -> list[str]:
         return [r[0] for r in self.conn.execute(

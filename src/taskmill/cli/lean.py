@@ -1,0 +1,266 @@
+"""The lean path: ``ready --json [-n N]`` and ``show ID --json`` in a process that imports
+:mod:`sqlite3` and little else.
+
+Python's start-up is ~8 ms; the ledger's modules (dataclasses, pathlib, json, TOML, the
+store) cost four times that before a row is read. For the two everyday reads the entry point
+(:func:`taskmill.cli.main`) first asks :func:`answer`, which reads the ledger with the store's
+own statements (:mod:`taskmill.ledger.lean`, loaded without the rest of the package) and
+shapes each row as :meth:`taskmill.model.Task.to_json` does. It answers only what it fully
+understands and hands everything else to the full path untouched, having written nothing:
+any other command line or option, an agent turn, ``$TASKMILL_DIR`` or a database URL, a
+config file the full path has not checked (see :mod:`taskmill.lean_config`), Beads-compatible
+readiness, roles (whose budgets can hold tasks back), a task with a ``defer_until``, a task in
+progress (``show`` says whether its run was interrupted), an id that is not exactly a task's,
+a ledger that needs a migration, an output stream that is not UTF-8, or any error (the full
+path then reports it in its own words). ``TASKMILL_LEAN=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import ModuleType
+    from typing import Any
+
+SWITCH_ENV = "TASKMILL_LEAN"
+"""``0``: every command goes through the full path (tests compare the two)."""
+_FULL_PATH_ENV = ("TASKMILL_SOCKET", "_TASKMILL_COMPLETE", "TASKMILL_DIR",
+                  "TASKMILL_DATABASE_URL")
+"""Set (non-empty), these change what the commands do: the full path serves them."""
+LIMIT_MAX = 1_000_000
+"""``ready -n``'s largest value (:data:`taskmill.validation.LIMIT_MAX`)."""
+ID_MAX = 200
+"""The longest id a user may give (:data:`taskmill.validation.NAME_MAX`)."""
+_CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028",
+                      "\u2029"])
+"""What :func:`taskmill.validation.task_ref` refuses in an id."""
+BIG = 2000
+"""From this many tasks on, the JSON is written by orjson (as the full path does)."""
+
+
+class Unsure(Exception):
+    """The lean path leaves this command line to the full path."""
+
+
+def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
+    """Answer ``argv`` and exit, or return having written nothing (``cwd``: the working
+    directory's, by default)."""
+    out = answer(argv, env, cwd)
+    if out is None:
+        return
+    try:
+        sys.stdout.flush()
+        view = memoryview(out)
+        while view:  # (unbuffered, the stream writes what the pipe takes at a time)
+            view = view[sys.stdout.buffer.write(view) or 0:]
+        sys.stdout.flush()
+    except BrokenPipeError:  # as the full path: status 1, and no complaint at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    sys.exit(0)
+
+
+def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | None:
+    """What ``taskmill ARGV`` prints (standard output; it exits 0), or ``None`` when the
+    full path is to answer."""
+    try:
+        command = _parse(argv, env)
+        if command is None:
+            return None
+        found = _ledger(os.getcwd() if cwd is None else cwd)
+        if found is None:
+            return None
+        db, settings = found
+        if command[0] == "ready" and settings.get("beads_compat") != "0":
+            return None
+        sql = _sql()
+        conn = sql.connect(db)
+        if conn is None:
+            return None
+        try:
+            data = (sql.ready(conn, command[1], _loads) if command[0] == "ready"
+                    else sql.show(conn, command[1], _loads))
+        finally:
+            conn.close()
+        return None if data is None else encode(data)
+    except Exception:  # the full path runs it again, and reports any error itself
+        return None
+
+
+def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any] | None:
+    """``("ready", limit)`` or ``("show", id)``, or ``None`` for anything else."""
+    if env.get(SWITCH_ENV) == "0" or any(env.get(name) for name in _FULL_PATH_ENV):
+        return None
+    if not argv or "--json" not in argv or argv.count("--json") != 1:
+        return None
+    # UTF-8 (the JSON is encoded strictly: text from SQLite holds no lone surrogate, so
+    # the stream's own error handler never has anything to do); nothing goes to stderr
+    encoding = getattr(sys.stdout, "encoding", None)
+    if (not isinstance(encoding, str) or encoding.lower().replace("-", "") != "utf8"
+            or not hasattr(sys.stdout, "buffer")):
+        return None
+    rest = [a for a in argv[1:] if a != "--json"]
+    if argv[0] == "show" and len(rest) == 1 and not rest[0].startswith("-"):
+        task_id = rest[0]
+        if len(task_id) > ID_MAX or not task_id.strip() or _CONTROL.intersection(task_id):
+            return None
+        return "show", task_id
+    if argv[0] != "ready":
+        return None
+    if not rest:
+        return "ready", None
+    if len(rest) == 1 and rest[0].startswith("--limit="):
+        rest = ["--limit", rest[0][len("--limit="):]]
+    if len(rest) == 2 and rest[0] in ("-n", "--limit"):
+        value = rest[1]
+        if value.isascii() and value.isdigit() and value[0] != "0" and \
+                int(value) <= LIMIT_MAX:
+            return "ready", int(value)
+    return None
+
+
+def _ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
+    """The SQLite file of the repository around ``cwd`` and the settings cached for its
+    config, when the lean path may read it."""
+    here = os.path.realpath(cwd)
+    while not os.path.exists(os.path.join(here, ".git")):
+        up = os.path.dirname(here)
+        if up == here:
+            return None
+        here = up
+    if not os.path.isdir(os.path.join(here, ".git")):
+        return None  # a linked worktree or submodule: the full path finds its ledger
+    folder = os.path.join(here, ".taskmill")
+    config = os.path.join(folder, "config.toml")
+    db = os.path.join(folder, "taskmill.db")
+    if not (os.path.isfile(config) and os.path.isfile(db)):
+        return None
+    roles = os.path.join(folder, "roles")
+    if os.path.isdir(roles) and any(n.endswith(".toml") for n in os.listdir(roles)):
+        return None  # a role's budget can hold tasks back
+    from ..lean_config import read
+
+    settings = read(os.path.join(folder, "run"), config)
+    return None if settings is None else (db, settings)
+
+
+def _sql() -> ModuleType:
+    """:mod:`taskmill.ledger.lean`, loaded from its file without the package around it
+    (whose ``__init__`` imports the whole ledger)."""
+    name = "taskmill.ledger.lean"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    from importlib.machinery import ModuleSpec, SourceFileLoader
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "ledger", "lean.py")
+    loader = SourceFileLoader(name, path)
+    module = type(sys)(name)
+    module.__spec__ = ModuleSpec(name, loader, origin=path)
+    module.__file__ = path
+    module.__loader__ = loader
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def _loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)
+
+
+# -- JSON as ``json.dumps(data, ensure_ascii=False, indent=2)`` writes it --------------------
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
+                 ord("\t"): "\\t", ord("\b"): "\\b", ord("\f"): "\\f"})
+
+
+def _py_quoted(text: str) -> str:
+    """``text`` as a JSON string, as ``json`` writes it with ``ensure_ascii=False``."""
+    return '"' + str.translate(text, _ESCAPES) + '"'
+
+
+_quoted: Callable[[str], str]
+try:  # json's own C function for it (importing json itself costs ~5 ms: it imports re)
+    from _json import encode_basestring as _quoted
+except ImportError:  # (another Python: the same by translation)
+    _quoted = _py_quoted
+
+
+def encode(data: Any) -> bytes:
+    """``json.dumps(data, ensure_ascii=False, indent=2)`` and a line break, in UTF-8: by hand
+    for the strings, integers, booleans, nulls, lists and objects of a few tasks (importing
+    :mod:`json` costs more than writing them), as the full path writes many tasks (orjson,
+    :func:`taskmill.cli.context.write_json_items`) from :data:`BIG` on, and by :mod:`json`
+    itself for anything else (a float, say)."""
+    if isinstance(data, list) and len(data) >= BIG:
+        import io
+
+        from .context import write_json_items
+
+        buffer = io.BytesIO()
+        write_json_items(buffer, data)
+        return buffer.getvalue()
+    try:
+        text = _encode(data, "\n")
+    except Unsure:
+        import json
+
+        text = json.dumps(data, ensure_ascii=False, indent=2)
+    return (text + "\n").encode("utf-8")
+
+
+_KEYS: dict[str, str] = {}
+"""Each key as written (``"key": ``)."""
+
+
+def _encode(value: Any, newline: str) -> str:
+    """``value`` as JSON, its lines after the first indented by ``newline`` (a line break
+    and spaces)."""
+    cls = value.__class__
+    if cls is str:
+        return _quoted(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if cls is int:
+        return int.__repr__(value)
+    inner = newline + "  "
+    if cls is dict:
+        if not value:
+            return "{}"
+        parts = []
+        keys = _KEYS
+        quoted = _quoted
+        for key, item in value.items():
+            written = keys.get(key)
+            if written is None:
+                if key.__class__ is not str:
+                    raise Unsure("a key that is not a string")
+                written = keys[key] = _quoted(key) + ": "
+            c = item.__class__  # (the common values inline: a task has ~26 of them)
+            parts.append(written + (quoted(item) if c is str
+                                    else "null" if item is None
+                                    else "true" if item is True
+                                    else "false" if item is False
+                                    else int.__repr__(item) if c is int
+                                    else "[]" if c is list and not item
+                                    else _encode(item, inner)))
+        return "{" + inner + ("," + inner).join(parts) + newline + "}"
+    if cls is list:
+        if not value:
+            return "[]"
+        return "[" + inner + ("," + inner).join([_encode(v, inner) for v in value]) + \
+            newline + "]"
+    raise Unsure(f"a {cls.__name__}")

@@ -1,0 +1,328 @@
+"""The lean path (``taskmill.cli.lean``): ``ready --json`` and ``show ID --json`` answered
+with little more than sqlite3 imported, byte for byte as the full path answers them, and
+handed to the full path for anything it does not fully understand."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import invoke_cli
+from taskmill import lean_config
+from taskmill.cli import lean
+from taskmill.clock import FixedClock
+from taskmill.ledger import Ledger
+from taskmill.ledger import lean as lean_sql
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _open(repo: Path) -> Ledger:
+    return Ledger.open(repo / ".taskmill" / "taskmill.db", prefix="tm", clock=FixedClock(),
+                       actor="seed")
+
+
+@pytest.fixture
+def seeded(taskmill_repo: Path) -> Path:
+    """Labels, dependencies both ways, a parent and children, unicode and control
+    characters, JSON fields, comments, an attempt with a float cost, a closed task; and the
+    lean cache the full path writes when it opens the ledger."""
+    (taskmill_repo / "sub").mkdir()
+    with _open(taskmill_repo) as ledger:
+        ledger.create("Epic", task_id="tm-epic", issue_type="epic", labels=["big"])
+        ledger.create("First child", task_id="tm-a", parent="tm-epic", labels=["y", "x"],
+                      description="line one\nline two\ttab \"quoted\" back\\slash")
+        ledger.create("Second child", task_id="tm-b", parent="tm-epic", after=["tm-a"],
+                      priority=0)
+        ledger.create("Élan ✓ unicode", task_id="tm-u", checks=["true"],
+                      metadata={"k": [1, {"n": None, "t": True}], "é": "ü"},
+                      hints={"files": ["a.py"]})
+        ledger.create("Control characters", task_id="tm-esc", priority=1)
+        ledger.store.conn.execute(  # type: ignore[attr-defined]  (as an import may carry)
+            "UPDATE tasks SET notes = ? WHERE id = 'tm-esc'",
+            ("".join(map(chr, range(1, 0x20))) + "\x1b[31mred \x7f \u2028 \u2029 \U0001f600",))
+        ledger.create("Closed one", task_id="tm-c")
+        ledger.close("tm-c", "done by hand")
+        ledger.comment("tm-a", "a comment\nover two lines", author="alice")
+        ledger.comment("tm-a", "second ✓", author="bob")
+        attempt = ledger.start_attempt("tm-b", iteration=1, agent="scripted", model="m",
+                                       log_path="logs/x.log", run_id="r1", lap=1,
+                                       actor="mill", now="2026-01-01T00:00:00Z")
+        ledger.finish_attempt("tm-b", attempt, outcome="failed", input_tokens=10,
+                              output_tokens=5, cost_usd=0.0125, commit=None, model=None,
+                              detail={"checks": "1 failed"}, seconds=1.5, usage_error=None,
+                              actor="mill", now="2026-01-01T00:01:00Z")
+    invoke_cli(["list"], cwd=taskmill_repo).ok()  # the full path: checks config, caches it
+    return taskmill_repo
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TASKMILL_SOCKET", "TASKMILL_DIR", "TASKMILL_DATABASE_URL",
+                        "TASKMILL_LEAN")}
+    env.update(extra)
+    return env
+
+
+def _lean(argv: list[str], repo: Path, monkeypatch: pytest.MonkeyPatch,
+          env: dict[str, str] | None = None) -> bytes | None:
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    return lean.answer(argv, _env() if env is None else env, str(repo))
+
+
+def _process(argv: list[str], repo: Path, **env: str) -> tuple[int, bytes, bytes]:
+    """``taskmill ARGV`` as a whole process, as the console script starts it."""
+    environ = _env(**env)
+    environ["PYTHONPATH"] = os.pathsep.join([str(SRC), environ.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+         *argv], cwd=repo, env=environ, capture_output=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+LEAN_CASES: list[list[str]] = [
+    ["ready", "--json"], ["ready", "--json", "-n", "1"], ["ready", "-n", "2", "--json"],
+    ["ready", "--limit", "3", "--json"], ["ready", "--limit=4", "--json"],
+    ["show", "tm-a", "--json"], ["show", "--json", "tm-epic"], ["show", "tm-b", "--json"],
+    ["show", "tm-u", "--json"], ["show", "tm-esc", "--json"], ["show", "tm-c", "--json"],
+]
+"""Command lines the lean path answers."""
+
+
+@pytest.mark.parametrize("argv", LEAN_CASES, ids=" ".join)
+def test_the_lean_path_prints_what_the_full_path_prints(
+        argv: list[str], seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    answered = _lean(argv, seeded, monkeypatch)
+    assert answered is not None, f"the lean path handed {argv} to the full path"
+    full = _process(argv, seeded, TASKMILL_LEAN="0")
+    assert full[0] == 0 and full[2] == b""
+    assert answered == full[1]
+    assert _process(argv, seeded) == full  # the whole process: the same bytes, status
+
+
+def test_many_ready_tasks_are_written_as_the_full_path_writes_them(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean, "BIG", 12)
+    with _open(seeded) as ledger:
+        for i in range(lean.BIG + 5):
+            ledger.create(f"bulk {i} ✓", labels=[f"l{i % 3}"], priority=i % 5,
+                          **({"checks": ["make"]} if i % 7 == 0 else {}))
+    for argv in (["ready", "--json"], ["ready", "--json", "-n", str(lean.BIG + 1)]):
+        answered = _lean(argv, seeded, monkeypatch)
+        assert answered is not None
+        assert answered == _process(argv, seeded, TASKMILL_LEAN="0")[1]
+
+
+FALLBACKS: list[list[str]] = [
+    ["ready"], ["show", "tm-a"], ["ready", "-n", "3"], ["ready", "--json", "--json"],
+    ["ready", "--json", "--beads-compat"], ["ready", "--json", "-n", "0"],
+    ["ready", "--json", "-n", "01"], ["ready", "--json", "-n", "1000001"],
+    ["ready", "--json", "-n"], ["ready", "--json", "extra"], ["ready", "--json", "--help"],
+    ["show", "--json"], ["show", "tm-a", "tm-b", "--json"], ["show", "a", "--json"],
+    ["show", "TM-A", "--json"], ["show", "tm-nope", "--json"], ["show", "tm-a ", "--json"],
+    ["show", "tm-\x1ba", "--json"], ["show", "-x", "--json"],
+    ["-C", "sub", "ready", "--json"], ["--actor", "bob", "show", "tm-a", "--json"],
+    ["list", "--json"], ["blocked", "--json"], ["close", "tm-a", "--json"],
+]
+"""Command lines the lean path leaves to the full path."""
+
+
+@pytest.mark.parametrize("argv", FALLBACKS, ids=" ".join)
+def test_the_lean_path_leaves_the_rest_to_the_full_path(
+        argv: list[str], seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _lean(argv, seeded, monkeypatch) is None
+
+
+@pytest.mark.parametrize("name", ["TASKMILL_SOCKET", "TASKMILL_DIR", "TASKMILL_DATABASE_URL",
+                                  "_TASKMILL_COMPLETE"])
+def test_an_environment_that_changes_the_commands_sends_them_to_the_full_path(
+        name: str, seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is not None
+    assert _lean(["ready", "--json"], seeded, monkeypatch, _env(**{name: "x"})) is None
+    assert _lean(["ready", "--json"], seeded, monkeypatch, _env(TASKMILL_LEAN="0")) is None
+
+
+def test_a_config_the_full_path_has_not_checked_is_not_used(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = seeded / ".taskmill" / "config.toml"
+    config.write_text(config.read_text() + "\n[ledger]\nbeads_compat = true\n")
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None  # edited: not checked
+    invoke_cli(["list"], cwd=seeded).ok()
+    assert lean_config.read(str(seeded / ".taskmill" / "run"), str(config)) == \
+        {"beads_compat": "1"}
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None  # Beads' readiness
+    assert _lean(["show", "tm-a", "--json"], seeded, monkeypatch) is not None
+    config.write_text("not = [valid\n")  # the full path reports it
+    assert _lean(["show", "tm-a", "--json"], seeded, monkeypatch) is None
+    code, _out, err = _process(["show", "tm-a", "--json"], seeded)
+    assert code != 0 and b"config.toml" in err
+
+
+def test_no_cache_another_version_or_another_ledger_url_is_the_full_paths(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = seeded / ".taskmill" / "run"
+    cache = run / lean_config.CACHE_FILE
+    cache.write_bytes(cache.read_bytes().replace(b"taskmill-lean 1 ", b"taskmill-lean 1 9"))
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None
+    cache.unlink()
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None
+    invoke_cli(["ready"], cwd=seeded).ok()
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is not None
+
+
+def test_roles_deferred_tasks_and_tasks_in_progress_are_the_full_paths(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _open(seeded) as ledger:
+        ledger.claim("tm-a", "alice")
+    assert _lean(["show", "tm-a", "--json"], seeded, monkeypatch) is None  # interrupted?
+    assert _lean(["show", "tm-b", "--json"], seeded, monkeypatch) is not None
+    roles = seeded / ".taskmill" / "roles"
+    roles.mkdir()
+    (roles / "README").write_text("no role here")
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is not None
+    (roles / "dev.toml").write_text("[budget]\ntokens_per_day = 1\n")
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None
+    assert _lean(["show", "tm-b", "--json"], seeded, monkeypatch) is None
+    shutil.rmtree(roles)
+    with _open(seeded) as ledger:
+        ledger.store.conn.execute(  # type: ignore[attr-defined]
+            "UPDATE tasks SET extra = '{\"fields\": {\"defer_until\": \"2020-01-01\"}}'"
+            " WHERE id = 'tm-u'")
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None
+
+
+def test_a_ledger_that_needs_a_migration_is_the_full_paths(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _open(seeded) as ledger:
+        ledger.store.conn.execute(  # type: ignore[attr-defined]
+            "DELETE FROM migrations WHERE name = ?", (lean_sql.SCHEMA_STEPS[-1],))
+    assert _lean(["ready", "--json"], seeded, monkeypatch) is None
+
+
+def test_a_linked_worktree_or_no_repository_is_the_full_paths(
+        seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _lean(["ready", "--json"], seeded / "sub", monkeypatch) is not None
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert _lean(["ready", "--json"], outside, monkeypatch) is None
+    (outside / ".git").write_text("gitdir: ../elsewhere\n")
+    assert _lean(["ready", "--json"], outside, monkeypatch) is None
+
+
+# -- what keeps it lean and in step with the store ----------------------------------------
+
+
+def test_the_lean_path_imports_neither_the_ledger_nor_json() -> None:
+    """What makes it fast: a whole ``ready --json`` loads none of these."""
+    heavy = {"json", "pathlib", "dataclasses", "typing", "tomllib", "re", "click", "orjson",
+             "taskmill.project", "taskmill.model", "taskmill.ledger", "taskmill.cli.context"}
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: sys.stderr.write(repr(sorted(sys.modules))))\n"
+            "from taskmill.cli import main\n"
+            "sys.exit(main())")
+    return_code, out, err = _seeded_process(code)
+    assert return_code == 0 and out.startswith(b"[")
+    loaded = set(ast.literal_eval(err.decode()))
+    assert "sqlite3" in loaded
+    assert heavy.isdisjoint(loaded), sorted(heavy & loaded)
+
+
+def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        invoke_cli(["init", "--prefix", "tm"], cwd=repo).ok()
+        invoke_cli(["create", "one", "-l", "a"], cwd=repo).ok()
+        environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.run([sys.executable, "-c", code, "ready", "--json"], cwd=repo,
+                              env=environ, capture_output=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_sql_module_imports_only_sqlite3() -> None:
+    tree = ast.parse(Path(lean_sql.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in tree.body if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert imported == {"__future__", "sqlite3"}
+
+
+def test_the_lean_path_knows_the_schema_and_the_limits() -> None:
+    from taskmill import validation
+    from taskmill.ledger.sqlite.schema import MIGRATIONS
+
+    assert tuple(name for name, _ in MIGRATIONS) == lean_sql.SCHEMA_STEPS
+    assert lean.LIMIT_MAX == validation.LIMIT_MAX
+    assert lean.ID_MAX == validation.NAME_MAX
+    from taskmill.ledger.sqlite.schema import BUSY_TIMEOUT_MS
+
+    assert lean_sql.BUSY_TIMEOUT_MS == BUSY_TIMEOUT_MS
+
+
+ENCODED = [
+    None, True, False, 0, -1, 2**70, "", "plain", "é ✓ \u2028 \u2029 \x7f \x9f",
+    "".join(map(chr, range(0x20))) + "\"\\/", [], {}, [[]], {"a": {}}, [1, "x", None],
+    {"k": [1, {"n": None, "t": True}], "é": "ü", "": ""}, [{"a": [{"b": []}]}],
+    {"f": 1.5}, [0.1, 1e-07], {"nan": float("inf")},
+]
+
+
+@pytest.mark.parametrize("value", ENCODED, ids=repr)
+@pytest.mark.parametrize("quoted", ["C", "Python"])
+def test_the_encoder_writes_what_json_writes(value: object, quoted: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    if quoted == "Python":  # (where json's C function is missing)
+        monkeypatch.setattr(lean, "_quoted", lean._py_quoted)
+        monkeypatch.setattr(lean, "_KEYS", {})
+    assert lean.encode(value) == \
+        (json.dumps(value, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_closed_pipe_ends_it_as_it_ends_the_full_path(
+        unbuffered: str, seeded: Path) -> None:
+    """Status 1 and nothing on stderr; unbuffered, a write takes what the pipe holds, and
+    the rest is written (or fails) after it, not dropped."""
+    with _open(seeded) as ledger:
+        for i in range(150):  # ~100 KiB of JSON: more than a pipe holds
+            ledger.create(f"filler {i}", description="x" * 200)
+    outcomes = []
+    for switch in ("1", "0"):
+        environ = _env(TASKMILL_LEAN=switch, PYTHONUNBUFFERED=unbuffered)
+        environ["PYTHONPATH"] = os.pathsep.join([str(SRC), environ.get("PYTHONPATH", "")])
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+             "ready", "--json"], cwd=seeded, env=environ, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(1) == b"["
+        proc.stdout.close()
+        outcomes.append((proc.wait(), proc.stderr.read()))
+        proc.stderr.close()
+    assert outcomes[0] == outcomes[1] == (1, b"")
+
+
+def test_a_config_checked_at_every_start_gets_no_cache(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One naming a third-party adapter: the full path checks it every time (installed
+    packages may have changed), so the lean path must not answer for it."""
+    from taskmill import config
+
+    cache = seeded / ".taskmill" / "run" / lean_config.CACHE_FILE
+    cache.unlink()
+    monkeypatch.setattr(config, "_stamp_key", lambda data, raw: None)
+    invoke_cli(["list"], cwd=seeded).ok()
+    assert not cache.exists()
+    monkeypatch.undo()
+    invoke_cli(["list"], cwd=seeded).ok()
+    assert cache.exists()
