@@ -333,7 +333,9 @@ class WorkerActivities:
     def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
         results: list[str] = []
         try:
-            if not isinstance(action, RunChecks):  # checks run while the branch is pushed
+            if isinstance(action, Land):  # merged (and checked) while the branch is pushed
+                self._hand_push(key, worker)
+            elif not isinstance(action, RunChecks):  # checks run while the branch is pushed
                 self._settle_push(key)
             while True:
                 if isinstance(action, Terminal):
@@ -344,6 +346,8 @@ class WorkerActivities:
                         result = worker.perform(action)
                 else:
                     result = worker.perform(action)
+                if isinstance(action, RunChecks):
+                    self._remember_checks(worker)
                 if isinstance(action, Turn) and worker.acts.attempt is not None:
                     worker.acts.attempt.detail["worker"] = self.identity
                 ws = worker.acts.ws
@@ -363,6 +367,29 @@ class WorkerActivities:
             self._next.pop(key, None)
             worker.end(False)
             return Step(results=results, outcome=asdict(worker.out), error=True)
+
+    def _hand_push(self, key: str, worker: TaskWorker) -> None:
+        """The branch's push after the last turn, to the merge queue: waited for only
+        before the landing's own push (which deletes the branch there)."""
+        pushing = self._pushing.pop(key, None)
+        ws, queue = worker.acts.ws, worker.ctx.queue
+        if pushing is None:
+            return
+        if ws is not None and isinstance(queue, RemoteMergeQueue):
+            queue.pushing[ws.branch] = pushing
+        else:
+            pushing.result()
+
+    @staticmethod
+    def _remember_checks(worker: TaskWorker) -> None:
+        """The task's checks passed on its tree: when they are the project checks, the
+        landing does not run them again on the same tree (as the local lander does)."""
+        ws, result, queue = worker.acts.ws, worker.acts.checks, worker.ctx.queue
+        commands = worker.task.checks or worker.ctx.project_checks
+        if (ws is None or result is None or not result.ok
+                or not isinstance(queue, RemoteMergeQueue) or list(commands) != queue.checks):
+            return
+        queue.remember(ws.git.out("rev-parse", "HEAD^{tree}"), commands, result)
 
     def _settle_push(self, key: str) -> None:
         pushing = self._pushing.pop(key, None)
