@@ -4,12 +4,16 @@ compare-and-swap push, and a task landed exactly once even when two workers land
 from __future__ import annotations
 
 import os
+import subprocess
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import run_git
 from taskmill.ledger import Ledger
+from taskmill.mill.checks import ChecksResult
 from taskmill.mill.git import Git, git_env
 from taskmill.mill.worktrees import Workspace, branch_for
 from taskmill.model import Task
@@ -122,3 +126,93 @@ def test_a_landing_deletes_the_task_branch_on_the_remote(tmp_path: Path, origin:
     assert run_git(origin, "branch", "--list", "taskmill/*").strip() == "taskmill/tm-x"
     assert qa.land(task, wa).outcome == "landed"
     assert run_git(origin, "branch", "--list", "taskmill/*").strip() == ""
+
+
+def test_a_resumed_task_landed_before_its_base_is_found_there(tmp_path: Path,
+                                                               origin: Path) -> None:
+    """A task bound again (resumed) whose first worker landed it before the new binding
+    cut its base: its trailer is below that base, and is found all the same."""
+    (task,) = tasks("tm-x")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    first = qa.land(task, wa)
+    assert first.outcome == "landed"
+    wb = workspace(b, qb, task, {"x.txt": "other\n"})  # cut from the tip holding the landing
+    wb = Workspace(path=wb.path, branch=wb.branch, base=wb.base, slot=0, git=wb.git,
+                   admin=wb.admin, resumed=True)
+    assert wb.base == first.commit
+    second = qb.land(task, wb)
+    assert second.outcome == "already_landed" and second.commit == first.commit
+    assert landings(origin) == ["tm-x"]
+
+
+def test_the_remote_target_is_fetched_only_when_it_moved(tmp_path: Path, origin: Path) -> None:
+    one, two = tasks("tm-one", "tm-two")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    fetched: list[str] = []
+
+    class Counting(Git):
+        def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            if args and args[0] == "fetch":
+                fetched.append(args[-1])
+            return super().run(*args, **kwargs)
+
+    qb.git = Counting(b.cwd, b.env)
+    tip = qb.tip()
+    assert fetched == [] and tip == qa.tip()  # the clone is where the remote is
+    wa = workspace(a, qa, one, {"one.txt": "1\n"})
+    assert qa.land(one, wa).outcome == "landed"
+    assert qb.tip() == run_git(origin, "rev-parse", "main").strip()
+    assert len(fetched) == 1  # it moved: fetched once
+    wb = workspace(b, qb, two, {"two.txt": "2\n"})
+    assert qb.land(two, wb).outcome == "landed"
+    assert len(fetched) == 1
+    assert landings(origin) == ["tm-two", "tm-one"]
+
+
+def test_the_project_checks_are_not_run_again_on_a_tree_they_passed(
+        tmp_path: Path, origin: Path) -> None:
+    """The task's own checks passed on its tree: landing that tree (the target did not move)
+    does not run them again; on a target that moved (another tree) they run."""
+    one, two = tasks("tm-one", "tm-two")
+    runs = tmp_path / "runs.log"
+    checks = [f"echo run >> {runs}"]
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = (RemoteMergeQueue(g, target="main", lock_path=tmp_path / f"{n}.lock", checks=checks,
+                               check_env=dict(os.environ), check_timeout=60,
+                               user_checkout=g.cwd, log_dir=tmp_path)
+              for g, n in ((a, "a"), (b, "b")))
+    wa = workspace(a, qa, one, {"one.txt": "1\n"})
+    wb = workspace(b, qb, two, {"two.txt": "2\n"})
+    green = ChecksResult(runs=[])
+    qa.remember(wa.git.out("rev-parse", "HEAD^{tree}"), checks, green)
+    qb.remember(wb.git.out("rev-parse", "HEAD^{tree}"), checks, green)
+    assert qa.land(one, wa).outcome == "landed"
+    assert not runs.exists()  # the candidate's tree is the branch's: known green
+    assert qb.land(two, wb).outcome == "landed"  # on top of one: a tree never checked
+    assert runs.read_text().splitlines() == ["run"]
+    assert landings(origin) == ["tm-two", "tm-one"]
+
+
+def test_the_landing_push_waits_for_the_branch_push_it_deletes(tmp_path: Path,
+                                                               origin: Path) -> None:
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    seen: list[str] = []
+
+    class Pushing(Future[None]):
+        def result(self, timeout: float | None = None) -> None:
+            # the branch's push ends here: the landing has not been pushed yet
+            seen.append(run_git(origin, "rev-parse", "main").strip())
+            a.run("push", "-q", "origin", f"{wa.branch}:{wa.branch}")
+
+    before = run_git(origin, "rev-parse", "main").strip()
+    qa.pushing[wa.branch] = Pushing()
+    result = qa.land(task, wa)
+    assert result.outcome == "landed" and seen == [before]
+    assert qa.pushing == {}
+    assert run_git(origin, "branch", "--list", "taskmill/*").strip() == ""  # deleted after
