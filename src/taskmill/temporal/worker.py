@@ -81,9 +81,15 @@ from .workflow import BIND, STEP, TaskWorkflow
 
 T = TypeVar("T")
 
-MAIN = (Turn, RunChecks, Land)
+MAIN = (Turn,)
 """Actions that start an activity of their own (the workspace is taken in the first one):
-what comes after each, up to the next of these, runs in the same activity."""
+what comes after each, up to the next of these, runs in the same activity: a turn, then its
+checks and the landing (each activity costs a round trip to the cluster, and its own
+boundaries add no safety: a task whose worker dies is bound again and resumed from the
+ledger and its pushed branch, wherever it was)."""
+SETTLES = (Turn, MergeTarget, AcquireWorkspace, Terminal)
+"""Actions that change the task's branch (or end its stay): its push after the last turn
+is waited for before them."""
 
 
 def shared_store(env: Mapping[str, str]) -> Callable[[], LedgerStore]:
@@ -333,13 +339,13 @@ class WorkerActivities:
     def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
         results: list[str] = []
         try:
-            if isinstance(action, Land):  # merged (and checked) while the branch is pushed
-                self._hand_push(key, worker)
-            elif not isinstance(action, RunChecks):  # checks run while the branch is pushed
-                self._settle_push(key)
             while True:
-                if isinstance(action, Terminal):
+                # checks run, and the landing merges (and checks), while the branch is pushed
+                if isinstance(action, Land):
+                    self._hand_push(key, worker)
+                elif isinstance(action, SETTLES):
                     self._settle_push(key)
+                if isinstance(action, Terminal):
                     return Step(results=results, outcome=self._finish(key, worker, action))
                 if isinstance(action, AcquireWorkspace):
                     with self._acquiring:
