@@ -14,7 +14,9 @@ task with its trailer) stay the local ones.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ from ..model import Task
 REMOTE = "origin"
 PUSH_TRIES = 30
 """Times a landing merges again on a target that moved under it before it gives up."""
+PUSH_AFTER_S = 1.0
+"""A task's branch is pushed this long after its turn, unless its landing came first (and
+pushed the landing instead): a worker that dies within it loses that turn's work."""
 
 
 def prepare_clone(origin: str, clone: Path, git: Git) -> Git:
@@ -63,6 +68,46 @@ def push_branch(git: Git, branch: str) -> None:
     git.run("push", "-q", "--force", REMOTE, f"refs/heads/{branch}:refs/heads/{branch}")
 
 
+class BranchPush:
+    """A task branch's push to the remote after a turn, begun ``after`` seconds later (or
+    at :meth:`settle`) unless :meth:`cancel` comes first: a landing that comes soon pushes
+    itself instead (and deletes the branch there), one push and not two. It runs on a
+    thread of ``submit``."""
+
+    def __init__(self, push: Callable[[], None], after: float,
+                 submit: Callable[[Callable[[], None]], Future[None]]) -> None:
+        self._push = push
+        self.after = after
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.state = "waiting"
+        """``waiting``, ``pushing`` (begun: it will end) or ``cancelled`` (never pushed)."""
+        self.future = submit(self._run)
+
+    def _run(self) -> None:
+        self._wake.wait(self.after)
+        with self._lock:
+            if self.state == "cancelled":
+                return
+            self.state = "pushing"
+        self._push()
+
+    def cancel(self) -> bool:
+        """Whether it was cancelled before it began (else it is waited for)."""
+        with self._lock:
+            if self.state == "waiting":
+                self.state = "cancelled"
+                self._wake.set()
+                return True
+        self.future.result()
+        return False
+
+    def settle(self) -> None:
+        """Push now (unless cancelled), and wait for it."""
+        self._wake.set()
+        self.future.result()
+
+
 def delete_remote_branch(git: Git, branch: str) -> None:
     git.run("push", "-q", REMOTE, "--delete", f"refs/heads/{branch}", check=False)
 
@@ -82,18 +127,28 @@ class RemoteMergeQueue(MergeQueue):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.check_cache = CheckCache()
-        self.pushing: dict[str, Future[None]] = {}
-        """Task branches being pushed (after a turn), by branch: each is waited for before
-        the landing's push, which deletes that branch on the remote."""
+        self.pushing: dict[str, BranchPush] = {}
+        """Task branches to push after a turn, by branch: the landing's push, which deletes
+        the branch on the remote, cancels it, or waits for it when it has begun."""
+        self.unpushed: set[str] = set()
+        """Branches whose push a landing cancelled: pushed when it does not land after all."""
 
     def land(self, task: Task, ws: Workspace, *, lap: int = 1,
              attempt_log: Path | None = None) -> LandResult:
+        result: LandResult | None = None
         try:
-            return super().land(task, ws, lap=lap, attempt_log=attempt_log)
-        finally:  # not landed (or landed by another): its branch's push is over all the same
+            result = super().land(task, ws, lap=lap, attempt_log=attempt_log)
+            return result
+        finally:  # not landed: the branch goes to the remote all the same (the next turn,
+            # or the next worker, starts from it)
             pushing = self.pushing.pop(ws.branch, None)
             if pushing is not None:
-                pushing.result()
+                pushing.settle()
+            if ws.branch in self.unpushed:
+                self.unpushed.discard(ws.branch)
+                if result is None or result.outcome != "landed":
+                    with contextlib.suppress(GitError):
+                        push_branch(self.git, ws.branch)
 
     def remote_tip(self) -> str | None:
         """The remote's target, asked with ``ls-remote`` (no pack is negotiated)."""
@@ -128,8 +183,8 @@ class RemoteMergeQueue(MergeQueue):
 
     def _move_target(self, old: str, new: str, branch: str) -> tuple[bool, str | None]:
         pushing = self.pushing.pop(branch, None)
-        if pushing is not None:  # its push after the last turn, before we delete it
-            pushing.result()
+        if pushing is not None and pushing.cancel():  # this push takes the branch's place
+            self.unpushed.add(branch)
         return self.push(old, new, drop=branch), None
 
     def push(self, old: str, new: str, *, drop: str | None = None) -> bool:
@@ -149,5 +204,5 @@ class RemoteMergeQueue(MergeQueue):
         return self.push(old, new), None
 
 
-__all__ = ["REMOTE", "RemoteMergeQueue", "branch_for", "delete_remote_branch", "fetch_branch",
+__all__ = ["REMOTE", "BranchPush", "RemoteMergeQueue", "branch_for", "delete_remote_branch", "fetch_branch",
            "prepare_clone", "push_branch"]

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +71,8 @@ from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
 from ..paths import DB_FILE, ENV_DIR, LedgerPaths
 from .remote_git import (
+    PUSH_AFTER_S,
+    BranchPush,
     RemoteMergeQueue,
     delete_remote_branch,
     fetch_branch,
@@ -254,7 +257,7 @@ class WorkerActivities:
         self.live: dict[str, TaskWorker] = {}
         self._next: dict[str, Action] = {}
         """What each bound task's policy (this worker's copy) asks for next."""
-        self._pushing: dict[str, Future[None]] = {}
+        self._pushing: dict[str, BranchPush] = {}
         """Task branches being pushed after a turn, by task key."""
         self._acquiring = threading.Lock()
         """Slots are made one at a time (two ``git worktree add`` at once race)."""
@@ -360,8 +363,9 @@ class WorkerActivities:
                 if isinstance(action, Turn | MergeTarget) and ws is not None:
                     # the next worker starts here, should this one die: pushed while the
                     # checks run (waited for before anything else of the task)
-                    self._pushing[key] = self._threads.submit(
-                        push_branch, self.services.git, ws.branch)
+                    self._pushing[key] = BranchPush(
+                        functools.partial(push_branch, self.services.git, ws.branch),
+                        PUSH_AFTER_S, self._threads.submit)
                 results.append(pack(result))
                 action = self._next[key] = worker.policy.next(result)
                 if isinstance(action, MAIN):
@@ -384,7 +388,7 @@ class WorkerActivities:
         if ws is not None and isinstance(queue, RemoteMergeQueue):
             queue.pushing[ws.branch] = pushing
         else:
-            pushing.result()
+            pushing.settle()
 
     @staticmethod
     def _remember_checks(worker: TaskWorker) -> None:
@@ -400,7 +404,7 @@ class WorkerActivities:
     def _settle_push(self, key: str) -> None:
         pushing = self._pushing.pop(key, None)
         if pushing is not None:
-            pushing.result()
+            pushing.settle()
 
     def _finish(self, key: str, worker: TaskWorker, action: Terminal) -> dict[str, Any]:
         """How the task's stay ends (recorded). Its outcome goes back at once, so that the
