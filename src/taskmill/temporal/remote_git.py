@@ -155,10 +155,11 @@ class RemoteMergeQueue(MergeQueue):
         out = self.git.run("ls-remote", REMOTE, self.ref, check=False).stdout.split()
         return out[0] if out else None
 
-    def sync(self) -> str:
-        """The remote's target in the local ref (fetched only when it moved); its tip."""
+    def sync(self, *, moved: bool = False) -> str:
+        """The remote's target in the local ref (fetched only when it moved: ``moved`` when
+        that is known); its tip."""
         with self._fetching:
-            remote = self.remote_tip()
+            remote = None if moved else self.remote_tip()
             if remote is None or remote != self.git.rev(self.ref):
                 self.git.run("fetch", "-q", REMOTE, f"+{self.ref}:{self.ref}")
             return super().tip()
@@ -170,7 +171,7 @@ class RemoteMergeQueue(MergeQueue):
         pass  # no journal: the target is moved by one push
 
     def _view(self, ws: Workspace, attempt: int) -> tuple[str, str, str]:
-        self.sync()
+        self.sync(moved=attempt > 0)  # a landing tries again when its push lost the race
         return super()._view(ws, attempt)
 
     def _landed_already(self, task: Task, ws: Workspace, lap: int, tip: str,
