@@ -361,8 +361,9 @@ class WorkerActivities:
                     worker.acts.attempt.detail["worker"] = self.identity
                 ws = worker.acts.ws
                 if isinstance(action, Turn | MergeTarget) and ws is not None:
-                    # the next worker starts here, should this one die: pushed while the
-                    # checks run (waited for before anything else of the task)
+                    # the next worker starts here, should this one die: pushed a second
+                    # later (while the checks run), unless the landing comes first and
+                    # pushes instead; waited for before the branch changes again
                     self._pushing[key] = BranchPush(
                         functools.partial(push_branch, self.services.git, ws.branch),
                         PUSH_AFTER_S, self._threads.submit)
