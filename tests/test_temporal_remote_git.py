@@ -4,19 +4,23 @@ compare-and-swap push, and a task landed exactly once even when two workers land
 from __future__ import annotations
 
 import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import run_git
 from taskmill.ledger import Ledger
+from taskmill.mill.checks import ChecksResult
 from taskmill.mill.git import Git, git_env
 from taskmill.mill.worktrees import Workspace, branch_for
 from taskmill.model import Task
 
 pytest.importorskip("temporalio")
 
-from taskmill.temporal.remote_git import RemoteMergeQueue, prepare_clone
+from taskmill.temporal.remote_git import BranchPush, RemoteMergeQueue, prepare_clone
 
 IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
@@ -122,3 +126,163 @@ def test_a_landing_deletes_the_task_branch_on_the_remote(tmp_path: Path, origin:
     assert run_git(origin, "branch", "--list", "taskmill/*").strip() == "taskmill/tm-x"
     assert qa.land(task, wa).outcome == "landed"
     assert run_git(origin, "branch", "--list", "taskmill/*").strip() == ""
+
+
+def test_a_resumed_task_landed_before_its_base_is_found_there(tmp_path: Path,
+                                                               origin: Path) -> None:
+    """A task bound again (resumed) whose first worker landed it before the new binding
+    cut its base: its trailer is below that base, and is found all the same."""
+    (task,) = tasks("tm-x")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    first = qa.land(task, wa)
+    assert first.outcome == "landed"
+    wb = workspace(b, qb, task, {"x.txt": "other\n"})  # cut from the tip holding the landing
+    wb = Workspace(path=wb.path, branch=wb.branch, base=wb.base, slot=0, git=wb.git,
+                   admin=wb.admin, resumed=True)
+    assert wb.base == first.commit
+    second = qb.land(task, wb)
+    assert second.outcome == "already_landed" and second.commit == first.commit
+    assert landings(origin) == ["tm-x"]
+
+
+def test_the_remote_target_is_fetched_only_when_it_moved(tmp_path: Path, origin: Path) -> None:
+    one, two = tasks("tm-one", "tm-two")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    fetched: list[str] = []
+
+    class Counting(Git):
+        def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+            if args and args[0] == "fetch":
+                fetched.append(args[-1])
+            return super().run(*args, **kwargs)
+
+    qb.git = Counting(b.cwd, b.env)
+    tip = qb.tip()
+    assert fetched == [] and tip == qa.tip()  # the clone is where the remote is
+    wa = workspace(a, qa, one, {"one.txt": "1\n"})
+    assert qa.land(one, wa).outcome == "landed"
+    assert qb.tip() == run_git(origin, "rev-parse", "main").strip()
+    assert len(fetched) == 1  # it moved: fetched once
+    wb = workspace(b, qb, two, {"two.txt": "2\n"})
+    assert qb.land(two, wb).outcome == "landed"
+    assert len(fetched) == 1
+    assert landings(origin) == ["tm-two", "tm-one"]
+
+
+def test_the_project_checks_are_not_run_again_on_a_tree_they_passed(
+        tmp_path: Path, origin: Path) -> None:
+    """The task's own checks passed on its tree: landing that tree (the target did not move)
+    does not run them again; on a target that moved (another tree) they run."""
+    one, two = tasks("tm-one", "tm-two")
+    runs = tmp_path / "runs.log"
+    checks = [f"echo run >> {runs}"]
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = (RemoteMergeQueue(g, target="main", lock_path=tmp_path / f"{n}.lock", checks=checks,
+                               check_env=dict(os.environ), check_timeout=60,
+                               user_checkout=g.cwd, log_dir=tmp_path)
+              for g, n in ((a, "a"), (b, "b")))
+    wa = workspace(a, qa, one, {"one.txt": "1\n"})
+    wb = workspace(b, qb, two, {"two.txt": "2\n"})
+    green = ChecksResult(runs=[])
+    qa.remember(wa.git.out("rev-parse", "HEAD^{tree}"), checks, green)
+    qb.remember(wb.git.out("rev-parse", "HEAD^{tree}"), checks, green)
+    assert qa.land(one, wa).outcome == "landed"
+    assert not runs.exists()  # the candidate's tree is the branch's: known green
+    assert qb.land(two, wb).outcome == "landed"  # on top of one: a tree never checked
+    assert runs.read_text().splitlines() == ["run"]
+    assert landings(origin) == ["tm-two", "tm-one"]
+
+
+def branch_push(git: Git, ws: Workspace, log: list[str], *, after: float = 3600) -> BranchPush:
+    """The push of ``ws``'s branch after a turn, as a worker makes it (``log`` says when it
+    begins, and what the remote's target was then)."""
+    def push() -> None:
+        log.append(run_git(Path(git.run("remote", "get-url", "origin").stdout.strip()),
+                           "rev-parse", "main").strip())
+        git.run("push", "-q", "origin", f"{ws.branch}:{ws.branch}")
+
+    return BranchPush(push, after, POOL.submit)
+
+
+POOL = ThreadPoolExecutor(max_workers=2)
+
+
+def remote_branches(origin: Path) -> str:
+    return run_git(origin, "branch", "--list", "taskmill/*").strip()
+
+
+def test_a_landing_that_comes_first_takes_the_place_of_the_branch_push(
+        tmp_path: Path, origin: Path) -> None:
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    pushed: list[str] = []
+    qa.pushing[wa.branch] = pushing = branch_push(a, wa, pushed)
+    assert qa.land(task, wa).outcome == "landed"
+    assert pushing.state == "cancelled" and pushed == []  # one push, not two
+    assert remote_branches(origin) == "" and qa.pushing == {} and qa.unpushed == set()
+    assert landings(origin) == ["tm-x"]
+
+
+def test_a_branch_push_that_began_is_waited_for_before_the_landing_deletes_it(
+        tmp_path: Path, origin: Path) -> None:
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    before = run_git(origin, "rev-parse", "main").strip()
+    pushed: list[str] = []
+    pushing = branch_push(a, wa, pushed, after=0)
+    pushing.future.result()  # it began (and ended) before the landing came
+    qa.pushing[wa.branch] = pushing
+    assert remote_branches(origin) == "taskmill/tm-x"
+    assert qa.land(task, wa).outcome == "landed"
+    assert pushed == [before]  # pushed before the landing moved the target
+    assert remote_branches(origin) == ""  # and deleted by the landing's push
+
+
+def test_a_landing_that_does_not_land_pushes_the_branch_it_held_back(
+        tmp_path: Path, origin: Path) -> None:
+    """The landing cancelled the branch's push, then lost to a conflict: the branch is
+    pushed all the same (the next turn, or the next worker, starts from it)."""
+    one, two = tasks("tm-one", "tm-two")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    wb = workspace(b, qb, two, {"same.txt": "two\n"})
+    wa = workspace(a, qa, one, {"same.txt": "one\n"})
+    pushed: list[str] = []
+    qb.pushing[wb.branch] = pushing = branch_push(b, wb, pushed)
+
+    class Racing(RemoteMergeQueue):
+        def push(self, old: str, new: str, *, drop: str | None = None) -> bool:
+            if not pushed and pushing.state == "cancelled" and landings(origin) == []:
+                assert qa.land(one, wa).outcome == "landed"  # lands first: two conflicts
+            return super().push(old, new, drop=drop)
+
+    qb.__class__ = Racing
+    assert qb.land(two, wb).outcome == "conflict"
+    assert pushing.state == "cancelled" and pushed == []
+    assert remote_branches(origin) == "taskmill/tm-two"  # pushed by the landing instead
+    assert run_git(origin, "rev-parse", "taskmill/tm-two").strip() == \
+        run_git(b.cwd, "rev-parse", wb.branch).strip()
+    assert qb.unpushed == set() and landings(origin) == ["tm-one"]
+
+
+def test_a_branch_push_is_made_after_its_delay_or_when_settled(tmp_path: Path,
+                                                               origin: Path) -> None:
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    pushed: list[str] = []
+    later = branch_push(a, wa, pushed)
+    later.settle()  # the next turn comes: pushed now, not an hour later
+    assert later.state == "pushing" and len(pushed) == 1
+    assert not later.cancel()  # too late to cancel: it was made
+    soon = branch_push(a, wa, pushed, after=0)
+    soon.future.result()
+    assert len(pushed) == 2 and remote_branches(origin) == "taskmill/tm-x"

@@ -37,7 +37,8 @@ from ..containment import Containment
 from ..locks import FileLock
 from ..model import Task
 from ..paths import ADVANCE_JOURNAL
-from .checks import run_checks
+from .check_cache import CheckCache, Verdict, cache_key
+from .checks import ChecksResult, run_checks
 from .git import LAP_TRAILER, TRAILER, Git, commit_tree, merge_tree
 from .lander import LandResult
 from .worktrees import Workspace
@@ -139,6 +140,8 @@ class MergeQueue:
         self.cancel: threading.Event | None = None
         """Set when the run stops: project checks still running are cut (no landing)."""
         self.containment: Containment | None = None
+        self.check_cache: CheckCache | None = None
+        """Project checks' results remembered by tree (:meth:`remember`); none: always run."""
         self._mutex = threading.Lock()
 
     @contextmanager
@@ -159,24 +162,65 @@ class MergeQueue:
         with self.locked():
             return self._land(task, ws, lap, attempt_log)
 
-    def _land(self, task: Task, ws: Workspace, lap: int, attempt_log: Path | None) -> LandResult:
+    # -- the landing loop, and the steps another target (a remote's) changes ---------------
+
+    tries = 5
+    """Times a landing merges again on a target that moved under it before it gives up."""
+
+    def _before_landing(self) -> None:
+        """Undo what a run killed while advancing the target left (inside the lock)."""
         journal = self.lock_path.with_name(ADVANCE_JOURNAL)
         if journal.exists():
             recover_advance(self.git, journal, self.user_git)
+
+    def _view(self, ws: Workspace, attempt: int) -> tuple[str, str, str]:
+        """The target's tip, the branch's head and the tip's tree, for landing ``attempt``."""
+        # one git process for both ends (this runs inside the merge lock)
+        tip, head, tip_tree = self.git.out("rev-parse", self.ref, f"refs/heads/{ws.branch}",
+                                           f"{self.ref}^{{tree}}").split()
+        return tip, head, tip_tree
+
+    def _landed_already(self, task: Task, ws: Workspace, lap: int, tip: str,
+                        attempt: int) -> str | None:
+        """The task's landing (this lap) on ``tip``'s history, when it may be there: only a
+        task taken over from a run that died can have landed already (claims are exclusive),
+        so only then, and once, is the target's history searched for its trailer."""
+        if attempt or not ws.resumed:
+            return None
+        return self.git.find_landed(tip, task.id, lap=lap, since=ws.base)
+
+    def _known_green(self, tree: str) -> bool:
+        """Whether the project checks already passed on ``tree`` (:meth:`remember`)."""
+        if self.check_cache is None or not self.checks:
+            return False
+        known = self.check_cache.get(cache_key(tree, self.checks, self.check_env))
+        return known is not None and known.ok
+
+    def remember(self, tree: str, commands: Sequence[str], result: ChecksResult) -> None:
+        """A check result found elsewhere (a worker's own checks on its branch): when
+        ``commands`` are the project checks and they passed, a candidate with that tree is
+        not checked again (only with a :attr:`check_cache`)."""
+        if (self.check_cache is None or list(commands) != self.checks or not commands
+                or result.cancelled or not result.ok):
+            return
+        self.check_cache.put(cache_key(tree, self.checks, self.check_env), Verdict(True))
+
+    def _move_target(self, old: str, new: str, branch: str) -> tuple[bool, str | None]:
+        """Advance the target from ``old`` to ``new`` if it is still at ``old`` (the landed
+        ``branch`` is given for a target that drops it too); (moved, note for the user)."""
+        return self.advance(old, new)
+
+    def _land(self, task: Task, ws: Workspace, lap: int, attempt_log: Path | None) -> LandResult:
+        """The landing loop (one for every target: the steps above differ)."""
+        self._before_landing()
         wt = ws.git  # bound to the slot: never the user's checkout
-        # only a task taken over from a run that died can have landed already (claims are
-        # exclusive), so only then is the target's history searched for its trailer
-        found = (self.git.find_landed(self.ref, task.id, lap=lap, since=ws.base)
-                 if ws.resumed else None)
-        if found:
-            return LandResult("already_landed", found)
         on_branch = True
         try:
-            for _ in range(5):
-                # one git process for both ends (this runs inside the merge lock)
-                tip, head, tip_tree = self.git.out("rev-parse", self.ref,
-                                                   f"refs/heads/{ws.branch}",
-                                                   f"{self.ref}^{{tree}}").split()
+            for attempt in range(self.tries):
+                tip, head, tip_tree = self._view(ws, attempt)
+                found = self._landed_already(task, ws, lap, tip, attempt)
+                if found:  # never twice
+                    return LandResult("already_landed", found)
                 # git merge-tree --write-tree finds the merge base itself
                 tree, conflict = merge_tree(self.git, None, tip, head)
                 if tree is None:
@@ -187,7 +231,7 @@ class MergeQueue:
                 if tree == tip_tree:  # nothing to land: never an empty commit
                     return LandResult("satisfied", tip)
                 candidate = commit_tree(self.git, tree, [tip], landing_message(task, lap))
-                if self.checks:
+                if self.checks and not self._known_green(tree):
                     # the checks run on the candidate; after a landing the slot is released
                     # (and reset) anyway, so only a failure needs the branch back
                     wt.run("checkout", "-q", "--detach", candidate)
@@ -202,7 +246,7 @@ class MergeQueue:
                         wt.run("merge", "-q", "--no-edit", tip, check=False)
                         return LandResult("checks_failed", detail=result.failure_text(),
                                           checks=result)
-                moved, note = self.advance(tip, candidate)
+                moved, note = self._move_target(tip, candidate, ws.branch)
                 if moved:
                     on_branch = True  # landed: the worktree is released, not worked on
                     return LandResult("landed", candidate, checkout_note=note)

@@ -14,19 +14,26 @@ task with its trailer) stay the local ones.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from ..errors import GitError
-from ..mill.checks import run_checks
-from ..mill.git import Git, commit_tree, merge_tree
-from ..mill.land import LandResult, MergeQueue, landing_message
+from ..mill.check_cache import CheckCache
+from ..mill.git import Git
+from ..mill.land import LandResult, MergeQueue
 from ..mill.worktrees import Workspace, branch_for
 from ..model import Task
 
 REMOTE = "origin"
 PUSH_TRIES = 30
 """Times a landing merges again on a target that moved under it before it gives up."""
+PUSH_AFTER_S = 1.0
+"""A task's branch is pushed this long after its turn, unless its landing came first (and
+pushed the landing instead): a worker that dies within it loses that turn's work."""
 
 
 def prepare_clone(origin: str, clone: Path, git: Git) -> Git:
@@ -61,71 +68,125 @@ def push_branch(git: Git, branch: str) -> None:
     git.run("push", "-q", "--force", REMOTE, f"refs/heads/{branch}:refs/heads/{branch}")
 
 
+class BranchPush:
+    """A task branch's push to the remote after a turn, begun ``after`` seconds later (or
+    at :meth:`settle`) unless :meth:`cancel` comes first: a landing that comes soon pushes
+    itself instead (and deletes the branch there), one push and not two. It runs on a
+    thread of ``submit``."""
+
+    def __init__(self, push: Callable[[], None], after: float,
+                 submit: Callable[[Callable[[], None]], Future[None]]) -> None:
+        self._push = push
+        self.after = after
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.state = "waiting"
+        """``waiting``, ``pushing`` (begun: it will end) or ``cancelled`` (never pushed)."""
+        self.future = submit(self._run)
+
+    def _run(self) -> None:
+        self._wake.wait(self.after)
+        with self._lock:
+            if self.state == "cancelled":
+                return
+            self.state = "pushing"
+        self._push()
+
+    def cancel(self) -> bool:
+        """Whether it was cancelled before it began (else it is waited for)."""
+        with self._lock:
+            if self.state == "waiting":
+                self.state = "cancelled"
+                self._wake.set()
+                return True
+        self.future.result()
+        return False
+
+    def settle(self) -> None:
+        """Push now (unless cancelled), and wait for it."""
+        self._wake.set()
+        self.future.result()
+
+
 def delete_remote_branch(git: Git, branch: str) -> None:
     git.run("push", "-q", REMOTE, "--delete", f"refs/heads/{branch}", check=False)
 
 
 class RemoteMergeQueue(MergeQueue):
-    """The merge queue of a worker: the target is the remote's; :meth:`tip` fetches it, and a
-    landing is pushed with a compare-and-swap (see the module's doc). The user's checkout is
-    on another machine: it is never touched (``user_checkout`` is the worker's clone)."""
+    """The merge queue of a worker: the target is the remote's. The landing loop is the
+    local queue's (:meth:`MergeQueue._land`) with three of its steps changed: the target's
+    tip is the remote's (:meth:`sync`), the task's trailer is looked for on every attempt,
+    and the target advances by a compare-and-swap push (see the module's doc). The user's
+    checkout is on another machine: it is never touched (``user_checkout`` is the worker's
+    clone)."""
 
     tries = PUSH_TRIES
     _fetching = threading.Lock()
     """Fetches of this process one at a time (two at once fail to lock the same ref)."""
 
-    def sync(self) -> str:
-        """Fetch the remote's target into the local ref; its tip."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.check_cache = CheckCache()
+        self.pushing: dict[str, BranchPush] = {}
+        """Task branches to push after a turn, by branch: the landing's push, which deletes
+        the branch on the remote, cancels it, or waits for it when it has begun."""
+        self.unpushed: set[str] = set()
+        """Branches whose push a landing cancelled: pushed when it does not land after all."""
+
+    def land(self, task: Task, ws: Workspace, *, lap: int = 1,
+             attempt_log: Path | None = None) -> LandResult:
+        result: LandResult | None = None
+        try:
+            result = super().land(task, ws, lap=lap, attempt_log=attempt_log)
+            return result
+        finally:  # not landed: the branch goes to the remote all the same (the next turn,
+            # or the next worker, starts from it)
+            pushing = self.pushing.pop(ws.branch, None)
+            if pushing is not None:
+                pushing.settle()
+            if ws.branch in self.unpushed:
+                self.unpushed.discard(ws.branch)
+                if result is None or result.outcome != "landed":
+                    with contextlib.suppress(GitError):
+                        push_branch(self.git, ws.branch)
+
+    def remote_tip(self) -> str | None:
+        """The remote's target, asked with ``ls-remote`` (no pack is negotiated)."""
+        out = self.git.run("ls-remote", REMOTE, self.ref, check=False).stdout.split()
+        return out[0] if out else None
+
+    def sync(self, *, moved: bool = False) -> str:
+        """The remote's target in the local ref (fetched only when it moved: ``moved`` when
+        that is known); its tip."""
         with self._fetching:
-            self.git.run("fetch", "-q", REMOTE, f"+{self.ref}:{self.ref}")
+            remote = None if moved else self.remote_tip()
+            if remote is None or remote != self.git.rev(self.ref):
+                self.git.run("fetch", "-q", REMOTE, f"+{self.ref}:{self.ref}")
             return super().tip()
 
     def tip(self) -> str:
         return self.sync()
 
-    def land(self, task: Task, ws: Workspace, *, lap: int = 1,
-             attempt_log: Path | None = None) -> LandResult:
-        with self.locked():
-            return self._land_remote(task, ws, lap, attempt_log)
+    def _before_landing(self) -> None:
+        pass  # no journal: the target is moved by one push
 
-    def _land_remote(self, task: Task, ws: Workspace, lap: int,
-                     attempt_log: Path | None) -> LandResult:
-        wt = ws.git
-        on_branch = True
-        try:
-            for _ in range(self.tries):
-                tip = self.sync()
-                found = self.git.find_landed(self.ref, task.id, lap=lap)
-                if found:  # landed by a worker taken for dead: never twice
-                    return LandResult("already_landed", found)
-                head, tip_tree = self.git.out("rev-parse", f"refs/heads/{ws.branch}",
-                                              f"{tip}^{{tree}}").split()
-                tree, conflict = merge_tree(self.git, None, tip, head)
-                if tree is None:
-                    self._back_to_branch(wt, ws, on_branch)
-                    on_branch = True
-                    self._leave_conflict(wt, tip)
-                    return LandResult("conflict", detail=conflict)
-                if tree == tip_tree:
-                    return LandResult("satisfied", tip)
-                candidate = commit_tree(self.git, tree, [tip], landing_message(task, lap))
-                if self.checks:
-                    wt.run("checkout", "-q", "--detach", candidate)
-                    on_branch = False
-                    result = run_checks(self.checks, ws.path, self.check_env,
-                                        timeout_s=self.check_timeout, log_path=attempt_log,
-                                        cancel=self.cancel, containment=self.containment)
-                    if not result.ok:
-                        self._back_to_branch(wt, ws, on_branch)
-                        on_branch = True
-                        wt.run("merge", "-q", "--no-edit", tip, check=False)
-                        return LandResult("checks_failed", detail=result.failure_text(),
-                                          checks=result)
-                if self.push(tip, candidate, drop=ws.branch):
-                    return LandResult("landed", candidate)
-            return LandResult("conflict", detail="the target branch kept moving while landing")
-        finally:
-            self._back_to_branch(wt, ws, on_branch)
+    def _view(self, ws: Workspace, attempt: int) -> tuple[str, str, str]:
+        self.sync(moved=attempt > 0)  # a landing tries again when its push lost the race
+        return super()._view(ws, attempt)
+
+    def _landed_already(self, task: Task, ws: Workspace, lap: int, tip: str,
+                        attempt: int) -> str | None:
+        # before every attempt: a worker taken for dead that was not may have landed it.
+        # A first binding's base was the remote's tip when it began, and the target only
+        # moves forward: any other landing of this lap came later, above that base
+        since = None if ws.resumed else ws.base
+        return self.git.find_landed(tip, task.id, lap=lap, since=since)
+
+    def _move_target(self, old: str, new: str, branch: str) -> tuple[bool, str | None]:
+        pushing = self.pushing.pop(branch, None)
+        if pushing is not None and pushing.cancel():  # this push takes the branch's place
+            self.unpushed.add(branch)
+        return self.push(old, new, drop=branch), None
 
     def push(self, old: str, new: str, *, drop: str | None = None) -> bool:
         """Move the remote's target from ``old`` to ``new``, only if it is still at ``old``;
@@ -140,9 +201,9 @@ class RemoteMergeQueue(MergeQueue):
             self.git.update_ref(self.ref, new, old, "taskmill: landed on the remote")
         return True
 
-    def _advance(self, old: str, new: str) -> tuple[bool, str | None]:
+    def advance(self, old: str, new: str) -> tuple[bool, str | None]:
         return self.push(old, new), None
 
 
-__all__ = ["REMOTE", "RemoteMergeQueue", "branch_for", "delete_remote_branch", "fetch_branch",
+__all__ = ["REMOTE", "BranchPush", "RemoteMergeQueue", "branch_for", "delete_remote_branch", "fetch_branch",
            "prepare_clone", "push_branch"]

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import signal
 import socket
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +72,8 @@ from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
 from ..paths import DB_FILE, ENV_DIR, LedgerPaths
 from .remote_git import (
+    PUSH_AFTER_S,
+    BranchPush,
     RemoteMergeQueue,
     delete_remote_branch,
     fetch_branch,
@@ -82,9 +85,15 @@ from .workflow import BIND, STEP, TaskWorkflow
 
 T = TypeVar("T")
 
-MAIN = (Turn, RunChecks, Land)
+MAIN = (Turn,)
 """Actions that start an activity of their own (the workspace is taken in the first one):
-what comes after each, up to the next of these, runs in the same activity."""
+what comes after each, up to the next of these, runs in the same activity: a turn, then its
+checks and the landing (each activity costs a round trip to the cluster, and its own
+boundaries add no safety: a task whose worker dies is bound again and resumed from the
+ledger and its pushed branch, wherever it was)."""
+SETTLES = (Turn, MergeTarget, AcquireWorkspace, Terminal)
+"""Actions that change the task's branch (or end its stay): its push after the last turn
+is waited for before them."""
 
 
 def shared_store(env: Mapping[str, str], configured: str | None) -> Callable[[], LedgerStore]:
@@ -255,7 +264,7 @@ class WorkerActivities:
         self.live: dict[str, TaskWorker] = {}
         self._next: dict[str, Action] = {}
         """What each bound task's policy (this worker's copy) asks for next."""
-        self._pushing: dict[str, Future[None]] = {}
+        self._pushing: dict[str, BranchPush] = {}
         """Task branches being pushed after a turn, by task key."""
         self._acquiring = threading.Lock()
         """Slots are made one at a time (two ``git worktree add`` at once race)."""
@@ -340,25 +349,31 @@ class WorkerActivities:
     def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
         results: list[str] = []
         try:
-            if not isinstance(action, RunChecks):  # checks run while the branch is pushed
-                self._settle_push(key)
             while True:
-                if isinstance(action, Terminal):
+                # checks run, and the landing merges (and checks), while the branch is pushed
+                if isinstance(action, Land):
+                    self._hand_push(key, worker)
+                elif isinstance(action, SETTLES):
                     self._settle_push(key)
+                if isinstance(action, Terminal):
                     return Step(results=results, outcome=self._finish(key, worker, action))
                 if isinstance(action, AcquireWorkspace):
                     with self._acquiring:
                         result = worker.perform(action)
                 else:
                     result = worker.perform(action)
+                if isinstance(action, RunChecks):
+                    self._remember_checks(worker)
                 if isinstance(action, Turn) and worker.acts.attempt is not None:
                     worker.acts.attempt.detail["worker"] = self.identity
                 ws = worker.acts.ws
                 if isinstance(action, Turn | MergeTarget) and ws is not None:
-                    # the next worker starts here, should this one die: pushed while the
-                    # checks run (waited for before anything else of the task)
-                    self._pushing[key] = self._threads.submit(
-                        push_branch, self.services.git, ws.branch)
+                    # the next worker starts here, should this one die: pushed a second
+                    # later (while the checks run), unless the landing comes first and
+                    # pushes instead; waited for before the branch changes again
+                    self._pushing[key] = BranchPush(
+                        functools.partial(push_branch, self.services.git, ws.branch),
+                        PUSH_AFTER_S, self._threads.submit)
                 results.append(pack(result))
                 action = self._next[key] = worker.policy.next(result)
                 if isinstance(action, MAIN):
@@ -371,10 +386,33 @@ class WorkerActivities:
             worker.end(False)
             return Step(results=results, outcome=asdict(worker.out), error=True)
 
+    def _hand_push(self, key: str, worker: TaskWorker) -> None:
+        """The branch's push after the last turn, to the merge queue: waited for only
+        before the landing's own push (which deletes the branch there)."""
+        pushing = self._pushing.pop(key, None)
+        ws, queue = worker.acts.ws, worker.ctx.queue
+        if pushing is None:
+            return
+        if ws is not None and isinstance(queue, RemoteMergeQueue):
+            queue.pushing[ws.branch] = pushing
+        else:
+            pushing.settle()
+
+    @staticmethod
+    def _remember_checks(worker: TaskWorker) -> None:
+        """The task's checks passed on its tree: when they are the project checks, the
+        landing does not run them again on the same tree (as the local lander does)."""
+        ws, result, queue = worker.acts.ws, worker.acts.checks, worker.ctx.queue
+        commands = worker.task.checks or worker.ctx.project_checks
+        if (ws is None or result is None or not result.ok
+                or not isinstance(queue, RemoteMergeQueue) or list(commands) != queue.checks):
+            return
+        queue.remember(ws.git.out("rev-parse", "HEAD^{tree}"), commands, result)
+
     def _settle_push(self, key: str) -> None:
         pushing = self._pushing.pop(key, None)
         if pushing is not None:
-            pushing.result()
+            pushing.settle()
 
     def _finish(self, key: str, worker: TaskWorker, action: Terminal) -> dict[str, Any]:
         """How the task's stay ends (recorded). Its outcome goes back at once, so that the

@@ -1,9 +1,10 @@
 """One workflow per task: the mill's :class:`~taskmill.mill.policy.TaskPolicy`, run by
 Temporal, its actions activities on a ``taskmill worker``: one for the workspace (``bind``),
-one per turn, one per check run, one per landing, each also running the quick bookkeeping
-the policy asks for after it (recording the attempt, reviewing the limits: the worker's copy
-of the policy follows this one, result by result, and this one must ask for the same
-actions), so that a task costs four round trips to the cluster and not ten.
+and one per turn, which goes on with what the policy asks for after the turn up to the next
+one: the checks, the landing, the quick bookkeeping (recording the attempt, reviewing the
+limits). The worker's copy of the policy follows this one, result by result, and this one
+must ask for the same actions. A task that lands after one turn costs two activities (each
+a round trip to the cluster, some 20 ms), not ten.
 
 The policy is pure (no clock, no I/O), so it runs in the workflow as it runs in the local
 :class:`~taskmill.mill.worker.TaskWorker` loop: ``action = policy.next(perform(action))``.
