@@ -41,10 +41,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
 
 
 def _timed(log: Path, meet: Path) -> str:
-    """A check command noting when each run starts and ends; a run waits (30 s at most)
+    """A check command noting when each run starts and ends (the start noted before the run
+    says it is there, so a run's start is always before the other's end); a run waits (30 s at most)
     until two runs have started, so two runs at the same time both end at once, and one
     run alone ends only after its wait."""
-    return (f'mkdir -p {meet}; touch {meet}/$$; echo "start $(date +%s.%N)" >> {log}; n=0; '
+    return (f'mkdir -p {meet}; echo "start $(date +%s.%N)" >> {log}; touch {meet}/$$; n=0; '
             f'while [ "$(ls {meet} | wc -l)" -lt 2 ] && [ $n -lt 600 ]; do '
             f'sleep 0.05; n=$((n + 1)); done; echo "end $(date +%s.%N)" >> {log}')
 
