@@ -1,0 +1,57 @@
+"""``blocked --json`` at scale: the store writes each held task's JSON text (its fields and
+``blocked_by``); what holds it through its ancestors, and a cycle it is in, are added here
+only for the tasks that have any (most have none)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from ..model import BLOCKED
+from . import containers
+from .store import LedgerStore
+
+_NO_MORE = (',\n    "held_by_parent": [],\n    "held_by_ancestor": [],\n    "reasons": [],\n    "block_reason": null,'
+            '\n    "unblock_with": null\n  }')
+"""The end of a held task's item when nothing else holds it (``BlockedTask.to_json``)."""
+
+
+def _value(value: str | None) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _strings(values: Sequence[str]) -> str:
+    """A list of strings as the value of an item's key (``json.dumps(indent=2)``)."""
+    if not values:
+        return "[]"
+    return "[\n      " + ",\n      ".join(_value(v) for v in values) + "\n    ]"
+
+
+def blocked_json(store: LedgerStore, *, beads_compat: bool,
+                 cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]],
+                 block_reason: Callable[[str], str]) -> Iterator[str]:
+    """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
+    ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
+    ``cycles``: each task of a waits graph in a cycle, with the cycle; ``block_reason``: why a
+    task of status blocked is."""
+    waits = store.held_waits()
+    in_cycle = cycles(waits)
+    reads = containers.AncestorReads(store)
+    reads.waits = waits
+    for tid, status, text, parents_json in store.held_json_rows(beads_compat):
+        if parents_json is None and status != BLOCKED and tid not in in_cycle:
+            yield text + _NO_MORE
+            continue
+        parents: list[str] = json.loads(parents_json) if parents_json else []
+        reads.parents[tid] = parents
+        ancestors, reasons = (containers.ancestor_reasons(store, tid, reads) if parents
+                              else ([], []))
+        if tid in in_cycle:
+            reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[tid])}", *reasons]
+        blocked = status == BLOCKED
+        yield (f'{text},\n    "held_by_parent": {_strings(sorted(parents))},'
+               f'\n    "held_by_ancestor": {_strings(ancestors)},'
+               f'\n    "reasons": {_strings(reasons)},'
+               f'\n    "block_reason": {_value(block_reason(tid) if blocked else None)},'
+               f'\n    "unblock_with": {_value(f"taskmill reopen {tid}" if blocked else None)}'
+               "\n  }")
