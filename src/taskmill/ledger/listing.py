@@ -5,14 +5,15 @@ only for the tasks that have any (most have none)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-from ..model import BLOCKED
+from ..model import BLOCKED, OPEN, Task
 from . import containers
+from .rows import item_text
 from .store import LedgerStore
 
-_NO_MORE = (',\n    "held_by_parent": [],\n    "held_by_ancestor": [],\n    "reasons": [],\n    "block_reason": null,'
-            '\n    "unblock_with": null\n  }')
+_NO_MORE = (',\n    "held_by_parent": [],\n    "held_by_ancestor": [],\n    "reasons": [],'
+            '\n    "block_reason": null,\n    "unblock_with": null\n  }')
 """The end of a held task's item when nothing else holds it (``BlockedTask.to_json``)."""
 
 
@@ -25,6 +26,44 @@ def _strings(values: Sequence[str]) -> str:
     if not values:
         return "[]"
     return "[\n      " + ",\n      ".join(_value(v) for v in values) + "\n    ]"
+
+
+def _marked(task: Task, interrupted: Collection[str], held: Mapping[str, str] | None) -> Task:
+    if task.id in interrupted:
+        task.interrupted = True
+    if held and task.role is not None and task.status == OPEN and held.get(task.role):
+        task.held = held[task.role]
+    return task
+
+
+def task_json_rows(store: LedgerStore, *, statuses: Sequence[str] | None,
+                   include_hidden: bool, label: str | None, issue_type: str | None,
+                   assignee: str | None, parent: str | None, limit: int | None,
+                   interrupted: Collection[str] = (),
+                   held: Mapping[str, str] | None = None) -> Iterator[str]:
+    """:meth:`LedgerStore.task_json_rows` from the store's :meth:`~LedgerStore.task_pages`
+    (for a store without a faster way)."""
+    for page in store.task_pages(statuses=statuses, include_hidden=include_hidden,
+                                 label=label, issue_type=issue_type, assignee=assignee,
+                                 parent=parent, limit=limit):
+        for task in page:
+            yield item_text(_marked(task, interrupted, held).to_json())
+
+
+def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
+                   interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
+                   ) -> Iterator[tuple[str, str, str, str | None]]:
+    """:meth:`LedgerStore.held_json_rows` from the store's :meth:`~LedgerStore.held_pages`
+    (for a store without a faster way)."""
+    waits = store.held_waits()
+    for page in store.held_pages(beads_compat):
+        parents_of = store.holding_parents_many([t.id for t in page])
+        for task in page:
+            text = item_text(_marked(task, interrupted, held).to_json())[:-len("\n  }")]
+            blockers = _strings(sorted(waits.get(task.id, ())))
+            parents = parents_of.get(task.id)
+            yield (task.id, task.status, f'{text},\n    "blocked_by": {blockers}',
+                   json.dumps(parents, ensure_ascii=False) if parents else None)
 
 
 def blocked_json(store: LedgerStore, *, beads_compat: bool,

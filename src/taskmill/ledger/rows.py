@@ -53,9 +53,9 @@ def item_text(data: Any) -> str:
 
 
 def expand_json_fields(text: str) -> str:
-    """``text`` with each JSON field a store wrote between two NULs as its compact text
+    """``text`` with each JSON field a store wrote between two U+0001 characters as its compact text
     (a task's metadata, checks, hints) indented as a value of an item's key."""
-    parts = text.split("\0")
+    parts = text.split("\x01")
     for i in range(1, len(parts), 2):
         parts[i] = json.dumps(json.loads(parts[i]), ensure_ascii=False, indent=2,
                               default=str).replace("\n", "\n    ")

@@ -5,8 +5,8 @@ numbers as ``json.dumps(ensure_ascii=False)`` does), labels, parent and children
 correlated subqueries over their indexes; Python passes each row on as an opaque string. The
 text is the object as an item of a top-level array printed by ``json.dumps(indent=2)``
 (see :data:`taskmill.ledger.rows.ITEM_INDENT`). A JSON field (metadata, checks, hints) that
-is not null comes between two NUL characters as its stored compact text and is indented by
-:func:`taskmill.ledger.rows.expand_json_fields` (JSON text never holds a raw NUL).
+is not null comes between two U+0001 characters as its stored compact text and is indented by
+:func:`taskmill.ledger.rows.expand_json_fields` (JSON text never holds a raw control character).
 """
 
 from __future__ import annotations
@@ -20,22 +20,9 @@ from ..rows import expand_json_fields
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 
-_NL = "char(10)"
-
-
-def _key(name: str, first: bool = False) -> str:
-    """The SQL text literal that starts ``"name": `` inside an item."""
-    lead = "'{' || char(10) || '    " if first else "',' || char(10) || '    "
-    return f"{lead}\"{name}\": '"
-
-
-def _json_field(column: str) -> str:
-    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE char(0) || t.{column} || char(0) END"
-
-
 _LABELS = (
-    "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[' || char(10) || '      '"
-    " || group_concat(q, ',' || char(10) || '      ') || char(10) || '    ]' END"
+    "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
+    " || group_concat(q, ',\n      ') || '\n    ]' END"
     " FROM (SELECT json_quote(l.label) AS q FROM labels l WHERE l.task_id = t.id"
     " ORDER BY l.pos, l.label))"
 )
@@ -44,12 +31,19 @@ _PARENT = (
     " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1))"
 )
 _CHILDREN = (
-    "(SELECT count(*) || ',' || char(10) || '    \"children_closed\": '"
-    " || coalesce(sum(c.status = 'closed'), 0) || ',' || char(10)"
-    " || '    \"container\": ' || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
+    "CASE WHEN EXISTS (SELECT 1 FROM deps cd WHERE cd.depends_on_id = t.id"
+    " AND cd.type = 'parent-child') THEN (SELECT count(*) || ',\n    \"children_closed\": '"
+    " || coalesce(sum(c.status = 'closed'), 0) || ',\n    \"container\": '"
+    " || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
     " FROM deps cd JOIN tasks c ON c.id = cd.issue_id"
     " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
+    " ELSE '0,\n    \"children_closed\": 0,\n    \"container\": false' END"
 )
+
+
+def _json_field(column: str) -> str:
+    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE char(1) || t.{column} || char(1) END"
+
 
 _FIELDS: list[tuple[str, str]] = [
     ("id", "json_quote(t.id)"),
@@ -79,21 +73,22 @@ _FIELDS: list[tuple[str, str]] = [
     ("children", _CHILDREN),  # children, children_closed and container
 ]
 
-TASK_JSON_SQL = " || ".join(
-    f"{_key(name, i == 0)} || {expr}" for i, (name, expr) in enumerate(_FIELDS))
+TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in _FIELDS) + "', "
+                 + ", ".join(expr for _, expr in _FIELDS) + ")")
 """The task ``t`` (a row of ``tasks``) as the text of ``Task.to_json()`` up to
-``container``, in an item's indentation, without its closing brace."""
+``container``, in an item's indentation, without its closing brace (SQL string literals
+hold the line breaks)."""
 
 _MARKS = (
     "CASE WHEN t.id IN (SELECT value FROM json_each(?1))"
-    " THEN ',' || char(10) || '    \"interrupted\": true' ELSE '' END"
+    " THEN ',\n    \"interrupted\": true' ELSE '' END"
     " || CASE WHEN t.status = 'open' AND t.role IS NOT NULL THEN coalesce((SELECT"
-    " ',' || char(10) || '    \"held\": ' || json_quote(h.value) FROM json_each(?2) h"
+    " ',\n    \"held\": ' || json_quote(h.value) FROM json_each(?2) h"
     " WHERE h.key = t.role AND h.value != ''), '') ELSE '' END"
 )
 """``interrupted`` and ``held``, when set (``Task.to_json``'s last keys): ``?1`` the JSON
 array of the interrupted ids, ``?2`` the JSON object of role -> why its tasks are held."""
-_END = "char(10) || '  }'"
+_END = "'\n  }'"
 
 
 def _marks_args(interrupted: Collection[str], held: Mapping[str, str]) -> list[str]:
@@ -140,7 +135,7 @@ class ListingRows:
         if limit:
             sql += f" LIMIT {int(limit)}"
         for (text,) in self.conn.execute(sql, args):
-            yield expand_json_fields(text) if "\0" in text else text
+            yield expand_json_fields(text) if "\x01" in text else text
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
@@ -156,7 +151,7 @@ class ListingRows:
             f" WHERE {HELD_SQL.format(t='t.')}{gate} ORDER BY t.priority, t.seq",
             _marks_args(interrupted, held or {}))
         for tid, status, text, parents in cursor:
-            yield tid, status, expand_json_fields(text) if "\0" in text else text, parents
+            yield tid, status, expand_json_fields(text) if "\x01" in text else text, parents
 
 
 DEP_GATED_SQL = (
@@ -172,9 +167,9 @@ the tasks under them reached through parents that are not done (parent statuses 
 count). Done tasks are left out (no listing shows them)."""
 
 _BLOCKED_BY = (
-    "',' || char(10) || '    \"blocked_by\": ' || CASE WHEN t.open_blockers > 0 THEN"
-    " (SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[' || char(10) || '      '"
-    " || group_concat(q, ',' || char(10) || '      ') || char(10) || '    ]' END FROM"
+    "',\n    \"blocked_by\": ' || CASE WHEN t.open_blockers > 0 THEN"
+    " (SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
+    " || group_concat(q, ',\n      ') || '\n    ]' END FROM"
     " (SELECT json_quote(d.depends_on_id) AS q FROM deps d"
     " LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE d.issue_id = t.id"
     " AND d.type IN ('blocks', 'conditional-blocks', 'waits-for')"
