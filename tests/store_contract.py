@@ -420,6 +420,57 @@ class StoreContract:
         assert blocked["c-grandkid"].reasons == [
             "ancestor c-epic (through c-kid) waits on c-src"]
 
+    def test_listing_json_rows_are_the_tasks_json(self, ledger: Ledger) -> None:
+        """``task_json_rows`` / ``held_json_rows`` (what ``list --json`` and ``blocked --json``
+        print) are the text of the tasks' ``to_json()``, marks and every filter included."""
+        from taskmill.ledger.rows import item_text
+
+        odd = "ünï \u2028 \x01\x1f\x7f \"q\" \\ \t 😀"
+        epic = ledger.create("epic <&>", labels=["b", "a"], issue_type="epic", priority=0)
+        src = ledger.create("source", description=odd, metadata={"n": [1, {"z": None}],
+                                                                 "f": 1e-07, "e": {}},
+                            checks=["make", odd], hints={"big": 2**70}, role="w")
+        kid = ledger.create("kid", parent=epic.id, after=[src.id], assignee="bob",
+                            labels=["a"], role="w")
+        ledger.create("grandkid", parent=kid.id, metadata={}, checks=[])
+        done = ledger.create("done", parent=epic.id)
+        ledger.close(done.id, "ok")
+        marked = ledger.create("marked", status="blocked", role="w")
+        holds = {"w": "role w waits \u2028 ü"}
+        store = ledger.store
+        for filters in ({}, {"statuses": ["open"]}, {"statuses": ["closed", "blocked"]},
+                        {"label": "a"}, {"issue_type": "epic"}, {"assignee": "bob"},
+                        {"parent": epic.id}, {"limit": 2}, {"include_hidden": True}):
+            args: dict[str, object] = {
+                "statuses": None, "include_hidden": False, "label": None, "issue_type": None,
+                "assignee": None, "parent": None, "limit": None, **filters}
+            tasks = store.list_tasks(**args)  # type: ignore[arg-type]
+            for task in tasks:
+                task.interrupted = task.id == kid.id
+                if task.role in holds and task.status == "open":
+                    task.held = holds[task.role]
+            rows = list(store.task_json_rows(**args, interrupted={kid.id},  # type: ignore[arg-type]
+                                             held=holds))
+            assert rows == [item_text(t.to_json()) for t in tasks], filters
+        assert any("\"held\"" in r for r in store.task_json_rows(
+            statuses=None, include_hidden=False, label=None, issue_type=None, assignee=None,
+            parent=None, limit=None, held=holds))
+        for compat in (False, True):
+            waits = store.held_waits()
+            rows = list(store.held_json_rows(compat))
+            assert [r[0] for r in rows] == [t.id for t in store.held(compat)]
+            for (tid, status, text, parents), task in zip(rows, store.held(compat),
+                                                          strict=True):
+                blockers = sorted(waits.get(tid, ()))
+                whole = json.loads(text + "\n  }")
+                assert text.startswith(item_text(task.to_json())[:-len("\n  }")])
+                assert (status, whole["blocked_by"]) == (task.status, blockers)
+                held_by = store.holding_parents(tid)
+                assert parents == (json.dumps(held_by) if held_by else None)
+        texts = list(ledger.blocked_json())
+        assert texts == [item_text(b.to_json()) for b in ledger.blocked()]
+        assert {json.loads(t)["id"] for t in texts} >= {kid.id, marked.id}
+
     def test_beads_readiness_rules(self, ledger: Ledger) -> None:
         """Beads' rules on imported records (see :mod:`taskmill.ledger.beads_rules`)."""
 
