@@ -12,6 +12,8 @@ from . import containers
 from .rows import item_text
 from .store import LedgerStore
 
+_CLOSE = "\n  }"
+_BLOCKED_BY = ',\n    "blocked_by": '
 _NO_MORE = (',\n    "held_by_parent": [],\n    "held_by_ancestor": [],\n    "reasons": [],'
             '\n    "block_reason": null,\n    "unblock_with": null\n  }')
 """The end of a held task's item when nothing else holds it (``BlockedTask.to_json``)."""
@@ -52,18 +54,14 @@ def task_json_rows(store: LedgerStore, *, statuses: Sequence[str] | None,
 
 def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
                    interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
-                   ) -> Iterator[tuple[str, str, str, str | None]]:
+                   ) -> Iterator[tuple[str, str, str, list[str]]]:
     """:meth:`LedgerStore.held_json_rows` from the store's :meth:`~LedgerStore.held_pages`
     (for a store without a faster way)."""
-    waits = store.held_waits()
     for page in store.held_pages(beads_compat):
         parents_of = store.holding_parents_many([t.id for t in page])
         for task in page:
-            text = item_text(_marked(task, interrupted, held).to_json())[:-len("\n  }")]
-            blockers = _strings(sorted(waits.get(task.id, ())))
-            parents = parents_of.get(task.id)
-            yield (task.id, task.status, f'{text},\n    "blocked_by": {blockers}',
-                   json.dumps(parents, ensure_ascii=False) if parents else None)
+            text = item_text(_marked(task, interrupted, held).to_json())[:-len(_CLOSE)]
+            yield task.id, task.status, text, parents_of.get(task.id, [])
 
 
 def blocked_json(store: LedgerStore, *, beads_compat: bool,
@@ -77,11 +75,12 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
     in_cycle = cycles(waits)
     reads = containers.AncestorReads(store)
     reads.waits = waits
-    for tid, status, text, parents_json in store.held_json_rows(beads_compat):
-        if parents_json is None and status != BLOCKED and tid not in in_cycle:
+    for tid, status, text, parents in store.held_json_rows(beads_compat):
+        blockers = waits.get(tid)
+        text += _BLOCKED_BY + (_strings(sorted(blockers)) if blockers else "[]")
+        if not parents and status != BLOCKED and tid not in in_cycle:
             yield text + _NO_MORE
             continue
-        parents: list[str] = json.loads(parents_json) if parents_json else []
         reads.parents[tid] = parents
         ancestors, reasons = (containers.ancestor_reasons(store, tid, reads) if parents
                               else ([], []))

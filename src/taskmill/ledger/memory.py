@@ -250,7 +250,7 @@ class MemoryStore:
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, str | None]]:
+                       ) -> Iterator[tuple[str, str, str, list[str]]]:
         from .listing import held_json_rows
 
         return held_json_rows(self, beads_compat, interrupted=interrupted,

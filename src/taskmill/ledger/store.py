@@ -149,11 +149,10 @@ class LedgerStore(Protocol):
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, str | None]]:
+                       ) -> Iterator[tuple[str, str, str, list[str]]]:
         """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
-        ``to_json()`` followed by ``"blocked_by"`` (sorted :meth:`open_blockers_of`) without
-        the closing brace, the JSON array of its :meth:`holding_parents`, None when it has
-        none)."""
+        ``to_json()`` as :meth:`task_json_rows` writes it less the closing line, its
+        :meth:`holding_parents`)."""
     def child_tasks(self, parent: str) -> list[Task]:
         """The children of ``parent`` but tombstones, oldest first."""
     def all_tasks(self, include_tombstones: bool) -> list[Task]:

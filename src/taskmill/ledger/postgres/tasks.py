@@ -172,7 +172,7 @@ class TaskRows:
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, str | None]]:
+                       ) -> Iterator[tuple[str, str, str, list[str]]]:
         from ..listing import held_json_rows
 
         return held_json_rows(self, beads_compat, interrupted=interrupted,  # type: ignore[arg-type]

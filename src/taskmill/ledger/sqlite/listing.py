@@ -18,7 +18,6 @@ from typing import Any
 
 from ..rows import expand_json_fields
 from .deps import HELD_SQL
-from .readiness import HOLDS_SQL
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -140,18 +139,28 @@ class ListingRows:
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, str | None]]:
-        """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
-        ``to_json()`` and ``"blocked_by"`` without the closing brace, the JSON array of its
-        holding parents by position or None)."""
+                       ) -> Iterator[tuple[str, str, str, list[str]]]:
+        # the parents that hold a task back, read from their side at once: a parent holds
+        # when it is held itself or deferred (index scans), and its children are found by
+        # the covering index deps_reverse; only those pairs are looked up for their position
+        parents: dict[str, list[str]] = {}
+        for child, parent in self.conn.execute(
+                "WITH h(id) AS (SELECT id FROM tasks INDEXED BY tasks_held"
+                f" WHERE {HELD_SQL.format(t='')} UNION ALL SELECT id FROM tasks"
+                " WHERE status = 'deferred' AND gated = 0)"
+                " SELECT d.issue_id, d.depends_on_id FROM h JOIN deps d"
+                " ON d.depends_on_id = h.id AND d.type = 'parent-child'"
+                " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
+            parents.setdefault(child, []).append(parent)
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
         cursor = self.conn.execute(
-            f"SELECT t.id, t.status, {TASK_JSON_SQL} || {_MARKS} || {_BLOCKED_BY},"
-            f" {_HOLDING_PARENTS} FROM tasks t INDEXED BY tasks_held"
-            f" WHERE {HELD_SQL.format(t='t.')}{gate} ORDER BY t.priority, t.seq",
-            _marks_args(interrupted, held or {}))
-        for tid, status, text, parents in cursor:
-            yield tid, status, expand_json_fields(text) if "\x01" in text else text, parents
+            f"SELECT t.id, t.status, {TASK_JSON_SQL} || {_MARKS} FROM tasks t"
+            f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
+            " ORDER BY t.priority, t.seq", _marks_args(interrupted, held or {}))
+        none: list[str] = []
+        for tid, status, text in cursor:
+            yield (tid, status, expand_json_fields(text) if "\x01" in text else text,
+                   parents.get(tid, none))
 
 
 DEP_GATED_SQL = (
@@ -165,20 +174,3 @@ DEP_GATED_SQL = (
 """Beads' ``is_blocked``, set-based: the tasks not done that a blocking dependency holds, and
 the tasks under them reached through parents that are not done (parent statuses do not
 count). Done tasks are left out (no listing shows them)."""
-
-_BLOCKED_BY = (
-    "',\n    \"blocked_by\": ' || CASE WHEN t.open_blockers > 0 THEN"
-    " (SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
-    " || group_concat(q, ',\n      ') || '\n    ]' END FROM"
-    " (SELECT json_quote(d.depends_on_id) AS q FROM deps d"
-    " LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE d.issue_id = t.id"
-    " AND d.type IN ('blocks', 'conditional-blocks', 'waits-for')"
-    f" AND {HOLDS_SQL} ORDER BY d.depends_on_id)) ELSE '[]' END"
-)
-_HOLDING_PARENTS = (
-    "(SELECT json_group_array(id) FROM (SELECT p.id FROM deps d"
-    " JOIN tasks p ON p.id = d.depends_on_id WHERE d.issue_id = t.id"
-    " AND d.type = 'parent-child' AND p.status NOT IN ('closed', 'tombstone')"
-    " AND (p.gated = 1 OR p.status IN ('blocked', 'deferred')) ORDER BY d.pos)"
-    " HAVING count(*) > 0)"
-)
