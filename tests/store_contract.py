@@ -463,8 +463,21 @@ class StoreContract:
                 assert (tid, status) == (task.id, task.status)
                 assert text + "\n  }" == item_text(task.to_json())
                 assert parents == store.holding_parents(tid)
+        from taskmill.ledger import listing
+        from taskmill.model import BLOCK_COMMENT_PREFIX
+
+        said = ledger.create("said why")
+        ledger.update(said.id, {"status": "blocked"})
+        ledger.comment(said.id, BLOCK_COMMENT_PREFIX + "the checks failed 3 times")
+        ledger.comment(said.id, "not a block comment")
+        marks = store.block_marks(*listing.BLOCK_MARKS)
+        assert marks == listing.block_marks(store, *listing.BLOCK_MARKS)
+        assert set(marks) == {marked.id, said.id}
+        assert marks[said.id][0] == BLOCK_COMMENT_PREFIX + "the checks failed 3 times"
+        assert marks[said.id][1:] == (None, None) or marks[said.id][1] == "test"
         texts = list(ledger.blocked_json())
         assert texts == [item_text(b.to_json()) for b in ledger.blocked()]
+        assert any("the checks failed 3 times" in t for t in texts)
         assert {json.loads(t)["id"] for t in texts} >= {kid.id, marked.id}
 
     def test_beads_readiness_rules(self, ledger: Ledger) -> None:

@@ -339,8 +339,7 @@ class Ledger(WorkVerbs):
         from .listing import blocked_json
 
         compat = self.beads_compat if beads_compat is None else beads_compat
-        return blocked_json(self.store, beads_compat=compat, cycles=_cycles_among,
-                            block_reason=self._block_reason)
+        return blocked_json(self.store, beads_compat=compat, cycles=_cycles_among)
 
     def held_back(self, task_id: str) -> list[str]:
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a

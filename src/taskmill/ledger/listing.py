@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
-from ..model import BLOCKED, OPEN, Task
+from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
 from .store import LedgerStore
@@ -64,17 +64,50 @@ def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
             yield task.id, task.status, text, parents_of.get(task.id, [])
 
 
+BLOCK_MARKS = (BLOCK_COMMENT_PREFIX, ("updated", "imported"), 200)
+"""What :meth:`~taskmill.ledger.Ledger.blocked` reads to say why a task is blocked."""
+
+
+def _block_reason(tid: str,
+                  marks: Mapping[str, tuple[str | None, str | None, str | None]]) -> str:
+    """The mill's reason for blocking a task, else who marked it blocked and when (as
+    :meth:`taskmill.ledger.Ledger.blocked` says it)."""
+    text, actor, ts = marks.get(tid, (None, None, None))
+    if text is not None:
+        return text[len(BLOCK_COMMENT_PREFIX):]
+    if actor is not None:
+        return f"marked blocked by {actor} at {ts}"
+    return "marked blocked (no reason recorded)"
+
+
+def block_marks(store: LedgerStore, prefix: str, kinds: Sequence[str], limit: int
+                ) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """:meth:`LedgerStore.block_marks` a task at a time (for a store without a faster way)."""
+    out: dict[str, tuple[str | None, str | None, str | None]] = {}
+    for task in store.list_tasks(statuses=[BLOCKED], include_hidden=False, label=None,
+                                 issue_type=None, assignee=None, parent=None, limit=None):
+        mark: tuple[str | None, str | None] = (None, None)
+        for event in store.recent_events(task.id, kinds, limit):
+            status = event.data.get("changes", {}).get("status")
+            if isinstance(status, list) and status[-1:] == [BLOCKED]:
+                mark = (event.actor, event.ts)
+                break
+        out[task.id] = (store.last_comment_starting(task.id, prefix), *mark)
+    return out
+
+
 def blocked_json(store: LedgerStore, *, beads_compat: bool,
                  cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]],
-                 block_reason: Callable[[str], str]) -> Iterator[str]:
+) -> Iterator[str]:
     """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
-    ``cycles``: each task of a waits graph in a cycle, with the cycle; ``block_reason``: why a
-    task of status blocked is."""
+    ``cycles``: each task of a waits graph in a cycle, with the cycle. Why a task of status
+    blocked is comes from the store's :meth:`~LedgerStore.block_marks`, read once."""
     waits = store.held_waits()
     in_cycle = cycles(waits)
     reads = containers.AncestorReads(store)
     reads.waits = waits
+    marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
     for tid, status, text, parents in store.held_json_rows(beads_compat):
         blockers = waits.get(tid)
         text += _BLOCKED_BY + (_strings(sorted(blockers)) if blockers else "[]")
@@ -87,9 +120,11 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
         if tid in in_cycle:
             reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[tid])}", *reasons]
         blocked = status == BLOCKED
+        if blocked and marks is None:
+            marks = store.block_marks(*BLOCK_MARKS)
         yield (f'{text},\n    "held_by_parent": {_strings(sorted(parents))},'
                f'\n    "held_by_ancestor": {_strings(ancestors)},'
                f'\n    "reasons": {_strings(reasons)},'
-               f'\n    "block_reason": {_value(block_reason(tid) if blocked else None)},'
+               f'\n    "block_reason": {_value(_block_reason(tid, marks or {}) if blocked else None)},'
                f'\n    "unblock_with": {_value(f"taskmill reopen {tid}" if blocked else None)}'
                "\n  }")

@@ -256,6 +256,12 @@ class MemoryStore:
         return held_json_rows(self, beads_compat, interrupted=interrupted,
                               held=held)
 
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        from .listing import block_marks
+
+        return block_marks(self, prefix, kinds, limit)
+
     def statuses_in_use(self) -> list[str]:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))
 

@@ -153,6 +153,12 @@ class LedgerStore(Protocol):
         """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
         ``to_json()`` as :meth:`task_json_rows` writes it less the closing line, its
         :meth:`holding_parents`)."""
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        """For each task of status ``blocked``: (the text of its newest comment that starts
+        with ``prefix`` (:meth:`last_comment_starting`), the actor and time of the newest of
+        its ``limit`` newest events of ``kinds`` whose ``changes.status`` is a list ending in
+        ``"blocked"``), None for what it lacks."""
     def child_tasks(self, parent: str) -> list[Task]:
         """The children of ``parent`` but tombstones, oldest first."""
     def all_tasks(self, include_tombstones: bool) -> list[Task]:

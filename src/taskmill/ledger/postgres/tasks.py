@@ -178,6 +178,12 @@ class TaskRows:
         return held_json_rows(self, beads_compat, interrupted=interrupted,  # type: ignore[arg-type]
                               held=held)
 
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        from ..listing import block_marks
+
+        return block_marks(self, prefix, kinds, limit)  # type: ignore[arg-type]
+
     def statuses_in_use(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 

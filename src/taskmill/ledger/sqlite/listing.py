@@ -163,6 +163,24 @@ class ListingRows:
                    parents.get(tid, none))
 
 
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        marks = ",".join("?" * len(kinds))
+        out: dict[str, tuple[str | None, str | None, str | None]] = {}
+        for tid, text, event in self.conn.execute(
+                "SELECT t.id, (SELECT c.text FROM comments c WHERE c.task_id = t.id"
+                " AND substr(c.text, 1, ?) = ? ORDER BY c.id DESC LIMIT 1),"
+                " (SELECT json_array(e.actor, e.ts) FROM (SELECT e.actor, e.ts, e.data"
+                f" FROM events e WHERE e.task_id = t.id AND e.kind IN ({marks})"
+                " ORDER BY e.seq DESC LIMIT ?) e"
+                " WHERE json_type(e.data, '$.changes.status') = 'array'"
+                " AND json_extract(e.data, '$.changes.status[#-1]') = 'blocked' LIMIT 1)"
+                " FROM tasks t WHERE t.status = 'blocked'",
+                (len(prefix), prefix, *kinds, limit)):
+            actor, ts = json.loads(event) if event is not None else (None, None)
+            out[tid] = (text, actor, ts)
+        return out
+
 DEP_GATED_SQL = (
     "WITH RECURSIVE g(id) AS ("
     f" SELECT id FROM tasks INDEXED BY tasks_held WHERE {HELD_SQL.format(t='')}"
