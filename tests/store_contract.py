@@ -458,11 +458,13 @@ class StoreContract:
         for compat in (False, True):
             rows = list(store.held_json_rows(compat))
             assert [r[0] for r in rows] == [t.id for t in store.held(compat)]
-            for (tid, status, text, parents), task in zip(rows, store.held(compat),
-                                                          strict=True):
+            for (tid, status, text), task in zip(rows, store.held(compat), strict=True):
                 assert (tid, status) == (task.id, task.status)
                 assert text + "\n  }" == item_text(task.to_json())
-                assert parents == store.holding_parents(tid)
+        held_ids = [t.id for t in store.held()]
+        assert store.held_links() == (store.held_waits(),
+                                      store.holding_parents_many(held_ids))
+        assert store.held_links()[1]
         from taskmill.ledger import listing
         from taskmill.model import BLOCK_COMMENT_PREFIX
 

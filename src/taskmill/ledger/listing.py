@@ -54,14 +54,19 @@ def task_json_rows(store: LedgerStore, *, statuses: Sequence[str] | None,
 
 def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
                    interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
-                   ) -> Iterator[tuple[str, str, str, list[str]]]:
+                   ) -> Iterator[tuple[str, str, str]]:
     """:meth:`LedgerStore.held_json_rows` from the store's :meth:`~LedgerStore.held_pages`
     (for a store without a faster way)."""
     for page in store.held_pages(beads_compat):
-        parents_of = store.holding_parents_many([t.id for t in page])
         for task in page:
             text = item_text(_marked(task, interrupted, held).to_json())[:-len(_CLOSE)]
-            yield task.id, task.status, text, parents_of.get(task.id, [])
+            yield task.id, task.status, text
+
+
+def held_links(store: LedgerStore) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """:meth:`LedgerStore.held_links` from :meth:`~LedgerStore.held_waits` and
+    :meth:`~LedgerStore.holding_parents_many`."""
+    return store.held_waits(), store.holding_parents_many([t.id for t in store.held()])
 
 
 BLOCK_MARKS = (BLOCK_COMMENT_PREFIX, ("updated", "imported"), 200)
@@ -103,12 +108,14 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
     ``cycles``: each task of a waits graph in a cycle, with the cycle. Why a task of status
     blocked is comes from the store's :meth:`~LedgerStore.block_marks`, read once."""
-    waits = store.held_waits()
+    waits, holding = store.held_links()
     in_cycle = cycles(waits)
     reads = containers.AncestorReads(store)
     reads.waits = waits
+    reads.parents.update(holding)
     marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
-    for tid, status, text, parents in store.held_json_rows(beads_compat):
+    for tid, status, text in store.held_json_rows(beads_compat):
+        parents = holding.get(tid, [])
         blockers = waits.get(tid)
         text += _BLOCKED_BY + (_strings(sorted(blockers)) if blockers else "[]")
         if not parents and status != BLOCKED and tid not in in_cycle:

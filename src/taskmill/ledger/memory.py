@@ -250,11 +250,16 @@ class MemoryStore:
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, list[str]]]:
+                       ) -> Iterator[tuple[str, str, str]]:
         from .listing import held_json_rows
 
         return held_json_rows(self, beads_compat, interrupted=interrupted,
                               held=held)
+
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        from .listing import held_links
+
+        return held_links(self)
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:

@@ -149,10 +149,12 @@ class LedgerStore(Protocol):
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, list[str]]]:
+                       ) -> Iterator[tuple[str, str, str]]:
         """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
-        ``to_json()`` as :meth:`task_json_rows` writes it less the closing line, its
-        :meth:`holding_parents`)."""
+        ``to_json()`` as :meth:`task_json_rows` writes it less the closing line)."""
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """What holds the tasks :meth:`held` lists, read at once: (:meth:`held_waits`, and
+        each one's :meth:`holding_parents`, those with none left out)."""
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
         """For each task of status ``blocked``: (the text of its newest comment that starts

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..rows import expand_json_fields
 from .deps import HELD_SQL
+from .readiness import HOLDS_SQL
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -139,29 +140,30 @@ class ListingRows:
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str, list[str]]]:
-        # the parents that hold a task back, read from their side at once: a parent holds
-        # when it is held itself or deferred (index scans), and its children are found by
-        # the covering index deps_reverse; only those pairs are looked up for their position
-        parents: dict[str, list[str]] = {}
-        for child, parent in self.conn.execute(
-                "WITH h(id) AS (SELECT id FROM tasks INDEXED BY tasks_held"
-                f" WHERE {HELD_SQL.format(t='')} UNION ALL SELECT id FROM tasks"
-                " WHERE status = 'deferred' AND gated = 0)"
-                " SELECT d.issue_id, d.depends_on_id FROM h JOIN deps d"
-                " ON d.depends_on_id = h.id AND d.type = 'parent-child'"
-                " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
-            parents.setdefault(child, []).append(parent)
+                       ) -> Iterator[tuple[str, str, str]]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
         cursor = self.conn.execute(
             f"SELECT t.id, t.status, {TASK_JSON_SQL} || {_MARKS} FROM tasks t"
             f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
             " ORDER BY t.priority, t.seq", _marks_args(interrupted, held or {}))
-        none: list[str] = []
         for tid, status, text in cursor:
-            yield (tid, status, expand_json_fields(text) if "\x01" in text else text,
-                   parents.get(tid, none))
+            yield tid, status, expand_json_fields(text) if "\x01" in text else text
 
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        # one pass over the held tasks' dependencies (each task's, by its primary key)
+        waits: dict[str, list[str]] = {}
+        parents: dict[str, list[str]] = {}
+        for tid, other, is_parent in self.conn.execute(
+                "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child'"
+                " FROM tasks t INDEXED BY tasks_held JOIN deps d ON d.issue_id = t.id"
+                f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
+                " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
+                f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
+                " AND b.status NOT IN ('closed', 'tombstone')"
+                " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))"
+                " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
+            (parents if is_parent else waits).setdefault(tid, []).append(other)
+        return waits, parents
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
