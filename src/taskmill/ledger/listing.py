@@ -19,15 +19,19 @@ _NO_MORE = (',\n    "held_by_parent": [],\n    "held_by_ancestor": [],\n    "rea
 """The end of a held task's item when nothing else holds it (``BlockedTask.to_json``)."""
 
 
+_STRING: Callable[[str], str] = json.encoder.encode_basestring
+"""A string as ``json.dumps(ensure_ascii=False)`` writes it (the encoder's own C function)."""
+
+
 def _value(value: str | None) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return "null" if value is None else _STRING(value)
 
 
 def _strings(values: Sequence[str]) -> str:
     """A list of strings as the value of an item's key (``json.dumps(indent=2)``)."""
     if not values:
         return "[]"
-    return "[\n      " + ",\n      ".join(_value(v) for v in values) + "\n    ]"
+    return "[\n      " + ",\n      ".join(map(_STRING, values)) + "\n    ]"
 
 
 def _marked(task: Task, interrupted: Collection[str], held: Mapping[str, str] | None) -> Task:
