@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -156,27 +156,6 @@ class TaskRows:
             return
         for start in range(0, len(rows), size):
             yield self._tasks(rows[start:start + size])
-
-    def task_json_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
-                       label: str | None, issue_type: str | None, assignee: str | None,
-                       parent: str | None, limit: int | None,
-                       interrupted: Collection[str] = (),
-                       held: Mapping[str, str] | None = None) -> Iterator[str]:
-        from ..listing import task_json_rows
-
-        return task_json_rows(
-            self, statuses=statuses, include_hidden=include_hidden, label=label,  # type: ignore[arg-type]
-            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit,
-            interrupted=interrupted, held=held)
-
-    def held_json_rows(self, beads_compat: bool = False, *,
-                       interrupted: Collection[str] = (),
-                       held: Mapping[str, str] | None = None
-                       ) -> Iterator[tuple[str, str, str]]:
-        from ..listing import held_json_rows
-
-        return held_json_rows(self, beads_compat, interrupted=interrupted,  # type: ignore[arg-type]
-                              held=held)
 
     def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         from ..listing import held_links
