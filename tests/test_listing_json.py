@@ -192,3 +192,41 @@ def test_blocked_json_is_what_the_python_path_printed(repo: Path, compat: bool) 
     assert result.stdout == expected
     if compat:  # Beads lists fewer
         assert len(json.loads(expected)) < len(json.loads(_old_blocked(repo, False)))
+
+
+def _statements(tmp_path: Path, n: int, compat: bool) -> tuple[int, int]:
+    """SQL statements ``blocked --json`` runs on a ledger of ``n`` of each kind of held task,
+    and those the per-task path (``Ledger.iter_blocked``) runs."""
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger.open(tmp_path / f"db-{n}-{compat}", prefix="s")
+    with ledger:
+        for i in range(n):
+            src = ledger.create(f"source {i}")
+            epic = ledger.create(f"epic {i}", after=[src.id])
+            kid = ledger.create(f"kid {i}", parent=epic.id)
+            ledger.create(f"grandkid {i}", parent=kid.id)
+            ledger.create(f"marked {i}", status="blocked")
+            ledger.create(f"deferred {i}", status="deferred")
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        texts = list(ledger.blocked_json(beads_compat=compat))
+        new = len(seen)
+        seen.clear()
+        items = list(ledger.iter_blocked(beads_compat=compat))
+        conn.set_trace_callback(None)
+        assert len(texts) == len(items) == n * (4 if not compat else 3)
+    return new, len(seen)
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_blocked_reads_set_based(tmp_path: Path, compat: bool) -> None:
+    """``blocked`` (and ``--beads-compat``) runs no statement per held task: what grows with
+    the ledger is the ancestors' reasons (the state of each ancestor that holds tasks back,
+    read once). The per-task path runs two more per blocked task (why it is blocked)."""
+    (small, old_small), (big, old_big) = (_statements(tmp_path, 3, compat),
+                                          _statements(tmp_path, 30, compat))
+    assert big - small <= 2 * (30 - 3), (small, big)
+    if not compat:
+        assert old_big - old_small >= big - small + 2 * (30 - 3), (old_small, old_big)

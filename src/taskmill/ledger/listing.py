@@ -117,6 +117,7 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
     reads = containers.AncestorReads(store)
     reads.waits = waits
     reads.parents.update(holding)
+    reads.parents_complete = True
     marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
     for tid, status, text in store.held_json_rows(beads_compat):
         parents = holding.get(tid, [])
