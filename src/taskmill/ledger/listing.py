@@ -1,6 +1,8 @@
-"""``blocked --json`` at scale: the store writes each held task's JSON text (its fields and
-``blocked_by``); what holds it through its ancestors, and a cycle it is in, are added here
-only for the tasks that have any (most have none)."""
+"""``list --json`` and ``blocked --json`` at scale. The store writes each task's JSON text
+(:meth:`~taskmill.ledger.store.LedgerStore.task_json_rows`, ``held_json_rows``; the generic
+versions here serve a store without a faster way). For ``blocked`` what holds each task is
+read at once (``held_links``, ``block_marks``) and added to its text here; the ancestors'
+reasons are worked out only for the tasks that have a holding parent (most have none)."""
 
 from __future__ import annotations
 
@@ -106,8 +108,8 @@ def block_marks(store: LedgerStore, prefix: str, kinds: Sequence[str], limit: in
 
 
 def blocked_json(store: LedgerStore, *, beads_compat: bool,
-                 cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]],
-) -> Iterator[str]:
+                 cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
+                 ) -> Iterator[str]:
     """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
     ``cycles``: each task of a waits graph in a cycle, with the cycle. Why a task of status
@@ -134,9 +136,10 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
         blocked = status == BLOCKED
         if blocked and marks is None:
             marks = store.block_marks(*BLOCK_MARKS)
+        reason = _block_reason(tid, marks or {}) if blocked else None
+        unblock = f"taskmill reopen {tid}" if blocked else None
         yield (f'{text},\n    "held_by_parent": {_strings(sorted(parents))},'
                f'\n    "held_by_ancestor": {_strings(ancestors)},'
                f'\n    "reasons": {_strings(reasons)},'
-               f'\n    "block_reason": {_value(_block_reason(tid, marks or {}) if blocked else None)},'
-               f'\n    "unblock_with": {_value(f"taskmill reopen {tid}" if blocked else None)}'
-               "\n  }")
+               f'\n    "block_reason": {_value(reason)},'
+               f'\n    "unblock_with": {_value(unblock)}\n  }}')
