@@ -478,6 +478,68 @@ class StoreContract:
         assert blocked["c-grandkid"].reasons == [
             "ancestor c-epic (through c-kid) waits on c-src"]
 
+    def test_listing_json_rows_are_the_tasks_json(self, ledger: Ledger) -> None:
+        """``task_json_rows`` / ``held_json_rows`` (what ``list --json`` and ``blocked --json``
+        print) are the text of the tasks' ``to_json()``, marks and every filter included."""
+        from taskmill.ledger.rows import item_text
+
+        odd = "ünï \u2028 \x01\x1f\x7f \"q\" \\ \t 😀"
+        epic = ledger.create("epic <&>", labels=["b", "a"], issue_type="epic", priority=0)
+        src = ledger.create("source", description=odd, metadata={"n": [1, {"z": None}],
+                                                                 "f": 1e-07, "e": {}},
+                            checks=["make", odd], hints={"big": 2**70}, role="w")
+        kid = ledger.create("kid", parent=epic.id, after=[src.id], assignee="bob",
+                            labels=["a"], role="w")
+        ledger.create("grandkid", parent=kid.id, metadata={}, checks=[])
+        done = ledger.create("done", parent=epic.id)
+        ledger.close(done.id, "ok")
+        marked = ledger.create("marked", status="blocked", role="w")
+        holds = {"w": "role w waits \u2028 ü"}
+        store = ledger.store
+        for filters in ({}, {"statuses": ["open"]}, {"statuses": ["closed", "blocked"]},
+                        {"label": "a"}, {"issue_type": "epic"}, {"assignee": "bob"},
+                        {"parent": epic.id}, {"limit": 2}, {"include_hidden": True}):
+            args: dict[str, object] = {
+                "statuses": None, "include_hidden": False, "label": None, "issue_type": None,
+                "assignee": None, "parent": None, "limit": None, **filters}
+            tasks = store.list_tasks(**args)  # type: ignore[arg-type]
+            for task in tasks:
+                task.interrupted = task.id == kid.id
+                if task.role in holds and task.status == "open":
+                    task.held = holds[task.role]
+            rows = list(store.task_json_rows(**args, interrupted={kid.id},  # type: ignore[arg-type]
+                                             held=holds))
+            assert rows == [item_text(t.to_json()) for t in tasks], filters
+        assert any("\"held\"" in r for r in store.task_json_rows(
+            statuses=None, include_hidden=False, label=None, issue_type=None, assignee=None,
+            parent=None, limit=None, held=holds))
+        for compat in (False, True):
+            rows = list(store.held_json_rows(compat))
+            assert [r[0] for r in rows] == [t.id for t in store.held(compat)]
+            for (tid, status, text), task in zip(rows, store.held(compat), strict=True):
+                assert (tid, status) == (task.id, task.status)
+                assert text + "\n  }" == item_text(task.to_json())
+        held_ids = [t.id for t in store.held()]
+        assert store.held_links() == (store.held_waits(),
+                                      store.holding_parents_many(held_ids))
+        assert store.held_links()[1]
+        from taskmill.ledger import listing
+        from taskmill.model import BLOCK_COMMENT_PREFIX
+
+        said = ledger.create("said why")
+        ledger.update(said.id, {"status": "blocked"})
+        ledger.comment(said.id, BLOCK_COMMENT_PREFIX + "the checks failed 3 times")
+        ledger.comment(said.id, "not a block comment")
+        marks = store.block_marks(*listing.BLOCK_MARKS)
+        assert marks == listing.block_marks(store, *listing.BLOCK_MARKS)
+        assert set(marks) == {marked.id, said.id}
+        assert marks[said.id][0] == BLOCK_COMMENT_PREFIX + "the checks failed 3 times"
+        assert marks[said.id][1:] == (None, None) or marks[said.id][1] == "test"
+        texts = list(ledger.blocked_json())
+        assert texts == [item_text(b.to_json()) for b in ledger.blocked()]
+        assert any("the checks failed 3 times" in t for t in texts)
+        assert {json.loads(t)["id"] for t in texts} >= {kid.id, marked.id}
+
     def test_beads_readiness_rules(self, ledger: Ledger) -> None:
         """Beads' rules on imported records (see :mod:`taskmill.ledger.beads_rules`)."""
 

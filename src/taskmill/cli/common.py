@@ -13,9 +13,17 @@ from typing import Any, TypeVar
 
 import click
 
-from .context import Ctx, dumps, emit_json, emit_json_items, fail, parse_json_option
+from .context import (
+    Ctx,
+    dumps,
+    emit_json,
+    emit_json_items,
+    emit_json_texts,
+    fail,
+    parse_json_option,
+)
 
-__all__ = ["Ctx", "dumps", "emit_json", "emit_json_items", "fail", "get_ctx", "json_option", "parse_json_option"]
+__all__ = ["Ctx", "dumps", "emit_json", "emit_json_items", "emit_json_texts", "fail", "get_ctx", "json_option", "parse_json_option"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -151,6 +151,35 @@ def write_json_items(out: Any, items: Iterable[Any]) -> None:
     _emit_bytes(out, items, orjson, "strict")
 
 
+def emit_json_texts(texts: Iterable[str]) -> bool:
+    """A JSON array of items each already written as text (indented as an item of
+    ``dumps(list)``: see :func:`taskmill.ledger.rows.item_text`), passed on as they come.
+    False, having written nothing, when standard output is not a UTF-8 byte stream (the
+    caller then writes the items another way)."""
+    stream = sys.stdout
+    out = getattr(stream, "buffer", None)
+    if out is None or not utf8(stream):
+        return False
+    errors = getattr(stream, "errors", None) or "strict"
+    stream.flush()
+    chunk: list[str] = []
+    size = 0
+    first = "[\n  "
+    for text in texts:
+        chunk.append(first)
+        chunk.append(text)
+        first = ",\n  "
+        size += len(text)
+        if size >= 1 << 16:
+            out.write("".join(chunk).encode("utf-8", errors))
+            chunk.clear()
+            size = 0
+    chunk.append("[]\n" if first == "[\n  " else "\n]\n")
+    out.write("".join(chunk).encode("utf-8", errors))
+    out.flush()
+    return True
+
+
 def _emit_bytes(out: Any, items: Iterable[Any], orjson: Any, errors: str) -> None:
     encode = orjson.dumps
     indent = orjson.OPT_INDENT_2

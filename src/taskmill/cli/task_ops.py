@@ -209,3 +209,15 @@ def mark_interrupted(project: Project, tasks: list[Task]) -> None:
     from ..control import mark_interrupted as mark
 
     mark(project.ledger, project.paths.run_dir, tasks)
+
+
+def interrupted_ids(project: Project) -> set[str]:
+    """The tasks a stopped (or dead) ``taskmill run`` left in progress (see
+    :func:`mark_interrupted`)."""
+    from ..control import MILL_PREFIX
+    from ..control import interrupted_ids as found
+
+    claims = project.ledger.claims(MILL_PREFIX)
+    if not any(assignee.startswith(MILL_PREFIX) for _tid, assignee in claims):
+        return set()
+    return found(project.ledger, project.paths.run_dir)

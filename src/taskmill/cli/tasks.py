@@ -10,7 +10,7 @@ import click
 
 from ..validation import printable
 from . import task_ops
-from .common import emit_json, emit_json_items, get_ctx, json_option
+from .common import emit_json, emit_json_items, emit_json_texts, get_ctx, json_option
 
 if TYPE_CHECKING:
     from ..model import BlockedTask, Task
@@ -170,8 +170,12 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
         tasks = ctx.remote().list_tasks(**filters)
     else:
         project = ctx.project()
-        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
         holds = task_ops.role_holds(project)
+        if ctx.json and emit_json_texts(project.ledger.list_json(  # each row's JSON from SQL
+                **filters, interrupted=task_ops.interrupted_ids(project),
+                held={role: hold.reason for role, hold in holds.items()})):
+            return
+        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
         if ctx.json:  # streamed: a page of tasks at a time
             emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
                 project, _mark_interrupted(project, page), holds))
@@ -213,8 +217,14 @@ def blocked(beads_compat: bool) -> None:
     """Tasks held back, with what holds each (a dependency cycle is named)."""
     ctx = get_ctx()
     compat = beads_compat or None
-    if ctx.json and ctx.turn_socket is None:  # streamed: each task as it is looked at
+    if ctx.json and ctx.turn_socket is None:  # streamed: each row's JSON from SQL
+        from ..ledger.rows import item_text
+
         project = ctx.project()
+        if emit_json_texts(itertools.chain(
+                project.ledger.blocked_json(beads_compat=compat),
+                (item_text(b.to_json()) for b in _held_items(project)))):
+            return
         emit_json_items(b.to_json() for b in itertools.chain(
             project.ledger.iter_blocked(beads_compat=compat), _held_items(project)))
         return

@@ -77,6 +77,9 @@ class AncestorReads:
     def __init__(self, store: LedgerStore) -> None:
         self.store = store
         self.parents: dict[str, list[str]] = {}
+        self.parents_complete = False
+        """``parents`` holds every held task that has holding parents: a gated task not in it
+        has none (only gated ancestors' parents are asked for)."""
         self.waits: dict[str, list[str]] = {}
         self._state: dict[str, tuple[str, int, bool] | None] = {}
         self._until: dict[str, str | None] = {}
@@ -84,6 +87,8 @@ class AncestorReads:
     def holding_parents(self, child: str) -> list[str]:
         got = self.parents.get(child)
         if got is None:
+            if self.parents_complete:
+                return []
             got = self.parents[child] = self.store.holding_parents(child)
         return got
 

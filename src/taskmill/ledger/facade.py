@@ -9,7 +9,7 @@ wholly applied and recorded, or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,6 +241,30 @@ class Ledger(WorkVerbs):
             issue_type=issue_type, assignee=assignee,
             parent=self.resolve(parent) if parent else None, limit=limit, size=size)
 
+    def list_json(self, *, status: str | Sequence[str] | None = None,
+                  label: str | None = None, issue_type: str | None = None,
+                  assignee: str | None = None, parent: str | None = None,
+                  include_hidden: bool = False, limit: int | None = None,
+                  interrupted: Collection[str] = (),
+                  held: Mapping[str, str] | None = None) -> Iterator[str]:
+        """:meth:`list_tasks`, each task as the text of its ``to_json()`` indented as an item
+        of a top-level ``json.dumps(indent=2)`` array, made by the store (the filters are
+        checked before the first). ``interrupted``: the ids to mark so; ``held``: role ->
+        why its open tasks are held (see :class:`~taskmill.model.Task`)."""
+        limit = check.limit(limit)
+        label = check.filter_text("label", label)
+        issue_type = check.filter_text("issue_type", issue_type)
+        assignee = check.filter_text("assignee", assignee)
+        parent = check.filter_text("parent", parent)
+        statuses: list[str] | None = None
+        if status:
+            statuses = self._known_statuses([status] if isinstance(status, str) else status)
+        return self.store.task_json_rows(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee,
+            parent=self.resolve(parent) if parent else None, limit=limit,
+            interrupted=interrupted, held=held)
+
     def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
         """``statuses`` as a list, each one taskmill sets or one the ledger holds (imported)."""
         wanted = list(statuses)
@@ -308,6 +332,14 @@ class Ledger(WorkVerbs):
                     item.reason = self._block_reason(task.id)
                     item.unblock = f"taskmill reopen {task.id}"
                 yield item
+
+    def blocked_json(self, *, beads_compat: bool | None = None) -> Iterator[str]:
+        """:meth:`blocked`, each task as the text of its ``to_json()`` indented as an item of a
+        top-level ``json.dumps(indent=2)`` array, made by the store a row at a time."""
+        from .listing import blocked_json
+
+        compat = self.beads_compat if beads_compat is None else beads_compat
+        return blocked_json(self.store, beads_compat=compat, cycles=_cycles_among)
 
     def held_back(self, task_id: str) -> list[str]:
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a

@@ -17,7 +17,7 @@ import inspect
 import json
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,6 +242,38 @@ class MemoryStore:
                                 limit=limit)
         step = size or max(len(tasks), 1)
         return iter([tasks[i:i + step] for i in range(0, len(tasks), step)])
+
+    def task_json_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None,
+                       interrupted: Collection[str] = (),
+                       held: Mapping[str, str] | None = None) -> Iterator[str]:
+        from .listing import task_json_rows
+
+        return task_json_rows(
+            self, statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit,
+            interrupted=interrupted, held=held)
+
+    def held_json_rows(self, beads_compat: bool = False, *,
+                       interrupted: Collection[str] = (),
+                       held: Mapping[str, str] | None = None
+                       ) -> Iterator[tuple[str, str, str]]:
+        from .listing import held_json_rows
+
+        return held_json_rows(self, beads_compat, interrupted=interrupted,
+                              held=held)
+
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        from .listing import held_links
+
+        return held_links(self)
+
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        from .listing import block_marks
+
+        return block_marks(self, prefix, kinds, limit)
 
     def statuses_in_use(self) -> list[str]:
         return list(dict.fromkeys(t["status"] for t in self._d.tasks.values()))

@@ -39,6 +39,22 @@ def task_from_row(row: Sequence[Any], labels: list[str] | None = None) -> Task:
     )
 
 
+def item_text(data: Any) -> str:
+    """``data`` as an item of a top-level JSON array printed by ``json.dumps(data,
+    ensure_ascii=False, indent=2, default=str)``: indented, less the item's leading spaces."""
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str).replace("\n", "\n  ")
+
+
+def expand_json_fields(text: str) -> str:
+    """``text`` with each JSON field a store wrote between two U+0001 characters as its compact text
+    (a task's metadata, checks, hints) indented as a value of an item's key."""
+    parts = text.split("\x01")
+    for i in range(1, len(parts), 2):
+        parts[i] = json.dumps(json.loads(parts[i]), ensure_ascii=False, indent=2,
+                              default=str).replace("\n", "\n    ")
+    return "".join(parts)
+
+
 def attempt_from_row(row: Sequence[Any]) -> dict[str, Any]:
     item = dict(zip(ATTEMPT_FIELDS, row, strict=True))
     item["detail"] = loads(item["detail"])

@@ -19,7 +19,7 @@ exception. Events appended in a transaction are hash-chained in order and commit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -140,6 +140,30 @@ class LedgerStore(Protocol):
     def held_pages(self, beads_compat: bool = False, size: int = 1000
                    ) -> Iterator[list[Task]]:
         """:meth:`held` a page of ``size`` tasks at a time, read as they are needed."""
+    def task_json_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None,
+                       interrupted: Collection[str] = (),
+                       held: Mapping[str, str] | None = None) -> Iterator[str]:
+        """:meth:`list_tasks`, each task as the text of its ``to_json()`` indented as an item
+        of a top-level ``json.dumps(ensure_ascii=False, indent=2)`` array (see
+        :func:`~taskmill.ledger.rows.item_text`), read as they are needed. ``interrupted``:
+        the tasks marked ``interrupted``; ``held``: role -> the ``held`` of its open tasks."""
+    def held_json_rows(self, beads_compat: bool = False, *,
+                       interrupted: Collection[str] = (),
+                       held: Mapping[str, str] | None = None
+                       ) -> Iterator[tuple[str, str, str]]:
+        """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
+        ``to_json()`` as :meth:`task_json_rows` writes it less the closing line)."""
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """What holds the tasks :meth:`held` lists, read at once: (:meth:`held_waits`, and
+        each one's :meth:`holding_parents`, those with none left out)."""
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        """For each task of status ``blocked``: (the text of its newest comment that starts
+        with ``prefix`` (:meth:`last_comment_starting`), the actor and time of the newest of
+        its ``limit`` newest events of ``kinds`` whose ``changes.status`` is a list ending in
+        ``"blocked"``), None for what it lacks."""
     def child_tasks(self, parent: str) -> list[Task]:
         """The children of ``parent`` but tombstones, oldest first."""
     def all_tasks(self, include_tombstones: bool) -> list[Task]:

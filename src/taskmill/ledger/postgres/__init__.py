@@ -23,6 +23,7 @@ from .attempts import AttemptRows
 from .bulk import BulkRows
 from .deps import DepRows
 from .events import CHANNEL, AuditLog, EventRows
+from .listing import ListingRows
 from .readiness import ReadinessRows
 from .schema import DatabaseError, connect, migrate
 from .tasks import TaskRows
@@ -35,7 +36,8 @@ STORE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, DatabaseError)
 """What this store raises when its server cannot be reached or the data read now."""
 
 
-class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, BulkRows):
+class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, BulkRows,
+                    ListingRows):
     """A :class:`~taskmill.ledger.store.LedgerStore` over one PostgreSQL connection (a
     thread, a process: each its own store)."""
 

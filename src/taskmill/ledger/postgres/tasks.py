@@ -156,6 +156,17 @@ class TaskRows:
         for start in range(0, len(rows), size):
             yield self._tasks(rows[start:start + size])
 
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        from ..listing import held_links
+
+        return held_links(self)  # type: ignore[arg-type]
+
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        from ..listing import block_marks
+
+        return block_marks(self, prefix, kinds, limit)  # type: ignore[arg-type]
+
     def statuses_in_use(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT status FROM tasks")]
 
@@ -199,23 +210,15 @@ class TaskRows:
         return out
 
     def _dep_gated(self) -> set[str]:
-        """Beads' ``is_blocked`` (see the SQLite store's)."""
-        seeds = [r[0] for r in self.conn.execute(
-            "SELECT id FROM tasks WHERE gated = 1 AND open_blockers > 0")]
-        out = set(seeds)
-        while seeds:
-            parent = seeds.pop()
-            status = self.conn.execute("SELECT status FROM tasks WHERE id = %s",
-                                       (parent,)).fetchall()[0][0]
-            if status in DONE_STATUSES:
-                continue
-            for (child,) in self.conn.execute(
-                    "SELECT issue_id FROM deps WHERE depends_on_id = %s AND type = %s",
-                    (parent, PARENT_CHILD)):
-                if child not in out:
-                    out.add(child)
-                    seeds.append(child)
-        return out
+        """Beads' ``is_blocked`` (see the SQLite store's), in one recursive query; done
+        tasks left out (no listing shows them)."""
+        return {r[0] for r in self.conn.execute(
+            "WITH RECURSIVE g(id) AS ("
+            f" SELECT id FROM tasks WHERE {HELD_SQL.format(t='')}"
+            " AND gated = 1 AND open_blockers > 0"
+            " UNION SELECT d.issue_id FROM g JOIN tasks p ON p.id = g.id"
+            " JOIN deps d ON d.depends_on_id = g.id AND d.type = 'parent-child'"
+            " WHERE p.status NOT IN ('closed', 'tombstone')) SELECT id FROM g")}
 
     def _held_by_status_only(self) -> list[str]:
         """Open tasks gated only through a ``blocked``/``deferred`` ancestor."""

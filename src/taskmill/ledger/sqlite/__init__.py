@@ -11,6 +11,7 @@ from .attempts import AttemptRows
 from .bulk import BulkRows
 from .deps import DepRows
 from .events import AuditLog, EventRows
+from .listing import ListingRows
 from .readiness import ReadinessRows
 from .schema import DatabaseError, connect, migrate
 from .tasks import TaskRows
@@ -21,7 +22,8 @@ STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, DatabaseError)
 """What a store raises when its database is locked, replaced or unreadable."""
 
 
-class SqliteStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, BulkRows):
+class SqliteStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, BulkRows,
+                  ListingRows):
     """A :class:`~taskmill.ledger.store.LedgerStore` over one SQLite connection.
 
     ``conn`` is this store's own (tests and benchmarks reach the tables through it)."""

@@ -187,23 +187,11 @@ class TaskRows:
 
     def _dep_gated(self) -> set[str]:
         """Beads' ``is_blocked``: a blocking dependency holds the task, or a parent is so
-        held (through parents that are not done); parent statuses do not count."""
-        seeds = [r[0] for r in self.conn.execute(
-            "SELECT id FROM tasks WHERE gated = 1 AND open_blockers > 0")]
-        out = set(seeds)
-        while seeds:
-            parent = seeds.pop()
-            status = self.conn.execute("SELECT status FROM tasks WHERE id = ?",
-                                       (parent,)).fetchone()[0]
-            if status in DONE_STATUSES:
-                continue
-            for (child,) in self.conn.execute(
-                    "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type = ?",
-                    (parent, PARENT_CHILD)):
-                if child not in out:
-                    out.add(child)
-                    seeds.append(child)
-        return out
+        held (through parents that are not done); parent statuses do not count. One
+        recursive query; done tasks left out."""
+        from .listing import DEP_GATED_SQL
+
+        return {r[0] for r in self.conn.execute(DEP_GATED_SQL)}
 
     def _held_by_status_only(self) -> list[str]:
         """Open tasks gated only through a ``blocked``/``deferred`` ancestor."""

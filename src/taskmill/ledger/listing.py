@@ -1,0 +1,145 @@
+"""``list --json`` and ``blocked --json`` at scale. The store writes each task's JSON text
+(:meth:`~taskmill.ledger.store.LedgerStore.task_json_rows`, ``held_json_rows``; the generic
+versions here serve a store without a faster way). For ``blocked`` what holds each task is
+read at once (``held_links``, ``block_marks``) and added to its text here; the ancestors'
+reasons are worked out only for the tasks that have a holding parent (most have none)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+
+from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
+from . import containers
+from .rows import item_text
+from .store import LedgerStore
+
+_CLOSE = "\n  }"
+_BLOCKED_BY = ',\n    "blocked_by": '
+_NO_MORE = (',\n    "held_by_parent": [],\n    "held_by_ancestor": [],\n    "reasons": [],'
+            '\n    "block_reason": null,\n    "unblock_with": null\n  }')
+"""The end of a held task's item when nothing else holds it (``BlockedTask.to_json``)."""
+
+
+_STRING: Callable[[str], str] = json.encoder.encode_basestring
+"""A string as ``json.dumps(ensure_ascii=False)`` writes it (the encoder's own C function)."""
+
+
+def _value(value: str | None) -> str:
+    return "null" if value is None else _STRING(value)
+
+
+def _strings(values: Sequence[str]) -> str:
+    """A list of strings as the value of an item's key (``json.dumps(indent=2)``)."""
+    if not values:
+        return "[]"
+    return "[\n      " + ",\n      ".join(map(_STRING, values)) + "\n    ]"
+
+
+def _marked(task: Task, interrupted: Collection[str], held: Mapping[str, str] | None) -> Task:
+    if task.id in interrupted:
+        task.interrupted = True
+    if held and task.role is not None and task.status == OPEN and held.get(task.role):
+        task.held = held[task.role]
+    return task
+
+
+def task_json_rows(store: LedgerStore, *, statuses: Sequence[str] | None,
+                   include_hidden: bool, label: str | None, issue_type: str | None,
+                   assignee: str | None, parent: str | None, limit: int | None,
+                   interrupted: Collection[str] = (),
+                   held: Mapping[str, str] | None = None) -> Iterator[str]:
+    """:meth:`LedgerStore.task_json_rows` from the store's :meth:`~LedgerStore.task_pages`
+    (for a store without a faster way)."""
+    for page in store.task_pages(statuses=statuses, include_hidden=include_hidden,
+                                 label=label, issue_type=issue_type, assignee=assignee,
+                                 parent=parent, limit=limit):
+        for task in page:
+            yield item_text(_marked(task, interrupted, held).to_json())
+
+
+def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
+                   interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
+                   ) -> Iterator[tuple[str, str, str]]:
+    """:meth:`LedgerStore.held_json_rows` from the store's :meth:`~LedgerStore.held_pages`
+    (for a store without a faster way)."""
+    for page in store.held_pages(beads_compat):
+        for task in page:
+            text = item_text(_marked(task, interrupted, held).to_json())[:-len(_CLOSE)]
+            yield task.id, task.status, text
+
+
+def held_links(store: LedgerStore) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """:meth:`LedgerStore.held_links` from :meth:`~LedgerStore.held_waits` and
+    :meth:`~LedgerStore.holding_parents_many`."""
+    return store.held_waits(), store.holding_parents_many([t.id for t in store.held()])
+
+
+BLOCK_MARKS = (BLOCK_COMMENT_PREFIX, ("updated", "imported"), 200)
+"""What :meth:`~taskmill.ledger.Ledger.blocked` reads to say why a task is blocked."""
+
+
+def _block_reason(tid: str,
+                  marks: Mapping[str, tuple[str | None, str | None, str | None]]) -> str:
+    """The mill's reason for blocking a task, else who marked it blocked and when (as
+    :meth:`taskmill.ledger.Ledger.blocked` says it)."""
+    text, actor, ts = marks.get(tid, (None, None, None))
+    if text is not None:
+        return text[len(BLOCK_COMMENT_PREFIX):]
+    if actor is not None:
+        return f"marked blocked by {actor} at {ts}"
+    return "marked blocked (no reason recorded)"
+
+
+def block_marks(store: LedgerStore, prefix: str, kinds: Sequence[str], limit: int
+                ) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """:meth:`LedgerStore.block_marks` a task at a time (for a store without a faster way)."""
+    out: dict[str, tuple[str | None, str | None, str | None]] = {}
+    for task in store.list_tasks(statuses=[BLOCKED], include_hidden=False, label=None,
+                                 issue_type=None, assignee=None, parent=None, limit=None):
+        mark: tuple[str | None, str | None] = (None, None)
+        for event in store.recent_events(task.id, kinds, limit):
+            status = event.data.get("changes", {}).get("status")
+            if isinstance(status, list) and status[-1:] == [BLOCKED]:
+                mark = (event.actor, event.ts)
+                break
+        out[task.id] = (store.last_comment_starting(task.id, prefix), *mark)
+    return out
+
+
+def blocked_json(store: LedgerStore, *, beads_compat: bool,
+                 cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
+                 ) -> Iterator[str]:
+    """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
+    ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
+    ``cycles``: each task of a waits graph in a cycle, with the cycle. Why a task of status
+    blocked is comes from the store's :meth:`~LedgerStore.block_marks`, read once."""
+    waits, holding = store.held_links()
+    in_cycle = cycles(waits)
+    reads = containers.AncestorReads(store)
+    reads.waits = waits
+    reads.parents.update(holding)
+    reads.parents_complete = True
+    marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
+    for tid, status, text in store.held_json_rows(beads_compat):
+        parents = holding.get(tid, [])
+        blockers = waits.get(tid)
+        text += _BLOCKED_BY + (_strings(sorted(blockers)) if blockers else "[]")
+        if not parents and status != BLOCKED and tid not in in_cycle:
+            yield text + _NO_MORE
+            continue
+        reads.parents[tid] = parents
+        ancestors, reasons = (containers.ancestor_reasons(store, tid, reads) if parents
+                              else ([], []))
+        if tid in in_cycle:
+            reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[tid])}", *reasons]
+        blocked = status == BLOCKED
+        if blocked and marks is None:
+            marks = store.block_marks(*BLOCK_MARKS)
+        reason = _block_reason(tid, marks or {}) if blocked else None
+        unblock = f"taskmill reopen {tid}" if blocked else None
+        yield (f'{text},\n    "held_by_parent": {_strings(sorted(parents))},'
+               f'\n    "held_by_ancestor": {_strings(ancestors)},'
+               f'\n    "reasons": {_strings(reasons)},'
+               f'\n    "block_reason": {_value(reason)},'
+               f'\n    "unblock_with": {_value(unblock)}\n  }}')

@@ -1,0 +1,201 @@
+"""``list --json`` and ``blocked --json`` at scale: each task's JSON text made by SQLite.
+
+One query per listing builds every task's object as text (``json_quote`` writes strings and
+numbers as ``json.dumps(ensure_ascii=False)`` does), labels, parent and children read by
+correlated subqueries over their indexes; Python passes each row on as an opaque string. The
+text is the object as an item of a top-level array printed by ``json.dumps(indent=2)``
+(see :data:`taskmill.ledger.rows.ITEM_INDENT`). A JSON field (metadata, checks, hints) that
+is not null comes between two U+0001 characters as its stored compact text and is indented by
+:func:`taskmill.ledger.rows.expand_json_fields` (JSON text never holds a raw control character).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
+
+from ..rows import expand_json_fields
+from .deps import HELD_SQL
+from .readiness import HOLDS_SQL
+
+_LABELS = (
+    "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
+    " || group_concat(q, ',\n      ') || '\n    ]' END"
+    " FROM (SELECT json_quote(l.label) AS q FROM labels l WHERE l.task_id = t.id"
+    " ORDER BY l.pos, l.label))"
+)
+_PARENT = (
+    "json_quote((SELECT p.depends_on_id FROM deps p WHERE p.issue_id = t.id"
+    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1))"
+)
+_CHILDREN = (
+    "CASE WHEN EXISTS (SELECT 1 FROM deps cd WHERE cd.depends_on_id = t.id"
+    " AND cd.type = 'parent-child') THEN (SELECT count(*) || ',\n    \"children_closed\": '"
+    " || coalesce(sum(c.status = 'closed'), 0) || ',\n    \"container\": '"
+    " || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
+    " FROM deps cd JOIN tasks c ON c.id = cd.issue_id"
+    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
+    " ELSE '0,\n    \"children_closed\": 0,\n    \"container\": false' END"
+)
+
+
+def _nullable(column: str) -> str:
+    """``json_quote`` of a column that is often null (the test is cheaper than the call)."""
+    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE json_quote(t.{column}) END"
+
+
+def _json_field(column: str) -> str:
+    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE char(1) || t.{column} || char(1) END"
+
+
+_FIELDS: list[tuple[str, str]] = [
+    ("id", "json_quote(t.id)"),
+    ("title", "json_quote(t.title)"),
+    ("description", "json_quote(t.description)"),
+    ("design", "json_quote(t.design)"),
+    ("acceptance_criteria", "json_quote(t.acceptance_criteria)"),
+    ("notes", "json_quote(t.notes)"),
+    ("status", "json_quote(t.status)"),
+    ("priority", "json_quote(t.priority)"),
+    ("issue_type", "json_quote(t.issue_type)"),
+    ("assignee", _nullable("assignee")),
+    ("labels", _LABELS),
+    ("created_at", "json_quote(t.created_at)"),
+    ("updated_at", "json_quote(t.updated_at)"),
+    ("closed_at", _nullable("closed_at")),
+    ("close_reason", _nullable("close_reason")),
+    ("external_ref", _nullable("external_ref")),
+    ("metadata", _json_field("metadata")),
+    ("checks", _json_field("checks")),
+    ("agent", _nullable("agent")),
+    ("hints", _json_field("hints")),
+    ("role", _nullable("role")),
+    ("ready", "CASE WHEN t.status = 'open' AND NOT coalesce(t.gated, 0) THEN 'true'"
+              " ELSE 'false' END"),
+    ("parent", _PARENT),
+    ("children", _CHILDREN),  # children, children_closed and container
+]
+
+TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in _FIELDS) + "', "
+                 + ", ".join(expr for _, expr in _FIELDS) + ")")
+"""The task ``t`` (a row of ``tasks``) as the text of ``Task.to_json()`` up to
+``container``, in an item's indentation, without its closing brace (SQL string literals
+hold the line breaks)."""
+
+_MARKS = (
+    "CASE WHEN t.id IN (SELECT value FROM json_each(?1))"
+    " THEN ',\n    \"interrupted\": true' ELSE '' END"
+    " || CASE WHEN t.status = 'open' AND t.role IS NOT NULL THEN coalesce((SELECT"
+    " ',\n    \"held\": ' || json_quote(h.value) FROM json_each(?2) h"
+    " WHERE h.key = t.role AND h.value != ''), '') ELSE '' END"
+)
+"""``interrupted`` and ``held``, when set (``Task.to_json``'s last keys): ``?1`` the JSON
+array of the interrupted ids, ``?2`` the JSON object of role -> why its tasks are held."""
+_END = "'\n  }'"
+
+
+def _marks_args(interrupted: Collection[str], held: Mapping[str, str]) -> list[str]:
+    return [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
+
+
+class ListingRows:
+    """The listings' JSON text, a row at a time."""
+
+    conn: sqlite3.Connection
+
+    def task_json_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None,
+                       interrupted: Collection[str] = (),
+                       held: Mapping[str, str] | None = None) -> Iterator[str]:
+        from ...model import HIDDEN_STATUSES
+
+        where: list[str] = []
+        args: list[Any] = _marks_args(interrupted, held or {})
+        if statuses:
+            where.append(f"t.status IN ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        elif not include_hidden:
+            where.append(f"t.status NOT IN ({','.join('?' * len(HIDDEN_STATUSES))})")
+            args.extend(sorted(HIDDEN_STATUSES))
+        if label:
+            where.append("t.id IN (SELECT task_id FROM labels WHERE label = ?)")
+            args.append(label)
+        if issue_type:
+            where.append("t.issue_type = ?")
+            args.append(issue_type)
+        if assignee:
+            where.append("t.assignee = ?")
+            args.append(assignee)
+        if parent:
+            where.append("t.id IN (SELECT issue_id FROM deps WHERE depends_on_id = ?"
+                         " AND type = 'parent-child')")
+            args.append(parent)
+        sql = f"SELECT {TASK_JSON_SQL} || {_MARKS} || {_END} FROM tasks t"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY t.priority, t.seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        for (text,) in self.conn.execute(sql, args):
+            yield expand_json_fields(text) if "\x01" in text else text
+
+    def held_json_rows(self, beads_compat: bool = False, *,
+                       interrupted: Collection[str] = (),
+                       held: Mapping[str, str] | None = None
+                       ) -> Iterator[tuple[str, str, str]]:
+        gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+        cursor = self.conn.execute(
+            f"SELECT t.id, t.status, {TASK_JSON_SQL} || {_MARKS} FROM tasks t"
+            f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
+            " ORDER BY t.priority, t.seq", _marks_args(interrupted, held or {}))
+        for tid, status, text in cursor:
+            yield tid, status, expand_json_fields(text) if "\x01" in text else text
+
+    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        # one pass over the held tasks' dependencies (each task's, by its primary key)
+        waits: dict[str, list[str]] = {}
+        parents: dict[str, list[str]] = {}
+        for tid, other, is_parent in self.conn.execute(
+                "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child'"
+                " FROM tasks t INDEXED BY tasks_held JOIN deps d ON d.issue_id = t.id"
+                f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
+                " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
+                f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
+                " AND b.status NOT IN ('closed', 'tombstone')"
+                " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))"
+                " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
+            (parents if is_parent else waits).setdefault(tid, []).append(other)
+        return waits, parents
+
+    def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
+                    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        marks = ",".join("?" * len(kinds))
+        out: dict[str, tuple[str | None, str | None, str | None]] = {}
+        for tid, text, event in self.conn.execute(
+                "SELECT t.id, (SELECT c.text FROM comments c WHERE c.task_id = t.id"
+                " AND substr(c.text, 1, ?) = ? ORDER BY c.id DESC LIMIT 1),"
+                " (SELECT json_array(e.actor, e.ts) FROM (SELECT e.actor, e.ts, e.data"
+                f" FROM events e WHERE e.task_id = t.id AND e.kind IN ({marks})"
+                " ORDER BY e.seq DESC LIMIT ?) e"
+                " WHERE json_type(e.data, '$.changes.status') = 'array'"
+                " AND json_extract(e.data, '$.changes.status[#-1]') = 'blocked' LIMIT 1)"
+                " FROM tasks t WHERE t.status = 'blocked'",
+                (len(prefix), prefix, *kinds, limit)):
+            actor, ts = json.loads(event) if event is not None else (None, None)
+            out[tid] = (text, actor, ts)
+        return out
+
+DEP_GATED_SQL = (
+    "WITH RECURSIVE g(id) AS ("
+    f" SELECT id FROM tasks INDEXED BY tasks_held WHERE {HELD_SQL.format(t='')}"
+    " AND gated = 1 AND open_blockers > 0"
+    " UNION SELECT d.issue_id FROM g JOIN tasks p ON p.id = g.id"
+    " JOIN deps d ON d.depends_on_id = g.id AND d.type = 'parent-child'"
+    " WHERE p.status NOT IN ('closed', 'tombstone')) SELECT id FROM g"
+)
+"""Beads' ``is_blocked``, set-based: the tasks not done that a blocking dependency holds, and
+the tasks under them reached through parents that are not done (parent statuses do not
+count). Done tasks are left out (no listing shows them)."""

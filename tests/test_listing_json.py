@@ -1,0 +1,232 @@
+"""``list --json`` and ``blocked --json`` write each task's JSON as text made by the store (by
+SQLite itself): byte for byte what the tasks' ``to_json()`` dumped by ``json.dumps(indent=2)``
+gives (the output before), for every option, on a ledger holding every kind of record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import invoke_cli, make_git_repo
+from taskmill.beads import import_beads
+from taskmill.cli import task_ops
+from taskmill.cli import tasks as task_cmds
+from taskmill.project import open_project
+from taskmill.roles.budget import Hold
+
+ODD = "ünï \u2028 \x01\x1f\x7f \"q\" \\ \t tab 😀"
+TITLE = "ünï \"q\" \\ <&> 😀"
+
+
+def _rec(tid: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"id": tid, "title": f"Task {tid}", "status": "open", "priority": 2,
+                            "issue_type": "task", "created_at": "2025-01-01T00:00:00Z",
+                            "updated_at": "2025-01-01T00:00:00Z"}
+    base.update(fields)
+    return base
+
+
+def _dep(a: str, b: str, typ: str = "blocks") -> dict[str, Any]:
+    return {"issue_id": a, "depends_on_id": b, "type": typ, "created_at": "t", "created_by": "me"}
+
+
+RECORDS = [
+    _rec("k-epic", issue_type="epic", labels=["x", "ü"], priority=0),
+    _rec("k-mid", dependencies=[_dep("k-mid", "k-epic", "parent-child")], status="deferred",
+         defer_until="2099-01-01T00:00:00Z"),
+    _rec("k-leaf", title=TITLE, notes=ODD, description=ODD + "\nline two",
+         dependencies=[_dep("k-leaf", "k-mid", "parent-child")], labels=["x"]),
+    _rec("k-gone", status="tombstone", dependencies=[_dep("k-gone", "k-epic", "parent-child")]),
+    _rec("k-done", status="closed", closed_at="2025-01-02T00:00:00Z", close_reason="done",
+         dependencies=[_dep("k-done", "k-epic", "parent-child")]),
+    _rec("k-failed", status="closed", closed_at="t", close_reason="Tests FAILED"),
+    _rec("k-fix", dependencies=[_dep("k-fix", "k-failed", "conditional-blocks")],
+         assignee="bob"),
+    _rec("k-spawn"),
+    _rec("k-c1", dependencies=[_dep("k-c1", "k-spawn", "parent-child")]),
+    _rec("k-wait", dependencies=[_dep("k-wait", "k-spawn", "waits-for"),
+                                 _dep("k-wait", "k-fix", "related"),
+                                 _dep("k-wait", "k-leaf", "discovered-from")],
+         issue_type="bug", priority=1),
+    _rec("k-cy1", dependencies=[_dep("k-cy1", "k-cy2")]),
+    _rec("k-cy2", dependencies=[_dep("k-cy2", "k-cy1")], labels=["x"]),
+    _rec("k-pin", status="pinned"),
+    _rec("k-after-pin", dependencies=[_dep("k-after-pin", "k-pin")]),
+    _rec("k-pinned", pinned=True), _rec("k-eph", ephemeral=True),
+    _rec("k-agent", issue_type="agent"),
+    _rec("k-blocked", status="blocked", priority=4),
+    _rec("k-under-blocked", dependencies=[_dep("k-under-blocked", "k-blocked", "parent-child")]),
+    _rec("k-grand", dependencies=[_dep("k-grand", "k-under-blocked", "parent-child")]),
+    _rec("k-two", dependencies=[_dep("k-two", "k-spawn"), _dep("k-two", "k-cy1"),
+                                _dep("k-two", "k-blocked", "parent-child")]),
+    _rec("k-meta", metadata={"n": [1, {"z": None}], "f": 1e-07, "e": {}, "l": []},
+         external_ref="gh-1"),
+    _rec("k-nulls", description="", assignee=None),
+]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = make_git_repo(tmp_path_factory.mktemp("listing") / "repo")
+    assert invoke_cli(["init", "--prefix", "k"], cwd=repo).exit_code == 0
+    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in RECORDS]
+    source = repo.parent / "records.jsonl"
+    source.write_text("".join(lines), encoding="utf-8")
+    project = open_project(repo, {})
+    try:
+        ledger = project.ledger
+        import_beads(ledger, source)
+        a = ledger.create("native " + TITLE, description=ODD, labels=["y", "x"], checks=["make test", ODD],
+                          hints={"big": 2**70, "s": "\x7f\x1f", "f": [1e16, 0.5]},
+                          metadata={}, role="w", assignee="bob")
+        b = ledger.create("waits on it", after=[a.id], priority=0, role="w")
+        ledger.create("child of it", parent=b.id, issue_type="bug", checks=[])
+        ledger.create("held by role", role="w", labels=["x"])
+        ledger.create("other role", role="v")
+        run = ledger.create("left by a dead run")
+        ledger.update(run.id, {"status": "in_progress", "assignee": "mill:dead-run"})
+        ledger.create("marked blocked", status="blocked")
+        ledger.comment(b.id, "a comment")
+    finally:
+        project.close()
+    return repo
+
+
+HOLDS = {"w": Hold("w", "role w spent 100 of 100 tokens today \u2028 ü",
+                   datetime(2099, 1, 1, tzinfo=UTC))}
+
+
+@pytest.fixture(autouse=True)
+def _holds(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(task_ops, "role_holds", lambda project: dict(HOLDS))
+    yield
+
+
+def _old_list(repo: Path, filters: dict[str, Any]) -> str:
+    """``list --json`` as it was printed before: tasks made in Python, ``to_json()``."""
+    project = open_project(repo, {})
+    try:
+        tasks = project.ledger.list_tasks(**filters)
+        task_ops.mark_interrupted(project, tasks)
+        task_ops.mark_held(project, tasks, dict(HOLDS))
+        return json.dumps([t.to_json() for t in tasks], ensure_ascii=False, indent=2,
+                          default=str) + "\n"
+    finally:
+        project.close()
+
+
+def _old_blocked(repo: Path, compat: bool) -> str:
+    project = open_project(repo, {})
+    try:
+        items = project.ledger.blocked(beads_compat=compat) + task_cmds._held_items(project)
+        return json.dumps([b.to_json() for b in items], ensure_ascii=False, indent=2,
+                          default=str) + "\n"
+    finally:
+        project.close()
+
+
+LIST_CASES: list[tuple[list[str], dict[str, Any]]] = [
+    ([], {}),
+    (["--status", "open"], {"status": ["open"]}),
+    (["-s", "open", "-s", "blocked", "-s", "deferred"],
+     {"status": ["open", "blocked", "deferred"]}),
+    (["-s", "closed"], {"status": ["closed"]}),
+    (["-s", "in_progress"], {"status": ["in_progress"]}),
+    (["-s", "pinned"], {"status": ["pinned"]}),
+    (["-s", "tombstone"], {"status": ["tombstone"]}),
+    (["--all"], {"include_hidden": True}),
+    (["-l", "x"], {"label": "x"}),
+    (["-l", "nothing"], {"label": "nothing"}),
+    (["-t", "bug"], {"issue_type": "bug"}),
+    (["-a", "bob"], {"assignee": "bob"}),
+    (["--parent", "k-epic"], {"parent": "k-epic"}),
+    (["--parent", "k-epic", "--all"], {"parent": "k-epic", "include_hidden": True}),
+    (["-n", "3"], {"limit": 3}),
+    (["-s", "open", "-l", "x", "-n", "2"], {"status": ["open"], "label": "x", "limit": 2}),
+    (["-s", "open", "-t", "task", "-a", "bob", "--all"],
+     {"status": ["open"], "issue_type": "task", "assignee": "bob", "include_hidden": True}),
+]
+
+
+@pytest.mark.parametrize(("args", "filters"), LIST_CASES)
+def test_list_json_is_what_the_python_path_printed(repo: Path, args: list[str],
+                                                   filters: dict[str, Any]) -> None:
+    result = invoke_cli(["list", *args, "--json"], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == _old_list(repo, filters)
+
+
+def test_the_ledger_has_every_kind_of_record(repo: Path) -> None:
+    """The cases above see what they are meant to (else they could not fail)."""
+    listed = json.loads(invoke_cli(["list", "--all", "--json"], cwd=repo).stdout)
+    by_title = {t["title"]: t for t in listed}
+    assert by_title["left by a dead run"]["interrupted"] is True
+    assert by_title["held by role"]["held"].startswith("role w spent")
+    assert "held" not in by_title["other role"]
+    assert by_title["native " + TITLE]["hints"]["big"] == 2**70
+    assert {t["status"] for t in listed} >= {"open", "closed", "blocked", "deferred",
+                                              "in_progress", "pinned", "tombstone"}
+    assert any(t["container"] for t in listed) and any(t["parent"] for t in listed)
+    blocked = json.loads(invoke_cli(["blocked", "--json"], cwd=repo).stdout)
+    reasons = [r for b in blocked for r in b["reasons"]]
+    assert any(r.startswith("in a dependency cycle") for r in reasons)
+    assert any(r.startswith("parent") for r in reasons)
+    assert any(r.startswith("ancestor") for r in reasons)
+    assert any(b["block_reason"] for b in blocked)
+    assert any(b["held_by_parent"] for b in blocked)
+    assert any(len(b["blocked_by"]) == 2 for b in blocked)
+    assert any(b.get("held") for b in blocked)  # the role's held tasks come last
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_blocked_json_is_what_the_python_path_printed(repo: Path, compat: bool) -> None:
+    result = invoke_cli(["blocked", "--json", *(["--beads-compat"] if compat else [])],
+                        cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    expected = _old_blocked(repo, compat)
+    assert result.stdout == expected
+    if compat:  # Beads lists fewer
+        assert len(json.loads(expected)) < len(json.loads(_old_blocked(repo, False)))
+
+
+def _statements(tmp_path: Path, n: int, compat: bool) -> tuple[int, int]:
+    """SQL statements ``blocked --json`` runs on a ledger of ``n`` of each kind of held task,
+    and those the per-task path (``Ledger.iter_blocked``) runs."""
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger.open(tmp_path / f"db-{n}-{compat}", prefix="s")
+    with ledger:
+        for i in range(n):
+            src = ledger.create(f"source {i}")
+            epic = ledger.create(f"epic {i}", after=[src.id])
+            kid = ledger.create(f"kid {i}", parent=epic.id)
+            ledger.create(f"grandkid {i}", parent=kid.id)
+            ledger.create(f"marked {i}", status="blocked")
+            ledger.create(f"deferred {i}", status="deferred")
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        texts = list(ledger.blocked_json(beads_compat=compat))
+        new = len(seen)
+        seen.clear()
+        items = list(ledger.iter_blocked(beads_compat=compat))
+        conn.set_trace_callback(None)
+        assert len(texts) == len(items) == n * (4 if not compat else 3)
+    return new, len(seen)
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_blocked_reads_set_based(tmp_path: Path, compat: bool) -> None:
+    """``blocked`` (and ``--beads-compat``) runs no statement per held task: what grows with
+    the ledger is the ancestors' reasons (the state of each ancestor that holds tasks back,
+    read once). The per-task path runs two more per blocked task (why it is blocked)."""
+    (small, old_small), (big, old_big) = (_statements(tmp_path, 3, compat),
+                                          _statements(tmp_path, 30, compat))
+    assert big - small <= 2 * (30 - 3), (small, big)
+    if not compat:
+        assert old_big - old_small >= big - small + 2 * (30 - 3), (old_small, old_big)
