@@ -294,7 +294,7 @@ def test_a_closed_pipe_ends_it_as_it_ends_the_full_path(
     """Status 1 and nothing on stderr; unbuffered, a write takes what the pipe holds, and
     the rest is written (or fails) after it, not dropped."""
     with _open(seeded) as ledger:
-        for i in range(150):  # ~100 KiB of JSON: more than a pipe holds
+        for i in range(600):  # ~400 KiB of JSON: far more than a pipe holds
             ledger.create(f"filler {i}", description="x" * 200)
     outcomes = []
     for switch in ("1", "0"):

@@ -171,11 +171,11 @@ def emit_json_texts(texts: Iterable[str]) -> bool:
         first = ",\n  "
         size += len(text)
         if size >= 1 << 16:
-            out.write("".join(chunk).encode("utf-8", errors))
+            write_all(out, "".join(chunk).encode("utf-8", errors))
             chunk.clear()
             size = 0
     chunk.append("[]\n" if first == "[\n  " else "\n]\n")
-    out.write("".join(chunk).encode("utf-8", errors))
+    write_all(out, "".join(chunk).encode("utf-8", errors))
     out.flush()
     return True
 
@@ -198,11 +198,20 @@ def _emit_bytes(out: Any, items: Iterable[Any], orjson: Any, errors: str) -> Non
             data = _indented(item, "\n").encode("utf-8", errors)
         chunk += data.replace(b"\n", b"\n  ")
         if len(chunk) >= 1 << 16:
-            out.write(chunk)
+            write_all(out, chunk)
             chunk.clear()
     chunk += b"[]\n" if first else b"\n]\n"
-    out.write(chunk)
+    write_all(out, chunk)
     out.flush()
+
+
+def write_all(out: Any, data: bytes | bytearray) -> None:
+    """All of ``data`` into the binary stream ``out``: unbuffered (``python -u``,
+    ``PYTHONUNBUFFERED``), a write to a pipe can take part of it, and the rest would be
+    dropped without a word; it is written after, or fails as a closed pipe does."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) or 0:]
 
 
 def _emit_text_items(stream: Any, items: Iterable[Any]) -> None:
