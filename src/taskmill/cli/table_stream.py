@@ -1,0 +1,195 @@
+"""The task tables of ``list`` and ``blocked``, printed as the rows are read.
+
+Up to :data:`SMALL` rows the table is rich's, exactly as :func:`render.task_table` draws it.
+A longer one is drawn in the same look (same borders, header, colours only on a terminal)
+by a light formatter: the column widths are measured on the first :data:`SMALL` rows and
+kept, a later row's longer cell wraps inside its column (nothing is cut), and a child is
+listed under its parent when both are in the same stretch of :data:`SMALL` rows. Memory is
+one stretch of rows, whatever the length of the list."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import IO, TYPE_CHECKING
+
+from rich.cells import cell_len, chop_cells
+from rich.console import COLOR_SYSTEMS, Console
+from rich.style import Style
+from rich.text import Text
+
+from ..validation import printable
+from . import render
+
+if TYPE_CHECKING:
+    from ..model import BlockedTask, Task
+
+SMALL = 500  # rows: up to this many, rich lays the table out as before
+HEADERS = ("ID", "P", "Type", "Status", "Title", "Labels", "Waiting on")
+_FIXED_CAPS = (40, 3, 16, 60)  # ID, P, Type, Status: widest kept from the first rows
+_FLEX_MIN = 8
+
+Row = tuple["Task", "list[str] | None"]
+
+
+def task_rows(rows: Iterable[Row], *, extra: bool, small: int = SMALL) -> int:
+    """Print the tasks of ``rows`` (each with its "Waiting on" items when ``extra``) as a
+    table and the "N tasks" line; returns N."""
+    it = iter(rows)
+    head = list(itertools.islice(it, small + 1))
+    if len(head) <= small:
+        render.task_table([t for t, _ in head],
+                          extra={t.id: w or [] for t, w in head} if extra else None)
+        return len(head)
+    out = render.console()
+    table = _Streamed(out, head, extra)
+    count = 0
+    chunk: list[Row] = head
+    while chunk:
+        count += table.rows(chunk)
+        chunk = list(itertools.islice(it, small))
+    out.print(f"[dim]{count} task{'s' if count != 1 else ''}[/]")
+    return count
+
+
+def blocked_rows(items: Iterable[BlockedTask], *, small: int = SMALL) -> None:
+    """``blocked``'s table, then how to unblock the tasks marked blocked, as
+    :func:`render.blocked_table` prints it."""
+    unblock: list[str] = []
+
+    def rows() -> Iterator[Row]:
+        for b in items:
+            if b.unblock:
+                unblock.append(b.unblock)
+            yield b.task, render.blocked_waits(b)
+
+    task_rows(rows(), extra=True, small=small)
+    if unblock:
+        out = render.console()
+        out.print("[dim]unblock (back to open, the mill works it again):[/]")
+        for line in unblock:
+            out.print(f"  {render.safe(line)}")
+
+
+def _cells(task: Task, depth: int, waits: list[str] | None, extra: bool) -> list[str]:
+    shown_id = ("  " * (depth - 1) + "└ " if depth else "") + task.id
+    label, _style, closed = render.status_parts(task)
+    cells = [printable(shown_id), str(task.priority), printable(task.issue_type),
+             label + (" " + closed if closed else ""), printable(task.title),
+             printable(", ".join(task.labels))]
+    if extra:
+        cells.append(printable(", ".join(waits or [])))
+    return cells
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells: at spaces where it can, else folded."""
+    if cell_len(text) <= width:
+        return [text]
+    lines: list[str] = []
+    line = ""
+    for word in text.split(" "):
+        candidate = f"{line} {word}" if line else word
+        if cell_len(candidate) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        if cell_len(word) <= width:
+            line = word
+        else:
+            *whole, line = chop_cells(word, width)
+            lines.extend(whole)
+    lines.append(line)
+    return lines
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - cell_len(text))
+
+
+def _widths(natural: Sequence[int], total: int) -> list[int]:
+    """The columns' widths: ID, P, Type and Status as measured (capped), the rest sharing
+    what the terminal has left (a column narrower than its share keeps its own width)."""
+    fixed = [min(w, cap) for w, cap in zip(natural[:4], _FIXED_CAPS, strict=False)]
+    flex = list(natural[4:])
+    room = total - sum(fixed) - (3 * len(natural) - 1)
+    widths = list(flex)
+    if sum(flex) > room:
+        left, open_ = room, list(range(len(flex)))
+        while open_:  # share evenly; give what a narrow column leaves to the others
+            share = max(left // len(open_), _FLEX_MIN)
+            narrow = [i for i in open_ if flex[i] <= share]
+            if not narrow:
+                for i in open_:
+                    widths[i] = share
+                widths[open_[0]] += max(left - share * len(open_), 0)  # the title: the rest
+                break
+            for i in narrow:
+                widths[i] = flex[i]
+                left -= flex[i]
+                open_.remove(i)
+    return fixed + widths
+
+
+class _Streamed:
+    """The table's header from the first rows, then rows as they come, in its look."""
+
+    def __init__(self, out: Console, head: list[Row], extra: bool) -> None:
+        self.out = out
+        self.file: IO[str] = out.file
+        self.extra = extra
+        ncols = 7 if extra else 6
+        natural = [cell_len(h) for h in HEADERS[:ncols]]
+        for (task, waits), depth in self._grouped(head):
+            for i, cell in enumerate(_cells(task, depth, waits, extra)):
+                natural[i] = max(natural[i], cell_len(cell))
+        self.widths = _widths(natural, out.width)
+        self.color = out.is_terminal and out.color_system is not None
+        head_cells = [_pad(h, w) for h, w in zip(HEADERS, self.widths, strict=False)]
+        out.print(Text(" " + " ┃ ".join(head_cells) + " ", style="bold" if self.color else ""),
+                  crop=False)
+        self.file.write("━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
+
+    @staticmethod
+    def _grouped(rows: list[Row]) -> list[tuple[Row, int]]:
+        waits = {task.id: w for task, w in rows}
+        return [((task, waits[task.id]), depth) for task, depth in render.grouped(
+            task for task, _ in rows)]
+
+    def rows(self, rows: list[Row]) -> int:
+        lines: list[str] = []
+        for (task, waits), depth in self._grouped(rows):
+            cells = _cells(task, depth, waits, self.extra)
+            wrapped = [_wrap(c, w) for c, w in zip(cells, self.widths, strict=True)]
+            height = max(len(c) for c in wrapped)
+            for n in range(height):
+                parts = [_pad(c[n] if n < len(c) else "", w)
+                         for c, w in zip(wrapped, self.widths, strict=True)]
+                if self.color and n < len(wrapped[3]):
+                    parts[3] = self._status(task, parts[3])
+                lines.append(" " + " │ ".join(parts) + " \n")
+        self.file.write("".join(lines))
+        self.file.flush()
+        return len(rows)
+
+    def _status(self, task: Task, cell: str) -> str:
+        label, style, closed = render.status_parts(task)
+        plain = label + (" " + closed if closed else "")
+        if cell.rstrip(" ") == plain:  # on one line: the label in its colour, the count dim
+            pad = cell[len(plain):]
+            return (_ansi(style, self.out.color_system)(label)
+                    + (" " + _ansi("dim", self.out.color_system)(closed) if closed else "")
+                    + pad)
+        return _ansi(style, self.out.color_system)(cell)
+
+
+@lru_cache(maxsize=32)
+def _ansi(style: str, system: str | None) -> Callable[[str], str]:
+    """A function colouring text in ``style`` as a console of ``system`` colours would."""
+    if not style or system is None:
+        return lambda text: text
+    start, _, end = Style.parse(style).render("\0", color_system=COLOR_SYSTEMS[system]
+                                              ).partition("\0")
+    return lambda text: f"{start}{text}{end}"
