@@ -68,8 +68,7 @@ def blocked_rows(items: Iterable[BlockedTask], *, small: int = SMALL) -> None:
     if unblock:
         out = render.console()
         out.print("[dim]unblock (back to open, the mill works it again):[/]")
-        for line in unblock:
-            out.print(f"  {render.safe(line)}")
+        out.file.write("".join(f"  {printable(line)}\n" for line in unblock))
 
 
 def _cells(task: Task, depth: int, waits: list[str] | None, extra: bool) -> list[str]:
@@ -83,30 +82,37 @@ def _cells(task: Task, depth: int, waits: list[str] | None, extra: bool) -> list
     return cells
 
 
+def _cell_len(text: str) -> int:
+    """Terminal cells ``text`` takes (wide characters take two)."""
+    return len(text) if text.isascii() else cell_len(text)
+
+
 def _wrap(text: str, width: int) -> list[str]:
     """``text`` in lines of at most ``width`` cells: at spaces where it can, else folded."""
-    if cell_len(text) <= width:
+    measure: Callable[[str], int] = len if text.isascii() else cell_len
+    if measure(text) <= width:
         return [text]
     lines: list[str] = []
-    line = ""
+    line, size = "", -1  # size -1: nothing on the line yet
     for word in text.split(" "):
-        candidate = f"{line} {word}" if line else word
-        if cell_len(candidate) <= width:
-            line = candidate
+        n = measure(word)
+        if size >= 0 and size + 1 + n <= width:
+            line, size = f"{line} {word}", size + 1 + n
             continue
-        if line:
+        if size >= 0:
             lines.append(line)
-        if cell_len(word) <= width:
-            line = word
+        if n <= width:
+            line, size = word, n
         else:
             *whole, line = chop_cells(word, width)
             lines.extend(whole)
+            size = measure(line)
     lines.append(line)
     return lines
 
 
 def _pad(text: str, width: int) -> str:
-    return text + " " * (width - cell_len(text))
+    return text.ljust(width) if text.isascii() else text + " " * (width - cell_len(text))
 
 
 def _widths(natural: Sequence[int], total: int) -> list[int]:
@@ -141,10 +147,10 @@ class _Streamed:
         self.file: IO[str] = out.file
         self.extra = extra
         ncols = 7 if extra else 6
-        natural = [cell_len(h) for h in HEADERS[:ncols]]
+        natural = [_cell_len(h) for h in HEADERS[:ncols]]
         for (task, waits), depth in self._grouped(head):
             for i, cell in enumerate(_cells(task, depth, waits, extra)):
-                natural[i] = max(natural[i], cell_len(cell))
+                natural[i] = max(natural[i], _cell_len(cell))
         self.widths = _widths(natural, out.width)
         self.color = out.is_terminal and out.color_system is not None
         head_cells = [_pad(h, w) for h, w in zip(HEADERS, self.widths, strict=False)]
@@ -160,16 +166,23 @@ class _Streamed:
 
     def rows(self, rows: list[Row]) -> int:
         lines: list[str] = []
+        widths = self.widths
+        blanks = [" " * w for w in widths]
         for (task, waits), depth in self._grouped(rows):
             cells = _cells(task, depth, waits, self.extra)
-            wrapped = [_wrap(c, w) for c, w in zip(cells, self.widths, strict=True)]
-            height = max(len(c) for c in wrapped)
-            for n in range(height):
-                parts = [_pad(c[n] if n < len(c) else "", w)
-                         for c, w in zip(wrapped, self.widths, strict=True)]
-                if self.color and n < len(wrapped[3]):
-                    parts[3] = self._status(task, parts[3])
-                lines.append(" " + " │ ".join(parts) + " \n")
+            if not self.color and all(
+                    len(c) <= w and c.isascii() for c, w in zip(cells, widths, strict=True)):
+                lines.append(" " + " │ ".join(  # most rows: one line each, no colour
+                    c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " \n")
+                continue
+            columns = [[_pad(line, w) for line in _wrap(c, w)]
+                       for c, w in zip(cells, widths, strict=True)]
+            if self.color:
+                columns[3] = [self._status(task, line) for line in columns[3]]
+            height = max(map(len, columns))
+            for column, blank in zip(columns, blanks, strict=True):
+                column.extend([blank] * (height - len(column)))
+            lines.extend(" " + " │ ".join(parts) + " \n" for parts in zip(*columns, strict=True))
         self.file.write("".join(lines))
         self.file.flush()
         return len(rows)
