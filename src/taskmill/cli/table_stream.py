@@ -33,9 +33,10 @@ _FLEX_MIN = 8
 Row = tuple["Task", "list[str] | None"]
 
 
-def task_rows(rows: Iterable[Row], *, extra: bool, small: int = SMALL) -> int:
+def task_rows(rows: Iterable[Row], *, extra: bool, small: int | None = None) -> int:
     """Print the tasks of ``rows`` (each with its "Waiting on" items when ``extra``) as a
-    table and the "N tasks" line; returns N."""
+    table and the "N tasks" line; returns N. ``small``: rows rich lays out (:data:`SMALL`)."""
+    small = SMALL if small is None else small
     it = iter(rows)
     head = list(itertools.islice(it, small + 1))
     if len(head) <= small:
@@ -53,7 +54,7 @@ def task_rows(rows: Iterable[Row], *, extra: bool, small: int = SMALL) -> int:
     return count
 
 
-def blocked_rows(items: Iterable[BlockedTask], *, small: int = SMALL) -> None:
+def blocked_rows(items: Iterable[BlockedTask], *, small: int | None = None) -> None:
     """``blocked``'s table, then how to unblock the tasks marked blocked, as
     :func:`render.blocked_table` prints it."""
     unblock: list[str] = []
