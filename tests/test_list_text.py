@@ -14,7 +14,7 @@ import pytest
 from rich.cells import cell_len
 
 from conftest import invoke_cli, make_git_repo
-from taskmill.cli import table_stream
+from taskmill.cli import render, table_stream
 from taskmill.model import Task
 from taskmill.project import open_project
 
@@ -83,19 +83,27 @@ def test_memory_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peaks[1] < peaks[0] * 1.5, peaks
 
 
+@pytest.mark.parametrize("colour", [False, True])
 def test_the_look_is_rich_tables(monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """The same rows under the threshold (rich) and over it (streamed) print the same lines
-    when the first stretch holds the widest cells."""
+                                 capsys: pytest.CaptureFixture[str], colour: bool) -> None:
+    """The light formatter draws what rich draws, colours too: for a list that fits the
+    terminal (which it then draws) and for a streamed one whose first stretch holds the
+    widest cells."""
     monkeypatch.setenv("COLUMNS", "100")
-    rows = [(t, None) for t in _tasks(12)]
-    table_stream.task_rows(rows, extra=False, small=20)
+    if colour:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("TERM", "xterm-256color")
+    tasks = [Task(id="t-box", title="a container 漢字", children=3, children_closed=1,
+                  priority=12, labels=["ラベル", "b"]), *_tasks(11)]
+    render.task_table(tasks)
     rich_out = capsys.readouterr().out
+    assert ("\x1b[" in rich_out) is colour
+    rows = [(t, None) for t in tasks]
+    assert table_stream.task_rows(rows, extra=False, small=20) == 12
+    assert capsys.readouterr().out == rich_out
     table_stream.task_rows(rows, extra=False, small=11)
-    streamed = capsys.readouterr().out
-    assert streamed == rich_out
-    assert streamed.splitlines()[0].startswith(" ID ") and "┃" in streamed
-    assert streamed.endswith("12 tasks\n")
+    assert capsys.readouterr().out == rich_out
+    assert ANSI.sub("", rich_out).splitlines()[0].startswith(" ID ")
 
 
 def test_long_and_wide_text_wraps_inside_its_column(monkeypatch: pytest.MonkeyPatch,

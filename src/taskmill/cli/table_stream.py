@@ -1,11 +1,12 @@
 """The task tables of ``list`` and ``blocked``, printed as the rows are read.
 
-Up to :data:`SMALL` rows the table is rich's, exactly as :func:`render.task_table` draws it.
-A longer one is drawn in the same look (same borders, header, colours only on a terminal)
-by a light formatter: the column widths are measured on the first :data:`SMALL` rows and
-kept, a later row's longer cell wraps inside its column (nothing is cut), and a child is
-listed under its parent when both are in the same stretch of :data:`SMALL` rows. Memory is
-one stretch of rows, whatever the length of the list."""
+A light formatter draws rich's table (same borders, header, right-aligned priority, colours
+only on a terminal) a stretch of rows at a time: the column widths are measured on the
+first :data:`SMALL` rows and kept, a later row's longer cell wraps inside its column
+(nothing is cut), and a child is listed under its parent when both are in the same stretch.
+Memory is one stretch of rows, whatever the length of the list. A list of up to
+:data:`SMALL` rows that does not fit the terminal is laid out by rich itself, as before
+(it shrinks and wraps columns its own way)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from typing import IO, TYPE_CHECKING
 from rich.cells import cell_len, chop_cells
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
-from rich.text import Text
 
 from ..validation import printable
 from . import render
@@ -39,12 +39,13 @@ def task_rows(rows: Iterable[Row], *, extra: bool, small: int | None = None) -> 
     small = SMALL if small is None else small
     it = iter(rows)
     head = list(itertools.islice(it, small + 1))
-    if len(head) <= small:
-        render.task_table([t for t, _ in head],
+    out = render.console()
+    table = _Streamed(out, head, extra) if head else None
+    if table is None or (len(head) <= small and not table.fits):
+        render.task_table([t for t, _ in head],  # rich's layout: it shrinks columns to fit
                           extra={t.id: w or [] for t, w in head} if extra else None)
         return len(head)
-    out = render.console()
-    table = _Streamed(out, head, extra)
+    table.header()
     count = 0
     chunk: list[Row] = head
     while chunk:
@@ -153,11 +154,18 @@ class _Streamed:
             for i, cell in enumerate(_cells(task, depth, waits, extra)):
                 natural[i] = max(natural[i], _cell_len(cell))
         self.widths = _widths(natural, out.width)
+        self.fits = sum(natural) + 3 * ncols - 1 <= out.width
+        """Every cell of the first rows fits on one line: drawn as rich draws the table."""
         self.color = out.is_terminal and out.color_system is not None
-        head_cells = [_pad(h, w) for h, w in zip(HEADERS, self.widths, strict=False)]
-        out.print(Text(" " + " ┃ ".join(head_cells) + " ", style="bold" if self.color else ""),
-                  crop=False)
-        self.file.write("━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
+
+    def header(self) -> None:
+        """The header and the rule under it, as rich draws them (bold on a terminal)."""
+        cells = [_pad(h, w) for h, w in zip(HEADERS, self.widths, strict=False)]
+        cells[1] = HEADERS[1].rjust(self.widths[1])
+        bold = _ansi("bold", self.out.color_system if self.color else None)
+        line = "┃".join(bold(" ") + bold(cell) + bold(" ") for cell in cells) if self.color \
+            else " " + " ┃ ".join(cells) + " "
+        self.file.write(line + "\n━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
 
     @staticmethod
     def _grouped(rows: list[Row]) -> list[tuple[Row, int]]:
@@ -173,11 +181,13 @@ class _Streamed:
             cells = _cells(task, depth, waits, self.extra)
             if not self.color and all(
                     len(c) <= w and c.isascii() for c, w in zip(cells, widths, strict=True)):
-                lines.append(" " + " │ ".join(  # most rows: one line each, no colour
-                    c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " \n")
+                parts = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+                parts[1] = cells[1].rjust(widths[1])  # the priority, to the right
+                lines.append(" " + " │ ".join(parts) + " \n")  # most rows: one line each
                 continue
             columns = [[_pad(line, w) for line in _wrap(c, w)]
                        for c, w in zip(cells, widths, strict=True)]
+            columns[1] = [line.rjust(widths[1]) for line in _wrap(cells[1], widths[1])]
             if self.color:
                 columns[3] = [self._status(task, line) for line in columns[3]]
             height = max(map(len, columns))
