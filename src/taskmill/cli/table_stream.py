@@ -1,12 +1,12 @@
 """The task tables of ``list`` and ``blocked``, printed as the rows are read.
 
-A light formatter draws rich's table (same borders, header, right-aligned priority, colours
-only on a terminal) a stretch of rows at a time: the column widths are measured on the
-first :data:`SMALL` rows and kept, a later row's longer cell wraps inside its column
-(nothing is cut), and a child is listed under its parent when both are in the same stretch.
-Memory is one stretch of rows, whatever the length of the list. A list of up to
-:data:`SMALL` rows that does not fit the terminal is laid out by rich itself, as before
-(it shrinks and wraps columns its own way)."""
+A light formatter draws what rich's table draws (the same bytes: borders, bold header,
+right-aligned priority, columns narrowed and text wrapped as rich does when the terminal is
+too narrow, colours only on a terminal), a stretch of :data:`SMALL` rows at a time. The
+column widths are worked out on the first stretch and kept: a later row's longer cell wraps
+inside its column (an id is folded, never cut), and a child is listed under its parent when
+both are in the same stretch. Memory is one stretch of rows, whatever the length of the
+list; a list of up to :data:`SMALL` rows comes out exactly as rich laid it out before."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING
 
-from rich.cells import cell_len, chop_cells
+from rich._ratio import ratio_reduce
+from rich.cells import cell_len, chop_cells, set_cell_size
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
+from rich.table import Table
 
 from ..validation import printable
 from . import render
@@ -25,26 +27,24 @@ from . import render
 if TYPE_CHECKING:
     from ..model import BlockedTask, Task
 
-SMALL = 500  # rows: up to this many, rich lays the table out as before
+SMALL = 500  # rows: the stretch the column widths are worked out on
 HEADERS = ("ID", "P", "Type", "Status", "Title", "Labels", "Waiting on")
-_FIXED_CAPS = (40, 3, 16, 60)  # ID, P, Type, Status: widest kept from the first rows
-_FLEX_MIN = 8
 
 Row = tuple["Task", "list[str] | None"]
 
 
 def task_rows(rows: Iterable[Row], *, extra: bool, small: int | None = None) -> int:
     """Print the tasks of ``rows`` (each with its "Waiting on" items when ``extra``) as a
-    table and the "N tasks" line; returns N. ``small``: rows rich lays out (:data:`SMALL`)."""
+    table and the "N tasks" line; returns N. ``small``: the rows the column widths are
+    worked out on (:data:`SMALL`)."""
     small = SMALL if small is None else small
     it = iter(rows)
     head = list(itertools.islice(it, small + 1))
     out = render.console()
     table = _Streamed(out, head, extra) if head else None
-    if table is None or (len(head) <= small and not table.fits):
-        render.task_table([t for t, _ in head],  # rich's layout: it shrinks columns to fit
-                          extra={t.id: w or [] for t, w in head} if extra else None)
-        return len(head)
+    if table is None:
+        render.task_table([], extra={} if extra else None)  # "0 tasks"
+        return 0
     table.header()
     count = 0
     chunk: list[Row] = head
@@ -89,8 +89,10 @@ def _cell_len(text: str) -> int:
     return len(text) if text.isascii() else cell_len(text)
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    """``text`` in lines of at most ``width`` cells: at spaces where it can, else folded."""
+def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken at spaces as rich breaks them; a
+    word wider than the line on a line of its own, cut short with "…" as rich cuts it (or,
+    with ``fold``, folded over as many lines as it needs)."""
     measure: Callable[[str], int] = len if text.isascii() else cell_len
     if measure(text) <= width:
         return [text]
@@ -105,10 +107,12 @@ def _wrap(text: str, width: int) -> list[str]:
             lines.append(line)
         if n <= width:
             line, size = word, n
-        else:
+        elif fold:
             *whole, line = chop_cells(word, width)
             lines.extend(whole)
             size = measure(line)
+        else:
+            line, size = set_cell_size(word, width - 1) + "…" if width > 0 else "", width
     lines.append(line)
     return lines
 
@@ -118,27 +122,16 @@ def _pad(text: str, width: int) -> str:
 
 
 def _widths(natural: Sequence[int], total: int) -> list[int]:
-    """The columns' widths: ID, P, Type and Status as measured (capped), the rest sharing
-    what the terminal has left (a column narrower than its share keeps its own width)."""
-    fixed = [min(w, cap) for w, cap in zip(natural[:4], _FIXED_CAPS, strict=False)]
-    flex = list(natural[4:])
-    room = total - sum(fixed) - (3 * len(natural) - 1)
-    widths = list(flex)
-    if sum(flex) > room:
-        left, open_ = room, list(range(len(flex)))
-        while open_:  # share evenly; give what a narrow column leaves to the others
-            share = max(left // len(open_), _FLEX_MIN)
-            narrow = [i for i in open_ if flex[i] <= share]
-            if not narrow:
-                for i in open_:
-                    widths[i] = share
-                widths[open_[0]] += max(left - share * len(open_), 0)  # the title: the rest
-                break
-            for i in narrow:
-                widths[i] = flex[i]
-                left -= flex[i]
-                open_.remove(i)
-    return fixed + widths
+    """The columns' widths, as rich's table works them out for cells this wide on a terminal
+    ``total`` cells wide: the widest wrappable columns (all but the ID) narrowed first, then
+    every column evenly, when the table would be wider than the terminal."""
+    padded = [w + 2 for w in natural]  # a space each side
+    room = total - (len(natural) - 1)  # the borders between the columns
+    if sum(padded) > room:
+        padded = Table._collapse_widths(padded, [i != 0 for i in range(len(padded))], room)
+        if sum(padded) > room:
+            padded = ratio_reduce(sum(padded) - room, [1] * len(padded), padded, padded)
+    return [max(w - 2, 0) for w in padded]
 
 
 class _Streamed:
@@ -154,18 +147,21 @@ class _Streamed:
             for i, cell in enumerate(_cells(task, depth, waits, extra)):
                 natural[i] = max(natural[i], _cell_len(cell))
         self.widths = _widths(natural, out.width)
-        self.fits = sum(natural) + 3 * ncols - 1 <= out.width
-        """Every cell of the first rows fits on one line: drawn as rich draws the table."""
         self.color = out.is_terminal and out.color_system is not None
 
     def header(self) -> None:
         """The header and the rule under it, as rich draws them (bold on a terminal)."""
-        cells = [_pad(h, w) for h, w in zip(HEADERS, self.widths, strict=False)]
-        cells[1] = HEADERS[1].rjust(self.widths[1])
         bold = _ansi("bold", self.out.color_system if self.color else None)
-        line = "┃".join(bold(" ") + bold(cell) + bold(" ") for cell in cells) if self.color \
-            else " " + " ┃ ".join(cells) + " "
-        self.file.write(line + "\n━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
+        columns = [[_pad(line, w) for line in _wrap(h, w)]
+                   for h, w in zip(HEADERS, self.widths, strict=False)]
+        columns[1] = [line.rjust(self.widths[1]) for line in _wrap("P", self.widths[1])]
+        height = max(map(len, columns))
+        for column, w in zip(columns, self.widths, strict=True):
+            column[:0] = [" " * w] * (height - len(column))  # rich: at the bottom
+        for cells in zip(*columns, strict=True):
+            self.file.write(("┃".join(bold(" ") + bold(cell) + bold(" ") for cell in cells)
+                             if self.color else " " + " ┃ ".join(cells) + " ") + "\n")
+        self.file.write("━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
 
     @staticmethod
     def _grouped(rows: list[Row]) -> list[tuple[Row, int]]:
@@ -187,6 +183,8 @@ class _Streamed:
                 continue
             columns = [[_pad(line, w) for line in _wrap(c, w)]
                        for c, w in zip(cells, widths, strict=True)]
+            columns[0] = [_pad(line, widths[0])  # an id in full: folded, never cut
+                          for line in _wrap(cells[0], widths[0], fold=True)]
             columns[1] = [line.rjust(widths[1]) for line in _wrap(cells[1], widths[1])]
             if self.color:
                 columns[3] = [self._status(task, line) for line in columns[3]]
