@@ -1,7 +1,7 @@
 """The everyday commands as whole processes, beside ``python -c pass``: ``ready``, ``show``,
 ``create``, ``update`` and ``close`` (each with ``--json``, ``ready`` and ``show`` also as
-tables; held to 2x), ``list --status open --json`` and ``blocked --json`` (which print a
-share of the backlog) and ``--version``; and ``taskmill import`` of each size's backlog as
+tables; held to 2x), ``list --status open`` and ``blocked`` (as JSON and as tables: they
+print a share of the backlog) and ``--version``; and ``taskmill import`` of each size's backlog as
 a Beads file into a fresh repository (time and peak memory), run N times each on a copy of a 10K- and a 100K-task ledger
 (1M with ``--sizes 10000,100000,1000000``: built once through a real import). Prints each
 median and its ratio to ``python -c pass`` (target: within 2x), and the same commands
@@ -125,6 +125,8 @@ def _commands(shown: str, updated: list[str], closing: list[str]
         ("close --json", lambda i: ["close", closing[i], "--json"]),
         ("list --status open --json", lambda i: ["list", "--status", "open", "--json"]),
         ("blocked --json", lambda i: ["blocked", "--json"]),
+        ("list --status open", lambda i: ["list", "--status", "open"]),  # the text tables
+        ("blocked", lambda i: ["blocked"]),
     ]
 
 

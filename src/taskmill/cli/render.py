@@ -47,16 +47,24 @@ def block(value: str) -> str:
     return printable(value, multiline=True)
 
 
-def _status(task: Task) -> str:
-    style = STATUS_STYLE.get(task.status, "")
-    label = safe(task.status) + ("" if task.status != "open" or task.ready else " (waiting)")
+def status_parts(task: Task) -> tuple[str, str, str]:
+    """A task's status as shown: (label, its style, the container's "2/5 closed" or "")."""
+    label = printable(task.status) + ("" if task.status != "open" or task.ready
+                                      else " (waiting)")
     if task.interrupted:
         label = "interrupted (resumed by the next taskmill run)"
     if task.held:
         label = "open (held: its role's daily budget is spent)"
+    closed = f"{task.children_closed}/{task.children} closed" if task.container else ""
+    return label, STATUS_STYLE.get(task.status, ""), closed
+
+
+def _status(task: Task) -> str:
+    label, style, closed = status_parts(task)
+    label = escape(label)
     text = f"[{style}]{label}[/]" if style else label
-    if task.container:
-        text += f" [dim]{task.children_closed}/{task.children} closed[/]"
+    if closed:
+        text += f" [dim]{closed}[/]"
     return text
 
 
@@ -65,7 +73,7 @@ def progress(task: Task) -> str:
     return f"{task.children_closed} of {task.children} closed"
 
 
-def _grouped(tasks: Iterable[Task]) -> list[tuple[Task, int]]:
+def grouped(tasks: Iterable[Task]) -> list[tuple[Task, int]]:
     """The tasks with each child right under its parent (when both are listed), and depth."""
     items = list(tasks)
     listed = {t.id for t in items}
@@ -104,7 +112,7 @@ def task_table(tasks: Iterable[Task], *, title: str | None = None,
     if extra:
         table.add_column("Waiting on")
     count = 0
-    for task, depth in _grouped(tasks):
+    for task, depth in grouped(tasks):
         shown_id = ("  " * (depth - 1) + "└ " if depth else "") + task.id
         row: list[Text | str] = [plain(shown_id), str(task.priority), plain(task.issue_type),
                                  _status(task), plain(task.title), plain(", ".join(task.labels))]
@@ -135,9 +143,14 @@ def ready_tables(tasks: list[Task]) -> None:
                       markup=False)
 
 
+def blocked_waits(b: BlockedTask) -> list[str]:
+    """What holds a blocked task, as its "Waiting on" cell lists it."""
+    return (b.blockers + (b.reasons or [f"parent {p}" for p in b.held_by_parent])
+            + ([f"blocked: {_one_line(b.reason)}"] if b.reason else []))
+
+
 def blocked_table(items: list[BlockedTask]) -> None:
-    waits = {b.task.id: b.blockers + (b.reasons or [f"parent {p}" for p in b.held_by_parent])
-             + ([f"blocked: {_one_line(b.reason)}"] if b.reason else []) for b in items}
+    waits = {b.task.id: blocked_waits(b) for b in items}
     task_table([b.task for b in items], extra=waits)
     unblock = [b for b in items if b.unblock]
     if unblock:

@@ -180,8 +180,11 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
             emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
                 project, _mark_interrupted(project, page), holds))
             return
-        tasks = [t for page in pages for t in task_ops.mark_held(
-            project, _mark_interrupted(project, page), holds)]
+        from . import table_stream  # printed as the pages are read
+
+        table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
+            project, _mark_interrupted(project, page), holds)), extra=False)
+        return
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
     else:
@@ -231,8 +234,12 @@ def blocked(beads_compat: bool) -> None:
     if ctx.turn_socket is not None:
         items = ctx.remote().blocked()
     else:
+        from . import table_stream  # (not JSON here) printed as the tasks are looked at
+
         project = ctx.project()
-        items = project.ledger.blocked(beads_compat=compat) + _held_items(project)
+        table_stream.blocked_rows(itertools.chain(
+            project.ledger.iter_blocked(beads_compat=compat), _held_items(project)))
+        return
     if ctx.json:
         emit_json([b.to_json() for b in items])
     else:

@@ -20,7 +20,6 @@ from ..clock import Clock, SystemClock, iso
 from ..errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
 from ..ids import hash_length, new_id
 from ..model import (
-    BLOCK_COMMENT_PREFIX,
     BLOCKED,
     BLOCKS,
     CLOSED,
@@ -309,27 +308,31 @@ class Ledger(WorkVerbs):
     def iter_blocked(self, *, beads_compat: bool | None = None,
                      page_size: int = 1000) -> Iterator[BlockedTask]:
         """:meth:`blocked`, each task yielded as it is looked at (read ``page_size`` at a
-        time; what the pages' tasks share, their ancestors, is read once)."""
+        time; what holds the held tasks, dependencies and parents, is read once, as ids)."""
         compat = self.beads_compat if beads_compat is None else beads_compat
-        # what holds each task (a task not in it waits on nothing): ids only, read at once
-        waits = self.store.held_waits()
+        # what holds each task (a task not in them waits on nothing): ids only, read at once
+        waits, holding = self.store.held_links()
         in_cycle = _cycles_among(waits)
         reads = containers.AncestorReads(self.store)
         reads.waits = waits
+        reads.parents.update(holding)
+        reads.parents_complete = True
+        marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
         for page in self.store.held_pages(compat, size=page_size):
-            parents_of = self.store.holding_parents_many([t.id for t in page])
-            for task in page:
-                reads.parents[task.id] = parents_of.get(task.id, [])
             for task in page:
                 blockers = sorted(waits.get(task.id, ()))
-                parents = sorted(reads.parents[task.id])
+                parents = sorted(holding.get(task.id, ()))
                 ancestors, reasons = containers.ancestor_reasons(self.store, task.id, reads)
                 item = BlockedTask(task, blockers, parents, ancestors, reasons)
                 if task.id in in_cycle:
                     item.reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[task.id])}",
                                     *item.reasons]
                 if task.status == BLOCKED:
-                    item.reason = self._block_reason(task.id)
+                    if marks is None:  # why each blocked task is: read once, for all
+                        from .listing import BLOCK_MARKS, block_reason
+
+                        marks = self.store.block_marks(*BLOCK_MARKS)
+                    item.reason = block_reason(task.id, marks)
                     item.unblock = f"taskmill reopen {task.id}"
                 yield item
 
@@ -345,17 +348,6 @@ class Ledger(WorkVerbs):
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a
         ``deferred`` or ``blocked`` ``task_id`` holds back."""
         return containers.held_back(self.store, self.resolve(task_id))
-
-    def _block_reason(self, tid: str) -> str:
-        """The mill's reason for blocking a task, else who marked it blocked and when."""
-        text = self.store.last_comment_starting(tid, BLOCK_COMMENT_PREFIX)
-        if text is not None:
-            return text[len(BLOCK_COMMENT_PREFIX):]
-        for event in self.store.recent_events(tid, ("updated", "imported"), 200):
-            status = event.data.get("changes", {}).get("status")
-            if isinstance(status, list) and status[-1:] == [BLOCKED]:
-                return f"marked blocked by {event.actor} at {event.ts}"
-        return "marked blocked (no reason recorded)"
 
     def exists(self, task_id: str) -> bool:
         return self.store.exists(task_id)

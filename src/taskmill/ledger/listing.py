@@ -79,7 +79,7 @@ BLOCK_MARKS = (BLOCK_COMMENT_PREFIX, ("updated", "imported"), 200)
 """What :meth:`~taskmill.ledger.Ledger.blocked` reads to say why a task is blocked."""
 
 
-def _block_reason(tid: str,
+def block_reason(tid: str,
                   marks: Mapping[str, tuple[str | None, str | None, str | None]]) -> str:
     """The mill's reason for blocking a task, else who marked it blocked and when (as
     :meth:`taskmill.ledger.Ledger.blocked` says it)."""
@@ -136,7 +136,7 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
         blocked = status == BLOCKED
         if blocked and marks is None:
             marks = store.block_marks(*BLOCK_MARKS)
-        reason = _block_reason(tid, marks or {}) if blocked else None
+        reason = block_reason(tid, marks or {}) if blocked else None
         unblock = f"taskmill reopen {tid}" if blocked else None
         yield (f'{text},\n    "held_by_parent": {_strings(sorted(parents))},'
                f'\n    "held_by_ancestor": {_strings(ancestors)},'
