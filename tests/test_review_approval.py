@@ -82,7 +82,10 @@ def test_a_task_sent_back_gets_the_comment_in_its_next_prompt(tmp_path: Path) ->
 
     prompts = sorted(repo.spy.glob("prompt-tm-a-*.stdin"))
     assert len(prompts) == 2
-    assert "Please also log the value you write." in prompts[1].read_text()
+    second = prompts[1].read_text()
+    assert second.count("Please also log the value you write.") == 1, second
+    # the mill's note on how to approve or send it back is for people, not the agent
+    assert "awaiting a person's approval" not in second and "taskmill approve" not in second
     # it waits for approval again, with its new work
     state = approval_state(repo.ledger, "tm-a")
     assert state is not None and state.status == "awaiting"

@@ -144,3 +144,35 @@ def test_a_failed_review_proceeds_by_default_and_says_so(tmp_path: Path) -> None
     assert repo.task("tm-a")["status"] == "closed"
     attempt = repo.attempts("tm-a")[0]
     assert "invalid twice" in attempt["detail"]["review_failed"]
+
+
+def test_each_review_round_keeps_its_log_after_a_send_back(tmp_path: Path) -> None:
+    reviewer = """
+print(f"review call {{CALL}}")
+print(json.dumps({{"findings": []}}))
+"""
+    repo, agent = review_repo(tmp_path, "", reviewer=reviewer)
+    agent_script(tmp_path / "worker.py", '(WT / "calc.py").write_text(f"X = {CALL}\\n")\n',
+                 spy=repo.spy)
+    config = repo.root / ".taskmill" / "config.toml"
+    config.write_text(config.read_text() + "\n[merge]\nrequire_approval = true\n",
+                      encoding="utf-8")
+    repo.git("commit", "-qam", "approval on")
+    repo.create("tm-a", "set X")
+
+    repo.run("--agent", agent)
+    assert repo.task("tm-a")["status"] == "blocked"
+    sent = repo.cli("reject", "tm-a", "-m", "Make it bigger.")
+    assert sent.returncode == 0, sent.stderr
+    result = repo.run("--agent", agent)
+    assert repo.task("tm-a")["status"] == "blocked", result.describe()
+
+    attempts = repo.attempts("tm-a")
+    assert [(a["lap"], a["iteration"]) for a in attempts] == [(1, 1), (2, 1)]
+    # each round's review log is beside its attempt's log, and the first one is still there
+    for n, attempt in enumerate(attempts, start=1):
+        log = Path(attempt["log_path"])
+        review_log = log.with_name(f"{log.stem}.review-try1.log")
+        if not review_log.is_absolute():
+            review_log = repo.root / review_log
+        assert f"review call {n}" in review_log.read_text(), review_log

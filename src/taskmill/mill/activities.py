@@ -301,7 +301,7 @@ class TaskActivities:
         ws, attempt, setup = self.ws, self.attempt, self.ctx.review
         assert ws is not None and attempt is not None and setup is not None
         result, summary = review_change(
-            self.ctx, setup, ledger_dir_task=self._log_dir(), ws=ws, task_id=self.task.id,
+            self.ctx, setup, attempt_log=attempt.log_path, ws=ws, task_id=self.task.id,
             title=self.task.title, description=self.task.description,
             iteration=attempt.iteration, checks=self.checks, ledger=self.ledger,
             actor=self.records.actor)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import Task
+from ..model import BLOCK_COMMENT_PREFIX, Task
+from ..review.approval import AWAITING_REASON
 
 PROMPT_TAIL = 6000
 # Comment authors that are not people: the mill (``mill:<run>``) and agents
@@ -16,6 +17,9 @@ REVIEW_AUTHOR = "review:"
 MACHINE_AUTHORS = (MILL_AUTHOR, AGENT_AUTHOR, REVIEW_AUTHOR)
 # what older versions wrote when an internal error blocked a task: noise for an agent
 INTERNAL_ERROR = "taskmill blocked this task: taskmill error:"
+# the mill's note that a task waits for a person's approval (how to approve or send it
+# back): for the person, noise for an agent; a send-back's comment is the person's own
+AWAITING_APPROVAL = BLOCK_COMMENT_PREFIX + AWAITING_REASON
 
 
 @dataclass
@@ -50,7 +54,7 @@ def build_prompt(task: Task, ctx: PromptContext) -> str:
         parts += ["## Hints", *(f"- {k}: {v}" for k, v in task.hints.items()), ""]
     people = [c for c in task.comments if not c.author.startswith(MACHINE_AUTHORS)]
     mill = [c for c in task.comments if c.author.startswith(MILL_AUTHOR)
-            and INTERNAL_ERROR not in c.text]
+            and INTERNAL_ERROR not in c.text and not c.text.startswith(AWAITING_APPROVAL)]
     agents = [c for c in task.comments if c.author.startswith(AGENT_AUTHOR)]
     reviews = [c for c in task.comments if c.author.startswith(REVIEW_AUTHOR)]
     if people:

@@ -32,18 +32,20 @@ def checks_summary(checks: ChecksResult | None) -> str:
                      for r in checks.runs)
 
 
-def review_change(ctx: WorkerContext, setup: ReviewSetup, *, ledger_dir_task: Path,
+def review_change(ctx: WorkerContext, setup: ReviewSetup, *, attempt_log: Path,
                   ws: Workspace, task_id: str, title: str, description: str, iteration: int,
                   checks: ChecksResult | None, ledger: Ledger,
                   actor: str) -> tuple[ChangeReviewed, dict[str, Any]]:
     """Review the task's branch in ``ws``; returns the policy's result and the summary kept
-    in the attempt's detail."""
+    in the attempt's detail. The reviewer's log and state sit beside ``attempt_log`` (the
+    worker turn's log, named for its lap, iteration and start): each review round keeps its
+    own, a round after a send-back too."""
     git = ws.git
     head = git.out("rev-parse", "HEAD")
     base = ctx.queue.tip()
     diff = git.run("diff", "--no-color", "--no-ext-diff", f"{base}...{head}",
                    check=False).stdout
-    state = ledger_dir_task / f"review-iter{iteration}.state"
+    state = attempt_log.with_suffix(".review.state")
     state.mkdir(parents=True, exist_ok=True)
     home = ctx.homes_dir / setup.config.name
     home.mkdir(parents=True, exist_ok=True)
@@ -52,7 +54,7 @@ def review_change(ctx: WorkerContext, setup: ReviewSetup, *, ledger_dir_task: Pa
         task_id=task_id, title=title, iteration=iteration, prompt="", worktree=ws.path,
         home=home, state_dir=state, prompt_file=state / "prompt.md",
         usage_file=state / "usage.json",
-        log_path=ledger_dir_task / f"review-iter{iteration}.log", parent_env=ctx.parent_env,
+        log_path=attempt_log.with_suffix(".review.log"), parent_env=ctx.parent_env,
         taskmill_env={"TASKMILL_TASK_ID": task_id, "TASKMILL_TASK_TITLE": title,
                       "TASKMILL_ITERATION": str(iteration), "TASKMILL_WORKTREE": str(ws.path),
                       "TASKMILL_REVIEW": "1", **ctx.agent_git_env},
