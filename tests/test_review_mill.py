@@ -9,6 +9,7 @@ from typing import Any
 
 from mill_helpers import MillRepo, agent_script
 from taskmill.review.book import findings
+from taskmill.review.reviewer import mill_review_log
 
 BAD = "def add(a, b):\n    return a - b\n"
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -169,10 +170,11 @@ print(json.dumps({{"findings": []}}))
 
     attempts = repo.attempts("tm-a")
     assert [(a["lap"], a["iteration"]) for a in attempts] == [(1, 1), (2, 1)]
-    # each round's review log is beside its attempt's log, and the first one is still there
+    # each round's review log is beside its attempt's log (where the dashboard's attempt
+    # view looks), and the first one is still there
     for n, attempt in enumerate(attempts, start=1):
         log = Path(attempt["log_path"])
+        log = log if log.is_absolute() else repo.root / log
         review_log = log.with_name(f"{log.stem}.review-try1.log")
-        if not review_log.is_absolute():
-            review_log = repo.root / review_log
+        assert mill_review_log(log) == review_log
         assert f"review call {n}" in review_log.read_text(), review_log

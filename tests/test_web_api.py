@@ -114,6 +114,9 @@ def seed_project(repo: Path, *, extra_tasks: int = 0) -> Seed:
         log2 = logs / "lap1-iter2.log"
         log2.write_text("agent: switched to tomllib\nagent: done\n", encoding="utf-8")
         log2.with_suffix(".checks.log").write_text("$ pytest\n3 passed\n", encoding="utf-8")
+        log2.with_name(f"{log2.stem}.review-try1.log").write_text("not JSON\n", encoding="utf-8")
+        log2.with_name(f"{log2.stem}.review-try2.log").write_text(
+            '{"findings": []}\n', encoding="utf-8")
         outside = repo.parent / "outside.log"
         outside.write_text("secret\n", encoding="utf-8")
 
@@ -280,6 +283,7 @@ def test_show_task(client: TestClient, seeded: Seed) -> None:
     assert first["detail"]["checks"][0]["output_tail"] == "FAILED test_parse_empty"
     assert second["commit_sha"] == seeded.commit
     assert second["has_log"] and second["has_checks_log"] and not first["has_checks_log"]
+    assert second["has_review_log"] and not first["has_review_log"]
     assert not first["running"]
 
     docs = client.get(f"/api/tasks/{seeded['docs']}").json()
@@ -354,6 +358,12 @@ def test_attempt_logs_only_under_taskmill(client: TestClient, seeded: Seed) -> N
         f"/api/tasks/{tid}/attempts/{seeded.attempts['parse2']}/log?kind=checks").json()
     assert "3 passed" in checks["text"]
     error_of(client.get(f"/api/tasks/{tid}/attempts/{seeded.attempts['parse1']}/log?kind=checks"),
+             404, "not_found")
+    # the mill's review of the attempt: its last try's log
+    review = client.get(
+        f"/api/tasks/{tid}/attempts/{seeded.attempts['parse2']}/log?kind=review").json()
+    assert review["text"] == '{"findings": []}\n' and review["path"].endswith(".review-try2.log")
+    error_of(client.get(f"/api/tasks/{tid}/attempts/{seeded.attempts['parse1']}/log?kind=review"),
              404, "not_found")
     error_of(client.get(f"/api/tasks/{tid}/attempts/{seeded.attempts['parse2']}/log?kind=x"),
              400, "invalid")

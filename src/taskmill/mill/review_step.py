@@ -17,7 +17,7 @@ from ..agents.base import AgentAdapter, AgentConfig, TurnRequest, TurnResult
 from ..ledger import Ledger
 from ..proxy.turn import through_proxy
 from ..review.gate import ReviewSetup, review_and_record
-from ..review.reviewer import Reviewer, ReviewInput
+from ..review.reviewer import MILL_REVIEW_SUFFIX, Reviewer, ReviewInput
 from ..sandbox import Mounts
 from .checks import ChecksResult, tail
 from .context import WorkerContext
@@ -54,7 +54,7 @@ def review_change(ctx: WorkerContext, setup: ReviewSetup, *, attempt_log: Path,
         task_id=task_id, title=title, iteration=iteration, prompt="", worktree=ws.path,
         home=home, state_dir=state, prompt_file=state / "prompt.md",
         usage_file=state / "usage.json",
-        log_path=attempt_log.with_suffix(".review.log"), parent_env=ctx.parent_env,
+        log_path=attempt_log.with_suffix(MILL_REVIEW_SUFFIX), parent_env=ctx.parent_env,
         taskmill_env={"TASKMILL_TASK_ID": task_id, "TASKMILL_TASK_TITLE": title,
                       "TASKMILL_ITERATION": str(iteration), "TASKMILL_WORKTREE": str(ws.path),
                       "TASKMILL_REVIEW": "1", **ctx.agent_git_env},

@@ -120,6 +120,24 @@ def answer_text(adapter: str, output: str) -> str:
     return output
 
 
+MILL_REVIEW_SUFFIX = ".review.log"
+"""The mill's review of an attempt logs beside the attempt's log, with this suffix."""
+TRIES = (1, 2)
+
+
+def try_log(log_path: Path, attempt: int) -> Path:
+    """The log of the reviewer's ``attempt``-th try at a review logged at ``log_path``."""
+    return log_path.with_name(f"{log_path.stem}-try{attempt}.log")
+
+
+def mill_review_log(attempt_log: Path) -> Path | None:
+    """The last try's log of the mill's review of the attempt logged at ``attempt_log``
+    (None: it was not reviewed)."""
+    review = attempt_log.with_suffix(MILL_REVIEW_SUFFIX)
+    found = [log for log in (try_log(review, n) for n in reversed(TRIES)) if log.is_file()]
+    return found[0] if found else None
+
+
 class Reviewer:
     """One configured reviewer agent."""
 
@@ -138,8 +156,8 @@ class Reviewer:
         the second when the first answer was invalid."""
         result = ReviewResult()
         invalid: str | None = None
-        for attempt in (1, 2):
-            log = request.log_path.with_name(f"{request.log_path.stem}-try{attempt}.log")
+        for attempt in TRIES:
+            log = try_log(request.log_path, attempt)
             state = request.state_dir / f"try{attempt}"
             state.mkdir(parents=True, exist_ok=True)
             turn_request = replace(

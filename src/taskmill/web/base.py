@@ -29,6 +29,7 @@ from ..ledger import Ledger
 from ..mill_service import MillService
 from ..model import BlockedTask, Task
 from ..paths import LedgerPaths
+from ..review.reviewer import mill_review_log
 from ..roles.budget import Hold, current_holds, mark_held, read_budgets
 from ..validation import LIMIT_MAX
 
@@ -195,6 +196,7 @@ class HandlerBase:
         log = self._log_file(item.get("log_path"))
         item["has_log"] = bool(log and log.is_file())
         item["has_checks_log"] = bool(log and log.with_suffix(".checks.log").is_file())
+        item["has_review_log"] = bool(log and mill_review_log(log))
         return item
 
     def _log_file(self, log_path: str | None) -> Path | None:

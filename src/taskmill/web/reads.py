@@ -18,6 +18,7 @@ from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
 from ..model import STATUSES, UPDATABLE_FIELDS, Task
 from ..review.approval import approval_state
+from ..review.reviewer import MILL_REVIEW_SUFFIX, mill_review_log
 from ..status_line import DEFAULT_MAX_ITERATIONS, status_line
 from ..validation import SQLITE_INT_MAX
 from . import graph_layout
@@ -211,14 +212,16 @@ class ReadHandlers(HandlerBase):
 
     def log(self, request: Request) -> Response:
         kind = request.query_params.get("kind", "agent")
-        if kind not in ("agent", "checks"):
-            raise InvalidInput(f"kind must be agent or checks, not {kind!r}")
+        if kind not in ("agent", "checks", "review"):
+            raise InvalidInput(f"kind must be agent, checks or review, not {kind!r}")
         tid, attempt = self._attempt(request)
         path = self._log_file(attempt.get("log_path"))
         if path is None:
             raise NotFound(f"attempt {attempt['id']} of {tid} has no log")
         if kind == "checks":
             path = path.with_suffix(".checks.log")
+        elif kind == "review":
+            path = mill_review_log(path) or path.with_suffix(MILL_REVIEW_SUFFIX)
         real = self._allowed(path)
         if not real.is_file():
             raise NotFound(f"the {kind} log {path} does not exist")

@@ -49,6 +49,8 @@ class _AttemptView(_Response):
     running: bool
     has_log: bool
     has_checks_log: bool
+    has_review_log: bool = Field(False, description=(
+        "The mill's review of it (``[review]``) left a log: ``log?kind=review``."))
 
 
 class _TaskFull(_Response):

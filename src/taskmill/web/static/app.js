@@ -530,7 +530,7 @@ function logSection(task, a, kind) {
   const key = `${a.id}:${kind}`;
   const pre = h("pre", { class: "wrap log" }, "…");
   const det = h("details", { class: "sub", "data-log": key, open: state.task.openLogs.has(key) },
-    h("summary", {}, kind === "agent" ? "Agent log" : "Checks log"), pre);
+    h("summary", {}, { agent: "Agent log", checks: "Checks log", review: "Review log" }[kind]), pre);
   const load = () => api(`/api/tasks/${encodeURIComponent(task.id)}/attempts/${a.id}/log?kind=${kind}`)
     .then((d) => { pre.textContent = (d.truncated ? "[… earlier output cut …]\n" : "") + plainText(d.text); })
     .catch((err) => { pre.textContent = `${err.code ? "[" + err.code + "] " : ""}${err.message}`; });
@@ -569,6 +569,7 @@ function renderAttempt(task, a) {
     body.append(diffSection(task, a));
     if (a.has_log) body.append(logSection(task, a, "agent"));
     if (a.has_checks_log) body.append(logSection(task, a, "checks"));
+    if (a.has_review_log) body.append(logSection(task, a, "review"));
     if (!a.has_log && a.log_path) body.append(h("p", { class: "muted" }, `log: ${a.log_path} (not found)`));
   };
   let filled = false;
