@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from ...model import HIDDEN_STATUSES
 from ..rows import expand_json_fields
+from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 
 
@@ -89,33 +89,13 @@ class ListingRows:
                        parent: str | None, limit: int | None,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None) -> Iterator[str]:
-        where: list[str] = []
-        args: list[Any] = _marks_args(interrupted, held)
-        if statuses:
-            where.append("t.status = ANY(%s)")
-            args.append(list(statuses))
-        elif not include_hidden:
-            where.append("NOT (t.status = ANY(%s))")
-            args.append(sorted(HIDDEN_STATUSES))
-        if label:
-            where.append("t.id IN (SELECT task_id FROM labels WHERE label = %s)")
-            args.append(label)
-        if issue_type:
-            where.append("t.issue_type = %s")
-            args.append(issue_type)
-        if assignee:
-            where.append("t.assignee = %s")
-            args.append(assignee)
-        if parent:
-            where.append("t.id IN (SELECT issue_id FROM deps WHERE depends_on_id = %s"
-                         " AND type = 'parent-child')")
-            args.append(parent)
-        sql = f"SELECT {TASK_JSON_SQL} || {_MARKS} || E'\\n  }}' FROM tasks t"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY t.priority, t.seq"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        where, filter_args = task_where(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, postgres=True,
+            alias="t.")
+        args: list[Any] = [*_marks_args(interrupted, held), *filter_args]
+        sql = (f"SELECT {TASK_JSON_SQL} || {_MARKS} || E'\\n  }}' FROM tasks t{where}"
+               f"{listing_order(limit, 't.')}")
         for (text,) in self.conn.execute(sql, args):
             yield expand_json_fields(text) if "\x01" in text else text
 

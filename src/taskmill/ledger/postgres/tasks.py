@@ -12,6 +12,7 @@ import psycopg
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
+from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 
 HAS_CHILDREN_SQL = (
@@ -122,33 +123,10 @@ class TaskRows:
                    label: str | None, issue_type: str | None, assignee: str | None,
                    parent: str | None, limit: int | None,
                    size: int | None = 1000) -> Iterator[list[Task]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if statuses:
-            where.append("status = ANY(%s)")
-            args.append(list(statuses))
-        elif not include_hidden:
-            where.append("NOT (status = ANY(%s))")
-            args.append(sorted(HIDDEN_STATUSES))
-        if label:
-            where.append("id IN (SELECT task_id FROM labels WHERE label = %s)")
-            args.append(label)
-        if issue_type:
-            where.append("issue_type = %s")
-            args.append(issue_type)
-        if assignee:
-            where.append("assignee = %s")
-            args.append(assignee)
-        if parent:
-            where.append("id IN (SELECT issue_id FROM deps WHERE depends_on_id = %s"
-                         " AND type = 'parent-child')")
-            args.append(parent)
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY priority, seq"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        where, args = task_where(statuses=statuses, include_hidden=include_hidden,
+                                 label=label, issue_type=issue_type, assignee=assignee,
+                                 parent=parent, postgres=True)
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks{where}{listing_order(limit)}"
         rows = self.conn.execute(sql, args).fetchall()
         if size is None:
             yield self._tasks(rows)

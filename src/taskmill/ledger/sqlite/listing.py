@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..rows import expand_json_fields
+from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 
@@ -110,35 +111,13 @@ class ListingRows:
                        parent: str | None, limit: int | None,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None) -> Iterator[str]:
-        from ...model import HIDDEN_STATUSES
-
-        where: list[str] = []
-        args: list[Any] = _marks_args(interrupted, held or {})
-        if statuses:
-            where.append(f"t.status IN ({','.join('?' * len(statuses))})")
-            args.extend(statuses)
-        elif not include_hidden:
-            where.append(f"t.status NOT IN ({','.join('?' * len(HIDDEN_STATUSES))})")
-            args.extend(sorted(HIDDEN_STATUSES))
-        if label:
-            where.append("t.id IN (SELECT task_id FROM labels WHERE label = ?)")
-            args.append(label)
-        if issue_type:
-            where.append("t.issue_type = ?")
-            args.append(issue_type)
-        if assignee:
-            where.append("t.assignee = ?")
-            args.append(assignee)
-        if parent:
-            where.append("t.id IN (SELECT issue_id FROM deps WHERE depends_on_id = ?"
-                         " AND type = 'parent-child')")
-            args.append(parent)
-        sql = f"SELECT {TASK_JSON_SQL} || {_MARKS} || {_END} FROM tasks t"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY t.priority, t.seq"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        where, filter_args = task_where(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
+            alias="t.")
+        args: list[Any] = [*_marks_args(interrupted, held or {}), *filter_args]
+        sql = (f"SELECT {TASK_JSON_SQL} || {_MARKS} || {_END} FROM tasks t{where}"
+               f"{listing_order(limit, 't.')}")
         for (text,) in self.conn.execute(sql, args):
             yield expand_json_fields(text) if "\x01" in text else text
 

@@ -10,6 +10,7 @@ from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from .. import lean
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
+from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 
 HAS_CHILDREN_SQL = (
@@ -110,33 +111,10 @@ class TaskRows:
                    label: str | None, issue_type: str | None, assignee: str | None,
                    parent: str | None, limit: int | None,
                    size: int | None = 1000) -> Iterator[list[Task]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if statuses:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            args.extend(statuses)
-        elif not include_hidden:
-            where.append(f"status NOT IN ({','.join('?' * len(HIDDEN_STATUSES))})")
-            args.extend(sorted(HIDDEN_STATUSES))
-        if label:
-            where.append("id IN (SELECT task_id FROM labels WHERE label = ?)")
-            args.append(label)
-        if issue_type:
-            where.append("issue_type = ?")
-            args.append(issue_type)
-        if assignee:
-            where.append("assignee = ?")
-            args.append(assignee)
-        if parent:
-            where.append("id IN (SELECT issue_id FROM deps WHERE depends_on_id = ?"
-                         " AND type = 'parent-child')")
-            args.append(parent)
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY priority, seq"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
+        where, args = task_where(statuses=statuses, include_hidden=include_hidden,
+                                 label=label, issue_type=issue_type, assignee=assignee,
+                                 parent=parent, postgres=False)
+        sql = f"SELECT {TASK_COLUMNS} FROM tasks{where}{listing_order(limit)}"
         cursor = self.conn.execute(sql, args)
         if size is None:
             yield self._tasks(cursor.fetchall())
