@@ -227,18 +227,23 @@ class Ledger(WorkVerbs):
                    size: int | None = 1000) -> Iterator[list[Task]]:
         """:meth:`list_tasks` in pages of ``size`` tasks, read from the store as the pages
         are taken (the filters are checked before the first)."""
-        limit = check.limit(limit)
-        label = check.filter_text("label", label)
-        issue_type = check.filter_text("issue_type", issue_type)
-        assignee = check.filter_text("assignee", assignee)
-        parent = check.filter_text("parent", parent)
-        statuses: list[str] | None = None
-        if status:
-            statuses = self._known_statuses([status] if isinstance(status, str) else status)
-        return self.store.task_pages(
-            statuses=statuses, include_hidden=include_hidden, label=label,
-            issue_type=issue_type, assignee=assignee,
-            parent=self.resolve(parent) if parent else None, limit=limit, size=size)
+        return self.store.task_pages(**self._listing_filter(
+            status, label, issue_type, assignee, parent, include_hidden, limit), size=size)
+
+    def _listing_filter(self, status: str | Sequence[str] | None, label: str | None,
+                        issue_type: str | None, assignee: str | None, parent: str | None,
+                        include_hidden: bool, limit: int | None) -> dict[str, Any]:
+        """A listing's filters checked, as the store's listing verbs take them."""
+        checked: dict[str, Any] = {
+            "limit": check.limit(limit), "label": check.filter_text("label", label),
+            "issue_type": check.filter_text("issue_type", issue_type),
+            "assignee": check.filter_text("assignee", assignee),
+            "parent": check.filter_text("parent", parent), "include_hidden": include_hidden}
+        checked["statuses"] = self._known_statuses(
+            [status] if isinstance(status, str) else status) if status else None
+        if checked["parent"]:
+            checked["parent"] = self.resolve(checked["parent"])
+        return checked
 
     def list_json(self, *, status: str | Sequence[str] | None = None,
                   label: str | None = None, issue_type: str | None = None,
@@ -250,18 +255,8 @@ class Ledger(WorkVerbs):
         of a top-level ``json.dumps(indent=2)`` array, made by the store (the filters are
         checked before the first). ``interrupted``: the ids to mark so; ``held``: role ->
         why its open tasks are held (see :class:`~taskmill.model.Task`)."""
-        limit = check.limit(limit)
-        label = check.filter_text("label", label)
-        issue_type = check.filter_text("issue_type", issue_type)
-        assignee = check.filter_text("assignee", assignee)
-        parent = check.filter_text("parent", parent)
-        statuses: list[str] | None = None
-        if status:
-            statuses = self._known_statuses([status] if isinstance(status, str) else status)
-        return self.store.task_json_rows(
-            statuses=statuses, include_hidden=include_hidden, label=label,
-            issue_type=issue_type, assignee=assignee,
-            parent=self.resolve(parent) if parent else None, limit=limit,
+        return self.store.task_json_rows(**self._listing_filter(
+            status, label, issue_type, assignee, parent, include_hidden, limit),
             interrupted=interrupted, held=held)
 
     def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
