@@ -9,7 +9,7 @@ from typing import Any
 
 from mill_helpers import MillRepo, agent_script
 from taskmill.review.book import findings
-from taskmill.review.reviewer import mill_review_log
+from taskmill.review.log_names import mill_review_log
 
 BAD = "def add(a, b):\n    return a - b\n"
 GOOD = "def add(a, b):\n    return a + b\n"

@@ -17,7 +17,8 @@ from ..agents.base import AgentAdapter, AgentConfig, TurnRequest, TurnResult
 from ..ledger import Ledger
 from ..proxy.turn import through_proxy
 from ..review.gate import ReviewSetup, review_and_record
-from ..review.reviewer import MILL_REVIEW_SUFFIX, Reviewer, ReviewInput
+from ..review.log_names import MILL_REVIEW_SUFFIX
+from ..review.reviewer import Reviewer, ReviewInput
 from ..sandbox import Mounts
 from .checks import ChecksResult, tail
 from .context import WorkerContext

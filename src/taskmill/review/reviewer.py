@@ -24,6 +24,7 @@ from pathlib import Path
 from ..agents.base import AgentAdapter, AgentConfig, TurnRequest, TurnResult
 from ..agents.common import iter_json_lines
 from .findings import Finding, InvalidAnswer, answer_schema, parse_answer
+from .log_names import TRIES, try_log
 
 RunTurn = Callable[[AgentAdapter, AgentConfig, TurnRequest], TurnResult]
 """Runs one turn (see :class:`taskmill.mill.turn_runner.TurnRunner`)."""
@@ -118,24 +119,6 @@ def answer_text(adapter: str, output: str) -> str:
                 text = item.get("text")
                 return text if isinstance(text, str) else ""
     return output
-
-
-MILL_REVIEW_SUFFIX = ".review.log"
-"""The mill's review of an attempt logs beside the attempt's log, with this suffix."""
-TRIES = (1, 2)
-
-
-def try_log(log_path: Path, attempt: int) -> Path:
-    """The log of the reviewer's ``attempt``-th try at a review logged at ``log_path``."""
-    return log_path.with_name(f"{log_path.stem}-try{attempt}.log")
-
-
-def mill_review_log(attempt_log: Path) -> Path | None:
-    """The last try's log of the mill's review of the attempt logged at ``attempt_log``
-    (None: it was not reviewed)."""
-    review = attempt_log.with_suffix(MILL_REVIEW_SUFFIX)
-    found = [log for log in (try_log(review, n) for n in reversed(TRIES)) if log.is_file()]
-    return found[0] if found else None
 
 
 class Reviewer:

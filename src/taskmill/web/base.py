@@ -29,7 +29,7 @@ from ..ledger import Ledger
 from ..mill_service import MillService
 from ..model import BlockedTask, Task
 from ..paths import LedgerPaths
-from ..review.reviewer import mill_review_log
+from ..review.log_names import mill_review_log
 from ..roles.budget import Hold, current_holds, mark_held, read_budgets
 from ..validation import LIMIT_MAX
 

@@ -18,7 +18,7 @@ from ..errors import InvalidInput, NotFound
 from ..mill.git import Git
 from ..model import STATUSES, UPDATABLE_FIELDS, Task
 from ..review.approval import approval_state
-from ..review.reviewer import MILL_REVIEW_SUFFIX, mill_review_log
+from ..review.log_names import MILL_REVIEW_SUFFIX, mill_review_log
 from ..status_line import DEFAULT_MAX_ITERATIONS, status_line
 from ..validation import SQLITE_INT_MAX
 from . import graph_layout
