@@ -133,7 +133,11 @@ def throughput(tmp: Path, env: Mapping[str, str], address: str, n_workers: int,
     finally:
         workers.stop()
     if run.returncode != 0:
-        raise RuntimeError(f"temporal run failed: {run.stderr[-3000:]}")
+        outcomes = [(e.get("task"), e.get("outcome")) for e in run.of("task_finished")
+                    if e.get("outcome") != "landed"]
+        raise RuntimeError(f"temporal run failed (exit {run.returncode}): {run.stderr[-3000:]}"
+                           f"\nsummary: {json.dumps(run.summary)[-3000:]}"
+                           f"\nnot landed: {outcomes}")
     return run.run_span_s, cpu
 
 
