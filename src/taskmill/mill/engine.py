@@ -78,6 +78,7 @@ from .executor_threads import ThreadExecutor
 from .gate import AgentGate
 from .git import Git, ensure_identity, git_env, identity_env
 from .land import MergeQueue, recover_interrupted_advance
+from .lander import Lander
 from .lander_checkout import LanderCheckout
 from .landing_queue import LandingQueue
 from .settings import RunSettings
@@ -217,6 +218,9 @@ class Mill:
         """What every check command gets (the task's and the merge queue's)."""
         self.refused: dict[str, str] = {}
         self._run_lock: FileLock | None = None
+        self._services_lock = False
+        """The run lock was taken by :meth:`worker_context` (a worker's), released by
+        :meth:`stop_services`."""
         self._agent_cache: dict[str, tuple[AgentConfig, AgentAdapter]] = {}
         self.skipped: list[dict[str, str]] = []
         self._skipped_at: dict[str, str] = {}
@@ -485,7 +489,6 @@ class Mill:
         self._hold_run_lock()
         ledger = self.ledger()
         try:
-            self.roles = RoleBook.load(self.paths.dir)  # a wrong role file: nothing starts
             # a run killed while moving the user's checkout may have left it detached
             recover_interrupted_advance(self.git, self.paths.run.merge_lock,
                                         self.paths.root)
@@ -506,23 +509,8 @@ class Mill:
             pool.prune()
             self._drop_landed_branches(ledger, pool)
             landing = self._landing_queue(queue_, pool)
-            ctx = WorkerContext(
-                run_id=self.run_id, settings=self.settings, git=self.git, pool=pool,
-                queue=queue_, bus=self.bus, clock=self.clock, gate=AgentGate(self.clock),
-                stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
-                project_checks=list(self.config.checks), parent_env=self.env,
-                check_env=self.check_env, ledger_dir=self.paths.dir, logs_dir=self.paths.logs,
-                homes_dir=self.paths.run.homes, turn_runner=self.turn_runner,
-                agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
-                abort=self.abort, kill_now=self.kill_now, containment=self.containment,
-                sandbox=sandbox_info, landing=landing, roles=self.roles,
-                review=self._review_setup(), approval=ApprovalRule.of(self.config.merge))
-            self.capability = CapabilityServer(
-                self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
-                on_refused=self._capability_refused)
-            self.capability.start()
-            ctx.capability = self.capability
-            ctx.proxy = self.proxy = self._start_proxy()
+            ctx = self.worker_context(self.git, pool, queue_, sandbox=sandbox_info,
+                                      landing=landing)
             queue_.cancel = self.abort
             queue_.containment = self.containment
             self.bus.emit("run_started", run_id=self.run_id, target=target,
@@ -532,8 +520,7 @@ class Mill:
                 self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
             if self.limits_warning:
                 self.bus.emit("warning", about="limits", message=self.limits_warning)
-            ctx.check_guard = CheckGuard(self.check_env, self.paths.root,
-                                         worktrees=[self.paths.worktrees])
+            assert ctx.check_guard is not None
             for warning in ctx.check_guard.new_warnings(self.config.checks):
                 self.bus.emit("warning", about="editable_install", message=warning)
             resumed = set(self.recover(ledger, queue_.ref))
@@ -555,18 +542,66 @@ class Mill:
             return summary
         finally:
             self._stop_landing()
-            if self.capability is not None:
-                self.capability.stop()
-                self.capability = None
-            if self.proxy is not None:
-                self.proxy.stop()
-                self.proxy = None
-            if self.netproxy is not None:
-                self.netproxy.stop()
-                self.netproxy = None
+            self.stop_services()
             if self.anchorer is not None:
                 self.anchorer.close()
             ledger.close_db()
+            self._release_run_lock()
+
+    def worker_context(self, git: Git, pool: Workspaces, queue: Lander, *,
+                       sandbox: dict[str, Any], landing: LandingQueue | None = None,
+                       ledger_dir: Path | None = None) -> WorkerContext:
+        """What every task worker of this run shares, its services started: the roles
+        (``.taskmill/roles/``; a wrong role file stops the run here), the review gate
+        (``[review]``), the approval rule (``[merge]``), the capability server (each turn's
+        ledger socket) and the model proxy. The one place a run's context is built: the
+        local run (:meth:`run`) and a ``taskmill worker`` (for each run it works for, on its
+        own clone, pool and remote merge queue) both call it, so their turns get the same
+        services and rules. :meth:`stop_services` stops what it started.
+
+        ``sandbox``: what :meth:`choose_sandbox` allows; ``landing``: the landing queue
+        (None: workers land through ``queue`` themselves); ``ledger_dir``: where the progress
+        notes live (default: this repository's ``.taskmill``)."""
+        if self._run_lock is None:  # a worker's: the run's sockets here are live while held
+            self._hold_run_lock()
+            self._services_lock = True
+        self.roles = RoleBook.load(self.paths.dir)
+        ctx = WorkerContext(
+            run_id=self.run_id, settings=self.settings, git=git, pool=pool,
+            queue=queue, bus=self.bus, clock=self.clock, gate=AgentGate(self.clock),
+            stop=self.stop, ledger_factory=self.ledger, agents=self.resolve_agent,
+            project_checks=list(self.config.checks), parent_env=self.env,
+            check_env=self.check_env, ledger_dir=ledger_dir or self.paths.dir,
+            logs_dir=self.paths.logs, homes_dir=self.paths.run.homes,
+            turn_runner=self.turn_runner,
+            agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
+            abort=self.abort, kill_now=self.kill_now, containment=self.containment,
+            sandbox=sandbox, landing=landing, roles=self.roles,
+            review=self._review_setup(), approval=ApprovalRule.of(self.config.merge))
+        self.capability = CapabilityServer(
+            self._capability_dir(), self.ledger, run_dir=self.paths.run_dir,
+            on_refused=self._capability_refused)
+        self.capability.start()
+        ctx.capability = self.capability
+        ctx.proxy = self.proxy = self._start_proxy()
+        ctx.check_guard = CheckGuard(self.check_env, self.paths.root,
+                                     worktrees=[self.paths.worktrees])
+        return ctx
+
+    def stop_services(self) -> None:
+        """Stop the services of :meth:`worker_context` (and the network proxy of
+        :meth:`choose_sandbox`): turns still registered lose their sockets."""
+        if self.capability is not None:
+            self.capability.stop()
+            self.capability = None
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
+        if self.netproxy is not None:
+            self.netproxy.stop()
+            self.netproxy = None
+        if self._services_lock:
+            self._services_lock = False
             self._release_run_lock()
 
     def _landing_queue(self, queue_: MergeQueue, pool: WorktreePool) -> LandingQueue:

@@ -120,18 +120,25 @@ class TaskWorker:
 
         def first() -> Action:
             self.base_commit = self.ctx.queue.tip()
-            limits = Limits.of(self.ctx.settings)
-            limits = replace(limits, max_iterations=self.ctx.roles.max_iterations(
-                self.task, limits.max_iterations)).for_task(self.task)  # a step's own wins
-            self.policy = TaskPolicy(limits, lap=self.lap,
-                                     resumed=self.resumed, history=self.records.history(),
-                                     parks=self.ctx.landing is not None,
-                                     land=self.ctx.roles.lands(self.task),
-                                     reviews=self.ctx.review is not None,
-                                     **self._approval())
+            self.policy = self.make_policy()
             return self.policy.first()
 
         return self._drive(first)
+
+    def make_policy(self) -> TaskPolicy:
+        """The task's policy under the run's rules: its limits (its role's iterations, its
+        own step's), whether it parks, lands (its role), is reviewed (``[review]``) and waits
+        for a person's approval (``[merge]``). The local mill and a Temporal worker both
+        start a task with it."""
+        limits = Limits.of(self.ctx.settings)
+        limits = replace(limits, max_iterations=self.ctx.roles.max_iterations(
+            self.task, limits.max_iterations)).for_task(self.task)  # a step's own wins
+        return TaskPolicy(limits, lap=self.lap,
+                          resumed=self.resumed, history=self.records.history(),
+                          parks=self.ctx.landing is not None,
+                          land=self.ctx.roles.lands(self.task),
+                          reviews=self.ctx.review is not None,
+                          **self._approval())
 
     def _approval(self) -> dict[str, Any]:
         """Whether the task needs a person's approval to land, and the commit one approved."""

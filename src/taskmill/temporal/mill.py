@@ -27,6 +27,7 @@ from ..mill.settings import RunSettings
 from ..mill.worker import Outcome
 from ..model import Task
 from ..paths import LedgerPaths
+from ..roles.book import RoleBook
 from .executor import TemporalExecutor
 from .spec import DEFAULT_HEARTBEAT_S, TASK_QUEUE, RunSpec, TaskSpec, pack
 
@@ -48,6 +49,10 @@ class TemporalMill(Mill):
         self._hold_run_lock()
         ledger = self.ledger()
         try:
+            # the rules the workers apply: read and checked here too (a task's role picks
+            # its agent; a wrong role file or [review] agent: nothing starts)
+            self.roles = RoleBook.load(self.paths.dir)
+            self._review_setup()
             target = self._target()
             summary = RunSummary(self.run_id, target)
             with TemporalExecutor(self.address, namespace=self.namespace,

@@ -50,20 +50,16 @@ from ..control import MILL_PREFIX
 from ..errors import InvalidInput
 from ..kinds import AttemptOutcome, LedgerEvent
 from ..ledger import DATABASE_URL_ENV, LedgerStore, database_url, open_store
-from ..mill.check_env import CheckGuard
 from ..mill.context import WorkerContext
 from ..mill.engine import Mill
 from ..mill.events import EventBus
-from ..mill.gate import AgentGate
-from ..mill.git import Git, ensure_identity, git_env, identity_env
+from ..mill.git import Git, ensure_identity, git_env
 from ..mill.policy import (
     AcquireWorkspace,
     Action,
     Land,
-    Limits,
     MergeTarget,
     RunChecks,
-    TaskPolicy,
     Terminal,
     Turn,
 )
@@ -180,6 +176,8 @@ class WorkerServices:
             bus.emit("orphans_stopped", pool=str(self.paths.worktrees))
         self.pool.prune()
         self._runs: dict[str, WorkerContext] = {}
+        self._mills: dict[str, Mill] = {}
+        """The mill of each run this worker works for: it holds the run's services."""
         self._lock = threading.Lock()
 
     def context(self, run: RunSpec) -> WorkerContext:
@@ -190,6 +188,10 @@ class WorkerServices:
             return ctx
 
     def _context(self, run: RunSpec) -> WorkerContext:
+        """The run's context, built as the local mill builds it
+        (:meth:`~taskmill.mill.engine.Mill.worker_context`: roles, review gate, approval,
+        capability socket and model proxy, their sockets under this worker's clone), on this
+        worker's clone, pool and remote merge queue."""
         settings = run.settings
         mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
                     bus=self.bus, agent_override=run.agent_override,
@@ -206,18 +208,24 @@ class WorkerServices:
             log_dir=self.paths.logs)
         queue.containment = mill.containment
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
-        ctx = WorkerContext(
-            run_id=run.run_id, settings=settings, git=self.git, pool=self.pool, queue=queue,
-            bus=self.bus, clock=self.clock, gate=AgentGate(self.clock), stop=threading.Event(),
-            ledger_factory=mill.ledger, agents=mill.resolve_agent,
-            project_checks=list(self.config.checks), parent_env=self.env,
-            check_env=mill.check_env, ledger_dir=self.ledger_dir, logs_dir=self.paths.logs,
-            homes_dir=self.paths.run.homes, turn_runner=mill.turn_runner,
-            agent_git_env=identity_env(self.git), containment=mill.containment,
-            sandbox=sandbox_info, landing=None, ledger_url=self.ledger_url)
-        ctx.check_guard = CheckGuard(mill.check_env, self.clone,
-                                     worktrees=[self.paths.worktrees])
+        try:
+            ctx = mill.worker_context(self.git, self.pool, queue, sandbox=sandbox_info,
+                                      ledger_dir=self.ledger_dir)
+        except BaseException:
+            mill.stop_services()
+            raise
+        self._mills[run.run_id] = mill
         return ctx
+
+    def close(self) -> None:
+        """Stop the services of every run this worker worked for (the worker stops)."""
+        with self._lock:
+            mills = list(self._mills.values())
+            self._mills.clear()
+            self._runs.clear()
+        for mill in mills:
+            with contextlib.suppress(Exception):
+                mill.stop_services()
 
 
 class TaskSlots(CustomSlotSupplier):
@@ -296,7 +304,7 @@ class WorkerActivities:
         ctx = self.services.context(run)
         ledger = ctx.ledger_factory()
         try:
-            task = ledger.get(spec.task_id)
+            task = ctx.roles.effective(ledger.get(spec.task_id))  # its role's checks, too
             if binding:  # its worker died: the attempt it had in flight ends here
                 now = iso(ctx.clock.now())
                 with ledger.transaction():
@@ -307,12 +315,12 @@ class WorkerActivities:
                                   actor=f"{MILL_PREFIX}{run.run_id}", ts=now)
         finally:
             ledger.close_db()
-        if resumed:  # its branch, as the last worker pushed it
-            fetch_branch(self.services.git, branch_for(task.id))
         worker = TaskWorker(ctx, task, spec.lap, resumed=resumed)
         worker.base_commit = ctx.queue.tip()
-        worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
-                                   history=worker.records.history(), parks=False)
+        worker.policy = worker.make_policy()  # the local mill's rules (approval, review, role)
+        if resumed or worker.policy.approved is not None:
+            # its branch, as the last worker pushed it (or as a person approved it)
+            fetch_branch(self.services.git, branch_for(task.id))
         packed = pack(worker.policy)
         first = self._next[key] = worker.policy.first()  # the workflow's starts the same way
         self.live[key] = worker
@@ -468,3 +476,4 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
             await stop.wait()
     finally:
         acts.close()
+        services.close()
