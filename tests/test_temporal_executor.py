@@ -136,15 +136,16 @@ if TASK == "tm-t02" and CALL == 1:  # the agent's own taskmill finds the shared 
 
 
 def assert_workers_used_the_committed_url(cluster: Cluster) -> None:
-    """The workers found the PostgreSQL ledger in their clones' config, handed it to their
-    agents, and made no SQLite ledger of their own."""
+    """The workers found the PostgreSQL ledger in their clones' config and made no SQLite
+    ledger of their own; their agents reach it only through their turn's capability socket
+    (as on the local mill), never with the worker's database URL."""
     assert cluster.database is not None
     for n in (1, 2, 3):
         clone = cluster.tmp / f"worker{n}" / "clone" / ".taskmill"
         assert not (clone / "taskmill.db").exists()
     env = json.loads((cluster.repo.spy / "env-tm-t02-1.json").read_text())
-    assert env["TASKMILL_DATABASE_URL"] == cluster.database
-    assert env["TASKMILL_DIR"].endswith(os.path.join("clone", ".taskmill")), env
+    assert "TASKMILL_DATABASE_URL" not in env and "TASKMILL_DIR" not in env, env
+    assert os.path.join("clone", ".taskmill", "run", "cap") in env["TASKMILL_SOCKET"], env
     said = (cluster.repo.spy / "agent-comment.txt").read_text()
     assert said.startswith("0\n"), said
     comments = cluster.repo.task("tm-t02").get("comments") or []

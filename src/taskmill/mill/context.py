@@ -70,7 +70,8 @@ class WorkerContext:
     """Serves each turn's ledger socket (None: the agent gets ``TASKMILL_DIR`` instead)."""
     ledger_url: str | None = None
     """The PostgreSQL ledger's URL, handed to agents (``TASKMILL_DATABASE_URL``) with
-    ``TASKMILL_DIR`` when there is no capability socket (a Temporal worker's turns)."""
+    ``TASKMILL_DIR`` when there is no capability socket (a context built without
+    :meth:`~taskmill.mill.engine.Mill.worker_context`, which always starts one)."""
     sandbox: dict[str, Any] = field(default_factory=dict)
     """What the sandbox allows (or why there is none): recorded in every attempt."""
     proxy: ModelProxy | None = None
