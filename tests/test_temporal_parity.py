@@ -18,7 +18,7 @@ import pytest
 from mill_helpers import agent_script
 from taskmill.review.approval import approval_state
 from taskmill.testing.fake_model import FakeModelServer
-from temporal_helpers import Cluster
+from temporal_helpers import Cluster, events_of
 
 WRITE_FILE = """
 (WT / f"{TASK}.txt").write_text(f"{TASK} iteration {ITER}\\n")
@@ -211,6 +211,12 @@ def test_an_agent_on_a_worker_reaches_the_ledger_only_through_its_capability_soc
     assert cluster.log(1).count('"capability_refused"') == 2
     assert {k: len(v) for k, v in cluster.remote_landings().items()} == {"tm-a": 1}
     repo.verify_ok()
+    # the run's socket directory lives as long as the worker; it is gone when it stops
+    cap = cluster.tmp / "worker1" / "clone" / ".taskmill" / "run" / "cap"
+    (started,) = events_of(result, "run_started")
+    assert [p.name for p in cap.iterdir()] == [started["run_id"]]
+    cluster.stop()
+    assert list(cap.iterdir()) == []
 
 
 # -- (e) the model proxy ----------------------------------------------------------------------
@@ -270,3 +276,7 @@ def test_worker_turns_go_through_the_model_proxy_which_counts_them(cluster: Clus
     env = json.loads((cluster.tmp / "spy" / "env.json").read_text())
     assert REAL_KEY not in json.dumps(env) and env[KEY_ENV] == "taskmill-proxy"
     assert '"proxy_started"' in cluster.log(1)
+    run_dir = cluster.tmp / "worker1" / "clone" / ".taskmill" / "run"
+    assert len(list(run_dir.glob("proxy-*.sock"))) == 1
+    cluster.stop()  # the worker stops: so does its proxy
+    assert list(run_dir.glob("proxy-*.sock")) == []
