@@ -43,9 +43,9 @@ from temporalio.worker import (
     WorkerTuner,
 )
 
+from ..agents.base import AgentConfig
 from ..clock import Clock, iso
 from ..config import load_config
-from ..containment import containment
 from ..control import MILL_PREFIX
 from ..errors import InvalidInput
 from ..kinds import AttemptOutcome, LedgerEvent
@@ -55,7 +55,7 @@ from ..mill.context import WorkerContext
 from ..mill.engine import Mill
 from ..mill.events import EventBus
 from ..mill.gate import AgentGate
-from ..mill.git import Git, ensure_identity, git_env, identity_env
+from ..mill.git import Git, ensure_identity, git_env
 from ..mill.policy import (
     AcquireWorkspace,
     Action,
@@ -67,6 +67,7 @@ from ..mill.policy import (
     Terminal,
     Turn,
 )
+from ..mill.settings import RunSettings
 from ..mill.turn_runner import TurnRunner
 from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
@@ -80,6 +81,7 @@ from .remote_git import (
     prepare_clone,
     push_branch,
 )
+from .run_setup import RunSetups
 from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
 from .workflow import BIND, STEP, TaskWorkflow
 
@@ -153,6 +155,8 @@ class WorkerServices:
     def __init__(self, origin: str, workdir: Path, *, env: Mapping[str, str], clock: Clock,
                  bus: EventBus, store: Callable[[], LedgerStore] | None = None,
                  turn_runner: TurnRunner | None = None) -> None:
+        self.began = clock.monotonic()
+        """When this worker began to start (``worker_started`` says how long it took)."""
         self.env = env
         self.clock = clock
         self.bus = bus
@@ -181,6 +185,9 @@ class WorkerServices:
         self.pool.prune()
         self._runs: dict[str, WorkerContext] = {}
         self._lock = threading.Lock()
+        self.setups = RunSetups(self.git)
+        """What its runs share, probed once (from now, while it waits for its first task)."""
+        self.setups.start(self.config, self._mill)
 
     def context(self, run: RunSpec) -> WorkerContext:
         with self._lock:
@@ -189,14 +196,17 @@ class WorkerServices:
                 ctx = self._runs[run.run_id] = self._context(run)
             return ctx
 
-    def _context(self, run: RunSpec) -> WorkerContext:
-        settings = run.settings
-        mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
-                    bus=self.bus, agent_override=run.agent_override,
+    def _mill(self, settings: RunSettings, agent_override: AgentConfig | None = None) -> Mill:
+        return Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
+                    bus=self.bus, agent_override=agent_override,
                     turn_runner=self.turn_runner, store=self.store)
+
+    def _context(self, run: RunSpec) -> WorkerContext:
+        began = self.clock.monotonic()
+        settings = run.settings
+        mill = self._mill(settings, run.agent_override)
         mill.run_id, mill.actor = run.run_id, f"{MILL_PREFIX}{run.run_id}"
-        mill.containment = containment(settings.contain, self.env)
-        sandbox_info, unsandboxed = mill.choose_sandbox()
+        sandbox_info, unsandboxed = self.setups.sandbox(mill)
         if unsandboxed:
             self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
         queue = RemoteMergeQueue(
@@ -213,10 +223,12 @@ class WorkerServices:
             project_checks=list(self.config.checks), parent_env=self.env,
             check_env=mill.check_env, ledger_dir=self.ledger_dir, logs_dir=self.paths.logs,
             homes_dir=self.paths.run.homes, turn_runner=mill.turn_runner,
-            agent_git_env=identity_env(self.git), containment=mill.containment,
+            agent_git_env=self.setups.agent_git_env(), containment=mill.containment,
             sandbox=sandbox_info, landing=None, ledger_url=self.ledger_url)
         ctx.check_guard = CheckGuard(mill.check_env, self.clone,
                                      worktrees=[self.paths.worktrees])
+        self.bus.emit("run_joined", run=run.run_id,
+                      setup_ms=round((self.clock.monotonic() - began) * 1000, 1))
         return ctx
 
 
@@ -462,7 +474,8 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
     try:
         async with shared, mine:
             services.bus.emit("worker_started", worker=identity, queue=own, slots=slots,
-                              clone=str(services.clone))
+                              clone=str(services.clone), start_ms=round(
+                                  (services.clock.monotonic() - services.began) * 1000, 1))
             if ready is not None:
                 ready()
             await stop.wait()
