@@ -48,6 +48,7 @@ def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     env = {**os.environ, "TASKMILL_DIR": str(repo.root / ".taskmill")}
     svc = WorkerServices(str(origin), tmp_path / "worker", env=env, clock=FixedClock(),
                          bus=bus)
+    svc.warm()  # as serve() does once the worker polls
     svc.chosen = chosen  # type: ignore[attr-defined]
     svc.events = events  # type: ignore[attr-defined]
     assert svc.setups.warmed.wait(30)

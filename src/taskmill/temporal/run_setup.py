@@ -16,6 +16,7 @@ run, and is found here once:
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -28,6 +29,22 @@ from ..containment import Containment, containment
 from ..mill.engine import Mill
 from ..mill.git import Git, identity_env
 from ..mill.settings import RunSettings
+
+
+def preload(*modules: str) -> threading.Thread:
+    """Import ``modules`` on a thread of their own: a worker starting loads what it needs
+    next while its git commands run (an import that fails fails again where it is needed)."""
+
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except Exception:
+                return
+
+    thread = threading.Thread(target=load, daemon=True, name="taskmill-worker-preload")
+    thread.start()
+    return thread
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ from .remote_git import (
     prepare_clone,
     push_branch,
 )
-from .run_setup import RunSetups
+from .run_setup import RunSetups, preload
 from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
 from .workflow import BIND, STEP, TaskWorkflow
 
@@ -162,6 +162,7 @@ class WorkerServices:
         self.bus = bus
         self.turn_runner = turn_runner
         self.clone = workdir.resolve() / "clone"
+        preload("taskmill.config_schema")  # while the clone is fetched (its config's schema)
         base = Git(workdir, git_env(env))
         git = prepare_clone(origin, self.clone, base)
         self.git = Git(self.clone, {**git.env, **ensure_identity(git)})
@@ -186,7 +187,12 @@ class WorkerServices:
         self._runs: dict[str, WorkerContext] = {}
         self._lock = threading.Lock()
         self.setups = RunSetups(self.git)
-        """What its runs share, probed once (from now, while it waits for its first task)."""
+        """What its runs share, made once (:meth:`warm`)."""
+
+    def warm(self) -> None:
+        """Make what every run needs (probes, imports, the default run's sandbox choice) on a
+        thread, while the worker waits for its first task: started once it polls, so that
+        it does not slow the start itself."""
         self.setups.start(self.config, self._mill)
 
     def context(self, run: RunSpec) -> WorkerContext:
@@ -476,6 +482,7 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
             services.bus.emit("worker_started", worker=identity, queue=own, slots=slots,
                               clone=str(services.clone), start_ms=round(
                                   (services.clock.monotonic() - services.began) * 1000, 1))
+            services.warm()
             if ready is not None:
                 ready()
             await stop.wait()
