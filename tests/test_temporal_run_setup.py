@@ -5,7 +5,9 @@ gets its own."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from taskmill.mill.settings import RunSettings
 pytest.importorskip("temporalio")
 
 from taskmill.temporal.spec import RunSpec
-from taskmill.temporal.worker import WorkerServices
+from taskmill.temporal.worker import WorkerServices, build_id, serve
 from temporal_helpers import Cluster
 
 
@@ -98,6 +100,25 @@ def test_a_config_change_between_runs_is_honoured(services) -> None:
     assert after.sandbox != before.sandbox
     assert after.check_env["MARK"] == "changed"
     assert "MARK" not in before.check_env
+
+
+def test_the_worker_names_its_build_so_the_sdk_does_not_hash_every_module(
+        services, temporal_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import temporalio.worker._worker as sdk
+
+    def hashing(**_: Any) -> str:
+        raise AssertionError("the SDK hashed every loaded module for a build id")
+
+    monkeypatch.setattr(sdk, "load_default_build_id", hashing)
+
+    async def start_and_stop() -> None:
+        stop = asyncio.Event()
+        await serve(temporal_server, services, slots=1, identity="t", stop=stop,
+                    task_queue=f"taskmill-build-{time.monotonic_ns()}", ready=stop.set)
+
+    asyncio.run(start_and_stop())
+    assert [e for e in services.events if e["event"] == "worker_started"]
+    assert build_id() == build_id() and build_id().startswith("taskmill-")
 
 
 WRITE_WHO = """

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import os
 import secrets
 import signal
@@ -142,6 +143,21 @@ def stop_orphaned_turns(pool: Path) -> int:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
     return len(groups)
+
+
+def build_id() -> str:
+    """This worker's build id for Temporal: taskmill's version and a digest of the code its
+    workflows replay (the workflow and the task policy). Given, so that the SDK does not
+    make its own by hashing the bytecode of every loaded module (a second and more of the
+    worker's start on a loaded machine)."""
+    from .. import __version__
+    from ..mill import policy
+    from . import spec, workflow
+
+    digest = hashlib.sha256()
+    for module in (workflow, spec, policy):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return f"taskmill-{__version__}-{digest.hexdigest()[:16]}"
 
 
 def default_identity() -> str:
@@ -468,15 +484,17 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
     client = await Client.connect(address, namespace=namespace, identity=identity)
     own = f"taskmill-worker-{identity}-{secrets.token_hex(3)}"
     acts = WorkerActivities(services, queue=own, identity=identity, slots=slots)
+    build = build_id()
     tuner = WorkerTuner.create_composite(
         workflow_supplier=FixedSizeSlotSupplier(100),
         activity_supplier=TaskSlots(slots, acts.live),
         local_activity_supplier=FixedSizeSlotSupplier(10),
         nexus_supplier=FixedSizeSlotSupplier(10))
     shared = Worker(client, task_queue=task_queue, workflows=[TaskWorkflow],
-                    activities=[acts.bind], tuner=tuner, identity=identity)
+                    activities=[acts.bind], tuner=tuner, identity=identity, build_id=build)
     mine = Worker(client, task_queue=own, activities=[acts.step],
-                  max_concurrent_activities=3 * slots + 2, identity=identity)
+                  max_concurrent_activities=3 * slots + 2, identity=identity,
+                  build_id=build)
     try:
         async with shared, mine:
             services.bus.emit("worker_started", worker=identity, queue=own, slots=slots,
