@@ -4,8 +4,8 @@ A worker builds a context for each ``taskmill run`` it works for (its first task
 it, on the task's critical path). Most of what goes into one does not change from run to
 run, and is found here once:
 
-- per worker (:meth:`RunSetups.warm`, on a thread from the worker's start, while it waits
-  for its first task): whether PID namespaces and the sandbox work here (each a probe that
+- per worker (:meth:`RunSetups.warm`, on a thread started once the worker polls, while it
+  waits for its first task): whether PID namespaces and the sandbox work here (each a probe that
   starts a process), the agents' adapters and the turn runner imported, the clone's git
   identity, and the sandbox choice for the settings a plain ``taskmill run`` has (the
   committed ``[run]`` table);
