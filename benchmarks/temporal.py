@@ -8,7 +8,11 @@ with its own clone of a bare remote, the ledger shared on this machine):
    embedded default (target < 150 ms);
    also the engine's own share: each workflow's time outside its activities;
 3. dispatch latency through Temporal: from a task's ``landed`` to its dependent's
-   ``turn_started`` (both said by the workers), on a chain (target < 500 ms).
+   ``turn_started`` (both said by the workers), on a chain (target < 500 ms);
+4. what a worker pays once: its start (the process started to ``worker_started``, and the
+   part the worker itself times: clone, pool, ledger, connecting), the setup of each run it
+   joins (its ``run_joined``), and the first task of a chain's extra time from
+   ``dispatched`` to ``turn_started`` above the chain's other tasks (median).
 
     python -m benchmarks.temporal [--tasks 18] [--chain 12] [--repeat 2]
 """
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -30,6 +35,7 @@ from typing import Any
 
 from .mill_common import (
     TASKMILL,
+    MillRun,
     Report,
     base_parser,
     bench_env,
@@ -66,11 +72,14 @@ class Workers:
         self.env = {**env, "TASKMILL_DIR": str(repo / ".taskmill")}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
+        self.spawned: list[float] = []
+        """When each worker process was started (epoch seconds)."""
 
     def start(self, n: int, slots: int = 2) -> None:
         for i in range(n):
             log = self.repo.parent / f"{self.repo.name}-worker{i}.ndjson"
             self.logs.append(log)
+            self.spawned.append(time.time())
             with log.open("wb") as out:
                 proc = subprocess.Popen(
                     [*TASKMILL, "worker", "--temporal", self.address, "--repo",
@@ -93,6 +102,23 @@ class Workers:
                     event["t"] = parse_ts(event["ts"])
                     out.append(event)
         return out
+
+    def start_ms(self) -> list[tuple[float, float]]:
+        """Each worker's start: (process started -> ``worker_started``, the worker's own
+        ``start_ms``)."""
+        out = []
+        for log, spawned in zip(self.logs, self.spawned, strict=True):
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if '"worker_started"' in line and line.startswith("{"):
+                    event = json.loads(line)
+                    out.append(((parse_ts(event["ts"]) - spawned) * 1000,
+                                float(event.get("start_ms", math.nan))))
+                    break
+        return out
+
+    def setup_ms(self) -> list[float]:
+        """Each run's setup on each worker that joined it (``run_joined``)."""
+        return [float(e["setup_ms"]) for e in self.events() if e["event"] == "run_joined"]
 
     def cpu_s(self) -> float:
         """CPU seconds of the workers and of what they ran (git, agents, checks) so far."""
@@ -118,8 +144,48 @@ def project(tmp: Path, name: str, env: Mapping[str, str], tasks: Sequence[dict[s
     return repo, import_plan(repo, tasks, env)
 
 
+class Once:
+    """What workers pay once (item 4), gathered over the benchmark's workers."""
+
+    def __init__(self) -> None:
+        self.spawn_ms: list[float] = []
+        self.own_ms: list[float] = []
+        self.setup_ms: list[float] = []
+        self.first_extra_ms: list[float] = []
+
+    def add(self, workers: Workers) -> None:
+        for spawn, own in workers.start_ms():
+            self.spawn_ms.append(spawn)
+            self.own_ms.append(own)
+        self.setup_ms += workers.setup_ms()
+
+    def add_chain(self, run: MillRun, workers: Workers, keys: Sequence[str]) -> None:
+        """The chain's first task: dispatched -> turn_started above the others' median."""
+        dispatched = {e["task"]: e["t"] for e in run.of("dispatched")}
+        started: dict[str, float] = {}
+        for e in workers.events():
+            if e["event"] == "turn_started":
+                started.setdefault(e["task"], e["t"])
+        waits = [(started[k] - dispatched[k]) * 1000 for k in keys
+                 if k in started and k in dispatched]
+        if len(waits) > 2:
+            self.first_extra_ms.append(waits[0] - median(waits[1:]))
+
+    def report(self, report: Report) -> None:
+        report.add("worker start, process started -> worker_started, median",
+                   median(self.spawn_ms), "ms")
+        report.add("  of which the worker's own (clone, pool, ledger, connect)",
+                   median(self.own_ms), "ms")
+        report.add("per-run setup on a worker (its run_joined), median",
+                   median(self.setup_ms), "ms")
+        report.add("per-run setup on a worker, max", max(self.setup_ms, default=math.nan),
+                   "ms")
+        report.add("first task of a chain, extra dispatched -> turn, median",
+                   median(self.first_extra_ms), "ms")
+
+
 def throughput(tmp: Path, env: Mapping[str, str], address: str, n_workers: int,
-               tasks: int) -> tuple[float, float]:
+               tasks: int, once: Once) -> tuple[float, float]:
     """Seconds for ``tasks`` independent 2-second turns on ``n_workers`` workers, and the
     CPU seconds the workers (and the client) spent."""
     repo, _ = project(tmp, f"tp{n_workers}", env,
@@ -130,6 +196,7 @@ def throughput(tmp: Path, env: Mapping[str, str], address: str, n_workers: int,
         run = run_mill(repo, env, agent=SLEEP_AND_WRITE, workers=2 * n_workers,
                        extra=["--executor", "temporal"])
         cpu = workers.cpu_s() + run.cpu_s
+        once.add(workers)
     finally:
         workers.stop()
     if run.returncode != 0:
@@ -189,8 +256,9 @@ def run(args: argparse.Namespace) -> Report:
         env = bench_env(tmp / "home")
         # 1. throughput, 1 vs 3 workers of 2 slots, 2-second turns
         load = Path("/proc/loadavg").read_text().split()[0]
-        one, cpu1 = throughput(tmp, env, server.address, 1, args.tasks)
-        three, cpu3 = throughput(tmp, env, server.address, 3, args.tasks)
+        once = Once()
+        one, cpu1 = throughput(tmp, env, server.address, 1, args.tasks, once)
+        three, cpu3 = throughput(tmp, env, server.address, 3, args.tasks, once)
         report.add(f"{args.tasks} tasks of 2 s turns, 1 worker (2 slots)", one, "s")
         report.add(f"{args.tasks} tasks of 2 s turns, 3 workers (2 slots each)", three, "s")
         report.add("speed-up, 3 workers vs 1", one / three, "x", ">= 2.5", one / three >= 2.5)
@@ -225,6 +293,8 @@ def run(args: argparse.Namespace) -> Report:
             local_s.append(local.run_span_s)
             remote_s.append(remote.run_span_s)
             keys = [ids[f"c{i:03d}"] for i in range(args.chain)]
+            once.add(workers)
+            once.add_chain(remote, workers, keys)
             engine_ms.append(median(asyncio.run(engine_overhead(server.address, keys))))
             # 3. dispatch latency: landed(k) -> turn_started(k+1), said by the workers
             events = workers.events()
@@ -248,6 +318,7 @@ def run(args: argparse.Namespace) -> Report:
         report.add("dispatch latency landed -> dependent's turn, median", median(latencies),
                    "ms", "< 500", median(latencies) < 500)
         report.add("dispatch latency, p90", percentile(latencies, 90), "ms")
+        once.report(report)
         report.note(f"{os.cpu_count()} cores shared with other work; python {sys.version.split()[0]}")
     return report
 

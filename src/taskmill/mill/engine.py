@@ -550,7 +550,8 @@ class Mill:
 
     def worker_context(self, git: Git, pool: Workspaces, queue: Lander, *,
                        sandbox: dict[str, Any], landing: LandingQueue | None = None,
-                       ledger_dir: Path | None = None) -> WorkerContext:
+                       ledger_dir: Path | None = None,
+                       agent_git_env: dict[str, str] | None = None) -> WorkerContext:
         """What every task worker of this run shares, its services started: the roles
         (``.taskmill/roles/``; a wrong role file stops the run here), the review gate
         (``[review]``), the approval rule (``[merge]``), the capability server (each turn's
@@ -561,7 +562,8 @@ class Mill:
 
         ``sandbox``: what :meth:`choose_sandbox` allows; ``landing``: the landing queue
         (None: workers land through ``queue`` themselves); ``ledger_dir``: where the progress
-        notes live (default: this repository's ``.taskmill``)."""
+        notes live (default: this repository's ``.taskmill``); ``agent_git_env``: the git
+        identity agents get (default: read from this repository now)."""
         if self._run_lock is None:  # a worker's: the run's sockets here are live while held
             self._hold_run_lock()
             self._services_lock = True
@@ -574,7 +576,8 @@ class Mill:
             check_env=self.check_env, ledger_dir=ledger_dir or self.paths.dir,
             logs_dir=self.paths.logs, homes_dir=self.paths.run.homes,
             turn_runner=self.turn_runner,
-            agent_git_env=identity_env(Git(self.paths.root, git_env(self.env))),
+            agent_git_env=(agent_git_env if agent_git_env is not None
+                           else identity_env(Git(self.paths.root, git_env(self.env)))),
             abort=self.abort, kill_now=self.kill_now, containment=self.containment,
             sandbox=sandbox, landing=landing, roles=self.roles,
             review=self._review_setup(), approval=ApprovalRule.of(self.config.merge))

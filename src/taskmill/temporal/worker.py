@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import os
 import secrets
 import signal
@@ -43,9 +44,9 @@ from temporalio.worker import (
     WorkerTuner,
 )
 
+from ..agents.base import AgentConfig
 from ..clock import Clock, iso
 from ..config import load_config
-from ..containment import containment
 from ..control import MILL_PREFIX
 from ..errors import InvalidInput
 from ..kinds import AttemptOutcome, LedgerEvent
@@ -63,6 +64,7 @@ from ..mill.policy import (
     Terminal,
     Turn,
 )
+from ..mill.settings import RunSettings
 from ..mill.turn_runner import TurnRunner
 from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
@@ -76,6 +78,7 @@ from .remote_git import (
     prepare_clone,
     push_branch,
 )
+from .run_setup import RunSetups, preload
 from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
 from .workflow import BIND, STEP, TaskWorkflow
 
@@ -138,6 +141,21 @@ def stop_orphaned_turns(pool: Path) -> int:
     return len(groups)
 
 
+def build_id() -> str:
+    """This worker's build id for Temporal: taskmill's version and a digest of the code its
+    workflows replay (the workflow and the task policy). Given, so that the SDK does not
+    make its own by hashing the bytecode of every loaded module (a second and more of the
+    worker's start on a loaded machine)."""
+    from .. import __version__
+    from ..mill import policy
+    from . import spec, workflow
+
+    digest = hashlib.sha256()
+    for module in (workflow, spec, policy):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return f"taskmill-{__version__}-{digest.hexdigest()[:16]}"
+
+
 def default_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -149,11 +167,14 @@ class WorkerServices:
     def __init__(self, origin: str, workdir: Path, *, env: Mapping[str, str], clock: Clock,
                  bus: EventBus, store: Callable[[], LedgerStore] | None = None,
                  turn_runner: TurnRunner | None = None) -> None:
+        self.began = clock.monotonic()
+        """When this worker began to start (``worker_started`` says how long it took)."""
         self.env = env
         self.clock = clock
         self.bus = bus
         self.turn_runner = turn_runner
         self.clone = workdir.resolve() / "clone"
+        preload("taskmill.config_schema")  # while the clone is fetched (its config's schema)
         base = Git(workdir, git_env(env))
         git = prepare_clone(origin, self.clone, base)
         self.git = Git(self.clone, {**git.env, **ensure_identity(git)})
@@ -179,6 +200,14 @@ class WorkerServices:
         self._mills: dict[str, Mill] = {}
         """The mill of each run this worker works for: it holds the run's services."""
         self._lock = threading.Lock()
+        self.setups = RunSetups(self.git)
+        """What its runs share, made once (:meth:`warm`)."""
+
+    def warm(self) -> None:
+        """Make what every run needs (probes, imports, the default run's sandbox choice) on a
+        thread, while the worker waits for its first task: started once it polls, so that
+        it does not slow the start itself."""
+        self.setups.start(self.config, self._mill)
 
     def context(self, run: RunSpec) -> WorkerContext:
         with self._lock:
@@ -187,18 +216,21 @@ class WorkerServices:
                 ctx = self._runs[run.run_id] = self._context(run)
             return ctx
 
+    def _mill(self, settings: RunSettings, agent_override: AgentConfig | None = None) -> Mill:
+        return Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
+                    bus=self.bus, agent_override=agent_override,
+                    turn_runner=self.turn_runner, store=self.store)
+
     def _context(self, run: RunSpec) -> WorkerContext:
         """The run's context, built as the local mill builds it
         (:meth:`~taskmill.mill.engine.Mill.worker_context`: roles, review gate, approval,
         capability socket and model proxy, their sockets under this worker's clone), on this
         worker's clone, pool and remote merge queue."""
+        began = self.clock.monotonic()
         settings = run.settings
-        mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
-                    bus=self.bus, agent_override=run.agent_override,
-                    turn_runner=self.turn_runner, store=self.store)
+        mill = self._mill(settings, run.agent_override)
         mill.run_id, mill.actor = run.run_id, f"{MILL_PREFIX}{run.run_id}"
-        mill.containment = containment(settings.contain, self.env)
-        sandbox_info, unsandboxed = mill.choose_sandbox()
+        sandbox_info, unsandboxed = self.setups.sandbox(mill)
         if unsandboxed:
             self.bus.emit("warning", about="unsandboxed", message=unsandboxed)
         queue = RemoteMergeQueue(
@@ -210,11 +242,14 @@ class WorkerServices:
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             ctx = mill.worker_context(self.git, self.pool, queue, sandbox=sandbox_info,
-                                      ledger_dir=self.ledger_dir)
+                                      ledger_dir=self.ledger_dir,
+                                      agent_git_env=self.setups.agent_git_env())
         except BaseException:
             mill.stop_services()
             raise
         self._mills[run.run_id] = mill
+        self.bus.emit("run_joined", run=run.run_id,
+                      setup_ms=round((self.clock.monotonic() - began) * 1000, 1))
         return ctx
 
     def close(self) -> None:
@@ -458,19 +493,23 @@ async def serve(address: str, services: WorkerServices, *, slots: int, identity:
     client = await Client.connect(address, namespace=namespace, identity=identity)
     own = f"taskmill-worker-{identity}-{secrets.token_hex(3)}"
     acts = WorkerActivities(services, queue=own, identity=identity, slots=slots)
+    build = build_id()
     tuner = WorkerTuner.create_composite(
         workflow_supplier=FixedSizeSlotSupplier(100),
         activity_supplier=TaskSlots(slots, acts.live),
         local_activity_supplier=FixedSizeSlotSupplier(10),
         nexus_supplier=FixedSizeSlotSupplier(10))
     shared = Worker(client, task_queue=task_queue, workflows=[TaskWorkflow],
-                    activities=[acts.bind], tuner=tuner, identity=identity)
+                    activities=[acts.bind], tuner=tuner, identity=identity, build_id=build)
     mine = Worker(client, task_queue=own, activities=[acts.step],
-                  max_concurrent_activities=3 * slots + 2, identity=identity)
+                  max_concurrent_activities=3 * slots + 2, identity=identity,
+                  build_id=build)
     try:
         async with shared, mine:
             services.bus.emit("worker_started", worker=identity, queue=own, slots=slots,
-                              clone=str(services.clone))
+                              clone=str(services.clone), start_ms=round(
+                                  (services.clock.monotonic() - services.began) * 1000, 1))
+            services.warm()
             if ready is not None:
                 ready()
             await stop.wait()
