@@ -205,6 +205,7 @@ class WorkerServices:
             check_timeout=settings.check_timeout, user_checkout=self.clone,
             log_dir=self.paths.logs)
         queue.containment = mill.containment
+        queue.worktrees = self.pool
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         ctx = WorkerContext(
             run_id=run.run_id, settings=settings, git=self.git, pool=self.pool, queue=queue,
@@ -308,7 +309,7 @@ class WorkerActivities:
         finally:
             ledger.close_db()
         if resumed:  # its branch, as the last worker pushed it
-            fetch_branch(self.services.git, branch_for(task.id))
+            fetch_branch(self.services.git, branch_for(task.id), self.services.pool)
         worker = TaskWorker(ctx, task, spec.lap, resumed=resumed)
         worker.base_commit = ctx.queue.tip()
         worker.policy = TaskPolicy(Limits.of(ctx.settings), lap=spec.lap, resumed=resumed,
