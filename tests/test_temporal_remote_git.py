@@ -360,3 +360,27 @@ def test_a_fetch_of_the_target_needs_no_lock_a_push_holds(tmp_path: Path, origin
     tip = landed_elsewhere(tmp_path, origin)
     (a.cwd / ".git" / "refs" / "remotes" / "origin" / "main.lock").touch()  # the push's
     assert qa.sync() == tip
+
+
+def test_a_landing_closed_by_the_binding_it_replaced_is_landed_not_an_error() -> None:
+    """A worker taken for dead that was not lands the task and closes it; the worker bound
+    in its place finds the landing (its trailer) and closes the task too: that is the same
+    landing, not a taskmill error (the run would end with the task "error", exit 1)."""
+    from taskmill.clock import SystemClock
+    from taskmill.errors import Conflict
+    from taskmill.mill.events import EventBus
+    from taskmill.mill.records import TaskRecords
+
+    ledger = Ledger.memory()
+    ledger.create("task", task_id="tm-x")
+    bus = EventBus(SystemClock())
+    landed: list[dict[str, Any]] = []
+    bus.subscribe(lambda event: landed.append(event) if event["event"] == "landed" else None)
+    first, second = (TaskRecords(ledger, bus, SystemClock(), task_id="tm-x", lap=1,
+                                 run_id="r1") for _ in range(2))
+    first.close("abc123", unverified=False)
+    second.close("abc123", unverified=False)
+    assert ledger.get("tm-x").close_reason == "landed abc123"
+    assert [e["commit"] for e in landed] == ["abc123", "abc123"]
+    with pytest.raises(Conflict):  # closed for another landing: that is a conflict
+        second.close("def456", unverified=False)
