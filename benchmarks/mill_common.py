@@ -151,12 +151,16 @@ def taskmill(repo: Path, *args: str, env: Mapping[str, str]) -> str:
 
 @contextlib.contextmanager
 def workdir(name: str, keep: bool = False) -> Iterator[Path]:
+    """A temporary directory, removed after (unless ``keep``, or the benchmark failed: its
+    repositories, events and logs are then kept to look at)."""
     path = Path(tempfile.mkdtemp(prefix=f"taskmill-bench-{name}-"))
+    failed = True
     try:
         yield path
+        failed = False
     finally:
-        if keep:
-            print(f"   (kept {path})", flush=True)
+        if keep or failed:
+            print(f"   (kept {path}{': the benchmark failed' if failed else ''})", flush=True)
         else:
             shutil.rmtree(path, ignore_errors=True)
 

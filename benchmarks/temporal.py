@@ -204,7 +204,9 @@ def throughput(tmp: Path, env: Mapping[str, str], address: str, n_workers: int,
                     if e.get("outcome") != "landed"]
         raise RuntimeError(f"temporal run failed (exit {run.returncode}): {run.stderr[-3000:]}"
                            f"\nsummary: {json.dumps(run.summary)[-3000:]}"
-                           f"\nnot landed: {outcomes}")
+                           f"\nnot landed: {outcomes}\nrepository {repo} (events in "
+                           f".taskmill/run/events.ndjson), worker logs: "
+                           f"{', '.join(map(str, workers.logs))}")
     return run.run_span_s, cpu
 
 
@@ -289,7 +291,10 @@ def run(args: argparse.Namespace) -> Report:
                 workers.stop()
             if remote.returncode != 0 or local.returncode != 0:
                 raise RuntimeError(f"a chain run failed: {remote.stderr[-2000:]}"
-                                   f"{local.stderr[-2000:]}")
+                                   f"{local.stderr[-2000:]}\nsummaries: "
+                                   f"{json.dumps(remote.summary)[-2000:]} "
+                                   f"{json.dumps(local.summary)[-2000:]}\nworker logs: "
+                                   f"{', '.join(map(str, workers.logs))}")
             local_s.append(local.run_span_s)
             remote_s.append(remote.run_span_s)
             keys = [ids[f"c{i:03d}"] for i in range(args.chain)]

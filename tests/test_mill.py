@@ -147,6 +147,43 @@ def test_agent_claiming_done_counts_for_nothing_and_exit_code_is_1(tmp_path: Pat
     repo.verify_ok()
 
 
+def test_a_non_zero_exit_says_why_on_stderr_even_with_json_and_quiet(tmp_path: Path) -> None:
+    repo = MillRepo(tmp_path)
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "attempt.txt").write_text(str(ITER))
+    """, spy=repo.spy)
+    repo.create("tm-red", "Never green", checks=["echo 'proof.txt is missing' >&2; exit 1"])
+
+    result = repo.run("--agent-cmd", cmd, "--max-iterations", "1", "--json", "--quiet")
+
+    assert result.returncode == 1, result.describe()
+    assert json.loads(result.stdout)["exit_code"] == 1  # stdout stays the JSON alone
+    first, *rest = result.stderr.strip().splitlines()
+    assert first.startswith("taskmill: exit 1: 1 of 1 task worked did not end landed"), first
+    assert rest[0].startswith("  tm-red: blocked: reached --max-iterations (1)"), rest
+
+
+def test_exit_reasons_name_the_rule_and_every_task_behind_it() -> None:
+    from taskmill.mill.engine import RunSummary
+    from taskmill.mill.worker import Outcome
+
+    summary = RunSummary("r1", "main", outcomes=[
+        Outcome("tm-a", "a", "landed"), Outcome("tm-b", "b", "error", reason="git broke"),
+        Outcome("tm-c", "c", "held", reason="budget")])
+    assert summary.exit_reasons() == [
+        "exit 1: 1 of 3 tasks worked did not end landed, satisfied, checked or held; "
+        "0 ready tasks not worked (skipped), 0 refused",
+        "  tm-b: error: git broke"]
+    summary.outcomes[1].outcome = "satisfied"
+    assert summary.exit_code == 0 and summary.exit_reasons() == []
+    summary.skipped.append({"task": "tm-d", "reason": "no agent"})
+    summary.refused["tm-e"] = "no checks"
+    assert summary.exit_reasons()[1:] == ["  tm-d: not worked: no agent",
+                                          "  tm-e: refused: no checks"]
+    summary.stopped_by = 15
+    assert summary.exit_reasons() == ["exit 143 (128 + 15): the run was stopped by SIGTERM"]
+
+
 def test_exit_code_0_with_nothing_ready(tmp_path: Path) -> None:
     repo = MillRepo(tmp_path)
     cmd = agent_script(tmp_path / "agent.py", "", spy=repo.spy)

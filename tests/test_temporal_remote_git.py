@@ -3,6 +3,7 @@ compare-and-swap push, and a task landed exactly once even when two workers land
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -12,15 +13,21 @@ from typing import Any
 import pytest
 
 from conftest import run_git
+from mill_helpers import wait_for
 from taskmill.ledger import Ledger
 from taskmill.mill.checks import ChecksResult
 from taskmill.mill.git import Git, git_env
-from taskmill.mill.worktrees import Workspace, branch_for
+from taskmill.mill.worktrees import Workspace, WorktreePool, branch_for
 from taskmill.model import Task
 
 pytest.importorskip("temporalio")
 
-from taskmill.temporal.remote_git import BranchPush, RemoteMergeQueue, prepare_clone
+from taskmill.temporal.remote_git import (
+    BranchPush,
+    RemoteMergeQueue,
+    fetch_branch,
+    prepare_clone,
+)
 
 IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
@@ -286,3 +293,94 @@ def test_a_branch_push_is_made_after_its_delay_or_when_settled(tmp_path: Path,
     soon = branch_push(a, wa, pushed, after=0)
     soon.future.result()
     assert len(pushed) == 2 and remote_branches(origin) == "taskmill/tm-x"
+
+
+# -- a worker's threads share its clone: a fetch races nothing they do ---------------------
+
+
+def hold_first_worktree_add(git: Git, tmp_path: Path) -> tuple[Path, Path]:
+    """A ``reference-transaction`` hook in ``git``'s clone holding the first ``git worktree
+    add`` at the moment git has written the new entry's placeholder HEAD (the null id) and
+    not yet the real one; it touches the first file then, and waits for the second."""
+    held, go = tmp_path / "add-held", tmp_path / "add-go"
+    hook = git.cwd / ".git" / "hooks" / "reference-transaction"
+    hook.write_text(f"""#!/bin/sh
+cat >/dev/null
+case "$GIT_DIR" in */worktrees/*) ;; *) exit 0 ;; esac
+[ "$1" = prepared ] && [ ! -e '{held}' ] || exit 0
+touch '{held}'
+while [ ! -e '{go}' ]; do sleep 0.01; done
+""")
+    hook.chmod(0o755)
+    return held, go
+
+
+def landed_elsewhere(tmp_path: Path, origin: Path) -> str:
+    """Another worker lands a task: the target moves on the remote. Its new tip."""
+    (task,) = tasks("tm-other")
+    other = clone(tmp_path, origin, "other")
+    q = queue(other, tmp_path)
+    assert q.land(task, workspace(other, q, task, {"other.txt": "o\n"})).outcome == "landed"
+    return run_git(origin, "rev-parse", "main").strip()
+
+
+def test_a_fetch_waits_while_the_worker_adds_a_worktree_to_its_clone(tmp_path: Path,
+                                                                      origin: Path) -> None:
+    """`git worktree add` leaves the null id in the new entry's HEAD for a moment, and a
+    fetch into the clone meanwhile fails ("bad object worktrees/w0/HEAD"): a landing whose
+    target moved would fail with a taskmill error for nothing the task did."""
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    qa.worktrees = pool = WorktreePool(a, a.cwd / ".git" / "taskmill" / "worktrees",
+                                       repo_root=a.cwd, include_file=a.cwd / ".no-include")
+    base = qa.tip()
+    tip = landed_elsewhere(tmp_path, origin)
+    held, go = hold_first_worktree_add(a, tmp_path)
+    with ThreadPoolExecutor(2) as threads:
+        adding = threads.submit(pool.acquire, "tm-next", base, fresh=True)
+        assert wait_for(held.exists, timeout=30), "the hook did not hold the worktree add"
+        try:
+            syncing = threads.submit(qa.sync)  # a landing looks at the target meanwhile
+            with contextlib.suppress(TimeoutError):  # (waiting, as it must)
+                syncing.result(timeout=1)
+        finally:
+            go.touch()
+        assert adding.result(timeout=60).branch == "taskmill/tm-next"
+        assert syncing.result(timeout=60) == tip
+    # a resumed task's branch is fetched the same way
+    assert fetch_branch(a, "taskmill/none-there", pool) is False
+
+
+def test_a_fetch_of_the_target_needs_no_lock_a_push_holds(tmp_path: Path, origin: Path) -> None:
+    """A landing's push (on another of the worker's threads) updates the clone's
+    remote-tracking ref: a fetch of the target meanwhile (a task being bound) must not
+    need that ref's lock ("cannot lock ref 'refs/remotes/origin/main'")."""
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    tip = landed_elsewhere(tmp_path, origin)
+    (a.cwd / ".git" / "refs" / "remotes" / "origin" / "main.lock").touch()  # the push's
+    assert qa.sync() == tip
+
+
+def test_a_landing_closed_by_the_binding_it_replaced_is_landed_not_an_error() -> None:
+    """A worker taken for dead that was not lands the task and closes it; the worker bound
+    in its place finds the landing (its trailer) and closes the task too: that is the same
+    landing, not a taskmill error (the run would end with the task "error", exit 1)."""
+    from taskmill.clock import SystemClock
+    from taskmill.errors import Conflict
+    from taskmill.mill.events import EventBus
+    from taskmill.mill.records import TaskRecords
+
+    ledger = Ledger.memory()
+    ledger.create("task", task_id="tm-x")
+    bus = EventBus(SystemClock())
+    landed: list[dict[str, Any]] = []
+    bus.subscribe(lambda event: landed.append(event) if event["event"] == "landed" else None)
+    first, second = (TaskRecords(ledger, bus, SystemClock(), task_id="tm-x", lap=1,
+                                 run_id="r1") for _ in range(2))
+    first.close("abc123", unverified=False)
+    second.close("abc123", unverified=False)
+    assert ledger.get("tm-x").close_reason == "landed abc123"
+    assert [e["commit"] for e in landed] == ["abc123", "abc123"]
+    with pytest.raises(Conflict):  # closed for another landing: that is a conflict
+        second.close("def456", unverified=False)

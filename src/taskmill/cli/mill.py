@@ -164,6 +164,9 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
                 from .live import summary_table
 
                 summary_table(summary)
+            # a non-zero exit always says why on stderr (--json and --quiet too)
+            for n, line in enumerate(summary.exit_reasons()):
+                click.echo(line if n else f"taskmill: {line}", err=True)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -149,6 +149,28 @@ class RunSummary:
         success = all(o.outcome in SUCCESS | {TaskOutcome.HELD} for o in self.outcomes)
         return 0 if success and not self.skipped and not self.refused else 1
 
+    def exit_reasons(self) -> list[str]:
+        """Why :attr:`exit_code` is not 0, as lines for the user (none when it is 0): the
+        rule that applied, then every task that made it so, with its reason."""
+        code = self.exit_code
+        if code == 0:
+            return []
+        if self.stopped_by is not None:
+            return [f"exit {code} (128 + {self.stopped_by}): the run was stopped by "
+                    f"{signal_name(self.stopped_by)}"]
+        done = SUCCESS | {TaskOutcome.HELD}
+        failed = [o for o in self.outcomes if o.outcome not in done]
+        lines = [f"exit {code}: {len(failed)} of {len(self.outcomes)} task"
+                 f"{'s' if len(self.outcomes) != 1 else ''} worked did not end landed, "
+                 f"satisfied, checked or held; {len(self.skipped)} ready task"
+                 f"{'s' if len(self.skipped) != 1 else ''} not worked (skipped), "
+                 f"{len(self.refused)} refused"]
+        lines += [f"  {o.task_id}: {o.outcome}: {o.reason or 'no reason was given'}"
+                  for o in failed]
+        lines += [f"  {s['task']}: not worked: {s['reason']}" for s in self.skipped]
+        lines += [f"  {tid}: refused: {reason}" for tid, reason in self.refused.items()]
+        return lines
+
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.outcomes if o.outcome == outcome)
 

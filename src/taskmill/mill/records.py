@@ -17,6 +17,7 @@ from typing import Any
 from ..agents.base import TurnResult
 from ..agents.common import invalid_usage_message
 from ..clock import Clock, iso
+from ..errors import Conflict
 from ..kinds import REJECTED, AttemptOutcome, LedgerEvent, MillEvent
 from ..ledger import Ledger
 from .checks import tail
@@ -178,7 +179,15 @@ class TaskRecords:
     # -- how the task's stay ends ----------------------------------------------------------
 
     def close(self, commit: str, *, unverified: bool) -> None:
-        self.ledger.close(self.task_id, f"landed {commit}", actor=self.actor, system=True)
+        reason = f"landed {commit}"
+        try:
+            self.ledger.close(self.task_id, reason, actor=self.actor, system=True)
+        except Conflict:
+            # closed for this very landing already: by the task's other binding (Temporal
+            # executor: a worker taken for dead that was not landed it, and closed it
+            # before the worker that took its place found the landing): not an error
+            if self.ledger.get(self.task_id).close_reason != reason:
+                raise
         if unverified:
             self.bus.emit(MillEvent.LANDED, task=self.task_id, commit=commit, unverified=True,
                           message="landed unverified: the task and the project have no "

@@ -187,6 +187,16 @@ class WorktreePool:
         with self._admin_mutex, FileLock(self.root / "admin.lock"):
             yield
 
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """No worktree is added meanwhile. ``git worktree add`` writes a placeholder HEAD
+        (the null id) into its new entry for a moment, and any ``git fetch`` into the
+        repository then fails (``fatal: bad object worktrees/wN/HEAD``: its connectivity
+        check walks every worktree's HEAD): fetches into a repository holding a pool are
+        made inside this."""
+        with self._admin():
+            yield
+
     def prune(self) -> None:
         """Forget worktrees whose directories are gone (after a crash or a manual delete),
         take apart the half-made worktrees of free slots (see :meth:`_half_made`), and an

@@ -25,7 +25,7 @@ from ..errors import GitError
 from ..mill.check_cache import CheckCache
 from ..mill.git import Git
 from ..mill.land import LandResult, MergeQueue
-from ..mill.worktrees import Workspace, branch_for
+from ..mill.worktrees import Workspace, WorktreePool, branch_for
 from ..model import Task
 
 REMOTE = "origin"
@@ -56,11 +56,21 @@ def prepare_clone(origin: str, clone: Path, git: Git) -> Git:
     return here
 
 
-def fetch_branch(git: Git, branch: str) -> bool:
+def fetch(git: Git, ref: str, pool: WorktreePool | None, *, check: bool = True) -> bool:
+    """The remote's ``ref`` into the local one; whether it was fetched. Two races with the
+    worker's other threads in the same clone are kept out: a worktree of ``pool`` being
+    added (see :meth:`WorktreePool.quiet`), and a push updating the remote-tracking ref
+    (``--refmap=``: only the ref asked for is written, not ``refs/remotes/origin/...``
+    too, whose lock a push of the same branch holds for a moment)."""
+    with pool.quiet() if pool is not None else contextlib.nullcontext():
+        return git.run("fetch", "-q", "--refmap=", REMOTE, f"+{ref}:{ref}",
+                       check=check).returncode == 0
+
+
+def fetch_branch(git: Git, branch: str, pool: WorktreePool | None = None) -> bool:
     """The remote's ``branch`` into the local one (False when the remote has none, or a
     worktree here holds it)."""
-    return git.run("fetch", "-q", REMOTE, f"+refs/heads/{branch}:refs/heads/{branch}",
-                   check=False).returncode == 0
+    return fetch(git, f"refs/heads/{branch}", pool, check=False)
 
 
 def push_branch(git: Git, branch: str) -> None:
@@ -132,6 +142,8 @@ class RemoteMergeQueue(MergeQueue):
         the branch on the remote, cancels it, or waits for it when it has begun."""
         self.unpushed: set[str] = set()
         """Branches whose push a landing cancelled: pushed when it does not land after all."""
+        self.worktrees: WorktreePool | None = None
+        """The worker's pool of worktrees of this clone: no fetch while it adds one."""
 
     def land(self, task: Task, ws: Workspace, *, lap: int = 1,
              attempt_log: Path | None = None) -> LandResult:
@@ -161,7 +173,7 @@ class RemoteMergeQueue(MergeQueue):
         with self._fetching:
             remote = None if moved else self.remote_tip()
             if remote is None or remote != self.git.rev(self.ref):
-                self.git.run("fetch", "-q", REMOTE, f"+{self.ref}:{self.ref}")
+                fetch(self.git, self.ref, self.worktrees)
             return super().tip()
 
     def tip(self) -> str:

@@ -239,6 +239,7 @@ class WorkerServices:
             check_timeout=settings.check_timeout, user_checkout=self.clone,
             log_dir=self.paths.logs)
         queue.containment = mill.containment
+        queue.worktrees = self.pool
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             ctx = mill.worker_context(self.git, self.pool, queue, sandbox=sandbox_info,
@@ -355,7 +356,7 @@ class WorkerActivities:
         worker.policy = worker.make_policy()  # the local mill's rules (approval, review, role)
         if resumed or worker.policy.approved is not None:
             # its branch, as the last worker pushed it (or as a person approved it)
-            fetch_branch(self.services.git, branch_for(task.id))
+            fetch_branch(self.services.git, branch_for(task.id), self.services.pool)
         packed = pack(worker.policy)
         first = self._next[key] = worker.policy.first()  # the workflow's starts the same way
         self.live[key] = worker
