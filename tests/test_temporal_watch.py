@@ -136,6 +136,7 @@ def stop(proc: subprocess.Popen[str], signum: int = signal.SIGINT) -> tuple[int,
     return proc.returncode, err, time.monotonic() - start
 
 
+@pytest.mark.slow  # two watches and four tasks through the cluster: 20-30 s
 def test_taskmill_watch_on_temporal_stays_up_lands_new_work_fires_orders_and_stops(
         tmp_path: Path, temporal_server: str) -> None:
     cluster = Cluster(tmp_path, temporal_server, checks=["test -f README.md"],
