@@ -11,6 +11,11 @@ Ctrl-C: nothing new is started, in-flight turns get the grace to finish, then th
 (their attempts recorded as interrupted, the tasks resumed by the next start); a second stop
 cuts them at once. Pausing and resuming are the mill's pause file (:mod:`taskmill.control`),
 the same as ``taskmill pause``.
+
+With ``[executor] kind = "temporal"`` the mill is the Temporal client
+(:class:`~taskmill.temporal.mill.TemporalMill`, at ``[executor] address``) with the same watch:
+the tasks run on the cluster's ``taskmill worker``s, and a stop leaves the workflows in
+flight running (the next start waits on them again).
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ class MillService:
                                hint="stop it first" if self._state != STOPPING else
                                "wait until it has stopped")
             settings = RunSettings.from_config(self.config.run, self.overrides)
+            self._temporal_address()  # a temporal executor without an address: nothing starts
             bus = EventBus(self.clock)
             watch = project_watch(self.paths, self.env, clock=self.clock, bus=bus,
                                   poll=self.poll_s)
@@ -186,6 +192,38 @@ class MillService:
                 mill.signal(signal.SIGTERM)
             thread.join(30)
 
+    def _temporal_address(self) -> str | None:
+        """The Temporal frontend when ``[executor] kind = "temporal"`` (checked), else None."""
+        table = self.config.executor
+        if table.kind != "temporal":
+            return None
+        from .errors import InvalidInput
+        from .temporal.spec import parse_address
+
+        if not table.address:
+            raise InvalidInput("[executor] kind = \"temporal\" needs the Temporal frontend",
+                               hint="set [executor] address = \"HOST:PORT\" in "
+                                    ".taskmill/config.toml")
+        return parse_address(table.address)
+
+    def _new_mill(self, settings: RunSettings, bus: EventBus, watch: Watch) -> Mill:
+        """The mill of ``taskmill watch`` for this repository's ``[executor]``."""
+        address = self._temporal_address()
+        if address is None:
+            from .mill.engine import Mill
+
+            return Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
+                        bus=bus, agent_override=self.agent_override,
+                        turn_runner=self.turn_runner, store=self.store, watch=watch)
+        from .temporal.mill import TemporalMill
+
+        table = self.config.executor
+        return TemporalMill(self.paths, self.config, settings, env=self.env, clock=self.clock,
+                            bus=bus, address=address, namespace=table.namespace,
+                            task_queue=table.task_queue,
+                            heartbeat_timeout=table.heartbeat_timeout,
+                            agent_override=self.agent_override, store=self.store, watch=watch)
+
     # -- the thread ----------------------------------------------------------------------------
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -226,7 +264,6 @@ class MillService:
             self._changed()
 
     def _run(self, settings: RunSettings, bus: EventBus, watch: Watch) -> None:
-        from .mill.engine import Mill
         from .mill.events import NdjsonWriter
 
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,9 +276,7 @@ class MillService:
             bus.subscribe(self._on_event)
             if self.on_event is not None:
                 bus.subscribe(self.on_event)
-            mill = Mill(self.paths, self.config, settings, env=self.env, clock=self.clock,
-                        bus=bus, agent_override=self.agent_override,
-                        turn_runner=self.turn_runner, store=self.store, watch=watch)
+            mill = self._new_mill(settings, bus, watch)
             with self._lock:
                 self._mill = mill
                 stopping = self._stop.is_set()

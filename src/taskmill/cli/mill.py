@@ -114,11 +114,6 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     bus.subscribe(NdjsonWriter(shared))
     watch = None
     if click.get_current_context().command.name == "watch":  # the same options, staying up
-        if address is not None:
-            from ..errors import InvalidInput
-
-            raise InvalidInput("taskmill watch does not run on the Temporal executor yet",
-                               hint="use `taskmill run --executor temporal`, or watch locally")
         from ..mill.watch import project_watch
 
         watch = project_watch(project.paths, ctx.env, clock=clock, bus=bus)
@@ -129,7 +124,8 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
         mill = TemporalMill(project.paths, project.config, settings, env=ctx.env, clock=clock,
                             bus=bus, address=address, namespace=table.namespace,
                             task_queue=table.task_queue,
-                            heartbeat_timeout=table.heartbeat_timeout, agent_override=override)
+                            heartbeat_timeout=table.heartbeat_timeout, agent_override=override,
+                            watch=watch)
     else:
         mill = Mill(project.paths, project.config, settings, env=ctx.env, clock=clock, bus=bus,
                     agent_override=override, watch=watch)
@@ -182,6 +178,10 @@ watch = click.Command(
     Crash safe like run: after a kill -9, the next `taskmill watch` resumes the tasks in
     progress, and no order slot is fired twice nor lost (each is recorded in the ledger with
     the work it created; catch_up says what happens to slots that passed while it was down).
+
+    With --executor temporal (or [executor] kind = "temporal") it schedules onto the
+    `taskmill worker`s the same way; a stop leaves the workflows in flight running, and
+    the next `taskmill run` or `watch` waits on them.
 
     Ctrl-C (or SIGTERM, SIGHUP) stops it as it stops run. Exit status: 128 + the signal.
     """)

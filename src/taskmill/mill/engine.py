@@ -549,8 +549,7 @@ class Mill:
             summary.skipped = self.skipped
             self.anchorer = self._anchorer()
             self._start_landing()
-            if self.watch is not None:
-                self.watch.start(ledger)
+            self._watch_start(ledger)
             self._loop(ledger, ctx, resumed, summary)
             self._stop_landing()
             summary.stopped_by = self.stopped_by
@@ -868,8 +867,7 @@ class Mill:
                 while True:
                     self._take_signals()
                     settle_landings()
-                    if self.watch is not None and not self.stop.is_set():
-                        self.watch.tick(ledger)
+                    self._watch_tick(ledger)
                     paused = self.paused()
                     if paused != was_paused:
                         self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
@@ -901,10 +899,8 @@ class Mill:
                         submit(claimed, self._lap_for(ledger, claimed.id, False))
                     if (not in_flight and not parked and not rejoin
                             and not (paused and not self.stop.is_set())):
-                        if self.watch is None or self.stop.is_set():
+                        if not self._watch_idle(ledger, skip):
                             break
-                        self.watch.idle(ledger, self._stop_pending)  # taskmill watch
-                        self._readmit(ledger, skip)
                         continue
                     # a finishing worker, a landing or a verdict of the landing queue wakes
                     # us at once; the timeout only notices outside changes (new or unblocked
@@ -961,6 +957,28 @@ class Mill:
         self.held[key] = {"task": task.id, **hold}
         self.bus.emit("held", task=task.id, role=hold["role"], reason=hold["reason"],
                       until=hold["until"])
+    # -- taskmill watch (the steps every scheduling loop shares) ---------------------------
+
+    def _watch_start(self, ledger: Ledger) -> None:
+        """``taskmill watch``: arm the orders before the first dispatch."""
+        if self.watch is not None:
+            self.watch.start(ledger)
+
+    def _watch_tick(self, ledger: Ledger) -> None:
+        """``taskmill watch``: fire the orders due (none once stopping)."""
+        if self.watch is not None and not self.stop.is_set():
+            self.watch.tick(ledger)
+
+    def _watch_idle(self, ledger: Ledger, skip: set[str]) -> bool:
+        """Nothing in flight and nothing to start: False when the loop is done (a run, or a
+        watch asked to stop); for a watch, sleep until an order slot, a ledger change, a stop
+        or the recheck, look again at the tasks it left alone, and say go on (True)."""
+        if self.watch is None or self.stop.is_set():
+            return False
+        self.watch.idle(ledger, self._stop_pending)
+        self._readmit(ledger, skip)
+        return True
+
     def _wait_timeout(self) -> float:
         """How long the scheduler waits for a worker: 0.5 s, less when an order's slot
         (``taskmill watch``) falls sooner."""

@@ -9,6 +9,12 @@ holds no worktree, runs no agent and never lands: the user's checkout is not tou
 A client that dies leaves its workflows running: the next ``taskmill run`` finds each task
 it had in flight still claimed by the dead run, and waits on its workflow again instead of
 recovering the task (which is what it does when the workflow is gone).
+
+``taskmill watch`` (a :class:`~taskmill.mill.watch.Watch`) keeps it up, with the local
+watch's steps (:meth:`Mill._watch_tick`, :meth:`Mill._watch_idle`): the orders fire on time,
+new or approved work is dispatched as it appears, the idle client sleeps on the ledger's
+change feed, and a stop drains as ``run`` does (nothing new is started; the workflows in
+flight are waited on for the grace, then left running for the next client).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from ..clock import Clock, iso
 from ..config import Config
 from ..control import MILL_PREFIX
 from ..kinds import MillEvent, TaskOutcome
-from ..ledger import Ledger
+from ..ledger import Ledger, LedgerStore
 from ..mill.engine import Mill, RunSummary
 from ..mill.events import EventBus
 from ..mill.settings import RunSettings
+from ..mill.watch import Watch
 from ..mill.worker import Outcome
 from ..model import Task
 from ..paths import LedgerPaths
@@ -37,9 +44,11 @@ class TemporalMill(Mill):
                  env: Mapping[str, str], clock: Clock, bus: EventBus, address: str,
                  namespace: str = "default", task_queue: str = TASK_QUEUE,
                  heartbeat_timeout: float = DEFAULT_HEARTBEAT_S,
-                 agent_override: AgentConfig | None = None) -> None:
+                 agent_override: AgentConfig | None = None,
+                 store: Callable[[], LedgerStore] | None = None,
+                 watch: Watch | None = None) -> None:
         super().__init__(paths, config, settings, env=env, clock=clock, bus=bus,
-                         agent_override=agent_override)
+                         agent_override=agent_override, store=store, watch=watch)
         self.address = address
         self.namespace = namespace
         self.task_queue = task_queue
@@ -63,6 +72,7 @@ class TemporalMill(Mill):
                               address=self.address)
                 attach = self._recover_remote(ledger, executor)
                 summary.skipped = self.skipped
+                self._watch_start(ledger)
                 self._loop_remote(ledger, executor, spec, attach, summary)
             summary.stopped_by = self.stopped_by
             summary.refused = dict(self.refused)
@@ -126,6 +136,7 @@ class TemporalMill(Mill):
             self._take_signals()
             if self.abort.is_set():  # the workflows go on: the next run waits on them
                 break
+            self._watch_tick(ledger)
             paused = self.paused()
             if paused != was_paused:
                 self.bus.emit(MillEvent.PAUSED if paused else MillEvent.RESUMED)
@@ -139,8 +150,12 @@ class TemporalMill(Mill):
                 dispatched += 1
                 submit(claimed, self._lap_for(ledger, claimed.id, False), False)
             if not in_flight and not (paused and not self.stop.is_set()):
-                break
-            outcome = executor.wait_any(0.5, until=self._stop_pending)
+                if not self._watch_idle(ledger, skip):  # taskmill watch: sleep, go on
+                    break
+                continue
+            # a workflow ending wakes us at once; the timeout notices new work and the
+            # next order's slot (taskmill watch)
+            outcome = executor.wait_any(self._wait_timeout(), until=self._stop_pending)
             if outcome is None:
                 continue
             in_flight.discard(outcome.task_id)
