@@ -248,6 +248,8 @@ def test_a_pickle_is_refused_and_never_unpickled(tmp_path: Path) -> None:
      "Turn payload refused: iteration: Input should be a valid integer"),
     ({"type": "Turn", "failure": None}, p.Action, "Turn payload refused: iteration: Field "
                                                   "required"),
+    ({"type": "Turn", "iteration": 1, "failure": {1, 2}}, p.Action,
+     "Turn payload refused: not JSON data"),
     ({**pack(p.Reviewed(p.History(last=p.PastAttempt(1, "failed")), False)),
       "history": {"last": {"id": 1, "outcome": "failed", "code": "x"}}}, p.Result,
      "Reviewed payload refused: unknown fields history.last.code"),

@@ -28,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from .. import __version__
 from ..mill import policy as p
-from .spec import Payload, RunSpec
+from .spec import RunSpec
 
 FORMAT = 1
 """The payloads' format. Bump it when a travelling type changes in a way an older worker
@@ -108,7 +108,7 @@ def pack(value: RunSpec | p.TaskPolicy | p.Action | p.Result) -> dict[str, Any]:
     return head | fields
 
 
-def unpack(data: Payload | object, kind: type[T]) -> T:
+def unpack(data: object, kind: type[T]) -> T:
     """The object ``data`` is the payload of, which must be a ``kind`` (:class:`RunSpec`,
     :class:`~taskmill.mill.policy.TaskPolicy`, ``Action`` or ``Result``); refused
     (:class:`PayloadRefused`) when it is not exactly what :func:`pack` writes."""
@@ -135,7 +135,7 @@ def unpack(data: Payload | object, kind: type[T]) -> T:
     adapter = _ADAPTERS[cls]
     try:
         value = adapter.validate_json(json.dumps(body), strict=True)
-    except ValidationError as exc:
+    except (TypeError, ValueError) as exc:  # not JSON data (ValidationError is a ValueError)
         raise PayloadRefused(f"{tag} payload refused: {_errors(exc)}") from None
     unknown = _unknown_fields(body, adapter.dump_python(value, mode="json"))
     if unknown:
@@ -201,7 +201,9 @@ def _unknown_fields(given: object, read: object, at: str = "") -> list[str]:
     return found
 
 
-def _errors(exc: ValidationError) -> str:
+def _errors(exc: Exception) -> str:
+    if not isinstance(exc, ValidationError):
+        return f"not JSON data ({exc})"
     return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'the payload'}: {e['msg']}"
                      for e in exc.errors()[:5])
 
