@@ -36,7 +36,8 @@ from ..model import Task
 from ..paths import LedgerPaths
 from ..roles.book import RoleBook
 from .executor import TemporalExecutor
-from .spec import DEFAULT_HEARTBEAT_S, TASK_QUEUE, RunSpec, TaskSpec, pack
+from .payloads import pack
+from .spec import DEFAULT_HEARTBEAT_S, TASK_QUEUE, Payload, RunSpec, TaskSpec
 
 
 class TemporalMill(Mill):
@@ -104,7 +105,7 @@ class TemporalMill(Mill):
                 self.bus.emit("recovered", task=task_id, from_run=run_id)
         return found
 
-    def _loop_remote(self, ledger: Ledger, executor: TemporalExecutor, run: str,
+    def _loop_remote(self, ledger: Ledger, executor: TemporalExecutor, run: Payload,
                      attach: list[tuple[str, int, bool]], summary: RunSummary) -> None:
         in_flight: set[str] = set()
         skip: set[str] = set()

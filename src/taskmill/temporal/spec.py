@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import pickle
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,15 +32,9 @@ def parse_address(address: str) -> str:
     return address
 
 
-def pack(value: Any) -> str:
-    """An object of the mill (a policy, an action, a result) as workflow data. These objects
-    only travel between taskmill's own processes through the Temporal cluster (keep it
-    private: TLS and namespace access, see docs/scale-out.md)."""
-    return base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).decode()
-
-
-def unpack(data: str) -> Any:
-    return pickle.loads(base64.b64decode(data))
+Payload = dict[str, Any] | str
+"""An object of the mill as it travels: its JSON form (:mod:`.payloads`). A string is what a
+taskmill from before JSON payloads sent (a pickle): refused, never unpickled."""
 
 
 @dataclass
@@ -63,7 +55,7 @@ class TaskSpec:
     task_id: str
     lap: int
     resumed: bool
-    run: str
+    run: Payload
     """The :class:`RunSpec`, packed."""
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_S
     turn_timeout: float = 1800.0
@@ -75,7 +67,7 @@ class Step:
     """What an activity hands back: the results of the actions it performed (packed, in
     order: the policy's next inputs) and, when the task's stay ended there, how."""
 
-    results: list[str] = field(default_factory=list)
+    results: list[Payload] = field(default_factory=list)
     outcome: dict[str, Any] = field(default_factory=dict)
     error: bool = False
     """The stay ended on a taskmill error (the worker recorded it)."""
@@ -89,6 +81,6 @@ class Bound:
     queue: str
     worker: str
     key: str
-    policy: str
+    policy: Payload
     """The :class:`~taskmill.mill.policy.TaskPolicy`, packed (before its first action)."""
     step: Step = field(default_factory=Step)

@@ -69,6 +69,7 @@ from ..mill.turn_runner import TurnRunner
 from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
 from ..paths import DB_FILE, ENV_DIR, LedgerPaths
+from .payloads import pack, unpack
 from .remote_git import (
     PUSH_AFTER_S,
     BranchPush,
@@ -79,7 +80,7 @@ from .remote_git import (
     push_branch,
 )
 from .run_setup import RunSetups, preload
-from .spec import TASK_QUEUE, Bound, RunSpec, Step, TaskSpec, pack, unpack
+from .spec import TASK_QUEUE, Bound, Payload, RunSpec, Step, TaskSpec
 from .workflow import BIND, STEP, TaskWorkflow
 
 T = TypeVar("T")
@@ -336,7 +337,7 @@ class WorkerActivities:
         return await self._heartbeating(self._bind, spec, resumed, binding, key)
 
     def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
-        run: RunSpec = unpack(spec.run)
+        run = unpack(spec.run, RunSpec)
         ctx = self.services.context(run)
         ledger = ctx.ledger_factory()
         try:
@@ -375,9 +376,9 @@ class WorkerActivities:
         return worker
 
     @activity.defn(name=STEP)
-    async def step(self, key: str, action: str) -> Step:
+    async def step(self, key: str, action: Payload) -> Step:
         worker = self._worker(key)
-        return await self._heartbeating(self._step, key, worker, unpack(action))
+        return await self._heartbeating(self._step, key, worker, unpack(action, Action))
 
     def _step(self, key: str, worker: TaskWorker, action: Action) -> Step:
         """Perform ``action``, then the quick actions the policy asks for after it (its
@@ -391,7 +392,7 @@ class WorkerActivities:
         return self._run(key, worker, action)
 
     def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
-        results: list[str] = []
+        results: list[Payload] = []
         try:
             while True:
                 # checks run, and the landing merges (and checks), while the branch is pushed

@@ -23,11 +23,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from ..mill.policy import Terminal
-    from .spec import WORKFLOW_TYPE, Bound, Step, TaskSpec, pack, unpack
+    from ..mill.policy import Result, TaskPolicy, Terminal
+    from .payloads import REFUSED, PayloadRefused, pack, unpack
+    from .spec import WORKFLOW_TYPE, Bound, Step, TaskSpec
 
 MAX_BINDINGS = 20
 """Workers a task may lose before the workflow gives up on it (the next run retries it)."""
@@ -55,22 +56,27 @@ class TaskWorkflow:
         lost = ""
         for binding in range(MAX_BINDINGS):
             self.worker, self.action = "", "bind"
-            bound: Bound = await workflow.execute_activity(
-                BIND, args=[spec, resumed, binding], result_type=Bound,
-                task_queue=workflow.info().task_queue, heartbeat_timeout=heartbeat,
-                start_to_close_timeout=longest,
-                retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50),
-                                         backoff_coefficient=1.5,
-                                         maximum_interval=timedelta(seconds=1)))
+            try:
+                bound: Bound = await workflow.execute_activity(
+                    BIND, args=[spec, resumed, binding], result_type=Bound,
+                    task_queue=workflow.info().task_queue, heartbeat_timeout=heartbeat,
+                    start_to_close_timeout=longest,
+                    retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=50),
+                                             backoff_coefficient=1.5,
+                                             maximum_interval=timedelta(seconds=1)))
+            except ActivityError as exc:
+                if isinstance(exc.cause, ApplicationError) and exc.cause.type == REFUSED:
+                    return refused(spec, exc.cause)  # the run's payload: no worker reads it
+                raise
             self.worker = bound.worker
-            policy = unpack(bound.policy)
             once = RetryPolicy(maximum_attempts=1)
             try:
+                policy = unpack(bound.policy, TaskPolicy)
                 action = policy.first()
                 step = bound.step  # the worker went on to the workspace, up to the turn
                 while True:
                     for result in step.results:  # the actions the worker ran, in order
-                        action = policy.next(unpack(result))
+                        action = policy.next(unpack(result, Result))
                     if step.error:
                         return step.outcome
                     if step.outcome:  # the worker ended it where this policy does
@@ -83,10 +89,22 @@ class TaskWorkflow:
                         task_queue=bound.queue, heartbeat_timeout=heartbeat,
                         schedule_to_start_timeout=heartbeat, start_to_close_timeout=longest,
                         retry_policy=once)
+            except PayloadRefused as exc:  # a worker's answer this taskmill does not read
+                return refused(spec, exc)
             except ActivityError as exc:  # the worker died (or lost the task): bind again
+                if isinstance(exc.cause, ApplicationError) and exc.cause.type == REFUSED:
+                    return refused(spec, exc.cause)  # the same payload is refused anywhere
                 lost = f"{bound.worker}: {exc.cause or exc}"
                 workflow.logger.warning("task %s lost its worker %s", spec.task_id, lost)
                 resumed = True
         return {"task_id": spec.task_id, "title": "", "outcome": "error",
                 "reason": (f"taskmill error (not the task's fault): lost {MAX_BINDINGS} "
                            f"workers (last: {lost}); the next `taskmill run` retries it")}
+
+
+def refused(spec: TaskSpec, exc: ApplicationError) -> dict[str, Any]:
+    """The task's outcome when a payload of its workflow was refused (:mod:`.payloads`):
+    nothing of it was run; binding it again would only be refused again."""
+    return {"task_id": spec.task_id, "title": "", "outcome": "error",
+            "reason": f"taskmill error (not the task's fault): a payload was refused: "
+                      f"{exc.message}"}
