@@ -249,12 +249,12 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_the_sql_module_imports_only_sqlite3() -> None:
+def test_the_sql_module_imports_only_sqlite3s_c_module() -> None:
     tree = ast.parse(Path(lean_sql.__file__).read_text(encoding="utf-8"))
     imported = {alias.name for node in tree.body if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "sqlite3"}
+    assert imported == {"__future__", "_sqlite3"}
 
 
 def test_the_lean_path_knows_the_schema_and_the_limits() -> None:

@@ -45,6 +45,12 @@ def is_line(value: object, max_chars: int = NAME_MAX) -> bool:
             and not _CONTROL_CHARS.intersection(value))
 
 
+def is_plain(value: object) -> bool:
+    """Whether ``value`` is a string without the characters of :data:`CONTROL_CLASS` (what
+    :func:`taskmill.validation.printable` leaves as it is)."""
+    return isinstance(value, str) and not _CONTROL_CHARS.intersection(value)
+
+
 def is_text(value: object, max_bytes: int = TEXT_MAX_BYTES) -> bool:
     """Whether :func:`taskmill.validation.text` accepts ``value`` as it is."""
     if not isinstance(value, str) or "\x00" in value:

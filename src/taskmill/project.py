@@ -89,5 +89,5 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
         from . import lean_config
 
         lean_config.write(str(paths.run_dir), config.source,
-                          beads_compat=config.beads_compat)
+                          beads_compat=config.beads_compat, prefix=config.prefix)
     return Project(paths, config, ledger)

@@ -124,18 +124,20 @@ def create(conn: sqlite3.Connection, *, prefix: str, actor: str, now: str, title
 
 
 def change(conn: sqlite3.Connection, *, actor: str, now: str, task_id: str,
-           changes: Mapping[str, Any], close: bool = False) -> bool:
+           changes: Mapping[str, Any], close: bool = False, plain_title: bool = False) -> bool:
     """``Ledger.update(task_id, changes)`` (``close``: ``Ledger.close_many([task_id], ...)``,
     ``changes`` holding the status and any reason) of the task of exactly that id, in one
     transaction, or ``False`` (rolled back) where the ledger would do more: a status change
     or close of a task with any dependency, dependent, parent or child (its readiness and
     containers follow), of a task in progress or already closed (an error); text fields
-    only otherwise (no JSON columns)."""
+    only otherwise (no JSON columns). ``plain_title``: also ``False`` when the task's title
+    holds a control character (the text output escapes those)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute(f"SELECT {', '.join(_FIELDS)}, open_blockers FROM tasks WHERE id = ?",
                            (task_id,)).fetchone()
-        ok = row is not None and not (set(changes) & {"metadata", "checks", "hints"})
+        ok = row is not None and not (set(changes) & {"metadata", "checks", "hints"}) \
+            and not (plain_title and not rules.is_plain(row[1]))
         if ok and ("status" in changes or close):
             current = dict(zip(_FIELDS, row, strict=False))
             ok = (close and set(changes) <= {"status", "close_reason"}
