@@ -164,10 +164,15 @@ def hash_length(task_count: int) -> int:
     return 7
 
 
+def random_nonce() -> str:
+    """16 random hex digits (``secrets.token_hex(8)``: :mod:`secrets` imports more)."""
+    return os.urandom(8).hex()
+
+
 def new_id(prefix: str, title: str, created_at: str, *, length: int,
            nonce: str | None = None) -> str:
     """``<prefix>-<hash>``: the hash covers the title, the time and a random nonce."""
-    seed = f"{title}\x00{created_at}\x00{nonce or os.urandom(8).hex()}".encode()
+    seed = f"{title}\x00{created_at}\x00{nonce or random_nonce()}".encode()
     return f"{prefix}-{base36(_sha256(seed).digest())[:length]}"
 
 
