@@ -140,6 +140,10 @@ LEAN_CASES: list[list[str]] = [
     ["update", "tm-u", "-d", "ünïcode\ttab", "--acceptance", "x"],
     ["update", "tm-esc", "--notes", "esc", "--json"],
     ["update", "tm-m", "--notes", "x", "--json"],  # (its metadata printed)
+    ["update", "tm-ip", "--notes", "x", "--json"],  # in progress: its fields only
+    ["update", "tm-waiter", "-p", "0", "--json"],  # its dependencies stay as they are
+    ["update", "tm-epic", "--notes", "x", "--json"],  # a container (children counted)
+    ["update", "tm-child", "-t", "bug"],
     ["close", "tm-p", "--json"],
     ["close", "tm-q", "-r", "done by hand"],
     ["close", "tm-u", "--reason=ok", "--json"],
@@ -238,7 +242,7 @@ def test_concurrent_lean_and_full_writers_keep_the_chain(seeded: Path) -> None:
         [sys.executable, "-m", "taskmill", "update", "tm-p", "--notes", "raced"],
         cwd=seeded, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     for proc in procs:
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     state = _state(seeded)  # (verifies the chain)
     assert sum(1 for e in state["events"] if e[3] == "created" and "racer" in e[4]) == 6
@@ -353,7 +357,7 @@ def test_the_chain_hash_is_sha256() -> None:
 
 
 def test_an_id_is_the_hash_of_title_time_and_nonce() -> None:
-    seed = "t\x002026\x00n0nce".encode()
+    seed = b"t\x002026\x00n0nce"
     digest = lean_rules.base36(hashlib.sha256(seed).digest())
     assert lean_rules.new_id("tm", "t", "2026", length=5, nonce="n0nce") == f"tm-{digest[:5]}"
     taken = {lean_rules.new_id("tm", "t", "2026", length=4, nonce="x")}
