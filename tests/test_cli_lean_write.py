@@ -23,11 +23,13 @@ import pytest
 from conftest import invoke_cli
 from taskmill import lean_rules, validation
 from taskmill.audit import verify
+from taskmill.beads import import_beads
 from taskmill.cli import fast, lean_write
 from taskmill.clock import FixedClock, iso
 from taskmill.errors import InvalidInput
 from taskmill.ledger import Ledger
 from taskmill.ledger import lean as lean_sql
+from taskmill.ledger import lean_readiness
 from taskmill.ledger import lean_write as write_sql
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -70,8 +72,28 @@ def seeded(taskmill_repo: Path) -> Path:
         ledger.create("Closed", task_id="tm-c")
         ledger.close("tm-c", "done")
         ledger.create("With metadata", task_id="tm-m", metadata={"k": 1})
+        ledger.create("Epic two", task_id="tm-e2", issue_type="epic")
+        ledger.create("Kid one", task_id="tm-k1", parent="tm-e2")
+        ledger.create("Kid two", task_id="tm-k2", parent="tm-e2", after=["tm-k1"])
+        ledger.create("Grandkid", task_id="tm-g", parent="tm-k2")
+        ledger.create("Deferred kid", task_id="tm-dk", parent="tm-ds")
+        import_beads(ledger, [json.dumps(r) + "\n" for r in (  # (only imports make these)
+            _record("tm-sp"), _record("tm-sp1", ("tm-sp", "parent-child")),
+            _record("tm-sp2", ("tm-sp", "parent-child")),
+            _record("tm-fan", ("tm-sp", "waits-for")),
+            _record("tm-cond", ("tm-q", "conditional-blocks")))])
     invoke_cli(["list"], cwd=taskmill_repo).ok()  # the full path: checks config, caches it
     return taskmill_repo
+
+
+def _record(tid: str, *deps: tuple[str, str]) -> dict[str, Any]:
+    """A Beads record (with dependencies of any type)."""
+    return {"id": tid, "title": f"Imported {tid}", "status": "open", "priority": 2,
+            "issue_type": "task", "created_at": "2025-01-01T00:00:00Z",
+            "updated_at": "2025-01-01T00:00:00Z",
+            "dependencies": [{"issue_id": tid, "depends_on_id": on, "type": kind,
+                              "created_at": "2025-01-01T00:00:00Z", "created_by": "me"}
+                             for on, kind in deps]}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -148,7 +170,13 @@ LEAN_CASES: list[list[str]] = [
     ["close", "tm-q", "-r", "done by hand"],
     ["close", "tm-u", "--reason=ok", "--json"],
     ["close", "tm-bs", "--json"],
-    ["close", "tm-ds"],
+    ["close", "tm-ds"],  # its child is no longer held back
+    ["close", "tm-blocker", "--json"],  # its dependent becomes ready
+    ["close", "tm-epic"],  # a container with an open child
+    ["close", "tm-k1", "--json"],  # one of two children; its sibling and grandchild follow
+    ["close", "tm-sp1", "--json"],  # a child of a spawner another task waits for
+    ["close", "tm-q", "-r", "failed: wontfix"],  # a conditional-blocks dependent's count
+    ["close", "tm-waiter"],  # with an open blocker
 ]
 """Command lines the lean path writes."""
 
@@ -167,9 +195,7 @@ FULL_CASES: list[list[str]] = [
     ["update", "tm-nope", "--notes", "x"],
     ["update", "TM-P", "--notes", "x"],  # another case: resolved by the full path
     ["update", "tm-p", "-a", ""],
-    ["close", "tm-blocker", "--json"],  # a dependent's readiness follows
     ["close", "tm-child"],  # the epic closes with it
-    ["close", "tm-epic"],  # has a child
     ["close", "tm-ip", "--json"],  # in progress
     ["close", "tm-c"],  # already closed: an error
     ["close", "tm-p", "-r", "landed abc123"],  # the mill's own form: refused
@@ -212,7 +238,8 @@ def test_a_mix_of_lean_and_full_writes_keeps_the_chain_and_verify_passes(
         assert _run(["create", f"lean {i}", "-l", "m"], seeded)[3] == "lean"
         assert _run(["create", f"full {i}"], seeded, TASKMILL_LEAN="0")[0] == 0
     assert _run(["update", "tm-p", "--notes", "a"], seeded)[3] == "lean"
-    assert _run(["close", "tm-blocker"], seeded)[3] == "full"
+    assert _run(["close", "tm-blocker"], seeded)[3] == "lean"
+    assert _run(["close", "tm-child"], seeded)[3] == "full"
     assert _run(["close", "tm-q"], seeded)[3] == "lean"
     report = _verify(seeded)
     assert report["ok"] is True and report["replay"] == []
@@ -293,9 +320,17 @@ def test_the_write_module_columns_are_the_read_modules() -> None:
     assert write_sql._FIELDS == lean_sql.TASK_FIELDS
 
 
+def test_the_readiness_module_statuses_are_the_models() -> None:
+    from taskmill import model
+
+    assert lean_readiness.DONE_STATUSES == model.DONE_STATUSES
+    assert lean_readiness.HOLDING_STATUSES == model.HOLDING_STATUSES
+
+
 @pytest.mark.parametrize(("path", "allowed"), [
     (lean_rules.__file__, {"__future__", "os", "_json"}),
     (write_sql.__file__, {"__future__", "taskmill"}),
+    (lean_readiness.__file__, {"__future__", "collections"}),
 ])
 def test_the_lean_modules_import_only_c_modules(path: str, allowed: set[str]) -> None:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))

@@ -224,6 +224,12 @@ def created_fields(values: Mapping[str, Any], labels: list[str]) -> dict[str, An
     return fields
 
 
+def parent_closes(parent_status: str | None, children: int, not_done: int) -> bool:
+    """Whether a parent closes as its child closes (:mod:`taskmill.ledger.containers`): it
+    is not done, and it has children, all done now."""
+    return parent_status not in (None, "closed", "tombstone") and children > 0 and not_done == 0
+
+
 def changed_values(old: Callable[[str], Any], changes: Mapping[str, Any],
                    clock: Callable[[], str]) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """What ``changes`` (validated) change of a task whose fields ``old`` reads: the

@@ -11,14 +11,16 @@ the read path's (:mod:`taskmill.cli.lean`). Served here, before anything is writ
 - ``update ID [--title T] [-d TEXT] [--design TEXT] [--acceptance TEXT] [--notes TEXT]
   [-p N] [-t TYPE] [-a NAME] [--external-ref REF] [--json]`` (no status, claim, JSON
   field, agent or role);
-- ``close ID [-r REASON] [--json]`` of an open, blocked or deferred task with no
-  dependency, dependent, parent or child (nothing else's readiness or container follows).
+- ``close ID [-r REASON] [--json]`` of an open, blocked or deferred task whose parent does
+  not close with it (its dependents' readiness follows by the store's own functions,
+  :mod:`taskmill.ledger.lean_readiness`).
 
 Everything else goes to the full path with nothing written: any other option or form, a
 value the ledger would refuse (it then says why), an id that is not exactly a task's, an
 agent turn or any ``$TASKMILL_*`` setting but ``TASKMILL_ACTOR``, a config not checked, roles,
 a ledger to migrate or locked for longer than the busy timeout, an output stream that is
-not UTF-8. ``TASKMILL_LEAN=0`` turns it off (as the read path).
+not UTF-8, a close whose parent would close too (an epic's last child).
+``TASKMILL_LEAN=0`` turns it off (as the read path).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _write(conn: sqlite3.Connection, name: str, parsed: tuple[dict[str, Any], st
     writes = _module()
     actor = rules.actor_from_env(env)
     try:
-        conn.execute(writes.SYNCHRONOUS_SQL)
+        writes.prepare(conn)
         now = rules.iso_from_ns(time.time_ns())
         if name == "create":
             labels = values.pop("labels", [])
@@ -129,7 +131,8 @@ def _write(conn: sqlite3.Connection, name: str, parsed: tuple[dict[str, Any], st
             if name == "close":
                 values["status"] = "closed"
             done = writes.change(conn, actor=actor, now=now, task_id=arg, changes=values,
-                                 close=name == "close", plain_title=not as_json)
+                                 close=name == "close", plain_title=not as_json,
+                                 status_changed=_load("lean_readiness").status_changed)
             tid = arg if done else None
     except Exception:  # rolled back (locked for longer than the busy timeout, say)
         return None
@@ -137,7 +140,7 @@ def _write(conn: sqlite3.Connection, name: str, parsed: tuple[dict[str, Any], st
         return None
     # committed: from here on an error is reported, not handed to the full path
     sql = lean._sql()
-    row = conn.execute(sql.TASK_SQL, (tid,)).fetchone()
+    row = writes.task_row(conn, tid)
     if as_json:
         return lean.encode(sql.task_dicts(conn, [row], lean._loads)[0])
     if name == "create":
@@ -233,7 +236,8 @@ def _valid(name: str, values: dict[str, Any], arg: str) -> bool:
 
 def _module() -> ModuleType:
     """:mod:`taskmill.ledger.lean_write`, with :mod:`taskmill.ledger.lean` (which
-    :func:`taskmill.cli.lean._sql` then finds loaded)."""
+    :func:`taskmill.cli.lean._sql` then finds loaded); ``close`` loads
+    :mod:`taskmill.ledger.lean_readiness` too."""
     _load("lean")
     return _load("lean_write")
 

@@ -9,9 +9,10 @@ the package (whose ``__init__`` imports the whole ledger): nothing here may impo
 but :mod:`taskmill.lean_rules` (a test holds it so).
 
 The lean writes do only what they can do exactly as :class:`taskmill.ledger.Ledger` does:
-each returns ``None``, having rolled back, wherever the ledger would do more (a task with
-dependencies, a parent or children, whose readiness or container would follow; a task in
-progress; an id that is not exactly a task's). The caller then runs the full path.
+each returns ``None`` or ``False``, having rolled back, wherever the ledger would do more
+(a parent that closes with its last child; a task in progress; an id that is not exactly a
+task's). The caller then runs the full path. A close keeps readiness in step by the store's
+own :func:`taskmill.ledger.lean_readiness.status_changed`, which the caller passes in.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from taskmill import lean_rules as rules
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
     Head = tuple[int, str]
+    StatusHook = Callable[[sqlite3.Connection, str, str, str], None]
 
 HEAD_SQL = "SELECT value FROM meta WHERE key = 'audit_head'"
 HEAD_SET_SQL = ("INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
@@ -34,9 +36,14 @@ EVENT_INSERT_SQL = ("INSERT INTO events (seq, ts, actor, task_id, kind, data, pr
 LABEL_INSERT_SQL = "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)"
 EXISTS_SQL = "SELECT 1 FROM tasks WHERE id = ?"
 MAX_SEQ_SQL = "SELECT max(seq) FROM tasks"
-ANY_DEP_SQL = ("SELECT 1 FROM deps WHERE issue_id = ?1 UNION ALL"
-               " SELECT 1 FROM deps WHERE depends_on_id = ?1 LIMIT 1")
-"""A row when a task has a dependency or a dependent of any type (a parent, a child)."""
+PARENTS_SQL = ("SELECT p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id"
+               " WHERE d.issue_id = ? AND d.type = 'parent-child' ORDER BY d.pos")
+"""A task's parents, in order (``LedgerStore.parents``)."""
+CHILDREN_DONE_SQL = ("SELECT count(*), coalesce(sum(c.status NOT IN ('closed', 'tombstone')), 0)"
+                     " FROM deps d JOIN tasks c ON c.id = d.issue_id"
+                     " WHERE d.depends_on_id = ? AND d.type = 'parent-child'")
+"""(children, those not done) of a task (``LedgerStore.children_done``)."""
+STATUS_SQL = "SELECT status FROM tasks WHERE id = ?"
 SYNCHRONOUS_SQL = "PRAGMA synchronous = NORMAL"
 """As :func:`taskmill.ledger.sqlite.schema.connect` sets it."""
 
@@ -88,6 +95,19 @@ def update_task(conn: sqlite3.Connection, task_id: str, values: Mapping[str, Any
 # -- the lean writes ----------------------------------------------------------------------
 
 
+def prepare(conn: sqlite3.Connection) -> None:
+    """Set up a connection (opened by :func:`taskmill.ledger.lean.connect`) for writing as
+    the store's is."""
+    conn.execute(SYNCHRONOUS_SQL)
+
+
+def task_row(conn: sqlite3.Connection, task_id: str) -> Any:
+    """The row of the task (:data:`taskmill.ledger.lean.TASK_FIELDS`), or ``None``."""
+    return conn.execute(f"SELECT {', '.join(_FIELDS)} FROM tasks WHERE id = ?",
+                        (task_id,)).fetchone()
+
+
+
 def create(conn: sqlite3.Connection, *, prefix: str, actor: str, now: str, title: str,
            fields: Mapping[str, Any], labels: Sequence[str]) -> str | None:
     """``Ledger.create(title, **fields, labels=labels)`` for a task without dependencies,
@@ -124,34 +144,40 @@ def create(conn: sqlite3.Connection, *, prefix: str, actor: str, now: str, title
 
 
 def change(conn: sqlite3.Connection, *, actor: str, now: str, task_id: str,
-           changes: Mapping[str, Any], close: bool = False, plain_title: bool = False) -> bool:
+           changes: Mapping[str, Any], close: bool = False, plain_title: bool = False,
+           status_changed: StatusHook | None = None) -> bool:
     """``Ledger.update(task_id, changes)`` (``close``: ``Ledger.close_many([task_id], ...)``,
     ``changes`` holding the status and any reason) of the task of exactly that id, in one
-    transaction, or ``False`` (rolled back) where the ledger would do more: a status change
-    or close of a task with any dependency, dependent, parent or child (its readiness and
-    containers follow), of a task in progress or already closed (an error); text fields
-    only otherwise (no JSON columns). ``plain_title``: also ``False`` when the task's title
-    holds a control character (the text output escapes those)."""
+    transaction, or ``False`` (rolled back) where the ledger would do more or refuse: a
+    status changed other than by ``close``; a close of a task in progress or already closed
+    (an error), or whose parent would close with it (its container follows: more changes
+    and events), or without ``status_changed`` (the store's readiness update,
+    :func:`taskmill.ledger.lean_readiness.status_changed`); a JSON field. ``plain_title``:
+    also ``False`` when the task's title holds a control character (the text output
+    escapes those)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute(f"SELECT {', '.join(_FIELDS)}, open_blockers FROM tasks WHERE id = ?",
-                           (task_id,)).fetchone()
+        row = task_row(conn, task_id)
         ok = row is not None and not (set(changes) & {"metadata", "checks", "hints"}) \
             and not (plain_title and not rules.is_plain(row[1]))
         if ok and ("status" in changes or close):
-            current = dict(zip(_FIELDS, row, strict=False))
-            ok = (close and set(changes) <= {"status", "close_reason"}
+            ok = (close and status_changed is not None
+                  and set(changes) <= {"status", "close_reason"}
                   and changes.get("status") == "closed"
-                  and current["status"] in ("open", "blocked", "deferred")
-                  and not current["gated"] and not row[-1]
-                  and conn.execute(ANY_DEP_SQL, (task_id,)).fetchone() is None)
+                  and row[6] in ("open", "blocked", "deferred"))
         if not ok:
             conn.execute("ROLLBACK")
             return False
-        current = dict(zip(_FIELDS, row, strict=False))
+        current = dict(zip(_FIELDS, row, strict=True))
         diff, values = rules.changed_values(current.__getitem__, changes, lambda: now)
         if diff:
             update_task(conn, task_id, values)
+            if "status" in diff:
+                assert status_changed is not None
+                status_changed(conn, task_id, diff["status"][0], diff["status"][1])
+                if _a_parent_follows(conn, task_id):
+                    conn.execute("ROLLBACK")
+                    return False
             head = append_event(conn, read_head(conn), ts=now, actor=actor, task_id=task_id,
                                 kind="updated", data={"changes": diff})
             set_head(conn, head)
@@ -161,6 +187,17 @@ def change(conn: sqlite3.Connection, *, actor: str, now: str, task_id: str,
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _a_parent_follows(conn: sqlite3.Connection, task_id: str) -> bool:
+    """Whether a parent of ``task_id``, just closed, closes too: it is not done and all its
+    children are (:func:`taskmill.ledger.containers.status_changed`)."""
+    for (pid,) in conn.execute(PARENTS_SQL, (task_id,)).fetchall():
+        (status,) = conn.execute(STATUS_SQL, (pid,)).fetchone()
+        total, open_ = conn.execute(CHILDREN_DONE_SQL, (pid,)).fetchone()
+        if rules.parent_closes(status, int(total), int(open_)):
+            return True
+    return False
 
 
 _FIELDS = ("id", "title", "description", "design", "acceptance_criteria", "notes", "status",
