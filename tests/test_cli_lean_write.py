@@ -27,9 +27,8 @@ from taskmill.beads import import_beads
 from taskmill.cli import fast, lean_write
 from taskmill.clock import FixedClock, iso
 from taskmill.errors import InvalidInput
-from taskmill.ledger import Ledger
+from taskmill.ledger import Ledger, lean_readiness
 from taskmill.ledger import lean as lean_sql
-from taskmill.ledger import lean_readiness
 from taskmill.ledger import lean_write as write_sql
 
 SRC = Path(__file__).resolve().parents[1] / "src"
