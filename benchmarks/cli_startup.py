@@ -44,6 +44,9 @@ STDLIB_FLOOR = "import sqlite3, json, pathlib, dataclasses, datetime, tomllib"
 WRITE_FLOOR = "import sqlite3, json, hashlib, datetime"
 """What a write needs at the least: the audit event's canonical JSON and its chain hash, and
 the time (the ledger's write rules, readiness and containers, come on top)."""
+C_FLOOR = "import _sqlite3, _json, _sha256, time"
+"""The C modules under :data:`WRITE_FLOOR`'s, all the lean write path imports of them
+(:mod:`taskmill.lean_rules`: ``sqlite3`` imports ``datetime``, ``hashlib`` loads OpenSSL)."""
 
 
 def query_floor() -> str:
@@ -112,7 +115,17 @@ def _open_ids(repo: Path, count: int) -> list[str]:
     return ids[:count]
 
 
-def _commands(shown: str, updated: list[str], closing: list[str]
+def _loose_ids(repo: Path, count: int) -> list[str]:
+    """``count`` new tasks without dependencies, parent or children (closing one changes
+    nobody else's readiness: the lean write path closes it)."""
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger.open(repo / ".taskmill" / "taskmill.db", prefix="bench")
+    with ledger:
+        return [ledger.create(f"loose {i}").id for i in range(count)]
+
+
+def _commands(shown: str, updated: list[str], closing: list[str], loose: list[str]
               ) -> list[tuple[str, Callable[[int], list[str]]]]:
     """The measured commands: (what, run i's arguments)."""
     return [
@@ -123,6 +136,7 @@ def _commands(shown: str, updated: list[str], closing: list[str]
         ("create --json", lambda i: ["create", f"startup bench {i}", "--json"]),
         ("update --json", lambda i: ["update", updated[i], "--notes", f"n{i}", "--json"]),
         ("close --json", lambda i: ["close", closing[i], "--json"]),
+        ("close --json (no links)", lambda i: ["close", loose[i], "--json"]),
         ("list --status open --json", lambda i: ["list", "--status", "open", "--json"]),
         ("blocked --json", lambda i: ["blocked", "--json"]),
         ("list --status open", lambda i: ["list", "--status", "open"]),  # the text tables
@@ -132,7 +146,8 @@ def _commands(shown: str, updated: list[str], closing: list[str]
 
 # the commands held to the 2x target (list and blocked print the whole backlog's worth)
 SMALL_COMMANDS = frozenset({"ready --json", "ready -n 20", "show ID --json", "show ID",
-                            "create --json", "update --json", "close --json"})
+                            "create --json", "update --json", "close --json",
+                            "close --json (no links)"})
 _WRAP = ("import resource, subprocess, sys, time\n"
          "start = time.perf_counter()\n"
          "proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
@@ -219,6 +234,9 @@ def run(args: argparse.Namespace) -> Report:
     measure("floor: the stdlib modules a write needs at the least",
             lambda i: [*python, "-c", WRITE_FLOOR], DATA, False)
     report.note(f"the write floor is `python -c '{WRITE_FLOOR}'`")
+    measure("floor: the C modules a lean write imports",
+            lambda i: [*python, "-c", C_FLOOR], DATA, False)
+    report.note(f"the C-module floor is `python -c '{C_FLOOR}'`")
     measure("`taskmill --version`", lambda i: [*script, "--version"], DATA, True)
 
     floor = query_floor()
@@ -229,7 +247,7 @@ def run(args: argparse.Namespace) -> Report:
         repo = _scratch_repo(built.repo, size)
         ids = _open_ids(repo, 3 * (runs + 2) + 1)
         shown, updated, closing = ids[0], ids[1:runs + 3], ids[runs + 3:]
-        commands = _commands(shown, updated, closing)
+        commands = _commands(shown, updated, closing, _loose_ids(repo, runs + 2))
         measure(f"{label}: floor: python + sqlite3 + the `ready` query",
                 lambda i: [*python, "-c", floor], repo, False)
         for what, argv in commands:

@@ -185,9 +185,9 @@ def _audit_head(repo: Path) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def fixed_nonce(monkeypatch: pytest.MonkeyPatch) -> None:
     """Generated ids the same on both paths."""
-    import secrets
+    from taskmill import lean_rules
 
-    monkeypatch.setattr(secrets, "token_hex", lambda n=None: "0123456789abcdef")
+    monkeypatch.setattr(lean_rules, "random_nonce", lambda: "0123456789abcdef")
 
 
 @pytest.mark.parametrize("argv", CASES, ids=lambda a: " ".join(a)[:60])

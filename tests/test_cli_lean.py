@@ -157,7 +157,7 @@ def test_a_config_the_full_path_has_not_checked_is_not_used(
     assert _lean(["ready", "--json"], seeded, monkeypatch) is None  # edited: not checked
     invoke_cli(["list"], cwd=seeded).ok()
     assert lean_config.read(str(seeded / ".taskmill" / "run"), str(config)) == \
-        {"beads_compat": "1"}
+        {"beads_compat": "1", "prefix": "tm"}
     assert _lean(["ready", "--json"], seeded, monkeypatch) is None  # Beads' readiness
     assert _lean(["show", "tm-a", "--json"], seeded, monkeypatch) is not None
     config.write_text("not = [valid\n")  # the full path reports it
@@ -231,7 +231,7 @@ def test_the_lean_path_imports_neither_the_ledger_nor_json() -> None:
     return_code, out, err = _seeded_process(code)
     assert return_code == 0 and out.startswith(b"[")
     loaded = set(ast.literal_eval(err.decode()))
-    assert "sqlite3" in loaded
+    assert "_sqlite3" in loaded
     assert heavy.isdisjoint(loaded), sorted(heavy & loaded)
 
 
@@ -249,12 +249,12 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         return proc.returncode, proc.stdout, proc.stderr
 
 
-def test_the_sql_module_imports_only_sqlite3() -> None:
+def test_the_sql_module_imports_only_sqlite3s_c_module() -> None:
     tree = ast.parse(Path(lean_sql.__file__).read_text(encoding="utf-8"))
     imported = {alias.name for node in tree.body if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert imported == {"__future__", "sqlite3"}
+    assert imported == {"__future__", "_sqlite3"}
 
 
 def test_the_lean_path_knows_the_schema_and_the_limits() -> None:

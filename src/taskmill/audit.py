@@ -13,20 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .lean_rules import GENESIS as GENESIS
+from .lean_rules import canonical as canonical
+from .lean_rules import chain_hash as chain_hash
 from .model import Event
-
-GENESIS = "0" * 64
-
-
-def canonical(seq: int, ts: str, actor: str, task_id: str | None, kind: str, data: str) -> bytes:
-    body = {"seq": seq, "ts": ts, "actor": actor, "task": task_id, "kind": kind, "data": data}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def chain_hash(prev_hash: str, payload: bytes) -> str:
-    import hashlib  # here, not at the top: reading commands chain no event
-
-    return hashlib.sha256(prev_hash.encode() + payload).hexdigest()
 
 
 @dataclass

@@ -36,20 +36,26 @@ def _header(version: str) -> bytes | None:
             .encode())
 
 
-def render(config_bytes: bytes, *, beads_compat: bool, version: str) -> bytes | None:
-    """The cache's content for a checked config file (``config_bytes``)."""
+def render(config_bytes: bytes, *, beads_compat: bool, version: str,
+           prefix: str | None = None) -> bytes | None:
+    """The cache's content for a checked config file (``config_bytes``; ``prefix``: the
+    ledger's id prefix, for the lean ``create``)."""
     header = _header(version)
     if header is None:
         return None
-    return header + f"beads_compat {int(beads_compat)}\n\n".encode() + config_bytes
+    settings = f"beads_compat {int(beads_compat)}\n"
+    if prefix is not None and prefix.isprintable() and prefix.strip() == prefix:
+        settings += f"prefix {prefix}\n"  # (else a lean create leaves it to the full path)
+    return header + f"{settings}\n".encode() + config_bytes
 
 
-def write(run_dir: str, config_bytes: bytes, *, beads_compat: bool) -> None:
+def write(run_dir: str, config_bytes: bytes, *, beads_compat: bool,
+          prefix: str | None = None) -> None:
     """Keep the cache for ``config_bytes`` (written only when it changed; best effort: a
     cache that cannot be written just leaves the lean path unused)."""
     from . import __version__
 
-    data = render(config_bytes, beads_compat=beads_compat, version=__version__)
+    data = render(config_bytes, beads_compat=beads_compat, version=__version__, prefix=prefix)
     if data is None:
         return
     path = os.path.join(run_dir, CACHE_FILE)

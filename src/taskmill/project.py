@@ -10,6 +10,7 @@ from .clock import Clock, SystemClock
 from .config import DEFAULT_CONFIG, Config, load_config, set_ledger_url
 from .errors import InvalidInput
 from .ids import PREFIX_RE, default_prefix
+from .lean_rules import actor_from_env as actor_from_env
 from .ledger import Ledger, check_database_url, database_url, open_store
 from .paths import LedgerPaths, find_repository, locate
 
@@ -37,10 +38,6 @@ class Project:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def actor_from_env(env: Mapping[str, str]) -> str:
-    return env.get("TASKMILL_ACTOR") or env.get("USER") or env.get("USERNAME") or "taskmill"
 
 
 def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
@@ -92,5 +89,5 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
         from . import lean_config
 
         lean_config.write(str(paths.run_dir), config.source,
-                          beads_compat=config.beads_compat)
+                          beads_compat=config.beads_compat, prefix=config.prefix)
     return Project(paths, config, ledger)

@@ -33,11 +33,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import InvalidInput
+from .lean_rules import CONTROL_BUT_LINES_CLASS, CONTROL_CLASS  # (shared with lean writes)
+from .lean_rules import LABEL_MAX as LABEL_MAX
+from .lean_rules import NAME_MAX as NAME_MAX
+from .lean_rules import TEXT_MAX_BYTES as TEXT_MAX_BYTES
+from .lean_rules import TITLE_MAX as TITLE_MAX
 
-TITLE_MAX = 500
-LABEL_MAX = 100
-NAME_MAX = 200
-TEXT_MAX_BYTES = 64 * 1024
 COMMENT_MAX_BYTES = 64 * 1024
 CHECK_MAX_BYTES = 4 * 1024
 CHECKS_MAX = 100
@@ -51,8 +52,8 @@ PRIORITY_MAX = 4
 SQLITE_INT_MAX = 2**63 - 1
 
 # C0, DEL, C1, and the two Unicode line breaks that are not in Cc.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(f"[{CONTROL_CLASS}]")
+_CONTROL_BUT_LINES = re.compile(f"[{CONTROL_BUT_LINES_CLASS}]")
 
 
 def _kib(n: int) -> str:

@@ -68,6 +68,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 ALIASES = {"add": "create"}
 LEAN_COMMANDS = frozenset({"ready", "show"})
 """Answered by the lean path (:mod:`taskmill.cli.lean`) in their commonest forms."""
+LEAN_WRITE_COMMANDS = frozenset({"create", "update", "close"})
+"""Written by the lean write path (:mod:`taskmill.cli.lean_write`) in their commonest forms."""
 TURN_COMMANDS = frozenset({"show", "list", "ready", "blocked", "create", "comment", "update",
                            "dep", "mcp"})
 """What an agent may run inside a turn ($TASKMILL_SOCKET set): through the mill's socket."""
@@ -98,6 +100,11 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
 
         serve(args, os.environ if env is None else env,
               None if cwd is None else str(cwd))  # exits when it answered
+    if fast and args and args[0] in LEAN_WRITE_COMMANDS:
+        from .lean_write import serve as write
+
+        write(args, os.environ if env is None else env,
+              None if cwd is None else str(cwd))  # exits when it wrote
     from pathlib import Path
 
     from .context import Ctx

@@ -25,18 +25,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..model import BLOCKS, CLOSED, CONDITIONAL_BLOCKS, PINNED, TOMBSTONE, WAITS_FOR
+from .lean_readiness import ANY_CHILDREN as ANY_CHILDREN
+from .lean_readiness import FAILURE_CLOSE_KEYWORDS as FAILURE_CLOSE_KEYWORDS
 
 READY_EXCLUDE_TYPES = ("merge-request", "gate", "molecule", "message", "agent", "role", "rig")
 """Beads' ``readyWorkExcludeTypes``: records of these types are never ready work."""
 
-FAILURE_CLOSE_KEYWORDS = (
-    "failed", "rejected", "wontfix", "won't fix", "canceled", "cancelled", "abandoned",
-    "blocked", "error", "timeout", "aborted",
-)
-"""Beads' ``FailureCloseKeywords``: a close reason holding one (any case) is a failure."""
 
 ALL_CHILDREN = "all-children"
-ANY_CHILDREN = "any-children"
 
 INERT_BLOCKER_STATUSES = frozenset({CLOSED, TOMBSTONE, PINNED})
 """A ``blocks`` blocker in one of these does not block; a ``waits-for`` child in one of these

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..lean_rules import parent_closes
 from ..model import CLOSED, DONE_STATUSES, HOLDING_STATUSES, OPEN
 from .store import LedgerStore
 
@@ -173,7 +174,7 @@ def status_changed(store: LedgerStore, apply: SetStatus, task_id: str, old: str,
     for pid in store.parents(task_id):
         # read now: closing or reopening an earlier parent may have changed this one
         pstatus = store.status_of(pid)
-        if is_done and pstatus not in DONE_STATUSES and _all_children_done(store, pid):
+        if is_done and parent_closes(pstatus, *store.children_done(pid)):
             _close(apply, pid, {"child": task_id, "rule": "all children closed"}, actor)
         elif not is_done and pstatus == CLOSED:
             _reopen(apply, pid, {"child": task_id, "rule": "a child was reopened"}, actor)

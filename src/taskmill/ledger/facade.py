@@ -18,7 +18,7 @@ from .. import validation as check
 from ..audit import VerifyReport
 from ..clock import Clock, SystemClock, iso
 from ..errors import ClaimConflict, Conflict, CycleError, InvalidInput, NotFound
-from ..ids import hash_length, new_id
+from ..lean_rules import changed_values, created_fields, pick_id
 from ..model import (
     BLOCKED,
     BLOCKS,
@@ -350,12 +350,10 @@ class Ledger(WorkVerbs):
     # -- creating ------------------------------------------------------------------------
 
     def _new_id(self, title: str, created_at: str) -> str:
-        length = hash_length(self.store.max_seq())
-        for attempt in range(12):
-            candidate = new_id(self.prefix, title, created_at, length=length + attempt // 3)
-            if not self.exists(candidate):
-                return candidate
-        raise Conflict("could not find a free task id; try again")
+        tid = pick_id(self.prefix, title, created_at, self.store.max_seq(), self.exists)
+        if tid is None:
+            raise Conflict("could not find a free task id; try again")
+        return tid
 
     def create(self, title: str, *, description: str = "", design: str = "",
                acceptance_criteria: str = "", notes: str = "", status: str = OPEN,
@@ -423,17 +421,13 @@ class Ledger(WorkVerbs):
             "created_at": now, "updated_at": now, "closed_at": closed_at,
             "external_ref": external_ref, "metadata": metadata, "checks": checks,
             "agent": agent, "hints": hints, "role": role}, label_list)
-        fields: dict[str, Any] = {"title": title, "status": status, "priority": priority,
-                                  "issue_type": issue_type}
-        for key, value in (("description", description), ("design", design),
-                           ("acceptance_criteria", acceptance_criteria), ("notes", notes),
-                           ("assignee", assignee), ("external_ref", external_ref),
-                           ("metadata", metadata), ("checks", checks), ("agent", agent),
-                           ("hints", hints), ("role", role)):
-            if value:
-                fields[key] = value
-        if label_list:
-            fields["labels"] = label_list
+        fields = created_fields({"title": title, "status": status, "priority": priority,
+                                 "issue_type": issue_type, "description": description,
+                                 "design": design, "acceptance_criteria": acceptance_criteria,
+                                 "notes": notes, "assignee": assignee,
+                                 "external_ref": external_ref, "metadata": metadata,
+                                 "checks": checks, "agent": agent, "hints": hints,
+                                 "role": role}, label_list)
         self.record("created", tid, {"new": fields}, actor=actor, ts=now)
         return tid
 
@@ -481,28 +475,15 @@ class Ledger(WorkVerbs):
         current = self.get(tid)
         if expect_status is not None and current.status != expect_status:
             raise Conflict(f"{tid} is {current.status}, expected {expect_status}")
-        diff: dict[str, list[Any]] = {}
-        values: dict[str, Any] = {}
+        checked: dict[str, Any] = {}
         for key, value in changes.items():
             if key == "title" and (not isinstance(value, str) or not value.strip()):
                 raise InvalidInput("the title must not be empty")
-            value = validate_field(key, value)
-            old = getattr(current, key)
-            if old != value:
-                diff[key] = [old, value]
-                values[key] = value
+            checked[key] = validate_field(key, value)
+        diff, values = changed_values(lambda key: getattr(current, key), checked, self.now)
         if not diff:
             return diff
-        now = self.now()
-        if "status" in diff:
-            old_status, new_status = diff["status"]
-            if new_status == CLOSED:
-                values["closed_at"] = now
-            elif old_status == CLOSED:
-                values["closed_at"] = None
-                if "close_reason" not in values:
-                    values["close_reason"] = None
-        values["updated_at"] = now
+        now = values["updated_at"]
         self.store.update_task(tid, values)
         if "status" in diff:
             self.store.status_changed(tid, diff["status"][0], diff["status"][1])

@@ -5,10 +5,11 @@ the plan importer."""
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from ..model import DONE_STATUSES, HOLDING_STATUSES
+from .lean_readiness import gated_in as gated_in
+from .lean_readiness import gating_scope as gating_scope
 
 
 def cyclic_groups(
@@ -112,65 +113,3 @@ def shortest_path(start: str, goal: str,
                 return list(reversed(path))
             queue.append(nxt)
     return None
-
-
-def gating_scope(roots: Iterable[str], status_of: Callable[[str], str | None],
-                 children: Callable[[str], Iterable[tuple[str, str]]]
-                 ) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The tasks whose ``gated`` a change to ``roots`` can reach, with their statuses, and
-    the children of each: ``roots`` (those that exist: ``status_of`` None) and the
-    descendants through ``children(node)`` (``(child, status)`` pairs) below tasks that are
-    not done (a done task passes no gating on, so its subtree is unaffected, unless it is a
-    root: its own status may just have changed)."""
-    scope: dict[str, str] = {}
-    kids: dict[str, list[str]] = defaultdict(list)
-    queue: deque[tuple[str, bool]] = deque()
-    for root in roots:
-        if root not in scope:
-            status = status_of(root)
-            if status is None:
-                continue
-            scope[root] = status
-            queue.append((root, True))
-    while queue:
-        node, is_root = queue.popleft()
-        if not is_root and scope[node] in DONE_STATUSES:
-            continue
-        for child, status in children(node):
-            kids[node].append(child)
-            if child not in scope:
-                scope[child] = status
-                queue.append((child, False))
-    return scope, kids
-
-
-def gated_in(scope: Mapping[str, str], kids: Mapping[str, Sequence[str]],
-             blockers: Mapping[str, int],
-             parents: Callable[[str], Iterable[tuple[str, str, int]]]) -> set[str]:
-    """Which tasks of ``scope`` (from :func:`gating_scope`) are gated: those with open
-    blockers (``blockers``) or a parent (``parents(node)``: ``(id, status, gated)``) that is
-    not done and holds them (``blocked``/``deferred``, or gated itself outside the scope),
-    and, as the least fixed point, the children of a gated task that is not done."""
-    gated: set[str] = set()
-    work: deque[str] = deque()
-    for node in scope:
-        seed = blockers[node] > 0
-        if not seed:
-            for pid, pstatus, pgated in parents(node):
-                if pstatus in DONE_STATUSES:
-                    continue
-                if pstatus in HOLDING_STATUSES or (pid not in scope and pgated):
-                    seed = True
-                    break
-        if seed:
-            gated.add(node)
-            work.append(node)
-    while work:
-        node = work.popleft()
-        if scope[node] in DONE_STATUSES:
-            continue
-        for child in kids.get(node, ()):
-            if child not in gated:
-                gated.add(child)
-                work.append(child)
-    return gated

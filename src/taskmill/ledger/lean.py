@@ -13,10 +13,11 @@ clock, a task in progress, a ledger to migrate).
 
 from __future__ import annotations
 
-import sqlite3
+import _sqlite3  # (sqlite3's own C module: the package imports datetime and more)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Sequence
     from typing import Any
 
@@ -118,7 +119,7 @@ def task_json(row: Sequence[Any], labels: list[str], parent: str | None, childre
 def connect(path: str) -> sqlite3.Connection | None:
     """A connection to the ledger file at ``path`` (which exists), or ``None`` when its
     schema is not exactly this code's (the store migrates it first)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn = _sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if {name for (name,) in conn.execute(MIGRATIONS_SQL)} != set(SCHEMA_STEPS):
         conn.close()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..audit import GENESIS, canonical, chain_hash, event_from_row
+from ..lean_rules import event_text
 from ..model import (
     BLOCKING_TYPES,
     DONE_STATUSES,
@@ -698,8 +699,7 @@ class MemoryStore:
             raise RuntimeError("an event is appended inside a transaction")
         last_seq, prev = self._pending
         seq = last_seq + 1
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          default=str)
+        text = event_text(data)
         digest = chain_hash(prev, canonical(seq, ts, actor, task_id, kind, text))
         self._d.events.append(EventRow(seq, ts, actor, task_id, kind, text, prev, digest))
         self._pending = (seq, digest)

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import validation as check
 from ..errors import Forbidden, InvalidInput
+from ..lean_rules import mill_close_form
 from ..model import DEP_TYPES, STATUSES
 
 
@@ -38,8 +39,6 @@ def validate_table(name: str, value: Any) -> dict[str, Any] | None:
 
 MILL_AUTHOR_PREFIX = "mill:"
 """Comments (and events) signed ``mill:<run>`` are the mill's own."""
-_MILL_CLOSE_REASONS = ("landed", "already satisfied")
-"""How the mill's close reasons begin (``landed <sha>``, ``already satisfied at <sha>``)."""
 
 
 def refuse_mill_author(author: str | None) -> None:
@@ -53,15 +52,13 @@ def refuse_mill_author(author: str | None) -> None:
 def refuse_mill_close_reason(reason: Any) -> None:
     """Refuse a close reason in the mill's own forms (``landed ...``, ``already satisfied
     ...``): those say the mill verified and merged the work, so only the mill writes them."""
-    if not isinstance(reason, str):
-        return
-    words = " ".join(reason.lower().split())
-    for form in _MILL_CLOSE_REASONS:
-        if words == form or words.startswith(form + " ") or words.startswith(form + ":"):
-            raise Forbidden(f"the close reason {reason[:80]!r} is refused: reasons starting "
-                            f"with {form!r} are the mill's own (it writes them when it lands "
-                            "a task's checked work)",
-                            hint="say it another way, e.g. 'done by hand in <commit>'")
+    form = mill_close_form(reason)
+    if form is not None:
+        assert isinstance(reason, str)
+        raise Forbidden(f"the close reason {reason[:80]!r} is refused: reasons starting "
+                        f"with {form!r} are the mill's own (it writes them when it lands "
+                        "a task's checked work)",
+                        hint="say it another way, e.g. 'done by hand in <commit>'")
 
 
 def validate_field(key: str, value: Any) -> Any:

@@ -7,7 +7,6 @@ cannot read yet."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import psycopg
 
 from ...audit import GENESIS, canonical, chain_hash, event_from_row
+from ...lean_rules import event_text
 from ...model import Event
 from ..store import Change, EventRow
 from .schema import lock_writer
@@ -55,8 +55,7 @@ class AuditLog:
         assert self.pending is not None
         last_seq, prev = self.pending
         seq = last_seq + 1
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          default=str)
+        text = event_text(data)
         digest = chain_hash(prev, canonical(seq, ts, actor, task_id, kind, text))
         self._conn.execute(
             "INSERT INTO events (seq, ts, actor, task_id, kind, data, prev_hash, hash)"

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...model import BLOCKING_TYPES, PARENT_CHILD, Dependency
-from .. import lean
+from .. import lean, lean_write
 from . import readiness
 
 _DEP_COLUMNS = lean.DEP_COLUMNS
@@ -100,7 +100,7 @@ class DepRows:
     # -- the reads containers and blocked() need ------------------------------------------------
 
     def status_of(self, task_id: str) -> str | None:
-        row = self.conn.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        row = self.conn.execute(lean_write.STATUS_SQL, (task_id,)).fetchone()
         return None if row is None else str(row[0])
 
     def task_state(self, task_id: str) -> tuple[str, int, bool] | None:
@@ -109,9 +109,7 @@ class DepRows:
         return None if row is None else (str(row[0]), int(row[1]), bool(row[2]))
 
     def parents(self, child: str) -> list[str]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id"
-            " WHERE d.issue_id = ? AND d.type = 'parent-child' ORDER BY d.pos", (child,))]
+        return [r[0] for r in self.conn.execute(lean_write.PARENTS_SQL, (child,))]
 
     def holding_parents(self, child: str) -> list[str]:
         """The parents of ``child`` that hold it back: not done, and gated or
@@ -161,8 +159,5 @@ class DepRows:
 
     def children_done(self, parent: str) -> tuple[int, int]:
         """(children, those not done) of ``parent``."""
-        total, open_ = self.conn.execute(
-            "SELECT count(*), coalesce(sum(c.status NOT IN ('closed', 'tombstone')), 0)"
-            " FROM deps d JOIN tasks c ON c.id = d.issue_id"
-            " WHERE d.depends_on_id = ? AND d.type = 'parent-child'", (parent,)).fetchone()
+        total, open_ = self.conn.execute(lean_write.CHILDREN_DONE_SQL, (parent,)).fetchone()
         return int(total), int(open_)

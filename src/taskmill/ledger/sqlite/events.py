@@ -3,26 +3,18 @@ kept in ``meta``), the unit of work that nests, and the reads over events."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ...audit import GENESIS, canonical, chain_hash, event_from_row
+from ...audit import event_from_row
 from ...model import Event
+from ..lean_write import append_event, read_head, set_head
 from ..store import Change, EventRow
 from .schema import write_tx
 
 _EVENT_COLUMNS = "seq, ts, actor, task_id, kind, data, prev_hash, hash"
-
-
-def read_head(conn: sqlite3.Connection) -> tuple[int, str]:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-    if row is None:
-        return 0, GENESIS
-    seq, digest = row[0].split(":", 1)
-    return int(seq), digest
 
 
 class AuditLog:
@@ -40,29 +32,15 @@ class AuditLog:
         if self.pending is None:
             self.begin()
         assert self.pending is not None
-        last_seq, prev = self.pending
-        seq = last_seq + 1
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          default=str)
-        digest = chain_hash(prev, canonical(seq, ts, actor, task_id, kind, text))
-        self._conn.execute(
-            "INSERT INTO events (seq, ts, actor, task_id, kind, data, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, ts, actor, task_id, kind, text, prev, digest),
-        )
-        self.pending = (seq, digest)
-        return seq
+        self.pending = append_event(self._conn, self.pending, ts=ts, actor=actor,
+                                    task_id=task_id, kind=kind, data=data)
+        return self.pending[0]
 
     def finish(self) -> None:
         """Record the new head; call before the transaction commits."""
         if self.pending is None:
             return
-        seq, digest = self.pending
-        self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (f"{seq}:{digest}",),
-        )
+        set_head(self._conn, self.pending)
         self.pending = None
 
 

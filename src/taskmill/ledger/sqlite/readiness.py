@@ -26,126 +26,20 @@ from __future__ import annotations
 import sqlite3
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable
 
-from ...model import (
-    BLOCKS,
-    CLOSED,
-    CONDITIONAL_BLOCKS,
-    DONE_STATUSES,
-    PARENT_CHILD,
-    PINNED,
-    TOMBSTONE,
+from ...model import BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD
+from ..graph import closed_path, shortest_path
+from ..lean_readiness import (  # (shared with the lean write path)
+    _BLOCKING_SQL,
+    _DONE_SQL,
+    status_changed,
 )
-from ..beads_rules import ANY_CHILDREN, FAILURE_CLOSE_KEYWORDS
-from ..graph import closed_path, gated_in, gating_scope, shortest_path
-
-_DONE_SQL = "('closed', 'tombstone')"
-_INERT_SQL = "('closed', 'tombstone', 'pinned')"
-_BLOCKING_SQL = "('blocks', 'conditional-blocks', 'waits-for')"
-_FAILURE_SQL = " OR ".join(
-    "coalesce(b.close_reason, '') LIKE '%{}%'".format(k.replace("'", "''"))
-    for k in FAILURE_CLOSE_KEYWORDS)
-_META_SQL = "json_extract(d.extra, '$.fields.metadata')"
-_CHILDREN_SQL = ("SELECT 1 FROM deps cd JOIN tasks c ON c.id = cd.issue_id"
-                 " WHERE cd.depends_on_id = d.depends_on_id AND cd.type = 'parent-child'")
-HOLDS_SQL = (
-    f"((d.type = 'blocks' AND b.status NOT IN {_INERT_SQL})"
-    " OR (d.type = 'conditional-blocks' AND b.status NOT IN ('tombstone', 'pinned')"
-    f"     AND NOT (b.status = 'closed' AND ({_FAILURE_SQL})))"
-    f" OR (d.type = 'waits-for' AND EXISTS ({_CHILDREN_SQL} AND c.status NOT IN {_INERT_SQL})"
-    f"     AND NOT (coalesce(CASE WHEN json_valid({_META_SQL})"
-    f"       THEN json_extract({_META_SQL}, '$.gate') END, '') = '{ANY_CHILDREN}'"
-    f"       AND EXISTS ({_CHILDREN_SQL} AND c.status = 'closed'))))"
-)
-"""Whether dependency ``d`` (joined ``LEFT JOIN tasks b ON b.id = d.depends_on_id``) holds
-its task now (see the definitions above)."""
-_COUNT_SQL = (
-    "SELECT count(*) FROM deps d LEFT JOIN tasks b ON b.id = d.depends_on_id"
-    f" WHERE d.issue_id = tasks.id AND d.type IN {_BLOCKING_SQL} AND {HOLDS_SQL}"
-)
-
-
-def _blocker_class(status: str) -> str:
-    """What of a task's status its dependents' and waiters' counts can see."""
-    return status if status in (CLOSED, TOMBSTONE, PINNED) else "active"
-
-
-def _children(conn: sqlite3.Connection, parent: str) -> list[tuple[str, str]]:
-    return conn.execute(
-        "SELECT d.issue_id, t.status FROM deps d JOIN tasks t ON t.id = d.issue_id"
-        " WHERE d.depends_on_id = ? AND d.type = 'parent-child'",
-        (parent,),
-    ).fetchall()
-
-
-def _parents(conn: sqlite3.Connection, child: str) -> list[tuple[str, str, int]]:
-    return conn.execute(
-        "SELECT t.id, t.status, t.gated FROM deps d JOIN tasks t ON t.id = d.depends_on_id"
-        " WHERE d.issue_id = ? AND d.type = 'parent-child'",
-        (child,),
-    ).fetchall()
-
-
-def refresh(conn: sqlite3.Connection, roots: Iterable[str]) -> int:
-    """Recompute ``gated`` for ``roots`` and every descendant their change can reach.
-
-    Returns the number of rows whose ``gated`` changed.
-    """
-    def status_of(tid: str) -> str | None:
-        row = conn.execute("SELECT status FROM tasks WHERE id = ?", (tid,)).fetchone()
-        return None if row is None else str(row[0])
-
-    scope, kids = gating_scope(roots, status_of, lambda node: _children(conn, node))
-    if not scope:
-        return 0
-    state: dict[str, tuple[int, int]] = {}
-    for node in scope:
-        row = conn.execute("SELECT open_blockers, gated FROM tasks WHERE id = ?", (node,)).fetchone()
-        state[node] = (row[0], row[1])
-    gated = gated_in(scope, kids, {n: s[0] for n, s in state.items()},
-                     lambda node: _parents(conn, node))
-    changed = [(1 if n in gated else 0, n) for n in scope if (n in gated) != bool(state[n][1])]
-    if changed:
-        conn.executemany("UPDATE tasks SET gated = ? WHERE id = ?", changed)
-    return len(changed)
-
-
-def count_open_blockers(conn: sqlite3.Connection, task_id: str) -> int:
-    row = conn.execute(f"SELECT ({_COUNT_SQL}) FROM tasks WHERE id = ?", (task_id,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def recount(conn: sqlite3.Connection, ids: Iterable[str]) -> list[str]:
-    """Recount ``open_blockers`` of ``ids``; returns them."""
-    wanted = list(dict.fromkeys(ids))
-    if wanted:
-        conn.executemany(f"UPDATE tasks SET open_blockers = ({_COUNT_SQL}) WHERE id = ?",
-                         [(i,) for i in wanted])
-    return wanted
-
-
-def waiters_on(conn: sqlite3.Connection, spawners: Iterable[str]) -> list[str]:
-    """The tasks that wait (``waits-for``) on the children of any of ``spawners``."""
-    out: list[str] = []
-    for spawner in spawners:
-        out.extend(r[0] for r in conn.execute(
-            "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type = 'waits-for'",
-            (spawner,)))
-    return out
-
-
-def on_done_changed(conn: sqlite3.Connection, task_id: str, now_done: bool) -> list[str]:
-    """``task_id``'s status changed in a way its dependents can see: recount what it blocks
-    and what waits on its parents' children; returns those ids. (``now_done`` is not
-    needed any more: the counts are recounted.)"""
-    dependents = [r[0] for r in conn.execute(
-        "SELECT issue_id FROM deps WHERE depends_on_id = ? AND type IN (?, ?)",
-        (task_id, BLOCKS, CONDITIONAL_BLOCKS))]
-    parents = [r[0] for r in conn.execute(
-        "SELECT depends_on_id FROM deps WHERE issue_id = ? AND type = 'parent-child'",
-        (task_id,))]
-    return recount(conn, [*dependents, *waiters_on(conn, parents)])
+from ..lean_readiness import HOLDS_SQL as HOLDS_SQL
+from ..lean_readiness import count_open_blockers as count_open_blockers
+from ..lean_readiness import on_done_changed as on_done_changed
+from ..lean_readiness import recount as recount
+from ..lean_readiness import refresh as refresh
+from ..lean_readiness import waiters_on as waiters_on
 
 
 def recompute_all(conn: sqlite3.Connection) -> None:
@@ -296,10 +190,7 @@ class ReadinessRows:
     def status_changed(self, task_id: str, old: str, new: str) -> None:
         """``task_id``'s status went from ``old`` to ``new`` (or, ``old == new == closed``,
         its close reason changed): keep readiness in step."""
-        roots = [task_id]
-        if _blocker_class(old) != _blocker_class(new) or old == new == CLOSED:
-            roots.extend(on_done_changed(self.conn, task_id, new in DONE_STATUSES))
-        refresh(self.conn, roots)
+        status_changed(self.conn, task_id, old, new)
 
     def recompute_readiness(self) -> None:
         recompute_all(self.conn)

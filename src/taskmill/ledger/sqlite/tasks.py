@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
-from .. import lean
+from .. import lean, lean_write
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
 from ..task_filter import listing_order, task_where
@@ -246,20 +246,14 @@ class TaskRows:
 
     def insert_task(self, values: Mapping[str, Any], labels: Sequence[str]) -> None:
         values = {**values, "created_key": order_key(values.get("created_at"))}
-        cols = list(values)
-        self.conn.execute(
-            f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-            [_column_value(k, values[k]) for k in cols])
-        if labels:
-            self.conn.executemany("INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
-                                  [(values["id"], lb, i) for i, lb in enumerate(labels)])
+        lean_write.insert_task(self.conn, {k: _column_value(k, v) for k, v in values.items()},
+                               labels)
 
     def update_task(self, task_id: str, values: Mapping[str, Any]) -> None:
         if "created_at" in values:
             values = {**values, "created_key": order_key(values["created_at"])}
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        self.conn.execute(f"UPDATE tasks SET {assignments} WHERE id = ?",
-                          (*(_column_value(k, v) for k, v in values.items()), task_id))
+        lean_write.update_task(self.conn, task_id,
+                               {k: _column_value(k, v) for k, v in values.items()})
 
     def claim_row(self, task_id: str, assignee: str, now: str, work_only: bool) -> bool:
         cur = self.conn.execute(
