@@ -74,6 +74,12 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, isolated: None) -> Path:
         ledger.create("closed kid", task_id="tm-kid", parent="tm-box")
         ledger.close("tm-kid", "done\nreally")
         ledger.comment("tm-a", "a comment\nover two lines", author="bob")
+        ledger.create("Plain text wraps", task_id="tm-desc", priority=4,
+                      description=("Fix the merge queue: the current behaviour is wrong in an"
+                                   " edge case;  see the report, reproduce it  " * 4).strip()
+                      + "\n\n  indented line " + "and more words " * 9,
+                      notes="漢字のノート " * 12 + "\u00a0non-breaking\u00a0spaces " * 3)
+        ledger.comment("tm-desc", "a long comment " * 12, author="carol")
     invoke_cli(["list"], cwd=repo).ok()  # the full path: checks the config, caches it
     return repo
 
@@ -121,7 +127,7 @@ def _on_terminal(argv: list[str], repo: Path, env: dict[str, str], width: int
 
 ARGVS = [["ready"], ["ready", "-n", "2"], ["ready", "--limit=1"], ["show", "tm-a"],
          ["show", "tm-b"], ["show", "tm-epic"], ["show", "tm-u"], ["show", "tm-m"],
-         ["show", "tm-box"], ["show", "tm-kid"], ["show", "tm-long"]]
+         ["show", "tm-box"], ["show", "tm-kid"], ["show", "tm-long"], ["show", "tm-desc"]]
 WIDTHS = [40, 66, 67, 74, 75, 80, 120, 200]
 """The widths asked for (and at 66/67, 74/75 the widest lines of some here: one cell
 less than a line wraps it)."""
@@ -206,9 +212,10 @@ def test_the_text_forms_print_what_the_full_path_prints(
     answered = lean.answer(argv, env, str(seeded))
     if answered is not None:
         assert answered == full[1]
-    # the lean path answers all that rich does not wrap, and nothing it wraps
+    # the lean path answers all that rich does not wrap, and plain text it wraps
     natural = outcomes[(key[0], WIDE, "piped", "full")][1]
-    assert (answered is not None) == (_widest(natural) <= width)
+    if _widest(natural) <= width or argv == ["show", "tm-desc"]:
+        assert answered is not None
     if colour != "piped":
         assert b"\x1b[" in full[1]
 
@@ -275,6 +282,14 @@ def test_what_needs_wrapping_tabs_or_attempts_goes_to_the_full_path(
         full = _process(["show", task_id], seeded, {**wide, "TASKMILL_LEAN": "0"})
         assert full[0] == 0 and _process(["show", task_id], seeded, wide) == full
     assert lean.answer(["show", "tm-a"], wide, str(seeded)) is not None
+    assert lean.answer(["show", "tm-long"], narrow, str(seeded)) is None  # a styled line
+    with _open(seeded) as ledger:
+        ledger.create("one long word", task_id="tm-word", description="x" * 70)
+    assert lean.answer(["show", "tm-word"], narrow, str(seeded)) is None  # folded by rich
+    assert lean.answer(["show", "tm-word"], wide, str(seeded)) is not None
+    for argv, env in ((["show", "tm-word"], narrow), (["show", "tm-long"], narrow)):
+        full = _process(argv, seeded, {**env, "TASKMILL_LEAN": "0"})
+        assert full[0] == 0 and _process(argv, seeded, env) == full
     assert lean.answer(["show", "tm-a"], {**wide, "TTY_COMPATIBLE": "1", "NO_COLOR": "1"},
                        str(seeded)) is None
 
@@ -361,3 +376,38 @@ def test_the_width_and_colours_are_decided_as_rich_decides_them(
     console = Console(highlight=False, soft_wrap=False)  # rich reads os.environ
     found = lean_table.screen(dict(os.environ))
     assert found == (console.width, console.color_system is not None)
+
+
+def _wrap_samples() -> list[str]:
+    import random
+
+    rng = random.Random(12)
+    pieces = ["a", "word", "longerword", "x" * 19, " ", "  ", "   ", "漢字", "タイトル", "😀",
+              "é", "\u00a0", "\u3000", "e\u0301", "-", ".", "✓"]
+    samples = ["", " ", "   ", "fits", " leading", "trailing   ", "two  spaces  here ",
+               "x" * 20, "x" * 21 + " y", "a " * 15, "漢字" * 11]
+    for _ in range(400):
+        samples.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 30))))
+    return samples
+
+
+@pytest.mark.parametrize("width", [1, 5, 12, 20, 33])
+def test_plain_text_is_wrapped_as_rich_wraps_it(width: int) -> None:
+    """Where the lean path wraps a line itself, rich's ``Text.wrap`` makes the same lines;
+    it declines only where rich folds a word or crops a piece (none of plain words that
+    fit the line)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(width=width)
+    declined = 0
+    for sample in _wrap_samples():
+        mine = lean_table.wrapped(sample, width)
+        theirs = [line.plain for line in Text(sample).wrap(console, width)]
+        if mine is None:  # only where rich folds or crops: never plain words that fit
+            declined += 1
+            assert not (sample.isascii() and all(
+                len(word.rstrip()) <= width for _, word in lean_table._words(sample)))
+            continue
+        assert mine == theirs, sample
+    assert declined < len(_wrap_samples())

@@ -1,5 +1,6 @@
-"""The lean path: ``ready --json [-n N]`` and ``show ID --json`` in a process that imports
-:mod:`sqlite3` and little else.
+"""The lean path: ``ready [-n N]`` and ``show ID``, with ``--json`` or as text, in a process
+that imports :mod:`sqlite3` and little else (the text laid out by
+:mod:`taskmill.cli.lean_table`, without rich's console, where it can be exactly).
 
 Python's start-up is ~8 ms; the ledger's modules (dataclasses, pathlib, json, TOML, the
 store) cost four times that before a row is read. For the two everyday reads the entry point

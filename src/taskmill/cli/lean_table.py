@@ -3,9 +3,10 @@ with rich, without importing rich's console (~40 ms).
 
 What is printed is shaped once, for both renderers, by :mod:`taskmill.cli.task_cells`;
 here it is laid out as rich lays it out, for the cases simple enough to reproduce exactly:
-every table column at its natural width and every printed line within the terminal's width
-(rich would otherwise narrow columns, wrap and cut), no tab (rich expands tabs), a terminal
-whose colours are rich's standard ones. Anything else returns ``None`` before anything is
+every table column at its natural width (rich would otherwise narrow columns, wrap and
+cut), plain text (a description, a comment) wrapped at spaces as rich wraps it, styled text
+that needs no wrapping, no word wider than the terminal (rich folds it), no tab (rich
+expands tabs), a terminal whose colours are rich's standard ones. Anything else returns ``None`` before anything is
 written, and the full path prints it. The width and colours are decided as rich's
 ``Console`` decides them (``COLUMNS``, ``LINES``, the terminal size of stdin, stdout or
 stderr, 80 otherwise; ``TTY_COMPATIBLE``, ``FORCE_COLOR``, whether stdout is a terminal,
@@ -121,12 +122,73 @@ def _styled(segments: Sequence[task_cells.Segment], colour: bool) -> str:
     return "".join(out)
 
 
+def _words(text: str) -> list[tuple[int, str]]:
+    """``text``'s words with the spaces after them (and the first with the spaces before
+    it), where each starts: what rich's ``_wrap.words`` finds (``\\s*\\S+\\s*``)."""
+    found: list[tuple[int, str]] = []
+    start, end = 0, len(text)
+    while True:
+        i = start
+        while i < end and text[i].isspace():
+            i += 1
+        if i == end:
+            return found
+        while i < end and not text[i].isspace():
+            i += 1
+        while i < end and text[i].isspace():
+            i += 1
+        found.append((start, text[start:i]))
+        start = i
+
+
+def wrapped(line: str, width: int) -> list[str] | None:
+    """An unstyled line (no tab, no line break) as rich's ``Text.wrap`` breaks it at
+    ``width`` (justify "default", overflow "fold": ``_wrap.divide_line``, then each piece's
+    spaces beyond the width dropped), or ``None`` where a word is wider than the line
+    (rich folds it) or a piece still would not fit."""
+    breaks: list[int] = []
+    offset = 0
+    for start, word in _words(line):
+        size = cell_len(word.rstrip())
+        if width - offset >= size:
+            offset += cell_len(word)
+        elif size > width:
+            return None
+        elif offset and start:
+            breaks.append(start)
+            offset = cell_len(word)
+    lines = []
+    for begin, stop in zip([0, *breaks], [*breaks, len(line)], strict=True):
+        piece = line[begin:stop]
+        if len(piece) > width:  # (rich counts characters here, not cells)
+            spaces = len(piece) - len(piece.rstrip())
+            piece = piece[:len(piece) - min(spaces, len(piece) - width)]
+        while cell_len(piece) > width and piece[-1:].isspace() and cell_len(piece[-1]) == 1:
+            piece = piece[:-1]  # (then rich cuts the line to its width: the spaces go)
+        if cell_len(piece) > width:
+            return None
+        lines.append(piece)
+    return lines
+
+
 def prints(items: list[task_cells.Print], width: int, colour: bool) -> str | None:
-    """What rich prints for ``items`` when no line needs wrapping, else ``None``."""
+    """What rich prints for ``items``: unstyled text wrapped as rich wraps it, styled text
+    only where no line needs wrapping; else ``None``."""
     out = []
     for segments, end in items:
         plain = "".join(text for text, _ in segments)
-        if "\t" in plain or any(cell_len(line) > width for line in plain.split("\n")):
+        if "\t" in plain:
+            return None
+        if all(not style for _, style in segments):
+            lines: list[str] = []
+            for line in plain.split("\n"):
+                pieces = wrapped(line, width)
+                if pieces is None:
+                    return None
+                lines.extend(pieces)
+            out.append("\n".join(lines) + end)
+            continue
+        if any(len(line) > width or cell_len(line) > width for line in plain.split("\n")):
             return None
         out.append(_styled(segments, colour) + end)
     return "".join(out)
@@ -145,8 +207,9 @@ def task_table(tasks: Sequence[Mapping[str, Any]], title: str, width: int, colou
     for row_sizes in sizes:
         widths = [max(w, n) for w, n in zip(widths, row_sizes, strict=True)]
     total = sum(w + 2 for w in widths) + len(widths) - 1
-    if total > width or cell_len(title) > total:
-        return None
+    if total > width or cell_len(title) > total or any(
+            len(cell) > w for row in plains for cell, w in zip(row, widths, strict=True)):
+        return None  # (rich would crop a cell's end spaces where it counts more characters)
     right = 1  # the priority, to the right
     left_pad = (total - cell_len(title)) // 2
     head = " " * left_pad + title + " " * (total - cell_len(title) - left_pad)
