@@ -80,6 +80,17 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, isolated: None) -> Path:
                       + "\n\n  indented line " + "and more words " * 9,
                       notes="漢字のノート " * 12 + "\u00a0non-breaking\u00a0spaces " * 3)
         ledger.comment("tm-desc", "a long comment " * 12, author="carol")
+        ledger.create("Worked on", task_id="tm-att", priority=4)
+        for i, (outcome, commit) in enumerate([("failed", None), ("passed", "abcdef0123456789")]):
+            attempt = ledger.start_attempt("tm-att", iteration=i + 1, agent="scripted",
+                                           model="m" if i else None, log_path="logs/x.log",
+                                           run_id="r1", lap=1, actor="mill",
+                                           now=f"2026-01-01T00:0{i}:00Z")
+            ledger.finish_attempt("tm-att", attempt, outcome=outcome, input_tokens=10 * i,
+                                  output_tokens=5, cost_usd=0.0125 if i else None,
+                                  commit=commit, model=None, detail={"checks": "ok"},
+                                  seconds=1.5, usage_error=None, actor="mill",
+                                  now=f"2026-01-01T00:0{i}:30Z")
     invoke_cli(["list"], cwd=repo).ok()  # the full path: checks the config, caches it
     return repo
 
@@ -127,7 +138,8 @@ def _on_terminal(argv: list[str], repo: Path, env: dict[str, str], width: int
 
 ARGVS = [["ready"], ["ready", "-n", "2"], ["ready", "--limit=1"], ["show", "tm-a"],
          ["show", "tm-b"], ["show", "tm-epic"], ["show", "tm-u"], ["show", "tm-m"],
-         ["show", "tm-box"], ["show", "tm-kid"], ["show", "tm-long"], ["show", "tm-desc"]]
+         ["show", "tm-box"], ["show", "tm-kid"], ["show", "tm-long"], ["show", "tm-desc"],
+         ["show", "tm-att"]]
 WIDTHS = [40, 66, 67, 74, 75, 80, 120, 200]
 """The widths asked for (and at 66/67, 74/75 the widest lines of some here: one cell
 less than a line wraps it)."""
@@ -256,7 +268,7 @@ def test_an_empty_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         assert lean.answer(["ready"], env, str(repo)) == full[1]
 
 
-def test_what_needs_wrapping_tabs_or_attempts_goes_to_the_full_path(
+def test_what_needs_rich_goes_to_the_full_path(
         seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded = Path(shutil.copytree(seeded, tmp_path / "repo"))
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
@@ -276,7 +288,7 @@ def test_what_needs_wrapping_tabs_or_attempts_goes_to_the_full_path(
                               detail=None, seconds=1.0, usage_error=None, actor="mill",
                               now="2026-01-01T00:01:00Z")
         ledger.create("tabbed without attempts", task_id="tm-tab2", description="a\tb")
-    assert lean.answer(["show", "tm-tab"], wide, str(seeded)) is None  # attempts
+    assert lean.answer(["show", "tm-tab"], wide, str(seeded)) is None  # a tab, attempts
     assert lean.answer(["show", "tm-tab2"], wide, str(seeded)) is None  # a tab
     for task_id in ("tm-tab", "tm-tab2"):
         full = _process(["show", task_id], seeded, {**wide, "TASKMILL_LEAN": "0"})

@@ -196,11 +196,18 @@ def prints(items: list[task_cells.Print], width: int, colour: bool) -> str | Non
 
 def task_table(tasks: Sequence[Mapping[str, Any]], title: str, width: int, colour: bool
                ) -> str | None:
-    """The task table (rich's ``Table(title=..., show_edge=False, header_style="bold")``)
-    when each column fits at its natural width, else ``None``."""
+    """The task table (:func:`taskmill.cli.render.task_table`) when each column fits at its
+    natural width, else ``None``."""
     rows = [task_cells.table_row(task, depth) for task, depth in task_cells.grouped(
         tasks, lambda t: (t["id"], t["parent"]))]
-    headers = task_cells.HEADERS
+    return table(task_cells.HEADERS, rows, title, 1, width, colour)
+
+
+def table(headers: Sequence[str], rows: list[list[list[task_cells.Segment]]], title: str,
+          right: int | None, width: int, colour: bool) -> str | None:
+    """rich's ``Table(title=..., show_edge=False, header_style="bold")`` of these rows (the
+    column ``right`` justified to the right) when each column fits at its natural width,
+    else ``None``."""
     plains = [["".join(text for text, _ in cell) for cell in row] for row in rows]
     sizes = [[cell_len(cell) for cell in row] for row in plains]
     widths = [cell_len(h) for h in headers]
@@ -210,7 +217,6 @@ def task_table(tasks: Sequence[Mapping[str, Any]], title: str, width: int, colou
     if total > width or cell_len(title) > total or any(
             len(cell) > w for row in plains for cell, w in zip(row, widths, strict=True)):
         return None  # (rich would crop a cell's end spaces where it counts more characters)
-    right = 1  # the priority, to the right
     left_pad = (total - cell_len(title)) // 2
     head = " " * left_pad + title + " " * (total - cell_len(title) - left_pad)
     lines = [sgr(TITLE_STYLE) + head + RESET if colour else head]
@@ -243,11 +249,15 @@ def ready_text(tasks: Sequence[Mapping[str, Any]], width: int, colour: bool) -> 
 
 
 def show_text(task: Mapping[str, Any], width: int, colour: bool) -> str | None:
-    """``show``'s view of a task (:func:`taskmill.cli.render.task_detail`); a task with
-    attempts (their table) is the full path's."""
-    if task["attempts"]:
-        return None
-    return prints(task_cells.detail_prints(task), width, colour)
+    """``show``'s view of a task (:func:`taskmill.cli.render.task_detail`), its attempts'
+    table too."""
+    view = prints(task_cells.detail_prints(task), width, colour)
+    if view is None or not task["attempts"]:
+        return view
+    attempts = table(task_cells.ATTEMPT_HEADERS,
+                     [task_cells.attempt_row(a) for a in task["attempts"]],
+                     task_cells.ATTEMPTS_TITLE, None, width, colour)
+    return None if attempts is None else view + "\n" + attempts
 
 
 def text(command: str, data: Any, env: Mapping[str, str]) -> bytes | None:

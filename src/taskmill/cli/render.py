@@ -116,31 +116,13 @@ def task_detail(task: Task) -> None:
     out = console()
     show_prints(out, task_cells.detail_prints(task.to_json(full=True)))
     if task.attempts:
-        table = Table(title="Attempts", show_edge=False, header_style="bold")
-        # iterations count from 1 in each lap (a reopened task starts a new one) and go on
-        # across runs: the run and the lap tell attempts apart
-        table.add_column("run", no_wrap=True)
-        table.add_column("lap.#", no_wrap=True)
-        for col in ("agent", "outcome", "tokens in/out", "cost", "started"):
-            table.add_column(col)
-        table.add_column("commit", no_wrap=True)
+        table = Table(title=task_cells.ATTEMPTS_TITLE, show_edge=False, header_style="bold")
+        for col in task_cells.ATTEMPT_HEADERS:
+            table.add_column(col, no_wrap=col in ("run", "lap.#", "commit"))
         for a in task.attempts:
-            cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
-            agent = (a.get("agent") or "") + (f"/{a['model']}" if a.get("model") else "")
-            table.add_row(plain(a.get("run_id") or ""), f"{a.get('lap') or 1}.{a['iteration']}",
-                          plain(agent), a.get("outcome") or "running",
-                          f"{a['input_tokens']}/{a['output_tokens']}", cost,
-                          a.get("started_at") or "", _attempt_commit(a))
+            table.add_row(*[text(cell) for cell in task_cells.attempt_row(a)])
         out.print()
         out.print(table)
-
-
-def _attempt_commit(attempt: dict[str, Any]) -> str:
-    """The commit an attempt made, or "no change" when a finished turn made none."""
-    sha = attempt.get("commit_sha")
-    if sha:
-        return str(sha)[:10]
-    return "" if attempt.get("outcome") in (None, "interrupted", "rate_limited") else "no change"
 
 
 # How a node of ``dep tree`` relates to the node above it, by dependency type: in the tree

@@ -37,6 +37,10 @@ STATUS_STYLE = {
 HEADERS = ("ID", "P", "Type", "Status", "Title", "Labels")
 """``ready``'s table's columns (``blocked`` adds "Waiting on")."""
 READY_TITLE = "Ready"
+ATTEMPT_HEADERS = ("run", "lap.#", "agent", "outcome", "tokens in/out", "cost", "started",
+                   "commit")
+"""``show``'s table of a task's attempts."""
+ATTEMPTS_TITLE = "Attempts"
 
 
 def _shown(code: int) -> str:
@@ -200,3 +204,25 @@ def detail_prints(task: Mapping[str, Any]) -> list[Print]:
 
 def _heading(text: str) -> Print:
     return _line(("\n", ""), (text, "bold"))
+
+
+def attempt_row(attempt: Mapping[str, Any]) -> list[list[Segment]]:
+    """An attempt's cells in ``show``'s table of attempts (:data:`ATTEMPT_HEADERS`).
+    Iterations count from 1 in each lap (a reopened task starts a new one) and go on across
+    runs: the run and the lap tell attempts apart."""
+    a = attempt
+    cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
+    agent = (a.get("agent") or "") + (f"/{a['model']}" if a.get("model") else "")
+    cells = [printable(str(a.get("run_id") or "")), f"{a.get('lap') or 1}.{a['iteration']}",
+             printable(agent), printable(str(a.get("outcome") or "running")),
+             f"{a['input_tokens']}/{a['output_tokens']}", cost,
+             printable(str(a.get("started_at") or "")), attempt_commit(a)]
+    return [[(cell, "")] for cell in cells]
+
+
+def attempt_commit(attempt: Mapping[str, Any]) -> str:
+    """The commit an attempt made, or "no change" when a finished turn made none."""
+    sha = attempt.get("commit_sha")
+    if sha:
+        return printable(str(sha)[:10])
+    return "" if attempt.get("outcome") in (None, "interrupted", "rate_limited") else "no change"
