@@ -122,7 +122,7 @@ def test_many_ready_tasks_are_written_as_the_full_path_writes_them(
 
 
 FALLBACKS: list[list[str]] = [
-    ["ready"], ["show", "tm-a"], ["ready", "-n", "3"], ["ready", "--json", "--json"],
+    ["ready", "--json", "--json"], ["ready", "--json", "--limit"],
     ["ready", "--json", "--beads-compat"], ["ready", "--json", "-n", "0"],
     ["ready", "--json", "-n", "01"], ["ready", "--json", "-n", "1000001"],
     ["ready", "--json", "-n"], ["ready", "--json", "extra"], ["ready", "--json", "--help"],

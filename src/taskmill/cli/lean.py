@@ -1,5 +1,6 @@
-"""The lean path: ``ready --json [-n N]`` and ``show ID --json`` in a process that imports
-:mod:`sqlite3` and little else.
+"""The lean path: ``ready [-n N]`` and ``show ID``, with ``--json`` or as text, in a process
+that imports :mod:`sqlite3` and little else (the text laid out by
+:mod:`taskmill.cli.lean_table`, without rich's console, where it can be exactly).
 
 Python's start-up is ~8 ms; the ledger's modules (dataclasses, pathlib, json, TOML, the
 store) cost four times that before a row is read. For the two everyday reads the entry point
@@ -87,17 +88,25 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
                     else sql.show(conn, command[1], _loads))
         finally:
             conn.close()
-        return None if data is None else encode(data)
+        if data is None:
+            return None
+        if command[2]:
+            return encode(data)
+        from .lean_table import text
+
+        return text(command[0], data, env)
     except Exception:  # the full path runs it again, and reports any error itself
         return None
 
 
-def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any] | None:
-    """``("ready", limit)`` or ``("show", id)``, or ``None`` for anything else."""
+def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | None:
+    """``("ready", limit, json)`` or ``("show", id, json)``, or ``None`` for anything else
+    (``json``: ``--json`` given, else the text form, :mod:`taskmill.cli.lean_table`)."""
     if env.get(SWITCH_ENV) == "0" or any(env.get(name) for name in _FULL_PATH_ENV):
         return None
-    if not argv or "--json" not in argv or argv.count("--json") != 1:
+    if not argv or argv.count("--json") > 1:
         return None
+    as_json = "--json" in argv
     # UTF-8 (the JSON is encoded strictly: text from SQLite holds no lone surrogate, so
     # the stream's own error handler never has anything to do); nothing goes to stderr
     encoding = getattr(sys.stdout, "encoding", None)
@@ -109,18 +118,18 @@ def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any] | None:
         task_id = rest[0]
         if len(task_id) > ID_MAX or not task_id.strip() or _CONTROL.intersection(task_id):
             return None
-        return "show", task_id
+        return "show", task_id, as_json
     if argv[0] != "ready":
         return None
     if not rest:
-        return "ready", None
+        return "ready", None, as_json
     if len(rest) == 1 and rest[0].startswith("--limit="):
         rest = ["--limit", rest[0][len("--limit="):]]
     if len(rest) == 2 and rest[0] in ("-n", "--limit"):
         value = rest[1]
         if value.isascii() and value.isdigit() and value[0] != "0" and \
                 int(value) <= LIMIT_MAX:
-            return "ready", int(value)
+            return "ready", int(value), as_json
     return None
 
 

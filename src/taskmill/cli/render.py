@@ -12,20 +12,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..validation import printable
+from . import task_cells
 
 if TYPE_CHECKING:
     from ..audit import VerifyReport
     from ..model import BlockedTask, Event, Task
 
-STATUS_STYLE = {
-    "open": "green",
-    "in_progress": "cyan",
-    "blocked": "red",
-    "deferred": "yellow",
-    "closed": "dim",
-    "tombstone": "dim strike",
-    "hooked": "magenta",
-}
+STATUS_STYLE = task_cells.STATUS_STYLE
 
 
 def console() -> Console:
@@ -42,62 +35,26 @@ def safe(value: object) -> str:
     return escape(printable(str(value)))
 
 
-def block(value: str) -> str:
-    """Multi-line stored text (print with ``markup=False``): control characters escaped."""
-    return printable(value, multiline=True)
-
-
 def status_parts(task: Task) -> tuple[str, str, str]:
     """A task's status as shown: (label, its style, the container's "2/5 closed" or "")."""
-    label = printable(task.status) + ("" if task.status != "open" or task.ready
-                                      else " (waiting)")
-    if task.interrupted:
-        label = "interrupted (resumed by the next taskmill run)"
-    if task.held:
-        label = "open (held: its role's daily budget is spent)"
-    closed = f"{task.children_closed}/{task.children} closed" if task.container else ""
-    return label, STATUS_STYLE.get(task.status, ""), closed
-
-
-def _status(task: Task) -> str:
-    label, style, closed = status_parts(task)
-    label = escape(label)
-    text = f"[{style}]{label}[/]" if style else label
-    if closed:
-        text += f" [dim]{closed}[/]"
-    return text
-
-
-def progress(task: Task) -> str:
-    """"3 of 5 closed" for a container."""
-    return f"{task.children_closed} of {task.children} closed"
+    return task_cells.status_parts(task.status, task.ready, task.children,
+                                   task.children_closed, task.interrupted, task.held)
 
 
 def grouped(tasks: Iterable[Task]) -> list[tuple[Task, int]]:
     """The tasks with each child right under its parent (when both are listed), and depth."""
-    items = list(tasks)
-    listed = {t.id for t in items}
-    kids: dict[str, list[Task]] = {}
-    for t in items:
-        if t.parent in listed and t.parent != t.id:
-            kids.setdefault(t.parent, []).append(t)
-    out: list[tuple[Task, int]] = []
-    seen: set[str] = set()
+    return task_cells.grouped(tasks, lambda t: (t.id, t.parent))
 
-    def visit(task: Task, depth: int) -> None:
-        seen.add(task.id)
-        out.append((task, depth))
-        for child in kids.get(task.id, []):
-            if child.id not in seen:
-                visit(child, depth + 1)
 
-    for t in items:
-        if t.id not in seen and t.parent not in listed:
-            visit(t, 0)
-    for t in items:  # parent-child loops (imported data): what is left, flat
-        if t.id not in seen:
-            visit(t, 0)
-    return out
+def text(segments: list[task_cells.Segment]) -> Text:
+    """Segments (:mod:`.task_cells`) as rich text: literally, no markup or emoji codes."""
+    return Text.assemble(*segments)
+
+
+def show_prints(out: Console, prints: list[task_cells.Print]) -> None:
+    """Print what :mod:`.task_cells` shapes, one ``print`` each."""
+    for segments, end in prints:
+        out.print(text(segments), end=end)
 
 
 def task_table(tasks: Iterable[Task], *, title: str | None = None,
@@ -113,9 +70,8 @@ def task_table(tasks: Iterable[Task], *, title: str | None = None,
         table.add_column("Waiting on")
     count = 0
     for task, depth in grouped(tasks):
-        shown_id = ("  " * (depth - 1) + "└ " if depth else "") + task.id
-        row: list[Text | str] = [plain(shown_id), str(task.priority), plain(task.issue_type),
-                                 _status(task), plain(task.title), plain(", ".join(task.labels))]
+        row: list[Text | str] = [text(cell) for cell in task_cells.table_row(task.to_json(),
+                                                                            depth)]
         if extra:
             row.append(plain(", ".join(extra.get(task.id, []))))
         table.add_row(*row)
@@ -123,24 +79,15 @@ def task_table(tasks: Iterable[Task], *, title: str | None = None,
     out = console()
     if count:
         out.print(table)
-    out.print(f"[dim]{count} task{'s' if count != 1 else ''}[/]")
+    show_prints(out, [task_cells.count_line(count)])
 
 
 def ready_tables(tasks: list[Task]) -> None:
     """Ready work, then the ready containers apart: they are not work."""
-    task_table([t for t in tasks if not t.container], title="Ready")
-    groups = [t for t in tasks if t.container]
-    if not groups:
-        return
-    out = console()
-    out.print("\n[bold]Containers[/] [dim](not work: each closes when its children do)[/]")
-    for task in groups:
-        out.print(f"  {safe(task.id)}  ", end="")
-        out.print(printable(task.title), markup=False, end="")
-        out.print(f"  [dim]({task.issue_type}, {progress(task)})[/]")
-        if task.children_closed == task.children:
-            out.print(f"    every child is closed: `taskmill close {task.id}`, or add a child",
-                      markup=False)
+    task_table([t for t in tasks if not t.container], title=task_cells.READY_TITLE)
+    groups = [t.to_json() for t in tasks if t.container]
+    if groups:
+        show_prints(console(), task_cells.container_prints(groups))
 
 
 def blocked_waits(b: BlockedTask) -> list[str]:
@@ -167,75 +114,15 @@ def _one_line(text: str, limit: int = 120) -> str:
 
 def task_detail(task: Task) -> None:
     out = console()
-    out.print(f"[bold]{safe(task.id)}[/]  {safe(task.title)}")
-    out.print(f"  status {_status(task)}   priority P{task.priority}   type {safe(task.issue_type)}"
-              + (f"   assignee {safe(task.assignee)}" if task.assignee else ""))
-    if task.labels:
-        out.print(f"  labels {safe(', '.join(task.labels))}")
-    out.print(f"  created {safe(task.created_at)}   updated {safe(task.updated_at)}"
-              + (f"   closed {safe(task.closed_at)}" if task.closed_at else ""))
-    if task.close_reason:
-        out.print("  close reason: " + block(task.close_reason), markup=False)
-    if task.agent:
-        out.print(f"  agent {safe(task.agent)}")
-    if task.role:
-        out.print(f"  role {safe(task.role)}")
-    if task.held:
-        out.print(f"  held: {safe(task.held)}")
-    for name in ("description", "design", "acceptance_criteria", "notes"):
-        text = getattr(task, name)
-        if text:
-            out.print(f"\n[bold]{name.replace('_', ' ').capitalize()}[/]")
-            out.print(block(text), markup=False)
-    if task.checks:
-        out.print("\n[bold]Checks[/]")
-        for check in task.checks:
-            out.print(f"  $ {block(check)}", markup=False)
-    if task.dependencies:
-        out.print("\n[bold]Depends on[/]")
-        for dep in task.dependencies:
-            out.print(f"  {safe(dep.depends_on_id)} ({safe(dep.type)})")
-    if task.dependents:
-        out.print("\n[bold]Needed by[/]")
-        for dep in task.dependents:
-            out.print(f"  {safe(dep.issue_id)} ({safe(dep.type)})")
-    if task.child_tasks:
-        note = " [dim](a container: never handed to an agent; closes when they all close)[/]"
-        out.print(f"\n[bold]Children[/] {progress(task)}{note}")
-        for child in task.child_tasks:
-            out.print(f"  {safe(child.id)} {_status(child)} ", end="")
-            out.print(printable(child.title), markup=False)
-    if task.comments:
-        out.print("\n[bold]Comments[/]")
-        for c in task.comments:
-            out.print(f"  [dim]{safe(c.created_at)} {safe(c.author)}[/]")
-            out.print("  " + block(c.text), markup=False)
+    show_prints(out, task_cells.detail_prints(task.to_json(full=True)))
     if task.attempts:
-        table = Table(title="Attempts", show_edge=False, header_style="bold")
-        # iterations count from 1 in each lap (a reopened task starts a new one) and go on
-        # across runs: the run and the lap tell attempts apart
-        table.add_column("run", no_wrap=True)
-        table.add_column("lap.#", no_wrap=True)
-        for col in ("agent", "outcome", "tokens in/out", "cost", "started"):
-            table.add_column(col)
-        table.add_column("commit", no_wrap=True)
+        table = Table(title=task_cells.ATTEMPTS_TITLE, show_edge=False, header_style="bold")
+        for col in task_cells.ATTEMPT_HEADERS:
+            table.add_column(col, no_wrap=col in ("run", "lap.#", "commit"))
         for a in task.attempts:
-            cost = "" if a.get("cost_usd") is None else f"${a['cost_usd']:.4f}"
-            agent = (a.get("agent") or "") + (f"/{a['model']}" if a.get("model") else "")
-            table.add_row(plain(a.get("run_id") or ""), f"{a.get('lap') or 1}.{a['iteration']}",
-                          plain(agent), a.get("outcome") or "running",
-                          f"{a['input_tokens']}/{a['output_tokens']}", cost,
-                          a.get("started_at") or "", _attempt_commit(a))
+            table.add_row(*[text(cell) for cell in task_cells.attempt_row(a)])
         out.print()
         out.print(table)
-
-
-def _attempt_commit(attempt: dict[str, Any]) -> str:
-    """The commit an attempt made, or "no change" when a finished turn made none."""
-    sha = attempt.get("commit_sha")
-    if sha:
-        return str(sha)[:10]
-    return "" if attempt.get("outcome") in (None, "interrupted", "rate_limited") else "no change"
 
 
 # How a node of ``dep tree`` relates to the node above it, by dependency type: in the tree
