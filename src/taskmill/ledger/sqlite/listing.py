@@ -24,7 +24,8 @@ from .readiness import HOLDS_SQL
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
     " || group_concat(q, ',\n      ') || '\n    ]' END"
-    " FROM (SELECT json_quote(l.label) AS q FROM labels l WHERE l.task_id = t.id"
+    " FROM (SELECT json_quote(l.label) AS q FROM labels l INDEXED BY labels_ordered"
+    " WHERE l.task_id = t.id"
     " ORDER BY l.pos, l.label))"
 )
 _PARENT = (
