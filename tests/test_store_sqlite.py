@@ -70,3 +70,39 @@ def test_an_import_builds_the_indexes_it_deferred(tmp_path: Path) -> None:
     assert "tasks_held" in plan
     assert [b.task.id for b in ledger.blocked()] == ["bd-2"]
     ledger.close_db()
+
+
+def test_listings_look_parents_and_children_up_in_their_own_indexes(tmp_path: Path) -> None:
+    """A listing reads each task's parent and children through the small partial indexes of
+    the ``parent-child`` links (schema 0011), not the whole ``deps`` table, and its labels in
+    their order (no sort per task); a ledger made before 0011 gets them when it is opened,
+    and lists the same bytes."""
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+    from taskmill.ledger.sqlite.listing import TASK_JSON_SQL
+
+    path = tmp_path / "l.db"
+    store = SqliteStore.open(path)
+    ledger = Ledger(store, prefix="bd", clock=FixedClock(), actor="test")
+    epic = ledger.create("epic")
+    ledger.create("one", parent=epic.id, labels=["b", "a"])
+    done = ledger.create("two", parent=epic.id)
+    ledger.close(done.id)
+    listed = list(ledger.list_json())
+    assert '"children": 2,\n    "children_closed": 1' in listed[0]
+    assert f'"parent": "{epic.id}"' in listed[1]
+    assert '"labels": [\n      "b",\n      "a"\n    ]' in listed[1]
+    plan = " ".join(str(r) for r in store.conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT {TASK_JSON_SQL} FROM tasks t"))
+    assert "COVERING INDEX deps_parent" in plan and "COVERING INDEX deps_children" in plan
+    assert "COVERING INDEX labels_ordered" in plan and "TEMP B-TREE" not in plan
+    with store.conn:  # as a ledger made before schema 0011
+        store.conn.execute("DROP INDEX deps_parent")
+        store.conn.execute("DROP INDEX deps_children")
+        store.conn.execute("DROP INDEX labels_ordered")
+        store.conn.execute("DELETE FROM migrations WHERE name = '0011_listing_indexes'")
+    store.close()
+    again = SqliteStore.open(path)
+    assert {"deps_parent", "deps_children", "labels_ordered"} <= {n for n, _ in _indexes(again)}
+    relisted = Ledger(again, prefix="bd", clock=FixedClock(), actor="test").list_json()
+    assert list(relisted) == listed

@@ -13,7 +13,8 @@ from .tasks import chunks
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
 DEFERRED_INDEXES = ("tasks_ready", "tasks_status", "tasks_deferred", "tasks_held",
-                    "labels_label", "deps_reverse")
+                    "labels_label", "deps_reverse", "deps_parent", "deps_children",
+                    "labels_ordered")
 """The secondary indexes :meth:`BulkRows.bulk_import` builds once at the end (none of them
 is read while rows are imported: the reads there go by task id)."""
 BULK_CACHE_KIB = -131072

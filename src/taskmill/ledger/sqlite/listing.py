@@ -24,19 +24,20 @@ from .readiness import HOLDS_SQL
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
     " || group_concat(q, ',\n      ') || '\n    ]' END"
-    " FROM (SELECT json_quote(l.label) AS q FROM labels l WHERE l.task_id = t.id"
+    " FROM (SELECT json_quote(l.label) AS q FROM labels l INDEXED BY labels_ordered"
+    " WHERE l.task_id = t.id"
     " ORDER BY l.pos, l.label))"
 )
 _PARENT = (
-    "json_quote((SELECT p.depends_on_id FROM deps p WHERE p.issue_id = t.id"
+    "json_quote((SELECT p.depends_on_id FROM deps p INDEXED BY deps_parent WHERE p.issue_id = t.id"
     " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1))"
 )
 _CHILDREN = (
-    "CASE WHEN EXISTS (SELECT 1 FROM deps cd WHERE cd.depends_on_id = t.id"
+    "CASE WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children WHERE cd.depends_on_id = t.id"
     " AND cd.type = 'parent-child') THEN (SELECT count(*) || ',\n    \"children_closed\": '"
     " || coalesce(sum(c.status = 'closed'), 0) || ',\n    \"container\": '"
     " || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
-    " FROM deps cd JOIN tasks c ON c.id = cd.issue_id"
+    " FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
     " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
     " ELSE '0,\n    \"children_closed\": 0,\n    \"container\": false' END"
 )
