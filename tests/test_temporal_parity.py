@@ -162,6 +162,26 @@ def test_a_role_s_prompt_applies_and_a_role_that_does_not_land_is_not_landed(
                     "taskmill/tm-r:review.md") == "looks good\n"
 
 
+def test_a_role_s_max_parallel_holds_on_the_temporal_executor(cluster: Cluster) -> None:
+    """Three tasks of a role with ``max_parallel = 1``, two slots and ``--workers 2``: the
+    client never has two of them in flight (it counts the roles it dispatched, as the local
+    mill does)."""
+    repo = cluster.repo
+    agent = agent_script(cluster.tmp / "agent.py", WRITE_FILE, spy=repo.spy)
+    configure(cluster, "", files={".taskmill/roles/solo.toml": "max_parallel = 1\n"})
+    for n in range(3):
+        repo.ledger.create(f"solo {n}", task_id=f"tm-s{n}", role="solo")
+
+    cluster.start_worker(1, slots=2)
+    result = cluster.run("--agent-cmd", agent, "--workers", "2")
+
+    assert result.returncode == 0, result.describe() + cluster.log(1)
+    dispatched = events_of(result, "dispatched")
+    assert sorted(e["task"] for e in dispatched) == ["tm-s0", "tm-s1", "tm-s2"]
+    assert all(e["in_flight"] == 1 for e in dispatched), dispatched
+    assert sorted(cluster.remote_landings()) == ["tm-s0", "tm-s1", "tm-s2"]
+
+
 # -- (d) the capability socket ----------------------------------------------------------------
 
 REFUSED = "not allowed inside a taskmill turn"

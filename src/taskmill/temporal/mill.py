@@ -108,6 +108,8 @@ class TemporalMill(Mill):
     def _loop_remote(self, ledger: Ledger, executor: TemporalExecutor, run: Payload,
                      attach: list[tuple[str, int, bool]], summary: RunSummary) -> None:
         in_flight: set[str] = set()
+        roles_of: dict[str, str | None] = {}
+        """The role of each task in flight (a role's ``max_parallel``)."""
         skip: set[str] = set()
         self._skip_agentless(ledger, skip)
         dispatched = 0
@@ -121,6 +123,7 @@ class TemporalMill(Mill):
 
         def submit(task: Task, lap: int, resumed: bool) -> None:
             in_flight.add(task.id)
+            roles_of[task.id] = task.role
             skip.add(task.id)
             self.bus.emit(MillEvent.DISPATCHED, task=task.id, title=task.title, lap=lap,
                           in_flight=len(in_flight))
@@ -145,7 +148,8 @@ class TemporalMill(Mill):
             while (not paused and not self.stop.is_set()
                    and len(in_flight) < self.settings.workers
                    and (self.settings.max_tasks is None or dispatched < self.settings.max_tasks)):
-                claimed = self._claim_next(ledger, skip)
+                claimed = self._claim_next(ledger, skip,
+                                           [roles_of.get(t) for t in in_flight])
                 if claimed is None:
                     break
                 dispatched += 1
@@ -160,6 +164,7 @@ class TemporalMill(Mill):
             if outcome is None:
                 continue
             in_flight.discard(outcome.task_id)
+            roles_of.pop(outcome.task_id, None)
             if outcome.outcome != TaskOutcome.ERROR:
                 skip.discard(outcome.task_id)
             summary.outcomes.append(outcome)
