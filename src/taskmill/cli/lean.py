@@ -51,8 +51,13 @@ def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
     """Answer ``argv`` and exit, or return having written nothing (``cwd``: the working
     directory's, by default)."""
     out = answer(argv, env, cwd)
-    if out is None:
-        return
+    if out is not None:
+        emit(out)
+
+
+def emit(out: bytes) -> None:
+    """Write ``out`` to standard output and exit 0 (exit 1 on a closed pipe, as the full
+    path does)."""
     try:
         sys.stdout.flush()
         view = memoryview(out)

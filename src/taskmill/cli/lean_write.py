@@ -70,19 +70,8 @@ _LINE_FIELDS = {"title": rules.TITLE_MAX, "issue_type": rules.NAME_MAX,
 def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
     """Run ``argv`` and exit, or return having written nothing (the full path runs it)."""
     out = answer(argv, env, cwd)
-    if out is None:
-        return
-    try:
-        sys.stdout.flush()
-        view = memoryview(out)
-        while view:
-            view = view[sys.stdout.buffer.write(view) or 0:]
-        sys.stdout.flush()
-    except BrokenPipeError:  # as the full path: status 1, and no complaint at exit
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
-    sys.exit(0)
+    if out is not None:
+        lean.emit(out)
 
 
 def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | None:
