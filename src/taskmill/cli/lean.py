@@ -36,7 +36,7 @@ LIMIT_MAX = 1_000_000
 """``ready -n``'s largest value (:data:`taskmill.validation.LIMIT_MAX`)."""
 ID_MAX = 200
 """The longest id a user may give (:data:`taskmill.validation.NAME_MAX`)."""
-_CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028",
+CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u2028",
                       "\u2029"])
 """What :func:`taskmill.validation.task_ref` refuses in an id."""
 BIG = 2000
@@ -78,19 +78,19 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         command = _parse(argv, env)
         if command is None:
             return None
-        found = _ledger(os.getcwd() if cwd is None else cwd)
+        found = find_ledger(os.getcwd() if cwd is None else cwd)
         if found is None:
             return None
         db, settings = found
         if command[0] == "ready" and settings.get("beads_compat") != "0":
             return None
-        sql = _sql()
+        sql = sql_module()
         conn = sql.connect(db)
         if conn is None:
             return None
         try:
-            data = (sql.ready(conn, command[1], _loads) if command[0] == "ready"
-                    else sql.show(conn, command[1], _loads))
+            data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
+                    else sql.show(conn, command[1], loads))
         finally:
             conn.close()
         if data is None:
@@ -121,7 +121,7 @@ def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | N
     rest = [a for a in argv[1:] if a != "--json"]
     if argv[0] == "show" and len(rest) == 1 and not rest[0].startswith("-"):
         task_id = rest[0]
-        if len(task_id) > ID_MAX or not task_id.strip() or _CONTROL.intersection(task_id):
+        if len(task_id) > ID_MAX or not task_id.strip() or CONTROL.intersection(task_id):
             return None
         return "show", task_id, as_json
     if argv[0] != "ready":
@@ -138,7 +138,7 @@ def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | N
     return None
 
 
-def _ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
+def find_ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
     """The SQLite file of the repository around ``cwd`` and the settings cached for its
     config, when the lean path may read it."""
     here = os.path.realpath(cwd)
@@ -163,7 +163,7 @@ def _ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
     return None if settings is None else (db, settings)
 
 
-def _sql() -> ModuleType:
+def sql_module() -> ModuleType:
     """:mod:`taskmill.ledger.lean`, loaded from its file without the package around it
     (whose ``__init__`` imports the whole ledger)."""
     name = "taskmill.ledger.lean"
@@ -184,7 +184,7 @@ def _sql() -> ModuleType:
     return module
 
 
-def _loads(text: str) -> Any:
+def loads(text: str) -> Any:
     import json
 
     return json.loads(text)

@@ -82,7 +82,7 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         parsed = parse(argv, env)
         if parsed is None:
             return None
-        found = lean._ledger(os.getcwd() if cwd is None else cwd)
+        found = lean.find_ledger(os.getcwd() if cwd is None else cwd)
         if found is None:
             return None
         db, settings = found
@@ -90,7 +90,7 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         if argv[0] == "create" and not prefix:
             return None
         _module()
-        conn = lean._sql().connect(db)
+        conn = lean.sql_module().connect(db)
         if conn is None:
             return None
     except Exception:  # the full path runs it, and reports any error itself
@@ -128,10 +128,10 @@ def _write(conn: sqlite3.Connection, name: str, parsed: tuple[dict[str, Any], st
     if tid is None:
         return None
     # committed: from here on an error is reported, not handed to the full path
-    sql = lean._sql()
+    sql = lean.sql_module()
     row = writes.task_row(conn, tid)
     if as_json:
-        return lean.encode(sql.task_dicts(conn, [row], lean._loads)[0])
+        return lean.encode(sql.task_dicts(conn, [row], lean.loads)[0])
     if name == "create":
         return f"created {tid}: {row[1]}\n".encode()
     if name == "update":
@@ -203,7 +203,7 @@ def _valid(name: str, values: dict[str, Any], arg: str) -> bool:
     if name == "create" and not rules.is_line(arg, rules.TITLE_MAX):
         return False
     if name != "create" and (len(arg) > lean.ID_MAX or not arg.strip()
-                             or lean._CONTROL.intersection(arg)):
+                             or lean.CONTROL.intersection(arg)):
         return False
     if name == "update" and not (set(values) - {"json"}):
         return False  # "nothing to change"
@@ -225,7 +225,7 @@ def _valid(name: str, values: dict[str, Any], arg: str) -> bool:
 
 def _module() -> ModuleType:
     """:mod:`taskmill.ledger.lean_write`, with :mod:`taskmill.ledger.lean` (which
-    :func:`taskmill.cli.lean._sql` then finds loaded); ``close`` loads
+    :func:`taskmill.cli.lean.sql_module` then finds loaded); ``close`` loads
     :mod:`taskmill.ledger.lean_readiness` too."""
     _load("lean")
     return _load("lean_write")

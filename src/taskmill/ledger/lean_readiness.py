@@ -30,9 +30,9 @@ FAILURE_CLOSE_KEYWORDS = (
 ANY_CHILDREN = "any-children"
 """A ``waits-for`` gate that opens when any of the spawner's children closed."""
 
-_DONE_SQL = "('closed', 'tombstone')"
+DONE_SQL = "('closed', 'tombstone')"
 _INERT_SQL = "('closed', 'tombstone', 'pinned')"
-_BLOCKING_SQL = "('blocks', 'conditional-blocks', 'waits-for')"
+BLOCKING_SQL = "('blocks', 'conditional-blocks', 'waits-for')"
 _FAILURE_SQL = " OR ".join(
     "coalesce(b.close_reason, '') LIKE '%{}%'".format(k.replace("'", "''"))
     for k in FAILURE_CLOSE_KEYWORDS)
@@ -52,7 +52,7 @@ HOLDS_SQL = (
 its task now (see the definitions above)."""
 _COUNT_SQL = (
     "SELECT count(*) FROM deps d LEFT JOIN tasks b ON b.id = d.depends_on_id"
-    f" WHERE d.issue_id = tasks.id AND d.type IN {_BLOCKING_SQL} AND {HOLDS_SQL}"
+    f" WHERE d.issue_id = tasks.id AND d.type IN {BLOCKING_SQL} AND {HOLDS_SQL}"
 )
 
 

@@ -506,6 +506,17 @@ class TaskPolicy:
         """What follows the record in flight."""
         self._paused_error: str | None = None
 
+    def restore(self, *, rejoin: str | None, no_change: int, signatures: dict[str, int],
+                turn_timed_out: bool, then: Action | None, paused_error: str | None) -> None:
+        """Take the private state a copy of this policy had elsewhere (a Temporal payload:
+        :mod:`taskmill.temporal.payloads`)."""
+        self._rejoin = rejoin
+        self._no_change = no_change
+        self._signatures = dict(signatures)
+        self._turn_timed_out = turn_timed_out
+        self._then = then
+        self._paused_error = paused_error
+
     def first(self) -> Action:
         return FindLanding() if self.resumed else CheckCommands()
 

@@ -174,13 +174,11 @@ def _policy(state: PolicyState) -> p.TaskPolicy:
                           history=state.history, parks=state.parks, land=state.land,
                           reviews=state.reviews, approval=state.approval,
                           approved=state.approved)
-    policy._rejoin = state.rejoin
     policy.failure = state.failure
-    policy._no_change = state.no_change
-    policy._signatures = dict(state.signatures)
-    policy._turn_timed_out = state.turn_timed_out
-    policy._then = unpack(state.then, p.Action) if state.then is not None else None
-    policy._paused_error = state.paused_error
+    policy.restore(rejoin=state.rejoin, no_change=state.no_change,
+                   signatures=dict(state.signatures), turn_timed_out=state.turn_timed_out,
+                   then=unpack(state.then, p.Action) if state.then is not None else None,
+                   paused_error=state.paused_error)
     return policy
 
 

@@ -30,8 +30,8 @@ from collections import defaultdict
 from ...model import BLOCKS, CONDITIONAL_BLOCKS, PARENT_CHILD
 from ..graph import closed_path, shortest_path
 from ..lean_readiness import (  # (shared with the lean write path)
-    _BLOCKING_SQL,
-    _DONE_SQL,
+    BLOCKING_SQL,
+    DONE_SQL,
     status_changed,
 )
 from ..lean_readiness import HOLDS_SQL as HOLDS_SQL
@@ -49,7 +49,7 @@ def recompute_all(conn: sqlite3.Connection) -> None:
         "UPDATE tasks SET open_blockers = c.n FROM ("
         "  SELECT d.issue_id AS id, count(*) AS n FROM deps d"
         "  LEFT JOIN tasks b ON b.id = d.depends_on_id"
-        f"  WHERE d.type IN {_BLOCKING_SQL} AND {HOLDS_SQL} GROUP BY d.issue_id"
+        f"  WHERE d.type IN {BLOCKING_SQL} AND {HOLDS_SQL} GROUP BY d.issue_id"
         ") AS c WHERE tasks.id = c.id"
     )
     # gated: the least fixed point, as a recursive query (nothing of the ledger held in
@@ -65,7 +65,7 @@ def recompute_all(conn: sqlite3.Connection) -> None:
         "    WHERE p.status IN ('blocked', 'deferred')"
         "  UNION SELECT c.id FROM g JOIN tasks p ON p.id = g.id"
         "    JOIN deps d ON d.depends_on_id = g.id AND d.type = 'parent-child'"
-        f"    JOIN tasks c ON c.id = d.issue_id WHERE p.status NOT IN {_DONE_SQL}"
+        f"    JOIN tasks c ON c.id = d.issue_id WHERE p.status NOT IN {DONE_SQL}"
         ") UPDATE tasks SET gated = 1 WHERE id IN (SELECT id FROM g)")
 
 
