@@ -19,12 +19,10 @@ from typing import Any
 
 from . import ALIASES
 from .context import Ctx, echo
+from .option_loop import DOUBT, FLAG, MULTIPLE, read_options
 
 Converter = Callable[[str], Any]
 """A value as click would convert it, or :data:`DOUBT` when the fast path should not guess."""
-DOUBT: Any = object()
-MULTIPLE = "multiple"
-FLAG = "flag"
 
 
 def _text(value: str) -> Any:
@@ -90,42 +88,18 @@ SPECS: dict[str, tuple[Spec, int]] = {
 }
 
 
+def _convert(kind: Any, raw: str) -> Any:
+    assert callable(kind)
+    return kind(raw)
+
+
 def parse(tokens: list[str], spec: Spec, nargs: int) -> tuple[dict[str, Any], list[str]] | None:
     """A command's options and arguments as click would parse them, or ``None`` when in
     any doubt (click then parses them, and reports any error)."""
-    values: dict[str, Any] = {}
-    args: list[str] = []
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if not token.startswith("-"):
-            args.append(token)
-            continue
-        name, eq, attached = token.partition("=") if token.startswith("--") else (token, "", "")
-        if name not in spec:
-            return None
-        param, kind = spec[name]
-        if kind == FLAG:
-            if eq or param in values:
-                return None
-            values[param] = True
-            continue
-        if eq:
-            raw = attached
-        else:
-            if i >= len(tokens) or tokens[i].startswith("-"):
-                return None
-            raw = tokens[i]
-            i += 1
-        if kind == MULTIPLE:
-            values.setdefault(param, []).append(raw)
-            continue
-        assert callable(kind)
-        value = kind(raw)
-        if value is DOUBT or param in values:
-            return None
-        values[param] = value
+    found = read_options(tokens, spec, _convert)
+    if found is None:
+        return None
+    values, args = found
     if (nargs >= 0 and len(args) != nargs) or (nargs < 0 and not args):
         return None
     return values, args

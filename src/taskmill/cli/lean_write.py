@@ -29,7 +29,7 @@ import os
 import sys
 
 from .. import lean_rules as rules
-from . import lean
+from . import lean, option_loop
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 _ENV_OK = frozenset({"TASKMILL_ACTOR", lean.SWITCH_ENV})
 """The ``$TASKMILL_*`` settings a lean write follows (any other: the full path)."""
 
-# option -> (field, kind): "text" (one value), "many" (repeatable), "priority", "flag"
+# option -> (field, kind): "text" (one value), "multiple" (repeatable), "priority", "flag"
 _TEXTS: Spec = {
     "-d": ("description", "text"), "--description": ("description", "text"),
     "--design": ("design", "text"), "--acceptance": ("acceptance_criteria", "text"),
@@ -53,7 +53,7 @@ _TEXTS: Spec = {
     "--json": ("json", "flag"),
 }
 SPECS: dict[str, Spec] = {
-    "create": {**_TEXTS, "-l": ("labels", "many"), "--label": ("labels", "many")},
+    "create": {**_TEXTS, "-l": ("labels", "multiple"), "--label": ("labels", "multiple")},
     "update": {**_TEXTS, "--title": ("title", "text"), "-a": ("assignee", "text"),
                "--assignee": ("assignee", "text"), "--external-ref": ("external_ref", "text")},
     "close": {"-r": ("close_reason", "text"), "--reason": ("close_reason", "text"),
@@ -152,48 +152,19 @@ def parse(argv: list[str], env: Mapping[str, str]) -> tuple[dict[str, Any], str]
     if (not isinstance(encoding, str) or encoding.lower().replace("-", "") != "utf8"
             or not hasattr(sys.stdout, "buffer")):
         return None
-    spec = SPECS[argv[0]]
-    values: dict[str, Any] = {}
-    args: list[str] = []
-    tokens = argv[1:]
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        i += 1
-        if not token.startswith("-"):
-            args.append(token)
-            continue
-        option, eq, attached = token.partition("=") if token.startswith("--") else \
-            (token, "", "")
-        if option not in spec:
-            return None
-        field, kind = spec[option]
-        if kind == "flag":
-            if eq or field in values:
-                return None
-            values[field] = True
-            continue
-        if eq:
-            raw = attached
-        else:
-            if i >= len(tokens) or tokens[i].startswith("-"):
-                return None
-            raw = tokens[i]
-            i += 1
-        if kind == "many":
-            values.setdefault(field, []).append(raw)
-            continue
-        if field in values:
-            return None
-        if kind == "priority":
-            if not (len(raw) == 1 and raw in "01234"):
-                return None
-            values[field] = int(raw)
-            continue
-        values[field] = raw
+    found = option_loop.read_options(argv[1:], SPECS[argv[0]], _convert)
+    if found is None:
+        return None
+    values, args = found
     if len(args) != 1 or not _valid(argv[0], values, args[0]):
         return None
     return values, args[0]
+
+
+def _convert(kind: str, raw: str) -> Any:
+    if kind == "priority":
+        return int(raw) if len(raw) == 1 and raw in "01234" else option_loop.DOUBT
+    return raw
 
 
 def _valid(name: str, values: dict[str, Any], arg: str) -> bool:
