@@ -330,3 +330,45 @@ def test_a_second_sync_at_once_is_refused(clones: tuple[Path, Path, Path]) -> No
         os.close(fd)
     assert result.exit_code == 4
     assert "another taskmill sync is running" in result.error()["message"]
+
+
+def test_a_fresh_clone_that_fetched_the_ref_by_hand_loads_it_and_deletes_nothing(
+        clones: tuple[Path, Path, Path]) -> None:
+    # the refusal says a synced ledger exists "in this clone": syncing then must load it,
+    # not diff an empty database against it and push every task as deleted
+    remote, alice, bob = clones
+    run_git(bob, "fetch", "-q", "origin", f"{LEDGER_REF}:{LEDGER_REF}")
+    refused = tm(bob, "list", "--json", actor="bob")
+    assert refused.exit_code == 2 and "in this clone" in refused.error()["message"]
+    loaded = sync_json(bob, "bob")
+    assert loaded["imported"] == ["tm-p", "tm-s"] and loaded["exported"] == []
+    assert exported(bob) == exported(alice)
+    assert sync_json(alice, "alice")["imported"] == []
+    assert {t["id"] for t in tm(alice, "list", "--json", actor="x").ok().json()} == {
+        "tm-p", "tm-s"}
+    assert not run_git(remote, "diff", "--name-only", loaded["commit"], LEDGER_REF).strip()
+
+
+def test_a_lost_database_is_merged_with_the_synced_ref_not_pushed_as_deletions(
+        clones: tuple[Path, Path, Path]) -> None:
+    # `git clean -xfd` (or a new machine's empty database) after a sync whose last changes
+    # were never pushed: the next sync brings all of it back and deletes nothing anywhere
+    remote, alice, _ = clones
+    tm(alice, "create", "Unpushed", "--id", "tm-u", actor="alice").ok()
+    sync_json(alice, "alice", "--no-push")
+    (alice / ".taskmill" / "taskmill.db").unlink()
+    for extra in ("taskmill.db-wal", "taskmill.db-shm"):
+        (alice / ".taskmill" / extra).unlink(missing_ok=True)
+    again = sync_json(alice, "alice")
+    assert again["imported"] == ["tm-p", "tm-s", "tm-u"] and again["conflicts"] == []
+    assert {t["id"] for t in tm(alice, "list", "--json", actor="x").ok().json()} == {
+        "tm-p", "tm-s", "tm-u"}
+    assert [c["text"] for c in shown(alice, "tm-p")["comments"]] == ["start with the lexer"]
+    files = set(run_git(remote, "ls-tree", "-r", "--name-only", LEDGER_REF).split())
+    assert {"tasks/tm-p.json", "tasks/tm-s.json", "tasks/tm-u.json"} <= files
+    # the audit trail came back too (as synced events), and the next sync has nothing to do
+    assert {e["data"]["event"]["kind"] for e in events(alice) if e["kind"] == "synced"} >= {
+        "created", "commented"}
+    settled = sync_json(alice, "alice")
+    assert settled["imported"] == [] and settled["exported"] == [] and not settled["pushed"]
+    assert tm(alice, "verify", actor="x").exit_code == 0

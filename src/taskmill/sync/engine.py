@@ -2,7 +2,11 @@
 merge, import, push.
 
 1. The ledger's state is written as a commit (see :mod:`.snapshot`) on top of the last one
-   synced here (``refs/taskmill/ledger``), unless nothing changed since.
+   synced here (``refs/taskmill/ledger``), unless nothing changed since. A ledger that does
+   not hold all of that commit (a database made new in a clone that had fetched the ref, or
+   deleted and made again, or restored from an older backup) is merged with it first, as
+   with a remote's (signed ``sync:local``): what it lacks comes back, nothing goes out as
+   deleted.
 2. The remote's ``refs/taskmill/ledger`` is fetched (to ``refs/taskmill/remotes/NAME/ledger``).
 3. When the remote has changes this clone lacks, the two are merged task by task against
    their merge base (see :mod:`.merge`), and what changed is imported into the ledger in one
@@ -104,25 +108,45 @@ def sync(ledger: Ledger, paths: LedgerPaths, env: Mapping[str, str], *,
         return _sync(git, ledger, remote=remote, push=push)
 
 
+LOCAL = "local"
+"""How a sync names this clone's own ``refs/taskmill/ledger`` when it merges it into a ledger
+that did not come from it (signed ``sync:local``)."""
+
+
 def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
     local = git.ref(LEDGER_REF)
     ours = take(ledger)
     ours_files = ours.files()
     ours_shas = {path: blob_sha(content) for path, content in ours_files.items()}
     local_shas = git.read_tree(local) if local else {}
-    exported = sorted({tid for path in _changed(local_shas, ours_shas)
-                       if (tid := task_id_of(path)) is not None and path.startswith("tasks/")})
     when = int(ledger.clock.now().timestamp())
-    if local and local_shas == ours_shas:
-        exported_commit = local
+    report = SyncReport(remote=remote, commit=local or "", pushed=False)
+    base = local
+    if local and not _descends(git, ours, ours_shas, local_shas):
+        # this database did not come from the synced ref (a new one, one restored from a
+        # backup, one deleted and made again): the ref is not a base to diff against, or
+        # every task it lacks would go out as deleted. Merge the two instead, losing nothing.
+        root = git.write_commit(ours_files, parents=[], when=when, author=ledger.actor,
+                                message=f"taskmill: the ledger as {ledger.actor} had it")
+        base = _merge_in(git, ledger, ours, ours_files, ours_shas, root, local, LOCAL,
+                         report, when)
+        ours = take(ledger)
+        ours_files = ours.files()
+        ours_shas = {path: blob_sha(content) for path, content in ours_files.items()}
+    base_shas = git.read_tree(base) if base and base != local else local_shas
+    report.exported = sorted({tid for path in _changed(local_shas, ours_shas)
+                              if (tid := task_id_of(path)) is not None
+                              and path.startswith("tasks/")})
+    if base and base_shas == ours_shas:
+        exported_commit = base
     else:
         exported_commit = git.write_commit(
-            ours_files, parents=[local] if local else [], when=when, author=ledger.actor,
+            ours_files, parents=[base] if base else [], when=when, author=ledger.actor,
             message=f"taskmill: the ledger as {ledger.actor} left it"
-                    f" ({len(exported)} tasks changed)")
+                    f" ({len(report.exported)} tasks changed)")
     theirs = git.fetch_ledger(remote)
-    report = SyncReport(remote=remote, commit=exported_commit, pushed=False,
-                        exported=exported, remote_had_ledger=theirs is not None)
+    report.commit = exported_commit
+    report.remote_had_ledger = theirs is not None
     final = exported_commit
     if theirs is not None and theirs != exported_commit and not git.is_ancestor(
             theirs, exported_commit):
@@ -138,6 +162,27 @@ def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
 
 def _changed(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
     return {p for p in (*a, *b) if a.get(p) != b.get(p)}
+
+
+def _descends(git: Git, ours: Snapshot, ours_shas: Mapping[str, str],
+              local_shas: Mapping[str, str]) -> bool:
+    """Whether the ledger holds everything of the synced commit ``local_shas`` (it was
+    loaded from it or wrote it, and changed since): no task of it missing (a ledger keeps
+    its tasks, tombstones too), no audit event of it unknown. Only the files that differ
+    are read."""
+    differ = [p for p, sha in local_shas.items() if ours_shas.get(p) != sha]
+    if any(p not in ours_shas and p != META for p in differ):
+        return False
+    trails = [p for p in differ if p.startswith("events/") or p == events_path(None)]
+    if not trails:
+        return True
+    blobs = git.read_blobs({local_shas[p] for p in trails})
+    known = ours.event_hashes()
+    return all(e["hash"] in known for p in trails
+               for e in parse_files({META: ours.files()[META], p: blobs[local_shas[p]]},
+                                    where=f"this clone's {LEDGER_REF}").events.get(
+                                        None if p == events_path(None) else task_id_of(p),
+                                        []))
 
 
 def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, bytes],
@@ -161,6 +206,7 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
                   key=lambda t: (t is not None, t or ""))
     records: list[dict[str, Any]] = []
     foreign: list[dict[str, Any]] = []
+    found: list[SyncConflict] = []
     known = ours.event_hashes()
     for tid in tids:
         our_events = ours.events.get(tid, [])
@@ -176,13 +222,14 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
         record, conflicts = merge_task(
             tid, base_record, our_record, their_snap.records.get(tid),
             field_times(our_events, since), field_times(their_events, since))
-        report.conflicts.extend(conflicts)
+        found.extend(conflicts)
         if record is not None and (our_record is None or list(record.items()) != list(
                 our_record.items())):
             records.append(record)
-    _apply(ledger, records, foreign, report, remote, theirs)
-    report.imported = sorted(str(r["id"]) for r in records)
-    report.events_in = len(foreign)
+    _apply(ledger, records, foreign, found, remote, theirs)
+    report.conflicts.extend(found)
+    report.imported = sorted({*report.imported, *(str(r["id"]) for r in records)})
+    report.events_in += len(foreign)
     after = take(ledger).files()
     after_shas = {path: blob_sha(content) for path, content in after.items()}
     if after_shas == theirs_shas:
@@ -191,11 +238,11 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
                             author=ledger.actor,
                             message=f"taskmill: merge {remote}'s ledger"
                                     f" ({len(records)} tasks changed here,"
-                                    f" {len(report.conflicts)} conflicts)")
+                                    f" {len(found)} conflicts)")
 
 
 def _apply(ledger: Ledger, records: list[dict[str, Any]], foreign: list[dict[str, Any]],
-           report: SyncReport, remote: str, theirs: str) -> None:
+           conflicts: list[SyncConflict], remote: str, theirs: str) -> None:
     """Import the merged records, the other clone's events and the conflicts, all or
     nothing."""
     from ..beads import import_beads
@@ -213,14 +260,14 @@ def _apply(ledger: Ledger, records: list[dict[str, Any]], foreign: list[dict[str
         for event in foreign:
             ledger.record(SYNCED, _task_or_none(ledger, event.get("task")),
                           {"remote": remote, "commit": theirs, "event": event}, actor=actor)
-        for conflict in report.conflicts:
+        for conflict in conflicts:
             ledger.record(SYNC_CONFLICT, _task_or_none(ledger, conflict.task),
                           {"remote": remote, "commit": theirs, **conflict.to_json()},
                           actor=actor)
         ledger.record(SYNC_DONE, None, {"remote": remote, "commit": theirs,
                                         "imported": [str(r["id"]) for r in records],
                                         "events": len(foreign),
-                                        "conflicts": len(report.conflicts)}, actor=actor)
+                                        "conflicts": len(conflicts)}, actor=actor)
 
 
 def _task_or_none(ledger: Ledger, tid: Any) -> str | None:
