@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..json_text import orjson_safe
+
 if TYPE_CHECKING:
     from ..capability.client import CapabilityClient, RemoteTasks
     from ..clock import Clock
     from ..project import Project
+
 
 @dataclass
 class Ctx:
@@ -189,7 +192,7 @@ def _emit_bytes(out: Any, items: Iterable[Any], orjson: Any, errors: str) -> Non
         chunk += b"[\n  " if first else b",\n  "
         first = False
         data: bytes | None = None
-        if _orjson_safe(item):
+        if orjson_safe(item):
             try:
                 data = encode(item, option=indent)
             except (orjson.JSONEncodeError, TypeError):
@@ -222,44 +225,6 @@ def _emit_text_items(stream: Any, items: Iterable[Any]) -> None:
         first = False
     stream.write("[]\n" if first else "\n]\n")
     stream.flush()
-
-
-_INT64 = 1 << 63
-
-
-def _orjson_safe(value: Any) -> bool:
-    """Whether orjson writes ``value`` as ``json.dumps(value, ensure_ascii=False, indent=2)``
-    does: strings, 64-bit integers, booleans, null, and lists and objects of those with
-    string keys. (A float is written differently, e.g. ``1e-7`` for ``1e-07``; anything
-    else goes through ``default=str``.)"""
-    cls = value.__class__
-    if cls is dict:
-        for k, v in value.items():
-            if k.__class__ is not str:
-                return False
-            c = v.__class__
-            if c is str or v is None or c is bool:
-                continue
-            if c is int:
-                if not -_INT64 <= v < _INT64:
-                    return False
-            elif not _orjson_safe(v):
-                return False
-        return True
-    if cls is list:
-        for v in value:
-            c = v.__class__
-            if c is str or v is None or c is bool:
-                continue
-            if c is int:
-                if not -_INT64 <= v < _INT64:
-                    return False
-            elif not _orjson_safe(v):
-                return False
-        return True
-    if cls is str or value is None or cls is bool:
-        return True
-    return cls is int and -_INT64 <= value < _INT64
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode

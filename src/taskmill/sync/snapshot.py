@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ..errors import InvalidInput
+from ..json_text import dumps_indented, dumps_sorted_compact
 from ..ledger import Ledger
 from ..model import Event
 
@@ -59,12 +60,13 @@ def task_id_of(path: str) -> str | None:
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, indent=2) + "\n").encode()
+    """The record indented, one field a line (``json.dumps(indent=2)``'s bytes)."""
+    return dumps_indented(record) + b"\n"
 
 
 def encode_events(events: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(e, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-                   + "\n" for e in sort_events(events)).encode()
+    """One event a line, keys sorted, compact."""
+    return b"".join(dumps_sorted_compact(e) + b"\n" for e in sort_events(events))
 
 
 def sort_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
