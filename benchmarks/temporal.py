@@ -84,7 +84,7 @@ class Workers:
                 proc = subprocess.Popen(
                     [*TASKMILL, "worker", "--temporal", self.address, "--repo",
                      str(self.origin), "--workdir", str(self.repo.parent / f"w{i}-{self.repo.name}"),
-                     "--slots", str(slots), "--name", f"w{i}"],
+                     "--slots", str(slots), "--name", f"w{i}", "--allow-agent-cmd"],
                     env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append(proc)
         deadline = time.monotonic() + 60

@@ -53,13 +53,14 @@ class Cluster:
         self.env = env if database is not None else {
             **env, "TASKMILL_DIR": str(self.repo.root / ".taskmill")}
 
-    def start_worker(self, n: int, *, slots: int = 2) -> subprocess.Popen[str]:
+    def start_worker(self, n: int, *, slots: int = 2, allow_agent_cmd: bool = True
+                     ) -> subprocess.Popen[str]:
         workdir = self.tmp / f"worker{n}"
         log = (self.tmp / f"worker{n}.log").open("a")
         proc = subprocess.Popen(
             [PY, "-m", "taskmill", "worker", "--temporal", self.address, "--repo",
              str(self.origin), "--workdir", str(workdir), "--slots", str(slots),
-             "--name", f"w{n}"],
+             "--name", f"w{n}", *(["--allow-agent-cmd"] if allow_agent_cmd else [])],
             cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         log.close()

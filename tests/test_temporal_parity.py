@@ -300,3 +300,35 @@ def test_worker_turns_go_through_the_model_proxy_which_counts_them(cluster: Clus
     assert len(list(run_dir.glob("proxy-*.sock"))) == 1
     cluster.stop()  # the worker stops: so does its proxy
     assert list(run_dir.glob("proxy-*.sock")) == []
+
+
+# -- (f) what a worker runs ------------------------------------------------------------------
+
+
+def test_a_worker_runs_an_agent_cmd_only_when_started_with_allow_agent_cmd(
+        cluster: Cluster) -> None:
+    """A command given with ``taskmill run --agent-cmd`` travels in the workflow's input: a
+    worker not started with ``--allow-agent-cmd`` refuses it (the task ends in error, saying
+    so, and the command never runs); an agent of the committed config runs there."""
+    repo = cluster.repo
+    marker = cluster.tmp / "ran"
+    agent = agent_script(cluster.tmp / "agent.py", f"""
+open({str(marker)!r}, "a").write(TASK + "\\n")
+(WT / f"{{TASK}}.txt").write_text(f"{{TASK}} iteration {{ITER}}\\n")
+""", spy=repo.spy)
+    repo.ledger.create("one", task_id="tm-a")
+
+    cluster.start_worker(1, allow_agent_cmd=False)
+    refused = cluster.run("--agent-cmd", agent)
+    assert refused.returncode != 0, refused.describe()
+    assert "start it with `taskmill worker --allow-agent-cmd`" in " ".join(refused.stdout.split())
+    assert not marker.exists()  # the command never ran
+    assert cluster.remote_landings() == {}
+
+    configure(cluster, exec_agent("committed", agent))
+    cluster.stop()
+    cluster.start_worker(2, allow_agent_cmd=False)  # a fresh clone, with the new config
+    landed = cluster.run("--agent", "committed", "--only", "tm-a")
+    assert landed.returncode == 0, landed.describe() + cluster.log(2)
+    assert repo.task("tm-a")["status"] == "closed"
+    assert marker.read_text() == "tm-a\n"

@@ -23,9 +23,12 @@ from .common import emit_json, get_ctx, json_option
               help="Tasks this worker works at once.")
 @click.option("--name", help="How this worker is shown (default HOST:PID).")
 @click.option("--namespace", help="Temporal namespace (default: [executor] namespace).")
+@click.option("--allow-agent-cmd", is_flag=True,
+              help="Run the command a run gives with `taskmill run --agent-cmd` (off: only "
+                   "the agents of the repository's committed config).")
 @json_option
 def worker(address: str, origin: str, workdir: Path, slots: int, name: str | None,
-           namespace: str | None) -> None:
+           namespace: str | None, allow_agent_cmd: bool) -> None:
     """Run turns, checks and landings for `taskmill run --executor temporal`, in a clone of
     ORIGIN under DIR, until stopped (Ctrl-C or SIGTERM). Agent CLIs and their secrets are
     this machine's own; the ledger is the shared one: the repository's committed [ledger] url
@@ -47,7 +50,8 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     bus.subscribe(NdjsonWriter(sys.stdout))
     workdir.mkdir(parents=True, exist_ok=True)
     # the shared ledger: [ledger] url as committed (read from the clone), or TASKMILL_DIR
-    services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus)
+    services = WorkerServices(origin, workdir, env=ctx.env, clock=clock, bus=bus,
+                              allow_agent_cmd=allow_agent_cmd)
     table = services.config.executor  # the committed [executor] of the shared repository
 
     async def main() -> None:

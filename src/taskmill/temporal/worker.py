@@ -69,7 +69,7 @@ from ..mill.turn_runner import TurnRunner
 from ..mill.worker import TaskWorker
 from ..mill.worktrees import WorktreePool, branch_for
 from ..paths import DB_FILE, ENV_DIR, LedgerPaths
-from .payloads import pack, unpack
+from .payloads import PayloadRefused, pack, unpack
 from .remote_git import (
     PUSH_AFTER_S,
     BranchPush,
@@ -167,8 +167,12 @@ class WorkerServices:
 
     def __init__(self, origin: str, workdir: Path, *, env: Mapping[str, str], clock: Clock,
                  bus: EventBus, store: Callable[[], LedgerStore] | None = None,
-                 turn_runner: TurnRunner | None = None) -> None:
+                 turn_runner: TurnRunner | None = None, allow_agent_cmd: bool = False) -> None:
         self.began = clock.monotonic()
+        self.allow_agent_cmd = allow_agent_cmd
+        """Run the command a run gives with ``taskmill run --agent-cmd`` (``taskmill worker
+        --allow-agent-cmd``). Off, a worker runs only the agents of the repository's committed
+        config: whoever can start workflows in the namespace cannot make it run anything."""
         """When this worker began to start (``worker_started`` says how long it took)."""
         self.env = env
         self.clock = clock
@@ -338,6 +342,11 @@ class WorkerActivities:
 
     def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
         run = unpack(spec.run, RunSpec)
+        if run.agent_override is not None and not self.services.allow_agent_cmd:
+            raise PayloadRefused(
+                f"worker {self.identity} does not run commands given with `taskmill run"
+                " --agent-cmd` (start it with `taskmill worker --allow-agent-cmd` to allow"
+                " them, or name an agent of the committed config with --agent)")
         ctx = self.services.context(run)
         ledger = ctx.ledger_factory()
         try:
