@@ -315,6 +315,10 @@ class WorkerActivities:
         """What each bound task's policy (this worker's copy) asks for next."""
         self._pushing: dict[str, BranchPush] = {}
         """Task branches being pushed after a turn, by task key."""
+        self._busy: set[str] = set()
+        """Task keys whose ``step`` runs now."""
+        self._stale: dict[str, TaskWorker] = {}
+        """Bound tasks dropped while a step of theirs ran: given back when it ends."""
         self._acquiring = threading.Lock()
         """Slots are made one at a time (two ``git worktree add`` at once race)."""
         self._threads = ThreadPoolExecutor(max_workers=3 * slots + 2,
@@ -341,6 +345,9 @@ class WorkerActivities:
         return await self._heartbeating(self._bind, spec, resumed, binding, key)
 
     def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
+        workflow_prefix = key.rpartition("/")[0] + "/"
+        for stale in [k for k in self.live if k.startswith(workflow_prefix) and k != key]:
+            self.drop(stale)  # its workflow bound the task again: the old stay here is over
         run = unpack(spec.run, RunSpec)
         if run.agent_override is not None and not self.services.allow_agent_cmd:
             raise PayloadRefused(
@@ -387,7 +394,44 @@ class WorkerActivities:
     @activity.defn(name=STEP)
     async def step(self, key: str, action: Payload) -> Step:
         worker = self._worker(key)
-        return await self._heartbeating(self._step, key, worker, unpack(action, Action))
+        try:
+            act = unpack(action, Action)
+        except PayloadRefused as exc:  # its workflow ends the task: nothing more comes
+            await asyncio.get_running_loop().run_in_executor(self._threads, self.drop, key, exc)
+            raise
+        self._busy.add(key)
+        try:
+            return await self._heartbeating(self._step, key, worker, act)
+        finally:
+            self._busy.discard(key)
+            stale = self._stale.pop(key, None)
+            if stale is not None:
+                self._threads.submit(self._give_back, key, stale)
+
+    def drop(self, key: str, exc: Exception | None = None) -> None:
+        """End a bound task's stay on this worker that its workflow went on without (a
+        refused payload, a step out of step, the task bound again): its slot is free at once,
+        and its worktree is given back (after its step, when one runs), its branch pushed
+        first. ``exc``: recorded as a taskmill error of the task."""
+        worker = self.live.pop(key, None)
+        self._next.pop(key, None)
+        if worker is None:
+            return
+        if exc is not None:
+            with contextlib.suppress(Exception):
+                worker.internal_error(exc)
+        if key in self._busy:
+            self._stale[key] = worker
+        else:
+            self._give_back(key, worker)
+
+    def _give_back(self, key: str, worker: TaskWorker) -> None:
+        pushing = self._pushing.pop(key, None)
+        try:
+            if pushing is not None:
+                pushing.settle()
+        finally:
+            worker.end(False)
 
     def _step(self, key: str, worker: TaskWorker, action: Action) -> Step:
         """Perform ``action``, then the quick actions the policy asks for after it (its
@@ -395,9 +439,12 @@ class WorkerActivities:
         landing; a terminal action ends the task here. The workflow feeds every result to
         its own policy, which must ask for the same actions."""
         if action != self._next.get(key):
-            raise ApplicationError(f"task {key}: the workflow asks for {action!r}, its policy "
-                                   f"here for {self._next.get(key)!r}", type="OutOfStep",
-                                   non_retryable=True)
+            error = ApplicationError(f"task {key}: the workflow asks for {action!r}, its "
+                                     f"policy here for {self._next.get(key)!r}",
+                                     type="OutOfStep", non_retryable=True)
+            self._busy.discard(key)  # nothing of it runs: give its worktree back now
+            self.drop(key, error)
+            raise error
         return self._run(key, worker, action)
 
     def _run(self, key: str, worker: TaskWorker, action: Action) -> Step:
