@@ -127,7 +127,8 @@ def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
         # backup, one deleted and made again): the ref is not a base to diff against, or
         # every task it lacks would go out as deleted. Merge the two instead, losing nothing.
         root = git.write_commit(ours_files, parents=[], when=when, author=ledger.actor,
-                                message=f"taskmill: the ledger as {ledger.actor} had it")
+                                message=f"taskmill: the ledger as {ledger.actor} had it",
+                                existing=local_shas.values())
         base = _merge_in(git, ledger, ours, ours_files, ours_shas, root, local, LOCAL,
                          report, when)
         ours = take(ledger)
@@ -143,7 +144,7 @@ def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
         exported_commit = git.write_commit(
             ours_files, parents=[base] if base else [], when=when, author=ledger.actor,
             message=f"taskmill: the ledger as {ledger.actor} left it"
-                    f" ({len(report.exported)} tasks changed)")
+                    f" ({len(report.exported)} tasks changed)", existing=base_shas.values())
     theirs = git.fetch_ledger(remote)
     report.commit = exported_commit
     report.remote_had_ledger = theirs is not None
@@ -238,7 +239,8 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
                             author=ledger.actor,
                             message=f"taskmill: merge {remote}'s ledger"
                                     f" ({len(records)} tasks changed here,"
-                                    f" {len(found)} conflicts)")
+                                    f" {len(found)} conflicts)",
+                            existing=[*ours_shas.values(), *theirs_shas.values()])
 
 
 def _apply(ledger: Ledger, records: list[dict[str, Any]], foreign: list[dict[str, Any]],
