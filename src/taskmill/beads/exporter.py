@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
@@ -55,16 +56,25 @@ def beads_records(ledger: Ledger, *, include_tombstones: bool = True,
                   order: Literal["id", "ledger"] = "id") -> list[dict[str, Any]]:
     """Every task as a Beads record. ``order``: by id (as Beads writes), or ``ledger`` (the
     order the tasks entered the ledger, which for an import is the order of the file)."""
+    return list(iter_beads_records(ledger, include_tombstones=include_tombstones, order=order))
+
+
+def iter_beads_records(ledger: Ledger, *, include_tombstones: bool = True,
+                       order: Literal["id", "ledger"] = "id") -> Iterator[dict[str, Any]]:
+    """:func:`beads_records`, each record made as it is taken (the stored rows are read at
+    once; the records, several times their size, are not all held)."""
     stored = load_stored(ledger, order_by="id" if order == "id" else "seq",
                          include_tombstones=include_tombstones)
-    return [stored.record(tid) for tid in stored.order]
+    for tid in stored.order:
+        yield stored.record(tid)
 
 
 def export_beads(ledger: Ledger, out: TextIO, *, include_tombstones: bool = True,
                  order: Literal["id", "ledger"] = "id") -> int:
     """Write the ledger as Beads JSONL; returns the number of records written."""
     count = 0
-    for record in beads_records(ledger, include_tombstones=include_tombstones, order=order):
+    for record in iter_beads_records(ledger, include_tombstones=include_tombstones,
+                                     order=order):
         out.write(encode_record(record))
         out.write("\n")
         count += 1

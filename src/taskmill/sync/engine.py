@@ -18,7 +18,7 @@ merge, import, push.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +28,17 @@ from ..clock import Clock, SystemClock
 from ..errors import Conflict, InvalidInput, NotInitialized
 from ..ledger import Ledger
 from ..paths import LedgerPaths
-from .gitstore import LEDGER_REF, Git, blob_sha, has_synced_ledger
+from .gitstore import LEDGER_REF, Git, has_synced_ledger
 from .merge import SyncConflict, field_times, merge_events, merge_task
 from .snapshot import (
+    LEDGER_EVENTS,
     META,
     SYNC_ACTOR_PREFIX,
     SYNC_CONFLICT,
     SYNC_DONE,
     SYNCED,
-    Snapshot,
+    Taken,
+    event_lines,
     events_path,
     parse_files,
     take,
@@ -115,44 +117,39 @@ that did not come from it (signed ``sync:local``)."""
 
 def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
     local = git.ref(LEDGER_REF)
-    ours = take(ledger)
-    ours_files = ours.files()
-    ours_shas = {path: blob_sha(content) for path, content in ours_files.items()}
     local_shas = git.read_tree(local) if local else {}
+    ours = take(ledger, set(local_shas.values()))
     when = int(ledger.clock.now().timestamp())
     report = SyncReport(remote=remote, commit=local or "", pushed=False)
     base = local
-    if local and not _descends(git, ours, ours_shas, local_shas):
+    if local and not _descends(git, ours, local_shas):
         # this database did not come from the synced ref (a new one, one restored from a
         # backup, one deleted and made again): the ref is not a base to diff against, or
         # every task it lacks would go out as deleted. Merge the two instead, losing nothing.
-        root = git.write_commit(ours_files, parents=[], when=when, author=ledger.actor,
-                                message=f"taskmill: the ledger as {ledger.actor} had it",
-                                existing=local_shas.values())
-        base = _merge_in(git, ledger, ours, ours_files, ours_shas, root, local, LOCAL,
-                         report, when)
-        ours = take(ledger)
-        ours_files = ours.files()
-        ours_shas = {path: blob_sha(content) for path, content in ours_files.items()}
+        root = git.write_commit(ours.shas, ours.new, parents=[], when=when,
+                                author=ledger.actor,
+                                message=f"taskmill: the ledger as {ledger.actor} had it")
+        base = _merge_in(git, ledger, ours, root, local, LOCAL, report, when)
+        ours = take(ledger, {*local_shas.values(), *ours.shas.values(),
+                             *git.read_tree(base).values()})
     base_shas = git.read_tree(base) if base and base != local else local_shas
-    report.exported = sorted({tid for path in _changed(local_shas, ours_shas)
+    report.exported = sorted({tid for path in _changed(local_shas, ours.shas)
                               if (tid := task_id_of(path)) is not None
                               and path.startswith("tasks/")})
-    if base and base_shas == ours_shas:
+    if base and base_shas == ours.shas:
         exported_commit = base
     else:
         exported_commit = git.write_commit(
-            ours_files, parents=[base] if base else [], when=when, author=ledger.actor,
-            message=f"taskmill: the ledger as {ledger.actor} left it"
-                    f" ({len(report.exported)} tasks changed)", existing=base_shas.values())
+            ours.shas, ours.new, parents=[base] if base else [], when=when,
+            author=ledger.actor, message=f"taskmill: the ledger as {ledger.actor} left it"
+                                         f" ({len(report.exported)} tasks changed)")
     theirs = git.fetch_ledger(remote)
     report.commit = exported_commit
     report.remote_had_ledger = theirs is not None
     final = exported_commit
     if theirs is not None and theirs != exported_commit and not git.is_ancestor(
             theirs, exported_commit):
-        final = _merge_in(git, ledger, ours, ours_files, ours_shas, exported_commit, theirs,
-                          remote, report, when)
+        final = _merge_in(git, ledger, ours, exported_commit, theirs, remote, report, when)
     git.set_ref(LEDGER_REF, final, local)
     report.commit = final
     if push and final != theirs:
@@ -165,39 +162,41 @@ def _changed(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
     return {p for p in (*a, *b) if a.get(p) != b.get(p)}
 
 
-def _descends(git: Git, ours: Snapshot, ours_shas: Mapping[str, str],
-              local_shas: Mapping[str, str]) -> bool:
+def _descends(git: Git, ours: Taken, local_shas: Mapping[str, str]) -> bool:
     """Whether the ledger holds everything of the synced commit ``local_shas`` (it was
     loaded from it or wrote it, and changed since): no task of it missing (a ledger keeps
     its tasks, tombstones too), no audit event of it unknown. Only the files that differ
     are read."""
-    differ = [p for p, sha in local_shas.items() if ours_shas.get(p) != sha]
-    if any(p not in ours_shas and p != META for p in differ):
+    differ = [p for p, sha in local_shas.items() if ours.shas.get(p) != sha]
+    if any(p not in ours.shas and p != META for p in differ):
         return False
-    trails = [p for p in differ if p.startswith("events/") or p == events_path(None)]
-    if not trails:
-        return True
-    blobs = git.read_blobs({local_shas[p] for p in trails})
-    known = ours.event_hashes()
-    return all(e["hash"] in known for p in trails
-               for e in parse_files({META: ours.files()[META], p: blobs[local_shas[p]]},
-                                    where=f"this clone's {LEDGER_REF}").events.get(
-                                        None if p == events_path(None) else task_id_of(p),
-                                        []))
+    trails = [local_shas[p] for p in differ if p.startswith("events/") or p == LEDGER_EVENTS]
+    try:
+        return all(e["hash"] in ours.event_hashes
+                   for raw in git.read_blobs(trails).values() for e in event_lines(raw))
+    except (ValueError, UnicodeDecodeError):
+        return False  # damaged: not this ledger's own
 
 
-def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, bytes],
-              ours_shas: dict[str, str], exported_commit: str, theirs: str, remote: str,
-              report: SyncReport, when: int) -> str:
+def _files(git: Git, taken: Taken, paths: Iterable[str]) -> dict[str, bytes]:
+    """The content of ``paths`` of ``taken``: kept, or read from git."""
+    wanted = {p: taken.shas[p] for p in paths if p in taken.shas}
+    stored = git.read_blobs({sha for sha in wanted.values() if sha not in taken.new})
+    return {p: taken.new[sha] if sha in taken.new else stored[sha] for p, sha in wanted.items()}
+
+
+def _merge_in(git: Git, ledger: Ledger, ours: Taken, exported_commit: str, theirs: str,
+              remote: str, report: SyncReport, when: int) -> str:
     """Merge the remote's commit into the ledger; the merged commit."""
     base = git.merge_base(exported_commit, theirs)
     theirs_shas = git.read_tree(theirs)
     base_shas = git.read_tree(base) if base else {}
-    changed = _changed(ours_shas, theirs_shas)
+    changed = _changed(ours.shas, theirs_shas)
     touched = {tid for p in changed if (tid := task_id_of(p)) is not None}
     differ = changed | {META} | {p for tid in touched for p in (task_path(tid), events_path(tid))}
     blobs = git.read_blobs({s for p in differ for s in (theirs_shas.get(p), base_shas.get(p))
                             if s is not None})
+    our_snap = parse_files(_files(git, ours, differ), where="this ledger")
     their_snap = parse_files({p: blobs[theirs_shas[p]] for p in differ if p in theirs_shas},
                              where=f"{remote}'s {LEDGER_REF}")
     base_snap = parse_files({p: blobs[base_shas[p]] for p in differ if p in base_shas},
@@ -208,9 +207,9 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
     records: list[dict[str, Any]] = []
     foreign: list[dict[str, Any]] = []
     found: list[SyncConflict] = []
-    known = ours.event_hashes()
+    known = ours.event_hashes
     for tid in tids:
-        our_events = ours.events.get(tid, [])
+        our_events = our_snap.events.get(tid, [])
         their_events = their_snap.events.get(tid, [])
         base_events = base_snap.events.get(tid, []) if base_snap else []
         merged_events = merge_events(our_events, their_events)
@@ -219,7 +218,7 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
             continue
         since = {e["hash"] for e in base_events}
         base_record = base_snap.records.get(tid) if base_snap else None
-        our_record = ours.records.get(tid)
+        our_record = our_snap.records.get(tid)
         record, conflicts = merge_task(
             tid, base_record, our_record, their_snap.records.get(tid),
             field_times(our_events, since), field_times(their_events, since))
@@ -231,16 +230,14 @@ def _merge_in(git: Git, ledger: Ledger, ours: Snapshot, ours_files: dict[str, by
     report.conflicts.extend(found)
     report.imported = sorted({*report.imported, *(str(r["id"]) for r in records)})
     report.events_in += len(foreign)
-    after = take(ledger).files()
-    after_shas = {path: blob_sha(content) for path, content in after.items()}
-    if after_shas == theirs_shas:
+    after = take(ledger, {*ours.shas.values(), *theirs_shas.values()})
+    if after.shas == theirs_shas:
         return theirs
-    return git.write_commit(after, parents=[exported_commit, theirs], when=when,
-                            author=ledger.actor,
+    return git.write_commit(after.shas, after.new, parents=[exported_commit, theirs],
+                            when=when, author=ledger.actor,
                             message=f"taskmill: merge {remote}'s ledger"
                                     f" ({len(records)} tasks changed here,"
-                                    f" {len(found)} conflicts)",
-                            existing=[*ours_shas.values(), *theirs_shas.values()])
+                                    f" {len(found)} conflicts)")
 
 
 def _apply(ledger: Ledger, records: list[dict[str, Any]], foreign: list[dict[str, Any]],

@@ -165,18 +165,15 @@ class Git:
             pos = end + 1 + size + 1
         return blobs
 
-    def write_commit(self, files: Mapping[str, bytes], *, parents: list[str], message: str,
-                     when: int, author: str, existing: Iterable[str] = ()) -> str:
-        """A commit of exactly ``files``, with ``parents``; its id (no branch is moved).
-        ``existing``: blob ids git has already (the parents' files): only the others are
-        written, so a sync that changed a few tasks writes a few blobs."""
+    def write_commit(self, shas: Mapping[str, str], blobs: Mapping[str, bytes], *,
+                     parents: list[str], message: str, when: int, author: str) -> str:
+        """A commit of exactly the files ``shas`` (path -> blob id), with ``parents``; its
+        id (no branch is moved). ``blobs``: the content of each blob git may not have yet
+        (blob id -> bytes): a sync that changed a few tasks writes a few blobs."""
         name = author.replace("<", "").replace(">", "").replace("\n", " ").strip() or "taskmill"
-        shas = {path: blob_sha(content) for path, content in files.items()}
-        have = set(existing)
-        new = {sha: files[path] for path, sha in shas.items() if sha not in have}
-        if new:  # one process for every new blob
+        if blobs:  # one process for every new blob
             self.run("fast-import", "--quiet", "--done", input=b"".join(
-                [b"blob\ndata %d\n%s\n" % (len(content), content) for content in new.values()]
+                [b"blob\ndata %d\n%s\n" % (len(content), content) for content in blobs.values()]
                 + [b"done\n"]))
         tree = self._write_tree(shas)
         ident = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -27,6 +27,7 @@ from ..errors import InvalidInput
 from ..json_text import dumps_indented, dumps_sorted_compact
 from ..ledger import Ledger
 from ..model import Event
+from .gitstore import blob_sha
 
 FORMAT = 1
 META = "ledger.json"
@@ -88,40 +89,64 @@ def exported_event(event: Event) -> dict[str, Any] | None:
 
 @dataclass
 class Snapshot:
-    """A ledger's tasks (as Beads records) and audit events, by task id."""
+    """A ledger's tasks (as Beads records) and audit events, by task id: the files of a
+    synced commit read back (:func:`parse_files`)."""
 
     prefix: str
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str | None, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def files(self) -> dict[str, bytes]:
-        out: dict[str, bytes] = {META: (json.dumps({"format": FORMAT, "prefix": self.prefix}, indent=2)
-                      + "\n").encode()}
-        for tid, record in self.records.items():
-            out[task_path(tid)] = encode_record(record)
-        for owner, events in self.events.items():
-            if events:
-                out[events_path(owner)] = encode_events(events)
-        return out
 
-    def event_hashes(self) -> set[str]:
-        return {e["hash"] for events in self.events.values() for e in events}
+def encode_meta(prefix: str) -> bytes:
+    return (json.dumps({"format": FORMAT, "prefix": prefix}, indent=2) + "\n").encode()
 
 
-def take(ledger: Ledger) -> Snapshot:
-    """The ledger's state now (every task, tombstones too, and every event)."""
-    from ..beads.exporter import beads_records
+@dataclass
+class Taken:
+    """The ledger's state as the files of a synced commit, made a file at a time and not
+    held: each file's blob id, the bytes of only those git does not have yet (a sync that
+    changed a few tasks holds a few files, not the ledger), and every event's hash."""
 
-    snap = Snapshot(prefix=ledger.prefix)
-    for record in beads_records(ledger, include_tombstones=True, order="id"):
-        snap.records[str(record["id"])] = record
+    prefix: str
+    shas: dict[str, str] = field(default_factory=dict)
+    """path -> blob id, for every file."""
+    new: dict[str, bytes] = field(default_factory=dict)
+    """blob id -> content, for the files whose blob is not in the ``existing`` given."""
+    event_hashes: set[str] = field(default_factory=set)
+
+    def add(self, path: str, content: bytes, existing: Container[str]) -> None:
+        sha = blob_sha(content)
+        self.shas[path] = sha
+        if sha not in existing:
+            self.new[sha] = content
+
+
+def take(ledger: Ledger, existing: Container[str] = frozenset()) -> Taken:
+    """The ledger's state now (every task, tombstones too, and every event). ``existing``:
+    blob ids git has (whose bytes are not kept)."""
+    from ..beads.exporter import iter_beads_records
+
+    taken = Taken(prefix=ledger.prefix)
+    taken.add(META, encode_meta(ledger.prefix), existing)
+    for record in iter_beads_records(ledger, include_tombstones=True, order="id"):
+        taken.add(task_path(str(record["id"])), encode_record(record), existing)
     grouped: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for event in ledger.events():
         out = exported_event(event)
         if out is not None:
             grouped[out.get("task")].append(out)
-    snap.events = {tid: sort_events(events) for tid, events in grouped.items()}
-    return snap
+    for owner, events in grouped.items():
+        taken.add(events_path(owner), encode_events(events), existing)
+        taken.event_hashes.update(e["hash"] for e in events)
+    return taken
+
+
+def event_lines(raw: bytes) -> list[dict[str, Any]]:
+    """The events of an ``events/`` file (ValueError: not one event a line)."""
+    events = [json.loads(line) for line in raw.decode().splitlines() if line]
+    if not all(isinstance(e, dict) and "hash" in e for e in events):
+        raise ValueError("an event without a hash")
+    return events
 
 
 def parse_files(files: Mapping[str, bytes], *, where: str) -> Snapshot:
@@ -145,10 +170,8 @@ def parse_files(files: Mapping[str, bytes], *, where: str) -> Snapshot:
                     raise ValueError("not a task record with an id")
                 snap.records[record["id"]] = record
             elif path.startswith("events/") or path == LEDGER_EVENTS:
-                events = [json.loads(line) for line in raw.decode().splitlines() if line]
-                if not all(isinstance(e, dict) and "hash" in e for e in events):
-                    raise ValueError("an event without a hash")
-                snap.events[None if path == LEDGER_EVENTS else task_id_of(path)] = events
+                snap.events[None if path == LEDGER_EVENTS else task_id_of(path)] = (
+                    event_lines(raw))
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{where}: {path} is damaged: {exc}",
                                hint="nothing was imported") from None
