@@ -44,7 +44,7 @@ def test_approve_and_send_back_from_the_page(page: Page, tmp_path: Path) -> None
         url = info["url"].rstrip("/")
         page.goto(url + "/#/review")
         card = page.locator(".approval[data-task='tm-a']")
-        card.wait_for(timeout=10_000)
+        card.wait_for(timeout=30_000)
         assert page.locator(".approval").count() == 2
         text = card.inner_text()
         assert "tm-a.txt" in text and "+tm-a iteration 1" in text  # the diff

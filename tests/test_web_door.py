@@ -141,7 +141,7 @@ def open_as(chromium: Any, door: Door, token: str, *, width: int = 1280,
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and not any(
         e in msg.text for e in ("status of 400", "net::ERR_")) else None)
     page.goto(f"{door.base}/?token={token}")  # once: the page then has a cookie
-    page.wait_for_selector("#live.on", timeout=10_000)
+    page.wait_for_selector("#live.on", timeout=30_000)
     return context, page, errors
 
 
@@ -181,7 +181,7 @@ def approval_card(page: Page, task_id: str) -> Any:
     """Open the approval from the task page (its "Review and approve" link)."""
     page.click("#open-approval")
     card = page.locator(f".approval[data-task='{task_id}']")
-    card.wait_for(timeout=10_000)
+    card.wait_for(timeout=30_000)
     return card
 
 
@@ -190,7 +190,7 @@ def test_a_person_asks_for_work_approves_it_and_it_lands_named(
     context, page, errors = open_as(chromium, door, ALICE)
     graph = context.new_page()  # a second tab on the graph: the task appears there at once
     graph.goto(f"{door.base}/#/graph")
-    graph.wait_for_selector("#live.on", timeout=10_000)
+    graph.wait_for_selector("#live.on", timeout=30_000)
     assert page.text_content("#person") == "as alice"
     page.wait_for_function(
         "document.getElementById('mill-toggle').textContent === 'Stop mill'")
