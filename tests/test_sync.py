@@ -372,3 +372,21 @@ def test_a_lost_database_is_merged_with_the_synced_ref_not_pushed_as_deletions(
     settled = sync_json(alice, "alice")
     assert settled["imported"] == [] and settled["exported"] == [] and not settled["pushed"]
     assert tm(alice, "verify", actor="x").exit_code == 0
+
+
+def test_a_merge_streams_its_tasks_a_chunk_at_a_time(clones: tuple[Path, Path, Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fresh clone's load of a large ledger parses a chunk of tasks at a time (chunks of 2
+    # here, over 7 tasks and the ledger's own events): the same ledger, all or nothing
+    import taskmill.sync.engine as engine
+
+    _, alice, bob = clones
+    for n in range(5):
+        tm(alice, "create", f"Task {n}", "--id", f"tm-{n}", actor="alice").ok()
+    tm(alice, "comment", "tm-3", "a comment", actor="alice").ok()
+    sync_json(alice, "alice")
+    monkeypatch.setattr(engine, "MERGE_CHUNK", 2)
+    loaded = sync_json(bob, "bob")
+    assert loaded["imported"] == ["tm-0", "tm-1", "tm-2", "tm-3", "tm-4", "tm-p", "tm-s"]
+    assert exported(bob) == exported(alice)
+    assert sync_json(bob, "bob")["imported"] == []

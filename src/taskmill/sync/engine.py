@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from .snapshot import (
     SYNC_CONFLICT,
     SYNC_DONE,
     SYNCED,
+    Snapshot,
     Taken,
     event_lines,
     events_path,
@@ -185,6 +187,20 @@ def _files(git: Git, taken: Taken, paths: Iterable[str]) -> dict[str, bytes]:
     return {p: taken.new[sha] if sha in taken.new else stored[sha] for p, sha in wanted.items()}
 
 
+MERGE_CHUNK = 2000
+"""Tasks read, parsed and merged at a time: a fresh clone's load of a large ledger holds a
+chunk of parsed records, not all of them."""
+
+
+@dataclass
+class _Merge:
+    """What one merge found, as its tasks stream into the import."""
+
+    imported: list[str] = field(default_factory=list)
+    foreign: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[SyncConflict] = field(default_factory=list)
+
+
 def _merge_in(git: Git, ledger: Ledger, ours: Taken, exported_commit: str, theirs: str,
               remote: str, report: SyncReport, when: int) -> str:
     """Merge the remote's commit into the ledger; the merged commit."""
@@ -192,81 +208,98 @@ def _merge_in(git: Git, ledger: Ledger, ours: Taken, exported_commit: str, their
     theirs_shas = git.read_tree(theirs)
     base_shas = git.read_tree(base) if base else {}
     changed = _changed(ours.shas, theirs_shas)
-    touched = {tid for p in changed if (tid := task_id_of(p)) is not None}
-    differ = changed | {META} | {p for tid in touched for p in (task_path(tid), events_path(tid))}
-    blobs = git.read_blobs({s for p in differ for s in (theirs_shas.get(p), base_shas.get(p))
-                            if s is not None})
-    our_snap = parse_files(_files(git, ours, differ), where="this ledger")
-    their_snap = parse_files({p: blobs[theirs_shas[p]] for p in differ if p in theirs_shas},
-                             where=f"{remote}'s {LEDGER_REF}")
-    base_snap = parse_files({p: blobs[base_shas[p]] for p in differ if p in base_shas},
-                            where=f"the synced commit {base}") if base else None
-    tids = sorted({tid for p in differ if (tid := task_id_of(p)) is not None} |
-                  ({None} if any(p == events_path(None) for p in differ) else set()),
+    tids = sorted({task_id_of(p) for p in changed if task_id_of(p) is not None}
+                  | ({None} if LEDGER_EVENTS in changed else set()),
                   key=lambda t: (t is not None, t or ""))
-    records: list[dict[str, Any]] = []
-    foreign: list[dict[str, Any]] = []
-    found: list[SyncConflict] = []
-    known = ours.event_hashes
-    for tid in tids:
-        our_events = our_snap.events.get(tid, [])
-        their_events = their_snap.events.get(tid, [])
-        base_events = base_snap.events.get(tid, []) if base_snap else []
-        merged_events = merge_events(our_events, their_events)
-        foreign.extend(e for e in merged_events if e["hash"] not in known)
-        if tid is None:
-            continue
-        since = {e["hash"] for e in base_events}
-        base_record = base_snap.records.get(tid) if base_snap else None
-        our_record = our_snap.records.get(tid)
-        record, conflicts = merge_task(
-            tid, base_record, our_record, their_snap.records.get(tid),
-            field_times(our_events, since), field_times(their_events, since))
-        found.extend(conflicts)
-        if record is not None and (our_record is None or list(record.items()) != list(
-                our_record.items())):
-            records.append(record)
-    _apply(ledger, records, foreign, found, remote, theirs)
-    report.conflicts.extend(found)
-    report.imported = sorted({*report.imported, *(str(r["id"]) for r in records)})
-    report.events_in += len(foreign)
+    found = _Merge()
+    meta = git.read_blobs([theirs_shas[META]] if META in theirs_shas else [])
+    parse_files({META: meta[theirs_shas[META]]} if meta else {},  # its format, checked first
+                where=f"{remote}'s {LEDGER_REF}")
+
+    def merged() -> Iterator[dict[str, Any]]:
+        """The merged record of each task that changes here, a chunk of tasks at a time."""
+        for at in range(0, len(tids), MERGE_CHUNK):
+            chunk = tids[at:at + MERGE_CHUNK]
+            paths = {META, *(p for tid in chunk for p in (
+                (events_path(tid),) if tid is None else (task_path(tid), events_path(tid))))}
+            blobs = git.read_blobs({sha for p in paths for sha in (
+                theirs_shas.get(p), base_shas.get(p)) if sha is not None})
+            mine = parse_files(_files(git, ours, paths), where="this ledger")
+            their = parse_files({p: blobs[theirs_shas[p]] for p in paths if p in theirs_shas},
+                                where=f"{remote}'s {LEDGER_REF}")
+            was = parse_files({p: blobs[base_shas[p]] for p in paths if p in base_shas},
+                              where=f"the synced commit {base}") if base else None
+            for tid in chunk:
+                record = _merge_task(tid, mine, their, was, ours.event_hashes, found)
+                if record is not None:
+                    found.imported.append(str(record["id"]))
+                    yield record
+
+    _apply(ledger, merged(), found, remote, theirs)
+    report.conflicts.extend(found.conflicts)
+    report.imported = sorted({*report.imported, *found.imported})
+    report.events_in += len(found.foreign)
     after = take(ledger, {*ours.shas.values(), *theirs_shas.values()})
     if after.shas == theirs_shas:
         return theirs
     return git.write_commit(after.shas, after.new, parents=[exported_commit, theirs],
                             when=when, author=ledger.actor,
                             message=f"taskmill: merge {remote}'s ledger"
-                                    f" ({len(records)} tasks changed here,"
-                                    f" {len(found)} conflicts)")
+                                    f" ({len(found.imported)} tasks changed here,"
+                                    f" {len(found.conflicts)} conflicts)")
 
 
-def _apply(ledger: Ledger, records: list[dict[str, Any]], foreign: list[dict[str, Any]],
-           conflicts: list[SyncConflict], remote: str, theirs: str) -> None:
-    """Import the merged records, the other clone's events and the conflicts, all or
-    nothing."""
+def _merge_task(tid: str | None, mine: Snapshot, their: Snapshot, was: Snapshot | None,
+                known: set[str], found: _Merge) -> dict[str, Any] | None:
+    """One task's merge (its events, its fields): the record to import, None when the
+    ledger has it already. ``tid`` None: the events of no task."""
+    our_events = mine.events.get(tid, [])
+    their_events = their.events.get(tid, [])
+    found.foreign.extend(e for e in merge_events(our_events, their_events)
+                         if e["hash"] not in known)
+    if tid is None:
+        return None
+    since = {e["hash"] for e in (was.events.get(tid, []) if was else [])}
+    our_record = mine.records.get(tid)
+    record, conflicts = merge_task(
+        tid, was.records.get(tid) if was else None, our_record, their.records.get(tid),
+        field_times(our_events, since), field_times(their_events, since))
+    found.conflicts.extend(conflicts)
+    if record is None or (our_record is not None
+                          and list(record.items()) == list(our_record.items())):
+        return None
+    return record
+
+
+def _apply(ledger: Ledger, records: Iterator[dict[str, Any]], found: _Merge, remote: str,
+           theirs: str) -> None:
+    """Import the merged records (made as the import takes them), then the other clone's
+    events and the conflicts, all or nothing."""
     from ..beads import import_beads
     from ..beads.record import encode_record as beads_line
 
     actor = f"{SYNC_ACTOR_PREFIX}{remote}"
     with ledger.transaction():
-        if records:
-            try:
-                import_beads(ledger, [beads_line(r) for r in records], actor=actor)
-            except InvalidInput as exc:
-                raise InvalidInput(f"the merged ledger cannot be imported: {exc.message}",
-                                   hint="nothing was imported; the synced files of "
-                                        f"{remote} may be damaged") from None
-        for event in foreign:
+        try:
+            first = next(records, None)
+            if first is not None:
+                import_beads(ledger, (beads_line(r) for r in chain([first], records)),
+                             actor=actor)
+        except InvalidInput as exc:
+            raise InvalidInput(f"the merged ledger cannot be imported: {exc.message}",
+                               hint="nothing was imported; the synced files of "
+                                    f"{remote} may be damaged") from None
+        for event in found.foreign:
             ledger.record(SYNCED, _task_or_none(ledger, event.get("task")),
                           {"remote": remote, "commit": theirs, "event": event}, actor=actor)
-        for conflict in conflicts:
+        for conflict in found.conflicts:
             ledger.record(SYNC_CONFLICT, _task_or_none(ledger, conflict.task),
                           {"remote": remote, "commit": theirs, **conflict.to_json()},
                           actor=actor)
         ledger.record(SYNC_DONE, None, {"remote": remote, "commit": theirs,
-                                        "imported": [str(r["id"]) for r in records],
-                                        "events": len(foreign),
-                                        "conflicts": len(conflicts)}, actor=actor)
+                                        "imported": found.imported,
+                                        "events": len(found.foreign),
+                                        "conflicts": len(found.conflicts)}, actor=actor)
 
 
 def _task_or_none(ledger: Ledger, tid: Any) -> str | None:
