@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from conftest import run_git
 from mill_helpers import wait_for
+from taskmill.errors import GitError
 from taskmill.ledger import Ledger
 from taskmill.mill.checks import ChecksResult
 from taskmill.mill.git import Git, git_env
@@ -384,3 +386,51 @@ def test_a_landing_closed_by_the_binding_it_replaced_is_landed_not_an_error() ->
     assert [e["commit"] for e in landed] == ["abc123", "abc123"]
     with pytest.raises(Conflict):  # closed for another landing: that is a conflict
         second.close("def456", unverified=False)
+
+
+def test_a_branch_push_that_failed_is_tried_again_when_settled(
+        tmp_path: Path, origin: Path) -> None:
+    """A network blip on the push after a turn does not end the task: the push is tried
+    again when it is waited for; only a second failure is reported."""
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    wa = workspace(a, queue(a, tmp_path), task, {"x.txt": "x\n"})
+    tries: list[int] = []
+
+    def flaky(failures: int) -> Callable[[], None]:
+        def push() -> None:
+            tries.append(len(tries))
+            if len(tries) <= failures:
+                raise GitError("git push failed: Connection reset by peer")
+            a.run("push", "-q", "origin", f"{wa.branch}:{wa.branch}")
+        return push
+
+    once = BranchPush(flaky(1), 0, POOL.submit)
+    once.settle()
+    assert tries == [0, 1] and once.error is None
+    assert remote_branches(origin) == "taskmill/tm-x"
+
+    tries.clear()
+    twice = BranchPush(flaky(2), 0, POOL.submit)
+    with pytest.raises(GitError, match="Connection reset"):
+        twice.settle()
+    assert tries == [0, 1]
+
+
+def test_a_landing_that_does_not_land_pushes_the_branch_whose_push_failed(
+        tmp_path: Path, origin: Path) -> None:
+    one, two = tasks("tm-one", "tm-two")
+    a, b = clone(tmp_path, origin, "a"), clone(tmp_path, origin, "b")
+    qa, qb = queue(a, tmp_path), queue(b, tmp_path)
+    wb = workspace(b, qb, two, {"same.txt": "two\n"})
+    wa = workspace(a, qa, one, {"same.txt": "one\n"})
+    assert qa.land(one, wa).outcome == "landed"  # two now conflicts with the target
+
+    def down() -> None:
+        raise GitError("git push failed: Could not resolve host")
+
+    failed = BranchPush(down, 0, POOL.submit)
+    failed.future.result()
+    qb.pushing[wb.branch] = failed
+    assert qb.land(two, wb).outcome == "conflict"  # not an error
+    assert remote_branches(origin) == "taskmill/tm-two"  # pushed by the landing after all

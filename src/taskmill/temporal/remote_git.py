@@ -92,6 +92,8 @@ class BranchPush:
         self._lock = threading.Lock()
         self.state = "waiting"
         """``waiting``, ``pushing`` (begun: it will end) or ``cancelled`` (never pushed)."""
+        self.error: Exception | None = None
+        """Why the push failed (None: it did not)."""
         self.future = submit(self._run)
 
     def _run(self) -> None:
@@ -100,7 +102,10 @@ class BranchPush:
             if self.state == "cancelled":
                 return
             self.state = "pushing"
-        self._push()
+        try:
+            self._push()
+        except Exception as exc:  # a network blip: tried again at settle()
+            self.error = exc
 
     def cancel(self) -> bool:
         """Whether it was cancelled before it began (else it is waited for)."""
@@ -113,9 +118,13 @@ class BranchPush:
         return False
 
     def settle(self) -> None:
-        """Push now (unless cancelled), and wait for it."""
+        """Push now (unless cancelled), and wait for it. A push that failed is tried once
+        more, now; when that fails too, it raises."""
         self._wake.set()
         self.future.result()
+        if self.error is not None:
+            self._push()
+            self.error = None
 
 
 def delete_remote_branch(git: Git, branch: str) -> None:
@@ -155,7 +164,10 @@ class RemoteMergeQueue(MergeQueue):
             # or the next worker, starts from it)
             pushing = self.pushing.pop(ws.branch, None)
             if pushing is not None:
-                pushing.settle()
+                try:
+                    pushing.settle()
+                except GitError:  # not the landing's fault: its branch stays here
+                    self.unpushed.add(ws.branch)
             if ws.branch in self.unpushed:
                 self.unpushed.discard(ws.branch)
                 if result is None or result.outcome != "landed":

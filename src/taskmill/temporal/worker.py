@@ -48,7 +48,7 @@ from ..agents.base import AgentConfig
 from ..clock import Clock, iso
 from ..config import load_config
 from ..control import MILL_PREFIX
-from ..errors import InvalidInput
+from ..errors import GitError, InvalidInput
 from ..kinds import AttemptOutcome, LedgerEvent
 from ..ledger import DATABASE_URL_ENV, LedgerStore, database_url, open_store
 from ..mill.context import WorkerContext
@@ -58,9 +58,11 @@ from ..mill.git import Git, ensure_identity, git_env
 from ..mill.policy import (
     AcquireWorkspace,
     Action,
+    Close,
     Land,
     MergeTarget,
     RunChecks,
+    Satisfy,
     Terminal,
     Turn,
 )
@@ -429,7 +431,8 @@ class WorkerActivities:
         pushing = self._pushing.pop(key, None)
         try:
             if pushing is not None:
-                pushing.settle()
+                with contextlib.suppress(GitError):  # it stays in this clone
+                    pushing.settle()
         finally:
             worker.end(False)
 
@@ -455,7 +458,7 @@ class WorkerActivities:
                 if isinstance(action, Land):
                     self._hand_push(key, worker)
                 elif isinstance(action, SETTLES):
-                    self._settle_push(key)
+                    self._settle_push(key, worker, action)
                 if isinstance(action, Terminal):
                     return Step(results=results, outcome=self._finish(key, worker, action))
                 if isinstance(action, AcquireWorkspace):
@@ -510,10 +513,22 @@ class WorkerActivities:
             return
         queue.remember(ws.git.out("rev-parse", "HEAD^{tree}"), commands, result)
 
-    def _settle_push(self, key: str) -> None:
+    def _settle_push(self, key: str, worker: TaskWorker, action: Action) -> None:
+        """Wait for the branch's push after the last turn. When it failed (twice), the
+        task goes on where the branch is only a resumption point (the next push carries its
+        commits): only a stay that ends with its work on the branch (kept, blocked, waiting
+        for approval, interrupted) needs it there, and ends in error without it."""
         pushing = self._pushing.pop(key, None)
-        if pushing is not None:
+        if pushing is None:
+            return
+        try:
             pushing.settle()
+        except GitError as exc:
+            if isinstance(action, Terminal) and not isinstance(action, Close | Satisfy):
+                raise
+            worker.ctx.bus.emit("warning", task=worker.task.id,
+                                message=f"the task branch's push to the remote failed ({exc});"
+                                        " the next push carries its commits")
 
     def _finish(self, key: str, worker: TaskWorker, action: Terminal) -> dict[str, Any]:
         """How the task's stay ends (recorded). Its outcome goes back at once, so that the
