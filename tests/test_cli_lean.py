@@ -223,7 +223,8 @@ def test_a_linked_worktree_or_no_repository_is_the_full_paths(
 def test_the_lean_path_imports_neither_the_ledger_nor_json() -> None:
     """What makes it fast: a whole ``ready --json`` loads none of these."""
     heavy = {"json", "pathlib", "dataclasses", "typing", "tomllib", "re", "click", "orjson",
-             "taskmill.project", "taskmill.model", "taskmill.ledger", "taskmill.cli.context"}
+             "taskmill.project", "taskmill.model", "taskmill.ledger", "taskmill.cli.context",
+             "functools", "collections", "importlib", "importlib.machinery"}
     code = ("import atexit, sys\n"
             "atexit.register(lambda: sys.stderr.write(repr(sorted(sys.modules))))\n"
             "from taskmill.cli import main\n"
@@ -247,6 +248,44 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         proc = subprocess.run([sys.executable, "-c", code, "ready", "--json"], cwd=repo,
                               env=environ, capture_output=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_sqlite3s_c_module_loads_without_functools_and_caches_statements() -> None:
+    """:func:`lean.sqlite_module`: the statement cache made from functools's C part works
+    as functools's own (statements reused, evicted past the cache's size), and afterwards
+    ``functools`` is the real module."""
+    code = (
+        "import sys\n"
+        "from taskmill.cli import lean\n"
+        "sqlite = lean.sqlite_module()\n"
+        "assert 'functools' not in sys.modules and 'collections' not in sys.modules\n"
+        "assert lean.sqlite_module() is sqlite and sys.modules['_sqlite3'] is sqlite\n"
+        "conn = sqlite.connect(':memory:', cached_statements=4)\n"
+        "conn.execute('CREATE TABLE t (n INTEGER)')\n"
+        "for i in range(40):\n"
+        "    conn.execute(f'INSERT INTO t VALUES ({i % 9})')\n"
+        "    conn.execute('INSERT INTO t VALUES (?)', (i,))\n"
+        "assert conn.execute('SELECT count(*), sum(n) FROM t').fetchone() == (80, sum(i % 9 + i for i in range(40)))\n"
+        "import functools\n"
+        "assert functools.reduce(lambda a, b: a + b, [1, 2, 3]) == 6\n"
+        "print('ok')\n")
+    environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout == b"ok\n", proc.stderr
+
+
+def test_sqlite3s_c_module_is_imported_as_usual_once_functools_is_loaded() -> None:
+    code = ("import functools, sys\n"
+            "from taskmill.cli import lean\n"
+            "sqlite = lean.sqlite_module()\n"
+            "assert sys.modules['functools'] is functools and sqlite.connect(':memory:')"
+            ".execute('SELECT 1').fetchone() == (1,)\n"
+            "print('ok')\n")
+    environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout == b"ok\n", proc.stderr
 
 
 def test_the_sql_module_imports_only_sqlite3s_c_module() -> None:

@@ -164,24 +164,86 @@ def find_ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
 
 
 def sql_module() -> ModuleType:
-    """:mod:`taskmill.ledger.lean`, loaded from its file without the package around it
-    (whose ``__init__`` imports the whole ledger)."""
-    name = "taskmill.ledger.lean"
+    """:mod:`taskmill.ledger.lean` (:func:`load_ledger_module`)."""
+    return load_ledger_module("lean")
+
+
+def load_ledger_module(stem: str) -> ModuleType:
+    """``taskmill.ledger.<stem>``, loaded from its file without the package around it
+    (whose ``__init__`` imports the whole ledger), by the import system's own frozen
+    modules (:mod:`importlib.machinery` imports :mod:`warnings` and more), and with
+    :mod:`_sqlite3` imported first as :func:`sqlite_module` imports it."""
+    name = f"taskmill.ledger.{stem}"
     module = sys.modules.get(name)
     if module is not None:
         return module
-    from importlib.machinery import ModuleSpec, SourceFileLoader
+    sqlite_module()
+    bootstrap: Any = sys.modules.get("_frozen_importlib")
+    external: Any = sys.modules.get("_frozen_importlib_external")
+    if bootstrap is None or external is None:  # pragma: no cover - not CPython
+        import importlib.machinery
 
+        bootstrap = external = importlib.machinery
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "ledger", "lean.py")
-    loader = SourceFileLoader(name, path)
+                        "ledger", f"{stem}.py")
+    loader = external.SourceFileLoader(name, path)
     module = type(sys)(name)
-    module.__spec__ = ModuleSpec(name, loader, origin=path)
+    module.__spec__ = bootstrap.ModuleSpec(name, loader, origin=path)
     module.__file__ = path
     module.__loader__ = loader
     loader.exec_module(module)
     sys.modules[name] = module
     return module
+
+
+def sqlite_module() -> ModuleType:
+    """:mod:`_sqlite3` (sqlite3's C module), imported without :mod:`functools` where it
+    can be.
+
+    At import CPython's module takes ``functools.lru_cache``, to make each connection's
+    statement cache (``lru_cache(maxsize)(connection)``); importing :mod:`functools` (and
+    :mod:`collections`, :mod:`operator`, :mod:`reprlib`... with it) costs more than a lean
+    command's own work. So while ``_sqlite3`` loads, ``functools`` is a stand-in whose
+    ``lru_cache`` makes the cache as :func:`functools.lru_cache` does, from functools's own
+    C part (``_functools._lru_cache_wrapper``); then the stand-in is gone, and a later
+    ``import functools`` imports the real one. When functools is loaded already, or the
+    stand-in does not serve, ``_sqlite3`` is imported as usual."""
+    module = sys.modules.get("_sqlite3")
+    if module is not None:
+        return module
+    if "functools" not in sys.modules:
+        stand_in = type(sys)("functools")
+        stand_in.lru_cache = _lru_cache  # type: ignore[attr-defined]
+        sys.modules["functools"] = stand_in
+        try:
+            import _sqlite3
+
+            return _sqlite3
+        except Exception:  # (another Python's module asked for more: the real functools)
+            pass
+        finally:
+            if sys.modules.get("functools") is stand_in:
+                del sys.modules["functools"]
+    import _sqlite3
+
+    return _sqlite3
+
+
+def _lru_cache(maxsize: int | None = 128, typed: bool = False) -> Callable[[Any], Any]:
+    """``functools.lru_cache(maxsize, typed)`` for a callable, as functools makes it."""
+    c_part: Any = __import__("_functools")
+    if isinstance(maxsize, int) and maxsize < 0:
+        maxsize = 0
+
+    def decorate(function: Any) -> Any:
+        return c_part._lru_cache_wrapper(function, maxsize, typed, _cache_info)
+
+    return decorate
+
+
+def _cache_info(hits: int, misses: int, maxsize: int | None, currsize: int
+                ) -> tuple[int, int, int | None, int]:
+    return hits, misses, maxsize, currsize
 
 
 def loads(text: str) -> Any:
