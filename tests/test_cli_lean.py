@@ -121,6 +121,65 @@ def test_many_ready_tasks_are_written_as_the_full_path_writes_them(
         assert answered == _process(argv, seeded, TASKMILL_LEAN="0")[1]
 
 
+def _ready_json_both_ways(repo: Path) -> tuple[bytes | None, bytes, int]:
+    """``ready --json`` written by SQLite (:func:`lean.ready_json`) and from the tasks'
+    dicts (:func:`lean.encode`), and how many tasks SQLite left to Python."""
+    sql = lean.sql_module()
+    conn = sql.connect(str(repo / ".taskmill" / "taskmill.db"))
+    assert conn is not None
+    try:
+        left = sum(text is None for _, text in conn.execute(sql.READY_TEXT_SQL))
+        return (lean.ready_json(sql, conn, None),
+                lean.encode(sql.ready(conn, None, lean.loads)), left)
+    finally:
+        conn.close()
+
+
+def test_ready_json_written_by_sqlite_is_the_dicts_encoded(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labels out of alphabetical order, a child with two parent links (the first by
+    position is its parent), closed and tombstoned children, NULL and empty fields, JSON
+    fields (those tasks written by Python, between SQLite's), and the full path agreeing."""
+    with _open(seeded) as ledger:
+        ledger.create("Parent two", task_id="tm-p2", labels=["b", "a", "c"])
+        ledger.create("Kid", task_id="tm-k", parent="tm-p2", assignee="ann", labels=["z"])
+        ledger.create("Kid closed", task_id="tm-kc", parent="tm-p2")
+        ledger.close("tm-kc", "done")
+        ledger.create("Kid gone", task_id="tm-kg", parent="tm-p2")
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = 'tm-kg'")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type, pos)"
+                     " VALUES ('tm-k', 'tm-epic', 'parent-child', 5)")
+        ledger.create("With checks", task_id="tm-ch", checks=["make", "pytest -q"])
+        ledger.create("Quotes ' and \" and \\", task_id="tm-q", external_ref="gh-1",
+                      description="", notes="n\u0085\u00a0 \x1f end")
+    written, encoded, left = _ready_json_both_ways(seeded)
+    assert written == encoded
+    assert left == 2  # tm-u and tm-ch: JSON fields set
+    data = json.loads(written or b"")
+    assert [t["labels"] for t in data if t["id"] == "tm-p2"] == [["b", "a", "c"]]
+    assert [(t["children"], t["children_closed"], t["container"]) for t in data
+            if t["id"] == "tm-p2"] == [(2, 1, True)]
+    argv = ["ready", "--json"]
+    assert _lean(argv, seeded, monkeypatch) == written
+    assert _process(argv, seeded, TASKMILL_LEAN="0")[1] == written
+
+
+def test_ready_json_with_a_float_in_a_json_field_is_written_as_before(
+        seeded: Path) -> None:
+    with _open(seeded) as ledger:
+        ledger.create("Float", task_id="tm-f", metadata={"ratio": 0.5, "big": 1e300})
+    written, encoded, _left = _ready_json_both_ways(seeded)
+    assert written == encoded
+    assert b'"ratio": 0.5' in (written or b"")
+
+
+def test_the_task_text_keys_are_the_task_jsons() -> None:
+    row = ["x"] * len(lean_sql.TASK_FIELDS)
+    keys = tuple(lean_sql.task_json(row, [], None, 0, 0, lambda text: None))
+    assert keys == lean_sql.TASK_TEXT_KEYS
+
+
 FALLBACKS: list[list[str]] = [
     ["ready", "--json", "--json"], ["ready", "--json", "--limit"],
     ["ready", "--json", "--beads-compat"], ["ready", "--json", "-n", "0"],

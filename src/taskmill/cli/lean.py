@@ -23,6 +23,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Mapping
     from types import ModuleType
     from typing import Any
@@ -89,6 +90,8 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         if conn is None:
             return None
         try:
+            if command[0] == "ready" and command[2]:
+                return ready_json(sql, conn, command[1])
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
                     else sql.show(conn, command[1], loads))
         finally:
@@ -102,6 +105,29 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         return text(command[0], data, env)
     except Exception:  # the full path runs it again, and reports any error itself
         return None
+
+
+def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None) -> bytes | None:
+    """``ready --json``'s output (:func:`encode` of ``sql.ready(conn, limit, loads)``), each
+    task's JSON written by SQLite (:data:`taskmill.ledger.lean.READY_TEXT_SQL`; a task with a
+    JSON column set written here), so that no task becomes a dict; ``None`` when a task has
+    a ``defer_until`` (the store's)."""
+    if conn.execute(sql.ANY_DEFERRED_SQL).fetchone() is not None:
+        return None
+    rows = conn.execute(sql.READY_TEXT_SQL + (f" LIMIT {int(limit)}" if limit else "")
+                        ).fetchall()
+    if not rows:
+        return b"[]\n"
+    texts: list[str] = []
+    for tid, text in rows:
+        if text is None:
+            row = conn.execute(sql.TASK_SQL, (tid,)).fetchone()
+            try:
+                text = _encode(sql.task_dicts(conn, [row], loads)[0], "\n  ")
+            except Unsure:  # (a float, say: written by json or orjson, as the full path does)
+                return encode(sql.ready(conn, limit, loads))
+        texts.append(text)
+    return ("[\n  " + ",\n  ".join(texts) + "\n]\n").encode("utf-8")
 
 
 def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | None:

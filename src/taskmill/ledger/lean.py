@@ -73,6 +73,63 @@ def parents_sql(marks: str) -> str:
             f" AND issue_id IN ({marks}) ORDER BY pos DESC, depends_on_id DESC")
 
 
+# -- a task's JSON written by SQLite -------------------------------------------------------
+
+
+TASK_TEXT_KEYS = ("id", "title", "description", "design", "acceptance_criteria", "notes",
+                  "status", "priority", "issue_type", "assignee", "labels", "created_at",
+                  "updated_at", "closed_at", "close_reason", "external_ref", "metadata",
+                  "checks", "agent", "hints", "role", "ready", "parent", "children",
+                  "children_closed", "container")
+"""The keys :data:`READY_TEXT_SQL` writes, in order (:func:`task_json`'s: a test holds it)."""
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _task_text_sql() -> str:
+    """The SQL expression of task ``t``'s JSON (:func:`task_json`) as ``json.dumps(...,
+    ensure_ascii=False, indent=2)`` writes it as an item of a list (its keys indented by
+    four spaces, its closing brace by two): SQLite's ``json_quote`` escapes a string as
+    :mod:`json` does (and orjson: a test holds all three equal). NULL where the caller is
+    to write it: a JSON column set (``metadata``, ``checks``, ``hints``: parsed, then
+    written again indented), or a priority or ``gated`` that is not an integer."""
+    def key(name: str) -> str:
+        return _literal(f',\n    "{name}": ')
+
+    value = {name: f"json_quote(t.{name})" for name in TASK_FIELDS}
+    value["labels"] = (  # (the co-routine reads labels_ordered in order: no sort)
+        "ifnull((SELECT '[\n      ' || group_concat(quoted, ',\n      ') || '\n    ]'"
+        " FROM (SELECT json_quote(label) AS quoted FROM labels WHERE task_id = t.id"
+        " ORDER BY pos, label)), '[]')")
+    value["metadata"] = value["checks"] = value["hints"] = "'null'"
+    value["ready"] = "iif(t.status = 'open' AND t.gated = 0, 'true', 'false')"
+    value["parent"] = (  # (the first by position: :func:`parents_sql`'s last row)
+        "json_quote((SELECT depends_on_id FROM deps WHERE type = 'parent-child'"
+        " AND issue_id = t.id ORDER BY pos, depends_on_id LIMIT 1))")
+    children = (  # children, children_closed and container (:func:`children_counts_sql`)
+        "(SELECT count(*) || " + key("children_closed") + " || ifnull(sum(c.status = 'closed'),"
+        " 0) || " + key("container") + " || iif(count(*) > 0, 'true', 'false') FROM deps d"
+        " JOIN tasks c ON c.id = d.issue_id WHERE d.type = 'parent-child'"
+        " AND c.status != 'tombstone' AND d.depends_on_id = t.id)")
+    names = TASK_TEXT_KEYS[:-3]  # (the last three: ``children``'s)
+    text = _literal('{\n    "id": ') + " || " + value["id"]
+    for name in names[1:]:
+        text += " || " + key(name) + " || " + value[name]
+    text += " || " + key("children") + " || " + children + " || " + _literal("\n  }")
+    return ("iif(t.metadata IS NULL AND t.checks IS NULL AND t.hints IS NULL"
+            " AND typeof(t.priority) = 'integer' AND typeof(t.gated) = 'integer', "
+            + text + ", NULL)")
+
+
+READY_TEXT_SQL = (f"SELECT t.id, {_task_text_sql()} FROM tasks AS t INDEXED BY tasks_ready"
+                  " WHERE t.status = 'open' AND t.gated = 0 AND t.nonwork = 0"
+                  " ORDER BY t.priority, t.created_key, t.seq")
+""":data:`READY_SQL`'s tasks as (id, the task's JSON as an item of an indented list, or
+NULL where the caller writes it)."""
+
+
 DEP_COLUMNS = "issue_id, depends_on_id, type, created_at, created_by"
 DEPS_OF_SQL = f"SELECT {DEP_COLUMNS} FROM deps WHERE issue_id = ? ORDER BY pos, depends_on_id"
 DEPENDENTS_OF_SQL = f"SELECT {DEP_COLUMNS} FROM deps WHERE depends_on_id = ? ORDER BY issue_id"
