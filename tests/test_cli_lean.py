@@ -309,6 +309,24 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         return proc.returncode, proc.stdout, proc.stderr
 
 
+def test_a_whole_process_ends_at_once_after_its_output_and_atexit_functions() -> None:
+    """The console script (``main()``: the process's own command line) skips the
+    interpreter's teardown (an object's ``__del__`` never runs) but not the ``atexit``
+    functions; called with a command line, ``main`` exits as usual (the teardown runs)."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: sys.stderr.write('atexit ran\\n'))\n"
+            "class Teardown:\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('teardown ran\\n')\n"
+            "kept = Teardown()\n"
+            "from taskmill.cli import main\n"
+            "sys.exit(main({}))")
+    for argv, teardown in (("", False), ("sys.argv[1:]", True)):
+        return_code, out, err = _seeded_process(code.format(argv))
+        assert return_code == 0 and out.startswith(b"[") and out.endswith(b"]\n")
+        assert err == b"atexit ran\n" + (b"teardown ran\n" if teardown else b"")
+
+
 def test_sqlite3s_c_module_loads_without_functools_and_caches_statements() -> None:
     """:func:`lean.sqlite_module`: the statement cache made from functools's C part works
     as functools's own (statements reused, evicted past the cache's size), and afterwards

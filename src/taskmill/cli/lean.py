@@ -43,22 +43,33 @@ CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u20
 BIG = 2000
 """From this many tasks on, the JSON is written by orjson (as the full path does)."""
 
+MMAP_SQL = "PRAGMA mmap_size = 1073741824"
+"""The reads map the ledger file (its first GiB) rather than copy each page into SQLite's
+cache: a fresh process reads a few hundred pages, and mapped they cost a third fewer page
+faults and no copies (~4 ms less for ``ready --json`` at 10K tasks). Only the reads: a
+write path maps nothing."""
+
 
 class Unsure(Exception):
     """The lean path leaves this command line to the full path."""
 
 
-def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
+def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
+          whole_process: bool = False) -> None:
     """Answer ``argv`` and exit, or return having written nothing (``cwd``: the working
-    directory's, by default)."""
+    directory's, by default; ``whole_process``: see :func:`emit`)."""
     out = answer(argv, env, cwd)
     if out is not None:
-        emit(out)
+        emit(out, whole_process=whole_process)
 
 
-def emit(out: bytes) -> None:
+def emit(out: bytes, *, whole_process: bool = False) -> None:
     """Write ``out`` to standard output and exit 0 (exit 1 on a closed pipe, as the full
-    path does)."""
+    path does). ``whole_process`` (the command line is the process's own, not a call from
+    Python): once the output is flushed and the ``atexit`` functions have run, the process
+    ends at once (:func:`os._exit`), without the interpreter's teardown (freeing every
+    module and object, a last garbage collection: ~2-3 ms, more than some commands' own
+    work); nothing is left to close (the caller closed its connection)."""
     try:
         sys.stdout.flush()
         view = memoryview(out)
@@ -69,6 +80,14 @@ def emit(out: bytes) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    if whole_process:
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        os._exit(0)
     sys.exit(0)
 
 
@@ -90,6 +109,7 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         if conn is None:
             return None
         try:
+            conn.execute(MMAP_SQL)
             if command[0] == "ready" and command[2]:
                 return ready_json(sql, conn, command[1])
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"

@@ -67,11 +67,13 @@ _LINE_FIELDS = {"title": rules.TITLE_MAX, "issue_type": rules.NAME_MAX,
 """The one-line fields and their longest (:func:`taskmill.ledger.validate.validate_field`)."""
 
 
-def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
-    """Run ``argv`` and exit, or return having written nothing (the full path runs it)."""
+def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
+          whole_process: bool = False) -> None:
+    """Run ``argv`` and exit, or return having written nothing (the full path runs it;
+    ``whole_process``: see :func:`taskmill.cli.lean.emit`)."""
     out = answer(argv, env, cwd)
     if out is not None:
-        lean.emit(out)
+        lean.emit(out, whole_process=whole_process)
 
 
 def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | None:
