@@ -6,7 +6,8 @@ Python's start-up is ~8 ms; the ledger's modules (dataclasses, pathlib, json, TO
 store) cost four times that before a row is read. For the two everyday reads the entry point
 (:func:`taskmill.cli.main`) first asks :func:`answer`, which reads the ledger with the store's
 own statements (:mod:`taskmill.ledger.lean`, loaded without the rest of the package) and
-shapes each row as :meth:`taskmill.model.Task.to_json` does. It answers only what it fully
+shapes each row as :meth:`taskmill.model.Task.to_json` does (``ready --json`` has SQLite
+write each task's JSON text: :func:`ready_json`). It answers only what it fully
 understands and hands everything else to the full path untouched, having written nothing:
 any other command line or option, an agent turn, ``$TASKMILL_DIR`` or a database URL, a
 config file the full path has not checked (see :mod:`taskmill.lean_config`), Beads-compatible
@@ -85,8 +86,10 @@ def emit(out: bytes, *, whole_process: bool = False) -> None:
 
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
+            try:  # noqa: SIM105  (contextlib imports functools and collections)
+                stream.flush()  # (what the atexit functions wrote: the output is out)
+            except (AttributeError, OSError, ValueError):
+                pass
         os._exit(0)
     sys.exit(0)
 
@@ -310,11 +313,21 @@ def _py_quoted(text: str) -> str:
     return '"' + str.translate(text, _ESCAPES) + '"'
 
 
-_quoted: Callable[[str], str]
-try:  # json's own C function for it (importing json itself costs ~5 ms: it imports re)
-    from _json import encode_basestring as _quoted
-except ImportError:  # (another Python: the same by translation)
-    _quoted = _py_quoted
+def _bind_quoted(text: str) -> str:
+    """``text`` quoted by :data:`_quoted`, bound at the first string to json's own C function
+    for it (importing json itself costs ~5 ms: it imports re; its C module, ~0.3 ms, is
+    imported only when a string is to be written here: not for the tables, nor for a
+    ``ready --json`` that SQLite writes), or on another Python to :func:`_py_quoted`."""
+    global _quoted
+    try:
+        from _json import encode_basestring as c_quoted
+    except ImportError:  # (another Python: the same by translation)
+        c_quoted = _py_quoted
+    _quoted = c_quoted
+    return c_quoted(text)
+
+
+_quoted: Callable[[str], str] = _bind_quoted
 
 
 def encode(data: Any) -> bytes:
