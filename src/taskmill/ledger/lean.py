@@ -94,30 +94,35 @@ def _task_text_sql() -> str:
     four spaces, its closing brace by two): SQLite's ``json_quote`` escapes a string as
     :mod:`json` does (and orjson: a test holds all three equal). NULL where the caller is
     to write it: a JSON column set (``metadata``, ``checks``, ``hints``: parsed, then
-    written again indented), or a priority or ``gated`` that is not an integer."""
-    def key(name: str) -> str:
-        return _literal(f',\n    "{name}": ')
-
+    written again indented), or a priority or ``gated`` that is not an integer. (The
+    listings' text, :mod:`taskmill.ledger.sqlite.listing`, is made the same way.)"""
     value = {name: f"json_quote(t.{name})" for name in TASK_FIELDS}
+    for name in ("assignee", "closed_at", "close_reason", "external_ref", "agent", "role"):
+        # (often null: the test is cheaper than the call)
+        value[name] = f"CASE WHEN t.{name} IS NULL THEN 'null' ELSE json_quote(t.{name}) END"
     value["labels"] = (  # (the co-routine reads labels_ordered in order: no sort)
         "ifnull((SELECT '[\n      ' || group_concat(quoted, ',\n      ') || '\n    ]'"
-        " FROM (SELECT json_quote(label) AS quoted FROM labels WHERE task_id = t.id"
-        " ORDER BY pos, label)), '[]')")
+        " FROM (SELECT json_quote(label) AS quoted FROM labels INDEXED BY labels_ordered"
+        " WHERE task_id = t.id ORDER BY pos, label)), '[]')")
     value["metadata"] = value["checks"] = value["hints"] = "'null'"
     value["ready"] = "iif(t.status = 'open' AND t.gated = 0, 'true', 'false')"
     value["parent"] = (  # (the first by position: :func:`parents_sql`'s last row)
-        "json_quote((SELECT depends_on_id FROM deps WHERE type = 'parent-child'"
-        " AND issue_id = t.id ORDER BY pos, depends_on_id LIMIT 1))")
-    children = (  # children, children_closed and container (:func:`children_counts_sql`)
-        "(SELECT count(*) || " + key("children_closed") + " || ifnull(sum(c.status = 'closed'),"
-        " 0) || " + key("container") + " || iif(count(*) > 0, 'true', 'false') FROM deps d"
-        " JOIN tasks c ON c.id = d.issue_id WHERE d.type = 'parent-child'"
-        " AND c.status != 'tombstone' AND d.depends_on_id = t.id)")
-    names = TASK_TEXT_KEYS[:-3]  # (the last three: ``children``'s)
-    text = _literal('{\n    "id": ') + " || " + value["id"]
-    for name in names[1:]:
-        text += " || " + key(name) + " || " + value[name]
-    text += " || " + key("children") + " || " + children + " || " + _literal("\n  }")
+        "json_quote((SELECT depends_on_id FROM deps INDEXED BY deps_parent"
+        " WHERE type = 'parent-child' AND issue_id = t.id ORDER BY pos, depends_on_id"
+        " LIMIT 1))")
+    # children, children_closed and container (:func:`children_counts_sql`)
+    value["children"] = (
+        "CASE WHEN EXISTS (SELECT 1 FROM deps INDEXED BY deps_children"
+        " WHERE depends_on_id = t.id AND type = 'parent-child')"
+        " THEN (SELECT printf('%d,\n    \"children_closed\": %d,\n    \"container\": %s',"
+        " count(*), ifnull(sum(c.status = 'closed'), 0), iif(count(*) > 0, 'true', 'false'))"
+        " FROM deps AS d INDEXED BY deps_children JOIN tasks AS c ON c.id = d.issue_id"
+        " WHERE d.depends_on_id = t.id AND d.type = 'parent-child'"
+        " AND c.status != 'tombstone')"
+        " ELSE '0,\n    \"children_closed\": 0,\n    \"container\": false' END")
+    names = TASK_TEXT_KEYS[:-2]  # (the last two: ``children``'s)
+    text = ("printf(" + _literal("{" + ",".join(f'\n    "{name}": %s' for name in names)
+                                 + "\n  }") + ", " + ", ".join(value[n] for n in names) + ")")
     return ("iif(t.metadata IS NULL AND t.checks IS NULL AND t.hints IS NULL"
             " AND typeof(t.priority) = 'integer' AND typeof(t.gated) = 'integer', "
             + text + ", NULL)")
