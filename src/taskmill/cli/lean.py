@@ -44,12 +44,6 @@ CONTROL = frozenset([*map(chr, range(0x20)), *map(chr, range(0x7F, 0xA0)), "\u20
 BIG = 2000
 """From this many tasks on, the JSON is written by orjson (as the full path does)."""
 
-MMAP_SQL = "PRAGMA mmap_size = 1073741824"
-"""The reads map the ledger file (its first GiB) rather than copy each page into SQLite's
-cache: a fresh process reads a few hundred pages, and mapped they cost a third fewer page
-faults and no copies (~4 ms less for ``ready --json`` at 10K tasks). Only the reads: a
-write path maps nothing."""
-
 
 class Unsure(Exception):
     """The lean path leaves this command line to the full path."""
@@ -108,11 +102,10 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         if command[0] == "ready" and settings.get("beads_compat") != "0":
             return None
         sql = sql_module()
-        conn = sql.connect(db)
+        conn = sql.connect(db, mapped=True)
         if conn is None:
             return None
         try:
-            conn.execute(MMAP_SQL)
             if command[0] == "ready" and command[2]:
                 return ready_json(sql, conn, command[1])
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
@@ -132,24 +125,22 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
 
 def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None) -> bytes | None:
     """``ready --json``'s output (:func:`encode` of ``sql.ready(conn, limit, loads)``), each
-    task's JSON written by SQLite (:data:`taskmill.ledger.lean.READY_TEXT_SQL`; a task with a
-    JSON column set written here), so that no task becomes a dict; ``None`` when a task has
+    task's JSON written by SQLite (:func:`taskmill.ledger.lean.ready_texts`; a task with a
+    JSON field set written here), so that no task becomes a dict; ``None`` when a task has
     a ``defer_until`` (the store's)."""
-    if conn.execute(sql.ANY_DEFERRED_SQL).fetchone() is not None:
+    items = sql.ready_texts(conn, limit, loads)
+    if items is None:
         return None
-    rows = conn.execute(sql.READY_TEXT_SQL + (f" LIMIT {int(limit)}" if limit else "")
-                        ).fetchall()
-    if not rows:
+    if not items:
         return b"[]\n"
     texts: list[str] = []
-    for tid, text in rows:
-        if text is None:
-            row = conn.execute(sql.TASK_SQL, (tid,)).fetchone()
+    for item in items:
+        if item.__class__ is not str:
             try:
-                text = _encode(sql.task_dicts(conn, [row], loads)[0], "\n  ")
+                item = _encode(item, "\n  ")
             except Unsure:  # (a float, say: written by json or orjson, as the full path does)
                 return encode(sql.ready(conn, limit, loads))
-        texts.append(text)
+        texts.append(item)
     return ("[\n  " + ",\n  ".join(texts) + "\n]\n").encode("utf-8")
 
 
