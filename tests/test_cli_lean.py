@@ -174,6 +174,21 @@ def test_ready_json_with_a_float_in_a_json_field_is_written_as_before(
     assert b'"ratio": 0.5' in (written or b"")
 
 
+def test_sqlites_json_quote_writes_what_json_and_orjson_write() -> None:
+    """:data:`lean_sql.READY_TEXT_SQL` quotes with SQLite's ``json_quote``; the full path
+    writes with ``json`` (and orjson from 2,000 tasks on)."""
+    import sqlite3
+
+    import orjson
+
+    conn = sqlite3.connect(":memory:")
+    text = ("".join(map(chr, range(0x80))) + "\x9f\xa0\u2028\u2029\ud7ff\ue000\ufeff"
+            "\U0001f600 é ✓ 漢")
+    for value in (text, "", 0, 4, -1, 2**62):
+        quoted = conn.execute("SELECT json_quote(?)", (value,)).fetchone()[0]
+        assert quoted == json.dumps(value, ensure_ascii=False) == orjson.dumps(value).decode()
+
+
 def test_the_task_text_keys_are_the_task_jsons() -> None:
     row = ["x"] * len(lean_sql.TASK_FIELDS)
     keys = tuple(lean_sql.task_json(row, [], None, 0, 0, lambda text: None))
