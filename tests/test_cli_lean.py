@@ -121,6 +121,80 @@ def test_many_ready_tasks_are_written_as_the_full_path_writes_them(
         assert answered == _process(argv, seeded, TASKMILL_LEAN="0")[1]
 
 
+def _ready_json_both_ways(repo: Path) -> tuple[bytes | None, bytes, int]:
+    """``ready --json`` written by SQLite (:func:`lean.ready_json`) and from the tasks'
+    dicts (:func:`lean.encode`), and how many tasks SQLite left to Python."""
+    sql = lean.sql_module()
+    conn = sql.connect(str(repo / ".taskmill" / "taskmill.db"))
+    assert conn is not None
+    try:
+        left = sum(text is None for _, text in conn.execute(sql.READY_TEXT_SQL))
+        return (lean.ready_json(sql, conn, None),
+                lean.encode(sql.ready(conn, None, lean.loads)), left)
+    finally:
+        conn.close()
+
+
+def test_ready_json_written_by_sqlite_is_the_dicts_encoded(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labels out of alphabetical order, a child with two parent links (the first by
+    position is its parent), closed and tombstoned children, NULL and empty fields, JSON
+    fields (those tasks written by Python, between SQLite's), and the full path agreeing."""
+    with _open(seeded) as ledger:
+        ledger.create("Parent two", task_id="tm-p2", labels=["b", "a", "c"])
+        ledger.create("Kid", task_id="tm-k", parent="tm-p2", assignee="ann", labels=["z"])
+        ledger.create("Kid closed", task_id="tm-kc", parent="tm-p2")
+        ledger.close("tm-kc", "done")
+        ledger.create("Kid gone", task_id="tm-kg", parent="tm-p2")
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = 'tm-kg'")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type, pos)"
+                     " VALUES ('tm-k', 'tm-epic', 'parent-child', 5)")
+        ledger.create("With checks", task_id="tm-ch", checks=["make", "pytest -q"])
+        ledger.create("Quotes ' and \" and \\", task_id="tm-q", external_ref="gh-1",
+                      description="", notes="n\u0085\u00a0 \x1f end")
+    written, encoded, left = _ready_json_both_ways(seeded)
+    assert written == encoded
+    assert left == 2  # tm-u and tm-ch: JSON fields set
+    data = json.loads(written or b"")
+    assert [t["labels"] for t in data if t["id"] == "tm-p2"] == [["b", "a", "c"]]
+    assert [(t["children"], t["children_closed"], t["container"]) for t in data
+            if t["id"] == "tm-p2"] == [(2, 1, True)]
+    argv = ["ready", "--json"]
+    assert _lean(argv, seeded, monkeypatch) == written
+    assert _process(argv, seeded, TASKMILL_LEAN="0")[1] == written
+
+
+def test_ready_json_with_a_float_in_a_json_field_is_written_as_before(
+        seeded: Path) -> None:
+    with _open(seeded) as ledger:
+        ledger.create("Float", task_id="tm-f", metadata={"ratio": 0.5, "big": 1e300})
+    written, encoded, _left = _ready_json_both_ways(seeded)
+    assert written == encoded
+    assert b'"ratio": 0.5' in (written or b"")
+
+
+def test_sqlites_json_quote_writes_what_json_and_orjson_write() -> None:
+    """:data:`lean_sql.READY_TEXT_SQL` quotes with SQLite's ``json_quote``; the full path
+    writes with ``json`` (and orjson from 2,000 tasks on)."""
+    import sqlite3
+
+    import orjson
+
+    conn = sqlite3.connect(":memory:")
+    text = ("".join(map(chr, range(0x80))) + "\x9f\xa0\u2028\u2029\ud7ff\ue000\ufeff"
+            "\U0001f600 é ✓ 漢")
+    for value in (text, "", 0, 4, -1, 2**62):
+        quoted = conn.execute("SELECT json_quote(?)", (value,)).fetchone()[0]
+        assert quoted == json.dumps(value, ensure_ascii=False) == orjson.dumps(value).decode()
+
+
+def test_the_task_text_keys_are_the_task_jsons() -> None:
+    row = ["x"] * len(lean_sql.TASK_FIELDS)
+    keys = tuple(lean_sql.task_json(row, [], None, 0, 0, lambda text: None))
+    assert keys == lean_sql.TASK_TEXT_KEYS
+
+
 FALLBACKS: list[list[str]] = [
     ["ready", "--json", "--json"], ["ready", "--json", "--limit"],
     ["ready", "--json", "--beads-compat"], ["ready", "--json", "-n", "0"],
@@ -223,7 +297,9 @@ def test_a_linked_worktree_or_no_repository_is_the_full_paths(
 def test_the_lean_path_imports_neither_the_ledger_nor_json() -> None:
     """What makes it fast: a whole ``ready --json`` loads none of these."""
     heavy = {"json", "pathlib", "dataclasses", "typing", "tomllib", "re", "click", "orjson",
-             "taskmill.project", "taskmill.model", "taskmill.ledger", "taskmill.cli.context"}
+             "taskmill.project", "taskmill.model", "taskmill.ledger", "taskmill.cli.context",
+             "functools", "collections", "importlib", "importlib.machinery",
+             "_json"}  # (SQLite writes the JSON)
     code = ("import atexit, sys\n"
             "atexit.register(lambda: sys.stderr.write(repr(sorted(sys.modules))))\n"
             "from taskmill.cli import main\n"
@@ -247,6 +323,62 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         proc = subprocess.run([sys.executable, "-c", code, "ready", "--json"], cwd=repo,
                               env=environ, capture_output=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_whole_process_ends_at_once_after_its_output_and_atexit_functions() -> None:
+    """The console script (``main()``: the process's own command line) skips the
+    interpreter's teardown (an object's ``__del__`` never runs) but not the ``atexit``
+    functions; called with a command line, ``main`` exits as usual (the teardown runs)."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: sys.stderr.write('atexit ran\\n'))\n"
+            "class Teardown:\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('teardown ran\\n')\n"
+            "kept = Teardown()\n"
+            "from taskmill.cli import main\n"
+            "sys.exit(main({}))")
+    for argv, teardown in (("", False), ("sys.argv[1:]", True)):
+        return_code, out, err = _seeded_process(code.format(argv))
+        assert return_code == 0 and out.startswith(b"[") and out.endswith(b"]\n")
+        assert err == b"atexit ran\n" + (b"teardown ran\n" if teardown else b"")
+
+
+def test_sqlite3s_c_module_loads_without_functools_and_caches_statements() -> None:
+    """:func:`lean.sqlite_module`: the statement cache made from functools's C part works
+    as functools's own (statements reused, evicted past the cache's size), and afterwards
+    ``functools`` is the real module."""
+    code = (
+        "import sys\n"
+        "from taskmill.cli import lean\n"
+        "sqlite = lean.sqlite_module()\n"
+        "assert 'functools' not in sys.modules and 'collections' not in sys.modules\n"
+        "assert lean.sqlite_module() is sqlite and sys.modules['_sqlite3'] is sqlite\n"
+        "conn = sqlite.connect(':memory:', cached_statements=4)\n"
+        "conn.execute('CREATE TABLE t (n INTEGER)')\n"
+        "for i in range(40):\n"
+        "    conn.execute(f'INSERT INTO t VALUES ({i % 9})')\n"
+        "    conn.execute('INSERT INTO t VALUES (?)', (i,))\n"
+        "assert conn.execute('SELECT count(*), sum(n) FROM t').fetchone() == (80, sum(i % 9 + i for i in range(40)))\n"
+        "import functools\n"
+        "assert functools.reduce(lambda a, b: a + b, [1, 2, 3]) == 6\n"
+        "print('ok')\n")
+    environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout == b"ok\n", proc.stderr
+
+
+def test_sqlite3s_c_module_is_imported_as_usual_once_functools_is_loaded() -> None:
+    code = ("import functools, sys\n"
+            "from taskmill.cli import lean\n"
+            "sqlite = lean.sqlite_module()\n"
+            "assert sys.modules['functools'] is functools and sqlite.connect(':memory:')"
+            ".execute('SELECT 1').fetchone() == (1,)\n"
+            "print('ok')\n")
+    environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                          check=False)
+    assert proc.returncode == 0 and proc.stdout == b"ok\n", proc.stderr
 
 
 def test_the_sql_module_imports_only_sqlite3s_c_module() -> None:

@@ -87,7 +87,9 @@ def __getattr__(name: str) -> Any:
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
          cwd: Path | None = None, fast: bool = True) -> Any:
     """Entry point. ``env`` and ``cwd`` default to the process's own. ``fast=False`` sends
-    every command line through click (the fast path must print the same bytes)."""
+    every command line through click (the fast path must print the same bytes). Without
+    ``argv`` (the console script: the process's own command line) a lean answer ends the
+    process at once (:func:`taskmill.cli.lean.emit`); with it, it raises ``SystemExit``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if fast and args == ["--version"]:  # as click prints it
         from .. import __version__
@@ -98,13 +100,13 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     if fast and args and args[0] in LEAN_COMMANDS:
         from .lean import serve
 
-        serve(args, os.environ if env is None else env,
-              None if cwd is None else str(cwd))  # exits when it answered
+        serve(args, os.environ if env is None else env, None if cwd is None else str(cwd),
+              whole_process=argv is None)  # exits when it answered
     if fast and args and args[0] in LEAN_WRITE_COMMANDS:
         from .lean_write import serve as write
 
-        write(args, os.environ if env is None else env,
-              None if cwd is None else str(cwd))  # exits when it wrote
+        write(args, os.environ if env is None else env, None if cwd is None else str(cwd),
+              whole_process=argv is None)  # exits when it wrote
     from pathlib import Path
 
     from .context import Ctx

@@ -6,7 +6,8 @@ Python's start-up is ~8 ms; the ledger's modules (dataclasses, pathlib, json, TO
 store) cost four times that before a row is read. For the two everyday reads the entry point
 (:func:`taskmill.cli.main`) first asks :func:`answer`, which reads the ledger with the store's
 own statements (:mod:`taskmill.ledger.lean`, loaded without the rest of the package) and
-shapes each row as :meth:`taskmill.model.Task.to_json` does. It answers only what it fully
+shapes each row as :meth:`taskmill.model.Task.to_json` does (``ready --json`` has SQLite
+write each task's JSON text: :func:`ready_json`). It answers only what it fully
 understands and hands everything else to the full path untouched, having written nothing:
 any other command line or option, an agent turn, ``$TASKMILL_DIR`` or a database URL, a
 config file the full path has not checked (see :mod:`taskmill.lean_config`), Beads-compatible
@@ -23,6 +24,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Mapping
     from types import ModuleType
     from typing import Any
@@ -47,17 +49,22 @@ class Unsure(Exception):
     """The lean path leaves this command line to the full path."""
 
 
-def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
+def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
+          whole_process: bool = False) -> None:
     """Answer ``argv`` and exit, or return having written nothing (``cwd``: the working
-    directory's, by default)."""
+    directory's, by default; ``whole_process``: see :func:`emit`)."""
     out = answer(argv, env, cwd)
     if out is not None:
-        emit(out)
+        emit(out, whole_process=whole_process)
 
 
-def emit(out: bytes) -> None:
+def emit(out: bytes, *, whole_process: bool = False) -> None:
     """Write ``out`` to standard output and exit 0 (exit 1 on a closed pipe, as the full
-    path does)."""
+    path does). ``whole_process`` (the command line is the process's own, not a call from
+    Python): once the output is flushed and the ``atexit`` functions have run, the process
+    ends at once (:func:`os._exit`), without the interpreter's teardown (freeing every
+    module and object, a last garbage collection: ~2-3 ms, more than some commands' own
+    work); nothing is left to close (the caller closed its connection)."""
     try:
         sys.stdout.flush()
         view = memoryview(out)
@@ -68,6 +75,16 @@ def emit(out: bytes) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    if whole_process:
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:  # noqa: SIM105  (contextlib imports functools and collections)
+                stream.flush()  # (what the atexit functions wrote: the output is out)
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(0)
     sys.exit(0)
 
 
@@ -85,10 +102,12 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         if command[0] == "ready" and settings.get("beads_compat") != "0":
             return None
         sql = sql_module()
-        conn = sql.connect(db)
+        conn = sql.connect(db, mapped=True)
         if conn is None:
             return None
         try:
+            if command[0] == "ready" and command[2]:
+                return ready_json(sql, conn, command[1])
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
                     else sql.show(conn, command[1], loads))
         finally:
@@ -102,6 +121,27 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
         return text(command[0], data, env)
     except Exception:  # the full path runs it again, and reports any error itself
         return None
+
+
+def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None) -> bytes | None:
+    """``ready --json``'s output (:func:`encode` of ``sql.ready(conn, limit, loads)``), each
+    task's JSON written by SQLite (:func:`taskmill.ledger.lean.ready_texts`; a task with a
+    JSON field set written here), so that no task becomes a dict; ``None`` when a task has
+    a ``defer_until`` (the store's)."""
+    items = sql.ready_texts(conn, limit, loads)
+    if items is None:
+        return None
+    if not items:
+        return b"[]\n"
+    texts: list[str] = []
+    for item in items:
+        if item.__class__ is not str:
+            try:
+                item = _encode(item, "\n  ")
+            except Unsure:  # (a float, say: written by json or orjson, as the full path does)
+                return encode(sql.ready(conn, limit, loads))
+        texts.append(item)
+    return ("[\n  " + ",\n  ".join(texts) + "\n]\n").encode("utf-8")
 
 
 def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | None:
@@ -164,24 +204,86 @@ def find_ledger(cwd: str) -> tuple[str, dict[str, str]] | None:
 
 
 def sql_module() -> ModuleType:
-    """:mod:`taskmill.ledger.lean`, loaded from its file without the package around it
-    (whose ``__init__`` imports the whole ledger)."""
-    name = "taskmill.ledger.lean"
+    """:mod:`taskmill.ledger.lean` (:func:`load_ledger_module`)."""
+    return load_ledger_module("lean")
+
+
+def load_ledger_module(stem: str) -> ModuleType:
+    """``taskmill.ledger.<stem>``, loaded from its file without the package around it
+    (whose ``__init__`` imports the whole ledger), by the import system's own frozen
+    modules (:mod:`importlib.machinery` imports :mod:`warnings` and more), and with
+    :mod:`_sqlite3` imported first as :func:`sqlite_module` imports it."""
+    name = f"taskmill.ledger.{stem}"
     module = sys.modules.get(name)
     if module is not None:
         return module
-    from importlib.machinery import ModuleSpec, SourceFileLoader
+    sqlite_module()
+    bootstrap: Any = sys.modules.get("_frozen_importlib")
+    external: Any = sys.modules.get("_frozen_importlib_external")
+    if bootstrap is None or external is None:  # pragma: no cover - not CPython
+        import importlib.machinery
 
+        bootstrap = external = importlib.machinery
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "ledger", "lean.py")
-    loader = SourceFileLoader(name, path)
+                        "ledger", f"{stem}.py")
+    loader = external.SourceFileLoader(name, path)
     module = type(sys)(name)
-    module.__spec__ = ModuleSpec(name, loader, origin=path)
+    module.__spec__ = bootstrap.ModuleSpec(name, loader, origin=path)
     module.__file__ = path
     module.__loader__ = loader
     loader.exec_module(module)
     sys.modules[name] = module
     return module
+
+
+def sqlite_module() -> ModuleType:
+    """:mod:`_sqlite3` (sqlite3's C module), imported without :mod:`functools` where it
+    can be.
+
+    At import CPython's module takes ``functools.lru_cache``, to make each connection's
+    statement cache (``lru_cache(maxsize)(connection)``); importing :mod:`functools` (and
+    :mod:`collections`, :mod:`operator`, :mod:`reprlib`... with it) costs more than a lean
+    command's own work. So while ``_sqlite3`` loads, ``functools`` is a stand-in whose
+    ``lru_cache`` makes the cache as :func:`functools.lru_cache` does, from functools's own
+    C part (``_functools._lru_cache_wrapper``); then the stand-in is gone, and a later
+    ``import functools`` imports the real one. When functools is loaded already, or the
+    stand-in does not serve, ``_sqlite3`` is imported as usual."""
+    module = sys.modules.get("_sqlite3")
+    if module is not None:
+        return module
+    if "functools" not in sys.modules:
+        stand_in = type(sys)("functools")
+        stand_in.lru_cache = _lru_cache  # type: ignore[attr-defined]
+        sys.modules["functools"] = stand_in
+        try:
+            import _sqlite3
+
+            return _sqlite3
+        except Exception:  # (another Python's module asked for more: the real functools)
+            pass
+        finally:
+            if sys.modules.get("functools") is stand_in:
+                del sys.modules["functools"]
+    import _sqlite3
+
+    return _sqlite3
+
+
+def _lru_cache(maxsize: int | None = 128, typed: bool = False) -> Callable[[Any], Any]:
+    """``functools.lru_cache(maxsize, typed)`` for a callable, as functools makes it."""
+    c_part: Any = __import__("_functools")
+    if isinstance(maxsize, int) and maxsize < 0:
+        maxsize = 0
+
+    def decorate(function: Any) -> Any:
+        return c_part._lru_cache_wrapper(function, maxsize, typed, _cache_info)
+
+    return decorate
+
+
+def _cache_info(hits: int, misses: int, maxsize: int | None, currsize: int
+                ) -> tuple[int, int, int | None, int]:
+    return hits, misses, maxsize, currsize
 
 
 def loads(text: str) -> Any:
@@ -202,11 +304,21 @@ def _py_quoted(text: str) -> str:
     return '"' + str.translate(text, _ESCAPES) + '"'
 
 
-_quoted: Callable[[str], str]
-try:  # json's own C function for it (importing json itself costs ~5 ms: it imports re)
-    from _json import encode_basestring as _quoted
-except ImportError:  # (another Python: the same by translation)
-    _quoted = _py_quoted
+def _bind_quoted(text: str) -> str:
+    """``text`` quoted by :data:`_quoted`, bound at the first string to json's own C function
+    for it (importing json itself costs ~5 ms: it imports re; its C module, ~0.3 ms, is
+    imported only when a string is to be written here: not for the tables, nor for a
+    ``ready --json`` that SQLite writes), or on another Python to :func:`_py_quoted`."""
+    global _quoted
+    try:
+        from _json import encode_basestring as c_quoted
+    except ImportError:  # (another Python: the same by translation)
+        c_quoted = _py_quoted
+    _quoted = c_quoted
+    return c_quoted(text)
+
+
+_quoted: Callable[[str], str] = _bind_quoted
 
 
 def encode(data: Any) -> bytes:

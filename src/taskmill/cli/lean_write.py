@@ -67,11 +67,13 @@ _LINE_FIELDS = {"title": rules.TITLE_MAX, "issue_type": rules.NAME_MAX,
 """The one-line fields and their longest (:func:`taskmill.ledger.validate.validate_field`)."""
 
 
-def serve(argv: list[str], env: Mapping[str, str], cwd: str | None) -> None:
-    """Run ``argv`` and exit, or return having written nothing (the full path runs it)."""
+def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
+          whole_process: bool = False) -> None:
+    """Run ``argv`` and exit, or return having written nothing (the full path runs it;
+    ``whole_process``: see :func:`taskmill.cli.lean.emit`)."""
     out = answer(argv, env, cwd)
     if out is not None:
-        lean.emit(out)
+        lean.emit(out, whole_process=whole_process)
 
 
 def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | None:
@@ -203,26 +205,5 @@ def _module() -> ModuleType:
 
 
 def _load(stem: str) -> ModuleType:
-    """``taskmill.ledger.<stem>``, loaded from its file without the package around it
-    (whose ``__init__`` imports the whole ledger), and by the import system's own frozen
-    modules (:mod:`importlib.machinery` imports :mod:`warnings` and more)."""
-    name = f"taskmill.ledger.{stem}"
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    bootstrap: Any = sys.modules.get("_frozen_importlib")
-    external: Any = sys.modules.get("_frozen_importlib_external")
-    if bootstrap is None or external is None:  # pragma: no cover - not CPython
-        import importlib.machinery
-
-        bootstrap = external = importlib.machinery
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "ledger", f"{stem}.py")
-    loader = external.SourceFileLoader(name, path)
-    module = type(sys)(name)
-    module.__spec__ = bootstrap.ModuleSpec(name, loader, origin=path)
-    module.__file__ = path
-    module.__loader__ = loader
-    loader.exec_module(module)
-    sys.modules[name] = module
-    return module
+    """``taskmill.ledger.<stem>`` (:func:`taskmill.cli.lean.load_ledger_module`)."""
+    return lean.load_ledger_module(stem)

@@ -1,7 +1,7 @@
 """Readiness kept in step with a status change in SQLite: the statements and the walks that
 recount the blockers of a task's dependents and recompute the gating of the subtrees they
-reach (the definitions are :mod:`taskmill.ledger.sqlite.readiness`'s), importing nothing but
-:mod:`collections` (which :mod:`_sqlite3` itself imports).
+reach (the definitions are :mod:`taskmill.ledger.sqlite.readiness`'s), importing nothing
+(not even :mod:`collections`: the lean path imports :mod:`_sqlite3` without it).
 
 The SQLite store (:mod:`.sqlite.readiness`, :mod:`.graph`) runs these for every change, and
 the CLI's lean write path (:mod:`taskmill.cli.lean_write`) loads this file on its own to
@@ -10,8 +10,6 @@ it so).
 """
 
 from __future__ import annotations
-
-from collections import defaultdict, deque
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,8 +145,8 @@ def gating_scope(roots: Iterable[str], status_of: Callable[[str], str | None],
     not done (a done task passes no gating on, so its subtree is unaffected, unless it is a
     root: its own status may just have changed)."""
     scope: dict[str, str] = {}
-    kids: dict[str, list[str]] = defaultdict(list)
-    queue: deque[tuple[str, bool]] = deque()
+    kids: dict[str, list[str]] = {}
+    queue: list[tuple[str, bool]] = []  # (first in, first out: read from ``at`` on)
     for root in roots:
         if root not in scope:
             status = status_of(root)
@@ -156,12 +154,14 @@ def gating_scope(roots: Iterable[str], status_of: Callable[[str], str | None],
                 continue
             scope[root] = status
             queue.append((root, True))
-    while queue:
-        node, is_root = queue.popleft()
+    at = 0
+    while at < len(queue):
+        node, is_root = queue[at]
+        at += 1
         if not is_root and scope[node] in DONE_STATUSES:
             continue
         for child, status in children(node):
-            kids[node].append(child)
+            kids.setdefault(node, []).append(child)
             if child not in scope:
                 scope[child] = status
                 queue.append((child, False))
@@ -176,7 +176,7 @@ def gated_in(scope: Mapping[str, str], kids: Mapping[str, Sequence[str]],
     not done and holds them (``blocked``/``deferred``, or gated itself outside the scope),
     and, as the least fixed point, the children of a gated task that is not done."""
     gated: set[str] = set()
-    work: deque[str] = deque()
+    work: list[str] = []  # (first in, first out: read from ``at`` on)
     for node in scope:
         seed = blockers[node] > 0
         if not seed:
@@ -189,8 +189,10 @@ def gated_in(scope: Mapping[str, str], kids: Mapping[str, Sequence[str]],
         if seed:
             gated.add(node)
             work.append(node)
-    while work:
-        node = work.popleft()
+    at = 0
+    while at < len(work):
+        node = work[at]
+        at += 1
         if scope[node] in DONE_STATUSES:
             continue
         for child in kids.get(node, ()):
