@@ -416,13 +416,18 @@ class WorktreePool:
         branch = branch_for(task_id)
         self._free_branch(branch, None)
         # the task is closed: nobody works its branch; a lock on it is a killed git's
-        (self.git.git_dir() / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
+        git_dir = self.git.git_dir()
+        (git_dir / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
+        # the file git writes packed-refs to under packed-refs.lock, without that lock: a
+        # killed git's (deleting a loose ref does not trip on it, but gc and pack-refs do)
+        if (git_dir / "packed-refs.new").exists() and not (git_dir / "packed-refs.lock").exists():
+            (git_dir / "packed-refs.new").unlink(missing_ok=True)
         if not self._delete_branch(branch):
             # git waited (core.packedRefsTimeout) for a lock held for milliseconds when
             # alive, or found the file it writes under that lock: a git killed while
             # deleting a ref left them
             for name in ("packed-refs.lock", "packed-refs.new"):
-                (self.git.git_dir() / name).unlink(missing_ok=True)
+                (git_dir / name).unlink(missing_ok=True)
             self._delete_branch(branch)
 
     def _delete_branch(self, branch: str) -> bool:
