@@ -327,7 +327,7 @@ KILL_POINTS = [
     ("read-tree -m -u", "after"),             # the user's checkout moved, the ref not yet
     ("update-ref -m taskmill: land", "before"),
     ("update-ref -m taskmill: land", "after"),  # landed, not yet closed
-    ("branch -q -D", "before"),               # closed, branch and slot not yet cleaned
+    ("update-ref -d refs/heads/taskmill", "before"),  # closed, branch and slot not yet cleaned
 ]
 
 
@@ -375,7 +375,7 @@ def _assert_clean_end_state_shared(repo: MillRepo, ids: list[str]) -> None:
 @pytest.mark.parametrize("leftover", ["packed-refs.lock", "packed-refs.new"])
 def test_branch_of_a_landed_task_left_by_a_killed_run_is_deleted(
         tmp_path: Path, leftover: str) -> None:
-    """Killed inside `git branch -D` after landing: the branch stays, and git's
+    """Killed while deleting the branch after landing: the branch stays, and git's
     packed-refs.lock (or the packed-refs.new it writes under it) is left behind; the next
     run deletes the branch all the same."""
     repo = MillRepo(tmp_path)

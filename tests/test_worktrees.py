@@ -283,3 +283,70 @@ def test_landed_branch_in_a_dead_slot_with_a_stale_head_lock(repo: MillRepo,
     result = repo.run("--agent-cmd", cmd)
     assert result.returncode == 0, result.describe()
     assert repo.mill_branches() == []
+
+
+# -- git's config stays in place -----------------------------------------------------------
+# Every sandboxed turn and check binds the scrubbed copy of git's config over .git/config
+# (taskmill.sandbox). A sandbox that starts while that file is replaced (a new file renamed
+# over it) fails to start -- bwrap: "Can't bind mount ... on .../.git/config" -- and the turn
+# or the check fails with nothing done; one already running sees the real file again. The
+# mill replaced it once per landed task (`git branch -D` rewrites the config to drop the
+# branch's section, section or not): with -j 8 a task now and then had two turns in a row
+# fail so, and the "no change to the worktree in 2 consecutive turns" breaker blocked it.
+# The tests hold the file open: its inode cannot be reused by the file that replaces it.
+
+
+def _replaced(held: int, path: Path) -> bool:
+    """Whether ``path`` is no longer the file open as ``held``."""
+    return not os.path.samestat(os.fstat(held), path.stat())
+
+
+def test_deleting_landed_branches_leaves_git_config_in_place(repo: MillRepo) -> None:
+    config = repo.root / ".git" / "config"
+    text = config.read_bytes()
+    pool = _pool(repo)
+    with config.open("rb") as held:
+        ws = pool.acquire("tm-1", repo.tip())
+        git(ws.path, "commit", "-q", "--allow-empty", "-m", "work")
+        pool.release(ws, delete_branch=True)  # landed by its worker
+        assert not _replaced(held.fileno(), config)
+        parked = pool.acquire("tm-2", repo.tip())
+        pool.release(parked)  # parked in the landing queue, which landed it
+        pool.drop_branch("tm-2")
+        assert not _replaced(held.fileno(), config)
+    assert config.read_bytes() == text
+    assert repo.mill_branches() == []
+    assert not (repo.root / ".git" / "logs" / "refs" / "heads" / "taskmill" / "tm-1").exists()
+
+
+def test_a_run_landing_tasks_leaves_git_config_in_place(repo: MillRepo, tmp_path: Path) -> None:
+    config = repo.root / ".git" / "config"
+    for i in range(1, 5):
+        repo.create(f"tm-{i}")
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / f"{TASK}.txt").write_text(TASK)
+    """, spy=repo.spy)
+    with config.open("rb") as held:
+        result = repo.run("--agent-cmd", cmd, "-j", "2")
+        assert result.returncode == 0, result.describe()
+        assert not _replaced(held.fileno(), config)
+    repo.assert_all_landed_once([f"tm-{i}" for i in range(1, 5)])
+    assert repo.mill_branches() == []
+
+
+def test_a_branch_checked_out_elsewhere_is_not_deleted(repo: MillRepo) -> None:
+    """As ``git branch -D`` refuses to: the user looks at a task's branch in their checkout,
+    or a worktree of theirs is rebasing one."""
+    pool = _pool(repo)
+    for task in ("tm-1", "tm-2"):
+        pool.release(pool.acquire(task, repo.tip()))
+    repo.git("checkout", "-q", "taskmill/tm-1")
+    elsewhere = repo.root.parent / "elsewhere"
+    repo.git("worktree", "add", "-q", "--detach", str(elsewhere))
+    rebasing = repo.root / ".git" / "worktrees" / "elsewhere" / "rebase-merge"
+    rebasing.mkdir()
+    (rebasing / "head-name").write_text("refs/heads/taskmill/tm-2\n")
+    pool.drop_branch("tm-1")
+    pool.drop_branch("tm-2")
+    assert repo.mill_branches() == ["taskmill/tm-1", "taskmill/tm-2"]
+    assert repo.git("symbolic-ref", "HEAD").strip() == "refs/heads/taskmill/tm-1"

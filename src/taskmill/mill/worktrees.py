@@ -416,15 +416,53 @@ class WorktreePool:
         branch = branch_for(task_id)
         self._free_branch(branch, None)
         # the task is closed: nobody works its branch; a lock on it is a killed git's
-        (self.git.git_dir() / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
-        proc = self.git.run("branch", "-q", "-D", branch, check=False)
-        if proc.returncode != 0 and "packed-refs." in proc.stderr:
+        git_dir = self.git.git_dir()
+        (git_dir / "refs" / "heads" / f"{branch}.lock").unlink(missing_ok=True)
+        # the file git writes packed-refs to under packed-refs.lock, without that lock: a
+        # killed git's (deleting a loose ref does not trip on it, but gc and pack-refs do)
+        if (git_dir / "packed-refs.new").exists() and not (git_dir / "packed-refs.lock").exists():
+            (git_dir / "packed-refs.new").unlink(missing_ok=True)
+        if not self._delete_branch(branch):
             # git waited (core.packedRefsTimeout) for a lock held for milliseconds when
             # alive, or found the file it writes under that lock: a git killed while
             # deleting a ref left them
             for name in ("packed-refs.lock", "packed-refs.new"):
-                (self.git.git_dir() / name).unlink(missing_ok=True)
-            self.git.run("branch", "-q", "-D", branch, check=False)
+                (git_dir / name).unlink(missing_ok=True)
+            self._delete_branch(branch)
+
+    def _delete_branch(self, branch: str) -> bool:
+        """Delete ``branch`` (and its reflog) as ``git branch -D`` would: not while a
+        worktree -- the user's checkout, a slot -- has it checked out or is rebasing it.
+        Returns False when git failed on the packed refs' lock (see :meth:`drop_branch`).
+
+        Not with ``git branch -D`` itself: that also rewrites ``.git/config`` to drop the
+        branch's ``[branch "..."]`` section -- every time, section or not, as a new file
+        renamed over the old one -- and each sandboxed turn and check binds the scrubbed
+        copy of git's config over that very file (:mod:`taskmill.sandbox`). A sandbox
+        starting while the file is replaced fails to start (``bwrap: Can't bind mount ...
+        on .../.git/config``: the turn or the check fails with nothing of the agent's or
+        the check's done), and one that runs sees the real file again. Task branches are
+        made with ``--no-track``: they have no section to drop."""
+        if self._checked_out(branch):
+            return True  # git branch -D refuses too; the branch stays
+        proc = self.git.run("update-ref", "-d", f"refs/heads/{branch}", check=False)
+        return proc.returncode == 0 or "packed-refs." not in proc.stderr
+
+    def _checked_out(self, branch: str) -> bool:
+        """Whether a worktree of the repository (the main one, or a linked one) has
+        ``branch`` checked out, or is rebasing it (read from git's files)."""
+        ref = f"refs/heads/{branch}"
+        entries = self.entries
+        admins = [entries.parent, *(sorted(entries.iterdir()) if entries.is_dir() else [])]
+        for admin in admins:
+            for name in ("HEAD", "rebase-merge/head-name", "rebase-apply/head-name"):
+                try:
+                    text = (admin / name).read_text(encoding="utf-8").strip()
+                except (OSError, UnicodeDecodeError):
+                    continue
+                if text in (f"ref: {ref}", ref):
+                    return True
+        return False
 
     def _free_branch(self, branch: str, path: Path | None) -> None:
         """Detach ``branch`` in the free slots a killed run left it checked out in (git
@@ -618,7 +656,7 @@ class WorktreePool:
                 wt.run("update-ref", "--no-deref", "-m", "taskmill: release the slot", "HEAD",
                        "HEAD", check=False)
             if delete_branch:
-                self.git.run("branch", "-q", "-D", ws.branch, check=False)
+                self._delete_branch(ws.branch)
             if problem is None:
                 (self.root / f"w{ws.slot}.clean").touch()
         finally:
