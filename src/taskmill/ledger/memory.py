@@ -57,7 +57,16 @@ from .rows import (
     estimate,
     task_from_row,
 )
-from .store import IMPORT_ROW_COLUMNS, Change, EventRow, ImportItem, LedgerStore, OrderSlot, Row
+from .store import (
+    IMPORT_ROW_COLUMNS,
+    Change,
+    EventRow,
+    HeldLinks,
+    ImportItem,
+    LedgerStore,
+    OrderSlot,
+    Row,
+)
 
 _DEFAULTS: dict[str, Any] = {
     "description": "", "design": "", "acceptance_criteria": "", "notes": "", "status": "open",
@@ -265,7 +274,7 @@ class MemoryStore:
         return held_json_rows(self, beads_compat, interrupted=interrupted,
                               held=held)
 
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    def held_links(self) -> HeldLinks:
         from .listing import held_links
 
         return held_links(self)

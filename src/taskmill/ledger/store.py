@@ -58,6 +58,21 @@ class EventRow(NamedTuple):
     hash: str
 
 
+class HeldLinks(NamedTuple):
+    """What holds the tasks ``blocked`` lists (:meth:`LedgerStore.held_links`)."""
+
+    waits: dict[str, list[str]]
+    """:meth:`~LedgerStore.held_waits`."""
+    parents: dict[str, list[str]]
+    """Each held task's :meth:`~LedgerStore.holding_parents`, those with none left out."""
+    states: dict[str, tuple[str, int, bool]]
+    """The :meth:`~LedgerStore.task_state` of holding parents, as far as the store read them
+    with the links (possibly none)."""
+    forward: bool
+    """Whether a task of ``waits`` may wait on one created after it (or on itself): without
+    such an edge the waits hold no cycle. True when the store does not know."""
+
+
 class OrderSlot(NamedTuple):
     """One slot of an order (see :mod:`taskmill.orders`), recorded once."""
 
@@ -155,9 +170,9 @@ class LedgerStore(Protocol):
                        ) -> Iterator[tuple[str, str, str]]:
         """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
         ``to_json()`` as :meth:`task_json_rows` writes it less the closing line)."""
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        """What holds the tasks :meth:`held` lists, read at once: (:meth:`held_waits`, and
-        each one's :meth:`holding_parents`, those with none left out)."""
+    def held_links(self) -> HeldLinks:
+        """What holds the tasks :meth:`held` lists, read at once: :meth:`held_waits`, and
+        each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
         """For each task of status ``blocked``: (the text of its newest comment that starts

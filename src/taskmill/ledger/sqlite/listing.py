@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..rows import expand_json_fields
+from ..store import HeldLinks
 from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
@@ -134,12 +135,17 @@ class ListingRows:
         for tid, status, text in cursor:
             yield tid, status, expand_json_fields(text) if "\x01" in text else text
 
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        # one pass over the held tasks' dependencies (each task's, by its primary key)
+    def held_links(self) -> HeldLinks:
+        # one pass over the held tasks' dependencies (each task's, by its primary key); a
+        # holding parent's state comes with it (the ancestors' reasons need it), and whether
+        # a wait points at a task as new or newer (else the waits hold no cycle)
         waits: dict[str, list[str]] = {}
         parents: dict[str, list[str]] = {}
-        for tid, other, is_parent in self.conn.execute(
-                "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child'"
+        states: dict[str, tuple[str, int, bool]] = {}
+        forward = False
+        for tid, other, is_parent, newer, status, blockers, gated in self.conn.execute(
+                "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child', b.seq >= t.seq,"
+                " b.status, b.open_blockers, b.gated"
                 " FROM tasks t INDEXED BY tasks_held JOIN deps d ON d.issue_id = t.id"
                 f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
                 " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
@@ -147,8 +153,22 @@ class ListingRows:
                 " AND b.status NOT IN ('closed', 'tombstone')"
                 " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))"
                 " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
-            (parents if is_parent else waits).setdefault(tid, []).append(other)
-        return waits, parents
+            if is_parent:
+                got = parents.get(tid)
+                if got is None:
+                    parents[tid] = [other]
+                else:
+                    got.append(other)
+                states[other] = (status, blockers, gated == 1)
+            else:
+                got = waits.get(tid)
+                if got is None:
+                    waits[tid] = [other]
+                else:
+                    got.append(other)
+                if newer:
+                    forward = True
+        return HeldLinks(waits, parents, states, forward)
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
