@@ -6,6 +6,7 @@ reasons are worked out only for the tasks that have a holding parent (most have 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
@@ -127,20 +128,37 @@ def ancestor_reads(store: LedgerStore, links: HeldLinks) -> containers.AncestorR
     return reads
 
 
+AHEAD_CHARS = 24 << 20
+"""How much of the held tasks' text ``blocked --json`` reads ahead while the store reads
+what holds them in another thread (held until the links are in)."""
+
+
 def blocked_json(store: LedgerStore, *, beads_compat: bool,
                  cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
                  ) -> Iterator[str]:
     """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
     ``cycles``: each task of a waits graph in a cycle, with the cycle (not asked when the
-    store rules cycles out). Why a task of status blocked is comes from the store's
+    store rules cycles out). The links are read meanwhile where the store can
+    (:meth:`~LedgerStore.held_links_reading`): the rows read until then wait in memory, at most
+    about :data:`AHEAD_CHARS`. Why a task of status blocked is comes from the store's
     :meth:`~LedgerStore.block_marks`, read once."""
-    links = store.held_links()
+    reading = store.held_links_reading()
+    rows = store.held_json_rows(beads_compat)
+    ahead: list[tuple[str, str, str]] = []  # rows read while the links are
+    size = 0
+    if not reading.done():
+        for row in rows:
+            ahead.append(row)
+            size += len(row[2])
+            if size >= AHEAD_CHARS or reading.done():
+                break
+    links = reading.result()
     waits, holding = links.waits, links.parents
     in_cycle = cycles(waits) if links.forward else {}
     reads = ancestor_reads(store, links)
     marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
-    for tid, status, text in store.held_json_rows(beads_compat):
+    for tid, status, text in itertools.chain(ahead, rows):
         parents = holding.get(tid)
         if not parents and status != BLOCKED and tid not in in_cycle:
             yield f"{text}{_BLOCKED_BY}{_blockers(waits.get(tid))}{_NO_MORE}"

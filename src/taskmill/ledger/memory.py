@@ -64,6 +64,7 @@ from .store import (
     HeldLinks,
     ImportItem,
     LedgerStore,
+    LinksReading,
     OrderSlot,
     Row,
 )
@@ -278,6 +279,9 @@ class MemoryStore:
         from .listing import held_links
 
         return held_links(self)
+
+    def held_links_reading(self) -> LinksReading:
+        return LinksReading(self.held_links, meanwhile=False)
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:

@@ -19,7 +19,7 @@ exception. Events appended in a transaction are hash-chained in order and commit
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -71,6 +71,42 @@ class HeldLinks(NamedTuple):
     forward: bool
     """Whether a task of ``waits`` may wait on one created after it (or on itself): without
     such an edge the waits hold no cycle. True when the store does not know."""
+
+
+class LinksReading:
+    """:class:`HeldLinks` being read, perhaps by another thread meanwhile (see
+    :meth:`LedgerStore.held_links_reading`)."""
+
+    def __init__(self, read: Callable[[], HeldLinks], *, meanwhile: bool) -> None:
+        """Read with ``read`` now, or, ``meanwhile``, in a thread of its own."""
+        self._links: HeldLinks | None = None
+        self._error: BaseException | None = None
+        self._thread: Any = None
+        if not meanwhile:
+            self._links = read()
+            return
+        import threading
+
+        def run() -> None:
+            try:
+                self._links = read()
+            except BaseException as exc:  # (raised again by result())
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="taskmill-held-links", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def result(self) -> HeldLinks:
+        """The links, once read (waiting for them); what the reading raised, if it did."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._links is not None
+        return self._links
 
 
 class OrderSlot(NamedTuple):
@@ -173,6 +209,9 @@ class LedgerStore(Protocol):
     def held_links(self) -> HeldLinks:
         """What holds the tasks :meth:`held` lists, read at once: :meth:`held_waits`, and
         each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""
+    def held_links_reading(self) -> LinksReading:
+        """:meth:`held_links`, read meanwhile where the store can (another connection in
+        another thread: ``blocked`` reads the held tasks' rows at the same time)."""
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
         """For each task of status ``blocked``: (the text of its newest comment that starts
