@@ -14,8 +14,7 @@ import pytest
 
 from conftest import invoke_cli, make_git_repo
 from taskmill.beads import import_beads
-from taskmill.cli import task_ops
-from taskmill.cli import tasks as task_cmds
+from taskmill.cli import listing_ops, task_ops
 from taskmill.project import open_project
 from taskmill.roles.budget import Hold
 
@@ -123,7 +122,7 @@ def _old_list(repo: Path, filters: dict[str, Any]) -> str:
 def _old_blocked(repo: Path, compat: bool) -> str:
     project = open_project(repo, {})
     try:
-        items = project.ledger.blocked(beads_compat=compat) + task_cmds._held_items(project)
+        items = project.ledger.blocked(beads_compat=compat) + listing_ops.held_items(project)
         return json.dumps([b.to_json() for b in items], ensure_ascii=False, indent=2,
                           default=str) + "\n"
     finally:
