@@ -108,8 +108,12 @@ at 1M tasks stays well under 150 MiB; the pages are read about once, so a bigger
 no time."""
 
 
-def _marks_args(interrupted: Collection[str], held: Mapping[str, str]) -> list[str]:
-    return [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
+def _marks(interrupted: Collection[str], held: Mapping[str, str]) -> tuple[str, list[str]]:
+    """What to add to a row's text for :data:`_MARKS`, and its arguments: nothing when no
+    task is interrupted or held (the usual case: no test per row)."""
+    if not interrupted and not any(held.values()):
+        return "", []
+    return f" || {_MARKS}", [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
 
 
 def held_links(conn: sqlite3.Connection) -> HeldLinks:
@@ -164,8 +168,9 @@ class ListingRows:
             statuses=statuses, include_hidden=include_hidden, label=label,
             issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
             alias="t.")
-        args: list[Any] = [*_marks_args(interrupted, held or {}), *filter_args]
-        sql = (f"SELECT {TASK_JSON_SQL} || {_MARKS} || {_END} FROM tasks t{where}"
+        marks, marks_args = _marks(interrupted, held or {})
+        args: list[Any] = [*marks_args, *filter_args]
+        sql = (f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}"
                f"{listing_order(limit, 't.')}")
         for (text,) in self.conn.execute(sql, args):
             yield expand_json_fields(text) if "\x01" in text else text
@@ -177,13 +182,14 @@ class ListingRows:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
         # a smaller page cache meanwhile: the rows' pages are read about once (the links'
         # connection, reading at the same time, has its own)
+        marks, marks_args = _marks(interrupted, held or {})
         cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
         try:
             cursor = self.conn.execute(
-                f"SELECT t.id, t.status, {TASK_JSON_SQL} || {_MARKS} FROM tasks t"
+                f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
                 f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
-                " ORDER BY t.priority, t.seq", _marks_args(interrupted, held or {}))
+                " ORDER BY t.priority, t.seq", marks_args)
             for tid, status, text in cursor:
                 yield tid, status, expand_json_fields(text) if "\x01" in text else text
         finally:
