@@ -82,22 +82,28 @@ class LinksReading:
         self._links: HeldLinks | None = None
         self._error: BaseException | None = None
         self._thread: Any = None
+        self._done: Any = None
         if not meanwhile:
             self._links = read()
             return
         import threading
+
+        done = self._done = threading.Event()
 
         def run() -> None:
             try:
                 self._links = read()
             except BaseException as exc:  # (raised again by result())
                 self._error = exc
+            finally:
+                done.set()
 
         self._thread = threading.Thread(target=run, name="taskmill-held-links", daemon=True)
         self._thread.start()
 
     def done(self) -> bool:
-        return self._thread is None or not self._thread.is_alive()
+        """Whether the links are read (cheap: asked for every row read ahead)."""
+        return self._done is None or bool(self._done.is_set())
 
     def result(self) -> HeldLinks:
         """The links, once read (waiting for them); what the reading raised, if it did."""
