@@ -128,7 +128,7 @@ def ancestor_reads(store: LedgerStore, links: HeldLinks) -> containers.AncestorR
     return reads
 
 
-AHEAD_CHARS = 32 << 20
+AHEAD_CHARS = 24 << 20
 """How much of the held tasks' text ``blocked --json`` reads ahead while the store reads
 what holds them in another thread (held until the links are in)."""
 
