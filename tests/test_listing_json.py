@@ -268,3 +268,29 @@ def test_a_failed_links_reading_raises_in_the_reader() -> None:
     with pytest.raises(RuntimeError, match="could not be read"):
         reading.result()
     assert reading.done()
+
+
+def test_rows_read_while_the_links_are_come_out_the_same(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows read ahead, in memory and past :data:`listing.AHEAD_CHARS` in a temporary
+    file, come out as they would have without waiting."""
+    from taskmill.ledger import Ledger, listing
+    from taskmill.ledger.store import LinksReading
+
+    class Slow(LinksReading):
+        def done(self) -> bool:
+            return False  # (every row is read before the links are asked for)
+
+    ledger = Ledger.open(tmp_path / "db", prefix="s")
+    with ledger:
+        for i in range(4):
+            src = ledger.create(f"source {i} {TITLE}", description=ODD)
+            epic = ledger.create(f"epic {i}", after=[src.id], labels=["x"])
+            ledger.create(f"kid {i}", parent=epic.id, metadata={"n": [1e-07, 2**70]})
+            ledger.create(f"marked {i}", status="blocked")
+        expected = list(ledger.blocked_json())
+        assert len(expected) == 12
+        monkeypatch.setattr(listing, "AHEAD_CHARS", 2000)  # two rows or so, the rest spilled
+        monkeypatch.setattr(type(ledger.store), "held_links_reading",
+                            lambda self: Slow(self.held_links, meanwhile=False))
+        assert list(ledger.blocked_json()) == expected

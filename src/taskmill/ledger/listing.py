@@ -6,14 +6,17 @@ reasons are worked out only for the tasks that have a holding parent (most have 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import marshal
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
-from .store import HeldLinks, LedgerStore
+from .store import HeldLinks, LedgerStore, LinksReading
 
 _CLOSE = "\n  }"
 _BLOCKED_BY = ',\n    "blocked_by": '
@@ -128,9 +131,43 @@ def ancestor_reads(store: LedgerStore, links: HeldLinks) -> containers.AncestorR
     return reads
 
 
-AHEAD_CHARS = 24 << 20
-"""How much of the held tasks' text ``blocked --json`` reads ahead while the store reads
-what holds them in another thread (held until the links are in)."""
+AHEAD_CHARS = 16 << 20
+"""How much of the held tasks' text ``blocked --json`` keeps in memory while the store reads
+what holds them in another thread; rows read after that wait in a temporary file."""
+
+Row = tuple[str, str, str]
+
+
+def _read_ahead(rows: Iterator[Row], reading: LinksReading) -> Iterator[Row]:
+    """The rows read while ``reading`` is not done, then the rest of ``rows``: the first
+    :data:`AHEAD_CHARS` held in memory, the others spilled to a temporary file (its pages
+    are the system's, not this process's) and read back once the links are in."""
+    ahead: list[Row] = []
+    size = spilled = 0
+    with contextlib.ExitStack() as stack:
+        spill: Any = None
+        if not reading.done():
+            for row in rows:
+                if spill is not None:
+                    spill.write(marshal.dumps(row))
+                    spilled += 1
+                else:
+                    ahead.append(row)
+                    size += len(row[2])
+                    if size >= AHEAD_CHARS:
+                        import tempfile
+
+                        spill = stack.enter_context(tempfile.TemporaryFile())
+                if reading.done():
+                    break
+        yield from ahead
+        del ahead[:]
+        if spill is not None:
+            spill.seek(0)
+            for _ in range(spilled):
+                yield marshal.load(spill)
+            stack.close()
+    yield from rows
 
 
 def blocked_json(store: LedgerStore, *, beads_compat: bool,
@@ -140,25 +177,18 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
     ``cycles``: each task of a waits graph in a cycle, with the cycle (not asked when the
     store rules cycles out). The links are read meanwhile where the store can
-    (:meth:`~LedgerStore.held_links_reading`): the rows read until then wait in memory, at most
-    about :data:`AHEAD_CHARS`. Why a task of status blocked is comes from the store's
+    (:meth:`~LedgerStore.held_links_reading`), the rows read until then kept
+    (:func:`_read_ahead`). Why a task of status blocked is comes from the store's
     :meth:`~LedgerStore.block_marks`, read once."""
     reading = store.held_links_reading()
-    rows = store.held_json_rows(beads_compat)
-    ahead: list[tuple[str, str, str]] = []  # rows read while the links are
-    size = 0
-    if not reading.done():
-        for row in rows:
-            ahead.append(row)
-            size += len(row[2])
-            if size >= AHEAD_CHARS or reading.done():
-                break
+    rows = _read_ahead(store.held_json_rows(beads_compat), reading)
+    next_row = next(rows, None)  # (reads ahead, until the links are in)
     links = reading.result()
     waits, holding = links.waits, links.parents
     in_cycle = cycles(waits) if links.forward else {}
     reads = ancestor_reads(store, links)
     marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
-    for tid, status, text in itertools.chain(ahead, rows):
+    for tid, status, text in itertools.chain(() if next_row is None else (next_row,), rows):
         parents = holding.get(tid)
         if not parents and status != BLOCKED and tid not in in_cycle:
             yield f"{text}{_BLOCKED_BY}{_blockers(waits.get(tid))}{_NO_MORE}"
