@@ -474,6 +474,7 @@ class StoreContract:
         assert set(blocked) == {"c-a", "c-b", "c-epic", "c-kid", "c-grandkid", "c-held",
                                 "c-marked"}
         assert blocked["c-a"].reasons == ["in a dependency cycle: c-a -> c-b -> c-a"]
+        assert store.held_links().forward  # (c-a waits on c-b, made after it)
         assert blocked["c-grandkid"].held_by_ancestor == ["c-epic"]
         assert blocked["c-grandkid"].reasons == [
             "ancestor c-epic (through c-kid) waits on c-src"]
@@ -520,9 +521,11 @@ class StoreContract:
                 assert (tid, status) == (task.id, task.status)
                 assert text + "\n  }" == item_text(task.to_json())
         held_ids = [t.id for t in store.held()]
-        assert store.held_links() == (store.held_waits(),
-                                      store.holding_parents_many(held_ids))
-        assert store.held_links()[1]
+        links = store.held_links()
+        assert links[:2] == (store.held_waits(), store.holding_parents_many(held_ids))
+        assert links.parents
+        for tid, state in links.states.items():  # (what the store read with the links)
+            assert state == store.task_state(tid)
         from taskmill.ledger import listing
         from taskmill.model import BLOCK_COMMENT_PREFIX
 

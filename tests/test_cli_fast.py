@@ -122,6 +122,13 @@ CASES: list[list[str]] = [
     ["-C", "sub", "ready", "--json"], ["--actor", "bob", "create", "By bob", "--json"],
     ["--actor=eve", "update", "tm-a", "--claim", "--json"],
     ["-C", "sub", "--actor", "zed", "close", "tm-b", "--json"],
+    ["list"], ["list", "--json"], ["list", "-s", "open", "--json"],
+    ["list", "--status=open", "-s", "closed"], ["list", "-l", "x", "--json"],
+    ["list", "--type", "epic"], ["list", "-a", "nobody", "--json"],
+    ["list", "--parent", "tm-epic", "--json"], ["list", "--parent", "tm-nope", "--json"],
+    ["list", "--all", "-n", "2", "--json"], ["list", "--limit=1"],
+    ["blocked"], ["blocked", "--json"], ["blocked", "--beads-compat", "--json"],
+    ["-C", "sub", "blocked", "--beads-compat"],
 ]
 """Command lines the fast path serves: their bytes must be click's."""
 
@@ -135,7 +142,9 @@ FALLBACKS: list[list[str]] = [
     ["update", "tm-a", "--status", "tombstone"], ["update", "tm-a", "--claim=yes"],
     ["close"], ["close", "--json"], ["close", "tm-a", "--reason"],
     ["-C"], ["-C", "", "ready"], ["-C", "README.md", "ready"], ["--json", "ready"],
-    ["list", "--json"], ["blocked"], ["nope"], [], ["--help"], ["-C", "sub"],
+    ["list", "-n", "0"], ["list", "-s"], ["list", "extra"], ["list", "--all=1"],
+    ["blocked", "--beads-compat", "--beads-compat"], ["blocked", "x"],
+    ["nope"], [], ["--help"], ["-C", "sub"],
     ["--actor", "--json", "ready"],
 ]
 """Command lines the fast path hands to click untouched."""
@@ -234,7 +243,9 @@ def _python(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
 
 @pytest.mark.parametrize("argv", [["ready"], ["ready", "--json"], ["show", "tm-a"],
                                   ["show", "tm-b", "--json"], ["show", "tm-nope"],
-                                  ["show", "tm-nope", "--json"], ["--version"]],
+                                  ["show", "tm-nope", "--json"], ["--version"],
+                                  ["list", "--json"], ["list", "-s", "open"], ["blocked"],
+                                  ["blocked", "--json"]],
                          ids=" ".join)
 def test_whole_processes_print_the_same_bytes(argv: list[str], seeded: Path) -> None:
     by_fast = _python(["-m", "taskmill", *argv], seeded)
@@ -264,7 +275,8 @@ def test_importing_the_cli_imports_nothing_heavy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv", [["ready", "--json"], ["show", "tm-a", "--json"],
                                   ["create", "x", "--json"], ["close", "tm-u", "--json"],
-                                  ["update", "tm-a", "--claim", "--json"], ["--version"]],
+                                  ["update", "tm-a", "--claim", "--json"], ["--version"],
+                                  ["list", "-s", "open", "--json"], ["blocked", "--json"]],
                          ids=" ".join)
 def test_the_fast_commands_stay_lazy(argv: list[str], seeded: Path) -> None:
     code = ("from taskmill.cli import main\n"

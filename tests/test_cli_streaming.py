@@ -57,7 +57,7 @@ def _old_json(repo: Path, what: str, **filters: object) -> str:
 ])
 def test_list_json_is_byte_identical(repo: Path, monkeypatch: pytest.MonkeyPatch, page: int,
                                      args: list[str], filters: dict[str, object] | None) -> None:
-    monkeypatch.setattr("taskmill.cli.tasks.PAGE_SIZE", page)
+    monkeypatch.setattr("taskmill.cli.listing_ops.PAGE_SIZE", page)
     result = invoke_cli([*args, "--json"], cwd=repo)
     if filters is None:  # an unknown status: the error, before any output
         assert result.exit_code != 0 and result.stdout == ""
@@ -86,7 +86,7 @@ def test_blocked_json_is_byte_identical(repo: Path) -> None:
 def test_tables_are_unchanged(repo: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("COLUMNS", "140")
-    monkeypatch.setattr("taskmill.cli.tasks.PAGE_SIZE", 2)
+    monkeypatch.setattr("taskmill.cli.listing_ops.PAGE_SIZE", 2)
     listed = invoke_cli(["list"], cwd=repo, env={"COLUMNS": "140"}).stdout
     blocked = invoke_cli(["blocked"], cwd=repo, env={"COLUMNS": "140"}).stdout
     project = open_project(repo, {})

@@ -2,8 +2,8 @@
 
 Commands are loaded lazily by name so that ``taskmill --help`` and quick commands do not pay
 for modules they do not use. This module imports no click: the everyday commands
-(``ready``, ``show``, ``create``, ``update``, ``close``) are served by the fast path
-(:mod:`taskmill.cli.fast`), ``ready --json`` and ``show ID --json`` even without the
+(``ready``, ``show``, ``create``, ``update``, ``close``, ``list``, ``blocked``) are served
+by the fast path (:mod:`taskmill.cli.fast`), ``ready --json`` and ``show ID --json`` even without the
 ledger's modules (the lean path, :mod:`taskmill.cli.lean`), and anything else, or any doubt,
 goes to the click group (:mod:`taskmill.cli.group`).
 """

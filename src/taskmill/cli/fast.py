@@ -1,7 +1,9 @@
-"""The fast path: ``ready``, ``show``, ``create``, ``update`` and ``close`` without click.
+"""The fast path: ``ready``, ``show``, ``create``, ``update``, ``close``, ``list`` and
+``blocked`` without click.
 
 Importing click costs more than the ledger work of these commands, so their command lines are
-parsed here directly, and the same bodies (:mod:`taskmill.cli.task_ops`) run as under click.
+parsed here directly, and the same bodies (:mod:`taskmill.cli.task_ops`,
+:mod:`taskmill.cli.listing_ops`) run as under click.
 Anything else, and any doubt (an unknown or repeated option, a value that looks like an
 option, ``--help``, a usage error, an agent turn, a stream that is not UTF-8) is handed to
 click untouched: :func:`run` returns and nothing has been done. The tables below mirror the
@@ -85,6 +87,13 @@ SPECS: dict[str, tuple[Spec, int]] = {
                 "--clear-checks": ("clear_checks", FLAG), "--claim": ("claim", FLAG),
                 **_JSON}, 1),
     "close": ({"-r": ("reason", _text), "--reason": ("reason", _text), **_JSON}, -1),
+    "list": ({"-s": ("statuses", MULTIPLE), "--status": ("statuses", MULTIPLE),
+              "-l": ("label", _text), "--label": ("label", _text),
+              "-t": ("issue_type", _text), "--type": ("issue_type", _text),
+              "-a": ("assignee", _text), "--assignee": ("assignee", _text),
+              "--parent": ("parent", _text), "--all": ("include_hidden", FLAG),
+              "-n": ("limit", _limit), "--limit": ("limit", _limit), **_JSON}, 0),
+    "blocked": ({"--beads-compat": ("beads_compat", FLAG), **_JSON}, 0),
 }
 
 
@@ -191,7 +200,7 @@ def _update_has_changes(values: dict[str, Any]) -> bool:
 
 
 def _serve(name: str, values: dict[str, Any], args: list[str], ctx: Ctx) -> None:
-    from . import task_ops
+    from . import listing_ops, task_ops
 
     as_json = bool(values.pop("as_json", False))
     body: Callable[[], None]
@@ -201,6 +210,17 @@ def _serve(name: str, values: dict[str, Any], args: list[str], ctx: Ctx) -> None
     elif name == "show":
         def body() -> None:
             task_ops.show(ctx, args[0])
+    elif name == "list":
+        def body() -> None:
+            listing_ops.list_tasks(ctx, {
+                "status": list(values.get("statuses", ())) or None,
+                "label": values.get("label"), "issue_type": values.get("issue_type"),
+                "assignee": values.get("assignee"), "parent": values.get("parent"),
+                "include_hidden": bool(values.get("include_hidden")),
+                "limit": values.get("limit")})
+    elif name == "blocked":
+        def body() -> None:
+            listing_ops.blocked(ctx, bool(values.get("beads_compat")))
     elif name == "close":
         def body() -> None:
             task_ops.close(ctx, tuple(args), values.get("reason"))

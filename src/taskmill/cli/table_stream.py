@@ -181,10 +181,10 @@ class _Streamed:
                 parts[1] = cells[1].rjust(widths[1])  # the priority, to the right
                 lines.append(" " + " │ ".join(parts) + " \n")  # most rows: one line each
                 continue
-            columns = [[_pad(line, w) for line in _wrap(c, w)]
-                       for c, w in zip(cells, widths, strict=True)]
-            columns[0] = [_pad(line, widths[0])  # an id in full: folded, never cut
-                          for line in _wrap(cells[0], widths[0], fold=True)]
+            columns = [[c.ljust(w)] if len(c) <= w and c.isascii()  # (fits: one line)
+                       else [_pad(line, w) for line in _wrap(c, w, fold=i == 0)]
+                       for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+            # (an id in full: folded, never cut; the priority to the right)
             columns[1] = [line.rjust(widths[1]) for line in _wrap(cells[1], widths[1])]
             if self.color:
                 columns[3] = [self._status(task, line) for line in columns[3]]

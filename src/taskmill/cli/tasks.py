@@ -3,22 +3,15 @@ label, comment."""
 
 from __future__ import annotations
 
-import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..validation import printable
-from . import task_ops
-from .common import emit_json, emit_json_items, emit_json_texts, get_ctx, json_option
-
-if TYPE_CHECKING:
-    from ..model import BlockedTask, Task
-    from ..project import Project
+from . import listing_ops, task_ops
+from .common import emit_json, get_ctx, json_option
 
 PRIORITY = click.IntRange(0, 4)
-PAGE_SIZE = 1000
-"""Tasks read from the ledger at a time by ``list`` (its JSON is written as they come)."""
 
 
 @click.command()
@@ -161,36 +154,10 @@ def list_cmd(statuses: tuple[str, ...], label: str | None, issue_type: str | Non
              assignee: str | None, parent: str | None, include_hidden: bool,
              limit: int | None) -> None:
     """List tasks (tombstoned records hidden unless --all)."""
-    ctx = get_ctx()
-    filters: dict[str, Any] = {
+    listing_ops.list_tasks(get_ctx(), {
         "status": list(statuses) or None, "label": label, "issue_type": issue_type,
         "assignee": assignee, "parent": parent, "include_hidden": include_hidden,
-        "limit": limit}
-    if ctx.turn_socket is not None:
-        tasks = ctx.remote().list_tasks(**filters)
-    else:
-        project = ctx.project()
-        holds = task_ops.role_holds(project)
-        if ctx.json and emit_json_texts(project.ledger.list_json(  # each row's JSON from SQL
-                **filters, interrupted=task_ops.interrupted_ids(project),
-                held={role: hold.reason for role, hold in holds.items()})):
-            return
-        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
-        if ctx.json:  # streamed: a page of tasks at a time
-            emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
-                project, _mark_interrupted(project, page), holds))
-            return
-        from . import table_stream  # printed as the pages are read
-
-        table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
-            project, _mark_interrupted(project, page), holds)), extra=False)
-        return
-    if ctx.json:
-        emit_json([t.to_json() for t in tasks])
-    else:
-        from . import render
-
-        render.task_table(tasks)
+        "limit": limit})
 
 
 _BEADS_COMPAT = click.option(
@@ -218,34 +185,7 @@ def ready(limit: int | None, beads_compat: bool) -> None:
 @json_option
 def blocked(beads_compat: bool) -> None:
     """Tasks held back, with what holds each (a dependency cycle is named)."""
-    ctx = get_ctx()
-    compat = beads_compat or None
-    if ctx.json and ctx.turn_socket is None:  # streamed: each row's JSON from SQL
-        from ..ledger.rows import item_text
-
-        project = ctx.project()
-        if emit_json_texts(itertools.chain(
-                project.ledger.blocked_json(beads_compat=compat),
-                (item_text(b.to_json()) for b in _held_items(project)))):
-            return
-        emit_json_items(b.to_json() for b in itertools.chain(
-            project.ledger.iter_blocked(beads_compat=compat), _held_items(project)))
-        return
-    if ctx.turn_socket is not None:
-        items = ctx.remote().blocked()
-    else:
-        from . import table_stream  # (not JSON here) printed as the tasks are looked at
-
-        project = ctx.project()
-        table_stream.blocked_rows(itertools.chain(
-            project.ledger.iter_blocked(beads_compat=compat), _held_items(project)))
-        return
-    if ctx.json:
-        emit_json([b.to_json() for b in items])
-    else:
-        from . import render
-
-        render.blocked_table(items)
+    listing_ops.blocked(get_ctx(), beads_compat)
 
 
 @click.command()
@@ -352,20 +292,3 @@ def comment(task_id: str, text: str, author: str | None) -> None:
     else:
         click.echo(f"commented on {note.issue_id}")
 
-
-def _held_items(project: Project) -> list[BlockedTask]:
-    """The ready tasks whose role spent its daily budget: held back until the next day."""
-    holds = task_ops.role_holds(project)
-    if not holds:
-        return []
-    from ..model import BlockedTask
-
-    waiting = [t for t in project.ledger.ready(limit=None) if t.role in holds]
-    task_ops.mark_held(project, waiting, holds)
-    return [BlockedTask(t, [], [], reasons=[t.held or ""]) for t in waiting]
-
-
-def _mark_interrupted(project: Project, tasks: list[Task]) -> list[Task]:
-    """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
-    task_ops.mark_interrupted(project, tasks)
-    return tasks

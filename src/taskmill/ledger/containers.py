@@ -72,8 +72,9 @@ def _defer_until(store: LedgerStore, task_id: str) -> str | None:
 
 class AncestorReads:
     """The reads :func:`ancestor_reasons` makes, each asked of the store once: ``blocked``
-    looks at many tasks under the same few ancestors. ``parents`` and ``waits`` may be
-    filled beforehand (read in bulk)."""
+    looks at many tasks under the same few ancestors. ``parents``, ``waits`` and ``states``
+    may be filled beforehand (read in bulk); the walks up from a set of parents are kept
+    too (tasks under the same parents share them)."""
 
     def __init__(self, store: LedgerStore) -> None:
         self.store = store
@@ -82,8 +83,10 @@ class AncestorReads:
         """``parents`` holds every held task that has holding parents: a gated task not in it
         has none (only gated ancestors' parents are asked for)."""
         self.waits: dict[str, list[str]] = {}
-        self._state: dict[str, tuple[str, int, bool] | None] = {}
+        self.states: dict[str, tuple[str, int, bool] | None] = {}
+        """:meth:`~LedgerStore.task_state` of the tasks asked so far (or filled in)."""
         self._until: dict[str, str | None] = {}
+        self._walks: dict[tuple[str, ...], tuple[list[str], list[str], frozenset[str]]] = {}
 
     def holding_parents(self, child: str) -> list[str]:
         got = self.parents.get(child)
@@ -94,9 +97,9 @@ class AncestorReads:
         return got
 
     def task_state(self, task_id: str) -> tuple[str, int, bool] | None:
-        if task_id not in self._state:
-            self._state[task_id] = self.store.task_state(task_id)
-        return self._state[task_id]
+        if task_id not in self.states:
+            self.states[task_id] = self.store.task_state(task_id)
+        return self.states[task_id]
 
     def open_blockers_of(self, task_id: str) -> list[str]:
         got = self.waits.get(task_id)
@@ -109,6 +112,20 @@ class AncestorReads:
             self._until[task_id] = _defer_until(self.store, task_id)
         return self._until[task_id]
 
+    def walk(self, parents: tuple[str, ...], task_id: str
+             ) -> tuple[list[str], list[str]] | None:
+        """What a walk up from ``parents`` found for another task, when it holds for
+        ``task_id`` too (the walk never came to ``task_id``)."""
+        got = self._walks.get(parents)
+        if got is None or task_id in got[2]:
+            return None
+        return list(got[0]), list(got[1])
+
+    def keep_walk(self, parents: tuple[str, ...], roots: list[str], reasons: list[str],
+                  met: frozenset[str]) -> None:
+        """Keep a walk up from ``parents`` that came to the tasks ``met``."""
+        self._walks[parents] = (list(roots), list(reasons), met)
+
 
 def ancestor_reasons(store: LedgerStore, task_id: str, reads: AncestorReads | None = None
                      ) -> tuple[list[str], list[str]]:
@@ -116,14 +133,22 @@ def ancestor_reasons(store: LedgerStore, task_id: str, reads: AncestorReads | No
     ``blocked``/``deferred``, or waiting on a ``blocks`` dependency) and a sentence for each.
     ``reads``: the store's answers so far (kept for the next call)."""
     reads = reads or AncestorReads(store)
+    first = tuple(reads.holding_parents(task_id))
+    if not first:
+        return [], []
+    kept = reads.walk(first, task_id)
+    if kept is not None:
+        return kept
     roots: list[str] = []
     reasons: list[str] = []
     seen = {task_id}
+    met: set[str] = set()  # every task the walk came to (task_id too, if it came back)
     # (ancestor, the child of it on the way down to task_id, or None for a direct parent)
     queue: deque[tuple[str, str | None]] = deque()
 
     def parents(child: str, via: str | None) -> None:
         for pid in reads.holding_parents(child):
+            met.add(pid)
             if pid not in seen:
                 seen.add(pid)
                 queue.append((pid, via))
@@ -146,6 +171,8 @@ def ancestor_reasons(store: LedgerStore, task_id: str, reads: AncestorReads | No
             reasons.append(f"{who} waits on {', '.join(waits)}")
         if gated:
             parents(node, via or node)
+    if task_id not in met:  # (else the walk for another task would go on through it)
+        reads.keep_walk(first, roots, reasons, frozenset(met))
     return roots, reasons
 
 

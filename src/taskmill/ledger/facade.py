@@ -306,12 +306,12 @@ class Ledger(WorkVerbs):
         time; what holds the held tasks, dependencies and parents, is read once, as ids)."""
         compat = self.beads_compat if beads_compat is None else beads_compat
         # what holds each task (a task not in them waits on nothing): ids only, read at once
-        waits, holding = self.store.held_links()
-        in_cycle = _cycles_among(waits)
-        reads = containers.AncestorReads(self.store)
-        reads.waits = waits
-        reads.parents.update(holding)
-        reads.parents_complete = True
+        from .listing import ancestor_reads
+
+        links = self.store.held_links()
+        waits, holding = links.waits, links.parents
+        in_cycle = _cycles_among(waits) if links.forward else {}
+        reads = ancestor_reads(self.store, links)
         marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
         for page in self.store.held_pages(compat, size=page_size):
             for task in page:

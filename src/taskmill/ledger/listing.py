@@ -6,13 +6,17 @@ reasons are worked out only for the tasks that have a holding parent (most have 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import marshal
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
-from .store import LedgerStore
+from .store import HeldLinks, LedgerStore, LinksReading
 
 _CLOSE = "\n  }"
 _BLOCKED_BY = ',\n    "blocked_by": '
@@ -69,10 +73,11 @@ def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
             yield task.id, task.status, text
 
 
-def held_links(store: LedgerStore) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def held_links(store: LedgerStore) -> HeldLinks:
     """:meth:`LedgerStore.held_links` from :meth:`~LedgerStore.held_waits` and
-    :meth:`~LedgerStore.holding_parents_many`."""
-    return store.held_waits(), store.holding_parents_many([t.id for t in store.held()])
+    :meth:`~LedgerStore.holding_parents_many` (no states read; cycles not ruled out)."""
+    return HeldLinks(store.held_waits(),
+                     store.holding_parents_many([t.id for t in store.held()]), {}, True)
 
 
 BLOCK_MARKS = (BLOCK_COMMENT_PREFIX, ("updated", "imported"), 200)
@@ -107,28 +112,87 @@ def block_marks(store: LedgerStore, prefix: str, kinds: Sequence[str], limit: in
     return out
 
 
+def _blockers(blockers: list[str] | None) -> str:
+    """The value of ``blocked_by`` (sorted ids)."""
+    if not blockers:
+        return "[]"
+    if len(blockers) == 1:
+        return "[\n      " + _STRING(blockers[0]) + "\n    ]"
+    return _strings(sorted(blockers))
+
+
+def ancestor_reads(store: LedgerStore, links: HeldLinks) -> containers.AncestorReads:
+    """The reads of the ancestors' reasons, filled with what ``links`` holds."""
+    reads = containers.AncestorReads(store)
+    reads.waits = links.waits
+    reads.parents.update(links.parents)
+    reads.parents_complete = True
+    reads.states.update(links.states)
+    return reads
+
+
+AHEAD_CHARS = 16 << 20
+"""How much of the held tasks' text ``blocked --json`` keeps in memory while the store reads
+what holds them in another thread; rows read after that wait in a temporary file."""
+
+Row = tuple[str, str, str]
+
+
+def _read_ahead(rows: Iterator[Row], reading: LinksReading) -> Iterator[Row]:
+    """The rows read while ``reading`` is not done, then the rest of ``rows``: the first
+    :data:`AHEAD_CHARS` held in memory, the others spilled to a temporary file (its pages
+    are the system's, not this process's) and read back once the links are in."""
+    ahead: list[Row] = []
+    size = spilled = 0
+    with contextlib.ExitStack() as stack:
+        spill: Any = None
+        if not reading.done():
+            for row in rows:
+                if spill is not None:
+                    spill.write(marshal.dumps(row))
+                    spilled += 1
+                else:
+                    ahead.append(row)
+                    size += len(row[2])
+                    if size >= AHEAD_CHARS:
+                        import tempfile
+
+                        spill = stack.enter_context(tempfile.TemporaryFile())
+                if reading.done():
+                    break
+        yield from ahead
+        del ahead[:]
+        if spill is not None:
+            spill.seek(0)
+            for _ in range(spilled):
+                yield marshal.load(spill)
+            stack.close()
+    yield from rows
+
+
 def blocked_json(store: LedgerStore, *, beads_compat: bool,
                  cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
                  ) -> Iterator[str]:
     """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
-    ``cycles``: each task of a waits graph in a cycle, with the cycle. Why a task of status
-    blocked is comes from the store's :meth:`~LedgerStore.block_marks`, read once."""
-    waits, holding = store.held_links()
-    in_cycle = cycles(waits)
-    reads = containers.AncestorReads(store)
-    reads.waits = waits
-    reads.parents.update(holding)
-    reads.parents_complete = True
+    ``cycles``: each task of a waits graph in a cycle, with the cycle (not asked when the
+    store rules cycles out). The links are read meanwhile where the store can
+    (:meth:`~LedgerStore.held_links_reading`), the rows read until then kept
+    (:func:`_read_ahead`). Why a task of status blocked is comes from the store's
+    :meth:`~LedgerStore.block_marks`, read once."""
+    reading = store.held_links_reading()
+    rows = _read_ahead(store.held_json_rows(beads_compat), reading)
+    next_row = next(rows, None)  # (reads ahead, until the links are in)
+    links = reading.result()
+    waits, holding = links.waits, links.parents
+    in_cycle = cycles(waits) if links.forward else {}
+    reads = ancestor_reads(store, links)
     marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
-    for tid, status, text in store.held_json_rows(beads_compat):
-        parents = holding.get(tid, [])
-        blockers = waits.get(tid)
-        text += _BLOCKED_BY + (_strings(sorted(blockers)) if blockers else "[]")
+    for tid, status, text in itertools.chain(() if next_row is None else (next_row,), rows):
+        parents = holding.get(tid)
         if not parents and status != BLOCKED and tid not in in_cycle:
-            yield text + _NO_MORE
+            yield f"{text}{_BLOCKED_BY}{_blockers(waits.get(tid))}{_NO_MORE}"
             continue
-        reads.parents[tid] = parents
         ancestors, reasons = (containers.ancestor_reasons(store, tid, reads) if parents
                               else ([], []))
         if tid in in_cycle:
@@ -138,7 +202,8 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
             marks = store.block_marks(*BLOCK_MARKS)
         reason = block_reason(tid, marks or {}) if blocked else None
         unblock = f"taskmill reopen {tid}" if blocked else None
-        yield (f'{text},\n    "held_by_parent": {_strings(sorted(parents))},'
+        yield (f'{text}{_BLOCKED_BY}{_blockers(waits.get(tid))},'
+               f'\n    "held_by_parent": {_strings(sorted(parents or ()))},'
                f'\n    "held_by_ancestor": {_strings(ancestors)},'
                f'\n    "reasons": {_strings(reasons)},'
                f'\n    "block_reason": {_value(reason)},'

@@ -57,7 +57,17 @@ from .rows import (
     estimate,
     task_from_row,
 )
-from .store import IMPORT_ROW_COLUMNS, Change, EventRow, ImportItem, LedgerStore, OrderSlot, Row
+from .store import (
+    IMPORT_ROW_COLUMNS,
+    Change,
+    EventRow,
+    HeldLinks,
+    ImportItem,
+    LedgerStore,
+    LinksReading,
+    OrderSlot,
+    Row,
+)
 
 _DEFAULTS: dict[str, Any] = {
     "description": "", "design": "", "acceptance_criteria": "", "notes": "", "status": "open",
@@ -265,10 +275,13 @@ class MemoryStore:
         return held_json_rows(self, beads_compat, interrupted=interrupted,
                               held=held)
 
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    def held_links(self) -> HeldLinks:
         from .listing import held_links
 
         return held_links(self)
+
+    def held_links_reading(self) -> LinksReading:
+        return LinksReading(self.held_links, meanwhile=False)
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:

@@ -19,7 +19,7 @@ exception. Events appended in a transaction are hash-chained in order and commit
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -56,6 +56,63 @@ class EventRow(NamedTuple):
     data: str
     prev_hash: str
     hash: str
+
+
+class HeldLinks(NamedTuple):
+    """What holds the tasks ``blocked`` lists (:meth:`LedgerStore.held_links`)."""
+
+    waits: dict[str, list[str]]
+    """:meth:`~LedgerStore.held_waits`."""
+    parents: dict[str, list[str]]
+    """Each held task's :meth:`~LedgerStore.holding_parents`, those with none left out."""
+    states: dict[str, tuple[str, int, bool]]
+    """The :meth:`~LedgerStore.task_state` of holding parents, as far as the store read them
+    with the links (possibly none)."""
+    forward: bool
+    """Whether a task of ``waits`` may wait on one created after it (or on itself): without
+    such an edge the waits hold no cycle. True when the store does not know."""
+
+
+class LinksReading:
+    """:class:`HeldLinks` being read, perhaps by another thread meanwhile (see
+    :meth:`LedgerStore.held_links_reading`)."""
+
+    def __init__(self, read: Callable[[], HeldLinks], *, meanwhile: bool) -> None:
+        """Read with ``read`` now, or, ``meanwhile``, in a thread of its own."""
+        self._links: HeldLinks | None = None
+        self._error: BaseException | None = None
+        self._thread: Any = None
+        self._done: Any = None
+        if not meanwhile:
+            self._links = read()
+            return
+        import threading
+
+        done = self._done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._links = read()
+            except BaseException as exc:  # (raised again by result())
+                self._error = exc
+            finally:
+                done.set()
+
+        self._thread = threading.Thread(target=run, name="taskmill-held-links", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        """Whether the links are read (cheap: asked for every row read ahead)."""
+        return self._done is None or bool(self._done.is_set())
+
+    def result(self) -> HeldLinks:
+        """The links, once read (waiting for them); what the reading raised, if it did."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._links is not None
+        return self._links
 
 
 class OrderSlot(NamedTuple):
@@ -155,9 +212,12 @@ class LedgerStore(Protocol):
                        ) -> Iterator[tuple[str, str, str]]:
         """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
         ``to_json()`` as :meth:`task_json_rows` writes it less the closing line)."""
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        """What holds the tasks :meth:`held` lists, read at once: (:meth:`held_waits`, and
-        each one's :meth:`holding_parents`, those with none left out)."""
+    def held_links(self) -> HeldLinks:
+        """What holds the tasks :meth:`held` lists, read at once: :meth:`held_waits`, and
+        each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""
+    def held_links_reading(self) -> LinksReading:
+        """:meth:`held_links`, read meanwhile where the store can (another connection in
+        another thread: ``blocked`` reads the held tasks' rows at the same time)."""
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
         """For each task of status ``blocked``: (the text of its newest comment that starts

@@ -12,6 +12,7 @@ import psycopg
 from ...model import DONE_STATUSES, HIDDEN_STATUSES, PARENT_CHILD, Task
 from ..beads_rules import deferred, order_key
 from ..rows import JSON_FIELDS, TASK_COLUMNS, dumps, estimate, task_from_row
+from ..store import HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 
@@ -134,10 +135,13 @@ class TaskRows:
         for start in range(0, len(rows), size):
             yield self._tasks(rows[start:start + size])
 
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    def held_links(self) -> HeldLinks:
         from ..listing import held_links
 
         return held_links(self)  # type: ignore[arg-type]
+
+    def held_links_reading(self) -> LinksReading:
+        return LinksReading(self.held_links, meanwhile=False)
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:

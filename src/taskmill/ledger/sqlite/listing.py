@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..rows import expand_json_fields
+from ..store import HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
+from .schema import connect
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -96,16 +99,65 @@ _MARKS = (
 """``interrupted`` and ``held``, when set (``Task.to_json``'s last keys): ``?1`` the JSON
 array of the interrupted ids, ``?2`` the JSON object of role -> why its tasks are held."""
 _END = "'\n  }'"
+READER_CACHE_KIB = 8192
+"""The page cache of the connection ``blocked`` reads the links through meanwhile."""
+HELD_CACHE_KIB = 16384
+"""The store connection's page cache while it reads the held tasks' rows: with the links'
+connection and the rows read ahead (:data:`taskmill.ledger.listing.AHEAD_CHARS`), ``blocked``
+at 1M tasks stays well under 150 MiB; the pages are read about once, so a bigger cache saves
+no time."""
 
 
-def _marks_args(interrupted: Collection[str], held: Mapping[str, str]) -> list[str]:
-    return [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
+def _marks(interrupted: Collection[str], held: Mapping[str, str]) -> tuple[str, list[str]]:
+    """What to add to a row's text for :data:`_MARKS`, and its arguments: nothing when no
+    task is interrupted or held (the usual case: no test per row)."""
+    if not interrupted and not any(held.values()):
+        return "", []
+    return f" || {_MARKS}", [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
+
+
+def held_links(conn: sqlite3.Connection) -> HeldLinks:
+    """What holds the held tasks (:meth:`LedgerStore.held_links`), read through ``conn``."""
+    # one pass over the held tasks' dependencies (each task's, by its primary key); a
+    # holding parent's state comes with it (the ancestors' reasons need it), and whether
+    # a wait points at a task as new or newer (else the waits hold no cycle)
+    waits: dict[str, list[str]] = {}
+    parents: dict[str, list[str]] = {}
+    states: dict[str, tuple[str, int, bool]] = {}
+    forward = False
+    for tid, other, is_parent, newer, status, blockers, gated in conn.execute(
+            "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child', b.seq >= t.seq,"
+            " b.status, b.open_blockers, b.gated"
+            " FROM tasks t INDEXED BY tasks_held JOIN deps d ON d.issue_id = t.id"
+            f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
+            " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
+            f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
+            " AND b.status NOT IN ('closed', 'tombstone')"
+            " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))"
+            " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
+        if is_parent:
+            got = parents.get(tid)
+            if got is None:
+                parents[tid] = [other]
+            else:
+                got.append(other)
+            states[other] = (status, blockers, gated == 1)
+        else:
+            got = waits.get(tid)
+            if got is None:
+                waits[tid] = [other]
+            else:
+                got.append(other)
+            if newer:
+                forward = True
+    return HeldLinks(waits, parents, states, forward)
 
 
 class ListingRows:
     """The listings' JSON text, a row at a time."""
 
     conn: sqlite3.Connection
+    path: Path | None
 
     def task_json_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                        label: str | None, issue_type: str | None, assignee: str | None,
@@ -116,8 +168,9 @@ class ListingRows:
             statuses=statuses, include_hidden=include_hidden, label=label,
             issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
             alias="t.")
-        args: list[Any] = [*_marks_args(interrupted, held or {}), *filter_args]
-        sql = (f"SELECT {TASK_JSON_SQL} || {_MARKS} || {_END} FROM tasks t{where}"
+        marks, marks_args = _marks(interrupted, held or {})
+        args: list[Any] = [*marks_args, *filter_args]
+        sql = (f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}"
                f"{listing_order(limit, 't.')}")
         for (text,) in self.conn.execute(sql, args):
             yield expand_json_fields(text) if "\x01" in text else text
@@ -127,28 +180,38 @@ class ListingRows:
                        held: Mapping[str, str] | None = None
                        ) -> Iterator[tuple[str, str, str]]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
-        cursor = self.conn.execute(
-            f"SELECT t.id, t.status, {TASK_JSON_SQL} || {_MARKS} FROM tasks t"
-            f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
-            " ORDER BY t.priority, t.seq", _marks_args(interrupted, held or {}))
-        for tid, status, text in cursor:
-            yield tid, status, expand_json_fields(text) if "\x01" in text else text
+        # a smaller page cache meanwhile: the rows' pages are read about once (the links'
+        # connection, reading at the same time, has its own)
+        marks, marks_args = _marks(interrupted, held or {})
+        cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
+        self.conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
+        try:
+            cursor = self.conn.execute(
+                f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
+                f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
+                " ORDER BY t.priority, t.seq", marks_args)
+            for tid, status, text in cursor:
+                yield tid, status, expand_json_fields(text) if "\x01" in text else text
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {cache}")
 
-    def held_links(self) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-        # one pass over the held tasks' dependencies (each task's, by its primary key)
-        waits: dict[str, list[str]] = {}
-        parents: dict[str, list[str]] = {}
-        for tid, other, is_parent in self.conn.execute(
-                "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child'"
-                " FROM tasks t INDEXED BY tasks_held JOIN deps d ON d.issue_id = t.id"
-                f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
-                " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
-                f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
-                " AND b.status NOT IN ('closed', 'tombstone')"
-                " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))"
-                " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
-            (parents if is_parent else waits).setdefault(tid, []).append(other)
-        return waits, parents
+    def held_links(self) -> HeldLinks:
+        return held_links(self.conn)
+
+    def held_links_reading(self) -> LinksReading:
+        path = self.path
+        if path is None or self.conn.in_transaction:  # (another connection would not see it)
+            return LinksReading(self.held_links, meanwhile=False)
+
+        def read() -> HeldLinks:
+            conn = connect(path)
+            try:
+                conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+                return held_links(conn)
+            finally:
+                conn.close()
+
+        return LinksReading(read, meanwhile=True)
 
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:

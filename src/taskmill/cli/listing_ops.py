@@ -1,0 +1,100 @@
+"""The bodies of ``list`` and ``blocked``, without click.
+
+The click commands (:mod:`taskmill.cli.tasks`) and the fast path (:mod:`taskmill.cli.fast`)
+both call these with parsed arguments, so the two print the same bytes. The JSON forms are
+each row's text made by the store, streamed; the text forms are tables printed as the rows
+are read (:mod:`taskmill.cli.table_stream`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from . import task_ops
+from .context import Ctx, emit_json, emit_json_items, emit_json_texts
+
+if TYPE_CHECKING:
+    from ..model import BlockedTask, Task
+    from ..project import Project
+
+PAGE_SIZE = 1000
+"""Tasks read from the ledger at a time by ``list`` (its JSON is written as they come)."""
+
+
+def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
+    """``list`` with ``filters`` (:meth:`taskmill.ledger.Ledger.list_json`'s)."""
+    if ctx.turn_socket is not None:
+        tasks = ctx.remote().list_tasks(**filters)
+    else:
+        project = ctx.project()
+        holds = task_ops.role_holds(project)
+        if ctx.json and emit_json_texts(project.ledger.list_json(  # each row's JSON from SQL
+                **filters, interrupted=task_ops.interrupted_ids(project),
+                held={role: hold.reason for role, hold in holds.items()})):
+            return
+        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
+        if ctx.json:  # streamed: a page of tasks at a time
+            emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
+                project, mark_interrupted(project, page), holds))
+            return
+        from . import table_stream  # printed as the pages are read
+
+        table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
+            project, mark_interrupted(project, page), holds)), extra=False)
+        return
+    if ctx.json:
+        emit_json([t.to_json() for t in tasks])
+    else:
+        from . import render
+
+        render.task_table(tasks)
+
+
+def blocked(ctx: Ctx, beads_compat: bool) -> None:
+    """``blocked`` (``--beads-compat``: as Beads')."""
+    compat = beads_compat or None
+    if ctx.json and ctx.turn_socket is None:  # streamed: each row's JSON from SQL
+        from ..ledger.rows import item_text
+
+        project = ctx.project()
+        if emit_json_texts(itertools.chain(
+                project.ledger.blocked_json(beads_compat=compat),
+                (item_text(b.to_json()) for b in held_items(project)))):
+            return
+        emit_json_items(b.to_json() for b in itertools.chain(
+            project.ledger.iter_blocked(beads_compat=compat), held_items(project)))
+        return
+    if ctx.turn_socket is not None:
+        items = ctx.remote().blocked()
+    else:
+        from . import table_stream  # (not JSON here) printed as the tasks are looked at
+
+        project = ctx.project()
+        table_stream.blocked_rows(itertools.chain(
+            project.ledger.iter_blocked(beads_compat=compat), held_items(project)))
+        return
+    if ctx.json:
+        emit_json([b.to_json() for b in items])
+    else:
+        from . import render
+
+        render.blocked_table(items)
+
+
+def held_items(project: Project) -> list[BlockedTask]:
+    """The ready tasks whose role spent its daily budget: held back until the next day."""
+    holds = task_ops.role_holds(project)
+    if not holds:
+        return []
+    from ..model import BlockedTask
+
+    waiting = [t for t in project.ledger.ready(limit=None) if t.role in holds]
+    task_ops.mark_held(project, waiting, holds)
+    return [BlockedTask(t, [], [], reasons=[t.held or ""]) for t in waiting]
+
+
+def mark_interrupted(project: Project, tasks: list[Task]) -> list[Task]:
+    """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
+    task_ops.mark_interrupted(project, tasks)
+    return tasks
