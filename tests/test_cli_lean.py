@@ -362,6 +362,11 @@ def test_sqlite3s_c_module_loads_without_functools_and_caches_statements() -> No
         "import functools\n"
         "assert functools.reduce(lambda a, b: a + b, [1, 2, 3]) == 6\n"
         "print('ok')\n")
+    run_ok(code)
+
+
+def run_ok(code: str) -> None:
+    """``code`` in a new Python with taskmill's source on its path: it prints ``ok``."""
     environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
                           check=False)
@@ -375,10 +380,7 @@ def test_sqlite3s_c_module_is_imported_as_usual_once_functools_is_loaded() -> No
             "assert sys.modules['functools'] is functools and sqlite.connect(':memory:')"
             ".execute('SELECT 1').fetchone() == (1,)\n"
             "print('ok')\n")
-    environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
-                          check=False)
-    assert proc.returncode == 0 and proc.stdout == b"ok\n", proc.stderr
+    run_ok(code)
 
 
 def test_the_sql_module_imports_only_sqlite3s_c_module() -> None:

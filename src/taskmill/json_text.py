@@ -20,32 +20,25 @@ def orjson_safe(value: Any) -> bool:
     else goes through ``default=str``.)"""
     cls = value.__class__
     if cls is dict:
-        for k, v in value.items():
+        for k in value:
             if k.__class__ is not str:
                 return False
-            c = v.__class__
-            if c is str or v is None or c is bool:
-                continue
-            if c is int:
-                if not -_INT64 <= v < _INT64:
-                    return False
-            elif not orjson_safe(v):
+        items: Any = value.values()
+    elif cls is list:
+        items = value
+    else:
+        return (cls is str or value is None or cls is bool
+                or (cls is int and -_INT64 <= value < _INT64))
+    for v in items:
+        c = v.__class__
+        if c is str or v is None or c is bool:
+            continue
+        if c is int:
+            if not -_INT64 <= v < _INT64:
                 return False
-        return True
-    if cls is list:
-        for v in value:
-            c = v.__class__
-            if c is str or v is None or c is bool:
-                continue
-            if c is int:
-                if not -_INT64 <= v < _INT64:
-                    return False
-            elif not orjson_safe(v):
-                return False
-        return True
-    if cls is str or value is None or cls is bool:
-        return True
-    return cls is int and -_INT64 <= value < _INT64
+        elif not orjson_safe(v):
+            return False
+    return True
 
 
 
