@@ -928,4 +928,9 @@ function connect() {
 
 window.addEventListener("hashchange", navigate);
 window.addEventListener("resize", () => { if (state.route && state.route.name === "graph" && state.graph.data) fitGraph(state.graph.data); });
-loadProject().catch(showError).finally(() => { navigate(); connect(); });
+// started once every script of the page has run: research.js and door.js define what this one
+// calls (setService, their routes); a fetch answered while door.js was still loading called
+// setService before it existed
+window.addEventListener("DOMContentLoaded", () => {
+  loadProject().catch(showError).finally(() => { navigate(); connect(); });
+});
