@@ -13,7 +13,10 @@ Also floors: the standard-library modules the ledger needs (sqlite3, json, pathl
 dataclasses, datetime, tomllib) imported and nothing else, ``import taskmill.project``
 (the ledger and its modules), the least a write needs (sqlite3, json, hashlib, datetime), and
 for each size Python with sqlite3 running the ``ready`` query: what ``ready --json`` and
-``show ID --json`` (the lean path, :mod:`taskmill.cli.lean`) cannot beat.
+``show ID --json`` (the lean path, :mod:`taskmill.cli.lean`) cannot beat. ``ready --json``
+is measured twice: as the runs before it left its answer kept (the ledger unchanged:
+:mod:`taskmill.cli.lean_kept`), and with ``TASKMILL_KEPT=0``, as the first one after a write
+makes it.
 
     python -m benchmarks.cli_startup [--runs 15] [--sizes 10000,100000] [--src PATH]
 
@@ -213,8 +216,10 @@ def run(args: argparse.Namespace) -> Report:
     report.add("`python -c pass`, CPU (user+sys)", base_cpu, "ms")
 
     def measure(label: str, argv: Callable[[int], Sequence[str]], cwd: Path,
-                target: bool, limit_ms: float | None = None) -> None:
-        ms, cpu, beside = _time(argv, cwd=cwd, env=env, runs=runs, beside=base)
+                target: bool, limit_ms: float | None = None,
+                extra_env: dict[str, str] | None = None) -> None:
+        ms, cpu, beside = _time(argv, cwd=cwd, env={**env, **(extra_env or {})}, runs=runs,
+                                beside=base)
         ratio = ms / beside
         if limit_ms is None:
             report.add(label, ms, "ms")
@@ -250,6 +255,11 @@ def run(args: argparse.Namespace) -> Report:
         commands = _commands(shown, updated, closing, _loose_ids(repo, runs + 2))
         measure(f"{label}: floor: python + sqlite3 + the `ready` query",
                 lambda i: [*python, "-c", floor], repo, False)
+        # the answer kept from the run before (the ledger unchanged in between), and made
+        # afresh as the first `ready --json` after a write makes it
+        measure(f"{label}: `taskmill ready --json`, nothing kept (the first after a write)",
+                lambda i: [*script, "ready", "--json"], repo, True,
+                extra_env={"TASKMILL_KEPT": "0"})
         for what, argv in commands:
             measure(f"{label}: `taskmill {what}`",
                     lambda i, argv=argv: [*script, *argv(i)], repo,  # type: ignore[misc]

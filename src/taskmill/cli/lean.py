@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 SWITCH_ENV = "TASKMILL_LEAN"
 """``0``: every command goes through the full path (tests compare the two)."""
+KEPT_ENV = "TASKMILL_KEPT"
+"""``0``: ``ready --json`` is made afresh and nothing is kept (:mod:`taskmill.cli.lean_kept`)."""
 _FULL_PATH_ENV = ("TASKMILL_SOCKET", "_TASKMILL_COMPLETE", "TASKMILL_DIR",
                   "TASKMILL_DATABASE_URL")
 """Set (non-empty), these change what the commands do: the full path serves them."""
@@ -107,6 +109,8 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
             return None
         try:
             if command[0] == "ready" and command[2]:
+                if command[1] is None and env.get(KEPT_ENV) != "0":
+                    return ready_json_kept(sql, conn, os.path.join(os.path.dirname(db), "run"))
                 return ready_json(sql, conn, command[1])
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
                     else sql.show(conn, command[1], loads))
@@ -142,6 +146,26 @@ def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None) -> 
                 return encode(sql.ready(conn, limit, loads))
         texts.append(item)
     return ("[\n  " + ",\n  ".join(texts) + "\n]\n").encode("utf-8")
+
+
+def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str) -> bytes | None:
+    """:func:`ready_json` of every ready task, or the answer kept in ``run_dir`` when the
+    ledger is still at the generation it was made at (:mod:`taskmill.cli.lean_kept`); a
+    fresh answer is read in one transaction with the generation, then kept."""
+    from . import lean_kept
+
+    conn.execute("BEGIN")
+    try:
+        generation = sql.generation(conn)
+        out = lean_kept.read(run_dir, generation)
+        if out is not None:
+            return out
+        out = ready_json(sql, conn, None)
+    finally:
+        conn.execute("COMMIT")
+    if out is not None:
+        lean_kept.keep(run_dir, generation, out)
+    return out
 
 
 def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | None:

@@ -34,6 +34,7 @@ TASK_COLUMNS = ", ".join(TASK_FIELDS)
 SCHEMA_STEPS = (
     "0001_ledger", "0002_attempts", "0003_beads_readiness", "0003_beads_readiness_backfill",
     "0004_role", "0005_order_slots", "0008_held_index", "0011_listing_indexes",
+    "0012_ledger_generation",
 )
 """The names of :data:`taskmill.ledger.sqlite.schema.MIGRATIONS` (a test holds them equal):
 a database with exactly these applied needs no migration, so the lean path may read it."""
@@ -54,6 +55,10 @@ READY_ORDER = " ORDER BY priority, created_key, seq"
 ANY_DEFERRED_SQL = ("SELECT 1 FROM tasks INDEXED BY tasks_deferred"
                     " WHERE defer_until IS NOT NULL LIMIT 1")
 """A row when some task has a ``defer_until`` (the lean path leaves those to the store)."""
+
+GENERATION_SQL = "SELECT value FROM ledger_generation"
+"""The ledger's generation: a new random value at every change of a task, a label or a
+dependency (:func:`taskmill.ledger.sqlite.schema.generation_triggers`)."""
 
 TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 LABELS_SQL = "SELECT label FROM labels WHERE task_id = ? ORDER BY pos, label"
@@ -228,6 +233,11 @@ def ready_texts(conn: sqlite3.Connection, limit: int | None, loads: Loads
     return [text if text is not None
             else task_dicts(conn, [conn.execute(TASK_SQL, (tid,)).fetchone()], loads)[0]
             for tid, text in conn.execute(sql).fetchall()]
+
+
+def generation(conn: sqlite3.Connection) -> int:
+    """The ledger's generation (:data:`GENERATION_SQL`)."""
+    return int(conn.execute(GENERATION_SQL).fetchone()[0])
 
 
 def ready(conn: sqlite3.Connection, limit: int | None, loads: Loads

@@ -184,6 +184,36 @@ listing looks them up for every task it lists, and these stay in the page cache 
 others miss it at every probe (and need no sort per task)."""
 
 
+GENERATION_TABLES = ("tasks", "labels", "deps")
+"""The tables whose every change moves the ledger's generation."""
+
+
+def generation_triggers() -> list[tuple[str, str]]:
+    """``(name, SQL)`` of the triggers that draw a new generation
+    (``ledger_generation.value``, a random 64-bit integer) at every row inserted into,
+    changed in or deleted from :data:`GENERATION_TABLES`: by this code, an older or newer
+    one, or a user's ``sqlite3`` shell alike. What is read from those tables after reading
+    the generation, in one transaction or not, is at least as new as what any later reader of
+    that generation would read (the lean path keeps its ``ready --json`` answer under it,
+    :mod:`taskmill.cli.lean_kept`). Random, not counted: a ledger restored from a copy and
+    changed again never comes back to a generation it had."""
+    return [(f"{table}_generation_{event.lower()}",
+             f"CREATE TRIGGER {table}_generation_{event.lower()} AFTER {event} ON {table}"
+             f" BEGIN {NEW_GENERATION_SQL}; END")
+            for table in GENERATION_TABLES for event in ("INSERT", "UPDATE", "DELETE")]
+
+
+NEW_GENERATION_SQL = "UPDATE ledger_generation SET value = random()"
+
+
+def _v12_generation(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE ledger_generation"
+                 " (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL)")
+    conn.execute("INSERT INTO ledger_generation (id, value) VALUES (0, random())")
+    for _name, sql in generation_triggers():
+        conn.execute(sql)
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0001_ledger", _V1),
     ("0002_attempts", _V2_ATTEMPTS),
@@ -193,6 +223,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0005_order_slots", _V5_ORDER_SLOTS),
     ("0008_held_index", _V8_HELD_INDEX),
     ("0011_listing_indexes", _V11_LISTING_INDEXES),
+    ("0012_ledger_generation", _v12_generation),
 ]
 
 

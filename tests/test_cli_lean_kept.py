@@ -1,0 +1,243 @@
+"""The lean path's kept ``ready --json`` answer (:mod:`taskmill.cli.lean_kept`): written again
+only while the ledger is at the generation it was read at, whoever changed the ledger since
+(the library, the CLI, an import, a ``sqlite3`` shell), and never a torn or foreign file."""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import invoke_cli
+from taskmill.cli import lean, lean_kept
+from taskmill.clock import FixedClock
+from taskmill.ledger import Ledger
+from taskmill.ledger.sqlite.schema import GENERATION_TABLES
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _open(repo: Path) -> Ledger:
+    return Ledger.open(repo / ".taskmill" / "taskmill.db", prefix="tm", clock=FixedClock(),
+                       actor="seed")
+
+
+@pytest.fixture
+def repo(taskmill_repo: Path) -> Path:
+    with _open(taskmill_repo) as ledger:
+        ledger.create("Epic", task_id="tm-epic", issue_type="epic", labels=["big"])
+        ledger.create("First child", task_id="tm-a", parent="tm-epic", labels=["y", "x"])
+        ledger.create("Second child", task_id="tm-b", parent="tm-epic", after=["tm-a"])
+        ledger.create("Loose", task_id="tm-l", priority=0)
+    invoke_cli(["list"], cwd=taskmill_repo).ok()  # the full path: checks config, caches it
+    return taskmill_repo
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TASKMILL_SOCKET", "TASKMILL_DIR", "TASKMILL_DATABASE_URL",
+                        "TASKMILL_LEAN")}
+    env.update(extra)
+    return env
+
+
+def _run_dir(repo: Path) -> Path:
+    return repo / ".taskmill" / "run"
+
+
+def _lean_ready(repo: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    out = lean.answer(["ready", "--json"], _env(), str(repo))
+    assert out is not None, "the lean path handed `ready --json` to the full path"
+    return out
+
+
+def _full_ready(repo: Path) -> bytes:
+    env = _env(TASKMILL_LEAN="0")
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+         "ready", "--json"], cwd=repo, env=env, capture_output=True, check=True)
+    return proc.stdout
+
+
+def _kept(repo: Path) -> bytes:
+    return (_run_dir(repo) / lean_kept.KEPT_FILE).read_bytes()
+
+
+def _ids(out: bytes) -> list[str]:
+    import json
+
+    return [t["id"] for t in json.loads(out)]
+
+
+def test_the_answer_is_kept_and_written_again_until_the_ledger_changes(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _lean_ready(repo, monkeypatch)
+    assert first == _full_ready(repo)
+    kept = _kept(repo)
+    assert kept.endswith(first) and kept.startswith(b"taskmill-kept ")
+    assert oct(os.stat(_run_dir(repo) / lean_kept.KEPT_FILE).st_mode & 0o777) == "0o600"
+    # the kept bytes are what is written (changed by hand here: no SQLite read them)
+    marked = kept.replace(b'"Loose"', b'"Lo0se"')
+    (_run_dir(repo) / lean_kept.KEPT_FILE).write_bytes(marked)
+    assert b'"Lo0se"' in _lean_ready(repo, monkeypatch)
+
+
+@pytest.mark.parametrize("change", [
+    "create", "update", "close", "label", "dep", "reopen", "parent-closed",
+])
+def test_every_change_through_the_library_is_seen(
+        change: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _lean_ready(repo, monkeypatch)
+    with _open(repo) as ledger:
+        if change == "create":
+            ledger.create("New one", task_id="tm-new")
+        elif change == "update":
+            ledger.update("tm-l", {"title": "Loose, renamed"})
+        elif change == "close":
+            ledger.close("tm-a", "done")  # tm-b becomes ready, the epic counts it closed
+        elif change == "label":
+            ledger.add_labels("tm-l", ["fresh"])
+        elif change == "dep":
+            ledger.add_dep("tm-l", "tm-a")
+        elif change == "reopen":  # (back where it was: the closed state in between is seen)
+            ledger.close("tm-l", "done")
+            between = _lean_ready(repo, monkeypatch)
+            assert between == _full_ready(repo) and between != before
+            ledger.reopen("tm-l")
+            before = between
+        else:
+            ledger.close("tm-a", "done")
+            assert _lean_ready(repo, monkeypatch) == _full_ready(repo)
+            ledger.close("tm-b", "done")
+    after = _lean_ready(repo, monkeypatch)
+    assert after != before
+    assert after == _full_ready(repo)
+
+
+def test_a_change_behind_the_ledgers_back_is_seen(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers in the database move the generation: a user's ``sqlite3`` shell too."""
+    _lean_ready(repo, monkeypatch)
+    db = repo / ".taskmill" / "taskmill.db"
+    for sql in ("UPDATE tasks SET title = 'by hand' WHERE id = 'tm-l'",
+                "INSERT INTO labels (task_id, label, pos) VALUES ('tm-l', 'hand', 0)",
+                "DELETE FROM deps WHERE issue_id = 'tm-b' AND type = 'blocks'"):
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute(sql)
+        conn.close()
+        assert _lean_ready(repo, monkeypatch) == _full_ready(repo), sql
+
+
+def _assert_triggers(repo: Path) -> None:
+    conn = sqlite3.connect(repo / ".taskmill" / "taskmill.db")
+    triggers = {(table, name) for name, table in conn.execute(
+        "SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")}
+    conn.close()
+    for table in GENERATION_TABLES:
+        for event in ("insert", "update", "delete"):
+            assert (table, f"{table}_generation_{event}") in triggers
+
+
+def test_each_table_that_makes_the_answer_has_its_triggers(repo: Path) -> None:
+    _assert_triggers(repo)
+
+
+def test_cli_writes_and_an_import_are_seen(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _lean_ready(repo, monkeypatch)
+    invoke_cli(["create", "From the CLI", "--json"], cwd=repo).ok()
+    after_create = _lean_ready(repo, monkeypatch)
+    assert after_create == _full_ready(repo)
+    assert "From the CLI" in after_create.decode()
+    beads = repo / "in.jsonl"
+    beads.write_text('{"id": "tm-imp", "title": "Imported", "status": "open", "priority": 0,'
+                     ' "issue_type": "task", "created_at": "2026-01-01T00:00:00Z",'
+                     ' "updated_at": "2026-01-01T00:00:00Z"}\n')
+    invoke_cli(["import", str(beads)], cwd=repo).ok()
+    after_import = _lean_ready(repo, monkeypatch)
+    assert "tm-imp" in _ids(after_import)
+    assert after_import == _full_ready(repo)
+    _assert_triggers(repo)  # (an import draws one generation: its triggers made again)
+    beads.write_text(beads.read_text().replace("tm-imp", "tm-imp2") + "{not json\n")
+    assert invoke_cli(["import", str(beads)], cwd=repo).exit_code != 0
+    _assert_triggers(repo)  # (rolled back with the rest)
+    assert _lean_ready(repo, monkeypatch) == after_import
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other-generation", "no-header", "empty",
+                                    "other-version"])
+def test_a_damaged_or_foreign_kept_file_is_a_miss(
+        damage: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = _lean_ready(repo, monkeypatch)
+    path = _run_dir(repo) / lean_kept.KEPT_FILE
+    kept = path.read_bytes()
+    header, _, body = kept.partition(b"\n")
+    fields = header.split(b" ")
+    if damage == "truncated":
+        path.write_bytes(kept[:-10])
+    elif damage == "other-generation":
+        fields[-2] = str(int(fields[-2]) ^ 1).encode()
+        path.write_bytes(b" ".join(fields) + b"\n" + body.replace(b"Loose", b"Wrong"))
+    elif damage == "no-header":
+        path.write_bytes(body.replace(b"Loose", b"Wrong"))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        fields[2] = b"0.0.0-other"
+        path.write_bytes(b" ".join(fields) + b"\n" + body.replace(b"Loose", b"Wrong"))
+    assert _lean_ready(repo, monkeypatch) == good
+    assert path.read_bytes() == kept  # made afresh and kept again
+
+
+def test_an_answer_that_cannot_be_kept_is_still_answered(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> int:
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(lean_kept.os, "open", refuse)
+    assert _lean_ready(repo, monkeypatch) == _full_ready(repo)
+    monkeypatch.undo()
+    assert not (_run_dir(repo) / lean_kept.KEPT_FILE).exists()
+    assert not [n for n in os.listdir(_run_dir(repo)) if n.endswith(".tmp")]
+
+
+def test_a_dead_writers_temporary_file_is_swept(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = _run_dir(repo) / f"{lean_kept.KEPT_FILE}.{int(proc.stdout)}.tmp"
+    alive = _run_dir(repo) / f"{lean_kept.KEPT_FILE}.{os.getppid()}.tmp"
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    _lean_ready(repo, monkeypatch)
+    assert not dead.exists()
+    assert alive.exists()
+
+
+def test_a_ledger_with_a_defer_until_is_the_full_paths_even_with_an_answer_kept(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``defer_until`` is read against the clock: the lean path leaves the answer to the
+    store, and setting one moves the generation past the kept answer."""
+    _lean_ready(repo, monkeypatch)
+    with _open(repo) as ledger:
+        ledger.store.conn.execute(  # type: ignore[attr-defined]
+            "UPDATE tasks SET extra = '{\"fields\": {\"defer_until\": \"2999-01-01\"}}'"
+            " WHERE id = 'tm-l'")
+    assert (_run_dir(repo) / lean_kept.KEPT_FILE).exists()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    assert lean.answer(["ready", "--json"], _env(), str(repo)) is None
+
+
+def test_taskmill_kept_0_makes_the_answer_afresh_and_keeps_nothing(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    out = lean.answer(["ready", "--json"], _env(TASKMILL_KEPT="0"), str(repo))
+    assert out == _full_ready(repo)
+    assert not (_run_dir(repo) / lean_kept.KEPT_FILE).exists()
