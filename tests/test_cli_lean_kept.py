@@ -20,6 +20,7 @@ from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite.schema import GENERATION_TABLES
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+READY_FILE = lean_kept.READY + lean_kept.SUFFIX
 
 
 def _open(repo: Path) -> Ledger:
@@ -67,7 +68,7 @@ def _full_ready(repo: Path) -> bytes:
 
 
 def _kept(repo: Path) -> bytes:
-    return (_run_dir(repo) / lean_kept.KEPT_FILE).read_bytes()
+    return (_run_dir(repo) / READY_FILE).read_bytes()
 
 
 def _ids(out: bytes) -> list[str]:
@@ -82,10 +83,10 @@ def test_the_answer_is_kept_and_written_again_until_the_ledger_changes(
     assert first == _full_ready(repo)
     kept = _kept(repo)
     assert kept.endswith(first) and kept.startswith(b"taskmill-kept ")
-    assert oct(os.stat(_run_dir(repo) / lean_kept.KEPT_FILE).st_mode & 0o777) == "0o600"
+    assert oct(os.stat(_run_dir(repo) / READY_FILE).st_mode & 0o777) == "0o600"
     # the kept bytes are what is written (changed by hand here: no SQLite read them)
     marked = kept.replace(b'"Loose"', b'"Lo0se"')
-    (_run_dir(repo) / lean_kept.KEPT_FILE).write_bytes(marked)
+    (_run_dir(repo) / READY_FILE).write_bytes(marked)
     assert b'"Lo0se"' in _lean_ready(repo, monkeypatch)
 
 
@@ -176,22 +177,23 @@ def test_cli_writes_and_an_import_are_seen(repo: Path, monkeypatch: pytest.Monke
 def test_a_damaged_or_foreign_kept_file_is_a_miss(
         damage: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = _lean_ready(repo, monkeypatch)
-    path = _run_dir(repo) / lean_kept.KEPT_FILE
+    path = _run_dir(repo) / READY_FILE
     kept = path.read_bytes()
     header, _, body = kept.partition(b"\n")
-    fields = header.split(b" ")
+    fields = header.rstrip(b" ").split(b" ", 6)  # format, version, stamp, generation, length
+    wrong = body.replace(b"Loose", b"Wrong")
     if damage == "truncated":
         path.write_bytes(kept[:-10])
     elif damage == "other-generation":
-        fields[-2] = str(int(fields[-2]) ^ 1).encode()
-        path.write_bytes(b" ".join(fields) + b"\n" + body.replace(b"Loose", b"Wrong"))
+        fields[4] = str(int(fields[4]) ^ 1).encode()
+        path.write_bytes(b" ".join(fields) + b"\n" + wrong)
     elif damage == "no-header":
-        path.write_bytes(body.replace(b"Loose", b"Wrong"))
+        path.write_bytes(wrong)
     elif damage == "empty":
         path.write_bytes(b"")
     else:
         fields[2] = b"0.0.0-other"
-        path.write_bytes(b" ".join(fields) + b"\n" + body.replace(b"Loose", b"Wrong"))
+        path.write_bytes(b" ".join(fields) + b"\n" + wrong)
     assert _lean_ready(repo, monkeypatch) == good
     assert path.read_bytes() == kept  # made afresh and kept again
 
@@ -204,7 +206,7 @@ def test_an_answer_that_cannot_be_kept_is_still_answered(
     monkeypatch.setattr(lean_kept.os, "open", refuse)
     assert _lean_ready(repo, monkeypatch) == _full_ready(repo)
     monkeypatch.undo()
-    assert not (_run_dir(repo) / lean_kept.KEPT_FILE).exists()
+    assert not (_run_dir(repo) / READY_FILE).exists()
     assert not [n for n in os.listdir(_run_dir(repo)) if n.endswith(".tmp")]
 
 
@@ -212,8 +214,8 @@ def test_a_dead_writers_temporary_file_is_swept(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    dead = _run_dir(repo) / f"{lean_kept.KEPT_FILE}.{int(proc.stdout)}.tmp"
-    alive = _run_dir(repo) / f"{lean_kept.KEPT_FILE}.{os.getppid()}.tmp"
+    dead = _run_dir(repo) / f"{READY_FILE}.{int(proc.stdout)}.tmp"
+    alive = _run_dir(repo) / f"{READY_FILE}.{os.getppid()}.tmp"
     dead.write_bytes(b"half")
     alive.write_bytes(b"half")
     _lean_ready(repo, monkeypatch)
@@ -230,7 +232,7 @@ def test_a_ledger_with_a_defer_until_is_the_full_paths_even_with_an_answer_kept(
         ledger.store.conn.execute(  # type: ignore[attr-defined]
             "UPDATE tasks SET extra = '{\"fields\": {\"defer_until\": \"2999-01-01\"}}'"
             " WHERE id = 'tm-l'")
-    assert (_run_dir(repo) / lean_kept.KEPT_FILE).exists()
+    assert (_run_dir(repo) / READY_FILE).exists()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
     assert lean.answer(["ready", "--json"], _env(), str(repo)) is None
 
@@ -240,4 +242,62 @@ def test_taskmill_kept_0_makes_the_answer_afresh_and_keeps_nothing(
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
     out = lean.answer(["ready", "--json"], _env(TASKMILL_KEPT="0"), str(repo))
     assert out == _full_ready(repo)
-    assert not (_run_dir(repo) / lean_kept.KEPT_FILE).exists()
+    assert not (_run_dir(repo) / READY_FILE).exists()
+
+
+# -- list --json and blocked --json ----------------------------------------------------------
+
+
+def _cli(repo: Path, *args: str, kept: bool = True) -> bytes:
+    result = invoke_cli(list(args), cwd=repo, env=None if kept else {"TASKMILL_KEPT": "0"})
+    result.ok()
+    return result.stdout.encode("utf-8")
+
+
+def _kept_files(repo: Path, prefix: str) -> list[Path]:
+    return sorted(p for p in _run_dir(repo).iterdir()
+                  if p.name.startswith(prefix) and p.name.endswith(lean_kept.SUFFIX))
+
+
+LISTINGS = [("list", "--json"), ("list", "--status", "open", "--json"),
+            ("list", "--label", "x", "--json"), ("blocked", "--json"),
+            ("blocked", "--beads-compat", "--json")]
+
+
+@pytest.mark.parametrize("argv", LISTINGS, ids=" ".join)
+def test_a_listing_is_kept_and_seen_changed(argv: tuple[str, ...], repo: Path) -> None:
+    fresh = _cli(repo, *argv, kept=False)
+    assert _kept_files(repo, argv[0]) == []  # (TASKMILL_KEPT=0: nothing kept)
+    assert _cli(repo, *argv) == fresh
+    [path] = _kept_files(repo, argv[0])
+    assert path.read_bytes().endswith(fresh)
+    # the kept bytes are what is written (marked by hand: no SQLite wrote them)
+    path.write_bytes(path.read_bytes().replace(b'"tm-b"', b'"tm-X"'))
+    assert b'"tm-X"' in _cli(repo, *argv) or b'"tm-b"' not in fresh
+    for change in (["update", "tm-b", "--title", "Renamed"], ["label", "add", "tm-a", "z"],
+                   ["comment", "tm-b", "a note"], ["update", "tm-l", "--status", "blocked"]):
+        invoke_cli(change, cwd=repo).ok()
+        assert _cli(repo, *argv) == _cli(repo, *argv, kept=False), change
+
+
+def test_each_kind_of_listing_is_kept_apart_and_the_oldest_go(repo: Path) -> None:
+    answers = {}
+    for label in range(lean_kept.MAX_FILES + 3):
+        answers[label] = _cli(repo, "list", "--label", f"l{label}", "--json")
+    assert len(_kept_files(repo, "list")) == lean_kept.MAX_FILES
+    for label, answer in answers.items():
+        assert _cli(repo, "list", "--label", f"l{label}", "--json") == answer
+
+
+def test_a_closed_pipe_keeps_nothing_half_written(repo: Path) -> None:
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    with _open(repo) as ledger:
+        for i in range(400):
+            ledger.create(f"filler {i} " + "x" * 400)
+    proc = subprocess.run(
+        f"'{sys.executable}' -c 'import sys; from taskmill.cli import main; sys.exit(main())'"
+        " list --json | head -c 100 >/dev/null", shell=True, cwd=repo, env=env, check=False)
+    assert proc.returncode == 0
+    assert _kept_files(repo, "list") == []
+    assert not [n for n in os.listdir(_run_dir(repo)) if n.endswith(".tmp")]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -154,11 +154,11 @@ def write_json_items(out: Any, items: Iterable[Any]) -> None:
     _emit_bytes(out, items, orjson, "strict")
 
 
-def emit_json_texts(texts: Iterable[str]) -> bool:
+def emit_json_texts(texts: Iterable[str], tee: Callable[[bytes], None] | None = None) -> bool:
     """A JSON array of items each already written as text (indented as an item of
-    ``dumps(list)``: see :func:`taskmill.ledger.rows.item_text`), passed on as they come.
-    False, having written nothing, when standard output is not a UTF-8 byte stream (the
-    caller then writes the items another way)."""
+    ``dumps(list)``: see :func:`taskmill.ledger.rows.item_text`), passed on as they come
+    (``tee``: given each part written, too). False, having written nothing, when standard
+    output is not a UTF-8 byte stream (the caller then writes the items another way)."""
     stream = sys.stdout
     out = getattr(stream, "buffer", None)
     if out is None or not utf8(stream):
@@ -174,11 +174,17 @@ def emit_json_texts(texts: Iterable[str]) -> bool:
         first = ",\n  "
         size += len(text)
         if size >= 1 << 16:
-            write_all(out, "".join(chunk).encode("utf-8", errors))
+            data = "".join(chunk).encode("utf-8", errors)
+            write_all(out, data)
+            if tee is not None:
+                tee(data)
             chunk.clear()
             size = 0
     chunk.append("[]\n" if first == "[\n  " else "\n]\n")
-    write_all(out, "".join(chunk).encode("utf-8", errors))
+    data = "".join(chunk).encode("utf-8", errors)
+    write_all(out, data)
+    if tee is not None:
+        tee(data)
     out.flush()
     return True
 

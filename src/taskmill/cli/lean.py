@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 SWITCH_ENV = "TASKMILL_LEAN"
 """``0``: every command goes through the full path (tests compare the two)."""
-KEPT_ENV = "TASKMILL_KEPT"
-"""``0``: ``ready --json`` is made afresh and nothing is kept (:mod:`taskmill.cli.lean_kept`)."""
 _FULL_PATH_ENV = ("TASKMILL_SOCKET", "_TASKMILL_COMPLETE", "TASKMILL_DIR",
                   "TASKMILL_DATABASE_URL")
 """Set (non-empty), these change what the commands do: the full path serves them."""
@@ -109,7 +107,7 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
             return None
         try:
             if command[0] == "ready" and command[2]:
-                if command[1] is None and env.get(KEPT_ENV) != "0":
+                if command[1] is None and env.get("TASKMILL_KEPT") != "0":  # (lean_kept's)
                     return ready_json_kept(sql, conn, os.path.join(os.path.dirname(db), "run"))
                 return ready_json(sql, conn, command[1])
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
@@ -157,14 +155,14 @@ def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str) -> 
     conn.execute("BEGIN")
     try:
         generation = sql.generation(conn)
-        out = lean_kept.read(run_dir, generation)
+        out = lean_kept.read(run_dir, lean_kept.READY, generation)
         if out is not None:
             return out
         out = ready_json(sql, conn, None)
     finally:
         conn.execute("COMMIT")
     if out is not None:
-        lean_kept.keep(run_dir, generation, out)
+        lean_kept.keep(run_dir, lean_kept.READY, generation, out)
     return out
 
 

@@ -9,10 +9,12 @@ are read (:mod:`taskmill.cli.table_stream`).
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import task_ops
-from .context import Ctx, emit_json, emit_json_items, emit_json_texts
+from . import lean_kept, task_ops
+from .context import Ctx, emit_json, emit_json_items, emit_json_texts, utf8
 
 if TYPE_CHECKING:
     from ..model import BlockedTask, Task
@@ -29,9 +31,13 @@ def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
     else:
         project = ctx.project()
         holds = task_ops.role_holds(project)
-        if ctx.json and emit_json_texts(project.ledger.list_json(  # each row's JSON from SQL
-                **filters, interrupted=task_ops.interrupted_ids(project),
-                held={role: hold.reason for role, hold in holds.items()})):
+        interrupted = task_ops.interrupted_ids(project)
+        held = {role: hold.reason for role, hold in holds.items()}
+        if ctx.json and kept_json_texts(  # each row's JSON from SQL, or as kept
+                ctx, project, "list",
+                {"filters": filters, "interrupted": sorted(interrupted), "held": held},
+                lambda: project.ledger.list_json(**filters, interrupted=interrupted,
+                                                 held=held)):
             return
         pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
         if ctx.json:  # streamed: a page of tasks at a time
@@ -58,9 +64,16 @@ def blocked(ctx: Ctx, beads_compat: bool) -> None:
         from ..ledger.rows import item_text
 
         project = ctx.project()
-        if emit_json_texts(itertools.chain(
-                project.ledger.blocked_json(beads_compat=compat),
-                (item_text(b.to_json()) for b in held_items(project)))):
+        holding = held_items(project)  # (a role's budget, read against the clock)
+
+        def texts() -> Iterable[str]:
+            return itertools.chain(project.ledger.blocked_json(beads_compat=compat),
+                                   (item_text(b.to_json()) for b in holding))
+
+        if emit_json_texts(texts()) if holding else kept_json_texts(
+                ctx, project, "blocked",
+                {"beads_compat": project.ledger.beads_compat if compat is None else compat},
+                texts):
             return
         emit_json_items(b.to_json() for b in itertools.chain(
             project.ledger.iter_blocked(beads_compat=compat), held_items(project)))
@@ -98,3 +111,40 @@ def mark_interrupted(project: Project, tasks: list[Task]) -> list[Task]:
     """Flag the tasks a stopped (or dead) ``taskmill run`` left in progress."""
     task_ops.mark_interrupted(project, tasks)
     return tasks
+
+
+def kept_json_texts(ctx: Ctx, project: Project, name: str, key: dict[str, Any],
+                    texts: Callable[[], Iterable[str]]) -> bool:
+    """:func:`emit_json_texts` of ``texts()``, or the answer kept from the last time when
+    the ledger is still at the generation it was read at and ``key`` (what else the answer
+    depends on) is the same; a fresh answer is kept as it is written
+    (:mod:`taskmill.cli.lean_kept`). False, having written nothing, as
+    :func:`emit_json_texts`."""
+    stream = sys.stdout
+    out = getattr(stream, "buffer", None)
+    generation = project.ledger.generation() if lean_kept.enabled(ctx.env) else None
+    if out is None or not utf8(stream) or generation is None:
+        return emit_json_texts(texts())
+    from ..json_text import dumps_sorted_compact
+
+    run_dir = str(project.paths.run_dir)
+    key_text = dumps_sorted_compact(key).decode("utf-8")
+    kind = f"{name}-{_digest(key_text)}"
+    stream.flush()
+    if lean_kept.copy(run_dir, kind, generation, key_text, out):
+        out.flush()
+        return True
+    keeper = lean_kept.Keeper(run_dir, kind, generation, key_text)
+    try:
+        emit_json_texts(texts(), tee=keeper.write)
+    except BaseException:
+        keeper.drop()
+        raise
+    keeper.done()
+    return True
+
+
+def _digest(text: str) -> str:
+    import zlib
+
+    return f"{zlib.crc32(text.encode()):08x}"

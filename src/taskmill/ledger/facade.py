@@ -245,6 +245,11 @@ class Ledger(WorkVerbs):
             checked["parent"] = self.resolve(checked["parent"])
         return checked
 
+    def generation(self) -> int | None:
+        """The ledger's generation (:meth:`LedgerStore.generation`): read it before what it
+        stands for, and an answer is at least as new as it."""
+        return self.store.generation()
+
     def list_json(self, *, status: str | Sequence[str] | None = None,
                   label: str | None = None, issue_type: str | None = None,
                   assignee: str | None = None, parent: str | None = None,

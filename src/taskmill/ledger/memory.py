@@ -221,6 +221,9 @@ class MemoryStore:
         return self._by_seq(i for i, t in self._d.tasks.items()
                             if shortest <= len(i) <= longest and t["status"] != TOMBSTONE)
 
+    def generation(self) -> int | None:
+        return None  # (no generation kept: nothing is kept)
+
     def max_seq(self) -> int:
         return max((t["seq"] for t in self._d.tasks.values()), default=0)
 

@@ -169,6 +169,10 @@ class LedgerStore(Protocol):
         """Ids of a length in [shortest, longest], tombstones left out."""
     def max_seq(self) -> int:
         """The highest creation number given so far (0: none)."""
+    def generation(self) -> int | None:
+        """The ledger's generation: a value drawn anew at every change of a task, label,
+        dependency, comment or event, by whoever makes it; ``None`` where the store keeps
+        none (answers are then never kept: :mod:`taskmill.cli.lean_kept`)."""
     def list_tasks(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                    label: str | None,
                    issue_type: str | None, assignee: str | None, parent: str | None,

@@ -108,6 +108,9 @@ class TaskRows:
             "SELECT id FROM tasks WHERE length(id) BETWEEN %s AND %s AND status != 'tombstone'",
             (shortest, longest))]
 
+    def generation(self) -> int | None:
+        return None  # (no generation kept: nothing is kept)
+
     def max_seq(self) -> int:
         return int(self.conn.execute("SELECT max(seq) FROM tasks").fetchall()[0][0] or 0)
 

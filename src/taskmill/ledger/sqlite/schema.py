@@ -184,8 +184,9 @@ listing looks them up for every task it lists, and these stay in the page cache 
 others miss it at every probe (and need no sort per task)."""
 
 
-GENERATION_TABLES = ("tasks", "labels", "deps")
-"""The tables whose every change moves the ledger's generation."""
+GENERATION_TABLES = ("tasks", "labels", "deps", "comments", "events")
+"""The tables whose every change moves the ledger's generation (what the listings read:
+``blocked`` reads comments and events for why a task was marked blocked)."""
 
 
 def generation_triggers() -> list[tuple[str, str]]:
@@ -194,8 +195,8 @@ def generation_triggers() -> list[tuple[str, str]]:
     changed in or deleted from :data:`GENERATION_TABLES`: by this code, an older or newer
     one, or a user's ``sqlite3`` shell alike. What is read from those tables after reading
     the generation, in one transaction or not, is at least as new as what any later reader of
-    that generation would read (the lean path keeps its ``ready --json`` answer under it,
-    :mod:`taskmill.cli.lean_kept`). Random, not counted: a ledger restored from a copy and
+    that generation would read (the CLI keeps the answers of ``ready --json``, ``list --json``
+    and ``blocked --json`` under it, :mod:`taskmill.cli.lean_kept`). Random, not counted: a ledger restored from a copy and
     changed again never comes back to a generation it had."""
     return [(f"{table}_generation_{event.lower()}",
              f"CREATE TRIGGER {table}_generation_{event.lower()} AFTER {event} ON {table}"

@@ -95,6 +95,10 @@ class TaskRows:
             "SELECT id FROM tasks WHERE length(id) BETWEEN ? AND ? AND status != 'tombstone'",
             (shortest, longest))]
 
+    def generation(self) -> int | None:
+        row = self.conn.execute("SELECT value FROM ledger_generation").fetchone()
+        return None if row is None else int(row[0])
+
     def max_seq(self) -> int:
         return int(self.conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0)
 
