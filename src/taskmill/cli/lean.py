@@ -148,21 +148,16 @@ def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None) -> 
 
 def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str) -> bytes | None:
     """:func:`ready_json` of every ready task, or the answer kept in ``run_dir`` when the
-    ledger is still at the generation it was made at (:mod:`taskmill.cli.lean_kept`); a
-    fresh answer is read in one transaction with the generation, then kept."""
+    ledger is still at the generation it was made at (:mod:`taskmill.cli.lean_kept`). The
+    generation is read first: a fresh answer, read after it, is at least as new as it."""
     from . import lean_kept
 
-    conn.execute("BEGIN")
-    try:
-        generation = sql.generation(conn)
-        out = lean_kept.read(run_dir, lean_kept.READY, generation)
-        if out is not None:
-            return out
+    generation = sql.generation(conn)
+    out = lean_kept.read(run_dir, lean_kept.READY, generation)
+    if out is None:
         out = ready_json(sql, conn, None)
-    finally:
-        conn.execute("COMMIT")
-    if out is not None:
-        lean_kept.keep(run_dir, lean_kept.READY, generation, out)
+        if out is not None:
+            lean_kept.keep(run_dir, lean_kept.READY, generation, out)
     return out
 
 
