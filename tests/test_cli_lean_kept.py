@@ -35,7 +35,8 @@ def repo(taskmill_repo: Path) -> Path:
         ledger.create("First child", task_id="tm-a", parent="tm-epic", labels=["y", "x"])
         ledger.create("Second child", task_id="tm-b", parent="tm-epic", after=["tm-a"])
         ledger.create("Loose", task_id="tm-l", priority=0)
-    invoke_cli(["list"], cwd=taskmill_repo).ok()  # the full path: checks config, caches it
+    invoke_cli(["list"], cwd=taskmill_repo,  # the full path: checks config, caches it
+               env={"TASKMILL_KEPT": "0"}).ok()
     return taskmill_repo
 
 
@@ -261,15 +262,21 @@ def _kept_files(repo: Path, prefix: str) -> list[Path]:
 
 LISTINGS = [("list", "--json"), ("list", "--status", "open", "--json"),
             ("list", "--label", "x", "--json"), ("blocked", "--json"),
-            ("blocked", "--beads-compat", "--json")]
+            ("blocked", "--beads-compat", "--json"), ("list",), ("list", "--status", "open"),
+            ("blocked",), ("blocked", "--beads-compat")]
+"""Kept: the JSON, and the tables printed to anything but a terminal."""
+
+
+def _kind(argv: tuple[str, ...]) -> str:
+    return f"{argv[0]}-" if "--json" in argv else f"{argv[0]}-table-"
 
 
 @pytest.mark.parametrize("argv", LISTINGS, ids=" ".join)
 def test_a_listing_is_kept_and_seen_changed(argv: tuple[str, ...], repo: Path) -> None:
     fresh = _cli(repo, *argv, kept=False)
-    assert _kept_files(repo, argv[0]) == []  # (TASKMILL_KEPT=0: nothing kept)
+    assert _kept_files(repo, "") == []  # (TASKMILL_KEPT=0: nothing kept)
     assert _cli(repo, *argv) == fresh
-    [path] = _kept_files(repo, argv[0])
+    [path] = _kept_files(repo, _kind(argv))
     assert path.read_bytes().endswith(fresh)
     # the kept bytes are what is written (marked by hand: no SQLite wrote them)
     path.write_bytes(path.read_bytes().replace(b'"tm-b"', b'"tm-X"'))
@@ -285,6 +292,7 @@ def test_each_kind_of_listing_is_kept_apart_and_the_oldest_go(repo: Path) -> Non
     for label in range(lean_kept.MAX_FILES + 3):
         answers[label] = _cli(repo, "list", "--label", f"l{label}", "--json")
     assert len(_kept_files(repo, "list")) == lean_kept.MAX_FILES
+    assert _kept_files(repo, "list-table") == []
     for label, answer in answers.items():
         assert _cli(repo, "list", "--label", f"l{label}", "--json") == answer
 
@@ -301,3 +309,33 @@ def test_a_closed_pipe_keeps_nothing_half_written(repo: Path) -> None:
     assert proc.returncode == 0
     assert _kept_files(repo, "list") == []
     assert not [n for n in os.listdir(_run_dir(repo)) if n.endswith(".tmp")]
+
+
+def test_a_table_is_kept_apart_for_each_look(repo: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    wide = _cli(repo, "list")
+    monkeypatch.setenv("COLUMNS", "50")
+    narrow = _cli(repo, "list", kept=False)
+    assert narrow != wide
+    assert _cli(repo, "list") == narrow
+    assert len(_kept_files(repo, "list-table-")) == 2
+    monkeypatch.delenv("COLUMNS")
+    assert _cli(repo, "list") == wide
+
+
+def test_a_table_on_a_terminal_is_printed_afresh(repo: Path) -> None:
+    import pty
+
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+             "list"], cwd=repo, env=env, stdout=follower, stderr=subprocess.PIPE, check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert b"tm-b" in os.read(leader, 1 << 16)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert _kept_files(repo, "list-table-") == []

@@ -9,12 +9,12 @@ are read (:mod:`taskmill.cli.table_stream`).
 from __future__ import annotations
 
 import itertools
-import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import lean_kept, task_ops
-from .context import Ctx, emit_json, emit_json_items, emit_json_texts, utf8
+from . import task_ops
+from .context import Ctx, emit_json, emit_json_items, emit_json_texts
+from .kept_output import kept_json_texts, kept_text
 
 if TYPE_CHECKING:
     from ..model import BlockedTask, Task
@@ -33,21 +33,26 @@ def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
         holds = task_ops.role_holds(project)
         interrupted = task_ops.interrupted_ids(project)
         held = {role: hold.reason for role, hold in holds.items()}
+        key = {"filters": filters, "interrupted": sorted(interrupted), "held": held}
         if ctx.json and kept_json_texts(  # each row's JSON from SQL, or as kept
-                ctx, project, "list",
-                {"filters": filters, "interrupted": sorted(interrupted), "held": held},
+                ctx, project, "list", key,
                 lambda: project.ledger.list_json(**filters, interrupted=interrupted,
                                                  held=held)):
             return
-        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
         if ctx.json:  # streamed: a page of tasks at a time
+            pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
             emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
                 project, mark_interrupted(project, page), holds))
             return
-        from . import table_stream  # printed as the pages are read
 
-        table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
-            project, mark_interrupted(project, page), holds)), extra=False)
+        def table() -> None:  # printed as the pages are read
+            from . import table_stream
+
+            pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
+            table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
+                project, mark_interrupted(project, page), holds)), extra=False)
+
+        kept_text(ctx, project, "list-table", key, table)
         return
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
@@ -84,8 +89,18 @@ def blocked(ctx: Ctx, beads_compat: bool) -> None:
         from . import table_stream  # (not JSON here) printed as the tasks are looked at
 
         project = ctx.project()
-        table_stream.blocked_rows(itertools.chain(
-            project.ledger.iter_blocked(beads_compat=compat), held_items(project)))
+        holding = held_items(project)  # (a role's budget, read against the clock)
+
+        def table() -> None:
+            table_stream.blocked_rows(itertools.chain(
+                project.ledger.iter_blocked(beads_compat=compat), holding))
+
+        if holding:
+            table()
+        else:
+            kept_text(ctx, project, "blocked-table",
+                      {"beads_compat": project.ledger.beads_compat if compat is None
+                       else compat}, table)
         return
     if ctx.json:
         emit_json([b.to_json() for b in items])
@@ -112,39 +127,3 @@ def mark_interrupted(project: Project, tasks: list[Task]) -> list[Task]:
     task_ops.mark_interrupted(project, tasks)
     return tasks
 
-
-def kept_json_texts(ctx: Ctx, project: Project, name: str, key: dict[str, Any],
-                    texts: Callable[[], Iterable[str]]) -> bool:
-    """:func:`emit_json_texts` of ``texts()``, or the answer kept from the last time when
-    the ledger is still at the generation it was read at and ``key`` (what else the answer
-    depends on) is the same; a fresh answer is kept as it is written
-    (:mod:`taskmill.cli.lean_kept`). False, having written nothing, as
-    :func:`emit_json_texts`."""
-    stream = sys.stdout
-    out = getattr(stream, "buffer", None)
-    generation = project.ledger.generation() if lean_kept.enabled(ctx.env) else None
-    if out is None or not utf8(stream) or generation is None:
-        return emit_json_texts(texts())
-    from ..json_text import dumps_sorted_compact
-
-    run_dir = str(project.paths.run_dir)
-    key_text = dumps_sorted_compact(key).decode("utf-8")
-    kind = f"{name}-{_digest(key_text)}"
-    stream.flush()
-    if lean_kept.copy(run_dir, kind, generation, key_text, out):
-        out.flush()
-        return True
-    keeper = lean_kept.Keeper(run_dir, kind, generation, key_text)
-    try:
-        emit_json_texts(texts(), tee=keeper.write)
-    except BaseException:
-        keeper.drop()
-        raise
-    keeper.done()
-    return True
-
-
-def _digest(text: str) -> str:
-    import zlib
-
-    return f"{zlib.crc32(text.encode()):08x}"
