@@ -194,10 +194,10 @@ def generation_triggers() -> list[tuple[str, str]]:
     (``ledger_generation.value``, a random 64-bit integer) at every row inserted into,
     changed in or deleted from :data:`GENERATION_TABLES`: by this code, an older or newer
     one, or a user's ``sqlite3`` shell alike. What is read from those tables after reading
-    the generation, in one transaction or not, is at least as new as what any later reader of
-    that generation would read (the CLI keeps the answers of ``ready --json``, ``list --json``
-    and ``blocked --json`` under it, :mod:`taskmill.cli.lean_kept`). Random, not counted: a ledger restored from a copy and
-    changed again never comes back to a generation it had."""
+    the generation, in one transaction or not, is at least as new as what any later reader
+    of that generation would read (the CLI keeps the answers of ``ready --json``, ``list``
+    and ``blocked`` under it, :mod:`taskmill.cli.lean_kept`). Random, not counted: a ledger
+    restored from a copy and changed again never comes back to a generation it had."""
     return [(f"{table}_generation_{event.lower()}",
              f"CREATE TRIGGER {table}_generation_{event.lower()} AFTER {event} ON {table}"
              f" BEGIN {NEW_GENERATION_SQL}; END")
