@@ -89,8 +89,10 @@ def usage(**fields):
     pathlib.Path(os.environ["TASKMILL_USAGE_FILE"]).write_text(json.dumps(fields))
 
 
-def save(name, text):
-    (SPY / name).write_text(text)
+def save(name, text):  # whole or not at all: a test may read it the moment it appears
+    part = SPY / ("." + name + ".part")
+    part.write_text(text)
+    os.replace(part, SPY / name)
 
 
 def log(*words):
