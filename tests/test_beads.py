@@ -668,3 +668,33 @@ def test_a_plain_dependency_is_stored_as_the_general_case_stores_it() -> None:
     ]
     for obj in variants:
         assert _parse_dep("bd-1", obj, 0) == _parse_dep("bd-1", General(obj), 0), obj
+
+
+def test_export_by_id_reads_parts_side_by_side_and_passes_over_strays(tmp_path: Path) -> None:
+    """By id the rows, labels and dependencies are merged as three sorted streams: a task
+    left out (a tombstone) or a stray part (its task gone) is passed over, and each task
+    gets its own parts, the same as read a task at a time (the ledger's order)."""
+    records = [_rec(f"bd-{i:03d}", labels=[f"l{i % 3}", "z", "a"][: 1 + i % 3],
+                    dependencies=[{"issue_id": f"bd-{i:03d}", "depends_on_id": f"bd-{i - 1:03d}",
+                                   "type": "blocks", "created_at": "2025-01-01T00:00:00Z",
+                                   "created_by": "x"}] if i else [],
+                    comments=[{"id": 100 + i, "issue_id": f"bd-{i:03d}", "author": "a",
+                               "text": f"c{i}", "created_at": "2025-01-01T00:00:00Z"}]
+                    if i % 4 == 0 else [],
+                    **({"status": "tombstone"} if i % 5 == 1 else {}))
+               for i in range(40)]
+    records.append(_rec("bd-\u00e9", labels=["unicode"]))  # (sorted after ASCII: code points)
+    with Ledger.open(tmp_path / "db", prefix="bd") as ledger:
+        import_beads(ledger, _jsonl(*records))
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        conn.execute("INSERT INTO labels (task_id, label, pos) VALUES ('bd-000a', 'stray', 0)")
+        conn.execute("INSERT INTO labels (task_id, label, pos) VALUES ('aa-gone', 'stray', 0)")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type, pos)"
+                     " VALUES ('zz-gone', 'bd-001', 'blocks', 0)")
+        for tombstones in (True, False):
+            by_id = _export(ledger, include_tombstones=tombstones)
+            assert by_id == _by_id(_export(ledger, order="ledger",
+                                           include_tombstones=tombstones))
+            assert len(by_id) == len(records) - (0 if tombstones else 8)
+            assert "stray" not in "".join(by_id)
+        assert json.loads(_export(ledger)[-1])["labels"] == ["unicode"]

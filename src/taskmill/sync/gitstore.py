@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +173,7 @@ class Git:
         (blob id -> bytes): a sync that changed a few tasks writes a few blobs."""
         name = author.replace("<", "").replace(">", "").replace("\n", " ").strip() or "taskmill"
         if blobs:  # one process for every new blob
-            self.run("fast-import", "--quiet", "--done", input=b"".join(
-                [b"blob\ndata %d\n%s\n" % (len(content), content) for content in blobs.values()]
-                + [b"done\n"]))
+            self._import_blobs(blobs.values())
         tree = self._write_tree(shas)
         ident = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
                  for what, value in (("NAME", name), ("EMAIL", "taskmill@sync.invalid"),
@@ -183,6 +182,38 @@ class Git:
         for parent in parents:
             args += ["-p", parent]
         return self.run(*args, input=message.encode(), extra_env=ident).stdout.decode().strip()
+
+    def _import_blobs(self, blobs: Iterable[bytes], timeout: float = 300) -> None:
+        """Write ``blobs`` into the repository with one ``git fast-import``, each passed on
+        as it comes (a first sync of a big ledger writes every task: not joined into one
+        more copy of them all)."""
+        with tempfile.TemporaryFile() as errors:
+            try:
+                proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done"],
+                                        cwd=self.root, env=self._env(), stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=errors)
+            except FileNotFoundError as exc:
+                raise GitError("git is not installed (or not on PATH)") from exc
+            assert proc.stdin is not None
+            try:
+                with proc.stdin:
+                    for content in blobs:
+                        proc.stdin.write(b"blob\ndata %d\n" % len(content))
+                        proc.stdin.write(content)
+                        proc.stdin.write(b"\n")
+                    proc.stdin.write(b"done\n")
+            except BrokenPipeError:
+                pass  # (it stopped: its status and words below)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.wait()
+                raise GitError(f"git fast-import did not finish in {timeout:.0f} s") from exc
+            if code != 0:
+                errors.seek(0)
+                raise GitError("git fast-import failed: "
+                               f"{errors.read().decode(errors='replace').strip()}")
 
     def _write_tree(self, entries: Mapping[str, str]) -> str:
         """The tree of ``entries`` (path -> blob id), its folders written first: with
