@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from taskmill.sandbox import Mounts, SandboxSettings, choose
 from test_sandbox import make_layout, needs_bwrap, run_in
 
@@ -112,3 +114,28 @@ git("symbolic-ref", "HEAD")
     assert lines[7] == "0 refs/heads/taskmill/t"
     assert (layout.git_common_dir / "HEAD").read_text() == head_before
     assert git(root, "rev-parse", "main") != git(root, "rev-parse", "taskmill/t")
+
+
+@needs_bwrap
+@pytest.mark.parametrize("widening", ["read_only", "writable"])
+def test_a_widening_over_the_repository_shows_the_scrubbed_config_only(
+        tmp_path: Path, widening: str) -> None:
+    layout, slot = make_layout(tmp_path)
+    git(layout.repo_root, "remote", "add", "origin", f"https://bob:{SECRET}@example.com/r.git")
+    lock = lock_config_with_a_secret(layout.git_common_dir / "config")
+    sandbox, why = choose(SandboxSettings(**{widening: (str(layout.repo_root),)}),  # type: ignore[arg-type]
+                          layout, os.environ)
+    assert sandbox is not None, why
+    proc = run_in(sandbox, slot, f"""
+import os, pathlib, subprocess
+git_dir = pathlib.Path({str(layout.git_common_dir)!r})
+print((git_dir / "config").read_text())
+print(sorted(os.listdir(git_dir)))
+print(sorted(os.listdir(git_dir.parent)))
+print(subprocess.run(["git", "config", "--list"], capture_output=True, text=True).stdout)
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert SECRET not in proc.stdout
+    assert "remote.origin.url=https://example.com/r.git" in proc.stdout
+    assert lock.name not in proc.stdout
+    assert "'a.txt'" in proc.stdout  # the widening does show the checkout
