@@ -363,10 +363,13 @@ class Sandbox:
         return found
 
     def command(self, argv: Sequence[str], mounts: Mounts, *, cwd: Path,
-                env: Mapping[str, str], prelude: str = "") -> list[str]:
+                env: Mapping[str, str], prelude: str = "",
+                started_fd: int | None = None) -> list[str]:
         """``argv`` (``argv[0]`` resolved already) as it is started in the sandbox;
         ``prelude``: shell code the outer ``/bin/sh -c`` runs first (joining the command's
-        cgroup, :attr:`taskmill.cgroups.CommandGroup.prelude`)."""
+        cgroup, :attr:`taskmill.cgroups.CommandGroup.prelude`); ``started_fd``: where the
+        init reports that the command starts (:class:`taskmill.sandbox_start.StartReport`;
+        the caller passes it on: ``pass_fds``)."""
         ops: dict[tuple[Path, str], None] = {}
         for path in self.hidden:
             ops[(path, "hide")] = None
@@ -405,6 +408,8 @@ class Sandbox:
         if self.allowlist_socket is not None:
             bridges.append([port, str(self.allowlist_socket)])
         conf: dict[str, Any] = {"rlimits": self.rlimits(), "bridges": bridges}
+        if started_fd is not None:
+            conf["started_fd"] = started_fd
         return ["/bin/sh", "-c", prelude + SIGNAL_SHIELD, *args, "--",
                 self.python, "-I", "-S", "-c", INIT, json.dumps(conf), *argv]
 
