@@ -327,11 +327,14 @@ class Sandbox:
             return [prefix]
         return [program]
 
-    def _rebuild(self, ops: dict[tuple[Path, str], None]) -> list[tuple[Path, Path]]:
+    def _rebuild(self, ops: dict[tuple[Path, str], None],
+                 entries: set[Path]) -> list[tuple[Path, Path]]:
         """Turn the folder of each of :attr:`files` into a private one (``rebuild``: a tmpfs
         of the sandbox's own) holding the copy and a bind of each of the folder's other
         entries, shown as the folder was (read-only, or writable under a ``writable`` path).
-        Returns the ``(shown at, taken from)`` binds of the copies.
+        Returns the ``(shown at, taken from)`` binds of the copies; the entries bound are
+        added to ``entries`` (bound if they still exist when bwrap gets to them: git removes
+        ``ORIG_HEAD``, ``FETCH_HEAD`` and the like as it goes).
 
         A file bound over the real one would not do: the host replaces ``.git/config`` by
         renaming a new file over it (``git config``, ``git remote add``), which detaches
@@ -340,7 +343,8 @@ class Sandbox:
         tmpfs. A file entry (``packed-refs``, ``HEAD``) is seen as it was when the command
         started if the host replaces it meanwhile; a folder's contents (``objects``,
         ``refs``) stay live. Not shown: the replaced file's kin (``config.lock`` while git
-        writes one, ``config.worktree``), sockets and pipes (an fsmonitor daemon's)."""
+        writes one, ``config.worktree``), other lock files, sockets and pipes (an fsmonitor
+        daemon's)."""
         found: list[tuple[Path, Path]] = []
         for shown_at, source in self.files:
             folder = shown_at.parent
@@ -359,6 +363,7 @@ class Sandbox:
                     if not any(_under(entry, h) and not _under(folder, h) for h in self.hidden) \
                             and not any((entry, k) in ops for k in ("rw", "ro")):
                         ops[(entry, kind)] = None
+                        entries.add(entry)
             found.append((shown_at, source))
         return found
 
@@ -381,7 +386,8 @@ class Sandbox:
         for sock in (mounts.proxy_socket, mounts.capability_socket, self.allowlist_socket):
             if sock is not None:
                 ops[(_real(sock), "ro")] = None
-        files = self._rebuild(ops)
+        entries: set[Path] = set()
+        files = self._rebuild(ops, entries)
         rank = {"hide": 0, "rebuild": 1, "rw": 2, "ro": 3}
         args = [self.bwrap, "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL",
                 "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
@@ -393,7 +399,8 @@ class Sandbox:
                     args += ["--tmpfs", str(path)]
                     private.append(path)
             elif path.exists():
-                args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
+                bind = "--bind" if kind == "rw" else "--ro-bind"
+                args += [bind + "-try" if path in entries else bind, str(path), str(path)]
         for shown_at, source in files:  # into the private folders, before they turn read-only
             args += ["--ro-bind", str(source), str(shown_at)]
         for path in private:  # after the binds: not recursive, so those stay as they are
@@ -424,8 +431,9 @@ def _shown_as(path: Path, ops: Mapping[tuple[Path, str], None]) -> str:
 
 
 def _entries(folder: Path, replaced: Sequence[str]) -> list[Path]:
-    """The folders and regular files in ``folder`` (after symlinks), but ``replaced`` and
-    every name that starts with one of them."""
+    """The folders and regular files in ``folder`` (after symlinks), but ``replaced``, every
+    name that starts with one of them, and git's lock files (``*.lock``: a new version
+    being written, gone in a moment)."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:
@@ -433,7 +441,7 @@ def _entries(folder: Path, replaced: Sequence[str]) -> list[Path]:
     found = []
     for name in names:
         path = folder / name
-        if any(name.startswith(r) for r in replaced):
+        if any(name.startswith(r) for r in replaced) or name.endswith(".lock"):
             continue
         if path.is_dir() or path.is_file():
             found.append(path)
