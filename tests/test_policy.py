@@ -301,7 +301,7 @@ def test_a_sandbox_that_never_started_blocks_and_is_no_failed_turn_or_check(what
     with why (taskmill.sandbox_start)."""
     p = policy(limits=Limits(no_change_limit=1, same_failure_limit=1))
     to_turn(p)
-    why = "the sandbox could not start the command (3 tries; ...): bwrap: Can't find ..."
+    why = "the sandbox could not start the command (3 tries): bwrap: Can't find ..."
     if what == "turn":
         finish = p.next(TurnDone(ok=False, exit_code=1, error=why, changed=False,
                                  sandbox_failed=why))
@@ -309,7 +309,7 @@ def test_a_sandbox_that_never_started_blocks_and_is_no_failed_turn_or_check(what
         assert p.next(TurnDone()) == RunChecks()
         finish = p.next(ChecksDone(ok=False, sandbox_failed=why))
     assert finish == FinishAttempt(AttemptOutcome.ERROR, note={"sandbox_failed": why})
-    assert p.next(Recorded()) == Block(f"the sandbox failed, not the {what}: {why}")
+    assert p.next(Recorded()) == Block(f"the {what} did not run: {why}")
 
 
 def test_a_rate_limited_turn_pauses_the_agent_and_does_not_count() -> None:

@@ -192,3 +192,41 @@ def test_a_failing_check_is_not_started_again(tmp_path: Path) -> None:
                         pause=lambda s: None)
     assert not result.ok and result.sandbox_failed is None
     assert starts(count) == 1
+
+
+# -- the mill ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["turn", "checks"])
+def test_the_mill_blocks_a_task_whose_sandbox_never_starts_and_counts_no_failure(
+        tmp_path: Path, what: str) -> None:
+    """bwrap works (the mill's probe passes), but every sandbox of a turn (or of a check)
+    fails its setup: the task is blocked saying so, its attempt an error, not a failure."""
+    from mill_helpers import MillRepo, agent_script
+    if real_bwrap is None:
+        pytest.skip(f"no sandbox here: {why_not}")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    fails_on = "agent.py" if what == "turn" else "bash"  # the turn's or a check's
+    (shims / "bwrap").write_text(f"""#!/bin/sh
+case "$*" in *started_fd*{fails_on}*|*{fails_on}*started_fd*)
+  echo "{BWRAP_ERROR}" >&2
+  exit 1 ;;
+esac
+exec {real_bwrap} "$@"
+""")
+    (shims / "bwrap").chmod(0o755)
+    repo = MillRepo(tmp_path, sandbox={"writable": ["{spy}"]})
+    cmd = agent_script(tmp_path / "agent.py", """
+        (WT / "done.txt").write_text("done")
+    """, spy=repo.spy)
+    repo.create("tm-s", "sandboxed", checks=["test -f done.txt"])
+    result = repo.run("--agent-cmd", cmd, "-j", "1",
+                      env={"PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 1, result.describe()
+    task = repo.task("tm-s")
+    assert task["status"] == "blocked", task
+    said = " ".join(c["text"] for c in task["comments"])
+    assert f"the {what} did not run: the sandbox could not start" in said, said
+    assert BWRAP_ERROR in said
+    assert [a["outcome"] for a in repo.attempts("tm-s")] == ["error"]

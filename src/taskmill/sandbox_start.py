@@ -76,5 +76,4 @@ def sandbox_failure(attempts: int, output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     said = next((line for line in reversed(lines) if line.startswith("bwrap:")),
                 lines[-1] if lines else "no message")
-    return (f"the sandbox could not start the command ({attempts} tries; the command did "
-            f"not run): {said[:300]}")
+    return f"the sandbox could not start the command ({attempts} tries): {said[:300]}"

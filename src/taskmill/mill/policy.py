@@ -660,7 +660,7 @@ class TaskPolicy:
         not the agent's failure nor the work's (no circuit breaker counts it), an error of
         the attempt; the task is blocked with why, for a person to look at the sandbox."""
         return self._finish(FinishAttempt(AttemptOutcome.ERROR, note={"sandbox_failed": why}),
-                            Block(f"the sandbox failed, not the {what}: {why}"))
+                            Block(f"the {what} did not run: {why}"))
 
     def _passed(self, note: dict[str, Any] | None = None) -> Action:
         self.failure = None
