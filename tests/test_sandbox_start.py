@@ -21,21 +21,27 @@ from taskmill.containment import Containment
 from taskmill.mill.checks import run_checks
 from taskmill.sandbox import Sandbox
 from taskmill.sandbox_init import INIT
-from taskmill.sandbox_start import START_ATTEMPTS, START_PAUSES_S, StartReport
+from taskmill.sandbox_start import START_ATTEMPTS, START_PAUSES_S, StartReport, never_started
 from test_sandbox import bwrap as real_bwrap
 from test_sandbox import sandbox_of, why_not
 
 BWRAP_ERROR = "bwrap: Can't find source path /repo/.git/ORIG_HEAD: No such file or directory"
 
 
-def fake_bwrap(tmp_path: Path, fails: int, real: str | None = None) -> tuple[Path, Path]:
+CLOSE_FDS = "import os, sys; os.closerange(3, 4096); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def fake_bwrap(tmp_path: Path, fails: int, real: str | None = None,
+               close_fds: bool = False) -> tuple[Path, Path]:
     """A bwrap that fails its first ``fails`` starts as bwrap does on a setup error, then
-    runs the real bwrap (``real``) or, without one, what follows its ``--``. Returns it and
-    the file counting its starts."""
+    runs the real bwrap (``real``) or, without one, what follows its ``--`` (``close_fds``:
+    closing every file descriptor but 0-2 first, as a wrapper might). Returns it and the
+    file counting its starts."""
     count = tmp_path / "bwrap-starts"
     script = tmp_path / "fake-bwrap"
+    closer = f"{sys.executable} -c {CLOSE_FDS!r} " if close_fds else ""
     then = f'exec {real} "$@"' if real else ('while [ "$1" != "--" ]; do shift; done\n'
-                                             'shift\nexec "$@"')
+                                             f'shift\nexec {closer}"$@"')
     script.write_text(f"""#!/bin/sh
 n=$(cat "{count}" 2>/dev/null || echo 0)
 echo $((n + 1)) > "{count}"
@@ -91,6 +97,17 @@ def test_the_init_reports_before_the_command_starts() -> None:
     with StartReport() as report:  # what failed before the init ran reported nothing
         subprocess.run(["sh", "-c", "exit 1"], pass_fds=(report.write_fd,), check=False)
         assert not report.started()
+
+
+def test_never_started_needs_no_report_and_bwraps_own_error() -> None:
+    with StartReport() as report:
+        assert never_started(report, 1, "some output\n" + BWRAP_ERROR + "\n")
+        assert not never_started(report, 1, BWRAP_ERROR + "\nthen the command's line\n")
+        assert not never_started(report, 2, BWRAP_ERROR)
+        assert not never_started(None, 1, BWRAP_ERROR)  # not sandboxed
+    with StartReport() as report:
+        os.write(report.write_fd, b"1")
+        assert not never_started(report, 1, BWRAP_ERROR)  # the command said it, not bwrap
 
 
 def test_a_report_still_open_elsewhere_counts_as_started() -> None:
@@ -153,6 +170,21 @@ def test_an_agent_that_fails_like_bwrap_is_not_started_again(tmp_path: Path) -> 
                       containment=Containment("pidns", sandbox=plain_sandbox(bwrap)),
                       pause=pauses.append)
     assert result.exit_code == 1 and result.sandbox_failed is None
+    assert (slot / "runs.txt").read_text() == "ran\n"
+    assert starts(count) == 1 and pauses == []
+
+
+@pytest.mark.parametrize("exit_code", [0, 1])
+def test_a_report_lost_on_the_way_starts_nothing_twice(tmp_path: Path, exit_code: int) -> None:
+    slot = tmp_path / "slot"
+    slot.mkdir()
+    bwrap, count = fake_bwrap(tmp_path, fails=0, close_fds=True)
+    pauses: list[float] = []
+    result = run_turn(ExecAdapter(), agent(RUNS + f"; raise SystemExit({exit_code})"),
+                      request(tmp_path, slot),
+                      containment=Containment("pidns", sandbox=plain_sandbox(bwrap)),
+                      pause=pauses.append)
+    assert result.exit_code == exit_code and result.sandbox_failed is None
     assert (slot / "runs.txt").read_text() == "ran\n"
     assert starts(count) == 1 and pauses == []
 

@@ -7,7 +7,8 @@ fails on its own ("bwrap: Can't find source path ...", "bwrap: Unable to mount s
 destination ...") and exits 1 before the command ran: neither the agent's turn nor the check
 failed. So the init reports that it is about to start the command, by writing a byte to a
 pipe (``started_fd`` of its configuration; :class:`StartReport`); a sandbox that exits
-without that report never ran the command, and the runners (:func:`taskmill.agents.runner.
+without that report, and with bwrap's own error (exit 1, a last line ``bwrap: ...``), never
+ran the command (:func:`never_started`), and the runners (:func:`taskmill.agents.runner.
 run_turn`, :func:`taskmill.mill.checks.run_checks`) start it again, up to
 :data:`START_ATTEMPTS` times in all, :data:`START_PAUSES_S` apart. After the last, the
 result says the sandbox failed (:func:`sandbox_failure`), which the mill reports as such: it
@@ -70,10 +71,24 @@ def start_pause(attempt: int) -> float:
     return START_PAUSES_S[min(attempt - 2, len(START_PAUSES_S) - 1)]
 
 
-def sandbox_failure(attempts: int, output: str) -> str:
-    """What a result says when the sandbox never started the command: bwrap's own last
-    line (its error) from ``output``."""
+def bwrap_error(exit_code: int | None, output: str) -> str | None:
+    """bwrap's own error, when it failed as bwrap does (exit 1, its last line ``bwrap:
+    ...``); else None."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    said = next((line for line in reversed(lines) if line.startswith("bwrap:")),
-                lines[-1] if lines else "no message")
+    if exit_code != 1 or not lines or not lines[-1].startswith("bwrap:"):
+        return None
+    return lines[-1]
+
+
+def never_started(report: StartReport | None, exit_code: int | None, output: str) -> bool:
+    """Whether a sandbox exited before it started its command: no start report and bwrap's
+    own error in its output (both, so that a report lost on the way, through a wrapper that
+    closes file descriptors, cannot start a command twice)."""
+    return (report is not None and bwrap_error(exit_code, output) is not None
+            and not report.started())
+
+
+def sandbox_failure(attempts: int, exit_code: int | None, output: str) -> str:
+    """What a result says when the sandbox never started the command: bwrap's error."""
+    said = bwrap_error(exit_code, output) or "no message"
     return f"the sandbox could not start the command ({attempts} tries): {said[:300]}"

@@ -74,7 +74,13 @@ from taskmill.agents.common import (
 from taskmill.cgroups import limit_message
 from taskmill.containment import MARKER_VAR, Containment, new_marker, resolve_command, sweep
 from taskmill.sandbox import Mounts
-from taskmill.sandbox_start import START_ATTEMPTS, StartReport, sandbox_failure, start_pause
+from taskmill.sandbox_start import (
+    START_ATTEMPTS,
+    StartReport,
+    never_started,
+    sandbox_failure,
+    start_pause,
+)
 
 MAX_OUTPUT_BYTES = 20 * 1024 * 1024
 HEAD_BYTES = 256 * 1024
@@ -433,11 +439,11 @@ def run_turn(
                     # daemon.
                     for thread in threads:
                         thread.join(timeout=kill_grace_s)
-                never_started = report is not None and not report.started()
-            if not never_started or timed_out or cancelled:
+                again = never_started(report, exit_code, err_buf.text())
+            if not again or timed_out or cancelled:
                 break
             if attempt == attempts:
-                sandbox_failed = sandbox_failure(attempts, err_buf.text())
+                sandbox_failed = sandbox_failure(attempts, exit_code, err_buf.text())
     duration = max(0.0, clock() - start)
 
     output = out_buf.text()

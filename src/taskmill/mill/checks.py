@@ -16,7 +16,13 @@ from pathlib import Path
 from ..cgroups import limit_message
 from ..containment import MARKER_VAR, Containment, new_marker, sweep
 from ..sandbox import Mounts
-from ..sandbox_start import START_ATTEMPTS, StartReport, sandbox_failure, start_pause
+from ..sandbox_start import (
+    START_ATTEMPTS,
+    StartReport,
+    never_started,
+    sandbox_failure,
+    start_pause,
+)
 
 TAIL_CHARS = 4000
 
@@ -170,7 +176,8 @@ def _run_once(command: str, cwd: Path, env: Mapping[str, str], *, deadline: floa
                 sweep(marker)
         finally:  # what hit a limit, then whatever is left in the cgroup is killed
             limit_hit = group.close() if group is not None else None
-        started = report is None or report.started()
+        started = not never_started(report, proc.returncode,
+                                    out.decode("utf-8", errors="replace"))
     return _Ran(proc.returncode, out, timed_out, cancelled, limit_hit, started)
 
 
@@ -216,7 +223,7 @@ def run_checks(commands: Sequence[str], cwd: Path, env: Mapping[str, str], *,
                 if ran.started or ran.timed_out or ran.cancelled:
                     break
             text = strip_terminal_codes(ran.output.decode("utf-8", errors="replace"))
-            failed = None if ran.started else sandbox_failure(attempts, text)
+            failed = None if ran.started else sandbox_failure(attempts, ran.exit_code, text)
             run = CheckRun(command, ran.exit_code, time.monotonic() - start, text,
                            ran.timed_out, ran.cancelled, ran.limit_hit, failed)
             result.runs.append(run)
