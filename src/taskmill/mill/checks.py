@@ -119,12 +119,15 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class _Ran:
+    """One start of a check command, as it ended."""
+
     exit_code: int | None
     output: bytes
     timed_out: bool
     cancelled: bool
     limit_hit: dict[str, int] | None
     started: bool
+    """False: the sandbox exited before it started the command."""
 
 
 def _run_once(command: str, cwd: Path, env: Mapping[str, str], *, deadline: float,
