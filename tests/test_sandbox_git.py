@@ -88,8 +88,16 @@ def test_git_works_in_the_worktree_and_the_repository_stays_read_only(tmp_path: 
     sandbox, why = choose(SandboxSettings(), layout, os.environ)
     assert sandbox is not None, why
     head_before = (layout.git_common_dir / "HEAD").read_text()
-    proc = run_in(sandbox, slot, """
-import subprocess
+    proc = run_in(sandbox, slot, f"""
+import pathlib, subprocess
+git_dir = pathlib.Path({str(layout.git_common_dir)!r})
+def write(path):
+    try:
+        with open(path, "a") as fh:
+            fh.write("x")
+        return "written"
+    except OSError as exc:
+        return type(exc).__name__
 def git(*args):
     p = subprocess.run(["git", *args], capture_output=True, text=True)
     print(p.returncode, p.stdout.strip().replace("\\n", "|"))
@@ -101,6 +109,9 @@ git("branch", "--list")
 git("worktree", "list", "--porcelain")
 git("update-ref", "refs/heads/main", "HEAD")
 git("symbolic-ref", "HEAD")
+git("fetch", "-q", str(git_dir), "main")  # fetches write objects: read-only too
+print(write(git_dir / "index"), write(git_dir / "HEAD"), write(git_dir / "new-file"),
+      write(git_dir / "refs" / "heads" / "new"))
 """)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -112,6 +123,8 @@ git("symbolic-ref", "HEAD")
     assert lines[5].startswith("0 worktree ")
     assert not lines[6].startswith("0 ")  # the repository's refs are read-only
     assert lines[7] == "0 refs/heads/taskmill/t"
+    assert not lines[8].startswith("0 ")
+    assert lines[9] == "OSError OSError OSError OSError"  # the user's checkout stays as it is
     assert (layout.git_common_dir / "HEAD").read_text() == head_before
     assert git(root, "rev-parse", "main") != git(root, "rev-parse", "taskmill/t")
 
