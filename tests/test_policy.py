@@ -295,6 +295,23 @@ def test_checks_cut_by_the_run_stopping() -> None:
     assert p.next(Recorded()) == Interrupt("its checks were cut by the run stopping")
 
 
+@pytest.mark.parametrize("what", ["turn", "checks"])
+def test_a_sandbox_that_never_started_blocks_and_is_no_failed_turn_or_check(what: str) -> None:
+    """Not the agent's failure nor the work's: no breaker counts it, the task is blocked
+    with why (taskmill.sandbox_start)."""
+    p = policy(limits=Limits(no_change_limit=1, same_failure_limit=1))
+    to_turn(p)
+    why = "the sandbox could not start the command (3 tries): bwrap: Can't find ..."
+    if what == "turn":
+        finish = p.next(TurnDone(ok=False, exit_code=1, error=why, changed=False,
+                                 sandbox_failed=why))
+    else:
+        assert p.next(TurnDone()) == RunChecks()
+        finish = p.next(ChecksDone(ok=False, sandbox_failed=why))
+    assert finish == FinishAttempt(AttemptOutcome.ERROR, note={"sandbox_failed": why})
+    assert p.next(Recorded()) == Block(f"the {what} did not run: {why}")
+
+
 def test_a_rate_limited_turn_pauses_the_agent_and_does_not_count() -> None:
     p = policy(limits=Limits(no_change_limit=1))
     to_turn(p)

@@ -13,7 +13,9 @@ The command runs under ``bwrap`` (``[sandbox]`` in ``.taskmill/config.toml``):
   the worktree's ``.git`` link, the slot's entry under git's ``worktrees/`` and git's common
   directory (objects, refs, config, hooks), so the agent cannot remove ``.git``, move refs,
   write objects or install hooks: taskmill commits for it; git's config is shown as a copy
-  without credentials (:mod:`taskmill.git_config_scrub`);
+  without credentials (:mod:`taskmill.git_config_scrub`) in a ``.git`` folder of the
+  sandbox's own (a tmpfs holding the copy and binds of the real entries, so that no rename
+  of the host's can show the real config: :meth:`Sandbox._rebuild`);
 * no network (``--unshare-net``: only a loopback of its own), except the model proxy: when a
   command has one, its unix socket is bound in and pid 1 forwards ``127.0.0.1:PORT`` inside
   the sandbox to it (:mod:`taskmill.sandbox_init`), so one ``base_url`` works inside and
@@ -170,7 +172,8 @@ class Sandbox:
     (:class:`taskmill.netproxy.NetProxy`), bridged to :data:`ALLOWLIST_PORT` inside."""
     files: tuple[tuple[Path, Path], ...] = ()
     """``(shown at, taken from)``: files shown read-only in place of others (the scrubbed
-    copy of git's config, :mod:`taskmill.git_config_scrub`)."""
+    copy of git's config, :mod:`taskmill.git_config_scrub`), in a private copy of their
+    folder (:meth:`_rebuild`)."""
     limits_via: str = ""
     """How a cgroup holds ``memory_mb`` / ``max_processes`` (:mod:`taskmill.cgroups`:
     ``cgroup v1``, ``cgroup v2``, ``systemd-run scope``); '' for setrlimit in the init."""
@@ -324,11 +327,54 @@ class Sandbox:
             return [prefix]
         return [program]
 
+    def _rebuild(self, ops: dict[tuple[Path, str], None],
+                 entries: set[Path]) -> list[tuple[Path, Path]]:
+        """Turn the folder of each of :attr:`files` into a private one (``rebuild``: a tmpfs
+        of the sandbox's own) holding the copy and a bind of each of the folder's other
+        entries, shown as the folder was (read-only, or writable under a ``writable`` path).
+        Returns the ``(shown at, taken from)`` binds of the copies; the entries bound are
+        added to ``entries`` (bound if they still exist when bwrap gets to them: git removes
+        ``ORIG_HEAD``, ``FETCH_HEAD`` and the like as it goes).
+
+        A file bound over the real one would not do: the host replaces ``.git/config`` by
+        renaming a new file over it (``git config``, ``git remote add``), which detaches
+        every mount on it, so the sandbox would see the new file, credentials included. Here
+        no mount point is a host path git renames: the entries' mount points are in the
+        tmpfs. A file entry (``packed-refs``, ``HEAD``) is seen as it was when the command
+        started if the host replaces it meanwhile; a folder's contents (``objects``,
+        ``refs``) stay live. Not shown: the replaced file's kin (``config.lock`` while git
+        writes one, ``config.worktree``), other lock files, sockets and pipes (an fsmonitor
+        daemon's)."""
+        found: list[tuple[Path, Path]] = []
+        for shown_at, source in self.files:
+            folder = shown_at.parent
+            if not (source.is_file() and folder.is_dir()):
+                continue
+            kind = _shown_as(folder, ops)
+            if kind == "hide":
+                continue  # not visible at all
+            if (folder, "rebuild") not in ops:
+                ops.pop((folder, "ro"), None)
+                ops.pop((folder, "rw"), None)
+                ops[(folder, "rebuild")] = None
+                replaced = [at.name for at, _ in self.files if at.parent == folder]
+                for entry in _entries(folder, replaced):
+                    # hidden inside the folder (git's worktrees/), or shown as asked
+                    if not any(_under(entry, h) and not _under(folder, h) for h in self.hidden) \
+                            and not any((entry, k) in ops for k in ("rw", "ro")):
+                        ops[(entry, kind)] = None
+                        entries.add(entry)
+            found.append((shown_at, source))
+        return found
+
     def command(self, argv: Sequence[str], mounts: Mounts, *, cwd: Path,
-                env: Mapping[str, str], prelude: str = "") -> list[str]:
+                env: Mapping[str, str], prelude: str = "",
+                started_fd: int | None = None) -> list[str]:
         """``argv`` (``argv[0]`` resolved already) as it is started in the sandbox;
         ``prelude``: shell code the outer ``/bin/sh -c`` runs first (joining the command's
-        cgroup, :attr:`taskmill.cgroups.CommandGroup.prelude`)."""
+        cgroup, :attr:`taskmill.cgroups.CommandGroup.prelude`); ``started_fd``: where the
+        init reports that the command starts (:class:`taskmill.sandbox_start.StartReport`;
+        the caller passes it on: ``pass_fds``)."""
         ops: dict[tuple[Path, str], None] = {}
         for path in self.hidden:
             ops[(path, "hide")] = None
@@ -340,23 +386,25 @@ class Sandbox:
         for sock in (mounts.proxy_socket, mounts.capability_socket, self.allowlist_socket):
             if sock is not None:
                 ops[(_real(sock), "ro")] = None
-        rank = {"hide": 0, "rw": 1, "ro": 2}
+        entries: set[Path] = set()
+        files = self._rebuild(ops, entries)
+        rank = {"hide": 0, "rebuild": 1, "rw": 2, "ro": 3}
         args = [self.bwrap, "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL",
                 "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-        hidden = []
+        private = []
         for path, kind in sorted(ops, key=lambda op: (len(op[0].parts), rank[op[1]], op[0])):
-            if kind == "hide":
+            if kind in ("hide", "rebuild"):
                 if path.is_dir() and path != Path("/"):
                     args += ["--tmpfs", str(path)]
-                    hidden.append(path)
+                    private.append(path)
             elif path.exists():
-                args += ["--bind" if kind == "rw" else "--ro-bind", str(path), str(path)]
-        for path in hidden:  # after the binds: not recursive, so those stay as they are
+                bind = "--bind" if kind == "rw" else "--ro-bind"
+                args += [bind + "-try" if path in entries else bind, str(path), str(path)]
+        for shown_at, source in files:  # into the private folders, before they turn read-only
+            args += ["--ro-bind", str(source), str(shown_at)]
+        for path in private:  # after the binds: not recursive, so those stay as they are
             args += ["--remount-ro", str(path)]
-        for shown_at, source in self.files:  # last: over what the binds above show
-            if shown_at.exists() and source.exists():
-                args += ["--ro-bind", str(source), str(shown_at)]
         args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd)]
         port = self.allowlist_port(mounts)
         for name, value in self.proxy_env(port).items():
@@ -367,8 +415,37 @@ class Sandbox:
         if self.allowlist_socket is not None:
             bridges.append([port, str(self.allowlist_socket)])
         conf: dict[str, Any] = {"rlimits": self.rlimits(), "bridges": bridges}
+        if started_fd is not None:
+            conf["started_fd"] = started_fd
         return ["/bin/sh", "-c", prelude + SIGNAL_SHIELD, *args, "--",
                 self.python, "-I", "-S", "-c", INIT, json.dumps(conf), *argv]
+
+
+def _shown_as(path: Path, ops: Mapping[tuple[Path, str], None]) -> str:
+    """How ``ops`` leave ``path``: the kind of the deepest of them at or above it (the last
+    mounted; at one path the later kind), ``ro`` under the read-only root alone."""
+    rank = {"hide": 0, "rw": 1, "ro": 2}
+    covering = [(len(at.parts), rank[kind], kind) for at, kind in ops
+                if kind in rank and _under(path, at)]
+    return max(covering)[2] if covering else "ro"
+
+
+def _entries(folder: Path, replaced: Sequence[str]) -> list[Path]:
+    """The folders and regular files in ``folder`` (after symlinks), but ``replaced``, every
+    name that starts with one of them, and git's lock files (``*.lock``: a new version
+    being written, gone in a moment)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = folder / name
+        if any(name.startswith(r) for r in replaced) or name.endswith(".lock"):
+            continue
+        if path.is_dir() or path.is_file():
+            found.append(path)
+    return found
 
 
 # -- choosing it ---------------------------------------------------------------------------

@@ -12,6 +12,9 @@ but the init). It makes two additions before the command starts:
   the unix socket, both ways, until either side closes (so a streamed response passes
   through as it comes). The forwarder is a process of the namespace: it dies with pid 1.
 
+Then, when its configuration has a ``"started_fd"``, it writes a byte to that fd and closes
+it: the sandbox is set up and the command starts (:mod:`taskmill.sandbox_start`).
+
 The command's exit status is pid 1's; SIGTERM/SIGINT/SIGHUP are forwarded to every process
 of the namespace (``kill(-1)``), and when the command exits pid 1 exits, so the kernel kills
 whatever is left (``setsid`` daemons included).
@@ -88,6 +91,13 @@ for port, path in conf.get("bridges", []):
     listener.bind(("127.0.0.1", int(port)))
     listener.listen(128)
     listeners.append((listener, path))
+started = conf.get("started_fd")
+if started is not None:  # set up: the command starts (nothing forked below keeps the fd)
+    try:
+        os.write(started, b"1")
+        os.close(started)
+    except OSError:
+        pass
 if listeners:
     if os.fork() == 0:
         for s in STOP:

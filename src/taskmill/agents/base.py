@@ -128,6 +128,9 @@ class TurnResult:
     limit_hit: dict[str, int] | None = None
     """The ``[sandbox]`` limits the turn hit (:meth:`taskmill.cgroups.CommandGroup.close`),
     e.g. ``{"memory_mb": 512, "oom_kills": 1}``."""
+    sandbox_failed: str | None = None
+    """The sandbox never started the agent, however often it was started
+    (:mod:`taskmill.sandbox_start`): why. Not the agent's failure."""
 
     @property
     def ok(self) -> bool:

@@ -26,7 +26,10 @@
   sockets of the request), and gets ``IS_SANDBOX=1``; nothing else sets that variable.
   When a cgroup holds ``[sandbox]`` limits (:mod:`taskmill.cgroups`) the turn runs in one
   of its own; a limit it hit is in :attr:`TurnResult.limit_hit` and first in
-  ``usage.error``, and whatever is left in the group is killed.
+  ``usage.error``, and whatever is left in the group is killed. A sandbox that exits
+  before it started the command (bwrap's own setup failed: :mod:`taskmill.sandbox_start`)
+  is started again, ``pause`` apart, up to ``START_ATTEMPTS`` times; after the last,
+  :attr:`TurnResult.sandbox_failed` says so (and ``usage.error``).
 * calls ``adapter.parse`` and merges ``request.usage_file`` (JSON written by the agent,
   e.g. ``{"input_tokens": N, "output_tokens": N, "cost_usd": X}``; its figures win), then
   rejects figures no agent can mean (negative, not finite, absurdly large): they are not
@@ -71,6 +74,13 @@ from taskmill.agents.common import (
 from taskmill.cgroups import limit_message
 from taskmill.containment import MARKER_VAR, Containment, new_marker, resolve_command, sweep
 from taskmill.sandbox import Mounts
+from taskmill.sandbox_start import (
+    START_ATTEMPTS,
+    StartReport,
+    never_started,
+    sandbox_failure,
+    start_pause,
+)
 
 MAX_OUTPUT_BYTES = 20 * 1024 * 1024
 HEAD_BYTES = 256 * 1024
@@ -305,6 +315,7 @@ def run_turn(
     clock: Clock = time.monotonic,
     kill_grace_s: float = KILL_GRACE_S,
     max_output_bytes: int = MAX_OUTPUT_BYTES,
+    pause: Callable[[float], None] = time.sleep,
 ) -> TurnResult:
     """Run one turn of ``adapter`` for ``request``; see the module docstring."""
     contain = containment or Containment("group")
@@ -343,74 +354,96 @@ def run_turn(
             request.worktree, writable=(request.home, request.state_dir),
             proxy_port=request.proxy_port, proxy_socket=request.proxy_socket,
             capability_socket=request.capability_socket)
+    attempts = START_ATTEMPTS if sandbox is not None else 1
+    sandbox_failed = None
     with out_log, err_log:
-        try:
-            if not invocation.argv:
-                raise FileNotFoundError("<empty command>")
-            argv0 = resolve_command(invocation.argv[0], env, invocation.cwd)
-            argv = [argv0, *invocation.argv[1:]]
-            group = contain.open_group()  # the limits, when a cgroup holds them
-            prelude = group.prelude if group is not None else ""
-            if sandbox is not None and mounts is not None:
-                argv = sandbox.command(argv, mounts, cwd=invocation.cwd, env=env,
-                                       prelude=prelude)
-            else:
-                argv = contain.command(argv, prelude)
-            try:
-                proc = subprocess.Popen(
-                    group.wrap(argv) if group is not None else argv,
-                    cwd=invocation.cwd,
-                    env=env,
-                    stdin=subprocess.PIPE if invocation.stdin is not None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except BaseException:
-                if group is not None:
-                    group.close()
-                raise
-        except FileNotFoundError:
-            message = _not_found_message(adapter, config, invocation)
-            return _failed(request, message, EXIT_NOT_FOUND, start, clock)
-        except PermissionError as exc:
-            return _failed(request, f"cannot execute {invocation.argv[0]!r}: {exc}",
-                           EXIT_NOT_EXECUTABLE, start, clock)
-        except (OSError, ValueError) as exc:
-            return _failed(request, f"cannot start {invocation.argv!r}: {exc}", None, start, clock)
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:  # the sandbox never started the command: start it again
+                pause(start_pause(attempt))
+            with contextlib.ExitStack() as stack:
+                report = stack.enter_context(StartReport()) if sandbox is not None else None
+                try:
+                    if not invocation.argv:
+                        raise FileNotFoundError("<empty command>")
+                    argv0 = resolve_command(invocation.argv[0], env, invocation.cwd)
+                    argv = [argv0, *invocation.argv[1:]]
+                    group = contain.open_group()  # the limits, when a cgroup holds them
+                    prelude = group.prelude if group is not None else ""
+                    if sandbox is not None and mounts is not None:
+                        argv = sandbox.command(
+                            argv, mounts, cwd=invocation.cwd, env=env, prelude=prelude,
+                            started_fd=report.write_fd if report is not None else None)
+                    else:
+                        argv = contain.command(argv, prelude)
+                    try:
+                        proc = subprocess.Popen(
+                            group.wrap(argv) if group is not None else argv,
+                            cwd=invocation.cwd,
+                            env=env,
+                            stdin=(subprocess.PIPE if invocation.stdin is not None
+                                   else subprocess.DEVNULL),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            start_new_session=True,
+                            close_fds=True,
+                            pass_fds=(report.write_fd,) if report is not None else (),
+                        )
+                    except BaseException:
+                        if group is not None:
+                            group.close()
+                        raise
+                except FileNotFoundError:
+                    message = _not_found_message(adapter, config, invocation)
+                    return _failed(request, message, EXIT_NOT_FOUND, start, clock)
+                except PermissionError as exc:
+                    return _failed(request, f"cannot execute {invocation.argv[0]!r}: {exc}",
+                                   EXIT_NOT_EXECUTABLE, start, clock)
+                except (OSError, ValueError) as exc:
+                    return _failed(request, f"cannot start {invocation.argv!r}: {exc}", None,
+                                   start, clock)
+                if report is not None:
+                    report.spawned()
 
-        assert proc.stdout is not None and proc.stderr is not None
-        out_buf = OutputBuffer(max_output_bytes)
-        err_buf = OutputBuffer(STDERR_TAIL_BYTES, head=0)
-        threads = [
-            threading.Thread(target=_pump, args=(proc.stdout, out_log, out_buf), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, err_log, err_buf), daemon=True),
-        ]
-        if invocation.stdin is not None and proc.stdin is not None:
-            data = invocation.stdin.encode("utf-8")
-            threads.append(threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True))
-        for thread in threads:
-            thread.start()
+                assert proc.stdout is not None and proc.stderr is not None
+                out_buf = OutputBuffer(max_output_bytes)
+                err_buf = OutputBuffer(STDERR_TAIL_BYTES, head=0)
+                threads = [
+                    threading.Thread(target=_pump, args=(proc.stdout, out_log, out_buf),
+                                     daemon=True),
+                    threading.Thread(target=_pump, args=(proc.stderr, err_log, err_buf),
+                                     daemon=True),
+                ]
+                if invocation.stdin is not None and proc.stdin is not None:
+                    data = invocation.stdin.encode("utf-8")
+                    threads.append(threading.Thread(target=_feed, args=(proc.stdin, data),
+                                                    daemon=True))
+                for thread in threads:
+                    thread.start()
 
-        try:
-            timed_out, cancelled = _supervise(
-                proc.pid, start + request.timeout_s, cancel, clock, kill_grace_s, threads[:2],
-                kill_now,
-            )
-        except BaseException:  # KeyboardInterrupt and the like: leave nothing running
-            _signal_group(proc.pid, signal.SIGKILL)
-            raise
-        finally:
-            exit_code = proc.wait()
-            if contain.mode == "group":  # what left the group (setsid) carries the marker
-                sweep(marker)
-            # what hit a limit, then whatever is left in the cgroup is killed
-            limit_hit = group.close() if group is not None else None
-            # Each thread closes its own pipe when done. One still blocked on a pipe held
-            # open by a process that left the group (setsid) is left behind, as a daemon.
-            for thread in threads:
-                thread.join(timeout=kill_grace_s)
+                try:
+                    timed_out, cancelled = _supervise(
+                        proc.pid, start + request.timeout_s, cancel, clock, kill_grace_s,
+                        threads[:2], kill_now,
+                    )
+                except BaseException:  # KeyboardInterrupt and the like: leave nothing running
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    raise
+                finally:
+                    exit_code = proc.wait()
+                    if contain.mode == "group":  # what left the group (setsid) carries the marker
+                        sweep(marker)
+                    # what hit a limit, then whatever is left in the cgroup is killed
+                    limit_hit = group.close() if group is not None else None
+                    # Each thread closes its own pipe when done. One still blocked on a pipe
+                    # held open by a process that left the group (setsid) is left behind, as a
+                    # daemon.
+                    for thread in threads:
+                        thread.join(timeout=kill_grace_s)
+                again = never_started(report, exit_code, err_buf.text())
+            if not again or timed_out or cancelled:
+                break
+            if attempt == attempts:
+                sandbox_failed = sandbox_failure(attempts, exit_code, err_buf.text())
     duration = max(0.0, clock() - start)
 
     output = out_buf.text()
@@ -425,6 +458,8 @@ def run_turn(
             f" ({usage.error})" if usage.error else "")
     elif cancelled:
         usage.error = "cancelled"
+    elif sandbox_failed is not None:
+        usage.error = sandbox_failed
     elif exit_code != 0 and usage.error is None:
         last = [line for line in err_buf.text().splitlines() if line.strip()]
         usage.error = f"exited with code {exit_code}" + (
@@ -439,4 +474,5 @@ def run_turn(
         log_path=request.log_path,
         cancelled=cancelled,
         limit_hit=limit_hit,
+        sandbox_failed=sandbox_failed,
     )

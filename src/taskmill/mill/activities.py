@@ -206,6 +206,12 @@ class TaskActivities:
         if counted is not None and self.ctx.proxy is not None:
             attempt.usage_detail = proxy_usage(result.usage, counted, self.ctx.proxy.prices)
         usage = result.usage
+        if result.sandbox_failed is not None:  # the agent never ran: nothing to commit
+            attempt.detail = {"sandbox_failed": result.sandbox_failed,
+                              "exit_code": result.exit_code,
+                              "duration_s": round(result.duration_s, 3)}
+            return TurnDone(ok=False, exit_code=result.exit_code, error=usage.error,
+                            changed=False, sandbox_failed=result.sandbox_failed)
         if result.cancelled or usage.rate_limited:
             return TurnDone(ok=False, cancelled=result.cancelled, exit_code=result.exit_code,
                             timed_out=result.timed_out, rate_limited=usage.rate_limited,
@@ -262,6 +268,8 @@ class TaskActivities:
         self.unverified = result is None
         if result is not None and result.cancelled:
             return ChecksDone(ok=False, cancelled=True)
+        if result is not None and result.sandbox_failed is not None:
+            return ChecksDone(ok=False, sandbox_failed=result.sandbox_failed)
         markers = self._conflict_markers(ws.git) if conflict_markers else ""
         if result is None:
             return ChecksDone(ran=False, conflict_markers=markers)

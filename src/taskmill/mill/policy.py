@@ -418,6 +418,8 @@ class TurnDone(Result):
     """The turn changed the worktree's tree."""
     restarted: str | None = None
     """The branch had to be restarted from the target (the turn's work is lost): why."""
+    sandbox_failed: str | None = None
+    """The sandbox never started the agent (:mod:`taskmill.sandbox_start`): why."""
 
 
 @dataclass(frozen=True)
@@ -431,6 +433,8 @@ class ChecksDone(Result):
     """The block reason when a check exited 127 because its command does not exist."""
     conflict_markers: str = ""
     """Files still holding conflict markers (looked for only when asked)."""
+    sandbox_failed: str | None = None
+    """The sandbox never started a check (:mod:`taskmill.sandbox_start`): why."""
 
 
 @dataclass(frozen=True)
@@ -613,6 +617,8 @@ class TaskPolicy:
             return self._finish(FinishAttempt(AttemptOutcome.INTERRUPTED, note={
                 "interrupted": "the run was stopped during the turn"}),
                 Interrupt("its turn was cut by the run stopping"))
+        if turn.sandbox_failed:
+            return self._sandbox_failed("turn", turn.sandbox_failed)
         if turn.rate_limited:  # not an iteration: the same turn again once the limit lifts
             self._paused_error = turn.error
             return PauseAgent(turn.retry_after_s)
@@ -637,6 +643,8 @@ class TaskPolicy:
             return self._finish(FinishAttempt(AttemptOutcome.INTERRUPTED, note={
                 "interrupted": "the run was stopped during the checks"}),
                 Interrupt("its checks were cut by the run stopping"))
+        if checks.sandbox_failed:
+            return self._sandbox_failed("checks", checks.sandbox_failed)
         if checks.conflict_markers:
             self.failure = ("conflict", "conflict markers remain in: " + checks.conflict_markers)
             return self._failed(AttemptOutcome.FAILED)
@@ -646,6 +654,13 @@ class TaskPolicy:
             return self._passed()
         self.failure = ("checks", checks.failure_text)
         return self._failed(AttemptOutcome.FAILED, missing=checks.not_found)
+
+    def _sandbox_failed(self, what: str, why: str) -> Action:
+        """The sandbox could not start the agent or a check, however often it was started:
+        not the agent's failure nor the work's (no circuit breaker counts it), an error of
+        the attempt; the task is blocked with why, for a person to look at the sandbox."""
+        return self._finish(FinishAttempt(AttemptOutcome.ERROR, note={"sandbox_failed": why}),
+                            Block(f"the {what} did not run: {why}"))
 
     def _passed(self, note: dict[str, Any] | None = None) -> Action:
         self.failure = None
