@@ -163,6 +163,16 @@ class CliResult:
         return self
 
 
+def lean_env(**extra: str) -> dict[str, str]:
+    """The process environment without what sends a command to the full path (the lean
+    path's tests), with ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TASKMILL_SOCKET", "TASKMILL_DIR", "TASKMILL_DATABASE_URL",
+                        "TASKMILL_LEAN")}
+    env.update(extra)
+    return env
+
+
 def invoke_cli(args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None,
                input: str | None = None) -> CliResult:
     """Run ``taskmill ARGS`` in-process, as if started in ``cwd`` with ``env``.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import invoke_cli
+from conftest import invoke_cli, lean_env
 from taskmill import lean_config
 from taskmill.cli import lean
 from taskmill.clock import FixedClock
@@ -64,23 +64,17 @@ def seeded(taskmill_repo: Path) -> Path:
     return taskmill_repo
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TASKMILL_SOCKET", "TASKMILL_DIR", "TASKMILL_DATABASE_URL",
-                        "TASKMILL_LEAN")}
-    env.update(extra)
-    return env
 
 
 def _lean(argv: list[str], repo: Path, monkeypatch: pytest.MonkeyPatch,
           env: dict[str, str] | None = None) -> bytes | None:
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    return lean.answer(argv, _env() if env is None else env, str(repo))
+    return lean.answer(argv, lean_env() if env is None else env, str(repo))
 
 
 def _process(argv: list[str], repo: Path, **env: str) -> tuple[int, bytes, bytes]:
     """``taskmill ARGV`` as a whole process, as the console script starts it."""
-    environ = _env(**env)
+    environ = lean_env(**env)
     environ["PYTHONPATH"] = os.pathsep.join([str(SRC), environ.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
@@ -220,8 +214,8 @@ def test_the_lean_path_leaves_the_rest_to_the_full_path(
 def test_an_environment_that_changes_the_commands_sends_them_to_the_full_path(
         name: str, seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert _lean(["ready", "--json"], seeded, monkeypatch) is not None
-    assert _lean(["ready", "--json"], seeded, monkeypatch, _env(**{name: "x"})) is None
-    assert _lean(["ready", "--json"], seeded, monkeypatch, _env(TASKMILL_LEAN="0")) is None
+    assert _lean(["ready", "--json"], seeded, monkeypatch, lean_env(**{name: "x"})) is None
+    assert _lean(["ready", "--json"], seeded, monkeypatch, lean_env(TASKMILL_LEAN="0")) is None
 
 
 def test_a_config_the_full_path_has_not_checked_is_not_used(
@@ -319,7 +313,7 @@ def _seeded_process(code: str) -> tuple[int, bytes, bytes]:
         subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
         invoke_cli(["init", "--prefix", "tm"], cwd=repo).ok()
         invoke_cli(["create", "one", "-l", "a"], cwd=repo).ok()
-        environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+        environ = lean_env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
         proc = subprocess.run([sys.executable, "-c", code, "ready", "--json"], cwd=repo,
                               env=environ, capture_output=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
@@ -367,7 +361,7 @@ def test_sqlite3s_c_module_loads_without_functools_and_caches_statements() -> No
 
 def run_ok(code: str) -> None:
     """``code`` in a new Python with taskmill's source on its path: it prints ``ok``."""
-    environ = _env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    environ = lean_env(PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
                           check=False)
     assert proc.returncode == 0 and proc.stdout == b"ok\n", proc.stderr
@@ -432,7 +426,7 @@ def test_a_closed_pipe_ends_it_as_it_ends_the_full_path(
             ledger.create(f"filler {i}", description="x" * 200)
     outcomes = []
     for switch in ("1", "0"):
-        environ = _env(TASKMILL_LEAN=switch, PYTHONUNBUFFERED=unbuffered)
+        environ = lean_env(TASKMILL_LEAN=switch, PYTHONUNBUFFERED=unbuffered)
         environ["PYTHONPATH"] = os.pathsep.join([str(SRC), environ.get("PYTHONPATH", "")])
         proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import invoke_cli
+from conftest import invoke_cli, lean_env
 from taskmill.cli import lean, lean_kept
 from taskmill.clock import FixedClock
 from taskmill.ledger import Ledger
@@ -40,12 +40,6 @@ def repo(taskmill_repo: Path) -> Path:
     return taskmill_repo
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TASKMILL_SOCKET", "TASKMILL_DIR", "TASKMILL_DATABASE_URL",
-                        "TASKMILL_LEAN")}
-    env.update(extra)
-    return env
 
 
 def _run_dir(repo: Path) -> Path:
@@ -54,13 +48,13 @@ def _run_dir(repo: Path) -> Path:
 
 def _lean_ready(repo: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    out = lean.answer(["ready", "--json"], _env(), str(repo))
+    out = lean.answer(["ready", "--json"], lean_env(), str(repo))
     assert out is not None, "the lean path handed `ready --json` to the full path"
     return out
 
 
 def _full_ready(repo: Path) -> bytes:
-    env = _env(TASKMILL_LEAN="0")
+    env = lean_env(TASKMILL_LEAN="0")
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
@@ -235,13 +229,13 @@ def test_a_ledger_with_a_defer_until_is_the_full_paths_even_with_an_answer_kept(
             " WHERE id = 'tm-l'")
     assert (_run_dir(repo) / READY_FILE).exists()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    assert lean.answer(["ready", "--json"], _env(), str(repo)) is None
+    assert lean.answer(["ready", "--json"], lean_env(), str(repo)) is None
 
 
 def test_taskmill_kept_0_makes_the_answer_afresh_and_keeps_nothing(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
-    out = lean.answer(["ready", "--json"], _env(TASKMILL_KEPT="0"), str(repo))
+    out = lean.answer(["ready", "--json"], lean_env(TASKMILL_KEPT="0"), str(repo))
     assert out == _full_ready(repo)
     assert not (_run_dir(repo) / READY_FILE).exists()
 
@@ -298,7 +292,7 @@ def test_each_kind_of_listing_is_kept_apart_and_the_oldest_go(repo: Path) -> Non
 
 
 def test_a_closed_pipe_keeps_nothing_half_written(repo: Path) -> None:
-    env = _env()
+    env = lean_env()
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
     with _open(repo) as ledger:
         for i in range(400):
@@ -326,7 +320,7 @@ def test_a_table_is_kept_apart_for_each_look(repo: Path, monkeypatch: pytest.Mon
 def test_a_table_on_a_terminal_is_printed_afresh(repo: Path) -> None:
     import pty
 
-    env = _env()
+    env = lean_env()
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
     leader, follower = pty.openpty()
     try:

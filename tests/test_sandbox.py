@@ -319,7 +319,8 @@ except MemoryError:
 # -- the runner and the checks inside it -----------------------------------------------------
 
 
-def _request(tmp_path: Path, slot: Path, timeout: float = 30) -> TurnRequest:
+def turn_request(tmp_path: Path, slot: Path, timeout: float = 30) -> TurnRequest:
+    """A turn of one agent in ``slot`` (the sandbox tests' and the start tests')."""
     state = tmp_path / "state"
     return TurnRequest(task_id="t", title="t", iteration=1, prompt="p", worktree=slot,
                        home=tmp_path / "agent-home", state_dir=state,
@@ -334,7 +335,7 @@ def test_is_sandbox_is_set_only_in_a_sandboxed_turn(tmp_path: Path) -> None:
     sandbox, slot = sandbox_of(tmp_path)
     script = 'import os; open("seen.txt", "a").write(os.environ.get("IS_SANDBOX", "-") + "\\n")'
     config = AgentConfig(name="x", adapter="exec", command=(sys.executable, "-c", script))
-    request = _request(tmp_path, slot)
+    request = turn_request(tmp_path, slot)
     for contain in (Containment("pidns", sandbox=sandbox), Containment("group")):
         result = run_turn(ExecAdapter(), config, request, containment=contain)
         assert result.exit_code == 0, result.usage.error
@@ -345,7 +346,7 @@ def test_is_sandbox_is_set_only_in_a_sandboxed_turn(tmp_path: Path) -> None:
 def test_a_missing_agent_is_127_with_the_fix_message(tmp_path: Path) -> None:
     sandbox, slot = sandbox_of(tmp_path)
     config = AgentConfig(name="x", adapter="exec", command=("no-such-agent-cli",))
-    result = run_turn(ExecAdapter(), config, _request(tmp_path, slot),
+    result = run_turn(ExecAdapter(), config, turn_request(tmp_path, slot),
                       containment=Containment("pidns", sandbox=sandbox))
     assert result.exit_code == 127 and "Fix:" in (result.usage.error or "")
 
@@ -358,7 +359,7 @@ def test_a_timed_out_turn_leaves_nothing_running(tmp_path: Path) -> None:
               f"'import time; time.sleep(60)', '{token}']); time.sleep(60)")
     config = AgentConfig(name="x", adapter="exec", command=(sys.executable, "-c", script))
     start = time.monotonic()
-    result = run_turn(ExecAdapter(), config, _request(tmp_path, slot, timeout=1.5),
+    result = run_turn(ExecAdapter(), config, turn_request(tmp_path, slot, timeout=1.5),
                       containment=Containment("pidns", sandbox=sandbox), kill_grace_s=1)
     assert result.timed_out and time.monotonic() - start < 20
     time.sleep(0.3)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from taskmill.agents.base import AgentConfig, TurnRequest
+from taskmill.agents.base import AgentConfig
 from taskmill.agents.exec import ExecAdapter
 from taskmill.agents.runner import run_turn
 from taskmill.containment import Containment
@@ -23,7 +23,7 @@ from taskmill.sandbox import Sandbox
 from taskmill.sandbox_init import INIT
 from taskmill.sandbox_start import START_ATTEMPTS, START_PAUSES_S, StartReport, never_started
 from test_sandbox import bwrap as real_bwrap
-from test_sandbox import sandbox_of, why_not
+from test_sandbox import sandbox_of, turn_request, why_not
 
 BWRAP_ERROR = "bwrap: Can't find source path /repo/.git/ORIG_HEAD: No such file or directory"
 
@@ -63,16 +63,6 @@ def plain_sandbox(bwrap: Path) -> Sandbox:
     """A sandbox for the fake bwrap that runs the command as it is (no real one needed)."""
     return Sandbox(bwrap=str(bwrap), python=sys.executable, hidden=(), read_only=(),
                    writable=())
-
-
-def request(tmp_path: Path, slot: Path) -> TurnRequest:
-    state = tmp_path / "state"
-    return TurnRequest(task_id="t", title="t", iteration=1, prompt="p", worktree=slot,
-                       home=tmp_path / "agent-home", state_dir=state,
-                       prompt_file=state / "prompt.md", usage_file=state / "usage.json",
-                       log_path=tmp_path / "logs" / "turn.log",
-                       parent_env={"PATH": os.environ["PATH"], "HOME": str(tmp_path / "home")},
-                       timeout_s=30)
 
 
 def agent(script: str) -> AgentConfig:
@@ -137,7 +127,7 @@ def test_a_turn_whose_sandbox_failed_to_set_up_is_started_again_and_runs_once(
         bwrap, count = fake_bwrap(tmp_path, fails=1)
         sandbox = plain_sandbox(bwrap)
     pauses: list[float] = []
-    result = run_turn(ExecAdapter(), agent(RUNS), request(tmp_path, slot),
+    result = run_turn(ExecAdapter(), agent(RUNS), turn_request(tmp_path, slot),
                       containment=Containment("pidns", sandbox=sandbox), pause=pauses.append)
     assert result.ok and result.sandbox_failed is None, result.usage.error
     assert (slot / "runs.txt").read_text() == "ran\n"
@@ -149,7 +139,7 @@ def test_a_sandbox_that_never_starts_is_its_failure_not_the_agents(tmp_path: Pat
     slot.mkdir()
     bwrap, count = fake_bwrap(tmp_path, fails=99)
     pauses: list[float] = []
-    result = run_turn(ExecAdapter(), agent(RUNS), request(tmp_path, slot),
+    result = run_turn(ExecAdapter(), agent(RUNS), turn_request(tmp_path, slot),
                       containment=Containment("pidns", sandbox=plain_sandbox(bwrap)),
                       pause=pauses.append)
     assert not result.ok and result.exit_code == 1
@@ -166,7 +156,7 @@ def test_an_agent_that_fails_like_bwrap_is_not_started_again(tmp_path: Path) -> 
     bwrap, count = fake_bwrap(tmp_path, fails=0)
     script = RUNS + f"; import sys; sys.stderr.write({BWRAP_ERROR!r} + '\\n'); sys.exit(1)"
     pauses: list[float] = []
-    result = run_turn(ExecAdapter(), agent(script), request(tmp_path, slot),
+    result = run_turn(ExecAdapter(), agent(script), turn_request(tmp_path, slot),
                       containment=Containment("pidns", sandbox=plain_sandbox(bwrap)),
                       pause=pauses.append)
     assert result.exit_code == 1 and result.sandbox_failed is None
@@ -181,7 +171,7 @@ def test_a_report_lost_on_the_way_starts_nothing_twice(tmp_path: Path, exit_code
     bwrap, count = fake_bwrap(tmp_path, fails=0, close_fds=True)
     pauses: list[float] = []
     result = run_turn(ExecAdapter(), agent(RUNS + f"; raise SystemExit({exit_code})"),
-                      request(tmp_path, slot),
+                      turn_request(tmp_path, slot),
                       containment=Containment("pidns", sandbox=plain_sandbox(bwrap)),
                       pause=pauses.append)
     assert result.exit_code == exit_code and result.sandbox_failed is None
