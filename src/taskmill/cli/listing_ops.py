@@ -33,15 +33,18 @@ def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
                 **filters, interrupted=task_ops.interrupted_ids(project),
                 held={role: hold.reason for role, hold in holds.items()})):
             return
-        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
-        if ctx.json:  # streamed: a page of tasks at a time
-            emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
-                project, mark_interrupted(project, page), holds))
-            return
-        from . import table_stream  # printed as the pages are read
+        if not ctx.json:
+            from . import table_stream  # printed as the rows are read (each row's cells
+            # from SQL, no Task made)
 
-        table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
-            project, mark_interrupted(project, page), holds)), extra=False)
+            table_stream.record_rows(table_stream.records(
+                project.ledger.list_cells(**filters), task_ops.interrupted_ids(project),
+                {role: hold.reason for role, hold in holds.items()}), extra=False)
+            return
+        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
+        # streamed: a page of tasks at a time
+        emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
+            project, mark_interrupted(project, page), holds))
         return
     if ctx.json:
         emit_json([t.to_json() for t in tasks])

@@ -38,7 +38,7 @@ from ..model import (
     Task,
 )
 from . import containers
-from .store import Change, LedgerStore
+from .store import CellRow, Change, LedgerStore
 from .validate import (
     refuse_mill_author,
     refuse_mill_close_reason,
@@ -258,6 +258,17 @@ class Ledger(WorkVerbs):
         return self.store.task_json_rows(**self._listing_filter(
             status, label, issue_type, assignee, parent, include_hidden, limit),
             interrupted=interrupted, held=held)
+
+    def list_cells(self, *, status: str | Sequence[str] | None = None,
+                   label: str | None = None, issue_type: str | None = None,
+                   assignee: str | None = None, parent: str | None = None,
+                   include_hidden: bool = False, limit: int | None = None
+                   ) -> Iterator[CellRow]:
+        """:meth:`list_tasks` as the task tables show them
+        (:data:`~taskmill.ledger.store.CellRow`), read by the store as they are taken (the
+        filters are checked before the first)."""
+        return self.store.task_cell_rows(**self._listing_filter(
+            status, label, issue_type, assignee, parent, include_hidden, limit))
 
     def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
         """``statuses`` as a list, each one taskmill sets or one the ledger holds (imported)."""

@@ -16,7 +16,7 @@ from typing import Any
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
-from .store import HeldLinks, LedgerStore, LinksReading
+from .store import CellRow, HeldLinks, LedgerStore, LinksReading
 
 _CLOSE = "\n  }"
 _BLOCKED_BY = ',\n    "blocked_by": '
@@ -71,6 +71,33 @@ def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
         for task in page:
             text = item_text(_marked(task, interrupted, held).to_json())[:-len(_CLOSE)]
             yield task.id, task.status, text
+
+
+def cell_row(task: Task) -> CellRow:
+    """What the task tables show of ``task`` (:data:`~taskmill.ledger.store.CellRow`)."""
+    closed = (f"{task.children_closed}/{task.children} closed" if task.children > 0
+              else None)
+    return (task.id, task.parent, task.priority, task.issue_type, task.status, task.ready,
+            closed, task.title, ", ".join(task.labels), task.role)
+
+
+def task_cell_rows(store: LedgerStore, *, statuses: Sequence[str] | None,
+                   include_hidden: bool, label: str | None, issue_type: str | None,
+                   assignee: str | None, parent: str | None, limit: int | None
+                   ) -> Iterator[CellRow]:
+    """:meth:`LedgerStore.task_cell_rows` from the store's :meth:`~LedgerStore.task_pages`
+    (for a store without a faster way)."""
+    for page in store.task_pages(statuses=statuses, include_hidden=include_hidden,
+                                 label=label, issue_type=issue_type, assignee=assignee,
+                                 parent=parent, limit=limit):
+        yield from map(cell_row, page)
+
+
+def held_cell_rows(store: LedgerStore, beads_compat: bool = False) -> Iterator[CellRow]:
+    """:meth:`LedgerStore.held_cell_rows` from the store's :meth:`~LedgerStore.held_pages`
+    (for a store without a faster way)."""
+    for page in store.held_pages(beads_compat):
+        yield from map(cell_row, page)
 
 
 def held_links(store: LedgerStore) -> HeldLinks:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..rows import expand_json_fields
-from ..store import HeldLinks, LinksReading
+from ..store import CellRow, HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
@@ -88,6 +88,20 @@ TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in _FI
 """The task ``t`` (a row of ``tasks``) as the text of ``Task.to_json()`` up to
 ``container``, in an item's indentation, without its closing brace (SQL string literals
 hold the line breaks)."""
+
+CELLS_SQL = (
+    "t.id, (SELECT p.depends_on_id FROM deps p INDEXED BY deps_parent WHERE p.issue_id = t.id"
+    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1), t.priority,"
+    " t.issue_type, t.status, t.status = 'open' AND NOT coalesce(t.gated, 0),"
+    " CASE WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children"
+    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child') THEN (SELECT"
+    " CASE WHEN count(*) > 0 THEN coalesce(sum(c.status = 'closed'), 0) || '/' || count(*)"
+    " || ' closed' END FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
+    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
+    " END, t.title, (SELECT group_concat(q.label, ', ') FROM (SELECT l.label FROM labels l"
+    " INDEXED BY labels_ordered WHERE l.task_id = t.id ORDER BY l.pos, l.label) q), t.role"
+)
+"""What the task tables show of the task ``t`` (:data:`taskmill.ledger.store.CellRow`)."""
 
 _MARKS = (
     "CASE WHEN t.id IN (SELECT value FROM json_each(?1))"
@@ -174,6 +188,22 @@ class ListingRows:
                f"{listing_order(limit, 't.')}")
         for (text,) in self.conn.execute(sql, args):
             yield expand_json_fields(text) if "\x01" in text else text
+
+    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
+        where, args = task_where(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
+            alias="t.")
+        return self.conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}"
+                                 f"{listing_order(limit, 't.')}", args)
+
+    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
+        gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+        return self.conn.execute(
+            f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held"
+            f" WHERE {HELD_SQL.format(t='t.')}{gate} ORDER BY t.priority, t.seq")
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
