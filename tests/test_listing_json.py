@@ -329,3 +329,29 @@ def test_list_table_is_what_the_task_path_printed(repo: Path, args: list[str],
     result = invoke_cli(["list", *args], cwd=repo)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == expected
+
+
+@pytest.mark.parametrize("columns", ["50", "200"])
+@pytest.mark.parametrize("compat", [False, True])
+def test_blocked_table_is_what_the_task_path_printed(repo: Path, compat: bool, columns: str,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """``blocked``'s table from the store's cells is the one made from ``BlockedTask``s."""
+    import itertools
+
+    from taskmill.cli import table_stream
+
+    monkeypatch.setattr(table_stream, "SMALL", 4)
+    monkeypatch.setenv("COLUMNS", columns)
+    project = open_project(repo, {})
+    try:
+        table_stream.blocked_rows(itertools.chain(
+            project.ledger.iter_blocked(beads_compat=compat), listing_ops.held_items(project)))
+    finally:
+        project.close()
+    expected = capsys.readouterr().out
+    assert compat or "taskmill reopen" in expected
+    result = invoke_cli(["blocked", *(["--beads-compat"] if compat else [])], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == expected

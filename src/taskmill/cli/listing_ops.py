@@ -71,11 +71,16 @@ def blocked(ctx: Ctx, beads_compat: bool) -> None:
     if ctx.turn_socket is not None:
         items = ctx.remote().blocked()
     else:
-        from . import table_stream  # (not JSON here) printed as the tasks are looked at
+        from . import render, table_stream  # (not JSON here) printed as the tasks are
+        # looked at, each row's cells from SQL (no Task made)
 
         project = ctx.project()
-        table_stream.blocked_rows(itertools.chain(
-            project.ledger.iter_blocked(beads_compat=compat), held_items(project)))
+        unblock: list[str] = []
+        table_stream.blocked_records(itertools.chain(
+            table_stream.blocked_records_of(project.ledger.blocked_cells(beads_compat=compat),
+                                            unblock),
+            (table_stream.record(b.task, render.blocked_waits(b)) for b in held_items(project))),
+            unblock)
         return
     if ctx.json:
         emit_json([b.to_json() for b in items])

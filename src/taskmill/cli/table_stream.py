@@ -25,6 +25,7 @@ from ..validation import printable
 from . import render, task_cells
 
 if TYPE_CHECKING:
+    from ..ledger.listing import Holding
     from ..ledger.store import CellRow
     from ..model import BlockedTask, Task
 
@@ -56,25 +57,47 @@ def _shown(text: str) -> str:
 
 
 def records(rows: Iterable[CellRow], interrupted: Collection[str] = (),
-            held: Mapping[str, str] | None = None, waits: Mapping[str, str] | None = None
-            ) -> Iterator[Record]:
+            held: Mapping[str, str] | None = None) -> Iterator[Record]:
     """The store's :data:`~taskmill.ledger.store.CellRow` as :data:`Record` (no ``Task``
     made): ``interrupted`` the tasks so marked, ``held`` role -> why its open tasks are held
     (:func:`taskmill.cli.task_ops.mark_held`)."""
     labels: dict[tuple[str, bool], tuple[str, str]] = {}
-    for tid, parent, priority, issue_type, status, ready, closed, title, tags, role in rows:
-        found = labels.get((status, ready))
-        if found is None:
-            label, style, _ = task_cells.status_parts(status, bool(ready), 0, 0)
-            found = labels[(status, ready)] = (label, style)
-        label, style = found
-        if (interrupted and tid in interrupted) or (
-                held and role is not None and status == "open" and held.get(role)):
-            label, style, _ = task_cells.status_parts(
-                status, bool(ready), 0, 0, tid in interrupted,
-                held.get(role) if held and role is not None and status == "open" else None)
-        yield (tid, parent, _shown(tid), str(priority), _shown(issue_type), label, style,
-               closed or "", _shown(title), _shown(tags) if tags else "", "")
+    for row in rows:
+        yield _record(row, "", labels, interrupted, held)
+
+
+def blocked_records_of(rows: Iterable[tuple[CellRow, list[str], Holding | None]],
+                       unblock: list[str]) -> Iterator[Record]:
+    """:meth:`taskmill.ledger.Ledger.blocked_cells` as :data:`Record` (each with its
+    "Waiting on" items, :func:`render.waits_items`), the unblock commands added to
+    ``unblock`` as the rows are read."""
+    labels: dict[tuple[str, bool], tuple[str, str]] = {}
+    for row, blockers, held in rows:
+        if held is None:
+            waits = ", ".join(blockers)
+        else:
+            waits = ", ".join(render.waits_items(blockers, held.parents, held.reasons,
+                                                 held.reason))
+            if held.unblock:
+                unblock.append(held.unblock)
+        yield _record(row, _shown(waits) if waits else "", labels, (), None)
+
+
+def _record(row: CellRow, waits: str, labels: dict[tuple[str, bool], tuple[str, str]],
+            interrupted: Collection[str], held: Mapping[str, str] | None) -> Record:
+    tid, parent, priority, issue_type, status, ready, closed, title, tags, role = row
+    found = labels.get((status, ready))
+    if found is None:
+        label, style, _ = task_cells.status_parts(status, bool(ready), 0, 0)
+        found = labels[(status, ready)] = (label, style)
+    label, style = found
+    if (interrupted and tid in interrupted) or (
+            held and role is not None and status == "open" and held.get(role)):
+        label, style, _ = task_cells.status_parts(
+            status, bool(ready), 0, 0, tid in interrupted,
+            held.get(role) if held and role is not None and status == "open" else None)
+    return (tid, parent, _shown(tid), str(priority), _shown(issue_type), label, style,
+            closed or "", _shown(title), _shown(tags) if tags else "", waits)
 
 
 def task_rows(rows: Iterable[Row], *, extra: bool, small: int | None = None) -> int:
@@ -252,10 +275,11 @@ class _Streamed:
                 before, after = around[tall[0]]
                 lines.extend([before + line + after for line in columns[tall[0]][1:]])
                 continue
-            for k in range(1, height):
-                lines.append(" " + " │ ".join([
-                    column[k] if k < len(column) else blank
-                    for column, blank in zip(columns, blanks, strict=True)]) + " \n")
+            rest = zip(*[column if len(column) == height
+                         else column + [blank] * (height - len(column))
+                         for column, blank in zip(columns, blanks, strict=True)], strict=True)
+            next(rest)  # (the first line is out)
+            lines.extend([" " + " │ ".join(parts) + " \n" for parts in rest])
         self.file.write("".join(lines))
         self.file.flush()
         return len(rows)

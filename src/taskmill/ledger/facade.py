@@ -53,6 +53,7 @@ from .work import WorkVerbs
 
 if TYPE_CHECKING:
     from ..audit_anchor import AnchorStore
+    from .listing import Holding
 
 
 class Ledger(WorkVerbs):
@@ -341,6 +342,16 @@ class Ledger(WorkVerbs):
                     item.reason = block_reason(task.id, marks)
                     item.unblock = f"taskmill reopen {task.id}"
                 yield item
+
+    def blocked_cells(self, *, beads_compat: bool | None = None
+                      ) -> Iterator[tuple[CellRow, list[str], Holding | None]]:
+        """:meth:`blocked` as the task tables show the tasks
+        (:data:`~taskmill.ledger.store.CellRow`), each with what it waits on and what else
+        holds it (None: nothing), read by the store a row at a time."""
+        from .listing import blocked_cells
+
+        compat = self.beads_compat if beads_compat is None else beads_compat
+        return blocked_cells(self.store, beads_compat=compat, cycles=_cycles_among)
 
     def blocked_json(self, *, beads_compat: bool | None = None) -> Iterator[str]:
         """:meth:`blocked`, each task as the text of its ``to_json()`` indented as an item of a
