@@ -23,6 +23,7 @@ from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 from .schema import connect
+from .split import ForkedReading, Rows, T, can_split, split_rows
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -167,6 +168,11 @@ def held_links(conn: sqlite3.Connection) -> HeldLinks:
     return HeldLinks(waits, parents, states, forward)
 
 
+def _links_read(conn: sqlite3.Connection) -> HeldLinks:
+    conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+    return held_links(conn)
+
+
 class ListingRows:
     """The listings' JSON text, a row at a time."""
 
@@ -183,11 +189,28 @@ class ListingRows:
             issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
             alias="t.")
         marks, marks_args = _marks(interrupted, held or {})
-        args: list[Any] = [*marks_args, *filter_args]
-        sql = (f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}"
-               f"{listing_order(limit, 't.')}")
-        for (text,) in self.conn.execute(sql, args):
-            yield expand_json_fields(text) if "\x01" in text else text
+        order = listing_order(limit, "t.")
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[str]:
+            sql = f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}{span}{order}"
+            for (text,) in conn.execute(sql, [*marks_args, *filter_args, *span_args]):
+                yield expand_json_fields(text) if "\x01" in text else text
+
+        return self._listing(rows, where, filter_args, statuses, limit)
+
+    def _listing(self, rows: Rows[T], where: str, args: list[Any],
+                 statuses: Sequence[str] | None, limit: int | None) -> Iterator[T]:
+        """``rows`` of a listing (its ``WHERE`` and arguments): a single status's whole
+        listing read by two processes (:func:`~.split.split_rows`: its index gives the
+        split key at once), any other at once."""
+        if self.path is None or limit or not statuses or len(statuses) != 1 or \
+                where != " WHERE t.status IN (?)":
+            return rows(self.conn, "", ())
+        return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
+                          f"SELECT t.priority, t.seq FROM tasks t{where}"
+                          f"{listing_order(None, 't.')} LIMIT 1 OFFSET ?", args,
+                          "(t.priority, t.seq)", rows)
 
     def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                        label: str | None, issue_type: str | None, assignee: str | None,
@@ -196,8 +219,14 @@ class ListingRows:
             statuses=statuses, include_hidden=include_hidden, label=label,
             issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
             alias="t.")
-        return self.conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}"
-                                 f"{listing_order(limit, 't.')}", args)
+        order = listing_order(limit, "t.")
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[CellRow]:
+            return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}{span}{order}",
+                                [*args, *span_args])
+
+        return self._listing(rows, where, args, statuses, limit)
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
@@ -232,6 +261,10 @@ class ListingRows:
         path = self.path
         if path is None or self.conn.in_transaction:  # (another connection would not see it)
             return LinksReading(self.held_links, meanwhile=False)
+        import threading
+
+        if can_split() and threading.active_count() == 1:  # (a fork copies no other thread)
+            return ForkedReading(path, _links_read, self.held_links)
 
         def read() -> HeldLinks:
             conn = connect(path)
