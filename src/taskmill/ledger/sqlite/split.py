@@ -150,7 +150,7 @@ class ForkedReading(LinksReading):
         self._thread: Any = None
         self._done: Any = None
         self._fallback = fallback
-        self._out = tempfile.TemporaryFile()
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed by result())
         self._asked = 0
         self._pid = os.fork()
         if self._pid == 0:
