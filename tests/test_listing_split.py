@@ -105,3 +105,28 @@ def test_the_links_read_by_a_child_are_the_links(ledger: Ledger,
 
     failed = split.ForkedReading(store.path, broken, store.held_links)  # type: ignore[attr-defined]
     assert failed.result() == store.held_links()
+
+
+def test_the_held_tasks_split_are_the_held_tasks(ledger: Ledger,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = ledger.create("blocker")
+    for i in range(12):
+        ledger.create(f"waits {i}", after=[blocker.id], priority=i % 3)
+    ledger.create("marked", status="blocked")
+    with monkeypatch.context() as m:
+        m.setattr(split, "SPLIT_MIN", 10**9)
+        texts = list(ledger.blocked_json())
+        cells = [(tuple(row), blockers, held) for row, blockers, held in ledger.blocked_cells()]
+    assert len(texts) == len(cells) == 14  # (and the epic's waiting child)
+    forks: list[int] = []
+    fork = split.os.fork
+
+    def counted() -> int:
+        forks.append(1)
+        return fork()
+
+    monkeypatch.setattr(split.os, "fork", counted)
+    assert list(ledger.blocked_json()) == texts
+    assert [(tuple(row), blockers, held)
+            for row, blockers, held in ledger.blocked_cells()] == cells
+    assert len(forks) == 4  # (the links and the rows, twice)

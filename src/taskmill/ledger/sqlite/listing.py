@@ -230,27 +230,48 @@ class ListingRows:
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
-        return self.conn.execute(
-            f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held"
-            f" WHERE {HELD_SQL.format(t='t.')}{gate} ORDER BY t.priority, t.seq")
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[CellRow]:
+            return conn.execute(
+                f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held"
+                f" WHERE {HELD_SQL.format(t='t.')}{gate}{span} ORDER BY t.priority, t.seq",
+                span_args)
+
+        return self._held(rows, beads_compat)
+
+    def _held(self, rows: Rows[T], beads_compat: bool) -> Iterator[T]:
+        """``rows`` of the held tasks: read by two processes (:func:`~.split.split_rows`)
+        but with Beads' rules."""
+        if self.path is None or beads_compat:
+            return rows(self.conn, "", ())
+        where = f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}"
+        return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
+                          f"SELECT t.priority, t.seq FROM tasks t{where}"
+                          " ORDER BY t.priority, t.seq LIMIT 1 OFFSET ?", [],
+                          "(t.priority, t.seq)", rows)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
                        ) -> Iterator[tuple[str, str, str]]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+        marks, marks_args = _marks(interrupted, held or {})
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[tuple[str, str, str]]:
+            for tid, status, text in conn.execute(
+                    f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
+                    f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}{span}"
+                    " ORDER BY t.priority, t.seq", [*marks_args, *span_args]):
+                yield tid, status, expand_json_fields(text) if "\x01" in text else text
+
         # a smaller page cache meanwhile: the rows' pages are read about once (the links'
         # connection, reading at the same time, has its own)
-        marks, marks_args = _marks(interrupted, held or {})
         cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
         try:
-            cursor = self.conn.execute(
-                f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
-                f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
-                " ORDER BY t.priority, t.seq", marks_args)
-            for tid, status, text in cursor:
-                yield tid, status, expand_json_fields(text) if "\x01" in text else text
+            yield from self._held(rows, beads_compat)
         finally:
             self.conn.execute(f"PRAGMA cache_size = {cache}")
 
