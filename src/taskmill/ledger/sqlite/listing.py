@@ -23,7 +23,7 @@ from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 from .schema import connect
-from .split import ForkedReading, Rows, T, can_split, split_rows
+from .split import CELLS_SHARE, TEXT_SHARE, ForkedReading, Rows, T, can_split, split_rows
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -200,7 +200,8 @@ class ListingRows:
         return self._listing(rows, where, filter_args, statuses, limit)
 
     def _listing(self, rows: Rows[T], where: str, args: list[Any],
-                 statuses: Sequence[str] | None, limit: int | None) -> Iterator[T]:
+                 statuses: Sequence[str] | None, limit: int | None,
+                 share: float = TEXT_SHARE) -> Iterator[T]:
         """``rows`` of a listing (its ``WHERE`` and arguments): a single status's whole
         listing read by two processes (:func:`~.split.split_rows`: its index gives the
         split key at once), any other at once."""
@@ -210,7 +211,7 @@ class ListingRows:
         return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
                           f"SELECT t.priority, t.seq FROM tasks t{where}"
                           f"{listing_order(None, 't.')} LIMIT 1 OFFSET ?", args,
-                          "(t.priority, t.seq)", rows)
+                          "(t.priority, t.seq)", rows, share)
 
     def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                        label: str | None, issue_type: str | None, assignee: str | None,
@@ -226,7 +227,7 @@ class ListingRows:
             return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}{span}{order}",
                                 [*args, *span_args])
 
-        return self._listing(rows, where, args, statuses, limit)
+        return self._listing(rows, where, args, statuses, limit, CELLS_SHARE)
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
@@ -238,9 +239,10 @@ class ListingRows:
                 f" WHERE {HELD_SQL.format(t='t.')}{gate}{span} ORDER BY t.priority, t.seq",
                 span_args)
 
-        return self._held(rows, beads_compat)
+        return self._held(rows, beads_compat, CELLS_SHARE)
 
-    def _held(self, rows: Rows[T], beads_compat: bool) -> Iterator[T]:
+    def _held(self, rows: Rows[T], beads_compat: bool, share: float = TEXT_SHARE
+              ) -> Iterator[T]:
         """``rows`` of the held tasks: read by two processes (:func:`~.split.split_rows`)
         but with Beads' rules."""
         if self.path is None or beads_compat:
@@ -249,7 +251,7 @@ class ListingRows:
         return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
                           f"SELECT t.priority, t.seq FROM tasks t{where}"
                           " ORDER BY t.priority, t.seq LIMIT 1 OFFSET ?", [],
-                          "(t.priority, t.seq)", rows)
+                          "(t.priority, t.seq)", rows, share)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),

@@ -26,8 +26,13 @@ from .schema import connect
 
 SPLIT_MIN = 20_000
 """Rows from which a listing is split (fewer: the fork costs more than it saves)."""
-SHARE = 0.5
-"""The share of the rows this process reads (the child reads the rest)."""
+TEXT_SHARE = 0.45
+"""The share of the rows this process reads when it then only writes them out (JSON text):
+the child's rows take this process a little time more once read back."""
+CELLS_SHARE = 0.35
+"""The share of the rows this process reads when the rows are then laid out here (a table):
+about what balances the two, from the rows' cost in SQL and in the table (~11 and ~10 us a
+row at 1M tasks)."""
 CHILD_CACHE_KIB = 8192
 """The child's page cache: the rows' pages are read about once (a bigger cache saves no
 time, and each process has its own)."""
@@ -45,11 +50,13 @@ def can_split() -> bool:
 
 
 def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: str,
-               args: Sequence[Any], key: str, rows: Rows[T]) -> Iterator[T]:
+               args: Sequence[Any], key: str, rows: Rows[T], share: float = TEXT_SHARE
+               ) -> Iterator[T]:
     """The text ``rows`` reads, in order, the second part read by a child meanwhile when the
     listing has :data:`SPLIT_MIN` rows or more. ``count_sql`` counts the rows, ``key_sql``
     (``LIMIT 1 OFFSET ?`` last) gives the split key's values, both with ``args``; ``key``:
-    the key's columns, as the statement writes them (``"(t.priority, t.seq)"``)."""
+    the key's columns, as the statement writes them (``"(t.priority, t.seq)"``); ``share``:
+    of the rows, what this process reads (the first)."""
     import threading
 
     if not can_split() or conn.in_transaction or threading.active_count() > 1:
@@ -61,7 +68,8 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
         before = watch.execute("PRAGMA data_version").fetchone()[0]
         conn.execute("BEGIN")
         try:
-            yield from _split(conn, path, watch, before, (count_sql, key_sql, args, key), rows)
+            yield from _split(conn, path, watch, before, (count_sql, key_sql, args, key), rows,
+                              share)
         finally:
             conn.execute("COMMIT")
     finally:
@@ -69,10 +77,11 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
 
 
 def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, before: int,
-           query: tuple[str, str, Sequence[Any], str], rows: Rows[T]) -> Iterator[T]:
+           query: tuple[str, str, Sequence[Any], str], rows: Rows[T], share: float
+           ) -> Iterator[T]:
     count_sql, key_sql, args, key = query
     total = conn.execute(count_sql, args).fetchone()[0]
-    at = conn.execute(key_sql, [*args, int(total * SHARE)]).fetchone() \
+    at = conn.execute(key_sql, [*args, int(total * share)]).fetchone() \
         if total >= SPLIT_MIN else None
     if at is None:
         yield from rows(conn, "", ())
