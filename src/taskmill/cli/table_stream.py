@@ -11,6 +11,7 @@ list; a list of up to :data:`SMALL` rows comes out exactly as rich laid it out b
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
@@ -225,6 +226,8 @@ class _Streamed:
         self.widths = _widths(natural, out.width)
         self.color = out.is_terminal and out.color_system is not None
         self.layouts: list[dict[Any, list[str]]] = [{} for _ in range(7)]
+        self.middles: dict[Any, tuple[str, int, list[list[str]]]] = {}
+        self.ends: dict[Any, tuple[str, int, list[list[str]]]] = {}
 
     def header(self) -> None:
         """The header and the rule under it, as rich draws them (bold on a terminal)."""
@@ -251,24 +254,51 @@ class _Streamed:
         around = [(" " + "".join(blank + " │ " for blank in blanks[:i]),
                    "".join(" │ " + blank for blank in blanks[i + 1:]) + " \n")
                   for i in range(len(widths))]
+        middles, ends = self.middles, self.ends
+        before4, after4 = around[4]
         for rec, depth in _grouped(rows):
             c0 = ("  " * (depth - 1) + "└ " + rec[2]) if depth else rec[2]
-            col0 = [c0.ljust(w0)] if len(c0) <= w0 and c0.isascii() else \
-                self._column(0, c0)
+            col0 = None if len(c0) <= w0 and c0.isascii() else self._column(0, c0)
             title = rec[8]
-            col4 = [title.ljust(w4)] if len(title) <= w4 and title.isascii() else \
-                self._column(4, title)
-            col1 = layouts[1].get(rec[3]) or self._layout(1, rec[3], rec)
-            col2 = layouts[2].get(rec[4]) or self._layout(2, rec[4], rec)
-            status = (rec[5], rec[6], rec[7])
-            col3 = layouts[3].get(status) or self._layout(3, status, rec)
-            col5 = layouts[5].get(rec[9]) or self._layout(5, rec[9], rec)
-            columns = [col0, col1, col2, col3, col4, col5]
-            if extra:
-                columns.append(layouts[6].get(rec[10]) or self._layout(6, rec[10], rec))
-            lines.append(" " + " │ ".join([column[0] for column in columns]) + " \n")
+            if title.isascii():  # the title's lines, padded as they are written
+                title_lines = _wrap_ascii(title, w4, False)
+                wrapped: list[str] | None = title_lines
+                col4 = None
+                first4 = title_lines[0].ljust(w4)
+            else:
+                wrapped, col4 = None, self._column(4, title)
+                first4 = col4[0]
+            # priority, type and status; labels (and waits): their first line's text, kept
+            mkey = rec[3:8]
+            middle = middles.get(mkey)
+            if middle is None:
+                middle = self._joined([
+                    layouts[1].get(rec[3]) or self._layout(1, rec[3], rec),
+                    layouts[2].get(rec[4]) or self._layout(2, rec[4], rec),
+                    layouts[3].get(rec[5:8]) or self._layout(3, rec[5:8], rec)],
+                    middles, mkey)
+            ekey = rec[9:11] if extra else rec[9]
+            end = ends.get(ekey)
+            if end is None:
+                end = self._joined(
+                    [layouts[5].get(rec[9]) or self._layout(5, rec[9], rec),
+                     *([layouts[6].get(rec[10]) or self._layout(6, rec[10], rec)]
+                       if extra else [])], ends, ekey)
+            lines.append(f" {c0.ljust(w0) if col0 is None else col0[0]} │ {middle[0]} │"
+                         f" {first4} │ {end[0]} \n")
+            if col0 is None and middle[1] == 1 and end[1] == 1:  # (the title alone wraps)
+                if wrapped is not None:
+                    if len(wrapped) > 1:
+                        lines.extend([before4 + line.ljust(w4) + after4
+                                      for line in wrapped[1:]])
+                elif col4 is not None and len(col4) > 1:
+                    lines.extend([before4 + line + after4 for line in col4[1:]])
+                continue
+            if col4 is None:
+                col4 = [line.ljust(w4) for line in wrapped or ()]
+            columns = [col0 or [c0.ljust(w0)], *middle[2], col4, *end[2]]
             height = max(map(len, columns))
-            if height == 1:  # most rows: one line each
+            if height == 1:
                 continue
             tall = [i for i, column in enumerate(columns) if len(column) > 1]
             if len(tall) == 1:  # (one cell wrapped: the others' blanks around it)
@@ -295,6 +325,16 @@ class _Streamed:
             return [line.ljust(w) for line in _wrap_ascii(cell, w, i == 0)]
         return [_pad(line, w) for line in _wrap(cell, w, fold=i == 0)]  # (an id folded)
 
+    @staticmethod
+    def _joined(columns: list[list[str]], kept: dict[Any, tuple[str, int, list[list[str]]]],
+                key: Any) -> tuple[str, int, list[list[str]]]:
+        """Adjacent columns' first line (joined), their height and the columns, kept."""
+        joined = (" │ ".join([column[0] for column in columns]), max(map(len, columns)),
+                  columns)
+        if len(kept) < LAYOUTS_KEPT:
+            kept[key] = joined
+        return joined
+
     def _layout(self, i: int, key: Any, rec: Record) -> list[str]:
         """:meth:`_column` of a cell that repeats, kept (coloured, for the status)."""
         if i == 3:
@@ -319,11 +359,11 @@ class _Streamed:
 
 
 def _grouped(rows: list[Record]) -> list[tuple[Record, int]]:
-    return task_cells.grouped(rows, _key)
+    return task_cells.grouped(rows, _KEY)
 
 
-def _key(rec: Record) -> tuple[str, str | None]:
-    return rec[0], rec[1]
+_KEY: Callable[[Record], tuple[str, str | None]] = operator.itemgetter(0, 1)
+"""A row's id and its parent's."""
 
 
 def _wrap_ascii(text: str, width: int, fold: bool) -> list[str]:

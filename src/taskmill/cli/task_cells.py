@@ -111,8 +111,6 @@ def grouped(items: Iterable[T], key: Callable[[T], tuple[str, str | None]]
             if below:
                 stack.extend((child, cid, depth + 1) for child, cid in reversed(below))
 
-    if not kids and len(listed) == len(listed_items):
-        return [(item, 0) for item in listed_items]
     for item, (tid, parent) in zip(listed_items, keys, strict=True):
         if tid not in seen and parent not in listed:
             visit(item, tid)
