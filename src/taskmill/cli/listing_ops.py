@@ -3,7 +3,9 @@
 The click commands (:mod:`taskmill.cli.tasks`) and the fast path (:mod:`taskmill.cli.fast`)
 both call these with parsed arguments, so the two print the same bytes. The JSON forms are
 each row's text made by the store, streamed; the text forms are tables printed as the rows
-are read (:mod:`taskmill.cli.table_stream`).
+are read (:mod:`taskmill.cli.table_stream`), each row's cells read by the store (no
+``Task`` made). A long listing is read by two processes (the SQLite store's
+:mod:`taskmill.ledger.sqlite.split`).
 """
 
 from __future__ import annotations

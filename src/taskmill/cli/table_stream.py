@@ -6,7 +6,12 @@ too narrow, colours only on a terminal), a stretch of :data:`SMALL` rows at a ti
 column widths are worked out on the first stretch and kept: a later row's longer cell wraps
 inside its column (an id is folded, never cut), and a child is listed under its parent when
 both are in the same stretch. Memory is one stretch of rows, whatever the length of the
-list; a list of up to :data:`SMALL` rows comes out exactly as rich laid it out before."""
+list; a list of up to :data:`SMALL` rows comes out exactly as rich laid it out before.
+
+A row is a :data:`Record`, its cells as shown: made from the store's cells
+(:func:`records`, :func:`blocked_records_of`: no ``Task`` made) or from a task
+(:func:`record`). A cell that repeats (a priority, a type, a status, labels) is laid out once
+and kept."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """A long listing read by two processes: the rows after a split key by a forked child (its
 own connection, opened after the fork) meanwhile, into a temporary file; this process reads
-the rows before it and then passes the child's on, in order.
+the rows before it and then passes the child's on, in order. (SQLite serialises much of
+the work of two threads in one process, on its memory allocator's lock: two processes
+share nothing.) ``blocked``'s links are read by a forked child the same way
+(:class:`ForkedReading`).
 
 Both read the same state of the ledger or the child's rows are not used: this process reads
 in a transaction begun before the fork, and ``PRAGMA data_version`` on a connection of its
@@ -41,18 +44,20 @@ BATCH = 1000
 
 T = TypeVar("T")
 Rows = Callable[[sqlite3.Connection, str, Sequence[Any]], Iterator[T]]
-"""The rows (text, or tuples of values: what :mod:`marshal` writes) read through a connection, with the condition on the key to add to the
-statement's ``WHERE`` (``""`` or ``" AND ..."``) and its arguments."""
+"""The rows (text, or tuples of values: what :mod:`marshal` writes) read through a
+connection, with the condition on the key to add to the statement's ``WHERE`` (``""`` or
+``" AND ..."``) and its arguments."""
 
 
 def can_split() -> bool:
+    """Whether this system forks (not Windows)."""
     return hasattr(os, "fork")
 
 
 def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: str,
                args: Sequence[Any], key: str, rows: Rows[T], share: float = TEXT_SHARE
                ) -> Iterator[T]:
-    """The text ``rows`` reads, in order, the second part read by a child meanwhile when the
+    """What ``rows`` reads, in order, the second part read by a child meanwhile when the
     listing has :data:`SPLIT_MIN` rows or more. ``count_sql`` counts the rows, ``key_sql``
     (``LIMIT 1 OFFSET ?`` last) gives the split key's values, both with ``args``; ``key``:
     the key's columns, as the statement writes them (``"(t.priority, t.seq)"``); ``share``:
