@@ -20,10 +20,19 @@ from typing import Any
 from ..rows import expand_json_fields
 from ..store import CellRow, HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
+from . import split
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 from .schema import connect
-from .split import CELLS_SHARE, TEXT_SHARE, ForkedReading, Rows, T, can_split, split_rows
+from .split import (
+    CELLS_SHARE,
+    TEXT_SHARE,
+    ForkedReading,
+    Rows,
+    T,
+    can_split,
+    split_rows,
+)
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -286,8 +295,10 @@ class ListingRows:
             return LinksReading(self.held_links, meanwhile=False)
         import threading
 
-        if can_split() and threading.active_count() == 1:  # (a fork copies no other thread)
-            return ForkedReading(path, _links_read, self.held_links)
+        if can_split() and threading.active_count() == 1 and (self.conn.execute(
+                "SELECT max(seq) FROM tasks").fetchone()[0] or 0) >= split.SPLIT_MIN:
+            return ForkedReading(path, _links_read, self.held_links)  # (a fork copies no
+            # other thread; a small ledger's links come as soon from a thread)
 
         def read() -> HeldLinks:
             conn = connect(path)
