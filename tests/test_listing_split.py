@@ -20,6 +20,7 @@ from taskmill.ledger.sqlite.schema import connect
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
     monkeypatch.setattr(split, "SPLIT_MIN", 4)
+    monkeypatch.setattr(split, "LINKS_FORK_MIN", 4)
     monkeypatch.setattr(threading, "active_count", lambda: 1)  # (pytest's own threads)
     ledger = Ledger.open(tmp_path / "db", prefix="s")
     with ledger:

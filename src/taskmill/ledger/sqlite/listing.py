@@ -296,7 +296,7 @@ class ListingRows:
         import threading
 
         if can_split() and threading.active_count() == 1 and (self.conn.execute(
-                "SELECT max(seq) FROM tasks").fetchone()[0] or 0) >= split.SPLIT_MIN:
+                "SELECT max(seq) FROM tasks").fetchone()[0] or 0) >= split.LINKS_FORK_MIN:
             return ForkedReading(path, _links_read, self.held_links)  # (a fork copies no
             # other thread; a small ledger's links come as soon from a thread)
 
