@@ -67,9 +67,11 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
     of the rows, what this process reads (the first)."""
     import threading
 
-    if not can_split() or conn.in_transaction or threading.active_count() > 1:
-        yield from rows(conn, "", ())  # (a fork copies no other thread: none may run)
-        return
+    tasks = conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
+    if tasks < SPLIT_MIN or not can_split() or conn.in_transaction or \
+            threading.active_count() > 1:
+        yield from rows(conn, "", ())  # (a small ledger's listing is short: read at once;
+        return  # a fork copies no other thread: none may run)
     watch = connect(path)
     watch.execute("PRAGMA cache_size = 0")
     try:
