@@ -248,19 +248,8 @@ class ListingRows:
                 f" WHERE {HELD_SQL.format(t='t.')}{gate}{span} ORDER BY t.priority, t.seq",
                 span_args)
 
-        return self._held(rows, beads_compat, CELLS_SHARE)
-
-    def _held(self, rows: Rows[T], beads_compat: bool, share: float = TEXT_SHARE
-              ) -> Iterator[T]:
-        """``rows`` of the held tasks: read by two processes (:func:`~.split.split_rows`)
-        but with Beads' rules."""
-        if self.path is None or beads_compat:
-            return rows(self.conn, "", ())
-        where = f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}"
-        return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
-                          f"SELECT t.priority, t.seq FROM tasks t{where}"
-                          " ORDER BY t.priority, t.seq LIMIT 1 OFFSET ?", [],
-                          "(t.priority, t.seq)", rows, share)
+        return rows(self.conn, "", ())  # (not split: with the links' child besides, three
+        # processes on two cores took more time than two, at 1M tasks on a busy machine)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
@@ -282,7 +271,7 @@ class ListingRows:
         cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
         try:
-            yield from self._held(rows, beads_compat)
+            yield from rows(self.conn, "", ())  # (not split: see held_cell_rows)
         finally:
             self.conn.execute(f"PRAGMA cache_size = {cache}")
 
