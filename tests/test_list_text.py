@@ -194,3 +194,15 @@ def test_list_and_blocked_stream_through_the_cli(repo: Path,
 def test_empty_lists(repo: Path) -> None:
     assert invoke_cli(["list"], cwd=repo).stdout == "0 tasks\n"
     assert invoke_cli(["blocked"], cwd=repo).stdout == "0 tasks\n"
+
+
+def test_grouping_keeps_its_order() -> None:
+    """Children under their parents, depth first; a task that is its own parent, or in a
+    loop of parents, listed flat after the others (as the recursive grouping did)."""
+    from taskmill.cli import task_cells
+
+    items = [("a", None), ("self", "self"), ("k1", "a"), ("b", None), ("k2", "a"),
+             ("g", "k1"), ("x", "y"), ("y", "x")]
+    assert task_cells.grouped(items, lambda item: item) == [
+        (("a", None), 0), (("k1", "a"), 1), (("g", "k1"), 2), (("k2", "a"), 1),
+        (("b", None), 0), (("self", "self"), 0), (("x", "y"), 0), (("y", "x"), 1)]

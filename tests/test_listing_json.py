@@ -66,6 +66,8 @@ RECORDS = [
     _rec("k-meta", metadata={"n": [1, {"z": None}], "f": 1e-07, "e": {}, "l": []},
          external_ref="gh-1"),
     _rec("k-nulls", description="", assignee=None),
+    _rec("k-ctl", title="ctl 漢字 x", labels=["a\tb", "ラベル"], issue_type="bu\x07g",
+         dependencies=[_dep("k-ctl", "k-spawn", "parent-child")]),
 ]
 
 
@@ -294,3 +296,62 @@ def test_rows_read_while_the_links_are_come_out_the_same(tmp_path: Path,
         monkeypatch.setattr(type(ledger.store), "held_links_reading",
                             lambda self: Slow(self.held_links, meanwhile=False))
         assert list(ledger.blocked_json()) == expected
+
+
+def _old_list_table(repo: Path, filters: dict[str, Any]) -> None:
+    """``list``'s table as it was printed before: from tasks made in Python."""
+    from taskmill.cli import table_stream
+
+    project = open_project(repo, {})
+    try:
+        tasks = project.ledger.list_tasks(**filters)
+        task_ops.mark_interrupted(project, tasks)
+        task_ops.mark_held(project, tasks, dict(HOLDS))
+        table_stream.task_rows(((t, None) for t in tasks), extra=False)
+    finally:
+        project.close()
+
+
+@pytest.mark.parametrize("columns", ["50", "200"])
+@pytest.mark.parametrize(("args", "filters"), LIST_CASES)
+def test_list_table_is_what_the_task_path_printed(repo: Path, args: list[str],
+                                                  filters: dict[str, Any], columns: str,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The table made from the store's cells (no ``Task``) is the one made from tasks, in
+    stretches of a few rows (widths from the first, children under parents in each)."""
+    from taskmill.cli import table_stream
+
+    monkeypatch.setattr(table_stream, "SMALL", 4)
+    monkeypatch.setenv("COLUMNS", columns)
+    _old_list_table(repo, filters)
+    expected = capsys.readouterr().out
+    result = invoke_cli(["list", *args], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == expected
+
+
+@pytest.mark.parametrize("columns", ["50", "200"])
+@pytest.mark.parametrize("compat", [False, True])
+def test_blocked_table_is_what_the_task_path_printed(repo: Path, compat: bool, columns: str,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """``blocked``'s table from the store's cells is the one made from ``BlockedTask``s."""
+    import itertools
+
+    from taskmill.cli import table_stream
+
+    monkeypatch.setattr(table_stream, "SMALL", 4)
+    monkeypatch.setenv("COLUMNS", columns)
+    project = open_project(repo, {})
+    try:
+        table_stream.blocked_rows(itertools.chain(
+            project.ledger.iter_blocked(beads_compat=compat), listing_ops.held_items(project)))
+    finally:
+        project.close()
+    expected = capsys.readouterr().out
+    assert compat or "taskmill reopen" in expected
+    result = invoke_cli(["blocked", *(["--beads-compat"] if compat else [])], cwd=repo)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == expected

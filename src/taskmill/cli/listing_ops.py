@@ -3,7 +3,9 @@
 The click commands (:mod:`taskmill.cli.tasks`) and the fast path (:mod:`taskmill.cli.fast`)
 both call these with parsed arguments, so the two print the same bytes. The JSON forms are
 each row's text made by the store, streamed; the text forms are tables printed as the rows
-are read (:mod:`taskmill.cli.table_stream`).
+are read (:mod:`taskmill.cli.table_stream`), each row's cells read by the store (no
+``Task`` made). A long listing is read by two processes (the SQLite store's
+:mod:`taskmill.ledger.sqlite.split`).
 """
 
 from __future__ import annotations
@@ -39,20 +41,19 @@ def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
                 lambda: project.ledger.list_json(**filters, interrupted=interrupted,
                                                  held=held)):
             return
-        if ctx.json:  # streamed: a page of tasks at a time
-            pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
-            emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
-                project, mark_interrupted(project, page), holds))
+        if not ctx.json:
+            def table() -> None:  # printed as the rows are read (each row's cells from
+                from . import table_stream  # SQL, no Task made)
+
+                table_stream.record_rows(table_stream.records(
+                    project.ledger.list_cells(**filters), interrupted, held), extra=False)
+
+            kept_text(ctx, project, "list-table", key, table)
             return
-
-        def table() -> None:  # printed as the pages are read
-            from . import table_stream
-
-            pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
-            table_stream.task_rows(((t, None) for page in pages for t in task_ops.mark_held(
-                project, mark_interrupted(project, page), holds)), extra=False)
-
-        kept_text(ctx, project, "list-table", key, table)
+        pages = project.ledger.task_pages(**filters, size=PAGE_SIZE)
+        # streamed: a page of tasks at a time
+        emit_json_items(t.to_json() for page in pages for t in task_ops.mark_held(
+            project, mark_interrupted(project, page), holds))
         return
     if ctx.json:
         emit_json([t.to_json() for t in tasks])
@@ -86,14 +87,19 @@ def blocked(ctx: Ctx, beads_compat: bool) -> None:
     if ctx.turn_socket is not None:
         items = ctx.remote().blocked()
     else:
-        from . import table_stream  # (not JSON here) printed as the tasks are looked at
+        from . import render, table_stream  # (not JSON here) printed as the tasks are
+        # looked at, each row's cells from SQL (no Task made)
 
         project = ctx.project()
         holding = held_items(project)  # (a role's budget, read against the clock)
 
         def table() -> None:
-            table_stream.blocked_rows(itertools.chain(
-                project.ledger.iter_blocked(beads_compat=compat), holding))
+            unblock: list[str] = []
+            table_stream.blocked_records(itertools.chain(
+                table_stream.blocked_records_of(
+                    project.ledger.blocked_cells(beads_compat=compat), unblock),
+                (table_stream.record(b.task, render.blocked_waits(b)) for b in holding)),
+                unblock)
 
         if holding:
             table()

@@ -92,8 +92,15 @@ def ready_tables(tasks: list[Task]) -> None:
 
 def blocked_waits(b: BlockedTask) -> list[str]:
     """What holds a blocked task, as its "Waiting on" cell lists it."""
-    return (b.blockers + (b.reasons or [f"parent {p}" for p in b.held_by_parent])
-            + ([f"blocked: {_one_line(b.reason)}"] if b.reason else []))
+    return waits_items(b.blockers, b.held_by_parent, b.reasons, b.reason)
+
+
+def waits_items(blockers: list[str], parents: list[str], reasons: list[str],
+                reason: str | None) -> list[str]:
+    """The "Waiting on" cell's items of a task waiting on ``blockers``, held by ``parents``
+    for ``reasons``, blocked for ``reason`` (see :class:`~taskmill.model.BlockedTask`)."""
+    return (blockers + (reasons or [f"parent {p}" for p in parents])
+            + ([f"blocked: {_one_line(reason)}"] if reason else []))
 
 
 def blocked_table(items: list[BlockedTask]) -> None:

@@ -6,14 +6,20 @@ too narrow, colours only on a terminal), a stretch of :data:`SMALL` rows at a ti
 column widths are worked out on the first stretch and kept: a later row's longer cell wraps
 inside its column (an id is folded, never cut), and a child is listed under its parent when
 both are in the same stretch. Memory is one stretch of rows, whatever the length of the
-list; a list of up to :data:`SMALL` rows comes out exactly as rich laid it out before."""
+list; a list of up to :data:`SMALL` rows comes out exactly as rich laid it out before.
+
+A row is a :data:`Record`, its cells as shown: made from the store's cells
+(:func:`records`, :func:`blocked_records_of`: no ``Task`` made) or from a task
+(:func:`record`). A cell that repeats (a priority, a type, a status, labels) is laid out once
+and kept."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import operator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from rich._ratio import ratio_reduce
 from rich.cells import cell_len, chop_cells, set_cell_size
@@ -22,21 +28,93 @@ from rich.style import Style
 from rich.table import Table
 
 from ..validation import printable
-from . import render
+from . import render, task_cells
 
 if TYPE_CHECKING:
+    from ..ledger.listing import Holding
+    from ..ledger.store import CellRow
     from ..model import BlockedTask, Task
 
 SMALL = 500  # rows: the stretch the column widths are worked out on
+LAYOUTS_KEPT = 1000
+"""Of each column whose cells repeat (priority, type, status, labels, waits), how many
+cells' lines are kept (laid out once)."""
 HEADERS = ("ID", "P", "Type", "Status", "Title", "Labels", "Waiting on")
 
 Row = tuple["Task", "list[str] | None"]
+Record = tuple[str, "str | None", str, str, str, str, str, str, str, str, str]
+"""A row as the table shows it: the task's id and its parent's (for the grouping), then
+the cells, each printable: the id, the priority, the type, the status's label, its style and
+the container's "2/5 closed" (or ""), the title, the labels and the "Waiting on" items (""
+when none or not shown)."""
+
+
+def record(task: Task, waits: list[str] | None) -> Record:
+    """A task (with its "Waiting on" items) as a :data:`Record`."""
+    label, style, closed = render.status_parts(task)
+    return (task.id, task.parent, printable(task.id), str(task.priority),
+            printable(task.issue_type), label, style, closed, printable(task.title),
+            printable(", ".join(task.labels)), printable(", ".join(waits or [])))
+
+
+def _shown(text: str) -> str:
+    """:func:`printable`, at once for the usual text (ASCII, no control character)."""
+    return text if text.isascii() and text.isprintable() else printable(text)
+
+
+def records(rows: Iterable[CellRow], interrupted: Collection[str] = (),
+            held: Mapping[str, str] | None = None) -> Iterator[Record]:
+    """The store's :data:`~taskmill.ledger.store.CellRow` as :data:`Record` (no ``Task``
+    made): ``interrupted`` the tasks so marked, ``held`` role -> why its open tasks are held
+    (:func:`taskmill.cli.task_ops.mark_held`)."""
+    labels: dict[tuple[str, bool], tuple[str, str]] = {}
+    for row in rows:
+        yield _record(row, "", labels, interrupted, held)
+
+
+def blocked_records_of(rows: Iterable[tuple[CellRow, list[str], Holding | None]],
+                       unblock: list[str]) -> Iterator[Record]:
+    """:meth:`taskmill.ledger.Ledger.blocked_cells` as :data:`Record` (each with its
+    "Waiting on" items, :func:`render.waits_items`), the unblock commands added to
+    ``unblock`` as the rows are read."""
+    labels: dict[tuple[str, bool], tuple[str, str]] = {}
+    for row, blockers, held in rows:
+        if held is None:
+            waits = ", ".join(blockers)
+        else:
+            waits = ", ".join(render.waits_items(blockers, held.parents, held.reasons,
+                                                 held.reason))
+            if held.unblock:
+                unblock.append(held.unblock)
+        yield _record(row, _shown(waits) if waits else "", labels, (), None)
+
+
+def _record(row: CellRow, waits: str, labels: dict[tuple[str, bool], tuple[str, str]],
+            interrupted: Collection[str], held: Mapping[str, str] | None) -> Record:
+    tid, parent, priority, issue_type, status, ready, closed, title, tags, role = row
+    found = labels.get((status, ready))
+    if found is None:
+        label, style, _ = task_cells.status_parts(status, bool(ready), 0, 0)
+        found = labels[(status, ready)] = (label, style)
+    label, style = found
+    if (interrupted and tid in interrupted) or (
+            held and role is not None and status == "open" and held.get(role)):
+        label, style, _ = task_cells.status_parts(
+            status, bool(ready), 0, 0, tid in interrupted,
+            held.get(role) if held and role is not None and status == "open" else None)
+    return (tid, parent, _shown(tid), str(priority), _shown(issue_type), label, style,
+            closed or "", _shown(title), _shown(tags) if tags else "", waits)
 
 
 def task_rows(rows: Iterable[Row], *, extra: bool, small: int | None = None) -> int:
     """Print the tasks of ``rows`` (each with its "Waiting on" items when ``extra``) as a
     table and the "N tasks" line; returns N. ``small``: the rows the column widths are
     worked out on (:data:`SMALL`)."""
+    return record_rows((record(task, waits) for task, waits in rows), extra=extra, small=small)
+
+
+def record_rows(rows: Iterable[Record], *, extra: bool, small: int | None = None) -> int:
+    """:func:`task_rows` of rows already made :data:`Record` (by the store, say)."""
     small = SMALL if small is None else small
     it = iter(rows)
     head = list(itertools.islice(it, small + 1))
@@ -47,7 +125,7 @@ def task_rows(rows: Iterable[Row], *, extra: bool, small: int | None = None) -> 
         return 0
     table.header()
     count = 0
-    chunk: list[Row] = head
+    chunk: list[Record] = head
     while chunk:
         count += table.rows(chunk)
         chunk = list(itertools.islice(it, small))
@@ -60,27 +138,31 @@ def blocked_rows(items: Iterable[BlockedTask], *, small: int | None = None) -> N
     :func:`render.blocked_table` prints it."""
     unblock: list[str] = []
 
-    def rows() -> Iterator[Row]:
+    def rows() -> Iterator[Record]:
         for b in items:
             if b.unblock:
                 unblock.append(b.unblock)
-            yield b.task, render.blocked_waits(b)
+            yield record(b.task, render.blocked_waits(b))
 
-    task_rows(rows(), extra=True, small=small)
+    blocked_records(rows(), unblock, small=small)
+
+
+def blocked_records(rows: Iterable[Record], unblock: list[str], *,
+                    small: int | None = None) -> None:
+    """:func:`blocked_rows` of rows already made :data:`Record`; ``unblock``: the commands
+    that unblock them, filled in as the rows are read."""
+    record_rows(rows, extra=True, small=small)
     if unblock:
         out = render.console()
         out.print("[dim]unblock (back to open, the mill works it again):[/]")
         out.file.write("".join(f"  {printable(line)}\n" for line in unblock))
 
 
-def _cells(task: Task, depth: int, waits: list[str] | None, extra: bool) -> list[str]:
-    shown_id = ("  " * (depth - 1) + "└ " if depth else "") + task.id
-    label, _style, closed = render.status_parts(task)
-    cells = [printable(shown_id), str(task.priority), printable(task.issue_type),
-             label + (" " + closed if closed else ""), printable(task.title),
-             printable(", ".join(task.labels))]
+def _cells(rec: Record, depth: int, extra: bool) -> list[str]:
+    cells = [("  " * (depth - 1) + "└ " + rec[2]) if depth else rec[2], rec[3], rec[4],
+             rec[5] + " " + rec[7] if rec[7] else rec[5], rec[8], rec[9]]
     if extra:
-        cells.append(printable(", ".join(waits or [])))
+        cells.append(rec[10])
     return cells
 
 
@@ -137,17 +219,20 @@ def _widths(natural: Sequence[int], total: int) -> list[int]:
 class _Streamed:
     """The table's header from the first rows, then rows as they come, in its look."""
 
-    def __init__(self, out: Console, head: list[Row], extra: bool) -> None:
+    def __init__(self, out: Console, head: list[Record], extra: bool) -> None:
         self.out = out
         self.file: IO[str] = out.file
         self.extra = extra
         ncols = 7 if extra else 6
         natural = [_cell_len(h) for h in HEADERS[:ncols]]
-        for (task, waits), depth in self._grouped(head):
-            for i, cell in enumerate(_cells(task, depth, waits, extra)):
+        for rec, depth in _grouped(head):
+            for i, cell in enumerate(_cells(rec, depth, extra)):
                 natural[i] = max(natural[i], _cell_len(cell))
         self.widths = _widths(natural, out.width)
         self.color = out.is_terminal and out.color_system is not None
+        self.layouts: list[dict[Any, list[str]]] = [{} for _ in range(7)]
+        self.middles: dict[Any, tuple[str, int, list[list[str]]]] = {}
+        self.ends: dict[Any, tuple[str, int, list[list[str]]]] = {}
 
     def header(self) -> None:
         """The header and the rule under it, as rich draws them (bold on a terminal)."""
@@ -163,41 +248,112 @@ class _Streamed:
                              if self.color else " " + " ┃ ".join(cells) + " ") + "\n")
         self.file.write("━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
 
-    @staticmethod
-    def _grouped(rows: list[Row]) -> list[tuple[Row, int]]:
-        waits = {task.id: w for task, w in rows}
-        return [((task, waits[task.id]), depth) for task, depth in render.grouped(
-            task for task, _ in rows)]
-
-    def rows(self, rows: list[Row]) -> int:
+    def rows(self, rows: list[Record]) -> int:
         lines: list[str] = []
         widths = self.widths
         blanks = [" " * w for w in widths]
-        for (task, waits), depth in self._grouped(rows):
-            cells = _cells(task, depth, waits, self.extra)
-            if not self.color and all(
-                    len(c) <= w and c.isascii() for c, w in zip(cells, widths, strict=True)):
-                parts = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
-                parts[1] = cells[1].rjust(widths[1])  # the priority, to the right
-                lines.append(" " + " │ ".join(parts) + " \n")  # most rows: one line each
+        w0, w4 = widths[0], widths[4]
+        extra = self.extra
+        # the cells that repeat (priority, type, status, labels, waits): laid out once each
+        layouts = self.layouts
+        around = [(" " + "".join(blank + " │ " for blank in blanks[:i]),
+                   "".join(" │ " + blank for blank in blanks[i + 1:]) + " \n")
+                  for i in range(len(widths))]
+        middles, ends = self.middles, self.ends
+        before4, after4 = around[4]
+        for rec, depth in _grouped(rows):
+            c0 = ("  " * (depth - 1) + "└ " + rec[2]) if depth else rec[2]
+            col0 = None if len(c0) <= w0 and c0.isascii() else self._column(0, c0)
+            title = rec[8]
+            if title.isascii():  # the title's lines, padded as they are written
+                title_lines = _wrap_ascii(title, w4, False)
+                wrapped: list[str] | None = title_lines
+                col4 = None
+                first4 = title_lines[0].ljust(w4)
+            else:
+                wrapped, col4 = None, self._column(4, title)
+                first4 = col4[0]
+            # priority, type and status; labels (and waits): their first line's text, kept
+            mkey = rec[3:8]
+            middle = middles.get(mkey)
+            if middle is None:
+                middle = self._joined([
+                    layouts[1].get(rec[3]) or self._layout(1, rec[3], rec),
+                    layouts[2].get(rec[4]) or self._layout(2, rec[4], rec),
+                    layouts[3].get(rec[5:8]) or self._layout(3, rec[5:8], rec)],
+                    middles, mkey)
+            ekey = rec[9:11] if extra else rec[9]
+            end = ends.get(ekey)
+            if end is None:
+                end = self._joined(
+                    [layouts[5].get(rec[9]) or self._layout(5, rec[9], rec),
+                     *([layouts[6].get(rec[10]) or self._layout(6, rec[10], rec)]
+                       if extra else [])], ends, ekey)
+            lines.append(f" {c0.ljust(w0) if col0 is None else col0[0]} │ {middle[0]} │"
+                         f" {first4} │ {end[0]} \n")
+            if col0 is None and middle[1] == 1 and end[1] == 1:  # (the title alone wraps)
+                if wrapped is not None:
+                    if len(wrapped) > 1:
+                        lines.extend([before4 + line.ljust(w4) + after4
+                                      for line in wrapped[1:]])
+                elif col4 is not None and len(col4) > 1:
+                    lines.extend([before4 + line + after4 for line in col4[1:]])
                 continue
-            columns = [[c.ljust(w)] if len(c) <= w and c.isascii()  # (fits: one line)
-                       else [_pad(line, w) for line in _wrap(c, w, fold=i == 0)]
-                       for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
-            # (an id in full: folded, never cut; the priority to the right)
-            columns[1] = [line.rjust(widths[1]) for line in _wrap(cells[1], widths[1])]
-            if self.color:
-                columns[3] = [self._status(task, line) for line in columns[3]]
+            if col4 is None:
+                col4 = [line.ljust(w4) for line in wrapped or ()]
+            columns = [col0 or [c0.ljust(w0)], *middle[2], col4, *end[2]]
             height = max(map(len, columns))
-            for column, blank in zip(columns, blanks, strict=True):
-                column.extend([blank] * (height - len(column)))
-            lines.extend(" " + " │ ".join(parts) + " \n" for parts in zip(*columns, strict=True))
+            if height == 1:
+                continue
+            tall = [i for i, column in enumerate(columns) if len(column) > 1]
+            if len(tall) == 1:  # (one cell wrapped: the others' blanks around it)
+                before, after = around[tall[0]]
+                lines.extend([before + line + after for line in columns[tall[0]][1:]])
+                continue
+            rest = zip(*[column if len(column) == height
+                         else column + [blank] * (height - len(column))
+                         for column, blank in zip(columns, blanks, strict=True)], strict=True)
+            next(rest)  # (the first line is out)
+            lines.extend([" " + " │ ".join(parts) + " \n" for parts in rest])
         self.file.write("".join(lines))
         self.file.flush()
         return len(rows)
 
-    def _status(self, task: Task, cell: str) -> str:
-        label, style, closed = render.status_parts(task)
+    def _column(self, i: int, cell: str) -> list[str]:
+        """The lines of column ``i`` for ``cell``: wrapped to its width, padded."""
+        w = self.widths[i]
+        if len(cell) <= w and cell.isascii():  # (fits: one line)
+            return [cell.rjust(w) if i == 1 else cell.ljust(w)]
+        if i == 1:  # the priority, to the right
+            return [line.rjust(w) for line in _wrap(cell, w)]
+        if cell.isascii():
+            return [line.ljust(w) for line in _wrap_ascii(cell, w, i == 0)]
+        return [_pad(line, w) for line in _wrap(cell, w, fold=i == 0)]  # (an id folded)
+
+    @staticmethod
+    def _joined(columns: list[list[str]], kept: dict[Any, tuple[str, int, list[list[str]]]],
+                key: Any) -> tuple[str, int, list[list[str]]]:
+        """Adjacent columns' first line (joined), their height and the columns, kept."""
+        joined = (" │ ".join([column[0] for column in columns]), max(map(len, columns)),
+                  columns)
+        if len(kept) < LAYOUTS_KEPT:
+            kept[key] = joined
+        return joined
+
+    def _layout(self, i: int, key: Any, rec: Record) -> list[str]:
+        """:meth:`_column` of a cell that repeats, kept (coloured, for the status)."""
+        if i == 3:
+            column = self._column(3, rec[5] + " " + rec[7] if rec[7] else rec[5])
+            if self.color:
+                column = [self._status(rec, line) for line in column]
+        else:
+            column = self._column(i, key)
+        if len(self.layouts[i]) < LAYOUTS_KEPT:
+            self.layouts[i][key] = column
+        return column
+
+    def _status(self, rec: Record, cell: str) -> str:
+        label, style, closed = rec[5], rec[6], rec[7]
         plain = label + (" " + closed if closed else "")
         if cell.rstrip(" ") == plain:  # on one line: the label in its colour, the count dim
             pad = cell[len(plain):]
@@ -205,6 +361,56 @@ class _Streamed:
                     + (" " + _ansi("dim", self.out.color_system)(closed) if closed else "")
                     + pad)
         return _ansi(style, self.out.color_system)(cell)
+
+
+def _grouped(rows: list[Record]) -> list[tuple[Record, int]]:
+    return task_cells.grouped(rows, _KEY)
+
+
+_KEY: Callable[[Record], tuple[str, str | None]] = operator.itemgetter(0, 1)
+"""A row's id and its parent's."""
+
+
+def _wrap_ascii(text: str, width: int, fold: bool) -> list[str]:
+    """:func:`_wrap` of ASCII text (a character a cell)."""
+    if len(text) <= width:
+        return [text]
+    lines: list[str] = []
+    start, end = 0, len(text)
+    while end - start > width:  # each line up to the last space that fits (the usual case)
+        cut = text.rfind(" ", start, start + width + 1)
+        if cut < 0:  # a word wider than the line: word by word
+            return _wrap_words(text, width, fold)
+        lines.append(text[start:cut])
+        start = cut + 1
+    lines.append(text[start:])
+    return lines
+
+
+def _wrap_words(text: str, width: int, fold: bool) -> list[str]:
+    """:func:`_wrap_ascii`, a word at a time."""
+    lines: list[str] = []
+    line, size = "", -1  # size -1: nothing on the line yet
+    for word in text.split(" "):
+        n = len(word)
+        if size >= 0 and size + 1 + n <= width:
+            line, size = f"{line} {word}", size + 1 + n
+            continue
+        if size >= 0:
+            lines.append(line)
+        if n <= width:
+            line, size = word, n
+        elif fold:
+            if width <= 0:
+                return _wrap(text, width, fold)
+            cut = len(word) - (len(word) - 1) % width - 1
+            lines.extend(word[i:i + width] for i in range(0, cut, width))
+            line = word[cut:]
+            size = len(line)
+        else:
+            line, size = word[:width - 1] + "…" if width > 0 else "", width
+    lines.append(line)
+    return lines
 
 
 @lru_cache(maxsize=32)

@@ -95,20 +95,28 @@ def grouped(items: Iterable[T], key: Callable[[T], tuple[str, str | None]]
             kids.setdefault(parent, []).append((item, tid))
     out: list[tuple[T, int]] = []
     seen: set[str] = set()
+    # depth first, each child right after its parent and its earlier siblings' subtrees (a
+    # stack, not a recursive closure: no reference cycle left for the collector)
+    stack: list[tuple[T, str, int]] = []
 
-    def visit(item: T, tid: str, depth: int) -> None:
-        seen.add(tid)
-        out.append((item, depth))
-        for child, cid in kids.get(tid, []):
-            if cid not in seen:
-                visit(child, cid, depth + 1)
+    def visit(item: T, tid: str) -> None:
+        stack.append((item, tid, 0))
+        while stack:
+            node, nid, depth = stack.pop()
+            if nid in seen:
+                continue
+            seen.add(nid)
+            out.append((node, depth))
+            below = kids.get(nid)
+            if below:
+                stack.extend((child, cid, depth + 1) for child, cid in reversed(below))
 
     for item, (tid, parent) in zip(listed_items, keys, strict=True):
         if tid not in seen and parent not in listed:
-            visit(item, tid, 0)
+            visit(item, tid)
     for item, (tid, _parent) in zip(listed_items, keys, strict=True):  # loops: flat
         if tid not in seen:
-            visit(item, tid, 0)
+            visit(item, tid)
     return out
 
 

@@ -38,7 +38,7 @@ from ..model import (
     Task,
 )
 from . import containers
-from .store import Change, LedgerStore
+from .store import CellRow, Change, LedgerStore
 from .validate import (
     refuse_mill_author,
     refuse_mill_close_reason,
@@ -53,6 +53,7 @@ from .work import WorkVerbs
 
 if TYPE_CHECKING:
     from ..audit_anchor import AnchorStore
+    from .listing import Holding
 
 
 class Ledger(WorkVerbs):
@@ -264,6 +265,17 @@ class Ledger(WorkVerbs):
             status, label, issue_type, assignee, parent, include_hidden, limit),
             interrupted=interrupted, held=held)
 
+    def list_cells(self, *, status: str | Sequence[str] | None = None,
+                   label: str | None = None, issue_type: str | None = None,
+                   assignee: str | None = None, parent: str | None = None,
+                   include_hidden: bool = False, limit: int | None = None
+                   ) -> Iterator[CellRow]:
+        """:meth:`list_tasks` as the task tables show them
+        (:data:`~taskmill.ledger.store.CellRow`), read by the store as they are taken (the
+        filters are checked before the first)."""
+        return self.store.task_cell_rows(**self._listing_filter(
+            status, label, issue_type, assignee, parent, include_hidden, limit))
+
     def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:
         """``statuses`` as a list, each one taskmill sets or one the ledger holds (imported)."""
         wanted = list(statuses)
@@ -335,6 +347,16 @@ class Ledger(WorkVerbs):
                     item.reason = block_reason(task.id, marks)
                     item.unblock = f"taskmill reopen {task.id}"
                 yield item
+
+    def blocked_cells(self, *, beads_compat: bool | None = None
+                      ) -> Iterator[tuple[CellRow, list[str], Holding | None]]:
+        """:meth:`blocked` as the task tables show the tasks
+        (:data:`~taskmill.ledger.store.CellRow`), each with what it waits on and what else
+        holds it (None: nothing), read by the store a row at a time."""
+        from .listing import blocked_cells
+
+        compat = self.beads_compat if beads_compat is None else beads_compat
+        return blocked_cells(self.store, beads_compat=compat, cycles=_cycles_among)
 
     def blocked_json(self, *, beads_compat: bool | None = None) -> Iterator[str]:
         """:meth:`blocked`, each task as the text of its ``to_json()`` indented as an item of a

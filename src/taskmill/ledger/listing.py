@@ -11,12 +11,12 @@ import itertools
 import json
 import marshal
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
-from .store import HeldLinks, LedgerStore, LinksReading
+from .store import CellRow, HeldLinks, LedgerStore, LinksReading
 
 _CLOSE = "\n  }"
 _BLOCKED_BY = ',\n    "blocked_by": '
@@ -71,6 +71,33 @@ def held_json_rows(store: LedgerStore, beads_compat: bool = False, *,
         for task in page:
             text = item_text(_marked(task, interrupted, held).to_json())[:-len(_CLOSE)]
             yield task.id, task.status, text
+
+
+def cell_row(task: Task) -> CellRow:
+    """What the task tables show of ``task`` (:data:`~taskmill.ledger.store.CellRow`)."""
+    closed = (f"{task.children_closed}/{task.children} closed" if task.children > 0
+              else None)
+    return (task.id, task.parent, task.priority, task.issue_type, task.status, task.ready,
+            closed, task.title, ", ".join(task.labels), task.role)
+
+
+def task_cell_rows(store: LedgerStore, *, statuses: Sequence[str] | None,
+                   include_hidden: bool, label: str | None, issue_type: str | None,
+                   assignee: str | None, parent: str | None, limit: int | None
+                   ) -> Iterator[CellRow]:
+    """:meth:`LedgerStore.task_cell_rows` from the store's :meth:`~LedgerStore.task_pages`
+    (for a store without a faster way)."""
+    for page in store.task_pages(statuses=statuses, include_hidden=include_hidden,
+                                 label=label, issue_type=issue_type, assignee=assignee,
+                                 parent=parent, limit=limit):
+        yield from map(cell_row, page)
+
+
+def held_cell_rows(store: LedgerStore, beads_compat: bool = False) -> Iterator[CellRow]:
+    """:meth:`LedgerStore.held_cell_rows` from the store's :meth:`~LedgerStore.held_pages`
+    (for a store without a faster way)."""
+    for page in store.held_pages(beads_compat):
+        yield from map(cell_row, page)
 
 
 def held_links(store: LedgerStore) -> HeldLinks:
@@ -136,13 +163,16 @@ AHEAD_CHARS = 16 << 20
 what holds them in another thread; rows read after that wait in a temporary file."""
 
 Row = tuple[str, str, str]
+R = TypeVar("R", bound=tuple[Any, ...])
 
 
-def _read_ahead(rows: Iterator[Row], reading: LinksReading) -> Iterator[Row]:
+def _read_ahead(rows: Iterator[R], reading: LinksReading,
+                size_of: Callable[[R], int]) -> Iterator[R]:
     """The rows read while ``reading`` is not done, then the rest of ``rows``: the first
-    :data:`AHEAD_CHARS` held in memory, the others spilled to a temporary file (its pages
-    are the system's, not this process's) and read back once the links are in."""
-    ahead: list[Row] = []
+    :data:`AHEAD_CHARS` (``size_of`` a row) held in memory, the others spilled to a
+    temporary file (its pages are the system's, not this process's) and read back once the
+    links are in."""
+    ahead: list[R] = []
     size = spilled = 0
     with contextlib.ExitStack() as stack:
         spill: Any = None
@@ -153,7 +183,7 @@ def _read_ahead(rows: Iterator[Row], reading: LinksReading) -> Iterator[Row]:
                     spilled += 1
                 else:
                     ahead.append(row)
-                    size += len(row[2])
+                    size += size_of(row)
                     if size >= AHEAD_CHARS:
                         import tempfile
 
@@ -170,28 +200,42 @@ def _read_ahead(rows: Iterator[Row], reading: LinksReading) -> Iterator[Row]:
     yield from rows
 
 
-def blocked_json(store: LedgerStore, *, beads_compat: bool,
-                 cycles: Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
-                 ) -> Iterator[str]:
-    """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
-    ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array.
-    ``cycles``: each task of a waits graph in a cycle, with the cycle (not asked when the
-    store rules cycles out). The links are read meanwhile where the store can
-    (:meth:`~LedgerStore.held_links_reading`), the rows read until then kept
+class Holding(NamedTuple):
+    """What holds a task ``blocked`` lists beyond what it waits on (the fields of
+    :class:`~taskmill.model.BlockedTask` but the task and its blockers)."""
+
+    parents: list[str]
+    ancestors: list[str]
+    reasons: list[str]
+    reason: str | None
+    unblock: str | None
+
+
+Cycles = Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
+
+
+def holding(store: LedgerStore, rows: Iterator[R], *, cycles: Cycles
+            ) -> Iterator[tuple[R, list[str] | None, Holding | None]]:
+    """Each row of ``rows`` (the held tasks', id and status first) with what it waits on
+    (unsorted; None: nothing) and, where anything else holds it, :class:`Holding` (else
+    None: the usual case). ``cycles``: each task of a waits graph in a cycle, with the cycle
+    (not asked when the store rules cycles out). The links are read meanwhile where the
+    store can (:meth:`~LedgerStore.held_links_reading`), the rows read until then kept
     (:func:`_read_ahead`). Why a task of status blocked is comes from the store's
     :meth:`~LedgerStore.block_marks`, read once."""
     reading = store.held_links_reading()
-    rows = _read_ahead(store.held_json_rows(beads_compat), reading)
-    next_row = next(rows, None)  # (reads ahead, until the links are in)
+    ahead = _read_ahead(rows, reading, _size)
+    next_row = next(ahead, None)  # (reads ahead, until the links are in)
     links = reading.result()
-    waits, holding = links.waits, links.parents
+    waits, holds = links.waits, links.parents
     in_cycle = cycles(waits) if links.forward else {}
     reads = ancestor_reads(store, links)
     marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
-    for tid, status, text in itertools.chain(() if next_row is None else (next_row,), rows):
-        parents = holding.get(tid)
+    for row in itertools.chain(() if next_row is None else (next_row,), ahead):
+        tid, status = row[0], row[1]
+        parents = holds.get(tid)
         if not parents and status != BLOCKED and tid not in in_cycle:
-            yield f"{text}{_BLOCKED_BY}{_blockers(waits.get(tid))}{_NO_MORE}"
+            yield row, waits.get(tid), None
             continue
         ancestors, reasons = (containers.ancestor_reasons(store, tid, reads) if parents
                               else ([], []))
@@ -202,9 +246,48 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool,
             marks = store.block_marks(*BLOCK_MARKS)
         reason = block_reason(tid, marks or {}) if blocked else None
         unblock = f"taskmill reopen {tid}" if blocked else None
-        yield (f'{text}{_BLOCKED_BY}{_blockers(waits.get(tid))},'
-               f'\n    "held_by_parent": {_strings(sorted(parents or ()))},'
-               f'\n    "held_by_ancestor": {_strings(ancestors)},'
-               f'\n    "reasons": {_strings(reasons)},'
-               f'\n    "block_reason": {_value(reason)},'
-               f'\n    "unblock_with": {_value(unblock)}\n  }}')
+        yield row, waits.get(tid), Holding(sorted(parents or ()), ancestors, reasons, reason,
+                                           unblock)
+
+
+def _size(row: tuple[Any, ...]) -> int:
+    """About what a row takes in memory (its text, or its cells)."""
+    size = 64 * len(row)  # (a Python object each, with its header)
+    for value in row:
+        if value.__class__ is str:
+            size += len(value)
+        elif value.__class__ is tuple:
+            size += _size(value)
+    return size
+
+
+def blocked_json(store: LedgerStore, *, beads_compat: bool, cycles: Cycles) -> Iterator[str]:
+    """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
+    ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array (what
+    holds it: :func:`holding`)."""
+    for (_tid, _status, text), blockers, held in holding(
+            store, store.held_json_rows(beads_compat), cycles=cycles):
+        if held is None:
+            yield f"{text}{_BLOCKED_BY}{_blockers(blockers)}{_NO_MORE}"
+            continue
+        yield (f'{text}{_BLOCKED_BY}{_blockers(blockers)},'
+               f'\n    "held_by_parent": {_strings(held.parents)},'
+               f'\n    "held_by_ancestor": {_strings(held.ancestors)},'
+               f'\n    "reasons": {_strings(held.reasons)},'
+               f'\n    "block_reason": {_value(held.reason)},'
+               f'\n    "unblock_with": {_value(held.unblock)}\n  }}')
+
+
+def blocked_cells(store: LedgerStore, *, beads_compat: bool, cycles: Cycles
+                  ) -> Iterator[tuple[CellRow, list[str], Holding | None]]:
+    """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists as the task tables show it
+    (:data:`~taskmill.ledger.store.CellRow`, read by :meth:`LedgerStore.held_cell_rows`),
+    with what it waits on (sorted) and what else holds it (:func:`holding`)."""
+    for row, blockers, held in holding(store, _id_status_first(
+            store.held_cell_rows(beads_compat)), cycles=cycles):
+        yield row[2], sorted(blockers) if blockers else [], held
+
+
+def _id_status_first(rows: Iterator[CellRow]) -> Iterator[tuple[str, str, CellRow]]:
+    for row in rows:
+        yield row[0], row[4], row

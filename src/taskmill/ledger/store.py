@@ -73,6 +73,13 @@ class HeldLinks(NamedTuple):
     such an edge the waits hold no cycle. True when the store does not know."""
 
 
+CellRow = tuple[str, "str | None", Any, str, str, bool, "str | None", str, "str | None",
+                "str | None"]
+"""What the task tables show of a task, as the store reads it: id, parent, priority, type,
+status, ready, the container's "2/5 closed" (None when it has no children), title, labels
+joined by ", " (None or "" when none), role."""
+
+
 class LinksReading:
     """:class:`HeldLinks` being read, perhaps by another thread meanwhile (see
     :meth:`LedgerStore.held_links_reading`)."""
@@ -216,6 +223,13 @@ class LedgerStore(Protocol):
                        ) -> Iterator[tuple[str, str, str]]:
         """Each task :meth:`held_pages` reads, in its order: (id, status, the text of its
         ``to_json()`` as :meth:`task_json_rows` writes it less the closing line)."""
+    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
+        """:meth:`list_tasks` as the task tables show them (:data:`CellRow`), read as they
+        are needed."""
+    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
+        """:meth:`held_pages`'s tasks, in their order, as :data:`CellRow`."""
     def held_links(self) -> HeldLinks:
         """What holds the tasks :meth:`held` lists, read at once: :meth:`held_waits`, and
         each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""

@@ -14,11 +14,12 @@ readers read on (see :mod:`.schema`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 
-from ..store import LedgerStore
+from ..store import CellRow, LedgerStore
 from .attempts import AttemptRows
 from .bulk import BulkRows
 from .deps import DepRows
@@ -62,6 +63,20 @@ class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bu
     @conn.setter
     def conn(self, value: psycopg.Connection[Any]) -> None:
         self._conn = value
+
+    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
+        from ..listing import task_cell_rows
+
+        return task_cell_rows(
+            self, statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit)
+
+    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
+        from ..listing import held_cell_rows
+
+        return held_cell_rows(self, beads_compat)
 
     @classmethod
     def open(cls, url: str, *, schema: str = DEFAULT_SCHEMA) -> PostgresStore:

@@ -18,11 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from ..rows import expand_json_fields
-from ..store import HeldLinks, LinksReading
+from ..store import CellRow, HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
+from . import split
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 from .schema import connect
+from .split import (
+    CELLS_SHARE,
+    TEXT_SHARE,
+    ForkedReading,
+    Rows,
+    T,
+    can_split,
+    split_rows,
+)
 
 _LABELS = (
     "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
@@ -89,6 +99,20 @@ TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in _FI
 ``container``, in an item's indentation, without its closing brace (SQL string literals
 hold the line breaks)."""
 
+CELLS_SQL = (
+    "t.id, (SELECT p.depends_on_id FROM deps p INDEXED BY deps_parent WHERE p.issue_id = t.id"
+    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1), t.priority,"
+    " t.issue_type, t.status, t.status = 'open' AND NOT coalesce(t.gated, 0),"
+    " CASE WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children"
+    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child') THEN (SELECT"
+    " CASE WHEN count(*) > 0 THEN coalesce(sum(c.status = 'closed'), 0) || '/' || count(*)"
+    " || ' closed' END FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
+    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
+    " END, t.title, (SELECT group_concat(q.label, ', ') FROM (SELECT l.label FROM labels l"
+    " INDEXED BY labels_ordered WHERE l.task_id = t.id ORDER BY l.pos, l.label) q), t.role"
+)
+"""What the task tables show of the task ``t`` (:data:`taskmill.ledger.store.CellRow`)."""
+
 _MARKS = (
     "CASE WHEN t.id IN (SELECT value FROM json_each(?1))"
     " THEN ',\n    \"interrupted\": true' ELSE '' END"
@@ -153,6 +177,11 @@ def held_links(conn: sqlite3.Connection) -> HeldLinks:
     return HeldLinks(waits, parents, states, forward)
 
 
+def _links_read(conn: sqlite3.Connection) -> HeldLinks:
+    conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
+    return held_links(conn)
+
+
 class ListingRows:
     """The listings' JSON text, a row at a time."""
 
@@ -169,29 +198,80 @@ class ListingRows:
             issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
             alias="t.")
         marks, marks_args = _marks(interrupted, held or {})
-        args: list[Any] = [*marks_args, *filter_args]
-        sql = (f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}"
-               f"{listing_order(limit, 't.')}")
-        for (text,) in self.conn.execute(sql, args):
-            yield expand_json_fields(text) if "\x01" in text else text
+        order = listing_order(limit, "t.")
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[str]:
+            sql = f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}{span}{order}"
+            for (text,) in conn.execute(sql, [*marks_args, *filter_args, *span_args]):
+                yield expand_json_fields(text) if "\x01" in text else text
+
+        return self._listing(rows, where, filter_args, statuses, limit)
+
+    def _listing(self, rows: Rows[T], where: str, args: list[Any],
+                 statuses: Sequence[str] | None, limit: int | None,
+                 share: float = TEXT_SHARE) -> Iterator[T]:
+        """``rows`` of a listing (its ``WHERE`` and arguments): a single status's whole
+        listing read by two processes (:func:`~.split.split_rows`: its index gives the
+        split key at once), any other at once."""
+        if self.path is None or limit or not statuses or len(statuses) != 1 or \
+                where != " WHERE t.status IN (?)":
+            return rows(self.conn, "", ())
+        return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
+                          f"SELECT t.priority, t.seq FROM tasks t{where}"
+                          f"{listing_order(None, 't.')} LIMIT 1 OFFSET ?", args,
+                          "(t.priority, t.seq)", rows, share)
+
+    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
+        where, args = task_where(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
+            alias="t.")
+        order = listing_order(limit, "t.")
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[CellRow]:
+            return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}{span}{order}",
+                                [*args, *span_args])
+
+        return self._listing(rows, where, args, statuses, limit, CELLS_SHARE)
+
+    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
+        gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[CellRow]:
+            return conn.execute(
+                f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held"
+                f" WHERE {HELD_SQL.format(t='t.')}{gate}{span} ORDER BY t.priority, t.seq",
+                span_args)
+
+        return rows(self.conn, "", ())  # (not split: with the links' child besides, three
+        # processes on two cores took more time than two, at 1M tasks on a busy machine)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
                        ) -> Iterator[tuple[str, str, str]]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+        marks, marks_args = _marks(interrupted, held or {})
+
+        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                 ) -> Iterator[tuple[str, str, str]]:
+            for tid, status, text in conn.execute(
+                    f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
+                    f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}{span}"
+                    " ORDER BY t.priority, t.seq", [*marks_args, *span_args]):
+                yield tid, status, expand_json_fields(text) if "\x01" in text else text
+
         # a smaller page cache meanwhile: the rows' pages are read about once (the links'
         # connection, reading at the same time, has its own)
-        marks, marks_args = _marks(interrupted, held or {})
         cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
         self.conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
         try:
-            cursor = self.conn.execute(
-                f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
-                f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}"
-                " ORDER BY t.priority, t.seq", marks_args)
-            for tid, status, text in cursor:
-                yield tid, status, expand_json_fields(text) if "\x01" in text else text
+            yield from rows(self.conn, "", ())  # (not split: see held_cell_rows)
         finally:
             self.conn.execute(f"PRAGMA cache_size = {cache}")
 
@@ -202,6 +282,12 @@ class ListingRows:
         path = self.path
         if path is None or self.conn.in_transaction:  # (another connection would not see it)
             return LinksReading(self.held_links, meanwhile=False)
+        import threading
+
+        if can_split() and threading.active_count() == 1 and (self.conn.execute(
+                "SELECT max(seq) FROM tasks").fetchone()[0] or 0) >= split.LINKS_FORK_MIN:
+            return ForkedReading(path, _links_read, self.held_links)  # (a fork copies no
+            # other thread; a small ledger's links come as soon from a thread)
 
         def read() -> HeldLinks:
             conn = connect(path)

@@ -1,0 +1,208 @@
+"""A long listing read by two processes: the rows after a split key by a forked child (its
+own connection, opened after the fork) meanwhile, into a temporary file; this process reads
+the rows before it and then passes the child's on, in order. (SQLite serialises much of
+the work of two threads in one process, on its memory allocator's lock: two processes
+share nothing.) ``blocked``'s links are read by a forked child the same way
+(:class:`ForkedReading`).
+
+Both read the same state of the ledger or the child's rows are not used: this process reads
+in a transaction begun before the fork, and ``PRAGMA data_version`` on a connection of its
+own, asked before that transaction began and again once the child has begun reading, tells
+whether another connection committed meanwhile (then the rest is read here, in the same
+transaction, as without a child). A child that fails is passed over the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import marshal
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..store import HeldLinks, LinksReading
+from .schema import connect
+
+SPLIT_MIN = 20_000
+"""Rows from which a listing is split (fewer: the fork costs more than it saves)."""
+LINKS_FORK_MIN = 200_000
+"""Tasks from which ``blocked`` reads its links in a forked child rather than a thread (in a
+smaller ledger the thread costs less: at 100K tasks the fork took ~40 ms more CPU)."""
+TEXT_SHARE = 0.45
+"""The share of the rows this process reads when it then only writes them out (JSON text):
+the child's rows take this process a little time more once read back."""
+CELLS_SHARE = 0.35
+"""The share of the rows this process reads when the rows are then laid out here (a table):
+about what balances the two, from the rows' cost in SQL and in the table (~11 and ~10 us a
+row at 1M tasks)."""
+CHILD_CACHE_KIB = 8192
+"""The child's page cache: the rows' pages are read about once (a bigger cache saves no
+time, and each process has its own)."""
+BATCH = 1000
+"""Rows the child writes at a time."""
+
+T = TypeVar("T")
+Rows = Callable[[sqlite3.Connection, str, Sequence[Any]], Iterator[T]]
+"""The rows (text, or tuples of values: what :mod:`marshal` writes) read through a
+connection, with the condition on the key to add to the statement's ``WHERE`` (``""`` or
+``" AND ..."``) and its arguments."""
+
+
+def can_split() -> bool:
+    """Whether this system forks (not Windows)."""
+    return hasattr(os, "fork")
+
+
+def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: str,
+               args: Sequence[Any], key: str, rows: Rows[T], share: float = TEXT_SHARE
+               ) -> Iterator[T]:
+    """What ``rows`` reads, in order, the second part read by a child meanwhile when the
+    listing has :data:`SPLIT_MIN` rows or more. ``count_sql`` counts the rows, ``key_sql``
+    (``LIMIT 1 OFFSET ?`` last) gives the split key's values, both with ``args``; ``key``:
+    the key's columns, as the statement writes them (``"(t.priority, t.seq)"``); ``share``:
+    of the rows, what this process reads (the first)."""
+    import threading
+
+    tasks = conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
+    if tasks < SPLIT_MIN or not can_split() or conn.in_transaction or \
+            threading.active_count() > 1:
+        yield from rows(conn, "", ())  # (a small ledger's listing is short: read at once;
+        return  # a fork copies no other thread: none may run)
+    watch = connect(path)
+    watch.execute("PRAGMA cache_size = 0")
+    try:
+        before = watch.execute("PRAGMA data_version").fetchone()[0]
+        conn.execute("BEGIN")
+        try:
+            yield from _split(conn, path, watch, before, (count_sql, key_sql, args, key), rows,
+                              share)
+        finally:
+            conn.execute("COMMIT")
+    finally:
+        watch.close()
+
+
+def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, before: int,
+           query: tuple[str, str, Sequence[Any], str], rows: Rows[T], share: float
+           ) -> Iterator[T]:
+    count_sql, key_sql, args, key = query
+    total = conn.execute(count_sql, args).fetchone()[0]
+    at = conn.execute(key_sql, [*args, int(total * share)]).fetchone() \
+        if total >= SPLIT_MIN else None
+    if at is None:
+        yield from rows(conn, "", ())
+        return
+    marks = ", ".join("?" * len(at))
+    after = (f" AND {key} >= ({marks})", tuple(at))
+    with tempfile.TemporaryFile() as out:
+        ready, told = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: its own connection, its rows into the file, then gone
+            code = 1
+            try:
+                os.close(ready)
+                code = _child(path, out, told, after, rows)
+            finally:
+                os._exit(code)
+        os.close(told)
+        same = False
+        try:
+            yield from rows(conn, f" AND {key} < ({marks})", after[1])
+            started = os.read(ready, 1) == b"1"  # (once the child has begun reading)
+            same = started and watch.execute("PRAGMA data_version").fetchone()[0] == before
+        finally:
+            os.close(ready)
+            if not same:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            _, status = os.waitpid(pid, 0)
+        if same and os.waitstatus_to_exitcode(status) == 0:
+            yield from _read_back(out)
+            return
+    yield from rows(conn, *after)  # (read here: the child did not read the same ledger)
+
+
+def _child(path: Path, out: Any, told: int, after: tuple[str, tuple[Any, ...]],
+           rows: Rows[Any]) -> int:
+    """Write the rows after the split key to ``out``, :data:`BATCH` at a time (each batch a
+    list, marshalled); say on ``told`` once the reading has begun (the ledger's state is
+    then fixed)."""
+    conn = connect(path)  # (the parent's connection is never used here)
+    conn.execute(f"PRAGMA cache_size = -{CHILD_CACHE_KIB}")
+    conn.execute("BEGIN")
+    found = rows(conn, *after)
+    batch = list(itertools.islice(found, 1))
+    os.write(told, b"1")
+    os.close(told)
+    while batch:
+        batch.extend(itertools.islice(found, BATCH - len(batch)))
+        out.write(marshal.dumps(batch))
+        batch = list(itertools.islice(found, BATCH))
+    out.flush()
+    return 0
+
+
+def _read_back(out: Any) -> Iterator[Any]:
+    """The rows the child wrote to ``out``, one at a time."""
+    out.seek(0)
+    while True:
+        try:
+            batch = marshal.load(out)
+        except EOFError:
+            return
+        yield from batch
+
+
+class ForkedReading(LinksReading):
+    """:class:`~taskmill.ledger.store.LinksReading` by a forked child (its own connection):
+    no lock or interpreter shared with this process, which reads the rows meanwhile. A
+    child that fails is passed over: the links are then read here."""
+
+    def __init__(self, path: Path, read: Callable[[sqlite3.Connection], HeldLinks],
+                 fallback: Callable[[], HeldLinks]) -> None:
+        self._links: HeldLinks | None = None
+        self._error: BaseException | None = None
+        self._thread: Any = None
+        self._done: Any = None
+        self._fallback = fallback
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed by result())
+        self._asked = 0
+        self._pid = os.fork()
+        if self._pid == 0:
+            code = 1
+            try:
+                conn = connect(path)  # (the parent's connection is never used here)
+                self._out.write(marshal.dumps(tuple(read(conn))))
+                self._out.flush()
+                code = 0
+            finally:
+                os._exit(code)
+        self._status: int | None = None
+
+    def done(self) -> bool:
+        if self._status is None:
+            self._asked += 1
+            if self._asked % 64:  # (a system call: asked every so many rows)
+                return False
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+            if pid == 0:
+                return False
+            self._status = status
+        return True
+
+    def result(self) -> HeldLinks:
+        if self._links is not None:
+            return self._links
+        if self._status is None:
+            self._status = os.waitpid(self._pid, 0)[1]
+        with self._out:
+            if os.waitstatus_to_exitcode(self._status) == 0:
+                self._out.seek(0)
+                self._links = HeldLinks(*marshal.load(self._out))
+            else:
+                self._links = self._fallback()
+        return self._links

@@ -1,0 +1,133 @@
+"""A long listing read by two processes (:mod:`taskmill.ledger.sqlite.split`): the same rows
+in the same order as read at once, and the state the listing began with even when another
+connection writes meanwhile or the child fails; the links ``blocked`` reads in a child."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmill.ledger import Ledger
+from taskmill.ledger.sqlite import split
+from taskmill.ledger.sqlite.schema import connect
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
+    monkeypatch.setattr(split, "SPLIT_MIN", 4)
+    monkeypatch.setattr(split, "LINKS_FORK_MIN", 4)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # (pytest's own threads)
+    ledger = Ledger.open(tmp_path / "db", prefix="s")
+    with ledger:
+        epic = ledger.create("epic", labels=["x"])
+        for i in range(24):
+            ledger.create(f"task {i} ünï", priority=i % 3, parent=epic.id if i % 5 == 0 else None,
+                          labels=["b", "a"] if i % 2 else [], after=[epic.id] if i == 7 else ())
+        yield ledger
+
+
+def _serial(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[object]]:
+    with monkeypatch.context() as m:
+        m.setattr(split, "SPLIT_MIN", 10**9)
+        return list(ledger.list_json(status="open")), list(ledger.list_cells(status="open"))
+
+
+def test_the_split_listing_is_the_listing(ledger: Ledger,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, cells = _serial(ledger, monkeypatch)
+    assert len(texts) == len(cells) == 25
+    forks: list[int] = []
+    fork = split.os.fork
+
+    def counted() -> int:
+        forks.append(1)
+        return fork()
+
+    monkeypatch.setattr(split.os, "fork", counted)
+    assert list(ledger.list_json(status="open")) == texts
+    assert [tuple(c) for c in ledger.list_cells(status="open")] == [tuple(c) for c in cells]
+    assert len(forks) == 2
+
+
+def test_a_write_meanwhile_leaves_the_listing_as_it_began(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, _ = _serial(ledger, monkeypatch)
+    store = ledger.store
+    go, told = os.pipe()
+    child = split._child
+
+    def after_the_write(*args: Any) -> int:
+        os.read(go, 1)  # (the child begins reading once the write is committed)
+        return child(*args)
+
+    monkeypatch.setattr(split, "_child", after_the_write)
+    rows = ledger.list_json(status="open")
+    assert next(rows) == texts[0]
+    other = connect(store.path)  # type: ignore[attr-defined]
+    other.execute("UPDATE tasks SET title = 'changed' WHERE status = 'open'")
+    other.close()
+    os.write(told, b"1")
+    assert [texts[0], *rows] == texts  # (the child saw the change: its rows not used)
+    os.close(go)
+    os.close(told)
+    monkeypatch.setattr(split, "_child", child)
+    assert all('"title": "changed"' in t for t in ledger.list_json(status="open"))
+
+
+def test_a_failed_child_is_passed_over(ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+                                       ) -> None:
+    texts, _ = _serial(ledger, monkeypatch)
+
+    def broken(*args: object) -> int:
+        raise RuntimeError("the child could not read")
+
+    monkeypatch.setattr(split, "_child", broken)
+    assert list(ledger.list_json(status="open")) == texts
+
+
+def test_the_links_read_by_a_child_are_the_links(ledger: Ledger,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = ledger.create("blocker")
+    for i in range(3):
+        ledger.create(f"waits {i}", after=[blocker.id])
+    store = ledger.store
+    reading = store.held_links_reading()
+    assert isinstance(reading, split.ForkedReading)
+    assert reading.result() == store.held_links()
+    assert reading.done()
+
+    def broken(conn: object) -> object:
+        raise RuntimeError("the child could not read")
+
+    failed = split.ForkedReading(store.path, broken, store.held_links)  # type: ignore[attr-defined]
+    assert failed.result() == store.held_links()
+
+
+def test_blocked_with_the_links_read_by_a_child(ledger: Ledger,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = ledger.create("blocker")
+    for i in range(12):
+        ledger.create(f"waits {i}", after=[blocker.id], priority=i % 3)
+    ledger.create("marked", status="blocked")
+    with monkeypatch.context() as m:
+        m.setattr(split, "SPLIT_MIN", 10**9)
+        texts = list(ledger.blocked_json())
+        cells = [(tuple(row), blockers, held) for row, blockers, held in ledger.blocked_cells()]
+    assert len(texts) == len(cells) == 14  # (and the epic's waiting child)
+    forks: list[int] = []
+    fork = split.os.fork
+
+    def counted() -> int:
+        forks.append(1)
+        return fork()
+
+    monkeypatch.setattr(split.os, "fork", counted)
+    assert list(ledger.blocked_json()) == texts
+    assert [(tuple(row), blockers, held)
+            for row, blockers, held in ledger.blocked_cells()] == cells
+    assert len(forks) == 2  # (the links, twice; the rows are read at once)
