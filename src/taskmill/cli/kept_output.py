@@ -114,7 +114,22 @@ def _look(stream: Any) -> dict[str, Any] | None:
         except (OSError, ValueError):
             sizes.append(None)
     return {"env": {name: os.environ.get(name) for name in LOOK_ENV},
-            "encoding": str(encoding), "sizes": sizes}
+            "encoding": str(encoding), "sizes": sizes, "rich": _rich_stamp()}
+
+
+def _rich_stamp() -> list[int] | None:
+    """The size and time of rich's installed ``__init__`` (another rich may lay a table out
+    otherwise), found without importing it."""
+    from importlib.util import find_spec
+
+    spec = find_spec("rich")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        info = os.stat(spec.origin)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
 
 
 class _Tee(io.TextIOBase):
