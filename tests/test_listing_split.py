@@ -37,10 +37,8 @@ def _serial(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str],
         return list(ledger.list_json(status="open")), list(ledger.list_cells(status="open"))
 
 
-def test_the_split_listing_is_the_listing(ledger: Ledger,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    texts, cells = _serial(ledger, monkeypatch)
-    assert len(texts) == len(cells) == 25
+def _count_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets an item at each fork of the split."""
     forks: list[int] = []
     fork = split.os.fork
 
@@ -49,6 +47,14 @@ def test_the_split_listing_is_the_listing(ledger: Ledger,
         return fork()
 
     monkeypatch.setattr(split.os, "fork", counted)
+    return forks
+
+
+def test_the_split_listing_is_the_listing(ledger: Ledger,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, cells = _serial(ledger, monkeypatch)
+    assert len(texts) == len(cells) == 25
+    forks = _count_forks(monkeypatch)
     assert list(ledger.list_json(status="open")) == texts
     assert [tuple(c) for c in ledger.list_cells(status="open")] == [tuple(c) for c in cells]
     assert len(forks) == 2
@@ -119,14 +125,7 @@ def test_blocked_with_the_links_read_by_a_child(ledger: Ledger,
         texts = list(ledger.blocked_json())
         cells = [(tuple(row), blockers, held) for row, blockers, held in ledger.blocked_cells()]
     assert len(texts) == len(cells) == 14  # (and the epic's waiting child)
-    forks: list[int] = []
-    fork = split.os.fork
-
-    def counted() -> int:
-        forks.append(1)
-        return fork()
-
-    monkeypatch.setattr(split.os, "fork", counted)
+    forks = _count_forks(monkeypatch)
     assert list(ledger.blocked_json()) == texts
     assert [(tuple(row), blockers, held)
             for row, blockers, held in ledger.blocked_cells()] == cells

@@ -379,37 +379,11 @@ def _wrap_ascii(text: str, width: int, fold: bool) -> list[str]:
     start, end = 0, len(text)
     while end - start > width:  # each line up to the last space that fits (the usual case)
         cut = text.rfind(" ", start, start + width + 1)
-        if cut < 0:  # a word wider than the line: word by word
-            return _wrap_words(text, width, fold)
+        if cut < 0:  # a word wider than the line (rare): word by word, as any text
+            return _wrap(text, width, fold)
         lines.append(text[start:cut])
         start = cut + 1
     lines.append(text[start:])
-    return lines
-
-
-def _wrap_words(text: str, width: int, fold: bool) -> list[str]:
-    """:func:`_wrap_ascii`, a word at a time."""
-    lines: list[str] = []
-    line, size = "", -1  # size -1: nothing on the line yet
-    for word in text.split(" "):
-        n = len(word)
-        if size >= 0 and size + 1 + n <= width:
-            line, size = f"{line} {word}", size + 1 + n
-            continue
-        if size >= 0:
-            lines.append(line)
-        if n <= width:
-            line, size = word, n
-        elif fold:
-            if width <= 0:
-                return _wrap(text, width, fold)
-            cut = len(word) - (len(word) - 1) % width - 1
-            lines.extend(word[i:i + width] for i in range(0, cut, width))
-            line = word[cut:]
-            size = len(line)
-        else:
-            line, size = word[:width - 1] + "…" if width > 0 else "", width
-    lines.append(line)
     return lines
 
 
