@@ -130,3 +130,21 @@ def test_blocked_with_the_links_read_by_a_child(ledger: Ledger,
     assert [(tuple(row), blockers, held)
             for row, blockers, held in ledger.blocked_cells()] == cells
     assert len(forks) == 2  # (the links, twice; the rows are read at once)
+
+
+@pytest.mark.parametrize("split_min", [4, 10**9])
+@pytest.mark.parametrize("listing", ["list", "cells", "blocked", "blocked cells"])
+def test_a_listing_left_half_read_closes_after_its_ledger(
+        ledger: Ledger, listing: str, split_min: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed pipe leaves a listing half read; it is collected after the ledger closed
+    (the exception's frames hold it): closing it then raises nothing."""
+    monkeypatch.setattr(split, "SPLIT_MIN", split_min)
+    rows: Iterator[object] = {
+        "list": lambda: ledger.list_json(status="open"),
+        "cells": lambda: ledger.list_cells(status="open"),
+        "blocked": ledger.blocked_json,
+        "blocked cells": ledger.blocked_cells,
+    }[listing]()
+    assert next(rows)
+    ledger.close_db()
+    rows.close()  # type: ignore[attr-defined]

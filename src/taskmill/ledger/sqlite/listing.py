@@ -273,7 +273,7 @@ class ListingRows:
         try:
             yield from rows(self.conn, "", ())  # (not split: see held_cell_rows)
         finally:
-            self.conn.execute(f"PRAGMA cache_size = {cache}")
+            split.end_quietly(self.conn, f"PRAGMA cache_size = {cache}")
 
     def held_links(self) -> HeldLinks:
         return held_links(self.conn)

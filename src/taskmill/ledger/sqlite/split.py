@@ -68,22 +68,43 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
     import threading
 
     tasks = conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
-    if tasks < SPLIT_MIN or not can_split() or conn.in_transaction or \
-            threading.active_count() > 1:
-        yield from rows(conn, "", ())  # (a small ledger's listing is short: read at once;
-        return  # a fork copies no other thread: none may run)
-    watch = connect(path)
-    watch.execute("PRAGMA cache_size = 0")
     try:
-        before = watch.execute("PRAGMA data_version").fetchone()[0]
-        conn.execute("BEGIN")
+        if tasks < SPLIT_MIN or not can_split() or conn.in_transaction or \
+                threading.active_count() > 1:
+            yield from rows(conn, "", ())  # (a small ledger's listing is short: read at
+            return  # once; a fork copies no other thread: none may run)
+        watch = connect(path)
+        watch.execute("PRAGMA cache_size = 0")
         try:
-            yield from _split(conn, path, watch, before, (count_sql, key_sql, args, key), rows,
-                              share)
+            before = watch.execute("PRAGMA data_version").fetchone()[0]
+            conn.execute("BEGIN")
+            try:
+                yield from _split(conn, path, watch, before, (count_sql, key_sql, args, key),
+                                  rows, share)
+            finally:
+                end_quietly(conn, "COMMIT")
         finally:
-            conn.execute("COMMIT")
-    finally:
-        watch.close()
+            watch.close()
+    except sqlite3.ProgrammingError:
+        if not closed(conn):  # (closed: a cursor's close at this listing's own close)
+            raise
+
+
+def end_quietly(conn: sqlite3.Connection, sql: str) -> None:
+    """``sql`` (ending what a listing began on ``conn``), unless ``conn`` was closed first:
+    a listing left half read (a closed pipe) is closed when it is collected, which may be
+    after its ledger (a closed connection ended its transaction and settings with it)."""
+    if not closed(conn):
+        conn.execute(sql)
+
+
+def closed(conn: sqlite3.Connection) -> bool:
+    """Whether ``conn`` was closed."""
+    try:
+        conn.total_changes  # noqa: B018  (raises on a closed connection)
+    except sqlite3.ProgrammingError:
+        return True
+    return False
 
 
 def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, before: int,
