@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import marshal
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
+from .spill import read_rows, write_batch
 from .store import CellRow, HeldLinks, LedgerStore, LinksReading
 
 _CLOSE = "\n  }"
@@ -162,6 +162,9 @@ AHEAD_CHARS = 16 << 20
 """How much of the held tasks' text ``blocked --json`` keeps in memory while the store reads
 what holds them in another thread; rows read after that wait in a temporary file."""
 
+SPILL_BATCH = 256
+"""Rows spilled to the temporary file at a time (:mod:`taskmill.ledger.spill`)."""
+
 Row = tuple[str, str, str]
 R = TypeVar("R", bound=tuple[Any, ...])
 
@@ -173,14 +176,17 @@ def _read_ahead(rows: Iterator[R], reading: LinksReading,
     temporary file (its pages are the system's, not this process's) and read back once the
     links are in."""
     ahead: list[R] = []
-    size = spilled = 0
+    size = 0
     with contextlib.ExitStack() as stack:
         spill: Any = None
+        pending: list[R] = []  # (spilled a batch at a time)
         if not reading.done():
             for row in rows:
                 if spill is not None:
-                    spill.write(marshal.dumps(row))
-                    spilled += 1
+                    pending.append(row)
+                    if len(pending) >= SPILL_BATCH:
+                        write_batch(spill, pending)
+                        pending = []
                 else:
                     ahead.append(row)
                     size += size_of(row)
@@ -193,9 +199,10 @@ def _read_ahead(rows: Iterator[R], reading: LinksReading,
         yield from ahead
         del ahead[:]
         if spill is not None:
-            spill.seek(0)
-            for _ in range(spilled):
-                yield marshal.load(spill)
+            if pending:
+                write_batch(spill, pending)
+                pending = []
+            yield from read_rows(spill)
             stack.close()
     yield from rows
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import marshal
 import os
 import sqlite3
 import tempfile
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..spill import read_batches, read_rows, write_batch
 from ..store import HeldLinks, LinksReading
 from .schema import connect
 
@@ -142,7 +142,7 @@ def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, befo
                     os.kill(pid, 9)
             _, status = os.waitpid(pid, 0)
         if same and os.waitstatus_to_exitcode(status) == 0:
-            yield from _read_back(out)
+            yield from read_rows(out)
             return
     yield from rows(conn, *after)  # (read here: the child did not read the same ledger)
 
@@ -150,8 +150,8 @@ def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, befo
 def _child(path: Path, out: Any, told: int, after: tuple[str, tuple[Any, ...]],
            rows: Rows[Any]) -> int:
     """Write the rows after the split key to ``out``, :data:`BATCH` at a time (each batch a
-    list, marshalled); say on ``told`` once the reading has begun (the ledger's state is
-    then fixed)."""
+    list, :func:`~taskmill.ledger.spill.write_batch`); say on ``told`` once the reading
+    has begun (the ledger's state is then fixed)."""
     conn = connect(path)  # (the parent's connection is never used here)
     conn.execute(f"PRAGMA cache_size = -{CHILD_CACHE_KIB}")
     conn.execute("BEGIN")
@@ -161,21 +161,10 @@ def _child(path: Path, out: Any, told: int, after: tuple[str, tuple[Any, ...]],
     os.close(told)
     while batch:
         batch.extend(itertools.islice(found, BATCH - len(batch)))
-        out.write(marshal.dumps(batch))
+        write_batch(out, batch)
         batch = list(itertools.islice(found, BATCH))
     out.flush()
     return 0
-
-
-def _read_back(out: Any) -> Iterator[Any]:
-    """The rows the child wrote to ``out``, one at a time."""
-    out.seek(0)
-    while True:
-        try:
-            batch = marshal.load(out)
-        except EOFError:
-            return
-        yield from batch
 
 
 class ForkedReading(LinksReading):
@@ -197,7 +186,7 @@ class ForkedReading(LinksReading):
             code = 1
             try:
                 conn = connect(path)  # (the parent's connection is never used here)
-                self._out.write(marshal.dumps(tuple(read(conn))))
+                write_batch(self._out, tuple(read(conn)))
                 self._out.flush()
                 code = 0
             finally:
@@ -222,8 +211,7 @@ class ForkedReading(LinksReading):
             self._status = os.waitpid(self._pid, 0)[1]
         with self._out:
             if os.waitstatus_to_exitcode(self._status) == 0:
-                self._out.seek(0)
-                self._links = HeldLinks(*marshal.load(self._out))
+                self._links = HeldLinks(*next(read_batches(self._out)))
             else:
                 self._links = self._fallback()
         return self._links
