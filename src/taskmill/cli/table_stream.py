@@ -175,7 +175,8 @@ def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
     """``text`` in lines of at most ``width`` cells, broken at spaces as rich breaks them; a
     word wider than the line on a line of its own, cut short with "…" as rich cuts it (or,
     with ``fold``, folded over as many lines as it needs)."""
-    measure: Callable[[str], int] = len if text.isascii() else cell_len
+    ascii_text = text.isascii()
+    measure: Callable[[str], int] = len if ascii_text else cell_len
     if measure(text) <= width:
         return [text]
     lines: list[str] = []
@@ -194,7 +195,8 @@ def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
             lines.extend(whole)
             size = measure(line)
         else:
-            line, size = set_cell_size(word, width - 1) + "…" if width > 0 else "", width
+            line, size = ((word[:width - 1] if ascii_text else set_cell_size(word, width - 1))
+                          + "…" if width > 0 else ""), width
     lines.append(line)
     return lines
 
