@@ -9,7 +9,15 @@ from contextlib import contextmanager
 
 from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
-from .schema import NEW_GENERATION_SQL, generation_triggers
+from .schema import (
+    LINKED_CHILDREN,
+    LINKED_LABELS,
+    LINKED_PARENT,
+    NEW_GENERATION_SQL,
+    generation_triggers,
+    linked_of,
+    linked_triggers,
+)
 from .tasks import chunks
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
@@ -28,6 +36,9 @@ _ROW_SQL = ", ".join(IMPORT_ROW_COLUMNS)
 
 class BulkRows:
     conn: sqlite3.Connection
+    _bulk_parents: set[str] | None = None
+    """In a :meth:`bulk_import` (its ``linked`` triggers dropped): the parents the imported
+    rows name, whose :data:`~.schema.LINKED_CHILDREN` bit is set at its end."""
 
     def task_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT id FROM tasks")}
@@ -70,19 +81,26 @@ class BulkRows:
         and comments of tasks the ledger holds, ``creates`` add new ones. Readiness is not
         recomputed (call :meth:`recompute_readiness` once after)."""
         conn = self.conn
+        linked = {p.row[0]: (LINKED_LABELS if p.labels else 0) | (
+            LINKED_PARENT if any(d[1] == "parent-child" for d in p.deps) else 0)
+            for p in (*creates, *updates)}  # (set here too where the triggers are dropped)
+        if self._bulk_parents is not None:
+            self._bulk_parents.update(d[0] for p in (*creates, *updates) for d in p.deps
+                                      if d[1] == "parent-child")
         if updates:
             upd_ids = [(p.row[0],) for p in updates]
             conn.executemany("DELETE FROM labels WHERE task_id = ?", upd_ids)
             conn.executemany("DELETE FROM deps WHERE issue_id = ?", upd_ids)
             conn.executemany("DELETE FROM comments WHERE task_id = ?", upd_ids)
             assignments = ", ".join(f"{c} = ?" for c in (*IMPORT_ROW_COLUMNS[1:], "created_key"))
-            conn.executemany(f"UPDATE tasks SET {assignments} WHERE id = ?",
-                             [(*p.row[1:], order_key(p.row[_CREATED_AT]), p.row[0])
-                              for p in updates])
+            conn.executemany(f"UPDATE tasks SET {assignments}, linked = linked | ? WHERE id = ?",
+                             [(*p.row[1:], order_key(p.row[_CREATED_AT]), linked[p.row[0]],
+                               p.row[0]) for p in updates])
         if creates:
-            marks = ", ".join("?" * (len(IMPORT_ROW_COLUMNS) + 1))
-            conn.executemany(f"INSERT INTO tasks ({_ROW_SQL}, created_key) VALUES ({marks})",
-                             [(*p.row, order_key(p.row[_CREATED_AT])) for p in creates])
+            marks = ", ".join("?" * (len(IMPORT_ROW_COLUMNS) + 2))
+            conn.executemany(
+                f"INSERT INTO tasks ({_ROW_SQL}, created_key, linked) VALUES ({marks})",
+                [(*p.row, order_key(p.row[_CREATED_AT]), linked[p.row[0]]) for p in creates])
         items = [*updates, *creates]
         conn.executemany(
             "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
@@ -100,14 +118,38 @@ class BulkRows:
     def bulk_import(self) -> Iterator[None]:
         # The generation drawn once for the whole import, not at every row (the triggers
         # cost an import ~12% more CPU): dropped and made again in its transaction
-        triggers = generation_triggers()
+        # and each task's ``linked`` bits set by the import itself (the triggers, at every
+        # label and parent, would cost a 1M import seconds)
+        triggers = [*generation_triggers(), *linked_triggers()]
         for name, _sql in triggers:
             self.conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-        with self._indexes_deferred():  # (on an error the transaction rolls back the drops)
-            yield
+        seq = self.conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
+        linked_before = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM labels) OR EXISTS (SELECT 1 FROM deps)").fetchone()[0]
+        self._bulk_parents = set()
+        try:
+            with self._indexes_deferred():  # (on an error the transaction rolls back the drops)
+                yield
+            self._linked_after_import(seq if linked_before else None)
+        finally:
+            self._bulk_parents = None
         for _name, sql in triggers:
             self.conn.execute(sql)
         self.conn.execute(NEW_GENERATION_SQL)
+
+    def _linked_after_import(self, seq: int | None) -> None:
+        """What the triggers would have set of ``linked`` that the imported rows alone do
+        not tell: the children bit of the parents they name, and (``seq``: the last task
+        before the import, when the ledger held labels or dependencies then) whatever rows
+        already named a task the import created."""
+        parents = sorted(self._bulk_parents or ())
+        self.conn.executemany(
+            f"UPDATE tasks SET linked = linked | {LINKED_CHILDREN}"
+            f" WHERE id = ? AND linked & {LINKED_CHILDREN} = 0", [(p,) for p in parents])
+        if seq is not None:
+            self.conn.execute(f"UPDATE tasks SET linked = linked | {linked_of('tasks.id')}"
+                              f" WHERE seq > ? AND {linked_of('tasks.id')} & ~linked != 0",
+                              (seq,))
 
     @contextmanager
     def _indexes_deferred(self) -> Iterator[None]:
@@ -145,7 +187,8 @@ class BulkRows:
             for tid, label in self.conn.execute(
                     f"SELECT task_id, label FROM labels WHERE task_id IN ({marks})"
                     " ORDER BY task_id, pos, label", chunk):
-                out[tid].labels.append(label)
+                if tid in out:  # (not a label row left behind by a task no longer there)
+                    out[tid].labels.append(label)
             for tid, *dep in self.conn.execute(
                     "SELECT issue_id, depends_on_id, type, created_at, created_by, extra"
                     f" FROM deps WHERE issue_id IN ({marks})"

@@ -34,25 +34,29 @@ from .split import (
     split_rows,
 )
 
-_LABELS = (
-    "(SELECT CASE WHEN count(*) = 0 THEN '[]' ELSE '[\n      '"
-    " || group_concat(q, ',\n      ') || '\n    ]' END"
+_LABELS = (  # (labels, parent and children looked for only where ``linked`` says they may
+    # be: an index probe each, saved; :data:`~taskmill.ledger.sqlite.schema.LINKED_LABELS`)
+    "CASE WHEN t.linked & 1 = 0 THEN '[]' ELSE (SELECT CASE WHEN count(*) = 0 THEN '[]'"
+    " ELSE '[\n      ' || group_concat(q, ',\n      ') || '\n    ]' END"
     " FROM (SELECT json_quote(l.label) AS q FROM labels l INDEXED BY labels_ordered"
     " WHERE l.task_id = t.id"
-    " ORDER BY l.pos, l.label))"
+    " ORDER BY l.pos, l.label)) END"
 )
 _PARENT = (
-    "json_quote((SELECT p.depends_on_id FROM deps p INDEXED BY deps_parent WHERE p.issue_id = t.id"
-    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1))"
+    "CASE WHEN t.linked & 2 = 0 THEN 'null' ELSE json_quote((SELECT p.depends_on_id FROM deps p"
+    " INDEXED BY deps_parent WHERE p.issue_id = t.id"
+    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1)) END"
 )
+_NO_CHILDREN = "'0,\n    \"children_closed\": 0,\n    \"container\": false'"
 _CHILDREN = (
-    "CASE WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children WHERE cd.depends_on_id = t.id"
+    f"CASE WHEN t.linked & 4 = 0 THEN {_NO_CHILDREN} WHEN EXISTS (SELECT 1 FROM deps cd"
+    " INDEXED BY deps_children WHERE cd.depends_on_id = t.id"
     " AND cd.type = 'parent-child') THEN (SELECT count(*) || ',\n    \"children_closed\": '"
     " || coalesce(sum(c.status = 'closed'), 0) || ',\n    \"container\": '"
     " || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
     " FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
     " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
-    " ELSE '0,\n    \"children_closed\": 0,\n    \"container\": false' END"
+    f" ELSE {_NO_CHILDREN} END"
 )
 
 
@@ -100,16 +104,18 @@ TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in _FI
 hold the line breaks)."""
 
 CELLS_SQL = (
-    "t.id, (SELECT p.depends_on_id FROM deps p INDEXED BY deps_parent WHERE p.issue_id = t.id"
-    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1), t.priority,"
+    "t.id, CASE WHEN t.linked & 2 THEN (SELECT p.depends_on_id FROM deps p INDEXED BY"
+    " deps_parent WHERE p.issue_id = t.id"
+    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1) END, t.priority,"
     " t.issue_type, t.status, t.status = 'open' AND NOT coalesce(t.gated, 0),"
-    " CASE WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children"
+    " CASE WHEN t.linked & 4 = 0 THEN NULL WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children"
     " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child') THEN (SELECT"
     " CASE WHEN count(*) > 0 THEN coalesce(sum(c.status = 'closed'), 0) || '/' || count(*)"
     " || ' closed' END FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
     " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
-    " END, t.title, (SELECT group_concat(q.label, ', ') FROM (SELECT l.label FROM labels l"
-    " INDEXED BY labels_ordered WHERE l.task_id = t.id ORDER BY l.pos, l.label) q), t.role"
+    " END, t.title, CASE WHEN t.linked & 1 THEN (SELECT group_concat(q.label, ', ') FROM"
+    " (SELECT l.label FROM labels l INDEXED BY labels_ordered WHERE l.task_id = t.id"
+    " ORDER BY l.pos, l.label) q) END, t.role"
 )
 """What the task tables show of the task ``t`` (:data:`taskmill.ledger.store.CellRow`)."""
 

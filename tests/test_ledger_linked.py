@@ -1,0 +1,131 @@
+"""``tasks.linked`` (schema 0013): a clear bit means the task has no labels / parent /
+children, whoever wrote the rows and in whatever order; the listings that trust it print
+what they printed when they looked every time."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from taskmill.beads.importer import import_beads
+from taskmill.ledger import Ledger
+from taskmill.ledger.sqlite import split
+from taskmill.ledger.sqlite.schema import MIGRATIONS, connect, linked_of, migrate
+
+FIXTURE = Path(__file__).parent / "fixtures" / "beads-sample.jsonl"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "beads-issues.jsonl"
+
+
+def _wrong(db: Path) -> list[tuple[str, int, int]]:
+    """The tasks whose ``linked`` leaves clear a bit their rows set: (id, linked, rows)."""
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT id, linked, {linked_of('t.id')} FROM tasks t"
+                            f" WHERE {linked_of('t.id')} & ~linked != 0").fetchall()
+    finally:
+        conn.close()
+
+
+def _listings(ledger: Ledger) -> tuple[list[str], list[tuple[object, ...]], list[str]]:
+    return (list(ledger.list_json(status=None)),
+            [tuple(c) for c in ledger.list_cells(status=None)], list(ledger.blocked_json()))
+
+
+def _looked_every_time(ledger: Ledger, db: Path
+                       ) -> tuple[list[str], list[tuple[object, ...]], list[str]]:
+    """The listings with every bit set (every task's rows looked for)."""
+    conn = connect(db)
+    conn.execute("UPDATE tasks SET linked = 7")
+    conn.close()
+    return _listings(ledger)
+
+
+@pytest.fixture(autouse=True)
+def _no_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "SPLIT_MIN", 10**9)
+
+
+def test_every_way_of_writing_links_keeps_the_bits_true(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    ledger = Ledger.open(db, prefix="k")
+    with ledger:
+        epic = ledger.create("epic")
+        a = ledger.create("a", labels=["x", "y"], parent=epic.id)
+        b = ledger.create("b", after=[a.id])
+        c = ledger.create("c")
+        ledger.add_labels(b.id, ["later"])
+        ledger.add_dep(c.id, b.id, "parent-child")
+        ledger.remove_labels(a.id, ["x", "y"])  # (bits stay set: harmless)
+        ledger.remove_dep(a.id, epic.id, "parent-child")
+        assert _wrong(db) == []
+        before = _listings(ledger)
+        # behind the ledger's back: rows naming a task that comes only later, a rename
+        conn = sqlite3.connect(db)
+        conn.execute("INSERT INTO labels (task_id, label, pos) VALUES ('k-later', 'l', 0)")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                     " ('k-kid', 'k-later', 'parent-child'), ('k-later', ?, 'parent-child')",
+                     (epic.id,))
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                     " ('k-orphan', 'k-renamed', 'parent-child')")
+        conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key)"
+                     " SELECT 'k-later', 'later', created_at, updated_at, created_key"
+                     " FROM tasks WHERE id = ?", (epic.id,))
+        conn.execute("UPDATE tasks SET id = 'k-renamed' WHERE id = ?", (c.id,))
+        conn.execute("UPDATE labels SET task_id = ? WHERE task_id = 'k-later'", (b.id,))
+        conn.commit()
+        conn.close()
+        assert _wrong(db) == []
+        after = _listings(ledger)
+        assert after != before
+        assert _looked_every_time(ledger, db) == after
+
+
+def test_a_ledger_made_before_the_bits_gets_them_true(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    conn = connect(db)
+    names = [name for name, _ in MIGRATIONS]
+    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, sql in MIGRATIONS[:names.index("0013_task_linked")]:
+        if callable(sql):
+            sql(conn)
+        else:
+            conn.executescript(sql)
+        conn.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
+    conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key) VALUES"
+                 " ('o-1', 'one', 't', 't', 't'), ('o-2', 'two', 't', 't', 't')")
+    conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-1', 'l')")
+    conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                 " ('o-2', 'o-1', 'parent-child')")
+    assert migrate(conn) == ["0013_task_linked"]
+    assert dict(conn.execute("SELECT id, linked FROM tasks")) == {"o-1": 1 | 4, "o-2": 2}
+    conn.close()
+    assert _wrong(db) == []
+
+
+@pytest.mark.parametrize("into", ["an empty ledger", "a ledger with links"])
+def test_an_import_sets_the_bits_its_rows_and_the_ledgers_call_for(
+        tmp_path: Path, into: str) -> None:
+    db = tmp_path / "db"
+    ledger = Ledger.open(db, prefix="bd")
+    source = SHARED if SHARED.exists() else FIXTURE
+    with ledger:
+        if into == "a ledger with links":
+            ids = [json.loads(line)["id"] for line in source.read_text().splitlines()[:40]]
+            ledger.create("waits on a record", labels=["old"])
+            conn = sqlite3.connect(db)  # rows already naming records the import creates
+            conn.executemany("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                             " ('bd-old', ?, 'parent-child')", [(i,) for i in ids])
+            conn.executemany("INSERT INTO labels (task_id, label) VALUES (?, 'before')",
+                             [(i,) for i in ids])
+            conn.commit()
+            conn.close()
+        import_beads(ledger, source)
+        assert _wrong(db) == []
+        names = {r[0] for r in sqlite3.connect(db).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert {"labels_linked_insert", "deps_linked_insert", "tasks_linked_insert"} <= names
+        listed = _listings(ledger)
+        assert _looked_every_time(ledger, db) == listed
