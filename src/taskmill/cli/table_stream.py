@@ -233,8 +233,11 @@ class _Streamed:
         self.widths = _widths(natural, out.width)
         self.color = out.is_terminal and out.color_system is not None
         self.layouts: list[dict[Any, list[str]]] = [{} for _ in range(7)]
-        self.middles: dict[Any, tuple[str, int, list[list[str]]]] = {}
-        self.ends: dict[Any, tuple[str, int, list[list[str]]]] = {}
+        self.middles: dict[Any, Joined] = {}
+        self.ends: dict[Any, Joined] = {}
+        self.blanks = [" " * w for w in self.widths]
+        self.around4 = (" " + "".join(blank + " │ " for blank in self.blanks[:4]),
+                        "".join(" │ " + blank for blank in self.blanks[5:]) + " \n")
 
     def header(self) -> None:
         """The header and the rule under it, as rich draws them (bold on a terminal)."""
@@ -253,16 +256,17 @@ class _Streamed:
     def rows(self, rows: list[Record]) -> int:
         lines: list[str] = []
         widths = self.widths
-        blanks = [" " * w for w in widths]
+        blanks = self.blanks
         w0, w4 = widths[0], widths[4]
         extra = self.extra
-        # the cells that repeat (priority, type, status, labels, waits): laid out once each
+        # the cells that repeat (priority, type, status; labels and waits): laid out once
+        # each, their lines joined
         layouts = self.layouts
-        around = [(" " + "".join(blank + " │ " for blank in blanks[:i]),
-                   "".join(" │ " + blank for blank in blanks[i + 1:]) + " \n")
-                  for i in range(len(widths))]
         middles, ends = self.middles, self.ends
-        before4, after4 = around[4]
+        before4, after4 = self.around4
+        blank0, blank4 = blanks[0], blanks[4]
+        blank_middle = " │ ".join(blanks[1:4])
+        blank_end = " │ ".join(blanks[5:])
         for rec, depth in _grouped(rows):
             c0 = ("  " * (depth - 1) + "└ " + rec[2]) if depth else rec[2]
             col0 = None if len(c0) <= w0 and c0.isascii() else self._column(0, c0)
@@ -275,7 +279,6 @@ class _Streamed:
             else:
                 wrapped, col4 = None, self._column(4, title)
                 first4 = col4[0]
-            # priority, type and status; labels (and waits): their first line's text, kept
             mkey = rec[3:8]
             middle = middles.get(mkey)
             if middle is None:
@@ -283,18 +286,18 @@ class _Streamed:
                     layouts[1].get(rec[3]) or self._layout(1, rec[3], rec),
                     layouts[2].get(rec[4]) or self._layout(2, rec[4], rec),
                     layouts[3].get(rec[5:8]) or self._layout(3, rec[5:8], rec)],
-                    middles, mkey)
+                    middles, mkey, 1)
             ekey = rec[9:11] if extra else rec[9]
             end = ends.get(ekey)
             if end is None:
                 end = self._joined(
                     [layouts[5].get(rec[9]) or self._layout(5, rec[9], rec),
                      *([layouts[6].get(rec[10]) or self._layout(6, rec[10], rec)]
-                       if extra else [])], ends, ekey)
+                       if extra else [])], ends, ekey, 5)
             lines.append(f" {c0.ljust(w0) if col0 is None else col0[0]} │ {middle[0]} │"
                          f" {first4} │ {end[0]} \n")
-            if col0 is None and middle[1] == 1 and end[1] == 1:  # (the title alone wraps)
-                if wrapped is not None:
+            if col0 is None and len(middle) == 1 and len(end) == 1:  # (the title alone
+                if wrapped is not None:  # wraps)
                     if len(wrapped) > 1:
                         lines.extend([before4 + line.ljust(w4) + after4
                                       for line in wrapped[1:]])
@@ -303,20 +306,12 @@ class _Streamed:
                 continue
             if col4 is None:
                 col4 = [line.ljust(w4) for line in wrapped or ()]
-            columns = [col0 or [c0.ljust(w0)], *middle[2], col4, *end[2]]
-            height = max(map(len, columns))
-            if height == 1:
-                continue
-            tall = [i for i, column in enumerate(columns) if len(column) > 1]
-            if len(tall) == 1:  # (one cell wrapped: the others' blanks around it)
-                before, after = around[tall[0]]
-                lines.extend([before + line + after for line in columns[tall[0]][1:]])
-                continue
-            rest = zip(*[column if len(column) == height
-                         else column + [blank] * (height - len(column))
-                         for column, blank in zip(columns, blanks, strict=True)], strict=True)
-            next(rest)  # (the first line is out)
-            lines.extend([" " + " │ ".join(parts) + " \n" for parts in rest])
+            n0, n4, nm, ne = len(col0) if col0 else 1, len(col4), len(middle), len(end)
+            lines.extend([f" {col0[i] if i < n0 else blank0} │"  # type: ignore[index]
+                          f" {middle[i] if i < nm else blank_middle} │"
+                          f" {col4[i] if i < n4 else blank4} │"
+                          f" {end[i] if i < ne else blank_end} \n"
+                          for i in range(1, max(n0, n4, nm, ne))])
         self.file.write("".join(lines))
         self.file.flush()
         return len(rows)
@@ -332,12 +327,22 @@ class _Streamed:
             return [line.ljust(w) for line in _wrap_ascii(cell, w, i == 0)]
         return [_pad(line, w) for line in _wrap(cell, w, fold=i == 0)]  # (an id folded)
 
-    @staticmethod
-    def _joined(columns: list[list[str]], kept: dict[Any, tuple[str, int, list[list[str]]]],
-                key: Any) -> tuple[str, int, list[list[str]]]:
-        """Adjacent columns' first line (joined), their height and the columns, kept."""
-        joined = (" │ ".join([column[0] for column in columns]), max(map(len, columns)),
-                  columns)
+    def _joined(self, columns: list[list[str]], kept: dict[Any, Joined], key: Any,
+                first: int) -> Joined:
+        """Adjacent columns (the first of them column ``first``): their lines joined (a
+        shorter column's blank under it), kept."""
+        if len(columns) == 2 and len(columns[0]) == 1:  # (labels on one line, say)
+            left, right = columns
+            under = self.blanks[first] + " │ "
+            joined = [left[0] + " │ " + right[0], *[under + line for line in right[1:]]]
+            if len(kept) < LAYOUTS_KEPT:
+                kept[key] = joined
+            return joined
+        height = max(map(len, columns))
+        blanks = self.blanks[first:first + len(columns)]
+        joined = [" │ ".join([column[i] if i < len(column) else blank
+                              for column, blank in zip(columns, blanks, strict=True)])
+                  for i in range(height)]
         if len(kept) < LAYOUTS_KEPT:
             kept[key] = joined
         return joined
@@ -369,6 +374,9 @@ def _grouped(rows: list[Record]) -> list[tuple[Record, int]]:
     return task_cells.grouped(rows, _KEY)
 
 
+Joined = list[str]
+"""Adjacent columns' lines, joined (a shorter column's blank under it)."""
+
 _KEY: Callable[[Record], tuple[str, str | None]] = operator.itemgetter(0, 1)
 """A row's id and its parent's."""
 
@@ -377,6 +385,8 @@ def _wrap_ascii(text: str, width: int, fold: bool) -> list[str]:
     """:func:`_wrap` of ASCII text (a character a cell)."""
     if len(text) <= width:
         return [text]
+    if not fold and width > 0 and " " not in text:  # one word, cut short (an id waited on)
+        return [text[:width - 1] + "…"]
     lines: list[str] = []
     start, end = 0, len(text)
     while end - start > width:  # each line up to the last space that fits (the usual case)
