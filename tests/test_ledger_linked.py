@@ -99,8 +99,15 @@ def test_a_ledger_made_before_the_bits_gets_them_true(tmp_path: Path) -> None:
     conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-1', 'l')")
     conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
                  " ('o-2', 'o-1', 'parent-child')")
+    conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-3', 'l')")  # (o-3 comes
+    conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"  # later)
+                 " ('o-1', 'o-3', 'parent-child')")
     assert migrate(conn) == ["0013_task_linked"]
-    assert dict(conn.execute("SELECT id, linked FROM tasks")) == {"o-1": 1 | 4, "o-2": 2}
+    assert dict(conn.execute("SELECT id, linked FROM tasks")) == {"o-1": 1 | 2 | 4, "o-2": 2}
+    conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key) VALUES"
+                 " ('o-3', 'three', 't', 't', 't')")
+    assert conn.execute("SELECT linked FROM tasks WHERE id = 'o-3'").fetchone() == (1 | 4,)
+    assert conn.execute("SELECT count(*) FROM linked_waiting").fetchone() == (0,)
     conn.close()
     assert _wrong(db) == []
 

@@ -14,8 +14,9 @@ from .schema import (
     LINKED_LABELS,
     LINKED_PARENT,
     NEW_GENERATION_SQL,
+    TAKE_WAITING_SQL,
+    TAKEN_WAITING_SQL,
     generation_triggers,
-    linked_of,
     linked_triggers,
 )
 from .tasks import chunks
@@ -123,33 +124,32 @@ class BulkRows:
         triggers = [*generation_triggers(), *linked_triggers()]
         for name, _sql in triggers:
             self.conn.execute(f"DROP TRIGGER IF EXISTS {name}")
-        seq = self.conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
-        linked_before = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM labels) OR EXISTS (SELECT 1 FROM deps)").fetchone()[0]
         self._bulk_parents = set()
         try:
             with self._indexes_deferred():  # (on an error the transaction rolls back the drops)
                 yield
-            self._linked_after_import(seq if linked_before else None)
+            self._linked_after_import()
         finally:
             self._bulk_parents = None
         for _name, sql in triggers:
             self.conn.execute(sql)
         self.conn.execute(NEW_GENERATION_SQL)
 
-    def _linked_after_import(self, seq: int | None) -> None:
-        """What the triggers would have set of ``linked`` that the imported rows alone do
-        not tell: the children bit of the parents they name, and (``seq``: the last task
-        before the import, when the ledger held labels or dependencies then) whatever rows
-        already named a task the import created."""
-        parents = sorted(self._bulk_parents or ())
+    def _linked_after_import(self) -> None:
+        """What the dropped triggers would have set of ``linked`` that the imported rows
+        alone do not: the children bit of the parents they name (kept waiting for a parent
+        not there), and the bits kept for the tasks the import created."""
+        parents = [(p,) for p in sorted(self._bulk_parents or ())]
         self.conn.executemany(
             f"UPDATE tasks SET linked = linked | {LINKED_CHILDREN}"
-            f" WHERE id = ? AND linked & {LINKED_CHILDREN} = 0", [(p,) for p in parents])
-        if seq is not None:
-            self.conn.execute(f"UPDATE tasks SET linked = linked | {linked_of('tasks.id')}"
-                              f" WHERE seq > ? AND {linked_of('tasks.id')} & ~linked != 0",
-                              (seq,))
+            f" WHERE id = ? AND linked & {LINKED_CHILDREN} = 0", parents)
+        self.conn.executemany(
+            f"INSERT INTO linked_waiting (id, bits) SELECT ?1, {LINKED_CHILDREN}"
+            " WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
+            " ON CONFLICT (id) DO UPDATE SET bits = bits | excluded.bits", parents)
+        if self.conn.execute("SELECT EXISTS (SELECT 1 FROM linked_waiting)").fetchone()[0]:
+            self.conn.execute(TAKE_WAITING_SQL)
+            self.conn.execute(TAKEN_WAITING_SQL)
 
     @contextmanager
     def _indexes_deferred(self) -> Iterator[None]:

@@ -234,7 +234,24 @@ def linked_of(task_id: str) -> str:
 
 
 def _set_linked(bit: int, task_id: str) -> str:
-    return f"UPDATE tasks SET linked = linked | {bit} WHERE id = {task_id} AND linked & {bit} = 0;"
+    """SQL setting ``bit`` of the task ``task_id``, or, while no such task is there, keeping
+    it for the task to take when it comes (:data:`LINKED_WAITING_TABLE`)."""
+    return (f"UPDATE tasks SET linked = linked | {bit} WHERE id = {task_id}"
+            f" AND linked & {bit} = 0; INSERT INTO linked_waiting (id, bits)"
+            f" SELECT {task_id}, {bit} WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE id = {task_id})"
+            " ON CONFLICT (id) DO UPDATE SET bits = bits | excluded.bits;")
+
+
+LINKED_WAITING_TABLE = ("CREATE TABLE linked_waiting (id TEXT PRIMARY KEY,"
+                        " bits INTEGER NOT NULL) WITHOUT ROWID")
+"""The ``linked`` bits of tasks not there (yet) that rows already name (a child's row
+before its parent comes): the task takes them when it comes. Every look here and in the
+triggers goes by a primary key or ``tasks.id``'s index, whatever indexes an import (an
+older taskmill's) drops meanwhile."""
+TAKE_WAITING_SQL = ("UPDATE tasks SET linked = linked | w.bits FROM linked_waiting AS w"
+                    " WHERE tasks.id = w.id")
+"""Every task there takes the bits kept for it (then :data:`TAKEN_WAITING_SQL`)."""
+TAKEN_WAITING_SQL = "DELETE FROM linked_waiting WHERE id IN (SELECT id FROM tasks)"
 
 
 def linked_triggers() -> list[tuple[str, str]]:
@@ -244,9 +261,10 @@ def linked_triggers() -> list[tuple[str, str]]:
     None clears a bit (a clear bit must be true; a set one need not)."""
     both = (f"{_set_linked(LINKED_PARENT, 'NEW.issue_id')}"
             f" {_set_linked(LINKED_CHILDREN, 'NEW.depends_on_id')}")
-    found = linked_of("NEW.id")
-    arrived = (f"WHEN {found} != 0 BEGIN UPDATE tasks SET linked = linked | {found}"
-               " WHERE seq = NEW.seq; END")
+    arrived = ("WHEN EXISTS (SELECT 1 FROM linked_waiting WHERE id = NEW.id) BEGIN"
+               " UPDATE tasks SET linked = linked | (SELECT bits FROM linked_waiting"
+               " WHERE id = NEW.id) WHERE seq = NEW.seq;"
+               " DELETE FROM linked_waiting WHERE id = NEW.id; END")
     return [
         ("labels_linked_insert", "CREATE TRIGGER labels_linked_insert AFTER INSERT ON labels"
          f" BEGIN {_set_linked(LINKED_LABELS, 'NEW.task_id')} END"),
@@ -270,12 +288,21 @@ changes is kept aside until it ends: at 1M tasks in one statement, ~400 MB)."""
 
 def _v13_linked(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tasks ADD COLUMN linked INTEGER NOT NULL DEFAULT 0")
+    conn.execute(LINKED_WAITING_TABLE)
     found = linked_of("tasks.id")
     last = conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
     conn.execute("DROP TRIGGER IF EXISTS tasks_generation_update")  # (one draw, at the end)
     for first in range(0, last, LINKED_BATCH):
         conn.execute(f"UPDATE tasks SET linked = {found} WHERE seq > ? AND seq <= ?"
                      f" AND {found} != 0", (first, first + LINKED_BATCH))
+    missing = "NOT EXISTS (SELECT 1 FROM tasks t WHERE t.id = {})"
+    conn.execute(  # rows already naming a task not there
+        "INSERT INTO linked_waiting (id, bits) SELECT id, sum(bit) FROM ("
+        f" SELECT DISTINCT task_id AS id, 1 AS bit FROM labels WHERE {missing.format('task_id')}"
+        f" UNION SELECT DISTINCT issue_id, 2 FROM deps WHERE type = 'parent-child'"
+        f" AND {missing.format('issue_id')}"
+        f" UNION SELECT DISTINCT depends_on_id, 4 FROM deps WHERE type = 'parent-child'"
+        f" AND {missing.format('depends_on_id')}) GROUP BY id")
     conn.execute(dict(generation_triggers())["tasks_generation_update"])
     conn.execute(NEW_GENERATION_SQL)
     for _name, sql in linked_triggers():
