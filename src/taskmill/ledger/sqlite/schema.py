@@ -248,8 +248,8 @@ LINKED_WAITING_TABLE = ("CREATE TABLE linked_waiting (id TEXT PRIMARY KEY,"
 before its parent comes): the task takes them when it comes. Every look here and in the
 triggers goes by a primary key or ``tasks.id``'s index, whatever indexes an import (an
 older taskmill's) drops meanwhile."""
-TAKE_WAITING_SQL = ("UPDATE tasks SET linked = linked | w.bits FROM linked_waiting AS w"
-                    " WHERE tasks.id = w.id")
+TAKE_WAITING_SQL = ("UPDATE tasks SET linked = linked | (SELECT w.bits FROM linked_waiting AS w"
+                    " WHERE w.id = tasks.id) WHERE id IN (SELECT id FROM linked_waiting)")
 """Every task there takes the bits kept for it (then :data:`TAKEN_WAITING_SQL`)."""
 TAKEN_WAITING_SQL = "DELETE FROM linked_waiting WHERE id IN (SELECT id FROM tasks)"
 
