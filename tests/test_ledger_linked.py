@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import invoke_cli
 from taskmill.beads.importer import import_beads
 from taskmill.ledger import Ledger
-from taskmill.ledger.sqlite import split
+from taskmill.ledger.sqlite import schema, split
 from taskmill.ledger.sqlite.schema import MIGRATIONS, connect, linked_of, migrate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "beads-sample.jsonl"
@@ -83,8 +84,8 @@ def test_every_way_of_writing_links_keeps_the_bits_true(tmp_path: Path) -> None:
         assert _looked_every_time(ledger, db) == after
 
 
-def test_a_ledger_made_before_the_bits_gets_them_true(tmp_path: Path) -> None:
-    db = tmp_path / "db"
+def _before_the_bits(db: Path) -> sqlite3.Connection:
+    """A ledger at the schema before 0013."""
     conn = connect(db)
     names = [name for name, _ in MIGRATIONS]
     conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -94,6 +95,12 @@ def test_a_ledger_made_before_the_bits_gets_them_true(tmp_path: Path) -> None:
         else:
             conn.executescript(sql)
         conn.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
+    return conn
+
+
+def test_a_ledger_made_before_the_bits_gets_them_true(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    conn = _before_the_bits(db)
     conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key) VALUES"
                  " ('o-1', 'one', 't', 't', 't'), ('o-2', 'two', 't', 't', 't')")
     conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-1', 'l')")
@@ -136,3 +143,34 @@ def test_an_import_sets_the_bits_its_rows_and_the_ledgers_call_for(
         assert {"labels_linked_insert", "deps_linked_insert", "tasks_linked_insert"} <= names
         listed = _listings(ledger)
         assert _looked_every_time(ledger, db) == listed
+
+
+def test_a_long_upgrade_is_said_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    told: list[str] = []
+    for least, db in ((4, tmp_path / "small"), (3, tmp_path / "big")):
+        conn = _before_the_bits(db)
+        conn.executemany("INSERT INTO tasks (id, title, created_at, updated_at, created_key)"
+                         " VALUES (?, 't', 't', 't', 't')", [(f"o-{i}",) for i in range(3)])
+        monkeypatch.setattr(schema, "UPGRADE_NOTICE_MIN", least)
+        assert migrate(conn, told.append) == ["0013_task_linked"]
+        assert migrate(conn, told.append) == []
+        conn.close()
+    assert told == ["upgrading the ledger of 3 tasks to this taskmill's schema"
+                    " (0013_task_linked): this once, it takes a while"]  # (the big one's)
+
+
+def test_the_cli_says_a_long_upgrade_on_stderr_but_not_with_json(
+        taskmill_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = taskmill_repo / ".taskmill" / "taskmill.db"
+    for path in db.parent.glob("taskmill.db*"):
+        path.unlink()
+    _before_the_bits(db).close()
+    monkeypatch.setattr(schema, "UPGRADE_NOTICE_MIN", 0)
+    out = invoke_cli(["list", "--json"], cwd=taskmill_repo, env={"TASKMILL_LEAN": "0"})
+    assert out.exit_code == 0 and "upgrading" not in out.stderr
+    for path in db.parent.glob("taskmill.db*"):
+        path.unlink()
+    _before_the_bits(db).close()
+    out = invoke_cli(["list"], cwd=taskmill_repo, env={"TASKMILL_LEAN": "0"})
+    assert out.exit_code == 0, out.stderr
+    assert out.stderr.startswith("taskmill: upgrading the ledger of 0 tasks"), out.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +71,10 @@ def init(cwd: Path, env: Mapping[str, str], *, prefix: str | None = None,
     return Project(paths, config, ledger)
 
 
-def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = None) -> Project:
-    """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``)."""
+def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = None,
+                 notice: Callable[[str], None] | None = None) -> Project:
+    """The ledger of the repository containing ``cwd`` (or of ``$TASKMILL_DIR``);
+    ``notice``: told before a long upgrade of the ledger's schema."""
     paths = locate(cwd, env)
     config = load_config(paths.config, stamp=paths.run.config_stamp)
     url = database_url(config.ledger_url, env)
@@ -82,7 +84,7 @@ def open_project(cwd: Path, env: Mapping[str, str], *, clock: Clock | None = Non
 
         refuse_empty_clone(paths, env)
     ledger = Ledger.open(paths.db, prefix=config.prefix, clock=clock or SystemClock(),
-                         actor=actor_from_env(env), url=url)
+                         actor=actor_from_env(env), url=url, notice=notice)
     ledger.beads_compat = config.beads_compat
     if config.ledger_url is None and config.source is not None:
         # what the CLI's lean path needs to answer ``ready``/``show`` without this module

@@ -78,7 +78,9 @@ class Ctx:
         if self._project is None:
             from ..project import open_project
 
-            self._project = open_project(self.cwd, self.env, clock=self.clock)
+            self._project = open_project(  # (a long upgrade said on stderr, but not
+                self.cwd, self.env, clock=self.clock,  # where stderr is JSON's)
+                notice=None if self.json else lambda text: echo(f"taskmill: {text}", err=True))
             if self.actor:
                 self._project.ledger.actor = self.actor
         return self._project

@@ -9,7 +9,7 @@ wholly applied and recorded, or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,9 +76,11 @@ class Ledger(WorkVerbs):
 
     @classmethod
     def open(cls, db_path: Path, *, prefix: str, clock: Clock | None = None,
-             actor: str = "taskmill", url: str | None = None) -> Ledger:
+             actor: str = "taskmill", url: str | None = None,
+             notice: Callable[[str], None] | None = None) -> Ledger:
         """The ledger in the SQLite file ``db_path``, or at the PostgreSQL ``url`` when one
-        is given (see :func:`taskmill.ledger.database_url`)."""
+        is given (see :func:`taskmill.ledger.database_url`); ``notice``: told before a long
+        upgrade of the SQLite file's schema."""
         if url:  # ``path`` still says which repository (plan sources are named from it)
             from . import open_store
 
@@ -86,8 +88,8 @@ class Ledger(WorkVerbs):
                        actor=actor, path=db_path)
         from .sqlite import SqliteStore
 
-        return cls(SqliteStore.open(db_path), prefix=prefix, clock=clock or SystemClock(),
-                   actor=actor, path=db_path)
+        return cls(SqliteStore.open(db_path, notice), prefix=prefix,
+                   clock=clock or SystemClock(), actor=actor, path=db_path)
 
     @classmethod
     def memory(cls, *, prefix: str = "tm", clock: Clock | None = None,

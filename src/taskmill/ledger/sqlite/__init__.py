@@ -4,6 +4,7 @@ is in this package (schema, tasks, deps, readiness, attempts, events, bulk)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from ..store import LedgerStore
@@ -35,9 +36,11 @@ class SqliteStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bulk
         self._depth = 0
 
     @classmethod
-    def open(cls, path: Path) -> SqliteStore:
+    def open(cls, path: Path, notice: Callable[[str], None] | None = None) -> SqliteStore:
+        """The store in the file ``path``, its schema upgraded first (``notice``: told
+        before a long upgrade, :func:`~.schema.migrate`)."""
         conn = connect(path)
-        migrate(conn)
+        migrate(conn, notice)
         return cls(conn, path)
 
     @classmethod
