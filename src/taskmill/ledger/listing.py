@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
@@ -98,6 +98,22 @@ def held_cell_rows(store: LedgerStore, beads_compat: bool = False) -> Iterator[C
     (for a store without a faster way)."""
     for page in store.held_pages(beads_compat):
         yield from map(cell_row, page)
+
+
+class PagedCellRows:
+    """:meth:`LedgerStore.task_cell_rows` and ``held_cell_rows`` from the store's pages
+    (:func:`task_cell_rows`, :func:`held_cell_rows`): for a store without a faster way."""
+
+    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
+                       label: str | None, issue_type: str | None, assignee: str | None,
+                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
+        return task_cell_rows(
+            cast(LedgerStore, self), statuses=statuses, include_hidden=include_hidden,
+            label=label, issue_type=issue_type, assignee=assignee, parent=parent,
+            limit=limit)
+
+    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
+        return held_cell_rows(cast(LedgerStore, self), beads_compat)
 
 
 def held_links(store: LedgerStore) -> HeldLinks:

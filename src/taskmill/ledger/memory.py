@@ -48,6 +48,7 @@ from .beads_rules import (
     waits_for_gate,
 )
 from .graph import closed_path, cyclic_groups, shortest_path
+from .listing import PagedCellRows
 from .rows import (
     ATTEMPT_FIELDS,
     JSON_FIELDS,
@@ -59,7 +60,6 @@ from .rows import (
 )
 from .store import (
     IMPORT_ROW_COLUMNS,
-    CellRow,
     Change,
     EventRow,
     HeldLinks,
@@ -99,7 +99,7 @@ class _Data:
     order_slots: dict[tuple[str, str], OrderSlot] = field(default_factory=dict)
 
 
-class MemoryStore:
+class MemoryStore(PagedCellRows):
     """A ledger store in memory (see the module's text)."""
 
     def __init__(self) -> None:
@@ -269,20 +269,6 @@ class MemoryStore:
             self, statuses=statuses, include_hidden=include_hidden, label=label,
             issue_type=issue_type, assignee=assignee, parent=parent, limit=limit,
             interrupted=interrupted, held=held)
-
-    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
-                       label: str | None, issue_type: str | None, assignee: str | None,
-                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
-        from .listing import task_cell_rows
-
-        return task_cell_rows(
-            self, statuses=statuses, include_hidden=include_hidden, label=label,
-            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit)
-
-    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
-        from .listing import held_cell_rows
-
-        return held_cell_rows(self, beads_compat)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),

@@ -14,12 +14,12 @@ readers read on (see :mod:`.schema`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
 
-from ..store import CellRow, LedgerStore
+from ..listing import PagedCellRows
+from ..store import LedgerStore
 from .attempts import AttemptRows
 from .bulk import BulkRows
 from .deps import DepRows
@@ -38,7 +38,7 @@ STORE_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, DatabaseError)
 
 
 class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, BulkRows,
-                    ListingRows):
+                    ListingRows, PagedCellRows):
     """A :class:`~taskmill.ledger.store.LedgerStore` over one PostgreSQL connection (a
     thread, a process: each its own store)."""
 
@@ -63,20 +63,6 @@ class PostgresStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bu
     @conn.setter
     def conn(self, value: psycopg.Connection[Any]) -> None:
         self._conn = value
-
-    def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
-                       label: str | None, issue_type: str | None, assignee: str | None,
-                       parent: str | None, limit: int | None) -> Iterator[CellRow]:
-        from ..listing import task_cell_rows
-
-        return task_cell_rows(
-            self, statuses=statuses, include_hidden=include_hidden, label=label,
-            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit)
-
-    def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
-        from ..listing import held_cell_rows
-
-        return held_cell_rows(self, beads_compat)
 
     @classmethod
     def open(cls, url: str, *, schema: str = DEFAULT_SCHEMA) -> PostgresStore:
