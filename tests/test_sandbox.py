@@ -556,3 +556,41 @@ print(subprocess.run(["git", "status", "--short", "--branch"], capture_output=Tr
     assert "## taskmill/t" in proc.stdout  # git still works in the worktree
     # the user's own config is untouched
     assert "ghp_SECRET" in (layout.git_common_dir / "config").read_text()
+
+
+@needs_bwrap
+def test_a_sandboxed_command_sees_submodules_git_config_without_credentials(
+        tmp_path: Path) -> None:
+    layout, slot = make_layout(tmp_path)
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    _git(upstream, "init", "-q", "-b", "main")
+    (upstream / "u.txt").write_text("u\n")
+    _git(upstream, "add", ".")
+    _git(upstream, "commit", "-qm", "u")
+    for name in ("lib", "vendor/deep"):  # a name may hold slashes
+        _git(layout.repo_root, "-c", "protocol.file.allow=always", "submodule", "add", "-q",
+             str(upstream), name)
+        _git(layout.repo_root / name, "remote", "set-url", "origin",
+             f"https://bob:ghp_SUBSECRET@example.com/{name}.git")
+    sandbox, why = choose(SandboxSettings(), layout, os.environ)
+    assert sandbox is not None, why
+    modules = layout.git_common_dir / "modules"
+    assert set(sandbox.describe()["replaced"]) >= {
+        str(modules / "lib" / "config"), str(modules / "vendor" / "deep" / "config")}
+    proc = run_in(sandbox, slot, f"""
+import pathlib, subprocess
+for name in ("lib", "vendor/deep"):
+    config = pathlib.Path({str(modules)!r}) / name / "config"
+    print(config.read_text())
+    print(subprocess.run(["git", "config", "--file", str(config), "remote.origin.url"],
+                         capture_output=True, text=True).stdout)
+    print(sorted(p.name for p in config.parent.iterdir()))
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert "SUBSECRET" not in proc.stdout
+    assert "https://example.com/lib.git" in proc.stdout
+    assert "https://example.com/vendor/deep.git" in proc.stdout
+    assert "'objects'" in proc.stdout and "'HEAD'" in proc.stdout  # the rest is shown
+    for name in ("lib", "vendor/deep"):  # the user's own configs are untouched
+        assert "ghp_SUBSECRET" in (modules / name / "config").read_text()

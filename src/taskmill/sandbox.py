@@ -574,20 +574,46 @@ def choose(settings: SandboxSettings, layout: Layout,
 
 def _scrubbed_git_config(layout: Layout, env: Mapping[str, str]) -> tuple[tuple[Path, Path], ...]:
     """Git's config as the sandbox shows it: a copy without credentials (remote URLs'
-    user:password, ``http.extraheader``, ``credential.*``), written beside the checks' HOME.
+    user:password, ``http.extraheader``, ``credential.*``), written beside the checks' HOME;
+    and the same for each submodule's repository under ``.git/modules`` (its remote URL can
+    carry a token too).
 
-    Raises :class:`InvalidInput` when git cannot read the config (the sandbox would show it
+    Raises :class:`InvalidInput` when git cannot read a config (the sandbox would show it
     as it is)."""
-    config = layout.git_common_dir / "config"
-    if not config.is_file():
-        return ()
-    copy = layout.check_home.parent / "git-config"
-    try:
-        scrub_git_config(config, copy, env)
-    except ValueError as exc:
-        raise InvalidInput(str(exc), hint="fix the repository's git config "
-                           "(`git config --list` shows the error)") from exc
-    return ((_real(config), copy),)
+    common = layout.git_common_dir
+    found: list[tuple[Path, Path]] = []
+    out = layout.check_home.parent
+    for config in [common / "config", *_submodule_configs(common / "modules")]:
+        if not config.is_file():
+            continue
+        rel = config.relative_to(common)
+        copy = out / "git-config" if rel == Path("config") else out / "git-config-of" / rel
+        try:
+            scrub_git_config(config, copy, env)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), hint="fix the repository's git config "
+                               f"(`git config --file {config} --list` shows the error)"
+                               ) from exc
+        found.append((_real(config), copy))
+    return tuple(found)
+
+
+_GIT_DIR_PARTS = frozenset({"objects", "refs", "logs", "hooks", "info", "lfs", "worktrees"})
+"""A repository's folders that hold no submodule's repository (not walked)."""
+
+
+def _submodule_configs(modules: Path) -> list[Path]:
+    """The ``config`` of every repository under ``.git/modules`` (nested submodules' too:
+    ``modules/a/modules/b``; a submodule's name may hold slashes: ``modules/vendor/lib``)."""
+    found: list[Path] = []
+    if not modules.is_dir():
+        return found
+    for folder, dirs, files in os.walk(modules):
+        if "config" in files and "HEAD" in files:
+            found.append(Path(folder) / "config")
+            dirs[:] = [d for d in dirs if d not in _GIT_DIR_PARTS]
+        dirs.sort()
+    return found
 
 
 def unsandboxed_warning(why: str) -> str:
