@@ -299,12 +299,20 @@ def test_at_390px_a_person_sends_back_then_approves(door: Door, chromium: Any,
     # approved at 390 px: the button is on the screen, and works
     card = approval_card(page, task_id)
     button = card.locator("button.approve")
-    button.scroll_into_view_if_needed()
-    box = button.bounding_box()
-    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+    # measured in one step in the page: a live refresh may draw the card again between a
+    # handle's lookup and its measurement ("Element is not attached to the DOM")
+    page.wait_for_function(
+        """([id, width]) => {
+          const card = document.querySelector(`.approval[data-task='${id}']`);
+          const button = card && card.querySelector('button.approve');
+          if (!button || !card.innerText.includes('+Goodbye')) return false;
+          button.scrollIntoView({block: 'center'});
+          const r = button.getBoundingClientRect();
+          return r.width > 0 && r.left >= 0 && r.right <= width;
+        }""", arg=[task_id, 390], timeout=30_000)  # the second round's diff, on the screen
     asked = [e for e in audit(door) if e["task_id"] == task_id
              and e["kind"] == "approval_requested"]
-    assert len(asked) == 2 and "+Goodbye" in card.inner_text()  # the second round's
+    assert len(asked) == 2
     page.screenshot(path=str(tmp_path / "door-390-approval.png"), full_page=True)
     button.click()
     page.wait_for_selector("#no-approvals")
