@@ -61,6 +61,44 @@ def test_control_characters_refused_in_one_line_fields(ledger: Ledger, title: st
         ledger.comment(task.id, "a\x00b")
 
 
+def test_half_a_surrogate_pair_is_refused_as_not_text(ledger: Ledger) -> None:
+    """A lone ``\\ud800`` (from JSON) or a non-UTF-8 argument (read as ``\\udcff``) is no
+    text SQLite can store: refused with the field's name, not a UnicodeEncodeError."""
+    task = ledger.create("fine")
+    before = counts(ledger)
+    for bad in ("x\ud800", "bad \udcff arg"):
+        writes: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+            (ledger.create, (bad,)), (ledger.update, (task.id, {"title": bad})),
+            (ledger.update, (task.id, {"description": bad})), (ledger.comment, (task.id, bad)),
+            (ledger.add_labels, (task.id, [bad])),
+            (ledger.update, (task.id, {"metadata": {"k": [bad]}}))]
+        for write, args in writes:
+            with pytest.raises(InvalidInput, match="surrogate pair"):
+                write(*args)
+        with pytest.raises(InvalidInput, match="not a task id"):
+            ledger.get(bad)
+        with pytest.raises(InvalidInput, match="label is not valid text"):
+            ledger.list_tasks(label=bad)
+    assert counts(ledger) == before
+    assert ledger.create("emoji \U0001f600").title == "emoji \U0001f600"  # a whole pair is
+
+
+def test_cli_non_utf8_arguments_are_clear_errors(taskmill_repo: Path) -> None:
+    import subprocess
+    import sys
+
+    made = subprocess.run([sys.executable, "-m", "taskmill", "create", "fine", "--json"],
+                          cwd=taskmill_repo, capture_output=True, text=True, check=True)
+    tid = json.loads(made.stdout)["id"]
+    for argv in (["create", b"bad \xff title"], ["show", b"tm-\xff"],
+                 ["list", "--label", b"\xff"], ["update", tid, "--notes", b"\xff"],
+                 ["comment", tid, b"\xff"]):
+        proc = subprocess.run([sys.executable, "-m", "taskmill", *argv], cwd=taskmill_repo,
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr and "error:" in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("changes", [
     {"assignee": {"name": "x"}}, {"assignee": ["x"]}, {"title": 5}, {"description": None},
     {"agent": 3}, {"external_ref": {"a": 1}}, {"issue_type": ""}, {"close_reason": []},
@@ -236,6 +274,15 @@ def test_web_update_with_bad_values_is_400(api: tuple[TestClient, str],
     client, tid = api
     error_of(client.patch(f"/api/tasks/{tid}", json=body), 400)
     assert client.get(f"/api/tasks/{tid}").json()["assignee"] is None
+
+
+def test_web_half_a_surrogate_pair_is_400(api: tuple[TestClient, str]) -> None:
+    client, tid = api
+    for body in ('{"title": "half \\ud800 a pair"}', '{"description": "\\udfff"}'):
+        assert "surrogate pair" in error_of(client.patch(
+            f"/api/tasks/{tid}", content=body, headers={"content-type": "application/json"}),
+            400)
+    assert client.get(f"/api/tasks/{tid}").json()["description"] == ""
 
 
 @pytest.mark.parametrize("query", [

@@ -42,7 +42,18 @@ _CONTROL_CHARS = frozenset([*map(chr, range(0x00, 0x20)), *map(chr, range(0x7F, 
 def is_line(value: object, max_chars: int = NAME_MAX) -> bool:
     """Whether :func:`taskmill.validation.one_line` accepts ``value`` as it is."""
     return (isinstance(value, str) and bool(value.strip()) and len(value) <= max_chars
-            and not _CONTROL_CHARS.intersection(value))
+            and not _CONTROL_CHARS.intersection(value) and is_unicode(value))
+
+
+def is_unicode(value: str) -> bool:
+    """Whether ``value`` holds no half of a surrogate pair (:func:`taskmill.validation.unicode`)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_plain(value: object) -> bool:
@@ -53,10 +64,9 @@ def is_plain(value: object) -> bool:
 
 def is_text(value: object, max_bytes: int = TEXT_MAX_BYTES) -> bool:
     """Whether :func:`taskmill.validation.text` accepts ``value`` as it is."""
-    if not isinstance(value, str) or "\x00" in value:
+    if not isinstance(value, str) or "\x00" in value or not is_unicode(value):
         return False
-    return len(value) * 4 <= max_bytes or \
-        len(value.encode("utf-8", errors="surrogatepass")) <= max_bytes
+    return len(value) * 4 <= max_bytes or len(value.encode("utf-8")) <= max_bytes
 
 
 MILL_CLOSE_REASONS = ("landed", "already satisfied")

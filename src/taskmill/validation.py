@@ -54,6 +54,10 @@ SQLITE_INT_MAX = 2**63 - 1
 # C0, DEL, C1, and the two Unicode line breaks that are not in Cc.
 _CONTROL = re.compile(f"[{CONTROL_CLASS}]")
 _CONTROL_BUT_LINES = re.compile(f"[{CONTROL_BUT_LINES_CLASS}]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half of a UTF-16 surrogate pair alone: not a character (a JSON ``\\ud800`` escape, or
+an argument in another encoding than UTF-8, read with ``surrogateescape``); no text the
+ledger can store."""
 
 
 def _kib(n: int) -> str:
@@ -79,6 +83,7 @@ def one_line(name: str, value: Any, *, max_chars: int = NAME_MAX, allow_breaks: 
     if len(value) > max_chars:
         raise InvalidInput(f"{name} is {len(value)} characters long; at most {max_chars} are "
                            "allowed", hint="put the details in the description")
+    unicode(name, value)
     bad = (_CONTROL_BUT_LINES if allow_breaks else _CONTROL).search(value)
     if bad:
         raise InvalidInput(f"{name} must be one line of text without control characters; it "
@@ -121,6 +126,19 @@ def text(name: str, value: Any, *, max_bytes: int = TEXT_MAX_BYTES) -> str:
     if "\x00" in value:
         raise InvalidInput(f"{name} must not contain NUL characters (at position "
                            f"{value.index(chr(0)) + 1})")
+    unicode(name, value)
+    return value
+
+
+def unicode(name: str, value: str) -> str:
+    """``value`` when it is Unicode text: refused when it holds half of a surrogate pair."""
+    bad = None if value.isascii() else _SURROGATE.search(value)
+    if bad:
+        raise InvalidInput(f"{name} is not valid text: it holds {_show(bad.group())} at"
+                           f" position {bad.start() + 1}, half of a UTF-16 surrogate pair",
+                           hint="write it as UTF-8 (a JSON escape like \\ud83d must be"
+                                " followed by its other half; an argument in another"
+                                " encoding reads this way)")
     return value
 
 
@@ -194,6 +212,7 @@ def table(name: str, value: Any) -> dict[str, Any] | None:
     if size > JSON_MAX_BYTES:
         raise InvalidInput(f"{name} is {_size(size)} as JSON; at most {_kib(JSON_MAX_BYTES)} "
                            "are allowed")
+    unicode(name, json.dumps(value, ensure_ascii=False))
     return dict(value)
 
 
@@ -221,7 +240,8 @@ def task_ref(value: Any, name: str = "a task id") -> str:
         raise InvalidInput(f"{name} must be a string, not {_type(value)}")
     if not value.strip():
         raise InvalidInput(f"{name} must not be empty", hint="`taskmill list` shows the task ids")
-    if len(value) > NAME_MAX or _CONTROL.search(value):
+    if len(value) > NAME_MAX or _CONTROL.search(value) or (
+            not value.isascii() and _SURROGATE.search(value)):
         raise InvalidInput(f"{value[:60]!r} is not a task id",
                            hint="`taskmill list` shows the task ids")
     return value

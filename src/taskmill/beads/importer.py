@@ -11,7 +11,8 @@ from typing import Any
 
 from ..audit_import import batch_event, import_digest
 from ..ledger import ImportItem, Ledger, LedgerStore
-from .parse import Parsed, Source, iter_beads
+from .parallel import parsed_records
+from .parse import Parsed, Source
 from .record import MISSING, dumps, export_record
 
 
@@ -63,7 +64,8 @@ BATCH = 2000
 
 
 def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
-                 *, actor: str | None = None, batch: int = BATCH) -> ImportReport:
+                 *, actor: str | None = None, batch: int = BATCH,
+                 workers: int | None = None) -> ImportReport:
     """Import a Beads JSONL export (a path, or an iterable of lines), all or nothing.
 
     The file is read line by line and written in batches, all inside one transaction.
@@ -73,7 +75,8 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
     file's SHA-256, the number of records, the creation numbers of the new tasks and a hash
     over each new task's hash, which ``taskmill verify`` recomputes from the rows. Raises
     :class:`InvalidInput` naming the file and line of the first malformed record, and then
-    imports nothing.
+    imports nothing. A big file is parsed by ``workers`` processes meanwhile (None: as
+    many as the cores allow, see :func:`taskmill.beads.parallel.workers_for`; 0: none).
     """
     now = ledger.now()
     source = Source(path_or_lines)
@@ -101,25 +104,30 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
                     creates.append(item)
                     continue
                 old = export_record(have.row, have.labels, have.deps, have.comments)
-                if old == item.record and list(old) == list(item.record):
+                record = item.record
+                assert record is not None  # (kept when the ledger was not empty)
+                if old == record and list(old) == list(record):
                     report.unchanged += 1
                     continue
-                updates.append((item, _diff(old, item.record)))
+                updates.append((item, _diff(old, record)))
             if creates or updates:
                 _write(store, creates, [u[0] for u in updates], used)
                 for item, changes in updates:
                     ledger.record("imported", item.row[0],
                                   {"action": "updated", "source": label, "line": item.line,
                                    "changes": changes}, actor=who, ts=now)
-            digests.extend(import_digest(p.row, p.labels, [d[:2] for d in p.deps],
-                                         [c[1:3] for c in p.comments]) for p in creates)
+            digests.extend(p.digest or import_digest(p.row, p.labels, [d[:2] for d in p.deps],
+                                                     [c[1:3] for c in p.comments])
+                           for p in creates)
             report.created += len(creates)
             report.updated += len(updates)
             report.updated_ids.extend(u[0].row[0] for u in updates)
             pending.clear()
 
         with store.bulk_import():  # the indexes built once the rows are in
-            for item in iter_beads(source, now=now):
+            # parsed by workers meanwhile, for a big file
+            for item in parsed_records(source, now=now, keep_records=not empty,
+                                       workers=workers):
                 records += 1
                 pending.append(item)
                 if len(pending) >= batch:

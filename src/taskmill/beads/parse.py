@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,13 +177,17 @@ class Parsed:
     """One record of the file and the parts it is stored as."""
 
     line: int
-    record: dict[str, Any]
+    record: dict[str, Any] | None
+    """The record as read (None where the reader had no use for it: an import into an empty
+    ledger compares it with nothing)."""
     row: Row
     labels: list[str]
     deps: list[DepRow]
     comments: list[CommentRow]
     comment_ids: list[Any]
     """The comments' ids as the record gives them (:data:`MISSING` when it gives none)."""
+    digest: bytes | None = None
+    """:func:`taskmill.audit_import.import_digest` of the parts, when made already."""
 
 
 def _parse_record(record: Any, now: str) -> Parsed:
@@ -343,6 +348,12 @@ class Source:
                 self._hash.update(line.encode("utf-8", errors="surrogatepass"))
                 yield line
             return
+        for number, raw in self.raw_lines():
+            yield text_of(self.name, number, raw)
+
+    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
+        """The file's lines as bytes, numbered from 1 (a leading byte order mark left out);
+        each hashed as it is read. Only for a file."""
         assert self.path is not None
         try:
             handle = self.path.open("rb")
@@ -355,12 +366,17 @@ class Source:
                 self._hash.update(raw)
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
-                try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InvalidInput(f"{self.name}, line {number}: not UTF-8 text"
-                                       f" ({exc.reason} at byte {exc.start} of the line)",
-                                       hint="nothing was imported") from None
+                yield number, raw
+
+
+def text_of(name: str, number: int, raw: bytes) -> str:
+    """A line of the file ``name`` as text; raises InvalidInput when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{name}, line {number}: not UTF-8 text"
+                           f" ({exc.reason} at byte {exc.start} of the line)",
+                           hint="nothing was imported") from None
 
 
 def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
@@ -369,44 +385,76 @@ def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
     name = source.name
     first_line: dict[str, int] = {}
     for number, line in enumerate(source, start=1):
-        if not line.strip():
-            continue
-        # a character is at most 4 bytes of UTF-8: most lines need no counting
-        size = (len(line.encode("utf-8", errors="surrogatepass"))
-                if len(line) * 4 > LINE_MAX_BYTES else 0)
-        if size > LINE_MAX_BYTES:
-            raise InvalidInput(f"{name}, line {number}: the line is {size / 2**20:.1f} MiB; a"
-                               f" record may be at most {LINE_MAX_BYTES // 2**20} MiB",
-                               hint="nothing was imported")
-        try:
-            record = (_DECODE(line) if not line.startswith("\ufeff")
-                      else json.loads(line, parse_constant=_reject_constant))
-        except RecursionError:
-            record = None
-            deep = True
-        except (json.JSONDecodeError, ValueError) as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-            col = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-            raise InvalidInput(f"{name}, line {number}{col}: bad JSON: {msg}",
-                               hint="nothing was imported") from None
-        else:  # no deeper than the brackets it holds
-            deep = (line.count("{") + line.count("[") > RECORD_MAX_DEPTH
-                    and check.json_depth_exceeds(record, RECORD_MAX_DEPTH))
-        if deep:
-            raise InvalidInput(f"{name}, line {number}: the record nests more than"
-                               f" {RECORD_MAX_DEPTH} levels deep", hint="nothing was imported")
-        try:
-            item = _parse_record(record, now)
-        except _Bad as exc:
-            raise InvalidInput(f"{name}, line {number}: {exc}",
-                               hint="nothing was imported") from None
-        tid = item.row[0]
-        if tid in first_line:
-            raise InvalidInput(f"{name}, line {number}: id {tid} already appeared on line"
-                               f" {first_line[tid]}", hint="nothing was imported")
-        first_line[tid] = number
-        item.line = number
-        yield item
+        item = parse_line(name, number, line, now)
+        if item is not None:
+            first_seen(first_line, item, name)
+            yield item
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A JSON escape of half a surrogate pair (an emoji's pair is two of them, together)."""
+
+
+def _lone_surrogate(record: Any) -> str | None:
+    """The first half of a surrogate pair standing alone in ``record``'s strings, if any."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return str(exc.object[exc.start])
+    return None
+
+
+def first_seen(first_line: dict[str, int], item: Parsed, name: str) -> None:
+    """Note the line of ``item``'s id; raises InvalidInput when an earlier line had it."""
+    tid = item.row[0]
+    if tid in first_line:
+        raise InvalidInput(f"{name}, line {item.line}: id {tid} already appeared on line"
+                           f" {first_line[tid]}", hint="nothing was imported")
+    first_line[tid] = item.line
+
+
+def parse_line(name: str, number: int, line: str, now: str) -> Parsed | None:
+    """Line ``number`` of the file ``name`` parsed and checked (None for a blank line);
+    raises InvalidInput naming the line."""
+    if not line.strip():
+        return None
+    # a character is at most 4 bytes of UTF-8: most lines need no counting
+    size = (len(line.encode("utf-8", errors="surrogatepass"))
+            if len(line) * 4 > LINE_MAX_BYTES else 0)
+    if size > LINE_MAX_BYTES:
+        raise InvalidInput(f"{name}, line {number}: the line is {size / 2**20:.1f} MiB; a"
+                           f" record may be at most {LINE_MAX_BYTES // 2**20} MiB",
+                           hint="nothing was imported")
+    try:
+        record = (_DECODE(line) if not line.startswith("\ufeff")
+                  else json.loads(line, parse_constant=_reject_constant))
+    except RecursionError:
+        record = None
+        deep = True
+    except (json.JSONDecodeError, ValueError) as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        col = f", column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InvalidInput(f"{name}, line {number}{col}: bad JSON: {msg}",
+                           hint="nothing was imported") from None
+    else:  # no deeper than the brackets it holds
+        deep = (line.count("{") + line.count("[") > RECORD_MAX_DEPTH
+                and check.json_depth_exceeds(record, RECORD_MAX_DEPTH))
+    if deep:
+        raise InvalidInput(f"{name}, line {number}: the record nests more than"
+                           f" {RECORD_MAX_DEPTH} levels deep", hint="nothing was imported")
+    if "\\u" in line and _SURROGATE_ESCAPE.search(line):
+        lone = _lone_surrogate(record)
+        if lone is not None:
+            raise InvalidInput(f"{name}, line {number}: a string holds \\u{ord(lone):04x}, half"
+                               " of a UTF-16 surrogate pair without its other half: not text"
+                               " the ledger can store", hint="nothing was imported")
+    try:
+        item = _parse_record(record, now)
+    except _Bad as exc:
+        raise InvalidInput(f"{name}, line {number}: {exc}",
+                           hint="nothing was imported") from None
+    item.line = number
+    return item
 
 
 def parse_beads(path_or_lines: Path | str | os.PathLike[str] | Iterable[str],

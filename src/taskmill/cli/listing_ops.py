@@ -28,6 +28,9 @@ PAGE_SIZE = 1000
 
 def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
     """``list`` with ``filters`` (:meth:`taskmill.ledger.Ledger.list_json`'s)."""
+    from ..ledger.task_filter import check_filter_text
+
+    check_filter_text(**filters)  # (before they key a kept listing)
     if ctx.turn_socket is not None:
         tasks = ctx.remote().list_tasks(**filters)
     else:

@@ -15,6 +15,8 @@ def task_where(*, statuses: Sequence[str] | None, include_hidden: bool, label: s
     tasks table's, with its dot (``"t."``)."""
     from ..model import HIDDEN_STATUSES
 
+    check_filter_text(statuses=statuses, label=label, issue_type=issue_type,
+                      assignee=assignee, parent=parent)
     p = "%s" if postgres else "?"
     where: list[str] = []
     args: list[Any] = []
@@ -52,3 +54,14 @@ def task_where(*, statuses: Sequence[str] | None, include_hidden: bool, label: s
 def listing_order(limit: int | None, alias: str = "") -> str:
     """The listings' order (priority, then the ledger's sequence) and limit."""
     return f" ORDER BY {alias}priority, {alias}seq" + (f" LIMIT {int(limit)}" if limit else "")
+
+
+def check_filter_text(**filters: Any) -> None:
+    """Raises InvalidInput when a filter's text is not Unicode (half of a surrogate pair:
+    an argument in another encoding than UTF-8), which no task can hold."""
+    from .. import validation
+
+    for name, value in filters.items():
+        for text in (value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(text, str):
+                validation.unicode(name.replace("_", "-"), text)

@@ -1,0 +1,134 @@
+"""A big Beads file parsed on every core: the lines read (and hashed) here, parsed and
+checked by forked workers a batch at a time, and the results taken back in the file's order.
+
+Parsing is about half of an import's CPU (JSON, the record's checks, its round-trip check
+and its audit digest); the other half, the writes, stays in the importing process. A batch's
+results come back in order, so what the import sees, and the first bad line it reports,
+are those of :func:`~taskmill.beads.parse.iter_beads`: a worker stops at its batch's first
+bad line and sends the records before it with the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import signal
+import threading
+from collections import deque
+from collections.abc import Iterator
+from multiprocessing.pool import AsyncResult
+from typing import Any
+
+from ..audit_import import import_digest
+from ..errors import InvalidInput
+from .parse import Parsed, Source, first_seen, iter_beads, parse_line, text_of
+from .record import MISSING
+
+PARALLEL_MIN_BYTES = 16 * 2**20
+"""A file this big or bigger is parsed by workers (a smaller one is parsed sooner than the
+workers start: 16 MiB is about 25,000 records)."""
+BATCH_LINES = 1000
+"""Lines a worker parses at a time."""
+MAX_WORKERS = 3
+"""Workers at most: the importing process writes what they parse, and more of them would
+wait on it."""
+
+WORKER_NICENESS = 5
+"""How much lower the workers' priority is than the importing process's: the writes it does
+are what the import waits on, so where the cores are few it is not kept waiting by them."""
+
+
+def parsed_records(source: Source, *, now: str, keep_records: bool,
+                   workers: int | None = None) -> Iterator[Parsed]:
+    """What :func:`~taskmill.beads.parse.iter_beads` yields, each with its digest made
+    (``keep_records``: each with the record as read too; an import into an empty ledger has
+    no use for it). Parsed by ``workers`` processes (None: as many as :func:`workers_for`
+    says; 0: none) for a file on a system that forks."""
+    if workers is None:
+        workers = workers_for(source)
+    if not workers or source.path is None or not hasattr(os, "fork"):
+        yield from iter_beads(source, now=now)
+        return
+    import multiprocessing
+
+    first_line: dict[str, int] = {}
+    name = source.name
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts) \
+            as pool:
+        window: deque[AsyncResult[bytes]] = deque()
+        for batch in _batches(source):
+            window.append(pool.apply_async(_parse_batch, (name, batch, now, keep_records)))
+            if len(window) > 2 * workers:  # a few batches ahead: memory stays flat
+                yield from _taken(window.popleft().get(), first_line, name)
+        while window:
+            yield from _taken(window.popleft().get(), first_line, name)
+
+
+def workers_for(source: Source, cores: int | None = None) -> int:
+    """How many workers parse ``source``: none for lines given in memory, a small file, a
+    single core, or a process with threads (a fork copies none of them)."""
+    if source.path is None or not hasattr(os, "fork") or threading.active_count() > 1:
+        return 0
+    try:
+        if source.path.stat().st_size < PARALLEL_MIN_BYTES:
+            return 0
+    except OSError:
+        return 0  # (read as usual: the error said there)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores, MAX_WORKERS)
+
+
+def _batches(source: Source) -> Iterator[list[tuple[int, bytes]]]:
+    batch: list[tuple[int, bytes]] = []
+    for item in source.raw_lines():
+        batch.append(item)
+        if len(batch) >= BATCH_LINES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _taken(outcome: bytes, first_line: dict[str, int], name: str) -> Iterator[Parsed]:
+    items, error = marshal.loads(outcome)
+    for line, row, labels, deps, comments, comment_ids, digest, record in items:
+        item = Parsed(line, record, row, labels, deps, comments,
+                      [c[0] if c else MISSING for c in comment_ids], digest)
+        first_seen(first_line, item, name)
+        yield item
+    if error is not None:
+        raise InvalidInput(error[0], hint=error[1])
+
+
+def _parse_batch(name: str, batch: list[tuple[int, bytes]], now: str,
+                 keep_records: bool) -> bytes:
+    """In a worker: a batch of lines parsed, each with its digest; the records, and the
+    first bad line's error (message, hint) if there was one, as :mod:`marshal` bytes (made
+    and read back several times faster than pickled objects)."""
+    out: list[tuple[Any, ...]] = []
+    error = None
+    try:
+        for number, raw in batch:
+            item = parse_line(name, number, text_of(name, number, raw), now)
+            if item is None:
+                continue
+            digest = import_digest(item.row, item.labels, [d[:2] for d in item.deps],
+                                   [c[1:3] for c in item.comments])
+            out.append((number, item.row, item.labels, item.deps, item.comments,
+                        [() if c is MISSING else (c,) for c in item.comment_ids], digest,
+                        item.record if keep_records else None))
+    except InvalidInput as exc:
+        error = (exc.message, exc.hint)
+    return marshal.dumps((out, error))
+
+
+def _ignore_interrupts() -> None:
+    """In a worker, first: Ctrl-C is the importing process's to handle (it rolls the import back
+    and ends the workers); a worker printing its own traceback would only be noise."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
+

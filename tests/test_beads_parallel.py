@@ -1,0 +1,150 @@
+"""A big Beads file parsed by workers (:mod:`taskmill.beads.parallel`): the same import, the
+same first error, nothing left behind; the files here are small, read in batches of two."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmill.beads import import_beads, parallel
+from taskmill.beads.parse import Source
+from taskmill.clock import FixedClock
+from taskmill.errors import InvalidInput
+from taskmill.ledger import Ledger
+from test_beads import SAMPLE, _counts, _export, _jsonl, _lines, _rec
+
+
+@pytest.fixture(autouse=True)
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "BATCH_LINES", 2)
+
+
+def _edge_records() -> list[dict[str, Any]]:
+    return [
+        _rec("x-1", description="", assignee=None, closed_at="", labels=[], dependencies=[],
+             comments=[], owner="someone", notes=None),
+        {"title": "key order", "id": "x-2", "priority": 0, "status": "weird-status",
+         "issue_type": "convoy", "updated_at": "u", "created_at": "c", "metadata": {"k": [1.5]}},
+        _rec("x-3", dependencies=[
+            {"issue_id": "x-3", "depends_on_id": "x-1", "type": "blocks"},
+            {"issue_id": "other", "depends_on_id": "x-2", "type": "parent-child"}],
+             comments=[
+            {"id": 7, "issue_id": "x-3", "author": "a", "text": "second <&> \u2028 \ud83d\ude00",
+             "created_at": "t"},
+            {"id": "c-3", "issue_id": "x-3", "author": "b", "text": "odd id", "created_at": "t"},
+            {"issue_id": "x-3", "author": None, "text": "", "created_at": "t"},
+        ], labels=["b", "a"], big=2**80),
+        {"id": "x-4", "title": "minimal"},
+        _rec("x-5", metadata="not an object", checks=["", 3], agent=5, hints=[1], priority=4),
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_import_what_one_process_imports(tmp_path: Path, workers: int) -> None:
+    path = tmp_path / "issues.jsonl"
+    edge = [json.dumps(r, separators=(",", ":")) + "\n" for r in _edge_records()]  # (\ud83d)
+    path.write_text("".join(edge) + "\n"
+                    + SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    clock = FixedClock(datetime(2026, 12, 1, tzinfo=UTC))  # (a record without stamps gets now)
+    alone, shared = Ledger.memory(clock=clock), Ledger.memory(clock=clock)
+    first = import_beads(alone, path, workers=0)
+    report = import_beads(shared, path, workers=workers)
+    assert report.to_json() == first.to_json()
+    assert _export(shared, order="ledger") == _export(alone, order="ledger")
+    assert [json.loads(line) for line in _export(shared, order="ledger")] == [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()]
+    # the one audit event: the file's hash and each new task's digest, as one process made
+    assert shared.events()[0].data == alone.events()[0].data
+    assert shared.verify().ok
+    # into a ledger that holds them: each record compared with the stored task
+    again = import_beads(shared, path, workers=workers)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, report.created)
+    edited = path.read_text(encoding="utf-8").replace('"title":"minimal"', '"title":"changed"')
+    path.write_text(edited, encoding="utf-8")
+    changed = import_beads(shared, path, workers=workers)
+    assert (changed.created, changed.updated) == (0, 1) and changed.updated_ids == ["x-4"]
+    assert shared.get("x-4").title == "changed" and shared.verify().ok
+
+
+@pytest.mark.parametrize(("tail", "message"), [
+    ('{"id": "b-99"}\n', r"issues.jsonl, line 8: b-99: missing title"),
+    ('{"id": "b-9", "title": \n', r"issues.jsonl, line 8, column \d+: bad JSON"),
+    (json.dumps(_rec("b-2")) + "\n", r"line 8: id b-2 already appeared on line 2"),
+    ("\n" + json.dumps(_rec("b-3")) + "\n", r"line 9: id b-3 already appeared on line 3"),
+    (json.dumps(_rec("b-8", owner="\ud800")) + "\n", r"line 8: a string holds \\ud800"),
+])
+def test_workers_report_the_first_bad_line_and_import_nothing(
+        tmp_path: Path, tail: str, message: str) -> None:
+    path = tmp_path / "issues.jsonl"
+    # lines 1-7 good, then the bad one, then more bad lines in later batches
+    path.write_text("".join(_jsonl(*(_rec(f"b-{i}") for i in range(1, 8)))) + tail
+                    + '{"id": "b-50"}\nnot json\n', encoding="utf-8")
+    ledger = Ledger.memory()
+    ledger.create("already here")
+    before = _counts(ledger)
+    with pytest.raises(InvalidInput, match=message) as info:
+        import_beads(ledger, path, workers=2, batch=3)
+    assert info.value.hint == "nothing was imported"
+    assert _counts(ledger) == before
+    assert not multiprocessing.active_children()
+
+
+def test_workers_name_a_line_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "issues.jsonl"
+    good = "".join(_jsonl(*(_rec(f"n-{i}") for i in range(1, 5)))).encode()
+    path.write_bytes(b"\xef\xbb\xbf" + good + b'{"id": "\xff"}\n')  # a byte order mark first
+    with pytest.raises(InvalidInput, match="line 5: not UTF-8"):
+        import_beads(Ledger.memory(), path, workers=2)
+    path.write_bytes(b"\xef\xbb\xbf" + good)
+    ledger = Ledger.memory()
+    assert import_beads(ledger, path, workers=2).created == 4
+    # the file's hash is of its bytes, the mark included
+    assert ledger.events()[0].data["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_interrupted_import_leaves_nothing_and_no_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "issues.jsonl"
+    path.write_bytes(SAMPLE.read_bytes())
+    ledger = Ledger.memory()
+    before = _counts(ledger)
+    writes = ledger.store.import_rows
+    calls = []
+
+    def interrupted(*args: Any) -> None:  # Ctrl-C in the middle of the writes
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        writes(*args)
+
+    monkeypatch.setattr(ledger.store, "import_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        import_beads(ledger, path, workers=2, batch=4)
+    assert _counts(ledger) == before
+    assert not multiprocessing.active_children()
+    monkeypatch.undo()
+    assert import_beads(ledger, path, workers=2).created == len(_lines(SAMPLE))
+
+
+def test_how_many_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # (pytest's own threads)
+    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    small.write_text("{}\n")
+    with big.open("wb") as out:
+        out.truncate(parallel.PARALLEL_MIN_BYTES)
+    assert parallel.workers_for(Source(small), cores=8) == 0  # parsed before workers start
+    assert parallel.workers_for(Source(["{}\n"]), cores=8) == 0  # lines in memory
+    assert parallel.workers_for(Source(big), cores=1) == 0
+    assert parallel.workers_for(Source(big), cores=2) == 2
+    assert parallel.workers_for(Source(big), cores=16) == parallel.MAX_WORKERS
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert parallel.workers_for(Source(big), cores=8) == 0  # a fork copies no thread
