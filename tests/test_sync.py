@@ -390,3 +390,49 @@ def test_a_merge_streams_its_tasks_a_chunk_at_a_time(clones: tuple[Path, Path, P
     assert loaded["imported"] == ["tm-0", "tm-1", "tm-2", "tm-3", "tm-4", "tm-p", "tm-s"]
     assert exported(bob) == exported(alice)
     assert sync_json(bob, "bob")["imported"] == []
+
+
+def test_a_sync_writes_each_new_file_into_git_as_it_is_made(
+        clones: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    # a first sync of a big ledger held every file's bytes until its commit was written:
+    # each new file now goes to one git fast-import as it is made, and none is kept
+    import taskmill.sync.engine as engine
+    from taskmill.sync.snapshot import Taken, take
+
+    _, alice, _ = clones
+    for n in range(4):
+        tm(alice, "create", f"Task {n}", "--id", f"tm-{n}", actor="alice").ok()
+    taken: list[Taken] = []
+    real = engine.take
+
+    def spied(*args: Any, **kwargs: Any) -> Taken:
+        taken.append(real(*args, **kwargs))
+        return taken[-1]
+
+    monkeypatch.setattr(engine, "take", spied)
+    report = sync_json(alice, "alice")
+    assert report["exported"] == ["tm-0", "tm-1", "tm-2", "tm-3"]
+    assert taken and all(not t.new for t in taken)
+    # the commit is the one the files held in memory make, and git has every blob
+    ledger = open_ledger(find_repository(alice), {})
+    with ledger:
+        held = take(ledger)
+    git = engine.Git(alice, {})
+    assert git.read_tree(report["commit"]) == held.shas
+    assert git.read_blobs(held.shas.values()) == {
+        sha: content for sha, content in held.new.items()}
+
+
+def test_a_failed_blob_write_is_a_clear_error(git_repo: Path, tmp_path: Path) -> None:
+    from taskmill.errors import GitError
+    from taskmill.sync.gitstore import Git
+
+    git = Git(git_repo, {"PATH": "/nonexistent"})
+    with pytest.raises(GitError, match="not installed"), git.blob_sink() as sink:
+        sink.write(b"x")
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    git = Git(elsewhere, {"PATH": "/usr/bin:/bin", "GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    with pytest.raises(GitError, match="fast-import"), git.blob_sink() as sink:
+        for _ in range(3):
+            sink.write(b"x" * 1_000_000)

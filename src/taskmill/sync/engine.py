@@ -120,7 +120,7 @@ that did not come from it (signed ``sync:local``)."""
 def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
     local = git.ref(LEDGER_REF)
     local_shas = git.read_tree(local) if local else {}
-    ours = take(ledger, set(local_shas.values()))
+    ours = _take(git, ledger, set(local_shas.values()))
     when = int(ledger.clock.now().timestamp())
     report = SyncReport(remote=remote, commit=local or "", pushed=False)
     base = local
@@ -132,8 +132,8 @@ def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
                                 author=ledger.actor,
                                 message=f"taskmill: the ledger as {ledger.actor} had it")
         base = _merge_in(git, ledger, ours, root, local, LOCAL, report, when)
-        ours = take(ledger, {*local_shas.values(), *ours.shas.values(),
-                             *git.read_tree(base).values()})
+        ours = _take(git, ledger, {*local_shas.values(), *ours.shas.values(),
+                                   *git.read_tree(base).values()})
     base_shas = git.read_tree(base) if base and base != local else local_shas
     report.exported = sorted({tid for path in _changed(local_shas, ours.shas)
                               if (tid := task_id_of(path)) is not None
@@ -158,6 +158,13 @@ def _sync(git: Git, ledger: Ledger, *, remote: str, push: bool) -> SyncReport:
         git.push_ledger(remote, final, theirs)
         report.pushed = True
     return report
+
+
+def _take(git: Git, ledger: Ledger, existing: set[str]) -> Taken:
+    """:func:`~.snapshot.take`, each file git lacks written into it as it is made (a first
+    sync of 1M tasks held every file's bytes, ~700 MB, until its commit was written)."""
+    with git.blob_sink() as sink:
+        return take(ledger, existing, sink=sink.write)
 
 
 def _changed(a: Mapping[str, str], b: Mapping[str, str]) -> set[str]:
@@ -239,7 +246,7 @@ def _merge_in(git: Git, ledger: Ledger, ours: Taken, exported_commit: str, their
     report.conflicts.extend(found.conflicts)
     report.imported = sorted({*report.imported, *found.imported})
     report.events_in += len(found.foreign)
-    after = take(ledger, {*ours.shas.values(), *theirs_shas.values()})
+    after = _take(git, ledger, {*ours.shas.values(), *theirs_shas.values()})
     if after.shas == theirs_shas:
         return theirs
     return git.write_commit(after.shas, after.new, parents=[exported_commit, theirs],

@@ -8,12 +8,15 @@ repository's work tree, index, branches or HEAD: only refs under ``refs/taskmill
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ..errors import GitError, InvalidInput
 
@@ -183,37 +186,23 @@ class Git:
             args += ["-p", parent]
         return self.run(*args, input=message.encode(), extra_env=ident).stdout.decode().strip()
 
-    def _import_blobs(self, blobs: Iterable[bytes], timeout: float = 300) -> None:
-        """Write ``blobs`` into the repository with one ``git fast-import``, each passed on
-        as it comes (a first sync of a big ledger writes every task: not joined into one
-        more copy of them all)."""
-        with tempfile.TemporaryFile() as errors:
-            try:
-                proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done"],
-                                        cwd=self.root, env=self._env(), stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=errors)
-            except FileNotFoundError as exc:
-                raise GitError("git is not installed (or not on PATH)") from exc
-            assert proc.stdin is not None
-            try:
-                with proc.stdin:
-                    for content in blobs:
-                        proc.stdin.write(b"blob\ndata %d\n" % len(content))
-                        proc.stdin.write(content)
-                        proc.stdin.write(b"\n")
-                    proc.stdin.write(b"done\n")
-            except BrokenPipeError:
-                pass  # (it stopped: its status and words below)
-            try:
-                code = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired as exc:
-                proc.kill()
-                proc.wait()
-                raise GitError(f"git fast-import did not finish in {timeout:.0f} s") from exc
-            if code != 0:
-                errors.seek(0)
-                raise GitError("git fast-import failed: "
-                               f"{errors.read().decode(errors='replace').strip()}")
+    def _import_blobs(self, blobs: Iterable[bytes]) -> None:
+        """Write ``blobs`` into the repository with one ``git fast-import``."""
+        with self.blob_sink() as sink:
+            for content in blobs:
+                sink.write(content)
+
+    @contextmanager
+    def blob_sink(self, timeout: float = 300) -> Iterator[BlobSink]:
+        """A :class:`BlobSink` whose blobs are in the repository when the block ends
+        (on an error, fast-import is stopped: what it wrote is unreferenced)."""
+        sink = BlobSink(self, timeout)
+        try:
+            yield sink
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
 
     def _write_tree(self, entries: Mapping[str, str]) -> str:
         """The tree of ``entries`` (path -> blob id), its folders written first: with
@@ -232,6 +221,80 @@ class Git:
             lines.append(b"040000 tree %s\t%s\0" % (self._write_tree(inside).encode(),
                                                      folder.encode("utf-8", "surrogateescape")))
         return self.run("mktree", "-z", input=b"".join(lines)).stdout.decode().strip()
+
+
+class BlobSink:
+    """Blobs written into the repository by one ``git fast-import``, started at the first
+    and each passed on as it comes (a first sync of a big ledger writes every task: none of
+    them held). The blobs can be read once :meth:`close` returns."""
+
+    def __init__(self, git: Git, timeout: float) -> None:
+        self._git = git
+        self._timeout = timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._errors: IO[bytes] | None = None
+        self.written = 0
+
+    def write(self, content: bytes) -> None:
+        if self._proc is None:
+            self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(b"blob\ndata %d\n%s\n" % (len(content), content))
+        except BrokenPipeError:
+            self.close()  # (it stopped: its status and words)
+            raise GitError("git fast-import stopped") from None
+        self.written += 1
+
+    def _start(self) -> None:
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close or abort)
+        try:
+            self._proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done"],
+                                          cwd=self._git.root, env=self._git._env(),
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=self._errors)
+        except FileNotFoundError as exc:
+            self._errors.close()
+            raise GitError("git is not installed (or not on PATH)") from exc
+
+    def close(self) -> None:
+        """Wait for the blobs to be written; raises GitError when they were not."""
+        proc, errors = self._proc, self._errors
+        if proc is None or errors is None:
+            return
+        self._proc = None
+        try:
+            assert proc.stdin is not None
+            try:
+                with proc.stdin:
+                    proc.stdin.write(b"done\n")
+            except BrokenPipeError:
+                pass  # (it stopped: its status and words below)
+            try:
+                code = proc.wait(timeout=self._timeout)
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.wait()
+                raise GitError(f"git fast-import did not finish in {self._timeout:.0f} s"
+                               ) from exc
+            if code != 0:
+                errors.seek(0)
+                raise GitError("git fast-import failed: "
+                               f"{errors.read().decode(errors='replace').strip()}")
+        finally:
+            errors.close()
+
+    def abort(self) -> None:
+        proc, errors = self._proc, self._errors
+        self._proc = None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+        if errors is not None:
+            errors.close()
 
 
 def has_synced_ledger(root: Path, env: Mapping[str, str], *, remote: str = "origin",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -113,20 +113,28 @@ class Taken:
     new: dict[str, bytes] = field(default_factory=dict)
     """blob id -> content, for the files whose blob is not in the ``existing`` given."""
     event_hashes: set[str] = field(default_factory=set)
+    sink: Callable[[bytes], None] | None = None
+    """Where the new files' bytes go instead of :attr:`new` (written into git as they are
+    made: :meth:`taskmill.sync.gitstore.Git.blob_sink`)."""
 
     def add(self, path: str, content: bytes, existing: Container[str]) -> None:
         sha = blob_sha(content)
         self.shas[path] = sha
         if sha not in existing:
-            self.new[sha] = content
+            if self.sink is not None:
+                self.sink(content)
+            else:
+                self.new[sha] = content
 
 
-def take(ledger: Ledger, existing: Container[str] = frozenset()) -> Taken:
+def take(ledger: Ledger, existing: Container[str] = frozenset(),
+         sink: Callable[[bytes], None] | None = None) -> Taken:
     """The ledger's state now (every task, tombstones too, and every event). ``existing``:
-    blob ids git has (whose bytes are not kept)."""
+    blob ids git has (whose bytes are not kept); ``sink``: where the bytes of the others
+    go (else kept in :attr:`Taken.new`)."""
     from ..beads.exporter import iter_beads_records
 
-    taken = Taken(prefix=ledger.prefix)
+    taken = Taken(prefix=ledger.prefix, sink=sink)
     taken.add(META, encode_meta(ledger.prefix), existing)
     for record in iter_beads_records(ledger, include_tombstones=True, order="id"):
         taken.add(task_path(str(record["id"])), encode_record(record), existing)
