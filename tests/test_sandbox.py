@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_git_repo
 from taskmill.agents.base import AgentConfig, TurnRequest
 from taskmill.agents.exec import ExecAdapter
 from taskmill.agents.runner import run_turn
@@ -562,12 +563,7 @@ print(subprocess.run(["git", "status", "--short", "--branch"], capture_output=Tr
 def test_a_sandboxed_command_sees_submodules_git_config_without_credentials(
         tmp_path: Path) -> None:
     layout, slot = make_layout(tmp_path)
-    upstream = tmp_path / "upstream"
-    upstream.mkdir()
-    _git(upstream, "init", "-q", "-b", "main")
-    (upstream / "u.txt").write_text("u\n")
-    _git(upstream, "add", ".")
-    _git(upstream, "commit", "-qm", "u")
+    upstream = make_git_repo(tmp_path / "upstream")
     for name in ("lib", "vendor/deep"):  # a name may hold slashes
         _git(layout.repo_root, "-c", "protocol.file.allow=always", "submodule", "add", "-q",
              str(upstream), name)

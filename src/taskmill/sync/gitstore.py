@@ -41,7 +41,8 @@ class Git:
     root: Path
     env: Mapping[str, str]
 
-    def _env(self) -> dict[str, str]:
+    def process_env(self) -> dict[str, str]:
+        """The environment git runs in (without what would point it at another repository)."""
         env = {k: v for k, v in self.env.items()
                if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
         env.setdefault("GIT_TERMINAL_PROMPT", "0")
@@ -51,7 +52,7 @@ class Git:
             timeout: float | None = 300, detach: bool = False,
             extra_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
         """``detach``: in a session of its own, so ssh cannot ask on the terminal."""
-        env = self._env() if extra_env is None else {**self._env(), **extra_env}
+        env = self.process_env() if extra_env is None else {**self.process_env(), **extra_env}
         try:
             proc = subprocess.run(["git", *args], cwd=self.root, env=env, input=input,
                                   capture_output=True, check=False, timeout=timeout,
@@ -250,7 +251,7 @@ class BlobSink:
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close or abort)
         try:
             self._proc = subprocess.Popen(["git", "fast-import", "--quiet", "--done"],
-                                          cwd=self._git.root, env=self._git._env(),
+                                          cwd=self._git.root, env=self._git.process_env(),
                                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                           stderr=self._errors)
         except FileNotFoundError as exc:
