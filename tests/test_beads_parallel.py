@@ -148,3 +148,43 @@ def test_how_many_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert parallel.workers_for(Source(big), cores=16) == parallel.MAX_WORKERS
     monkeypatch.setattr(threading, "active_count", lambda: 2)
     assert parallel.workers_for(Source(big), cores=8) == 0  # a fork copies no thread
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_import_says_how_far_it_is(tmp_path: Path, workers: int) -> None:
+    from taskmill.beads import ImportProgress
+
+    path = tmp_path / "issues.jsonl"
+    path.write_text("".join(_jsonl(*(_rec(f"p-{i}") for i in range(7)))), encoding="utf-8")
+    seen: list[ImportProgress] = []
+    import_beads(Ledger.memory(), path, batch=3, workers=workers, progress=seen.append)
+    size = path.stat().st_size
+    assert [(p.records, p.finishing) for p in seen] == [(3, False), (6, False), (7, False),
+                                                         (7, True)]
+    assert all(p.size == size for p in seen) and seen[-1].bytes_read == size
+    assert [p.bytes_read for p in seen] == sorted(p.bytes_read for p in seen)
+
+
+def test_the_import_line_on_a_terminal() -> None:
+    import io
+
+    from taskmill.beads import ImportProgress
+    from taskmill.cli.import_progress import EVERY, ImportMeter
+
+    now = [100.0]
+    out = io.StringIO()
+    meter = ImportMeter(out, "issues.jsonl", clock=lambda: now[0])
+    meter(ImportProgress(2000, 1 << 20, 4 << 20))
+    meter(ImportProgress(4000, 2 << 20, 4 << 20))  # too soon: not drawn
+    now[0] += EVERY
+    meter(ImportProgress(250_000, 3 << 20, 4 << 20))
+    meter(ImportProgress(250_001, 4 << 20, 4 << 20, finishing=True))  # always drawn
+    meter.clear()
+    assert out.getvalue().split("\r\x1b[K") == [
+        "", "importing issues.jsonl: 2,000 records (25%)",
+        "importing issues.jsonl: 250,000 records (75%)",
+        "importing issues.jsonl: 250,001 records (100%), building indexes", ""]
+    out.truncate(0)
+    out.seek(0)
+    ImportMeter(out, "x").clear()  # nothing drawn: nothing to clear
+    assert out.getvalue() == ""

@@ -40,12 +40,13 @@ JSON).
 from __future__ import annotations
 
 from .exporter import beads_records, export_beads, export_json
-from .importer import ImportReport, import_beads
+from .importer import ImportProgress, ImportReport, import_beads
 from .parse import parse_beads
 from .record import KEY_ORDER, encode_record, export_record
 
 __all__ = [
     "KEY_ORDER",
+    "ImportProgress",
     "ImportReport",
     "beads_records",
     "encode_record",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,27 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     return changes
 
 
+@dataclass(frozen=True)
+class ImportProgress:
+    """How far an import is, for a caller that shows it (:func:`import_beads`'s
+    ``progress``): told after each batch is written, then once as it finishes (``finishing``:
+    the indexes and readiness, seconds at 1M tasks)."""
+
+    records: int
+    bytes_read: int
+    size: int | None
+    """The file's size (None: lines given)."""
+    finishing: bool = False
+
+
 BATCH = 2000
 """Records parsed, compared and written at a time (memory stays flat however long the file)."""
 
 
 def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Iterable[str],
                  *, actor: str | None = None, batch: int = BATCH,
-                 workers: int | None = None) -> ImportReport:
+                 workers: int | None = None,
+                 progress: Callable[[ImportProgress], None] | None = None) -> ImportReport:
     """Import a Beads JSONL export (a path, or an iterable of lines), all or nothing.
 
     The file is read line by line and written in batches, all inside one transaction.
@@ -77,6 +91,7 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
     :class:`InvalidInput` naming the file and line of the first malformed record, and then
     imports nothing. A big file is parsed by ``workers`` processes meanwhile (None: as
     many as the cores allow, see :func:`taskmill.beads.parallel.workers_for`; 0: none).
+    ``progress`` is told how far it is (:class:`ImportProgress`).
     """
     now = ledger.now()
     source = Source(path_or_lines)
@@ -89,6 +104,7 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
         used = store.comment_ids()
         digests: list[bytes] = []
         records = 0
+        size = source.size()
         pending: list[Parsed] = []
 
         def flush() -> None:
@@ -123,6 +139,8 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
             report.updated += len(updates)
             report.updated_ids.extend(u[0].row[0] for u in updates)
             pending.clear()
+            if progress is not None:
+                progress(ImportProgress(records, source.bytes_read, size))
 
         with store.bulk_import():  # the indexes built once the rows are in
             # parsed by workers meanwhile, for a big file
@@ -134,6 +152,8 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
                     flush()
             if pending:
                 flush()
+            if progress is not None:
+                progress(ImportProgress(records, source.bytes_read, size, finishing=True))
         if report.created:
             ledger.record("imported", None, batch_event(
                 source=label, sha256=source.sha256, records=records,

@@ -329,6 +329,8 @@ class Source:
 
     def __init__(self, path_or_lines: Path | str | os.PathLike[str] | Iterable[str]) -> None:
         self._hash = hashlib.sha256()
+        self.bytes_read = 0
+        """Of the file, so far (for lines given: their characters)."""
         if isinstance(path_or_lines, (str, os.PathLike)):
             self.path: Path | None = Path(path_or_lines)
             self.name = str(self.path)
@@ -338,6 +340,13 @@ class Source:
             self.name = "<input>"
             self._lines = path_or_lines
 
+    def size(self) -> int | None:
+        """The file's size in bytes (None for lines given, or a file that cannot say)."""
+        try:
+            return self.path.stat().st_size if self.path is not None else None
+        except OSError:
+            return None
+
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
@@ -346,6 +355,7 @@ class Source:
         if self._lines is not None:
             for line in self._lines:
                 self._hash.update(line.encode("utf-8", errors="surrogatepass"))
+                self.bytes_read += len(line)
                 yield line
             return
         for number, raw in self.raw_lines():
@@ -364,6 +374,7 @@ class Source:
         with handle:
             for number, raw in enumerate(handle, start=1):
                 self._hash.update(raw)
+                self.bytes_read += len(raw)
                 if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]
                 yield number, raw

@@ -233,7 +233,16 @@ def import_cmd(path: Path, fmt: str) -> None:
     else:
         from ..beads import import_beads
 
-        report = import_beads(project.ledger, path)
+        meter = None
+        if not ctx.json and sys.stderr.isatty():  # (how far it is, on a line it clears)
+            from .import_progress import ImportMeter
+
+            meter = ImportMeter(sys.stderr, path.name)
+        try:
+            report = import_beads(project.ledger, path, progress=meter)
+        finally:
+            if meter is not None:
+                meter.clear()
         if ctx.json:
             emit_json(report.to_json())
         else:
