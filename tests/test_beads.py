@@ -551,6 +551,33 @@ def test_pinned_blocker_does_not_block() -> None:
     assert ledger.blocked() == []
 
 
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_a_dependency_on_an_id_not_there_yet_holds_once_a_task_has_it(
+        tmp_path: Path, where: str) -> None:
+    # Beads reads readiness at query time: a blocker that does not exist holds nothing,
+    # and holds from the moment an issue has its id (created by hand, or imported later)
+    ledger = Ledger.memory() if where == "memory" else Ledger.open(tmp_path / "db", prefix="d")
+    with ledger:
+        import_beads(ledger, _jsonl(
+            _rec("d-1", dependencies=[_dep("d-1", "d-2")]),
+            _rec("d-3", dependencies=[_dep("d-3", "d-4", "conditional-blocks")])))
+        assert [t.id for t in ledger.ready()] == ["d-1", "d-3"]
+        ledger.create("the blocker", task_id="d-2")
+        ledger.create("the condition", task_id="d-4")
+        assert [t.id for t in ledger.ready()] == ["d-2", "d-4"]
+        assert [b.task.id for b in ledger.blocked()] == ["d-1", "d-3"]
+        ledger.close("d-2")
+        assert [t.id for t in ledger.ready()] == ["d-1", "d-4"]
+        assert ledger.store.readiness_state() == _recomputed(ledger)
+
+
+def _recomputed(ledger: Ledger) -> dict[str, tuple[int, bool]]:
+    """The readiness every task would have if it were computed afresh."""
+    with ledger.transaction():
+        ledger.store.recompute_readiness()
+    return ledger.store.readiness_state()
+
+
 def test_conditional_blocks_runs_only_if_the_blocker_fails() -> None:
     ledger = Ledger.memory()
     import_beads(ledger, _jsonl(

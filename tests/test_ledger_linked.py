@@ -174,3 +174,28 @@ def test_the_cli_says_a_long_upgrade_on_stderr_but_not_with_json(
     out = invoke_cli(["list"], cwd=taskmill_repo, env={"TASKMILL_LEAN": "0"})
     assert out.exit_code == 0, out.stderr
     assert out.stderr.startswith("taskmill: upgrading the ledger of 0 tasks"), out.stderr
+
+
+def test_rows_left_for_an_id_with_no_task_do_not_stop_its_creation(tmp_path: Path) -> None:
+    # rows written behind taskmill's back for ids no task has: a task made with that id
+    # (created, or imported) takes them as its own, its own rows replacing those with the
+    # same key; before, the creation failed with "UNIQUE constraint failed" (a traceback)
+    db = tmp_path / "db"
+    Ledger.open(db, prefix="o").close_db()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("INSERT INTO labels (task_id, label, pos) VALUES ('o-1', 'x', 5),"
+                     " ('o-1', 'kept', 9), ('o-2', 'x', 0)")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type, pos, created_by)"
+                     " VALUES ('o-1', 'o-2', 'blocks', 0, 'someone')")
+    conn.close()
+    line = json.dumps({"id": "o-1", "title": "left rows", "labels": ["x"], "dependencies": [
+        {"issue_id": "o-1", "depends_on_id": "o-2", "type": "blocks"}]}) + "\n"
+    with Ledger.open(db, prefix="o") as ledger:
+        assert import_beads(ledger, [line]).created == 1
+        assert ledger.get("o-1").labels == ["x", "kept"]
+        assert ledger.create("made", task_id="o-2", labels=["x"]).labels == ["x"]
+        assert not ledger.get("o-1").ready  # o-1 waits on o-2
+        # the audit trail says the import's task was not left as the import made it
+        assert not ledger.verify().ok
+    assert _wrong(db) == []

@@ -450,6 +450,10 @@ class Ledger(WorkVerbs):
             "created_at": now, "updated_at": now, "closed_at": closed_at,
             "external_ref": external_ref, "metadata": metadata, "checks": checks,
             "agent": agent, "hints": hints, "role": role}, label_list)
+        if task_id is not None:
+            # a dependency may name this id already (imported before the task was: it held
+            # nothing while no task had the id); from now on it holds as Beads' would
+            self.store.status_changed(tid, TOMBSTONE, status)
         fields = created_fields({"title": title, "status": status, "priority": priority,
                                  "issue_type": issue_type, "description": description,
                                  "design": design, "acceptance_criteria": acceptance_criteria,

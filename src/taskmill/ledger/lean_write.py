@@ -33,7 +33,9 @@ HEAD_SET_SQL = ("INSERT INTO meta (key, value) VALUES ('audit_head', ?)"
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value")
 EVENT_INSERT_SQL = ("INSERT INTO events (seq, ts, actor, task_id, kind, data, prev_hash, hash)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-LABEL_INSERT_SQL = "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)"
+LABEL_INSERT_SQL = "INSERT OR REPLACE INTO labels (task_id, label, pos) VALUES (?, ?, ?)"
+"""A new task's labels: a row left for its id with no task (written behind taskmill's
+back) is the task's from now on, or replaced by the task's own (not a UNIQUE error)."""
 EXISTS_SQL = "SELECT 1 FROM tasks WHERE id = ?"
 MAX_SEQ_SQL = "SELECT max(seq) FROM tasks"
 PARENTS_SQL = ("SELECT p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id"

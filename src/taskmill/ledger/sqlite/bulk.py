@@ -103,11 +103,14 @@ class BulkRows:
                 f"INSERT INTO tasks ({_ROW_SQL}, created_key, linked) VALUES ({marks})",
                 [(*p.row, order_key(p.row[_CREATED_AT]), linked[p.row[0]]) for p in creates])
         items = [*updates, *creates]
+        # (OR REPLACE: a row left for a created task's id with no task, written behind
+        # taskmill's back, is the task's from now on or replaced by its own, not an error)
         conn.executemany(
-            "INSERT INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
             [(p.row[0], lb, i) for p in items for i, lb in enumerate(p.labels)])
         conn.executemany(
-            "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
+            "INSERT OR REPLACE INTO deps"
+            " (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
         conn.executemany(
