@@ -95,3 +95,31 @@ def test_a_claim_passes_over_a_task_whose_row_another_holds() -> None:
         store.conn.execute("RESET lock_timeout")  # type: ignore[attr-defined]
     finally:
         pg_helpers.close_stores()
+
+
+def test_rows_left_for_an_id_with_no_task_do_not_stop_its_creation() -> None:
+    """As in SQLite (``test_ledger_linked.py``): a created or imported task takes the rows
+    written behind taskmill's back for its id, its own replacing those with the same key."""
+    import json
+
+    from taskmill.beads import import_beads
+    from taskmill.clock import FixedClock
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger(pg_helpers.new_store(), prefix="o", clock=FixedClock(), actor="t")
+    try:
+        conn = ledger.store.conn
+        conn.execute("INSERT INTO labels (task_id, label, pos) VALUES ('o-1', 'x', 5),"
+                     " ('o-1', 'kept', 9), ('o-2', 'x', 0)")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type, pos, created_by)"
+                     " VALUES ('o-1', 'o-2', 'blocks', 0, 'someone')")
+        conn.commit()
+        line = json.dumps({"id": "o-1", "title": "left rows", "labels": ["x"],
+                           "dependencies": [{"issue_id": "o-1", "depends_on_id": "o-2",
+                                             "type": "blocks"}]}) + "\n"
+        assert import_beads(ledger, [line]).created == 1
+        assert ledger.get("o-1").labels == ["x", "kept"]
+        assert ledger.create("made", task_id="o-2", labels=["x"]).labels == ["x"]
+        assert not ledger.get("o-1").ready  # o-1 waits on o-2 now that it exists
+    finally:
+        pg_helpers.close_stores()

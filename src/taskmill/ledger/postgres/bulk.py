@@ -12,6 +12,7 @@ import psycopg
 
 from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
+from .tasks import LABEL_CONFLICT
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
 
@@ -83,12 +84,16 @@ class BulkRows:
                 [(first + i, *p.row, order_key(p.row[_CREATED_AT]))
                  for i, p in enumerate(creates)])
         items = [*updates, *creates]
+        # (a row left for a created task's id with no task, written behind taskmill's
+        # back, is the task's from now on or replaced by its own, not an error)
         conn.executemany(
-            "INSERT INTO labels (task_id, label, pos) VALUES (%s, %s, %s)",
+            f"INSERT INTO labels (task_id, label, pos) VALUES (%s, %s, %s) {LABEL_CONFLICT}",
             [(p.row[0], lb, i) for p in items for i, lb in enumerate(p.labels)])
         conn.executemany(
             "INSERT INTO deps (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (issue_id, depends_on_id, type)"
+            " DO UPDATE SET created_at = excluded.created_at, created_by = excluded.created_by,"
+            " extra = excluded.extra, pos = excluded.pos",
             [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
         conn.executemany(
             "INSERT INTO comments (id, task_id, author, text, created_at, extra)"

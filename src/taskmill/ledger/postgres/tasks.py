@@ -16,6 +16,9 @@ from ..store import HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
 from .deps import HELD_SQL
 
+LABEL_CONFLICT = "ON CONFLICT (task_id, label) DO UPDATE SET pos = excluded.pos"
+"""A new task's labels: a row left for its id with no task (written behind taskmill's
+back) is the task's from now on, or replaced by the task's own (not a UNIQUE error)."""
 HAS_CHILDREN_SQL = (
     "EXISTS (SELECT 1 FROM deps cd JOIN tasks ct ON ct.id = cd.issue_id"
     " WHERE cd.depends_on_id = tasks.id AND cd.type = 'parent-child'"
@@ -303,7 +306,8 @@ class TaskRows:
             [_column_value(k, values[k]) for k in cols])
         if labels:
             with self.conn.cursor() as cur:
-                cur.executemany("INSERT INTO labels (task_id, label, pos) VALUES (%s, %s, %s)",
+                cur.executemany("INSERT INTO labels (task_id, label, pos) VALUES (%s, %s, %s)"
+                                f" {LABEL_CONFLICT}",
                                 [(values["id"], lb, i) for i, lb in enumerate(labels)])
 
     def update_task(self, task_id: str, values: Mapping[str, Any]) -> None:
