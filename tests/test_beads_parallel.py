@@ -188,3 +188,32 @@ def test_the_import_line_on_a_terminal() -> None:
     out.seek(0)
     ImportMeter(out, "x").clear()  # nothing drawn: nothing to clear
     assert out.getvalue() == ""
+
+
+def _dies_at_line_7(name: str, batch: list[tuple[int, bytes]], now: str, keep: bool) -> bytes:
+    """In a worker (a module's function: what the pool sends is pickled by name): the
+    system kills the worker, out of memory say, when it is given line 7."""
+    import os
+
+    if batch[0][0] == 7:
+        os._exit(137)
+    return _PARSE_BATCH(name, batch, now, keep)
+
+
+_PARSE_BATCH = parallel._parse_batch
+
+
+def test_a_worker_killed_mid_import_is_an_error_not_a_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmill.errors import TaskmillError
+
+    path = tmp_path / "issues.jsonl"
+    path.write_text("".join(_jsonl(*(_rec(f"k-{i}") for i in range(20)))), encoding="utf-8")
+    monkeypatch.setattr(parallel, "_parse_batch", _dies_at_line_7)
+    ledger = Ledger.memory()
+    before = _counts(ledger)
+    with pytest.raises(TaskmillError, match="ended before it was done") as info:
+        import_beads(ledger, path, workers=2, batch=3)
+    assert info.value.hint and "nothing was imported" in info.value.hint
+    assert _counts(ledger) == before
+    assert not multiprocessing.active_children()

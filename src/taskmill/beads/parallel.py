@@ -17,11 +17,10 @@ import signal
 import threading
 from collections import deque
 from collections.abc import Iterator
-from multiprocessing.pool import AsyncResult
 from typing import Any
 
 from ..audit_import import import_digest
-from ..errors import InvalidInput
+from ..errors import InvalidInput, TaskmillError
 from .parse import Parsed, Source, first_seen, iter_beads, parse_line, text_of
 from .record import MISSING
 
@@ -51,18 +50,30 @@ def parsed_records(source: Source, *, now: str, keep_records: bool,
         yield from iter_beads(source, now=now)
         return
     import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     first_line: dict[str, int] = {}
     name = source.name
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_ignore_interrupts) \
-            as pool:
-        window: deque[AsyncResult[bytes]] = deque()
+    # (an executor, not a multiprocessing Pool: a worker killed meanwhile, by the system
+    # out of memory say, fails what it was given instead of leaving it waited for forever)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_ignore_interrupts)
+    window: deque[Future[bytes]] = deque()
+    try:
         for batch in _batches(source):
-            window.append(pool.apply_async(_parse_batch, (name, batch, now, keep_records)))
+            window.append(pool.submit(_parse_batch, name, batch, now, keep_records))
             if len(window) > 2 * workers:  # a few batches ahead: memory stays flat
-                yield from _taken(window.popleft().get(), first_line, name)
+                yield from _taken(window.popleft().result(), first_line, name)
         while window:
-            yield from _taken(window.popleft().get(), first_line, name)
+            yield from _taken(window.popleft().result(), first_line, name)
+    except BrokenProcessPool:
+        raise TaskmillError(f"{name}: a process parsing the file ended before it was done"
+                            " (killed, or out of memory?)",
+                            hint="nothing was imported; import again (with more memory"
+                                 " free)") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def workers_for(source: Source, cores: int | None = None) -> int:
