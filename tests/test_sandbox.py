@@ -588,5 +588,23 @@ for name in ("lib", "vendor/deep"):
     assert "https://example.com/lib.git" in proc.stdout
     assert "https://example.com/vendor/deep.git" in proc.stdout
     assert "'objects'" in proc.stdout and "'HEAD'" in proc.stdout  # the rest is shown
+    # a hostile agent cannot write the copies, or anything else of the submodules' git
+    hostile = run_in(sandbox, slot, f"""
+import pathlib, shutil
+lib = pathlib.Path({str(modules / "lib")!r})
+for attempt in (lambda: (lib / "config").write_text("[core]\\n\\tfsmonitor = evil\\n"),
+                lambda: (lib / "hooks" / "post-checkout").write_text("evil"),
+                lambda: (lib / "HEAD").write_text("evil"),
+                lambda: shutil.rmtree(lib / "objects")):
+    try:
+        attempt()
+        print("WROTE")
+    except OSError:
+        print("refused")
+""")
+    assert hostile.returncode == 0, hostile.stderr
+    assert hostile.stdout.split() == ["refused"] * 4
     for name in ("lib", "vendor/deep"):  # the user's own configs are untouched
         assert "ghp_SUBSECRET" in (modules / name / "config").read_text()
+    assert (modules / "lib" / "HEAD").read_text() != "evil"
+    assert (modules / "lib" / "objects").is_dir()
