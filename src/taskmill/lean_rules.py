@@ -64,9 +64,14 @@ def is_plain(value: object) -> bool:
 
 def is_text(value: object, max_bytes: int = TEXT_MAX_BYTES) -> bool:
     """Whether :func:`taskmill.validation.text` accepts ``value`` as it is."""
-    if not isinstance(value, str) or "\x00" in value or not is_unicode(value):
+    if not isinstance(value, str) or "\x00" in value:
         return False
-    return len(value) * 4 <= max_bytes or len(value.encode("utf-8")) <= max_bytes
+    if value.isascii():
+        return len(value) <= max_bytes
+    try:  # (one encoding: no half of a surrogate pair, and the size)
+        return len(value.encode("utf-8")) <= max_bytes
+    except UnicodeEncodeError:
+        return False
 
 
 MILL_CLOSE_REASONS = ("landed", "already satisfied")

@@ -205,14 +205,14 @@ def table(name: str, value: Any) -> dict[str, Any] | None:
     if json_depth_exceeds(value, JSON_MAX_DEPTH):
         raise InvalidInput(f"{name} nests more than {JSON_MAX_DEPTH} levels deep")
     try:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"),
-                              allow_nan=False).encode("utf-8", errors="surrogatepass"))
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{name} must hold only JSON values: {exc}") from None
+    size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > JSON_MAX_BYTES:
         raise InvalidInput(f"{name} is {_size(size)} as JSON; at most {_kib(JSON_MAX_BYTES)} "
                            "are allowed")
-    unicode(name, json.dumps(value, ensure_ascii=False))
+    unicode(name, text)
     return dict(value)
 
 
