@@ -725,3 +725,36 @@ def test_export_by_id_reads_parts_side_by_side_and_passes_over_strays(tmp_path: 
             assert len(by_id) == len(records) - (0 if tombstones else 8)
             assert "stray" not in "".join(by_id)
         assert json.loads(_export(ledger)[-1])["labels"] == ["unicode"]
+
+
+@pytest.mark.parametrize("path", ["ledger", "lean"])
+def test_a_generated_id_is_never_one_a_dependency_names(
+        tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an id only given on purpose may start to hold what names it (it recounts those); a
+    # generated one is picked among the ids nothing names
+    from taskmill import lean_rules
+    from taskmill.clock import FixedClock, iso
+    from taskmill.ledger import lean, lean_write
+
+    monkeypatch.setattr(lean_rules, "random_nonce", lambda: "0" * 16)
+    clock = FixedClock()
+    now = iso(clock.now())
+    first_choice = lean_rules.new_id("d", "new work", now, length=lean_rules.hash_length(1))
+    db = tmp_path / "db"
+    with Ledger.open(db, prefix="d", clock=clock) as ledger:
+        import_beads(ledger, _jsonl(_rec("d-1", dependencies=[_dep("d-1", first_choice)])))
+        if path == "ledger":
+            tid = ledger.create("new work").id
+        else:
+            conn = lean.connect(str(db))
+            assert conn is not None
+            lean_write.prepare(conn)
+            made = lean_write.create(conn, prefix="d", actor="t", now=now, title="new work",
+                                     fields={}, labels=[])
+            conn.close()
+            assert made is not None
+            tid = made
+        assert tid != first_choice
+        assert ledger.get(tid).title == "new work"
+        assert {t.id for t in ledger.ready()} == {"d-1", tid}
+        assert ledger.store.readiness_state() == _recomputed(ledger)

@@ -379,7 +379,10 @@ class Ledger(WorkVerbs):
     # -- creating ------------------------------------------------------------------------
 
     def _new_id(self, title: str, created_at: str) -> str:
-        tid = pick_id(self.prefix, title, created_at, self.store.max_seq(), self.exists)
+        # (not an id a dependency names either: the new task would start to hold what names
+        # it, which an id given on purpose recounts, a generated one need not)
+        tid = pick_id(self.prefix, title, created_at, self.store.max_seq(),
+                      lambda t: self.exists(t) or bool(self.store.dependents_of(t)))
         if tid is None:
             raise Conflict("could not find a free task id; try again")
         return tid

@@ -36,7 +36,12 @@ EVENT_INSERT_SQL = ("INSERT INTO events (seq, ts, actor, task_id, kind, data, pr
 LABEL_INSERT_SQL = "INSERT OR REPLACE INTO labels (task_id, label, pos) VALUES (?, ?, ?)"
 """A new task's labels: a row left for its id with no task (written behind taskmill's
 back) is the task's from now on, or replaced by the task's own (not a UNIQUE error)."""
-EXISTS_SQL = "SELECT 1 FROM tasks WHERE id = ?"
+EXISTS_SQL = ("SELECT 1 FROM tasks WHERE id = ?1"
+              " UNION ALL SELECT 1 FROM deps WHERE depends_on_id = ?1"
+              " LIMIT 1")
+"""Whether an id is taken for a new task: a task has it, or a dependency names it (a task
+given that id would be held by, or hold, what names it: readiness the write would not
+recount)."""
 MAX_SEQ_SQL = "SELECT max(seq) FROM tasks"
 PARENTS_SQL = ("SELECT p.id FROM deps d JOIN tasks p ON p.id = d.depends_on_id"
                " WHERE d.issue_id = ? AND d.type = 'parent-child' ORDER BY d.pos")
