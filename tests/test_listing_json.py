@@ -249,7 +249,9 @@ def test_the_links_say_whether_a_wait_points_forward(tmp_path: Path) -> None:
         assert not links.forward
         assert links.waits == {new.id: [old.id], epic.id: [new.id]}
         assert links.states == {epic.id: store.task_state(epic.id)}
-        assert store.held_links_reading().result() == links
+        reading = store.held_links_reading()
+        assert reading.result() == links
+        reading.close()
         ledger.update(old.id, {"status": "blocked"})  # (old waits on nothing yet)
         conn = store.conn  # type: ignore[attr-defined]
         conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES (?, ?, ?)",

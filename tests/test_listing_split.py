@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from taskmill.ledger import Ledger
+from taskmill.ledger.sqlite import listing as sqlite_listing
 from taskmill.ledger.sqlite import split
 from taskmill.ledger.sqlite.schema import connect
 
@@ -102,10 +103,13 @@ def test_the_links_read_by_a_child_are_the_links(ledger: Ledger,
     for i in range(3):
         ledger.create(f"waits {i}", after=[blocker.id])
     store = ledger.store
+    forks = _count_forks(monkeypatch)
     reading = store.held_links_reading()
-    assert isinstance(reading, split.ForkedReading)
+    assert isinstance(reading, split.PinnedReading)
+    assert len(forks) == 1
     assert reading.result() == store.held_links()
     assert reading.done()
+    reading.close()
 
     def broken(conn: object) -> object:
         raise RuntimeError("the child could not read")
@@ -148,3 +152,39 @@ def test_a_listing_left_half_read_closes_after_its_ledger(
     assert next(rows)
     ledger.close_db()
     rows.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("reader", ["child", "thread"])
+def test_blocked_is_of_one_state_when_a_write_commits_meanwhile(
+        ledger: Ledger, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The links are read by another connection while this one reads the rows: a write
+    committed in between would list a task as held by nothing (its rows from before the
+    write, its links from after). The links are then read again in the rows' state."""
+    blocker = ledger.create("blocker")
+    for i in range(6):
+        ledger.create(f"waits {i}", after=[blocker.id])
+    if reader == "thread":
+        monkeypatch.setattr(split, "LINKS_FORK_MIN", 10**9)
+    with monkeypatch.context() as m:
+        m.setattr(split, "SPLIT_MIN", 10**9)
+        m.setattr(split, "LINKS_FORK_MIN", 10**9)
+        texts = list(ledger.blocked_json())
+    assert sum(f'"blocked_by": [\n      "{blocker.id}"\n    ]' in t for t in texts) == 6
+    store = ledger.store
+    path = store.path  # type: ignore[attr-defined]
+    real = sqlite_listing.held_links
+
+    def after_a_write(conn: Any) -> Any:
+        if conn is not store.conn:  # type: ignore[attr-defined]  (the other reader's)
+            other = connect(path)
+            other.execute("UPDATE tasks SET status = 'closed' WHERE id = ?", (blocker.id,))
+            other.close()
+        return real(conn)
+
+    monkeypatch.setattr(sqlite_listing, "held_links", after_a_write)
+    forks = _count_forks(monkeypatch)
+    assert list(ledger.blocked_json()) == texts
+    assert len(forks) == (reader == "child")
+    monkeypatch.setattr(sqlite_listing, "held_links", real)
+    assert not store.conn.in_transaction  # type: ignore[attr-defined]  (ended with it)
+    assert sum('"blocked_by": []' in t for t in ledger.blocked_json()) == 6  # (the write's)

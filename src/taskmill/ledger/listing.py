@@ -247,6 +247,14 @@ def holding(store: LedgerStore, rows: Iterator[R], *, cycles: Cycles
     (:func:`_read_ahead`). Why a task of status blocked is comes from the store's
     :meth:`~LedgerStore.block_marks`, read once."""
     reading = store.held_links_reading()
+    try:
+        yield from _holding(store, rows, reading, cycles)
+    finally:
+        reading.close()
+
+
+def _holding(store: LedgerStore, rows: Iterator[R], reading: LinksReading, cycles: Cycles
+             ) -> Iterator[tuple[R, list[str] | None, Holding | None]]:
     ahead = _read_ahead(rows, reading, _size)
     next_row = next(ahead, None)  # (reads ahead, until the links are in)
     links = reading.result()

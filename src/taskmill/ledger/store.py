@@ -121,6 +121,10 @@ class LinksReading:
         assert self._links is not None
         return self._links
 
+    def close(self) -> None:
+        """The listing that asked for the links is done (its rows all read, or left): what
+        the reading kept open for it ends."""
+
 
 class OrderSlot(NamedTuple):
     """One slot of an order (see :mod:`taskmill.orders`), recorded once."""
@@ -235,7 +239,9 @@ class LedgerStore(Protocol):
         each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""
     def held_links_reading(self) -> LinksReading:
         """:meth:`held_links`, read meanwhile where the store can (another connection in
-        another thread: ``blocked`` reads the held tasks' rows at the same time)."""
+        another thread or process: ``blocked`` reads the held tasks' rows at the same time,
+        in the same state of the ledger); closed (:meth:`LinksReading.close`) once those
+        rows are read."""
     def block_marks(self, prefix: str, kinds: Sequence[str], limit: int
                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
         """For each task of status ``blocked``: (the text of its newest comment that starts

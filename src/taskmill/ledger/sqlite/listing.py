@@ -28,6 +28,7 @@ from .split import (
     CELLS_SHARE,
     TEXT_SHARE,
     ForkedReading,
+    PinnedReading,
     Rows,
     T,
     can_split,
@@ -288,10 +289,15 @@ class ListingRows:
         path = self.path
         if path is None or self.conn.in_transaction:  # (another connection would not see it)
             return LinksReading(self.held_links, meanwhile=False)
+        # (read by another connection meanwhile: of the state this one's rows are read in)
+        return PinnedReading(self.conn, path, self._links_reading, self.held_links)
+
+    def _links_reading(self, tasks: int) -> LinksReading:
+        path = self.path
+        assert path is not None
         import threading
 
-        if can_split() and threading.active_count() == 1 and (self.conn.execute(
-                "SELECT max(seq) FROM tasks").fetchone()[0] or 0) >= split.LINKS_FORK_MIN:
+        if can_split() and threading.active_count() == 1 and tasks >= split.LINKS_FORK_MIN:
             return ForkedReading(path, _links_read, self.held_links)  # (a fork copies no
             # other thread; a small ledger's links come as soon from a thread)
 

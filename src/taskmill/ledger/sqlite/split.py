@@ -179,7 +179,7 @@ class ForkedReading(LinksReading):
         self._thread: Any = None
         self._done: Any = None
         self._fallback = fallback
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed by result())
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         self._asked = 0
         self._pid = os.fork()
         if self._pid == 0:
@@ -215,3 +215,60 @@ class ForkedReading(LinksReading):
             else:
                 self._links = self._fallback()
         return self._links
+
+    def close(self) -> None:
+        if self._status is None:  # (the listing was left before the links were asked for)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, 9)
+            self._status = os.waitpid(self._pid, 0)[1]
+        self._out.close()
+
+
+class PinnedReading(LinksReading):
+    """The links read by another connection (``start``: a forked child's, a thread's) in the
+    state of the ledger this connection reads the rows in: this connection's transaction
+    is begun first and kept until :meth:`close`, and ``PRAGMA data_version`` on a
+    connection of its own, asked before it began and once the links are in, tells whether
+    another connection committed meanwhile; then the links are read here (``fallback``),
+    in this connection's transaction, and the other reading's are not used."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path,
+                 start: Callable[[int], LinksReading],
+                 fallback: Callable[[], HeldLinks]) -> None:
+        self._conn = conn
+        self._fallback = fallback
+        self._links: HeldLinks | None = None
+        self._watch = connect(path)
+        try:
+            self._watch.execute("PRAGMA cache_size = 0")
+            self._before = self._watch.execute("PRAGMA data_version").fetchone()[0]
+            conn.execute("BEGIN")
+            try:  # (the first read fixes this connection's state of the ledger)
+                tasks = conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
+                self._inner = start(tasks)
+            except BaseException:
+                end_quietly(conn, "ROLLBACK")
+                raise
+        except BaseException:
+            self._watch.close()
+            raise
+
+    def done(self) -> bool:
+        return self._inner.done()
+
+    def result(self) -> HeldLinks:
+        if self._links is None:
+            links = self._inner.result()
+            if self._watch.execute("PRAGMA data_version").fetchone()[0] != self._before:
+                links = self._fallback()  # (another state: read again in this one's)
+            self._links = links
+        return self._links
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+            if not closed(self._conn) and self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+        finally:
+            self._watch.close()
+
