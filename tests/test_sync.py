@@ -93,6 +93,21 @@ def test_a_fresh_clone_is_told_a_synced_ledger_exists_and_loads_it(
     assert {e["data"]["event"]["hash"] for e in theirs} <= mine
 
 
+def test_a_clone_without_the_config_is_told_by_init_that_a_synced_ledger_exists(
+        tmp_path: Path, clones: tuple[Path, Path, Path]) -> None:
+    # alice's config committed or not: a clone that had to run ``init`` hears where the
+    # shared ledger is and how to load it, instead of starting an empty one unawares
+    remote, _, bob = clones
+    run_git(bob, "rm", "-q", "-r", ".taskmill")
+    told = tm(bob, "init", actor="bob").ok().stdout
+    assert "a synced ledger exists on origin" in told and "next: taskmill sync" in told
+    assert sync_json(bob, "bob")["imported"] == ["tm-p", "tm-s"]
+    fresh = make_git_repo(tmp_path / "fresh")
+    assert tm(fresh, "init", "--json", actor="x").ok().json()["synced_ledger"] is None
+    assert "next: taskmill create" in tm(fresh, "init", actor="x").ok().stdout
+    assert remote.exists()
+
+
 def test_nothing_changed_makes_no_new_commit(clones: tuple[Path, Path, Path]) -> None:
     remote, alice, _ = clones
     before = run_git(alice, "rev-parse", LEDGER_REF).strip()

@@ -31,9 +31,15 @@ def init(prefix: str | None, database: str | None) -> None:
     project = do_init(ctx.cwd, ctx.env, prefix=prefix, database=database)
     try:
         url = database_url(project.config.ledger_url, ctx.env)
-        info = {"root": str(project.paths.root), "config": str(project.paths.config),
-                "database": _redacted(url) if url else str(project.paths.db),
-                "prefix": project.config.prefix}
+        info: dict[str, Any] = {
+            "root": str(project.paths.root), "config": str(project.paths.config),
+            "database": _redacted(url) if url else str(project.paths.db),
+            "prefix": project.config.prefix, "synced_ledger": None}
+        if url is None and project.ledger.store.task_count() == 0:
+            # a fresh clone of a repository whose ledger is shared: say how to load it
+            from ..sync.gitstore import has_synced_ledger
+
+            info["synced_ledger"] = has_synced_ledger(project.paths.root, ctx.env)
     finally:
         project.close()
     if ctx.json:
@@ -45,7 +51,15 @@ def init(prefix: str | None, database: str | None) -> None:
                        " so every clone and worker uses it")
         else:
             click.echo("  commit .taskmill/config.toml; the database stays out of git")
-        click.echo("  next: taskmill create \"First task\"   or   taskmill import plan.toml")
+        synced = info["synced_ledger"]
+        if synced is not None:
+            place = "in this clone" if synced.startswith("refs/") else f"on {synced}"
+            click.echo(f"  a synced ledger exists {place} (refs/taskmill/ledger)")
+            click.echo("  next: taskmill sync" + ("" if synced.startswith("refs/") or
+                                                 synced == "origin" else f" --remote {synced}")
+                       + "   (loads it)")
+        else:
+            click.echo("  next: taskmill create \"First task\"   or   taskmill import plan.toml")
 
 
 def _redacted(url: str) -> str:
