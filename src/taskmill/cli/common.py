@@ -20,6 +20,7 @@ from .context import (
     emit_json_items,
     emit_json_texts,
     fail,
+    known_error,
     parse_json_option,
 )
 
@@ -49,9 +50,7 @@ def json_option(fn: F) -> F:
         except click.ClickException:
             raise
         except Exception as exc:
-            from ..errors import TaskmillError
-
-            if isinstance(exc, TaskmillError):
+            if known_error(exc) is not None:
                 fail(exc, ctx.json)
             raise
         finally:

@@ -286,11 +286,29 @@ def _indented(value: Any, newline: str) -> str:
     return _scalar(value)
 
 
+def known_error(exc: BaseException) -> Exception | None:
+    """``exc`` as the error a person is told of (a :class:`TaskmillError`; what SQLite
+    raised, said plainly: a full disk, say), or None for a defect (raised as it is)."""
+    from ..errors import TaskmillError
+
+    if isinstance(exc, TaskmillError):
+        return exc
+    if type(exc).__module__ == "sqlite3" and isinstance(exc, Exception):
+        import sqlite3
+
+        from ..ledger.sqlite.schema import database_error
+
+        if isinstance(exc, sqlite3.OperationalError):
+            return database_error(exc)
+    return None
+
+
 def fail(exc: Exception, as_json: bool) -> None:
     """Report a :class:`TaskmillError` (a message and hint, or a JSON error object on
     standard error) and exit with its status; anything else is raised again."""
     from ..errors import TaskmillError
 
+    exc = known_error(exc) or exc
     if isinstance(exc, TaskmillError):
         if as_json:
             sys.stderr.write(json.dumps(exc.to_json(), ensure_ascii=False) + "\n")

@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .context import Ctx, echo, emit_json, emit_json_items, fail, parse_json_option
+from .context import (
+    Ctx,
+    echo,
+    emit_json,
+    emit_json_items,
+    fail,
+    known_error,
+    parse_json_option,
+)
 
 if TYPE_CHECKING:
     from ..model import Task
@@ -24,9 +32,7 @@ def guarded(ctx: Ctx, as_json: bool, body: Callable[[], None]) -> None:
     try:
         body()
     except Exception as exc:
-        from ..errors import TaskmillError
-
-        if isinstance(exc, TaskmillError):
+        if known_error(exc) is not None:
             fail(exc, ctx.json)
         raise
     finally:

@@ -330,13 +330,47 @@ class DatabaseError(TaskmillError):
     code = "database"
 
 
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
+def _is_locked(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
 
+_PLAINLY: dict[int, tuple[str, str]] = {
+    sqlite3.SQLITE_FULL: ("the disk holding the ledger is full",
+                          "free some space on it, then run the command again"),
+    sqlite3.SQLITE_READONLY: ("the ledger database cannot be written",
+                              "check the permissions of .taskmill/ and its taskmill.db*"
+                              " files, and that the disk is not mounted read-only"),
+    sqlite3.SQLITE_IOERR: ("the ledger database could not be read or written",
+                           "check the disk holding .taskmill/ (the system log may say more)"),
+    sqlite3.SQLITE_CORRUPT: ("the ledger database is damaged",
+                             "`taskmill verify` says what holds; restore .taskmill/taskmill.db"
+                             " from a copy"),
+    sqlite3.SQLITE_NOTADB: ("the ledger database is damaged (not a SQLite database)",
+                            "restore .taskmill/taskmill.db from a copy"),
+    sqlite3.SQLITE_CANTOPEN: ("the ledger database cannot be opened",
+                              "check that .taskmill/ exists and can be written"),
+}
+
+
+def database_error(exc: sqlite3.Error) -> DatabaseError:
+    """What SQLite raised, said plainly (the disk full, the file read-only or damaged, the
+    ledger locked too long), with what to do; the change it stopped was not made."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _PLAINLY:
+        message, hint = _PLAINLY[primary]
+        return DatabaseError(f"{message} ({exc}); nothing was changed", hint=hint)
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or _is_locked(exc):
+        return DatabaseError(f"the ledger database stayed locked ({exc}); nothing was changed",
+                             hint="another taskmill process holds it: try again once it is"
+                                  " done")
+    return DatabaseError(f"the ledger database failed: {exc}")
+
+
 def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS) -> T:
-    """Run ``fn``, retrying with jittered back-off while SQLite reports a lock."""
+    """Run ``fn``, retrying with jittered back-off while SQLite reports a lock; any other
+    error, or a lock held past ``deadline_s``, raises :func:`database_error`'s."""
     start = time.monotonic()
     delay = 0.002
     while True:
@@ -344,7 +378,7 @@ def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS)
             return fn()
         except sqlite3.OperationalError as exc:
             if not _is_locked(exc) or time.monotonic() - start > deadline_s:
-                raise DatabaseError(f"the ledger database stayed locked: {exc}") from exc
+                raise database_error(exc) from exc
             import random  # only when the ledger is locked: not at every start-up
 
             time.sleep(delay * (1 + random.random()))
@@ -390,11 +424,18 @@ def write_tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        if conn.in_transaction:  # (SQLite may have rolled it back itself: a full disk)
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError):  # (a full disk, say: said plainly)
+            raise database_error(exc) from exc
         raise
-    else:
+    try:
         retry_locked(lambda: conn.execute("COMMIT"))
+    except BaseException:  # (a full disk at the commit: the connection is left usable)
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 UPGRADE_NOTICE_MIN = 50_000
