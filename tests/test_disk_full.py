@@ -117,3 +117,20 @@ def test_the_cli_says_a_full_disk_plainly(tmp_path: Path,
     monkeypatch.setattr(sqlite_store, "connect", real)
     titles = [t["title"] for t in invoke_cli(["list", "--json"], cwd=repo).ok().json()]
     assert titles == ["before"]
+
+
+def test_a_damaged_ledger_file_is_said_plainly(tmp_path: Path) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    invoke_cli(["init"], cwd=repo).ok()
+    invoke_cli(["create", "before"], cwd=repo).ok()
+    db = repo / ".taskmill" / "taskmill.db"
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    db.write_bytes(b"not a database at all" * 400)
+    for args in (["list", "--json"], ["create", "after", "--json"]):
+        said = invoke_cli(args, cwd=repo)
+        assert said.exception is None and said.exit_code == 1
+        error = said.error()
+        assert error["code"] == "database"
+        assert error["message"].startswith("the ledger database is damaged")
+    assert db.read_bytes() == b"not a database at all" * 400  # (left as it was)

@@ -293,12 +293,10 @@ def known_error(exc: BaseException) -> Exception | None:
 
     if isinstance(exc, TaskmillError):
         return exc
-    if type(exc).__module__ == "sqlite3" and isinstance(exc, Exception):
-        import sqlite3
+    if type(exc).__module__ == "sqlite3":
+        from ..ledger.sqlite.schema import database_error, storage_failure
 
-        from ..ledger.sqlite.schema import database_error
-
-        if isinstance(exc, sqlite3.OperationalError):
+        if storage_failure(exc):
             return database_error(exc)
     return None
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 from ...errors import TaskmillError
 from ..beads_rules import READY_EXCLUDE_TYPES, order_key
@@ -353,6 +353,12 @@ _PLAINLY: dict[int, tuple[str, str]] = {
 }
 
 
+def storage_failure(exc: BaseException) -> TypeGuard[sqlite3.DatabaseError]:
+    """Whether SQLite raised ``exc`` for what the ledger's file or disk could not do (full,
+    read-only, damaged, locked), not for what a statement asked (a defect: raised as is)."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
 def database_error(exc: sqlite3.Error) -> DatabaseError:
     """What SQLite raised, said plainly (the disk full, the file read-only or damaged, the
     ledger locked too long), with what to do; the change it stopped was not made."""
@@ -376,7 +382,7 @@ def retry_locked(fn: Callable[[], T], *, deadline_s: float = LOCK_RETRY_SECONDS)
     while True:
         try:
             return fn()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # (a damaged file too: "not a database")
             if not _is_locked(exc) or time.monotonic() - start > deadline_s:
                 raise database_error(exc) from exc
             import random  # only when the ledger is locked: not at every start-up
@@ -427,7 +433,7 @@ def write_tx(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     except BaseException as exc:
         if conn.in_transaction:  # (SQLite may have rolled it back itself: a full disk)
             conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.OperationalError):  # (a full disk, say: said plainly)
+        if storage_failure(exc):  # (a full disk, say: said plainly)
             raise database_error(exc) from exc
         raise
     try:
