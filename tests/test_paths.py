@@ -34,7 +34,8 @@ def test_init_creates_config_ignore_rules_and_database(cli: Cli, git: Git, git_r
     info = result.json()
     ledger_dir = git_repo / ".taskmill"
     assert info == {"root": str(git_repo), "config": str(ledger_dir / "config.toml"),
-                    "database": str(ledger_dir / "taskmill.db"), "prefix": "repo"}
+                    "database": str(ledger_dir / "taskmill.db"), "prefix": "repo",
+                    "synced_ledger": None}
     config = tomllib.loads((ledger_dir / "config.toml").read_text(encoding="utf-8"))
     assert config["prefix"] == "repo"
     assert (ledger_dir / "taskmill.db").is_file()
