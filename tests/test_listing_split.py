@@ -188,3 +188,18 @@ def test_blocked_is_of_one_state_when_a_write_commits_meanwhile(
     monkeypatch.setattr(sqlite_listing, "held_links", real)
     assert not store.conn.in_transaction  # type: ignore[attr-defined]  (ended with it)
     assert sum('"blocked_by": []' in t for t in ledger.blocked_json()) == 6  # (the write's)
+
+
+def test_blocked_in_a_process_with_threads_begins_nothing_on_its_connection(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    # another thread may use the connection meanwhile (a server's): the links are read on
+    # it at once, with no transaction of the listing's own left on it
+    blocker = ledger.create("blocker")
+    ledger.create("waits", after=[blocker.id])
+    expected = list(ledger.blocked_json())
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    reading = ledger.store.held_links_reading()
+    assert not isinstance(reading, split.PinnedReading)
+    assert not ledger.store.conn.in_transaction  # type: ignore[attr-defined]
+    reading.close()
+    assert list(ledger.blocked_json()) == expected

@@ -286,8 +286,12 @@ class ListingRows:
         return held_links(self.conn)
 
     def held_links_reading(self) -> LinksReading:
+        import threading
+
         path = self.path
-        if path is None or self.conn.in_transaction:  # (another connection would not see it)
+        if path is None or self.conn.in_transaction or threading.active_count() > 1:
+            # (another connection would not see what this one wrote; another thread may
+            # use this connection meanwhile: no transaction of the listing's own on it)
             return LinksReading(self.held_links, meanwhile=False)
         # (read by another connection meanwhile: of the state this one's rows are read in)
         return PinnedReading(self.conn, path, self._links_reading, self.held_links)
@@ -295,9 +299,7 @@ class ListingRows:
     def _links_reading(self, tasks: int) -> LinksReading:
         path = self.path
         assert path is not None
-        import threading
-
-        if can_split() and threading.active_count() == 1 and tasks >= split.LINKS_FORK_MIN:
+        if can_split() and tasks >= split.LINKS_FORK_MIN:
             return ForkedReading(path, _links_read, self.held_links)  # (a fork copies no
             # other thread; a small ledger's links come as soon from a thread)
 
