@@ -84,6 +84,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+CANNOT_WRITE = frozenset({5, 27, 28, 30, 122})
+"""What a write that cannot be made fails with (EIO, EFBIG, ENOSPC, EROFS, EDQUOT): the
+output on a full disk, say; said in one line, not a traceback."""
+
+
 def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
          cwd: Path | None = None, fast: bool = True) -> Any:
     """Entry point. ``env`` and ``cwd`` default to the process's own. ``fast=False`` sends
@@ -91,6 +96,41 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     ``argv`` (the console script: the process's own command line) a lean answer ends the
     process at once (:func:`taskmill.cli.lean.emit`); with it, it raises ``SystemExit``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args, argv is None, env=env, cwd=cwd, fast=fast)
+    except OSError as exc:
+        if exc.errno not in CANNOT_WRITE:
+            raise
+        _cannot_write(exc, "--json" in args)
+
+
+def _cannot_write(exc: OSError, as_json: bool) -> None:
+    """Say that a write failed (the output's, when no file is named) and exit 1; what was
+    left unwritten of the output is dropped (no second complaint as the process ends)."""
+    import json
+
+    where = "the output" if exc.filename is None else str(exc.filename)
+    message = f"cannot write {where}: {exc.strerror or exc}"
+    hint = "free some space on the disk it goes to, then run the command again" \
+        if exc.errno in (28, 122) else None
+    if as_json:
+        error: dict[str, Any] = {"code": "io", "message": message}
+        if hint:
+            error["hint"] = hint
+        line = json.dumps({"error": error}, ensure_ascii=False)
+    else:
+        line = f"error: {message}" + (f"\n  hint: {hint}" if hint else "")
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (its buffer is not flushed again at exit)
+    except (OSError, ValueError):
+        pass
+    sys.stderr.write(line + "\n")
+    sys.exit(1)
+
+
+def _main(args: list[str], whole_process: bool, *, env: Mapping[str, str] | None,
+          cwd: Path | None, fast: bool) -> Any:
     if fast and args == ["--version"]:  # as click prints it
         from .. import __version__
 
@@ -101,12 +141,12 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
         from .lean import serve
 
         serve(args, os.environ if env is None else env, None if cwd is None else str(cwd),
-              whole_process=argv is None)  # exits when it answered
+              whole_process=whole_process)  # exits when it answered
     if fast and args and args[0] in LEAN_WRITE_COMMANDS:
         from .lean_write import serve as write
 
         write(args, os.environ if env is None else env, None if cwd is None else str(cwd),
-              whole_process=argv is None)  # exits when it wrote
+              whole_process=whole_process)  # exits when it wrote
     from pathlib import Path
 
     from .context import Ctx
@@ -133,9 +173,17 @@ def _exit_now(code: object) -> None:
         code = 1
     import contextlib
 
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    try:
+        sys.stdout.flush()
+    except OSError as exc:  # (what was left of the output could not be written: said)
+        if exc.errno in CANNOT_WRITE and not code:
+            with contextlib.suppress(SystemExit):
+                _cannot_write(exc, False)
+            code = 1
+    except ValueError:
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
     os._exit(code if isinstance(code, int) else 0)
 
 

@@ -262,6 +262,8 @@ def import_cmd(path: Path, fmt: str) -> None:
 @json_option
 def export(fmt: str, output: Path | None) -> None:
     """Export the ledger as Beads JSONL or as taskmill JSON."""
+    from .output_file import write_output
+
     ctx = get_ctx()
     project = ctx.project()
     if output is not None and not output.is_absolute():
@@ -275,10 +277,7 @@ def export(fmt: str, output: Path | None) -> None:
             else:
                 export_beads(project.ledger, sys.stdout)
             return
-        tmp = output.with_name(output.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            count = export_beads(project.ledger, fh)
-        tmp.replace(output)
+        count = write_output(output, lambda fh: export_beads(project.ledger, fh))
     else:
         from ..beads import export_json
 
@@ -288,7 +287,7 @@ def export(fmt: str, output: Path | None) -> None:
             return
         from .common import dumps
 
-        output.write_text(dumps(data) + "\n", encoding="utf-8")
+        write_output(output, lambda fh: fh.write(dumps(data) + "\n"))
         count = len(data)
     if ctx.json:
         emit_json({"output": str(output), "format": fmt, "records": count})
