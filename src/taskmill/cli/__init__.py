@@ -101,12 +101,13 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     except OSError as exc:
         if exc.errno not in CANNOT_WRITE:
             raise
-        _cannot_write(exc, "--json" in args)
+        _cannot_write(exc, "--json" in args, whole_process=argv is None)
 
 
-def _cannot_write(exc: OSError, as_json: bool) -> None:
+def _cannot_write(exc: OSError, as_json: bool, *, whole_process: bool) -> None:
     """Say that a write failed (the output's, when no file is named) and exit 1; what was
-    left unwritten of the output is dropped (no second complaint as the process ends)."""
+    left unwritten of the output is dropped, in a process of its own (no second complaint
+    as it ends)."""
     import json
 
     where = "the output" if exc.filename is None else str(exc.filename)
@@ -120,11 +121,12 @@ def _cannot_write(exc: OSError, as_json: bool) -> None:
         line = json.dumps({"error": error}, ensure_ascii=False)
     else:
         line = f"error: {message}" + (f"\n  hint: {hint}" if hint else "")
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # (its buffer is not flushed again at exit)
-    except (OSError, ValueError):
-        pass
+    if whole_process:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # (its buffer is not flushed again)
+        except (OSError, ValueError):
+            pass
     sys.stderr.write(line + "\n")
     sys.exit(1)
 
@@ -178,7 +180,7 @@ def _exit_now(code: object) -> None:
     except OSError as exc:  # (what was left of the output could not be written: said)
         if exc.errno in CANNOT_WRITE and not code:
             with contextlib.suppress(SystemExit):
-                _cannot_write(exc, False)
+                _cannot_write(exc, False, whole_process=True)
             code = 1
     except ValueError:
         pass
