@@ -10,7 +10,7 @@ const state = {
   paused: false,
   millRunning: false,    // whether a `taskmill run` is going (from its events)
   graph: { t: null, selected: null, lastKey: null },
-  review: { drafts: new Map(), reasons: new Map() },  // send-back comments (by task) and dismissal reasons (by finding) being typed
+  review: { drafts: new Map(), reasons: new Map(), seen: null },  // send-back comments (by task) and dismissal reasons (by finding) being typed
   task: { openAttempts: new Set(), openLogs: new Set(), diffs: new Map(), autoOpened: null },
   refreshing: false,
   pending: false,
@@ -790,6 +790,11 @@ function approvalCard(a) {
 async function renderReview(route, initial) {
   const page = await api("/api/review");
   if (initial && !state.project) loadProject().catch(() => {});
+  // a live refresh that brings nothing new leaves the page as it is: drawn again, the card
+  // being typed in loses its focus, and a click on its buttons meanwhile can be lost
+  const seen = JSON.stringify(page);
+  if (!initial && seen === state.review.seen && document.getElementById("review-page")) return;
+  state.review.seen = seen;
   put(view, h("div", { class: "page", id: "review-page" },
     h("h1", {}, "Review"),
     h("h2", {}, `Awaiting approval (${page.approvals.length})`),
