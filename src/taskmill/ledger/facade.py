@@ -322,7 +322,15 @@ class Ledger(WorkVerbs):
     def iter_blocked(self, *, beads_compat: bool | None = None,
                      page_size: int = 1000) -> Iterator[BlockedTask]:
         """:meth:`blocked`, each task yielded as it is looked at (read ``page_size`` at a
-        time; what holds the held tasks, dependencies and parents, is read once, as ids)."""
+        time; what holds the held tasks, dependencies and parents, is read once, as ids),
+        all of one state of the ledger (:meth:`LedgerStore.snapshot`, until the iterator
+        ends or is closed: write nothing meanwhile through this ledger)."""
+        with self.store.snapshot():  # (the links and the pages: else a write in between
+            # could list a task as it is after the write, held by what held it before)
+            yield from self._iter_blocked(beads_compat, page_size)
+
+    def _iter_blocked(self, beads_compat: bool | None, page_size: int
+                      ) -> Iterator[BlockedTask]:
         compat = self.beads_compat if beads_compat is None else beads_compat
         # what holds each task (a task not in them waits on nothing): ids only, read at once
         from .listing import ancestor_reads

@@ -133,6 +133,11 @@ class MemoryStore(PagedCellRows):
                 if not self._saved:
                     self._pending = None
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._lock:  # (another thread's write waits for it)
+            yield
+
     @property
     def in_transaction(self) -> bool:
         return bool(self._saved)

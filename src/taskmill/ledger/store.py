@@ -160,6 +160,10 @@ class LedgerStore(Protocol):
     # -- the unit of work ------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[None]: ...
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads inside it see one state of the ledger: a write another connection commits
+        meanwhile is not seen until it ends (inside a transaction: that transaction's
+        state). For a read made of several statements; nothing is written inside it."""
     @property
     def in_transaction(self) -> bool: ...
     def reset(self) -> None:

@@ -87,6 +87,8 @@ class EventRows:
     schema: str
     _audit: AuditLog
     _depth: int
+    _reading = False
+    """Inside a :meth:`snapshot` of its own (read only: a write there would fail)."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -107,6 +109,8 @@ class EventRows:
             finally:
                 self._depth -= 1
             return
+        if self._reading:
+            raise RuntimeError("a ledger write inside a snapshot() of its own connection")
         with self.conn.transaction():
             lock_writer(self.conn, self.schema)
             self._depth = 1
@@ -119,6 +123,21 @@ class EventRows:
             finally:
                 self._depth = 0
             self._audit.finish()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read-only transaction at REPEATABLE READ (one snapshot for all its statements);
+        inside a transaction, that one."""
+        if self._depth or self._reading:
+            yield
+            return
+        with self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self._reading = True
+            try:
+                yield
+            finally:
+                self._reading = False
 
     @property
     def in_transaction(self) -> bool:

@@ -13,6 +13,7 @@ from ...model import Event
 from ..lean_write import append_event, read_head, set_head
 from ..store import Change, EventRow
 from .schema import write_tx
+from .split import closed
 
 _EVENT_COLUMNS = "seq, ts, actor, task_id, kind, data, prev_hash, hash"
 
@@ -50,6 +51,8 @@ class EventRows:
     conn: sqlite3.Connection
     _audit: AuditLog
     _depth: int
+    _reading = False
+    """Inside a :meth:`snapshot` of its own (a write there would fail at its ``BEGIN``)."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -75,6 +78,8 @@ class EventRows:
             finally:
                 self._depth -= 1
             return
+        if self._reading:
+            raise RuntimeError("a ledger write inside a snapshot() of its own connection")
         with write_tx(self.conn):
             self._depth = 1
             self._audit.begin()
@@ -86,6 +91,23 @@ class EventRows:
             finally:
                 self._depth = 0
             self._audit.finish()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction (``BEGIN``: its first read fixes the state the others see,
+        as WAL keeps it for a reader), ended with it; inside a transaction, that one."""
+        conn = self.conn
+        if self._reading or conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        self._reading = True
+        try:
+            yield
+        finally:
+            self._reading = False
+            if not closed(conn) and conn.in_transaction:
+                conn.execute("COMMIT")  # (nothing was written: the read ends)
 
     @property
     def in_transaction(self) -> bool:
