@@ -77,9 +77,15 @@ def state_digest(fields: Mapping[str, Any], labels: Iterable[str],
     """The SHA-256 of a task's checked state: fields (:data:`DIGEST_FIELDS`), labels,
     dependencies ((depends on, type)) and comments ((author, text)), order left out."""
     values = [norm(fields.get(k)) for k in DIGEST_FIELDS]
+    return _digest(values, all(v is None or v.__class__ in _PLAIN for v in values),
+                   labels, deps, comments)
+
+
+def _digest(values: list[Any], plain: bool, labels: Iterable[str],
+            deps: Iterable[Sequence[str]], comments: Iterable[Sequence[str]]) -> bytes:
     payload = [values, sorted(labels), sorted([str(d[0]), str(d[1])] for d in deps),
                sorted([str(c[0] or ""), str(c[1] or "")] for c in comments)]
-    if all(v is None or v.__class__ in _PLAIN for v in values):
+    if plain:
         # strings and small integers only: orjson writes the same bytes, faster
         try:
             return hashlib.sha256(_orjson().dumps(payload)).digest()
@@ -101,8 +107,30 @@ def _orjson() -> Any:
 
 def import_digest(row: Sequence[Any], labels: Iterable[str], deps: Iterable[Sequence[str]],
                   comments: Iterable[Sequence[str]]) -> bytes:
-    """:func:`state_digest` of a row as an import writes it."""
-    return state_digest(row_fields(row), labels, deps, comments)
+    """:func:`state_digest` of a row as an import writes it (its fields taken from the row
+    as :func:`row_fields` takes them, with no mapping made: a big import makes one a task)."""
+    values: list[Any] = []
+    plain = True
+    for at, parse in _DIGEST_AT:
+        value = row[at]
+        if value is None or value == "":
+            values.append(None)
+        elif parse:
+            if value.__class__ is str:
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value)
+            value = norm(value)
+            values.append(value)
+            plain = plain and (value is None or value.__class__ in _PLAIN)
+        elif value.__class__ in _PLAIN:
+            values.append(value)
+        else:  # (not what an import writes; hashed as state_digest hashes it)
+            values.append(norm(value))
+            plain = False
+    return _digest(values, plain, labels, deps, comments)
+
+
+_DIGEST_AT = tuple((_AT[k], k in JSON_FIELDS) for k in DIGEST_FIELDS)
 
 
 def combined(digests: list[bytes]) -> str:

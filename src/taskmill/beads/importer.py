@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,27 @@ def import_beads(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | 
     many as the cores allow, see :func:`taskmill.beads.parallel.workers_for`; 0: none).
     ``progress`` is told how far it is (:class:`ImportProgress`).
     """
+    with _collection_paused():
+        return _import(ledger, path_or_lines, actor=actor, batch=batch, workers=workers,
+                       progress=progress)
+
+
+@contextmanager
+def _collection_paused() -> Iterator[None]:
+    """Python's cycle collector paused (an import makes no cycles; a 1M import spent ~5% of
+    its CPU in the collector scanning the records in flight), and as it was after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Iterable[str], *,
+            actor: str | None, batch: int, workers: int | None,
+            progress: Callable[[ImportProgress], None] | None) -> ImportReport:
     now = ledger.now()
     source = Source(path_or_lines)
     report = ImportReport(source=source.name)
