@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
+from typing import Any
 
 from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
@@ -33,6 +35,44 @@ BULK_REBUILD_MAX = 20_000
 """Tasks a ledger may hold for an import to rebuild its indexes rather than fill them."""
 
 _ROW_SQL = ", ".join(IMPORT_ROW_COLUMNS)
+
+
+_RARE = ("design", "acceptance_criteria", "notes", "external_ref", "metadata", "checks",
+         "agent", "hints", "extra")
+"""The columns most tasks leave empty: a row with all of them empty is inserted without them
+(their defaults: '' or NULL), 13 values bound instead of 22 (a 1M import's task rows
+went in ~35% faster)."""
+_rare = itemgetter(*(IMPORT_ROW_COLUMNS.index(c) for c in _RARE))
+_RARE_EMPTY = tuple("" if c in ("design", "acceptance_criteria", "notes") else None
+                    for c in _RARE)
+_COMMON_AT = [i for i, c in enumerate(IMPORT_ROW_COLUMNS) if c not in _RARE]
+_common = itemgetter(*_COMMON_AT)
+_SHAPES = (
+    (f"INSERT INTO tasks ({_ROW_SQL}, created_key, linked)"
+     f" VALUES ({', '.join('?' * (len(IMPORT_ROW_COLUMNS) + 2))})"),
+    (f"INSERT INTO tasks ({', '.join(IMPORT_ROW_COLUMNS[i] for i in _COMMON_AT)},"
+     f" created_key, linked) VALUES ({', '.join('?' * (len(_COMMON_AT) + 2))})"),
+)
+
+
+def _insert_tasks(conn: sqlite3.Connection, creates: Sequence[ImportItem],
+                  linked: dict[str, int]) -> None:
+    """The new tasks' rows, in order (their creation numbers follow it): each run of rows
+    of one shape (:data:`_RARE` all empty, or not) with one statement."""
+    run: list[tuple[Any, ...]] = []
+    shape = -1
+    for p in creates:
+        row = p.row
+        lean = int(_rare(row) == _RARE_EMPTY)  # (the index of its statement)
+        if lean != shape:
+            if run:
+                conn.executemany(_SHAPES[shape], run)
+                run = []
+            shape = lean
+        run.append((_common(row) if lean else row)
+                   + (order_key(row[_CREATED_AT]), linked[row[0]]))
+    if run:
+        conn.executemany(_SHAPES[shape], run)
 
 
 class BulkRows:
@@ -98,10 +138,7 @@ class BulkRows:
                              [(*p.row[1:], order_key(p.row[_CREATED_AT]), linked[p.row[0]],
                                p.row[0]) for p in updates])
         if creates:
-            marks = ", ".join("?" * (len(IMPORT_ROW_COLUMNS) + 2))
-            conn.executemany(
-                f"INSERT INTO tasks ({_ROW_SQL}, created_key, linked) VALUES ({marks})",
-                [(*p.row, order_key(p.row[_CREATED_AT]), linked[p.row[0]]) for p in creates])
+            _insert_tasks(conn, creates, linked)
         items = [*updates, *creates]
         # (OR REPLACE: a row left for a created task's id with no task, written behind
         # taskmill's back, is the task's from now on or replaced by its own, not an error)
