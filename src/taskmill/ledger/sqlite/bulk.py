@@ -145,11 +145,18 @@ class BulkRows:
         conn.executemany(
             "INSERT OR REPLACE INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
             [(p.row[0], lb, i) for p in items for i, lb in enumerate(p.labels)])
-        conn.executemany(
-            "INSERT OR REPLACE INTO deps"
-            " (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
+        if any(d[4] is not None for p in items for d in p.deps):
+            conn.executemany(
+                "INSERT OR REPLACE INTO deps"
+                " (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
+        else:  # (the usual batch: no dependency with an extra, one value less to bind each)
+            conn.executemany(
+                "INSERT OR REPLACE INTO deps"
+                " (issue_id, depends_on_id, type, created_at, created_by, pos)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(p.row[0], *d[:4], i) for p in items for i, d in enumerate(p.deps)])
         conn.executemany(
             "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
             " VALUES (?, ?, ?, ?, ?, ?)",
