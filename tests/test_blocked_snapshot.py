@@ -63,13 +63,30 @@ def test_blocked_is_of_one_state_when_a_write_commits_in_between(
     ledger.create("after the listing")  # (the snapshot ended: writes go on)
 
 
-def test_a_write_inside_a_snapshot_is_refused_plainly(
+def test_a_write_while_blocked_is_read_ends_its_snapshot(
         ledgers: tuple[Ledger, Callable[[], Ledger]]) -> None:
-    ledger, _other = ledgers
-    with ledger.store.snapshot(), pytest.raises(RuntimeError, match="inside a snapshot"):
-        ledger.create("no")
-    assert [t.title for t in ledger.list_tasks()] == []
-    ledger.create("yes")
+    """Unblocking the tasks as they are listed: each write ends the listing's snapshot
+    (the rest is read as the write left it, as before there was one), and an iterator
+    closed later, inside a transaction, ends nothing of that transaction's."""
+    ledger, other = ledgers
+    blocker = ledger.create("blocker")
+    waiting = [ledger.create(f"waits {i}", after=[blocker.id]).id for i in range(3)]
+    seen = []
+    for item in ledger.iter_blocked(page_size=1):
+        seen.append(item.task.id)
+        ledger.update(item.task.id, {"priority": 0})
+    assert seen == waiting
+    assert not ledger.store.in_transaction
+    items = ledger.iter_blocked(page_size=1)
+    next(items)
+    with ledger.transaction():
+        ledger.create("in the transaction")
+        items.close()  # type: ignore[attr-defined]
+        ledger.create("after the close, in the same transaction")
+    with other() as reader:
+        assert {t.title for t in reader.list_tasks()} >= {
+            "in the transaction", "after the close, in the same transaction"}
+        assert all(reader.show(tid).priority == 0 for tid in waiting)
 
 
 def test_a_snapshot_inside_a_transaction_is_that_transaction(

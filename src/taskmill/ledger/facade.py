@@ -324,7 +324,7 @@ class Ledger(WorkVerbs):
         """:meth:`blocked`, each task yielded as it is looked at (read ``page_size`` at a
         time; what holds the held tasks, dependencies and parents, is read once, as ids),
         all of one state of the ledger (:meth:`LedgerStore.snapshot`, until the iterator
-        ends or is closed: write nothing meanwhile through this ledger)."""
+        ends or is closed, or a write through this ledger meanwhile)."""
         with self.store.snapshot():  # (the links and the pages: else a write in between
             # could list a task as it is after the write, held by what held it before)
             yield from self._iter_blocked(beads_compat, page_size)

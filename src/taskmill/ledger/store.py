@@ -163,7 +163,8 @@ class LedgerStore(Protocol):
     def snapshot(self) -> AbstractContextManager[None]:
         """Reads inside it see one state of the ledger: a write another connection commits
         meanwhile is not seen until it ends (inside a transaction: that transaction's
-        state). For a read made of several statements; nothing is written inside it."""
+        state). For a read made of several statements; a write through this store inside it
+        ends it first (what is read after the write is of the state the write leaves)."""
     @property
     def in_transaction(self) -> bool: ...
     def reset(self) -> None:

@@ -88,7 +88,7 @@ class EventRows:
     _audit: AuditLog
     _depth: int
     _reading = False
-    """Inside a :meth:`snapshot` of its own (read only: a write there would fail)."""
+    """Inside a :meth:`snapshot` of its own (which a write on this connection ends first)."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -109,8 +109,9 @@ class EventRows:
             finally:
                 self._depth -= 1
             return
-        if self._reading:
-            raise RuntimeError("a ledger write inside a snapshot() of its own connection")
+        if self._reading:  # a write ends the snapshot it is in: what is read after it
+            self._reading = False  # is of the state it leaves (as without a snapshot)
+            self.conn.execute("COMMIT")  # (the read's: nothing was written)
         with self.conn.transaction():
             lock_writer(self.conn, self.schema)
             self._depth = 1
@@ -126,18 +127,22 @@ class EventRows:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """A read-only transaction at REPEATABLE READ (one snapshot for all its statements);
+        """A read-only transaction at REPEATABLE READ (one snapshot for all its statements),
+        ended with it, or by a write on this connection meanwhile (:meth:`transaction`);
         inside a transaction, that one."""
         if self._depth or self._reading:
             yield
             return
-        with self.conn.transaction():
-            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            self._reading = True
-            try:
-                yield
-            finally:
+        # (begun and ended by hand, not with psycopg's transaction(): a write meanwhile ends
+        # it first, see transaction)
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self._reading = True
+        try:
+            yield
+        finally:
+            if self._reading and not self.conn.closed:
                 self._reading = False
+                self.conn.execute("COMMIT")
 
     @property
     def in_transaction(self) -> bool:

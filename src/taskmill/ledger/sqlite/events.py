@@ -52,7 +52,7 @@ class EventRows:
     _audit: AuditLog
     _depth: int
     _reading = False
-    """Inside a :meth:`snapshot` of its own (a write there would fail at its ``BEGIN``)."""
+    """Inside a :meth:`snapshot` of its own (which a write on this connection ends first)."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -78,8 +78,9 @@ class EventRows:
             finally:
                 self._depth -= 1
             return
-        if self._reading:
-            raise RuntimeError("a ledger write inside a snapshot() of its own connection")
+        if self._reading:  # a write ends the snapshot it is in: what is read after it
+            self._reading = False  # is of the state it leaves (as without a snapshot)
+            self.conn.execute("COMMIT")  # (the read's: nothing was written)
         with write_tx(self.conn):
             self._depth = 1
             self._audit.begin()
@@ -95,7 +96,8 @@ class EventRows:
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """A read transaction (``BEGIN``: its first read fixes the state the others see,
-        as WAL keeps it for a reader), ended with it; inside a transaction, that one."""
+        as WAL keeps it for a reader), ended with it, or by a write on this connection
+        meanwhile (:meth:`transaction`); inside a transaction, that one."""
         conn = self.conn
         if self._reading or conn.in_transaction:
             yield
@@ -105,9 +107,10 @@ class EventRows:
         try:
             yield
         finally:
-            self._reading = False
-            if not closed(conn) and conn.in_transaction:
-                conn.execute("COMMIT")  # (nothing was written: the read ends)
+            if self._reading:  # (else a write ended it, and what is open now is not its own)
+                self._reading = False
+                if not closed(conn) and conn.in_transaction:
+                    conn.execute("COMMIT")  # (nothing was written: the read ends)
 
     @property
     def in_transaction(self) -> bool:
