@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import invoke_cli
+from schema_steps import ledger_before
 from taskmill.beads.importer import import_beads
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import schema, split
-from taskmill.ledger.sqlite.schema import MIGRATIONS, connect, linked_of, migrate
+from taskmill.ledger.sqlite.schema import connect, linked_of, migrate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "beads-sample.jsonl"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "beads-issues.jsonl"
@@ -86,16 +87,7 @@ def test_every_way_of_writing_links_keeps_the_bits_true(tmp_path: Path) -> None:
 
 def _before_the_bits(db: Path) -> sqlite3.Connection:
     """A ledger at the schema before 0013."""
-    conn = connect(db)
-    names = [name for name, _ in MIGRATIONS]
-    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, sql in MIGRATIONS[:names.index("0013_task_linked")]:
-        if callable(sql):
-            sql(conn)
-        else:
-            conn.executescript(sql)
-        conn.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
-    return conn
+    return ledger_before(db, "0013_task_linked")
 
 
 def test_a_ledger_made_before_the_bits_gets_them_true(tmp_path: Path) -> None:

@@ -4,30 +4,17 @@ task). A ledger made before it keeps every task's value and what ``ready`` offer
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+from schema_steps import ledger_before
 from taskmill.ledger import Ledger
 from taskmill.ledger.beads_rules import READY_EXCLUDE_TYPES
-from taskmill.ledger.sqlite.schema import MIGRATIONS, connect, migrate
-
-
-def _before_0014(db: Path) -> sqlite3.Connection:
-    conn = connect(db)
-    names = [name for name, _ in MIGRATIONS]
-    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    for name, sql in MIGRATIONS[:names.index("0014_nonwork_compared")]:
-        if callable(sql):
-            sql(conn)
-        else:
-            conn.executescript(sql)
-        conn.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
-    return conn
+from taskmill.ledger.sqlite.schema import migrate
 
 
 def test_a_ledger_made_before_keeps_what_is_work(tmp_path: Path) -> None:
     db = tmp_path / "db"
-    conn = _before_0014(db)
+    conn = ledger_before(db, "0014_nonwork_compared")
     assert " IN (" in conn.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
     rows = [(f"t-{t}", t, None) for t in (*READY_EXCLUDE_TYPES, "task", "epic", "bug")]
