@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ from taskmill.model import Task
 pytest.importorskip("temporalio")
 
 from taskmill.temporal.remote_git import (
+    STALE_LOCK_S,
     BranchPush,
     RemoteMergeQueue,
     fetch_branch,
@@ -95,6 +97,36 @@ def test_a_task_two_workers_land_lands_once(tmp_path: Path, origin: Path) -> Non
     second = qb.land(task, wb)  # b's view of main is stale: it fetches, finds the trailer
     assert second.outcome == "already_landed" and second.commit == first.commit
     assert landings(origin) == ["tm-x"]
+
+
+@pytest.mark.parametrize("age", ["stale", "fresh"])
+def test_locks_a_killed_push_left_in_the_remote_are_cleared_when_stale(
+        tmp_path: Path, origin: Path, age: str) -> None:
+    """A worker killed while it pushed (its ``receive-pack`` with it) left the remote's ref
+    locks: every later push failed on them and no task landed again (the Temporal chaos
+    test, 3 runs in one CI run). A lock older than STALE_LOCK_S is removed and the push
+    tried again; a fresh one, perhaps a live push's, is left alone."""
+    (task,) = tasks("tm-x")
+    a = clone(tmp_path, origin, "a")
+    qa = queue(a, tmp_path)
+    wa = workspace(a, qa, task, {"x.txt": "x\n"})
+    locks = [origin / "HEAD.lock", origin / "packed-refs.lock", origin / "refs/heads/main.lock"]
+    long_ago = time.time() - STALE_LOCK_S - 5
+    for lock in locks:
+        lock.write_text("")
+        if age == "stale":
+            os.utime(lock, (long_ago, long_ago))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(RemoteMergeQueue, "tries", 2)
+        result = qa.land(task, wa)
+    if age == "stale":
+        assert result.outcome == "landed"
+        assert landings(origin) == ["tm-x"]
+        assert not any(lock.exists() for lock in locks)
+    else:
+        assert result.outcome == "conflict"  # (tried again later, as before)
+        assert landings(origin) == []
+        assert all(lock.exists() for lock in locks)
 
 
 def test_a_landing_that_loses_the_push_race_merges_again_and_lands_on_top(

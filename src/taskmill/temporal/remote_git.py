@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -31,6 +32,9 @@ from ..model import Task
 REMOTE = "origin"
 PUSH_TRIES = 30
 """Times a landing merges again on a target that moved under it before it gives up."""
+STALE_LOCK_S = 30.0
+"""A lock file in a remote on this machine older than this was left by a push killed half-way
+(:meth:`RemoteMergeQueue._clear_stale_locks`)."""
 PUSH_AFTER_S = 1.0
 """A task's branch is pushed this long after its turn, unless its landing came first (and
 pushed the landing instead): a worker that dies within it loses that turn's work."""
@@ -217,8 +221,11 @@ class RemoteMergeQueue(MergeQueue):
         in the same atomic push, delete the landed task's branch ``drop`` there."""
         # (deleting a branch the remote does not have is no error: a warning)
         refs = [f"{new}:{self.ref}", *([f":refs/heads/{drop}"] if drop else [])]
-        proc = self.git.run("push", "-q", "--porcelain", "--atomic",
-                            f"--force-with-lease={self.ref}:{old}", REMOTE, *refs, check=False)
+        args = ("push", "-q", "--porcelain", "--atomic", f"--force-with-lease={self.ref}:{old}",
+                REMOTE, *refs)
+        proc = self.git.run(*args, check=False)
+        if proc.returncode != 0 and self._clear_stale_locks(drop):
+            proc = self.git.run(*args, check=False)
         if proc.returncode != 0:
             return False
         with self._fetching:
@@ -227,6 +234,33 @@ class RemoteMergeQueue(MergeQueue):
 
     def advance(self, old: str, new: str) -> tuple[bool, str | None]:
         return self.push(old, new), None
+
+    def _clear_stale_locks(self, drop: str | None) -> bool:
+        """Whether lock files a push killed half-way left in a remote on this machine (the
+        worker killed with it: its ``receive-pack`` too) were removed: every later push
+        failed on them ("Unable to create '.../packed-refs.lock': File exists"), so no task
+        landed again. Only locks older than :data:`STALE_LOCK_S`, of the refs a landing
+        takes: git holds one for the moment a ref update takes, and an update a lock was
+        left by never happened (its ref keeps its old value)."""
+        url = self.git.run("remote", "get-url", REMOTE, check=False).stdout.strip()
+        if url.startswith("file://"):
+            url = url.removeprefix("file://")
+        elif not url or "://" in url or ":" in url.split("/")[0]:  # (host:path: not here)
+            return False
+        root = self.git.cwd / url  # (a relative path is the clone's)
+        if not root.is_dir():
+            return False
+        gitdir = root if (root / "objects").is_dir() else root / ".git"
+        locks = [gitdir / "HEAD.lock", gitdir / "packed-refs.lock", gitdir / f"{self.ref}.lock",
+                 *([gitdir / "refs" / "heads" / f"{drop}.lock"] if drop else [])]
+        now = time.time()
+        cleared = False
+        for lock in locks:
+            with contextlib.suppress(OSError):
+                if now - lock.stat().st_mtime > STALE_LOCK_S:
+                    lock.unlink()
+                    cleared = True
+        return cleared
 
 
 __all__ = ["REMOTE", "BranchPush", "RemoteMergeQueue", "branch_for", "delete_remote_branch", "fetch_branch",

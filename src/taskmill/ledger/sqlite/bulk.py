@@ -69,7 +69,7 @@ def _insert_tasks(conn: sqlite3.Connection, creates: Sequence[ImportItem],
                 conn.executemany(_SHAPES[shape], run)
                 run = []
             shape = lean
-        run.append((_common(row) if lean else row)
+        run.append((_common(row) if lean else tuple(row))
                    + (order_key(row[_CREATED_AT]), linked[row[0]]))
     if run:
         conn.executemany(_SHAPES[shape], run)
