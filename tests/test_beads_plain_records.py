@@ -14,14 +14,17 @@ from hypothesis import strategies as st
 
 from taskmill.beads import parse
 from taskmill.beads.record import KEY_ORDER
+from taskmill.errors import InvalidInput
 
 SAMPLE = Path(__file__).resolve().parent / "fixtures" / "beads-sample.jsonl"
 PARTS = ("row", "labels", "deps", "comments", "comment_ids")
 
-texts = st.sampled_from(["", " ", "x", "é\u2028", "a\x00b", "t\nu", "<&>", "\x1b[0m"]) | st.text(
-    max_size=6)
-values = (st.none() | st.booleans() | st.integers(min_value=-2, max_value=6) | texts
-          | st.lists(texts, max_size=3) | st.dictionaries(texts, texts, max_size=2))
+texts = st.sampled_from(["", " ", "x", "é\u2028", "a\x00b", "t\nu", "t\ru", "a\tb", "<&>",
+                         "\x1b[0m", "\x85"]) | st.text(max_size=6)
+numbers = st.sampled_from([2**63 - 1, 2**64 - 1, 2**64, -(2**63) - 1, 10**30, 1.5, -0.0, 1e300])
+values = (st.none() | st.booleans() | st.integers(min_value=-2, max_value=6) | texts | numbers
+          | st.lists(texts | numbers, max_size=3) | st.dictionaries(texts, texts | numbers,
+                                                                    max_size=2))
 
 
 @st.composite
@@ -75,6 +78,8 @@ def records(draw: st.DrawFn) -> dict[str, Any]:
                                "created_at": "c"}]
     if draw(st.integers(0, 3)) == 0:
         record[draw(st.sampled_from(["zz_unknown", "owner"]))] = draw(values)
+    if draw(st.integers(0, 5)) == 0:  # (a number JSON readers may read otherwise)
+        record["zz_number"] = draw(numbers | st.dictionaries(texts, numbers, max_size=1))
     if not usual:
         for key in draw(st.lists(st.sampled_from(KEY_ORDER), max_size=2)):
             record.pop(key, None)
@@ -130,3 +135,53 @@ def test_the_sample_file_is_mostly_read_straight_and_the_same() -> None:
 def test_a_record_off_the_usual_shape_is_left_to_the_general_reading(
         record: dict[str, Any]) -> None:
     assert parse._plain_record(record) is None
+
+
+def _read(line: str) -> tuple[Any, ...] | str:
+    try:
+        item = parse.parse_line("f", 1, line, "2026-01-01T00:00:00.000000Z")
+    except InvalidInput as exc:
+        return exc.message
+    assert item is not None
+    return tuple(getattr(item, p) for p in (*PARTS, "record"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(records(), st.sampled_from(["compact", "spaced", "escaped"]))
+def test_a_line_read_by_orjson_is_read_as_json_reads_it(record: dict[str, Any],
+                                                        form: str) -> None:
+    """orjson reads a line first (faster); a line it reads otherwise (an integer past 64
+    bits, which it reads as a float) or refuses is json's: the parts are json's reading's."""
+    line = json.dumps(record, ensure_ascii=form == "escaped",
+                      separators=(",", ":") if form == "compact" else None)
+    fast = _read(line)
+
+    def refused(_line: str) -> Any:
+        raise ValueError("not read")
+
+    was = parse._fast_decode
+    parse._fast_decode = refused
+    try:
+        assert fast == _read(line)
+    finally:
+        parse._fast_decode = was
+
+
+@pytest.mark.parametrize("line", [
+    '{"id":"a","title":"t","status":"open","priority":2,"issue_type":"task",'
+    '"created_at":"c","updated_at":"u","big":123456789012345678901234567890}',
+    '{"id":"a","title":"t","status":"open","priority":2,"issue_type":"task",'
+    '"created_at":"c","updated_at":"u","x":{"y":[18446744073709551616]}}',
+    '{"id":"a","title":"t\ud800","status":"open","priority":2,"issue_type":"task",'
+    '"created_at":"c","updated_at":"u"}',
+    '{"id":"a","title":"t","status":"open","priority":2,"issue_type":"task",'
+    '"created_at":"c","updated_at":"u","n":NaN}',
+])
+def test_what_orjson_reads_otherwise_or_refuses_is_read_by_json(line: str) -> None:
+    got = _read(line)
+    if isinstance(got, str):  # (refused: json's message, naming the line)
+        assert "line 1" in got
+        return
+    fields = json.loads(got[0][-1])["fields"]
+    assert fields == {k: v for k, v in json.loads(line).items() if k in ("big", "x")}
+    assert isinstance(fields.get("big", 0), int)

@@ -413,6 +413,7 @@ def test_the_lean_time_is_the_clocks_form(ns: int) -> None:
 
 @pytest.mark.parametrize("value", [
     "ok", "", "  ", "a\x1fb", "a\x7f", "a\x9f", "a\xa0", "a\u2028", "a\u2029", "tab\t",
+    "two\nlines\r\n", "\n", "a\x0bb", "a\x08", "a\ud800",
     "é ✓ \U0001f600", "x" * 200, "x" * 201, "\x00", 5, None,
 ])
 def test_the_lean_checks_accept_what_validation_accepts(value: Any) -> None:
@@ -424,6 +425,8 @@ def test_the_lean_checks_accept_what_validation_accepts(value: Any) -> None:
         return True
 
     assert lean_rules.is_line(value) == accepts(validation.one_line, "v", value)
+    assert lean_rules.is_line(value, breaks=True) == accepts(
+        lambda v: validation.one_line("v", v, allow_breaks=True), value)
     assert lean_rules.is_text(value) == accepts(validation.text, "v", value)
     if isinstance(value, str):
         assert lean_rules.is_plain(value) == (validation.printable(value) == value)

@@ -37,12 +37,16 @@ CONTROL_BUT_LINES_CLASS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
 _CONTROL_CHARS = frozenset([*map(chr, range(0x00, 0x20)), *map(chr, range(0x7F, 0xA0)),
                             "\u2028", "\u2029"])
 """:data:`CONTROL_CLASS` as a set (a test holds them equal)."""
+_CONTROL_BUT_LINES_CHARS = _CONTROL_CHARS - {"\t", "\n"}
+""":data:`CONTROL_BUT_LINES_CLASS` as a set."""
 
 
-def is_line(value: object, max_chars: int = NAME_MAX) -> bool:
-    """Whether :func:`taskmill.validation.one_line` accepts ``value`` as it is."""
+def is_line(value: object, max_chars: int = NAME_MAX, *, breaks: bool = False) -> bool:
+    """Whether :func:`taskmill.validation.one_line` accepts ``value`` as it is (``breaks``:
+    with ``allow_breaks``)."""
     return (isinstance(value, str) and bool(value.strip()) and len(value) <= max_chars
-            and not _CONTROL_CHARS.intersection(value) and is_unicode(value))
+            and not (_CONTROL_BUT_LINES_CHARS if breaks else _CONTROL_CHARS).intersection(value)
+            and is_unicode(value))
 
 
 def is_unicode(value: str) -> bool:
