@@ -14,7 +14,7 @@ from typing import Any
 from ..audit_import import batch_event, import_digest
 from ..ledger import ImportItem, Ledger, LedgerStore
 from .parallel import parsed_records
-from .parse import Parsed, Source
+from .parse import Parsed, Seen, Source
 from .record import MISSING, dumps, export_record
 
 
@@ -124,6 +124,10 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
     with ledger.transaction() as store:
         first_seq = store.max_seq() + 1
         empty = store.task_count() == 0  # nothing to compare with, but this file's records
+        # and nothing but them: no dependency left without its task either (one would be
+        # counted dangling and, named by a record of the file, become its)
+        fresh = empty and store.dangling_deps() == 0
+        seen = Seen(source.name)
         used = store.comment_ids()
         digests: list[bytes] = []
         records = 0
@@ -168,7 +172,7 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
         with store.bulk_import():  # the indexes built once the rows are in
             # parsed by workers meanwhile, for a big file
             for item in parsed_records(source, now=now, keep_records=not empty,
-                                       workers=workers):
+                                       workers=workers, seen=seen):
                 records += 1
                 pending.append(item)
                 if len(pending) >= batch:
@@ -186,9 +190,12 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
             # the tasks created, in the order they were: read back rather than held all along
             report.created_ids = store.ids_by_seq(first_seq, first_seq + report.created - 1)
         if report.created or report.updated:
-            store.recompute_readiness()
-    report.dangling_deps = ledger.store.dangling_deps()
-    report.cycles = ledger.cycles()
+            store.recompute_readiness(fresh=fresh)
+    # into an empty ledger, the file's dependencies are all there is: what they leave
+    # dangling, and whether one could close a cycle, is known from the reading
+    dangling = seen.dangling() if fresh else None
+    report.dangling_deps = ledger.store.dangling_deps() if dangling is None else dangling
+    report.cycles = ledger.cycles() if not fresh or seen.may_cycle() else []
     return report
 
 

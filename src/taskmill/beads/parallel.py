@@ -22,7 +22,7 @@ from typing import Any
 
 from ..audit_import import import_digest
 from ..errors import InvalidInput, TaskmillError
-from .parse import Parsed, Source, first_seen, iter_beads, parse_line, text_of
+from .parse import Parsed, Seen, Source, iter_beads, parse_line, text_of
 from .record import MISSING
 
 PARALLEL_MIN_BYTES = 16 * 2**20
@@ -40,21 +40,23 @@ are what the import waits on, so where the cores are few it is not kept waiting 
 
 
 def parsed_records(source: Source, *, now: str, keep_records: bool,
-                   workers: int | None = None) -> Iterator[Parsed]:
+                   workers: int | None = None, seen: Seen | None = None) -> Iterator[Parsed]:
     """What :func:`~taskmill.beads.parse.iter_beads` yields, each with its digest made
     (``keep_records``: each with the record as read too; an import into an empty ledger has
     no use for it). Parsed by ``workers`` processes (None: as many as :func:`workers_for`
-    says; 0: none) for a file on a system that forks."""
+    says; 0: none) for a file on a system that forks. ``seen``: takes each record's id (see
+    :func:`~taskmill.beads.parse.iter_beads`)."""
+    if seen is None:
+        seen = Seen(source.name)
     if workers is None:
         workers = workers_for(source)
     if not workers or source.path is None or not hasattr(os, "fork"):
-        yield from iter_beads(source, now=now)
+        yield from iter_beads(source, now=now, seen=seen)
         return
     import multiprocessing
     from concurrent.futures import Future, ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    first_line: dict[str, int] = {}
     name = source.name
     # (an executor, not a multiprocessing Pool: a worker killed meanwhile, by the system
     # out of memory say, fails what it was given instead of leaving it waited for forever)
@@ -65,9 +67,9 @@ def parsed_records(source: Source, *, now: str, keep_records: bool,
         for batch in _batches(source):
             window.append(pool.submit(_parse_batch, name, batch, now, keep_records))
             if len(window) > 2 * workers:  # a few batches ahead: memory stays flat
-                yield from _taken(window.popleft().result(), first_line, name)
+                yield from _taken(window.popleft().result(), seen)
         while window:
-            yield from _taken(window.popleft().result(), first_line, name)
+            yield from _taken(window.popleft().result(), seen)
     except BrokenProcessPool:
         raise TaskmillError(f"{name}: a process parsing the file ended before it was done"
                             " (killed, or out of memory?)",
@@ -104,12 +106,12 @@ def _batches(source: Source) -> Iterator[list[tuple[int, bytes]]]:
         yield batch
 
 
-def _taken(outcome: bytes, first_line: dict[str, int], name: str) -> Iterator[Parsed]:
+def _taken(outcome: bytes, seen: Seen) -> Iterator[Parsed]:
     items, error = marshal.loads(outcome)
     for line, row, labels, deps, comments, comment_ids, digest, record in items:
         item = Parsed(line, record, row, labels, deps, comments,
                       [c[0] if c else MISSING for c in comment_ids], digest)
-        first_seen(first_line, item, name)
+        seen.add(item)
         yield item
     if error is not None:
         raise InvalidInput(error[0], hint=error[1])

@@ -21,6 +21,7 @@ import orjson
 from .. import validation as check
 from ..errors import InvalidInput
 from ..lean_rules import LABEL_MAX, TITLE_MAX, is_line, is_text
+from ..model import GATING_TYPES
 from .record import (
     COLUMN_KEYS,
     COMMENT_COLUMN_KEYS,
@@ -497,15 +498,18 @@ def text_of(name: str, number: int, raw: bytes) -> str:
                            hint="nothing was imported") from None
 
 
-def iter_beads(source: Source, *, now: str = "") -> Iterator[Parsed]:
+def iter_beads(source: Source, *, now: str = "", seen: Seen | None = None
+               ) -> Iterator[Parsed]:
     """Parse and check each line as it is read; raises InvalidInput naming the first bad
-    line (the caller undoes what it did with the lines before)."""
+    line (the caller undoes what it did with the lines before). ``seen``: takes each
+    record's id (a new one made when not given)."""
     name = source.name
-    first_line: dict[str, int] = {}
+    if seen is None:
+        seen = Seen(name)
     for number, line in enumerate(source, start=1):
         item = parse_line(name, number, line, now)
         if item is not None:
-            first_seen(first_line, item, name)
+            seen.add(item)
             yield item
 
 
@@ -522,13 +526,53 @@ def _lone_surrogate(record: Any) -> str | None:
     return None
 
 
-def first_seen(first_line: dict[str, int], item: Parsed, name: str) -> None:
-    """Note the line of ``item``'s id; raises InvalidInput when an earlier line had it."""
-    tid = item.row[0]
-    if tid in first_line:
-        raise InvalidInput(f"{name}, line {item.line}: id {tid} already appeared on line"
-                           f" {first_line[tid]}", hint="nothing was imported")
-    first_line[tid] = item.line
+class Seen:
+    """The ids of a file's records as they are read, with the line of each (an id given
+    twice is refused), and the dependencies on ids not read yet: for an import into an
+    empty ledger, how many dependencies name no task and whether one can close a cycle
+    are known from these, without reading the whole ledger again (a 1M import: ~2.7 s)."""
+
+    AHEAD_MAX = 200_000
+    """Dependencies on ids not read yet kept at most (a file ordered the other way round
+    holds one for each of its dependencies); past it, nothing is known of them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lines: dict[str, int] = {}
+        self.ahead: list[tuple[str, bool]] | None = []
+        """(the id named, whether the dependency gates) of each dependency on an id not
+        read before its record, or None past :data:`AHEAD_MAX`."""
+
+    def add(self, item: Parsed) -> None:
+        """Note the line of ``item``'s id; raises InvalidInput when an earlier line had it."""
+        tid = item.row[0]
+        lines = self.lines
+        if tid in lines:
+            raise InvalidInput(f"{self.name}, line {item.line}: id {tid} already appeared on"
+                               f" line {lines[tid]}", hint="nothing was imported")
+        ahead = self.ahead
+        if ahead is not None and item.deps:
+            for dep in item.deps:
+                if dep[0] not in lines:  # (its own id too: not noted yet)
+                    ahead.append((dep[0], dep[1] in GATING_TYPES))
+            if len(ahead) > self.AHEAD_MAX:
+                self.ahead = None
+        lines[tid] = item.line
+
+    def dangling(self) -> int | None:
+        """How many dependencies name an id no record of the file has (None: not known)."""
+        if self.ahead is None:
+            return None
+        lines = self.lines
+        return sum(1 for target, _ in self.ahead if target not in lines)
+
+    def may_cycle(self) -> bool:
+        """Whether a gating dependency names its own record or one after it: without one,
+        the file's dependencies make no cycle (each names an earlier record); True when
+        not known."""
+        lines = self.lines
+        return self.ahead is None or any(gates and target in lines
+                                         for target, gates in self.ahead)
 
 
 def parse_line(name: str, number: int, line: str, now: str) -> Parsed | None:

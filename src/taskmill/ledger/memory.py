@@ -456,7 +456,7 @@ class MemoryStore(PagedCellRows):
     def status_changed(self, task_id: str, old: str, new: str) -> None:
         self.recompute_readiness()
 
-    def recompute_readiness(self) -> None:
+    def recompute_readiness(self, *, fresh: bool = False) -> None:
         tasks = self._d.tasks
         for t in tasks.values():
             t["open_blockers"] = 0

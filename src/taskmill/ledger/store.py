@@ -283,7 +283,10 @@ class LedgerStore(Protocol):
     def status_changed(self, task_id: str, old: str, new: str) -> None:
         """Keep readiness in step with a status change (``old == new == "closed"``: the
         close reason changed, which a ``conditional-blocks`` dependent sees)."""
-    def recompute_readiness(self) -> None: ...
+    def recompute_readiness(self, *, fresh: bool = False) -> None:
+        """Every task's open blockers and gated flag made again from the ledger (``fresh``:
+        as a bulk import into an empty ledger leaves them, each at its default, 0 and not
+        gated: nothing to reset first)."""
     def readiness_state(self) -> dict[str, tuple[int, bool]]:
         """Each task's (open blockers, gated) as kept."""
     def find_path(self, start: str, goal: str) -> list[str] | None:

@@ -118,9 +118,11 @@ def on_done_changed(conn: Conn, task_id: str) -> list[str]:
     return recount(conn, [*dependents, *waiters_on(conn, parents)])
 
 
-def recompute_all(conn: Conn) -> None:
-    """Recompute ``open_blockers`` and ``gated`` for the whole ledger (after a bulk import)."""
-    conn.execute("UPDATE tasks SET open_blockers = 0 WHERE open_blockers != 0")
+def recompute_all(conn: Conn, *, fresh: bool = False) -> None:
+    """Recompute ``open_blockers`` and ``gated`` for the whole ledger (after a bulk import;
+    ``fresh``: each is at its default, nothing to reset)."""
+    if not fresh:
+        conn.execute("UPDATE tasks SET open_blockers = 0 WHERE open_blockers != 0")
     conn.execute(
         "UPDATE tasks SET open_blockers = c.n FROM ("
         "  SELECT d.issue_id AS id, count(*) AS n FROM deps d"
@@ -151,7 +153,8 @@ def recompute_all(conn: Conn) -> None:
             if child not in gated:
                 gated.add(child)
                 work.append(child)
-    conn.execute("UPDATE tasks SET gated = 0 WHERE gated != 0")
+    if not fresh:
+        conn.execute("UPDATE tasks SET gated = 0 WHERE gated != 0")
     if gated:
         conn.execute("UPDATE tasks SET gated = 1 WHERE id = ANY(%s)", (list(gated),))
 
@@ -188,8 +191,8 @@ class ReadinessRows:
             roots.extend(on_done_changed(self.conn, task_id))
         refresh(self.conn, roots)
 
-    def recompute_readiness(self) -> None:
-        recompute_all(self.conn)
+    def recompute_readiness(self, *, fresh: bool = False) -> None:
+        recompute_all(self.conn, fresh=fresh)
 
     def readiness_state(self) -> dict[str, tuple[int, bool]]:
         return {tid: (int(n), bool(g)) for tid, n, g in self.conn.execute(

@@ -42,9 +42,11 @@ from ..lean_readiness import refresh as refresh
 from ..lean_readiness import waiters_on as waiters_on
 
 
-def recompute_all(conn: sqlite3.Connection) -> None:
-    """Recompute ``open_blockers`` and ``gated`` for the whole ledger (after a bulk import)."""
-    conn.execute("UPDATE tasks SET open_blockers = 0 WHERE open_blockers != 0")  # rows kept
+def recompute_all(conn: sqlite3.Connection, *, fresh: bool = False) -> None:
+    """Recompute ``open_blockers`` and ``gated`` for the whole ledger (after a bulk import;
+    ``fresh``: each is at its default, nothing to reset: the resets read every row)."""
+    if not fresh:
+        conn.execute("UPDATE tasks SET open_blockers = 0 WHERE open_blockers != 0")
     conn.execute(
         "UPDATE tasks SET open_blockers = c.n FROM ("
         "  SELECT d.issue_id AS id, count(*) AS n FROM deps d"
@@ -55,7 +57,8 @@ def recompute_all(conn: sqlite3.Connection) -> None:
     # gated: the least fixed point, as a recursive query (nothing of the ledger held in
     # Python): what a blocker holds, the children of a blocked/deferred parent, and the
     # children of a gated parent that is not done
-    conn.execute("UPDATE tasks SET gated = 0 WHERE gated != 0")
+    if not fresh:
+        conn.execute("UPDATE tasks SET gated = 0 WHERE gated != 0")
     conn.execute(
         "WITH RECURSIVE g(id) AS ("
         "  SELECT id FROM tasks WHERE open_blockers > 0"
@@ -192,8 +195,8 @@ class ReadinessRows:
         its close reason changed): keep readiness in step."""
         status_changed(self.conn, task_id, old, new)
 
-    def recompute_readiness(self) -> None:
-        recompute_all(self.conn)
+    def recompute_readiness(self, *, fresh: bool = False) -> None:
+        recompute_all(self.conn, fresh=fresh)
 
     def readiness_state(self) -> dict[str, tuple[int, bool]]:
         """Each task's stored (open blockers, gated)."""
