@@ -55,6 +55,7 @@ def _check(records: list[dict[str, Any]]) -> None:
         report, ledger = _import(records, Path(tmp))
         with ledger:
             assert report.dangling_deps == ledger.store.dangling_deps()
+            assert report.created_ids == ledger.store.ids_by_seq(1, len(records))
             assert sorted(map(sorted, report.cycles)) == sorted(map(sorted, ledger.cycles()))
             state = ledger.store.readiness_state()
             with ledger.transaction() as store:

@@ -136,18 +136,21 @@ _DIGEST_AT = tuple((_AT[k], k in JSON_FIELDS) for k in DIGEST_FIELDS)
 def combined(digests: list[bytes]) -> str:
     """The SHA-256 of the digests, sorted and concatenated (sorts ``digests`` in place)."""
     digests.sort()
-    h = hashlib.sha256()
-    for d in digests:
-        h.update(d)
-    return h.hexdigest()
+    return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
 def batch_event(*, source: str, sha256: str, records: int, first_seq: int, last_seq: int,
-                digests: list[bytes]) -> dict[str, Any]:
-    """The data of the one ``imported`` event for the tasks an import created."""
+                digests: list[bytes] | None = None, digest: str | None = None
+                ) -> dict[str, Any]:
+    """The data of the one ``imported`` event for the tasks an import created (``digest``:
+    :func:`combined` of their ``digests``, made already)."""
+    if digest is None:
+        if digests is None:
+            raise TypeError("batch_event() needs the digests or their combined digest")
+        digest = combined(digests)
     return {"action": "created", "source": source, "sha256": sha256, "records": records,
             "created": last_seq - first_seq + 1, "first_seq": first_seq, "last_seq": last_seq,
-            "digest": combined(digests)}
+            "digest": digest}
 
 
 # -- verifying -------------------------------------------------------------------------------
