@@ -124,7 +124,7 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
     report = ImportReport(source=source.name)
     label = Path(source.name).name if source.path is not None else source.name
     who = actor or ledger.actor
-    with ledger.transaction() as store:
+    with ledger.store.bulk_writing(), ledger.transaction() as store:
         first_seq = store.max_seq() + 1
         empty = store.task_count() == 0  # nothing to compare with, but this file's records
         # and nothing but them: no dependency left without its task either (one would be

@@ -812,6 +812,10 @@ class MemoryStore(PagedCellRows):
     def bulk_import(self) -> Iterator[None]:
         yield
 
+    @contextmanager
+    def bulk_writing(self) -> Iterator[None]:
+        yield
+
     def import_rows(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem]) -> None:
         for item in updates:
             tid = item.row[0]

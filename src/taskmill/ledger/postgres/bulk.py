@@ -106,6 +106,10 @@ class BulkRows:
         # rebuild of the secondary indexes is not ported)
         yield
 
+    @contextmanager
+    def bulk_writing(self) -> Iterator[None]:
+        yield  # (the server's write-ahead log is its own)
+
     def stored_items(self, ids: Sequence[str]) -> dict[str, ImportItem]:
         """The stored parts of those of ``ids`` the ledger holds (labels, dependencies and
         comments by position), as :meth:`import_rows` takes them."""
