@@ -115,3 +115,10 @@ def test_a_dependency_left_in_the_ledger_without_its_task_is_counted(tmp_path: P
     report, ledger = _import([_record("bd-1")], tmp_path)
     with ledger:
         assert report.dangling_deps == 1 == ledger.store.dangling_deps()
+
+
+def test_the_ids_created_are_the_records_read_an_id_with_a_nul_too(tmp_path: Path) -> None:
+    records = [{**_record("bd-a\x00b"), "title": "a"}, _record("bd-c", "bd-a\x00b")]
+    report, ledger = _import(records, tmp_path)
+    with ledger:
+        assert report.created_ids == ["bd-a\x00b", "bd-c"] == ledger.store.ids_by_seq(1, 2)

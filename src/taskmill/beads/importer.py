@@ -182,6 +182,7 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
                     flush()
             if pending:
                 flush()
+            read = seen.close()
             if progress is not None:
                 progress(ImportProgress(records, source.bytes_read, size, finishing=True))
             # the digests sorted and hashed on a thread while the store builds its indexes
@@ -195,15 +196,16 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
             digests.clear()
             # the tasks created, in the order they were: into an empty ledger, every record
             # read, in the file's order; else read back rather than held all along
-            report.created_ids = list(seen.lines) if fresh and len(seen.lines) == \
-                report.created else store.ids_by_seq(first_seq, first_seq + report.created - 1)
+            ids = read.ids() if fresh and read.count == report.created else None
+            report.created_ids = ids if ids is not None else \
+                store.ids_by_seq(first_seq, first_seq + report.created - 1)
         if report.created or report.updated:
             store.recompute_readiness(fresh=fresh)
     # into an empty ledger, the file's dependencies are all there is: what they leave
     # dangling, and whether one could close a cycle, is known from the reading
-    dangling = seen.dangling() if fresh else None
+    dangling = read.dangling if fresh else None
     report.dangling_deps = ledger.store.dangling_deps() if dangling is None else dangling
-    report.cycles = ledger.cycles() if not fresh or seen.may_cycle() else []
+    report.cycles = ledger.cycles() if not fresh or read.may_cycle else []
     return report
 
 
