@@ -13,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from taskmill.beads import parse
-from taskmill.beads.record import KEY_ORDER
+from taskmill.beads.record import KEY_ORDER, export_record
 from taskmill.errors import InvalidInput
 
 SAMPLE = Path(__file__).resolve().parent / "fixtures" / "beads-sample.jsonl"
@@ -105,6 +105,9 @@ def test_a_record_read_straight_is_read_as_the_general_reading_reads_it(
     event("read straight" if plain is not None else "read by the general reading")
     if plain is not None:
         assert tuple(getattr(plain, p) for p in PARTS) == _general(record)
+        # (what the general reading checks as it reads: the record exports back as it is)
+        exported = export_record(plain.row, plain.labels, plain.deps, plain.comments)
+        assert exported == record and list(exported) == list(record)
     read = parse._parse_record(record, "2026-01-01T00:00:00.000000Z") \
         if isinstance(_general(record), tuple) else None
     if read is not None:

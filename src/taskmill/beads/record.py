@@ -8,7 +8,7 @@ back into the Beads record, applying the ``extra`` overrides (see :mod:`taskmill
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # The order Beads writes an issue's keys in (its Go struct order), with the fields taskmill
@@ -118,6 +118,20 @@ def _apply_extra(cand: dict[str, Any], extra: dict[str, Any] | None,
         big = len(rank)
         return {k: cand[k] for k in sorted(cand, key=lambda k: rank.get(k, big))}
     return cand  # built in the usual order already
+
+
+def in_key_order(keys: Iterable[str]) -> bool:
+    """Whether a record of these keys is in the order :func:`export_record` writes one whose
+    ``extra`` holds at most the keys no column takes (``fields``): each in Beads' order,
+    the keys it does not know after them, in their own order."""
+    last = -1
+    unknown = len(_RANK)
+    for key in keys:
+        rank = _RANK.get(key, unknown)
+        if rank < last:
+            return False
+        last = rank
+    return True
 
 
 def export_dep(tid: str, dep: DepRow) -> dict[str, Any]:
