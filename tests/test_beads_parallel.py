@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskmill.beads import import_beads, parallel
 from taskmill.beads.parse import Source
@@ -22,7 +24,7 @@ from test_beads import SAMPLE, _counts, _export, _jsonl, _lines, _rec
 
 @pytest.fixture(autouse=True)
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel, "BATCH_LINES", 2)
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 150)  # (a line or two; a long one in pieces)
 
 
 def _edge_records() -> list[dict[str, Any]]:
@@ -190,14 +192,14 @@ def test_the_import_line_on_a_terminal() -> None:
     assert out.getvalue() == ""
 
 
-def _dies_at_line_7(name: str, batch: list[tuple[int, bytes]], now: str, keep: bool) -> bytes:
+def _dies_at_line_7(name: str, first: int, chunk: bytes, now: str, keep: bool) -> bytes:
     """In a worker (a module's function: what the pool sends is pickled by name): the
     system kills the worker, out of memory say, when it is given line 7."""
     import os
 
-    if batch[0][0] == 7:
+    if first <= 7 < first + max(chunk.count(b"\n"), 1):
         os._exit(137)
-    return _PARSE_BATCH(name, batch, now, keep)
+    return _PARSE_BATCH(name, first, chunk, now, keep)
 
 
 _PARSE_BATCH = parallel._parse_batch
@@ -217,3 +219,32 @@ def test_a_worker_killed_mid_import_is_an_error_not_a_hang(
     assert info.value.hint and "nothing was imported" in info.value.hint
     assert _counts(ledger) == before
     assert not multiprocessing.active_children()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"{}", b"", b"  ", b'{"a": "x\\ny"}', b"x" * 300, b"a\rb",
+                                 b"\r"]), max_size=8),
+       st.booleans(), st.booleans(), st.integers(min_value=1, max_value=400))
+def test_a_file_in_pieces_is_its_lines(lines: list[bytes], mark: bool, end: bool,
+                                       size: int) -> None:
+    """What the workers are given (whole lines, numbered) is what one process reads line by
+    line, hashed alike, a byte order mark left out alike."""
+    import tempfile
+
+    data = (b"\xef\xbb\xbf" if mark else b"") + b"\n".join(lines) + (b"\n" if end else b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.jsonl"
+        path.write_bytes(data)
+        by_line, in_pieces = Source(path), Source(path)
+        expected = list(by_line.raw_lines())
+        got = []
+        for first, chunk in in_pieces.raw_chunks(size):
+            assert chunk
+            parts = chunk.split(b"\n")
+            tail = parts.pop()
+            pieces = [p + b"\n" for p in parts] + ([tail] if tail else [])
+            got += list(enumerate(pieces, start=first))
+        # (a file of a byte order mark alone: one empty line read, no piece: nothing either way)
+        assert got == expected or (got, expected) == ([], [(1, b"")])
+        assert in_pieces.sha256 == by_line.sha256 == hashlib.sha256(data).hexdigest()
+        assert in_pieces.bytes_read == by_line.bytes_read == len(data)

@@ -28,8 +28,10 @@ from .record import MISSING
 PARALLEL_MIN_BYTES = 16 * 2**20
 """A file this big or bigger is parsed by workers (a smaller one is parsed sooner than the
 workers start: 16 MiB is about 25,000 records)."""
-BATCH_LINES = 1000
-"""Lines a worker parses at a time."""
+BATCH_BYTES = 1 << 20
+"""About how much of the file a worker parses at a time (~1,400 usual records): whole
+lines, sent as they were read (one string of bytes, not a list of lines: the importing
+process, which also writes every row, does not split or number the lines)."""
 MAX_WORKERS = 3
 """Workers at most: the importing process writes what they parse, and more of them would
 wait on it."""
@@ -64,8 +66,8 @@ def parsed_records(source: Source, *, now: str, keep_records: bool,
                                initializer=_ignore_interrupts)
     window: deque[Future[bytes]] = deque()
     try:
-        for batch in _batches(source):
-            window.append(pool.submit(_parse_batch, name, batch, now, keep_records))
+        for first, chunk in source.raw_chunks(BATCH_BYTES):
+            window.append(pool.submit(_parse_batch, name, first, chunk, now, keep_records))
             if len(window) > 2 * workers:  # a few batches ahead: memory stays flat
                 yield from _taken(window.popleft().result(), seen)
         while window:
@@ -95,17 +97,6 @@ def workers_for(source: Source, cores: int | None = None) -> int:
     return 0 if cores < 2 else min(cores, MAX_WORKERS)
 
 
-def _batches(source: Source) -> Iterator[list[tuple[int, bytes]]]:
-    batch: list[tuple[int, bytes]] = []
-    for item in source.raw_lines():
-        batch.append(item)
-        if len(batch) >= BATCH_LINES:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _taken(outcome: bytes, seen: Seen) -> Iterator[Parsed]:
     items, error = marshal.loads(outcome)
     for line, row, labels, deps, comments, comment_ids, digest, record in items:
@@ -117,15 +108,18 @@ def _taken(outcome: bytes, seen: Seen) -> Iterator[Parsed]:
         raise InvalidInput(error[0], hint=error[1])
 
 
-def _parse_batch(name: str, batch: list[tuple[int, bytes]], now: str,
-                 keep_records: bool) -> bytes:
-    """In a worker: a batch of lines parsed, each with its digest; the records, and the
-    first bad line's error (message, hint) if there was one, as :mod:`marshal` bytes (made
-    and read back several times faster than pickled objects)."""
+def _parse_batch(name: str, first: int, chunk: bytes, now: str, keep_records: bool) -> bytes:
+    """In a worker: the lines of ``chunk`` (the first one line ``first`` of the file) parsed,
+    each with its digest; the records, and the first bad line's error (message, hint) if
+    there was one, as :mod:`marshal` bytes (made and read back several times faster than
+    pickled objects)."""
     out: list[tuple[Any, ...]] = []
     error = None
+    parts = chunk.split(b"\n")
+    last = parts.pop()  # (empty: the chunk ends with a line's end)
     try:
-        for number, raw in batch:
+        for number, raw in enumerate([*(p + b"\n" for p in parts), *([last] if last else [])],
+                                     start=first):
             item = parse_line(name, number, text_of(name, number, raw), now)
             if item is None:
                 continue

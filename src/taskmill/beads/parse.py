@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -473,17 +473,46 @@ class Source:
         for number, raw in self.raw_lines():
             yield text_of(self.name, number, raw)
 
-    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
-        """The file's lines as bytes, numbered from 1 (a leading byte order mark left out);
-        each hashed as it is read. Only for a file."""
+    def _open(self) -> BinaryIO:
         assert self.path is not None
         try:
-            handle = self.path.open("rb")
+            return self.path.open("rb")
         except FileNotFoundError:
             raise InvalidInput(f"no such file: {self.name}") from None
         except OSError as exc:
             raise InvalidInput(f"cannot read {self.name}: {exc.strerror or exc}") from None
-        with handle:
+
+    def raw_chunks(self, size: int) -> Iterator[tuple[int, bytes]]:
+        """The file in pieces of whole lines (what ``size`` bytes read at a time end with a
+        line), each with the number of its first line: the lines :meth:`raw_lines` gives,
+        a leading byte order mark left out, hashed as they are read. Only for a file."""
+        with self._open() as handle:
+            number = 1
+            carry = b""
+            block = handle.read(max(size, 3))
+            if block.startswith(b"\xef\xbb\xbf"):
+                self._hash.update(block[:3])
+                self.bytes_read += 3
+                block = block[3:] or handle.read(size)
+            while block:
+                self._hash.update(block)
+                self.bytes_read += len(block)
+                data = carry + block if carry else block
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    chunk, carry = data[:cut], data[cut:]
+                    yield number, chunk
+                    number += chunk.count(b"\n")
+                else:  # (a line longer than what was read)
+                    carry = data
+                block = handle.read(size)
+            if carry:
+                yield number, carry
+
+    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
+        """The file's lines as bytes, numbered from 1 (a leading byte order mark left out);
+        each hashed as it is read. Only for a file."""
+        with self._open() as handle:
             for number, raw in enumerate(handle, start=1):
                 self._hash.update(raw)
                 self.bytes_read += len(raw)
