@@ -248,3 +248,32 @@ def test_a_file_in_pieces_is_its_lines(lines: list[bytes], mark: bool, end: bool
         assert got == expected or (got, expected) == ([], [(1, b"")])
         assert in_pieces.sha256 == by_line.sha256 == hashlib.sha256(data).hexdigest()
         assert in_pieces.bytes_read == by_line.bytes_read == len(data)
+
+
+def _sorted_hex(values: list[bytes]) -> str:
+    values.sort()
+    return hashlib.sha256(b"".join(values)).hexdigest()
+
+
+def _dies(_values: list[bytes]) -> str:
+    import os
+
+    os._exit(137)
+
+
+def test_a_result_made_elsewhere_meanwhile(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    values = [bytes([i % 251]) * 32 for i in range(5000)]
+    expected = _sorted_hex(list(values))
+    for threads in (1, 2):  # (forked; with another thread, made here)
+        monkeypatch.setattr(threading, "active_count", lambda n=threads: n)
+        got = parallel.elsewhere(_sorted_hex, values)
+        assert got() == expected
+    assert not multiprocessing.active_children()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    from taskmill.errors import TaskmillError
+
+    with pytest.raises(TaskmillError, match="ended before it was done"):
+        parallel.elsewhere(_dies, values)()
+    assert not multiprocessing.active_children()

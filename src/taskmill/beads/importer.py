@@ -9,16 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..audit_import import batch_event, combined, import_digest
 from ..ledger import ImportItem, Ledger, LedgerStore
-from .parallel import parsed_records
+from .parallel import elsewhere, parsed_records
 from .parse import Parsed, Seen, Source
 from .record import MISSING, dumps, export_record
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 
 @dataclass
@@ -185,14 +182,15 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
             read = seen.close()
             if progress is not None:
                 progress(ImportProgress(records, source.bytes_read, size, finishing=True))
-            # the digests sorted and hashed on a thread while the store builds its indexes
-            # (its C code lets go of the interpreter): a 1M import's ~1 s
-            digest = _meanwhile(combined, digests)
-        if report.created:
+            # the digests sorted and hashed by a process of its own while the store builds
+            # its indexes on this one's core (a 1M import's ~1 s; a thread would hold the
+            # interpreter through the sort)
+            digest = elsewhere(combined, digests) if report.created else None
+        if digest is not None:
             ledger.record("imported", None, batch_event(
                 source=label, sha256=source.sha256, records=records,
                 first_seq=first_seq, last_seq=first_seq + report.created - 1,
-                digest=digest.result()), actor=who, ts=now)
+                digest=digest()), actor=who, ts=now)
             digests.clear()
             # the tasks created, in the order they were: into an empty ledger, every record
             # read, in the file's order; else read back rather than held all along
@@ -207,17 +205,6 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
     report.dangling_deps = ledger.store.dangling_deps() if dangling is None else dangling
     report.cycles = ledger.cycles() if not fresh or read.may_cycle else []
     return report
-
-
-def _meanwhile(fn: Callable[[list[bytes]], str], arg: list[bytes]) -> Future[str]:
-    """``fn(arg)`` run on a thread of its own."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1, thread_name_prefix="taskmill-import")
-    try:
-        return pool.submit(fn, arg)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def _write(store: LedgerStore, creates: list[Parsed], updates: list[Parsed],

@@ -17,13 +17,16 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 from ..audit_import import import_digest
 from ..errors import InvalidInput, TaskmillError
 from .parse import Parsed, Seen, Source, iter_beads, parse_line, text_of
 from .record import MISSING
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 PARALLEL_MIN_BYTES = 16 * 2**20
 """A file this big or bigger is parsed by workers (a smaller one is parsed sooner than the
@@ -131,6 +134,49 @@ def _parse_batch(name: str, first: int, chunk: bytes, now: str, keep_records: bo
     except InvalidInput as exc:
         error = (exc.message, exc.hint)
     return marshal.dumps((out, error))
+
+
+def elsewhere(fn: Callable[[T], R], arg: T) -> Callable[[], R]:
+    """``fn(arg)`` computed by a forked process meanwhile (``arg`` is its copy of this
+    process's memory: nothing is sent), where the system forks and this process has no
+    other thread; else here, at once. Returns what waits for and gives the result (raises
+    :class:`TaskmillError` if that process ended without one)."""
+    import multiprocessing
+
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        value = fn(arg)
+        return lambda: value
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_send_result, args=(send, fn, arg), daemon=True)
+    try:
+        process.start()
+    except OSError:  # (no memory or process left for it)
+        receive.close()
+        send.close()
+        value = fn(arg)
+        return lambda: value
+    send.close()
+
+    def result() -> R:
+        try:
+            return cast(R, receive.recv())
+        except EOFError:
+            raise TaskmillError("a process computing the import's digest ended before it"
+                                " was done (killed, or out of memory?)",
+                                hint="nothing was imported; import again") from None
+        finally:
+            receive.close()
+            process.join()
+
+    return result
+
+
+def _send_result(send: Any, fn: Callable[[Any], Any], arg: Any) -> None:
+    """In a forked process: ``fn(arg)`` sent back, Ctrl-C left to the importing process."""
+    _ignore_interrupts()
+    send.send(fn(arg))
+    send.close()
 
 
 def _ignore_interrupts() -> None:
