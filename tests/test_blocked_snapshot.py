@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,3 +110,30 @@ def test_a_blocked_listing_left_half_read_after_its_ledger_closed(tmp_path: Path
     assert next(items).blockers == [blocker.id]
     ledger.close_db()
     items.close()  # type: ignore[attr-defined]  (the read ended with the connection)
+
+
+def test_show_is_of_one_state_when_a_write_commits_in_between(
+        ledgers: tuple[Ledger, Callable[[], Ledger]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task shown (its row, dependencies, comments, ...) while another process comments on
+    it and adds a dependent: none of that write, not its comment without its dependent."""
+    ledger, other = ledgers
+    task = ledger.create("shown")
+    real = ledger.store.deps_of
+    wrote: list[str] = []
+
+    def then_a_write(task_id: str) -> list[Any]:
+        deps = real(task_id)
+        if not wrote:
+            with other() as writer, writer.transaction():
+                writer.comment(task.id, "meanwhile")
+                wrote.append(writer.create("after it", after=[task.id]).id)
+        return deps
+
+    monkeypatch.setattr(ledger.store, "deps_of", then_a_write)
+    shown = ledger.show(task.id)
+    assert wrote and shown.comments == [] and shown.dependents == []
+    assert not ledger.store.in_transaction
+    monkeypatch.undo()
+    again = ledger.show(task.id)
+    assert [c.text for c in again.comments] == ["meanwhile"]
+    assert [d.issue_id for d in again.dependents] == wrote

@@ -205,13 +205,16 @@ class Ledger(WorkVerbs):
         return self.store.task(task_id)
 
     def show(self, task_id: str) -> Task:
-        """A task with its dependencies both ways, comments and attempts."""
-        task = self.get(task_id)
-        task.dependencies = self.store.deps_of(task.id)
-        task.dependents = self.store.dependents_of(task.id)
-        task.comments = self.store.comments(task.id)
-        task.attempts = self.attempts(task.id)
-        task.child_tasks = self.store.child_tasks(task.id)
+        """A task with its dependencies both ways, comments and attempts, all of one state
+        of the ledger (read in one :meth:`LedgerStore.snapshot`: a write another process
+        commits meanwhile is not half seen)."""
+        with self.store.snapshot():
+            task = self.get(task_id)
+            task.dependencies = self.store.deps_of(task.id)
+            task.dependents = self.store.dependents_of(task.id)
+            task.comments = self.store.comments(task.id)
+            task.attempts = self.attempts(task.id)
+            task.child_tasks = self.store.child_tasks(task.id)
         return task
 
     def list_tasks(self, *, status: str | Sequence[str] | None = None, label: str | None = None,
