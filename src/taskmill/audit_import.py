@@ -143,14 +143,9 @@ def combined(digests: list[bytes]) -> str:
 
 
 def batch_event(*, source: str, sha256: str, records: int, first_seq: int, last_seq: int,
-                digests: list[bytes] | None = None, digest: str | None = None
-                ) -> dict[str, Any]:
+                digest: str) -> dict[str, Any]:
     """The data of the one ``imported`` event for the tasks an import created (``digest``:
-    :func:`combined` of their ``digests``, made already)."""
-    if digest is None:
-        if digests is None:
-            raise TypeError("batch_event() needs the digests or their combined digest")
-        digest = combined(digests)
+    :func:`combined` of their digests)."""
     return {"action": "created", "source": source, "sha256": sha256, "records": records,
             "created": last_seq - first_seq + 1, "first_seq": first_seq, "last_seq": last_seq,
             "digest": digest}
