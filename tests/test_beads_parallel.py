@@ -117,18 +117,25 @@ def test_an_interrupted_import_leaves_nothing_and_no_workers(
     path.write_bytes(SAMPLE.read_bytes())
     ledger = Ledger.memory()
     before = _counts(ledger)
-    writes = ledger.store.import_rows
     calls = []
 
-    def interrupted(*args: Any) -> None:  # Ctrl-C in the middle of the writes
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        writes(*args)
+    def interrupting(name: str) -> None:  # Ctrl-C in the middle of the writes
+        writes = getattr(ledger.store, name)
 
-    monkeypatch.setattr(ledger.store, "import_rows", interrupted)
+        def interrupted(*args: Any) -> None:
+            calls.append(name)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            writes(*args)
+
+        monkeypatch.setattr(ledger.store, name, interrupted)
+
+    interrupting("import_rows")
+    interrupting("import_packed")  # (an empty ledger's: the workers' batches ready to write)
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 512)  # (several batches of the small file)
     with pytest.raises(KeyboardInterrupt):
         import_beads(ledger, path, workers=2, batch=4)
+    assert len(calls) == 2 and "import_packed" in calls  # (a batch with comments: rows)
     assert _counts(ledger) == before
     assert not multiprocessing.active_children()
     monkeypatch.undo()
@@ -161,8 +168,12 @@ def test_an_import_says_how_far_it_is(tmp_path: Path, workers: int) -> None:
     seen: list[ImportProgress] = []
     import_beads(Ledger.memory(), path, batch=3, workers=workers, progress=seen.append)
     size = path.stat().st_size
-    assert [(p.records, p.finishing) for p in seen] == [(3, False), (6, False), (7, False),
-                                                         (7, True)]
+    told = [(p.records, p.finishing) for p in seen]
+    if workers:  # (into an empty ledger, told at each batch the workers made ready)
+        assert told[-2:] == [(7, False), (7, True)]
+        assert [r for r, _ in told] == [*sorted({r for r, _ in told[:-1]}), 7]
+    else:
+        assert told == [(3, False), (6, False), (7, False), (7, True)]
     assert all(p.size == size for p in seen) and seen[-1].bytes_read == size
     assert [p.bytes_read for p in seen] == sorted(p.bytes_read for p in seen)
 
@@ -192,14 +203,15 @@ def test_the_import_line_on_a_terminal() -> None:
     assert out.getvalue() == ""
 
 
-def _dies_at_line_7(name: str, first: int, chunk: bytes, now: str, keep: bool) -> bytes:
+def _dies_at_line_7(name: str, first: int, chunk: bytes, now: str, keep: bool,
+                    pack: Any = None) -> bytes:
     """In a worker (a module's function: what the pool sends is pickled by name): the
     system kills the worker, out of memory say, when it is given line 7."""
     import os
 
     if first <= 7 < first + max(chunk.count(b"\n"), 1):
         os._exit(137)
-    return _PARSE_BATCH(name, first, chunk, now, keep)
+    return _PARSE_BATCH(name, first, chunk, now, keep, pack)
 
 
 _PARSE_BATCH = parallel._parse_batch

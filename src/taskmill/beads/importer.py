@@ -13,7 +13,7 @@ from typing import Any
 
 from ..audit_import import batch_event, combined, import_digest
 from ..ledger import ImportItem, Ledger, LedgerStore
-from .parallel import elsewhere, parsed_records
+from .parallel import Packed, elsewhere, parsed_records
 from .parse import Parsed, Seen, Source
 from .record import MISSING, dumps, export_record
 
@@ -171,8 +171,20 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
 
         with store.bulk_import():  # the indexes built once the rows are in
             # parsed by workers meanwhile, for a big file
+            # into an empty ledger, a worker's batch comes as the store's rows ready to write
             for item in parsed_records(source, now=now, keep_records=not empty,
-                                       workers=workers, seen=seen):
+                                       workers=workers, seen=seen,
+                                       pack=store.import_packer() if empty else None):
+                if isinstance(item, Packed):
+                    if pending:
+                        flush()  # (first: the tasks are numbered in the file's order)
+                    store.import_packed(item.rows)
+                    digests.extend(item.digests)
+                    records += item.count
+                    report.created += item.count
+                    if progress is not None:
+                        progress(ImportProgress(records, source.bytes_read, size))
+                    continue
                 records += 1
                 pending.append(item)
                 if len(pending) >= batch:

@@ -2,7 +2,10 @@
 checked by forked workers a batch at a time, and the results taken back in the file's order.
 
 Parsing is about half of an import's CPU (JSON, the record's checks, its round-trip check
-and its audit digest); the other half, the writes, stays in the importing process. A batch's
+and its audit digest); the other half, the writes, stays in the importing process. Into an
+empty ledger a worker also makes its batch's rows ready for the store (the statements'
+values: :meth:`~taskmill.ledger.store.LedgerStore.import_packer`), and the importing process
+only passes them on: it, not the workers, was what a big import waited on. A batch's
 results come back in order, so what the import sees, and the first bad line it reports,
 are those of :func:`~taskmill.beads.parse.iter_beads`: a worker stops at its batch's first
 bad line and sends the records before it with the error.
@@ -17,11 +20,13 @@ import os
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ..audit_import import import_digest
 from ..errors import InvalidInput, TaskmillError
+from ..ledger.store import ImportItem
 from .parse import Parsed, Seen, Source, iter_beads, parse_line, text_of
 from .record import MISSING
 
@@ -45,12 +50,16 @@ are what the import waits on, so where the cores are few it is not kept waiting 
 
 
 def parsed_records(source: Source, *, now: str, keep_records: bool,
-                   workers: int | None = None, seen: Seen | None = None) -> Iterator[Parsed]:
+                   workers: int | None = None, seen: Seen | None = None,
+                   pack: Callable[[Sequence[ImportItem]], Any] | None = None
+                   ) -> Iterator[Parsed | Packed]:
     """What :func:`~taskmill.beads.parse.iter_beads` yields, each with its digest made
     (``keep_records``: each with the record as read too; an import into an empty ledger has
     no use for it). Parsed by ``workers`` processes (None: as many as :func:`workers_for`
     says; 0: none) for a file on a system that forks. ``seen``: takes each record's id (see
-    :func:`~taskmill.beads.parse.iter_beads`)."""
+    :func:`~taskmill.beads.parse.iter_beads`). ``pack``: the store's
+    :meth:`~taskmill.ledger.store.LedgerStore.import_packer`, for an import into an empty
+    ledger (the workers' records come as :class:`Packed` batches where they can)."""
     if seen is None:
         seen = Seen(source.name)
     if workers is None:
@@ -70,7 +79,8 @@ def parsed_records(source: Source, *, now: str, keep_records: bool,
     window: deque[Future[bytes]] = deque()
     try:
         for first, chunk in source.raw_chunks(BATCH_BYTES):
-            window.append(pool.submit(_parse_batch, name, first, chunk, now, keep_records))
+            window.append(pool.submit(_parse_batch, name, first, chunk, now, keep_records,
+                                      pack))
             if len(window) > 2 * workers:  # a few batches ahead: memory stays flat
                 yield from _taken(window.popleft().result(), seen)
         while window:
@@ -100,23 +110,46 @@ def workers_for(source: Source, cores: int | None = None) -> int:
     return 0 if cores < 2 else min(cores, MAX_WORKERS)
 
 
-def _taken(outcome: bytes, seen: Seen) -> Iterator[Parsed]:
-    items, error = marshal.loads(outcome)
-    for line, row, labels, deps, comments, comment_ids, digest, record in items:
-        item = Parsed(line, record, row, labels, deps, comments,
-                      [c[0] if c else MISSING for c in comment_ids], digest)
-        seen.add(item)
-        yield item
+@dataclass(frozen=True)
+class Packed:
+    """A batch of new tasks' rows made ready for the store by a worker
+    (:meth:`~taskmill.ledger.store.LedgerStore.import_packer`), their ids taken already."""
+
+    count: int
+    digests: list[bytes]
+    """Each record's digest, in order."""
+    rows: Any
+    """For :meth:`~taskmill.ledger.store.LedgerStore.import_packed`."""
+
+
+def _taken(outcome: bytes, seen: Seen) -> Iterator[Parsed | Packed]:
+    items, packed, error = marshal.loads(outcome)
+    if packed is not None:
+        for line, tid, deps in items:
+            seen.take(tid, line, deps)
+        if items:
+            yield Packed(len(items), *packed)
+    else:
+        for line, row, labels, deps, comments, comment_ids, digest, record in items:
+            item = Parsed(line, record, row, labels, deps, comments,
+                          [c[0] if c else MISSING for c in comment_ids] if comment_ids
+                          else [], digest)
+            seen.add(item)
+            yield item
     if error is not None:
         raise InvalidInput(error[0], hint=error[1])
 
 
-def _parse_batch(name: str, first: int, chunk: bytes, now: str, keep_records: bool) -> bytes:
+def _parse_batch(name: str, first: int, chunk: bytes, now: str, keep_records: bool,
+                 pack: Callable[[Sequence[ImportItem]], Any] | None = None) -> bytes:
     """In a worker: the lines of ``chunk`` (the first one line ``first`` of the file) parsed,
     each with its digest; the records, and the first bad line's error (message, hint) if
     there was one, as :mod:`marshal` bytes (made and read back several times faster than
-    pickled objects)."""
-    out: list[tuple[Any, ...]] = []
+    pickled objects). ``pack``: the store's :meth:`~taskmill.ledger.store.LedgerStore.
+    import_packer` (an import into an empty ledger): the rows made ready for it here, and of
+    each record only its line, id and dependencies (for :class:`~.parse.Seen`), unless a
+    record has comments (their ids are chosen in the importing process)."""
+    parsed: list[tuple[int, Parsed, bytes]] = []
     error = None
     parts = chunk.split(b"\n")
     last = parts.pop()  # (empty: the chunk ends with a line's end)
@@ -126,14 +159,23 @@ def _parse_batch(name: str, first: int, chunk: bytes, now: str, keep_records: bo
             item = parse_line(name, number, text_of(name, number, raw), now)
             if item is None:
                 continue
-            digest = import_digest(item.row, item.labels, [d[:2] for d in item.deps],
-                                   [c[1:3] for c in item.comments])
-            out.append((number, item.row, item.labels, item.deps, item.comments,
-                        [() if c is MISSING else (c,) for c in item.comment_ids], digest,
-                        item.record if keep_records else None))
+            parsed.append((number, item, import_digest(
+                item.row, item.labels, [d[:2] for d in item.deps],
+                [c[1:3] for c in item.comments])))
     except InvalidInput as exc:
         error = (exc.message, exc.hint)
-    return marshal.dumps((out, error))
+    if pack is not None and not any(item.comments for _, item, _ in parsed):
+        return marshal.dumps((
+            [(number, item.row[0], [d[:2] for d in item.deps] if item.deps else ())
+             for number, item, _ in parsed],
+            ([digest for _, _, digest in parsed],
+             pack([ImportItem(item.row, item.labels, item.deps) for _, item, _ in parsed])),
+            error))
+    return marshal.dumps((
+        [(number, item.row, item.labels, item.deps, item.comments,
+          [() if c is MISSING else (c,) for c in item.comment_ids], digest,
+          item.record if keep_records else None) for number, item, digest in parsed],
+        None, error))
 
 
 def elsewhere(fn: Callable[[T], R], arg: T) -> Callable[[], R]:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -578,19 +578,23 @@ class Seen:
 
     def add(self, item: Parsed) -> None:
         """Note the line of ``item``'s id; raises InvalidInput when an earlier line had it."""
-        tid = item.row[0]
+        self.take(item.row[0], item.line, item.deps)
+
+    def take(self, tid: str, line: int, deps: Sequence[Sequence[Any]]) -> None:
+        """:meth:`add` of the record of id ``tid`` on ``line``, with these dependencies
+        ((depends on, type, ...) each)."""
         lines = self.lines
         if tid in lines:
-            raise InvalidInput(f"{self.name}, line {item.line}: id {tid} already appeared on"
+            raise InvalidInput(f"{self.name}, line {line}: id {tid} already appeared on"
                                f" line {lines[tid]}", hint="nothing was imported")
         ahead = self.ahead
-        if ahead is not None and item.deps:
-            for dep in item.deps:
+        if ahead is not None and deps:
+            for dep in deps:
                 if dep[0] not in lines:  # (its own id too: not noted yet)
                     ahead.append((dep[0], dep[1] in GATING_TYPES))
             if len(ahead) > self.AHEAD_MAX:
                 self.ahead = None
-        lines[tid] = item.line
+        lines[tid] = line
 
     def close(self) -> Read:
         """What was read, once the file is: the ids it leaves kept in one string, not a

@@ -68,6 +68,8 @@ from .store import (
     LinksReading,
     OrderSlot,
     Row,
+    pack_items,
+    unpack_items,
 )
 
 _DEFAULTS: dict[str, Any] = {
@@ -815,6 +817,12 @@ class MemoryStore(PagedCellRows):
     @contextmanager
     def bulk_writing(self) -> Iterator[None]:
         yield
+
+    def import_packer(self) -> Callable[[Sequence[ImportItem]], Any]:
+        return pack_items
+
+    def import_packed(self, packed: Any) -> None:
+        self.import_rows(unpack_items(packed), [])
 
     def import_rows(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem]) -> None:
         for item in updates:

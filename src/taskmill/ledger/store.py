@@ -152,6 +152,18 @@ class ImportItem:
     """(id, author, text, created_at, extra), each with its id chosen."""
 
 
+def pack_items(creates: Sequence[ImportItem]) -> list[tuple[Row, list[str], list[Any]]]:
+    """New tasks (no comments) as plain values, for a store that writes them as
+    :class:`ImportItem` (:meth:`LedgerStore.import_packer`; :func:`unpack_items` back)."""
+    return [(p.row, p.labels, p.deps) for p in creates]
+
+
+def unpack_items(packed: Sequence[tuple[Row, list[str], list[Any]]]) -> list[ImportItem]:
+    """:func:`pack_items`'s tasks again."""
+    return [ImportItem(row, list(labels), [tuple(d) for d in deps])
+            for row, labels, deps in packed]
+
+
 @runtime_checkable
 class LedgerStore(Protocol):
     """What a ledger store does. Task-returning reads give whole tasks: labels, and the
@@ -385,6 +397,14 @@ class LedgerStore(Protocol):
     def comment_ids(self) -> set[int]: ...
     def import_rows(self, creates: Sequence[ImportItem],
                     updates: Sequence[ImportItem]) -> None: ...
+    def import_packer(self) -> Callable[[Sequence[ImportItem]], Any] | None:
+        """A function making new tasks' rows ready to write (:meth:`import_packed`), run
+        where the records are parsed (a worker process of a big import: a module-level
+        function, its result of :mod:`marshal`'s types); None: the store takes
+        :meth:`import_rows` only. The tasks it is given have no comments."""
+    def import_packed(self, packed: Any) -> None:
+        """Write what :meth:`import_packer`'s function made of new tasks, as
+        :meth:`import_rows` writes them as ``creates``."""
     def bulk_import(self) -> AbstractContextManager[None]:
         """Around many :meth:`import_rows` inside one transaction: the store may defer the
         work of its indexes to the end (SQLite drops the secondary indexes of a small

@@ -4,14 +4,14 @@ rows (Beads, ``taskmill ledger migrate``), plus the plan importer's keys (the SQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
 from ..beads_rules import order_key
-from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
+from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row, pack_items, unpack_items
 from .tasks import LABEL_CONFLICT
 
 _CREATED_AT = IMPORT_ROW_COLUMNS.index("created_at")
@@ -58,6 +58,12 @@ class BulkRows:
 
     def comment_ids(self) -> set[int]:
         return {r[0] for r in self.conn.execute("SELECT id FROM comments")}
+
+    def import_packer(self) -> Callable[[Sequence[ImportItem]], Any]:
+        return pack_items
+
+    def import_packed(self, packed: Any) -> None:
+        self.import_rows(unpack_items(packed), [])
 
     def import_rows(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem]) -> None:
         """Write whole tasks as they are: ``updates`` replace the rows, labels, dependencies

@@ -4,7 +4,7 @@ rows (Beads), plus the plan importer's keys."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from operator import itemgetter
 from typing import Any
@@ -60,24 +60,81 @@ _SHAPES = (
 )
 
 
-def _insert_tasks(conn: sqlite3.Connection, creates: Sequence[ImportItem],
-                  linked: dict[str, int]) -> None:
-    """The new tasks' rows, in order (their creation numbers follow it): each run of rows
-    of one shape (:data:`_RARE` all empty, or not) with one statement."""
-    run: list[tuple[Any, ...]] = []
-    shape = -1
-    for p in creates:
-        row = p.row
-        lean = int(_rare(row) == _RARE_EMPTY)  # (the index of its statement)
-        if lean != shape:
-            if run:
-                conn.executemany(_SHAPES[shape], run)
-                run = []
-            shape = lean
-        run.append((_common(row) if lean else tuple(row))
-                   + (order_key(row[_CREATED_AT]), linked[row[0]]))
-    if run:
-        conn.executemany(_SHAPES[shape], run)
+class _Rows:
+    """The rows of a batch of imported tasks, made in one pass over them: each new task's
+    row with its order key and ``linked`` bits (in runs of one shape, :data:`_RARE` all
+    empty or not), and every task's labels, dependencies and comments."""
+
+    __slots__ = ("comments", "deps", "deps_extra", "labels", "linked", "runs")
+
+    def __init__(self, creates: Sequence[ImportItem], updates: Sequence[ImportItem],
+                 parents: set[str] | None) -> None:
+        self.runs: list[tuple[int, list[tuple[Any, ...]]]] = []
+        self.linked: dict[str, int] = {}
+        self.labels: list[tuple[Any, ...]] = []
+        self.deps: list[tuple[Any, ...]] = []
+        self.deps_extra = False
+        self.comments: list[tuple[Any, ...]] = []
+        for p in updates:
+            self.linked[p.row[0]] = self._parts(p, parents)
+        run: list[tuple[Any, ...]] = []
+        shape = -1
+        rare, empty, common, parts = _rare, _RARE_EMPTY, _common, self._parts
+        for p in creates:
+            row = p.row
+            lean = int(rare(row) == empty)  # (the index of its statement)
+            if lean != shape:
+                if run:
+                    self.runs.append((shape, run))
+                    run = []
+                shape = lean
+            run.append((*(common(row) if lean else row), order_key(row[_CREATED_AT]),
+                        parts(p, parents)))
+        if run:
+            self.runs.append((shape, run))
+        if not self.deps_extra:  # (the usual batch: no dependency with an extra, one value
+            # less to bind each)
+            self.deps = [(*d[:5], d[6]) for d in self.deps]
+
+    @classmethod
+    def of(cls, runs: list[tuple[int, list[tuple[Any, ...]]]], labels: list[tuple[Any, ...]],
+           deps: list[tuple[Any, ...]], deps_extra: bool) -> _Rows:
+        """The rows :func:`pack_creates` made."""
+        rows = cls((), (), None)
+        rows.runs, rows.labels, rows.deps, rows.deps_extra = runs, labels, deps, deps_extra
+        return rows
+
+    def _parts(self, p: ImportItem, parents: set[str] | None) -> int:
+        """``p``'s labels, dependencies and comments taken; its ``linked`` bits."""
+        tid = p.row[0]
+        linked = 0
+        if p.labels:
+            linked = LINKED_LABELS
+            self.labels.extend([(tid, lb, i) for i, lb in enumerate(p.labels)])
+        if p.deps:
+            deps = self.deps
+            for i, d in enumerate(p.deps):
+                if d[1] == "parent-child":
+                    linked |= LINKED_PARENT
+                    if parents is not None:
+                        parents.add(d[0])
+                if d[4] is not None:
+                    self.deps_extra = True
+                deps.append((tid, *d, i))
+        if p.comments:
+            self.comments.extend([(c[0], tid, *c[1:]) for c in p.comments])
+        return linked
+
+
+def pack_creates(creates: Sequence[ImportItem]) -> Any:
+    """New tasks' rows (without comments) as :meth:`BulkRows.import_packed` writes them,
+    made where the records are parsed (a worker of a big import): their statements'
+    values, in :mod:`marshal`'s types, and the parents they name."""
+    parents: set[str] = set()
+    rows = _Rows(creates, (), parents)
+    if rows.comments:
+        raise ValueError("pack_creates: comments are written by import_rows")
+    return rows.runs, rows.labels, rows.deps, rows.deps_extra, sorted(parents)
 
 
 def _journal_alone(conn: sqlite3.Connection) -> bool:
@@ -140,12 +197,7 @@ class BulkRows:
         and comments of tasks the ledger holds, ``creates`` add new ones. Readiness is not
         recomputed (call :meth:`recompute_readiness` once after)."""
         conn = self.conn
-        linked = {p.row[0]: (LINKED_LABELS if p.labels else 0) | (
-            LINKED_PARENT if any(d[1] == "parent-child" for d in p.deps) else 0)
-            for p in (*creates, *updates)}  # (set here too where the triggers are dropped)
-        if self._bulk_parents is not None:
-            self._bulk_parents.update(d[0] for p in (*creates, *updates) for d in p.deps
-                                      if d[1] == "parent-child")
+        rows = _Rows(creates, updates, self._bulk_parents)
         if updates:
             upd_ids = [(p.row[0],) for p in updates]
             conn.executemany("DELETE FROM labels WHERE task_id = ?", upd_ids)
@@ -153,32 +205,35 @@ class BulkRows:
             conn.executemany("DELETE FROM comments WHERE task_id = ?", upd_ids)
             assignments = ", ".join(f"{c} = ?" for c in (*IMPORT_ROW_COLUMNS[1:], "created_key"))
             conn.executemany(f"UPDATE tasks SET {assignments}, linked = linked | ? WHERE id = ?",
-                             [(*p.row[1:], order_key(p.row[_CREATED_AT]), linked[p.row[0]],
-                               p.row[0]) for p in updates])
-        if creates:
-            _insert_tasks(conn, creates, linked)
-        items = [*updates, *creates]
+                             [(*p.row[1:], order_key(p.row[_CREATED_AT]),
+                               rows.linked[p.row[0]], p.row[0]) for p in updates])
+        self._write(rows)
+
+    def import_packed(self, packed: Any) -> None:
+        runs, labels, deps, deps_extra, parents = packed
+        if self._bulk_parents is not None:
+            self._bulk_parents.update(parents)
+        self._write(_Rows.of(runs, labels, deps, deps_extra))
+
+    def import_packer(self) -> Callable[[Sequence[ImportItem]], Any]:
+        return pack_creates
+
+    def _write(self, rows: _Rows) -> None:
+        conn = self.conn
+        for shape, run in rows.runs:
+            conn.executemany(_SHAPES[shape], run)
         # (OR REPLACE: a row left for a created task's id with no task, written behind
         # taskmill's back, is the task's from now on or replaced by its own, not an error)
         conn.executemany(
-            "INSERT OR REPLACE INTO labels (task_id, label, pos) VALUES (?, ?, ?)",
-            [(p.row[0], lb, i) for p in items for i, lb in enumerate(p.labels)])
-        if any(d[4] is not None for p in items for d in p.deps):
-            conn.executemany(
-                "INSERT OR REPLACE INTO deps"
-                " (issue_id, depends_on_id, type, created_at, created_by, extra, pos)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(p.row[0], *d, i) for p in items for i, d in enumerate(p.deps)])
-        else:  # (the usual batch: no dependency with an extra, one value less to bind each)
-            conn.executemany(
-                "INSERT OR REPLACE INTO deps"
-                " (issue_id, depends_on_id, type, created_at, created_by, pos)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(p.row[0], *d[:4], i) for p in items for i, d in enumerate(p.deps)])
+            "INSERT OR REPLACE INTO labels (task_id, label, pos) VALUES (?, ?, ?)", rows.labels)
         conn.executemany(
-            "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(c[0], p.row[0], *c[1:]) for p in items for c in p.comments])
+            "INSERT OR REPLACE INTO deps (issue_id, depends_on_id, type, created_at, created_by,"
+            f"{' extra,' if rows.deps_extra else ''} pos) VALUES"
+            f" (?, ?, ?, ?, ?,{' ?,' if rows.deps_extra else ''} ?)", rows.deps)
+        if rows.comments:
+            conn.executemany(
+                "INSERT INTO comments (id, task_id, author, text, created_at, extra)"
+                " VALUES (?, ?, ?, ?, ?, ?)", rows.comments)
 
     @contextmanager
     def bulk_import(self) -> Iterator[None]:
