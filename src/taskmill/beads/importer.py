@@ -198,12 +198,13 @@ def _import(ledger: Ledger, path_or_lines: Path | str | os.PathLike[str] | Itera
             # its indexes on this one's core (a 1M import's ~1 s; a thread would hold the
             # interpreter through the sort)
             digest = elsewhere(combined, digests) if report.created else None
+            digests.clear()  # (that process has its copy: not held here while the indexes
+            # are built, when a big import's memory is at its peak)
         if digest is not None:
             ledger.record("imported", None, batch_event(
                 source=label, sha256=source.sha256, records=records,
                 first_seq=first_seq, last_seq=first_seq + report.created - 1,
                 digest=digest()), actor=who, ts=now)
-            digests.clear()
             # the tasks created, in the order they were: into an empty ledger, every record
             # read, in the file's order; else read back rather than held all along
             ids = read.ids() if fresh and read.count == report.created else None
