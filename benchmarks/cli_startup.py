@@ -147,8 +147,10 @@ def _commands(shown: str, updated: list[str], closing: list[str], loose: list[st
     ]
 
 
-KEPT_LISTINGS = frozenset({"list --status open --json", "blocked --json"})
-"""Kept between writes (:mod:`taskmill.cli.lean_kept`): also measured made afresh."""
+KEPT_LISTINGS = frozenset({"list --status open --json", "blocked --json",
+                           "list --status open", "blocked"})
+"""Kept between writes (:mod:`taskmill.cli.lean_kept`, :mod:`taskmill.cli.kept_output`; the
+tables too): also measured made afresh, and their peak memory made afresh."""
 # the commands held to the 2x target (list and blocked print the whole backlog's worth)
 SMALL_COMMANDS = frozenset({"ready --json", "ready -n 20", "show ID --json", "show ID",
                             "create --json", "update --json", "close --json",
@@ -274,9 +276,12 @@ def run(args: argparse.Namespace) -> Report:
         for what, argv in commands:
             if what in SMALL_COMMANDS:
                 continue
-            _took, peak, _cpu = measure_peak([*script, *argv(0)], repo, env)
+            # made afresh: a kept answer is only copied out
+            afresh = {**env, "TASKMILL_KEPT": "0"} if what in KEPT_LISTINGS else env
+            _took, peak, _cpu = measure_peak([*script, *argv(0)], repo, afresh)
             big = size >= 1_000_000
-            report.add(f"{label}: `taskmill {what}`, peak memory", peak, "MiB",
+            report.add(f"{label}: `taskmill {what}`, peak memory"
+                       + (" (made afresh)" if what in KEPT_LISTINGS else ""), peak, "MiB",
                        f"< {BIG_PEAK_MIB} MiB" if big else "", peak < BIG_PEAK_MIB if big else None)
         if args.imports:
             took, peak, cpu = measure_import(size, env, script)
