@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CACHE  := .cache
 
-.PHONY: all install demo test lint typecheck bench agents chromium bubblewrap temporal postgresql clean real-project real-project-cache
+.PHONY: all install demo test test-all lint typecheck bench agents chromium bubblewrap temporal postgresql clean real-project real-project-cache
 
 all: test
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 	$(BIN)/python -m taskmill.demo
 
 test: $(STAMP) agents chromium bubblewrap temporal postgresql real-project-cache
+	$(BIN)/python -m pytest -q -n 2 -m 'not scale'
+
+# Also the tests marked `scale`: ones `make test` runs at a smaller size, at a bigger one.
+test-all: $(STAMP) agents chromium bubblewrap temporal postgresql real-project-cache
 	$(BIN)/python -m pytest -q -n 2
 
 # The Temporal CLI, whose dev server the Temporal executor's tests start (on 127.0.0.1, a free

@@ -96,7 +96,7 @@ def _general(record: dict[str, Any]) -> tuple[Any, ...] | str:
     return tuple(getattr(item, p) for p in PARTS)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(records())
 def test_a_record_read_straight_is_read_as_the_general_reading_reads_it(
         record: dict[str, Any]) -> None:
@@ -149,7 +149,7 @@ def _read(line: str) -> tuple[Any, ...] | str:
     return tuple(getattr(item, p) for p in (*PARTS, "record"))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(records(), st.sampled_from(["compact", "spaced", "escaped"]))
 def test_a_line_read_by_orjson_is_read_as_json_reads_it(record: dict[str, Any],
                                                         form: str) -> None:

@@ -154,8 +154,8 @@ def assert_workers_used_the_committed_url(cluster: Cluster) -> None:
 
 @pytest.mark.parametrize(("ledger", "tasks"), [
     ("sqlite", 30), ("postgres", 30),
-    pytest.param("sqlite", 60, marks=pytest.mark.slow),
-    pytest.param("postgres", 60, marks=pytest.mark.slow)])
+    pytest.param("sqlite", 60, marks=[pytest.mark.slow, pytest.mark.scale]),
+    pytest.param("postgres", 60, marks=[pytest.mark.slow, pytest.mark.scale])])
 def test_three_workers_work_a_backlog_each_task_landing_exactly_once(
         tmp_path: Path, temporal_server: str, ledger: str, tasks: int) -> None:
     cluster = new_cluster(tmp_path, temporal_server, ledger, checks=["test -f README.md"])
@@ -197,7 +197,7 @@ def remote_landed(cluster: Cluster) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize(("ledger", "tasks", "kills"), [
     ("sqlite", 30, 4), ("postgres", 30, 4),
-    pytest.param("postgres", 60, 5, id="postgres-60-full")])
+    pytest.param("postgres", 60, 5, id="postgres-60-full", marks=pytest.mark.scale)])
 def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
         tmp_path: Path, temporal_server: str, ledger: str, tasks: int, kills: int) -> None:
     cluster = new_cluster(tmp_path, temporal_server, ledger, checks=["test -f README.md"],
