@@ -4,6 +4,7 @@ connection writes meanwhile or the child fails; the links ``blocked`` reads in a
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import listing as sqlite_listing
-from taskmill.ledger.sqlite import split
+from taskmill.ledger.sqlite import split, streamed
 from taskmill.ledger.sqlite.schema import connect
 
 
@@ -203,3 +204,93 @@ def test_blocked_in_a_process_with_threads_begins_nothing_on_its_connection(
     assert not ledger.store.conn.in_transaction  # type: ignore[attr-defined]
     reading.close()
     assert list(ledger.blocked_json()) == expected
+
+
+# -- a table's rows read by a child alone, passed on through a pipe as they come ------------
+
+
+def _cells(ledger: Ledger) -> list[tuple[object, ...]]:
+    return [tuple(c) for c in ledger.list_cells(status="open")]
+
+
+def test_a_tables_rows_are_read_by_a_child_and_passed_on_as_they_come(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, serial = _serial(ledger, monkeypatch)
+    monkeypatch.setattr(streamed, "STREAM_BATCH", 2)
+    passed: list[int] = []
+    child = streamed._child
+
+    def counted(path: Path, told: int, rows: Any) -> int:
+        def counted_rows(*args: Any) -> Iterator[Any]:
+            for row in rows(*args):
+                passed.append(1)
+                yield row
+
+        return child(path, told, counted_rows)
+
+    monkeypatch.setattr(streamed, "_child", counted)
+    forks = _count_forks(monkeypatch)
+    rows = ledger.list_cells(status="open")
+    first = tuple(next(rows))
+    assert not passed  # (read by the child: its count is not this process's)
+    assert [first, *map(tuple, rows)] == [tuple(c) for c in serial]
+    assert len(forks) == 1
+
+
+def test_a_write_before_the_child_reads_leaves_the_table_as_it_began(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, serial = _serial(ledger, monkeypatch)
+    child = streamed._child
+
+    def after_a_write(path: Path, *args: Any) -> int:
+        other = connect(path)  # (another connection commits before the child reads)
+        other.execute("UPDATE tasks SET title = 'changed' WHERE status = 'open'")
+        other.close()
+        return child(path, *args)
+
+    monkeypatch.setattr(streamed, "_child", after_a_write)
+    assert _cells(ledger) == [tuple(c) for c in serial]  # (the child's rows not used)
+    monkeypatch.setattr(streamed, "_child", child)
+    assert all(c[7] == "changed" for c in _cells(ledger))
+
+
+@pytest.mark.parametrize("after", [0, 3, 7])
+def test_a_child_that_fails_is_passed_over_after_the_rows_it_passed_on(
+        ledger: Ledger, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that dies after passing on some rows (none, or part of a batch): the rest
+    are read here, each row once."""
+    _, serial = _serial(ledger, monkeypatch)
+    monkeypatch.setattr(streamed, "STREAM_BATCH", 2)
+    child = streamed._child
+
+    def dies(path: Path, told: int, rows: Any) -> int:
+        def some(*args: Any) -> Iterator[Any]:
+            yield from itertools.islice(rows(*args), after)
+            raise RuntimeError("the child could not read")
+
+        return child(path, told, some)
+
+    monkeypatch.setattr(streamed, "_child", dies)
+    assert _cells(ledger) == [tuple(c) for c in serial]
+
+
+def test_a_table_left_half_read_stops_its_child(ledger: Ledger,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streamed, "STREAM_BATCH", 1)
+    pids: list[int] = []
+    fork = split.os.fork
+
+    def recorded() -> int:
+        pid = fork()
+        pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(split.os, "fork", recorded)
+    rows = ledger.list_cells(status="open")
+    assert next(rows)
+    (pid,) = pids
+    rows.close()  # type: ignore[attr-defined]
+    with pytest.raises(ChildProcessError):  # (stopped and reaped)
+        os.waitpid(pid, os.WNOHANG)
+    assert not ledger.store.conn.in_transaction  # type: ignore[attr-defined]
+    assert len(_cells(ledger)) == 25

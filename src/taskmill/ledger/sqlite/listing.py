@@ -24,16 +24,8 @@ from . import split
 from .deps import HELD_SQL
 from .readiness import HOLDS_SQL
 from .schema import connect
-from .split import (
-    CELLS_SHARE,
-    TEXT_SHARE,
-    ForkedReading,
-    PinnedReading,
-    Rows,
-    T,
-    can_split,
-    split_rows,
-)
+from .split import ForkedReading, PinnedReading, Rows, T, can_split, split_rows
+from .streamed import streamed_rows
 
 _LABELS = (  # (labels, parent and children looked for only where ``linked`` says they may
     # be: an index probe each, saved; :data:`~taskmill.ledger.sqlite.schema.LINKED_LABELS`)
@@ -217,17 +209,22 @@ class ListingRows:
 
     def _listing(self, rows: Rows[T], where: str, args: list[Any],
                  statuses: Sequence[str] | None, limit: int | None,
-                 share: float = TEXT_SHARE) -> Iterator[T]:
+                 streamed: bool = False) -> Iterator[T]:
         """``rows`` of a listing (its ``WHERE`` and arguments): a single status's whole
-        listing read by two processes (:func:`~.split.split_rows`: its index gives the
-        split key at once), any other at once."""
+        listing read by two processes (its index counts the rows and gives the split key at
+        once), any other at once. Split (:func:`~.split.split_rows`), or with ``streamed``
+        read by the child alone and passed on as it comes (:func:`~.streamed.streamed_rows`:
+        for rows this process then lays out)."""
         if self.path is None or limit or not statuses or len(statuses) != 1 or \
                 where != " WHERE t.status IN (?)":
             return rows(self.conn, "", ())
-        return split_rows(self.conn, self.path, f"SELECT count(*) FROM tasks t{where}",
+        count = f"SELECT count(*) FROM tasks t{where}"
+        if streamed:
+            return streamed_rows(self.conn, self.path, count, args, rows)
+        return split_rows(self.conn, self.path, count,
                           f"SELECT t.priority, t.seq FROM tasks t{where}"
                           f"{listing_order(None, 't.')} LIMIT 1 OFFSET ?", args,
-                          "(t.priority, t.seq)", rows, share)
+                          "(t.priority, t.seq)", rows)
 
     def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                        label: str | None, issue_type: str | None, assignee: str | None,
@@ -243,7 +240,7 @@ class ListingRows:
             return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}{span}{order}",
                                 [*args, *span_args])
 
-        return self._listing(rows, where, args, statuses, limit, CELLS_SHARE)
+        return self._listing(rows, where, args, statuses, limit, streamed=True)
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""

@@ -35,10 +35,6 @@ smaller ledger the thread costs less: at 100K tasks the fork took ~40 ms more CP
 TEXT_SHARE = 0.45
 """The share of the rows this process reads when it then only writes them out (JSON text):
 the child's rows take this process a little time more once read back."""
-CELLS_SHARE = 0.35
-"""The share of the rows this process reads when the rows are then laid out here (a table):
-about what balances the two, from the rows' cost in SQL and in the table (~11 and ~10 us a
-row at 1M tasks)."""
 CHILD_CACHE_KIB = 8192
 """The child's page cache: the rows' pages are read about once (a bigger cache saves no
 time, and each process has its own)."""
@@ -65,6 +61,16 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
     (``LIMIT 1 OFFSET ?`` last) gives the split key's values, both with ``args``; ``key``:
     the key's columns, as the statement writes them (``"(t.priority, t.seq)"``); ``share``:
     of the rows, what this process reads (the first)."""
+    return forked_listing(conn, path, rows, lambda watch, before: _split(
+        conn, path, watch, before, (count_sql, key_sql, args, key), rows, share))
+
+
+def forked_listing(conn: sqlite3.Connection, path: Path, rows: Rows[T],
+                   forked: Callable[[sqlite3.Connection, int], Iterator[T]]) -> Iterator[T]:
+    """``rows`` read at once where no child may read (a small ledger, a system that does not
+    fork, a transaction or another thread running), else ``forked(watch, before)``: read in
+    a transaction begun here, ``watch`` a connection of its own and ``before`` its ``PRAGMA
+    data_version`` asked before that transaction began (see the module's text)."""
     import threading
 
     tasks = conn.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
@@ -79,8 +85,7 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
             before = watch.execute("PRAGMA data_version").fetchone()[0]
             conn.execute("BEGIN")
             try:
-                yield from _split(conn, path, watch, before, (count_sql, key_sql, args, key),
-                                  rows, share)
+                yield from forked(watch, before)
             finally:
                 end_quietly(conn, "COMMIT")
         finally:
