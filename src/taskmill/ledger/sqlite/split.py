@@ -125,16 +125,8 @@ def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, befo
     marks = ", ".join("?" * len(at))
     after = (f" AND {key} >= ({marks})", tuple(at))
     with tempfile.TemporaryFile() as out:
-        ready, told = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: its own connection, its rows into the file, then gone
-            code = 1
-            try:
-                os.close(ready)
-                code = _child(path, out, told, after, rows)
-            finally:
-                os._exit(code)
-        os.close(told)
+        # the child: its own connection, its rows into the file, then gone
+        pid, ready = forked(lambda told: _child(path, out, told, after, rows))
         same = False
         try:
             yield from rows(conn, f" AND {key} < ({marks})", after[1])
@@ -150,6 +142,22 @@ def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, befo
             yield from read_rows(out)
             return
     yield from rows(conn, *after)  # (read here: the child did not read the same ledger)
+
+
+def forked(work: Callable[[int], int]) -> tuple[int, int]:
+    """A forked child that runs ``work(told)`` (``told``: the write end of a pipe) and is
+    gone with the code it returns (1 if it raised); this process's ``(pid, read end)``."""
+    ready, told = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(ready)
+            code = work(told)
+        finally:
+            os._exit(code)
+    os.close(told)
+    return pid, ready
 
 
 def _child(path: Path, out: Any, told: int, after: tuple[str, tuple[Any, ...]],

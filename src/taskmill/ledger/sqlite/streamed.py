@@ -44,16 +44,8 @@ def _streamed(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, b
     if conn.execute(*count).fetchone()[0] < split.SPLIT_MIN:  # (the first read: this
         yield from rows(conn, "", ())  # connection's state of the ledger fixed)
         return
-    ready, told = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its own connection, its rows into the pipe, then gone
-        code = 1
-        try:
-            os.close(ready)
-            code = _child(path, told, rows)
-        finally:
-            os._exit(code)
-    os.close(told)
+    # the child: its own connection, its rows into the pipe, then gone
+    pid, ready = split.forked(lambda told: _child(path, told, rows))
     passed = 0
     status: int | None = None
     same = False
