@@ -66,9 +66,10 @@ def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: st
 
 
 def forked_listing(conn: sqlite3.Connection, path: Path, rows: Rows[T],
-                   forked: Callable[[sqlite3.Connection, int], Iterator[T]]) -> Iterator[T]:
+                   by_child: Callable[[sqlite3.Connection, int], Iterator[T]]
+                   ) -> Iterator[T]:
     """``rows`` read at once where no child may read (a small ledger, a system that does not
-    fork, a transaction or another thread running), else ``forked(watch, before)``: read in
+    fork, a transaction or another thread running), else ``by_child(watch, before)``: read in
     a transaction begun here, ``watch`` a connection of its own and ``before`` its ``PRAGMA
     data_version`` asked before that transaction began (see the module's text)."""
     import threading
@@ -85,7 +86,7 @@ def forked_listing(conn: sqlite3.Connection, path: Path, rows: Rows[T],
             before = watch.execute("PRAGMA data_version").fetchone()[0]
             conn.execute("BEGIN")
             try:
-                yield from forked(watch, before)
+                yield from by_child(watch, before)
             finally:
                 end_quietly(conn, "COMMIT")
         finally:
