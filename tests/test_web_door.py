@@ -331,3 +331,42 @@ def test_at_390px_a_person_sends_back_then_approves(door: Door, chromium: Any,
     assert ("mill_paused", "bob") in {(e["kind"], e["actor"]) for e in trail}
     assert not errors, errors
     context.close()
+
+
+HEADER_STATES = [
+    "setPaused(false, false)",
+    "setPaused(false, true)",
+    "setPaused(true, true)",
+    "setPaused(true, false)",
+    "setPaused(false, true)",
+    "setService({state: 'running', working: 12})",
+    "setService({state: 'watching', next_order: '2027-01-01T03:00:00+00:00'})",
+    "setService({state: 'stopping'})",
+    "setService({state: 'stopped'})",
+    "document.getElementById('live').textContent = 'reconnecting'",
+    "document.getElementById('live').textContent = 'live'",
+    "setService({state: 'running', working: 1})",
+]
+"""What the live stream changes in the page's header (the mill's badge, its buttons' labels,
+the live mark), each as the page's own code draws it."""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_headers_buttons_stay_put_while_the_mill_state_changes(
+        door: Door, chromium: Any, width: int) -> None:
+    """The mill's buttons do not move when what the header says of the mill changes: a
+    person's tap (or a browser's click, a moment after it found the button) lands on the
+    button it was aimed at, not on its neighbour (on a phone the header wraps: a longer
+    badge before the buttons moved them, even onto the next line)."""
+    context, page, errors = open_as(chromium, door, BOB, width=width, height=844)
+    boxes = "['mill-toggle', 'pause-toggle'].map((id) => { const r =" \
+            " document.getElementById(id).getBoundingClientRect(); return [r.left, r.top]; })"
+    page.evaluate("setService({state: 'watching'})")
+    first = page.evaluate(boxes)
+    for change in HEADER_STATES:
+        page.evaluate(change)
+        assert page.evaluate(boxes) == first, change
+        assert page.evaluate("(() => { const top = document.getElementById('top');"
+                             " return top.scrollWidth <= top.clientWidth; })()"), change
+    assert not errors
+    context.close()

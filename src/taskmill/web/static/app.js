@@ -226,7 +226,8 @@ async function refresh(initial) {
 
 async function loadProject() {
   state.project = await api("/api/project");
-  document.getElementById("project").textContent = state.project.root;
+  const project = document.getElementById("project");
+  project.textContent = project.title = state.project.root;
   setPaused(state.project.paused, state.project.mill_running);
   setService(state.project.mill_service, state.project.person);
 }
