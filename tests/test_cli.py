@@ -153,6 +153,7 @@ def test_json_output_of_every_command(cli: Cli, repo: Path, tmp_path: Path) -> N
         (("agents",), [], dict, repo),
         (("sync",), [], dict, repo),
         (("status",), [], dict, repo),
+        (("ledger", "remake"), [], dict, repo),
         (("run",), ["--agent-cmd", "true", "--quiet"], dict, fresh),
         (("template", "list"), [], list, repo),
         (("template", "show"), ["ask"], dict, repo),

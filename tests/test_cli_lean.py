@@ -122,7 +122,7 @@ def _ready_json_both_ways(repo: Path) -> tuple[bytes | None, bytes, int]:
     conn = sql.connect(str(repo / ".taskmill" / "taskmill.db"))
     assert conn is not None
     try:
-        left = sum(text is None for _, text in conn.execute(sql.READY_TEXT_SQL))
+        left = sum(item.__class__ is dict for item in sql.ready_texts(conn, None, lean.loads))
         return (lean.ready_json(sql, conn, None),
                 lean.encode(sql.ready(conn, None, lean.loads)), left)
     finally:
@@ -184,9 +184,12 @@ def test_sqlites_json_quote_writes_what_json_and_orjson_write() -> None:
 
 
 def test_the_task_text_keys_are_the_task_jsons() -> None:
+    from taskmill.ledger.sqlite.kept_text import TEXT_FIELDS
+
     row = ["x"] * len(lean_sql.TASK_FIELDS)
     keys = tuple(lean_sql.task_json(row, [], None, 0, 0, lambda text: None))
     assert keys == lean_sql.TASK_TEXT_KEYS
+    assert (*(name for name, _ in TEXT_FIELDS), "children_closed", "container") == keys
 
 
 FALLBACKS: list[list[str]] = [

@@ -25,7 +25,7 @@ def test_a_ledger_made_before_keeps_what_is_work(tmp_path: Path) -> None:
                      " created_key) VALUES (?, 'x', ?, ?, 't', 't', 't')", rows)
     before = dict(conn.execute("SELECT id, nonwork FROM tasks"))
     assert sum(before.values()) == len(READY_EXCLUDE_TYPES) + 2
-    assert migrate(conn) == ["0014_nonwork_compared"]
+    assert migrate(conn) == ["0014_nonwork_compared", "0015_kept_text"]
     assert dict(conn.execute("SELECT id, nonwork FROM tasks")) == before
     table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
     assert " IN (" not in table

@@ -80,7 +80,7 @@ def test_listings_look_parents_and_children_up_in_their_own_indexes(tmp_path: Pa
     and lists the same bytes."""
     from taskmill.clock import FixedClock
     from taskmill.ledger import Ledger
-    from taskmill.ledger.sqlite.listing import TASK_JSON_SQL
+    from taskmill.ledger.sqlite.kept_text import TASK_JSON_SQL
 
     path = tmp_path / "l.db"
     store = SqliteStore.open(path)

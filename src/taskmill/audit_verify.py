@@ -49,6 +49,7 @@ def verify_ledger(ledger: LedgerStore, store: AnchorStore | None = None, *,
     elif intact:
         report.proven.append(f"the chain of events 1..{intact} is intact")
     _replay(ledger, replay, report)
+    _kept_text(ledger, report)
     if store is None:
         report.unproven.append(anchors_note or "no anchors were checked: the chain proves"
                                " only that the log is consistent with itself")
@@ -71,6 +72,20 @@ def _replay(ledger: LedgerStore, replay: Replay, report: VerifyReport) -> None:
     if len(mismatches) > MAX_LISTED:
         report.problems.append(f"replay: {len(mismatches) - MAX_LISTED} more differences"
                                " (see --json)")
+
+
+def _kept_text(ledger: LedgerStore, report: VerifyReport) -> None:
+    wrong = ledger.kept_text_differences()
+    if wrong is None:
+        return
+    if not wrong:
+        report.proven.append("the listings' kept text matches the tasks")
+        return
+    named = ", ".join(wrong[:MAX_LISTED]) + (f" and {len(wrong) - MAX_LISTED} more"
+                                             if len(wrong) > MAX_LISTED else "")
+    report.problems.append(
+        f"kept text: what `list`, `blocked` and `ready` print for {len(wrong)} task(s) is not"
+        f" what their rows say ({named}); `taskmill ledger remake` makes it again")
 
 
 def _anchors(store: AnchorStore, anchors: list[Anchor], ref_problems: list[str],

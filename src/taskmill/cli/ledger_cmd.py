@@ -1,4 +1,5 @@
-"""``taskmill ledger``: where the ledger lives (``ledger migrate --to postgresql://...``)."""
+"""``taskmill ledger``: where the ledger lives (``ledger migrate --to postgresql://...``), and
+what it derives from its rows made again (``ledger remake``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,24 @@ from .common import emit_json, get_ctx, json_option
 
 @click.group()
 def ledger() -> None:
-    """Where the ledger lives: move it to a shared PostgreSQL database."""
+    """Where the ledger lives: move it to a shared PostgreSQL database; remake what it
+    derives from its rows."""
+
+
+@ledger.command(name="remake")
+@json_option
+def remake() -> None:
+    """Make again what the ledger derives from its tasks: their readiness counts and the
+    text the listings print (what `taskmill verify` finds wrong after the database was
+    written behind taskmill's back). Changes no task and records no event."""
+    ctx = get_ctx()
+    project = ctx.project()
+    project.ledger.remake()
+    tasks = project.ledger.store.task_count()
+    if ctx.json:
+        emit_json({"remade": True, "tasks": tasks})
+    else:
+        click.echo(f"remade the readiness and the listings' text of {tasks:,} tasks")
 
 
 @ledger.command(name="migrate")

@@ -848,6 +848,14 @@ class Ledger(WorkVerbs):
 
         return verify_ledger(self.store, anchors, anchors_note=anchors_note)
 
+    def remake(self) -> None:
+        """Make again what the store derives from the rows (each task's readiness counts,
+        the listings' kept text), all at once; no task changes, no event is recorded. For a
+        ledger ``verify`` finds them wrong in (written behind taskmill's back)."""
+        with self.transaction() as store:
+            store.recompute_readiness()
+            store.remake_kept_text()
+
     def stats(self) -> dict[str, Any]:
         return self.store.stats()
 

@@ -34,7 +34,7 @@ TASK_COLUMNS = ", ".join(TASK_FIELDS)
 SCHEMA_STEPS = (
     "0001_ledger", "0002_attempts", "0003_beads_readiness", "0003_beads_readiness_backfill",
     "0004_role", "0005_order_slots", "0008_held_index", "0011_listing_indexes",
-    "0012_ledger_generation", "0013_task_linked", "0014_nonwork_compared",
+    "0012_ledger_generation", "0013_task_linked", "0014_nonwork_compared", "0015_kept_text",
 )
 """The names of :data:`taskmill.ledger.sqlite.schema.MIGRATIONS` (a test holds them equal):
 a database with exactly these applied needs no migration, so the lean path may read it."""
@@ -93,62 +93,22 @@ TASK_TEXT_KEYS = ("id", "title", "description", "design", "acceptance_criteria",
                   "updated_at", "closed_at", "close_reason", "external_ref", "metadata",
                   "checks", "agent", "hints", "role", "ready", "parent", "children",
                   "children_closed", "container")
-"""The keys :data:`READY_TEXT_SQL` writes, in order (:func:`task_json`'s: a test holds it)."""
+"""The keys of a task's kept text, in order (:func:`task_json`'s: a test holds it)."""
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _task_text_sql() -> str:
-    """The SQL expression of task ``t``'s JSON (:func:`task_json`) as ``json.dumps(...,
-    ensure_ascii=False, indent=2)`` writes it as an item of a list (its keys indented by
-    four spaces, its closing brace by two): SQLite's ``json_quote`` escapes a string as
-    :mod:`json` does (and orjson: a test holds all three equal). NULL where the caller is
-    to write it: a JSON column set (``metadata``, ``checks``, ``hints``: parsed, then
-    written again indented), or a priority or ``gated`` that is not an integer. (The
-    listings' text, :mod:`taskmill.ledger.sqlite.listing`, is made the same way.)"""
-    value = {name: f"json_quote(t.{name})" for name in TASK_FIELDS}
-    for name in ("assignee", "closed_at", "close_reason", "external_ref", "agent", "role"):
-        # (often null: the test is cheaper than the call)
-        value[name] = f"CASE WHEN t.{name} IS NULL THEN 'null' ELSE json_quote(t.{name}) END"
-    # labels, parent and children looked for only where ``linked`` says they may be
-    # (:data:`taskmill.ledger.sqlite.schema.LINKED_LABELS`: an index probe each, saved)
-    value["labels"] = (  # (the co-routine reads labels_ordered in order: no sort)
-        "CASE WHEN t.linked & 1 = 0 THEN '[]' ELSE ifnull((SELECT '[\n      ' || group_concat(quoted, ',\n      ') || '\n    ]'"
-        " FROM (SELECT json_quote(label) AS quoted FROM labels INDEXED BY labels_ordered"
-        " WHERE task_id = t.id ORDER BY pos, label)), '[]') END")
-    value["metadata"] = value["checks"] = value["hints"] = "'null'"
-    value["ready"] = "iif(t.status = 'open' AND t.gated = 0, 'true', 'false')"
-    value["parent"] = (  # (the first by position: :func:`parents_sql`'s last row)
-        "CASE WHEN t.linked & 2 = 0 THEN 'null' ELSE"
-        " json_quote((SELECT depends_on_id FROM deps INDEXED BY deps_parent"
-        " WHERE type = 'parent-child' AND issue_id = t.id ORDER BY pos, depends_on_id"
-        " LIMIT 1)) END")
-    # children, children_closed and container (:func:`children_counts_sql`)
-    value["children"] = (
-        "CASE WHEN t.linked & 4 = 0"
-        " THEN '0,\n    \"children_closed\": 0,\n    \"container\": false' WHEN EXISTS (SELECT 1 FROM deps INDEXED BY deps_children"
-        " WHERE depends_on_id = t.id AND type = 'parent-child')"
-        " THEN (SELECT printf('%d,\n    \"children_closed\": %d,\n    \"container\": %s',"
-        " count(*), ifnull(sum(c.status = 'closed'), 0), iif(count(*) > 0, 'true', 'false'))"
-        " FROM deps AS d INDEXED BY deps_children JOIN tasks AS c ON c.id = d.issue_id"
-        " WHERE d.depends_on_id = t.id AND d.type = 'parent-child'"
-        " AND c.status != 'tombstone')"
-        " ELSE '0,\n    \"children_closed\": 0,\n    \"container\": false' END")
-    names = TASK_TEXT_KEYS[:-2]  # (the last two: ``children``'s)
-    text = ("printf(" + _literal("{" + ",".join(f'\n    "{name}": %s' for name in names)
-                                 + "\n  }") + ", " + ", ".join(value[n] for n in names) + ")")
-    return ("iif(t.metadata IS NULL AND t.checks IS NULL AND t.hints IS NULL"
-            " AND typeof(t.priority) = 'integer' AND typeof(t.gated) = 'integer', "
-            + text + ", NULL)")
-
-
-READY_TEXT_SQL = (f"SELECT t.id, {_task_text_sql()} FROM tasks AS t INDEXED BY tasks_ready"
-                  " WHERE t.status = 'open' AND t.gated = 0 AND t.nonwork = 0"
-                  " ORDER BY t.priority, t.created_key, t.seq")
-""":data:`READY_SQL`'s tasks as (id, the task's JSON as an item of an indented list, or
-NULL where the caller writes it)."""
+READY_TEXT_SQL = (
+    "SELECT t.id, CASE WHEN typeof(t.priority) = 'integer' THEN x.body END"
+    " FROM tasks AS t INDEXED BY tasks_ready LEFT JOIN task_text AS x ON x.seq = t.seq"
+    " WHERE t.status = 'open' AND t.gated = 0 AND t.nonwork = 0"
+    " ORDER BY t.priority, t.created_key, t.seq")
+""":data:`READY_SQL`'s tasks as (id, the task's JSON as an item of an indented list less its
+closing brace, or NULL where the caller writes it): the text the ledger keeps for each
+task (:mod:`taskmill.ledger.sqlite.kept_text`: ``json_quote`` escapes as :mod:`json`
+does), NULL where the priority is not an integer or no text is kept; a text holding U+0001
+(a JSON field set: ``metadata``, ``checks``, ``hints``, kept compact) is the caller's to
+write too (:func:`ready_texts`). Read through the ready index alone (it holds every column
+asked of ``tasks``: schema 0015) and a rowid lookup each (the tests for U+0001 and the
+brace in SQL: ~2.5 us a task more than here)."""
 
 
 DEP_COLUMNS = "issue_id, depends_on_id, type, created_at, created_by"
@@ -236,7 +196,7 @@ def ready_texts(conn: sqlite3.Connection, limit: int | None, loads: Loads
     if conn.execute(ANY_DEFERRED_SQL).fetchone() is not None:
         return None
     sql = READY_TEXT_SQL + (f" LIMIT {int(limit)}" if limit else "")
-    return [text if text is not None
+    return [text + "\n  }" if text is not None and "\x01" not in text
             else task_dicts(conn, [conn.execute(TASK_SQL, (tid,)).fetchone()], loads)[0]
             for tid, text in conn.execute(sql).fetchall()]
 

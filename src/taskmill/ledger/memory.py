@@ -232,6 +232,12 @@ class MemoryStore(PagedCellRows):
     def generation(self) -> int | None:
         return None  # (no generation kept: nothing is kept)
 
+    def kept_text_differences(self) -> list[str] | None:
+        return None  # (no listing text kept)
+
+    def remake_kept_text(self) -> None:
+        return None
+
     def max_seq(self) -> int:
         return max((t["seq"] for t in self._d.tasks.values()), default=0)
 

@@ -201,6 +201,12 @@ class LedgerStore(Protocol):
         """The ledger's generation: a value drawn anew at every change of a task, label,
         dependency, comment or event, by whoever makes it; ``None`` where the store keeps
         none (answers are then never kept: :mod:`taskmill.cli.lean_kept`)."""
+    def kept_text_differences(self) -> list[str] | None:
+        """The tasks whose listing text the store keeps (SQLite:
+        :mod:`taskmill.ledger.sqlite.kept_text`) is not what their rows make now, by id
+        (a row kept for no task: ``#seq``); ``None``: the store keeps none."""
+    def remake_kept_text(self) -> None:
+        """Make every task's kept listing text again from its rows (in a transaction)."""
     def list_tasks(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                    label: str | None,
                    issue_type: str | None, assignee: str | None, parent: str | None,

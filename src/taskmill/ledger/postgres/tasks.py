@@ -114,6 +114,12 @@ class TaskRows:
     def generation(self) -> int | None:
         return None  # (no generation kept: nothing is kept)
 
+    def kept_text_differences(self) -> list[str] | None:
+        return None  # (no listing text kept)
+
+    def remake_kept_text(self) -> None:
+        return None
+
     def max_seq(self) -> int:
         return int(self.conn.execute("SELECT max(seq) FROM tasks").fetchall()[0][0] or 0)
 

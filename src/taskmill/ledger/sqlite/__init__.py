@@ -34,6 +34,7 @@ class SqliteStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bulk
         self.path = path
         self._audit = AuditLog(conn)
         self._depth = 0
+        self.before_commit: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, path: Path, notice: Callable[[str], None] | None = None) -> SqliteStore:
@@ -55,6 +56,7 @@ class SqliteStore(TaskRows, DepRows, ReadinessRows, AttemptRows, EventRows, Bulk
             self.conn.execute("ROLLBACK")
         self._depth = 0
         self._audit.pending = None
+        self.before_commit.clear()
 
     def close(self) -> None:
         self.conn.close()

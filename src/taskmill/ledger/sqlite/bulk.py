@@ -12,6 +12,7 @@ from typing import Any
 from ...errors import TaskmillError
 from ..beads_rules import order_key
 from ..store import IMPORT_ROW_COLUMNS, ImportItem, OrderSlot, Row
+from . import kept_text
 from .schema import (
     LINKED_CHILDREN,
     LINKED_LABELS,
@@ -152,6 +153,9 @@ def _journal_alone(conn: sqlite3.Connection) -> bool:
 
 class BulkRows:
     conn: sqlite3.Connection
+    _depth: int
+    before_commit: list[Callable[[], None]]
+    remake_kept_text: Callable[[], None]
     _bulk_parents: set[str] | None = None
     """In a :meth:`bulk_import` (its ``linked`` triggers dropped): the parents the imported
     rows name, whose :data:`~.schema.LINKED_CHILDREN` bit is set at its end."""
@@ -241,9 +245,12 @@ class BulkRows:
         # cost an import ~12% more CPU): dropped and made again in its transaction
         # and each task's ``linked`` bits set by the import itself (the triggers, at every
         # label and parent, would cost a 1M import seconds)
+        # The kept listing text (:mod:`.kept_text`) made once, at the end of the transaction:
+        # the readiness counted after the rows changes many tasks' text again
         triggers = [*generation_triggers(), *linked_triggers()]
         for name, _sql in triggers:
             self.conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        kept_text.drop_triggers(self.conn)
         self._bulk_parents = set()
         try:
             with self._indexes_deferred():  # (on an error the transaction rolls back the drops)
@@ -254,6 +261,11 @@ class BulkRows:
         for _name, sql in triggers:
             self.conn.execute(sql)
         self.conn.execute(NEW_GENERATION_SQL)
+        if not self._depth:
+            self.remake_kept_text()
+        elif self.remake_kept_text not in self.before_commit:  # (its triggers dropped till
+            # then; a savepoint rolled back meanwhile may have made them again)
+            self.before_commit.append(self.remake_kept_text)
 
     def _linked_after_import(self) -> None:
         """What the dropped triggers would have set of ``linked`` that the imported rows

@@ -4,7 +4,7 @@ kept in ``meta``), the unit of work that nests, and the reads over events."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,6 +53,8 @@ class EventRows:
     _depth: int
     _reading = False
     """Inside a :meth:`snapshot` of its own (which a write on this connection ends first)."""
+    before_commit: list[Callable[[], None]]
+    """Run in order at the end of the outermost :meth:`transaction`, before it commits."""
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -86,11 +88,14 @@ class EventRows:
             self._audit.begin()
             try:
                 yield
+                while self.before_commit:  # (what the transaction's work left to its end)
+                    self.before_commit.pop(0)()
             except BaseException:
                 self._audit.pending = None
                 raise
             finally:
                 self._depth = 0
+                self.before_commit.clear()
             self._audit.finish()
 
     @contextmanager

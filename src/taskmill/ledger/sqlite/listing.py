@@ -20,81 +20,13 @@ from typing import Any
 from ..rows import expand_json_fields
 from ..store import CellRow, HeldLinks, LinksReading
 from ..task_filter import listing_order, task_where
-from . import split
+from . import kept_text, split
 from .deps import HELD_SQL
+from .kept_text import JOIN_SQL, KEPT_JSON_SQL
 from .readiness import HOLDS_SQL
 from .schema import connect
 from .split import ForkedReading, PinnedReading, Rows, T, can_split, split_rows
 from .streamed import streamed_rows
-
-_LABELS = (  # (labels, parent and children looked for only where ``linked`` says they may
-    # be: an index probe each, saved; :data:`~taskmill.ledger.sqlite.schema.LINKED_LABELS`)
-    "CASE WHEN t.linked & 1 = 0 THEN '[]' ELSE (SELECT CASE WHEN count(*) = 0 THEN '[]'"
-    " ELSE '[\n      ' || group_concat(q, ',\n      ') || '\n    ]' END"
-    " FROM (SELECT json_quote(l.label) AS q FROM labels l INDEXED BY labels_ordered"
-    " WHERE l.task_id = t.id"
-    " ORDER BY l.pos, l.label)) END"
-)
-_PARENT = (
-    "CASE WHEN t.linked & 2 = 0 THEN 'null' ELSE json_quote((SELECT p.depends_on_id FROM deps p"
-    " INDEXED BY deps_parent WHERE p.issue_id = t.id"
-    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1)) END"
-)
-_NO_CHILDREN = "'0,\n    \"children_closed\": 0,\n    \"container\": false'"
-_CHILDREN = (
-    f"CASE WHEN t.linked & 4 = 0 THEN {_NO_CHILDREN} WHEN EXISTS (SELECT 1 FROM deps cd"
-    " INDEXED BY deps_children WHERE cd.depends_on_id = t.id"
-    " AND cd.type = 'parent-child') THEN (SELECT count(*) || ',\n    \"children_closed\": '"
-    " || coalesce(sum(c.status = 'closed'), 0) || ',\n    \"container\": '"
-    " || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
-    " FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
-    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
-    f" ELSE {_NO_CHILDREN} END"
-)
-
-
-def _nullable(column: str) -> str:
-    """``json_quote`` of a column that is often null (the test is cheaper than the call)."""
-    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE json_quote(t.{column}) END"
-
-
-def _json_field(column: str) -> str:
-    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE char(1) || t.{column} || char(1) END"
-
-
-_FIELDS: list[tuple[str, str]] = [
-    ("id", "json_quote(t.id)"),
-    ("title", "json_quote(t.title)"),
-    ("description", "json_quote(t.description)"),
-    ("design", "json_quote(t.design)"),
-    ("acceptance_criteria", "json_quote(t.acceptance_criteria)"),
-    ("notes", "json_quote(t.notes)"),
-    ("status", "json_quote(t.status)"),
-    ("priority", "json_quote(t.priority)"),
-    ("issue_type", "json_quote(t.issue_type)"),
-    ("assignee", _nullable("assignee")),
-    ("labels", _LABELS),
-    ("created_at", "json_quote(t.created_at)"),
-    ("updated_at", "json_quote(t.updated_at)"),
-    ("closed_at", _nullable("closed_at")),
-    ("close_reason", _nullable("close_reason")),
-    ("external_ref", _nullable("external_ref")),
-    ("metadata", _json_field("metadata")),
-    ("checks", _json_field("checks")),
-    ("agent", _nullable("agent")),
-    ("hints", _json_field("hints")),
-    ("role", _nullable("role")),
-    ("ready", "CASE WHEN t.status = 'open' AND NOT coalesce(t.gated, 0) THEN 'true'"
-              " ELSE 'false' END"),
-    ("parent", _PARENT),
-    ("children", _CHILDREN),  # children, children_closed and container
-]
-
-TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in _FIELDS) + "', "
-                 + ", ".join(expr for _, expr in _FIELDS) + ")")
-"""The task ``t`` (a row of ``tasks``) as the text of ``Task.to_json()`` up to
-``container``, in an item's indentation, without its closing brace (SQL string literals
-hold the line breaks)."""
 
 CELLS_SQL = (
     "t.id, CASE WHEN t.linked & 2 THEN (SELECT p.depends_on_id FROM deps p INDEXED BY"
@@ -201,7 +133,8 @@ class ListingRows:
 
         def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
                  ) -> Iterator[str]:
-            sql = f"SELECT {TASK_JSON_SQL}{marks} || {_END} FROM tasks t{where}{span}{order}"
+            sql = (f"SELECT {KEPT_JSON_SQL}{marks} || {_END} FROM tasks t{JOIN_SQL}{where}"
+                   f"{span}{order}")
             for (text,) in conn.execute(sql, [*marks_args, *filter_args, *span_args]):
                 yield expand_json_fields(text) if "\x01" in text else text
 
@@ -265,8 +198,8 @@ class ListingRows:
         def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
                  ) -> Iterator[tuple[str, str, str]]:
             for tid, status, text in conn.execute(
-                    f"SELECT t.id, t.status, {TASK_JSON_SQL}{marks} FROM tasks t"
-                    f" INDEXED BY tasks_held WHERE {HELD_SQL.format(t='t.')}{gate}{span}"
+                    f"SELECT t.id, t.status, {KEPT_JSON_SQL}{marks} FROM tasks t"
+                    f" INDEXED BY tasks_held{JOIN_SQL} WHERE {HELD_SQL.format(t='t.')}{gate}{span}"
                     " ORDER BY t.priority, t.seq", [*marks_args, *span_args]):
                 yield tid, status, expand_json_fields(text) if "\x01" in text else text
 
@@ -281,6 +214,14 @@ class ListingRows:
 
     def held_links(self) -> HeldLinks:
         return held_links(self.conn)
+
+    def kept_text_differences(self) -> list[str] | None:
+        return kept_text.kept_text_differences(self.conn)
+
+    def remake_kept_text(self) -> None:
+        kept_text.drop_triggers(self.conn)
+        kept_text.refill(self.conn)
+        kept_text.make_triggers(self.conn)
 
     def held_links_reading(self) -> LinksReading:
         import threading

@@ -18,6 +18,7 @@ from typing import TypeGuard, TypeVar
 
 from ...errors import TaskmillError
 from ..beads_rules import READY_EXCLUDE_TYPES, order_key
+from .kept_text import migrate_kept_text
 
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 120.0
@@ -345,6 +346,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0012_ledger_generation", _v12_generation),
     ("0013_task_linked", _v13_linked),
     ("0014_nonwork_compared", _v14_nonwork_compared),
+    ("0015_kept_text", migrate_kept_text),
 ]
 
 

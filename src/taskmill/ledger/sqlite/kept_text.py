@@ -1,0 +1,214 @@
+"""Each task's listing text, kept: ``task_text`` holds, for every task not done, the JSON
+text ``list --json``, ``blocked --json`` and ``ready --json`` print for it, made by SQLite
+(:data:`TASK_JSON_SQL`) when the task, its labels, its parent or its children change, by
+triggers (so by any writer: this code, an older or newer one, a user's ``sqlite3`` shell).
+
+Made per row, that text is most of what a listing costs (``printf``/``json_quote`` over 24
+fields and three index probes: ~12-19 us a task; 66,604 open tasks at 1M: ~1.5 s of CPU);
+read from here, a rowid lookup each. A listing reads it through a ``LEFT JOIN`` and makes
+the text of a task without a row itself (:data:`KEPT_JSON_SQL`), so a row missing is
+slower, never wrong; a row that is wrong is what ``taskmill verify`` looks for
+(:func:`kept_text_differences`).
+
+A done task (``closed``, ``tombstone``) has no row: of a 1M ledger (912K closed), 88K rows,
+73 MB of text (~8% of the database). A bulk import drops the triggers and makes the rows
+once before its commit (:func:`refill`).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+_LABELS = (  # (labels, parent and children looked for only where ``linked`` says they may
+    # be: an index probe each, saved; :data:`~taskmill.ledger.sqlite.schema.LINKED_LABELS`)
+    "CASE WHEN t.linked & 1 = 0 THEN '[]' ELSE (SELECT CASE WHEN count(*) = 0 THEN '[]'"
+    " ELSE '[\n      ' || group_concat(q, ',\n      ') || '\n    ]' END"
+    " FROM (SELECT json_quote(l.label) AS q FROM labels l INDEXED BY labels_ordered"
+    " WHERE l.task_id = t.id"
+    " ORDER BY l.pos, l.label)) END"
+)
+_PARENT = (
+    "CASE WHEN t.linked & 2 = 0 THEN 'null' ELSE json_quote((SELECT p.depends_on_id FROM deps p"
+    " INDEXED BY deps_parent WHERE p.issue_id = t.id"
+    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1)) END"
+)
+_NO_CHILDREN = "'0,\n    \"children_closed\": 0,\n    \"container\": false'"
+_CHILDREN = (
+    f"CASE WHEN t.linked & 4 = 0 THEN {_NO_CHILDREN} WHEN EXISTS (SELECT 1 FROM deps cd"
+    " INDEXED BY deps_children WHERE cd.depends_on_id = t.id"
+    " AND cd.type = 'parent-child') THEN (SELECT count(*) || ',\n    \"children_closed\": '"
+    " || coalesce(sum(c.status = 'closed'), 0) || ',\n    \"container\": '"
+    " || CASE WHEN count(*) > 0 THEN 'true' ELSE 'false' END"
+    " FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
+    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
+    f" ELSE {_NO_CHILDREN} END"
+)
+
+
+def _nullable(column: str) -> str:
+    """``json_quote`` of a column that is often null (the test is cheaper than the call)."""
+    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE json_quote(t.{column}) END"
+
+
+def _json_field(column: str) -> str:
+    return f"CASE WHEN t.{column} IS NULL THEN 'null' ELSE char(1) || t.{column} || char(1) END"
+
+
+TEXT_FIELDS: list[tuple[str, str]] = [
+    ("id", "json_quote(t.id)"),
+    ("title", "json_quote(t.title)"),
+    ("description", "json_quote(t.description)"),
+    ("design", "json_quote(t.design)"),
+    ("acceptance_criteria", "json_quote(t.acceptance_criteria)"),
+    ("notes", "json_quote(t.notes)"),
+    ("status", "json_quote(t.status)"),
+    ("priority", "json_quote(t.priority)"),
+    ("issue_type", "json_quote(t.issue_type)"),
+    ("assignee", _nullable("assignee")),
+    ("labels", _LABELS),
+    ("created_at", "json_quote(t.created_at)"),
+    ("updated_at", "json_quote(t.updated_at)"),
+    ("closed_at", _nullable("closed_at")),
+    ("close_reason", _nullable("close_reason")),
+    ("external_ref", _nullable("external_ref")),
+    ("metadata", _json_field("metadata")),
+    ("checks", _json_field("checks")),
+    ("agent", _nullable("agent")),
+    ("hints", _json_field("hints")),
+    ("role", _nullable("role")),
+    ("ready", "CASE WHEN t.status = 'open' AND NOT coalesce(t.gated, 0) THEN 'true'"
+              " ELSE 'false' END"),
+    ("parent", _PARENT),
+    ("children", _CHILDREN),  # children, children_closed and container
+]
+
+TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in TEXT_FIELDS) + "', "
+                 + ", ".join(expr for _, expr in TEXT_FIELDS) + ")")
+"""The task ``t`` (a row of ``tasks``) as the text of ``Task.to_json()`` up to
+``container``, in an item's indentation, without its closing brace (SQL string literals
+hold the line breaks)."""
+
+
+DONE_SQL = "('closed', 'tombstone')"
+TABLE_SQL = "CREATE TABLE task_text (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"
+"""``seq``: the task's ``tasks.seq`` (its rowid: a listing's lookup is the cheapest there
+is); ``body``: :data:`TASK_JSON_SQL` of the task, JSON fields between U+0001 characters."""
+
+KEPT_JSON_SQL = f"coalesce(x.body, {TASK_JSON_SQL})"
+""":data:`TASK_JSON_SQL` of ``t`` read from its kept row ``x`` (``LEFT JOIN`` :data:`JOIN_SQL`),
+made here where there is none (SQLite's ``coalesce`` makes its later arguments only when
+the earlier are null)."""
+JOIN_SQL = " LEFT JOIN task_text x ON x.seq = t.seq"
+
+_TEXT_COLUMNS = (
+    "seq", "id", "title", "description", "design", "acceptance_criteria", "notes", "status",
+    "priority", "issue_type", "assignee", "created_at", "updated_at", "closed_at",
+    "close_reason", "external_ref", "metadata", "checks", "agent", "hints", "role", "gated",
+    "linked")
+"""The columns of ``tasks`` a task's text is made from (``linked`` says where to look)."""
+
+
+_UNPINNED_SQL = re.sub(r" INDEXED BY \w+", "", TASK_JSON_SQL)
+""":data:`TASK_JSON_SQL` leaving the planner its indexes (it takes the same): in a trigger,
+a statement naming an index fails while the index is not there (an older taskmill's
+import drops some for its time)."""
+
+
+def _made(where: str, text: str = _UNPINNED_SQL) -> str:
+    """SQL making the rows of the tasks not done that ``where`` selects (of ``tasks t``)."""
+    return (f"INSERT OR REPLACE INTO task_text (seq, body) SELECT t.seq, {text}"
+            f" FROM tasks t WHERE {where} AND t.status NOT IN {DONE_SQL};")
+
+
+def _parents_of(*ids: str) -> str:
+    """``t`` is a parent of a task of ``ids`` (SQL expressions)."""
+    return ("t.id IN (SELECT depends_on_id FROM deps WHERE issue_id IN"
+            f" ({', '.join(ids)}) AND type = 'parent-child')")
+
+
+def _ids(*ids: str) -> str:
+    return f"t.id IN ({', '.join(ids)})"
+
+
+def text_triggers() -> list[tuple[str, str]]:
+    """``(name, SQL)`` of the triggers keeping ``task_text`` in step: a task's row, its
+    labels, its parent-child links either way, and a child's state (its parent's counts:
+    ``children`` leaves tombstones out, ``children_closed`` counts the closed)."""
+    counted = ("(OLD.status = 'closed') != (NEW.status = 'closed')"
+               " OR (OLD.status = 'tombstone') != (NEW.status = 'tombstone')"
+               " OR OLD.id IS NOT NEW.id")
+    return [(name, f"CREATE TRIGGER {name} {body}") for name, body in [
+        ("tasks_text_insert", "AFTER INSERT ON tasks BEGIN"
+         f" {_made('t.seq = NEW.seq')} {_made(_parents_of('NEW.id'))} END"),
+        ("tasks_text_update", f"AFTER UPDATE OF {', '.join(_TEXT_COLUMNS)} ON tasks"
+         f" WHEN OLD.status NOT IN {DONE_SQL} OR NEW.status NOT IN {DONE_SQL}"
+         " OR OLD.seq != NEW.seq BEGIN DELETE FROM task_text WHERE seq = OLD.seq"
+         f" AND (OLD.seq != NEW.seq OR NEW.status IN {DONE_SQL}); {_made('t.seq = NEW.seq')}"
+         " END"),
+        ("tasks_text_counted", f"AFTER UPDATE OF status, id ON tasks WHEN {counted} BEGIN"
+         f" {_made(_parents_of('OLD.id', 'NEW.id'))} END"),
+        ("tasks_text_delete", "AFTER DELETE ON tasks BEGIN"
+         f" DELETE FROM task_text WHERE seq = OLD.seq; {_made(_parents_of('OLD.id'))} END"),
+        ("labels_text_insert", f"AFTER INSERT ON labels BEGIN {_made(_ids('NEW.task_id'))} END"),
+        ("labels_text_update", "AFTER UPDATE ON labels BEGIN"
+         f" {_made(_ids('OLD.task_id', 'NEW.task_id'))} END"),
+        ("labels_text_delete", f"AFTER DELETE ON labels BEGIN {_made(_ids('OLD.task_id'))} END"),
+        ("deps_text_insert", "AFTER INSERT ON deps WHEN NEW.type = 'parent-child' BEGIN"
+         f" {_made(_ids('NEW.issue_id', 'NEW.depends_on_id'))} END"),
+        ("deps_text_update", "AFTER UPDATE ON deps"
+         " WHEN OLD.type = 'parent-child' OR NEW.type = 'parent-child' BEGIN"
+         f" {_made(_ids('OLD.issue_id', 'OLD.depends_on_id', 'NEW.issue_id', 'NEW.depends_on_id'))}"
+         " END"),
+        ("deps_text_delete", "AFTER DELETE ON deps WHEN OLD.type = 'parent-child' BEGIN"
+         f" {_made(_ids('OLD.issue_id', 'OLD.depends_on_id'))} END"),
+    ]]
+
+
+def refill(conn: sqlite3.Connection) -> None:
+    """Every row made again (in the caller's transaction): after a bulk import, which
+    writes with the triggers dropped (at 1M tasks, 88K rows: ~2 s)."""
+    conn.execute("DELETE FROM task_text")
+    conn.execute(_made("1", TASK_JSON_SQL))  # (every parent's children: the small index)
+
+
+def drop_triggers(conn: sqlite3.Connection) -> None:
+    for name, _sql in text_triggers():
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def make_triggers(conn: sqlite3.Connection) -> None:
+    for _name, sql in text_triggers():
+        conn.execute(sql)
+
+
+READY_INDEX_SQL = (
+    "CREATE INDEX tasks_ready ON tasks(priority, created_key, seq, id, status, gated, nonwork)"
+    " WHERE status = 'open' AND gated = 0 AND nonwork = 0")
+"""The ready tasks in their order, with every column ``ready --json`` asks of ``tasks``
+(:data:`taskmill.ledger.lean.READY_TEXT_SQL`): read with their kept text and no row of
+``tasks`` (100K tasks, 2,666 ready: 20 ms -> 8 ms)."""
+
+
+def migrate_kept_text(conn: sqlite3.Connection) -> None:
+    """Schema 0015: the table, its rows, its triggers; the ready index holding what
+    ``ready --json`` reads beside the text."""
+    conn.execute(TABLE_SQL)
+    refill(conn)
+    make_triggers(conn)
+    conn.execute("DROP INDEX tasks_ready")
+    conn.execute(READY_INDEX_SQL)
+
+
+def kept_text_differences(conn: sqlite3.Connection) -> list[str]:
+    """The ids of the tasks whose kept row is not the text made from the task now (or is
+    missing, or kept for a done task), and the seqs of rows kept for no task (as ``#N``)."""
+    made = (f"SELECT t.seq, t.id, {TASK_JSON_SQL} AS body FROM tasks t"
+            f" WHERE t.status NOT IN {DONE_SQL}")
+    out = [tid for (tid,) in conn.execute(
+        f"SELECT m.id FROM ({made}) m LEFT JOIN task_text x ON x.seq = m.seq"
+        " WHERE x.body IS NOT m.body ORDER BY m.seq")]
+    out += [tid if tid is not None else f"#{seq}" for seq, tid in conn.execute(
+        "SELECT x.seq, t.id FROM task_text x LEFT JOIN tasks t ON t.seq = x.seq"
+        f" WHERE t.seq IS NULL OR t.status IN {DONE_SQL} ORDER BY x.seq")]
+    return out

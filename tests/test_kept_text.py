@@ -1,0 +1,210 @@
+"""The listings' kept text (schema 0015): each task not done has the JSON text the listings
+print kept in ``task_text``, in step with its rows whoever writes them (triggers); the
+listings print what they printed when they made every task's text per row, and ``verify``
+finds a kept text that is wrong."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import invoke_cli
+from schema_steps import ledger_before
+from taskmill.beads.importer import import_beads
+from taskmill.errors import TaskmillError
+from taskmill.ledger import Ledger
+from taskmill.ledger.sqlite import split
+from taskmill.ledger.sqlite.kept_text import kept_text_differences, text_triggers
+from taskmill.ledger.sqlite.schema import connect, migrate
+
+FIXTURE = Path(__file__).parent / "fixtures" / "beads-sample.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _no_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "SPLIT_MIN", 10**9)
+
+
+def _differences(db: Path) -> list[str]:
+    conn = connect(db)
+    try:
+        return kept_text_differences(conn)
+    finally:
+        conn.close()
+
+
+def _kept(db: Path) -> dict[int, str]:
+    conn = sqlite3.connect(db)
+    try:
+        return dict(conn.execute("SELECT seq, body FROM task_text"))
+    finally:
+        conn.close()
+
+
+def _triggers(db: Path) -> set[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    finally:
+        conn.close()
+
+
+def _listings(ledger: Ledger) -> tuple[list[str], list[str], list[str], list[str]]:
+    return (list(ledger.list_json(status=None)),
+            list(ledger.list_json(status=None, include_hidden=True)),
+            list(ledger.list_json(status=["open"])), list(ledger.blocked_json()))
+
+
+def _made_per_row(ledger: Ledger, db: Path) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The listings with no text kept (each task's made as it is listed), then kept again."""
+    conn = sqlite3.connect(db)
+    kept = conn.execute("SELECT seq, body FROM task_text").fetchall()
+    conn.execute("DELETE FROM task_text")
+    conn.commit()
+    try:
+        return _listings(ledger)
+    finally:
+        conn.executemany("INSERT INTO task_text (seq, body) VALUES (?, ?)", kept)
+        conn.commit()
+        conn.close()
+
+
+def test_every_way_of_writing_keeps_the_text_in_step(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    ledger = Ledger.open(db, prefix="k")
+    with ledger:
+        epic = ledger.create("epic")
+        a = ledger.create("a", labels=["x", "y"], parent=epic.id)
+        b = ledger.create("b", after=[a.id], parent=epic.id)
+        c = ledger.create("c", metadata={"k": [1, 2]})
+        ledger.add_labels(b.id, ["later"])
+        ledger.add_dep(c.id, b.id, "parent-child")
+        ledger.remove_labels(a.id, ["x"])
+        ledger.close(a.id, "done")  # (b is ready now; the epic counts a closed child)
+        ledger.update(c.id, {"title": "c, renamed", "priority": 0})
+        ledger.claim(b.id, "me")
+        ledger.remove_dep(a.id, epic.id, "parent-child")
+        ledger.update(epic.id, {"status": "deferred"})  # (its children are held)
+        ledger.reopen(a.id)
+        assert _differences(db) == []
+        assert len(_kept(db)) == 4
+        assert _made_per_row(ledger, db) == _listings(ledger)
+        # behind the ledger's back, as a user's sqlite3 shell
+        conn = sqlite3.connect(db)
+        conn.execute("INSERT INTO labels (task_id, label, pos) VALUES ('k-later', 'l', 0)")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                     " ('k-later', ?, 'parent-child')", (epic.id,))
+        conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key)"
+                     " SELECT 'k-later', 'later', created_at, updated_at, created_key"
+                     " FROM tasks WHERE id = ?", (epic.id,))
+        conn.execute("UPDATE tasks SET id = 'k-renamed' WHERE id = ?", (c.id,))
+        conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = ?", (a.id,))
+        conn.execute("UPDATE labels SET task_id = ? WHERE task_id = 'k-later'", (b.id,))
+        conn.execute("UPDATE deps SET type = 'related' WHERE issue_id = ? AND type ="
+                     " 'parent-child'", (b.id,))
+        conn.execute("DELETE FROM tasks WHERE id = 'k-later'")
+        conn.commit()
+        conn.close()
+        assert _differences(db) == []
+        assert _made_per_row(ledger, db) == _listings(ledger)
+        assert ledger.verify().ok is False  # (the rows changed behind its back: replay says)
+        assert not [p for p in ledger.verify().problems if p.startswith("kept text")]
+
+
+def test_a_kept_text_made_wrong_is_found_and_remade(taskmill_repo: Path) -> None:
+    tmp_path = taskmill_repo
+    for title in ("one", "two", "three"):
+        invoke_cli(["create", title], cwd=tmp_path).ok()
+    db = tmp_path / ".taskmill" / "taskmill.db"
+    listed = invoke_cli(["list", "--json"], cwd=tmp_path).ok().stdout
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE task_text SET body = replace(body, '\"two\"', '\"TWO\"')")
+    conn.execute("DELETE FROM task_text WHERE seq = 3")  # (missing: made per row)
+    conn.commit()
+    conn.close()
+    assert '"TWO"' in invoke_cli(["list", "--json"], cwd=tmp_path, env={"TASKMILL_KEPT": "0"}
+                                 ).ok().stdout
+    check = invoke_cli(["verify", "--json"], cwd=tmp_path)
+    assert check.exit_code == 5
+    problems = json.loads(check.stdout)["problems"]
+    assert any(p.startswith("kept text: what `list`, `blocked` and `ready` print for 2 task(s)")
+               and "tm-" in p and "taskmill ledger remake" in p for p in problems), problems
+    out = invoke_cli(["ledger", "remake", "--json"], cwd=tmp_path).ok()
+    assert json.loads(out.stdout) == {"remade": True, "tasks": 3}
+    assert invoke_cli(["verify"], cwd=tmp_path).exit_code == 0
+    assert invoke_cli(["list", "--json"], cwd=tmp_path, env={"TASKMILL_KEPT": "0"}
+                      ).ok().stdout == listed
+    assert _triggers(db) >= {name for name, _ in text_triggers()}
+
+
+@pytest.mark.parametrize("into", ["an empty ledger", "a ledger with tasks"])
+def test_an_import_makes_the_text_once_and_keeps_its_triggers(tmp_path: Path, into: str) -> None:
+    db = tmp_path / "db"
+    ledger = Ledger.open(db, prefix="bd")
+    with ledger:
+        if into == "a ledger with tasks":
+            first = json.loads(FIXTURE.read_text().splitlines()[0])["id"]
+            kid = ledger.create("a child of a record", labels=["old"])
+            conn = sqlite3.connect(db)  # (a record the import rewrites gets a child)
+            conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                         " (?, ?, 'parent-child')", (kid.id, first))
+            conn.commit()
+            conn.close()
+        import_beads(ledger, FIXTURE)
+        assert _triggers(db) >= {name for name, _ in text_triggers()}
+        assert _differences(db) == []
+        assert _kept(db)
+        assert _made_per_row(ledger, db) == _listings(ledger)
+        kept, listed = _kept(db), _listings(ledger)
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text(FIXTURE.read_text().splitlines()[0].replace('"open"', '"closed"')
+                          + "\n{not json\n")
+        with pytest.raises(TaskmillError):
+            import_beads(ledger, broken)
+        assert _kept(db) == kept and _listings(ledger) == listed
+        assert _triggers(db) >= {name for name, _ in text_triggers()}
+
+
+def test_a_ledger_made_before_the_kept_text_gets_it(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    conn = ledger_before(db, "0015_kept_text")
+    conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key, status)"
+                 " VALUES ('o-1', 'one', 't', 't', 't', 'open'),"
+                 " ('o-2', 'two', 't', 't', 't', 'closed')")
+    conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-1', 'l')")
+    conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                 " ('o-2', 'o-1', 'parent-child')")
+    assert migrate(conn) == ["0015_kept_text"]
+    conn.close()
+    assert list(_kept(db)) == [1]
+    assert '"children_closed": 1' in _kept(db)[1]
+    assert _differences(db) == []
+
+
+def test_writes_go_on_while_an_older_import_has_dropped_the_listing_indexes(
+        tmp_path: Path) -> None:
+    """The triggers name no index: an older taskmill's bulk import drops some for its time."""
+    db = tmp_path / "db"
+    ledger = Ledger.open(db, prefix="k")
+    with ledger:
+        epic = ledger.create("epic")
+        conn = sqlite3.connect(db)
+        for name in ("deps_parent", "deps_children", "labels_ordered"):
+            conn.execute(f"DROP INDEX {name}")
+        conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key)"
+                     " VALUES ('k-kid', 'kid', 't', 't', 't')")
+        conn.execute("INSERT INTO labels (task_id, label) VALUES ('k-kid', 'l')")
+        conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
+                     " ('k-kid', ?, 'parent-child')", (epic.id,))
+        conn.commit()
+        conn.close()
+    again = connect(db)
+    assert migrate(again) == []
+    again.execute("DELETE FROM migrations WHERE name = '0011_listing_indexes'")
+    assert migrate(again) == ["0011_listing_indexes"]  # (the indexes made again)
+    assert kept_text_differences(again) == []
+    again.close()
