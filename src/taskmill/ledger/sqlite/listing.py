@@ -24,7 +24,7 @@ from . import kept_text, split
 from .deps import HELD_SQL
 from .kept_text import JOIN_SQL, KEPT_JSON_SQL
 from .readiness import HOLDS_SQL
-from .schema import connect
+from .schema import NEW_GENERATION_SQL, connect
 from .split import ForkedReading, PinnedReading, Rows, T, can_split, split_rows
 from .streamed import streamed_rows
 
@@ -222,6 +222,8 @@ class ListingRows:
         kept_text.drop_triggers(self.conn)
         kept_text.refill(self.conn)
         kept_text.make_triggers(self.conn)
+        self.conn.execute(NEW_GENERATION_SQL)  # (an answer kept from the text as it was is
+        # not served again: :mod:`taskmill.cli.lean_kept`)
 
     def held_links_reading(self) -> LinksReading:
         import threading
