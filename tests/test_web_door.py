@@ -318,6 +318,12 @@ def test_at_390px_a_person_sends_back_then_approves(door: Door, chromium: Any,
     page.wait_for_selector("#no-approvals")
     page.evaluate(f"location.hash = '#/task/{task_id}'")
     status_is(page, "landed in ", starts=True)
+    assert page.evaluate("document.documentElement.scrollWidth <= 390 && (m =>"
+                         " m.scrollWidth <= m.clientWidth)(document.querySelector('main'))"
+                         ), page.evaluate(  # (a landed task's page: its commit hash too)
+        "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right"
+        " > 390).slice(-3).map(e => e.tagName + '.' + e.className + ': '"
+        " + e.textContent.slice(0, 60))")
     assert (door.repo.root / "strings.txt").read_text() == "Goodbye\n"
     page.click("#pause-toggle")
     page.wait_for_function(
