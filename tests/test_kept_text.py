@@ -1,13 +1,15 @@
-"""The listings' kept text (schema 0015): each task not done has the JSON text the listings
-print kept in ``task_text``, in step with its rows whoever writes them (triggers); the
-listings print what they printed when they made every task's text per row, and ``verify``
-finds a kept text that is wrong."""
+"""The listings' kept text (schema 0015) and cells (0016): each task not done has the JSON
+text the listings print kept in ``task_text`` and its task tables' cells in ``task_cells``,
+in step with its rows whoever writes them (triggers); the listings print what they printed
+when they made every task's text and cells per row, and ``verify`` finds a kept text or cell
+that is wrong."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,22 +55,31 @@ def _triggers(db: Path) -> set[str]:
         conn.close()
 
 
-def _listings(ledger: Ledger) -> tuple[list[str], list[str], list[str], list[str]]:
-    return (list(ledger.list_json(status=None)),
+def _listings(ledger: Ledger) -> list[list[Any]]:
+    return [list(ledger.list_json(status=None)),
             list(ledger.list_json(status=None, include_hidden=True)),
-            list(ledger.list_json(status=["open"])), list(ledger.blocked_json()))
+            list(ledger.list_json(status=["open"])), list(ledger.blocked_json()),
+            [tuple(row) for row in ledger.list_cells(status=None, include_hidden=True)],
+            [tuple(row) for row in ledger.list_cells(status="open")],
+            [(tuple(row), waits, held) for row, waits, held in ledger.blocked_cells()]]
 
 
-def _made_per_row(ledger: Ledger, db: Path) -> tuple[list[str], list[str], list[str], list[str]]:
-    """The listings with no text kept (each task's made as it is listed), then kept again."""
+def _made_per_row(ledger: Ledger, db: Path) -> list[list[Any]]:
+    """The listings with no text or cells kept (each task's made as it is listed), then
+    kept again."""
     conn = sqlite3.connect(db)
-    kept = conn.execute("SELECT seq, body FROM task_text").fetchall()
-    conn.execute("DELETE FROM task_text")
+    kept = {table: conn.execute(f"SELECT * FROM {table}").fetchall()
+            for table in ("task_text", "task_cells")}
+    for table in kept:
+        conn.execute(f"DELETE FROM {table}")
     conn.commit()
     try:
         return _listings(ledger)
     finally:
-        conn.executemany("INSERT INTO task_text (seq, body) VALUES (?, ?)", kept)
+        for table, rows in kept.items():
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
         conn.commit()
         conn.close()
 
@@ -104,6 +115,8 @@ def test_every_way_of_writing_keeps_the_text_in_step(tmp_path: Path) -> None:
         conn.execute("UPDATE tasks SET id = 'k-renamed' WHERE id = ?", (c.id,))
         conn.execute("UPDATE tasks SET status = 'tombstone' WHERE id = ?", (a.id,))
         conn.execute("UPDATE labels SET task_id = ? WHERE task_id = 'k-later'", (b.id,))
+        conn.commit()
+        assert _differences(db) == []  # (a label alone moved: its tasks' text and cells)
         conn.execute("UPDATE deps SET type = 'related' WHERE issue_id = ? AND type ="
                      " 'parent-child'", (b.id,))
         conn.execute("DELETE FROM tasks WHERE id = 'k-later'")
@@ -124,10 +137,14 @@ def test_a_kept_text_made_wrong_is_found_and_remade(taskmill_repo: Path) -> None
     conn = sqlite3.connect(db)
     conn.execute("UPDATE task_text SET body = replace(body, '\"two\"', '\"TWO\"')")
     conn.execute("DELETE FROM task_text WHERE seq = 3")  # (missing: made per row)
+    conn.execute("UPDATE task_cells SET title = 'TWO' WHERE title = 'two'")
+    conn.execute("DELETE FROM task_cells WHERE seq = 3")
     conn.commit()
     conn.close()
     wrong = invoke_cli(["list", "--json"], cwd=tmp_path).ok().stdout  # (an answer kept)
     assert '"TWO"' in wrong and wrong.replace('"TWO"', '"two"') == listed
+    table = invoke_cli(["list"], cwd=tmp_path).ok().stdout
+    assert "TWO" in table and "one" in table and "three" in table
     check = invoke_cli(["verify", "--json"], cwd=tmp_path)
     assert check.exit_code == 5
     problems = json.loads(check.stdout)["problems"]
@@ -138,6 +155,7 @@ def test_a_kept_text_made_wrong_is_found_and_remade(taskmill_repo: Path) -> None
     assert invoke_cli(["verify"], cwd=tmp_path).exit_code == 0
     assert invoke_cli(["list", "--json"], cwd=tmp_path).ok().stdout == listed  # (the answer
     # kept from the wrong text not served again)
+    assert "TWO" not in invoke_cli(["list"], cwd=tmp_path).ok().stdout
     assert _triggers(db) >= {name for name, _ in text_triggers()}
 
 
@@ -169,19 +187,25 @@ def test_an_import_makes_the_text_once_and_keeps_its_triggers(tmp_path: Path, in
         assert _triggers(db) >= {name for name, _ in text_triggers()}
 
 
-def test_a_ledger_made_before_the_kept_text_gets_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("before", ["0015_kept_text", "0016_kept_cells"])
+def test_a_ledger_made_before_the_kept_text_gets_it(tmp_path: Path, before: str) -> None:
     db = tmp_path / "db"
-    conn = ledger_before(db, "0015_kept_text")
+    conn = ledger_before(db, before)
     conn.execute("INSERT INTO tasks (id, title, created_at, updated_at, created_key, status)"
                  " VALUES ('o-1', 'one', 't', 't', 't', 'open'),"
                  " ('o-2', 'two', 't', 't', 't', 'closed')")
     conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-1', 'l')")
     conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
                  " ('o-2', 'o-1', 'parent-child')")
-    assert migrate(conn) == ["0015_kept_text"]
+    assert migrate(conn) == ["0015_kept_text", "0016_kept_cells"][
+        ["0015_kept_text", "0016_kept_cells"].index(before):]
     conn.close()
     assert list(_kept(db)) == [1]
     assert '"children_closed": 1' in _kept(db)[1]
+    check = sqlite3.connect(db)
+    assert check.execute("SELECT seq, id, closed, tags FROM task_cells").fetchall() == [
+        (1, "o-1", "1/1 closed", "l")]
+    check.close()
     assert _differences(db) == []
 
 

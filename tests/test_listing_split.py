@@ -294,3 +294,64 @@ def test_a_table_left_half_read_stops_its_child(ledger: Ledger,
         os.waitpid(pid, os.WNOHANG)
     assert not ledger.store.conn.in_transaction  # type: ignore[attr-defined]
     assert len(_cells(ledger)) == 25
+
+
+# -- a table laid out by two processes, each the stretches of the rows it reads ----------------
+
+
+def _laid(ledger: Ledger, small: int) -> tuple[str, int]:
+    from taskmill.cli import table_stream
+
+    texts = list(ledger.list_texts(table_stream.Laying(small=small), status="open"))
+    return "".join(text for text, _ in texts), sum(n for _, n in texts)
+
+
+@pytest.mark.parametrize("small", [2, 3, 5])
+def test_a_table_laid_out_by_two_processes_is_the_table(
+        ledger: Ledger, small: int, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from taskmill.cli import table_stream
+
+    (epic,) = [t for t in ledger.list_tasks() if t.title == "epic"]
+    for i in range(6):  # (children listed right under their parent, some across stretches)
+        ledger.create(f"kid {i}", parent=epic.id, priority=2)
+    with monkeypatch.context() as m:
+        m.setattr(split, "SPLIT_MIN", 10**9)
+        serial = _laid(ledger, small)
+        table_stream.record_rows(table_stream.records(ledger.list_cells(status="open")),
+                                 extra=False, small=small)
+    printed = capsys.readouterr().out
+    assert serial[1] == 31 and printed == serial[0] + "31 tasks\n"
+    forks = _count_forks(monkeypatch)
+    here: list[int] = []  # (the rows this process laid out: up to a stretch's start)
+    lay = table_stream.Laying.lay
+
+    def counted(self: table_stream.Laying, rows: Any, head: Any) -> Iterator[tuple[str, int]]:
+        for text, n in lay(self, rows, head):
+            here.append(n)
+            yield text, n
+
+    monkeypatch.setattr(table_stream.Laying, "lay", counted)
+    assert _laid(ledger, small) == serial
+    assert len(forks) == 1
+    assert 0 < sum(here) < 31 and (sum(here) - (small + 1)) % small == 0
+
+
+@pytest.mark.parametrize("failure", ["a write", "a failed child"])
+def test_a_laid_table_whose_child_is_not_used_is_laid_out_here(
+        ledger: Ledger, failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        m.setattr(split, "SPLIT_MIN", 10**9)
+        serial = _laid(ledger, 3)
+    child = split._child
+
+    def not_used(path: Path, *args: Any) -> int:
+        if failure == "a failed child":
+            raise RuntimeError("the child could not read")
+        other = connect(path)  # (another connection commits before the child reads)
+        other.execute("UPDATE tasks SET title = 'changed' WHERE status = 'open'")
+        other.close()
+        return child(path, *args)
+
+    monkeypatch.setattr(split, "_child", not_used)
+    assert _laid(ledger, 3) == serial

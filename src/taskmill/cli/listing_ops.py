@@ -46,10 +46,11 @@ def list_tasks(ctx: Ctx, filters: dict[str, Any]) -> None:
             return
         if not ctx.json:
             def table() -> None:  # printed as the rows are read (each row's cells from
-                from . import table_stream  # SQL, no Task made)
+                from . import table_stream  # SQL, no Task made), a long table's later
+                # stretches laid out by another process meanwhile
 
-                table_stream.record_rows(table_stream.records(
-                    project.ledger.list_cells(**filters), interrupted, held), extra=False)
+                table_stream.laid_rows(project.ledger.list_texts(
+                    table_stream.Laying(interrupted=interrupted, held=held), **filters))
 
             kept_text(ctx, project, "list-table", key, table)
             return

@@ -68,8 +68,19 @@ def records(rows: Iterable[CellRow], interrupted: Collection[str] = (),
     made): ``interrupted`` the tasks so marked, ``held`` role -> why its open tasks are held
     (:func:`taskmill.cli.task_ops.mark_held`)."""
     labels: dict[tuple[str, bool], tuple[str, str]] = {}
-    for row in rows:
-        yield _record(row, "", labels, interrupted, held)
+    if interrupted or held:
+        for row in rows:
+            yield _record(row, "", labels, interrupted, held)
+        return
+    for row in rows:  # (the usual row, no mark, all its text printable ASCII: at once)
+        tid, parent, priority, issue_type, status, ready, closed, title, tags, _role = row
+        text = f"{tid}{issue_type}{title}{tags}" if tags else f"{tid}{issue_type}{title}"
+        found = labels.get((status, ready))
+        if found is None or not (text.isascii() and text.isprintable()):
+            yield _record(row, "", labels, (), None)
+            continue
+        yield (tid, parent, tid, str(priority), issue_type, found[0], found[1], closed or "",
+               title, tags or "", "")
 
 
 def blocked_records_of(rows: Iterable[tuple[CellRow, list[str], Holding | None]],
@@ -123,13 +134,67 @@ def record_rows(rows: Iterable[Record], *, extra: bool, small: int | None = None
     if table is None:
         render.task_table([], extra={} if extra else None)  # "0 tasks"
         return 0
-    table.header()
+    table.file.write(table.header())
     count = 0
     chunk: list[Record] = head
     while chunk:
         count += table.rows(chunk)
         chunk = list(itertools.islice(it, small))
+    _count_line(out, count)
+    return count
+
+
+def _count_line(out: Console, count: int) -> None:
     out.print(f"[dim]{count} task{'s' if count != 1 else ''}[/]")
+
+
+class Laying:
+    """A task table of the store's rows laid out a stretch at a time
+    (:class:`taskmill.ledger.store.Laying`): the same bytes as :func:`record_rows` of
+    :func:`records`, whichever process lays out which stretch. Made in this process (the
+    terminal's width and colours decided here) before any child is forked."""
+
+    def __init__(self, *, extra: bool = False, small: int | None = None,
+                 interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
+                 ) -> None:
+        small = SMALL if small is None else small
+        self.first, self.step = small + 1, small
+        self.extra = extra
+        self.out = render.console()
+        self.interrupted, self.held = interrupted, held
+        self._table: _Streamed | None = None
+
+    def lay(self, rows: Iterator[CellRow], head: list[CellRow] | None
+            ) -> Iterator[tuple[str, int]]:
+        found = records(rows, self.interrupted, self.held)
+        if head is None:  # the listing's start: its widths worked out on the first stretch
+            first = list(itertools.islice(found, self.first))
+            if not first:
+                return
+            table = self._table = _Streamed(self.out, first, self.extra)
+            yield table.header() + table.text(first), len(first)
+        elif self._table is None:
+            table = self._table = _Streamed(
+                self.out, list(records(head, self.interrupted, self.held)), self.extra)
+        else:
+            table = self._table
+        while chunk := list(itertools.islice(found, self.step)):
+            yield table.text(chunk), len(chunk)
+
+
+def laid_rows(texts: Iterable[tuple[str, int]]) -> int:
+    """Print a table laid out by :class:`Laying` (its stretches' text, in order) and the "N
+    tasks" line, as :func:`record_rows` prints it; returns N."""
+    out = render.console()
+    count = 0
+    for text, n in texts:
+        out.file.write(text)
+        out.file.flush()
+        count += n
+    if not count:
+        render.task_table([], extra=None)  # "0 tasks"
+        return 0
+    _count_line(out, count)
     return count
 
 
@@ -239,7 +304,7 @@ class _Streamed:
         self.around4 = (" " + "".join(blank + " │ " for blank in self.blanks[:4]),
                         "".join(" │ " + blank for blank in self.blanks[5:]) + " \n")
 
-    def header(self) -> None:
+    def header(self) -> str:
         """The header and the rule under it, as rich draws them (bold on a terminal)."""
         bold = _ansi("bold", self.out.color_system if self.color else None)
         columns = [[_pad(line, w) for line in _wrap(h, w)]
@@ -248,12 +313,20 @@ class _Streamed:
         height = max(map(len, columns))
         for column, w in zip(columns, self.widths, strict=True):
             column[:0] = [" " * w] * (height - len(column))  # rich: at the bottom
-        for cells in zip(*columns, strict=True):
-            self.file.write(("┃".join(bold(" ") + bold(cell) + bold(" ") for cell in cells)
-                             if self.color else " " + " ┃ ".join(cells) + " ") + "\n")
-        self.file.write("━" + "━╇━".join("━" * w for w in self.widths) + "━\n")
+        lines = [("┃".join(bold(" ") + bold(cell) + bold(" ") for cell in cells)
+                  if self.color else " " + " ┃ ".join(cells) + " ") + "\n"
+                 for cells in zip(*columns, strict=True)]
+        return "".join(lines) + "━" + "━╇━".join("━" * w for w in self.widths) + "━\n"
 
     def rows(self, rows: list[Record]) -> int:
+        """Write :meth:`text` of ``rows``; returns their number."""
+        self.file.write(self.text(rows))
+        self.file.flush()
+        return len(rows)
+
+    def text(self, rows: list[Record]) -> str:
+        """The lines of ``rows`` (a stretch: a child right under its parent when both are
+        in it)."""
         lines: list[str] = []
         widths = self.widths
         blanks = self.blanks
@@ -312,9 +385,7 @@ class _Streamed:
                           f" {col4[i] if i < n4 else blank4} │"
                           f" {end[i] if i < ne else blank_end} \n"
                           for i in range(1, max(n0, n4, nm, ne))])
-        self.file.write("".join(lines))
-        self.file.flush()
-        return len(rows)
+        return "".join(lines)
 
     def _column(self, i: int, cell: str) -> list[str]:
         """The lines of column ``i`` for ``cell``: wrapped to its width, padded."""
@@ -371,6 +442,9 @@ class _Streamed:
 
 
 def _grouped(rows: list[Record]) -> list[tuple[Record, int]]:
+    ids = {rec[0] for rec in rows}
+    if ids.isdisjoint([rec[1] for rec in rows]):  # (no parent listed with its child: as
+        return [(rec, 0) for rec in rows]  # they are)
     return task_cells.grouped(rows, _KEY)
 
 

@@ -38,7 +38,7 @@ from ..model import (
     Task,
 )
 from . import containers
-from .store import CellRow, Change, LedgerStore
+from .store import CellRow, Change, Laying, LedgerStore
 from .validate import (
     refuse_mill_author,
     refuse_mill_close_reason,
@@ -279,6 +279,18 @@ class Ledger(WorkVerbs):
         (:data:`~taskmill.ledger.store.CellRow`), read by the store as they are taken (the
         filters are checked before the first)."""
         return self.store.task_cell_rows(**self._listing_filter(
+            status, label, issue_type, assignee, parent, include_hidden, limit))
+
+    def list_texts(self, laying: Laying, *, status: str | Sequence[str] | None = None,
+                   label: str | None = None, issue_type: str | None = None,
+                   assignee: str | None = None, parent: str | None = None,
+                   include_hidden: bool = False, limit: int | None = None
+                   ) -> Iterator[tuple[str, int]]:
+        """:meth:`list_cells` laid out as a table by ``laying`` (a stretch of rows at a
+        time, each with its number of rows; see :class:`~taskmill.ledger.store.Laying`),
+        a long listing's later stretches by another process meanwhile where the store
+        can."""
+        return self.store.task_cell_texts(laying, **self._listing_filter(
             status, label, issue_type, assignee, parent, include_hidden, limit))
 
     def _known_statuses(self, statuses: Iterable[Any]) -> list[str]:

@@ -16,7 +16,7 @@ from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
 from .spill import read_rows, write_batch
-from .store import CellRow, HeldLinks, LedgerStore, LinksReading
+from .store import CellRow, HeldLinks, Laying, LedgerStore, LinksReading
 
 _CLOSE = "\n  }"
 _BLOCKED_BY = ',\n    "blocked_by": '
@@ -111,6 +111,14 @@ class PagedCellRows:
             cast(LedgerStore, self), statuses=statuses, include_hidden=include_hidden,
             label=label, issue_type=issue_type, assignee=assignee, parent=parent,
             limit=limit)
+
+    def task_cell_texts(self, laying: Laying, *, statuses: Sequence[str] | None,
+                        include_hidden: bool, label: str | None, issue_type: str | None,
+                        assignee: str | None, parent: str | None, limit: int | None
+                        ) -> Iterator[tuple[str, int]]:
+        return laying.lay(cast(LedgerStore, self).task_cell_rows(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, limit=limit), None)
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         return held_cell_rows(cast(LedgerStore, self), beads_compat)

@@ -80,6 +80,22 @@ status, ready, the container's "2/5 closed" (None when it has no children), titl
 joined by ", " (None or "" when none), role."""
 
 
+class Laying(Protocol):
+    """A task table laid out as text a stretch of rows at a time, the column widths worked
+    out on the listing's first :attr:`first` rows (the first stretch), each later stretch
+    :attr:`step` rows (see :meth:`LedgerStore.task_cell_texts`)."""
+
+    first: int
+    step: int
+
+    def lay(self, rows: Iterator[CellRow], head: list[CellRow] | None
+            ) -> Iterator[tuple[str, int]]:
+        """The text of ``rows`` a stretch at a time, each with its number of rows. ``rows``
+        begins at the listing's start (``head`` None: the widths are worked out on them) or
+        at a later stretch's start (``head``: the listing's first :attr:`first` rows)."""
+        ...
+
+
 class LinksReading:
     """:class:`HeldLinks` being read, perhaps by another thread meanwhile (see
     :meth:`LedgerStore.held_links_reading`)."""
@@ -255,6 +271,13 @@ class LedgerStore(Protocol):
                        parent: str | None, limit: int | None) -> Iterator[CellRow]:
         """:meth:`list_tasks` as the task tables show them (:data:`CellRow`), read as they
         are needed."""
+    def task_cell_texts(self, laying: Laying, *, statuses: Sequence[str] | None,
+                        include_hidden: bool, label: str | None, issue_type: str | None,
+                        assignee: str | None, parent: str | None, limit: int | None
+                        ) -> Iterator[tuple[str, int]]:
+        """:meth:`task_cell_rows` laid out by ``laying`` (its :meth:`Laying.lay`), in order:
+        where the store can, a long listing's later stretches are laid out by another
+        process meanwhile."""
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         """:meth:`held_pages`'s tasks, in their order, as :data:`CellRow`."""
     def held_links(self) -> HeldLinks:

@@ -2,6 +2,9 @@
 text ``list --json``, ``blocked --json`` and ``ready --json`` print for it, made by SQLite
 (:data:`TASK_JSON_SQL`) when the task, its labels, its parent or its children change, by
 triggers (so by any writer: this code, an older or newer one, a user's ``sqlite3`` shell).
+``task_cells`` holds, for the same tasks and kept by the same triggers, the cells of the task
+tables (:data:`CELLS`: ``list`` and ``blocked`` without ``--json``), in rows small enough
+that a listing's lookups stay within a few thousand pages.
 
 Made per row, that text is most of what a listing costs (``printf``/``json_quote`` over 24
 fields and three index probes: ~12-19 us a task; 66,604 open tasks at 1M: ~1.5 s of CPU);
@@ -90,6 +93,42 @@ TASK_JSON_SQL = ("printf('{" + ",".join(f'\n    "{name}": %s' for name, _ in TEX
 hold the line breaks)."""
 
 
+CELLS: list[tuple[str, str]] = [
+    ("id", "t.id"),
+    ("parent", "CASE WHEN t.linked & 2 THEN (SELECT p.depends_on_id FROM deps p INDEXED BY"
+               " deps_parent WHERE p.issue_id = t.id AND p.type = 'parent-child'"
+               " ORDER BY p.pos, p.depends_on_id LIMIT 1) END"),
+    ("priority", "t.priority"),
+    ("issue_type", "t.issue_type"),
+    ("status", "t.status"),
+    ("ready", "t.status = 'open' AND NOT coalesce(t.gated, 0)"),
+    ("closed", "CASE WHEN t.linked & 4 = 0 THEN NULL WHEN EXISTS (SELECT 1 FROM deps cd"
+               " INDEXED BY deps_children WHERE cd.depends_on_id = t.id"
+               " AND cd.type = 'parent-child') THEN (SELECT CASE WHEN count(*) > 0"
+               " THEN coalesce(sum(c.status = 'closed'), 0) || '/' || count(*) || ' closed'"
+               " END FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
+               " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child'"
+               " AND c.status != 'tombstone') END"),
+    ("title", "t.title"),
+    ("tags", "CASE WHEN t.linked & 1 THEN (SELECT group_concat(q.label, ', ') FROM"
+             " (SELECT l.label FROM labels l INDEXED BY labels_ordered WHERE l.task_id = t.id"
+             " ORDER BY l.pos, l.label) q) END"),
+    ("role", "t.role"),
+]
+"""What the task tables show of the task ``t``, in :data:`taskmill.ledger.store.CellRow`'s
+order: id, parent, priority, type, status, ready, the container's "2/5 closed" (None when it
+has no children: tombstones left out), title, labels joined by ", " (None when none),
+role."""
+CELLS_TABLE_SQL = ("CREATE TABLE task_cells (seq INTEGER PRIMARY KEY, "
+                   + ", ".join(name for name, _ in CELLS) + ")")
+"""``seq``: the task's ``tasks.seq``; then :data:`CELLS` (schema 0016)."""
+CELLS_JOIN_SQL = " LEFT JOIN task_cells k ON k.seq = t.seq"
+KEPT_CELLS_SQL = ", ".join(f"CASE WHEN k.seq IS NULL THEN {sql} ELSE k.{name} END"
+                           for name, sql in CELLS)
+""":data:`CELLS` of ``t`` read from its kept row ``k`` (``LEFT JOIN``
+:data:`CELLS_JOIN_SQL`), made here where there is none: ``t``'s own row is then not read
+(SQLite defers its lookup until a column of it is asked for)."""
+
 DONE_SQL = "('closed', 'tombstone')"
 TABLE_SQL = "CREATE TABLE task_text (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"
 """``seq``: the task's ``tasks.seq`` (its rowid: a listing's lookup is the cheapest there
@@ -109,16 +148,31 @@ _TEXT_COLUMNS = (
 """The columns of ``tasks`` a task's text is made from (``linked`` says where to look)."""
 
 
-_UNPINNED_SQL = re.sub(r" INDEXED BY \w+", "", TASK_JSON_SQL)
-""":data:`TASK_JSON_SQL` leaving the planner its indexes (it takes the same): in a trigger,
-a statement naming an index fails while the index is not there (an older taskmill's
-import drops some for its time)."""
+def _unpinned(sql: str) -> str:
+    """``sql`` leaving the planner its indexes (it takes the same): in a trigger, a
+    statement naming an index fails while the index is not there (an older taskmill's
+    import drops some for its time)."""
+    return re.sub(r" INDEXED BY \w+", "", sql)
 
 
-def _made(where: str, text: str = _UNPINNED_SQL) -> str:
-    """SQL making the rows of the tasks not done that ``where`` selects (of ``tasks t``)."""
-    return (f"INSERT OR REPLACE INTO task_text (seq, body) SELECT t.seq, {text}"
-            f" FROM tasks t WHERE {where} AND t.status NOT IN {DONE_SQL};")
+_CELLS_SQL = ", ".join(sql for _, sql in CELLS)
+
+
+def _making(where: str, pinned: bool = False) -> list[str]:
+    """The statements making the rows (text and cells) of the tasks not done that
+    ``where`` selects (of ``tasks t``); ``pinned``: naming their indexes (not in a
+    trigger)."""
+    text, cells = (TASK_JSON_SQL, _CELLS_SQL) if pinned else (
+        _unpinned(TASK_JSON_SQL), _unpinned(_CELLS_SQL))
+    rows = f" FROM tasks t WHERE {where} AND t.status NOT IN {DONE_SQL}"
+    return [f"INSERT OR REPLACE INTO task_text (seq, body) SELECT t.seq, {text}{rows}",
+            f"INSERT OR REPLACE INTO task_cells (seq, {', '.join(n for n, _ in CELLS)})"
+            f" SELECT t.seq, {cells}{rows}"]
+
+
+def _made(where: str) -> str:
+    """:func:`_making`, as a trigger's statements."""
+    return "".join(f"{sql}; " for sql in _making(where))
 
 
 def _parents_of(*ids: str) -> str:
@@ -129,6 +183,11 @@ def _parents_of(*ids: str) -> str:
 
 def _ids(*ids: str) -> str:
     return f"t.id IN ({', '.join(ids)})"
+
+
+def _gone(where: str) -> str:
+    """A trigger's statements deleting the rows (text and cells) ``where`` selects."""
+    return f"DELETE FROM task_text WHERE {where}; DELETE FROM task_cells WHERE {where};"
 
 
 def text_triggers() -> list[tuple[str, str]]:
@@ -143,13 +202,13 @@ def text_triggers() -> list[tuple[str, str]]:
          f" {_made('t.seq = NEW.seq')} {_made(_parents_of('NEW.id'))} END"),
         ("tasks_text_update", f"AFTER UPDATE OF {', '.join(_TEXT_COLUMNS)} ON tasks"
          f" WHEN OLD.status NOT IN {DONE_SQL} OR NEW.status NOT IN {DONE_SQL}"
-         " OR OLD.seq != NEW.seq BEGIN DELETE FROM task_text WHERE seq = OLD.seq"
-         f" AND (OLD.seq != NEW.seq OR NEW.status IN {DONE_SQL}); {_made('t.seq = NEW.seq')}"
-         " END"),
+         " OR OLD.seq != NEW.seq BEGIN"
+         f" {_gone(f'seq = OLD.seq AND (OLD.seq != NEW.seq OR NEW.status IN {DONE_SQL})')}"
+         f" {_made('t.seq = NEW.seq')} END"),
         ("tasks_text_counted", f"AFTER UPDATE OF status, id ON tasks WHEN {counted} BEGIN"
          f" {_made(_parents_of('OLD.id', 'NEW.id'))} END"),
         ("tasks_text_delete", "AFTER DELETE ON tasks BEGIN"
-         f" DELETE FROM task_text WHERE seq = OLD.seq; {_made(_parents_of('OLD.id'))} END"),
+         f" {_gone('seq = OLD.seq')} {_made(_parents_of('OLD.id'))} END"),
         ("labels_text_insert", f"AFTER INSERT ON labels BEGIN {_made(_ids('NEW.task_id'))} END"),
         ("labels_text_update", "AFTER UPDATE ON labels BEGIN"
          f" {_made(_ids('OLD.task_id', 'NEW.task_id'))} END"),
@@ -169,7 +228,9 @@ def refill(conn: sqlite3.Connection) -> None:
     """Every row made again (in the caller's transaction): after a bulk import, which
     writes with the triggers dropped (at 1M tasks, 88K rows: ~2 s)."""
     conn.execute("DELETE FROM task_text")
-    conn.execute(_made("1", TASK_JSON_SQL))  # (every parent's children: the small index)
+    conn.execute("DELETE FROM task_cells")
+    for sql in _making("1", pinned=True):  # (every parent's children: the small index)
+        conn.execute(sql)
 
 
 def drop_triggers(conn: sqlite3.Connection) -> None:
@@ -191,24 +252,36 @@ READY_INDEX_SQL = (
 
 
 def migrate_kept_text(conn: sqlite3.Connection) -> None:
-    """Schema 0015: the table, its rows, its triggers; the ready index holding what
-    ``ready --json`` reads beside the text."""
+    """Schema 0015: the table; the ready index holding what ``ready --json`` reads beside
+    the text. (The rows and their triggers: :func:`migrate_kept_cells`, 0016.)"""
     conn.execute(TABLE_SQL)
-    refill(conn)
-    make_triggers(conn)
     conn.execute("DROP INDEX tasks_ready")
     conn.execute(READY_INDEX_SQL)
 
 
+def migrate_kept_cells(conn: sqlite3.Connection) -> None:
+    """Schema 0016: ``task_cells``; the rows of both tables and their triggers made (the
+    triggers of 0015 kept the text alone)."""
+    conn.execute(CELLS_TABLE_SQL)
+    drop_triggers(conn)
+    refill(conn)
+    make_triggers(conn)
+
+
 def kept_text_differences(conn: sqlite3.Connection) -> list[str]:
-    """The ids of the tasks whose kept row is not the text made from the task now (or is
-    missing, or kept for a done task), and the seqs of rows kept for no task (as ``#N``)."""
-    made = (f"SELECT t.seq, t.id, {TASK_JSON_SQL} AS body FROM tasks t"
-            f" WHERE t.status NOT IN {DONE_SQL}")
+    """The ids of the tasks whose kept rows are not the text and cells made from the task
+    now (or are missing, or kept for a done task), and the seqs of rows kept for no task
+    (as ``#N``)."""
+    made = (f"SELECT t.seq, t.id AS task, {TASK_JSON_SQL} AS body, "
+            + ", ".join(f"{sql} AS {name}" for name, sql in CELLS)
+            + f" FROM tasks t WHERE t.status NOT IN {DONE_SQL}")
+    differs = " OR ".join(f"k.{name} IS NOT m.{name}" for name, _ in CELLS)
     out = [tid for (tid,) in conn.execute(
-        f"SELECT m.id FROM ({made}) m LEFT JOIN task_text x ON x.seq = m.seq"
-        " WHERE x.body IS NOT m.body ORDER BY m.seq")]
+        f"SELECT m.task FROM ({made}) m LEFT JOIN task_text x ON x.seq = m.seq"
+        " LEFT JOIN task_cells k ON k.seq = m.seq"
+        f" WHERE x.body IS NOT m.body OR k.seq IS NULL OR {differs} ORDER BY m.seq")]
     out += [tid if tid is not None else f"#{seq}" for seq, tid in conn.execute(
-        "SELECT x.seq, t.id FROM task_text x LEFT JOIN tasks t ON t.seq = x.seq"
+        "SELECT x.seq, t.id FROM (SELECT seq FROM task_text UNION SELECT seq FROM task_cells)"
+        " x LEFT JOIN tasks t ON t.seq = x.seq"
         f" WHERE t.seq IS NULL OR t.status IN {DONE_SQL} ORDER BY x.seq")]
     return out

@@ -11,6 +11,7 @@ is not null comes between two U+0001 characters as its stored compact text and i
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -18,31 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from ..rows import expand_json_fields
-from ..store import CellRow, HeldLinks, LinksReading
+from ..store import CellRow, HeldLinks, Laying, LinksReading
 from ..task_filter import listing_order, task_where
 from . import kept_text, split
 from .deps import HELD_SQL
-from .kept_text import JOIN_SQL, KEPT_JSON_SQL
+from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL
 from .readiness import HOLDS_SQL
 from .schema import NEW_GENERATION_SQL, connect
-from .split import ForkedReading, PinnedReading, Rows, T, can_split, split_rows
+from .split import ForkedReading, PinnedReading, Rows, Split, T, can_split, split_rows
 from .streamed import streamed_rows
 
-CELLS_SQL = (
-    "t.id, CASE WHEN t.linked & 2 THEN (SELECT p.depends_on_id FROM deps p INDEXED BY"
-    " deps_parent WHERE p.issue_id = t.id"
-    " AND p.type = 'parent-child' ORDER BY p.pos, p.depends_on_id LIMIT 1) END, t.priority,"
-    " t.issue_type, t.status, t.status = 'open' AND NOT coalesce(t.gated, 0),"
-    " CASE WHEN t.linked & 4 = 0 THEN NULL WHEN EXISTS (SELECT 1 FROM deps cd INDEXED BY deps_children"
-    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child') THEN (SELECT"
-    " CASE WHEN count(*) > 0 THEN coalesce(sum(c.status = 'closed'), 0) || '/' || count(*)"
-    " || ' closed' END FROM deps cd INDEXED BY deps_children JOIN tasks c ON c.id = cd.issue_id"
-    " WHERE cd.depends_on_id = t.id AND cd.type = 'parent-child' AND c.status != 'tombstone')"
-    " END, t.title, CASE WHEN t.linked & 1 THEN (SELECT group_concat(q.label, ', ') FROM"
-    " (SELECT l.label FROM labels l INDEXED BY labels_ordered WHERE l.task_id = t.id"
-    " ORDER BY l.pos, l.label) q) END, t.role"
-)
-"""What the task tables show of the task ``t`` (:data:`taskmill.ledger.store.CellRow`)."""
+CELLS_SQL = KEPT_CELLS_SQL
+"""What the task tables show of the task ``t`` (:data:`taskmill.ledger.store.CellRow`), its
+kept row ``k`` (``LEFT JOIN`` :data:`~.kept_text.CELLS_JOIN_SQL`) read where there is one."""
 
 _MARKS = (
     "CASE WHEN t.id IN (SELECT value FROM json_each(?1))"
@@ -54,6 +43,8 @@ _MARKS = (
 """``interrupted`` and ``held``, when set (``Task.to_json``'s last keys): ``?1`` the JSON
 array of the interrupted ids, ``?2`` the JSON object of role -> why its tasks are held."""
 _END = "'\n  }'"
+LAID_SHARE = 0.5
+"""The share of a task table's rows this process reads and lays out (the child the rest)."""
 READER_CACHE_KIB = 8192
 """The page cache of the connection ``blocked`` reads the links through meanwhile."""
 HELD_CACHE_KIB = 16384
@@ -142,12 +133,12 @@ class ListingRows:
 
     def _listing(self, rows: Rows[T], where: str, args: list[Any],
                  statuses: Sequence[str] | None, limit: int | None,
-                 streamed: bool = False) -> Iterator[T]:
+                 streamed: bool = False, how: Split | None = None) -> Iterator[T]:
         """``rows`` of a listing (its ``WHERE`` and arguments): a single status's whole
         listing read by two processes (its index counts the rows and gives the split key at
-        once), any other at once. Split (:func:`~.split.split_rows`), or with ``streamed``
-        read by the child alone and passed on as it comes (:func:`~.streamed.streamed_rows`:
-        for rows this process then lays out)."""
+        once), any other at once. Split (:func:`~.split.split_rows`, ``how``), or with
+        ``streamed`` read by the child alone and passed on as it comes
+        (:func:`~.streamed.streamed_rows`: for rows this process then lays out)."""
         if self.path is None or limit or not statuses or len(statuses) != 1 or \
                 where != " WHERE t.status IN (?)":
             return rows(self.conn, "", ())
@@ -157,7 +148,7 @@ class ListingRows:
         return split_rows(self.conn, self.path, count,
                           f"SELECT t.priority, t.seq FROM tasks t{where}"
                           f"{listing_order(None, 't.')} LIMIT 1 OFFSET ?", args,
-                          "(t.priority, t.seq)", rows)
+                          "(t.priority, t.seq)", rows, how or Split())
 
     def task_cell_rows(self, *, statuses: Sequence[str] | None, include_hidden: bool,
                        label: str | None, issue_type: str | None, assignee: str | None,
@@ -170,10 +161,39 @@ class ListingRows:
 
         def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
                  ) -> Iterator[CellRow]:
-            return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{where}{span}{order}",
+            return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{CELLS_JOIN_SQL}{where}{span}{order}",
                                 [*args, *span_args])
 
         return self._listing(rows, where, args, statuses, limit, streamed=True)
+
+    def task_cell_texts(self, laying: Laying, *, statuses: Sequence[str] | None,
+                        include_hidden: bool, label: str | None, issue_type: str | None,
+                        assignee: str | None, parent: str | None, limit: int | None
+                        ) -> Iterator[tuple[str, int]]:
+        # split: each process lays out the rows it reads (laying them out costs about as
+        # much as reading them), the child's part beginning at a stretch's start
+        where, args = task_where(
+            statuses=statuses, include_hidden=include_hidden, label=label,
+            issue_type=issue_type, assignee=assignee, parent=parent, postgres=False,
+            alias="t.")
+        sql = f"SELECT {CELLS_SQL} FROM tasks t{CELLS_JOIN_SQL}{where}"
+        order = listing_order(limit, "t.")
+
+        def cells(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                  ) -> Iterator[CellRow]:
+            return conn.execute(f"{sql}{span}{order}", [*args, *span_args])
+
+        def texts(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                  ) -> Iterator[tuple[str, int]]:
+            return laying.lay(cells(conn, span, span_args), None)
+
+        def later(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
+                  ) -> Iterator[tuple[str, int]]:
+            head = list(itertools.islice(cells(conn, "", ()), laying.first))
+            return laying.lay(cells(conn, span, span_args), head)
+
+        return self._listing(texts, where, args, statuses, limit, how=Split(
+            share=LAID_SHARE, after=later, align=(laying.first, laying.step), batch=1))
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
@@ -181,7 +201,7 @@ class ListingRows:
         def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
                  ) -> Iterator[CellRow]:
             return conn.execute(
-                f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held"
+                f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held{CELLS_JOIN_SQL}"
                 f" WHERE {HELD_SQL.format(t='t.')}{gate}{span} ORDER BY t.priority, t.seq",
                 span_args)
 

@@ -18,7 +18,7 @@ from typing import TypeGuard, TypeVar
 
 from ...errors import TaskmillError
 from ..beads_rules import READY_EXCLUDE_TYPES, order_key
-from .kept_text import migrate_kept_text
+from .kept_text import migrate_kept_cells, migrate_kept_text
 
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 120.0
@@ -347,6 +347,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0013_task_linked", _v13_linked),
     ("0014_nonwork_compared", _v14_nonwork_compared),
     ("0015_kept_text", migrate_kept_text),
+    ("0016_kept_cells", migrate_kept_cells),
 ]
 
 

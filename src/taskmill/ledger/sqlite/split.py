@@ -21,7 +21,7 @@ import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..spill import read_batches, read_rows, write_batch
 from ..store import HeldLinks, LinksReading
@@ -53,16 +53,28 @@ def can_split() -> bool:
     return hasattr(os, "fork")
 
 
+class Split(NamedTuple):
+    """How a listing is split: ``share``, of the rows, what this process reads (the first);
+    ``after``, what reads the rows after the split key (``None``: the same ``rows``);
+    ``align``, ``(first, step)``: the split key is a row ``first + k * step`` of the
+    listing (``None``: anywhere); ``batch``: what the child writes at a time."""
+
+    share: float = TEXT_SHARE
+    after: Rows[Any] | None = None
+    align: tuple[int, int] | None = None
+    batch: int = BATCH
+
+
 def split_rows(conn: sqlite3.Connection, path: Path, count_sql: str, key_sql: str,
-               args: Sequence[Any], key: str, rows: Rows[T], share: float = TEXT_SHARE
+               args: Sequence[Any], key: str, rows: Rows[T], how: Split | None = None
                ) -> Iterator[T]:
     """What ``rows`` reads, in order, the second part read by a child meanwhile when the
     listing has :data:`SPLIT_MIN` rows or more. ``count_sql`` counts the rows, ``key_sql``
     (``LIMIT 1 OFFSET ?`` last) gives the split key's values, both with ``args``; ``key``:
-    the key's columns, as the statement writes them (``"(t.priority, t.seq)"``); ``share``:
-    of the rows, what this process reads (the first)."""
+    the key's columns, as the statement writes them (``"(t.priority, t.seq)"``); ``how``:
+    :class:`Split` (``None``: its defaults)."""
     return forked_listing(conn, path, rows, lambda watch, before: _split(
-        conn, path, watch, before, (count_sql, key_sql, args, key), rows, share))
+        conn, path, watch, before, (count_sql, key_sql, args, key), rows, how or Split()))
 
 
 def forked_listing(conn: sqlite3.Connection, path: Path, rows: Rows[T],
@@ -114,20 +126,25 @@ def closed(conn: sqlite3.Connection) -> bool:
 
 
 def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, before: int,
-           query: tuple[str, str, Sequence[Any], str], rows: Rows[T], share: float
+           query: tuple[str, str, Sequence[Any], str], rows: Rows[T], how: Split
            ) -> Iterator[T]:
     count_sql, key_sql, args, key = query
     total = conn.execute(count_sql, args).fetchone()[0]
-    at = conn.execute(key_sql, [*args, int(total * share)]).fetchone() \
+    offset = int(total * how.share)
+    if how.align is not None:
+        first, step = how.align
+        offset = first + step * max(0, round((offset - first) / step))
+    at = conn.execute(key_sql, [*args, offset]).fetchone() \
         if total >= SPLIT_MIN else None
     if at is None:
         yield from rows(conn, "", ())
         return
     marks = ", ".join("?" * len(at))
     after = (f" AND {key} >= ({marks})", tuple(at))
+    later: Rows[T] = how.after or rows
     with tempfile.TemporaryFile() as out:
         # the child: its own connection, its rows into the file, then gone
-        pid, ready = forked(lambda told: _child(path, out, told, after, rows))
+        pid, ready = forked(lambda told: _child(path, out, told, after, later, how.batch))
         same = False
         try:
             yield from rows(conn, f" AND {key} < ({marks})", after[1])
@@ -142,7 +159,7 @@ def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, befo
         if same and os.waitstatus_to_exitcode(status) == 0:
             yield from read_rows(out)
             return
-    yield from rows(conn, *after)  # (read here: the child did not read the same ledger)
+    yield from later(conn, *after)  # (read here: the child did not read the same ledger)
 
 
 def forked(work: Callable[[int], int]) -> tuple[int, int]:
@@ -162,9 +179,9 @@ def forked(work: Callable[[int], int]) -> tuple[int, int]:
 
 
 def _child(path: Path, out: Any, told: int, after: tuple[str, tuple[Any, ...]],
-           rows: Rows[Any]) -> int:
-    """Write the rows after the split key to ``out``, :data:`BATCH` at a time (each batch a
-    list, :func:`~taskmill.ledger.spill.write_batch`); say on ``told`` once the reading
+           rows: Rows[Any], batch_size: int) -> int:
+    """Write the rows after the split key to ``out``, ``batch_size`` at a time (each batch
+    a list, :func:`~taskmill.ledger.spill.write_batch`); say on ``told`` once the reading
     has begun (the ledger's state is then fixed)."""
     conn = connect(path)  # (the parent's connection is never used here)
     conn.execute(f"PRAGMA cache_size = -{CHILD_CACHE_KIB}")
@@ -174,9 +191,9 @@ def _child(path: Path, out: Any, told: int, after: tuple[str, tuple[Any, ...]],
     os.write(told, b"1")
     os.close(told)
     while batch:
-        batch.extend(itertools.islice(found, BATCH - len(batch)))
+        batch.extend(itertools.islice(found, batch_size - len(batch)))
         write_batch(out, batch)
-        batch = list(itertools.islice(found, BATCH))
+        batch = list(itertools.islice(found, batch_size))
     out.flush()
     return 0
 
