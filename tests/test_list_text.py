@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.cells import cell_len
 
 from conftest import invoke_cli, make_git_repo
@@ -206,3 +208,42 @@ def test_grouping_keeps_its_order() -> None:
     assert task_cells.grouped(items, lambda item: item) == [
         (("a", None), 0), (("k1", "a"), 1), (("g", "k1"), 2), (("k2", "a"), 1),
         (("b", None), 0), (("self", "self"), 0), (("x", "y"), 0), (("y", "x"), 1)]
+
+
+_WORDS = st.text(alphabet="abc-#1 ", min_size=0, max_size=24) | st.text(
+    alphabet="aü漢 ", min_size=0, max_size=16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(titles=st.lists(_WORDS, min_size=1, max_size=6),
+       waits=st.lists(st.lists(st.text(alphabet="tx-1 ", max_size=18), max_size=2),
+                      min_size=6, max_size=6),
+       columns=st.sampled_from([40, 57, 80, 120]))
+def test_any_titles_and_waits_are_laid_out_as_rich_does(
+        titles: list[str], waits: list[list[str]], columns: int) -> None:
+    """Titles and "Waiting on" items of every shape (one line, two, more; spaces leading,
+    trailing, doubled; a word wider than its column; wide characters): the same bytes as
+    rich's table."""
+    tasks = [Task(id=f"t-{i}", title=title, labels=["a"] if i % 2 else [])
+             for i, title in enumerate(titles)]
+    extra = {t.id: waits[i] for i, t in enumerate(tasks)}
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("COLUMNS", str(columns))
+        for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+            m.delenv(name, raising=False)
+        out = io.StringIO()
+        m.setattr("sys.stdout", out)
+        render.task_table(tasks, extra=extra)
+        rich_out = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        table_stream.task_rows([(t, extra[t.id]) for t in tasks], extra=True)
+        assert out.getvalue() == rich_out
+        out.seek(0)
+        out.truncate()
+        render.task_table(tasks)
+        rich_out = out.getvalue()
+        out.seek(0)
+        out.truncate()
+        table_stream.task_rows([(t, None) for t in tasks], extra=False)
+        assert out.getvalue() == rich_out

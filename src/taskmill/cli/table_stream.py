@@ -15,6 +15,7 @@ and kept."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any
 
 from rich._ratio import ratio_reduce
-from rich.cells import cell_len, chop_cells, set_cell_size
+from rich.cells import cell_len, chop_cells
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 from rich.table import Table
@@ -239,15 +240,18 @@ def _cell_len(text: str) -> int:
 def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
     """``text`` in lines of at most ``width`` cells, broken at spaces as rich breaks them; a
     word wider than the line on a line of its own, cut short with "…" as rich cuts it (or,
-    with ``fold``, folded over as many lines as it needs)."""
-    ascii_text = text.isascii()
-    measure: Callable[[str], int] = len if ascii_text else cell_len
-    if measure(text) <= width:
+    with ``fold``, folded over as many lines as it needs). Text of wide characters, or with
+    spaces leading, trailing or two together, is wrapped by rich itself (:func:`_rich_wrap`)."""
+    if not text.isascii():
+        return [text] if cell_len(text) <= width else _rich_wrap(text, width, fold)
+    if len(text) <= width:
         return [text]
+    if text.startswith(" ") or text.endswith(" ") or "  " in text:
+        return _rich_wrap(text, width, fold)
     lines: list[str] = []
     line, size = "", -1  # size -1: nothing on the line yet
     for word in text.split(" "):
-        n = measure(word)
+        n = len(word)
         if size >= 0 and size + 1 + n <= width:
             line, size = f"{line} {word}", size + 1 + n
             continue
@@ -258,12 +262,24 @@ def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
         elif fold:
             *whole, line = chop_cells(word, width)
             lines.extend(whole)
-            size = measure(line)
+            size = len(line)
         else:
-            line, size = ((word[:width - 1] if ascii_text else set_cell_size(word, width - 1))
-                          + "…" if width > 0 else ""), width
+            line, size = (word[:width - 1] + "…" if width > 0 else ""), width
     lines.append(line)
     return lines
+
+
+def _rich_wrap(text: str, width: int, fold: bool) -> list[str]:
+    """:func:`_wrap` by rich's own :meth:`rich.text.Text.wrap`, as its table wraps a cell
+    (each line padded to ``width``)."""
+    from rich.text import Text
+
+    return [line.plain for line in Text(text).wrap(
+        _WRAPPING, width, justify="left", overflow="fold" if fold else "ellipsis")]
+
+
+_WRAPPING = Console(file=io.StringIO(), width=1000)
+"""What rich's wrapping asks of a console (nothing that depends on the terminal)."""
 
 
 def _pad(text: str, width: int) -> str:
@@ -332,6 +348,8 @@ class _Streamed:
         blanks = self.blanks
         w0, w4 = widths[0], widths[4]
         extra = self.extra
+        w6 = widths[6] if extra else 0
+        under6 = blanks[5] + " │ "
         # the cells that repeat (priority, type, status; labels and waits): laid out once
         # each, their lines joined
         layouts = self.layouts
@@ -344,14 +362,19 @@ class _Streamed:
             c0 = ("  " * (depth - 1) + "└ " + rec[2]) if depth else rec[2]
             col0 = None if len(c0) <= w0 and c0.isascii() else self._column(0, c0)
             title = rec[8]
-            if title.isascii():  # the title's lines, padded as they are written
-                title_lines = _wrap_ascii(title, w4, False)
-                wrapped: list[str] | None = title_lines
-                col4 = None
-                first4 = title_lines[0].ljust(w4)
-            else:
-                wrapped, col4 = None, self._column(4, title)
-                first4 = col4[0]
+            col4: list[str] | None = None
+            if not title.isascii():
+                col4 = self._column(4, title)
+                first4, rest4 = col4[0], col4[1:]
+            elif len(title) <= w4:  # the title's lines, padded as they are written: on
+                first4, rest4 = title.ljust(w4), []  # one line, on two (the usual), or
+            else:  # as many as it takes
+                cut = title.rfind(" ", 0, w4 + 1)
+                if cut > 0 and len(title) - cut - 1 <= w4 and "  " not in title and \
+                        title[0] != " " != title[-1]:
+                    first4, rest4 = title[:cut].ljust(w4), [title[cut + 1:].ljust(w4)]
+                else:
+                    first4, *rest4 = [line.ljust(w4) for line in _wrap_ascii(title, w4, False)]
             mkey = rec[3:8]
             middle = middles.get(mkey)
             if middle is None:
@@ -363,22 +386,24 @@ class _Streamed:
             ekey = rec[9:11] if extra else rec[9]
             end = ends.get(ekey)
             if end is None:
-                end = self._joined(
-                    [layouts[5].get(rec[9]) or self._layout(5, rec[9], rec),
-                     *([layouts[6].get(rec[10]) or self._layout(6, rec[10], rec)]
-                       if extra else [])], ends, ekey, 5)
+                labels = layouts[5].get(rec[9]) or self._layout(5, rec[9], rec)
+                waits = rec[10]
+                if extra and len(labels) == 1 and waits.isascii():  # (what a task waits
+                    first6, *rest6 = _wrap_ascii(waits, w6, False)  # on: seldom repeated)
+                    end = [f"{labels[0]} │ {first6.ljust(w6)}",
+                           *[under6 + line.ljust(w6) for line in rest6]]
+                else:
+                    end = self._joined(
+                        [labels, *([layouts[6].get(waits) or self._layout(6, waits, rec)]
+                                   if extra else [])], ends, ekey, 5)
             lines.append(f" {c0.ljust(w0) if col0 is None else col0[0]} │ {middle[0]} │"
                          f" {first4} │ {end[0]} \n")
             if col0 is None and len(middle) == 1 and len(end) == 1:  # (the title alone
-                if wrapped is not None:  # wraps)
-                    if len(wrapped) > 1:
-                        lines.extend([before4 + line.ljust(w4) + after4
-                                      for line in wrapped[1:]])
-                elif col4 is not None and len(col4) > 1:
-                    lines.extend([before4 + line + after4 for line in col4[1:]])
+                for line in rest4:  # wraps)
+                    lines.append(before4 + line + after4)
                 continue
             if col4 is None:
-                col4 = [line.ljust(w4) for line in wrapped or ()]
+                col4 = [first4, *rest4]
             n0, n4, nm, ne = len(col0) if col0 else 1, len(col4), len(middle), len(end)
             lines.extend([f" {col0[i] if i < n0 else blank0} │"  # type: ignore[index]
                           f" {middle[i] if i < nm else blank_middle} │"
@@ -461,6 +486,8 @@ def _wrap_ascii(text: str, width: int, fold: bool) -> list[str]:
         return [text]
     if not fold and width > 0 and " " not in text:  # one word, cut short (an id waited on)
         return [text[:width - 1] + "…"]
+    if text.startswith(" ") or text.endswith(" ") or "  " in text:
+        return _rich_wrap(text, width, fold)
     lines: list[str] = []
     start, end = 0, len(text)
     while end - start > width:  # each line up to the last space that fits (the usual case)

@@ -113,7 +113,11 @@ def grouped(items: Iterable[T], key: Callable[[T], tuple[str, str | None]]
 
     for item, (tid, parent) in zip(listed_items, keys, strict=True):
         if tid not in seen and parent not in listed:
-            visit(item, tid)
+            if tid in kids:
+                visit(item, tid)
+            else:  # (the usual: no child listed)
+                seen.add(tid)
+                out.append((item, 0))
     for item, (tid, _parent) in zip(listed_items, keys, strict=True):  # loops: flat
         if tid not in seen:
             visit(item, tid)
