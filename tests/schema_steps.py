@@ -21,3 +21,10 @@ def ledger_before(db: Path, migration: str) -> sqlite3.Connection:
             conn.executescript(sql)
         conn.execute("INSERT INTO migrations VALUES (?, 'then')", (name,))
     return conn
+
+
+def steps_from(migration: str) -> list[str]:
+    """The names of ``migration`` and every migration after it (what a ledger made before
+    ``migration`` is migrated through)."""
+    names = [name for name, _ in MIGRATIONS]
+    return names[names.index(migration):]

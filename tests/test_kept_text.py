@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import invoke_cli
-from schema_steps import ledger_before
+from schema_steps import ledger_before, steps_from
 from taskmill.beads.importer import import_beads
 from taskmill.errors import TaskmillError
 from taskmill.ledger import Ledger
@@ -197,8 +197,7 @@ def test_a_ledger_made_before_the_kept_text_gets_it(tmp_path: Path, before: str)
     conn.execute("INSERT INTO labels (task_id, label) VALUES ('o-1', 'l')")
     conn.execute("INSERT INTO deps (issue_id, depends_on_id, type) VALUES"
                  " ('o-2', 'o-1', 'parent-child')")
-    assert migrate(conn) == ["0015_kept_text", "0016_kept_cells"][
-        ["0015_kept_text", "0016_kept_cells"].index(before):]
+    assert migrate(conn) == steps_from(before)
     conn.close()
     assert list(_kept(db)) == [1]
     assert '"children_closed": 1' in _kept(db)[1]

@@ -334,6 +334,13 @@ def _v14_nonwork_compared(conn: sqlite3.Connection) -> None:
     conn.execute(READY_INDEX_SQL)
 
 
+CLAIMS_INDEX_SQL = (
+    "CREATE INDEX tasks_claims ON tasks(assignee, id) WHERE status = 'in_progress'")
+"""The tasks in progress by assignee: who holds what (the mill's own claims, asked by
+``list`` and ``blocked`` to mark the tasks a stopped run left) read from this small index,
+not from every task in progress's row (1M tasks, 7,009 in progress: 18.5 -> 1.3 ms)."""
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0001_ledger", _V1),
     ("0002_attempts", _V2_ATTEMPTS),
@@ -348,6 +355,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0014_nonwork_compared", _v14_nonwork_compared),
     ("0015_kept_text", migrate_kept_text),
     ("0016_kept_cells", migrate_kept_cells),
+    ("0017_claims_index", CLAIMS_INDEX_SQL),
 ]
 
 

@@ -287,7 +287,8 @@ class TaskRows:
 
     def claims(self, assignee_prefix: str) -> list[tuple[str, str]]:
         rows = self.conn.execute(
-            "SELECT id, assignee FROM tasks WHERE status = 'in_progress' AND assignee LIKE ?",
+            "SELECT id, assignee FROM tasks INDEXED BY tasks_claims"
+            " WHERE status = 'in_progress' AND assignee LIKE ?",
             (assignee_prefix + "%",)).fetchall()
         return [(str(tid), str(assignee)) for tid, assignee in rows]
 
