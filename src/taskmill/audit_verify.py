@@ -79,7 +79,7 @@ def _kept_text(ledger: LedgerStore, report: VerifyReport) -> None:
     if wrong is None:
         return
     if not wrong:
-        report.proven.append("the listings' kept text matches the tasks")
+        report.proven.append("the listings' kept text and table cells match the tasks")
         return
     named = ", ".join(wrong[:MAX_LISTED]) + (f" and {len(wrong) - MAX_LISTED} more"
                                              if len(wrong) > MAX_LISTED else "")
