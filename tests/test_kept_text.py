@@ -16,6 +16,7 @@ import pytest
 from conftest import invoke_cli
 from schema_steps import ledger_before, steps_from
 from taskmill.beads.importer import import_beads
+from taskmill.cli.table_stream import Laying
 from taskmill.errors import TaskmillError
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import split
@@ -61,7 +62,13 @@ def _listings(ledger: Ledger) -> list[list[Any]]:
             list(ledger.list_json(status=["open"])), list(ledger.blocked_json()),
             [tuple(row) for row in ledger.list_cells(status=None, include_hidden=True)],
             [tuple(row) for row in ledger.list_cells(status="open")],
-            [(tuple(row), waits, held) for row, waits, held in ledger.blocked_cells()]]
+            [(tuple(row), waits, held) for row, waits, held in ledger.blocked_cells()],
+            [text for status in ("open", "in_progress", "closed")
+             for text in ledger.list_texts(Laying(small=2), status=status)]]
+
+
+def _laid(ledger: Ledger, status: str) -> list[tuple[str, int]]:
+    return list(ledger.list_texts(Laying(small=2), status=status))
 
 
 def _made_per_row(ledger: Ledger, db: Path) -> list[list[Any]]:
@@ -125,6 +132,17 @@ def test_every_way_of_writing_keeps_the_text_in_step(tmp_path: Path) -> None:
         assert _differences(db) == []
         assert _made_per_row(ledger, db) == _listings(ledger)
         assert ledger.verify().ok is False  # (the rows changed behind its back: replay says)
+        conn = sqlite3.connect(db)  # a cells row left under another status (no trigger)
+        conn.execute("INSERT INTO task_cells SELECT seq, id, parent, priority, issue_type,"
+                     " 'blocked', ready, closed, title, tags, role FROM task_cells"
+                     " WHERE id = ?", (b.id,))
+        conn.commit()
+        assert _differences(db) == [b.id]
+        assert _laid(ledger, "blocked") == []  # (the listing does not take it)
+        conn.execute("DELETE FROM task_cells WHERE status = 'blocked'")
+        conn.commit()
+        conn.close()
+        assert _differences(db) == []
         assert not [p for p in ledger.verify().problems if p.startswith("kept text")]
 
 
@@ -231,3 +249,23 @@ def test_writes_go_on_while_an_older_import_has_dropped_the_listing_indexes(
     assert migrate(again) == ["0011_listing_indexes"]  # (the indexes made again)
     assert kept_text_differences(again) == []
     again.close()
+
+
+def test_a_tables_listings_find_each_kept_row_by_its_key(tmp_path: Path) -> None:
+    """The kept cells are joined on their whole key (a column of another type than the
+    value compared with it is scanned, not searched: a listing over every row kept)."""
+    from taskmill.ledger.sqlite.kept_text import CELLS_JOIN_SQL
+    from taskmill.ledger.sqlite.listing import CELLS_SQL
+
+    db = tmp_path / "db"
+    with Ledger.open(db, prefix="k"):
+        pass
+    conn = connect(db)
+    for sql in (f"SELECT {CELLS_SQL} FROM tasks t{CELLS_JOIN_SQL} WHERE t.status IN ('open')"
+                " ORDER BY t.priority, t.seq",
+                f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held{CELLS_JOIN_SQL}"
+                " WHERE t.gated = 1 AND t.status NOT IN ('closed', 'tombstone')"):
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert "SEARCH k USING PRIMARY KEY (status=? AND priority=? AND seq=?) LEFT-JOIN" \
+            in plan, plan
+    conn.close()

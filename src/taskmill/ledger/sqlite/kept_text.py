@@ -119,16 +119,41 @@ CELLS: list[tuple[str, str]] = [
 order: id, parent, priority, type, status, ready, the container's "2/5 closed" (None when it
 has no children: tombstones left out), title, labels joined by ", " (None when none),
 role."""
-CELLS_TABLE_SQL = ("CREATE TABLE task_cells (seq INTEGER PRIMARY KEY, "
-                   + ", ".join(name for name, _ in CELLS) + ")")
-"""``seq``: the task's ``tasks.seq``; then :data:`CELLS` (schema 0016)."""
-CELLS_JOIN_SQL = " LEFT JOIN task_cells k ON k.seq = t.seq"
+_INTEGERS = ("priority", "ready")
+CELLS_TABLE_SQL = ("CREATE TABLE task_cells (seq INTEGER NOT NULL, "
+                   + ", ".join(f"{name} {'INTEGER' if name in _INTEGERS else 'TEXT'}"
+                               for name, _ in CELLS)
+                   + ", PRIMARY KEY (status, priority, seq)) WITHOUT ROWID")
+"""``seq``: the task's ``tasks.seq``; then :data:`CELLS` (schema 0016), in the order a
+listing of one status reads them (:data:`KEPT_LISTING_SQL`: one range of one b-tree). Each
+column has the type of the column of ``tasks`` it comes from: the same values, and a join on
+``(status, priority, seq)`` finds its row through the key (a key column of another type
+than the value it is compared with is not searched, only scanned)."""
+CELLS_JOIN_SQL = (" LEFT JOIN task_cells k ON k.status = t.status AND k.priority = t.priority"
+                  " AND k.seq = t.seq")
 KEPT_CELLS_SQL = ", ".join(f"CASE WHEN k.seq IS NULL THEN {sql} ELSE k.{name} END"
                            for name, sql in CELLS)
 """:data:`CELLS` of ``t`` read from its kept row ``k`` (``LEFT JOIN``
 :data:`CELLS_JOIN_SQL`), made here where there is none: ``t``'s own row is then not read
-(SQLite defers its lookup until a column of it is asked for)."""
+(SQLite defers that lookup until a column of it is asked for)."""
+KEPT_LISTING_SQL = ("SELECT " + ", ".join(name for name, _ in CELLS)
+                    + " FROM task_cells WHERE status = ?")
+"""The kept cells of the tasks of one status (then the span's condition on ``(priority,
+seq)``, then ``ORDER BY priority, seq``): what a listing of one status not done reads when
+every such task has its row (:func:`kept_cells_complete`)."""
 
+
+def kept_cells_complete(conn: sqlite3.Connection, status: str) -> bool:
+    """Whether as many tasks of ``status`` have kept cells as there are (the triggers keep
+    them so; an import's refill, a row deleted by hand or a done status are the cases where
+    not)."""
+    return bool(conn.execute(
+        "SELECT (SELECT count(*) FROM tasks WHERE status = ?1)"
+        " = (SELECT count(*) FROM task_cells WHERE status = ?1)", (status,)).fetchone()[0])
+
+
+DONE = ("closed", "tombstone")
+"""The statuses of the tasks nothing is kept for."""
 DONE_SQL = "('closed', 'tombstone')"
 TABLE_SQL = "CREATE TABLE task_text (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)"
 """``seq``: the task's ``tasks.seq`` (its rowid: a listing's lookup is the cheapest there
@@ -186,8 +211,10 @@ def _ids(*ids: str) -> str:
 
 
 def _gone(where: str) -> str:
-    """A trigger's statements deleting the rows (text and cells) ``where`` selects."""
-    return f"DELETE FROM task_text WHERE {where}; DELETE FROM task_cells WHERE {where};"
+    """A trigger's statements deleting the rows (text and cells) of the task ``OLD`` (its
+    text only where ``where`` holds too)."""
+    return (f"DELETE FROM task_text WHERE seq = OLD.seq{where}; DELETE FROM task_cells"
+            " WHERE status = OLD.status AND priority = OLD.priority AND seq = OLD.seq;")
 
 
 def text_triggers() -> list[tuple[str, str]]:
@@ -203,12 +230,12 @@ def text_triggers() -> list[tuple[str, str]]:
         ("tasks_text_update", f"AFTER UPDATE OF {', '.join(_TEXT_COLUMNS)} ON tasks"
          f" WHEN OLD.status NOT IN {DONE_SQL} OR NEW.status NOT IN {DONE_SQL}"
          " OR OLD.seq != NEW.seq BEGIN"
-         f" {_gone(f'seq = OLD.seq AND (OLD.seq != NEW.seq OR NEW.status IN {DONE_SQL})')}"
+         f" {_gone(f' AND (OLD.seq != NEW.seq OR NEW.status IN {DONE_SQL})')}"
          f" {_made('t.seq = NEW.seq')} END"),
         ("tasks_text_counted", f"AFTER UPDATE OF status, id ON tasks WHEN {counted} BEGIN"
          f" {_made(_parents_of('OLD.id', 'NEW.id'))} END"),
         ("tasks_text_delete", "AFTER DELETE ON tasks BEGIN"
-         f" {_gone('seq = OLD.seq')} {_made(_parents_of('OLD.id'))} END"),
+         f" {_gone('')} {_made(_parents_of('OLD.id'))} END"),
         ("labels_text_insert", f"AFTER INSERT ON labels BEGIN {_made(_ids('NEW.task_id'))} END"),
         ("labels_text_update", "AFTER UPDATE ON labels BEGIN"
          f" {_made(_ids('OLD.task_id', 'NEW.task_id'))} END"),
@@ -270,18 +297,21 @@ def migrate_kept_cells(conn: sqlite3.Connection) -> None:
 
 def kept_text_differences(conn: sqlite3.Connection) -> list[str]:
     """The ids of the tasks whose kept rows are not the text and cells made from the task
-    now (or are missing, or kept for a done task), and the seqs of rows kept for no task
-    (as ``#N``)."""
+    now (or are missing, or kept for a done task, or under another status or priority), and
+    the seqs of rows kept for no task (as ``#N``)."""
     made = (f"SELECT t.seq, t.id AS task, {TASK_JSON_SQL} AS body, "
             + ", ".join(f"{sql} AS {name}" for name, sql in CELLS)
             + f" FROM tasks t WHERE t.status NOT IN {DONE_SQL}")
     differs = " OR ".join(f"k.{name} IS NOT m.{name}" for name, _ in CELLS)
     out = [tid for (tid,) in conn.execute(
         f"SELECT m.task FROM ({made}) m LEFT JOIN task_text x ON x.seq = m.seq"
-        " LEFT JOIN task_cells k ON k.seq = m.seq"
-        f" WHERE x.body IS NOT m.body OR k.seq IS NULL OR {differs} ORDER BY m.seq")]
+        " LEFT JOIN task_cells k ON k.status = m.status AND k.priority = m.priority"
+        f" AND k.seq = m.seq WHERE x.body IS NOT m.body OR k.seq IS NULL OR {differs}"
+        " ORDER BY m.seq")]
     out += [tid if tid is not None else f"#{seq}" for seq, tid in conn.execute(
-        "SELECT x.seq, t.id FROM (SELECT seq FROM task_text UNION SELECT seq FROM task_cells)"
-        " x LEFT JOIN tasks t ON t.seq = x.seq"
-        f" WHERE t.seq IS NULL OR t.status IN {DONE_SQL} ORDER BY x.seq")]
+        "SELECT x.seq, t.id FROM task_text x LEFT JOIN tasks t ON t.seq = x.seq"
+        f" WHERE t.seq IS NULL OR t.status IN {DONE_SQL}"
+        " UNION SELECT k.seq, t.id FROM task_cells k LEFT JOIN tasks t ON t.seq = k.seq"
+        f" WHERE t.seq IS NULL OR t.status IN {DONE_SQL} OR t.status IS NOT k.status"
+        " OR t.priority IS NOT k.priority ORDER BY 1")]
     return out

@@ -23,7 +23,7 @@ from ..store import CellRow, HeldLinks, Laying, LinksReading
 from ..task_filter import listing_order, task_where
 from . import kept_text, split
 from .deps import HELD_SQL
-from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL
+from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL, KEPT_LISTING_SQL
 from .readiness import HOLDS_SQL
 from .schema import NEW_GENERATION_SQL, connect
 from .split import ForkedReading, PinnedReading, Rows, Split, T, can_split, split_rows
@@ -178,6 +178,12 @@ class ListingRows:
             alias="t.")
         sql = f"SELECT {CELLS_SQL} FROM tasks t{CELLS_JOIN_SQL}{where}"
         order = listing_order(limit, "t.")
+        kept = self.path is not None and not limit and statuses is not None and \
+            len(statuses) == 1 and statuses[0] not in kept_text.DONE and \
+            where == " WHERE t.status IN (?)" and \
+            kept_text.kept_cells_complete(self.conn, statuses[0])
+        if kept:  # (one status, every task of it with its cells kept: read in order from
+            sql, order = KEPT_LISTING_SQL, " ORDER BY priority, seq"  # their table alone)
 
         def cells(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
                   ) -> Iterator[CellRow]:
@@ -192,8 +198,14 @@ class ListingRows:
             head = list(itertools.islice(cells(conn, "", ()), laying.first))
             return laying.lay(cells(conn, span, span_args), head)
 
-        return self._listing(texts, where, args, statuses, limit, how=Split(
-            share=LAID_SHARE, after=later, align=(laying.first, laying.step), batch=1))
+        how = Split(share=LAID_SHARE, after=later, align=(laying.first, laying.step), batch=1)
+        if not kept:
+            return self._listing(texts, where, args, statuses, limit, how=how)
+        assert self.path is not None
+        return split_rows(
+            self.conn, self.path, "SELECT count(*) FROM task_cells WHERE status = ?",
+            "SELECT priority, seq FROM task_cells WHERE status = ? ORDER BY priority, seq"
+            " LIMIT 1 OFFSET ?", args, "(priority, seq)", texts, how)
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
