@@ -161,8 +161,9 @@ class ListingRows:
 
         def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
                  ) -> Iterator[CellRow]:
-            return conn.execute(f"SELECT {CELLS_SQL} FROM tasks t{CELLS_JOIN_SQL}{where}{span}{order}",
-                                [*args, *span_args])
+            return conn.execute(
+                f"SELECT {CELLS_SQL} FROM tasks t{CELLS_JOIN_SQL}{where}{span}{order}",
+                [*args, *span_args])
 
         return self._listing(rows, where, args, statuses, limit, streamed=True)
 
