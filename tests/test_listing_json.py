@@ -357,3 +357,46 @@ def test_blocked_table_is_what_the_task_path_printed(repo: Path, compat: bool, c
     result = invoke_cli(["blocked", *(["--beads-compat"] if compat else [])], cwd=repo)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == expected
+
+
+def test_the_links_keep_each_tasks_order_by_position(tmp_path: Path) -> None:
+    """The links' pass reads the dependencies by task id (each task's by the id waited on);
+    a task's waits and holding parents still come in their order by position, as the store
+    gives them a task at a time."""
+    from taskmill.ledger import Ledger
+
+    ledger = Ledger.open(tmp_path / "db", prefix="o")
+    with ledger:
+        first, second, third = (ledger.create(f"blocker {n}") for n in range(3))
+        waiting = ledger.create("waits", after=[third.id, first.id, second.id])
+        also = ledger.create("waits too", after=[second.id, third.id])
+        epics = [ledger.create(f"epic {n}", after=[first.id]) for n in range(3)]
+        kid = ledger.create("kid", parent=epics[2].id)
+        store = ledger.store
+        conn = store.conn  # type: ignore[attr-defined]
+        for pos, epic in ((1, epics[0]), (2, epics[1])):  # (more parents, after the first)
+            conn.execute("INSERT INTO deps (issue_id, depends_on_id, type, pos)"
+                         " VALUES (?, ?, 'parent-child', ?)", (kid.id, epic.id, pos))
+        store.recompute_readiness()
+        links = store.held_links()
+        assert links.waits[waiting.id] == [third.id, first.id, second.id]
+        assert links.waits[waiting.id] == store.open_blockers_of(waiting.id)
+        assert links.waits[also.id] == [second.id, third.id]
+        assert links.parents[kid.id] == [epics[2].id, epics[0].id, epics[1].id]
+        assert links[:2] == (store.held_waits(),
+                             store.holding_parents_many([t.id for t in store.held()]))
+
+
+def test_the_links_pass_reads_the_held_tasks_by_id_from_their_index(tmp_path: Path) -> None:
+    """The links' statement sweeps the held tasks in id order from their own index (no
+    task's row read for it, no sort after): the plan, held to it."""
+    from taskmill.ledger import Ledger
+    from taskmill.ledger.sqlite.listing import LINKS_SQL
+
+    ledger = Ledger.open(tmp_path / "db", prefix="p")
+    with ledger:
+        conn = ledger.store.conn  # type: ignore[attr-defined]
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + LINKS_SQL)]
+    assert plan[0] == "SCAN t USING COVERING INDEX tasks_held_ids"
+    assert "SEARCH d USING PRIMARY KEY (issue_id=?)" in plan
+    assert not any("TEMP B-TREE" in step for step in plan)

@@ -62,40 +62,53 @@ def _marks(interrupted: Collection[str], held: Mapping[str, str]) -> tuple[str, 
     return f" || {_MARKS}", [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
 
 
+LINKS_SQL = (
+    "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child', b.seq >= t.seq,"
+    " b.status, b.open_blockers, b.gated, d.pos"
+    " FROM tasks t INDEXED BY tasks_held_ids JOIN deps d ON d.issue_id = t.id"
+    f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
+    " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
+    f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
+    " AND b.status NOT IN ('closed', 'tombstone')"
+    " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))")
+"""The held tasks' dependencies that hold them (:func:`held_links`), by task id."""
+
+
 def held_links(conn: sqlite3.Connection) -> HeldLinks:
     """What holds the held tasks (:meth:`LedgerStore.held_links`), read through ``conn``."""
-    # one pass over the held tasks' dependencies (each task's, by its primary key); a
-    # holding parent's state comes with it (the ancestors' reasons need it), and whether
-    # a wait points at a task as new or newer (else the waits hold no cycle)
+    # one pass over the held tasks' dependencies, by task id (the index tasks_held_ids and
+    # the dependencies' table in the same order: one sweep); a holding parent's state comes
+    # with it (the ancestors' reasons need it), and whether a wait points at a task as new
+    # or newer (else the waits hold no cycle). Each task's are put in their order (by
+    # position) after, where it has more than one.
     waits: dict[str, list[str]] = {}
     parents: dict[str, list[str]] = {}
     states: dict[str, tuple[str, int, bool]] = {}
     forward = False
-    for tid, other, is_parent, newer, status, blockers, gated in conn.execute(
-            "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child', b.seq >= t.seq,"
-            " b.status, b.open_blockers, b.gated"
-            " FROM tasks t INDEXED BY tasks_held JOIN deps d ON d.issue_id = t.id"
-            f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
-            " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
-            f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
-            " AND b.status NOT IN ('closed', 'tombstone')"
-            " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))"
-            " ORDER BY d.issue_id, d.pos, d.depends_on_id"):
+    first: dict[tuple[str, bool], int] = {}  # the position of each task's first of each
+    several: dict[tuple[str, bool], list[int]] = {}  # (the positions of those with more)
+    for tid, other, is_parent, newer, status, blockers, gated, pos in conn.execute(LINKS_SQL):
         if is_parent:
-            got = parents.get(tid)
-            if got is None:
-                parents[tid] = [other]
-            else:
-                got.append(other)
             states[other] = (status, blockers, gated == 1)
+            into = parents
         else:
-            got = waits.get(tid)
-            if got is None:
-                waits[tid] = [other]
-            else:
-                got.append(other)
             if newer:
                 forward = True
+            into = waits
+        got = into.get(tid)
+        if got is None:
+            into[tid] = [other]
+            first[(tid, is_parent)] = pos
+        else:
+            got.append(other)
+            more = several.get((tid, is_parent))
+            if more is None:
+                several[(tid, is_parent)] = [first[(tid, is_parent)], pos]
+            else:
+                more.append(pos)
+    for (tid, is_parent), positions in several.items():  # (by position, then id: as one
+        into = parents if is_parent else waits  # task's are read alone)
+        into[tid] = [other for _, other in sorted(zip(positions, into[tid], strict=True))]
     return HeldLinks(waits, parents, states, forward)
 
 

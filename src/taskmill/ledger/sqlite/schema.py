@@ -340,6 +340,14 @@ CLAIMS_INDEX_SQL = (
 ``list`` and ``blocked`` to mark the tasks a stopped run left) read from this small index,
 not from every task in progress's row (1M tasks, 7,009 in progress: 18.5 -> 1.3 ms)."""
 
+HELD_IDS_INDEX_SQL = (
+    "CREATE INDEX tasks_held_ids ON tasks(id, status, open_blockers, gated)"
+    " WHERE (gated = 1 OR status = 'blocked') AND status NOT IN ('closed', 'tombstone')")
+"""The tasks ``blocked`` lists (``tasks_held``'s) by id, with what its links' pass asks of
+each: their dependencies (a table ordered by task id) read in one sweep, not a task's row and
+then its dependencies' pages each in the listing's order (1M tasks, 53,147 held: the pass's
+statement 0.43 -> 0.30 s)."""
+
 
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0001_ledger", _V1),
@@ -356,6 +364,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0015_kept_text", migrate_kept_text),
     ("0016_kept_cells", migrate_kept_cells),
     ("0017_claims_index", CLAIMS_INDEX_SQL),
+    ("0018_held_ids_index", HELD_IDS_INDEX_SQL),
 ]
 
 
