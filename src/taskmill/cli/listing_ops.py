@@ -97,16 +97,18 @@ def blocked(ctx: Ctx, beads_compat: bool) -> None:
         project = ctx.project()
         holding = held_items(project)  # (a role's budget, read against the clock)
 
-        def table() -> None:
+        def table() -> None:  # (a long table's later stretches laid out by another
+            laying = table_stream.HeldLaying()  # process meanwhile)
+            table_stream.laid_rows(project.ledger.blocked_texts(laying, beads_compat=compat))
+            table_stream.unblock_lines(laying.unblock)
+
+        if holding:  # (with the tasks whose role spent its budget after the ledger's)
             unblock: list[str] = []
             table_stream.blocked_records(itertools.chain(
                 table_stream.blocked_records_of(
                     project.ledger.blocked_cells(beads_compat=compat), unblock),
                 (table_stream.record(b.task, render.blocked_waits(b)) for b in holding)),
                 unblock)
-
-        if holding:
-            table()
         else:
             kept_text(ctx, project, "blocked-table",
                       {"beads_compat": project.ledger.beads_compat if compat is None

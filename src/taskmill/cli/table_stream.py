@@ -20,7 +20,7 @@ import itertools
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
 from rich._ratio import ratio_reduce
 from rich.cells import cell_len, chop_cells
@@ -32,8 +32,7 @@ from ..validation import printable
 from . import render, task_cells
 
 if TYPE_CHECKING:
-    from ..ledger.listing import Holding
-    from ..ledger.store import CellRow
+    from ..ledger.store import CellRow, HeldItem
     from ..model import BlockedTask, Task
 
 SMALL = 500  # rows: the stretch the column widths are worked out on
@@ -43,6 +42,7 @@ cells' lines are kept (laid out once)."""
 HEADERS = ("ID", "P", "Type", "Status", "Title", "Labels", "Waiting on")
 
 Row = tuple["Task", "list[str] | None"]
+R = TypeVar("R")
 Record = tuple[str, "str | None", str, str, str, str, str, str, str, str, str]
 """A row as the table shows it: the task's id and its parent's (for the grouping), then
 the cells, each printable: the id, the priority, the type, the status's label, its style and
@@ -84,8 +84,7 @@ def records(rows: Iterable[CellRow], interrupted: Collection[str] = (),
                title, tags or "", "")
 
 
-def blocked_records_of(rows: Iterable[tuple[CellRow, list[str], Holding | None]],
-                       unblock: list[str]) -> Iterator[Record]:
+def blocked_records_of(rows: Iterable[HeldItem], unblock: list[str]) -> Iterator[Record]:
     """:meth:`taskmill.ledger.Ledger.blocked_cells` as :data:`Record` (each with its
     "Waiting on" items, :func:`render.waits_items`), the unblock commands added to
     ``unblock`` as the rows are read."""
@@ -149,25 +148,26 @@ def _count_line(out: Console, count: int) -> None:
     out.print(f"[dim]{count} task{'s' if count != 1 else ''}[/]")
 
 
-class Laying:
-    """A task table of the store's rows laid out a stretch at a time
-    (:class:`taskmill.ledger.store.Laying`): the same bytes as :func:`record_rows` of
-    :func:`records`, whichever process lays out which stretch. Made in this process (the
-    terminal's width and colours decided here) before any child is forked."""
+class _Laying(Generic[R]):
+    """A task table of the store's rows laid out a stretch at a time: the same bytes as
+    :func:`record_rows` of their records, whichever process lays out which stretch. Made in
+    this process (the terminal's width and colours decided here) before any child is
+    forked."""
 
-    def __init__(self, *, extra: bool = False, small: int | None = None,
-                 interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(self, *, extra: bool, small: int | None) -> None:
         small = SMALL if small is None else small
         self.first, self.step = small + 1, small
         self.extra = extra
         self.out = render.console()
-        self.interrupted, self.held = interrupted, held
         self._table: _Streamed | None = None
 
-    def lay(self, rows: Iterator[CellRow], head: list[CellRow] | None
-            ) -> Iterator[tuple[str, int]]:
-        found = records(rows, self.interrupted, self.held)
+    def _records(self, rows: Iterator[R], head: bool) -> Iterator[Record]:
+        """``rows`` as :data:`Record` (``head``: the listing's first rows, for the widths
+        alone)."""
+        raise NotImplementedError
+
+    def lay(self, rows: Iterator[R], head: list[R] | None) -> Iterator[tuple[str, int]]:
+        found = self._records(rows, False)
         if head is None:  # the listing's start: its widths worked out on the first stretch
             first = list(itertools.islice(found, self.first))
             if not first:
@@ -176,11 +176,38 @@ class Laying:
             yield table.header() + table.text(first), len(first)
         elif self._table is None:
             table = self._table = _Streamed(
-                self.out, list(records(head, self.interrupted, self.held)), self.extra)
+                self.out, list(self._records(iter(head), True)), self.extra)
         else:
             table = self._table
         while chunk := list(itertools.islice(found, self.step)):
             yield table.text(chunk), len(chunk)
+
+
+class Laying(_Laying["CellRow"]):
+    """``list``'s table (:class:`taskmill.ledger.store.Laying`): ``interrupted``, ``held``
+    as :func:`records` takes them."""
+
+    def __init__(self, *, extra: bool = False, small: int | None = None,
+                 interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
+                 ) -> None:
+        super().__init__(extra=extra, small=small)
+        self.interrupted, self.held = interrupted, held
+
+    def _records(self, rows: Iterator[CellRow], head: bool) -> Iterator[Record]:
+        return records(rows, self.interrupted, self.held)
+
+
+class HeldLaying(_Laying["HeldItem"]):
+    """``blocked``'s table (:class:`taskmill.ledger.store.HeldLaying`), as
+    :func:`blocked_records` prints it; the commands that unblock the tasks laid out kept in
+    :attr:`unblock`."""
+
+    def __init__(self, *, small: int | None = None) -> None:
+        super().__init__(extra=True, small=small)
+        self.unblock: list[str] = []
+
+    def _records(self, rows: Iterator[HeldItem], head: bool) -> Iterator[Record]:
+        return blocked_records_of(rows, [] if head else self.unblock)
 
 
 def laid_rows(texts: Iterable[tuple[str, int]]) -> int:
@@ -218,6 +245,11 @@ def blocked_records(rows: Iterable[Record], unblock: list[str], *,
     """:func:`blocked_rows` of rows already made :data:`Record`; ``unblock``: the commands
     that unblock them, filled in as the rows are read."""
     record_rows(rows, extra=True, small=small)
+    unblock_lines(unblock)
+
+
+def unblock_lines(unblock: list[str]) -> None:
+    """How to unblock the tasks marked blocked, under ``blocked``'s table."""
     if unblock:
         out = render.console()
         out.print("[dim]unblock (back to open, the mill works it again):[/]")

@@ -53,7 +53,7 @@ from .work import WorkVerbs
 
 if TYPE_CHECKING:
     from ..audit_anchor import AnchorStore
-    from .listing import Holding
+    from .store import HeldLaying, Holding
 
 
 class Ledger(WorkVerbs):
@@ -382,6 +382,15 @@ class Ledger(WorkVerbs):
 
         compat = self.beads_compat if beads_compat is None else beads_compat
         return blocked_cells(self.store, beads_compat=compat, cycles=_cycles_among)
+
+    def blocked_texts(self, laying: HeldLaying, *, beads_compat: bool | None = None
+                      ) -> Iterator[tuple[str, int]]:
+        """:meth:`blocked_cells` laid out by ``laying`` (a task table's text a stretch at a
+        time, with its number of rows; the commands that unblock the tasks kept in
+        ``laying.unblock``), a long table's later stretches laid out by another process
+        where the store can (:meth:`LedgerStore.held_cell_texts`)."""
+        compat = self.beads_compat if beads_compat is None else beads_compat
+        return self.store.held_cell_texts(laying, compat, _cycles_among)
 
     def blocked_json(self, *, beads_compat: bool | None = None) -> Iterator[str]:
         """:meth:`blocked`, each task as the text of its ``to_json()`` indented as an item of a

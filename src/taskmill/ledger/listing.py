@@ -9,14 +9,24 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, TypeVar, cast
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from ..model import BLOCK_COMMENT_PREFIX, BLOCKED, OPEN, Task
 from . import containers
 from .rows import item_text
 from .spill import read_rows, write_batch
-from .store import CellRow, HeldLinks, Laying, LedgerStore, LinksReading
+from .store import (
+    CellRow,
+    Cycles,
+    HeldItem,
+    HeldLaying,
+    HeldLinks,
+    Holding,
+    Laying,
+    LedgerStore,
+    LinksReading,
+)
 
 _CLOSE = "\n  }"
 _BLOCKED_BY = ',\n    "blocked_by": '
@@ -122,6 +132,11 @@ class PagedCellRows:
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         return held_cell_rows(cast(LedgerStore, self), beads_compat)
+
+    def held_cell_texts(self, laying: HeldLaying, beads_compat: bool, cycles: Cycles
+                        ) -> Iterator[tuple[str, int]]:
+        return laying.lay(blocked_cells(cast(LedgerStore, self), beads_compat=beads_compat,
+                                        cycles=cycles), None)
 
 
 def held_links(store: LedgerStore) -> HeldLinks:
@@ -231,18 +246,6 @@ def _read_ahead(rows: Iterator[R], reading: LinksReading,
     yield from rows
 
 
-class Holding(NamedTuple):
-    """What holds a task ``blocked`` lists beyond what it waits on (the fields of
-    :class:`~taskmill.model.BlockedTask` but the task and its blockers)."""
-
-    parents: list[str]
-    ancestors: list[str]
-    reasons: list[str]
-    reason: str | None
-    unblock: str | None
-
-
-Cycles = Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
 
 
 def holding(store: LedgerStore, rows: Iterator[R], *, cycles: Cycles
@@ -263,30 +266,56 @@ def holding(store: LedgerStore, rows: Iterator[R], *, cycles: Cycles
 
 def _holding(store: LedgerStore, rows: Iterator[R], reading: LinksReading, cycles: Cycles
              ) -> Iterator[tuple[R, list[str] | None, Holding | None]]:
+    rows = read_ahead(rows, reading)
+    holder = Holder(store, reading.result(), cycles)
+    yield from holder.rows(rows)
+
+
+def read_ahead(rows: Iterator[R], reading: LinksReading) -> Iterator[R]:
+    """``rows``, read ahead until the links are in (:func:`_read_ahead`): when this returns,
+    ``reading`` is done or the rows are all read."""
     ahead = _read_ahead(rows, reading, _size)
-    next_row = next(ahead, None)  # (reads ahead, until the links are in)
-    links = reading.result()
-    waits, holds = links.waits, links.parents
-    in_cycle = cycles(waits) if links.forward else {}
-    reads = ancestor_reads(store, links)
-    marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
-    for row in itertools.chain(() if next_row is None else (next_row,), ahead):
-        tid, status = row[0], row[1]
-        parents = holds.get(tid)
-        if not parents and status != BLOCKED and tid not in in_cycle:
-            yield row, waits.get(tid), None
-            continue
-        ancestors, reasons = (containers.ancestor_reasons(store, tid, reads) if parents
-                              else ([], []))
-        if tid in in_cycle:
-            reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[tid])}", *reasons]
-        blocked = status == BLOCKED
-        if blocked and marks is None:
-            marks = store.block_marks(*BLOCK_MARKS)
-        reason = block_reason(tid, marks or {}) if blocked else None
-        unblock = f"taskmill reopen {tid}" if blocked else None
-        yield row, waits.get(tid), Holding(sorted(parents or ()), ancestors, reasons, reason,
-                                           unblock)
+    next_row = next(ahead, None)
+    return itertools.chain(() if next_row is None else (next_row,), ahead)
+
+
+class Holder:
+    """What holds each held task, once the held tasks' links are in (see :func:`holding`):
+    the cycles among their waits worked out, the ancestors' reads kept, the block marks
+    read when a first task of status blocked comes."""
+
+    def __init__(self, store: LedgerStore, links: HeldLinks, cycles: Cycles) -> None:
+        self.store = store
+        self.waits, self.holds = links.waits, links.parents
+        self.in_cycle = cycles(links.waits) if links.forward else {}
+        self.reads = ancestor_reads(store, links)
+        self.marks: dict[str, tuple[str | None, str | None, str | None]] | None = None
+
+    def rebind(self, store: LedgerStore) -> None:
+        """Ask ``store`` what is still to be read (another connection to the same state of
+        the ledger: a forked child's)."""
+        self.store = self.reads.store = store
+
+    def rows(self, rows: Iterable[R]) -> Iterator[tuple[R, list[str] | None, Holding | None]]:
+        """Each of ``rows`` (id and status first) with what holds it (see :func:`holding`)."""
+        waits, holds, in_cycle = self.waits, self.holds, self.in_cycle
+        for row in rows:
+            tid, status = row[0], row[1]
+            parents = holds.get(tid)
+            if not parents and status != BLOCKED and tid not in in_cycle:
+                yield row, waits.get(tid), None
+                continue
+            ancestors, reasons = (containers.ancestor_reasons(self.store, tid, self.reads)
+                                  if parents else ([], []))
+            if tid in in_cycle:
+                reasons = [f"in a dependency cycle: {' -> '.join(in_cycle[tid])}", *reasons]
+            blocked = status == BLOCKED
+            if blocked and self.marks is None:
+                self.marks = self.store.block_marks(*BLOCK_MARKS)
+            reason = block_reason(tid, self.marks or {}) if blocked else None
+            unblock = f"taskmill reopen {tid}" if blocked else None
+            yield row, waits.get(tid), Holding(sorted(parents or ()), ancestors, reasons,
+                                               reason, unblock)
 
 
 def _size(row: tuple[Any, ...]) -> int:
@@ -318,15 +347,22 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool, cycles: Cycles) -> I
 
 
 def blocked_cells(store: LedgerStore, *, beads_compat: bool, cycles: Cycles
-                  ) -> Iterator[tuple[CellRow, list[str], Holding | None]]:
+                  ) -> Iterator[HeldItem]:
     """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists as the task tables show it
     (:data:`~taskmill.ledger.store.CellRow`, read by :meth:`LedgerStore.held_cell_rows`),
     with what it waits on (sorted) and what else holds it (:func:`holding`)."""
-    for row, blockers, held in holding(store, _id_status_first(
-            store.held_cell_rows(beads_compat)), cycles=cycles):
+    return cells_held(holding(store, id_status_first(store.held_cell_rows(beads_compat)),
+                              cycles=cycles))
+
+
+def cells_held(rows: Iterable[tuple[tuple[str, str, CellRow], list[str] | None,
+                                    Holding | None]]) -> Iterator[HeldItem]:
+    """:func:`holding`'s rows of :func:`id_status_first` as :data:`HeldItem`."""
+    for row, blockers, held in rows:
         yield row[2], sorted(blockers) if blockers else [], held
 
 
-def _id_status_first(rows: Iterator[CellRow]) -> Iterator[tuple[str, str, CellRow]]:
+def id_status_first(rows: Iterable[CellRow]) -> Iterator[tuple[str, str, CellRow]]:
+    """Each row with its id and status before it (as :func:`holding` reads rows)."""
     for row in rows:
         yield row[0], row[4], row

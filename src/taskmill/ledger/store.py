@@ -96,6 +96,41 @@ class Laying(Protocol):
         ...
 
 
+class Holding(NamedTuple):
+    """What holds a task ``blocked`` lists beyond what it waits on (the fields of
+    :class:`~taskmill.model.BlockedTask` but the task and its blockers)."""
+
+    parents: list[str]
+    ancestors: list[str]
+    reasons: list[str]
+    reason: str | None
+    unblock: str | None
+
+
+Cycles = Callable[[Mapping[str, Sequence[str]]], dict[str, list[str]]]
+"""Each task of a waits graph in a cycle, with the cycle (``Ledger``'s, for ``blocked``)."""
+
+HeldItem = tuple[CellRow, list[str], Holding | None]
+"""A task ``blocked`` lists as the task tables show it, with what it waits on (sorted) and
+what else holds it (None: nothing)."""
+
+
+class HeldLaying(Protocol):
+    """``blocked``'s table laid out as :class:`Laying` lays out a listing's, its rows each a
+    :data:`HeldItem`; the commands that unblock the tasks it laid out kept in
+    :attr:`unblock`, in order (see :meth:`LedgerStore.held_cell_texts`)."""
+
+    first: int
+    step: int
+    unblock: list[str]
+
+    def lay(self, rows: Iterator[HeldItem], head: list[HeldItem] | None
+            ) -> Iterator[tuple[str, int]]:
+        """As :meth:`Laying.lay`; ``head`` ``[]`` with a stretch laid out before: the
+        widths worked out then."""
+        ...
+
+
 class LinksReading:
     """:class:`HeldLinks` being read, perhaps by another thread meanwhile (see
     :meth:`LedgerStore.held_links_reading`)."""
@@ -280,6 +315,12 @@ class LedgerStore(Protocol):
         process meanwhile."""
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
         """:meth:`held_pages`'s tasks, in their order, as :data:`CellRow`."""
+    def held_cell_texts(self, laying: HeldLaying, beads_compat: bool, cycles: Cycles
+                        ) -> Iterator[tuple[str, int]]:
+        """:meth:`held_cell_rows` with what holds each (:data:`HeldItem`, ``cycles``: see
+        :func:`taskmill.ledger.listing.holding`) laid out by ``laying``, in order: where the
+        store can, a long listing's later stretches are laid out by another process
+        meanwhile."""
     def held_links(self) -> HeldLinks:
         """What holds the tasks :meth:`held` lists, read at once: :meth:`held_waits`, and
         each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""

@@ -16,13 +16,14 @@ import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..rows import expand_json_fields
-from ..store import CellRow, HeldLinks, Laying, LinksReading
+from ..store import CellRow, Cycles, HeldLaying, HeldLinks, Laying, LedgerStore, LinksReading
 from ..task_filter import listing_order, task_where
-from . import kept_text, split
+from . import held_table, kept_text, split
 from .deps import HELD_SQL
+from .held_table import held_cells
 from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL, KEPT_LISTING_SQL
 from .readiness import HOLDS_SQL
 from .schema import NEW_GENERATION_SQL, connect
@@ -222,23 +223,20 @@ class ListingRows:
             " LIMIT 1 OFFSET ?", args, "(priority, seq)", texts, how)
 
     def held_cell_rows(self, beads_compat: bool = False) -> Iterator[CellRow]:
-        gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+        return held_cells(self.conn, _gate(beads_compat), "", ())  # (not split: with the
+        # links' child besides, three processes on two cores took more time than two, at 1M
+        # tasks on a busy machine; held_cell_texts lays the rows out by two once they are in)
 
-        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
-                 ) -> Iterator[CellRow]:
-            return conn.execute(
-                f"SELECT {CELLS_SQL} FROM tasks t INDEXED BY tasks_held{CELLS_JOIN_SQL}"
-                f" WHERE {HELD_SQL.format(t='t.')}{gate}{span} ORDER BY t.priority, t.seq",
-                span_args)
-
-        return rows(self.conn, "", ())  # (not split: with the links' child besides, three
-        # processes on two cores took more time than two, at 1M tasks on a busy machine)
+    def held_cell_texts(self, laying: HeldLaying, beads_compat: bool, cycles: Cycles
+                        ) -> Iterator[tuple[str, int]]:
+        return held_table.held_cell_texts(cast(LedgerStore, self), self.conn, self.path,
+                                          laying, _gate(beads_compat), cycles)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
                        ) -> Iterator[tuple[str, str, str]]:
-        gate = f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+        gate = _gate(beads_compat)
         marks, marks_args = _marks(interrupted, held or {})
 
         def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
@@ -328,3 +326,8 @@ DEP_GATED_SQL = (
 """Beads' ``is_blocked``, set-based: the tasks not done that a blocking dependency holds, and
 the tasks under them reached through parents that are not done (parent statuses do not
 count). Done tasks are left out (no listing shows them)."""
+
+
+def _gate(beads_compat: bool) -> str:
+    """What ``blocked`` adds to the held tasks' condition (``--beads-compat``: Beads')."""
+    return f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""

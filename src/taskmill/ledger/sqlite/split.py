@@ -287,10 +287,15 @@ class PinnedReading(LinksReading):
     def done(self) -> bool:
         return self._inner.done()
 
+    def unchanged(self) -> bool:
+        """Whether no other connection has committed since this one's transaction began
+        (another connection that began reading since then reads the same state)."""
+        return bool(self._watch.execute("PRAGMA data_version").fetchone()[0] == self._before)
+
     def result(self) -> HeldLinks:
         if self._links is None:
             links = self._inner.result()
-            if self._watch.execute("PRAGMA data_version").fetchone()[0] != self._before:
+            if not self.unchanged():
                 links = self._fallback()  # (another state: read again in this one's)
             self._links = links
         return self._links

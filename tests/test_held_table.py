@@ -1,0 +1,160 @@
+"""``blocked``'s table laid out by two processes once the links are in
+(:mod:`taskmill.ledger.sqlite.held_table`): the same bytes as one process lays out, the
+commands that unblock the tasks in order, and the table of the state the listing began with
+when another connection writes meanwhile or the child fails."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskmill.cli import table_stream
+from taskmill.ledger import Ledger
+from taskmill.ledger.sqlite import held_table, split
+from taskmill.ledger.sqlite.schema import connect
+from taskmill.model import BLOCK_COMMENT_PREFIX
+
+HELD = 28
+"""The tasks the ledger below lists as held."""
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
+    monkeypatch.setattr(held_table, "SPLIT_MIN", 4)
+    monkeypatch.setattr(split, "LINKS_FORK_MIN", 4)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)  # (pytest's own threads)
+    ledger = Ledger.open(tmp_path / "db", prefix="h")
+    with ledger:
+        blockers = [ledger.create(f"blocker {i}") for i in range(3)]
+        epic = ledger.create("epic", after=[blockers[0].id])
+        deferred = ledger.create("parked")
+        ledger.update(deferred.id, {"status": "deferred"})
+        for i in range(24):  # (waiting, under a held epic or a deferred parent; a title
+            # wrapped; some the epic's children, listed under it when in its stretch)
+            parent = epic.id if i % 4 == 0 else deferred.id if i % 7 == 0 else None
+            after = [blockers[i % 3].id, blockers[(i + 1) % 3].id][:1 + i % 2] \
+                if parent is None else []
+            ledger.create(f"task {i} with a title long enough to wrap in a narrow column",
+                          priority=i % 3, parent=parent, labels=["b", "a"] if i % 2 else [],
+                          after=after)
+        for i in range(3):
+            marked = ledger.create(f"marked {i}", priority=1)
+            ledger.update(marked.id, {"status": "blocked"})
+            if i == 1:
+                ledger.comment(marked.id, BLOCK_COMMENT_PREFIX + "the checks failed 3 times")
+        yield ledger
+
+
+def _laid(ledger: Ledger, small: int, beads_compat: bool = False
+          ) -> tuple[str, int, list[str]]:
+    laying = table_stream.HeldLaying(small=small)
+    texts = list(ledger.blocked_texts(laying, beads_compat=beads_compat))
+    return "".join(text for text, _ in texts), sum(n for _, n in texts), laying.unblock
+
+
+def _serial(ledger: Ledger, small: int, monkeypatch: pytest.MonkeyPatch,
+            beads_compat: bool = False) -> tuple[str, int, list[str]]:
+    with monkeypatch.context() as m:
+        m.setattr(held_table, "SPLIT_MIN", 10**9)
+        return _laid(ledger, small, beads_compat)
+
+
+def _forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets an item at each fork (the links' child, the layout's)."""
+    forks: list[int] = []
+    fork = split.os.fork
+
+    def counted() -> int:
+        forks.append(1)
+        return fork()
+
+    monkeypatch.setattr(split.os, "fork", counted)
+    return forks
+
+
+@pytest.mark.parametrize(("small", "beads_compat"), [(2, False), (3, False), (5, False),
+                                                     (3, True)])
+def test_blocked_laid_out_by_two_processes_is_the_table(
+        ledger: Ledger, small: int, beads_compat: bool, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    serial = _serial(ledger, small, monkeypatch, beads_compat)
+    unblock: list[str] = []  # (as blocked printed its table before: from the cells)
+    table_stream.blocked_records(table_stream.blocked_records_of(
+        ledger.blocked_cells(beads_compat=beads_compat), unblock), unblock, small=small)
+    printed = capsys.readouterr().out
+    held = len(ledger.blocked(beads_compat=beads_compat))
+    assert serial[1] == held == (22 if beads_compat else HELD)
+    assert serial[2] == unblock and len(unblock) == (0 if beads_compat else 3)
+    assert printed.startswith(serial[0] + f"{held} tasks\n")
+    forks = _forks(monkeypatch)
+    here: list[int] = []  # (the rows this process laid out: up to a stretch's start)
+    lay = table_stream.HeldLaying.lay
+
+    def counted(self: table_stream.HeldLaying, rows: Any, head: Any
+                ) -> Iterator[tuple[str, int]]:
+        for text, n in lay(self, rows, head):
+            here.append(n)
+            yield text, n
+
+    monkeypatch.setattr(table_stream.HeldLaying, "lay", counted)
+    assert _laid(ledger, small, beads_compat) == serial
+    assert len(forks) == 2
+    assert 0 < sum(here) < held and (sum(here) - (small + 1)) % small == 0
+
+
+@pytest.mark.parametrize("failure", ["a write", "a failed child"])
+def test_blocked_whose_layout_child_is_not_used_is_laid_out_here(
+        ledger: Ledger, failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = _serial(ledger, 3, monkeypatch)
+    child = held_table._child
+
+    def not_used(path: Path, *args: Any) -> int:
+        if failure == "a failed child":
+            raise RuntimeError("the child could not read")
+        other = connect(path)  # (another connection commits before the child reads)
+        other.execute("UPDATE tasks SET title = 'changed' WHERE status != 'closed'")
+        other.close()
+        return child(path, *args)
+
+    monkeypatch.setattr(held_table, "_child", not_used)
+    forks = _forks(monkeypatch)
+    assert _laid(ledger, 3) == serial
+    assert len(forks) == 2
+    if failure == "a write":
+        assert "changed" in _laid(ledger, 3)[0]
+
+
+def test_blocked_left_half_read_stops_its_layout_child(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    pids: list[int] = []
+    forked = held_table.forked
+
+    def recorded(work: Any) -> tuple[int, int]:
+        pid, ready = forked(work)
+        pids.append(pid)
+        return pid, ready
+
+    monkeypatch.setattr(held_table, "forked", recorded)
+    texts = ledger.blocked_texts(table_stream.HeldLaying(small=3))
+    next(texts)
+    next(texts)  # (the child forked after the first stretch)
+    assert len(pids) == 1
+    texts.close()  # type: ignore[attr-defined]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)  # (waited for: gone)
+    assert not ledger.store.conn.in_transaction  # type: ignore[attr-defined]
+
+
+def test_a_short_blocked_table_is_laid_out_here(ledger: Ledger,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = _serial(ledger, 3, monkeypatch)
+    monkeypatch.setattr(held_table, "SPLIT_MIN", HELD + 1)
+    forks = _forks(monkeypatch)
+    assert _laid(ledger, 3) == serial
+    assert len(forks) == 1  # (the links' child alone)
