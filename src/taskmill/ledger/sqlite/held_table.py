@@ -10,9 +10,10 @@ and lays them out into a temporary file while this process lays out the rows bef
 key; then the child's text is passed on, with the commands that unblock its tasks. The key
 is a stretch's first row, so the text is the same bytes as one process lays out.
 
-The child's text is used only when it read the state this process reads (``PRAGMA
-data_version``, :meth:`~.split.PinnedReading.unchanged`, once it has begun) and ended well;
-otherwise the rest is laid out here, from the rows this process read.
+Each process reads only the rows it lays out (where to split is asked first, of the held
+tasks' index). The child's text is used only when it read the state this process reads
+(``PRAGMA data_version``, :meth:`~.split.PinnedReading.unchanged`, once it has begun) and
+ended well; otherwise the rest is read and laid out here, in this process's transaction.
 """
 
 from __future__ import annotations
@@ -65,13 +66,13 @@ def held_cell_texts(store: LedgerStore, conn: sqlite3.Connection, path: Path | N
     (its connection ``conn``, its file ``path``): see the module's text."""
     reading = store.held_links_reading()
     try:
-        rows = listing.read_ahead(listing.id_status_first(held_cells(conn, gate, "", ())),
-                                  reading)
-        holder = listing.Holder(store, reading.result(), cycles)
         pinned = reading if isinstance(reading, PinnedReading) else None
         part = None if path is None or pinned is None else _part(conn, laying, gate)
-        texts = laying.lay(listing.cells_held(holder.rows(
-            rows if part is None else itertools.islice(rows, part.offset))), None)
+        rows = listing.read_ahead(listing.id_status_first(
+            held_cells(conn, gate, "", ()) if part is None else
+            held_cells(conn, gate, " AND (t.priority, t.seq) < (?, ?)", part.key)), reading)
+        holder = listing.Holder(store, reading.result(), cycles)
+        texts = laying.lay(listing.cells_held(holder.rows(rows)), None)
         if part is None or path is None or pinned is None:
             yield from texts
             return
@@ -79,7 +80,7 @@ def held_cell_texts(store: LedgerStore, conn: sqlite3.Connection, path: Path | N
         if got is None:
             return
         yield got
-        yield from _split(path, pinned, laying, holder, part, gate, texts, rows)
+        yield from _split(conn, path, pinned, laying, holder, part, gate, texts)
     finally:
         reading.close()
 
@@ -103,11 +104,11 @@ def _part(conn: sqlite3.Connection, laying: HeldLaying, gate: str) -> Part | Non
     return None if key is None else Part(offset, tuple(key))
 
 
-def _split(path: Path, reading: PinnedReading, laying: HeldLaying, holder: listing.Holder,
-           part: Part, gate: str, texts: Iterator[tuple[str, int]], rows: Iterator[Any]
+def _split(conn: sqlite3.Connection, path: Path, reading: PinnedReading, laying: HeldLaying,
+           holder: listing.Holder, part: Part, gate: str, texts: Iterator[tuple[str, int]]
            ) -> Iterator[tuple[str, int]]:
     """The rest of the table: this process's stretches (``texts``) then the child's, or,
-    where the child's are not used, the rest of ``rows`` laid out here."""
+    where the child's are not used, the rows from the key read and laid out here."""
     with tempfile.TemporaryFile() as out:
         pid, ready = forked(lambda told: _child(path, out, told, laying, holder, part, gate))
         same = False
@@ -126,8 +127,9 @@ def _split(path: Path, reading: PinnedReading, laying: HeldLaying, holder: listi
                 laying.unblock.extend(unblock)
                 yield text, count
             return
-    yield from laying.lay(listing.cells_held(holder.rows(rows)), [])  # (here: the child
-    # did not read the same ledger, or failed)
+    yield from laying.lay(listing.cells_held(holder.rows(listing.id_status_first(
+        held_cells(conn, gate, _SPAN, part.key)))), [])  # (in this one's transaction: the
+    # child did not read the same ledger, or failed)
 
 
 def _child(path: Path, out: IO[bytes], told: int, laying: HeldLaying,
