@@ -103,13 +103,26 @@ def test_the_links_read_by_a_child_are_the_links(ledger: Ledger,
     blocker = ledger.create("blocker")
     for i in range(3):
         ledger.create(f"waits {i}", after=[blocker.id])
+    for i in range(3):  # (more held tasks, by their parent)
+        ledger.create(f"under {i}", parent=ledger.create(f"epic {i}", after=[blocker.id]).id)
     store = ledger.store
     forks = _count_forks(monkeypatch)
+    spans: list[tuple[Any, ...]] = []
+    real = sqlite_listing.held_links
+
+    def recorded(conn: Any, *span: Any) -> Any:
+        spans.append(span)
+        return real(conn, *span)
+
+    monkeypatch.setattr(sqlite_listing, "held_links", recorded)
     reading = store.held_links_reading()
     assert isinstance(reading, split.PinnedReading)
     assert len(forks) == 1
-    assert reading.result() == store.held_links()
-    assert reading.done()
+    links = reading.result()
+    assert links == real(store.conn)  # type: ignore[attr-defined]
+    assert links.parents and links.states and len(links.waits) >= 6
+    assert [span[0] for span in spans] == [" AND t.id < ?"]  # (this process's share: the
+    assert reading.done()  # ids before the child's; the child's not recorded here)
     reading.close()
 
     def broken(conn: object) -> object:
@@ -175,12 +188,12 @@ def test_blocked_is_of_one_state_when_a_write_commits_meanwhile(
     path = store.path  # type: ignore[attr-defined]
     real = sqlite_listing.held_links
 
-    def after_a_write(conn: Any) -> Any:
+    def after_a_write(conn: Any, *span: Any) -> Any:
         if conn is not store.conn:  # type: ignore[attr-defined]  (the other reader's)
             other = connect(path)
             other.execute("UPDATE tasks SET status = 'closed' WHERE id = ?", (blocker.id,))
             other.close()
-        return real(conn)
+        return real(conn, *span)
 
     monkeypatch.setattr(sqlite_listing, "held_links", after_a_write)
     forks = _count_forks(monkeypatch)

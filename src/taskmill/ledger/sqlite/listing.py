@@ -75,8 +75,10 @@ LINKS_SQL = (
 """The held tasks' dependencies that hold them (:func:`held_links`), by task id."""
 
 
-def held_links(conn: sqlite3.Connection) -> HeldLinks:
-    """What holds the held tasks (:meth:`LedgerStore.held_links`), read through ``conn``."""
+def held_links(conn: sqlite3.Connection, span: str = "", args: Sequence[Any] = ()
+               ) -> HeldLinks:
+    """What holds the held tasks (:meth:`LedgerStore.held_links`), read through ``conn``;
+    ``span`` (``" AND t.id ..."``, with ``args``): those of a range of ids alone."""
     # one pass over the held tasks' dependencies, by task id (the index tasks_held_ids and
     # the dependencies' table in the same order: one sweep); a holding parent's state comes
     # with it (the ancestors' reasons need it), and whether a wait points at a task as new
@@ -88,7 +90,8 @@ def held_links(conn: sqlite3.Connection) -> HeldLinks:
     forward = False
     first: dict[tuple[str, bool], int] = {}  # the position of each task's first of each
     several: dict[tuple[str, bool], list[int]] = {}  # (the positions of those with more)
-    for tid, other, is_parent, newer, status, blockers, gated, pos in conn.execute(LINKS_SQL):
+    for tid, other, is_parent, newer, status, blockers, gated, pos in conn.execute(
+            LINKS_SQL + span, args):
         if is_parent:
             states[other] = (status, blockers, gated == 1)
             into = parents
@@ -113,9 +116,31 @@ def held_links(conn: sqlite3.Connection) -> HeldLinks:
     return HeldLinks(waits, parents, states, forward)
 
 
-def _links_read(conn: sqlite3.Connection) -> HeldLinks:
-    conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
-    return held_links(conn)
+LINKS_SHARE = 0.3
+"""The share of the held tasks whose links this process reads itself, once it has read its
+rows, while a forked child reads the others' (:meth:`ListingRows.held_links_reading`)."""
+_FROM = " AND t.id >= ?"
+_BEFORE = " AND t.id < ?"
+
+
+def links_from(conn: sqlite3.Connection) -> str | None:
+    """The id from which a forked child reads the held tasks' links (None: it reads them
+    all): this process reads :data:`LINKS_SHARE` of them, those before it."""
+    held = HELD_SQL.format(t="t.")
+    count = conn.execute(f"SELECT count(*) FROM tasks t INDEXED BY tasks_held WHERE {held}"
+                         ).fetchone()[0]
+    if count * LINKS_SHARE < 1:
+        return None
+    at = conn.execute(f"SELECT t.id FROM tasks t INDEXED BY tasks_held_ids WHERE {held}"
+                      " ORDER BY t.id LIMIT 1 OFFSET ?", (int(count * LINKS_SHARE),)
+                      ).fetchone()
+    return None if at is None else str(at[0])
+
+
+def joined_links(before: HeldLinks, after: HeldLinks) -> HeldLinks:
+    """The links of two ranges of ids, ``before``'s first."""
+    return HeldLinks({**before.waits, **after.waits}, {**before.parents, **after.parents},
+                     {**before.states, **after.states}, before.forward or after.forward)
 
 
 class ListingRows:
@@ -283,9 +308,16 @@ class ListingRows:
     def _links_reading(self, tasks: int) -> LinksReading:
         path = self.path
         assert path is not None
-        if can_split() and tasks >= split.LINKS_FORK_MIN:
-            return ForkedReading(path, _links_read, self.held_links)  # (a fork copies no
-            # other thread; a small ledger's links come as soon from a thread)
+        if can_split() and tasks >= split.LINKS_FORK_MIN:  # (a fork copies no other
+            # thread; a small ledger's links come as soon from a thread)
+            at = links_from(self.conn)
+            if at is None:
+                return ForkedReading(path, lambda conn: held_links(conn), self.held_links)
+            span = (at,)  # the links of the ids from ``at`` on read by the child, those
+            # before it here once the rows are read (the child's not used: all read here)
+            return ForkedReading(
+                path, lambda conn: held_links(conn, _FROM, span), self.held_links,
+                mine=lambda: held_links(self.conn, _BEFORE, span), join=joined_links)
 
         def read() -> HeldLinks:
             conn = connect(path)

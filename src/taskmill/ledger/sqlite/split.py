@@ -204,8 +204,14 @@ class ForkedReading(LinksReading):
     child that fails is passed over: the links are then read here."""
 
     def __init__(self, path: Path, read: Callable[[sqlite3.Connection], HeldLinks],
-                 fallback: Callable[[], HeldLinks]) -> None:
+                 fallback: Callable[[], HeldLinks], *,
+                 mine: Callable[[], HeldLinks] | None = None,
+                 join: Callable[[HeldLinks, HeldLinks], HeldLinks] | None = None) -> None:
+        """``read``: what the child reads; ``mine``, what this process reads itself when
+        the links are asked for (before the child's are waited for), ``join`` putting the
+        two together (``mine``'s first)."""
         self._links: HeldLinks | None = None
+        self._mine, self._join = mine, join
         self._error: BaseException | None = None
         self._thread: Any = None
         self._done: Any = None
@@ -217,6 +223,7 @@ class ForkedReading(LinksReading):
             code = 1
             try:
                 conn = connect(path)  # (the parent's connection is never used here)
+                conn.execute(f"PRAGMA cache_size = -{CHILD_CACHE_KIB}")
                 write_batch(self._out, tuple(read(conn)))
                 self._out.flush()
                 code = 0
@@ -238,11 +245,15 @@ class ForkedReading(LinksReading):
     def result(self) -> HeldLinks:
         if self._links is not None:
             return self._links
+        mine = self._mine() if self._mine is not None else None  # (meanwhile)
         if self._status is None:
             self._status = os.waitpid(self._pid, 0)[1]
         with self._out:
             if os.waitstatus_to_exitcode(self._status) == 0:
-                self._links = HeldLinks(*next(read_batches(self._out)))
+                links = HeldLinks(*next(read_batches(self._out)))
+                if mine is not None and self._join is not None:
+                    links = self._join(mine, links)
+                self._links = links
             else:
                 self._links = self._fallback()
         return self._links
