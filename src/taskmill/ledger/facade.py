@@ -395,10 +395,8 @@ class Ledger(WorkVerbs):
     def blocked_json(self, *, beads_compat: bool | None = None) -> Iterator[str]:
         """:meth:`blocked`, each task as the text of its ``to_json()`` indented as an item of a
         top-level ``json.dumps(indent=2)`` array, made by the store a row at a time."""
-        from .listing import blocked_json
-
         compat = self.beads_compat if beads_compat is None else beads_compat
-        return blocked_json(self.store, beads_compat=compat, cycles=_cycles_among)
+        return self.store.held_json_texts(compat, _cycles_among)
 
     def held_back(self, task_id: str) -> list[str]:
         """The unfinished tasks under ``task_id`` (its children, theirs, ...): those a

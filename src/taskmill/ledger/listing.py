@@ -138,6 +138,9 @@ class PagedCellRows:
         return laying.lay(blocked_cells(cast(LedgerStore, self), beads_compat=beads_compat,
                                         cycles=cycles), None)
 
+    def held_json_texts(self, beads_compat: bool, cycles: Cycles) -> Iterator[str]:
+        return blocked_json(cast(LedgerStore, self), beads_compat=beads_compat, cycles=cycles)
+
 
 def held_links(store: LedgerStore) -> HeldLinks:
     """:meth:`LedgerStore.held_links` from :meth:`~LedgerStore.held_waits` and
@@ -333,8 +336,14 @@ def blocked_json(store: LedgerStore, *, beads_compat: bool, cycles: Cycles) -> I
     """Each task :meth:`~taskmill.ledger.Ledger.blocked` lists, as the text of its
     ``to_json()`` indented as an item of a top-level ``json.dumps(indent=2)`` array (what
     holds it: :func:`holding`)."""
-    for (_tid, _status, text), blockers, held in holding(
-            store, store.held_json_rows(beads_compat), cycles=cycles):
+    return json_items(holding(store, store.held_json_rows(beads_compat), cycles=cycles))
+
+
+def json_items(rows: Iterable[tuple[tuple[str, str, str], list[str] | None, Holding | None]]
+               ) -> Iterator[str]:
+    """:func:`holding`'s rows of :meth:`LedgerStore.held_json_rows` as the items of
+    :func:`blocked_json`."""
+    for (_tid, _status, text), blockers, held in rows:
         if held is None:
             yield f"{text}{_BLOCKED_BY}{_blockers(blockers)}{_NO_MORE}"
             continue

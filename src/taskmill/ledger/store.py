@@ -321,6 +321,11 @@ class LedgerStore(Protocol):
         :func:`taskmill.ledger.listing.holding`) laid out by ``laying``, in order: where the
         store can, a long listing's later stretches are laid out by another process
         meanwhile."""
+    def held_json_texts(self, beads_compat: bool, cycles: Cycles) -> Iterator[str]:
+        """:meth:`held_json_rows` with what holds each (``cycles``: see
+        :func:`taskmill.ledger.listing.holding`), each task's item of ``blocked --json``
+        (:func:`taskmill.ledger.listing.blocked_json`), in order: where the store can, a long
+        listing's later items are made by another process meanwhile."""
     def held_links(self) -> HeldLinks:
         """What holds the tasks :meth:`held` lists, read at once: :meth:`held_waits`, and
         each one's :meth:`holding_parents` (see :class:`HeldLinks`)."""

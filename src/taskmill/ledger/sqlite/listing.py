@@ -21,9 +21,9 @@ from typing import Any, cast
 from ..rows import expand_json_fields
 from ..store import CellRow, Cycles, HeldLaying, HeldLinks, Laying, LedgerStore, LinksReading
 from ..task_filter import listing_order, task_where
-from . import held_table, kept_text, split
+from . import held_listing, kept_text, split
 from .deps import HELD_SQL
-from .held_table import held_cells
+from .held_listing import held_cells, held_json
 from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL, KEPT_LISTING_SQL
 from .readiness import HOLDS_SQL
 from .schema import NEW_GENERATION_SQL, connect
@@ -254,32 +254,21 @@ class ListingRows:
 
     def held_cell_texts(self, laying: HeldLaying, beads_compat: bool, cycles: Cycles
                         ) -> Iterator[tuple[str, int]]:
-        return held_table.held_cell_texts(cast(LedgerStore, self), self.conn, self.path,
-                                          laying, _gate(beads_compat), cycles)
+        return held_listing.held_cell_texts(cast(LedgerStore, self), self.conn, self.path,
+                                            laying, _gate(beads_compat), cycles)
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
                        held: Mapping[str, str] | None = None
                        ) -> Iterator[tuple[str, str, str]]:
-        gate = _gate(beads_compat)
         marks, marks_args = _marks(interrupted, held or {})
+        return _small_cache(self.conn, held_json(self.conn, _gate(beads_compat), "", (),
+                                                 marks, marks_args))  # (not split: see
+        # held_cell_rows)
 
-        def rows(conn: sqlite3.Connection, span: str, span_args: Sequence[Any]
-                 ) -> Iterator[tuple[str, str, str]]:
-            for tid, status, text in conn.execute(
-                    f"SELECT t.id, t.status, {KEPT_JSON_SQL}{marks} FROM tasks t"
-                    f" INDEXED BY tasks_held{JOIN_SQL} WHERE {HELD_SQL.format(t='t.')}{gate}{span}"
-                    " ORDER BY t.priority, t.seq", [*marks_args, *span_args]):
-                yield tid, status, expand_json_fields(text) if "\x01" in text else text
-
-        # a smaller page cache meanwhile: the rows' pages are read about once (the links'
-        # connection, reading at the same time, has its own)
-        cache = int(self.conn.execute("PRAGMA cache_size").fetchone()[0])
-        self.conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
-        try:
-            yield from rows(self.conn, "", ())  # (not split: see held_cell_rows)
-        finally:
-            split.end_quietly(self.conn, f"PRAGMA cache_size = {cache}")
+    def held_json_texts(self, beads_compat: bool, cycles: Cycles) -> Iterator[str]:
+        return _small_cache(self.conn, held_listing.held_json_texts(
+            cast(LedgerStore, self), self.conn, self.path, _gate(beads_compat), cycles))
 
     def held_links(self) -> HeldLinks:
         return held_links(self.conn)
@@ -363,3 +352,14 @@ count). Done tasks are left out (no listing shows them)."""
 def _gate(beads_compat: bool) -> str:
     """What ``blocked`` adds to the held tasks' condition (``--beads-compat``: Beads')."""
     return f" AND t.id IN ({DEP_GATED_SQL})" if beads_compat else ""
+
+
+def _small_cache(conn: sqlite3.Connection, rows: Iterator[T]) -> Iterator[T]:
+    """``rows`` read with a smaller page cache on ``conn`` meanwhile: the held tasks' pages
+    are read about once (the links' connection, reading at the same time, has its own)."""
+    cache = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+    conn.execute(f"PRAGMA cache_size = -{HELD_CACHE_KIB}")
+    try:
+        yield from rows
+    finally:
+        split.end_quietly(conn, f"PRAGMA cache_size = {cache}")

@@ -1,7 +1,7 @@
-"""``blocked``'s table laid out by two processes once the links are in
-(:mod:`taskmill.ledger.sqlite.held_table`): the same bytes as one process lays out, the
-commands that unblock the tasks in order, and the table of the state the listing began with
-when another connection writes meanwhile or the child fails."""
+"""``blocked``'s table and JSON made by two processes once the links are in
+(:mod:`taskmill.ledger.sqlite.held_listing`): the same bytes as one process makes, the
+commands that unblock the tasks in order, and the listing of the state it began with when
+another connection writes meanwhile or the child fails."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from taskmill.cli import table_stream
 from taskmill.ledger import Ledger
-from taskmill.ledger.sqlite import held_table, split
+from taskmill.ledger.sqlite import held_listing, split
 from taskmill.ledger.sqlite.schema import connect
 from taskmill.model import BLOCK_COMMENT_PREFIX
 
@@ -24,7 +24,7 @@ HELD = 28
 
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
-    monkeypatch.setattr(held_table, "SPLIT_MIN", 4)
+    monkeypatch.setattr(held_listing, "SPLIT_MIN", 4)
     monkeypatch.setattr(split, "LINKS_FORK_MIN", 4)
     monkeypatch.setattr(threading, "active_count", lambda: 1)  # (pytest's own threads)
     ledger = Ledger.open(tmp_path / "db", prefix="h")
@@ -59,7 +59,7 @@ def _laid(ledger: Ledger, small: int, beads_compat: bool = False
 def _serial(ledger: Ledger, small: int, monkeypatch: pytest.MonkeyPatch,
             beads_compat: bool = False) -> tuple[str, int, list[str]]:
     with monkeypatch.context() as m:
-        m.setattr(held_table, "SPLIT_MIN", 10**9)
+        m.setattr(held_listing, "SPLIT_MIN", 10**9)
         return _laid(ledger, small, beads_compat)
 
 
@@ -106,11 +106,36 @@ def test_blocked_laid_out_by_two_processes_is_the_table(
     assert 0 < sum(here) < held and (sum(here) - (small + 1)) % small == 0
 
 
+def _json(ledger: Ledger, beads_compat: bool = False) -> list[str]:
+    return list(ledger.blocked_json(beads_compat=beads_compat))
+
+
+@pytest.mark.parametrize("beads_compat", [False, True])
+def test_blocked_json_made_by_two_processes_is_the_listing(
+        ledger: Ledger, beads_compat: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskmill.ledger.rows import item_text
+
+    with monkeypatch.context() as m:
+        m.setattr(held_listing, "SPLIT_MIN", 10**9)
+        serial = _json(ledger, beads_compat)
+    assert serial == [item_text(b.to_json()) for b in ledger.blocked(beads_compat=beads_compat)]
+    forks = _forks(monkeypatch)
+    monkeypatch.setattr(held_listing, "JSON_BATCH", 2)
+    assert _json(ledger, beads_compat) == serial
+    assert len(forks) == 2
+
+
+@pytest.mark.parametrize("listing", ["table", "json"])
 @pytest.mark.parametrize("failure", ["a write", "a failed child"])
-def test_blocked_whose_layout_child_is_not_used_is_laid_out_here(
-        ledger: Ledger, failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    serial = _serial(ledger, 3, monkeypatch)
-    child = held_table._child
+def test_blocked_whose_child_is_not_used_is_made_here(
+        ledger: Ledger, failure: str, listing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def made() -> object:
+        return _laid(ledger, 3) if listing == "table" else _json(ledger)
+
+    with monkeypatch.context() as m:
+        m.setattr(held_listing, "SPLIT_MIN", 10**9)
+        serial = made()
+    child = held_listing._child
 
     def not_used(path: Path, *args: Any) -> int:
         if failure == "a failed child":
@@ -120,12 +145,12 @@ def test_blocked_whose_layout_child_is_not_used_is_laid_out_here(
         other.close()
         return child(path, *args)
 
-    monkeypatch.setattr(held_table, "_child", not_used)
+    monkeypatch.setattr(held_listing, "_child", not_used)
     forks = _forks(monkeypatch)
-    assert _laid(ledger, 3) == serial
+    assert made() == serial
     assert len(forks) == 2
     if failure == "a write":
-        assert "changed" in _laid(ledger, 3)[0]
+        assert "changed" in str(made())
 
 
 def test_blocked_left_half_read_stops_its_layout_child(
@@ -133,14 +158,14 @@ def test_blocked_left_half_read_stops_its_layout_child(
     import os
 
     pids: list[int] = []
-    forked = held_table.forked
+    forked = held_listing.forked
 
     def recorded(work: Any) -> tuple[int, int]:
         pid, ready = forked(work)
         pids.append(pid)
         return pid, ready
 
-    monkeypatch.setattr(held_table, "forked", recorded)
+    monkeypatch.setattr(held_listing, "forked", recorded)
     texts = ledger.blocked_texts(table_stream.HeldLaying(small=3))
     next(texts)
     next(texts)  # (the child forked after the first stretch)
@@ -154,7 +179,7 @@ def test_blocked_left_half_read_stops_its_layout_child(
 def test_a_short_blocked_table_is_laid_out_here(ledger: Ledger,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     serial = _serial(ledger, 3, monkeypatch)
-    monkeypatch.setattr(held_table, "SPLIT_MIN", HELD + 1)
+    monkeypatch.setattr(held_listing, "SPLIT_MIN", HELD + 1)
     forks = _forks(monkeypatch)
     assert _laid(ledger, 3) == serial
     assert len(forks) == 1  # (the links' child alone)
