@@ -51,8 +51,9 @@ READER_CACHE_KIB = 8192
 HELD_CACHE_KIB = 16384
 """The store connection's page cache while it reads the held tasks' rows: with the links'
 connection and the rows read ahead (:data:`taskmill.ledger.listing.AHEAD_CHARS`), ``blocked``
-at 1M tasks stays well under 150 MiB; the pages are read about once, so a bigger cache saves
-no time."""
+at 1M tasks stays well under 150 MiB (a child forked to make the later rows' text has this
+process's memory as it was, and its own besides); the pages are read about once, so a
+bigger cache saves no time."""
 
 
 def _marks(interrupted: Collection[str], held: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -254,8 +255,9 @@ class ListingRows:
 
     def held_cell_texts(self, laying: HeldLaying, beads_compat: bool, cycles: Cycles
                         ) -> Iterator[tuple[str, int]]:
-        return held_listing.held_cell_texts(cast(LedgerStore, self), self.conn, self.path,
-                                            laying, _gate(beads_compat), cycles)
+        return _small_cache(self.conn, held_listing.held_cell_texts(
+            cast(LedgerStore, self), self.conn, self.path, laying, _gate(beads_compat),
+            cycles))
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
