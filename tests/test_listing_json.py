@@ -296,7 +296,7 @@ def test_rows_read_while_the_links_are_come_out_the_same(tmp_path: Path,
         assert len(expected) == 12
         monkeypatch.setattr(listing, "AHEAD_CHARS", 2000)  # two rows or so, the rest spilled
         monkeypatch.setattr(type(ledger.store), "held_links_reading",
-                            lambda self: Slow(self.held_links, meanwhile=False))
+                            lambda self, **_: Slow(self.held_links, meanwhile=False))
         assert list(ledger.blocked_json()) == expected
 
 

@@ -31,7 +31,7 @@ from typing import IO, Any, NamedTuple, TypeVar
 from .. import listing
 from ..rows import expand_json_fields
 from ..spill import read_batches, write_batch
-from ..store import CellRow, Cycles, HeldLaying, LedgerStore
+from ..store import CellRow, Cycles, HeldLaying, LedgerStore, LinksReading
 from .deps import HELD_SQL
 from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL
 from .schema import connect
@@ -103,10 +103,11 @@ class Making(NamedTuple):
 
 
 def held_cell_texts(store: LedgerStore, conn: sqlite3.Connection, path: Path | None,
-                    laying: HeldLaying, gate: str, cycles: Cycles
-                    ) -> Iterator[tuple[str, int]]:
+                    laying: HeldLaying, gate: str, cycles: Cycles,
+                    links: Callable[[], LinksReading]) -> Iterator[tuple[str, int]]:
     """:meth:`~taskmill.ledger.store.LedgerStore.held_cell_texts` of the SQLite ``store``
-    (its connection ``conn``, its file ``path``): see the module's text."""
+    (its connection ``conn``, its file ``path``; ``links``: its links' reading begun): see
+    the module's text."""
     def make(holder: listing.Holder, rows: Iterator[Any], later: bool
              ) -> Iterator[tuple[str, int]]:
         return laying.lay(listing.cells_held(holder.rows(rows)), [] if later else None)
@@ -121,13 +122,14 @@ def held_cell_texts(store: LedgerStore, conn: sqlite3.Connection, path: Path | N
     def fresh() -> None:  # (in the child: the commands of its own rows alone)
         del laying.unblock[:]
 
-    return _held(store, conn, path, gate, cycles, reads, Making(
+    return _held(store, conn, path, (gate, cycles, links), reads, Making(
         HELD_LAID_SHARE, (laying.first, laying.step), make, 1, tail, laying.unblock.extend),
         fresh)
 
 
 def held_json_texts(store: LedgerStore, conn: sqlite3.Connection, path: Path | None,
-                    gate: str, cycles: Cycles) -> Iterator[str]:
+                    gate: str, cycles: Cycles, links: Callable[[], LinksReading]
+                    ) -> Iterator[str]:
     """:meth:`~taskmill.ledger.store.LedgerStore.held_json_texts` of the SQLite ``store``:
     see the module's text."""
     def make(holder: listing.Holder, rows: Iterator[Any], later: bool) -> Iterator[str]:
@@ -137,14 +139,15 @@ def held_json_texts(store: LedgerStore, conn: sqlite3.Connection, path: Path | N
               ) -> Iterator[tuple[str, str, str]]:
         return held_json(conn, gate, span, args)
 
-    return _held(store, conn, path, gate, cycles, reads, Making(
+    return _held(store, conn, path, (gate, cycles, links), reads, Making(
         HELD_JSON_SHARE, None, make, JSON_BATCH, lambda: None, lambda _: None), lambda: None)
 
 
-def _held(store: LedgerStore, conn: sqlite3.Connection, path: Path | None, gate: str,
-          cycles: Cycles, reads: Reads[Any], making: Making, fresh: Callable[[], None]
-          ) -> Iterator[Any]:
-    reading = store.held_links_reading()
+def _held(store: LedgerStore, conn: sqlite3.Connection, path: Path | None,
+          held: tuple[str, Cycles, Callable[[], LinksReading]], reads: Reads[Any],
+          making: Making, fresh: Callable[[], None]) -> Iterator[Any]:
+    gate, cycles, links = held
+    reading = links()
     try:
         pinned = reading if isinstance(reading, PinnedReading) else None
         part = None if path is None or pinned is None else _part(conn, making, gate)
@@ -191,12 +194,13 @@ _TAIL = "\x00tail"
 
 
 def _part(conn: sqlite3.Connection, making: Making, gate: str) -> Part | None:
-    """Where to split the listing (None: not split: a short one, a system that does not
-    fork, another thread running)."""
+    """Where to split the listing (None: not split: a short one, Beads' (its ``gate``, a
+    recursive query, would be asked again by each statement), a system that does not fork,
+    another thread running)."""
     import threading
 
-    if not can_split() or threading.active_count() > 1:  # (a fork copies no other thread:
-        return None  # none may run)
+    if gate or not can_split() or threading.active_count() > 1:  # (a fork copies no other
+        return None  # thread: none may run)
     where = f" WHERE {HELD_SQL.format(t='t.')}{gate}"
     total = conn.execute(f"SELECT count(*) FROM tasks t INDEXED BY tasks_held{where}"
                          ).fetchone()[0]

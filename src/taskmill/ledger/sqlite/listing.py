@@ -257,7 +257,7 @@ class ListingRows:
                         ) -> Iterator[tuple[str, int]]:
         return _small_cache(self.conn, held_listing.held_cell_texts(
             cast(LedgerStore, self), self.conn, self.path, laying, _gate(beads_compat),
-            cycles))
+            cycles, lambda: self.held_links_reading(shared=not beads_compat)))
 
     def held_json_rows(self, beads_compat: bool = False, *,
                        interrupted: Collection[str] = (),
@@ -270,7 +270,8 @@ class ListingRows:
 
     def held_json_texts(self, beads_compat: bool, cycles: Cycles) -> Iterator[str]:
         return _small_cache(self.conn, held_listing.held_json_texts(
-            cast(LedgerStore, self), self.conn, self.path, _gate(beads_compat), cycles))
+            cast(LedgerStore, self), self.conn, self.path, _gate(beads_compat), cycles,
+            lambda: self.held_links_reading(shared=not beads_compat)))
 
     def held_links(self) -> HeldLinks:
         return held_links(self.conn)
@@ -285,7 +286,9 @@ class ListingRows:
         self.conn.execute(NEW_GENERATION_SQL)  # (an answer kept from the text as it was is
         # not served again: :mod:`taskmill.cli.lean_kept`)
 
-    def held_links_reading(self) -> LinksReading:
+    def held_links_reading(self, shared: bool = True) -> LinksReading:
+        """(``shared``: this process reads its share of the links once it has read its
+        rows (:data:`LINKS_SHARE`); not when its rows take long: ``--beads-compat``'s.)"""
         import threading
 
         path = self.path
@@ -294,14 +297,15 @@ class ListingRows:
             # use this connection meanwhile: no transaction of the listing's own on it)
             return LinksReading(self.held_links, meanwhile=False)
         # (read by another connection meanwhile: of the state this one's rows are read in)
-        return PinnedReading(self.conn, path, self._links_reading, self.held_links)
+        return PinnedReading(self.conn, path, lambda tasks: self._links_reading(tasks, shared),
+                             self.held_links)
 
-    def _links_reading(self, tasks: int) -> LinksReading:
+    def _links_reading(self, tasks: int, shared: bool) -> LinksReading:
         path = self.path
         assert path is not None
         if can_split() and tasks >= split.LINKS_FORK_MIN:  # (a fork copies no other
             # thread; a small ledger's links come as soon from a thread)
-            at = links_from(self.conn)
+            at = links_from(self.conn) if shared else None
             if at is None:
                 return ForkedReading(path, lambda conn: held_links(conn), self.held_links)
             span = (at,)  # the links of the ids from ``at`` on read by the child, those
