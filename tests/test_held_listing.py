@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from forks import count_forks, count_laid
 from taskmill.cli import table_stream
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import held_listing, split
@@ -63,19 +64,6 @@ def _serial(ledger: Ledger, small: int, monkeypatch: pytest.MonkeyPatch,
         return _laid(ledger, small, beads_compat)
 
 
-def _forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A list that gets an item at each fork (the links' child, the layout's)."""
-    forks: list[int] = []
-    fork = split.os.fork
-
-    def counted() -> int:
-        forks.append(1)
-        return fork()
-
-    monkeypatch.setattr(split.os, "fork", counted)
-    return forks
-
-
 @pytest.mark.parametrize(("small", "beads_compat"), [(2, False), (3, False), (5, False),
                                                      (3, True)])
 def test_blocked_laid_out_by_two_processes_is_the_table(
@@ -90,17 +78,9 @@ def test_blocked_laid_out_by_two_processes_is_the_table(
     assert serial[1] == held == (22 if beads_compat else HELD)
     assert serial[2] == unblock and len(unblock) == (0 if beads_compat else 3)
     assert printed.startswith(serial[0] + f"{held} tasks\n")
-    forks = _forks(monkeypatch)
-    here: list[int] = []  # (the rows this process laid out: up to a stretch's start)
-    lay = table_stream.HeldLaying.lay
-
-    def counted(self: table_stream.HeldLaying, rows: Any, head: Any
-                ) -> Iterator[tuple[str, int]]:
-        for text, n in lay(self, rows, head):
-            here.append(n)
-            yield text, n
-
-    monkeypatch.setattr(table_stream.HeldLaying, "lay", counted)
+    forks = count_forks(monkeypatch)
+    here = count_laid(monkeypatch, table_stream.HeldLaying)  # (the rows this process laid
+    # out: up to a stretch's start)
     assert _laid(ledger, small, beads_compat) == serial
     if beads_compat:  # (Beads' is not split: its recursive condition would be asked again
         assert len(forks) == 1 and sum(here) == held  # by each process's statements)
@@ -122,7 +102,7 @@ def test_blocked_json_made_by_two_processes_is_the_listing(
         m.setattr(held_listing, "SPLIT_MIN", 10**9)
         serial = _json(ledger, beads_compat)
     assert serial == [item_text(b.to_json()) for b in ledger.blocked(beads_compat=beads_compat)]
-    forks = _forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     monkeypatch.setattr(held_listing, "JSON_BATCH", 2)
     assert _json(ledger, beads_compat) == serial
     assert len(forks) == (1 if beads_compat else 2)
@@ -149,7 +129,7 @@ def test_blocked_whose_child_is_not_used_is_made_here(
         return child(path, *args)
 
     monkeypatch.setattr(held_listing, "_child", not_used)
-    forks = _forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     assert made() == serial
     assert len(forks) == 2
     if failure == "a write":
@@ -183,6 +163,6 @@ def test_a_short_blocked_table_is_laid_out_here(ledger: Ledger,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     serial = _serial(ledger, 3, monkeypatch)
     monkeypatch.setattr(held_listing, "SPLIT_MIN", HELD + 1)
-    forks = _forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     assert _laid(ledger, 3) == serial
     assert len(forks) == 1  # (the links' child alone)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from forks import count_forks, count_laid
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import listing as sqlite_listing
 from taskmill.ledger.sqlite import split, streamed
@@ -39,24 +40,11 @@ def _serial(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str],
         return list(ledger.list_json(status="open")), list(ledger.list_cells(status="open"))
 
 
-def _count_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """A list that gets an item at each fork of the split."""
-    forks: list[int] = []
-    fork = split.os.fork
-
-    def counted() -> int:
-        forks.append(1)
-        return fork()
-
-    monkeypatch.setattr(split.os, "fork", counted)
-    return forks
-
-
 def test_the_split_listing_is_the_listing(ledger: Ledger,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     texts, cells = _serial(ledger, monkeypatch)
     assert len(texts) == len(cells) == 25
-    forks = _count_forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     assert list(ledger.list_json(status="open")) == texts
     assert [tuple(c) for c in ledger.list_cells(status="open")] == [tuple(c) for c in cells]
     assert len(forks) == 2
@@ -106,7 +94,7 @@ def test_the_links_read_by_a_child_are_the_links(ledger: Ledger,
     for i in range(3):  # (more held tasks, by their parent)
         ledger.create(f"under {i}", parent=ledger.create(f"epic {i}", after=[blocker.id]).id)
     store = ledger.store
-    forks = _count_forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     spans: list[tuple[Any, ...]] = []
     real = sqlite_listing.held_links
 
@@ -143,7 +131,7 @@ def test_blocked_with_the_links_read_by_a_child(ledger: Ledger,
         texts = list(ledger.blocked_json())
         cells = [(tuple(row), blockers, held) for row, blockers, held in ledger.blocked_cells()]
     assert len(texts) == len(cells) == 14  # (and the epic's waiting child)
-    forks = _count_forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     assert list(ledger.blocked_json()) == texts
     assert [(tuple(row), blockers, held)
             for row, blockers, held in ledger.blocked_cells()] == cells
@@ -196,7 +184,7 @@ def test_blocked_is_of_one_state_when_a_write_commits_meanwhile(
         return real(conn, *span)
 
     monkeypatch.setattr(sqlite_listing, "held_links", after_a_write)
-    forks = _count_forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     assert list(ledger.blocked_json()) == texts
     assert len(forks) == (reader == "child")
     monkeypatch.setattr(sqlite_listing, "held_links", real)
@@ -242,7 +230,7 @@ def test_a_tables_rows_are_read_by_a_child_and_passed_on_as_they_come(
         return child(path, told, counted_rows)
 
     monkeypatch.setattr(streamed, "_child", counted)
-    forks = _count_forks(monkeypatch)
+    forks = count_forks(monkeypatch)
     rows = ledger.list_cells(status="open")
     first = tuple(next(rows))
     assert not passed  # (read by the child: its count is not this process's)
@@ -341,16 +329,9 @@ def test_a_table_laid_out_by_two_processes_is_the_table(
                                  extra=False, small=small)
     printed = capsys.readouterr().out
     assert serial[1] == 31 and printed == serial[0] + "31 tasks\n"
-    forks = _count_forks(monkeypatch)
-    here: list[int] = []  # (the rows this process laid out: up to a stretch's start)
-    lay = table_stream.Laying.lay
-
-    def counted(self: table_stream.Laying, rows: Any, head: Any) -> Iterator[tuple[str, int]]:
-        for text, n in lay(self, rows, head):
-            here.append(n)
-            yield text, n
-
-    monkeypatch.setattr(table_stream.Laying, "lay", counted)
+    forks = count_forks(monkeypatch)
+    here = count_laid(monkeypatch, table_stream.Laying)  # (the rows this process laid
+    # out: up to a stretch's start)
     assert _laid(ledger, small) == serial
     assert len(forks) == 1
     assert 0 < sum(here) < 31 and (sum(here) - (small + 1)) % small == 0

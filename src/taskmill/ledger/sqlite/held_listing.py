@@ -19,7 +19,6 @@ otherwise the rest is read and made here, in this process's transaction.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sqlite3
@@ -35,7 +34,7 @@ from ..store import CellRow, Cycles, HeldLaying, LedgerStore, LinksReading
 from .deps import HELD_SQL
 from .kept_text import CELLS_JOIN_SQL, JOIN_SQL, KEPT_CELLS_SQL, KEPT_JSON_SQL
 from .schema import connect
-from .split import CHILD_CACHE_KIB, SPLIT_MIN, PinnedReading, can_split, forked
+from .split import CHILD_CACHE_KIB, SPLIT_MIN, PinnedReading, can_split, forked, settled
 
 HELD_LAID_SHARE = 0.58
 """The share of ``blocked``'s table this process lays out (the child the rest: it reads its
@@ -165,18 +164,7 @@ def _held(store: LedgerStore, conn: sqlite3.Connection, path: Path | None,
         with tempfile.TemporaryFile() as out:
             pid, ready = forked(lambda told: _child(
                 path, out, told, holder, part, (reads, making, fresh)))
-            same = False
-            try:
-                yield from made
-                started = os.read(ready, 1) == b"1"  # (once the child has begun reading)
-                same = started and pinned.unchanged()
-            finally:
-                os.close(ready)
-                if not same:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 9)
-                _, status = os.waitpid(pid, 0)
-            if same and os.waitstatus_to_exitcode(status) == 0:
+            if (yield from settled(pid, ready, made, pinned.unchanged)):
                 for batch in read_batches(out):
                     if batch and batch[0] == _TAIL:
                         making.take_tail(batch[1])

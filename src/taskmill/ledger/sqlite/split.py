@@ -19,7 +19,7 @@ import itertools
 import os
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -145,21 +145,32 @@ def _split(conn: sqlite3.Connection, path: Path, watch: sqlite3.Connection, befo
     with tempfile.TemporaryFile() as out:
         # the child: its own connection, its rows into the file, then gone
         pid, ready = forked(lambda told: _child(path, out, told, after, later, how.batch))
-        same = False
-        try:
-            yield from rows(conn, f" AND {key} < ({marks})", after[1])
-            started = os.read(ready, 1) == b"1"  # (once the child has begun reading)
-            same = started and watch.execute("PRAGMA data_version").fetchone()[0] == before
-        finally:
-            os.close(ready)
-            if not same:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, 9)
-            _, status = os.waitpid(pid, 0)
-        if same and os.waitstatus_to_exitcode(status) == 0:
+        if (yield from settled(
+                pid, ready, rows(conn, f" AND {key} < ({marks})", after[1]),
+                lambda: bool(watch.execute("PRAGMA data_version").fetchone()[0] == before))):
             yield from read_rows(out)
             return
     yield from later(conn, *after)  # (read here: the child did not read the same ledger)
+
+
+def settled(pid: int, ready: int, mine: Iterator[T], unchanged: Callable[[], bool]
+            ) -> Generator[T, None, bool]:
+    """``mine`` passed on (this process's part, made while the child ``pid`` makes its
+    own), then whether the child's output may be used: it began reading (said on ``ready``)
+    in the state this process reads (``unchanged``, asked once it has) and ended well. A
+    child whose output is not used is stopped; either way it is waited for."""
+    same = False
+    try:
+        yield from mine
+        started = os.read(ready, 1) == b"1"  # (once the child has begun reading)
+        same = started and unchanged()
+    finally:
+        os.close(ready)
+        if not same:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        _, status = os.waitpid(pid, 0)
+    return same and os.waitstatus_to_exitcode(status) == 0
 
 
 def forked(work: Callable[[int], int]) -> tuple[int, int]:
