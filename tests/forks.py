@@ -3,12 +3,14 @@ the forks, and the rows a laying made in this process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskmill.ledger.sqlite import split
+from taskmill.ledger.sqlite.schema import connect
 
 
 def count_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -37,3 +39,18 @@ def count_laid(monkeypatch: pytest.MonkeyPatch, laying: type[Any]) -> list[int]:
 
     monkeypatch.setattr(laying, "lay", counted)
     return here
+
+
+def not_used(failure: str, child: Callable[..., int], where: str) -> Callable[..., int]:
+    """A split listing's ``child`` (its ledger's path first) whose output is not used: it
+    fails (``failure`` "a failed child"), or begins reading only once another connection
+    has committed new titles of the tasks ``where`` says ("a write")."""
+    def wrapped(path: Path, *args: Any) -> int:
+        if failure == "a failed child":
+            raise RuntimeError("the child could not read")
+        other = connect(path)  # (another connection commits before the child reads)
+        other.execute(f"UPDATE tasks SET title = 'changed' WHERE {where}")
+        other.close()
+        return child(path, *args)
+
+    return wrapped

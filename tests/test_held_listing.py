@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from forks import count_forks, count_laid
+from forks import count_forks, count_laid, not_used
 from taskmill.cli import table_stream
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import held_listing, split
-from taskmill.ledger.sqlite.schema import connect
 from taskmill.model import BLOCK_COMMENT_PREFIX
 
 HELD = 28
@@ -118,17 +117,7 @@ def test_blocked_whose_child_is_not_used_is_made_here(
     with monkeypatch.context() as m:
         m.setattr(held_listing, "SPLIT_MIN", 10**9)
         serial = made()
-    child = held_listing._child
-
-    def not_used(path: Path, *args: Any) -> int:
-        if failure == "a failed child":
-            raise RuntimeError("the child could not read")
-        other = connect(path)  # (another connection commits before the child reads)
-        other.execute("UPDATE tasks SET title = 'changed' WHERE status != 'closed'")
-        other.close()
-        return child(path, *args)
-
-    monkeypatch.setattr(held_listing, "_child", not_used)
+    monkeypatch.setattr(held_listing, "_child", not_used(failure, held_listing._child, "status != 'closed'"))
     forks = count_forks(monkeypatch)
     assert made() == serial
     assert len(forks) == 2

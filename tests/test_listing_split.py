@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from forks import count_forks, count_laid
+from forks import count_forks, count_laid, not_used
 from taskmill.ledger import Ledger
 from taskmill.ledger.sqlite import listing as sqlite_listing
 from taskmill.ledger.sqlite import split, streamed
@@ -343,15 +343,5 @@ def test_a_laid_table_whose_child_is_not_used_is_laid_out_here(
     with monkeypatch.context() as m:
         m.setattr(split, "SPLIT_MIN", 10**9)
         serial = _laid(ledger, 3)
-    child = split._child
-
-    def not_used(path: Path, *args: Any) -> int:
-        if failure == "a failed child":
-            raise RuntimeError("the child could not read")
-        other = connect(path)  # (another connection commits before the child reads)
-        other.execute("UPDATE tasks SET title = 'changed' WHERE status = 'open'")
-        other.close()
-        return child(path, *args)
-
-    monkeypatch.setattr(split, "_child", not_used)
+    monkeypatch.setattr(split, "_child", not_used(failure, split._child, "status = 'open'"))
     assert _laid(ledger, 3) == serial

@@ -149,7 +149,9 @@ def _held(store: LedgerStore, conn: sqlite3.Connection, path: Path | None,
     reading = links()
     try:
         pinned = reading if isinstance(reading, PinnedReading) else None
-        part = None if path is None or pinned is None else _part(conn, making, gate)
+        part = None if path is None or pinned is None or not pinned.forked else \
+            _part(conn, making, gate)  # (split where the links come from a child: no thread
+        # runs meanwhile, and the ledger is big)
         rows = listing.read_ahead(
             reads(conn, "", ()) if part is None else reads(conn, _BEFORE, part.key), reading)
         holder = listing.Holder(store, reading.result(), cycles)

@@ -309,6 +309,12 @@ class PinnedReading(LinksReading):
     def done(self) -> bool:
         return self._inner.done()
 
+    @property
+    def forked(self) -> bool:
+        """Whether a forked child reads the links (:class:`ForkedReading`: a big ledger's;
+        else a thread, running meanwhile)."""
+        return isinstance(self._inner, ForkedReading)
+
     def unchanged(self) -> bool:
         """Whether no other connection has committed since this one's transaction began
         (another connection that began reading since then reads the same state)."""
