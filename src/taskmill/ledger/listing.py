@@ -249,8 +249,6 @@ def _read_ahead(rows: Iterator[R], reading: LinksReading,
     yield from rows
 
 
-
-
 def holding(store: LedgerStore, rows: Iterator[R], *, cycles: Cycles
             ) -> Iterator[tuple[R, list[str] | None, Holding | None]]:
     """Each row of ``rows`` (the held tasks', id and status first) with what it waits on
