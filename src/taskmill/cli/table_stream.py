@@ -154,17 +154,16 @@ class _Laying(Generic[R]):
     this process (the terminal's width and colours decided here) before any child is
     forked."""
 
-    def __init__(self, *, extra: bool, small: int | None) -> None:
+    def __init__(self, *, extra: bool, small: int | None,
+                 records: Callable[[Iterator[R], bool], Iterator[Record]]) -> None:
+        """``records``: the rows as :data:`Record` (its second argument: the listing's
+        first rows, for the widths alone)."""
         small = SMALL if small is None else small
         self.first, self.step = small + 1, small
         self.extra = extra
         self.out = render.console()
+        self._records = records
         self._table: _Streamed | None = None
-
-    def _records(self, rows: Iterator[R], head: bool) -> Iterator[Record]:
-        """``rows`` as :data:`Record` (``head``: the listing's first rows, for the widths
-        alone)."""
-        raise NotImplementedError
 
     def lay(self, rows: Iterator[R], head: list[R] | None) -> Iterator[tuple[str, int]]:
         found = self._records(rows, False)
@@ -190,11 +189,9 @@ class Laying(_Laying["CellRow"]):
     def __init__(self, *, extra: bool = False, small: int | None = None,
                  interrupted: Collection[str] = (), held: Mapping[str, str] | None = None
                  ) -> None:
-        super().__init__(extra=extra, small=small)
+        super().__init__(extra=extra, small=small,
+                         records=lambda rows, _head: records(rows, interrupted, held))
         self.interrupted, self.held = interrupted, held
-
-    def _records(self, rows: Iterator[CellRow], head: bool) -> Iterator[Record]:
-        return records(rows, self.interrupted, self.held)
 
 
 class HeldLaying(_Laying["HeldItem"]):
@@ -203,11 +200,9 @@ class HeldLaying(_Laying["HeldItem"]):
     :attr:`unblock`."""
 
     def __init__(self, *, small: int | None = None) -> None:
-        super().__init__(extra=True, small=small)
+        super().__init__(extra=True, small=small, records=lambda rows, head:
+                         blocked_records_of(rows, [] if head else self.unblock))
         self.unblock: list[str] = []
-
-    def _records(self, rows: Iterator[HeldItem], head: bool) -> Iterator[Record]:
-        return blocked_records_of(rows, [] if head else self.unblock)
 
 
 def laid_rows(texts: Iterable[tuple[str, int]]) -> int:

@@ -45,7 +45,6 @@ JSON_BATCH = 256
 """Rows' text the child writes at a time."""
 
 R = TypeVar("R", bound=tuple[Any, ...])
-T = TypeVar("T")
 Reads = Callable[[sqlite3.Connection, str, Sequence[Any]], Iterator[R]]
 """The held tasks' rows (id and status first), with a condition added (``""`` or ``" AND
 ..."``) and its arguments."""
