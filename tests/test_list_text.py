@@ -216,15 +216,20 @@ _WORDS = st.text(alphabet="abc-#1 ", min_size=0, max_size=24) | st.text(
 
 @settings(max_examples=60, deadline=None)
 @given(titles=st.lists(_WORDS, min_size=1, max_size=6),
-       waits=st.lists(st.lists(st.text(alphabet="tx-1 ", max_size=18), max_size=2),
+       waits=st.lists(st.lists(st.text(alphabet="tx-1 ", max_size=18), max_size=4),
                       min_size=6, max_size=6),
+       labels=st.lists(st.lists(st.text(alphabet="ab-{}", min_size=1, max_size=14),
+                                max_size=3), min_size=6, max_size=6),
+       statuses=st.lists(st.sampled_from(["open", "in_progress", "blocked", "deferred"]),
+                         min_size=6, max_size=6),
        columns=st.sampled_from([40, 57, 80, 120]))
 def test_any_titles_and_waits_are_laid_out_as_rich_does(
-        titles: list[str], waits: list[list[str]], columns: int) -> None:
-    """Titles and "Waiting on" items of every shape (one line, two, more; spaces leading,
-    trailing, doubled; a word wider than its column; wide characters): the same bytes as
-    rich's table."""
-    tasks = [Task(id=f"t-{i}", title=title, labels=["a"] if i % 2 else [])
+        titles: list[str], waits: list[list[str]], labels: list[list[str]],
+        statuses: list[str], columns: int) -> None:
+    """Titles, "Waiting on" items and labels of every shape (one line, two, more; spaces
+    leading, trailing, doubled; a word wider than its column; wide characters; braces),
+    statuses of one line or two: the same bytes as rich's table."""
+    tasks = [Task(id=f"t-{i}", title=title, labels=labels[i], status=statuses[i])
              for i, title in enumerate(titles)]
     extra = {t.id: waits[i] for i, t in enumerate(tasks)}
     with pytest.MonkeyPatch.context() as m:

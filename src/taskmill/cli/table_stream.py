@@ -343,6 +343,7 @@ class _Streamed:
         self.layouts: list[dict[Any, list[str]]] = [{} for _ in range(7)]
         self.middles: dict[Any, Joined] = {}
         self.ends: dict[Any, Joined] = {}
+        self.shapes: dict[tuple[int, int, int, int], Callable[..., str]] = {}
         self.blanks = [" " * w for w in self.widths]
         self.around4 = (" " + "".join(blank + " │ " for blank in self.blanks[:4]),
                         "".join(" │ " + blank for blank in self.blanks[5:]) + " \n")
@@ -385,10 +386,30 @@ class _Streamed:
         blank0, blank4 = blanks[0], blanks[4]
         blank_middle = " │ ".join(blanks[1:4])
         blank_end = " │ ".join(blanks[5:])
+        shapes = self.shapes
         for rec, depth in _grouped(rows):
+            title, waits = rec[8], rec[10]
+            if extra and not depth and title.isascii() and waits.isascii() and \
+                    len(rec[2]) <= w0 and rec[2].isascii():  # (blocked's usual row, of
+                # cells on several lines: its shape's lines filled in)
+                tl = [title] if len(title) <= w4 else _wrap_ascii(title, w4, False)
+                wl = [waits] if len(waits) <= w6 else _wrap_ascii(waits, w6, False)
+                middle = middles.get(rec[3:8]) or self._middle(rec)
+                labels = layouts[5].get(rec[9]) or self._layout(5, rec[9], rec)
+                if len(middle) == 1 and len(labels) == 1 and len(wl) < 2:  # (the title
+                    lines.append(f" {rec[2].ljust(w0)} │ {middle[0]} │ {tl[0].ljust(w4)} │"
+                                 f" {labels[0]} │ {wl[0].ljust(w6)} \n")  # alone may wrap)
+                    for line in tl[1:]:
+                        lines.append(before4 + line.ljust(w4) + after4)
+                    continue
+                heights = (len(middle), len(tl), len(labels), len(wl))
+                shape = shapes.get(heights)
+                if shape is None:
+                    shape = shapes[heights] = self._shape(heights)
+                lines.append(shape(rec[2], *middle, *tl, *labels, *wl))
+                continue
             c0 = ("  " * (depth - 1) + "└ " + rec[2]) if depth else rec[2]
             col0 = None if len(c0) <= w0 and c0.isascii() else self._column(0, c0)
-            title = rec[8]
             col4: list[str] | None = None
             if not title.isascii():
                 col4 = self._column(4, title)
@@ -402,14 +423,7 @@ class _Streamed:
                     first4, rest4 = title[:cut].ljust(w4), [title[cut + 1:].ljust(w4)]
                 else:
                     first4, *rest4 = [line.ljust(w4) for line in _wrap_ascii(title, w4, False)]
-            mkey = rec[3:8]
-            middle = middles.get(mkey)
-            if middle is None:
-                middle = self._joined([
-                    layouts[1].get(rec[3]) or self._layout(1, rec[3], rec),
-                    layouts[2].get(rec[4]) or self._layout(2, rec[4], rec),
-                    layouts[3].get(rec[5:8]) or self._layout(3, rec[5:8], rec)],
-                    middles, mkey, 1)
+            middle = middles.get(rec[3:8]) or self._middle(rec)
             ekey = rec[9:11] if extra else rec[9]
             end = ends.get(ekey)
             if end is None:
@@ -438,6 +452,35 @@ class _Streamed:
                           f" {end[i] if i < ne else blank_end} \n"
                           for i in range(1, max(n0, n4, nm, ne))])
         return "".join(lines)
+
+    def _middle(self, rec: Record) -> Joined:
+        """The priority, type and status columns of ``rec``, joined (kept)."""
+        layouts = self.layouts
+        return self._joined([layouts[1].get(rec[3]) or self._layout(1, rec[3], rec),
+                             layouts[2].get(rec[4]) or self._layout(2, rec[4], rec),
+                             layouts[3].get(rec[5:8]) or self._layout(3, rec[5:8], rec)],
+                            self.middles, rec[3:8], 1)
+
+    def _shape(self, heights: tuple[int, int, int, int]) -> Callable[..., str]:
+        """The lines of a row whose id (ASCII) fits, its cells' lines given in order: of
+        the middle columns (priority, type, status: joined, padded), the title, the labels
+        (padded) and the waits (``heights``: how many of each but the id), as a function
+        of the id and those lines that lays them out (the title's and the waits' padded
+        here, a shorter column's blank under it)."""
+        widths, blanks = self.widths, self.blanks
+        middled, titled, labelled, waited = heights
+        blank_middle = " │ ".join(blanks[1:4])  # (spaces and borders: no brace)
+        lines = []
+        for i in range(max(heights)):
+            cells = [f"{{0:<{widths[0]}}}" if i == 0 else blanks[0],
+                     f"{{{1 + i}}}" if i < middled else blank_middle,
+                     f"{{{1 + middled + i}:<{widths[4]}}}" if i < titled else blanks[4],
+                     f"{{{1 + middled + titled + i}}}" if i < labelled else blanks[5]]
+            if self.extra:
+                cells.append(f"{{{1 + middled + titled + labelled + i}:<{widths[6]}}}"
+                             if i < waited else blanks[6])
+            lines.append(" " + " │ ".join(cells) + " \n")
+        return "".join(lines).format
 
     def _column(self, i: int, cell: str) -> list[str]:
         """The lines of column ``i`` for ``cell``: wrapped to its width, padded."""
