@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from conftest import invoke_cli
-from taskmill import lean_rules, validation
+from taskmill import lean_rules, links_begun, validation
 from taskmill.audit import verify
 from taskmill.beads import import_beads
 from taskmill.cli import fast, lean_write
 from taskmill.clock import FixedClock, iso
 from taskmill.errors import InvalidInput
-from taskmill.ledger import Ledger, lean_readiness
+from taskmill.ledger import Ledger, held_links, lean_readiness
 from taskmill.ledger import lean as lean_sql
 from taskmill.ledger import lean_write as write_sql
 
@@ -334,6 +334,8 @@ def test_the_readiness_module_statuses_are_the_models() -> None:
     (lean_rules.__file__, {"__future__", "os", "_json"}),
     (write_sql.__file__, {"__future__", "taskmill"}),
     (lean_readiness.__file__, {"__future__"}),
+    (held_links.__file__, {"__future__"}),
+    (links_begun.__file__, {"__future__", "os", "atexit"}),
 ])
 def test_the_lean_modules_import_only_c_modules(path: str, allowed: set[str]) -> None:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"))

@@ -149,6 +149,10 @@ def _main(args: list[str], whole_process: bool, *, env: Mapping[str, str] | None
 
         write(args, os.environ if env is None else env, None if cwd is None else str(cwd),
               whole_process=whole_process)  # exits when it wrote
+    if fast and args and args[0] == "blocked":  # (a big ledger's links read meanwhile)
+        from .lean_links import begin
+
+        begin(args, os.environ if env is None else env, None if cwd is None else str(cwd))
     from pathlib import Path
 
     from .context import Ctx

@@ -7,14 +7,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...model import BLOCKING_TYPES, PARENT_CHILD, Dependency
-from .. import lean, lean_write
+from .. import held_links, lean, lean_write
 from . import readiness
 
 _DEP_COLUMNS = lean.DEP_COLUMNS
-HELD_SQL = ("({t}gated = 1 OR {t}status = 'blocked')"
-            " AND {t}status NOT IN ('closed', 'tombstone')")
-"""A task ``blocked`` lists (not done; gated or marked blocked): the condition of the
-partial index ``tasks_held`` (schema 0008), which a query must repeat to use it."""
+HELD_SQL = held_links.HELD_SQL
+"""A task ``blocked`` lists (:data:`taskmill.ledger.held_links.HELD_SQL`)."""
 
 
 def _chunks(ids: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:

@@ -18,6 +18,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from ... import links_begun
+from .. import held_links as held_links_module
+from ..held_links import links_sql, read_links
 from ..rows import expand_json_fields
 from ..store import CellRow, Cycles, HeldLaying, HeldLinks, Laying, LedgerStore, LinksReading
 from ..task_filter import listing_order, task_where
@@ -64,15 +67,7 @@ def _marks(interrupted: Collection[str], held: Mapping[str, str]) -> tuple[str, 
     return f" || {_MARKS}", [json.dumps(sorted(interrupted)), json.dumps(dict(held))]
 
 
-LINKS_SQL = (
-    "SELECT d.issue_id, d.depends_on_id, d.type = 'parent-child', b.seq >= t.seq,"
-    " b.status, b.open_blockers, b.gated, d.pos"
-    " FROM tasks t INDEXED BY tasks_held_ids JOIN deps d ON d.issue_id = t.id"
-    f" LEFT JOIN tasks b ON b.id = d.depends_on_id WHERE {HELD_SQL.format(t='t.')}"
-    " AND ((t.open_blockers > 0 AND d.type IN ('blocks', 'conditional-blocks',"
-    f" 'waits-for') AND {HOLDS_SQL}) OR (d.type = 'parent-child'"
-    " AND b.status NOT IN ('closed', 'tombstone')"
-    " AND (b.gated = 1 OR b.status IN ('blocked', 'deferred'))))")
+LINKS_SQL = links_sql(HOLDS_SQL)
 """The held tasks' dependencies that hold them (:func:`held_links`), by task id."""
 
 
@@ -80,62 +75,19 @@ def held_links(conn: sqlite3.Connection, span: str = "", args: Sequence[Any] = (
                ) -> HeldLinks:
     """What holds the held tasks (:meth:`LedgerStore.held_links`), read through ``conn``;
     ``span`` (``" AND t.id ..."``, with ``args``): those of a range of ids alone."""
-    # one pass over the held tasks' dependencies, by task id (the index tasks_held_ids and
-    # the dependencies' table in the same order: one sweep); a holding parent's state comes
-    # with it (the ancestors' reasons need it), and whether a wait points at a task as new
-    # or newer (else the waits hold no cycle). Each task's are put in their order (by
-    # position) after, where it has more than one.
-    waits: dict[str, list[str]] = {}
-    parents: dict[str, list[str]] = {}
-    states: dict[str, tuple[str, int, bool]] = {}
-    forward = False
-    first: dict[tuple[str, bool], int] = {}  # the position of each task's first of each
-    several: dict[tuple[str, bool], list[int]] = {}  # (the positions of those with more)
-    for tid, other, is_parent, newer, status, blockers, gated, pos in conn.execute(
-            LINKS_SQL + span, args):
-        if is_parent:
-            states[other] = (status, blockers, gated == 1)
-            into = parents
-        else:
-            if newer:
-                forward = True
-            into = waits
-        got = into.get(tid)
-        if got is None:
-            into[tid] = [other]
-            first[(tid, is_parent)] = pos
-        else:
-            got.append(other)
-            more = several.get((tid, is_parent))
-            if more is None:
-                several[(tid, is_parent)] = [first[(tid, is_parent)], pos]
-            else:
-                more.append(pos)
-    for (tid, is_parent), positions in several.items():  # (by position, then id: as one
-        into = parents if is_parent else waits  # task's are read alone)
-        into[tid] = [other for _, other in sorted(zip(positions, into[tid], strict=True))]
-    return HeldLinks(waits, parents, states, forward)
+    return HeldLinks(*read_links(conn, LINKS_SQL + span, args))
 
 
 LINKS_SHARE = 0.3
 """The share of the held tasks whose links this process reads itself, once it has read its
 rows, while a forked child reads the others' (:meth:`ListingRows.held_links_reading`)."""
-_FROM = " AND t.id >= ?"
-_BEFORE = " AND t.id < ?"
+_FROM, _BEFORE = held_links_module.FROM, held_links_module.BEFORE
 
 
-def links_from(conn: sqlite3.Connection) -> str | None:
+def links_from(conn: sqlite3.Connection, share: float = LINKS_SHARE) -> str | None:
     """The id from which a forked child reads the held tasks' links (None: it reads them
-    all): this process reads :data:`LINKS_SHARE` of them, those before it."""
-    held = HELD_SQL.format(t="t.")
-    count = conn.execute(f"SELECT count(*) FROM tasks t INDEXED BY tasks_held WHERE {held}"
-                         ).fetchone()[0]
-    if count * LINKS_SHARE < 1:
-        return None
-    at = conn.execute(f"SELECT t.id FROM tasks t INDEXED BY tasks_held_ids WHERE {held}"
-                      " ORDER BY t.id LIMIT 1 OFFSET ?", (int(count * LINKS_SHARE),)
-                      ).fetchone()
-    return None if at is None else str(at[0])
+    all): this process reads ``share`` of them, those before it."""
+    return held_links_module.links_from(conn, share)
 
 
 def joined_links(before: HeldLinks, after: HeldLinks) -> HeldLinks:
@@ -305,6 +257,13 @@ class ListingRows:
         assert path is not None
         if can_split() and tasks >= split.LINKS_FORK_MIN:  # (a fork copies no other
             # thread; a small ledger's links come as soon from a thread)
+            begun = links_begun.take(str(path)) if shared else None
+            if begun is not None:  # (forked before the modules were imported: the CLI's)
+                at = links_from(self.conn, links_begun.SHARE)
+                mine = None if at is None else (
+                    lambda: held_links(self.conn, _BEFORE, (at,)))
+                return ForkedReading(path, held_links, self.held_links, mine=mine,
+                                     join=joined_links, begun=(begun, at))
             at = links_from(self.conn) if shared else None
             if at is None:
                 return ForkedReading(path, lambda conn: held_links(conn), self.held_links)

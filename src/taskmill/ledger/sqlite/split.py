@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import marshal
 import os
 import sqlite3
 import tempfile
@@ -23,15 +24,15 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from ... import links_begun
 from ..spill import read_batches, read_rows, write_batch
 from ..store import HeldLinks, LinksReading
 from .schema import connect
 
 SPLIT_MIN = 20_000
 """Rows from which a listing is split (fewer: the fork costs more than it saves)."""
-LINKS_FORK_MIN = 200_000
-"""Tasks from which ``blocked`` reads its links in a forked child rather than a thread (in a
-smaller ledger the thread costs less: at 100K tasks the fork took ~40 ms more CPU)."""
+LINKS_FORK_MIN = links_begun.FORK_MIN
+"""Tasks from which ``blocked`` reads its links in a forked child rather than a thread."""
 TEXT_SHARE = 0.45
 """The share of the rows this process reads when it then only writes them out (JSON text):
 the child's rows take this process a little time more once read back."""
@@ -217,18 +218,24 @@ class ForkedReading(LinksReading):
     def __init__(self, path: Path, read: Callable[[sqlite3.Connection], HeldLinks],
                  fallback: Callable[[], HeldLinks], *,
                  mine: Callable[[], HeldLinks] | None = None,
-                 join: Callable[[HeldLinks, HeldLinks], HeldLinks] | None = None) -> None:
+                 join: Callable[[HeldLinks, HeldLinks], HeldLinks] | None = None,
+                 begun: tuple[links_begun.Begun, str | None] | None = None) -> None:
         """``read``: what the child reads; ``mine``, what this process reads itself when
         the links are asked for (before the child's are waited for), ``join`` putting the
-        two together (``mine``'s first)."""
+        two together (``mine``'s first). ``begun``: the child forked already (it read the
+        links from an id on, and wrote that id after them), with the id this process
+        reads up to: its links are used if it read from there, in the state this process
+        reads (:meth:`~taskmill.links_begun.Begun.unchanged`)."""
         self._links: HeldLinks | None = None
         self._mine, self._join = mine, join
-        self._error: BaseException | None = None
-        self._thread: Any = None
-        self._done: Any = None
         self._fallback = fallback
-        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         self._asked = 0
+        self._status: int | None = None
+        self._begun = begun
+        if begun is not None:
+            self._pid, self._out = begun[0].pid, begun[0].out
+            return
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
         self._pid = os.fork()
         if self._pid == 0:
             code = 1
@@ -240,7 +247,6 @@ class ForkedReading(LinksReading):
                 code = 0
             finally:
                 os._exit(code)
-        self._status: int | None = None
 
     def done(self) -> bool:
         if self._status is None:
@@ -260,14 +266,24 @@ class ForkedReading(LinksReading):
         if self._status is None:
             self._status = os.waitpid(self._pid, 0)[1]
         with self._out:
-            if os.waitstatus_to_exitcode(self._status) == 0:
-                links = HeldLinks(*next(read_batches(self._out)))
-                if mine is not None and self._join is not None:
-                    links = self._join(mine, links)
-                self._links = links
-            else:
+            got = None if os.waitstatus_to_exitcode(self._status) != 0 else \
+                next(read_batches(self._out), None) if self._begun is None else \
+                self._begun_links(self._begun)
+            if got is None:
                 self._links = self._fallback()
+                return self._links
+            links = HeldLinks(*got)
+            if mine is not None and self._join is not None:
+                links = self._join(mine, links)
+            self._links = links
         return self._links
+
+    def _begun_links(self, begun: tuple[links_begun.Begun, str | None]) -> Any:
+        """The begun child's links (:func:`taskmill.cli.lean_links._read` wrote them), or
+        None unless it read from the id this process reads up to, in its state."""
+        self._out.seek(0)
+        *links, upto = marshal.loads(self._out.read())
+        return tuple(links) if upto == begun[1] and begun[0].unchanged() else None
 
     def close(self) -> None:
         if self._status is None:  # (the listing was left before the links were asked for)
@@ -275,6 +291,9 @@ class ForkedReading(LinksReading):
                 os.kill(self._pid, 9)
             self._status = os.waitpid(self._pid, 0)[1]
         self._out.close()
+        if self._begun is not None:
+            self._begun[0].status = self._status
+            self._begun[0].end()
 
 
 class PinnedReading(LinksReading):
