@@ -252,3 +252,18 @@ def test_any_titles_and_waits_are_laid_out_as_rich_does(
         out.truncate()
         table_stream.task_rows([(t, None) for t in tasks], extra=False)
         assert out.getvalue() == rich_out
+
+
+@pytest.mark.parametrize("columns", [5, 8, 12, 20])
+def test_a_terminal_too_narrow_for_the_table_lays_it_out_still(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        columns: int) -> None:
+    """Narrower than the table's borders (columns of no width: an id cannot be folded into
+    none): the rows are laid out all the same, every one counted (rich's own table drops
+    the cells' padding there; the streamed one keeps it)."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    tasks = [Task(id=f"tm-{i}x", title="word " * 5, labels=["abc"]) for i in range(4)]
+    table_stream.task_rows([(t, ["tm-1x"]) for t in tasks], extra=True, small=2)
+    table_stream.task_rows([(t, None) for t in tasks], extra=False, small=2)
+    out = capsys.readouterr().out
+    assert len(re.findall(r"4\s+tasks", out)) == 2  # (the count line wraps at 5)

@@ -286,7 +286,7 @@ def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
             lines.append(line)
         if n <= width:
             line, size = word, n
-        elif fold:
+        elif fold and width > 0:
             *whole, line = chop_cells(word, width)
             lines.extend(whole)
             size = len(line)
