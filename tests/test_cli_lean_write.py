@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from conftest import invoke_cli
-from taskmill import lean_rules, links_begun, validation
+from taskmill import lean_rules, validation
 from taskmill.audit import verify
 from taskmill.beads import import_beads
 from taskmill.cli import fast, lean_write
 from taskmill.clock import FixedClock, iso
 from taskmill.errors import InvalidInput
-from taskmill.ledger import Ledger, held_links, lean_readiness
+from taskmill.ledger import Ledger, held_links, lean_readiness, links_begun
 from taskmill.ledger import lean as lean_sql
 from taskmill.ledger import lean_write as write_sql
 

@@ -205,7 +205,7 @@ def test_an_import_makes_the_text_once_and_keeps_its_triggers(tmp_path: Path, in
         assert _triggers(db) >= {name for name, _ in text_triggers()}
 
 
-@pytest.mark.parametrize("before", ["0015_kept_text", "0016_kept_cells"])
+@pytest.mark.parametrize("before", ["0015_kept_text", "0016_kept_cells", "0019_trigger_views"])
 def test_a_ledger_made_before_the_kept_text_gets_it(tmp_path: Path, before: str) -> None:
     db = tmp_path / "db"
     conn = ledger_before(db, before)
@@ -224,6 +224,20 @@ def test_a_ledger_made_before_the_kept_text_gets_it(tmp_path: Path, before: str)
         (1, "o-1", "1/1 closed", "l")]
     check.close()
     assert _differences(db) == []
+
+
+def test_the_triggers_make_the_rows_through_views_a_small_schema(tmp_path: Path) -> None:
+    """Each trigger names the views that make a task's rows (schema 0019) rather than
+    repeating their ~4 KB: the schema every connection parses as it opens stays small."""
+    with Ledger.open(tmp_path / "db", prefix="v"):
+        pass
+    conn = sqlite3.connect(tmp_path / "db")
+    sizes = dict(conn.execute("SELECT name, length(sql) FROM sqlite_master"
+                              " WHERE type = 'trigger' AND name LIKE '%_text_%'").fetchall())
+    total = conn.execute("SELECT sum(length(sql)) FROM sqlite_master").fetchone()[0]
+    conn.close()
+    assert set(sizes) == {name for name, _ in text_triggers()}
+    assert max(sizes.values()) < 1200 and total < 24_000
 
 
 def test_writes_go_on_while_an_older_import_has_dropped_the_listing_indexes(

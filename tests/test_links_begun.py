@@ -1,4 +1,4 @@
-"""``blocked``'s links begun by a child the CLI forks first (:mod:`taskmill.links_begun`,
+"""``blocked``'s links begun by a child the CLI forks first (:mod:`taskmill.ledger.links_begun`,
 :mod:`taskmill.cli.lean_links`): taken over by the store, the listing the same bytes; a
 write after the begin, a failed child: the links read as without it; nothing begun where a
 kept listing answers or the command line is another; a child not taken over ended."""
@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import invoke_cli, lean_env
-from taskmill import links_begun
 from taskmill.cli import lean_links, main
 from taskmill.clock import FixedClock
-from taskmill.ledger import Ledger
+from taskmill.ledger import Ledger, links_begun
 from taskmill.ledger.sqlite import SqliteStore, held_listing, split
 
 

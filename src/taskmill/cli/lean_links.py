@@ -1,4 +1,4 @@
-"""``blocked``'s links begun first (:mod:`taskmill.links_begun`): what the CLI does before
+"""``blocked``'s links begun first (:mod:`taskmill.ledger.links_begun`): what the CLI does before
 it imports anything else, for ``blocked`` and ``blocked --json`` as they are, of a big
 ledger.
 
@@ -18,9 +18,7 @@ from . import lean
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Mapping
-    from types import ModuleType
     from typing import BinaryIO
 
 FORMS = (["blocked"], ["blocked", "--json"])
@@ -39,8 +37,7 @@ def begin(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bool:
 
 
 def _begin(env: Mapping[str, str], cwd: str | None) -> bool:
-    from .. import links_begun
-
+    begun = lean.load_ledger_module("links_begun")  # (on its own: no package imported)
     found = lean.find_ledger(os.getcwd() if cwd is None else cwd)
     if found is None or found[1].get("beads_compat") != "0":
         return False
@@ -50,12 +47,10 @@ def _begin(env: Mapping[str, str], cwd: str | None) -> bool:
     if watch is None:
         return False
     try:
-        watch.execute("PRAGMA cache_size = 0")
-        before = int(watch.execute("PRAGMA data_version").fetchone()[0])
-        tasks = watch.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0
+        before, tasks = begun.looked(watch)
         run_dir = os.path.join(os.path.dirname(db), "run")
-        if tasks >= links_begun.FORK_MIN and not _kept(watch, sql, run_dir, env) and \
-                links_begun.begin(db, watch, before, run_dir, _read):
+        if tasks >= begun.FORK_MIN and not _kept(sql.generation(watch), run_dir, env) and \
+                begun.begin(db, watch, before, run_dir, _read):
             return True
     except BaseException:
         watch.close()
@@ -64,15 +59,13 @@ def _begin(env: Mapping[str, str], cwd: str | None) -> bool:
     return False
 
 
-def _kept(watch: sqlite3.Connection, sql: ModuleType, run_dir: str, env: Mapping[str, str]
-          ) -> bool:
-    """Whether a ``blocked`` listing was kept at the ledger's generation now (the answer
+def _kept(generation: int, run_dir: str, env: Mapping[str, str]) -> bool:
+    """Whether a ``blocked`` listing was kept at the ledger's ``generation`` (the answer
     likely comes from it: :mod:`taskmill.cli.kept_output`)."""
     from . import lean_kept
 
     if not lean_kept.enabled(env):
         return False
-    generation = str(watch.execute(sql.GENERATION_SQL).fetchone()[0]).encode()
     try:
         names = [n for n in os.listdir(run_dir)
                  if n.startswith("blocked-") and n.endswith(lean_kept.SUFFIX)]
@@ -84,25 +77,19 @@ def _kept(watch: sqlite3.Connection, sql: ModuleType, run_dir: str, env: Mapping
                 fields = handle.readline(lean_kept.HEADER_MAX).split(b" ", 6)
         except OSError:
             continue
-        if len(fields) == 7 and fields[4] == generation:
+        if len(fields) == 7 and fields[4] == str(generation).encode():
             return True
     return False
 
 
 def _read(db: str, out: BinaryIO) -> None:  # pragma: no cover - in the forked child
-    """The child's reading: the links of the held tasks from where this process's share
-    ends (:data:`~taskmill.links_begun.SHARE`) on, then that id, marshalled into ``out``;
-    with the ledger's modules loaded on their own (no package imported: the child begins
-    at once)."""
+    """The child's reading (:func:`taskmill.ledger.held_links.read_begun`, marshalled into
+    ``out``), the ledger's modules loaded on their own (no package imported: the child
+    begins at once)."""
     import marshal
 
-    from .. import links_begun
-
+    begun = lean.load_ledger_module("links_begun")
     held = lean.load_ledger_module("held_links")
     holds = lean.load_ledger_module("lean_readiness").HOLDS_SQL
     conn = lean.sql_module().connect(db)  # (its schema looked at: this code's)
-    conn.execute(f"PRAGMA cache_size = -{links_begun.CACHE_KIB}")
-    conn.execute("BEGIN")  # (one state of the ledger for both statements)
-    at = held.links_from(conn, links_begun.SHARE)
-    sql = held.links_sql(holds) + ("" if at is None else held.FROM)
-    marshal.dump((*held.read_links(conn, sql, () if at is None else (at,)), at), out)
+    marshal.dump(held.read_begun(conn, begun.SHARE, holds, begun.CACHE_KIB), out)

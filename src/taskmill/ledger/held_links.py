@@ -93,3 +93,15 @@ def links_from(conn: sqlite3.Connection, share: float) -> str | None:
     at = conn.execute(f"SELECT t.id FROM tasks t INDEXED BY tasks_held_ids WHERE {held}"
                       " ORDER BY t.id LIMIT 1 OFFSET ?", (int(count * share),)).fetchone()
     return None if at is None else str(at[0])
+
+
+def read_begun(conn: sqlite3.Connection, share: float, holds_sql: str, cache_kib: int
+               ) -> tuple[Any, ...]:
+    """What a child begun before the listing reads (:mod:`taskmill.ledger.links_begun`):
+    the links of the held tasks from :func:`links_from` (``share``) on, then that id; in one
+    read transaction, with a page cache of ``cache_kib``."""
+    conn.execute(f"PRAGMA cache_size = -{cache_kib}")
+    conn.execute("BEGIN")  # (one state of the ledger for both statements)
+    at = links_from(conn, share)
+    sql = links_sql(holds_sql) + ("" if at is None else FROM)
+    return (*read_links(conn, sql, () if at is None else (at,)), at)

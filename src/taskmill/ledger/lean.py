@@ -36,6 +36,7 @@ SCHEMA_STEPS = (
     "0004_role", "0005_order_slots", "0008_held_index", "0011_listing_indexes",
     "0012_ledger_generation", "0013_task_linked", "0014_nonwork_compared", "0015_kept_text",
     "0016_kept_cells", "0017_claims_index", "0018_held_ids_index",
+    "0019_trigger_views",
 )
 """The names of :data:`taskmill.ledger.sqlite.schema.MIGRATIONS` (a test holds them equal):
 a database with exactly these applied needs no migration, so the lean path may read it."""

@@ -18,8 +18,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from ... import links_begun
 from .. import held_links as held_links_module
+from .. import links_begun
 from ..held_links import links_sql, read_links
 from ..rows import expand_json_fields
 from ..store import CellRow, Cycles, HeldLaying, HeldLinks, Laying, LedgerStore, LinksReading

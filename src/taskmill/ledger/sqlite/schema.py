@@ -18,7 +18,7 @@ from typing import TypeGuard, TypeVar
 
 from ...errors import TaskmillError
 from ..beads_rules import READY_EXCLUDE_TYPES, order_key
-from .kept_text import migrate_kept_cells, migrate_kept_text
+from .kept_text import migrate_kept_cells, migrate_kept_text, migrate_trigger_views
 
 BUSY_TIMEOUT_MS = 10_000
 LOCK_RETRY_SECONDS = 120.0
@@ -365,6 +365,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ("0016_kept_cells", migrate_kept_cells),
     ("0017_claims_index", CLAIMS_INDEX_SQL),
     ("0018_held_ids_index", HELD_IDS_INDEX_SQL),
+    ("0019_trigger_views", migrate_trigger_views),
 ]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from ... import links_begun
+from .. import links_begun
 from ..spill import read_batches, read_rows, write_batch
 from ..store import HeldLinks, LinksReading
 from .schema import connect
@@ -225,7 +225,7 @@ class ForkedReading(LinksReading):
         two together (``mine``'s first). ``begun``: the child forked already (it read the
         links from an id on, and wrote that id after them), with the id this process
         reads up to: its links are used if it read from there, in the state this process
-        reads (:meth:`~taskmill.links_begun.Begun.unchanged`)."""
+        reads (:meth:`~taskmill.ledger.links_begun.Begun.unchanged`)."""
         self._links: HeldLinks | None = None
         self._mine, self._join = mine, join
         self._fallback = fallback

@@ -11,7 +11,9 @@ then every connection read the same state of the ledger. Otherwise, or when the 
 failed, the links are read as without it. A child not taken over (the answer came from
 what was kept, say) is stopped as the process ends.
 
-This module imports nothing but :mod:`os` and :mod:`atexit` (the CLI imports it first).
+This module imports nothing but :mod:`os` and :mod:`atexit`: the CLI loads it on its own, before
+the package (:func:`taskmill.cli.lean.load_ledger_module`), and the store's import finds it
+loaded.
 """
 
 from __future__ import annotations
@@ -34,6 +36,14 @@ SHARE = 0.2
 """The share of the held tasks whose links the listing's process reads itself once its rows
 are read, when a begun child reads the others' (begun ~90 ms sooner, it takes more of them
 than an ordinary links' child: :data:`taskmill.ledger.sqlite.listing.LINKS_SHARE`)."""
+
+
+def looked(watch: sqlite3.Connection) -> tuple[int, int]:
+    """The data version of the ledger ``watch`` looks at (its page cache emptied: it only
+    watches) and its number of tasks."""
+    watch.execute("PRAGMA cache_size = 0")
+    return (int(watch.execute("PRAGMA data_version").fetchone()[0]),
+            watch.execute("SELECT max(seq) FROM tasks").fetchone()[0] or 0)
 
 
 class Begun:
