@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SWITCH_ENV = "TASKMILL_LEAN"
 """``0``: every command goes through the full path (tests compare the two)."""
-_FULL_PATH_ENV = ("TASKMILL_SOCKET", "_TASKMILL_COMPLETE", "TASKMILL_DIR",
+FULL_PATH_ENV = ("TASKMILL_SOCKET", "_TASKMILL_COMPLETE", "TASKMILL_DIR",
                   "TASKMILL_DATABASE_URL")
 """Set (non-empty), these change what the commands do: the full path serves them."""
 LIMIT_MAX = 1_000_000
@@ -164,7 +164,7 @@ def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str) -> 
 def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | None:
     """``("ready", limit, json)`` or ``("show", id, json)``, or ``None`` for anything else
     (``json``: ``--json`` given, else the text form, :mod:`taskmill.cli.lean_table`)."""
-    if env.get(SWITCH_ENV) == "0" or any(env.get(name) for name in _FULL_PATH_ENV):
+    if env.get(SWITCH_ENV) == "0" or any(env.get(name) for name in FULL_PATH_ENV):
         return None
     if not argv or argv.count("--json") > 1:
         return None

@@ -28,7 +28,7 @@ FORMS = (["blocked"], ["blocked", "--json"])
 def begin(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bool:
     """Begin reading the links of ``taskmill ARGV`` where it is worth it; whether it was."""
     if argv not in FORMS or env.get(lean.SWITCH_ENV) == "0" or \
-            any(env.get(name) for name in lean._FULL_PATH_ENV) or not hasattr(os, "fork"):
+            any(env.get(name) for name in lean.FULL_PATH_ENV) or not hasattr(os, "fork"):
         return False
     try:
         return _begin(env, cwd)
