@@ -3,17 +3,18 @@
 At a million tasks ``blocked`` spends its first ~100 ms importing the ledger's modules and
 rich, the other core idle, before the child that reads the held tasks' links is forked
 (:class:`taskmill.ledger.sqlite.split.ForkedReading`). For the plain ``blocked`` and
-``blocked --json`` of a big ledger the CLI forks that child first (:mod:`taskmill.cli.
-lean_links`, :func:`begin`); the SQLite store takes it over when it comes to the links
+``blocked --json`` of a big ledger the CLI forks that child first
+(:mod:`taskmill.cli.lean_links`, :func:`begin`); the SQLite store takes it over when it
+comes to the links
 (:func:`take`) and uses what it read only if no other connection committed since before the
 fork (``PRAGMA data_version`` on the connection that looked first, :meth:`Begun.unchanged`):
 then every connection read the same state of the ledger. Otherwise, or when the child
 failed, the links are read as without it. A child not taken over (the answer came from
 what was kept, say) is stopped as the process ends.
 
-This module imports nothing but :mod:`os` and :mod:`atexit`: the CLI loads it on its own, before
-the package (:func:`taskmill.cli.lean.load_ledger_module`), and the store's import finds it
-loaded.
+This module imports nothing but :mod:`os` and :mod:`atexit`: the CLI loads it on its own,
+before the package (:func:`taskmill.cli.lean.load_ledger_module`), and the store's import
+finds it loaded.
 """
 
 from __future__ import annotations
