@@ -122,8 +122,9 @@ def _ready_json_both_ways(repo: Path) -> tuple[bytes | None, bytes, int]:
     conn = sql.connect(str(repo / ".taskmill" / "taskmill.db"))
     assert conn is not None
     try:
-        left = sum(item.__class__ is dict for item in sql.ready_texts(conn, None, lean.loads))
-        return (lean.ready_json(sql, conn, None),
+        left = sum(item.__class__ is dict for item in sql.ready_blobs(conn, None, lean.loads))
+        out = lean.ready_json(sql, conn, None)
+        return (None if out is None else b"".join(out),
                 lean.encode(sql.ready(conn, None, lean.loads)), left)
     finally:
         conn.close()
@@ -159,6 +160,19 @@ def test_ready_json_written_by_sqlite_is_the_dicts_encoded(
     assert _process(argv, seeded, TASKMILL_LEAN="0")[1] == written
 
 
+@pytest.mark.parametrize("last", ["kept text", "JSON fields"])
+def test_ready_json_ends_the_same_whichever_writes_the_last_task(
+        seeded: Path, last: str) -> None:
+    """The last ready task's text kept by SQLite (its closing line a piece of its own) or
+    written here (a JSON field set): the list closed as the full path closes it."""
+    with _open(seeded) as ledger:
+        ledger.create("Last", task_id="tm-last", priority=4,
+                      hints={"files": ["z.py"]} if last == "JSON fields" else None)
+    written, encoded, _left = _ready_json_both_ways(seeded)
+    assert written == encoded and b'"tm-last"' in (written or b"")
+    assert (written or b"").endswith(b"\n  }\n]\n")
+
+
 def test_ready_json_with_a_float_in_a_json_field_is_written_as_before(
         seeded: Path) -> None:
     with _open(seeded) as ledger:
@@ -169,7 +183,7 @@ def test_ready_json_with_a_float_in_a_json_field_is_written_as_before(
 
 
 def test_sqlites_json_quote_writes_what_json_and_orjson_write() -> None:
-    """:data:`lean_sql.READY_TEXT_SQL` quotes with SQLite's ``json_quote``; the full path
+    """:data:`lean_sql.READY_BLOB_SQL` quotes with SQLite's ``json_quote``; the full path
     writes with ``json`` (and orjson from 2,000 tasks on)."""
     import sqlite3
 

@@ -305,6 +305,36 @@ def test_a_closed_pipe_keeps_nothing_half_written(repo: Path) -> None:
     assert not [n for n in os.listdir(_run_dir(repo)) if n.endswith(".tmp")]
 
 
+@pytest.mark.parametrize("kept", ["1", "0"])
+def test_ready_json_in_pieces_is_the_whole_answer_and_stops_at_a_closed_pipe(
+        repo: Path, kept: str) -> None:
+    """``ready --json`` of many tasks, written a piece (a task's text) at a time, system
+    calls of many pieces (:func:`lean.write_pieces`): the same bytes as the full path's,
+    kept whole; a reader that stops early ends it at once, status 1, nothing said, nothing
+    half kept."""
+    env = lean_env(TASKMILL_KEPT=kept)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    with _open(repo) as ledger:
+        for i in range(1500):  # (3,000 pieces: three system calls; ~1 MB, past any pipe)
+            ledger.create(f"ready {i}", description="x" * 500)
+    run = [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+           "ready", "--json"]
+    whole = subprocess.run(run, cwd=repo, env=env, capture_output=True, check=False)
+    full = subprocess.run(run, cwd=repo, env={**env, "TASKMILL_LEAN": "0"},
+                          capture_output=True, check=False)
+    assert whole.returncode == full.returncode == 0 and whole.stderr == b""
+    assert whole.stdout == full.stdout and whole.stdout.count(b'"id"') == 1503
+    if kept == "1":
+        assert _kept_files(repo, "ready")
+        assert (_run_dir(repo) / (lean_kept.READY + lean_kept.SUFFIX)).read_bytes().endswith(
+            whole.stdout)
+    cut = subprocess.run(
+        " ".join(f"'{a}'" for a in run) + " | head -c 100 >/dev/null; echo ${PIPESTATUS[0]}",
+        shell=True, executable="/bin/bash", cwd=repo, env={**env, "TASKMILL_KEPT": "0"},
+        capture_output=True, check=False)
+    assert cut.stdout.strip() == b"1" and cut.stderr == b""
+
+
 def test_a_table_is_kept_apart_for_each_look(repo: Path, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
     wide = _cli(repo, "list")

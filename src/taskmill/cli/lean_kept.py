@@ -178,6 +178,24 @@ class Keeper:
         except OSError:
             self.drop()
 
+    def write_pieces(self, pieces: list[bytes]) -> None:
+        """:meth:`write` of each of ``pieces``, a system call for many
+        (:func:`taskmill.cli.lean.write_pieces`)."""
+        if self.fd is None:
+            return
+        self.length += sum(map(len, pieces))
+        try:
+            if self.length > MAX_BYTES:
+                raise OSError("too big to keep")
+            if hasattr(os, "writev"):
+                from .lean import write_pieces
+
+                write_pieces(self.fd, pieces)
+            else:
+                self._write(b"".join(pieces))
+        except OSError:
+            self.drop()
+
     def done(self) -> None:
         """The answer is whole: keep it (quietly nothing where it cannot be kept: a
         read-only checkout, a full disk)."""
@@ -210,10 +228,15 @@ class Keeper:
         _unlink(self.temporary)
 
 
-def keep(run_dir: str, name: str, generation: int, answer: bytes, key: str = "-") -> None:
-    """Keep ``answer`` (whole) as ``name``, read at ``generation``, under ``key``."""
+def keep(run_dir: str, name: str, generation: int, answer: bytes | list[bytes],
+         key: str = "-") -> None:
+    """Keep ``answer`` (whole, or its pieces in order) as ``name``, read at ``generation``,
+    under ``key``."""
     keeper = Keeper(run_dir, name, generation, key)
-    keeper.write(answer)
+    if isinstance(answer, list):
+        keeper.write_pieces(answer)
+    else:
+        keeper.write(answer)
     keeper.done()
 
 

@@ -100,19 +100,20 @@ TASK_TEXT_KEYS = ("id", "title", "description", "design", "acceptance_criteria",
 """The keys of a task's kept text, in order (:func:`task_json`'s: a test holds it)."""
 
 
-READY_TEXT_SQL = (
-    "SELECT t.id, CASE WHEN typeof(t.priority) = 'integer' THEN x.body END"
+READY_BLOB_SQL = (
+    "SELECT t.id, CAST(CASE WHEN typeof(t.priority) = 'integer' THEN x.body END AS BLOB)"
     " FROM tasks AS t INDEXED BY tasks_ready LEFT JOIN task_text AS x ON x.seq = t.seq"
     " WHERE t.status = 'open' AND t.gated = 0 AND t.nonwork = 0"
     " ORDER BY t.priority, t.created_key, t.seq")
 """:data:`READY_SQL`'s tasks as (id, the task's JSON as an item of an indented list less its
-closing brace, or NULL where the caller writes it): the text the ledger keeps for each
-task (:mod:`taskmill.ledger.sqlite.kept_text`: ``json_quote`` escapes as :mod:`json`
-does), NULL where the priority is not an integer or no text is kept; a text holding U+0001
-(a JSON field set: ``metadata``, ``checks``, ``hints``, kept compact) is the caller's to
-write too (:func:`ready_texts`). Read through the ready index alone (it holds every column
-asked of ``tasks``: schema 0015) and a rowid lookup each (the tests for U+0001 and the
-brace in SQL: ~2.5 us a task more than here)."""
+closing brace, as UTF-8 bytes, or NULL where the caller writes it): the text the ledger
+keeps for each task (:mod:`taskmill.ledger.sqlite.kept_text`: ``json_quote`` escapes as
+:mod:`json` does), NULL where the priority is not an integer or no text is kept; a text
+holding U+0001 (a JSON field set: ``metadata``, ``checks``, ``hints``, kept compact) is the
+caller's to write too (:func:`ready_blobs`). Read through the ready index alone (it holds
+every column asked of ``tasks``: schema 0015) and a rowid lookup each. As bytes: written
+out as they are, never made Python strings (at 100K tasks, 2,666 ready, ~5 ms less in a
+fresh process than decoding, joining and encoding them again)."""
 
 
 DEP_COLUMNS = "issue_id, depends_on_id, type, created_at, created_by"
@@ -192,15 +193,15 @@ def task_dicts(conn: sqlite3.Connection, rows: list[Any], loads: Loads) -> list[
             for r in rows]
 
 
-def ready_texts(conn: sqlite3.Connection, limit: int | None, loads: Loads
-                ) -> list[str | dict[str, Any]] | None:
-    """:func:`ready` with each task's JSON as text (:data:`READY_TEXT_SQL`), or as its dict
-    (:func:`task_json`) where SQLite leaves it to the caller (a JSON field set); ``None``
-    when a task has a ``defer_until``."""
+def ready_blobs(conn: sqlite3.Connection, limit: int | None, loads: Loads
+                ) -> list[bytes | dict[str, Any]] | None:
+    """:func:`ready` with each task's JSON as UTF-8 text less its closing line
+    (:data:`READY_BLOB_SQL`), or as its dict (:func:`task_json`) where SQLite leaves it to the caller (a JSON field
+    set); ``None`` when a task has a ``defer_until``."""
     if conn.execute(ANY_DEFERRED_SQL).fetchone() is not None:
         return None
-    sql = READY_TEXT_SQL + (f" LIMIT {int(limit)}" if limit else "")
-    return [text + "\n  }" if text is not None and "\x01" not in text
+    sql = READY_BLOB_SQL + (f" LIMIT {int(limit)}" if limit else "")
+    return [text if text is not None and b"\x01" not in text
             else task_dicts(conn, [conn.execute(TASK_SQL, (tid,)).fetchone()], loads)[0]
             for tid, text in conn.execute(sql).fetchall()]
 
