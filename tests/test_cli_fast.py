@@ -294,3 +294,22 @@ def test_a_task_in_progress_still_shows_interrupted(seeded: Path) -> None:
     assert shown["status"] == "in_progress"
     assert "interrupted" in shown
 
+
+
+@pytest.mark.parametrize("argv", [["list"], ["ready", "--json"], ["blocked"]])
+def test_a_ctrl_c_before_the_command_runs_is_aborted_as_click_aborts(
+        argv: list[str], taskmill_repo: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while the modules load (before any command's own handling): "Aborted!",
+    status 1, no traceback, as click's standalone mode says it."""
+    from taskmill.cli import lean, main
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lean, "find_ledger", interrupted)  # (the lean paths' first look)
+    monkeypatch.setattr("taskmill.cli.context.Ctx.__init__", interrupted)
+    with pytest.raises(SystemExit) as done:
+        main(argv, cwd=taskmill_repo)
+    assert done.value.code == 1
+    assert capsys.readouterr().err == "\nAborted!\n"

@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         return _main(args, argv is None, env=env, cwd=cwd, fast=fast)
+    except KeyboardInterrupt:  # (Ctrl-C before a command's own handling: while the modules
+        sys.stderr.write("\nAborted!\n")  # load, say) as click says it, status 1, no
+        sys.stderr.flush()  # traceback
+        sys.exit(1)
     except OSError as exc:
         if exc.errno not in CANNOT_WRITE:
             raise
