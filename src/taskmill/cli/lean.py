@@ -60,14 +60,14 @@ def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
 
 def emit(out: bytes | list[bytes], *, whole_process: bool = False) -> None:
     """Write ``out`` (or its pieces, in order: :func:`write_pieces`) to standard output and
-    exit 0 (exit 1 on a closed pipe, as the full path does). ``whole_process`` (the command line is the process's own, not a call from
-    Python): once the output is flushed and the ``atexit`` functions have run, the process
-    ends at once (:func:`os._exit`), without the interpreter's teardown (freeing every
-    module and object, a last garbage collection: ~2-3 ms, more than some commands' own
-    work); nothing is left to close (the caller closed its connection)."""
+    exit 0 (exit 1 on a closed pipe, as the full path does). ``whole_process`` (the command
+    line is the process's own, not a call from Python): once the output is flushed and the
+    ``atexit`` functions have run, the process ends at once (:func:`os._exit`), without the
+    interpreter's teardown (freeing every module and object, a last garbage collection:
+    ~2-3 ms, more than some commands' own work); nothing is left to close (the caller
+    closed its connection)."""
     try:
         sys.stdout.flush()
-        data: bytes = out if isinstance(out, bytes) else b""
         if isinstance(out, list):
             try:
                 fd = sys.stdout.fileno()
@@ -75,10 +75,10 @@ def emit(out: bytes | list[bytes], *, whole_process: bool = False) -> None:
                 fd = -1
             if fd >= 0 and hasattr(os, "writev"):
                 write_pieces(fd, out)
-                data = b""
+                out = b""
             else:
-                data = b"".join(out)
-        view = memoryview(data)
+                out = b"".join(out)
+        view = memoryview(out)
         while view:  # (unbuffered, the stream writes what the pipe takes at a time)
             view = view[sys.stdout.buffer.write(view) or 0:]
         sys.stdout.flush()
