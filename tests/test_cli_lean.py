@@ -9,8 +9,10 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,9 +124,10 @@ def _ready_json_both_ways(repo: Path) -> tuple[bytes | None, bytes, int]:
     conn = sql.connect(str(repo / ".taskmill" / "taskmill.db"))
     assert conn is not None
     try:
-        left = sum(item.__class__ is dict for item in sql.ready_blobs(conn, None, lean.loads))
+        batches = sql.ready_blobs(conn, None, lean.loads)
+        left = sum(item.__class__ is dict for batch in batches for item in batch)
         out = lean.ready_json(sql, conn, None)
-        return (None if out is None else b"".join(out),
+        return (None if out is None else b"".join(b"".join(group) for group in out),
                 lean.encode(sql.ready(conn, None, lean.loads)), left)
     finally:
         conn.close()
@@ -180,6 +183,44 @@ def test_ready_json_with_a_float_in_a_json_field_is_written_as_before(
     written, encoded, _left = _ready_json_both_ways(seeded)
     assert written == encoded
     assert b'"ratio": 0.5' in (written or b"")
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_ready_json_read_a_batch_at_a_time_is_the_whole_answer(
+        seeded: Path, monkeypatch: pytest.MonkeyPatch, batch: int) -> None:
+    """Tasks written by SQLite and by Python (a JSON field set; a float in one) on either
+    side of each batch's edge: the same bytes as the full path's, a group per batch."""
+    with _open(seeded) as ledger:
+        for i in range(7):
+            ledger.create(f"mixed {i}", priority=4,
+                          metadata={"i": i, "ratio": 0.5} if i % 3 == 1 else None)
+    monkeypatch.setattr(lean.sql_module(), "READY_BATCH", batch)
+    written, encoded, left = _ready_json_both_ways(seeded)
+    assert written == encoded
+    assert left == 3  # mixed 1 and 4, and tm-u
+    argv = ["ready", "--json"]
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding="utf-8"))
+    out = lean.pieces(argv, lean_env(), str(seeded))
+    assert out is not None
+    groups = list(out)
+    assert len(groups) > 7 // batch  # (and the list's end: a group of its own)
+    assert b"".join(b"".join(group) for group in groups) == written
+    assert _process(argv, seeded, TASKMILL_LEAN="0")[1] == written
+
+
+def test_an_answer_that_cannot_be_read_to_its_end_is_cut_short_with_a_word(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Part of it written (it cannot go to the full path any more): exit 1, and why."""
+    def groups() -> Iterator[list[bytes]]:
+        yield [b"[\n  ", b"{}"]
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(SystemExit) as done:
+        lean.emit(groups())
+    assert done.value.code == 1
+    out, err = capfd.readouterr()
+    assert out == "[\n  {}"
+    assert err == "error: the answer was cut short: disk I/O error\n"
 
 
 def test_sqlites_json_quote_writes_what_json_and_orjson_write() -> None:

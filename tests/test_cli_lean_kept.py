@@ -308,10 +308,10 @@ def test_a_closed_pipe_keeps_nothing_half_written(repo: Path) -> None:
 @pytest.mark.parametrize("kept", ["1", "0"])
 def test_ready_json_in_pieces_is_the_whole_answer_and_stops_at_a_closed_pipe(
         repo: Path, kept: str) -> None:
-    """``ready --json`` of many tasks, written a piece (a task's text) at a time, system
-    calls of many pieces (:func:`lean.write_pieces`): the same bytes as the full path's,
-    kept whole; a reader that stops early ends it at once, status 1, nothing said, nothing
-    half kept."""
+    """``ready --json`` of many tasks, made a batch of tasks at a time and written a piece
+    (a task's text) at a time, system calls of many pieces (:func:`lean.write_pieces`): the
+    same bytes as the full path's, kept whole; a reader that stops early ends it at once,
+    status 1, nothing said, nothing half kept (no temporary file left)."""
     env = lean_env(TASKMILL_KEPT=kept)
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
     with _open(repo) as ledger:
@@ -319,6 +319,13 @@ def test_ready_json_in_pieces_is_the_whole_answer_and_stops_at_a_closed_pipe(
             ledger.create(f"ready {i}", description="x" * 500)
     run = [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
            "ready", "--json"]
+    cut = subprocess.run(
+        " ".join(f"'{a}'" for a in run) + " | head -c 100 >/dev/null; echo ${PIPESTATUS[0]}",
+        shell=True, executable="/bin/bash", cwd=repo, env=env, capture_output=True,
+        check=False)
+    assert cut.stdout.strip() == b"1" and cut.stderr == b""
+    assert _kept_files(repo, "ready") == []  # (the answer was not whole: not kept)
+    assert not [n for n in os.listdir(_run_dir(repo)) if n.endswith(".tmp")]
     whole = subprocess.run(run, cwd=repo, env=env, capture_output=True, check=False)
     full = subprocess.run(run, cwd=repo, env={**env, "TASKMILL_LEAN": "0"},
                           capture_output=True, check=False)
@@ -328,11 +335,6 @@ def test_ready_json_in_pieces_is_the_whole_answer_and_stops_at_a_closed_pipe(
         assert _kept_files(repo, "ready")
         assert (_run_dir(repo) / (lean_kept.READY + lean_kept.SUFFIX)).read_bytes().endswith(
             whole.stdout)
-    cut = subprocess.run(
-        " ".join(f"'{a}'" for a in run) + " | head -c 100 >/dev/null; echo ${PIPESTATUS[0]}",
-        shell=True, executable="/bin/bash", cwd=repo, env={**env, "TASKMILL_KEPT": "0"},
-        capture_output=True, check=False)
-    assert cut.stdout.strip() == b"1" and cut.stderr == b""
 
 
 def test_a_table_is_kept_apart_for_each_look(repo: Path, monkeypatch: pytest.MonkeyPatch

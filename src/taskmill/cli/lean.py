@@ -25,7 +25,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from types import ModuleType
     from typing import Any
 
@@ -58,29 +58,30 @@ def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
         emit(out, whole_process=whole_process)
 
 
-def emit(out: bytes | list[bytes], *, whole_process: bool = False) -> None:
-    """Write ``out`` (or its pieces, in order: :func:`write_pieces`) to standard output and
-    exit 0 (exit 1 on a closed pipe, as the full path does). ``whole_process`` (the command
-    line is the process's own, not a call from Python): once the output is flushed and the
-    ``atexit`` functions have run, the process ends at once (:func:`os._exit`), without the
+def emit(out: bytes | Iterable[list[bytes]], *, whole_process: bool = False) -> None:
+    """Write ``out`` (or groups of its pieces, in order, as they come: :func:`pieces`; a
+    system call for many pieces: :func:`write_pieces`) to standard output and exit 0 (exit 1 on a closed pipe, as the
+    full path does; exit 1 with a word on standard error when a group after the first
+    cannot be made: the answer is cut short). ``whole_process`` (the command line is the
+    process's own, not a call from Python): once the output is flushed and the ``atexit``
+    functions have run, the process ends at once (:func:`os._exit`), without the
     interpreter's teardown (freeing every module and object, a last garbage collection:
     ~2-3 ms, more than some commands' own work); nothing is left to close (the caller
     closed its connection)."""
+    groups = [[out]] if isinstance(out, bytes) else out
     try:
         sys.stdout.flush()
-        if isinstance(out, list):
-            try:
-                fd = sys.stdout.fileno()
-            except (AttributeError, OSError, ValueError):  # (not a file: joined)
-                fd = -1
-            if fd >= 0 and hasattr(os, "writev"):
-                write_pieces(fd, out)
-                out = b""
-            else:
-                out = b"".join(out)
-        view = memoryview(out)
-        while view:  # (unbuffered, the stream writes what the pipe takes at a time)
-            view = view[sys.stdout.buffer.write(view) or 0:]
+        try:
+            fd = sys.stdout.fileno() if hasattr(os, "writev") else -1
+        except (AttributeError, OSError, ValueError):  # (not a file: written joined)
+            fd = -1
+        for group in _or_cut_short(groups):
+            if fd >= 0:
+                write_pieces(fd, group)
+                continue
+            view = memoryview(b"".join(group))
+            while view:  # (unbuffered, the stream writes what the pipe takes at a time)
+                view = view[sys.stdout.buffer.write(view) or 0:]
         sys.stdout.flush()
     except BrokenPipeError:  # as the full path: status 1, and no complaint at exit
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -97,6 +98,23 @@ def emit(out: bytes | list[bytes], *, whole_process: bool = False) -> None:
                 pass
         os._exit(0)
     sys.exit(0)
+
+
+def _or_cut_short(groups: Iterable[list[bytes]]) -> Iterator[list[bytes]]:
+    """``groups``; where making one fails (part of the answer written: it cannot go to
+    the full path), a word on standard error and exit 1."""
+    made = iter(groups)
+    while True:
+        try:
+            group = next(made)
+        except StopIteration:
+            return
+        except Exception as exc:  # (a read error, say)
+            sys.stdout.flush()
+            sys.stderr.write(f"error: the answer was cut short: {exc}\n")
+            sys.stderr.flush()
+            sys.exit(1)
+        yield group
 
 
 def write_pieces(fd: int, out: list[bytes]) -> None:
@@ -125,11 +143,15 @@ def answer(argv: list[str], env: Mapping[str, str], cwd: str | None) -> bytes | 
     """What ``taskmill ARGV`` prints (standard output; it exits 0), or ``None`` when the
     full path is to answer (:func:`pieces`, joined)."""
     out = pieces(argv, env, cwd)
-    return None if out is None else b"".join(out)
+    return None if out is None else b"".join([b"".join(group) for group in out])
 
 
-def pieces(argv: list[str], env: Mapping[str, str], cwd: str | None) -> list[bytes] | None:
-    """:func:`answer` as pieces, in order (``ready --json``'s: each task's text)."""
+def pieces(argv: list[str], env: Mapping[str, str], cwd: str | None
+           ) -> Iterable[list[bytes]] | None:
+    """:func:`answer` as groups of pieces, in order. ``ready --json``'s are made as they are
+    asked for (a group a batch of tasks: :func:`ready_json`), the first before this returns
+    (any error up to there: ``None``); they hold the ledger's connection open until the
+    last."""
     try:
         command = _parse(argv, env)
         if command is None:
@@ -144,51 +166,86 @@ def pieces(argv: list[str], env: Mapping[str, str], cwd: str | None) -> list[byt
         conn = sql.connect(db, mapped=True)
         if conn is None:
             return None
+        streamed: Iterator[list[bytes]] | None = None
         try:
             if command[0] == "ready" and command[2]:
                 if command[1] is None and env.get("TASKMILL_KEPT") != "0":  # (lean_kept's)
-                    return ready_json_kept(sql, conn, os.path.join(os.path.dirname(db), "run"))
-                return ready_json(sql, conn, command[1])
+                    streamed = ready_json_kept(sql, conn,
+                                               os.path.join(os.path.dirname(db), "run"))
+                else:
+                    streamed = ready_json(sql, conn, command[1])
+                if streamed is None:
+                    return None
+                streamed = _closing(streamed, conn)
+                return _then(next(streamed), streamed)  # (the connection: theirs now)
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
                     else sql.show(conn, command[1], loads))
         finally:
-            conn.close()
+            if streamed is None:
+                conn.close()
         if data is None:
             return None
         if command[2]:
-            return [encode(data)]
+            return [[encode(data)]]
         from .lean_table import text
 
         laid = text(command[0], data, env)
-        return None if laid is None else [laid]
+        return None if laid is None else [[laid]]
     except Exception:  # the full path runs it again, and reports any error itself
         return None
 
 
+def _closing(groups: Iterator[list[bytes]], conn: sqlite3.Connection
+             ) -> Iterator[list[bytes]]:
+    """``groups``, ``conn`` closed after the last (or where they stop)."""
+    try:
+        yield from groups
+    finally:
+        conn.close()
+
+
+def _then(first: list[bytes], rest: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+    yield first
+    yield from rest
+
+
 def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None
-               ) -> list[bytes] | None:
+               ) -> Iterator[list[bytes]] | None:
     """``ready --json``'s output (:func:`encode` of ``sql.ready(conn, limit, loads)``) as
-    pieces, each task's JSON written by SQLite as UTF-8 (:func:`taskmill.ledger.lean.
-    ready_blobs`; a task with a JSON field set written here), so that no task becomes a dict
-    or a string; ``None`` when a task has a ``defer_until`` (the store's)."""
-    items = sql.ready_blobs(conn, limit, loads)
-    if items is None:
-        return None
-    if not items:
-        return [b"[]\n"]
-    out = [b"[\n  "]
-    for item in items:
-        if item.__class__ is bytes:
-            out.append(item)
-            out.append(_CLOSED)
-            continue
-        try:
-            out.append(_encode(item, "\n  ").encode("utf-8"))
-        except Unsure:  # (a float, say: written by json or orjson, as the full path does)
-            return [encode(sql.ready(conn, limit, loads))]
-        out.append(b",\n  ")
-    out[-1] = b"\n  }\n]\n" if out[-1] is _CLOSED else b"\n]\n"
-    return out
+    groups of pieces, a group for each batch of tasks read (:func:`taskmill.ledger.lean.
+    ready_blobs`: each task's JSON written by SQLite as UTF-8; a task with a JSON field set
+    written here), so that no task becomes a dict or a string, nor the answer one string;
+    ``None`` when a task has a ``defer_until`` (the store's)."""
+    batches = sql.ready_blobs(conn, limit, loads)
+    return None if batches is None else _json_groups(batches)
+
+
+def _json_groups(batches: Iterator[list[bytes | dict[str, Any]]]) -> Iterator[list[bytes]]:
+    between, end = b"[\n  ", b"[]\n"  # what goes before the next task, and at the end
+    for items in batches:
+        out = []
+        for item in items:
+            out.append(between)
+            if item.__class__ is bytes:
+                out.append(item)
+                between, end = _CLOSED, b"\n  }\n]\n"
+            else:
+                out.append(_item_json(item))  # type: ignore[arg-type]
+                between, end = b",\n  ", b"\n]\n"
+        yield out
+    yield [end]
+
+
+def _item_json(item: dict[str, Any]) -> bytes:
+    """A task's JSON as an item of ``ready --json``'s list, as the full path writes it (by
+    :mod:`json` where :func:`_encode` is unsure: a float, say)."""
+    try:
+        text = _encode(item, "\n  ")
+    except Unsure:
+        import json
+
+        text = json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+    return text.encode("utf-8")
 
 
 _CLOSED = b"\n  },\n  "
@@ -197,20 +254,36 @@ start)."""
 
 
 def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str
-                    ) -> list[bytes] | None:
-    """:func:`ready_json` of every ready task, or the answer kept in ``run_dir`` when the
-    ledger is still at the generation it was made at (:mod:`taskmill.cli.lean_kept`). The
-    generation is read first: a fresh answer, read after it, is at least as new as it."""
+                    ) -> Iterator[list[bytes]] | None:
+    """:func:`ready_json` of every ready task, kept as it is written, or the answer kept in
+    ``run_dir`` when the ledger is still at the generation it was made at
+    (:mod:`taskmill.cli.lean_kept`). The generation is read first: a fresh answer, read
+    after it, is at least as new as it."""
     from . import lean_kept
 
     generation = sql.generation(conn)
     kept = lean_kept.read(run_dir, lean_kept.READY, generation)
     if kept is not None:
-        return [kept]
+        return iter([[kept]])
     out = ready_json(sql, conn, None)
-    if out is not None:
-        lean_kept.keep(run_dir, lean_kept.READY, generation, out)
-    return out
+    if out is None:
+        return None
+    return _kept_as_made(out, lean_kept.Keeper(run_dir, lean_kept.READY, generation, "-"))
+
+
+def _kept_as_made(groups: Iterator[list[bytes]], keeper: Any) -> Iterator[list[bytes]]:
+    """``groups``, each written to ``keeper`` as it is made; kept when the last is made,
+    dropped if they stop before."""
+    whole = False
+    try:
+        for group in groups:
+            keeper.write_pieces(group)
+            yield group
+        whole = True
+        keeper.done()
+    finally:
+        if not whole:
+            keeper.drop()
 
 
 def _parse(argv: list[str], env: Mapping[str, str]) -> tuple[str, Any, bool] | None:
