@@ -262,9 +262,9 @@ def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str
     from . import lean_kept
 
     generation = sql.generation(conn)
-    kept = lean_kept.read(run_dir, lean_kept.READY, generation)
+    kept = lean_kept.chunks(run_dir, lean_kept.READY, generation)
     if kept is not None:
-        return iter([[kept]])
+        return ([block] for block in kept)
     out = ready_json(sql, conn, None)
     if out is None:
         return None

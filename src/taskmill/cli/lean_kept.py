@@ -30,7 +30,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from typing import BinaryIO
 
 KEPT_ENV = "TASKMILL_KEPT"
@@ -108,34 +108,41 @@ def _opened(run_dir: str, name: str, generation: int, key: str) -> tuple[BinaryI
     return None
 
 
-def read(run_dir: str, name: str, generation: int, key: str = "-") -> bytes | None:
-    """The answer kept as ``name`` at ``generation`` under ``key`` by this code, or ``None``."""
+def chunks(run_dir: str, name: str, generation: int, key: str = "-"
+           ) -> Iterator[bytes] | None:
+    """The answer kept as ``name`` at ``generation`` under ``key`` by this code, read a
+    block at a time as
+    they are asked for (each written and dropped before the next is read: at 100K tasks
+    reading the 2.2 MB whole into new memory cost ~1 ms more), or ``None``."""
     found = _opened(run_dir, name, generation, key)
-    if found is None:
-        return None
-    handle, length = found
+    return None if found is None else _blocks(name, *found, BLOCK)
+
+
+def _blocks(name: str, handle: BinaryIO, length: int, size: int) -> Iterator[bytes]:
     with handle:
-        data = handle.read()
-    return data if len(data) == length else None
+        left = length
+        while left:
+            block = handle.read(min(left, size))
+            if not block:  # (cut short meanwhile: a new answer replaces a file, never cuts it)
+                raise OSError(f"the kept answer {name!r} ended early")
+            left -= len(block)
+            yield block
+
+
+BLOCK = 1 << 16
+"""What :func:`chunks` reads at a time (a pipe's room)."""
 
 
 def copy(run_dir: str, name: str, generation: int, key: str, out: BinaryIO) -> bool:
-    """Write the answer kept as ``name`` (as :func:`read` finds it) into ``out``; False,
+    """Write the answer kept as ``name`` (as :func:`chunks` finds it) into ``out``; False,
     having written nothing, when there is none."""
     found = _opened(run_dir, name, generation, key)
     if found is None:
         return False
-    handle, length = found
-    with handle:
-        left = length
-        while left:
-            block = handle.read(min(left, 1 << 20))
-            if not block:  # (cut short meanwhile: a new answer replaces a file, never cuts it)
-                raise OSError(f"the kept answer {name!r} ended early")
-            view = memoryview(block)
-            while view:
-                view = view[out.write(view) or 0:]
-            left -= len(block)
+    for block in _blocks(name, *found, 1 << 20):
+        view = memoryview(block)
+        while view:
+            view = view[out.write(view) or 0:]
     return True
 
 
