@@ -35,8 +35,10 @@ somewhere in the index. The others take the rows as they come, at their end or a
 of a few runs (by status and creation number; by task, a Beads file being in id order;
 the sparse ones), cheaper than reading the whole table again to sort them: a 1M import's
 single-core end ~4.5 s shorter, its first part no slower (interleaved, CPU time)."""
-BULK_CACHE_KIB = -131072
-"""SQLite's page cache while a bulk import writes rows (128 MiB, as a negative KiB count)."""
+BULK_CACHE_KIB = -65536
+"""SQLite's page cache while a bulk import writes rows (64 MiB, as a negative KiB count).
+A 1M import (random ids) took the same time with 128 MiB (35.6-36.3 s) and 64 MiB
+(35.6-36.7 s), its peak 473-484 -> 407 MiB; with 32 MiB 37.4 s and 373 MiB."""
 BULK_REBUILD_MAX = 20_000
 """Tasks a ledger may hold for an import to rebuild its indexes rather than fill them."""
 
