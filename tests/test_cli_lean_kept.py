@@ -337,6 +337,32 @@ def test_ready_json_in_pieces_is_the_whole_answer_and_stops_at_a_closed_pipe(
             whole.stdout)
 
 
+def test_a_kept_answer_is_sent_from_its_file_to_a_pipe_a_file_and_a_file_appended_to(
+        repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The system copies it (``sendfile``) where it can, and it is read and written in
+    blocks where it cannot (a file opened to append; not a file at all): the same bytes,
+    from the kept file (changed here in place to tell them apart)."""
+    env = lean_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    run = [sys.executable, "-c", "import sys; from taskmill.cli import main; sys.exit(main())",
+           "ready", "--json"]
+    made = subprocess.run(run, cwd=repo, env=env, capture_output=True, check=True).stdout
+    kept = _run_dir(repo) / READY_FILE
+    assert kept.read_bytes().endswith(made) and made.count(b"Loose") == 1
+    kept.write_bytes(kept.read_bytes().replace(b"Loose", b"LOOSE"))  # (same length)
+    sent = made.replace(b"Loose", b"LOOSE")
+    assert subprocess.run(run, cwd=repo, env=env, capture_output=True,
+                          check=True).stdout == sent
+    for mode, before in (("wb", b""), ("ab", b"before\n")):
+        target = tmp_path / f"out-{mode}"
+        target.write_bytes(before)
+        with target.open(mode) as out:
+            proc = subprocess.run(run, cwd=repo, env=env, stdout=out, stderr=subprocess.PIPE, check=False)
+            assert proc.returncode == 0, proc.stderr
+        assert target.read_bytes() == before + sent
+    assert _lean_ready(repo, monkeypatch) == sent  # (no file: its blocks, joined)
+
+
 def test_a_table_is_kept_apart_for_each_look(repo: Path, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
     wide = _cli(repo, "list")

@@ -75,6 +75,10 @@ def emit(out: bytes | Iterable[list[bytes]], *, whole_process: bool = False) -> 
             fd = sys.stdout.fileno() if hasattr(os, "writev") else -1
         except (AttributeError, OSError, ValueError):  # (not a file: written joined)
             fd = -1
+        send = getattr(groups, "send_to", None)  # (a kept answer: the system copies it)
+        if send is not None and fd >= 0:
+            send(fd)
+            groups = ()
         for group in _or_cut_short(groups):
             if fd >= 0:
                 write_pieces(fd, group)
@@ -151,7 +155,8 @@ def pieces(argv: list[str], env: Mapping[str, str], cwd: str | None
     """:func:`answer` as groups of pieces, in order. ``ready --json``'s are made as they are
     asked for (a group a batch of tasks: :func:`ready_json`), the first before this returns
     (any error up to there: ``None``); they hold the ledger's connection open until the
-    last."""
+    last. A kept answer is a :class:`taskmill.cli.lean_kept.Kept` (:func:`emit` has the
+    system send it from its file)."""
     try:
         command = _parse(argv, env)
         if command is None:
@@ -166,22 +171,24 @@ def pieces(argv: list[str], env: Mapping[str, str], cwd: str | None
         conn = sql.connect(db, mapped=True)
         if conn is None:
             return None
-        streamed: Iterator[list[bytes]] | None = None
+        handed = False  # (the connection: the groups' to close)
         try:
             if command[0] == "ready" and command[2]:
+                streamed: Iterable[list[bytes]] | None
                 if command[1] is None and env.get("TASKMILL_KEPT") != "0":  # (lean_kept's)
                     streamed = ready_json_kept(sql, conn,
                                                os.path.join(os.path.dirname(db), "run"))
                 else:
                     streamed = ready_json(sql, conn, command[1])
-                if streamed is None:
-                    return None
-                streamed = _closing(streamed, conn)
-                return _then(next(streamed), streamed)  # (the connection: theirs now)
+                if streamed is None or hasattr(streamed, "send_to"):  # (kept: in its file)
+                    return streamed
+                made = _closing(iter(streamed), conn)
+                handed = True
+                return _then(next(made), made)
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
                     else sql.show(conn, command[1], loads))
         finally:
-            if streamed is None:
+            if not handed:
                 conn.close()
         if data is None:
             return None
@@ -254,17 +261,18 @@ start)."""
 
 
 def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str
-                    ) -> Iterator[list[bytes]] | None:
+                    ) -> Iterable[list[bytes]] | None:
     """:func:`ready_json` of every ready task, kept as it is written, or the answer kept in
     ``run_dir`` when the ledger is still at the generation it was made at
-    (:mod:`taskmill.cli.lean_kept`). The generation is read first: a fresh answer, read
-    after it, is at least as new as it."""
+    (:class:`taskmill.cli.lean_kept.Kept`, read from its file after the connection is
+    closed). The generation is read first: a fresh answer, read after it, is at least as
+    new as it."""
     from . import lean_kept
 
     generation = sql.generation(conn)
     kept = lean_kept.chunks(run_dir, lean_kept.READY, generation)
     if kept is not None:
-        return ([block] for block in kept)
+        return kept
     out = ready_json(sql, conn, None)
     if out is None:
         return None

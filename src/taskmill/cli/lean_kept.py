@@ -21,11 +21,12 @@ reader sees a whole answer or none; anything unexpected (another version's file,
 generation or key, a short file) is a miss, and the answer is made afresh. At most
 :data:`MAX_FILES` are kept (the oldest go). ``TASKMILL_KEPT=0`` keeps and reads nothing.
 
-This module imports nothing but :mod:`os` (and the package's version).
+This module imports nothing but :mod:`os` and :mod:`errno` (and the package's version).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 TYPE_CHECKING = False
@@ -108,14 +109,54 @@ def _opened(run_dir: str, name: str, generation: int, key: str) -> tuple[BinaryI
     return None
 
 
-def chunks(run_dir: str, name: str, generation: int, key: str = "-"
-           ) -> Iterator[bytes] | None:
-    """The answer kept as ``name`` at ``generation`` under ``key`` by this code, read a
-    block at a time as
-    they are asked for (each written and dropped before the next is read: at 100K tasks
-    reading the 2.2 MB whole into new memory cost ~1 ms more), or ``None``."""
+def chunks(run_dir: str, name: str, generation: int, key: str = "-") -> Kept | None:
+    """The answer kept as ``name`` at ``generation`` under ``key`` by this code
+    (:class:`Kept`), or ``None``."""
     found = _opened(run_dir, name, generation, key)
-    return None if found is None else _blocks(name, *found, BLOCK)
+    return None if found is None else Kept(name, *found)
+
+
+class Kept:
+    """A kept answer in its file: its groups of pieces (a block each, read as they are
+    asked for: each written and dropped before the next is read; at 100K tasks reading the
+    2.2 MB whole into new memory cost ~1 ms more), or :meth:`send_to` a file by the system
+    without passing through this process (1M: 21 MB in ~8 ms less than in blocks)."""
+
+    def __init__(self, name: str, handle: BinaryIO, length: int) -> None:
+        self.name, self.handle, self.length = name, handle, length
+
+    def __iter__(self) -> Iterator[list[bytes]]:
+        return ([block] for block in _blocks(self.name, self.handle, self.length, BLOCK))
+
+    def send_to(self, fd: int) -> None:
+        """Write the answer to the file ``fd`` (``sendfile``; read and written in blocks
+        where the system cannot send to it: a file opened to append, a system that sends
+        only to sockets)."""
+        with self.handle:
+            at = self.handle.tell()
+            end = at + self.length
+            sender = getattr(os, "sendfile", None)
+            while at < end and sender is not None:
+                try:
+                    sent = sender(fd, self.handle.fileno(), at, end - at)
+                except OSError as exc:
+                    if exc.errno not in CANNOT_SEND:
+                        raise
+                    break
+                if not sent:
+                    raise OSError(f"the kept answer {self.name!r} ended early")
+                at += sent
+            if at < end:
+                self.handle.seek(at)
+                for block in _blocks(self.name, self.handle, end - at, BLOCK):
+                    view = memoryview(block)
+                    while view:
+                        view = view[os.write(fd, view):]
+
+
+CANNOT_SEND = frozenset(filter(None, (getattr(errno, name, None) for name in (
+    "EINVAL", "ENOSYS", "ENOTSOCK", "EOPNOTSUPP", "ENOTSUP", "EBADF"))))
+"""``sendfile``'s errors where it cannot send to that file (written in blocks instead)."""
 
 
 def _blocks(name: str, handle: BinaryIO, length: int, size: int) -> Iterator[bytes]:
@@ -130,7 +171,7 @@ def _blocks(name: str, handle: BinaryIO, length: int, size: int) -> Iterator[byt
 
 
 BLOCK = 1 << 16
-"""What :func:`chunks` reads at a time (a pipe's room)."""
+"""What a :class:`Kept` reads at a time (a pipe's room)."""
 
 
 def copy(run_dir: str, name: str, generation: int, key: str, out: BinaryIO) -> bool:
