@@ -108,7 +108,7 @@ def test_the_look_is_rich_tables(monkeypatch: pytest.MonkeyPatch,
     assert ANSI.sub("", rich_out).splitlines()[0].startswith(" ID ")
 
 
-@pytest.mark.parametrize("columns", [40, 60, 80, 200])
+@pytest.mark.parametrize("columns", [28, 33, 40, 60, 80, 200])
 def test_narrow_terminals_wrap_as_rich_does(monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str],
                                             columns: int) -> None:
@@ -259,11 +259,13 @@ def test_a_terminal_too_narrow_for_the_table_lays_it_out_still(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         columns: int) -> None:
     """Narrower than the table's borders (columns of no width: an id cannot be folded into
-    none): the rows are laid out all the same, every one counted (rich's own table drops
-    the cells' padding there; the streamed one keeps it)."""
+    none; a child's id, its tree mark not ASCII, neither): the rows are laid out all the
+    same, every one counted (rich's own table cuts into the cells' padding there; the
+    streamed one keeps it)."""
     monkeypatch.setenv("COLUMNS", str(columns))
     tasks = [Task(id=f"tm-{i}x", title="word " * 5, labels=["abc"]) for i in range(4)]
+    tasks[1:1] = [Task(id="tm-kid", title="漢字 " * 4, parent="tm-0x", labels=["ラベル"])]
     table_stream.task_rows([(t, ["tm-1x"]) for t in tasks], extra=True, small=2)
     table_stream.task_rows([(t, None) for t in tasks], extra=False, small=2)
     out = capsys.readouterr().out
-    assert len(re.findall(r"4\s+tasks", out)) == 2  # (the count line wraps at 5)
+    assert len(re.findall(r"5\s+tasks", out)) == 2  # (the count line wraps at 5)

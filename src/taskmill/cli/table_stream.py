@@ -268,7 +268,11 @@ def _wrap(text: str, width: int, fold: bool = False) -> list[str]:
     """``text`` in lines of at most ``width`` cells, broken at spaces as rich breaks them; a
     word wider than the line on a line of its own, cut short with "…" as rich cuts it (or,
     with ``fold``, folded over as many lines as it needs). Text of wide characters, or with
-    spaces leading, trailing or two together, is wrapped by rich itself (:func:`_rich_wrap`)."""
+    spaces leading, trailing or two together, is wrapped by rich itself (:func:`_rich_wrap`).
+    A column of no width (a terminal narrower than the table's borders) holds one empty
+    line, as rich's."""
+    if width < 1:
+        return [""]
     if not text.isascii():
         return [text] if cell_len(text) <= width else _rich_wrap(text, width, fold)
     if len(text) <= width:
@@ -552,6 +556,8 @@ _KEY: Callable[[Record], tuple[str, str | None]] = operator.itemgetter(0, 1)
 
 def _wrap_ascii(text: str, width: int, fold: bool) -> list[str]:
     """:func:`_wrap` of ASCII text (a character a cell)."""
+    if width < 1:
+        return [""]
     if len(text) <= width:
         return [text]
     if not fold and width > 0 and " " not in text:  # one word, cut short (an id waited on)
