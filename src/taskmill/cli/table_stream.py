@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
 from rich._ratio import ratio_reduce
-from rich.cells import cell_len, chop_cells
+from rich.cells import cell_len, chop_cells, set_cell_size
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
 from rich.table import Table
@@ -259,6 +259,14 @@ def _cells(rec: Record, depth: int, extra: bool) -> list[str]:
     return cells
 
 
+def _cut_short(text: str, width: int) -> str:
+    """``text`` on one line of ``width`` cells, cut short with "…" where it is wider, as
+    rich cuts a cell that may not wrap."""
+    if _cell_len(text) <= width:
+        return _pad(text, width)
+    return _pad(set_cell_size(text, width - 1) + "…", width) if width > 0 else ""
+
+
 def _cell_len(text: str) -> int:
     """Terminal cells ``text`` takes (wide characters take two)."""
     return len(text) if text.isascii() else cell_len(text)
@@ -318,16 +326,18 @@ def _pad(text: str, width: int) -> str:
 
 
 def _widths(natural: Sequence[int], total: int) -> list[int]:
-    """The columns' widths, as rich's table works them out for cells this wide on a terminal
-    ``total`` cells wide: the widest wrappable columns (all but the ID) narrowed first, then
-    every column evenly, when the table would be wider than the terminal."""
-    padded = [w + 2 for w in natural]  # a space each side
+    """The columns' widths with their padding (a space each side), as rich's table works
+    them out for cells this wide on a terminal ``total`` cells wide: the widest wrappable
+    columns (all but the ID) narrowed first, then every column evenly, when the table would
+    be wider than the terminal (on a terminal too narrow even then, a column narrower than
+    its padding: rich cuts into it)."""
+    padded = [w + 2 for w in natural]
     room = total - (len(natural) - 1)  # the borders between the columns
     if sum(padded) > room:
         padded = Table._collapse_widths(padded, [i != 0 for i in range(len(padded))], room)
         if sum(padded) > room:
             padded = ratio_reduce(sum(padded) - room, [1] * len(padded), padded, padded)
-    return [max(w - 2, 0) for w in padded]
+    return padded
 
 
 class _Streamed:
@@ -342,7 +352,11 @@ class _Streamed:
         for rec, depth in _grouped(head):
             for i, cell in enumerate(_cells(rec, depth, extra)):
                 natural[i] = max(natural[i], _cell_len(cell))
-        self.widths = _widths(natural, out.width)
+        padded = _widths(natural, out.width)
+        self.widths = [max(w - 2, 0) for w in padded]
+        self.cut = padded if min(padded) < 2 else None
+        """The padded widths where a column is narrower than its padding (a terminal too
+        narrow for the table: every line laid out by :meth:`_cut_lines`), else ``None``."""
         self.color = out.is_terminal and out.color_system is not None
         self.layouts: list[dict[Any, list[str]]] = [{} for _ in range(7)]
         self.middles: dict[Any, Joined] = {}
@@ -359,12 +373,20 @@ class _Streamed:
                    for h, w in zip(HEADERS, self.widths, strict=False)]
         columns[1] = [line.rjust(self.widths[1]) for line in _wrap("P", self.widths[1])]
         height = max(map(len, columns))
-        for column, w in zip(columns, self.widths, strict=True):
-            column[:0] = [" " * w] * (height - len(column))  # rich: at the bottom
-        lines = [("┃".join(bold(" ") + bold(cell) + bold(" ") for cell in cells)
-                  if self.color else " " + " ┃ ".join(cells) + " ") + "\n"
-                 for cells in zip(*columns, strict=True)]
-        return "".join(lines) + "━" + "━╇━".join("━" * w for w in self.widths) + "━\n"
+        padded = self.cut or [w + 2 for w in self.widths]
+        lines = []
+        for i in range(height):  # (a shorter header at the bottom: above it, in colour, its
+            parts = []  # padding and all one bold blank, as rich writes an empty cell)
+            for column, width in zip(columns, padded, strict=True):
+                at = i - (height - len(column))
+                if at < 0 or width < 3:  # (nothing or no room for it: the padding, or what
+                    # is left of it where the column is narrower)
+                    parts.append(bold(" " * width) if self.color and width else " " * width)
+                else:
+                    parts.append(bold(" ") + bold(column[at]) + bold(" ") if self.color
+                                 else f" {column[at]} ")
+            lines.append("┃".join(parts) + "\n")
+        return "".join(lines) + "╇".join("━" * w for w in padded) + "\n"
 
     def rows(self, rows: list[Record]) -> int:
         """Write :meth:`text` of ``rows``; returns their number."""
@@ -375,6 +397,8 @@ class _Streamed:
     def text(self, rows: list[Record]) -> str:
         """The lines of ``rows`` (a stretch: a child right under its parent when both are
         in it)."""
+        if self.cut is not None:
+            return self._cut_text(rows)
         lines: list[str] = []
         widths = self.widths
         blanks = self.blanks
@@ -457,6 +481,30 @@ class _Streamed:
                           for i in range(1, max(n0, n4, nm, ne))])
         return "".join(lines)
 
+    def _cut_text(self, rows: list[Record]) -> str:
+        """:meth:`text` on a terminal too narrow for the table (:attr:`cut`)."""
+        lines: list[str] = []
+        for rec, depth in _grouped(rows):
+            cells = _cells(rec, depth, self.extra)
+            columns = [self._layout(3, rec[5:8], rec) if i == 3
+                       else [_cut_short(cell, self.widths[0])] if i == 0  # (as rich does
+                       else self._column(i, cell)  # there: no room to fold an id into)
+                       for i, cell in enumerate(cells)]
+            height = max(map(len, columns))
+            lines.extend(self._cut_lines([[*column, *[blank] * (height - len(column))]
+                                          for column, blank in zip(columns, self.blanks,
+                                                                   strict=False)]))
+        return "".join(lines)
+
+    def _cut_lines(self, columns: list[list[str]]) -> list[str]:
+        """The lines of a row's cells (columns of equal heights), each column cut to its
+        width (:attr:`cut`: where that is narrower than its padding, what is left of the
+        padding, as rich's table cuts it)."""
+        assert self.cut is not None
+        return ["│".join(f" {cell} " if width >= 2 else " " * width
+                         for cell, width in zip(cells, self.cut, strict=False)) + "\n"
+                for cells in zip(*columns, strict=True)]
+
     def _middle(self, rec: Record) -> Joined:
         """The priority, type and status columns of ``rec``, joined (kept)."""
         layouts = self.layouts
@@ -522,14 +570,33 @@ class _Streamed:
         if i == 3:
             column = self._column(3, rec[5] + " " + rec[7] if rec[7] else rec[5])
             if self.color:
-                column = [self._status(rec, line) for line in column]
+                column = [self._status(rec, line) for line in column] if len(column) == 1 \
+                    else self._wrapped_status(rec)
         else:
             column = self._column(i, key)
         if len(self.layouts[i]) < LAYOUTS_KEPT:
             self.layouts[i][key] = column
         return column
 
+    def _wrapped_status(self, rec: Record) -> list[str]:
+        """The lines of a status cell that wraps, coloured, by rich itself (a line's colour
+        takes in the space the line ends on, not the padding after it)."""
+        from rich.text import Text
+
+        label, style, closed = rec[5], rec[6], rec[7]
+        width = self.widths[3]
+        text = Text.assemble((label, style), *([(" ", ""), (closed, "dim")] if closed else []))
+        system = COLOR_SYSTEMS[self.out.color_system or "standard"]
+        lines = []
+        for line in text.wrap(_WRAPPING, width, justify="left", overflow="ellipsis"):
+            drawn = "".join(seg.style.render(seg.text, color_system=system) if seg.style
+                            else seg.text for seg in line.render(_WRAPPING))
+            lines.append(drawn + " " * max(width - line.cell_len, 0))
+        return lines
+
     def _status(self, rec: Record, cell: str) -> str:
+        if not cell:  # (a column of no width: nothing to colour, as rich's)
+            return cell
         label, style, closed = rec[5], rec[6], rec[7]
         plain = label + (" " + closed if closed else "")
         if cell.rstrip(" ") == plain:  # on one line: the label in its colour, the count dim
