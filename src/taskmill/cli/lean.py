@@ -19,6 +19,7 @@ path then reports it in its own words). ``TASKMILL_LEAN=0`` turns it off.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -60,9 +61,9 @@ def serve(argv: list[str], env: Mapping[str, str], cwd: str | None, *,
 
 def emit(out: bytes | Iterable[list[bytes]], *, whole_process: bool = False) -> None:
     """Write ``out`` (or groups of its pieces, in order, as they come: :func:`pieces`; a
-    system call for many pieces: :func:`write_pieces`) to standard output and exit 0 (exit 1 on a closed pipe, as the
-    full path does; exit 1 with a word on standard error when a group after the first
-    cannot be made: the answer is cut short). ``whole_process`` (the command line is the
+    system call for many pieces: :func:`write_pieces`) to standard output and exit 0
+    (exit 1 on a closed pipe, as the full path does; exit 1 with a word on standard error
+    when a group after the first cannot be made: the answer is cut short). ``whole_process`` (the command line is the
     process's own, not a call from Python): once the output is flushed and the ``atexit``
     functions have run, the process ends at once (:func:`os._exit`), without the
     interpreter's teardown (freeing every module and object, a last garbage collection:
@@ -184,7 +185,7 @@ def pieces(argv: list[str], env: Mapping[str, str], cwd: str | None
                     return streamed
                 made = _closing(iter(streamed), conn)
                 handed = True
-                return _then(next(made), made)
+                return itertools.chain([next(made)], made)
             data = (sql.ready(conn, command[1], loads) if command[0] == "ready"
                     else sql.show(conn, command[1], loads))
         finally:
@@ -209,11 +210,6 @@ def _closing(groups: Iterator[list[bytes]], conn: sqlite3.Connection
         yield from groups
     finally:
         conn.close()
-
-
-def _then(first: list[bytes], rest: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
-    yield first
-    yield from rest
 
 
 def ready_json(sql: ModuleType, conn: sqlite3.Connection, limit: int | None
@@ -270,7 +266,7 @@ def ready_json_kept(sql: ModuleType, conn: sqlite3.Connection, run_dir: str
     from . import lean_kept
 
     generation = sql.generation(conn)
-    kept = lean_kept.chunks(run_dir, lean_kept.READY, generation)
+    kept = lean_kept.kept_answer(run_dir, lean_kept.READY, generation)
     if kept is not None:
         return kept
     out = ready_json(sql, conn, None)
