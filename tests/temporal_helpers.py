@@ -80,6 +80,24 @@ class Cluster:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def hung(self, client: subprocess.Popen[str], exc: subprocess.TimeoutExpired) -> str:
+        """Why ``client`` (a run that did not end in time) hangs: the workflows it waits on,
+        and the stacks of its threads and of each worker's (``kill -USR1``), with the
+        tails of what each said."""
+        waits = running_workflows(self.address, self.queue)
+        for proc in [client, *self.workers.values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)  # (a failure's report: the stacks are written meanwhile)
+        out, err = "", ""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            out, err = client.communicate(timeout=10)
+        if not out:  # (what it said up to the timeout is in the second answer too)
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
+        tails = "".join(f"\n--- worker{n}\n{self.log(n)[-6000:]}" for n in sorted(self.workers))
+        return (f"the run hung; it waits on:\n{waits}\n--- the run said:\n"
+                f"{out[-3000:]}\n--- its stderr:\n{(err or '')[-8000:]}{tails}")
+
     def stop(self) -> None:
         for n in list(self.workers):
             proc = self.workers.pop(n)
@@ -121,3 +139,31 @@ def events_of(result: RunResult, kind: str) -> list[dict[str, Any]]:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)[:5000]
+
+
+def running_workflows(address: str, queue: str) -> str:
+    """What a hung test waits on: the queue's running workflows, each with its pending
+    activities (type, state, attempt, worker, last failure), for a failure's message."""
+    import asyncio
+
+    from temporalio.client import Client
+
+    async def describe() -> str:
+        client = await Client.connect(address)
+        lines = []
+        query = f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"
+        async for wf in client.list_workflows(query):
+            desc = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
+            lines.append(f"{wf.id} (started {wf.start_time:%H:%M:%S})")
+            for act in desc.raw_description.pending_activities:
+                failure = act.last_failure.message if act.HasField("last_failure") else ""
+                lines.append(f"  {act.activity_type.name} state={act.state} "
+                             f"attempt={act.attempt} worker={act.last_worker_identity} "
+                             f"heartbeat={act.last_heartbeat_time.ToJsonString()} "
+                             f"failure={failure[:300]}")
+        return "\n".join(lines) or "(no running workflow)"
+
+    try:
+        return asyncio.run(describe())
+    except Exception as exc:  # a diagnosis must not hide the failure it describes
+        return f"(could not list the workflows: {exc!r})"

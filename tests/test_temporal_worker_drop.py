@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ pytest.importorskip("temporalio")
 from temporalio.exceptions import ApplicationError
 
 from conftest import run_git
-from mill_helpers import MillRepo
+from mill_helpers import MillRepo, wait_for
 from taskmill.clock import FixedClock
 from taskmill.mill.events import EventBus
 from taskmill.mill.policy import Interrupt
@@ -84,3 +85,43 @@ def test_a_refused_step_payload_frees_the_slot_and_the_worktree(acts) -> None:
     # and the task's audit trail says why its stay ended
     errors = [e for e in repo.ledger.events("tm-a") if e.kind == "internal_error"]
     assert len(errors) == 1 and "PayloadRefused" in json.dumps(errors[0].data), errors
+
+
+def test_a_step_the_cluster_gave_up_on_frees_the_slot_once_its_thread_is_done(
+        acts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat that came too late (a loaded machine): the cluster cancels the step and
+    binds the task again, elsewhere. Its stay here ended: kept, it held its slot for good."""
+    from temporalio.activity import ActivityCancellationDetails
+    from temporalio.testing import ActivityEnvironment
+
+    activities, repo = acts
+    repo.create("tm-b", checks=["false"])  # its step ends at its next turn: it stays bound
+    activities._bind(TaskSpec("tm-b", 1, False, spec().run), False, 0, "wf/0")
+    worker = activities.live["wf/0"]
+    entered, release = threading.Event(), threading.Event()
+    real = activities._step
+
+    def held(key: str, task_worker: object, action: object) -> object:
+        entered.set()
+        release.wait(30)
+        return real(key, task_worker, action)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(activities, "_step", held)
+    env = ActivityEnvironment()
+
+    async def cancelled_mid_step() -> None:
+        step = asyncio.ensure_future(
+            env.run(activities.step, "wf/0", pack(activities._next["wf/0"])))
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        env.cancel(ActivityCancellationDetails(timed_out=True))
+        with pytest.raises(asyncio.CancelledError):
+            await step
+
+    asyncio.run(cancelled_mid_step())
+    assert "wf/0" in activities.live  # its thread still runs the step: nothing given back
+    assert clean_slots(activities) == []
+    release.set()
+    assert wait_for(lambda: not activities.live and clean_slots(activities) == ["w0.clean"],
+                    timeout=30), activities.live
+    assert worker.out.task_id == "tm-b"

@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from ..project import Project
 
 
+def stacks_on_request() -> None:
+    """``kill -USR1`` a long-running command (``run``, ``watch``, ``worker``) to have the
+    stack of each of its threads written to its standard error: what one that hangs waits
+    on (its default, unhandled, would end it)."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 @dataclass
 class Ctx:
     cwd: Path

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .common import emit_json, get_ctx, json_option
+from .context import stacks_on_request
 
 if TYPE_CHECKING:
     from ..mill.engine import Mill
@@ -71,6 +72,7 @@ def run(agent: str | None, agent_cmd: str | None, target: str | None, workers: i
     from ..mill.events import EventBus, NdjsonWriter
     from ..mill.settings import RunSettings, agent_cmd_config
 
+    stacks_on_request()
     ctx = get_ctx()
     project = ctx.project()
     ledger = project.ledger

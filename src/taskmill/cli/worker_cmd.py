@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .common import emit_json, get_ctx, json_option
+from .context import stacks_on_request
 
 
 @click.command()
@@ -42,6 +43,7 @@ def worker(address: str, origin: str, workdir: Path, slots: int, name: str | Non
     from ..temporal.spec import parse_address
     from ..temporal.worker import WorkerServices, default_identity, serve
 
+    stacks_on_request()
     ctx = get_ctx()
     address = parse_address(address)
     ctx.hard_exit = True

@@ -14,7 +14,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from .spec import TASK_QUEUE, WORKFLOW_TYPE
+from .spec import TASK_QUEUE, WORKFLOW_TYPE, task_of
 
 
 def _iso(ts: Any) -> str | None:
@@ -40,8 +40,8 @@ async def _view(address: str, namespace: str, task_queue: str, timeout: float) -
     async for wf in client.list_workflows(query):
         described = await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()
         raw = described.raw_description
-        task: dict[str, Any] = dict(workflow=wf.id, task=wf.id.removeprefix("taskmill-").rsplit("-lap", 1)[0],
-                    worker=None, activity=None, last_heartbeat=None, attempt=None)
+        task: dict[str, Any] = dict(workflow=wf.id, task=task_of(wf.id, task_queue), worker=None,
+                                    activity=None, last_heartbeat=None, attempt=None)
         for pending in raw.pending_activities:
             task.update(worker=pending.last_worker_identity or None,
                         activity=pending.activity_type.name,

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
@@ -26,6 +26,9 @@ from ..mill.worker import Outcome
 from .spec import TASK_QUEUE, WORKFLOW_TYPE, TaskSpec, workflow_id
 
 CONNECT_TIMEOUT_S = 15.0
+RESULT_RETRIES_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Pauses before a workflow's result is asked for again, after a call to the cluster failed
+while the workflow ran on (then a last time: its error is the task's)."""
 
 
 class _Wake:
@@ -65,7 +68,8 @@ class TemporalExecutor:
         died left it to the workers)."""
         async def describe() -> bool:
             try:
-                desc = await self.client.get_workflow_handle(workflow_id(task_id, lap)).describe()
+                desc = await self.client.get_workflow_handle(
+                    workflow_id(self.task_queue, task_id, lap)).describe()
             except RPCError:
                 return False
             return desc.status == WorkflowExecutionStatus.RUNNING
@@ -78,17 +82,36 @@ class TemporalExecutor:
         async def run() -> None:
             try:
                 handle = await self.client.start_workflow(
-                    WORKFLOW_TYPE, spec, id=workflow_id(spec.task_id, spec.lap),
+                    WORKFLOW_TYPE, spec, id=workflow_id(self.task_queue, spec.task_id, spec.lap),
                     task_queue=self.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-                result: dict[str, Any] = await handle.result()
-                outcome = Outcome(**result)
+                outcome = Outcome(**await self._result(handle))
             except BaseException as exc:  # never leave the scheduler waiting
                 outcome = on_error(exc)
             self._done.put(outcome)
 
         future: Future[None] = asyncio.run_coroutine_threadsafe(run(), self._loop)
         del future
+
+    async def _result(self, handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+        """The workflow's result, waited for again after a failed call to the cluster (a
+        loaded or restarting server) while the workflow still runs: taken for the task's
+        error, it would leave the workflow running with nobody waiting on it (and the next
+        run would start the task again beside it)."""
+        for wait in RESULT_RETRIES_S:
+            try:
+                result: dict[str, Any] = await handle.result()
+                return result
+            except RPCError:
+                try:
+                    running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+                except RPCError:
+                    running = False
+                if not running:
+                    raise
+            await asyncio.sleep(wait)
+        result = await handle.result()
+        return result
 
     def wait_any(self, timeout: float, *, until: Callable[[], bool] | None = None
                  ) -> Outcome | None:

@@ -17,9 +17,17 @@ DEFAULT_HEARTBEAT_S = 30.0
 goes to another worker (``[executor] heartbeat_timeout``)."""
 
 
-def workflow_id(task_id: str, lap: int) -> str:
-    """One workflow per task and lap: a client that died and comes back finds it again."""
-    return f"taskmill-{task_id}-lap{lap}"
+def workflow_id(task_queue: str, task_id: str, lap: int) -> str:
+    """One workflow per task and lap (``<queue>/<task>/lap<n>``): a client that died and
+    comes back finds it again. The queue is in it because the namespace is shared: another
+    project's queue (or a test's) holds tasks of the same ids, and a run must never wait on
+    a workflow of theirs (no worker of its own would ever take it up)."""
+    return f"{task_queue}/{task_id}/lap{lap}"
+
+
+def task_of(workflow: str, task_queue: str) -> str:
+    """The task of a workflow of ``task_queue`` (:func:`workflow_id`)."""
+    return workflow.removeprefix(f"{task_queue}/").rpartition("/lap")[0] or workflow
 
 
 def parse_address(address: str) -> str:

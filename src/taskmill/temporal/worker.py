@@ -325,17 +325,30 @@ class WorkerActivities:
         """Slots are made one at a time (two ``git worktree add`` at once race)."""
         self._threads = ThreadPoolExecutor(max_workers=3 * slots + 2,
                                            thread_name_prefix="taskmill-activity")
+        self._pushes = ThreadPoolExecutor(max_workers=2 * slots + 2,
+                                          thread_name_prefix="taskmill-push")
+        """Task branches' pushes: threads of their own, as activities wait on them (on the
+        activities' threads, a push queued behind activities that all wait on pushes
+        would never run)."""
 
-    async def _heartbeating(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` on a thread, heartbeating while it runs."""
+    async def _heartbeating(self, key: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on a thread, heartbeating while it runs. Cancelled (the cluster took
+        this worker for dead: a heartbeat came too late on a loaded machine; or the worker
+        stops), the task ``key``'s stay here is over: its workflow binds it again. It is
+        dropped when the thread is done, else it would hold its slot for good."""
         timeout = activity.info().heartbeat_timeout
         every = max(0.1, (timeout.total_seconds() if timeout else 30.0) / 4)
-        future = asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
-        while True:
-            done, _ = await asyncio.wait({future}, timeout=every)
-            if done:
-                return future.result()
-            activity.heartbeat()
+        running = self._threads.submit(fn, *args)
+        future = asyncio.wrap_future(running)
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=every)
+                if done:
+                    return future.result()
+                activity.heartbeat()
+        except asyncio.CancelledError:
+            running.add_done_callback(lambda _: self.drop(key))  # (on its thread)
+            raise
 
     # -- bind ----------------------------------------------------------------------------
 
@@ -343,8 +356,9 @@ class WorkerActivities:
     async def bind(self, spec: TaskSpec, resumed: bool, binding: int) -> Bound:
         """Take the task (:class:`TaskSlots` let this worker poll for it: it has a free
         slot), and its workspace."""
-        key = f"{activity.info().workflow_id}/{binding}"
-        return await self._heartbeating(self._bind, spec, resumed, binding, key)
+        info = activity.info()  # (a retry of this binding is another stay: its own key)
+        key = f"{info.workflow_id}/{binding}.{info.attempt}"
+        return await self._heartbeating(key, self._bind, spec, resumed, binding, key)
 
     def _bind(self, spec: TaskSpec, resumed: bool, binding: int, key: str) -> Bound:
         workflow_prefix = key.rpartition("/")[0] + "/"
@@ -403,7 +417,7 @@ class WorkerActivities:
             raise
         self._busy.add(key)
         try:
-            return await self._heartbeating(self._step, key, worker, act)
+            return await self._heartbeating(key, self._step, key, worker, act)
         finally:
             self._busy.discard(key)
             stale = self._stale.pop(key, None)
@@ -477,7 +491,7 @@ class WorkerActivities:
                     # pushes instead; waited for before the branch changes again
                     self._pushing[key] = BranchPush(
                         functools.partial(push_branch, self.services.git, ws.branch),
-                        PUSH_AFTER_S, self._threads.submit)
+                        PUSH_AFTER_S, self._pushes.submit)
                 results.append(pack(result))
                 action = self._next[key] = worker.policy.next(result)
                 if isinstance(action, MAIN):
@@ -557,6 +571,7 @@ class WorkerActivities:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._pushes.shutdown(wait=False, cancel_futures=True)
 
 
 async def serve(address: str, services: WorkerServices, *, slots: int, identity: str,
