@@ -85,18 +85,24 @@ class Cluster:
         and the stacks of its threads and of each worker's (``kill -USR1``), with the
         tails of what each said."""
         waits = running_workflows(self.address, self.queue)
-        for proc in [client, *self.workers.values()]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGUSR1)
-        time.sleep(1.0)  # (a failure's report: the stacks are written meanwhile)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(client.pid, signal.SIGUSR1)
+        tails = self.stacks()
         out, err = "", ""
         with contextlib.suppress(subprocess.TimeoutExpired):
             out, err = client.communicate(timeout=10)
         if not out:  # (what it said up to the timeout is in the second answer too)
             out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        tails = "".join(f"\n--- worker{n}\n{self.log(n)[-6000:]}" for n in sorted(self.workers))
-        return (f"the run hung; it waits on:\n{waits}\n--- the run said:\n"
-                f"{out[-3000:]}\n--- its stderr:\n{(err or '')[-8000:]}{tails}")
+        return (f"the run hung; it waits on:\n{waits}\n--- the run said:\n{out[-3000:]}"
+                f"\n--- its stderr:\n{(err or '')[-8000:]}{tails}")
+
+    def stacks(self) -> str:
+        """The tails of the workers' logs, each ending with the stacks of its threads."""
+        for proc in self.workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)  # (a failure's report: the stacks are written meanwhile)
+        return "".join(f"\n--- worker{n}\n{self.log(n)[-6000:]}" for n in sorted(self.workers))
 
     def stop(self) -> None:
         for n in list(self.workers):

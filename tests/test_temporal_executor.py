@@ -19,7 +19,7 @@ from mill_helpers import agent_script, kill_group, read_spy_log, wait_for
 from taskmill.clock import SystemClock
 from taskmill.kinds import AttemptOutcome
 from taskmill.web.app import create_app
-from temporal_helpers import Cluster, events_of, running_workflows
+from temporal_helpers import Cluster, events_of
 
 WRITE_FILE = """
 (WT / f"{TASK}.txt").write_text(f"done by {TASK}\\n")
@@ -233,8 +233,6 @@ def test_chaos_workers_and_the_client_killed_nothing_lost_nothing_twice(
         assert_landed_exactly_once(cluster, ids)
         lost = [e for tid in ids for e in repo.ledger.events(tid) if e.kind == "worker_lost"]
         assert lost, "no task lost its worker: the chaos did not bite"
-        left = running_workflows(cluster.address, cluster.queue)
-        assert left == "(no running workflow)", left
     finally:
         if client is not None and client.poll() is None:
             kill_group(client)
