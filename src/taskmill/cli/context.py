@@ -27,9 +27,12 @@ def stacks_on_request() -> None:
     stack of each of its threads written to its standard error: what one that hangs waits
     on (its default, unhandled, would end it)."""
     import faulthandler
+    import io
     import signal
 
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # (run in-process, by a test or a library, its standard error may be no file: none then)
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr.fileno(), all_threads=True)
 
 
 @dataclass
