@@ -127,3 +127,20 @@ def test_interval_slots_survive_a_kill_9_and_restart_each_fired_once(tmp_path: P
     latencies = [e for e in read_events(events) if e["event"] == "order_fired"
                  and isinstance(e.get("latency"), float)]
     assert latencies and min(float(e["latency"]) for e in latencies) < 1.0  # type: ignore[arg-type]
+
+
+def test_kill_usr1_writes_every_threads_stack_and_the_watch_goes_on(tmp_path: Path) -> None:
+    """What a watch that seems stuck waits on: ``kill -USR1`` writes its threads' stacks to
+    its standard error; it goes on, and stops on Ctrl-C as ever."""
+    repo = MillRepo(tmp_path)
+    events = tmp_path / "events.ndjson"
+    proc = spawn_watch(repo, events=events)
+    try:
+        assert wait_for(lambda: any(e["event"] == "watch_started" for e in read_events(events)),
+                        timeout=30, interval=0.05)
+        proc.send_signal(signal.SIGUSR1)  # unhandled, it would end the watch (-10)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "most recent call first" in err and "in run" in err, err
