@@ -56,6 +56,32 @@ def test_one_worker_lands_tasks_and_their_dependents(cluster: Cluster) -> None:
     repo.verify_ok()
 
 
+def test_another_projects_workflow_of_the_same_task_id_does_not_catch_a_run(
+        cluster: Cluster) -> None:
+    """The namespace is shared: another project (another queue, no worker of ours) has a
+    workflow of ``tm-a``'s first lap running. This run's ``tm-a`` is its own workflow; with
+    ids of the task alone it waited on theirs for good (how the chaos test hung in CI)."""
+    from taskmill.kinds import TaskOutcome
+    from taskmill.mill.settings import RunSettings
+    from taskmill.mill.worker import Outcome
+    from taskmill.temporal.executor import TemporalExecutor
+    from taskmill.temporal.payloads import pack
+    from taskmill.temporal.spec import RunSpec, TaskSpec
+
+    repo = cluster.repo
+    agent = agent_script(cluster.tmp / "agent.py", WRITE_FILE, spy=repo.spy)
+    repo.create("tm-a")
+    run = pack(RunSpec("their-run", "main", RunSettings(agent="noop")))
+    with TemporalExecutor(cluster.address, task_queue=f"{cluster.queue}-theirs") as theirs:
+        theirs.start(TaskSpec("tm-a", 1, False, run, 2.0, 60.0, 60.0),
+                     lambda exc: Outcome("tm-a", "", TaskOutcome.ERROR, reason=repr(exc)))
+        assert wait_for(lambda: theirs.running("tm-a", 1), timeout=30)
+    cluster.start_worker(1)
+    result = cluster.run("--agent-cmd", agent, timeout=90)
+    assert result.returncode == 0, result.describe() + cluster.log(1)
+    assert list(cluster.remote_landings()) == ["tm-a"]
+
+
 BACKLOG_AGENT = """
 SLEEP = float(os.environ.get("AGENT_SLEEP", "0"))
 time.sleep(SLEEP)
