@@ -31,6 +31,14 @@ RESULT_RETRIES_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 while the workflow ran on (then a last time: its error is the task's)."""
 
 
+async def _runs(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the workflow runs (False when the cluster cannot say)."""
+    try:
+        return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    except RPCError:
+        return False
+
+
 class _Wake:
     """A wake-up in the queue (not a result)."""
 
@@ -66,15 +74,8 @@ class TemporalExecutor:
     def running(self, task_id: str, lap: int) -> bool:
         """Whether the workflow of ``task_id``'s ``lap`` is still running (a client that
         died left it to the workers)."""
-        async def describe() -> bool:
-            try:
-                desc = await self.client.get_workflow_handle(
-                    workflow_id(self.task_queue, task_id, lap)).describe()
-            except RPCError:
-                return False
-            return desc.status == WorkflowExecutionStatus.RUNNING
-
-        return bool(self._call(describe(), CONNECT_TIMEOUT_S))
+        handle = self.client.get_workflow_handle(workflow_id(self.task_queue, task_id, lap))
+        return bool(self._call(_runs(handle), CONNECT_TIMEOUT_S))
 
     def start(self, spec: TaskSpec, on_error: Callable[[BaseException], Outcome]) -> None:
         """Start the task's workflow (or find it running) and, when it ends, hand its
@@ -103,11 +104,7 @@ class TemporalExecutor:
                 result: dict[str, Any] = await handle.result()
                 return result
             except RPCError:
-                try:
-                    running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-                except RPCError:
-                    running = False
-                if not running:
+                if not await _runs(handle):
                     raise
             await asyncio.sleep(wait)
         result = await handle.result()
